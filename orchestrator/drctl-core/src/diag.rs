@@ -1,0 +1,216 @@
+//! Diagnostics: what is wrong with an input file, where, and how to fix it.
+//!
+//! Every error a user can cause by editing a file ends up here, so that they
+//! are all reported together (one run of `drctl validate` shows every
+//! mistake) and all look the same: `file:line:column: error[CODE]: what`,
+//! then an optional `hint:` line. Codes are stable so that scripts and docs
+//! can refer to them.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// A place in a source file, both 1-based, columns counted in characters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize)]
+pub struct Pos {
+    pub line: u32,
+    pub col: u32,
+}
+
+impl Pos {
+    pub const fn new(line: u32, col: u32) -> Self {
+        Pos { line, col }
+    }
+}
+
+/// How bad a diagnostic is: errors make the file unusable, warnings do not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// Stable diagnostic codes. Never renumber: add new ones at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Code {
+    /// The file is not valid YAML.
+    Syntax,
+    /// A key that the format does not define (usually a typo).
+    UnknownKey,
+    /// A required key is absent.
+    MissingKey,
+    /// A value has the wrong type (a list where a mapping is expected, ...).
+    WrongType,
+    /// A value has the right type but is not allowed (bad duration, bad enum value).
+    BadValue,
+    /// Two things share a name that must be unique.
+    Duplicate,
+    /// A reference to something that is not declared.
+    UnknownReference,
+    /// A dependency cycle.
+    Cycle,
+    /// The file could not be read.
+    Io,
+    /// A datastore that cannot fail over (warning).
+    NoReplica,
+    /// Something legal but probably not what was meant (warning).
+    Suspicious,
+}
+
+impl Code {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::Syntax => "E001",
+            Code::UnknownKey => "E002",
+            Code::MissingKey => "E003",
+            Code::WrongType => "E004",
+            Code::BadValue => "E005",
+            Code::Duplicate => "E006",
+            Code::UnknownReference => "E007",
+            Code::Cycle => "E008",
+            Code::Io => "E009",
+            Code::NoReplica => "W001",
+            Code::Suspicious => "W002",
+        }
+    }
+}
+
+/// One problem found in one file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    pub code: Code,
+    pub file: PathBuf,
+    pub pos: Pos,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sev = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(
+            f,
+            "{}:{}:{}: {sev}[{}]: {}",
+            self.file.display(),
+            self.pos.line,
+            self.pos.col,
+            self.code.as_str(),
+            self.message
+        )?;
+        if let Some(hint) = &self.hint {
+            write!(f, "\n  hint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Collects diagnostics for one file while it is decoded and validated.
+#[derive(Debug)]
+pub struct Diagnostics {
+    file: PathBuf,
+    items: Vec<Diagnostic>,
+}
+
+impl Diagnostics {
+    pub fn new(file: &Path) -> Self {
+        Diagnostics {
+            file: file.to_path_buf(),
+            items: Vec::new(),
+        }
+    }
+
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    pub fn error(&mut self, code: Code, pos: Pos, message: impl Into<String>) -> &mut Diagnostic {
+        self.push(Severity::Error, code, pos, message)
+    }
+
+    pub fn warning(&mut self, code: Code, pos: Pos, message: impl Into<String>) -> &mut Diagnostic {
+        self.push(Severity::Warning, code, pos, message)
+    }
+
+    fn push(
+        &mut self,
+        severity: Severity,
+        code: Code,
+        pos: Pos,
+        message: impl Into<String>,
+    ) -> &mut Diagnostic {
+        self.items.push(Diagnostic {
+            severity,
+            code,
+            file: self.file.clone(),
+            pos,
+            message: message.into(),
+            hint: None,
+        });
+        self.items.last_mut().expect("just pushed")
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.items.iter().any(|d| d.severity == Severity::Error)
+    }
+
+    /// Moves another file's diagnostics (a runbook's) into this collection.
+    pub fn extend(&mut self, other: Vec<Diagnostic>) {
+        self.items.extend(other);
+    }
+
+    /// The diagnostics sorted by file and position, errors first on a tie.
+    pub fn into_sorted(mut self) -> Vec<Diagnostic> {
+        self.items
+            .sort_by(|a, b| (&a.file, a.pos, a.severity).cmp(&(&b.file, b.pos, b.severity)));
+        self.items
+    }
+}
+
+impl Diagnostic {
+    pub fn with_hint(&mut self, hint: impl Into<String>) -> &mut Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+/// The closest of `candidates` to `word`, when it is close enough to be a
+/// plausible typo. Used for "did you mean ...?" hints.
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let mut best: Option<(&str, f64)> = None;
+    for cand in candidates {
+        let score = strsim::jaro_winkler(&word.to_ascii_lowercase(), &cand.to_ascii_lowercase());
+        if score > 0.8 && best.is_none_or(|(_, s)| score > s) {
+            best = Some((cand, score));
+        }
+    }
+    best.map(|(c, _)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_close_names_only() {
+        let keys = ["depends_on", "zones", "tier", "health"];
+        assert_eq!(did_you_mean("depend_on", keys), Some("depends_on"));
+        assert_eq!(did_you_mean("zone", keys), Some("zones"));
+        assert_eq!(did_you_mean("colour", keys), None);
+    }
+
+    #[test]
+    fn display_has_file_line_column_code_and_hint() {
+        let mut d = Diagnostics::new(Path::new("drctl.yaml"));
+        d.error(Code::UnknownKey, Pos::new(3, 5), "unknown key `depend_on`")
+            .with_hint("did you mean `depends_on`?");
+        let out = d.into_sorted()[0].to_string();
+        assert_eq!(
+            out,
+            "drctl.yaml:3:5: error[E002]: unknown key `depend_on`\n  hint: did you mean `depends_on`?"
+        );
+    }
+}

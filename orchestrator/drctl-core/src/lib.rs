@@ -1,0 +1,37 @@
+//! drctl's core: the topology of services and datastores, its validation,
+//! and failover planning. Everything here is pure and fast; anything that
+//! touches the world (databases, AWS, the network) lives in other crates.
+
+pub mod decode;
+pub mod diag;
+pub mod duration;
+pub mod graph;
+pub mod plan;
+pub mod runbook;
+pub mod schedule;
+pub mod schema;
+pub mod synth;
+pub mod topology;
+pub mod yaml;
+
+pub use diag::{Diagnostic, Pos, Severity};
+pub use plan::{plan, Observations, Plan, Scope};
+pub use topology::{load, load_str, Loaded, Topology};
+
+/// Errors from planning. File problems are [`Diagnostic`]s instead, because
+/// they are reported all at once rather than one at a time.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Error {
+    /// `--zone` names a zone that the topology does not declare.
+    #[error("zone `{name}` is not in the topology (zones: {known})")]
+    UnknownZone { name: String, known: String },
+    /// `--region` names a region that no zone is in.
+    #[error("region `{name}` is not in the topology (regions: {known})")]
+    UnknownRegion { name: String, known: String },
+    /// `--target` names an entity that the topology does not declare.
+    #[error("`{name}` is not a datastore or service of the topology{}", hint.as_ref().map(|h| format!(" (did you mean `{h}`?)")).unwrap_or_default())]
+    UnknownTarget { name: String, hint: Option<String> },
+    /// `--parallel 0` would never run anything.
+    #[error("--parallel must be at least 1")]
+    ZeroParallel,
+}

@@ -1,0 +1,362 @@
+//! Runbooks (SPEC §5): named steps with actions, parameters and `needs`.
+//!
+//! Parsed with the same care as the topology (positions, every error at
+//! once, unknown actions and parameters named with a hint) because a typo in
+//! a runbook is found at the worst possible moment otherwise: mid-failover.
+
+use crate::decode::{to_json, Decoder, Spanned};
+use crate::diag::{did_you_mean, Code, Diagnostic, Diagnostics, Pos};
+use crate::yaml::{self, Node, Value};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// What an action takes and how long it usually lasts.
+#[derive(Debug, Clone, Copy)]
+pub struct ActionSpec {
+    pub name: &'static str,
+    pub required: &'static [&'static str],
+    pub optional: &'static [&'static str],
+    /// Used by the planner when a step gives no `estimate`.
+    pub default_estimate: Duration,
+    pub summary: &'static str,
+}
+
+const fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+/// Every built-in action. The engine implements exactly these.
+pub const ACTIONS: &[ActionSpec] = &[
+    ActionSpec { name: "postgres.fence", required: &["datastore"], optional: &["zone"], default_estimate: secs(2),
+        summary: "stop the old primary from accepting writes, and verify it" },
+    ActionSpec { name: "postgres.promote", required: &["datastore"], optional: &["to_zone", "force"], default_estimate: secs(30),
+        summary: "promote the preferred standby (refused beyond max_lag unless forced)" },
+    ActionSpec { name: "rds.promote_read_replica", required: &["datastore"], optional: &["to_zone"], default_estimate: secs(120),
+        summary: "promote an RDS read replica to a standalone instance" },
+    ActionSpec { name: "rds.failover_db_cluster", required: &["datastore"], optional: &["to_zone"], default_estimate: secs(35),
+        summary: "move an RDS/Aurora cluster's writer to a member in the target zone" },
+    ActionSpec { name: "s3.promote_replica", required: &["datastore"], optional: &["to_zone"], default_estimate: secs(5),
+        summary: "make an S3 replica bucket the primary and turn replication around" },
+    ActionSpec { name: "route53.upsert", required: &["zone_id", "name", "values"], optional: &["type", "ttl"], default_estimate: secs(10),
+        summary: "UPSERT a record set, then wait for INSYNC" },
+    ActionSpec { name: "route53.failover", required: &["zone_id", "name"], optional: &["to_zone", "service", "type", "ttl"], default_estimate: secs(10),
+        summary: "answer with the records of the zones outside the disaster scope, then wait for INSYNC" },
+    ActionSpec { name: "dns.failover", required: &["service"], optional: &["to_zone"], default_estimate: secs(1),
+        summary: "switch a lab-dns route to the zones outside the disaster scope" },
+    ActionSpec { name: "http.health", required: &["url"], optional: &["within", "expect_status", "interval"], default_estimate: secs(5),
+        summary: "poll a URL until it answers 2xx (or expect_status)" },
+    ActionSpec { name: "http.request", required: &["url"], optional: &["method", "headers", "body", "expect_status"], default_estimate: secs(1),
+        summary: "send one HTTP request and check its status" },
+    ActionSpec { name: "exec", required: &["command"], optional: &["env", "cwd"], default_estimate: secs(5),
+        summary: "run a program without a shell; succeeds on exit 0" },
+    ActionSpec { name: "wait", required: &["for"], optional: &[], default_estimate: secs(0),
+        summary: "wait for a duration" },
+    ActionSpec { name: "approval", required: &[], optional: &["role", "prompt"], default_estimate: secs(60),
+        summary: "wait for `drctl approve ID STEP`" },
+    ActionSpec { name: "notify", required: &["url"], optional: &["text", "channel"], default_estimate: secs(1),
+        summary: "post a JSON (Slack-compatible) message to a webhook" },
+];
+
+pub fn action(name: &str) -> Option<&'static ActionSpec> {
+    ACTIONS.iter().find(|a| a.name == name)
+}
+
+/// The variables a `{{ ... }}` template may use.
+pub const TEMPLATE_VARS: &[&str] = &["to_zone", "from_zone", "entity", "incident"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retries {
+    /// Total attempts, the first included.
+    pub attempts: u32,
+    /// Delay before the second attempt; doubles after each failure.
+    pub backoff: Duration,
+}
+
+impl Default for Retries {
+    fn default() -> Self {
+        Retries { attempts: 1, backoff: Duration::from_secs(1) }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RunbookStep {
+    pub id: String,
+    pub pos: Pos,
+    pub action: &'static ActionSpec,
+    pub with: serde_json::Map<String, serde_json::Value>,
+    /// Where each `with` parameter was written, for later diagnostics.
+    pub with_pos: HashMap<String, Pos>,
+    /// Indices of steps in this runbook that must finish first.
+    pub needs: Vec<usize>,
+    pub timeout: Option<Duration>,
+    pub retries: Retries,
+    pub estimate: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Runbook {
+    pub name: String,
+    pub file: PathBuf,
+    pub steps: Vec<RunbookStep>,
+}
+
+#[derive(Debug)]
+pub enum LoadError {
+    Read(std::io::Error),
+    Invalid(Vec<Diagnostic>),
+}
+
+pub fn load(path: &Path) -> Result<Runbook, LoadError> {
+    let src = std::fs::read_to_string(path).map_err(LoadError::Read)?;
+    load_str(&src, path)
+}
+
+pub fn load_str(src: &str, path: &Path) -> Result<Runbook, LoadError> {
+    let mut diags = Diagnostics::new(path);
+    let root = match yaml::parse(src) {
+        Ok(r) => r,
+        Err(e) => {
+            diags.error(Code::Syntax, e.pos, format!("not valid YAML: {}", e.message));
+            return Err(LoadError::Invalid(diags.into_sorted()));
+        }
+    };
+    let runbook = decode(&mut Decoder::new(&mut diags), &root, path);
+    match runbook {
+        Some(rb) if !diags.has_errors() => Ok(rb),
+        _ => Err(LoadError::Invalid(diags.into_sorted())),
+    }
+}
+
+fn decode(d: &mut Decoder, root: &Node, path: &Path) -> Option<Runbook> {
+    let top = d.fields(root, "the runbook", &["name", "description", "steps"])?;
+    let name = d.req_string(&top, "name", "the runbook");
+    let step_nodes = d.list(d_get(&top, "steps"), "`steps`");
+    if step_nodes.is_empty() {
+        d.diags
+            .error(Code::MissingKey, top.pos, "the runbook has no steps")
+            .with_hint("add `steps:` with at least one `{ id, action }`");
+    }
+    struct Pending {
+        needs: Vec<Spanned<String>>,
+    }
+    let mut steps: Vec<RunbookStep> = Vec::new();
+    let mut pending: Vec<Pending> = Vec::new();
+    let mut ok = true;
+    for node in step_nodes {
+        let keys = ["id", "action", "with", "needs", "timeout", "retries", "estimate", "description"];
+        let what = match node.peek("id") {
+            Some(id) => format!("step `{id}`"),
+            None => "a step".into(),
+        };
+        let Some(f) = d.fields(node, &what, &keys) else {
+            ok = false;
+            continue;
+        };
+        let id = d.req_string(&f, "id", "a step");
+        let action_name = d.req_string(&f, "action", &what);
+        let spec = action_name.as_ref().and_then(|a| {
+            let found = action(&a.value);
+            if found.is_none() {
+                let names = ACTIONS.iter().map(|a| a.name);
+                let hint = match did_you_mean(&a.value, names) {
+                    Some(n) => format!("did you mean `{n}`?"),
+                    None => format!("built-in actions: {}", ACTIONS.iter().map(|a| a.name).collect::<Vec<_>>().join(", ")),
+                };
+                d.diags.error(Code::BadValue, a.pos, format!("{what}: action `{}` is not known", a.value)).with_hint(hint);
+            }
+            found
+        });
+        let mut with = serde_json::Map::new();
+        let mut with_pos = HashMap::new();
+        if let Some(wn) = f.get("with") {
+            if let Value::Map(entries) = &wn.value {
+                for (k, v) in entries {
+                    let Some(key) = k.as_scalar() else { continue };
+                    check_templates(d, v, &what);
+                    with.insert(key.to_string(), to_json(v));
+                    with_pos.insert(key.to_string(), v.pos);
+                    if let Some(spec) = spec {
+                        if !spec.required.contains(&key) && !spec.optional.contains(&key) {
+                            let allowed: Vec<&str> = spec.required.iter().chain(spec.optional).copied().collect();
+                            let hint = match did_you_mean(key, allowed.iter().copied()) {
+                                Some(n) => format!("did you mean `{n}`?"),
+                                None => format!("`{}` takes: {}", spec.name, allowed.join(", ")),
+                            };
+                            d.diags
+                                .error(Code::UnknownKey, k.pos, format!("{what}: `{}` takes no `{key}`", spec.name))
+                                .with_hint(hint);
+                        }
+                    }
+                }
+            } else {
+                d.wrong_type(wn, &format!("`with` of {what}"), "a mapping");
+            }
+        }
+        if let Some(spec) = spec {
+            for req in spec.required {
+                if !with.contains_key(*req) {
+                    d.diags
+                        .error(Code::MissingKey, f.pos, format!("{what}: `{}` needs `with: {{ {req}: ... }}`", spec.name))
+                        .with_hint(spec.summary);
+                }
+            }
+        }
+        let timeout = d.opt_duration(&f, "timeout", &what).map(|t| t.value);
+        let retries = match f.get("retries") {
+            None => Retries::default(),
+            Some(rn) => {
+                let rw = format!("`retries` of {what}");
+                match d.fields(rn, &rw, &["attempts", "backoff"]) {
+                    Some(rf) => {
+                        let attempts = rf.get("attempts").and_then(|a| d.unsigned(a, &format!("`attempts` of {rw}")));
+                        if attempts.as_ref().is_some_and(|a| a.value == 0 || a.value > 100) {
+                            d.diags.error(Code::BadValue, rf.pos, format!("{rw}: `attempts` must be between 1 and 100"));
+                        }
+                        Retries {
+                            attempts: attempts.map_or(1, |a| a.value.clamp(1, 100) as u32),
+                            backoff: d.opt_duration(&rf, "backoff", &rw).map_or(Duration::from_secs(1), |b| b.value),
+                        }
+                    }
+                    None => Retries::default(),
+                }
+            }
+        };
+        let needs = d.string_list(f.get("needs"), &format!("`needs` of {what}"));
+        let estimate = d.opt_duration(&f, "estimate", &what).map(|e| e.value);
+        let (Some(id), Some(spec)) = (id, spec) else {
+            ok = false;
+            continue;
+        };
+        if !id.value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) || id.value.is_empty() {
+            d.diags
+                .error(Code::BadValue, id.pos, format!("step id `{}` is not valid", id.value))
+                .with_hint("use letters, digits, `-`, `_` and `.`");
+        }
+        if let Some(prev) = steps.iter().find(|s| s.id == id.value) {
+            let line = prev.pos.line;
+            d.diags
+                .error(Code::Duplicate, id.pos, format!("step id `{}` is used twice", id.value))
+                .with_hint(format!("the first is on line {line}"));
+            ok = false;
+            continue;
+        }
+        let wait_for = (spec.name == "wait")
+            .then(|| with.get("for").and_then(|v| v.as_str().map(str::to_string).or_else(|| v.as_f64().map(|f| f.to_string()))))
+            .flatten();
+        let wait_estimate = match wait_for {
+            Some(text) => match crate::duration::parse_duration(&text) {
+                Ok(d) => Some(d),
+                Err(why) => {
+                    let pos = with_pos.get("for").copied().unwrap_or(f.pos);
+                    d.diags.error(Code::BadValue, pos, format!("{what}: `for`: {why}"));
+                    None
+                }
+            },
+            None => None,
+        };
+        steps.push(RunbookStep {
+            id: id.value,
+            pos: node.pos,
+            action: spec,
+            with,
+            with_pos,
+            needs: Vec::new(),
+            timeout,
+            retries,
+            estimate: estimate.or(wait_estimate).unwrap_or(spec.default_estimate),
+        });
+        pending.push(Pending { needs });
+    }
+    if !ok {
+        return None;
+    }
+    for (i, p) in pending.iter().enumerate() {
+        for n in &p.needs {
+            match steps.iter().position(|s| s.id == n.value) {
+                Some(j) if j == i => {
+                    d.diags.error(Code::Cycle, n.pos, format!("step `{}` needs itself", n.value));
+                }
+                Some(j) => steps[i].needs.push(j),
+                None => {
+                    let hint = match did_you_mean(&n.value, steps.iter().map(|s| s.id.as_str())) {
+                        Some(near) => format!("did you mean `{near}`?"),
+                        None => "name a step of this runbook".into(),
+                    };
+                    d.diags
+                        .error(Code::UnknownReference, n.pos, format!("step `{}` needs `{}`, which is not a step here", steps[i].id, n.value))
+                        .with_hint(hint);
+                }
+            }
+        }
+    }
+    if let Some(cycle) = find_cycle(&steps) {
+        let path: Vec<&str> = cycle.iter().map(|&i| steps[i].id.as_str()).collect();
+        d.diags
+            .error(Code::Cycle, steps[cycle[0]].pos, format!("the steps' `needs` form a cycle: {}", path.join(" -> ")))
+            .with_hint("remove one of these `needs`");
+    }
+    Some(Runbook {
+        name: name.map_or_else(|| "runbook".into(), |n| n.value),
+        file: path.to_path_buf(),
+        steps,
+    })
+}
+
+fn d_get<'a>(f: &crate::decode::Fields<'a>, key: &str) -> Option<&'a Node> {
+    f.get(key)
+}
+
+/// Reports `{{ name }}` templates that use an unknown variable.
+fn check_templates(d: &mut Decoder, node: &Node, what: &str) {
+    match &node.value {
+        Value::Scalar { text, .. } => {
+            let mut rest = text.as_str();
+            while let Some(open) = rest.find("{{") {
+                let Some(close) = rest[open..].find("}}") else {
+                    d.diags.error(Code::BadValue, node.pos, format!("{what}: `{{{{` is never closed"));
+                    return;
+                };
+                let var = rest[open + 2..open + close].trim();
+                if !TEMPLATE_VARS.contains(&var) {
+                    let hint = match did_you_mean(var, TEMPLATE_VARS.iter().copied()) {
+                        Some(n) => format!("did you mean `{{{{ {n} }}}}`?"),
+                        None => format!("templates: {}", TEMPLATE_VARS.join(", ")),
+                    };
+                    d.diags.error(Code::BadValue, node.pos, format!("{what}: unknown template variable `{var}`")).with_hint(hint);
+                }
+                rest = &rest[open + close + 2..];
+            }
+        }
+        Value::Seq(items) => items.iter().for_each(|i| check_templates(d, i, what)),
+        Value::Map(entries) => entries.iter().for_each(|(_, v)| check_templates(d, v, what)),
+    }
+}
+
+/// A cycle among steps' `needs`, as a path that returns to its start.
+fn find_cycle(steps: &[RunbookStep]) -> Option<Vec<usize>> {
+    // 0 = unseen, 1 = on the current path, 2 = done.
+    let mut state = vec![0u8; steps.len()];
+    let mut path = Vec::new();
+    fn visit(i: usize, steps: &[RunbookStep], state: &mut [u8], path: &mut Vec<usize>) -> Option<Vec<usize>> {
+        state[i] = 1;
+        path.push(i);
+        for &n in &steps[i].needs {
+            if state[n] == 1 {
+                let start = path.iter().position(|&p| p == n).unwrap_or(0);
+                let mut cycle = path[start..].to_vec();
+                cycle.push(n);
+                return Some(cycle);
+            }
+            if state[n] == 0 {
+                if let Some(c) = visit(n, steps, state, path) {
+                    return Some(c);
+                }
+            }
+        }
+        path.pop();
+        state[i] = 2;
+        None
+    }
+    (0..steps.len()).find_map(|i| if state[i] == 0 { visit(i, steps, &mut state, &mut path) } else { None })
+}

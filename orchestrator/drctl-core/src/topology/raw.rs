@@ -1,0 +1,376 @@
+//! The topology file as written: strings with positions, nothing resolved.
+//!
+//! Decoding checks shapes (keys, types, durations); everything that needs
+//! the whole file (references, uniqueness, cycles) is left to
+//! [`super::validate`], which turns these raw types into checked ones.
+
+use crate::decode::{Decoder, Fields, Spanned};
+use crate::diag::Pos;
+use crate::yaml::Node;
+use std::time::Duration;
+
+pub type S = Spanned<String>;
+
+#[derive(Debug, Default)]
+pub struct RawTopology {
+    pub version: Option<Spanned<u64>>,
+    pub name: Option<S>,
+    pub zones: Vec<RawZone>,
+    pub objectives: Vec<RawObjective>,
+    pub contracts: Vec<RawContract>,
+    pub datastores: Vec<RawDatastore>,
+    pub services: Vec<RawService>,
+    pub drills: Vec<RawDrill>,
+}
+
+#[derive(Debug)]
+pub struct RawZone {
+    pub pos: Pos,
+    pub name: S,
+    pub region: Option<S>,
+    pub aws_zone: Option<S>,
+}
+
+#[derive(Debug)]
+pub struct RawObjective {
+    pub tier: S,
+    pub rpo: Option<Spanned<Duration>>,
+    pub rto: Option<Spanned<Duration>>,
+}
+
+#[derive(Debug)]
+pub struct RawContract {
+    pub pos: Pos,
+    pub customer: Option<S>,
+    pub services: Vec<S>,
+    pub rpo: Option<Spanned<Duration>>,
+    pub rto: Option<Spanned<Duration>>,
+}
+
+#[derive(Debug)]
+pub struct RawMember {
+    pub pos: Pos,
+    pub zone: Option<S>,
+    pub url: Option<S>,
+    pub bucket: Option<S>,
+    pub instance: Option<S>,
+    pub endpoint: Option<S>,
+    pub region: Option<S>,
+}
+
+#[derive(Debug, Default)]
+pub struct RawFailover {
+    pub pos: Pos,
+    pub estimate: Option<Spanned<Duration>>,
+    pub max_lag: Option<Spanned<Duration>>,
+    pub runbook: Option<S>,
+}
+
+#[derive(Debug)]
+pub struct RawReplication {
+    pub pos: Pos,
+    pub by: Option<S>,
+    pub every: Option<Spanned<Duration>>,
+    pub cron: Option<S>,
+    pub concurrency: Option<Spanned<u64>>,
+    pub sse: Option<S>,
+    pub kms_key_id: Option<S>,
+}
+
+#[derive(Debug)]
+pub struct RawDatastore {
+    pub pos: Pos,
+    pub name: Option<S>,
+    pub kind: Option<S>,
+    pub tier: Option<S>,
+    pub primary: Option<RawMember>,
+    pub replicas: Vec<RawMember>,
+    pub endpoint: Option<S>,
+    pub region: Option<S>,
+    pub cluster: Option<S>,
+    pub failover: Option<RawFailover>,
+    pub replication: Option<RawReplication>,
+}
+
+#[derive(Debug)]
+pub struct RawHealth {
+    pub pos: Pos,
+    pub url: Option<S>,
+    pub timeout: Option<Spanned<Duration>>,
+}
+
+#[derive(Debug)]
+pub struct RawRoute {
+    pub pos: Pos,
+    pub kind: Option<S>,
+    pub zone_id: Option<S>,
+    pub name: Option<S>,
+    pub record_type: Option<S>,
+    pub ttl: Option<Spanned<u64>>,
+    pub server: Option<S>,
+    pub records: Vec<(S, S)>,
+}
+
+#[derive(Debug)]
+pub struct RawService {
+    pub pos: Pos,
+    pub name: Option<S>,
+    pub tier: Option<S>,
+    pub zones: Option<Vec<S>>,
+    pub depends_on: Vec<S>,
+    pub health: Option<RawHealth>,
+    pub route: Option<RawRoute>,
+    pub failover: Option<RawFailover>,
+}
+
+#[derive(Debug)]
+pub struct RawDrill {
+    pub pos: Pos,
+    pub experiment: Option<S>,
+    pub cron: Option<S>,
+}
+
+pub const DATASTORE_KINDS: &[&str] = &["postgres", "rds-instance", "rds-cluster", "s3"];
+
+const TOP_KEYS: &[&str] = &[
+    "version", "name", "zones", "objectives", "contracts", "datastores", "services", "drills",
+];
+
+/// Decodes the whole file. Problems go to the decoder's diagnostics; what
+/// could be read is returned so that validation can still report the rest.
+pub fn decode(d: &mut Decoder, root: &Node) -> RawTopology {
+    let mut raw = RawTopology::default();
+    if root.is_null() {
+        d.diags
+            .error(crate::diag::Code::MissingKey, root.pos, "the topology file is empty")
+            .with_hint("start with `version: 1`, then `zones:`, `datastores:` and `services:`");
+        return raw;
+    }
+    let Some(top) = d.fields(root, "the topology", TOP_KEYS) else { return raw };
+    raw.version = d.required(&top, "version", "the topology").and_then(|n| d.unsigned(n, "`version`"));
+    raw.name = d.opt_string(&top, "name", "the topology");
+
+    for z in d.list(top.get("zones"), "`zones`") {
+        let Some(f) = d.fields(z, "a zone", &["name", "region", "aws_zone"]) else { continue };
+        if let Some(name) = d.req_string(&f, "name", "a zone") {
+            raw.zones.push(RawZone {
+                pos: z.pos,
+                region: d.opt_string(&f, "region", "a zone"),
+                aws_zone: d.opt_string(&f, "aws_zone", "a zone"),
+                name,
+            });
+        }
+    }
+
+    if let Some(objs) = top.get("objectives") {
+        if let Some(f) = d.fields(objs, "`objectives`", &[]) {
+            for (tier, node) in f.entries() {
+                let what = format!("objective `{tier}`");
+                let Some(of) = d.fields(node, &what, &["rpo", "rto"]) else { continue };
+                raw.objectives.push(RawObjective {
+                    tier: Spanned::new(tier.to_string(), node_key_pos(objs, tier).unwrap_or(node.pos)),
+                    rpo: d.opt_duration(&of, "rpo", &what),
+                    rto: d.opt_duration(&of, "rto", &what),
+                });
+            }
+        }
+    }
+
+    for c in d.list(top.get("contracts"), "`contracts`") {
+        let Some(f) = d.fields(c, "a contract", &["customer", "services", "rpo", "rto"]) else { continue };
+        let customer = d.req_string(&f, "customer", "a contract");
+        let what = match &customer {
+            Some(c) => format!("the contract of `{}`", c.value),
+            None => "a contract".to_string(),
+        };
+        raw.contracts.push(RawContract {
+            pos: c.pos,
+            services: d.string_list(f.get("services"), &format!("`services` of {what}")),
+            rpo: d.opt_duration(&f, "rpo", &what),
+            rto: d.opt_duration(&f, "rto", &what),
+            customer,
+        });
+    }
+
+    for n in d.list(top.get("datastores"), "`datastores`") {
+        if let Some(ds) = decode_datastore(d, n) {
+            raw.datastores.push(ds);
+        }
+    }
+    for n in d.list(top.get("services"), "`services`") {
+        if let Some(s) = decode_service(d, n) {
+            raw.services.push(s);
+        }
+    }
+    for n in d.list(top.get("drills"), "`drills`") {
+        let Some(f) = d.fields(n, "a drill", &["experiment", "cron"]) else { continue };
+        raw.drills.push(RawDrill {
+            pos: n.pos,
+            experiment: d.req_string(&f, "experiment", "a drill"),
+            cron: d.req_string(&f, "cron", "a drill"),
+        });
+    }
+    raw
+}
+
+/// Where a key of a mapping is written (for errors about free-form keys).
+pub(crate) fn node_key_pos(map: &Node, key: &str) -> Option<Pos> {
+    match &map.value {
+        crate::yaml::Value::Map(entries) => entries
+            .iter()
+            .find(|(k, _)| k.as_scalar() == Some(key))
+            .map(|(k, _)| k.pos),
+        _ => None,
+    }
+}
+
+fn entity_what(kind: &str, name: Option<&str>) -> String {
+    match name {
+        Some(n) => format!("{kind} `{n}`"),
+        None => format!("a {kind}"),
+    }
+}
+
+fn decode_datastore(d: &mut Decoder, node: &Node) -> Option<RawDatastore> {
+    // The keys a datastore may have depend on its kind, so the kind is read first.
+    let kind_hint = node.peek("kind").map(str::to_string);
+    let common = ["name", "kind", "tier", "failover"];
+    let extra: &[&str] = match kind_hint.as_deref() {
+        Some("postgres") => &["primary", "replicas"],
+        Some("s3") => &["primary", "replicas", "endpoint", "region", "replication"],
+        Some("rds-instance") => &["primary", "replicas", "region"],
+        Some("rds-cluster") => &["cluster", "region"],
+        _ => &["primary", "replicas", "endpoint", "region", "replication", "cluster"],
+    };
+    let allowed: Vec<&str> = common.iter().chain(extra).copied().collect();
+    let what = entity_what("datastore", node.peek("name"));
+    let f = d.fields(node, &what, &allowed)?;
+    let name = d.req_string(&f, "name", "a datastore");
+    let kind = d.req_string(&f, "kind", &what);
+    if let Some(k) = &kind {
+        d.choice(k, &format!("the kind of {what}"), DATASTORE_KINDS);
+    }
+    let member_keys: &[&str] = match kind_hint.as_deref() {
+        Some("postgres") => &["zone", "url"],
+        Some("s3") => &["zone", "bucket", "endpoint", "region"],
+        Some("rds-instance") => &["zone", "instance"],
+        _ => &["zone", "url", "bucket", "instance", "endpoint", "region"],
+    };
+    let primary = f
+        .get("primary")
+        .and_then(|n| decode_member(d, n, &format!("the primary of {what}"), member_keys));
+    let replicas = d
+        .list(f.get("replicas"), &format!("`replicas` of {what}"))
+        .iter()
+        .filter_map(|n| decode_member(d, n, &format!("a replica of {what}"), member_keys))
+        .collect();
+    let failover = f
+        .get("failover")
+        .and_then(|n| decode_failover(d, n, &what, &["estimate", "max_lag", "runbook"]));
+    let replication = f.get("replication").and_then(|n| {
+        let rw = format!("the replication of {what}");
+        let rf = d.fields(n, &rw, &["by", "every", "cron", "concurrency", "sse", "kms_key_id"])?;
+        Some(RawReplication {
+            pos: n.pos,
+            by: d.req_string(&rf, "by", &rw),
+            every: d.opt_duration(&rf, "every", &rw),
+            cron: d.opt_string(&rf, "cron", &rw),
+            concurrency: rf.get("concurrency").and_then(|c| d.unsigned(c, &format!("`concurrency` of {rw}"))),
+            sse: d.opt_string(&rf, "sse", &rw),
+            kms_key_id: d.opt_string(&rf, "kms_key_id", &rw),
+        })
+    });
+    Some(RawDatastore {
+        pos: node.pos,
+        tier: d.opt_string(&f, "tier", &what),
+        endpoint: d.opt_string(&f, "endpoint", &what),
+        region: d.opt_string(&f, "region", &what),
+        cluster: d.opt_string(&f, "cluster", &what),
+        name,
+        kind,
+        primary,
+        replicas,
+        failover,
+        replication,
+    })
+}
+
+fn decode_member(d: &mut Decoder, node: &Node, what: &str, keys: &[&str]) -> Option<RawMember> {
+    let f = d.fields(node, what, keys)?;
+    Some(RawMember {
+        pos: node.pos,
+        zone: d.req_string(&f, "zone", what),
+        url: d.opt_string(&f, "url", what),
+        bucket: d.opt_string(&f, "bucket", what),
+        instance: d.opt_string(&f, "instance", what),
+        endpoint: d.opt_string(&f, "endpoint", what),
+        region: d.opt_string(&f, "region", what),
+    })
+}
+
+fn decode_failover(d: &mut Decoder, node: &Node, owner: &str, keys: &[&str]) -> Option<RawFailover> {
+    let what = format!("the failover of {owner}");
+    let f: Fields = d.fields(node, &what, keys)?;
+    Some(RawFailover {
+        pos: node.pos,
+        estimate: d.opt_duration(&f, "estimate", &what),
+        max_lag: d.opt_duration(&f, "max_lag", &what),
+        runbook: d.opt_string(&f, "runbook", &what),
+    })
+}
+
+fn decode_service(d: &mut Decoder, node: &Node) -> Option<RawService> {
+    let keys = ["name", "tier", "zones", "depends_on", "health", "route", "failover"];
+    let what = entity_what("service", node.peek("name"));
+    let f = d.fields(node, &what, &keys)?;
+    let name = d.req_string(&f, "name", "a service");
+    let zones = f.get("zones").map(|z| d.string_list(Some(z), &format!("`zones` of {what}")));
+    let depends_on = d.string_list(f.get("depends_on"), &format!("`depends_on` of {what}"));
+    let health = f.get("health").and_then(|n| {
+        let hw = format!("the health check of {what}");
+        let hf = d.fields(n, &hw, &["url", "timeout"])?;
+        Some(RawHealth {
+            pos: n.pos,
+            url: d.req_string(&hf, "url", &hw),
+            timeout: d.opt_duration(&hf, "timeout", &hw),
+        })
+    });
+    let route = f.get("route").and_then(|n| {
+        let rw = format!("the route of {what}");
+        let rf = d.fields(n, &rw, &["kind", "zone_id", "name", "type", "ttl", "server", "records"])?;
+        let mut records = Vec::new();
+        if let Some(rn) = rf.get("records") {
+            if let Some(recs) = d.fields(rn, &format!("`records` of {rw}"), &[]) {
+                for (zone, value) in recs.entries() {
+                    let zone_pos = node_key_pos(rn, zone).unwrap_or(value.pos);
+                    if let Some(v) = d.string(value, &format!("the record of zone `{zone}`")) {
+                        records.push((Spanned::new(zone.to_string(), zone_pos), v));
+                    }
+                }
+            }
+        }
+        Some(RawRoute {
+            pos: n.pos,
+            kind: d.req_string(&rf, "kind", &rw),
+            zone_id: d.opt_string(&rf, "zone_id", &rw),
+            name: d.req_string(&rf, "name", &rw),
+            record_type: d.opt_string(&rf, "type", &rw),
+            ttl: rf.get("ttl").and_then(|t| d.unsigned(t, &format!("`ttl` of {rw}"))),
+            server: d.opt_string(&rf, "server", &rw),
+            records,
+        })
+    });
+    let failover = f
+        .get("failover")
+        .and_then(|n| decode_failover(d, n, &what, &["estimate", "runbook"]));
+    Some(RawService {
+        pos: node.pos,
+        tier: d.opt_string(&f, "tier", &what),
+        name,
+        zones,
+        depends_on,
+        health,
+        route,
+        failover,
+    })
+}

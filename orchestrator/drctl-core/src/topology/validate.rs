@@ -1,0 +1,846 @@
+//! Raw topology → checked [`Topology`], enforcing every rule of SPEC §2 and
+//! reporting every violation at once.
+
+use super::raw::{self, RawDatastore, RawFailover, RawMember, RawService, RawTopology};
+use super::*;
+use crate::decode::Decoder;
+use crate::diag::{did_you_mean, Code, Diagnostics};
+use crate::runbook;
+use crate::yaml;
+use petgraph::graph::{DiGraph, NodeIndex};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+
+/// Reads and checks a topology file.
+pub fn load(path: &Path) -> Loaded {
+    match std::fs::read_to_string(path) {
+        Ok(src) => load_str(&src, path),
+        Err(err) => {
+            let mut diags = Diagnostics::new(path);
+            diags
+                .error(Code::Io, Pos::new(1, 1), format!("cannot read the topology: {err}"))
+                .with_hint("pass the file with -f PATH, or run `drctl lab up` to write a lab topology");
+            Loaded { topology: None, diagnostics: diags.into_sorted() }
+        }
+    }
+}
+
+/// Checks a topology given as text; `path` names it in diagnostics and
+/// anchors relative runbook paths.
+pub fn load_str(src: &str, path: &Path) -> Loaded {
+    let mut diags = Diagnostics::new(path);
+    let root = match yaml::parse(src) {
+        Ok(root) => root,
+        Err(e) => {
+            diags
+                .error(Code::Syntax, e.pos, format!("not valid YAML: {}", e.message))
+                .with_hint("check the indentation and the brackets near this place");
+            return Loaded { topology: None, diagnostics: diags.into_sorted() };
+        }
+    };
+    let raw = raw::decode(&mut Decoder::new(&mut diags), &root);
+    let topology = Validator { diags: &mut diags, path }.run(raw);
+    let topology = if diags.has_errors() { None } else { topology };
+    Loaded { topology, diagnostics: diags.into_sorted() }
+}
+
+/// Checks a cron expression (5 fields, or 6–7 with seconds first) and
+/// returns it in the 6/7-field form the `cron` crate reads.
+pub fn cron_schedule(expr: &str) -> Result<(String, cron::Schedule), String> {
+    let fields = expr.split_whitespace().count();
+    let full = match fields {
+        5 => format!("0 {}", expr.trim()),
+        6 | 7 => expr.trim().to_string(),
+        n => return Err(format!("a cron expression has 5 fields (minute hour day month weekday), not {n}")),
+    };
+    use std::str::FromStr;
+    cron::Schedule::from_str(&full)
+        .map(|s| (full, s))
+        .map_err(|e| format!("not a valid cron expression: {e}"))
+}
+
+struct Validator<'a> {
+    diags: &'a mut Diagnostics,
+    path: &'a Path,
+}
+
+/// What validation needs to remember about an entity beyond the checked type.
+struct Pending {
+    deps: Vec<(EntityId, Pos)>,
+    own: Objective,
+    is_service: bool,
+}
+
+impl Validator<'_> {
+    fn run(&mut self, raw: RawTopology) -> Option<Topology> {
+        match &raw.version {
+            Some(v) if v.value == 1 => {}
+            Some(v) => {
+                self.diags
+                    .error(Code::BadValue, v.pos, format!("version {} is not supported", v.value))
+                    .with_hint("this drctl reads `version: 1`");
+            }
+            None => {}
+        }
+        let zones = self.zones(&raw);
+        let tiers = self.tiers(&raw);
+        let zone_names: Vec<&str> = zones.iter().map(|z| z.name.as_str()).collect();
+        let tier_names: Vec<&str> = tiers.iter().map(|t| t.name.as_str()).collect();
+
+        // Names first, so that references can be resolved in any order.
+        let mut by_name: HashMap<String, EntityId> = HashMap::new();
+        let mut first_pos: Vec<Pos> = Vec::new();
+        let named = raw
+            .datastores
+            .iter()
+            .map(|d| (&d.name, d.pos))
+            .chain(raw.services.iter().map(|s| (&s.name, s.pos)));
+        let mut ids: Vec<Option<EntityId>> = Vec::new();
+        for (name, pos) in named {
+            let Some(name) = name else {
+                ids.push(None);
+                continue;
+            };
+            self.check_name(&name.value, name.pos);
+            if let Some(&prev) = by_name.get(&name.value) {
+                let line = first_pos[prev].line;
+                self.diags
+                    .error(Code::Duplicate, name.pos, format!("`{}` is declared twice", name.value))
+                    .with_hint(format!(
+                        "datastores and services share one namespace; the first `{}` is on line {line}",
+                        name.value
+                    ));
+                ids.push(None);
+                continue;
+            }
+            by_name.insert(name.value.clone(), first_pos.len());
+            ids.push(Some(first_pos.len()));
+            first_pos.push(pos);
+        }
+
+        let mut entities: Vec<Entity> = Vec::with_capacity(first_pos.len());
+        let mut pending: Vec<Pending> = Vec::with_capacity(first_pos.len());
+        let mut regions: Vec<&str> = Vec::new();
+        for z in &zones {
+            if !regions.contains(&z.region.as_str()) {
+                regions.push(&z.region);
+            }
+        }
+        let ctx = RefCtx { zones: &zone_names, regions: &regions, tiers: &tier_names, tier_defs: &tiers, by_name: &by_name };
+        let n_ds = raw.datastores.len();
+        for (i, ds) in raw.datastores.iter().enumerate() {
+            if ids[i].is_none() {
+                continue;
+            }
+            if let Some((e, p)) = self.datastore(ds, &ctx) {
+                entities.push(e);
+                pending.push(p);
+            }
+        }
+        for (i, svc) in raw.services.iter().enumerate() {
+            if ids[n_ds + i].is_none() {
+                continue;
+            }
+            if let Some((e, p)) = self.service(svc, &ctx) {
+                entities.push(e);
+                pending.push(p);
+            }
+        }
+        // An entity that failed to decode leaves the ids out of step; later
+        // stages need them dense, and errors already stop the load.
+        if entities.len() != by_name.len() {
+            return None;
+        }
+
+        let contracts = self.contracts(&raw, &by_name);
+        for c in &contracts {
+            for &e in &c.entities {
+                pending[e].own = pending[e].own.tighten(c.objective);
+            }
+        }
+        let order = self.acyclic_order(&entities, &pending)?;
+        derive_targets(&mut entities, &pending, &order);
+        let order: Vec<EntityId> = order.into_iter().rev().collect();
+        self.check_runbook_references(&entities, &by_name);
+        let drills = self.drills(&raw);
+
+        Some(Topology {
+            name: raw.name.map(|n| n.value).unwrap_or_else(|| "drctl".into()),
+            file: self.path.to_path_buf(),
+            zones,
+            tiers,
+            contracts,
+            entities,
+            drills,
+            order,
+            by_name,
+        })
+    }
+
+    fn check_name(&mut self, name: &str, pos: Pos) {
+        let ok = !name.is_empty()
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !ok {
+            self.diags
+                .error(Code::BadValue, pos, format!("`{name}` is not a valid name"))
+                .with_hint("use letters, digits, `-`, `_` and `.` (step ids are `<name>/<step>`)");
+        }
+    }
+
+    fn zones(&mut self, raw: &RawTopology) -> Vec<Zone> {
+        let mut zones: Vec<Zone> = Vec::new();
+        for z in &raw.zones {
+            if zones.iter().any(|k| k.name == z.name.value) {
+                self.diags.error(Code::Duplicate, z.name.pos, format!("zone `{}` is declared twice", z.name.value));
+                continue;
+            }
+            self.check_name(&z.name.value, z.name.pos);
+            let aws_zone = z.aws_zone.as_ref().map_or_else(|| z.name.value.clone(), |a| a.value.clone());
+            let region = match &z.region {
+                Some(r) => r.value.clone(),
+                None => region_of_aws_zone(&aws_zone).unwrap_or_else(|| "default".into()),
+            };
+            zones.push(Zone { name: z.name.value.clone(), region, aws_zone });
+        }
+        if zones.is_empty() && (!raw.datastores.is_empty() || !raw.services.is_empty()) {
+            self.diags
+                .error(Code::MissingKey, Pos::new(1, 1), "the topology declares no zones")
+                .with_hint("add `zones:` with at least two failure domains, in failover preference order");
+        }
+        zones
+    }
+
+    fn tiers(&mut self, raw: &RawTopology) -> Vec<Tier> {
+        raw.objectives
+            .iter()
+            .map(|o| {
+                if o.rpo.is_none() && o.rto.is_none() {
+                    self.diags
+                        .warning(Code::Suspicious, o.tier.pos, format!("tier `{}` sets neither rpo nor rto", o.tier.value));
+                }
+                Tier {
+                    name: o.tier.value.clone(),
+                    objective: Objective { rpo: o.rpo.as_ref().map(|d| d.value), rto: o.rto.as_ref().map(|d| d.value) },
+                }
+            })
+            .collect()
+    }
+
+    fn reference(&mut self, what: &str, value: &raw::S, known: &[&str], hint_tail: &str) -> Option<usize> {
+        if let Some(i) = known.iter().position(|k| *k == value.value) {
+            return Some(i);
+        }
+        let hint = match did_you_mean(&value.value, known.iter().copied()) {
+            Some(near) => format!("did you mean `{near}`?"),
+            None if known.is_empty() => hint_tail.to_string(),
+            None => format!("{hint_tail} (declared: {})", abbreviated(known)),
+        };
+        self.diags
+            .error(Code::UnknownReference, value.pos, format!("{what} `{}` is not declared", value.value))
+            .with_hint(hint);
+        None
+    }
+
+    fn entity_ref(&mut self, what: &str, value: &raw::S, by_name: &HashMap<String, EntityId>) -> Option<EntityId> {
+        if let Some(&id) = by_name.get(&value.value) {
+            return Some(id);
+        }
+        let hint = match did_you_mean(&value.value, by_name.keys().map(String::as_str)) {
+            Some(near) => format!("did you mean `{near}`?"),
+            None => "declare it under `datastores:` or `services:`".to_string(),
+        };
+        self.diags
+            .error(Code::UnknownReference, value.pos, format!("{what} `{}` is not declared", value.value))
+            .with_hint(hint);
+        None
+    }
+
+    fn tier_ref(&mut self, tier: &Option<raw::S>, ctx: &RefCtx) -> Option<TierId> {
+        let t = tier.as_ref()?;
+        self.reference("tier", t, ctx.tiers, "declare it under `objectives:`")
+    }
+
+    fn failover(&mut self, raw: Option<&RawFailover>, default: Duration, owner: &str) -> Failover {
+        let Some(f) = raw else {
+            return Failover { estimate: default, max_lag: None, runbook: None };
+        };
+        let runbook = f.runbook.as_ref().and_then(|r| {
+            let path = self.path.parent().unwrap_or(Path::new(".")).join(&r.value);
+            match runbook::load(&path) {
+                Ok(rb) => Some(Arc::new(rb)),
+                Err(runbook::LoadError::Read(err)) => {
+                    self.diags
+                        .error(Code::Io, r.pos, format!("cannot read the runbook of {owner} ({}): {err}", path.display()))
+                        .with_hint("runbook paths are relative to the topology file's folder");
+                    None
+                }
+                Err(runbook::LoadError::Invalid(diags)) => {
+                    self.diags.extend(diags);
+                    None
+                }
+            }
+        });
+        if let (Some(_), Some(e)) = (&runbook, &f.estimate) {
+            self.diags
+                .warning(Code::Suspicious, e.pos, format!("the estimate of {owner} is not used: it has a runbook"))
+                .with_hint("put `estimate:` on the runbook's steps instead");
+        }
+        if let Some(e) = &f.estimate {
+            if e.value.is_zero() {
+                self.diags.warning(Code::Suspicious, e.pos, format!("{owner} is estimated to fail over in no time"));
+            }
+        }
+        Failover {
+            estimate: f.estimate.as_ref().map_or(default, |e| e.value),
+            max_lag: f.max_lag.as_ref().map(|m| m.value),
+            runbook,
+        }
+    }
+
+    fn member(&mut self, m: &RawMember, kind: DatastoreKind, ds: &RawDatastore, ctx: &RefCtx, what: &str) -> Option<Member> {
+        let zone = m.zone.as_ref().and_then(|z| self.reference("zone", z, ctx.zones, "declare it under `zones:`"));
+        let location = match kind {
+            DatastoreKind::Postgres => {
+                let Some(url) = &m.url else {
+                    self.diags
+                        .error(Code::MissingKey, m.pos, format!("{what} has no `url`"))
+                        .with_hint("add `url: \"postgres://user@host:port/db\"`");
+                    return None;
+                };
+                if !(url.value.starts_with("postgres://") || url.value.starts_with("postgresql://")) {
+                    self.diags
+                        .error(Code::BadValue, url.pos, format!("`{}` is not a PostgreSQL URL", redact(&url.value)))
+                        .with_hint("write it as postgres://user@host:port/db");
+                }
+                Location::Postgres { url: url.value.clone() }
+            }
+            DatastoreKind::S3 => {
+                let Some(bucket) = &m.bucket else {
+                    self.diags.error(Code::MissingKey, m.pos, format!("{what} has no `bucket`")).with_hint("add `bucket: NAME`");
+                    return None;
+                };
+                if let Err(why) = check_bucket_name(&bucket.value) {
+                    self.diags.error(Code::BadValue, bucket.pos, format!("bucket `{}`: {why}", bucket.value));
+                }
+                let endpoint = m.endpoint.as_ref().or(ds.endpoint.as_ref()).map(|e| e.value.clone());
+                if let Some(e) = m.endpoint.as_ref().or(ds.endpoint.as_ref()) {
+                    if !(e.value.starts_with("http://") || e.value.starts_with("https://")) {
+                        self.diags
+                            .error(Code::BadValue, e.pos, format!("endpoint `{}` is not an http(s) URL", e.value))
+                            .with_hint("write it as http://host:port or https://host");
+                    }
+                }
+                let region = m.region.as_ref().or(ds.region.as_ref()).map(|r| r.value.clone());
+                Location::S3 { bucket: bucket.value.clone(), endpoint, region }
+            }
+            DatastoreKind::RdsInstance => {
+                let Some(instance) = &m.instance else {
+                    self.diags
+                        .error(Code::MissingKey, m.pos, format!("{what} has no `instance`"))
+                        .with_hint("add `instance: DB_INSTANCE_IDENTIFIER`");
+                    return None;
+                };
+                Location::RdsInstance { instance: instance.value.clone() }
+            }
+            DatastoreKind::RdsCluster => return None,
+        };
+        Some(Member { zone: zone?, location })
+    }
+
+    fn datastore(&mut self, ds: &RawDatastore, ctx: &RefCtx) -> Option<(Entity, Pending)> {
+        let name = ds.name.as_ref()?;
+        let what = format!("datastore `{}`", name.value);
+        let kind = DatastoreKind::parse(&ds.kind.as_ref()?.value)?;
+        let tier = self.tier_ref(&ds.tier, ctx);
+        let mut primary = None;
+        let mut replicas = Vec::new();
+        if kind == DatastoreKind::RdsCluster {
+            if ds.cluster.is_none() {
+                self.diags
+                    .error(Code::MissingKey, ds.pos, format!("{what} has no `cluster`"))
+                    .with_hint("add `cluster: DB_CLUSTER_IDENTIFIER`; its members and their zones are discovered");
+            }
+        } else {
+            match &ds.primary {
+                None => {
+                    self.diags
+                        .error(Code::MissingKey, ds.pos, format!("{what} has no `primary`"))
+                        .with_hint("add `primary: { zone: ZONE, ... }`");
+                }
+                Some(p) => primary = self.member(p, kind, ds, ctx, &format!("the primary of {what}")),
+            }
+            for r in &ds.replicas {
+                if let Some(m) = self.member(r, kind, ds, ctx, &format!("a replica of {what}")) {
+                    if primary.as_ref().is_some_and(|p: &Member| p.zone == m.zone) {
+                        self.diags
+                            .error(Code::BadValue, r.zone.as_ref().map_or(r.pos, |z| z.pos), format!(
+                                "a replica of {what} is in its primary's zone `{}`",
+                                ctx.zones[m.zone]
+                            ))
+                            .with_hint("a replica must be in another zone to survive the loss of the primary's");
+                    }
+                    replicas.push(m);
+                }
+            }
+            if ds.replicas.is_empty() && ds.primary.is_some() {
+                self.diags
+                    .warning(Code::NoReplica, name.pos, format!("{what} has no replica: it cannot fail over"))
+                    .with_hint("add `replicas:` in other zones");
+            }
+        }
+        if let Some(region) = &ds.region {
+            self.reference("region", region, ctx.regions, "regions come from the zones' `region`");
+        }
+        let replication = ds.replication.as_ref().and_then(|r| {
+            if kind != DatastoreKind::S3 {
+                self.diags
+                    .error(Code::UnknownKey, r.pos, format!("{what} is not an s3 datastore: `replication` does not apply"))
+                    .with_hint("PostgreSQL and RDS replicate by themselves; drctl measures their lag");
+                return None;
+            }
+            let by = match r.by.as_ref() {
+                Some(b) if b.value == "drctl" => ReplicationBy::Drctl,
+                Some(b) if b.value == "s3" => ReplicationBy::S3,
+                Some(b) => {
+                    self.diags
+                        .error(Code::BadValue, b.pos, format!("`by: {}` is not known", b.value))
+                        .with_hint("`by: drctl` (drctl copies) or `by: s3` (native replication, monitored)");
+                    return None;
+                }
+                None => return None,
+            };
+            let schedule = match (&r.every, &r.cron) {
+                (Some(_), Some(c)) => {
+                    self.diags
+                        .error(Code::BadValue, c.pos, "give either `every` or `cron`, not both")
+                        .with_hint("remove one of them");
+                    None
+                }
+                (Some(e), None) => {
+                    if e.value.is_zero() {
+                        self.diags.error(Code::BadValue, e.pos, "`every` must be longer than zero");
+                    }
+                    Some(Schedule::Every(e.value))
+                }
+                (None, Some(c)) => match cron_schedule(&c.value) {
+                    Ok((full, _)) => Some(Schedule::Cron(full)),
+                    Err(why) => {
+                        self.diags
+                            .error(Code::BadValue, c.pos, format!("cron `{}`: {why}", c.value))
+                            .with_hint("for example `*/5 * * * *` runs every five minutes");
+                        None
+                    }
+                },
+                (None, None) => {
+                    if by == ReplicationBy::Drctl {
+                        self.diags
+                            .error(Code::MissingKey, r.pos, format!("the replication of {what} has no schedule"))
+                            .with_hint("add `every: 10s` or `cron: \"*/5 * * * *\"`");
+                    }
+                    None
+                }
+            };
+            let sse = r.sse.as_ref().and_then(|s| {
+                if s.value == "AES256" || s.value == "aws:kms" {
+                    Some(s.value.clone())
+                } else {
+                    self.diags
+                        .error(Code::BadValue, s.pos, format!("`sse: {}` is not known", s.value))
+                        .with_hint("`AES256` or `aws:kms`");
+                    None
+                }
+            });
+            if let (Some(k), false) = (&r.kms_key_id, sse.as_deref() == Some("aws:kms")) {
+                self.diags
+                    .error(Code::BadValue, k.pos, "`kms_key_id` needs `sse: aws:kms`")
+                    .with_hint("add `sse: aws:kms`");
+            }
+            let concurrency = match &r.concurrency {
+                Some(c) if c.value == 0 || c.value > 1024 => {
+                    self.diags.error(Code::BadValue, c.pos, "`concurrency` must be between 1 and 1024");
+                    16
+                }
+                Some(c) => c.value as usize,
+                None => 16,
+            };
+            Some(Replication { by, schedule, concurrency, sse, kms_key_id: r.kms_key_id.as_ref().map(|k| k.value.clone()) })
+        });
+        let failover = self.failover(ds.failover.as_ref(), kind.default_estimate(), &what);
+        let own = tier.map(|t| ctx.tier_defs[t].objective).unwrap_or_default();
+        let entity = Entity {
+            name: name.value.clone(),
+            pos: ds.pos,
+            tier,
+            effective_tier: tier,
+            targets: own,
+            depends_on: Vec::new(),
+            failover,
+            spec: EntitySpec::Datastore(Datastore {
+                kind,
+                primary,
+                replicas,
+                cluster: ds.cluster.as_ref().map(|c| c.value.clone()),
+                region: ds.region.as_ref().map(|r| r.value.clone()),
+                replication,
+            }),
+        };
+        Some((entity, Pending { deps: Vec::new(), own, is_service: false }))
+    }
+
+    fn service(&mut self, svc: &RawService, ctx: &RefCtx) -> Option<(Entity, Pending)> {
+        let name = svc.name.as_ref()?;
+        let what = format!("service `{}`", name.value);
+        let tier = self.tier_ref(&svc.tier, ctx);
+        let mut zones: Vec<ZoneId> = Vec::new();
+        for z in svc.zones.iter().flatten() {
+            if let Some(id) = self.reference("zone", z, ctx.zones, "declare it under `zones:`") {
+                if zones.contains(&id) {
+                    self.diags.error(Code::Duplicate, z.pos, format!("zone `{}` is listed twice in {what}", z.value));
+                } else {
+                    zones.push(id);
+                }
+            }
+        }
+        zones.sort_unstable();
+        let mut deps: Vec<(EntityId, Pos)> = Vec::new();
+        for d in &svc.depends_on {
+            if let Some(id) = self.entity_ref(&format!("`depends_on` of {what}:"), d, ctx.by_name) {
+                if deps.iter().any(|(k, _)| *k == id) {
+                    self.diags.error(Code::Duplicate, d.pos, format!("`{}` is listed twice in `depends_on` of {what}", d.value));
+                } else {
+                    deps.push((id, d.pos));
+                }
+            }
+        }
+        let health = svc.health.as_ref().and_then(|h| {
+            let url = h.url.as_ref()?;
+            if !(url.value.starts_with("http://") || url.value.starts_with("https://")) {
+                self.diags
+                    .error(Code::BadValue, url.pos, format!("health url `{}` is not an http(s) URL", url.value))
+                    .with_hint("write it as http://host:port/path");
+            }
+            Some(Health { url: url.value.clone(), timeout: h.timeout.as_ref().map_or(Duration::from_secs(5), |t| t.value) })
+        });
+        let route = svc.route.as_ref().and_then(|r| {
+            let kind_s = r.kind.as_ref()?;
+            let kind = match kind_s.value.as_str() {
+                "route53" => RouteKind::Route53,
+                "lab-dns" => RouteKind::LabDns,
+                other => {
+                    let hint = match did_you_mean(other, ["route53", "lab-dns"]) {
+                        Some(n) => format!("did you mean `{n}`?"),
+                        None => "`route53` or `lab-dns`".to_string(),
+                    };
+                    self.diags.error(Code::BadValue, kind_s.pos, format!("route kind `{other}` is not known")).with_hint(hint);
+                    return None;
+                }
+            };
+            if kind == RouteKind::Route53 && r.zone_id.is_none() {
+                self.diags
+                    .error(Code::MissingKey, r.pos, format!("the route53 route of {what} has no `zone_id`"))
+                    .with_hint("add `zone_id: HOSTED_ZONE_ID`");
+            }
+            let mut records = Vec::new();
+            for (zone, value) in &r.records {
+                if let Some(z) = self.reference("zone", zone, ctx.zones, "`records` are keyed by zone") {
+                    if !zones.is_empty() && !zones.contains(&z) {
+                        self.diags.warning(
+                            Code::Suspicious,
+                            zone.pos,
+                            format!("{what} has a record for zone `{}`, where it does not run", zone.value),
+                        );
+                    }
+                    records.push((z, value.value.clone()));
+                }
+            }
+            if r.records.is_empty() {
+                self.diags
+                    .error(Code::MissingKey, r.pos, format!("the route of {what} has no `records`"))
+                    .with_hint("add `records: { ZONE: ADDRESS, ... }`: the answer per zone");
+            }
+            records.sort_by_key(|(z, _)| *z);
+            Some(Route {
+                kind,
+                zone_id: r.zone_id.as_ref().map(|z| z.value.clone()),
+                name: r.name.as_ref()?.value.clone(),
+                record_type: r.record_type.as_ref().map_or_else(|| "A".into(), |t| t.value.clone()),
+                ttl: r.ttl.as_ref().map_or(60, |t| t.value),
+                server: r.server.as_ref().map(|s| s.value.clone()),
+                records,
+            })
+        });
+        let failover = self.failover(svc.failover.as_ref(), SERVICE_DEFAULT_ESTIMATE, &what);
+        let own = tier.map(|t| ctx.tier_defs[t].objective).unwrap_or_default();
+        let mut depends_on: Vec<EntityId> = deps.iter().map(|(d, _)| *d).collect();
+        depends_on.sort_unstable();
+        let entity = Entity {
+            name: name.value.clone(),
+            pos: svc.pos,
+            tier,
+            effective_tier: tier,
+            targets: own,
+            depends_on,
+            failover,
+            spec: EntitySpec::Service(Service { zones, health, route }),
+        };
+        Some((entity, Pending { deps, own, is_service: true }))
+    }
+
+    fn contracts(&mut self, raw: &RawTopology, by_name: &HashMap<String, EntityId>) -> Vec<Contract> {
+        let mut out = Vec::new();
+        for c in &raw.contracts {
+            let Some(customer) = &c.customer else { continue };
+            let mut entities = Vec::new();
+            for s in &c.services {
+                if let Some(id) = self.entity_ref(&format!("the contract of `{}` names", customer.value), s, by_name) {
+                    entities.push(id);
+                }
+            }
+            if c.services.is_empty() {
+                self.diags
+                    .error(Code::MissingKey, c.pos, format!("the contract of `{}` names no services", customer.value))
+                    .with_hint("add `services: [NAME, ...]`");
+            }
+            if c.rpo.is_none() && c.rto.is_none() {
+                self.diags
+                    .warning(Code::Suspicious, c.pos, format!("the contract of `{}` sets neither rpo nor rto", customer.value));
+            }
+            out.push(Contract {
+                customer: customer.value.clone(),
+                entities,
+                objective: Objective { rpo: c.rpo.as_ref().map(|d| d.value), rto: c.rto.as_ref().map(|d| d.value) },
+            });
+        }
+        out
+    }
+
+    /// A topological order, dependents before their dependencies (ties in
+    /// reverse file order, so that reversed it reads in file order), or
+    /// `None` after reporting every cycle with its path.
+    fn acyclic_order(&mut self, entities: &[Entity], pending: &[Pending]) -> Option<Vec<EntityId>> {
+        let n = entities.len();
+        let mut dependents: Vec<Vec<EntityId>> = vec![Vec::new(); n];
+        let mut missing: Vec<usize> = vec![0; n];
+        for (i, p) in pending.iter().enumerate() {
+            missing[i] = p.deps.len();
+            for (d, _) in &p.deps {
+                dependents[*d].push(i);
+            }
+        }
+        // Kahn's algorithm, dependencies first, smallest id first.
+        let mut ready: BinaryHeap<Reverse<EntityId>> = (0..n).filter(|&i| missing[i] == 0).map(Reverse).collect();
+        let mut order = Vec::with_capacity(n);
+        while let Some(Reverse(e)) = ready.pop() {
+            order.push(e);
+            for &d in &dependents[e] {
+                missing[d] -= 1;
+                if missing[d] == 0 {
+                    ready.push(Reverse(d));
+                }
+            }
+        }
+        if order.len() == n {
+            order.reverse();
+            return Some(order);
+        }
+        let mut graph: DiGraph<(), ()> = DiGraph::with_capacity(n, 0);
+        for _ in entities {
+            graph.add_node(());
+        }
+        for (i, p) in pending.iter().enumerate() {
+            for (d, _) in &p.deps {
+                graph.add_edge(NodeIndex::new(i), NodeIndex::new(*d), ());
+            }
+        }
+        let mut sccs = petgraph::algo::tarjan_scc(&graph);
+        sccs.iter_mut().for_each(|s| s.sort_unstable());
+        sccs.sort_unstable();
+        for scc in sccs {
+            let start = scc[0].index();
+            let self_loop = pending[start].deps.iter().any(|(d, _)| *d == start);
+            if scc.len() == 1 && !self_loop {
+                continue;
+            }
+            let members: HashSet<usize> = scc.iter().map(|n| n.index()).collect();
+            let cycle = shortest_cycle(start, &members, pending);
+            let path: Vec<&str> = cycle.iter().map(|&e| entities[e].name.as_str()).collect();
+            let pos = pending[start].deps.iter().find(|(d, _)| *d == cycle[1]).map_or(entities[start].pos, |(_, p)| *p);
+            self.diags
+                .error(Code::Cycle, pos, format!("dependency cycle: {}", path.join(" -> ")))
+                .with_hint("a failover must start somewhere: remove one of these `depends_on` entries");
+        }
+        None
+    }
+
+    fn check_runbook_references(&mut self, entities: &[Entity], by_name: &HashMap<String, EntityId>) {
+        for e in entities {
+            let Some(rb) = &e.failover.runbook else { continue };
+            let mut local = Diagnostics::new(&rb.file);
+            for step in &rb.steps {
+                for key in ["datastore", "service", "entity"] {
+                    let Some(serde_json::Value::String(name)) = step.with.get(key) else { continue };
+                    if name.contains("{{") {
+                        continue;
+                    }
+                    let pos = step.with_pos.get(key).copied().unwrap_or(step.pos);
+                    match by_name.get(name) {
+                        None => {
+                            let hint = match did_you_mean(name, by_name.keys().map(String::as_str)) {
+                                Some(n) => format!("did you mean `{n}`?"),
+                                None => "name an entity declared in the topology".into(),
+                            };
+                            local
+                                .error(Code::UnknownReference, pos, format!("step `{}`: `{name}` is not declared in the topology", step.id))
+                                .with_hint(hint);
+                        }
+                        Some(&id) if key == "datastore" && entities[id].is_service() => {
+                            local.error(Code::BadValue, pos, format!("step `{}`: `{name}` is a service, not a datastore", step.id));
+                        }
+                        Some(_) => {}
+                    }
+                }
+            }
+            self.diags.extend(local.into_sorted());
+        }
+    }
+
+    fn drills(&mut self, raw: &RawTopology) -> Vec<Drill> {
+        let mut out = Vec::new();
+        for d in &raw.drills {
+            let (Some(exp), Some(cron)) = (&d.experiment, &d.cron) else { continue };
+            let path = self.path.parent().unwrap_or(Path::new(".")).join(&exp.value);
+            if !path.is_file() {
+                self.diags
+                    .error(Code::Io, exp.pos, format!("experiment `{}` does not exist ({})", exp.value, path.display()))
+                    .with_hint("experiment paths are relative to the topology file's folder");
+            }
+            match cron_schedule(&cron.value) {
+                Ok((full, _)) => out.push(Drill { experiment: path, cron: full }),
+                Err(why) => {
+                    self.diags
+                        .error(Code::BadValue, cron.pos, format!("cron `{}`: {why}", cron.value))
+                        .with_hint("for example `0 3 * * 1` runs at 03:00 every Monday");
+                }
+            }
+        }
+        out
+    }
+}
+
+struct RefCtx<'a> {
+    zones: &'a [&'a str],
+    regions: &'a [&'a str],
+    tiers: &'a [&'a str],
+    tier_defs: &'a [Tier],
+    by_name: &'a HashMap<String, EntityId>,
+}
+
+/// The shortest cycle through `start` inside one strongly connected
+/// component, as a path that ends where it starts.
+fn shortest_cycle(start: EntityId, members: &HashSet<usize>, pending: &[Pending]) -> Vec<EntityId> {
+    let mut parent: HashMap<EntityId, EntityId> = HashMap::new();
+    let mut queue = VecDeque::from([start]);
+    while let Some(at) = queue.pop_front() {
+        for &(next, _) in &pending[at].deps {
+            if next == start {
+                let mut path = vec![at];
+                let mut cur = at;
+                while cur != start {
+                    cur = parent[&cur];
+                    path.push(cur);
+                }
+                path.reverse();
+                path.push(start);
+                return path;
+            }
+            if members.contains(&next) && next != start && !parent.contains_key(&next) {
+                parent.insert(next, at);
+                queue.push_back(next);
+            }
+        }
+    }
+    vec![start, start]
+}
+
+/// Fills in each datastore's targets and effective tier from the services
+/// that depend on it, directly or not (SPEC §2). `order` has dependents first.
+fn derive_targets(entities: &mut [Entity], pending: &[Pending], order: &[EntityId]) {
+    let n = entities.len();
+    let mut inherited = vec![Objective::default(); n];
+    let mut inherited_tier: Vec<Option<TierId>> = vec![None; n];
+    for &e in order {
+        let (pass_obj, pass_tier) = if pending[e].is_service {
+            (pending[e].own.tighten(inherited[e]), min_opt(entities[e].tier, inherited_tier[e]))
+        } else {
+            (inherited[e], inherited_tier[e])
+        };
+        for &(d, _) in &pending[e].deps {
+            inherited[d] = inherited[d].tighten(pass_obj);
+            inherited_tier[d] = min_opt(inherited_tier[d], pass_tier);
+        }
+    }
+    for (i, e) in entities.iter_mut().enumerate() {
+        if pending[i].is_service {
+            e.targets = pending[i].own;
+        } else if e.tier.is_some() {
+            e.targets = pending[i].own;
+        } else {
+            e.targets = pending[i].own.tighten(inherited[i]);
+            e.effective_tier = inherited_tier[i];
+        }
+    }
+}
+
+fn min_opt(a: Option<TierId>, b: Option<TierId>) -> Option<TierId> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// `us-east-1a` → `us-east-1`, for zones that name an AWS availability zone.
+fn region_of_aws_zone(az: &str) -> Option<String> {
+    let last = az.chars().last()?;
+    let head = &az[..az.len() - 1];
+    let parts: Vec<&str> = head.split('-').collect();
+    let looks_like_region = parts.len() >= 3
+        && parts[0].len() == 2
+        && parts.last().is_some_and(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+    (last.is_ascii_lowercase() && looks_like_region).then(|| head.to_string())
+}
+
+/// S3's bucket naming rules, in short.
+fn check_bucket_name(name: &str) -> Result<(), String> {
+    if !(3..=63).contains(&name.len()) {
+        return Err("bucket names have 3 to 63 characters".into());
+    }
+    if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.') {
+        return Err("bucket names use lowercase letters, digits, `-` and `.`".into());
+    }
+    if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) || !name.ends_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err("bucket names start and end with a letter or digit".into());
+    }
+    Ok(())
+}
+
+/// Hides a password in a connection URL before it goes into a message.
+pub(crate) fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &url[s + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!("{}{}:***{}", &url[..s + 3], &userinfo[..colon], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+fn abbreviated(names: &[&str]) -> String {
+    if names.len() <= 8 {
+        names.join(", ")
+    } else {
+        format!("{}, ... ({} in all)", names[..8].join(", "), names.len())
+    }
+}

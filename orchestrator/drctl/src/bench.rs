@@ -1,0 +1,116 @@
+//! `drctl bench`: drctl measuring itself, so the README's numbers can be
+//! reproduced with one command on any machine.
+
+use crate::{Failure, Outcome};
+use drctl_core::plan::{plan_with, Observations, Scope};
+use drctl_core::schedule::Policy;
+use drctl_core::synth;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Peak resident memory of this process so far, from /proc (Linux only).
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+pub fn plan(sizes: &[usize], runs: usize, parallel: usize) -> Result<Outcome, Failure> {
+    println!("parse + validate + plan of synthetic topologies (3 zones, ~2.5 dependencies per entity), zone az1 lost; median of {runs} runs");
+    println!("{:>9}  {:>9}  {:>9}  {:>9}  {:>9}  {:>11}  {:>11}  {:>8}", "entities", "yaml MiB", "parse+val", "plan", "total", "plan --par", "steps", "peak MiB");
+    for &n in sizes {
+        let yaml = synth::topology_yaml(n, 42);
+        let scope = Scope { zones: vec!["az1".into()], ..Scope::default() };
+        let (mut t_load, mut t_plan, mut t_cap) = (Vec::new(), Vec::new(), Vec::new());
+        let mut steps = 0;
+        for _ in 0..runs {
+            let t0 = Instant::now();
+            let loaded = drctl_core::load_str(&yaml, Path::new("synthetic.yaml"));
+            let topo = loaded.topology.ok_or_else(|| anyhow::anyhow!("the synthetic topology did not validate: {:?}", loaded.diagnostics.first()))?;
+            let t1 = Instant::now();
+            let p = plan_with(&topo, &scope, &Observations::default(), None, Policy::Prioritised).map_err(anyhow::Error::from)?;
+            let t2 = Instant::now();
+            let _ = plan_with(&topo, &scope, &Observations::default(), Some(parallel), Policy::Prioritised).map_err(anyhow::Error::from)?;
+            let t3 = Instant::now();
+            steps = p.plan.steps.len();
+            t_load.push(t1 - t0);
+            t_plan.push(t2 - t1);
+            t_cap.push(t3 - t2);
+        }
+        let (l, p, c) = (median(t_load), median(t_plan), median(t_cap));
+        println!(
+            "{:>9}  {:>9.1}  {:>7.1}ms  {:>7.1}ms  {:>7.1}ms  {:>9.1}ms  {:>11}  {:>8}",
+            n,
+            yaml.len() as f64 / (1024.0 * 1024.0),
+            l.as_secs_f64() * 1e3,
+            p.as_secs_f64() * 1e3,
+            (l + p).as_secs_f64() * 1e3,
+            c.as_secs_f64() * 1e3,
+            steps,
+            peak_rss_mib().map_or("?".into(), |m| format!("{m:.0}"))
+        );
+    }
+    Ok(Outcome::Done)
+}
+
+/// Aggregate results of one policy over many generated topologies.
+#[derive(Default)]
+struct Tally {
+    tier0_rto_sum: f64,
+    tier0_count: usize,
+    missed: usize,
+    worst_ratio: f64,
+    ratio_sum: f64,
+    plans: usize,
+}
+
+pub fn scheduler(topologies: usize, entities: usize) -> Result<Outcome, Failure> {
+    println!("prioritised vs tier-then-file-order list scheduling; {topologies} topologies of {entities} entities per cap, zone az1 lost");
+    println!("{:>4}  {:<12}  {:>15}  {:>12}  {:>22}", "cap", "policy", "mean tier-0 RTO", "RTOs missed", "makespan / lower bound");
+    for cap in [2usize, 4, 8, 16] {
+        let mut tallies = [Tally::default(), Tally::default()];
+        for seed in 0..topologies as u64 {
+            let yaml = synth::topology_yaml(entities, seed + 1);
+            let topo = drctl_core::load_str(&yaml, Path::new("synthetic.yaml"))
+                .topology
+                .ok_or_else(|| anyhow::anyhow!("synthetic topology invalid"))?;
+            let scope = Scope { zones: vec!["az1".into()], ..Scope::default() };
+            for (k, policy) in [Policy::Prioritised, Policy::TierThenOrder].into_iter().enumerate() {
+                let d = plan_with(&topo, &scope, &Observations::default(), Some(cap), policy).map_err(anyhow::Error::from)?;
+                let t = &mut tallies[k];
+                for e in &d.plan.entities {
+                    if e.tier.as_deref() == Some("tier-0") && e.kind == "service" {
+                        t.tier0_rto_sum += e.rto_estimate_s;
+                        t.tier0_count += 1;
+                    }
+                    t.missed += usize::from(!e.meets_rto);
+                }
+                let work: f64 = d.plan.steps.iter().map(|s| s.estimate_s).sum();
+                let bound = d.plan.critical_path_s.max(work / cap as f64);
+                let ratio = if bound > 0.0 { d.plan.makespan_s / bound } else { 1.0 };
+                t.worst_ratio = t.worst_ratio.max(ratio);
+                t.ratio_sum += ratio;
+                t.plans += 1;
+            }
+        }
+        for (k, name) in ["prioritised", "baseline"].iter().enumerate() {
+            let t = &tallies[k];
+            println!(
+                "{:>4}  {:<12}  {:>14.1}s  {:>12}  {:>10.3} mean, {:.3} worst",
+                cap,
+                name,
+                t.tier0_rto_sum / t.tier0_count.max(1) as f64,
+                t.missed,
+                t.ratio_sum / t.plans.max(1) as f64,
+                t.worst_ratio
+            );
+        }
+    }
+    Ok(Outcome::Done)
+}

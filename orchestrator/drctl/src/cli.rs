@@ -1,0 +1,216 @@
+//! Flags and the commands they run.
+
+use crate::text::{self, Style};
+use crate::{bench, Failure, Outcome};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use drctl_core::graph::{self, Format};
+use drctl_core::{Diagnostic, Observations, Scope, Severity, Topology};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Parser)]
+#[command(name = "drctl", version, about = "Disaster-recovery and replication orchestrator", long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a topology file and every runbook it references; report every problem at once.
+    Validate {
+        #[command(flatten)]
+        file: FileArg,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Show what a failover would do, in what order, and whether it meets the RTO targets.
+    Plan {
+        #[command(flatten)]
+        file: FileArg,
+        #[command(flatten)]
+        scope: ScopeArgs,
+        /// At most this many steps at once (default: no cap).
+        #[arg(long, value_name = "N")]
+        parallel: Option<usize>,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Draw the dependency graph (Graphviz DOT or Mermaid), highlighting what a disaster would affect.
+    Graph {
+        #[command(flatten)]
+        file: FileArg,
+        #[command(flatten)]
+        scope: ScopeArgs,
+        #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+        format: GraphFormat,
+    },
+    /// Print the JSON Schema of the topology file (for editors).
+    Schema,
+    /// Measure drctl's own speed.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Parse, validate and plan synthetic topologies; report time and peak memory.
+    Plan {
+        /// Sizes to measure (entities).
+        #[arg(long, value_delimiter = ',', default_values_t = [1_000usize, 10_000, 100_000])]
+        entities: Vec<usize>,
+        /// Runs per size; the median is reported.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Also schedule with this --parallel cap.
+        #[arg(long, default_value_t = 8)]
+        parallel: usize,
+    },
+    /// Compare the prioritised scheduler with plain tier-then-file-order list scheduling.
+    Scheduler {
+        /// Generated topologies per parallelism cap.
+        #[arg(long, default_value_t = 50)]
+        topologies: usize,
+        #[arg(long, default_value_t = 300)]
+        entities: usize,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct FileArg {
+    /// The topology file.
+    #[arg(short = 'f', long = "file", default_value = "drctl.yaml", value_name = "FILE")]
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ScopeArgs {
+    /// A zone that is lost (repeatable).
+    #[arg(long = "zone", value_name = "ZONE")]
+    pub zones: Vec<String>,
+    /// A region that is lost (repeatable).
+    #[arg(long = "region", value_name = "REGION")]
+    pub regions: Vec<String>,
+    /// An entity to fail over (repeatable).
+    #[arg(long = "target", value_name = "NAME")]
+    pub targets: Vec<String>,
+}
+
+impl ScopeArgs {
+    fn scope(&self) -> Scope {
+        Scope { zones: self.zones.clone(), regions: self.regions.clone(), targets: self.targets.clone() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum GraphFormat {
+    Dot,
+    Mermaid,
+}
+
+pub fn run(cli: Cli) -> Result<Outcome, Failure> {
+    let style = Style::detect();
+    match cli.command {
+        Command::Validate { file, output } => validate(&file.path, output, &style),
+        Command::Plan { file, scope, parallel, output } => {
+            let topo = load(&file.path, &style)?;
+            let scope = scope.scope();
+            if scope.is_empty() {
+                return Err(Failure::bad_input("say what is lost: --zone ZONE, --region REGION or --target NAME (each repeatable)"));
+            }
+            let plan = drctl_core::plan(&topo, &scope, &Observations::default(), parallel)
+                .map_err(|e| Failure::bad_input(e.to_string()))?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&plan).map_err(anyhow::Error::from)?),
+                Output::Text => print!("{}", text::plan(&topo, &plan, &style)),
+            }
+            Ok(if plan.meets_objectives() { Outcome::Done } else { Outcome::ObjectiveMissed })
+        }
+        Command::Graph { file, scope, format } => {
+            let topo = load(&file.path, &style)?;
+            let scope = scope.scope();
+            let plan = if scope.is_empty() {
+                None
+            } else {
+                Some(drctl_core::plan(&topo, &scope, &Observations::default(), None).map_err(|e| Failure::bad_input(e.to_string()))?)
+            };
+            let format = match format {
+                GraphFormat::Dot => Format::Dot,
+                GraphFormat::Mermaid => Format::Mermaid,
+            };
+            print!("{}", graph::render(&topo, plan.as_ref(), format));
+            Ok(Outcome::Done)
+        }
+        Command::Schema => {
+            let schema = drctl_core::schema::topology_schema();
+            println!("{}", serde_json::to_string_pretty(&schema).map_err(anyhow::Error::from)?);
+            Ok(Outcome::Done)
+        }
+        Command::Bench(BenchCommand::Plan { entities, runs, parallel }) => bench::plan(&entities, runs.max(1), parallel),
+        Command::Bench(BenchCommand::Scheduler { topologies, entities }) => bench::scheduler(topologies, entities),
+    }
+}
+
+fn print_diagnostics(diags: &[Diagnostic], style: &Style) {
+    for d in diags {
+        eprintln!("{}", text::diagnostic(d, style));
+    }
+}
+
+/// Loads a topology for a command that needs a valid one: diagnostics go to
+/// stderr (warnings too), and any error is bad input.
+pub fn load(path: &Path, style: &Style) -> Result<Topology, Failure> {
+    let loaded = drctl_core::load(path);
+    print_diagnostics(&loaded.diagnostics, style);
+    match loaded.topology {
+        Some(t) => Ok(t),
+        None => {
+            let n = loaded.diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
+            eprintln!("{}: {n} error{}; nothing was done", path.display(), if n == 1 { "" } else { "s" });
+            Err(Failure::BadInput { message: String::new(), printed: true })
+        }
+    }
+}
+
+fn validate(path: &Path, output: Output, style: &Style) -> Result<Outcome, Failure> {
+    let loaded = drctl_core::load(path);
+    let errors = loaded.diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
+    let warnings = loaded.diagnostics.len() - errors;
+    match output {
+        Output::Json => {
+            let json = serde_json::json!({
+                "file": path,
+                "valid": loaded.topology.is_some(),
+                "errors": errors,
+                "warnings": warnings,
+                "diagnostics": loaded.diagnostics.iter().map(|d| serde_json::json!({
+                    "severity": d.severity, "code": d.code.as_str(), "file": d.file,
+                    "line": d.pos.line, "column": d.pos.col, "message": d.message, "hint": d.hint,
+                })).collect::<Vec<_>>(),
+            });
+            println!("{}", serde_json::to_string_pretty(&json).map_err(anyhow::Error::from)?);
+        }
+        Output::Text => {
+            print_diagnostics(&loaded.diagnostics, style);
+            match &loaded.topology {
+                Some(t) => println!("{}", text::validated(path, t, warnings, style)),
+                None => eprintln!(
+                    "{}: {errors} error{}, {warnings} warning{}",
+                    path.display(),
+                    if errors == 1 { "" } else { "s" },
+                    if warnings == 1 { "" } else { "s" }
+                ),
+            }
+        }
+    }
+    if loaded.topology.is_some() {
+        Ok(Outcome::Done)
+    } else {
+        Err(Failure::BadInput { message: String::new(), printed: true })
+    }
+}

@@ -1,0 +1,56 @@
+//! `drctl`: the command-line front of the orchestrator. Thin glue: parse
+//! flags, call the library crates, print, and map outcomes to SPEC §10's
+//! exit codes (0 done, 1 failed at run time, 2 bad input, 3 objective missed).
+
+mod bench;
+mod cli;
+mod text;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+/// A failure and the exit code it deserves.
+#[derive(Debug)]
+pub enum Failure {
+    /// Bad input: a file or a flag (exit 2). Already printed when `printed`.
+    BadInput { message: String, printed: bool },
+    /// Something went wrong at run time (exit 1).
+    Runtime(anyhow::Error),
+}
+
+impl Failure {
+    pub fn bad_input(message: impl Into<String>) -> Self {
+        Failure::BadInput { message: message.into(), printed: false }
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::Runtime(e)
+    }
+}
+
+/// What a command reports when it ran: done, or ran but an objective is missed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    ObjectiveMissed,
+}
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    match cli::run(args) {
+        Ok(Outcome::Done) => ExitCode::SUCCESS,
+        Ok(Outcome::ObjectiveMissed) => ExitCode::from(3),
+        Err(Failure::BadInput { message, printed }) => {
+            if !printed {
+                eprintln!("error: {message}");
+            }
+            ExitCode::from(2)
+        }
+        Err(Failure::Runtime(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
