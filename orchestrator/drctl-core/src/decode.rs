@@ -8,7 +8,43 @@
 use crate::diag::{did_you_mean, Code, Diagnostics, Pos};
 use crate::duration::parse_duration;
 use crate::yaml::{Node, Value};
+use std::fmt::{self, Display};
 use std::time::Duration;
+
+/// Describes the place being decoded, for messages. Formatted only when a
+/// diagnostic is actually reported, so that decoding a 100k-entity file
+/// does not build a million context strings it never prints.
+pub type What<'a> = &'a dyn Display;
+
+/// "`key` of OWNER".
+pub struct Field<'a>(pub &'a str, pub What<'a>);
+
+impl Display for Field<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}` of {}", self.0, self.1)
+    }
+}
+
+/// "PART of OWNER", e.g. "the primary of datastore `orders-db`".
+pub struct Of<'a>(pub &'a str, pub What<'a>);
+
+impl Display for Of<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} of {}", self.0, self.1)
+    }
+}
+
+/// "KIND `name`", or "a KIND" when the name is unknown.
+pub struct Named<'a>(pub &'a str, pub Option<&'a str>);
+
+impl Display for Named<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.1 {
+            Some(name) => write!(f, "{} `{name}`", self.0),
+            None => write!(f, "a {}", self.0),
+        }
+    }
+}
 
 /// A value and where it was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,11 +62,11 @@ impl<T> Spanned<T> {
 /// The entries of a mapping whose keys were checked against an allowed set.
 pub struct Fields<'a> {
     pub pos: Pos,
-    entries: Vec<(&'a str, &'a Node)>,
+    entries: Vec<(&'a str, &'a Node<'a>)>,
 }
 
 impl<'a> Fields<'a> {
-    pub fn get(&self, key: &str) -> Option<&'a Node> {
+    pub fn get(&self, key: &str) -> Option<&'a Node<'a>> {
         self.entries
             .iter()
             .find(|(k, _)| *k == key)
@@ -43,7 +79,7 @@ impl<'a> Fields<'a> {
     }
 
     /// Every entry in file order (for free-form mappings such as `records`).
-    pub fn entries(&self) -> &[(&'a str, &'a Node)] {
+    pub fn entries(&self) -> &[(&'a str, &'a Node<'a>)] {
         &self.entries
     }
 }
@@ -60,12 +96,12 @@ impl<'d> Decoder<'d> {
 
     /// Reads a mapping, reporting duplicate keys and keys not in `allowed`
     /// (`allowed` empty means any key is fine).
-    pub fn fields<'a>(&mut self, node: &'a Node, what: &str, allowed: &[&str]) -> Option<Fields<'a>> {
+    pub fn fields<'a>(&mut self, node: &'a Node<'a>, what: What, allowed: &[&str]) -> Option<Fields<'a>> {
         let Value::Map(map) = &node.value else {
             self.wrong_type(node, what, "a mapping");
             return None;
         };
-        let mut entries: Vec<(&'a str, &'a Node)> = Vec::with_capacity(map.len());
+        let mut entries: Vec<(&'a str, &'a Node<'a>)> = Vec::with_capacity(map.len());
         for (key, value) in map {
             let Some(name) = key.as_scalar() else {
                 self.diags
@@ -96,7 +132,7 @@ impl<'d> Decoder<'d> {
     }
 
     /// A required entry; reports its absence at the mapping's position.
-    pub fn required<'a>(&mut self, fields: &Fields<'a>, key: &str, what: &str) -> Option<&'a Node> {
+    pub fn required<'a>(&mut self, fields: &Fields<'a>, key: &str, what: What) -> Option<&'a Node<'a>> {
         let found = fields.get(key);
         if found.is_none() {
             self.diags
@@ -106,7 +142,7 @@ impl<'d> Decoder<'d> {
         found
     }
 
-    pub fn wrong_type(&mut self, node: &Node, what: &str, expected: &str) {
+    pub fn wrong_type(&mut self, node: &Node, what: What, expected: &str) {
         self.diags.error(
             Code::WrongType,
             node.pos,
@@ -114,9 +150,9 @@ impl<'d> Decoder<'d> {
         );
     }
 
-    pub fn string(&mut self, node: &Node, what: &str) -> Option<Spanned<String>> {
+    pub fn string(&mut self, node: &Node, what: What) -> Option<Spanned<String>> {
         match node.as_scalar() {
-            Some(text) => Some(Spanned::new(text.to_string(), node.pos)),
+            Some(text) => Some(Spanned::new(text.to_owned(), node.pos)),
             None => {
                 self.wrong_type(node, what, "a string");
                 None
@@ -124,17 +160,17 @@ impl<'d> Decoder<'d> {
         }
     }
 
-    pub fn opt_string(&mut self, fields: &Fields, key: &str, what: &str) -> Option<Spanned<String>> {
+    pub fn opt_string(&mut self, fields: &Fields, key: &str, what: What) -> Option<Spanned<String>> {
         let node = fields.get(key)?;
-        self.string(node, &format!("`{key}` of {what}"))
+        self.string(node, &Field(key, what))
     }
 
-    pub fn req_string(&mut self, fields: &Fields, key: &str, what: &str) -> Option<Spanned<String>> {
+    pub fn req_string(&mut self, fields: &Fields, key: &str, what: What) -> Option<Spanned<String>> {
         let node = self.required(fields, key, what)?;
-        self.string(node, &format!("`{key}` of {what}"))
+        self.string(node, &Field(key, what))
     }
 
-    pub fn duration(&mut self, node: &Node, what: &str) -> Option<Spanned<Duration>> {
+    pub fn duration(&mut self, node: &Node, what: What) -> Option<Spanned<Duration>> {
         let text = self.string(node, what)?;
         match parse_duration(&text.value) {
             Ok(d) => Some(Spanned::new(d, node.pos)),
@@ -147,12 +183,12 @@ impl<'d> Decoder<'d> {
         }
     }
 
-    pub fn opt_duration(&mut self, fields: &Fields, key: &str, what: &str) -> Option<Spanned<Duration>> {
+    pub fn opt_duration(&mut self, fields: &Fields, key: &str, what: What) -> Option<Spanned<Duration>> {
         let node = fields.get(key)?;
-        self.duration(node, &format!("`{key}` of {what}"))
+        self.duration(node, &Field(key, what))
     }
 
-    pub fn unsigned(&mut self, node: &Node, what: &str) -> Option<Spanned<u64>> {
+    pub fn unsigned(&mut self, node: &Node, what: What) -> Option<Spanned<u64>> {
         match node.as_scalar().map(str::parse::<u64>) {
             Some(Ok(n)) => Some(Spanned::new(n, node.pos)),
             _ => {
@@ -167,7 +203,7 @@ impl<'d> Decoder<'d> {
     }
 
     /// A list; null or absent is an empty list.
-    pub fn list<'a>(&mut self, node: Option<&'a Node>, what: &str) -> &'a [Node] {
+    pub fn list<'a>(&mut self, node: Option<&'a Node<'a>>, what: What) -> &'a [Node<'a>] {
         match node {
             None => &[],
             Some(n) if n.is_null() => &[],
@@ -179,13 +215,13 @@ impl<'d> Decoder<'d> {
         }
     }
 
-    pub fn string_list(&mut self, node: Option<&Node>, what: &str) -> Vec<Spanned<String>> {
+    pub fn string_list(&mut self, node: Option<&Node>, what: What) -> Vec<Spanned<String>> {
         let items = self.list(node, what);
-        items.iter().filter_map(|n| self.string(n, &format!("an item of {what}"))).collect()
+        items.iter().filter_map(|n| self.string(n, &Of("an item", what))).collect()
     }
 
     /// Checks that a string is one of `choices`, with a hint when it is not.
-    pub fn choice(&mut self, value: &Spanned<String>, what: &str, choices: &[&str]) -> bool {
+    pub fn choice(&mut self, value: &Spanned<String>, what: What, choices: &[&str]) -> bool {
         if choices.contains(&value.value.as_str()) {
             return true;
         }
@@ -207,8 +243,8 @@ pub fn to_json(node: &Node) -> serde_json::Value {
     use serde_json::Value as J;
     match &node.value {
         _ if node.is_null() => J::Null,
-        Value::Scalar { text, plain: false } => J::String(text.clone()),
-        Value::Scalar { text, plain: true } => match text.as_str() {
+        Value::Scalar { text, plain: false } => J::String(text.to_string()),
+        Value::Scalar { text, plain: true } => match &**text {
             "true" | "True" | "TRUE" => J::Bool(true),
             "false" | "False" | "FALSE" => J::Bool(false),
             t => {

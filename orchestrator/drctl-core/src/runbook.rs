@@ -129,9 +129,9 @@ pub fn load_str(src: &str, path: &Path) -> Result<Runbook, LoadError> {
 }
 
 fn decode(d: &mut Decoder, root: &Node, path: &Path) -> Option<Runbook> {
-    let top = d.fields(root, "the runbook", &["name", "description", "steps"])?;
-    let name = d.req_string(&top, "name", "the runbook");
-    let step_nodes = d.list(d_get(&top, "steps"), "`steps`");
+    let top = d.fields(root, &"the runbook", &["name", "description", "steps"])?;
+    let name = d.req_string(&top, "name", &"the runbook");
+    let step_nodes = d.list(d_get(&top, "steps"), &"`steps`");
     if step_nodes.is_empty() {
         d.diags
             .error(Code::MissingKey, top.pos, "the runbook has no steps")
@@ -153,7 +153,7 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path) -> Option<Runbook> {
             ok = false;
             continue;
         };
-        let id = d.req_string(&f, "id", "a step");
+        let id = d.req_string(&f, "id", &"a step");
         let action_name = d.req_string(&f, "action", &what);
         let spec = action_name.as_ref().and_then(|a| {
             let found = action(&a.value);
@@ -190,7 +190,7 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path) -> Option<Runbook> {
                     }
                 }
             } else {
-                d.wrong_type(wn, &format!("`with` of {what}"), "a mapping");
+                d.wrong_type(wn, &format!("`with` of {what}"), &"a mapping");
             }
         }
         if let Some(spec) = spec {
@@ -303,7 +303,7 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path) -> Option<Runbook> {
     })
 }
 
-fn d_get<'a>(f: &crate::decode::Fields<'a>, key: &str) -> Option<&'a Node> {
+fn d_get<'a>(f: &crate::decode::Fields<'a>, key: &str) -> Option<&'a Node<'a>> {
     f.get(key)
 }
 
@@ -311,7 +311,7 @@ fn d_get<'a>(f: &crate::decode::Fields<'a>, key: &str) -> Option<&'a Node> {
 fn check_templates(d: &mut Decoder, node: &Node, what: &str) {
     match &node.value {
         Value::Scalar { text, .. } => {
-            let mut rest = text.as_str();
+            let mut rest = &**text;
             while let Some(open) = rest.find("{{") {
                 let Some(close) = rest[open..].find("}}") else {
                     d.diags.error(Code::BadValue, node.pos, format!("{what}: `{{{{` is never closed"));

@@ -4,7 +4,7 @@
 //! the whole file (references, uniqueness, cycles) is left to
 //! [`super::validate`], which turns these raw types into checked ones.
 
-use crate::decode::{Decoder, Fields, Spanned};
+use crate::decode::{Decoder, Field, Fields, Named, Of, Spanned, What};
 use crate::diag::Pos;
 use crate::yaml::Node;
 use std::time::Duration;
@@ -146,26 +146,28 @@ pub fn decode(d: &mut Decoder, root: &Node) -> RawTopology {
             .with_hint("start with `version: 1`, then `zones:`, `datastores:` and `services:`");
         return raw;
     }
-    let Some(top) = d.fields(root, "the topology", TOP_KEYS) else { return raw };
-    raw.version = d.required(&top, "version", "the topology").and_then(|n| d.unsigned(n, "`version`"));
-    raw.name = d.opt_string(&top, "name", "the topology");
+    let top_what: What = &"the topology";
+    let Some(top) = d.fields(root, top_what, TOP_KEYS) else { return raw };
+    raw.version = d.required(&top, "version", top_what).and_then(|n| d.unsigned(n, &"`version`"));
+    raw.name = d.opt_string(&top, "name", top_what);
 
-    for z in d.list(top.get("zones"), "`zones`") {
-        let Some(f) = d.fields(z, "a zone", &["name", "region", "aws_zone"]) else { continue };
-        if let Some(name) = d.req_string(&f, "name", "a zone") {
+    for z in d.list(top.get("zones"), &"`zones`") {
+        let what: What = &"a zone";
+        let Some(f) = d.fields(z, what, &["name", "region", "aws_zone"]) else { continue };
+        if let Some(name) = d.req_string(&f, "name", what) {
             raw.zones.push(RawZone {
                 pos: z.pos,
-                region: d.opt_string(&f, "region", "a zone"),
-                aws_zone: d.opt_string(&f, "aws_zone", "a zone"),
+                region: d.opt_string(&f, "region", what),
+                aws_zone: d.opt_string(&f, "aws_zone", what),
                 name,
             });
         }
     }
 
     if let Some(objs) = top.get("objectives") {
-        if let Some(f) = d.fields(objs, "`objectives`", &[]) {
+        if let Some(f) = d.fields(objs, &"`objectives`", &[]) {
             for (tier, node) in f.entries() {
-                let what = format!("objective `{tier}`");
+                let what = Named("objective", Some(tier));
                 let Some(of) = d.fields(node, &what, &["rpo", "rto"]) else { continue };
                 raw.objectives.push(RawObjective {
                     tier: Spanned::new(tier.to_string(), node_key_pos(objs, tier).unwrap_or(node.pos)),
@@ -176,41 +178,48 @@ pub fn decode(d: &mut Decoder, root: &Node) -> RawTopology {
         }
     }
 
-    for c in d.list(top.get("contracts"), "`contracts`") {
-        let Some(f) = d.fields(c, "a contract", &["customer", "services", "rpo", "rto"]) else { continue };
-        let customer = d.req_string(&f, "customer", "a contract");
-        let what = match &customer {
-            Some(c) => format!("the contract of `{}`", c.value),
-            None => "a contract".to_string(),
-        };
+    for c in d.list(top.get("contracts"), &"`contracts`") {
+        let Some(f) = d.fields(c, &"a contract", &["customer", "services", "rpo", "rto"]) else { continue };
+        let customer = d.req_string(&f, "customer", &"a contract");
+        let what = Named("the contract of", customer.as_ref().map(|c| c.value.as_str()));
         raw.contracts.push(RawContract {
             pos: c.pos,
-            services: d.string_list(f.get("services"), &format!("`services` of {what}")),
+            services: d.string_list(f.get("services"), &Field("services", &what)),
             rpo: d.opt_duration(&f, "rpo", &what),
             rto: d.opt_duration(&f, "rto", &what),
             customer,
         });
     }
 
-    for n in d.list(top.get("datastores"), "`datastores`") {
-        if let Some(ds) = decode_datastore(d, n) {
-            raw.datastores.push(ds);
-        }
+    for n in d.list(top.get("datastores"), &"`datastores`") {
+        decode_item(d, &mut raw, "datastores", n);
     }
-    for n in d.list(top.get("services"), "`services`") {
-        if let Some(s) = decode_service(d, n) {
-            raw.services.push(s);
-        }
+    for n in d.list(top.get("services"), &"`services`") {
+        decode_item(d, &mut raw, "services", n);
     }
-    for n in d.list(top.get("drills"), "`drills`") {
-        let Some(f) = d.fields(n, "a drill", &["experiment", "cron"]) else { continue };
+    for n in d.list(top.get("drills"), &"`drills`") {
+        let what: What = &"a drill";
+        let Some(f) = d.fields(n, what, &["experiment", "cron"]) else { continue };
         raw.drills.push(RawDrill {
             pos: n.pos,
-            experiment: d.req_string(&f, "experiment", "a drill"),
-            cron: d.req_string(&f, "cron", "a drill"),
+            experiment: d.req_string(&f, "experiment", what),
+            cron: d.req_string(&f, "cron", what),
         });
     }
     raw
+}
+
+/// The top-level sequences whose items can be decoded one by one, as the
+/// parser finishes each (see [`crate::yaml::parse_streaming`]).
+pub const STREAMED_SECTIONS: &[&str] = &["datastores", "services"];
+
+/// Decodes one item of a [`STREAMED_SECTIONS`] sequence into `raw`.
+pub fn decode_item(d: &mut Decoder, raw: &mut RawTopology, section: &str, node: &Node) {
+    match section {
+        "datastores" => raw.datastores.extend(decode_datastore(d, node)),
+        "services" => raw.services.extend(decode_service(d, node)),
+        _ => {}
+    }
 }
 
 /// Where a key of a mapping is written (for errors about free-form keys).
@@ -224,18 +233,11 @@ pub(crate) fn node_key_pos(map: &Node, key: &str) -> Option<Pos> {
     }
 }
 
-fn entity_what(kind: &str, name: Option<&str>) -> String {
-    match name {
-        Some(n) => format!("{kind} `{n}`"),
-        None => format!("a {kind}"),
-    }
-}
-
 fn decode_datastore(d: &mut Decoder, node: &Node) -> Option<RawDatastore> {
     // The keys a datastore may have depend on its kind, so the kind is read first.
-    let kind_hint = node.peek("kind").map(str::to_string);
+    let kind_hint = node.peek("kind");
     let common = ["name", "kind", "tier", "failover"];
-    let extra: &[&str] = match kind_hint.as_deref() {
+    let extra: &[&str] = match kind_hint {
         Some("postgres") => &["primary", "replicas"],
         Some("s3") => &["primary", "replicas", "endpoint", "region", "replication"],
         Some("rds-instance") => &["primary", "replicas", "region"],
@@ -243,39 +245,35 @@ fn decode_datastore(d: &mut Decoder, node: &Node) -> Option<RawDatastore> {
         _ => &["primary", "replicas", "endpoint", "region", "replication", "cluster"],
     };
     let allowed: Vec<&str> = common.iter().chain(extra).copied().collect();
-    let what = entity_what("datastore", node.peek("name"));
+    let what = Named("datastore", node.peek("name"));
     let f = d.fields(node, &what, &allowed)?;
-    let name = d.req_string(&f, "name", "a datastore");
+    let name = d.req_string(&f, "name", &"a datastore");
     let kind = d.req_string(&f, "kind", &what);
     if let Some(k) = &kind {
-        d.choice(k, &format!("the kind of {what}"), DATASTORE_KINDS);
+        d.choice(k, &Of("the kind", &what), DATASTORE_KINDS);
     }
-    let member_keys: &[&str] = match kind_hint.as_deref() {
+    let member_keys: &[&str] = match kind_hint {
         Some("postgres") => &["zone", "url"],
         Some("s3") => &["zone", "bucket", "endpoint", "region"],
         Some("rds-instance") => &["zone", "instance"],
         _ => &["zone", "url", "bucket", "instance", "endpoint", "region"],
     };
-    let primary = f
-        .get("primary")
-        .and_then(|n| decode_member(d, n, &format!("the primary of {what}"), member_keys));
+    let primary = f.get("primary").and_then(|n| decode_member(d, n, &Of("the primary", &what), member_keys));
     let replicas = d
-        .list(f.get("replicas"), &format!("`replicas` of {what}"))
+        .list(f.get("replicas"), &Field("replicas", &what))
         .iter()
-        .filter_map(|n| decode_member(d, n, &format!("a replica of {what}"), member_keys))
+        .filter_map(|n| decode_member(d, n, &Of("a replica", &what), member_keys))
         .collect();
-    let failover = f
-        .get("failover")
-        .and_then(|n| decode_failover(d, n, &what, &["estimate", "max_lag", "runbook"]));
+    let failover = f.get("failover").and_then(|n| decode_failover(d, n, &what, &["estimate", "max_lag", "runbook"]));
     let replication = f.get("replication").and_then(|n| {
-        let rw = format!("the replication of {what}");
+        let rw = Of("the replication", &what);
         let rf = d.fields(n, &rw, &["by", "every", "cron", "concurrency", "sse", "kms_key_id"])?;
         Some(RawReplication {
             pos: n.pos,
             by: d.req_string(&rf, "by", &rw),
             every: d.opt_duration(&rf, "every", &rw),
             cron: d.opt_string(&rf, "cron", &rw),
-            concurrency: rf.get("concurrency").and_then(|c| d.unsigned(c, &format!("`concurrency` of {rw}"))),
+            concurrency: rf.get("concurrency").and_then(|c| d.unsigned(c, &Field("concurrency", &rw))),
             sse: d.opt_string(&rf, "sse", &rw),
             kms_key_id: d.opt_string(&rf, "kms_key_id", &rw),
         })
@@ -295,7 +293,7 @@ fn decode_datastore(d: &mut Decoder, node: &Node) -> Option<RawDatastore> {
     })
 }
 
-fn decode_member(d: &mut Decoder, node: &Node, what: &str, keys: &[&str]) -> Option<RawMember> {
+fn decode_member(d: &mut Decoder, node: &Node, what: What, keys: &[&str]) -> Option<RawMember> {
     let f = d.fields(node, what, keys)?;
     Some(RawMember {
         pos: node.pos,
@@ -308,8 +306,8 @@ fn decode_member(d: &mut Decoder, node: &Node, what: &str, keys: &[&str]) -> Opt
     })
 }
 
-fn decode_failover(d: &mut Decoder, node: &Node, owner: &str, keys: &[&str]) -> Option<RawFailover> {
-    let what = format!("the failover of {owner}");
+fn decode_failover(d: &mut Decoder, node: &Node, owner: What, keys: &[&str]) -> Option<RawFailover> {
+    let what = Of("the failover", owner);
     let f: Fields = d.fields(node, &what, keys)?;
     Some(RawFailover {
         pos: node.pos,
@@ -321,29 +319,25 @@ fn decode_failover(d: &mut Decoder, node: &Node, owner: &str, keys: &[&str]) -> 
 
 fn decode_service(d: &mut Decoder, node: &Node) -> Option<RawService> {
     let keys = ["name", "tier", "zones", "depends_on", "health", "route", "failover"];
-    let what = entity_what("service", node.peek("name"));
+    let what = Named("service", node.peek("name"));
     let f = d.fields(node, &what, &keys)?;
-    let name = d.req_string(&f, "name", "a service");
-    let zones = f.get("zones").map(|z| d.string_list(Some(z), &format!("`zones` of {what}")));
-    let depends_on = d.string_list(f.get("depends_on"), &format!("`depends_on` of {what}"));
+    let name = d.req_string(&f, "name", &"a service");
+    let zones = f.get("zones").map(|z| d.string_list(Some(z), &Field("zones", &what)));
+    let depends_on = d.string_list(f.get("depends_on"), &Field("depends_on", &what));
     let health = f.get("health").and_then(|n| {
-        let hw = format!("the health check of {what}");
+        let hw = Of("the health check", &what);
         let hf = d.fields(n, &hw, &["url", "timeout"])?;
-        Some(RawHealth {
-            pos: n.pos,
-            url: d.req_string(&hf, "url", &hw),
-            timeout: d.opt_duration(&hf, "timeout", &hw),
-        })
+        Some(RawHealth { pos: n.pos, url: d.req_string(&hf, "url", &hw), timeout: d.opt_duration(&hf, "timeout", &hw) })
     });
     let route = f.get("route").and_then(|n| {
-        let rw = format!("the route of {what}");
+        let rw = Of("the route", &what);
         let rf = d.fields(n, &rw, &["kind", "zone_id", "name", "type", "ttl", "server", "records"])?;
         let mut records = Vec::new();
         if let Some(rn) = rf.get("records") {
-            if let Some(recs) = d.fields(rn, &format!("`records` of {rw}"), &[]) {
+            if let Some(recs) = d.fields(rn, &Field("records", &rw), &[]) {
                 for (zone, value) in recs.entries() {
                     let zone_pos = node_key_pos(rn, zone).unwrap_or(value.pos);
-                    if let Some(v) = d.string(value, &format!("the record of zone `{zone}`")) {
+                    if let Some(v) = d.string(value, &Named("the record of zone", Some(zone))) {
                         records.push((Spanned::new(zone.to_string(), zone_pos), v));
                     }
                 }
@@ -355,22 +349,11 @@ fn decode_service(d: &mut Decoder, node: &Node) -> Option<RawService> {
             zone_id: d.opt_string(&rf, "zone_id", &rw),
             name: d.req_string(&rf, "name", &rw),
             record_type: d.opt_string(&rf, "type", &rw),
-            ttl: rf.get("ttl").and_then(|t| d.unsigned(t, &format!("`ttl` of {rw}"))),
+            ttl: rf.get("ttl").and_then(|t| d.unsigned(t, &Field("ttl", &rw))),
             server: d.opt_string(&rf, "server", &rw),
             records,
         })
     });
-    let failover = f
-        .get("failover")
-        .and_then(|n| decode_failover(d, n, &what, &["estimate", "runbook"]));
-    Some(RawService {
-        pos: node.pos,
-        tier: d.opt_string(&f, "tier", &what),
-        name,
-        zones,
-        depends_on,
-        health,
-        route,
-        failover,
-    })
+    let failover = f.get("failover").and_then(|n| decode_failover(d, n, &what, &["estimate", "runbook"]));
+    Some(RawService { pos: node.pos, tier: d.opt_string(&f, "tier", &what), name, zones, depends_on, health, route, failover })
 }

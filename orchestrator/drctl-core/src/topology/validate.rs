@@ -29,7 +29,16 @@ pub fn load(path: &Path) -> Loaded {
 /// anchors relative runbook paths.
 pub fn load_str(src: &str, path: &Path) -> Loaded {
     let mut diags = Diagnostics::new(path);
-    let root = match yaml::parse(src) {
+    // Entities are decoded as the parser completes each one; the rest of
+    // the file (a few small sections) is decoded from the tree afterwards.
+    let mut streamed = RawTopology::default();
+    let parsed = {
+        let mut decoder = Decoder::new(&mut diags);
+        yaml::parse_streaming(src, raw::STREAMED_SECTIONS, &mut |section, node| {
+            raw::decode_item(&mut decoder, &mut streamed, section, &node)
+        })
+    };
+    let root = match parsed {
         Ok(root) => root,
         Err(e) => {
             diags
@@ -38,7 +47,9 @@ pub fn load_str(src: &str, path: &Path) -> Loaded {
             return Loaded { topology: None, diagnostics: diags.into_sorted() };
         }
     };
-    let raw = raw::decode(&mut Decoder::new(&mut diags), &root);
+    let mut raw = raw::decode(&mut Decoder::new(&mut diags), &root);
+    raw.datastores.append(&mut streamed.datastores);
+    raw.services.append(&mut streamed.services);
     let topology = Validator { diags: &mut diags, path }.run(raw);
     let topology = if diags.has_errors() { None } else { topology };
     Loaded { topology, diagnostics: diags.into_sorted() }
