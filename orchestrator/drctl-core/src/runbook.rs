@@ -137,11 +137,13 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path) -> Option<Runbook> {
             .error(Code::MissingKey, top.pos, "the runbook has no steps")
             .with_hint("add `steps:` with at least one `{ id, action }`");
     }
-    struct Pending {
-        needs: Vec<Spanned<String>>,
-    }
     let mut steps: Vec<RunbookStep> = Vec::new();
-    let mut pending: Vec<Pending> = Vec::new();
+    // Per decoded step: its `needs` as written, resolved once every id is known.
+    let mut pending_needs: Vec<Vec<Spanned<String>>> = Vec::new();
+    // Every id in the file, including steps that failed to decode, so that
+    // their `needs` and the `needs` naming them are still checked.
+    let mut all_ids: Vec<(String, Pos)> = Vec::new();
+    let mut broken_needs: Vec<(String, Vec<Spanned<String>>)> = Vec::new();
     let mut ok = true;
     for node in step_nodes {
         let keys = ["id", "action", "with", "needs", "timeout", "retries", "estimate", "description"];
@@ -224,22 +226,26 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path) -> Option<Runbook> {
         };
         let needs = d.string_list(f.get("needs"), &format!("`needs` of {what}"));
         let estimate = d.opt_duration(&f, "estimate", &what).map(|e| e.value);
+        if let Some(id) = &id {
+            if let Some((_, first)) = all_ids.iter().find(|(k, _)| *k == id.value) {
+                let line = first.line;
+                d.diags
+                    .error(Code::Duplicate, id.pos, format!("step id `{}` is used twice", id.value))
+                    .with_hint(format!("the first is on line {line}"));
+                ok = false;
+                continue;
+            }
+            all_ids.push((id.value.clone(), id.pos));
+        }
         let (Some(id), Some(spec)) = (id, spec) else {
             ok = false;
+            broken_needs.push(("?".into(), needs));
             continue;
         };
         if !id.value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) || id.value.is_empty() {
             d.diags
                 .error(Code::BadValue, id.pos, format!("step id `{}` is not valid", id.value))
                 .with_hint("use letters, digits, `-`, `_` and `.`");
-        }
-        if let Some(prev) = steps.iter().find(|s| s.id == id.value) {
-            let line = prev.pos.line;
-            d.diags
-                .error(Code::Duplicate, id.pos, format!("step id `{}` is used twice", id.value))
-                .with_hint(format!("the first is on line {line}"));
-            ok = false;
-            continue;
         }
         let wait_for = (spec.name == "wait")
             .then(|| with.get("for").and_then(|v| v.as_str().map(str::to_string).or_else(|| v.as_f64().map(|f| f.to_string()))))
@@ -266,26 +272,34 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path) -> Option<Runbook> {
             retries,
             estimate: estimate.or(wait_estimate).unwrap_or(spec.default_estimate),
         });
-        pending.push(Pending { needs });
+        pending_needs.push(needs);
     }
-    if !ok {
-        return None;
+    let mut unknown_need = |d: &mut Decoder, step: &str, n: &Spanned<String>| {
+        let hint = match did_you_mean(&n.value, all_ids.iter().map(|(k, _)| k.as_str())) {
+            Some(near) => format!("did you mean `{near}`?"),
+            None => "name a step of this runbook".into(),
+        };
+        d.diags
+            .error(Code::UnknownReference, n.pos, format!("step `{step}` needs `{}`, which is not a step here", n.value))
+            .with_hint(hint);
+    };
+    for (step, needs) in &broken_needs {
+        for n in needs.iter().filter(|n| !all_ids.iter().any(|(k, _)| *k == n.value)) {
+            unknown_need(d, step, n);
+        }
     }
-    for (i, p) in pending.iter().enumerate() {
-        for n in &p.needs {
+    for (i, needs) in pending_needs.iter().enumerate() {
+        for n in needs {
             match steps.iter().position(|s| s.id == n.value) {
                 Some(j) if j == i => {
                     d.diags.error(Code::Cycle, n.pos, format!("step `{}` needs itself", n.value));
                 }
                 Some(j) => steps[i].needs.push(j),
+                // A step that failed to decode: already reported.
+                None if all_ids.iter().any(|(k, _)| *k == n.value) => {}
                 None => {
-                    let hint = match did_you_mean(&n.value, steps.iter().map(|s| s.id.as_str())) {
-                        Some(near) => format!("did you mean `{near}`?"),
-                        None => "name a step of this runbook".into(),
-                    };
-                    d.diags
-                        .error(Code::UnknownReference, n.pos, format!("step `{}` needs `{}`, which is not a step here", steps[i].id, n.value))
-                        .with_hint(hint);
+                    let step = steps[i].id.clone();
+                    unknown_need(d, &step, n);
                 }
             }
         }
@@ -295,6 +309,9 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path) -> Option<Runbook> {
         d.diags
             .error(Code::Cycle, steps[cycle[0]].pos, format!("the steps' `needs` form a cycle: {}", path.join(" -> ")))
             .with_hint("remove one of these `needs`");
+    }
+    if !ok {
+        return None;
     }
     Some(Runbook {
         name: name.map_or_else(|| "runbook".into(), |n| n.value),

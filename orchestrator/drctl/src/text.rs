@@ -147,7 +147,7 @@ pub fn plan(topo: &Topology, plan: &Plan, style: &Style) -> String {
         let w_action = plan.steps.iter().map(|s| s.action.len()).max().unwrap_or(6).max(6);
         let w_move = moves.iter().map(|m| m.chars().count()).max().unwrap_or(0).max(9);
         let fixed = 2 + (w_time + 2) * 2 + 2 + 2 + w_action + 2 + w_move;
-        let w_step = plan.steps.iter().map(|s| s.id.len()).max().unwrap_or(4).max(4).min(style.width.saturating_sub(fixed).max(12));
+        let w_step = plan.steps.iter().map(|s| s.id.len()).max().unwrap_or(4).max(4).min(style.width.saturating_sub(fixed).max(24));
         out.push_str(&style.dim(&format!(
             "  {}  {}  {}  {}  {}\n",
             pad("START", w_time),
@@ -169,11 +169,18 @@ pub fn plan(topo: &Topology, plan: &Plan, style: &Style) -> String {
                 moves[i]
             ));
         }
-        out.push_str(&format!(
-            "  {} critical path: {}\n\n",
-            style.yellow("*"),
-            fit(&plan.critical_path.join(" → "), style.width.saturating_sub(20))
-        ));
+        out.push_str(&format!("  {} critical path ({}):", style.yellow("*"), format_secs(plan.critical_path_s)));
+        let mut col = 24;
+        for (k, id) in plan.critical_path.iter().enumerate() {
+            let piece = if k == 0 { format!(" {id}") } else { format!(" → {id}") };
+            if col + piece.chars().count() > style.width && col > 24 {
+                out.push_str("\n     ");
+                col = 5;
+            }
+            col += piece.chars().count();
+            out.push_str(&piece);
+        }
+        out.push_str("\n\n");
     }
 
     if !plan.entities.is_empty() {

@@ -181,7 +181,10 @@ pub fn decode(d: &mut Decoder, root: &Node) -> RawTopology {
     for c in d.list(top.get("contracts"), &"`contracts`") {
         let Some(f) = d.fields(c, &"a contract", &["customer", "services", "rpo", "rto"]) else { continue };
         let customer = d.req_string(&f, "customer", &"a contract");
-        let what = Named("the contract of", customer.as_ref().map(|c| c.value.as_str()));
+        let what = match &customer {
+            Some(c) => Named("the contract of", Some(c.value.as_str())),
+            None => Named("contract", None),
+        };
         raw.contracts.push(RawContract {
             pos: c.pos,
             services: d.string_list(f.get("services"), &Field("services", &what)),
