@@ -194,7 +194,12 @@ pub fn plan_with(
                 let from = svc.zones.iter().copied().find(|&z| lost_zone[z]).or_else(|| svc.zones.first().copied().filter(|_| targeted[e]));
                 let to = svc.zones.iter().copied().find(|&z| !lost_zone[z] && Some(z) != from);
                 let hit = from.is_some();
-                let blocked = ent.depends_on.iter().find(|&&d| matches!(fate[d], Fate::Unrecoverable(_)));
+                let blockers: Vec<&str> = ent
+                    .depends_on
+                    .iter()
+                    .filter(|&&d| matches!(fate[d], Fate::Unrecoverable(_)))
+                    .map(|&d| topo.entities[d].name.as_str())
+                    .collect();
                 let dep_affected = ent.depends_on.iter().any(|&d| matches!(fate[d], Fate::Affected { .. }));
                 if hit && to.is_none() {
                     Fate::Unrecoverable(if svc.zones.iter().all(|&z| lost_zone[z]) {
@@ -202,8 +207,8 @@ pub fn plan_with(
                     } else {
                         format!("{} runs in no other zone to move to", ent.name)
                     })
-                } else if let Some(&b) = blocked {
-                    Fate::Unrecoverable(format!("blocked by {}", topo.entities[b].name))
+                } else if !blockers.is_empty() {
+                    Fate::Unrecoverable(format!("blocked by {}", blockers.join(", ")))
                 } else if hit || targeted[e] || dep_affected {
                     Fate::Affected { from, to }
                 } else {

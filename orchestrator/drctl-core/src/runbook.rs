@@ -274,7 +274,7 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path) -> Option<Runbook> {
         });
         pending_needs.push(needs);
     }
-    let mut unknown_need = |d: &mut Decoder, step: &str, n: &Spanned<String>| {
+    let unknown_need = |d: &mut Decoder, step: &str, n: &Spanned<String>| {
         let hint = match did_you_mean(&n.value, all_ids.iter().map(|(k, _)| k.as_str())) {
             Some(near) => format!("did you mean `{near}`?"),
             None => "name a step of this runbook".into(),
