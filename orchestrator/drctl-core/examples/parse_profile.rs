@@ -4,7 +4,10 @@ fn main() {
     let t = Instant::now();
     let mut p = saphyr_parser::Parser::new_from_str(&yaml);
     let mut n = 0;
-    while let Some(ev) = p.next_event() { ev.unwrap(); n += 1; }
+    while let Some(ev) = p.next_event() {
+        ev.unwrap();
+        n += 1;
+    }
     println!("events only: {n} in {:?}", t.elapsed());
     let t = Instant::now();
     let root = drctl_core::yaml::parse(&yaml).unwrap();

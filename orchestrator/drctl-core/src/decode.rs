@@ -67,11 +67,7 @@ pub struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     pub fn get(&self, key: &str) -> Option<&'a Node<'a>> {
-        self.entries
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| *v)
-            .filter(|v| !v.is_null())
+        self.entries.iter().find(|(k, _)| *k == key).map(|(_, v)| *v).filter(|v| !v.is_null())
     }
 
     pub fn has(&self, key: &str) -> bool {
@@ -104,8 +100,7 @@ impl<'d> Decoder<'d> {
         let mut entries: Vec<(&'a str, &'a Node<'a>)> = Vec::with_capacity(map.len());
         for (key, value) in map {
             let Some(name) = key.as_scalar() else {
-                self.diags
-                    .error(Code::WrongType, key.pos, format!("a key in {what} must be a plain name"));
+                self.diags.error(Code::WrongType, key.pos, format!("a key in {what} must be a plain name"));
                 continue;
             };
             if let Some((_, first)) = entries.iter().find(|(k, _)| *k == name) {
@@ -121,9 +116,7 @@ impl<'d> Decoder<'d> {
                     None if name == "<<" => "YAML merge keys are not supported; write the keys out".into(),
                     None => format!("allowed here: {}", allowed.join(", ")),
                 };
-                self.diags
-                    .error(Code::UnknownKey, key.pos, format!("unknown key `{name}` in {what}"))
-                    .with_hint(hint);
+                self.diags.error(Code::UnknownKey, key.pos, format!("unknown key `{name}` in {what}")).with_hint(hint);
                 continue;
             }
             entries.push((name, value));
@@ -143,11 +136,7 @@ impl<'d> Decoder<'d> {
     }
 
     pub fn wrong_type(&mut self, node: &Node, what: What, expected: &str) {
-        self.diags.error(
-            Code::WrongType,
-            node.pos,
-            format!("{what} must be {expected}, not {}", node.kind_name()),
-        );
+        self.diags.error(Code::WrongType, node.pos, format!("{what} must be {expected}, not {}", node.kind_name()));
     }
 
     pub fn string(&mut self, node: &Node, what: What) -> Option<Spanned<String>> {
@@ -192,11 +181,7 @@ impl<'d> Decoder<'d> {
         match node.as_scalar().map(str::parse::<u64>) {
             Some(Ok(n)) => Some(Spanned::new(n, node.pos)),
             _ => {
-                self.diags.error(
-                    Code::WrongType,
-                    node.pos,
-                    format!("{what} must be a whole number of zero or more"),
-                );
+                self.diags.error(Code::WrongType, node.pos, format!("{what} must be a whole number of zero or more"));
                 None
             }
         }
@@ -229,9 +214,7 @@ impl<'d> Decoder<'d> {
             Some(near) => format!("did you mean `{near}`? (one of: {})", choices.join(", ")),
             None => format!("one of: {}", choices.join(", ")),
         };
-        self.diags
-            .error(Code::BadValue, value.pos, format!("{what} `{}` is not known", value.value))
-            .with_hint(hint);
+        self.diags.error(Code::BadValue, value.pos, format!("{what} `{}` is not known", value.value)).with_hint(hint);
         false
     }
 }
@@ -258,11 +241,8 @@ pub fn to_json(node: &Node) -> serde_json::Value {
             }
         },
         Value::Seq(items) => J::Array(items.iter().map(to_json).collect()),
-        Value::Map(entries) => J::Object(
-            entries
-                .iter()
-                .filter_map(|(k, v)| Some((k.as_scalar()?.to_string(), to_json(v))))
-                .collect(),
-        ),
+        Value::Map(entries) => {
+            J::Object(entries.iter().filter_map(|(k, v)| Some((k.as_scalar()?.to_string(), to_json(v)))).collect())
+        }
     }
 }

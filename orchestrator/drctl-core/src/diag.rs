@@ -117,10 +117,7 @@ pub struct Diagnostics {
 
 impl Diagnostics {
     pub fn new(file: &Path) -> Self {
-        Diagnostics {
-            file: file.to_path_buf(),
-            items: Vec::new(),
-        }
+        Diagnostics { file: file.to_path_buf(), items: Vec::new() }
     }
 
     pub fn file(&self) -> &Path {
@@ -135,13 +132,7 @@ impl Diagnostics {
         self.push(Severity::Warning, code, pos, message)
     }
 
-    fn push(
-        &mut self,
-        severity: Severity,
-        code: Code,
-        pos: Pos,
-        message: impl Into<String>,
-    ) -> &mut Diagnostic {
+    fn push(&mut self, severity: Severity, code: Code, pos: Pos, message: impl Into<String>) -> &mut Diagnostic {
         self.items.push(Diagnostic {
             severity,
             code,
@@ -164,8 +155,7 @@ impl Diagnostics {
 
     /// The diagnostics sorted by file and position, errors first on a tie.
     pub fn into_sorted(mut self) -> Vec<Diagnostic> {
-        self.items
-            .sort_by(|a, b| (&a.file, a.pos, a.severity).cmp(&(&b.file, b.pos, b.severity)));
+        self.items.sort_by(|a, b| (&a.file, a.pos, a.severity).cmp(&(&b.file, b.pos, b.severity)));
         self.items
     }
 }
@@ -205,12 +195,8 @@ mod tests {
     #[test]
     fn display_has_file_line_column_code_and_hint() {
         let mut d = Diagnostics::new(Path::new("drctl.yaml"));
-        d.error(Code::UnknownKey, Pos::new(3, 5), "unknown key `depend_on`")
-            .with_hint("did you mean `depends_on`?");
+        d.error(Code::UnknownKey, Pos::new(3, 5), "unknown key `depend_on`").with_hint("did you mean `depends_on`?");
         let out = d.into_sorted()[0].to_string();
-        assert_eq!(
-            out,
-            "drctl.yaml:3:5: error[E002]: unknown key `depend_on`\n  hint: did you mean `depends_on`?"
-        );
+        assert_eq!(out, "drctl.yaml:3:5: error[E002]: unknown key `depend_on`\n  hint: did you mean `depends_on`?");
     }
 }

@@ -20,15 +20,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let mut rest = s;
     let mut last_unit_rank = usize::MAX;
     while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
         if num_len == 0 {
             return Err(format!("`{text}` is not a duration"));
         }
-        let number: f64 = rest[..num_len]
-            .parse()
-            .map_err(|_| format!("`{}` is not a number", &rest[..num_len]))?;
+        let number: f64 = rest[..num_len].parse().map_err(|_| format!("`{}` is not a number", &rest[..num_len]))?;
         rest = &rest[num_len..];
         let unit_len = rest.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(rest.len());
         let unit = &rest[..unit_len];

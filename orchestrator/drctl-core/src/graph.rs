@@ -32,8 +32,10 @@ fn colours(tier: Option<usize>) -> (&'static str, &'static str) {
 
 /// Renders the graph; `plan`, when given, marks what its scope affects.
 pub fn render(topo: &Topology, plan: Option<&Plan>, format: Format) -> String {
-    let affected: HashSet<&str> = plan.map(|p| p.entities.iter().map(|e| e.name.as_str()).collect()).unwrap_or_default();
-    let lost: HashSet<&str> = plan.map(|p| p.unrecoverable.iter().map(|e| e.name.as_str()).collect()).unwrap_or_default();
+    let affected: HashSet<&str> =
+        plan.map(|p| p.entities.iter().map(|e| e.name.as_str()).collect()).unwrap_or_default();
+    let lost: HashSet<&str> =
+        plan.map(|p| p.unrecoverable.iter().map(|e| e.name.as_str()).collect()).unwrap_or_default();
     match format {
         Format::Dot => dot(topo, &affected, &lost),
         Format::Mermaid => mermaid(topo, &affected, &lost),
@@ -74,7 +76,13 @@ fn dot(topo: &Topology, affected: &HashSet<&str>, lost: &HashSet<&str>) -> Strin
             attrs.push_str(", penwidth=4");
             mark = "\\n⟳ fails over";
         }
-        let _ = writeln!(out, "  \"{}\" [{attrs}, label=\"{}\\n{}{mark}\"];", escape(&name), escape(&name), escape(&detail));
+        let _ = writeln!(
+            out,
+            "  \"{}\" [{attrs}, label=\"{}\\n{}{mark}\"];",
+            escape(&name),
+            escape(&name),
+            escape(&detail)
+        );
     }
     for e in &topo.entities {
         for &d in &e.depends_on {
@@ -90,11 +98,8 @@ fn mermaid(topo: &Topology, affected: &HashSet<&str>, lost: &HashSet<&str>) -> S
     for (i, e) in topo.entities.iter().enumerate() {
         let (name, detail) = label(topo, i);
         let text = format!("{}<br/>{}", name, detail).replace('"', "#quot;");
-        let _ = if e.is_service() {
-            writeln!(out, "  n{i}[\"{text}\"]")
-        } else {
-            writeln!(out, "  n{i}[(\"{text}\")]")
-        };
+        let _ =
+            if e.is_service() { writeln!(out, "  n{i}[\"{text}\"]") } else { writeln!(out, "  n{i}[(\"{text}\")]") };
     }
     for (i, e) in topo.entities.iter().enumerate() {
         for &d in &e.depends_on {
@@ -104,16 +109,25 @@ fn mermaid(topo: &Topology, affected: &HashSet<&str>, lost: &HashSet<&str>) -> S
     let max_tier = topo.entities.iter().filter_map(|e| e.effective_tier).max();
     for t in 0..=max_tier.unwrap_or(0) {
         let (fill, border) = colours(Some(t));
-        let members: Vec<String> = (0..topo.entities.len()).filter(|&i| topo.entities[i].effective_tier == Some(t)).map(|i| format!("n{i}")).collect();
+        let members: Vec<String> = (0..topo.entities.len())
+            .filter(|&i| topo.entities[i].effective_tier == Some(t))
+            .map(|i| format!("n{i}"))
+            .collect();
         if !members.is_empty() {
             let _ = writeln!(out, "  classDef tier{t} fill:{fill},stroke:{border},color:#000");
             let _ = writeln!(out, "  class {} tier{t}", members.join(","));
         }
     }
     let pick = |set: &HashSet<&str>| -> Vec<String> {
-        (0..topo.entities.len()).filter(|&i| set.contains(topo.entities[i].name.as_str())).map(|i| format!("n{i}")).collect()
+        (0..topo.entities.len())
+            .filter(|&i| set.contains(topo.entities[i].name.as_str()))
+            .map(|i| format!("n{i}"))
+            .collect()
     };
-    let untiered: Vec<String> = (0..topo.entities.len()).filter(|&i| topo.entities[i].effective_tier.is_none()).map(|i| format!("n{i}")).collect();
+    let untiered: Vec<String> = (0..topo.entities.len())
+        .filter(|&i| topo.entities[i].effective_tier.is_none())
+        .map(|i| format!("n{i}"))
+        .collect();
     if !untiered.is_empty() {
         let _ = writeln!(out, "  classDef untiered fill:{},stroke:{},color:#000", UNTIERED.0, UNTIERED.1);
         let _ = writeln!(out, "  class {} untiered", untiered.join(","));

@@ -138,7 +138,8 @@ pub fn plan_with(
         for name in &scope.targets {
             let id = topo.entity_id(name).ok_or_else(|| Error::UnknownTarget {
                 name: name.clone(),
-                hint: crate::diag::did_you_mean(name, topo.entities.iter().map(|e| e.name.as_str())).map(str::to_string),
+                hint: crate::diag::did_you_mean(name, topo.entities.iter().map(|e| e.name.as_str()))
+                    .map(str::to_string),
             })?;
             t[id] = true;
         }
@@ -155,7 +156,9 @@ pub fn plan_with(
         fate[e] = match &ent.spec {
             EntitySpec::Datastore(ds) => {
                 let placement = obs.placement.get(&e).cloned().or_else(|| {
-                    ds.primary.as_ref().map(|p| Placement { primary: p.zone, replicas: ds.replicas.iter().map(|r| r.zone).collect() })
+                    ds.primary
+                        .as_ref()
+                        .map(|p| Placement { primary: p.zone, replicas: ds.replicas.iter().map(|r| r.zone).collect() })
                 });
                 match placement {
                     Some(pl) if lost_zone[pl.primary] || targeted[e] => {
@@ -167,8 +170,12 @@ pub fn plan_with(
                             .min_by_key(|&z| (obs.lag.get(&(e, z)).copied().unwrap_or(Duration::ZERO), z));
                         match best {
                             Some(to) => Fate::Affected { from: Some(pl.primary), to: Some(to) },
-                            None if pl.replicas.is_empty() => Fate::Unrecoverable(format!("{} has no replica to fail over to", ent.name)),
-                            None => Fate::Unrecoverable(format!("every replica of {} is in the disaster scope", ent.name)),
+                            None if pl.replicas.is_empty() => {
+                                Fate::Unrecoverable(format!("{} has no replica to fail over to", ent.name))
+                            }
+                            None => {
+                                Fate::Unrecoverable(format!("every replica of {} is in the disaster scope", ent.name))
+                            }
                         }
                     }
                     Some(_) => Fate::Unaffected,
@@ -181,7 +188,9 @@ pub fn plan_with(
                             topo.zones.iter().enumerate().filter(|(_, z)| z.region == r).all(|(i, _)| lost_zone[i])
                         });
                         match region {
-                            Some(r) if region_lost => Fate::Unrecoverable(format!("every member of {} is in the lost region {r}", ent.name)),
+                            Some(r) if region_lost => {
+                                Fate::Unrecoverable(format!("every member of {} is in the lost region {r}", ent.name))
+                            }
                             _ if targeted[e] => Fate::Affected { from: None, to: None },
                             _ => Fate::Unaffected,
                         }
@@ -191,7 +200,12 @@ pub fn plan_with(
             EntitySpec::Service(svc) => {
                 // `from`: the zone it leaves (a lost one, or its first when targeted);
                 // `to`: its first zone that is neither lost nor the one it leaves.
-                let from = svc.zones.iter().copied().find(|&z| lost_zone[z]).or_else(|| svc.zones.first().copied().filter(|_| targeted[e]));
+                let from = svc
+                    .zones
+                    .iter()
+                    .copied()
+                    .find(|&z| lost_zone[z])
+                    .or_else(|| svc.zones.first().copied().filter(|_| targeted[e]));
                 let to = svc.zones.iter().copied().find(|&z| !lost_zone[z] && Some(z) != from);
                 let hit = from.is_some();
                 let blockers: Vec<&str> = ent
@@ -229,7 +243,9 @@ pub fn plan_with(
     let mut sinks: Vec<Vec<usize>> = vec![Vec::new(); topo.entities.len()];
     let zone_name = |z: Option<ZoneId>| z.map(|z| topo.zones[z].name.clone());
     for &e in &topo.order {
-        let Fate::Affected { from, to } = fate[e] else { continue };
+        let Fate::Affected { from, to } = fate[e] else {
+            continue;
+        };
         let ent = &topo.entities[e];
         let entry_preds: Vec<usize> = ent.depends_on.iter().flat_map(|&d| sinks[d].iter().copied()).collect();
         let deadline = ent.targets.rto.map(|d| d.as_micros() as u64);
@@ -263,10 +279,15 @@ pub fn plan_with(
                 }
                 for &i in &order {
                     let st: &RunbookStep = &rb.steps[i];
-                    let preds = if st.needs.is_empty() { entry_preds.clone() } else { st.needs.iter().map(|&n| index_of[n]).collect() };
+                    let preds = if st.needs.is_empty() {
+                        entry_preds.clone()
+                    } else {
+                        st.needs.iter().map(|&n| index_of[n]).collect()
+                    };
                     push(format!("{}/{}", ent.name, st.id), st.action.name, st.estimate, preds, Some(i));
                 }
-                let needed: Vec<bool> = (0..rb.steps.len()).map(|i| rb.steps.iter().any(|s| s.needs.contains(&i))).collect();
+                let needed: Vec<bool> =
+                    (0..rb.steps.len()).map(|i| rb.steps.iter().any(|s| s.needs.contains(&i))).collect();
                 sinks[e] = (0..rb.steps.len()).filter(|&i| !needed[i]).map(|i| index_of[i]).collect();
             }
             None => {
@@ -305,7 +326,9 @@ pub fn plan_with(
     for (e, ent) in topo.entities.iter().enumerate() {
         match &fate[e] {
             Fate::Unaffected => {}
-            Fate::Unrecoverable(reason) => unrecoverable.push(Unrecoverable { name: ent.name.clone(), reason: reason.clone() }),
+            Fate::Unrecoverable(reason) => {
+                unrecoverable.push(Unrecoverable { name: ent.name.clone(), reason: reason.clone() })
+            }
             Fate::Affected { .. } => {
                 let est = finish_of.get(&e).copied().unwrap_or(0);
                 let target = ent.targets.rto.map(|d| d.as_micros() as u64);

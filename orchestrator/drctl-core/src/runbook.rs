@@ -28,34 +28,104 @@ const fn secs(s: u64) -> Duration {
 
 /// Every built-in action. The engine implements exactly these.
 pub const ACTIONS: &[ActionSpec] = &[
-    ActionSpec { name: "postgres.fence", required: &["datastore"], optional: &["zone"], default_estimate: secs(2),
-        summary: "stop the old primary from accepting writes, and verify it" },
-    ActionSpec { name: "postgres.promote", required: &["datastore"], optional: &["to_zone", "force"], default_estimate: secs(30),
-        summary: "promote the preferred standby (refused beyond max_lag unless forced)" },
-    ActionSpec { name: "rds.promote_read_replica", required: &["datastore"], optional: &["to_zone"], default_estimate: secs(120),
-        summary: "promote an RDS read replica to a standalone instance" },
-    ActionSpec { name: "rds.failover_db_cluster", required: &["datastore"], optional: &["to_zone"], default_estimate: secs(35),
-        summary: "move an RDS/Aurora cluster's writer to a member in the target zone" },
-    ActionSpec { name: "s3.promote_replica", required: &["datastore"], optional: &["to_zone"], default_estimate: secs(5),
-        summary: "make an S3 replica bucket the primary and turn replication around" },
-    ActionSpec { name: "route53.upsert", required: &["zone_id", "name", "values"], optional: &["type", "ttl"], default_estimate: secs(10),
-        summary: "UPSERT a record set, then wait for INSYNC" },
-    ActionSpec { name: "route53.failover", required: &["zone_id", "name"], optional: &["to_zone", "service", "type", "ttl"], default_estimate: secs(10),
-        summary: "answer with the records of the zones outside the disaster scope, then wait for INSYNC" },
-    ActionSpec { name: "dns.failover", required: &["service"], optional: &["to_zone"], default_estimate: secs(1),
-        summary: "switch a lab-dns route to the zones outside the disaster scope" },
-    ActionSpec { name: "http.health", required: &["url"], optional: &["within", "expect_status", "interval"], default_estimate: secs(5),
-        summary: "poll a URL until it answers 2xx (or expect_status)" },
-    ActionSpec { name: "http.request", required: &["url"], optional: &["method", "headers", "body", "expect_status"], default_estimate: secs(1),
-        summary: "send one HTTP request and check its status" },
-    ActionSpec { name: "exec", required: &["command"], optional: &["env", "cwd"], default_estimate: secs(5),
-        summary: "run a program without a shell; succeeds on exit 0" },
-    ActionSpec { name: "wait", required: &["for"], optional: &[], default_estimate: secs(0),
-        summary: "wait for a duration" },
-    ActionSpec { name: "approval", required: &[], optional: &["role", "prompt"], default_estimate: secs(60),
-        summary: "wait for `drctl approve ID STEP`" },
-    ActionSpec { name: "notify", required: &["url"], optional: &["text", "channel"], default_estimate: secs(1),
-        summary: "post a JSON (Slack-compatible) message to a webhook" },
+    ActionSpec {
+        name: "postgres.fence",
+        required: &["datastore"],
+        optional: &["zone"],
+        default_estimate: secs(2),
+        summary: "stop the old primary from accepting writes, and verify it",
+    },
+    ActionSpec {
+        name: "postgres.promote",
+        required: &["datastore"],
+        optional: &["to_zone", "force"],
+        default_estimate: secs(30),
+        summary: "promote the preferred standby (refused beyond max_lag unless forced)",
+    },
+    ActionSpec {
+        name: "rds.promote_read_replica",
+        required: &["datastore"],
+        optional: &["to_zone"],
+        default_estimate: secs(120),
+        summary: "promote an RDS read replica to a standalone instance",
+    },
+    ActionSpec {
+        name: "rds.failover_db_cluster",
+        required: &["datastore"],
+        optional: &["to_zone"],
+        default_estimate: secs(35),
+        summary: "move an RDS/Aurora cluster's writer to a member in the target zone",
+    },
+    ActionSpec {
+        name: "s3.promote_replica",
+        required: &["datastore"],
+        optional: &["to_zone"],
+        default_estimate: secs(5),
+        summary: "make an S3 replica bucket the primary and turn replication around",
+    },
+    ActionSpec {
+        name: "route53.upsert",
+        required: &["zone_id", "name", "values"],
+        optional: &["type", "ttl"],
+        default_estimate: secs(10),
+        summary: "UPSERT a record set, then wait for INSYNC",
+    },
+    ActionSpec {
+        name: "route53.failover",
+        required: &["zone_id", "name"],
+        optional: &["to_zone", "service", "type", "ttl"],
+        default_estimate: secs(10),
+        summary: "answer with the records of the zones outside the disaster scope, then wait for INSYNC",
+    },
+    ActionSpec {
+        name: "dns.failover",
+        required: &["service"],
+        optional: &["to_zone"],
+        default_estimate: secs(1),
+        summary: "switch a lab-dns route to the zones outside the disaster scope",
+    },
+    ActionSpec {
+        name: "http.health",
+        required: &["url"],
+        optional: &["within", "expect_status", "interval"],
+        default_estimate: secs(5),
+        summary: "poll a URL until it answers 2xx (or expect_status)",
+    },
+    ActionSpec {
+        name: "http.request",
+        required: &["url"],
+        optional: &["method", "headers", "body", "expect_status"],
+        default_estimate: secs(1),
+        summary: "send one HTTP request and check its status",
+    },
+    ActionSpec {
+        name: "exec",
+        required: &["command"],
+        optional: &["env", "cwd"],
+        default_estimate: secs(5),
+        summary: "run a program without a shell; succeeds on exit 0",
+    },
+    ActionSpec {
+        name: "wait",
+        required: &["for"],
+        optional: &[],
+        default_estimate: secs(0),
+        summary: "wait for a duration",
+    },
+    ActionSpec {
+        name: "approval",
+        required: &[],
+        optional: &["role", "prompt"],
+        default_estimate: secs(60),
+        summary: "wait for `drctl approve ID STEP`",
+    },
+    ActionSpec {
+        name: "notify",
+        required: &["url"],
+        optional: &["text", "channel"],
+        default_estimate: secs(1),
+        summary: "post a JSON (Slack-compatible) message to a webhook",
+    },
 ];
 
 pub fn action(name: &str) -> Option<&'static ActionSpec> {
@@ -163,9 +233,13 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path) -> Option<Runbook> {
                 let names = ACTIONS.iter().map(|a| a.name);
                 let hint = match did_you_mean(&a.value, names) {
                     Some(n) => format!("did you mean `{n}`?"),
-                    None => format!("built-in actions: {}", ACTIONS.iter().map(|a| a.name).collect::<Vec<_>>().join(", ")),
+                    None => {
+                        format!("built-in actions: {}", ACTIONS.iter().map(|a| a.name).collect::<Vec<_>>().join(", "))
+                    }
                 };
-                d.diags.error(Code::BadValue, a.pos, format!("{what}: action `{}` is not known", a.value)).with_hint(hint);
+                d.diags
+                    .error(Code::BadValue, a.pos, format!("{what}: action `{}` is not known", a.value))
+                    .with_hint(hint);
             }
             found
         });
@@ -192,14 +266,18 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path) -> Option<Runbook> {
                     }
                 }
             } else {
-                d.wrong_type(wn, &format!("`with` of {what}"), &"a mapping");
+                d.wrong_type(wn, &format!("`with` of {what}"), "a mapping");
             }
         }
         if let Some(spec) = spec {
             for req in spec.required {
                 if !with.contains_key(*req) {
                     d.diags
-                        .error(Code::MissingKey, f.pos, format!("{what}: `{}` needs `with: {{ {req}: ... }}`", spec.name))
+                        .error(
+                            Code::MissingKey,
+                            f.pos,
+                            format!("{what}: `{}` needs `with: {{ {req}: ... }}`", spec.name),
+                        )
                         .with_hint(spec.summary);
                 }
             }
@@ -213,7 +291,11 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path) -> Option<Runbook> {
                     Some(rf) => {
                         let attempts = rf.get("attempts").and_then(|a| d.unsigned(a, &format!("`attempts` of {rw}")));
                         if attempts.as_ref().is_some_and(|a| a.value == 0 || a.value > 100) {
-                            d.diags.error(Code::BadValue, rf.pos, format!("{rw}: `attempts` must be between 1 and 100"));
+                            d.diags.error(
+                                Code::BadValue,
+                                rf.pos,
+                                format!("{rw}: `attempts` must be between 1 and 100"),
+                            );
                         }
                         Retries {
                             attempts: attempts.map_or(1, |a| a.value.clamp(1, 100) as u32),
@@ -248,7 +330,10 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path) -> Option<Runbook> {
                 .with_hint("use letters, digits, `-`, `_` and `.`");
         }
         let wait_for = (spec.name == "wait")
-            .then(|| with.get("for").and_then(|v| v.as_str().map(str::to_string).or_else(|| v.as_f64().map(|f| f.to_string()))))
+            .then(|| {
+                with.get("for")
+                    .and_then(|v| v.as_str().map(str::to_string).or_else(|| v.as_f64().map(|f| f.to_string())))
+            })
             .flatten();
         let wait_estimate = match wait_for {
             Some(text) => match crate::duration::parse_duration(&text) {
@@ -280,7 +365,11 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path) -> Option<Runbook> {
             None => "name a step of this runbook".into(),
         };
         d.diags
-            .error(Code::UnknownReference, n.pos, format!("step `{step}` needs `{}`, which is not a step here", n.value))
+            .error(
+                Code::UnknownReference,
+                n.pos,
+                format!("step `{step}` needs `{}`, which is not a step here", n.value),
+            )
             .with_hint(hint);
     };
     for (step, needs) in &broken_needs {
@@ -313,11 +402,7 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path) -> Option<Runbook> {
     if !ok {
         return None;
     }
-    Some(Runbook {
-        name: name.map_or_else(|| "runbook".into(), |n| n.value),
-        file: path.to_path_buf(),
-        steps,
-    })
+    Some(Runbook { name: name.map_or_else(|| "runbook".into(), |n| n.value), file: path.to_path_buf(), steps })
 }
 
 fn d_get<'a>(f: &crate::decode::Fields<'a>, key: &str) -> Option<&'a Node<'a>> {
@@ -340,7 +425,9 @@ fn check_templates(d: &mut Decoder, node: &Node, what: &str) {
                         Some(n) => format!("did you mean `{{{{ {n} }}}}`?"),
                         None => format!("templates: {}", TEMPLATE_VARS.join(", ")),
                     };
-                    d.diags.error(Code::BadValue, node.pos, format!("{what}: unknown template variable `{var}`")).with_hint(hint);
+                    d.diags
+                        .error(Code::BadValue, node.pos, format!("{what}: unknown template variable `{var}`"))
+                        .with_hint(hint);
                 }
                 rest = &rest[open + close + 2..];
             }

@@ -31,8 +31,11 @@
 //!   Blazewicz 1976, i.e. the backward pass of critical-path scheduling);
 //! * a ready step whose latest start has already passed will be late
 //!   whatever happens. Earliest-deadline-first collapses under overload
-//!   when it keeps feeding such steps, making the rest late too, so they
-//!   go behind the steps of their tier that can still make it;
+//!   when it keeps feeding such steps ahead of steps that could still make
+//!   it; never running them first is no better (it delays the critical
+//!   path for steps with slack to spare). So a late step goes first unless
+//!   the most urgent on-time step of its tier has less slack than the late
+//!   step takes, i.e. unless running it would make that step late too;
 //! * then the longest remaining path `BL(s) = d(s) + max BL(succ)`, which
 //!   keeps the makespan close to the critical path, then file order.
 //!
@@ -118,23 +121,41 @@ pub fn schedule(tasks: &[Task], cap: Option<usize>, policy: Policy) -> Schedule 
             }
             let mut ready: BinaryHeap<Reverse<(Key, usize)>> =
                 (0..n).filter(|&i| waiting[i] == 0).map(|i| Reverse((key[i], i))).collect();
+            // Ready steps whose latest start has passed: late whatever happens.
+            let mut late: BinaryHeap<Reverse<(Key, usize)>> = BinaryHeap::new();
             let mut running: BinaryHeap<Reverse<(u64, usize)>> = BinaryHeap::new();
             let mut now = 0u64;
             loop {
                 while running.len() < cap {
-                    let Some(Reverse((k, i))) = ready.pop() else { break };
-                    // A step whose latest start has passed will be late anyway:
-                    // it goes behind the steps of its tier that can still make it
-                    // (keys only ever move later, so re-queueing lazily is exact).
-                    if policy == Policy::Prioritised && !k.late && k.latest_start < now as i64 {
-                        ready.push(Reverse((Key { late: true, latest_start: 0, ..k }, i)));
-                        continue;
+                    if policy == Policy::Prioritised {
+                        while let Some(&Reverse((k, i))) = ready.peek() {
+                            if k.latest_start >= now as i64 {
+                                break;
+                            }
+                            ready.pop();
+                            late.push(Reverse((k, i)));
+                        }
                     }
+                    let take_late = match (ready.peek(), late.peek()) {
+                        (Some(Reverse((on_time, _))), Some(Reverse((behind, j)))) => {
+                            // A late step goes first unless it would make an
+                            // on-time step of the same tier late as well.
+                            behind.tier < on_time.tier
+                                || (behind.tier == on_time.tier
+                                    && on_time.latest_start.saturating_sub(now as i64) >= tasks[*j].duration as i64)
+                        }
+                        (None, Some(_)) => true,
+                        _ => false,
+                    };
+                    let popped = if take_late { late.pop() } else { ready.pop() };
+                    let Some(Reverse((_, i))) = popped else { break };
                     start[i] = now;
                     finish[i] = now + tasks[i].duration;
                     running.push(Reverse((finish[i], i)));
                 }
-                let Some(Reverse((t, _))) = running.peek().copied() else { break };
+                let Some(Reverse((t, _))) = running.peek().copied() else {
+                    break;
+                };
                 now = t;
                 while let Some(Reverse((t, i))) = running.peek().copied() {
                     if t != now {
@@ -158,7 +179,6 @@ pub fn schedule(tasks: &[Task], cap: Option<usize>, policy: Policy) -> Schedule 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Key {
     tier: usize,
-    late: bool,
     latest_start: i64,
     remaining: Reverse<u64>,
 }
@@ -168,7 +188,7 @@ fn priorities(tasks: &[Task], policy: Policy) -> Vec<Key> {
     match policy {
         Policy::TierThenOrder => tasks
             .iter()
-            .map(|t| Key { tier: t.tier.unwrap_or(usize::MAX), late: false, latest_start: 0, remaining: Reverse(0) })
+            .map(|t| Key { tier: t.tier.unwrap_or(usize::MAX), latest_start: 0, remaining: Reverse(0) })
             .collect(),
         Policy::Prioritised => {
             let mut latest_finish: Vec<i64> = tasks.iter().map(|t| t.deadline.map_or(i64::MAX, |d| d as i64)).collect();
@@ -190,7 +210,7 @@ fn priorities(tasks: &[Task], policy: Policy) -> Vec<Key> {
                     } else {
                         latest_finish[i].saturating_sub(tasks[i].duration as i64)
                     };
-                    Key { tier: tier[i], late: false, latest_start: ls, remaining: Reverse(bottom[i]) }
+                    Key { tier: tier[i], latest_start: ls, remaining: Reverse(bottom[i]) }
                 })
                 .collect()
         }

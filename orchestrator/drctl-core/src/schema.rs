@@ -24,19 +24,28 @@ fn strict(properties: Value, required: &[&str]) -> Value {
 /// The schema of the topology file.
 pub fn topology_schema() -> Value {
     let name = json!({ "type": "string", "pattern": "^[A-Za-z0-9._-]+$" });
-    let objective = strict(json!({
-        "rpo": duration("Recovery point objective: the most data, in time, that may be lost."),
-        "rto": duration("Recovery time objective: the longest a failover may take.")
-    }), &[]);
-    let failover_ds = strict(json!({
-        "estimate": duration("How long a failover of this datastore takes (default per kind)."),
-        "max_lag": duration("Refuse to promote a replica further behind than this unless forced."),
-        "runbook": { "type": "string", "description": "A runbook file, relative to this file." }
-    }), &[]);
-    let failover_svc = strict(json!({
-        "estimate": duration("How long a failover of this service takes (default 10s)."),
-        "runbook": { "type": "string", "description": "A runbook file, relative to this file." }
-    }), &[]);
+    let objective = strict(
+        json!({
+            "rpo": duration("Recovery point objective: the most data, in time, that may be lost."),
+            "rto": duration("Recovery time objective: the longest a failover may take.")
+        }),
+        &[],
+    );
+    let failover_ds = strict(
+        json!({
+            "estimate": duration("How long a failover of this datastore takes (default per kind)."),
+            "max_lag": duration("Refuse to promote a replica further behind than this unless forced."),
+            "runbook": { "type": "string", "description": "A runbook file, relative to this file." }
+        }),
+        &[],
+    );
+    let failover_svc = strict(
+        json!({
+            "estimate": duration("How long a failover of this service takes (default 10s)."),
+            "runbook": { "type": "string", "description": "A runbook file, relative to this file." }
+        }),
+        &[],
+    );
     let member = |keys: Value, required: &[&str]| strict(keys, required);
     let zone_ref = json!({ "type": "string", "description": "A zone declared under `zones`." });
     let common = |extra: Value| {
@@ -51,9 +60,15 @@ pub fn topology_schema() -> Value {
         }
         props
     };
-    let pg_member = member(json!({ "zone": zone_ref, "url": { "type": "string", "pattern": "^postgres(ql)?://" } }), &["zone", "url"]);
-    let s3_member = member(json!({ "zone": zone_ref, "bucket": { "type": "string", "minLength": 3, "maxLength": 63 },
-        "endpoint": { "type": "string" }, "region": { "type": "string" } }), &["zone", "bucket"]);
+    let pg_member = member(
+        json!({ "zone": zone_ref, "url": { "type": "string", "pattern": "^postgres(ql)?://" } }),
+        &["zone", "url"],
+    );
+    let s3_member = member(
+        json!({ "zone": zone_ref, "bucket": { "type": "string", "minLength": 3, "maxLength": 63 },
+        "endpoint": { "type": "string" }, "region": { "type": "string" } }),
+        &["zone", "bucket"],
+    );
     let rds_member = member(json!({ "zone": zone_ref, "instance": { "type": "string" } }), &["zone", "instance"]);
     let kind_branch = |kind: &str, extra: Value, required: &[&str]| {
         let mut props = common(extra);
@@ -61,14 +76,17 @@ pub fn topology_schema() -> Value {
         json!({ "if": { "properties": { "kind": { "const": kind } }, "required": ["kind"] },
                 "then": { "type": "object", "additionalProperties": false, "properties": props, "required": required } })
     };
-    let replication = strict(json!({
-        "by": { "enum": ["drctl", "s3"], "description": "drctl: drctl copies objects; s3: native replication, monitored." },
-        "every": duration("Run a replication pass this often."),
-        "cron": { "type": "string", "description": "Or a cron schedule (5 fields)." },
-        "concurrency": { "type": "integer", "minimum": 1, "maximum": 1024 },
-        "sse": { "enum": ["AES256", "aws:kms"] },
-        "kms_key_id": { "type": "string" }
-    }), &["by"]);
+    let replication = strict(
+        json!({
+            "by": { "enum": ["drctl", "s3"], "description": "drctl: drctl copies objects; s3: native replication, monitored." },
+            "every": duration("Run a replication pass this often."),
+            "cron": { "type": "string", "description": "Or a cron schedule (5 fields)." },
+            "concurrency": { "type": "integer", "minimum": 1, "maximum": 1024 },
+            "sse": { "enum": ["AES256", "aws:kms"] },
+            "kms_key_id": { "type": "string" }
+        }),
+        &["by"],
+    );
     let datastore = json!({
         "type": "object",
         "required": ["name", "kind"],
@@ -82,24 +100,30 @@ pub fn topology_schema() -> Value {
             kind_branch("rds-cluster", json!({ "cluster": { "type": "string" }, "region": { "type": "string" } }), &["name", "kind", "cluster"])
         ]
     });
-    let route = strict(json!({
-        "kind": { "enum": ["route53", "lab-dns"] },
-        "zone_id": { "type": "string" },
-        "name": { "type": "string" },
-        "type": { "type": "string", "default": "A" },
-        "ttl": { "type": "integer", "minimum": 0, "default": 60 },
-        "server": { "type": "string", "description": "lab-dns: the DNS server's control address." },
-        "records": { "type": "object", "additionalProperties": { "type": "string" }, "description": "The record's answer per zone." }
-    }), &["kind", "name", "records"]);
-    let service = strict(json!({
-        "name": name,
-        "tier": { "type": "string" },
-        "zones": { "type": "array", "items": zone_ref, "uniqueItems": true },
-        "depends_on": { "type": "array", "items": { "type": "string" }, "uniqueItems": true },
-        "health": strict(json!({ "url": { "type": "string", "pattern": "^https?://" }, "timeout": duration("Health check timeout (default 5s).") }), &["url"]),
-        "route": route,
-        "failover": failover_svc
-    }), &["name"]);
+    let route = strict(
+        json!({
+            "kind": { "enum": ["route53", "lab-dns"] },
+            "zone_id": { "type": "string" },
+            "name": { "type": "string" },
+            "type": { "type": "string", "default": "A" },
+            "ttl": { "type": "integer", "minimum": 0, "default": 60 },
+            "server": { "type": "string", "description": "lab-dns: the DNS server's control address." },
+            "records": { "type": "object", "additionalProperties": { "type": "string" }, "description": "The record's answer per zone." }
+        }),
+        &["kind", "name", "records"],
+    );
+    let service = strict(
+        json!({
+            "name": name,
+            "tier": { "type": "string" },
+            "zones": { "type": "array", "items": zone_ref, "uniqueItems": true },
+            "depends_on": { "type": "array", "items": { "type": "string" }, "uniqueItems": true },
+            "health": strict(json!({ "url": { "type": "string", "pattern": "^https?://" }, "timeout": duration("Health check timeout (default 5s).") }), &["url"]),
+            "route": route,
+            "failover": failover_svc
+        }),
+        &["name"],
+    );
     json!({
         "$schema": "http://json-schema.org/draft-07/schema#",
         "$id": "https://drctl.dev/schema/drctl.yaml.json",

@@ -23,7 +23,10 @@ pub enum Value<'a> {
     /// A scalar, borrowed from the source where it can be. `plain` is false
     /// for quoted and block scalars, which are always strings (so `"30"` is
     /// text while `30` may be a number).
-    Scalar { text: Cow<'a, str>, plain: bool },
+    Scalar {
+        text: Cow<'a, str>,
+        plain: bool,
+    },
     Seq(Vec<Node<'a>>),
     /// Entries in file order; duplicates are kept so the decoder can report them.
     Map(Vec<(Node<'a>, Node<'a>)>),
@@ -50,10 +53,9 @@ impl Node<'_> {
     /// (used to peek at a discriminating key before decoding properly).
     pub fn peek(&self, key: &str) -> Option<&str> {
         match &self.value {
-            Value::Map(entries) => entries
-                .iter()
-                .find(|(k, _)| k.as_scalar() == Some(key))
-                .and_then(|(_, v)| v.as_scalar()),
+            Value::Map(entries) => {
+                entries.iter().find(|(k, _)| k.as_scalar() == Some(key)).and_then(|(_, v)| v.as_scalar())
+            }
             _ => None,
         }
     }

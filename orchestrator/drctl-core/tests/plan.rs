@@ -82,7 +82,10 @@ fn the_spec_example_fails_over_in_dependency_order() {
     let t = topo(SPEC_EXAMPLE);
     let p = plan(&t, &zones(&["use1-az1"]), &Observations::default(), None).unwrap();
     let orders = step(&p, "orders-db/failover");
-    assert_eq!((orders.action.as_str(), orders.from_zone.as_deref(), orders.to_zone.as_deref()), ("postgres.promote", Some("use1-az1"), Some("use1-az2")));
+    assert_eq!(
+        (orders.action.as_str(), orders.from_zone.as_deref(), orders.to_zone.as_deref()),
+        ("postgres.promote", Some("use1-az1"), Some("use1-az2"))
+    );
     assert_eq!((orders.start_s, orders.finish_s), (0.0, 30.0));
     let payments = step(&p, "payments/failover");
     assert_eq!(payments.after, ["orders-db/failover"], "billing-db's writer moves by itself within the region");
@@ -107,7 +110,9 @@ fn the_json_has_every_key_of_the_contract() {
     let t = topo(SPEC_EXAMPLE);
     let p = plan(&t, &zones(&["use1-az1"]), &Observations::default(), Some(2)).unwrap();
     let json = serde_json::to_value(&p).unwrap();
-    for key in ["scope", "parallel", "steps", "critical_path", "critical_path_s", "makespan_s", "entities", "unrecoverable"] {
+    for key in
+        ["scope", "parallel", "steps", "critical_path", "critical_path_s", "makespan_s", "entities", "unrecoverable"]
+    {
         assert!(json.get(key).is_some(), "missing {key}");
     }
     assert_eq!(json["scope"], serde_json::json!({ "zones": ["use1-az1"], "regions": [], "targets": [] }));
@@ -221,9 +226,12 @@ fn unknown_scope_names_are_bad_input_with_the_choices() {
     let t = topo(SPEC_EXAMPLE);
     let err = plan(&t, &zones(&["use1-az9"]), &Observations::default(), None).unwrap_err();
     assert_eq!(err.to_string(), "zone `use1-az9` is not in the topology (zones: use1-az1, use1-az2, use1-az3)");
-    let err = plan(&t, &Scope { targets: vec!["payment".into()], ..Scope::default() }, &Observations::default(), None).unwrap_err();
+    let err = plan(&t, &Scope { targets: vec!["payment".into()], ..Scope::default() }, &Observations::default(), None)
+        .unwrap_err();
     assert_eq!(err, Error::UnknownTarget { name: "payment".into(), hint: Some("payments".into()) });
-    let err = plan(&t, &Scope { regions: vec!["eu-west-1".into()], ..Scope::default() }, &Observations::default(), None).unwrap_err();
+    let err =
+        plan(&t, &Scope { regions: vec!["eu-west-1".into()], ..Scope::default() }, &Observations::default(), None)
+            .unwrap_err();
     assert!(matches!(err, Error::UnknownRegion { .. }));
     assert_eq!(plan(&t, &zones(&["use1-az1"]), &Observations::default(), Some(0)).unwrap_err(), Error::ZeroParallel);
 }
@@ -256,8 +264,11 @@ services:
     .unwrap();
     let t = drctl_core::load(&dir.join("drctl.yaml")).topology.expect("valid");
     let p = plan(&t, &zones(&["a"]), &Observations::default(), None).unwrap();
-    let got: Vec<(&str, &str, Vec<&str>, f64)> =
-        p.steps.iter().map(|s| (s.id.as_str(), s.action.as_str(), s.after.iter().map(String::as_str).collect(), s.finish_s)).collect();
+    let got: Vec<(&str, &str, Vec<&str>, f64)> = p
+        .steps
+        .iter()
+        .map(|s| (s.id.as_str(), s.action.as_str(), s.after.iter().map(String::as_str).collect(), s.finish_s))
+        .collect();
     assert_eq!(
         got,
         [

@@ -16,7 +16,9 @@ use std::path::Path;
 /// estimates, tiers, contracts and dependencies on earlier entities.
 fn random_topology(seed: u64, size: usize) -> String {
     let mut rng = Rng::new(seed);
-    let mut y = String::from("version: 1\nzones: [ { name: a, region: r1 }, { name: b, region: r1 }, { name: c, region: r2 } ]\n");
+    let mut y = String::from(
+        "version: 1\nzones: [ { name: a, region: r1 }, { name: b, region: r1 }, { name: c, region: r2 } ]\n",
+    );
     y.push_str("objectives: { t0: { rto: 40s }, t1: { rto: 2m }, t2: { rto: 10m } }\n");
     let zones = ["a", "b", "c"];
     let mut names = Vec::new();
@@ -45,7 +47,13 @@ fn random_topology(seed: u64, size: usize) -> String {
             t => format!("tier: t{}, ", t - 1),
         };
         let est = 1 + rng.below(30);
-        let _ = writeln!(y, "  - {{ name: s{s}, {tier}zones: [{}, {}], depends_on: [{}], failover: {{ estimate: {est}s }} }}", zones[z1], zones[z2], deps.join(", "));
+        let _ = writeln!(
+            y,
+            "  - {{ name: s{s}, {tier}zones: [{}, {}], depends_on: [{}], failover: {{ estimate: {est}s }} }}",
+            zones[z1],
+            zones[z2],
+            deps.join(", ")
+        );
         names.push(format!("s{s}"));
     }
     y
@@ -75,9 +83,10 @@ fn check_plan(d: &DetailedPlan, cap: Option<usize>) -> Result<(), TestCaseError>
         let running = p.steps.iter().filter(|s| s.start_s <= t + EPS && t + EPS < s.finish_s).count();
         if let Some(n) = cap {
             prop_assert!(running <= n, "{running} steps run at {t}s with --parallel {n}");
-            let ready_waiting = p.steps.iter().any(|s| {
-                s.start_s > t + EPS && s.after.iter().all(|a| p.steps[index[a.as_str()]].finish_s <= t + EPS)
-            });
+            let ready_waiting = p
+                .steps
+                .iter()
+                .any(|s| s.start_s > t + EPS && s.after.iter().all(|a| p.steps[index[a.as_str()]].finish_s <= t + EPS));
             prop_assert!(!ready_waiting || running == n, "a slot is idle at {t}s while a step is ready");
         }
     }
@@ -89,7 +98,12 @@ fn check_plan(d: &DetailedPlan, cap: Option<usize>) -> Result<(), TestCaseError>
     let len: f64 = path.iter().map(|s| s.estimate_s).sum();
     prop_assert!((len - p.critical_path_s).abs() < 1e-6);
     match cap {
-        None => prop_assert!((p.makespan_s - p.critical_path_s).abs() < EPS, "makespan {} != critical path {}", p.makespan_s, p.critical_path_s),
+        None => prop_assert!(
+            (p.makespan_s - p.critical_path_s).abs() < EPS,
+            "makespan {} != critical path {}",
+            p.makespan_s,
+            p.critical_path_s
+        ),
         Some(n) => {
             let work: f64 = p.steps.iter().map(|s| s.estimate_s).sum();
             prop_assert!(p.makespan_s + EPS >= p.critical_path_s.max(work / n as f64));
@@ -148,7 +162,12 @@ fn prioritised_scheduling_beats_tier_then_file_order() {
             let scope = Scope { zones: vec!["az1".into()], ..Scope::default() };
             for (k, policy) in [Policy::Prioritised, Policy::TierThenOrder].into_iter().enumerate() {
                 let p = plan_with(&topo, &scope, &Observations::default(), Some(cap), policy).unwrap().plan;
-                tier0[k] += p.entities.iter().filter(|e| e.kind == "service" && e.tier.as_deref() == Some("tier-0")).map(|e| e.rto_estimate_s).sum::<f64>();
+                tier0[k] += p
+                    .entities
+                    .iter()
+                    .filter(|e| e.kind == "service" && e.tier.as_deref() == Some("tier-0"))
+                    .map(|e| e.rto_estimate_s)
+                    .sum::<f64>();
                 missed[k] += p.entities.iter().filter(|e| !e.meets_rto).count();
                 let work: f64 = p.steps.iter().map(|s| s.estimate_s).sum();
                 ratio[k] += p.makespan_s / p.critical_path_s.max(work / cap as f64);

@@ -184,7 +184,8 @@ fn keys_are_checked_per_datastore_kind() {
     replicas: [ { zone: az2, url: \"postgres://h2/d\" } ]
 ",
     ));
-    let got: Vec<(u32, u32, Code, &str)> = errs.iter().map(|e| (e.pos.line, e.pos.col, e.code, e.message.as_str())).collect();
+    let got: Vec<(u32, u32, Code, &str)> =
+        errs.iter().map(|e| (e.pos.line, e.pos.col, e.code, e.message.as_str())).collect();
     assert_eq!(
         got,
         [
@@ -209,7 +210,8 @@ fn durations_must_parse() {
 #[test]
 fn every_duration_form_of_the_contract_is_accepted() {
     for d in ["250ms", "30s", "2m", "1h30m", "4h", "90", "0.5"] {
-        let src = with_head(&format!("services:\n  - {{ name: api, zones: [az1], failover: {{ estimate: \"{d}\" }} }}\n"));
+        let src =
+            with_head(&format!("services:\n  - {{ name: api, zones: [az1], failover: {{ estimate: \"{d}\" }} }}\n"));
         assert!(check(&src).0, "{d} was refused");
     }
 }
@@ -340,7 +342,11 @@ services:
         .expect("valid");
         let targets = |n: &str| topo.entity(topo.entity_id(n).unwrap()).targets;
         assert_eq!(targets("front").rto, Some(Duration::from_secs(90)), "the contract tightens tier-1");
-        assert_eq!(targets("back").rto, Some(Duration::from_secs(900)), "contracts name services, not their dependencies");
+        assert_eq!(
+            targets("back").rto,
+            Some(Duration::from_secs(900)),
+            "contracts name services, not their dependencies"
+        );
         assert_eq!(targets("shared").rto, Some(Duration::from_secs(90)), "inherited through back from front");
         assert_eq!(targets("shared").rpo, Some(Duration::from_secs(1)));
         assert_eq!(targets("own").rto, Some(Duration::from_secs(4 * 3600)), "its own tier wins");
@@ -440,7 +446,11 @@ steps:
             pub fn new() -> Self {
                 use std::sync::atomic::{AtomicU32, Ordering};
                 static N: AtomicU32 = AtomicU32::new(0);
-                let p = std::env::temp_dir().join(format!("drctl-test-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+                let p = std::env::temp_dir().join(format!(
+                    "drctl-test-{}-{}",
+                    std::process::id(),
+                    N.fetch_add(1, Ordering::SeqCst)
+                ));
                 std::fs::create_dir_all(&p).unwrap();
                 Dir(p)
             }

@@ -23,7 +23,10 @@ fn peak_rss_mib() -> Option<f64> {
 
 pub fn plan(sizes: &[usize], runs: usize, parallel: usize) -> Result<Outcome, Failure> {
     println!("parse + validate + plan of synthetic topologies (3 zones, ~2.5 dependencies per entity), zone az1 lost; median of {runs} runs");
-    println!("{:>9}  {:>9}  {:>9}  {:>9}  {:>9}  {:>11}  {:>11}  {:>8}", "entities", "yaml MiB", "parse+val", "plan", "total", "plan --par", "steps", "peak MiB");
+    println!(
+        "{:>9}  {:>9}  {:>9}  {:>9}  {:>9}  {:>11}  {:>11}  {:>8}",
+        "entities", "yaml MiB", "parse+val", "plan", "total", "plan --par", "steps", "peak MiB"
+    );
     for &n in sizes {
         let yaml = synth::topology_yaml(n, 42);
         let scope = Scope { zones: vec!["az1".into()], ..Scope::default() };
@@ -32,11 +35,15 @@ pub fn plan(sizes: &[usize], runs: usize, parallel: usize) -> Result<Outcome, Fa
         for _ in 0..runs {
             let t0 = Instant::now();
             let loaded = drctl_core::load_str(&yaml, Path::new("synthetic.yaml"));
-            let topo = loaded.topology.ok_or_else(|| anyhow::anyhow!("the synthetic topology did not validate: {:?}", loaded.diagnostics.first()))?;
+            let topo = loaded.topology.ok_or_else(|| {
+                anyhow::anyhow!("the synthetic topology did not validate: {:?}", loaded.diagnostics.first())
+            })?;
             let t1 = Instant::now();
-            let p = plan_with(&topo, &scope, &Observations::default(), None, Policy::Prioritised).map_err(anyhow::Error::from)?;
+            let p = plan_with(&topo, &scope, &Observations::default(), None, Policy::Prioritised)
+                .map_err(anyhow::Error::from)?;
             let t2 = Instant::now();
-            let _ = plan_with(&topo, &scope, &Observations::default(), Some(parallel), Policy::Prioritised).map_err(anyhow::Error::from)?;
+            let _ = plan_with(&topo, &scope, &Observations::default(), Some(parallel), Policy::Prioritised)
+                .map_err(anyhow::Error::from)?;
             let t3 = Instant::now();
             steps = p.plan.steps.len();
             t_load.push(t1 - t0);
@@ -72,7 +79,10 @@ struct Tally {
 
 pub fn scheduler(topologies: usize, entities: usize) -> Result<Outcome, Failure> {
     println!("prioritised vs tier-then-file-order list scheduling; {topologies} topologies of {entities} entities per cap, zone az1 lost");
-    println!("{:>4}  {:<12}  {:>15}  {:>12}  {:>22}", "cap", "policy", "mean tier-0 RTO", "RTOs missed", "makespan / lower bound");
+    println!(
+        "{:>4}  {:<12}  {:>15}  {:>12}  {:>22}",
+        "cap", "policy", "mean tier-0 RTO", "RTOs missed", "makespan / lower bound"
+    );
     for cap in [2usize, 4, 8, 16] {
         let mut tallies = [Tally::default(), Tally::default()];
         for seed in 0..topologies as u64 {
@@ -82,7 +92,8 @@ pub fn scheduler(topologies: usize, entities: usize) -> Result<Outcome, Failure>
                 .ok_or_else(|| anyhow::anyhow!("synthetic topology invalid"))?;
             let scope = Scope { zones: vec!["az1".into()], ..Scope::default() };
             for (k, policy) in [Policy::Prioritised, Policy::TierThenOrder].into_iter().enumerate() {
-                let d = plan_with(&topo, &scope, &Observations::default(), Some(cap), policy).map_err(anyhow::Error::from)?;
+                let d = plan_with(&topo, &scope, &Observations::default(), Some(cap), policy)
+                    .map_err(anyhow::Error::from)?;
                 let t = &mut tallies[k];
                 for e in &d.plan.entities {
                     if e.tier.as_deref() == Some("tier-0") && e.kind == "service" {

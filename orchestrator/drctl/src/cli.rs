@@ -121,7 +121,9 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             let topo = load(&file.path, &style)?;
             let scope = scope.scope();
             if scope.is_empty() {
-                return Err(Failure::bad_input("say what is lost: --zone ZONE, --region REGION or --target NAME (each repeatable)"));
+                return Err(Failure::bad_input(
+                    "say what is lost: --zone ZONE, --region REGION or --target NAME (each repeatable)",
+                ));
             }
             let plan = drctl_core::plan(&topo, &scope, &Observations::default(), parallel)
                 .map_err(|e| Failure::bad_input(e.to_string()))?;
@@ -137,7 +139,10 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             let plan = if scope.is_empty() {
                 None
             } else {
-                Some(drctl_core::plan(&topo, &scope, &Observations::default(), None).map_err(|e| Failure::bad_input(e.to_string()))?)
+                Some(
+                    drctl_core::plan(&topo, &scope, &Observations::default(), None)
+                        .map_err(|e| Failure::bad_input(e.to_string()))?,
+                )
             };
             let format = match format {
                 GraphFormat::Dot => Format::Dot,
@@ -151,7 +156,9 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             println!("{}", serde_json::to_string_pretty(&schema).map_err(anyhow::Error::from)?);
             Ok(Outcome::Done)
         }
-        Command::Bench(BenchCommand::Plan { entities, runs, parallel }) => bench::plan(&entities, runs.max(1), parallel),
+        Command::Bench(BenchCommand::Plan { entities, runs, parallel }) => {
+            bench::plan(&entities, runs.max(1), parallel)
+        }
         Command::Bench(BenchCommand::Scheduler { topologies, entities }) => bench::scheduler(topologies, entities),
     }
 }

@@ -18,7 +18,8 @@ pub struct Style {
 impl Style {
     pub fn detect() -> Self {
         let tty = std::io::stdout().is_terminal();
-        let colour = tty && std::env::var_os("NO_COLOR").is_none() && std::env::var("TERM").map_or(true, |t| t != "dumb");
+        let colour =
+            tty && std::env::var_os("NO_COLOR").is_none() && std::env::var("TERM").map_or(true, |t| t != "dumb");
         let width = std::env::var("COLUMNS")
             .ok()
             .and_then(|c| c.parse().ok())
@@ -120,7 +121,12 @@ fn describe_scope(plan: &Plan) -> String {
 
 pub fn plan(topo: &Topology, plan: &Plan, style: &Style) -> String {
     let mut out = String::new();
-    out.push_str(&format!("{} {} — lost: {}\n", style.bold("Failover plan for"), style.bold(&topo.name), describe_scope(plan)));
+    out.push_str(&format!(
+        "{} {} — lost: {}\n",
+        style.bold("Failover plan for"),
+        style.bold(&topo.name),
+        describe_scope(plan)
+    ));
     let cap = plan.parallel.map_or("unlimited parallelism".to_string(), |n| format!("at most {n} steps at once"));
     out.push_str(&format!(
         "{} steps, {cap}; done after {} (critical path {})\n\n",
@@ -147,7 +153,14 @@ pub fn plan(topo: &Topology, plan: &Plan, style: &Style) -> String {
         let w_action = plan.steps.iter().map(|s| s.action.len()).max().unwrap_or(6).max(6);
         let w_move = moves.iter().map(|m| m.chars().count()).max().unwrap_or(0).max(9);
         let fixed = 2 + (w_time + 2) * 2 + 2 + 2 + w_action + 2 + w_move;
-        let w_step = plan.steps.iter().map(|s| s.id.len()).max().unwrap_or(4).max(4).min(style.width.saturating_sub(fixed).max(24));
+        let w_step = plan
+            .steps
+            .iter()
+            .map(|s| s.id.len())
+            .max()
+            .unwrap_or(4)
+            .max(4)
+            .min(style.width.saturating_sub(fixed).max(24));
         out.push_str(&style.dim(&format!(
             "  {}  {}  {}  {}  {}\n",
             pad("START", w_time),

@@ -95,10 +95,7 @@ impl Objective {
                 (a, b) => a.or(b),
             }
         }
-        Objective {
-            rpo: min(self.rpo, other.rpo),
-            rto: min(self.rto, other.rto),
-        }
+        Objective { rpo: min(self.rpo, other.rpo), rto: min(self.rto, other.rto) }
     }
 }
 

@@ -132,9 +132,7 @@ pub struct RawDrill {
 
 pub const DATASTORE_KINDS: &[&str] = &["postgres", "rds-instance", "rds-cluster", "s3"];
 
-const TOP_KEYS: &[&str] = &[
-    "version", "name", "zones", "objectives", "contracts", "datastores", "services", "drills",
-];
+const TOP_KEYS: &[&str] = &["version", "name", "zones", "objectives", "contracts", "datastores", "services", "drills"];
 
 /// Decodes the whole file. Problems go to the decoder's diagnostics; what
 /// could be read is returned so that validation can still report the rest.
@@ -147,13 +145,17 @@ pub fn decode(d: &mut Decoder, root: &Node) -> RawTopology {
         return raw;
     }
     let top_what: What = &"the topology";
-    let Some(top) = d.fields(root, top_what, TOP_KEYS) else { return raw };
+    let Some(top) = d.fields(root, top_what, TOP_KEYS) else {
+        return raw;
+    };
     raw.version = d.required(&top, "version", top_what).and_then(|n| d.unsigned(n, &"`version`"));
     raw.name = d.opt_string(&top, "name", top_what);
 
     for z in d.list(top.get("zones"), &"`zones`") {
         let what: What = &"a zone";
-        let Some(f) = d.fields(z, what, &["name", "region", "aws_zone"]) else { continue };
+        let Some(f) = d.fields(z, what, &["name", "region", "aws_zone"]) else {
+            continue;
+        };
         if let Some(name) = d.req_string(&f, "name", what) {
             raw.zones.push(RawZone {
                 pos: z.pos,
@@ -168,7 +170,9 @@ pub fn decode(d: &mut Decoder, root: &Node) -> RawTopology {
         if let Some(f) = d.fields(objs, &"`objectives`", &[]) {
             for (tier, node) in f.entries() {
                 let what = Named("objective", Some(tier));
-                let Some(of) = d.fields(node, &what, &["rpo", "rto"]) else { continue };
+                let Some(of) = d.fields(node, &what, &["rpo", "rto"]) else {
+                    continue;
+                };
                 raw.objectives.push(RawObjective {
                     tier: Spanned::new(tier.to_string(), node_key_pos(objs, tier).unwrap_or(node.pos)),
                     rpo: d.opt_duration(&of, "rpo", &what),
@@ -179,7 +183,9 @@ pub fn decode(d: &mut Decoder, root: &Node) -> RawTopology {
     }
 
     for c in d.list(top.get("contracts"), &"`contracts`") {
-        let Some(f) = d.fields(c, &"a contract", &["customer", "services", "rpo", "rto"]) else { continue };
+        let Some(f) = d.fields(c, &"a contract", &["customer", "services", "rpo", "rto"]) else {
+            continue;
+        };
         let customer = d.req_string(&f, "customer", &"a contract");
         let what = match &customer {
             Some(c) => Named("the contract of", Some(c.value.as_str())),
@@ -202,7 +208,9 @@ pub fn decode(d: &mut Decoder, root: &Node) -> RawTopology {
     }
     for n in d.list(top.get("drills"), &"`drills`") {
         let what: What = &"a drill";
-        let Some(f) = d.fields(n, what, &["experiment", "cron"]) else { continue };
+        let Some(f) = d.fields(n, what, &["experiment", "cron"]) else {
+            continue;
+        };
         raw.drills.push(RawDrill {
             pos: n.pos,
             experiment: d.req_string(&f, "experiment", what),
@@ -228,10 +236,9 @@ pub fn decode_item(d: &mut Decoder, raw: &mut RawTopology, section: &str, node: 
 /// Where a key of a mapping is written (for errors about free-form keys).
 pub(crate) fn node_key_pos(map: &Node, key: &str) -> Option<Pos> {
     match &map.value {
-        crate::yaml::Value::Map(entries) => entries
-            .iter()
-            .find(|(k, _)| k.as_scalar() == Some(key))
-            .map(|(k, _)| k.pos),
+        crate::yaml::Value::Map(entries) => {
+            entries.iter().find(|(k, _)| k.as_scalar() == Some(key)).map(|(k, _)| k.pos)
+        }
         _ => None,
     }
 }
@@ -358,5 +365,14 @@ fn decode_service(d: &mut Decoder, node: &Node) -> Option<RawService> {
         })
     });
     let failover = f.get("failover").and_then(|n| decode_failover(d, n, &what, &["estimate", "runbook"]));
-    Some(RawService { pos: node.pos, tier: d.opt_string(&f, "tier", &what), name, zones, depends_on, health, route, failover })
+    Some(RawService {
+        pos: node.pos,
+        tier: d.opt_string(&f, "tier", &what),
+        name,
+        zones,
+        depends_on,
+        health,
+        route,
+        failover,
+    })
 }

@@ -65,9 +65,7 @@ pub fn cron_schedule(expr: &str) -> Result<(String, cron::Schedule), String> {
         n => return Err(format!("a cron expression has 5 fields (minute hour day month weekday), not {n}")),
     };
     use std::str::FromStr;
-    cron::Schedule::from_str(&full)
-        .map(|s| (full, s))
-        .map_err(|e| format!("not a valid cron expression: {e}"))
+    cron::Schedule::from_str(&full).map(|s| (full, s)).map_err(|e| format!("not a valid cron expression: {e}"))
 }
 
 struct Validator<'a> {
@@ -101,11 +99,8 @@ impl Validator<'_> {
         // Names first, so that references can be resolved in any order.
         let mut by_name: HashMap<String, EntityId> = HashMap::new();
         let mut first_pos: Vec<Pos> = Vec::new();
-        let named = raw
-            .datastores
-            .iter()
-            .map(|d| (&d.name, d.pos))
-            .chain(raw.services.iter().map(|s| (&s.name, s.pos)));
+        let named =
+            raw.datastores.iter().map(|d| (&d.name, d.pos)).chain(raw.services.iter().map(|s| (&s.name, s.pos)));
         let mut ids: Vec<Option<EntityId>> = Vec::new();
         for (name, pos) in named {
             let Some(name) = name else {
@@ -115,12 +110,12 @@ impl Validator<'_> {
             self.check_name(&name.value, name.pos);
             if let Some(&prev) = by_name.get(&name.value) {
                 let line = first_pos[prev].line;
-                self.diags
-                    .error(Code::Duplicate, name.pos, format!("`{}` is declared twice", name.value))
-                    .with_hint(format!(
+                self.diags.error(Code::Duplicate, name.pos, format!("`{}` is declared twice", name.value)).with_hint(
+                    format!(
                         "datastores and services share one namespace; the first `{}` is on line {line}",
                         name.value
-                    ));
+                    ),
+                );
                 ids.push(None);
                 continue;
             }
@@ -137,7 +132,8 @@ impl Validator<'_> {
                 regions.push(&z.region);
             }
         }
-        let ctx = RefCtx { zones: &zone_names, regions: &regions, tiers: &tier_names, tier_defs: &tiers, by_name: &by_name };
+        let ctx =
+            RefCtx { zones: &zone_names, regions: &regions, tiers: &tier_names, tier_defs: &tiers, by_name: &by_name };
         let n_ds = raw.datastores.len();
         for (i, ds) in raw.datastores.iter().enumerate() {
             if ids[i].is_none() {
@@ -189,8 +185,7 @@ impl Validator<'_> {
     }
 
     fn check_name(&mut self, name: &str, pos: Pos) {
-        let ok = !name.is_empty()
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        let ok = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
         if !ok {
             self.diags
                 .error(Code::BadValue, pos, format!("`{name}` is not a valid name"))
@@ -226,8 +221,11 @@ impl Validator<'_> {
             .iter()
             .map(|o| {
                 if o.rpo.is_none() && o.rto.is_none() {
-                    self.diags
-                        .warning(Code::Suspicious, o.tier.pos, format!("tier `{}` sets neither rpo nor rto", o.tier.value));
+                    self.diags.warning(
+                        Code::Suspicious,
+                        o.tier.pos,
+                        format!("tier `{}` sets neither rpo nor rto", o.tier.value),
+                    );
                 }
                 Tier {
                     name: o.tier.value.clone(),
@@ -281,7 +279,11 @@ impl Validator<'_> {
                 Ok(rb) => Some(Arc::new(rb)),
                 Err(runbook::LoadError::Read(err)) => {
                     self.diags
-                        .error(Code::Io, r.pos, format!("cannot read the runbook of {owner} ({}): {err}", path.display()))
+                        .error(
+                            Code::Io,
+                            r.pos,
+                            format!("cannot read the runbook of {owner} ({}): {err}", path.display()),
+                        )
                         .with_hint("runbook paths are relative to the topology file's folder");
                     None
                 }
@@ -308,7 +310,14 @@ impl Validator<'_> {
         }
     }
 
-    fn member(&mut self, m: &RawMember, kind: DatastoreKind, ds: &RawDatastore, ctx: &RefCtx, what: &str) -> Option<Member> {
+    fn member(
+        &mut self,
+        m: &RawMember,
+        kind: DatastoreKind,
+        ds: &RawDatastore,
+        ctx: &RefCtx,
+        what: &str,
+    ) -> Option<Member> {
         let zone = m.zone.as_ref().and_then(|z| self.reference("zone", z, ctx.zones, "declare it under `zones:`"));
         let location = match kind {
             DatastoreKind::Postgres => {
@@ -327,7 +336,9 @@ impl Validator<'_> {
             }
             DatastoreKind::S3 => {
                 let Some(bucket) = &m.bucket else {
-                    self.diags.error(Code::MissingKey, m.pos, format!("{what} has no `bucket`")).with_hint("add `bucket: NAME`");
+                    self.diags
+                        .error(Code::MissingKey, m.pos, format!("{what} has no `bucket`"))
+                        .with_hint("add `bucket: NAME`");
                     return None;
                 };
                 if let Err(why) = check_bucket_name(&bucket.value) {
@@ -384,10 +395,11 @@ impl Validator<'_> {
                 if let Some(m) = self.member(r, kind, ds, ctx, &format!("a replica of {what}")) {
                     if primary.as_ref().is_some_and(|p: &Member| p.zone == m.zone) {
                         self.diags
-                            .error(Code::BadValue, r.zone.as_ref().map_or(r.pos, |z| z.pos), format!(
-                                "a replica of {what} is in its primary's zone `{}`",
-                                ctx.zones[m.zone]
-                            ))
+                            .error(
+                                Code::BadValue,
+                                r.zone.as_ref().map_or(r.pos, |z| z.pos),
+                                format!("a replica of {what} is in its primary's zone `{}`", ctx.zones[m.zone]),
+                            )
                             .with_hint("a replica must be in another zone to survive the loss of the primary's");
                     }
                     replicas.push(m);
@@ -405,7 +417,11 @@ impl Validator<'_> {
         let replication = ds.replication.as_ref().and_then(|r| {
             if kind != DatastoreKind::S3 {
                 self.diags
-                    .error(Code::UnknownKey, r.pos, format!("{what} is not an s3 datastore: `replication` does not apply"))
+                    .error(
+                        Code::UnknownKey,
+                        r.pos,
+                        format!("{what} is not an s3 datastore: `replication` does not apply"),
+                    )
                     .with_hint("PostgreSQL and RDS replicate by themselves; drctl measures their lag");
                 return None;
             }
@@ -474,7 +490,13 @@ impl Validator<'_> {
                 Some(c) => c.value as usize,
                 None => 16,
             };
-            Some(Replication { by, schedule, concurrency, sse, kms_key_id: r.kms_key_id.as_ref().map(|k| k.value.clone()) })
+            Some(Replication {
+                by,
+                schedule,
+                concurrency,
+                sse,
+                kms_key_id: r.kms_key_id.as_ref().map(|k| k.value.clone()),
+            })
         });
         let failover = self.failover(ds.failover.as_ref(), kind.default_estimate(), &what);
         let own = tier.map(|t| ctx.tier_defs[t].objective).unwrap_or_default();
@@ -517,7 +539,11 @@ impl Validator<'_> {
         for d in &svc.depends_on {
             if let Some(id) = self.entity_ref(&format!("`depends_on` of {what}:"), d, ctx.by_name) {
                 if deps.iter().any(|(k, _)| *k == id) {
-                    self.diags.error(Code::Duplicate, d.pos, format!("`{}` is listed twice in `depends_on` of {what}", d.value));
+                    self.diags.error(
+                        Code::Duplicate,
+                        d.pos,
+                        format!("`{}` is listed twice in `depends_on` of {what}", d.value),
+                    );
                 } else {
                     deps.push((id, d.pos));
                 }
@@ -530,7 +556,10 @@ impl Validator<'_> {
                     .error(Code::BadValue, url.pos, format!("health url `{}` is not an http(s) URL", url.value))
                     .with_hint("write it as http://host:port/path");
             }
-            Some(Health { url: url.value.clone(), timeout: h.timeout.as_ref().map_or(Duration::from_secs(5), |t| t.value) })
+            Some(Health {
+                url: url.value.clone(),
+                timeout: h.timeout.as_ref().map_or(Duration::from_secs(5), |t| t.value),
+            })
         });
         let route = svc.route.as_ref().and_then(|r| {
             let kind_s = r.kind.as_ref()?;
@@ -542,7 +571,9 @@ impl Validator<'_> {
                         Some(n) => format!("did you mean `{n}`?"),
                         None => "`route53` or `lab-dns`".to_string(),
                     };
-                    self.diags.error(Code::BadValue, kind_s.pos, format!("route kind `{other}` is not known")).with_hint(hint);
+                    self.diags
+                        .error(Code::BadValue, kind_s.pos, format!("route kind `{other}` is not known"))
+                        .with_hint(hint);
                     return None;
                 }
             };
@@ -600,7 +631,9 @@ impl Validator<'_> {
     fn contracts(&mut self, raw: &RawTopology, by_name: &HashMap<String, EntityId>) -> Vec<Contract> {
         let mut out = Vec::new();
         for c in &raw.contracts {
-            let Some(customer) = &c.customer else { continue };
+            let Some(customer) = &c.customer else {
+                continue;
+            };
             let mut entities = Vec::new();
             for s in &c.services {
                 if let Some(id) = self.entity_ref(&format!("the contract of `{}` names", customer.value), s, by_name) {
@@ -613,8 +646,11 @@ impl Validator<'_> {
                     .with_hint("add `services: [NAME, ...]`");
             }
             if c.rpo.is_none() && c.rto.is_none() {
-                self.diags
-                    .warning(Code::Suspicious, c.pos, format!("the contract of `{}` sets neither rpo nor rto", customer.value));
+                self.diags.warning(
+                    Code::Suspicious,
+                    c.pos,
+                    format!("the contract of `{}` sets neither rpo nor rto", customer.value),
+                );
             }
             out.push(Contract {
                 customer: customer.value.clone(),
@@ -685,11 +721,15 @@ impl Validator<'_> {
 
     fn check_runbook_references(&mut self, entities: &[Entity], by_name: &HashMap<String, EntityId>) {
         for e in entities {
-            let Some(rb) = &e.failover.runbook else { continue };
+            let Some(rb) = &e.failover.runbook else {
+                continue;
+            };
             let mut local = Diagnostics::new(&rb.file);
             for step in &rb.steps {
                 for key in ["datastore", "service", "entity"] {
-                    let Some(serde_json::Value::String(name)) = step.with.get(key) else { continue };
+                    let Some(serde_json::Value::String(name)) = step.with.get(key) else {
+                        continue;
+                    };
                     if name.contains("{{") {
                         continue;
                     }
@@ -701,11 +741,19 @@ impl Validator<'_> {
                                 None => "name an entity declared in the topology".into(),
                             };
                             local
-                                .error(Code::UnknownReference, pos, format!("step `{}`: `{name}` is not declared in the topology", step.id))
+                                .error(
+                                    Code::UnknownReference,
+                                    pos,
+                                    format!("step `{}`: `{name}` is not declared in the topology", step.id),
+                                )
                                 .with_hint(hint);
                         }
                         Some(&id) if key == "datastore" && entities[id].is_service() => {
-                            local.error(Code::BadValue, pos, format!("step `{}`: `{name}` is a service, not a datastore", step.id));
+                            local.error(
+                                Code::BadValue,
+                                pos,
+                                format!("step `{}`: `{name}` is a service, not a datastore", step.id),
+                            );
                         }
                         Some(_) => {}
                     }
@@ -718,7 +766,9 @@ impl Validator<'_> {
     fn drills(&mut self, raw: &RawTopology) -> Vec<Drill> {
         let mut out = Vec::new();
         for d in &raw.drills {
-            let (Some(exp), Some(cron)) = (&d.experiment, &d.cron) else { continue };
+            let (Some(exp), Some(cron)) = (&d.experiment, &d.cron) else {
+                continue;
+            };
             let path = self.path.parent().unwrap_or(Path::new(".")).join(&exp.value);
             if !path.is_file() {
                 self.diags
@@ -791,9 +841,8 @@ fn derive_targets(entities: &mut [Entity], pending: &[Pending], order: &[EntityI
         }
     }
     for (i, e) in entities.iter_mut().enumerate() {
-        if pending[i].is_service {
-            e.targets = pending[i].own;
-        } else if e.tier.is_some() {
+        // A service's targets are its own; so are a datastore's with a tier.
+        if pending[i].is_service || e.tier.is_some() {
             e.targets = pending[i].own;
         } else {
             e.targets = pending[i].own.tighten(inherited[i]);

@@ -1,0 +1,187 @@
+//! The binary as users and scripts see it: text output (golden files),
+//! JSON, and SPEC §10's exit codes. Set UPDATE_GOLDEN=1 to rewrite the
+//! golden files after an intended change, then review the diff.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+fn drctl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_drctl"))
+        .args(args)
+        .current_dir(repo())
+        .env("COLUMNS", "100")
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("drctl runs")
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().expect("exited")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn golden(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(expected == actual, "{name} differs from the golden file (UPDATE_GOLDEN=1 to accept):\n--- expected\n{expected}\n--- actual\n{actual}");
+}
+
+fn temp_file(name: &str, content: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("drctl-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, content).unwrap();
+    path
+}
+
+const SAAS: &str = "examples/saas/drctl.yaml";
+
+#[test]
+fn validate_accepts_the_example_and_exits_0() {
+    let o = drctl(&["validate", "-f", SAAS]);
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    golden("validate_saas.txt", &text(&o.stdout));
+}
+
+#[test]
+fn validate_reports_every_error_with_positions_and_exits_2() {
+    let bad = temp_file(
+        "bad.yaml",
+        "version: 1
+zones: [ { name: az1 }, { name: az2 } ]
+objectives: { tier-0: { rto: 2m } }
+datastores:
+  - { name: db, kind: postgres, primary: { zone: az1, url: \"postgres://h/d\" } }
+services:
+  - { name: api, tier: tier0, zones: [az1], depend_on: [db] }
+  - { name: web, zones: [az3], depends_on: [api, web] }
+",
+    );
+    let o = drctl(&["validate", "-f", bad.to_str().unwrap()]);
+    assert_eq!(code(&o), 2);
+    let err = text(&o.stderr).replace(bad.to_str().unwrap(), "bad.yaml");
+    golden("validate_bad.txt", &err);
+}
+
+#[test]
+fn validate_json_lists_diagnostics() {
+    let bad =
+        temp_file("bad2.yaml", "version: 1\nzones: [ { name: az1 } ]\nservices:\n  - { name: a, depends_on: [b] }\n");
+    let o = drctl(&["validate", "-f", bad.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(code(&o), 2);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["errors"], 1);
+    let d = &v["diagnostics"][0];
+    assert_eq!((d["line"].as_u64(), d["column"].as_u64(), d["code"].as_str()), (Some(4), Some(29), Some("E007")));
+}
+
+#[test]
+fn a_missing_file_is_bad_input_with_advice() {
+    let o = drctl(&["validate", "-f", "no/such/drctl.yaml"]);
+    assert_eq!(code(&o), 2);
+    let err = text(&o.stderr);
+    assert!(err.contains("no/such/drctl.yaml:1:1: error[E009]: cannot read the topology"), "{err}");
+    assert!(err.contains("hint:"), "{err}");
+}
+
+#[test]
+fn plan_text_for_the_incident_commander() {
+    let o = drctl(&["plan", "-f", SAAS, "--zone", "use1-az1"]);
+    assert_eq!(code(&o), 3, "targets are missed in the example: exit 3");
+    golden("plan_saas_az1.txt", &text(&o.stdout));
+    let o = drctl(&["plan", "-f", SAAS, "--zone", "use1-az1", "--parallel", "3"]);
+    golden("plan_saas_az1_parallel3.txt", &text(&o.stdout));
+}
+
+#[test]
+fn plan_exits_0_when_every_target_is_met() {
+    let o = drctl(&["plan", "-f", SAAS, "--zone", "use1-az2"]);
+    assert_eq!(code(&o), 0, "{}", text(&o.stdout));
+    assert!(text(&o.stdout).contains("Every affected entity meets its RTO target."));
+}
+
+#[test]
+fn plan_json_is_the_contract() {
+    let o = drctl(&["plan", "-f", SAAS, "--zone", "use1-az1", "--output", "json"]);
+    assert_eq!(code(&o), 3);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["scope"]["zones"][0], "use1-az1");
+    assert_eq!(v["parallel"], serde_json::Value::Null);
+    assert_eq!(v["makespan_s"], v["critical_path_s"]);
+    let payments = v["entities"].as_array().unwrap().iter().find(|e| e["name"] == "payments").unwrap();
+    assert_eq!(payments["rto_target_s"], 90.0, "acme's contract");
+    assert_eq!(payments["meets_rto"], false);
+}
+
+#[test]
+fn plan_with_everything_lost_lists_the_unrecoverable() {
+    let o = drctl(&["plan", "-f", SAAS, "--region", "us-east-1"]);
+    assert_eq!(code(&o), 3);
+    let out = text(&o.stdout);
+    assert!(out.contains("✗ orders-db: every replica of orders-db is in the disaster scope"), "{out}");
+    assert!(out.contains("✗ billing-db: every member of billing-db is in the lost region us-east-1"), "{out}");
+    assert!(out.contains("✗ reporting: blocked by ledger-db, analytics-db"), "{out}");
+    assert!(out.contains("✗ 18 entities unrecoverable."), "{out}");
+}
+
+#[test]
+fn plan_flags_are_checked() {
+    let o = drctl(&["plan", "-f", SAAS]);
+    assert_eq!(code(&o), 2);
+    assert!(text(&o.stderr).contains("say what is lost"));
+    let o = drctl(&["plan", "-f", SAAS, "--zone", "use1-az9"]);
+    assert_eq!(code(&o), 2);
+    assert!(text(&o.stderr).contains("zone `use1-az9` is not in the topology (zones: use1-az1, use1-az2, use1-az3)"));
+    let o = drctl(&["plan", "-f", SAAS, "--zone", "use1-az1", "--parallel", "many"]);
+    assert_eq!(code(&o), 2);
+    let o = drctl(&["plan", "-f", SAAS, "--zone", "use1-az1", "--parallel", "0"]);
+    assert_eq!(code(&o), 2);
+}
+
+#[test]
+fn graph_draws_dot_and_mermaid_with_the_disaster_highlighted() {
+    let o = drctl(&["graph", "-f", SAAS, "--zone", "use1-az1"]);
+    assert_eq!(code(&o), 0);
+    let dot = text(&o.stdout);
+    assert!(dot.starts_with("digraph \"shop\" {"), "{dot}");
+    assert!(dot.contains("\"checkout\" -> \"payments\";"));
+    assert!(dot.contains("\"orders-db\" [shape=cylinder"));
+    assert!(dot.contains("⟳ fails over"));
+    let o = drctl(&["graph", "-f", SAAS, "--region", "us-east-1", "--format", "mermaid"]);
+    assert_eq!(code(&o), 0);
+    let mermaid = text(&o.stdout);
+    assert!(mermaid.starts_with("flowchart LR\n"));
+    assert!(mermaid.contains("classDef unrecoverable"));
+    golden("graph_saas.mmd", &mermaid);
+}
+
+#[test]
+fn schema_is_json_schema_and_accepts_the_example_keys() {
+    let o = drctl(&["schema"]);
+    assert_eq!(code(&o), 0);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["$schema"], "http://json-schema.org/draft-07/schema#");
+    assert_eq!(v["additionalProperties"], false);
+    let committed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo().join("drctl.schema.json")).unwrap()).unwrap();
+    assert_eq!(v, committed, "drctl.schema.json is stale: run `drctl schema > drctl.schema.json`");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(code(&drctl(&["no-such-command"])), 2);
+    assert_eq!(code(&drctl(&["plan", "--output", "yaml", "--zone", "a"])), 2);
+    assert_eq!(code(&drctl(&["--help"])), 0);
+}
