@@ -10,6 +10,7 @@ pub mod plan;
 pub mod runbook;
 pub mod schedule;
 pub mod schema;
+pub mod status;
 pub mod synth;
 pub mod topology;
 pub mod yaml;

@@ -1,0 +1,138 @@
+//! Live status (SPEC §4): what each datastore would lose and each service
+//! would take right now, against its targets.
+//!
+//! The types and the arithmetic live here, free of I/O; providers (in other
+//! crates) only measure replicas. Keeping the rule "RPO now = the lag of the
+//! replica a failover would promote" in one place means `status`, `serve`
+//! and the planner agree on it.
+
+use crate::topology::{EntitySpec, Topology};
+use serde::Serialize;
+
+/// One replica as measured.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReplicaStatus {
+    pub zone: String,
+    pub healthy: bool,
+    /// Seconds of writes this replica is behind; `None` when unknown.
+    pub lag_s: Option<f64>,
+    /// Why it is unhealthy or unmeasured.
+    pub error: Option<String>,
+    /// What was seen, in a few words (e.g. "streaming", "replay paused").
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DatastoreStatus {
+    pub name: String,
+    pub kind: String,
+    pub primary_zone: Option<String>,
+    pub replicas: Vec<ReplicaStatus>,
+    pub rpo_s: Option<f64>,
+    pub rpo_target_s: Option<f64>,
+    pub meets_rpo: bool,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServiceStatus {
+    pub name: String,
+    pub healthy: bool,
+    pub rto_estimate_s: Option<f64>,
+    pub rto_target_s: Option<f64>,
+    pub meets_rto: bool,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatusReport {
+    /// RFC 3339, UTC.
+    pub at: String,
+    pub datastores: Vec<DatastoreStatus>,
+    pub services: Vec<ServiceStatus>,
+}
+
+impl StatusReport {
+    pub fn meets_objectives(&self) -> bool {
+        self.datastores.iter().all(|d| d.meets_rpo) && self.services.iter().all(|s| s.meets_rto)
+    }
+}
+
+/// What a provider found for one datastore.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measurement {
+    /// The zone the primary is in now (may differ from the file after a failover).
+    pub primary_zone: Option<String>,
+    pub replicas: Vec<ReplicaStatus>,
+    /// The datastore as a whole could not be measured (primary unreachable, ...).
+    pub error: Option<String>,
+}
+
+/// RPO now: the lag of the replica a failover would promote, i.e. the
+/// healthy replica with the least lag. `None` when no healthy replica has a
+/// known lag.
+pub fn rpo_of(replicas: &[ReplicaStatus]) -> Option<f64> {
+    replicas.iter().filter(|r| r.healthy).filter_map(|r| r.lag_s).min_by(f64::total_cmp)
+}
+
+/// Builds a datastore's status from a measurement and its targets. An
+/// unknown RPO never meets a target: what cannot be measured cannot be promised.
+pub fn datastore_status(topo: &Topology, id: usize, m: Measurement) -> DatastoreStatus {
+    let e = topo.entity(id);
+    let rpo = if m.error.is_some() { None } else { rpo_of(&m.replicas) };
+    let target = e.targets.rpo.map(|d| d.as_secs_f64());
+    let meets = match (rpo, target) {
+        (_, None) => m.error.is_none(),
+        (Some(r), Some(t)) => r <= t,
+        (None, Some(_)) => false,
+    };
+    let error = m.error.or_else(|| {
+        (rpo.is_none() && !m.replicas.is_empty()).then(|| "no healthy replica with a measured lag".to_string())
+    });
+    DatastoreStatus {
+        name: e.name.clone(),
+        kind: e.kind_name().to_string(),
+        primary_zone: m.primary_zone,
+        replicas: m.replicas,
+        rpo_s: rpo,
+        rpo_target_s: target,
+        meets_rpo: meets,
+        error,
+    }
+}
+
+/// A service's status given its health and its plan-estimated RTO for the
+/// loss of its preferred zone (the estimate `status` shows).
+pub fn service_status(
+    topo: &Topology,
+    id: usize,
+    healthy: bool,
+    error: Option<String>,
+    rto_estimate_s: Option<f64>,
+) -> ServiceStatus {
+    let e = topo.entity(id);
+    debug_assert!(matches!(e.spec, EntitySpec::Service(_)));
+    let target = e.targets.rto.map(|d| d.as_secs_f64());
+    let meets = match (rto_estimate_s, target) {
+        (Some(est), Some(t)) => est <= t,
+        (_, None) => true,
+        (None, Some(_)) => false,
+    };
+    ServiceStatus { name: e.name.clone(), healthy, rto_estimate_s, rto_target_s: target, meets_rto: meets, error }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(healthy: bool, lag: Option<f64>) -> ReplicaStatus {
+        ReplicaStatus { zone: "z".into(), healthy, lag_s: lag, error: None, detail: None }
+    }
+
+    #[test]
+    fn rpo_is_the_best_healthy_replica() {
+        assert_eq!(rpo_of(&[r(true, Some(3.0)), r(true, Some(0.5)), r(false, Some(0.0))]), Some(0.5));
+        assert_eq!(rpo_of(&[r(false, Some(0.0))]), None);
+        assert_eq!(rpo_of(&[]), None);
+    }
+}

@@ -1,0 +1,23 @@
+//! HTTP health checks: healthy means a 2xx answer within the timeout.
+
+use std::time::Duration;
+
+/// Checks a URL once; `Err` says why it is not healthy, in words.
+pub async fn check(client: &reqwest::Client, url: &str, timeout: Duration) -> Result<(), String> {
+    match client.get(url).timeout(timeout).send().await {
+        Ok(resp) if resp.status().is_success() => Ok(()),
+        Ok(resp) => Err(format!("{url} answered {}", resp.status())),
+        Err(e) if e.is_timeout() => Err(format!("{url} did not answer within {}s", timeout.as_secs_f64())),
+        Err(e) if e.is_connect() => Err(format!("cannot connect to {url}")),
+        Err(e) => Err(format!("{url}: {e}")),
+    }
+}
+
+/// A client suitable for health checks (no redirects followed silently, rustls).
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::limited(3))
+        .user_agent(concat!("drctl/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_default()
+}

@@ -1,0 +1,49 @@
+//! Providers that talk to systems other than AWS: PostgreSQL (replication
+//! lag, roles, fencing and promotion) and HTTP health checks.
+//!
+//! Every provider turns failures into plain words an operator can act on
+//! (unreachable, wrong password, missing privilege), never a raw driver
+//! error alone, and never prints a password.
+
+pub mod http;
+pub mod postgres;
+
+/// Errors from providers; each says what was being done and to what.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The server could not be reached or refused the connection.
+    #[error("cannot connect to {target}: {why}")]
+    Connect { target: String, why: String },
+    /// A query failed after connecting.
+    #[error("{target}: {what}: {why}")]
+    Query { target: String, what: String, why: String },
+    /// The operation did not finish in time.
+    #[error("{target}: no answer within {secs}s")]
+    Timeout { target: String, secs: f64 },
+    /// The world is not in a state the operation can proceed from.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Hides a password in a connection URL.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &url[s + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!("{}{}:***{}", &url[..s + 3], &userinfo[..colon], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_never_appear_in_targets() {
+        assert_eq!(super::redact("postgres://app:s3cret@db:5432/x"), "postgres://app:***@db:5432/x");
+        assert_eq!(super::redact("postgres://app@db/x"), "postgres://app@db/x");
+    }
+}

@@ -1,0 +1,93 @@
+//! The PostgreSQL provider against a real primary and streaming standby.
+
+use drctl_providers::postgres::{measure, Member};
+use drctl_testkit::PgPair;
+use std::time::{Duration, Instant};
+
+fn members(pg: &PgPair) -> Vec<Member> {
+    vec![Member { zone: "az1".into(), url: pg.primary_url() }, Member { zone: "az2".into(), url: pg.standby_url() }]
+}
+
+/// Commits one row per 100 ms on the primary for `secs` seconds.
+async fn write_for(url: &str, secs: f64) {
+    let client = drctl_providers::postgres::connect(url, Duration::from_secs(5)).await.unwrap();
+    client
+        .batch_execute("CREATE TABLE IF NOT EXISTS t (id serial primary key, at timestamptz default now())")
+        .await
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs_f64(secs);
+    while Instant::now() < end {
+        client.execute("INSERT INTO t DEFAULT VALUES", &[]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rpo_is_about_zero_when_caught_up_and_about_n_after_n_seconds_of_paused_replay() {
+    let pg = PgPair::start();
+    let m = members(&pg);
+    write_for(&pg.primary_url(), 0.5).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let caught_up = measure(&m, Duration::from_secs(5)).await;
+    assert_eq!(caught_up.error, None);
+    assert_eq!(caught_up.primary_zone.as_deref(), Some("az1"));
+    let r = &caught_up.replicas[0];
+    assert!(r.healthy, "{r:?}");
+    assert!(r.lag_s.unwrap() < 1.0, "caught up: {r:?}");
+
+    pg.psql(pg.standby_port, "SELECT pg_wal_replay_pause()");
+    write_for(&pg.primary_url(), 4.0).await;
+    let paused = measure(&m, Duration::from_secs(5)).await;
+    let r = &paused.replicas[0];
+    let lag = r.lag_s.unwrap();
+    assert!((3.0..=5.0).contains(&lag), "4s of writes with replay paused read {lag}s ({r:?})");
+    assert!(r.detail.as_deref().unwrap().contains("replay paused"));
+
+    pg.psql(pg.standby_port, "SELECT pg_wal_replay_resume()");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let resumed = measure(&m, Duration::from_secs(5)).await;
+    assert!(resumed.replicas[0].lag_s.unwrap() < 1.0, "{:?}", resumed.replicas[0]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_primary_reads_zero_not_the_age_of_the_last_write() {
+    let pg = PgPair::start();
+    write_for(&pg.primary_url(), 0.3).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let m = measure(&members(&pg), Duration::from_secs(5)).await;
+    assert!(m.replicas[0].lag_s.unwrap() < 1.0, "idle for 3s: {:?}", m.replicas[0]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unreachable_members_are_errors_not_crashes() {
+    let pg = PgPair::start();
+    let mut m = members(&pg);
+    m.push(Member {
+        zone: "az3".into(),
+        url: format!("postgres://postgres:hunter2@127.0.0.1:{}/postgres", drctl_testkit::free_port()),
+    });
+    let got = measure(&m, Duration::from_secs(3)).await;
+    assert_eq!(got.error, None, "the primary is fine");
+    let dead = got.replicas.iter().find(|r| r.zone == "az3").unwrap();
+    assert!(!dead.healthy);
+    let why = dead.error.as_deref().unwrap();
+    assert!(why.contains("connection refused"), "{why}");
+    assert!(!why.contains("hunter2"), "a password leaked: {why}");
+
+    pg.kill_primary();
+    let got = measure(&members(&pg), Duration::from_secs(3)).await;
+    assert!(got.error.as_deref().unwrap().starts_with("the primary is unreachable"), "{got:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_promoted_standby_is_found_as_primary_and_two_primaries_are_split_brain() {
+    let pg = PgPair::start();
+    pg.psql(pg.standby_port, "SELECT pg_promote(true, 30)");
+    let got = measure(&members(&pg), Duration::from_secs(3)).await;
+    assert!(got.error.as_deref().unwrap().starts_with("split brain: members in az1 and az2"), "{got:?}");
+    pg.kill_primary();
+    let got = measure(&members(&pg), Duration::from_secs(3)).await;
+    assert_eq!(got.primary_zone.as_deref(), Some("az2"), "{got:?}");
+    assert!(!got.replicas[0].healthy);
+}

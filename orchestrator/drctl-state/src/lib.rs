@@ -1,0 +1,384 @@
+//! drctl's durable state.
+//!
+//! Everything drctl must remember between runs goes through [`State`]: RPO
+//! samples (so compliance over time can be reported), replication runs and
+//! multipart-upload checkpoints (so a crashed copy resumes instead of
+//! restarting). The default is an embedded SQLite file, `.drctl/state.db`,
+//! because a DR tool must work on the worst day without a database of its
+//! own to fail over first. The API is plain methods over plain types so a
+//! PostgreSQL backend (for a highly available controller) can implement it
+//! later; the URL scheme picks the backend.
+//!
+//! Schema changes are numbered migrations applied in order inside one
+//! transaction each; the applied version is kept in `schema_version`.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The default state URL (SPEC §6).
+pub const DEFAULT_URL: &str = "sqlite://.drctl/state.db";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The URL names a backend this build does not have.
+    #[error("state URL `{0}` is not supported: use sqlite://PATH (e.g. {DEFAULT_URL})")]
+    UnsupportedUrl(String),
+    /// The folder for the database could not be created.
+    #[error("cannot create {path}: {source}")]
+    CreateDir { path: PathBuf, source: std::io::Error },
+    /// SQLite refused an operation (a corrupt or locked file, a full disk).
+    #[error("state database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The database was written by a newer drctl.
+    #[error("the state database has schema version {found}, newer than this drctl knows ({known}); upgrade drctl")]
+    TooNew { found: i64, known: i64 },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Numbered schema migrations; never edit one that has shipped, add another.
+const MIGRATIONS: &[&str] = &[
+    // 1: RPO samples and replication bookkeeping.
+    "CREATE TABLE rpo_samples (
+        datastore TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        rpo_s REAL,
+        target_s REAL,
+        error TEXT
+     );
+     CREATE INDEX rpo_samples_by_datastore ON rpo_samples (datastore, at_ms);
+     CREATE TABLE replication_runs (
+        id INTEGER PRIMARY KEY,
+        datastore TEXT NOT NULL,
+        started_ms INTEGER NOT NULL,
+        finished_ms INTEGER,
+        copied INTEGER NOT NULL DEFAULT 0,
+        bytes INTEGER NOT NULL DEFAULT 0,
+        skipped INTEGER NOT NULL DEFAULT 0,
+        failed INTEGER NOT NULL DEFAULT 0,
+        error TEXT
+     );
+     CREATE TABLE multipart_checkpoints (
+        datastore TEXT NOT NULL,
+        replica_zone TEXT NOT NULL,
+        key TEXT NOT NULL,
+        source_etag TEXT NOT NULL,
+        upload_id TEXT NOT NULL,
+        part_size INTEGER NOT NULL,
+        PRIMARY KEY (datastore, replica_zone, key)
+     );
+     CREATE TABLE multipart_parts (
+        datastore TEXT NOT NULL,
+        replica_zone TEXT NOT NULL,
+        key TEXT NOT NULL,
+        part_number INTEGER NOT NULL,
+        etag TEXT NOT NULL,
+        PRIMARY KEY (datastore, replica_zone, key, part_number)
+     );",
+];
+
+/// One RPO measurement of one datastore.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RpoSample {
+    pub datastore: String,
+    pub at: SystemTime,
+    pub rpo_s: Option<f64>,
+    pub target_s: Option<f64>,
+    pub error: Option<String>,
+}
+
+/// Totals of one replication pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunTotals {
+    pub copied: u64,
+    pub bytes: u64,
+    pub skipped: u64,
+    pub failed: u64,
+}
+
+/// An unfinished multipart copy: where it was, so it can go on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MultipartCheckpoint {
+    pub upload_id: String,
+    pub source_etag: String,
+    pub part_size: u64,
+    /// (part number, ETag) of every part already uploaded.
+    pub parts: Vec<(i32, String)>,
+}
+
+pub struct State {
+    conn: Mutex<Connection>,
+    location: String,
+}
+
+fn millis(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+impl State {
+    /// Opens (creating when absent) the state at `url`: `sqlite://PATH`,
+    /// relative to the current folder unless absolute (`sqlite:///abs/path`).
+    pub fn open(url: &str) -> Result<State> {
+        let path = url.strip_prefix("sqlite://").ok_or_else(|| Error::UnsupportedUrl(url.to_string()))?;
+        if path.is_empty() {
+            return Err(Error::UnsupportedUrl(url.to_string()));
+        }
+        let path = Path::new(path);
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|source| Error::CreateDir { path: parent.to_path_buf(), source })?;
+        }
+        let conn = Connection::open(path)?;
+        Self::init(conn, path.display().to_string())
+    }
+
+    /// A private in-memory state (tests, dry runs).
+    pub fn in_memory() -> Result<State> {
+        Self::init(Connection::open_in_memory()?, ":memory:".into())
+    }
+
+    fn init(mut conn: Connection, location: String) -> Result<State> {
+        conn.busy_timeout(Duration::from_secs(10))?;
+        // WAL: readers never block the writer; NORMAL sync is durable across
+        // a process crash, which is the failure the journal must survive.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
+        let current: i64 = conn.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_version", [], |r| r.get(0))?;
+        let known = MIGRATIONS.len() as i64;
+        if current > known {
+            return Err(Error::TooNew { found: current, known });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.execute("INSERT INTO schema_version (version) VALUES (?1)", params![i as i64 + 1])?;
+            tx.commit()?;
+        }
+        Ok(State { conn: Mutex::new(conn), location })
+    }
+
+    /// Where the state lives, for messages.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite inconsistent
+        // (statements are atomic), so a poisoned lock is still usable.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn schema_version(&self) -> Result<i64> {
+        Ok(self.conn().query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))?)
+    }
+
+    pub fn record_rpo_samples(&self, samples: &[RpoSample]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO rpo_samples (datastore, at_ms, rpo_s, target_s, error) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for s in samples {
+                stmt.execute(params![s.datastore, millis(s.at), s.rpo_s, s.target_s, s.error])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Samples of one datastore since `since`, oldest first.
+    pub fn rpo_samples(&self, datastore: &str, since: SystemTime) -> Result<Vec<RpoSample>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT at_ms, rpo_s, target_s, error FROM rpo_samples WHERE datastore = ?1 AND at_ms >= ?2 ORDER BY at_ms",
+        )?;
+        let rows = stmt.query_map(params![datastore, millis(since)], |r| {
+            Ok(RpoSample {
+                datastore: datastore.to_string(),
+                at: UNIX_EPOCH + Duration::from_millis(r.get::<_, i64>(0)? as u64),
+                rpo_s: r.get(1)?,
+                target_s: r.get(2)?,
+                error: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// Starts a replication run; returns its id.
+    pub fn begin_replication_run(&self, datastore: &str, at: SystemTime) -> Result<i64> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO replication_runs (datastore, started_ms) VALUES (?1, ?2)",
+            params![datastore, millis(at)],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    pub fn finish_replication_run(
+        &self,
+        id: i64,
+        at: SystemTime,
+        totals: RunTotals,
+        error: Option<&str>,
+    ) -> Result<()> {
+        self.conn().execute(
+            "UPDATE replication_runs SET finished_ms = ?2, copied = ?3, bytes = ?4, skipped = ?5, failed = ?6, error = ?7 WHERE id = ?1",
+            params![id, millis(at), totals.copied as i64, totals.bytes as i64, totals.skipped as i64, totals.failed as i64, error],
+        )?;
+        Ok(())
+    }
+
+    /// The last finished run of a datastore: (finished at, totals, error).
+    pub fn last_replication_run(&self, datastore: &str) -> Result<Option<(SystemTime, RunTotals, Option<String>)>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT finished_ms, copied, bytes, skipped, failed, error FROM replication_runs
+                 WHERE datastore = ?1 AND finished_ms IS NOT NULL ORDER BY id DESC LIMIT 1",
+                params![datastore],
+                |r| {
+                    Ok((
+                        UNIX_EPOCH + Duration::from_millis(r.get::<_, i64>(0)? as u64),
+                        RunTotals {
+                            copied: r.get::<_, i64>(1)? as u64,
+                            bytes: r.get::<_, i64>(2)? as u64,
+                            skipped: r.get::<_, i64>(3)? as u64,
+                            failed: r.get::<_, i64>(4)? as u64,
+                        },
+                        r.get(5)?,
+                    ))
+                },
+            )
+            .optional()?)
+    }
+
+    pub fn multipart_checkpoint(&self, datastore: &str, zone: &str, key: &str) -> Result<Option<MultipartCheckpoint>> {
+        let conn = self.conn();
+        let head = conn
+            .query_row(
+                "SELECT upload_id, source_etag, part_size FROM multipart_checkpoints WHERE datastore = ?1 AND replica_zone = ?2 AND key = ?3",
+                params![datastore, zone, key],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)),
+            )
+            .optional()?;
+        let Some((upload_id, source_etag, part_size)) = head else { return Ok(None) };
+        let mut stmt = conn.prepare_cached(
+            "SELECT part_number, etag FROM multipart_parts WHERE datastore = ?1 AND replica_zone = ?2 AND key = ?3 ORDER BY part_number",
+        )?;
+        let parts = stmt
+            .query_map(params![datastore, zone, key], |r| Ok((r.get::<_, i32>(0)?, r.get::<_, String>(1)?)))?
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(Some(MultipartCheckpoint { upload_id, source_etag, part_size: part_size as u64, parts }))
+    }
+
+    pub fn start_multipart(&self, datastore: &str, zone: &str, key: &str, cp: &MultipartCheckpoint) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "DELETE FROM multipart_parts WHERE datastore = ?1 AND replica_zone = ?2 AND key = ?3",
+            params![datastore, zone, key],
+        )?;
+        tx.execute(
+            "INSERT OR REPLACE INTO multipart_checkpoints (datastore, replica_zone, key, source_etag, upload_id, part_size)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![datastore, zone, key, cp.source_etag, cp.upload_id, cp.part_size as i64],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn record_part(&self, datastore: &str, zone: &str, key: &str, part: i32, etag: &str) -> Result<()> {
+        self.conn().execute(
+            "INSERT OR REPLACE INTO multipart_parts (datastore, replica_zone, key, part_number, etag) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![datastore, zone, key, part, etag],
+        )?;
+        Ok(())
+    }
+
+    pub fn clear_multipart(&self, datastore: &str, zone: &str, key: &str) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for table in ["multipart_parts", "multipart_checkpoints"] {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE datastore = ?1 AND replica_zone = ?2 AND key = ?3"),
+                params![datastore, zone, key],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_apply_once_and_reopening_keeps_data() {
+        let dir = std::env::temp_dir().join(format!("drctl-state-{}", std::process::id()));
+        let url = format!("sqlite://{}/nested/state.db", dir.display());
+        {
+            let s = State::open(&url).unwrap();
+            assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
+            let t = UNIX_EPOCH + Duration::from_secs(1_000);
+            s.record_rpo_samples(&[RpoSample {
+                datastore: "db".into(),
+                at: t,
+                rpo_s: Some(0.4),
+                target_s: Some(5.0),
+                error: None,
+            }])
+            .unwrap();
+        }
+        let s = State::open(&url).unwrap();
+        assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        let got = s.rpo_samples("db", UNIX_EPOCH).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].rpo_s, Some(0.4));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused_rather_than_misread() {
+        let dir = std::env::temp_dir().join(format!("drctl-state-new-{}", std::process::id()));
+        let url = format!("sqlite://{}/state.db", dir.display());
+        State::open(&url).unwrap().conn().execute("INSERT INTO schema_version (version) VALUES (99)", []).unwrap();
+        assert!(matches!(State::open(&url), Err(Error::TooNew { found: 99, .. })));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn unsupported_urls_say_what_works() {
+        let err = State::open("postgres://h/db").err().unwrap();
+        assert!(err.to_string().contains("sqlite://"), "{err}");
+    }
+
+    #[test]
+    fn multipart_checkpoints_survive_and_clear() {
+        let s = State::in_memory().unwrap();
+        let cp =
+            MultipartCheckpoint { upload_id: "u1".into(), source_etag: "e".into(), part_size: 8 << 20, parts: vec![] };
+        s.start_multipart("a", "z2", "big.bin", &cp).unwrap();
+        s.record_part("a", "z2", "big.bin", 1, "p1").unwrap();
+        s.record_part("a", "z2", "big.bin", 2, "p2").unwrap();
+        let got = s.multipart_checkpoint("a", "z2", "big.bin").unwrap().unwrap();
+        assert_eq!(got.parts, vec![(1, "p1".to_string()), (2, "p2".to_string())]);
+        s.clear_multipart("a", "z2", "big.bin").unwrap();
+        assert!(s.multipart_checkpoint("a", "z2", "big.bin").unwrap().is_none());
+    }
+
+    #[test]
+    fn replication_runs_are_recorded() {
+        let s = State::in_memory().unwrap();
+        let id = s.begin_replication_run("assets", UNIX_EPOCH).unwrap();
+        assert!(s.last_replication_run("assets").unwrap().is_none(), "unfinished runs are not 'last'");
+        let totals = RunTotals { copied: 3, bytes: 30, skipped: 1, failed: 0 };
+        s.finish_replication_run(id, UNIX_EPOCH + Duration::from_secs(5), totals, None).unwrap();
+        let (at, got, err) = s.last_replication_run("assets").unwrap().unwrap();
+        assert_eq!((at, got, err), (UNIX_EPOCH + Duration::from_secs(5), totals, None));
+    }
+}

@@ -1,0 +1,291 @@
+//! Real components for tests, started on demand and stopped on drop.
+//!
+//! drctl's providers are tested against the real thing: PostgreSQL's own
+//! server binaries (a primary and a streaming standby made with
+//! `pg_basebackup`) and moto's server for the AWS APIs, reached through the
+//! real AWS SDK. This crate starts them on free loopback ports, as the
+//! `postgres` user when the tests run as root (initdb refuses root), and
+//! removes everything when the handle is dropped, so a test leaves no
+//! process or folder behind even when it fails.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1 (bound then released; good enough for tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+fn unique_dir(prefix: &str) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir =
+        std::env::temp_dir().join(format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create a temp dir");
+    dir
+}
+
+fn is_root() -> bool {
+    // SAFETY-free check: /proc/self/status's Uid line.
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false)
+}
+
+/// Where PostgreSQL's server binaries are: `$PG_BIN`, PATH, or the Debian folders.
+pub fn pg_bin() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("PG_BIN") {
+        return Some(PathBuf::from(p));
+    }
+    for v in ["17", "16", "15", "14", "13"] {
+        let p = PathBuf::from(format!("/usr/lib/postgresql/{v}/bin"));
+        if p.join("initdb").exists() {
+            return Some(p);
+        }
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths).find(|p| p.join("initdb").exists() && p.join("pg_ctl").exists())
+    })
+}
+
+/// Runs a PostgreSQL tool, as `postgres` when we are root.
+fn pg_cmd(bin: &Path, tool: &str, args: &[&str]) -> Command {
+    let exe = bin.join(tool);
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(exe).args(args);
+        c
+    } else {
+        let mut c = Command::new(exe);
+        c.args(args);
+        c
+    }
+}
+
+fn run(mut cmd: Command, what: &str) {
+    let out = cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A PostgreSQL primary and a streaming standby on loopback.
+pub struct PgPair {
+    pub dir: PathBuf,
+    pub primary_port: u16,
+    pub standby_port: u16,
+    bin: PathBuf,
+}
+
+impl PgPair {
+    /// Starts both servers; panics with a clear message when PostgreSQL is not installed.
+    pub fn start() -> PgPair {
+        let bin = pg_bin().expect("PostgreSQL server binaries not found: install postgresql (Debian: apt-get install postgresql) or set PG_BIN");
+        let dir = unique_dir("drctl-pg");
+        if is_root() {
+            run(
+                {
+                    let mut c = Command::new("chown");
+                    c.args(["-R", "postgres:postgres"]).arg(&dir);
+                    c
+                },
+                "chown",
+            );
+        }
+        let primary = dir.join("primary");
+        let standby = dir.join("standby");
+        let primary_port = free_port();
+        let standby_port = free_port();
+        let p = primary.to_str().unwrap();
+        run(pg_cmd(&bin, "initdb", &["-D", p, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]), "initdb");
+        let conf = format!(
+            "port = {primary_port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\nwal_level = replica\nmax_wal_senders = 5\nhot_standby = on\nfsync = off\nsynchronous_commit = on\nwal_receiver_status_interval = 1s\nhot_standby_feedback = on\n",
+            dir.display()
+        );
+        append(&primary.join("postgresql.conf"), &conf);
+        append(&primary.join("pg_hba.conf"), "host replication all 127.0.0.1/32 trust\n");
+        let pair = PgPair { dir: dir.clone(), primary_port, standby_port, bin: bin.clone() };
+        pair.ctl(&primary, "start");
+        run(
+            pg_cmd(
+                &bin,
+                "pg_basebackup",
+                &[
+                    "-D",
+                    standby.to_str().unwrap(),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &primary_port.to_string(),
+                    "-U",
+                    "postgres",
+                    "-R",
+                    "-X",
+                    "stream",
+                    "--no-sync",
+                ],
+            ),
+            "pg_basebackup",
+        );
+        append(&standby.join("postgresql.conf"), &format!("port = {standby_port}\n"));
+        pair.ctl(&standby, "start");
+        pair
+    }
+
+    fn ctl(&self, data: &Path, action: &str) {
+        let log = self.dir.join(format!("{}.log", data.file_name().unwrap().to_string_lossy()));
+        run(
+            pg_cmd(
+                &self.bin,
+                "pg_ctl",
+                &["-D", data.to_str().unwrap(), "-l", log.to_str().unwrap(), "-w", "-t", "60", action],
+            ),
+            &format!("pg_ctl {action}"),
+        );
+    }
+
+    pub fn primary_url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.primary_port)
+    }
+
+    pub fn standby_url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.standby_port)
+    }
+
+    /// Runs SQL with psql against a port (for test setup; the code under test uses its own client).
+    pub fn psql(&self, port: u16, sql: &str) -> String {
+        let out = pg_cmd(
+            &self.bin,
+            "psql",
+            &["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "-d", "postgres", "-Atqc", sql],
+        )
+        .output()
+        .expect("psql runs");
+        assert!(out.status.success(), "psql `{sql}`: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Stops the primary abruptly (a zone outage for the primary).
+    pub fn kill_primary(&self) {
+        let _ =
+            pg_cmd(&self.bin, "pg_ctl", &["-D", self.dir.join("primary").to_str().unwrap(), "-m", "immediate", "stop"])
+                .output();
+    }
+}
+
+fn append(path: &Path, text: &str) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().append(true).open(path).expect("open conf");
+    f.write_all(text.as_bytes()).expect("write conf");
+}
+
+impl Drop for PgPair {
+    fn drop(&mut self) {
+        for data in ["standby", "primary"] {
+            let _ =
+                pg_cmd(&self.bin, "pg_ctl", &["-D", self.dir.join(data).to_str().unwrap(), "-m", "immediate", "stop"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// moto's AWS API server on a free loopback port.
+pub struct Moto {
+    pub port: u16,
+    child: Child,
+}
+
+/// Finds `moto_server`: `$MOTO_SERVER`, PATH, or a virtualenv made (once) under
+/// the target folder with `pip install 'moto[server]'`.
+pub fn moto_server() -> PathBuf {
+    if let Some(p) = std::env::var_os("MOTO_SERVER") {
+        return PathBuf::from(p);
+    }
+    if let Some(p) = std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join("moto_server")).find(|p| p.exists()))
+    {
+        return p;
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/moto-venv");
+    let exe = venv.join("bin/moto_server");
+    if !exe.exists() {
+        let lock = venv.with_extension("lock");
+        // One test process installs; the others wait for it.
+        let started = Instant::now();
+        while std::fs::create_dir(&lock).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(600),
+                "waited 10 minutes for another process to install moto"
+            );
+            if exe.exists() {
+                return exe;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        if !exe.exists() {
+            run(
+                {
+                    let mut c = Command::new("python3");
+                    c.args(["-m", "venv"]).arg(&venv);
+                    c
+                },
+                "python3 -m venv",
+            );
+            run(
+                {
+                    let mut c = Command::new(venv.join("bin/pip"));
+                    c.args(["install", "-q", "moto[server]"]);
+                    c
+                },
+                "pip install moto[server]",
+            );
+        }
+        let _ = std::fs::remove_dir(&lock);
+    }
+    exe
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let port = free_port();
+        let child = Command::new(moto_server())
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server starts");
+        let moto = Moto { port, child };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto_server did not listen on port {port} within 30s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        moto
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server (the endpoint disappears, as in an outage).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
