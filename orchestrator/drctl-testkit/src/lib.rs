@@ -199,6 +199,9 @@ impl Drop for PgPair {
     }
 }
 
+/// The moto release the tests are known to pass with.
+pub const MOTO_REQUIREMENT: &str = "moto[server]==5.2.5";
+
 /// moto's AWS API server on a free loopback port.
 pub struct Moto {
     pub port: u16,
@@ -244,7 +247,7 @@ pub fn moto_server() -> PathBuf {
             run(
                 {
                     let mut c = Command::new(venv.join("bin/pip"));
-                    c.args(["install", "-q", "moto[server]"]);
+                    c.args(["install", "-q", MOTO_REQUIREMENT]);
                     c
                 },
                 "pip install moto[server]",
@@ -287,5 +290,93 @@ impl Moto {
 impl Drop for Moto {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A TCP forwarder in front of a server, that can be cut (an outage: the
+/// listener closes and live connections are shut down) and restored on the
+/// same port, so tests can make an endpoint disappear mid-operation.
+pub struct TcpProxy {
+    pub port: u16,
+    upstream: u16,
+    inner: std::sync::Arc<ProxyInner>,
+}
+
+struct ProxyInner {
+    up: std::sync::atomic::AtomicBool,
+    generation: AtomicU32,
+    conns: std::sync::Mutex<Vec<std::net::TcpStream>>,
+}
+
+impl TcpProxy {
+    pub fn start(upstream: u16) -> TcpProxy {
+        let port = free_port();
+        let inner = std::sync::Arc::new(ProxyInner {
+            up: std::sync::atomic::AtomicBool::new(false),
+            generation: AtomicU32::new(0),
+            conns: std::sync::Mutex::new(Vec::new()),
+        });
+        let proxy = TcpProxy { port, upstream, inner };
+        proxy.restore();
+        proxy
+    }
+
+    /// Starts accepting again on the same port.
+    pub fn restore(&self) {
+        let listener = TcpListener::bind(("127.0.0.1", self.port)).expect("rebind the proxy port");
+        listener.set_nonblocking(true).expect("nonblocking");
+        self.inner.up.store(true, Ordering::SeqCst);
+        let generation = self.inner.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let inner = self.inner.clone();
+        let upstream = self.upstream;
+        std::thread::spawn(move || {
+            while inner.up.load(Ordering::SeqCst) && inner.generation.load(Ordering::SeqCst) == generation {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        let _ = client.set_nonblocking(false);
+                        let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else { continue };
+                        let mut conns = inner.conns.lock().unwrap();
+                        for s in [&client, &server] {
+                            if let Ok(c) = s.try_clone() {
+                                conns.push(c);
+                            }
+                        }
+                        drop(conns);
+                        for (mut from, mut to) in
+                            [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)]
+                        {
+                            std::thread::spawn(move || {
+                                let _ = std::io::copy(&mut from, &mut to);
+                                let _ = to.shutdown(std::net::Shutdown::Both);
+                            });
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(5))
+                    }
+                    Err(_) => break,
+                }
+            }
+        });
+    }
+
+    /// The outage: no new connections, and every open one is reset.
+    pub fn cut(&self) {
+        self.inner.up.store(false, Ordering::SeqCst);
+        for c in self.inner.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+        // Let the accept loop notice and drop its listener.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.cut();
     }
 }

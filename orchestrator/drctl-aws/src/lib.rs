@@ -1,0 +1,123 @@
+//! drctl's AWS providers, through the real `aws-sdk-*` crates.
+//!
+//! Clients come from the standard credential and region chain and honour
+//! `AWS_ENDPOINT_URL` (and a per-datastore `endpoint`), so an AWS API
+//! emulator on loopback is used exactly like AWS. Every AWS failure that an
+//! operator can fix (no credentials, unknown bucket, missing permission,
+//! unreachable endpoint) is turned into plain words by [`explain`].
+
+pub mod rds;
+pub mod s3;
+
+use aws_config::SdkConfig;
+use aws_sdk_s3::config::http::HttpResponse;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An AWS API call failed; `why` is in plain words. `transient`: the
+    /// network, throttling or a 5xx, worth another attempt.
+    #[error("{what}: {why}")]
+    Api { what: String, why: String, transient: bool },
+    /// An object was copied but the copy does not match the source.
+    #[error("{key}: the copy does not match the source ({why})")]
+    Verify { key: String, why: String },
+    /// The state store failed while recording progress.
+    #[error(transparent)]
+    State(#[from] drctl_state::Error),
+    /// The topology does not give what the operation needs.
+    #[error("{0}")]
+    Config(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Wraps an SDK error with what was being done.
+pub fn api_error<E>(what: impl Into<String>, err: &aws_sdk_s3::error::SdkError<E, HttpResponse>) -> Error
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    Error::Api { what: what.into(), why: explain(err), transient: retryable(err) }
+}
+
+/// The shared AWS configuration: default chain, region defaulting to
+/// us-east-1 when none is configured (emulators accept any).
+pub async fn sdk_config() -> SdkConfig {
+    let loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    let config = loader.load().await;
+    if config.region().is_some() {
+        config
+    } else {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .load()
+            .await
+    }
+}
+
+/// An AWS SDK error in words an operator can act on.
+pub fn explain<E>(err: &aws_sdk_s3::error::SdkError<E, HttpResponse>) -> String
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    use aws_sdk_s3::error::SdkError;
+    match err {
+        SdkError::DispatchFailure(d) => {
+            if d.is_timeout() {
+                "the endpoint did not answer in time".into()
+            } else if d.is_io() {
+                "cannot reach the endpoint (connection refused or reset)".into()
+            } else {
+                format!("cannot send the request: {:?}", d.as_connector_error().map(|e| e.to_string()))
+            }
+        }
+        SdkError::TimeoutError(_) => "the request timed out".into(),
+        SdkError::ConstructionFailure(_) => "the request could not be built (are credentials configured?)".into(),
+        SdkError::ServiceError(s) => {
+            let e = s.err();
+            let code = e.code().unwrap_or("");
+            let msg = e.message().unwrap_or("");
+            let hint = match code {
+                "NoSuchBucket" => " (the bucket does not exist: create it or fix `bucket:`)",
+                "AccessDenied" | "AccessDeniedException" => " (the credentials lack a permission for this call)",
+                "InvalidAccessKeyId"
+                | "SignatureDoesNotMatch"
+                | "UnrecognizedClientException"
+                | "InvalidClientTokenId" => " (the credentials are not valid for this endpoint)",
+                "DBInstanceNotFound" | "DBInstanceNotFoundFault" => {
+                    " (no RDS instance by that identifier: fix `instance:`)"
+                }
+                "DBClusterNotFoundFault" => " (no RDS cluster by that identifier: fix `cluster:`)",
+                "SlowDown" | "Throttling" | "ThrottlingException" | "RequestLimitExceeded" => {
+                    " (throttled: will retry)"
+                }
+                _ => "",
+            };
+            if code.is_empty() {
+                format!("the service answered HTTP {}{hint}", s.raw().status().as_u16())
+            } else {
+                format!("{code}: {msg}{hint}")
+            }
+        }
+        SdkError::ResponseError(_) => "the service's answer could not be read".into(),
+        _ => err.to_string(),
+    }
+}
+
+/// Whether an SDK error is worth retrying (throttling, 5xx, the network).
+pub fn retryable<E>(err: &aws_sdk_s3::error::SdkError<E, HttpResponse>) -> bool
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata,
+{
+    use aws_sdk_s3::error::SdkError;
+    match err {
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
+        SdkError::ServiceError(s) => {
+            s.raw().status().is_server_error()
+                || matches!(
+                    s.err().code(),
+                    Some("SlowDown" | "Throttling" | "ThrottlingException" | "RequestLimitExceeded")
+                )
+        }
+        _ => false,
+    }
+}

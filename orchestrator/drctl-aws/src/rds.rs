@@ -1,0 +1,199 @@
+//! RDS: which member is the writer, in which zone, and how far replicas lag.
+//!
+//! Instances: the replica lag AWS reports (CloudWatch `ReplicaLag`, the
+//! latest datapoint of the last five minutes). Aurora clusters: members and
+//! their availability zones are discovered from the cluster and mapped to
+//! the topology's zones through each zone's `aws_zone`; within one region
+//! the storage is shared, so a healthy reader's lag is 0.
+
+use crate::{api_error, Error, Result};
+use aws_sdk_cloudwatch::types::{Dimension, Statistic};
+use drctl_core::status::{Measurement, ReplicaStatus};
+use std::time::{Duration, SystemTime};
+
+/// RDS and CloudWatch clients.
+#[derive(Debug, Clone)]
+pub struct Rds {
+    pub rds: aws_sdk_rds::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
+}
+
+impl Rds {
+    pub fn new(shared: &aws_config::SdkConfig, region: Option<&str>) -> Rds {
+        let mut rds = aws_sdk_rds::config::Builder::from(shared);
+        let mut cw = aws_sdk_cloudwatch::config::Builder::from(shared);
+        if let Some(r) = region {
+            rds = rds.region(aws_sdk_rds::config::Region::new(r.to_string()));
+            cw = cw.region(aws_sdk_cloudwatch::config::Region::new(r.to_string()));
+        }
+        Rds {
+            rds: aws_sdk_rds::Client::from_conf(rds.build()),
+            cloudwatch: aws_sdk_cloudwatch::Client::from_conf(cw.build()),
+        }
+    }
+}
+
+/// The topology's zone for an AWS availability zone (`aws_zone` → `name`).
+pub type ZoneMap = Vec<(String, String)>;
+
+fn zone_of(map: &ZoneMap, az: &str) -> String {
+    map.iter().find(|(_, aws)| aws == az).map_or_else(|| az.to_string(), |(name, _)| name.clone())
+}
+
+/// An instance as RDS describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    pub id: String,
+    pub status: String,
+    pub availability_zone: String,
+    pub replica_of: Option<String>,
+}
+
+pub async fn describe_instance(rds: &Rds, id: &str) -> Result<Instance> {
+    let out = rds
+        .rds
+        .describe_db_instances()
+        .db_instance_identifier(id)
+        .send()
+        .await
+        .map_err(|e| api_error(format!("describing RDS instance {id}"), &e))?;
+    let i = out.db_instances().first().ok_or_else(|| Error::Api {
+        what: format!("describing RDS instance {id}"),
+        why: "not found".into(),
+        transient: false,
+    })?;
+    Ok(Instance {
+        id: id.to_string(),
+        status: i.db_instance_status().unwrap_or("unknown").to_string(),
+        availability_zone: i.availability_zone().unwrap_or_default().to_string(),
+        replica_of: i.read_replica_source_db_instance_identifier().map(str::to_string),
+    })
+}
+
+/// The latest `ReplicaLag` CloudWatch has for an instance in the last five minutes.
+pub async fn replica_lag(rds: &Rds, id: &str) -> Result<Option<f64>> {
+    let end = SystemTime::now();
+    let start = end - Duration::from_secs(300);
+    let out = rds
+        .cloudwatch
+        .get_metric_statistics()
+        .namespace("AWS/RDS")
+        .metric_name("ReplicaLag")
+        .dimensions(Dimension::builder().name("DBInstanceIdentifier").value(id).build())
+        .start_time(start.into())
+        .end_time(end.into())
+        .period(60)
+        .statistics(Statistic::Maximum)
+        .send()
+        .await
+        .map_err(|e| api_error(format!("reading ReplicaLag of {id}"), &e))?;
+    Ok(out
+        .datapoints()
+        .iter()
+        .filter_map(|d| Some((d.timestamp()?.secs(), d.maximum()?)))
+        .max_by_key(|(t, _)| *t)
+        .map(|(_, v)| v))
+}
+
+/// Measures an `rds-instance` datastore: primary and read replicas.
+pub async fn measure_instance(rds: &Rds, primary: &str, replicas: &[(String, String)], zones: &ZoneMap) -> Measurement {
+    let primary_zone = match describe_instance(rds, primary).await {
+        Ok(p) => zone_of(zones, &p.availability_zone),
+        Err(e) => return Measurement { primary_zone: None, replicas: Vec::new(), error: Some(e.to_string()) },
+    };
+    let mut out = Vec::new();
+    for (zone, id) in replicas {
+        let status = match describe_instance(rds, id).await {
+            Err(e) => ReplicaStatus {
+                zone: zone.clone(),
+                healthy: false,
+                lag_s: None,
+                error: Some(e.to_string()),
+                detail: None,
+            },
+            Ok(i) => {
+                let replicating = i
+                    .replica_of
+                    .as_deref()
+                    .is_some_and(|src| src == primary || src.ends_with(&format!(":db:{primary}")));
+                let available = i.status == "available";
+                let (lag, lag_error) = match replica_lag(rds, id).await {
+                    Ok(Some(l)) => (Some(l), None),
+                    Ok(None) => (None, Some("no ReplicaLag datapoint in the last 5 minutes".to_string())),
+                    Err(e) => (None, Some(e.to_string())),
+                };
+                let error = if !available {
+                    Some(format!("instance {id} is {}", i.status))
+                } else if !replicating {
+                    Some(format!("instance {id} is not a read replica of {primary}"))
+                } else {
+                    lag_error
+                };
+                ReplicaStatus {
+                    zone: zone.clone(),
+                    healthy: available && replicating,
+                    lag_s: lag,
+                    error,
+                    detail: Some(format!("{id} {} in {}", i.status, i.availability_zone)),
+                }
+            }
+        };
+        out.push(status);
+    }
+    Measurement { primary_zone: Some(primary_zone), replicas: out, error: None }
+}
+
+/// Discovered members of an Aurora/RDS cluster: (instance, is writer, zone).
+pub async fn cluster_members(rds: &Rds, cluster: &str, zones: &ZoneMap) -> Result<Vec<(Instance, bool, String)>> {
+    let out = rds
+        .rds
+        .describe_db_clusters()
+        .db_cluster_identifier(cluster)
+        .send()
+        .await
+        .map_err(|e| api_error(format!("describing RDS cluster {cluster}"), &e))?;
+    let c = out.db_clusters().first().ok_or_else(|| Error::Api {
+        what: format!("describing RDS cluster {cluster}"),
+        why: "not found".into(),
+        transient: false,
+    })?;
+    let mut members = Vec::new();
+    for m in c.db_cluster_members() {
+        let Some(id) = m.db_instance_identifier() else { continue };
+        let inst = describe_instance(rds, id).await?;
+        let zone = zone_of(zones, &inst.availability_zone);
+        members.push((inst, m.is_cluster_writer().unwrap_or(false), zone));
+    }
+    Ok(members)
+}
+
+/// Measures an `rds-cluster` datastore.
+pub async fn measure_cluster(rds: &Rds, cluster: &str, zones: &ZoneMap) -> Measurement {
+    let members = match cluster_members(rds, cluster, zones).await {
+        Ok(m) => m,
+        Err(e) => return Measurement { primary_zone: None, replicas: Vec::new(), error: Some(e.to_string()) },
+    };
+    let writer = members.iter().find(|(_, w, _)| *w).map(|(_, _, z)| z.clone());
+    if writer.is_none() {
+        return Measurement {
+            primary_zone: None,
+            replicas: Vec::new(),
+            error: Some(format!("cluster {cluster} has no writer")),
+        };
+    }
+    let replicas = members
+        .iter()
+        .filter(|(_, w, _)| !w)
+        .map(|(i, _, zone)| {
+            let ok = i.status == "available";
+            ReplicaStatus {
+                zone: zone.clone(),
+                healthy: ok,
+                lag_s: ok.then_some(0.0),
+                error: (!ok).then(|| format!("reader {} is {}", i.id, i.status)),
+                detail: Some(format!("reader {} (shared storage)", i.id)),
+            }
+        })
+        .collect();
+    Measurement { primary_zone: writer, replicas, error: None }
+}
