@@ -72,8 +72,10 @@ pub async fn describe_instance(rds: &Rds, id: &str) -> Result<Instance> {
 
 /// The latest `ReplicaLag` CloudWatch has for an instance in the last five minutes.
 pub async fn replica_lag(rds: &Rds, id: &str) -> Result<Option<f64>> {
-    let end = SystemTime::now();
-    let start = end - Duration::from_secs(300);
+    // The window ends a minute ahead: the last period then always holds the
+    // newest datapoint (some implementations drop a partial final period).
+    let now = SystemTime::now();
+    let (start, end) = (now - Duration::from_secs(300), now + Duration::from_secs(60));
     let out = rds
         .cloudwatch
         .get_metric_statistics()
