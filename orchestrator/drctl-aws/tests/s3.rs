@@ -186,7 +186,16 @@ async fn an_endpoint_that_disappears_mid_run_is_reported_and_the_next_run_comple
     proxy.restore();
     let next = replicate_once("logs", &src, std::slice::from_ref(&dst), &state, &options, &NoProgress).await;
     assert_eq!(next.totals.failed, 0, "{:?}", next.failures);
-    assert_eq!(next.totals.copied, broken.totals.failed, "only what failed is copied again");
+    // A copy whose answer was lost in the cut may have landed anyway: it was
+    // reported failed (unverified), and is now found in sync and skipped.
+    assert!(
+        next.totals.copied <= broken.totals.failed,
+        "only what failed may be copied again: {:?} after {:?}",
+        next.totals,
+        broken.totals
+    );
+    assert!(next.totals.copied > 0);
+    assert_eq!(next.totals.copied + next.totals.skipped, 150);
     let m = measure(&src, &[dst]).await;
     assert_eq!(m.replicas[0].lag_s, Some(0.0));
 }

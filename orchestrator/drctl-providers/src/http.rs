@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+pub use reqwest::Client;
+
 /// Checks a URL once; `Err` says why it is not healthy, in words.
 pub async fn check(client: &reqwest::Client, url: &str, timeout: Duration) -> Result<(), String> {
     match client.get(url).timeout(timeout).send().await {

@@ -39,7 +39,12 @@ impl Lsn {
 #[derive(Debug, Clone)]
 enum Seen {
     Unreachable(String),
-    Primary { lsn: Lsn },
+    /// The primary's WAL position, and its view of each standby:
+    /// (replay position, seconds of replay lag).
+    Primary {
+        lsn: Lsn,
+        standbys: Vec<(Option<Lsn>, Option<f64>)>,
+    },
     Standby(StandbyState),
 }
 
@@ -106,7 +111,16 @@ async fn ask(url: &str, timeout: Duration) -> Seen {
             let row =
                 client.query_one("SELECT pg_current_wal_lsn()::text", &[]).await.map_err(|e| q("WAL position", e))?;
             let lsn: String = row.get(0);
-            return Ok(Seen::Primary { lsn: Lsn::parse(&lsn).unwrap_or(Lsn(0)) });
+            let standbys = client
+                .query("SELECT replay_lsn::text, EXTRACT(EPOCH FROM replay_lag)::float8 FROM pg_stat_replication", &[])
+                .await
+                .map(|rows| {
+                    rows.iter()
+                        .map(|r| (r.get::<_, Option<String>>(0).as_deref().and_then(Lsn::parse), r.get(1)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            return Ok(Seen::Primary { lsn: Lsn::parse(&lsn).unwrap_or(Lsn(0)), standbys });
         }
         standby_state(&client).await.map(Seen::Standby).map_err(|e| q("replay position", e))
     })
@@ -166,7 +180,9 @@ pub async fn measure(members: &[Member], timeout: Duration) -> Measurement {
             };
         }
     };
-    let Seen::Primary { lsn: primary_lsn } = seen[primary] else { unreachable!("chosen as primary") };
+    let Seen::Primary { lsn: primary_lsn, standbys: ref primary_view } = seen[primary] else {
+        unreachable!("chosen as primary")
+    };
     let mut replicas = Vec::new();
     for (i, m) in members.iter().enumerate() {
         if i == primary {
@@ -181,7 +197,7 @@ pub async fn measure(members: &[Member], timeout: Duration) -> Measurement {
                 detail: None,
             },
             Seen::Primary { .. } => unreachable!("only one primary here"),
-            Seen::Standby(s) => standby_status(m, s, primary_lsn, timeout).await,
+            Seen::Standby(s) => standby_status(m, s, primary_lsn, primary_view, timeout).await,
         };
         replicas.push(status);
     }
@@ -206,9 +222,21 @@ fn unreachable_replicas(members: &[Member], seen: &[Seen]) -> Vec<ReplicaStatus>
         .collect()
 }
 
-async fn standby_status(m: &Member, s: &StandbyState, primary_lsn: Lsn, timeout: Duration) -> ReplicaStatus {
+async fn standby_status(
+    m: &Member,
+    s: &StandbyState,
+    primary_lsn: Lsn,
+    primary_view: &[(Option<Lsn>, Option<f64>)],
+    timeout: Duration,
+) -> ReplicaStatus {
     let streaming = s.receiver.as_deref() == Some("streaming");
     let mut lag = lag_of(s, primary_lsn);
+    if lag.is_none() {
+        // Nothing replayed since the standby started, so it has no replay
+        // timestamp: ask the primary, whose row for this standby reports the
+        // same replay position.
+        lag = primary_view.iter().find(|(replay, _)| replay.is_some() && *replay == s.replay).and_then(|(_, l)| *l);
+    }
     if lag.is_some_and(|l| l > 1.0) && !s.paused && s.receive.is_some_and(|r| r >= primary_lsn) {
         // Replay may just be catching up after an idle period: look again.
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Parser)]
 #[command(name = "drctl", version, about = "Disaster-recovery and replication orchestrator", long_about = None)]
 pub struct Cli {
+    /// Where drctl keeps its state (SPEC §6).
+    #[arg(long, global = true, env = "DRCTL_STATE", default_value = drctl_state::DEFAULT_URL, value_name = "URL")]
+    pub state: String,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -43,6 +46,29 @@ pub enum Command {
         scope: ScopeArgs,
         #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
         format: GraphFormat,
+    },
+    /// Measure every datastore's replicas and RPO, and every service's health, now.
+    Status {
+        #[command(flatten)]
+        file: FileArg,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        /// Measure again every 2 seconds until interrupted.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Copy new and changed objects of `by: drctl` S3 datastores to their replicas.
+    Replicate {
+        #[command(flatten)]
+        file: FileArg,
+        /// One pass, then exit (default: run on each datastore's schedule until interrupted).
+        #[arg(long)]
+        once: bool,
+        /// Only these datastores (default: every `by: drctl` one).
+        #[arg(value_name = "NAME")]
+        names: Vec<String>,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
     },
     /// Print the JSON Schema of the topology file (for editors).
     Schema,
@@ -115,7 +141,18 @@ pub enum GraphFormat {
 
 pub fn run(cli: Cli) -> Result<Outcome, Failure> {
     let style = Style::detect();
+    let state_url = cli.state.clone();
     match cli.command {
+        Command::Status { file, output, watch } => {
+            let topo = load(&file.path, &style)?;
+            let state = open_state(&state_url)?;
+            runtime()?.block_on(crate::live::status(&topo, &state, output == Output::Json, watch, &style))
+        }
+        Command::Replicate { file, once, names, output } => {
+            let topo = load(&file.path, &style)?;
+            let state = open_state(&state_url)?;
+            runtime()?.block_on(crate::live::replicate(&topo, &state, &names, once, output == Output::Json))
+        }
         Command::Validate { file, output } => validate(&file.path, output, &style),
         Command::Plan { file, scope, parallel, output } => {
             let topo = load(&file.path, &style)?;
@@ -161,6 +198,17 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
         }
         Command::Bench(BenchCommand::Scheduler { topologies, entities }) => bench::scheduler(topologies, entities),
     }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| Failure::Runtime(e.into()))
+}
+
+fn open_state(url: &str) -> Result<drctl_state::State, Failure> {
+    drctl_state::State::open(url).map_err(|e| match e {
+        drctl_state::Error::UnsupportedUrl(_) => Failure::bad_input(e.to_string()),
+        other => Failure::Runtime(anyhow::Error::new(other).context("opening the state store")),
+    })
 }
 
 fn print_diagnostics(diags: &[Diagnostic], style: &Style) {

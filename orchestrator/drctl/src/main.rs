@@ -4,6 +4,7 @@
 
 mod bench;
 mod cli;
+mod live;
 mod text;
 
 use clap::Parser;
@@ -35,6 +36,8 @@ impl From<anyhow::Error> for Failure {
 pub enum Outcome {
     Done,
     ObjectiveMissed,
+    /// Ran to the end, but part of the work failed (exit 1; already reported).
+    Failed,
 }
 
 fn main() -> ExitCode {
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
     match cli::run(args) {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::ObjectiveMissed) => ExitCode::from(3),
+        Ok(Outcome::Failed) => ExitCode::from(1),
         Err(Failure::BadInput { message, printed }) => {
             if !printed {
                 eprintln!("error: {message}");

@@ -1,4 +1,6 @@
 //! Shared setup: SDK configuration for moto with fixed test credentials.
+//! (Each test binary uses a different part of it.)
+#![allow(dead_code)]
 
 use aws_config::SdkConfig;
 use drctl_aws::s3::{client_for, Bucket};

@@ -1,0 +1,223 @@
+//! Measuring the estate now: every datastore's replicas and RPO, every
+//! service's health and estimated RTO. Measurements run concurrently, each
+//! under a deadline, and a system that does not answer becomes an `error`
+//! in its own entry without hiding the others.
+
+use aws_config::SdkConfig;
+use drctl_aws::{rds, s3};
+use drctl_core::plan::{plan, Observations, Placement, Scope};
+use drctl_core::status::{datastore_status, service_status, DatastoreStatus, Measurement, ServiceStatus, StatusReport};
+use drctl_core::topology::{Datastore, DatastoreKind, EntitySpec, Location, Topology};
+use drctl_providers::{http, postgres};
+use std::time::Duration;
+
+/// How long one datastore's measurement may take before it is an error.
+pub const MEASURE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Lazily built AWS configuration (only estates with AWS datastores pay for it).
+pub struct Clients {
+    sdk: tokio::sync::OnceCell<SdkConfig>,
+    http: http::Client,
+}
+
+impl Default for Clients {
+    fn default() -> Self {
+        Clients { sdk: tokio::sync::OnceCell::new(), http: http::client() }
+    }
+}
+
+impl Clients {
+    pub fn with_sdk(sdk: SdkConfig) -> Self {
+        Clients { sdk: tokio::sync::OnceCell::new_with(Some(sdk)), http: http::client() }
+    }
+
+    pub async fn sdk(&self) -> &SdkConfig {
+        self.sdk.get_or_init(drctl_aws::sdk_config).await
+    }
+}
+
+/// The S3 buckets of a datastore: primary first.
+pub async fn buckets(clients: &Clients, topo: &Topology, ds: &Datastore) -> Vec<s3::Bucket> {
+    let sdk = clients.sdk().await;
+    ds.primary
+        .iter()
+        .chain(&ds.replicas)
+        .filter_map(|m| match &m.location {
+            Location::S3 { bucket, endpoint, region } => Some(s3::Bucket {
+                zone: topo.zones[m.zone].name.clone(),
+                name: bucket.clone(),
+                endpoint: endpoint.clone(),
+                client: s3::client_for(sdk, endpoint.as_deref(), region.as_deref()),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+fn region_of(topo: &Topology, ds: &Datastore) -> Option<String> {
+    ds.region
+        .clone()
+        .or_else(|| ds.primary.as_ref().map(|p| topo.zones[p.zone].region.clone()))
+        .or_else(|| topo.zones.first().map(|z| z.region.clone()))
+}
+
+async fn measure_datastore(clients: &Clients, topo: &Topology, ds: &Datastore) -> Measurement {
+    let zones_map: rds::ZoneMap = topo.zones.iter().map(|z| (z.name.clone(), z.aws_zone.clone())).collect();
+    match ds.kind {
+        DatastoreKind::Postgres => {
+            let members: Vec<postgres::Member> = ds
+                .primary
+                .iter()
+                .chain(&ds.replicas)
+                .filter_map(|m| match &m.location {
+                    Location::Postgres { url } => {
+                        Some(postgres::Member { zone: topo.zones[m.zone].name.clone(), url: url.clone() })
+                    }
+                    _ => None,
+                })
+                .collect();
+            postgres::measure(&members, MEASURE_TIMEOUT / 2).await
+        }
+        DatastoreKind::S3 => {
+            let b = buckets(clients, topo, ds).await;
+            match b.split_first() {
+                Some((primary, replicas)) => s3::measure(primary, replicas).await,
+                None => Measurement { primary_zone: None, replicas: Vec::new(), error: Some("no buckets".into()) },
+            }
+        }
+        DatastoreKind::RdsInstance => {
+            let client = rds::Rds::new(clients.sdk().await, region_of(topo, ds).as_deref());
+            let id = |m: &drctl_core::topology::Member| match &m.location {
+                Location::RdsInstance { instance } => Some(instance.clone()),
+                _ => None,
+            };
+            let Some(primary) = ds.primary.as_ref().and_then(id) else {
+                return Measurement {
+                    primary_zone: None,
+                    replicas: Vec::new(),
+                    error: Some("no primary instance".into()),
+                };
+            };
+            let replicas: Vec<(String, String)> =
+                ds.replicas.iter().filter_map(|m| Some((topo.zones[m.zone].name.clone(), id(m)?))).collect();
+            rds::measure_instance(&client, &primary, &replicas, &zones_map).await
+        }
+        DatastoreKind::RdsCluster => {
+            let client = rds::Rds::new(clients.sdk().await, region_of(topo, ds).as_deref());
+            rds::measure_cluster(&client, ds.cluster.as_deref().unwrap_or_default(), &zones_map).await
+        }
+    }
+}
+
+/// Measures every datastore and service of the topology.
+pub async fn status(clients: &Clients, topo: &Topology) -> StatusReport {
+    let datastores: Vec<(usize, &Datastore)> = topo.datastores().map(|(i, _, d)| (i, d)).collect();
+    let measured: Vec<Measurement> = futures::future::join_all(datastores.iter().map(|(_, ds)| async move {
+        match tokio::time::timeout(MEASURE_TIMEOUT, measure_datastore(clients, topo, ds)).await {
+            Ok(m) => m,
+            Err(_) => Measurement {
+                primary_zone: None,
+                replicas: Vec::new(),
+                error: Some(format!("no answer within {}s", MEASURE_TIMEOUT.as_secs())),
+            },
+        }
+    }))
+    .await;
+
+    let obs = observations(topo, &datastores, &measured);
+    let ds_status: Vec<DatastoreStatus> =
+        datastores.iter().zip(measured).map(|((id, _), m)| datastore_status(topo, *id, m)).collect();
+
+    let services: Vec<(usize, Option<&drctl_core::topology::Health>)> =
+        topo.services().map(|(i, _, s)| (i, s.health.as_ref())).collect();
+    let health: Vec<Result<bool, String>> = futures::future::join_all(services.iter().map(|(_, h)| async move {
+        match h {
+            Some(h) => http::check(&clients.http, &h.url, h.timeout).await.map(|()| true),
+            None => Ok(true),
+        }
+    }))
+    .await;
+    let rto = worst_zone_rto(topo, &obs);
+    let svc_status: Vec<ServiceStatus> = services
+        .iter()
+        .zip(health)
+        .map(|((id, _), h)| {
+            let (healthy, error) = match h {
+                Ok(ok) => (ok, None),
+                Err(why) => (false, Some(why)),
+            };
+            service_status(topo, *id, healthy, error, rto[*id])
+        })
+        .collect();
+    StatusReport { at: now_rfc3339(), datastores: ds_status, services: svc_status }
+}
+
+/// What the measurements tell the planner: lag per replica, and where
+/// primaries are now when that differs from the file.
+pub fn observations(topo: &Topology, datastores: &[(usize, &Datastore)], measured: &[Measurement]) -> Observations {
+    let mut obs = Observations::default();
+    for ((id, ds), m) in datastores.iter().zip(measured) {
+        for r in &m.replicas {
+            if let (Some(z), Some(lag)) = (topo.zone_id(&r.zone), r.lag_s) {
+                obs.lag.insert((*id, z), Duration::from_secs_f64(lag));
+            }
+        }
+        let Some(primary) = m.primary_zone.as_deref().and_then(|z| topo.zone_id(z)) else { continue };
+        let mut members: Vec<usize> = ds.primary.iter().chain(&ds.replicas).map(|m| m.zone).collect();
+        if ds.kind == DatastoreKind::RdsCluster {
+            members = m.replicas.iter().filter_map(|r| topo.zone_id(&r.zone)).chain([primary]).collect();
+        }
+        if ds.primary.as_ref().map(|p| p.zone) != Some(primary) {
+            obs.placement
+                .insert(*id, Placement { primary, replicas: members.into_iter().filter(|&z| z != primary).collect() });
+        }
+    }
+    obs
+}
+
+/// Per entity: the worst estimated RTO over the loss of any single zone
+/// (what `status` shows as a service's RTO estimate): 0 when no single
+/// zone's loss affects it, `None` when some zone's loss leaves it
+/// unrecoverable (so it cannot meet a target).
+pub fn worst_zone_rto(topo: &Topology, obs: &Observations) -> Vec<Option<f64>> {
+    let mut worst: Vec<Option<f64>> = vec![Some(0.0); topo.entities.len()];
+    for z in &topo.zones {
+        let Ok(p) = plan(topo, &Scope { zones: vec![z.name.clone()], ..Scope::default() }, obs, None) else { continue };
+        for e in &p.entities {
+            if let Some(w) = topo.entity_id(&e.name).and_then(|id| worst[id].as_mut()) {
+                *w = w.max(e.rto_estimate_s);
+            }
+        }
+        for u in &p.unrecoverable {
+            if let Some(id) = topo.entity_id(&u.name) {
+                worst[id] = None;
+            }
+        }
+    }
+    worst
+}
+
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// RPO samples from a report, for the state store.
+pub fn samples(report: &StatusReport) -> Vec<drctl_state::RpoSample> {
+    let at = std::time::SystemTime::now();
+    report
+        .datastores
+        .iter()
+        .map(|d| drctl_state::RpoSample {
+            datastore: d.name.clone(),
+            at,
+            rpo_s: d.rpo_s,
+            target_s: d.rpo_target_s,
+            error: d.error.clone(),
+        })
+        .collect()
+}
+
+/// Whether any datastore of the topology needs AWS.
+pub fn needs_aws(topo: &Topology) -> bool {
+    topo.entities.iter().any(|e| matches!(&e.spec, EntitySpec::Datastore(d) if d.kind != DatastoreKind::Postgres))
+}

@@ -1,0 +1,263 @@
+//! `status` and `replicate`: the live commands, printing what drctl-control measures and does.
+
+use crate::text::Style;
+use crate::{Failure, Outcome};
+use drctl_control::live::{self, Clients};
+use drctl_control::replicate;
+use drctl_core::duration::format_secs;
+use drctl_core::status::StatusReport;
+use drctl_core::Topology;
+use drctl_state::State;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+use std::time::Duration;
+
+pub async fn status(
+    topo: &Topology,
+    state: &State,
+    json: bool,
+    watch: bool,
+    style: &Style,
+) -> Result<Outcome, Failure> {
+    let clients = Clients::default();
+    loop {
+        let report = live::status(&clients, topo).await;
+        if let Err(e) = state.record_rpo_samples(&live::samples(&report)) {
+            eprintln!("warning: RPO samples not recorded: {e}");
+        }
+        if json {
+            let line = if watch { serde_json::to_string(&report) } else { serde_json::to_string_pretty(&report) };
+            println!("{}", line.map_err(anyhow::Error::from)?);
+        } else {
+            if watch && style.colour {
+                print!("\x1b[H\x1b[2J");
+            }
+            print!("{}", render(topo, &report, style));
+        }
+        if !watch {
+            return Ok(if report.meets_objectives() { Outcome::Done } else { Outcome::ObjectiveMissed });
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(if report.meets_objectives() { Outcome::Done } else { Outcome::ObjectiveMissed }),
+        }
+    }
+}
+
+fn mark(ok: bool, style: &Style) -> String {
+    if ok {
+        style.green("✓")
+    } else {
+        style.red("✗")
+    }
+}
+
+fn secs(v: Option<f64>) -> String {
+    v.map_or("—".to_string(), format_secs)
+}
+
+/// The status table: one line per datastore and service, problems below.
+pub fn render(topo: &Topology, r: &StatusReport, style: &Style) -> String {
+    let mut out = format!("{} {} at {}\n\n", style.bold("Status of"), style.bold(&topo.name), r.at);
+    let mut problems = Vec::new();
+    if !r.datastores.is_empty() {
+        let w = r.datastores.iter().map(|d| d.name.len()).max().unwrap_or(9).max(9);
+        out.push_str(&style.dim(&format!(
+            "  {:<w$}  {:<12}  {:<10}  {:<34}  {:>8}  {:>8}\n",
+            "DATASTORE", "KIND", "PRIMARY", "REPLICAS (lag)", "RPO", "TARGET"
+        )));
+        for d in &r.datastores {
+            let replicas: Vec<String> = d
+                .replicas
+                .iter()
+                .map(|x| {
+                    format!(
+                        "{} {}{}",
+                        x.zone,
+                        if x.healthy { "✓" } else { "✗" },
+                        x.lag_s.map(|l| format!(" {}", format_secs(l))).unwrap_or_default()
+                    )
+                })
+                .collect();
+            let replicas = if replicas.is_empty() { "none".to_string() } else { replicas.join(", ") };
+            out.push_str(&format!(
+                "  {:<w$}  {:<12}  {:<10}  {:<34}  {:>8}  {:>8}  {}\n",
+                d.name,
+                d.kind,
+                d.primary_zone.as_deref().unwrap_or("?"),
+                replicas,
+                secs(d.rpo_s),
+                d.rpo_target_s.map_or("none".into(), format_secs),
+                mark(d.meets_rpo, style)
+            ));
+            if let Some(e) = &d.error {
+                problems.push(format!("{}: {e}", d.name));
+            }
+            for x in d.replicas.iter().filter(|x| x.error.is_some()) {
+                problems.push(format!("{} replica in {}: {}", d.name, x.zone, x.error.as_deref().unwrap_or_default()));
+            }
+        }
+        out.push('\n');
+    }
+    if !r.services.is_empty() {
+        let w = r.services.iter().map(|s| s.name.len()).max().unwrap_or(7).max(7);
+        out.push_str(
+            &style.dim(&format!("  {:<w$}  {:<8}  {:>12}  {:>8}\n", "SERVICE", "HEALTH", "RTO (worst)", "TARGET")),
+        );
+        for s in &r.services {
+            out.push_str(&format!(
+                "  {:<w$}  {:<8}  {:>12}  {:>8}  {}\n",
+                s.name,
+                if s.healthy { "up" } else { "DOWN" },
+                s.rto_estimate_s.map_or("unrecov.".into(), format_secs),
+                s.rto_target_s.map_or("none".into(), format_secs),
+                mark(s.meets_rto, style)
+            ));
+            if let Some(e) = &s.error {
+                problems.push(format!("{}: {e}", s.name));
+            }
+        }
+        out.push('\n');
+    }
+    for p in &problems {
+        out.push_str(&format!("  {} {p}\n", style.red("!")));
+    }
+    if !problems.is_empty() {
+        out.push('\n');
+    }
+    out.push_str(&if r.meets_objectives() {
+        format!("{} Every objective is met right now.\n", style.green("✓"))
+    } else {
+        let rpo = r.datastores.iter().filter(|d| !d.meets_rpo).count();
+        let rto = r.services.iter().filter(|s| !s.meets_rto).count();
+        format!("{} {rpo} RPO and {rto} RTO objectives not met right now.\n", style.red("✗"))
+    });
+    out
+}
+
+/// Progress on a terminal; nothing otherwise.
+struct Bar(Option<ProgressBar>);
+
+impl drctl_aws::s3::Progress for Bar {
+    fn planned(&self, zone: &str, objects: u64, bytes: u64) {
+        if let Some(b) = &self.0 {
+            b.set_length(bytes);
+            b.set_position(0);
+            b.set_message(format!("→ {zone}: {objects} objects"));
+        }
+    }
+    fn copied(&self, _key: &str, bytes: u64) {
+        if let Some(b) = &self.0 {
+            b.inc(bytes);
+        }
+    }
+    fn failed(&self, key: &str, error: &str) {
+        if let Some(b) = &self.0 {
+            b.println(format!("  ✗ {key}: {error}"));
+        }
+    }
+}
+
+fn bar() -> Bar {
+    if !std::io::stderr().is_terminal() {
+        return Bar(None);
+    }
+    let b = ProgressBar::new(0);
+    b.set_style(
+        ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    Bar(Some(b))
+}
+
+pub async fn replicate(
+    topo: &Topology,
+    state: &State,
+    names: &[String],
+    once: bool,
+    json: bool,
+) -> Result<Outcome, Failure> {
+    let ids = replicate::selected(topo, names).map_err(|e| Failure::bad_input(e.to_string()))?;
+    if ids.is_empty() {
+        return Err(Failure::bad_input("no datastore has `replication: { by: drctl }`; nothing to replicate"));
+    }
+    let clients = Clients::default();
+    if once {
+        let mut any_failed = false;
+        let mut per = Vec::new();
+        let mut total = drctl_state::RunTotals::default();
+        for &id in &ids {
+            let name = &topo.entity(id).name;
+            let progress = if json { Bar(None) } else { bar() };
+            let s = replicate::run_once(&clients, topo, id, state, &progress)
+                .await
+                .map_err(|e| Failure::Runtime(e.into()))?;
+            if let Some(b) = &progress.0 {
+                b.finish_and_clear();
+            }
+            any_failed |= s.totals.failed > 0 || !s.errors.is_empty();
+            total.copied += s.totals.copied;
+            total.bytes += s.totals.bytes;
+            total.skipped += s.totals.skipped;
+            total.failed += s.totals.failed;
+            if !json {
+                println!(
+                    "{name}: copied {} ({}), skipped {} unchanged, failed {}",
+                    s.totals.copied,
+                    human_bytes(s.totals.bytes),
+                    s.totals.skipped,
+                    s.totals.failed
+                );
+                for f in &s.failures {
+                    println!("  ✗ {} → {}: {}", f.key, f.replica_zone, f.error);
+                }
+                for e in &s.errors {
+                    println!("  ✗ {e}");
+                }
+            }
+            per.push(serde_json::json!({
+                "name": name, "copied": s.totals.copied, "bytes": s.totals.bytes, "skipped": s.totals.skipped,
+                "failed": s.totals.failed, "failures": s.failures, "errors": s.errors,
+            }));
+        }
+        if json {
+            let out = serde_json::json!({
+                "copied": total.copied, "bytes": total.bytes, "skipped": total.skipped, "failed": total.failed, "datastores": per,
+            });
+            println!("{}", serde_json::to_string_pretty(&out).map_err(anyhow::Error::from)?);
+        }
+        return Ok(if any_failed { Outcome::Failed } else { Outcome::Done });
+    }
+    scheduled(&clients, topo, state, &ids).await
+}
+
+/// Runs each datastore on its schedule until Ctrl-C.
+async fn scheduled(clients: &Clients, topo: &Topology, state: &State, ids: &[usize]) -> Result<Outcome, Failure> {
+    eprintln!("replicating {} datastore(s) on their schedules; Ctrl-C stops", ids.len());
+    let report = |name: &str, result: &Result<drctl_aws::s3::Summary, drctl_control::Error>| match result {
+        Ok(s) => println!(
+            "{} {name}: copied {} ({}), skipped {}, failed {}",
+            live::now_rfc3339(),
+            s.totals.copied,
+            human_bytes(s.totals.bytes),
+            s.totals.skipped,
+            s.totals.failed
+        ),
+        Err(e) => eprintln!("{} {name}: {e}", live::now_rfc3339()),
+    };
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    replicate::run_scheduled(clients, topo, state, ids, shutdown, &report).await;
+    Ok(Outcome::Done)
+}
+
+fn human_bytes(b: u64) -> String {
+    match b {
+        b if b >= 1 << 30 => format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64),
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{b} B"),
+    }
+}

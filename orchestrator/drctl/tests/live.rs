@@ -1,0 +1,183 @@
+//! `drctl status` and `drctl replicate` end to end: the binary against a
+//! real PostgreSQL primary + standby and S3 buckets on moto's server.
+
+use drctl_aws::s3::{self, client_for, Bucket};
+use drctl_testkit::{Moto, PgPair};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+struct Env {
+    dir: PathBuf,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = std::env::temp_dir().join(format!("drctl-live-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Env { dir }
+    }
+
+    /// Runs drctl in the temp folder with moto's credentials; (exit code, stdout, stderr).
+    fn drctl(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_drctl"))
+            .args(args)
+            .current_dir(&self.dir)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env("NO_COLOR", "1")
+            .env_remove("DRCTL_STATE")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).into(),
+            String::from_utf8_lossy(&out.stderr).into(),
+        )
+    }
+
+    fn json(&self, args: &[&str]) -> (i32, Value) {
+        let (code, out, err) = self.drctl(args);
+        (code, serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}\n{err}")))
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn datastore<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["datastores"].as_array().unwrap().iter().find(|d| d["name"] == name).unwrap()
+}
+
+async fn buckets(endpoint: &str) -> (Bucket, Bucket) {
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .credentials_provider(aws_credential_types::Credentials::new("testing", "testing", None, None, "tests"))
+        .region(aws_config::Region::new("us-east-1"))
+        .load()
+        .await;
+    let mk = |zone: &str, name: &str| Bucket {
+        zone: zone.into(),
+        name: name.into(),
+        endpoint: Some(endpoint.into()),
+        client: client_for(&sdk, Some(endpoint), None),
+    };
+    let (a, b) = (mk("az1", "live-assets-az1"), mk("az2", "live-assets-az2"));
+    for x in [&a, &b] {
+        x.client.create_bucket().bucket(&x.name).send().await.unwrap();
+    }
+    (a, b)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_measures_real_systems_and_replicate_closes_the_s3_gap() {
+    let pg = PgPair::start();
+    let moto = Moto::start();
+    let env = Env::new();
+    let (src, _dst) = buckets(&moto.endpoint()).await;
+    for i in 0..5 {
+        s3::put_bytes(&src, &format!("img/{i}.png"), vec![b'x'; 1000 + i]).await.unwrap();
+    }
+    let topology = format!(
+        "version: 1
+name: live
+zones:
+  - {{ name: az1, region: us-east-1, aws_zone: us-east-1a }}
+  - {{ name: az2, region: us-east-1, aws_zone: us-east-1b }}
+objectives:
+  tier-0: {{ rpo: 1s, rto: 2m }}
+datastores:
+  - name: orders-db
+    kind: postgres
+    primary: {{ zone: az1, url: \"{}\" }}
+    replicas: [ {{ zone: az2, url: \"{}\" }} ]
+  - name: assets
+    kind: s3
+    endpoint: \"{}\"
+    primary: {{ zone: az1, bucket: live-assets-az1 }}
+    replicas: [ {{ zone: az2, bucket: live-assets-az2 }} ]
+    replication: {{ by: drctl, every: 5s }}
+  - name: ghost-db
+    kind: postgres
+    primary: {{ zone: az1, url: \"postgres://app:hunter2@127.0.0.1:{}/x\" }}
+    replicas: [ {{ zone: az2, url: \"postgres://app:hunter2@127.0.0.1:{}/x\" }} ]
+services:
+  - {{ name: api, tier: tier-0, zones: [az1, az2], depends_on: [orders-db, assets] }}
+",
+        pg.primary_url(),
+        pg.standby_url(),
+        moto.endpoint(),
+        drctl_testkit::free_port(),
+        drctl_testkit::free_port()
+    );
+    std::fs::write(env.dir.join("drctl.yaml"), topology).unwrap();
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+
+    // Before replication: the S3 replica is behind, so an objective is missed (exit 3).
+    let (code, report) = env.json(&["status", "--output", "json"]);
+    assert_eq!(code, 3);
+    assert!(report["at"].as_str().unwrap().ends_with('Z'));
+    let orders = datastore(&report, "orders-db");
+    assert_eq!(orders["primary_zone"], "az1");
+    assert!(orders["rpo_s"].as_f64().unwrap() < 1.0, "{orders}");
+    assert_eq!(orders["meets_rpo"], true);
+    assert_eq!(orders["replicas"][0]["healthy"], true);
+    let assets = datastore(&report, "assets");
+    assert!(assets["rpo_s"].as_f64().unwrap() >= 1.0, "{assets}");
+    assert_eq!(assets["meets_rpo"], false);
+    let ghost = datastore(&report, "ghost-db");
+    assert_eq!(ghost["rpo_s"], Value::Null);
+    assert!(ghost["error"].as_str().unwrap().contains("unreachable"), "{ghost}");
+    assert!(!report.to_string().contains("hunter2"), "a password leaked");
+    assert_eq!(report["services"][0]["name"], "api");
+
+    let (code, summary) = env.json(&["replicate", "--once", "--output", "json"]);
+    assert_eq!(code, 0, "{summary}");
+    assert_eq!(
+        (summary["copied"].as_u64(), summary["failed"].as_u64(), summary["skipped"].as_u64()),
+        (Some(5), Some(0), Some(0))
+    );
+    assert_eq!(summary["bytes"].as_u64(), Some(5 * 1000 + 10));
+
+    let (_, report) = env.json(&["status", "--output", "json"]);
+    assert_eq!(datastore(&report, "assets")["rpo_s"], 0.0);
+
+    // Replay paused on the standby while the primary commits for ~3 s.
+    pg.psql(pg.standby_port, "SELECT pg_wal_replay_pause()");
+    pg.psql(pg.primary_port, "CREATE TABLE IF NOT EXISTS w (id serial, at timestamptz default now())");
+    let end = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < end {
+        pg.psql(pg.primary_port, "INSERT INTO w DEFAULT VALUES");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, report) = env.json(&["status", "--output", "json"]);
+    let rpo = datastore(&report, "orders-db")["rpo_s"].as_f64().unwrap();
+    assert!((2.0..=4.5).contains(&rpo), "3 s of writes with replay paused read {rpo}s");
+    assert_eq!(code, 3);
+    let (_, text, _) = env.drctl(&["status"]);
+    assert!(text.contains("orders-db") && text.contains("replica in az2") || text.contains("az2 ✓"), "{text}");
+
+    // Samples were recorded in the default state store.
+    let state = drctl_state::State::open(&format!("sqlite://{}", env.dir.join(".drctl/state.db").display())).unwrap();
+    let samples = state.rpo_samples("orders-db", std::time::UNIX_EPOCH).unwrap();
+    assert!(samples.len() >= 3, "{samples:?}");
+    assert!(samples.last().unwrap().rpo_s.unwrap() >= 2.0);
+    assert!(state.last_replication_run("assets").unwrap().is_some());
+}
+
+#[test]
+fn replicate_refuses_what_it_does_not_replicate() {
+    let env = Env::new();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/saas/drctl.yaml");
+    let (code, _, err) = env.drctl(&["replicate", "--once", "-f", repo.to_str().unwrap(), "orders-db"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("`orders-db` is not replicated by drctl"), "{err}");
+    let (code, _, err) = env.drctl(&["status", "-f", repo.to_str().unwrap(), "--state", "mysql://x"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("use sqlite://PATH"), "{err}");
+}
