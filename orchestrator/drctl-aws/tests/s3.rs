@@ -215,3 +215,54 @@ async fn a_missing_bucket_or_endpoint_is_explained() {
     let m = measure(&dead, &[]).await;
     assert!(m.error.as_deref().unwrap().contains("cannot reach the endpoint"), "{m:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_multipart_copy_interrupted_by_a_crash_resumes_its_upload() {
+    let (moto_a, moto_b) = (Moto::start(), Moto::start());
+    let sdk = sdk().await;
+    let src = bucket(&sdk, &moto_a.endpoint(), "az1", "resume-az1").await;
+    let dst = bucket(&sdk, &moto_b.endpoint(), "az2", "resume-az2").await;
+    let part = 5 * 1024 * 1024;
+    let data = put_multipart(&src, "big.bin", 2 * part + 4321, part).await;
+    let source_etag = etag(&src, "big.bin").await;
+
+    // What a crash after the first part leaves: an open upload, one part recorded.
+    let state = State::in_memory().unwrap();
+    let up = dst
+        .client
+        .create_multipart_upload()
+        .bucket(&dst.name)
+        .key("big.bin")
+        .content_type("application/x-test")
+        .send()
+        .await
+        .unwrap();
+    let upload_id = up.upload_id().unwrap().to_string();
+    let p1 = dst
+        .client
+        .upload_part()
+        .bucket(&dst.name)
+        .key("big.bin")
+        .upload_id(&upload_id)
+        .part_number(1)
+        .body(ByteStream::from(data[..part].to_vec()))
+        .send()
+        .await
+        .unwrap();
+    let checkpoint = drctl_state::MultipartCheckpoint {
+        upload_id: upload_id.clone(),
+        source_etag: source_etag.trim_matches('"').to_string(),
+        part_size: part as u64,
+        parts: Vec::new(),
+    };
+    state.start_multipart("big", "az2", "big.bin", &checkpoint).unwrap();
+    state.record_part("big", "az2", "big.bin", 1, p1.e_tag().unwrap().trim_matches('"')).unwrap();
+
+    let sum = replicate_once("big", &src, std::slice::from_ref(&dst), &state, &Options::default(), &NoProgress).await;
+    assert_eq!((sum.totals.copied, sum.totals.failed), (1, 0), "{:?}", sum.failures);
+    assert_eq!(etag(&dst, "big.bin").await, source_etag);
+    assert_eq!(s3::get_bytes(&dst, "big.bin").await.unwrap(), data);
+    let open = dst.client.list_multipart_uploads().bucket(&dst.name).send().await.unwrap();
+    assert!(open.uploads().is_empty(), "the recorded upload was finished, not abandoned: {:?}", open.uploads());
+    assert!(state.multipart_checkpoint("big", "az2", "big.bin").unwrap().is_none());
+}
