@@ -19,6 +19,9 @@ use crate::{api_error, Error, Result};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirective, ServerSideEncryption};
 use aws_sdk_s3::Client;
+
+/// The S3 client type, for callers that cache clients.
+pub type S3Client = Client;
 use drctl_core::status::{Measurement, ReplicaStatus};
 use drctl_state::{MultipartCheckpoint, RunTotals, State};
 use futures::{StreamExt, TryStreamExt};

@@ -18,17 +18,30 @@ pub const MEASURE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Clients {
     sdk: tokio::sync::OnceCell<SdkConfig>,
     http: http::Client,
+    /// One S3 client per (endpoint, region): a client owns a connection pool
+    /// and TLS setup, far too costly to build per bucket per pass.
+    s3: std::sync::Mutex<std::collections::HashMap<(Option<String>, Option<String>), s3::S3Client>>,
 }
 
 impl Default for Clients {
     fn default() -> Self {
-        Clients { sdk: tokio::sync::OnceCell::new(), http: http::client() }
+        Clients { sdk: tokio::sync::OnceCell::new(), http: http::client(), s3: Default::default() }
     }
 }
 
 impl Clients {
     pub fn with_sdk(sdk: SdkConfig) -> Self {
-        Clients { sdk: tokio::sync::OnceCell::new_with(Some(sdk)), http: http::client() }
+        Clients { sdk: tokio::sync::OnceCell::new_with(Some(sdk)), http: http::client(), s3: Default::default() }
+    }
+
+    /// The (shared) S3 client for an endpoint and region.
+    pub async fn s3(&self, endpoint: Option<&str>, region: Option<&str>) -> s3::S3Client {
+        let key = (endpoint.map(str::to_string), region.map(str::to_string));
+        if let Some(c) = self.s3.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return c.clone();
+        }
+        let client = s3::client_for(self.sdk().await, endpoint, region);
+        self.s3.lock().unwrap_or_else(|p| p.into_inner()).entry(key).or_insert(client).clone()
     }
 
     pub async fn sdk(&self) -> &SdkConfig {
@@ -38,20 +51,18 @@ impl Clients {
 
 /// The S3 buckets of a datastore: primary first.
 pub async fn buckets(clients: &Clients, topo: &Topology, ds: &Datastore) -> Vec<s3::Bucket> {
-    let sdk = clients.sdk().await;
-    ds.primary
-        .iter()
-        .chain(&ds.replicas)
-        .filter_map(|m| match &m.location {
-            Location::S3 { bucket, endpoint, region } => Some(s3::Bucket {
+    let mut out = Vec::new();
+    for m in ds.primary.iter().chain(&ds.replicas) {
+        if let Location::S3 { bucket, endpoint, region } = &m.location {
+            out.push(s3::Bucket {
                 zone: topo.zones[m.zone].name.clone(),
                 name: bucket.clone(),
                 endpoint: endpoint.clone(),
-                client: s3::client_for(sdk, endpoint.as_deref(), region.as_deref()),
-            }),
-            _ => None,
-        })
-        .collect()
+                client: clients.s3(endpoint.as_deref(), region.as_deref()).await,
+            });
+        }
+    }
+    out
 }
 
 fn region_of(topo: &Topology, ds: &Datastore) -> Option<String> {

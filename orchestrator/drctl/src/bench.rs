@@ -125,3 +125,68 @@ pub fn scheduler(topologies: usize, entities: usize) -> Result<Outcome, Failure>
     }
     Ok(Outcome::Done)
 }
+
+/// Answers every request with the same small S3 listing (keep-alive), so a
+/// status pass measures drctl and the SDK, not an emulator.
+async fn fake_s3() -> std::io::Result<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Name>b</Name><KeyCount>2</KeyCount><IsTruncated>false</IsTruncated><Contents><Key>a.txt</Key><LastModified>2026-01-01T00:00:00.000Z</LastModified><ETag>&quot;0cc175b9c0f1b6a831c399e269772661&quot;</ETag><Size>1</Size></Contents><Contents><Key>b.txt</Key><LastModified>2026-01-01T00:00:00.000Z</LastModified><ETag>&quot;92eb5ffee6ae2fec3ad71c777531578f&quot;</ETag><Size>1</Size></Contents></ListBucketResult>";
+    let response =
+        format!("HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let response = response.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                let mut seen = Vec::new();
+                loop {
+                    let Ok(n) = sock.read(&mut buf).await else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                    while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                        seen.drain(..end + 4);
+                        if sock.write_all(response.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    Ok(port)
+}
+
+pub async fn status(datastores: usize, runs: usize) -> Result<Outcome, Failure> {
+    use drctl_control::live::{self, Clients};
+    let port = fake_s3().await.map_err(anyhow::Error::from)?;
+    let mut yaml = String::from("version: 1\nzones: [ { name: z1, region: us-east-1 }, { name: z2, region: us-east-1 } ]\nobjectives: { t0: { rpo: 1m } }\ndatastores:\n");
+    for i in 0..datastores {
+        yaml.push_str(&format!(
+            "  - {{ name: s{i}, kind: s3, tier: t0, endpoint: \"http://127.0.0.1:{port}\", primary: {{ zone: z1, bucket: b{i}-z1 }}, replicas: [ {{ zone: z2, bucket: b{i}-z2 }} ] }}\n"
+        ));
+    }
+    let topo = drctl_core::load_str(&yaml, Path::new("bench.yaml"))
+        .topology
+        .ok_or_else(|| anyhow::anyhow!("bench topology invalid"))?;
+    let clients = Clients::default();
+    let _warm = live::status(&clients, &topo).await;
+    let mut times = Vec::new();
+    let mut ok = 0;
+    for _ in 0..runs {
+        let t = Instant::now();
+        let report = live::status(&clients, &topo).await;
+        times.push(t.elapsed());
+        ok = report.datastores.iter().filter(|d| d.error.is_none() && d.rpo_s == Some(0.0)).count();
+    }
+    println!(
+        "status pass over {datastores} s3 datastores ({} listings, in-process endpoint): median {:.1} ms ({ok} measured in sync), peak {} MiB",
+        datastores * 2,
+        median(times).as_secs_f64() * 1e3,
+        peak_rss_mib().map_or("?".into(), |m| format!("{m:.0}"))
+    );
+    Ok(Outcome::Done)
+}

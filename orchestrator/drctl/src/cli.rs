@@ -91,6 +91,13 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 8)]
         parallel: usize,
     },
+    /// One `status` pass over many S3 datastores served by an in-process endpoint.
+    Status {
+        #[arg(long, default_value_t = 1000)]
+        datastores: usize,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     /// Compare the prioritised scheduler with plain tier-then-file-order list scheduling.
     Scheduler {
         /// Generated topologies per parallelism cap.
@@ -197,6 +204,13 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             bench::plan(&entities, runs.max(1), parallel)
         }
         Command::Bench(BenchCommand::Scheduler { topologies, entities }) => bench::scheduler(topologies, entities),
+        Command::Bench(BenchCommand::Status { datastores, runs }) => {
+            // Fixed credentials for the in-process endpoint; set before any thread starts.
+            std::env::set_var("AWS_ACCESS_KEY_ID", "bench");
+            std::env::set_var("AWS_SECRET_ACCESS_KEY", "bench");
+            std::env::set_var("AWS_REGION", "us-east-1");
+            runtime()?.block_on(bench::status(datastores, runs.max(1)))
+        }
     }
 }
 
