@@ -20,8 +20,11 @@ pub struct Clients {
     http: http::Client,
     /// One S3 client per (endpoint, region): a client owns a connection pool
     /// and TLS setup, far too costly to build per bucket per pass.
-    s3: std::sync::Mutex<std::collections::HashMap<(Option<String>, Option<String>), s3::S3Client>>,
+    s3: std::sync::Mutex<std::collections::HashMap<EndpointKey, s3::S3Client>>,
 }
+
+/// (endpoint URL, region) of an S3 client.
+type EndpointKey = (Option<String>, Option<String>);
 
 impl Default for Clients {
     fn default() -> Self {
