@@ -2,15 +2,20 @@
 //!
 //! Every member is asked whether it is in recovery, so the real primary is
 //! found even after a failover (and two writable primaries are reported as
-//! the emergency they are). A standby's lag is its RPO contribution: zero
-//! when it has replayed everything the primary had written when asked,
-//! otherwise the time since the last transaction it replayed was committed
-//! (`now() - pg_last_xact_replay_timestamp()`, both on the standby's own
-//! clock). That reads N seconds after N seconds of paused replay under
-//! writes, which is what SPEC §4 asks. After idle periods the replay
-//! timestamp is old while replay is merely catching up, so a large lag on a
-//! standby that is not paused and has received everything is checked again
-//! 200 ms later before it is believed.
+//! the emergency they are). A standby's lag is its RPO contribution: the age
+//! of the oldest write it has not replayed, zero when it has replayed
+//! everything the primary had written when asked.
+//!
+//! Two figures are read. The standby's `now() - pg_last_xact_replay_timestamp()`
+//! is an upper bound: it counts from the last write it did replay, so an
+//! idle period before the first unreplayed write inflates it (measured: 16 s
+//! for 7 s of paused replay after a quiet spell). The primary's lag tracker
+//! (`pg_stat_replication.replay_lag`, plus the time since the standby's last
+//! reply) dates the WAL that followed the standby's replay position, which
+//! is the first unreplayed write: that is used when the primary's row for
+//! this standby reports the same replay position, capped by the upper bound.
+//! A large lag on a standby that is not paused and has received everything
+//! is checked again 200 ms later before it is believed (replay catching up).
 
 use crate::{redact, Error};
 use drctl_core::status::{Measurement, ReplicaStatus};
@@ -39,8 +44,8 @@ impl Lsn {
 #[derive(Debug, Clone)]
 enum Seen {
     Unreachable(String),
-    /// The primary's WAL position, and its view of each standby:
-    /// (replay position, seconds of replay lag).
+    /// The primary's WAL position, and its view of each standby: (replay
+    /// position, seconds of replay lag as of now).
     Primary {
         lsn: Lsn,
         standbys: Vec<(Option<Lsn>, Option<f64>)>,
@@ -112,7 +117,12 @@ async fn ask(url: &str, timeout: Duration) -> Seen {
                 client.query_one("SELECT pg_current_wal_lsn()::text", &[]).await.map_err(|e| q("WAL position", e))?;
             let lsn: String = row.get(0);
             let standbys = client
-                .query("SELECT replay_lsn::text, EXTRACT(EPOCH FROM replay_lag)::float8 FROM pg_stat_replication", &[])
+                .query(
+                    "SELECT replay_lsn::text,
+                            EXTRACT(EPOCH FROM replay_lag + (now() - COALESCE(reply_time, now())))::float8
+                     FROM pg_stat_replication",
+                    &[],
+                )
                 .await
                 .map(|rows| {
                     rows.iter()
@@ -230,13 +240,20 @@ async fn standby_status(
     timeout: Duration,
 ) -> ReplicaStatus {
     let streaming = s.receiver.as_deref() == Some("streaming");
-    let mut lag = lag_of(s, primary_lsn);
-    if lag.is_none() {
-        // Nothing replayed since the standby started, so it has no replay
-        // timestamp: ask the primary, whose row for this standby reports the
-        // same replay position.
-        lag = primary_view.iter().find(|(replay, _)| replay.is_some() && *replay == s.replay).and_then(|(_, l)| *l);
-    }
+    // The primary's lag tracker knows when it flushed the WAL after this
+    // standby's replay position, i.e. when the first unreplayed write
+    // happened: exact where the standby's own figure counts an idle period
+    // before it. Its row for this standby reports the same replay position.
+    let primary_side =
+        primary_view.iter().find(|(replay, _)| replay.is_some() && *replay == s.replay).and_then(|(_, l)| *l);
+    let mut lag = match (lag_of(s, primary_lsn), primary_side) {
+        (Some(caught_up), _) if caught_up == 0.0 => Some(0.0),
+        // The standby's figure is an upper bound: the first unreplayed
+        // write came after the last replayed one.
+        (Some(upper), Some(exact)) => Some(exact.min(upper)),
+        (None, Some(exact)) => Some(exact),
+        (standby_side, None) => standby_side,
+    };
     if lag.is_some_and(|l| l > 1.0) && !s.paused && s.receive.is_some_and(|r| r >= primary_lsn) {
         // Replay may just be catching up after an idle period: look again.
         tokio::time::sleep(Duration::from_millis(200)).await;

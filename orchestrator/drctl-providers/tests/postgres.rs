@@ -91,3 +91,16 @@ async fn a_promoted_standby_is_found_as_primary_and_two_primaries_are_split_brai
     assert_eq!(got.primary_zone.as_deref(), Some("az2"), "{got:?}");
     assert!(!got.replicas[0].healthy);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rpo_counts_from_the_first_unreplayed_write_not_from_an_idle_period_before_it() {
+    let pg = PgPair::start();
+    write_for(&pg.primary_url(), 0.3).await;
+    // Idle for a while, then replay pauses and the primary commits for 4 s.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    pg.psql(pg.standby_port, "SELECT pg_wal_replay_pause()");
+    write_for(&pg.primary_url(), 4.0).await;
+    let m = measure(&members(&pg), Duration::from_secs(5)).await;
+    let lag = m.replicas[0].lag_s.unwrap();
+    assert!((3.0..=5.0).contains(&lag), "4 s of unreplayed writes after 6 s idle read {lag}s");
+}
