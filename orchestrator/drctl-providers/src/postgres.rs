@@ -247,7 +247,7 @@ async fn standby_status(
     let primary_side =
         primary_view.iter().find(|(replay, _)| replay.is_some() && *replay == s.replay).and_then(|(_, l)| *l);
     let mut lag = match (lag_of(s, primary_lsn), primary_side) {
-        (Some(caught_up), _) if caught_up == 0.0 => Some(0.0),
+        (Some(0.0), _) => Some(0.0),
         // The standby's figure is an upper bound: the first unreplayed
         // write came after the last replayed one.
         (Some(upper), Some(exact)) => Some(exact.min(upper)),
