@@ -62,12 +62,16 @@ where
     use aws_sdk_s3::error::SdkError;
     match err {
         SdkError::DispatchFailure(d) => {
-            if d.is_timeout() {
+            let chain = source_chain(err);
+            if chain.contains("credential") {
+                "no AWS credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or use an instance role)"
+                    .into()
+            } else if d.is_timeout() {
                 "the endpoint did not answer in time".into()
             } else if d.is_io() {
                 "cannot reach the endpoint (connection refused or reset)".into()
             } else {
-                format!("cannot send the request: {:?}", d.as_connector_error().map(|e| e.to_string()))
+                format!("cannot send the request: {chain}")
             }
         }
         SdkError::TimeoutError(_) => "the request timed out".into(),
@@ -101,6 +105,17 @@ where
         SdkError::ResponseError(_) => "the service's answer could not be read".into(),
         _ => err.to_string(),
     }
+}
+
+/// Every message in an error's source chain, joined (for classification and display).
+fn source_chain(err: &dyn std::error::Error) -> String {
+    let mut parts = Vec::new();
+    let mut cur: Option<&dyn std::error::Error> = Some(err);
+    while let Some(e) = cur {
+        parts.push(e.to_string());
+        cur = e.source();
+    }
+    parts.join(": ")
 }
 
 /// Whether an SDK error is worth retrying (throttling, 5xx, the network).

@@ -266,3 +266,34 @@ async fn a_multipart_copy_interrupted_by_a_crash_resumes_its_upload() {
     assert!(open.uploads().is_empty(), "the recorded upload was finished, not abandoned: {:?}", open.uploads());
     assert!(state.multipart_checkpoint("big", "az2", "big.bin").unwrap().is_none());
 }
+
+/// Fails the way the default chain does when no source has credentials.
+#[derive(Debug)]
+struct NoCredentialsAnywhere;
+
+impl aws_credential_types::provider::ProvideCredentials for NoCredentialsAnywhere {
+    fn provide_credentials<'a>(&'a self) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        aws_credential_types::provider::future::ProvideCredentials::ready(Err(
+            aws_credential_types::provider::error::CredentialsError::not_loaded(
+                "no providers in chain provided credentials",
+            ),
+        ))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_credentials_are_explained() {
+    let moto = Moto::start();
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .credentials_provider(NoCredentialsAnywhere)
+        .region(aws_config::Region::new("us-east-1"))
+        .load()
+        .await;
+    let b = handle(&sdk, &moto.endpoint(), "az1", "any-az1");
+    let m = measure(&b, &[]).await;
+    let why = m.error.unwrap();
+    assert!(why.contains("no AWS credentials found"), "{why}");
+}

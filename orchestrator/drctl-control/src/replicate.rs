@@ -69,34 +69,20 @@ pub async fn run_scheduled(
     topo: &Topology,
     state: &State,
     ids: &[EntityId],
+    clock: &dyn crate::schedule::Clock,
     shutdown: impl std::future::Future<Output = ()>,
     report: &(dyn Fn(&str, &Result<Summary, Error>) + Sync),
 ) {
-    let schedule_of = |id: EntityId| match &topo.entity(id).spec {
-        EntitySpec::Datastore(d) => d.replication.as_ref().and_then(|r| r.schedule.clone()),
-        EntitySpec::Service(_) => None,
-    };
-    let start = chrono::Utc::now();
-    let mut next: Vec<(EntityId, chrono::DateTime<chrono::Utc>)> = ids.iter().map(|&id| (id, start)).collect();
-    tokio::pin!(shutdown);
-    while !next.is_empty() {
-        next.sort_by_key(|(_, t)| *t);
-        let (id, when) = next[0];
-        let wait = (when - chrono::Utc::now()).to_std().unwrap_or_default();
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = &mut shutdown => return,
-        }
+    let jobs: Vec<(EntityId, drctl_core::topology::Schedule)> = ids
+        .iter()
+        .filter_map(|&id| match &topo.entity(id).spec {
+            EntitySpec::Datastore(d) => Some((id, d.replication.as_ref()?.schedule.clone()?)),
+            EntitySpec::Service(_) => None,
+        })
+        .collect();
+    crate::schedule::run_schedule(clock, &jobs, shutdown, |id| async move {
         let result = run_once(clients, topo, id, state, &s3::NoProgress).await;
         report(&topo.entity(id).name, &result);
-        let after = chrono::Utc::now();
-        // A datastore without a schedule (by: s3) is not in `ids`; one
-        // whose schedule has no next time is done.
-        match schedule_of(id).and_then(|s| crate::schedule::next_run(&s, after)) {
-            Some(t) => next[0].1 = t,
-            None => {
-                next.remove(0);
-            }
-        }
-    }
+    })
+    .await;
 }

@@ -1,9 +1,65 @@
-//! When a scheduled job runs next. Pure arithmetic on times handed in, so
-//! schedules are tested without waiting for them.
+//! When scheduled jobs run. Time comes through a [`Clock`], so schedules
+//! are tested with virtual time instead of waiting for them.
 
 use chrono::{DateTime, Utc};
 use drctl_core::topology::Schedule;
+use std::future::Future;
+use std::pin::Pin;
 use std::str::FromStr;
+
+/// Where the scheduler gets the time and how it waits.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+    fn sleep_until(&self, at: DateTime<Utc>) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+}
+
+/// The real clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+
+    fn sleep_until(&self, at: DateTime<Utc>) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        let wait = (at - Utc::now()).to_std().unwrap_or_default();
+        Box::pin(tokio::time::sleep(wait))
+    }
+}
+
+/// Runs each job on its schedule until `shutdown` completes: first at
+/// once, then at its schedule's next time after the previous pass ended
+/// (so a slow pass never overlaps the next). A pass in progress finishes
+/// before shutdown is noticed.
+pub async fn run_schedule<F, Fut>(
+    clock: &dyn Clock,
+    jobs: &[(usize, Schedule)],
+    shutdown: impl Future<Output = ()>,
+    mut run: F,
+) where
+    F: FnMut(usize) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let start = clock.now();
+    let mut next: Vec<(usize, Schedule, DateTime<Utc>)> = jobs.iter().map(|(id, s)| (*id, s.clone(), start)).collect();
+    tokio::pin!(shutdown);
+    while !next.is_empty() {
+        next.sort_by_key(|(_, _, t)| *t);
+        let when = next[0].2;
+        tokio::select! {
+            biased;
+            _ = &mut shutdown => return,
+            _ = clock.sleep_until(when) => {}
+        }
+        run(next[0].0).await;
+        match next_run(&next[0].1, clock.now()) {
+            Some(t) => next[0].2 = t,
+            None => {
+                next.remove(0);
+            }
+        }
+    }
+}
 
 /// The first run strictly after `after`.
 pub fn next_run(schedule: &Schedule, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
@@ -18,7 +74,57 @@ pub fn next_run(schedule: &Schedule, after: DateTime<Utc>) -> Option<DateTime<Ut
 mod tests {
     use super::*;
     use chrono::TimeZone;
+    use std::sync::{Arc, Mutex};
     use std::time::Duration;
+
+    /// (job, when it ran)
+    type RunLog = Vec<(usize, DateTime<Utc>)>;
+
+    /// Virtual time: sleeping jumps straight to the wake-up time.
+    struct ManualClock(Mutex<DateTime<Utc>>);
+
+    impl ManualClock {
+        fn advance(&self, d: chrono::Duration) {
+            *self.0.lock().unwrap() += d;
+        }
+    }
+
+    impl Clock for ManualClock {
+        fn now(&self) -> DateTime<Utc> {
+            *self.0.lock().unwrap()
+        }
+        fn sleep_until(&self, at: DateTime<Utc>) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+            let mut now = self.0.lock().unwrap();
+            if at > *now {
+                *now = at;
+            }
+            Box::pin(std::future::ready(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn jobs_run_at_once_then_on_their_schedules_without_overlapping() {
+        let t0 = Utc.with_ymd_and_hms(2026, 11, 25, 21, 3, 30).unwrap();
+        let clock = ManualClock(Mutex::new(t0));
+        let runs: Arc<Mutex<RunLog>> = Arc::default();
+        let stop = tokio::sync::Notify::new();
+        let jobs = [(7, Schedule::Every(Duration::from_secs(10))), (9, Schedule::Cron("0 */5 * * * *".into()))];
+        run_schedule(&clock, &jobs, stop.notified(), |id| {
+            runs.lock().unwrap().push((id, clock.now()));
+            clock.advance(chrono::Duration::seconds(2)); // each pass takes 2 s
+            if runs.lock().unwrap().len() == 6 {
+                stop.notify_one();
+            }
+            std::future::ready(())
+        })
+        .await;
+        let s = |secs: i64| t0 + chrono::Duration::seconds(secs);
+        assert_eq!(
+            *runs.lock().unwrap(),
+            vec![(7, s(0)), (9, s(2)), (7, s(12)), (7, s(24)), (7, s(36)), (7, s(48))],
+            "every 10s counts from the end of a pass; the cron job waits for 21:05:00"
+        );
+    }
 
     #[test]
     fn every_adds_the_interval() {
@@ -32,8 +138,14 @@ mod tests {
         let every_five = Schedule::Cron("0 */5 * * * *".into());
         let t = Utc.with_ymd_and_hms(2026, 11, 25, 21, 3, 30).unwrap();
         assert_eq!(next_run(&every_five, t), Some(Utc.with_ymd_and_hms(2026, 11, 25, 21, 5, 0).unwrap()));
-        let monday_3am = Schedule::Cron("0 0 3 * * 1".into());
-        // 2026-11-25 is a Wednesday.
+        // Written as in Unix cron, 1 = Monday; validation translates it.
+        let monday_3am = Schedule::Cron(drctl_core::topology::cron_schedule("0 3 * * 1").unwrap().0);
+        // 2026-11-25 is a Wednesday; the next Monday is the 30th.
         assert_eq!(next_run(&monday_3am, t), Some(Utc.with_ymd_and_hms(2026, 11, 30, 3, 0, 0).unwrap()));
+        let weekend = Schedule::Cron(drctl_core::topology::cron_schedule("0 9 * * 6-7").unwrap().0);
+        assert_eq!(next_run(&weekend, t), Some(Utc.with_ymd_and_hms(2026, 11, 28, 9, 0, 0).unwrap()), "Saturday");
+        let sunday = Schedule::Cron(drctl_core::topology::cron_schedule("0 9 * * 0").unwrap().0);
+        assert_eq!(next_run(&sunday, t), Some(Utc.with_ymd_and_hms(2026, 11, 29, 9, 0, 0).unwrap()));
+        assert!(drctl_core::topology::cron_schedule("0 9 * * 8").is_err());
     }
 }

@@ -104,3 +104,26 @@ async fn rpo_counts_from_the_first_unreplayed_write_not_from_an_idle_period_befo
     let lag = m.replicas[0].lag_s.unwrap();
     assert!((3.0..=5.0).contains(&lag), "4 s of unreplayed writes after 6 s idle read {lag}s");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_standby_that_is_not_streaming_is_unhealthy() {
+    let pg = PgPair::start();
+    let dead = drctl_testkit::free_port();
+    pg.psql(
+        pg.standby_port,
+        &format!("ALTER SYSTEM SET primary_conninfo = 'host=127.0.0.1 port={dead} user=postgres'"),
+    );
+    pg.psql(pg.standby_port, "SELECT pg_reload_conf()");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = measure(&members(&pg), Duration::from_secs(5)).await;
+        let r = &m.replicas[0];
+        if !r.healthy {
+            assert_eq!(r.error.as_deref(), Some("not streaming from the primary"));
+            assert!(!r.detail.as_deref().unwrap().starts_with("streaming"), "{r:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the standby kept streaming with a dead primary_conninfo: {r:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -249,7 +249,7 @@ async fn scheduled(clients: &Clients, topo: &Topology, state: &State, ids: &[usi
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    replicate::run_scheduled(clients, topo, state, ids, shutdown, &report).await;
+    replicate::run_scheduled(clients, topo, state, ids, &drctl_control::schedule::SystemClock, shutdown, &report).await;
     Ok(Outcome::Done)
 }
 

@@ -57,15 +57,62 @@ pub fn load_str(src: &str, path: &Path) -> Loaded {
 
 /// Checks a cron expression (5 fields, or 6–7 with seconds first) and
 /// returns it in the 6/7-field form the `cron` crate reads.
+///
+/// Weekdays are numbered as in Unix cron everywhere (0 or 7 = Sunday,
+/// 1 = Monday; names work too). The `cron` crate numbers them from 1 =
+/// Sunday, so `0 3 * * 1` would silently run on Sundays: the weekday
+/// field is translated here.
 pub fn cron_schedule(expr: &str) -> Result<(String, cron::Schedule), String> {
-    let fields = expr.split_whitespace().count();
-    let full = match fields {
-        5 => format!("0 {}", expr.trim()),
-        6 | 7 => expr.trim().to_string(),
+    let mut fields: Vec<String> = expr.split_whitespace().map(str::to_string).collect();
+    match fields.len() {
+        5 => fields.insert(0, "0".into()),
+        6 | 7 => {}
         n => return Err(format!("a cron expression has 5 fields (minute hour day month weekday), not {n}")),
-    };
+    }
+    fields[5] = unix_weekdays_to_crate(&fields[5])?;
+    let full = fields.join(" ");
     use std::str::FromStr;
     cron::Schedule::from_str(&full).map(|s| (full, s)).map_err(|e| format!("not a valid cron expression: {e}"))
+}
+
+/// Translates a weekday field from Unix numbering (0–7, Sunday = 0 or 7)
+/// to the `cron` crate's (1–7, Sunday = 1). Names and `*` pass unchanged.
+fn unix_weekdays_to_crate(field: &str) -> Result<String, String> {
+    let day = |s: &str| -> Result<Option<u32>, String> {
+        match s.parse::<u32>() {
+            Ok(n) if n <= 7 => Ok(Some(n % 7 + 1)),
+            Ok(n) => Err(format!("weekday {n} is not 0-7 (0 or 7 = Sunday)")),
+            Err(_) => Ok(None),
+        }
+    };
+    let mut out = Vec::new();
+    for item in field.split(',') {
+        let (range, step) = match item.split_once('/') {
+            Some((r, s)) => (r, Some(s)),
+            None => (item, None),
+        };
+        let step_suffix = step.map(|s| format!("/{s}")).unwrap_or_default();
+        if let Some((a, b)) = range.split_once('-') {
+            match (day(a)?, day(b)?) {
+                (Some(x), Some(y)) if x <= y => out.push(format!("{x}-{y}{step_suffix}")),
+                // A range that ends on Sunday as 7 wraps in the crate's numbering.
+                (Some(x), Some(y)) if step.is_none() => {
+                    out.push(format!("{x}-7"));
+                    out.push(format!("1-{y}"));
+                }
+                (Some(_), Some(_)) => {
+                    return Err(format!("weekday range `{range}` with a step is not supported; list the days"))
+                }
+                _ => out.push(item.to_string()),
+            }
+        } else {
+            match day(range)? {
+                Some(x) => out.push(format!("{x}{step_suffix}")),
+                None => out.push(item.to_string()),
+            }
+        }
+    }
+    Ok(out.join(","))
 }
 
 struct Validator<'a> {
