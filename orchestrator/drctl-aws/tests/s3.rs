@@ -297,3 +297,22 @@ async fn missing_credentials_are_explained() {
     let why = m.error.unwrap();
     assert!(why.contains("no AWS credentials found"), "{why}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn copies_are_encrypted_when_asked() {
+    let (moto_a, moto_b) = (Moto::start(), Moto::start());
+    let sdk = sdk().await;
+    let src = bucket(&sdk, &moto_a.endpoint(), "az1", "plain-az1").await;
+    let same = bucket(&sdk, &moto_a.endpoint(), "az2", "sealed-az2").await;
+    let other = bucket(&sdk, &moto_b.endpoint(), "az3", "sealed-az3").await;
+    s3::put_bytes(&src, "secret.txt", b"the recipe".to_vec()).await.unwrap();
+    let state = State::in_memory().unwrap();
+    let options = Options { sse: Some("AES256".into()), ..Options::default() };
+    let sum = replicate_once("sealed", &src, &[same.clone(), other.clone()], &state, &options, &NoProgress).await;
+    assert_eq!((sum.totals.copied, sum.totals.failed), (2, 0), "{:?}", sum.failures);
+    for dst in [&same, &other] {
+        let head = dst.client.head_object().bucket(&dst.name).key("secret.txt").send().await.unwrap();
+        assert_eq!(head.server_side_encryption().map(|s| s.as_str()), Some("AES256"), "copy in {}", dst.zone);
+        assert_eq!(s3::get_bytes(dst, "secret.txt").await.unwrap(), b"the recipe");
+    }
+}
