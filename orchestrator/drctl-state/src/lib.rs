@@ -1,5 +1,7 @@
 //! drctl's durable state.
 //!
+//! See [`journal`] for the failover execution journal.
+//!
 //! Everything drctl must remember between runs goes through [`State`]: RPO
 //! samples (so compliance over time can be reported), replication runs and
 //! multipart-upload checkpoints (so a crashed copy resumes instead of
@@ -31,6 +33,12 @@ pub enum Error {
     /// SQLite refused an operation (a corrupt or locked file, a full disk).
     #[error("state database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// Another execution holds an entity this one needs.
+    #[error("`{entity}` is being failed over by execution {execution}: wait for it, or `drctl abort {execution}`")]
+    Locked { entity: String, execution: String },
+    /// No execution by that id.
+    #[error("no execution `{0}` (see `drctl executions`)")]
+    NoSuchExecution(String),
     /// The database was written by a newer drctl.
     #[error("the state database has schema version {found}, newer than this drctl knows ({known}); upgrade drctl")]
     TooNew { found: i64, known: i64 },
@@ -77,6 +85,54 @@ const MIGRATIONS: &[&str] = &[
         etag TEXT NOT NULL,
         PRIMARY KEY (datastore, replica_zone, key, part_number)
      );",
+    // 2: the execution journal of failovers.
+    "CREATE TABLE executions (
+        id TEXT PRIMARY KEY,
+        declared_ms INTEGER NOT NULL,
+        finished_ms INTEGER,
+        state TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        plan TEXT NOT NULL,
+        options TEXT NOT NULL
+     );
+     CREATE TABLE execution_steps (
+        execution_id TEXT NOT NULL REFERENCES executions(id),
+        idx INTEGER NOT NULL,
+        id TEXT NOT NULL,
+        entity TEXT NOT NULL,
+        action TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        started_ms INTEGER,
+        finished_ms INTEGER,
+        error TEXT,
+        note TEXT,
+        PRIMARY KEY (execution_id, idx)
+     );
+     CREATE TABLE execution_events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        execution_id TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        step TEXT,
+        kind TEXT NOT NULL,
+        detail TEXT
+     );
+     CREATE TABLE approvals (
+        execution_id TEXT NOT NULL,
+        step TEXT NOT NULL,
+        by TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        PRIMARY KEY (execution_id, step)
+     );
+     CREATE TABLE entity_locks (
+        entity TEXT PRIMARY KEY,
+        execution_id TEXT NOT NULL
+     );
+     CREATE TABLE placements (
+        datastore TEXT PRIMARY KEY,
+        primary_zone TEXT NOT NULL,
+        updated_ms INTEGER NOT NULL
+     );",
 ];
 
 /// One RPO measurement of one datastore.
@@ -108,12 +164,14 @@ pub struct MultipartCheckpoint {
     pub parts: Vec<(i32, String)>,
 }
 
+pub mod journal;
+
 pub struct State {
     conn: Mutex<Connection>,
     location: String,
 }
 
-fn millis(t: SystemTime) -> i64 {
+pub(crate) fn millis(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
@@ -165,7 +223,7 @@ impl State {
         &self.location
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite inconsistent
         // (statements are atomic), so a poisoned lock is still usable.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())

@@ -1,0 +1,350 @@
+//! The execution engine: runs a failover plan's steps for real.
+//!
+//! Steps start when every step they come after has succeeded, at most
+//! `parallel` at once, in the plan's priority order (its prioritised
+//! schedule's start times). Every attempt is journaled before its effect
+//! (`running`) and after it (`succeeded`/`failed`), so a controller killed
+//! at any moment resumes from the journal: finished steps are never run
+//! again, and a step caught `running` is run again, which is safe because
+//! every action checks the world first and does no harm twice.
+//!
+//! Failures are classified by the action: transient ones (network,
+//! throttling, 5xx) are retried with exponential backoff and jitter up to
+//! the step's attempts, each attempt under its timeout; others fail the
+//! step at once. A failed step skips what depends on it, independent
+//! branches go on, and the journal says exactly which steps took effect.
+//! `approval` steps wait for `drctl approve`; an abort request stops new
+//! steps, lets running ones finish and skips the rest.
+
+use drctl_state::journal::{exec_state, StepState, Transition};
+use drctl_state::State;
+use futures::future::BoxFuture;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::task::JoinSet;
+
+/// One step as the engine runs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepSpec {
+    pub id: String,
+    pub entity: String,
+    pub action: String,
+    /// Indices of the steps that must succeed first.
+    pub after: Vec<usize>,
+    /// Lower runs first among ready steps (the plan's scheduled start).
+    pub priority: f64,
+    /// Per attempt; none means no limit.
+    pub timeout: Option<Duration>,
+    /// Attempts in all, the first included (at least 1).
+    pub attempts: u32,
+    /// Delay before the second attempt; doubles after each failure.
+    pub backoff: Duration,
+    /// The action's parameters, templates already filled in.
+    pub with: serde_json::Value,
+}
+
+/// Why an action failed, and whether trying again may help.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ActionError {
+    /// The network, throttling, a 5xx, a resource still changing state.
+    #[error("{0}")]
+    Transient(String),
+    /// A refusal, a permission, bad input: trying again will not help.
+    #[error("{0}")]
+    Fatal(String),
+}
+
+/// What a step's action did, in a few words for the journal.
+pub type Note = Option<String>;
+
+/// Runs actions. The real implementation talks to PostgreSQL, AWS and HTTP;
+/// tests use a model of the world.
+pub trait Actions: Send + Sync {
+    fn run<'a>(&'a self, execution: &'a str, step: &'a StepSpec) -> BoxFuture<'a, Result<Note, ActionError>>;
+}
+
+/// The action name the engine handles itself.
+pub const APPROVAL: &str = "approval";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    State(#[from] drctl_state::Error),
+    /// Test hook: the controller "died" after a number of journal writes.
+    #[error("simulated crash")]
+    Crashed,
+}
+
+/// How an execution ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    Succeeded,
+    Failed,
+    Aborted,
+}
+
+#[derive(Clone)]
+pub struct Engine {
+    pub state: Arc<State>,
+    pub actions: Arc<dyn Actions>,
+    /// Steps at once; `None` is no cap.
+    pub parallel: Option<usize>,
+    /// How often approvals and abort requests are looked for.
+    pub poll: Duration,
+    /// Test hook: stop dead after this many journal writes.
+    pub crash_after_writes: Option<usize>,
+    writes: Arc<AtomicUsize>,
+}
+
+impl Engine {
+    pub fn new(state: Arc<State>, actions: Arc<dyn Actions>, parallel: Option<usize>) -> Engine {
+        Engine {
+            state,
+            actions,
+            parallel,
+            poll: Duration::from_millis(200),
+            crash_after_writes: None,
+            writes: Arc::default(),
+        }
+    }
+
+    /// Writes a transition, then "dies" if the crash hook says so.
+    fn write(&self, execution: &str, idx: usize, step: &str, t: &Transition) -> Result<(), Error> {
+        self.state.transition(execution, idx, step, t)?;
+        let n = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.crash_after_writes.is_some_and(|k| n >= k) {
+            return Err(Error::Crashed);
+        }
+        Ok(())
+    }
+
+    fn crashed(&self) -> bool {
+        self.crash_after_writes.is_some_and(|k| self.writes.load(Ordering::SeqCst) >= k)
+    }
+
+    /// Runs (or resumes) an execution until it ends.
+    pub async fn run(&self, execution: &str, specs: &[StepSpec]) -> Result<Ended, Error> {
+        let rows = self.state.steps(execution)?;
+        let mut states: Vec<StepState> = rows.iter().map(|r| r.state).collect();
+        let mut attempts: Vec<u32> = rows.iter().map(|r| r.attempts).collect();
+        // A step caught mid-flight by a crash runs again (actions are idempotent).
+        for s in states.iter_mut() {
+            if matches!(s, StepState::Running | StepState::WaitingApproval) {
+                *s = StepState::Pending;
+            }
+        }
+        let cap = self.parallel.unwrap_or(usize::MAX).max(1);
+        let mut running: JoinSet<(usize, Result<StepState, Error>, u32)> = JoinSet::new();
+        let mut in_flight: HashSet<usize> = HashSet::new();
+        let mut aborting = false;
+        loop {
+            if self.crashed() {
+                return Err(Error::Crashed);
+            }
+            if !aborting && self.state.execution(execution)?.state == exec_state::ABORTING {
+                aborting = true;
+            }
+            // Skip what can no longer run.
+            for i in 0..specs.len() {
+                if states[i] != StepState::Pending || in_flight.contains(&i) {
+                    continue;
+                }
+                let blocked =
+                    specs[i].after.iter().find(|&&d| matches!(states[d], StepState::Failed | StepState::Skipped));
+                let why = match blocked {
+                    Some(&d) => Some(format!("skipped: {} did not succeed", specs[d].id)),
+                    None if aborting => Some("skipped: the execution was aborted".to_string()),
+                    None => None,
+                };
+                if let Some(why) = why {
+                    states[i] = StepState::Skipped;
+                    let now = SystemTime::now();
+                    let t = Transition {
+                        state: StepState::Skipped,
+                        attempts: attempts[i],
+                        started_at: None,
+                        finished_at: Some(now),
+                        error: None,
+                        note: Some(&why),
+                    };
+                    self.write(execution, i, &specs[i].id, &t)?;
+                }
+            }
+            // Start ready steps, most urgent first.
+            let mut ready: Vec<usize> = (0..specs.len())
+                .filter(|&i| states[i] == StepState::Pending && !in_flight.contains(&i))
+                .filter(|&i| specs[i].after.iter().all(|&d| states[d] == StepState::Succeeded))
+                .collect();
+            ready.sort_by(|&a, &b| specs[a].priority.total_cmp(&specs[b].priority).then(a.cmp(&b)));
+            for i in ready {
+                if aborting || in_flight.len() >= cap {
+                    break;
+                }
+                in_flight.insert(i);
+                let engine = self.clone();
+                let spec = specs[i].clone();
+                let execution = execution.to_string();
+                let done = attempts[i];
+                running.spawn(async move {
+                    let (result, attempts) = engine.run_step(&execution, i, &spec, done).await;
+                    (i, result, attempts)
+                });
+            }
+            if running.is_empty() {
+                break;
+            }
+            tokio::select! {
+                joined = running.join_next() => {
+                    let Some(joined) = joined else { continue };
+                    let (i, result, n) = joined.unwrap_or_else(|e| panic!("a step task panicked: {e}"));
+                    in_flight.remove(&i);
+                    attempts[i] = n;
+                    states[i] = result?;
+                }
+                _ = tokio::time::sleep(self.poll) => {}
+            }
+        }
+        let ended = if states.iter().any(|s| *s == StepState::Failed) {
+            Ended::Failed
+        } else if aborting || states.iter().any(|s| *s != StepState::Succeeded) {
+            Ended::Aborted
+        } else {
+            Ended::Succeeded
+        };
+        let final_state = match ended {
+            Ended::Succeeded => exec_state::SUCCEEDED,
+            Ended::Failed => exec_state::FAILED,
+            Ended::Aborted => exec_state::ABORTED,
+        };
+        self.state.set_execution_state(execution, final_state, Some(SystemTime::now()))?;
+        Ok(ended)
+    }
+
+    /// Runs one step through its attempts; returns its final state and attempts used.
+    async fn run_step(
+        &self,
+        execution: &str,
+        idx: usize,
+        spec: &StepSpec,
+        mut attempts: u32,
+    ) -> (Result<StepState, Error>, u32) {
+        let started = SystemTime::now();
+        let max = spec.attempts.max(1);
+        let mut delay = spec.backoff;
+        loop {
+            attempts += 1;
+            let running = Transition {
+                state: StepState::Running,
+                attempts,
+                started_at: Some(started),
+                finished_at: None,
+                error: None,
+                note: None,
+            };
+            if let Err(e) = self.write(execution, idx, &spec.id, &running) {
+                return (Err(e), attempts);
+            }
+            let outcome = if spec.action == APPROVAL {
+                self.await_approval(execution, idx, spec, attempts, started).await
+            } else {
+                let fut = self.actions.run(execution, spec);
+                match spec.timeout {
+                    Some(t) => match tokio::time::timeout(t, fut).await {
+                        Ok(r) => r,
+                        Err(_) => Err(ActionError::Transient(format!("no result within {}s", t.as_secs_f64()))),
+                    },
+                    None => fut.await,
+                }
+            };
+            if self.crashed() {
+                return (Err(Error::Crashed), attempts);
+            }
+            match outcome {
+                Ok(note) => {
+                    let t = Transition {
+                        state: StepState::Succeeded,
+                        attempts,
+                        started_at: Some(started),
+                        finished_at: Some(SystemTime::now()),
+                        error: None,
+                        note: note.as_deref(),
+                    };
+                    return (self.write(execution, idx, &spec.id, &t).map(|()| StepState::Succeeded), attempts);
+                }
+                Err(ActionError::Transient(why)) if attempts < max => {
+                    let _ = self.state.transition(
+                        execution,
+                        idx,
+                        &spec.id,
+                        &Transition {
+                            state: StepState::Running,
+                            attempts,
+                            started_at: Some(started),
+                            finished_at: None,
+                            error: Some(&why),
+                            note: Some("will retry"),
+                        },
+                    );
+                    tokio::time::sleep(jitter(delay, idx as u64 + attempts as u64)).await;
+                    delay = delay.saturating_mul(2);
+                }
+                Err(e) => {
+                    let why = e.to_string();
+                    let t = Transition {
+                        state: StepState::Failed,
+                        attempts,
+                        started_at: Some(started),
+                        finished_at: Some(SystemTime::now()),
+                        error: Some(&why),
+                        note: None,
+                    };
+                    return (self.write(execution, idx, &spec.id, &t).map(|()| StepState::Failed), attempts);
+                }
+            }
+        }
+    }
+
+    async fn await_approval(
+        &self,
+        execution: &str,
+        idx: usize,
+        spec: &StepSpec,
+        attempts: u32,
+        started: SystemTime,
+    ) -> Result<Note, ActionError> {
+        let prompt = spec.with.get("prompt").and_then(|p| p.as_str()).unwrap_or("approve to continue");
+        let waiting = Transition {
+            state: StepState::WaitingApproval,
+            attempts,
+            started_at: Some(started),
+            finished_at: None,
+            error: None,
+            note: Some(prompt),
+        };
+        self.write(execution, idx, &spec.id, &waiting).map_err(|e| ActionError::Fatal(e.to_string()))?;
+        loop {
+            match self.state.approved_by(execution, &spec.id) {
+                Ok(Some(by)) => return Ok(Some(format!("approved by {by}"))),
+                Ok(None) => {}
+                Err(e) => return Err(ActionError::Transient(e.to_string())),
+            }
+            if self.state.execution(execution).map(|e| e.state == exec_state::ABORTING).unwrap_or(false) {
+                return Err(ActionError::Fatal("the execution was aborted while waiting for approval".into()));
+            }
+            if self.crashed() {
+                return Err(ActionError::Fatal("crashed".into()));
+            }
+            tokio::time::sleep(self.poll).await;
+        }
+    }
+}
+
+/// `base` ± 25%, deterministic per seed (no RNG dependency; spreads retries
+/// of parallel steps apart).
+fn jitter(base: Duration, seed: u64) -> Duration {
+    let x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 33;
+    let factor = 0.75 + (x % 1000) as f64 / 2000.0;
+    base.mul_f64(factor)
+}

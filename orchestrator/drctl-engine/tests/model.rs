@@ -1,0 +1,190 @@
+//! The engine against a model of the world, with crashes at every journal
+//! write: dependencies and the cap are respected, every step ends, and a
+//! step the journal recorded as succeeded never takes effect again.
+
+use drctl_engine::{ActionError, Actions, Ended, Engine, Note, StepSpec};
+use drctl_state::journal::{exec_state, ExecutionRow, StepState};
+use drctl_state::State;
+use futures::future::BoxFuture;
+use proptest::prelude::*;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+/// The world: how often each step's effect happened, and what went wrong.
+#[derive(Default)]
+struct World {
+    effects: Mutex<HashMap<String, u32>>,
+    violations: Mutex<Vec<String>>,
+    now_running: AtomicUsize,
+    most_running: AtomicUsize,
+    fatal: HashSet<String>,
+    /// Step → transient failures before it succeeds.
+    flaky: Mutex<HashMap<String, u32>>,
+    after: HashMap<String, Vec<String>>,
+}
+
+impl Actions for World {
+    fn run<'a>(&'a self, _execution: &'a str, step: &'a StepSpec) -> BoxFuture<'a, Result<Note, ActionError>> {
+        Box::pin(async move {
+            {
+                let effects = self.effects.lock().unwrap();
+                for dep in &self.after[&step.id] {
+                    if effects.get(dep).copied().unwrap_or(0) == 0 {
+                        self.violations.lock().unwrap().push(format!("{} ran before {dep}", step.id));
+                    }
+                }
+            }
+            let n = self.now_running.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most_running.fetch_max(n, Ordering::SeqCst);
+            tokio::task::yield_now().await;
+            tokio::task::yield_now().await;
+            self.now_running.fetch_sub(1, Ordering::SeqCst);
+            if self.fatal.contains(&step.id) {
+                return Err(ActionError::Fatal("refused".into()));
+            }
+            if let Some(left) = self.flaky.lock().unwrap().get_mut(&step.id) {
+                if *left > 0 {
+                    *left -= 1;
+                    return Err(ActionError::Transient("throttled".into()));
+                }
+            }
+            *self.effects.lock().unwrap().entry(step.id.clone()).or_default() += 1;
+            Ok(Some("done".into()))
+        })
+    }
+}
+
+fn dag(seed: &[u8], n: usize) -> Vec<StepSpec> {
+    (0..n)
+        .map(|i| {
+            let after: Vec<usize> = (0..i).filter(|&j| seed[(i * 7 + j) % seed.len()] % 3 == 0).collect();
+            StepSpec {
+                id: format!("e{i}/s"),
+                entity: format!("e{i}"),
+                action: "model".into(),
+                after,
+                priority: (seed[i % seed.len()] % 10) as f64,
+                timeout: Some(Duration::from_secs(5)),
+                attempts: 3,
+                backoff: Duration::from_millis(1),
+                with: serde_json::Value::Null,
+            }
+        })
+        .collect()
+}
+
+fn world(specs: &[StepSpec]) -> World {
+    World {
+        after: specs.iter().map(|s| (s.id.clone(), s.after.iter().map(|&d| specs[d].id.clone()).collect())).collect(),
+        ..World::default()
+    }
+}
+
+fn declare(state: &State, specs: &[StepSpec]) {
+    let row = ExecutionRow {
+        id: "x1".into(),
+        declared_at: SystemTime::now(),
+        finished_at: None,
+        state: exec_state::RUNNING.into(),
+        reason: "test".into(),
+        plan: "{}".into(),
+        options: "{}".into(),
+    };
+    let steps: Vec<(String, String, String)> =
+        specs.iter().map(|s| (s.id.clone(), s.entity.clone(), s.action.clone())).collect();
+    let entities: Vec<String> = specs.iter().map(|s| s.entity.clone()).collect();
+    state.create_execution(&row, &steps, &entities).unwrap();
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
+
+    #[test]
+    fn crashes_at_every_journal_write_resume_without_repeating_finished_steps(
+        seed in proptest::collection::vec(any::<u8>(), 16..32), n in 1usize..9, cap in proptest::option::of(1usize..4)
+    ) {
+        let specs = dag(&seed, n);
+        // An uninterrupted run: how many journal writes it makes.
+        let clean_state = Arc::new(State::in_memory().unwrap());
+        declare(&clean_state, &specs);
+        let clean = Arc::new(world(&specs));
+        let ended = rt().block_on(Engine::new(clean_state.clone(), clean.clone(), cap).run("x1", &specs)).unwrap();
+        prop_assert_eq!(ended, Ended::Succeeded);
+        prop_assert!(clean.violations.lock().unwrap().is_empty(), "{:?}", clean.violations.lock().unwrap());
+        prop_assert!(clean.effects.lock().unwrap().values().all(|&c| c == 1));
+        prop_assert!(clean.most_running.load(Ordering::SeqCst) <= cap.unwrap_or(usize::MAX));
+        let writes = clean_state.events("x1").unwrap().len() - 2; // minus declared and the final state
+
+        for k in 1..=writes {
+            let state = Arc::new(State::in_memory().unwrap());
+            declare(&state, &specs);
+            let w = Arc::new(world(&specs));
+            let mut crashing = Engine::new(state.clone(), w.clone(), cap);
+            crashing.crash_after_writes = Some(k);
+            let crashed = rt().block_on(crashing.run("x1", &specs));
+            prop_assert!(matches!(crashed, Err(drctl_engine::Error::Crashed)), "the run did not crash after write {}", k);
+            let finished: HashSet<String> =
+                state.steps("x1").unwrap().into_iter().filter(|r| r.state == StepState::Succeeded).map(|r| r.id).collect();
+            let before: HashMap<String, u32> = w.effects.lock().unwrap().clone();
+
+            let ended = rt().block_on(Engine::new(state.clone(), w.clone(), cap).run("x1", &specs)).unwrap();
+            prop_assert_eq!(ended, Ended::Succeeded, "crash after write {}", k);
+            let after = w.effects.lock().unwrap().clone();
+            for s in &specs {
+                prop_assert!(after.get(&s.id).copied().unwrap_or(0) >= 1, "{} never took effect (crash after write {})", s.id, k);
+                if finished.contains(&s.id) {
+                    prop_assert_eq!(after.get(&s.id), before.get(&s.id), "{} ran again after finishing (crash after write {})", s.id, k);
+                }
+            }
+            prop_assert!(w.violations.lock().unwrap().is_empty(), "{:?}", w.violations.lock().unwrap());
+            prop_assert!(state.steps("x1").unwrap().iter().all(|r| r.state == StepState::Succeeded));
+        }
+    }
+
+    #[test]
+    fn a_failed_step_skips_its_dependents_and_nothing_else(seed in proptest::collection::vec(any::<u8>(), 16..32), n in 2usize..9, bad in 0usize..9) {
+        let specs = dag(&seed, n);
+        let bad = bad % n;
+        let state = Arc::new(State::in_memory().unwrap());
+        declare(&state, &specs);
+        let mut w = world(&specs);
+        w.fatal.insert(specs[bad].id.clone());
+        let ended = rt().block_on(Engine::new(state.clone(), Arc::new(w), Some(2)).run("x1", &specs)).unwrap();
+        prop_assert_eq!(ended, Ended::Failed);
+        // Everything downstream of the failed step is skipped; the rest succeeded.
+        let mut downstream = vec![false; n];
+        downstream[bad] = true;
+        for i in 0..n {
+            if specs[i].after.iter().any(|&d| downstream[d]) {
+                downstream[i] = true;
+            }
+        }
+        for r in state.steps("x1").unwrap() {
+            let expected = if r.idx == bad { StepState::Failed } else if downstream[r.idx] { StepState::Skipped } else { StepState::Succeeded };
+            prop_assert_eq!(r.state, expected, "{}", r.id);
+        }
+        prop_assert_eq!(state.execution("x1").unwrap().state, exec_state::FAILED);
+    }
+}
+
+#[test]
+fn transient_failures_are_retried_within_the_attempts() {
+    let specs = dag(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16], 2);
+    let state = Arc::new(State::in_memory().unwrap());
+    declare(&state, &specs);
+    let w = world(&specs);
+    w.flaky.lock().unwrap().insert(specs[0].id.clone(), 2);
+    w.flaky.lock().unwrap().insert(specs[1].id.clone(), 5);
+    let ended = rt().block_on(Engine::new(state.clone(), Arc::new(w), None).run("x1", &specs)).unwrap();
+    let rows = state.steps("x1").unwrap();
+    assert_eq!((rows[0].state, rows[0].attempts), (StepState::Succeeded, 3), "two throttles, then success");
+    assert_eq!((rows[1].state, rows[1].attempts), (StepState::Failed, 3), "gave up after 3 attempts");
+    assert_eq!(rows[1].error.as_deref(), Some("throttled"));
+    assert_eq!(ended, Ended::Failed);
+}

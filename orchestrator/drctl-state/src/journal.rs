@@ -1,0 +1,395 @@
+//! The execution journal: a failover's steps and every transition, written
+//! before and after each effect, so a controller killed at any moment can
+//! resume without running a finished step's effect twice.
+//!
+//! Step rows hold the current state; `execution_events` is the append-only
+//! history. A transition and its event are one transaction. Entities are
+//! locked by an execution until it ends, so two executions never touch the
+//! same entity at once.
+
+use crate::{millis, Error, Result, State};
+use rusqlite::{params, OptionalExtension};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// SPEC §6's step states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StepState {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Skipped,
+    WaitingApproval,
+}
+
+impl StepState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepState::Pending => "pending",
+            StepState::Running => "running",
+            StepState::Succeeded => "succeeded",
+            StepState::Failed => "failed",
+            StepState::Skipped => "skipped",
+            StepState::WaitingApproval => "waiting_approval",
+        }
+    }
+
+    pub fn parse(s: &str) -> StepState {
+        match s {
+            "running" => StepState::Running,
+            "succeeded" => StepState::Succeeded,
+            "failed" => StepState::Failed,
+            "skipped" => StepState::Skipped,
+            "waiting_approval" => StepState::WaitingApproval,
+            _ => StepState::Pending,
+        }
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(self, StepState::Succeeded | StepState::Failed | StepState::Skipped)
+    }
+}
+
+/// An execution's overall state.
+pub mod exec_state {
+    pub const RUNNING: &str = "running";
+    pub const ABORTING: &str = "aborting";
+    pub const SUCCEEDED: &str = "succeeded";
+    pub const FAILED: &str = "failed";
+    pub const ABORTED: &str = "aborted";
+    pub const REFUSED: &str = "refused";
+
+    pub fn is_final(s: &str) -> bool {
+        matches!(s, SUCCEEDED | FAILED | ABORTED | REFUSED)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutionRow {
+    pub id: String,
+    pub declared_at: SystemTime,
+    pub finished_at: Option<SystemTime>,
+    pub state: String,
+    pub reason: String,
+    /// The plan executed, as JSON.
+    pub plan: String,
+    /// The declaration's options (scope, force, parallel), as JSON.
+    pub options: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepRow {
+    pub idx: usize,
+    pub id: String,
+    pub entity: String,
+    pub action: String,
+    pub state: StepState,
+    pub attempts: u32,
+    pub started_at: Option<SystemTime>,
+    pub finished_at: Option<SystemTime>,
+    pub error: Option<String>,
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub at: SystemTime,
+    pub step: Option<String>,
+    pub kind: String,
+    pub detail: Option<String>,
+}
+
+fn time(ms: Option<i64>) -> Option<SystemTime> {
+    ms.map(|m| UNIX_EPOCH + Duration::from_millis(m.max(0) as u64))
+}
+
+fn exec_row(r: &rusqlite::Row) -> rusqlite::Result<ExecutionRow> {
+    Ok(ExecutionRow {
+        id: r.get(0)?,
+        declared_at: time(Some(r.get(1)?)).unwrap_or(UNIX_EPOCH),
+        finished_at: time(r.get(2)?),
+        state: r.get(3)?,
+        reason: r.get(4)?,
+        plan: r.get(5)?,
+        options: r.get(6)?,
+    })
+}
+
+/// One step transition, written with its event.
+#[derive(Debug, Clone)]
+pub struct Transition<'a> {
+    pub state: StepState,
+    pub attempts: u32,
+    pub started_at: Option<SystemTime>,
+    pub finished_at: Option<SystemTime>,
+    pub error: Option<&'a str>,
+    pub note: Option<&'a str>,
+}
+
+impl State {
+    /// Records a new execution and its steps, and locks its entities.
+    pub fn create_execution(
+        &self,
+        row: &ExecutionRow,
+        steps: &[(String, String, String)],
+        entities: &[String],
+    ) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for e in entities {
+            let holder: Option<String> = tx
+                .query_row("SELECT execution_id FROM entity_locks WHERE entity = ?1", params![e], |r| r.get(0))
+                .optional()?;
+            if let Some(execution) = holder {
+                return Err(Error::Locked { entity: e.clone(), execution });
+            }
+        }
+        tx.execute(
+            "INSERT INTO executions (id, declared_ms, finished_ms, state, reason, plan, options) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![row.id, millis(row.declared_at), row.finished_at.map(millis), row.state, row.reason, row.plan, row.options],
+        )?;
+        for (i, (id, entity, action)) in steps.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO execution_steps (execution_id, idx, id, entity, action, state) VALUES (?1, ?2, ?3, ?4, ?5, 'pending')",
+                params![row.id, i as i64, id, entity, action],
+            )?;
+        }
+        if !exec_state::is_final(&row.state) {
+            for e in entities {
+                tx.execute("INSERT INTO entity_locks (entity, execution_id) VALUES (?1, ?2)", params![e, row.id])?;
+            }
+        }
+        tx.execute(
+            "INSERT INTO execution_events (execution_id, at_ms, kind, detail) VALUES (?1, ?2, 'declared', ?3)",
+            params![row.id, millis(row.declared_at), row.reason],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn execution(&self, id: &str) -> Result<ExecutionRow> {
+        self.conn()
+            .query_row(
+                "SELECT id, declared_ms, finished_ms, state, reason, plan, options FROM executions WHERE id = ?1",
+                params![id],
+                exec_row,
+            )
+            .optional()?
+            .ok_or_else(|| Error::NoSuchExecution(id.to_string()))
+    }
+
+    /// Every execution, newest first.
+    pub fn executions(&self) -> Result<Vec<ExecutionRow>> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT id, declared_ms, finished_ms, state, reason, plan, options FROM executions ORDER BY declared_ms DESC, id DESC")?;
+        let rows = stmt.query_map([], exec_row)?.collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    pub fn steps(&self, execution: &str) -> Result<Vec<StepRow>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT idx, id, entity, action, state, attempts, started_ms, finished_ms, error, note
+             FROM execution_steps WHERE execution_id = ?1 ORDER BY idx",
+        )?;
+        let rows = stmt
+            .query_map(params![execution], |r| {
+                Ok(StepRow {
+                    idx: r.get::<_, i64>(0)? as usize,
+                    id: r.get(1)?,
+                    entity: r.get(2)?,
+                    action: r.get(3)?,
+                    state: StepState::parse(&r.get::<_, String>(4)?),
+                    attempts: r.get::<_, i64>(5)? as u32,
+                    started_at: time(r.get(6)?),
+                    finished_at: time(r.get(7)?),
+                    error: r.get(8)?,
+                    note: r.get(9)?,
+                })
+            })?
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Writes a step's new state and its event in one transaction.
+    pub fn transition(&self, execution: &str, idx: usize, step: &str, t: &Transition) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "UPDATE execution_steps SET state = ?3, attempts = ?4, started_ms = ?5, finished_ms = ?6, error = ?7, note = ?8
+             WHERE execution_id = ?1 AND idx = ?2",
+            params![execution, idx as i64, t.state.as_str(), t.attempts as i64, t.started_at.map(millis), t.finished_at.map(millis), t.error, t.note],
+        )?;
+        let detail = t.error.or(t.note);
+        tx.execute(
+            "INSERT INTO execution_events (execution_id, at_ms, step, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![execution, millis(SystemTime::now()), step, t.state.as_str(), detail],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Sets an execution's state; a final state releases its entity locks.
+    pub fn set_execution_state(&self, execution: &str, state: &str, finished: Option<SystemTime>) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "UPDATE executions SET state = ?2, finished_ms = ?3 WHERE id = ?1",
+            params![execution, state, finished.map(millis)],
+        )?;
+        if exec_state::is_final(state) {
+            tx.execute("DELETE FROM entity_locks WHERE execution_id = ?1", params![execution])?;
+        }
+        tx.execute(
+            "INSERT INTO execution_events (execution_id, at_ms, kind) VALUES (?1, ?2, ?3)",
+            params![execution, millis(SystemTime::now()), state],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records an approval; false when the step was already approved.
+    pub fn approve(&self, execution: &str, step: &str, by: &str) -> Result<bool> {
+        self.execution(execution)?;
+        let conn = self.conn();
+        let n = conn.execute(
+            "INSERT OR IGNORE INTO approvals (execution_id, step, by, at_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![execution, step, by, millis(SystemTime::now())],
+        )?;
+        if n > 0 {
+            conn.execute(
+                "INSERT INTO execution_events (execution_id, at_ms, step, kind, detail) VALUES (?1, ?2, ?3, 'approved', ?4)",
+                params![execution, millis(SystemTime::now()), step, by],
+            )?;
+        }
+        Ok(n > 0)
+    }
+
+    pub fn approved_by(&self, execution: &str, step: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT by FROM approvals WHERE execution_id = ?1 AND step = ?2",
+                params![execution, step],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Asks a running execution to stop; the engine notices and winds down.
+    pub fn request_abort(&self, execution: &str) -> Result<String> {
+        let row = self.execution(execution)?;
+        if exec_state::is_final(&row.state) {
+            return Ok(row.state);
+        }
+        self.set_execution_state(execution, exec_state::ABORTING, None)?;
+        Ok(exec_state::ABORTING.to_string())
+    }
+
+    pub fn events(&self, execution: &str) -> Result<Vec<Event>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT at_ms, step, kind, detail FROM execution_events WHERE execution_id = ?1 ORDER BY seq")?;
+        let rows = stmt
+            .query_map(params![execution], |r| {
+                Ok(Event {
+                    at: time(Some(r.get(0)?)).unwrap_or(UNIX_EPOCH),
+                    step: r.get(1)?,
+                    kind: r.get(2)?,
+                    detail: r.get(3)?,
+                })
+            })?
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Records where a datastore's primary is after a failover.
+    pub fn set_placement(&self, datastore: &str, primary_zone: &str) -> Result<()> {
+        self.conn().execute(
+            "INSERT OR REPLACE INTO placements (datastore, primary_zone, updated_ms) VALUES (?1, ?2, ?3)",
+            params![datastore, primary_zone, millis(SystemTime::now())],
+        )?;
+        Ok(())
+    }
+
+    /// Every recorded placement: (datastore, primary zone).
+    pub fn placements(&self) -> Result<Vec<(String, String)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT datastore, primary_zone FROM placements ORDER BY datastore")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exec(id: &str) -> ExecutionRow {
+        ExecutionRow {
+            id: id.into(),
+            declared_at: UNIX_EPOCH + Duration::from_secs(100),
+            finished_at: None,
+            state: exec_state::RUNNING.into(),
+            reason: "az1 is down".into(),
+            plan: "{}".into(),
+            options: "{}".into(),
+        }
+    }
+
+    #[test]
+    fn an_entity_is_locked_until_its_execution_ends() {
+        let s = State::in_memory().unwrap();
+        let steps = vec![("db/failover".to_string(), "db".to_string(), "postgres.promote".to_string())];
+        s.create_execution(&exec("e1"), &steps, &["db".into()]).unwrap();
+        let err = s.create_execution(&exec("e2"), &steps, &["db".into()]).unwrap_err();
+        assert!(matches!(&err, Error::Locked { entity, execution } if entity == "db" && execution == "e1"), "{err}");
+        s.set_execution_state("e1", exec_state::SUCCEEDED, Some(SystemTime::now())).unwrap();
+        s.create_execution(&exec("e2"), &steps, &["db".into()]).unwrap();
+    }
+
+    #[test]
+    fn transitions_are_kept_with_their_history() {
+        let s = State::in_memory().unwrap();
+        let steps = vec![("a/x".to_string(), "a".to_string(), "wait".to_string())];
+        s.create_execution(&exec("e1"), &steps, &["a".into()]).unwrap();
+        let now = SystemTime::now();
+        s.transition(
+            "e1",
+            0,
+            "a/x",
+            &Transition {
+                state: StepState::Running,
+                attempts: 1,
+                started_at: Some(now),
+                finished_at: None,
+                error: None,
+                note: None,
+            },
+        )
+        .unwrap();
+        s.transition(
+            "e1",
+            0,
+            "a/x",
+            &Transition {
+                state: StepState::Succeeded,
+                attempts: 1,
+                started_at: Some(now),
+                finished_at: Some(now),
+                error: None,
+                note: Some("done"),
+            },
+        )
+        .unwrap();
+        let rows = s.steps("e1").unwrap();
+        assert_eq!((rows[0].state, rows[0].attempts, rows[0].note.as_deref()), (StepState::Succeeded, 1, Some("done")));
+        let kinds: Vec<String> = s.events("e1").unwrap().into_iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, ["declared", "running", "succeeded"]);
+        assert!(s.approve("e1", "a/x", "alice").unwrap());
+        assert!(!s.approve("e1", "a/x", "bob").unwrap(), "approving twice changes nothing");
+        assert_eq!(s.approved_by("e1", "a/x").unwrap().as_deref(), Some("alice"));
+        assert!(matches!(s.approve("nope", "a/x", "x"), Err(Error::NoSuchExecution(_))));
+    }
+}
