@@ -206,7 +206,7 @@ impl Engine {
                 _ = tokio::time::sleep(self.poll) => {}
             }
         }
-        let ended = if states.iter().any(|s| *s == StepState::Failed) {
+        let ended = if states.contains(&StepState::Failed) {
             Ended::Failed
         } else if aborting || states.iter().any(|s| *s != StepState::Succeeded) {
             Ended::Aborted
