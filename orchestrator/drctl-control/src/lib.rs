@@ -5,6 +5,7 @@
 //! kind; the CLI and the controller (`drctl serve`) both call it, so they
 //! measure and copy in exactly the same way.
 
+pub mod failover;
 pub mod live;
 pub mod replicate;
 pub mod schedule;

@@ -12,12 +12,12 @@ use crate::runbook::RunbookStep;
 use crate::schedule::{self, Policy, Task};
 use crate::topology::{EntityId, EntitySpec, Topology, ZoneId};
 use crate::Error;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::time::Duration;
 
 /// What is lost.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Scope {
     pub zones: Vec<String>,
     pub regions: Vec<String>,
@@ -47,7 +47,7 @@ pub struct Observations {
     pub placement: HashMap<EntityId, Placement>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Step {
     pub id: String,
     pub entity: String,
@@ -60,7 +60,7 @@ pub struct Step {
     pub finish_s: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlanEntity {
     pub name: String,
     pub kind: String,
@@ -70,13 +70,13 @@ pub struct PlanEntity {
     pub meets_rto: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Unrecoverable {
     pub name: String,
     pub reason: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     pub scope: Scope,
     pub parallel: Option<usize>,

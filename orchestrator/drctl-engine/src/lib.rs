@@ -43,6 +43,9 @@ pub struct StepSpec {
     pub backoff: Duration,
     /// The action's parameters, templates already filled in.
     pub with: serde_json::Value,
+    /// The zones the step moves its entity from and to, when known.
+    pub from_zone: Option<String>,
+    pub to_zone: Option<String>,
 }
 
 /// Why an action failed, and whether trying again may help.
@@ -154,8 +157,8 @@ impl Engine {
                 let blocked =
                     specs[i].after.iter().find(|&&d| matches!(states[d], StepState::Failed | StepState::Skipped));
                 let why = match blocked {
-                    Some(&d) => Some(format!("skipped: {} did not succeed", specs[d].id)),
-                    None if aborting => Some("skipped: the execution was aborted".to_string()),
+                    Some(&d) => Some(format!("{} did not succeed", specs[d].id)),
+                    None if aborting => Some("the execution was aborted".to_string()),
                     None => None,
                 };
                 if let Some(why) = why {

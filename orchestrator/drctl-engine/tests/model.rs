@@ -70,6 +70,8 @@ fn dag(seed: &[u8], n: usize) -> Vec<StepSpec> {
                 attempts: 3,
                 backoff: Duration::from_millis(1),
                 with: serde_json::Value::Null,
+                from_zone: None,
+                to_zone: None,
             }
         })
         .collect()

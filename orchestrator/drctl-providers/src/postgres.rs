@@ -44,6 +44,8 @@ impl Lsn {
 #[derive(Debug, Clone)]
 enum Seen {
     Unreachable(String),
+    /// Out of recovery but read-only: an old primary fenced by a failover.
+    Fenced,
     /// The primary's WAL position, and its view of each standby: (replay
     /// position, seconds of replay lag as of now).
     Primary {
@@ -113,6 +115,14 @@ async fn ask(url: &str, timeout: Duration) -> Seen {
         let in_recovery: bool =
             client.query_one("SELECT pg_is_in_recovery()", &[]).await.map_err(|e| q("role", e))?.get(0);
         if !in_recovery {
+            let ro: String = client
+                .query_one("SHOW default_transaction_read_only", &[])
+                .await
+                .map_err(|e| q("read-only setting", e))?
+                .get(0);
+            if ro == "on" {
+                return Ok(Seen::Fenced);
+            }
             let row =
                 client.query_one("SELECT pg_current_wal_lsn()::text", &[]).await.map_err(|e| q("WAL position", e))?;
             let lsn: String = row.get(0);
@@ -205,6 +215,16 @@ pub async fn measure(members: &[Member], timeout: Duration) -> Measurement {
                 lag_s: None,
                 error: Some(why.clone()),
                 detail: None,
+            },
+            Seen::Fenced => ReplicaStatus {
+                zone: m.zone.clone(),
+                healthy: false,
+                lag_s: None,
+                error: Some(format!(
+                    "fenced old primary, not replicating: rebuild it as a standby of {} (pg_rewind or pg_basebackup)",
+                    members[primary].zone
+                )),
+                detail: Some("fenced".into()),
             },
             Seen::Primary { .. } => unreachable!("only one primary here"),
             Seen::Standby(s) => standby_status(m, s, primary_lsn, primary_view, timeout).await,
@@ -311,5 +331,109 @@ mod tests {
         assert_eq!(lag_of(&s, Lsn(10)), Some(0.0));
         let behind = StandbyState { replay: Some(Lsn(5)), since_last_replay: Some(7.5), ..s };
         assert_eq!(lag_of(&behind, Lsn(10)), Some(7.5));
+    }
+}
+
+/// Fences a primary: it stops accepting writes, verified from a fresh
+/// session. Idempotent. Returns what was done.
+pub async fn fence(url: &str, timeout: Duration) -> Result<String, Error> {
+    let target = redact(url);
+    let client = connect(url, timeout).await?;
+    let q = |what: &str, e: tokio_postgres::Error| Error::Query {
+        target: target.clone(),
+        what: what.into(),
+        why: explain(&e),
+    };
+    let in_recovery: bool = client.query_one("SELECT pg_is_in_recovery()", &[]).await.map_err(|e| q("role", e))?.get(0);
+    if in_recovery {
+        return Ok("already a standby: nothing to fence".into());
+    }
+    // Separate statements: ALTER SYSTEM refuses to run inside the implicit
+    // transaction of a multi-statement batch.
+    client
+        .batch_execute("ALTER SYSTEM SET default_transaction_read_only = on")
+        .await
+        .map_err(|e| q("making it read-only", e))?;
+    client.batch_execute("SELECT pg_reload_conf()").await.map_err(|e| q("reloading its configuration", e))?;
+    // Sessions opened before the reload keep writing: end them.
+    let ended = client
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .map_err(|e| q("ending client sessions", e))?
+        .len();
+    drop(client);
+    let check = connect(url, timeout).await?;
+    let ro: String = check
+        .query_one("SHOW default_transaction_read_only", &[])
+        .await
+        .map_err(|e| q("verifying the fence", e))?
+        .get(0);
+    if ro != "on" {
+        return Err(Error::Refused(format!("{target} still accepts writes after fencing")));
+    }
+    Ok(format!("read-only, {ended} client session(s) ended"))
+}
+
+/// Promotes a standby to primary and waits until it accepts writes.
+/// Idempotent: a member that is already primary is left as it is.
+pub async fn promote(url: &str, timeout: Duration) -> Result<String, Error> {
+    let target = redact(url);
+    let client = connect(url, timeout).await?;
+    let q = |what: &str, e: tokio_postgres::Error| Error::Query {
+        target: target.clone(),
+        what: what.into(),
+        why: explain(&e),
+    };
+    let in_recovery: bool = client.query_one("SELECT pg_is_in_recovery()", &[]).await.map_err(|e| q("role", e))?.get(0);
+    if !in_recovery {
+        return Ok("already primary".into());
+    }
+    let wait = timeout.as_secs().clamp(1, 3600) as i32;
+    let promoted: bool =
+        client.query_one("SELECT pg_promote(true, $1)", &[&wait]).await.map_err(|e| q("promoting", e))?.get(0);
+    if !promoted {
+        return Err(Error::Refused(format!("{target} did not finish promoting within {wait}s")));
+    }
+    // A standby that was itself fenced earlier (failback) must accept writes again.
+    client
+        .batch_execute("ALTER SYSTEM RESET default_transaction_read_only")
+        .await
+        .map_err(|e| q("lifting read-only", e))?;
+    client.batch_execute("SELECT pg_reload_conf()").await.map_err(|e| q("reloading its configuration", e))?;
+    Ok("promoted".into())
+}
+
+/// What the preflight learns about a standby about to be promoted.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LagCheck {
+    /// Measured against a reachable primary: seconds behind.
+    Measured(f64),
+    /// The primary does not answer (the disaster itself): only history can tell.
+    PrimaryUnreachable,
+    /// The standby itself does not answer: it cannot be promoted.
+    StandbyUnreachable(String),
+    /// The member is not a standby (a fenced old primary): promoting it
+    /// would discard every write made since it stopped replicating.
+    NotAStandby(String),
+}
+
+/// A standby's lag right now, for the preflight's `max_lag` check.
+pub async fn standby_lag(members: &[Member], zone: &str, timeout: Duration) -> LagCheck {
+    let m = measure(members, timeout).await;
+    let replica = m.replicas.iter().find(|r| r.zone == zone);
+    match (m.error, replica) {
+        (_, None) => LagCheck::StandbyUnreachable(format!("no member in {zone}")),
+        (_, Some(r)) if r.detail.as_deref() == Some("fenced") => {
+            LagCheck::NotAStandby(r.error.clone().unwrap_or_default())
+        }
+        (_, Some(r)) if r.error.as_deref().is_some_and(|e| e.contains("cannot connect") || e.contains("no answer")) => {
+            LagCheck::StandbyUnreachable(r.error.clone().unwrap_or_default())
+        }
+        (Some(_), Some(_)) => LagCheck::PrimaryUnreachable,
+        (None, Some(r)) => r.lag_s.map_or(LagCheck::PrimaryUnreachable, LagCheck::Measured),
     }
 }

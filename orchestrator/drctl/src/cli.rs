@@ -70,6 +70,57 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+    /// Declare a disaster: plan, check, then fail over with a durable journal.
+    Declare {
+        #[command(flatten)]
+        file: FileArg,
+        #[command(flatten)]
+        scope: ScopeArgs,
+        /// Why (kept in the journal and shown everywhere).
+        #[arg(long)]
+        reason: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+        /// Plan and run the preflight checks; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Promote replicas even beyond their max_lag.
+        #[arg(long)]
+        force: bool,
+        #[arg(long, value_name = "N")]
+        parallel: Option<usize>,
+    },
+    /// Resume an execution interrupted by a crash; finished steps do not run again.
+    Resume {
+        #[command(flatten)]
+        file: FileArg,
+        id: String,
+    },
+    /// Approve a step waiting for approval.
+    Approve {
+        id: String,
+        step: String,
+        /// Who approves (default: $USER).
+        #[arg(long, env = "USER", default_value = "operator")]
+        by: String,
+    },
+    /// Ask a running execution to stop: running steps finish, the rest is skipped.
+    Abort { id: String },
+    /// List executions, newest first.
+    Executions {
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Show an execution: its steps and the measured RTO.
+    Show {
+        id: String,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        /// The topology, for RTO targets.
+        #[arg(short = 'f', long = "file", default_value = "drctl.yaml", value_name = "FILE")]
+        path: PathBuf,
+    },
     /// Print the JSON Schema of the topology file (for editors).
     Schema,
     /// Measure drctl's own speed.
@@ -155,6 +206,46 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             let state = open_state(&state_url)?;
             runtime()?.block_on(crate::live::status(&topo, &state, output == Output::Json, watch, &style))
         }
+        Command::Declare { file, scope, reason, yes, dry_run, force, parallel } => {
+            let topo = load(&file.path, &style)?;
+            let decl = drctl_control::failover::Declaration {
+                zones: scope.zones,
+                regions: scope.regions,
+                targets: scope.targets,
+                reason,
+                force,
+                parallel,
+            };
+            if decl.scope().is_empty() {
+                return Err(Failure::bad_input(
+                    "say what is lost: --zone ZONE, --region REGION or --target NAME (each repeatable)",
+                ));
+            }
+            let state = open_state(&state_url)?;
+            runtime()?.block_on(crate::execute::declare(topo, state, decl, yes, dry_run, &style))
+        }
+        Command::Resume { file, id } => {
+            let topo = load(&file.path, &style)?;
+            let state = open_state(&state_url)?;
+            runtime()?.block_on(crate::execute::resume(topo, state, &id, &style))
+        }
+        Command::Approve { id, step, by } => {
+            let state = open_state(&state_url)?;
+            crate::execute::approve(&state, &id, &step, &by)
+        }
+        Command::Abort { id } => {
+            let state = open_state(&state_url)?;
+            crate::execute::abort(&state, &id)
+        }
+        Command::Executions { output } => {
+            let state = open_state(&state_url)?;
+            crate::execute::list(&state, output == Output::Json)
+        }
+        Command::Show { id, output, path } => {
+            let state = open_state(&state_url)?;
+            let topo = drctl_core::load(&path).topology;
+            crate::execute::show(topo.as_ref(), &state, &id, output == Output::Json, &style)
+        }
         Command::Replicate { file, once, names, output } => {
             let topo = load(&file.path, &style)?;
             let state = open_state(&state_url)?;
@@ -169,7 +260,7 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
                     "say what is lost: --zone ZONE, --region REGION or --target NAME (each repeatable)",
                 ));
             }
-            let plan = drctl_core::plan(&topo, &scope, &Observations::default(), parallel)
+            let plan = drctl_core::plan(&topo, &scope, &recorded_world(&topo, &state_url), parallel)
                 .map_err(|e| Failure::bad_input(e.to_string()))?;
             match output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&plan).map_err(anyhow::Error::from)?),
@@ -214,7 +305,20 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+/// Where primaries are now according to the state store (after failovers),
+/// without creating a store just to read it.
+fn recorded_world(topo: &Topology, url: &str) -> Observations {
+    let exists = url.strip_prefix("sqlite://").is_some_and(|p| Path::new(p).exists());
+    if !exists {
+        return Observations::default();
+    }
+    drctl_state::State::open(url)
+        .ok()
+        .and_then(|s| drctl_control::failover::observations(topo, &s).ok())
+        .unwrap_or_default()
+}
+
+pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| Failure::Runtime(e.into()))
 }
 

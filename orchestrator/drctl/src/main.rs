@@ -4,6 +4,7 @@
 
 mod bench;
 mod cli;
+mod execute;
 mod live;
 mod text;
 
