@@ -264,6 +264,18 @@ impl Engine {
             if self.crashed() {
                 return (Err(Error::Crashed), attempts);
             }
+            if spec.action == APPROVAL && outcome.is_err() && self.aborting(execution) {
+                // Not a failure: the commander stopped the run.
+                let t = Transition {
+                    state: StepState::Skipped,
+                    attempts,
+                    started_at: Some(started),
+                    finished_at: Some(SystemTime::now()),
+                    error: None,
+                    note: Some("the execution was aborted while waiting for approval"),
+                };
+                return (self.write(execution, idx, &spec.id, &t).map(|()| StepState::Skipped), attempts);
+            }
             match outcome {
                 Ok(note) => {
                     let t = Transition {
@@ -309,6 +321,10 @@ impl Engine {
         }
     }
 
+    fn aborting(&self, execution: &str) -> bool {
+        self.state.execution(execution).map(|e| e.state == exec_state::ABORTING).unwrap_or(false)
+    }
+
     async fn await_approval(
         &self,
         execution: &str,
@@ -333,7 +349,7 @@ impl Engine {
                 Ok(None) => {}
                 Err(e) => return Err(ActionError::Transient(e.to_string())),
             }
-            if self.state.execution(execution).map(|e| e.state == exec_state::ABORTING).unwrap_or(false) {
+            if self.aborting(execution) {
                 return Err(ActionError::Fatal("the execution was aborted while waiting for approval".into()));
             }
             if self.crashed() {

@@ -1,0 +1,267 @@
+//! Declaring a disaster end to end: the binary against a real PostgreSQL
+//! primary + standby, a SIGKILL in the middle of a run, approvals and abort.
+
+use drctl_testkit::PgPair;
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Dir {
+        let d = std::env::temp_dir().join(format!("drctl-declare-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        Dir(d)
+    }
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_drctl"));
+        c.args(args).current_dir(&self.0).env("NO_COLOR", "1").env_remove("DRCTL_STATE");
+        c
+    }
+    fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let out = self.cmd(args).stdin(Stdio::null()).output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into(),
+            String::from_utf8_lossy(&out.stderr).into(),
+        )
+    }
+    fn json(&self, args: &[&str]) -> Value {
+        let (_, out, err) = self.run(args);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"))
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn pg_topology(pg: &PgPair, max_lag: &str) -> String {
+    format!(
+        "version: 1
+zones: [ {{ name: az1, region: r1 }}, {{ name: az2, region: r1 }} ]
+objectives: {{ tier-0: {{ rpo: 5s, rto: 2m }} }}
+datastores:
+  - name: orders-db
+    kind: postgres
+    primary:  {{ zone: az1, url: \"{}\" }}
+    replicas: [ {{ zone: az2, url: \"{}\" }} ]
+    failover: {{ max_lag: {max_lag} }}
+services:
+  - {{ name: shop, tier: tier-0, zones: [az1, az2], depends_on: [orders-db] }}
+",
+        pg.primary_url(),
+        pg.standby_url()
+    )
+}
+
+#[test]
+fn declare_fails_over_a_real_postgres_pair_and_measures_the_rto() {
+    let pg = PgPair::start();
+    let dir = Dir::new("pg");
+    std::fs::write(dir.0.join("drctl.yaml"), pg_topology(&pg, "10s")).unwrap();
+    pg.psql(pg.primary_port, "CREATE TABLE t (id int); INSERT INTO t VALUES (1)");
+    std::thread::sleep(Duration::from_millis(500));
+
+    let (code, out, err) = dir.run(&["declare", "--zone", "az1", "--reason", "az1 lost power", "--yes"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let id = out.lines().next().unwrap().trim().to_string();
+    assert!(id.len() > 10 && !id.contains(' '), "the first line is the id: {id}");
+    assert_eq!(pg.psql(pg.standby_port, "SELECT pg_is_in_recovery()"), "f", "the standby was promoted");
+    assert_eq!(pg.psql(pg.primary_port, "SHOW default_transaction_read_only"), "on", "the old primary was fenced");
+    assert_eq!(pg.psql(pg.standby_port, "SELECT count(*) FROM t"), "1");
+
+    let show = dir.json(&["show", &id, "--output", "json"]);
+    assert_eq!(show["state"], "succeeded");
+    assert_eq!(show["reason"], "az1 lost power");
+    for s in show["steps"].as_array().unwrap() {
+        assert_eq!((s["state"].as_str(), s["attempts"].as_u64()), (Some("succeeded"), Some(1)), "{s}");
+        assert!(s["started_at"].is_string() && s["finished_at"].is_string());
+    }
+    let rto = show["rto_s"].as_f64().unwrap();
+    assert!(rto > 0.0 && rto < 30.0, "{rto}");
+    let db = show["entities"].as_array().unwrap().iter().find(|e| e["name"] == "orders-db").unwrap();
+    assert_eq!((db["rto_target_s"].as_f64(), db["meets_rto"].as_bool()), (Some(120.0), Some(true)));
+    assert!(show["declared_at"].as_str().unwrap().ends_with('Z'));
+
+    let list = dir.json(&["executions", "--output", "json"]);
+    assert_eq!(list[0]["id"], id.as_str());
+    assert_eq!(list[0]["state"], "succeeded");
+
+    // The new world: status sees the new primary, plan fails back from it.
+    let status = dir.json(&["status", "--output", "json"]);
+    assert_eq!(status["datastores"][0]["primary_zone"], "az2");
+    let plan = dir.json(&["plan", "--zone", "az2", "--output", "json"]);
+    assert_eq!(
+        (plan["steps"][0]["from_zone"].as_str(), plan["steps"][0]["to_zone"].as_str()),
+        (Some("az2"), Some("az1"))
+    );
+    // ...but failing back onto the fenced old primary is refused, even forced.
+    let (code, out, _) = dir.run(&["declare", "--zone", "az2", "--reason", "failback", "--yes", "--force"]);
+    assert_eq!(code, 1);
+    assert!(out.contains("is not a standby"), "{out}");
+    assert_eq!(pg.psql(pg.standby_port, "SELECT pg_is_in_recovery()"), "f");
+}
+
+#[test]
+fn a_lagging_standby_is_refused_unless_forced_and_a_refusal_changes_nothing() {
+    let pg = PgPair::start();
+    let dir = Dir::new("lag");
+    std::fs::write(dir.0.join("drctl.yaml"), pg_topology(&pg, "1s")).unwrap();
+    pg.psql(pg.primary_port, "CREATE TABLE w (id serial)");
+    std::thread::sleep(Duration::from_millis(300));
+    pg.psql(pg.standby_port, "SELECT pg_wal_replay_pause()");
+    let end = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < end {
+        pg.psql(pg.primary_port, "INSERT INTO w DEFAULT VALUES");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, out, err) = dir.run(&["declare", "--zone", "az1", "--reason", "test", "--yes"]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(out.contains("over max_lag 1s: --force to promote anyway"), "{out}");
+    assert!(err.contains("nothing in the world was changed"), "{err}");
+    assert_eq!(pg.psql(pg.standby_port, "SELECT pg_is_in_recovery()"), "t", "still a standby");
+    assert_eq!(pg.psql(pg.primary_port, "SHOW default_transaction_read_only"), "off", "not fenced");
+    assert_eq!(dir.json(&["executions", "--output", "json"])[0]["state"], "refused");
+
+    let (code, out, _) = dir.run(&["declare", "--zone", "az1", "--reason", "test", "--dry-run", "--force"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(pg.psql(pg.standby_port, "SELECT pg_is_in_recovery()"), "t", "a dry run changes nothing");
+
+    pg.psql(pg.standby_port, "SELECT pg_wal_replay_resume()");
+    let (code, out, err) = dir.run(&["declare", "--zone", "az1", "--reason", "test", "--yes", "--force"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(pg.psql(pg.standby_port, "SELECT pg_is_in_recovery()"), "f");
+}
+
+fn runbook_topology(dir: &Dir, runbook: &str) {
+    std::fs::write(dir.0.join("rb.yaml"), runbook).unwrap();
+    std::fs::write(
+        dir.0.join("drctl.yaml"),
+        "version: 1
+zones: [ { name: az1 }, { name: az2 } ]
+services:
+  - { name: job, zones: [az1, az2], failover: { runbook: rb.yaml } }
+",
+    )
+    .unwrap();
+}
+
+/// Starts `drctl declare` in the background and returns it with its id.
+fn spawn_declare(dir: &Dir) -> (std::process::Child, String) {
+    let mut child = dir
+        .cmd(&["declare", "--zone", "az1", "--reason", "drill", "--yes"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut first).unwrap();
+    (child, first.trim().to_string())
+}
+
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn step_state(show: &Value, id: &str) -> (String, u64) {
+    let s = show["steps"].as_array().unwrap().iter().find(|s| s["id"] == id).unwrap();
+    (s["state"].as_str().unwrap().to_string(), s["attempts"].as_u64().unwrap())
+}
+
+#[test]
+fn a_killed_declare_resumes_and_never_repeats_a_finished_step() {
+    let dir = Dir::new("kill");
+    let effects = dir.0.join("effects.log");
+    let append = |tag: &str| format!("{{ command: [\"sh\", \"-c\", \"echo {tag} >> {}\"] }}", effects.display());
+    runbook_topology(
+        &dir,
+        &format!(
+            "name: job
+steps:
+  - {{ id: first, action: exec, with: {} }}
+  - {{ id: slow, action: wait, with: {{ for: 3s }}, needs: [first] }}
+  - {{ id: last, action: exec, with: {}, needs: [slow] }}
+",
+            append("first"),
+            append("last")
+        ),
+    );
+    let (mut child, id) = spawn_declare(&dir);
+    wait_for("the slow step to run", || {
+        let (_, out, _) = dir.run(&["show", &id, "--output", "json"]);
+        serde_json::from_str::<Value>(&out).is_ok_and(|v| step_state(&v, "job/slow").0 == "running")
+    });
+    child.kill().unwrap(); // SIGKILL: no chance to clean up
+    child.wait().unwrap();
+    let show = dir.json(&["show", &id, "--output", "json"]);
+    assert_eq!(step_state(&show, "job/first"), ("succeeded".into(), 1));
+    assert_eq!(step_state(&show, "job/slow").0, "running", "the journal says where it stopped");
+    assert_eq!(show["state"], "running");
+
+    let (code, out, err) = dir.run(&["resume", &id]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let show = dir.json(&["show", &id, "--output", "json"]);
+    assert_eq!(show["state"], "succeeded");
+    assert_eq!(step_state(&show, "job/first"), ("succeeded".into(), 1), "a finished step does not run again");
+    assert_eq!(step_state(&show, "job/slow"), ("succeeded".into(), 2), "the interrupted step ran again");
+    assert_eq!(step_state(&show, "job/last"), ("succeeded".into(), 1));
+    assert_eq!(std::fs::read_to_string(&effects).unwrap(), "first\nlast\n", "each effect exactly once");
+    let (code, out, _) = dir.run(&["resume", &id]);
+    assert_eq!(code, 0);
+    assert!(out.contains("already succeeded"), "{out}");
+}
+
+#[test]
+fn approvals_wait_for_a_commander_and_abort_stops_the_rest() {
+    let dir = Dir::new("approve");
+    runbook_topology(
+        &dir,
+        "name: job
+steps:
+  - { id: approve, action: approval, with: { role: commander, prompt: \"Move job to {{ to_zone }}?\" } }
+  - { id: after, action: wait, with: { for: 10ms }, needs: [approve] }
+",
+    );
+    let (child, id) = spawn_declare(&dir);
+    wait_for("the approval to be asked", || {
+        let (_, out, _) = dir.run(&["show", &id, "--output", "json"]);
+        serde_json::from_str::<Value>(&out).is_ok_and(|v| step_state(&v, "job/approve").0 == "waiting_approval")
+    });
+    let show = dir.json(&["show", &id, "--output", "json"]);
+    let note = show["steps"][0]["note"].as_str().unwrap();
+    assert_eq!(note, "Move job to az2?", "the prompt, templated");
+    let (code, out, _) = dir.run(&["approve", &id, "job/approve", "--by", "alice"]);
+    assert_eq!(code, 0, "{out}");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let show = dir.json(&["show", &id, "--output", "json"]);
+    assert_eq!(show["state"], "succeeded");
+    assert_eq!(show["steps"][0]["note"], "approved by alice");
+    assert_eq!(dir.run(&["approve", &id, "job/after"]).0, 2, "only approval steps are approved");
+
+    // A second declaration, aborted while it waits for approval.
+    let (child, id2) = spawn_declare(&dir);
+    wait_for("the approval to be asked", || {
+        let (_, out, _) = dir.run(&["show", &id2, "--output", "json"]);
+        serde_json::from_str::<Value>(&out).is_ok_and(|v| step_state(&v, "job/approve").0 == "waiting_approval")
+    });
+    assert_eq!(dir.run(&["abort", &id2]).0, 0);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let show = dir.json(&["show", &id2, "--output", "json"]);
+    assert_eq!(show["state"], "aborted", "{show}");
+    assert_eq!(step_state(&show, "job/approve").0, "skipped");
+    assert_eq!(step_state(&show, "job/after").0, "skipped");
+}
