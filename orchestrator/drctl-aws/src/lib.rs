@@ -7,6 +7,7 @@
 //! unreachable endpoint) is turned into plain words by [`explain`].
 
 pub mod rds;
+pub mod route53;
 pub mod s3;
 
 use aws_config::SdkConfig;

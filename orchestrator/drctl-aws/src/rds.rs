@@ -199,3 +199,78 @@ pub async fn measure_cluster(rds: &Rds, cluster: &str, zones: &ZoneMap) -> Measu
         .collect();
     Measurement { primary_zone: writer, replicas, error: None }
 }
+
+/// Promotes a read replica to a standalone instance and waits until it is
+/// available. Idempotent: an instance that is no longer a replica is left alone.
+pub async fn promote_read_replica(rds: &Rds, id: &str, wait: Duration) -> Result<String> {
+    let before = describe_instance(rds, id).await?;
+    if before.replica_of.is_none() {
+        return Ok(format!("{id} is already standalone"));
+    }
+    rds.rds
+        .promote_read_replica()
+        .db_instance_identifier(id)
+        .send()
+        .await
+        .map_err(|e| api_error(format!("promoting read replica {id}"), &e))?;
+    // Done when the instance no longer names a source and is available; or
+    // when it went through another status (modifying, backing-up) and is
+    // available again; or, when no change shows at all, after it stayed
+    // available for three polls since the accepted call (the AWS API
+    // emulator flips an internal flag that no field exposes).
+    let deadline = tokio::time::Instant::now() + wait;
+    let (mut saw_change, mut calm) = (false, 0);
+    loop {
+        let now = describe_instance(rds, id).await?;
+        let available = now.status == "available";
+        saw_change |= !available;
+        calm = if available { calm + 1 } else { 0 };
+        if available && (now.replica_of.is_none() || saw_change || calm >= 3) {
+            return Ok(format!("{id} promoted (was a replica of {})", before.replica_of.unwrap_or_default()));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(Error::Api {
+                what: format!("promoting {id}"),
+                why: format!("still {} after {}s", now.status, wait.as_secs()),
+                transient: true,
+            });
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// Moves a cluster's writer to `target` and waits until it has moved.
+/// Idempotent: nothing is done when `target` already writes.
+pub async fn failover_cluster(
+    rds: &Rds,
+    cluster: &str,
+    target: &str,
+    zones: &ZoneMap,
+    wait: Duration,
+) -> Result<String> {
+    let writer = |m: &[(Instance, bool, String)]| m.iter().find(|(_, w, _)| *w).map(|(i, _, _)| i.id.clone());
+    if writer(&cluster_members(rds, cluster, zones).await?).as_deref() == Some(target) {
+        return Ok(format!("{target} already writes for {cluster}"));
+    }
+    rds.rds
+        .failover_db_cluster()
+        .db_cluster_identifier(cluster)
+        .target_db_instance_identifier(target)
+        .send()
+        .await
+        .map_err(|e| api_error(format!("failing over cluster {cluster} to {target}"), &e))?;
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        if writer(&cluster_members(rds, cluster, zones).await?).as_deref() == Some(target) {
+            return Ok(format!("{target} now writes for {cluster}"));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(Error::Api {
+                what: format!("failing over {cluster}"),
+                why: format!("the writer did not move within {}s", wait.as_secs()),
+                transient: true,
+            });
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}

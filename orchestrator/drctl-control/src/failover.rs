@@ -63,6 +63,11 @@ impl Prepared {
 pub const IMPLEMENTED: &[&str] = &[
     "postgres.fence",
     "postgres.promote",
+    "rds.promote_read_replica",
+    "rds.failover_db_cluster",
+    "s3.promote_replica",
+    "route53.upsert",
+    "route53.failover",
     "service.failover",
     "http.health",
     "http.request",
@@ -192,11 +197,13 @@ pub async fn prepare(topo: &Topology, state: &State, decl: &Declaration, inciden
         if s.action == "service.failover" {
             let e = topo.entity(topo.entity_id(&s.entity).unwrap_or(0));
             if let EntitySpec::Service(svc) = &e.spec {
-                if svc.route.is_some() {
+                if svc.route.as_ref().is_some_and(|r| r.kind == drctl_core::topology::RouteKind::LabDns) {
                     checks.push(Check {
                         subject: s.id.clone(),
                         ok: false,
-                        detail: "switching a route (route53, lab-dns) is not implemented in this build yet; give the service a runbook".into(),
+                        detail:
+                            "switching a lab-dns route is not implemented in this build yet (it comes with the lab)"
+                                .into(),
                     });
                 }
             }
@@ -308,7 +315,14 @@ pub async fn execute(topo: Arc<Topology>, state: Arc<State>, id: &str) -> Result
             "execution {id} was planned from a different topology; restore the file it was declared with to resume it"
         )));
     }
-    let actions = Arc::new(RealActions { topo: topo.clone(), state: state.clone(), clients: Clients::default() });
+    let lost_zones: Vec<String> = topo
+        .zones
+        .iter()
+        .filter(|z| decl.zones.contains(&z.name) || decl.regions.contains(&z.region))
+        .map(|z| z.name.clone())
+        .collect();
+    let actions =
+        Arc::new(RealActions { topo: topo.clone(), state: state.clone(), clients: Clients::default(), lost_zones });
     let engine = Engine::new(state.clone(), actions, decl.parallel);
     engine.run(id, &specs).await.map_err(|e| match e {
         drctl_engine::Error::State(s) => Error::State(s),
@@ -345,6 +359,8 @@ struct RealActions {
     topo: Arc<Topology>,
     state: Arc<State>,
     clients: Clients,
+    /// The zones the declaration lost (routes answer with the others).
+    lost_zones: Vec<String>,
 }
 
 fn param<'a>(step: &'a StepSpec, key: &str) -> Option<&'a str> {
@@ -369,7 +385,68 @@ fn provider_error(e: drctl_providers::Error) -> ActionError {
     }
 }
 
+fn aws_error(e: drctl_aws::Error) -> ActionError {
+    match e {
+        drctl_aws::Error::Api { transient: true, .. } => ActionError::Transient(e.to_string()),
+        other => ActionError::Fatal(other.to_string()),
+    }
+}
+
 impl RealActions {
+    fn datastore(&self, step: &StepSpec) -> Result<(&str, &drctl_core::topology::Datastore), ActionError> {
+        let name = param(step, "datastore").unwrap_or(&step.entity);
+        let id = self.topo.entity_id(name).ok_or_else(|| ActionError::Fatal(format!("no datastore {name}")))?;
+        match &self.topo.entity(id).spec {
+            EntitySpec::Datastore(d) => Ok((&self.topo.entity(id).name, d)),
+            EntitySpec::Service(_) => Err(ActionError::Fatal(format!("{name} is a service, not a datastore"))),
+        }
+    }
+
+    fn to_zone<'a>(&self, step: &'a StepSpec) -> Result<&'a str, ActionError> {
+        param(step, "to_zone")
+            .or(step.to_zone.as_deref())
+            .ok_or_else(|| ActionError::Fatal("no zone to fail over to".into()))
+    }
+
+    fn wait_for(step: &StepSpec) -> Duration {
+        step.timeout.unwrap_or(Duration::from_secs(600))
+    }
+
+    /// Points a service's route53 record at the zones outside the scope.
+    async fn switch_route(&self, route: &drctl_core::topology::Route, wait: Duration) -> Result<String, ActionError> {
+        let values: Vec<String> = route
+            .records
+            .iter()
+            .filter(|(z, _)| !self.lost_zones.contains(&self.topo.zones[*z].name))
+            .map(|(_, v)| v.clone())
+            .collect();
+        if values.is_empty() {
+            return Err(ActionError::Fatal(format!("every zone of {} is lost: no record to answer with", route.name)));
+        }
+        let zone_id = route.zone_id.as_deref().ok_or_else(|| ActionError::Fatal("the route has no zone_id".into()))?;
+        let client = drctl_aws::route53::client(self.clients.sdk().await);
+        drctl_aws::route53::upsert(&client, zone_id, &route.name, &route.record_type, route.ttl as i64, &values, wait)
+            .await
+            .map_err(aws_error)
+    }
+
+    /// The route a `route53.*` step means: its `service`, else the service
+    /// whose route has this zone and name, else the step's own entity.
+    fn route_for(&self, step: &StepSpec) -> Option<drctl_core::topology::Route> {
+        let routes = self.topo.services().filter_map(|(_, e, s)| s.route.clone().map(|r| (e.name.clone(), r)));
+        let by_service = param(step, "service").or(Some(&step.entity));
+        let (zone_id, name) = (param(step, "zone_id"), param(step, "name"));
+        let all: Vec<(String, drctl_core::topology::Route)> = routes.collect();
+        all.iter()
+            .find(|(_, r)| {
+                zone_id.is_some()
+                    && r.zone_id.as_deref() == zone_id
+                    && Some(r.name.trim_end_matches('.')) == name.map(|n| n.trim_end_matches('.'))
+            })
+            .or_else(|| all.iter().find(|(svc, _)| Some(svc.as_str()) == by_service))
+            .map(|(_, r)| r.clone())
+    }
+
     async fn health(&self, url: &str, within: Duration, interval: Duration) -> Result<Note, ActionError> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
@@ -539,18 +616,106 @@ impl Actions for RealActions {
                     }
                 }
                 "postgres.promote" => self.promote(step).await,
+                "rds.promote_read_replica" => {
+                    let (name, ds) = self.datastore(step)?;
+                    let to = self.to_zone(step)?;
+                    let instance = ds
+                        .replicas
+                        .iter()
+                        .find(|m| self.topo.zones[m.zone].name == to)
+                        .and_then(|m| match &m.location {
+                            Location::RdsInstance { instance } => Some(instance.clone()),
+                            _ => None,
+                        })
+                        .ok_or_else(|| ActionError::Fatal(format!("{name} has no replica instance in {to}")))?;
+                    let client = drctl_aws::rds::Rds::new(self.clients.sdk().await, ds.region.as_deref());
+                    let what = drctl_aws::rds::promote_read_replica(&client, &instance, Self::wait_for(step))
+                        .await
+                        .map_err(aws_error)?;
+                    self.state.set_placement(name, to).map_err(|e| ActionError::Transient(e.to_string()))?;
+                    Ok(Some(what))
+                }
+                "rds.failover_db_cluster" => {
+                    let (name, ds) = self.datastore(step)?;
+                    let cluster =
+                        ds.cluster.clone().ok_or_else(|| ActionError::Fatal(format!("{name} has no cluster")))?;
+                    let client = drctl_aws::rds::Rds::new(self.clients.sdk().await, ds.region.as_deref());
+                    let zones: drctl_aws::rds::ZoneMap =
+                        self.topo.zones.iter().map(|z| (z.name.clone(), z.aws_zone.clone())).collect();
+                    let members =
+                        drctl_aws::rds::cluster_members(&client, &cluster, &zones).await.map_err(aws_error)?;
+                    let wanted = param(step, "to_zone").or(step.to_zone.as_deref());
+                    let target = members
+                        .iter()
+                        .filter(|(_, _, z)| !self.lost_zones.contains(z))
+                        .find(|(_, _, z)| wanted.is_none_or(|w| w == z))
+                        .or_else(|| members.iter().find(|(_, _, z)| !self.lost_zones.contains(z)))
+                        .ok_or_else(|| ActionError::Fatal(format!("{cluster} has no member outside the lost zones")))?;
+                    let what =
+                        drctl_aws::rds::failover_cluster(&client, &cluster, &target.0.id, &zones, Self::wait_for(step))
+                            .await
+                            .map_err(aws_error)?;
+                    self.state.set_placement(name, &target.2).map_err(|e| ActionError::Transient(e.to_string()))?;
+                    Ok(Some(what))
+                }
+                "s3.promote_replica" => {
+                    let (name, ds) = self.datastore(step)?;
+                    let to = self.to_zone(step)?;
+                    if !ds.replicas.iter().any(|m| self.topo.zones[m.zone].name == to) {
+                        return Err(ActionError::Fatal(format!("{name} has no replica bucket in {to}")));
+                    }
+                    self.state.set_placement(name, to).map_err(|e| ActionError::Transient(e.to_string()))?;
+                    Ok(Some(format!("the bucket in {to} is now the primary; replication copies from it")))
+                }
+                "route53.upsert" => {
+                    let zone_id =
+                        param(step, "zone_id").ok_or_else(|| ActionError::Fatal("`zone_id` is required".into()))?;
+                    let name = param(step, "name").ok_or_else(|| ActionError::Fatal("`name` is required".into()))?;
+                    let values: Vec<String> = step
+                        .with
+                        .get("values")
+                        .and_then(|v| v.as_array())
+                        .map(|a| {
+                            a.iter().map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string())).collect()
+                        })
+                        .unwrap_or_default();
+                    let rtype = param(step, "type").unwrap_or("A");
+                    let ttl = step.with.get("ttl").and_then(|t| t.as_i64()).unwrap_or(60);
+                    let client = drctl_aws::route53::client(self.clients.sdk().await);
+                    drctl_aws::route53::upsert(&client, zone_id, name, rtype, ttl, &values, Self::wait_for(step))
+                        .await
+                        .map(Some)
+                        .map_err(aws_error)
+                }
+                "route53.failover" => {
+                    let route = self.route_for(step).ok_or_else(|| {
+                        ActionError::Fatal("no service route matches this step's zone_id and name".into())
+                    })?;
+                    self.switch_route(&route, Self::wait_for(step)).await.map(Some)
+                }
                 "service.failover" => {
                     let name = param(step, "service").unwrap_or(&step.entity);
                     let e = self.topo.entity(
                         self.topo.entity_id(name).ok_or_else(|| ActionError::Fatal(format!("no service {name}")))?,
                     );
-                    match &e.spec {
-                        EntitySpec::Service(svc) => match &svc.health {
-                            Some(h) => self.health(&h.url, Duration::from_secs(60), Duration::from_millis(500)).await,
-                            None => Ok(Some("no route or health check to act on".into())),
-                        },
-                        EntitySpec::Datastore(_) => Err(ActionError::Fatal(format!("{name} is not a service"))),
+                    let EntitySpec::Service(svc) = &e.spec else {
+                        return Err(ActionError::Fatal(format!("{name} is not a service")));
+                    };
+                    let mut notes = Vec::new();
+                    if let Some(route) = &svc.route {
+                        notes.push(self.switch_route(route, Self::wait_for(step)).await?);
                     }
+                    if let Some(h) = &svc.health {
+                        if let Some(n) =
+                            self.health(&h.url, Duration::from_secs(60), Duration::from_millis(500)).await?
+                        {
+                            notes.push(n);
+                        }
+                    }
+                    if notes.is_empty() {
+                        notes.push("no route or health check to act on".into());
+                    }
+                    Ok(Some(notes.join("; ")))
                 }
                 other => Err(ActionError::Fatal(format!("action `{other}` is not implemented in this build yet"))),
             }

@@ -1,0 +1,145 @@
+//! Declaring a disaster on an AWS estate (RDS, S3, Route53) served by moto,
+//! through the binary and the real AWS SDK.
+
+use drctl_aws::s3::{self, client_for, Bucket};
+use drctl_testkit::Moto;
+use serde_json::Value;
+use std::process::Command;
+
+async fn sdk(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .credentials_provider(aws_credential_types::Credentials::new("testing", "testing", None, None, "tests"))
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .load()
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_zone_failover_promotes_the_rds_replica_switches_dns_and_turns_replication_around() {
+    let moto = Moto::start();
+    let sdk = sdk(&moto.endpoint()).await;
+    let rds = aws_sdk_rds::Client::new(&sdk);
+    rds.create_db_instance()
+        .db_instance_identifier("ledger-a")
+        .db_instance_class("db.t3.micro")
+        .engine("postgres")
+        .allocated_storage(20)
+        .master_username("admin")
+        .master_user_password("not-a-secret-1")
+        .availability_zone("us-east-1a")
+        .send()
+        .await
+        .unwrap();
+    rds.create_db_instance_read_replica()
+        .db_instance_identifier("ledger-b")
+        .source_db_instance_identifier("ledger-a")
+        .availability_zone("us-east-1b")
+        .send()
+        .await
+        .unwrap();
+    let r53 = aws_sdk_route53::Client::new(&sdk);
+    let zone = r53.create_hosted_zone().name("shop.example.").caller_reference("t").send().await.unwrap();
+    let zone_id = zone.hosted_zone().unwrap().id().trim_start_matches("/hostedzone/").to_string();
+    let mk = |zone: &str, name: &str| Bucket {
+        zone: zone.into(),
+        name: name.into(),
+        endpoint: Some(moto.endpoint()),
+        client: client_for(&sdk, Some(&moto.endpoint()), None),
+    };
+    let (a, b) = (mk("az1", "aws-assets-az1"), mk("az2", "aws-assets-az2"));
+    for x in [&a, &b] {
+        x.client.create_bucket().bucket(&x.name).send().await.unwrap();
+    }
+
+    let dir = std::env::temp_dir().join(format!("drctl-declare-aws-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("drctl.yaml"),
+        format!(
+            "version: 1
+zones:
+  - {{ name: az1, region: us-east-1, aws_zone: us-east-1a }}
+  - {{ name: az2, region: us-east-1, aws_zone: us-east-1b }}
+objectives: {{ tier-0: {{ rpo: 1m, rto: 10m }} }}
+datastores:
+  - name: ledger-db
+    kind: rds-instance
+    primary:  {{ zone: az1, instance: ledger-a }}
+    replicas: [ {{ zone: az2, instance: ledger-b }} ]
+  - name: assets
+    kind: s3
+    endpoint: \"{ep}\"
+    primary:  {{ zone: az1, bucket: aws-assets-az1 }}
+    replicas: [ {{ zone: az2, bucket: aws-assets-az2 }} ]
+    replication: {{ by: drctl, every: 1m }}
+services:
+  - name: pay
+    tier: tier-0
+    zones: [az1, az2]
+    depends_on: [ledger-db, assets]
+    route: {{ kind: route53, zone_id: {zone_id}, name: pay.shop.example., ttl: 30, records: {{ az1: 10.0.1.10, az2: 10.0.2.10 }} }}
+",
+            ep = moto.endpoint()
+        ),
+    )
+    .unwrap();
+    let drctl = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_drctl"))
+            .args(args)
+            .current_dir(&dir)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ENDPOINT_URL", moto.endpoint())
+            .env_remove("DRCTL_STATE")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+
+    let (code, out, err) = drctl(&["declare", "--zone", "az1", "--reason", "us-east-1a outage", "--yes"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let id = out.lines().next().unwrap().to_string();
+
+    let records = r53.list_resource_record_sets().hosted_zone_id(&zone_id).send().await.unwrap();
+    let pay = records.resource_record_sets().iter().find(|r| r.name() == "pay.shop.example.").unwrap();
+    let values: Vec<&str> = pay.resource_records().iter().map(|r| r.value()).collect();
+    assert_eq!(values, ["10.0.2.10"], "only the surviving zone answers");
+
+    let (_, show, _) = drctl(&["show", &id, "--output", "json"]);
+    let show: Value = serde_json::from_str(&show).unwrap();
+    assert_eq!(show["state"], "succeeded");
+    let steps: Vec<(&str, &str)> = show["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["id"].as_str().unwrap(), s["state"].as_str().unwrap()))
+        .collect();
+    assert!(steps.iter().all(|(_, st)| *st == "succeeded"), "{steps:?}");
+    // moto accepts PromoteReadReplica but never clears the source field, so
+    // the evidence is drctl's own journal of the call it made.
+    let ledger = show["steps"].as_array().unwrap().iter().find(|s| s["id"] == "ledger-db/failover").unwrap();
+    assert_eq!(ledger["note"], "ledger-b promoted (was a replica of ledger-a)");
+    let pay_note = show["steps"].as_array().unwrap().iter().find(|s| s["id"] == "pay/failover").unwrap()["note"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(pay_note.contains("pay.shop.example. answers 10.0.2.10 (INSYNC)"), "{pay_note}");
+
+    // Replication now copies from the promoted bucket in az2.
+    s3::put_bytes(&b, "written-after-failover.txt", b"new".to_vec()).await.unwrap();
+    let (code, out, err) = drctl(&["replicate", "--once", "--output", "json"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(s3::get_bytes(&a, "written-after-failover.txt").await.unwrap(), b"new");
+
+    // Idempotent: declaring the same again changes nothing and succeeds.
+    let (code, out, err) = drctl(&["declare", "--zone", "az1", "--reason", "again", "--yes"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
