@@ -190,3 +190,75 @@ pub async fn status(datastores: usize, runs: usize) -> Result<Outcome, Failure> 
     );
     Ok(Outcome::Done)
 }
+
+/// Actions that do nothing: what is left is the engine and its journal.
+struct Noop;
+
+impl drctl_engine::Actions for Noop {
+    fn run<'a>(
+        &'a self,
+        _execution: &'a str,
+        _step: &'a drctl_engine::StepSpec,
+    ) -> futures::future::BoxFuture<'a, Result<drctl_engine::Note, drctl_engine::ActionError>> {
+        Box::pin(async { Ok(None) })
+    }
+}
+
+pub async fn engine(entities: usize, parallel: usize) -> Result<Outcome, Failure> {
+    use drctl_control::failover::{self, Declaration};
+    use std::sync::Arc;
+    let yaml = synth::topology_yaml(entities, 7);
+    let topo =
+        drctl_core::load_str(&yaml, Path::new("bench.yaml")).topology.ok_or_else(|| anyhow::anyhow!("invalid"))?;
+    let scope = Scope { zones: vec!["az1".into()], ..Scope::default() };
+    let plan = plan_with(&topo, &scope, &Observations::default(), Some(parallel), Policy::Prioritised)
+        .map_err(anyhow::Error::from)?;
+    let mut specs = failover::steps(&topo, &plan, "bench");
+    for s in &mut specs {
+        s.action = "noop".into();
+    }
+    let dir = std::env::temp_dir().join(format!("drctl-bench-engine-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let state = Arc::new(
+        drctl_state::State::open(&format!("sqlite://{}/state.db", dir.display())).map_err(anyhow::Error::from)?,
+    );
+    let decl = Declaration {
+        zones: scope.zones.clone(),
+        regions: vec![],
+        targets: vec![],
+        reason: "bench".into(),
+        force: false,
+        parallel: Some(parallel),
+    };
+    let prepared = failover::Prepared { plan, specs: specs.clone(), checks: vec![] };
+    failover::create(&state, "bench", &decl, &prepared).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let engine = drctl_engine::Engine::new(state.clone(), Arc::new(Noop), Some(parallel));
+    let t = Instant::now();
+    let ended = engine.run("bench", &specs).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let wall = t.elapsed();
+    // The journal alone: one durable transition, repeated.
+    let n = 2000;
+    let t = Instant::now();
+    for i in 0..n {
+        let tr = drctl_state::journal::Transition {
+            state: drctl_state::journal::StepState::Succeeded,
+            attempts: 1,
+            started_at: None,
+            finished_at: None,
+            error: None,
+            note: None,
+        };
+        state.transition("bench", i % specs.len(), "x", &tr).map_err(anyhow::Error::from)?;
+    }
+    let per_write = t.elapsed() / n as u32;
+    let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "engine: {} no-op steps (--parallel {parallel}, durable SQLite journal, {} transitions): {:.1} ms in all, {:.0} µs per step ({ended:?}); one journal transition: {:.0} µs",
+        specs.len(),
+        specs.len() * 2,
+        wall.as_secs_f64() * 1e3,
+        wall.as_secs_f64() * 1e6 / specs.len().max(1) as f64,
+        per_write.as_secs_f64() * 1e6
+    );
+    Ok(Outcome::Done)
+}

@@ -149,6 +149,14 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
+    /// Engine overhead: a plan of no-op steps with a durable journal.
+    Engine {
+        /// Entities of the synthetic topology (about 3/4 of them fail over).
+        #[arg(long, default_value_t = 1334)]
+        entities: usize,
+        #[arg(long, default_value_t = 8)]
+        parallel: usize,
+    },
     /// Compare the prioritised scheduler with plain tier-then-file-order list scheduling.
     Scheduler {
         /// Generated topologies per parallelism cap.
@@ -295,6 +303,9 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             bench::plan(&entities, runs.max(1), parallel)
         }
         Command::Bench(BenchCommand::Scheduler { topologies, entities }) => bench::scheduler(topologies, entities),
+        Command::Bench(BenchCommand::Engine { entities, parallel }) => {
+            runtime()?.block_on(bench::engine(entities, parallel))
+        }
         Command::Bench(BenchCommand::Status { datastores, runs }) => {
             // Fixed credentials for the in-process endpoint; set before any thread starts.
             std::env::set_var("AWS_ACCESS_KEY_ID", "bench");
