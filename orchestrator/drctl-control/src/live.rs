@@ -75,7 +75,15 @@ fn region_of(topo: &Topology, ds: &Datastore) -> Option<String> {
         .or_else(|| topo.zones.first().map(|z| z.region.clone()))
 }
 
-async fn measure_datastore(clients: &Clients, topo: &Topology, ds: &Datastore) -> Measurement {
+/// Puts the bucket of the zone a datastore's primary moved to first.
+pub fn primary_first(buckets: &mut Vec<s3::Bucket>, primary_zone: Option<&str>) {
+    if let Some(pos) = primary_zone.and_then(|z| buckets.iter().position(|b| b.zone == z)) {
+        let primary = buckets.remove(pos);
+        buckets.insert(0, primary);
+    }
+}
+
+async fn measure_datastore(clients: &Clients, topo: &Topology, ds: &Datastore, moved_to: Option<&str>) -> Measurement {
     let zones_map: rds::ZoneMap = topo.zones.iter().map(|z| (z.name.clone(), z.aws_zone.clone())).collect();
     match ds.kind {
         DatastoreKind::Postgres => {
@@ -93,7 +101,8 @@ async fn measure_datastore(clients: &Clients, topo: &Topology, ds: &Datastore) -
             postgres::measure(&members, MEASURE_TIMEOUT / 2).await
         }
         DatastoreKind::S3 => {
-            let b = buckets(clients, topo, ds).await;
+            let mut b = buckets(clients, topo, ds).await;
+            primary_first(&mut b, moved_to);
             match b.split_first() {
                 Some((primary, replicas)) => s3::measure(primary, replicas).await,
                 None => Measurement { primary_zone: None, replicas: Vec::new(), error: Some("no buckets".into()) },
@@ -123,11 +132,13 @@ async fn measure_datastore(clients: &Clients, topo: &Topology, ds: &Datastore) -
     }
 }
 
-/// Measures every datastore and service of the topology.
-pub async fn status(clients: &Clients, topo: &Topology) -> StatusReport {
+/// Measures every datastore and service of the topology. `placements`:
+/// where failovers moved primaries, (datastore, zone), from the state store.
+pub async fn status(clients: &Clients, topo: &Topology, placements: &[(String, String)]) -> StatusReport {
     let datastores: Vec<(usize, &Datastore)> = topo.datastores().map(|(i, _, d)| (i, d)).collect();
-    let measured: Vec<Measurement> = futures::future::join_all(datastores.iter().map(|(_, ds)| async move {
-        match tokio::time::timeout(MEASURE_TIMEOUT, measure_datastore(clients, topo, ds)).await {
+    let measured: Vec<Measurement> = futures::future::join_all(datastores.iter().map(|(id, ds)| async move {
+        let moved_to = placements.iter().find(|(d, _)| *d == topo.entity(*id).name).map(|(_, z)| z.as_str());
+        match tokio::time::timeout(MEASURE_TIMEOUT, measure_datastore(clients, topo, ds, moved_to)).await {
             Ok(m) => m,
             Err(_) => Measurement {
                 primary_zone: None,

@@ -52,12 +52,8 @@ pub async fn run_once(
         .unwrap_or_default();
     let mut all = buckets(clients, topo, ds).await;
     // After `s3.promote_replica` the primary is elsewhere: copy from it.
-    if let Some((_, zone)) = state.placements()?.into_iter().find(|(d, _)| *d == e.name) {
-        if let Some(pos) = all.iter().position(|b| b.zone == zone) {
-            let primary = all.remove(pos);
-            all.insert(0, primary);
-        }
-    }
+    let moved_to = state.placements()?.into_iter().find(|(d, _)| *d == e.name).map(|(_, z)| z);
+    crate::live::primary_first(&mut all, moved_to.as_deref());
     let Some((primary, replicas)) = all.split_first() else {
         return Err(Error::BadRequest(format!("`{}` has no buckets", e.name)));
     };

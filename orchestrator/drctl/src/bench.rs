@@ -173,12 +173,12 @@ pub async fn status(datastores: usize, runs: usize) -> Result<Outcome, Failure> 
         .topology
         .ok_or_else(|| anyhow::anyhow!("bench topology invalid"))?;
     let clients = Clients::default();
-    let _warm = live::status(&clients, &topo).await;
+    let _warm = live::status(&clients, &topo, &[]).await;
     let mut times = Vec::new();
     let mut ok = 0;
     for _ in 0..runs {
         let t = Instant::now();
-        let report = live::status(&clients, &topo).await;
+        let report = live::status(&clients, &topo, &[]).await;
         times.push(t.elapsed());
         ok = report.datastores.iter().filter(|d| d.error.is_none() && d.rpo_s == Some(0.0)).count();
     }

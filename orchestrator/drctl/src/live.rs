@@ -21,7 +21,8 @@ pub async fn status(
 ) -> Result<Outcome, Failure> {
     let clients = Clients::default();
     loop {
-        let report = live::status(&clients, topo).await;
+        let placements = state.placements().unwrap_or_default();
+        let report = live::status(&clients, topo, &placements).await;
         if let Err(e) = state.record_rpo_samples(&live::samples(&report)) {
             eprintln!("warning: RPO samples not recorded: {e}");
         }

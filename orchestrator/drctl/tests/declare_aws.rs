@@ -138,6 +138,12 @@ services:
     assert_eq!(code, 0, "{out}\n{err}");
     assert_eq!(s3::get_bytes(&a, "written-after-failover.txt").await.unwrap(), b"new");
 
+    // Status measures the S3 lag from the promoted bucket now.
+    let (_, status, _) = drctl(&["status", "--output", "json"]);
+    let status: Value = serde_json::from_str(&status).unwrap();
+    let assets = status["datastores"].as_array().unwrap().iter().find(|d| d["name"] == "assets").unwrap();
+    assert_eq!(assets["primary_zone"], "az2", "{assets}");
+
     // Idempotent: declaring the same again changes nothing and succeeds.
     let (code, out, err) = drctl(&["declare", "--zone", "az1", "--reason", "again", "--yes"]);
     assert_eq!(code, 0, "{out}\n{err}");
