@@ -25,19 +25,8 @@ pub enum Error {
     Refused(String),
 }
 
-/// Hides a password in a connection URL.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let userinfo = &url[s + 3..at];
-            match userinfo.find(':') {
-                Some(colon) => format!("{}{}:***{}", &url[..s + 3], &userinfo[..colon], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
-}
+/// Hides a password in a connection URL (one implementation, in core).
+pub use drctl_core::diag::redact;
 
 #[cfg(test)]
 mod tests {

@@ -334,17 +334,25 @@ mod tests {
     }
 }
 
+/// A failed query on a member, in words, without its password.
+fn query_error(url: &str, what: &str, e: tokio_postgres::Error) -> Error {
+    Error::Query { target: redact(url), what: what.into(), why: explain(&e) }
+}
+
+/// Connects to a member and asks whether it is in recovery (a standby).
+async fn open_member(url: &str, timeout: Duration) -> Result<(Client, bool), Error> {
+    let client = connect(url, timeout).await?;
+    let in_recovery =
+        client.query_one("SELECT pg_is_in_recovery()", &[]).await.map_err(|e| query_error(url, "role", e))?.get(0);
+    Ok((client, in_recovery))
+}
+
 /// Fences a primary: it stops accepting writes, verified from a fresh
 /// session. Idempotent. Returns what was done.
 pub async fn fence(url: &str, timeout: Duration) -> Result<String, Error> {
     let target = redact(url);
-    let client = connect(url, timeout).await?;
-    let q = |what: &str, e: tokio_postgres::Error| Error::Query {
-        target: target.clone(),
-        what: what.into(),
-        why: explain(&e),
-    };
-    let in_recovery: bool = client.query_one("SELECT pg_is_in_recovery()", &[]).await.map_err(|e| q("role", e))?.get(0);
+    let q = |what: &str, e: tokio_postgres::Error| query_error(url, what, e);
+    let (client, in_recovery) = open_member(url, timeout).await?;
     if in_recovery {
         return Ok("already a standby: nothing to fence".into());
     }
@@ -382,13 +390,8 @@ pub async fn fence(url: &str, timeout: Duration) -> Result<String, Error> {
 /// Idempotent: a member that is already primary is left as it is.
 pub async fn promote(url: &str, timeout: Duration) -> Result<String, Error> {
     let target = redact(url);
-    let client = connect(url, timeout).await?;
-    let q = |what: &str, e: tokio_postgres::Error| Error::Query {
-        target: target.clone(),
-        what: what.into(),
-        why: explain(&e),
-    };
-    let in_recovery: bool = client.query_one("SELECT pg_is_in_recovery()", &[]).await.map_err(|e| q("role", e))?.get(0);
+    let q = |what: &str, e: tokio_postgres::Error| query_error(url, what, e);
+    let (client, in_recovery) = open_member(url, timeout).await?;
     if !in_recovery {
         return Ok("already primary".into());
     }

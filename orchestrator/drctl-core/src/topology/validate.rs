@@ -376,7 +376,11 @@ impl Validator<'_> {
                 };
                 if !(url.value.starts_with("postgres://") || url.value.starts_with("postgresql://")) {
                     self.diags
-                        .error(Code::BadValue, url.pos, format!("`{}` is not a PostgreSQL URL", redact(&url.value)))
+                        .error(
+                            Code::BadValue,
+                            url.pos,
+                            format!("`{}` is not a PostgreSQL URL", crate::diag::redact(&url.value)),
+                        )
                         .with_hint("write it as postgres://user@host:port/db");
                 }
                 Location::Postgres { url: url.value.clone() }
@@ -928,20 +932,6 @@ fn check_bucket_name(name: &str) -> Result<(), String> {
         return Err("bucket names start and end with a letter or digit".into());
     }
     Ok(())
-}
-
-/// Hides a password in a connection URL before it goes into a message.
-pub(crate) fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let userinfo = &url[s + 3..at];
-            match userinfo.find(':') {
-                Some(colon) => format!("{}{}:***{}", &url[..s + 3], &userinfo[..colon], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
 }
 
 fn abbreviated(names: &[&str]) -> String {
