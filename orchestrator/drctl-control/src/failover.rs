@@ -450,7 +450,7 @@ impl RealActions {
     async fn health(&self, url: &str, within: Duration, interval: Duration) -> Result<Note, ActionError> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
-            match http::check(&self.clients_http(), url, Duration::from_secs(5)).await {
+            match http::check(self.clients.http(), url, Duration::from_secs(5)).await {
                 Ok(()) => return Ok(Some(format!("{url} healthy"))),
                 Err(why) if tokio::time::Instant::now() >= deadline => {
                     return Err(ActionError::Transient(format!("not healthy within {}s: {why}", within.as_secs_f64())))
@@ -458,10 +458,6 @@ impl RealActions {
                 Err(_) => tokio::time::sleep(interval).await,
             }
         }
-    }
-
-    fn clients_http(&self) -> http::Client {
-        http::client()
     }
 
     async fn promote(&self, step: &StepSpec) -> Result<Note, ActionError> {
@@ -496,9 +492,8 @@ impl RealActions {
 }
 
 impl Actions for RealActions {
-    fn run<'a>(&'a self, execution: &'a str, step: &'a StepSpec) -> BoxFuture<'a, Result<Note, ActionError>> {
+    fn run<'a>(&'a self, _execution: &'a str, step: &'a StepSpec) -> BoxFuture<'a, Result<Note, ActionError>> {
         Box::pin(async move {
-            let _ = (&self.clients, execution);
             match step.action.as_str() {
                 "wait" => {
                     let d = duration_param(step, "for", Duration::ZERO)?;
@@ -552,7 +547,7 @@ impl Actions for RealActions {
                 }
                 "http.request" | "notify" => {
                     let url = param(step, "url").ok_or_else(|| ActionError::Fatal("`url` is required".into()))?;
-                    let client = self.clients_http();
+                    let client = self.clients.http();
                     let method = if step.action == "notify" { "POST" } else { param(step, "method").unwrap_or("GET") };
                     let mut req = client.request(
                         reqwest::Method::from_bytes(method.as_bytes())

@@ -47,6 +47,11 @@ impl Clients {
         self.s3.lock().unwrap_or_else(|p| p.into_inner()).entry(key).or_insert(client).clone()
     }
 
+    /// The shared HTTP client (health checks, webhooks).
+    pub fn http(&self) -> &http::Client {
+        &self.http
+    }
+
     pub async fn sdk(&self) -> &SdkConfig {
         self.sdk.get_or_init(drctl_aws::sdk_config).await
     }
