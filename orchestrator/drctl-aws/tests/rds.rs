@@ -118,3 +118,37 @@ async fn cluster_members_are_discovered_and_mapped_to_zones() {
     let m = measure_cluster(&rds, "nope", &zones()).await;
     assert!(m.error.unwrap().contains("fix `cluster:`"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_failover_moves_the_writer_and_is_idempotent() {
+    let moto = Moto::start();
+    let rds = rds(&moto).await;
+    rds.rds
+        .create_db_cluster()
+        .db_cluster_identifier("billing")
+        .engine("aurora-postgresql")
+        .master_username("admin")
+        .master_user_password("not-a-secret-1")
+        .send()
+        .await
+        .unwrap();
+    for (id, az) in [("billing-1", "us-east-1a"), ("billing-2", "us-east-1b")] {
+        rds.rds
+            .create_db_instance()
+            .db_instance_identifier(id)
+            .db_instance_class("db.r6g.large")
+            .engine("aurora-postgresql")
+            .db_cluster_identifier("billing")
+            .availability_zone(az)
+            .send()
+            .await
+            .unwrap();
+    }
+    let wait = std::time::Duration::from_secs(30);
+    let did = drctl_aws::rds::failover_cluster(&rds, "billing", "billing-2", &zones(), wait).await.unwrap();
+    assert_eq!(did, "billing-2 now writes for billing");
+    let m = measure_cluster(&rds, "billing", &zones()).await;
+    assert_eq!(m.primary_zone.as_deref(), Some("use1-az2"), "the writer moved to us-east-1b");
+    let again = drctl_aws::rds::failover_cluster(&rds, "billing", "billing-2", &zones(), wait).await.unwrap();
+    assert_eq!(again, "billing-2 already writes for billing");
+}

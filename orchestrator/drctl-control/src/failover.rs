@@ -260,6 +260,7 @@ pub async fn prepare(topo: &Topology, state: &State, decl: &Declaration, inciden
             checks.push(Check { subject: s.id.clone(), ok, detail });
         }
     }
+    aws_preflight(topo, decl, &specs, &mut checks).await;
     if !plan.plan.unrecoverable.is_empty() {
         for u in &plan.plan.unrecoverable {
             checks.push(Check {
@@ -270,6 +271,116 @@ pub async fn prepare(topo: &Topology, state: &State, decl: &Declaration, inciden
         }
     }
     Ok(Prepared { plan, specs, checks })
+}
+
+/// Checks that every AWS resource a step will act on exists and answers
+/// with the credentials at hand (no credentials, unknown identifiers and
+/// missing permissions are found here, not halfway through a failover).
+async fn aws_preflight(topo: &Topology, decl: &Declaration, specs: &[StepSpec], checks: &mut Vec<Check>) {
+    let needs_aws = specs
+        .iter()
+        .any(|s| s.action.starts_with("rds.") || s.action.starts_with("s3.") || s.action.starts_with("route53."))
+        || specs.iter().any(|s| s.action == "service.failover" && service_route53(topo, &s.entity).is_some());
+    if !needs_aws {
+        return;
+    }
+    let clients = Clients::default();
+    let zones_map: drctl_aws::rds::ZoneMap = topo.zones.iter().map(|z| (z.name.clone(), z.aws_zone.clone())).collect();
+    let lost: Vec<String> = topo
+        .zones
+        .iter()
+        .filter(|z| decl.zones.contains(&z.name) || decl.regions.contains(&z.region))
+        .map(|z| z.name.clone())
+        .collect();
+    for s in specs {
+        let ds = topo
+            .entity_id(s.with.get("datastore").and_then(|v| v.as_str()).unwrap_or(&s.entity))
+            .map(|i| topo.entity(i));
+        let result: Option<Result<String, String>> = match (s.action.as_str(), ds.map(|e| &e.spec)) {
+            ("rds.promote_read_replica", Some(EntitySpec::Datastore(d))) => {
+                let to = s.to_zone.as_deref().unwrap_or_default();
+                let instance =
+                    d.replicas.iter().find(|m| topo.zones[m.zone].name == to).and_then(|m| match &m.location {
+                        Location::RdsInstance { instance } => Some(instance.clone()),
+                        _ => None,
+                    });
+                let client = drctl_aws::rds::Rds::new(clients.sdk().await, d.region.as_deref());
+                Some(match instance {
+                    None => Err(format!("no replica instance in {to}")),
+                    Some(id) => drctl_aws::rds::describe_instance(&client, &id)
+                        .await
+                        .map(|i| format!("{} is {} in {}", i.id, i.status, i.availability_zone))
+                        .map_err(|e| e.to_string()),
+                })
+            }
+            ("rds.failover_db_cluster", Some(EntitySpec::Datastore(d))) => {
+                let client = drctl_aws::rds::Rds::new(clients.sdk().await, d.region.as_deref());
+                let cluster = d.cluster.clone().unwrap_or_default();
+                Some(match drctl_aws::rds::cluster_members(&client, &cluster, &zones_map).await {
+                    Err(e) => Err(e.to_string()),
+                    Ok(m) if m.iter().any(|(_, _, z)| !lost.contains(z)) => {
+                        Ok(format!("{cluster} has a member outside the lost zones"))
+                    }
+                    Ok(_) => Err(format!("{cluster} has no member outside the lost zones")),
+                })
+            }
+            ("s3.promote_replica", Some(EntitySpec::Datastore(d))) => {
+                let to = s.to_zone.as_deref().unwrap_or_default();
+                let buckets = crate::live::buckets(&clients, topo, d).await;
+                Some(match buckets.iter().find(|b| b.zone == to) {
+                    None => Err(format!("no replica bucket in {to}")),
+                    Some(b) => b
+                        .client
+                        .head_bucket()
+                        .bucket(&b.name)
+                        .send()
+                        .await
+                        .map(|_| format!("bucket {} answers", b.name))
+                        .map_err(|e| format!("bucket {}: {}", b.name, drctl_aws::explain(&e))),
+                })
+            }
+            ("route53.upsert" | "route53.failover", _) => {
+                let zone_id = s.with.get("zone_id").and_then(|v| v.as_str()).map(str::to_string);
+                Some(hosted_zone_check(&clients, zone_id).await)
+            }
+            ("service.failover", _) => match service_route53(topo, &s.entity) {
+                Some(zone_id) => Some(hosted_zone_check(&clients, Some(zone_id)).await),
+                None => None,
+            },
+            _ => None,
+        };
+        if let Some(r) = result {
+            let (ok, detail) = match r {
+                Ok(d) => (true, d),
+                Err(e) => (false, format!("{e}; nothing was changed")),
+            };
+            checks.push(Check { subject: s.id.clone(), ok, detail });
+        }
+    }
+}
+
+fn service_route53(topo: &Topology, name: &str) -> Option<String> {
+    let e = topo.entity(topo.entity_id(name)?);
+    match &e.spec {
+        EntitySpec::Service(svc) => svc
+            .route
+            .as_ref()
+            .filter(|r| r.kind == drctl_core::topology::RouteKind::Route53)
+            .and_then(|r| r.zone_id.clone()),
+        EntitySpec::Datastore(_) => None,
+    }
+}
+
+async fn hosted_zone_check(clients: &Clients, zone_id: Option<String>) -> Result<String, String> {
+    let Some(zone_id) = zone_id else { return Err("no hosted zone id".into()) };
+    let client = drctl_aws::route53::client(clients.sdk().await);
+    client
+        .get_hosted_zone()
+        .id(&zone_id)
+        .send()
+        .await
+        .map(|_| format!("hosted zone {zone_id} answers"))
+        .map_err(|e| format!("hosted zone {zone_id}: {}", drctl_aws::explain(&e)))
 }
 
 /// A new execution id: time-ordered and readable (`20261125-225301-7f3a`).
@@ -321,8 +432,13 @@ pub async fn execute(topo: Arc<Topology>, state: Arc<State>, id: &str) -> Result
         .filter(|z| decl.zones.contains(&z.name) || decl.regions.contains(&z.region))
         .map(|z| z.name.clone())
         .collect();
-    let actions =
-        Arc::new(RealActions { topo: topo.clone(), state: state.clone(), clients: Clients::default(), lost_zones });
+    let actions = Arc::new(RealActions {
+        topo: topo.clone(),
+        state: state.clone(),
+        clients: Clients::default(),
+        lost_zones,
+        targets: decl.targets.clone(),
+    });
     let engine = Engine::new(state.clone(), actions, decl.parallel);
     engine.run(id, &specs).await.map_err(|e| match e {
         drctl_engine::Error::State(s) => Error::State(s),
@@ -361,6 +477,8 @@ struct RealActions {
     clients: Clients,
     /// The zones the declaration lost (routes answer with the others).
     lost_zones: Vec<String>,
+    /// Entities named with `--target`: they move even when nothing is lost.
+    targets: Vec<String>,
 }
 
 fn param<'a>(step: &'a StepSpec, key: &str) -> Option<&'a str> {
@@ -639,13 +757,30 @@ impl Actions for RealActions {
                         self.topo.zones.iter().map(|z| (z.name.clone(), z.aws_zone.clone())).collect();
                     let members =
                         drctl_aws::rds::cluster_members(&client, &cluster, &zones).await.map_err(aws_error)?;
+                    let writer = members.iter().find(|(_, w, _)| *w).map(|(i, _, z)| (i.id.clone(), z.clone()));
+                    // A targeted cluster moves off its writer; on a zone loss it
+                    // moves only when the writer is in a lost zone.
+                    let targeted = self.targets.iter().any(|t| t == name);
+                    if let Some((id, zone)) = &writer {
+                        if !targeted && !self.lost_zones.contains(zone) {
+                            self.state.set_placement(name, zone).map_err(|e| ActionError::Transient(e.to_string()))?;
+                            return Ok(Some(format!("{id} in {zone} already writes, outside the lost zones")));
+                        }
+                    }
                     let wanted = param(step, "to_zone").or(step.to_zone.as_deref());
-                    let target = members
+                    let candidates: Vec<_> = members
                         .iter()
-                        .filter(|(_, _, z)| !self.lost_zones.contains(z))
+                        .filter(|(i, _, z)| {
+                            !self.lost_zones.contains(z) && writer.as_ref().is_none_or(|(w, _)| *w != i.id)
+                        })
+                        .collect();
+                    let target = candidates
+                        .iter()
                         .find(|(_, _, z)| wanted.is_none_or(|w| w == z))
-                        .or_else(|| members.iter().find(|(_, _, z)| !self.lost_zones.contains(z)))
-                        .ok_or_else(|| ActionError::Fatal(format!("{cluster} has no member outside the lost zones")))?;
+                        .or(candidates.first())
+                        .ok_or_else(|| {
+                            ActionError::Fatal(format!("{cluster} has no other member outside the lost zones"))
+                        })?;
                     let what =
                         drctl_aws::rds::failover_cluster(&client, &cluster, &target.0.id, &zones, Self::wait_for(step))
                             .await

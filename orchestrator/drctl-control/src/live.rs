@@ -115,20 +115,29 @@ async fn measure_datastore(clients: &Clients, topo: &Topology, ds: &Datastore, m
         }
         DatastoreKind::RdsInstance => {
             let client = rds::Rds::new(clients.sdk().await, region_of(topo, ds).as_deref());
-            let id = |m: &drctl_core::topology::Member| match &m.location {
-                Location::RdsInstance { instance } => Some(instance.clone()),
-                _ => None,
-            };
-            let Some(primary) = ds.primary.as_ref().and_then(id) else {
+            // Members as (zone, instance), the current primary first: after a
+            // promotion it is the instance in the zone the failover moved to.
+            let mut members: Vec<(String, String)> = ds
+                .primary
+                .iter()
+                .chain(&ds.replicas)
+                .filter_map(|m| match &m.location {
+                    Location::RdsInstance { instance } => Some((topo.zones[m.zone].name.clone(), instance.clone())),
+                    _ => None,
+                })
+                .collect();
+            if let Some(pos) = moved_to.and_then(|z| members.iter().position(|(zone, _)| zone == z)) {
+                let primary = members.remove(pos);
+                members.insert(0, primary);
+            }
+            let Some(((_, primary), replicas)) = members.split_first() else {
                 return Measurement {
                     primary_zone: None,
                     replicas: Vec::new(),
                     error: Some("no primary instance".into()),
                 };
             };
-            let replicas: Vec<(String, String)> =
-                ds.replicas.iter().filter_map(|m| Some((topo.zones[m.zone].name.clone(), id(m)?))).collect();
-            rds::measure_instance(&client, &primary, &replicas, &zones_map).await
+            rds::measure_instance(&client, primary, replicas, &zones_map).await
         }
         DatastoreKind::RdsCluster => {
             let client = rds::Rds::new(clients.sdk().await, region_of(topo, ds).as_deref());

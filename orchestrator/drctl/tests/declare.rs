@@ -265,3 +265,77 @@ steps:
     assert_eq!(step_state(&show, "job/approve").0, "skipped");
     assert_eq!(step_state(&show, "job/after").0, "skipped");
 }
+
+/// A one-thread HTTP server that answers with the given statuses in turn
+/// (the last one repeats) and records each request's first line and body.
+fn http_server(statuses: Vec<u16>) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for (n, conn) in listener.incoming().enumerate() {
+            let Ok(mut conn) = conn else { return };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let (head, body) = loop {
+                let Ok(k) = conn.read(&mut chunk) else { break (String::new(), String::new()) };
+                if k == 0 {
+                    break (String::new(), String::new());
+                }
+                buf.extend_from_slice(&chunk[..k]);
+                let text = String::from_utf8_lossy(&buf).to_string();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let len = text
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if buf.len() >= end + 4 + len {
+                        break (
+                            text.lines().next().unwrap_or("").to_string(),
+                            text[end + 4..end + 4 + len].to_string(),
+                        );
+                    }
+                }
+            };
+            log.lock().unwrap().push((head, body));
+            let status = statuses[n.min(statuses.len() - 1)];
+            let _ = conn
+                .write_all(format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes());
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn http_request_retries_a_503_and_notify_posts_slack_compatible_json() {
+    let (port, seen) = http_server(vec![503, 200]);
+    let dir = Dir::new("http");
+    runbook_topology(
+        &dir,
+        &format!(
+            "name: job
+steps:
+  - {{ id: drain, action: http.request, with: {{ method: POST, url: \"http://127.0.0.1:{port}/drain?zone={{{{ from_zone }}}}\", body: \"now\" }}, retries: {{ attempts: 3, backoff: 10ms }} }}
+  - {{ id: tell, action: notify, with: {{ url: \"http://127.0.0.1:{port}/hook\", text: \"job moved to {{{{ to_zone }}}} ({{{{ incident }}}})\" }}, needs: [drain] }}
+"
+        ),
+    );
+    let (code, out, err) = dir.run(&["declare", "--zone", "az1", "--reason", "drill", "--yes"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let id = out.lines().next().unwrap().to_string();
+    let requests = seen.lock().unwrap().clone();
+    assert_eq!(requests.len(), 3, "{requests:?}");
+    assert_eq!(requests[0].0, "POST /drain?zone=az1 HTTP/1.1");
+    assert_eq!(requests[1].0, "POST /drain?zone=az1 HTTP/1.1", "a 503 is retried");
+    assert_eq!(requests[2].0, "POST /hook HTTP/1.1");
+    let body: Value = serde_json::from_str(&requests[2].1).unwrap();
+    assert_eq!(body["text"], format!("job moved to az2 ({id})"));
+    let show = dir.json(&["show", &id, "--output", "json"]);
+    assert_eq!(step_state(&show, "job/drain"), ("succeeded".into(), 2));
+}

@@ -143,9 +143,97 @@ services:
     let status: Value = serde_json::from_str(&status).unwrap();
     let assets = status["datastores"].as_array().unwrap().iter().find(|d| d["name"] == "assets").unwrap();
     assert_eq!(assets["primary_zone"], "az2", "{assets}");
+    let ledger = status["datastores"].as_array().unwrap().iter().find(|d| d["name"] == "ledger-db").unwrap();
+    assert_eq!(ledger["primary_zone"], "az2", "status measures from the promoted instance: {ledger}");
 
     // Idempotent: declaring the same again changes nothing and succeeds.
     let (code, out, err) = drctl(&["declare", "--zone", "az1", "--reason", "again", "--yes"]);
     assert_eq!(code, 0, "{out}\n{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_target_moves_its_writer_and_a_wrong_hosted_zone_is_refused_up_front() {
+    let moto = Moto::start();
+    let sdk = sdk(&moto.endpoint()).await;
+    let rds = aws_sdk_rds::Client::new(&sdk);
+    rds.create_db_cluster()
+        .db_cluster_identifier("billing")
+        .engine("aurora-postgresql")
+        .master_username("admin")
+        .master_user_password("not-a-secret-1")
+        .send()
+        .await
+        .unwrap();
+    for (id, az) in [("billing-1", "us-east-1a"), ("billing-2", "us-east-1b")] {
+        rds.create_db_instance()
+            .db_instance_identifier(id)
+            .db_instance_class("db.r6g.large")
+            .engine("aurora-postgresql")
+            .db_cluster_identifier("billing")
+            .availability_zone(az)
+            .send()
+            .await
+            .unwrap();
+    }
+    let dir = std::env::temp_dir().join(format!("drctl-declare-cluster-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let topology = |zone_id: &str| {
+        format!(
+            "version: 1
+zones:
+  - {{ name: az1, region: us-east-1, aws_zone: us-east-1a }}
+  - {{ name: az2, region: us-east-1, aws_zone: us-east-1b }}
+datastores:
+  - {{ name: billing-db, kind: rds-cluster, cluster: billing }}
+services:
+  - name: pay
+    zones: [az1, az2]
+    depends_on: [billing-db]
+    route: {{ kind: route53, zone_id: {zone_id}, name: pay.shop.example., records: {{ az1: 10.0.1.10, az2: 10.0.2.10 }} }}
+"
+        )
+    };
+    let drctl = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_drctl"))
+            .args(args)
+            .current_dir(&dir)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ENDPOINT_URL", moto.endpoint())
+            .env_remove("DRCTL_STATE")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let writer = |members: &aws_sdk_rds::operation::describe_db_clusters::DescribeDbClustersOutput| {
+        members.db_clusters()[0]
+            .db_cluster_members()
+            .iter()
+            .find(|m| m.is_cluster_writer() == Some(true))
+            .and_then(|m| m.db_instance_identifier().map(str::to_string))
+    };
+
+    std::fs::write(dir.join("drctl.yaml"), topology("ZDOESNOTEXIST")).unwrap();
+    let (code, out, err) = drctl(&["declare", "--target", "billing-db", "--reason", "move the writer", "--yes"]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(out.contains("hosted zone ZDOESNOTEXIST"), "{out}");
+    let now = rds.describe_db_clusters().db_cluster_identifier("billing").send().await.unwrap();
+    assert_eq!(writer(&now).as_deref(), Some("billing-1"), "a refused run changes nothing");
+
+    let r53 = aws_sdk_route53::Client::new(&sdk);
+    let zone = r53.create_hosted_zone().name("shop.example.").caller_reference("c").send().await.unwrap();
+    let zone_id = zone.hosted_zone().unwrap().id().trim_start_matches("/hostedzone/").to_string();
+    std::fs::write(dir.join("drctl.yaml"), topology(&zone_id)).unwrap();
+    let (code, out, err) = drctl(&["declare", "--target", "billing-db", "--reason", "move the writer", "--yes"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let now = rds.describe_db_clusters().db_cluster_identifier("billing").send().await.unwrap();
+    assert_eq!(writer(&now).as_deref(), Some("billing-2"), "the writer moved out of az1");
     let _ = std::fs::remove_dir_all(&dir);
 }
