@@ -339,3 +339,23 @@ steps:
     let show = dir.json(&["show", &id, "--output", "json"]);
     assert_eq!(step_state(&show, "job/drain"), ("succeeded".into(), 2));
 }
+
+#[test]
+fn with_the_primary_dead_the_last_recorded_lag_decides_and_the_fence_is_noted() {
+    let pg = PgPair::start();
+    let dir = Dir::new("dead");
+    std::fs::write(dir.0.join("drctl.yaml"), pg_topology(&pg, "10s")).unwrap();
+    pg.psql(pg.primary_port, "CREATE TABLE t (id int); INSERT INTO t VALUES (1)");
+    std::thread::sleep(Duration::from_millis(500));
+    // Monitoring records the lag while the primary is alive...
+    let (code, _, _) = dir.run(&["status"]);
+    assert_eq!(code, 0);
+    // ...then the zone goes dark.
+    pg.kill_primary();
+    let (code, out, err) = dir.run(&["declare", "--zone", "az1", "--reason", "az1 is dark", "--yes"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("(the primary is unreachable)"), "the lag came from the last sample: {out}");
+    assert!(out.contains("az1: unreachable, not fenced"), "{out}");
+    assert_eq!(pg.psql(pg.standby_port, "SELECT pg_is_in_recovery()"), "f");
+    assert_eq!(pg.psql(pg.standby_port, "SELECT count(*) FROM t"), "1", "the data is on the new primary");
+}
