@@ -268,7 +268,10 @@ steps:
 
 /// A one-thread HTTP server that answers with the given statuses in turn
 /// (the last one repeats) and records each request's first line and body.
-fn http_server(statuses: Vec<u16>) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>) {
+/// (request line, body) of every request received.
+type RequestLog = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+fn http_server(statuses: Vec<u16>) -> (u16, RequestLog) {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
