@@ -27,6 +27,31 @@ async fn rds(moto: &Moto) -> Rds {
     }
 }
 
+/// An Aurora cluster `billing` with one instance per (id, availability zone); the first writes.
+async fn aurora(rds: &Rds, members: &[(&str, &str)]) {
+    rds.rds
+        .create_db_cluster()
+        .db_cluster_identifier("billing")
+        .engine("aurora-postgresql")
+        .master_username("admin")
+        .master_user_password("not-a-secret-1")
+        .send()
+        .await
+        .unwrap();
+    for (id, az) in members {
+        rds.rds
+            .create_db_instance()
+            .db_instance_identifier(*id)
+            .db_instance_class("db.r6g.large")
+            .engine("aurora-postgresql")
+            .db_cluster_identifier("billing")
+            .availability_zone(*az)
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_read_replica_is_found_in_its_zone_with_the_lag_cloudwatch_reports() {
     let moto = Moto::start();
@@ -88,27 +113,7 @@ async fn a_read_replica_is_found_in_its_zone_with_the_lag_cloudwatch_reports() {
 async fn cluster_members_are_discovered_and_mapped_to_zones() {
     let moto = Moto::start();
     let rds = rds(&moto).await;
-    rds.rds
-        .create_db_cluster()
-        .db_cluster_identifier("billing")
-        .engine("aurora-postgresql")
-        .master_username("admin")
-        .master_user_password("not-a-secret-1")
-        .send()
-        .await
-        .unwrap();
-    for (id, az) in [("billing-1", "us-east-1a"), ("billing-2", "us-east-1c")] {
-        rds.rds
-            .create_db_instance()
-            .db_instance_identifier(id)
-            .db_instance_class("db.r6g.large")
-            .engine("aurora-postgresql")
-            .db_cluster_identifier("billing")
-            .availability_zone(az)
-            .send()
-            .await
-            .unwrap();
-    }
+    aurora(&rds, &[("billing-1", "us-east-1a"), ("billing-2", "us-east-1c")]).await;
     let m = measure_cluster(&rds, "billing", &zones()).await;
     assert_eq!(m.error, None, "{m:?}");
     assert_eq!(m.primary_zone.as_deref(), Some("use1-az1"));
@@ -123,27 +128,7 @@ async fn cluster_members_are_discovered_and_mapped_to_zones() {
 async fn a_cluster_failover_moves_the_writer_and_is_idempotent() {
     let moto = Moto::start();
     let rds = rds(&moto).await;
-    rds.rds
-        .create_db_cluster()
-        .db_cluster_identifier("billing")
-        .engine("aurora-postgresql")
-        .master_username("admin")
-        .master_user_password("not-a-secret-1")
-        .send()
-        .await
-        .unwrap();
-    for (id, az) in [("billing-1", "us-east-1a"), ("billing-2", "us-east-1b")] {
-        rds.rds
-            .create_db_instance()
-            .db_instance_identifier(id)
-            .db_instance_class("db.r6g.large")
-            .engine("aurora-postgresql")
-            .db_cluster_identifier("billing")
-            .availability_zone(az)
-            .send()
-            .await
-            .unwrap();
-    }
+    aurora(&rds, &[("billing-1", "us-east-1a"), ("billing-2", "us-east-1b")]).await;
     let wait = std::time::Duration::from_secs(30);
     let did = drctl_aws::rds::failover_cluster(&rds, "billing", "billing-2", &zones(), wait).await.unwrap();
     assert_eq!(did, "billing-2 now writes for billing");

@@ -6,6 +6,25 @@ use drctl_testkit::Moto;
 use serde_json::Value;
 use std::process::Command;
 
+/// Runs drctl in `dir` against moto with test credentials: (exit code, stdout, stderr).
+fn run_drctl(dir: &std::path::Path, moto: &Moto, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_drctl"))
+        .args(args)
+        .current_dir(dir)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ENDPOINT_URL", moto.endpoint())
+        .env_remove("DRCTL_STATE")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
 async fn sdk(endpoint: &str) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .credentials_provider(aws_credential_types::Credentials::new("testing", "testing", None, None, "tests"))
@@ -85,23 +104,7 @@ services:
         ),
     )
     .unwrap();
-    let drctl = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_drctl"))
-            .args(args)
-            .current_dir(&dir)
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ENDPOINT_URL", moto.endpoint())
-            .env_remove("DRCTL_STATE")
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).to_string(),
-            String::from_utf8_lossy(&out.stderr).to_string(),
-        )
-    };
+    let drctl = |args: &[&str]| run_drctl(&dir, &moto, args);
 
     let (code, out, err) = drctl(&["declare", "--zone", "az1", "--reason", "us-east-1a outage", "--yes"]);
     assert_eq!(code, 0, "{out}\n{err}");
@@ -195,23 +198,7 @@ services:
 "
         )
     };
-    let drctl = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_drctl"))
-            .args(args)
-            .current_dir(&dir)
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ENDPOINT_URL", moto.endpoint())
-            .env_remove("DRCTL_STATE")
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).to_string(),
-            String::from_utf8_lossy(&out.stderr).to_string(),
-        )
-    };
+    let drctl = |args: &[&str]| run_drctl(&dir, &moto, args);
     let writer = |members: &aws_sdk_rds::operation::describe_db_clusters::DescribeDbClustersOutput| {
         members.db_clusters()[0]
             .db_cluster_members()
