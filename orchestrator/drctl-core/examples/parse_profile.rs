@@ -1,3 +1,8 @@
+//! Where the time of loading a 100k-entity topology goes: the YAML event
+//! parser alone, the positioned tree, decoding, and the full load. Used to
+//! decide the streaming decoder (see `yaml::parse_streaming`); run with
+//! `cargo run --release -p drctl-core --example parse_profile`.
+
 use std::time::Instant;
 fn main() {
     let yaml = drctl_core::synth::topology_yaml(100_000, 42);
