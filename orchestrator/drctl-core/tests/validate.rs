@@ -438,6 +438,29 @@ steps:
         assert!(msg.contains("nowhere.yaml"));
     }
 
+    #[test]
+    fn drills_are_checked_down_to_their_experiments() {
+        let dir = tempdir::Dir::new();
+        fs::write(
+            dir.path().join("az1.yaml"),
+            "name: x\nfaults:\n  - { kind: zone-outage, zones: [az1] }\nduration: soon\n",
+        )
+        .unwrap();
+        let path = dir.path().join("drctl.yaml");
+        fs::write(&path, with_head("drills:\n  - { experiment: az1.yaml, cron: \"0 3 * * 1\" }\n  - { experiment: gone.yaml, cron: \"0 3 * * 9\" }\n")).unwrap();
+        let diags = drctl_core::load(&path).diagnostics;
+        let got: Vec<String> = diags
+            .iter()
+            .map(|d| {
+                format!("{}:{}:{} {}", d.file.file_name().unwrap().to_string_lossy(), d.pos.line, d.pos.col, d.message)
+            })
+            .collect();
+        assert_eq!(got.len(), 3, "{got:#?}");
+        assert!(got.iter().any(|g| g.starts_with("az1.yaml:4:11 `duration`")), "the experiment's own error: {got:#?}");
+        assert!(got.iter().any(|g| g.starts_with("drctl.yaml:9:19 experiment `gone.yaml` does not exist")), "{got:#?}");
+        assert!(got.iter().any(|g| g.contains("weekday 9 is not 0-7")), "{got:#?}");
+    }
+
     /// A temporary folder removed on drop (no dependency for so little).
     mod tempdir {
         use std::path::{Path, PathBuf};

@@ -825,6 +825,9 @@ impl Validator<'_> {
                 self.diags
                     .error(Code::Io, exp.pos, format!("experiment `{}` does not exist ({})", exp.value, path.display()))
                     .with_hint("experiment paths are relative to the topology file's folder");
+            } else if let Err(problems) = crate::chaos::load(&path) {
+                // The experiment's own mistakes, with its own file and positions.
+                self.diags.extend(problems);
             }
             match cron_schedule(&cron.value) {
                 Ok((full, _)) => out.push(Drill { experiment: path, cron: full }),

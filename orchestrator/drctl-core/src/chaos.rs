@@ -1,0 +1,295 @@
+//! Chaos experiments (SPEC §7): the faults a drill injects, for how long,
+//! when to stop early, and whether drctl declares the disaster itself.
+//!
+//! Parsed with the same positioned decoder as the topology, so a typo in an
+//! experiment is reported with `file:line:column` before any fault is
+//! injected. Running experiments is the drill engine's job (issue 5); this
+//! module only says what an experiment file means.
+
+use crate::decode::{Decoder, Named};
+use crate::diag::{Code, Diagnostic, Diagnostics, Pos};
+use crate::yaml;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// One fault to inject.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    /// Everything in these zones stops or becomes unreachable.
+    ZoneOutage { zones: Vec<String> },
+    /// A process of an entity is killed.
+    ProcessKill { target: String },
+    /// Traffic to an entity is delayed.
+    Latency { target: String, delay: Duration },
+    /// A share of packets to an entity is dropped (0.0–1.0).
+    PacketLoss { target: String, rate: f64 },
+    /// Connections to an entity are reset.
+    Reset { target: String },
+    /// A datastore's replication stops (PostgreSQL replay paused, S3 copying halted).
+    ReplicationPause { datastore: String },
+    /// A share of S3 requests is answered 503 (0.0–1.0).
+    S3Errors { datastore: Option<String>, rate: f64 },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimedFault {
+    pub fault: Fault,
+    /// Injected this long after the experiment starts.
+    pub after: Duration,
+    pub pos: Pos,
+}
+
+/// A condition that ends the experiment early (and heals).
+#[derive(Debug, Clone, PartialEq)]
+pub enum StopWhen {
+    RpoAbove { datastore: String, bound: Duration },
+    RtoAbove { service: String, bound: Duration },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeclareMode {
+    /// drctl declares when health checks fail.
+    Auto,
+    /// The drill waits for `drctl declare`.
+    Manual,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Experiment {
+    pub name: String,
+    pub description: Option<String>,
+    pub file: PathBuf,
+    pub faults: Vec<TimedFault>,
+    pub duration: Duration,
+    pub stop_when: Vec<StopWhen>,
+    pub declare: DeclareMode,
+}
+
+pub const FAULT_KINDS: &[&str] =
+    &["zone-outage", "process-kill", "latency", "packet-loss", "reset", "replication-pause", "s3-errors"];
+
+pub fn load(path: &Path) -> Result<Experiment, Vec<Diagnostic>> {
+    match std::fs::read_to_string(path) {
+        Ok(src) => load_str(&src, path),
+        Err(e) => {
+            let mut d = Diagnostics::new(path);
+            d.error(Code::Io, Pos::new(1, 1), format!("cannot read the experiment: {e}"));
+            Err(d.into_sorted())
+        }
+    }
+}
+
+pub fn load_str(src: &str, path: &Path) -> Result<Experiment, Vec<Diagnostic>> {
+    let mut diags = Diagnostics::new(path);
+    let root = match yaml::parse(src) {
+        Ok(r) => r,
+        Err(e) => {
+            diags.error(Code::Syntax, e.pos, format!("not valid YAML: {}", e.message));
+            return Err(diags.into_sorted());
+        }
+    };
+    let exp = decode(&mut Decoder::new(&mut diags), &root, path);
+    match exp {
+        Some(e) if !diags.has_errors() => Ok(e),
+        _ => Err(diags.into_sorted()),
+    }
+}
+
+fn rate(d: &mut Decoder, node: Option<&yaml::Node>, what: &str) -> Option<f64> {
+    let node = node?;
+    let text = d.string(node, &what)?;
+    let v = text.value.trim_end_matches('%');
+    let r = v.parse::<f64>().ok().map(|x| if text.value.ends_with('%') { x / 100.0 } else { x });
+    match r {
+        Some(x) if (0.0..=1.0).contains(&x) => Some(x),
+        _ => {
+            d.diags
+                .error(Code::BadValue, node.pos, format!("{what} `{}` is not a share between 0 and 1", text.value))
+                .with_hint("write 0.2 or 20%");
+            None
+        }
+    }
+}
+
+fn decode(d: &mut Decoder, root: &yaml::Node, path: &Path) -> Option<Experiment> {
+    let top =
+        d.fields(root, &"the experiment", &["name", "description", "faults", "duration", "stop_when", "declare"])?;
+    let name = d.req_string(&top, "name", &"the experiment");
+    let description = d.opt_string(&top, "description", &"the experiment").map(|s| s.value);
+    let duration = d.required(&top, "duration", &"the experiment").and_then(|n| d.duration(n, &"`duration`"));
+    let mut faults = Vec::new();
+    let fault_nodes = d.list(top.get("faults"), &"`faults`");
+    if fault_nodes.is_empty() {
+        d.diags
+            .error(Code::MissingKey, top.pos, "the experiment injects no faults")
+            .with_hint("add `faults:` with at least one `{ kind: ... }`");
+    }
+    for node in fault_nodes {
+        let what = Named("fault", node.peek("kind"));
+        let keys = ["kind", "zones", "target", "datastore", "delay", "rate", "after"];
+        let Some(f) = d.fields(node, &what, &keys) else { continue };
+        let Some(kind) = d.req_string(&f, "kind", &what) else { continue };
+        if !d.choice(&kind, &"fault kind", FAULT_KINDS) {
+            continue;
+        }
+        let after = d.opt_duration(&f, "after", &what).map_or(Duration::ZERO, |a| a.value);
+        let target = |d: &mut Decoder| d.req_string(&f, "target", &what).map(|t| t.value);
+        let fault = match kind.value.as_str() {
+            "zone-outage" => {
+                let zones: Vec<String> =
+                    d.string_list(f.get("zones"), &"`zones`").into_iter().map(|z| z.value).collect();
+                if zones.is_empty() {
+                    d.diags.error(Code::MissingKey, f.pos, "a zone-outage needs `zones: [ZONE, ...]`");
+                    None
+                } else {
+                    Some(Fault::ZoneOutage { zones })
+                }
+            }
+            "process-kill" => target(d).map(|target| Fault::ProcessKill { target }),
+            "reset" => target(d).map(|target| Fault::Reset { target }),
+            "latency" => {
+                let t = target(d);
+                let delay = d.required(&f, "delay", &what).and_then(|n| d.duration(n, &"`delay`"));
+                t.zip(delay).map(|(target, delay)| Fault::Latency { target, delay: delay.value })
+            }
+            "packet-loss" => {
+                let t = target(d);
+                let r = match f.get("rate") {
+                    Some(n) => rate(d, Some(n), "`rate`"),
+                    None => {
+                        d.diags.error(Code::MissingKey, f.pos, "a packet-loss needs `rate:` (e.g. 20%)");
+                        None
+                    }
+                };
+                t.zip(r).map(|(target, rate)| Fault::PacketLoss { target, rate })
+            }
+            "replication-pause" => {
+                d.req_string(&f, "datastore", &what).map(|s| Fault::ReplicationPause { datastore: s.value })
+            }
+            "s3-errors" => {
+                let datastore = d.opt_string(&f, "datastore", &what).map(|s| s.value);
+                // Without a rate, every request fails.
+                let share = match f.get("rate") {
+                    Some(n) => rate(d, Some(n), "`rate`"),
+                    None => Some(1.0),
+                };
+                share.map(|rate| Fault::S3Errors { datastore, rate })
+            }
+            _ => None,
+        };
+        if let Some(fault) = fault {
+            faults.push(TimedFault { fault, after, pos: node.pos });
+        }
+    }
+    let mut stop_when = Vec::new();
+    for node in d.list(top.get("stop_when"), &"`stop_when`") {
+        let what: &dyn std::fmt::Display = &"a stop condition";
+        let Some(f) = d.fields(node, what, &["rpo_above", "rto_above", "datastore", "service"]) else { continue };
+        match (f.get("rpo_above"), f.get("rto_above")) {
+            (Some(b), None) => {
+                let bound = d.duration(b, &"`rpo_above`");
+                let ds = d.req_string(&f, "datastore", what);
+                if let (Some(bound), Some(ds)) = (bound, ds) {
+                    stop_when.push(StopWhen::RpoAbove { datastore: ds.value, bound: bound.value });
+                }
+            }
+            (None, Some(b)) => {
+                let bound = d.duration(b, &"`rto_above`");
+                let svc = d.req_string(&f, "service", what);
+                if let (Some(bound), Some(svc)) = (bound, svc) {
+                    stop_when.push(StopWhen::RtoAbove { service: svc.value, bound: bound.value });
+                }
+            }
+            _ => {
+                d.diags
+                    .error(Code::BadValue, f.pos, "a stop condition has exactly one of `rpo_above` or `rto_above`")
+                    .with_hint("for example `{ rpo_above: 30s, datastore: orders-db }`");
+            }
+        }
+    }
+    let declare = match d.opt_string(&top, "declare", &"the experiment") {
+        None => DeclareMode::Auto,
+        Some(s) if s.value == "auto" => DeclareMode::Auto,
+        Some(s) if s.value == "manual" => DeclareMode::Manual,
+        Some(s) => {
+            d.choice(&s, &"`declare`", &["auto", "manual"]);
+            DeclareMode::Auto
+        }
+    };
+    if let (Some(dur), true) = (&duration, !faults.is_empty()) {
+        for f in &faults {
+            if f.after > dur.value {
+                d.diags
+                    .error(Code::BadValue, f.pos, "this fault starts after the experiment ends")
+                    .with_hint("make `after` shorter than `duration`");
+            }
+        }
+    }
+    Some(Experiment {
+        name: name?.value,
+        description,
+        file: path.to_path_buf(),
+        faults,
+        duration: duration?.value,
+        stop_when,
+        declare,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_spec_example_loads() {
+        let e = load_str(
+            "name: az1-power-loss
+description: Everything in use1-az1 stops at once.
+faults:
+  - { kind: zone-outage, zones: [use1-az1] }
+  - { kind: latency, target: orders-db, delay: 200ms, after: 10s }
+duration: 2m
+stop_when:
+  - { rpo_above: 30s, datastore: orders-db }
+declare: auto
+",
+            Path::new("x.yaml"),
+        )
+        .unwrap();
+        assert_eq!(e.faults[0].fault, Fault::ZoneOutage { zones: vec!["use1-az1".into()] });
+        assert_eq!(e.faults[1].fault, Fault::Latency { target: "orders-db".into(), delay: Duration::from_millis(200) });
+        assert_eq!(e.faults[1].after, Duration::from_secs(10));
+        assert_eq!(e.duration, Duration::from_secs(120));
+        assert_eq!(
+            e.stop_when,
+            vec![StopWhen::RpoAbove { datastore: "orders-db".into(), bound: Duration::from_secs(30) }]
+        );
+        assert_eq!(e.declare, DeclareMode::Auto);
+    }
+
+    #[test]
+    fn every_mistake_is_reported_with_its_position() {
+        let errs = load_str(
+            "name: bad
+faults:
+  - { kind: zone-outag, zones: [a] }
+  - { kind: packet-loss, target: db, rate: 140% }
+  - { kind: latency, target: db, after: 5m, delay: 1s }
+duration: 1m
+stop_when:
+  - { rpo_above: 30s, rto_above: 1m }
+declare: sometimes
+",
+            Path::new("x.yaml"),
+        )
+        .unwrap_err();
+        let got: Vec<String> = errs.iter().map(|d| format!("{}:{} {}", d.pos.line, d.pos.col, d.message)).collect();
+        assert_eq!(got.len(), 5, "{got:#?}");
+        assert!(got[0].starts_with("3:13 fault kind `zone-outag` is not known"), "{got:#?}");
+        assert_eq!(errs[0].hint.as_deref(), Some("did you mean `zone-outage`? (one of: zone-outage, process-kill, latency, packet-loss, reset, replication-pause, s3-errors)"));
+        assert!(got[1].starts_with("4:44 `rate` `140%` is not a share"), "{got:#?}");
+        assert!(got[2].starts_with("5:5 this fault starts after the experiment ends"), "{got:#?}");
+        assert!(got[3].contains("exactly one of `rpo_above` or `rto_above`"), "{got:#?}");
+        assert!(got[4].contains("`declare` `sometimes` is not known"), "{got:#?}");
+    }
+}
