@@ -344,6 +344,22 @@ fn same_endpoint(a: &Bucket, b: &Bucket) -> bool {
     a.endpoint == b.endpoint
 }
 
+/// What a copy keeps of the source object (content type, cache control,
+/// encoding, disposition, user metadata) and the encryption it is written
+/// with, applied to a PUT or a multipart start from a GET or HEAD answer:
+/// one list for every path that writes an object.
+macro_rules! keep_headers {
+    ($req:expr, $from:expr, $options:expr) => {
+        $req.set_content_type($from.content_type().map(str::to_string))
+            .set_cache_control($from.cache_control().map(str::to_string))
+            .set_content_encoding($from.content_encoding().map(str::to_string))
+            .set_content_disposition($from.content_disposition().map(str::to_string))
+            .set_metadata($from.metadata().cloned())
+            .set_server_side_encryption(sse($options))
+            .set_ssekms_key_id($options.kms_key_id.clone())
+    };
+}
+
 fn sse(options: &Options) -> Option<ServerSideEncryption> {
     options.sse.as_deref().map(ServerSideEncryption::from)
 }
@@ -382,23 +398,10 @@ async fn copy_object(
                 .send()
                 .await
                 .map_err(api(what("reading")))?;
-            let out = dst
-                .client
-                .put_object()
-                .bucket(&dst.name)
-                .key(&obj.key)
-                .content_length(got.content_length().unwrap_or(obj.size as i64))
-                .set_content_type(got.content_type().map(str::to_string))
-                .set_cache_control(got.cache_control().map(str::to_string))
-                .set_content_encoding(got.content_encoding().map(str::to_string))
-                .set_content_disposition(got.content_disposition().map(str::to_string))
-                .set_metadata(got.metadata().cloned())
-                .set_server_side_encryption(sse(options))
-                .set_ssekms_key_id(options.kms_key_id.clone())
-                .body(got.body)
-                .send()
-                .await
-                .map_err(api(what("writing")))?;
+            let length = got.content_length().unwrap_or(obj.size as i64);
+            let put = dst.client.put_object().bucket(&dst.name).key(&obj.key).content_length(length);
+            // Headers first: attaching the body moves it out of `got`.
+            let out = keep_headers!(put, got, options).body(got.body).send().await.map_err(api(what("writing")))?;
             out.e_tag().map(unquote).unwrap_or_default()
         }
         Some(parts) => copy_multipart(datastore, src, dst, obj, parts, state, options).await?,
@@ -458,21 +461,9 @@ async fn copy_multipart(
         None => {
             let full =
                 src.client.head_object().bucket(&src.name).key(&obj.key).send().await.map_err(api(what("reading")))?;
-            let created = dst
-                .client
-                .create_multipart_upload()
-                .bucket(&dst.name)
-                .key(&obj.key)
-                .set_content_type(full.content_type().map(str::to_string))
-                .set_cache_control(full.cache_control().map(str::to_string))
-                .set_content_encoding(full.content_encoding().map(str::to_string))
-                .set_content_disposition(full.content_disposition().map(str::to_string))
-                .set_metadata(full.metadata().cloned())
-                .set_server_side_encryption(sse(options))
-                .set_ssekms_key_id(options.kms_key_id.clone())
-                .send()
-                .await
-                .map_err(api(what("starting the copy of")))?;
+            let start = dst.client.create_multipart_upload().bucket(&dst.name).key(&obj.key);
+            let created =
+                keep_headers!(start, full, options).send().await.map_err(api(what("starting the copy of")))?;
             let cp = MultipartCheckpoint {
                 upload_id: created.upload_id().unwrap_or_default().to_string(),
                 source_etag: obj.etag.clone(),

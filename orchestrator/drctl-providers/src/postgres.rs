@@ -106,14 +106,8 @@ fn explain(e: &tokio_postgres::Error) -> String {
 async fn ask(url: &str, timeout: Duration) -> Seen {
     let target = redact(url);
     let result = tokio::time::timeout(timeout, async {
-        let client = connect(url, timeout).await?;
-        let q = |what: &str, e: tokio_postgres::Error| Error::Query {
-            target: target.clone(),
-            what: what.into(),
-            why: explain(&e),
-        };
-        let in_recovery: bool =
-            client.query_one("SELECT pg_is_in_recovery()", &[]).await.map_err(|e| q("role", e))?.get(0);
+        let q = |what: &str, e: tokio_postgres::Error| query_error(url, what, e);
+        let (client, in_recovery) = open_member(url, timeout).await?;
         if !in_recovery {
             let ro: String = client
                 .query_one("SHOW default_transaction_read_only", &[])
