@@ -34,6 +34,15 @@ pub struct Declaration {
 }
 
 impl Declaration {
+    /// The names of the zones the declaration loses, by name or by region.
+    pub fn lost_zones(&self, topo: &Topology) -> Vec<String> {
+        topo.zones
+            .iter()
+            .filter(|z| self.zones.contains(&z.name) || self.regions.contains(&z.region))
+            .map(|z| z.name.clone())
+            .collect()
+    }
+
     pub fn scope(&self) -> Scope {
         Scope { zones: self.zones.clone(), regions: self.regions.clone(), targets: self.targets.clone() }
     }
@@ -165,18 +174,7 @@ pub fn steps(topo: &Topology, plan: &DetailedPlan, incident: &str) -> Vec<StepSp
 fn pg_members(topo: &Topology, name: &str) -> Option<(Vec<postgres::Member>, Option<Duration>)> {
     let e = topo.entity(topo.entity_id(name)?);
     let EntitySpec::Datastore(d) = &e.spec else { return None };
-    let members = d
-        .primary
-        .iter()
-        .chain(&d.replicas)
-        .filter_map(|m| match &m.location {
-            Location::Postgres { url } => {
-                Some(postgres::Member { zone: topo.zones[m.zone].name.clone(), url: url.clone() })
-            }
-            _ => None,
-        })
-        .collect();
-    Some((members, e.failover.max_lag))
+    Some((crate::live::postgres_members(topo, d), e.failover.max_lag))
 }
 
 /// Plans and runs every check that can refuse the run. Changes nothing.
@@ -285,13 +283,8 @@ async fn aws_preflight(topo: &Topology, decl: &Declaration, specs: &[StepSpec], 
         return;
     }
     let clients = Clients::default();
-    let zones_map: drctl_aws::rds::ZoneMap = topo.zones.iter().map(|z| (z.name.clone(), z.aws_zone.clone())).collect();
-    let lost: Vec<String> = topo
-        .zones
-        .iter()
-        .filter(|z| decl.zones.contains(&z.name) || decl.regions.contains(&z.region))
-        .map(|z| z.name.clone())
-        .collect();
+    let zones_map = crate::live::zone_map(topo);
+    let lost = decl.lost_zones(topo);
     for s in specs {
         let ds = topo
             .entity_id(s.with.get("datastore").and_then(|v| v.as_str()).unwrap_or(&s.entity))
@@ -426,12 +419,7 @@ pub async fn execute(topo: Arc<Topology>, state: Arc<State>, id: &str) -> Result
             "execution {id} was planned from a different topology; restore the file it was declared with to resume it"
         )));
     }
-    let lost_zones: Vec<String> = topo
-        .zones
-        .iter()
-        .filter(|z| decl.zones.contains(&z.name) || decl.regions.contains(&z.region))
-        .map(|z| z.name.clone())
-        .collect();
+    let lost_zones = decl.lost_zones(&topo);
     let actions = Arc::new(RealActions {
         topo: topo.clone(),
         state: state.clone(),
@@ -753,8 +741,7 @@ impl Actions for RealActions {
                     let cluster =
                         ds.cluster.clone().ok_or_else(|| ActionError::Fatal(format!("{name} has no cluster")))?;
                     let client = drctl_aws::rds::Rds::new(self.clients.sdk().await, ds.region.as_deref());
-                    let zones: drctl_aws::rds::ZoneMap =
-                        self.topo.zones.iter().map(|z| (z.name.clone(), z.aws_zone.clone())).collect();
+                    let zones = crate::live::zone_map(&self.topo);
                     let members =
                         drctl_aws::rds::cluster_members(&client, &cluster, &zones).await.map_err(aws_error)?;
                     let writer = members.iter().find(|(_, w, _)| *w).map(|(i, _, z)| (i.id.clone(), z.clone()));
@@ -875,11 +862,7 @@ pub fn report(topo: Option<&Topology>, state: &State, id: &str) -> Result<serde_
         let mine: Vec<_> = steps.iter().filter(|s| s.entity == name).collect();
         let done = mine.iter().all(|s| s.state == drctl_state::journal::StepState::Succeeded);
         let rto = done.then(|| mine.iter().filter_map(|s| s.finished_at).map(since).fold(0.0, f64::max));
-        let target = topo
-            .and_then(|t| t.entity_id(name))
-            .and_then(|i| topo.map(|t| t.entity(i).targets.rto))
-            .flatten()
-            .map(|d| d.as_secs_f64());
+        let target = topo.and_then(|t| t.entity(t.entity_id(name)?).targets.rto).map(|d| d.as_secs_f64());
         let meets = match (rto, target) {
             (Some(r), Some(t)) => r <= t,
             (Some(_), None) => true,

@@ -80,6 +80,25 @@ fn region_of(topo: &Topology, ds: &Datastore) -> Option<String> {
         .or_else(|| topo.zones.first().map(|z| z.region.clone()))
 }
 
+/// The members of a PostgreSQL datastore as the provider takes them, primary first.
+pub fn postgres_members(topo: &Topology, ds: &Datastore) -> Vec<postgres::Member> {
+    ds.primary
+        .iter()
+        .chain(&ds.replicas)
+        .filter_map(|m| match &m.location {
+            Location::Postgres { url } => {
+                Some(postgres::Member { zone: topo.zones[m.zone].name.clone(), url: url.clone() })
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// How the topology's zones map to AWS availability zones (`name`, `aws_zone`).
+pub fn zone_map(topo: &Topology) -> rds::ZoneMap {
+    topo.zones.iter().map(|z| (z.name.clone(), z.aws_zone.clone())).collect()
+}
+
 /// Puts the bucket of the zone a datastore's primary moved to first.
 pub fn primary_first(buckets: &mut Vec<s3::Bucket>, primary_zone: Option<&str>) {
     if let Some(pos) = primary_zone.and_then(|z| buckets.iter().position(|b| b.zone == z)) {
@@ -89,22 +108,9 @@ pub fn primary_first(buckets: &mut Vec<s3::Bucket>, primary_zone: Option<&str>) 
 }
 
 async fn measure_datastore(clients: &Clients, topo: &Topology, ds: &Datastore, moved_to: Option<&str>) -> Measurement {
-    let zones_map: rds::ZoneMap = topo.zones.iter().map(|z| (z.name.clone(), z.aws_zone.clone())).collect();
+    let zones_map = zone_map(topo);
     match ds.kind {
-        DatastoreKind::Postgres => {
-            let members: Vec<postgres::Member> = ds
-                .primary
-                .iter()
-                .chain(&ds.replicas)
-                .filter_map(|m| match &m.location {
-                    Location::Postgres { url } => {
-                        Some(postgres::Member { zone: topo.zones[m.zone].name.clone(), url: url.clone() })
-                    }
-                    _ => None,
-                })
-                .collect();
-            postgres::measure(&members, MEASURE_TIMEOUT / 2).await
-        }
+        DatastoreKind::Postgres => postgres::measure(&postgres_members(topo, ds), MEASURE_TIMEOUT / 2).await,
         DatastoreKind::S3 => {
             let mut b = buckets(clients, topo, ds).await;
             primary_first(&mut b, moved_to);
