@@ -261,9 +261,14 @@ pub async fn replicate_once(
         progress.planned(&replica.zone, todo.len() as u64, todo.iter().map(|o| o.size).sum());
         let copied = AtomicU64::new(0);
         let bytes = AtomicU64::new(0);
-        let failures: Vec<Failure> = futures::stream::iter(todo)
-            .map(|obj| async {
-                match copy_with_retry(datastore, primary, replica, obj, state, options).await {
+        // Owned items and an explicit `async move` over borrowed context:
+        // a closure over `&ObjectInfo` would make this future unusable in
+        // `tokio::spawn` (a higher-ranked lifetime the compiler cannot prove).
+        let (copied_ref, bytes_ref) = (&copied, &bytes);
+        let failures: Vec<Failure> = futures::stream::iter(todo.into_iter().cloned())
+            .map(|obj: ObjectInfo| async move {
+                let (copied, bytes) = (copied_ref, bytes_ref);
+                match copy_with_retry(datastore, primary, replica, &obj, state, options).await {
                     Ok(()) => {
                         copied.fetch_add(1, Ordering::Relaxed);
                         bytes.fetch_add(obj.size, Ordering::Relaxed);

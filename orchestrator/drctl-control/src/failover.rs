@@ -12,7 +12,7 @@ use crate::Error;
 use drctl_core::plan::{plan_with, DetailedPlan, Observations, Placement, Scope};
 use drctl_core::runbook::RunbookStep;
 use drctl_core::schedule::Policy;
-use drctl_core::topology::{EntitySpec, Location, Topology};
+use drctl_core::topology::{EntitySpec, Location, Route, RouteKind, Topology};
 use drctl_engine::{ActionError, Actions, Ended, Engine, Note, StepSpec};
 use drctl_providers::{http, postgres};
 use drctl_state::journal::{exec_state, ExecutionRow};
@@ -77,6 +77,7 @@ pub const IMPLEMENTED: &[&str] = &[
     "s3.promote_replica",
     "route53.upsert",
     "route53.failover",
+    "dns.failover",
     "service.failover",
     "http.health",
     "http.request",
@@ -192,17 +193,11 @@ pub async fn prepare(topo: &Topology, state: &State, decl: &Declaration, inciden
                 detail: format!("action `{}` is not implemented in this build yet; nothing was changed", s.action),
             });
         }
-        if s.action == "service.failover" {
-            let e = topo.entity(topo.entity_id(&s.entity).unwrap_or(0));
-            if let EntitySpec::Service(svc) = &e.spec {
-                if svc.route.as_ref().is_some_and(|r| r.kind == drctl_core::topology::RouteKind::LabDns) {
-                    checks.push(Check {
-                        subject: s.id.clone(),
-                        ok: false,
-                        detail:
-                            "switching a lab-dns route is not implemented in this build yet (it comes with the lab)"
-                                .into(),
-                    });
+        if s.action == "service.failover" || s.action == "dns.failover" {
+            let name = s.with.get("service").and_then(|v| v.as_str()).unwrap_or(&s.entity);
+            if let Some(EntitySpec::Service(svc)) = topo.entity_id(name).map(|i| &topo.entity(i).spec) {
+                if let Some(route) = svc.route.as_ref().filter(|r| r.kind == RouteKind::LabDns) {
+                    checks.push(lab_dns_check(&s.id, route).await);
                 }
             }
         }
@@ -269,6 +264,29 @@ pub async fn prepare(topo: &Topology, state: &State, decl: &Declaration, inciden
         }
     }
     Ok(Prepared { plan, specs, checks })
+}
+
+/// A lab-dns route can only be switched when its DNS server answers.
+async fn lab_dns_check(subject: &str, route: &Route) -> Check {
+    let Some(server) = route.server.as_deref() else {
+        return Check {
+            subject: subject.into(),
+            ok: false,
+            detail: format!("the lab-dns route {} has no `server`", route.name),
+        };
+    };
+    match drctl_providers::dns::query_a(server, &route.name, Duration::from_secs(3)).await {
+        Ok(now) => Check {
+            subject: subject.into(),
+            ok: true,
+            detail: format!(
+                "dns://{server} answers {} with {}",
+                route.name,
+                now.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ")
+            ),
+        },
+        Err(e) => Check { subject: subject.into(), ok: false, detail: format!("{e}; nothing was changed") },
+    }
 }
 
 /// Checks that every AWS resource a step will act on exists and answers
@@ -528,6 +546,20 @@ impl RealActions {
             .collect();
         if values.is_empty() {
             return Err(ActionError::Fatal(format!("every zone of {} is lost: no record to answer with", route.name)));
+        }
+        if route.kind == RouteKind::LabDns {
+            let server = route
+                .server
+                .as_deref()
+                .ok_or_else(|| ActionError::Fatal("the lab-dns route has no `server`".into()))?;
+            let zone = route.zone_id.clone().unwrap_or_else(|| drctl_providers::dns::parent_zone(&route.name));
+            let timeout = wait.min(Duration::from_secs(10));
+            return drctl_providers::dns::replace_a(server, &zone, &route.name, route.ttl as u32, &values, timeout)
+                .await
+                .map_err(|e| match e {
+                    drctl_providers::Error::Refused(m) => ActionError::Fatal(m),
+                    other => ActionError::Transient(other.to_string()),
+                });
         }
         let zone_id = route.zone_id.as_deref().ok_or_else(|| ActionError::Fatal("the route has no zone_id".into()))?;
         let client = drctl_aws::route53::client(self.clients.sdk().await);
@@ -810,6 +842,19 @@ impl Actions for RealActions {
                     })?;
                     self.switch_route(&route, Self::wait_for(step)).await.map(Some)
                 }
+                "dns.failover" => {
+                    let name = param(step, "service").unwrap_or(&step.entity);
+                    let route = self
+                        .topo
+                        .entity_id(name)
+                        .and_then(|i| match &self.topo.entity(i).spec {
+                            EntitySpec::Service(svc) => svc.route.clone(),
+                            EntitySpec::Datastore(_) => None,
+                        })
+                        .filter(|r| r.kind == RouteKind::LabDns)
+                        .ok_or_else(|| ActionError::Fatal(format!("service `{name}` has no lab-dns route")))?;
+                    self.switch_route(&route, Self::wait_for(step)).await.map(Some)
+                }
                 "service.failover" => {
                     let name = param(step, "service").unwrap_or(&step.entity);
                     let e = self.topo.entity(
@@ -824,7 +869,7 @@ impl Actions for RealActions {
                     }
                     if let Some(h) = &svc.health {
                         if let Some(n) =
-                            self.health(&h.url, Duration::from_secs(60), Duration::from_millis(500)).await?
+                            self.health(&h.url, Duration::from_secs(60), Duration::from_millis(250)).await?
                         {
                             notes.push(n);
                         }

@@ -1,10 +1,12 @@
 //! Providers that talk to systems other than AWS: PostgreSQL (replication
-//! lag, roles, fencing and promotion) and HTTP health checks.
+//! lag, roles, fencing and promotion), HTTP health checks, and DNS (the
+//! lab's records, switched with standard RFC 2136 updates).
 //!
 //! Every provider turns failures into plain words an operator can act on
 //! (unreachable, wrong password, missing privilege), never a raw driver
 //! error alone, and never prints a password.
 
+pub mod dns;
 pub mod http;
 pub mod postgres;
 

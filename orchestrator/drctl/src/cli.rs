@@ -123,9 +123,66 @@ pub enum Command {
     },
     /// Print the JSON Schema of the topology file (for editors).
     Schema,
+    /// A real multi-zone environment on this machine: PostgreSQL pair, S3 per zone, DNS, services, workload.
+    #[command(subcommand)]
+    Lab(LabCommand),
+    /// Run a chaos experiment as a DR drill: inject, detect, fail over, measure RTO and RPO, heal, report.
+    Drill {
+        /// The experiment file (chaos/*.yaml).
+        experiment: PathBuf,
+        /// The topology to drill (default drctl.yaml; ignored with --lab).
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// Start a lab for the drill and stop it afterwards.
+        #[arg(long)]
+        lab: bool,
+        /// Where the lab lives (with --lab).
+        #[arg(long, default_value = ".drctl/lab", value_name = "DIR")]
+        lab_dir: PathBuf,
+        /// The lab's first port (with --lab).
+        #[arg(long, default_value_t = drctl_lab::lab::DEFAULT_BASE_PORT)]
+        base_port: u16,
+        /// Where to write report.json, report.md and report.html (default .drctl/reports/ID).
+        #[arg(long, value_name = "DIR")]
+        report: Option<PathBuf>,
+        /// List what each fault would hit; inject nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, value_name = "N")]
+        parallel: Option<usize>,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
     /// Measure drctl's own speed.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Start the lab and keep it running until Ctrl-C or `drctl lab down`.
+    Up {
+        #[arg(long, default_value = ".drctl/lab", value_name = "DIR")]
+        dir: PathBuf,
+        /// The first of the ports the lab uses (it needs about 100 above it).
+        #[arg(long, default_value_t = drctl_lab::lab::DEFAULT_BASE_PORT)]
+        base_port: u16,
+        /// Run in the background and return once it is up.
+        #[arg(long)]
+        detach: bool,
+    },
+    /// Stop a running lab (harmless when none runs).
+    Down {
+        #[arg(long, default_value = ".drctl/lab", value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// What runs in the lab, which faults are in force, and the workload's progress.
+    Status {
+        #[arg(long, default_value = ".drctl/lab", value_name = "DIR")]
+        dir: PathBuf,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -211,11 +268,13 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
     match cli.command {
         Command::Status { file, output, watch } => {
             let topo = load(&file.path, &style)?;
+            let state_url = crate::lab::adopt_lab(&file.path, &state_url);
             let state = open_state(&state_url)?;
             runtime()?.block_on(crate::live::status(&topo, &state, output == Output::Json, watch, &style))
         }
         Command::Declare { file, scope, reason, yes, dry_run, force, parallel } => {
             let topo = load(&file.path, &style)?;
+            let state_url = crate::lab::adopt_lab(&file.path, &state_url);
             let decl = drctl_control::failover::Declaration {
                 zones: scope.zones,
                 regions: scope.regions,
@@ -234,6 +293,7 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
         }
         Command::Resume { file, id } => {
             let topo = load(&file.path, &style)?;
+            let state_url = crate::lab::adopt_lab(&file.path, &state_url);
             let state = open_state(&state_url)?;
             runtime()?.block_on(crate::execute::resume(topo, state, &id, &style))
         }
@@ -256,6 +316,7 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
         }
         Command::Replicate { file, once, names, output } => {
             let topo = load(&file.path, &style)?;
+            let state_url = crate::lab::adopt_lab(&file.path, &state_url);
             let state = open_state(&state_url)?;
             runtime()?.block_on(crate::live::replicate(&topo, &state, &names, once, output == Output::Json))
         }
@@ -293,6 +354,34 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             };
             print!("{}", graph::render(&topo, plan.as_ref(), format));
             Ok(Outcome::Done)
+        }
+        Command::Lab(LabCommand::Up { dir, base_port, detach }) => {
+            if detach {
+                crate::lab::detach(&dir, base_port)
+            } else {
+                runtime()?.block_on(crate::lab::up(dir, base_port))
+            }
+        }
+        Command::Lab(LabCommand::Down { dir }) => runtime()?.block_on(crate::lab::down(&dir)),
+        Command::Lab(LabCommand::Status { dir, output }) => {
+            runtime()?.block_on(crate::lab::status(&dir, output == Output::Json))
+        }
+        Command::Drill { experiment, file, lab, lab_dir, base_port, report, dry_run, parallel, output } => {
+            crate::lab::drill(
+                crate::lab::DrillArgs {
+                    experiment,
+                    file,
+                    lab,
+                    lab_dir,
+                    base_port,
+                    report,
+                    dry_run,
+                    parallel,
+                    json: output == Output::Json,
+                    state_url,
+                },
+                &style,
+            )
         }
         Command::Schema => {
             let schema = drctl_core::schema::topology_schema();

@@ -5,6 +5,7 @@
 mod bench;
 mod cli;
 mod execute;
+mod lab;
 mod live;
 mod text;
 

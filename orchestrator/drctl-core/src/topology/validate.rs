@@ -633,6 +633,11 @@ impl Validator<'_> {
                     .error(Code::MissingKey, r.pos, format!("the route53 route of {what} has no `zone_id`"))
                     .with_hint("add `zone_id: HOSTED_ZONE_ID`");
             }
+            if kind == RouteKind::LabDns && r.server.is_none() {
+                self.diags
+                    .error(Code::MissingKey, r.pos, format!("the lab-dns route of {what} has no `server`"))
+                    .with_hint("add `server: \"127.0.0.1:PORT\"`: the DNS server that takes the update");
+            }
             let mut records = Vec::new();
             for (zone, value) in &r.records {
                 if let Some(z) = self.reference("zone", zone, ctx.zones, "`records` are keyed by zone") {

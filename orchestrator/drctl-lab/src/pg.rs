@@ -1,0 +1,248 @@
+//! The lab's PostgreSQL servers: the system's own binaries, run as direct
+//! children of the lab (as the `postgres` user when the lab runs as root,
+//! since initdb refuses root) with a parent-death signal, so that even a
+//! lab killed with SIGKILL leaves no server behind.
+
+use crate::Error;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where PostgreSQL's server binaries are: `$PG_BIN`, the Debian/Ubuntu and
+/// RHEL folders, or PATH.
+pub fn find_bin() -> Result<PathBuf, Error> {
+    if let Some(p) = std::env::var_os("PG_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    for v in ["18", "17", "16", "15", "14", "13"] {
+        for p in [format!("/usr/lib/postgresql/{v}/bin"), format!("/usr/pgsql-{v}/bin")] {
+            if Path::new(&p).join("initdb").exists() {
+                return Ok(PathBuf::from(p));
+            }
+        }
+    }
+    std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).find(|p| p.join("initdb").exists() && p.join("postgres").exists()))
+        .ok_or_else(|| {
+            Error::Missing(
+                "PostgreSQL's server binaries (initdb, postgres) were not found on PATH or in /usr/lib/postgresql/*/bin. \
+                 Install them (Debian/Ubuntu: `apt-get install postgresql`; Fedora: `dnf install postgresql-server`; \
+                 macOS: `brew install postgresql`) or set PG_BIN to their folder"
+                    .into(),
+            )
+        })
+}
+
+/// The uid/gid to run PostgreSQL as: `postgres` when we are root, else ourselves.
+fn run_as() -> Option<(u32, u32)> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return None;
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.first() == Some(&"postgres")).then(|| Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?)))?
+    })
+}
+
+/// Ownership for a folder PostgreSQL will write to.
+pub fn hand_over(dir: &Path) -> Result<(), Error> {
+    if let Some((uid, gid)) = run_as() {
+        std::os::unix::fs::chown(dir, Some(uid), Some(gid))
+            .map_err(|e| Error::Io(format!("cannot give {} to the postgres user: {e}", dir.display())))?;
+    }
+    Ok(())
+}
+
+fn command(bin: &Path, tool: &str) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut c = Command::new(bin.join(tool));
+    if let Some((uid, gid)) = run_as() {
+        c.uid(uid).gid(gid);
+    } else if unsafe { libc::geteuid() } == 0 {
+        // root without a postgres user: initdb will say so clearly.
+    }
+    // SAFETY: prctl is async-signal-safe; runs after the uid switch (which
+    // would otherwise clear the parent-death signal).
+    unsafe {
+        c.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    c.stdin(Stdio::null());
+    c
+}
+
+fn run(mut c: Command, what: &str) -> Result<(), Error> {
+    let out = c.output().map_err(|e| Error::Process(format!("{what}: cannot run: {e}")))?;
+    if !out.status.success() {
+        return Err(Error::Process(format!(
+            "{what} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    Ok(())
+}
+
+/// One PostgreSQL server of the lab.
+pub struct PgServer {
+    pub name: String,
+    pub data: PathBuf,
+    /// Where the server itself listens (the lab's proxy sits in front of it).
+    pub addr: SocketAddr,
+    bin: PathBuf,
+    child: Option<Child>,
+}
+
+impl PgServer {
+    /// initdb a new primary.
+    pub fn init_primary(bin: &Path, name: &str, data: PathBuf, addr: SocketAddr) -> Result<Self, Error> {
+        let mut c = command(bin, "initdb");
+        c.arg("-D").arg(&data).args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "--no-instructions"]);
+        run(c, "initdb")?;
+        let conf = "wal_level = replica\nmax_wal_senders = 5\nhot_standby = on\nfsync = off\nsynchronous_commit = on\n\
+                    wal_receiver_status_interval = 1s\nhot_standby_feedback = on\nwal_sender_timeout = 5s\n\
+                    wal_receiver_timeout = 5s\nmax_connections = 60\nshared_buffers = 32MB\n";
+        append(&data.join("postgresql.conf"), conf)?;
+        append(&data.join("pg_hba.conf"), "host all all 127.0.0.0/8 trust\nhost replication all 127.0.0.0/8 trust\n")?;
+        Ok(PgServer { name: name.into(), data, addr, bin: bin.into(), child: None })
+    }
+
+    /// A streaming standby of the server reachable at `primary` (through its proxy).
+    pub fn init_standby(
+        bin: &Path,
+        name: &str,
+        data: PathBuf,
+        addr: SocketAddr,
+        primary: SocketAddr,
+    ) -> Result<Self, Error> {
+        let mut c = command(bin, "pg_basebackup");
+        c.arg("-D").arg(&data).args([
+            "-h",
+            &primary.ip().to_string(),
+            "-p",
+            &primary.port().to_string(),
+            "-U",
+            "postgres",
+            "-R",
+            "-X",
+            "stream",
+            "--no-sync",
+            "-c",
+            "fast",
+        ]);
+        run(c, "pg_basebackup")?;
+        Ok(PgServer { name: name.into(), data, addr, bin: bin.into(), child: None })
+    }
+
+    /// Starts the server and waits until it accepts connections.
+    /// `read_only` starts it fenced (a node back from an outage whose
+    /// datastore failed over meanwhile must not take writes).
+    pub fn start(&mut self, read_only: bool) -> Result<(), Error> {
+        if self.running() {
+            return Ok(());
+        }
+        // Each server its own socket folder (outside the data folder, which
+        // pg_basebackup copies): the lab's servers share a port number.
+        let sockets = self.data.with_extension("sock");
+        std::fs::create_dir_all(&sockets)
+            .map_err(|e| Error::Io(format!("cannot create {}: {e}", sockets.display())))?;
+        hand_over(&sockets)?;
+        let log = std::fs::File::create(self.data.with_extension("log"))
+            .map_err(|e| Error::Io(format!("cannot write the PostgreSQL log: {e}")))?;
+        let mut c = command(&self.bin, "postgres");
+        c.arg("-D")
+            .arg(&self.data)
+            .arg("-c")
+            .arg(format!("listen_addresses={}", self.addr.ip()))
+            .arg("-c")
+            .arg(format!("port={}", self.addr.port()))
+            .arg("-c")
+            .arg(format!("unix_socket_directories={}", sockets.display()));
+        if read_only {
+            c.args(["-c", "default_transaction_read_only=on"]);
+        }
+        c.stdout(Stdio::null()).stderr(log);
+        let child = c.spawn().map_err(|e| Error::Process(format!("cannot start postgres: {e}")))?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                self.child = None;
+                return Err(Error::Process(format!(
+                    "postgres ({}) exited at start ({status}); see {}",
+                    self.name,
+                    self.data.with_extension("log").display()
+                )));
+            }
+            if std::net::TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+                // Accepting TCP is not accepting queries yet: ask pg_isready.
+                let ok = command(&self.bin, "pg_isready")
+                    .args(["-h", &self.addr.ip().to_string(), "-p", &self.addr.port().to_string(), "-q"])
+                    .status()
+                    .map(|s| s.success())
+                    .unwrap_or(false);
+                if ok {
+                    return Ok(());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(Error::Process(format!("postgres ({}) did not accept connections within 30s", self.name)))
+    }
+
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Kills the postmaster (a power loss: no shutdown checkpoint); its
+    /// backends exit when they notice.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Stops with an immediate shutdown and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: signalling our own child.
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGQUIT);
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn append(path: &Path, text: &str) -> Result<(), Error> {
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(|e| Error::Io(format!("cannot write {}: {e}", path.display())))
+}

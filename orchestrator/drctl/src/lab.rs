@@ -1,0 +1,308 @@
+//! `drctl lab` and `drctl drill`: glue between the flags and drctl-lab.
+
+use crate::text::Style;
+use crate::{Failure, Outcome};
+use drctl_lab::lab::{Lab, LabClient, Manifest, Options};
+use drctl_lab::Error as LabError;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The lab's own state store: a lab's failovers must not move the
+/// primaries of the estate in the default store (nor the reverse).
+pub fn lab_state_url(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("state.db").display())
+}
+
+/// When `topology` was written by `drctl lab up` and no state store was
+/// chosen, commands use the lab's store and its S3 credentials.
+pub fn adopt_lab(topology: &Path, state_url: &str) -> String {
+    let dir = topology.parent().unwrap_or(Path::new("."));
+    if Manifest::path(dir).exists() {
+        if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+            drctl_lab::use_lab_credentials();
+        }
+        if state_url == drctl_state::DEFAULT_URL && std::env::var_os("DRCTL_STATE").is_none() {
+            return lab_state_url(dir);
+        }
+    }
+    state_url.to_string()
+}
+
+fn lab_failure(e: LabError) -> Failure {
+    match e {
+        LabError::BadInput(m) => Failure::bad_input(m),
+        other => Failure::Runtime(anyhow::anyhow!("{other}")),
+    }
+}
+
+fn fresh_state(dir: &Path) -> Result<Arc<drctl_state::State>, Failure> {
+    std::fs::create_dir_all(dir).map_err(|e| Failure::bad_input(format!("cannot create {}: {e}", dir.display())))?;
+    for f in ["state.db", "state.db-wal", "state.db-shm"] {
+        let _ = std::fs::remove_file(dir.join(f));
+    }
+    let state = drctl_state::State::open(&lab_state_url(dir)).map_err(|e| Failure::Runtime(e.into()))?;
+    Ok(Arc::new(state))
+}
+
+fn summary(lab: &Lab, dir: &Path) -> String {
+    let l = lab.layout();
+    let mut s = String::new();
+    s.push_str(&format!("lab up: zones lab-az1, lab-az2, lab-az3 on loopback (pid {})\n", lab.manifest.pid));
+    s.push_str(&format!("  orders-db  postgres  primary lab-az1 {}, standby lab-az2 {}\n", l.pg(1).0, l.pg(2).0));
+    s.push_str(&format!(
+        "  assets     s3        {} (lab-az1), {} (lab-az2), {} (lab-az3); drctl copies every 1s\n",
+        l.s3_url(1),
+        l.s3_url(2),
+        l.s3_url(3)
+    ));
+    for (i, name) in ["payments", "checkout", "catalog"].iter().enumerate() {
+        s.push_str(&format!("  {name:<10} service   http://{}/health\n", l.front_door(i)));
+    }
+    s.push_str(&format!("  dns        lab.      dig @{} -p {} checkout.lab.\n", l.dns().ip(), l.dns().port()));
+    s.push_str("  workload   a row every 50 ms into orders-db, an object every 100 ms into assets\n");
+    s.push_str(&format!("  topology   {}\n", dir.join("drctl.yaml").display()));
+    s
+}
+
+pub async fn up(dir: PathBuf, base_port: u16) -> Result<Outcome, Failure> {
+    drctl_lab::use_lab_credentials();
+    let state = fresh_state(&dir)?;
+    eprintln!("starting the lab in {} (PostgreSQL, S3, DNS, services, workload)...", dir.display());
+    let lab = Lab::start(Options { dir: dir.clone(), base_port, state }).await.map_err(lab_failure)?;
+    println!("{}", summary(&lab, &dir));
+    println!("In another terminal (drctl finds the lab's state and credentials by itself):");
+    println!("  drctl status -f {}", dir.join("drctl.yaml").display());
+    println!("  drctl drill chaos/lab-zone-outage.yaml -f {}", dir.join("drctl.yaml").display());
+    println!("  drctl lab status --dir {}", dir.display());
+    println!("Ctrl-C here, or `drctl lab down --dir {}`, stops everything.", dir.display());
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => eprintln!("\ninterrupted: stopping the lab"),
+        _ = lab.shutdown_requested() => eprintln!("`lab down` asked: stopping the lab"),
+    }
+    drop(lab);
+    eprintln!("lab stopped: no process or listener left");
+    Ok(Outcome::Done)
+}
+
+pub fn detach(dir: &Path, base_port: u16) -> Result<Outcome, Failure> {
+    use std::os::unix::process::CommandExt;
+    std::fs::create_dir_all(dir).map_err(|e| Failure::bad_input(format!("cannot create {}: {e}", dir.display())))?;
+    let log = std::fs::File::create(dir.join("lab.log")).map_err(|e| Failure::Runtime(e.into()))?;
+    let exe = std::env::current_exe().map_err(|e| Failure::Runtime(e.into()))?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["lab", "up", "--base-port", &base_port.to_string(), "--dir"])
+        .arg(dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().map_err(|e| Failure::Runtime(e.into()))?)
+        .stderr(log);
+    // SAFETY: setsid is async-signal-safe; the lab leaves our session so a
+    // closing terminal does not stop it.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(|e| Failure::Runtime(e.into()))?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = std::fs::read_to_string(dir.join("lab.log")).unwrap_or_default();
+            return Err(Failure::Runtime(anyhow::anyhow!("the lab did not start ({status}):\n{log}")));
+        }
+        if Manifest::read(dir).is_some_and(|m| m.pid == child.id()) {
+            let log = std::fs::read_to_string(dir.join("lab.log")).unwrap_or_default();
+            print!("{}", log.lines().filter(|l| !l.starts_with("Ctrl-C")).collect::<Vec<_>>().join("\n"));
+            println!(
+                "\nThe lab runs in the background (log: {}); `drctl lab down --dir {}` stops it.",
+                dir.join("lab.log").display(),
+                dir.display()
+            );
+            return Ok(Outcome::Done);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    Err(Failure::Runtime(anyhow::anyhow!("the lab did not come up within 90s; see {}", dir.join("lab.log").display())))
+}
+
+pub async fn down(dir: &Path) -> Result<Outcome, Failure> {
+    let Some(m) = Manifest::read(dir) else {
+        println!("no lab runs from {}", dir.display());
+        return Ok(Outcome::Done);
+    };
+    if m.alive() {
+        LabClient::new(&m.control).shutdown().await.map_err(lab_failure)?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while m.alive() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if m.alive() {
+            // SAFETY: signalling the lab's own process, recorded in its manifest.
+            unsafe {
+                libc::kill(m.pid as i32, libc::SIGKILL);
+            }
+        }
+    }
+    // A lab that died without cleaning up: its servers died with it
+    // (parent-death signal); remove what it left.
+    let _ = std::fs::remove_file(Manifest::path(dir));
+    let _ = std::fs::remove_dir_all(&m.scratch);
+    println!("lab stopped (pid {})", m.pid);
+    Ok(Outcome::Done)
+}
+
+pub async fn status(dir: &Path, json: bool) -> Result<Outcome, Failure> {
+    let m = Manifest::read(dir).filter(|m| m.alive()).ok_or_else(|| {
+        Failure::Runtime(anyhow::anyhow!("no lab runs from {}: `drctl lab up` starts one", dir.display()))
+    })?;
+    let st = LabClient::new(&m.control).status().await.map_err(lab_failure)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&st).map_err(anyhow::Error::from)?);
+        return Ok(Outcome::Done);
+    }
+    println!("lab (pid {}, since {}), DNS {}", m.pid, st.started_at, st.dns);
+    for mem in &st.members {
+        println!(
+            "  {:<8} {:<40} {:<28} {}{}",
+            mem.zone,
+            mem.what,
+            mem.address,
+            if mem.up { "up" } else { "DOWN" },
+            if mem.faults.is_empty() { String::new() } else { format!("  [{}]", mem.faults) }
+        );
+    }
+    for f in &st.faults {
+        println!("  fault {}: {}", f.id, f.hits.join("; "));
+    }
+    for (name, w) in st.workload.as_object().into_iter().flatten() {
+        if let Some(o) = w.as_object() {
+            println!(
+                "  workload {name}: {} acknowledged, last seq {}, {} failures",
+                o.get("acknowledged").unwrap_or(&serde_json::Value::Null),
+                o.get("last_seq").unwrap_or(&serde_json::Value::Null),
+                o.get("failures").unwrap_or(&serde_json::Value::Null)
+            );
+        }
+    }
+    Ok(Outcome::Done)
+}
+
+pub struct DrillArgs {
+    pub experiment: PathBuf,
+    pub file: Option<PathBuf>,
+    pub lab: bool,
+    pub lab_dir: PathBuf,
+    pub base_port: u16,
+    pub report: Option<PathBuf>,
+    pub dry_run: bool,
+    pub parallel: Option<usize>,
+    pub json: bool,
+    pub state_url: String,
+}
+
+pub fn drill(args: DrillArgs, style: &Style) -> Result<Outcome, Failure> {
+    let experiment = match drctl_core::chaos::load(&args.experiment) {
+        Ok(e) => e,
+        Err(diags) => {
+            for d in &diags {
+                eprintln!("{}", crate::text::diagnostic(d, style));
+            }
+            return Err(Failure::BadInput { message: String::new(), printed: true });
+        }
+    };
+    if args.lab {
+        drctl_lab::use_lab_credentials();
+    }
+    let file = args.file.clone().unwrap_or_else(|| PathBuf::from("drctl.yaml"));
+    let state_url = if args.lab { lab_state_url(&args.lab_dir) } else { adopt_lab(&file, &args.state_url) };
+    crate::cli::runtime()?.block_on(async move {
+        let (cancel_tx, cancel) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                let _ = cancel_tx.send(true);
+            }
+        });
+        let (lab, topo_path, state) = if args.lab {
+            if args.file.is_some() {
+                eprintln!("note: --lab drills the lab's own topology; -f is ignored");
+            }
+            let state = fresh_state(&args.lab_dir)?;
+            eprintln!("starting the lab in {}...", args.lab_dir.display());
+            let lab =
+                Lab::start(Options { dir: args.lab_dir.clone(), base_port: args.base_port, state: state.clone() })
+                    .await
+                    .map_err(lab_failure)?;
+            eprintln!("lab up (PostgreSQL pair, S3 per zone, DNS, 3 services, workload)");
+            let path = lab.manifest.topology.clone();
+            (Some(lab), path, state)
+        } else {
+            let state = drctl_state::State::open(&state_url).map_err(|e| Failure::Runtime(e.into()))?;
+            (None, file.clone(), Arc::new(state))
+        };
+        let loaded = drctl_core::load(&topo_path);
+        let Some(topology) = loaded.topology else {
+            for d in &loaded.diagnostics {
+                eprintln!("{}", crate::text::diagnostic(d, style));
+            }
+            return Err(Failure::BadInput { message: String::new(), printed: true });
+        };
+        let client = match &lab {
+            Some(l) => Some(LabClient::new(&l.manifest.control)),
+            None => Manifest::read(topo_path.parent().unwrap_or(Path::new(".")))
+                .filter(|m| m.alive())
+                .map(|m| LabClient::new(&m.control)),
+        };
+        let opts = drctl_lab::drill::Options {
+            topology: Arc::new(topology),
+            experiment,
+            state,
+            lab: client,
+            parallel: args.parallel,
+            steady_timeout: Duration::from_secs(20),
+            cancel,
+            say: Box::new(|line| eprintln!("{line}")),
+        };
+        if args.dry_run {
+            let plan = drctl_lab::drill::dry_run(&opts).await.map_err(lab_failure)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&plan).map_err(anyhow::Error::from)?);
+            } else {
+                println!("dry run of {}: nothing is injected", plan.experiment);
+                for f in &plan.faults {
+                    println!("  at {:>6.1}s  {}", f.injected_at_s.unwrap_or(0.0), f.kind);
+                    for h in &f.hits {
+                        println!("             would hit {h}");
+                    }
+                }
+            }
+            return Ok(Outcome::Done);
+        }
+        eprintln!("drill {}: {}", opts.experiment.name, opts.experiment.description.as_deref().unwrap_or(""));
+        let result = drctl_lab::drill::run(opts).await;
+        if let Some(lab) = lab {
+            drop(lab);
+            eprintln!("lab stopped: no process or listener left");
+        }
+        let report = match result {
+            Ok(r) => r,
+            Err(LabError::Unsteady(m)) => {
+                return Err(Failure::Runtime(anyhow::anyhow!(
+                    "refusing to start the drill, the system is not steady: {m}"
+                )))
+            }
+            Err(e) => return Err(lab_failure(e)),
+        };
+        let dir = args.report.unwrap_or_else(|| PathBuf::from(".drctl/reports").join(&report.id));
+        drctl_lab::report::write_all(&report, &dir)
+            .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot write the report into {}: {e}", dir.display())))?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report).map_err(anyhow::Error::from)?);
+        } else {
+            print!("{}", drctl_lab::report::headline(&report));
+            println!("report: {}/report.html (also report.md, report.json)", dir.display());
+        }
+        Ok(if report.objectives_met { Outcome::Done } else { Outcome::ObjectiveMissed })
+    })
+}
