@@ -270,8 +270,8 @@ impl Injector<'_> {
     }
 }
 
-/// host:port of every member of every entity, with its zone (for scope detection).
-fn addresses(topo: &Topology) -> Vec<(String, String, String)> {
+/// (zone, entity, URL) of every datastore member, for scope detection.
+fn members(topo: &Topology) -> Vec<(String, String, String)> {
     let mut out = Vec::new();
     for (_, e, d) in topo.datastores() {
         for m in d.primary.iter().chain(&d.replicas) {
@@ -280,46 +280,38 @@ fn addresses(topo: &Topology) -> Vec<(String, String, String)> {
                 Location::S3 { endpoint: Some(ep), .. } => ep.clone(),
                 _ => continue,
             };
-            if let Some(hp) = host_port(&url) {
-                out.push((topo.zones[m.zone].name.clone(), e.name.clone(), hp));
-            }
-        }
-    }
-    for (_, e, s) in topo.services() {
-        if let Some(r) = &s.route {
-            for (z, ip) in &r.records {
-                // The instance behind a record: same port as the health URL's service port is unknown;
-                // a record's address answering on any lab port is enough to say the zone lives.
-                out.push((topo.zones[*z].name.clone(), e.name.clone(), format!("{ip}:0")));
-            }
+            out.push((topo.zones[m.zone].name.clone(), e.name.clone(), url));
         }
     }
     out
 }
 
-fn host_port(url: &str) -> Option<String> {
-    let rest = url.split("://").nth(1)?;
-    let rest = rest.rsplit('@').next()?;
-    let hp = rest.split('/').next()?;
-    if hp.contains(':') {
-        Some(hp.to_string())
-    } else {
-        None
+/// Whether a member answers its own protocol (a TCP handshake alone proves
+/// little: the kernel completes it before any program accepts).
+async fn reachable(url: &str) -> bool {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let probe = async {
+            let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.ok()?;
+            let t = tokio::spawn(conn);
+            let ok = c.simple_query("SELECT 1").await.is_ok();
+            drop(c);
+            let _ = t.await;
+            Some(ok)
+        };
+        return matches!(tokio::time::timeout(PROBE_TIMEOUT, probe).await, Ok(Some(true)));
     }
-}
-
-async fn reachable(hp: &str) -> bool {
-    if hp.ends_with(":0") {
-        return false;
+    let client = reqwest::Client::builder().no_proxy().timeout(PROBE_TIMEOUT).build();
+    match client {
+        // Any HTTP answer (S3 says 403 to an unsigned request) means it is up.
+        Ok(c) => c.get(url).send().await.is_ok(),
+        Err(_) => false,
     }
-    matches!(tokio::time::timeout(Duration::from_millis(500), tokio::net::TcpStream::connect(hp)).await, Ok(Ok(_)))
 }
 
 /// Works out what was lost: zones where no member answers, else datastores whose primary is gone.
 async fn detect_scope(topo: &Topology, state: &State) -> (Vec<String>, Vec<String>) {
-    let addrs: Vec<(String, String, String)> =
-        addresses(topo).into_iter().filter(|(_, _, hp)| !hp.ends_with(":0")).collect();
-    let results = futures::future::join_all(addrs.iter().map(|(_, _, hp)| reachable(hp))).await;
+    let addrs = members(topo);
+    let results = futures::future::join_all(addrs.iter().map(|(_, _, url)| reachable(url))).await;
     let mut zones = Vec::new();
     for z in &topo.zones {
         let mine: Vec<bool> =

@@ -1,0 +1,123 @@
+//! Every fault kind against a real lab: injected through the control API,
+//! seen by a real client, and gone after healing.
+
+use drctl_lab::lab::{FaultRequest, Lab, LabClient, Options};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const BASE: u16 = 41100;
+
+async fn pg_query(addr: std::net::SocketAddr, sql: &str) -> Result<(String, Duration), String> {
+    let t = Instant::now();
+    let conninfo = format!("host={} port={} user=postgres dbname=lab connect_timeout=2", addr.ip(), addr.port());
+    let work = async {
+        let (c, conn) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls).await.map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let rows = c.simple_query(sql).await.map_err(|e| e.to_string())?;
+        let first = rows.iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        });
+        Ok::<_, String>(first.unwrap_or_default())
+    };
+    let v = tokio::time::timeout(Duration::from_secs(5), work).await.map_err(|_| "no answer".to_string())??;
+    Ok((v, t.elapsed()))
+}
+
+async fn http_get(url: &str) -> Result<(u16, Duration), String> {
+    let t = Instant::now();
+    let c = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build().unwrap();
+    let r = c.get(url).send().await.map_err(|e| e.to_string())?;
+    Ok((r.status().as_u16(), t.elapsed()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fault_kind_hits_the_lab_and_heals() {
+    drctl_lab::use_lab_credentials();
+    let dir = std::env::temp_dir().join(format!("drctl-lab-faults-{}", std::process::id()));
+    let state = Arc::new(drctl_state::State::open(&format!("sqlite://{}/state.db", dir.display())).unwrap());
+    let lab = Lab::start(Options { dir: dir.clone(), base_port: BASE, state }).await.expect("the lab starts");
+    let l = lab.layout();
+    let api = LabClient::new(&lab.manifest.control);
+    let (pg1, pg2) = (l.pg(1).0, l.pg(2).0);
+
+    // A dry run names what would be hit and changes nothing.
+    let dry = api.inject(&FaultRequest::ZoneOutage { zones: vec!["lab-az1".into()] }, true).await.unwrap();
+    assert!(dry.hits.iter().any(|h| h.contains("postgres (orders-db) in lab-az1")), "{:?}", dry.hits);
+    assert!(pg_query(pg1, "SELECT 1").await.is_ok(), "a dry run injects nothing");
+    assert!(api.status().await.unwrap().faults.is_empty());
+
+    // Unknown targets are refused with the lab's entities named.
+    let bad = api.inject(&FaultRequest::Latency { target: "nope".into(), delay_ms: 10 }, false).await;
+    assert!(matches!(&bad, Err(drctl_lab::Error::BadInput(m)) if m.contains("orders-db")), "{bad:?}");
+
+    // latency: a query through the proxy pays it both ways.
+    let (_, fast) = pg_query(pg1, "SELECT 1").await.unwrap();
+    let f = api.inject(&FaultRequest::Latency { target: "orders-db".into(), delay_ms: 150 }, false).await.unwrap();
+    let (_, slow) = pg_query(pg1, "SELECT 1").await.unwrap();
+    assert!(slow >= Duration::from_millis(300), "latency seen: {slow:?} (was {fast:?})");
+    api.heal(f.id).await.unwrap();
+    let (_, healed) = pg_query(pg1, "SELECT 1").await.unwrap();
+    assert!(healed < Duration::from_millis(300), "latency gone: {healed:?}");
+
+    // packet-loss: every chunk stalls a retransmission timeout.
+    let checkout = format!("http://{}/", l.service(1, 1).0);
+    let f = api.inject(&FaultRequest::PacketLoss { target: "checkout".into(), rate: 1.0 }, false).await.unwrap();
+    let (code, took) = http_get(&checkout).await.unwrap();
+    assert_eq!(code, 200);
+    assert!(took >= Duration::from_millis(400), "loss stalls the exchange: {took:?}");
+    api.heal(f.id).await.unwrap();
+
+    // reset: connections to the service are refused until healed.
+    let f = api.inject(&FaultRequest::Reset { target: "payments".into() }, false).await.unwrap();
+    assert!(http_get(&format!("http://{}/", l.service(1, 0).0)).await.is_err(), "reset");
+    api.heal(f.id).await.unwrap();
+    assert_eq!(http_get(&format!("http://{}/", l.service(1, 0).0)).await.unwrap().0, 200);
+
+    // replication-pause: the standby stops replaying; resumes on heal.
+    let f = api.inject(&FaultRequest::ReplicationPause { datastore: "orders-db".into() }, false).await.unwrap();
+    assert_eq!(pg_query(pg2, "SELECT pg_is_wal_replay_paused()").await.unwrap().0, "t");
+    api.heal(f.id).await.unwrap();
+    assert_eq!(pg_query(pg2, "SELECT pg_is_wal_replay_paused()").await.unwrap().0, "f");
+
+    // s3-errors: S3 answers 503 SlowDown to the real SDK.
+    let bucket = drctl_aws::s3::Bucket {
+        zone: "lab-az2".into(),
+        name: "lab-assets-az2".into(),
+        endpoint: Some(l.s3_url(2)),
+        client: drctl_aws::s3::client_for(&drctl_aws::sdk_config().await, Some(&l.s3_url(2)), Some("lab")),
+    };
+    drctl_aws::s3::put_bytes(&bucket, "probe", b"x".to_vec()).await.expect("S3 works before the fault");
+    let f = api.inject(&FaultRequest::S3Errors { datastore: Some("assets".into()), rate: 1.0 }, false).await.unwrap();
+    let err = drctl_aws::s3::put_bytes(&bucket, "probe", b"x".to_vec()).await.unwrap_err().to_string();
+    assert!(err.contains("503") || err.contains("SlowDown") || err.to_lowercase().contains("slow"), "{err}");
+    api.heal(f.id).await.unwrap();
+    drctl_aws::s3::put_bytes(&bucket, "probe", b"y".to_vec()).await.expect("S3 works after healing");
+
+    // process-kill: the primary's postmaster dies; healing restarts it.
+    let f = api.inject(&FaultRequest::ProcessKill { target: "orders-db".into() }, false).await.unwrap();
+    assert!(f.hits[0].contains("killed"), "{:?}", f.hits);
+    assert!(pg_query(pg1, "SELECT 1").await.is_err(), "the primary is dead");
+    api.heal(f.id).await.unwrap();
+    assert_eq!(pg_query(pg1, "SELECT pg_is_in_recovery()").await.unwrap().0, "f", "back as the primary");
+
+    // zone-outage: everything in lab-az3 stops answering; heal_all undoes it.
+    api.inject(&FaultRequest::ZoneOutage { zones: vec!["lab-az3".into()] }, false).await.unwrap();
+    assert!(http_get(&format!("{}/", l.s3_url(3))).await.is_err(), "S3 in lab-az3 is down");
+    assert!(http_get(&format!("http://{}/", l.service(3, 2).0)).await.is_err(), "catalog in lab-az3 is down");
+    let st = api.status().await.unwrap();
+    assert!(st.members.iter().filter(|m| m.zone == "lab-az3").all(|m| !m.up));
+    assert!(st.members.iter().filter(|m| m.zone == "lab-az1").all(|m| m.up));
+    api.heal_all().await.unwrap();
+    assert!(http_get(&format!("http://{}/", l.service(3, 2).0)).await.is_ok());
+    assert!(api.status().await.unwrap().faults.is_empty());
+
+    // The workload kept writing throughout.
+    let st = api.status().await.unwrap();
+    assert!(st.workload["orders-db"]["acknowledged"].as_u64().unwrap() > 10, "{}", st.workload);
+
+    drop(lab);
+    assert!(std::net::TcpListener::bind(pg1).is_ok(), "nothing listens after the lab is dropped");
+    assert!(std::net::TcpListener::bind(l.control()).is_ok());
+    let _ = std::fs::remove_dir_all(dir);
+}

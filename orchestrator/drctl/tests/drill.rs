@@ -1,0 +1,190 @@
+//! Drills end to end, through the binary: the README's main command on a
+//! lab of its own, and drills against a lab started by `drctl lab up`,
+//! stopped by `stop_when` and by Ctrl-C, healing every time.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn drctl() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_drctl"));
+    c.env_remove("DRCTL_STATE").env_remove("AWS_ACCESS_KEY_ID").env_remove("AWS_SECRET_ACCESS_KEY");
+    c
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn tempdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("drctl-drill-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn show(o: &Output) -> String {
+    format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn nothing_listens(base: u16) {
+    for addr in [
+        format!("127.0.0.1:{base}"),
+        format!("127.0.1.1:{}", base + 32),
+        format!("127.0.2.1:{}", base + 33),
+        format!("127.0.3.2:{}", base + 90),
+        format!("127.0.0.1:{}", base + 61),
+    ] {
+        assert!(std::net::TcpListener::bind(&addr).is_ok(), "{addr} is still taken");
+    }
+    let ps = Command::new("pgrep").args(["-f", &format!("drctl-lab-{base}")]).output().unwrap();
+    assert!(ps.stdout.is_empty(), "processes left: {}", String::from_utf8_lossy(&ps.stdout));
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+}
+
+#[test]
+fn a_zone_outage_drill_on_the_lab_reports_rto_and_lost_writes_and_leaves_nothing() {
+    let base = 42100;
+    let dir = tempdir("zone");
+    let report = dir.join("report");
+    let started = Instant::now();
+    let out = drctl()
+        .current_dir(&dir)
+        .arg("drill")
+        .arg(repo().join("chaos/lab-zone-outage.yaml"))
+        .args(["--lab", "--base-port", &base.to_string(), "--report"])
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(started.elapsed() < Duration::from_secs(60), "a lab drill takes well under a minute");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("objectives met") && stdout.contains("report.html"), "{stdout}");
+
+    let r = json(&report.join("report.json"));
+    assert_eq!(r["execution_state"], "succeeded", "{r:#}");
+    assert_eq!(r["scope"]["zones"], serde_json::json!(["lab-az1"]));
+    for s in r["services"].as_array().unwrap() {
+        let (rto, target) = (s["rto_s"].as_f64().unwrap(), s["rto_target_s"].as_f64().unwrap());
+        assert!(rto <= target && s["meets_rto"] == true, "{s}");
+        assert!(s["rto_from_fault_s"].as_f64().unwrap() < 10.0, "under 10 s from the fault, detection included: {s}");
+    }
+    for d in r["datastores"].as_array().unwrap() {
+        assert_eq!(d["failed_over_to"], "lab-az2", "{d}");
+        assert!(d["lost_writes"].is_u64(), "counted from the workload: {d}");
+        assert!(d["acknowledged_elsewhere"].as_u64().unwrap() > 10, "the workload ran before the fault: {d}");
+        assert!(d["rpo_s"].as_f64().unwrap() <= d["rpo_target_s"].as_f64().unwrap(), "{d}");
+    }
+    let steps: Vec<&str> = r["steps"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert!(steps.contains(&"orders-db/failover") && steps.contains(&"payments/route"), "{steps:?}");
+    let html = std::fs::read_to_string(report.join("report.html")).unwrap();
+    assert!(
+        html.contains("<svg") && html.contains("payments") && !html.contains("<script"),
+        "self-contained, no script"
+    );
+    let md = std::fs::read_to_string(report.join("report.md")).unwrap();
+    assert!(md.contains("| orders-db | lab-az2 |"), "{md}");
+    nothing_listens(base);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Stops a detached lab even when the test fails halfway.
+struct LabGuard(PathBuf);
+
+impl Drop for LabGuard {
+    fn drop(&mut self) {
+        let _ = drctl().args(["lab", "down", "--dir"]).arg(&self.0).output();
+    }
+}
+
+fn lab_faults(dir: &Path) -> usize {
+    let out = drctl().args(["lab", "status", "--output", "json", "--dir"]).arg(dir).output().unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["faults"].as_array().unwrap().len()
+}
+
+#[test]
+fn drills_on_a_running_lab_heal_when_stopped_early_and_when_interrupted() {
+    let base = 42300;
+    let dir = tempdir("external");
+    let lab = dir.join("lab");
+    let up =
+        drctl().args(["lab", "up", "--detach", "--base-port", &base.to_string(), "--dir"]).arg(&lab).output().unwrap();
+    let _guard = LabGuard(lab.clone());
+    assert!(up.status.success(), "{}", show(&up));
+    assert!(String::from_utf8_lossy(&up.stdout).contains("dig @127.0.0.1"), "{}", show(&up));
+    let topo = lab.join("drctl.yaml");
+
+    // stop_when: replay paused while the workload writes; RPO climbs past 1s.
+    let pause = dir.join("pause.yaml");
+    std::fs::write(
+        &pause,
+        "name: pause\nfaults:\n  - { kind: replication-pause, datastore: orders-db }\nduration: 40s\nstop_when:\n  - { rpo_above: 1s, datastore: orders-db }\ndeclare: manual\n",
+    )
+    .unwrap();
+    let out =
+        drctl().arg("drill").arg(&pause).arg("-f").arg(&topo).arg("--report").arg(dir.join("r1")).output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "stopped early is an objective missed: {}", show(&out));
+    let r = json(&dir.join("r1/report.json"));
+    assert!(r["stopped_early"].as_str().unwrap().contains("RPO"), "{r:#}");
+    assert!(r["faults"][0]["healed_at_s"].is_f64(), "{r:#}");
+    assert_eq!(lab_faults(&lab), 0, "healed");
+
+    // Ctrl-C in the middle of a drill: faults healed, a report still written.
+    let slow = dir.join("slow.yaml");
+    std::fs::write(
+        &slow,
+        "name: slow\nfaults:\n  - { kind: latency, target: orders-db, delay: 50ms }\nduration: 60s\ndeclare: manual\n",
+    )
+    .unwrap();
+    let mut child = drctl()
+        .arg("drill")
+        .arg(&slow)
+        .arg("-f")
+        .arg(&topo)
+        .arg("--report")
+        .arg(dir.join("r2"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while lab_faults(&lab) == 0 {
+        assert!(Instant::now() < deadline, "the fault was never injected");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // SAFETY: signalling our own child.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(3));
+    assert_eq!(lab_faults(&lab), 0, "healed on Ctrl-C");
+    let r = json(&dir.join("r2/report.json"));
+    assert!(r["stopped_early"].as_str().unwrap().contains("interrupted"), "{r:#}");
+
+    // A fault only the lab can inject, on a topology that is not a lab's: refused, exit 2.
+    let plain = repo().join("examples/saas/drctl.yaml");
+    let out = drctl()
+        .current_dir(&dir)
+        .arg("drill")
+        .arg(repo().join("chaos/lab-zone-outage.yaml"))
+        .arg("-f")
+        .arg(&plain)
+        .arg("--dry-run")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--lab"), "{}", show(&out));
+
+    let down = drctl().args(["lab", "down", "--dir"]).arg(&lab).output().unwrap();
+    assert!(down.status.success(), "{}", show(&down));
+    nothing_listens(base);
+    let again = drctl().args(["lab", "down", "--dir"]).arg(&lab).output().unwrap();
+    assert!(again.status.success(), "lab down is harmless when nothing runs");
+    let _ = std::fs::remove_dir_all(dir);
+}
