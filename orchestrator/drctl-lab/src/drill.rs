@@ -37,8 +37,12 @@ pub const DETECT_FAILURES: u32 = 3;
 /// How long the steady state must hold before the first fault (it also
 /// lets the workload build a history to count losses against).
 pub const STEADY_FOR: Duration = Duration::from_secs(3);
-/// How long one probe may take.
-pub const PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
+/// How long a member may take to answer before scope detection calls it
+/// lost. Generous on purpose: slow is not dead, and failing over a slow
+/// primary is an outage of its own.
+pub const SCOPE_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// After healing, how long the drill keeps probing for services to recover.
+pub const RECOVERY_WATCH: Duration = Duration::from_secs(20);
 
 pub struct Options {
     pub topology: Arc<Topology>,
@@ -298,9 +302,9 @@ async fn reachable(url: &str) -> bool {
             let _ = t.await;
             Some(ok)
         };
-        return matches!(tokio::time::timeout(PROBE_TIMEOUT, probe).await, Ok(Some(true)));
+        return matches!(tokio::time::timeout(SCOPE_PROBE_TIMEOUT, probe).await, Ok(Some(true)));
     }
-    let client = reqwest::Client::builder().no_proxy().timeout(PROBE_TIMEOUT).build();
+    let client = reqwest::Client::builder().no_proxy().timeout(SCOPE_PROBE_TIMEOUT).build();
     match client {
         // Any HTTP answer (S3 says 403 to an unsigned request) means it is up.
         Ok(c) => c.get(url).send().await.is_ok(),
@@ -348,6 +352,8 @@ async fn detect_scope(topo: &Topology, state: &State) -> (Vec<String>, Vec<Strin
 struct Probe {
     name: String,
     url: String,
+    /// The service's own health timeout (topology `health.timeout`).
+    timeout: Duration,
     fails: u32,
     unhealthy_at: Option<f64>,
     recovered_at: Option<f64>,
@@ -429,6 +435,7 @@ pub async fn run(opts: Options) -> Result<Report, Error> {
             s.health.as_ref().map(|h| Probe {
                 name: e.name.clone(),
                 url: h.url.clone(),
+                timeout: h.timeout,
                 fails: 0,
                 unhealthy_at: None,
                 recovered_at: None,
@@ -476,7 +483,7 @@ pub async fn run(opts: Options) -> Result<Report, Error> {
 
             // Probe every service.
             let results = futures::future::join_all(
-                probes.iter().map(|p| drctl_providers::http::check(&http, &p.url, PROBE_TIMEOUT)),
+                probes.iter().map(|p| drctl_providers::http::check(&http, &p.url, p.timeout)),
             )
             .await;
             let at = clock.now();
@@ -756,6 +763,29 @@ pub async fn run(opts: Options) -> Result<Report, Error> {
     }
     outcome?;
 
+    // Services still down once the faults are gone: watch them recover
+    // (their RTO then includes the time the fault lasted, as users felt it).
+    let watch_until = Instant::now() + RECOVERY_WATCH;
+    while probes.iter().any(|p| !p.healthy_now) && Instant::now() < watch_until && !*cancel.borrow() {
+        let results =
+            futures::future::join_all(probes.iter().map(|p| drctl_providers::http::check(&http, &p.url, p.timeout)))
+                .await;
+        let at = clock.now();
+        for (p, r) in probes.iter_mut().zip(results) {
+            if r.is_ok() && !p.healthy_now {
+                p.healthy_now = true;
+                p.recovered_at = Some(at);
+                say(&format!("{at:>6.2}s  {} healthy again", p.name));
+                timeline.push(TimelineEvent {
+                    at_s: at,
+                    kind: "recovered".into(),
+                    what: format!("{} healthy", p.name),
+                });
+            }
+        }
+        tokio::time::sleep(PROBE_INTERVAL).await;
+    }
+
     // Steps, on the drill's clock.
     let steps: Vec<StepRecord> = journal
         .iter()
@@ -846,7 +876,9 @@ pub async fn run(opts: Options) -> Result<Report, Error> {
         timeline,
         thresholds: serde_json::json!({
             "probe_interval_s": PROBE_INTERVAL.as_secs_f64(),
-            "probe_timeout_s": PROBE_TIMEOUT.as_secs_f64(),
+            "probe_timeout": "each service's health timeout",
+            "scope_probe_timeout_s": SCOPE_PROBE_TIMEOUT.as_secs_f64(),
+            "recovery_watch_s": RECOVERY_WATCH.as_secs_f64(),
             "failures_to_detect": DETECT_FAILURES,
         }),
     })
