@@ -281,11 +281,17 @@ impl Lab {
                 )));
             }
         }
+        // A lab just stopped in this process releases its listeners as its
+        // tasks wind down: give them a moment before calling a port taken.
+        let patience = std::time::Instant::now() + Duration::from_secs(3);
         for a in layout.every_tcp_address() {
-            if std::net::TcpListener::bind(a).is_err() {
-                return Err(Error::BadInput(format!(
-                    "{a} is already in use: another lab or program holds it. `drctl lab down`, or choose --base-port"
-                )));
+            while std::net::TcpListener::bind(a).is_err() {
+                if std::time::Instant::now() >= patience {
+                    return Err(Error::BadInput(format!(
+                        "{a} is already in use: another lab or program holds it. `drctl lab down`, or choose --base-port"
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
         std::fs::create_dir_all(opts.dir.join("runbooks"))

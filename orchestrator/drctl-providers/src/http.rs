@@ -11,8 +11,18 @@ pub async fn check(client: &reqwest::Client, url: &str, timeout: Duration) -> Re
         Ok(resp) => Err(format!("{url} answered {}", resp.status())),
         Err(e) if e.is_timeout() => Err(format!("{url} did not answer within {}s", timeout.as_secs_f64())),
         Err(e) if e.is_connect() => Err(format!("cannot connect to {url}")),
-        Err(e) => Err(format!("{url}: {e}")),
+        Err(e) => Err(format!("{url}: {}", innermost(&e))),
     }
+}
+
+/// The most specific cause ("connection closed before message completed"),
+/// not reqwest's generic "error sending request".
+fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
 }
 
 /// A client suitable for health checks (no redirects followed silently, rustls).

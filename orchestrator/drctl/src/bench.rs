@@ -262,3 +262,76 @@ pub async fn engine(entities: usize, parallel: usize) -> Result<Outcome, Failure
     );
     Ok(Outcome::Done)
 }
+
+/// The lab zone-outage drill, several times: detection, RTO and lost
+/// writes, each run on a fresh lab.
+pub async fn drill(experiment: &Path, runs: usize, base_port: u16) -> Result<Outcome, Failure> {
+    drctl_lab::use_lab_credentials();
+    let exp = drctl_core::chaos::load(experiment)
+        .map_err(|d| Failure::bad_input(d.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("\n")))?;
+    println!("{} on a fresh lab, {runs} runs (seconds; lost writes counted from the workload)", exp.name);
+    println!(
+        "{:>3}  {:>8}  {:>8}  {:>9}  {:>11}  {:>9}  {:>10}  {:>9}  {:>10}",
+        "run", "detect", "declare", "RTO decl", "RTO fault", "pg lag", "pg lost", "s3 lag", "s3 lost"
+    );
+    let dir = std::env::temp_dir().join(format!("drctl-bench-drill-{}", std::process::id()));
+    let mut fault_rtos = Vec::new();
+    for run in 1..=runs {
+        let state = crate::lab::fresh_state(&dir)?;
+        let lab =
+            drctl_lab::lab::Lab::start(drctl_lab::lab::Options { dir: dir.clone(), base_port, state: state.clone() })
+                .await
+                .map_err(|e| Failure::Runtime(anyhow::anyhow!("{e}")))?;
+        let loaded = drctl_core::load(&lab.manifest.topology);
+        let topology = loaded.topology.ok_or_else(|| anyhow::anyhow!("the lab topology did not load"))?;
+        let (_tx, cancel) = tokio::sync::watch::channel(false);
+        let report = drctl_lab::drill::run(drctl_lab::drill::Options {
+            topology: std::sync::Arc::new(topology),
+            experiment: exp.clone(),
+            state,
+            lab: Some(drctl_lab::lab::LabClient::new(&lab.manifest.control)),
+            parallel: None,
+            steady_timeout: Duration::from_secs(20),
+            cancel,
+            say: Box::new(|_| {}),
+        })
+        .await
+        .map_err(|e| Failure::Runtime(anyhow::anyhow!("{e}")))?;
+        drop(lab);
+        let worst = |f: fn(&drctl_lab::drill::ServiceResult) -> Option<f64>| {
+            report
+                .services
+                .iter()
+                .filter(|s| s.affected)
+                .filter_map(f)
+                .fold(None, |a: Option<f64>, x| Some(a.map_or(x, |a| a.max(x))))
+        };
+        let ds = |name: &str| report.datastores.iter().find(|d| d.name == name);
+        let show = |v: Option<f64>| v.map_or_else(|| "—".to_string(), |x| format!("{x:.2}"));
+        let lost = |name: &str| ds(name).and_then(|d| d.lost_writes).map_or_else(|| "—".to_string(), |n| n.to_string());
+        let rto_fault = worst(|s| s.rto_from_fault_s);
+        if let Some(r) = rto_fault {
+            fault_rtos.push(r);
+        }
+        println!(
+            "{run:>3}  {:>8}  {:>8}  {:>9}  {:>11}  {:>9}  {:>10}  {:>9}  {:>10}",
+            show(report.detected_at_s),
+            show(report.declared_at_s),
+            show(worst(|s| s.rto_s)),
+            show(rto_fault),
+            show(ds("orders-db").and_then(|d| d.lag_before_fault_s)),
+            lost("orders-db"),
+            show(ds("assets").and_then(|d| d.lag_before_fault_s)),
+            lost("assets"),
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    fault_rtos.sort_by(f64::total_cmp);
+    if let (Some(min), Some(max)) = (fault_rtos.first(), fault_rtos.last()) {
+        println!(
+            "RTO from the fault (detection included): min {min:.2}s, median {:.2}s, max {max:.2}s",
+            fault_rtos[fault_rtos.len() / 2]
+        );
+    }
+    Ok(Outcome::Done)
+}

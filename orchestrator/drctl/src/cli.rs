@@ -214,6 +214,15 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 8)]
         parallel: usize,
     },
+    /// The lab zone-outage drill several times: detection, RTO, lost writes (needs PostgreSQL).
+    Drill {
+        #[arg(long, default_value = "chaos/lab-zone-outage.yaml", value_name = "FILE")]
+        experiment: PathBuf,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        #[arg(long, default_value_t = 46000)]
+        base_port: u16,
+    },
     /// Compare the prioritised scheduler with plain tier-then-file-order list scheduling.
     Scheduler {
         /// Generated topologies per parallelism cap.
@@ -392,6 +401,9 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             bench::plan(&entities, runs.max(1), parallel)
         }
         Command::Bench(BenchCommand::Scheduler { topologies, entities }) => bench::scheduler(topologies, entities),
+        Command::Bench(BenchCommand::Drill { experiment, runs, base_port }) => {
+            runtime()?.block_on(bench::drill(&experiment, runs.max(1), base_port))
+        }
         Command::Bench(BenchCommand::Engine { entities, parallel }) => {
             runtime()?.block_on(bench::engine(entities, parallel))
         }

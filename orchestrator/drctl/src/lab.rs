@@ -36,7 +36,7 @@ fn lab_failure(e: LabError) -> Failure {
     }
 }
 
-fn fresh_state(dir: &Path) -> Result<Arc<drctl_state::State>, Failure> {
+pub fn fresh_state(dir: &Path) -> Result<Arc<drctl_state::State>, Failure> {
     std::fs::create_dir_all(dir).map_err(|e| Failure::bad_input(format!("cannot create {}: {e}", dir.display())))?;
     for f in ["state.db", "state.db-wal", "state.db-shm"] {
         let _ = std::fs::remove_file(dir.join(f));
