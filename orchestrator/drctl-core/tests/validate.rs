@@ -488,3 +488,20 @@ steps:
         }
     }
 }
+
+#[test]
+fn a_route_needs_what_its_kind_switches_through() {
+    let route = |body: &str| {
+        with_head(&format!(
+            "services:\n  - name: api\n    zones: [az1, az2]\n    route:\n{body}      name: api.lab.\n      records: {{ az1: 127.0.1.10, az2: 127.0.2.10 }}\n"
+        ))
+    };
+    let (line, col, code, msg, hint) = only_error(&route("      kind: lab-dns\n"));
+    assert_eq!((line, col, code), (11, 7, Code::MissingKey));
+    assert!(msg.contains("lab-dns route of service `api` has no `server`"), "{msg}");
+    assert!(hint.unwrap().contains("server:"));
+    let (_, _, code, msg, _) = only_error(&route("      kind: route53\n"));
+    assert_eq!(code, Code::MissingKey);
+    assert!(msg.contains("no `zone_id`"), "{msg}");
+    assert!(errors(&route("      kind: lab-dns\n      server: \"127.0.0.1:54353\"\n")).is_empty());
+}

@@ -167,6 +167,46 @@ fn drills_on_a_running_lab_heal_when_stopped_early_and_when_interrupted() {
     let r = json(&dir.join("r2/report.json"));
     assert!(r["stopped_early"].as_str().unwrap().contains("interrupted"), "{r:#}");
 
+    // declare: manual: the drill waits for an operator's `drctl declare`.
+    let manual = dir.join("manual.yaml");
+    std::fs::write(
+        &manual,
+        "name: manual\nfaults:\n  - { kind: zone-outage, zones: [lab-az1] }\nduration: 50s\ndeclare: manual\n",
+    )
+    .unwrap();
+    let child = drctl()
+        .arg("drill")
+        .arg(&manual)
+        .arg("-f")
+        .arg(&topo)
+        .arg("--report")
+        .arg(dir.join("r3"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while lab_faults(&lab) == 0 {
+        assert!(Instant::now() < deadline, "the fault was never injected");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let declared = drctl()
+        .arg("declare")
+        .arg("-f")
+        .arg(&topo)
+        .args(["--zone", "lab-az1", "--reason", "drill: lab-az1 lost", "--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(declared.status.code(), Some(0), "{}", show(&declared));
+    let id = String::from_utf8_lossy(&declared.stdout).lines().next().unwrap().trim().to_string();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let r = json(&dir.join("r3/report.json"));
+    assert_eq!(r["declare"], "manual");
+    assert_eq!(r["execution"], id.as_str(), "{r:#}");
+    assert!(r["services"].as_array().unwrap().iter().all(|s| s["meets_rto"] == true), "{r:#}");
+    assert_eq!(lab_faults(&lab), 0, "healed");
+
     // A fault only the lab can inject, on a topology that is not a lab's: refused, exit 2.
     let plain = repo().join("examples/saas/drctl.yaml");
     let out = drctl()
