@@ -227,7 +227,7 @@ pub fn timeline_svg(r: &Report) -> String {
     while t <= end + 1e-9 {
         let _ = write!(
             svg,
-            r##"<line x1="{0:.1}" y1="30" x2="{0:.1}" y2="{1:.1}" stroke="#ddd"/><text x="{0:.1}" y="22" text-anchor="middle" fill="currentColor">{2}s</text>"##,
+            r##"<line x1="{0:.1}" y1="30" x2="{0:.1}" y2="{1:.1}" stroke="#ddd"/><text x="{0:.1}" y="22" text-anchor="middle" fill="currentColor">{2:.1}s</text>"##,
             x(t),
             height - 20.0,
             t
@@ -248,17 +248,22 @@ pub fn timeline_svg(r: &Report) -> String {
             tip = esc(&format!("{tip}: {a:.2}s to {b:.2}s"))
         );
     }
-    for (t, label, colour) in [(r.detected_at_s, "detected", "#5cb85c"), (r.declared_at_s, "declared", "#222")] {
+    // Detection left of its line, declaration right of its own: they are often close.
+    for (t, label, colour, anchor, dx) in
+        [(r.detected_at_s, "detected", "#2e7d32", "end", -4.0), (r.declared_at_s, "declared", "#555", "start", 4.0)]
+    {
         if let Some(t) = t {
             let _ = write!(
                 svg,
-                r#"<line x1="{0:.1}" y1="28" x2="{0:.1}" y2="{1:.1}" stroke="{3}" stroke-width="2" stroke-dasharray="4 3"/><text x="{0:.1}" y="{2:.1}" text-anchor="middle" fill="{3}">{4} {5:.2}s</text>"#,
+                r#"<line x1="{0:.1}" y1="28" x2="{0:.1}" y2="{1:.1}" stroke="{3}" stroke-width="2" stroke-dasharray="4 3"/><text x="{6:.1}" y="{2:.1}" text-anchor="{7}" fill="{3}">{4} {5:.2}s</text>"#,
                 x(t),
                 height - 18.0,
                 height - 4.0,
                 colour,
                 label,
-                t
+                t,
+                x(t) + dx,
+                anchor
             );
         }
     }
