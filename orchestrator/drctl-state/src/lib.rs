@@ -39,6 +39,12 @@ pub enum Error {
     /// No execution by that id.
     #[error("no execution `{0}` (see `drctl executions`)")]
     NoSuchExecution(String),
+    /// A token, incident or maintenance that does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// A request the state refuses (a duplicate token name, a bad role).
+    #[error("{0}")]
+    Invalid(String),
     /// The database was written by a newer drctl.
     #[error("the state database has schema version {found}, newer than this drctl knows ({known}); upgrade drctl")]
     TooNew { found: i64, known: i64 },
@@ -133,6 +139,73 @@ const MIGRATIONS: &[&str] = &[
         primary_zone TEXT NOT NULL,
         updated_ms INTEGER NOT NULL
      );",
+    // 3: the controller: tokens, the audit log, incidents, maintenance,
+    // daily uptime counters, drill results.
+    "CREATE TABLE tokens (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL UNIQUE,
+        role TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        revoked_ms INTEGER,
+        last_used_ms INTEGER
+     );
+     CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY,
+        at_ms INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        source TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        request TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+     );
+     CREATE TRIGGER audit_is_append_only_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+     CREATE TRIGGER audit_is_append_only_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+     CREATE TABLE incidents (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        title TEXT NOT NULL,
+        status TEXT NOT NULL,
+        services TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        resolved_ms INTEGER,
+        execution_id TEXT
+     );
+     CREATE TABLE incident_updates (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        incident_id INTEGER NOT NULL REFERENCES incidents(id),
+        at_ms INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        body TEXT NOT NULL
+     );
+     CREATE TABLE maintenance (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        title TEXT NOT NULL,
+        body TEXT NOT NULL,
+        services TEXT NOT NULL,
+        starts_ms INTEGER NOT NULL,
+        ends_ms INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL
+     );
+     CREATE TABLE uptime_days (
+        service TEXT NOT NULL,
+        day INTEGER NOT NULL,
+        checks INTEGER NOT NULL,
+        healthy INTEGER NOT NULL,
+        PRIMARY KEY (service, day)
+     );
+     CREATE TABLE drills (
+        id TEXT PRIMARY KEY,
+        experiment TEXT NOT NULL,
+        started_ms INTEGER NOT NULL,
+        finished_ms INTEGER,
+        objectives_met INTEGER,
+        report TEXT
+     );",
 ];
 
 /// One RPO measurement of one datastore.
@@ -164,6 +237,7 @@ pub struct MultipartCheckpoint {
     pub parts: Vec<(i32, String)>,
 }
 
+pub mod controller;
 pub mod journal;
 
 pub struct State {

@@ -123,6 +123,38 @@ pub enum Command {
     },
     /// Print the JSON Schema of the topology file (for editors).
     Schema,
+    /// The controller: sample RPO, replicate, run scheduled drills, resume executions, serve the status page and API.
+    Serve {
+        #[command(flatten)]
+        file: FileArg,
+        #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+        listen: std::net::SocketAddr,
+        /// TLS certificate chain (PEM); with --tls-key, serve HTTPS.
+        #[arg(long, value_name = "PEM", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// TLS private key (PEM).
+        #[arg(long, value_name = "PEM", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Only these networks may use the operator API (repeatable; default: any).
+        #[arg(long = "allow", value_name = "CIDR")]
+        allow: Vec<drctl_serve::Cidr>,
+        /// How often RPO and health are measured.
+        #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+        sample_every: std::time::Duration,
+        /// The page's public URL, for the links in its feeds.
+        #[arg(long, value_name = "URL")]
+        base_url: Option<String>,
+        /// How long shutdown waits for running tasks.
+        #[arg(long, default_value = "20s", value_parser = parse_duration, value_name = "DURATION")]
+        shutdown_deadline: std::time::Duration,
+    },
+    /// API tokens for the controller's operator API.
+    Token(TokenArgs),
+    /// The append-only, hash-chained audit log.
+    Audit(AuditArgs),
+    /// The status page, for hosting elsewhere.
+    #[command(subcommand, name = "status-page")]
+    StatusPage(StatusPageCommand),
     /// A real multi-zone environment on this machine: PostgreSQL pair, S3 per zone, DNS, services, workload.
     #[command(subcommand)]
     Lab(LabCommand),
@@ -156,6 +188,70 @@ pub enum Command {
     /// Measure drctl's own speed.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+/// The topology only decides the state store: a lab's topology means the lab's.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    #[arg(short = 'f', long = "file", global = true, default_value = "drctl.yaml", value_name = "FILE")]
+    pub file: PathBuf,
+    #[command(subcommand)]
+    pub cmd: TokenCommand,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[arg(short = 'f', long = "file", global = true, default_value = "drctl.yaml", value_name = "FILE")]
+    pub file: PathBuf,
+    #[command(subcommand)]
+    pub cmd: AuditCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token and print it once (only its hash is kept).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// viewer < operator < commander < admin; each includes the ones before.
+        #[arg(long, value_parser = ["viewer", "operator", "commander", "admin"])]
+        role: String,
+    },
+    /// List tokens (never the secrets).
+    List {
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Revoke a token by name or id.
+    Revoke { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Show the audit log, oldest first.
+    List {
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Check the hash chain: exit 0 when intact, 1 naming the first bad entry.
+    Verify,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StatusPageCommand {
+    /// Measure now and write the page, its JSON and its feed into DIR (static hosting).
+    Export {
+        dir: PathBuf,
+        #[command(flatten)]
+        file: FileArg,
+        /// The URL the copy will be served from.
+        #[arg(long, default_value = "https://status.example.com", value_name = "URL")]
+        base_url: String,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    drctl_core::duration::parse_duration(s).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Subcommand)]
@@ -392,6 +488,39 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
                 &style,
             )
         }
+        Command::Serve { file, listen, tls_cert, tls_key, allow, sample_every, base_url, shutdown_deadline } => {
+            let topo = load(&file.path, &style)?;
+            let state_url = crate::lab::adopt_lab(&file.path, &state_url);
+            let state = open_state(&state_url)?;
+            crate::serve::serve(crate::serve::ServeArgs {
+                path: file.path,
+                topo,
+                state,
+                state_url,
+                listen,
+                tls: tls_cert.zip(tls_key),
+                allow,
+                sample_every,
+                base_url,
+                shutdown_deadline,
+            })
+        }
+        Command::Token(TokenArgs { file, cmd }) => {
+            crate::serve::token(&open_state(&crate::lab::adopt_lab(&file, &state_url))?, cmd)
+        }
+        Command::Audit(AuditArgs { file, cmd }) => {
+            let state = open_state(&crate::lab::adopt_lab(&file, &state_url))?;
+            match cmd {
+                AuditCommand::List { output } => crate::serve::audit_list(&state, output == Output::Json),
+                AuditCommand::Verify => crate::serve::audit_verify(&state),
+            }
+        }
+        Command::StatusPage(StatusPageCommand::Export { dir, file, base_url }) => {
+            let topo = load(&file.path, &style)?;
+            let state_url = crate::lab::adopt_lab(&file.path, &state_url);
+            let state = open_state(&state_url)?;
+            runtime()?.block_on(crate::serve::export(topo, state, &dir, &base_url))
+        }
         Command::Schema => {
             let schema = drctl_core::schema::topology_schema();
             println!("{}", serde_json::to_string_pretty(&schema).map_err(anyhow::Error::from)?);
@@ -428,6 +557,16 @@ fn recorded_world(topo: &Topology, url: &str) -> Observations {
         .ok()
         .and_then(|s| drctl_control::failover::observations(topo, &s).ok())
         .unwrap_or_default()
+}
+
+/// Records a change made from the command line in the audit log (actor:
+/// the login name; source: `cli`). A failure to record is a warning: the
+/// change itself has happened.
+pub fn audit(state: &drctl_state::State, action: &str, target: &str, request: &serde_json::Value) {
+    let actor = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    if let Err(e) = state.audit(&actor, "cli", action, target, request) {
+        eprintln!("warning: not recorded in the audit log: {e}");
+    }
 }
 
 pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {

@@ -73,6 +73,12 @@ pub async fn declare(
         }
     }
     failover::create(&state, &id, &decl, &prepared).map_err(control_error)?;
+    crate::cli::audit(
+        &state,
+        "declare",
+        &format!("execution {id}"),
+        &serde_json::json!({"zones": decl.zones, "regions": decl.regions, "targets": decl.targets, "reason": decl.reason, "force": decl.force}),
+    );
     run(Arc::new(topo), Arc::new(state), &id, style).await
 }
 
@@ -170,6 +176,12 @@ pub fn approve(state: &State, id: &str, step: &str, by: &str) -> Result<Outcome,
         return Err(Failure::bad_input(format!("step `{step}` is a {} step, not an approval", s.action)));
     }
     if state.approve(id, step, by).map_err(state_error)? {
+        crate::cli::audit(
+            state,
+            "approve",
+            &format!("execution {id} step {step}"),
+            &serde_json::json!({"step": step, "by": by}),
+        );
         println!("approved {step} of {id} as {by}");
     } else {
         println!("{step} of {id} was already approved");
@@ -179,6 +191,7 @@ pub fn approve(state: &State, id: &str, step: &str, by: &str) -> Result<Outcome,
 
 pub fn abort(state: &State, id: &str) -> Result<Outcome, Failure> {
     let now = state.request_abort(id).map_err(state_error)?;
+    crate::cli::audit(state, "abort", &format!("execution {id}"), &serde_json::json!({}));
     println!("{id}: {now}");
     Ok(Outcome::Done)
 }

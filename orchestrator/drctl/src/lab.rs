@@ -280,7 +280,19 @@ pub fn drill(args: DrillArgs, style: &Style) -> Result<Outcome, Failure> {
             return Ok(Outcome::Done);
         }
         eprintln!("drill {}: {}", opts.experiment.name, opts.experiment.description.as_deref().unwrap_or(""));
+        let state_for_record = opts.state.clone();
+        let started = std::time::SystemTime::now();
         let result = drctl_lab::drill::run(opts).await;
+        if let Ok(r) = &result {
+            let json = serde_json::to_string(r).unwrap_or_default();
+            let _ = state_for_record.record_drill(&r.id, &r.experiment, started, r.objectives_met, &json);
+            crate::cli::audit(
+                &state_for_record,
+                "drill",
+                &r.id,
+                &serde_json::json!({"experiment": r.experiment, "objectives_met": r.objectives_met}),
+            );
+        }
         if let Some(lab) = lab {
             drop(lab);
             eprintln!("lab stopped: no process or listener left");

@@ -7,6 +7,7 @@ mod cli;
 mod execute;
 mod lab;
 mod live;
+mod serve;
 mod text;
 
 use clap::Parser;

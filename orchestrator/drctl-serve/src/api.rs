@@ -1,0 +1,689 @@
+//! HTTP: the public status page and its feeds, and the operator API.
+//!
+//! Public routes answer from the rendered snapshot. Operator routes check,
+//! in order: the client network (`--allow`, else 403), the bearer token
+//! (else 401), the token's role (else 403). Every change is written to the
+//! audit log with the token's name, the client address and the request.
+
+use crate::page::Lang;
+use crate::Shared;
+use axum::body::Body;
+use axum::extract::{Path, Query, State as Ax};
+use axum::http::{header, HeaderMap, HeaderValue, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use drctl_control::failover::{self, Declaration};
+use drctl_state::controller::Role;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::sync::watch;
+
+/// The client's address, attached to each connection's requests.
+#[derive(Clone, Copy)]
+struct Remote(SocketAddr);
+
+/// Who is calling: the token's name and role, and from where.
+struct Actor {
+    name: String,
+    source: String,
+}
+
+/// An error answer: a status and a JSON body (`{"error": ...}` and more).
+struct ApiError {
+    status: StatusCode,
+    body: Value,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (self.status, Json(self.body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"drctl\""));
+        }
+        r
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+fn problem(status: StatusCode, message: impl Into<String>) -> ApiError {
+    ApiError { status, body: json!({ "error": message.into() }) }
+}
+
+fn authorize(s: &Shared, headers: &HeaderMap, remote: SocketAddr, need: Role) -> Result<Actor, ApiError> {
+    if !s.opts.allow.is_empty() && !s.opts.allow.iter().any(|c| c.contains(remote.ip())) {
+        return Err(problem(StatusCode::FORBIDDEN, format!("{} may not use the operator API", remote.ip())));
+    }
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| {
+            problem(StatusCode::UNAUTHORIZED, "send `Authorization: Bearer TOKEN` (`drctl token create`)")
+        })?;
+    let t = s
+        .opts
+        .state
+        .authenticate(token)
+        .map_err(|e| problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .ok_or_else(|| problem(StatusCode::UNAUTHORIZED, "unknown or revoked token"))?;
+    if t.role < need {
+        return Err(problem(
+            StatusCode::FORBIDDEN,
+            format!("token `{}` is {}; this needs {} or above", t.name, t.role.as_str(), need.as_str()),
+        ));
+    }
+    Ok(Actor { name: t.name, source: remote.ip().to_string() })
+}
+
+fn audit(s: &Shared, who: &Actor, action: &str, target: &str, request: &Value) {
+    if let Err(e) = s.opts.state.audit(&who.name, &who.source, action, target, request) {
+        (s.opts.say)(&format!("audit log: {e}"));
+    }
+}
+
+fn bytes(content_type: &'static str, body: bytes::Bytes) -> Response {
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+#[derive(Deserialize)]
+struct LangQuery {
+    lang: Option<String>,
+}
+
+async fn index(Ax(s): Ax<Arc<Shared>>, Query(q): Query<LangQuery>, headers: HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok());
+    let lang = Lang::pick(q.lang.as_deref(), accept);
+    let r = s.rendered.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut resp = bytes("text/html; charset=utf-8", r.html.get(lang.code()).cloned().unwrap_or_default());
+    resp.headers_mut().insert(header::VARY, HeaderValue::from_static("Accept-Language"));
+    resp.headers_mut().insert(header::CONTENT_LANGUAGE, HeaderValue::from_static(lang.code()));
+    resp
+}
+
+macro_rules! snapshot_route {
+    ($field:ident, $ct:expr) => {
+        |Ax(s): Ax<Arc<Shared>>| async move {
+            let r = s.rendered.read().unwrap_or_else(|p| p.into_inner()).clone();
+            bytes($ct, r.$field.clone())
+        }
+    };
+}
+
+// ---- operator API ----
+
+#[derive(Deserialize)]
+struct NewIncident {
+    title: String,
+    status: String,
+    #[serde(default)]
+    body: String,
+    #[serde(default)]
+    services: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct NewUpdate {
+    status: String,
+    #[serde(default)]
+    body: String,
+}
+
+#[derive(Deserialize)]
+struct NewMaintenance {
+    title: String,
+    #[serde(default)]
+    body: String,
+    #[serde(default)]
+    services: Vec<String>,
+    starts_at: String,
+    ends_at: String,
+}
+
+#[derive(Deserialize)]
+struct DeclareRequest {
+    #[serde(default)]
+    zones: Vec<String>,
+    #[serde(default)]
+    regions: Vec<String>,
+    #[serde(default)]
+    targets: Vec<String>,
+    reason: String,
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default)]
+    force: bool,
+    parallel: Option<usize>,
+}
+
+#[derive(Deserialize)]
+struct ApproveRequest {
+    step: String,
+}
+
+#[derive(Deserialize)]
+struct DrillRequest {
+    experiment: String,
+}
+
+fn check_services(s: &Shared, services: &[String]) -> Result<(), ApiError> {
+    for n in services {
+        if s.opts.topology.entity_id(n).is_none() {
+            return Err(problem(StatusCode::UNPROCESSABLE_ENTITY, format!("`{n}` is not in the topology")));
+        }
+    }
+    Ok(())
+}
+
+fn bounded(field: &str, v: &str, max: usize) -> Result<(), ApiError> {
+    if v.chars().count() > max {
+        return Err(problem(StatusCode::UNPROCESSABLE_ENTITY, format!("`{field}` is over {max} characters")));
+    }
+    Ok(())
+}
+
+fn parse_time(field: &str, v: &str) -> Result<SystemTime, ApiError> {
+    chrono::DateTime::parse_from_rfc3339(v).map(|t| SystemTime::from(t.with_timezone(&chrono::Utc))).map_err(|_| {
+        problem(StatusCode::UNPROCESSABLE_ENTITY, format!("`{field}` must be RFC 3339, e.g. 2026-12-01T02:00:00Z"))
+    })
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+fn state_error(e: drctl_state::Error) -> ApiError {
+    match e {
+        drctl_state::Error::NotFound(m) | drctl_state::Error::NoSuchExecution(m) => problem(StatusCode::NOT_FOUND, m),
+        drctl_state::Error::Invalid(m) => problem(StatusCode::UNPROCESSABLE_ENTITY, m),
+        other => internal(other),
+    }
+}
+
+async fn create_incident(
+    Ax(s): Ax<Arc<Shared>>,
+    Extension(Remote(remote)): Extension<Remote>,
+    headers: HeaderMap,
+    Json(req): Json<NewIncident>,
+) -> ApiResult {
+    let who = authorize(&s, &headers, remote, Role::Operator)?;
+    bounded("title", &req.title, 200)?;
+    bounded("body", &req.body, 10_000)?;
+    check_services(&s, &req.services)?;
+    let id =
+        s.opts.state.create_incident(&req.title, &req.status, &req.body, &req.services, None).map_err(state_error)?;
+    audit(
+        &s,
+        &who,
+        "incident.create",
+        &format!("incident {id}"),
+        &json!({"title": req.title, "status": req.status, "body": req.body, "services": req.services}),
+    );
+    s.refresh().await;
+    Ok((StatusCode::CREATED, Json(json!({ "id": id }))).into_response())
+}
+
+async fn update_incident(
+    Ax(s): Ax<Arc<Shared>>,
+    Extension(Remote(remote)): Extension<Remote>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Json(req): Json<NewUpdate>,
+) -> ApiResult {
+    let who = authorize(&s, &headers, remote, Role::Operator)?;
+    bounded("body", &req.body, 10_000)?;
+    s.opts.state.update_incident(id, &req.status, &req.body).map_err(state_error)?;
+    audit(&s, &who, "incident.update", &format!("incident {id}"), &json!({"status": req.status, "body": req.body}));
+    s.refresh().await;
+    Ok((StatusCode::CREATED, Json(json!({ "id": id, "status": req.status }))).into_response())
+}
+
+async fn list_incidents(
+    Ax(s): Ax<Arc<Shared>>,
+    Extension(Remote(remote)): Extension<Remote>,
+    headers: HeaderMap,
+) -> ApiResult {
+    authorize(&s, &headers, remote, Role::Viewer)?;
+    let all = s.opts.state.incidents().map_err(internal)?;
+    Ok(Json(all.iter().map(|i| json!({
+        "id": i.id, "title": i.title, "status": i.status, "services": i.services,
+        "created_at": crate::page::rfc3339(i.created_at), "execution": i.execution_id,
+        "updates": i.updates.iter().map(|u| json!({"status": u.status, "body": u.body, "at": crate::page::rfc3339(u.at)})).collect::<Vec<_>>(),
+    })).collect::<Vec<_>>()).into_response())
+}
+
+async fn create_maintenance(
+    Ax(s): Ax<Arc<Shared>>,
+    Extension(Remote(remote)): Extension<Remote>,
+    headers: HeaderMap,
+    Json(req): Json<NewMaintenance>,
+) -> ApiResult {
+    let who = authorize(&s, &headers, remote, Role::Operator)?;
+    bounded("title", &req.title, 200)?;
+    bounded("body", &req.body, 10_000)?;
+    check_services(&s, &req.services)?;
+    let (starts, ends) = (parse_time("starts_at", &req.starts_at)?, parse_time("ends_at", &req.ends_at)?);
+    let id =
+        s.opts.state.create_maintenance(&req.title, &req.body, &req.services, starts, ends).map_err(state_error)?;
+    audit(
+        &s,
+        &who,
+        "maintenance.create",
+        &format!("maintenance {id}"),
+        &json!({"title": req.title, "body": req.body, "services": req.services, "starts_at": req.starts_at, "ends_at": req.ends_at}),
+    );
+    s.refresh().await;
+    Ok((StatusCode::CREATED, Json(json!({ "id": id }))).into_response())
+}
+
+/// Runs an execution in the background; its incident follows it.
+pub(crate) fn spawn_execution(s: &Arc<Shared>, id: String) {
+    let s2 = s.clone();
+    s.supervisor.spawn(format!("execution {id}"), async move {
+        let result = failover::execute(s2.opts.topology.clone(), s2.opts.state.clone(), &id).await;
+        let row = s2.opts.state.execution(&id).ok();
+        let (status, body) = match (&result, &row) {
+            (Ok(drctl_engine::Ended::Succeeded), Some(r)) => (
+                "monitoring",
+                format!(
+                    "Failover completed in {:.1} s (execution {id}); we are watching the recovered services.",
+                    r.finished_at.and_then(|f| f.duration_since(r.declared_at).ok()).unwrap_or_default().as_secs_f64()
+                ),
+            ),
+            (Ok(ended), _) => {
+                ("identified", format!("The failover ended: {ended:?} (execution {id}); operators are on it."))
+            }
+            (Err(e), _) => ("identified", format!("The failover stopped: {e} (execution {id}); operators are on it.")),
+        };
+        (s2.opts.say)(&format!("execution {id}: {body}"));
+        if let Ok(Some(incident)) = s2.opts.state.incident_of_execution(&id) {
+            let _ = s2.opts.state.update_incident(incident, status, &body);
+        }
+        s2.refresh().await;
+    });
+}
+
+async fn declare(
+    Ax(s): Ax<Arc<Shared>>,
+    Extension(Remote(remote)): Extension<Remote>,
+    headers: HeaderMap,
+    Json(req): Json<DeclareRequest>,
+) -> ApiResult {
+    let who = authorize(&s, &headers, remote, Role::Commander)?;
+    bounded("reason", &req.reason, 1_000)?;
+    let decl = Declaration {
+        zones: req.zones.clone(),
+        regions: req.regions.clone(),
+        targets: req.targets.clone(),
+        reason: req.reason.clone(),
+        force: req.force,
+        parallel: req.parallel,
+    };
+    if decl.scope().is_empty() {
+        return Err(problem(StatusCode::UNPROCESSABLE_ENTITY, "say what is lost: `zones`, `regions` or `targets`"));
+    }
+    let request = json!({"zones": req.zones, "regions": req.regions, "targets": req.targets, "reason": req.reason, "dry_run": req.dry_run, "force": req.force});
+    let id = failover::new_id();
+    let prepared = failover::prepare(&s.opts.topology, &s.opts.state, &decl, &id)
+        .await
+        .map_err(|e| problem(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+    let checks: Vec<Value> =
+        prepared.checks.iter().map(|c| json!({"subject": c.subject, "ok": c.ok, "detail": c.detail})).collect();
+    let plan = serde_json::to_value(&prepared.plan.plan).unwrap_or(Value::Null);
+    if req.dry_run {
+        audit(&s, &who, "declare.dry_run", "plan", &request);
+        return Ok(Json(json!({ "dry_run": true, "refused": prepared.refused(), "checks": checks, "plan": plan }))
+            .into_response());
+    }
+    if prepared.refused() {
+        audit(&s, &who, "declare.refused", "plan", &request);
+        return Err(ApiError {
+            status: StatusCode::CONFLICT,
+            body: json!({ "error": "refused by the preflight; nothing was changed", "checks": checks }),
+        });
+    }
+    failover::create(&s.opts.state, &id, &decl, &prepared).map_err(|e| problem(StatusCode::CONFLICT, e.to_string()))?;
+    let services: Vec<String> = prepared
+        .specs
+        .iter()
+        .map(|x| x.entity.clone())
+        .filter(|n| s.opts.topology.services().any(|(_, e, _)| e.name == *n))
+        .fold(Vec::new(), |mut v, n| {
+            if !v.contains(&n) {
+                v.push(n);
+            }
+            v
+        });
+    let scope =
+        decl.lost_zones(&s.opts.topology).into_iter().chain(decl.targets.clone()).collect::<Vec<_>>().join(", ");
+    let incident = s
+        .opts
+        .state
+        .create_incident(
+            &format!("Failover in progress: {scope}"),
+            "identified",
+            &format!("{} We are failing over to our other zones.", req.reason),
+            &services,
+            Some(&id),
+        )
+        .map_err(internal)?;
+    audit(&s, &who, "declare", &format!("execution {id}"), &request);
+    spawn_execution(&s, id.clone());
+    s.refresh().await;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "id": id, "incident": incident, "checks": checks }))).into_response())
+}
+
+async fn approve(
+    Ax(s): Ax<Arc<Shared>>,
+    Extension(Remote(remote)): Extension<Remote>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(req): Json<ApproveRequest>,
+) -> ApiResult {
+    let who = authorize(&s, &headers, remote, Role::Commander)?;
+    s.opts.state.execution(&id).map_err(state_error)?;
+    let fresh = s.opts.state.approve(&id, &req.step, &who.name).map_err(state_error)?;
+    audit(&s, &who, "approve", &format!("execution {id} step {}", req.step), &json!({"step": req.step}));
+    Ok(Json(json!({ "id": id, "step": req.step, "approved_by": who.name, "already": !fresh })).into_response())
+}
+
+async fn abort(
+    Ax(s): Ax<Arc<Shared>>,
+    Extension(Remote(remote)): Extension<Remote>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let who = authorize(&s, &headers, remote, Role::Commander)?;
+    let state = s.opts.state.request_abort(&id).map_err(state_error)?;
+    audit(&s, &who, "abort", &format!("execution {id}"), &json!({}));
+    s.refresh().await;
+    Ok(Json(json!({ "id": id, "state": state })).into_response())
+}
+
+async fn executions(
+    Ax(s): Ax<Arc<Shared>>,
+    Extension(Remote(remote)): Extension<Remote>,
+    headers: HeaderMap,
+) -> ApiResult {
+    authorize(&s, &headers, remote, Role::Viewer)?;
+    let rows = s.opts.state.executions().map_err(internal)?;
+    Ok(Json(
+        rows.iter()
+            .map(|r| {
+                json!({
+                    "id": r.id, "state": r.state, "declared_at": failover::rfc3339(r.declared_at), "reason": r.reason,
+                })
+            })
+            .collect::<Vec<_>>(),
+    )
+    .into_response())
+}
+
+async fn execution(
+    Ax(s): Ax<Arc<Shared>>,
+    Extension(Remote(remote)): Extension<Remote>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult {
+    authorize(&s, &headers, remote, Role::Viewer)?;
+    let r = failover::report(Some(&s.opts.topology), &s.opts.state, &id).map_err(|e| match e {
+        drctl_control::Error::State(se) => state_error(se),
+        other => internal(other),
+    })?;
+    Ok(Json(r).into_response())
+}
+
+async fn audit_list(
+    Ax(s): Ax<Arc<Shared>>,
+    Extension(Remote(remote)): Extension<Remote>,
+    headers: HeaderMap,
+) -> ApiResult {
+    authorize(&s, &headers, remote, Role::Admin)?;
+    Ok(Json(s.opts.state.audit_entries().map_err(internal)?).into_response())
+}
+
+/// An experiment path from a request: relative, inside the topology's folder or the working folder.
+fn experiment_path(s: &Shared, p: &str) -> Result<std::path::PathBuf, ApiError> {
+    let path = std::path::Path::new(p);
+    if path.is_absolute() || path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+        return Err(problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "`experiment` must be a relative path without `..` (e.g. chaos/x.yaml)",
+        ));
+    }
+    let base = s.opts.topology_path.parent().unwrap_or(std::path::Path::new("."));
+    let beside = base.join(path);
+    Ok(if beside.exists() { beside } else { path.to_path_buf() })
+}
+
+/// Runs a drill in the background and records it; returns its id.
+pub(crate) fn start_drill(s: &Arc<Shared>, experiment: drctl_core::chaos::Experiment, actor: &str) -> String {
+    let id = format!("drill-{}", failover::new_id());
+    let _ = s.opts.state.begin_drill(&id, &experiment.name);
+    let s2 = s.clone();
+    let drill_id = id.clone();
+    let actor = actor.to_string();
+    s.supervisor.spawn(format!("drill {id}"), async move {
+        let dir = s2.opts.topology_path.parent().unwrap_or(std::path::Path::new(".")).to_path_buf();
+        let lab = drctl_lab::lab::Manifest::read(&dir)
+            .filter(|m| m.alive())
+            .map(|m| drctl_lab::lab::LabClient::new(&m.control));
+        let (_tx, cancel) = watch::channel(false);
+        let mut stop = s2.shutdown.clone();
+        let say = s2.opts.say.clone();
+        let name = experiment.name.clone();
+        let opts = drctl_lab::drill::Options {
+            topology: s2.opts.topology.clone(),
+            experiment,
+            state: s2.opts.state.clone(),
+            lab,
+            parallel: None,
+            steady_timeout: Duration::from_secs(20),
+            cancel,
+            say: Box::new(move |l| say(&format!("drill {name}: {l}"))),
+        };
+        // Shutdown interrupts the drill, which heals and reports.
+        let (tx2, rx2) = watch::channel(false);
+        let opts = drctl_lab::drill::Options { cancel: rx2, ..opts };
+        let watcher = tokio::spawn(async move {
+            let _ = stop.wait_for(|v| *v).await;
+            let _ = tx2.send(true);
+        });
+        let result = drctl_lab::drill::run(opts).await;
+        watcher.abort();
+        match result {
+            Ok(report) => {
+                let json = serde_json::to_string(&report).unwrap_or_default();
+                let out = s2.opts.reports_dir.join(&drill_id);
+                if let Err(e) = drctl_lab::report::write_all(&report, &out) {
+                    (s2.opts.say)(&format!("drill {drill_id}: cannot write the report: {e}"));
+                }
+                let _ = s2.opts.state.finish_drill(&drill_id, Some(report.objectives_met), Some(&json));
+                let _ = s2.opts.state.audit(
+                    &actor,
+                    "controller",
+                    "drill.finished",
+                    &drill_id,
+                    &json!({"objectives_met": report.objectives_met, "report": out}),
+                );
+            }
+            Err(e) => {
+                (s2.opts.say)(&format!("drill {drill_id}: {e}"));
+                let _ = s2.opts.state.finish_drill(&drill_id, None, None);
+            }
+        }
+        s2.refresh().await;
+    });
+    id
+}
+
+async fn drill(
+    Ax(s): Ax<Arc<Shared>>,
+    Extension(Remote(remote)): Extension<Remote>,
+    headers: HeaderMap,
+    Json(req): Json<DrillRequest>,
+) -> ApiResult {
+    let who = authorize(&s, &headers, remote, Role::Operator)?;
+    let path = experiment_path(&s, &req.experiment)?;
+    let exp = drctl_core::chaos::load(&path).map_err(|d| {
+        problem(StatusCode::UNPROCESSABLE_ENTITY, d.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("\n"))
+    })?;
+    if s.supervisor.running().iter().any(|n| n.starts_with("drill ")) {
+        return Err(problem(StatusCode::CONFLICT, "a drill is already running"));
+    }
+    let id = start_drill(&s, exp, &who.name);
+    audit(&s, &who, "drill", &id, &json!({"experiment": req.experiment}));
+    Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response())
+}
+
+/// Runs the topology's drills at their cron times.
+pub(crate) async fn drill_scheduler(s: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let base = s.opts.topology_path.parent().unwrap_or(std::path::Path::new(".")).to_path_buf();
+    loop {
+        let now = chrono::Utc::now();
+        let next = s
+            .opts
+            .topology
+            .drills
+            .iter()
+            .filter_map(|d| {
+                let (_, sched) = drctl_core::topology::cron_schedule(&d.cron).ok()?;
+                Some((sched.after(&now).next()?, d.experiment.clone()))
+            })
+            .min_by_key(|(t, _)| *t);
+        let Some((at, experiment)) = next else { return };
+        let wait = (at - now).to_std().unwrap_or_default();
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|v| *v) => return,
+        }
+        let path = if experiment.is_absolute() { experiment.clone() } else { base.join(&experiment) };
+        match drctl_core::chaos::load(&path) {
+            Ok(exp) => {
+                let id = start_drill(&s, exp, "scheduler");
+                let _ = s.opts.state.audit(
+                    "scheduler",
+                    "controller",
+                    "drill",
+                    &id,
+                    &json!({"experiment": experiment, "cron": true}),
+                );
+            }
+            Err(d) => (s.opts.say)(&format!(
+                "scheduled drill {}: {}",
+                path.display(),
+                d.first().map(|x| x.to_string()).unwrap_or_default()
+            )),
+        }
+        // Never twice in the same second.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn security_headers(req: Request<Body>, next: axum::middleware::Next) -> Response {
+    let tls = req.extensions().get::<Tls>().is_some();
+    let mut r = next.run(req).await;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"),
+    );
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    if tls {
+        h.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000"));
+    }
+    r
+}
+
+/// Marks requests that came over TLS.
+#[derive(Clone, Copy)]
+struct Tls;
+
+pub fn router(s: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route(
+            "/static/status.css",
+            get(|| async { bytes("text/css; charset=utf-8", bytes::Bytes::from_static(crate::page::CSS.as_bytes())) }),
+        )
+        .route("/api/v1/status", get(snapshot_route!(status_json, "application/json")))
+        .route("/api/v2/summary.json", get(snapshot_route!(summary, "application/json")))
+        .route("/api/v2/status.json", get(snapshot_route!(status_v2, "application/json")))
+        .route("/feed.atom", get(snapshot_route!(atom, "application/atom+xml; charset=utf-8")))
+        .route("/metrics", get(snapshot_route!(metrics, "text/plain; version=0.0.4; charset=utf-8")))
+        .route("/api/v1/openapi.json", get(|| async { Json(crate::openapi()) }))
+        .route("/api/v1/incidents", post(create_incident).get(list_incidents))
+        .route("/api/v1/incidents/{id}/updates", post(update_incident))
+        .route("/api/v1/maintenance", post(create_maintenance))
+        .route("/api/v1/declare", post(declare))
+        .route("/api/v1/executions", get(executions))
+        .route("/api/v1/executions/{id}", get(execution))
+        .route("/api/v1/executions/{id}/approve", post(approve))
+        .route("/api/v1/executions/{id}/abort", post(abort))
+        .route("/api/v1/drills", post(drill))
+        .route("/api/v1/audit", get(audit_list))
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .layer(axum::middleware::from_fn(security_headers))
+        .with_state(s)
+}
+
+/// Accepts connections (TLS or not) until shutdown, then lets open requests finish.
+pub(crate) async fn serve(
+    s: Arc<Shared>,
+    listener: tokio::net::TcpListener,
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let app = router(s.clone());
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (sock, remote) = tokio::select! {
+            r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
+            _ = stop.wait_for(|v| *v) => break,
+        };
+        let _ = sock.set_nodelay(true);
+        let is_tls = acceptor.is_some();
+        let svc = app.clone().layer(Extension(Remote(remote)));
+        let svc = tower::ServiceBuilder::new()
+            .map_request(move |mut r: Request<hyper::body::Incoming>| {
+                if is_tls {
+                    r.extensions_mut().insert(Tls);
+                }
+                r
+            })
+            .service(svc);
+        let hyper_svc = hyper_util::service::TowerToHyperService::new(svc);
+        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        match &acceptor {
+            Some(acc) => {
+                let acc = acc.clone();
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(10), acc.accept(sock)).await else {
+                        return;
+                    };
+                    let conn = builder.serve_connection(TokioIo::new(stream), hyper_svc).into_owned();
+                    let _ = watcher.watch(conn).await;
+                });
+            }
+            None => {
+                let conn = builder.serve_connection(TokioIo::new(sock), hyper_svc).into_owned();
+                let fut = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _ = fut.await;
+                });
+            }
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
+}

@@ -1,0 +1,507 @@
+//! `drctl serve`: the long-lived controller (SPEC §9).
+//!
+//! One process that
+//! - **samples** RPO and health every `--sample-every`, records the samples
+//!   and the daily uptime counters, and re-renders the status page;
+//! - runs the `by: drctl` **replication** jobs on their schedules;
+//! - runs the topology's **cron-scheduled drills**;
+//! - **resumes** unfinished executions when it starts;
+//! - serves the public **status page** and its JSON, Atom and Prometheus
+//!   faces from an in-memory snapshot (a request never queries a system),
+//!   and the **operator API** behind bearer tokens and roles, every change
+//!   landing in the hash-chained audit log.
+//!
+//! Every background task is owned by a [`Supervisor`] that restarts a loop
+//! that panics and, on shutdown, waits for them up to a deadline and names
+//! what is still running (an execution left running is resumable).
+
+mod api;
+pub mod feeds;
+pub mod page;
+mod tls;
+pub mod view;
+
+use bytes::Bytes;
+use drctl_control::live::Clients;
+use drctl_core::status::StatusReport;
+use drctl_core::topology::Topology;
+use drctl_state::State;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+use tokio::sync::watch;
+
+/// Errors that stop the controller from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot listen on {addr}: {why}")]
+    Listen { addr: SocketAddr, why: String },
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("{0}")]
+    BadInput(String),
+    #[error("state: {0}")]
+    State(#[from] drctl_state::Error),
+}
+
+/// An allowed client network for the operator API (`--allow 10.0.0.0/8`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub net: IpAddr,
+    pub bits: u8,
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (ip, bits) = s.split_once('/').unwrap_or((s, ""));
+        let net: IpAddr = ip.parse().map_err(|_| format!("`{s}` is not an address or CIDR block (e.g. 10.0.0.0/8)"))?;
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        let bits = if bits.is_empty() { max } else { bits.parse().map_err(|_| format!("`{s}`: bad prefix length"))? };
+        if bits > max {
+            return Err(format!("`{s}`: prefix length over {max}"));
+        }
+        Ok(Cidr { net, bits })
+    }
+}
+
+impl Cidr {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.net, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = if self.bits == 0 { 0 } else { u32::MAX << (32 - self.bits) };
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = if self.bits == 0 { 0 } else { u128::MAX << (128 - self.bits) };
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            (IpAddr::V6(_), IpAddr::V4(a)) => self.contains(IpAddr::V6(a.to_ipv6_mapped())),
+            (IpAddr::V4(_), IpAddr::V6(a)) => a.to_ipv4_mapped().is_some_and(|v4| self.contains(IpAddr::V4(v4))),
+        }
+    }
+}
+
+pub struct Options {
+    pub topology_path: PathBuf,
+    pub topology: Arc<Topology>,
+    pub state: Arc<State>,
+    pub state_url: String,
+    pub listen: SocketAddr,
+    /// (certificate chain PEM, private key PEM).
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Networks allowed to use the operator API; empty: any.
+    pub allow: Vec<Cidr>,
+    pub sample_every: Duration,
+    /// The page's public URL, for links in the feeds (default from --listen).
+    pub base_url: Option<String>,
+    pub shutdown_deadline: Duration,
+    /// Where drill reports go.
+    pub reports_dir: PathBuf,
+    /// Says what happens (one line each).
+    pub say: Arc<dyn Fn(&str) + Send + Sync>,
+}
+
+/// The rendered faces of the status page, swapped whole on each refresh.
+#[derive(Clone, Default)]
+pub struct Rendered {
+    pub html: HashMap<&'static str, Bytes>,
+    pub status_json: Bytes,
+    pub summary: Bytes,
+    pub status_v2: Bytes,
+    pub atom: Bytes,
+    pub metrics: Bytes,
+}
+
+pub(crate) struct Shared {
+    pub opts: Options,
+    pub base_url: String,
+    pub rendered: RwLock<Arc<Rendered>>,
+    pub latest: RwLock<Option<StatusReport>>,
+    pub samples: std::sync::atomic::AtomicU64,
+    pub supervisor: Supervisor,
+    pub shutdown: watch::Receiver<bool>,
+    /// Serialises re-rendering (the sampler and API handlers both ask).
+    pub render_lock: tokio::sync::Mutex<()>,
+}
+
+/// Owns every background task by name.
+#[derive(Default)]
+pub struct Supervisor {
+    tasks: Mutex<Vec<(String, tokio::task::JoinHandle<()>)>>,
+}
+
+impl Supervisor {
+    /// Runs a one-off task (an execution, a drill) under a name.
+    pub fn spawn(&self, name: String, f: impl std::future::Future<Output = ()> + Send + 'static) {
+        let h = tokio::spawn(f);
+        let mut t = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        t.retain(|(_, h)| !h.is_finished());
+        t.push((name, h));
+    }
+
+    /// Runs a loop, restarting it a second after it panics, until shutdown.
+    pub fn spawn_loop<F, Fut>(
+        &self,
+        name: &str,
+        shutdown: watch::Receiver<bool>,
+        say: Arc<dyn Fn(&str) + Send + Sync>,
+        make: F,
+    ) where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let label = name.to_string();
+        self.spawn(name.to_string(), async move {
+            loop {
+                let r = tokio::spawn(make()).await;
+                if *shutdown.borrow() {
+                    return;
+                }
+                match r {
+                    Err(e) if e.is_panic() => say(&format!("task {label} panicked; restarting in 1s")),
+                    _ => return,
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+    }
+
+    /// Waits for every task up to `deadline`; returns the names still running.
+    pub async fn wait(&self, deadline: Duration) -> Vec<String> {
+        let until = tokio::time::Instant::now() + deadline;
+        loop {
+            let running: Vec<String> = self
+                .tasks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .filter(|(_, h)| !h.is_finished())
+                .map(|(n, _)| n.clone())
+                .collect();
+            if running.is_empty() || tokio::time::Instant::now() >= until {
+                return running;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn running(&self) -> Vec<String> {
+        self.tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, h)| !h.is_finished())
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+}
+
+impl Shared {
+    /// Rebuilds the snapshot from the latest measurement and the state store.
+    pub async fn refresh(&self) {
+        let _one = self.render_lock.lock().await;
+        let state = &self.opts.state;
+        let topo = &self.opts.topology;
+        let now = SystemTime::now();
+        let latest = self.latest.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let since_day =
+            now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64 / 86_400) - view::UPTIME_DAYS;
+        let mut uptime = HashMap::new();
+        for (_, e, _) in topo.services() {
+            uptime.insert(e.name.clone(), state.uptime(&e.name, since_day).unwrap_or_default());
+        }
+        let drills = state.drills().unwrap_or_default();
+        let running: Vec<(String, Vec<String>)> = state
+            .executions()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| !drctl_state::journal::exec_state::is_final(&e.state))
+            .map(|e| {
+                let ents = state.steps(&e.id).unwrap_or_default().into_iter().map(|s| s.entity).collect::<Vec<_>>();
+                let mut ents: Vec<String> = ents;
+                ents.dedup();
+                (e.id, ents)
+            })
+            .collect();
+        let v = view::build(view::Inputs {
+            topo,
+            status: latest.as_ref(),
+            incidents: state.incidents().unwrap_or_default(),
+            maintenance: state.maintenance().unwrap_or_default(),
+            uptime,
+            drills: &drills,
+            running_executions: running,
+            now,
+            expected_checks_per_day: (86_400.0 / self.opts.sample_every.as_secs_f64().max(0.1)) as i64,
+        });
+        let counters = feeds::Counters {
+            samples: self.samples.load(std::sync::atomic::Ordering::Relaxed),
+            replication: state.replication_totals().unwrap_or_default(),
+            step_seconds: state.step_durations().unwrap_or_default(),
+            executions: state.execution_counts().unwrap_or_default(),
+        };
+        let status_json = match &latest {
+            Some(s) => serde_json::to_vec_pretty(s).unwrap_or_default(),
+            None => serde_json::to_vec(&serde_json::json!({
+                "at": null, "datastores": [], "services": [], "error": "not measured yet"
+            }))
+            .unwrap_or_default(),
+        };
+        let mut html = HashMap::new();
+        for l in page::Lang::ALL {
+            html.insert(l.code(), Bytes::from(page::render(&v, l)));
+        }
+        let r = Rendered {
+            html,
+            status_json: Bytes::from(status_json),
+            summary: Bytes::from(serde_json::to_vec_pretty(&feeds::summary(&v, &self.base_url)).unwrap_or_default()),
+            status_v2: Bytes::from(serde_json::to_vec_pretty(&feeds::status(&v, &self.base_url)).unwrap_or_default()),
+            atom: Bytes::from(feeds::atom(&v, &self.base_url)),
+            metrics: Bytes::from(feeds::metrics(&v, &counters)),
+        };
+        *self.rendered.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(r);
+    }
+
+    /// One measurement: recorded, then the snapshot rebuilt.
+    pub async fn sample(&self, clients: &Clients) {
+        let placements = self.opts.state.placements().unwrap_or_default();
+        let report = drctl_control::live::status(clients, &self.opts.topology, &placements).await;
+        let _ = self.opts.state.record_rpo_samples(&drctl_control::live::samples(&report));
+        let checks: Vec<(String, bool)> = report.services.iter().map(|s| (s.name.clone(), s.healthy)).collect();
+        let _ = self.opts.state.record_health(SystemTime::now(), &checks);
+        *self.latest.write().unwrap_or_else(|p| p.into_inner()) = Some(report);
+        self.samples.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.refresh().await;
+    }
+}
+
+/// Renders the status page and its JSON into `dir` once, for hosting
+/// elsewhere (another region's bucket) when the controller's zone is down.
+pub async fn export(
+    topology: Arc<Topology>,
+    state: Arc<State>,
+    dir: &std::path::Path,
+    base_url: &str,
+) -> Result<Vec<PathBuf>, Error> {
+    let (_tx, rx) = watch::channel(false);
+    let shared = Shared {
+        opts: Options {
+            topology_path: PathBuf::new(),
+            topology,
+            state,
+            state_url: String::new(),
+            listen: "127.0.0.1:0".parse().expect("literal"),
+            tls: None,
+            allow: Vec::new(),
+            sample_every: Duration::from_secs(60),
+            base_url: Some(base_url.into()),
+            shutdown_deadline: Duration::ZERO,
+            reports_dir: PathBuf::new(),
+            say: Arc::new(|_| {}),
+        },
+        base_url: base_url.into(),
+        rendered: Default::default(),
+        latest: RwLock::new(None),
+        samples: Default::default(),
+        supervisor: Supervisor::default(),
+        shutdown: rx,
+        render_lock: Default::default(),
+    };
+    shared.sample(&Clients::default()).await;
+    let r = shared.rendered.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let files: Vec<(PathBuf, &[u8])> = vec![
+        (dir.join("index.html"), r.html["en"].as_ref()),
+        (dir.join("ja/index.html"), r.html["ja"].as_ref()),
+        (dir.join("static/status.css"), page::CSS.as_bytes()),
+        (dir.join("api/v1/status"), r.status_json.as_ref()),
+        (dir.join("api/v2/summary.json"), r.summary.as_ref()),
+        (dir.join("api/v2/status.json"), r.status_v2.as_ref()),
+        (dir.join("feed.atom"), r.atom.as_ref()),
+    ];
+    let mut written = Vec::new();
+    for (path, bytes) in files {
+        if let Some(p) = path.parent() {
+            std::fs::create_dir_all(p).map_err(|e| Error::BadInput(format!("cannot create {}: {e}", p.display())))?;
+        }
+        // The Japanese page sits one folder down: its stylesheet link is absolute, so it works as is.
+        std::fs::write(&path, bytes).map_err(|e| Error::BadInput(format!("cannot write {}: {e}", path.display())))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// Runs the controller until `stop` completes; returns the names of tasks
+/// still running at the deadline.
+pub async fn run(opts: Options, stop: impl std::future::Future<Output = ()>) -> Result<Vec<String>, Error> {
+    let tls = match &opts.tls {
+        Some((cert, key)) => Some(tls::config(cert, key)?),
+        None => None,
+    };
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .map_err(|e| Error::Listen { addr: opts.listen, why: e.to_string() })?;
+    let bound = listener.local_addr().map_err(|e| Error::Listen { addr: opts.listen, why: e.to_string() })?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let base_url = opts.base_url.clone().unwrap_or_else(|| format!("{scheme}://{bound}"));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let say = opts.say.clone();
+    let shared = Arc::new(Shared {
+        opts,
+        base_url: base_url.clone(),
+        rendered: Default::default(),
+        latest: RwLock::new(None),
+        samples: Default::default(),
+        supervisor: Supervisor::default(),
+        shutdown: stop_rx.clone(),
+        render_lock: Default::default(),
+    });
+    shared.refresh().await;
+    say(&format!("serving {base_url}/ (status page), {base_url}/api/v1/ (operator API)"));
+
+    // Executions left unfinished by a previous run: resume them.
+    for e in
+        shared.opts.state.executions()?.into_iter().filter(|e| !drctl_state::journal::exec_state::is_final(&e.state))
+    {
+        say(&format!("resuming execution {} ({})", e.id, e.state));
+        api::spawn_execution(&shared, e.id.clone());
+    }
+
+    // The sampler.
+    {
+        let s = shared.clone();
+        let rx = stop_rx.clone();
+        shared.supervisor.spawn_loop("sampler", stop_rx.clone(), say.clone(), move || {
+            let (s, mut rx) = (s.clone(), rx.clone());
+            async move {
+                let clients = Clients::default();
+                loop {
+                    s.sample(&clients).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(s.opts.sample_every) => {}
+                        _ = rx.wait_for(|v| *v) => return,
+                    }
+                }
+            }
+        });
+    }
+    // Replication on its schedules.
+    let ids = drctl_control::replicate::selected(&shared.opts.topology, &[]).unwrap_or_default();
+    if !ids.is_empty() {
+        let s = shared.clone();
+        let rx = stop_rx.clone();
+        shared.supervisor.spawn_loop("replication", stop_rx.clone(), say.clone(), move || {
+            let (s, mut rx) = (s.clone(), rx.clone());
+            let ids = ids.clone();
+            async move {
+                let clients = Clients::default();
+                let say = s.opts.say.clone();
+                let report = move |name: &str, r: &Result<drctl_aws::s3::Summary, drctl_control::Error>| {
+                    if let Err(e) = r {
+                        say(&format!("replication of {name}: {e}"));
+                    }
+                };
+                drctl_control::replicate::run_scheduled(
+                    &clients,
+                    &s.opts.topology,
+                    &s.opts.state,
+                    &ids,
+                    &drctl_control::schedule::SystemClock,
+                    async move {
+                        let _ = rx.wait_for(|v| *v).await;
+                    },
+                    &report,
+                )
+                .await;
+            }
+        });
+    }
+    // Cron-scheduled drills.
+    if !shared.opts.topology.drills.is_empty() {
+        let s = shared.clone();
+        let rx = stop_rx.clone();
+        shared.supervisor.spawn_loop("drill-scheduler", stop_rx.clone(), say.clone(), move || {
+            api::drill_scheduler(s.clone(), rx.clone())
+        });
+    }
+
+    let server = {
+        let s = shared.clone();
+        let rx = stop_rx.clone();
+        tokio::spawn(api::serve(s, listener, tls, rx))
+    };
+    stop.await;
+    say("shutting down: no new requests; waiting for background tasks");
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    let left = shared.supervisor.wait(shared.opts.shutdown_deadline).await;
+    Ok(left)
+}
+
+/// The operator API, described (served at `/api/v1/openapi.json`).
+pub fn openapi() -> serde_json::Value {
+    use serde_json::json;
+    let err = json!({ "description": "error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } });
+    let secured = |role: &str, summary: &str, body: Option<&str>, ok: &str| {
+        let mut op = json!({
+            "summary": format!("{summary} (role: {role} or above)"),
+            "security": [{ "bearer": [] }],
+            "responses": { ok: { "description": "done" }, "401": err.clone(), "403": err.clone(), "422": err.clone() },
+        });
+        if let Some(schema) = body {
+            op["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } } });
+        }
+        op
+    };
+    let public = |summary: &str, ct: &str| json!({ "summary": summary, "responses": { "200": { "description": "ok", "content": { ct: {} } } } });
+    let id_param =
+        |name: &str, kind: &str| json!([{ "name": name, "in": "path", "required": true, "schema": { "type": kind } }]);
+    json!({
+        "openapi": "3.1.0",
+        "info": { "title": "drctl controller", "version": env!("CARGO_PKG_VERSION"),
+                  "description": "The public status page and the operator API of `drctl serve` (SPEC §9). Roles include the ones before them: viewer < operator < commander < admin." },
+        "paths": {
+            "/": { "get": public("The status page (HTML; ?lang=en|ja or Accept-Language)", "text/html") },
+            "/api/v1/status": { "get": public("Live status and RPO (SPEC §4)", "application/json") },
+            "/api/v2/summary.json": { "get": public("Statuspage-compatible summary", "application/json") },
+            "/api/v2/status.json": { "get": public("Statuspage-compatible status", "application/json") },
+            "/feed.atom": { "get": public("Incidents and maintenance", "application/atom+xml") },
+            "/metrics": { "get": public("Prometheus metrics", "text/plain") },
+            "/api/v1/incidents": {
+                "get": secured("viewer", "List incidents with their updates", None, "200"),
+                "post": secured("operator", "Open an incident", Some("NewIncident"), "201"),
+            },
+            "/api/v1/incidents/{id}/updates": { "parameters": id_param("id", "integer"), "post": secured("operator", "Add an update to an incident", Some("IncidentUpdate"), "201") },
+            "/api/v1/maintenance": { "post": secured("operator", "Schedule maintenance", Some("NewMaintenance"), "201") },
+            "/api/v1/declare": { "post": secured("commander", "Declare a disaster: plan, preflight, execute (202 with the execution id; 409 when the preflight refuses)", Some("Declare"), "202") },
+            "/api/v1/executions": { "get": secured("viewer", "List executions", None, "200") },
+            "/api/v1/executions/{id}": { "parameters": id_param("id", "string"), "get": secured("viewer", "An execution with its steps and RTO (SPEC §6)", None, "200") },
+            "/api/v1/executions/{id}/approve": { "parameters": id_param("id", "string"), "post": secured("commander", "Approve a step waiting for approval", Some("Approve"), "200") },
+            "/api/v1/executions/{id}/abort": { "parameters": id_param("id", "string"), "post": secured("commander", "Abort an execution", None, "200") },
+            "/api/v1/drills": { "post": secured("operator", "Run a chaos experiment as a drill (202 with the drill id)", Some("Drill"), "202") },
+            "/api/v1/audit": { "get": secured("admin", "The audit log", None, "200") },
+        },
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer", "description": "A token from `drctl token create`" } },
+            "schemas": {
+                "Error": { "type": "object", "properties": { "error": { "type": "string" } }, "required": ["error"] },
+                "NewIncident": { "type": "object", "required": ["title", "status"], "properties": {
+                    "title": { "type": "string", "maxLength": 200 }, "status": { "enum": ["investigating", "identified", "monitoring", "resolved"] },
+                    "body": { "type": "string", "maxLength": 10000 }, "services": { "type": "array", "items": { "type": "string" } } } },
+                "IncidentUpdate": { "type": "object", "required": ["status"], "properties": {
+                    "status": { "enum": ["investigating", "identified", "monitoring", "resolved"] }, "body": { "type": "string" } } },
+                "NewMaintenance": { "type": "object", "required": ["title", "starts_at", "ends_at"], "properties": {
+                    "title": { "type": "string" }, "body": { "type": "string" }, "services": { "type": "array", "items": { "type": "string" } },
+                    "starts_at": { "type": "string", "format": "date-time" }, "ends_at": { "type": "string", "format": "date-time" } } },
+                "Declare": { "type": "object", "required": ["reason"], "properties": {
+                    "zones": { "type": "array", "items": { "type": "string" } }, "regions": { "type": "array", "items": { "type": "string" } },
+                    "targets": { "type": "array", "items": { "type": "string" } }, "reason": { "type": "string" },
+                    "dry_run": { "type": "boolean" }, "force": { "type": "boolean" }, "parallel": { "type": "integer", "minimum": 1 } } },
+                "Approve": { "type": "object", "required": ["step"], "properties": { "step": { "type": "string" } } },
+                "Drill": { "type": "object", "required": ["experiment"], "properties": { "experiment": { "type": "string", "description": "a relative path, e.g. chaos/lab-zone-outage.yaml" } } },
+            },
+        },
+    })
+}

@@ -1,0 +1,216 @@
+//! What the status page says, computed once per snapshot from the latest
+//! measurement and the state store, and shared by every rendering (HTML in
+//! each language, SPEC §4 JSON, Statuspage JSON, Atom, Prometheus).
+
+use drctl_core::status::StatusReport;
+use drctl_core::topology::{EntitySpec, Topology};
+use drctl_state::controller::{DrillRow, Incident, Maintenance, UptimeDay};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A service's state, in Atlassian Statuspage's words (their page and
+/// widgets read these unchanged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Operational,
+    UnderMaintenance,
+    DegradedPerformance,
+    PartialOutage,
+    MajorOutage,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Operational => "operational",
+            State::UnderMaintenance => "under_maintenance",
+            State::DegradedPerformance => "degraded_performance",
+            State::PartialOutage => "partial_outage",
+            State::MajorOutage => "major_outage",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LastDrill {
+    pub id: String,
+    pub experiment: String,
+    pub at: SystemTime,
+    pub rto_s: Option<f64>,
+    pub rpo_s: Option<f64>,
+    pub lost_writes: Option<u64>,
+    pub passed: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceView {
+    pub name: String,
+    pub tier: Option<String>,
+    pub state: State,
+    pub healthy: Option<bool>,
+    /// The worst live RPO among the datastores it depends on (directly or not).
+    pub rpo_s: Option<f64>,
+    pub rpo_target_s: Option<f64>,
+    pub rto_estimate_s: Option<f64>,
+    pub rto_target_s: Option<f64>,
+    pub last_drill: Option<LastDrill>,
+    /// 90 entries, oldest first: (day, checks, healthy); checks 0 = no data.
+    pub uptime: Vec<UptimeDay>,
+    pub uptime_90d: Option<f64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct View {
+    pub name: String,
+    pub now: SystemTime,
+    pub measured_at: Option<String>,
+    pub status: Option<StatusReport>,
+    pub overall: State,
+    pub services: Vec<ServiceView>,
+    /// Tier names in the topology's order, then "other".
+    pub tiers: Vec<String>,
+    pub active_incidents: Vec<Incident>,
+    pub past_incidents: Vec<Incident>,
+    pub maintenance: Vec<Maintenance>,
+    pub running_executions: Vec<(String, Vec<String>)>,
+    /// Health checks in a fully sampled day (from the sampling interval).
+    pub expected_checks_per_day: i64,
+}
+
+pub const UPTIME_DAYS: i64 = 90;
+
+fn day_of(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64 / 86_400)
+}
+
+/// The datastores a service depends on, directly or through other services.
+fn datastores_under(topo: &Topology, id: usize) -> Vec<usize> {
+    let mut seen = vec![false; topo.entities.len()];
+    let mut stack = vec![id];
+    let mut out = Vec::new();
+    while let Some(e) = stack.pop() {
+        for &d in &topo.entity(e).depends_on {
+            if !seen[d] {
+                seen[d] = true;
+                if matches!(topo.entity(d).spec, EntitySpec::Datastore(_)) {
+                    out.push(d);
+                }
+                stack.push(d);
+            }
+        }
+    }
+    out
+}
+
+pub struct Inputs<'a> {
+    pub topo: &'a Topology,
+    pub status: Option<&'a StatusReport>,
+    pub incidents: Vec<Incident>,
+    pub maintenance: Vec<Maintenance>,
+    pub uptime: HashMap<String, Vec<UptimeDay>>,
+    pub drills: &'a [DrillRow],
+    pub running_executions: Vec<(String, Vec<String>)>,
+    pub now: SystemTime,
+    pub expected_checks_per_day: i64,
+}
+
+pub fn build(i: Inputs) -> View {
+    let topo = i.topo;
+    let today = day_of(i.now);
+    let active_maintenance: Vec<&Maintenance> =
+        i.maintenance.iter().filter(|m| m.starts_at <= i.now && i.now < m.ends_at).collect();
+    let (active, past): (Vec<Incident>, Vec<Incident>) = i.incidents.into_iter().partition(|x| x.status != "resolved");
+    let drills: Vec<(&DrillRow, serde_json::Value)> = i
+        .drills
+        .iter()
+        .filter_map(|d| Some((d, serde_json::from_str::<serde_json::Value>(d.report.as_deref()?).ok()?)))
+        .collect();
+    let mut services = Vec::new();
+    for (id, e, _) in topo.services() {
+        let st = i.status.and_then(|s| s.services.iter().find(|x| x.name == e.name));
+        let deps = datastores_under(topo, id);
+        let rpo = i.status.map(|s| {
+            deps.iter()
+                .filter_map(|d| s.datastores.iter().find(|x| x.name == topo.entity(*d).name))
+                .map(|x| x.rpo_s)
+                .collect::<Vec<_>>()
+        });
+        // Unknown RPO of any dependency makes the service's unknown.
+        let rpo_s = rpo.and_then(|v| v.into_iter().try_fold(0.0f64, |acc, r| r.map(|r| acc.max(r))));
+        let rpo_target_s = e.targets.rpo.map(|d| d.as_secs_f64());
+        let in_maintenance = active_maintenance.iter().any(|m| m.services.contains(&e.name));
+        let in_incident = active.iter().any(|x| x.services.contains(&e.name));
+        let failing_over = i.running_executions.iter().any(|(_, ents)| ents.contains(&e.name));
+        let healthy = st.map(|s| s.healthy);
+        let objectives_missed =
+            st.is_some_and(|s| !s.meets_rto) || matches!((rpo_s, rpo_target_s), (Some(r), Some(t)) if r > t);
+        let state = match healthy {
+            Some(false) if failing_over => State::PartialOutage,
+            Some(false) => State::MajorOutage,
+            _ if in_maintenance => State::UnderMaintenance,
+            _ if failing_over => State::PartialOutage,
+            _ if in_incident || objectives_missed => State::DegradedPerformance,
+            _ => State::Operational,
+        };
+        let last_drill = drills.iter().find_map(|(row, rep)| {
+            let s = rep["services"].as_array()?.iter().find(|s| s["name"] == e.name.as_str())?;
+            let ds: Vec<&serde_json::Value> = rep["datastores"]
+                .as_array()
+                .map(|a| a.iter().filter(|d| deps.iter().any(|x| d["name"] == topo.entity(*x).name.as_str())).collect())
+                .unwrap_or_default();
+            let rpo = ds
+                .iter()
+                .filter_map(|d| d["rpo_s"].as_f64())
+                .fold(None, |a: Option<f64>, x| Some(a.map_or(x, |a| a.max(x))));
+            let lost = ds.iter().filter_map(|d| d["lost_writes"].as_u64()).reduce(|a, b| a + b);
+            let passed = s["meets_rto"] == true && ds.iter().all(|d| d["meets_rpo"] == true);
+            Some(LastDrill {
+                id: row.id.clone(),
+                experiment: row.experiment.clone(),
+                at: row.finished_at.unwrap_or(row.started_at),
+                rto_s: s["rto_s"].as_f64(),
+                rpo_s: rpo,
+                lost_writes: lost,
+                passed,
+            })
+        });
+        let days = i.uptime.get(&e.name).cloned().unwrap_or_default();
+        let uptime: Vec<UptimeDay> = (today - UPTIME_DAYS + 1..=today)
+            .map(|d| days.iter().find(|x| x.day == d).copied().unwrap_or(UptimeDay { day: d, checks: 0, healthy: 0 }))
+            .collect();
+        let (checks, ok) = uptime.iter().fold((0, 0), |(c, h), d| (c + d.checks, h + d.healthy));
+        services.push(ServiceView {
+            name: e.name.clone(),
+            tier: e.tier.map(|t| topo.tiers[t].name.clone()),
+            state,
+            healthy,
+            rpo_s,
+            rpo_target_s,
+            rto_estimate_s: st.and_then(|s| s.rto_estimate_s),
+            rto_target_s: e.targets.rto.map(|d| d.as_secs_f64()),
+            last_drill,
+            uptime,
+            uptime_90d: (checks > 0).then(|| ok as f64 / checks as f64 * 100.0),
+        });
+    }
+    let overall = services.iter().map(|s| s.state).max().unwrap_or(State::Operational);
+    let mut tiers: Vec<String> = topo.tiers.iter().map(|t| t.name.clone()).collect();
+    tiers.push(String::new());
+    let cutoff = i.now - std::time::Duration::from_secs(14 * 86_400);
+    View {
+        name: topo.name.clone(),
+        now: i.now,
+        measured_at: i.status.map(|s| s.at.clone()),
+        status: i.status.cloned(),
+        overall,
+        services,
+        tiers,
+        active_incidents: active,
+        past_incidents: past.into_iter().filter(|x| x.resolved_at.unwrap_or(x.updated_at) >= cutoff).collect(),
+        maintenance: i.maintenance.into_iter().filter(|m| m.ends_at > i.now).collect(),
+        running_executions: i.running_executions,
+        expected_checks_per_day: i.expected_checks_per_day,
+    }
+}

@@ -1,0 +1,671 @@
+//! What the controller (`drctl serve`) remembers: API tokens (only their
+//! hashes), the audit log, incidents and maintenance for the status page,
+//! daily uptime counters, and drill results.
+//!
+//! The audit log is append-only twice over: SQLite triggers refuse UPDATE
+//! and DELETE, and every entry carries the SHA-256 of its content chained
+//! with the previous entry's hash, so an edit made behind drctl's back
+//! (the triggers dropped, the file patched) breaks the chain at that entry
+//! and `drctl audit verify` names it.
+
+use crate::{millis, Error, Result, State};
+use rusqlite::{params, OptionalExtension};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+fn time(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    let digest = Sha256::digest(data);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Roles, each including the ones before it (SPEC §9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Viewer,
+    Operator,
+    Commander,
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Viewer, Role::Operator, Role::Commander, Role::Admin];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Commander => "commander",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Token {
+    pub id: i64,
+    pub name: String,
+    pub role: Role,
+    #[serde(skip)]
+    pub hash: String,
+    pub created_at: SystemTime,
+    pub revoked_at: Option<SystemTime>,
+    pub last_used_at: Option<SystemTime>,
+}
+
+/// A new secret token: `drctl_` and 32 random bytes in hex.
+pub fn new_token_secret() -> Result<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::getrandom(&mut bytes).map_err(|e| Error::Invalid(format!("no randomness for a token: {e}")))?;
+    Ok(format!("drctl_{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+}
+
+/// What is stored of a token.
+pub fn token_hash(secret: &str) -> String {
+    sha256_hex(secret.as_bytes())
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AuditEntry {
+    pub seq: i64,
+    #[serde(serialize_with = "ser_time")]
+    pub at: SystemTime,
+    pub actor: String,
+    pub source: String,
+    pub action: String,
+    pub target: String,
+    /// The request, as JSON (secrets never included).
+    pub request: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+fn ser_time<S: serde::Serializer>(t: &SystemTime, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_u64(t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64))
+}
+
+/// The hash of an entry: its fields, length-prefixed (no two different
+/// entries hash the same text), ending with the previous entry's hash.
+fn entry_hash(fields: [&str; 8]) -> String {
+    let mut text = String::new();
+    for f in fields {
+        text.push_str(&format!("{}:{f};", f.len()));
+    }
+    sha256_hex(text.as_bytes())
+}
+
+/// What `audit verify` found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verified {
+    Intact { entries: i64, head: String },
+    Broken { seq: i64, why: String },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Incident {
+    pub id: i64,
+    pub title: String,
+    pub status: String,
+    pub services: Vec<String>,
+    pub created_at: SystemTime,
+    pub updated_at: SystemTime,
+    pub resolved_at: Option<SystemTime>,
+    pub execution_id: Option<String>,
+    pub updates: Vec<IncidentUpdate>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IncidentUpdate {
+    pub id: i64,
+    pub at: SystemTime,
+    pub status: String,
+    pub body: String,
+}
+
+pub const INCIDENT_STATUSES: [&str; 4] = ["investigating", "identified", "monitoring", "resolved"];
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Maintenance {
+    pub id: i64,
+    pub title: String,
+    pub body: String,
+    pub services: Vec<String>,
+    pub starts_at: SystemTime,
+    pub ends_at: SystemTime,
+    pub created_at: SystemTime,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct UptimeDay {
+    /// Days since 1970-01-01 (UTC).
+    pub day: i64,
+    pub checks: i64,
+    pub healthy: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct DrillRow {
+    pub id: String,
+    pub experiment: String,
+    pub started_at: SystemTime,
+    pub finished_at: Option<SystemTime>,
+    pub objectives_met: Option<bool>,
+    pub report: Option<String>,
+}
+
+fn list(json: &str) -> Vec<String> {
+    serde_json::from_str(json).unwrap_or_default()
+}
+
+impl State {
+    // ---- tokens ----
+
+    /// Stores a token (its hash only) and returns the secret, shown once.
+    pub fn create_token(&self, name: &str, role: Role) -> Result<String> {
+        if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
+        {
+            return Err(Error::Invalid(format!("token name `{name}`: use 1-64 letters, digits, `-`, `_`, `.` or `@`")));
+        }
+        let secret = new_token_secret()?;
+        let conn = self.conn();
+        let exists: Option<i64> =
+            conn.query_row("SELECT id FROM tokens WHERE name = ?1", params![name], |r| r.get(0)).optional()?;
+        if exists.is_some() {
+            return Err(Error::Invalid(format!("a token named `{name}` exists: revoke it or choose another name")));
+        }
+        conn.execute(
+            "INSERT INTO tokens (name, role, hash, created_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![name, role.as_str(), token_hash(&secret), millis(SystemTime::now())],
+        )?;
+        Ok(secret)
+    }
+
+    pub fn tokens(&self) -> Result<Vec<Token>> {
+        let conn = self.conn();
+        let mut st =
+            conn.prepare("SELECT id, name, role, hash, created_ms, revoked_ms, last_used_ms FROM tokens ORDER BY id")?;
+        let rows = st.query_map([], |r| {
+            Ok(Token {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                role: Role::parse(&r.get::<_, String>(2)?).unwrap_or(Role::Viewer),
+                hash: r.get(3)?,
+                created_at: time(r.get(4)?),
+                revoked_at: r.get::<_, Option<i64>>(5)?.map(time),
+                last_used_at: r.get::<_, Option<i64>>(6)?.map(time),
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The live token a secret is, compared in constant time against
+    /// every stored hash (no early exit on the first differing byte).
+    pub fn authenticate(&self, secret: &str) -> Result<Option<Token>> {
+        use subtle::ConstantTimeEq;
+        let presented = token_hash(secret);
+        let mut found = None;
+        for t in self.tokens()? {
+            let same: bool = t.hash.as_bytes().ct_eq(presented.as_bytes()).into();
+            if same && t.revoked_at.is_none() {
+                found = Some(t);
+            }
+        }
+        if let Some(t) = &found {
+            self.conn().execute(
+                "UPDATE tokens SET last_used_ms = ?1 WHERE id = ?2",
+                params![millis(SystemTime::now()), t.id],
+            )?;
+        }
+        Ok(found)
+    }
+
+    /// Revokes by name or id; returns the token revoked.
+    pub fn revoke_token(&self, name_or_id: &str) -> Result<Token> {
+        let t = self
+            .tokens()?
+            .into_iter()
+            .find(|t| t.name == name_or_id || t.id.to_string() == name_or_id)
+            .ok_or_else(|| Error::NotFound(format!("no token `{name_or_id}` (see `drctl token list`)")))?;
+        self.conn().execute(
+            "UPDATE tokens SET revoked_ms = COALESCE(revoked_ms, ?1) WHERE id = ?2",
+            params![millis(SystemTime::now()), t.id],
+        )?;
+        Ok(t)
+    }
+
+    // ---- audit ----
+
+    /// Appends an entry, chained to the previous one.
+    pub fn audit(
+        &self,
+        actor: &str,
+        source: &str,
+        action: &str,
+        target: &str,
+        request: &serde_json::Value,
+    ) -> Result<AuditEntry> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let last: Option<(i64, String)> = tx
+            .query_row("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let (seq, prev) = match last {
+            Some((s, h)) => (s + 1, h),
+            None => (1, "0".repeat(64)),
+        };
+        let at = SystemTime::now();
+        let at_ms = millis(at);
+        let request = request.to_string();
+        let hash = entry_hash([&seq.to_string(), &at_ms.to_string(), actor, source, action, target, &request, &prev]);
+        tx.execute(
+            "INSERT INTO audit (seq, at_ms, actor, source, action, target, request, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![seq, at_ms, actor, source, action, target, request, prev, hash],
+        )?;
+        tx.commit()?;
+        Ok(AuditEntry {
+            seq,
+            at: time(at_ms),
+            actor: actor.into(),
+            source: source.into(),
+            action: action.into(),
+            target: target.into(),
+            request,
+            prev_hash: prev,
+            hash,
+        })
+    }
+
+    pub fn audit_entries(&self) -> Result<Vec<AuditEntry>> {
+        let conn = self.conn();
+        let mut st = conn.prepare(
+            "SELECT seq, at_ms, actor, source, action, target, request, prev_hash, hash FROM audit ORDER BY seq",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(AuditEntry {
+                seq: r.get(0)?,
+                at: time(r.get(1)?),
+                actor: r.get(2)?,
+                source: r.get(3)?,
+                action: r.get(4)?,
+                target: r.get(5)?,
+                request: r.get(6)?,
+                prev_hash: r.get(7)?,
+                hash: r.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Recomputes the chain; the first entry that does not match is named.
+    pub fn verify_audit(&self) -> Result<Verified> {
+        let mut prev = "0".repeat(64);
+        let entries = self.audit_entries()?;
+        for (expected_seq, e) in (1..).zip(entries.iter()) {
+            if e.seq != expected_seq {
+                return Ok(Verified::Broken {
+                    seq: expected_seq,
+                    why: format!("entry {expected_seq} is missing (the next one is {})", e.seq),
+                });
+            }
+            if e.prev_hash != prev {
+                return Ok(Verified::Broken { seq: e.seq, why: "it does not chain to the entry before it".into() });
+            }
+            let h = entry_hash([
+                &e.seq.to_string(),
+                &millis(e.at).to_string(),
+                &e.actor,
+                &e.source,
+                &e.action,
+                &e.target,
+                &e.request,
+                &e.prev_hash,
+            ]);
+            if h != e.hash {
+                return Ok(Verified::Broken { seq: e.seq, why: "its content does not match its hash (edited)".into() });
+            }
+            prev = e.hash.clone();
+        }
+        Ok(Verified::Intact { entries: entries.len() as i64, head: prev })
+    }
+
+    // ---- incidents and maintenance ----
+
+    pub fn create_incident(
+        &self,
+        title: &str,
+        status: &str,
+        body: &str,
+        services: &[String],
+        execution: Option<&str>,
+    ) -> Result<i64> {
+        check_status(status)?;
+        let now = millis(SystemTime::now());
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO incidents (title, status, services, created_ms, updated_ms, resolved_ms, execution_id) VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6)",
+            params![title, status, serde_json::to_string(services).unwrap_or_default(), now, (status == "resolved").then_some(now), execution],
+        )?;
+        let id = tx.last_insert_rowid();
+        tx.execute(
+            "INSERT INTO incident_updates (incident_id, at_ms, status, body) VALUES (?1, ?2, ?3, ?4)",
+            params![id, now, status, body],
+        )?;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    pub fn update_incident(&self, id: i64, status: &str, body: &str) -> Result<()> {
+        check_status(status)?;
+        let now = millis(SystemTime::now());
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let n = tx.execute(
+            "UPDATE incidents SET status = ?1, updated_ms = ?2, resolved_ms = CASE WHEN ?1 = 'resolved' THEN ?2 ELSE NULL END WHERE id = ?3",
+            params![status, now, id],
+        )?;
+        if n == 0 {
+            return Err(Error::NotFound(format!("no incident {id}")));
+        }
+        tx.execute(
+            "INSERT INTO incident_updates (incident_id, at_ms, status, body) VALUES (?1, ?2, ?3, ?4)",
+            params![id, now, status, body],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Incidents, newest first, each with its updates (newest first).
+    pub fn incidents(&self) -> Result<Vec<Incident>> {
+        let conn = self.conn();
+        let mut st = conn.prepare(
+            "SELECT id, title, status, services, created_ms, updated_ms, resolved_ms, execution_id FROM incidents ORDER BY id DESC",
+        )?;
+        let mut out: Vec<Incident> = st
+            .query_map([], |r| {
+                Ok(Incident {
+                    id: r.get(0)?,
+                    title: r.get(1)?,
+                    status: r.get(2)?,
+                    services: list(&r.get::<_, String>(3)?),
+                    created_at: time(r.get(4)?),
+                    updated_at: time(r.get(5)?),
+                    resolved_at: r.get::<_, Option<i64>>(6)?.map(time),
+                    execution_id: r.get(7)?,
+                    updates: Vec::new(),
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut st =
+            conn.prepare("SELECT id, incident_id, at_ms, status, body FROM incident_updates ORDER BY id DESC")?;
+        let updates = st.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(1)?,
+                IncidentUpdate { id: r.get(0)?, at: time(r.get(2)?), status: r.get(3)?, body: r.get(4)? },
+            ))
+        })?;
+        for u in updates {
+            let (iid, u) = u?;
+            if let Some(i) = out.iter_mut().find(|i| i.id == iid) {
+                i.updates.push(u);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The open incident tied to an execution, if any.
+    pub fn incident_of_execution(&self, execution: &str) -> Result<Option<i64>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT id FROM incidents WHERE execution_id = ?1 ORDER BY id DESC LIMIT 1",
+                params![execution],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    pub fn create_maintenance(
+        &self,
+        title: &str,
+        body: &str,
+        services: &[String],
+        starts: SystemTime,
+        ends: SystemTime,
+    ) -> Result<i64> {
+        if ends <= starts {
+            return Err(Error::Invalid("maintenance must end after it starts".into()));
+        }
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO maintenance (title, body, services, starts_ms, ends_ms, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![title, body, serde_json::to_string(services).unwrap_or_default(), millis(starts), millis(ends), millis(SystemTime::now())],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    pub fn maintenance(&self) -> Result<Vec<Maintenance>> {
+        let conn = self.conn();
+        let mut st = conn.prepare(
+            "SELECT id, title, body, services, starts_ms, ends_ms, created_ms FROM maintenance ORDER BY starts_ms",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(Maintenance {
+                id: r.get(0)?,
+                title: r.get(1)?,
+                body: r.get(2)?,
+                services: list(&r.get::<_, String>(3)?),
+                starts_at: time(r.get(4)?),
+                ends_at: time(r.get(5)?),
+                created_at: time(r.get(6)?),
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    // ---- uptime ----
+
+    /// Counts one health check of each service in its UTC day.
+    pub fn record_health(&self, at: SystemTime, checks: &[(String, bool)]) -> Result<()> {
+        let day = millis(at) / 86_400_000;
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for (service, healthy) in checks {
+            tx.execute(
+                "INSERT INTO uptime_days (service, day, checks, healthy) VALUES (?1, ?2, 1, ?3)
+                 ON CONFLICT (service, day) DO UPDATE SET checks = checks + 1, healthy = healthy + ?3",
+                params![service, day, *healthy as i64],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Per-day counters of a service from `since_day` on (days with no check are absent).
+    pub fn uptime(&self, service: &str, since_day: i64) -> Result<Vec<UptimeDay>> {
+        let conn = self.conn();
+        let mut st =
+            conn.prepare("SELECT day, checks, healthy FROM uptime_days WHERE service = ?1 AND day >= ?2 ORDER BY day")?;
+        let rows = st.query_map(params![service, since_day], |r| {
+            Ok(UptimeDay { day: r.get(0)?, checks: r.get(1)?, healthy: r.get(2)? })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    // ---- aggregates for /metrics ----
+
+    /// Replication totals per datastore since the state began.
+    pub fn replication_totals(&self) -> Result<Vec<(String, crate::RunTotals)>> {
+        let conn = self.conn();
+        let mut st = conn.prepare(
+            "SELECT datastore, SUM(copied), SUM(bytes), SUM(skipped), SUM(failed) FROM replication_runs GROUP BY datastore ORDER BY datastore",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                crate::RunTotals {
+                    copied: r.get::<_, i64>(1)? as u64,
+                    bytes: r.get::<_, i64>(2)? as u64,
+                    skipped: r.get::<_, i64>(3)? as u64,
+                    failed: r.get::<_, i64>(4)? as u64,
+                },
+            ))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// (action, total seconds, count) of finished steps.
+    pub fn step_durations(&self) -> Result<Vec<(String, f64, u64)>> {
+        let conn = self.conn();
+        let mut st = conn.prepare(
+            "SELECT action, SUM(finished_ms - started_ms) / 1000.0, COUNT(*) FROM execution_steps
+             WHERE started_ms IS NOT NULL AND finished_ms IS NOT NULL GROUP BY action ORDER BY action",
+        )?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Executions per state.
+    pub fn execution_counts(&self) -> Result<Vec<(String, u64)>> {
+        let conn = self.conn();
+        let mut st = conn.prepare("SELECT state, COUNT(*) FROM executions GROUP BY state ORDER BY state")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    // ---- drills ----
+
+    pub fn begin_drill(&self, id: &str, experiment: &str) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO drills (id, experiment, started_ms) VALUES (?1, ?2, ?3)",
+            params![id, experiment, millis(SystemTime::now())],
+        )?;
+        Ok(())
+    }
+
+    /// Records a drill that ran elsewhere (the CLI), whole.
+    pub fn record_drill(
+        &self,
+        id: &str,
+        experiment: &str,
+        started: SystemTime,
+        objectives_met: bool,
+        report: &str,
+    ) -> Result<()> {
+        self.conn().execute(
+            "INSERT OR REPLACE INTO drills (id, experiment, started_ms, finished_ms, objectives_met, report) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![id, experiment, millis(started), millis(SystemTime::now()), objectives_met as i64, report],
+        )?;
+        Ok(())
+    }
+
+    pub fn finish_drill(&self, id: &str, objectives_met: Option<bool>, report: Option<&str>) -> Result<()> {
+        self.conn().execute(
+            "UPDATE drills SET finished_ms = ?1, objectives_met = ?2, report = ?3 WHERE id = ?4",
+            params![millis(SystemTime::now()), objectives_met.map(|b| b as i64), report, id],
+        )?;
+        Ok(())
+    }
+
+    /// Drills, newest first.
+    pub fn drills(&self) -> Result<Vec<DrillRow>> {
+        let conn = self.conn();
+        let mut st = conn.prepare(
+            "SELECT id, experiment, started_ms, finished_ms, objectives_met, report FROM drills ORDER BY started_ms DESC",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(DrillRow {
+                id: r.get(0)?,
+                experiment: r.get(1)?,
+                started_at: time(r.get(2)?),
+                finished_at: r.get::<_, Option<i64>>(3)?.map(time),
+                objectives_met: r.get::<_, Option<i64>>(4)?.map(|v| v != 0),
+                report: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+fn check_status(status: &str) -> Result<()> {
+    if INCIDENT_STATUSES.contains(&status) {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!("incident status `{status}`: use one of {}", INCIDENT_STATUSES.join(", "))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_stored_as_hashes_and_revocable() {
+        let s = State::in_memory().unwrap();
+        let secret = s.create_token("ci", Role::Operator).unwrap();
+        assert!(secret.starts_with("drctl_") && secret.len() == 70);
+        let t = s.authenticate(&secret).unwrap().expect("valid");
+        assert_eq!((t.name.as_str(), t.role), ("ci", Role::Operator));
+        assert!(s.tokens().unwrap().iter().all(|t| t.hash != secret), "only the hash is kept");
+        assert!(s.authenticate("drctl_nope").unwrap().is_none());
+        assert!(s.create_token("ci", Role::Admin).is_err(), "names are unique");
+        s.revoke_token("ci").unwrap();
+        assert!(s.authenticate(&secret).unwrap().is_none(), "revoked");
+        assert!(Role::Commander > Role::Operator && Role::Operator > Role::Viewer);
+    }
+
+    #[test]
+    fn the_audit_chain_verifies_and_an_edit_is_named() {
+        let s = State::in_memory().unwrap();
+        for i in 0..5 {
+            s.audit("alice", "127.0.0.1", "incident.create", &format!("incident {i}"), &serde_json::json!({"i": i}))
+                .unwrap();
+        }
+        let Verified::Intact { entries, head } = s.verify_audit().unwrap() else { panic!("intact") };
+        assert_eq!(entries, 5);
+        assert_eq!(head, s.audit_entries().unwrap()[4].hash);
+        // The triggers refuse edits...
+        assert!(s.conn().execute("UPDATE audit SET actor = 'mallory' WHERE seq = 3", []).is_err());
+        assert!(s.conn().execute("DELETE FROM audit WHERE seq = 5", []).is_err());
+        // ...and an edit behind them breaks the chain where it was made.
+        s.conn()
+            .execute_batch("DROP TRIGGER audit_is_append_only_update; UPDATE audit SET actor = 'mallory' WHERE seq = 3")
+            .unwrap();
+        assert!(matches!(s.verify_audit().unwrap(), Verified::Broken { seq: 3, .. }));
+    }
+
+    #[test]
+    fn incidents_keep_their_update_timeline() {
+        let s = State::in_memory().unwrap();
+        let id = s.create_incident("Checkout down", "investigating", "looking", &["checkout".into()], None).unwrap();
+        s.update_incident(id, "identified", "az1 lost").unwrap();
+        s.update_incident(id, "resolved", "back").unwrap();
+        let i = &s.incidents().unwrap()[0];
+        assert_eq!(i.status, "resolved");
+        assert!(i.resolved_at.is_some());
+        assert_eq!(
+            i.updates.iter().map(|u| u.status.as_str()).collect::<Vec<_>>(),
+            ["resolved", "identified", "investigating"]
+        );
+        assert!(s.update_incident(id, "fixed", "").is_err(), "statuses are checked");
+        assert!(s.update_incident(99, "resolved", "").is_err());
+    }
+
+    #[test]
+    fn uptime_is_counted_per_day() {
+        let s = State::in_memory().unwrap();
+        let day = UNIX_EPOCH + Duration::from_secs(86_400 * 100 + 5);
+        s.record_health(day, &[("api".into(), true)]).unwrap();
+        s.record_health(day, &[("api".into(), false)]).unwrap();
+        assert_eq!(s.uptime("api", 0).unwrap(), vec![UptimeDay { day: 100, checks: 2, healthy: 1 }]);
+    }
+}

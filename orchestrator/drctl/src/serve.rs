@@ -1,0 +1,194 @@
+//! `drctl serve`, `token`, `audit` and `status-page`: glue to drctl-serve and the state store.
+
+use crate::cli::{Output, TokenCommand};
+use crate::{Failure, Outcome};
+use drctl_core::Topology;
+use drctl_state::controller::{Role, Verified};
+use drctl_state::State;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+pub struct ServeArgs {
+    pub path: PathBuf,
+    pub topo: Topology,
+    pub state: State,
+    pub state_url: String,
+    pub listen: std::net::SocketAddr,
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub allow: Vec<drctl_serve::Cidr>,
+    pub sample_every: Duration,
+    pub base_url: Option<String>,
+    pub shutdown_deadline: Duration,
+}
+
+fn serve_error(e: drctl_serve::Error) -> Failure {
+    match e {
+        drctl_serve::Error::Tls(m) | drctl_serve::Error::BadInput(m) => Failure::bad_input(m),
+        other => Failure::Runtime(anyhow::anyhow!("{other}")),
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn stop_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+    }
+}
+
+pub fn serve(a: ServeArgs) -> Result<Outcome, Failure> {
+    let opts = drctl_serve::Options {
+        topology_path: a.path,
+        topology: Arc::new(a.topo),
+        state: Arc::new(a.state),
+        state_url: a.state_url,
+        listen: a.listen,
+        tls: a.tls,
+        allow: a.allow,
+        sample_every: a.sample_every.max(Duration::from_millis(200)),
+        base_url: a.base_url,
+        shutdown_deadline: a.shutdown_deadline,
+        reports_dir: PathBuf::from(".drctl/reports"),
+        say: Arc::new(|line| eprintln!("{} {line}", drctl_control::live::now_rfc3339())),
+    };
+    let deadline = opts.shutdown_deadline;
+    crate::cli::runtime()?.block_on(async move {
+        let left = drctl_serve::run(opts, stop_signal()).await.map_err(serve_error)?;
+        if left.is_empty() {
+            eprintln!("stopped: every task finished");
+        } else {
+            eprintln!(
+                "stopped after {}s with these still running: {} (executions resume with `drctl resume ID` or the next `drctl serve`)",
+                deadline.as_secs(),
+                left.join(", ")
+            );
+        }
+        Ok(Outcome::Done)
+    })
+}
+
+pub fn token(state: &State, cmd: TokenCommand) -> Result<Outcome, Failure> {
+    match cmd {
+        TokenCommand::Create { name, role } => {
+            let role = Role::parse(&role).ok_or_else(|| Failure::bad_input(format!("role `{role}`")))?;
+            let secret = state.create_token(&name, role).map_err(|e| Failure::bad_input(e.to_string()))?;
+            crate::cli::audit(
+                state,
+                "token.create",
+                &format!("token {name}"),
+                &serde_json::json!({"name": name, "role": role.as_str()}),
+            );
+            eprintln!("token `{name}` ({}) created; it is shown once, keep it in a secret store:", role.as_str());
+            println!("{secret}");
+            Ok(Outcome::Done)
+        }
+        TokenCommand::List { output } => {
+            let tokens = state.tokens().map_err(|e| Failure::Runtime(e.into()))?;
+            if output == Output::Json {
+                let v: Vec<serde_json::Value> = tokens
+                    .iter()
+                    .map(|t| {
+                        serde_json::json!({
+                            "id": t.id, "name": t.name, "role": t.role.as_str(),
+                            "created_at": drctl_control::failover::rfc3339(t.created_at),
+                            "revoked_at": t.revoked_at.map(drctl_control::failover::rfc3339),
+                            "last_used_at": t.last_used_at.map(drctl_control::failover::rfc3339),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v).map_err(anyhow::Error::from)?);
+            } else {
+                println!("{:>4}  {:<20} {:<10} {:<24} STATE", "ID", "NAME", "ROLE", "CREATED");
+                for t in &tokens {
+                    let st = match (t.revoked_at, t.last_used_at) {
+                        (Some(r), _) => format!("revoked {}", drctl_control::failover::rfc3339(r)),
+                        (None, Some(u)) => format!("last used {}", drctl_control::failover::rfc3339(u)),
+                        (None, None) => "never used".into(),
+                    };
+                    println!(
+                        "{:>4}  {:<20} {:<10} {:<24} {st}",
+                        t.id,
+                        t.name,
+                        t.role.as_str(),
+                        drctl_control::failover::rfc3339(t.created_at)
+                    );
+                }
+            }
+            Ok(Outcome::Done)
+        }
+        TokenCommand::Revoke { name } => {
+            let t = state.revoke_token(&name).map_err(|e| Failure::bad_input(e.to_string()))?;
+            crate::cli::audit(
+                state,
+                "token.revoke",
+                &format!("token {}", t.name),
+                &serde_json::json!({"name": t.name}),
+            );
+            println!("revoked token `{}` ({})", t.name, t.role.as_str());
+            Ok(Outcome::Done)
+        }
+    }
+}
+
+fn at(t: SystemTime) -> String {
+    drctl_control::failover::rfc3339(t)
+}
+
+pub fn audit_list(state: &State, json: bool) -> Result<Outcome, Failure> {
+    let entries = state.audit_entries().map_err(|e| Failure::Runtime(e.into()))?;
+    if json {
+        let v: Vec<serde_json::Value> = entries
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "seq": e.seq, "at": at(e.at), "actor": e.actor, "source": e.source, "action": e.action,
+                    "target": e.target, "request": serde_json::from_str::<serde_json::Value>(&e.request).unwrap_or_default(),
+                    "hash": e.hash, "prev_hash": e.prev_hash,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v).map_err(anyhow::Error::from)?);
+    } else {
+        for e in &entries {
+            println!(
+                "{:>5}  {}  {:<12} {:<15} {:<20} {}  {}",
+                e.seq,
+                at(e.at),
+                e.actor,
+                e.source,
+                e.action,
+                e.target,
+                e.request
+            );
+        }
+    }
+    Ok(Outcome::Done)
+}
+
+pub fn audit_verify(state: &State) -> Result<Outcome, Failure> {
+    match state.verify_audit().map_err(|e| Failure::Runtime(e.into()))? {
+        Verified::Intact { entries, head } => {
+            println!("audit log intact: {entries} entries; head {head}");
+            println!("(keep the head somewhere else: a later verify proves nothing before it was changed)");
+            Ok(Outcome::Done)
+        }
+        Verified::Broken { seq, why } => {
+            eprintln!("audit log BROKEN at entry {seq}: {why}");
+            Ok(Outcome::Failed)
+        }
+    }
+}
+
+pub async fn export(topo: Topology, state: State, dir: &Path, base_url: &str) -> Result<Outcome, Failure> {
+    let files = drctl_serve::export(Arc::new(topo), Arc::new(state), dir, base_url).await.map_err(serve_error)?;
+    for f in &files {
+        println!("{}", f.display());
+    }
+    eprintln!(
+        "the status page and its JSON are in {}: host them anywhere static (another region's bucket)",
+        dir.display()
+    );
+    Ok(Outcome::Done)
+}

@@ -1,0 +1,433 @@
+//! `drctl serve` through real HTTP, with a real PostgreSQL pair: the status
+//! page and its JSON follow a paused standby's RPO; every role against every
+//! operator endpoint; user text is escaped; the audit chain verifies and a
+//! tampered entry is named; a declaration through the API fails over and
+//! shows on the page; the page in headless Chromium, in both languages;
+//! TLS; a clean shutdown on SIGTERM.
+
+use drctl_testkit::{free_port, PgPair};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn drctl(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_drctl"));
+    c.current_dir(dir).env("DRCTL_STATE", format!("sqlite://{}/state.db", dir.display()));
+    c
+}
+
+fn show(o: &Output) -> String {
+    format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(dir: &Path, extra: &[&str], scheme: &str) -> Server {
+    let port = free_port();
+    let child = drctl(dir)
+        .args(["serve", "-f", "drctl.yaml", "--sample-every", "300ms", "--listen", &format!("127.0.0.1:{port}")])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let base = format!("{scheme}://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "serve did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Server { child, base }
+}
+
+fn token(dir: &Path, name: &str, role: &str) -> String {
+    let out = drctl(dir).args(["token", "create", "--name", name, "--role", role]).output().unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().unwrap()
+}
+
+fn topology(dir: &Path, pg: &PgPair) {
+    std::fs::write(
+        dir.join("drctl.yaml"),
+        format!(
+            "version: 1\nname: shop\nzones:\n  - {{ name: az1, region: r1 }}\n  - {{ name: az2, region: r1 }}\n\
+             objectives:\n  tier-0: {{ rpo: 5s, rto: 2m }}\n\
+             datastores:\n  - name: orders-db\n    kind: postgres\n    primary: {{ zone: az1, url: \"{}\" }}\n    replicas: [ {{ zone: az2, url: \"{}\" }} ]\n    failover: {{ estimate: 5s, max_lag: 1h }}\n\
+             services:\n  - {{ name: checkout, tier: tier-0, zones: [az1, az2], depends_on: [orders-db] }}\n",
+            pg.primary_url(),
+            pg.standby_url()
+        ),
+    )
+    .unwrap();
+}
+
+fn status_json(c: &reqwest::blocking::Client, base: &str) -> serde_json::Value {
+    c.get(format!("{base}/api/v1/status")).send().unwrap().json().unwrap()
+}
+
+fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn chromium() -> Option<PathBuf> {
+    ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+/// The page as Chromium renders it (DOM after parsing), plus a screenshot.
+fn render(browser: &Path, url: &str, shot: &Path) -> String {
+    let profile = std::env::temp_dir().join(format!(
+        "drctl-chromium-{}-{}",
+        std::process::id(),
+        shot.file_stem().unwrap().to_string_lossy()
+    ));
+    let common = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ];
+    let out = Command::new(browser)
+        .args(common)
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg("--window-size=1000,1600")
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(url)
+        .output()
+        .unwrap();
+    assert!(shot.exists() && std::fs::metadata(shot).unwrap().len() > 10_000, "screenshot: {}", show(&out));
+    let dom = Command::new(browser)
+        .args(common)
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg("--dump-dom")
+        .arg(url)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(profile);
+    String::from_utf8_lossy(&dom.stdout).to_string()
+}
+
+#[test]
+fn the_controller_serves_the_page_the_api_and_the_audit_log() {
+    let pg = PgPair::start();
+    pg.psql(pg.primary_port, "CREATE TABLE orders (id serial PRIMARY KEY, at timestamptz DEFAULT now())");
+    let dir = std::env::temp_dir().join(format!("drctl-serve-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    topology(&dir, &pg);
+    let tokens: Vec<(&str, String)> =
+        ["viewer", "operator", "commander", "admin"].iter().map(|r| (*r, token(&dir, &format!("t-{r}"), r))).collect();
+    let srv = start(&dir, &[], "http");
+    let c = client();
+    wait_for("a first measurement", 20, || status_json(&c, &srv.base)["at"].is_string());
+
+    // Public faces.
+    for (path, ct) in [
+        ("/", "text/html"),
+        ("/api/v1/status", "application/json"),
+        ("/api/v2/summary.json", "application/json"),
+        ("/api/v2/status.json", "application/json"),
+        ("/feed.atom", "application/atom+xml"),
+        ("/metrics", "text/plain"),
+        ("/api/v1/openapi.json", "application/json"),
+        ("/static/status.css", "text/css"),
+    ] {
+        let r = c.get(format!("{}{path}", srv.base)).send().unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert!(r.headers()["content-type"].to_str().unwrap().starts_with(ct), "{path}");
+        let csp = r.headers()["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("default-src 'none'") && !csp.contains("script-src"), "{path}: {csp}");
+        assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    }
+    let summary: serde_json::Value = c.get(format!("{}/api/v2/summary.json", srv.base)).send().unwrap().json().unwrap();
+    assert_eq!(summary["components"][0]["name"], "checkout");
+    assert_eq!(summary["status"]["indicator"], "none", "{summary:#}");
+
+    // A paused standby: RPO climbs in the JSON, the page and the metrics.
+    pg.psql(pg.standby_port, "SELECT pg_wal_replay_pause()");
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(7) {
+        pg.psql(pg.primary_port, "INSERT INTO orders DEFAULT VALUES");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    wait_for("RPO over the 5 s target", 10, || {
+        let s = status_json(&c, &srv.base);
+        s["datastores"][0]["rpo_s"].as_f64().unwrap_or(0.0) > 5.0 && s["datastores"][0]["meets_rpo"] == false
+    });
+    let page = c.get(format!("{}/", srv.base)).send().unwrap().text().unwrap();
+    assert!(page.contains("Degraded performance"), "the banner says so");
+    let row = page.split("<th scope=\"row\">orders-db</th>").nth(1).unwrap();
+    assert!(
+        row.trim_start().starts_with("<td><span class=\"miss\">"),
+        "orders-db's RPO is shown as missed: {}",
+        &row[..200]
+    );
+    let metrics = c.get(format!("{}/metrics", srv.base)).send().unwrap().text().unwrap();
+    let rpo_line = metrics.lines().find(|l| l.starts_with("drctl_rpo_seconds{datastore=\"orders-db\"}")).unwrap();
+    assert!(rpo_line.rsplit(' ').next().unwrap().parse::<f64>().unwrap() > 5.0, "{rpo_line}");
+    pg.psql(pg.standby_port, "SELECT pg_wal_replay_resume()");
+    wait_for("RPO back to about 0", 15, || {
+        status_json(&c, &srv.base)["datastores"][0]["rpo_s"].as_f64().unwrap_or(9.0) < 1.0
+    });
+
+    // Every role against every operator endpoint.
+    let endpoints: Vec<(&str, String, serde_json::Value, usize, bool)> = vec![
+        ("GET", "/api/v1/incidents".into(), serde_json::Value::Null, 0, true),
+        ("GET", "/api/v1/executions".into(), serde_json::Value::Null, 0, true),
+        ("POST", "/api/v1/incidents".into(), serde_json::json!({"title": "t", "status": "investigating"}), 1, true),
+        (
+            "POST",
+            "/api/v1/incidents/1/updates".into(),
+            serde_json::json!({"status": "identified", "body": "b"}),
+            1,
+            true,
+        ),
+        (
+            "POST",
+            "/api/v1/maintenance".into(),
+            serde_json::json!({"title": "m", "starts_at": "2030-01-01T00:00:00Z", "ends_at": "2030-01-01T01:00:00Z"}),
+            1,
+            true,
+        ),
+        ("POST", "/api/v1/drills".into(), serde_json::json!({"experiment": "missing.yaml"}), 1, false),
+        (
+            "POST",
+            "/api/v1/declare".into(),
+            serde_json::json!({"targets": ["orders-db"], "reason": "r", "dry_run": true}),
+            2,
+            true,
+        ),
+        ("POST", "/api/v1/executions/none/approve".into(), serde_json::json!({"step": "x"}), 2, false),
+        ("POST", "/api/v1/executions/none/abort".into(), serde_json::json!({}), 2, false),
+        ("GET", "/api/v1/audit".into(), serde_json::Value::Null, 3, true),
+    ];
+    for (method, path, body, need, succeeds) in &endpoints {
+        let send = |auth: Option<&str>| {
+            let mut r = match *method {
+                "GET" => c.get(format!("{}{path}", srv.base)),
+                _ => c.post(format!("{}{path}", srv.base)).json(body),
+            };
+            if let Some(t) = auth {
+                r = r.bearer_auth(t);
+            }
+            r.send().unwrap().status().as_u16()
+        };
+        assert_eq!(send(None), 401, "{method} {path} without a token");
+        assert_eq!(send(Some("drctl_forged")), 401, "{method} {path} with a forged token");
+        for (i, (role, tok)) in tokens.iter().enumerate() {
+            let code = send(Some(tok));
+            if i < *need {
+                assert_eq!(code, 403, "{method} {path} as {role}");
+            } else if *succeeds {
+                assert!((200..300).contains(&code), "{method} {path} as {role}: {code}");
+            } else {
+                assert!(code != 401 && code != 403, "{method} {path} as {role}: {code}");
+            }
+        }
+    }
+    let operator = &tokens[1].1;
+    let commander = &tokens[2].1;
+
+    // User text is text.
+    let r = c
+        .post(format!("{}/api/v1/incidents", srv.base))
+        .bearer_auth(operator)
+        .json(&serde_json::json!({"title": "Checkout <script>alert(1)</script> slow", "status": "investigating", "body": "Looking <b>into</b> it", "services": ["checkout"]}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let page = c.get(format!("{}/", srv.base)).send().unwrap().text().unwrap();
+    assert!(
+        page.contains("Checkout &lt;script&gt;alert(1)&lt;/script&gt; slow") && !page.contains("<script"),
+        "escaped"
+    );
+    assert!(page.contains("Looking &lt;b&gt;into&lt;/b&gt; it"));
+    let feed = c.get(format!("{}/feed.atom", srv.base)).send().unwrap().text().unwrap();
+    assert!(!feed.contains("<script") && feed.contains("Checkout &lt;script&gt;"), "the feed escapes too");
+    let big = "x".repeat(70 * 1024);
+    let r = c
+        .post(format!("{}/api/v1/incidents", srv.base))
+        .bearer_auth(operator)
+        .json(&serde_json::json!({"title": "t", "status": "investigating", "body": big}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 413, "requests are size-limited");
+
+    // A declaration through the API: the same engine, and the page shows the incident it opened.
+    let r = c
+        .post(format!("{}/api/v1/declare", srv.base))
+        .bearer_auth(commander)
+        .json(&serde_json::json!({"targets": ["orders-db"], "reason": "drill through the API"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().unwrap_or_default());
+    let declared: serde_json::Value = r.json().unwrap_or_default();
+    let _ = declared;
+    wait_for("the failover to finish and the incident to say so", 60, || {
+        let page = c.get(format!("{}/", srv.base)).send().unwrap().text().unwrap();
+        page.contains("Failover in progress: orders-db") && page.contains("Failover completed in")
+    });
+    assert_eq!(pg.psql(pg.standby_port, "SELECT pg_is_in_recovery()"), "f", "the standby was promoted");
+    let execs: serde_json::Value =
+        c.get(format!("{}/api/v1/executions", srv.base)).bearer_auth(&tokens[0].1).send().unwrap().json().unwrap();
+    assert_eq!(execs[0]["state"], "succeeded", "{execs:#}");
+
+    // Headless Chromium renders the page in both languages.
+    match chromium() {
+        Some(browser) => {
+            let shots = Path::new(env!("CARGO_TARGET_TMPDIR"));
+            let en = render(&browser, &format!("{}/?lang=en", srv.base), &shots.join("status-page-en.png"));
+            assert!(
+                en.contains("Checkout &lt;script&gt;alert(1)&lt;/script&gt; slow")
+                    && en.contains("Data at risk now (RPO)"),
+                "{en}"
+            );
+            assert!(en.contains("orders-db"));
+            let ja = render(&browser, &format!("{}/?lang=ja", srv.base), &shots.join("status-page-ja.png"));
+            assert!(ja.contains("現在失われうるデータ（RPO）") && ja.contains("対応中のインシデント"), "{ja}");
+            assert!(ja.contains("Checkout &lt;script&gt;"));
+        }
+        None if std::env::var_os("DRCTL_REQUIRE_CHROMIUM").is_some() => {
+            panic!("chromium is required (DRCTL_REQUIRE_CHROMIUM)")
+        }
+        None => eprintln!("skipping the Chromium check: no chromium on this machine (.ci/run installs it)"),
+    }
+
+    // The audit log: every change above, chained; an edit is caught.
+    let out = drctl(&dir).args(["audit", "verify"]).output().unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let list = drctl(&dir).args(["audit", "list", "--output", "json"]).output().unwrap();
+    let entries: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let actions: Vec<&str> = entries.as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    for a in ["token.create", "incident.create", "incident.update", "maintenance.create", "declare"] {
+        assert!(actions.contains(&a), "{a} audited: {actions:?}");
+    }
+    let declare = entries.as_array().unwrap().iter().find(|e| e["action"] == "declare").unwrap();
+    assert_eq!(declare["actor"], "t-commander");
+    assert_eq!(declare["source"], "127.0.0.1");
+    assert!(!list.stdout.windows(6).any(|w| w == b"drctl_"), "no token secret in the audit log");
+    let db = dir.join("state.db");
+    let tamper = Command::new("sqlite3")
+        .arg(&db)
+        .arg("DROP TRIGGER audit_is_append_only_update; UPDATE audit SET actor = 'mallory' WHERE seq = 3;")
+        .output();
+    match tamper {
+        Ok(o) if o.status.success() => {
+            let out = drctl(&dir).args(["audit", "verify"]).output().unwrap();
+            assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+            assert!(String::from_utf8_lossy(&out.stderr).contains("entry 3"), "{}", show(&out));
+        }
+        other => eprintln!("skipping the tamper check: sqlite3 not usable: {other:?}"),
+    }
+
+    // SIGTERM: a clean stop.
+    let mut srv = srv;
+    unsafe {
+        libc::kill(srv.child.id() as i32, libc::SIGTERM);
+    }
+    let status = srv.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn tls_with_a_certificate_and_hsts() {
+    let dir = std::env::temp_dir().join(format!("drctl-serve-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("drctl.yaml"),
+        "version: 1\nname: tiny\nzones:\n  - { name: az1, region: r1 }\nobjectives:\n  tier-0: { rpo: 5s, rto: 2m }\nservices:\n  - { name: web, tier: tier-0 }\n",
+    )
+    .unwrap();
+    // A CA and a server certificate it signs (webpki refuses a CA as a server's own certificate).
+    let openssl = |args: &[&str]| {
+        let o = Command::new("openssl").current_dir(&dir).args(args).output().unwrap();
+        assert!(o.status.success(), "openssl {args:?}: {}", show(&o));
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=drctl test CA",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "cert.pem",
+        "-days",
+        "1",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    let bad = drctl(&dir).args(["serve", "--tls-cert", "key.pem", "--tls-key", "key.pem"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2), "a key is not a certificate: {}", show(&bad));
+    let srv = start(&dir, &["--tls-cert", "cert.pem", "--tls-key", "key.pem"], "https");
+    let cert = reqwest::Certificate::from_pem(&std::fs::read(dir.join("ca.pem")).unwrap()).unwrap();
+    let c = reqwest::blocking::Client::builder().no_proxy().add_root_certificate(cert).build().unwrap();
+    let r = c.get(format!("{}/", srv.base)).send().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["strict-transport-security"], "max-age=31536000");
+    let plain = reqwest::blocking::Client::builder().no_proxy().build().unwrap();
+    assert!(plain.get(srv.base.replace("https", "http") + "/").send().is_err(), "no plain HTTP on a TLS port");
+    drop(srv);
+    let _ = std::fs::remove_dir_all(&dir);
+}
