@@ -278,6 +278,8 @@ fn uptime_svg(s: &ServiceView, w: &Words, expected: i64) -> String {
 fn objective(value: Option<f64>, target: Option<f64>, w: &Words) -> String {
     let v = secs(value, w.unknown);
     match (value, target) {
+        // Unknown is not met: nothing proves the data is protected.
+        (None, Some(t)) => format!(r#"<span class="miss">{v}</span> / {} {}"#, w.target, secs(Some(t), w.unknown)),
         (Some(x), Some(t)) if x > t => {
             format!(r#"<span class="miss">{v}</span> / {} {}"#, w.target, secs(Some(t), w.unknown))
         }

@@ -144,8 +144,14 @@ pub fn build(i: Inputs) -> View {
         let in_incident = active.iter().any(|x| x.services.contains(&e.name));
         let failing_over = i.running_executions.iter().any(|(_, ents)| ents.contains(&e.name));
         let healthy = st.map(|s| s.healthy);
-        let objectives_missed =
-            st.is_some_and(|s| !s.meets_rto) || matches!((rpo_s, rpo_target_s), (Some(r), Some(t)) if r > t);
+        // A dependency whose RPO cannot be measured (no replica left to
+        // fail over to, or unreachable) leaves the service unprotected.
+        let rpo_missed = match (rpo_s, rpo_target_s) {
+            (Some(r), Some(t)) => r > t,
+            (None, Some(_)) => i.status.is_some() && !deps.is_empty(),
+            _ => false,
+        };
+        let objectives_missed = st.is_some_and(|s| !s.meets_rto) || rpo_missed;
         let state = match healthy {
             Some(false) if failing_over => State::PartialOutage,
             Some(false) => State::MajorOutage,
