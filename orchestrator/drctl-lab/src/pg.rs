@@ -13,7 +13,14 @@ use std::time::{Duration, Instant};
 /// RHEL folders, or PATH.
 pub fn find_bin() -> Result<PathBuf, Error> {
     if let Some(p) = std::env::var_os("PG_BIN") {
-        return Ok(PathBuf::from(p));
+        let p = PathBuf::from(p);
+        if p.join("initdb").exists() && p.join("postgres").exists() {
+            return Ok(p);
+        }
+        return Err(Error::Missing(format!(
+            "PG_BIN={} has no initdb and postgres in it: point it at PostgreSQL's server binaries (e.g. /usr/lib/postgresql/15/bin), or unset it",
+            p.display()
+        )));
     }
     for v in ["18", "17", "16", "15", "14", "13"] {
         for p in [format!("/usr/lib/postgresql/{v}/bin"), format!("/usr/pgsql-{v}/bin")] {

@@ -228,3 +228,18 @@ fn drills_on_a_running_lab_heal_when_stopped_early_and_when_interrupted() {
     assert!(again.status.success(), "lab down is harmless when nothing runs");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn without_postgresql_the_lab_says_how_to_install_it() {
+    let dir = tempdir("nopg");
+    let out = drctl()
+        .current_dir(&dir)
+        .env("PG_BIN", "/nonexistent")
+        .args(["lab", "up", "--base-port", "42700"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PG_BIN=/nonexistent"), "{}", show(&out));
+    nothing_listens(42700);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -420,12 +420,17 @@ fn tls_with_a_certificate_and_hsts() {
     ]);
     let bad = drctl(&dir).args(["serve", "--tls-cert", "key.pem", "--tls-key", "key.pem"]).output().unwrap();
     assert_eq!(bad.status.code(), Some(2), "a key is not a certificate: {}", show(&bad));
-    let srv = start(&dir, &["--tls-cert", "cert.pem", "--tls-key", "key.pem"], "https");
+    let admin = token(&dir, "root", "admin");
+    let srv = start(&dir, &["--tls-cert", "cert.pem", "--tls-key", "key.pem", "--allow", "10.0.0.0/8"], "https");
     let cert = reqwest::Certificate::from_pem(&std::fs::read(dir.join("ca.pem")).unwrap()).unwrap();
     let c = reqwest::blocking::Client::builder().no_proxy().add_root_certificate(cert).build().unwrap();
     let r = c.get(format!("{}/", srv.base)).send().unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["strict-transport-security"], "max-age=31536000");
+    // --allow: the operator API refuses clients outside the allowed networks, even an admin.
+    let r = c.get(format!("{}/api/v1/audit", srv.base)).bearer_auth(&admin).send().unwrap();
+    assert_eq!(r.status(), 403, "127.0.0.1 is outside 10.0.0.0/8");
+    assert!(r.text().unwrap().contains("127.0.0.1 may not use the operator API"));
     let plain = reqwest::blocking::Client::builder().no_proxy().build().unwrap();
     assert!(plain.get(srv.base.replace("https", "http") + "/").send().is_err(), "no plain HTTP on a TLS port");
     drop(srv);
