@@ -1,6 +1,6 @@
 //! Assembling the lab and serving its control API.
 //!
-//! Layout (base port B, 54300 by default):
+//! Layout (base port B, 24300 by default):
 //!
 //! | what | public address (through a fault proxy) | server itself |
 //! |---|---|---|
@@ -36,7 +36,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub const DEFAULT_BASE_PORT: u16 = 54300;
+pub const DEFAULT_BASE_PORT: u16 = 24300;
 pub const ZONES: [&str; 3] = ["lab-az1", "lab-az2", "lab-az3"];
 pub const DNS_ZONE: &str = "lab.";
 

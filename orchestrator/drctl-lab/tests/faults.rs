@@ -5,7 +5,7 @@ use drctl_lab::lab::{FaultRequest, Lab, LabClient, Options};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const BASE: u16 = 41100;
+const BASE: u16 = 21900;
 
 async fn pg_query(addr: std::net::SocketAddr, sql: &str) -> Result<(String, Duration), String> {
     let t = Instant::now();

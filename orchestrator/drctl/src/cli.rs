@@ -316,7 +316,7 @@ pub enum BenchCommand {
         experiment: PathBuf,
         #[arg(long, default_value_t = 5)]
         runs: usize,
-        #[arg(long, default_value_t = 46000)]
+        #[arg(long, default_value_t = 26000)]
         base_port: u16,
     },
     /// Compare the prioritised scheduler with plain tier-then-file-order list scheduling.

@@ -76,7 +76,7 @@ fn get(url: &str) -> String {
 fn cron_drills_run_on_the_lab_and_show_on_the_page() {
     let dir = tempdir("cron");
     let lab = dir.join("lab");
-    let up = drctl(&dir).args(["lab", "up", "--detach", "--base-port", "42500", "--dir"]).arg(&lab).output().unwrap();
+    let up = drctl(&dir).args(["lab", "up", "--detach", "--base-port", "21500", "--dir"]).arg(&lab).output().unwrap();
     let _guard = LabGuard(lab.clone());
     assert!(up.status.success(), "{}", show(&up));
     // The lab's topology with a drill every 5 seconds (cron with seconds).

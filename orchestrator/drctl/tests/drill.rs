@@ -47,7 +47,7 @@ fn json(path: &Path) -> serde_json::Value {
 
 #[test]
 fn a_zone_outage_drill_on_the_lab_reports_rto_and_lost_writes_and_leaves_nothing() {
-    let base = 42100;
+    let base = 21100;
     let dir = tempdir("zone");
     let report = dir.join("report");
     let started = Instant::now();
@@ -107,9 +107,30 @@ fn lab_faults(dir: &Path) -> usize {
     v["faults"].as_array().unwrap().len()
 }
 
+/// Starts a drill in the background and returns once its first fault is in force.
+fn drill_until_injected(experiment: &Path, topo: &Path, report: &Path, lab: &Path) -> std::process::Child {
+    let child = drctl()
+        .arg("drill")
+        .arg(experiment)
+        .arg("-f")
+        .arg(topo)
+        .arg("--report")
+        .arg(report)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while lab_faults(lab) == 0 {
+        assert!(Instant::now() < deadline, "the fault was never injected");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    child
+}
+
 #[test]
 fn drills_on_a_running_lab_heal_when_stopped_early_and_when_interrupted() {
-    let base = 42300;
+    let base = 21300;
     let dir = tempdir("external");
     let lab = dir.join("lab");
     let up =
@@ -141,22 +162,7 @@ fn drills_on_a_running_lab_heal_when_stopped_early_and_when_interrupted() {
         "name: slow\nfaults:\n  - { kind: latency, target: orders-db, delay: 50ms }\nduration: 60s\ndeclare: manual\n",
     )
     .unwrap();
-    let mut child = drctl()
-        .arg("drill")
-        .arg(&slow)
-        .arg("-f")
-        .arg(&topo)
-        .arg("--report")
-        .arg(dir.join("r2"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while lab_faults(&lab) == 0 {
-        assert!(Instant::now() < deadline, "the fault was never injected");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let mut child = drill_until_injected(&slow, &topo, &dir.join("r2"), &lab);
     // SAFETY: signalling our own child.
     unsafe {
         libc::kill(child.id() as i32, libc::SIGINT);
@@ -174,22 +180,7 @@ fn drills_on_a_running_lab_heal_when_stopped_early_and_when_interrupted() {
         "name: manual\nfaults:\n  - { kind: zone-outage, zones: [lab-az1] }\nduration: 50s\ndeclare: manual\n",
     )
     .unwrap();
-    let child = drctl()
-        .arg("drill")
-        .arg(&manual)
-        .arg("-f")
-        .arg(&topo)
-        .arg("--report")
-        .arg(dir.join("r3"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while lab_faults(&lab) == 0 {
-        assert!(Instant::now() < deadline, "the fault was never injected");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let child = drill_until_injected(&manual, &topo, &dir.join("r3"), &lab);
     let declared = drctl()
         .arg("declare")
         .arg("-f")
@@ -235,11 +226,11 @@ fn without_postgresql_the_lab_says_how_to_install_it() {
     let out = drctl()
         .current_dir(&dir)
         .env("PG_BIN", "/nonexistent")
-        .args(["lab", "up", "--base-port", "42700"])
+        .args(["lab", "up", "--base-port", "21700"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("PG_BIN=/nonexistent"), "{}", show(&out));
-    nothing_listens(42700);
+    nothing_listens(21700);
     let _ = std::fs::remove_dir_all(dir);
 }
