@@ -504,6 +504,19 @@ impl Lab {
         Ok(Lab { inner, tasks, manifest })
     }
 
+    /// Stops everything and returns once no lab address is held any more
+    /// (aborted tasks release their sockets as the runtime drops them).
+    pub async fn stop(self) {
+        let layout = self.inner.layout;
+        drop(self);
+        let until = std::time::Instant::now() + Duration::from_secs(5);
+        for a in layout.every_tcp_address() {
+            while std::net::TcpListener::bind(a).is_err() && std::time::Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+
     /// Completes when `POST /shutdown` (or `drctl lab down`) asks the lab to stop.
     pub async fn shutdown_requested(&self) {
         self.inner.shutdown.notified().await

@@ -116,7 +116,7 @@ async fn every_fault_kind_hits_the_lab_and_heals() {
     let st = api.status().await.unwrap();
     assert!(st.workload["orders-db"]["acknowledged"].as_u64().unwrap() > 10, "{}", st.workload);
 
-    drop(lab);
+    lab.stop().await;
     assert!(std::net::TcpListener::bind(pg1).is_ok(), "nothing listens after the lab is dropped");
     assert!(std::net::TcpListener::bind(l.control()).is_ok());
     let _ = std::fs::remove_dir_all(dir);

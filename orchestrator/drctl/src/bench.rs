@@ -297,7 +297,7 @@ pub async fn drill(experiment: &Path, runs: usize, base_port: u16) -> Result<Out
         })
         .await
         .map_err(|e| Failure::Runtime(anyhow::anyhow!("{e}")))?;
-        drop(lab);
+        lab.stop().await;
         let worst = |f: fn(&drctl_lab::drill::ServiceResult) -> Option<f64>| {
             report
                 .services

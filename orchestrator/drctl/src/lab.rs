@@ -80,7 +80,7 @@ pub async fn up(dir: PathBuf, base_port: u16) -> Result<Outcome, Failure> {
         _ = tokio::signal::ctrl_c() => eprintln!("\ninterrupted: stopping the lab"),
         _ = lab.shutdown_requested() => eprintln!("`lab down` asked: stopping the lab"),
     }
-    drop(lab);
+    lab.stop().await;
     eprintln!("lab stopped: no process or listener left");
     Ok(Outcome::Done)
 }
@@ -294,7 +294,7 @@ pub fn drill(args: DrillArgs, style: &Style) -> Result<Outcome, Failure> {
             );
         }
         if let Some(lab) = lab {
-            drop(lab);
+            lab.stop().await;
             eprintln!("lab stopped: no process or listener left");
         }
         let report = match result {
