@@ -77,7 +77,7 @@ fn cron_drills_run_on_the_lab_and_show_on_the_page() {
     let dir = tempdir("cron");
     let lab = dir.join("lab");
     let up = drctl(&dir).args(["lab", "up", "--detach", "--base-port", "21500", "--dir"]).arg(&lab).output().unwrap();
-    let _guard = LabGuard(lab.clone());
+    let guard = LabGuard(lab.clone());
     assert!(up.status.success(), "{}", show(&up));
     // The lab's topology with a drill every 5 seconds (cron with seconds).
     let mut topo = std::fs::read_to_string(lab.join("drctl.yaml")).unwrap();
@@ -88,7 +88,7 @@ fn cron_drills_run_on_the_lab_and_show_on_the_page() {
         "name: scheduled-pause\nfaults:\n  - { kind: replication-pause, datastore: orders-db }\nduration: 2s\ndeclare: manual\n",
     )
     .unwrap();
-    let (_srv, base) = serve(&lab, "scheduled.yaml", None);
+    let (srv, base) = serve(&lab, "scheduled.yaml", None);
     wait_for("a scheduled drill on the page", 60, || {
         let page = get(&format!("{base}/"));
         page.split("id=\"svc-payments\"").nth(1).is_some_and(|s| {
@@ -103,6 +103,8 @@ fn cron_drills_run_on_the_lab_and_show_on_the_page() {
     );
     let reports: Vec<_> = std::fs::read_dir(lab.join(".drctl/reports")).unwrap().collect();
     assert!(!reports.is_empty(), "the drill's report was written");
+    drop(srv);
+    drop(guard); // lab down needs lab.json: before the folder goes
     let _ = std::fs::remove_dir_all(&dir);
 }
 
