@@ -215,7 +215,7 @@ fn status_word(w: &Words, status: &str) -> &'static str {
 
 /// The stylesheet, served at /static/status.css (no inline style: the CSP allows 'self' only).
 pub const CSS: &str = r#":root{color-scheme:light dark;--bg:#fff;--fg:#1b1b1b;--muted:#5c5c5c;--line:#d9d9d9;--ok:#1a7f37;--warn:#9a6700;--bad:#cf222e;--maint:#0b62c4;--none:#b8b8b8;--card:#f6f8fa}
-@media (prefers-color-scheme:dark){:root{--bg:#0f1115;--fg:#e8e8e8;--muted:#a8a8a8;--line:#30363d;--ok:#3fb950;--warn:#d29922;--bad:#f85149;--maint:#58a6ff;--none:#484f58;--card:#161b22}}
+@media (prefers-color-scheme:dark){:root{--bg:#0f1115;--fg:#e8e8e8;--muted:#a8a8a8;--line:#30363d;--ok:#3fb950;--warn:#d29922;--bad:#f85149;--maint:#58a6ff;--none:#484f58;--card:#161b22}.banner{color:#0f1115}}
 *{box-sizing:border-box}body{margin:0;background:var(--bg);color:var(--fg);font:16px/1.55 system-ui,-apple-system,"Segoe UI","Hiragino Sans","Noto Sans JP",sans-serif}
 main{max-width:60rem;margin:0 auto;padding:1.5rem 1rem 4rem}a{color:var(--maint)}a:focus,summary:focus{outline:3px solid var(--maint);outline-offset:2px}
 header{display:flex;justify-content:space-between;align-items:baseline;gap:1rem;flex-wrap:wrap}h1{font-size:1.6rem;margin:.2rem 0}
