@@ -564,6 +564,11 @@ pub(crate) async fn drill_scheduler(s: Arc<Shared>, mut stop: watch::Receiver<bo
             _ = tokio::time::sleep(wait) => {}
             _ = stop.wait_for(|v| *v) => return,
         }
+        if s.supervisor.running().iter().any(|n| n.starts_with("drill ")) {
+            (s.opts.say)(&format!("scheduled drill {}: skipped, a drill is still running", experiment.display()));
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
         let path = if experiment.is_absolute() { experiment.clone() } else { base.join(&experiment) };
         match drctl_core::chaos::load(&path) {
             Ok(exp) => {
