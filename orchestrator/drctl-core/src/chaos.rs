@@ -293,3 +293,22 @@ declare: sometimes
         assert!(got[4].contains("`declare` `sometimes` is not known"), "{got:#?}");
     }
 }
+
+#[cfg(test)]
+mod shipped {
+    /// Every experiment shipped in `chaos/` loads without a diagnostic.
+    #[test]
+    fn the_shipped_experiments_are_valid() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../chaos");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                let e = super::load(&path).unwrap_or_else(|d| panic!("{}: {d:?}", path.display()));
+                assert!(!e.faults.is_empty(), "{}", path.display());
+                n += 1;
+            }
+        }
+        assert!(n >= 5, "an experiment per fault kind: {n}");
+    }
+}
