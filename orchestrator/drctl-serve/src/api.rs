@@ -467,6 +467,23 @@ fn experiment_path(s: &Shared, p: &str) -> Result<std::path::PathBuf, ApiError> 
 pub(crate) fn start_drill(s: &Arc<Shared>, experiment: drctl_core::chaos::Experiment, actor: &str) -> String {
     let id = format!("drill-{}", failover::new_id());
     let _ = s.opts.state.begin_drill(&id, &experiment.name);
+    // Customers see a drill like an incident: announced, then resolved with
+    // what it measured. Its failover shows as any other.
+    let services: Vec<String> = s.opts.topology.services().map(|(_, e, _)| e.name.clone()).collect();
+    let incident = s
+        .opts
+        .state
+        .create_incident(
+            &format!("Disaster-recovery drill: {}", experiment.name),
+            "identified",
+            &format!(
+                "A planned drill is testing our failover{}. Short interruptions are expected while it runs.",
+                experiment.description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default()
+            ),
+            &services,
+            None,
+        )
+        .ok();
     let s2 = s.clone();
     let drill_id = id.clone();
     let actor = actor.to_string();
@@ -506,6 +523,15 @@ pub(crate) fn start_drill(s: &Arc<Shared>, experiment: drctl_core::chaos::Experi
                     (s2.opts.say)(&format!("drill {drill_id}: cannot write the report: {e}"));
                 }
                 let _ = s2.opts.state.finish_drill(&drill_id, Some(report.objectives_met), Some(&json));
+                if let Some(i) = incident {
+                    let worst_rto = report.services.iter().filter(|x| x.affected).filter_map(|x| x.rto_s).fold(0.0, f64::max);
+                    let lost: u64 = report.datastores.iter().filter_map(|d| d.lost_writes).sum();
+                    let body = format!(
+                        "The drill is over; everything is back to normal. Measured: recovery in {worst_rto:.1} s, {lost} writes lost; objectives {}.",
+                        if report.objectives_met { "met" } else { "NOT met" }
+                    );
+                    let _ = s2.opts.state.update_incident(i, "resolved", &body);
+                }
                 let _ = s2.opts.state.audit(
                     &actor,
                     "controller",
@@ -517,6 +543,9 @@ pub(crate) fn start_drill(s: &Arc<Shared>, experiment: drctl_core::chaos::Experi
             Err(e) => {
                 (s2.opts.say)(&format!("drill {drill_id}: {e}"));
                 let _ = s2.opts.state.finish_drill(&drill_id, None, None);
+                if let Some(i) = incident {
+                    let _ = s2.opts.state.update_incident(i, "resolved", &format!("The drill did not run: {e}"));
+                }
             }
         }
         s2.refresh().await;

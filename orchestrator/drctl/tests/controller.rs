@@ -95,6 +95,9 @@ fn cron_drills_run_on_the_lab_and_show_on_the_page() {
             s.contains("RTO") && !s[..600.min(s.len())].contains("no drill yet") && s.contains("passed")
         })
     });
+    let page = get(&format!("{base}/"));
+    assert!(page.contains("Disaster-recovery drill: scheduled-pause"), "the drill was announced on the page");
+    assert!(page.contains("The drill is over"), "and resolved with what it measured");
     let out = drctl(&lab).args(["audit", "list", "--output", "json", "-f", "scheduled.yaml"]).output().unwrap();
     let entries: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(
