@@ -66,7 +66,7 @@ pub fn format_duration(d: Duration) -> String {
     if ms < 1000 {
         return format!("{ms}ms");
     }
-    if ms < 10_000 && ms % 1000 != 0 {
+    if ms < 10_000 && !ms.is_multiple_of(1000) {
         return format!("{:.1}s", d.as_secs_f64());
     }
     let mut secs = d.as_secs_f64().round() as u64;

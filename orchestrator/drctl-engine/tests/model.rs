@@ -59,7 +59,7 @@ impl Actions for World {
 fn dag(seed: &[u8], n: usize) -> Vec<StepSpec> {
     (0..n)
         .map(|i| {
-            let after: Vec<usize> = (0..i).filter(|&j| seed[(i * 7 + j) % seed.len()] % 3 == 0).collect();
+            let after: Vec<usize> = (0..i).filter(|&j| seed[(i * 7 + j) % seed.len()].is_multiple_of(3)).collect();
             StepSpec {
                 id: format!("e{i}/s"),
                 entity: format!("e{i}"),
