@@ -428,6 +428,7 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
         Command::Validate { file, output } => validate(&file.path, output, &style),
         Command::Plan { file, scope, parallel, output } => {
             let topo = load(&file.path, &style)?;
+            let state_url = crate::lab::adopt_lab(&file.path, &state_url);
             let scope = scope.scope();
             if scope.is_empty() {
                 return Err(Failure::bad_input(
@@ -444,12 +445,13 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
         }
         Command::Graph { file, scope, format } => {
             let topo = load(&file.path, &style)?;
+            let state_url = crate::lab::adopt_lab(&file.path, &state_url);
             let scope = scope.scope();
             let plan = if scope.is_empty() {
                 None
             } else {
                 Some(
-                    drctl_core::plan(&topo, &scope, &Observations::default(), None)
+                    drctl_core::plan(&topo, &scope, &recorded_world(&topo, &state_url), None)
                         .map_err(|e| Failure::bad_input(e.to_string()))?,
                 )
             };

@@ -89,6 +89,7 @@ pub async fn resume(topo: Topology, state: State, id: &str, style: &Style) -> Re
         return finish(Some(&topo), &state, id, style);
     }
     println!("{id}");
+    crate::cli::audit(&state, "resume", &format!("execution {id}"), &serde_json::json!({}));
     run(Arc::new(topo), Arc::new(state), id, style).await
 }
 
