@@ -339,7 +339,7 @@ async fn aws_preflight(topo: &Topology, decl: &Declaration, specs: &[StepSpec], 
                 let to = s.to_zone.as_deref().unwrap_or_default();
                 let buckets = crate::live::buckets(&clients, topo, d).await;
                 Some(match buckets.iter().find(|b| b.zone == to) {
-                    None => Err(format!("no replica bucket in {to}")),
+                    None => Err(format!("no bucket in {to}")),
                     Some(b) => b
                         .client
                         .head_bucket()
@@ -810,8 +810,10 @@ impl Actions for RealActions {
                 "s3.promote_replica" => {
                     let (name, ds) = self.datastore(step)?;
                     let to = self.to_zone(step)?;
-                    if !ds.replicas.iter().any(|m| self.topo.zones[m.zone].name == to) {
-                        return Err(ActionError::Fatal(format!("{name} has no replica bucket in {to}")));
+                    // Any bucket of the datastore but the current primary's: after a
+                    // failover, failing back promotes the topology's own primary bucket.
+                    if !ds.primary.iter().chain(&ds.replicas).any(|m| self.topo.zones[m.zone].name == to) {
+                        return Err(ActionError::Fatal(format!("{name} has no bucket in {to}")));
                     }
                     self.state.set_placement(name, to).map_err(|e| ActionError::Transient(e.to_string()))?;
                     Ok(Some(format!("the bucket in {to} is now the primary; replication copies from it")))

@@ -970,7 +970,6 @@ async fn undo_fault(inner: &Inner, f: ActiveFault) -> Vec<String> {
                 if zones.is_empty() {
                     continue;
                 }
-                // A member that comes back while another took over must not take writes.
                 let primary_elsewhere = pg_primary_zone(inner).await.filter(|z| !zones.contains(z));
                 let mut restart = Vec::new();
                 {
@@ -982,19 +981,23 @@ async fn undo_fault(inner: &Inner, f: ActiveFault) -> Vec<String> {
                     }
                 }
                 let mut back = Vec::new();
+                let new_primary = primary_elsewhere.map(|z| inner.layout.pg(z).0);
                 for mut m in restart {
-                    let read_only = primary_elsewhere.is_some();
                     let r = tokio::task::spawn_blocking(move || {
-                        let r = m.server.start(read_only);
+                        let r = match new_primary {
+                            // Never two writable primaries: the old one comes back as a standby.
+                            Some(p) => m.server.rebuild_as_standby(p),
+                            None => m.server.start(false),
+                        };
                         (m, r)
                     })
                     .await;
                     if let Ok((m, r)) = r {
                         notes.push(match r {
-                            Ok(()) if read_only => format!(
-                                "postgres in {} restarted fenced (read-only): {} took over",
+                            Ok(()) if new_primary.is_some() => format!(
+                                "postgres in {} rebuilt as a standby of {}, which took over",
                                 zone_name(m.zone),
-                                zone_name(primary_elsewhere.unwrap_or(0).max(1))
+                                zone_name(primary_elsewhere.unwrap_or(1))
                             ),
                             Ok(()) => format!("postgres in {} restarted", zone_name(m.zone)),
                             Err(e) => format!("postgres in {} did not restart: {e}", zone_name(m.zone)),

@@ -127,22 +127,7 @@ impl PgServer {
         addr: SocketAddr,
         primary: SocketAddr,
     ) -> Result<Self, Error> {
-        let mut c = command(bin, "pg_basebackup");
-        c.arg("-D").arg(&data).args([
-            "-h",
-            &primary.ip().to_string(),
-            "-p",
-            &primary.port().to_string(),
-            "-U",
-            "postgres",
-            "-R",
-            "-X",
-            "stream",
-            "--no-sync",
-            "-c",
-            "fast",
-        ]);
-        run(c, "pg_basebackup")?;
+        basebackup(bin, &data, primary)?;
         Ok(PgServer { name: name.into(), data, addr, bin: bin.into(), child: None })
     }
 
@@ -202,6 +187,18 @@ impl PgServer {
         Err(Error::Process(format!("postgres ({}) did not accept connections within 30s", self.name)))
     }
 
+    /// Throws this server's data away and makes it a streaming standby of
+    /// `primary` (a fresh base backup), as an operator rebuilds an old
+    /// primary after a failover. Its writes that never reached the new
+    /// primary are gone with it, as they are on the real day.
+    pub fn rebuild_as_standby(&mut self, primary: SocketAddr) -> Result<(), Error> {
+        self.stop();
+        std::fs::remove_dir_all(&self.data)
+            .map_err(|e| Error::Io(format!("cannot remove {}: {e}", self.data.display())))?;
+        basebackup(&self.bin, &self.data, primary)?;
+        self.start(false)
+    }
+
     pub fn running(&mut self) -> bool {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
@@ -243,6 +240,27 @@ impl Drop for PgServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A base backup of `primary` into `data`, set up to stream from it (`-R`).
+fn basebackup(bin: &Path, data: &Path, primary: SocketAddr) -> Result<(), Error> {
+    let mut c = command(bin, "pg_basebackup");
+    c.arg("-D").arg(data).args([
+        "-h",
+        &primary.ip().to_string(),
+        "-p",
+        &primary.port().to_string(),
+        "-U",
+        "postgres",
+        "-R",
+        "-X",
+        "stream",
+        "--no-sync",
+        "-c",
+        "fast",
+    ]);
+    run(c, "pg_basebackup")?;
+    Ok(())
 }
 
 fn append(path: &Path, text: &str) -> Result<(), Error> {

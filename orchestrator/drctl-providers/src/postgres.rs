@@ -172,13 +172,16 @@ pub async fn measure(members: &[Member], timeout: Duration) -> Measurement {
     let primary = match primaries.as_slice() {
         [p] => *p,
         [] => {
-            let why = match &seen[0] {
+            // The dead primary is the first member that is not a standby
+            // (after a failover it need not be the first one listed).
+            let presumed = seen.iter().position(|s| !matches!(s, Seen::Standby(_))).unwrap_or(0);
+            let why = match &seen[presumed] {
                 Seen::Unreachable(why) => format!("the primary is unreachable: {why}"),
                 _ => "no member accepts writes (every reachable member is in recovery)".to_string(),
             };
             return Measurement {
                 primary_zone: None,
-                replicas: unreachable_replicas(members, &seen),
+                replicas: unreachable_replicas(members, &seen, presumed),
                 error: Some(why),
             };
         }
@@ -228,12 +231,14 @@ pub async fn measure(members: &[Member], timeout: Duration) -> Measurement {
     Measurement { primary_zone: Some(members[primary].zone.clone()), replicas, error: None }
 }
 
-fn unreachable_replicas(members: &[Member], seen: &[Seen]) -> Vec<ReplicaStatus> {
+/// Every member but the presumed (dead) primary, when no primary answers.
+fn unreachable_replicas(members: &[Member], seen: &[Seen], presumed_primary: usize) -> Vec<ReplicaStatus> {
     members
         .iter()
         .zip(seen)
-        .skip(1)
-        .map(|(m, s)| ReplicaStatus {
+        .enumerate()
+        .filter(|(i, _)| *i != presumed_primary)
+        .map(|(_, (m, s))| ReplicaStatus {
             zone: m.zone.clone(),
             healthy: false,
             lag_s: None,

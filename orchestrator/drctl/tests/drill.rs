@@ -198,6 +198,22 @@ fn drills_on_a_running_lab_heal_when_stopped_early_and_when_interrupted() {
     assert!(r["services"].as_array().unwrap().iter().all(|s| s["meets_rto"] == true), "{r:#}");
     assert_eq!(lab_faults(&lab), 0, "healed");
 
+    // Healing rebuilt the old primary as a standby: the lab is protected
+    // again, and failing back is one more drill.
+    let back = dir.join("back.yaml");
+    std::fs::write(
+        &back,
+        "name: failback\nfaults:\n  - { kind: zone-outage, zones: [lab-az2] }\nduration: 40s\ndeclare: auto\n",
+    )
+    .unwrap();
+    let out =
+        drctl().arg("drill").arg(&back).arg("-f").arg(&topo).arg("--report").arg(dir.join("r4")).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let r = json(&dir.join("r4/report.json"));
+    let db = r["datastores"].as_array().unwrap().iter().find(|d| d["name"] == "orders-db").unwrap();
+    assert_eq!(db["failed_over_to"], "lab-az1", "{r:#}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rebuilt as a standby of lab-az1"), "{}", show(&out));
+
     // A fault only the lab can inject, on a topology that is not a lab's: refused, exit 2.
     let plain = repo().join("examples/saas/drctl.yaml");
     let out = drctl()
