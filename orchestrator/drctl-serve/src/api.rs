@@ -369,7 +369,10 @@ async fn declare(
         .create_incident(
             &format!("Failover in progress: {scope}"),
             "identified",
-            &format!("{} We are failing over to our other zones.", req.reason),
+            // The declaration's reason is internal (the journal and the audit
+            // log keep it); customers read a plain statement, which
+            // operators can follow with their own updates.
+            "We have moved affected services to our other zones and are restoring them now.",
             &services,
             Some(&id),
         )

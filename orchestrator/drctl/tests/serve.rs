@@ -292,6 +292,8 @@ fn the_controller_serves_the_page_the_api_and_the_audit_log() {
         page.contains("Failover in progress: orders-db") && page.contains("Failover completed in")
     });
     assert_eq!(pg.psql(pg.standby_port, "SELECT pg_is_in_recovery()"), "f", "the standby was promoted");
+    let page = c.get(format!("{}/", srv.base)).send().unwrap().text().unwrap();
+    assert!(!page.contains("drill through the API"), "the declaration's reason is internal, not on the public page");
     let execs: serde_json::Value =
         c.get(format!("{}/api/v1/executions", srv.base)).bearer_auth(&tokens[0].1).send().unwrap().json().unwrap();
     assert_eq!(execs[0]["state"], "succeeded", "{execs:#}");
