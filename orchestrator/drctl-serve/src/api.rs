@@ -117,6 +117,15 @@ macro_rules! snapshot_route {
     };
 }
 
+/// Atlassian Statuspage's public v2 endpoints, from the snapshot.
+async fn statuspage_v2(Ax(s): Ax<Arc<Shared>>, Path(path): Path<String>) -> Response {
+    let r = s.rendered.read().unwrap_or_else(|p| p.into_inner()).clone();
+    match r.v2.get(path.as_str()) {
+        Some(b) => bytes("application/json", b.clone()),
+        None => problem(StatusCode::NOT_FOUND, format!("no /api/v2/{path}")).into_response(),
+    }
+}
+
 // ---- operator API ----
 
 #[derive(Deserialize)]
@@ -653,8 +662,7 @@ pub fn router(s: Arc<Shared>) -> Router {
             get(|| async { bytes("text/css; charset=utf-8", bytes::Bytes::from_static(crate::page::CSS.as_bytes())) }),
         )
         .route("/api/v1/status", get(snapshot_route!(status_json, "application/json")))
-        .route("/api/v2/summary.json", get(snapshot_route!(summary, "application/json")))
-        .route("/api/v2/status.json", get(snapshot_route!(status_v2, "application/json")))
+        .route("/api/v2/{*path}", get(statuspage_v2))
         .route("/feed.atom", get(snapshot_route!(atom, "application/atom+xml; charset=utf-8")))
         .route("/metrics", get(snapshot_route!(metrics, "text/plain; version=0.0.4; charset=utf-8")))
         .route("/api/v1/openapi.json", get(|| async { Json(crate::openapi()) }))

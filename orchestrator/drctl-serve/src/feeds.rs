@@ -115,6 +115,32 @@ pub fn summary(v: &View, base_url: &str) -> Value {
     })
 }
 
+/// Every public Statuspage v2 endpoint drctl serves, by path under `/api/v2/`.
+pub fn statuspage_v2(v: &View, base_url: &str) -> Vec<(&'static str, Value)> {
+    let sum = summary(v, base_url);
+    let page = sum["page"].clone();
+    let all_incidents: Vec<Value> =
+        v.active_incidents.iter().chain(&v.past_incidents).map(|i| incident_json(i, v, base_url)).collect();
+    let maint = sum["scheduled_maintenances"].as_array().cloned().unwrap_or_default();
+    let with_status = |st: &str| -> Vec<Value> { maint.iter().filter(|m| m["status"] == st).cloned().collect() };
+    vec![
+        ("status.json", status(v, base_url)),
+        ("components.json", json!({ "page": page, "components": sum["components"] })),
+        ("incidents.json", json!({ "page": page, "incidents": all_incidents })),
+        ("incidents/unresolved.json", json!({ "page": page, "incidents": sum["incidents"] })),
+        ("scheduled-maintenances.json", json!({ "page": page, "scheduled_maintenances": maint })),
+        (
+            "scheduled-maintenances/upcoming.json",
+            json!({ "page": page, "scheduled_maintenances": with_status("scheduled") }),
+        ),
+        (
+            "scheduled-maintenances/active.json",
+            json!({ "page": page, "scheduled_maintenances": with_status("in_progress") }),
+        ),
+        ("summary.json", sum),
+    ]
+}
+
 /// `/api/v2/status.json`.
 pub fn status(v: &View, base_url: &str) -> Value {
     let (ind, desc) = indicator(v);

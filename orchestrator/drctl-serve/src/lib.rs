@@ -109,8 +109,8 @@ pub struct Options {
 pub struct Rendered {
     pub html: HashMap<&'static str, Bytes>,
     pub status_json: Bytes,
-    pub summary: Bytes,
-    pub status_v2: Bytes,
+    /// Statuspage v2 JSON by path under `/api/v2/` (`summary.json`, ...).
+    pub v2: HashMap<&'static str, Bytes>,
     pub atom: Bytes,
     pub metrics: Bytes,
 }
@@ -257,8 +257,10 @@ impl Shared {
         let r = Rendered {
             html,
             status_json: Bytes::from(status_json),
-            summary: Bytes::from(serde_json::to_vec_pretty(&feeds::summary(&v, &self.base_url)).unwrap_or_default()),
-            status_v2: Bytes::from(serde_json::to_vec_pretty(&feeds::status(&v, &self.base_url)).unwrap_or_default()),
+            v2: feeds::statuspage_v2(&v, &self.base_url)
+                .into_iter()
+                .map(|(path, json)| (path, Bytes::from(serde_json::to_vec_pretty(&json).unwrap_or_default())))
+                .collect(),
             atom: Bytes::from(feeds::atom(&v, &self.base_url)),
             metrics: Bytes::from(feeds::metrics(&v, &counters)),
         };
@@ -312,15 +314,16 @@ pub async fn export(
     };
     shared.sample(&Clients::default()).await;
     let r = shared.rendered.read().unwrap_or_else(|p| p.into_inner()).clone();
-    let files: Vec<(PathBuf, &[u8])> = vec![
+    let mut files: Vec<(PathBuf, &[u8])> = vec![
         (dir.join("index.html"), r.html["en"].as_ref()),
         (dir.join("ja/index.html"), r.html["ja"].as_ref()),
         (dir.join("static/status.css"), page::CSS.as_bytes()),
         (dir.join("api/v1/status"), r.status_json.as_ref()),
-        (dir.join("api/v2/summary.json"), r.summary.as_ref()),
-        (dir.join("api/v2/status.json"), r.status_v2.as_ref()),
         (dir.join("feed.atom"), r.atom.as_ref()),
     ];
+    for (path, bytes) in &r.v2 {
+        files.push((dir.join("api/v2").join(path), bytes.as_ref()));
+    }
     let mut written = Vec::new();
     for (path, bytes) in files {
         if let Some(p) = path.parent() {
@@ -467,6 +470,10 @@ pub fn openapi() -> serde_json::Value {
             "/api/v1/status": { "get": public("Live status and RPO (SPEC §4)", "application/json") },
             "/api/v2/summary.json": { "get": public("Statuspage-compatible summary", "application/json") },
             "/api/v2/status.json": { "get": public("Statuspage-compatible status", "application/json") },
+            "/api/v2/components.json": { "get": public("Statuspage-compatible components", "application/json") },
+            "/api/v2/incidents.json": { "get": public("Statuspage-compatible incidents (active and past 14 days)", "application/json") },
+            "/api/v2/incidents/unresolved.json": { "get": public("Statuspage-compatible unresolved incidents", "application/json") },
+            "/api/v2/scheduled-maintenances.json": { "get": public("Statuspage-compatible maintenance (also /upcoming.json, /active.json)", "application/json") },
             "/feed.atom": { "get": public("Incidents and maintenance", "application/atom+xml") },
             "/metrics": { "get": public("Prometheus metrics", "text/plain") },
             "/api/v1/incidents": {

@@ -163,6 +163,20 @@ fn the_controller_serves_the_page_the_api_and_the_audit_log() {
         assert!(csp.contains("default-src 'none'") && !csp.contains("script-src"), "{path}: {csp}");
         assert_eq!(r.headers()["x-content-type-options"], "nosniff");
     }
+    for path in [
+        "components.json",
+        "incidents.json",
+        "incidents/unresolved.json",
+        "scheduled-maintenances.json",
+        "scheduled-maintenances/upcoming.json",
+        "scheduled-maintenances/active.json",
+    ] {
+        let r = c.get(format!("{}/api/v2/{path}", srv.base)).send().unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let v: serde_json::Value = r.json().unwrap();
+        assert_eq!(v["page"]["name"], "shop", "{path}");
+    }
+    assert_eq!(c.get(format!("{}/api/v2/nothing.json", srv.base)).send().unwrap().status(), 404);
     let summary: serde_json::Value = c.get(format!("{}/api/v2/summary.json", srv.base)).send().unwrap().json().unwrap();
     assert_eq!(summary["components"][0]["name"], "checkout");
     assert_eq!(summary["status"]["indicator"], "none", "{summary:#}");
@@ -266,6 +280,14 @@ fn the_controller_serves_the_page_the_api_and_the_audit_log() {
         "escaped"
     );
     assert!(page.contains("Looking &lt;b&gt;into&lt;/b&gt; it"));
+    let unresolved: serde_json::Value =
+        c.get(format!("{}/api/v2/incidents/unresolved.json", srv.base)).send().unwrap().json().unwrap();
+    let names: Vec<&str> =
+        unresolved["incidents"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
+    assert!(
+        names.contains(&"Checkout <script>alert(1)</script> slow"),
+        "Statuspage JSON carries the text as is: {names:?}"
+    );
     let feed = c.get(format!("{}/feed.atom", srv.base)).send().unwrap().text().unwrap();
     assert!(!feed.contains("<script") && feed.contains("Checkout &lt;script&gt;"), "the feed escapes too");
     let big = "x".repeat(70 * 1024);
