@@ -3,7 +3,7 @@
 //!
 //! Parsed with the same positioned decoder as the topology, so a typo in an
 //! experiment is reported with `file:line:column` before any fault is
-//! injected. Running experiments is the drill engine's job (issue 5); this
+//! injected. Running experiments is the drill's job (`drctl-lab`); this
 //! module only says what an experiment file means.
 
 use crate::decode::{Decoder, Named};
