@@ -392,7 +392,11 @@ pub async fn run(opts: Options, stop: impl std::future::Future<Output = ()>) -> 
     }
     // Replication on its schedules.
     let ids = drctl_control::replicate::selected(&shared.opts.topology, &[]).unwrap_or_default();
-    if !ids.is_empty() {
+    let lab_dir = shared.opts.topology_path.parent().unwrap_or(std::path::Path::new("."));
+    let lab_replicates = drctl_lab::lab::Manifest::read(lab_dir).is_some_and(|m| m.alive());
+    if lab_replicates && !ids.is_empty() {
+        say("the lab replicates its own datastores; this controller does not copy them twice");
+    } else if !ids.is_empty() {
         let s = shared.clone();
         let rx = stop_rx.clone();
         shared.supervisor.spawn_loop("replication", stop_rx.clone(), say.clone(), move || {
