@@ -809,29 +809,50 @@ pub async fn run(opts: Options) -> Result<Report, Error> {
             let unhealthy = p.and_then(|p| p.unhealthy_at);
             let recovered = p.and_then(|p| if p.healthy_now { p.recovered_at } else { None });
             let never_down = unhealthy.is_none() && p.is_some_and(|p| p.healthy_now);
+            let in_plan = affected.contains(&e.name.as_str());
+            // Without a health check, the journal says when its failover ended.
+            let journal_done = journal
+                .iter()
+                .filter(|s| s.entity == e.name)
+                .map(|s| (s.state == drctl_state::journal::StepState::Succeeded, s.finished_at))
+                .try_fold(None, |acc: Option<f64>, (ok, at)| {
+                    let t = clock.of(at?);
+                    ok.then_some(Some(acc.map_or(t, |a| a.max(t))))
+                })
+                .flatten();
             let rto = if never_down {
                 Some(0.0)
             } else {
                 match (recovered, declared_at, unhealthy) {
                     (Some(r), Some(d), _) => Some((r - d).max(0.0)),
                     (Some(r), None, Some(u)) => Some(r - u),
+                    _ if p.is_none() && in_plan => journal_done.zip(declared_at).map(|(f, d)| (f - d).max(0.0)),
                     _ => None,
                 }
             };
-            let from_fault = if never_down { Some(0.0) } else { recovered.zip(first_fault).map(|(r, f)| r - f) };
+            let from_fault = if never_down {
+                Some(0.0)
+            } else if p.is_none() {
+                journal_done.zip(first_fault).map(|(r, f)| r - f)
+            } else {
+                recovered.zip(first_fault).map(|(r, f)| r - f)
+            };
             let target = e.targets.rto.map(|t| t.as_secs_f64());
+            // No health check and no failover: nothing to measure, nothing missed.
+            let unmeasured = p.is_none() && !in_plan;
             ServiceResult {
                 name: e.name.clone(),
                 tier: e.tier.map(|t| topo.tiers[t].name.clone()),
-                affected: affected.contains(&e.name.as_str()) || unhealthy.is_some(),
+                affected: in_plan || unhealthy.is_some(),
                 rto_s: rto,
                 rto_from_fault_s: from_fault,
                 rto_target_s: target,
-                meets_rto: match (rto, target) {
-                    (Some(r), Some(t)) => r <= t,
-                    (Some(_), None) => true,
-                    (None, _) => false,
-                },
+                meets_rto: unmeasured
+                    || match (rto, target) {
+                        (Some(r), Some(t)) => r <= t,
+                        (Some(_), None) => true,
+                        (None, _) => false,
+                    },
                 unhealthy_at_s: unhealthy,
                 recovered_at_s: recovered,
             }

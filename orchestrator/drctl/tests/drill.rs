@@ -250,3 +250,37 @@ fn without_postgresql_the_lab_says_how_to_install_it() {
     nothing_listens(21700);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn outside_the_lab_a_replication_pause_is_injected_by_sql_and_healed() {
+    let pg = drctl_testkit::PgPair::start();
+    let dir = tempdir("nolab");
+    std::fs::write(
+        dir.join("drctl.yaml"),
+        format!(
+            "version: 1\nname: shop\nzones:\n  - {{ name: az1, region: r1 }}\n  - {{ name: az2, region: r1 }}\n\
+             objectives:\n  tier-0: {{ rpo: 5s, rto: 2m }}\n\
+             datastores:\n  - name: orders-db\n    kind: postgres\n    primary: {{ zone: az1, url: \"{}\" }}\n    replicas: [ {{ zone: az2, url: \"{}\" }} ]\n\
+             services:\n  - {{ name: checkout, tier: tier-0, zones: [az1, az2], depends_on: [orders-db] }}\n",
+            pg.primary_url(),
+            pg.standby_url()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("pause.yaml"),
+        "name: pause\nfaults:\n  - { kind: replication-pause, datastore: orders-db }\nduration: 2s\ndeclare: manual\n",
+    )
+    .unwrap();
+    let out =
+        drctl().current_dir(&dir).args(["drill", "pause.yaml", "--report", "r", "--output", "json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("orders-db standby in az2: WAL replay paused") && stderr.contains("healed"), "{stderr}");
+    assert_eq!(pg.psql(pg.standby_port, "SELECT pg_is_wal_replay_paused()"), "f", "replay resumed by the heal");
+    let r = json(&dir.join("r/report.json"));
+    let db = &r["datastores"][0];
+    assert!(db["lost_writes"].is_null(), "nothing counts writes outside the lab: {db}");
+    assert!(r["execution"].is_null(), "nothing was declared");
+    let _ = std::fs::remove_dir_all(dir);
+}
