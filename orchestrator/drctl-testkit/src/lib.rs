@@ -159,6 +159,21 @@ impl PgPair {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.standby_port)
     }
 
+    /// A two-zone topology with this pair as `orders-db` (tier-0: RPO 5s,
+    /// RTO 2m) and a `checkout` service depending on it. `datastore_extra`
+    /// is appended to orders-db (e.g. a `failover:` line), `checkout_extra`
+    /// inside checkout's flow mapping (e.g. `, failover: { ... }`).
+    pub fn shop_topology(&self, datastore_extra: &str, checkout_extra: &str) -> String {
+        format!(
+            "version: 1\nname: shop\nzones:\n  - {{ name: az1, region: r1 }}\n  - {{ name: az2, region: r1 }}\n\
+             objectives:\n  tier-0: {{ rpo: 5s, rto: 2m }}\n\
+             datastores:\n  - name: orders-db\n    kind: postgres\n    primary: {{ zone: az1, url: \"{}\" }}\n    replicas: [ {{ zone: az2, url: \"{}\" }} ]\n{datastore_extra}\
+             services:\n  - {{ name: checkout, tier: tier-0, zones: [az1, az2], depends_on: [orders-db]{checkout_extra} }}\n",
+            self.primary_url(),
+            self.standby_url()
+        )
+    }
+
     /// Runs SQL with psql against a port (for test setup; the code under test uses its own client).
     pub fn psql(&self, port: u16, sql: &str) -> String {
         let out = pg_cmd(

@@ -121,18 +121,8 @@ fn serve_resumes_an_unfinished_execution_and_the_api_approves_it() {
         "name: checkout-failover\nsteps:\n  - id: approve\n    action: approval\n    with: { role: commander, prompt: \"Move checkout?\" }\n  - id: settle\n    action: wait\n    with: { for: 0s }\n    needs: [approve]\n",
     )
     .unwrap();
-    std::fs::write(
-        dir.join("drctl.yaml"),
-        format!(
-            "version: 1\nname: shop\nzones:\n  - {{ name: az1, region: r1 }}\n  - {{ name: az2, region: r1 }}\n\
-             objectives:\n  tier-0: {{ rpo: 5s, rto: 2m }}\n\
-             datastores:\n  - name: orders-db\n    kind: postgres\n    primary: {{ zone: az1, url: \"{}\" }}\n    replicas: [ {{ zone: az2, url: \"{}\" }} ]\n\
-             services:\n  - {{ name: checkout, tier: tier-0, zones: [az1, az2], depends_on: [orders-db], failover: {{ runbook: runbooks/checkout.yaml }} }}\n",
-            pg.primary_url(),
-            pg.standby_url()
-        ),
-    )
-    .unwrap();
+    std::fs::write(dir.join("drctl.yaml"), pg.shop_topology("", ", failover: { runbook: runbooks/checkout.yaml }"))
+        .unwrap();
     let state = format!("sqlite://{}/state.db", dir.display());
     let mut declare = drctl(&dir)
         .env("DRCTL_STATE", &state)

@@ -255,18 +255,7 @@ fn without_postgresql_the_lab_says_how_to_install_it() {
 fn outside_the_lab_a_replication_pause_is_injected_by_sql_and_healed() {
     let pg = drctl_testkit::PgPair::start();
     let dir = tempdir("nolab");
-    std::fs::write(
-        dir.join("drctl.yaml"),
-        format!(
-            "version: 1\nname: shop\nzones:\n  - {{ name: az1, region: r1 }}\n  - {{ name: az2, region: r1 }}\n\
-             objectives:\n  tier-0: {{ rpo: 5s, rto: 2m }}\n\
-             datastores:\n  - name: orders-db\n    kind: postgres\n    primary: {{ zone: az1, url: \"{}\" }}\n    replicas: [ {{ zone: az2, url: \"{}\" }} ]\n\
-             services:\n  - {{ name: checkout, tier: tier-0, zones: [az1, az2], depends_on: [orders-db] }}\n",
-            pg.primary_url(),
-            pg.standby_url()
-        ),
-    )
-    .unwrap();
+    std::fs::write(dir.join("drctl.yaml"), pg.shop_topology("", "")).unwrap();
     std::fs::write(
         dir.join("pause.yaml"),
         "name: pause\nfaults:\n  - { kind: replication-pause, datastore: orders-db }\nduration: 2s\ndeclare: manual\n",

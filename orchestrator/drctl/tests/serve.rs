@@ -61,18 +61,8 @@ fn client() -> reqwest::blocking::Client {
 }
 
 fn topology(dir: &Path, pg: &PgPair) {
-    std::fs::write(
-        dir.join("drctl.yaml"),
-        format!(
-            "version: 1\nname: shop\nzones:\n  - {{ name: az1, region: r1 }}\n  - {{ name: az2, region: r1 }}\n\
-             objectives:\n  tier-0: {{ rpo: 5s, rto: 2m }}\n\
-             datastores:\n  - name: orders-db\n    kind: postgres\n    primary: {{ zone: az1, url: \"{}\" }}\n    replicas: [ {{ zone: az2, url: \"{}\" }} ]\n    failover: {{ estimate: 5s, max_lag: 1h }}\n\
-             services:\n  - {{ name: checkout, tier: tier-0, zones: [az1, az2], depends_on: [orders-db] }}\n",
-            pg.primary_url(),
-            pg.standby_url()
-        ),
-    )
-    .unwrap();
+    std::fs::write(dir.join("drctl.yaml"), pg.shop_topology("    failover: { estimate: 5s, max_lag: 1h }\n", ""))
+        .unwrap();
 }
 
 fn status_json(c: &reqwest::blocking::Client, base: &str) -> serde_json::Value {
