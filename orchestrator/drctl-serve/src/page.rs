@@ -81,6 +81,7 @@ struct Words {
     explain: &'static str,
     language: &'static str,
     unknown: &'static str,
+    unknown_why: &'static str,
     affects: &'static str,
 }
 
@@ -121,6 +122,7 @@ const EN: Words = Words {
     explain: "RPO: how much recent data a failover would lose right now. RTO: how long recovery would take. Both are measured live against our contractual targets, and proven by regular disaster-recovery drills.",
     language: "日本語",
     unknown: "unknown",
+    unknown_why: "not measured: no replica answers, or the primary is down; nothing proves the data is protected",
     affects: "Affects",
 };
 
@@ -161,6 +163,7 @@ const JA: Words = Words {
     explain: "RPO：今フェイルオーバーした場合に失われうる直近のデータ量。RTO：復旧にかかる時間。どちらも契約上の目標に対して常時計測し、定期的な災害復旧訓練で実証しています。",
     language: "English",
     unknown: "不明",
+    unknown_why: "計測できません：応答するレプリカがないか、プライマリが停止しています。データが保護されている保証はありません",
     affects: "影響範囲",
 };
 
@@ -279,7 +282,12 @@ fn objective(value: Option<f64>, target: Option<f64>, w: &Words) -> String {
     let v = secs(value, w.unknown);
     match (value, target) {
         // Unknown is not met: nothing proves the data is protected.
-        (None, Some(t)) => format!(r#"<span class="miss">{v}</span> / {} {}"#, w.target, secs(Some(t), w.unknown)),
+        (None, Some(t)) => format!(
+            r#"<span class="miss" title="{}">{v}</span> / {} {}"#,
+            w.unknown_why,
+            w.target,
+            secs(Some(t), w.unknown)
+        ),
         (Some(x), Some(t)) if x > t => {
             format!(r#"<span class="miss">{v}</span> / {} {}"#, w.target, secs(Some(t), w.unknown))
         }
