@@ -224,15 +224,11 @@ async fn pg_replay(topo: &Topology, datastore: &str, pause: bool) -> Result<(), 
     let EntitySpec::Datastore(d) = &topo.entity(id).spec else { return Ok(()) };
     for r in &d.replicas {
         if let Location::Postgres { url } = &r.location {
-            let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            let c = drctl_providers::postgres::connect(url, Duration::from_secs(5))
                 .await
-                .map_err(|e| Error::Process(format!("{}: {e}", drctl_providers::redact(url))))?;
-            let t = tokio::spawn(conn);
+                .map_err(|e| Error::Process(e.to_string()))?;
             let sql = if pause { "SELECT pg_wal_replay_pause()" } else { "SELECT pg_wal_replay_resume()" };
-            let r = c.batch_execute(sql).await;
-            drop(c);
-            let _ = t.await;
-            r.map_err(|e| Error::Process(format!("{}: {e}", drctl_providers::redact(url))))?;
+            c.batch_execute(sql).await.map_err(|e| Error::Process(format!("{}: {e}", drctl_providers::redact(url))))?;
         }
     }
     Ok(())
@@ -295,12 +291,8 @@ fn members(topo: &Topology) -> Vec<(String, String, String)> {
 async fn reachable(url: &str) -> bool {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let probe = async {
-            let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.ok()?;
-            let t = tokio::spawn(conn);
-            let ok = c.simple_query("SELECT 1").await.is_ok();
-            drop(c);
-            let _ = t.await;
-            Some(ok)
+            let c = drctl_providers::postgres::connect(url, SCOPE_PROBE_TIMEOUT).await.ok()?;
+            Some(c.simple_query("SELECT 1").await.is_ok())
         };
         return matches!(tokio::time::timeout(SCOPE_PROBE_TIMEOUT, probe).await, Ok(Some(true)));
     }

@@ -317,28 +317,14 @@ impl Lab {
         .map_err(|e| Error::Process(e.to_string()))??;
         {
             let setup = async {
-                let (c, conn) = tokio_postgres::connect(
-                    &format!("host={} port={} user=postgres dbname=postgres", priv1.ip(), priv1.port()),
-                    tokio_postgres::NoTls,
-                )
-                .await?;
-                let t = tokio::spawn(conn);
-                c.batch_execute("CREATE DATABASE lab").await?;
-                drop(c);
-                let _ = t.await;
-                let (c, conn) = tokio_postgres::connect(
-                    &format!("host={} port={} user=postgres dbname=lab", priv1.ip(), priv1.port()),
-                    tokio_postgres::NoTls,
-                )
-                .await?;
-                let t = tokio::spawn(conn);
-                c.batch_execute(
-                    "CREATE TABLE workload (seq bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())",
-                )
-                .await?;
-                drop(c);
-                let _ = t.await;
-                Ok::<_, tokio_postgres::Error>(())
+                pg_session(priv1, "postgres").await?.batch_execute("CREATE DATABASE lab").await.map_err(pg_error)?;
+                pg_session(priv1, "lab")
+                    .await?
+                    .batch_execute(
+                        "CREATE TABLE workload (seq bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())",
+                    )
+                    .await
+                    .map_err(pg_error)
             };
             if let Err(e) = setup.await {
                 primary.stop();
@@ -703,23 +689,28 @@ async fn status(inner: &Inner) -> LabStatus {
     }
 }
 
+/// A session on a lab PostgreSQL server itself (not through its fault proxy).
+async fn pg_session(addr: SocketAddr, db: &str) -> Result<tokio_postgres::Client, Error> {
+    let conninfo = format!("host={} port={} user=postgres dbname={db}", addr.ip(), addr.port());
+    drctl_providers::postgres::connect(&conninfo, Duration::from_secs(2))
+        .await
+        .map_err(|e| Error::Process(e.to_string()))
+}
+
+fn pg_error(e: tokio_postgres::Error) -> Error {
+    Error::Process(e.to_string())
+}
+
 /// Which member of orders-db accepts writes now (by asking each).
 async fn pg_primary_zone(inner: &Inner) -> Option<u8> {
     for z in 1..=2u8 {
-        let addr = inner.layout.pg(z).1;
         let q = async {
-            let (c, conn) = tokio_postgres::connect(
-                &format!("host={} port={} user=postgres dbname=lab connect_timeout=1", addr.ip(), addr.port()),
-                tokio_postgres::NoTls,
-            )
-            .await?;
-            let t = tokio::spawn(conn);
-            let row = c
+            let row = pg_session(inner.layout.pg(z).1, "lab")
+                .await?
                 .query_one("SELECT pg_is_in_recovery() OR current_setting('default_transaction_read_only') = 'on'", &[])
-                .await?;
-            drop(c);
-            let _ = t.await;
-            Ok::<bool, tokio_postgres::Error>(row.get(0))
+                .await
+                .map_err(pg_error)?;
+            Ok::<bool, Error>(row.get(0))
         };
         if let Ok(Ok(false)) = tokio::time::timeout(Duration::from_secs(2), q).await {
             return Some(z);
@@ -729,18 +720,8 @@ async fn pg_primary_zone(inner: &Inner) -> Option<u8> {
 }
 
 async fn pg_sql(inner: &Inner, z: u8, sql: &str) -> Result<(), String> {
-    let addr = inner.layout.pg(z).1;
-    let (c, conn) = tokio_postgres::connect(
-        &format!("host={} port={} user=postgres dbname=lab connect_timeout=2", addr.ip(), addr.port()),
-        tokio_postgres::NoTls,
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    let t = tokio::spawn(conn);
-    let r = c.batch_execute(sql).await.map_err(|e| e.to_string());
-    drop(c);
-    let _ = t.await;
-    r
+    let c = pg_session(inner.layout.pg(z).1, "lab").await.map_err(|e| e.to_string())?;
+    c.batch_execute(sql).await.map_err(|e| e.to_string())
 }
 
 const ENTITIES: &[&str] = &["orders-db", "assets", "payments", "checkout", "catalog"];
@@ -1045,20 +1026,9 @@ async fn loss(inner: &Inner, datastore: &str, zone: &str) -> Result<Loss, Error>
     match datastore {
         "orders-db" => {
             let acks = inner.pg_log.acks.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            let addr = inner.layout.pg(z).1;
-            let (c, conn) = tokio_postgres::connect(
-                &format!("host={} port={} user=postgres dbname=lab connect_timeout=2", addr.ip(), addr.port()),
-                tokio_postgres::NoTls,
-            )
-            .await
-            .map_err(|e| Error::Process(format!("reading orders-db in {zone}: {e}")))?;
-            let t = tokio::spawn(conn);
-            let rows = c
-                .query("SELECT seq FROM workload", &[])
-                .await
-                .map_err(|e| Error::Process(format!("reading orders-db in {zone}: {e}")))?;
-            drop(c);
-            let _ = t.await;
+            let reading = |e: String| Error::Process(format!("reading orders-db in {zone}: {e}"));
+            let c = pg_session(inner.layout.pg(z).1, "lab").await.map_err(|e| reading(e.to_string()))?;
+            let rows = c.query("SELECT seq FROM workload", &[]).await.map_err(|e| reading(e.to_string()))?;
             let present: HashSet<u64> = rows.iter().map(|r| r.get::<_, i64>(0) as u64).collect();
             Ok(workload::loss(&acks, zone, &present))
         }

@@ -37,13 +37,9 @@ async fn check(dep: &Dependency, http: &reqwest::Client) -> Result<(), String> {
     match dep {
         Dependency::Postgres { conninfo, .. } => {
             let work = async {
-                let (client, conn) =
-                    tokio_postgres::connect(conninfo, tokio_postgres::NoTls).await.map_err(|e| e.to_string())?;
-                let task = tokio::spawn(conn);
-                let r = client.simple_query("SELECT 1").await.map(|_| ()).map_err(|e| e.to_string());
-                drop(client);
-                task.abort();
-                r
+                let client =
+                    drctl_providers::postgres::connect(conninfo, CHECK_TIMEOUT).await.map_err(|e| e.to_string())?;
+                client.simple_query("SELECT 1").await.map(|_| ()).map_err(|e| e.to_string())
             };
             tokio::time::timeout(CHECK_TIMEOUT, work).await.map_err(|_| "no answer".to_string())?
         }

@@ -110,23 +110,22 @@ pub fn zone_of_ip(ip: &str) -> String {
 /// Writes rows to PostgreSQL until aborted.
 pub async fn run_postgres(conninfo: String, log: Arc<Log>) {
     let mut seq = 0u64;
-    let mut client: Option<(tokio_postgres::Client, String, tokio::task::JoinHandle<()>)> = None;
+    let mut client: Option<(tokio_postgres::Client, String)> = None;
     let mut tick = tokio::time::interval(PG_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if client.as_ref().is_some_and(|(c, _, _)| c.is_closed()) {
+        if client.as_ref().is_some_and(|(c, _)| c.is_closed()) {
             client = None;
         }
         if client.is_none() {
             let connect = async {
-                let (c, conn) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls).await?;
-                let task = tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-                let row = c.query_one("SELECT host(inet_server_addr())", &[]).await?;
+                let c = drctl_providers::postgres::connect(&conninfo, Duration::from_secs(2))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let row = c.query_one("SELECT host(inet_server_addr())", &[]).await.map_err(|e| e.to_string())?;
                 let ip: String = row.get(0);
-                Ok::<_, tokio_postgres::Error>((c, zone_of_ip(&ip), task))
+                Ok::<_, String>((c, zone_of_ip(&ip)))
             };
             match tokio::time::timeout(Duration::from_secs(2), connect).await {
                 Ok(Ok(c)) => client = Some(c),
@@ -140,7 +139,7 @@ pub async fn run_postgres(conninfo: String, log: Arc<Log>) {
                 }
             }
         }
-        let Some((c, zone, _)) = &client else { continue };
+        let Some((c, zone)) = &client else { continue };
         seq += 1;
         let value = seq as i64;
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&value];
