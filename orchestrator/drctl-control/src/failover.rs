@@ -423,8 +423,8 @@ pub fn create(state: &State, id: &str, decl: &Declaration, prepared: &Prepared) 
 /// Runs (or resumes) an execution to its end.
 pub async fn execute(topo: Arc<Topology>, state: Arc<State>, id: &str) -> Result<Ended, Error> {
     let row = state.execution(id)?;
-    let decl: Declaration =
-        serde_json::from_str(&row.options).map_err(|e| Error::BadRequest(format!("execution {id}: {e}")))?;
+    let decl: Declaration = serde_json::from_str(&row.options)
+        .map_err(|e| Error::CorruptJournal { execution: id.to_string(), why: format!("its declaration: {e}") })?;
     // Re-plan exactly as declared; placements recorded by this very run are
     // ignored so the steps come out the same on resume.
     let plan =
@@ -448,7 +448,7 @@ pub async fn execute(topo: Arc<Topology>, state: Arc<State>, id: &str) -> Result
     let engine = Engine::new(state.clone(), actions, decl.parallel);
     engine.run(id, &specs).await.map_err(|e| match e {
         drctl_engine::Error::State(s) => Error::State(s),
-        other => Error::BadRequest(other.to_string()),
+        other => Error::Engine { execution: id.to_string(), source: other },
     })
 }
 

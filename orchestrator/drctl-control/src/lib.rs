@@ -5,18 +5,27 @@
 //! kind; the CLI and the controller (`drctl serve`) both call it, so they
 //! measure and copy in exactly the same way.
 
+pub mod declare;
 pub mod failover;
 pub mod live;
 pub mod replicate;
 pub mod schedule;
 
-/// Errors of operations that cannot even start.
+/// Errors of drctl's operations. Which variant says whose fault it is:
+/// [`Error::BadRequest`] is the caller's (exit 2, HTTP 4xx); the others are
+/// the world's or drctl's own (exit 1, HTTP 5xx).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A datastore named on the command line does not exist or does not fit.
+    /// A name, scope or request that does not fit the topology.
     #[error("{0}")]
     BadRequest(String),
     /// The state store failed.
     #[error(transparent)]
     State(#[from] drctl_state::Error),
+    /// The journal holds something this drctl cannot read back.
+    #[error("execution {execution}: the journal is damaged: {why}")]
+    CorruptJournal { execution: String, why: String },
+    /// The engine stopped an execution before its end.
+    #[error("execution {execution}: {source}")]
+    Engine { execution: String, source: drctl_engine::Error },
 }

@@ -20,6 +20,7 @@
 
 use crate::lab::{FaultRequest, LabClient};
 use crate::Error;
+use drctl_control::declare::{Actor, Declarer, IncidentPolicy, Recorded};
 use drctl_control::failover::{self, Declaration};
 use drctl_control::live::Clients;
 use drctl_core::chaos::{DeclareMode, Experiment, StopWhen};
@@ -554,10 +555,12 @@ pub async fn run(opts: Options) -> Result<Report, Error> {
                         parallel: opts.parallel,
                     };
                     scope = Some(serde_json::json!({ "zones": zones, "regions": [], "targets": targets }));
-                    let prepared = failover::prepare(&topo, &opts.state, &decl, &id)
+                    let declarer = Declarer::new(topo.clone(), opts.state.clone());
+                    let proposal = declarer
+                        .propose(decl, Some(format!("{id}-failover")))
                         .await
                         .map_err(|e| Error::Process(e.to_string()))?;
-                    for c in &prepared.checks {
+                    for c in &proposal.prepared.checks {
                         say(&format!(
                             "          check {} {}: {}",
                             if c.ok { "ok " } else { "NO " },
@@ -565,19 +568,24 @@ pub async fn run(opts: Options) -> Result<Report, Error> {
                             c.detail
                         ));
                     }
-                    let exec_id = format!("{id}-failover");
-                    if prepared.refused() {
-                        let why: Vec<String> = prepared
-                            .checks
-                            .iter()
-                            .filter(|c| !c.ok)
-                            .map(|c| format!("{}: {}", c.subject, c.detail))
-                            .collect();
-                        stopped_early = Some(format!("the declaration was refused: {}", why.join("; ")));
-                        break;
+                    let exec_id = proposal.id.clone();
+                    let who = Actor::new("drill", "controller");
+                    // The drill announces itself; its failover opens no incident of its own.
+                    match declarer
+                        .record(&proposal, &who, false, IncidentPolicy::None)
+                        .map_err(|e| Error::Process(e.to_string()))?
+                    {
+                        Recorded::Accepted { .. } => {}
+                        Recorded::Refused => {
+                            stopped_early =
+                                Some(format!("the declaration was refused: {}", proposal.refusals().join("; ")));
+                            break;
+                        }
+                        Recorded::Nothing | Recorded::DryRun => {
+                            stopped_early = Some("the declaration had nothing to fail over".into());
+                            break;
+                        }
                     }
-                    failover::create(&opts.state, &exec_id, &decl, &prepared)
-                        .map_err(|e| Error::Process(e.to_string()))?;
                     declared_at = Some(clock.now());
                     say(&format!(
                         "{:>6.2}s  declared {exec_id}: zones [{}] targets [{}]",
@@ -590,8 +598,8 @@ pub async fn run(opts: Options) -> Result<Report, Error> {
                         kind: "declared".into(),
                         what: format!("execution {exec_id}"),
                     });
-                    let (t, s, eid) = (topo.clone(), opts.state.clone(), exec_id.clone());
-                    exec_task = Some(tokio::spawn(async move { failover::execute(t, s, &eid).await }));
+                    let eid = exec_id.clone();
+                    exec_task = Some(tokio::spawn(async move { declarer.run(&eid).await }));
                     execution = Some(exec_id);
                 }
             }
@@ -674,8 +682,18 @@ pub async fn run(opts: Options) -> Result<Report, Error> {
         if let Ok(s) = opts.state.request_abort(eid) {
             say(&format!("{:>6.2}s  execution {eid} still running: abort requested ({s})", clock.now()));
         }
-        if let Some(t) = exec_task.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(30), t).await;
+        if let Some(mut t) = exec_task.take() {
+            // Healing must not start under a failover still acting: past the
+            // grace period the task is cancelled, and awaited, so nothing it
+            // started outlives this point. The journal says where it stopped.
+            if tokio::time::timeout(Duration::from_secs(30), &mut t).await.is_err() {
+                t.abort();
+                let _ = t.await;
+                say(&format!(
+                    "{:>6.2}s  execution {eid} cancelled after 30 s; its journal says where it stopped",
+                    clock.now()
+                ));
+            }
         }
     }
 

@@ -13,6 +13,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
+use drctl_control::declare::{self, Actor, IncidentPolicy, Recorded};
 use drctl_control::failover::{self, Declaration};
 use drctl_state::controller::Role;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -26,12 +27,6 @@ use tokio::sync::watch;
 /// The client's address, attached to each connection's requests.
 #[derive(Clone, Copy)]
 struct Remote(SocketAddr);
-
-/// Who is calling: the token's name and role, and from where.
-struct Actor {
-    name: String,
-    source: String,
-}
 
 /// An error answer: a status and a JSON body (`{"error": ...}` and more).
 struct ApiError {
@@ -80,12 +75,21 @@ fn authorize(s: &Shared, headers: &HeaderMap, remote: SocketAddr, need: Role) ->
             format!("token `{}` is {}; this needs {} or above", t.name, t.role.as_str(), need.as_str()),
         ));
     }
-    Ok(Actor { name: t.name, source: remote.ip().to_string() })
+    Ok(Actor::new(t.name, remote.ip().to_string()))
 }
 
 fn audit(s: &Shared, who: &Actor, action: &str, target: &str, request: &Value) {
-    if let Err(e) = s.opts.state.audit(&who.name, &who.source, action, target, request) {
+    if let Err(e) = declare::audit(&s.opts.state, who, action, target, request) {
         (s.opts.say)(&format!("audit log: {e}"));
+    }
+}
+
+/// Maps an operation's error to an answer: the caller's fault is 4xx.
+fn control_error(e: drctl_control::Error) -> ApiError {
+    match e {
+        drctl_control::Error::State(se) => state_error(se),
+        drctl_control::Error::BadRequest(m) => problem(StatusCode::UNPROCESSABLE_ENTITY, m),
+        other => internal(other),
     }
 }
 
@@ -212,6 +216,7 @@ fn state_error(e: drctl_state::Error) -> ApiError {
     match e {
         drctl_state::Error::NotFound(m) | drctl_state::Error::NoSuchExecution(m) => problem(StatusCode::NOT_FOUND, m),
         drctl_state::Error::Invalid(m) => problem(StatusCode::UNPROCESSABLE_ENTITY, m),
+        e @ drctl_state::Error::Locked { .. } => problem(StatusCode::CONFLICT, e.to_string()),
         other => internal(other),
     }
 }
@@ -292,29 +297,17 @@ async fn create_maintenance(
     Ok((StatusCode::CREATED, Json(json!({ "id": id }))).into_response())
 }
 
-/// Runs an execution in the background; its incident follows it.
+/// Runs an execution in the background; the declarer records its outcome
+/// on its incident.
 pub(crate) fn spawn_execution(s: &Arc<Shared>, id: String) {
     let s2 = s.clone();
     s.supervisor.spawn(format!("execution {id}"), async move {
-        let result = failover::execute(s2.opts.topology.clone(), s2.opts.state.clone(), &id).await;
-        let row = s2.opts.state.execution(&id).ok();
-        let (status, body) = match (&result, &row) {
-            (Ok(drctl_engine::Ended::Succeeded), Some(r)) => (
-                "monitoring",
-                format!(
-                    "Failover completed in {:.1} s (execution {id}); we are watching the recovered services.",
-                    r.finished_at.and_then(|f| f.duration_since(r.declared_at).ok()).unwrap_or_default().as_secs_f64()
-                ),
-            ),
-            (Ok(ended), _) => {
-                ("identified", format!("The failover ended: {ended:?} (execution {id}); operators are on it."))
-            }
-            (Err(e), _) => ("identified", format!("The failover stopped: {e} (execution {id}); operators are on it.")),
+        let result = s2.declarer().run(&id).await;
+        let said = match &result {
+            Ok(ended) => format!("ended {ended:?}"),
+            Err(e) => format!("stopped: {e}"),
         };
-        (s2.opts.say)(&format!("execution {id}: {body}"));
-        if let Ok(Some(incident)) = s2.opts.state.incident_of_execution(&id) {
-            let _ = s2.opts.state.update_incident(incident, status, &body);
-        }
+        (s2.opts.say)(&format!("execution {id}: {said}"));
         s2.refresh().await;
     });
 }
@@ -335,61 +328,40 @@ async fn declare(
         force: req.force,
         parallel: req.parallel,
     };
-    if decl.scope().is_empty() {
-        return Err(problem(StatusCode::UNPROCESSABLE_ENTITY, "say what is lost: `zones`, `regions` or `targets`"));
-    }
-    let request = json!({"zones": req.zones, "regions": req.regions, "targets": req.targets, "reason": req.reason, "dry_run": req.dry_run, "force": req.force});
-    let id = failover::new_id();
-    let prepared = failover::prepare(&s.opts.topology, &s.opts.state, &decl, &id)
-        .await
-        .map_err(|e| problem(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
-    let checks: Vec<Value> =
-        prepared.checks.iter().map(|c| json!({"subject": c.subject, "ok": c.ok, "detail": c.detail})).collect();
-    let plan = serde_json::to_value(&prepared.plan.plan).unwrap_or(Value::Null);
-    if req.dry_run {
-        audit(&s, &who, "declare.dry_run", "plan", &request);
-        return Ok(Json(json!({ "dry_run": true, "refused": prepared.refused(), "checks": checks, "plan": plan }))
-            .into_response());
-    }
-    if prepared.refused() {
-        audit(&s, &who, "declare.refused", "plan", &request);
-        return Err(ApiError {
-            status: StatusCode::CONFLICT,
-            body: json!({ "error": "refused by the preflight; nothing was changed", "checks": checks }),
-        });
-    }
-    failover::create(&s.opts.state, &id, &decl, &prepared).map_err(|e| problem(StatusCode::CONFLICT, e.to_string()))?;
-    let services: Vec<String> = prepared
-        .specs
+    let declarer = s.declarer();
+    let proposal = declarer.propose(decl, None).await.map_err(control_error)?;
+    let checks: Vec<Value> = proposal
+        .prepared
+        .checks
         .iter()
-        .map(|x| x.entity.clone())
-        .filter(|n| s.opts.topology.services().any(|(_, e, _)| e.name == *n))
-        .fold(Vec::new(), |mut v, n| {
-            if !v.contains(&n) {
-                v.push(n);
-            }
-            v
-        });
-    let scope =
-        decl.lost_zones(&s.opts.topology).into_iter().chain(decl.targets.clone()).collect::<Vec<_>>().join(", ");
-    let incident = s
-        .opts
-        .state
-        .create_incident(
-            &format!("Failover in progress: {scope}"),
-            "identified",
-            // The declaration's reason is internal (the journal and the audit
-            // log keep it); customers read a plain statement, which
-            // operators can follow with their own updates.
-            "We have moved affected services to our other zones and are restoring them now.",
-            &services,
-            Some(&id),
-        )
-        .map_err(internal)?;
-    audit(&s, &who, "declare", &format!("execution {id}"), &request);
-    spawn_execution(&s, id.clone());
-    s.refresh().await;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "id": id, "incident": incident, "checks": checks }))).into_response())
+        .map(|c| json!({"subject": c.subject, "ok": c.ok, "detail": c.detail}))
+        .collect();
+    let recorded = declarer.record(&proposal, &who, req.dry_run, IncidentPolicy::Open).map_err(control_error)?;
+    let id = proposal.id;
+    match recorded {
+        Recorded::DryRun => {
+            let plan = serde_json::to_value(&proposal.prepared.plan.plan).unwrap_or(Value::Null);
+            Ok(Json(json!({ "dry_run": true, "refused": false, "checks": checks, "plan": plan })).into_response())
+        }
+        Recorded::Refused if req.dry_run => {
+            let plan = serde_json::to_value(&proposal.prepared.plan.plan).unwrap_or(Value::Null);
+            Ok(Json(json!({ "dry_run": true, "refused": true, "checks": checks, "plan": plan })).into_response())
+        }
+        Recorded::Refused => {
+            s.refresh().await;
+            Err(ApiError {
+                status: StatusCode::CONFLICT,
+                body: json!({ "error": "refused by the preflight; nothing was changed", "id": id, "checks": checks }),
+            })
+        }
+        Recorded::Nothing => Ok(Json(json!({ "id": Value::Null, "checks": checks, "nothing": true })).into_response()),
+        Recorded::Accepted { incident } => {
+            spawn_execution(&s, id.clone());
+            s.refresh().await;
+            Ok((StatusCode::ACCEPTED, Json(json!({ "id": id, "incident": incident, "checks": checks })))
+                .into_response())
+        }
+    }
 }
 
 async fn approve(
@@ -400,9 +372,7 @@ async fn approve(
     Json(req): Json<ApproveRequest>,
 ) -> ApiResult {
     let who = authorize(&s, &headers, remote, Role::Commander)?;
-    s.opts.state.execution(&id).map_err(state_error)?;
-    let fresh = s.opts.state.approve(&id, &req.step, &who.name).map_err(state_error)?;
-    audit(&s, &who, "approve", &format!("execution {id} step {}", req.step), &json!({"step": req.step}));
+    let fresh = declare::approve(&s.opts.state, &id, &req.step, &who).map_err(control_error)?;
     Ok(Json(json!({ "id": id, "step": req.step, "approved_by": who.name, "already": !fresh })).into_response())
 }
 
@@ -413,8 +383,7 @@ async fn abort(
     Path(id): Path<String>,
 ) -> ApiResult {
     let who = authorize(&s, &headers, remote, Role::Commander)?;
-    let state = s.opts.state.request_abort(&id).map_err(state_error)?;
-    audit(&s, &who, "abort", &format!("execution {id}"), &json!({}));
+    let state = declare::abort(&s.opts.state, &id, &who).map_err(control_error)?;
     s.refresh().await;
     Ok(Json(json!({ "id": id, "state": state })).into_response())
 }
@@ -445,10 +414,7 @@ async fn execution(
     Path(id): Path<String>,
 ) -> ApiResult {
     authorize(&s, &headers, remote, Role::Viewer)?;
-    let r = failover::report(Some(&s.opts.topology), &s.opts.state, &id).map_err(|e| match e {
-        drctl_control::Error::State(se) => state_error(se),
-        other => internal(other),
-    })?;
+    let r = failover::report(Some(&s.opts.topology), &s.opts.state, &id).map_err(control_error)?;
     Ok(Json(r).into_response())
 }
 

@@ -200,6 +200,11 @@ impl Supervisor {
 }
 
 impl Shared {
+    /// The one path declarations take (SPEC §6a: whoever declares).
+    pub fn declarer(&self) -> drctl_control::declare::Declarer {
+        drctl_control::declare::Declarer::new(self.opts.topology.clone(), self.opts.state.clone())
+    }
+
     /// Rebuilds the snapshot from the latest measurement and the state store.
     pub async fn refresh(&self) {
         let _one = self.render_lock.lock().await;

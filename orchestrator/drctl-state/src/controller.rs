@@ -197,7 +197,10 @@ impl State {
             Ok(Token {
                 id: r.get(0)?,
                 name: r.get(1)?,
-                role: Role::parse(&r.get::<_, String>(2)?).unwrap_or(Role::Viewer),
+                role: {
+                    let raw: String = r.get(2)?;
+                    Role::parse(&raw).ok_or_else(|| crate::corrupt(2, format!("unknown role `{raw}`")))?
+                },
                 hash: r.get(3)?,
                 created_at: time(r.get(4)?),
                 revoked_at: r.get::<_, Option<i64>>(5)?.map(time),

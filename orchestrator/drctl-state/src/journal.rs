@@ -7,7 +7,7 @@
 //! locked by an execution until it ends, so two executions never touch the
 //! same entity at once.
 
-use crate::{millis, Error, Result, State};
+use crate::{corrupt, millis, Error, Result, State};
 use rusqlite::{params, OptionalExtension};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -34,15 +34,19 @@ impl StepState {
         }
     }
 
-    pub fn parse(s: &str) -> StepState {
-        match s {
+    /// Reads a stored state back. Strict: a state this drctl does not know
+    /// (a newer drctl's, a damaged row) is an error, never `pending`, which
+    /// would run a step whose effect may already have happened.
+    pub fn parse(s: &str) -> Option<StepState> {
+        Some(match s {
+            "pending" => StepState::Pending,
             "running" => StepState::Running,
             "succeeded" => StepState::Succeeded,
             "failed" => StepState::Failed,
             "skipped" => StepState::Skipped,
             "waiting_approval" => StepState::WaitingApproval,
-            _ => StepState::Pending,
-        }
+            _ => return None,
+        })
     }
 
     pub fn is_final(self) -> bool {
@@ -200,7 +204,10 @@ impl State {
                     id: r.get(1)?,
                     entity: r.get(2)?,
                     action: r.get(3)?,
-                    state: StepState::parse(&r.get::<_, String>(4)?),
+                    state: {
+                        let raw: String = r.get(4)?;
+                        StepState::parse(&raw).ok_or_else(|| corrupt(4, format!("unknown step state `{raw}`")))?
+                    },
                     attempts: r.get::<_, i64>(5)? as u32,
                     started_at: time(r.get(6)?),
                     finished_at: time(r.get(7)?),
@@ -347,6 +354,17 @@ mod tests {
         assert!(matches!(&err, Error::Locked { entity, execution } if entity == "db" && execution == "e1"), "{err}");
         s.set_execution_state("e1", exec_state::SUCCEEDED, Some(SystemTime::now())).unwrap();
         s.create_execution(&exec("e2"), &steps, &["db".into()]).unwrap();
+    }
+
+    #[test]
+    fn an_unknown_stored_step_state_is_an_error_not_pending() {
+        // Read as `pending`, a step whose effect may have happened would run again.
+        let s = State::in_memory().unwrap();
+        let steps = vec![("db/failover".to_string(), "db".to_string(), "postgres.promote".to_string())];
+        s.create_execution(&exec("e1"), &steps, &["db".into()]).unwrap();
+        s.conn().execute("UPDATE execution_steps SET state = 'half_done' WHERE execution_id = 'e1'", []).unwrap();
+        let err = s.steps("e1").unwrap_err();
+        assert!(err.to_string().contains("unknown step state `half_done`"), "{err}");
     }
 
     #[test]

@@ -52,6 +52,12 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// A stored value this drctl cannot read back, as a SQLite conversion
+/// error: it surfaces as [`Error::Sqlite`] naming the column and the value.
+pub(crate) fn corrupt(column: usize, why: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, why.into())
+}
+
 /// Numbered schema migrations; never edit one that has shipped, add another.
 const MIGRATIONS: &[&str] = &[
     // 1: RPO samples and replication bookkeeping.

@@ -393,23 +393,17 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
                     "say what is lost: --zone ZONE, --region REGION or --target NAME (each repeatable)",
                 ));
             }
-            let state = open_state(&state_url)?;
-            runtime()?.block_on(crate::execute::declare(topo, state, decl, yes, dry_run, &style))
+            let declarer = declarer(topo, &state_url)?;
+            runtime()?.block_on(crate::execute::declare(declarer, decl, yes, dry_run, &style))
         }
         Command::Resume { file, id } => {
             let topo = load(&file.path, &style)?;
             let state_url = crate::lab::adopt_lab(&file.path, &state_url);
-            let state = open_state(&state_url)?;
-            runtime()?.block_on(crate::execute::resume(topo, state, &id, &style))
+            let declarer = declarer(topo, &state_url)?;
+            runtime()?.block_on(crate::execute::resume(declarer, &id, &style))
         }
-        Command::Approve { id, step, by } => {
-            let state = open_state(&state_url)?;
-            crate::execute::approve(&state, &id, &step, &by)
-        }
-        Command::Abort { id } => {
-            let state = open_state(&state_url)?;
-            crate::execute::abort(&state, &id)
-        }
+        Command::Approve { id, step, by } => crate::execute::approve(&open_state(&state_url)?, &id, &step, &by),
+        Command::Abort { id } => crate::execute::abort(&open_state(&state_url)?, &id),
         Command::Executions { output } => {
             let state = open_state(&state_url)?;
             crate::execute::list(&state, output == Output::Json)
@@ -564,15 +558,20 @@ fn recorded_world(topo: &Topology, url: &str) -> Observations {
 /// Records a change made from the command line in the audit log (actor:
 /// the login name; source: `cli`). A failure to record is a warning: the
 /// change itself has happened.
+/// Audits a change made from this terminal, through the one audit writer.
 pub fn audit(state: &drctl_state::State, action: &str, target: &str, request: &serde_json::Value) {
-    let actor = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-    if let Err(e) = state.audit(&actor, "cli", action, target, request) {
+    let who = drctl_control::declare::Actor::cli();
+    if let Err(e) = drctl_control::declare::audit(state, &who, action, target, request) {
         eprintln!("warning: not recorded in the audit log: {e}");
     }
 }
 
 pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| Failure::Runtime(e.into()))
+}
+
+fn declarer(topo: Topology, state_url: &str) -> Result<drctl_control::declare::Declarer, Failure> {
+    Ok(drctl_control::declare::Declarer::new(std::sync::Arc::new(topo), std::sync::Arc::new(open_state(state_url)?)))
 }
 
 fn open_state(url: &str) -> Result<drctl_state::State, Failure> {

@@ -5,13 +5,13 @@
 
 use crate::text::Style;
 use crate::{Failure, Outcome};
+use drctl_control::declare::{self, Actor, Declarer, IncidentPolicy, Recorded};
 use drctl_control::failover::{self, Declaration};
 use drctl_core::duration::format_secs;
 use drctl_core::Topology;
 use drctl_state::journal::exec_state;
 use drctl_state::State;
 use std::io::{BufRead, IsTerminal, Write};
-use std::sync::Arc;
 use std::time::Duration;
 
 fn state_error(e: drctl_state::Error) -> Failure {
@@ -21,49 +21,48 @@ fn state_error(e: drctl_state::Error) -> Failure {
     }
 }
 
-fn control_error(e: drctl_control::Error) -> Failure {
+pub(crate) fn control_error(e: drctl_control::Error) -> Failure {
     match e {
         drctl_control::Error::State(s) => state_error(s),
         drctl_control::Error::BadRequest(m) => Failure::bad_input(m),
+        other => Failure::Runtime(other.into()),
     }
 }
 
 pub async fn declare(
-    topo: Topology,
-    state: State,
+    declarer: Declarer,
     decl: Declaration,
     yes: bool,
     dry_run: bool,
     style: &Style,
 ) -> Result<Outcome, Failure> {
-    let id = failover::new_id();
+    let proposal = declarer.propose(decl, None).await.map_err(control_error)?;
+    let id = proposal.id.clone();
     println!("{id}");
-    let prepared = failover::prepare(&topo, &state, &decl, &id).await.map_err(control_error)?;
-    print!("{}", crate::text::plan(&topo, &prepared.plan.plan, style));
+    print!("{}", crate::text::plan(&declarer.topology, &proposal.prepared.plan.plan, style));
     println!();
-    for c in &prepared.checks {
+    for c in &proposal.prepared.checks {
         println!("  {} {}: {}", if c.ok { style.green("✓") } else { style.red("✗") }, c.subject, c.detail);
     }
-    if prepared.refused() {
-        if !dry_run {
-            failover::create(&state, &id, &decl, &prepared).map_err(control_error)?;
-            state
-                .set_execution_state(&id, exec_state::REFUSED, Some(std::time::SystemTime::now()))
-                .map_err(state_error)?;
-        }
-        eprintln!("{} refused: a check failed; nothing in the world was changed", style.red("✗"));
-        return Ok(Outcome::Failed);
-    }
-    if dry_run {
-        println!("{} dry run: every check passed; nothing was changed", style.green("✓"));
-        return Ok(Outcome::Done);
-    }
-    if prepared.specs.is_empty() {
-        println!("nothing to fail over");
-        return Ok(Outcome::Done);
+    let who = Actor::cli();
+    if proposal.refused() || dry_run || proposal.prepared.specs.is_empty() {
+        return Ok(match declarer.record(&proposal, &who, dry_run, IncidentPolicy::Open).map_err(control_error)? {
+            Recorded::Refused => {
+                eprintln!("{} refused: a check failed; nothing in the world was changed", style.red("✗"));
+                Outcome::Failed
+            }
+            Recorded::DryRun => {
+                println!("{} dry run: every check passed; nothing was changed", style.green("✓"));
+                Outcome::Done
+            }
+            Recorded::Nothing | Recorded::Accepted { .. } => {
+                println!("nothing to fail over");
+                Outcome::Done
+            }
+        });
     }
     if !yes && std::io::stdin().is_terminal() {
-        print!("Fail over {} entities now? [y/N] ", prepared.plan.plan.entities.len());
+        print!("Fail over {} entities now? [y/N] ", proposal.prepared.plan.plan.entities.len());
         let _ = std::io::stdout().flush();
         let mut answer = String::new();
         let _ = std::io::stdin().lock().read_line(&mut answer);
@@ -72,52 +71,53 @@ pub async fn declare(
             return Ok(Outcome::Done);
         }
     }
-    failover::create(&state, &id, &decl, &prepared).map_err(control_error)?;
-    crate::cli::audit(
-        &state,
-        "declare",
-        &format!("execution {id}"),
-        &serde_json::json!({"zones": decl.zones, "regions": decl.regions, "targets": decl.targets, "reason": decl.reason, "force": decl.force}),
-    );
-    run(Arc::new(topo), Arc::new(state), &id, style).await
+    declarer.record(&proposal, &who, false, IncidentPolicy::Open).map_err(control_error)?;
+    run(&declarer, &id, None, style).await
 }
 
-pub async fn resume(topo: Topology, state: State, id: &str, style: &Style) -> Result<Outcome, Failure> {
-    let row = state.execution(id).map_err(state_error)?;
+pub async fn resume(declarer: Declarer, id: &str, style: &Style) -> Result<Outcome, Failure> {
+    let row = declarer.state.execution(id).map_err(state_error)?;
     if exec_state::is_final(&row.state) {
         println!("{id} already {}", row.state);
-        return finish(Some(&topo), &state, id, style);
+        return finish(Some(&declarer.topology), &declarer.state, id, style);
     }
     println!("{id}");
-    crate::cli::audit(&state, "resume", &format!("execution {id}"), &serde_json::json!({}));
-    run(Arc::new(topo), Arc::new(state), id, style).await
+    run(&declarer, id, Some(Actor::cli()), style).await
 }
 
-async fn run(topo: Arc<Topology>, state: Arc<State>, id: &str, style: &Style) -> Result<Outcome, Failure> {
-    let watcher = {
-        let state = state.clone();
-        let id = id.to_string();
-        tokio::spawn(async move {
-            let mut seen = state.events(&id).map(|e| e.len()).unwrap_or(0);
-            loop {
-                tokio::time::sleep(Duration::from_millis(150)).await;
-                let Ok(events) = state.events(&id) else { continue };
-                for e in events.iter().skip(seen) {
-                    if let Some(step) = &e.step {
-                        let detail = e.detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default();
-                        println!("  {} {step} {}{detail}", drctl_control::live::now_rfc3339(), e.kind);
-                    }
-                }
-                seen = events.len();
+/// Runs (or, with `resuming`, resumes) an execution, printing each step's
+/// transitions as the journal records them.
+async fn run(declarer: &Declarer, id: &str, resuming: Option<Actor>, style: &Style) -> Result<Outcome, Failure> {
+    let state = declarer.state.clone();
+    let mut seen = 0;
+    let mut print_new = move || {
+        let Ok(events) = state.events(id) else { return };
+        for e in events.iter().skip(seen) {
+            if let Some(step) = &e.step {
+                let detail = e.detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default();
+                println!("  {} {step} {}{detail}", drctl_control::live::now_rfc3339(), e.kind);
             }
-        })
+        }
+        seen = events.len();
     };
-    let result = failover::execute(topo.clone(), state.clone(), id).await;
-    // Let the watcher print the last transitions, then stop it.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    watcher.abort();
+    let work = async {
+        match &resuming {
+            Some(who) => declarer.resume(id, who).await.map(|_| ()),
+            None => declarer.run(id).await.map(|_| ()),
+        }
+    };
+    tokio::pin!(work);
+    // The progress printer runs in this task, exactly as long as the
+    // execution, and prints the last transitions once it has ended.
+    let result = loop {
+        tokio::select! {
+            r = &mut work => break r,
+            _ = tokio::time::sleep(Duration::from_millis(150)) => print_new(),
+        }
+    };
+    print_new();
     result.map_err(control_error)?;
-    finish(Some(&topo), &state, id, style)
+    finish(Some(&declarer.topology), &declarer.state, id, style)
 }
 
 fn finish(topo: Option<&Topology>, state: &State, id: &str, style: &Style) -> Result<Outcome, Failure> {
@@ -169,21 +169,9 @@ fn render(r: &serde_json::Value, style: &Style) -> String {
 }
 
 pub fn approve(state: &State, id: &str, step: &str, by: &str) -> Result<Outcome, Failure> {
-    let steps = state.steps(id).map_err(state_error)?;
-    let Some(s) = steps.iter().find(|s| s.id == step) else {
-        return Err(Failure::bad_input(format!("execution {id} has no step `{step}`")));
-    };
-    if s.action != drctl_engine::APPROVAL {
-        return Err(Failure::bad_input(format!("step `{step}` is a {} step, not an approval", s.action)));
-    }
-    if state.approve(id, step, by).map_err(state_error)? {
-        crate::cli::audit(
-            state,
-            "approve",
-            &format!("execution {id} step {step}"),
-            &serde_json::json!({"step": step, "by": by}),
-        );
-        println!("approved {step} of {id} as {by}");
+    let who = Actor::new(by, "cli");
+    if declare::approve(state, id, step, &who).map_err(control_error)? {
+        println!("approved {step} of {id} as {}", who.name);
     } else {
         println!("{step} of {id} was already approved");
     }
@@ -191,8 +179,7 @@ pub fn approve(state: &State, id: &str, step: &str, by: &str) -> Result<Outcome,
 }
 
 pub fn abort(state: &State, id: &str) -> Result<Outcome, Failure> {
-    let now = state.request_abort(id).map_err(state_error)?;
-    crate::cli::audit(state, "abort", &format!("execution {id}"), &serde_json::json!({}));
+    let now = declare::abort(state, id, &Actor::cli()).map_err(control_error)?;
     println!("{id}: {now}");
     Ok(Outcome::Done)
 }

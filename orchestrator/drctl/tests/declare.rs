@@ -94,6 +94,15 @@ fn declare_fails_over_a_real_postgres_pair_and_measures_the_rto() {
     assert_eq!(list[0]["id"], id.as_str());
     assert_eq!(list[0]["state"], "succeeded");
 
+    // A declaration from the CLI opens the public incident, as one through
+    // the API does, and says on it how the failover ended.
+    let (code, out, err) = dir.run(&["status-page", "export", "site"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let page = std::fs::read_to_string(dir.0.join("site/index.html")).unwrap();
+    assert!(page.contains("Failover in progress: az1"), "the incident is on the page");
+    assert!(page.contains("Failover completed in"), "and says how it ended");
+    assert!(!page.contains("az1 lost power"), "the reason is internal");
+
     // The new world: status sees the new primary, plan fails back from it.
     let status = dir.json(&["status", "--output", "json"]);
     assert_eq!(status["datastores"][0]["primary_zone"], "az2");
@@ -107,6 +116,10 @@ fn declare_fails_over_a_real_postgres_pair_and_measures_the_rto() {
     assert_eq!(code, 1);
     assert!(out.contains("is not a standby"), "{out}");
     assert_eq!(pg.psql(pg.standby_port, "SELECT pg_is_in_recovery()"), "f");
+    // The refusal is journaled: the commander can find it afterwards.
+    let refused = out.lines().next().unwrap().trim();
+    let list = dir.json(&["executions", "--output", "json"]);
+    assert_eq!((list[0]["id"].as_str(), list[0]["state"].as_str()), (Some(refused), Some("refused")), "{list:#}");
 }
 
 #[test]

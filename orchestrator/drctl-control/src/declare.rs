@@ -1,0 +1,243 @@
+//! The one path every declaration takes, whoever makes it.
+//!
+//! The CLI (`drctl declare`), the operator API (`POST /api/v1/declare`) and
+//! drills used to carry their own copies of "plan, check, journal, lock,
+//! execute, record", and the copies drifted: a refusal was journaled by one,
+//! only audited by another, and neither by a drill; only the API opened the
+//! public incident SPEC §9 promises. Now they all call [`Declarer`] and
+//! differ only in how they show progress.
+//!
+//! A declaration is two calls, because a human may stand between them:
+//! [`Declarer::propose`] plans and runs every check that can refuse the run
+//! (changing nothing), and [`Declarer::record`] decides: a refused or dry
+//! run is journaled and audited and goes no further; an accepted one is
+//! journaled, its entities locked, its incident opened and the request
+//! audited. [`Declarer::run`] then executes it (or resumes it) and records
+//! the outcome on its incident.
+
+use crate::failover::{self, Declaration, Prepared};
+use crate::Error;
+use drctl_core::Topology;
+use drctl_engine::Ended;
+use drctl_state::journal::exec_state;
+use drctl_state::State;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// Who asks, and through what: kept with every audit entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// A token's name, an OS user, `scheduler`, `drill`.
+    pub name: String,
+    /// `cli`, a client address, `controller`.
+    pub source: String,
+}
+
+impl Actor {
+    pub fn new(name: impl Into<String>, source: impl Into<String>) -> Actor {
+        Actor { name: name.into(), source: source.into() }
+    }
+
+    /// The person at this terminal.
+    pub fn cli() -> Actor {
+        Actor::new(std::env::var("USER").unwrap_or_else(|_| "unknown".into()), "cli")
+    }
+}
+
+/// Writes one audit entry. A change whose entry cannot be written does not
+/// happen: callers write the entry before they act and stop on an error.
+pub fn audit(state: &State, who: &Actor, action: &str, target: &str, request: &serde_json::Value) -> Result<(), Error> {
+    state.audit(&who.name, &who.source, action, target, request)?;
+    Ok(())
+}
+
+/// What customers are told about a declaration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IncidentPolicy {
+    /// Open a public incident for it (a real declaration).
+    Open,
+    /// Nothing public: a drill announces itself with its own incident.
+    None,
+}
+
+/// A planned and checked declaration, not yet recorded.
+pub struct Proposal {
+    pub id: String,
+    pub decl: Declaration,
+    pub prepared: Prepared,
+}
+
+impl Proposal {
+    pub fn refused(&self) -> bool {
+        self.prepared.refused()
+    }
+
+    /// The failed checks, one line each.
+    pub fn refusals(&self) -> Vec<String> {
+        self.prepared.checks.iter().filter(|c| !c.ok).map(|c| format!("{}: {}", c.subject, c.detail)).collect()
+    }
+
+    fn request(&self, dry_run: bool) -> serde_json::Value {
+        let d = &self.decl;
+        json!({"zones": d.zones, "regions": d.regions, "targets": d.targets, "reason": d.reason,
+               "dry_run": dry_run, "force": d.force, "parallel": d.parallel})
+    }
+}
+
+/// What [`Declarer::record`] decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    /// A check failed: journaled as `refused`, audited; nothing changed.
+    Refused,
+    /// Every check passed, and nothing was meant to change: audited only.
+    DryRun,
+    /// The scope moves nothing: there is nothing to journal.
+    Nothing,
+    /// Journaled and locked; [`Declarer::run`] executes it.
+    Accepted { incident: Option<i64> },
+}
+
+/// Plans, checks, journals, locks, executes and records declarations.
+#[derive(Clone)]
+pub struct Declarer {
+    pub topology: Arc<Topology>,
+    pub state: Arc<State>,
+}
+
+impl Declarer {
+    pub fn new(topology: Arc<Topology>, state: Arc<State>) -> Declarer {
+        Declarer { topology, state }
+    }
+
+    /// Plans the declaration and runs every check that can refuse it. Changes nothing.
+    /// `id` names the execution (a drill's id); a fresh one is made otherwise.
+    pub async fn propose(&self, decl: Declaration, id: Option<String>) -> Result<Proposal, Error> {
+        if decl.scope().is_empty() {
+            return Err(Error::BadRequest("say what is lost: zones, regions or targets".into()));
+        }
+        let id = id.unwrap_or_else(failover::new_id);
+        let prepared = failover::prepare(&self.topology, &self.state, &decl, &id).await?;
+        Ok(Proposal { id, decl, prepared })
+    }
+
+    /// Records the decision on a proposal; see [`Recorded`].
+    pub fn record(
+        &self,
+        p: &Proposal,
+        who: &Actor,
+        dry_run: bool,
+        incident: IncidentPolicy,
+    ) -> Result<Recorded, Error> {
+        if p.refused() {
+            // Audited before it is journaled: an entry that cannot be
+            // written stops the request, and a refusal changes nothing.
+            let mut request = p.request(dry_run);
+            request["refused"] = json!(p.refusals());
+            audit(&self.state, who, "declare.refused", &format!("execution {}", p.id), &request)?;
+            if !dry_run {
+                failover::create(&self.state, &p.id, &p.decl, &p.prepared)?;
+                self.state.set_execution_state(&p.id, exec_state::REFUSED, Some(SystemTime::now()))?;
+            }
+            return Ok(Recorded::Refused);
+        }
+        if dry_run {
+            audit(&self.state, who, "declare.dry_run", "plan", &p.request(true))?;
+            return Ok(Recorded::DryRun);
+        }
+        if p.prepared.specs.is_empty() {
+            return Ok(Recorded::Nothing);
+        }
+        audit(&self.state, who, "declare", &format!("execution {}", p.id), &p.request(false))?;
+        failover::create(&self.state, &p.id, &p.decl, &p.prepared)?;
+        let incident = match incident {
+            IncidentPolicy::None => None,
+            IncidentPolicy::Open => Some(self.open_incident(p)?),
+        };
+        Ok(Recorded::Accepted { incident })
+    }
+
+    fn open_incident(&self, p: &Proposal) -> Result<i64, Error> {
+        let topo = &self.topology;
+        let mut services: Vec<String> = Vec::new();
+        for s in &p.prepared.specs {
+            if topo.services().any(|(_, e, _)| e.name == s.entity) && !services.contains(&s.entity) {
+                services.push(s.entity.clone());
+            }
+        }
+        let scope = p.decl.lost_zones(topo).into_iter().chain(p.decl.targets.clone()).collect::<Vec<_>>().join(", ");
+        Ok(self.state.create_incident(
+            &format!("Failover in progress: {scope}"),
+            "identified",
+            // The declaration's reason is internal (the journal and the audit
+            // log keep it); customers read a plain statement, which operators
+            // can follow with their own updates.
+            "We have moved affected services to our other zones and are restoring them now.",
+            &services,
+            Some(&p.id),
+        )?)
+    }
+
+    /// Executes (or resumes) a recorded execution to its end, then says on
+    /// its incident how it ended.
+    pub async fn run(&self, id: &str) -> Result<Ended, Error> {
+        let result = failover::execute(self.topology.clone(), self.state.clone(), id).await;
+        let (status, body) = match &result {
+            Ok(Ended::Succeeded) => {
+                let took = self
+                    .state
+                    .execution(id)
+                    .ok()
+                    .and_then(|r| r.finished_at.and_then(|f| f.duration_since(r.declared_at).ok()))
+                    .unwrap_or_default();
+                (
+                    "monitoring",
+                    format!(
+                        "Failover completed in {:.1} s (execution {id}); we are watching the recovered services.",
+                        took.as_secs_f64()
+                    ),
+                )
+            }
+            Ok(ended) => {
+                ("identified", format!("The failover ended: {ended:?} (execution {id}); operators are on it."))
+            }
+            Err(e) => ("identified", format!("The failover stopped: {e} (execution {id}); operators are on it.")),
+        };
+        if let Some(incident) = self.state.incident_of_execution(id)? {
+            self.state.update_incident(incident, status, &body)?;
+        }
+        result
+    }
+
+    /// Resumes an unfinished execution (audited); `Ok(None)` when it had already ended.
+    pub async fn resume(&self, id: &str, who: &Actor) -> Result<Option<Ended>, Error> {
+        let row = self.state.execution(id)?;
+        if exec_state::is_final(&row.state) {
+            return Ok(None);
+        }
+        audit(&self.state, who, "resume", &format!("execution {id}"), &json!({}))?;
+        self.run(id).await.map(Some)
+    }
+}
+
+/// Approves a waiting step; `Ok(false)` when it was already approved.
+/// Needs no topology: the journal knows the step.
+pub fn approve(state: &State, id: &str, step: &str, who: &Actor) -> Result<bool, Error> {
+    state.execution(id)?;
+    let steps = state.steps(id)?;
+    let Some(s) = steps.iter().find(|s| s.id == step) else {
+        return Err(Error::BadRequest(format!("execution {id} has no step `{step}`")));
+    };
+    if s.action != drctl_engine::APPROVAL {
+        return Err(Error::BadRequest(format!("step `{step}` is a {} step, not an approval", s.action)));
+    }
+    audit(state, who, "approve", &format!("execution {id} step {step}"), &json!({"step": step}))?;
+    Ok(state.approve(id, step, &who.name)?)
+}
+
+/// Asks a running execution to stop; answers its state now.
+pub fn abort(state: &State, id: &str, who: &Actor) -> Result<String, Error> {
+    state.execution(id)?;
+    audit(state, who, "abort", &format!("execution {id}"), &json!({}))?;
+    Ok(state.request_abort(id)?)
+}
