@@ -40,18 +40,49 @@ where
     Error::Api { what: what.into(), why: explain(err), transient: retryable(err) }
 }
 
+/// Where AWS credentials come from.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub enum Credentials {
+    /// The standard chain: environment, profile, SSO, instance role.
+    #[default]
+    Chain,
+    /// Fixed keys, for an endpoint with keys of its own (the lab's S3
+    /// servers), without touching the process environment.
+    Static { access_key: String, secret_key: String },
+}
+
+impl std::fmt::Debug for Credentials {
+    // Never prints a secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::Chain => f.write_str("Chain"),
+            Credentials::Static { access_key, .. } => write!(f, "Static({access_key}, ***)"),
+        }
+    }
+}
+
 /// The shared AWS configuration: default chain, region defaulting to
 /// us-east-1 when none is configured (emulators accept any).
 pub async fn sdk_config() -> SdkConfig {
-    let loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    let config = loader.load().await;
+    sdk_config_with(&Credentials::Chain).await
+}
+
+/// [`sdk_config`] with the credentials given.
+pub async fn sdk_config_with(credentials: &Credentials) -> SdkConfig {
+    let loader = || {
+        let l = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        match credentials {
+            Credentials::Chain => l,
+            Credentials::Static { access_key, secret_key } => l.credentials_provider(
+                aws_credential_types::Credentials::new(access_key, secret_key, None, None, "drctl"),
+            ),
+        }
+    };
+    let config = loader().load().await;
     if config.region().is_some() {
         config
     } else {
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
-            .load()
-            .await
+        loader().region(aws_config::Region::new("us-east-1")).load().await
     }
 }
 

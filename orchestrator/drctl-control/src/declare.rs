@@ -16,6 +16,7 @@
 //! the outcome on its incident.
 
 use crate::failover::{self, Declaration, Prepared};
+use crate::live::Clients;
 use crate::Error;
 use drctl_core::Topology;
 use drctl_engine::Ended;
@@ -103,11 +104,12 @@ pub enum Recorded {
 pub struct Declarer {
     pub topology: Arc<Topology>,
     pub state: Arc<State>,
+    pub clients: Arc<Clients>,
 }
 
 impl Declarer {
-    pub fn new(topology: Arc<Topology>, state: Arc<State>) -> Declarer {
-        Declarer { topology, state }
+    pub fn new(topology: Arc<Topology>, state: Arc<State>, clients: Arc<Clients>) -> Declarer {
+        Declarer { topology, state, clients }
     }
 
     /// Plans the declaration and runs every check that can refuse it. Changes nothing.
@@ -117,7 +119,7 @@ impl Declarer {
             return Err(Error::BadRequest("say what is lost: zones, regions or targets".into()));
         }
         let id = id.unwrap_or_else(failover::new_id);
-        let prepared = failover::prepare(&self.topology, &self.state, &decl, &id).await?;
+        let prepared = failover::prepare(&self.topology, &self.state, &self.clients, &decl, &id).await?;
         Ok(Proposal { id, decl, prepared })
     }
 
@@ -181,7 +183,7 @@ impl Declarer {
     /// Executes (or resumes) a recorded execution to its end, then says on
     /// its incident how it ended.
     pub async fn run(&self, id: &str) -> Result<Ended, Error> {
-        let result = failover::execute(self.topology.clone(), self.state.clone(), id).await;
+        let result = failover::execute(self.topology.clone(), self.state.clone(), self.clients.clone(), id).await;
         let (status, body) = match &result {
             Ok(Ended::Succeeded) => {
                 let took = self

@@ -179,7 +179,13 @@ fn pg_members(topo: &Topology, name: &str) -> Option<(Vec<postgres::Member>, Opt
 }
 
 /// Plans and runs every check that can refuse the run. Changes nothing.
-pub async fn prepare(topo: &Topology, state: &State, decl: &Declaration, incident: &str) -> Result<Prepared, Error> {
+pub async fn prepare(
+    topo: &Topology,
+    state: &State,
+    clients: &Clients,
+    decl: &Declaration,
+    incident: &str,
+) -> Result<Prepared, Error> {
     let obs = observations(topo, state)?;
     let plan = plan_with(topo, &decl.scope(), &obs, decl.parallel, Policy::Prioritised)
         .map_err(|e| Error::BadRequest(e.to_string()))?;
@@ -253,7 +259,7 @@ pub async fn prepare(topo: &Topology, state: &State, decl: &Declaration, inciden
             checks.push(Check { subject: s.id.clone(), ok, detail });
         }
     }
-    aws_preflight(topo, decl, &specs, &mut checks).await;
+    aws_preflight(topo, clients, decl, &specs, &mut checks).await;
     if !plan.plan.unrecoverable.is_empty() {
         for u in &plan.plan.unrecoverable {
             checks.push(Check {
@@ -292,7 +298,13 @@ async fn lab_dns_check(subject: &str, route: &Route) -> Check {
 /// Checks that every AWS resource a step will act on exists and answers
 /// with the credentials at hand (no credentials, unknown identifiers and
 /// missing permissions are found here, not halfway through a failover).
-async fn aws_preflight(topo: &Topology, decl: &Declaration, specs: &[StepSpec], checks: &mut Vec<Check>) {
+async fn aws_preflight(
+    topo: &Topology,
+    clients: &Clients,
+    decl: &Declaration,
+    specs: &[StepSpec],
+    checks: &mut Vec<Check>,
+) {
     let needs_aws = specs
         .iter()
         .any(|s| s.action.starts_with("rds.") || s.action.starts_with("s3.") || s.action.starts_with("route53."))
@@ -300,7 +312,6 @@ async fn aws_preflight(topo: &Topology, decl: &Declaration, specs: &[StepSpec], 
     if !needs_aws {
         return;
     }
-    let clients = Clients::default();
     let zones_map = crate::live::zone_map(topo);
     let lost = decl.lost_zones(topo);
     for s in specs {
@@ -337,7 +348,7 @@ async fn aws_preflight(topo: &Topology, decl: &Declaration, specs: &[StepSpec], 
             }
             ("s3.promote_replica", Some(EntitySpec::Datastore(d))) => {
                 let to = s.to_zone.as_deref().unwrap_or_default();
-                let buckets = crate::live::buckets(&clients, topo, d).await;
+                let buckets = crate::live::buckets(clients, topo, d).await;
                 Some(match buckets.iter().find(|b| b.zone == to) {
                     None => Err(format!("no bucket in {to}")),
                     Some(b) => b
@@ -352,10 +363,10 @@ async fn aws_preflight(topo: &Topology, decl: &Declaration, specs: &[StepSpec], 
             }
             ("route53.upsert" | "route53.failover", _) => {
                 let zone_id = s.with.get("zone_id").and_then(|v| v.as_str()).map(str::to_string);
-                Some(hosted_zone_check(&clients, zone_id).await)
+                Some(hosted_zone_check(clients, zone_id).await)
             }
             ("service.failover", _) => match service_route53(topo, &s.entity) {
-                Some(zone_id) => Some(hosted_zone_check(&clients, Some(zone_id)).await),
+                Some(zone_id) => Some(hosted_zone_check(clients, Some(zone_id)).await),
                 None => None,
             },
             _ => None,
@@ -421,7 +432,7 @@ pub fn create(state: &State, id: &str, decl: &Declaration, prepared: &Prepared) 
 }
 
 /// Runs (or resumes) an execution to its end.
-pub async fn execute(topo: Arc<Topology>, state: Arc<State>, id: &str) -> Result<Ended, Error> {
+pub async fn execute(topo: Arc<Topology>, state: Arc<State>, clients: Arc<Clients>, id: &str) -> Result<Ended, Error> {
     let row = state.execution(id)?;
     let decl: Declaration = serde_json::from_str(&row.options)
         .map_err(|e| Error::CorruptJournal { execution: id.to_string(), why: format!("its declaration: {e}") })?;
@@ -441,7 +452,7 @@ pub async fn execute(topo: Arc<Topology>, state: Arc<State>, id: &str) -> Result
     let actions = Arc::new(RealActions {
         topo: topo.clone(),
         state: state.clone(),
-        clients: Clients::default(),
+        clients,
         lost_zones,
         targets: decl.targets.clone(),
     });
@@ -480,7 +491,7 @@ fn observations_before(topo: &Topology, state: &State, row: &ExecutionRow) -> Re
 struct RealActions {
     topo: Arc<Topology>,
     state: Arc<State>,
-    clients: Clients,
+    clients: Arc<Clients>,
     /// The zones the declaration lost (routes answer with the others).
     lost_zones: Vec<String>,
     /// Entities named with `--target`: they move even when nothing is lost.

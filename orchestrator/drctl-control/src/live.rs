@@ -14,8 +14,11 @@ use std::time::Duration;
 /// How long one datastore's measurement may take before it is an error.
 pub const MEASURE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Lazily built AWS configuration (only estates with AWS datastores pay for it).
+/// The clients every operation shares: one AWS configuration, built
+/// lazily (only estates with AWS datastores pay for it), one S3 client per
+/// endpoint, one HTTP client. Made once per process, at its wiring point.
 pub struct Clients {
+    credentials: drctl_aws::Credentials,
     sdk: tokio::sync::OnceCell<SdkConfig>,
     http: http::Client,
     /// One S3 client per (endpoint, region): a client owns a connection pool
@@ -28,13 +31,22 @@ type EndpointKey = (Option<String>, Option<String>);
 
 impl Default for Clients {
     fn default() -> Self {
-        Clients { sdk: tokio::sync::OnceCell::new(), http: http::client(), s3: Default::default() }
+        Clients::new(drctl_aws::Credentials::Chain)
     }
 }
 
 impl Clients {
+    pub fn new(credentials: drctl_aws::Credentials) -> Self {
+        Clients { credentials, sdk: tokio::sync::OnceCell::new(), http: http::client(), s3: Default::default() }
+    }
+
     pub fn with_sdk(sdk: SdkConfig) -> Self {
-        Clients { sdk: tokio::sync::OnceCell::new_with(Some(sdk)), http: http::client(), s3: Default::default() }
+        Clients {
+            credentials: drctl_aws::Credentials::Chain,
+            sdk: tokio::sync::OnceCell::new_with(Some(sdk)),
+            http: http::client(),
+            s3: Default::default(),
+        }
     }
 
     /// The (shared) S3 client for an endpoint and region.
@@ -53,7 +65,7 @@ impl Clients {
     }
 
     pub async fn sdk(&self) -> &SdkConfig {
-        self.sdk.get_or_init(drctl_aws::sdk_config).await
+        self.sdk.get_or_init(|| drctl_aws::sdk_config_with(&self.credentials)).await
     }
 }
 

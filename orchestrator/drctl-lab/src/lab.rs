@@ -27,6 +27,7 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::Json;
 use drctl_control::live::Clients;
+pub use drctl_lab_api::{FaultRequest, FaultStatus, Injected, LabClient, LabStatus, Manifest, MemberStatus};
 use drctl_state::State;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -112,68 +113,6 @@ impl Layout {
     pub fn s3_url(&self, z: u8) -> String {
         format!("http://{}", self.s3(z).0)
     }
-}
-
-/// What `lab.json` records, so other drctl commands find a running lab.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Manifest {
-    pub pid: u32,
-    pub base_port: u16,
-    pub control: String,
-    pub dns: String,
-    pub topology: PathBuf,
-    pub started_at: String,
-    pub scratch: PathBuf,
-}
-
-impl Manifest {
-    pub fn path(dir: &Path) -> PathBuf {
-        dir.join("lab.json")
-    }
-
-    pub fn read(dir: &Path) -> Option<Manifest> {
-        serde_json::from_str(&std::fs::read_to_string(Self::path(dir)).ok()?).ok()
-    }
-
-    /// Whether the process that wrote it still runs.
-    pub fn alive(&self) -> bool {
-        Path::new(&format!("/proc/{}", self.pid)).exists()
-    }
-}
-
-/// One fault as the control API takes it (a chaos experiment's fault, resolved).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum FaultRequest {
-    ZoneOutage { zones: Vec<String> },
-    ProcessKill { target: String },
-    Latency { target: String, delay_ms: u64 },
-    PacketLoss { target: String, rate: f64 },
-    Reset { target: String },
-    ReplicationPause { datastore: String },
-    S3Errors { datastore: Option<String>, rate: f64 },
-}
-
-impl From<&drctl_core::chaos::Fault> for FaultRequest {
-    fn from(f: &drctl_core::chaos::Fault) -> Self {
-        use drctl_core::chaos::Fault as F;
-        match f.clone() {
-            F::ZoneOutage { zones } => FaultRequest::ZoneOutage { zones },
-            F::ProcessKill { target } => FaultRequest::ProcessKill { target },
-            F::Latency { target, delay } => FaultRequest::Latency { target, delay_ms: delay.as_millis() as u64 },
-            F::PacketLoss { target, rate } => FaultRequest::PacketLoss { target, rate },
-            F::Reset { target } => FaultRequest::Reset { target },
-            F::ReplicationPause { datastore } => FaultRequest::ReplicationPause { datastore },
-            F::S3Errors { datastore, rate } => FaultRequest::S3Errors { datastore, rate },
-        }
-    }
-}
-
-/// The answer to an injection: what was (or, in a dry run, would be) hit.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Injected {
-    pub id: u64,
-    pub hits: Vec<String>,
 }
 
 struct PgMember {
@@ -387,7 +326,11 @@ impl Lab {
                 loaded.diagnostics.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("; ")
             ))
         })?;
-        let clients = Arc::new(Clients::default());
+        // The lab's own clients sign with the lab's keys (its S3 servers check them).
+        let clients = Arc::new(Clients::new(drctl_aws::Credentials::Static {
+            access_key: drctl_lab_api::ACCESS_KEY.into(),
+            secret_key: drctl_lab_api::SECRET_KEY.into(),
+        }));
         let assets = topo.entity_id("assets").expect("the lab has assets");
         let drctl_core::topology::EntitySpec::Datastore(assets_ds) = &topo.entity(assets).spec else {
             unreachable!("assets is a datastore")
@@ -592,32 +535,6 @@ fn payments_runbook(l: &Layout) -> String {
          \x20   estimate: 1s\n",
         l.front_door(0)
     )
-}
-
-/// What `GET /status` answers.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LabStatus {
-    pub started_at: String,
-    pub dns: String,
-    pub members: Vec<MemberStatus>,
-    pub faults: Vec<FaultStatus>,
-    pub workload: serde_json::Value,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct MemberStatus {
-    pub what: String,
-    pub zone: String,
-    pub address: String,
-    pub up: bool,
-    pub faults: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FaultStatus {
-    pub id: u64,
-    pub fault: FaultRequest,
-    pub hits: Vec<String>,
 }
 
 fn zone_name(z: u8) -> String {
@@ -1113,75 +1030,4 @@ fn router(inner: Arc<Inner>) -> axum::Router {
         )
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .with_state(inner)
-}
-
-/// The lab's control API, as the drill and `drctl lab` use it from another process.
-#[derive(Clone)]
-pub struct LabClient {
-    base: String,
-    http: reqwest::Client,
-}
-
-impl LabClient {
-    pub fn new(control: &str) -> LabClient {
-        LabClient {
-            base: format!("http://{control}"),
-            http: reqwest::Client::builder()
-                .no_proxy()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .expect("an HTTP client"),
-        }
-    }
-
-    async fn answer<T: serde::de::DeserializeOwned>(r: reqwest::Result<reqwest::Response>) -> Result<T, Error> {
-        let r = r.map_err(|e| Error::Process(format!("the lab's control API does not answer: {e}")))?;
-        let status = r.status();
-        if status.is_success() {
-            r.json().await.map_err(|e| Error::Process(format!("the lab's answer: {e}")))
-        } else {
-            let body = r.text().await.unwrap_or_default();
-            if status == StatusCode::BAD_REQUEST {
-                Err(Error::BadInput(body))
-            } else {
-                Err(Error::Process(format!("the lab answered {status}: {body}")))
-            }
-        }
-    }
-
-    pub async fn status(&self) -> Result<LabStatus, Error> {
-        Self::answer(self.http.get(format!("{}/status", self.base)).send().await).await
-    }
-
-    pub async fn inject(&self, f: &FaultRequest, dry_run: bool) -> Result<Injected, Error> {
-        Self::answer(self.http.post(format!("{}/faults?dry_run={dry_run}", self.base)).json(f).send().await).await
-    }
-
-    pub async fn heal(&self, id: u64) -> Result<Vec<String>, Error> {
-        Self::answer(self.http.delete(format!("{}/faults/{id}", self.base)).send().await).await
-    }
-
-    pub async fn heal_all(&self) -> Result<Vec<String>, Error> {
-        Self::answer(self.http.delete(format!("{}/faults", self.base)).send().await).await
-    }
-
-    pub async fn loss(&self, datastore: &str, zone: &str) -> Result<Loss, Error> {
-        Self::answer(
-            self.http
-                .get(format!("{}/workload/loss", self.base))
-                .query(&[("datastore", datastore), ("zone", zone)])
-                .send()
-                .await,
-        )
-        .await
-    }
-
-    pub async fn shutdown(&self) -> Result<(), Error> {
-        self.http
-            .post(format!("{}/shutdown", self.base))
-            .send()
-            .await
-            .map_err(|e| Error::Process(format!("the lab's control API does not answer: {e}")))?;
-        Ok(())
-    }
 }

@@ -12,8 +12,7 @@ use tokio::net::TcpListener;
 
 /// The lab's S3 credentials. Not secrets: the lab's endpoints are on
 /// loopback and hold only the lab's own workload.
-pub const ACCESS_KEY: &str = "drctl-lab";
-pub const SECRET_KEY: &str = "drctl-lab-secret";
+pub use drctl_lab_api::{ACCESS_KEY, SECRET_KEY};
 
 pub struct S3Server {
     pub addr: SocketAddr,

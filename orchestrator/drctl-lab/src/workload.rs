@@ -66,18 +66,7 @@ pub struct Summary {
     pub last_error: Option<String>,
 }
 
-/// What a failover lost, counted from the workload's acknowledgements.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
-pub struct Loss {
-    /// Writes acknowledged by other zones than the new primary's.
-    pub acknowledged_elsewhere: u64,
-    /// Of those, the ones the new primary does not have.
-    pub lost_writes: u64,
-    /// The span of time the lost writes cover (0 when none were lost).
-    pub rpo_s: f64,
-    pub first_lost_seq: Option<u64>,
-    pub last_lost_seq: Option<u64>,
-}
+pub use drctl_lab_api::Loss;
 
 /// Compares the acknowledged writes with the sequence numbers the new primary holds.
 pub fn loss(acks: &[Ack], new_zone: &str, present: &HashSet<u64>) -> Loss {

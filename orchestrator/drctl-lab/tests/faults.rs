@@ -33,7 +33,6 @@ async fn http_get(url: &str) -> Result<(u16, Duration), String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fault_kind_hits_the_lab_and_heals() {
-    drctl_lab::use_lab_credentials();
     let dir = std::env::temp_dir().join(format!("drctl-lab-faults-{}", std::process::id()));
     let state = Arc::new(drctl_state::State::open(&format!("sqlite://{}/state.db", dir.display())).unwrap());
     let lab = Lab::start(Options { dir: dir.clone(), base_port: BASE, state }).await.expect("the lab starts");
@@ -49,7 +48,7 @@ async fn every_fault_kind_hits_the_lab_and_heals() {
 
     // Unknown targets are refused with the lab's entities named.
     let bad = api.inject(&FaultRequest::Latency { target: "nope".into(), delay_ms: 10 }, false).await;
-    assert!(matches!(&bad, Err(drctl_lab::Error::BadInput(m)) if m.contains("orders-db")), "{bad:?}");
+    assert!(matches!(&bad, Err(drctl_lab_api::Error::Refused(m)) if m.contains("orders-db")), "{bad:?}");
 
     // latency: a query through the proxy pays it both ways.
     let (_, fast) = pg_query(pg1, "SELECT 1").await.unwrap();
@@ -85,7 +84,11 @@ async fn every_fault_kind_hits_the_lab_and_heals() {
         zone: "lab-az2".into(),
         name: "lab-assets-az2".into(),
         endpoint: Some(l.s3_url(2)),
-        client: drctl_aws::s3::client_for(&drctl_aws::sdk_config().await, Some(&l.s3_url(2)), Some("lab")),
+        client: drctl_aws::s3::client_for(
+            &drctl_aws::sdk_config_with(&lab_keys()).await,
+            Some(&l.s3_url(2)),
+            Some("lab"),
+        ),
     };
     drctl_aws::s3::put_bytes(&bucket, "probe", b"x".to_vec()).await.expect("S3 works before the fault");
     let f = api.inject(&FaultRequest::S3Errors { datastore: Some("assets".into()), rate: 1.0 }, false).await.unwrap();
@@ -120,4 +123,11 @@ async fn every_fault_kind_hits_the_lab_and_heals() {
     assert!(std::net::TcpListener::bind(pg1).is_ok(), "nothing listens after the lab is dropped");
     assert!(std::net::TcpListener::bind(l.control()).is_ok());
     let _ = std::fs::remove_dir_all(dir);
+}
+
+fn lab_keys() -> drctl_aws::Credentials {
+    drctl_aws::Credentials::Static {
+        access_key: drctl_lab_api::ACCESS_KEY.into(),
+        secret_key: drctl_lab_api::SECRET_KEY.into(),
+    }
 }

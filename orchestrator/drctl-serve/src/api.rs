@@ -467,17 +467,18 @@ pub(crate) fn start_drill(s: &Arc<Shared>, experiment: drctl_core::chaos::Experi
     let actor = actor.to_string();
     s.supervisor.spawn(format!("drill {id}"), async move {
         let dir = s2.opts.topology_path.parent().unwrap_or(std::path::Path::new(".")).to_path_buf();
-        let lab = drctl_lab::lab::Manifest::read(&dir)
+        let lab = drctl_lab_api::Manifest::read(&dir)
             .filter(|m| m.alive())
-            .map(|m| drctl_lab::lab::LabClient::new(&m.control));
+            .map(|m| drctl_lab_api::LabClient::new(&m.control));
         let (_tx, cancel) = watch::channel(false);
         let mut stop = s2.shutdown.clone();
         let say = s2.opts.say.clone();
         let name = experiment.name.clone();
-        let opts = drctl_lab::drill::Options {
+        let opts = drctl_drill::drill::Options {
             topology: s2.opts.topology.clone(),
             experiment,
             state: s2.opts.state.clone(),
+            clients: s2.opts.clients.clone(),
             lab,
             parallel: None,
             steady_timeout: Duration::from_secs(20),
@@ -486,18 +487,18 @@ pub(crate) fn start_drill(s: &Arc<Shared>, experiment: drctl_core::chaos::Experi
         };
         // Shutdown interrupts the drill, which heals and reports.
         let (tx2, rx2) = watch::channel(false);
-        let opts = drctl_lab::drill::Options { cancel: rx2, ..opts };
+        let opts = drctl_drill::drill::Options { cancel: rx2, ..opts };
         let watcher = tokio::spawn(async move {
             let _ = stop.wait_for(|v| *v).await;
             let _ = tx2.send(true);
         });
-        let result = drctl_lab::drill::run(opts).await;
+        let result = drctl_drill::drill::run(opts).await;
         watcher.abort();
         match result {
             Ok(report) => {
                 let json = serde_json::to_string(&report).unwrap_or_default();
                 let out = s2.opts.reports_dir.join(&drill_id);
-                if let Err(e) = drctl_lab::report::write_all(&report, &out) {
+                if let Err(e) = drctl_drill::report::write_all(&report, &out) {
                     (s2.opts.say)(&format!("drill {drill_id}: cannot write the report: {e}"));
                 }
                 let _ = s2.opts.state.finish_drill(&drill_id, Some(report.objectives_met), Some(&json));

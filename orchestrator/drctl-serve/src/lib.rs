@@ -88,6 +88,8 @@ pub struct Options {
     pub topology_path: PathBuf,
     pub topology: Arc<Topology>,
     pub state: Arc<State>,
+    /// The clients every task shares (AWS configuration, HTTP, S3 pools).
+    pub clients: Arc<Clients>,
     pub state_url: String,
     pub listen: SocketAddr,
     /// (certificate chain PEM, private key PEM).
@@ -202,7 +204,11 @@ impl Supervisor {
 impl Shared {
     /// The one path declarations take (SPEC §6a: whoever declares).
     pub fn declarer(&self) -> drctl_control::declare::Declarer {
-        drctl_control::declare::Declarer::new(self.opts.topology.clone(), self.opts.state.clone())
+        drctl_control::declare::Declarer::new(
+            self.opts.topology.clone(),
+            self.opts.state.clone(),
+            self.opts.clients.clone(),
+        )
     }
 
     /// Rebuilds the snapshot from the latest measurement and the state store.
@@ -290,6 +296,7 @@ impl Shared {
 pub async fn export(
     topology: Arc<Topology>,
     state: Arc<State>,
+    clients: Arc<Clients>,
     dir: &std::path::Path,
     base_url: &str,
 ) -> Result<Vec<PathBuf>, Error> {
@@ -299,6 +306,7 @@ pub async fn export(
             topology_path: PathBuf::new(),
             topology,
             state,
+            clients,
             state_url: String::new(),
             listen: "127.0.0.1:0".parse().expect("literal"),
             tls: None,
@@ -317,7 +325,7 @@ pub async fn export(
         shutdown: rx,
         render_lock: Default::default(),
     };
-    shared.sample(&Clients::default()).await;
+    shared.sample(&shared.opts.clients).await;
     let r = shared.rendered.read().unwrap_or_else(|p| p.into_inner()).clone();
     let mut files: Vec<(PathBuf, &[u8])> = vec![
         (dir.join("index.html"), r.html["en"].as_ref()),
@@ -384,9 +392,8 @@ pub async fn run(opts: Options, stop: impl std::future::Future<Output = ()>) -> 
         shared.supervisor.spawn_loop("sampler", stop_rx.clone(), say.clone(), move || {
             let (s, mut rx) = (s.clone(), rx.clone());
             async move {
-                let clients = Clients::default();
                 loop {
-                    s.sample(&clients).await;
+                    s.sample(&s.opts.clients).await;
                     tokio::select! {
                         _ = tokio::time::sleep(s.opts.sample_every) => {}
                         _ = rx.wait_for(|v| *v) => return,
@@ -398,7 +405,7 @@ pub async fn run(opts: Options, stop: impl std::future::Future<Output = ()>) -> 
     // Replication on its schedules.
     let ids = drctl_control::replicate::selected(&shared.opts.topology, &[]).unwrap_or_default();
     let lab_dir = shared.opts.topology_path.parent().unwrap_or(std::path::Path::new("."));
-    let lab_replicates = drctl_lab::lab::Manifest::read(lab_dir).is_some_and(|m| m.alive());
+    let lab_replicates = drctl_lab_api::Manifest::read(lab_dir).is_some_and(|m| m.alive());
     if lab_replicates && !ids.is_empty() {
         say("the lab replicates its own datastores; this controller does not copy them twice");
     } else if !ids.is_empty() {
@@ -408,7 +415,6 @@ pub async fn run(opts: Options, stop: impl std::future::Future<Output = ()>) -> 
             let (s, mut rx) = (s.clone(), rx.clone());
             let ids = ids.clone();
             async move {
-                let clients = Clients::default();
                 let say = s.opts.say.clone();
                 let report = move |name: &str, r: &Result<drctl_aws::s3::Summary, drctl_control::Error>| {
                     if let Err(e) = r {
@@ -416,7 +422,7 @@ pub async fn run(opts: Options, stop: impl std::future::Future<Output = ()>) -> 
                     }
                 };
                 drctl_control::replicate::run_scheduled(
-                    &clients,
+                    &s.opts.clients,
                     &s.opts.topology,
                     &s.opts.state,
                     &ids,

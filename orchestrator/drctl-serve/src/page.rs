@@ -186,7 +186,7 @@ fn state_index(s: State) -> usize {
 
 /// Escapes text for HTML.
 pub fn esc(s: &str) -> String {
-    drctl_lab::report::esc(s)
+    drctl_drill::report::esc(s)
 }
 
 pub fn rfc3339(t: SystemTime) -> String {

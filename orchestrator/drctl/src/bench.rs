@@ -172,7 +172,9 @@ pub async fn status(datastores: usize, runs: usize) -> Result<Outcome, Failure> 
     let topo = drctl_core::load_str(&yaml, Path::new("bench.yaml"))
         .topology
         .ok_or_else(|| anyhow::anyhow!("bench topology invalid"))?;
-    let clients = Clients::default();
+    // Fixed keys for the in-process endpoint, without touching the environment.
+    let clients =
+        Clients::new(drctl_aws::Credentials::Static { access_key: "bench".into(), secret_key: "bench".into() });
     let _warm = live::status(&clients, &topo, &[]).await;
     let mut times = Vec::new();
     let mut ok = 0;
@@ -266,7 +268,6 @@ pub async fn engine(entities: usize, parallel: usize) -> Result<Outcome, Failure
 /// The lab zone-outage drill, several times: detection, RTO and lost
 /// writes, each run on a fresh lab.
 pub async fn drill(experiment: &Path, runs: usize, base_port: u16) -> Result<Outcome, Failure> {
-    drctl_lab::use_lab_credentials();
     let exp = drctl_core::chaos::load(experiment)
         .map_err(|d| Failure::bad_input(d.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("\n")))?;
     println!("{} on a fresh lab, {runs} runs (seconds; lost writes counted from the workload)", exp.name);
@@ -285,11 +286,14 @@ pub async fn drill(experiment: &Path, runs: usize, base_port: u16) -> Result<Out
         let loaded = drctl_core::load(&lab.manifest.topology);
         let topology = loaded.topology.ok_or_else(|| anyhow::anyhow!("the lab topology did not load"))?;
         let (_tx, cancel) = tokio::sync::watch::channel(false);
-        let report = drctl_lab::drill::run(drctl_lab::drill::Options {
+        let report = drctl_drill::drill::run(drctl_drill::drill::Options {
             topology: std::sync::Arc::new(topology),
             experiment: exp.clone(),
             state,
-            lab: Some(drctl_lab::lab::LabClient::new(&lab.manifest.control)),
+            clients: crate::context::clients(
+                &crate::context::Context::new(drctl_state::DEFAULT_URL.into()).lab_wiring(&dir),
+            ),
+            lab: Some(drctl_lab_api::LabClient::new(&lab.manifest.control)),
             parallel: None,
             steady_timeout: Duration::from_secs(20),
             cancel,
@@ -298,7 +302,7 @@ pub async fn drill(experiment: &Path, runs: usize, base_port: u16) -> Result<Out
         .await
         .map_err(|e| Failure::Runtime(anyhow::anyhow!("{e}")))?;
         lab.stop().await;
-        let worst = |f: fn(&drctl_lab::drill::ServiceResult) -> Option<f64>| {
+        let worst = |f: fn(&drctl_drill::drill::ServiceResult) -> Option<f64>| {
             report
                 .services
                 .iter()

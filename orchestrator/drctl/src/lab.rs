@@ -1,38 +1,34 @@
 //! `drctl lab` and `drctl drill`: glue between the flags and drctl-lab.
 
-use crate::text::Style;
+use crate::context::{self, lab_state_url, Context};
 use crate::{Failure, Outcome};
+use drctl_drill::Error as DrillError;
 use drctl_lab::lab::{Lab, LabClient, Manifest, Options};
 use drctl_lab::Error as LabError;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The lab's own state store: a lab's failovers must not move the
-/// primaries of the estate in the default store (nor the reverse).
-pub fn lab_state_url(dir: &Path) -> String {
-    format!("sqlite://{}", dir.join("state.db").display())
-}
-
-/// When `topology` was written by `drctl lab up` and no state store was
-/// chosen, commands use the lab's store and its S3 credentials.
-pub fn adopt_lab(topology: &Path, state_url: &str) -> String {
-    let dir = topology.parent().unwrap_or(Path::new("."));
-    if Manifest::path(dir).exists() {
-        if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
-            drctl_lab::use_lab_credentials();
-        }
-        if state_url == drctl_state::DEFAULT_URL && std::env::var_os("DRCTL_STATE").is_none() {
-            return lab_state_url(dir);
-        }
-    }
-    state_url.to_string()
-}
-
 fn lab_failure(e: LabError) -> Failure {
     match e {
         LabError::BadInput(m) => Failure::bad_input(m),
         other => Failure::Runtime(anyhow::anyhow!("{other}")),
+    }
+}
+
+fn api_failure(e: drctl_lab_api::Error) -> Failure {
+    match e {
+        drctl_lab_api::Error::Refused(m) => Failure::bad_input(m),
+        other => Failure::Runtime(other.into()),
+    }
+}
+
+fn drill_failure(e: DrillError) -> Failure {
+    match e {
+        DrillError::BadInput(m) => Failure::bad_input(m),
+        DrillError::Lab(e) => api_failure(e),
+        DrillError::Declare(e) => crate::execute::control_error(e),
+        other => Failure::Runtime(other.into()),
     }
 }
 
@@ -66,7 +62,6 @@ fn summary(lab: &Lab, dir: &Path) -> String {
 }
 
 pub async fn up(dir: PathBuf, base_port: u16) -> Result<Outcome, Failure> {
-    drctl_lab::use_lab_credentials();
     let state = fresh_state(&dir)?;
     eprintln!("starting the lab in {} (PostgreSQL, S3, DNS, services, workload)...", dir.display());
     let lab = Lab::start(Options { dir: dir.clone(), base_port, state }).await.map_err(lab_failure)?;
@@ -133,7 +128,7 @@ pub async fn down(dir: &Path) -> Result<Outcome, Failure> {
         return Ok(Outcome::Done);
     };
     if m.alive() {
-        LabClient::new(&m.control).shutdown().await.map_err(lab_failure)?;
+        LabClient::new(&m.control).shutdown().await.map_err(api_failure)?;
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while m.alive() && std::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -157,7 +152,7 @@ pub async fn status(dir: &Path, json: bool) -> Result<Outcome, Failure> {
     let m = Manifest::read(dir).filter(|m| m.alive()).ok_or_else(|| {
         Failure::Runtime(anyhow::anyhow!("no lab runs from {}: `drctl lab up` starts one", dir.display()))
     })?;
-    let st = LabClient::new(&m.control).status().await.map_err(lab_failure)?;
+    let st = LabClient::new(&m.control).status().await.map_err(api_failure)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&st).map_err(anyhow::Error::from)?);
         return Ok(Outcome::Done);
@@ -199,10 +194,10 @@ pub struct DrillArgs {
     pub dry_run: bool,
     pub parallel: Option<usize>,
     pub json: bool,
-    pub state_url: String,
 }
 
-pub fn drill(args: DrillArgs, style: &Style) -> Result<Outcome, Failure> {
+pub fn drill(args: DrillArgs, ctx: &Context) -> Result<Outcome, Failure> {
+    let style = &ctx.style;
     let experiment = match drctl_core::chaos::load(&args.experiment) {
         Ok(e) => e,
         Err(diags) => {
@@ -212,12 +207,20 @@ pub fn drill(args: DrillArgs, style: &Style) -> Result<Outcome, Failure> {
             return Err(Failure::BadInput { message: String::new(), printed: true });
         }
     };
-    if args.lab {
-        drctl_lab::use_lab_credentials();
-    }
     let file = args.file.clone().unwrap_or_else(|| PathBuf::from("drctl.yaml"));
-    let state_url = if args.lab { lab_state_url(&args.lab_dir) } else { adopt_lab(&file, &args.state_url) };
-    crate::cli::runtime()?.block_on(async move {
+    // --lab drills a fresh lab: its own store, its own keys, whatever was chosen.
+    let wiring = if args.lab {
+        context::Wiring {
+            state_url: lab_state_url(&args.lab_dir),
+            credentials: context::lab_credentials(),
+            lab: Some(args.lab_dir.clone()),
+        }
+    } else {
+        ctx.wiring(&file)
+    };
+    let state_url = wiring.state_url.clone();
+    let clients = context::clients(&wiring);
+    context::runtime()?.block_on(async move {
         let (cancel_tx, cancel) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
@@ -254,10 +257,11 @@ pub fn drill(args: DrillArgs, style: &Style) -> Result<Outcome, Failure> {
                 .filter(|m| m.alive())
                 .map(|m| LabClient::new(&m.control)),
         };
-        let opts = drctl_lab::drill::Options {
+        let opts = drctl_drill::drill::Options {
             topology: Arc::new(topology),
             experiment,
             state,
+            clients,
             lab: client,
             parallel: args.parallel,
             steady_timeout: Duration::from_secs(20),
@@ -265,7 +269,7 @@ pub fn drill(args: DrillArgs, style: &Style) -> Result<Outcome, Failure> {
             say: Box::new(|line| eprintln!("{line}")),
         };
         if args.dry_run {
-            let plan = drctl_lab::drill::dry_run(&opts).await.map_err(lab_failure)?;
+            let plan = drctl_drill::drill::dry_run(&opts).await.map_err(drill_failure)?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&plan).map_err(anyhow::Error::from)?);
             } else {
@@ -282,11 +286,11 @@ pub fn drill(args: DrillArgs, style: &Style) -> Result<Outcome, Failure> {
         eprintln!("drill {}: {}", opts.experiment.name, opts.experiment.description.as_deref().unwrap_or(""));
         let state_for_record = opts.state.clone();
         let started = std::time::SystemTime::now();
-        let result = drctl_lab::drill::run(opts).await;
+        let result = drctl_drill::drill::run(opts).await;
         if let Ok(r) = &result {
             let json = serde_json::to_string(r).unwrap_or_default();
             let _ = state_for_record.record_drill(&r.id, &r.experiment, started, r.objectives_met, &json);
-            crate::cli::audit(
+            context::audit(
                 &state_for_record,
                 "drill",
                 &r.id,
@@ -299,20 +303,20 @@ pub fn drill(args: DrillArgs, style: &Style) -> Result<Outcome, Failure> {
         }
         let report = match result {
             Ok(r) => r,
-            Err(LabError::Unsteady(m)) => {
+            Err(DrillError::Unsteady(m)) => {
                 return Err(Failure::Runtime(anyhow::anyhow!(
                     "refusing to start the drill, the system is not steady: {m}"
                 )))
             }
-            Err(e) => return Err(lab_failure(e)),
+            Err(e) => return Err(drill_failure(e)),
         };
         let dir = args.report.unwrap_or_else(|| PathBuf::from(".drctl/reports").join(&report.id));
-        drctl_lab::report::write_all(&report, &dir)
+        drctl_drill::report::write_all(&report, &dir)
             .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot write the report into {}: {e}", dir.display())))?;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&report).map_err(anyhow::Error::from)?);
         } else {
-            print!("{}", drctl_lab::report::headline(&report));
+            print!("{}", drctl_drill::report::headline(&report));
             println!("report: {}/report.html (also report.md, report.json)", dir.display());
         }
         Ok(if report.objectives_met { Outcome::Done } else { Outcome::ObjectiveMissed })

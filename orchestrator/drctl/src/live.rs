@@ -13,16 +13,16 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 pub async fn status(
+    clients: &Clients,
     topo: &Topology,
     state: &State,
     json: bool,
     watch: bool,
     style: &Style,
 ) -> Result<Outcome, Failure> {
-    let clients = Clients::default();
     loop {
         let placements = state.placements().unwrap_or_default();
-        let report = live::status(&clients, topo, &placements).await;
+        let report = live::status(clients, topo, &placements).await;
         if let Err(e) = state.record_rpo_samples(&live::samples(&report)) {
             eprintln!("warning: RPO samples not recorded: {e}");
         }
@@ -173,6 +173,7 @@ fn bar() -> Bar {
 }
 
 pub async fn replicate(
+    clients: &Clients,
     topo: &Topology,
     state: &State,
     names: &[String],
@@ -183,7 +184,6 @@ pub async fn replicate(
     if ids.is_empty() {
         return Err(Failure::bad_input("no datastore has `replication: { by: drctl }`; nothing to replicate"));
     }
-    let clients = Clients::default();
     if once {
         let mut any_failed = false;
         let mut per = Vec::new();
@@ -191,7 +191,7 @@ pub async fn replicate(
         for &id in &ids {
             let name = &topo.entity(id).name;
             let progress = if json { Bar(None) } else { bar() };
-            let s = replicate::run_once(&clients, topo, id, state, &progress)
+            let s = replicate::run_once(clients, topo, id, state, &progress)
                 .await
                 .map_err(|e| Failure::Runtime(e.into()))?;
             if let Some(b) = &progress.0 {
@@ -230,7 +230,7 @@ pub async fn replicate(
         }
         return Ok(if any_failed { Outcome::Failed } else { Outcome::Done });
     }
-    scheduled(&clients, topo, state, &ids).await
+    scheduled(clients, topo, state, &ids).await
 }
 
 /// Runs each datastore on its schedule until Ctrl-C.

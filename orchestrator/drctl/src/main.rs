@@ -3,8 +3,10 @@
 //! exit codes (0 done, 1 failed at run time, 2 bad input, 3 objective missed).
 
 mod bench;
-mod cli;
+mod commands;
+mod context;
 mod execute;
+mod flags;
 mod lab;
 mod live;
 mod serve;
@@ -44,8 +46,8 @@ pub enum Outcome {
 }
 
 fn main() -> ExitCode {
-    let args = cli::Cli::parse();
-    match cli::run(args) {
+    let args = flags::Cli::parse();
+    match commands::run(args) {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::ObjectiveMissed) => ExitCode::from(3),
         Ok(Outcome::Failed) => ExitCode::from(1),

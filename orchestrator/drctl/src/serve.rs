@@ -1,6 +1,6 @@
 //! `drctl serve`, `token`, `audit` and `status-page`: glue to drctl-serve and the state store.
 
-use crate::cli::{Output, TokenCommand};
+use crate::flags::{Output, TokenCommand};
 use crate::{Failure, Outcome};
 use drctl_core::Topology;
 use drctl_state::controller::{Role, Verified};
@@ -13,6 +13,7 @@ pub struct ServeArgs {
     pub path: PathBuf,
     pub topo: Topology,
     pub state: State,
+    pub clients: Arc<drctl_control::live::Clients>,
     pub state_url: String,
     pub listen: std::net::SocketAddr,
     pub tls: Option<(PathBuf, PathBuf)>,
@@ -43,6 +44,7 @@ pub fn serve(a: ServeArgs) -> Result<Outcome, Failure> {
         topology_path: a.path,
         topology: Arc::new(a.topo),
         state: Arc::new(a.state),
+        clients: a.clients,
         state_url: a.state_url,
         listen: a.listen,
         tls: a.tls,
@@ -54,7 +56,7 @@ pub fn serve(a: ServeArgs) -> Result<Outcome, Failure> {
         say: Arc::new(|line| eprintln!("{} {line}", drctl_control::live::now_rfc3339())),
     };
     let deadline = opts.shutdown_deadline;
-    crate::cli::runtime()?.block_on(async move {
+    crate::context::runtime()?.block_on(async move {
         let left = drctl_serve::run(opts, stop_signal()).await.map_err(serve_error)?;
         if left.is_empty() {
             eprintln!("stopped: every task finished");
@@ -74,7 +76,7 @@ pub fn token(state: &State, cmd: TokenCommand) -> Result<Outcome, Failure> {
         TokenCommand::Create { name, role } => {
             let role = Role::parse(&role).ok_or_else(|| Failure::bad_input(format!("role `{role}`")))?;
             let secret = state.create_token(&name, role).map_err(|e| Failure::bad_input(e.to_string()))?;
-            crate::cli::audit(
+            crate::context::audit(
                 state,
                 "token.create",
                 &format!("token {name}"),
@@ -120,7 +122,7 @@ pub fn token(state: &State, cmd: TokenCommand) -> Result<Outcome, Failure> {
         }
         TokenCommand::Revoke { name } => {
             let t = state.revoke_token(&name).map_err(|e| Failure::bad_input(e.to_string()))?;
-            crate::cli::audit(
+            crate::context::audit(
                 state,
                 "token.revoke",
                 &format!("token {}", t.name),
@@ -181,8 +183,15 @@ pub fn audit_verify(state: &State) -> Result<Outcome, Failure> {
     }
 }
 
-pub async fn export(topo: Topology, state: State, dir: &Path, base_url: &str) -> Result<Outcome, Failure> {
-    let files = drctl_serve::export(Arc::new(topo), Arc::new(state), dir, base_url).await.map_err(serve_error)?;
+pub async fn export(
+    topo: Topology,
+    state: State,
+    clients: Arc<drctl_control::live::Clients>,
+    dir: &Path,
+    base_url: &str,
+) -> Result<Outcome, Failure> {
+    let files =
+        drctl_serve::export(Arc::new(topo), Arc::new(state), clients, dir, base_url).await.map_err(serve_error)?;
     for f in &files {
         println!("{}", f.display());
     }

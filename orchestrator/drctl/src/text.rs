@@ -10,12 +10,19 @@ use drctl_core::{Diagnostic, Topology};
 use std::io::IsTerminal;
 use std::path::Path;
 
+#[derive(Debug, Clone, Copy)]
 pub struct Style {
     pub colour: bool,
     pub width: usize,
 }
 
 impl Style {
+    /// No colour, 100 columns.
+    #[cfg(test)]
+    pub fn plain() -> Self {
+        Style { colour: false, width: 100 }
+    }
+
     pub fn detect() -> Self {
         let tty = std::io::stdout().is_terminal();
         let colour =

@@ -18,13 +18,13 @@
 //! 6. **Heal** every fault, on every exit path (end, `stop_when`, error,
 //!    Ctrl-C), and report.
 
-use crate::lab::{FaultRequest, LabClient};
 use crate::Error;
 use drctl_control::declare::{Actor, Declarer, IncidentPolicy, Recorded};
 use drctl_control::failover::{self, Declaration};
 use drctl_control::live::Clients;
 use drctl_core::chaos::{DeclareMode, Experiment, StopWhen};
 use drctl_core::topology::{EntitySpec, Location, Topology};
+use drctl_lab_api::{FaultRequest, LabClient};
 use drctl_state::journal::exec_state;
 use drctl_state::State;
 use serde::Serialize;
@@ -49,6 +49,8 @@ pub struct Options {
     pub topology: Arc<Topology>,
     pub experiment: Experiment,
     pub state: Arc<State>,
+    /// The clients the caller shares (the lab's credentials on a lab).
+    pub clients: Arc<Clients>,
     /// Faults go through this lab; without one only faults that need no lab work.
     pub lab: Option<LabClient>,
     pub parallel: Option<usize>,
@@ -227,9 +229,9 @@ async fn pg_replay(topo: &Topology, datastore: &str, pause: bool) -> Result<(), 
         if let Location::Postgres { url } = &r.location {
             let c = drctl_providers::postgres::connect(url, Duration::from_secs(5))
                 .await
-                .map_err(|e| Error::Process(e.to_string()))?;
+                .map_err(|e| Error::Inject(e.to_string()))?;
             let sql = if pause { "SELECT pg_wal_replay_pause()" } else { "SELECT pg_wal_replay_resume()" };
-            c.batch_execute(sql).await.map_err(|e| Error::Process(format!("{}: {e}", drctl_providers::redact(url))))?;
+            c.batch_execute(sql).await.map_err(|e| Error::Inject(format!("{}: {e}", drctl_providers::redact(url))))?;
         }
     }
     Ok(())
@@ -259,7 +261,7 @@ impl Injector<'_> {
 
     async fn heal(&self, id: Option<u64>, f: &FaultRequest) -> Result<Vec<String>, Error> {
         match (self.lab, id) {
-            (Some(lab), Some(id)) => lab.heal(id).await,
+            (Some(lab), Some(id)) => Ok(lab.heal(id).await?),
             (None, _) => {
                 if let FaultRequest::ReplicationPause { datastore } = f {
                     pg_replay(self.topo, datastore, false).await?;
@@ -355,7 +357,7 @@ struct Probe {
 
 /// Runs the drill; heals on every path out, including cancellation.
 pub async fn run(opts: Options) -> Result<Report, Error> {
-    let clients = Clients::default();
+    let clients = opts.clients.clone();
     let topo = opts.topology.clone();
     let say = &opts.say;
     let id = failover::new_id();
@@ -555,11 +557,8 @@ pub async fn run(opts: Options) -> Result<Report, Error> {
                         parallel: opts.parallel,
                     };
                     scope = Some(serde_json::json!({ "zones": zones, "regions": [], "targets": targets }));
-                    let declarer = Declarer::new(topo.clone(), opts.state.clone());
-                    let proposal = declarer
-                        .propose(decl, Some(format!("{id}-failover")))
-                        .await
-                        .map_err(|e| Error::Process(e.to_string()))?;
+                    let declarer = Declarer::new(topo.clone(), opts.state.clone(), clients.clone());
+                    let proposal = declarer.propose(decl, Some(format!("{id}-failover"))).await?;
                     for c in &proposal.prepared.checks {
                         say(&format!(
                             "          check {} {}: {}",
@@ -571,10 +570,7 @@ pub async fn run(opts: Options) -> Result<Report, Error> {
                     let exec_id = proposal.id.clone();
                     let who = Actor::new("drill", "controller");
                     // The drill announces itself; its failover opens no incident of its own.
-                    match declarer
-                        .record(&proposal, &who, false, IncidentPolicy::None)
-                        .map_err(|e| Error::Process(e.to_string()))?
-                    {
+                    match declarer.record(&proposal, &who, false, IncidentPolicy::None)? {
                         Recorded::Accepted { .. } => {}
                         Recorded::Refused => {
                             stopped_early =

@@ -1,0 +1,207 @@
+//! The lab's control API as its clients see it.
+//!
+//! A lab (`drctl lab up`, crate `drctl-lab`) runs real servers: PostgreSQL,
+//! S3 endpoints, a DNS server, fault proxies. Drills and the controller only
+//! need to *drive* one: find it (`lab.json`), inject and heal faults, count
+//! what a failover lost. That is this crate, and nothing more, so that
+//! `drctl serve` can run drills on a lab without linking the lab's servers.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The lab's S3 credentials. Its endpoints check SigV4 signatures like S3
+/// does, so clients of a lab sign with these (never the caller's own keys).
+pub const ACCESS_KEY: &str = "drctl-lab";
+pub const SECRET_KEY: &str = "drctl-lab-secret";
+
+/// Why a call to the lab's control API failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Nothing answers at the lab's control address.
+    #[error("the lab's control API does not answer: {0} (is the lab running? `drctl lab status`)")]
+    Unreachable(String),
+    /// The lab refused the request as given (an unknown target, a bad fault).
+    #[error("{0}")]
+    Refused(String),
+    /// The lab failed to do what was asked.
+    #[error("the lab answered {status}: {body}")]
+    Failed { status: u16, body: String },
+    /// The answer was not what this drctl expects (a different version's lab).
+    #[error("the lab's answer: {0}")]
+    Answer(String),
+}
+
+/// What `lab.json` records, so other drctl commands find a running lab.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub pid: u32,
+    pub base_port: u16,
+    pub control: String,
+    pub dns: String,
+    pub topology: PathBuf,
+    pub started_at: String,
+    pub scratch: PathBuf,
+}
+
+impl Manifest {
+    pub fn path(dir: &Path) -> PathBuf {
+        dir.join("lab.json")
+    }
+
+    pub fn read(dir: &Path) -> Option<Manifest> {
+        serde_json::from_str(&std::fs::read_to_string(Self::path(dir)).ok()?).ok()
+    }
+
+    /// Whether the process that wrote it still runs.
+    pub fn alive(&self) -> bool {
+        Path::new(&format!("/proc/{}", self.pid)).exists()
+    }
+}
+
+/// One fault as the control API takes it (a chaos experiment's fault, resolved).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum FaultRequest {
+    ZoneOutage { zones: Vec<String> },
+    ProcessKill { target: String },
+    Latency { target: String, delay_ms: u64 },
+    PacketLoss { target: String, rate: f64 },
+    Reset { target: String },
+    ReplicationPause { datastore: String },
+    S3Errors { datastore: Option<String>, rate: f64 },
+}
+
+impl From<&drctl_core::chaos::Fault> for FaultRequest {
+    fn from(f: &drctl_core::chaos::Fault) -> Self {
+        use drctl_core::chaos::Fault as F;
+        match f.clone() {
+            F::ZoneOutage { zones } => FaultRequest::ZoneOutage { zones },
+            F::ProcessKill { target } => FaultRequest::ProcessKill { target },
+            F::Latency { target, delay } => FaultRequest::Latency { target, delay_ms: delay.as_millis() as u64 },
+            F::PacketLoss { target, rate } => FaultRequest::PacketLoss { target, rate },
+            F::Reset { target } => FaultRequest::Reset { target },
+            F::ReplicationPause { datastore } => FaultRequest::ReplicationPause { datastore },
+            F::S3Errors { datastore, rate } => FaultRequest::S3Errors { datastore, rate },
+        }
+    }
+}
+
+/// The answer to an injection: what was (or, in a dry run, would be) hit.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Injected {
+    pub id: u64,
+    pub hits: Vec<String>,
+}
+
+/// What `GET /status` answers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LabStatus {
+    pub started_at: String,
+    pub dns: String,
+    pub members: Vec<MemberStatus>,
+    pub faults: Vec<FaultStatus>,
+    pub workload: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MemberStatus {
+    pub what: String,
+    pub zone: String,
+    pub address: String,
+    pub up: bool,
+    pub faults: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FaultStatus {
+    pub id: u64,
+    pub fault: FaultRequest,
+    pub hits: Vec<String>,
+}
+
+/// What a failover lost, counted from the workload's acknowledgements.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Loss {
+    /// Writes acknowledged by other zones than the new primary's.
+    pub acknowledged_elsewhere: u64,
+    /// Of those, the ones the new primary does not have.
+    pub lost_writes: u64,
+    /// The span of time the lost writes cover (0 when none were lost).
+    pub rpo_s: f64,
+    pub first_lost_seq: Option<u64>,
+    pub last_lost_seq: Option<u64>,
+}
+
+/// The lab's control API, as the drill and `drctl lab` use it from another process.
+#[derive(Clone)]
+pub struct LabClient {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl LabClient {
+    pub fn new(control: &str) -> LabClient {
+        LabClient {
+            base: format!("http://{control}"),
+            // Building a client fails only without a TLS backend, which a
+            // plain-HTTP client on loopback does not need.
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap_or_else(|_| reqwest::Client::new()),
+        }
+    }
+
+    async fn answer<T: serde::de::DeserializeOwned>(r: reqwest::Result<reqwest::Response>) -> Result<T, Error> {
+        let r = r.map_err(|e| Error::Unreachable(e.to_string()))?;
+        let status = r.status();
+        if status.is_success() {
+            r.json().await.map_err(|e| Error::Answer(e.to_string()))
+        } else {
+            let body = r.text().await.unwrap_or_default();
+            if status == reqwest::StatusCode::BAD_REQUEST {
+                Err(Error::Refused(body))
+            } else {
+                Err(Error::Failed { status: status.as_u16(), body })
+            }
+        }
+    }
+
+    pub async fn status(&self) -> Result<LabStatus, Error> {
+        Self::answer(self.http.get(format!("{}/status", self.base)).send().await).await
+    }
+
+    pub async fn inject(&self, f: &FaultRequest, dry_run: bool) -> Result<Injected, Error> {
+        Self::answer(self.http.post(format!("{}/faults?dry_run={dry_run}", self.base)).json(f).send().await).await
+    }
+
+    pub async fn heal(&self, id: u64) -> Result<Vec<String>, Error> {
+        Self::answer(self.http.delete(format!("{}/faults/{id}", self.base)).send().await).await
+    }
+
+    pub async fn heal_all(&self) -> Result<Vec<String>, Error> {
+        Self::answer(self.http.delete(format!("{}/faults", self.base)).send().await).await
+    }
+
+    pub async fn loss(&self, datastore: &str, zone: &str) -> Result<Loss, Error> {
+        Self::answer(
+            self.http
+                .get(format!("{}/workload/loss", self.base))
+                .query(&[("datastore", datastore), ("zone", zone)])
+                .send()
+                .await,
+        )
+        .await
+    }
+
+    pub async fn shutdown(&self) -> Result<(), Error> {
+        self.http
+            .post(format!("{}/shutdown", self.base))
+            .send()
+            .await
+            .map_err(|e| Error::Unreachable(e.to_string()))?;
+        Ok(())
+    }
+}

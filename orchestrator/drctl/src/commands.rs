@@ -1,0 +1,229 @@
+//! Runs a parsed command: resolves what it needs through the [`Context`]
+//! (the one wiring point) and calls the module that does the work. Each
+//! command module imports `context` and `flags`, never this one, so no
+//! module of the binary imports another in a circle.
+
+use crate::context::{self, load, open_state, print_diagnostics, runtime, Context};
+use crate::flags::*;
+use crate::text::{self, Style};
+use crate::{bench, Failure, Outcome};
+use drctl_core::graph::{self, Format};
+use drctl_core::{Observations, Severity, Topology};
+use std::path::Path;
+
+pub fn run(cli: Cli) -> Result<Outcome, Failure> {
+    let ctx = Context::new(cli.state.clone());
+    let style = ctx.style;
+    match cli.command {
+        Command::Status { file, output, watch } => {
+            let topo = load(&file.path, &style)?;
+            let wiring = ctx.wiring(&file.path);
+            let state = open_state(&wiring.state_url)?;
+            let clients = context::clients(&wiring);
+            runtime()?.block_on(crate::live::status(&clients, &topo, &state, output == Output::Json, watch, &style))
+        }
+        Command::Declare { file, scope, reason, yes, dry_run, force, parallel } => {
+            let topo = load(&file.path, &style)?;
+            let decl = drctl_control::failover::Declaration {
+                zones: scope.zones,
+                regions: scope.regions,
+                targets: scope.targets,
+                reason,
+                force,
+                parallel,
+            };
+            if decl.scope().is_empty() {
+                return Err(Failure::bad_input(
+                    "say what is lost: --zone ZONE, --region REGION or --target NAME (each repeatable)",
+                ));
+            }
+            let declarer = ctx.declarer(topo, &file.path)?;
+            runtime()?.block_on(crate::execute::declare(declarer, decl, yes, dry_run, &style))
+        }
+        Command::Resume { file, id } => {
+            let topo = load(&file.path, &style)?;
+            let declarer = ctx.declarer(topo, &file.path)?;
+            runtime()?.block_on(crate::execute::resume(declarer, &id, &style))
+        }
+        Command::Approve { id, step, by } => crate::execute::approve(&ctx.flag_state()?, &id, &step, &by),
+        Command::Abort { id } => crate::execute::abort(&ctx.flag_state()?, &id),
+        Command::Executions { output } => crate::execute::list(&ctx.flag_state()?, output == Output::Json),
+        Command::Show { id, output, path } => {
+            let state = ctx.flag_state()?;
+            let topo = drctl_core::load(&path).topology;
+            crate::execute::show(topo.as_ref(), &state, &id, output == Output::Json, &style)
+        }
+        Command::Replicate { file, once, names, output } => {
+            let topo = load(&file.path, &style)?;
+            let wiring = ctx.wiring(&file.path);
+            let state = open_state(&wiring.state_url)?;
+            let clients = context::clients(&wiring);
+            runtime()?.block_on(crate::live::replicate(&clients, &topo, &state, &names, once, output == Output::Json))
+        }
+        Command::Validate { file, output } => validate(&file.path, output, &style),
+        Command::Plan { file, scope, parallel, output } => {
+            let topo = load(&file.path, &style)?;
+            let state_url = ctx.wiring(&file.path).state_url;
+            let scope = scope.scope();
+            if scope.is_empty() {
+                return Err(Failure::bad_input(
+                    "say what is lost: --zone ZONE, --region REGION or --target NAME (each repeatable)",
+                ));
+            }
+            let plan = drctl_core::plan(&topo, &scope, &recorded_world(&topo, &state_url), parallel)
+                .map_err(|e| Failure::bad_input(e.to_string()))?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&plan).map_err(anyhow::Error::from)?),
+                Output::Text => print!("{}", text::plan(&topo, &plan, &style)),
+            }
+            Ok(if plan.meets_objectives() { Outcome::Done } else { Outcome::ObjectiveMissed })
+        }
+        Command::Graph { file, scope, format } => {
+            let topo = load(&file.path, &style)?;
+            let state_url = ctx.wiring(&file.path).state_url;
+            let scope = scope.scope();
+            let plan = if scope.is_empty() {
+                None
+            } else {
+                Some(
+                    drctl_core::plan(&topo, &scope, &recorded_world(&topo, &state_url), None)
+                        .map_err(|e| Failure::bad_input(e.to_string()))?,
+                )
+            };
+            let format = match format {
+                GraphFormat::Dot => Format::Dot,
+                GraphFormat::Mermaid => Format::Mermaid,
+            };
+            print!("{}", graph::render(&topo, plan.as_ref(), format));
+            Ok(Outcome::Done)
+        }
+        Command::Lab(LabCommand::Up { dir, base_port, detach }) => {
+            if detach {
+                crate::lab::detach(&dir, base_port)
+            } else {
+                runtime()?.block_on(crate::lab::up(dir, base_port))
+            }
+        }
+        Command::Lab(LabCommand::Down { dir }) => runtime()?.block_on(crate::lab::down(&dir)),
+        Command::Lab(LabCommand::Status { dir, output }) => {
+            runtime()?.block_on(crate::lab::status(&dir, output == Output::Json))
+        }
+        Command::Drill { experiment, file, lab, lab_dir, base_port, report, dry_run, parallel, output } => {
+            crate::lab::drill(
+                crate::lab::DrillArgs {
+                    experiment,
+                    file,
+                    lab,
+                    lab_dir,
+                    base_port,
+                    report,
+                    dry_run,
+                    parallel,
+                    json: output == Output::Json,
+                },
+                &ctx,
+            )
+        }
+        Command::Serve { file, listen, tls_cert, tls_key, allow, sample_every, base_url, shutdown_deadline } => {
+            let topo = load(&file.path, &style)?;
+            let wiring = ctx.wiring(&file.path);
+            let state = open_state(&wiring.state_url)?;
+            crate::serve::serve(crate::serve::ServeArgs {
+                path: file.path,
+                topo,
+                state,
+                clients: context::clients(&wiring),
+                state_url: wiring.state_url,
+                listen,
+                tls: tls_cert.zip(tls_key),
+                allow,
+                sample_every,
+                base_url,
+                shutdown_deadline,
+            })
+        }
+        Command::Token(TokenArgs { file, cmd }) => crate::serve::token(&ctx.state(&file)?, cmd),
+        Command::Audit(AuditArgs { file, cmd }) => {
+            let state = ctx.state(&file)?;
+            match cmd {
+                AuditCommand::List { output } => crate::serve::audit_list(&state, output == Output::Json),
+                AuditCommand::Verify => crate::serve::audit_verify(&state),
+            }
+        }
+        Command::StatusPage(StatusPageCommand::Export { dir, file, base_url }) => {
+            let topo = load(&file.path, &style)?;
+            let wiring = ctx.wiring(&file.path);
+            let state = open_state(&wiring.state_url)?;
+            runtime()?.block_on(crate::serve::export(topo, state, context::clients(&wiring), &dir, &base_url))
+        }
+        Command::Schema => {
+            let schema = drctl_core::schema::topology_schema();
+            println!("{}", serde_json::to_string_pretty(&schema).map_err(anyhow::Error::from)?);
+            Ok(Outcome::Done)
+        }
+        Command::Bench(BenchCommand::Plan { entities, runs, parallel }) => {
+            bench::plan(&entities, runs.max(1), parallel)
+        }
+        Command::Bench(BenchCommand::Scheduler { topologies, entities }) => bench::scheduler(topologies, entities),
+        Command::Bench(BenchCommand::Drill { experiment, runs, base_port }) => {
+            runtime()?.block_on(bench::drill(&experiment, runs.max(1), base_port))
+        }
+        Command::Bench(BenchCommand::Engine { entities, parallel }) => {
+            runtime()?.block_on(bench::engine(entities, parallel))
+        }
+        Command::Bench(BenchCommand::Status { datastores, runs }) => {
+            runtime()?.block_on(bench::status(datastores, runs.max(1)))
+        }
+    }
+}
+
+/// Where primaries are now according to the state store (after failovers),
+/// without creating a store just to read it.
+fn recorded_world(topo: &Topology, url: &str) -> Observations {
+    let exists = url.strip_prefix("sqlite://").is_some_and(|p| Path::new(p).exists());
+    if !exists {
+        return Observations::default();
+    }
+    drctl_state::State::open(url)
+        .ok()
+        .and_then(|s| drctl_control::failover::observations(topo, &s).ok())
+        .unwrap_or_default()
+}
+
+fn validate(path: &Path, output: Output, style: &Style) -> Result<Outcome, Failure> {
+    let loaded = drctl_core::load(path);
+    let errors = loaded.diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
+    let warnings = loaded.diagnostics.len() - errors;
+    match output {
+        Output::Json => {
+            let json = serde_json::json!({
+                "file": path,
+                "valid": loaded.topology.is_some(),
+                "errors": errors,
+                "warnings": warnings,
+                "diagnostics": loaded.diagnostics.iter().map(|d| serde_json::json!({
+                    "severity": d.severity, "code": d.code.as_str(), "file": d.file,
+                    "line": d.pos.line, "column": d.pos.col, "message": d.message, "hint": d.hint,
+                })).collect::<Vec<_>>(),
+            });
+            println!("{}", serde_json::to_string_pretty(&json).map_err(anyhow::Error::from)?);
+        }
+        Output::Text => {
+            print_diagnostics(&loaded.diagnostics, style);
+            match &loaded.topology {
+                Some(t) => println!("{}", text::validated(path, t, warnings, style)),
+                None => eprintln!(
+                    "{}: {errors} error{}, {warnings} warning{}",
+                    path.display(),
+                    if errors == 1 { "" } else { "s" },
+                    if warnings == 1 { "" } else { "s" }
+                ),
+            }
+        }
+    }
+    if loaded.topology.is_some() {
+        Ok(Outcome::Done)
+    } else {
+        Err(Failure::BadInput { message: String::new(), printed: true })
+    }
+}

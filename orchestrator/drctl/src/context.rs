@@ -1,0 +1,178 @@
+//! The one wiring point: the flags resolved, once, into what commands need.
+//!
+//! Every command used to decide for itself which state store to open, and a
+//! lab's topology changed the process environment (`AWS_ACCESS_KEY_ID`) so
+//! that whatever AWS client was built later would sign with the lab's keys.
+//! Now a command asks its [`Context`] for a [`Wiring`]: the state URL and
+//! the AWS credentials a topology file implies, decided here and nowhere
+//! else, and one shared set of [`Clients`] built from it. Nothing here
+//! writes to the environment.
+
+use crate::text::{self, Style};
+use crate::Failure;
+use drctl_control::declare::{Actor, Declarer};
+use drctl_control::live::Clients;
+use drctl_core::{Diagnostic, Severity, Topology};
+use drctl_state::State;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The process-wide choices every command shares.
+pub struct Context {
+    pub style: Style,
+    /// `--state` (or `DRCTL_STATE`), as given.
+    state_flag: String,
+    /// Whether the state store was chosen at all (flag or environment).
+    state_chosen: bool,
+    /// Whether the environment names AWS keys (they win over a lab's).
+    aws_keys_in_env: bool,
+}
+
+/// What one topology file decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wiring {
+    pub state_url: String,
+    pub credentials: drctl_aws::Credentials,
+    /// The lab's folder, when the topology is a running or stopped lab's.
+    pub lab: Option<PathBuf>,
+}
+
+impl Context {
+    pub fn new(state_flag: String) -> Context {
+        Context {
+            style: Style::detect(),
+            state_chosen: state_flag != drctl_state::DEFAULT_URL || std::env::var_os("DRCTL_STATE").is_some(),
+            state_flag,
+            aws_keys_in_env: std::env::var_os("AWS_ACCESS_KEY_ID").is_some(),
+        }
+    }
+
+    /// The state store and credentials for a topology. A topology written
+    /// by `drctl lab up` (a `lab.json` beside it) means the lab's own store
+    /// (its failovers must not move the estate's primaries, nor the reverse)
+    /// and the lab's S3 keys, unless a store or keys were chosen.
+    pub fn wiring(&self, topology: &Path) -> Wiring {
+        let dir = topology.parent().unwrap_or(Path::new("."));
+        if !drctl_lab_api::Manifest::path(dir).exists() {
+            return Wiring { state_url: self.state_flag.clone(), credentials: Default::default(), lab: None };
+        }
+        self.lab_wiring(dir)
+    }
+
+    /// The wiring of the lab in `dir`.
+    pub fn lab_wiring(&self, dir: &Path) -> Wiring {
+        Wiring {
+            state_url: if self.state_chosen { self.state_flag.clone() } else { lab_state_url(dir) },
+            credentials: if self.aws_keys_in_env { drctl_aws::Credentials::Chain } else { lab_credentials() },
+            lab: Some(dir.to_path_buf()),
+        }
+    }
+
+    /// The state store a topology's commands use.
+    pub fn state(&self, topology: &Path) -> Result<State, Failure> {
+        open_state(&self.wiring(topology).state_url)
+    }
+
+    /// The state store named by the flags alone (commands without a topology).
+    pub fn flag_state(&self) -> Result<State, Failure> {
+        open_state(&self.state_flag)
+    }
+
+    /// The declarer for a topology: its store and one shared set of clients.
+    pub fn declarer(&self, topology: Topology, path: &Path) -> Result<Declarer, Failure> {
+        let w = self.wiring(path);
+        Ok(Declarer::new(Arc::new(topology), Arc::new(open_state(&w.state_url)?), clients(&w)))
+    }
+}
+
+/// The clients a wiring implies.
+pub fn clients(w: &Wiring) -> Arc<Clients> {
+    Arc::new(Clients::new(w.credentials.clone()))
+}
+
+/// The lab's S3 keys (its endpoints check SigV4 signatures as S3 does).
+pub fn lab_credentials() -> drctl_aws::Credentials {
+    drctl_aws::Credentials::Static {
+        access_key: drctl_lab_api::ACCESS_KEY.into(),
+        secret_key: drctl_lab_api::SECRET_KEY.into(),
+    }
+}
+
+/// The lab's own state store.
+pub fn lab_state_url(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("state.db").display())
+}
+
+/// Audits a change made from this terminal, through the one audit writer.
+/// A failure to record is a warning: the change itself has happened.
+pub fn audit(state: &State, action: &str, target: &str, request: &serde_json::Value) {
+    let who = Actor::cli();
+    if let Err(e) = drctl_control::declare::audit(state, &who, action, target, request) {
+        eprintln!("warning: not recorded in the audit log: {e}");
+    }
+}
+
+pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| Failure::Runtime(e.into()))
+}
+
+pub fn open_state(url: &str) -> Result<State, Failure> {
+    State::open(url).map_err(|e| match e {
+        drctl_state::Error::UnsupportedUrl(_) => Failure::bad_input(e.to_string()),
+        other => Failure::Runtime(anyhow::Error::new(other).context("opening the state store")),
+    })
+}
+
+pub fn print_diagnostics(diags: &[Diagnostic], style: &Style) {
+    for d in diags {
+        eprintln!("{}", text::diagnostic(d, style));
+    }
+}
+
+/// Loads a topology for a command that needs a valid one: diagnostics go to
+/// stderr (warnings too), and any error is bad input.
+pub fn load(path: &Path, style: &Style) -> Result<Topology, Failure> {
+    let loaded = drctl_core::load(path);
+    print_diagnostics(&loaded.diagnostics, style);
+    match loaded.topology {
+        Some(t) => Ok(t),
+        None => {
+            let n = loaded.diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
+            eprintln!("{}: {n} error{}; nothing was done", path.display(), if n == 1 { "" } else { "s" });
+            Err(Failure::BadInput { message: String::new(), printed: true })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(flag: &str, chosen: bool, keys: bool) -> Context {
+        Context { style: Style::plain(), state_flag: flag.into(), state_chosen: chosen, aws_keys_in_env: keys }
+    }
+
+    #[test]
+    fn a_lab_topology_means_the_labs_store_and_keys_unless_chosen() {
+        let dir = std::env::temp_dir().join(format!("drctl-context-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let topo = dir.join("drctl.yaml");
+        let plain = ctx(drctl_state::DEFAULT_URL, false, false).wiring(&topo);
+        assert_eq!((plain.state_url.as_str(), plain.lab.is_none()), (drctl_state::DEFAULT_URL, true));
+        assert_eq!(plain.credentials, drctl_aws::Credentials::Chain);
+
+        std::fs::write(dir.join("lab.json"), "{}").unwrap();
+        let lab = ctx(drctl_state::DEFAULT_URL, false, false).wiring(&topo);
+        assert_eq!(lab.state_url, lab_state_url(&dir));
+        assert_eq!(lab.credentials, lab_credentials());
+        let chosen = ctx("sqlite:///elsewhere.db", true, true).wiring(&topo);
+        assert_eq!(chosen.state_url, "sqlite:///elsewhere.db");
+        assert_eq!(chosen.credentials, drctl_aws::Credentials::Chain, "keys in the environment win");
+        assert!(
+            std::env::var_os("AWS_ACCESS_KEY_ID").is_none()
+                || std::env::var("AWS_ACCESS_KEY_ID").unwrap() != "drctl-lab",
+            "nothing was written to the environment"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
