@@ -43,7 +43,7 @@ async fn replication_copies_what_is_new_or_changed_keeps_metadata_and_verifies()
 
     let state = State::in_memory().unwrap();
     let first =
-        replicate_once("assets", &src, std::slice::from_ref(&dst), &state, &Options::default(), &NoProgress).await;
+        replicate_once("assets", &src, std::slice::from_ref(&dst), &*state, &Options::default(), &NoProgress).await;
     assert_eq!((first.totals.copied, first.totals.failed, first.totals.skipped), (21, 0, 0), "{:?}", first.failures);
     assert_eq!(first.totals.bytes, 5 + (0..20).map(|i| format!("object {i} of img/").len() as u64).sum::<u64>());
 
@@ -57,12 +57,12 @@ async fn replication_copies_what_is_new_or_changed_keeps_metadata_and_verifies()
     assert_eq!(after.replicas[0].detail.as_deref(), Some("in sync"));
 
     let again =
-        replicate_once("assets", &src, std::slice::from_ref(&dst), &state, &Options::default(), &NoProgress).await;
+        replicate_once("assets", &src, std::slice::from_ref(&dst), &*state, &Options::default(), &NoProgress).await;
     assert_eq!((again.totals.copied, again.totals.skipped), (0, 21), "nothing new: nothing copied");
 
     s3::put_bytes(&src, "img/0003.txt", b"changed".to_vec()).await.unwrap();
     let changed =
-        replicate_once("assets", &src, std::slice::from_ref(&dst), &state, &Options::default(), &NoProgress).await;
+        replicate_once("assets", &src, std::slice::from_ref(&dst), &*state, &Options::default(), &NoProgress).await;
     assert_eq!((changed.totals.copied, changed.totals.skipped), (1, 20));
     assert_eq!(s3::get_bytes(&dst, "img/0003.txt").await.unwrap(), b"changed");
 }
@@ -128,7 +128,7 @@ async fn multipart_objects_keep_their_etag_server_side_and_streamed_across_endpo
 
     let state = State::in_memory().unwrap();
     let sum =
-        replicate_once("big", &src, &[same.clone(), other.clone()], &state, &Options::default(), &NoProgress).await;
+        replicate_once("big", &src, &[same.clone(), other.clone()], &*state, &Options::default(), &NoProgress).await;
     assert_eq!((sum.totals.copied, sum.totals.failed), (4, 0), "{:?} {:?}", sum.failures, sum.errors);
     for dst in [&same, &other] {
         assert_eq!(etag(dst, "backups/db.dump").await, source_etag, "copy in {} keeps the ETag", dst.zone);
@@ -172,7 +172,7 @@ async fn an_endpoint_that_disappears_mid_run_is_reported_and_the_next_run_comple
     let state = State::in_memory().unwrap();
     let options = Options { concurrency: 4, backoff: Duration::from_millis(20), ..Options::default() };
     let cutter = CutAfter { n: 40, seen: AtomicU64::new(0), proxy: &proxy };
-    let broken = replicate_once("logs", &src, std::slice::from_ref(&dst), &state, &options, &cutter).await;
+    let broken = replicate_once("logs", &src, std::slice::from_ref(&dst), &*state, &options, &cutter).await;
     assert!(broken.totals.copied >= 40 && broken.totals.copied < 150, "{:?}", broken.totals);
     assert_eq!(broken.totals.copied + broken.totals.failed, 150, "every object is either copied or reported");
     let f = &broken.failures[0];
@@ -184,7 +184,7 @@ async fn an_endpoint_that_disappears_mid_run_is_reported_and_the_next_run_comple
     );
 
     proxy.restore();
-    let next = replicate_once("logs", &src, std::slice::from_ref(&dst), &state, &options, &NoProgress).await;
+    let next = replicate_once("logs", &src, std::slice::from_ref(&dst), &*state, &options, &NoProgress).await;
     assert_eq!(next.totals.failed, 0, "{:?}", next.failures);
     // A copy whose answer was lost in the cut may have landed anyway: it was
     // reported failed (unverified), and is now found in sync and skipped.
@@ -258,7 +258,7 @@ async fn a_multipart_copy_interrupted_by_a_crash_resumes_its_upload() {
     state.start_multipart("big", "az2", "big.bin", &checkpoint).unwrap();
     state.record_part("big", "az2", "big.bin", 1, p1.e_tag().unwrap().trim_matches('"')).unwrap();
 
-    let sum = replicate_once("big", &src, std::slice::from_ref(&dst), &state, &Options::default(), &NoProgress).await;
+    let sum = replicate_once("big", &src, std::slice::from_ref(&dst), &*state, &Options::default(), &NoProgress).await;
     assert_eq!((sum.totals.copied, sum.totals.failed), (1, 0), "{:?}", sum.failures);
     assert_eq!(etag(&dst, "big.bin").await, source_etag);
     assert_eq!(s3::get_bytes(&dst, "big.bin").await.unwrap(), data);
@@ -308,7 +308,7 @@ async fn copies_are_encrypted_when_asked() {
     s3::put_bytes(&src, "secret.txt", b"the recipe".to_vec()).await.unwrap();
     let state = State::in_memory().unwrap();
     let options = Options { sse: Some("AES256".into()), ..Options::default() };
-    let sum = replicate_once("sealed", &src, &[same.clone(), other.clone()], &state, &options, &NoProgress).await;
+    let sum = replicate_once("sealed", &src, &[same.clone(), other.clone()], &*state, &options, &NoProgress).await;
     assert_eq!((sum.totals.copied, sum.totals.failed), (2, 0), "{:?}", sum.failures);
     for dst in [&same, &other] {
         let head = dst.client.head_object().bucket(&dst.name).key("secret.txt").send().await.unwrap();

@@ -119,7 +119,7 @@ impl Declarer {
             return Err(Error::BadRequest("say what is lost: zones, regions or targets".into()));
         }
         let id = id.unwrap_or_else(failover::new_id);
-        let prepared = failover::prepare(&self.topology, &self.state, &self.clients, &decl, &id).await?;
+        let prepared = failover::prepare(&self.topology, &*self.state, &self.clients, &decl, &id).await?;
         Ok(Proposal { id, decl, prepared })
     }
 
@@ -136,22 +136,22 @@ impl Declarer {
             // written stops the request, and a refusal changes nothing.
             let mut request = p.request(dry_run);
             request["refused"] = json!(p.refusals());
-            audit(&self.state, who, "declare.refused", &format!("execution {}", p.id), &request)?;
+            audit(&*self.state, who, "declare.refused", &format!("execution {}", p.id), &request)?;
             if !dry_run {
-                failover::create(&self.state, &p.id, &p.decl, &p.prepared)?;
+                failover::create(&*self.state, &p.id, &p.decl, &p.prepared)?;
                 self.state.set_execution_state(&p.id, exec_state::REFUSED, Some(SystemTime::now()))?;
             }
             return Ok(Recorded::Refused);
         }
         if dry_run {
-            audit(&self.state, who, "declare.dry_run", "plan", &p.request(true))?;
+            audit(&*self.state, who, "declare.dry_run", "plan", &p.request(true))?;
             return Ok(Recorded::DryRun);
         }
         if p.prepared.specs.is_empty() {
             return Ok(Recorded::Nothing);
         }
-        audit(&self.state, who, "declare", &format!("execution {}", p.id), &p.request(false))?;
-        failover::create(&self.state, &p.id, &p.decl, &p.prepared)?;
+        audit(&*self.state, who, "declare", &format!("execution {}", p.id), &p.request(false))?;
+        failover::create(&*self.state, &p.id, &p.decl, &p.prepared)?;
         let incident = match incident {
             IncidentPolicy::None => None,
             IncidentPolicy::Open => Some(self.open_incident(p)?),
@@ -217,7 +217,7 @@ impl Declarer {
         if exec_state::is_final(&row.state) {
             return Ok(None);
         }
-        audit(&self.state, who, "resume", &format!("execution {id}"), &json!({}))?;
+        audit(&*self.state, who, "resume", &format!("execution {id}"), &json!({}))?;
         self.run(id).await.map(Some)
     }
 }

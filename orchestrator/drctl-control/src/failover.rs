@@ -438,9 +438,14 @@ pub async fn execute(topo: Arc<Topology>, state: Arc<State>, clients: Arc<Client
         .map_err(|e| Error::CorruptJournal { execution: id.to_string(), why: format!("its declaration: {e}") })?;
     // Re-plan exactly as declared; placements recorded by this very run are
     // ignored so the steps come out the same on resume.
-    let plan =
-        plan_with(&topo, &decl.scope(), &observations_before(&topo, &state, &row)?, decl.parallel, Policy::Prioritised)
-            .map_err(|e| Error::BadRequest(e.to_string()))?;
+    let plan = plan_with(
+        &topo,
+        &decl.scope(),
+        &observations_before(&topo, &*state, &row)?,
+        decl.parallel,
+        Policy::Prioritised,
+    )
+    .map_err(|e| Error::BadRequest(e.to_string()))?;
     let specs = steps(&topo, &plan, id);
     let recorded = state.steps(id)?;
     if recorded.len() != specs.len() || recorded.iter().zip(&specs).any(|(r, s)| r.id != s.id) {

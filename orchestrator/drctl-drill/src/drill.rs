@@ -533,7 +533,7 @@ pub async fn run(opts: Options) -> Result<Report, Error> {
                 });
             }
             if opts.experiment.declare == DeclareMode::Auto && detected_at.is_some() && execution.is_none() {
-                let (zones, targets) = detect_scope(&topo, &opts.state).await;
+                let (zones, targets) = detect_scope(&topo, &*opts.state).await;
                 if zones.is_empty() && targets.is_empty() {
                     if !undetermined_logged {
                         undetermined_logged = true;
@@ -644,7 +644,7 @@ pub async fn run(opts: Options) -> Result<Report, Error> {
             if last_stop_check.elapsed() >= Duration::from_secs(1) && first_fault.is_some() {
                 last_stop_check = Instant::now();
                 if let Some(why) =
-                    check_stop_when(&opts.experiment.stop_when, &clients, &topo, &opts.state, &probes, &clock).await
+                    check_stop_when(&opts.experiment.stop_when, &clients, &topo, &*opts.state, &probes, &clock).await
                 {
                     say(&format!("{:>6.2}s  stop_when: {why}", clock.now()));
                     timeline.push(TimelineEvent { at_s: clock.now(), kind: "stopped".into(), what: why.clone() });

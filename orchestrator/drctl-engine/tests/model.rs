@@ -113,8 +113,8 @@ proptest! {
     ) {
         let specs = dag(&seed, n);
         // An uninterrupted run: how many journal writes it makes.
-        let clean_state = Arc::new(State::in_memory().unwrap());
-        declare(&clean_state, &specs);
+        let clean_state = State::in_memory().unwrap();
+        declare(&*clean_state, &specs);
         let clean = Arc::new(world(&specs));
         let ended = rt().block_on(Engine::new(clean_state.clone(), clean.clone(), cap).run("x1", &specs)).unwrap();
         prop_assert_eq!(ended, Ended::Succeeded);
@@ -124,8 +124,8 @@ proptest! {
         let writes = clean_state.events("x1").unwrap().len() - 2; // minus declared and the final state
 
         for k in 1..=writes {
-            let state = Arc::new(State::in_memory().unwrap());
-            declare(&state, &specs);
+            let state = State::in_memory().unwrap();
+            declare(&*state, &specs);
             let w = Arc::new(world(&specs));
             let mut crashing = Engine::new(state.clone(), w.clone(), cap);
             crashing.crash_after_writes = Some(k);
@@ -153,8 +153,8 @@ proptest! {
     fn a_failed_step_skips_its_dependents_and_nothing_else(seed in proptest::collection::vec(any::<u8>(), 16..32), n in 2usize..9, bad in 0usize..9) {
         let specs = dag(&seed, n);
         let bad = bad % n;
-        let state = Arc::new(State::in_memory().unwrap());
-        declare(&state, &specs);
+        let state = State::in_memory().unwrap();
+        declare(&*state, &specs);
         let mut w = world(&specs);
         w.fatal.insert(specs[bad].id.clone());
         let ended = rt().block_on(Engine::new(state.clone(), Arc::new(w), Some(2)).run("x1", &specs)).unwrap();
@@ -178,8 +178,8 @@ proptest! {
 #[test]
 fn transient_failures_are_retried_within_the_attempts() {
     let specs = dag(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16], 2);
-    let state = Arc::new(State::in_memory().unwrap());
-    declare(&state, &specs);
+    let state = State::in_memory().unwrap();
+    declare(&*state, &specs);
     let w = world(&specs);
     w.flaky.lock().unwrap().insert(specs[0].id.clone(), 2);
     w.flaky.lock().unwrap().insert(specs[1].id.clone(), 5);

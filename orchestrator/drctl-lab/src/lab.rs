@@ -406,7 +406,7 @@ impl Lab {
                 let progress = drctl_aws::s3::NoProgress;
                 loop {
                     if !paused.load(Ordering::SeqCst) {
-                        let _ = drctl_control::replicate::run_once(&clients, &topo, assets, &state, &progress).await;
+                        let _ = drctl_control::replicate::run_once(&clients, &topo, assets, &*state, &progress).await;
                     }
                     tokio::time::sleep(every).await;
                 }

@@ -2,7 +2,6 @@
 //! seen by a real client, and gone after healing.
 
 use drctl_lab::lab::{FaultRequest, Lab, LabClient, Options};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const BASE: u16 = 21900;
@@ -34,7 +33,7 @@ async fn http_get(url: &str) -> Result<(u16, Duration), String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fault_kind_hits_the_lab_and_heals() {
     let dir = std::env::temp_dir().join(format!("drctl-lab-faults-{}", std::process::id()));
-    let state = Arc::new(drctl_state::State::open(&format!("sqlite://{}/state.db", dir.display())).unwrap());
+    let state = drctl_state::State::open(&format!("sqlite://{}/state.db", dir.display())).unwrap();
     let lab = Lab::start(Options { dir: dir.clone(), base_port: BASE, state }).await.expect("the lab starts");
     let l = lab.layout();
     let api = LabClient::new(&lab.manifest.control);

@@ -79,7 +79,7 @@ fn authorize(s: &Shared, headers: &HeaderMap, remote: SocketAddr, need: Role) ->
 }
 
 fn audit(s: &Shared, who: &Actor, action: &str, target: &str, request: &Value) {
-    if let Err(e) = declare::audit(&s.opts.state, who, action, target, request) {
+    if let Err(e) = declare::audit(&*s.opts.state, who, action, target, request) {
         (s.opts.say)(&format!("audit log: {e}"));
     }
 }
@@ -372,7 +372,7 @@ async fn approve(
     Json(req): Json<ApproveRequest>,
 ) -> ApiResult {
     let who = authorize(&s, &headers, remote, Role::Commander)?;
-    let fresh = declare::approve(&s.opts.state, &id, &req.step, &who).map_err(control_error)?;
+    let fresh = declare::approve(&*s.opts.state, &id, &req.step, &who).map_err(control_error)?;
     Ok(Json(json!({ "id": id, "step": req.step, "approved_by": who.name, "already": !fresh })).into_response())
 }
 
@@ -383,7 +383,7 @@ async fn abort(
     Path(id): Path<String>,
 ) -> ApiResult {
     let who = authorize(&s, &headers, remote, Role::Commander)?;
-    let state = declare::abort(&s.opts.state, &id, &who).map_err(control_error)?;
+    let state = declare::abort(&*s.opts.state, &id, &who).map_err(control_error)?;
     s.refresh().await;
     Ok(Json(json!({ "id": id, "state": state })).into_response())
 }
@@ -414,7 +414,7 @@ async fn execution(
     Path(id): Path<String>,
 ) -> ApiResult {
     authorize(&s, &headers, remote, Role::Viewer)?;
-    let r = failover::report(Some(&s.opts.topology), &s.opts.state, &id).map_err(control_error)?;
+    let r = failover::report(Some(&s.opts.topology), &*s.opts.state, &id).map_err(control_error)?;
     Ok(Json(r).into_response())
 }
 

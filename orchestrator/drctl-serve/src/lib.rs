@@ -424,7 +424,7 @@ pub async fn run(opts: Options, stop: impl std::future::Future<Output = ()>) -> 
                 drctl_control::replicate::run_scheduled(
                     &s.opts.clients,
                     &s.opts.topology,
-                    &s.opts.state,
+                    &*s.opts.state,
                     &ids,
                     &drctl_control::schedule::SystemClock,
                     async move {

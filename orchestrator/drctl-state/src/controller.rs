@@ -8,7 +8,8 @@
 //! (the triggers dropped, the file patched) breaks the chain at that entry
 //! and `drctl audit verify` names it.
 
-use crate::{millis, Error, Result, State};
+use crate::store::Controller;
+use crate::{millis, Error, Result, Sqlite};
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -166,11 +167,10 @@ fn list(json: &str) -> Vec<String> {
     serde_json::from_str(json).unwrap_or_default()
 }
 
-impl State {
+impl Controller for Sqlite {
     // ---- tokens ----
 
-    /// Stores a token (its hash only) and returns the secret, shown once.
-    pub fn create_token(&self, name: &str, role: Role) -> Result<String> {
+    fn create_token(&self, name: &str, role: Role) -> Result<String> {
         if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
         {
             return Err(Error::Invalid(format!("token name `{name}`: use 1-64 letters, digits, `-`, `_`, `.` or `@`")));
@@ -189,7 +189,7 @@ impl State {
         Ok(secret)
     }
 
-    pub fn tokens(&self) -> Result<Vec<Token>> {
+    fn tokens(&self) -> Result<Vec<Token>> {
         let conn = self.conn();
         let mut st =
             conn.prepare("SELECT id, name, role, hash, created_ms, revoked_ms, last_used_ms FROM tokens ORDER BY id")?;
@@ -210,9 +210,7 @@ impl State {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// The live token a secret is, compared in constant time against
-    /// every stored hash (no early exit on the first differing byte).
-    pub fn authenticate(&self, secret: &str) -> Result<Option<Token>> {
+    fn authenticate(&self, secret: &str) -> Result<Option<Token>> {
         use subtle::ConstantTimeEq;
         let presented = token_hash(secret);
         let mut found = None;
@@ -231,8 +229,7 @@ impl State {
         Ok(found)
     }
 
-    /// Revokes by name or id; returns the token revoked.
-    pub fn revoke_token(&self, name_or_id: &str) -> Result<Token> {
+    fn revoke_token(&self, name_or_id: &str) -> Result<Token> {
         let t = self
             .tokens()?
             .into_iter()
@@ -247,8 +244,7 @@ impl State {
 
     // ---- audit ----
 
-    /// Appends an entry, chained to the previous one.
-    pub fn audit(
+    fn audit(
         &self,
         actor: &str,
         source: &str,
@@ -287,7 +283,7 @@ impl State {
         })
     }
 
-    pub fn audit_entries(&self) -> Result<Vec<AuditEntry>> {
+    fn audit_entries(&self) -> Result<Vec<AuditEntry>> {
         let conn = self.conn();
         let mut st = conn.prepare(
             "SELECT seq, at_ms, actor, source, action, target, request, prev_hash, hash FROM audit ORDER BY seq",
@@ -308,8 +304,7 @@ impl State {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Recomputes the chain; the first entry that does not match is named.
-    pub fn verify_audit(&self) -> Result<Verified> {
+    fn verify_audit(&self) -> Result<Verified> {
         let mut prev = "0".repeat(64);
         let entries = self.audit_entries()?;
         for (expected_seq, e) in (1..).zip(entries.iter()) {
@@ -342,7 +337,7 @@ impl State {
 
     // ---- incidents and maintenance ----
 
-    pub fn create_incident(
+    fn create_incident(
         &self,
         title: &str,
         status: &str,
@@ -367,7 +362,7 @@ impl State {
         Ok(id)
     }
 
-    pub fn update_incident(&self, id: i64, status: &str, body: &str) -> Result<()> {
+    fn update_incident(&self, id: i64, status: &str, body: &str) -> Result<()> {
         check_status(status)?;
         let now = millis(SystemTime::now());
         let mut conn = self.conn();
@@ -387,8 +382,7 @@ impl State {
         Ok(())
     }
 
-    /// Incidents, newest first, each with its updates (newest first).
-    pub fn incidents(&self) -> Result<Vec<Incident>> {
+    fn incidents(&self) -> Result<Vec<Incident>> {
         let conn = self.conn();
         let mut st = conn.prepare(
             "SELECT id, title, status, services, created_ms, updated_ms, resolved_ms, execution_id FROM incidents ORDER BY id DESC",
@@ -425,8 +419,7 @@ impl State {
         Ok(out)
     }
 
-    /// The open incident tied to an execution, if any.
-    pub fn incident_of_execution(&self, execution: &str) -> Result<Option<i64>> {
+    fn incident_of_execution(&self, execution: &str) -> Result<Option<i64>> {
         Ok(self
             .conn()
             .query_row(
@@ -437,7 +430,7 @@ impl State {
             .optional()?)
     }
 
-    pub fn create_maintenance(
+    fn create_maintenance(
         &self,
         title: &str,
         body: &str,
@@ -456,7 +449,7 @@ impl State {
         Ok(conn.last_insert_rowid())
     }
 
-    pub fn maintenance(&self) -> Result<Vec<Maintenance>> {
+    fn maintenance(&self) -> Result<Vec<Maintenance>> {
         let conn = self.conn();
         let mut st = conn.prepare(
             "SELECT id, title, body, services, starts_ms, ends_ms, created_ms FROM maintenance ORDER BY starts_ms",
@@ -477,8 +470,7 @@ impl State {
 
     // ---- uptime ----
 
-    /// Counts one health check of each service in its UTC day.
-    pub fn record_health(&self, at: SystemTime, checks: &[(String, bool)]) -> Result<()> {
+    fn record_health(&self, at: SystemTime, checks: &[(String, bool)]) -> Result<()> {
         let day = millis(at) / 86_400_000;
         let mut conn = self.conn();
         let tx = conn.transaction()?;
@@ -493,8 +485,7 @@ impl State {
         Ok(())
     }
 
-    /// Per-day counters of a service from `since_day` on (days with no check are absent).
-    pub fn uptime(&self, service: &str, since_day: i64) -> Result<Vec<UptimeDay>> {
+    fn uptime(&self, service: &str, since_day: i64) -> Result<Vec<UptimeDay>> {
         let conn = self.conn();
         let mut st =
             conn.prepare("SELECT day, checks, healthy FROM uptime_days WHERE service = ?1 AND day >= ?2 ORDER BY day")?;
@@ -506,8 +497,7 @@ impl State {
 
     // ---- aggregates for /metrics ----
 
-    /// Replication totals per datastore since the state began.
-    pub fn replication_totals(&self) -> Result<Vec<(String, crate::RunTotals)>> {
+    fn replication_totals(&self) -> Result<Vec<(String, crate::RunTotals)>> {
         let conn = self.conn();
         let mut st = conn.prepare(
             "SELECT datastore, SUM(copied), SUM(bytes), SUM(skipped), SUM(failed) FROM replication_runs GROUP BY datastore ORDER BY datastore",
@@ -526,8 +516,7 @@ impl State {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// (action, total seconds, count) of finished steps.
-    pub fn step_durations(&self) -> Result<Vec<(String, f64, u64)>> {
+    fn step_durations(&self) -> Result<Vec<(String, f64, u64)>> {
         let conn = self.conn();
         let mut st = conn.prepare(
             "SELECT action, SUM(finished_ms - started_ms) / 1000.0, COUNT(*) FROM execution_steps
@@ -537,8 +526,7 @@ impl State {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Executions per state.
-    pub fn execution_counts(&self) -> Result<Vec<(String, u64)>> {
+    fn execution_counts(&self) -> Result<Vec<(String, u64)>> {
         let conn = self.conn();
         let mut st = conn.prepare("SELECT state, COUNT(*) FROM executions GROUP BY state ORDER BY state")?;
         let rows = st.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
@@ -547,7 +535,7 @@ impl State {
 
     // ---- drills ----
 
-    pub fn begin_drill(&self, id: &str, experiment: &str) -> Result<()> {
+    fn begin_drill(&self, id: &str, experiment: &str) -> Result<()> {
         self.conn().execute(
             "INSERT INTO drills (id, experiment, started_ms) VALUES (?1, ?2, ?3)",
             params![id, experiment, millis(SystemTime::now())],
@@ -555,8 +543,7 @@ impl State {
         Ok(())
     }
 
-    /// Records a drill that ran elsewhere (the CLI), whole.
-    pub fn record_drill(
+    fn record_drill(
         &self,
         id: &str,
         experiment: &str,
@@ -571,7 +558,7 @@ impl State {
         Ok(())
     }
 
-    pub fn finish_drill(&self, id: &str, objectives_met: Option<bool>, report: Option<&str>) -> Result<()> {
+    fn finish_drill(&self, id: &str, objectives_met: Option<bool>, report: Option<&str>) -> Result<()> {
         self.conn().execute(
             "UPDATE drills SET finished_ms = ?1, objectives_met = ?2, report = ?3 WHERE id = ?4",
             params![millis(SystemTime::now()), objectives_met.map(|b| b as i64), report, id],
@@ -579,8 +566,7 @@ impl State {
         Ok(())
     }
 
-    /// Drills, newest first.
-    pub fn drills(&self) -> Result<Vec<DrillRow>> {
+    fn drills(&self) -> Result<Vec<DrillRow>> {
         let conn = self.conn();
         let mut st = conn.prepare(
             "SELECT id, experiment, started_ms, finished_ms, objectives_met, report FROM drills ORDER BY started_ms DESC",
@@ -613,7 +599,7 @@ mod tests {
 
     #[test]
     fn tokens_are_stored_as_hashes_and_revocable() {
-        let s = State::in_memory().unwrap();
+        let s = Sqlite::in_memory().unwrap();
         let secret = s.create_token("ci", Role::Operator).unwrap();
         assert!(secret.starts_with("drctl_") && secret.len() == 70);
         let t = s.authenticate(&secret).unwrap().expect("valid");
@@ -628,7 +614,7 @@ mod tests {
 
     #[test]
     fn the_audit_chain_verifies_and_an_edit_is_named() {
-        let s = State::in_memory().unwrap();
+        let s = Sqlite::in_memory().unwrap();
         for i in 0..5 {
             s.audit("alice", "127.0.0.1", "incident.create", &format!("incident {i}"), &serde_json::json!({"i": i}))
                 .unwrap();
@@ -648,7 +634,7 @@ mod tests {
 
     #[test]
     fn incidents_keep_their_update_timeline() {
-        let s = State::in_memory().unwrap();
+        let s = Sqlite::in_memory().unwrap();
         let id = s.create_incident("Checkout down", "investigating", "looking", &["checkout".into()], None).unwrap();
         s.update_incident(id, "identified", "az1 lost").unwrap();
         s.update_incident(id, "resolved", "back").unwrap();
@@ -665,7 +651,7 @@ mod tests {
 
     #[test]
     fn uptime_is_counted_per_day() {
-        let s = State::in_memory().unwrap();
+        let s = Sqlite::in_memory().unwrap();
         let day = UNIX_EPOCH + Duration::from_secs(86_400 * 100 + 5);
         s.record_health(day, &[("api".into(), true)]).unwrap();
         s.record_health(day, &[("api".into(), false)]).unwrap();

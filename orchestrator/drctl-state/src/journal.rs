@@ -7,7 +7,8 @@
 //! locked by an execution until it ends, so two executions never touch the
 //! same entity at once.
 
-use crate::{corrupt, millis, Error, Result, State};
+use crate::store::Journal;
+use crate::{corrupt, millis, Error, Result, Sqlite};
 use rusqlite::{params, OptionalExtension};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -130,9 +131,8 @@ pub struct Transition<'a> {
     pub note: Option<&'a str>,
 }
 
-impl State {
-    /// Records a new execution and its steps, and locks its entities.
-    pub fn create_execution(
+impl Journal for Sqlite {
+    fn create_execution(
         &self,
         row: &ExecutionRow,
         steps: &[(String, String, String)],
@@ -171,7 +171,7 @@ impl State {
         Ok(())
     }
 
-    pub fn execution(&self, id: &str) -> Result<ExecutionRow> {
+    fn execution(&self, id: &str) -> Result<ExecutionRow> {
         self.conn()
             .query_row(
                 "SELECT id, declared_ms, finished_ms, state, reason, plan, options FROM executions WHERE id = ?1",
@@ -182,8 +182,7 @@ impl State {
             .ok_or_else(|| Error::NoSuchExecution(id.to_string()))
     }
 
-    /// Every execution, newest first.
-    pub fn executions(&self) -> Result<Vec<ExecutionRow>> {
+    fn executions(&self) -> Result<Vec<ExecutionRow>> {
         let conn = self.conn();
         let mut stmt =
             conn.prepare("SELECT id, declared_ms, finished_ms, state, reason, plan, options FROM executions ORDER BY declared_ms DESC, id DESC")?;
@@ -191,7 +190,7 @@ impl State {
         Ok(rows)
     }
 
-    pub fn steps(&self, execution: &str) -> Result<Vec<StepRow>> {
+    fn steps(&self, execution: &str) -> Result<Vec<StepRow>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
             "SELECT idx, id, entity, action, state, attempts, started_ms, finished_ms, error, note
@@ -219,8 +218,7 @@ impl State {
         Ok(rows)
     }
 
-    /// Writes a step's new state and its event in one transaction.
-    pub fn transition(&self, execution: &str, idx: usize, step: &str, t: &Transition) -> Result<()> {
+    fn transition(&self, execution: &str, idx: usize, step: &str, t: &Transition) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         tx.execute(
@@ -237,8 +235,7 @@ impl State {
         Ok(())
     }
 
-    /// Sets an execution's state; a final state releases its entity locks.
-    pub fn set_execution_state(&self, execution: &str, state: &str, finished: Option<SystemTime>) -> Result<()> {
+    fn set_execution_state(&self, execution: &str, state: &str, finished: Option<SystemTime>) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         tx.execute(
@@ -256,8 +253,7 @@ impl State {
         Ok(())
     }
 
-    /// Records an approval; false when the step was already approved.
-    pub fn approve(&self, execution: &str, step: &str, by: &str) -> Result<bool> {
+    fn approve(&self, execution: &str, step: &str, by: &str) -> Result<bool> {
         self.execution(execution)?;
         let conn = self.conn();
         let n = conn.execute(
@@ -273,7 +269,7 @@ impl State {
         Ok(n > 0)
     }
 
-    pub fn approved_by(&self, execution: &str, step: &str) -> Result<Option<String>> {
+    fn approved_by(&self, execution: &str, step: &str) -> Result<Option<String>> {
         Ok(self
             .conn()
             .query_row(
@@ -284,8 +280,7 @@ impl State {
             .optional()?)
     }
 
-    /// Asks a running execution to stop; the engine notices and winds down.
-    pub fn request_abort(&self, execution: &str) -> Result<String> {
+    fn request_abort(&self, execution: &str) -> Result<String> {
         let row = self.execution(execution)?;
         if exec_state::is_final(&row.state) {
             return Ok(row.state);
@@ -294,7 +289,7 @@ impl State {
         Ok(exec_state::ABORTING.to_string())
     }
 
-    pub fn events(&self, execution: &str) -> Result<Vec<Event>> {
+    fn events(&self, execution: &str) -> Result<Vec<Event>> {
         let conn = self.conn();
         let mut stmt = conn
             .prepare("SELECT at_ms, step, kind, detail FROM execution_events WHERE execution_id = ?1 ORDER BY seq")?;
@@ -311,8 +306,7 @@ impl State {
         Ok(rows)
     }
 
-    /// Records where a datastore's primary is after a failover.
-    pub fn set_placement(&self, datastore: &str, primary_zone: &str) -> Result<()> {
+    fn set_placement(&self, datastore: &str, primary_zone: &str) -> Result<()> {
         self.conn().execute(
             "INSERT OR REPLACE INTO placements (datastore, primary_zone, updated_ms) VALUES (?1, ?2, ?3)",
             params![datastore, primary_zone, millis(SystemTime::now())],
@@ -320,8 +314,7 @@ impl State {
         Ok(())
     }
 
-    /// Every recorded placement: (datastore, primary zone).
-    pub fn placements(&self) -> Result<Vec<(String, String)>> {
+    fn placements(&self) -> Result<Vec<(String, String)>> {
         let conn = self.conn();
         let mut stmt = conn.prepare("SELECT datastore, primary_zone FROM placements ORDER BY datastore")?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<std::result::Result<Vec<_>, _>>()?;
@@ -347,7 +340,7 @@ mod tests {
 
     #[test]
     fn an_entity_is_locked_until_its_execution_ends() {
-        let s = State::in_memory().unwrap();
+        let s = Sqlite::in_memory().unwrap();
         let steps = vec![("db/failover".to_string(), "db".to_string(), "postgres.promote".to_string())];
         s.create_execution(&exec("e1"), &steps, &["db".into()]).unwrap();
         let err = s.create_execution(&exec("e2"), &steps, &["db".into()]).unwrap_err();
@@ -359,7 +352,7 @@ mod tests {
     #[test]
     fn an_unknown_stored_step_state_is_an_error_not_pending() {
         // Read as `pending`, a step whose effect may have happened would run again.
-        let s = State::in_memory().unwrap();
+        let s = Sqlite::in_memory().unwrap();
         let steps = vec![("db/failover".to_string(), "db".to_string(), "postgres.promote".to_string())];
         s.create_execution(&exec("e1"), &steps, &["db".into()]).unwrap();
         s.conn().execute("UPDATE execution_steps SET state = 'half_done' WHERE execution_id = 'e1'", []).unwrap();
@@ -369,7 +362,7 @@ mod tests {
 
     #[test]
     fn transitions_are_kept_with_their_history() {
-        let s = State::in_memory().unwrap();
+        let s = Sqlite::in_memory().unwrap();
         let steps = vec![("a/x".to_string(), "a".to_string(), "wait".to_string())];
         s.create_execution(&exec("e1"), &steps, &["a".into()]).unwrap();
         let now = SystemTime::now();

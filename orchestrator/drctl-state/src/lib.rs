@@ -1,18 +1,14 @@
 //! drctl's durable state.
 //!
-//! See [`journal`] for the failover execution journal.
+//! [`Store`] (in [`store`]) says what drctl remembers: the execution
+//! journal ([`journal`]), what the controller keeps ([`controller`]), RPO
+//! samples and replication bookkeeping. Callers hold an `Arc<State>`
+//! (`State` is `dyn Store`) and never see the backend.
 //!
-//! Everything drctl must remember between runs goes through [`State`]: RPO
-//! samples (so compliance over time can be reported), replication runs and
-//! multipart-upload checkpoints (so a crashed copy resumes instead of
-//! restarting). The default is an embedded SQLite file, `.drctl/state.db`,
-//! because a DR tool must work on the worst day without a database of its
-//! own to fail over first. The API is plain methods over plain types so a
-//! PostgreSQL backend (for a highly available controller) can implement it
-//! later; the URL scheme picks the backend.
-//!
-//! Schema changes are numbered migrations applied in order inside one
-//! transaction each; the applied version is kept in `schema_version`.
+//! [`Sqlite`] is the embedded default, `.drctl/state.db`, because a DR tool
+//! must work on the worst day without a database of its own to fail over
+//! first. Schema changes are numbered migrations applied in order inside
+//! one transaction each; the applied version is kept in `schema_version`.
 
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
@@ -245,8 +241,12 @@ pub struct MultipartCheckpoint {
 
 pub mod controller;
 pub mod journal;
+pub mod store;
 
-pub struct State {
+pub use store::{Controller, Journal, Samples, State, Store};
+
+/// The embedded SQLite backend of [`Store`].
+pub struct Sqlite {
     conn: Mutex<Connection>,
     location: String,
 }
@@ -255,10 +255,10 @@ pub(crate) fn millis(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
-impl State {
+impl Sqlite {
     /// Opens (creating when absent) the state at `url`: `sqlite://PATH`,
     /// relative to the current folder unless absolute (`sqlite:///abs/path`).
-    pub fn open(url: &str) -> Result<State> {
+    pub fn open(url: &str) -> Result<Sqlite> {
         let path = url.strip_prefix("sqlite://").ok_or_else(|| Error::UnsupportedUrl(url.to_string()))?;
         if path.is_empty() {
             return Err(Error::UnsupportedUrl(url.to_string()));
@@ -273,11 +273,11 @@ impl State {
     }
 
     /// A private in-memory state (tests, dry runs).
-    pub fn in_memory() -> Result<State> {
+    pub fn in_memory() -> Result<Sqlite> {
         Self::init(Connection::open_in_memory()?, ":memory:".into())
     }
 
-    fn init(mut conn: Connection, location: String) -> Result<State> {
+    fn init(mut conn: Connection, location: String) -> Result<Sqlite> {
         conn.busy_timeout(Duration::from_secs(10))?;
         // WAL: readers never block the writer; NORMAL sync is durable across
         // a process crash, which is the failure the journal must survive.
@@ -295,12 +295,7 @@ impl State {
             tx.execute("INSERT INTO schema_version (version) VALUES (?1)", params![i as i64 + 1])?;
             tx.commit()?;
         }
-        Ok(State { conn: Mutex::new(conn), location })
-    }
-
-    /// Where the state lives, for messages.
-    pub fn location(&self) -> &str {
-        &self.location
+        Ok(Sqlite { conn: Mutex::new(conn), location })
     }
 
     pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -308,12 +303,18 @@ impl State {
         // (statements are atomic), so a poisoned lock is still usable.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
 
-    pub fn schema_version(&self) -> Result<i64> {
+impl Samples for Sqlite {
+    fn location(&self) -> &str {
+        &self.location
+    }
+
+    fn schema_version(&self) -> Result<i64> {
         Ok(self.conn().query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))?)
     }
 
-    pub fn record_rpo_samples(&self, samples: &[RpoSample]) -> Result<()> {
+    fn record_rpo_samples(&self, samples: &[RpoSample]) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         {
@@ -328,8 +329,7 @@ impl State {
         Ok(())
     }
 
-    /// Samples of one datastore since `since`, oldest first.
-    pub fn rpo_samples(&self, datastore: &str, since: SystemTime) -> Result<Vec<RpoSample>> {
+    fn rpo_samples(&self, datastore: &str, since: SystemTime) -> Result<Vec<RpoSample>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
             "SELECT at_ms, rpo_s, target_s, error FROM rpo_samples WHERE datastore = ?1 AND at_ms >= ?2 ORDER BY at_ms",
@@ -346,8 +346,7 @@ impl State {
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
-    /// Starts a replication run; returns its id.
-    pub fn begin_replication_run(&self, datastore: &str, at: SystemTime) -> Result<i64> {
+    fn begin_replication_run(&self, datastore: &str, at: SystemTime) -> Result<i64> {
         let conn = self.conn();
         conn.execute(
             "INSERT INTO replication_runs (datastore, started_ms) VALUES (?1, ?2)",
@@ -356,13 +355,7 @@ impl State {
         Ok(conn.last_insert_rowid())
     }
 
-    pub fn finish_replication_run(
-        &self,
-        id: i64,
-        at: SystemTime,
-        totals: RunTotals,
-        error: Option<&str>,
-    ) -> Result<()> {
+    fn finish_replication_run(&self, id: i64, at: SystemTime, totals: RunTotals, error: Option<&str>) -> Result<()> {
         self.conn().execute(
             "UPDATE replication_runs SET finished_ms = ?2, copied = ?3, bytes = ?4, skipped = ?5, failed = ?6, error = ?7 WHERE id = ?1",
             params![id, millis(at), totals.copied as i64, totals.bytes as i64, totals.skipped as i64, totals.failed as i64, error],
@@ -370,8 +363,7 @@ impl State {
         Ok(())
     }
 
-    /// The last finished run of a datastore: (finished at, totals, error).
-    pub fn last_replication_run(&self, datastore: &str) -> Result<Option<(SystemTime, RunTotals, Option<String>)>> {
+    fn last_replication_run(&self, datastore: &str) -> Result<Option<(SystemTime, RunTotals, Option<String>)>> {
         Ok(self
             .conn()
             .query_row(
@@ -394,7 +386,7 @@ impl State {
             .optional()?)
     }
 
-    pub fn multipart_checkpoint(&self, datastore: &str, zone: &str, key: &str) -> Result<Option<MultipartCheckpoint>> {
+    fn multipart_checkpoint(&self, datastore: &str, zone: &str, key: &str) -> Result<Option<MultipartCheckpoint>> {
         let conn = self.conn();
         let head = conn
             .query_row(
@@ -413,7 +405,7 @@ impl State {
         Ok(Some(MultipartCheckpoint { upload_id, source_etag, part_size: part_size as u64, parts }))
     }
 
-    pub fn start_multipart(&self, datastore: &str, zone: &str, key: &str, cp: &MultipartCheckpoint) -> Result<()> {
+    fn start_multipart(&self, datastore: &str, zone: &str, key: &str, cp: &MultipartCheckpoint) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         tx.execute(
@@ -429,7 +421,7 @@ impl State {
         Ok(())
     }
 
-    pub fn record_part(&self, datastore: &str, zone: &str, key: &str, part: i32, etag: &str) -> Result<()> {
+    fn record_part(&self, datastore: &str, zone: &str, key: &str, part: i32, etag: &str) -> Result<()> {
         self.conn().execute(
             "INSERT OR REPLACE INTO multipart_parts (datastore, replica_zone, key, part_number, etag) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![datastore, zone, key, part, etag],
@@ -437,7 +429,7 @@ impl State {
         Ok(())
     }
 
-    pub fn clear_multipart(&self, datastore: &str, zone: &str, key: &str) -> Result<()> {
+    fn clear_multipart(&self, datastore: &str, zone: &str, key: &str) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         for table in ["multipart_parts", "multipart_checkpoints"] {
@@ -460,7 +452,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("drctl-state-{}", std::process::id()));
         let url = format!("sqlite://{}/nested/state.db", dir.display());
         {
-            let s = State::open(&url).unwrap();
+            let s = Sqlite::open(&url).unwrap();
             assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
             let t = UNIX_EPOCH + Duration::from_secs(1_000);
             s.record_rpo_samples(&[RpoSample {
@@ -472,7 +464,7 @@ mod tests {
             }])
             .unwrap();
         }
-        let s = State::open(&url).unwrap();
+        let s = Sqlite::open(&url).unwrap();
         assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
         let got = s.rpo_samples("db", UNIX_EPOCH).unwrap();
         assert_eq!(got.len(), 1);
@@ -484,20 +476,20 @@ mod tests {
     fn a_newer_schema_is_refused_rather_than_misread() {
         let dir = std::env::temp_dir().join(format!("drctl-state-new-{}", std::process::id()));
         let url = format!("sqlite://{}/state.db", dir.display());
-        State::open(&url).unwrap().conn().execute("INSERT INTO schema_version (version) VALUES (99)", []).unwrap();
-        assert!(matches!(State::open(&url), Err(Error::TooNew { found: 99, .. })));
+        Sqlite::open(&url).unwrap().conn().execute("INSERT INTO schema_version (version) VALUES (99)", []).unwrap();
+        assert!(matches!(Sqlite::open(&url), Err(Error::TooNew { found: 99, .. })));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn unsupported_urls_say_what_works() {
-        let err = State::open("postgres://h/db").err().unwrap();
+        let err = Sqlite::open("postgres://h/db").err().unwrap();
         assert!(err.to_string().contains("sqlite://"), "{err}");
     }
 
     #[test]
     fn multipart_checkpoints_survive_and_clear() {
-        let s = State::in_memory().unwrap();
+        let s = Sqlite::in_memory().unwrap();
         let cp =
             MultipartCheckpoint { upload_id: "u1".into(), source_etag: "e".into(), part_size: 8 << 20, parts: vec![] };
         s.start_multipart("a", "z2", "big.bin", &cp).unwrap();
@@ -511,7 +503,7 @@ mod tests {
 
     #[test]
     fn replication_runs_are_recorded() {
-        let s = State::in_memory().unwrap();
+        let s = Sqlite::in_memory().unwrap();
         let id = s.begin_replication_run("assets", UNIX_EPOCH).unwrap();
         assert!(s.last_replication_run("assets").unwrap().is_none(), "unfinished runs are not 'last'");
         let totals = RunTotals { copied: 3, bytes: 30, skipped: 1, failed: 0 };

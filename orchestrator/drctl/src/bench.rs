@@ -221,9 +221,8 @@ pub async fn engine(entities: usize, parallel: usize) -> Result<Outcome, Failure
     }
     let dir = std::env::temp_dir().join(format!("drctl-bench-engine-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let state = Arc::new(
-        drctl_state::State::open(&format!("sqlite://{}/state.db", dir.display())).map_err(anyhow::Error::from)?,
-    );
+    let state =
+        drctl_state::State::open(&format!("sqlite://{}/state.db", dir.display())).map_err(anyhow::Error::from)?;
     let decl = Declaration {
         zones: scope.zones.clone(),
         regions: vec![],
@@ -233,7 +232,7 @@ pub async fn engine(entities: usize, parallel: usize) -> Result<Outcome, Failure
         parallel: Some(parallel),
     };
     let prepared = failover::Prepared { plan, specs: specs.clone(), checks: vec![] };
-    failover::create(&state, "bench", &decl, &prepared).map_err(|e| anyhow::anyhow!("{e}"))?;
+    failover::create(&*state, "bench", &decl, &prepared).map_err(|e| anyhow::anyhow!("{e}"))?;
     let engine = drctl_engine::Engine::new(state.clone(), Arc::new(Noop), Some(parallel));
     let t = Instant::now();
     let ended = engine.run("bench", &specs).await.map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -20,7 +20,7 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             let wiring = ctx.wiring(&file.path);
             let state = open_state(&wiring.state_url)?;
             let clients = context::clients(&wiring);
-            runtime()?.block_on(crate::live::status(&clients, &topo, &state, output == Output::Json, watch, &style))
+            runtime()?.block_on(crate::live::status(&clients, &topo, &*state, output == Output::Json, watch, &style))
         }
         Command::Declare { file, scope, reason, yes, dry_run, force, parallel } => {
             let topo = load(&file.path, &style)?;
@@ -45,20 +45,20 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             let declarer = ctx.declarer(topo, &file.path)?;
             runtime()?.block_on(crate::execute::resume(declarer, &id, &style))
         }
-        Command::Approve { id, step, by } => crate::execute::approve(&ctx.flag_state()?, &id, &step, &by),
-        Command::Abort { id } => crate::execute::abort(&ctx.flag_state()?, &id),
-        Command::Executions { output } => crate::execute::list(&ctx.flag_state()?, output == Output::Json),
+        Command::Approve { id, step, by } => crate::execute::approve(&*ctx.flag_state()?, &id, &step, &by),
+        Command::Abort { id } => crate::execute::abort(&*ctx.flag_state()?, &id),
+        Command::Executions { output } => crate::execute::list(&*ctx.flag_state()?, output == Output::Json),
         Command::Show { id, output, path } => {
             let state = ctx.flag_state()?;
             let topo = drctl_core::load(&path).topology;
-            crate::execute::show(topo.as_ref(), &state, &id, output == Output::Json, &style)
+            crate::execute::show(topo.as_ref(), &*state, &id, output == Output::Json, &style)
         }
         Command::Replicate { file, once, names, output } => {
             let topo = load(&file.path, &style)?;
             let wiring = ctx.wiring(&file.path);
             let state = open_state(&wiring.state_url)?;
             let clients = context::clients(&wiring);
-            runtime()?.block_on(crate::live::replicate(&clients, &topo, &state, &names, once, output == Output::Json))
+            runtime()?.block_on(crate::live::replicate(&clients, &topo, &*state, &names, once, output == Output::Json))
         }
         Command::Validate { file, output } => validate(&file.path, output, &style),
         Command::Plan { file, scope, parallel, output } => {
@@ -142,12 +142,12 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
                 shutdown_deadline,
             })
         }
-        Command::Token(TokenArgs { file, cmd }) => crate::serve::token(&ctx.state(&file)?, cmd),
+        Command::Token(TokenArgs { file, cmd }) => crate::serve::token(&*ctx.state(&file)?, cmd),
         Command::Audit(AuditArgs { file, cmd }) => {
             let state = ctx.state(&file)?;
             match cmd {
-                AuditCommand::List { output } => crate::serve::audit_list(&state, output == Output::Json),
-                AuditCommand::Verify => crate::serve::audit_verify(&state),
+                AuditCommand::List { output } => crate::serve::audit_list(&*state, output == Output::Json),
+                AuditCommand::Verify => crate::serve::audit_verify(&*state),
             }
         }
         Command::StatusPage(StatusPageCommand::Export { dir, file, base_url }) => {
@@ -186,7 +186,7 @@ fn recorded_world(topo: &Topology, url: &str) -> Observations {
     }
     drctl_state::State::open(url)
         .ok()
-        .and_then(|s| drctl_control::failover::observations(topo, &s).ok())
+        .and_then(|s| drctl_control::failover::observations(topo, &*s).ok())
         .unwrap_or_default()
 }
 

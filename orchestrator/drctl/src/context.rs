@@ -69,19 +69,19 @@ impl Context {
     }
 
     /// The state store a topology's commands use.
-    pub fn state(&self, topology: &Path) -> Result<State, Failure> {
+    pub fn state(&self, topology: &Path) -> Result<Arc<State>, Failure> {
         open_state(&self.wiring(topology).state_url)
     }
 
     /// The state store named by the flags alone (commands without a topology).
-    pub fn flag_state(&self) -> Result<State, Failure> {
+    pub fn flag_state(&self) -> Result<Arc<State>, Failure> {
         open_state(&self.state_flag)
     }
 
     /// The declarer for a topology: its store and one shared set of clients.
     pub fn declarer(&self, topology: Topology, path: &Path) -> Result<Declarer, Failure> {
         let w = self.wiring(path);
-        Ok(Declarer::new(Arc::new(topology), Arc::new(open_state(&w.state_url)?), clients(&w)))
+        Ok(Declarer::new(Arc::new(topology), open_state(&w.state_url)?, clients(&w)))
     }
 }
 
@@ -116,7 +116,7 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| Failure::Runtime(e.into()))
 }
 
-pub fn open_state(url: &str) -> Result<State, Failure> {
+pub fn open_state(url: &str) -> Result<Arc<State>, Failure> {
     State::open(url).map_err(|e| match e {
         drctl_state::Error::UnsupportedUrl(_) => Failure::bad_input(e.to_string()),
         other => Failure::Runtime(anyhow::Error::new(other).context("opening the state store")),

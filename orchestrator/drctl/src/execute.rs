@@ -79,7 +79,7 @@ pub async fn resume(declarer: Declarer, id: &str, style: &Style) -> Result<Outco
     let row = declarer.state.execution(id).map_err(state_error)?;
     if exec_state::is_final(&row.state) {
         println!("{id} already {}", row.state);
-        return finish(Some(&declarer.topology), &declarer.state, id, style);
+        return finish(Some(&declarer.topology), &*declarer.state, id, style);
     }
     println!("{id}");
     run(&declarer, id, Some(Actor::cli()), style).await
@@ -117,7 +117,7 @@ async fn run(declarer: &Declarer, id: &str, resuming: Option<Actor>, style: &Sty
     };
     print_new();
     result.map_err(control_error)?;
-    finish(Some(&declarer.topology), &declarer.state, id, style)
+    finish(Some(&declarer.topology), &*declarer.state, id, style)
 }
 
 fn finish(topo: Option<&Topology>, state: &State, id: &str, style: &Style) -> Result<Outcome, Failure> {

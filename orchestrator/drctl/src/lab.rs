@@ -37,8 +37,7 @@ pub fn fresh_state(dir: &Path) -> Result<Arc<drctl_state::State>, Failure> {
     for f in ["state.db", "state.db-wal", "state.db-shm"] {
         let _ = std::fs::remove_file(dir.join(f));
     }
-    let state = drctl_state::State::open(&lab_state_url(dir)).map_err(|e| Failure::Runtime(e.into()))?;
-    Ok(Arc::new(state))
+    drctl_state::State::open(&lab_state_url(dir)).map_err(|e| Failure::Runtime(e.into()))
 }
 
 fn summary(lab: &Lab, dir: &Path) -> String {
@@ -242,7 +241,7 @@ pub fn drill(args: DrillArgs, ctx: &Context) -> Result<Outcome, Failure> {
             (Some(lab), path, state)
         } else {
             let state = drctl_state::State::open(&state_url).map_err(|e| Failure::Runtime(e.into()))?;
-            (None, file.clone(), Arc::new(state))
+            (None, file.clone(), state)
         };
         let loaded = drctl_core::load(&topo_path);
         let Some(topology) = loaded.topology else {
@@ -291,7 +290,7 @@ pub fn drill(args: DrillArgs, ctx: &Context) -> Result<Outcome, Failure> {
             let json = serde_json::to_string(r).unwrap_or_default();
             let _ = state_for_record.record_drill(&r.id, &r.experiment, started, r.objectives_met, &json);
             context::audit(
-                &state_for_record,
+                &*state_for_record,
                 "drill",
                 &r.id,
                 &serde_json::json!({"experiment": r.experiment, "objectives_met": r.objectives_met}),

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 pub struct ServeArgs {
     pub path: PathBuf,
     pub topo: Topology,
-    pub state: State,
+    pub state: Arc<State>,
     pub clients: Arc<drctl_control::live::Clients>,
     pub state_url: String,
     pub listen: std::net::SocketAddr,
@@ -43,7 +43,7 @@ pub fn serve(a: ServeArgs) -> Result<Outcome, Failure> {
     let opts = drctl_serve::Options {
         topology_path: a.path,
         topology: Arc::new(a.topo),
-        state: Arc::new(a.state),
+        state: a.state,
         clients: a.clients,
         state_url: a.state_url,
         listen: a.listen,
@@ -185,13 +185,12 @@ pub fn audit_verify(state: &State) -> Result<Outcome, Failure> {
 
 pub async fn export(
     topo: Topology,
-    state: State,
+    state: Arc<State>,
     clients: Arc<drctl_control::live::Clients>,
     dir: &Path,
     base_url: &str,
 ) -> Result<Outcome, Failure> {
-    let files =
-        drctl_serve::export(Arc::new(topo), Arc::new(state), clients, dir, base_url).await.map_err(serve_error)?;
+    let files = drctl_serve::export(Arc::new(topo), state, clients, dir, base_url).await.map_err(serve_error)?;
     for f in &files {
         println!("{}", f.display());
     }

@@ -1,0 +1,205 @@
+//! The state store as a trait: what drctl must remember, not how.
+//!
+//! Everything durable goes through [`Store`]: the execution journal and its
+//! entity locks, approvals, placements, RPO samples, replication
+//! bookkeeping, tokens, the audit log, incidents, maintenance and drills.
+//! Callers hold an `Arc<State>` (`State` is `dyn Store`) and never know
+//! the backend; the URL picks it ([`open`](State::open)). The embedded
+//! SQLite file ([`Sqlite`](crate::Sqlite)) is the default because a DR tool
+//! must work on the worst day without a database of its own to fail over
+//! first; a consensus store (etcd) for highly available controllers
+//! implements the same trait.
+//!
+//! Contract every backend keeps: a method's writes are atomic; reads see
+//! every write that returned before them; stored states parse strictly (an
+//! unknown value is an error, never a default that could run a step twice).
+
+use crate::controller::{AuditEntry, DrillRow, Incident, Maintenance, Role, Token, UptimeDay, Verified};
+use crate::journal::{Event, ExecutionRow, StepRow, Transition};
+use crate::{MultipartCheckpoint, Result, RpoSample, RunTotals};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// The execution journal: executions, their steps and events, entity
+/// locks, approvals, abort requests, and where each primary is now.
+pub trait Journal: Send + Sync {
+    /// Records a new execution and its steps, and locks its entities.
+    fn create_execution(
+        &self,
+        row: &ExecutionRow,
+        steps: &[(String, String, String)],
+        entities: &[String],
+    ) -> Result<()>;
+
+    fn execution(&self, id: &str) -> Result<ExecutionRow>;
+
+    /// Every execution, newest first.
+    fn executions(&self) -> Result<Vec<ExecutionRow>>;
+
+    fn steps(&self, execution: &str) -> Result<Vec<StepRow>>;
+
+    /// Writes a step's new state and its event in one transaction.
+    fn transition(&self, execution: &str, idx: usize, step: &str, t: &Transition) -> Result<()>;
+
+    /// Sets an execution's state; a final state releases its entity locks.
+    fn set_execution_state(&self, execution: &str, state: &str, finished: Option<SystemTime>) -> Result<()>;
+
+    /// Records an approval; false when the step was already approved.
+    fn approve(&self, execution: &str, step: &str, by: &str) -> Result<bool>;
+
+    fn approved_by(&self, execution: &str, step: &str) -> Result<Option<String>>;
+
+    /// Asks a running execution to stop; the engine notices and winds down.
+    fn request_abort(&self, execution: &str) -> Result<String>;
+
+    fn events(&self, execution: &str) -> Result<Vec<Event>>;
+
+    /// Records where a datastore's primary is after a failover.
+    fn set_placement(&self, datastore: &str, primary_zone: &str) -> Result<()>;
+
+    /// Every recorded placement: (datastore, primary zone).
+    fn placements(&self) -> Result<Vec<(String, String)>>;
+}
+
+/// What the controller keeps: tokens, the audit log, incidents,
+/// maintenance, uptime counters, drill results, and the counters behind
+/// its metrics.
+pub trait Controller: Send + Sync {
+    /// Stores a token (its hash only) and returns the secret, shown once.
+    fn create_token(&self, name: &str, role: Role) -> Result<String>;
+
+    fn tokens(&self) -> Result<Vec<Token>>;
+
+    /// The live token a secret is, compared in constant time against
+    /// every stored hash (no early exit on the first differing byte).
+    fn authenticate(&self, secret: &str) -> Result<Option<Token>>;
+
+    /// Revokes by name or id; returns the token revoked.
+    fn revoke_token(&self, name_or_id: &str) -> Result<Token>;
+
+    /// Appends an entry, chained to the previous one.
+    fn audit(
+        &self,
+        actor: &str,
+        source: &str,
+        action: &str,
+        target: &str,
+        request: &serde_json::Value,
+    ) -> Result<AuditEntry>;
+
+    fn audit_entries(&self) -> Result<Vec<AuditEntry>>;
+
+    /// Recomputes the chain; the first entry that does not match is named.
+    fn verify_audit(&self) -> Result<Verified>;
+
+    fn create_incident(
+        &self,
+        title: &str,
+        status: &str,
+        body: &str,
+        services: &[String],
+        execution: Option<&str>,
+    ) -> Result<i64>;
+
+    fn update_incident(&self, id: i64, status: &str, body: &str) -> Result<()>;
+
+    /// Incidents, newest first, each with its updates (newest first).
+    fn incidents(&self) -> Result<Vec<Incident>>;
+
+    /// The open incident tied to an execution, if any.
+    fn incident_of_execution(&self, execution: &str) -> Result<Option<i64>>;
+
+    fn create_maintenance(
+        &self,
+        title: &str,
+        body: &str,
+        services: &[String],
+        starts: SystemTime,
+        ends: SystemTime,
+    ) -> Result<i64>;
+
+    fn maintenance(&self) -> Result<Vec<Maintenance>>;
+
+    /// Counts one health check of each service in its UTC day.
+    fn record_health(&self, at: SystemTime, checks: &[(String, bool)]) -> Result<()>;
+
+    /// Per-day counters of a service from `since_day` on (days with no check are absent).
+    fn uptime(&self, service: &str, since_day: i64) -> Result<Vec<UptimeDay>>;
+
+    /// Replication totals per datastore since the state began.
+    fn replication_totals(&self) -> Result<Vec<(String, crate::RunTotals)>>;
+
+    /// (action, total seconds, count) of finished steps.
+    fn step_durations(&self) -> Result<Vec<(String, f64, u64)>>;
+
+    /// Executions per state.
+    fn execution_counts(&self) -> Result<Vec<(String, u64)>>;
+
+    fn begin_drill(&self, id: &str, experiment: &str) -> Result<()>;
+
+    /// Records a drill that ran elsewhere (the CLI), whole.
+    fn record_drill(
+        &self,
+        id: &str,
+        experiment: &str,
+        started: SystemTime,
+        objectives_met: bool,
+        report: &str,
+    ) -> Result<()>;
+
+    /// Drills, newest first.
+    fn drills(&self) -> Result<Vec<DrillRow>>;
+
+    fn finish_drill(&self, id: &str, objectives_met: Option<bool>, report: Option<&str>) -> Result<()>;
+}
+
+/// Measurements and replication bookkeeping: RPO samples, replication
+/// runs and multipart-copy checkpoints.
+pub trait Samples: Send + Sync {
+    /// Where the state lives, for messages.
+    fn location(&self) -> &str;
+
+    fn schema_version(&self) -> Result<i64>;
+
+    fn record_rpo_samples(&self, samples: &[RpoSample]) -> Result<()>;
+
+    /// Samples of one datastore since `since`, oldest first.
+    fn rpo_samples(&self, datastore: &str, since: SystemTime) -> Result<Vec<RpoSample>>;
+
+    /// Starts a replication run; returns its id.
+    fn begin_replication_run(&self, datastore: &str, at: SystemTime) -> Result<i64>;
+
+    fn finish_replication_run(&self, id: i64, at: SystemTime, totals: RunTotals, error: Option<&str>) -> Result<()>;
+
+    /// The last finished run of a datastore: (finished at, totals, error).
+    fn last_replication_run(&self, datastore: &str) -> Result<Option<(SystemTime, RunTotals, Option<String>)>>;
+
+    fn multipart_checkpoint(&self, datastore: &str, zone: &str, key: &str) -> Result<Option<MultipartCheckpoint>>;
+
+    fn start_multipart(&self, datastore: &str, zone: &str, key: &str, cp: &MultipartCheckpoint) -> Result<()>;
+
+    fn record_part(&self, datastore: &str, zone: &str, key: &str, part: i32, etag: &str) -> Result<()>;
+
+    fn clear_multipart(&self, datastore: &str, zone: &str, key: &str) -> Result<()>;
+}
+
+/// Everything a state backend stores; see the module documentation.
+pub trait Store: Journal + Controller + Samples {}
+
+impl<T: Journal + Controller + Samples> Store for T {}
+
+/// The state store, whatever its backend.
+pub type State = dyn Store;
+
+impl dyn Store {
+    /// Opens (creating when absent) the store at `url`: `sqlite://PATH`,
+    /// relative to the current folder unless absolute (`sqlite:///abs/path`).
+    pub fn open(url: &str) -> Result<Arc<State>> {
+        Ok(Arc::new(crate::Sqlite::open(url)?))
+    }
+
+    /// A private in-memory store (tests, dry runs).
+    pub fn in_memory() -> Result<Arc<State>> {
+        Ok(Arc::new(crate::Sqlite::in_memory()?))
+    }
+}
