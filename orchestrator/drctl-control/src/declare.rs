@@ -137,6 +137,7 @@ impl Declarer {
             let mut request = p.request(dry_run);
             request["refused"] = json!(p.refusals());
             audit(&*self.state, who, "declare.refused", &format!("execution {}", p.id), &request)?;
+            tracing::warn!(execution = %p.id, actor = %who.name, source = %who.source, refusals = ?p.refusals(), dry_run, "declaration refused by the preflight");
             if !dry_run {
                 failover::create(&*self.state, &p.id, &p.decl, &p.prepared)?;
                 self.state.set_execution_state(&p.id, exec_state::REFUSED, Some(SystemTime::now()))?;
@@ -152,6 +153,7 @@ impl Declarer {
         }
         audit(&*self.state, who, "declare", &format!("execution {}", p.id), &p.request(false))?;
         failover::create(&*self.state, &p.id, &p.decl, &p.prepared)?;
+        tracing::info!(execution = %p.id, actor = %who.name, source = %who.source, zones = ?p.decl.zones, targets = ?p.decl.targets, steps = p.prepared.specs.len(), "declared");
         let incident = match incident {
             IncidentPolicy::None => None,
             IncidentPolicy::Open => Some(self.open_incident(p)?),
@@ -183,7 +185,10 @@ impl Declarer {
     /// Executes (or resumes) a recorded execution to its end, then says on
     /// its incident how it ended.
     pub async fn run(&self, id: &str) -> Result<Ended, Error> {
-        let result = failover::execute(self.topology.clone(), self.state.clone(), self.clients.clone(), id).await;
+        use tracing::Instrument;
+        let result = failover::execute(self.topology.clone(), self.state.clone(), self.clients.clone(), id)
+            .instrument(tracing::info_span!("execution", execution = %id))
+            .await;
         let (status, body) = match &result {
             Ok(Ended::Succeeded) => {
                 let took = self

@@ -4,27 +4,12 @@
 use chrono::{DateTime, Utc};
 use drctl_core::topology::Schedule;
 use std::future::Future;
-use std::pin::Pin;
 use std::str::FromStr;
 
-/// Where the scheduler gets the time and how it waits.
-pub trait Clock: Send + Sync {
-    fn now(&self) -> DateTime<Utc>;
-    fn sleep_until(&self, at: DateTime<Utc>) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
-}
+pub use drctl_runtime::{Clock, SystemClock};
 
-/// The real clock.
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
-
-    fn sleep_until(&self, at: DateTime<Utc>) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-        let wait = (at - Utc::now()).to_std().unwrap_or_default();
-        Box::pin(tokio::time::sleep(wait))
-    }
+fn utc(clock: &dyn Clock) -> DateTime<Utc> {
+    DateTime::<Utc>::from(clock.now())
 }
 
 /// Runs each job on its schedule until `shutdown` completes: first at
@@ -40,7 +25,7 @@ pub async fn run_schedule<F, Fut>(
     F: FnMut(usize) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let start = clock.now();
+    let start = utc(clock);
     let mut next: Vec<(usize, Schedule, DateTime<Utc>)> = jobs.iter().map(|(id, s)| (*id, s.clone(), start)).collect();
     tokio::pin!(shutdown);
     while !next.is_empty() {
@@ -49,10 +34,10 @@ pub async fn run_schedule<F, Fut>(
         tokio::select! {
             biased;
             _ = &mut shutdown => return,
-            _ = clock.sleep_until(when) => {}
+            _ = clock.sleep_until(when.into()) => {}
         }
         run(next[0].0).await;
-        match next_run(&next[0].1, clock.now()) {
+        match next_run(&next[0].1, utc(clock)) {
             Some(t) => next[0].2 = t,
             None => {
                 next.remove(0);
@@ -80,42 +65,19 @@ mod tests {
     /// (job, when it ran)
     type RunLog = Vec<(usize, DateTime<Utc>)>;
 
-    /// Virtual time: sleeping jumps straight to the wake-up time.
-    struct ManualClock(Mutex<DateTime<Utc>>);
-
-    impl ManualClock {
-        fn advance(&self, d: chrono::Duration) {
-            *self.0.lock().unwrap() += d;
-        }
-    }
-
-    impl Clock for ManualClock {
-        fn now(&self) -> DateTime<Utc> {
-            *self.0.lock().unwrap()
-        }
-        fn sleep_until(&self, at: DateTime<Utc>) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-            let mut now = self.0.lock().unwrap();
-            if at > *now {
-                *now = at;
-            }
-            Box::pin(std::future::ready(()))
-        }
-    }
-
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn jobs_run_at_once_then_on_their_schedules_without_overlapping() {
         let t0 = Utc.with_ymd_and_hms(2026, 11, 25, 21, 3, 30).unwrap();
-        let clock = ManualClock(Mutex::new(t0));
+        let clock = drctl_runtime::MockClock::starting_at(t0.into());
         let runs: Arc<Mutex<RunLog>> = Arc::default();
         let stop = tokio::sync::Notify::new();
         let jobs = [(7, Schedule::Every(Duration::from_secs(10))), (9, Schedule::Cron("0 */5 * * * *".into()))];
         run_schedule(&clock, &jobs, stop.notified(), |id| {
-            runs.lock().unwrap().push((id, clock.now()));
-            clock.advance(chrono::Duration::seconds(2)); // each pass takes 2 s
+            runs.lock().unwrap().push((id, utc(&clock)));
             if runs.lock().unwrap().len() == 6 {
                 stop.notify_one();
             }
-            std::future::ready(())
+            tokio::time::sleep(Duration::from_secs(2)) // each pass takes 2 s
         })
         .await;
         let s = |secs: i64| t0 + chrono::Duration::seconds(secs);

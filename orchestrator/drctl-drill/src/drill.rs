@@ -56,7 +56,7 @@ pub struct Options {
     pub parallel: Option<usize>,
     pub steady_timeout: Duration,
     /// Becomes true when the operator interrupts (Ctrl-C): heal and report.
-    pub cancel: tokio::sync::watch::Receiver<bool>,
+    pub cancel: drctl_runtime::CancellationToken,
     /// Hears one line per event as it happens.
     pub say: Box<dyn Fn(&str) + Send + Sync>,
 }
@@ -447,13 +447,13 @@ pub async fn run(opts: Options) -> Result<Report, Error> {
     let mut scope: Option<serde_json::Value> = None;
     let mut stopped_early: Option<String> = None;
     let mut last_stop_check = Instant::now();
-    let mut cancel = opts.cancel.clone();
+    let cancel = opts.cancel.clone();
     let mut undetermined_logged = false;
     let http = clients.http().clone();
 
     let outcome: Result<(), Error> = async {
         loop {
-            if *cancel.borrow_and_update() {
+            if cancel.is_cancelled() {
                 stopped_early = Some("interrupted by the operator".into());
                 say("interrupted: healing and reporting");
                 break;
@@ -666,7 +666,7 @@ pub async fn run(opts: Options) -> Result<Report, Error> {
             }
             tokio::select! {
                 _ = tokio::time::sleep(PROBE_INTERVAL) => {}
-                _ = cancel.changed() => {}
+                _ = cancel.cancelled() => {}
             }
         }
         Ok(())
@@ -772,7 +772,7 @@ pub async fn run(opts: Options) -> Result<Report, Error> {
     // Services still down once the faults are gone: watch them recover
     // (their RTO then includes the time the fault lasted, as users felt it).
     let watch_until = Instant::now() + RECOVERY_WATCH;
-    while probes.iter().any(|p| !p.healthy_now) && Instant::now() < watch_until && !*cancel.borrow() {
+    while probes.iter().any(|p| !p.healthy_now) && Instant::now() < watch_until && !cancel.is_cancelled() {
         let results =
             futures::future::join_all(probes.iter().map(|p| drctl_providers::http::check(&http, &p.url, p.timeout)))
                 .await;

@@ -16,6 +16,7 @@
 //! `approval` steps wait for `drctl approve`; an abort request stops new
 //! steps, lets running ones finish and skips the rest.
 
+use drctl_runtime::{Clock, SystemClock};
 use drctl_state::journal::{exec_state, StepState, Transition};
 use drctl_state::State;
 use futures::future::BoxFuture;
@@ -24,6 +25,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 /// One step as the engine runs it.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,8 +77,8 @@ pub const APPROVAL: &str = "approval";
 pub enum Error {
     #[error(transparent)]
     State(#[from] drctl_state::Error),
-    /// Test hook: the controller "died" after a number of journal writes.
-    #[error("simulated crash")]
+    /// A fail point stopped the engine dead (builds with `failpoints` only).
+    #[error("simulated crash (fail point)")]
     Crashed,
 }
 
@@ -96,7 +98,12 @@ pub struct Engine {
     pub parallel: Option<usize>,
     /// How often approvals and abort requests are looked for.
     pub poll: Duration,
-    /// Test hook: stop dead after this many journal writes.
+    /// Where time comes from: journal timestamps, polls, retry backoff.
+    pub clock: Arc<dyn Clock>,
+    /// Fail point: stop dead after this many journal writes, as a killed
+    /// controller would. Compiled in only with the `failpoints` feature
+    /// (the crash-model tests); never part of a release build's API.
+    #[cfg(feature = "failpoints")]
     pub crash_after_writes: Option<usize>,
     writes: Arc<AtomicUsize>,
 }
@@ -108,23 +115,41 @@ impl Engine {
             actions,
             parallel,
             poll: Duration::from_millis(200),
+            clock: Arc::new(SystemClock),
+            #[cfg(feature = "failpoints")]
             crash_after_writes: None,
             writes: Arc::default(),
         }
+    }
+
+    /// The same engine on another clock (tests control time with it).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Engine {
+        self.clock = clock;
+        self
     }
 
     /// Writes a transition, then "dies" if the crash hook says so.
     fn write(&self, execution: &str, idx: usize, step: &str, t: &Transition) -> Result<(), Error> {
         self.state.transition(execution, idx, step, t)?;
         let n = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
-        if self.crash_after_writes.is_some_and(|k| n >= k) {
+        if self.crash_point(n) {
             return Err(Error::Crashed);
         }
         Ok(())
     }
 
+    #[cfg(feature = "failpoints")]
+    fn crash_point(&self, writes: usize) -> bool {
+        self.crash_after_writes.is_some_and(|k| writes >= k)
+    }
+
+    #[cfg(not(feature = "failpoints"))]
+    fn crash_point(&self, _writes: usize) -> bool {
+        false
+    }
+
     fn crashed(&self) -> bool {
-        self.crash_after_writes.is_some_and(|k| self.writes.load(Ordering::SeqCst) >= k)
+        self.crash_point(self.writes.load(Ordering::SeqCst))
     }
 
     /// Runs (or resumes) an execution until it ends.
@@ -163,8 +188,9 @@ impl Engine {
                 };
                 if let Some(why) = why {
                     states[i] = StepState::Skipped;
-                    let now = SystemTime::now();
+                    let now = self.clock.now();
                     let t = Transition {
+                        at: self.clock.now(),
                         state: StepState::Skipped,
                         attempts: attempts[i],
                         started_at: None,
@@ -190,10 +216,14 @@ impl Engine {
                 let spec = specs[i].clone();
                 let execution = execution.to_string();
                 let done = attempts[i];
-                running.spawn(async move {
-                    let (result, attempts) = engine.run_step(&execution, i, &spec, done).await;
-                    (i, result, attempts)
-                });
+                let span = tracing::info_span!("step", execution = %execution, step = %spec.id, entity = %spec.entity);
+                running.spawn(
+                    async move {
+                        let (result, attempts) = engine.run_step(&execution, i, &spec, done).await;
+                        (i, result, attempts)
+                    }
+                    .instrument(span),
+                );
             }
             if running.is_empty() {
                 break;
@@ -206,7 +236,7 @@ impl Engine {
                     attempts[i] = n;
                     states[i] = result?;
                 }
-                _ = tokio::time::sleep(self.poll) => {}
+                _ = self.clock.sleep(self.poll) => {}
             }
         }
         let ended = if states.contains(&StepState::Failed) {
@@ -221,7 +251,8 @@ impl Engine {
             Ended::Failed => exec_state::FAILED,
             Ended::Aborted => exec_state::ABORTED,
         };
-        self.state.set_execution_state(execution, final_state, Some(SystemTime::now()))?;
+        self.state.set_execution_state(execution, final_state, Some(self.clock.now()))?;
+        tracing::info!(execution, state = final_state, "execution ended");
         Ok(ended)
     }
 
@@ -233,12 +264,13 @@ impl Engine {
         spec: &StepSpec,
         mut attempts: u32,
     ) -> (Result<StepState, Error>, u32) {
-        let started = SystemTime::now();
+        let started = self.clock.now();
         let max = spec.attempts.max(1);
         let mut delay = spec.backoff;
         loop {
             attempts += 1;
             let running = Transition {
+                at: self.clock.now(),
                 state: StepState::Running,
                 attempts,
                 started_at: Some(started),
@@ -249,6 +281,7 @@ impl Engine {
             if let Err(e) = self.write(execution, idx, &spec.id, &running) {
                 return (Err(e), attempts);
             }
+            tracing::info!(execution, step = %spec.id, entity = %spec.entity, action = %spec.action, attempt = attempts, "step started");
             let outcome = if spec.action == APPROVAL {
                 self.await_approval(execution, idx, spec, attempts, started).await
             } else {
@@ -267,10 +300,11 @@ impl Engine {
             if spec.action == APPROVAL && outcome.is_err() && self.aborting(execution) {
                 // Not a failure: the commander stopped the run.
                 let t = Transition {
+                    at: self.clock.now(),
                     state: StepState::Skipped,
                     attempts,
                     started_at: Some(started),
-                    finished_at: Some(SystemTime::now()),
+                    finished_at: Some(self.clock.now()),
                     error: None,
                     note: Some("the execution was aborted while waiting for approval"),
                 };
@@ -278,22 +312,26 @@ impl Engine {
             }
             match outcome {
                 Ok(note) => {
+                    tracing::info!(execution, step = %spec.id, entity = %spec.entity, attempt = attempts, note = note.as_deref().unwrap_or(""), "step succeeded");
                     let t = Transition {
+                        at: self.clock.now(),
                         state: StepState::Succeeded,
                         attempts,
                         started_at: Some(started),
-                        finished_at: Some(SystemTime::now()),
+                        finished_at: Some(self.clock.now()),
                         error: None,
                         note: note.as_deref(),
                     };
                     return (self.write(execution, idx, &spec.id, &t).map(|()| StepState::Succeeded), attempts);
                 }
                 Err(ActionError::Transient(why)) if attempts < max => {
+                    tracing::warn!(execution, step = %spec.id, entity = %spec.entity, attempt = attempts, error = %why, "step failed; will retry");
                     let _ = self.state.transition(
                         execution,
                         idx,
                         &spec.id,
                         &Transition {
+                            at: self.clock.now(),
                             state: StepState::Running,
                             attempts,
                             started_at: Some(started),
@@ -302,16 +340,18 @@ impl Engine {
                             note: Some("will retry"),
                         },
                     );
-                    tokio::time::sleep(jitter(delay, idx as u64 + attempts as u64)).await;
+                    self.clock.sleep(jitter(delay, idx as u64 + attempts as u64)).await;
                     delay = delay.saturating_mul(2);
                 }
                 Err(e) => {
                     let why = e.to_string();
+                    tracing::error!(execution, step = %spec.id, entity = %spec.entity, attempt = attempts, error = %why, "step failed");
                     let t = Transition {
+                        at: self.clock.now(),
                         state: StepState::Failed,
                         attempts,
                         started_at: Some(started),
-                        finished_at: Some(SystemTime::now()),
+                        finished_at: Some(self.clock.now()),
                         error: Some(&why),
                         note: None,
                     };
@@ -335,6 +375,7 @@ impl Engine {
     ) -> Result<Note, ActionError> {
         let prompt = spec.with.get("prompt").and_then(|p| p.as_str()).unwrap_or("approve to continue");
         let waiting = Transition {
+            at: self.clock.now(),
             state: StepState::WaitingApproval,
             attempts,
             started_at: Some(started),
@@ -355,7 +396,7 @@ impl Engine {
             if self.crashed() {
                 return Err(ActionError::Fatal("crashed".into()));
             }
-            tokio::time::sleep(self.poll).await;
+            self.clock.sleep(self.poll).await;
         }
     }
 }

@@ -190,3 +190,40 @@ fn transient_failures_are_retried_within_the_attempts() {
     assert_eq!(rows[1].error.as_deref(), Some("throttled"));
     assert_eq!(ended, Ended::Failed);
 }
+
+/// Backoff doubles after each failure, within ±25% jitter, and the journal's
+/// timestamps say so: checked on a controlled clock, so minutes of backoff
+/// take no real time.
+#[tokio::test(start_paused = true)]
+async fn retries_back_off_on_the_engines_clock() {
+    let mut specs = dag(&[1, 2, 3], 1);
+    specs[0].attempts = 4;
+    specs[0].backoff = Duration::from_secs(60);
+    specs[0].timeout = None;
+    let state = State::in_memory().unwrap();
+    declare(&*state, &specs);
+    let w = world(&specs);
+    w.flaky.lock().unwrap().insert(specs[0].id.clone(), 3);
+    let base = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let clock = Arc::new(drctl_runtime::MockClock::starting_at(base));
+    let real = std::time::Instant::now();
+    let engine = Engine::new(state.clone(), Arc::new(w), None).with_clock(clock);
+    assert_eq!(engine.run("x1", &specs).await.unwrap(), Ended::Succeeded);
+    assert!(real.elapsed() < Duration::from_secs(5), "virtual backoff took {:?} of real time", real.elapsed());
+    let retries: Vec<Duration> = state
+        .events("x1")
+        .unwrap()
+        .iter()
+        .filter(|e| e.kind == "running")
+        .map(|e| e.at.duration_since(base).unwrap())
+        .collect();
+    assert_eq!(retries.len(), 4 + 3, "each attempt starts, each failure is noted: {retries:?}");
+    let row = &state.steps("x1").unwrap()[0];
+    assert_eq!((row.state, row.attempts), (StepState::Succeeded, 4));
+    let waited = row.finished_at.unwrap().duration_since(base).unwrap();
+    // 60 s + 120 s + 240 s of backoff, each ±25%.
+    assert!(
+        waited >= Duration::from_secs(315) && waited <= Duration::from_secs(525),
+        "the backoff doubled: {waited:?}"
+    );
+}

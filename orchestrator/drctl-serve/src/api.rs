@@ -15,6 +15,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use drctl_control::declare::{self, Actor, IncidentPolicy, Recorded};
 use drctl_control::failover::{self, Declaration};
+use drctl_runtime::{CancellationToken, OnFailure};
 use drctl_state::controller::Role;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::Deserialize;
@@ -22,7 +23,6 @@ use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use tokio::sync::watch;
 
 /// The client's address, attached to each connection's requests.
 #[derive(Clone, Copy)]
@@ -301,14 +301,17 @@ async fn create_maintenance(
 /// on its incident.
 pub(crate) fn spawn_execution(s: &Arc<Shared>, id: String) {
     let s2 = s.clone();
-    s.supervisor.spawn(format!("execution {id}"), async move {
-        let result = s2.declarer().run(&id).await;
-        let said = match &result {
-            Ok(ended) => format!("ended {ended:?}"),
-            Err(e) => format!("stopped: {e}"),
-        };
-        (s2.opts.say)(&format!("execution {id}: {said}"));
-        s2.refresh().await;
+    s.tasks.spawn(format!("execution {id}"), OnFailure::Log, move |_token| {
+        let (s2, id) = (s2.clone(), id.clone());
+        async move {
+            let result = s2.declarer().run(&id).await;
+            let said = match &result {
+                Ok(ended) => format!("ended {ended:?}"),
+                Err(e) => format!("stopped: {e}"),
+            };
+            (s2.opts.say)(&format!("execution {id}: {said}"));
+            s2.refresh().await;
+        }
     });
 }
 
@@ -465,13 +468,13 @@ pub(crate) fn start_drill(s: &Arc<Shared>, experiment: drctl_core::chaos::Experi
     let s2 = s.clone();
     let drill_id = id.clone();
     let actor = actor.to_string();
-    s.supervisor.spawn(format!("drill {id}"), async move {
+    s.tasks.spawn(format!("drill {id}"), OnFailure::Log, move |token| {
+        let (s2, experiment, drill_id, actor) = (s2.clone(), experiment.clone(), drill_id.clone(), actor.clone());
+        async move {
         let dir = s2.opts.topology_path.parent().unwrap_or(std::path::Path::new(".")).to_path_buf();
         let lab = drctl_lab_api::Manifest::read(&dir)
             .filter(|m| m.alive())
             .map(|m| drctl_lab_api::LabClient::new(&m.control));
-        let (_tx, cancel) = watch::channel(false);
-        let mut stop = s2.shutdown.clone();
         let say = s2.opts.say.clone();
         let name = experiment.name.clone();
         let opts = drctl_drill::drill::Options {
@@ -482,18 +485,11 @@ pub(crate) fn start_drill(s: &Arc<Shared>, experiment: drctl_core::chaos::Experi
             lab,
             parallel: None,
             steady_timeout: Duration::from_secs(20),
-            cancel,
+            // Shutdown cancels the drill, which heals and reports.
+            cancel: token,
             say: Box::new(move |l| say(&format!("drill {name}: {l}"))),
         };
-        // Shutdown interrupts the drill, which heals and reports.
-        let (tx2, rx2) = watch::channel(false);
-        let opts = drctl_drill::drill::Options { cancel: rx2, ..opts };
-        let watcher = tokio::spawn(async move {
-            let _ = stop.wait_for(|v| *v).await;
-            let _ = tx2.send(true);
-        });
         let result = drctl_drill::drill::run(opts).await;
-        watcher.abort();
         match result {
             Ok(report) => {
                 let json = serde_json::to_string(&report).unwrap_or_default();
@@ -528,6 +524,7 @@ pub(crate) fn start_drill(s: &Arc<Shared>, experiment: drctl_core::chaos::Experi
             }
         }
         s2.refresh().await;
+        }
     });
     id
 }
@@ -543,7 +540,7 @@ async fn drill(
     let exp = drctl_core::chaos::load(&path).map_err(|d| {
         problem(StatusCode::UNPROCESSABLE_ENTITY, d.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("\n"))
     })?;
-    if s.supervisor.running().iter().any(|n| n.starts_with("drill ")) {
+    if s.tasks.running().iter().any(|n| n.starts_with("drill ")) {
         return Err(problem(StatusCode::CONFLICT, "a drill is already running"));
     }
     let id = start_drill(&s, exp, &who.name);
@@ -552,7 +549,7 @@ async fn drill(
 }
 
 /// Runs the topology's drills at their cron times.
-pub(crate) async fn drill_scheduler(s: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+pub(crate) async fn drill_scheduler(s: Arc<Shared>, stop: CancellationToken) {
     let base = s.opts.topology_path.parent().unwrap_or(std::path::Path::new(".")).to_path_buf();
     loop {
         let now = chrono::Utc::now();
@@ -570,9 +567,9 @@ pub(crate) async fn drill_scheduler(s: Arc<Shared>, mut stop: watch::Receiver<bo
         let wait = (at - now).to_std().unwrap_or_default();
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = stop.wait_for(|v| *v) => return,
+            _ = stop.cancelled() => return,
         }
-        if s.supervisor.running().iter().any(|n| n.starts_with("drill ")) {
+        if s.tasks.running().iter().any(|n| n.starts_with("drill ")) {
             (s.opts.say)(&format!("scheduled drill {}: skipped, a drill is still running", experiment.display()));
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
@@ -653,15 +650,24 @@ pub(crate) async fn serve(
     s: Arc<Shared>,
     listener: tokio::net::TcpListener,
     tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     let app = router(s.clone());
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
-        let (sock, remote) = tokio::select! {
-            r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
-            _ = stop.wait_for(|v| *v) => break,
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = stop.cancelled() => break,
+        };
+        let (sock, remote) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // Out of file descriptors, say: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed; pausing");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
         };
         let _ = sock.set_nodelay(true);
         let is_tls = acceptor.is_some();

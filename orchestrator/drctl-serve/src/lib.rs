@@ -25,13 +25,13 @@ use bytes::Bytes;
 use drctl_control::live::Clients;
 use drctl_core::status::StatusReport;
 use drctl_core::topology::Topology;
+use drctl_runtime::{CancellationToken, OnFailure, TaskCenter};
 use drctl_state::State;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
-use tokio::sync::watch;
 
 /// Errors that stop the controller from starting.
 #[derive(Debug, thiserror::Error)]
@@ -123,82 +123,10 @@ pub(crate) struct Shared {
     pub rendered: RwLock<Arc<Rendered>>,
     pub latest: RwLock<Option<StatusReport>>,
     pub samples: std::sync::atomic::AtomicU64,
-    pub supervisor: Supervisor,
-    pub shutdown: watch::Receiver<bool>,
+    /// Owns every background task: executions, drills, sampler, replication, schedulers.
+    pub tasks: TaskCenter,
     /// Serialises re-rendering (the sampler and API handlers both ask).
     pub render_lock: tokio::sync::Mutex<()>,
-}
-
-/// Owns every background task by name.
-#[derive(Default)]
-pub struct Supervisor {
-    tasks: Mutex<Vec<(String, tokio::task::JoinHandle<()>)>>,
-}
-
-impl Supervisor {
-    /// Runs a one-off task (an execution, a drill) under a name.
-    pub fn spawn(&self, name: String, f: impl std::future::Future<Output = ()> + Send + 'static) {
-        let h = tokio::spawn(f);
-        let mut t = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
-        t.retain(|(_, h)| !h.is_finished());
-        t.push((name, h));
-    }
-
-    /// Runs a loop, restarting it a second after it panics, until shutdown.
-    pub fn spawn_loop<F, Fut>(
-        &self,
-        name: &str,
-        shutdown: watch::Receiver<bool>,
-        say: Arc<dyn Fn(&str) + Send + Sync>,
-        make: F,
-    ) where
-        F: Fn() -> Fut + Send + Sync + 'static,
-        Fut: std::future::Future<Output = ()> + Send + 'static,
-    {
-        let label = name.to_string();
-        self.spawn(name.to_string(), async move {
-            loop {
-                let r = tokio::spawn(make()).await;
-                if *shutdown.borrow() {
-                    return;
-                }
-                match r {
-                    Err(e) if e.is_panic() => say(&format!("task {label} panicked; restarting in 1s")),
-                    _ => return,
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        });
-    }
-
-    /// Waits for every task up to `deadline`; returns the names still running.
-    pub async fn wait(&self, deadline: Duration) -> Vec<String> {
-        let until = tokio::time::Instant::now() + deadline;
-        loop {
-            let running: Vec<String> = self
-                .tasks
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
-                .filter(|(_, h)| !h.is_finished())
-                .map(|(n, _)| n.clone())
-                .collect();
-            if running.is_empty() || tokio::time::Instant::now() >= until {
-                return running;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    pub fn running(&self) -> Vec<String> {
-        self.tasks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .filter(|(_, h)| !h.is_finished())
-            .map(|(n, _)| n.clone())
-            .collect()
-    }
 }
 
 impl Shared {
@@ -300,7 +228,6 @@ pub async fn export(
     dir: &std::path::Path,
     base_url: &str,
 ) -> Result<Vec<PathBuf>, Error> {
-    let (_tx, rx) = watch::channel(false);
     let shared = Shared {
         opts: Options {
             topology_path: PathBuf::new(),
@@ -321,8 +248,7 @@ pub async fn export(
         rendered: Default::default(),
         latest: RwLock::new(None),
         samples: Default::default(),
-        supervisor: Supervisor::default(),
-        shutdown: rx,
+        tasks: TaskCenter::new(),
         render_lock: Default::default(),
     };
     shared.sample(&shared.opts.clients).await;
@@ -362,7 +288,6 @@ pub async fn run(opts: Options, stop: impl std::future::Future<Output = ()>) -> 
     let bound = listener.local_addr().map_err(|e| Error::Listen { addr: opts.listen, why: e.to_string() })?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let base_url = opts.base_url.clone().unwrap_or_else(|| format!("{scheme}://{bound}"));
-    let (stop_tx, stop_rx) = watch::channel(false);
     let say = opts.say.clone();
     let shared = Arc::new(Shared {
         opts,
@@ -370,8 +295,7 @@ pub async fn run(opts: Options, stop: impl std::future::Future<Output = ()>) -> 
         rendered: Default::default(),
         latest: RwLock::new(None),
         samples: Default::default(),
-        supervisor: Supervisor::default(),
-        shutdown: stop_rx.clone(),
+        tasks: TaskCenter::new(),
         render_lock: Default::default(),
     });
     shared.refresh().await;
@@ -386,22 +310,21 @@ pub async fn run(opts: Options, stop: impl std::future::Future<Output = ()>) -> 
     }
 
     // The sampler.
-    {
+    shared.tasks.spawn("sampler", OnFailure::Restart(Duration::from_secs(1)), {
         let s = shared.clone();
-        let rx = stop_rx.clone();
-        shared.supervisor.spawn_loop("sampler", stop_rx.clone(), say.clone(), move || {
-            let (s, mut rx) = (s.clone(), rx.clone());
+        move |stop| {
+            let s = s.clone();
             async move {
                 loop {
                     s.sample(&s.opts.clients).await;
                     tokio::select! {
                         _ = tokio::time::sleep(s.opts.sample_every) => {}
-                        _ = rx.wait_for(|v| *v) => return,
+                        _ = stop.cancelled() => return,
                     }
                 }
             }
-        });
-    }
+        }
+    });
     // Replication on its schedules.
     let ids = drctl_control::replicate::selected(&shared.opts.topology, &[]).unwrap_or_default();
     let lab_dir = shared.opts.topology_path.parent().unwrap_or(std::path::Path::new("."));
@@ -410,10 +333,8 @@ pub async fn run(opts: Options, stop: impl std::future::Future<Output = ()>) -> 
         say("the lab replicates its own datastores; this controller does not copy them twice");
     } else if !ids.is_empty() {
         let s = shared.clone();
-        let rx = stop_rx.clone();
-        shared.supervisor.spawn_loop("replication", stop_rx.clone(), say.clone(), move || {
-            let (s, mut rx) = (s.clone(), rx.clone());
-            let ids = ids.clone();
+        shared.tasks.spawn("replication", OnFailure::Restart(Duration::from_secs(1)), move |stop| {
+            let (s, ids) = (s.clone(), ids.clone());
             async move {
                 let say = s.opts.say.clone();
                 let report = move |name: &str, r: &Result<drctl_aws::s3::Summary, drctl_control::Error>| {
@@ -427,9 +348,7 @@ pub async fn run(opts: Options, stop: impl std::future::Future<Output = ()>) -> 
                     &*s.opts.state,
                     &ids,
                     &drctl_control::schedule::SystemClock,
-                    async move {
-                        let _ = rx.wait_for(|v| *v).await;
-                    },
+                    stop.cancelled_owned(),
                     &report,
                 )
                 .await;
@@ -439,23 +358,20 @@ pub async fn run(opts: Options, stop: impl std::future::Future<Output = ()>) -> 
     // Cron-scheduled drills.
     if !shared.opts.topology.drills.is_empty() {
         let s = shared.clone();
-        let rx = stop_rx.clone();
-        shared.supervisor.spawn_loop("drill-scheduler", stop_rx.clone(), say.clone(), move || {
-            api::drill_scheduler(s.clone(), rx.clone())
+        shared.tasks.spawn("drill-scheduler", OnFailure::Restart(Duration::from_secs(1)), move |stop| {
+            api::drill_scheduler(s.clone(), stop)
         });
     }
 
-    let server = {
-        let s = shared.clone();
-        let rx = stop_rx.clone();
-        tokio::spawn(api::serve(s, listener, tls, rx))
-    };
+    // The server stops accepting first, so that nothing new starts while
+    // the background tasks wind down.
+    let server_stop = CancellationToken::new();
+    let server = tokio::spawn(api::serve(shared.clone(), listener, tls, server_stop.clone()));
     stop.await;
     say("shutting down: no new requests; waiting for background tasks");
-    let _ = stop_tx.send(true);
+    server_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
-    let left = shared.supervisor.wait(shared.opts.shutdown_deadline).await;
-    Ok(left)
+    Ok(shared.tasks.shutdown(shared.opts.shutdown_deadline).await)
 }
 
 /// The operator API, described (served at `/api/v1/openapi.json`).

@@ -123,6 +123,8 @@ fn exec_row(r: &rusqlite::Row) -> rusqlite::Result<ExecutionRow> {
 /// One step transition, written with its event.
 #[derive(Debug, Clone)]
 pub struct Transition<'a> {
+    /// When it happened, on the caller's clock (the event's timestamp).
+    pub at: SystemTime,
     pub state: StepState,
     pub attempts: u32,
     pub started_at: Option<SystemTime>,
@@ -229,7 +231,7 @@ impl Journal for Sqlite {
         let detail = t.error.or(t.note);
         tx.execute(
             "INSERT INTO execution_events (execution_id, at_ms, step, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![execution, millis(SystemTime::now()), step, t.state.as_str(), detail],
+            params![execution, millis(t.at), step, t.state.as_str(), detail],
         )?;
         tx.commit()?;
         Ok(())
@@ -247,7 +249,7 @@ impl Journal for Sqlite {
         }
         tx.execute(
             "INSERT INTO execution_events (execution_id, at_ms, kind) VALUES (?1, ?2, ?3)",
-            params![execution, millis(SystemTime::now()), state],
+            params![execution, millis(finished.unwrap_or_else(SystemTime::now)), state],
         )?;
         tx.commit()?;
         Ok(())
@@ -371,6 +373,7 @@ mod tests {
             0,
             "a/x",
             &Transition {
+                at: SystemTime::now(),
                 state: StepState::Running,
                 attempts: 1,
                 started_at: Some(now),
@@ -385,6 +388,7 @@ mod tests {
             0,
             "a/x",
             &Transition {
+                at: SystemTime::now(),
                 state: StepState::Succeeded,
                 attempts: 1,
                 started_at: Some(now),

@@ -242,6 +242,7 @@ pub async fn engine(entities: usize, parallel: usize) -> Result<Outcome, Failure
     let t = Instant::now();
     for i in 0..n {
         let tr = drctl_state::journal::Transition {
+            at: std::time::SystemTime::now(),
             state: drctl_state::journal::StepState::Succeeded,
             attempts: 1,
             started_at: None,
@@ -284,7 +285,7 @@ pub async fn drill(experiment: &Path, runs: usize, base_port: u16) -> Result<Out
                 .map_err(|e| Failure::Runtime(anyhow::anyhow!("{e}")))?;
         let loaded = drctl_core::load(&lab.manifest.topology);
         let topology = loaded.topology.ok_or_else(|| anyhow::anyhow!("the lab topology did not load"))?;
-        let (_tx, cancel) = tokio::sync::watch::channel(false);
+        let cancel = drctl_runtime::CancellationToken::new();
         let report = drctl_drill::drill::run(drctl_drill::drill::Options {
             topology: std::sync::Arc::new(topology),
             experiment: exp.clone(),

@@ -171,6 +171,19 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
         Command::Bench(BenchCommand::Engine { entities, parallel }) => {
             runtime()?.block_on(bench::engine(entities, parallel))
         }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let shell = match shell {
+                Shell::Bash => clap_complete::Shell::Bash,
+                Shell::Zsh => clap_complete::Shell::Zsh,
+                Shell::Fish => clap_complete::Shell::Fish,
+            };
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "drctl", &mut script);
+            // A closed pipe (`| head`) is not a failure worth a panic.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
+            Ok(Outcome::Done)
+        }
         Command::Bench(BenchCommand::Status { datastores, runs }) => {
             runtime()?.block_on(bench::status(datastores, runs.max(1)))
         }

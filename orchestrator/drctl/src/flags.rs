@@ -8,11 +8,29 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(name = "drctl", version, about = "Disaster-recovery and replication orchestrator", long_about = None)]
 pub struct Cli {
-    /// Where drctl keeps its state (SPEC §6).
+    /// Where drctl keeps its state: sqlite://PATH (the embedded default).
     #[arg(long, global = true, env = "DRCTL_STATE", default_value = drctl_state::DEFAULT_URL, value_name = "URL")]
     pub state: String,
+    /// How log events are written to stderr (filter them with RUST_LOG, e.g. `RUST_LOG=drctl=info`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One readable line per event.
+    Text,
+    /// One JSON object per event (for a log pipeline).
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Debug, Subcommand)]
@@ -21,6 +39,7 @@ pub enum Command {
     Validate {
         #[command(flatten)]
         file: FileArg,
+        /// Text for people, JSON for scripts.
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
@@ -33,6 +52,7 @@ pub enum Command {
         /// At most this many steps at once (default: no cap).
         #[arg(long, value_name = "N")]
         parallel: Option<usize>,
+        /// Text for people, JSON for scripts.
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
@@ -42,6 +62,7 @@ pub enum Command {
         file: FileArg,
         #[command(flatten)]
         scope: ScopeArgs,
+        /// Graphviz DOT (`| dot -Tsvg`) or Mermaid (renders in GitHub and most wikis).
         #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
         format: GraphFormat,
     },
@@ -49,6 +70,7 @@ pub enum Command {
     Status {
         #[command(flatten)]
         file: FileArg,
+        /// Text for people, JSON for scripts.
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
         /// Measure again every 2 seconds until interrupted.
@@ -65,6 +87,7 @@ pub enum Command {
         /// Only these datastores (default: every `by: drctl` one).
         #[arg(value_name = "NAME")]
         names: Vec<String>,
+        /// Text for people, JSON for scripts.
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
@@ -86,6 +109,7 @@ pub enum Command {
         /// Promote replicas even beyond their max_lag.
         #[arg(long)]
         force: bool,
+        /// At most this many steps at once (default: no cap).
         #[arg(long, value_name = "N")]
         parallel: Option<usize>,
     },
@@ -93,26 +117,35 @@ pub enum Command {
     Resume {
         #[command(flatten)]
         file: FileArg,
+        /// The execution id (the first line `drctl declare` printed; see `drctl executions`).
         id: String,
     },
     /// Approve a step waiting for approval.
     Approve {
+        /// The execution id (the first line `drctl declare` printed; see `drctl executions`).
         id: String,
+        /// The step id, e.g. `payments/approve` (see `drctl show ID`).
         step: String,
         /// Who approves (default: $USER).
         #[arg(long, env = "USER", default_value = "operator")]
         by: String,
     },
     /// Ask a running execution to stop: running steps finish, the rest is skipped.
-    Abort { id: String },
+    Abort {
+        /// The execution id (see `drctl executions`).
+        id: String,
+    },
     /// List executions, newest first.
     Executions {
+        /// Text for people, JSON for scripts.
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
     /// Show an execution: its steps and the measured RTO.
     Show {
+        /// The execution id (the first line `drctl declare` printed; see `drctl executions`).
         id: String,
+        /// Text for people, JSON for scripts.
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
         /// The topology, for RTO targets.
@@ -125,6 +158,7 @@ pub enum Command {
     Serve {
         #[command(flatten)]
         file: FileArg,
+        /// The address to serve the status page and the API on.
         #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
         listen: std::net::SocketAddr,
         /// TLS certificate chain (PEM); with --tls-key, serve HTTPS.
@@ -178,19 +212,28 @@ pub enum Command {
         /// List what each fault would hit; inject nothing.
         #[arg(long)]
         dry_run: bool,
+        /// At most this many steps at once (default: no cap).
         #[arg(long, value_name = "N")]
         parallel: Option<usize>,
+        /// Text for people, JSON for scripts.
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
     /// Measure drctl's own speed.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Print shell completions (e.g. `drctl completions bash > /etc/bash_completion.d/drctl`).
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: Shell,
+    },
 }
 
 /// The topology only decides the state store: a lab's topology means the lab's.
 #[derive(Debug, Args)]
 pub struct TokenArgs {
+    /// The topology file; a lab's topology means the lab's state store.
     #[arg(short = 'f', long = "file", global = true, default_value = "drctl.yaml", value_name = "FILE")]
     pub file: PathBuf,
     #[command(subcommand)]
@@ -199,6 +242,7 @@ pub struct TokenArgs {
 
 #[derive(Debug, Args)]
 pub struct AuditArgs {
+    /// The topology file; a lab's topology means the lab's state store.
     #[arg(short = 'f', long = "file", global = true, default_value = "drctl.yaml", value_name = "FILE")]
     pub file: PathBuf,
     #[command(subcommand)]
@@ -209,6 +253,7 @@ pub struct AuditArgs {
 pub enum TokenCommand {
     /// Create a token and print it once (only its hash is kept).
     Create {
+        /// The token's name (shown in the audit log), or its id to revoke.
         #[arg(long)]
         name: String,
         /// viewer < operator < commander < admin; each includes the ones before.
@@ -217,17 +262,22 @@ pub enum TokenCommand {
     },
     /// List tokens (never the secrets).
     List {
+        /// Text for people, JSON for scripts.
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
     /// Revoke a token by name or id.
-    Revoke { name: String },
+    Revoke {
+        /// The token's name or id (see `drctl token list`).
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Show the audit log, oldest first.
     List {
+        /// Text for people, JSON for scripts.
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
@@ -239,6 +289,7 @@ pub enum AuditCommand {
 pub enum StatusPageCommand {
     /// Measure now and write the page, its JSON and its feed into DIR (static hosting).
     Export {
+        /// The folder to write the page into (created if needed).
         dir: PathBuf,
         #[command(flatten)]
         file: FileArg,
@@ -256,6 +307,7 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 pub enum LabCommand {
     /// Start the lab and keep it running until Ctrl-C or `drctl lab down`.
     Up {
+        /// Where the lab keeps its data, its lab.json and its drctl.yaml.
         #[arg(long, default_value = ".drctl/lab", value_name = "DIR")]
         dir: PathBuf,
         /// The first of the ports the lab uses (it needs about 100 above it).
@@ -267,13 +319,16 @@ pub enum LabCommand {
     },
     /// Stop a running lab (harmless when none runs).
     Down {
+        /// Where the lab keeps its data, its lab.json and its drctl.yaml.
         #[arg(long, default_value = ".drctl/lab", value_name = "DIR")]
         dir: PathBuf,
     },
     /// What runs in the lab, which faults are in force, and the workload's progress.
     Status {
+        /// Where the lab keeps its data, its lab.json and its drctl.yaml.
         #[arg(long, default_value = ".drctl/lab", value_name = "DIR")]
         dir: PathBuf,
+        /// Text for people, JSON for scripts.
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
@@ -295,8 +350,10 @@ pub enum BenchCommand {
     },
     /// One `status` pass over many S3 datastores served by an in-process endpoint.
     Status {
+        /// How many S3 datastores to measure.
         #[arg(long, default_value_t = 1000)]
         datastores: usize,
+        /// Runs; the median is reported.
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
@@ -305,15 +362,19 @@ pub enum BenchCommand {
         /// Entities of the synthetic topology (about 3/4 of them fail over).
         #[arg(long, default_value_t = 1334)]
         entities: usize,
+        /// At most this many steps at once.
         #[arg(long, default_value_t = 8)]
         parallel: usize,
     },
     /// The lab zone-outage drill several times: detection, RTO, lost writes (needs PostgreSQL).
     Drill {
+        /// The experiment file (chaos/*.yaml).
         #[arg(long, default_value = "chaos/lab-zone-outage.yaml", value_name = "FILE")]
         experiment: PathBuf,
+        /// Runs; the median is reported.
         #[arg(long, default_value_t = 5)]
         runs: usize,
+        /// The lab's first port (it needs about 100 above it).
         #[arg(long, default_value_t = 26000)]
         base_port: u16,
     },
@@ -322,6 +383,7 @@ pub enum BenchCommand {
         /// Generated topologies per parallelism cap.
         #[arg(long, default_value_t = 50)]
         topologies: usize,
+        /// Entities per generated topology.
         #[arg(long, default_value_t = 300)]
         entities: usize,
     },
@@ -363,4 +425,35 @@ pub enum Output {
 pub enum GraphFormat {
     Dot,
     Mermaid,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every flag and argument explains itself in `--help`.
+    #[test]
+    fn every_flag_has_help_text() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() {
+                    missing.push(format!("{path} {} (the command)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "drctl", &mut missing);
+        assert!(missing.is_empty(), "without help text:\n{}", missing.join("\n"));
+    }
 }

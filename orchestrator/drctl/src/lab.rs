@@ -220,12 +220,9 @@ pub fn drill(args: DrillArgs, ctx: &Context) -> Result<Outcome, Failure> {
     let state_url = wiring.state_url.clone();
     let clients = context::clients(&wiring);
     context::runtime()?.block_on(async move {
-        let (cancel_tx, cancel) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                let _ = cancel_tx.send(true);
-            }
-        });
+        // Ctrl-C cancels the drill, which heals and reports. The watcher
+        // lives in this task's select below, never beyond the drill.
+        let cancel = drctl_runtime::CancellationToken::new();
         let (lab, topo_path, state) = if args.lab {
             if args.file.is_some() {
                 eprintln!("note: --lab drills the lab's own topology; -f is ignored");
@@ -264,7 +261,7 @@ pub fn drill(args: DrillArgs, ctx: &Context) -> Result<Outcome, Failure> {
             lab: client,
             parallel: args.parallel,
             steady_timeout: Duration::from_secs(20),
-            cancel,
+            cancel: cancel.clone(),
             say: Box::new(|line| eprintln!("{line}")),
         };
         if args.dry_run {
@@ -285,7 +282,17 @@ pub fn drill(args: DrillArgs, ctx: &Context) -> Result<Outcome, Failure> {
         eprintln!("drill {}: {}", opts.experiment.name, opts.experiment.description.as_deref().unwrap_or(""));
         let state_for_record = opts.state.clone();
         let started = std::time::SystemTime::now();
-        let result = drctl_drill::drill::run(opts).await;
+        let on_ctrl_c = cancel.clone();
+        let result = tokio::select! {
+            r = drctl_drill::drill::run(opts) => r,
+            // The first Ctrl-C asks the drill to stop; it goes on healing and reporting.
+            _ = async {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    on_ctrl_c.cancel();
+                }
+                std::future::pending::<()>().await
+            } => unreachable!("waits forever after Ctrl-C"),
+        };
         if let Ok(r) = &result {
             let json = serde_json::to_string(r).unwrap_or_default();
             let _ = state_for_record.record_drill(&r.id, &r.experiment, started, r.objectives_met, &json);

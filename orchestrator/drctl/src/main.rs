@@ -47,6 +47,7 @@ pub enum Outcome {
 
 fn main() -> ExitCode {
     let args = flags::Cli::parse();
+    logging(args.log_format);
     match commands::run(args) {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::ObjectiveMissed) => ExitCode::from(3),
@@ -62,4 +63,17 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// One subscriber for every crate's events, on stderr. Quiet by default
+/// (warnings and errors): the commands' own progress lines are the human
+/// interface; `RUST_LOG=drctl=info` follows a failover step by step.
+fn logging(format: flags::LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        flags::LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init(),
+        flags::LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+    };
 }

@@ -185,3 +185,25 @@ fn usage_errors_exit_2() {
     assert_eq!(code(&drctl(&["plan", "--output", "yaml", "--zone", "a"])), 2);
     assert_eq!(code(&drctl(&["--help"])), 0);
 }
+
+#[test]
+fn completions_cover_the_commands_and_their_flags_in_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        let o = drctl(&["completions", shell]);
+        assert_eq!(code(&o), 0, "{shell}");
+        let script = text(&o.stdout);
+        for word in ["declare", "zone", "reason", "drill", "lab", "approve"] {
+            assert!(script.contains(word), "{shell} completion lacks {word}");
+        }
+    }
+    assert_eq!(code(&drctl(&["completions", "powershell"])), 2, "an unknown shell is bad input");
+}
+
+#[test]
+fn help_texts_stand_on_their_own() {
+    // No reference to a document the user does not have.
+    let o = drctl(&["--help"]);
+    assert!(!text(&o.stdout).contains("SPEC"), "{}", text(&o.stdout));
+    let o = drctl(&["declare", "--help"]);
+    assert!(text(&o.stdout).contains("--parallel <N>") && text(&o.stdout).contains("At most this many steps at once"));
+}

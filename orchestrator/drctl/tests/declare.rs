@@ -69,9 +69,25 @@ fn declare_fails_over_a_real_postgres_pair_and_measures_the_rto() {
     pg.psql(pg.primary_port, "CREATE TABLE t (id int); INSERT INTO t VALUES (1)");
     std::thread::sleep(Duration::from_millis(500));
 
-    let (code, out, err) = dir.run(&["declare", "--zone", "az1", "--reason", "az1 lost power", "--yes"]);
+    // With structured logs on, an SRE can follow the failover in the log.
+    let o = dir
+        .cmd(&["declare", "--zone", "az1", "--reason", "az1 lost power", "--yes", "--log-format", "json"])
+        .env("RUST_LOG", "drctl=info")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let (code, out, err) =
+        (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     assert_eq!(code, 0, "{out}\n{err}");
     let id = out.lines().next().unwrap().trim().to_string();
+    let events: Vec<Value> = err.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let started = events
+        .iter()
+        .find(|e| e["message"] == "step started" && e["step"] == "orders-db/failover")
+        .unwrap_or_else(|| panic!("a `step started` event: {err}"));
+    assert_eq!((started["execution"].as_str(), started["attempt"].as_u64()), (Some(id.as_str()), Some(1)), "{started}");
+    assert!(events.iter().any(|e| e["message"] == "declared" && e["execution"] == id.as_str()), "{err}");
+    assert!(events.iter().any(|e| e["message"] == "execution ended" && e["state"] == "succeeded"), "{err}");
     assert!(id.len() > 10 && !id.contains(' '), "the first line is the id: {id}");
     assert_eq!(pg.psql(pg.standby_port, "SELECT pg_is_in_recovery()"), "f", "the standby was promoted");
     assert_eq!(pg.psql(pg.primary_port, "SHOW default_transaction_read_only"), "on", "the old primary was fenced");
