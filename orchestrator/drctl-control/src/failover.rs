@@ -9,6 +9,7 @@
 
 use crate::live::Clients;
 use crate::Error;
+use drctl_core::action::Action;
 use drctl_core::plan::{plan_with, DetailedPlan, Observations, Placement, Scope};
 use drctl_core::runbook::RunbookStep;
 use drctl_core::schedule::Policy;
@@ -67,25 +68,6 @@ impl Prepared {
         self.checks.iter().any(|c| !c.ok)
     }
 }
-
-/// Actions this build performs; a plan needing another is refused up front.
-pub const IMPLEMENTED: &[&str] = &[
-    "postgres.fence",
-    "postgres.promote",
-    "rds.promote_read_replica",
-    "rds.failover_db_cluster",
-    "s3.promote_replica",
-    "route53.upsert",
-    "route53.failover",
-    "dns.failover",
-    "service.failover",
-    "http.health",
-    "http.request",
-    "exec",
-    "wait",
-    "approval",
-    "notify",
-];
 
 /// Where primaries are now, from the state store (after earlier failovers).
 pub fn observations(topo: &Topology, state: &State) -> Result<Observations, Error> {
@@ -192,14 +174,15 @@ pub async fn prepare(
     let specs = steps(topo, &plan, incident);
     let mut checks = Vec::new();
     for s in &specs {
-        if !IMPLEMENTED.contains(&s.action.as_str()) {
+        let action = Action::parse(&s.action);
+        if action.is_none() {
             checks.push(Check {
                 subject: s.id.clone(),
                 ok: false,
-                detail: format!("action `{}` is not implemented in this build yet; nothing was changed", s.action),
+                detail: format!("action `{}` is unknown to this drctl; nothing was changed", s.action),
             });
         }
-        if s.action == "service.failover" || s.action == "dns.failover" {
+        if matches!(action, Some(Action::ServiceFailover | Action::DnsFailover)) {
             let name = s.with.get("service").and_then(|v| v.as_str()).unwrap_or(&s.entity);
             if let Some(EntitySpec::Service(svc)) = topo.entity_id(name).map(|i| &topo.entity(i).spec) {
                 if let Some(route) = svc.route.as_ref().filter(|r| r.kind == RouteKind::LabDns) {
@@ -207,7 +190,7 @@ pub async fn prepare(
                 }
             }
         }
-        if s.action == "postgres.promote" {
+        if action == Some(Action::PostgresPromote) {
             let name = s.with.get("datastore").and_then(|v| v.as_str()).unwrap_or(&s.entity);
             let Some((members, max_lag)) = pg_members(topo, name) else { continue };
             let Some(to) = s.to_zone.as_deref() else { continue };
@@ -305,10 +288,17 @@ async fn aws_preflight(
     specs: &[StepSpec],
     checks: &mut Vec<Check>,
 ) {
-    let needs_aws = specs
-        .iter()
-        .any(|s| s.action.starts_with("rds.") || s.action.starts_with("s3.") || s.action.starts_with("route53."))
-        || specs.iter().any(|s| s.action == "service.failover" && service_route53(topo, &s.entity).is_some());
+    let needs_aws = specs.iter().any(|s| match Action::parse(&s.action) {
+        Some(
+            Action::RdsPromoteReadReplica
+            | Action::RdsFailoverDbCluster
+            | Action::S3PromoteReplica
+            | Action::Route53Upsert
+            | Action::Route53Failover,
+        ) => true,
+        Some(Action::ServiceFailover) => service_route53(topo, &s.entity).is_some(),
+        _ => false,
+    });
     if !needs_aws {
         return;
     }
@@ -318,8 +308,9 @@ async fn aws_preflight(
         let ds = topo
             .entity_id(s.with.get("datastore").and_then(|v| v.as_str()).unwrap_or(&s.entity))
             .map(|i| topo.entity(i));
-        let result: Option<Result<String, String>> = match (s.action.as_str(), ds.map(|e| &e.spec)) {
-            ("rds.promote_read_replica", Some(EntitySpec::Datastore(d))) => {
+        let Some(action) = Action::parse(&s.action) else { continue };
+        let result: Option<Result<String, String>> = match (action, ds.map(|e| &e.spec)) {
+            (Action::RdsPromoteReadReplica, Some(EntitySpec::Datastore(d))) => {
                 let to = s.to_zone.as_deref().unwrap_or_default();
                 let instance =
                     d.replicas.iter().find(|m| topo.zones[m.zone].name == to).and_then(|m| match &m.location {
@@ -335,7 +326,7 @@ async fn aws_preflight(
                         .map_err(|e| e.to_string()),
                 })
             }
-            ("rds.failover_db_cluster", Some(EntitySpec::Datastore(d))) => {
+            (Action::RdsFailoverDbCluster, Some(EntitySpec::Datastore(d))) => {
                 let client = drctl_aws::rds::Rds::new(clients.sdk().await, d.region.as_deref());
                 let cluster = d.cluster.clone().unwrap_or_default();
                 Some(match drctl_aws::rds::cluster_members(&client, &cluster, &zones_map).await {
@@ -346,7 +337,7 @@ async fn aws_preflight(
                     Ok(_) => Err(format!("{cluster} has no member outside the lost zones")),
                 })
             }
-            ("s3.promote_replica", Some(EntitySpec::Datastore(d))) => {
+            (Action::S3PromoteReplica, Some(EntitySpec::Datastore(d))) => {
                 let to = s.to_zone.as_deref().unwrap_or_default();
                 let buckets = crate::live::buckets(clients, topo, d).await;
                 Some(match buckets.iter().find(|b| b.zone == to) {
@@ -361,11 +352,11 @@ async fn aws_preflight(
                         .map_err(|e| format!("bucket {}: {}", b.name, drctl_aws::explain(&e))),
                 })
             }
-            ("route53.upsert" | "route53.failover", _) => {
+            (Action::Route53Upsert | Action::Route53Failover, _) => {
                 let zone_id = s.with.get("zone_id").and_then(|v| v.as_str()).map(str::to_string);
                 Some(hosted_zone_check(clients, zone_id).await)
             }
-            ("service.failover", _) => match service_route53(topo, &s.entity) {
+            (Action::ServiceFailover, _) => match service_route53(topo, &s.entity) {
                 Some(zone_id) => Some(hosted_zone_check(clients, Some(zone_id)).await),
                 None => None,
             },
@@ -648,13 +639,16 @@ impl RealActions {
 impl Actions for RealActions {
     fn run<'a>(&'a self, _execution: &'a str, step: &'a StepSpec) -> BoxFuture<'a, Result<Note, ActionError>> {
         Box::pin(async move {
-            match step.action.as_str() {
-                "wait" => {
+            let Some(action) = Action::parse(&step.action) else {
+                return Err(ActionError::Fatal(format!("unknown action `{}`", step.action)));
+            };
+            match action {
+                Action::Wait => {
                     let d = duration_param(step, "for", Duration::ZERO)?;
                     tokio::time::sleep(d).await;
                     Ok(Some(format!("waited {}", drctl_core::duration::format_duration(d))))
                 }
-                "exec" => {
+                Action::Exec => {
                     let argv: Vec<String> = step
                         .with
                         .get("command")
@@ -693,13 +687,13 @@ impl Actions for RealActions {
                         Err(ActionError::Fatal(format!("{prog} exited {}: {tail}", out.status.code().unwrap_or(-1))))
                     }
                 }
-                "http.health" => {
+                Action::HttpHealth => {
                     let url = param(step, "url").ok_or_else(|| ActionError::Fatal("`url` is required".into()))?;
                     let within = duration_param(step, "within", Duration::from_secs(60))?;
                     let interval = duration_param(step, "interval", Duration::from_millis(500))?;
                     self.health(url, within, interval).await
                 }
-                "http.request" | "notify" => {
+                Action::HttpRequest | Action::Notify => {
                     let url = param(step, "url").ok_or_else(|| ActionError::Fatal("`url` is required".into()))?;
                     let client = self.clients.http();
                     let method = if step.action == "notify" { "POST" } else { param(step, "method").unwrap_or("GET") };
@@ -743,7 +737,7 @@ impl Actions for RealActions {
                         (false, s) => Err(ActionError::Fatal(format!("{method} {url}: {s}"))),
                     }
                 }
-                "postgres.fence" => {
+                Action::PostgresFence => {
                     let name = param(step, "datastore").unwrap_or(&step.entity);
                     let (members, _) = pg_members(&self.topo, name)
                         .ok_or_else(|| ActionError::Fatal(format!("`{name}` is not a postgres datastore")))?;
@@ -764,8 +758,8 @@ impl Actions for RealActions {
                         Err(e) => Err(ActionError::Fatal(e.to_string())),
                     }
                 }
-                "postgres.promote" => self.promote(step).await,
-                "rds.promote_read_replica" => {
+                Action::PostgresPromote => self.promote(step).await,
+                Action::RdsPromoteReadReplica => {
                     let (name, ds) = self.datastore(step)?;
                     let to = self.to_zone(step)?;
                     let instance = ds
@@ -784,7 +778,7 @@ impl Actions for RealActions {
                     self.state.set_placement(name, to).map_err(|e| ActionError::Transient(e.to_string()))?;
                     Ok(Some(what))
                 }
-                "rds.failover_db_cluster" => {
+                Action::RdsFailoverDbCluster => {
                     let (name, ds) = self.datastore(step)?;
                     let cluster =
                         ds.cluster.clone().ok_or_else(|| ActionError::Fatal(format!("{name} has no cluster")))?;
@@ -823,7 +817,7 @@ impl Actions for RealActions {
                     self.state.set_placement(name, &target.2).map_err(|e| ActionError::Transient(e.to_string()))?;
                     Ok(Some(what))
                 }
-                "s3.promote_replica" => {
+                Action::S3PromoteReplica => {
                     let (name, ds) = self.datastore(step)?;
                     let to = self.to_zone(step)?;
                     // Any bucket of the datastore but the current primary's: after a
@@ -834,7 +828,7 @@ impl Actions for RealActions {
                     self.state.set_placement(name, to).map_err(|e| ActionError::Transient(e.to_string()))?;
                     Ok(Some(format!("the bucket in {to} is now the primary; replication copies from it")))
                 }
-                "route53.upsert" => {
+                Action::Route53Upsert => {
                     let zone_id =
                         param(step, "zone_id").ok_or_else(|| ActionError::Fatal("`zone_id` is required".into()))?;
                     let name = param(step, "name").ok_or_else(|| ActionError::Fatal("`name` is required".into()))?;
@@ -854,13 +848,13 @@ impl Actions for RealActions {
                         .map(Some)
                         .map_err(aws_error)
                 }
-                "route53.failover" => {
+                Action::Route53Failover => {
                     let route = self.route_for(step).ok_or_else(|| {
                         ActionError::Fatal("no service route matches this step's zone_id and name".into())
                     })?;
                     self.switch_route(&route, Self::wait_for(step)).await.map(Some)
                 }
-                "dns.failover" => {
+                Action::DnsFailover => {
                     let name = param(step, "service").unwrap_or(&step.entity);
                     let route = self
                         .topo
@@ -873,7 +867,7 @@ impl Actions for RealActions {
                         .ok_or_else(|| ActionError::Fatal(format!("service `{name}` has no lab-dns route")))?;
                     self.switch_route(&route, Self::wait_for(step)).await.map(Some)
                 }
-                "service.failover" => {
+                Action::ServiceFailover => {
                     let name = param(step, "service").unwrap_or(&step.entity);
                     let e = self.topo.entity(
                         self.topo.entity_id(name).ok_or_else(|| ActionError::Fatal(format!("no service {name}")))?,
@@ -897,7 +891,8 @@ impl Actions for RealActions {
                     }
                     Ok(Some(notes.join("; ")))
                 }
-                other => Err(ActionError::Fatal(format!("action `{other}` is not implemented in this build yet"))),
+                // The engine waits for approvals itself; one never reaches here.
+                Action::Approval => Err(ActionError::Fatal("an approval is the engine's to wait for".into())),
             }
         })
     }

@@ -2,6 +2,7 @@
 //! and failover planning. Everything here is pure and fast; anything that
 //! touches the world (databases, AWS, the network) lives in other crates.
 
+pub mod action;
 pub mod chaos;
 pub mod decode;
 pub mod diag;

@@ -284,7 +284,7 @@ pub fn plan_with(
                     } else {
                         st.needs.iter().map(|&n| index_of[n]).collect()
                     };
-                    push(format!("{}/{}", ent.name, st.id), st.action.name, st.estimate, preds, Some(i));
+                    push(format!("{}/{}", ent.name, st.id), st.action.name(), st.estimate, preds, Some(i));
                 }
                 let needed: Vec<bool> =
                     (0..rb.steps.len()).map(|i| rb.steps.iter().any(|s| s.needs.contains(&i))).collect();
@@ -293,8 +293,9 @@ pub fn plan_with(
             None => {
                 let action = match &ent.spec {
                     EntitySpec::Datastore(ds) => ds.kind.promote_action(),
-                    EntitySpec::Service(_) => "service.failover",
+                    EntitySpec::Service(_) => crate::action::Action::ServiceFailover,
                 };
+                let action = action.name();
                 let i = push(format!("{}/failover", ent.name), action, ent.failover.estimate, entry_preds, None);
                 sinks[e] = vec![i];
             }

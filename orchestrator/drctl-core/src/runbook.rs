@@ -4,6 +4,7 @@
 //! once, unknown actions and parameters named with a hint) because a typo in
 //! a runbook is found at the worst possible moment otherwise: mid-failover.
 
+use crate::action::Action;
 use crate::decode::{to_json, Decoder, Spanned};
 use crate::diag::{did_you_mean, Code, Diagnostic, Diagnostics, Pos};
 use crate::yaml::{self, Node, Value};
@@ -14,7 +15,7 @@ use std::time::Duration;
 /// What an action takes and how long it usually lasts.
 #[derive(Debug, Clone, Copy)]
 pub struct ActionSpec {
-    pub name: &'static str,
+    pub action: Action,
     pub required: &'static [&'static str],
     pub optional: &'static [&'static str],
     /// Used by the planner when a step gives no `estimate`.
@@ -26,101 +27,101 @@ const fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
-/// Every built-in action. The engine implements exactly these.
+/// What each runbook action takes (every [`Action`] but the planner's own).
 pub const ACTIONS: &[ActionSpec] = &[
     ActionSpec {
-        name: "postgres.fence",
+        action: Action::PostgresFence,
         required: &["datastore"],
         optional: &["zone"],
         default_estimate: secs(2),
         summary: "stop the old primary from accepting writes, and verify it",
     },
     ActionSpec {
-        name: "postgres.promote",
+        action: Action::PostgresPromote,
         required: &["datastore"],
         optional: &["to_zone", "force"],
         default_estimate: secs(30),
         summary: "promote the preferred standby (refused beyond max_lag unless forced)",
     },
     ActionSpec {
-        name: "rds.promote_read_replica",
+        action: Action::RdsPromoteReadReplica,
         required: &["datastore"],
         optional: &["to_zone"],
         default_estimate: secs(120),
         summary: "promote an RDS read replica to a standalone instance",
     },
     ActionSpec {
-        name: "rds.failover_db_cluster",
+        action: Action::RdsFailoverDbCluster,
         required: &["datastore"],
         optional: &["to_zone"],
         default_estimate: secs(35),
         summary: "move an RDS/Aurora cluster's writer to a member in the target zone",
     },
     ActionSpec {
-        name: "s3.promote_replica",
+        action: Action::S3PromoteReplica,
         required: &["datastore"],
         optional: &["to_zone"],
         default_estimate: secs(5),
         summary: "make an S3 replica bucket the primary and turn replication around",
     },
     ActionSpec {
-        name: "route53.upsert",
+        action: Action::Route53Upsert,
         required: &["zone_id", "name", "values"],
         optional: &["type", "ttl"],
         default_estimate: secs(10),
         summary: "UPSERT a record set, then wait for INSYNC",
     },
     ActionSpec {
-        name: "route53.failover",
+        action: Action::Route53Failover,
         required: &["zone_id", "name"],
         optional: &["to_zone", "service", "type", "ttl"],
         default_estimate: secs(10),
         summary: "answer with the records of the zones outside the disaster scope, then wait for INSYNC",
     },
     ActionSpec {
-        name: "dns.failover",
+        action: Action::DnsFailover,
         required: &["service"],
         optional: &["to_zone"],
         default_estimate: secs(1),
         summary: "switch a lab-dns route to the zones outside the disaster scope",
     },
     ActionSpec {
-        name: "http.health",
+        action: Action::HttpHealth,
         required: &["url"],
         optional: &["within", "expect_status", "interval"],
         default_estimate: secs(5),
         summary: "poll a URL until it answers 2xx (or expect_status)",
     },
     ActionSpec {
-        name: "http.request",
+        action: Action::HttpRequest,
         required: &["url"],
         optional: &["method", "headers", "body", "expect_status"],
         default_estimate: secs(1),
         summary: "send one HTTP request and check its status",
     },
     ActionSpec {
-        name: "exec",
+        action: Action::Exec,
         required: &["command"],
         optional: &["env", "cwd"],
         default_estimate: secs(5),
         summary: "run a program without a shell; succeeds on exit 0",
     },
     ActionSpec {
-        name: "wait",
+        action: Action::Wait,
         required: &["for"],
         optional: &[],
         default_estimate: secs(0),
         summary: "wait for a duration",
     },
     ActionSpec {
-        name: "approval",
+        action: Action::Approval,
         required: &[],
         optional: &["role", "prompt"],
         default_estimate: secs(60),
         summary: "wait for `drctl approve ID STEP`",
     },
     ActionSpec {
-        name: "notify",
+        action: Action::Notify,
         required: &["url"],
         optional: &["text", "channel"],
         default_estimate: secs(1),
@@ -128,8 +129,14 @@ pub const ACTIONS: &[ActionSpec] = &[
     },
 ];
 
+impl ActionSpec {
+    pub fn name(&self) -> &'static str {
+        self.action.name()
+    }
+}
+
 pub fn action(name: &str) -> Option<&'static ActionSpec> {
-    ACTIONS.iter().find(|a| a.name == name)
+    ACTIONS.iter().find(|a| a.name() == name)
 }
 
 /// The variables a `{{ ... }}` template may use.
@@ -230,11 +237,11 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path) -> Option<Runbook> {
         let spec = action_name.as_ref().and_then(|a| {
             let found = action(&a.value);
             if found.is_none() {
-                let names = ACTIONS.iter().map(|a| a.name);
+                let names = ACTIONS.iter().map(|a| a.name());
                 let hint = match did_you_mean(&a.value, names) {
                     Some(n) => format!("did you mean `{n}`?"),
                     None => {
-                        format!("built-in actions: {}", ACTIONS.iter().map(|a| a.name).collect::<Vec<_>>().join(", "))
+                        format!("built-in actions: {}", ACTIONS.iter().map(|a| a.name()).collect::<Vec<_>>().join(", "))
                     }
                 };
                 d.diags
@@ -257,10 +264,10 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path) -> Option<Runbook> {
                             let allowed: Vec<&str> = spec.required.iter().chain(spec.optional).copied().collect();
                             let hint = match did_you_mean(key, allowed.iter().copied()) {
                                 Some(n) => format!("did you mean `{n}`?"),
-                                None => format!("`{}` takes: {}", spec.name, allowed.join(", ")),
+                                None => format!("`{}` takes: {}", spec.name(), allowed.join(", ")),
                             };
                             d.diags
-                                .error(Code::UnknownKey, k.pos, format!("{what}: `{}` takes no `{key}`", spec.name))
+                                .error(Code::UnknownKey, k.pos, format!("{what}: `{}` takes no `{key}`", spec.name()))
                                 .with_hint(hint);
                         }
                     }
@@ -276,7 +283,7 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path) -> Option<Runbook> {
                         .error(
                             Code::MissingKey,
                             f.pos,
-                            format!("{what}: `{}` needs `with: {{ {req}: ... }}`", spec.name),
+                            format!("{what}: `{}` needs `with: {{ {req}: ... }}`", spec.name()),
                         )
                         .with_hint(spec.summary);
                 }
@@ -329,7 +336,7 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path) -> Option<Runbook> {
                 .error(Code::BadValue, id.pos, format!("step id `{}` is not valid", id.value))
                 .with_hint("use letters, digits, `-`, `_` and `.`");
         }
-        let wait_for = (spec.name == "wait")
+        let wait_for = (spec.action == Action::Wait)
             .then(|| {
                 with.get("for")
                     .and_then(|v| v.as_str().map(str::to_string).or_else(|| v.as_f64().map(|f| f.to_string())))

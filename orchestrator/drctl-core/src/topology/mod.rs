@@ -195,12 +195,13 @@ impl DatastoreKind {
     }
 
     /// The action that promotes a replica of this kind.
-    pub fn promote_action(self) -> &'static str {
+    pub fn promote_action(self) -> crate::action::Action {
+        use crate::action::Action;
         match self {
-            DatastoreKind::Postgres => "postgres.promote",
-            DatastoreKind::RdsInstance => "rds.promote_read_replica",
-            DatastoreKind::RdsCluster => "rds.failover_db_cluster",
-            DatastoreKind::S3 => "s3.promote_replica",
+            DatastoreKind::Postgres => Action::PostgresPromote,
+            DatastoreKind::RdsInstance => Action::RdsPromoteReadReplica,
+            DatastoreKind::RdsCluster => Action::RdsFailoverDbCluster,
+            DatastoreKind::S3 => Action::S3PromoteReplica,
         }
     }
 }
