@@ -302,16 +302,19 @@ async fn copy_with_retry(
     state: &State,
     options: &Options,
 ) -> Result<()> {
-    let mut delay = options.backoff;
+    let backoff = drctl_runtime::Backoff::new(options.attempts, options.backoff);
+    let seed = obj.key.len() as u64;
     let mut attempt = 1;
     loop {
         match copy_object(datastore, src, dst, obj, state, options).await {
             Ok(()) => return Ok(()),
-            Err(e) if attempt < options.attempts && is_transient(&e) => {
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-                attempt += 1;
-            }
+            Err(e) if is_transient(&e) => match backoff.pause_after(attempt, seed) {
+                Some(pause) => {
+                    tokio::time::sleep(pause).await;
+                    attempt += 1;
+                }
+                None => return Err(e),
+            },
             Err(e) => return Err(e),
         }
     }

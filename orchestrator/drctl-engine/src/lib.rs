@@ -16,7 +16,7 @@
 //! `approval` steps wait for `drctl approve`; an abort request stops new
 //! steps, lets running ones finish and skips the rest.
 
-use drctl_runtime::{Clock, SystemClock};
+use drctl_runtime::{Backoff, Clock, SystemClock};
 use drctl_state::journal::{exec_state, StepState, Transition};
 use drctl_state::State;
 use futures::future::BoxFuture;
@@ -265,8 +265,7 @@ impl Engine {
         mut attempts: u32,
     ) -> (Result<StepState, Error>, u32) {
         let started = self.clock.now();
-        let max = spec.attempts.max(1);
-        let mut delay = spec.backoff;
+        let backoff = Backoff::new(spec.attempts, spec.backoff);
         loop {
             attempts += 1;
             let running = Transition {
@@ -324,7 +323,7 @@ impl Engine {
                     };
                     return (self.write(execution, idx, &spec.id, &t).map(|()| StepState::Succeeded), attempts);
                 }
-                Err(ActionError::Transient(why)) if attempts < max => {
+                Err(ActionError::Transient(why)) if backoff.pause_after(attempts, idx as u64).is_some() => {
                     tracing::warn!(execution, step = %spec.id, entity = %spec.entity, attempt = attempts, error = %why, "step failed; will retry");
                     let _ = self.state.transition(
                         execution,
@@ -340,8 +339,7 @@ impl Engine {
                             note: Some("will retry"),
                         },
                     );
-                    self.clock.sleep(jitter(delay, idx as u64 + attempts as u64)).await;
-                    delay = delay.saturating_mul(2);
+                    self.clock.sleep(backoff.pause_after(attempts, idx as u64).unwrap_or_default()).await;
                 }
                 Err(e) => {
                     let why = e.to_string();
@@ -399,12 +397,4 @@ impl Engine {
             self.clock.sleep(self.poll).await;
         }
     }
-}
-
-/// `base` ± 25%, deterministic per seed (no RNG dependency; spreads retries
-/// of parallel steps apart).
-fn jitter(base: Duration, seed: u64) -> Duration {
-    let x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 33;
-    let factor = 0.75 + (x % 1000) as f64 / 2000.0;
-    base.mul_f64(factor)
 }

@@ -27,7 +27,7 @@ async fn rpo_is_about_zero_when_caught_up_and_about_n_after_n_seconds_of_paused_
     let pg = PgPair::start();
     let m = members(&pg);
     write_for(&pg.primary_url(), 0.5).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    pg.wait_replayed();
 
     let caught_up = measure(&m, Duration::from_secs(5)).await;
     assert_eq!(caught_up.error, None);
@@ -45,7 +45,7 @@ async fn rpo_is_about_zero_when_caught_up_and_about_n_after_n_seconds_of_paused_
     assert!(r.detail.as_deref().unwrap().contains("replay paused"));
 
     pg.psql(pg.standby_port, "SELECT pg_wal_replay_resume()");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    pg.wait_replayed();
     let resumed = measure(&m, Duration::from_secs(5)).await;
     assert!(resumed.replicas[0].lag_s.unwrap() < 1.0, "{:?}", resumed.replicas[0]);
 }

@@ -10,10 +10,13 @@
 //!   waits up to a deadline, then names the ones still running. A
 //!   controller that loses its leadership cancels its leader-only work the
 //!   same way.
+//! - [`retry`]: the one backoff policy for retried work.
 
 pub mod clock;
+pub mod retry;
 pub mod tasks;
 
 pub use clock::{Clock, MockClock, SystemClock};
+pub use retry::Backoff;
 pub use tasks::{OnFailure, TaskCenter};
 pub use tokio_util::sync::CancellationToken;

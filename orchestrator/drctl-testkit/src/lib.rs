@@ -187,6 +187,21 @@ impl PgPair {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    /// Waits until the standby has replayed everything the primary has
+    /// written so far: the condition itself, not a sleep standing in for it.
+    pub fn wait_replayed(&self) {
+        let target = self.psql(self.primary_port, "SELECT pg_current_wal_lsn()");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let sql = format!("SELECT pg_last_wal_replay_lsn() >= '{target}'::pg_lsn");
+            if self.psql(self.standby_port, &sql) == "t" {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the standby did not replay up to {target} within 30 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Stops the primary abruptly (a zone outage for the primary).
     pub fn kill_primary(&self) {
         let _ =

@@ -67,7 +67,7 @@ fn declare_fails_over_a_real_postgres_pair_and_measures_the_rto() {
     let dir = Dir::new("pg");
     std::fs::write(dir.0.join("drctl.yaml"), pg_topology(&pg, "10s")).unwrap();
     pg.psql(pg.primary_port, "CREATE TABLE t (id int); INSERT INTO t VALUES (1)");
-    std::thread::sleep(Duration::from_millis(500));
+    pg.wait_replayed();
 
     // With structured logs on, an SRE can follow the failover in the log.
     let o = dir
@@ -144,7 +144,7 @@ fn a_lagging_standby_is_refused_unless_forced_and_a_refusal_changes_nothing() {
     let dir = Dir::new("lag");
     std::fs::write(dir.0.join("drctl.yaml"), pg_topology(&pg, "1s")).unwrap();
     pg.psql(pg.primary_port, "CREATE TABLE w (id serial)");
-    std::thread::sleep(Duration::from_millis(300));
+    pg.wait_replayed();
     pg.psql(pg.standby_port, "SELECT pg_wal_replay_pause()");
     let end = Instant::now() + Duration::from_secs(3);
     while Instant::now() < end {
@@ -378,7 +378,7 @@ fn with_the_primary_dead_the_last_recorded_lag_decides_and_the_fence_is_noted() 
     let dir = Dir::new("dead");
     std::fs::write(dir.0.join("drctl.yaml"), pg_topology(&pg, "10s")).unwrap();
     pg.psql(pg.primary_port, "CREATE TABLE t (id int); INSERT INTO t VALUES (1)");
-    std::thread::sleep(Duration::from_millis(500));
+    pg.wait_replayed();
     // Monitoring records the lag while the primary is alive...
     let (code, _, _) = dir.run(&["status"]);
     assert_eq!(code, 0);

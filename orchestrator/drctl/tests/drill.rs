@@ -74,8 +74,20 @@ fn a_zone_outage_drill_on_the_lab_reports_rto_and_lost_writes_and_leaves_nothing
     }
     for d in r["datastores"].as_array().unwrap() {
         assert_eq!(d["failed_over_to"], "lab-az2", "{d}");
-        assert!(d["lost_writes"].is_u64(), "counted from the workload: {d}");
-        assert!(d["acknowledged_elsewhere"].as_u64().unwrap() > 10, "the workload ran before the fault: {d}");
+        let lost = d["lost_writes"].as_u64().unwrap_or_else(|| panic!("counted from the workload: {d}"));
+        let acked = d["acknowledged_elsewhere"].as_u64().unwrap();
+        assert!(acked > 10, "the workload ran before the fault: {d}");
+        assert!(lost <= acked, "no more lost than were acknowledged: {d}");
+        match d["name"].as_str().unwrap() {
+            // Streaming replication on loopback ships each commit within a
+            // millisecond: at most the commit in flight at the kill is lost.
+            "orders-db" => assert!(lost <= 1, "PostgreSQL lost {lost} acknowledged rows: {d}"),
+            // The copier runs every second and the workload writes an object
+            // every 100 ms: what is lost is what the last pass had not copied,
+            // about the lag measured before the fault, never more than ~2 s of it.
+            "assets" => assert!(lost <= 20, "S3 lost {lost} objects, more than 2 s of the workload: {d}"),
+            other => panic!("unexpected datastore {other}"),
+        }
         assert!(d["rpo_s"].as_f64().unwrap() <= d["rpo_target_s"].as_f64().unwrap(), "{d}");
     }
     let steps: Vec<&str> = r["steps"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
