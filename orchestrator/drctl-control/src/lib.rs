@@ -5,9 +5,11 @@
 //! kind; the CLI and the controller (`drctl serve`) both call it, so they
 //! measure and copy in exactly the same way.
 
+mod actions;
 pub mod declare;
 pub mod failover;
 pub mod live;
+mod preflight;
 pub mod replicate;
 pub mod schedule;
 

@@ -1,0 +1,428 @@
+//! The actions that act on the world, one arm per [`Action`]: the engine
+//! calls [`RealActions`] for every step but approvals. Each action checks
+//! the world first, so that running it again after a crash does no harm.
+
+use crate::live::Clients;
+use drctl_core::action::Action;
+use drctl_core::topology::{EntitySpec, Location, RouteKind, Topology};
+use drctl_engine::{ActionError, Actions, Note, StepSpec};
+use drctl_providers::{http, postgres};
+use drctl_state::State;
+use futures::future::BoxFuture;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The actions that act on the world.
+pub(crate) struct RealActions {
+    pub(crate) topo: Arc<Topology>,
+    pub(crate) state: Arc<State>,
+    pub(crate) clients: Arc<Clients>,
+    /// The zones the declaration lost (routes answer with the others).
+    pub(crate) lost_zones: Vec<String>,
+    /// Entities named with `--target`: they move even when nothing is lost.
+    pub(crate) targets: Vec<String>,
+}
+
+fn param<'a>(step: &'a StepSpec, key: &str) -> Option<&'a str> {
+    step.with.get(key).and_then(|v| v.as_str())
+}
+
+fn duration_param(step: &StepSpec, key: &str, default: Duration) -> Result<Duration, ActionError> {
+    match step.with.get(key) {
+        None => Ok(default),
+        Some(serde_json::Value::Number(n)) => Ok(Duration::from_secs_f64(n.as_f64().unwrap_or(0.0).max(0.0))),
+        Some(serde_json::Value::String(s)) => drctl_core::duration::parse_duration(s).map_err(ActionError::Fatal),
+        Some(other) => Err(ActionError::Fatal(format!("`{key}`: {other} is not a duration"))),
+    }
+}
+
+fn provider_error(e: drctl_providers::Error) -> ActionError {
+    match e {
+        drctl_providers::Error::Connect { .. } | drctl_providers::Error::Timeout { .. } => {
+            ActionError::Transient(e.to_string())
+        }
+        other => ActionError::Fatal(other.to_string()),
+    }
+}
+
+fn aws_error(e: drctl_aws::Error) -> ActionError {
+    match e {
+        drctl_aws::Error::Api { transient: true, .. } => ActionError::Transient(e.to_string()),
+        other => ActionError::Fatal(other.to_string()),
+    }
+}
+
+impl RealActions {
+    fn datastore(&self, step: &StepSpec) -> Result<(&str, &drctl_core::topology::Datastore), ActionError> {
+        let name = param(step, "datastore").unwrap_or(&step.entity);
+        let id = self.topo.entity_id(name).ok_or_else(|| ActionError::Fatal(format!("no datastore {name}")))?;
+        match &self.topo.entity(id).spec {
+            EntitySpec::Datastore(d) => Ok((&self.topo.entity(id).name, d)),
+            EntitySpec::Service(_) => Err(ActionError::Fatal(format!("{name} is a service, not a datastore"))),
+        }
+    }
+
+    fn to_zone<'a>(&self, step: &'a StepSpec) -> Result<&'a str, ActionError> {
+        param(step, "to_zone")
+            .or(step.to_zone.as_deref())
+            .ok_or_else(|| ActionError::Fatal("no zone to fail over to".into()))
+    }
+
+    fn wait_for(step: &StepSpec) -> Duration {
+        step.timeout.unwrap_or(Duration::from_secs(600))
+    }
+
+    /// Points a service's route53 record at the zones outside the scope.
+    async fn switch_route(&self, route: &drctl_core::topology::Route, wait: Duration) -> Result<String, ActionError> {
+        let values: Vec<String> = route
+            .records
+            .iter()
+            .filter(|(z, _)| !self.lost_zones.contains(&self.topo.zones[*z].name))
+            .map(|(_, v)| v.clone())
+            .collect();
+        if values.is_empty() {
+            return Err(ActionError::Fatal(format!("every zone of {} is lost: no record to answer with", route.name)));
+        }
+        if route.kind == RouteKind::LabDns {
+            let server = route
+                .server
+                .as_deref()
+                .ok_or_else(|| ActionError::Fatal("the lab-dns route has no `server`".into()))?;
+            let zone = route.zone_id.clone().unwrap_or_else(|| drctl_providers::dns::parent_zone(&route.name));
+            let timeout = wait.min(Duration::from_secs(10));
+            return drctl_providers::dns::replace_a(server, &zone, &route.name, route.ttl as u32, &values, timeout)
+                .await
+                .map_err(|e| match e {
+                    drctl_providers::Error::Refused(m) => ActionError::Fatal(m),
+                    other => ActionError::Transient(other.to_string()),
+                });
+        }
+        let zone_id = route.zone_id.as_deref().ok_or_else(|| ActionError::Fatal("the route has no zone_id".into()))?;
+        let client = drctl_aws::route53::client(self.clients.sdk().await);
+        drctl_aws::route53::upsert(&client, zone_id, &route.name, &route.record_type, route.ttl as i64, &values, wait)
+            .await
+            .map_err(aws_error)
+    }
+
+    /// The route a `route53.*` step means: its `service`, else the service
+    /// whose route has this zone and name, else the step's own entity.
+    fn route_for(&self, step: &StepSpec) -> Option<drctl_core::topology::Route> {
+        let routes = self.topo.services().filter_map(|(_, e, s)| s.route.clone().map(|r| (e.name.clone(), r)));
+        let by_service = param(step, "service").or(Some(&step.entity));
+        let (zone_id, name) = (param(step, "zone_id"), param(step, "name"));
+        let all: Vec<(String, drctl_core::topology::Route)> = routes.collect();
+        all.iter()
+            .find(|(_, r)| {
+                zone_id.is_some()
+                    && r.zone_id.as_deref() == zone_id
+                    && Some(r.name.trim_end_matches('.')) == name.map(|n| n.trim_end_matches('.'))
+            })
+            .or_else(|| all.iter().find(|(svc, _)| Some(svc.as_str()) == by_service))
+            .map(|(_, r)| r.clone())
+    }
+
+    async fn health(&self, url: &str, within: Duration, interval: Duration) -> Result<Note, ActionError> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            match http::check(self.clients.http(), url, Duration::from_secs(5)).await {
+                Ok(()) => return Ok(Some(format!("{url} healthy"))),
+                Err(why) if tokio::time::Instant::now() >= deadline => {
+                    return Err(ActionError::Transient(format!("not healthy within {}s: {why}", within.as_secs_f64())))
+                }
+                Err(_) => tokio::time::sleep(interval).await,
+            }
+        }
+    }
+
+    async fn promote(&self, step: &StepSpec) -> Result<Note, ActionError> {
+        let name = param(step, "datastore").unwrap_or(&step.entity);
+        let (members, _) = crate::failover::pg_members(&self.topo, name)
+            .ok_or_else(|| ActionError::Fatal(format!("`{name}` is not a postgres datastore")))?;
+        let to = param(step, "to_zone")
+            .or(step.to_zone.as_deref())
+            .ok_or_else(|| ActionError::Fatal("no zone to promote in".into()))?;
+        let target = members
+            .iter()
+            .find(|m| m.zone == to)
+            .ok_or_else(|| ActionError::Fatal(format!("`{name}` has no member in {to}")))?;
+        // Fence before promote: never two writable primaries.
+        let mut notes = Vec::new();
+        for m in members.iter().filter(|m| m.zone != to) {
+            match postgres::fence(&m.url, Duration::from_secs(5)).await {
+                Ok(what) => notes.push(format!("{}: {what}", m.zone)),
+                Err(drctl_providers::Error::Connect { .. } | drctl_providers::Error::Timeout { .. }) => {
+                    notes.push(format!("{}: unreachable, not fenced", m.zone))
+                }
+                Err(e) => return Err(ActionError::Fatal(format!("fencing {} failed, not promoting: {e}", m.zone))),
+            }
+        }
+        let what = postgres::promote(&target.url, step.timeout.unwrap_or(Duration::from_secs(60)))
+            .await
+            .map_err(provider_error)?;
+        self.state.set_placement(name, to).map_err(|e| ActionError::Transient(e.to_string()))?;
+        notes.push(format!("{to}: {what}"));
+        Ok(Some(notes.join("; ")))
+    }
+}
+
+impl Actions for RealActions {
+    fn run<'a>(&'a self, _execution: &'a str, step: &'a StepSpec) -> BoxFuture<'a, Result<Note, ActionError>> {
+        Box::pin(async move {
+            let Some(action) = Action::parse(&step.action) else {
+                return Err(ActionError::Fatal(format!("unknown action `{}`", step.action)));
+            };
+            match action {
+                Action::Wait => {
+                    let d = duration_param(step, "for", Duration::ZERO)?;
+                    tokio::time::sleep(d).await;
+                    Ok(Some(format!("waited {}", drctl_core::duration::format_duration(d))))
+                }
+                Action::Exec => {
+                    let argv: Vec<String> = step
+                        .with
+                        .get("command")
+                        .and_then(|c| c.as_array())
+                        .map(|a| {
+                            a.iter().map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).collect()
+                        })
+                        .unwrap_or_default();
+                    let (prog, args) = argv
+                        .split_first()
+                        .ok_or_else(|| ActionError::Fatal("`command` must be a non-empty list".into()))?;
+                    let mut cmd = tokio::process::Command::new(prog);
+                    cmd.args(args).kill_on_drop(true);
+                    if let Some(dir) = param(step, "cwd") {
+                        cmd.current_dir(dir);
+                    }
+                    if let Some(env) = step.with.get("env").and_then(|e| e.as_object()) {
+                        for (k, v) in env {
+                            cmd.env(k, v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
+                        }
+                    }
+                    let out = cmd.output().await.map_err(|e| ActionError::Fatal(format!("cannot run {prog}: {e}")))?;
+                    if out.status.success() {
+                        Ok(Some(format!("{prog} exited 0")))
+                    } else {
+                        let err = String::from_utf8_lossy(&out.stderr);
+                        let tail: String = err
+                            .lines()
+                            .rev()
+                            .take(3)
+                            .collect::<Vec<_>>()
+                            .into_iter()
+                            .rev()
+                            .collect::<Vec<_>>()
+                            .join(" | ");
+                        Err(ActionError::Fatal(format!("{prog} exited {}: {tail}", out.status.code().unwrap_or(-1))))
+                    }
+                }
+                Action::HttpHealth => {
+                    let url = param(step, "url").ok_or_else(|| ActionError::Fatal("`url` is required".into()))?;
+                    let within = duration_param(step, "within", Duration::from_secs(60))?;
+                    let interval = duration_param(step, "interval", Duration::from_millis(500))?;
+                    self.health(url, within, interval).await
+                }
+                Action::HttpRequest | Action::Notify => {
+                    let url = param(step, "url").ok_or_else(|| ActionError::Fatal("`url` is required".into()))?;
+                    let client = self.clients.http();
+                    let method = if step.action == "notify" { "POST" } else { param(step, "method").unwrap_or("GET") };
+                    let mut req = client.request(
+                        reqwest::Method::from_bytes(method.as_bytes())
+                            .map_err(|e| ActionError::Fatal(e.to_string()))?,
+                        url,
+                    );
+                    if step.action == "notify" {
+                        let text = param(step, "text").unwrap_or("drctl");
+                        let mut body = serde_json::json!({ "text": text });
+                        if let Some(c) = param(step, "channel") {
+                            body["channel"] = c.into();
+                        }
+                        req = req.json(&body);
+                    } else if let Some(b) = step.with.get("body") {
+                        req = if b.is_string() {
+                            req.body(b.as_str().unwrap_or_default().to_string())
+                        } else {
+                            req.json(b)
+                        };
+                    }
+                    if let Some(h) = step.with.get("headers").and_then(|h| h.as_object()) {
+                        for (k, v) in h {
+                            req = req.header(k, v.as_str().unwrap_or_default());
+                        }
+                    }
+                    let resp = req
+                        .timeout(Duration::from_secs(30))
+                        .send()
+                        .await
+                        .map_err(|e| ActionError::Transient(format!("{url}: {e}")))?;
+                    let status = resp.status().as_u16();
+                    let expected = step.with.get("expect_status").and_then(|v| v.as_u64());
+                    let ok = expected.map_or((200..300).contains(&status), |e| e == u64::from(status));
+                    match (ok, status) {
+                        (true, _) => Ok(Some(format!("{method} {url}: {status}"))),
+                        (false, s) if s >= 500 || s == 429 => {
+                            Err(ActionError::Transient(format!("{method} {url}: {s}")))
+                        }
+                        (false, s) => Err(ActionError::Fatal(format!("{method} {url}: {s}"))),
+                    }
+                }
+                Action::PostgresFence => {
+                    let name = param(step, "datastore").unwrap_or(&step.entity);
+                    let (members, _) = crate::failover::pg_members(&self.topo, name)
+                        .ok_or_else(|| ActionError::Fatal(format!("`{name}` is not a postgres datastore")))?;
+                    let zone = param(step, "zone").or(step.from_zone.as_deref());
+                    let m = members
+                        .iter()
+                        .find(|m| Some(m.zone.as_str()) == zone)
+                        .or(members.first())
+                        .ok_or_else(|| ActionError::Fatal("no member".into()))?;
+                    match postgres::fence(&m.url, Duration::from_secs(5)).await {
+                        Ok(what) => Ok(Some(what)),
+                        Err(drctl_providers::Error::Connect { .. } | drctl_providers::Error::Timeout { .. }) => {
+                            Ok(Some(format!(
+                                "the old primary in {} is unreachable: skipped (it cannot accept writes either)",
+                                m.zone
+                            )))
+                        }
+                        Err(e) => Err(ActionError::Fatal(e.to_string())),
+                    }
+                }
+                Action::PostgresPromote => self.promote(step).await,
+                Action::RdsPromoteReadReplica => {
+                    let (name, ds) = self.datastore(step)?;
+                    let to = self.to_zone(step)?;
+                    let instance = ds
+                        .replicas
+                        .iter()
+                        .find(|m| self.topo.zones[m.zone].name == to)
+                        .and_then(|m| match &m.location {
+                            Location::RdsInstance { instance } => Some(instance.clone()),
+                            _ => None,
+                        })
+                        .ok_or_else(|| ActionError::Fatal(format!("{name} has no replica instance in {to}")))?;
+                    let client = drctl_aws::rds::Rds::new(self.clients.sdk().await, ds.region.as_deref());
+                    let what = drctl_aws::rds::promote_read_replica(&client, &instance, Self::wait_for(step))
+                        .await
+                        .map_err(aws_error)?;
+                    self.state.set_placement(name, to).map_err(|e| ActionError::Transient(e.to_string()))?;
+                    Ok(Some(what))
+                }
+                Action::RdsFailoverDbCluster => {
+                    let (name, ds) = self.datastore(step)?;
+                    let cluster =
+                        ds.cluster.clone().ok_or_else(|| ActionError::Fatal(format!("{name} has no cluster")))?;
+                    let client = drctl_aws::rds::Rds::new(self.clients.sdk().await, ds.region.as_deref());
+                    let zones = crate::live::zone_map(&self.topo);
+                    let members =
+                        drctl_aws::rds::cluster_members(&client, &cluster, &zones).await.map_err(aws_error)?;
+                    let writer = members.iter().find(|(_, w, _)| *w).map(|(i, _, z)| (i.id.clone(), z.clone()));
+                    // A targeted cluster moves off its writer; on a zone loss it
+                    // moves only when the writer is in a lost zone.
+                    let targeted = self.targets.iter().any(|t| t == name);
+                    if let Some((id, zone)) = &writer {
+                        if !targeted && !self.lost_zones.contains(zone) {
+                            self.state.set_placement(name, zone).map_err(|e| ActionError::Transient(e.to_string()))?;
+                            return Ok(Some(format!("{id} in {zone} already writes, outside the lost zones")));
+                        }
+                    }
+                    let wanted = param(step, "to_zone").or(step.to_zone.as_deref());
+                    let candidates: Vec<_> = members
+                        .iter()
+                        .filter(|(i, _, z)| {
+                            !self.lost_zones.contains(z) && writer.as_ref().is_none_or(|(w, _)| *w != i.id)
+                        })
+                        .collect();
+                    let target = candidates
+                        .iter()
+                        .find(|(_, _, z)| wanted.is_none_or(|w| w == z))
+                        .or(candidates.first())
+                        .ok_or_else(|| {
+                            ActionError::Fatal(format!("{cluster} has no other member outside the lost zones"))
+                        })?;
+                    let what =
+                        drctl_aws::rds::failover_cluster(&client, &cluster, &target.0.id, &zones, Self::wait_for(step))
+                            .await
+                            .map_err(aws_error)?;
+                    self.state.set_placement(name, &target.2).map_err(|e| ActionError::Transient(e.to_string()))?;
+                    Ok(Some(what))
+                }
+                Action::S3PromoteReplica => {
+                    let (name, ds) = self.datastore(step)?;
+                    let to = self.to_zone(step)?;
+                    // Any bucket of the datastore but the current primary's: after a
+                    // failover, failing back promotes the topology's own primary bucket.
+                    if !ds.primary.iter().chain(&ds.replicas).any(|m| self.topo.zones[m.zone].name == to) {
+                        return Err(ActionError::Fatal(format!("{name} has no bucket in {to}")));
+                    }
+                    self.state.set_placement(name, to).map_err(|e| ActionError::Transient(e.to_string()))?;
+                    Ok(Some(format!("the bucket in {to} is now the primary; replication copies from it")))
+                }
+                Action::Route53Upsert => {
+                    let zone_id =
+                        param(step, "zone_id").ok_or_else(|| ActionError::Fatal("`zone_id` is required".into()))?;
+                    let name = param(step, "name").ok_or_else(|| ActionError::Fatal("`name` is required".into()))?;
+                    let values: Vec<String> = step
+                        .with
+                        .get("values")
+                        .and_then(|v| v.as_array())
+                        .map(|a| {
+                            a.iter().map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string())).collect()
+                        })
+                        .unwrap_or_default();
+                    let rtype = param(step, "type").unwrap_or("A");
+                    let ttl = step.with.get("ttl").and_then(|t| t.as_i64()).unwrap_or(60);
+                    let client = drctl_aws::route53::client(self.clients.sdk().await);
+                    drctl_aws::route53::upsert(&client, zone_id, name, rtype, ttl, &values, Self::wait_for(step))
+                        .await
+                        .map(Some)
+                        .map_err(aws_error)
+                }
+                Action::Route53Failover => {
+                    let route = self.route_for(step).ok_or_else(|| {
+                        ActionError::Fatal("no service route matches this step's zone_id and name".into())
+                    })?;
+                    self.switch_route(&route, Self::wait_for(step)).await.map(Some)
+                }
+                Action::DnsFailover => {
+                    let name = param(step, "service").unwrap_or(&step.entity);
+                    let route = self
+                        .topo
+                        .entity_id(name)
+                        .and_then(|i| match &self.topo.entity(i).spec {
+                            EntitySpec::Service(svc) => svc.route.clone(),
+                            EntitySpec::Datastore(_) => None,
+                        })
+                        .filter(|r| r.kind == RouteKind::LabDns)
+                        .ok_or_else(|| ActionError::Fatal(format!("service `{name}` has no lab-dns route")))?;
+                    self.switch_route(&route, Self::wait_for(step)).await.map(Some)
+                }
+                Action::ServiceFailover => {
+                    let name = param(step, "service").unwrap_or(&step.entity);
+                    let e = self.topo.entity(
+                        self.topo.entity_id(name).ok_or_else(|| ActionError::Fatal(format!("no service {name}")))?,
+                    );
+                    let EntitySpec::Service(svc) = &e.spec else {
+                        return Err(ActionError::Fatal(format!("{name} is not a service")));
+                    };
+                    let mut notes = Vec::new();
+                    if let Some(route) = &svc.route {
+                        notes.push(self.switch_route(route, Self::wait_for(step)).await?);
+                    }
+                    if let Some(h) = &svc.health {
+                        if let Some(n) =
+                            self.health(&h.url, Duration::from_secs(60), Duration::from_millis(250)).await?
+                        {
+                            notes.push(n);
+                        }
+                    }
+                    if notes.is_empty() {
+                        notes.push("no route or health check to act on".into());
+                    }
+                    Ok(Some(notes.join("; ")))
+                }
+                // The engine waits for approvals itself; one never reaches here.
+                Action::Approval => Err(ActionError::Fatal("an approval is the engine's to wait for".into())),
+            }
+        })
+    }
+}
