@@ -65,12 +65,14 @@ fn main() -> ExitCode {
     }
 }
 
-/// One subscriber for every crate's events, on stderr. Quiet by default
-/// (warnings and errors): the commands' own progress lines are the human
-/// interface; `RUST_LOG=drctl=info` follows a failover step by step.
+/// One subscriber for every crate's events, on stderr. Quiet by default:
+/// drctl's own warnings and errors only (the commands' progress lines are
+/// the human interface, and the AWS SDK's and the lab servers' chatter is
+/// not the operator's business unless asked for); `RUST_LOG=drctl=info`
+/// follows a failover step by step, `RUST_LOG=debug` shows everything.
 fn logging(format: flags::LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("drctl=warn"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
         flags::LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init(),
