@@ -93,9 +93,9 @@ pub enum Recorded {
     Refused,
     /// Every check passed, and nothing was meant to change: audited only.
     DryRun,
-    /// The scope moves nothing: there is nothing to journal.
-    Nothing,
-    /// Journaled and locked; [`Declarer::run`] executes it.
+    /// Journaled and locked; [`Declarer::run`] executes it. A scope that
+    /// moves nothing is journaled too (an execution of no steps): the
+    /// declaration happened, and the record says so.
     Accepted { incident: Option<i64> },
 }
 
@@ -147,9 +147,6 @@ impl Declarer {
         if dry_run {
             audit(&*self.state, who, "declare.dry_run", "plan", &p.request(true))?;
             return Ok(Recorded::DryRun);
-        }
-        if p.prepared.specs.is_empty() {
-            return Ok(Recorded::Nothing);
         }
         audit(&*self.state, who, "declare", &format!("execution {}", p.id), &p.request(false))?;
         failover::create(&*self.state, &p.id, &p.decl, &p.prepared)?;

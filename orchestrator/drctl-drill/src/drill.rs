@@ -570,17 +570,10 @@ pub async fn run(opts: Options) -> Result<Report, Error> {
                     let exec_id = proposal.id.clone();
                     let who = Actor::new("drill", "controller");
                     // The drill announces itself; its failover opens no incident of its own.
-                    match declarer.record(&proposal, &who, false, IncidentPolicy::None)? {
-                        Recorded::Accepted { .. } => {}
-                        Recorded::Refused => {
-                            stopped_early =
-                                Some(format!("the declaration was refused: {}", proposal.refusals().join("; ")));
-                            break;
-                        }
-                        Recorded::Nothing | Recorded::DryRun => {
-                            stopped_early = Some("the declaration had nothing to fail over".into());
-                            break;
-                        }
+                    if declarer.record(&proposal, &who, false, IncidentPolicy::None)? == Recorded::Refused {
+                        stopped_early =
+                            Some(format!("the declaration was refused: {}", proposal.refusals().join("; ")));
+                        break;
                     }
                     declared_at = Some(clock.now());
                     say(&format!(

@@ -357,7 +357,6 @@ async fn declare(
                 body: json!({ "error": "refused by the preflight; nothing was changed", "id": id, "checks": checks }),
             })
         }
-        Recorded::Nothing => Ok(Json(json!({ "id": Value::Null, "checks": checks, "nothing": true })).into_response()),
         Recorded::Accepted { incident } => {
             spawn_execution(&s, id.clone());
             s.refresh().await;

@@ -45,23 +45,18 @@ pub async fn declare(
         println!("  {} {}: {}", if c.ok { style.green("✓") } else { style.red("✗") }, c.subject, c.detail);
     }
     let who = Actor::cli();
-    if proposal.refused() || dry_run || proposal.prepared.specs.is_empty() {
-        return Ok(match declarer.record(&proposal, &who, dry_run, IncidentPolicy::Open).map_err(control_error)? {
-            Recorded::Refused => {
-                eprintln!("{} refused: a check failed; nothing in the world was changed", style.red("✗"));
-                Outcome::Failed
-            }
-            Recorded::DryRun => {
-                println!("{} dry run: every check passed; nothing was changed", style.green("✓"));
-                Outcome::Done
-            }
-            Recorded::Nothing | Recorded::Accepted { .. } => {
-                println!("nothing to fail over");
-                Outcome::Done
-            }
-        });
+    if proposal.refused() || dry_run {
+        if declarer.record(&proposal, &who, dry_run, IncidentPolicy::Open).map_err(control_error)? == Recorded::Refused
+        {
+            eprintln!("{} refused: a check failed; nothing in the world was changed", style.red("✗"));
+            return Ok(Outcome::Failed);
+        }
+        println!("{} dry run: every check passed; nothing was changed", style.green("✓"));
+        return Ok(Outcome::Done);
     }
-    if !yes && std::io::stdin().is_terminal() {
+    if proposal.prepared.specs.is_empty() {
+        println!("nothing to fail over; the declaration is journaled");
+    } else if !yes && std::io::stdin().is_terminal() {
         print!("Fail over {} entities now? [y/N] ", proposal.prepared.plan.plan.entities.len());
         let _ = std::io::stdout().flush();
         let mut answer = String::new();

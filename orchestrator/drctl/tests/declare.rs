@@ -391,3 +391,31 @@ fn with_the_primary_dead_the_last_recorded_lag_decides_and_the_fence_is_noted() 
     assert_eq!(pg.psql(pg.standby_port, "SELECT pg_is_in_recovery()"), "f");
     assert_eq!(pg.psql(pg.standby_port, "SELECT count(*) FROM t"), "1", "the data is on the new primary");
 }
+
+/// A declaration whose scope moves nothing is still a declaration: it is
+/// journaled (an execution of no steps) from the CLI as through the API.
+#[test]
+fn a_declaration_that_moves_nothing_is_journaled() {
+    let dir = Dir::new("nothing");
+    std::fs::write(
+        dir.0.join("drctl.yaml"),
+        "version: 1
+zones: [ { name: az1, region: r1 }, { name: az2, region: r1 }, { name: az3, region: r1 } ]
+objectives: { tier-0: { rpo: 5s, rto: 2m } }
+datastores:
+  - name: orders-db
+    kind: postgres
+    primary:  { zone: az1, url: \"postgres://postgres@127.0.0.1:9/shop\" }
+    replicas: [ { zone: az2, url: \"postgres://postgres@127.0.0.1:9/shop\" } ]
+services:
+  - { name: shop, tier: tier-0, zones: [az1, az2], depends_on: [orders-db] }
+",
+    )
+    .unwrap();
+    let (code, out, err) = dir.run(&["declare", "--zone", "az3", "--reason", "az3 is empty", "--yes"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let id = out.lines().next().unwrap().trim().to_string();
+    assert!(out.contains("nothing to fail over; the declaration is journaled"), "{out}");
+    let list = dir.json(&["executions", "--output", "json"]);
+    assert_eq!((list[0]["id"].as_str(), list[0]["state"].as_str()), (Some(id.as_str()), Some("succeeded")), "{list:#}");
+}
