@@ -134,10 +134,11 @@ impl Declarer {
         if p.refused() {
             // Audited before it is journaled: an entry that cannot be
             // written stops the request, and a refusal changes nothing.
+            let refusals = p.refusals();
             let mut request = p.request(dry_run);
-            request["refused"] = json!(p.refusals());
+            request["refused"] = json!(refusals);
             audit(&*self.state, who, "declare.refused", &format!("execution {}", p.id), &request)?;
-            tracing::warn!(execution = %p.id, actor = %who.name, source = %who.source, refusals = ?p.refusals(), dry_run, "declaration refused by the preflight");
+            tracing::warn!(execution = %p.id, actor = %who.name, source = %who.source, ?refusals, dry_run, "declaration refused by the preflight");
             if !dry_run {
                 failover::create(&*self.state, &p.id, &p.decl, &p.prepared)?;
                 self.state.set_execution_state(&p.id, exec_state::REFUSED, Some(SystemTime::now()))?;

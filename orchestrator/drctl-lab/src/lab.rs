@@ -327,10 +327,7 @@ impl Lab {
             ))
         })?;
         // The lab's own clients sign with the lab's keys (its S3 servers check them).
-        let clients = Arc::new(Clients::new(drctl_aws::Credentials::Static {
-            access_key: drctl_lab_api::ACCESS_KEY.into(),
-            secret_key: drctl_lab_api::SECRET_KEY.into(),
-        }));
+        let clients = Arc::new(Clients::new(crate::credentials()));
         let assets = topo.entity_id("assets").expect("the lab has assets");
         let drctl_core::topology::EntitySpec::Datastore(assets_ds) = &topo.entity(assets).spec else {
             unreachable!("assets is a datastore")

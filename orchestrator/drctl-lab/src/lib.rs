@@ -39,3 +39,13 @@ pub enum Error {
     #[error("{0}")]
     Process(String),
 }
+
+/// The credentials that sign for the lab's S3 endpoints (they check SigV4
+/// signatures as S3 does): the lab's own clients, drills and the CLI on a
+/// lab's topology all use these, never the caller's own keys.
+pub fn credentials() -> drctl_aws::Credentials {
+    drctl_aws::Credentials::Static {
+        access_key: drctl_lab_api::ACCESS_KEY.into(),
+        secret_key: drctl_lab_api::SECRET_KEY.into(),
+    }
+}

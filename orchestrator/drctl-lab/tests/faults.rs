@@ -84,7 +84,7 @@ async fn every_fault_kind_hits_the_lab_and_heals() {
         name: "lab-assets-az2".into(),
         endpoint: Some(l.s3_url(2)),
         client: drctl_aws::s3::client_for(
-            &drctl_aws::sdk_config_with(&lab_keys()).await,
+            &drctl_aws::sdk_config_with(&drctl_lab::credentials()).await,
             Some(&l.s3_url(2)),
             Some("lab"),
         ),
@@ -122,11 +122,4 @@ async fn every_fault_kind_hits_the_lab_and_heals() {
     assert!(std::net::TcpListener::bind(pg1).is_ok(), "nothing listens after the lab is dropped");
     assert!(std::net::TcpListener::bind(l.control()).is_ok());
     let _ = std::fs::remove_dir_all(dir);
-}
-
-fn lab_keys() -> drctl_aws::Credentials {
-    drctl_aws::Credentials::Static {
-        access_key: drctl_lab_api::ACCESS_KEY.into(),
-        secret_key: drctl_lab_api::SECRET_KEY.into(),
-    }
 }

@@ -14,7 +14,7 @@ use drctl_control::declare::{Actor, Declarer};
 use drctl_control::live::Clients;
 use drctl_core::{Diagnostic, Severity, Topology};
 use drctl_state::State;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 /// The process-wide choices every command shares.
@@ -33,8 +33,6 @@ pub struct Context {
 pub struct Wiring {
     pub state_url: String,
     pub credentials: drctl_aws::Credentials,
-    /// The lab's folder, when the topology is a running or stopped lab's.
-    pub lab: Option<PathBuf>,
 }
 
 impl Context {
@@ -54,7 +52,7 @@ impl Context {
     pub fn wiring(&self, topology: &Path) -> Wiring {
         let dir = topology.parent().unwrap_or(Path::new("."));
         if !drctl_lab_api::Manifest::path(dir).exists() {
-            return Wiring { state_url: self.state_flag.clone(), credentials: Default::default(), lab: None };
+            return Wiring { state_url: self.state_flag.clone(), credentials: Default::default() };
         }
         self.lab_wiring(dir)
     }
@@ -63,8 +61,7 @@ impl Context {
     pub fn lab_wiring(&self, dir: &Path) -> Wiring {
         Wiring {
             state_url: if self.state_chosen { self.state_flag.clone() } else { lab_state_url(dir) },
-            credentials: if self.aws_keys_in_env { drctl_aws::Credentials::Chain } else { lab_credentials() },
-            lab: Some(dir.to_path_buf()),
+            credentials: if self.aws_keys_in_env { drctl_aws::Credentials::Chain } else { drctl_lab::credentials() },
         }
     }
 
@@ -88,14 +85,6 @@ impl Context {
 /// The clients a wiring implies.
 pub fn clients(w: &Wiring) -> Arc<Clients> {
     Arc::new(Clients::new(w.credentials.clone()))
-}
-
-/// The lab's S3 keys (its endpoints check SigV4 signatures as S3 does).
-pub fn lab_credentials() -> drctl_aws::Credentials {
-    drctl_aws::Credentials::Static {
-        access_key: drctl_lab_api::ACCESS_KEY.into(),
-        secret_key: drctl_lab_api::SECRET_KEY.into(),
-    }
 }
 
 /// The lab's own state store.
@@ -158,13 +147,13 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let topo = dir.join("drctl.yaml");
         let plain = ctx(drctl_state::DEFAULT_URL, false, false).wiring(&topo);
-        assert_eq!((plain.state_url.as_str(), plain.lab.is_none()), (drctl_state::DEFAULT_URL, true));
+        assert_eq!(plain.state_url, drctl_state::DEFAULT_URL);
         assert_eq!(plain.credentials, drctl_aws::Credentials::Chain);
 
         std::fs::write(dir.join("lab.json"), "{}").unwrap();
         let lab = ctx(drctl_state::DEFAULT_URL, false, false).wiring(&topo);
         assert_eq!(lab.state_url, lab_state_url(&dir));
-        assert_eq!(lab.credentials, lab_credentials());
+        assert_eq!(lab.credentials, drctl_lab::credentials());
         let chosen = ctx("sqlite:///elsewhere.db", true, true).wiring(&topo);
         assert_eq!(chosen.state_url, "sqlite:///elsewhere.db");
         assert_eq!(chosen.credentials, drctl_aws::Credentials::Chain, "keys in the environment win");

@@ -84,7 +84,8 @@ pub async fn resume(declarer: Declarer, id: &str, style: &Style) -> Result<Outco
 /// transitions as the journal records them.
 async fn run(declarer: &Declarer, id: &str, resuming: Option<Actor>, style: &Style) -> Result<Outcome, Failure> {
     let state = declarer.state.clone();
-    let mut seen = 0;
+    // Only what happens from now on: a resumed execution's history is not printed again.
+    let mut seen = state.events(id).map(|e| e.len()).unwrap_or(0);
     let mut print_new = move || {
         let Ok(events) = state.events(id) else { return };
         for e in events.iter().skip(seen) {

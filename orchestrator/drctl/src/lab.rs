@@ -209,11 +209,7 @@ pub fn drill(args: DrillArgs, ctx: &Context) -> Result<Outcome, Failure> {
     let file = args.file.clone().unwrap_or_else(|| PathBuf::from("drctl.yaml"));
     // --lab drills a fresh lab: its own store, its own keys, whatever was chosen.
     let wiring = if args.lab {
-        context::Wiring {
-            state_url: lab_state_url(&args.lab_dir),
-            credentials: context::lab_credentials(),
-            lab: Some(args.lab_dir.clone()),
-        }
+        context::Wiring { state_url: lab_state_url(&args.lab_dir), credentials: drctl_lab::credentials() }
     } else {
         ctx.wiring(&file)
     };
@@ -282,16 +278,15 @@ pub fn drill(args: DrillArgs, ctx: &Context) -> Result<Outcome, Failure> {
         eprintln!("drill {}: {}", opts.experiment.name, opts.experiment.description.as_deref().unwrap_or(""));
         let state_for_record = opts.state.clone();
         let started = std::time::SystemTime::now();
-        let on_ctrl_c = cancel.clone();
+        let drill = drctl_drill::drill::run(opts);
+        tokio::pin!(drill);
         let result = tokio::select! {
-            r = drctl_drill::drill::run(opts) => r,
-            // The first Ctrl-C asks the drill to stop; it goes on healing and reporting.
-            _ = async {
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    on_ctrl_c.cancel();
-                }
-                std::future::pending::<()>().await
-            } => unreachable!("waits forever after Ctrl-C"),
+            r = &mut drill => r,
+            // Ctrl-C asks the drill to stop; it goes on healing and reporting.
+            _ = tokio::signal::ctrl_c() => {
+                cancel.cancel();
+                drill.await
+            }
         };
         if let Ok(r) = &result {
             let json = serde_json::to_string(r).unwrap_or_default();
