@@ -21,6 +21,9 @@ pub(crate) struct RealActions {
     pub(crate) lost_zones: Vec<String>,
     /// Entities named with `--target`: they move even when nothing is lost.
     pub(crate) targets: Vec<String>,
+    /// The commander forced the run: an unfenceable member, a lag over
+    /// `max_lag` or a catch-up past its time are noted, not refused.
+    pub(crate) force: bool,
 }
 
 fn param<'a>(step: &'a StepSpec, key: &str) -> Option<&'a str> {
@@ -134,9 +137,12 @@ impl RealActions {
         }
     }
 
-    async fn promote(&self, step: &StepSpec) -> Result<Note, ActionError> {
+    /// SPEC §6a in order: fence every other member (and prove it), let
+    /// the standby catch up with an old primary fenced while it answered,
+    /// check the standby's lag once more, then promote.
+    async fn promote(&self, execution: &str, step: &StepSpec) -> Result<Note, ActionError> {
         let name = param(step, "datastore").unwrap_or(&step.entity);
-        let (members, _) = crate::failover::pg_members(&self.topo, name)
+        let (members, max_lag, catch_up) = crate::fence::pg_datastore(&self.topo, name)
             .ok_or_else(|| ActionError::Fatal(format!("`{name}` is not a postgres datastore")))?;
         let to = param(step, "to_zone")
             .or(step.to_zone.as_deref())
@@ -145,15 +151,56 @@ impl RealActions {
             .iter()
             .find(|m| m.zone == to)
             .ok_or_else(|| ActionError::Fatal(format!("`{name}` has no member in {to}")))?;
-        // Fence before promote: never two writable primaries.
+        let who = crate::fence::Asker { datastore: name, execution, step: &step.id };
         let mut notes = Vec::new();
+        // The old primary's last WAL, when it was fenced while it answered.
+        let mut catch_up_to: Option<Option<postgres::Lsn>> = None;
         for m in members.iter().filter(|m| m.zone != to) {
-            match postgres::fence(&m.url, Duration::from_secs(5)).await {
-                Ok(what) => notes.push(format!("{}: {what}", m.zone)),
-                Err(drctl_providers::Error::Connect { .. } | drctl_providers::Error::Timeout { .. }) => {
-                    notes.push(format!("{}: unreachable, not fenced", m.zone))
+            let outcome = crate::fence::fence_member(m, &who, self.force).await.map_err(|why| {
+                ActionError::Fatal(format!(
+                    "not promoting {name} in {to}: {why}. Nothing was promoted; members fenced so far stay fenced"
+                ))
+            })?;
+            match &outcome {
+                crate::fence::Outcome::Answered(postgres::Fenced::Closed { final_lsn, .. }) => {
+                    catch_up_to =
+                        Some(Some(catch_up_to.flatten().map_or(*final_lsn, |l: postgres::Lsn| l.max(*final_lsn))));
                 }
-                Err(e) => return Err(ActionError::Fatal(format!("fencing {} failed, not promoting: {e}", m.zone))),
+                crate::fence::Outcome::Answered(postgres::Fenced::Already) if catch_up_to.is_none() => {
+                    catch_up_to = Some(None)
+                }
+                _ => {}
+            }
+            tracing::info!(execution, datastore = name, zone = %m.zone, outcome = %outcome.describe(&m.zone), "fence");
+            notes.push(outcome.describe(&m.zone));
+        }
+        match catch_up_to {
+            Some(lsn) => match crate::fence::catch_up(target, lsn, catch_up).await {
+                Ok(n) => notes.push(n),
+                Err(e) if self.force => notes.push(format!("NOT CAUGHT UP ({e}; --force)")),
+                Err(e) => {
+                    return Err(ActionError::Fatal(format!(
+                        "{e}; not promoting (writes the old primary acknowledged would be lost): the old primary stays fenced, `--force` promotes anyway"
+                    )))
+                }
+            },
+            // No old primary answered: the last recorded lag, aged, is all there is.
+            None => {
+                if let Some(max) = max_lag {
+                    let lag = crate::failover::recorded_lag(&*self.state, name, to).map_err(|e| ActionError::Transient(e.to_string()))?;
+                    let over = match lag {
+                        Some((l, _)) => l > max.as_secs_f64(),
+                        None => true,
+                    };
+                    let how = lag.map_or("unknown (no sample recorded)".to_string(), |(l, how)| format!("{l:.1}s ({how})"));
+                    if over && !self.force {
+                        return Err(ActionError::Fatal(format!(
+                            "the standby in {to} is behind by {how}, over max_lag {}s, checked again just before the promote; not promoting (the old primary stays fenced): --force to promote anyway",
+                            max.as_secs_f64()
+                        )));
+                    }
+                    notes.push(format!("lag of the standby in {to}: {how}{}", if over { " (over max_lag; --force)" } else { "" }));
+                }
             }
         }
         let what = postgres::promote(&target.url, step.timeout.unwrap_or(Duration::from_secs(60)))
@@ -166,7 +213,12 @@ impl RealActions {
 }
 
 impl Actions for RealActions {
-    fn run<'a>(&'a self, _execution: &'a str, step: &'a StepSpec) -> BoxFuture<'a, Result<Note, ActionError>> {
+    fn run<'a>(
+        &'a self,
+        execution: &'a str,
+        attempt: u32,
+        step: &'a StepSpec,
+    ) -> BoxFuture<'a, Result<Note, ActionError>> {
         Box::pin(async move {
             let Some(action) = Action::parse(&step.action) else {
                 return Err(ActionError::Fatal(format!("unknown action `{}`", step.action)));
@@ -191,6 +243,10 @@ impl Actions for RealActions {
                         .ok_or_else(|| ActionError::Fatal("`command` must be a non-empty list".into()))?;
                     let mut cmd = tokio::process::Command::new(prog);
                     cmd.args(args).kill_on_drop(true);
+                    // What the program needs to make its own effect happen once.
+                    cmd.env("DRCTL_EXECUTION", execution)
+                        .env("DRCTL_STEP", &step.id)
+                        .env("DRCTL_ATTEMPT", attempt.to_string());
                     if let Some(dir) = param(step, "cwd") {
                         cmd.current_dir(dir);
                     }
@@ -250,6 +306,9 @@ impl Actions for RealActions {
                             req = req.header(k, v.as_str().unwrap_or_default());
                         }
                     }
+                    // The same key on every attempt and after a resume: a receiver
+                    // that honours it applies the effect once (SPEC §6a).
+                    req = req.header("Idempotency-Key", format!("{execution}/{}", step.id));
                     let resp = req
                         .timeout(Duration::from_secs(30))
                         .send()
@@ -268,7 +327,7 @@ impl Actions for RealActions {
                 }
                 Action::PostgresFence => {
                     let name = param(step, "datastore").unwrap_or(&step.entity);
-                    let (members, _) = crate::failover::pg_members(&self.topo, name)
+                    let (members, _, _) = crate::fence::pg_datastore(&self.topo, name)
                         .ok_or_else(|| ActionError::Fatal(format!("`{name}` is not a postgres datastore")))?;
                     let zone = param(step, "zone").or(step.from_zone.as_deref());
                     let m = members
@@ -276,18 +335,13 @@ impl Actions for RealActions {
                         .find(|m| Some(m.zone.as_str()) == zone)
                         .or(members.first())
                         .ok_or_else(|| ActionError::Fatal("no member".into()))?;
-                    match postgres::fence(&m.url, Duration::from_secs(5)).await {
-                        Ok(what) => Ok(Some(what)),
-                        Err(drctl_providers::Error::Connect { .. } | drctl_providers::Error::Timeout { .. }) => {
-                            Ok(Some(format!(
-                                "the old primary in {} is unreachable: skipped (it cannot accept writes either)",
-                                m.zone
-                            )))
-                        }
-                        Err(e) => Err(ActionError::Fatal(e.to_string())),
-                    }
+                    let who = crate::fence::Asker { datastore: name, execution, step: &step.id };
+                    crate::fence::fence_member(m, &who, self.force)
+                        .await
+                        .map(|o| Some(o.describe(&m.zone)))
+                        .map_err(ActionError::Fatal)
                 }
-                Action::PostgresPromote => self.promote(step).await,
+                Action::PostgresPromote => self.promote(execution, step).await,
                 Action::RdsPromoteReadReplica => {
                     let (name, ds) = self.datastore(step)?;
                     let to = self.to_zone(step)?;

@@ -225,19 +225,32 @@ impl Declarer {
     }
 }
 
-/// Approves a waiting step; `Ok(false)` when it was already approved.
-/// Needs no topology: the journal knows the step.
-pub fn approve(state: &State, id: &str, step: &str, who: &Actor) -> Result<bool, Error> {
+/// Decides on a waiting step; `Ok(false)` when that attempt was already
+/// decided. An `approval` step is approved; a step a crash caught running
+/// (SPEC §6a) is run again, or, with `done`, recorded as done without
+/// running. Needs no topology: the journal knows the step.
+pub fn approve(state: &State, id: &str, step: &str, done: bool, who: &Actor) -> Result<bool, Error> {
     state.execution(id)?;
     let steps = state.steps(id)?;
     let Some(s) = steps.iter().find(|s| s.id == step) else {
         return Err(Error::BadRequest(format!("execution {id} has no step `{step}`")));
     };
-    if s.action != drctl_engine::APPROVAL {
-        return Err(Error::BadRequest(format!("step `{step}` is a {} step, not an approval", s.action)));
+    let approval = s.action == drctl_engine::APPROVAL;
+    if approval && done {
+        return Err(Error::BadRequest(format!(
+            "step `{step}` is an approval: approve it without --done (--done is for a step a crash interrupted)"
+        )));
     }
-    audit(state, who, "approve", &format!("execution {id} step {step}"), &json!({"step": step}))?;
-    Ok(state.approve(id, step, &who.name)?)
+    if !approval && s.state != drctl_state::journal::StepState::WaitingApproval {
+        return Err(Error::BadRequest(format!(
+            "step `{step}` ({}) is {}, not waiting for a decision: only approval steps and steps a crash interrupted can be approved",
+            s.action,
+            s.state.as_str()
+        )));
+    }
+    let what = if done { "approve --done" } else { "approve" };
+    audit(state, who, what, &format!("execution {id} step {step}"), &json!({"step": step, "done": done}))?;
+    Ok(state.approve(id, step, &who.name, done)?)
 }
 
 /// Asks a running execution to stop; answers its state now.

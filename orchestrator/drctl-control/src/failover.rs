@@ -120,6 +120,8 @@ pub fn steps(topo: &Topology, plan: &DetailedPlan, incident: &str) -> Vec<StepSp
             ];
             let rb: Option<&RunbookStep> =
                 plan.runbook_steps[i].and_then(|k| entity.failover.runbook.as_ref().map(|r| &r.steps[k]));
+            let checks_the_world = Action::parse(&s.action).is_some_and(|a| a.checks_the_world());
+            let rerun_safe = checks_the_world || rb.is_some_and(|st| st.idempotent);
             let (with, timeout, attempts, backoff) = match rb {
                 Some(st) => (
                     fill(&serde_json::Value::Object(st.with.clone()), &vars),
@@ -150,15 +152,10 @@ pub fn steps(topo: &Topology, plan: &DetailedPlan, incident: &str) -> Vec<StepSp
                 with,
                 from_zone: s.from_zone.clone(),
                 to_zone: s.to_zone.clone(),
+                rerun_safe,
             }
         })
         .collect()
-}
-
-pub(crate) fn pg_members(topo: &Topology, name: &str) -> Option<(Vec<postgres::Member>, Option<Duration>)> {
-    let e = topo.entity(topo.entity_id(name)?);
-    let EntitySpec::Datastore(d) = &e.spec else { return None };
-    Some((crate::live::postgres_members(topo, d), e.failover.max_lag))
 }
 
 /// Plans and runs every check that can refuse the run. Changes nothing.
@@ -193,54 +190,10 @@ pub async fn prepare(
         }
         if action == Some(Action::PostgresPromote) {
             let name = s.with.get("datastore").and_then(|v| v.as_str()).unwrap_or(&s.entity);
-            let Some((members, max_lag)) = pg_members(topo, name) else { continue };
-            let Some(to) = s.to_zone.as_deref() else { continue };
-            let check = postgres::standby_lag(&members, to, Duration::from_secs(5)).await;
-            let lag = match check {
-                postgres::LagCheck::Measured(l) => Some((l, "measured now".to_string())),
-                postgres::LagCheck::PrimaryUnreachable => {
-                    let since = SystemTime::now() - Duration::from_secs(3600);
-                    state.rpo_samples(name, since)?.into_iter().rev().find_map(|x| {
-                        x.rpo_s.map(|r| {
-                            (
-                                r,
-                                format!(
-                                    "last recorded {}s ago (the primary is unreachable)",
-                                    x.at.elapsed().unwrap_or_default().as_secs()
-                                ),
-                            )
-                        })
-                    })
-                }
-                postgres::LagCheck::StandbyUnreachable(why) => {
-                    checks.push(Check {
-                        subject: s.id.clone(),
-                        ok: false,
-                        detail: format!("the standby in {to} cannot be promoted: {why}"),
-                    });
-                    continue;
-                }
-                postgres::LagCheck::NotAStandby(why) => {
-                    // Not even --force: this would silently lose data.
-                    checks.push(Check {
-                        subject: s.id.clone(),
-                        ok: false,
-                        detail: format!("the member in {to} is not a standby ({why})"),
-                    });
-                    continue;
-                }
-            };
-            let (ok, detail) = match (lag, max_lag) {
-                (Some((l, how)), Some(max)) if l > max.as_secs_f64() && !decl.force => {
-                    (false, format!("the standby in {to} is {l:.1}s behind ({how}), over max_lag {}s: --force to promote anyway", max.as_secs_f64()))
-                }
-                (Some((l, how)), _) => (true, format!("the standby in {to} is {l:.1}s behind ({how})")),
-                (None, Some(_)) if !decl.force => {
-                    (false, format!("the lag of the standby in {to} is unknown (primary unreachable, no recent sample): --force to promote anyway"))
-                }
-                (None, _) => (true, format!("the lag of the standby in {to} is unknown")),
-            };
-            checks.push(Check { subject: s.id.clone(), ok, detail });
+            let Some((members, max_lag, _)) = crate::fence::pg_datastore(topo, name) else { continue };
+            // The standby that will really be promoted: a runbook's `to_zone` wins.
+            let Some(to) = s.with.get("to_zone").and_then(|v| v.as_str()).or(s.to_zone.as_deref()) else { continue };
+            checks.extend(pg_promote_checks(state, decl, &s.id, name, &members, max_lag, to).await?);
         }
     }
     crate::preflight::aws_preflight(topo, clients, decl, &specs, &mut checks).await;
@@ -254,6 +207,82 @@ pub async fn prepare(
         }
     }
     Ok(Prepared { plan, specs, checks })
+}
+
+/// The last recorded lag of the standby in `zone`, with the sample's age
+/// added (writes may have come after it): SPEC §6a's lag when the primary
+/// cannot be asked.
+pub(crate) fn recorded_lag(state: &State, datastore: &str, zone: &str) -> Result<Option<(f64, String)>, Error> {
+    Ok(state.last_replica_lag(datastore, zone)?.map(|(at, lag)| {
+        let age = at.elapsed().unwrap_or_default().as_secs_f64();
+        (lag + age, format!("{lag:.1}s when last recorded, {age:.1}s ago; the primary does not answer"))
+    }))
+}
+
+/// A postgres promote's checks: every other member can be fenced, and the
+/// standby to promote answers, is a standby and is within `max_lag`.
+async fn pg_promote_checks(
+    state: &State,
+    decl: &Declaration,
+    subject: &str,
+    name: &str,
+    members: &[postgres::Member],
+    max_lag: Option<Duration>,
+    to: &str,
+) -> Result<Vec<Check>, Error> {
+    let mut checks = Vec::new();
+    for (zone, why) in crate::fence::unfenceable(members, to).await {
+        let detail = format!(
+            "the {name} member in {zone} does not answer ({why}) and has no `fence` command: promoting now could leave two writable primaries (it may still be running, cut off from here)"
+        );
+        checks.push(if decl.force {
+            Check { subject: subject.into(), ok: true, detail: format!("{detail}; --force: it will NOT be fenced") }
+        } else {
+            Check {
+                subject: subject.into(),
+                ok: false,
+                detail: format!("{detail}. Give it `fence: {{ command: [...] }}`, or --force; nothing was changed"),
+            }
+        });
+    }
+    let lag = match postgres::standby_lag(members, to, Duration::from_secs(5)).await {
+        postgres::LagCheck::Measured(l) => Some((l, "measured now".to_string())),
+        postgres::LagCheck::PrimaryUnreachable => recorded_lag(state, name, to)?,
+        postgres::LagCheck::StandbyUnreachable(why) => {
+            checks.push(Check {
+                subject: subject.into(),
+                ok: false,
+                detail: format!("the standby in {to} cannot be promoted: {why}"),
+            });
+            return Ok(checks);
+        }
+        postgres::LagCheck::NotAStandby(why) => {
+            // Not even --force: this would silently lose data.
+            checks.push(Check {
+                subject: subject.into(),
+                ok: false,
+                detail: format!("the member in {to} is not a standby ({why})"),
+            });
+            return Ok(checks);
+        }
+    };
+    let (ok, detail) = match (lag, max_lag) {
+        (Some((l, how)), Some(max)) if l > max.as_secs_f64() && !decl.force => (
+            false,
+            format!(
+                "the standby in {to} is {l:.1}s behind ({how}), over max_lag {}s: --force to promote anyway",
+                max.as_secs_f64()
+            ),
+        ),
+        (Some((l, how)), _) => (true, format!("the standby in {to} is {l:.1}s behind ({how})")),
+        (None, Some(_)) if !decl.force => (
+            false,
+            format!("the lag of the standby in {to} is unknown (the primary does not answer, no lag recorded): --force to promote anyway"),
+        ),
+        (None, _) => (true, format!("the lag of the standby in {to} is unknown")),
+    };
+    checks.push(Check { subject: subject.into(), ok, detail });
+    Ok(checks)
 }
 
 /// A new execution id: time-ordered and readable (`20261125-225301-7f3a`).
@@ -311,6 +340,7 @@ pub async fn execute(topo: Arc<Topology>, state: Arc<State>, clients: Arc<Client
         clients,
         lost_zones,
         targets: decl.targets.clone(),
+        force: decl.force,
     });
     let engine = Engine::new(state.clone(), actions, decl.parallel);
     engine.run(id, &specs).await.map_err(|e| match e {

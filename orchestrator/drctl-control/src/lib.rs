@@ -8,6 +8,7 @@
 mod actions;
 pub mod declare;
 pub mod failover;
+mod fence;
 pub mod live;
 mod preflight;
 pub mod replicate;

@@ -98,8 +98,8 @@ pub fn postgres_members(topo: &Topology, ds: &Datastore) -> Vec<postgres::Member
         .iter()
         .chain(&ds.replicas)
         .filter_map(|m| match &m.location {
-            Location::Postgres { url } => {
-                Some(postgres::Member { zone: topo.zones[m.zone].name.clone(), url: url.clone() })
+            Location::Postgres { url, fence } => {
+                Some(postgres::Member { zone: topo.zones[m.zone].name.clone(), url: url.clone(), fence: fence.clone() })
             }
             _ => None,
         })
@@ -256,6 +256,24 @@ pub fn worst_zone_rto(topo: &Topology, obs: &Observations) -> Vec<Option<f64>> {
 
 pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Records a status report: each datastore's RPO, and each replica's own
+/// lag (the one `max_lag` is checked against when the primary is gone).
+pub fn record(state: &drctl_state::State, report: &StatusReport) -> Result<(), drctl_state::Error> {
+    state.record_rpo_samples(&samples(report))?;
+    let at = std::time::SystemTime::now();
+    for d in &report.datastores {
+        // Only lags measured against a primary that answered mean anything.
+        if d.primary_zone.is_none() {
+            continue;
+        }
+        let lags: Vec<(String, Option<f64>)> = d.replicas.iter().map(|r| (r.zone.clone(), r.lag_s)).collect();
+        if !lags.is_empty() {
+            state.record_replica_lags(&d.name, at, &lags)?;
+        }
+    }
+    Ok(())
 }
 
 /// RPO samples from a report, for the state store.

@@ -187,6 +187,20 @@ impl<'d> Decoder<'d> {
         }
     }
 
+    /// `true` or `false` (YAML 1.2 core schema: nothing else is a boolean).
+    pub fn boolean(&mut self, node: &Node, what: What) -> Option<Spanned<bool>> {
+        match node.as_scalar() {
+            Some("true") => Some(Spanned::new(true, node.pos)),
+            Some("false") => Some(Spanned::new(false, node.pos)),
+            _ => {
+                self.diags
+                    .error(Code::WrongType, node.pos, format!("{what} must be `true` or `false`"))
+                    .with_hint("write true or false, unquoted");
+                None
+            }
+        }
+    }
+
     /// A list; null or absent is an empty list.
     pub fn list<'a>(&mut self, node: Option<&'a Node<'a>>, what: What) -> &'a [Node<'a>] {
         match node {

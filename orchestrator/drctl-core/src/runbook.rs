@@ -169,6 +169,10 @@ pub struct RunbookStep {
     pub timeout: Option<Duration>,
     pub retries: Retries,
     pub estimate: Duration,
+    /// `idempotent: true`: the runbook's author says running the step
+    /// again does no harm, so a crash mid-step re-runs it on resume
+    /// instead of waiting for a commander (SPEC §6a "Never twice").
+    pub idempotent: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -223,7 +227,7 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path) -> Option<Runbook> {
     let mut broken_needs: Vec<(String, Vec<Spanned<String>>)> = Vec::new();
     let mut ok = true;
     for node in step_nodes {
-        let keys = ["id", "action", "with", "needs", "timeout", "retries", "estimate", "description"];
+        let keys = ["id", "action", "with", "needs", "timeout", "retries", "estimate", "idempotent", "description"];
         let what = match node.peek("id") {
             Some(id) => format!("step `{id}`"),
             None => "a step".into(),
@@ -315,6 +319,8 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path) -> Option<Runbook> {
         };
         let needs = d.string_list(f.get("needs"), &format!("`needs` of {what}"));
         let estimate = d.opt_duration(&f, "estimate", &what).map(|e| e.value);
+        let idempotent =
+            f.get("idempotent").and_then(|n| d.boolean(n, &format!("`idempotent` of {what}"))).is_some_and(|b| b.value);
         if let Some(id) = &id {
             if let Some((_, first)) = all_ids.iter().find(|(k, _)| *k == id.value) {
                 let line = first.line;
@@ -363,6 +369,7 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path) -> Option<Runbook> {
             timeout,
             retries,
             estimate: estimate.or(wait_estimate).unwrap_or(spec.default_estimate),
+            idempotent,
         });
         pending_needs.push(needs);
     }

@@ -226,7 +226,7 @@ async fn pg_replay(topo: &Topology, datastore: &str, pause: bool) -> Result<(), 
     let id = topo.entity_id(datastore).ok_or_else(|| Error::BadInput(format!("no datastore {datastore}")))?;
     let EntitySpec::Datastore(d) = &topo.entity(id).spec else { return Ok(()) };
     for r in &d.replicas {
-        if let Location::Postgres { url } = &r.location {
+        if let Location::Postgres { url, .. } = &r.location {
             let c = drctl_providers::postgres::connect(url, Duration::from_secs(5))
                 .await
                 .map_err(|e| Error::Inject(e.to_string()))?;
@@ -279,7 +279,7 @@ fn members(topo: &Topology) -> Vec<(String, String, String)> {
     for (_, e, d) in topo.datastores() {
         for m in d.primary.iter().chain(&d.replicas) {
             let url = match &m.location {
-                Location::Postgres { url } => url.clone(),
+                Location::Postgres { url, .. } => url.clone(),
                 Location::S3 { endpoint: Some(ep), .. } => ep.clone(),
                 _ => continue,
             };
@@ -370,7 +370,7 @@ pub async fn run(opts: Options) -> Result<Report, Error> {
         let st = drctl_control::live::status(&clients, &topo, &placements).await;
         // Recorded like the controller does: if a primary dies, the
         // preflight judges its standby by the last sample.
-        let _ = opts.state.record_rpo_samples(&drctl_control::live::samples(&st));
+        let _ = drctl_control::live::record(&*opts.state, &st);
         let mut problems = Vec::new();
         for d in &st.datastores {
             if let Some(e) = &d.error {
@@ -922,7 +922,7 @@ async fn check_stop_when(
                 if status.is_none() {
                     let placements = state.placements().unwrap_or_default();
                     let st = drctl_control::live::status(clients, topo, &placements).await;
-                    let _ = state.record_rpo_samples(&drctl_control::live::samples(&st));
+                    let _ = drctl_control::live::record(&*state, &st);
                     status = Some(st);
                 }
                 let rpo = status.as_ref()?.datastores.iter().find(|d| d.name == *datastore).and_then(|d| d.rpo_s);

@@ -5,8 +5,16 @@
 //! schedule's start times). Every attempt is journaled before its effect
 //! (`running`) and after it (`succeeded`/`failed`), so a controller killed
 //! at any moment resumes from the journal: finished steps are never run
-//! again, and a step caught `running` is run again, which is safe because
-//! every action checks the world first and does no harm twice.
+//! again. A step caught `running` is run again only when that is safe
+//! ([`StepSpec::rerun_safe`]: its action checks the world first, or its
+//! runbook says `idempotent: true`); any other waits as
+//! `waiting_approval` until a commander says to run it again or that its
+//! effect happened (`drctl approve --done`), because nobody knows whether
+//! it took effect before the crash.
+//!
+//! One process runs an execution's steps at a time: the engine holds a
+//! lease on the execution in the state store, renews it while it runs,
+//! and stops starting steps the moment it loses it.
 //!
 //! Failures are classified by the action: transient ones (network,
 //! throttling, 5xx) are retried with exponential backoff and jitter up to
@@ -18,7 +26,7 @@
 
 use drctl_runtime::{Backoff, Clock, SystemClock};
 use drctl_state::journal::{exec_state, StepState, Transition};
-use drctl_state::State;
+use drctl_state::{Claim, State};
 use futures::future::BoxFuture;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -48,6 +56,10 @@ pub struct StepSpec {
     /// The zones the step moves its entity from and to, when known.
     pub from_zone: Option<String>,
     pub to_zone: Option<String>,
+    /// Running the step again after a crash caught it mid-effect does no
+    /// harm (the action checks the world first, or the runbook declares
+    /// it `idempotent`). When false, such a step waits for a commander.
+    pub rerun_safe: bool,
 }
 
 /// Why an action failed, and whether trying again may help.
@@ -67,7 +79,26 @@ pub type Note = Option<String>;
 /// Runs actions. The real implementation talks to PostgreSQL, AWS and HTTP;
 /// tests use a model of the world.
 pub trait Actions: Send + Sync {
-    fn run<'a>(&'a self, execution: &'a str, step: &'a StepSpec) -> BoxFuture<'a, Result<Note, ActionError>>;
+    /// Runs attempt `attempt` (1 for the first) of a step.
+    fn run<'a>(
+        &'a self,
+        execution: &'a str,
+        attempt: u32,
+        step: &'a StepSpec,
+    ) -> BoxFuture<'a, Result<Note, ActionError>>;
+}
+
+/// How long an engine's lease on an execution lasts without renewal; it
+/// renews every third of it.
+pub const LEASE: Duration = Duration::from_secs(15);
+
+/// The note of a step a crash caught running, whose effect nobody knows.
+pub fn interrupted_note(execution: &str, step: &str) -> String {
+    format!(
+        "a crash interrupted this step while it ran: its effect may or may not have happened. \
+         `drctl approve {execution} {step}` runs it again; `drctl approve {execution} {step} --done` \
+         records it as done without running it"
+    )
 }
 
 /// The action name the engine handles itself.
@@ -80,6 +111,13 @@ pub enum Error {
     /// A fail point stopped the engine dead (builds with `failpoints` only).
     #[error("simulated crash (fail point)")]
     Crashed,
+    /// Another process runs this execution's steps now.
+    #[error("execution {execution} is being run by {by} (its lease runs until {until}); wait for it to finish, or, if that process is gone, run this again after that time")]
+    Owned { execution: String, by: String, until: String },
+    /// The lease was lost mid-run (this process stalled past it): another
+    /// process may have taken over, so this one stopped starting steps.
+    #[error("execution {execution}: this process lost its lease to {by} and stopped; `drctl show {execution}` says where it is")]
+    LostLease { execution: String, by: String },
 }
 
 /// How an execution ended.
@@ -105,7 +143,27 @@ pub struct Engine {
     /// (the crash-model tests); never part of a release build's API.
     #[cfg(feature = "failpoints")]
     pub crash_after_writes: Option<usize>,
+    /// Who this engine is, in the execution's lease (host, pid, a nonce).
+    pub owner: String,
     writes: Arc<AtomicUsize>,
+}
+
+/// An owner id for this process: readable, and unique per engine.
+fn owner_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let nonce = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    static SEQ: AtomicUsize = AtomicUsize::new(0);
+    format!("{}:pid{}:{:x}{}", host.trim(), std::process::id(), nonce, SEQ.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Whether an owner id names a process on this host that no longer runs:
+/// its lease can be taken at once instead of waiting for it to expire.
+fn owner_is_dead_here(owner: &str) -> bool {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let mut parts = owner.split(':');
+    let (Some(h), Some(pid)) = (parts.next(), parts.next()) else { return false };
+    let Some(pid) = pid.strip_prefix("pid").and_then(|p| p.parse::<u32>().ok()) else { return false };
+    h == host.trim() && pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 impl Engine {
@@ -118,7 +176,23 @@ impl Engine {
             clock: Arc::new(SystemClock),
             #[cfg(feature = "failpoints")]
             crash_after_writes: None,
+            owner: owner_id(),
             writes: Arc::default(),
+        }
+    }
+
+    /// Takes the execution's lease, or says who holds it.
+    fn claim(&self, execution: &str) -> Result<(), Error> {
+        match self.state.claim_execution(execution, &self.owner, self.clock.now(), LEASE)? {
+            Claim::Ours => Ok(()),
+            Claim::Held { by, .. } if owner_is_dead_here(&by) => {
+                tracing::warn!(execution, previous = %by, "taking over the lease of a process that is gone");
+                self.state.release_execution(execution, &by)?;
+                self.claim(execution)
+            }
+            Claim::Held { by, until } => {
+                Err(Error::Owned { execution: execution.to_string(), by, until: chrono_like(until) })
+            }
         }
     }
 
@@ -154,13 +228,58 @@ impl Engine {
 
     /// Runs (or resumes) an execution until it ends.
     pub async fn run(&self, execution: &str, specs: &[StepSpec]) -> Result<Ended, Error> {
+        self.claim(execution)?;
+        let lost: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+        let renewer = {
+            let (engine, execution, lost) = (self.clone(), execution.to_string(), lost.clone());
+            tokio::spawn(async move {
+                loop {
+                    engine.clock.sleep(LEASE / 3).await;
+                    match engine.state.claim_execution(&execution, &engine.owner, engine.clock.now(), LEASE) {
+                        Ok(Claim::Ours) => {}
+                        Ok(Claim::Held { by, .. }) => {
+                            *lost.lock().unwrap_or_else(|p| p.into_inner()) = Some(by);
+                            return;
+                        }
+                        // The store hiccuped: try again at the next beat, well within the lease.
+                        Err(e) => tracing::warn!(execution, error = %e, "could not renew the execution's lease"),
+                    }
+                }
+            })
+        };
+        let result = self.run_owned(execution, specs, &lost).await;
+        renewer.abort();
+        if !matches!(result, Err(Error::LostLease { .. })) {
+            let _ = self.state.release_execution(execution, &self.owner);
+        }
+        result
+    }
+
+    async fn run_owned(
+        &self,
+        execution: &str,
+        specs: &[StepSpec],
+        lost: &std::sync::Mutex<Option<String>>,
+    ) -> Result<Ended, Error> {
         let rows = self.state.steps(execution)?;
         let mut states: Vec<StepState> = rows.iter().map(|r| r.state).collect();
         let mut attempts: Vec<u32> = rows.iter().map(|r| r.attempts).collect();
-        // A step caught mid-flight by a crash runs again (actions are idempotent).
-        for s in states.iter_mut() {
+        // A step caught mid-flight by a crash: run again when that is safe,
+        // otherwise hold it for a commander (its effect may have happened).
+        let mut gated: HashSet<usize> = HashSet::new();
+        for (i, s) in states.iter_mut().enumerate() {
+            let Some(spec) = specs.get(i) else { continue };
+            let interrupted = match s {
+                StepState::Running => spec.action != APPROVAL && !spec.rerun_safe,
+                // An action step waits only when an earlier resume held it.
+                StepState::WaitingApproval => spec.action != APPROVAL,
+                _ => false,
+            };
             if matches!(s, StepState::Running | StepState::WaitingApproval) {
                 *s = StepState::Pending;
+            }
+            if interrupted {
+                gated.insert(i);
             }
         }
         let cap = self.parallel.unwrap_or(usize::MAX).max(1);
@@ -170,6 +289,11 @@ impl Engine {
         loop {
             if self.crashed() {
                 return Err(Error::Crashed);
+            }
+            if let Some(by) = lost.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+                // Dropping the set stops the steps in flight: another owner runs them now.
+                tracing::error!(execution, by = %by, "lost the execution's lease; stopping");
+                return Err(Error::LostLease { execution: execution.to_string(), by });
             }
             if !aborting && self.state.execution(execution)?.state == exec_state::ABORTING {
                 aborting = true;
@@ -216,9 +340,43 @@ impl Engine {
                 let spec = specs[i].clone();
                 let execution = execution.to_string();
                 let done = attempts[i];
+                let hold = gated.remove(&i);
                 let span = tracing::info_span!("step", execution = %execution, step = %spec.id, entity = %spec.entity);
                 running.spawn(
                     async move {
+                        if hold {
+                            match engine.await_decision(&execution, i, &spec, done).await {
+                                Ok(Decision::RunAgain) => {}
+                                Ok(Decision::Done(by)) => {
+                                    let note = format!("recorded as done by {by}, not run again");
+                                    let t = Transition {
+                                        at: engine.clock.now(),
+                                        state: StepState::Succeeded,
+                                        attempts: done,
+                                        started_at: None,
+                                        finished_at: Some(engine.clock.now()),
+                                        error: None,
+                                        note: Some(&note),
+                                    };
+                                    let r = engine.write(&execution, i, &spec.id, &t).map(|()| StepState::Succeeded);
+                                    return (i, r, done);
+                                }
+                                Ok(Decision::Aborted) => {
+                                    let t = Transition {
+                                        at: engine.clock.now(),
+                                        state: StepState::Skipped,
+                                        attempts: done,
+                                        started_at: None,
+                                        finished_at: Some(engine.clock.now()),
+                                        error: None,
+                                        note: Some("the execution was aborted while this step waited for a decision"),
+                                    };
+                                    let r = engine.write(&execution, i, &spec.id, &t).map(|()| StepState::Skipped);
+                                    return (i, r, done);
+                                }
+                                Err(e) => return (i, Err(e), done),
+                            }
+                        }
                         let (result, attempts) = engine.run_step(&execution, i, &spec, done).await;
                         (i, result, attempts)
                     }
@@ -284,7 +442,7 @@ impl Engine {
             let outcome = if spec.action == APPROVAL {
                 self.await_approval(execution, idx, spec, attempts, started).await
             } else {
-                let fut = self.actions.run(execution, spec);
+                let fut = self.actions.run(execution, attempts, spec);
                 match spec.timeout {
                     Some(t) => match tokio::time::timeout(t, fut).await {
                         Ok(r) => r,
@@ -383,8 +541,9 @@ impl Engine {
         };
         self.write(execution, idx, &spec.id, &waiting).map_err(|e| ActionError::Fatal(e.to_string()))?;
         loop {
-            match self.state.approved_by(execution, &spec.id) {
-                Ok(Some(by)) => return Ok(Some(format!("approved by {by}"))),
+            // Any attempt's approval counts: an approval given before a crash still holds.
+            match self.state.approved_by(execution, &spec.id, 0) {
+                Ok(Some(a)) => return Ok(Some(format!("approved by {}", a.by))),
                 Ok(None) => {}
                 Err(e) => return Err(ActionError::Transient(e.to_string())),
             }
@@ -397,4 +556,51 @@ impl Engine {
             self.clock.sleep(self.poll).await;
         }
     }
+
+    /// Holds a step a crash caught running until a commander decides:
+    /// run it again, or record it as done. `attempt` is the one caught.
+    async fn await_decision(
+        &self,
+        execution: &str,
+        idx: usize,
+        spec: &StepSpec,
+        attempt: u32,
+    ) -> Result<Decision, Error> {
+        let note = interrupted_note(execution, &spec.id);
+        let waiting = Transition {
+            at: self.clock.now(),
+            state: StepState::WaitingApproval,
+            attempts: attempt,
+            started_at: None,
+            finished_at: None,
+            error: None,
+            note: Some(&note),
+        };
+        self.write(execution, idx, &spec.id, &waiting)?;
+        tracing::warn!(execution, step = %spec.id, attempt, "step interrupted by a crash; waiting for a commander");
+        loop {
+            if let Some(a) = self.state.approved_by(execution, &spec.id, attempt.max(1))? {
+                return Ok(if a.done { Decision::Done(a.by) } else { Decision::RunAgain });
+            }
+            if self.aborting(execution) {
+                return Ok(Decision::Aborted);
+            }
+            if self.crashed() {
+                return Err(Error::Crashed);
+            }
+            self.clock.sleep(self.poll).await;
+        }
+    }
+}
+
+/// What a commander decided about an interrupted step.
+enum Decision {
+    RunAgain,
+    Done(String),
+    Aborted,
+}
+
+/// A time in RFC 3339 (UTC, seconds), for messages.
+fn chrono_like(t: SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }

@@ -26,7 +26,12 @@ struct World {
 }
 
 impl Actions for World {
-    fn run<'a>(&'a self, _execution: &'a str, step: &'a StepSpec) -> BoxFuture<'a, Result<Note, ActionError>> {
+    fn run<'a>(
+        &'a self,
+        _execution: &'a str,
+        _attempt: u32,
+        step: &'a StepSpec,
+    ) -> BoxFuture<'a, Result<Note, ActionError>> {
         Box::pin(async move {
             {
                 let effects = self.effects.lock().unwrap();
@@ -72,6 +77,7 @@ fn dag(seed: &[u8], n: usize) -> Vec<StepSpec> {
                 with: serde_json::Value::Null,
                 from_zone: None,
                 to_zone: None,
+                rerun_safe: true,
             }
         })
         .collect()
@@ -226,4 +232,106 @@ async fn retries_back_off_on_the_engines_clock() {
         waited >= Duration::from_secs(315) && waited <= Duration::from_secs(525),
         "the backoff doubled: {waited:?}"
     );
+}
+
+/// A step the crash caught running, whose action cannot check the world:
+/// it waits for a commander on resume, runs again only when told to, and is
+/// recorded as done without running when told its effect happened.
+#[tokio::test(start_paused = true)]
+async fn an_interrupted_step_that_cannot_check_the_world_waits_for_a_commander() {
+    for done in [false, true] {
+        let mut specs = dag(&[1, 2, 3], 2);
+        specs[1].after = vec![0];
+        specs[0].rerun_safe = false;
+        let state = State::in_memory().unwrap();
+        declare(&*state, &specs);
+        let w = Arc::new(world(&specs));
+        // Crash right after the first step's `running` write: its effect's fate is unknown.
+        let mut crashing = Engine::new(state.clone(), w.clone(), None);
+        crashing.crash_after_writes = Some(1);
+        assert!(matches!(crashing.run("x1", &specs).await, Err(drctl_engine::Error::Crashed)));
+        assert_eq!(state.steps("x1").unwrap()[0].state, StepState::Running);
+
+        let engine = Engine::new(state.clone(), w.clone(), None);
+        let run = tokio::spawn({
+            let (engine, specs) = (engine.clone(), specs.clone());
+            async move { engine.run("x1", &specs).await }
+        });
+        // Wait (on the paused clock) until the step is held for a decision.
+        let mut held = false;
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let row = &state.steps("x1").unwrap()[0];
+            if row.state == StepState::WaitingApproval {
+                assert!(row.note.as_deref().unwrap_or("").contains("may or may not have happened"), "{:?}", row.note);
+                held = true;
+                break;
+            }
+        }
+        assert!(held, "the interrupted step was not held for a commander");
+        assert_eq!(w.effects.lock().unwrap().get(&specs[0].id), None, "it did not run again on its own");
+        assert!(state.approve("x1", &specs[0].id, "alice", done).unwrap());
+        assert_eq!(run.await.unwrap().unwrap(), Ended::Succeeded);
+        let effects = w.effects.lock().unwrap().clone();
+        let rows = state.steps("x1").unwrap();
+        if done {
+            assert_eq!(effects.get(&specs[0].id), None, "--done records it without running it");
+            assert!(rows[0].note.as_deref().unwrap_or("").contains("recorded as done by alice"), "{:?}", rows[0].note);
+        } else {
+            assert_eq!(effects.get(&specs[0].id), Some(&1), "approved: it ran again, once");
+        }
+        assert_eq!(effects.get(&specs[1].id), Some(&1), "what came after it ran once");
+    }
+}
+
+/// `idempotent: true` (rerun_safe) steps caught running simply run again.
+#[tokio::test]
+async fn an_interrupted_rerun_safe_step_runs_again_without_asking() {
+    let specs = dag(&[1, 2, 3], 1);
+    let state = State::in_memory().unwrap();
+    declare(&*state, &specs);
+    let w = Arc::new(world(&specs));
+    let mut crashing = Engine::new(state.clone(), w.clone(), None);
+    crashing.crash_after_writes = Some(1);
+    assert!(crashing.run("x1", &specs).await.is_err());
+    assert_eq!(Engine::new(state.clone(), w.clone(), None).run("x1", &specs).await.unwrap(), Ended::Succeeded);
+    assert_eq!(w.effects.lock().unwrap().get(&specs[0].id), Some(&1));
+}
+
+/// Two engines (two processes in life) never run one execution at once:
+/// the second is refused while the first holds the lease, and names it.
+#[tokio::test]
+async fn a_second_engine_is_refused_while_the_first_runs() {
+    let dir = std::env::temp_dir().join(format!("drctl-lease-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let url = format!("sqlite://{}/state.db", dir.display());
+    let first_state = State::open(&url).unwrap();
+    let mut specs = dag(&[1, 2, 3], 1);
+    specs[0].action = drctl_engine::APPROVAL.into();
+    declare(&*first_state, &specs);
+    let w = Arc::new(world(&specs));
+    let first = Engine::new(first_state.clone(), w.clone(), None);
+    let running = tokio::spawn({
+        let specs = specs.clone();
+        async move { first.run("x1", &specs).await }
+    });
+    // The first engine waits on the approval, holding the lease.
+    while first_state.steps("x1").unwrap()[0].state != StepState::WaitingApproval {
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Another process opens the same store and tries to resume.
+    let second_state = State::open(&url).unwrap();
+    let refused = Engine::new(second_state.clone(), w.clone(), None).run("x1", &specs).await;
+    match refused {
+        Err(drctl_engine::Error::Owned { by, .. }) => {
+            assert!(by.contains(&format!("pid{}", std::process::id())), "{by}")
+        }
+        other => panic!("the second engine was not refused: {other:?}"),
+    }
+    second_state.approve("x1", &specs[0].id, "alice", false).unwrap();
+    assert_eq!(running.await.unwrap().unwrap(), Ended::Succeeded);
+    // Finished: the lease is free again (a later resume is a no-op, not a refusal).
+    assert_eq!(Engine::new(second_state, w, None).run("x1", &specs).await.unwrap(), Ended::Succeeded);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -16,6 +16,9 @@ pub enum Error {
     /// The server could not be reached or refused the connection.
     #[error("cannot connect to {target}: {why}")]
     Connect { target: String, why: String },
+    /// The server answered but turned the session away in `pg_hba.conf`.
+    #[error("{target} turns sessions away: {why}")]
+    Rejected { target: String, why: String },
     /// A query failed after connecting.
     #[error("{target}: {what}: {why}")]
     Query { target: String, what: String, why: String },

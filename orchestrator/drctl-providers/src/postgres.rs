@@ -27,7 +27,12 @@ use tokio_postgres::{Client, NoTls};
 pub struct Member {
     pub zone: String,
     pub url: String,
+    /// Its out-of-band fence (`fence: { command: [...] }`), if any.
+    pub fence: Option<Vec<String>>,
 }
+
+/// The first line of a `pg_hba.conf` drctl wrote to fence a member.
+pub const FENCE_MARK: &str = "# drctl fence:";
 
 /// A write-ahead log position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -44,7 +49,8 @@ impl Lsn {
 #[derive(Debug, Clone)]
 enum Seen {
     Unreachable(String),
-    /// Out of recovery but read-only: an old primary fenced by a failover.
+    /// Its `pg_hba.conf` turns client sessions away: an old primary fenced
+    /// by a failover (no client can write there).
     Fenced,
     /// The primary's WAL position, and its view of each standby: (replay
     /// position, seconds of replay lag as of now).
@@ -71,6 +77,7 @@ pub async fn connect(url: &str, timeout: Duration) -> Result<Client, Error> {
     let fut = tokio_postgres::connect(url, NoTls);
     let (client, connection) = match tokio::time::timeout(timeout, fut).await {
         Err(_) => return Err(Error::Timeout { target, secs: timeout.as_secs_f64() }),
+        Ok(Err(e)) if rejected_by_hba(&e) => return Err(Error::Rejected { target, why: explain(&e) }),
         Ok(Err(e)) => return Err(Error::Connect { target, why: explain(&e) }),
         Ok(Ok(pair)) => pair,
     };
@@ -79,6 +86,12 @@ pub async fn connect(url: &str, timeout: Duration) -> Result<Client, Error> {
         let _ = connection.await;
     });
     Ok(client)
+}
+
+/// Whether the server turned the session away in `pg_hba.conf` (a fenced
+/// member: it answers, but takes no client).
+fn rejected_by_hba(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error().is_some_and(|db| db.code().code() == "28000" && db.message().contains("pg_hba.conf rejects"))
 }
 
 /// A driver error in plain words.
@@ -107,16 +120,13 @@ async fn ask(url: &str, timeout: Duration) -> Seen {
     let target = redact(url);
     let result = tokio::time::timeout(timeout, async {
         let q = |what: &str, e: tokio_postgres::Error| query_error(url, what, e);
-        let (client, in_recovery) = open_member(url, timeout).await?;
+        let (client, in_recovery) = match open_member(url, timeout).await {
+            Err(Error::Rejected { .. }) => return Ok(Seen::Fenced),
+            other => other?,
+        };
         if !in_recovery {
-            let ro: String = client
-                .query_one("SHOW default_transaction_read_only", &[])
-                .await
-                .map_err(|e| q("read-only setting", e))?
-                .get(0);
-            if ro == "on" {
-                return Ok(Seen::Fenced);
-            }
+            // Out of recovery and taking sessions is a primary, whatever
+            // `default_transaction_read_only` says: any client can `SET` it off.
             let row =
                 client.query_one("SELECT pg_current_wal_lsn()::text", &[]).await.map_err(|e| q("WAL position", e))?;
             let lsn: String = row.get(0);
@@ -218,7 +228,7 @@ pub async fn measure(members: &[Member], timeout: Duration) -> Measurement {
                 healthy: false,
                 lag_s: None,
                 error: Some(format!(
-                    "fenced old primary, not replicating: rebuild it as a standby of {} (pg_rewind or pg_basebackup)",
+                    "fenced old primary (its pg_hba.conf turns clients away), not replicating: rebuild it as a standby of {} (pg_rewind or pg_basebackup)",
                     members[primary].zone
                 )),
                 detail: Some("fenced".into()),
@@ -346,23 +356,130 @@ async fn open_member(url: &str, timeout: Duration) -> Result<(Client, bool), Err
     Ok((client, in_recovery))
 }
 
-/// Fences a primary: it stops accepting writes, verified from a fresh
-/// session. Idempotent. Returns what was done.
-pub async fn fence(url: &str, timeout: Duration) -> Result<String, Error> {
+/// How a member that answered was fenced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fenced {
+    /// It is a standby: it cannot take writes, nothing to do.
+    Standby,
+    /// It already turns clients away (fenced before, e.g. by a run that crashed).
+    Already,
+    /// Its client path is closed now: `ended` sessions ended, and a fresh
+    /// session could not write. `final_lsn` is the last WAL it flushed,
+    /// which the standby must replay before it is promoted.
+    Closed { ended: u64, final_lsn: Lsn },
+}
+
+impl std::fmt::Display for Fenced {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fenced::Standby => f.write_str("a standby: nothing to fence"),
+            Fenced::Already => f.write_str("already fenced (pg_hba.conf turns clients away)"),
+            Fenced::Closed { ended, final_lsn } => write!(
+                f,
+                "fenced: pg_hba.conf rejects every client but replication, {ended} session(s) ended, a fresh session cannot write; last WAL {final_lsn}"
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for Lsn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:X}/{:X}", self.0 >> 32, self.0 & 0xffff_ffff)
+    }
+}
+
+/// The `pg_hba.conf` of a fenced member: its replication lines (the
+/// standbys keep streaming the last writes), then a rejection of every
+/// other connection. `why` goes in the marker line.
+pub fn fenced_hba(original: &str, why: &str) -> String {
+    let mut out =
+        format!("{FENCE_MARK} {why}\n# The original is kept beside this file as pg_hba.conf.drctl-unfenced.\n");
+    for line in original.lines() {
+        let mut words = line.split_whitespace();
+        let (Some(kind), Some(database)) = (words.next(), words.next()) else { continue };
+        if kind.starts_with('#') || kind == "include" || kind.starts_with("include_") {
+            continue;
+        }
+        if database.split(',').any(|d| d.trim_matches('"') == "replication") {
+            out.push_str(&line.replace('\t', " "));
+            out.push('\n');
+        }
+    }
+    out.push_str("local all all reject\nhost all all all reject\n");
+    out
+}
+
+/// Writes a file on the server through SQL (`COPY ... TO`, which takes no
+/// parameters): the text goes in a dollar-quoted literal whose tag it does
+/// not contain, one row per line, in a CSV dialect whose quote and
+/// delimiter never occur in text.
+async fn write_server_file(client: &Client, path: &str, text: &str) -> Result<(), tokio_postgres::Error> {
+    let mut tag = String::from("drctl");
+    while text.contains(&format!("${tag}$")) || path.contains(&format!("${tag}$")) {
+        tag.push('x');
+    }
+    let body = text.trim_end_matches('\n');
+    client
+        .batch_execute(&format!(
+            "COPY (SELECT line FROM regexp_split_to_table(${tag}${body}${tag}$, E'\\n') WITH ORDINALITY AS t(line, n) ORDER BY n) \
+             TO ${tag}${path}${tag}$ WITH (FORMAT csv, DELIMITER E'\\x01', QUOTE E'\\x02')"
+        ))
+        .await
+}
+
+/// Fences a member that answers so that no client can commit a write
+/// there, whatever it sets: its `pg_hba.conf` is rewritten to reject every
+/// connection but replication, the configuration reloaded, every client
+/// session ended, and the fence proven by a write from a fresh session,
+/// which must fail. Needs a superuser (or `pg_read_server_files`,
+/// `pg_write_server_files` and `pg_signal_backend`). Idempotent.
+///
+/// `ALTER SYSTEM SET default_transaction_read_only` is not a fence: any
+/// session can `SET` it off, `BEGIN READ WRITE` or pass it in `PGOPTIONS`.
+pub async fn fence(url: &str, why: &str, timeout: Duration) -> Result<Fenced, Error> {
     let target = redact(url);
     let q = |what: &str, e: tokio_postgres::Error| query_error(url, what, e);
-    let (client, in_recovery) = open_member(url, timeout).await?;
+    let (client, in_recovery) = match open_member(url, timeout).await {
+        Err(Error::Rejected { .. }) => return Ok(Fenced::Already),
+        other => other?,
+    };
     if in_recovery {
-        return Ok("already a standby: nothing to fence".into());
+        return Ok(Fenced::Standby);
     }
-    // Separate statements: ALTER SYSTEM refuses to run inside the implicit
-    // transaction of a multi-statement batch.
-    client
-        .batch_execute("ALTER SYSTEM SET default_transaction_read_only = on")
+    let hba_file: String =
+        client.query_one("SHOW hba_file", &[]).await.map_err(|e| q("finding pg_hba.conf", e))?.get(0);
+    let original: String = client
+        .query_one("SELECT pg_read_file($1)", &[&hba_file])
         .await
-        .map_err(|e| q("making it read-only", e))?;
-    client.batch_execute("SELECT pg_reload_conf()").await.map_err(|e| q("reloading its configuration", e))?;
-    // Sessions opened before the reload keep writing: end them.
+        .map_err(|e| q("reading pg_hba.conf (the fence needs a superuser, or pg_read_server_files)", e))?
+        .get(0);
+    if !original.starts_with(FENCE_MARK) {
+        write_server_file(&client, &format!("{hba_file}.drctl-unfenced"), &original)
+            .await
+            .map_err(|e| q("keeping the original pg_hba.conf (the fence needs pg_write_server_files)", e))?;
+        write_server_file(&client, &hba_file, &fenced_hba(&original, why))
+            .await
+            .map_err(|e| q("writing the fenced pg_hba.conf", e))?;
+    }
+    let loaded: bool =
+        client.query_one("SELECT pg_reload_conf()", &[]).await.map_err(|e| q("reloading its configuration", e))?.get(0);
+    if !loaded {
+        return Err(Error::Refused(format!("{target}: pg_reload_conf() failed; the fence is not in force")));
+    }
+    // The postmaster reloads on a signal: wait until it turns a fresh session away.
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match connect(url, timeout).await {
+            Err(Error::Rejected { .. }) => break,
+            Ok(_) | Err(_) if tokio::time::Instant::now() >= deadline => {
+                return Err(Error::Refused(format!(
+                    "{target} still takes client sessions after its pg_hba.conf was rewritten and reloaded"
+                )))
+            }
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    // Sessions opened before the reload keep their connection: end them.
     let ended = client
         .query(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
@@ -371,18 +488,113 @@ pub async fn fence(url: &str, timeout: Duration) -> Result<String, Error> {
         )
         .await
         .map_err(|e| q("ending client sessions", e))?
-        .len();
-    drop(client);
-    let check = connect(url, timeout).await?;
-    let ro: String = check
-        .query_one("SHOW default_transaction_read_only", &[])
-        .await
-        .map_err(|e| q("verifying the fence", e))?
-        .get(0);
-    if ro != "on" {
-        return Err(Error::Refused(format!("{target} still accepts writes after fencing")));
+        .len() as u64;
+    // The proof: a fresh session, as any client would open it, cannot write.
+    if let Ok(c) = connect(url, timeout).await {
+        let wrote = c
+            .batch_execute(
+                "BEGIN READ WRITE; SET LOCAL default_transaction_read_only = off;
+                 CREATE TABLE IF NOT EXISTS drctl_fence_probe (at timestamptz); INSERT INTO drctl_fence_probe VALUES (now()); COMMIT",
+            )
+            .await;
+        if wrote.is_ok() {
+            return Err(Error::Refused(format!("{target} still accepts writes from a fresh session after fencing")));
+        }
     }
-    Ok(format!("read-only, {ended} client session(s) ended"))
+    // Everything acknowledged is flushed by now; the standby must replay up to here.
+    let row = client
+        .query_one("SELECT pg_current_wal_flush_lsn()::text", &[])
+        .await
+        .map_err(|e| q("reading its last WAL position", e))?;
+    let final_lsn = Lsn::parse(row.get::<_, &str>(0)).unwrap_or(Lsn(0));
+    Ok(Fenced::Closed { ended, final_lsn })
+}
+
+/// Waits until the standby at `url` has replayed up to `lsn` (the fenced
+/// old primary's last WAL); returns how long it took, or an error past `within`.
+pub async fn wait_replayed(url: &str, lsn: Lsn, within: Duration) -> Result<Duration, Error> {
+    let target = redact(url);
+    let started = tokio::time::Instant::now();
+    let client = connect(url, within.max(Duration::from_secs(1))).await?;
+    loop {
+        let row = client
+            .query_one("SELECT pg_last_wal_replay_lsn()::text", &[])
+            .await
+            .map_err(|e| query_error(url, "replay position", e))?;
+        let replayed = row.get::<_, Option<&str>>(0).and_then(Lsn::parse);
+        if replayed.is_some_and(|r| r >= lsn) {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() >= within {
+            return Err(Error::Refused(format!(
+                "{target} replayed only up to {} of the old primary's {lsn} within {}s (failover.catch_up)",
+                replayed.map_or("nothing".into(), |r| r.to_string()),
+                within.as_secs_f64()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until the standby has replayed everything it received and no
+/// more WAL arrived for half a second: the catch-up when the old primary's
+/// last position cannot be read (it was fenced by an earlier attempt).
+pub async fn wait_settled(url: &str, within: Duration) -> Result<(Lsn, Duration), Error> {
+    let started = tokio::time::Instant::now();
+    let client = connect(url, within.max(Duration::from_secs(1))).await?;
+    let mut last: Option<(Lsn, tokio::time::Instant)> = None;
+    loop {
+        let s = standby_state(&client).await.map_err(|e| query_error(url, "replay position", e))?;
+        let (Some(receive), Some(replay)) = (s.receive, s.replay) else {
+            return Err(Error::Refused(format!("{} is not a streaming standby", redact(url))));
+        };
+        let now = tokio::time::Instant::now();
+        if replay >= receive {
+            match last {
+                Some((seen, since)) if seen == receive && now - since >= Duration::from_millis(500) => {
+                    return Ok((replay, started.elapsed()))
+                }
+                Some((seen, _)) if seen == receive => {}
+                _ => last = Some((receive, now)),
+            }
+        } else {
+            last = None;
+        }
+        if started.elapsed() >= within {
+            return Err(Error::Refused(format!(
+                "{} did not finish replaying what it received within {}s (failover.catch_up)",
+                redact(url),
+                within.as_secs_f64()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Whether a member answers at all (for the preflight: a member that
+/// does not must have a `fence` command). A fenced member answers.
+pub async fn answers(url: &str, timeout: Duration) -> Result<bool, String> {
+    match open_member(url, timeout).await {
+        Ok(_) | Err(Error::Rejected { .. }) => Ok(true),
+        Err(Error::Connect { why, .. }) => Err(why),
+        Err(Error::Timeout { secs, .. }) => Err(format!("no answer within {secs}s")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Tries one write from a fresh session: whether this member accepts
+/// writes right now (the drills' split-brain probe). Any failure is "no".
+pub async fn accepts_write(url: &str, timeout: Duration) -> bool {
+    let attempt = async {
+        let c = connect(url, timeout).await.ok()?;
+        c.batch_execute(
+            "BEGIN READ WRITE; CREATE TABLE IF NOT EXISTS drctl_probe (zone_probe int PRIMARY KEY, at timestamptz);
+             INSERT INTO drctl_probe VALUES (1, now()) ON CONFLICT (zone_probe) DO UPDATE SET at = now(); COMMIT",
+        )
+        .await
+        .ok()
+    };
+    matches!(tokio::time::timeout(timeout, attempt).await, Ok(Some(())))
 }
 
 /// Promotes a standby to primary and waits until it accepts writes.
@@ -400,7 +612,8 @@ pub async fn promote(url: &str, timeout: Duration) -> Result<String, Error> {
     if !promoted {
         return Err(Error::Refused(format!("{target} did not finish promoting within {wait}s")));
     }
-    // A standby that was itself fenced earlier (failback) must accept writes again.
+    // drctl before 0.4 fenced with this setting; a member rebuilt from such
+    // a primary must not stay read-only once promoted.
     client
         .batch_execute("ALTER SYSTEM RESET default_transaction_read_only")
         .await

@@ -5,7 +5,10 @@ use drctl_testkit::PgPair;
 use std::time::{Duration, Instant};
 
 fn members(pg: &PgPair) -> Vec<Member> {
-    vec![Member { zone: "az1".into(), url: pg.primary_url() }, Member { zone: "az2".into(), url: pg.standby_url() }]
+    vec![
+        Member { zone: "az1".into(), url: pg.primary_url(), fence: None },
+        Member { zone: "az2".into(), url: pg.standby_url(), fence: None },
+    ]
 }
 
 /// Commits one row per 100 ms on the primary for `secs` seconds.
@@ -66,6 +69,7 @@ async fn unreachable_members_are_errors_not_crashes() {
     m.push(Member {
         zone: "az3".into(),
         url: format!("postgres://postgres:hunter2@127.0.0.1:{}/postgres", drctl_testkit::free_port()),
+        fence: None,
     });
     let got = measure(&m, Duration::from_secs(3)).await;
     assert_eq!(got.error, None, "the primary is fine");
@@ -126,4 +130,80 @@ async fn a_standby_that_is_not_streaming_is_unhealthy() {
         assert!(Instant::now() < deadline, "the standby kept streaming with a dead primary_conninfo: {r:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Every way a client could get past an advisory read-only setting fails
+/// against the fence: a session opened before it is ended, and fresh
+/// sessions (with `SET`, `BEGIN READ WRITE` or `PGOPTIONS`) are turned away.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_client_can_write_past_the_fence_whatever_it_sets() {
+    use drctl_providers::postgres::{connect, fence, Fenced};
+    let pg = PgPair::start();
+    let before = connect(&pg.primary_url(), Duration::from_secs(5)).await.unwrap();
+    before.batch_execute("CREATE TABLE orders (id int)").await.unwrap();
+
+    let fenced = fence(&pg.primary_url(), "test", Duration::from_secs(5)).await.unwrap();
+    let Fenced::Closed { ended, .. } = fenced else { panic!("not closed: {fenced:?}") };
+    assert!(ended >= 1, "the session opened before the fence was ended");
+    assert!(before.batch_execute("INSERT INTO orders VALUES (1)").await.is_err(), "an old session wrote");
+
+    let opts = format!("{}?options=-c%20default_transaction_read_only%3Doff", pg.primary_url());
+    for (how, url, sql) in [
+        ("SET", pg.primary_url(), "SET default_transaction_read_only = off; INSERT INTO orders VALUES (2)"),
+        ("BEGIN READ WRITE", pg.primary_url(), "BEGIN READ WRITE; INSERT INTO orders VALUES (3); COMMIT"),
+        ("PGOPTIONS", opts, "INSERT INTO orders VALUES (4)"),
+    ] {
+        let wrote = match connect(&url, Duration::from_secs(5)).await {
+            Ok(c) => c.batch_execute(sql).await.is_ok(),
+            Err(e) => {
+                assert!(e.to_string().contains("turns sessions away"), "{how}: {e}");
+                false
+            }
+        };
+        assert!(!wrote, "a fresh session wrote past the fence with {how}");
+    }
+    // Idempotent: fencing again sees the fence and changes nothing.
+    assert_eq!(fence(&pg.primary_url(), "again", Duration::from_secs(5)).await.unwrap(), Fenced::Already);
+    // The standby still streams from it, and says it replicates.
+    let m = measure(&members(&pg), Duration::from_secs(3)).await;
+    assert!(m.error.as_deref().unwrap_or("").contains("no member accepts writes"), "{m:?}");
+}
+
+/// A fenced primary's last writes reach the standby before it is promoted:
+/// with replay paused, writes pile up; after the fence the standby replays
+/// up to the fenced primary's final WAL position, and every acknowledged
+/// row is there.
+#[tokio::test(flavor = "multi_thread")]
+async fn after_the_fence_the_standby_catches_up_with_every_acknowledged_write() {
+    use drctl_providers::postgres::{connect, fence, promote, wait_replayed, Fenced};
+    let pg = PgPair::start();
+    let c = connect(&pg.primary_url(), Duration::from_secs(5)).await.unwrap();
+    c.batch_execute("CREATE TABLE acked (id int PRIMARY KEY)").await.unwrap();
+    pg.wait_replayed();
+    pg.psql(pg.standby_port, "SELECT pg_wal_replay_pause()");
+    for i in 0..500 {
+        c.execute("INSERT INTO acked VALUES ($1)", &[&i]).await.unwrap();
+    }
+    let Fenced::Closed { final_lsn, .. } = fence(&pg.primary_url(), "test", Duration::from_secs(5)).await.unwrap()
+    else {
+        panic!("not closed")
+    };
+    let lagging = wait_replayed(&pg.standby_url(), final_lsn, Duration::from_millis(300)).await;
+    assert!(lagging.is_err(), "replay is paused: the catch-up must not pass");
+    pg.psql(pg.standby_port, "SELECT pg_wal_replay_resume()");
+    wait_replayed(&pg.standby_url(), final_lsn, Duration::from_secs(30)).await.unwrap();
+    promote(&pg.standby_url(), Duration::from_secs(30)).await.unwrap();
+    assert_eq!(pg.psql(pg.standby_port, "SELECT count(*) FROM acked"), "500", "an acknowledged write was lost");
+}
+
+/// `default_transaction_read_only = on` does not stop writes, so a member
+/// with it set is a primary to `status`: two of them are split brain.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_advisory_read_only_primary_beside_the_new_one_is_split_brain() {
+    let pg = PgPair::start();
+    pg.psql(pg.primary_port, "ALTER SYSTEM SET default_transaction_read_only = on");
+    pg.psql(pg.primary_port, "SELECT pg_reload_conf()");
+    pg.psql(pg.standby_port, "SELECT pg_promote(true, 30)");
+    let got = measure(&members(&pg), Duration::from_secs(3)).await;
+    assert!(got.error.as_deref().unwrap_or("").starts_with("split brain"), "{got:?}");
 }

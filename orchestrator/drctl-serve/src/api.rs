@@ -179,6 +179,9 @@ struct DeclareRequest {
 #[derive(Deserialize)]
 struct ApproveRequest {
     step: String,
+    /// For a step a crash interrupted: its effect happened, do not run it again.
+    #[serde(default)]
+    done: bool,
 }
 
 #[derive(Deserialize)]
@@ -374,8 +377,9 @@ async fn approve(
     Json(req): Json<ApproveRequest>,
 ) -> ApiResult {
     let who = authorize(&s, &headers, remote, Role::Commander)?;
-    let fresh = declare::approve(&*s.opts.state, &id, &req.step, &who).map_err(control_error)?;
-    Ok(Json(json!({ "id": id, "step": req.step, "approved_by": who.name, "already": !fresh })).into_response())
+    let fresh = declare::approve(&*s.opts.state, &id, &req.step, req.done, &who).map_err(control_error)?;
+    Ok(Json(json!({ "id": id, "step": req.step, "approved_by": who.name, "done": req.done, "already": !fresh }))
+        .into_response())
 }
 
 async fn abort(

@@ -210,7 +210,7 @@ impl Shared {
     pub async fn sample(&self, clients: &Clients) {
         let placements = self.opts.state.placements().unwrap_or_default();
         let report = drctl_control::live::status(clients, &self.opts.topology, &placements).await;
-        let _ = self.opts.state.record_rpo_samples(&drctl_control::live::samples(&report));
+        let _ = drctl_control::live::record(&*self.opts.state, &report);
         let checks: Vec<(String, bool)> = report.services.iter().map(|s| (s.name.clone(), s.healthy)).collect();
         let _ = self.opts.state.record_health(SystemTime::now(), &checks);
         *self.latest.write().unwrap_or_else(|p| p.into_inner()) = Some(report);

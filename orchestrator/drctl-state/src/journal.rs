@@ -7,7 +7,7 @@
 //! locked by an execution until it ends, so two executions never touch the
 //! same entity at once.
 
-use crate::store::Journal;
+use crate::store::{Approval, Claim, Journal};
 use crate::{corrupt, millis, Error, Result, Sqlite};
 use rusqlite::{params, OptionalExtension};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -255,31 +255,88 @@ impl Journal for Sqlite {
         Ok(())
     }
 
-    fn approve(&self, execution: &str, step: &str, by: &str) -> Result<bool> {
+    fn approve(&self, execution: &str, step: &str, by: &str, done: bool) -> Result<bool> {
         self.execution(execution)?;
-        let conn = self.conn();
-        let n = conn.execute(
-            "INSERT OR IGNORE INTO approvals (execution_id, step, by, at_ms) VALUES (?1, ?2, ?3, ?4)",
-            params![execution, step, by, millis(SystemTime::now())],
-        )?;
-        if n > 0 {
-            conn.execute(
-                "INSERT INTO execution_events (execution_id, at_ms, step, kind, detail) VALUES (?1, ?2, ?3, 'approved', ?4)",
-                params![execution, millis(SystemTime::now()), step, by],
-            )?;
-        }
-        Ok(n > 0)
-    }
-
-    fn approved_by(&self, execution: &str, step: &str) -> Result<Option<String>> {
-        Ok(self
-            .conn()
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let attempt: i64 = tx
             .query_row(
-                "SELECT by FROM approvals WHERE execution_id = ?1 AND step = ?2",
+                "SELECT attempts FROM execution_steps WHERE execution_id = ?1 AND id = ?2",
                 params![execution, step],
                 |r| r.get(0),
             )
+            .optional()?
+            .unwrap_or(0);
+        let n = tx.execute(
+            "INSERT OR IGNORE INTO approvals (execution_id, step, attempt, by, at_ms, done) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![execution, step, attempt, by, millis(SystemTime::now()), done],
+        )?;
+        if n > 0 {
+            let detail = if done { format!("{by} (recorded as done, not run)") } else { by.to_string() };
+            tx.execute(
+                "INSERT INTO execution_events (execution_id, at_ms, step, kind, detail) VALUES (?1, ?2, ?3, 'approved', ?4)",
+                params![execution, millis(SystemTime::now()), step, detail],
+            )?;
+        }
+        tx.commit()?;
+        Ok(n > 0)
+    }
+
+    fn approved_by(&self, execution: &str, step: &str, attempt: u32) -> Result<Option<Approval>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT by, done FROM approvals WHERE execution_id = ?1 AND step = ?2 AND attempt >= ?3
+                 ORDER BY attempt DESC LIMIT 1",
+                params![execution, step, attempt],
+                |r| Ok(Approval { by: r.get(0)?, done: r.get(1)? }),
+            )
             .optional()?)
+    }
+
+    fn claim_execution(&self, execution: &str, owner: &str, now: SystemTime, ttl: Duration) -> Result<Claim> {
+        let mut conn = self.conn();
+        // IMMEDIATE: two processes claiming at once serialize here.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let held: Option<(String, i64)> = tx
+            .query_row(
+                "SELECT owner, until_ms FROM execution_owners WHERE execution_id = ?1",
+                params![execution],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        if let Some((by, until)) = held {
+            if by != owner && until > millis(now) {
+                return Ok(Claim::Held { by, until: time(Some(until)).unwrap_or(now) });
+            }
+        }
+        tx.execute(
+            "INSERT INTO execution_owners (execution_id, owner, until_ms) VALUES (?1, ?2, ?3)
+             ON CONFLICT (execution_id) DO UPDATE SET owner = excluded.owner, until_ms = excluded.until_ms",
+            params![execution, owner, millis(now + ttl)],
+        )?;
+        tx.commit()?;
+        Ok(Claim::Ours)
+    }
+
+    fn execution_owner(&self, execution: &str, now: SystemTime) -> Result<Option<(String, SystemTime)>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT owner, until_ms FROM execution_owners WHERE execution_id = ?1 AND until_ms > ?2",
+                params![execution, millis(now)],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
+            )
+            .optional()?
+            .map(|(o, until)| (o, time(Some(until)).unwrap_or(now))))
+    }
+
+    fn release_execution(&self, execution: &str, owner: &str) -> Result<()> {
+        self.conn().execute(
+            "DELETE FROM execution_owners WHERE execution_id = ?1 AND owner = ?2",
+            params![execution, owner],
+        )?;
+        Ok(())
     }
 
     fn request_abort(&self, execution: &str) -> Result<String> {
@@ -402,9 +459,35 @@ mod tests {
         assert_eq!((rows[0].state, rows[0].attempts, rows[0].note.as_deref()), (StepState::Succeeded, 1, Some("done")));
         let kinds: Vec<String> = s.events("e1").unwrap().into_iter().map(|e| e.kind).collect();
         assert_eq!(kinds, ["declared", "running", "succeeded"]);
-        assert!(s.approve("e1", "a/x", "alice").unwrap());
-        assert!(!s.approve("e1", "a/x", "bob").unwrap(), "approving twice changes nothing");
-        assert_eq!(s.approved_by("e1", "a/x").unwrap().as_deref(), Some("alice"));
-        assert!(matches!(s.approve("nope", "a/x", "x"), Err(Error::NoSuchExecution(_))));
+        assert!(s.approve("e1", "a/x", "alice", false).unwrap());
+        assert!(!s.approve("e1", "a/x", "bob", true).unwrap(), "deciding one attempt twice changes nothing");
+        let decided = s.approved_by("e1", "a/x", 1).unwrap().unwrap();
+        assert_eq!((decided.by.as_str(), decided.done), ("alice", false));
+        assert_eq!(s.approved_by("e1", "a/x", 2).unwrap(), None, "a later attempt needs a decision of its own");
+        assert!(matches!(s.approve("nope", "a/x", "x", false), Err(Error::NoSuchExecution(_))));
+    }
+
+    #[test]
+    fn one_owner_at_a_time_until_its_lease_runs_out() {
+        let s = Sqlite::in_memory().unwrap();
+        s.create_execution(&exec("e1"), &[], &[]).unwrap();
+        let t0 = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let ttl = Duration::from_secs(10);
+        assert_eq!(s.claim_execution("e1", "a", t0, ttl).unwrap(), Claim::Ours);
+        assert_eq!(
+            s.claim_execution("e1", "b", t0 + Duration::from_secs(5), ttl).unwrap(),
+            Claim::Held { by: "a".into(), until: t0 + ttl }
+        );
+        assert_eq!(s.claim_execution("e1", "a", t0 + Duration::from_secs(5), ttl).unwrap(), Claim::Ours, "renewal");
+        assert!(matches!(s.claim_execution("e1", "b", t0 + Duration::from_secs(14), ttl).unwrap(), Claim::Held { .. }));
+        assert_eq!(
+            s.claim_execution("e1", "b", t0 + Duration::from_secs(16), ttl).unwrap(),
+            Claim::Ours,
+            "an expired lease is taken over"
+        );
+        s.release_execution("e1", "a").unwrap();
+        assert!(matches!(s.claim_execution("e1", "a", t0 + Duration::from_secs(17), ttl).unwrap(), Claim::Held { .. }));
+        s.release_execution("e1", "b").unwrap();
+        assert_eq!(s.claim_execution("e1", "a", t0 + Duration::from_secs(17), ttl).unwrap(), Claim::Ours);
     }
 }

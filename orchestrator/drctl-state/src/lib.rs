@@ -208,6 +208,35 @@ const MIGRATIONS: &[&str] = &[
         objectives_met INTEGER,
         report TEXT
      );",
+    // 4: safety (SPEC §6a). An approval belongs to one attempt of a step
+    // and may record the step as done without running it; an execution
+    // has at most one owner at a time, on a lease; each standby's lag is
+    // sampled on its own, so `max_lag` is checked against the one promoted.
+    "CREATE TABLE approvals_by_attempt (
+        execution_id TEXT NOT NULL,
+        step TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        by TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        done INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (execution_id, step, attempt)
+     );
+     INSERT INTO approvals_by_attempt (execution_id, step, attempt, by, at_ms)
+        SELECT execution_id, step, 0, by, at_ms FROM approvals;
+     DROP TABLE approvals;
+     ALTER TABLE approvals_by_attempt RENAME TO approvals;
+     CREATE TABLE execution_owners (
+        execution_id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        until_ms INTEGER NOT NULL
+     );
+     CREATE TABLE replica_samples (
+        datastore TEXT NOT NULL,
+        zone TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        lag_s REAL
+     );
+     CREATE INDEX replica_samples_by_member ON replica_samples (datastore, zone, at_ms);",
 ];
 
 /// One RPO measurement of one datastore.
@@ -243,7 +272,7 @@ pub mod controller;
 pub mod journal;
 pub mod store;
 
-pub use store::{Controller, Journal, Samples, State, Store};
+pub use store::{Approval, Claim, Controller, Journal, Samples, State, Store};
 
 /// The embedded SQLite backend of [`Store`].
 pub struct Sqlite {
@@ -327,6 +356,34 @@ impl Samples for Sqlite {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    fn record_replica_lags(&self, datastore: &str, at: SystemTime, lags: &[(String, Option<f64>)]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO replica_samples (datastore, zone, at_ms, lag_s) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for (zone, lag) in lags {
+                stmt.execute(params![datastore, zone, millis(at), lag])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn last_replica_lag(&self, datastore: &str, zone: &str) -> Result<Option<(SystemTime, f64)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT at_ms, lag_s FROM replica_samples
+             WHERE datastore = ?1 AND zone = ?2 AND lag_s IS NOT NULL ORDER BY at_ms DESC LIMIT 1",
+        )?;
+        Ok(stmt
+            .query_row(params![datastore, zone], |r| {
+                Ok((UNIX_EPOCH + Duration::from_millis(r.get::<_, i64>(0)?.max(0) as u64), r.get::<_, f64>(1)?))
+            })
+            .optional()?)
     }
 
     fn rpo_samples(&self, datastore: &str, since: SystemTime) -> Result<Vec<RpoSample>> {

@@ -18,7 +18,24 @@ use crate::controller::{AuditEntry, DrillRow, Incident, Maintenance, Role, Token
 use crate::journal::{Event, ExecutionRow, StepRow, Transition};
 use crate::{MultipartCheckpoint, Result, RpoSample, RunTotals};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
+
+/// A commander's decision on a waiting step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approval {
+    pub by: String,
+    /// Recorded as done without running (`drctl approve --done`).
+    pub done: bool,
+}
+
+/// The answer to [`Journal::claim_execution`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The caller owns the execution until its lease runs out.
+    Ours,
+    /// Another process does, until `until`.
+    Held { by: String, until: SystemTime },
+}
 
 /// The execution journal: executions, their steps and events, entity
 /// locks, approvals, abort requests, and where each primary is now.
@@ -44,10 +61,24 @@ pub trait Journal: Send + Sync {
     /// Sets an execution's state; a final state releases its entity locks.
     fn set_execution_state(&self, execution: &str, state: &str, finished: Option<SystemTime>) -> Result<()>;
 
-    /// Records an approval; false when the step was already approved.
-    fn approve(&self, execution: &str, step: &str, by: &str) -> Result<bool>;
+    /// Records a commander's decision on a waiting step, for the step's
+    /// current attempt; false when that attempt was already decided.
+    /// `done`: the step's effect happened, record it without running it.
+    fn approve(&self, execution: &str, step: &str, by: &str, done: bool) -> Result<bool>;
 
-    fn approved_by(&self, execution: &str, step: &str) -> Result<Option<String>>;
+    /// The decision on a step made at or after `attempt` (0: any).
+    fn approved_by(&self, execution: &str, step: &str, attempt: u32) -> Result<Option<Approval>>;
+
+    /// Takes (or renews) the lease that makes `owner` the only process
+    /// running the execution's steps until `now + ttl`. Another owner's
+    /// lease that has not expired wins: [`Claim::Held`].
+    fn claim_execution(&self, execution: &str, owner: &str, now: SystemTime, ttl: Duration) -> Result<Claim>;
+
+    /// Who holds the execution's lease now, and until when (expired leases: none).
+    fn execution_owner(&self, execution: &str, now: SystemTime) -> Result<Option<(String, SystemTime)>>;
+
+    /// Gives the lease up (the run ended); a lease held by another is left.
+    fn release_execution(&self, execution: &str, owner: &str) -> Result<()>;
 
     /// Asks a running execution to stop; the engine notices and winds down.
     fn request_abort(&self, execution: &str) -> Result<String>;
@@ -165,6 +196,12 @@ pub trait Samples: Send + Sync {
 
     /// Samples of one datastore since `since`, oldest first.
     fn rpo_samples(&self, datastore: &str, since: SystemTime) -> Result<Vec<RpoSample>>;
+
+    /// Records each standby's own lag: (zone, lag in seconds, None when unknown).
+    fn record_replica_lags(&self, datastore: &str, at: SystemTime, lags: &[(String, Option<f64>)]) -> Result<()>;
+
+    /// The last known lag of the standby in `zone` and when it was measured.
+    fn last_replica_lag(&self, datastore: &str, zone: &str) -> Result<Option<(SystemTime, f64)>>;
 
     /// Starts a replication run; returns its id.
     fn begin_replication_run(&self, datastore: &str, at: SystemTime) -> Result<i64>;

@@ -200,6 +200,7 @@ impl drctl_engine::Actions for Noop {
     fn run<'a>(
         &'a self,
         _execution: &'a str,
+        _attempt: u32,
         _step: &'a drctl_engine::StepSpec,
     ) -> futures::future::BoxFuture<'a, Result<drctl_engine::Note, drctl_engine::ActionError>> {
         Box::pin(async { Ok(None) })

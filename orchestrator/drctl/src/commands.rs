@@ -45,7 +45,7 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             let declarer = ctx.declarer(topo, &file.path)?;
             runtime()?.block_on(crate::execute::resume(declarer, &id, &style))
         }
-        Command::Approve { id, step, by } => crate::execute::approve(&*ctx.flag_state()?, &id, &step, &by),
+        Command::Approve { id, step, done, by } => crate::execute::approve(&*ctx.flag_state()?, &id, &step, done, &by),
         Command::Abort { id } => crate::execute::abort(&*ctx.flag_state()?, &id),
         Command::Executions { output } => crate::execute::list(&*ctx.flag_state()?, output == Output::Json),
         Command::Show { id, output, path } => {

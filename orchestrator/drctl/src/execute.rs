@@ -164,14 +164,27 @@ fn render(r: &serde_json::Value, style: &Style) -> String {
     out
 }
 
-pub fn approve(state: &State, id: &str, step: &str, by: &str) -> Result<Outcome, Failure> {
+pub fn approve(state: &State, id: &str, step: &str, done: bool, by: &str) -> Result<Outcome, Failure> {
     let who = Actor::new(by, "cli");
-    if declare::approve(state, id, step, &who).map_err(control_error)? {
-        println!("approved {step} of {id} as {}", who.name);
+    if declare::approve(state, id, step, done, &who).map_err(control_error)? {
+        if done {
+            println!("recorded {step} of {id} as done, without running it, as {}", who.name);
+        } else {
+            println!("approved {step} of {id} as {}", who.name);
+        }
+        let row = state.execution(id).map_err(state_error)?;
+        if !drctl_state::journal::exec_state::is_final(&row.state) && !state_has_owner(state, id) {
+            println!("nothing runs {id} right now: `drctl resume {id}` carries on from here");
+        }
     } else {
         println!("{step} of {id} was already approved");
     }
     Ok(Outcome::Done)
+}
+
+/// Whether some live process holds the execution's lease.
+fn state_has_owner(state: &State, id: &str) -> bool {
+    state.execution_owner(id, std::time::SystemTime::now()).ok().flatten().is_some()
 }
 
 pub fn abort(state: &State, id: &str) -> Result<Outcome, Failure> {

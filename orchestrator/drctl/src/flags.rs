@@ -120,12 +120,15 @@ pub enum Command {
         /// The execution id (the first line `drctl declare` printed; see `drctl executions`).
         id: String,
     },
-    /// Approve a step waiting for approval.
+    /// Approve a step waiting for approval, or decide on a step a crash interrupted.
     Approve {
         /// The execution id (the first line `drctl declare` printed; see `drctl executions`).
         id: String,
         /// The step id, e.g. `payments/approve` (see `drctl show ID`).
         step: String,
+        /// The interrupted step's effect did happen: record it as done without running it again.
+        #[arg(long)]
+        done: bool,
         /// Who approves (default: $USER).
         #[arg(long, env = "USER", default_value = "operator")]
         by: String,

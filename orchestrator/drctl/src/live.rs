@@ -23,7 +23,7 @@ pub async fn status(
     loop {
         let placements = state.placements().unwrap_or_default();
         let report = live::status(clients, topo, &placements).await;
-        if let Err(e) = state.record_rpo_samples(&live::samples(&report)) {
+        if let Err(e) = live::record(state, &report) {
             eprintln!("warning: RPO samples not recorded: {e}");
         }
         if json {

@@ -147,6 +147,9 @@ impl Entity {
 pub struct Failover {
     pub estimate: Duration,
     pub max_lag: Option<Duration>,
+    /// How long a promote waits for the standby to replay the fenced old
+    /// primary's last writes (SPEC §6a); `None` is the default, 30s.
+    pub catch_up: Option<Duration>,
     pub runbook: Option<Arc<Runbook>>,
 }
 
@@ -230,9 +233,20 @@ pub struct Member {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
-    Postgres { url: String },
-    S3 { bucket: String, endpoint: Option<String>, region: Option<String> },
-    RdsInstance { instance: String },
+    /// `fence`: the member's out-of-band fence (power, a security group,
+    /// an agent), run without a shell when the member does not answer.
+    Postgres {
+        url: String,
+        fence: Option<Vec<String>>,
+    },
+    S3 {
+        bucket: String,
+        endpoint: Option<String>,
+        region: Option<String>,
+    },
+    RdsInstance {
+        instance: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 //! [`super::validate`], which turns these raw types into checked ones.
 
 use crate::decode::{Decoder, Field, Fields, Named, Of, Spanned, What};
-use crate::diag::Pos;
+use crate::diag::{Code, Pos};
 use crate::yaml::Node;
 use std::time::Duration;
 
@@ -56,6 +56,8 @@ pub struct RawMember {
     pub instance: Option<S>,
     pub endpoint: Option<S>,
     pub region: Option<S>,
+    /// `fence: { command: [...] }`: the out-of-band fence of this member.
+    pub fence: Option<Spanned<Vec<S>>>,
 }
 
 #[derive(Debug, Default)]
@@ -63,6 +65,7 @@ pub struct RawFailover {
     pub pos: Pos,
     pub estimate: Option<Spanned<Duration>>,
     pub max_lag: Option<Spanned<Duration>>,
+    pub catch_up: Option<Spanned<Duration>>,
     pub runbook: Option<S>,
 }
 
@@ -140,7 +143,7 @@ pub fn decode(d: &mut Decoder, root: &Node) -> RawTopology {
     let mut raw = RawTopology::default();
     if root.is_null() {
         d.diags
-            .error(crate::diag::Code::MissingKey, root.pos, "the topology file is empty")
+            .error(Code::MissingKey, root.pos, "the topology file is empty")
             .with_hint("start with `version: 1`, then `zones:`, `datastores:` and `services:`");
         return raw;
     }
@@ -263,10 +266,10 @@ fn decode_datastore(d: &mut Decoder, node: &Node) -> Option<RawDatastore> {
         d.choice(k, &Of("the kind", &what), DATASTORE_KINDS);
     }
     let member_keys: &[&str] = match kind_hint {
-        Some("postgres") => &["zone", "url"],
+        Some("postgres") => &["zone", "url", "fence"],
         Some("s3") => &["zone", "bucket", "endpoint", "region"],
         Some("rds-instance") => &["zone", "instance"],
-        _ => &["zone", "url", "bucket", "instance", "endpoint", "region"],
+        _ => &["zone", "url", "bucket", "instance", "endpoint", "region", "fence"],
     };
     let primary = f.get("primary").and_then(|n| decode_member(d, n, &Of("the primary", &what), member_keys));
     let replicas = d
@@ -274,7 +277,8 @@ fn decode_datastore(d: &mut Decoder, node: &Node) -> Option<RawDatastore> {
         .iter()
         .filter_map(|n| decode_member(d, n, &Of("a replica", &what), member_keys))
         .collect();
-    let failover = f.get("failover").and_then(|n| decode_failover(d, n, &what, &["estimate", "max_lag", "runbook"]));
+    let failover =
+        f.get("failover").and_then(|n| decode_failover(d, n, &what, &["estimate", "max_lag", "catch_up", "runbook"]));
     let replication = f.get("replication").and_then(|n| {
         let rw = Of("the replication", &what);
         let rf = d.fields(n, &rw, &["by", "every", "cron", "concurrency", "sse", "kms_key_id"])?;
@@ -313,6 +317,19 @@ fn decode_member(d: &mut Decoder, node: &Node, what: What, keys: &[&str]) -> Opt
         instance: d.opt_string(&f, "instance", what),
         endpoint: d.opt_string(&f, "endpoint", what),
         region: d.opt_string(&f, "region", what),
+        fence: f.get("fence").and_then(|n| {
+            let fw = Field("fence", what);
+            let ff = d.fields(n, &fw, &["command"])?;
+            let cn = d.required(&ff, "command", &fw)?;
+            let argv = d.string_list(Some(cn), &Field("command", &fw));
+            if argv.is_empty() {
+                d.diags
+                    .error(Code::BadValue, cn.pos, format!("{fw}: `command` is empty"))
+                    .with_hint("name a program and its arguments: command: [\"prog\", \"arg\"]");
+                return None;
+            }
+            Some(Spanned::new(argv, n.pos))
+        }),
     })
 }
 
@@ -323,6 +340,7 @@ fn decode_failover(d: &mut Decoder, node: &Node, owner: What, keys: &[&str]) -> 
         pos: node.pos,
         estimate: d.opt_duration(&f, "estimate", &what),
         max_lag: d.opt_duration(&f, "max_lag", &what),
+        catch_up: d.opt_duration(&f, "catch_up", &what),
         runbook: d.opt_string(&f, "runbook", &what),
     })
 }

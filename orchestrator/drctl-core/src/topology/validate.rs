@@ -318,7 +318,7 @@ impl Validator<'_> {
 
     fn failover(&mut self, raw: Option<&RawFailover>, default: Duration, owner: &str) -> Failover {
         let Some(f) = raw else {
-            return Failover { estimate: default, max_lag: None, runbook: None };
+            return Failover { estimate: default, max_lag: None, catch_up: None, runbook: None };
         };
         let runbook = f.runbook.as_ref().and_then(|r| {
             let path = self.path.parent().unwrap_or(Path::new(".")).join(&r.value);
@@ -353,6 +353,7 @@ impl Validator<'_> {
         Failover {
             estimate: f.estimate.as_ref().map_or(default, |e| e.value),
             max_lag: f.max_lag.as_ref().map(|m| m.value),
+            catch_up: f.catch_up.as_ref().map(|m| m.value),
             runbook,
         }
     }
@@ -383,7 +384,8 @@ impl Validator<'_> {
                         )
                         .with_hint("write it as postgres://user@host:port/db");
                 }
-                Location::Postgres { url: url.value.clone() }
+                let fence = m.fence.as_ref().map(|f| f.value.iter().map(|a| a.value.clone()).collect());
+                Location::Postgres { url: url.value.clone(), fence }
             }
             DatastoreKind::S3 => {
                 let Some(bucket) = &m.bucket else {
