@@ -187,6 +187,38 @@ impl PgPair {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    /// Runs SQL with psql; `Err` with psql's message when it fails (a
+    /// fenced or stopped server), for tests that expect refusals.
+    pub fn try_psql(&self, port: u16, sql: &str) -> Result<String, String> {
+        try_psql(&self.bin, port, sql)
+    }
+
+    /// Where the server binaries are (to run psql from another thread).
+    pub fn bin(&self) -> PathBuf {
+        self.bin.clone()
+    }
+
+    /// A `fence` command (argv, no shell of drctl's) that powers the
+    /// primary off, as IPMI or a cloud API would, after writing its
+    /// `DRCTL_*` environment to `env_file`.
+    pub fn power_off_primary_command(&self, env_file: &Path) -> Vec<String> {
+        let ctl = self.bin.join("pg_ctl");
+        let data = self.dir.join("primary");
+        let stop = if is_root() {
+            format!("runuser -u postgres -- {} -D {} -m immediate stop", ctl.display(), data.display())
+        } else {
+            format!("{} -D {} -m immediate stop", ctl.display(), data.display())
+        };
+        vec![
+            "sh".into(),
+            "-c".into(),
+            format!(
+                "env | grep ^DRCTL_ | sort > {}; {stop} >/dev/null 2>&1 || true; echo powered off",
+                env_file.display()
+            ),
+        ]
+    }
+
     /// Waits until the standby has replayed everything the primary has
     /// written so far: the condition itself, not a sleep standing in for it.
     pub fn wait_replayed(&self) {
@@ -207,6 +239,22 @@ impl PgPair {
         let _ =
             pg_cmd(&self.bin, "pg_ctl", &["-D", self.dir.join("primary").to_str().unwrap(), "-m", "immediate", "stop"])
                 .output();
+    }
+}
+
+/// Runs SQL with the psql in `bin` against a loopback port as `postgres`.
+pub fn try_psql(bin: &Path, port: u16, sql: &str) -> Result<String, String> {
+    let out = pg_cmd(
+        bin,
+        "psql",
+        &["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "-d", "postgres", "-Atqc", sql],
+    )
+    .output()
+    .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
     }
 }
 

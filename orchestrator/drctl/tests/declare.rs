@@ -90,7 +90,8 @@ fn declare_fails_over_a_real_postgres_pair_and_measures_the_rto() {
     assert!(events.iter().any(|e| e["message"] == "execution ended" && e["state"] == "succeeded"), "{err}");
     assert!(id.len() > 10 && !id.contains(' '), "the first line is the id: {id}");
     assert_eq!(pg.psql(pg.standby_port, "SELECT pg_is_in_recovery()"), "f", "the standby was promoted");
-    assert_eq!(pg.psql(pg.primary_port, "SHOW default_transaction_read_only"), "on", "the old primary was fenced");
+    let write = pg.try_psql(pg.primary_port, "SET default_transaction_read_only = off; INSERT INTO t VALUES (2)");
+    assert!(write.as_ref().is_err_and(|e| e.contains("pg_hba.conf rejects")), "the old primary was fenced: {write:?}");
     assert_eq!(pg.psql(pg.standby_port, "SELECT count(*) FROM t"), "1");
 
     let show = dir.json(&["show", &id, "--output", "json"]);
@@ -156,7 +157,11 @@ fn a_lagging_standby_is_refused_unless_forced_and_a_refusal_changes_nothing() {
     assert!(out.contains("over max_lag 1s: --force to promote anyway"), "{out}");
     assert!(err.contains("nothing in the world was changed"), "{err}");
     assert_eq!(pg.psql(pg.standby_port, "SELECT pg_is_in_recovery()"), "t", "still a standby");
-    assert_eq!(pg.psql(pg.primary_port, "SHOW default_transaction_read_only"), "off", "not fenced");
+    assert_eq!(
+        pg.psql(pg.primary_port, "INSERT INTO w DEFAULT VALUES RETURNING 1"),
+        "1",
+        "not fenced: it still takes writes"
+    );
     assert_eq!(dir.json(&["executions", "--output", "json"])[0]["state"], "refused");
 
     let (code, out, _) = dir.run(&["declare", "--zone", "az1", "--reason", "test", "--dry-run", "--force"]);
@@ -372,8 +377,12 @@ steps:
     assert_eq!(step_state(&show, "job/drain"), ("succeeded".into(), 2));
 }
 
+/// The primary goes dark (dead, or cut off from drctl) with no way to
+/// fence it: the run is refused, since promoting could leave two writable
+/// primaries; `--force` promotes and says, in the journal, that it was not
+/// fenced. The last recorded lag, aged, is what `max_lag` is checked against.
 #[test]
-fn with_the_primary_dead_the_last_recorded_lag_decides_and_the_fence_is_noted() {
+fn with_the_primary_dark_and_no_fence_command_the_run_is_refused_unless_forced() {
     let pg = PgPair::start();
     let dir = Dir::new("dead");
     std::fs::write(dir.0.join("drctl.yaml"), pg_topology(&pg, "10s")).unwrap();
@@ -385,11 +394,103 @@ fn with_the_primary_dead_the_last_recorded_lag_decides_and_the_fence_is_noted() 
     // ...then the zone goes dark.
     pg.kill_primary();
     let (code, out, err) = dir.run(&["declare", "--zone", "az1", "--reason", "az1 is dark", "--yes"]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(out.contains("could leave two writable primaries"), "{out}");
+    assert!(out.contains("fence: { command: [...] }"), "says how to fix it: {out}");
+    assert_eq!(pg.psql(pg.standby_port, "SELECT pg_is_in_recovery()"), "t", "refused: nothing was promoted");
+
+    let (code, out, err) = dir.run(&["declare", "--zone", "az1", "--reason", "az1 is dark", "--yes", "--force"]);
     assert_eq!(code, 0, "{out}\n{err}");
-    assert!(out.contains("(the primary is unreachable)"), "the lag came from the last sample: {out}");
-    assert!(out.contains("az1: unreachable, not fenced"), "{out}");
+    assert!(out.contains("the primary does not answer"), "the lag came from the last sample: {out}");
+    let id = out.lines().next().unwrap().trim();
+    let show = dir.json(&["show", id, "--output", "json"]);
+    let note = show["steps"][0]["note"].as_str().unwrap_or_default();
+    assert!(note.contains("az1: NOT FENCED"), "the journal says it was not fenced: {note}");
     assert_eq!(pg.psql(pg.standby_port, "SELECT pg_is_in_recovery()"), "f");
     assert_eq!(pg.psql(pg.standby_port, "SELECT count(*) FROM t"), "1", "the data is on the new primary");
+}
+
+/// The primary is alive and taking writes from a client that still
+/// reaches it, but drctl cannot reach it (a one-way cut). Without a fence
+/// command the run is refused and the world is untouched; with one, it is
+/// powered off out of band before the standby is promoted, so the client's
+/// writes stop before there is a second primary, and every write it had
+/// acknowledged is on the new primary (replication still flowed).
+#[test]
+fn a_primary_cut_off_from_drctl_is_fenced_out_of_band_before_the_promote() {
+    let pg = PgPair::start();
+    let proxy = drctl_testkit::TcpProxy::start(pg.primary_port);
+    let dir = Dir::new("cut");
+    let topology = |fence: &str| {
+        pg_topology(&pg, "10s").replace(
+            &format!("url: \"{}\" }}", pg.primary_url()),
+            &format!("url: \"postgres://postgres@127.0.0.1:{}/postgres\"{fence} }}", proxy.port),
+        )
+    };
+    std::fs::write(dir.0.join("drctl.yaml"), topology("")).unwrap();
+    pg.psql(pg.primary_port, "CREATE TABLE w (id serial PRIMARY KEY, at timestamptz DEFAULT clock_timestamp())");
+    pg.wait_replayed();
+    assert_eq!(dir.run(&["status"]).0, 0);
+
+    // A client that reaches the primary directly keeps writing.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(i64, String)>::new()));
+    let writer = {
+        let (stop, acked, bin, port) = (stop.clone(), acked.clone(), pg.bin(), pg.primary_port);
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let sql = "INSERT INTO w DEFAULT VALUES RETURNING id, to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')";
+                if let Ok(row) = drctl_testkit::try_psql(&bin, port, sql) {
+                    if let Some((id, at)) = row.split_once('|') {
+                        acked.lock().unwrap().push((id.parse().unwrap_or(-1), at.to_string()));
+                    }
+                }
+            }
+        })
+    };
+    proxy.cut();
+
+    let (code, out, _) = dir.run(&["declare", "--zone", "az1", "--reason", "az1 cut off", "--yes"]);
+    assert_eq!(code, 1, "no fence command: refused: {out}");
+    assert!(out.contains("could leave two writable primaries"), "{out}");
+    let before = acked.lock().unwrap().len();
+    while acked.lock().unwrap().len() < before + 5 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(pg.psql(pg.standby_port, "SELECT pg_is_in_recovery()"), "t", "the world is untouched");
+
+    let env_file = dir.0.join("fence.env");
+    let argv = pg.power_off_primary_command(&env_file);
+    let fence = format!(", fence: {{ command: {} }}", serde_json::to_string(&argv).unwrap());
+    std::fs::write(dir.0.join("drctl.yaml"), topology(&fence)).unwrap();
+    let (code, out, err) = dir.run(&["declare", "--zone", "az1", "--reason", "az1 cut off", "--yes"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let id = out.lines().next().unwrap().trim().to_string();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    writer.join().unwrap();
+
+    let show = dir.json(&["show", &id, "--output", "json"]);
+    let step = &show["steps"][0];
+    assert!(step["note"].as_str().unwrap_or_default().contains("az1: fenced out of band"), "{step}");
+    let env = std::fs::read_to_string(&env_file).unwrap();
+    for want in [
+        "DRCTL_DATASTORE=orders-db",
+        "DRCTL_ZONE=az1",
+        &format!("DRCTL_EXECUTION={id}"),
+        "DRCTL_STEP=orders-db/failover",
+    ] {
+        assert!(env.contains(want), "the fence command's environment lacks {want}: {env}");
+    }
+    // No write was acknowledged by the old primary once the new one existed
+    // (times in one format, from the one machine's clock, compare as text).
+    let finished = step["finished_at"].as_str().unwrap().to_string();
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() > 10, "the client wrote throughout: {}", acked.len());
+    let after = acked.iter().filter(|(_, at)| *at > finished).count();
+    assert_eq!(after, 0, "writes acknowledged by the old primary after the promote (split brain)");
+    // Replication flowed until the power-off: the acknowledged writes are on the new primary.
+    let present = pg.psql(pg.standby_port, "SELECT count(*) FROM w").parse::<usize>().unwrap();
+    assert!(present + 2 >= acked.len(), "{present} of {} acknowledged writes survived", acked.len());
 }
 
 /// A declaration whose scope moves nothing is still a declaration: it is
