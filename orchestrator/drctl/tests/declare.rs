@@ -257,6 +257,74 @@ steps:
     assert!(out.contains("already succeeded"), "{out}");
 }
 
+/// SPEC §6a "Never twice": an `exec` step a crash caught running is not
+/// run again on resume; it waits, saying its effect may or may not have
+/// happened. A second `resume` meanwhile is refused (one process per
+/// execution). `approve --done` records it without running it; an
+/// `idempotent: true` step simply runs again.
+#[test]
+fn an_exec_step_caught_running_by_a_crash_waits_for_a_commander_on_resume() {
+    let dir = Dir::new("never-twice");
+    let effects = dir.0.join("effects.log");
+    let step = |tag: &str, secs: u32| {
+        format!(
+            "{{ command: [\"sh\", \"-c\", \"echo {tag} $DRCTL_EXECUTION $DRCTL_STEP $DRCTL_ATTEMPT >> {}; [ $DRCTL_ATTEMPT != 1 ] || sleep {secs}\"] }}",
+            effects.display()
+        )
+    };
+    runbook_topology(
+        &dir,
+        &format!(
+            "name: job
+steps:
+  - {{ id: charge, action: exec, with: {} }}
+  - {{ id: warm, action: exec, with: {}, idempotent: true, needs: [charge] }}
+  - {{ id: last, action: exec, with: {}, needs: [warm] }}
+",
+            step("charge", 30),
+            step("warm", 30),
+            step("last", 0)
+        ),
+    );
+    let (mut child, id) = spawn_declare(&dir);
+    wait_for("the charge step to run", || std::fs::read_to_string(&effects).is_ok_and(|e| e.contains("charge")));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let log = std::fs::read_to_string(&effects).unwrap();
+    assert_eq!(log, format!("charge {id} job/charge 1\n"), "the environment names the execution, step and attempt");
+
+    let mut resume =
+        dir.cmd(&["resume", &id]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    wait_for("the interrupted step to wait for a commander", || {
+        let (_, out, _) = dir.run(&["show", &id, "--output", "json"]);
+        serde_json::from_str::<Value>(&out).is_ok_and(|v| step_state(&v, "job/charge").0 == "waiting_approval")
+    });
+    let show = dir.json(&["show", &id, "--output", "json"]);
+    let note = show["steps"][0]["note"].as_str().unwrap_or_default();
+    assert!(note.contains("may or may not have happened") && note.contains("--done"), "{note}");
+    assert_eq!(std::fs::read_to_string(&effects).unwrap().lines().count(), 1, "not run again on its own");
+
+    let (code, out, err) = dir.run(&["resume", &id]);
+    assert_eq!(code, 1, "a second process resuming the same execution is refused: {out}\n{err}");
+    assert!(err.contains("is being run by"), "{err}");
+
+    let (code, out, err) = dir.run(&["approve", &id, "job/charge", "--done"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    // The warm step (idempotent) now runs; kill the resume mid-way through it.
+    wait_for("the warm step to run", || std::fs::read_to_string(&effects).is_ok_and(|e| e.contains("warm")));
+    resume.kill().unwrap();
+    resume.wait().unwrap();
+    let (code, out, err) = dir.run(&["resume", &id]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let show = dir.json(&["show", &id, "--output", "json"]);
+    assert_eq!(show["state"], "succeeded");
+    let charge = &show["steps"][0];
+    assert!(charge["note"].as_str().unwrap_or_default().contains("recorded as done"), "{charge}");
+    let log = std::fs::read_to_string(&effects).unwrap();
+    let count = |tag: &str| log.lines().filter(|l| l.starts_with(tag)).count();
+    assert_eq!((count("charge"), count("warm"), count("last")), (1, 2, 1), "{log}");
+}
+
 #[test]
 fn approvals_wait_for_a_commander_and_abort_stops_the_rest() {
     let dir = Dir::new("approve");
