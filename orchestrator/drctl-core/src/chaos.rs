@@ -17,6 +17,10 @@ use std::time::Duration;
 pub enum Fault {
     /// Everything in these zones stops or becomes unreachable.
     ZoneOutage { zones: Vec<String> },
+    /// The zones lose their links to the other zones and to the controller
+    /// (`one_way`: to the controller only), while everything in them keeps
+    /// running and their own clients keep working.
+    ZonePartition { zones: Vec<String>, one_way: bool },
     /// A process of an entity is killed.
     ProcessKill { target: String },
     /// Traffic to an entity is delayed.
@@ -65,8 +69,16 @@ pub struct Experiment {
     pub declare: DeclareMode,
 }
 
-pub const FAULT_KINDS: &[&str] =
-    &["zone-outage", "process-kill", "latency", "packet-loss", "reset", "replication-pause", "s3-errors"];
+pub const FAULT_KINDS: &[&str] = &[
+    "zone-outage",
+    "zone-partition",
+    "process-kill",
+    "latency",
+    "packet-loss",
+    "reset",
+    "replication-pause",
+    "s3-errors",
+];
 
 pub fn load(path: &Path) -> Result<Experiment, Vec<Diagnostic>> {
     match std::fs::read_to_string(path) {
@@ -126,7 +138,7 @@ fn decode(d: &mut Decoder, root: &yaml::Node, path: &Path) -> Option<Experiment>
     }
     for node in fault_nodes {
         let what = Named("fault", node.peek("kind"));
-        let keys = ["kind", "zones", "target", "datastore", "delay", "rate", "after"];
+        let keys = ["kind", "zones", "one_way", "target", "datastore", "delay", "rate", "after"];
         let Some(f) = d.fields(node, &what, &keys) else { continue };
         let Some(kind) = d.req_string(&f, "kind", &what) else { continue };
         if !d.choice(&kind, &"fault kind", FAULT_KINDS) {
@@ -143,6 +155,17 @@ fn decode(d: &mut Decoder, root: &yaml::Node, path: &Path) -> Option<Experiment>
                     None
                 } else {
                     Some(Fault::ZoneOutage { zones })
+                }
+            }
+            "zone-partition" => {
+                let zones: Vec<String> =
+                    d.string_list(f.get("zones"), &"`zones`").into_iter().map(|z| z.value).collect();
+                let one_way = f.get("one_way").and_then(|n| d.boolean(n, &"`one_way`")).is_some_and(|b| b.value);
+                if zones.is_empty() {
+                    d.diags.error(Code::MissingKey, f.pos, "a zone-partition needs `zones: [ZONE, ...]`");
+                    None
+                } else {
+                    Some(Fault::ZonePartition { zones, one_way })
                 }
             }
             "process-kill" => target(d).map(|target| Fault::ProcessKill { target }),

@@ -115,6 +115,12 @@ pub struct DatastoreResult {
     /// Acknowledged writes the new primary does not have; null where nothing counts them.
     pub lost_writes: Option<u64>,
     pub acknowledged_elsewhere: Option<u64>,
+    /// The most members that took writes at the same moment, from probes in
+    /// each member's own zone (1 on a safe run; null where nothing probes).
+    pub writable_primaries_max: Option<u64>,
+    /// Writes acknowledged by a member after another member was promoted
+    /// (0 on a safe run; null where nothing counts them).
+    pub split_brain_writes: Option<u64>,
     /// The RPO drctl measured just before the first fault.
     pub lag_before_fault_s: Option<f64>,
     pub how: String,
@@ -138,6 +144,11 @@ pub struct Report {
     pub scope: Option<serde_json::Value>,
     pub stopped_early: Option<String>,
     pub objectives_met: bool,
+    /// Never two writable primaries, no split-brain write: a drill that saw
+    /// either fails, whatever else it measured.
+    pub safe: bool,
+    /// What broke safety, in words (empty on a safe run).
+    pub safety_violations: Vec<String>,
     pub faults: Vec<FaultRecord>,
     pub steps: Vec<StepRecord>,
     pub services: Vec<ServiceResult>,
@@ -737,6 +748,8 @@ pub async fn run(opts: Options) -> Result<Report, Error> {
             meets_rpo: meets,
             lost_writes: lost,
             acknowledged_elsewhere: elsewhere,
+            writable_primaries_max: None,
+            split_brain_writes: None,
             lag_before_fault_s: lag_before,
             how,
         });
@@ -783,6 +796,40 @@ pub async fn run(opts: Options) -> Result<Report, Error> {
             }
         }
         tokio::time::sleep(PROBE_INTERVAL).await;
+    }
+
+    // Safety, over the whole drill (healing included): did two members ever take writes?
+    let mut safety_violations = Vec::new();
+    if let Some(lab) = &opts.lab {
+        let since_ms = clock.wall0.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        for d in datastores.iter_mut().filter(|d| d.kind == "postgres") {
+            match lab.safety(&d.name, since_ms).await {
+                Ok(s) => {
+                    d.writable_primaries_max = Some(s.writable_primaries_max);
+                    d.split_brain_writes = Some(s.split_brain_writes);
+                    if s.writable_primaries_max > 1 {
+                        safety_violations.push(format!(
+                            "{}: {} members took writes at the same moment",
+                            d.name, s.writable_primaries_max
+                        ));
+                    }
+                    if s.split_brain_writes > 0 {
+                        safety_violations.push(format!(
+                            "{}: {} writes acknowledged by a member after another was promoted",
+                            d.name, s.split_brain_writes
+                        ));
+                    }
+                    if s.probe_rounds == 0 {
+                        safety_violations.push(format!("{}: the split-brain probes did not run", d.name));
+                    }
+                }
+                Err(e) => safety_violations.push(format!("{}: the split-brain check failed: {e}", d.name)),
+            }
+        }
+    }
+    for v in &safety_violations {
+        say(&format!("          UNSAFE: {v}"));
+        timeline.push(TimelineEvent { at_s: clock.now(), kind: "unsafe".into(), what: v.clone() });
     }
 
     // Steps, on the drill's clock.
@@ -862,7 +909,9 @@ pub async fn run(opts: Options) -> Result<Report, Error> {
     } else {
         None
     };
+    let safe = safety_violations.is_empty();
     let objectives_met = stopped_early.is_none()
+        && safe
         && services.iter().all(|s| s.meets_rto)
         && datastores.iter().all(|d| d.meets_rpo)
         && exec_done.as_deref().is_none_or(|s| s == exec_state::SUCCEEDED);
@@ -889,6 +938,8 @@ pub async fn run(opts: Options) -> Result<Report, Error> {
         scope,
         stopped_early,
         objectives_met,
+        safe,
+        safety_violations,
         faults: faults.into_iter().map(|f| f.0).collect(),
         steps,
         services,

@@ -30,6 +30,11 @@ fn verdict(ok: bool) -> &'static str {
     }
 }
 
+/// A count, or "not probed" where nothing measured it.
+fn count(n: Option<u64>) -> String {
+    n.map_or_else(|| "not probed".into(), |n| n.to_string())
+}
+
 /// The summary an operator reads first.
 pub fn headline(r: &Report) -> String {
     let mut out = String::new();
@@ -42,6 +47,9 @@ pub fn headline(r: &Report) -> String {
     );
     if let Some(s) = &r.stopped_early {
         let _ = writeln!(out, "stopped early: {s}");
+    }
+    for v in &r.safety_violations {
+        let _ = writeln!(out, "UNSAFE: {v}");
     }
     let _ = writeln!(
         out,
@@ -63,9 +71,13 @@ pub fn headline(r: &Report) -> String {
     }
     for d in &r.datastores {
         let lost = d.lost_writes.map_or_else(|| "not counted".into(), |n| format!("{n} writes lost"));
+        let brain = match (d.writable_primaries_max, d.split_brain_writes) {
+            (Some(w), Some(b)) => format!("  {w} writable at most, {b} split-brain writes"),
+            _ => String::new(),
+        };
         let _ = writeln!(
             out,
-            "  datastore {:<12} RPO {:>8} target {:>8}  {:<16} {}",
+            "  datastore {:<12} RPO {:>8} target {:>8}  {:<16} {}{brain}",
             d.name,
             secs(d.rpo_s),
             secs(d.rpo_target_s),
@@ -88,6 +100,14 @@ pub fn markdown(r: &Report) -> String {
         r.topology, r.declare, r.started_at, r.finished_at, r.duration_s
     );
     let _ = writeln!(m, "- **Objectives {}**", if r.objectives_met { "met" } else { "NOT met" });
+    let _ = writeln!(
+        m,
+        "- **{}**",
+        if r.safe { "Safe: never two writable primaries, no split-brain write" } else { "UNSAFE" }
+    );
+    for v in &r.safety_violations {
+        let _ = writeln!(m, "  - {v}");
+    }
     if let Some(s) = &r.stopped_early {
         let _ = writeln!(m, "- Stopped early: {s}");
     }
@@ -113,16 +133,18 @@ pub fn markdown(r: &Report) -> String {
             if s.affected { verdict(s.meets_rto) } else { "not affected" }
         );
     }
-    let _ = writeln!(m, "\n## Datastores\n\n| datastore | failed over to | RPO | target | lost writes | lag before the fault | how | |\n|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(m, "\n## Datastores\n\n| datastore | failed over to | RPO | target | lost writes | writable primaries (max) | split-brain writes | lag before the fault | how | |\n|---|---|---|---|---|---|---|---|---|---|");
     for d in &r.datastores {
         let _ = writeln!(
             m,
-            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             d.name,
             d.failed_over_to.as_deref().unwrap_or("—"),
             secs(d.rpo_s),
             secs(d.rpo_target_s),
             d.lost_writes.map_or_else(|| "not counted".into(), |n| n.to_string()),
+            count(d.writable_primaries_max),
+            count(d.split_brain_writes),
             secs(d.lag_before_fault_s),
             d.how,
             verdict(d.meets_rpo)
@@ -294,6 +316,11 @@ table{{border-collapse:collapse;width:100%;margin:1rem 0}}th,td{{border:1px soli
         verdict_class(r.objectives_met),
         if r.objectives_met { "met" } else { "NOT met" }
     );
+    if r.safe {
+        h.push_str(r#"<p class="ok">Safe: never two writable primaries, no split-brain write.</p>"#);
+    } else {
+        let _ = write!(h, r#"<p class="bad">UNSAFE: {}</p>"#, esc(&r.safety_violations.join("; ")));
+    }
     if let Some(s) = &r.stopped_early {
         let _ = write!(h, r#"<p class="bad">Stopped early: {}</p>"#, esc(s));
     }
@@ -326,16 +353,18 @@ table{{border-collapse:collapse;width:100%;margin:1rem 0}}th,td{{border:1px soli
             if s.affected { verdict(s.meets_rto) } else { "not affected" }
         );
     }
-    h.push_str("</tbody></table><h2>Datastores</h2><table><thead><tr><th scope=\"col\">datastore</th><th scope=\"col\">failed over to</th><th scope=\"col\">RPO</th><th scope=\"col\">target</th><th scope=\"col\">lost writes</th><th scope=\"col\">lag before the fault</th><th scope=\"col\">how</th><th scope=\"col\">verdict</th></tr></thead><tbody>");
+    h.push_str("</tbody></table><h2>Datastores</h2><table><thead><tr><th scope=\"col\">datastore</th><th scope=\"col\">failed over to</th><th scope=\"col\">RPO</th><th scope=\"col\">target</th><th scope=\"col\">lost writes</th><th scope=\"col\">writable primaries (max)</th><th scope=\"col\">split-brain writes</th><th scope=\"col\">lag before the fault</th><th scope=\"col\">how</th><th scope=\"col\">verdict</th></tr></thead><tbody>");
     for d in &r.datastores {
         let _ = write!(
             h,
-            "<tr><th scope=\"row\">{}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
+            "<tr><th scope=\"row\">{}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
             esc(&d.name),
             esc(d.failed_over_to.as_deref().unwrap_or("—")),
             secs(d.rpo_s),
             secs(d.rpo_target_s),
             d.lost_writes.map_or_else(|| "not counted".into(), |n| n.to_string()),
+            count(d.writable_primaries_max),
+            count(d.split_brain_writes),
             secs(d.lag_before_fault_s),
             esc(&d.how),
             verdict_class(d.meets_rpo),

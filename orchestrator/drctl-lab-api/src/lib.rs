@@ -63,13 +63,41 @@ impl Manifest {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum FaultRequest {
-    ZoneOutage { zones: Vec<String> },
-    ProcessKill { target: String },
-    Latency { target: String, delay_ms: u64 },
-    PacketLoss { target: String, rate: f64 },
-    Reset { target: String },
-    ReplicationPause { datastore: String },
-    S3Errors { datastore: Option<String>, rate: f64 },
+    ZoneOutage {
+        zones: Vec<String>,
+    },
+    ZonePartition {
+        zones: Vec<String>,
+        /// Only the controller loses sight of the zones; they still reach each other.
+        #[serde(default)]
+        one_way: bool,
+    },
+    /// A member powered off out of band (a `fence` command's doing).
+    PowerOff {
+        datastore: String,
+        zone: String,
+    },
+    ProcessKill {
+        target: String,
+    },
+    Latency {
+        target: String,
+        delay_ms: u64,
+    },
+    PacketLoss {
+        target: String,
+        rate: f64,
+    },
+    Reset {
+        target: String,
+    },
+    ReplicationPause {
+        datastore: String,
+    },
+    S3Errors {
+        datastore: Option<String>,
+        rate: f64,
+    },
 }
 
 impl From<&drctl_core::chaos::Fault> for FaultRequest {
@@ -77,6 +105,7 @@ impl From<&drctl_core::chaos::Fault> for FaultRequest {
         use drctl_core::chaos::Fault as F;
         match f.clone() {
             F::ZoneOutage { zones } => FaultRequest::ZoneOutage { zones },
+            F::ZonePartition { zones, one_way } => FaultRequest::ZonePartition { zones, one_way },
             F::ProcessKill { target } => FaultRequest::ProcessKill { target },
             F::Latency { target, delay } => FaultRequest::Latency { target, delay_ms: delay.as_millis() as u64 },
             F::PacketLoss { target, rate } => FaultRequest::PacketLoss { target, rate },
@@ -131,6 +160,20 @@ pub struct Loss {
     pub rpo_s: f64,
     pub first_lost_seq: Option<u64>,
     pub last_lost_seq: Option<u64>,
+}
+
+/// Whether there were ever two writable primaries, from probes inside each
+/// member's own zone and the workload's acknowledgements.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Safety {
+    /// The most members that accepted a write in one probe round (1 on a safe run).
+    pub writable_primaries_max: u64,
+    /// Writes acknowledged by a member after another member was promoted.
+    pub split_brain_writes: u64,
+    /// Members that became writable in the period, with when (ms since the epoch).
+    pub promoted: Vec<(String, u64)>,
+    /// Probe rounds in the period.
+    pub probe_rounds: u64,
 }
 
 /// The lab's control API, as the drill and `drctl lab` use it from another process.
@@ -190,6 +233,24 @@ impl LabClient {
             self.http
                 .get(format!("{}/workload/loss", self.base))
                 .query(&[("datastore", datastore), ("zone", zone)])
+                .send()
+                .await,
+        )
+        .await
+    }
+
+    /// Powers a member off out of band, as a `fence` command does (idempotent).
+    pub async fn power_off(&self, datastore: &str, zone: &str) -> Result<Injected, Error> {
+        Self::answer(self.http.post(format!("{}/members/{datastore}/{zone}/power-off", self.base)).send().await).await
+    }
+
+    /// What the lab's split-brain probes and workload saw since `since_ms`
+    /// (milliseconds since the Unix epoch).
+    pub async fn safety(&self, datastore: &str, since_ms: u64) -> Result<Safety, Error> {
+        Self::answer(
+            self.http
+                .get(format!("{}/workload/safety", self.base))
+                .query(&[("datastore", datastore.to_string()), ("since_ms", since_ms.to_string())])
                 .send()
                 .await,
         )

@@ -10,14 +10,23 @@
 //! | service i's front door | 127.0.0.1:B+60+i | |
 //! | DNS (`lab.`, UDP) | 127.0.0.1:B+53 | |
 //! | control API (HTTP) | 127.0.0.1:B | |
+//! | PostgreSQL replication egress, zone Z to zone T | 127.0.Z.3:B+40+T | (the public address in T) |
 //!
 //! Every client (drctl, the services, the workload, PostgreSQL's own
 //! replication) goes through the public addresses, so a fault injected at
-//! a proxy is seen by all of them.
+//! a proxy is seen by all of them. Zone partitions are decided by the
+//! proxies from the caller's address ([`crate::proxy::Partitions`]): the
+//! workload writers and split-brain probes of zone Z connect from
+//! 127.0.Z.100 and 127.0.Z.101, a standby replicates through its zone's
+//! egress proxy, and drctl (127.0.0.1) is the controller's side. Fault
+//! proxies rather than network namespaces: the lab runs anywhere without
+//! root, in one process, and a partition is one switch that heals at once.
+//! A partition refuses connections (a firewall's REJECT) rather than
+//! dropping packets, so a drill measures drctl, not TCP's timeouts.
 
 use crate::dns::{DnsServer, Records};
 use crate::pg::PgServer;
-use crate::proxy::Proxy;
+use crate::proxy::{Partitions, Proxy, Route};
 use crate::s3::S3Server;
 use crate::service::{Dependency, Task};
 use crate::workload::{self, Log, Loss};
@@ -68,6 +77,11 @@ impl Layout {
     pub fn pg(&self, z: u8) -> (SocketAddr, SocketAddr) {
         (SocketAddr::new(zone_ip(z, 1), self.base + 32), SocketAddr::new(zone_ip(z, 1), self.base + 33))
     }
+    /// Where PostgreSQL in zone `z` reaches the member in zone `t` (its
+    /// replication connection speaks for zone `z`).
+    pub fn pg_egress(&self, z: u8, t: u8) -> SocketAddr {
+        SocketAddr::new(zone_ip(z, 3), self.base + 40 + u16::from(t))
+    }
     pub fn s3(&self, z: u8) -> (SocketAddr, SocketAddr) {
         (SocketAddr::new(zone_ip(z, 2), self.base + 90), SocketAddr::new(zone_ip(z, 2), self.base + 91))
     }
@@ -86,7 +100,7 @@ impl Layout {
         }
         for z in 1..=2 {
             let (a, b) = self.pg(z);
-            all.extend([a, b]);
+            all.extend([a, b, self.pg_egress(z, 3 - z)]);
         }
         for (i, (_, _, zones, _)) in SERVICES.iter().enumerate() {
             all.push(self.front_door(i));
@@ -137,7 +151,11 @@ struct ServiceInstance {
 /// How to undo one fault.
 enum Undo {
     Proxies(Vec<Arc<crate::proxy::ProxyFaults>>),
+    /// Bring PostgreSQL back in these zones (as a standby when a primary
+    /// runs elsewhere), and lift any power-off of them.
     Restart(Vec<u8>),
+    /// Lift a partition (its id in [`Partitions`]).
+    Partition(u64, Vec<u8>),
     ResumeReplay(Vec<u8>),
     ResumeCopying,
     S3Errors(Vec<u8>),
@@ -162,6 +180,11 @@ struct Inner {
     s3_log: Arc<Log>,
     faults: Mutex<Vec<ActiveFault>>,
     next_fault: AtomicU64,
+    /// The zone partitions every proxy obeys.
+    partitions: Arc<Partitions>,
+    /// The split-brain probes' rounds.
+    probes: Arc<crate::safety::Probes>,
+    _egress: Vec<Proxy>,
     copying_paused: Arc<AtomicBool>,
     clients: Arc<Clients>,
     shutdown: tokio::sync::Notify,
@@ -242,10 +265,22 @@ impl Lab {
         crate::pg::hand_over(&scratch)?;
 
         // PostgreSQL: primary in lab-az1, standby in lab-az2, each behind its proxy.
+        let partitions = Arc::new(Partitions::default());
+        let route = Route { partitions: Some(partitions.clone()), source: None };
         let (pub1, priv1) = layout.pg(1);
         let (pub2, priv2) = layout.pg(2);
-        let proxy1 = Proxy::start(pub1, priv1).await.map_err(|e| Error::Io(format!("{pub1}: {e}")))?;
-        let proxy2 = Proxy::start(pub2, priv2).await.map_err(|e| Error::Io(format!("{pub2}: {e}")))?;
+        let proxy1 =
+            Proxy::start_with(pub1, priv1, route.clone()).await.map_err(|e| Error::Io(format!("{pub1}: {e}")))?;
+        let proxy2 =
+            Proxy::start_with(pub2, priv2, route.clone()).await.map_err(|e| Error::Io(format!("{pub2}: {e}")))?;
+        // Replication between zones goes through each zone's egress.
+        let mut egress = Vec::new();
+        for (z, t) in [(1u8, 2u8), (2, 1)] {
+            let at = layout.pg_egress(z, t);
+            let from = Route { partitions: None, source: Some(zone_ip(z, 3)) };
+            egress
+                .push(Proxy::start_with(at, layout.pg(t).0, from).await.map_err(|e| Error::Io(format!("{at}: {e}")))?);
+        }
         let (b1, s1, b2) = (bin.clone(), scratch.clone(), bin.clone());
         let mut primary = tokio::task::spawn_blocking(move || {
             let mut p = PgServer::init_primary(&b1, "orders-db lab-az1", s1.join("pg-az1"), priv1)?;
@@ -260,7 +295,8 @@ impl Lab {
                 pg_session(priv1, "lab")
                     .await?
                     .batch_execute(
-                        "CREATE TABLE workload (seq bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())",
+                        "CREATE TABLE workload (seq bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp());
+                         CREATE TABLE drctl_probe (id int PRIMARY KEY, at timestamptz)",
                     )
                     .await
                     .map_err(pg_error)
@@ -271,8 +307,9 @@ impl Lab {
             }
         }
         let s2 = scratch.clone();
+        let via = layout.pg_egress(2, 1);
         let standby = tokio::task::spawn_blocking(move || {
-            let mut s = PgServer::init_standby(&b2, "orders-db lab-az2", s2.join("pg-az2"), priv2, pub1)?;
+            let mut s = PgServer::init_standby(&b2, "orders-db lab-az2", s2.join("pg-az2"), priv2, via)?;
             s.start(false)?;
             Ok::<_, Error>(s)
         })
@@ -298,7 +335,9 @@ impl Lab {
             let _ = std::fs::remove_dir_all(&root);
             let bucket = format!("lab-assets-az{z}");
             let server = S3Server::start(private, &root, &[&bucket]).await?;
-            let proxy = Proxy::start(public, private).await.map_err(|e| Error::Io(format!("{public}: {e}")))?;
+            let proxy = Proxy::start_with(public, private, route.clone())
+                .await
+                .map_err(|e| Error::Io(format!("{public}: {e}")))?;
             s3.push(S3Member { zone: z, server, proxy });
         }
 
@@ -317,7 +356,8 @@ impl Lab {
 
         // Topology and runbooks first: the services' S3 clients come from it.
         let topo_path = opts.dir.join("drctl.yaml");
-        write(&topo_path, &topology_yaml(&layout))?;
+        let fence_program = std::env::current_exe().ok();
+        write(&topo_path, &topology_yaml(&layout, fence_program.as_deref()))?;
         write(&opts.dir.join("runbooks").join("payments.yaml"), &payments_runbook(&layout))?;
         let loaded = drctl_core::topology::load(&topo_path);
         let topo = loaded.topology.ok_or_else(|| {
@@ -359,7 +399,9 @@ impl Lab {
                 let task = crate::service::start_instance(private, name, ZONES[z as usize - 1], needs)
                     .await
                     .map_err(|e| Error::Io(format!("{private}: {e}")))?;
-                let proxy = Proxy::start(public, private).await.map_err(|e| Error::Io(format!("{public}: {e}")))?;
+                let proxy = Proxy::start_with(public, private, route.clone())
+                    .await
+                    .map_err(|e| Error::Io(format!("{public}: {e}")))?;
                 services.push(ServiceInstance { service: i, zone: z, proxy, _task: task });
             }
             let fd = crate::service::start_front_door(
@@ -385,6 +427,9 @@ impl Lab {
             s3_log: Default::default(),
             faults: Mutex::new(Vec::new()),
             next_fault: AtomicU64::new(1),
+            partitions,
+            probes: Default::default(),
+            _egress: egress,
             copying_paused: Arc::new(AtomicBool::new(false)),
             clients: clients.clone(),
             shutdown: tokio::sync::Notify::new(),
@@ -392,7 +437,21 @@ impl Lab {
         });
 
         let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(workload::run_postgres(layout.pg_conninfo(), inner.pg_log.clone())));
+        // A writer in each zone, through what it reaches from there; one sequence.
+        let seq = Arc::new(AtomicU64::new(0));
+        let pg_members: Vec<(String, SocketAddr)> = (1..=2u8).map(|z| (zone_name(z), layout.pg(z).0)).collect();
+        for z in 1..=3u8 {
+            let source = zone_ip(z, 100);
+            tasks.push(tokio::spawn(workload::run_postgres(
+                source,
+                pg_members.clone(),
+                seq.clone(),
+                inner.pg_log.clone(),
+            )));
+        }
+        // Each member probed from inside its own zone.
+        let probed: Vec<(u8, String, SocketAddr)> = (1..=2u8).map(|z| (z, zone_name(z), layout.pg(z).0)).collect();
+        tasks.push(tokio::spawn(crate::safety::run(probed, inner.probes.clone())));
         tasks.push(tokio::spawn(workload::run_s3(buckets.clone(), inner.s3_log.clone())));
         // The replication job drctl's controller would run for `assets`.
         {
@@ -463,7 +522,17 @@ fn write(path: &Path, text: &str) -> Result<(), Error> {
 }
 
 /// The lab's topology, in the same format users write.
-pub fn topology_yaml(l: &Layout) -> String {
+pub fn topology_yaml(l: &Layout, fence_program: Option<&Path>) -> String {
+    // Each member's fence powers it off through the control API, out of band.
+    let fence = |z: u8| match fence_program {
+        Some(exe) => format!(
+            ", fence: {{ command: [{}, lab, power-off, --control, \"{}\", --datastore, orders-db, --zone, {}] }}",
+            serde_json::to_string(&exe.display().to_string()).unwrap_or_default(),
+            l.control(),
+            ZONES[z as usize - 1]
+        ),
+        None => String::new(),
+    };
     let mut y = String::new();
     y.push_str("# Written by `drctl lab up`: the lab on loopback. Edit freely; `lab up` writes it anew.\n");
     y.push_str("version: 1\nname: lab\n\nzones:\n");
@@ -474,9 +543,11 @@ pub fn topology_yaml(l: &Layout) -> String {
     y.push_str("contracts:\n  - customer: example-bank\n    services: [payments]\n    rpo: 2s\n    rto: 20s\n\n");
     y.push_str("datastores:\n");
     y.push_str(&format!(
-        "  - name: orders-db\n    kind: postgres\n    primary: {{ zone: lab-az1, url: \"{}\" }}\n    replicas:\n      - {{ zone: lab-az2, url: \"{}\" }}\n    failover: {{ estimate: 3s, max_lag: 10s }}\n",
+        "  - name: orders-db\n    kind: postgres\n    primary: {{ zone: lab-az1, url: \"{}\"{} }}\n    replicas:\n      - {{ zone: lab-az2, url: \"{}\"{} }}\n    failover: {{ estimate: 3s, max_lag: 10s }}\n",
         l.pg_url(1),
-        l.pg_url(2)
+        fence(1),
+        l.pg_url(2),
+        fence(2)
     ));
     y.push_str("  - name: assets\n    kind: s3\n");
     y.push_str(&format!("    primary: {{ zone: lab-az1, bucket: lab-assets-az1, endpoint: \"{}\" }}\n", l.s3_url(1)));
@@ -540,6 +611,13 @@ fn zone_name(z: u8) -> String {
 
 async fn status(inner: &Inner) -> LabStatus {
     let mut members = Vec::new();
+    let cut = inner.partitions.zones();
+    let with_cut = |zone: u8, faults: String| {
+        if !cut.contains(&zone) {
+            return faults;
+        }
+        [faults, "partitioned".into()].into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join(", ")
+    };
     {
         let mut pg = inner.pg.lock().unwrap_or_else(|p| p.into_inner());
         for m in pg.iter_mut() {
@@ -552,7 +630,7 @@ async fn status(inner: &Inner) -> LabStatus {
                 zone: zone_name(m.zone),
                 address: m.proxy.listen.to_string(),
                 up: running && !m.proxy.faults.is_down(),
-                faults: m.proxy.faults.describe(),
+                faults: with_cut(m.zone, m.proxy.faults.describe()),
             });
         }
     }
@@ -571,7 +649,7 @@ async fn status(inner: &Inner) -> LabStatus {
             zone: zone_name(m.zone),
             address: format!("http://{}", m.proxy.listen),
             up: !m.proxy.faults.is_down(),
-            faults: f,
+            faults: with_cut(m.zone, f),
         });
     }
     for s in &inner.services {
@@ -580,7 +658,7 @@ async fn status(inner: &Inner) -> LabStatus {
             zone: zone_name(s.zone),
             address: format!("http://{}", s.proxy.listen),
             up: !s.proxy.faults.is_down(),
-            faults: s.proxy.faults.describe(),
+            faults: with_cut(s.zone, s.proxy.faults.describe()),
         });
     }
     let faults = inner
@@ -621,7 +699,7 @@ async fn pg_primary_zone(inner: &Inner) -> Option<u8> {
         let q = async {
             let row = pg_session(inner.layout.pg(z).1, "lab")
                 .await?
-                .query_one("SELECT pg_is_in_recovery() OR current_setting('default_transaction_read_only') = 'on'", &[])
+                .query_one("SELECT pg_is_in_recovery()", &[])
                 .await
                 .map_err(pg_error)?;
             Ok::<bool, Error>(row.get(0))
@@ -668,19 +746,62 @@ fn proxies_of(inner: &Inner, target: &str) -> Result<Vec<(Arc<crate::proxy::Prox
     Ok(out)
 }
 
+/// Lab zone numbers (1-based) of zone names.
+fn zone_numbers(zones: &[String]) -> Result<Vec<u8>, Error> {
+    zones
+        .iter()
+        .map(|z| {
+            ZONES.iter().position(|x| x == z).map(|i| i as u8 + 1).ok_or_else(|| {
+                Error::BadInput(format!("zone `{z}` is not in the lab; its zones are {}", ZONES.join(", ")))
+            })
+        })
+        .collect()
+}
+
 async fn inject(inner: &Inner, req: FaultRequest, dry_run: bool) -> Result<Injected, Error> {
     let mut hits = Vec::new();
     let mut undo = Vec::new();
     match &req {
-        FaultRequest::ZoneOutage { zones } => {
-            let mut nums = Vec::new();
-            for z in zones {
-                let n = ZONES.iter().position(|x| x == z).ok_or_else(|| {
-                    Error::BadInput(format!("zone `{z}` is not in the lab; its zones are {}", ZONES.join(", ")))
-                })? as u8
-                    + 1;
-                nums.push(n);
+        FaultRequest::ZonePartition { zones, one_way } => {
+            let nums = zone_numbers(zones)?;
+            let pid = inner.next_fault.fetch_add(1, Ordering::SeqCst);
+            for z in &nums {
+                hits.push(if *one_way {
+                    format!("{}: the controller can no longer reach it; the other zones still do", zone_name(*z))
+                } else {
+                    format!(
+                        "{}: cut off from the other zones and the controller; everything in it keeps running",
+                        zone_name(*z)
+                    )
+                });
             }
+            if !dry_run {
+                inner.partitions.add(pid, nums.clone(), *one_way);
+            }
+            undo.push(Undo::Partition(pid, nums));
+        }
+        FaultRequest::PowerOff { datastore, zone } => {
+            if datastore != "orders-db" {
+                return Err(unknown_target(datastore));
+            }
+            let z = zone_numbers(std::slice::from_ref(zone))?[0];
+            let mut pg = inner.pg.lock().unwrap_or_else(|p| p.into_inner());
+            let m = pg
+                .iter_mut()
+                .find(|m| m.zone == z)
+                .ok_or_else(|| Error::BadInput(format!("no orders-db member in {zone}")))?;
+            if m.server.running() {
+                hits.push(format!("postgres (orders-db) in {zone} powered off (pid {})", m.server.pid().unwrap_or(0)));
+                if !dry_run {
+                    m.server.kill();
+                }
+            } else {
+                hits.push(format!("postgres (orders-db) in {zone} was already off"));
+            }
+            undo.push(Undo::Restart(vec![z]));
+        }
+        FaultRequest::ZoneOutage { zones } => {
+            let nums = zone_numbers(zones)?;
             let mut proxies = Vec::new();
             let mut killed = Vec::new();
             {
@@ -862,47 +983,13 @@ async fn undo_fault(inner: &Inner, f: ActiveFault) -> Vec<String> {
                 }
             }
             Undo::Restart(zones) => {
-                if zones.is_empty() {
-                    continue;
-                }
-                let primary_elsewhere = pg_primary_zone(inner).await.filter(|z| !zones.contains(z));
-                let mut restart = Vec::new();
-                {
-                    let mut pg = inner.pg.lock().unwrap_or_else(|p| p.into_inner());
-                    for z in &zones {
-                        if let Some(pos) = pg.iter().position(|m| m.zone == *z) {
-                            restart.push(pg.remove(pos));
-                        }
-                    }
-                }
-                let mut back = Vec::new();
-                let new_primary = primary_elsewhere.map(|z| inner.layout.pg(z).0);
-                for mut m in restart {
-                    let r = tokio::task::spawn_blocking(move || {
-                        let r = match new_primary {
-                            // Never two writable primaries: the old one comes back as a standby.
-                            Some(p) => m.server.rebuild_as_standby(p),
-                            None => m.server.start(false),
-                        };
-                        (m, r)
-                    })
-                    .await;
-                    if let Ok((m, r)) = r {
-                        notes.push(match r {
-                            Ok(()) if new_primary.is_some() => format!(
-                                "postgres in {} rebuilt as a standby of {}, which took over",
-                                zone_name(m.zone),
-                                zone_name(primary_elsewhere.unwrap_or(1))
-                            ),
-                            Ok(()) => format!("postgres in {} restarted", zone_name(m.zone)),
-                            Err(e) => format!("postgres in {} did not restart: {e}", zone_name(m.zone)),
-                        });
-                        back.push(m);
-                    }
-                }
-                let mut pg = inner.pg.lock().unwrap_or_else(|p| p.into_inner());
-                pg.extend(back);
-                pg.sort_by_key(|m| m.zone);
+                lift_power_offs(inner, &zones);
+                notes.extend(reconcile(inner, &zones).await);
+            }
+            Undo::Partition(pid, zones) => {
+                inner.partitions.remove(pid);
+                lift_power_offs(inner, &zones);
+                notes.extend(reconcile(inner, &zones).await);
             }
             Undo::ResumeReplay(zones) => {
                 for z in zones {
@@ -925,10 +1012,100 @@ async fn undo_fault(inner: &Inner, f: ActiveFault) -> Vec<String> {
 async fn heal_all(inner: &Inner) -> Vec<String> {
     let all: Vec<ActiveFault> = std::mem::take(&mut *inner.faults.lock().unwrap_or_else(|p| p.into_inner()));
     let mut notes = Vec::new();
-    // Undo in reverse order of injection.
-    for f in all.into_iter().rev() {
+    // Undo in reverse order of injection, power-offs last: a member comes
+    // back once the network it rebuilds over is whole again.
+    let (power, rest): (Vec<ActiveFault>, Vec<ActiveFault>) =
+        all.into_iter().partition(|f| matches!(f.request, FaultRequest::PowerOff { .. }));
+    for f in rest.into_iter().rev().chain(power) {
         notes.extend(undo_fault(inner, f).await);
     }
+    // Whatever a failover left behind (a fenced old primary) becomes a standby.
+    notes.extend(reconcile(inner, &[1, 2]).await);
+    notes
+}
+
+/// Forgets the power-offs of members in these zones (their zone's fault,
+/// being healed, brings them back).
+fn lift_power_offs(inner: &Inner, zones: &[u8]) {
+    inner.faults.lock().unwrap_or_else(|p| p.into_inner()).retain(|f| match &f.request {
+        FaultRequest::PowerOff { zone, .. } => {
+            !zone_numbers(std::slice::from_ref(zone)).is_ok_and(|z| zones.contains(&z[0]))
+        }
+        _ => true,
+    });
+}
+
+/// Whether a running member is a standby (false: a primary, or fenced).
+async fn in_recovery(inner: &Inner, z: u8) -> bool {
+    let q = async {
+        let row = pg_session(inner.layout.pg(z).1, "lab")
+            .await?
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .await
+            .map_err(pg_error)?;
+        Ok::<bool, Error>(row.get(0))
+    };
+    matches!(tokio::time::timeout(Duration::from_secs(2), q).await, Ok(Ok(true)))
+}
+
+/// Brings orders-db's members in these zones back to a healthy shape:
+/// one that is down starts again, as a standby of the primary when one
+/// runs elsewhere (never two writable primaries); one that runs but is
+/// not a standby beside that primary (a fenced old primary) is rebuilt as
+/// its standby, which lifts its fence.
+async fn reconcile(inner: &Inner, zones: &[u8]) -> Vec<String> {
+    let mut notes = Vec::new();
+    let primary_elsewhere = pg_primary_zone(inner).await.filter(|z| !zones.contains(z));
+    let mut todo = Vec::new();
+    for &z in zones {
+        let running = {
+            let mut pg = inner.pg.lock().unwrap_or_else(|p| p.into_inner());
+            pg.iter_mut().find(|m| m.zone == z).map(|m| m.server.running())
+        };
+        match running {
+            None => {}
+            Some(false) => todo.push(z),
+            Some(true) if primary_elsewhere.is_some() && !in_recovery(inner, z).await => todo.push(z),
+            Some(true) => {}
+        }
+    }
+    let mut restart = Vec::new();
+    {
+        let mut pg = inner.pg.lock().unwrap_or_else(|p| p.into_inner());
+        for z in &todo {
+            if let Some(pos) = pg.iter().position(|m| m.zone == *z) {
+                restart.push(pg.remove(pos));
+            }
+        }
+    }
+    let mut back = Vec::new();
+    for mut m in restart {
+        let via = primary_elsewhere.map(|p| inner.layout.pg_egress(m.zone, p));
+        let r = tokio::task::spawn_blocking(move || {
+            let r = match via {
+                // Never two writable primaries: the old one comes back as a standby.
+                Some(p) => m.server.rebuild_as_standby(p),
+                None => m.server.start(false),
+            };
+            (m, r)
+        })
+        .await;
+        if let Ok((m, r)) = r {
+            notes.push(match (r, primary_elsewhere) {
+                (Ok(()), Some(p)) => format!(
+                    "postgres in {} rebuilt as a standby of {}, which took over",
+                    zone_name(m.zone),
+                    zone_name(p)
+                ),
+                (Ok(()), None) => format!("postgres in {} restarted", zone_name(m.zone)),
+                (Err(e), _) => format!("postgres in {} did not come back: {e}", zone_name(m.zone)),
+            });
+            back.push(m);
+        }
+    }
+    let mut pg = inner.pg.lock().unwrap_or_else(|p| p.into_inner());
+    pg.extend(back);
+    pg.sort_by_key(|m| m.zone);
     notes
 }
 
@@ -981,6 +1158,12 @@ struct DryRun {
 }
 
 #[derive(Deserialize)]
+struct SafetyQuery {
+    datastore: String,
+    since_ms: u64,
+}
+
+#[derive(Deserialize)]
 struct LossQuery {
     datastore: String,
     zone: String,
@@ -1009,6 +1192,23 @@ fn router(inner: Arc<Inner>) -> axum::Router {
                     Some(f) => Ok(Json(undo_fault(&i, f).await)),
                     None => Err((StatusCode::NOT_FOUND, format!("no fault {id} in force"))),
                 }
+            }),
+        )
+        .route(
+            "/members/{datastore}/{zone}/power-off",
+            post(|AxState(i): AxState<Arc<Inner>>, UrlPath((datastore, zone)): UrlPath<(String, String)>| async move {
+                inject(&i, FaultRequest::PowerOff { datastore, zone }, false).await.map(Json).map_err(api_error)
+            }),
+        )
+        .route(
+            "/workload/safety",
+            get(|AxState(i): AxState<Arc<Inner>>, Query(q): Query<SafetyQuery>| async move {
+                if q.datastore != "orders-db" {
+                    return Err(api_error(unknown_target(&q.datastore)));
+                }
+                let since = std::time::UNIX_EPOCH + Duration::from_millis(q.since_ms);
+                let acks = i.pg_log.acks.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                Ok(Json(crate::safety::judge(&i.probes.since(since), &acks, since)))
             }),
         )
         .route(

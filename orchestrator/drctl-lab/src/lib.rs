@@ -18,6 +18,7 @@ pub mod lab;
 pub mod pg;
 pub mod proxy;
 pub mod s3;
+pub mod safety;
 pub mod service;
 pub mod workload;
 

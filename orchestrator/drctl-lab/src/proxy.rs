@@ -12,6 +12,15 @@
 //!
 //! Faults apply to live connections too: each connection watches an epoch
 //! that a cut bumps.
+//!
+//! Zone partitions are decided here too, from the caller's address: lab
+//! clients in zone Z connect from 127.0.Z.x (the workload writers, the
+//! split-brain probes, PostgreSQL's replication through its zone's egress
+//! proxy), everything else (drctl, the front doors) is the controller's
+//! side, zone 0. A [`Partitions`] shared by every proxy says which
+//! (caller zone, target zone) links are cut; a cut link is refused at once
+//! (a firewall's REJECT, so drills measure drctl rather than TCP timeouts)
+//! and its live connections are cut.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -106,6 +115,81 @@ impl ProxyFaults {
     }
 }
 
+/// The zone partitions in force, shared by every proxy of a lab.
+#[derive(Debug)]
+pub struct Partitions {
+    cuts: std::sync::Mutex<Vec<Cut>>,
+    epoch: watch::Sender<u64>,
+}
+
+#[derive(Debug, Clone)]
+struct Cut {
+    id: u64,
+    zones: Vec<u8>,
+    /// Only the controller's side (zone 0) loses sight of the zones.
+    one_way: bool,
+}
+
+impl Default for Partitions {
+    fn default() -> Self {
+        Partitions { cuts: Default::default(), epoch: watch::channel(0).0 }
+    }
+}
+
+impl Partitions {
+    /// Cuts the zones off: from every other zone and the controller, or
+    /// (`one_way`) from the controller only.
+    pub fn add(&self, id: u64, zones: Vec<u8>, one_way: bool) {
+        self.cuts.lock().unwrap_or_else(|p| p.into_inner()).push(Cut { id, zones, one_way });
+        self.epoch.send_modify(|e| *e += 1);
+    }
+
+    pub fn remove(&self, id: u64) {
+        self.cuts.lock().unwrap_or_else(|p| p.into_inner()).retain(|c| c.id != id);
+        self.epoch.send_modify(|e| *e += 1);
+    }
+
+    /// Whether a caller in zone `caller` (0: the controller's side) can
+    /// reach zone `target` now.
+    pub fn blocks(&self, caller: u8, target: u8) -> bool {
+        caller != target
+            && self.cuts.lock().unwrap_or_else(|p| p.into_inner()).iter().any(|c| {
+                if c.one_way {
+                    caller == 0 && c.zones.contains(&target)
+                } else {
+                    c.zones.contains(&caller) || c.zones.contains(&target)
+                }
+            })
+    }
+
+    /// The zones cut off now (either way).
+    pub fn zones(&self) -> Vec<u8> {
+        let mut z: Vec<u8> =
+            self.cuts.lock().unwrap_or_else(|p| p.into_inner()).iter().flat_map(|c| c.zones.clone()).collect();
+        z.sort_unstable();
+        z.dedup();
+        z
+    }
+}
+
+/// The lab zone of an address: 127.0.Z.x is zone Z; anything else is the
+/// controller's side, 0.
+pub fn zone_of(addr: std::net::IpAddr) -> u8 {
+    match addr {
+        std::net::IpAddr::V4(v4) if v4.octets()[0] == 127 && v4.octets()[1] == 0 => v4.octets()[2],
+        _ => 0,
+    }
+}
+
+/// Where a proxy stands: the zone it serves, the partitions it obeys, and
+/// the source address it connects upstream from (an egress proxy speaks
+/// for its zone).
+#[derive(Debug, Clone, Default)]
+pub struct Route {
+    pub partitions: Option<Arc<Partitions>>,
+    pub source: Option<std::net::IpAddr>,
+}
+
 /// A running proxy.
 pub struct Proxy {
     pub listen: SocketAddr,
@@ -124,29 +208,59 @@ impl Drop for Proxy {
 impl Proxy {
     /// Listens on `listen` and forwards to `upstream`.
     pub async fn start(listen: SocketAddr, upstream: SocketAddr) -> std::io::Result<Proxy> {
+        Self::start_with(listen, upstream, Route::default()).await
+    }
+
+    /// Like [`start`](Self::start), obeying the route's partitions (the
+    /// proxy serves the zone of its `listen` address).
+    pub async fn start_with(listen: SocketAddr, upstream: SocketAddr, route: Route) -> std::io::Result<Proxy> {
         let listener = TcpListener::bind(listen).await?;
         let listen = listener.local_addr()?;
         let faults = Arc::new(ProxyFaults::new());
         let f = faults.clone();
+        let target = zone_of(listen.ip());
         let task = tokio::spawn(async move {
             let mut seed = listen.port() as u64 * 7919 + 1;
             loop {
-                let Ok((client, _)) = listener.accept().await else { continue };
+                let Ok((client, peer)) = listener.accept().await else { continue };
                 seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                if f.down.load(Ordering::SeqCst) || f.reset.load(Ordering::SeqCst) {
+                let caller = zone_of(peer.ip());
+                let cut_off = route.partitions.as_ref().is_some_and(|p| p.blocks(caller, target));
+                if f.down.load(Ordering::SeqCst) || f.reset.load(Ordering::SeqCst) || cut_off {
                     let _ = client.set_zero_linger();
                     drop(client);
                     continue;
                 }
-                tokio::spawn(pipe(client, upstream, f.clone(), seed));
+                let link = Link { caller, target, route: route.clone() };
+                tokio::spawn(pipe(client, upstream, f.clone(), seed, link));
             }
         });
         Ok(Proxy { listen, upstream, faults, task })
     }
 }
 
-async fn pipe(client: TcpStream, upstream: SocketAddr, faults: Arc<ProxyFaults>, seed: u64) {
-    let Ok(Ok(server)) = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(upstream)).await else {
+/// One connection's path through the lab's network.
+struct Link {
+    caller: u8,
+    target: u8,
+    route: Route,
+}
+
+async fn connect_upstream(upstream: SocketAddr, source: Option<std::net::IpAddr>) -> std::io::Result<TcpStream> {
+    match source {
+        None => TcpStream::connect(upstream).await,
+        Some(ip) => {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind(SocketAddr::new(ip, 0))?;
+            socket.connect(upstream).await
+        }
+    }
+}
+
+async fn pipe(client: TcpStream, upstream: SocketAddr, faults: Arc<ProxyFaults>, seed: u64, link: Link) {
+    let Ok(Ok(server)) =
+        tokio::time::timeout(Duration::from_secs(2), connect_upstream(upstream, link.route.source)).await
+    else {
         let _ = client.set_zero_linger();
         return;
     };
@@ -154,13 +268,29 @@ async fn pipe(client: TcpStream, upstream: SocketAddr, faults: Arc<ProxyFaults>,
     let _ = server.set_nodelay(true);
     let mut epoch = faults.cut.subscribe();
     epoch.mark_unchanged();
+    let mut partitions = link.route.partitions.as_ref().map(|p| p.epoch.subscribe());
     let (cr, cw) = client.into_split();
     let (sr, sw) = server.into_split();
     let up = copy(cr, sw, faults.clone(), seed);
     let down = copy(sr, cw, faults.clone(), seed ^ 0x9e37_79b9_7f4a_7c15);
+    // A partition ends this connection only when it cuts this link.
+    let partitioned = async {
+        let (Some(rx), Some(p)) = (partitions.as_mut(), link.route.partitions.as_ref()) else {
+            return std::future::pending::<()>().await;
+        };
+        loop {
+            if rx.changed().await.is_err() {
+                return std::future::pending::<()>().await;
+            }
+            if p.blocks(link.caller, link.target) {
+                return;
+            }
+        }
+    };
     tokio::select! {
         _ = async { tokio::join!(up, down) } => {}
         _ = epoch.changed() => {}
+        _ = partitioned => {}
     }
 }
 
@@ -252,6 +382,43 @@ mod tests {
 
         p.faults.heal();
         assert!(round_trip(p.listen).await.is_ok(), "healed");
+    }
+
+    /// A partition cuts the links that cross it, by the caller's zone,
+    /// and leaves the zone's own links alone; one way cuts only the controller.
+    #[tokio::test]
+    async fn partitions_cut_links_by_the_callers_zone() {
+        async fn from(src: [u8; 4], to: SocketAddr) -> std::io::Result<Duration> {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind(SocketAddr::from((src, 0)))?;
+            let mut s = socket.connect(to).await?;
+            let t = Instant::now();
+            s.write_all(b"ping").await?;
+            let mut b = [0u8; 4];
+            s.read_exact(&mut b).await?;
+            Ok(t.elapsed())
+        }
+        let up = echo_server().await;
+        let parts = Arc::new(Partitions::default());
+        let route = Route { partitions: Some(parts.clone()), source: None };
+        let az1 = Proxy::start_with("127.0.1.250:0".parse().unwrap(), up, route).await.unwrap();
+        let live = tokio::net::TcpSocket::new_v4().unwrap();
+        live.bind("127.0.2.250:0".parse().unwrap()).unwrap();
+        let mut live = live.connect(az1.listen).await.unwrap();
+        parts.add(1, vec![1], false);
+        assert!(from([127, 0, 1, 251], az1.listen).await.is_ok(), "inside the zone, it still works");
+        assert!(from([127, 0, 2, 251], az1.listen).await.is_err(), "from another zone: cut");
+        assert!(from([127, 0, 0, 1], az1.listen).await.is_err(), "from the controller: cut");
+        let _ = live.write_all(b"x").await;
+        let mut b = [0u8; 1];
+        let r = tokio::time::timeout(Duration::from_secs(2), live.read(&mut b)).await.unwrap();
+        assert!(matches!(r, Ok(0) | Err(_)), "a live link across the cut was cut: {r:?}");
+        parts.remove(1);
+        parts.add(2, vec![1], true);
+        assert!(from([127, 0, 2, 251], az1.listen).await.is_ok(), "one way: other zones still reach it");
+        assert!(from([127, 0, 0, 1], az1.listen).await.is_err(), "one way: the controller does not");
+        parts.remove(2);
+        assert!(from([127, 0, 0, 1], az1.listen).await.is_ok(), "healed");
     }
 
     #[tokio::test]

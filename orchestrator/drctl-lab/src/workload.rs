@@ -1,8 +1,11 @@
 //! The lab's steady write workload, the ground truth of a drill's RPO.
 //!
-//! Writers insert sequence-numbered rows into PostgreSQL (through a libpq
-//! multi-host connection that finds the writable primary, as applications
-//! do) and put sequence-numbered objects into S3 (staying on one bucket
+//! A writer in each zone inserts sequence-numbered rows into PostgreSQL
+//! through what it can reach from there (it connects from its zone's
+//! addresses and uses whichever member takes writes, as applications do
+//! with a multi-host connection), so a partitioned zone's old primary
+//! keeps acknowledging writes until it is fenced; S3 gets
+//! sequence-numbered objects (staying on one bucket
 //! until it fails, then moving to the next zone's). Every write the server
 //! acknowledged is remembered with its time and the zone that took it.
 //! After a failover, the writes acknowledged elsewhere that the new
@@ -11,6 +14,7 @@
 
 use serde::Serialize;
 use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -90,15 +94,35 @@ pub fn loss(acks: &[Ack], new_zone: &str, present: &HashSet<u64>) -> Loss {
     }
 }
 
-/// Maps a lab address (127.0.Z.x) to its zone name.
-pub fn zone_of_ip(ip: &str) -> String {
-    let z = ip.split('.').nth(2).unwrap_or("0");
-    format!("lab-az{z}")
+/// A PostgreSQL session opened from a lab zone's own address (so the
+/// fault proxies see which zone calls, and partitions apply to it).
+pub async fn connect_from(
+    source: IpAddr,
+    addr: SocketAddr,
+    db: &str,
+    timeout: Duration,
+) -> Result<tokio_postgres::Client, String> {
+    let open = async {
+        let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+        socket.bind(SocketAddr::new(source, 0)).map_err(|e| format!("bind {source}: {e}"))?;
+        let stream = socket.connect(addr).await.map_err(|e| format!("{addr}: {e}"))?;
+        let mut cfg = tokio_postgres::Config::new();
+        cfg.user("postgres").dbname(db);
+        let (client, connection) =
+            cfg.connect_raw(stream, tokio_postgres::NoTls).await.map_err(|e| format!("{addr}: {e}"))?;
+        // The connection task ends when the client is dropped.
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok::<_, String>(client)
+    };
+    tokio::time::timeout(timeout, open).await.map_err(|_| format!("{addr}: no answer"))?
 }
 
-/// Writes rows to PostgreSQL until aborted.
-pub async fn run_postgres(conninfo: String, log: Arc<Log>) {
-    let mut seq = 0u64;
+/// The writer of one zone: writes rows through whichever member it can
+/// reach from `source` that takes writes, until aborted. Sequence numbers
+/// come from `seq`, shared by every zone's writer.
+pub async fn run_postgres(source: IpAddr, members: Vec<(String, SocketAddr)>, seq: Arc<AtomicU64>, log: Arc<Log>) {
     let mut client: Option<(tokio_postgres::Client, String)> = None;
     let mut tick = tokio::time::interval(PG_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -108,33 +132,34 @@ pub async fn run_postgres(conninfo: String, log: Arc<Log>) {
             client = None;
         }
         if client.is_none() {
-            let connect = async {
-                let c = drctl_providers::postgres::connect(&conninfo, Duration::from_secs(2))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let row = c.query_one("SELECT host(inet_server_addr())", &[]).await.map_err(|e| e.to_string())?;
-                let ip: String = row.get(0);
-                Ok::<_, String>((c, zone_of_ip(&ip)))
-            };
-            match tokio::time::timeout(Duration::from_secs(2), connect).await {
-                Ok(Ok(c)) => client = Some(c),
-                Ok(Err(e)) => {
-                    log.fail(e.to_string());
-                    continue;
+            let mut why = String::from("no member takes writes");
+            for (zone, addr) in &members {
+                let c = match connect_from(source, *addr, "lab", Duration::from_secs(1)).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        why = e;
+                        continue;
+                    }
+                };
+                let primary =
+                    c.query_one("SELECT NOT pg_is_in_recovery()", &[]).await.is_ok_and(|r| r.get::<_, bool>(0));
+                if primary {
+                    client = Some((c, zone.clone()));
+                    break;
                 }
-                Err(_) => {
-                    log.fail("no answer".into());
-                    continue;
-                }
+            }
+            if client.is_none() {
+                log.fail(why);
+                continue;
             }
         }
         let Some((c, zone)) = &client else { continue };
-        seq += 1;
-        let value = seq as i64;
+        let n = seq.fetch_add(1, Ordering::SeqCst) + 1;
+        let value = n as i64;
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&value];
         let insert = c.execute("INSERT INTO workload (seq) VALUES ($1)", &params);
         match tokio::time::timeout(Duration::from_secs(2), insert).await {
-            Ok(Ok(_)) => log.ack(seq, zone.clone()),
+            Ok(Ok(_)) => log.ack(n, zone.clone()),
             Ok(Err(e)) => {
                 log.fail(e.to_string());
                 client = None;
@@ -214,7 +239,6 @@ mod tests {
 
     #[test]
     fn zones_and_keys_round_trip() {
-        assert_eq!(zone_of_ip("127.0.2.1"), "lab-az2");
         assert_eq!(seq_of_key(&object_key(42)), Some(42));
         assert_eq!(seq_of_key("other/1"), None);
     }

@@ -123,3 +123,88 @@ async fn every_fault_kind_hits_the_lab_and_heals() {
     assert!(std::net::TcpListener::bind(l.control()).is_ok());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A zone partition, for real: the cut-off zone's primary keeps taking its
+/// own zone's writes while the controller and the other zones cannot reach
+/// it. The split-brain checker sees the second primary the moment someone
+/// promotes beside it (here, by hand, as a careless failover would), and
+/// counts the writes the old one acknowledged afterwards. Powering the old
+/// primary off (the lab members' fence) ends them; healing rebuilds it as a
+/// standby.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_primary_keeps_writing_and_the_checker_sees_split_brain() {
+    let dir = std::env::temp_dir().join(format!("drctl-lab-partition-{}", std::process::id()));
+    let state = drctl_state::State::open(&format!("sqlite://{}/state.db", dir.display())).unwrap();
+    let lab = Lab::start(Options { dir: dir.clone(), base_port: BASE + 200, state }).await.expect("the lab starts");
+    let l = lab.layout();
+    let api = LabClient::new(&lab.manifest.control);
+    let since_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let acked_in = |zone: &'static str| {
+        let api = api.clone();
+        async move {
+            let st = api.status().await.unwrap();
+            (st.workload["orders-db"]["acknowledged"].as_u64().unwrap(), st.workload["orders-db"]["last_zone"] == zone)
+        }
+    };
+    let wait_until = |what: &'static str, deadline: Duration| {
+        let end = Instant::now() + deadline;
+        move || assert!(Instant::now() < end, "timed out waiting for {what}")
+    };
+
+    let cut = api
+        .inject(&FaultRequest::ZonePartition { zones: vec!["lab-az1".into()], one_way: false }, false)
+        .await
+        .unwrap();
+    assert!(cut.hits[0].contains("keeps running"), "{:?}", cut.hits);
+    assert!(pg_query(l.pg(1).0, "SELECT 1").await.is_err(), "the controller's side cannot reach lab-az1");
+    let st = api.status().await.unwrap();
+    assert!(st.members.iter().any(|m| m.zone == "lab-az1" && m.faults.contains("partitioned")), "{:?}", st.members);
+    // lab-az1's own writer still gets its writes acknowledged there.
+    let (before, _) = acked_in("lab-az1").await;
+    let check = wait_until("lab-az1's writer to keep writing", Duration::from_secs(10));
+    loop {
+        let (n, in_az1) = acked_in("lab-az1").await;
+        if n >= before + 10 && in_az1 {
+            break;
+        }
+        check();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Promote lab-az2 beside it (no fence): two writable primaries.
+    pg_query(l.pg(2).0, "SELECT pg_promote(true, 30)").await.unwrap();
+    let check = wait_until("the checker to see two primaries", Duration::from_secs(15));
+    let unsafe_run = loop {
+        let s = api.safety("orders-db", since_ms).await.unwrap();
+        if s.writable_primaries_max >= 2 && s.split_brain_writes > 0 {
+            break s;
+        }
+        check();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(unsafe_run.promoted.iter().any(|(z, _)| z == "lab-az2"), "{unsafe_run:?}");
+
+    // The fence: powered off out of band, lab-az1 acknowledges nothing more.
+    let off = api.power_off("orders-db", "lab-az1").await.unwrap();
+    assert!(off.hits[0].contains("powered off"), "{:?}", off.hits);
+    let fenced = api.safety("orders-db", since_ms).await.unwrap();
+    // Nothing more for three probe rounds (and the writers' ticks in between).
+    let check = wait_until("three more probe rounds", Duration::from_secs(10));
+    let later = loop {
+        let s = api.safety("orders-db", since_ms).await.unwrap();
+        if s.probe_rounds >= fenced.probe_rounds + 3 {
+            break s;
+        }
+        check();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(later.split_brain_writes, fenced.split_brain_writes, "the old primary acknowledged after its fence");
+
+    // Healing lifts the partition and brings lab-az1 back as a standby of lab-az2.
+    let notes = api.heal_all().await.unwrap();
+    assert!(notes.iter().any(|n| n.contains("lab-az1 rebuilt as a standby of lab-az2")), "{notes:?}");
+    let (v, _) = pg_query(l.pg(1).0, "SELECT pg_is_in_recovery()").await.unwrap();
+    assert_eq!(v, "t", "lab-az1 is a standby again");
+    lab.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -105,6 +105,9 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             }
         }
         Command::Lab(LabCommand::Down { dir }) => runtime()?.block_on(crate::lab::down(&dir)),
+        Command::Lab(LabCommand::PowerOff { control, dir, datastore, zone }) => {
+            runtime()?.block_on(crate::lab::power_off(control, &dir, &datastore, &zone))
+        }
         Command::Lab(LabCommand::Status { dir, output }) => {
             runtime()?.block_on(crate::lab::status(&dir, output == Output::Json))
         }

@@ -326,6 +326,21 @@ pub enum LabCommand {
         #[arg(long, default_value = ".drctl/lab", value_name = "DIR")]
         dir: PathBuf,
     },
+    /// Power a lab PostgreSQL member off out of band: the lab members' `fence` command.
+    PowerOff {
+        /// The lab's control API (default: the one in the lab folder's lab.json).
+        #[arg(long, value_name = "HOST:PORT")]
+        control: Option<String>,
+        /// Where the lab keeps its lab.json (when --control is not given).
+        #[arg(long, default_value = ".drctl/lab", value_name = "DIR")]
+        dir: PathBuf,
+        /// The datastore (the lab has orders-db).
+        #[arg(long, default_value = "orders-db")]
+        datastore: String,
+        /// The zone of the member to power off, e.g. lab-az1.
+        #[arg(long)]
+        zone: String,
+    },
     /// What runs in the lab, which faults are in force, and the workload's progress.
     Status {
         /// Where the lab keeps its data, its lab.json and its drctl.yaml.

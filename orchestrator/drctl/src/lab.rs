@@ -147,6 +147,20 @@ pub async fn down(dir: &Path) -> Result<Outcome, Failure> {
     Ok(Outcome::Done)
 }
 
+/// The lab members' fence: powers one off through the control API, out of
+/// band, as IPMI or a cloud API would. Exit 0 means it is off.
+pub async fn power_off(control: Option<String>, dir: &Path, datastore: &str, zone: &str) -> Result<Outcome, Failure> {
+    let control = match control {
+        Some(c) => c,
+        None => Manifest::read(dir).filter(|m| m.alive()).map(|m| m.control).ok_or_else(|| {
+            Failure::Runtime(anyhow::anyhow!("no lab runs from {}: pass --control HOST:PORT", dir.display()))
+        })?,
+    };
+    let done = LabClient::new(&control).power_off(datastore, zone).await.map_err(api_failure)?;
+    println!("{}", done.hits.join("; "));
+    Ok(Outcome::Done)
+}
+
 pub async fn status(dir: &Path, json: bool) -> Result<Outcome, Failure> {
     let m = Manifest::read(dir).filter(|m| m.alive()).ok_or_else(|| {
         Failure::Runtime(anyhow::anyhow!("no lab runs from {}: `drctl lab up` starts one", dir.display()))
@@ -319,6 +333,13 @@ pub fn drill(args: DrillArgs, ctx: &Context) -> Result<Outcome, Failure> {
         } else {
             print!("{}", drctl_drill::report::headline(&report));
             println!("report: {}/report.html (also report.md, report.json)", dir.display());
+        }
+        if !report.safe {
+            // Not a missed objective: the failover itself was unsafe.
+            return Err(Failure::Runtime(anyhow::anyhow!(
+                "the drill failed its safety check: {}",
+                report.safety_violations.join("; ")
+            )));
         }
         Ok(if report.objectives_met { Outcome::Done } else { Outcome::ObjectiveMissed })
     })
