@@ -123,6 +123,12 @@ impl Declarer {
         Ok(Proposal { id, decl, prepared })
     }
 
+    /// What in the proposal's scope still looks alive (see
+    /// [`failover::still_alive`]); for the confirmation.
+    pub async fn still_alive(&self, p: &Proposal) -> Vec<String> {
+        failover::still_alive(&self.topology, &*self.state, &self.clients, &p.decl).await
+    }
+
     /// Records the decision on a proposal; see [`Recorded`].
     pub fn record(
         &self,

@@ -285,6 +285,53 @@ async fn pg_promote_checks(
     Ok(checks)
 }
 
+/// What in the declared scope still looks alive: a PostgreSQL primary in a
+/// lost zone that answers and takes writes, a service passing its health
+/// check in one. Shown before the confirmation, so that a typo does not
+/// fail a healthy zone over (SPEC §6a, the tired commander).
+pub async fn still_alive(topo: &Topology, state: &State, clients: &Clients, decl: &Declaration) -> Vec<String> {
+    let lost = decl.lost_zones(topo);
+    if lost.is_empty() {
+        return Vec::new();
+    }
+    let placements = state.placements().unwrap_or_default();
+    let mut alive = Vec::new();
+    for (_, e, d) in topo.datastores() {
+        if d.kind != drctl_core::topology::DatastoreKind::Postgres {
+            continue;
+        }
+        let members = crate::live::postgres_members(topo, d);
+        let primary_zone = placements
+            .iter()
+            .find(|(ds, _)| *ds == e.name)
+            .map(|(_, z)| z.clone())
+            .or_else(|| d.primary.as_ref().map(|m| topo.zones[m.zone].name.clone()));
+        let Some(m) = members.iter().find(|m| Some(&m.zone) == primary_zone.as_ref() && lost.contains(&m.zone)) else {
+            continue;
+        };
+        if postgres::is_open_primary(&m.url, Duration::from_secs(2)).await {
+            alive.push(format!("{}: the primary in {} answers and takes writes", e.name, m.zone));
+        }
+    }
+    let checks: Vec<(String, String, Duration)> = topo
+        .services()
+        .filter(|(_, _, s)| s.zones.iter().any(|z| lost.contains(&topo.zones[*z].name)))
+        .filter_map(|(_, e, s)| s.health.as_ref().map(|h| (e.name.clone(), h.url.clone(), h.timeout)))
+        .collect();
+    let results = futures::future::join_all(
+        checks
+            .iter()
+            .map(|(_, url, t)| drctl_providers::http::check(clients.http(), url, (*t).min(Duration::from_secs(2)))),
+    )
+    .await;
+    for ((name, url, _), r) in checks.iter().zip(results) {
+        if r.is_ok() {
+            alive.push(format!("{name}: passes its health check ({url})"));
+        }
+    }
+    alive
+}
+
 /// A new execution id: time-ordered and readable (`20261125-225301-7f3a`).
 pub fn new_id() -> String {
     let now = chrono::Utc::now();

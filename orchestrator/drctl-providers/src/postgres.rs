@@ -582,19 +582,10 @@ pub async fn answers(url: &str, timeout: Duration) -> Result<bool, String> {
     }
 }
 
-/// Tries one write from a fresh session: whether this member accepts
-/// writes right now (the drills' split-brain probe). Any failure is "no".
-pub async fn accepts_write(url: &str, timeout: Duration) -> bool {
-    let attempt = async {
-        let c = connect(url, timeout).await.ok()?;
-        c.batch_execute(
-            "BEGIN READ WRITE; CREATE TABLE IF NOT EXISTS drctl_probe (zone_probe int PRIMARY KEY, at timestamptz);
-             INSERT INTO drctl_probe VALUES (1, now()) ON CONFLICT (zone_probe) DO UPDATE SET at = now(); COMMIT",
-        )
-        .await
-        .ok()
-    };
-    matches!(tokio::time::timeout(timeout, attempt).await, Ok(Some(())))
+/// Whether a member answers and is out of recovery: a primary that takes
+/// writes (a fenced one turns the session away). Writes nothing.
+pub async fn is_open_primary(url: &str, timeout: Duration) -> bool {
+    matches!(tokio::time::timeout(timeout, open_member(url, timeout)).await, Ok(Ok((_, false))))
 }
 
 /// Promotes a standby to primary and waits until it accepts writes.

@@ -304,16 +304,40 @@ async fn create_maintenance(
 /// on its incident.
 pub(crate) fn spawn_execution(s: &Arc<Shared>, id: String) {
     let s2 = s.clone();
-    s.tasks.spawn(format!("execution {id}"), OnFailure::Log, move |_token| {
+    s.tasks.spawn(format!("execution {id}"), OnFailure::Log, move |token| {
         let (s2, id) = (s2.clone(), id.clone());
         async move {
-            let result = s2.declarer().run(&id).await;
-            let said = match &result {
-                Ok(ended) => format!("ended {ended:?}"),
-                Err(e) => format!("stopped: {e}"),
-            };
-            (s2.opts.say)(&format!("execution {id}: {said}"));
-            s2.refresh().await;
+            loop {
+                let result = s2.declarer().run(&id).await;
+                // Another process (a `drctl declare` still running) owns it:
+                // watch, and take over if its lease lapses without it ending.
+                if let Err(drctl_control::Error::Engine { source: drctl_engine::Error::Owned { by, .. }, .. }) = &result
+                {
+                    (s2.opts.say)(&format!("execution {id} is run by {by}; this controller takes over if it stops"));
+                    tokio::select! {
+                        _ = tokio::time::sleep(drctl_engine::LEASE) => {}
+                        _ = token.cancelled() => return,
+                    }
+                    let ended = s2
+                        .opts
+                        .state
+                        .execution(&id)
+                        .map(|r| drctl_state::journal::exec_state::is_final(&r.state))
+                        .unwrap_or(true);
+                    if ended {
+                        s2.refresh().await;
+                        return;
+                    }
+                    continue;
+                }
+                let said = match &result {
+                    Ok(ended) => format!("ended {ended:?}"),
+                    Err(e) => format!("stopped: {e}"),
+                };
+                (s2.opts.say)(&format!("execution {id}: {said}"));
+                s2.refresh().await;
+                return;
+            }
         }
     });
 }

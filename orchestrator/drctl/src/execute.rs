@@ -45,6 +45,12 @@ pub async fn declare(
         println!("  {} {}: {}", if c.ok { style.green("✓") } else { style.red("✗") }, c.subject, c.detail);
     }
     let who = Actor::cli();
+    // Before any question: what in the scope still looks alive (a typo, the wrong zone).
+    let alive =
+        if yes || proposal.prepared.specs.is_empty() { Vec::new() } else { declarer.still_alive(&proposal).await };
+    for a in &alive {
+        println!("  {} still alive in the declared scope: {a}", style.red("!"));
+    }
     if proposal.refused() || dry_run {
         if declarer.record(&proposal, &who, dry_run, IncidentPolicy::Open).map_err(control_error)? == Recorded::Refused
         {
@@ -56,18 +62,59 @@ pub async fn declare(
     }
     if proposal.prepared.specs.is_empty() {
         println!("nothing to fail over; the declaration is journaled");
-    } else if !yes && std::io::stdin().is_terminal() {
-        print!("Fail over {} entities now? [y/N] ", proposal.prepared.plan.plan.entities.len());
-        let _ = std::io::stdout().flush();
-        let mut answer = String::new();
-        let _ = std::io::stdin().lock().read_line(&mut answer);
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            println!("not declared");
-            return Ok(Outcome::Done);
+    } else if !yes {
+        if std::io::stdin().is_terminal() {
+            let scope: Vec<String> = proposal.decl.zones.iter().chain(&proposal.decl.regions).cloned().collect();
+            let question = Confirmation { entities: proposal.prepared.plan.plan.entities.len(), scope, alive };
+            let stdin = std::io::stdin();
+            if !question.ask(&mut stdin.lock(), &mut std::io::stdout()) {
+                println!("not declared");
+                return Ok(Outcome::Done);
+            }
         }
     }
     declarer.record(&proposal, &who, false, IncidentPolicy::Open).map_err(control_error)?;
     run(&declarer, &id, None, style).await
+}
+
+/// The question a commander answers before a failover starts. Declaring a
+/// zone or a region asks for its name to be typed, so a typo or a wrong
+/// terminal does not fail a healthy zone over; a target alone asks y/N.
+pub struct Confirmation {
+    pub entities: usize,
+    /// The zones and regions declared lost.
+    pub scope: Vec<String>,
+    /// What in that scope still looks alive.
+    pub alive: Vec<String>,
+}
+
+impl Confirmation {
+    pub fn ask(&self, input: &mut impl BufRead, out: &mut impl Write) -> bool {
+        if !self.alive.is_empty() {
+            let _ = writeln!(
+                out,
+                "{} thing(s) in the declared scope still look alive (listed above): is it really lost?",
+                self.alive.len()
+            );
+        }
+        let expected = self.scope.join(",");
+        if expected.is_empty() {
+            let _ = write!(out, "Fail over {} entities now? [y/N] ", self.entities);
+        } else {
+            let _ = write!(out, "Fail over {} entities out of {expected}? Type {expected} to confirm: ", self.entities);
+        }
+        let _ = out.flush();
+        let mut answer = String::new();
+        let _ = input.read_line(&mut answer);
+        let answer = answer.trim();
+        if expected.is_empty() {
+            matches!(answer, "y" | "Y" | "yes")
+        } else {
+            let typed: Vec<&str> = answer.split(',').map(str::trim).collect();
+            let wanted: Vec<&str> = self.scope.iter().map(String::as_str).collect();
+            typed == wanted
+        }
+    }
 }
 
 pub async fn resume(declarer: Declarer, id: &str, style: &Style) -> Result<Outcome, Failure> {
@@ -217,4 +264,39 @@ pub fn show(topo: Option<&Topology>, state: &State, id: &str, json: bool, style:
         print!("{}", render(&report, style));
     }
     Ok(Outcome::Done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Confirmation;
+
+    fn answer(c: &Confirmation, typed: &str) -> (bool, String) {
+        let mut out = Vec::new();
+        let ok = c.ask(&mut typed.as_bytes(), &mut out);
+        (ok, String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn a_zone_is_confirmed_only_by_typing_its_name() {
+        let c = Confirmation { entities: 3, scope: vec!["use1-az1".into()], alive: vec![] };
+        let (ok, asked) = answer(&c, "use1-az1\n");
+        assert!(ok && asked.contains("Type use1-az1 to confirm"), "{asked}");
+        assert!(!answer(&c, "y\n").0, "y is not the zone's name");
+        assert!(!answer(&c, "use1-az2\n").0, "a typo does not fail a zone over");
+        assert!(!answer(&c, "\n").0);
+    }
+
+    #[test]
+    fn what_still_looks_alive_is_said_before_the_question() {
+        let c = Confirmation {
+            entities: 1,
+            scope: vec!["az1".into(), "az2".into()],
+            alive: vec!["orders-db: the primary in az1 answers and takes writes".into()],
+        };
+        let (ok, asked) = answer(&c, "az1, az2\n");
+        assert!(ok, "{asked}");
+        assert!(asked.contains("still look alive"), "{asked}");
+        let targets = Confirmation { entities: 1, scope: vec![], alive: vec![] };
+        assert!(answer(&targets, "y\n").0 && !answer(&targets, "n\n").0);
+    }
 }

@@ -166,6 +166,11 @@ fn a_lagging_standby_is_refused_unless_forced_and_a_refusal_changes_nothing() {
 
     let (code, out, _) = dir.run(&["declare", "--zone", "az1", "--reason", "test", "--dry-run", "--force"]);
     assert_eq!(code, 0, "{out}");
+    // A tired commander is told that the zone declared lost is not.
+    assert!(
+        out.contains("still alive in the declared scope: orders-db: the primary in az1 answers and takes writes"),
+        "{out}"
+    );
     assert_eq!(pg.psql(pg.standby_port, "SELECT pg_is_in_recovery()"), "t", "a dry run changes nothing");
 
     pg.psql(pg.standby_port, "SELECT pg_wal_replay_resume()");
