@@ -82,11 +82,23 @@ pub struct PgPair {
     pub primary_port: u16,
     pub standby_port: u16,
     bin: PathBuf,
+    /// The slowed replication link, when the pair was started with one.
+    _link: Option<DelayedLink>,
 }
 
 impl PgPair {
     /// Starts both servers; panics with a clear message when PostgreSQL is not installed.
     pub fn start() -> PgPair {
+        Self::start_with_link(None)
+    }
+
+    /// Starts both servers with the standby streaming through a link that
+    /// delays every byte by `delay` each way (a slow network between zones).
+    pub fn start_with_link_delay(delay: Duration) -> PgPair {
+        Self::start_with_link(Some(delay))
+    }
+
+    fn start_with_link(delay: Option<Duration>) -> PgPair {
         let bin = pg_bin().expect("PostgreSQL server binaries not found: install postgresql (Debian: apt-get install postgresql) or set PG_BIN");
         let dir = unique_dir("drctl-pg");
         if is_root() {
@@ -111,7 +123,8 @@ impl PgPair {
         );
         append(&primary.join("postgresql.conf"), &conf);
         append(&primary.join("pg_hba.conf"), "host replication all 127.0.0.1/32 trust\n");
-        let pair = PgPair { dir: dir.clone(), primary_port, standby_port, bin: bin.clone() };
+        let link = delay.map(|d| DelayedLink::start(primary_port, d));
+        let mut pair = PgPair { dir: dir.clone(), primary_port, standby_port, bin: bin.clone(), _link: None };
         pair.ctl(&primary, "start");
         run(
             pg_cmd(
@@ -135,6 +148,13 @@ impl PgPair {
             "pg_basebackup",
         );
         append(&standby.join("postgresql.conf"), &format!("port = {standby_port}\n"));
+        if let Some(link) = &link {
+            append(
+                &standby.join("postgresql.auto.conf"),
+                &format!("primary_conninfo = 'host=127.0.0.1 port={} user=postgres'\n", link.port),
+            );
+        }
+        pair._link = link;
         pair.ctl(&standby, "start");
         pair
     }
@@ -274,6 +294,73 @@ impl Drop for PgPair {
                     .status();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A TCP link that delays every chunk by a fixed time each way, without
+/// throttling (chunks queue with their due time): a slow network between
+/// zones, for replication.
+pub struct DelayedLink {
+    pub port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl DelayedLink {
+    pub fn start(upstream: u16, delay: Duration) -> DelayedLink {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).expect("bind the link");
+        let port = listener.local_addr().expect("address").port();
+        listener.set_nonblocking(true).expect("nonblocking");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let halt = stop.clone();
+        std::thread::spawn(move || {
+            while !halt.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        let _ = client.set_nonblocking(false);
+                        let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else { continue };
+                        for (from, to) in [(client.try_clone(), server.try_clone()), (Ok(server), Ok(client))] {
+                            let (Ok(from), Ok(to)) = (from, to) else { continue };
+                            Self::direction(from, to, delay);
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(5))
+                    }
+                    Err(_) => break,
+                }
+            }
+        });
+        DelayedLink { port, stop }
+    }
+
+    fn direction(mut from: std::net::TcpStream, mut to: std::net::TcpStream, delay: Duration) {
+        use std::io::{Read, Write};
+        let (tx, rx) = std::sync::mpsc::channel::<(Instant, Vec<u8>)>();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            while let Ok(n) = from.read(&mut buf) {
+                if n == 0 || tx.send((Instant::now() + delay, buf[..n].to_vec())).is_err() {
+                    break;
+                }
+            }
+        });
+        std::thread::spawn(move || {
+            for (due, bytes) in rx {
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                if to.write_all(&bytes).is_err() {
+                    break;
+                }
+            }
+            let _ = to.shutdown(std::net::Shutdown::Both);
+        });
+    }
+}
+
+impl Drop for DelayedLink {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
     }
 }
 

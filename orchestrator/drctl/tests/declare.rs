@@ -450,6 +450,46 @@ steps:
     assert_eq!(step_state(&show, "job/drain"), ("succeeded".into(), 2));
 }
 
+/// A planned switchover (`declare --target`) under load, over a
+/// replication link slowed to 300 ms each way: the old primary is fenced
+/// while a client writes to it at well over 100 writes/s, the standby
+/// catches up with its last write, and only then is promoted. Every write
+/// the old primary acknowledged is on the new one.
+#[test]
+fn a_switchover_under_load_over_a_slow_link_loses_no_acknowledged_write() {
+    let pg = PgPair::start_with_link_delay(Duration::from_millis(300));
+    let dir = Dir::new("switchover");
+    std::fs::write(dir.0.join("drctl.yaml"), pg_topology(&pg, "10s")).unwrap();
+    pg.psql(pg.primary_port, "CREATE TABLE w (id bigserial PRIMARY KEY)");
+    pg.wait_replayed();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let url = pg.primary_url();
+    let writer = rt.spawn(async move {
+        let c = drctl_providers::postgres::connect(&url, Duration::from_secs(5)).await.unwrap();
+        let started = Instant::now();
+        let mut acked: Vec<i64> = Vec::new();
+        // Until the fence ends this session.
+        while let Ok(row) = c.query_one("INSERT INTO w DEFAULT VALUES RETURNING id", &[]).await {
+            acked.push(row.get(0));
+        }
+        (acked, started.elapsed())
+    });
+    // Let load build up behind the slow link.
+    wait_for("the writer to get going", || pg.psql(pg.primary_port, "SELECT count(*) >= 500 FROM w") == "t");
+    let (code, out, err) = dir.run(&["declare", "--target", "orders-db", "--reason", "planned switchover", "--yes"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (acked, took) = rt.block_on(writer).unwrap();
+    let rate = acked.len() as f64 / took.as_secs_f64();
+    assert!(rate > 100.0, "the writer wrote {rate:.0}/s");
+    let id = out.lines().next().unwrap().trim();
+    let note = dir.json(&["show", id, "--output", "json"])["steps"][0]["note"].as_str().unwrap_or_default().to_string();
+    assert!(note.contains("az1: fenced") && note.contains("replayed the old primary's last WAL"), "{note}");
+    let last = *acked.last().unwrap();
+    let present = pg.psql(pg.standby_port, &format!("SELECT count(*) FROM w WHERE id <= {last}"));
+    assert_eq!(present, acked.len().to_string(), "acknowledged writes missing from the new primary ({note})");
+    eprintln!("{} writes at {rate:.0}/s; {note}", acked.len());
+}
+
 /// The primary goes dark (dead, or cut off from drctl) with no way to
 /// fence it: the run is refused, since promoting could leave two writable
 /// primaries; `--force` promotes and says, in the journal, that it was not
