@@ -354,6 +354,16 @@ impl Actions for RealActions {
                             _ => None,
                         })
                         .ok_or_else(|| ActionError::Fatal(format!("{name} has no replica instance in {to}")))?;
+                    // `max_lag` once more, just before the promote (after any approval wait).
+                    let max_lag = self.topo.entity(self.topo.entity_id(name).unwrap_or_default()).failover.max_lag;
+                    if let Some(max) = max_lag {
+                        let (ok, lag) =
+                            crate::preflight::rds_lag(&self.clients, ds.region.as_deref(), &instance, max, self.force)
+                                .await;
+                        if !ok {
+                            return Err(ActionError::Fatal(format!("{lag}; not promoting")));
+                        }
+                    }
                     let client = drctl_aws::rds::Rds::new(self.clients.sdk().await, ds.region.as_deref());
                     let what = drctl_aws::rds::promote_read_replica(&client, &instance, Self::wait_for(step))
                         .await

@@ -166,11 +166,12 @@ pub async fn prepare(
     decl: &Declaration,
     incident: &str,
 ) -> Result<Prepared, Error> {
-    let obs = observations(topo, state)?;
+    let mut obs = observations(topo, state)?;
+    let mut checks = Vec::new();
+    crate::preflight::discover_clusters(topo, clients, decl, &mut obs, &mut checks).await;
     let plan = plan_with(topo, &decl.scope(), &obs, decl.parallel, Policy::Prioritised)
         .map_err(|e| Error::BadRequest(e.to_string()))?;
     let specs = steps(topo, &plan, incident);
-    let mut checks = Vec::new();
     for s in &specs {
         let action = Action::parse(&s.action);
         if action.is_none() {
@@ -407,12 +408,19 @@ fn observations_before(topo: &Topology, state: &State, row: &ExecutionRow) -> Re
             else {
                 continue;
             };
-            if let Some(p) = obs.placement.get_mut(&id) {
-                if p.primary != from {
+            match obs.placement.get_mut(&id) {
+                Some(p) if p.primary != from => {
                     let old = p.primary;
                     p.primary = from;
                     p.replicas.retain(|&z| z != from);
                     p.replicas.push(old);
+                }
+                Some(_) => {}
+                // A placement seen only at declare time (an RDS cluster's
+                // writer, asked of AWS): the plan recorded it.
+                None => {
+                    let to = s.to_zone.as_deref().and_then(|z| topo.zone_id(z));
+                    obs.placement.insert(id, Placement { primary: from, replicas: to.into_iter().collect() });
                 }
             }
         }

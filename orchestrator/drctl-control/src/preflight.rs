@@ -74,12 +74,22 @@ pub(crate) async fn aws_preflight(
                         _ => None,
                     });
                 let client = drctl_aws::rds::Rds::new(clients.sdk().await, d.region.as_deref());
+                let max_lag = ds.and_then(|e| e.failover.max_lag);
                 Some(match instance {
                     None => Err(format!("no replica instance in {to}")),
-                    Some(id) => drctl_aws::rds::describe_instance(&client, &id)
-                        .await
-                        .map(|i| format!("{} is {} in {}", i.id, i.status, i.availability_zone))
-                        .map_err(|e| e.to_string()),
+                    Some(id) => match drctl_aws::rds::describe_instance(&client, &id).await {
+                        Err(e) => Err(e.to_string()),
+                        Ok(i) => {
+                            let found = format!("{} is {} in {}", i.id, i.status, i.availability_zone);
+                            match max_lag {
+                                None => Ok(found),
+                                Some(max) => match rds_lag(clients, d.region.as_deref(), &id, max, decl.force).await {
+                                    (true, lag) => Ok(format!("{found}; {lag}")),
+                                    (false, lag) => Err(lag),
+                                },
+                            }
+                        }
+                    },
                 })
             }
             (Action::RdsFailoverDbCluster, Some(EntitySpec::Datastore(d))) => {
@@ -150,4 +160,78 @@ async fn hosted_zone_check(clients: &Clients, zone_id: Option<String>) -> Result
         .await
         .map(|_| format!("hosted zone {zone_id} answers"))
         .map_err(|e| format!("hosted zone {zone_id}: {}", drctl_aws::explain(&e)))
+}
+
+/// Where each RDS cluster's writer is now, asked of AWS at declare time
+/// (not only what an earlier `status` recorded): the plan moves a writer
+/// that sits in a lost zone. Only clusters the scope can touch are asked.
+/// A cluster that cannot be described refuses the run unless forced: the
+/// writer could be in the lost zone and nothing would say so.
+pub(crate) async fn discover_clusters(
+    topo: &Topology,
+    clients: &Clients,
+    decl: &Declaration,
+    obs: &mut drctl_core::plan::Observations,
+    checks: &mut Vec<Check>,
+) {
+    let zones_map = crate::live::zone_map(topo);
+    let by_zone = !decl.zones.is_empty() || !decl.regions.is_empty();
+    for (id, e, d) in topo.datastores() {
+        let Some(cluster) = d.cluster.as_deref() else { continue };
+        if !(by_zone || decl.targets.contains(&e.name)) {
+            continue;
+        }
+        let client = drctl_aws::rds::Rds::new(clients.sdk().await, d.region.as_deref());
+        match drctl_aws::rds::cluster_members(&client, cluster, &zones_map).await {
+            Ok(members) => {
+                let zone_ids: Vec<(usize, bool)> =
+                    members.iter().filter_map(|(_, w, z)| topo.zone_id(z).map(|zi| (zi, *w))).collect();
+                let Some(&(writer, _)) = zone_ids.iter().find(|(_, w)| *w) else { continue };
+                let mut replicas: Vec<usize> = zone_ids.iter().filter(|(z, w)| !w && *z != writer).map(|(z, _)| *z).collect();
+                replicas.sort_unstable();
+                replicas.dedup();
+                obs.placement.insert(id, drctl_core::plan::Placement { primary: writer, replicas });
+                checks.push(Check {
+                    subject: e.name.clone(),
+                    ok: true,
+                    detail: format!("{cluster}'s writer is in {} now (asked of AWS)", topo.zones[writer].name),
+                });
+            }
+            Err(err) => checks.push(Check {
+                subject: e.name.clone(),
+                ok: decl.force,
+                detail: if decl.force {
+                    format!("cannot see where {cluster}'s writer is ({err}); --force: planned without it")
+                } else {
+                    format!("cannot see where {cluster}'s writer is ({err}): it may be in the lost zone; --force to go on without it; nothing was changed")
+                },
+            }),
+        }
+    }
+}
+
+/// `max_lag` against an `rds-instance` replica about to be promoted: the
+/// `ReplicaLag` AWS reports. Unknown counts as over, unless forced.
+pub(crate) async fn rds_lag(
+    clients: &Clients,
+    region: Option<&str>,
+    instance: &str,
+    max_lag: Duration,
+    force: bool,
+) -> (bool, String) {
+    let client = drctl_aws::rds::Rds::new(clients.sdk().await, region);
+    match drctl_aws::rds::replica_lag(&client, instance).await {
+        Ok(Some(l)) if l > max_lag.as_secs_f64() && !force => (
+            false,
+            format!("{instance} is {l:.0}s behind (ReplicaLag), over max_lag {}s: --force to promote anyway", max_lag.as_secs_f64()),
+        ),
+        Ok(Some(l)) => (true, format!("{instance} is {l:.0}s behind (ReplicaLag)")),
+        Ok(None) if !force => (
+            false,
+            format!("the lag of {instance} is unknown (no ReplicaLag in the last 5 minutes), and max_lag is set: --force to promote anyway"),
+        ),
+        Ok(None) => (true, format!("the lag of {instance} is unknown; --force")),
+        Err(e) if !force => (false, format!("cannot read the lag of {instance} ({e}): --force to promote anyway")),
+        Err(e) => (true, format!("cannot read the lag of {instance} ({e}); --force")),
+    }
 }

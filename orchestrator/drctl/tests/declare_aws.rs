@@ -222,5 +222,91 @@ services:
     assert_eq!(code, 0, "{out}\n{err}");
     let now = rds.describe_db_clusters().db_cluster_identifier("billing").send().await.unwrap();
     assert_eq!(writer(&now).as_deref(), Some("billing-2"), "the writer moved out of az1");
+
+    // A zone declared on a fresh state, with no `status` ever run: where the
+    // writer is comes from AWS at declare time, and it is moved out.
+    let (code, out, err) =
+        drctl(&["declare", "--zone", "az2", "--reason", "az2 lost", "--yes", "--state", "sqlite://fresh.db"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("billing's writer is in az2 now (asked of AWS)"), "{out}");
+    assert!(out.contains("billing-db/failover"), "the plan moves the writer: {out}");
+    let now = rds.describe_db_clusters().db_cluster_identifier("billing").send().await.unwrap();
+    assert_eq!(writer(&now).as_deref(), Some("billing-1"), "the writer left the lost zone");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `max_lag` applies to `rds-instance` replicas: the ReplicaLag AWS
+/// reports (CloudWatch, here moto's) over it refuses the run, and so does
+/// an unknown lag; `--force` promotes anyway.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_rds_replica_behind_max_lag_is_refused_unless_forced() {
+    let moto = Moto::start();
+    let sdk = sdk(&moto.endpoint()).await;
+    let rds = aws_sdk_rds::Client::new(&sdk);
+    rds.create_db_instance()
+        .db_instance_identifier("ledger-a")
+        .db_instance_class("db.t3.micro")
+        .engine("postgres")
+        .master_username("admin")
+        .master_user_password("not-a-secret-1")
+        .allocated_storage(20)
+        .availability_zone("us-east-1a")
+        .send()
+        .await
+        .unwrap();
+    rds.create_db_instance_read_replica()
+        .db_instance_identifier("ledger-b")
+        .source_db_instance_identifier("ledger-a")
+        .availability_zone("us-east-1b")
+        .send()
+        .await
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("drctl-rds-lag-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("drctl.yaml"),
+        "version: 1
+zones:
+  - { name: az1, region: us-east-1, aws_zone: us-east-1a }
+  - { name: az2, region: us-east-1, aws_zone: us-east-1b }
+datastores:
+  - name: ledger-db
+    kind: rds-instance
+    primary:  { zone: az1, instance: ledger-a }
+    replicas: [ { zone: az2, instance: ledger-b } ]
+    failover: { max_lag: 30s }
+",
+    )
+    .unwrap();
+    let drctl = |args: &[&str]| run_drctl(&dir, &moto, args);
+    let (code, out, _) = drctl(&["declare", "--zone", "az1", "--reason", "test", "--yes"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("the lag of ledger-b is unknown"), "{out}");
+
+    let cw = aws_sdk_cloudwatch::Client::new(&sdk);
+    cw.put_metric_data()
+        .namespace("AWS/RDS")
+        .metric_data(
+            aws_sdk_cloudwatch::types::MetricDatum::builder()
+                .metric_name("ReplicaLag")
+                .dimensions(
+                    aws_sdk_cloudwatch::types::Dimension::builder()
+                        .name("DBInstanceIdentifier")
+                        .value("ledger-b")
+                        .build(),
+                )
+                .value(120.0)
+                .timestamp(std::time::SystemTime::now().into())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (code, out, _) = drctl(&["declare", "--zone", "az1", "--reason", "test", "--yes"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("ledger-b is 120s behind (ReplicaLag), over max_lag 30s"), "{out}");
+    let (code, out, err) = drctl(&["declare", "--zone", "az1", "--reason", "test", "--yes", "--force"]);
+    assert_eq!(code, 0, "{out}\n{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
