@@ -232,19 +232,43 @@ async fn pg_promote_checks(
     to: &str,
 ) -> Result<Vec<Check>, Error> {
     let mut checks = Vec::new();
-    for (zone, why) in crate::fence::unfenceable(members, to).await {
-        let detail = format!(
-            "the {name} member in {zone} does not answer ({why}) and has no `fence` command: promoting now could leave two writable primaries (it may still be running, cut off from here)"
-        );
-        checks.push(if decl.force {
-            Check { subject: subject.into(), ok: true, detail: format!("{detail}; --force: it will NOT be fenced") }
-        } else {
-            Check {
+    for (zone, rung) in crate::fence::rungs(members, to).await {
+        use crate::fence::Rung;
+        let check = match rung {
+            Rung::Answers => Check {
                 subject: subject.into(),
-                ok: false,
-                detail: format!("{detail}. Give it `fence: {{ command: [...] }}`, or --force; nothing was changed"),
+                ok: true,
+                detail: format!("the {name} member in {zone} answers: it will be fenced by closing its client path"),
+            },
+            Rung::Command(why, prog) => Check {
+                subject: subject.into(),
+                ok: true,
+                detail: format!(
+                    "the {name} member in {zone} does not answer ({why}): it will be fenced by its command `{prog}`"
+                ),
+            },
+            Rung::Neither(why) => {
+                let detail = format!(
+                    "the {name} member in {zone} does not answer ({why}) and has no `fence` command: promoting now could leave two writable primaries (it may still be running, cut off from here)"
+                );
+                if decl.force {
+                    Check {
+                        subject: subject.into(),
+                        ok: true,
+                        detail: format!("{detail}; --force: it will NOT be fenced"),
+                    }
+                } else {
+                    Check {
+                        subject: subject.into(),
+                        ok: false,
+                        detail: format!(
+                            "{detail}. Give it `fence: {{ command: [...] }}`, or --force; nothing was changed"
+                        ),
+                    }
+                }
             }
-        });
+        };
+        checks.push(check);
     }
     let lag = match postgres::standby_lag(members, to, Duration::from_secs(5)).await {
         postgres::LagCheck::Measured(l) => Some((l, "measured now".to_string())),

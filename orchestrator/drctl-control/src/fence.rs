@@ -124,17 +124,32 @@ pub(crate) async fn catch_up(standby: &Member, lsn: Option<Lsn>, within: Duratio
     }
 }
 
+/// How the preflight expects each member but the one to promote to be fenced.
+pub(crate) enum Rung {
+    /// It answers: its client path will be closed.
+    Answers,
+    /// It does not answer (why); its command will fence it.
+    Command(String, String),
+    /// It does not answer (why) and has no command: it cannot be fenced.
+    Neither(String),
+}
+
 /// The fence check of the preflight: every member but the one to promote
-/// answers (rung one) or has a `fence` command (rung two). Returns the
-/// members that can be fenced neither way, with why.
-pub(crate) async fn unfenceable(members: &[Member], promote_in: &str) -> Vec<(String, String)> {
+/// answers (rung one) or has a `fence` command (rung two).
+pub(crate) async fn rungs(members: &[Member], promote_in: &str) -> Vec<(String, Rung)> {
     let others: Vec<&Member> = members.iter().filter(|m| m.zone != promote_in).collect();
     let answers = futures::future::join_all(others.iter().map(|m| postgres::answers(&m.url, ANSWER_WITHIN))).await;
     others
         .into_iter()
         .zip(answers)
-        .filter(|(m, a)| a.is_err() && m.fence.is_none())
-        .map(|(m, a)| (m.zone.clone(), a.err().unwrap_or_default()))
+        .map(|(m, a)| {
+            let rung = match (a, &m.fence) {
+                (Ok(_), _) => Rung::Answers,
+                (Err(why), Some(argv)) => Rung::Command(why, argv.first().cloned().unwrap_or_default()),
+                (Err(why), None) => Rung::Neither(why),
+            };
+            (m.zone.clone(), rung)
+        })
         .collect()
 }
 

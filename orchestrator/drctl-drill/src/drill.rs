@@ -804,6 +804,8 @@ pub async fn run(opts: Options) -> Result<Report, Error> {
         let since_ms = clock.wall0.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         for d in datastores.iter_mut().filter(|d| d.kind == "postgres") {
             match lab.safety(&d.name, since_ms).await {
+                // A drill shorter than a probe round (interrupted at once): not probed.
+                Ok(s) if s.probe_rounds == 0 && clock.now() < 2.0 => {}
                 Ok(s) => {
                     d.writable_primaries_max = Some(s.writable_primaries_max);
                     d.split_brain_writes = Some(s.split_brain_writes);

@@ -1208,7 +1208,9 @@ fn router(inner: Arc<Inner>) -> axum::Router {
                 }
                 let since = std::time::UNIX_EPOCH + Duration::from_millis(q.since_ms);
                 let acks = i.pg_log.acks.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                Ok(Json(crate::safety::judge(&i.probes.since(since), &acks, since)))
+                // A few rounds before `since` say who was primary then.
+                let rounds = i.probes.since(since - Duration::from_secs(2));
+                Ok(Json(crate::safety::judge(&rounds, &acks, since)))
             }),
         )
         .route(

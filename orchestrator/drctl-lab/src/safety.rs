@@ -80,10 +80,23 @@ pub async fn run(members: Vec<(u8, String, SocketAddr)>, probes: std::sync::Arc<
 /// Judges a period: the most writable members at once, and the writes
 /// acknowledged by a member after another one was promoted (first seen
 /// taking writes, by probe or workload, having not been at the start).
-pub fn judge(rounds: &[Round], acks: &[Ack], since: SystemTime) -> Safety {
+///
+/// The primary at `since` is the one writable then: in the last round at or
+/// before it, and whoever took the last write before it (a fault injected
+/// right at `since` must not make the old primary look newly promoted).
+pub fn judge(all_rounds: &[Round], all_acks: &[Ack], since: SystemTime) -> Safety {
+    let rounds: Vec<&Round> = all_rounds.iter().filter(|r| r.at >= since).collect();
     let writable_primaries_max = rounds.iter().map(|r| r.writable.len() as u64).max().unwrap_or(0);
-    let initial: Vec<String> = rounds.first().map(|r| r.writable.clone()).unwrap_or_default();
-    let acks: Vec<&Ack> = acks.iter().filter(|a| a.at >= since).collect();
+    let mut initial: Vec<String> =
+        all_rounds.iter().filter(|r| r.at <= since).next_back().map(|r| r.writable.clone()).unwrap_or_default();
+    if let Some(last) = all_acks.iter().filter(|a| a.at < since).max_by_key(|a| a.at) {
+        initial.push(last.zone.clone());
+    }
+    if initial.is_empty() {
+        // Nothing seen before: the first round after says who was primary.
+        initial = rounds.first().map(|r| r.writable.clone()).unwrap_or_default();
+    }
+    let acks: Vec<&Ack> = all_acks.iter().filter(|a| a.at >= since).collect();
     let mut promoted: Vec<(String, SystemTime)> = Vec::new();
     let mut seen = |zone: &str, at: SystemTime| {
         if initial.iter().any(|z| z == zone) {
@@ -95,7 +108,7 @@ pub fn judge(rounds: &[Round], acks: &[Ack], since: SystemTime) -> Safety {
             None => promoted.push((zone.to_string(), at)),
         }
     };
-    for r in rounds {
+    for r in &rounds {
         for z in &r.writable {
             seen(z, r.at);
         }
@@ -146,5 +159,34 @@ mod tests {
         let s = judge(&rounds, &acks, at(0));
         assert_eq!(s.writable_primaries_max, 2);
         assert_eq!(s.split_brain_writes, 2, "writes 3 and 4 came after lab-az2 took its first write");
+    }
+}
+
+#[cfg(test)]
+mod more_tests {
+    use super::*;
+
+    fn at(ms: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(ms)
+    }
+
+    /// The fault lands right after `since`, before any probe round: the old
+    /// primary's last writes are not mistaken for a promotion.
+    #[test]
+    fn the_primary_at_the_start_is_known_from_before_it() {
+        let rounds = [
+            Round { at: at(900), writable: vec!["lab-az1".into()] },
+            Round { at: at(1100), writable: vec![] },
+            Round { at: at(1900), writable: vec!["lab-az2".into()] },
+        ];
+        let acks = [
+            Ack { seq: 1, at: at(990), zone: "lab-az1".into() },
+            Ack { seq: 2, at: at(1010), zone: "lab-az1".into() },
+            Ack { seq: 3, at: at(1950), zone: "lab-az2".into() },
+            Ack { seq: 4, at: at(2000), zone: "lab-az2".into() },
+        ];
+        let s = judge(&rounds, &acks, at(1000));
+        assert_eq!((s.writable_primaries_max, s.split_brain_writes), (1, 0), "{s:?}");
+        assert_eq!(s.promoted, vec![("lab-az2".to_string(), 1900)]);
     }
 }

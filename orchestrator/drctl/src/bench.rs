@@ -273,8 +273,18 @@ pub async fn drill(experiment: &Path, runs: usize, base_port: u16) -> Result<Out
         .map_err(|d| Failure::bad_input(d.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("\n")))?;
     println!("{} on a fresh lab, {runs} runs (seconds; lost writes counted from the workload)", exp.name);
     println!(
-        "{:>3}  {:>8}  {:>8}  {:>9}  {:>11}  {:>9}  {:>10}  {:>9}  {:>10}",
-        "run", "detect", "declare", "RTO decl", "RTO fault", "pg lag", "pg lost", "s3 lag", "s3 lost"
+        "{:>3}  {:>8}  {:>8}  {:>9}  {:>11}  {:>9}  {:>10}  {:>12}  {:>11}  {:>9}  {:>10}",
+        "run",
+        "detect",
+        "declare",
+        "RTO decl",
+        "RTO fault",
+        "pg lag",
+        "pg lost",
+        "pg writable",
+        "split-brain",
+        "s3 lag",
+        "s3 lost"
     );
     let dir = std::env::temp_dir().join(format!("drctl-bench-drill-{}", std::process::id()));
     let mut fault_rtos = Vec::new();
@@ -318,16 +328,20 @@ pub async fn drill(experiment: &Path, runs: usize, base_port: u16) -> Result<Out
         if let Some(r) = rto_fault {
             fault_rtos.push(r);
         }
+        let count = |v: Option<u64>| v.map_or_else(|| "—".to_string(), |n| n.to_string());
         println!(
-            "{run:>3}  {:>8}  {:>8}  {:>9}  {:>11}  {:>9}  {:>10}  {:>9}  {:>10}",
+            "{run:>3}  {:>8}  {:>8}  {:>9}  {:>11}  {:>9}  {:>10}  {:>12}  {:>11}  {:>9}  {:>10}{}",
             show(report.detected_at_s),
             show(report.declared_at_s),
             show(worst(|s| s.rto_s)),
             show(rto_fault),
             show(ds("orders-db").and_then(|d| d.lag_before_fault_s)),
             lost("orders-db"),
+            count(ds("orders-db").and_then(|d| d.writable_primaries_max)),
+            count(ds("orders-db").and_then(|d| d.split_brain_writes)),
             show(ds("assets").and_then(|d| d.lag_before_fault_s)),
             lost("assets"),
+            if report.safe { String::new() } else { format!("  UNSAFE: {}", report.safety_violations.join("; ")) },
         );
     }
     let _ = std::fs::remove_dir_all(&dir);

@@ -90,6 +90,9 @@ fn a_zone_outage_drill_on_the_lab_reports_rto_and_lost_writes_and_leaves_nothing
         }
         assert!(d["rpo_s"].as_f64().unwrap() <= d["rpo_target_s"].as_f64().unwrap(), "{d}");
     }
+    let db = r["datastores"].as_array().unwrap().iter().find(|d| d["name"] == "orders-db").unwrap();
+    assert_eq!((db["writable_primaries_max"].as_u64(), db["split_brain_writes"].as_u64()), (Some(1), Some(0)), "{db}");
+    assert_eq!(r["safe"], true, "{r:#}");
     let steps: Vec<&str> = r["steps"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
     assert!(steps.contains(&"orders-db/failover") && steps.contains(&"payments/route"), "{steps:?}");
     let html = std::fs::read_to_string(report.join("report.html")).unwrap();
@@ -101,6 +104,43 @@ fn a_zone_outage_drill_on_the_lab_reports_rto_and_lost_writes_and_leaves_nothing
     assert!(md.contains("| orders-db | lab-az2 |"), "{md}");
     nothing_listens(base);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A zone cut off but still running, both ways and one way: its primary
+/// keeps taking its own zone's writes until drctl powers it off out of band
+/// (the lab members' fence command); never two writable primaries, no write
+/// acknowledged after the promote; the one-way cut loses nothing, since
+/// replication still flowed.
+#[test]
+fn zone_partition_drills_fence_out_of_band_and_never_see_two_primaries() {
+    for (experiment, base) in [("chaos/lab-zone-partition.yaml", 21400), ("chaos/lab-controller-cut.yaml", 21500)] {
+        let dir = tempdir("partition");
+        let report = dir.join("report");
+        let out = drctl()
+            .current_dir(&dir)
+            .arg("drill")
+            .arg(repo().join(experiment))
+            .args(["--lab", "--base-port", &base.to_string(), "--report"])
+            .arg(&report)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{experiment}: {}", show(&out));
+        let r = json(&report.join("report.json"));
+        assert_eq!((r["safe"].as_bool(), r["execution_state"].as_str()), (Some(true), Some("succeeded")), "{r:#}");
+        let db = r["datastores"].as_array().unwrap().iter().find(|d| d["name"] == "orders-db").unwrap();
+        assert_eq!(db["writable_primaries_max"], 1, "{experiment}: {db}");
+        assert_eq!(db["split_brain_writes"], 0, "{experiment}: {db}");
+        let step = r["steps"].as_array().unwrap().iter().find(|s| s["id"] == "orders-db/failover").unwrap();
+        assert!(step["note"].as_str().unwrap_or_default().contains("lab-az1: fenced out of band"), "{step}");
+        let lost = db["lost_writes"].as_u64().unwrap();
+        if experiment.contains("controller-cut") {
+            assert!(lost <= 1, "the standby still received everything until the power-off: {db}");
+        }
+        let md = std::fs::read_to_string(report.join("report.md")).unwrap();
+        assert!(md.contains("Safe: never two writable primaries"), "{md}");
+        nothing_listens(base);
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
 
 /// Stops a detached lab even when the test fails halfway.
