@@ -32,7 +32,13 @@ pub struct DatastoreStatus {
     pub rpo_target_s: Option<f64>,
     pub meets_rpo: bool,
     pub error: Option<String>,
+    /// More than one member takes writes now: an emergency, whatever
+    /// drctl did to them before.
+    pub split_brain: bool,
 }
+
+/// How a measurement's error begins when more than one member takes writes.
+pub const SPLIT_BRAIN: &str = "split brain:";
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ServiceStatus {
@@ -86,10 +92,12 @@ pub fn datastore_status(topo: &Topology, id: usize, m: Measurement) -> Datastore
         (Some(r), Some(t)) => r <= t,
         (None, Some(_)) => false,
     };
+    let split_brain = m.error.as_deref().is_some_and(|e| e.starts_with(SPLIT_BRAIN));
     let error = m.error.or_else(|| {
         (rpo.is_none() && !m.replicas.is_empty()).then(|| "no healthy replica with a measured lag".to_string())
     });
     DatastoreStatus {
+        split_brain,
         name: e.name.clone(),
         kind: e.kind_name().to_string(),
         primary_zone: m.primary_zone,

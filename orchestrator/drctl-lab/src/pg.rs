@@ -113,7 +113,7 @@ impl PgServer {
         run(c, "initdb")?;
         let conf = "wal_level = replica\nmax_wal_senders = 5\nhot_standby = on\nfsync = off\nsynchronous_commit = on\n\
                     wal_receiver_status_interval = 1s\nhot_standby_feedback = on\nwal_sender_timeout = 5s\n\
-                    wal_receiver_timeout = 5s\nmax_connections = 60\nshared_buffers = 32MB\n";
+                    wal_receiver_timeout = 5s\nwal_retrieve_retry_interval = 250ms\nmax_connections = 60\nshared_buffers = 32MB\n";
         append(&data.join("postgresql.conf"), conf)?;
         append(&data.join("pg_hba.conf"), "host all all 127.0.0.0/8 trust\nhost replication all 127.0.0.0/8 trust\n")?;
         Ok(PgServer { name: name.into(), data, addr, bin: bin.into(), child: None })

@@ -201,7 +201,8 @@ pub async fn measure(members: &[Member], timeout: Duration) -> Measurement {
                 primary_zone: None,
                 replicas: Vec::new(),
                 error: Some(format!(
-                    "split brain: members in {} all accept writes; fence all but one now",
+                    "{} members in {} all accept writes; fence all but one now",
+                    drctl_core::status::SPLIT_BRAIN,
                     zones.join(" and ")
                 )),
             };

@@ -224,6 +224,11 @@ pub fn metrics(v: &View, c: &Counters) -> String {
         ds.iter().map(|d| (format!("datastore=\"{}\"", label(&d.name)), d.rpo_s)).collect(),
     );
     gauge(
+        "drctl_split_brain",
+        "1 when more than one member of the datastore takes writes now.",
+        ds.iter().map(|d| (format!("datastore=\"{}\"", label(&d.name)), Some(d.split_brain as u8 as f64))).collect(),
+    );
+    gauge(
         "drctl_rpo_target_seconds",
         "Contractual RPO target of a datastore.",
         ds.iter().map(|d| (format!("datastore=\"{}\"", label(&d.name)), d.rpo_target_s)).collect(),

@@ -83,6 +83,7 @@ struct Words {
     unknown: &'static str,
     unknown_why: &'static str,
     affects: &'static str,
+    split_brain: &'static str,
 }
 
 const EN: Words = Words {
@@ -124,6 +125,7 @@ const EN: Words = Words {
     unknown: "unknown",
     unknown_why: "not measured: no replica answers, or the primary is down; nothing proves the data is protected",
     affects: "Affects",
+    split_brain: "two copies accept writes at once: recent data may diverge; our engineers are on it",
 };
 
 const JA: Words = Words {
@@ -165,6 +167,7 @@ const JA: Words = Words {
     unknown: "不明",
     unknown_why: "計測できません：応答するレプリカがないか、プライマリが停止しています。データが保護されている保証はありません",
     affects: "影響範囲",
+    split_brain: "二つのコピーが同時に書き込みを受け付けています。直近のデータが食い違う恐れがあり、対応中です",
 };
 
 fn words(lang: Lang) -> &'static Words {
@@ -450,12 +453,12 @@ pub fn render(v: &View, lang: Lang) -> String {
             w.datastores, w.live_rpo
         );
         for d in &st.datastores {
-            let _ = write!(
-                h,
-                r#"<tr><th scope="row">{}</th><td>{}</td></tr>"#,
-                esc(&d.name),
+            let cell = if d.split_brain {
+                format!(r#"<span class="miss">{}</span>"#, w.split_brain)
+            } else {
                 objective(d.rpo_s, d.rpo_target_s, w)
-            );
+            };
+            let _ = write!(h, r#"<tr><th scope="row">{}</th><td>{cell}</td></tr>"#, esc(&d.name));
         }
         h.push_str("</tbody></table></section>");
     }

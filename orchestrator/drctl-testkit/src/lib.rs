@@ -213,6 +213,14 @@ impl PgPair {
         try_psql(&self.bin, port, sql)
     }
 
+    /// Undoes a drctl fence on the primary behind drctl's back (restores the
+    /// `pg_hba.conf` it kept and reloads), as a hasty operator might.
+    pub fn unfence_primary(&self) {
+        let data = self.dir.join("primary");
+        std::fs::copy(data.join("pg_hba.conf.drctl-unfenced"), data.join("pg_hba.conf")).expect("the kept pg_hba.conf");
+        self.ctl(&data, "reload");
+    }
+
     /// Where the server binaries are (to run psql from another thread).
     pub fn bin(&self) -> PathBuf {
         self.bin.clone()

@@ -376,7 +376,7 @@ steps:
 /// A one-thread HTTP server that answers with the given statuses in turn
 /// (the last one repeats) and records each request's first line and body.
 /// (request line, body) of every request received.
-type RequestLog = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
+type RequestLog = std::sync::Arc<std::sync::Mutex<Vec<(String, String, Option<String>)>>>;
 
 fn http_server(statuses: Vec<u16>) -> (u16, RequestLog) {
     use std::io::{Read, Write};
@@ -389,10 +389,10 @@ fn http_server(statuses: Vec<u16>) -> (u16, RequestLog) {
             let Ok(mut conn) = conn else { return };
             let mut buf = Vec::new();
             let mut chunk = [0u8; 4096];
-            let (head, body) = loop {
-                let Ok(k) = conn.read(&mut chunk) else { break (String::new(), String::new()) };
+            let (head, body, key) = loop {
+                let Ok(k) = conn.read(&mut chunk) else { break (String::new(), String::new(), None) };
                 if k == 0 {
-                    break (String::new(), String::new());
+                    break (String::new(), String::new(), None);
                 }
                 buf.extend_from_slice(&chunk[..k]);
                 let text = String::from_utf8_lossy(&buf).to_string();
@@ -406,14 +406,18 @@ fn http_server(statuses: Vec<u16>) -> (u16, RequestLog) {
                         })
                         .unwrap_or(0);
                     if buf.len() >= end + 4 + len {
+                        let key = text[..end].lines().find_map(|l| {
+                            l.to_ascii_lowercase().strip_prefix("idempotency-key:").map(|v| v.trim().to_string())
+                        });
                         break (
                             text.lines().next().unwrap_or("").to_string(),
                             text[end + 4..end + 4 + len].to_string(),
+                            key,
                         );
                     }
                 }
             };
-            log.lock().unwrap().push((head, body));
+            log.lock().unwrap().push((head, body, key));
             let status = statuses[n.min(statuses.len() - 1)];
             let _ = conn
                 .write_all(format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes());
@@ -448,6 +452,10 @@ steps:
     assert_eq!(body["text"], format!("job moved to az2 ({id})"));
     let show = dir.json(&["show", &id, "--output", "json"]);
     assert_eq!(step_state(&show, "job/drain"), ("succeeded".into(), 2));
+    // One key per effect, the same on every attempt: the receiver applies it once.
+    let keys: Vec<Option<String>> = requests.iter().map(|r| r.2.clone()).collect();
+    let key = |step: &str| Some(format!("{id}/{step}").to_ascii_lowercase());
+    assert_eq!(keys, [key("job/drain"), key("job/drain"), key("job/tell")], "Idempotency-Key headers");
 }
 
 /// A planned switchover (`declare --target`) under load, over a

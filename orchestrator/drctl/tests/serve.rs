@@ -379,6 +379,15 @@ fn the_controller_serves_the_page_the_api_and_the_audit_log() {
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("entry 3"), "{}", show(&out));
 
+    // Someone lifts the fence on the old primary behind drctl's back: two
+    // members take writes. The JSON, the metrics and the page say split brain.
+    pg.unfence_primary();
+    wait_for("split brain in the status", 15, || status_json(&c, &srv.base)["datastores"][0]["split_brain"] == true);
+    let metrics = c.get(format!("{}/metrics", srv.base)).send().unwrap().text().unwrap();
+    assert!(metrics.contains("drctl_split_brain{datastore=\"orders-db\"} 1"), "{metrics}");
+    let page = c.get(format!("{}/", srv.base)).send().unwrap().text().unwrap();
+    assert!(page.contains("two copies accept writes at once"), "the page tells customers");
+
     // SIGTERM: a clean stop.
     let mut srv = srv;
     unsafe {
