@@ -975,7 +975,7 @@ async fn check_stop_when(
                 if status.is_none() {
                     let placements = state.placements().unwrap_or_default();
                     let st = drctl_control::live::status(clients, topo, &placements).await;
-                    let _ = drctl_control::live::record(&*state, &st);
+                    let _ = drctl_control::live::record(state, &st);
                     status = Some(st);
                 }
                 let rpo = status.as_ref()?.datastores.iter().find(|d| d.name == *datastore).and_then(|d| d.rpo_s);

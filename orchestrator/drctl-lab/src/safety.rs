@@ -88,7 +88,7 @@ pub fn judge(all_rounds: &[Round], all_acks: &[Ack], since: SystemTime) -> Safet
     let rounds: Vec<&Round> = all_rounds.iter().filter(|r| r.at >= since).collect();
     let writable_primaries_max = rounds.iter().map(|r| r.writable.len() as u64).max().unwrap_or(0);
     let mut initial: Vec<String> =
-        all_rounds.iter().filter(|r| r.at <= since).next_back().map(|r| r.writable.clone()).unwrap_or_default();
+        all_rounds.iter().rfind(|r| r.at <= since).map(|r| r.writable.clone()).unwrap_or_default();
     if let Some(last) = all_acks.iter().filter(|a| a.at < since).max_by_key(|a| a.at) {
         initial.push(last.zone.clone());
     }

@@ -62,15 +62,13 @@ pub async fn declare(
     }
     if proposal.prepared.specs.is_empty() {
         println!("nothing to fail over; the declaration is journaled");
-    } else if !yes {
-        if std::io::stdin().is_terminal() {
-            let scope: Vec<String> = proposal.decl.zones.iter().chain(&proposal.decl.regions).cloned().collect();
-            let question = Confirmation { entities: proposal.prepared.plan.plan.entities.len(), scope, alive };
-            let stdin = std::io::stdin();
-            if !question.ask(&mut stdin.lock(), &mut std::io::stdout()) {
-                println!("not declared");
-                return Ok(Outcome::Done);
-            }
+    } else if !yes && std::io::stdin().is_terminal() {
+        let scope: Vec<String> = proposal.decl.zones.iter().chain(&proposal.decl.regions).cloned().collect();
+        let question = Confirmation { entities: proposal.prepared.plan.plan.entities.len(), scope, alive };
+        let stdin = std::io::stdin();
+        if !question.ask(&mut stdin.lock(), &mut std::io::stdout()) {
+            println!("not declared");
+            return Ok(Outcome::Done);
         }
     }
     declarer.record(&proposal, &who, false, IncidentPolicy::Open).map_err(control_error)?;

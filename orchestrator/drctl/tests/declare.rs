@@ -606,7 +606,7 @@ fn a_primary_cut_off_from_drctl_is_fenced_out_of_band_before_the_promote() {
     // (times in one format, from the one machine's clock, compare as text).
     let finished = step["finished_at"].as_str().unwrap().to_string();
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() > 10, "the client wrote throughout: {}", acked.len());
+    assert!(acked.len() >= before + 5, "the client kept writing to the cut-off primary: {}", acked.len());
     let after = acked.iter().filter(|(_, at)| *at > finished).count();
     assert_eq!(after, 0, "writes acknowledged by the old primary after the promote (split brain)");
     // Replication flowed until the power-off: the acknowledged writes are on the new primary.
