@@ -23,6 +23,7 @@ use aws_sdk_s3::Client;
 /// The S3 client type, for callers that cache clients.
 pub type S3Client = Client;
 use drctl_core::status::{Measurement, ReplicaStatus};
+use drctl_state::ReplicatedObject;
 use drctl_state::{MultipartCheckpoint, RunTotals, State};
 use futures::{StreamExt, TryStreamExt};
 use std::collections::HashMap;
@@ -188,6 +189,8 @@ pub struct Options {
     /// Attempts per object, the first included.
     pub attempts: u32,
     pub backoff: Duration,
+    /// A delete on the primary reaches the replicas (`deletes: replicate`).
+    pub deletes: bool,
 }
 
 impl Default for Options {
@@ -199,6 +202,7 @@ impl Default for Options {
             kms_key_id: None,
             attempts: 3,
             backoff: Duration::from_millis(200),
+            deletes: true,
         }
     }
 }
@@ -222,13 +226,99 @@ pub struct Failure {
     pub error: String,
 }
 
+/// An object replication did not touch because it may be the only copy
+/// of a write: in a replica (a former primary, after a failover) and never
+/// replicated from it. It stays until an operator resolves it
+/// (`drctl replicate --resolve`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Conflict {
+    pub datastore: String,
+    pub zone: String,
+    pub key: String,
+    pub etag: String,
+    pub reason: String,
+}
+
 /// The result of one replication pass over every replica.
 #[derive(Debug, Clone, Default)]
 pub struct Summary {
     pub totals: RunTotals,
+    /// Objects deleted from replicas because the primary deleted them.
+    pub deleted: u64,
     pub failures: Vec<Failure>,
+    pub conflicts: Vec<Conflict>,
     /// Replicas that could not be worked on at all (listing failed, ...).
     pub errors: Vec<String>,
+}
+
+/// What one pass does to one replica, decided from the listings and what
+/// replication accounts for (the manifest in the state store).
+#[derive(Debug, Default, PartialEq)]
+pub struct PassPlan {
+    pub copy: Vec<ObjectInfo>,
+    pub delete: Vec<ObjectInfo>,
+    pub conflicts: Vec<(ObjectInfo, String)>,
+    pub in_sync: u64,
+    /// Objects seen identical on both sides that the manifest should now account for.
+    pub newly_accounted: Vec<(ObjectInfo, ObjectInfo)>,
+}
+
+/// Decides a pass (pure, so every case is unit-tested): copy what the
+/// primary has that the replica lacks or holds an accounted-for older copy
+/// of; delete (when `deletes`) what the primary no longer has and the
+/// replica holds only as a copy; and never touch an object the replica
+/// holds that replication does not account for (written there, never
+/// replicated): a conflict.
+pub fn plan_pass(
+    source: &HashMap<String, ObjectInfo>,
+    dest: &HashMap<String, ObjectInfo>,
+    known: &HashMap<String, drctl_state::ReplicatedObject>,
+    deletes: bool,
+    replica_zone: &str,
+) -> PassPlan {
+    let mut plan = PassPlan::default();
+    let accounted = |d: &ObjectInfo| known.get(&d.key).is_some_and(|k| k.etag == d.etag);
+    let kept = |d: &ObjectInfo| known.get(&d.key).is_some_and(|k| k.kept && k.etag == d.etag);
+    let mut keys: Vec<&String> = source.keys().collect();
+    keys.sort();
+    for key in keys {
+        let p = &source[key];
+        match dest.get(key) {
+            // The same bytes: by ETag, or (SSE-KMS, whose ETags are not
+            // digests) the copy drctl made of exactly this source version.
+            Some(d)
+                if d.size == p.size
+                    && (d.etag == p.etag
+                        || known.get(key).is_some_and(|k| k.etag == d.etag && k.source_etag == p.etag)) =>
+            {
+                plan.in_sync += 1;
+                if !accounted(d) {
+                    plan.newly_accounted.push((p.clone(), d.clone()));
+                }
+            }
+            Some(d) if kept(d) => plan.in_sync += 1,
+            Some(d) if !accounted(d) => plan.conflicts.push((
+                d.clone(),
+                format!("written in {replica_zone} and never replicated; the primary has another version"),
+            )),
+            _ => plan.copy.push(p.clone()),
+        }
+    }
+    let mut extra: Vec<&ObjectInfo> = dest.values().filter(|d| !source.contains_key(&d.key)).collect();
+    extra.sort_by(|a, b| a.key.cmp(&b.key));
+    for d in extra {
+        if kept(d) {
+            continue;
+        }
+        if accounted(d) {
+            if deletes {
+                plan.delete.push(d.clone());
+            }
+        } else {
+            plan.conflicts.push((d.clone(), format!("only in {replica_zone}: written there and never replicated")));
+        }
+    }
+    plan
 }
 
 /// One pass: copy every new or changed object of the primary to every replica.
@@ -256,8 +346,33 @@ pub async fn replicate_once(
                 continue;
             }
         };
-        let todo = out_of_sync(&source, &dest);
-        summary.totals.skipped += (source.len() - todo.len()) as u64;
+        // Without the manifest nothing can be told apart: touch nothing.
+        let known = match state.replicated(datastore, &replica.zone) {
+            Ok(k) => k,
+            Err(e) => {
+                summary
+                    .errors
+                    .push(format!("{} ({}): what was replicated is unknown: {e}", replica.name, replica.zone));
+                continue;
+            }
+        };
+        let plan = plan_pass(&source, &dest, &known, options.deletes, &replica.zone);
+        summary.totals.skipped += plan.in_sync;
+        let accounted: Vec<ReplicatedObject> =
+            plan.newly_accounted.iter().flat_map(|(p, d)| copy_rows(primary, replica, p, &d.etag)).collect();
+        if let Err(e) = state.record_replicated(datastore, &accounted) {
+            summary.errors.push(format!("recording what {} holds: {e}", replica.zone));
+        }
+        for (d, reason) in plan.conflicts {
+            summary.conflicts.push(Conflict {
+                datastore: datastore.to_string(),
+                zone: replica.zone.clone(),
+                key: d.key,
+                etag: d.etag,
+                reason,
+            });
+        }
+        let todo = plan.copy;
         progress.planned(&replica.zone, todo.len() as u64, todo.iter().map(|o| o.size).sum());
         let copied = AtomicU64::new(0);
         let bytes = AtomicU64::new(0);
@@ -265,10 +380,16 @@ pub async fn replicate_once(
         // a closure over `&ObjectInfo` would make this future unusable in
         // `tokio::spawn` (a higher-ranked lifetime the compiler cannot prove).
         let (copied_ref, bytes_ref) = (&copied, &bytes);
-        let failures: Vec<Failure> = futures::stream::iter(todo.into_iter().cloned())
+        let failures: Vec<Failure> = futures::stream::iter(todo.into_iter())
             .map(|obj: ObjectInfo| async move {
                 let (copied, bytes) = (copied_ref, bytes_ref);
-                match copy_with_retry(datastore, primary, replica, &obj, state, options).await {
+                let done = match copy_with_retry(datastore, primary, replica, &obj, state, options).await {
+                    Ok(dest_etag) => state
+                        .record_replicated(datastore, &copy_rows(primary, replica, &obj, &dest_etag))
+                        .map_err(Error::State),
+                    Err(e) => Err(e),
+                };
+                match done {
                     Ok(()) => {
                         copied.fetch_add(1, Ordering::Relaxed);
                         bytes.fetch_add(obj.size, Ordering::Relaxed);
@@ -290,8 +411,53 @@ pub async fn replicate_once(
         summary.totals.bytes += bytes.into_inner();
         summary.totals.failed += failures.len() as u64;
         summary.failures.extend(failures);
+        // Deletes: what the primary no longer has and the replica holds only as a copy.
+        for d in plan.delete {
+            let deleted = replica
+                .client
+                .delete_object()
+                .bucket(&replica.name)
+                .key(&d.key)
+                .send()
+                .await
+                .map_err(api(format!("deleting {} ({})", d.key, replica.zone)));
+            match deleted.and_then(|_| state.forget_replicated(datastore, &replica.zone, &d.key).map_err(Error::State))
+            {
+                Ok(()) => summary.deleted += 1,
+                Err(e) => {
+                    summary.totals.failed += 1;
+                    summary.failures.push(Failure {
+                        replica_zone: replica.zone.clone(),
+                        key: d.key,
+                        error: e.to_string(),
+                    });
+                }
+            }
+        }
     }
     summary
+}
+
+/// The manifest rows of one copy: the copy in the replica, and the source
+/// it came from (accounted for in the primary's zone too, so that after a
+/// failover it is known to have been replicated).
+fn copy_rows(primary: &Bucket, replica: &Bucket, src: &ObjectInfo, dest_etag: &str) -> Vec<ReplicatedObject> {
+    vec![
+        ReplicatedObject {
+            zone: replica.zone.clone(),
+            key: src.key.clone(),
+            etag: dest_etag.to_string(),
+            source_etag: src.etag.clone(),
+            kept: false,
+        },
+        ReplicatedObject {
+            zone: primary.zone.clone(),
+            key: src.key.clone(),
+            etag: src.etag.clone(),
+            source_etag: src.etag.clone(),
+            kept: false,
+        },
+    ]
 }
 
 async fn copy_with_retry(
@@ -301,13 +467,13 @@ async fn copy_with_retry(
     obj: &ObjectInfo,
     state: &State,
     options: &Options,
-) -> Result<()> {
+) -> Result<String> {
     let backoff = drctl_runtime::Backoff::new(options.attempts, options.backoff);
     let seed = obj.key.len() as u64;
     let mut attempt = 1;
     loop {
         match copy_object(datastore, src, dst, obj, state, options).await {
-            Ok(()) => return Ok(()),
+            Ok(etag) => return Ok(etag),
             Err(e) if is_transient(&e) => match backoff.pause_after(attempt, seed) {
                 Some(pause) => {
                     tokio::time::sleep(pause).await;
@@ -379,7 +545,7 @@ async fn copy_object(
     obj: &ObjectInfo,
     state: &State,
     options: &Options,
-) -> Result<()> {
+) -> Result<String> {
     let what = |op: &str| format!("{op} {} ({} -> {})", obj.key, src.zone, dst.zone);
     let etag = match obj.parts() {
         None if same_endpoint(src, dst) && obj.size <= 5 << 30 => {
@@ -421,10 +587,11 @@ async fn copy_object(
         if head.content_length().unwrap_or(-1) as u64 != obj.size {
             return Err(Error::Verify { key: obj.key.clone(), why: "size differs".into() });
         }
+        return Ok(head.e_tag().map(unquote).unwrap_or(etag));
     } else if etag != obj.etag {
         return Err(Error::Verify { key: obj.key.clone(), why: format!("ETag {etag} instead of {}", obj.etag) });
     }
-    Ok(())
+    Ok(etag)
 }
 
 /// Copies a multipart object part by part with the source's part size, resuming a recorded upload.
@@ -627,5 +794,73 @@ mod tests {
         assert_eq!(obj("a", 1, "d41d8cd98f00b204e9800998ecf8427e-12", 0, now).parts(), Some(12));
         assert_eq!(obj("a", 1, "d41d8cd98f00b204e9800998ecf8427e", 0, now).parts(), None);
         assert_eq!(encode_key("dir/a b+c.txt"), "dir/a%20b%2Bc.txt");
+    }
+}
+
+#[cfg(test)]
+mod pass_tests {
+    use super::*;
+
+    fn obj(key: &str, etag: &str) -> ObjectInfo {
+        ObjectInfo { key: key.into(), size: 1, etag: etag.into(), last_modified: SystemTime::UNIX_EPOCH }
+    }
+
+    fn map(objs: &[ObjectInfo]) -> HashMap<String, ObjectInfo> {
+        objs.iter().map(|o| (o.key.clone(), o.clone())).collect()
+    }
+
+    fn known(rows: &[(&str, &str, &str, bool)]) -> HashMap<String, ReplicatedObject> {
+        rows.iter()
+            .map(|(k, e, s, kept)| {
+                (
+                    k.to_string(),
+                    ReplicatedObject {
+                        zone: "az1".into(),
+                        key: k.to_string(),
+                        etag: e.to_string(),
+                        source_etag: s.to_string(),
+                        kept: *kept,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_kms_copy_of_this_source_version_is_in_sync_whatever_its_etag() {
+        let plan = plan_pass(
+            &map(&[obj("k", "src1")]),
+            &map(&[obj("k", "kms-xyz")]),
+            &known(&[("k", "kms-xyz", "src1", false)]),
+            true,
+            "az1",
+        );
+        assert_eq!((plan.in_sync, plan.copy.len()), (1, 0));
+        // A new source version is copied over drctl's own old copy.
+        let plan = plan_pass(
+            &map(&[obj("k", "src2")]),
+            &map(&[obj("k", "kms-xyz")]),
+            &known(&[("k", "kms-xyz", "src1", false)]),
+            true,
+            "az1",
+        );
+        assert_eq!(plan.copy.len(), 1);
+    }
+
+    #[test]
+    fn what_replication_does_not_account_for_is_never_touched() {
+        let source = map(&[obj("shared", "s1")]);
+        let dest = map(&[obj("shared", "changed-here"), obj("mine", "m1"), obj("copied", "c1")]);
+        let k = known(&[("shared", "s0", "s0", false), ("copied", "c1", "c1", false)]);
+        let plan = plan_pass(&source, &dest, &k, true, "az1");
+        let conflicts: Vec<&str> = plan.conflicts.iter().map(|(o, _)| o.key.as_str()).collect();
+        assert_eq!(conflicts, ["shared", "mine"]);
+        assert!(plan.copy.is_empty(), "not overwritten");
+        assert_eq!(plan.delete.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(), ["copied"]);
+        let quiet = plan_pass(&source, &dest, &k, false, "az1");
+        assert!(quiet.delete.is_empty(), "deletes: keep");
+        let kept = known(&[("mine", "m1", "m1", true), ("shared", "changed-here", "changed-here", true)]);
+        let plan = plan_pass(&source, &dest, &kept, true, "az1");
+        assert_eq!(plan.conflicts.iter().map(|(o, _)| o.key.as_str()).collect::<Vec<_>>(), ["copied"]);
     }
 }

@@ -315,4 +315,123 @@ async fn copies_are_encrypted_when_asked() {
         assert_eq!(head.server_side_encryption().map(|s| s.as_str()), Some("AES256"), "copy in {}", dst.zone);
         assert_eq!(s3::get_bytes(dst, "secret.txt").await.unwrap(), b"the recipe");
     }
+    // SSE-KMS: ETags are no digests, so the second pass decides from what
+    // the first copied (the manifest's source ETag), and copies nothing.
+    let kms = Options { sse: Some("aws:kms".into()), ..Options::default() };
+    let sealed = bucket(&sdk, &moto_a.endpoint(), "az4", "kms-az4").await;
+    let first = replicate_once("kms", &src, std::slice::from_ref(&sealed), &*state, &kms, &NoProgress).await;
+    assert_eq!((first.totals.copied, first.totals.failed), (1, 0), "{:?}", first.failures);
+    let head = sealed.client.head_object().bucket(&sealed.name).key("secret.txt").send().await.unwrap();
+    assert_eq!(head.server_side_encryption().map(|s| s.as_str()), Some("aws:kms"));
+    let second = replicate_once("kms", &src, std::slice::from_ref(&sealed), &*state, &kms, &NoProgress).await;
+    assert_eq!((second.totals.copied, second.totals.skipped), (0, 1), "the second pass copies nothing");
+}
+
+async fn keys(b: &Bucket) -> Vec<String> {
+    let mut k: Vec<String> = s3::list(b).await.unwrap().into_keys().collect();
+    k.sort();
+    k
+}
+
+/// SPEC §6a, nothing lost in S3, through a failover and back: a write the
+/// old primary took but never replicated is kept (and reported) when
+/// replication turns around, and so is one changed there since; new writes
+/// on the new primary arrive; a delete on the new primary reaches the old
+/// one, for what had been replicated.
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_failover_replication_keeps_unreplicated_writes_and_replicates_deletes() {
+    let moto = Moto::start();
+    let sdk = sdk().await;
+    let az1 = bucket(&sdk, &moto.endpoint(), "az1", "fb-assets-az1").await;
+    let az2 = bucket(&sdk, &moto.endpoint(), "az2", "fb-assets-az2").await;
+    let state = State::in_memory().unwrap();
+    let opts = Options::default();
+    for k in ["a", "b", "gone"] {
+        s3::put_bytes(&az1, k, format!("{k} v1").into_bytes()).await.unwrap();
+    }
+    let first = replicate_once("assets", &az1, std::slice::from_ref(&az2), &*state, &opts, &NoProgress).await;
+    assert_eq!(first.totals.copied, 3);
+    // A delete on the primary reaches the replica on the next pass.
+    az1.client.delete_object().bucket(&az1.name).key("gone").send().await.unwrap();
+    let deleted = replicate_once("assets", &az1, std::slice::from_ref(&az2), &*state, &opts, &NoProgress).await;
+    assert_eq!((deleted.deleted, deleted.totals.copied), (1, 0));
+    assert_eq!(keys(&az2).await, ["a", "b"]);
+
+    // az1 takes writes that never get replicated, then az1 is lost.
+    s3::put_bytes(&az1, "only-in-az1", b"the only copy".to_vec()).await.unwrap();
+    s3::put_bytes(&az1, "a", b"a v2, never replicated".to_vec()).await.unwrap();
+    // Failed over: az2 is the primary; it takes new writes and a delete.
+    s3::put_bytes(&az2, "new", b"written after the failover".to_vec()).await.unwrap();
+    az2.client.delete_object().bucket(&az2.name).key("b").send().await.unwrap();
+
+    let back = replicate_once("assets", &az2, std::slice::from_ref(&az1), &*state, &opts, &NoProgress).await;
+    assert!(back.failures.is_empty() && back.errors.is_empty(), "{back:?}");
+    assert_eq!(back.totals.copied, 1, "the new write arrives");
+    assert_eq!(back.deleted, 1, "b had been replicated, so its delete is replicated");
+    let mut conflicts: Vec<(String, String)> = back.conflicts.iter().map(|c| (c.key.clone(), c.zone.clone())).collect();
+    conflicts.sort();
+    assert_eq!(conflicts, [("a".to_string(), "az1".to_string()), ("only-in-az1".to_string(), "az1".to_string())]);
+    assert!(
+        back.conflicts.iter().all(|c| c.datastore == "assets" && c.reason.contains("never replicated")),
+        "{back:?}"
+    );
+    assert_eq!(keys(&az1).await, ["a", "new", "only-in-az1"]);
+    assert_eq!(s3::get_bytes(&az1, "a").await.unwrap(), b"a v2, never replicated", "not overwritten");
+    assert_eq!(s3::get_bytes(&az1, "only-in-az1").await.unwrap(), b"the only copy", "not deleted");
+
+    // An operator keeps one, discards the other: kept stays and goes quiet,
+    // discarded is replaced by the primary's version.
+    let a_etag = back.conflicts.iter().find(|c| c.key == "a").unwrap().etag.clone();
+    let only_etag = back.conflicts.iter().find(|c| c.key == "only-in-az1").unwrap().etag.clone();
+    state.keep_replicated("assets", "az1", "only-in-az1", &only_etag).unwrap();
+    state
+        .record_replicated(
+            "assets",
+            &[drctl_state::ReplicatedObject {
+                zone: "az1".into(),
+                key: "a".into(),
+                etag: a_etag.clone(),
+                source_etag: a_etag,
+                kept: false,
+            }],
+        )
+        .unwrap();
+    let resolved = replicate_once("assets", &az2, std::slice::from_ref(&az1), &*state, &opts, &NoProgress).await;
+    assert!(resolved.conflicts.is_empty(), "{resolved:?}");
+    assert_eq!(resolved.totals.copied, 1);
+    assert_eq!(s3::get_bytes(&az1, "a").await.unwrap(), b"a v1");
+    assert_eq!(s3::get_bytes(&az1, "only-in-az1").await.unwrap(), b"the only copy");
+}
+
+/// On a versioned replica a replicated delete is a delete marker: the old
+/// version is still there. `deletes: keep` replicates no delete.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_versioned_replica_keeps_the_old_version_behind_a_delete_marker() {
+    use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+    let moto = Moto::start();
+    let sdk = sdk().await;
+    let src = bucket(&sdk, &moto.endpoint(), "az1", "ver-assets-az1").await;
+    let dst = bucket(&sdk, &moto.endpoint(), "az2", "ver-assets-az2").await;
+    dst.client
+        .put_bucket_versioning()
+        .bucket(&dst.name)
+        .versioning_configuration(VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build())
+        .send()
+        .await
+        .unwrap();
+    let state = State::in_memory().unwrap();
+    s3::put_bytes(&src, "doc", b"customer data".to_vec()).await.unwrap();
+    replicate_once("assets", &src, std::slice::from_ref(&dst), &*state, &Options::default(), &NoProgress).await;
+    src.client.delete_object().bucket(&src.name).key("doc").send().await.unwrap();
+    let keep = Options { deletes: false, ..Options::default() };
+    let kept = replicate_once("assets", &src, std::slice::from_ref(&dst), &*state, &keep, &NoProgress).await;
+    assert_eq!((kept.deleted, kept.conflicts.len()), (0, 0), "deletes: keep");
+    assert_eq!(keys(&dst).await, ["doc"]);
+    let gone =
+        replicate_once("assets", &src, std::slice::from_ref(&dst), &*state, &Options::default(), &NoProgress).await;
+    assert_eq!(gone.deleted, 1);
+    assert!(keys(&dst).await.is_empty(), "the current version is gone");
+    let versions = dst.client.list_object_versions().bucket(&dst.name).send().await.unwrap();
+    assert_eq!(versions.versions().len(), 1, "the old version is kept");
+    assert_eq!(versions.delete_markers().len(), 1, "behind a delete marker");
 }

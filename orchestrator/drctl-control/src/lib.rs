@@ -28,6 +28,9 @@ pub enum Error {
     /// The journal holds something this drctl cannot read back.
     #[error("execution {execution}: the journal is damaged: {why}")]
     CorruptJournal { execution: String, why: String },
+    /// An AWS call failed while acting (not the caller's fault).
+    #[error(transparent)]
+    Aws(#[from] drctl_aws::Error),
     /// The engine stopped an execution before its end.
     #[error("execution {execution}: {source}")]
     Engine { execution: String, source: drctl_engine::Error },

@@ -47,6 +47,7 @@ pub async fn run_once(
             concurrency: r.concurrency,
             sse: r.sse.clone(),
             kms_key_id: r.kms_key_id.clone(),
+            deletes: r.deletes_replicate,
             ..Options::default()
         })
         .unwrap_or_default();
@@ -88,4 +89,106 @@ pub async fn run_scheduled(
         report(&topo.entity(id).name, &result);
     })
     .await;
+}
+
+/// What an operator does with a conflict (an object replication would not
+/// overwrite or delete, because it may be the only copy of a write).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// Leave it as it is; replication stops reporting it while it is unchanged.
+    Keep,
+    /// Let replication replace or delete it on the next pass.
+    Discard,
+    /// Copy it into the primary under `drctl-conflicts/ZONE/KEY` (so it is
+    /// replicated everywhere, under another name), then discard it.
+    CopyAside,
+}
+
+/// The key a conflicting object is copied aside to.
+pub fn aside_key(zone: &str, key: &str) -> String {
+    format!("drctl-conflicts/{zone}/{key}")
+}
+
+/// Resolves one conflict, written to the audit log before it acts.
+#[allow(clippy::too_many_arguments)]
+pub async fn resolve(
+    clients: &Clients,
+    topo: &Topology,
+    state: &State,
+    name: &str,
+    zone: &str,
+    key: &str,
+    how: Resolution,
+    who: &crate::declare::Actor,
+) -> Result<String, Error> {
+    let id = selected(topo, &[name.to_string()])?[0];
+    let EntitySpec::Datastore(ds) = &topo.entity(id).spec else { unreachable!("selected returns datastores") };
+    let mut all = buckets(clients, topo, ds).await;
+    let moved_to = state.placements()?.into_iter().find(|(d, _)| d == name).map(|(_, z)| z);
+    crate::live::primary_first(&mut all, moved_to.as_deref());
+    let Some((primary, _)) = all.split_first() else {
+        return Err(Error::BadRequest(format!("`{name}` has no buckets")));
+    };
+    let bucket = all
+        .iter()
+        .find(|b| b.zone == zone)
+        .ok_or_else(|| Error::BadRequest(format!("`{name}` has no bucket in zone `{zone}`")))?;
+    if bucket.zone == primary.zone {
+        return Err(Error::BadRequest(format!(
+            "{zone} holds the primary bucket of `{name}`: its objects are not in conflict"
+        )));
+    }
+    let head = bucket
+        .client
+        .head_object()
+        .bucket(&bucket.name)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| Error::BadRequest(format!("{key} in {} ({zone}): {}", bucket.name, drctl_aws::explain(&e))))?;
+    let etag = head.e_tag().unwrap_or_default().trim_matches('"').to_string();
+    let word = match how {
+        Resolution::Keep => "keep",
+        Resolution::Discard => "discard",
+        Resolution::CopyAside => "copy-aside",
+    };
+    crate::declare::audit(
+        state,
+        who,
+        "replicate.resolve",
+        &format!("{name} {zone} {key}"),
+        &serde_json::json!({ "datastore": name, "zone": zone, "key": key, "etag": etag, "resolution": word }),
+    )?;
+    let discard = |state: &State| {
+        state.record_replicated(
+            name,
+            &[drctl_state::ReplicatedObject {
+                zone: zone.to_string(),
+                key: key.to_string(),
+                etag: etag.clone(),
+                source_etag: etag.clone(),
+                kept: false,
+            }],
+        )
+    };
+    Ok(match how {
+        Resolution::Keep => {
+            state.keep_replicated(name, zone, key, &etag)?;
+            format!("kept {key} in {zone} as it is; replication leaves it alone while it is unchanged")
+        }
+        Resolution::Discard => {
+            discard(state)?;
+            format!("discarded {key} in {zone}: the next pass replaces or deletes it")
+        }
+        Resolution::CopyAside => {
+            let aside = aside_key(zone, key);
+            let bytes = s3::get_bytes(bucket, key).await?;
+            s3::put_bytes(primary, &aside, bytes).await?;
+            discard(state)?;
+            format!(
+                "copied {key} from {zone} into the primary ({}) as {aside}; the next pass replaces or deletes the original",
+                primary.zone
+            )
+        }
+    })
 }

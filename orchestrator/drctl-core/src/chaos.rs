@@ -309,7 +309,7 @@ declare: sometimes
         let got: Vec<String> = errs.iter().map(|d| format!("{}:{} {}", d.pos.line, d.pos.col, d.message)).collect();
         assert_eq!(got.len(), 5, "{got:#?}");
         assert!(got[0].starts_with("3:13 fault kind `zone-outag` is not known"), "{got:#?}");
-        assert_eq!(errs[0].hint.as_deref(), Some("did you mean `zone-outage`? (one of: zone-outage, process-kill, latency, packet-loss, reset, replication-pause, s3-errors)"));
+        assert_eq!(errs[0].hint.as_deref(), Some("did you mean `zone-outage`? (one of: zone-outage, zone-partition, process-kill, latency, packet-loss, reset, replication-pause, s3-errors)"));
         assert!(got[1].starts_with("4:44 `rate` `140%` is not a share"), "{got:#?}");
         assert!(got[2].starts_with("5:5 this fault starts after the experiment ends"), "{got:#?}");
         assert!(got[3].contains("exactly one of `rpo_above` or `rto_above`"), "{got:#?}");

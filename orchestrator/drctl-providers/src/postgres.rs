@@ -419,7 +419,14 @@ async fn write_server_file(client: &Client, path: &str, text: &str) -> Result<()
     while text.contains(&format!("${tag}$")) || path.contains(&format!("${tag}$")) {
         tag.push('x');
     }
-    let body = text.trim_end_matches('\n');
+    // CSV writes an empty line as `""`: a blank line becomes one space
+    // (still blank to every config parser).
+    let body = text
+        .trim_end_matches('\n')
+        .split('\n')
+        .map(|l| if l.is_empty() { " " } else { l })
+        .collect::<Vec<_>>()
+        .join("\n");
     client
         .batch_execute(&format!(
             "COPY (SELECT line FROM regexp_split_to_table(${tag}${body}${tag}$, E'\\n') WITH ORDINALITY AS t(line, n) ORDER BY n) \

@@ -142,8 +142,15 @@ async fn no_client_can_write_past_the_fence_whatever_it_sets() {
     let before = connect(&pg.primary_url(), Duration::from_secs(5)).await.unwrap();
     before.batch_execute("CREATE TABLE orders (id int)").await.unwrap();
 
+    let hba = pg.dir.join("primary/pg_hba.conf");
+    let original = std::fs::read_to_string(&hba).unwrap();
     let fenced = fence(&pg.primary_url(), "test", Duration::from_secs(5)).await.unwrap();
     let Fenced::Closed { ended, .. } = fenced else { panic!("not closed: {fenced:?}") };
+    // The original is kept, line for line, to lift the fence by hand if ever needed.
+    let kept = std::fs::read_to_string(pg.dir.join("primary/pg_hba.conf.drctl-unfenced")).unwrap();
+    let lines = |t: &str| t.lines().map(|l| l.trim().to_string()).collect::<Vec<_>>();
+    assert_eq!(lines(&kept), lines(&original));
+    assert!(std::fs::read_to_string(&hba).unwrap().starts_with("# drctl fence: test"));
     assert!(ended >= 1, "the session opened before the fence was ended");
     assert!(before.batch_execute("INSERT INTO orders VALUES (1)").await.is_err(), "an old session wrote");
 

@@ -237,6 +237,17 @@ const MIGRATIONS: &[&str] = &[
         lag_s REAL
      );
      CREATE INDEX replica_samples_by_member ON replica_samples (datastore, zone, at_ms);",
+    // 5: S3 objects replication accounts for, per zone (SPEC §6a, nothing
+    // lost in S3): what it never wrote or copied is never overwritten.
+    "CREATE TABLE replicated_objects (
+        datastore TEXT NOT NULL,
+        zone TEXT NOT NULL,
+        key TEXT NOT NULL,
+        etag TEXT NOT NULL,
+        source_etag TEXT NOT NULL,
+        kept INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (datastore, zone, key)
+     );",
 ];
 
 /// One RPO measurement of one datastore.
@@ -272,7 +283,7 @@ pub mod controller;
 pub mod journal;
 pub mod store;
 
-pub use store::{Approval, Claim, Controller, Journal, Samples, State, Store};
+pub use store::{Approval, Claim, Controller, Journal, ReplicatedObject, Samples, State, Store};
 
 /// The embedded SQLite backend of [`Store`].
 pub struct Sqlite {
@@ -482,6 +493,61 @@ impl Samples for Sqlite {
         self.conn().execute(
             "INSERT OR REPLACE INTO multipart_parts (datastore, replica_zone, key, part_number, etag) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![datastore, zone, key, part, etag],
+        )?;
+        Ok(())
+    }
+
+    fn record_replicated(&self, datastore: &str, rows: &[ReplicatedObject]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO replicated_objects (datastore, zone, key, etag, source_etag, kept) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (datastore, zone, key) DO UPDATE
+                 SET etag = excluded.etag, source_etag = excluded.source_etag, kept = excluded.kept",
+            )?;
+            for r in rows {
+                stmt.execute(params![datastore, r.zone, r.key, r.etag, r.source_etag, r.kept])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn replicated(&self, datastore: &str, zone: &str) -> Result<std::collections::HashMap<String, ReplicatedObject>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT key, etag, source_etag, kept FROM replicated_objects WHERE datastore = ?1 AND zone = ?2",
+        )?;
+        let rows = stmt.query_map(params![datastore, zone], |r| {
+            let key: String = r.get(0)?;
+            Ok((
+                key.clone(),
+                ReplicatedObject {
+                    zone: zone.to_string(),
+                    key,
+                    etag: r.get(1)?,
+                    source_etag: r.get(2)?,
+                    kept: r.get(3)?,
+                },
+            ))
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    fn forget_replicated(&self, datastore: &str, zone: &str, key: &str) -> Result<()> {
+        self.conn().execute(
+            "DELETE FROM replicated_objects WHERE datastore = ?1 AND zone = ?2 AND key = ?3",
+            params![datastore, zone, key],
+        )?;
+        Ok(())
+    }
+
+    fn keep_replicated(&self, datastore: &str, zone: &str, key: &str, etag: &str) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO replicated_objects (datastore, zone, key, etag, source_etag, kept) VALUES (?1, ?2, ?3, ?4, ?4, 1)
+             ON CONFLICT (datastore, zone, key) DO UPDATE SET etag = excluded.etag, kept = 1",
+            params![datastore, zone, key, etag],
         )?;
         Ok(())
     }

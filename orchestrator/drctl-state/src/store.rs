@@ -20,6 +20,19 @@ use crate::{MultipartCheckpoint, Result, RpoSample, RunTotals};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+/// An object replication accounts for in one zone's bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicatedObject {
+    pub zone: String,
+    pub key: String,
+    /// The object's ETag in that bucket.
+    pub etag: String,
+    /// The ETag of the source it is a copy of.
+    pub source_etag: String,
+    /// An operator kept it as it is, in a conflict: left alone, not reported.
+    pub kept: bool,
+}
+
 /// A commander's decision on a waiting step.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Approval {
@@ -218,6 +231,24 @@ pub trait Samples: Send + Sync {
     fn record_part(&self, datastore: &str, zone: &str, key: &str, part: i32, etag: &str) -> Result<()>;
 
     fn clear_multipart(&self, datastore: &str, zone: &str, key: &str) -> Result<()>;
+
+    /// Records objects replication accounts for, one row per (zone, key):
+    /// the ETag of the object drctl copied into that zone's bucket, or
+    /// copied out of it, and the source ETag it is a copy of (equal, but for
+    /// SSE-KMS, whose ETags are not digests). An object in a bucket that no
+    /// row accounts for was written there and never replicated:
+    /// replication never overwrites or deletes it.
+    fn record_replicated(&self, datastore: &str, rows: &[ReplicatedObject]) -> Result<()>;
+
+    /// What replication accounts for in one zone's bucket, by key.
+    fn replicated(&self, datastore: &str, zone: &str) -> Result<std::collections::HashMap<String, ReplicatedObject>>;
+
+    /// Forgets one object (replication deleted it).
+    fn forget_replicated(&self, datastore: &str, zone: &str, key: &str) -> Result<()>;
+
+    /// Marks a conflicting object as kept: replication leaves it alone
+    /// while it has this ETag, and stops reporting it.
+    fn keep_replicated(&self, datastore: &str, zone: &str, key: &str, etag: &str) -> Result<()>;
 }
 
 /// Everything a state backend stores; see the module documentation.

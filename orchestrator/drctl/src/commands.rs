@@ -53,12 +53,27 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             let topo = drctl_core::load(&path).topology;
             crate::execute::show(topo.as_ref(), &*state, &id, output == Output::Json, &style)
         }
-        Command::Replicate { file, once, names, output } => {
+        Command::Replicate { file, once, names, resolve, zone, resolution, output } => {
             let topo = load(&file.path, &style)?;
             let wiring = ctx.wiring(&file.path);
             let state = open_state(&wiring.state_url)?;
             let clients = context::clients(&wiring);
-            runtime()?.block_on(crate::live::replicate(&clients, &topo, &*state, &names, once, output == Output::Json))
+            match (resolve, zone, resolution) {
+                (Some(key), Some(zone), Some(how)) => {
+                    let [name] = names.as_slice() else {
+                        return Err(Failure::bad_input("--resolve takes exactly one datastore NAME"));
+                    };
+                    runtime()?.block_on(crate::live::resolve(&clients, &topo, &*state, name, &zone, &key, how))
+                }
+                _ => runtime()?.block_on(crate::live::replicate(
+                    &clients,
+                    &topo,
+                    &*state,
+                    &names,
+                    once,
+                    output == Output::Json,
+                )),
+            }
         }
         Command::Validate { file, output } => validate(&file.path, output, &style),
         Command::Plan { file, scope, parallel, output } => {

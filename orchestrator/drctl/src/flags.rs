@@ -87,6 +87,16 @@ pub enum Command {
         /// Only these datastores (default: every `by: drctl` one).
         #[arg(value_name = "NAME")]
         names: Vec<String>,
+        /// Resolve a conflict instead (one datastore NAME): the key of the object replication left alone.
+        #[arg(long, value_name = "KEY", requires = "zone", requires = "resolution")]
+        resolve: Option<String>,
+        /// The zone of the conflicting object's bucket (with --resolve).
+        #[arg(long, value_name = "ZONE")]
+        zone: Option<String>,
+        /// How to resolve it: keep it as it is (replication leaves it alone), discard it (the next pass
+        /// replaces or deletes it), or copy it aside into the primary under drctl-conflicts/ZONE/KEY, then discard it.
+        #[arg(long, value_enum, value_name = "HOW")]
+        resolution: Option<Resolution>,
         /// Text for people, JSON for scripts.
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
@@ -350,6 +360,14 @@ pub enum LabCommand {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+}
+
+/// What to do with an object replication would not overwrite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Resolution {
+    Keep,
+    Discard,
+    CopyAside,
 }
 
 #[derive(Debug, Subcommand)]

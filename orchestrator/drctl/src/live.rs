@@ -188,6 +188,7 @@ pub async fn replicate(
         let mut any_failed = false;
         let mut per = Vec::new();
         let mut total = drctl_state::RunTotals::default();
+        let (mut deleted, mut conflicts) = (0u64, Vec::new());
         for &id in &ids {
             let name = &topo.entity(id).name;
             let progress = if json { Bar(None) } else { bar() };
@@ -202,14 +203,24 @@ pub async fn replicate(
             total.bytes += s.totals.bytes;
             total.skipped += s.totals.skipped;
             total.failed += s.totals.failed;
+            deleted += s.deleted;
+            conflicts.extend(s.conflicts.iter().cloned());
             if !json {
                 println!(
-                    "{name}: copied {} ({}), skipped {} unchanged, failed {}",
+                    "{name}: copied {} ({}), deleted {}, skipped {} unchanged, failed {}, conflicts {}",
                     s.totals.copied,
                     human_bytes(s.totals.bytes),
+                    s.deleted,
                     s.totals.skipped,
-                    s.totals.failed
+                    s.totals.failed,
+                    s.conflicts.len()
                 );
+                for c in &s.conflicts {
+                    println!(
+                        "  ! {} in {}: {} (kept; `drctl replicate {name} --resolve {} --zone {} --keep|--discard|--copy-aside`)",
+                        c.key, c.zone, c.reason, c.key, c.zone
+                    );
+                }
                 for f in &s.failures {
                     println!("  ✗ {} → {}: {}", f.key, f.replica_zone, f.error);
                 }
@@ -219,18 +230,45 @@ pub async fn replicate(
             }
             per.push(serde_json::json!({
                 "name": name, "copied": s.totals.copied, "bytes": s.totals.bytes, "skipped": s.totals.skipped,
-                "failed": s.totals.failed, "failures": s.failures, "errors": s.errors,
+                "deleted": s.deleted, "failed": s.totals.failed, "failures": s.failures, "errors": s.errors,
+                "conflicts": s.conflicts,
             }));
         }
         if json {
             let out = serde_json::json!({
-                "copied": total.copied, "bytes": total.bytes, "skipped": total.skipped, "failed": total.failed, "datastores": per,
+                "copied": total.copied, "bytes": total.bytes, "skipped": total.skipped, "deleted": deleted,
+                "failed": total.failed, "conflicts": conflicts, "datastores": per,
             });
             println!("{}", serde_json::to_string_pretty(&out).map_err(anyhow::Error::from)?);
         }
         return Ok(if any_failed { Outcome::Failed } else { Outcome::Done });
     }
     scheduled(clients, topo, state, &ids).await
+}
+
+/// Resolves one conflict replication reported; audited.
+pub async fn resolve(
+    clients: &Clients,
+    topo: &Topology,
+    state: &State,
+    name: &str,
+    zone: &str,
+    key: &str,
+    how: crate::flags::Resolution,
+) -> Result<Outcome, Failure> {
+    use crate::flags::Resolution as R;
+    let how = match how {
+        R::Keep => replicate::Resolution::Keep,
+        R::Discard => replicate::Resolution::Discard,
+        R::CopyAside => replicate::Resolution::CopyAside,
+    };
+    let who = drctl_control::declare::Actor::cli();
+    let done = replicate::resolve(clients, topo, state, name, zone, key, how, &who).await.map_err(|e| match e {
+        drctl_control::Error::BadRequest(m) => Failure::bad_input(m),
+        other => Failure::Runtime(other.into()),
+    })?;
+    println!("{done}");
+    Ok(Outcome::Done)
 }
 
 /// Runs each datastore on its schedule until Ctrl-C.

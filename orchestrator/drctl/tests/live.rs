@@ -14,7 +14,12 @@ struct Env {
 
 impl Env {
     fn new() -> Env {
-        let dir = std::env::temp_dir().join(format!("drctl-live-{}", std::process::id()));
+        Self::named("")
+    }
+
+    /// A folder of its own (tests in one binary run at once).
+    fn named(tag: &str) -> Env {
+        let dir = std::env::temp_dir().join(format!("drctl-live-{tag}{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         Env { dir }
@@ -180,4 +185,84 @@ fn replicate_refuses_what_it_does_not_replicate() {
     let (code, _, err) = env.drctl(&["status", "-f", repo.to_str().unwrap(), "--state", "mysql://x"]);
     assert_eq!(code, 2);
     assert!(err.contains("use sqlite://PATH"), "{err}");
+}
+
+/// Through a failover and back, from the CLI: a write the old primary took
+/// and never replicated is reported as a conflict, not overwritten or
+/// deleted; an operator copies it aside into the new primary (audited),
+/// and the next pass replicates the copy and tidies the original.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_conflict_after_a_failover_is_reported_and_resolved_by_copying_it_aside() {
+    let moto = Moto::start();
+    let env = Env::named("conflict-");
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .credentials_provider(aws_credential_types::Credentials::new("testing", "testing", None, None, "tests"))
+        .region(aws_config::Region::new("us-east-1"))
+        .load()
+        .await;
+    let mk = |zone: &str, name: &str| Bucket {
+        zone: zone.into(),
+        name: name.into(),
+        endpoint: Some(moto.endpoint()),
+        client: client_for(&sdk, Some(&moto.endpoint()), None),
+    };
+    let (az1, az2) = (mk("az1", "cf-assets-az1"), mk("az2", "cf-assets-az2"));
+    for b in [&az1, &az2] {
+        b.client.create_bucket().bucket(&b.name).send().await.unwrap();
+    }
+    std::fs::write(
+        env.dir.join("drctl.yaml"),
+        format!(
+            "version: 1
+zones:
+  - {{ name: az1, region: us-east-1, aws_zone: us-east-1a }}
+  - {{ name: az2, region: us-east-1, aws_zone: us-east-1b }}
+datastores:
+  - name: assets
+    kind: s3
+    endpoint: \"{}\"
+    primary: {{ zone: az1, bucket: cf-assets-az1 }}
+    replicas: [ {{ zone: az2, bucket: cf-assets-az2 }} ]
+    replication: {{ by: drctl, every: 1m }}
+",
+            moto.endpoint()
+        ),
+    )
+    .unwrap();
+    s3::put_bytes(&az1, "orders/1.json", b"replicated".to_vec()).await.unwrap();
+    let (code, first) = env.json(&["replicate", "--once", "--output", "json"]);
+    assert_eq!((code, first["copied"].as_u64()), (0, Some(1)), "{first}");
+    // az1 takes a write that never leaves it, then assets fails over to az2.
+    s3::put_bytes(&az1, "orders/2.json", b"the only copy".to_vec()).await.unwrap();
+    let (code, out, err) = env.drctl(&["declare", "--target", "assets", "--reason", "az1 lost", "--yes"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+
+    let (code, back) = env.json(&["replicate", "--once", "--output", "json"]);
+    assert_eq!(code, 0, "{back}");
+    let conflicts = back["conflicts"].as_array().unwrap();
+    assert_eq!(conflicts.len(), 1, "{back}");
+    assert_eq!((conflicts[0]["datastore"].as_str(), conflicts[0]["zone"].as_str()), (Some("assets"), Some("az1")));
+    assert_eq!(conflicts[0]["key"], "orders/2.json");
+    assert!(conflicts[0]["reason"].as_str().unwrap().contains("never replicated"), "{back}");
+    assert_eq!(s3::get_bytes(&az1, "orders/2.json").await.unwrap(), b"the only copy", "kept");
+
+    let (code, out, err) = env.drctl(&[
+        "replicate",
+        "assets",
+        "--resolve",
+        "orders/2.json",
+        "--zone",
+        "az1",
+        "--resolution",
+        "copy-aside",
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(s3::get_bytes(&az2, "drctl-conflicts/az1/orders/2.json").await.unwrap(), b"the only copy");
+    let (code, after) = env.json(&["replicate", "--once", "--output", "json"]);
+    assert_eq!(code, 0, "{after}");
+    assert!(after["conflicts"].as_array().unwrap().is_empty(), "{after}");
+    assert_eq!((after["copied"].as_u64(), after["deleted"].as_u64()), (Some(1), Some(1)), "{after}");
+    assert_eq!(s3::get_bytes(&az1, "drctl-conflicts/az1/orders/2.json").await.unwrap(), b"the only copy");
+    let (_, audit, _) = env.drctl(&["audit", "list", "--output", "json"]);
+    assert!(audit.contains("replicate.resolve"), "{audit}");
 }

@@ -271,6 +271,9 @@ pub struct Replication {
     pub concurrency: usize,
     pub sse: Option<String>,
     pub kms_key_id: Option<String>,
+    /// `deletes: replicate` (the default): a delete on the primary reaches
+    /// every replica on the next pass; `keep` leaves replicas' copies.
+    pub deletes_replicate: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -78,6 +78,7 @@ pub struct RawReplication {
     pub concurrency: Option<Spanned<u64>>,
     pub sse: Option<S>,
     pub kms_key_id: Option<S>,
+    pub deletes: Option<S>,
 }
 
 #[derive(Debug)]
@@ -281,7 +282,7 @@ fn decode_datastore(d: &mut Decoder, node: &Node) -> Option<RawDatastore> {
         f.get("failover").and_then(|n| decode_failover(d, n, &what, &["estimate", "max_lag", "catch_up", "runbook"]));
     let replication = f.get("replication").and_then(|n| {
         let rw = Of("the replication", &what);
-        let rf = d.fields(n, &rw, &["by", "every", "cron", "concurrency", "sse", "kms_key_id"])?;
+        let rf = d.fields(n, &rw, &["by", "every", "cron", "concurrency", "sse", "kms_key_id", "deletes"])?;
         Some(RawReplication {
             pos: n.pos,
             by: d.req_string(&rf, "by", &rw),
@@ -290,6 +291,7 @@ fn decode_datastore(d: &mut Decoder, node: &Node) -> Option<RawDatastore> {
             concurrency: rf.get("concurrency").and_then(|c| d.unsigned(c, &Field("concurrency", &rw))),
             sse: d.opt_string(&rf, "sse", &rw),
             kms_key_id: d.opt_string(&rf, "kms_key_id", &rw),
+            deletes: d.opt_string(&rf, "deletes", &rw),
         })
     });
     Some(RawDatastore {

@@ -543,12 +543,24 @@ impl Validator<'_> {
                 Some(c) => c.value as usize,
                 None => 16,
             };
+            let deletes_replicate = match &r.deletes {
+                None => true,
+                Some(v) if v.value == "replicate" => true,
+                Some(v) if v.value == "keep" => false,
+                Some(v) => {
+                    self.diags
+                        .error(Code::BadValue, v.pos, format!("`deletes: {}` is not known", v.value))
+                        .with_hint("`replicate` (a delete on the primary reaches the replicas) or `keep`");
+                    true
+                }
+            };
             Some(Replication {
                 by,
                 schedule,
                 concurrency,
                 sse,
                 kms_key_id: r.kms_key_id.as_ref().map(|k| k.value.clone()),
+                deletes_replicate,
             })
         });
         let failover = self.failover(ds.failover.as_ref(), kind.default_estimate(), &what);
