@@ -380,7 +380,7 @@ pub async fn replicate_once(
         // a closure over `&ObjectInfo` would make this future unusable in
         // `tokio::spawn` (a higher-ranked lifetime the compiler cannot prove).
         let (copied_ref, bytes_ref) = (&copied, &bytes);
-        let failures: Vec<Failure> = futures::stream::iter(todo.into_iter())
+        let failures: Vec<Failure> = futures::stream::iter(todo)
             .map(|obj: ObjectInfo| async move {
                 let (copied, bytes) = (copied_ref, bytes_ref);
                 let done = match copy_with_retry(datastore, primary, replica, &obj, state, options).await {
@@ -629,6 +629,21 @@ async fn copy_multipart(
                 .await;
             state.clear_multipart(datastore, &dst.zone, &obj.key)?;
             checkpoint = None;
+        }
+    }
+    if let Some(cp) = &checkpoint {
+        // S3 may have aborted the upload since (a lifecycle rule, an
+        // operator): its parts are gone, and resuming it would fail forever.
+        let alive =
+            dst.client.list_parts().bucket(&dst.name).key(&obj.key).upload_id(&cp.upload_id).max_parts(1).send().await;
+        if let Err(e) = alive {
+            let code =
+                e.as_service_error().and_then(|s| aws_sdk_s3::error::ProvideErrorMetadata::code(s).map(str::to_string));
+            if code.as_deref() == Some("NoSuchUpload") {
+                tracing::warn!(datastore, key = %obj.key, zone = %dst.zone, "the recorded multipart upload is gone; starting the copy again");
+                state.clear_multipart(datastore, &dst.zone, &obj.key)?;
+                checkpoint = None;
+            }
         }
     }
     let checkpoint = match checkpoint {

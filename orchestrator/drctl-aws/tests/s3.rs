@@ -435,3 +435,33 @@ async fn a_versioned_replica_keeps_the_old_version_behind_a_delete_marker() {
     assert_eq!(versions.versions().len(), 1, "the old version is kept");
     assert_eq!(versions.delete_markers().len(), 1, "behind a delete marker");
 }
+
+/// A recorded multipart upload that S3 aborted since (a lifecycle rule, an
+/// operator) is detected, forgotten, and the copy started again: it does
+/// not fail on every pass forever.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_multipart_upload_aborted_by_s3_is_detected_and_the_copy_restarted() {
+    let (moto_a, moto_b) = (Moto::start(), Moto::start());
+    let sdk = sdk().await;
+    let src = bucket(&sdk, &moto_a.endpoint(), "az1", "aborted-az1").await;
+    let dst = bucket(&sdk, &moto_b.endpoint(), "az2", "aborted-az2").await;
+    let part = 5 * 1024 * 1024;
+    let data = put_multipart(&src, "big.bin", 2 * part + 10, part).await;
+    let source_etag = etag(&src, "big.bin").await;
+    let state = State::in_memory().unwrap();
+    let up = dst.client.create_multipart_upload().bucket(&dst.name).key("big.bin").send().await.unwrap();
+    let upload_id = up.upload_id().unwrap().to_string();
+    let checkpoint = drctl_state::MultipartCheckpoint {
+        upload_id: upload_id.clone(),
+        source_etag: source_etag.trim_matches('"').to_string(),
+        part_size: part as u64,
+        parts: vec![(1, "\"not-a-real-part\"".into())],
+    };
+    state.start_multipart("big", "az2", "big.bin", &checkpoint).unwrap();
+    dst.client.abort_multipart_upload().bucket(&dst.name).key("big.bin").upload_id(&upload_id).send().await.unwrap();
+
+    let sum = replicate_once("big", &src, std::slice::from_ref(&dst), &*state, &Options::default(), &NoProgress).await;
+    assert_eq!((sum.totals.copied, sum.totals.failed), (1, 0), "{:?}", sum.failures);
+    assert_eq!(s3::get_bytes(&dst, "big.bin").await.unwrap(), data);
+    assert!(state.multipart_checkpoint("big", "az2", "big.bin").unwrap().is_none());
+}
