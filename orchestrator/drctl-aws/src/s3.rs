@@ -879,3 +879,131 @@ mod pass_tests {
         assert_eq!(plan.conflicts.iter().map(|(o, _)| o.key.as_str()).collect::<Vec<_>>(), ["copied"]);
     }
 }
+
+/// S3 native replication (`by: s3`) turned around after a failover: the new
+/// primary replicates into every other bucket (the former primary
+/// included), and the former primary's rules are disabled, so that writes
+/// flow from the bucket that takes them. The IAM role is the one the
+/// former primary's configuration used (or one already on the new primary).
+/// Verified by reading the configuration back. Idempotent.
+pub async fn turn_native_replication(new_primary: &Bucket, others: &[Bucket]) -> Result<String> {
+    use aws_sdk_s3::types::{
+        DeleteMarkerReplication, DeleteMarkerReplicationStatus, Destination, ReplicationConfiguration, ReplicationRule,
+        ReplicationRuleFilter, ReplicationRuleStatus,
+    };
+    let read = |b: &Bucket| {
+        let b = b.clone();
+        async move { b.client.get_bucket_replication().bucket(&b.name).send().await }
+    };
+    let mine = read(new_primary).await.ok().and_then(|o| o.replication_configuration);
+    let mut role = mine.as_ref().map(|c| c.role().to_string()).filter(|r| !r.is_empty());
+    let mut former = Vec::new();
+    for b in others {
+        if let Ok(out) = read(b).await {
+            if let Some(cfg) = out.replication_configuration {
+                role = role.or_else(|| Some(cfg.role().to_string()).filter(|r| !r.is_empty()));
+                former.push((b.clone(), cfg));
+            }
+        }
+    }
+    let role = role.ok_or_else(|| {
+        Error::Config(format!(
+            "no replication role to use: no bucket of the datastore has a readable replication configuration; give {} one (its rules may be disabled)",
+            new_primary.name
+        ))
+    })?;
+    let rules: Vec<ReplicationRule> = others
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            ReplicationRule::builder()
+                .id(format!("drctl-to-{}", b.name))
+                .priority(i as i32 + 1)
+                .status(ReplicationRuleStatus::Enabled)
+                .filter(ReplicationRuleFilter::builder().prefix("").build())
+                .delete_marker_replication(
+                    DeleteMarkerReplication::builder().status(DeleteMarkerReplicationStatus::Enabled).build(),
+                )
+                .destination(
+                    Destination::builder()
+                        .bucket(format!("arn:aws:s3:::{}", b.name))
+                        .build()
+                        .map_err(|e| Error::Config(format!("a replication destination for {}: {e}", b.name)))?,
+                )
+                .build()
+                .map_err(|e| Error::Config(format!("a replication rule for {}: {e}", b.name)))
+        })
+        .collect::<Result<_>>()?;
+    let cfg = ReplicationConfiguration::builder()
+        .role(&role)
+        .set_rules(Some(rules))
+        .build()
+        .map_err(|e| Error::Config(format!("the replication configuration: {e}")))?;
+    new_primary
+        .client
+        .put_bucket_replication()
+        .bucket(&new_primary.name)
+        .replication_configuration(cfg)
+        .send()
+        .await
+        .map_err(|e| api_error(format!("configuring replication from {} ({})", new_primary.name, new_primary.zone), &e))?;
+    // The former primaries stop replicating into what is now the primary.
+    let mut disabled = Vec::new();
+    for (b, cfg) in former.into_iter().filter(|(b, _)| b.name != new_primary.name) {
+        if cfg.rules().iter().all(|r| r.status() == &ReplicationRuleStatus::Disabled) {
+            continue;
+        }
+        let rules: Vec<ReplicationRule> = cfg
+            .rules()
+            .iter()
+            .map(|r| {
+                ReplicationRule::builder()
+                    .set_id(r.id().map(str::to_string))
+                    .set_priority(r.priority())
+                    .set_filter(r.filter().cloned())
+                    .set_delete_marker_replication(r.delete_marker_replication().cloned())
+                    .set_destination(r.destination().cloned())
+                    .status(ReplicationRuleStatus::Disabled)
+                    .build()
+                    .map_err(|e| Error::Config(format!("a replication rule of {}: {e}", b.name)))
+            })
+            .collect::<Result<_>>()?;
+        let off = ReplicationConfiguration::builder()
+            .role(cfg.role())
+            .set_rules(Some(rules))
+            .build()
+            .map_err(|e| Error::Config(format!("the replication configuration of {}: {e}", b.name)))?;
+        b.client
+            .put_bucket_replication()
+            .bucket(&b.name)
+            .replication_configuration(off)
+            .send()
+            .await
+            .map_err(|e| api_error(format!("disabling replication from {} ({})", b.name, b.zone), &e))?;
+        disabled.push(b.name.clone());
+    }
+    // Verified: read back.
+    let now = read(new_primary)
+        .await
+        .map_err(|e| api_error(format!("reading back the replication of {}", new_primary.name), &e))?;
+    let enabled: Vec<String> = now
+        .replication_configuration
+        .iter()
+        .flat_map(|c| c.rules())
+        .filter(|r| r.status() == &ReplicationRuleStatus::Enabled)
+        .filter_map(|r| r.destination().map(|d| d.bucket().trim_start_matches("arn:aws:s3:::").to_string()))
+        .collect();
+    let missing: Vec<&str> =
+        others.iter().map(|b| b.name.as_str()).filter(|n| !enabled.iter().any(|e| e == n)).collect();
+    if !missing.is_empty() {
+        return Err(Error::Verify {
+            key: new_primary.name.clone(),
+            why: format!("replication into {} is not enabled after configuring it", missing.join(", ")),
+        });
+    }
+    let mut note = format!("native replication now runs from {} into {}", new_primary.name, enabled.join(", "));
+    if !disabled.is_empty() {
+        note.push_str(&format!("; disabled on {}", disabled.join(", ")));
+    }
+    Ok(note)
+}

@@ -418,8 +418,20 @@ impl Actions for RealActions {
                     if !ds.primary.iter().chain(&ds.replicas).any(|m| self.topo.zones[m.zone].name == to) {
                         return Err(ActionError::Fatal(format!("{name} has no bucket in {to}")));
                     }
+                    let native =
+                        ds.replication.as_ref().is_some_and(|r| r.by == drctl_core::topology::ReplicationBy::S3);
+                    let note = if native {
+                        // S3 replicates by itself: turn its rules around, verified.
+                        let all = crate::live::buckets(&self.clients, &self.topo, ds).await;
+                        let (new, others): (Vec<_>, Vec<_>) = all.into_iter().partition(|b| b.zone == to);
+                        let new =
+                            new.first().ok_or_else(|| ActionError::Fatal(format!("{name} has no bucket in {to}")))?;
+                        drctl_aws::s3::turn_native_replication(new, &others).await.map_err(aws_error)?
+                    } else {
+                        "replication copies from it".to_string()
+                    };
                     self.state.set_placement(name, to).map_err(|e| ActionError::Transient(e.to_string()))?;
-                    Ok(Some(format!("the bucket in {to} is now the primary; replication copies from it")))
+                    Ok(Some(format!("the bucket in {to} is now the primary; {note}")))
                 }
                 Action::Route53Upsert => {
                     let zone_id =

@@ -106,16 +106,16 @@ pub(crate) async fn aws_preflight(
             (Action::S3PromoteReplica, Some(EntitySpec::Datastore(d))) => {
                 let to = s.to_zone.as_deref().unwrap_or_default();
                 let buckets = crate::live::buckets(clients, topo, d).await;
+                let native = d.replication.as_ref().is_some_and(|r| r.by == drctl_core::topology::ReplicationBy::S3);
                 Some(match buckets.iter().find(|b| b.zone == to) {
                     None => Err(format!("no bucket in {to}")),
-                    Some(b) => b
-                        .client
-                        .head_bucket()
-                        .bucket(&b.name)
-                        .send()
-                        .await
-                        .map(|_| format!("bucket {} answers", b.name))
-                        .map_err(|e| format!("bucket {}: {}", b.name, drctl_aws::explain(&e))),
+                    Some(b) => match b.client.head_bucket().bucket(&b.name).send().await {
+                        Err(e) => Err(format!("bucket {}: {}", b.name, drctl_aws::explain(&e))),
+                        Ok(_) if !native => Ok(format!("bucket {} answers", b.name)),
+                        // Native replication needs versioning on the new primary,
+                        // and a role, read from a replication configuration.
+                        Ok(_) => native_turnaround_check(b, &buckets).await,
+                    },
                 })
             }
             (Action::Route53Upsert | Action::Route53Failover, _) => {
@@ -234,4 +234,46 @@ pub(crate) async fn rds_lag(
         Err(e) if !force => (false, format!("cannot read the lag of {instance} ({e}): --force to promote anyway")),
         Err(e) => (true, format!("cannot read the lag of {instance} ({e}); --force")),
     }
+}
+
+/// Whether native S3 replication can be turned around onto `new`: it is
+/// versioned (S3 replicates only from versioned buckets), and some bucket of
+/// the datastore has a replication configuration drctl can read (its role).
+async fn native_turnaround_check(new: &drctl_aws::s3::Bucket, all: &[drctl_aws::s3::Bucket]) -> Result<String, String> {
+    // A bucket never versioned answers an empty configuration, which some
+    // endpoints send in a shape the SDK does not read: that is "not versioned" too.
+    // (moto 5.2 answers under another XML root element, which the SDK
+    // refuses to decode: the answer's status is read from the body then.)
+    let status = match new.client.get_bucket_versioning().bucket(&new.name).send().await {
+        Ok(v) => v.status().map(|s| s.as_str().to_string()),
+        Err(e) => {
+            let body = e.raw_response().and_then(|r| r.body().bytes()).map(String::from_utf8_lossy).unwrap_or_default();
+            if body.contains("<Status>Enabled</Status>") {
+                Some("Enabled".to_string())
+            } else {
+                Some(format!("unreadable: {}", drctl_aws::explain(&e)))
+            }
+        }
+    };
+    if status.as_deref() != Some("Enabled") {
+        return Err(format!(
+            "{} is not versioned ({}): S3 cannot replicate from it; enable versioning before failing over to it",
+            new.name,
+            status.unwrap_or_else(|| "never enabled".into())
+        ));
+    }
+    for b in all {
+        if let Ok(out) = b.client.get_bucket_replication().bucket(&b.name).send().await {
+            if let Some(role) = out.replication_configuration().map(|c| c.role()).filter(|r| !r.is_empty()) {
+                return Ok(format!(
+                    "{} is versioned; native replication will be turned around with role {role}",
+                    new.name
+                ));
+            }
+        }
+    }
+    Err(format!(
+        "no bucket of the datastore has a replication configuration drctl can read (s3:GetReplicationConfiguration), so native replication cannot be turned around onto {}",
+        new.name
+    ))
 }

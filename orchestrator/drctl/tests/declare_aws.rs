@@ -310,3 +310,95 @@ datastores:
     assert_eq!(code, 0, "{out}\n{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `by: s3`: promoting a replica turns S3's own replication around (the
+/// new primary replicates into the former one, the former's rules are
+/// disabled), verified; a new primary that is not versioned is refused
+/// before anything changes.
+#[tokio::test(flavor = "multi_thread")]
+async fn native_s3_replication_is_turned_around_by_the_failover() {
+    use aws_sdk_s3::types::{
+        BucketVersioningStatus, Destination, ReplicationConfiguration, ReplicationRule, ReplicationRuleFilter,
+        ReplicationRuleStatus, VersioningConfiguration,
+    };
+    let moto = Moto::start();
+    let sdk = sdk(&moto.endpoint()).await;
+    let s3c = client_for(&sdk, Some(&moto.endpoint()), None);
+    for b in ["native-az1", "native-az2"] {
+        s3c.create_bucket().bucket(b).send().await.unwrap();
+    }
+    let versioned = |b: &'static str| {
+        let s3c = s3c.clone();
+        async move {
+            s3c.put_bucket_versioning()
+                .bucket(b)
+                .versioning_configuration(
+                    VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build(),
+                )
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    versioned("native-az1").await;
+    let rule = ReplicationRule::builder()
+        .id("to-az2")
+        .priority(1)
+        .status(ReplicationRuleStatus::Enabled)
+        .filter(ReplicationRuleFilter::builder().prefix("").build())
+        .destination(Destination::builder().bucket("arn:aws:s3:::native-az2").build().unwrap())
+        .build()
+        .unwrap();
+    let role = "arn:aws:iam::123456789012:role/s3-replication";
+    s3c.put_bucket_replication()
+        .bucket("native-az1")
+        .replication_configuration(ReplicationConfiguration::builder().role(role).rules(rule).build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("drctl-native-s3-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("drctl.yaml"),
+        format!(
+            "version: 1
+zones:
+  - {{ name: az1, region: us-east-1, aws_zone: us-east-1a }}
+  - {{ name: az2, region: us-east-1, aws_zone: us-east-1b }}
+datastores:
+  - name: assets
+    kind: s3
+    endpoint: \"{}\"
+    primary: {{ zone: az1, bucket: native-az1 }}
+    replicas: [ {{ zone: az2, bucket: native-az2 }} ]
+    replication: {{ by: s3 }}
+",
+            moto.endpoint()
+        ),
+    )
+    .unwrap();
+    let drctl = |args: &[&str]| run_drctl(&dir, &moto, args);
+    let (code, out, _) = drctl(&["declare", "--target", "assets", "--reason", "az1 lost", "--yes"]);
+    assert_eq!(code, 1, "az2 is not versioned: refused: {out}");
+    assert!(out.contains("native-az2 is not versioned"), "{out}");
+
+    versioned("native-az2").await;
+    let (code, out, err) = drctl(&["declare", "--target", "assets", "--reason", "az1 lost", "--yes"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains(&format!("turned around with role {role}")), "{out}");
+    let id = out.lines().next().unwrap().trim();
+    let (_, show, _) = drctl(&["show", id, "--output", "json"]);
+    assert!(show.contains("native replication now runs from native-az2 into native-az1"), "{show}");
+    let now = s3c.get_bucket_replication().bucket("native-az2").send().await.unwrap();
+    let cfg = now.replication_configuration().unwrap();
+    assert_eq!(cfg.role(), role);
+    let to_az1 = cfg.rules().iter().find(|r| r.destination().map(|d| d.bucket()) == Some("arn:aws:s3:::native-az1"));
+    assert_eq!(to_az1.map(|r| r.status().clone()), Some(ReplicationRuleStatus::Enabled), "{cfg:?}");
+    let old = s3c.get_bucket_replication().bucket("native-az1").send().await.unwrap();
+    assert!(
+        old.replication_configuration().unwrap().rules().iter().all(|r| r.status() == &ReplicationRuleStatus::Disabled),
+        "the former primary no longer replicates into the new one"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
