@@ -249,6 +249,9 @@ pub struct Summary {
     pub conflicts: Vec<Conflict>,
     /// Replicas that could not be worked on at all (listing failed, ...).
     pub errors: Vec<String>,
+    /// Per copied object: seconds from its write on the primary to its
+    /// verified copy (the replication lag, for the histogram on /metrics).
+    pub lags_s: Vec<f64>,
 }
 
 /// What one pass does to one replica, decided from the listings and what
@@ -394,19 +397,28 @@ pub async fn replicate_once(
                         copied.fetch_add(1, Ordering::Relaxed);
                         bytes.fetch_add(obj.size, Ordering::Relaxed);
                         progress.copied(&obj.key, obj.size);
-                        None
+                        let lag = SystemTime::now().duration_since(obj.last_modified).unwrap_or_default();
+                        Ok(lag.as_secs_f64())
                     }
                     Err(e) => {
                         let error = e.to_string();
                         progress.failed(&obj.key, &error);
-                        Some(Failure { replica_zone: replica.zone.clone(), key: obj.key.clone(), error })
+                        Err(Failure { replica_zone: replica.zone.clone(), key: obj.key.clone(), error })
                     }
                 }
             })
             .buffer_unordered(options.concurrency.max(1))
-            .filter_map(|f| async move { f })
-            .collect()
-            .await;
+            .collect::<Vec<std::result::Result<f64, Failure>>>()
+            .await
+            .into_iter()
+            .filter_map(|r| match r {
+                Ok(lag) => {
+                    summary.lags_s.push(lag);
+                    None
+                }
+                Err(f) => Some(f),
+            })
+            .collect();
         summary.totals.copied += copied.into_inner();
         summary.totals.bytes += bytes.into_inner();
         summary.totals.failed += failures.len() as u64;

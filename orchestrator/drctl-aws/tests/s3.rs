@@ -45,6 +45,8 @@ async fn replication_copies_what_is_new_or_changed_keeps_metadata_and_verifies()
     let first =
         replicate_once("assets", &src, std::slice::from_ref(&dst), &*state, &Options::default(), &NoProgress).await;
     assert_eq!((first.totals.copied, first.totals.failed, first.totals.skipped), (21, 0, 0), "{:?}", first.failures);
+    assert_eq!(first.lags_s.len(), 21, "a lag per copied object");
+    assert!(first.lags_s.iter().all(|&l| (1.5..60.0).contains(&l)), "written 2 s before the copy: {:?}", first.lags_s);
     assert_eq!(first.totals.bytes, 5 + (0..20).map(|i| format!("object {i} of img/").len() as u64).sum::<u64>());
 
     let head = dst.client.head_object().bucket(&dst.name).key("docs/readme with space.txt").send().await.unwrap();

@@ -196,14 +196,61 @@ fn label(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
+/// A Prometheus histogram of seconds, with S3 Replication Time Control's
+/// 15-minute promise among its bounds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Histogram {
+    /// (upper bound, observations at or under it, cumulative).
+    pub buckets: Vec<(f64, u64)>,
+    pub sum: f64,
+    pub count: u64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        let bounds = [0.1, 0.5, 1.0, 2.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0];
+        Histogram { buckets: bounds.iter().map(|&b| (b, 0)).collect(), sum: 0.0, count: 0 }
+    }
+}
+
+impl Histogram {
+    pub fn observe(&mut self, v: f64) {
+        for (bound, n) in self.buckets.iter_mut() {
+            if v <= *bound {
+                *n += 1;
+            }
+        }
+        self.sum += v;
+        self.count += 1;
+    }
+}
+
 /// Counters the controller keeps while it runs.
 #[derive(Debug, Default, Clone)]
 pub struct Counters {
+    /// Per datastore: seconds from an object's write to its verified copy.
+    pub replication_lag: Vec<(String, Histogram)>,
     pub samples: u64,
     pub replication: Vec<(String, drctl_state::RunTotals)>,
     /// (action, seconds) of finished steps.
     pub step_seconds: Vec<(String, f64, u64)>,
     pub executions: Vec<(String, u64)>,
+}
+
+/// The replication lag histograms, in Prometheus' text format.
+fn lag_histograms(c: &Counters) -> String {
+    let mut m = String::new();
+    let _ = writeln!(m, "# HELP drctl_replication_lag_seconds Seconds from an object's write on the primary to its verified copy in a replica.\n# TYPE drctl_replication_lag_seconds histogram");
+    for (d, h) in &c.replication_lag {
+        let d = label(d);
+        for (bound, n) in &h.buckets {
+            let _ = writeln!(m, "drctl_replication_lag_seconds_bucket{{datastore=\"{d}\",le=\"{bound}\"}} {n}");
+        }
+        let _ = writeln!(m, "drctl_replication_lag_seconds_bucket{{datastore=\"{d}\",le=\"+Inf\"}} {}", h.count);
+        let _ = writeln!(m, "drctl_replication_lag_seconds_sum{{datastore=\"{d}\"}} {}", h.sum);
+        let _ = writeln!(m, "drctl_replication_lag_seconds_count{{datastore=\"{d}\"}} {}", h.count);
+    }
+    m
 }
 
 /// `/metrics`.
@@ -268,10 +315,32 @@ pub fn metrics(v: &View, c: &Counters) -> String {
     for (d, t) in &c.replication {
         let _ = writeln!(m, "drctl_replication_bytes_total{{datastore=\"{}\"}} {}", label(d), t.bytes);
     }
+    m.push_str(&lag_histograms(c));
     let _ = writeln!(m, "# HELP drctl_step_duration_seconds Duration of finished runbook steps, by action.\n# TYPE drctl_step_duration_seconds summary");
     for (action, sum, count) in &c.step_seconds {
         let _ = writeln!(m, "drctl_step_duration_seconds_sum{{action=\"{}\"}} {sum}", label(action));
         let _ = writeln!(m, "drctl_step_duration_seconds_count{{action=\"{}\"}} {count}", label(action));
     }
     m
+}
+
+#[cfg(test)]
+mod histogram_tests {
+    use super::*;
+
+    #[test]
+    fn the_lag_histogram_is_cumulative_and_rendered_for_prometheus() {
+        let mut h = Histogram::default();
+        for v in [0.05, 0.7, 0.9, 20.0, 1000.0, 5000.0] {
+            h.observe(v);
+        }
+        let at = |b: f64| h.buckets.iter().find(|(x, _)| *x == b).unwrap().1;
+        assert_eq!((at(0.1), at(1.0), at(900.0), at(3600.0), h.count), (1, 3, 4, 5, 6));
+        let c = Counters { replication_lag: vec![("assets".into(), h)], ..Counters::default() };
+        let m = lag_histograms(&c);
+        assert!(m.contains("# TYPE drctl_replication_lag_seconds histogram"), "{m}");
+        assert!(m.contains("drctl_replication_lag_seconds_bucket{datastore=\"assets\",le=\"900\"} 4"), "{m}");
+        assert!(m.contains("drctl_replication_lag_seconds_bucket{datastore=\"assets\",le=\"+Inf\"} 6"), "{m}");
+        assert!(m.contains("drctl_replication_lag_seconds_count{datastore=\"assets\"} 6"), "{m}");
+    }
 }

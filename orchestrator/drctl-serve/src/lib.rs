@@ -123,6 +123,8 @@ pub(crate) struct Shared {
     pub rendered: RwLock<Arc<Rendered>>,
     pub latest: RwLock<Option<StatusReport>>,
     pub samples: std::sync::atomic::AtomicU64,
+    /// Per datastore, the replication lag of every object copied.
+    pub replication_lag: std::sync::Mutex<std::collections::BTreeMap<String, feeds::Histogram>>,
     /// Owns every background task: executions, drills, sampler, replication, schedulers.
     pub tasks: TaskCenter,
     /// Serialises re-rendering (the sampler and API handlers both ask).
@@ -178,6 +180,13 @@ impl Shared {
         });
         let counters = feeds::Counters {
             samples: self.samples.load(std::sync::atomic::Ordering::Relaxed),
+            replication_lag: self
+                .replication_lag
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             replication: state.replication_totals().unwrap_or_default(),
             step_seconds: state.step_durations().unwrap_or_default(),
             executions: state.execution_counts().unwrap_or_default(),
@@ -248,6 +257,7 @@ pub async fn export(
         rendered: Default::default(),
         latest: RwLock::new(None),
         samples: Default::default(),
+        replication_lag: Default::default(),
         tasks: TaskCenter::new(),
         render_lock: Default::default(),
     };
@@ -295,6 +305,7 @@ pub async fn run(opts: Options, stop: impl std::future::Future<Output = ()>) -> 
         rendered: Default::default(),
         latest: RwLock::new(None),
         samples: Default::default(),
+        replication_lag: Default::default(),
         tasks: TaskCenter::new(),
         render_lock: Default::default(),
     });
@@ -337,9 +348,15 @@ pub async fn run(opts: Options, stop: impl std::future::Future<Output = ()>) -> 
             let (s, ids) = (s.clone(), ids.clone());
             async move {
                 let say = s.opts.say.clone();
-                let report = move |name: &str, r: &Result<drctl_aws::s3::Summary, drctl_control::Error>| {
-                    if let Err(e) = r {
-                        say(&format!("replication of {name}: {e}"));
+                let lags = s.clone();
+                let report = move |name: &str, r: &Result<drctl_aws::s3::Summary, drctl_control::Error>| match r {
+                    Err(e) => say(&format!("replication of {name}: {e}")),
+                    Ok(summary) => {
+                        let mut all = lags.replication_lag.lock().unwrap_or_else(|p| p.into_inner());
+                        let h = all.entry(name.to_string()).or_default();
+                        for &lag in &summary.lags_s {
+                            h.observe(lag);
+                        }
                     }
                 };
                 drctl_control::replicate::run_scheduled(
