@@ -7,21 +7,29 @@ set -euo pipefail
 SMALL=${1:-2000}; LARGE=${2:-10}; MIB=${3:-50}
 cd "$(dirname "$0")/.."
 command -v rclone >/dev/null || { echo "rclone is needed: apt-get install rclone"; exit 2; }
-MOTO=${MOTO_SERVER:-target/moto-venv/bin/moto_server}
-[ -x "$MOTO" ] || { python3 -m venv target/moto-venv && target/moto-venv/bin/pip install -q 'moto[server]==5.2.5'; }
+# Two S3 endpoints: moto's server twice (the default), or any two given as
+# S3_A and S3_B (e.g. the lab's, a fast native server:
+#   drctl lab up --detach; S3_A=http://127.0.1.2:24390 S3_B=http://127.0.2.2:24390 \
+#   KEY=drctl-lab SECRET=drctl-lab-secret bench/replicate-vs-rclone.sh).
+KEY=${KEY:-testing}; SECRET=${SECRET:-testing}
 cargo build --release -q
 DRCTL=$PWD/target/release/drctl
-WORK=$(mktemp -d); trap 'kill $PA $PB 2>/dev/null; rm -rf "$WORK"' EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-A=$(free_port); B=$(free_port)
-"$MOTO" -H 127.0.0.1 -p "$A" >/dev/null 2>&1 & PA=$!
-"$MOTO" -H 127.0.0.1 -p "$B" >/dev/null 2>&1 & PB=$!
-sleep 3
-export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
+WORK=$(mktemp -d); PA=; PB=; trap 'kill $PA $PB 2>/dev/null; rm -rf "$WORK"' EXIT
+if [ -z "${S3_A:-}" ]; then
+  MOTO=${MOTO_SERVER:-target/moto-venv/bin/moto_server}
+  [ -x "$MOTO" ] || { python3 -m venv target/moto-venv && target/moto-venv/bin/pip install -q 'moto[server]==5.2.5'; }
+  free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+  pa=$(free_port); pb=$(free_port)
+  "$MOTO" -H 127.0.0.1 -p "$pa" >/dev/null 2>&1 & PA=$!
+  "$MOTO" -H 127.0.0.1 -p "$pb" >/dev/null 2>&1 & PB=$!
+  sleep 3
+  S3_A=http://127.0.0.1:$pa; S3_B=http://127.0.0.1:$pb
+fi
+export AWS_ACCESS_KEY_ID=$KEY AWS_SECRET_ACCESS_KEY=$SECRET AWS_REGION=us-east-1
 for r in A B; do
-  port=$([ $r = A ] && echo "$A" || echo "$B")
-  export RCLONE_CONFIG_${r}_TYPE=s3 RCLONE_CONFIG_${r}_PROVIDER=Other RCLONE_CONFIG_${r}_ENDPOINT="http://127.0.0.1:$port" \
-         RCLONE_CONFIG_${r}_ACCESS_KEY_ID=testing RCLONE_CONFIG_${r}_SECRET_ACCESS_KEY=testing RCLONE_CONFIG_${r}_REGION=us-east-1
+  ep=$([ $r = A ] && echo "$S3_A" || echo "$S3_B")
+  export RCLONE_CONFIG_${r}_TYPE=s3 RCLONE_CONFIG_${r}_PROVIDER=Other RCLONE_CONFIG_${r}_ENDPOINT="$ep" \
+         RCLONE_CONFIG_${r}_ACCESS_KEY_ID=$KEY RCLONE_CONFIG_${r}_SECRET_ACCESS_KEY=$SECRET RCLONE_CONFIG_${r}_REGION=us-east-1
 done
 # rclone (Go) refuses the machine's CA bundle variable against http endpoints.
 rc() { env -u AWS_CA_BUNDLE rclone --retries 1 -q "$@" 2>/dev/null; }
@@ -47,7 +55,7 @@ zones: [ { name: z1, region: us-east-1 }, { name: z2, region: us-east-1 } ]
 datastores:
   - name: data
     kind: s3
-    primary: { zone: z1, bucket: bench-src, endpoint: "http://127.0.0.1:$A" }
+    primary: { zone: z1, bucket: bench-src, endpoint: "$S3_A" }
     replicas: [ { zone: z2, bucket: $2, endpoint: "$1" } ]
     replication: { by: drctl, every: 1m, concurrency: 16 }
 YAML
@@ -56,7 +64,7 @@ measure() { /usr/bin/time -f "%e %M" -o "$WORK/t" "$@" >/dev/null 2>"$WORK/err" 
 
 printf "%-16s %-30s %-30s %-30s\n" "scenario" "drctl replicate --once" "rclone sync (default)" "rclone sync --transfers 16"
 for scenario in same-endpoint cross-endpoint; do
-  if [ $scenario = same-endpoint ]; then R=A; EP="http://127.0.0.1:$A"; else R=B; EP="http://127.0.0.1:$B"; fi
+  if [ $scenario = same-endpoint ]; then R=A; EP="$S3_A"; else R=B; EP="$S3_B"; fi
   rc mkdir $R:d-$scenario; rc mkdir $R:r1-$scenario; rc mkdir $R:r2-$scenario
   topology "$EP" "d-$scenario"
   d=$(cd "$WORK" && measure "$DRCTL" replicate --once -f drctl.yaml --state "sqlite://$WORK/state-$scenario.db")
@@ -78,7 +86,7 @@ PY
 rc sync "$WORK/data" A:bench-src --transfers 8 -q
 printf "%-16s %-30s %-30s %-30s\n" "then, deletes" "drctl replicate --once" "rclone sync (default)" "rclone sync --transfers 16"
 for scenario in same-endpoint cross-endpoint; do
-  if [ $scenario = same-endpoint ]; then R=A; EP="http://127.0.0.1:$A"; else R=B; EP="http://127.0.0.1:$B"; fi
+  if [ $scenario = same-endpoint ]; then R=A; EP="$S3_A"; else R=B; EP="$S3_B"; fi
   topology "$EP" "d-$scenario"
   d=$(cd "$WORK" && measure "$DRCTL" replicate --once -f drctl.yaml --state "sqlite://$WORK/state-$scenario.db")
   r1=$(measure env -u AWS_CA_BUNDLE rclone -q sync A:bench-src $R:r1-$scenario)

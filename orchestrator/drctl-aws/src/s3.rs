@@ -366,6 +366,11 @@ pub async fn replicate_once(
         if let Err(e) = state.record_replicated(datastore, &accounted) {
             summary.errors.push(format!("recording what {} holds: {e}", replica.zone));
         }
+        let rows: Vec<(String, String, String)> =
+            plan.conflicts.iter().map(|(d, reason)| (d.key.clone(), d.etag.clone(), reason.clone())).collect();
+        if let Err(e) = state.replace_conflicts(datastore, &replica.zone, &rows) {
+            summary.errors.push(format!("recording the conflicts in {}: {e}", replica.zone));
+        }
         for (d, reason) in plan.conflicts {
             summary.conflicts.push(Conflict {
                 datastore: datastore.to_string(),

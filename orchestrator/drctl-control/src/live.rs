@@ -276,6 +276,19 @@ pub fn record(state: &drctl_state::State, report: &StatusReport) -> Result<(), d
     Ok(())
 }
 
+/// Adds to a status report the S3 conflicts replication recorded (objects
+/// it left alone because they may be the only copy of a write).
+pub fn attach_conflicts(state: &drctl_state::State, report: &mut StatusReport) {
+    for d in report.datastores.iter_mut().filter(|d| d.kind == "s3") {
+        d.conflicts = state
+            .conflicts(&d.name)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(zone, key, _, reason)| drctl_core::status::StatusConflict { zone, key, reason })
+            .collect();
+    }
+}
+
 /// RPO samples from a report, for the state store.
 pub fn samples(report: &StatusReport) -> Vec<drctl_state::RpoSample> {
     let at = std::time::SystemTime::now();

@@ -35,6 +35,17 @@ pub struct DatastoreStatus {
     /// More than one member takes writes now: an emergency, whatever
     /// drctl did to them before.
     pub split_brain: bool,
+    /// S3: objects the last replication pass left alone because they may be
+    /// the only copy of a write (SPEC §6a), until an operator resolves them.
+    pub conflicts: Vec<StatusConflict>,
+}
+
+/// One object replication would not overwrite or delete.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatusConflict {
+    pub zone: String,
+    pub key: String,
+    pub reason: String,
 }
 
 /// How a measurement's error begins when more than one member takes writes.
@@ -98,6 +109,7 @@ pub fn datastore_status(topo: &Topology, id: usize, m: Measurement) -> Datastore
     });
     DatastoreStatus {
         split_brain,
+        conflicts: Vec::new(),
         name: e.name.clone(),
         kind: e.kind_name().to_string(),
         primary_zone: m.primary_zone,

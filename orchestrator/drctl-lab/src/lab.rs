@@ -693,18 +693,25 @@ fn pg_error(e: tokio_postgres::Error) -> Error {
     Error::Process(e.to_string())
 }
 
+/// What a member says of itself: `Some(true)` in recovery (a standby),
+/// `Some(false)` a primary, `None` when it does not answer (down, or fenced:
+/// its pg_hba.conf turns sessions away).
+async fn recovery_of(inner: &Inner, z: u8) -> Option<bool> {
+    let q = async {
+        let row = pg_session(inner.layout.pg(z).1, "lab")
+            .await?
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .await
+            .map_err(pg_error)?;
+        Ok::<bool, Error>(row.get(0))
+    };
+    tokio::time::timeout(Duration::from_secs(2), q).await.ok()?.ok()
+}
+
 /// Which member of orders-db accepts writes now (by asking each).
 async fn pg_primary_zone(inner: &Inner) -> Option<u8> {
     for z in 1..=2u8 {
-        let q = async {
-            let row = pg_session(inner.layout.pg(z).1, "lab")
-                .await?
-                .query_one("SELECT pg_is_in_recovery()", &[])
-                .await
-                .map_err(pg_error)?;
-            Ok::<bool, Error>(row.get(0))
-        };
-        if let Ok(Ok(false)) = tokio::time::timeout(Duration::from_secs(2), q).await {
+        if recovery_of(inner, z).await == Some(false) {
             return Some(z);
         }
     }
@@ -1037,15 +1044,7 @@ fn lift_power_offs(inner: &Inner, zones: &[u8]) {
 
 /// Whether a running member is a standby (false: a primary, or fenced).
 async fn in_recovery(inner: &Inner, z: u8) -> bool {
-    let q = async {
-        let row = pg_session(inner.layout.pg(z).1, "lab")
-            .await?
-            .query_one("SELECT pg_is_in_recovery()", &[])
-            .await
-            .map_err(pg_error)?;
-        Ok::<bool, Error>(row.get(0))
-    };
-    matches!(tokio::time::timeout(Duration::from_secs(2), q).await, Ok(Ok(true)))
+    recovery_of(inner, z).await == Some(true)
 }
 
 /// Brings orders-db's members in these zones back to a healthy shape:

@@ -218,7 +218,8 @@ impl Shared {
     /// One measurement: recorded, then the snapshot rebuilt.
     pub async fn sample(&self, clients: &Clients) {
         let placements = self.opts.state.placements().unwrap_or_default();
-        let report = drctl_control::live::status(clients, &self.opts.topology, &placements).await;
+        let mut report = drctl_control::live::status(clients, &self.opts.topology, &placements).await;
+        drctl_control::live::attach_conflicts(&*self.opts.state, &mut report);
         let _ = drctl_control::live::record(&*self.opts.state, &report);
         let checks: Vec<(String, bool)> = report.services.iter().map(|s| (s.name.clone(), s.healthy)).collect();
         let _ = self.opts.state.record_health(SystemTime::now(), &checks);

@@ -248,6 +248,15 @@ const MIGRATIONS: &[&str] = &[
         kept INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (datastore, zone, key)
      );",
+    // 6: the conflicts the last pass found, for `status`.
+    "CREATE TABLE replication_conflicts (
+        datastore TEXT NOT NULL,
+        zone TEXT NOT NULL,
+        key TEXT NOT NULL,
+        etag TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        PRIMARY KEY (datastore, zone, key)
+     );",
 ];
 
 /// One RPO measurement of one datastore.
@@ -541,6 +550,31 @@ impl Samples for Sqlite {
             params![datastore, zone, key],
         )?;
         Ok(())
+    }
+
+    fn replace_conflicts(&self, datastore: &str, zone: &str, rows: &[(String, String, String)]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM replication_conflicts WHERE datastore = ?1 AND zone = ?2", params![datastore, zone])?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR REPLACE INTO replication_conflicts (datastore, zone, key, etag, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for (key, etag, reason) in rows {
+                stmt.execute(params![datastore, zone, key, etag, reason])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn conflicts(&self, datastore: &str) -> Result<Vec<(String, String, String, String)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT zone, key, etag, reason FROM replication_conflicts WHERE datastore = ?1 ORDER BY zone, key",
+        )?;
+        let rows = stmt.query_map(params![datastore], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
     fn keep_replicated(&self, datastore: &str, zone: &str, key: &str, etag: &str) -> Result<()> {

@@ -246,6 +246,13 @@ pub trait Samples: Send + Sync {
     /// Forgets one object (replication deleted it).
     fn forget_replicated(&self, datastore: &str, zone: &str, key: &str) -> Result<()>;
 
+    /// Replaces the conflicts the last pass found in one zone's bucket:
+    /// (key, ETag, reason).
+    fn replace_conflicts(&self, datastore: &str, zone: &str, rows: &[(String, String, String)]) -> Result<()>;
+
+    /// Every conflict recorded for a datastore: (zone, key, ETag, reason).
+    fn conflicts(&self, datastore: &str) -> Result<Vec<(String, String, String, String)>>;
+
     /// Marks a conflicting object as kept: replication leaves it alone
     /// while it has this ETag, and stops reporting it.
     fn keep_replicated(&self, datastore: &str, zone: &str, key: &str, etag: &str) -> Result<()>;

@@ -22,7 +22,8 @@ pub async fn status(
 ) -> Result<Outcome, Failure> {
     loop {
         let placements = state.placements().unwrap_or_default();
-        let report = live::status(clients, topo, &placements).await;
+        let mut report = live::status(clients, topo, &placements).await;
+        live::attach_conflicts(state, &mut report);
         if let Err(e) = live::record(state, &report) {
             eprintln!("warning: RPO samples not recorded: {e}");
         }
@@ -96,6 +97,12 @@ pub fn render(topo: &Topology, r: &StatusReport, style: &Style) -> String {
             }
             for x in d.replicas.iter().filter(|x| x.error.is_some()) {
                 problems.push(format!("{} replica in {}: {}", d.name, x.zone, x.error.as_deref().unwrap_or_default()));
+            }
+            for c in &d.conflicts {
+                problems.push(format!(
+                    "{}: {} in {} kept, not replicated over ({}): `drctl replicate {} --resolve {} --zone {} --resolution keep|discard|copy-aside`",
+                    d.name, c.key, c.zone, c.reason, d.name, c.key, c.zone
+                ));
             }
         }
         out.push('\n');

@@ -60,7 +60,8 @@ fn datastore<'a>(report: &'a Value, name: &str) -> &'a Value {
     report["datastores"].as_array().unwrap().iter().find(|d| d["name"] == name).unwrap()
 }
 
-async fn buckets(endpoint: &str) -> (Bucket, Bucket) {
+/// Two buckets on `endpoint`, created, for zones az1 and az2.
+async fn two_buckets(endpoint: &str, az1: &str, az2: &str) -> (Bucket, Bucket) {
     let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .credentials_provider(aws_credential_types::Credentials::new("testing", "testing", None, None, "tests"))
         .region(aws_config::Region::new("us-east-1"))
@@ -72,7 +73,7 @@ async fn buckets(endpoint: &str) -> (Bucket, Bucket) {
         endpoint: Some(endpoint.into()),
         client: client_for(&sdk, Some(endpoint), None),
     };
-    let (a, b) = (mk("az1", "live-assets-az1"), mk("az2", "live-assets-az2"));
+    let (a, b) = (mk("az1", az1), mk("az2", az2));
     for x in [&a, &b] {
         x.client.create_bucket().bucket(&x.name).send().await.unwrap();
     }
@@ -84,7 +85,7 @@ async fn status_measures_real_systems_and_replicate_closes_the_s3_gap() {
     let pg = PgPair::start();
     let moto = Moto::start();
     let env = Env::new();
-    let (src, _dst) = buckets(&moto.endpoint()).await;
+    let (src, _dst) = two_buckets(&moto.endpoint(), "live-assets-az1", "live-assets-az2").await;
     for i in 0..5 {
         s3::put_bytes(&src, &format!("img/{i}.png"), vec![b'x'; 1000 + i]).await.unwrap();
     }
@@ -195,21 +196,7 @@ fn replicate_refuses_what_it_does_not_replicate() {
 async fn a_conflict_after_a_failover_is_reported_and_resolved_by_copying_it_aside() {
     let moto = Moto::start();
     let env = Env::named("conflict-");
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .credentials_provider(aws_credential_types::Credentials::new("testing", "testing", None, None, "tests"))
-        .region(aws_config::Region::new("us-east-1"))
-        .load()
-        .await;
-    let mk = |zone: &str, name: &str| Bucket {
-        zone: zone.into(),
-        name: name.into(),
-        endpoint: Some(moto.endpoint()),
-        client: client_for(&sdk, Some(&moto.endpoint()), None),
-    };
-    let (az1, az2) = (mk("az1", "cf-assets-az1"), mk("az2", "cf-assets-az2"));
-    for b in [&az1, &az2] {
-        b.client.create_bucket().bucket(&b.name).send().await.unwrap();
-    }
+    let (az1, az2) = two_buckets(&moto.endpoint(), "cf-assets-az1", "cf-assets-az2").await;
     std::fs::write(
         env.dir.join("drctl.yaml"),
         format!(
@@ -245,6 +232,14 @@ datastores:
     assert_eq!(conflicts[0]["key"], "orders/2.json");
     assert!(conflicts[0]["reason"].as_str().unwrap().contains("never replicated"), "{back}");
     assert_eq!(s3::get_bytes(&az1, "orders/2.json").await.unwrap(), b"the only copy", "kept");
+    // `status` lists it too, until it is resolved.
+    let (_, report) = env.json(&["status", "--output", "json"]);
+    let listed = &datastore(&report, "assets")["conflicts"];
+    assert_eq!(
+        (listed[0]["zone"].as_str(), listed[0]["key"].as_str()),
+        (Some("az1"), Some("orders/2.json")),
+        "{report}"
+    );
 
     let (code, out, err) = env.drctl(&[
         "replicate",
@@ -261,6 +256,8 @@ datastores:
     let (code, after) = env.json(&["replicate", "--once", "--output", "json"]);
     assert_eq!(code, 0, "{after}");
     assert!(after["conflicts"].as_array().unwrap().is_empty(), "{after}");
+    let (_, report) = env.json(&["status", "--output", "json"]);
+    assert_eq!(datastore(&report, "assets")["conflicts"], serde_json::json!([]), "resolved: gone from status");
     assert_eq!((after["copied"].as_u64(), after["deleted"].as_u64()), (Some(1), Some(1)), "{after}");
     assert_eq!(s3::get_bytes(&az1, "drctl-conflicts/az1/orders/2.json").await.unwrap(), b"the only copy");
     let (_, audit, _) = env.drctl(&["audit", "list", "--output", "json"]);
