@@ -10,8 +10,8 @@ command -v rclone >/dev/null || { echo "rclone is needed: apt-get install rclone
 # Two S3 endpoints: moto's server twice (the default), or any two given as
 # S3_A and S3_B (e.g. the lab's, a fast native server:
 #   drctl lab up --detach; S3_A=http://127.0.1.2:24390 S3_B=http://127.0.2.2:24390 \
-#   KEY=drctl-lab SECRET=drctl-lab-secret bench/replicate-vs-rclone.sh).
-KEY=${KEY:-testing}; SECRET=${SECRET:-testing}
+#   KEY=drctl-lab SECRET=drctl-lab-secret REGION=lab bench/replicate-vs-rclone.sh).
+KEY=${KEY:-testing}; SECRET=${SECRET:-testing}; REGION=${REGION:-us-east-1}
 cargo build --release -q
 DRCTL=$PWD/target/release/drctl
 WORK=$(mktemp -d); PA=; PB=; trap 'kill $PA $PB 2>/dev/null; rm -rf "$WORK"' EXIT
@@ -25,11 +25,11 @@ if [ -z "${S3_A:-}" ]; then
   sleep 3
   S3_A=http://127.0.0.1:$pa; S3_B=http://127.0.0.1:$pb
 fi
-export AWS_ACCESS_KEY_ID=$KEY AWS_SECRET_ACCESS_KEY=$SECRET AWS_REGION=us-east-1
+export AWS_ACCESS_KEY_ID=$KEY AWS_SECRET_ACCESS_KEY=$SECRET AWS_REGION=$REGION
 for r in A B; do
   ep=$([ $r = A ] && echo "$S3_A" || echo "$S3_B")
   export RCLONE_CONFIG_${r}_TYPE=s3 RCLONE_CONFIG_${r}_PROVIDER=Other RCLONE_CONFIG_${r}_ENDPOINT="$ep" \
-         RCLONE_CONFIG_${r}_ACCESS_KEY_ID=$KEY RCLONE_CONFIG_${r}_SECRET_ACCESS_KEY=$SECRET RCLONE_CONFIG_${r}_REGION=us-east-1
+         RCLONE_CONFIG_${r}_ACCESS_KEY_ID=$KEY RCLONE_CONFIG_${r}_SECRET_ACCESS_KEY=$SECRET RCLONE_CONFIG_${r}_REGION=$REGION RCLONE_CONFIG_${r}_LIST_VERSION=2
 done
 # rclone (Go) refuses the machine's CA bundle variable against http endpoints.
 rc() { env -u AWS_CA_BUNDLE rclone --retries 1 -q "$@" 2>/dev/null; }
@@ -92,6 +92,9 @@ for scenario in same-endpoint cross-endpoint; do
   r1=$(measure env -u AWS_CA_BUNDLE rclone -q sync A:bench-src $R:r1-$scenario)
   r2=$(measure env -u AWS_CA_BUNDLE rclone -q sync A:bench-src $R:r2-$scenario --transfers 16 --checkers 16)
   printf "%-16s %-30s %-30s %-30s\n" "$scenario" "$d" "$r1" "$r2"
-  left=$(rc lsf -R --files-only $R:d-$scenario | wc -l); want=$(rc lsf -R --files-only A:bench-src | wc -l)
-  [ "$left" = "$want" ] || { echo "drctl left $left objects, the source has $want"; exit 1; }
+  if left=$(rc lsf -R --files-only $R:d-$scenario | wc -l) && want=$(rc lsf -R --files-only A:bench-src | wc -l); then
+    [ "$left" = "$want" ] || { echo "drctl left $left objects, the source has $want"; exit 1; }
+  else
+    echo "  (objects not counted: rclone could not list the buckets on this endpoint)"
+  fi
 done
