@@ -28,6 +28,21 @@ pub fn selected(topo: &Topology, names: &[String]) -> Result<Vec<EntityId>, Erro
         .collect()
 }
 
+/// A datastore's buckets, the current primary first: after
+/// `s3.promote_replica` the primary is where the state store says.
+async fn primary_first(
+    clients: &Clients,
+    topo: &Topology,
+    state: &State,
+    name: &str,
+    ds: &drctl_core::topology::Datastore,
+) -> Result<Vec<s3::Bucket>, Error> {
+    let mut all = buckets(clients, topo, ds).await;
+    let moved_to = state.placements()?.into_iter().find(|(d, _)| d == name).map(|(_, z)| z);
+    crate::live::primary_first(&mut all, moved_to.as_deref());
+    Ok(all)
+}
+
 /// One pass over one datastore, recorded in the state store.
 pub async fn run_once(
     clients: &Clients,
@@ -51,10 +66,7 @@ pub async fn run_once(
             ..Options::default()
         })
         .unwrap_or_default();
-    let mut all = buckets(clients, topo, ds).await;
-    // After `s3.promote_replica` the primary is elsewhere: copy from it.
-    let moved_to = state.placements()?.into_iter().find(|(d, _)| *d == e.name).map(|(_, z)| z);
-    crate::live::primary_first(&mut all, moved_to.as_deref());
+    let all = primary_first(clients, topo, state, &e.name, ds).await?;
     let Some((primary, replicas)) = all.split_first() else {
         return Err(Error::BadRequest(format!("`{}` has no buckets", e.name)));
     };
@@ -123,9 +135,7 @@ pub async fn resolve(
 ) -> Result<String, Error> {
     let id = selected(topo, &[name.to_string()])?[0];
     let EntitySpec::Datastore(ds) = &topo.entity(id).spec else { unreachable!("selected returns datastores") };
-    let mut all = buckets(clients, topo, ds).await;
-    let moved_to = state.placements()?.into_iter().find(|(d, _)| d == name).map(|(_, z)| z);
-    crate::live::primary_first(&mut all, moved_to.as_deref());
+    let all = primary_first(clients, topo, state, name, ds).await?;
     let Some((primary, _)) = all.split_first() else {
         return Err(Error::BadRequest(format!("`{name}` has no buckets")));
     };

@@ -150,20 +150,23 @@ pub struct Engine {
 
 /// An owner id for this process: readable, and unique per engine.
 fn owner_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let nonce = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
     static SEQ: AtomicUsize = AtomicUsize::new(0);
-    format!("{}:pid{}:{:x}{}", host.trim(), std::process::id(), nonce, SEQ.fetch_add(1, Ordering::Relaxed))
+    format!("{}:pid{}:{:x}{}", hostname(), std::process::id(), nonce, SEQ.fetch_add(1, Ordering::Relaxed))
+}
+
+/// This host's name, as owner ids carry it.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_string()
 }
 
 /// Whether an owner id names a process on this host that no longer runs:
 /// its lease can be taken at once instead of waiting for it to expire.
 fn owner_is_dead_here(owner: &str) -> bool {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let mut parts = owner.split(':');
     let (Some(h), Some(pid)) = (parts.next(), parts.next()) else { return false };
     let Some(pid) = pid.strip_prefix("pid").and_then(|p| p.parse::<u32>().ok()) else { return false };
-    h == host.trim() && pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+    h == hostname() && pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 impl Engine {

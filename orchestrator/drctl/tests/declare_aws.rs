@@ -25,6 +25,14 @@ fn run_drctl(dir: &std::path::Path, moto: &Moto, args: &[&str]) -> (i32, String,
     )
 }
 
+/// An empty folder of this test's own under the temp dir.
+fn fresh_dir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("drctl-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 async fn sdk(endpoint: &str) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .credentials_provider(aws_credential_types::Credentials::new("testing", "testing", None, None, "tests"))
@@ -71,9 +79,7 @@ async fn a_zone_failover_promotes_the_rds_replica_switches_dns_and_turns_replica
         x.client.create_bucket().bucket(&x.name).send().await.unwrap();
     }
 
-    let dir = std::env::temp_dir().join(format!("drctl-declare-aws-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("declare-aws");
     std::fs::write(
         dir.join("drctl.yaml"),
         format!(
@@ -179,9 +185,7 @@ async fn a_cluster_target_moves_its_writer_and_a_wrong_hosted_zone_is_refused_up
             .await
             .unwrap();
     }
-    let dir = std::env::temp_dir().join(format!("drctl-declare-cluster-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("declare-cluster");
     let topology = |zone_id: &str| {
         format!(
             "version: 1
@@ -261,9 +265,7 @@ async fn an_rds_replica_behind_max_lag_is_refused_unless_forced() {
         .send()
         .await
         .unwrap();
-    let dir = std::env::temp_dir().join(format!("drctl-rds-lag-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("rds-lag");
     std::fs::write(
         dir.join("drctl.yaml"),
         "version: 1
@@ -356,9 +358,7 @@ async fn native_s3_replication_is_turned_around_by_the_failover() {
         .send()
         .await
         .unwrap();
-    let dir = std::env::temp_dir().join(format!("drctl-native-s3-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("native-s3");
     std::fs::write(
         dir.join("drctl.yaml"),
         format!(
