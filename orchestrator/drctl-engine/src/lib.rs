@@ -148,11 +148,21 @@ pub struct Engine {
     writes: Arc<AtomicUsize>,
 }
 
+static IDENTITY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Names this process in owner ids and in each step's `ran_by` (a highly
+/// available controller passes its `--id`); the host name otherwise. The
+/// first call wins.
+pub fn identify_as(name: &str) {
+    let _ = IDENTITY.set(name.to_string());
+}
+
 /// An owner id for this process: readable, and unique per engine.
 fn owner_id() -> String {
     let nonce = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
     static SEQ: AtomicUsize = AtomicUsize::new(0);
-    format!("{}:pid{}:{:x}{}", hostname(), std::process::id(), nonce, SEQ.fetch_add(1, Ordering::Relaxed))
+    let who = IDENTITY.get().cloned().unwrap_or_else(hostname);
+    format!("{who}:pid{}:{:x}{}", std::process::id(), nonce, SEQ.fetch_add(1, Ordering::Relaxed))
 }
 
 /// This host's name, as owner ids carry it.
@@ -324,6 +334,7 @@ impl Engine {
                         finished_at: Some(now),
                         error: None,
                         note: Some(&why),
+                        ran_by: None,
                     };
                     self.write(execution, i, &specs[i].id, &t)?;
                 }
@@ -360,6 +371,7 @@ impl Engine {
                                         finished_at: Some(engine.clock.now()),
                                         error: None,
                                         note: Some(&note),
+                                        ran_by: None,
                                     };
                                     let r = engine.write(&execution, i, &spec.id, &t).map(|()| StepState::Succeeded);
                                     return (i, r, done);
@@ -373,6 +385,7 @@ impl Engine {
                                         finished_at: Some(engine.clock.now()),
                                         error: None,
                                         note: Some("the execution was aborted while this step waited for a decision"),
+                                        ran_by: None,
                                     };
                                     let r = engine.write(&execution, i, &spec.id, &t).map(|()| StepState::Skipped);
                                     return (i, r, done);
@@ -437,6 +450,7 @@ impl Engine {
                 finished_at: None,
                 error: None,
                 note: None,
+                ran_by: Some(&self.owner),
             };
             if let Err(e) = self.write(execution, idx, &spec.id, &running) {
                 return (Err(e), attempts);
@@ -467,6 +481,7 @@ impl Engine {
                     finished_at: Some(self.clock.now()),
                     error: None,
                     note: Some("the execution was aborted while waiting for approval"),
+                    ran_by: None,
                 };
                 return (self.write(execution, idx, &spec.id, &t).map(|()| StepState::Skipped), attempts);
             }
@@ -481,6 +496,7 @@ impl Engine {
                         finished_at: Some(self.clock.now()),
                         error: None,
                         note: note.as_deref(),
+                        ran_by: None,
                     };
                     return (self.write(execution, idx, &spec.id, &t).map(|()| StepState::Succeeded), attempts);
                 }
@@ -498,6 +514,7 @@ impl Engine {
                             finished_at: None,
                             error: Some(&why),
                             note: Some("will retry"),
+                            ran_by: None,
                         },
                     );
                     self.clock.sleep(backoff.pause_after(attempts, idx as u64).unwrap_or_default()).await;
@@ -513,6 +530,7 @@ impl Engine {
                         finished_at: Some(self.clock.now()),
                         error: Some(&why),
                         note: None,
+                        ran_by: None,
                     };
                     return (self.write(execution, idx, &spec.id, &t).map(|()| StepState::Failed), attempts);
                 }
@@ -541,6 +559,7 @@ impl Engine {
             finished_at: None,
             error: None,
             note: Some(prompt),
+            ran_by: None,
         };
         self.write(execution, idx, &spec.id, &waiting).map_err(|e| ActionError::Fatal(e.to_string()))?;
         loop {
@@ -578,6 +597,7 @@ impl Engine {
             finished_at: None,
             error: None,
             note: Some(&note),
+            ran_by: None,
         };
         self.write(execution, idx, &spec.id, &waiting)?;
         tracing::warn!(execution, step = %spec.id, attempt, "step interrupted by a crash; waiting for a commander");

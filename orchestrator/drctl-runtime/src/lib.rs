@@ -11,12 +11,15 @@
 //!   controller that loses its leadership cancels its leader-only work the
 //!   same way.
 //! - [`retry`]: the one backoff policy for retried work.
+//! - [`leader`]: who leads, when several controllers share one state.
 
 pub mod clock;
+pub mod leader;
 pub mod retry;
 pub mod tasks;
 
 pub use clock::{Clock, MockClock, SystemClock};
+pub use leader::{Leader, Leadership};
 pub use retry::Backoff;
 pub use tasks::{OnFailure, TaskCenter};
 pub use tokio_util::sync::CancellationToken;

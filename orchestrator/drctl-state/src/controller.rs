@@ -96,7 +96,7 @@ fn ser_time<S: serde::Serializer>(t: &SystemTime, s: S) -> std::result::Result<S
 
 /// The hash of an entry: its fields, length-prefixed (no two different
 /// entries hash the same text), ending with the previous entry's hash.
-fn entry_hash(fields: [&str; 8]) -> String {
+pub(crate) fn entry_hash(fields: [&str; 8]) -> String {
     let mut text = String::new();
     for f in fields {
         text.push_str(&format!("{}:{f};", f.len()));
@@ -171,10 +171,7 @@ impl Controller for Sqlite {
     // ---- tokens ----
 
     fn create_token(&self, name: &str, role: Role) -> Result<String> {
-        if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
-        {
-            return Err(Error::Invalid(format!("token name `{name}`: use 1-64 letters, digits, `-`, `_`, `.` or `@`")));
-        }
+        check_token_name(name)?;
         let secret = new_token_secret()?;
         let conn = self.conn();
         let exists: Option<i64> =
@@ -305,34 +302,7 @@ impl Controller for Sqlite {
     }
 
     fn verify_audit(&self) -> Result<Verified> {
-        let mut prev = "0".repeat(64);
-        let entries = self.audit_entries()?;
-        for (expected_seq, e) in (1..).zip(entries.iter()) {
-            if e.seq != expected_seq {
-                return Ok(Verified::Broken {
-                    seq: expected_seq,
-                    why: format!("entry {expected_seq} is missing (the next one is {})", e.seq),
-                });
-            }
-            if e.prev_hash != prev {
-                return Ok(Verified::Broken { seq: e.seq, why: "it does not chain to the entry before it".into() });
-            }
-            let h = entry_hash([
-                &e.seq.to_string(),
-                &millis(e.at).to_string(),
-                &e.actor,
-                &e.source,
-                &e.action,
-                &e.target,
-                &e.request,
-                &e.prev_hash,
-            ]);
-            if h != e.hash {
-                return Ok(Verified::Broken { seq: e.seq, why: "its content does not match its hash (edited)".into() });
-            }
-            prev = e.hash.clone();
-        }
-        Ok(Verified::Intact { entries: entries.len() as i64, head: prev })
+        verify_chain(&self.audit_entries()?)
     }
 
     // ---- incidents and maintenance ----
@@ -583,6 +553,45 @@ impl Controller for Sqlite {
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
+}
+
+/// Token names: 1-64 letters, digits, `-`, `_`, `.` or `@`.
+pub(crate) fn check_token_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c)) {
+        return Err(Error::Invalid(format!("token name `{name}`: use 1-64 letters, digits, `-`, `_`, `.` or `@`")));
+    }
+    Ok(())
+}
+
+/// Recomputes an audit chain, oldest first; names the first entry that does not match.
+pub(crate) fn verify_chain(entries: &[AuditEntry]) -> Result<Verified> {
+    let mut prev = "0".repeat(64);
+    for (expected_seq, e) in (1..).zip(entries.iter()) {
+        if e.seq != expected_seq {
+            return Ok(Verified::Broken {
+                seq: expected_seq,
+                why: format!("entry {expected_seq} is missing (the next one is {})", e.seq),
+            });
+        }
+        if e.prev_hash != prev {
+            return Ok(Verified::Broken { seq: e.seq, why: "it does not chain to the entry before it".into() });
+        }
+        let h = entry_hash([
+            &e.seq.to_string(),
+            &millis(e.at).to_string(),
+            &e.actor,
+            &e.source,
+            &e.action,
+            &e.target,
+            &e.request,
+            &e.prev_hash,
+        ]);
+        if h != e.hash {
+            return Ok(Verified::Broken { seq: e.seq, why: "its content does not match its hash (edited)".into() });
+        }
+        prev = e.hash.clone();
+    }
+    Ok(Verified::Intact { entries: entries.len() as i64, head: prev })
 }
 
 fn check_status(status: &str) -> Result<()> {

@@ -94,6 +94,8 @@ pub struct StepRow {
     pub finished_at: Option<SystemTime>,
     pub error: Option<String>,
     pub note: Option<String>,
+    /// The controller (or CLI process) that last ran it.
+    pub ran_by: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -131,6 +133,8 @@ pub struct Transition<'a> {
     pub finished_at: Option<SystemTime>,
     pub error: Option<&'a str>,
     pub note: Option<&'a str>,
+    /// Who runs the step (set when it starts running; None keeps the last).
+    pub ran_by: Option<&'a str>,
 }
 
 impl Journal for Sqlite {
@@ -195,7 +199,7 @@ impl Journal for Sqlite {
     fn steps(&self, execution: &str) -> Result<Vec<StepRow>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT idx, id, entity, action, state, attempts, started_ms, finished_ms, error, note
+            "SELECT idx, id, entity, action, state, attempts, started_ms, finished_ms, error, note, ran_by
              FROM execution_steps WHERE execution_id = ?1 ORDER BY idx",
         )?;
         let rows = stmt
@@ -214,6 +218,7 @@ impl Journal for Sqlite {
                     finished_at: time(r.get(7)?),
                     error: r.get(8)?,
                     note: r.get(9)?,
+                    ran_by: r.get(10)?,
                 })
             })?
             .collect::<std::result::Result<Vec<_>, _>>()?;
@@ -224,9 +229,10 @@ impl Journal for Sqlite {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         tx.execute(
-            "UPDATE execution_steps SET state = ?3, attempts = ?4, started_ms = ?5, finished_ms = ?6, error = ?7, note = ?8
+            "UPDATE execution_steps SET state = ?3, attempts = ?4, started_ms = ?5, finished_ms = ?6, error = ?7, note = ?8,
+             ran_by = COALESCE(?9, ran_by)
              WHERE execution_id = ?1 AND idx = ?2",
-            params![execution, idx as i64, t.state.as_str(), t.attempts as i64, t.started_at.map(millis), t.finished_at.map(millis), t.error, t.note],
+            params![execution, idx as i64, t.state.as_str(), t.attempts as i64, t.started_at.map(millis), t.finished_at.map(millis), t.error, t.note, t.ran_by],
         )?;
         let detail = t.error.or(t.note);
         tx.execute(
@@ -437,6 +443,7 @@ mod tests {
                 finished_at: None,
                 error: None,
                 note: None,
+                ran_by: Some("c1"),
             },
         )
         .unwrap();
@@ -452,11 +459,13 @@ mod tests {
                 finished_at: Some(now),
                 error: None,
                 note: Some("done"),
+                ran_by: None,
             },
         )
         .unwrap();
         let rows = s.steps("e1").unwrap();
         assert_eq!((rows[0].state, rows[0].attempts, rows[0].note.as_deref()), (StepState::Succeeded, 1, Some("done")));
+        assert_eq!(rows[0].ran_by.as_deref(), Some("c1"), "who ran it is kept through later transitions");
         let kinds: Vec<String> = s.events("e1").unwrap().into_iter().map(|e| e.kind).collect();
         assert_eq!(kinds, ["declared", "running", "succeeded"]);
         assert!(s.approve("e1", "a/x", "alice", false).unwrap());

@@ -21,7 +21,7 @@ pub const DEFAULT_URL: &str = "sqlite://.drctl/state.db";
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The URL names a backend this build does not have.
-    #[error("state URL `{0}` is not supported: use sqlite://PATH (e.g. {DEFAULT_URL})")]
+    #[error("state URL `{0}` is not supported: use sqlite://PATH (e.g. {DEFAULT_URL}) or etcd://HOST:PORT[,HOST:PORT...][/PREFIX]")]
     UnsupportedUrl(String),
     /// The folder for the database could not be created.
     #[error("cannot create {path}: {source}")]
@@ -41,6 +41,16 @@ pub enum Error {
     /// A request the state refuses (a duplicate token name, a bad role).
     #[error("{0}")]
     Invalid(String),
+    /// A stored value this drctl cannot read back (a damaged or newer record).
+    #[error("state store: {0}")]
+    Corrupt(String),
+    /// The store's server failed or did not answer (etcd).
+    #[error("state store: {0}")]
+    Backend(String),
+    /// A leader's write made by a controller that no longer leads: refused,
+    /// so a deposed leader never changes the journal.
+    #[error("this controller no longer leads{}: its write was refused", .0.as_deref().map(|l| format!(" (`{l}` does)")).unwrap_or_default())]
+    NotLeader(Option<String>),
     /// The database was written by a newer drctl.
     #[error("the state database has schema version {found}, newer than this drctl knows ({known}); upgrade drctl")]
     TooNew { found: i64, known: i64 },
@@ -257,6 +267,15 @@ const MIGRATIONS: &[&str] = &[
         reason TEXT NOT NULL,
         PRIMARY KEY (datastore, zone, key)
      );",
+    // 7: highly available controllers (SPEC §11): which controller ran a
+    // step, and documents the leader publishes for every controller (the
+    // latest status measurement, which followers serve).
+    "ALTER TABLE execution_steps ADD COLUMN ran_by TEXT;
+     CREATE TABLE published (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        at_ms INTEGER NOT NULL
+     );",
 ];
 
 /// One RPO measurement of one datastore.
@@ -288,8 +307,10 @@ pub struct MultipartCheckpoint {
     pub parts: Vec<(i32, String)>,
 }
 
+pub mod conformance;
 pub mod controller;
 pub mod journal;
+pub mod kv;
 pub mod store;
 
 pub use store::{Approval, Claim, Controller, Journal, ReplicatedObject, Samples, State, Store};
@@ -584,6 +605,21 @@ impl Samples for Sqlite {
             params![datastore, zone, key, etag],
         )?;
         Ok(())
+    }
+
+    fn publish(&self, name: &str, value: &str) -> Result<()> {
+        self.conn().execute(
+            "INSERT OR REPLACE INTO published (name, value, at_ms) VALUES (?1, ?2, ?3)",
+            params![name, value, millis(SystemTime::now())],
+        )?;
+        Ok(())
+    }
+
+    fn published(&self, name: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn()
+            .query_row("SELECT value FROM published WHERE name = ?1", params![name], |r| r.get(0))
+            .optional()?)
     }
 
     fn clear_multipart(&self, datastore: &str, zone: &str, key: &str) -> Result<()> {

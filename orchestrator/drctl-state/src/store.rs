@@ -256,6 +256,12 @@ pub trait Samples: Send + Sync {
     /// Marks a conflicting object as kept: replication leaves it alone
     /// while it has this ETag, and stops reporting it.
     fn keep_replicated(&self, datastore: &str, zone: &str, key: &str, etag: &str) -> Result<()>;
+
+    /// Stores a small document every controller reads (the leader's latest
+    /// status measurement, which followers serve), replacing the last one.
+    fn publish(&self, name: &str, value: &str) -> Result<()>;
+
+    fn published(&self, name: &str) -> Result<Option<String>>;
 }
 
 /// Everything a state backend stores; see the module documentation.

@@ -553,3 +553,116 @@ impl Drop for TcpProxy {
         self.cut();
     }
 }
+
+/// Where etcd's server binary is: `$ETCD_BIN`, PATH, or Debian's `etcd-server` package.
+pub fn etcd_bin() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("ETCD_BIN") {
+        return Some(PathBuf::from(p));
+    }
+    std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join("etcd")).find(|p| p.exists()))
+        .or_else(|| Some(PathBuf::from("/usr/bin/etcd")).filter(|p| p.exists()))
+}
+
+/// A real etcd cluster of N members on loopback, each with its own data
+/// folder; stopped and removed on drop.
+pub struct EtcdCluster {
+    /// Client port of each member.
+    pub ports: Vec<u16>,
+    peer_ports: Vec<u16>,
+    members: Vec<Option<Child>>,
+    dir: PathBuf,
+}
+
+impl EtcdCluster {
+    pub fn start(n: usize) -> EtcdCluster {
+        let bin = etcd_bin().expect("etcd is installed (Debian: apt-get install etcd-server; or set ETCD_BIN)");
+        let dir = unique_dir("drctl-etcd");
+        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let peer_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let mut c = EtcdCluster { ports, peer_ports, members: Vec::new(), dir };
+        for i in 0..n {
+            let child = c.spawn(&bin, i);
+            c.members.push(Some(child));
+        }
+        for i in 0..n {
+            c.wait_healthy(i);
+        }
+        c
+    }
+
+    fn spawn(&self, bin: &Path, i: usize) -> Child {
+        let initial: Vec<String> =
+            self.peer_ports.iter().enumerate().map(|(j, p)| format!("m{j}=http://127.0.0.1:{p}")).collect();
+        let log = std::fs::File::create(self.dir.join(format!("m{i}.log"))).expect("etcd log");
+        Command::new(bin)
+            .arg("--name")
+            .arg(format!("m{i}"))
+            .arg("--data-dir")
+            .arg(self.dir.join(format!("m{i}")))
+            .arg("--listen-client-urls")
+            .arg(format!("http://127.0.0.1:{}", self.ports[i]))
+            .arg("--advertise-client-urls")
+            .arg(format!("http://127.0.0.1:{}", self.ports[i]))
+            .arg("--listen-peer-urls")
+            .arg(format!("http://127.0.0.1:{}", self.peer_ports[i]))
+            .arg("--initial-advertise-peer-urls")
+            .arg(format!("http://127.0.0.1:{}", self.peer_ports[i]))
+            .arg("--initial-cluster")
+            .arg(initial.join(","))
+            .arg("--initial-cluster-state")
+            .arg("new")
+            .arg("--initial-cluster-token")
+            .arg(self.dir.file_name().unwrap_or_default())
+            // Loopback: short heartbeats elect a new etcd leader fast.
+            .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("etcd starts")
+    }
+
+    /// Waits until a member answers `/health` with a quorum behind it.
+    fn wait_healthy(&self, i: usize) {
+        use std::io::{Read, Write};
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ok = std::net::TcpStream::connect(("127.0.0.1", self.ports[i])).ok().and_then(|mut s| {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                s.write_all(b"GET /health HTTP/1.0\r\n\r\n").ok()?;
+                let mut body = String::new();
+                s.read_to_string(&mut body).ok()?;
+                Some(body.contains("\"health\":\"true\""))
+            });
+            if ok == Some(true) {
+                return;
+            }
+            let log = std::fs::read_to_string(self.dir.join(format!("m{i}.log"))).unwrap_or_default();
+            assert!(Instant::now() < deadline, "etcd member m{i} was not healthy within 30s:\n{log}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `etcd://127.0.0.1:P1,...` with the prefix.
+    pub fn url(&self, prefix: &str) -> String {
+        let hosts: Vec<String> = self.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        format!("etcd://{}/{prefix}", hosts.join(","))
+    }
+
+    /// SIGKILLs a member (its zone is lost).
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.members[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

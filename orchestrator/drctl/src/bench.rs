@@ -250,6 +250,7 @@ pub async fn engine(entities: usize, parallel: usize) -> Result<Outcome, Failure
             finished_at: None,
             error: None,
             note: None,
+            ran_by: None,
         };
         state.transition("bench", i % specs.len(), "x", &tr).map_err(anyhow::Error::from)?;
     }
