@@ -212,6 +212,9 @@ impl Declarer {
             Ok(ended) => {
                 ("identified", format!("The failover ended: {ended:?} (execution {id}); operators are on it."))
             }
+            // Another process runs it now (a new leader, a lease holder):
+            // customers hear how it ends from that one.
+            Err(e) if handed_over(e) => return result,
             Err(e) => ("identified", format!("The failover stopped: {e} (execution {id}); operators are on it.")),
         };
         if let Some(incident) = self.state.incident_of_execution(id)? {
@@ -264,4 +267,17 @@ pub fn abort(state: &State, id: &str, who: &Actor) -> Result<String, Error> {
     state.execution(id)?;
     audit(state, who, "abort", &format!("execution {id}"), &json!({}))?;
     Ok(state.request_abort(id)?)
+}
+
+/// Whether a run stopped because another process runs the execution now
+/// (its lease was taken, or this controller no longer leads).
+pub fn handed_over(e: &Error) -> bool {
+    use drctl_engine::Error as E;
+    match e {
+        Error::Engine { source, .. } => {
+            matches!(source, E::Owned { .. } | E::LostLease { .. } | E::State(drctl_state::Error::NotLeader(_)))
+        }
+        Error::State(drctl_state::Error::NotLeader(_)) => true,
+        _ => false,
+    }
 }

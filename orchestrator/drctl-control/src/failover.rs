@@ -494,7 +494,7 @@ pub fn report(topo: Option<&Topology>, state: &State, id: &str) -> Result<serde_
         "steps": steps.iter().map(|s| serde_json::json!({
             "id": s.id, "entity": s.entity, "action": s.action, "state": s.state.as_str(), "attempts": s.attempts,
             "started_at": s.started_at.map(rfc3339), "finished_at": s.finished_at.map(rfc3339),
-            "error": s.error, "note": s.note,
+            "error": s.error, "note": s.note, "ran_by": s.ran_by,
         })).collect::<Vec<_>>(),
     }))
 }

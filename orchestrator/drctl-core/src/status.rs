@@ -7,10 +7,10 @@
 //! and the planner agree on it.
 
 use crate::topology::{EntitySpec, Topology};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One replica as measured.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReplicaStatus {
     pub zone: String,
     pub healthy: bool,
@@ -22,7 +22,7 @@ pub struct ReplicaStatus {
     pub detail: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DatastoreStatus {
     pub name: String,
     pub kind: String,
@@ -41,7 +41,7 @@ pub struct DatastoreStatus {
 }
 
 /// One object replication would not overwrite or delete.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusConflict {
     pub zone: String,
     pub key: String,
@@ -51,7 +51,7 @@ pub struct StatusConflict {
 /// How a measurement's error begins when more than one member takes writes.
 pub const SPLIT_BRAIN: &str = "split brain:";
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServiceStatus {
     pub name: String,
     pub healthy: bool,
@@ -61,7 +61,7 @@ pub struct ServiceStatus {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusReport {
     /// RFC 3339, UTC.
     pub at: String,

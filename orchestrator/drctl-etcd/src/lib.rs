@@ -131,7 +131,7 @@ impl Runtime {
     /// Runs `make()`'s future there and waits for its answer, at most
     /// [`OP_TIMEOUT`] in all. Transient failures (etcd electing a leader
     /// of its own, a member going away) are tried again on the way.
-    fn call<T, F, Fut>(&self, location: &str, make: F) -> Result<T>
+    fn call<T, F, Fut>(&self, location: &str, interrupt: Option<&Shared>, make: F) -> Result<T>
     where
         T: Send + 'static,
         F: Fn() -> Fut + Send + Sync + 'static,
@@ -156,7 +156,21 @@ impl Runtime {
             .await;
             let _ = tx.send(answer);
         });
-        match rx.recv() {
+        // A leader's call gives up the moment leadership is lost: the work
+        // waiting on it must stop within the lease, not after a timeout.
+        let leading = |g: &Option<&Shared>| g.is_some_and(|g| matches!(guard_of(g), Guard::Leading { .. }));
+        let watch = if leading(&interrupt) { interrupt } else { None };
+        let answer = loop {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(a) => break Ok(a),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) if watch.is_some() && !leading(&watch) => {
+                    return Err(Error::NotLeader(None));
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break Err(()),
+            }
+        };
+        match answer {
             Ok(Ok(Ok(v))) => Ok(v),
             Ok(Ok(Err(e))) => Err(Error::Backend(format!("etcd at {location}: {e}"))),
             Ok(Err(_)) => Err(Error::Backend(format!(
@@ -223,7 +237,7 @@ impl EtcdKv {
         if let Some(tls) = tls {
             opts = opts.with_tls(tls);
         }
-        let client = rt.call(&location, move || {
+        let client = rt.call(&location, None, move || {
             let (endpoints, opts) = (endpoints.clone(), opts.clone());
             async move { Client::connect(endpoints, Some(opts)).await }
         })?;
@@ -239,7 +253,7 @@ impl Kv for EtcdKv {
     fn get(&self, key: &str) -> Result<Option<Versioned>> {
         let c = self.client.clone();
         let key = key.to_string();
-        let resp = self.rt.call(&self.location, move || {
+        let resp = self.rt.call(&self.location, Some(&self.guard), move || {
             let (mut c, key) = (c.clone(), key.clone());
             async move { c.get(key, None).await }
         })?;
@@ -249,7 +263,7 @@ impl Kv for EtcdKv {
     fn scan(&self, start: &str, end: &str) -> Result<Vec<(String, Versioned)>> {
         let c = self.client.clone();
         let (start, end) = (start.to_string(), end.to_string());
-        let resp = self.rt.call(&self.location, move || {
+        let resp = self.rt.call(&self.location, Some(&self.guard), move || {
             let (mut c, start, end) = (c.clone(), start.clone(), end.clone());
             async move { c.get(start, Some(GetOptions::new().with_range(end))).await }
         })?;
@@ -300,7 +314,7 @@ impl Kv for EtcdKv {
         // not applied (unavailable before it reached a leader); one that
         // did apply and whose answer was lost reads back as a failed
         // compare, which the store's retry loop handles by reading again.
-        let resp = self.rt.call(&self.location, move || {
+        let resp = self.rt.call(&self.location, Some(&self.guard), move || {
             let (mut c, t) = (c.clone(), t.clone());
             async move { c.txn(t).await }
         })?;

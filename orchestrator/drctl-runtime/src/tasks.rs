@@ -24,6 +24,15 @@ pub enum OnFailure {
     Restart(Duration),
 }
 
+/// Aborts the task when dropped.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 struct Entry {
     name: String,
     handle: JoinHandle<()>,
@@ -65,7 +74,10 @@ impl TaskCenter {
         let label = name.clone();
         let handle = tokio::spawn(async move {
             loop {
-                let run = tokio::spawn(make(token.clone())).await;
+                // Aborting this task (a shutdown past its deadline, a lost
+                // leadership) must stop the work too, not only the watcher.
+                let mut work = AbortOnDrop(tokio::spawn(make(token.clone())));
+                let run = (&mut work.0).await;
                 match run {
                     Err(e) if e.is_panic() && !token.is_cancelled() => match on_failure {
                         OnFailure::Log => {
@@ -122,6 +134,29 @@ impl TaskCenter {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[tokio::test(start_paused = true)]
+    async fn a_task_aborted_at_the_deadline_stops_its_work_too() {
+        let center = TaskCenter::new();
+        let beats = Arc::new(AtomicU32::new(0));
+        let b = beats.clone();
+        center.spawn("stubborn", OnFailure::Log, move |_ignored| {
+            let b = b.clone();
+            async move {
+                loop {
+                    b.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(center.shutdown(Duration::from_millis(100)).await, ["stubborn"]);
+        // An abort lands at the task's next turn.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let at_abort = beats.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(beats.load(Ordering::SeqCst), at_abort, "the aborted work kept running");
+    }
 
     #[tokio::test(start_paused = true)]
     async fn shutdown_cancels_every_task_and_names_the_ones_that_do_not_stop() {

@@ -303,8 +303,14 @@ async fn create_maintenance(
 /// Runs an execution in the background; the declarer records its outcome
 /// on its incident.
 pub(crate) fn spawn_execution(s: &Arc<Shared>, id: String) {
+    // Only the leader executes (SPEC §11); a follower's declarations were
+    // forwarded to it, and the next leader resumes what this one left.
+    let Some(center) = s.work() else {
+        (s.opts.say)(&format!("execution {id}: not leading; the leader runs it"));
+        return;
+    };
     let s2 = s.clone();
-    s.tasks.spawn(format!("execution {id}"), OnFailure::Log, move |token| {
+    center.spawn(format!("execution {id}"), OnFailure::Log, move |token| {
         let (s2, id) = (s2.clone(), id.clone());
         async move {
             loop {
@@ -495,7 +501,12 @@ pub(crate) fn start_drill(s: &Arc<Shared>, experiment: drctl_core::chaos::Experi
     let s2 = s.clone();
     let drill_id = id.clone();
     let actor = actor.to_string();
-    s.tasks.spawn(format!("drill {id}"), OnFailure::Log, move |token| {
+    let Some(center) = s.work() else {
+        (s.opts.say)(&format!("drill {id}: not leading; not started"));
+        let _ = s.opts.state.finish_drill(&id, None, None);
+        return id;
+    };
+    center.spawn(format!("drill {id}"), OnFailure::Log, move |token| {
         let (s2, experiment, drill_id, actor) = (s2.clone(), experiment.clone(), drill_id.clone(), actor.clone());
         async move {
         let dir = s2.opts.topology_path.parent().unwrap_or(std::path::Path::new(".")).to_path_buf();
@@ -567,12 +578,106 @@ async fn drill(
     let exp = drctl_core::chaos::load(&path).map_err(|d| {
         problem(StatusCode::UNPROCESSABLE_ENTITY, d.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("\n"))
     })?;
-    if s.tasks.running().iter().any(|n| n.starts_with("drill ")) {
+    if drill_running(&s) {
         return Err(problem(StatusCode::CONFLICT, "a drill is already running"));
     }
     let id = start_drill(&s, exp, &who.name);
     audit(&s, &who, "drill", &id, &json!({"experiment": req.experiment}));
     Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response())
+}
+
+fn drill_running(s: &Shared) -> bool {
+    s.work().is_some_and(|c| c.running().iter().any(|n| n.starts_with("drill ")))
+}
+
+/// `GET /api/v1/leader` (no token): who this controller is and who leads.
+async fn leader(Ax(s): Ax<Arc<Shared>>) -> Response {
+    let (leader, url) = match &s.opts.leadership {
+        None => (Some(s.opts.id.clone()), Some(s.base_url.clone())),
+        Some(l) => match l.leader().await {
+            Some(l) => (Some(l.id), Some(l.url)),
+            None => (None, None),
+        },
+    };
+    Json(json!({ "self": s.opts.id, "leader": leader, "url": url, "leading": s.leads() })).into_response()
+}
+
+/// Marks a request one controller forwarded to another (never forwarded twice).
+const FORWARDED: &str = "x-drctl-forwarded-by";
+
+/// An operator write sent to a follower goes to the leader (SPEC §11):
+/// forwarded as it came, or answered 503 naming the leader when it
+/// cannot be reached. Reads are answered here, from the shared state.
+async fn to_the_leader(Ax(s): Ax<Arc<Shared>>, req: Request<Body>, next: axum::middleware::Next) -> Response {
+    let write = !matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD);
+    let Some(election) = s.opts.leadership.clone() else { return next.run(req).await };
+    if !write || !req.uri().path().starts_with("/api/") || s.leads() {
+        return next.run(req).await;
+    }
+    let unavailable = |message: String, leader: Option<&drctl_runtime::Leader>| ApiError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        body: json!({ "error": message, "leader": leader.map(|l| l.id.clone()), "url": leader.map(|l| l.url.clone()) }),
+    };
+    // The client network rule holds here too: the leader sees this controller's address.
+    if let Some(Remote(remote)) = req.extensions().get::<Remote>().copied() {
+        if !s.opts.allow.is_empty() && !s.opts.allow.iter().any(|c| c.contains(remote.ip())) {
+            return problem(StatusCode::FORBIDDEN, format!("{} may not use the operator API", remote.ip()))
+                .into_response();
+        }
+    }
+    let leader = election.leader().await.filter(|l| l.id != election.id());
+    let Some(leader) = leader else {
+        return unavailable(
+            "no controller leads right now (an election is on); try again in a few seconds".into(),
+            None,
+        )
+        .into_response();
+    };
+    if req.headers().contains_key(FORWARDED) {
+        return unavailable(format!("this controller does not lead; `{}` does", leader.id), Some(&leader))
+            .into_response();
+    }
+    match forward(&leader.url, election.id(), req).await {
+        Ok(r) => r,
+        Err(why) => unavailable(
+            format!(
+                "this controller does not lead and cannot reach the leader `{}` at {}: {why}",
+                leader.id, leader.url
+            ),
+            Some(&leader),
+        )
+        .into_response(),
+    }
+}
+
+async fn forward(base: &str, me: &str, req: Request<Body>) -> Result<Response, String> {
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, 64 * 1024).await.map_err(|e| e.to_string())?;
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .connect_timeout(Duration::from_secs(2))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes()).map_err(|e| e.to_string())?;
+    let mut out = client.request(method, format!("{}{path}", base.trim_end_matches('/'))).body(body);
+    for name in [header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT] {
+        if let Some(v) = parts.headers.get(&name).and_then(|v| v.to_str().ok()) {
+            out = out.header(name.as_str(), v);
+        }
+    }
+    if let Some(v) = parts.headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
+        out = out.header("idempotency-key", v);
+    }
+    let answer = out.header(FORWARDED, me).send().await.map_err(|e| e.to_string())?;
+    let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let content_type = answer.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let bytes = answer.bytes().await.map_err(|e| e.to_string())?;
+    let mut r = (status, bytes).into_response();
+    if let Some(ct) = content_type.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        r.headers_mut().insert(header::CONTENT_TYPE, ct);
+    }
+    Ok(r)
 }
 
 /// Runs the topology's drills at their cron times.
@@ -596,7 +701,7 @@ pub(crate) async fn drill_scheduler(s: Arc<Shared>, stop: CancellationToken) {
             _ = tokio::time::sleep(wait) => {}
             _ = stop.cancelled() => return,
         }
-        if s.tasks.running().iter().any(|n| n.starts_with("drill ")) {
+        if drill_running(&s) {
             (s.opts.say)(&format!("scheduled drill {}: skipped, a drill is still running", experiment.display()));
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
@@ -667,6 +772,8 @@ pub fn router(s: Arc<Shared>) -> Router {
         .route("/api/v1/executions/{id}/abort", post(abort))
         .route("/api/v1/drills", post(drill))
         .route("/api/v1/audit", get(audit_list))
+        .route("/api/v1/leader", get(leader))
+        .layer(axum::middleware::from_fn_with_state(s.clone(), to_the_leader))
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(s)

@@ -11,9 +11,17 @@
 //!   and the **operator API** behind bearer tokens and roles, every change
 //!   landing in the hash-chained audit log.
 //!
-//! Every background task is owned by a [`Supervisor`] that restarts a loop
+//! Every background task is owned by a [`TaskCenter`] that restarts a loop
 //! that panics and, on shutdown, waits for them up to a deadline and names
 //! what is still running (an execution left running is resumable).
+//!
+//! **Several controllers, one leading** (SPEC §11, `--state etcd://`): with
+//! a [`Leadership`] only the leader samples, replicates, runs scheduled
+//! drills and executes — each leadership term's work under a task center
+//! of its own, dropped at once when the term ends. Every controller serves
+//! the page, feeds, metrics and read API from the shared state (followers
+//! refresh from the status the leader publishes); an operator write sent
+//! to a follower is forwarded to the leader, or answered 503 naming it.
 
 mod api;
 pub mod feeds;
@@ -25,7 +33,7 @@ use bytes::Bytes;
 use drctl_control::live::Clients;
 use drctl_core::status::StatusReport;
 use drctl_core::topology::Topology;
-use drctl_runtime::{CancellationToken, OnFailure, TaskCenter};
+use drctl_runtime::{CancellationToken, Leadership, OnFailure, TaskCenter};
 use drctl_state::State;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -104,7 +112,15 @@ pub struct Options {
     pub reports_dir: PathBuf,
     /// Says what happens (one line each).
     pub say: Arc<dyn Fn(&str) + Send + Sync>,
+    /// This controller's id (`--id`), in `/api/v1/leader` and in logs.
+    pub id: String,
+    /// The election, when several controllers share the state; `None`:
+    /// this one always leads.
+    pub leadership: Option<Arc<dyn Leadership>>,
 }
+
+/// The name under which the leader publishes its latest status measurement.
+pub const PUBLISHED_STATUS: &str = "status";
 
 /// The rendered faces of the status page, swapped whole on each refresh.
 #[derive(Clone, Default)]
@@ -129,9 +145,45 @@ pub(crate) struct Shared {
     pub tasks: TaskCenter,
     /// Serialises re-rendering (the sampler and API handlers both ask).
     pub render_lock: tokio::sync::Mutex<()>,
+    /// The current leadership term's task center: `None` while following.
+    pub leading: RwLock<Option<TaskCenter>>,
 }
 
 impl Shared {
+    fn new(opts: Options, base_url: String) -> Shared {
+        Shared {
+            opts,
+            base_url,
+            rendered: Default::default(),
+            latest: RwLock::new(None),
+            samples: Default::default(),
+            replication_lag: Default::default(),
+            tasks: TaskCenter::new(),
+            render_lock: Default::default(),
+            leading: RwLock::new(None),
+        }
+    }
+
+    /// Where leader-only work is spawned; `None` while this controller follows.
+    pub fn work(&self) -> Option<TaskCenter> {
+        self.leading.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn leads(&self) -> bool {
+        self.work().is_some()
+    }
+
+    /// A follower's snapshot: the status the leader published, re-rendered
+    /// with the shared state (incidents, executions, uptime).
+    pub async fn follow(&self) {
+        if let Ok(Some(json)) = self.opts.state.published(PUBLISHED_STATUS) {
+            if let Ok(report) = serde_json::from_str::<StatusReport>(&json) {
+                *self.latest.write().unwrap_or_else(|p| p.into_inner()) = Some(report);
+            }
+        }
+        self.refresh().await;
+    }
+
     /// The one path declarations take (SPEC §6a: whoever declares).
     pub fn declarer(&self) -> drctl_control::declare::Declarer {
         drctl_control::declare::Declarer::new(
@@ -223,6 +275,9 @@ impl Shared {
         let _ = drctl_control::live::record(&*self.opts.state, &report);
         let checks: Vec<(String, bool)> = report.services.iter().map(|s| (s.name.clone(), s.healthy)).collect();
         let _ = self.opts.state.record_health(SystemTime::now(), &checks);
+        if let Ok(json) = serde_json::to_string(&report) {
+            let _ = self.opts.state.publish(PUBLISHED_STATUS, &json);
+        }
         *self.latest.write().unwrap_or_else(|p| p.into_inner()) = Some(report);
         self.samples.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.refresh().await;
@@ -238,30 +293,24 @@ pub async fn export(
     dir: &std::path::Path,
     base_url: &str,
 ) -> Result<Vec<PathBuf>, Error> {
-    let shared = Shared {
-        opts: Options {
-            topology_path: PathBuf::new(),
-            topology,
-            state,
-            clients,
-            state_url: String::new(),
-            listen: "127.0.0.1:0".parse().expect("literal"),
-            tls: None,
-            allow: Vec::new(),
-            sample_every: Duration::from_secs(60),
-            base_url: Some(base_url.into()),
-            shutdown_deadline: Duration::ZERO,
-            reports_dir: PathBuf::new(),
-            say: Arc::new(|_| {}),
-        },
-        base_url: base_url.into(),
-        rendered: Default::default(),
-        latest: RwLock::new(None),
-        samples: Default::default(),
-        replication_lag: Default::default(),
-        tasks: TaskCenter::new(),
-        render_lock: Default::default(),
+    let opts = Options {
+        topology_path: PathBuf::new(),
+        topology,
+        state,
+        clients,
+        state_url: String::new(),
+        listen: "127.0.0.1:0".parse().expect("literal"),
+        tls: None,
+        allow: Vec::new(),
+        sample_every: Duration::from_secs(60),
+        base_url: Some(base_url.into()),
+        shutdown_deadline: Duration::ZERO,
+        reports_dir: PathBuf::new(),
+        say: Arc::new(|_| {}),
+        id: String::new(),
+        leadership: None,
     };
+    let shared = Shared::new(opts, base_url.into());
     shared.sample(&shared.opts.clients).await;
     let r = shared.rendered.read().unwrap_or_else(|p| p.into_inner()).clone();
     let mut files: Vec<(PathBuf, &[u8])> = vec![
@@ -300,29 +349,118 @@ pub async fn run(opts: Options, stop: impl std::future::Future<Output = ()>) -> 
     let scheme = if tls.is_some() { "https" } else { "http" };
     let base_url = opts.base_url.clone().unwrap_or_else(|| format!("{scheme}://{bound}"));
     let say = opts.say.clone();
-    let shared = Arc::new(Shared {
-        opts,
-        base_url: base_url.clone(),
-        rendered: Default::default(),
-        latest: RwLock::new(None),
-        samples: Default::default(),
-        replication_lag: Default::default(),
-        tasks: TaskCenter::new(),
-        render_lock: Default::default(),
-    });
+    let shared = Arc::new(Shared::new(opts, base_url.clone()));
     shared.refresh().await;
     say(&format!("serving {base_url}/ (status page), {base_url}/api/v1/ (operator API)"));
 
-    // Executions left unfinished by a previous run: resume them.
-    for e in
-        shared.opts.state.executions()?.into_iter().filter(|e| !drctl_state::journal::exec_state::is_final(&e.state))
+    match shared.opts.leadership.clone() {
+        None => {
+            // The only controller: it leads for as long as it runs.
+            *shared.leading.write().unwrap_or_else(|p| p.into_inner()) = Some(shared.tasks.clone());
+            lead(&shared, &shared.tasks);
+        }
+        Some(election) => {
+            say(&format!("controller {}: following until elected", election.id()));
+            shared.tasks.spawn("election", OnFailure::Restart(Duration::from_secs(1)), {
+                let s = shared.clone();
+                move |stop| campaign(s.clone(), election.clone(), stop)
+            });
+            // Followers serve what the leader measured.
+            shared.tasks.spawn("follower", OnFailure::Restart(Duration::from_secs(1)), {
+                let s = shared.clone();
+                move |stop| {
+                    let s = s.clone();
+                    async move {
+                        loop {
+                            if !s.leads() {
+                                s.follow().await;
+                            }
+                            tokio::select! {
+                                _ = tokio::time::sleep(s.opts.sample_every) => {}
+                                _ = stop.cancelled() => return,
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    }
+
+    // The server stops accepting first, so that nothing new starts while
+    // the background tasks wind down.
+    let server_stop = CancellationToken::new();
+    let server = tokio::spawn(api::serve(shared.clone(), listener, tls, server_stop.clone()));
+    stop.await;
+    say("shutting down: no new requests; waiting for background tasks");
+    server_stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    let mut left = Vec::new();
+    let term = shared.leading.write().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(term) = term.filter(|_| shared.opts.leadership.is_some()) {
+        left = term.shutdown(shared.opts.shutdown_deadline).await;
+    }
+    left.extend(shared.tasks.shutdown(shared.opts.shutdown_deadline).await);
+    Ok(left)
+}
+
+/// Stands for election until shutdown; each term's work runs under a task
+/// center of its own, dropped the moment the term ends.
+async fn campaign(s: Arc<Shared>, election: Arc<dyn Leadership>, stop: CancellationToken) {
+    loop {
+        let Some(lost) = election.lead(stop.clone()).await else { return };
+        let term = TaskCenter::new();
+        *s.leading.write().unwrap_or_else(|p| p.into_inner()) = Some(term.clone());
+        (s.opts.say)(&format!("controller {}: leading", election.id()));
+        lead(&s, &term);
+        tokio::select! {
+            _ = lost.cancelled() => {
+                s.leading.write().unwrap_or_else(|p| p.into_inner()).take();
+                (s.opts.say)(&format!(
+                    "controller {}: lost the lead; stopping its work now (the next leader resumes it)",
+                    election.id()
+                ));
+                // Not a graceful wind-down: another controller may lead
+                // within the lease, so nothing of this term may act on.
+                let left = term.shutdown(Duration::from_millis(200)).await;
+                if !left.is_empty() {
+                    (s.opts.say)(&format!("stopped mid-way: {}", left.join(", ")));
+                }
+            }
+            _ = stop.cancelled() => {
+                // Shutdown: `run` winds the term down gracefully, then resigns.
+                let term = s.leading.write().unwrap_or_else(|p| p.into_inner()).take();
+                if let Some(term) = term {
+                    let left = term.shutdown(s.opts.shutdown_deadline).await;
+                    if !left.is_empty() {
+                        (s.opts.say)(&format!("stopped with these still running: {}", left.join(", ")));
+                    }
+                }
+                election.resign().await;
+                return;
+            }
+        }
+    }
+}
+
+/// Starts the leader's work under `center`: resumes unfinished executions,
+/// samples, replicates and runs the scheduled drills.
+fn lead(shared: &Arc<Shared>, center: &TaskCenter) {
+    let say = shared.opts.say.clone();
+    // Executions left unfinished by a previous run or leader: resume them.
+    for e in shared
+        .opts
+        .state
+        .executions()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| !drctl_state::journal::exec_state::is_final(&e.state))
     {
         say(&format!("resuming execution {} ({})", e.id, e.state));
-        api::spawn_execution(&shared, e.id.clone());
+        api::spawn_execution(shared, e.id.clone());
     }
 
     // The sampler.
-    shared.tasks.spawn("sampler", OnFailure::Restart(Duration::from_secs(1)), {
+    center.spawn("sampler", OnFailure::Restart(Duration::from_secs(1)), {
         let s = shared.clone();
         move |stop| {
             let s = s.clone();
@@ -345,7 +483,7 @@ pub async fn run(opts: Options, stop: impl std::future::Future<Output = ()>) -> 
         say("the lab replicates its own datastores; this controller does not copy them twice");
     } else if !ids.is_empty() {
         let s = shared.clone();
-        shared.tasks.spawn("replication", OnFailure::Restart(Duration::from_secs(1)), move |stop| {
+        center.spawn("replication", OnFailure::Restart(Duration::from_secs(1)), move |stop| {
             let (s, ids) = (s.clone(), ids.clone());
             async move {
                 let say = s.opts.say.clone();
@@ -376,20 +514,10 @@ pub async fn run(opts: Options, stop: impl std::future::Future<Output = ()>) -> 
     // Cron-scheduled drills.
     if !shared.opts.topology.drills.is_empty() {
         let s = shared.clone();
-        shared.tasks.spawn("drill-scheduler", OnFailure::Restart(Duration::from_secs(1)), move |stop| {
+        center.spawn("drill-scheduler", OnFailure::Restart(Duration::from_secs(1)), move |stop| {
             api::drill_scheduler(s.clone(), stop)
         });
     }
-
-    // The server stops accepting first, so that nothing new starts while
-    // the background tasks wind down.
-    let server_stop = CancellationToken::new();
-    let server = tokio::spawn(api::serve(shared.clone(), listener, tls, server_stop.clone()));
-    stop.await;
-    say("shutting down: no new requests; waiting for background tasks");
-    server_stop.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
-    Ok(shared.tasks.shutdown(shared.opts.shutdown_deadline).await)
 }
 
 /// The operator API, described (served at `/api/v1/openapi.json`).
@@ -425,6 +553,7 @@ pub fn openapi() -> serde_json::Value {
             "/api/v2/scheduled-maintenances.json": { "get": public("Statuspage-compatible maintenance (also /upcoming.json, /active.json)", "application/json") },
             "/feed.atom": { "get": public("Incidents and maintenance", "application/atom+xml") },
             "/metrics": { "get": public("Prometheus metrics", "text/plain") },
+            "/api/v1/leader": { "get": public("This controller's id and the leader's (SPEC §11): {\"self\", \"leader\", \"url\", \"leading\"}", "application/json") },
             "/api/v1/incidents": {
                 "get": secured("viewer", "List incidents with their updates", None, "200"),
                 "post": secured("operator", "Open an incident", Some("NewIncident"), "201"),

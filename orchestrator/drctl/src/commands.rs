@@ -142,11 +142,28 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
                 &ctx,
             )
         }
-        Command::Serve { file, listen, tls_cert, tls_key, allow, sample_every, base_url, shutdown_deadline } => {
+        Command::Serve {
+            file,
+            listen,
+            tls_cert,
+            tls_key,
+            allow,
+            sample_every,
+            base_url,
+            shutdown_deadline,
+            id,
+            advertise,
+            lease_ttl,
+        } => {
             let topo = load(&file.path, &style)?;
             let wiring = ctx.wiring(&file.path);
-            let state = open_state(&wiring.state_url)?;
+            let scheme = if tls_cert.is_some() { "https" } else { "http" };
+            let id = id.unwrap_or_else(|| format!("{}:{}", context::hostname(), listen.port()));
+            let advertise = advertise.or_else(|| base_url.clone()).unwrap_or_else(|| format!("{scheme}://{listen}"));
+            let (state, leadership) = context::open_controller_state(&wiring.state_url, &id, &advertise, lease_ttl)?;
             crate::serve::serve(crate::serve::ServeArgs {
+                id,
+                leadership,
                 path: file.path,
                 topo,
                 state,
@@ -211,11 +228,11 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
 /// Where primaries are now according to the state store (after failovers),
 /// without creating a store just to read it.
 fn recorded_world(topo: &Topology, url: &str) -> Observations {
-    let exists = url.strip_prefix("sqlite://").is_some_and(|p| Path::new(p).exists());
+    let exists = url.starts_with("etcd://") || url.strip_prefix("sqlite://").is_some_and(|p| Path::new(p).exists());
     if !exists {
         return Observations::default();
     }
-    drctl_state::State::open(url)
+    context::open_state(url)
         .ok()
         .and_then(|s| drctl_control::failover::observations(topo, &*s).ok())
         .unwrap_or_default()

@@ -105,11 +105,48 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| Failure::Runtime(e.into()))
 }
 
-pub fn open_state(url: &str) -> Result<Arc<State>, Failure> {
-    State::open(url).map_err(|e| match e {
-        drctl_state::Error::UnsupportedUrl(_) => Failure::bad_input(e.to_string()),
+fn state_failure(e: drctl_state::Error) -> Failure {
+    match e {
+        drctl_state::Error::UnsupportedUrl(_) | drctl_state::Error::Invalid(_) => Failure::bad_input(e.to_string()),
         other => Failure::Runtime(anyhow::Error::new(other).context("opening the state store")),
-    })
+    }
+}
+
+/// Opens the state store a URL names: `sqlite://PATH` (embedded) or
+/// `etcd://HOST:PORT[,...][/PREFIX]` (shared by highly available controllers).
+pub fn open_state(url: &str) -> Result<Arc<State>, Failure> {
+    if url.starts_with("etcd://") {
+        return drctl_etcd::open(url).map_err(state_failure);
+    }
+    State::open(url).map_err(state_failure)
+}
+
+/// A controller's part in an election.
+pub type Election = Arc<dyn drctl_runtime::Leadership>;
+
+/// The state for `drctl serve`: on etcd, with this controller standing
+/// for election (SPEC §11); on SQLite, alone and always leading.
+pub fn open_controller_state(
+    url: &str,
+    id: &str,
+    advertise: &str,
+    lease_ttl: std::time::Duration,
+) -> Result<(Arc<State>, Option<Election>), Failure> {
+    if !url.starts_with("etcd://") {
+        return Ok((open_state(url)?, None));
+    }
+    // Engines of a highly available controller say which controller ran each step.
+    drctl_engine::identify_as(&format!("{}{id}", drctl_state::kv::CONTROLLER_OWNER));
+    let me = drctl_runtime::Leader { id: id.to_string(), url: advertise.to_string() };
+    let (state, election) = drctl_etcd::open_controller(url, me, lease_ttl).map_err(state_failure)?;
+    Ok((state, Some(election)))
+}
+
+/// This host's name.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "drctl".into())
 }
 
 pub fn print_diagnostics(diags: &[Diagnostic], style: &Style) {

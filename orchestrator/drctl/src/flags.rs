@@ -192,6 +192,15 @@ pub enum Command {
         /// How long shutdown waits for running tasks.
         #[arg(long, default_value = "20s", value_parser = parse_duration, value_name = "DURATION")]
         shutdown_deadline: std::time::Duration,
+        /// This controller's id among those sharing an etcd state (default: host name and port).
+        #[arg(long, value_name = "ID")]
+        id: Option<String>,
+        /// The URL the other controllers forward operator requests to (default: the served URL).
+        #[arg(long, value_name = "URL")]
+        advertise: Option<String>,
+        /// With --state etcd://: the leader's lease; a leader cut off stops acting before it runs out.
+        #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+        lease_ttl: std::time::Duration,
     },
     /// API tokens for the controller's operator API.
     Token(TokenArgs),

@@ -10,6 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 pub struct ServeArgs {
+    pub id: String,
+    pub leadership: Option<Arc<dyn drctl_runtime::Leadership>>,
     pub path: PathBuf,
     pub topo: Topology,
     pub state: Arc<State>,
@@ -54,6 +56,8 @@ pub fn serve(a: ServeArgs) -> Result<Outcome, Failure> {
         shutdown_deadline: a.shutdown_deadline,
         reports_dir: PathBuf::from(".drctl/reports"),
         say: Arc::new(|line| eprintln!("{} {line}", drctl_control::live::now_rfc3339())),
+        id: a.id,
+        leadership: a.leadership,
     };
     let deadline = opts.shutdown_deadline;
     crate::context::runtime()?.block_on(async move {
