@@ -18,9 +18,10 @@
 //! they go on through any controller.
 //!
 //! Layout under the prefix (each user-given segment escaped so `/` in a
-//! step id never reads as a folder): `exec/ID` (the execution, its steps
-//! and events, one document), `approval/ID/STEP/ATTEMPT`, `owner/ID`,
-//! `lock/ENTITY`, `placement/DS`, `token/N`, `token-name/NAME`,
+//! step id never reads as a folder): `exec/ID` (an execution's head),
+//! `steps/ID/CHUNK` (its steps, 64 a document), `event/ID/UNIQUE` (its
+//! events, in the order written), `approval/ID/STEP/ATTEMPT`, `owner/ID`,
+//! `locks` (entity → execution), `placement/DS`, `token/N`, `token-name/NAME`,
 //! `audit/SEQ` with `audit-head`, `incident/N`, `maintenance/N`,
 //! `uptime/DAY`, `rpo/DS/MS-N` (30 days kept), `lag/DS/ZONE`,
 //! `run/N`, `run-last/DS`, `run-totals/DS`, `multipart/DS/ZONE/KEY`,
@@ -140,6 +141,10 @@ pub const RPO_RETENTION: Duration = Duration::from_secs(30 * 86_400);
 /// The schema of the documents below; a newer one is refused.
 const SCHEMA: i64 = 1;
 
+/// An execution's head: what it is and its state. Its steps live in
+/// chunks of [`STEPS_PER_CHUNK`] and its events each under a key of their
+/// own, so a transition writes one small document and one event, whatever
+/// the size of the plan (etcd bounds a request at 1.5 MiB and 128 operations).
 #[derive(Serialize, Deserialize, Clone)]
 struct ExecDoc {
     id: String,
@@ -150,9 +155,11 @@ struct ExecDoc {
     plan: String,
     options: String,
     entities: Vec<String>,
-    steps: Vec<StepDoc>,
-    events: Vec<EventDoc>,
+    steps: usize,
 }
+
+/// How many steps one stored chunk holds.
+const STEPS_PER_CHUNK: usize = 64;
 
 #[derive(Serialize, Deserialize, Clone)]
 struct StepDoc {
@@ -188,14 +195,14 @@ impl ExecDoc {
             options: self.options.clone(),
         }
     }
+}
 
-    fn event(&mut self, at: SystemTime, step: Option<&str>, kind: &str, detail: Option<&str>) {
-        self.events.push(EventDoc {
-            at_ms: millis(at),
-            step: step.map(str::to_string),
-            kind: kind.into(),
-            detail: detail.map(str::to_string),
-        });
+fn event(at: SystemTime, step: Option<&str>, kind: &str, detail: Option<&str>) -> EventDoc {
+    EventDoc {
+        at_ms: millis(at),
+        step: step.map(str::to_string),
+        kind: kind.into(),
+        detail: detail.map(str::to_string),
     }
 }
 
@@ -480,44 +487,60 @@ impl<K: Kv> KvStore<K> {
         self.key(&format!("exec/{}", seg(id)))
     }
 
-    fn exec_doc(&self, id: &str) -> Result<(ExecDoc, i64)> {
-        self.get_doc(&self.exec_key(id))?.ok_or_else(|| Error::NoSuchExecution(id.to_string()))
+    fn chunk_key(&self, id: &str, chunk: usize) -> String {
+        self.key(&format!("steps/{}/{chunk:06}", seg(id)))
     }
 
-    fn update_exec<R>(
-        &self,
-        id: &str,
-        leader_only: bool,
-        mut change: impl FnMut(&mut ExecDoc) -> Result<R>,
-    ) -> Result<R> {
-        self.update::<ExecDoc, R>(&self.exec_key(id), leader_only, |doc| {
-            let mut doc = doc.ok_or_else(|| Error::NoSuchExecution(id.to_string()))?;
-            let r = change(&mut doc)?;
-            Ok((Some(doc), r))
-        })
+    /// A key for one more event; events read back in the order they were
+    /// written (their version), so the key need only be unique.
+    fn event_op(&self, execution: &str, e: &EventDoc) -> Op {
+        use std::sync::atomic::Ordering;
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let nonce = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let key = self.key(&format!(
+            "event/{}/{nonce:x}-{}-{}",
+            seg(execution),
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        Op::Put(key, encode(e))
+    }
+
+    fn exec_doc(&self, id: &str) -> Result<(ExecDoc, i64)> {
+        self.get_doc(&self.exec_key(id))?.ok_or_else(|| Error::NoSuchExecution(id.to_string()))
     }
 
     fn all_execs(&self) -> Result<Vec<ExecDoc>> {
         self.scan_docs(&self.key("exec/"))
     }
 
+    fn step_docs(&self, execution: &str) -> Result<Vec<StepDoc>> {
+        let chunks: Vec<Vec<StepDoc>> = self.scan_docs(&self.key(&format!("steps/{}/", seg(execution))))?;
+        Ok(chunks.into_iter().flatten().collect())
+    }
+
+    /// Entity locks: one document, entity → execution, changed whole.
+    fn locks_key(&self) -> String {
+        self.key("locks")
+    }
+
     fn set_state(&self, execution: &str, state: &str, finished: Option<SystemTime>, leader_only: bool) -> Result<()> {
         let key = self.exec_key(execution);
+        let locks_key = self.locks_key();
         self.retry(|| {
             let (mut doc, version) = self.exec_doc(execution)?;
             doc.state = state.to_string();
             doc.finished_ms = finished.map(millis);
-            doc.event(finished.unwrap_or_else(SystemTime::now), None, state, None);
-            let mut ops = vec![Op::Put(key.clone(), encode(&doc))];
+            let e = event(finished.unwrap_or_else(SystemTime::now), None, state, None);
+            let mut ops = vec![Op::Put(key.clone(), encode(&doc)), self.event_op(execution, &e)];
             let mut checks = vec![Check::Version(key.clone(), version)];
             if exec_state::is_final(state) {
-                for e in &doc.entities {
-                    let lock = self.key(&format!("lock/{}", seg(e)));
-                    if let Some(held) = self.kv.get(&lock)? {
-                        if decode::<String>(&lock, &held)? == execution {
-                            checks.push(Check::Version(lock.clone(), held.version));
-                            ops.push(Op::Delete(lock));
-                        }
+                if let Some((mut locks, lv)) = self.get_doc::<BTreeMap<String, String>>(&locks_key)? {
+                    let before = locks.len();
+                    locks.retain(|_, held_by| held_by != execution);
+                    if locks.len() != before {
+                        checks.push(Check::Version(locks_key.clone(), lv));
+                        ops.push(Op::Put(locks_key.clone(), encode(&locks)));
                     }
                 }
             }
@@ -551,7 +574,8 @@ impl<K: Kv> Journal for KvStore<K> {
         entities: &[String],
     ) -> Result<()> {
         let key = self.exec_key(&row.id);
-        let mut doc = ExecDoc {
+        let locks_key = self.locks_key();
+        let doc = ExecDoc {
             id: row.id.clone(),
             declared_ms: millis(row.declared_at),
             finished_ms: row.finished_at.map(millis),
@@ -560,43 +584,53 @@ impl<K: Kv> Journal for KvStore<K> {
             plan: row.plan.clone(),
             options: row.options.clone(),
             entities: entities.to_vec(),
-            steps: steps
-                .iter()
-                .map(|(id, entity, action)| StepDoc {
-                    id: id.clone(),
-                    entity: entity.clone(),
-                    action: action.clone(),
-                    state: StepState::Pending.as_str().into(),
-                    attempts: 0,
-                    started_ms: None,
-                    finished_ms: None,
-                    error: None,
-                    note: None,
-                    ran_by: None,
-                })
-                .collect(),
-            events: Vec::new(),
+            steps: steps.len(),
         };
-        doc.event(row.declared_at, None, "declared", Some(&row.reason));
-        if entities.len() > MAX_OPS {
-            return Err(Error::Invalid(format!("one execution locks at most {MAX_OPS} entities on this store")));
+        if self.kv.get(&key)?.is_some() {
+            return Err(Error::Invalid(format!("execution `{}` exists", row.id)));
         }
+        // The steps first: nothing reads them before the head exists, which
+        // the last transaction writes with the locks, all or nothing.
+        let chunks: Vec<Op> = steps
+            .chunks(STEPS_PER_CHUNK)
+            .enumerate()
+            .map(|(n, chunk)| {
+                let docs: Vec<StepDoc> = chunk
+                    .iter()
+                    .map(|(id, entity, action)| StepDoc {
+                        id: id.clone(),
+                        entity: entity.clone(),
+                        action: action.clone(),
+                        state: StepState::Pending.as_str().into(),
+                        attempts: 0,
+                        started_ms: None,
+                        finished_ms: None,
+                        error: None,
+                        note: None,
+                        ran_by: None,
+                    })
+                    .collect();
+                Op::Put(self.chunk_key(&row.id, n), encode(&docs))
+            })
+            .collect();
+        self.put_chunked(chunks, true)?;
+        let declared = event(row.declared_at, None, "declared", Some(&row.reason));
         self.retry(|| {
             let mut checks = vec![Check::Absent(key.clone())];
-            let mut ops = vec![Op::Put(key.clone(), encode(&doc))];
-            if !exec_state::is_final(&row.state) {
+            let mut ops = vec![Op::Put(key.clone(), encode(&doc)), self.event_op(&row.id, &declared)];
+            if !exec_state::is_final(&row.state) && !entities.is_empty() {
+                let held = self.get_doc::<BTreeMap<String, String>>(&locks_key)?;
+                checks.push(Self::unchanged(&locks_key, held.as_ref().map(|(_, v)| *v)));
+                let mut locks = held.map(|(l, _)| l).unwrap_or_default();
                 for e in entities {
-                    let lock = self.key(&format!("lock/{}", seg(e)));
-                    if let Some(held) = self.kv.get(&lock)? {
-                        let execution: String = decode(&lock, &held)?;
-                        return Err(Error::Locked { entity: e.clone(), execution });
+                    if let Some(execution) = locks.get(e) {
+                        return Err(Error::Locked { entity: e.clone(), execution: execution.clone() });
                     }
-                    checks.push(Check::Absent(lock.clone()));
-                    ops.push(Op::Put(lock, encode(&row.id)));
                 }
-            }
-            if self.kv.get(&key)?.is_some() {
-                return Err(Error::Invalid(format!("execution `{}` exists", row.id)));
+                for e in entities {
+                    locks.insert(e.clone(), row.id.clone());
+                }
+                ops.push(Op::Put(locks_key.clone(), encode(&locks)));
             }
             Ok(self.kv.commit(Txn { checks, ops, leader_only: true })?.then_some(()))
         })
@@ -613,13 +647,20 @@ impl<K: Kv> Journal for KvStore<K> {
     }
 
     fn steps(&self, execution: &str) -> Result<Vec<StepRow>> {
-        let Some((doc, _)) = self.get_doc::<ExecDoc>(&self.exec_key(execution))? else { return Ok(Vec::new()) };
-        doc.steps.iter().enumerate().map(|(i, s)| step_row(i, s)).collect()
+        if self.kv.get(&self.exec_key(execution))?.is_none() {
+            return Ok(Vec::new());
+        }
+        self.step_docs(execution)?.iter().enumerate().map(|(i, s)| step_row(i, s)).collect()
     }
 
     fn transition(&self, execution: &str, idx: usize, step: &str, t: &Transition) -> Result<()> {
-        self.update_exec(execution, true, |doc| {
-            let Some(s) = doc.steps.get_mut(idx) else {
+        let key = self.chunk_key(execution, idx / STEPS_PER_CHUNK);
+        let e = event(t.at, Some(step), t.state.as_str(), t.error.or(t.note));
+        self.retry(|| {
+            let Some((mut chunk, version)) = self.get_doc::<Vec<StepDoc>>(&key)? else {
+                return Err(Error::Invalid(format!("execution {execution} has no step {idx}")));
+            };
+            let Some(s) = chunk.get_mut(idx % STEPS_PER_CHUNK) else {
                 return Err(Error::Invalid(format!("execution {execution} has no step {idx}")));
             };
             s.state = t.state.as_str().into();
@@ -631,8 +672,12 @@ impl<K: Kv> Journal for KvStore<K> {
             if let Some(by) = t.ran_by {
                 s.ran_by = Some(by.to_string());
             }
-            doc.event(t.at, Some(step), t.state.as_str(), t.error.or(t.note));
-            Ok(())
+            let ok = self.kv.commit(Txn {
+                checks: vec![Check::Version(key.clone(), version)],
+                ops: vec![Op::Put(key.clone(), encode(&chunk)), self.event_op(execution, &e)],
+                leader_only: true,
+            })?;
+            Ok(ok.then_some(()))
         })
     }
 
@@ -641,24 +686,17 @@ impl<K: Kv> Journal for KvStore<K> {
     }
 
     fn approve(&self, execution: &str, step: &str, by: &str, done: bool) -> Result<bool> {
-        let key = self.exec_key(execution);
-        self.retry(|| {
-            let (mut doc, version) = self.exec_doc(execution)?;
-            let attempt = doc.steps.iter().find(|s| s.id == step).map_or(0, |s| s.attempts);
-            let akey = self.key(&format!("approval/{}/{}/{attempt:010}", seg(execution), seg(step)));
-            if self.kv.get(&akey)?.is_some() {
-                return Ok(Some(false));
-            }
-            let now = SystemTime::now();
-            let detail = if done { format!("{by} (recorded as done, not run)") } else { by.to_string() };
-            doc.event(now, Some(step), "approved", Some(&detail));
-            let approval = ApprovalDoc { by: by.into(), done, at_ms: millis(now) };
-            let ok = self.kv.commit(Txn {
-                checks: vec![Check::Absent(akey.clone()), Check::Version(key.clone(), version)],
-                ops: vec![Op::Put(akey, encode(&approval)), Op::Put(key.clone(), encode(&doc))],
-                leader_only: false,
-            })?;
-            Ok(ok.then_some(true))
+        self.exec_doc(execution)?;
+        let attempt = self.step_docs(execution)?.iter().find(|s| s.id == step).map_or(0, |s| s.attempts);
+        let akey = self.key(&format!("approval/{}/{}/{attempt:010}", seg(execution), seg(step)));
+        let now = SystemTime::now();
+        let detail = if done { format!("{by} (recorded as done, not run)") } else { by.to_string() };
+        let approval = ApprovalDoc { by: by.into(), done, at_ms: millis(now) };
+        let e = event(now, Some(step), "approved", Some(&detail));
+        self.kv.commit(Txn {
+            checks: vec![Check::Absent(akey.clone())],
+            ops: vec![Op::Put(akey, encode(&approval)), self.event_op(execution, &e)],
+            leader_only: false,
         })
     }
 
@@ -723,12 +761,15 @@ impl<K: Kv> Journal for KvStore<K> {
     }
 
     fn events(&self, execution: &str) -> Result<Vec<Event>> {
-        let Some((doc, _)) = self.get_doc::<ExecDoc>(&self.exec_key(execution))? else { return Ok(Vec::new()) };
-        Ok(doc
-            .events
-            .into_iter()
-            .map(|e| Event { at: time(e.at_ms), step: e.step, kind: e.kind, detail: e.detail })
-            .collect())
+        let prefix = self.key(&format!("event/{}/", seg(execution)));
+        let mut rows = self.kv.scan(&prefix, &prefix_end(&prefix))?;
+        rows.sort_by_key(|(_, v)| v.version);
+        rows.iter()
+            .map(|(k, v)| {
+                let e: EventDoc = decode(k, v)?;
+                Ok(Event { at: time(e.at_ms), step: e.step, kind: e.kind, detail: e.detail })
+            })
+            .collect()
     }
 
     fn set_placement(&self, datastore: &str, primary_zone: &str) -> Result<()> {
@@ -1096,8 +1137,9 @@ impl<K: Kv> Controller for KvStore<K> {
 
     fn step_durations(&self) -> Result<Vec<(String, f64, u64)>> {
         let mut by: BTreeMap<String, (f64, u64)> = BTreeMap::new();
-        for doc in self.all_execs()? {
-            for s in &doc.steps {
+        let chunks: Vec<Vec<StepDoc>> = self.scan_docs(&self.key("steps/"))?;
+        for chunk in chunks {
+            for s in &chunk {
                 if let (Some(a), Some(b)) = (s.started_ms, s.finished_ms) {
                     let e = by.entry(s.action.clone()).or_default();
                     e.0 += (b - a) as f64 / 1000.0;

@@ -207,7 +207,7 @@ impl drctl_engine::Actions for Noop {
     }
 }
 
-pub async fn engine(entities: usize, parallel: usize) -> Result<Outcome, Failure> {
+pub async fn engine(entities: usize, parallel: usize, etcd: Option<String>) -> Result<Outcome, Failure> {
     use drctl_control::failover::{self, Declaration};
     use std::sync::Arc;
     let yaml = synth::topology_yaml(entities, 7);
@@ -222,8 +222,15 @@ pub async fn engine(entities: usize, parallel: usize) -> Result<Outcome, Failure
     }
     let dir = std::env::temp_dir().join(format!("drctl-bench-engine-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let state =
-        drctl_state::State::open(&format!("sqlite://{}/state.db", dir.display())).map_err(anyhow::Error::from)?;
+    let (state, journal) = match &etcd {
+        Some(url) => (crate::context::open_state(url)?, "etcd journal"),
+        None => (
+            drctl_state::State::open(&format!("sqlite://{}/state.db", dir.display())).map_err(anyhow::Error::from)?,
+            "durable SQLite journal",
+        ),
+    };
+    // Its own execution id, so runs on a shared etcd never collide.
+    let id = format!("bench-{}", failover::new_id());
     let decl = Declaration {
         zones: scope.zones.clone(),
         regions: vec![],
@@ -233,10 +240,10 @@ pub async fn engine(entities: usize, parallel: usize) -> Result<Outcome, Failure
         parallel: Some(parallel),
     };
     let prepared = failover::Prepared { plan, specs: specs.clone(), checks: vec![] };
-    failover::create(&*state, "bench", &decl, &prepared).map_err(|e| anyhow::anyhow!("{e}"))?;
+    failover::create(&*state, &id, &decl, &prepared).map_err(|e| anyhow::anyhow!("{e}"))?;
     let engine = drctl_engine::Engine::new(state.clone(), Arc::new(Noop), Some(parallel));
     let t = Instant::now();
-    let ended = engine.run("bench", &specs).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let ended = engine.run(&id, &specs).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let wall = t.elapsed();
     // The journal alone: one durable transition, repeated.
     let n = 2000;
@@ -252,12 +259,12 @@ pub async fn engine(entities: usize, parallel: usize) -> Result<Outcome, Failure
             note: None,
             ran_by: None,
         };
-        state.transition("bench", i % specs.len(), "x", &tr).map_err(anyhow::Error::from)?;
+        state.transition(&id, i % specs.len(), "x", &tr).map_err(anyhow::Error::from)?;
     }
     let per_write = t.elapsed() / n as u32;
     let _ = std::fs::remove_dir_all(&dir);
     println!(
-        "engine: {} no-op steps (--parallel {parallel}, durable SQLite journal, {} transitions): {:.1} ms in all, {:.0} µs per step ({ended:?}); one journal transition: {:.0} µs",
+        "engine: {} no-op steps (--parallel {parallel}, {journal}, {} transitions): {:.1} ms in all, {:.0} µs per step ({ended:?}); one journal transition: {:.0} µs",
         specs.len(),
         specs.len() * 2,
         wall.as_secs_f64() * 1e3,

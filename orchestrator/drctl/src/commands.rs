@@ -204,7 +204,9 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             runtime()?.block_on(bench::drill(&experiment, runs.max(1), base_port))
         }
         Command::Bench(BenchCommand::Engine { entities, parallel }) => {
-            runtime()?.block_on(bench::engine(entities, parallel))
+            // The journal on etcd when --state names one; a private SQLite file otherwise.
+            let etcd = ctx.state_flag.starts_with("etcd://").then(|| ctx.state_flag.clone());
+            runtime()?.block_on(bench::engine(entities, parallel, etcd))
         }
         Command::Completions { shell } => {
             use clap::CommandFactory;

@@ -21,7 +21,7 @@ use std::sync::Arc;
 pub struct Context {
     pub style: Style,
     /// `--state` (or `DRCTL_STATE`), as given.
-    state_flag: String,
+    pub state_flag: String,
     /// Whether the state store was chosen at all (flag or environment).
     state_chosen: bool,
     /// Whether the environment names AWS keys (they win over a lab's).
