@@ -56,6 +56,11 @@ pub enum DeclareMode {
     Auto,
     /// The drill waits for `drctl declare`.
     Manual,
+    /// As `auto`, through highly available controllers (SPEC §11): the
+    /// lab runs one per zone on etcd and the drill declares through their
+    /// API, so the leader of the moment executes — lost with its zone, if
+    /// the fault takes it.
+    Controllers,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -234,8 +239,9 @@ fn decode(d: &mut Decoder, root: &yaml::Node, path: &Path) -> Option<Experiment>
         None => DeclareMode::Auto,
         Some(s) if s.value == "auto" => DeclareMode::Auto,
         Some(s) if s.value == "manual" => DeclareMode::Manual,
+        Some(s) if s.value == "controllers" => DeclareMode::Controllers,
         Some(s) => {
-            d.choice(&s, &"`declare`", &["auto", "manual"]);
+            d.choice(&s, &"`declare`", &["auto", "manual", "controllers"]);
             DeclareMode::Auto
         }
     };

@@ -59,6 +59,41 @@ pub struct Options {
     pub cancel: drctl_runtime::CancellationToken,
     /// Hears one line per event as it happens.
     pub say: Box<dyn Fn(&str) + Send + Sync>,
+    /// Highly available controllers (their base URLs) and a commander
+    /// token: the drill declares through them, as an incident commander
+    /// would, and the leader of the moment executes (SPEC §11). Empty: the
+    /// drill executes in its own process.
+    pub controllers: Vec<String>,
+    pub token: Option<String>,
+}
+
+/// Declares through the first controller that takes it (a follower
+/// forwards to the leader; during an election every one may say 503).
+/// `Ok(None)`: none could take it now, try again at the next probe.
+async fn declare_via_controllers(
+    controllers: &[String],
+    token: &str,
+    body: &serde_json::Value,
+) -> Result<Option<(String, String)>, String> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .connect_timeout(Duration::from_millis(500))
+        .build()
+        .map_err(|e| e.to_string())?;
+    for base in controllers {
+        let Ok(r) = client.post(format!("{base}/api/v1/declare")).bearer_auth(token).json(body).send().await else {
+            continue;
+        };
+        let status = r.status().as_u16();
+        let v: serde_json::Value = r.json().await.unwrap_or_default();
+        match status {
+            202 => return Ok(Some((v["id"].as_str().unwrap_or_default().to_string(), base.clone()))),
+            409 => return Err(format!("the declaration was refused: {}", v["error"].as_str().unwrap_or_default())),
+            503 | 502 => continue,
+            other => return Err(format!("{base} answered {other}: {v}")),
+        }
+    }
+    Ok(None)
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -87,6 +122,9 @@ pub struct StepRecord {
     pub finished_s: Option<f64>,
     pub note: Option<String>,
     pub error: Option<String>,
+    /// The controller (or process) that ran it: with highly available
+    /// controllers, which one led when it ran.
+    pub ran_by: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -368,6 +406,12 @@ struct Probe {
 
 /// Runs the drill; heals on every path out, including cancellation.
 pub async fn run(opts: Options) -> Result<Report, Error> {
+    if opts.experiment.declare == DeclareMode::Controllers && (opts.controllers.is_empty() || opts.token.is_none()) {
+        return Err(Error::BadInput(format!(
+            "{} declares through highly available controllers: run it with `drctl drill --lab` (which starts one per zone on etcd)",
+            opts.experiment.file.display()
+        )));
+    }
     let clients = opts.clients.clone();
     let topo = opts.topology.clone();
     let say = &opts.say;
@@ -543,7 +587,8 @@ pub async fn run(opts: Options) -> Result<Report, Error> {
                     what: format!("{} down", outage.join(", ")),
                 });
             }
-            if opts.experiment.declare == DeclareMode::Auto && detected_at.is_some() && execution.is_none() {
+            let auto = matches!(opts.experiment.declare, DeclareMode::Auto | DeclareMode::Controllers);
+            if auto && detected_at.is_some() && execution.is_none() {
                 let (zones, targets) = detect_scope(&topo, &*opts.state).await;
                 if zones.is_empty() && targets.is_empty() {
                     if !undetermined_logged {
@@ -568,39 +613,67 @@ pub async fn run(opts: Options) -> Result<Report, Error> {
                         parallel: opts.parallel,
                     };
                     scope = Some(serde_json::json!({ "zones": zones, "regions": [], "targets": targets }));
-                    let declarer = Declarer::new(topo.clone(), opts.state.clone(), clients.clone());
-                    let proposal = declarer.propose(decl, Some(format!("{id}-failover"))).await?;
-                    for c in &proposal.prepared.checks {
+                    if let (false, Some(token)) = (opts.controllers.is_empty(), &opts.token) {
+                        let body = serde_json::json!({
+                            "zones": zones, "targets": targets, "reason": decl.reason, "parallel": decl.parallel,
+                        });
+                        match declare_via_controllers(&opts.controllers, token, &body).await {
+                            Ok(Some((exec_id, via))) => {
+                                declared_at = Some(clock.now());
+                                say(&format!(
+                                    "{:>6.2}s  declared {exec_id} through {via}: zones [{}] targets [{}]",
+                                    clock.now(),
+                                    zones.join(", "),
+                                    targets.join(", ")
+                                ));
+                                timeline.push(TimelineEvent {
+                                    at_s: clock.now(),
+                                    kind: "declared".into(),
+                                    what: format!("execution {exec_id}, through the controllers"),
+                                });
+                                execution = Some(exec_id);
+                            }
+                            Ok(None) => say(&format!("{:>6.2}s  no controller takes declarations yet", clock.now())),
+                            Err(why) => {
+                                stopped_early = Some(why);
+                                break;
+                            }
+                        }
+                    } else {
+                        let declarer = Declarer::new(topo.clone(), opts.state.clone(), clients.clone());
+                        let proposal = declarer.propose(decl, Some(format!("{id}-failover"))).await?;
+                        for c in &proposal.prepared.checks {
+                            say(&format!(
+                                "          check {} {}: {}",
+                                if c.ok { "ok " } else { "NO " },
+                                c.subject,
+                                c.detail
+                            ));
+                        }
+                        let exec_id = proposal.id.clone();
+                        let who = Actor::new("drill", "controller");
+                        // The drill announces itself; its failover opens no incident of its own.
+                        if declarer.record(&proposal, &who, false, IncidentPolicy::None)? == Recorded::Refused {
+                            stopped_early =
+                                Some(format!("the declaration was refused: {}", proposal.refusals().join("; ")));
+                            break;
+                        }
+                        declared_at = Some(clock.now());
                         say(&format!(
-                            "          check {} {}: {}",
-                            if c.ok { "ok " } else { "NO " },
-                            c.subject,
-                            c.detail
+                            "{:>6.2}s  declared {exec_id}: zones [{}] targets [{}]",
+                            clock.now(),
+                            zones.join(", "),
+                            targets.join(", ")
                         ));
+                        timeline.push(TimelineEvent {
+                            at_s: clock.now(),
+                            kind: "declared".into(),
+                            what: format!("execution {exec_id}"),
+                        });
+                        let eid = exec_id.clone();
+                        exec_task = Some(tokio::spawn(async move { declarer.run(&eid).await }));
+                        execution = Some(exec_id);
                     }
-                    let exec_id = proposal.id.clone();
-                    let who = Actor::new("drill", "controller");
-                    // The drill announces itself; its failover opens no incident of its own.
-                    if declarer.record(&proposal, &who, false, IncidentPolicy::None)? == Recorded::Refused {
-                        stopped_early =
-                            Some(format!("the declaration was refused: {}", proposal.refusals().join("; ")));
-                        break;
-                    }
-                    declared_at = Some(clock.now());
-                    say(&format!(
-                        "{:>6.2}s  declared {exec_id}: zones [{}] targets [{}]",
-                        clock.now(),
-                        zones.join(", "),
-                        targets.join(", ")
-                    ));
-                    timeline.push(TimelineEvent {
-                        at_s: clock.now(),
-                        kind: "declared".into(),
-                        what: format!("execution {exec_id}"),
-                    });
-                    let eid = exec_id.clone();
-                    exec_task = Some(tokio::spawn(async move { declarer.run(&eid).await }));
-                    execution = Some(exec_id);
                 }
             }
             if opts.experiment.declare == DeclareMode::Manual && execution.is_none() && first_fault.is_some() {
@@ -846,6 +919,7 @@ pub async fn run(opts: Options) -> Result<Report, Error> {
             finished_s: s.finished_at.map(|t| clock.of(t)),
             note: s.note.clone(),
             error: s.error.clone(),
+            ran_by: s.ran_by.clone(),
         })
         .collect();
     let first_fault = faults.iter().filter_map(|f| f.0.injected_at_s).reduce(f64::min);
@@ -927,6 +1001,7 @@ pub async fn run(opts: Options) -> Result<Report, Error> {
         declare: match opts.experiment.declare {
             DeclareMode::Auto => "auto",
             DeclareMode::Manual => "manual",
+            DeclareMode::Controllers => "controllers",
         }
         .into(),
         started_at: failover::rfc3339(clock.wall0),

@@ -164,17 +164,18 @@ pub fn markdown(r: &Report) -> String {
     if !r.steps.is_empty() {
         let _ = writeln!(
             m,
-            "\n## Steps\n\n| step | action | state | started | finished | note |\n|---|---|---|---|---|---|"
+            "\n## Steps\n\n| step | action | state | started | finished | ran by | note |\n|---|---|---|---|---|---|---|"
         );
         for s in &r.steps {
             let _ = writeln!(
                 m,
-                "| {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} |",
                 s.id,
                 s.action,
                 s.state,
                 secs(s.started_s),
                 secs(s.finished_s),
+                runner(s.ran_by.as_deref()),
                 s.error.as_deref().or(s.note.as_deref()).unwrap_or("").replace('|', "/")
             );
         }
@@ -384,16 +385,17 @@ table{{border-collapse:collapse;width:100%;margin:1rem 0}}th,td{{border:1px soli
     }
     h.push_str("</ul>");
     if !r.steps.is_empty() {
-        h.push_str("<h2>Steps</h2><table><thead><tr><th scope=\"col\">step</th><th scope=\"col\">action</th><th scope=\"col\">state</th><th scope=\"col\">started</th><th scope=\"col\">finished</th><th scope=\"col\">note</th></tr></thead><tbody>");
+        h.push_str("<h2>Steps</h2><table><thead><tr><th scope=\"col\">step</th><th scope=\"col\">action</th><th scope=\"col\">state</th><th scope=\"col\">started</th><th scope=\"col\">finished</th><th scope=\"col\">ran by</th><th scope=\"col\">note</th></tr></thead><tbody>");
         for s in &r.steps {
             let _ = write!(
                 h,
-                "<tr><th scope=\"row\">{}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><th scope=\"row\">{}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 esc(&s.id),
                 esc(&s.action),
                 esc(&s.state),
                 secs(s.started_s),
                 secs(s.finished_s),
+                esc(&runner(s.ran_by.as_deref())),
                 esc(s.error.as_deref().or(s.note.as_deref()).unwrap_or(""))
             );
         }
@@ -411,8 +413,29 @@ table{{border-collapse:collapse;width:100%;margin:1rem 0}}th,td{{border:1px soli
     h
 }
 
+/// Who ran a step, readably: a controller's id (`controller:ID:pid…`), or
+/// the host and process of a CLI run.
+fn runner(ran_by: Option<&str>) -> String {
+    let Some(owner) = ran_by else { return String::new() };
+    if let Some(rest) = owner.strip_prefix(drctl_state::kv::CONTROLLER_OWNER) {
+        return rest.split(":pid").next().unwrap_or(rest).to_string();
+    }
+    let mut parts = owner.split(':');
+    match (parts.next(), parts.next()) {
+        (Some(host), Some(pid)) => format!("{host} {}", pid.replace("pid", "pid ")),
+        _ => owner.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn steps_say_which_controller_ran_them() {
+        assert_eq!(super::runner(Some("controller:lab-az2-ctl:pid42:abc1")), "lab-az2-ctl");
+        assert_eq!(super::runner(Some("ops-box:pid7:9f0")), "ops-box pid 7");
+        assert_eq!(super::runner(None), "");
+    }
+
     #[test]
     fn escapes_markup() {
         assert_eq!(super::esc("<script>&\"'"), "&lt;script&gt;&amp;&quot;&#39;");

@@ -159,6 +159,8 @@ enum Undo {
     ResumeReplay(Vec<u8>),
     ResumeCopying,
     S3Errors(Vec<u8>),
+    /// Start the zone processes of these zones again.
+    StartProcesses(Vec<u8>),
 }
 
 struct ActiveFault {
@@ -189,6 +191,8 @@ struct Inner {
     clients: Arc<Clients>,
     shutdown: tokio::sync::Notify,
     started_at: String,
+    /// etcd members and controllers, per zone ([`Lab::adopt`]).
+    procs: Mutex<Vec<crate::procs::RunningProcess>>,
 }
 
 /// A running lab. Dropping it stops everything it started.
@@ -203,6 +207,10 @@ impl Drop for Lab {
         for t in &self.tasks {
             t.abort();
         }
+        // Controllers first, then the etcd members they stand on.
+        let mut procs = std::mem::take(&mut *self.inner.procs.lock().unwrap_or_else(|p| p.into_inner()));
+        procs.sort_by_key(|p| p.spec.name.starts_with("etcd"));
+        drop(procs);
         if let Ok(mut pg) = self.inner.pg.lock() {
             for m in pg.iter_mut() {
                 m.server.stop();
@@ -434,6 +442,7 @@ impl Lab {
             clients: clients.clone(),
             shutdown: tokio::sync::Notify::new(),
             started_at: drctl_control::live::now_rfc3339(),
+            procs: Mutex::new(Vec::new()),
         });
 
         let mut tasks = Vec::new();
@@ -500,6 +509,12 @@ impl Lab {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
+    }
+
+    /// Runs `p` as part of its zone from now on: a zone outage kills it,
+    /// healing starts it again; stopping the lab stops it.
+    pub fn adopt(&self, p: crate::procs::RunningProcess) {
+        self.inner.procs.lock().unwrap_or_else(|e| e.into_inner()).push(p);
     }
 
     /// Completes when `POST /shutdown` (or `drctl lab down`) asks the lab to stop.
@@ -835,6 +850,20 @@ async fn inject(inner: &Inner, req: FaultRequest, dry_run: bool) -> Result<Injec
                 hits.push(format!("{} in {} ({}) down", SERVICES[s.service].0, zone_name(s.zone), s.proxy.listen));
                 proxies.push(s.proxy.faults.clone());
             }
+            {
+                let mut procs = inner.procs.lock().unwrap_or_else(|p| p.into_inner());
+                for p in procs.iter_mut().filter(|p| nums.contains(&p.spec.zone)) {
+                    hits.push(format!(
+                        "{} in {}: killed (pid {})",
+                        p.spec.name,
+                        zone_name(p.spec.zone),
+                        p.pid().unwrap_or(0)
+                    ));
+                    if !dry_run {
+                        p.kill();
+                    }
+                }
+            }
             if !dry_run {
                 for p in &proxies {
                     p.set_down(true);
@@ -842,6 +871,7 @@ async fn inject(inner: &Inner, req: FaultRequest, dry_run: bool) -> Result<Injec
             }
             undo.push(Undo::Proxies(proxies));
             undo.push(Undo::Restart(killed));
+            undo.push(Undo::StartProcesses(nums.clone()));
         }
         FaultRequest::ProcessKill { target } => match target.as_str() {
             "orders-db" => {
@@ -1009,6 +1039,15 @@ async fn undo_fault(inner: &Inner, f: ActiveFault) -> Vec<String> {
             Undo::S3Errors(zones) => {
                 for m in inner.s3.iter().filter(|m| zones.contains(&m.zone)) {
                     m.server.set_error_rate(0.0);
+                }
+            }
+            Undo::StartProcesses(zones) => {
+                let mut procs = inner.procs.lock().unwrap_or_else(|p| p.into_inner());
+                for p in procs.iter_mut().filter(|p| zones.contains(&p.spec.zone)) {
+                    match p.start() {
+                        Ok(()) => notes.push(format!("{} in {} started again", p.spec.name, zone_name(p.spec.zone))),
+                        Err(e) => notes.push(e),
+                    }
                 }
             }
         }

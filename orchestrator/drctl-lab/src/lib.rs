@@ -16,6 +16,7 @@
 pub mod dns;
 pub mod lab;
 pub mod pg;
+pub mod procs;
 pub mod proxy;
 pub mod s3;
 pub mod safety;

@@ -526,6 +526,8 @@ pub(crate) fn start_drill(s: &Arc<Shared>, experiment: drctl_core::chaos::Experi
             // Shutdown cancels the drill, which heals and reports.
             cancel: token,
             say: Box::new(move |l| say(&format!("drill {name}: {l}"))),
+            controllers: Vec::new(),
+            token: None,
         };
         let result = drctl_drill::drill::run(opts).await;
         match result {

@@ -317,6 +317,8 @@ pub async fn drill(experiment: &Path, runs: usize, base_port: u16) -> Result<Out
             steady_timeout: Duration::from_secs(20),
             cancel,
             say: Box::new(|_| {}),
+            controllers: Vec::new(),
+            token: None,
         })
         .await
         .map_err(|e| Failure::Runtime(anyhow::anyhow!("{e}")))?;

@@ -4,10 +4,154 @@ use crate::context::{self, lab_state_url, Context};
 use crate::{Failure, Outcome};
 use drctl_drill::Error as DrillError;
 use drctl_lab::lab::{Lab, LabClient, Manifest, Options};
+use drctl_lab::procs::{RunningProcess, ZoneProcess};
 use drctl_lab::Error as LabError;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The lab's highly available controllers (SPEC §11): an etcd member and a
+/// `drctl serve` in each zone, on the zone's own addresses, so losing a
+/// zone loses both.
+struct Ha {
+    etcd: Vec<RunningProcess>,
+    state_url: String,
+    controllers: Vec<(u8, String, String)>,
+}
+
+/// Where zone `z`'s etcd member and controller listen.
+fn ha_addresses(base: u16, z: u8) -> (String, String, String) {
+    (
+        format!("127.0.{z}.21:{}", base + 72),
+        format!("127.0.{z}.21:{}", base + 73),
+        format!("127.0.{z}.20:{}", base + 70),
+    )
+}
+
+/// Starts a fresh etcd member per zone and waits for the cluster to answer.
+fn start_etcd(dir: &Path, base: u16) -> Result<Ha, Failure> {
+    let bin = ["/usr/bin/etcd", "/usr/local/bin/etcd"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .or_else(|| {
+            std::env::var_os("PATH")
+                .and_then(|ps| std::env::split_paths(&ps).map(|p| p.join("etcd")).find(|p| p.exists()))
+        })
+        .ok_or_else(|| {
+            Failure::bad_input("a drill through controllers needs etcd (Debian: apt-get install etcd-server)")
+        })?;
+    let data = dir.join("etcd");
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(&data).map_err(|e| Failure::bad_input(format!("cannot create {}: {e}", data.display())))?;
+    let initial: Vec<String> = (1..=3u8).map(|z| format!("m{z}=http://{}", ha_addresses(base, z).1)).collect();
+    let mut etcd = Vec::new();
+    for z in 1..=3u8 {
+        let (client, peer, _) = ha_addresses(base, z);
+        let mut p = RunningProcess::new(ZoneProcess {
+            zone: z,
+            name: format!("etcd member m{z}"),
+            program: bin.clone(),
+            args: [
+                "--name",
+                &format!("m{z}"),
+                "--data-dir",
+                &data.join(format!("m{z}")).display().to_string(),
+                "--listen-client-urls",
+                &format!("http://{client}"),
+                "--advertise-client-urls",
+                &format!("http://{client}"),
+                "--listen-peer-urls",
+                &format!("http://{peer}"),
+                "--initial-advertise-peer-urls",
+                &format!("http://{peer}"),
+                "--initial-cluster",
+                &initial.join(","),
+                "--initial-cluster-state",
+                "new",
+                "--heartbeat-interval",
+                "50",
+                "--election-timeout",
+                "500",
+            ]
+            .iter()
+            .map(|a| a.to_string())
+            .collect(),
+            log: data.join(format!("m{z}.log")),
+        });
+        p.start().map_err(Failure::bad_input)?;
+        etcd.push(p);
+    }
+    let members: Vec<String> = (1..=3u8).map(|z| ha_addresses(base, z).0).collect();
+    let state_url = format!("etcd://{}/lab", members.join(","));
+    Ok(Ha { etcd, state_url, controllers: Vec::new() })
+}
+
+/// Starts the controllers, lab-az1's first (it leads at the start, so a
+/// zone outage of lab-az1 takes the leader), and hands every process to
+/// the lab, whose zone outages kill them.
+async fn start_controllers(lab: &Lab, ha: &mut Ha, dir: &Path) -> Result<(), Failure> {
+    let exe = std::env::current_exe().map_err(|e| Failure::Runtime(e.into()))?;
+    let topology = lab.manifest.topology.display().to_string();
+    let http =
+        reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(2)).build().map_err(anyhow::Error::from)?;
+    for z in 1..=3u8 {
+        let (_, _, listen) = ha_addresses(lab.layout().base, z);
+        let id = format!("lab-az{z}-ctl");
+        let url = format!("http://{listen}");
+        let mut p = RunningProcess::new(ZoneProcess {
+            zone: z,
+            name: format!("controller {id}"),
+            program: exe.clone(),
+            args: [
+                "serve",
+                "-f",
+                &topology,
+                "--state",
+                &ha.state_url,
+                "--id",
+                &id,
+                "--listen",
+                &listen,
+                "--advertise",
+                &url,
+                "--lease-ttl",
+                "3s",
+                "--sample-every",
+                "1s",
+            ]
+            .iter()
+            .map(|a| a.to_string())
+            .collect(),
+            log: dir.join(format!("{id}.log")),
+        });
+        p.start().map_err(Failure::bad_input)?;
+        let until = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let v: serde_json::Value = match http.get(format!("{url}/api/v1/leader")).send().await {
+                Ok(r) => r.json().await.unwrap_or_default(),
+                Err(_) => serde_json::Value::Null,
+            };
+            if (z == 1 && v["leading"] == true) || (z > 1 && v["leader"] == "lab-az1-ctl") {
+                break;
+            }
+            if std::time::Instant::now() >= until {
+                return Err(Failure::Runtime(anyhow::anyhow!(
+                    "controller {id} did not {} within 30 s (see {})",
+                    if z == 1 { "lead" } else { "follow" },
+                    dir.join(format!("{id}.log")).display()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        ha.controllers.push((z, id, url));
+        lab.adopt(p);
+    }
+    for p in ha.etcd.drain(..) {
+        lab.adopt(p);
+    }
+    Ok(())
+}
 
 fn lab_failure(e: LabError) -> Failure {
     match e {
@@ -233,17 +377,46 @@ pub fn drill(args: DrillArgs, ctx: &Context) -> Result<Outcome, Failure> {
         // Ctrl-C cancels the drill, which heals and reports. The watcher
         // lives in this task's select below, never beyond the drill.
         let cancel = drctl_runtime::CancellationToken::new();
+        let through_controllers = experiment.declare == drctl_core::chaos::DeclareMode::Controllers;
+        let (mut controllers, mut token): (Vec<String>, Option<String>) = (Vec::new(), None);
         let (lab, topo_path, state) = if args.lab {
             if args.file.is_some() {
                 eprintln!("note: --lab drills the lab's own topology; -f is ignored");
             }
-            let state = fresh_state(&args.lab_dir)?;
+            // A drill through controllers: etcd first, the lab's whole state on it.
+            let mut ha = if through_controllers { Some(start_etcd(&args.lab_dir, args.base_port)?) } else { None };
+            let state = match &ha {
+                Some(h) => {
+                    let until = std::time::Instant::now() + Duration::from_secs(30);
+                    loop {
+                        match crate::context::open_state(&h.state_url) {
+                            Ok(s) => break s,
+                            Err(e) if std::time::Instant::now() >= until => return Err(e),
+                            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                        }
+                    }
+                }
+                None => fresh_state(&args.lab_dir)?,
+            };
             eprintln!("starting the lab in {}...", args.lab_dir.display());
             let lab =
                 Lab::start(Options { dir: args.lab_dir.clone(), base_port: args.base_port, state: state.clone() })
                     .await
                     .map_err(lab_failure)?;
             eprintln!("lab up (PostgreSQL pair, S3 per zone, DNS, 3 services, workload)");
+            if let Some(h) = ha.as_mut() {
+                start_controllers(&lab, h, &args.lab_dir).await?;
+                let secret = state
+                    .create_token(&format!("drill-{}", std::process::id()), drctl_state::controller::Role::Commander)
+                    .map_err(|e| Failure::Runtime(e.into()))?;
+                controllers = h.controllers.iter().map(|(_, _, url)| url.clone()).collect();
+                token = Some(secret);
+                eprintln!(
+                    "controllers up on etcd ({}): {}; lab-az1-ctl leads",
+                    h.state_url,
+                    h.controllers.iter().map(|(_, id, url)| format!("{id} {url}")).collect::<Vec<_>>().join(", ")
+                );
+            }
             let path = lab.manifest.topology.clone();
             (Some(lab), path, state)
         } else {
@@ -273,6 +446,8 @@ pub fn drill(args: DrillArgs, ctx: &Context) -> Result<Outcome, Failure> {
             steady_timeout: Duration::from_secs(20),
             cancel: cancel.clone(),
             say: Box::new(|line| eprintln!("{line}")),
+            controllers,
+            token,
         };
         if args.dry_run {
             let plan = drctl_drill::drill::dry_run(&opts).await.map_err(drill_failure)?;

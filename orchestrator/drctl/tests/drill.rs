@@ -143,6 +143,50 @@ fn zone_partition_drills_fence_out_of_band_and_never_see_two_primaries() {
     }
 }
 
+#[test]
+fn losing_the_zone_of_the_leading_controller_the_failover_is_led_from_another() {
+    let base = 21600;
+    let dir = tempdir("controllers");
+    let report = dir.join("report");
+    let out = drctl()
+        .current_dir(&dir)
+        .arg("drill")
+        .arg(repo().join("chaos/lab-controller-zone-outage.yaml"))
+        .args(["--lab", "--base-port", &base.to_string(), "--report"])
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let r = json(&report.join("report.json"));
+    assert_eq!((r["safe"].as_bool(), r["execution_state"].as_str()), (Some(true), Some("succeeded")), "{r:#}");
+    assert_eq!(r["declare"], "controllers");
+    let hits = r["faults"][0]["hits"].to_string();
+    assert!(hits.contains("controller lab-az1-ctl in lab-az1: killed"), "{hits}");
+    assert!(hits.contains("etcd member m1 in lab-az1: killed"), "{hits}");
+    let declared = r["timeline"].as_array().unwrap().iter().find(|e| e["kind"] == "declared").unwrap();
+    assert!(declared["what"].as_str().unwrap().contains("through the controllers"), "{declared}");
+    // Every step was run by a controller outside the lost zone.
+    for s in r["steps"].as_array().unwrap() {
+        let by = s["ran_by"].as_str().unwrap_or_default();
+        assert!(
+            by.starts_with("controller:lab-az2-ctl:") || by.starts_with("controller:lab-az3-ctl:"),
+            "{} ran by {by:?}",
+            s["id"]
+        );
+    }
+    let md = std::fs::read_to_string(report.join("report.md")).unwrap();
+    assert!(md.contains("| ran by |") && (md.contains("lab-az2-ctl") || md.contains("lab-az3-ctl")), "{md}");
+    nothing_listens(base);
+    for z in 1..=3 {
+        for addr in [format!("127.0.{z}.21:{}", base + 72), format!("127.0.{z}.20:{}", base + 70)] {
+            assert!(std::net::TcpListener::bind(&addr).is_ok(), "{addr} is still taken");
+        }
+    }
+    let left = Command::new("pgrep").args(["-f", &format!("127.0.1.21:{}", base + 72)]).output().unwrap();
+    assert!(left.stdout.is_empty(), "etcd or controllers left: {}", String::from_utf8_lossy(&left.stdout));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// Stops a detached lab even when the test fails halfway.
 struct LabGuard(PathBuf);
 
