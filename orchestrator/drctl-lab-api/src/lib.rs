@@ -42,6 +42,13 @@ pub struct Manifest {
     pub topology: PathBuf,
     pub started_at: String,
     pub scratch: PathBuf,
+    /// The lab's state store when it is not its own SQLite file: the etcd
+    /// cluster its controllers share (`lab up --controllers`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// The base URLs of its highly available controllers, one per zone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub controllers: Vec<String>,
 }
 
 impl Manifest {

@@ -493,6 +493,8 @@ impl Lab {
             topology: topo_path,
             started_at: inner.started_at.clone(),
             scratch,
+            state: None,
+            controllers: Vec::new(),
         };
         write(&Manifest::path(&opts.dir), &serde_json::to_string_pretty(&manifest).expect("serializable"))?;
         Ok(Lab { inner, tasks, manifest })
@@ -509,6 +511,14 @@ impl Lab {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
+    }
+
+    /// Records the controllers the lab runs and the state they share, in
+    /// `lab.json`, so commands on the lab's topology find them.
+    pub fn set_controllers(&mut self, state_url: &str, urls: Vec<String>) -> Result<(), Error> {
+        self.manifest.state = Some(state_url.to_string());
+        self.manifest.controllers = urls;
+        write(&Manifest::path(&self.inner.dir), &serde_json::to_string_pretty(&self.manifest).expect("serializable"))
     }
 
     /// Runs `p` as part of its zone from now on: a zone outage kills it,

@@ -112,11 +112,11 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             print!("{}", graph::render(&topo, plan.as_ref(), format));
             Ok(Outcome::Done)
         }
-        Command::Lab(LabCommand::Up { dir, base_port, detach }) => {
+        Command::Lab(LabCommand::Up { dir, base_port, detach, controllers }) => {
             if detach {
-                crate::lab::detach(&dir, base_port)
+                crate::lab::detach(&dir, base_port, controllers)
             } else {
-                runtime()?.block_on(crate::lab::up(dir, base_port))
+                runtime()?.block_on(crate::lab::up(dir, base_port, controllers))
             }
         }
         Command::Lab(LabCommand::Down { dir }) => runtime()?.block_on(crate::lab::down(&dir)),

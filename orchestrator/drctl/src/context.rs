@@ -60,7 +60,12 @@ impl Context {
     /// The wiring of the lab in `dir`.
     pub fn lab_wiring(&self, dir: &Path) -> Wiring {
         Wiring {
-            state_url: if self.state_chosen { self.state_flag.clone() } else { lab_state_url(dir) },
+            state_url: if self.state_chosen {
+                self.state_flag.clone()
+            } else {
+                // A lab with controllers keeps its state on their etcd.
+                drctl_lab_api::Manifest::read(dir).and_then(|m| m.state).unwrap_or_else(|| lab_state_url(dir))
+            },
             credentials: if self.aws_keys_in_env { drctl_aws::Credentials::Chain } else { drctl_lab::credentials() },
         }
     }

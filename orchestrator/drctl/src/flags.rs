@@ -338,6 +338,10 @@ pub enum LabCommand {
         /// Run in the background and return once it is up.
         #[arg(long)]
         detach: bool,
+        /// Also run an etcd member and a highly available controller
+        /// (`drctl serve`) in each zone, the lab's state on that etcd.
+        #[arg(long)]
+        controllers: bool,
     },
     /// Stop a running lab (harmless when none runs).
     Down {

@@ -204,11 +204,37 @@ fn summary(lab: &Lab, dir: &Path) -> String {
     s
 }
 
-pub async fn up(dir: PathBuf, base_port: u16) -> Result<Outcome, Failure> {
-    let state = fresh_state(&dir)?;
+/// Opens the state on the lab's etcd, waiting for its members to elect a leader.
+async fn open_ha_state(ha: &Ha) -> Result<Arc<drctl_state::State>, Failure> {
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match crate::context::open_state(&ha.state_url) {
+            Ok(s) => return Ok(s),
+            Err(e) if std::time::Instant::now() >= until => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+pub async fn up(dir: PathBuf, base_port: u16, controllers: bool) -> Result<Outcome, Failure> {
+    let mut ha = if controllers { Some(start_etcd(&dir, base_port)?) } else { None };
+    let state = match &ha {
+        Some(h) => open_ha_state(h).await?,
+        None => fresh_state(&dir)?,
+    };
     eprintln!("starting the lab in {} (PostgreSQL, S3, DNS, services, workload)...", dir.display());
-    let lab = Lab::start(Options { dir: dir.clone(), base_port, state }).await.map_err(lab_failure)?;
+    let mut lab = Lab::start(Options { dir: dir.clone(), base_port, state }).await.map_err(lab_failure)?;
     println!("{}", summary(&lab, &dir));
+    if let Some(h) = ha.as_mut() {
+        start_controllers(&lab, h, &dir).await?;
+        let urls: Vec<String> = h.controllers.iter().map(|(_, _, u)| u.clone()).collect();
+        lab.set_controllers(&h.state_url, urls).map_err(lab_failure)?;
+        println!("  state      {} (an etcd member per zone)", h.state_url);
+        for (z, id, url) in &h.controllers {
+            println!("  controller {id:<12} lab-az{z}  {url}/  ({url}/api/v1/leader)");
+        }
+        println!("  a zone outage kills its etcd member and its controller; lab-az1-ctl leads first\n");
+    }
     println!("In another terminal (drctl finds the lab's state and credentials by itself):");
     println!("  drctl status -f {}", dir.join("drctl.yaml").display());
     println!("  drctl drill chaos/lab-zone-outage.yaml -f {}", dir.join("drctl.yaml").display());
@@ -223,17 +249,17 @@ pub async fn up(dir: PathBuf, base_port: u16) -> Result<Outcome, Failure> {
     Ok(Outcome::Done)
 }
 
-pub fn detach(dir: &Path, base_port: u16) -> Result<Outcome, Failure> {
+pub fn detach(dir: &Path, base_port: u16, controllers: bool) -> Result<Outcome, Failure> {
     use std::os::unix::process::CommandExt;
     std::fs::create_dir_all(dir).map_err(|e| Failure::bad_input(format!("cannot create {}: {e}", dir.display())))?;
     let log = std::fs::File::create(dir.join("lab.log")).map_err(|e| Failure::Runtime(e.into()))?;
     let exe = std::env::current_exe().map_err(|e| Failure::Runtime(e.into()))?;
     let mut cmd = std::process::Command::new(exe);
-    cmd.args(["lab", "up", "--base-port", &base_port.to_string(), "--dir"])
-        .arg(dir)
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone().map_err(|e| Failure::Runtime(e.into()))?)
-        .stderr(log);
+    cmd.args(["lab", "up", "--base-port", &base_port.to_string(), "--dir"]).arg(dir);
+    if controllers {
+        cmd.arg("--controllers");
+    }
+    cmd.stdin(std::process::Stdio::null()).stdout(log.try_clone().map_err(|e| Failure::Runtime(e.into()))?).stderr(log);
     // SAFETY: setsid is async-signal-safe; the lab leaves our session so a
     // closing terminal does not stop it.
     unsafe {
@@ -249,7 +275,7 @@ pub fn detach(dir: &Path, base_port: u16) -> Result<Outcome, Failure> {
             let log = std::fs::read_to_string(dir.join("lab.log")).unwrap_or_default();
             return Err(Failure::Runtime(anyhow::anyhow!("the lab did not start ({status}):\n{log}")));
         }
-        if Manifest::read(dir).is_some_and(|m| m.pid == child.id()) {
+        if Manifest::read(dir).is_some_and(|m| m.pid == child.id() && (!controllers || !m.controllers.is_empty())) {
             let log = std::fs::read_to_string(dir.join("lab.log")).unwrap_or_default();
             print!("{}", log.lines().filter(|l| !l.starts_with("Ctrl-C")).collect::<Vec<_>>().join("\n"));
             println!(
@@ -386,16 +412,7 @@ pub fn drill(args: DrillArgs, ctx: &Context) -> Result<Outcome, Failure> {
             // A drill through controllers: etcd first, the lab's whole state on it.
             let mut ha = if through_controllers { Some(start_etcd(&args.lab_dir, args.base_port)?) } else { None };
             let state = match &ha {
-                Some(h) => {
-                    let until = std::time::Instant::now() + Duration::from_secs(30);
-                    loop {
-                        match crate::context::open_state(&h.state_url) {
-                            Ok(s) => break s,
-                            Err(e) if std::time::Instant::now() >= until => return Err(e),
-                            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-                        }
-                    }
-                }
+                Some(h) => open_ha_state(h).await?,
                 None => fresh_state(&args.lab_dir)?,
             };
             eprintln!("starting the lab in {}...", args.lab_dir.display());
@@ -420,7 +437,16 @@ pub fn drill(args: DrillArgs, ctx: &Context) -> Result<Outcome, Failure> {
             let path = lab.manifest.topology.clone();
             (Some(lab), path, state)
         } else {
-            let state = drctl_state::State::open(&state_url).map_err(|e| Failure::Runtime(e.into()))?;
+            let state = crate::context::open_state(&state_url)?;
+            // A running lab's controllers (`lab up --controllers`) take the declaration.
+            let running = Manifest::read(file.parent().unwrap_or(Path::new("."))).filter(|m| m.alive());
+            if let Some(m) = running.filter(|m| through_controllers && !m.controllers.is_empty()) {
+                let secret = state
+                    .create_token(&format!("drill-{}", std::process::id()), drctl_state::controller::Role::Commander)
+                    .map_err(|e| Failure::Runtime(e.into()))?;
+                controllers = m.controllers.clone();
+                token = Some(secret);
+            }
             (None, file.clone(), state)
         };
         let loaded = drctl_core::load(&topo_path);
