@@ -15,7 +15,7 @@
 //! reported, and never stops the others. Multipart copies record each part
 //! in the state store, so a copy interrupted by a crash resumes.
 
-use crate::{api_error, Error, Result};
+use crate::{api_error, explain, Error, Result};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirective, ServerSideEncryption};
 use aws_sdk_s3::Client;
@@ -894,6 +894,58 @@ mod pass_tests {
         let kept = known(&[("mine", "m1", "m1", true), ("shared", "changed-here", "changed-here", true)]);
         let plan = plan_pass(&source, &dest, &kept, true, "az1");
         assert_eq!(plan.conflicts.iter().map(|(o, _)| o.key.as_str()).collect::<Vec<_>>(), ["copied"]);
+    }
+}
+
+/// What a permission probe found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Permission {
+    Allowed,
+    /// Refused, with S3's words.
+    Denied(String),
+    /// Not found out, and why.
+    Unknown(String),
+}
+
+/// Whether these credentials may put a replication configuration on
+/// `bucket` (`s3:PutReplicationConfiguration`), found out without changing
+/// it: the probe is a configuration with no rules, which S3 refuses for
+/// its shape only after it has authorized the request (AccessDenied
+/// first), so it is never applied. A bucket that has a configuration of
+/// its own is not probed (a server that accepted the empty one would
+/// replace it); a server that accepts it has it deleted again at once.
+pub async fn replication_permission(bucket: &Bucket) -> Permission {
+    use aws_sdk_s3::types::ReplicationConfiguration;
+    let own = bucket.client.get_bucket_replication().bucket(&bucket.name).send().await;
+    if own.as_ref().is_ok_and(|o| o.replication_configuration().is_some_and(|c| !c.rules().is_empty())) {
+        return Permission::Unknown(format!("{} has a replication configuration of its own; not probed", bucket.name));
+    }
+    let probe = match ReplicationConfiguration::builder()
+        .role("arn:aws:iam::000000000000:role/drctl-permission-probe")
+        .set_rules(Some(Vec::new()))
+        .build()
+    {
+        Ok(p) => p,
+        Err(e) => return Permission::Unknown(format!("cannot build the probe: {e}")),
+    };
+    match bucket.client.put_bucket_replication().bucket(&bucket.name).replication_configuration(probe).send().await {
+        Ok(_) => {
+            // Not AWS: this server took an empty configuration. Undo it.
+            let _ = bucket.client.delete_bucket_replication().bucket(&bucket.name).send().await;
+            Permission::Allowed
+        }
+        Err(e) => {
+            let status = e.raw_response().map(|r| r.status().as_u16());
+            let code = aws_sdk_s3::error::ProvideErrorMetadata::code(&e).unwrap_or_default().to_string();
+            if code == "AccessDenied" || status == Some(403) {
+                Permission::Denied(explain(&e))
+            } else if status.is_some() {
+                // Authorized, then refused for the probe's shape.
+                Permission::Allowed
+            } else {
+                Permission::Unknown(explain(&e))
+            }
+        }
     }
 }
 

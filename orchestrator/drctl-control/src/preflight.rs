@@ -265,8 +265,20 @@ async fn native_turnaround_check(new: &drctl_aws::s3::Bucket, all: &[drctl_aws::
     for b in all {
         if let Ok(out) = b.client.get_bucket_replication().bucket(&b.name).send().await {
             if let Some(role) = out.replication_configuration().map(|c| c.role()).filter(|r| !r.is_empty()) {
+                // The turnaround writes a configuration on the new primary:
+                // refused credentials are said now, before anything changes.
+                let may = match drctl_aws::s3::replication_permission(new).await {
+                    drctl_aws::s3::Permission::Denied(why) => {
+                        return Err(format!(
+                            "these credentials may not configure replication on {} (s3:PutReplicationConfiguration: {why}): native replication could not be turned around; grant it (and iam:PassRole on {role}) before failing over, or --force",
+                            new.name
+                        ))
+                    }
+                    drctl_aws::s3::Permission::Allowed => "s3:PutReplicationConfiguration allowed".to_string(),
+                    drctl_aws::s3::Permission::Unknown(why) => format!("s3:PutReplicationConfiguration not checked: {why}"),
+                };
                 return Ok(format!(
-                    "{} is versioned; native replication will be turned around with role {role}",
+                    "{} is versioned; native replication will be turned around with role {role} ({may})",
                     new.name
                 ));
             }

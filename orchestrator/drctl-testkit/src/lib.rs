@@ -433,8 +433,15 @@ pub fn moto_server() -> PathBuf {
 
 impl Moto {
     pub fn start() -> Moto {
+        Moto::start_with_env(&[])
+    }
+
+    /// With moto's own settings, e.g. `INITIAL_NO_AUTH_ACTION_COUNT` (IAM
+    /// enforced after that many requests).
+    pub fn start_with_env(env: &[(&str, &str)]) -> Moto {
         let port = free_port();
         let child = Command::new(moto_server())
+            .envs(env.iter().copied())
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -8,11 +8,15 @@ use std::process::Command;
 
 /// Runs drctl in `dir` against moto with test credentials: (exit code, stdout, stderr).
 fn run_drctl(dir: &std::path::Path, moto: &Moto, args: &[&str]) -> (i32, String, String) {
+    run_drctl_as(dir, moto, ("testing", "testing"), args)
+}
+
+fn run_drctl_as(dir: &std::path::Path, moto: &Moto, keys: (&str, &str), args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_drctl"))
         .args(args)
         .current_dir(dir)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_ACCESS_KEY_ID", keys.0)
+        .env("AWS_SECRET_ACCESS_KEY", keys.1)
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ENDPOINT_URL", moto.endpoint())
         .env_remove("DRCTL_STATE")
@@ -400,5 +404,117 @@ datastores:
         old.replication_configuration().unwrap().rules().iter().all(|r| r.status() == &ReplicationRuleStatus::Disabled),
         "the former primary no longer replicates into the new one"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `by: s3` with credentials that may not configure replication: the
+/// preflight says so, and nothing changes (moto enforcing IAM).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_turnaround_the_credentials_cannot_make_is_refused_before_anything_changes() {
+    use aws_sdk_s3::types::{
+        BucketVersioningStatus, Destination, ReplicationConfiguration, ReplicationRule, ReplicationRuleFilter,
+        ReplicationRuleStatus, VersioningConfiguration,
+    };
+    // moto checks nothing for the first 8 requests (the setup below), then enforces IAM.
+    let moto = Moto::start_with_env(&[("INITIAL_NO_AUTH_ACTION_COUNT", "8")]);
+    let http = reqwest::Client::new();
+    let iam = |params: Vec<(&'static str, String)>| {
+        let (http, url) = (http.clone(), moto.endpoint());
+        async move {
+            let mut form = params;
+            form.push(("Version", "2010-05-08".into()));
+            // Unchecked while the budget lasts; the scope routes it to IAM.
+            let auth = "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20261202/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=00";
+            let r = http.post(url).header("authorization", auth).form(&form).send().await.unwrap();
+            assert!(r.status().is_success(), "{:?}", r.text().await);
+            r.text().await.unwrap()
+        }
+    };
+    iam(vec![("Action", "CreateUser".into()), ("UserName", "ops".into())]).await;
+    // Everything in S3 but configuring replication (moto files PUT ?replication under CreateBucket).
+    let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"},{"Effect":"Deny","Action":["s3:PutReplicationConfiguration","s3:CreateBucket"],"Resource":"*"}]}"#;
+    iam(vec![
+        ("Action", "PutUserPolicy".into()),
+        ("UserName", "ops".into()),
+        ("PolicyName", "no-replication-config".into()),
+        ("PolicyDocument", policy.into()),
+    ])
+    .await;
+    let keys = iam(vec![("Action", "CreateAccessKey".into()), ("UserName", "ops".into())]).await;
+    let field =
+        |name: &str| keys.split(&format!("<{name}>")).nth(1).and_then(|r| r.split('<').next()).unwrap().to_string();
+    let (key, secret) = (field("AccessKeyId"), field("SecretAccessKey"));
+
+    let sdk = sdk(&moto.endpoint()).await;
+    let s3c = client_for(&sdk, Some(&moto.endpoint()), None);
+    for b in ["denied-az1", "denied-az2"] {
+        s3c.create_bucket().bucket(b).send().await.unwrap();
+        s3c.put_bucket_versioning()
+            .bucket(b)
+            .versioning_configuration(
+                VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    let rule = ReplicationRule::builder()
+        .id("to-az2")
+        .priority(1)
+        .status(ReplicationRuleStatus::Enabled)
+        .filter(ReplicationRuleFilter::builder().prefix("").build())
+        .destination(Destination::builder().bucket("arn:aws:s3:::denied-az2").build().unwrap())
+        .build()
+        .unwrap();
+    let role = "arn:aws:iam::123456789012:role/s3-replication";
+    s3c.put_bucket_replication()
+        .bucket("denied-az1")
+        .replication_configuration(ReplicationConfiguration::builder().role(role).rules(rule).build().unwrap())
+        .send()
+        .await
+        .unwrap();
+
+    let dir = fresh_dir("native-denied");
+    std::fs::write(
+        dir.join("drctl.yaml"),
+        format!(
+            "version: 1
+zones:
+  - {{ name: az1, region: us-east-1, aws_zone: us-east-1a }}
+  - {{ name: az2, region: us-east-1, aws_zone: us-east-1b }}
+datastores:
+  - name: assets
+    kind: s3
+    endpoint: \"{}\"
+    primary: {{ zone: az1, bucket: denied-az1 }}
+    replicas: [ {{ zone: az2, bucket: denied-az2 }} ]
+    replication: {{ by: s3 }}
+",
+            moto.endpoint()
+        ),
+    )
+    .unwrap();
+    let (code, out, err) =
+        run_drctl_as(&dir, &moto, (&key, &secret), &["declare", "--target", "assets", "--reason", "az1 lost", "--yes"]);
+    assert_eq!(code, 1, "refused by the preflight: {out}\n{err}");
+    assert!(out.contains("may not configure replication on denied-az2"), "{out}\n{err}");
+    // Nothing changed: the old rule still replicates, the new primary has none.
+    let as_ops = client_for(
+        &aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_credential_types::Credentials::from_keys(&key, &secret, None))
+            .load()
+            .await,
+        Some(&moto.endpoint()),
+        None,
+    );
+    let old = as_ops.get_bucket_replication().bucket("denied-az1").send().await.unwrap();
+    assert!(old
+        .replication_configuration()
+        .unwrap()
+        .rules()
+        .iter()
+        .all(|r| r.status() == &ReplicationRuleStatus::Enabled));
+    assert!(as_ops.get_bucket_replication().bucket("denied-az2").send().await.is_err(), "no configuration on az2");
     let _ = std::fs::remove_dir_all(&dir);
 }
