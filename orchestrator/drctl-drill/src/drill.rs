@@ -613,27 +613,16 @@ pub async fn run(opts: Options) -> Result<Report, Error> {
                         parallel: opts.parallel,
                     };
                     scope = Some(serde_json::json!({ "zones": zones, "regions": [], "targets": targets }));
-                    if let (false, Some(token)) = (opts.controllers.is_empty(), &opts.token) {
+                    let accepted = if let (false, Some(token)) = (opts.controllers.is_empty(), &opts.token) {
                         let body = serde_json::json!({
                             "zones": zones, "targets": targets, "reason": decl.reason, "parallel": decl.parallel,
                         });
                         match declare_via_controllers(&opts.controllers, token, &body).await {
-                            Ok(Some((exec_id, via))) => {
-                                declared_at = Some(clock.now());
-                                say(&format!(
-                                    "{:>6.2}s  declared {exec_id} through {via}: zones [{}] targets [{}]",
-                                    clock.now(),
-                                    zones.join(", "),
-                                    targets.join(", ")
-                                ));
-                                timeline.push(TimelineEvent {
-                                    at_s: clock.now(),
-                                    kind: "declared".into(),
-                                    what: format!("execution {exec_id}, through the controllers"),
-                                });
-                                execution = Some(exec_id);
+                            Ok(Some((exec_id, via))) => Some((exec_id, Some(via))),
+                            Ok(None) => {
+                                say(&format!("{:>6.2}s  no controller takes declarations yet", clock.now()));
+                                None
                             }
-                            Ok(None) => say(&format!("{:>6.2}s  no controller takes declarations yet", clock.now())),
                             Err(why) => {
                                 stopped_early = Some(why);
                                 break;
@@ -658,9 +647,15 @@ pub async fn run(opts: Options) -> Result<Report, Error> {
                                 Some(format!("the declaration was refused: {}", proposal.refusals().join("; ")));
                             break;
                         }
+                        let eid = exec_id.clone();
+                        exec_task = Some(tokio::spawn(async move { declarer.run(&eid).await }));
+                        Some((exec_id, None))
+                    };
+                    if let Some((exec_id, via)) = accepted {
                         declared_at = Some(clock.now());
+                        let through = via.as_deref().map(|v| format!(" through {v}")).unwrap_or_default();
                         say(&format!(
-                            "{:>6.2}s  declared {exec_id}: zones [{}] targets [{}]",
+                            "{:>6.2}s  declared {exec_id}{through}: zones [{}] targets [{}]",
                             clock.now(),
                             zones.join(", "),
                             targets.join(", ")
@@ -668,10 +663,11 @@ pub async fn run(opts: Options) -> Result<Report, Error> {
                         timeline.push(TimelineEvent {
                             at_s: clock.now(),
                             kind: "declared".into(),
-                            what: format!("execution {exec_id}"),
+                            what: match via {
+                                Some(_) => format!("execution {exec_id}, through the controllers"),
+                                None => format!("execution {exec_id}"),
+                            },
                         });
-                        let eid = exec_id.clone();
-                        exec_task = Some(tokio::spawn(async move { declarer.run(&eid).await }));
                         execution = Some(exec_id);
                     }
                 }

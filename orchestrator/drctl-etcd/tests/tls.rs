@@ -2,85 +2,18 @@
 //! certificates, reached with `DRCTL_ETCD_CA`, `DRCTL_ETCD_CERT` and
 //! `DRCTL_ETCD_KEY`. Its own test binary: the variables are process-wide.
 
-use drctl_testkit::{etcd_bin, free_port};
-use std::path::Path;
+use drctl_testkit::{etcd_bin, free_port, TestCa};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let o = Command::new("openssl").current_dir(dir).args(args).output().unwrap();
-    assert!(o.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
-}
-
-/// A certificate for `cn`, signed by the test CA, for `usage`.
-fn issue(dir: &Path, name: &str, cn: &str, usage: &str) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.csr"),
-            "-subj",
-            &format!("/CN={cn}"),
-        ],
-    );
-    std::fs::write(
-        dir.join(format!("{name}.cnf")),
-        format!("basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\nextendedKeyUsage={usage}\n"),
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{name}.csr"),
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            &format!("{name}.pem"),
-            "-days",
-            "1",
-            "-extfile",
-            &format!("{name}.cnf"),
-        ],
-    );
-}
 
 #[test]
 fn the_store_reaches_an_etcd_that_requires_tls_and_client_certificates() {
     let dir = std::env::temp_dir().join(format!("drctl-etcd-tls-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    openssl(
-        &dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=drctl etcd test CA",
-        ],
-    );
-    issue(&dir, "server", "127.0.0.1", "serverAuth");
-    issue(&dir, "client", "drctl", "clientAuth");
+    let ca = TestCa::new(&dir);
+    ca.issue("server.pem", "server.key", "127.0.0.1", "serverAuth");
+    ca.issue("client.pem", "client.key", "drctl", "clientAuth");
     let (port, peer) = (free_port(), free_port());
     let mut etcd = Command::new(etcd_bin().expect("etcd is installed"))
         .current_dir(&dir)

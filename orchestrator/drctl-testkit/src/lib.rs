@@ -673,3 +673,78 @@ impl Drop for EtcdCluster {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A throwaway certificate authority made with `openssl` in `dir`
+/// (`ca.pem`, `ca.key`), issuing certificates for 127.0.0.1.
+pub struct TestCa {
+    pub dir: PathBuf,
+}
+
+impl TestCa {
+    pub fn new(dir: &Path) -> TestCa {
+        let ca = TestCa { dir: dir.to_path_buf() };
+        ca.openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=drctl test CA",
+        ]);
+        ca
+    }
+
+    fn openssl(&self, args: &[&str]) {
+        let o = Command::new("openssl").current_dir(&self.dir).args(args).output().expect("openssl runs");
+        assert!(o.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+
+    /// Issues `cert`/`key` (file names in the folder) for `cn`, valid for
+    /// 127.0.0.1, with `usage` (`serverAuth`, `clientAuth`). webpki refuses
+    /// a CA as a server's own certificate, hence one signed by the CA.
+    pub fn issue(&self, cert: &str, key: &str, cn: &str, usage: &str) {
+        let csr = format!("{cert}.csr");
+        let ext = format!("{cert}.cnf");
+        self.openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            key,
+            "-out",
+            &csr,
+            "-subj",
+            &format!("/CN={cn}"),
+        ]);
+        std::fs::write(
+            self.dir.join(&ext),
+            format!("basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\nextendedKeyUsage={usage}\n"),
+        )
+        .expect("write the extensions");
+        self.openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            cert,
+            "-days",
+            "1",
+            "-extfile",
+            &ext,
+        ]);
+    }
+}

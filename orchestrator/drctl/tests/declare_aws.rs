@@ -317,56 +317,51 @@ datastores:
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// `by: s3`: promoting a replica turns S3's own replication around (the
-/// new primary replicates into the former one, the former's rules are
-/// disabled), verified; a new primary that is not versioned is refused
-/// before anything changes.
-#[tokio::test(flavor = "multi_thread")]
-async fn native_s3_replication_is_turned_around_by_the_failover() {
+/// Two buckets and S3's own replication from the first into the second
+/// (its rule enabled, with `ROLE`); the second is versioned when asked
+/// (S3 replicates only between versioned buckets).
+const ROLE: &str = "arn:aws:iam::123456789012:role/s3-replication";
+
+async fn native_pair(s3c: &aws_sdk_s3::Client, from: &str, to: &str, version_to: bool) {
     use aws_sdk_s3::types::{
-        BucketVersioningStatus, Destination, ReplicationConfiguration, ReplicationRule, ReplicationRuleFilter,
-        ReplicationRuleStatus, VersioningConfiguration,
+        Destination, ReplicationConfiguration, ReplicationRule, ReplicationRuleFilter, ReplicationRuleStatus,
     };
-    let moto = Moto::start();
-    let sdk = sdk(&moto.endpoint()).await;
-    let s3c = client_for(&sdk, Some(&moto.endpoint()), None);
-    for b in ["native-az1", "native-az2"] {
+    for b in [from, to] {
         s3c.create_bucket().bucket(b).send().await.unwrap();
     }
-    let versioned = |b: &'static str| {
-        let s3c = s3c.clone();
-        async move {
-            s3c.put_bucket_versioning()
-                .bucket(b)
-                .versioning_configuration(
-                    VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build(),
-                )
-                .send()
-                .await
-                .unwrap();
-        }
-    };
-    versioned("native-az1").await;
+    for b in if version_to { vec![from, to] } else { vec![from] } {
+        versioned(s3c, b).await;
+    }
     let rule = ReplicationRule::builder()
-        .id("to-az2")
+        .id(format!("to-{to}"))
         .priority(1)
         .status(ReplicationRuleStatus::Enabled)
         .filter(ReplicationRuleFilter::builder().prefix("").build())
-        .destination(Destination::builder().bucket("arn:aws:s3:::native-az2").build().unwrap())
+        .destination(Destination::builder().bucket(format!("arn:aws:s3:::{to}")).build().unwrap())
         .build()
         .unwrap();
-    let role = "arn:aws:iam::123456789012:role/s3-replication";
     s3c.put_bucket_replication()
-        .bucket("native-az1")
-        .replication_configuration(ReplicationConfiguration::builder().role(role).rules(rule).build().unwrap())
+        .bucket(from)
+        .replication_configuration(ReplicationConfiguration::builder().role(ROLE).rules(rule).build().unwrap())
         .send()
         .await
         .unwrap();
-    let dir = fresh_dir("native-s3");
-    std::fs::write(
-        dir.join("drctl.yaml"),
-        format!(
-            "version: 1
+}
+
+async fn versioned(s3c: &aws_sdk_s3::Client, bucket: &str) {
+    use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+    s3c.put_bucket_versioning()
+        .bucket(bucket)
+        .versioning_configuration(VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build())
+        .send()
+        .await
+        .unwrap();
+}
+
+/// The topology of one `by: s3` datastore on moto.
+fn native_topology(moto: &Moto, primary: &str, replica: &str) -> String {
+    format!(
+        "version: 1
 zones:
   - {{ name: az1, region: us-east-1, aws_zone: us-east-1a }}
   - {{ name: az2, region: us-east-1, aws_zone: us-east-1b }}
@@ -374,20 +369,34 @@ datastores:
   - name: assets
     kind: s3
     endpoint: \"{}\"
-    primary: {{ zone: az1, bucket: native-az1 }}
-    replicas: [ {{ zone: az2, bucket: native-az2 }} ]
+    primary: {{ zone: az1, bucket: {primary} }}
+    replicas: [ {{ zone: az2, bucket: {replica} }} ]
     replication: {{ by: s3 }}
 ",
-            moto.endpoint()
-        ),
+        moto.endpoint()
     )
-    .unwrap();
+}
+
+/// `by: s3`: promoting a replica turns S3's own replication around (the
+/// new primary replicates into the former one, the former's rules are
+/// disabled), verified; a new primary that is not versioned is refused
+/// before anything changes.
+#[tokio::test(flavor = "multi_thread")]
+async fn native_s3_replication_is_turned_around_by_the_failover() {
+    use aws_sdk_s3::types::ReplicationRuleStatus;
+    let moto = Moto::start();
+    let sdk = sdk(&moto.endpoint()).await;
+    let s3c = client_for(&sdk, Some(&moto.endpoint()), None);
+    native_pair(&s3c, "native-az1", "native-az2", false).await;
+    let role = ROLE;
+    let dir = fresh_dir("native-s3");
+    std::fs::write(dir.join("drctl.yaml"), native_topology(&moto, "native-az1", "native-az2")).unwrap();
     let drctl = |args: &[&str]| run_drctl(&dir, &moto, args);
     let (code, out, _) = drctl(&["declare", "--target", "assets", "--reason", "az1 lost", "--yes"]);
     assert_eq!(code, 1, "az2 is not versioned: refused: {out}");
     assert!(out.contains("native-az2 is not versioned"), "{out}");
 
-    versioned("native-az2").await;
+    versioned(&s3c, "native-az2").await;
     let (code, out, err) = drctl(&["declare", "--target", "assets", "--reason", "az1 lost", "--yes"]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains(&format!("turned around with role {role}")), "{out}");
@@ -411,10 +420,7 @@ datastores:
 /// preflight says so, and nothing changes (moto enforcing IAM).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_turnaround_the_credentials_cannot_make_is_refused_before_anything_changes() {
-    use aws_sdk_s3::types::{
-        BucketVersioningStatus, Destination, ReplicationConfiguration, ReplicationRule, ReplicationRuleFilter,
-        ReplicationRuleStatus, VersioningConfiguration,
-    };
+    use aws_sdk_s3::types::ReplicationRuleStatus;
     // moto checks nothing for the first 8 requests (the setup below), then enforces IAM.
     let moto = Moto::start_with_env(&[("INITIAL_NO_AUTH_ACTION_COUNT", "8")]);
     let http = reqwest::Client::new();
@@ -447,53 +453,9 @@ async fn a_turnaround_the_credentials_cannot_make_is_refused_before_anything_cha
 
     let sdk = sdk(&moto.endpoint()).await;
     let s3c = client_for(&sdk, Some(&moto.endpoint()), None);
-    for b in ["denied-az1", "denied-az2"] {
-        s3c.create_bucket().bucket(b).send().await.unwrap();
-        s3c.put_bucket_versioning()
-            .bucket(b)
-            .versioning_configuration(
-                VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build(),
-            )
-            .send()
-            .await
-            .unwrap();
-    }
-    let rule = ReplicationRule::builder()
-        .id("to-az2")
-        .priority(1)
-        .status(ReplicationRuleStatus::Enabled)
-        .filter(ReplicationRuleFilter::builder().prefix("").build())
-        .destination(Destination::builder().bucket("arn:aws:s3:::denied-az2").build().unwrap())
-        .build()
-        .unwrap();
-    let role = "arn:aws:iam::123456789012:role/s3-replication";
-    s3c.put_bucket_replication()
-        .bucket("denied-az1")
-        .replication_configuration(ReplicationConfiguration::builder().role(role).rules(rule).build().unwrap())
-        .send()
-        .await
-        .unwrap();
-
+    native_pair(&s3c, "denied-az1", "denied-az2", true).await;
     let dir = fresh_dir("native-denied");
-    std::fs::write(
-        dir.join("drctl.yaml"),
-        format!(
-            "version: 1
-zones:
-  - {{ name: az1, region: us-east-1, aws_zone: us-east-1a }}
-  - {{ name: az2, region: us-east-1, aws_zone: us-east-1b }}
-datastores:
-  - name: assets
-    kind: s3
-    endpoint: \"{}\"
-    primary: {{ zone: az1, bucket: denied-az1 }}
-    replicas: [ {{ zone: az2, bucket: denied-az2 }} ]
-    replication: {{ by: s3 }}
-",
-            moto.endpoint()
-        ),
-    )
-    .unwrap();
+    std::fs::write(dir.join("drctl.yaml"), native_topology(&moto, "denied-az1", "denied-az2")).unwrap();
     let (code, out, err) =
         run_drctl_as(&dir, &moto, (&key, &secret), &["declare", "--target", "assets", "--reason", "az1 lost", "--yes"]);
     assert_eq!(code, 1, "refused by the preflight: {out}\n{err}");

@@ -5,7 +5,7 @@
 //! shows on the page; the page in headless Chromium, in both languages;
 //! TLS; a clean shutdown on SIGTERM.
 
-use drctl_testkit::{free_port, PgPair};
+use drctl_testkit::{free_port, PgPair, TestCa};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -408,60 +408,7 @@ fn tls_with_a_certificate_and_hsts() {
         "version: 1\nname: tiny\nzones:\n  - { name: az1, region: r1 }\nobjectives:\n  tier-0: { rpo: 5s, rto: 2m }\nservices:\n  - { name: web, tier: tier-0 }\n",
     )
     .unwrap();
-    // A CA and a server certificate it signs (webpki refuses a CA as a server's own certificate).
-    let openssl = |args: &[&str]| {
-        let o = Command::new("openssl").current_dir(&dir).args(args).output().unwrap();
-        assert!(o.status.success(), "openssl {args:?}: {}", show(&o));
-    };
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=drctl test CA",
-    ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "key.pem",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-    ]);
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "cert.pem",
-        "-days",
-        "1",
-        "-extfile",
-        "ext.cnf",
-    ]);
+    TestCa::new(&dir).issue("cert.pem", "key.pem", "127.0.0.1", "serverAuth");
     let bad = drctl(&dir).args(["serve", "--tls-cert", "key.pem", "--tls-key", "key.pem"]).output().unwrap();
     assert_eq!(bad.status.code(), Some(2), "a key is not a certificate: {}", show(&bad));
     let admin = token(&dir, "root", "admin");
