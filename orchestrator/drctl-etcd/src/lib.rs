@@ -172,6 +172,13 @@ impl Runtime {
         };
         match answer {
             Ok(Ok(Ok(v))) => Ok(v),
+            Ok(Ok(Err(e))) if transient(&e) => Err(Error::Backend(format!(
+                "etcd at {location} cannot be reached ({}): are its members running, and is a quorum reachable from here?",
+                match &e {
+                    etcd_client::Error::GRpcStatus(st) => st.message().to_string(),
+                    other => other.to_string(),
+                }
+            ))),
             Ok(Ok(Err(e))) => Err(Error::Backend(format!("etcd at {location}: {e}"))),
             Ok(Err(_)) => Err(Error::Backend(format!(
                 "etcd at {location} did not answer within {} s (is a quorum of its members reachable?)",
