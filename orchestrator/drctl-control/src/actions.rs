@@ -33,7 +33,8 @@ fn param<'a>(step: &'a StepSpec, key: &str) -> Option<&'a str> {
 fn duration_param(step: &StepSpec, key: &str, default: Duration) -> Result<Duration, ActionError> {
     match step.with.get(key) {
         None => Ok(default),
-        Some(serde_json::Value::Number(n)) => Ok(Duration::from_secs_f64(n.as_f64().unwrap_or(0.0).max(0.0))),
+        Some(serde_json::Value::Number(n)) => drctl_core::duration::from_seconds(n.as_f64().unwrap_or(-1.0))
+            .map_err(|why| ActionError::Fatal(format!("`{key}`: {why}"))),
         Some(serde_json::Value::String(s)) => drctl_core::duration::parse_duration(s).map_err(ActionError::Fatal),
         Some(other) => Err(ActionError::Fatal(format!("`{key}`: {other} is not a duration"))),
     }

@@ -215,8 +215,9 @@ pub fn observations(topo: &Topology, datastores: &[(usize, &Datastore)], measure
     let mut obs = Observations::default();
     for ((id, ds), m) in datastores.iter().zip(measured) {
         for r in &m.replicas {
-            if let (Some(z), Some(lag)) = (topo.zone_id(&r.zone), r.lag_s) {
-                obs.lag.insert((*id, z), Duration::from_secs_f64(lag));
+            let lag = r.lag_s.and_then(|l| Duration::try_from_secs_f64(l).ok());
+            if let (Some(z), Some(lag)) = (topo.zone_id(&r.zone), lag) {
+                obs.lag.insert((*id, z), lag);
             }
         }
         let Some(primary) = m.primary_zone.as_deref().and_then(|z| topo.zone_id(z)) else { continue };

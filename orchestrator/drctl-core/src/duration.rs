@@ -47,6 +47,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     seconds(total, text)
 }
 
+/// A number of seconds as a duration, in the same range as written ones
+/// (zero to ten years): `within: 1e20` is an error, never a panic.
+pub fn from_seconds(secs: f64) -> Result<Duration, String> {
+    seconds(secs, &secs.to_string())
+}
+
 fn seconds(secs: f64, text: &str) -> Result<Duration, String> {
     if !secs.is_finite() || secs < 0.0 {
         return Err(format!("`{text}` is not a duration of zero or more"));
@@ -85,7 +91,7 @@ pub fn format_duration(d: Duration) -> String {
 
 /// Formats a number of seconds (as in the JSON outputs) with [`format_duration`].
 pub fn format_secs(secs: f64) -> String {
-    format_duration(Duration::from_secs_f64(secs.max(0.0)))
+    format_duration(Duration::try_from_secs_f64(secs.max(0.0)).unwrap_or(Duration::MAX))
 }
 
 #[cfg(test)]

@@ -188,6 +188,9 @@ pub enum LoadError {
     Invalid(Vec<Diagnostic>),
 }
 
+/// The parameters of the built-in actions that are durations.
+const DURATION_PARAMS: &[&str] = &["for", "within", "interval"];
+
 pub fn load(path: &Path) -> Result<Runbook, LoadError> {
     let src = std::fs::read_to_string(path).map_err(LoadError::Read)?;
     load_str(&src, path)
@@ -342,23 +345,25 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path) -> Option<Runbook> {
                 .error(Code::BadValue, id.pos, format!("step id `{}` is not valid", id.value))
                 .with_hint("use letters, digits, `-`, `_` and `.`");
         }
-        let wait_for = (spec.action == Action::Wait)
-            .then(|| {
-                with.get("for")
-                    .and_then(|v| v.as_str().map(str::to_string).or_else(|| v.as_f64().map(|f| f.to_string())))
-            })
-            .flatten();
-        let wait_estimate = match wait_for {
-            Some(text) => match crate::duration::parse_duration(&text) {
-                Ok(d) => Some(d),
+        // Every duration a step takes is checked here, with its position:
+        // at execution (or on every resume) it would be too late.
+        let mut wait_estimate = None;
+        for key in DURATION_PARAMS {
+            let Some(v) = with.get(*key) else { continue };
+            let parsed = match v {
+                serde_json::Value::String(text) => crate::duration::parse_duration(text),
+                serde_json::Value::Number(n) => crate::duration::from_seconds(n.as_f64().unwrap_or(-1.0)),
+                other => Err(format!("{other} is not a duration (e.g. 30s, 2m)")),
+            };
+            match parsed {
+                Ok(dur) if *key == "for" && spec.action == Action::Wait => wait_estimate = Some(dur),
+                Ok(_) => {}
                 Err(why) => {
-                    let pos = with_pos.get("for").copied().unwrap_or(f.pos);
-                    d.diags.error(Code::BadValue, pos, format!("{what}: `for`: {why}"));
-                    None
+                    let pos = with_pos.get(*key).copied().unwrap_or(f.pos);
+                    d.diags.error(Code::BadValue, pos, format!("{what}: `{key}`: {why}"));
                 }
-            },
-            None => None,
-        };
+            }
+        }
         steps.push(RunbookStep {
             id: id.value,
             pos: node.pos,

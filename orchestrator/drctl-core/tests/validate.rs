@@ -505,3 +505,24 @@ fn a_route_needs_what_its_kind_switches_through() {
     assert!(msg.contains("no `zone_id`"), "{msg}");
     assert!(errors(&route("      kind: lab-dns\n      server: \"127.0.0.1:54353\"\n")).is_empty());
 }
+
+/// A duration a step takes that no clock can hold (`within: 1e20`) is an
+/// error at its position when the runbook is read, not a panic when the
+/// step runs (and again on every resume).
+#[test]
+fn runbook_durations_out_of_range_are_errors_with_positions() {
+    let src = "name: rb\nsteps:\n  - id: up\n    action: http.health\n    with: { url: \"http://x/health\", within: 1e20, interval: -1 }\n  - id: pause\n    action: wait\n    with: { for: 11y }\n";
+    let Err(drctl_core::runbook::LoadError::Invalid(diags)) = drctl_core::runbook::load_str(src, Path::new("rb.yaml"))
+    else {
+        panic!("accepted");
+    };
+    let text: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+    assert!(
+        text.iter().any(|t| t.contains("5:") && t.contains("`within`") && t.contains("longer than ten years")),
+        "{text:#?}"
+    );
+    assert!(text.iter().any(|t| t.contains("`interval`") && t.contains("zero or more")), "{text:#?}");
+    assert!(text.iter().any(|t| t.contains("8:") && t.contains("`for`")), "{text:#?}");
+    let ok = "name: rb\nsteps:\n  - id: up\n    action: http.health\n    with: { url: \"http://x/health\", within: 90, interval: 2s }\n";
+    assert!(drctl_core::runbook::load_str(ok, Path::new("rb.yaml")).is_ok());
+}

@@ -3,7 +3,15 @@
 //! page unchanged), an Atom feed of incidents and maintenance, and
 //! Prometheus metrics.
 
-use crate::page::{esc, rfc3339};
+use crate::page::rfc3339;
+
+/// Text for the Atom feed: escaped, and without the characters XML 1.0
+/// forbids (control characters in an incident's body would make the whole
+/// feed unreadable to every reader).
+fn esc(s: &str) -> String {
+    let allowed = |c: &char| matches!(*c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..='\u{10FFFF}');
+    crate::page::esc(&s.chars().filter(allowed).collect::<String>())
+}
 use crate::view::{State, View};
 use drctl_state::controller::Incident;
 use serde_json::{json, Value};
@@ -342,5 +350,13 @@ mod histogram_tests {
         assert!(m.contains("drctl_replication_lag_seconds_bucket{datastore=\"assets\",le=\"900\"} 4"), "{m}");
         assert!(m.contains("drctl_replication_lag_seconds_bucket{datastore=\"assets\",le=\"+Inf\"} 6"), "{m}");
         assert!(m.contains("drctl_replication_lag_seconds_count{datastore=\"assets\"} 6"), "{m}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn feed_text_drops_what_xml_forbids() {
+        assert_eq!(super::esc("a\u{1}b\u{FFFE}c\td <x>"), "abc\td &lt;x&gt;");
     }
 }
