@@ -182,7 +182,7 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             let state = ctx.state(&file)?;
             match cmd {
                 AuditCommand::List { output } => crate::serve::audit_list(&*state, output == Output::Json),
-                AuditCommand::Verify => crate::serve::audit_verify(&*state),
+                AuditCommand::Verify { head } => crate::serve::audit_verify(&*state, head.as_deref()),
             }
         }
         Command::StatusPage(StatusPageCommand::Export { dir, file, base_url }) => {

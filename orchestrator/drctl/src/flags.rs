@@ -304,7 +304,12 @@ pub enum AuditCommand {
         output: Output,
     },
     /// Check the hash chain: exit 0 when intact, 1 naming the first bad entry.
-    Verify,
+    Verify {
+        /// A head kept elsewhere earlier (the hash `verify` printed): the
+        /// log must still contain it, so a removed tail is caught too.
+        #[arg(long, value_name = "HASH")]
+        head: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -173,8 +173,27 @@ pub fn audit_list(state: &State, json: bool) -> Result<Outcome, Failure> {
     Ok(Outcome::Done)
 }
 
-pub fn audit_verify(state: &State) -> Result<Outcome, Failure> {
+pub fn audit_verify(state: &State, kept: Option<&str>) -> Result<Outcome, Failure> {
     match state.verify_audit().map_err(|e| Failure::Runtime(e.into()))? {
+        Verified::Intact { entries, head } if kept.is_some_and(|k| k != head) => {
+            let kept = kept.unwrap_or_default();
+            let all = state.audit_entries().map_err(|e| Failure::Runtime(e.into()))?;
+            match all.iter().find(|e| e.hash == kept) {
+                Some(e) => {
+                    println!(
+                        "audit log intact: {entries} entries; the head you kept is entry {} of them; head now {head}",
+                        e.seq
+                    );
+                    Ok(Outcome::Done)
+                }
+                None => {
+                    eprintln!(
+                        "audit log BROKEN: it no longer contains the head you kept ({kept}); entries after some point were removed or the log was rewritten ({entries} entries now, head {head})"
+                    );
+                    Ok(Outcome::Failed)
+                }
+            }
+        }
         Verified::Intact { entries, head } => {
             println!("audit log intact: {entries} entries; head {head}");
             println!("(keep the head somewhere else: a later verify proves nothing before it was changed)");

@@ -356,6 +356,10 @@ fn the_controller_serves_the_page_the_api_and_the_audit_log() {
     // The audit log: every change above, chained; an edit is caught.
     let out = drctl(&dir).args(["audit", "verify"]).output().unwrap();
     assert!(out.status.success(), "{}", show(&out));
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    let head = said.split("head ").nth(1).and_then(|h| h.split_whitespace().next()).unwrap().to_string();
+    let out = drctl(&dir).args(["audit", "verify", "--head", &head]).output().unwrap();
+    assert!(out.status.success(), "{}", show(&out));
     let list = drctl(&dir).args(["audit", "list", "--output", "json"]).output().unwrap();
     let entries: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
     let actions: Vec<&str> = entries.as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
@@ -367,7 +371,19 @@ fn the_controller_serves_the_page_the_api_and_the_audit_log() {
     assert_eq!(declare["actor"], "t-commander");
     assert_eq!(declare["source"], "127.0.0.1");
     assert!(!list.stdout.windows(6).any(|w| w == b"drctl_"), "no token secret in the audit log");
+    // A removed tail still chains; the head kept elsewhere catches it.
     let db = dir.join("state.db");
+    let cut = Command::new("sqlite3")
+        .arg(&db)
+        .arg("DROP TRIGGER audit_is_append_only_delete; DELETE FROM audit WHERE seq = (SELECT MAX(seq) FROM audit);")
+        .output()
+        .expect("the sqlite3 command (apt-get install sqlite3)");
+    assert!(cut.status.success(), "{cut:?}");
+    let out = drctl(&dir).args(["audit", "verify"]).output().unwrap();
+    assert!(out.status.success(), "a shorter chain is still a chain: {}", show(&out));
+    let out = drctl(&dir).args(["audit", "verify", "--head", &head]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no longer contains the head you kept"), "{}", show(&out));
     let tamper = Command::new("sqlite3")
         .arg(&db)
         .arg("DROP TRIGGER audit_is_append_only_update; UPDATE audit SET actor = 'mallory' WHERE seq = 3;")
