@@ -381,6 +381,8 @@ pub fn open_controller(url: &str, me: Leader, ttl: Duration) -> Result<(Arc<Stat
 }
 
 /// One controller's part in the election; see the module documentation.
+/// Cloning shares the client, the guard and the lease.
+#[derive(Clone)]
 pub struct Election {
     client: Client,
     handle: tokio::runtime::Handle,
@@ -482,14 +484,14 @@ impl Leadership for Election {
                 if stop.is_cancelled() {
                     return None;
                 }
-                let this = self.clone_parts();
+                let this = self.clone();
                 let tried = self.handle.spawn(async move { this.try_lead().await }).await;
                 match tried {
                     Ok(Ok(Some((lease, revision, asked)))) => {
                         set_guard(&self.guard, Guard::Leading { key: self.key.clone(), revision });
                         *self.lease.lock().unwrap_or_else(|p| p.into_inner()) = Some(lease);
                         let lost = CancellationToken::new();
-                        self.handle.spawn(self.clone_parts().hold(lease, revision, asked, lost.clone()));
+                        self.handle.spawn(self.clone().hold(lease, revision, asked, lost.clone()));
                         return Some(lost);
                     }
                     Ok(Ok(None)) => {}
@@ -531,22 +533,6 @@ impl Leadership for Election {
                     .await;
             }
         })
-    }
-}
-
-impl Election {
-    /// What `try_lead` needs, owned, to run on the client's runtime.
-    fn clone_parts(&self) -> Election {
-        Election {
-            client: self.client.clone(),
-            handle: self.handle.clone(),
-            location: self.location.clone(),
-            key: self.key.clone(),
-            me: self.me.clone(),
-            ttl: self.ttl,
-            guard: self.guard.clone(),
-            lease: self.lease.clone(),
-        }
     }
 }
 

@@ -50,10 +50,16 @@ fn problem(status: StatusCode, message: impl Into<String>) -> ApiError {
     ApiError { status, body: json!({ "error": message.into() }) }
 }
 
-fn authorize(s: &Shared, headers: &HeaderMap, remote: SocketAddr, need: Role) -> Result<Actor, ApiError> {
+/// The client network rule (`--allow`): 403 outside it.
+fn allowed(s: &Shared, remote: SocketAddr) -> Result<(), ApiError> {
     if !s.opts.allow.is_empty() && !s.opts.allow.iter().any(|c| c.contains(remote.ip())) {
         return Err(problem(StatusCode::FORBIDDEN, format!("{} may not use the operator API", remote.ip())));
     }
+    Ok(())
+}
+
+fn authorize(s: &Shared, headers: &HeaderMap, remote: SocketAddr, need: Role) -> Result<Actor, ApiError> {
+    allowed(s, remote)?;
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -622,9 +628,8 @@ async fn to_the_leader(Ax(s): Ax<Arc<Shared>>, req: Request<Body>, next: axum::m
     };
     // The client network rule holds here too: the leader sees this controller's address.
     if let Some(Remote(remote)) = req.extensions().get::<Remote>().copied() {
-        if !s.opts.allow.is_empty() && !s.opts.allow.iter().any(|c| c.contains(remote.ip())) {
-            return problem(StatusCode::FORBIDDEN, format!("{} may not use the operator API", remote.ip()))
-                .into_response();
+        if let Err(refused) = allowed(&s, remote) {
+            return refused.into_response();
         }
     }
     let leader = election.leader().await.filter(|l| l.id != election.id());

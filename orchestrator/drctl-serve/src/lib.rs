@@ -427,14 +427,8 @@ async fn campaign(s: Arc<Shared>, election: Arc<dyn Leadership>, stop: Cancellat
                 }
             }
             _ = stop.cancelled() => {
-                // Shutdown: `run` winds the term down gracefully, then resigns.
-                let term = s.leading.write().unwrap_or_else(|p| p.into_inner()).take();
-                if let Some(term) = term {
-                    let left = term.shutdown(s.opts.shutdown_deadline).await;
-                    if !left.is_empty() {
-                        (s.opts.say)(&format!("stopped with these still running: {}", left.join(", ")));
-                    }
-                }
+                // Shutdown: `run` has wound the term down gracefully (still
+                // leading) before it cancels this task; hand the lead over.
                 election.resign().await;
                 return;
             }

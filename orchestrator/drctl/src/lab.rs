@@ -153,6 +153,14 @@ async fn start_controllers(lab: &Lab, ha: &mut Ha, dir: &Path) -> Result<(), Fai
     Ok(())
 }
 
+/// The commander token a drill declares through the controllers with
+/// (kept in memory only; the store keeps its hash).
+fn drill_token(state: &drctl_state::State) -> Result<String, Failure> {
+    state
+        .create_token(&format!("drill-{}", std::process::id()), drctl_state::controller::Role::Commander)
+        .map_err(|e| Failure::Runtime(e.into()))
+}
+
 fn lab_failure(e: LabError) -> Failure {
     match e {
         LabError::BadInput(m) => Failure::bad_input(m),
@@ -423,11 +431,8 @@ pub fn drill(args: DrillArgs, ctx: &Context) -> Result<Outcome, Failure> {
             eprintln!("lab up (PostgreSQL pair, S3 per zone, DNS, 3 services, workload)");
             if let Some(h) = ha.as_mut() {
                 start_controllers(&lab, h, &args.lab_dir).await?;
-                let secret = state
-                    .create_token(&format!("drill-{}", std::process::id()), drctl_state::controller::Role::Commander)
-                    .map_err(|e| Failure::Runtime(e.into()))?;
                 controllers = h.controllers.iter().map(|(_, _, url)| url.clone()).collect();
-                token = Some(secret);
+                token = Some(drill_token(&*state)?);
                 eprintln!(
                     "controllers up on etcd ({}): {}; lab-az1-ctl leads",
                     h.state_url,
@@ -441,11 +446,8 @@ pub fn drill(args: DrillArgs, ctx: &Context) -> Result<Outcome, Failure> {
             // A running lab's controllers (`lab up --controllers`) take the declaration.
             let running = Manifest::read(file.parent().unwrap_or(Path::new("."))).filter(|m| m.alive());
             if let Some(m) = running.filter(|m| through_controllers && !m.controllers.is_empty()) {
-                let secret = state
-                    .create_token(&format!("drill-{}", std::process::id()), drctl_state::controller::Role::Commander)
-                    .map_err(|e| Failure::Runtime(e.into()))?;
                 controllers = m.controllers.clone();
-                token = Some(secret);
+                token = Some(drill_token(&*state)?);
             }
             (None, file.clone(), state)
         };
