@@ -86,7 +86,7 @@ pub const FAULT_KINDS: &[&str] = &[
 ];
 
 pub fn load(path: &Path) -> Result<Experiment, Vec<Diagnostic>> {
-    match std::fs::read_to_string(path) {
+    match yaml::read_file(path) {
         Ok(src) => load_str(&src, path),
         Err(e) => {
             let mut d = Diagnostics::new(path);

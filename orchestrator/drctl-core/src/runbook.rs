@@ -184,7 +184,8 @@ pub struct Runbook {
 
 #[derive(Debug)]
 pub enum LoadError {
-    Read(std::io::Error),
+    /// The file could not be read, or is over [`yaml::MAX_FILE_BYTES`]: in words.
+    Read(String),
     Invalid(Vec<Diagnostic>),
 }
 
@@ -192,7 +193,7 @@ pub enum LoadError {
 const DURATION_PARAMS: &[&str] = &["for", "within", "interval"];
 
 pub fn load(path: &Path) -> Result<Runbook, LoadError> {
-    let src = std::fs::read_to_string(path).map_err(LoadError::Read)?;
+    let src = yaml::read_file(path).map_err(LoadError::Read)?;
     load_str(&src, path)
 }
 

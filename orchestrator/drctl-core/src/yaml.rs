@@ -5,11 +5,46 @@
 //! its `line:column`, including mistakes that are only visible after parsing
 //! (an unknown zone, a dependency cycle), so files are loaded into this
 //! positioned tree first and decoded by hand (see [`crate::decode`]).
+//!
+//! Files come from people and from scripts, and sometimes from an attacker
+//! (a drill experiment posted to the API, a topology in a pull request), so
+//! the loader has limits that turn hostile input into a positioned error
+//! instead of an exhausted machine: a file size ([`MAX_FILE_BYTES`]), a
+//! nesting depth ([`MAX_DEPTH`]: every later pass over the tree recurses, and
+//! so does dropping it) and a budget for what aliases may copy
+//! ([`MAX_ALIAS_NODES`]: nine levels of ten aliases would otherwise expand
+//! to 10⁹ nodes). They are checked as events arrive, so they cost nothing
+//! measurable on the 100k-entity parse.
 
 use crate::diag::Pos;
 use saphyr_parser::{Event, Parser, ScalarStyle, Span};
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::io::Read;
+use std::path::Path;
+
+/// The largest file drctl reads: a 100,000-entity topology is about 15 MiB.
+pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+/// The deepest nesting of lists and mappings (drctl's formats need about 8).
+pub const MAX_DEPTH: usize = 64;
+/// How many nodes aliases may copy in one file, all aliases together.
+pub const MAX_ALIAS_NODES: usize = 100_000;
+
+/// Reads a file to be parsed, refusing one larger than [`MAX_FILE_BYTES`]
+/// without reading past the limit (a `/dev/zero` or a 10 GiB file costs
+/// nothing). The error is in words, for a diagnostic at 1:1.
+pub fn read_file(path: &Path) -> Result<String, String> {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut src = String::new();
+    file.take(MAX_FILE_BYTES + 1).read_to_string(&mut src).map_err(|e| match e.kind() {
+        std::io::ErrorKind::InvalidData => "the file is not UTF-8 text".to_string(),
+        _ => e.to_string(),
+    })?;
+    if src.len() as u64 > MAX_FILE_BYTES {
+        return Err(format!("the file is larger than {} MiB, the most drctl reads", MAX_FILE_BYTES >> 20));
+    }
+    Ok(src)
+}
 
 /// A YAML node and the position where it starts.
 #[derive(Debug, Clone, PartialEq)]
@@ -108,14 +143,17 @@ fn build<'a>(
     sections: &[&str],
     on_item: &mut dyn FnMut(&str, Node<'a>),
 ) -> Result<Node<'a>, SyntaxError> {
-    let mut anchors: HashMap<usize, Node<'a>> = HashMap::new();
+    // Anchored nodes with how many nodes each holds, the price of an alias.
+    let mut anchors: HashMap<usize, (Node<'a>, usize)> = HashMap::new();
+    let mut alias_nodes = 0usize;
     // Children of every open collection live on one scratch stack; a
     // collection takes its children off it, into an exactly-sized vector,
     // when it closes. This avoids a growing vector per collection, which
     // for large files costs more in reallocation than parsing does.
     let mut scratch: Vec<Node<'a>> = Vec::with_capacity(1024);
-    // Open collections: (start position, anchor, is a mapping, where its children start).
-    let mut open: Vec<(Pos, usize, bool, usize)> = Vec::new();
+    // Open collections: (start position, anchor, is a mapping, where its
+    // children start, how many nodes it holds so far).
+    let mut open: Vec<(Pos, usize, bool, usize, usize)> = Vec::new();
     let mut root: Option<Node<'a>> = None;
     let mut documents = 0;
     // The streamed section the parser is inside, if any (set while the
@@ -128,7 +166,13 @@ fn build<'a>(
             message: e.info().to_string(),
         })?;
         let pos = pos_of(&span);
-        let (node, anchor) = match event {
+        if matches!(event, Event::SequenceStart(..) | Event::MappingStart(..)) && open.len() >= MAX_DEPTH {
+            return Err(SyntaxError {
+                pos,
+                message: format!("lists and mappings are nested deeper than {MAX_DEPTH} levels here"),
+            });
+        }
+        let (node, anchor, size) = match event {
             Event::DocumentStart(_) => {
                 documents += 1;
                 if documents > 1 {
@@ -146,15 +190,15 @@ fn build<'a>(
                         }
                     }
                 }
-                open.push((pos, anchor, false, scratch.len()));
+                open.push((pos, anchor, false, scratch.len(), 1));
                 continue;
             }
             Event::MappingStart(anchor, _) => {
-                open.push((pos, anchor, true, scratch.len()));
+                open.push((pos, anchor, true, scratch.len(), 1));
                 continue;
             }
             Event::SequenceEnd | Event::MappingEnd => {
-                let (start, anchor, is_map, from) =
+                let (start, anchor, is_map, from, size) =
                     open.pop().ok_or_else(|| SyntaxError { pos, message: "unbalanced collection".into() })?;
                 if open.len() == 1 {
                     section = None;
@@ -169,18 +213,32 @@ fn build<'a>(
                 } else {
                     Value::Seq(scratch.drain(from..).collect())
                 };
-                (Node { pos: start, value }, anchor)
+                (Node { pos: start, value }, anchor, size)
             }
             Event::Scalar(text, style, anchor, _) => {
-                (Node { pos, value: Value::Scalar { text, plain: style == ScalarStyle::Plain } }, anchor)
+                (Node { pos, value: Value::Scalar { text, plain: style == ScalarStyle::Plain } }, anchor, 1)
             }
             Event::Alias(id) => match anchors.get(&id) {
-                Some(node) => (Node { pos, ..node.clone() }, 0),
+                Some((node, size)) => {
+                    alias_nodes = alias_nodes.saturating_add(*size);
+                    if alias_nodes > MAX_ALIAS_NODES {
+                        return Err(SyntaxError {
+                            pos,
+                            message: format!(
+                                "aliases here expand to more than {MAX_ALIAS_NODES} nodes (an alias bomb?): write the values out, or use fewer nested aliases"
+                            ),
+                        });
+                    }
+                    (Node { pos, ..node.clone() }, 0, *size)
+                }
                 None => return Err(SyntaxError { pos, message: "alias to an unknown anchor".into() }),
             },
         };
         if anchor > 0 {
-            anchors.insert(anchor, node.clone());
+            anchors.insert(anchor, (node.clone(), size));
+        }
+        if let Some(parent) = open.last_mut() {
+            parent.4 = parent.4.saturating_add(size);
         }
         match (&section, open.len()) {
             (Some(name), 2) => on_item(name, node),
@@ -257,6 +315,60 @@ mod tests {
         let err = parse_streaming(&format!("{src}  - [unclosed\n"), &["items"], &mut |_, _| count += 1).unwrap_err();
         assert!(err.pos.line >= 1001, "{err:?}");
         assert_eq!(count, 1000);
+    }
+
+    #[test]
+    fn an_alias_bomb_is_refused_at_the_alias_that_breaks_the_budget() {
+        // Nine levels of ten aliases: 10^9 nodes if expanded.
+        let mut src = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for level in 1..9 {
+            let prev = format!("*a{}", level - 1);
+            src.push_str(&format!("a{level}: &a{level} [{}]\n", vec![prev; 10].join(", ")));
+        }
+        let err = parse(&src).unwrap_err();
+        assert!(err.message.contains("alias bomb"), "{err:?}");
+        assert!(err.pos.line >= 5 && err.pos.line <= 9, "the position of the alias that broke the budget: {err:?}");
+    }
+
+    #[test]
+    fn a_few_aliases_of_a_shared_value_are_fine() {
+        let mut src = String::from("base: &b { rpo: 5s, rto: 1m, tier: gold }\nitems:\n");
+        for _ in 0..1000 {
+            src.push_str("  - *b\n");
+        }
+        assert!(parse(&src).is_ok());
+    }
+
+    #[test]
+    fn nesting_deeper_than_the_limit_is_refused_with_its_position() {
+        let deep = format!("a: {}{}\n", "[".repeat(MAX_DEPTH + 10), "]".repeat(MAX_DEPTH + 10));
+        let err = parse(&deep).unwrap_err();
+        assert!(err.message.contains("nested deeper"), "{err:?}");
+        assert_eq!(err.pos.line, 1);
+        assert_eq!(err.pos.col as usize, 4 + MAX_DEPTH - 1, "the first bracket past the limit");
+        let ok = format!("a: {}{}\n", "[".repeat(MAX_DEPTH - 1), "]".repeat(MAX_DEPTH - 1));
+        assert!(parse(&ok).is_ok());
+        // Deep block nesting, the way indentation writes it, too.
+        let mut block = String::new();
+        for level in 0..200 {
+            block.push_str(&format!("{}k{level}:\n", "  ".repeat(level)));
+        }
+        assert!(parse(&block).unwrap_err().message.contains("nested deeper"));
+    }
+
+    #[test]
+    fn files_over_the_size_limit_are_refused_without_reading_them_whole() {
+        let dir = std::env::temp_dir().join(format!("drctl-yaml-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let big = dir.join("big.yaml");
+        let file = std::fs::File::create(&big).unwrap();
+        file.set_len(MAX_FILE_BYTES + 1).unwrap();
+        let err = read_file(&big).unwrap_err();
+        assert!(err.contains("larger than 64 MiB"), "{err}");
+        let binary = dir.join("bin.yaml");
+        std::fs::write(&binary, [0xff, 0xfe, 0x00]).unwrap();
+        assert!(read_file(&binary).unwrap_err().contains("not UTF-8"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -96,6 +96,66 @@ fn a_missing_file_is_bad_input_with_advice() {
     assert!(err.contains("hint:"), "{err}");
 }
 
+/// Nine levels of ten aliases: 10^9 nodes if a loader expanded them.
+fn alias_bomb(first_line: &str) -> String {
+    let mut src = format!("{first_line}\nbomb0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for level in 1..9 {
+        let prev = format!("*a{}", level - 1);
+        src.push_str(&format!("bomb{level}: &a{level} [{}]\n", vec![prev; 10].join(", ")));
+    }
+    src
+}
+
+/// Hostile files in each of the three formats are bad input with a
+/// position, answered at once: no exhausted memory, no overflowed stack.
+#[test]
+fn hostile_files_are_bad_input_with_positions_in_every_format() {
+    let bomb = temp_file("bomb.yaml", &alias_bomb("version: 1"));
+    let o = drctl(&["validate", "-f", bomb.to_str().unwrap()]);
+    assert_eq!(code(&o), 2, "{}", text(&o.stderr));
+    let err = text(&o.stderr);
+    assert!(err.contains("bomb.yaml:") && err.contains("error[E001]") && err.contains("alias bomb"), "{err}");
+
+    let deep = temp_file("deep.yaml", &format!("version: 1\nname: {}{}\n", "[".repeat(100_000), "]".repeat(100_000)));
+    let o = drctl(&["validate", "-f", deep.to_str().unwrap()]);
+    assert_eq!(code(&o), 2, "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("deep.yaml:2:"), "{}", text(&o.stderr));
+    let mut block = String::from("version: 1\nname:\n");
+    for level in 1..200 {
+        block.push_str(&format!("{}k{level}:\n", "  ".repeat(level)));
+    }
+    let deep = temp_file("deep-block.yaml", &block);
+    let o = drctl(&["validate", "-f", deep.to_str().unwrap()]);
+    assert_eq!(code(&o), 2, "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("deep-block.yaml:"), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("nested deeper than 64 levels"), "{}", text(&o.stderr));
+
+    // A runbook named by a topology: the error points into the runbook.
+    let dir = bomb.parent().unwrap();
+    std::fs::create_dir_all(dir.join("runbooks")).unwrap();
+    std::fs::write(dir.join("runbooks/bomb.yaml"), alias_bomb("name: bomb")).unwrap();
+    let topo = std::fs::read_to_string(repo().join(SAAS)).unwrap().replacen(
+        "failover: { estimate: 25s, max_lag: 10s }",
+        "failover: { estimate: 25s, max_lag: 10s, runbook: runbooks/bomb.yaml }",
+        1,
+    );
+    let with_runbook = temp_file("with-runbook.yaml", &topo);
+    let o = drctl(&["validate", "-f", with_runbook.to_str().unwrap()]);
+    assert_eq!(code(&o), 2, "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("runbooks/bomb.yaml:"), "{}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("alias bomb"), "{}", text(&o.stderr));
+
+    // A chaos experiment given to a drill.
+    let experiment = temp_file("exp-bomb.yaml", &alias_bomb("name: bomb"));
+    let o = drctl(&["drill", experiment.to_str().unwrap(), "-f", SAAS, "--dry-run"]);
+    assert_eq!(code(&o), 2, "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("exp-bomb.yaml:") && text(&o.stderr).contains("alias bomb"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
 #[test]
 fn plan_text_for_the_incident_commander() {
     let o = drctl(&["plan", "-f", SAAS, "--zone", "use1-az1"]);

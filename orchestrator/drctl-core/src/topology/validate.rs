@@ -13,7 +13,7 @@ use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 
 /// Reads and checks a topology file.
 pub fn load(path: &Path) -> Loaded {
-    match std::fs::read_to_string(path) {
+    match yaml::read_file(path) {
         Ok(src) => load_str(&src, path),
         Err(err) => {
             let mut diags = Diagnostics::new(path);
@@ -380,7 +380,7 @@ impl Validator<'_> {
                         .error(
                             Code::BadValue,
                             url.pos,
-                            format!("`{}` is not a PostgreSQL URL", crate::diag::redact(&url.value)),
+                            format!("`{}` is not a PostgreSQL URL", crate::redact::url(&url.value)),
                         )
                         .with_hint("write it as postgres://user@host:port/db");
                 }
