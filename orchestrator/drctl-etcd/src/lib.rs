@@ -160,15 +160,17 @@ impl Runtime {
         // waiting on it must stop within the lease, not after a timeout.
         let leading = |g: &Option<&Shared>| g.is_some_and(|g| matches!(guard_of(g), Guard::Leading { .. }));
         let watch = if leading(&interrupt) { interrupt } else { None };
-        let answer = loop {
+        // Waiting may take seconds: off the caller's runtime worker.
+        let answer = drctl_state::offload(|| loop {
             match rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(a) => break Ok(a),
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) if watch.is_some() && !leading(&watch) => {
-                    return Err(Error::NotLeader(None));
-                }
+                Ok(a) => break Some(Ok(a)),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) if watch.is_some() && !leading(&watch) => break None,
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break Err(()),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break Some(Err(())),
             }
+        });
+        let Some(answer) = answer else {
+            return Err(Error::NotLeader(None));
         };
         match answer {
             Ok(Ok(Ok(v))) => Ok(v),

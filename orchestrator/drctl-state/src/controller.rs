@@ -171,72 +171,80 @@ impl Controller for Sqlite {
     // ---- tokens ----
 
     fn create_token(&self, name: &str, role: Role) -> Result<String> {
-        check_token_name(name)?;
-        let secret = new_token_secret()?;
-        let conn = self.conn();
-        let exists: Option<i64> =
-            conn.query_row("SELECT id FROM tokens WHERE name = ?1", params![name], |r| r.get(0)).optional()?;
-        if exists.is_some() {
-            return Err(Error::Invalid(format!("a token named `{name}` exists: revoke it or choose another name")));
-        }
-        conn.execute(
-            "INSERT INTO tokens (name, role, hash, created_ms) VALUES (?1, ?2, ?3, ?4)",
-            params![name, role.as_str(), token_hash(&secret), millis(SystemTime::now())],
-        )?;
-        Ok(secret)
+        crate::offload(|| {
+            check_token_name(name)?;
+            let secret = new_token_secret()?;
+            let conn = self.conn();
+            let exists: Option<i64> =
+                conn.query_row("SELECT id FROM tokens WHERE name = ?1", params![name], |r| r.get(0)).optional()?;
+            if exists.is_some() {
+                return Err(Error::Invalid(format!("a token named `{name}` exists: revoke it or choose another name")));
+            }
+            conn.execute(
+                "INSERT INTO tokens (name, role, hash, created_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![name, role.as_str(), token_hash(&secret), millis(SystemTime::now())],
+            )?;
+            Ok(secret)
+        })
     }
 
     fn tokens(&self) -> Result<Vec<Token>> {
-        let conn = self.conn();
-        let mut st =
-            conn.prepare("SELECT id, name, role, hash, created_ms, revoked_ms, last_used_ms FROM tokens ORDER BY id")?;
-        let rows = st.query_map([], |r| {
-            Ok(Token {
-                id: r.get(0)?,
-                name: r.get(1)?,
-                role: {
-                    let raw: String = r.get(2)?;
-                    Role::parse(&raw).ok_or_else(|| crate::corrupt(2, format!("unknown role `{raw}`")))?
-                },
-                hash: r.get(3)?,
-                created_at: time(r.get(4)?),
-                revoked_at: r.get::<_, Option<i64>>(5)?.map(time),
-                last_used_at: r.get::<_, Option<i64>>(6)?.map(time),
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        crate::offload(|| {
+            let conn = self.conn();
+            let mut st = conn
+                .prepare("SELECT id, name, role, hash, created_ms, revoked_ms, last_used_ms FROM tokens ORDER BY id")?;
+            let rows = st.query_map([], |r| {
+                Ok(Token {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    role: {
+                        let raw: String = r.get(2)?;
+                        Role::parse(&raw).ok_or_else(|| crate::corrupt(2, format!("unknown role `{raw}`")))?
+                    },
+                    hash: r.get(3)?,
+                    created_at: time(r.get(4)?),
+                    revoked_at: r.get::<_, Option<i64>>(5)?.map(time),
+                    last_used_at: r.get::<_, Option<i64>>(6)?.map(time),
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
     }
 
     fn authenticate(&self, secret: &str) -> Result<Option<Token>> {
-        use subtle::ConstantTimeEq;
-        let presented = token_hash(secret);
-        let mut found = None;
-        for t in self.tokens()? {
-            let same: bool = t.hash.as_bytes().ct_eq(presented.as_bytes()).into();
-            if same && t.revoked_at.is_none() {
-                found = Some(t);
+        crate::offload(|| {
+            use subtle::ConstantTimeEq;
+            let presented = token_hash(secret);
+            let mut found = None;
+            for t in self.tokens()? {
+                let same: bool = t.hash.as_bytes().ct_eq(presented.as_bytes()).into();
+                if same && t.revoked_at.is_none() {
+                    found = Some(t);
+                }
             }
-        }
-        if let Some(t) = &found {
-            self.conn().execute(
-                "UPDATE tokens SET last_used_ms = ?1 WHERE id = ?2",
-                params![millis(SystemTime::now()), t.id],
-            )?;
-        }
-        Ok(found)
+            if let Some(t) = &found {
+                self.conn().execute(
+                    "UPDATE tokens SET last_used_ms = ?1 WHERE id = ?2",
+                    params![millis(SystemTime::now()), t.id],
+                )?;
+            }
+            Ok(found)
+        })
     }
 
     fn revoke_token(&self, name_or_id: &str) -> Result<Token> {
-        let t = self
-            .tokens()?
-            .into_iter()
-            .find(|t| t.name == name_or_id || t.id.to_string() == name_or_id)
-            .ok_or_else(|| Error::NotFound(format!("no token `{name_or_id}` (see `drctl token list`)")))?;
-        self.conn().execute(
-            "UPDATE tokens SET revoked_ms = COALESCE(revoked_ms, ?1) WHERE id = ?2",
-            params![millis(SystemTime::now()), t.id],
-        )?;
-        Ok(t)
+        crate::offload(|| {
+            let t = self
+                .tokens()?
+                .into_iter()
+                .find(|t| t.name == name_or_id || t.id.to_string() == name_or_id)
+                .ok_or_else(|| Error::NotFound(format!("no token `{name_or_id}` (see `drctl token list`)")))?;
+            self.conn().execute(
+                "UPDATE tokens SET revoked_ms = COALESCE(revoked_ms, ?1) WHERE id = ?2",
+                params![millis(SystemTime::now()), t.id],
+            )?;
+            Ok(t)
+        })
     }
 
     // ---- audit ----
@@ -249,60 +257,65 @@ impl Controller for Sqlite {
         target: &str,
         request: &serde_json::Value,
     ) -> Result<AuditEntry> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let last: Option<(i64, String)> = tx
-            .query_row("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        let (seq, prev) = match last {
-            Some((s, h)) => (s + 1, h),
-            None => (1, "0".repeat(64)),
-        };
-        let at = SystemTime::now();
-        let at_ms = millis(at);
-        let request = request.to_string();
-        let hash = entry_hash([&seq.to_string(), &at_ms.to_string(), actor, source, action, target, &request, &prev]);
-        tx.execute(
-            "INSERT INTO audit (seq, at_ms, actor, source, action, target, request, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![seq, at_ms, actor, source, action, target, request, prev, hash],
-        )?;
-        tx.commit()?;
-        Ok(AuditEntry {
-            seq,
-            at: time(at_ms),
-            actor: actor.into(),
-            source: source.into(),
-            action: action.into(),
-            target: target.into(),
-            request,
-            prev_hash: prev,
-            hash,
+        crate::offload(|| {
+            let mut conn = self.conn();
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let last: Option<(i64, String)> = tx
+                .query_row("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            let (seq, prev) = match last {
+                Some((s, h)) => (s + 1, h),
+                None => (1, "0".repeat(64)),
+            };
+            let at = SystemTime::now();
+            let at_ms = millis(at);
+            let request = request.to_string();
+            let hash =
+                entry_hash([&seq.to_string(), &at_ms.to_string(), actor, source, action, target, &request, &prev]);
+            tx.execute(
+                "INSERT INTO audit (seq, at_ms, actor, source, action, target, request, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![seq, at_ms, actor, source, action, target, request, prev, hash],
+            )?;
+            tx.commit()?;
+            Ok(AuditEntry {
+                seq,
+                at: time(at_ms),
+                actor: actor.into(),
+                source: source.into(),
+                action: action.into(),
+                target: target.into(),
+                request,
+                prev_hash: prev,
+                hash,
+            })
         })
     }
 
     fn audit_entries(&self) -> Result<Vec<AuditEntry>> {
-        let conn = self.conn();
-        let mut st = conn.prepare(
-            "SELECT seq, at_ms, actor, source, action, target, request, prev_hash, hash FROM audit ORDER BY seq",
-        )?;
-        let rows = st.query_map([], |r| {
-            Ok(AuditEntry {
-                seq: r.get(0)?,
-                at: time(r.get(1)?),
-                actor: r.get(2)?,
-                source: r.get(3)?,
-                action: r.get(4)?,
-                target: r.get(5)?,
-                request: r.get(6)?,
-                prev_hash: r.get(7)?,
-                hash: r.get(8)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        crate::offload(|| {
+            let conn = self.conn();
+            let mut st = conn.prepare(
+                "SELECT seq, at_ms, actor, source, action, target, request, prev_hash, hash FROM audit ORDER BY seq",
+            )?;
+            let rows = st.query_map([], |r| {
+                Ok(AuditEntry {
+                    seq: r.get(0)?,
+                    at: time(r.get(1)?),
+                    actor: r.get(2)?,
+                    source: r.get(3)?,
+                    action: r.get(4)?,
+                    target: r.get(5)?,
+                    request: r.get(6)?,
+                    prev_hash: r.get(7)?,
+                    hash: r.get(8)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
     }
 
     fn verify_audit(&self) -> Result<Verified> {
-        verify_chain(&self.audit_entries()?)
+        crate::offload(|| verify_chain(&self.audit_entries()?))
     }
 
     // ---- incidents and maintenance ----
@@ -315,89 +328,97 @@ impl Controller for Sqlite {
         services: &[String],
         execution: Option<&str>,
     ) -> Result<i64> {
-        check_status(status)?;
-        let now = millis(SystemTime::now());
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        tx.execute(
-            "INSERT INTO incidents (title, status, services, created_ms, updated_ms, resolved_ms, execution_id) VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6)",
-            params![title, status, serde_json::to_string(services).unwrap_or_default(), now, (status == "resolved").then_some(now), execution],
-        )?;
-        let id = tx.last_insert_rowid();
-        tx.execute(
-            "INSERT INTO incident_updates (incident_id, at_ms, status, body) VALUES (?1, ?2, ?3, ?4)",
-            params![id, now, status, body],
-        )?;
-        tx.commit()?;
-        Ok(id)
+        crate::offload(|| {
+            check_status(status)?;
+            let now = millis(SystemTime::now());
+            let mut conn = self.conn();
+            let tx = conn.transaction()?;
+            tx.execute(
+                "INSERT INTO incidents (title, status, services, created_ms, updated_ms, resolved_ms, execution_id) VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6)",
+                params![title, status, serde_json::to_string(services).unwrap_or_default(), now, (status == "resolved").then_some(now), execution],
+            )?;
+            let id = tx.last_insert_rowid();
+            tx.execute(
+                "INSERT INTO incident_updates (incident_id, at_ms, status, body) VALUES (?1, ?2, ?3, ?4)",
+                params![id, now, status, body],
+            )?;
+            tx.commit()?;
+            Ok(id)
+        })
     }
 
     fn update_incident(&self, id: i64, status: &str, body: &str) -> Result<()> {
-        check_status(status)?;
-        let now = millis(SystemTime::now());
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let n = tx.execute(
-            "UPDATE incidents SET status = ?1, updated_ms = ?2, resolved_ms = CASE WHEN ?1 = 'resolved' THEN ?2 ELSE NULL END WHERE id = ?3",
-            params![status, now, id],
-        )?;
-        if n == 0 {
-            return Err(Error::NotFound(format!("no incident {id}")));
-        }
-        tx.execute(
-            "INSERT INTO incident_updates (incident_id, at_ms, status, body) VALUES (?1, ?2, ?3, ?4)",
-            params![id, now, status, body],
-        )?;
-        tx.commit()?;
-        Ok(())
+        crate::offload(|| {
+            check_status(status)?;
+            let now = millis(SystemTime::now());
+            let mut conn = self.conn();
+            let tx = conn.transaction()?;
+            let n = tx.execute(
+                "UPDATE incidents SET status = ?1, updated_ms = ?2, resolved_ms = CASE WHEN ?1 = 'resolved' THEN ?2 ELSE NULL END WHERE id = ?3",
+                params![status, now, id],
+            )?;
+            if n == 0 {
+                return Err(Error::NotFound(format!("no incident {id}")));
+            }
+            tx.execute(
+                "INSERT INTO incident_updates (incident_id, at_ms, status, body) VALUES (?1, ?2, ?3, ?4)",
+                params![id, now, status, body],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
     }
 
     fn incidents(&self) -> Result<Vec<Incident>> {
-        let conn = self.conn();
-        let mut st = conn.prepare(
-            "SELECT id, title, status, services, created_ms, updated_ms, resolved_ms, execution_id FROM incidents ORDER BY id DESC",
-        )?;
-        let mut out: Vec<Incident> = st
-            .query_map([], |r| {
-                Ok(Incident {
-                    id: r.get(0)?,
-                    title: r.get(1)?,
-                    status: r.get(2)?,
-                    services: list(&r.get::<_, String>(3)?),
-                    created_at: time(r.get(4)?),
-                    updated_at: time(r.get(5)?),
-                    resolved_at: r.get::<_, Option<i64>>(6)?.map(time),
-                    execution_id: r.get(7)?,
-                    updates: Vec::new(),
-                })
-            })?
-            .collect::<rusqlite::Result<_>>()?;
-        let mut st =
-            conn.prepare("SELECT id, incident_id, at_ms, status, body FROM incident_updates ORDER BY id DESC")?;
-        let updates = st.query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(1)?,
-                IncidentUpdate { id: r.get(0)?, at: time(r.get(2)?), status: r.get(3)?, body: r.get(4)? },
-            ))
-        })?;
-        for u in updates {
-            let (iid, u) = u?;
-            if let Some(i) = out.iter_mut().find(|i| i.id == iid) {
-                i.updates.push(u);
+        crate::offload(|| {
+            let conn = self.conn();
+            let mut st = conn.prepare(
+                "SELECT id, title, status, services, created_ms, updated_ms, resolved_ms, execution_id FROM incidents ORDER BY id DESC",
+            )?;
+            let mut out: Vec<Incident> = st
+                .query_map([], |r| {
+                    Ok(Incident {
+                        id: r.get(0)?,
+                        title: r.get(1)?,
+                        status: r.get(2)?,
+                        services: list(&r.get::<_, String>(3)?),
+                        created_at: time(r.get(4)?),
+                        updated_at: time(r.get(5)?),
+                        resolved_at: r.get::<_, Option<i64>>(6)?.map(time),
+                        execution_id: r.get(7)?,
+                        updates: Vec::new(),
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut st =
+                conn.prepare("SELECT id, incident_id, at_ms, status, body FROM incident_updates ORDER BY id DESC")?;
+            let updates = st.query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(1)?,
+                    IncidentUpdate { id: r.get(0)?, at: time(r.get(2)?), status: r.get(3)?, body: r.get(4)? },
+                ))
+            })?;
+            for u in updates {
+                let (iid, u) = u?;
+                if let Some(i) = out.iter_mut().find(|i| i.id == iid) {
+                    i.updates.push(u);
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     fn incident_of_execution(&self, execution: &str) -> Result<Option<i64>> {
-        Ok(self
-            .conn()
-            .query_row(
-                "SELECT id FROM incidents WHERE execution_id = ?1 ORDER BY id DESC LIMIT 1",
-                params![execution],
-                |r| r.get(0),
-            )
-            .optional()?)
+        crate::offload(|| {
+            Ok(self
+                .conn()
+                .query_row(
+                    "SELECT id FROM incidents WHERE execution_id = ?1 ORDER BY id DESC LIMIT 1",
+                    params![execution],
+                    |r| r.get(0),
+                )
+                .optional()?)
+        })
     }
 
     fn create_maintenance(
@@ -408,109 +429,126 @@ impl Controller for Sqlite {
         starts: SystemTime,
         ends: SystemTime,
     ) -> Result<i64> {
-        if ends <= starts {
-            return Err(Error::Invalid("maintenance must end after it starts".into()));
-        }
-        let conn = self.conn();
-        conn.execute(
-            "INSERT INTO maintenance (title, body, services, starts_ms, ends_ms, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![title, body, serde_json::to_string(services).unwrap_or_default(), millis(starts), millis(ends), millis(SystemTime::now())],
-        )?;
-        Ok(conn.last_insert_rowid())
+        crate::offload(|| {
+            if ends <= starts {
+                return Err(Error::Invalid("maintenance must end after it starts".into()));
+            }
+            let conn = self.conn();
+            conn.execute(
+                "INSERT INTO maintenance (title, body, services, starts_ms, ends_ms, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![title, body, serde_json::to_string(services).unwrap_or_default(), millis(starts), millis(ends), millis(SystemTime::now())],
+            )?;
+            Ok(conn.last_insert_rowid())
+        })
     }
 
     fn maintenance(&self) -> Result<Vec<Maintenance>> {
-        let conn = self.conn();
-        let mut st = conn.prepare(
-            "SELECT id, title, body, services, starts_ms, ends_ms, created_ms FROM maintenance ORDER BY starts_ms",
-        )?;
-        let rows = st.query_map([], |r| {
-            Ok(Maintenance {
-                id: r.get(0)?,
-                title: r.get(1)?,
-                body: r.get(2)?,
-                services: list(&r.get::<_, String>(3)?),
-                starts_at: time(r.get(4)?),
-                ends_at: time(r.get(5)?),
-                created_at: time(r.get(6)?),
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        crate::offload(|| {
+            let conn = self.conn();
+            let mut st = conn.prepare(
+                "SELECT id, title, body, services, starts_ms, ends_ms, created_ms FROM maintenance ORDER BY starts_ms",
+            )?;
+            let rows = st.query_map([], |r| {
+                Ok(Maintenance {
+                    id: r.get(0)?,
+                    title: r.get(1)?,
+                    body: r.get(2)?,
+                    services: list(&r.get::<_, String>(3)?),
+                    starts_at: time(r.get(4)?),
+                    ends_at: time(r.get(5)?),
+                    created_at: time(r.get(6)?),
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
     }
 
     // ---- uptime ----
 
     fn record_health(&self, at: SystemTime, checks: &[(String, bool)]) -> Result<()> {
-        let day = millis(at) / 86_400_000;
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        for (service, healthy) in checks {
-            tx.execute(
-                "INSERT INTO uptime_days (service, day, checks, healthy) VALUES (?1, ?2, 1, ?3)
-                 ON CONFLICT (service, day) DO UPDATE SET checks = checks + 1, healthy = healthy + ?3",
-                params![service, day, *healthy as i64],
-            )?;
-        }
-        tx.commit()?;
-        Ok(())
+        crate::offload(|| {
+            let day = millis(at) / 86_400_000;
+            let mut conn = self.conn();
+            let tx = conn.transaction()?;
+            for (service, healthy) in checks {
+                tx.execute(
+                    "INSERT INTO uptime_days (service, day, checks, healthy) VALUES (?1, ?2, 1, ?3)
+                     ON CONFLICT (service, day) DO UPDATE SET checks = checks + 1, healthy = healthy + ?3",
+                    params![service, day, *healthy as i64],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
     }
 
     fn uptime(&self, service: &str, since_day: i64) -> Result<Vec<UptimeDay>> {
-        let conn = self.conn();
-        let mut st =
-            conn.prepare("SELECT day, checks, healthy FROM uptime_days WHERE service = ?1 AND day >= ?2 ORDER BY day")?;
-        let rows = st.query_map(params![service, since_day], |r| {
-            Ok(UptimeDay { day: r.get(0)?, checks: r.get(1)?, healthy: r.get(2)? })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        crate::offload(|| {
+            let conn = self.conn();
+            let mut st = conn.prepare(
+                "SELECT day, checks, healthy FROM uptime_days WHERE service = ?1 AND day >= ?2 ORDER BY day",
+            )?;
+            let rows = st.query_map(params![service, since_day], |r| {
+                Ok(UptimeDay { day: r.get(0)?, checks: r.get(1)?, healthy: r.get(2)? })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
     }
 
     // ---- aggregates for /metrics ----
 
     fn replication_totals(&self) -> Result<Vec<(String, crate::RunTotals)>> {
-        let conn = self.conn();
-        let mut st = conn.prepare(
-            "SELECT datastore, SUM(copied), SUM(bytes), SUM(skipped), SUM(failed) FROM replication_runs GROUP BY datastore ORDER BY datastore",
-        )?;
-        let rows = st.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                crate::RunTotals {
-                    copied: r.get::<_, i64>(1)? as u64,
-                    bytes: r.get::<_, i64>(2)? as u64,
-                    skipped: r.get::<_, i64>(3)? as u64,
-                    failed: r.get::<_, i64>(4)? as u64,
-                },
-            ))
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        crate::offload(|| {
+            let conn = self.conn();
+            let mut st = conn.prepare(
+                "SELECT datastore, SUM(copied), SUM(bytes), SUM(skipped), SUM(failed) FROM replication_runs GROUP BY datastore ORDER BY datastore",
+            )?;
+            let rows = st.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    crate::RunTotals {
+                        copied: r.get::<_, i64>(1)? as u64,
+                        bytes: r.get::<_, i64>(2)? as u64,
+                        skipped: r.get::<_, i64>(3)? as u64,
+                        failed: r.get::<_, i64>(4)? as u64,
+                    },
+                ))
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
     }
 
     fn step_durations(&self) -> Result<Vec<(String, f64, u64)>> {
-        let conn = self.conn();
-        let mut st = conn.prepare(
-            "SELECT action, SUM(finished_ms - started_ms) / 1000.0, COUNT(*) FROM execution_steps
-             WHERE started_ms IS NOT NULL AND finished_ms IS NOT NULL GROUP BY action ORDER BY action",
-        )?;
-        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        crate::offload(|| {
+            let conn = self.conn();
+            let mut st = conn.prepare(
+                "SELECT action, SUM(finished_ms - started_ms) / 1000.0, COUNT(*) FROM execution_steps
+                 WHERE started_ms IS NOT NULL AND finished_ms IS NOT NULL GROUP BY action ORDER BY action",
+            )?;
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
     }
 
     fn execution_counts(&self) -> Result<Vec<(String, u64)>> {
-        let conn = self.conn();
-        let mut st = conn.prepare("SELECT state, COUNT(*) FROM executions GROUP BY state ORDER BY state")?;
-        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        crate::offload(|| {
+            let conn = self.conn();
+            let mut st = conn.prepare("SELECT state, COUNT(*) FROM executions GROUP BY state ORDER BY state")?;
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
     }
 
     // ---- drills ----
 
     fn begin_drill(&self, id: &str, experiment: &str) -> Result<()> {
-        self.conn().execute(
-            "INSERT INTO drills (id, experiment, started_ms) VALUES (?1, ?2, ?3)",
-            params![id, experiment, millis(SystemTime::now())],
-        )?;
-        Ok(())
+        crate::offload(|| {
+            self.conn().execute(
+                "INSERT INTO drills (id, experiment, started_ms) VALUES (?1, ?2, ?3)",
+                params![id, experiment, millis(SystemTime::now())],
+            )?;
+            Ok(())
+        })
     }
 
     fn record_drill(
@@ -521,37 +559,43 @@ impl Controller for Sqlite {
         objectives_met: bool,
         report: &str,
     ) -> Result<()> {
-        self.conn().execute(
-            "INSERT OR REPLACE INTO drills (id, experiment, started_ms, finished_ms, objectives_met, report) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![id, experiment, millis(started), millis(SystemTime::now()), objectives_met as i64, report],
-        )?;
-        Ok(())
+        crate::offload(|| {
+            self.conn().execute(
+                "INSERT OR REPLACE INTO drills (id, experiment, started_ms, finished_ms, objectives_met, report) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![id, experiment, millis(started), millis(SystemTime::now()), objectives_met as i64, report],
+            )?;
+            Ok(())
+        })
     }
 
     fn finish_drill(&self, id: &str, objectives_met: Option<bool>, report: Option<&str>) -> Result<()> {
-        self.conn().execute(
-            "UPDATE drills SET finished_ms = ?1, objectives_met = ?2, report = ?3 WHERE id = ?4",
-            params![millis(SystemTime::now()), objectives_met.map(|b| b as i64), report, id],
-        )?;
-        Ok(())
+        crate::offload(|| {
+            self.conn().execute(
+                "UPDATE drills SET finished_ms = ?1, objectives_met = ?2, report = ?3 WHERE id = ?4",
+                params![millis(SystemTime::now()), objectives_met.map(|b| b as i64), report, id],
+            )?;
+            Ok(())
+        })
     }
 
     fn drills(&self) -> Result<Vec<DrillRow>> {
-        let conn = self.conn();
-        let mut st = conn.prepare(
-            "SELECT id, experiment, started_ms, finished_ms, objectives_met, report FROM drills ORDER BY started_ms DESC",
-        )?;
-        let rows = st.query_map([], |r| {
-            Ok(DrillRow {
-                id: r.get(0)?,
-                experiment: r.get(1)?,
-                started_at: time(r.get(2)?),
-                finished_at: r.get::<_, Option<i64>>(3)?.map(time),
-                objectives_met: r.get::<_, Option<i64>>(4)?.map(|v| v != 0),
-                report: r.get(5)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        crate::offload(|| {
+            let conn = self.conn();
+            let mut st = conn.prepare(
+                "SELECT id, experiment, started_ms, finished_ms, objectives_met, report FROM drills ORDER BY started_ms DESC",
+            )?;
+            let rows = st.query_map([], |r| {
+                Ok(DrillRow {
+                    id: r.get(0)?,
+                    experiment: r.get(1)?,
+                    started_at: time(r.get(2)?),
+                    finished_at: r.get::<_, Option<i64>>(3)?.map(time),
+                    objectives_met: r.get::<_, Option<i64>>(4)?.map(|v| v != 0),
+                    report: r.get(5)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
     }
 }
 
