@@ -213,6 +213,17 @@ impl RealActions {
     }
 }
 
+/// An action's note or error with the secrets of any URL in it hidden
+/// (a webhook's path, a password in a connection URL).
+fn redacted(outcome: Result<Note, ActionError>) -> Result<Note, ActionError> {
+    use drctl_core::redact::text;
+    match outcome {
+        Ok(note) => Ok(note.map(|n| text(&n))),
+        Err(ActionError::Transient(e)) => Err(ActionError::Transient(text(&e))),
+        Err(ActionError::Fatal(e)) => Err(ActionError::Fatal(text(&e))),
+    }
+}
+
 impl Actions for RealActions {
     fn run<'a>(
         &'a self,
@@ -221,285 +232,316 @@ impl Actions for RealActions {
         step: &'a StepSpec,
     ) -> BoxFuture<'a, Result<Note, ActionError>> {
         Box::pin(async move {
-            let Some(action) = Action::parse(&step.action) else {
-                return Err(ActionError::Fatal(format!("unknown action `{}`", step.action)));
-            };
-            match action {
-                Action::Wait => {
-                    let d = duration_param(step, "for", Duration::ZERO)?;
-                    tokio::time::sleep(d).await;
-                    Ok(Some(format!("waited {}", drctl_core::duration::format_duration(d))))
-                }
-                Action::Exec => {
-                    let argv: Vec<String> = step
-                        .with
-                        .get("command")
-                        .and_then(|c| c.as_array())
-                        .map(|a| {
-                            a.iter().map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).collect()
-                        })
-                        .unwrap_or_default();
-                    let (prog, args) = argv
-                        .split_first()
-                        .ok_or_else(|| ActionError::Fatal("`command` must be a non-empty list".into()))?;
-                    let mut cmd = tokio::process::Command::new(prog);
-                    cmd.args(args).kill_on_drop(true);
-                    // What the program needs to make its own effect happen once.
-                    cmd.env("DRCTL_EXECUTION", execution)
-                        .env("DRCTL_STEP", &step.id)
-                        .env("DRCTL_ATTEMPT", attempt.to_string());
-                    if let Some(dir) = param(step, "cwd") {
-                        cmd.current_dir(dir);
+            // Every note and error an action returns passes the one
+            // redaction on its way to the journal, the output and the page.
+            let outcome = async {
+                let Some(action) = Action::parse(&step.action) else {
+                    return Err(ActionError::Fatal(format!("unknown action `{}`", step.action)));
+                };
+                match action {
+                    Action::Wait => {
+                        let d = duration_param(step, "for", Duration::ZERO)?;
+                        tokio::time::sleep(d).await;
+                        Ok(Some(format!("waited {}", drctl_core::duration::format_duration(d))))
                     }
-                    if let Some(env) = step.with.get("env").and_then(|e| e.as_object()) {
-                        for (k, v) in env {
-                            cmd.env(k, v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
+                    Action::Exec => {
+                        let argv: Vec<String> = step
+                            .with
+                            .get("command")
+                            .and_then(|c| c.as_array())
+                            .map(|a| {
+                                a.iter()
+                                    .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        let (prog, args) = argv
+                            .split_first()
+                            .ok_or_else(|| ActionError::Fatal("`command` must be a non-empty list".into()))?;
+                        let mut cmd = tokio::process::Command::new(prog);
+                        cmd.args(args).kill_on_drop(true);
+                        // What the program needs to make its own effect happen once.
+                        cmd.env("DRCTL_EXECUTION", execution)
+                            .env("DRCTL_STEP", &step.id)
+                            .env("DRCTL_ATTEMPT", attempt.to_string());
+                        if let Some(dir) = param(step, "cwd") {
+                            cmd.current_dir(dir);
                         }
-                    }
-                    let out = cmd.output().await.map_err(|e| ActionError::Fatal(format!("cannot run {prog}: {e}")))?;
-                    if out.status.success() {
-                        Ok(Some(format!("{prog} exited 0")))
-                    } else {
-                        let err = String::from_utf8_lossy(&out.stderr);
-                        let tail: String = err
-                            .lines()
-                            .rev()
-                            .take(3)
-                            .collect::<Vec<_>>()
-                            .into_iter()
-                            .rev()
-                            .collect::<Vec<_>>()
-                            .join(" | ");
-                        Err(ActionError::Fatal(format!("{prog} exited {}: {tail}", out.status.code().unwrap_or(-1))))
-                    }
-                }
-                Action::HttpHealth => {
-                    let url = param(step, "url").ok_or_else(|| ActionError::Fatal("`url` is required".into()))?;
-                    let within = duration_param(step, "within", Duration::from_secs(60))?;
-                    let interval = duration_param(step, "interval", Duration::from_millis(500))?;
-                    self.health(url, within, interval).await
-                }
-                Action::HttpRequest | Action::Notify => {
-                    let url = param(step, "url").ok_or_else(|| ActionError::Fatal("`url` is required".into()))?;
-                    let client = self.clients.http();
-                    let method = if step.action == "notify" { "POST" } else { param(step, "method").unwrap_or("GET") };
-                    let mut req = client.request(
-                        reqwest::Method::from_bytes(method.as_bytes())
-                            .map_err(|e| ActionError::Fatal(e.to_string()))?,
-                        url,
-                    );
-                    if step.action == "notify" {
-                        let text = param(step, "text").unwrap_or("drctl");
-                        let mut body = serde_json::json!({ "text": text });
-                        if let Some(c) = param(step, "channel") {
-                            body["channel"] = c.into();
+                        if let Some(env) = step.with.get("env").and_then(|e| e.as_object()) {
+                            for (k, v) in env {
+                                cmd.env(k, v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
+                            }
                         }
-                        req = req.json(&body);
-                    } else if let Some(b) = step.with.get("body") {
-                        req = if b.is_string() {
-                            req.body(b.as_str().unwrap_or_default().to_string())
+                        let out =
+                            cmd.output().await.map_err(|e| ActionError::Fatal(format!("cannot run {prog}: {e}")))?;
+                        if out.status.success() {
+                            Ok(Some(format!("{prog} exited 0")))
                         } else {
-                            req.json(b)
-                        };
-                    }
-                    if let Some(h) = step.with.get("headers").and_then(|h| h.as_object()) {
-                        for (k, v) in h {
-                            req = req.header(k, v.as_str().unwrap_or_default());
+                            let err = String::from_utf8_lossy(&out.stderr);
+                            let tail: String = err
+                                .lines()
+                                .rev()
+                                .take(3)
+                                .collect::<Vec<_>>()
+                                .into_iter()
+                                .rev()
+                                .collect::<Vec<_>>()
+                                .join(" | ");
+                            Err(ActionError::Fatal(format!(
+                                "{prog} exited {}: {tail}",
+                                out.status.code().unwrap_or(-1)
+                            )))
                         }
                     }
-                    // The same key on every attempt and after a resume: a receiver
-                    // that honours it applies the effect once (SPEC §6a).
-                    req = req.header("Idempotency-Key", format!("{execution}/{}", step.id));
-                    let resp = req
-                        .timeout(Duration::from_secs(30))
-                        .send()
-                        .await
-                        .map_err(|e| ActionError::Transient(format!("{url}: {e}")))?;
-                    let status = resp.status().as_u16();
-                    let expected = step.with.get("expect_status").and_then(|v| v.as_u64());
-                    let ok = expected.map_or((200..300).contains(&status), |e| e == u64::from(status));
-                    match (ok, status) {
-                        (true, _) => Ok(Some(format!("{method} {url}: {status}"))),
-                        (false, s) if s >= 500 || s == 429 => {
-                            Err(ActionError::Transient(format!("{method} {url}: {s}")))
-                        }
-                        (false, s) => Err(ActionError::Fatal(format!("{method} {url}: {s}"))),
+                    Action::HttpHealth => {
+                        let url = param(step, "url").ok_or_else(|| ActionError::Fatal("`url` is required".into()))?;
+                        let within = duration_param(step, "within", Duration::from_secs(60))?;
+                        let interval = duration_param(step, "interval", Duration::from_millis(500))?;
+                        self.health(url, within, interval).await
                     }
-                }
-                Action::PostgresFence => {
-                    let name = param(step, "datastore").unwrap_or(&step.entity);
-                    let (members, _, _) = crate::fence::pg_datastore(&self.topo, name)
-                        .ok_or_else(|| ActionError::Fatal(format!("`{name}` is not a postgres datastore")))?;
-                    let zone = param(step, "zone").or(step.from_zone.as_deref());
-                    let m = members
-                        .iter()
-                        .find(|m| Some(m.zone.as_str()) == zone)
-                        .or(members.first())
-                        .ok_or_else(|| ActionError::Fatal("no member".into()))?;
-                    let who = crate::fence::Asker { datastore: name, execution, step: &step.id };
-                    crate::fence::fence_member(m, &who, self.force)
-                        .await
-                        .map(|o| Some(o.describe(&m.zone)))
-                        .map_err(ActionError::Fatal)
-                }
-                Action::PostgresPromote => self.promote(execution, step).await,
-                Action::RdsPromoteReadReplica => {
-                    let (name, ds) = self.datastore(step)?;
-                    let to = self.to_zone(step)?;
-                    let instance = ds
-                        .replicas
-                        .iter()
-                        .find(|m| self.topo.zones[m.zone].name == to)
-                        .and_then(|m| match &m.location {
-                            Location::RdsInstance { instance } => Some(instance.clone()),
-                            _ => None,
-                        })
-                        .ok_or_else(|| ActionError::Fatal(format!("{name} has no replica instance in {to}")))?;
-                    // `max_lag` once more, just before the promote (after any approval wait).
-                    let max_lag = self.topo.entity(self.topo.entity_id(name).unwrap_or_default()).failover.max_lag;
-                    if let Some(max) = max_lag {
-                        let (ok, lag) =
-                            crate::preflight::rds_lag(&self.clients, ds.region.as_deref(), &instance, max, self.force)
-                                .await;
-                        if !ok {
-                            return Err(ActionError::Fatal(format!("{lag}; not promoting")));
+                    Action::HttpRequest | Action::Notify => {
+                        let url = param(step, "url").ok_or_else(|| ActionError::Fatal("`url` is required".into()))?;
+                        let client = self.clients.http();
+                        let method =
+                            if step.action == "notify" { "POST" } else { param(step, "method").unwrap_or("GET") };
+                        let mut req = client.request(
+                            reqwest::Method::from_bytes(method.as_bytes())
+                                .map_err(|e| ActionError::Fatal(e.to_string()))?,
+                            url,
+                        );
+                        if step.action == "notify" {
+                            let text = param(step, "text").unwrap_or("drctl");
+                            let mut body = serde_json::json!({ "text": text });
+                            if let Some(c) = param(step, "channel") {
+                                body["channel"] = c.into();
+                            }
+                            req = req.json(&body);
+                        } else if let Some(b) = step.with.get("body") {
+                            req = if b.is_string() {
+                                req.body(b.as_str().unwrap_or_default().to_string())
+                            } else {
+                                req.json(b)
+                            };
+                        }
+                        if let Some(h) = step.with.get("headers").and_then(|h| h.as_object()) {
+                            for (k, v) in h {
+                                req = req.header(k, v.as_str().unwrap_or_default());
+                            }
+                        }
+                        // The same key on every attempt and after a resume: a receiver
+                        // that honours it applies the effect once (SPEC §6a).
+                        req = req.header("Idempotency-Key", format!("{execution}/{}", step.id));
+                        let resp = req
+                            .timeout(Duration::from_secs(30))
+                            .send()
+                            .await
+                            .map_err(|e| ActionError::Transient(format!("{url}: {e}")))?;
+                        let status = resp.status().as_u16();
+                        let expected = step.with.get("expect_status").and_then(|v| v.as_u64());
+                        let ok = expected.map_or((200..300).contains(&status), |e| e == u64::from(status));
+                        match (ok, status) {
+                            (true, _) => Ok(Some(format!("{method} {url}: {status}"))),
+                            (false, s) if s >= 500 || s == 429 => {
+                                Err(ActionError::Transient(format!("{method} {url}: {s}")))
+                            }
+                            (false, s) => Err(ActionError::Fatal(format!("{method} {url}: {s}"))),
                         }
                     }
-                    let client = drctl_aws::rds::Rds::new(self.clients.sdk().await, ds.region.as_deref());
-                    let what = drctl_aws::rds::promote_read_replica(&client, &instance, Self::wait_for(step))
-                        .await
-                        .map_err(aws_error)?;
-                    self.state.set_placement(name, to).map_err(|e| ActionError::Transient(e.to_string()))?;
-                    Ok(Some(what))
-                }
-                Action::RdsFailoverDbCluster => {
-                    let (name, ds) = self.datastore(step)?;
-                    let cluster =
-                        ds.cluster.clone().ok_or_else(|| ActionError::Fatal(format!("{name} has no cluster")))?;
-                    let client = drctl_aws::rds::Rds::new(self.clients.sdk().await, ds.region.as_deref());
-                    let zones = crate::live::zone_map(&self.topo);
-                    let members =
-                        drctl_aws::rds::cluster_members(&client, &cluster, &zones).await.map_err(aws_error)?;
-                    let writer = members.iter().find(|(_, w, _)| *w).map(|(i, _, z)| (i.id.clone(), z.clone()));
-                    // A targeted cluster moves off its writer; on a zone loss it
-                    // moves only when the writer is in a lost zone.
-                    let targeted = self.targets.iter().any(|t| t == name);
-                    if let Some((id, zone)) = &writer {
-                        if !targeted && !self.lost_zones.contains(zone) {
-                            self.state.set_placement(name, zone).map_err(|e| ActionError::Transient(e.to_string()))?;
-                            return Ok(Some(format!("{id} in {zone} already writes, outside the lost zones")));
-                        }
+                    Action::PostgresFence => {
+                        let name = param(step, "datastore").unwrap_or(&step.entity);
+                        let (members, _, _) = crate::fence::pg_datastore(&self.topo, name)
+                            .ok_or_else(|| ActionError::Fatal(format!("`{name}` is not a postgres datastore")))?;
+                        let zone = param(step, "zone").or(step.from_zone.as_deref());
+                        let m = members
+                            .iter()
+                            .find(|m| Some(m.zone.as_str()) == zone)
+                            .or(members.first())
+                            .ok_or_else(|| ActionError::Fatal("no member".into()))?;
+                        let who = crate::fence::Asker { datastore: name, execution, step: &step.id };
+                        crate::fence::fence_member(m, &who, self.force)
+                            .await
+                            .map(|o| Some(o.describe(&m.zone)))
+                            .map_err(ActionError::Fatal)
                     }
-                    let wanted = param(step, "to_zone").or(step.to_zone.as_deref());
-                    let candidates: Vec<_> = members
-                        .iter()
-                        .filter(|(i, _, z)| {
-                            !self.lost_zones.contains(z) && writer.as_ref().is_none_or(|(w, _)| *w != i.id)
-                        })
-                        .collect();
-                    let target = candidates
-                        .iter()
-                        .find(|(_, _, z)| wanted.is_none_or(|w| w == z))
-                        .or(candidates.first())
-                        .ok_or_else(|| {
-                            ActionError::Fatal(format!("{cluster} has no other member outside the lost zones"))
-                        })?;
-                    let what =
-                        drctl_aws::rds::failover_cluster(&client, &cluster, &target.0.id, &zones, Self::wait_for(step))
+                    Action::PostgresPromote => self.promote(execution, step).await,
+                    Action::RdsPromoteReadReplica => {
+                        let (name, ds) = self.datastore(step)?;
+                        let to = self.to_zone(step)?;
+                        let instance = ds
+                            .replicas
+                            .iter()
+                            .find(|m| self.topo.zones[m.zone].name == to)
+                            .and_then(|m| match &m.location {
+                                Location::RdsInstance { instance } => Some(instance.clone()),
+                                _ => None,
+                            })
+                            .ok_or_else(|| ActionError::Fatal(format!("{name} has no replica instance in {to}")))?;
+                        // `max_lag` once more, just before the promote (after any approval wait).
+                        let max_lag = self.topo.entity(self.topo.entity_id(name).unwrap_or_default()).failover.max_lag;
+                        if let Some(max) = max_lag {
+                            let (ok, lag) = crate::preflight::rds_lag(
+                                &self.clients,
+                                ds.region.as_deref(),
+                                &instance,
+                                max,
+                                self.force,
+                            )
+                            .await;
+                            if !ok {
+                                return Err(ActionError::Fatal(format!("{lag}; not promoting")));
+                            }
+                        }
+                        let client = drctl_aws::rds::Rds::new(self.clients.sdk().await, ds.region.as_deref());
+                        let what = drctl_aws::rds::promote_read_replica(&client, &instance, Self::wait_for(step))
                             .await
                             .map_err(aws_error)?;
-                    self.state.set_placement(name, &target.2).map_err(|e| ActionError::Transient(e.to_string()))?;
-                    Ok(Some(what))
-                }
-                Action::S3PromoteReplica => {
-                    let (name, ds) = self.datastore(step)?;
-                    let to = self.to_zone(step)?;
-                    // Any bucket of the datastore but the current primary's: after a
-                    // failover, failing back promotes the topology's own primary bucket.
-                    if !ds.primary.iter().chain(&ds.replicas).any(|m| self.topo.zones[m.zone].name == to) {
-                        return Err(ActionError::Fatal(format!("{name} has no bucket in {to}")));
+                        self.state.set_placement(name, to).map_err(|e| ActionError::Transient(e.to_string()))?;
+                        Ok(Some(what))
                     }
-                    let native =
-                        ds.replication.as_ref().is_some_and(|r| r.by == drctl_core::topology::ReplicationBy::S3);
-                    let note = if native {
-                        // S3 replicates by itself: turn its rules around, verified.
-                        let all = crate::live::buckets(&self.clients, &self.topo, ds).await;
-                        let (new, others): (Vec<_>, Vec<_>) = all.into_iter().partition(|b| b.zone == to);
-                        let new =
-                            new.first().ok_or_else(|| ActionError::Fatal(format!("{name} has no bucket in {to}")))?;
-                        drctl_aws::s3::turn_native_replication(new, &others).await.map_err(aws_error)?
-                    } else {
-                        "replication copies from it".to_string()
-                    };
-                    self.state.set_placement(name, to).map_err(|e| ActionError::Transient(e.to_string()))?;
-                    Ok(Some(format!("the bucket in {to} is now the primary; {note}")))
-                }
-                Action::Route53Upsert => {
-                    let zone_id =
-                        param(step, "zone_id").ok_or_else(|| ActionError::Fatal("`zone_id` is required".into()))?;
-                    let name = param(step, "name").ok_or_else(|| ActionError::Fatal("`name` is required".into()))?;
-                    let values: Vec<String> = step
-                        .with
-                        .get("values")
-                        .and_then(|v| v.as_array())
-                        .map(|a| {
-                            a.iter().map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string())).collect()
-                        })
-                        .unwrap_or_default();
-                    let rtype = param(step, "type").unwrap_or("A");
-                    let ttl = step.with.get("ttl").and_then(|t| t.as_i64()).unwrap_or(60);
-                    let client = drctl_aws::route53::client(self.clients.sdk().await);
-                    drctl_aws::route53::upsert(&client, zone_id, name, rtype, ttl, &values, Self::wait_for(step))
-                        .await
-                        .map(Some)
-                        .map_err(aws_error)
-                }
-                Action::Route53Failover => {
-                    let route = self.route_for(step).ok_or_else(|| {
-                        ActionError::Fatal("no service route matches this step's zone_id and name".into())
-                    })?;
-                    self.switch_route(&route, Self::wait_for(step)).await.map(Some)
-                }
-                Action::DnsFailover => {
-                    let name = param(step, "service").unwrap_or(&step.entity);
-                    let route = self
-                        .topo
-                        .entity_id(name)
-                        .and_then(|i| match &self.topo.entity(i).spec {
-                            EntitySpec::Service(svc) => svc.route.clone(),
-                            EntitySpec::Datastore(_) => None,
-                        })
-                        .filter(|r| r.kind == RouteKind::LabDns)
-                        .ok_or_else(|| ActionError::Fatal(format!("service `{name}` has no lab-dns route")))?;
-                    self.switch_route(&route, Self::wait_for(step)).await.map(Some)
-                }
-                Action::ServiceFailover => {
-                    let name = param(step, "service").unwrap_or(&step.entity);
-                    let e = self.topo.entity(
-                        self.topo.entity_id(name).ok_or_else(|| ActionError::Fatal(format!("no service {name}")))?,
-                    );
-                    let EntitySpec::Service(svc) = &e.spec else {
-                        return Err(ActionError::Fatal(format!("{name} is not a service")));
-                    };
-                    let mut notes = Vec::new();
-                    if let Some(route) = &svc.route {
-                        notes.push(self.switch_route(route, Self::wait_for(step)).await?);
-                    }
-                    if let Some(h) = &svc.health {
-                        if let Some(n) =
-                            self.health(&h.url, Duration::from_secs(60), Duration::from_millis(250)).await?
-                        {
-                            notes.push(n);
+                    Action::RdsFailoverDbCluster => {
+                        let (name, ds) = self.datastore(step)?;
+                        let cluster =
+                            ds.cluster.clone().ok_or_else(|| ActionError::Fatal(format!("{name} has no cluster")))?;
+                        let client = drctl_aws::rds::Rds::new(self.clients.sdk().await, ds.region.as_deref());
+                        let zones = crate::live::zone_map(&self.topo);
+                        let members =
+                            drctl_aws::rds::cluster_members(&client, &cluster, &zones).await.map_err(aws_error)?;
+                        let writer = members.iter().find(|(_, w, _)| *w).map(|(i, _, z)| (i.id.clone(), z.clone()));
+                        // A targeted cluster moves off its writer; on a zone loss it
+                        // moves only when the writer is in a lost zone.
+                        let targeted = self.targets.iter().any(|t| t == name);
+                        if let Some((id, zone)) = &writer {
+                            if !targeted && !self.lost_zones.contains(zone) {
+                                self.state
+                                    .set_placement(name, zone)
+                                    .map_err(|e| ActionError::Transient(e.to_string()))?;
+                                return Ok(Some(format!("{id} in {zone} already writes, outside the lost zones")));
+                            }
                         }
+                        let wanted = param(step, "to_zone").or(step.to_zone.as_deref());
+                        let candidates: Vec<_> = members
+                            .iter()
+                            .filter(|(i, _, z)| {
+                                !self.lost_zones.contains(z) && writer.as_ref().is_none_or(|(w, _)| *w != i.id)
+                            })
+                            .collect();
+                        let target = candidates
+                            .iter()
+                            .find(|(_, _, z)| wanted.is_none_or(|w| w == z))
+                            .or(candidates.first())
+                            .ok_or_else(|| {
+                                ActionError::Fatal(format!("{cluster} has no other member outside the lost zones"))
+                            })?;
+                        let what = drctl_aws::rds::failover_cluster(
+                            &client,
+                            &cluster,
+                            &target.0.id,
+                            &zones,
+                            Self::wait_for(step),
+                        )
+                        .await
+                        .map_err(aws_error)?;
+                        self.state.set_placement(name, &target.2).map_err(|e| ActionError::Transient(e.to_string()))?;
+                        Ok(Some(what))
                     }
-                    if notes.is_empty() {
-                        notes.push("no route or health check to act on".into());
+                    Action::S3PromoteReplica => {
+                        let (name, ds) = self.datastore(step)?;
+                        let to = self.to_zone(step)?;
+                        // Any bucket of the datastore but the current primary's: after a
+                        // failover, failing back promotes the topology's own primary bucket.
+                        if !ds.primary.iter().chain(&ds.replicas).any(|m| self.topo.zones[m.zone].name == to) {
+                            return Err(ActionError::Fatal(format!("{name} has no bucket in {to}")));
+                        }
+                        let native =
+                            ds.replication.as_ref().is_some_and(|r| r.by == drctl_core::topology::ReplicationBy::S3);
+                        let note = if native {
+                            // S3 replicates by itself: turn its rules around, verified.
+                            let all = crate::live::buckets(&self.clients, &self.topo, ds).await;
+                            let (new, others): (Vec<_>, Vec<_>) = all.into_iter().partition(|b| b.zone == to);
+                            let new = new
+                                .first()
+                                .ok_or_else(|| ActionError::Fatal(format!("{name} has no bucket in {to}")))?;
+                            drctl_aws::s3::turn_native_replication(new, &others).await.map_err(aws_error)?
+                        } else {
+                            "replication copies from it".to_string()
+                        };
+                        self.state.set_placement(name, to).map_err(|e| ActionError::Transient(e.to_string()))?;
+                        Ok(Some(format!("the bucket in {to} is now the primary; {note}")))
                     }
-                    Ok(Some(notes.join("; ")))
+                    Action::Route53Upsert => {
+                        let zone_id =
+                            param(step, "zone_id").ok_or_else(|| ActionError::Fatal("`zone_id` is required".into()))?;
+                        let name =
+                            param(step, "name").ok_or_else(|| ActionError::Fatal("`name` is required".into()))?;
+                        let values: Vec<String> = step
+                            .with
+                            .get("values")
+                            .and_then(|v| v.as_array())
+                            .map(|a| {
+                                a.iter()
+                                    .map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string()))
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        let rtype = param(step, "type").unwrap_or("A");
+                        let ttl = step.with.get("ttl").and_then(|t| t.as_i64()).unwrap_or(60);
+                        let client = drctl_aws::route53::client(self.clients.sdk().await);
+                        drctl_aws::route53::upsert(&client, zone_id, name, rtype, ttl, &values, Self::wait_for(step))
+                            .await
+                            .map(Some)
+                            .map_err(aws_error)
+                    }
+                    Action::Route53Failover => {
+                        let route = self.route_for(step).ok_or_else(|| {
+                            ActionError::Fatal("no service route matches this step's zone_id and name".into())
+                        })?;
+                        self.switch_route(&route, Self::wait_for(step)).await.map(Some)
+                    }
+                    Action::DnsFailover => {
+                        let name = param(step, "service").unwrap_or(&step.entity);
+                        let route = self
+                            .topo
+                            .entity_id(name)
+                            .and_then(|i| match &self.topo.entity(i).spec {
+                                EntitySpec::Service(svc) => svc.route.clone(),
+                                EntitySpec::Datastore(_) => None,
+                            })
+                            .filter(|r| r.kind == RouteKind::LabDns)
+                            .ok_or_else(|| ActionError::Fatal(format!("service `{name}` has no lab-dns route")))?;
+                        self.switch_route(&route, Self::wait_for(step)).await.map(Some)
+                    }
+                    Action::ServiceFailover => {
+                        let name = param(step, "service").unwrap_or(&step.entity);
+                        let e = self.topo.entity(
+                            self.topo
+                                .entity_id(name)
+                                .ok_or_else(|| ActionError::Fatal(format!("no service {name}")))?,
+                        );
+                        let EntitySpec::Service(svc) = &e.spec else {
+                            return Err(ActionError::Fatal(format!("{name} is not a service")));
+                        };
+                        let mut notes = Vec::new();
+                        if let Some(route) = &svc.route {
+                            notes.push(self.switch_route(route, Self::wait_for(step)).await?);
+                        }
+                        if let Some(h) = &svc.health {
+                            if let Some(n) =
+                                self.health(&h.url, Duration::from_secs(60), Duration::from_millis(250)).await?
+                            {
+                                notes.push(n);
+                            }
+                        }
+                        if notes.is_empty() {
+                            notes.push("no route or health check to act on".into());
+                        }
+                        Ok(Some(notes.join("; ")))
+                    }
+                    // The engine waits for approvals itself; one never reaches here.
+                    Action::Approval => Err(ActionError::Fatal("an approval is the engine's to wait for".into())),
                 }
-                // The engine waits for approvals itself; one never reaches here.
-                Action::Approval => Err(ActionError::Fatal("an approval is the engine's to wait for".into())),
             }
+            .await;
+            redacted(outcome)
         })
     }
 }

@@ -72,7 +72,7 @@ pub async fn run_once(
     };
     let run = state.begin_replication_run(&e.name, SystemTime::now())?;
     let summary = s3::replicate_once(&e.name, primary, replicas, state, &options, progress).await;
-    let error = (!summary.errors.is_empty()).then(|| summary.errors.join("; "));
+    let error = (!summary.errors.is_empty()).then(|| drctl_core::redact::text(&summary.errors.join("; ")));
     state.finish_replication_run(run, SystemTime::now(), summary.totals, error.as_deref())?;
     Ok(summary)
 }

@@ -167,21 +167,6 @@ impl Diagnostic {
     }
 }
 
-/// Hides the password of a connection URL (`scheme://user:***@host/...`)
-/// before it goes into a message or a log.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let userinfo = &url[s + 3..at];
-            match userinfo.find(':') {
-                Some(colon) => format!("{}{}:***{}", &url[..s + 3], &userinfo[..colon], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
-}
-
 /// The closest of `candidates` to `word`, when it is close enough to be a
 /// plausible typo. Used for "did you mean ...?" hints.
 pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {

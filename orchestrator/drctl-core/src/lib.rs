@@ -9,6 +9,7 @@ pub mod diag;
 pub mod duration;
 pub mod graph;
 pub mod plan;
+pub mod redact;
 pub mod runbook;
 pub mod schedule;
 pub mod schema;

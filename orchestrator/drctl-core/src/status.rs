@@ -104,16 +104,22 @@ pub fn datastore_status(topo: &Topology, id: usize, m: Measurement) -> Datastore
         (None, Some(_)) => false,
     };
     let split_brain = m.error.as_deref().is_some_and(|e| e.starts_with(SPLIT_BRAIN));
-    let error = m.error.or_else(|| {
+    let error = m.error.map(|e| crate::redact::text(&e)).or_else(|| {
         (rpo.is_none() && !m.replicas.is_empty()).then(|| "no healthy replica with a measured lag".to_string())
     });
+    // Served without a token: no member's error may carry a secret.
+    let replicas = m
+        .replicas
+        .into_iter()
+        .map(|r| ReplicaStatus { error: r.error.map(|e| crate::redact::text(&e)), ..r })
+        .collect();
     DatastoreStatus {
         split_brain,
         conflicts: Vec::new(),
         name: e.name.clone(),
         kind: e.kind_name().to_string(),
         primary_zone: m.primary_zone,
-        replicas: m.replicas,
+        replicas,
         rpo_s: rpo,
         rpo_target_s: target,
         meets_rpo: meets,
@@ -138,6 +144,7 @@ pub fn service_status(
         (_, None) => true,
         (None, Some(_)) => false,
     };
+    let error = error.map(|e| crate::redact::text(&e));
     ServiceStatus { name: e.name.clone(), healthy, rto_estimate_s, rto_target_s: target, meets_rto: meets, error }
 }
 

@@ -31,7 +31,7 @@ pub enum Error {
 }
 
 /// Hides a password in a connection URL (one implementation, in core).
-pub use drctl_core::diag::redact;
+pub use drctl_core::redact::url as redact;
 
 #[cfg(test)]
 mod tests {

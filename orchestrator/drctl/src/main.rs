@@ -54,14 +54,31 @@ fn main() -> ExitCode {
         Ok(Outcome::Failed) => ExitCode::from(1),
         Err(Failure::BadInput { message, printed }) => {
             if !printed {
-                eprintln!("error: {message}");
+                eprintln!("error: {}", drctl_core::redact::text(&message));
             }
             ExitCode::from(2)
         }
         Err(Failure::Runtime(e)) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", drctl_core::redact::text(&format!("{e:#}")));
             ExitCode::from(1)
         }
+    }
+}
+
+/// stderr for log lines, through the one redaction: an event's fields may
+/// hold a URL with a password or a webhook's secret path, from any crate.
+struct RedactedStderr;
+
+impl std::io::Write for RedactedStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // The formatter writes each event whole, in one call.
+        let line = drctl_core::redact::text(&String::from_utf8_lossy(buf));
+        std::io::stderr().write_all(line.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
     }
 }
 
@@ -73,7 +90,7 @@ fn main() -> ExitCode {
 fn logging(format: flags::LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("drctl=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(|| RedactedStderr);
     let _ = match format {
         flags::LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init(),
         flags::LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),

@@ -641,3 +641,103 @@ services:
     let list = dir.json(&["executions", "--output", "json"]);
     assert_eq!((list[0]["id"].as_str(), list[0]["state"].as_str()), (Some(id.as_str()), Some("succeeded")), "{list:#}");
 }
+
+/// Walks a folder's files (state database, exported page) as bytes.
+fn files_containing(dir: &std::path::Path, needle: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                todo.push(path);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                    found.push(path);
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Secrets planted in a connection URL (user info and `?password=`), a
+/// webhook's path and a query token never appear on any face: command
+/// output and errors, JSON, logs at debug level, the journal and the state
+/// database, the exported status page.
+#[test]
+fn planted_secrets_appear_on_no_face() {
+    let (port, seen) = http_server(vec![200, 404]);
+    let closed = drctl_testkit::free_port();
+    let dir = Dir::new("secrets");
+    std::fs::write(
+        dir.0.join("rb.yaml"),
+        format!(
+            "name: job
+steps:
+  - {{ id: tell, action: notify, with: {{ url: \"http://127.0.0.1:{port}/hooks/services/T0/B0/PLANTEDWEBHOOKPATH\", text: moved }} }}
+  - {{ id: drain, action: http.request, with: {{ method: POST, url: \"http://127.0.0.1:{port}/drain?token=PLANTEDQUERYTOKEN\" }}, needs: [tell] }}
+"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.0.join("drctl.yaml"),
+        format!(
+            "version: 1
+zones: [ {{ name: az1 }}, {{ name: az2 }} ]
+datastores:
+  - name: ledger
+    kind: postgres
+    primary: {{ zone: az2, url: \"postgres://drctl:PLANTEDUSERINFO@127.0.0.1:{closed}/x?password=PLANTEDQUERYPW\" }}
+    replicas: [ {{ zone: az1, url: \"postgres://drctl@127.0.0.1:{closed}/x?sslmode=disable&password=PLANTEDQUERYPW\" }} ]
+services:
+  - {{ name: job, zones: [az1, az2], failover: {{ runbook: rb.yaml }} }}
+"
+        ),
+    )
+    .unwrap();
+    let secrets = ["PLANTEDUSERINFO", "PLANTEDQUERYPW", "PLANTEDWEBHOOKPATH", "PLANTEDQUERYTOKEN"];
+    let mut faces = Vec::new();
+    let (_, out, err) = dir.run(&["status"]);
+    faces.push(("status", format!("{out}{err}")));
+    let (_, out, err) = dir.run(&["status", "--output", "json"]);
+    assert!(out.contains("127.0.0.1"), "the status names the member it could not reach: {out}");
+    faces.push(("status --output json", format!("{out}{err}")));
+    let declare = dir
+        .cmd(&["declare", "--zone", "az1", "--reason", "drill", "--yes", "--log-format", "json"])
+        .env("RUST_LOG", "debug")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let (out, err) = (String::from_utf8_lossy(&declare.stdout), String::from_utf8_lossy(&declare.stderr));
+    assert_eq!(declare.status.code(), Some(1), "the 404 fails the run: {out}\n{err}");
+    let id = out.lines().next().unwrap().to_string();
+    faces.push(("declare and its debug log", format!("{out}{err}")));
+    let requests = seen.lock().unwrap().clone();
+    assert!(requests[0].0.contains("PLANTEDWEBHOOKPATH"), "the webhook itself got its real URL: {requests:?}");
+    assert!(requests[1].0.contains("token=PLANTEDQUERYTOKEN"), "{requests:?}");
+    let (_, out, err) = dir.run(&["show", &id]);
+    assert!(out.contains("hooks/services/***"), "the note names the webhook, redacted: {out}");
+    faces.push(("show", format!("{out}{err}")));
+    let (_, out, err) = dir.run(&["show", &id, "--output", "json"]);
+    assert!(out.contains("token=***"), "the error names the request, redacted: {out}");
+    faces.push(("show --output json", format!("{out}{err}")));
+    let (_, out, err) = dir.run(&["executions"]);
+    faces.push(("executions", format!("{out}{err}")));
+    let (_, out, err) = dir.run(&["audit", "list"]);
+    faces.push(("audit list", format!("{out}{err}")));
+    let (code, out, err) = dir.run(&["status-page", "export", "site"]);
+    assert_eq!(code, 0, "{out}{err}");
+    for (face, text) in &faces {
+        for secret in secrets {
+            assert!(!text.contains(secret), "{face} shows {secret}:\n{text}");
+        }
+    }
+    for secret in secrets {
+        let leaked = files_containing(&dir.0.join(".drctl"), secret);
+        assert!(leaked.is_empty(), "{secret} is stored in {leaked:?}");
+        let leaked = files_containing(&dir.0.join("site"), secret);
+        assert!(leaked.is_empty(), "{secret} is published in {leaked:?}");
+    }
+}
