@@ -26,7 +26,7 @@ use std::time::{Duration, SystemTime};
 
 /// The client's address, attached to each connection's requests.
 #[derive(Clone, Copy)]
-struct Remote(SocketAddr);
+pub(crate) struct Remote(pub SocketAddr);
 
 /// An error answer: a status and a JSON body (`{"error": ...}` and more).
 struct ApiError {
@@ -782,6 +782,13 @@ pub fn router(s: Arc<Shared>) -> Router {
         .route("/api/v1/leader", get(leader))
         .layer(axum::middleware::from_fn_with_state(s.clone(), to_the_leader))
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .layer(axum::middleware::from_fn_with_state(
+            crate::limits::Limiter {
+                rate: Arc::new(crate::limits::RateLimiter::new(s.opts.limits.rate_per_s)),
+                request_timeout: s.opts.limits.request_timeout,
+            },
+            crate::limits::limit,
+        ))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(s)
 }
@@ -796,7 +803,16 @@ pub(crate) async fn serve(
     let app = router(s.clone());
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let limits = s.opts.limits;
+    // One permit per open connection: past the cap, new connections wait
+    // in the kernel's backlog until one closes.
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     loop {
+        let slot = tokio::select! {
+            p = slots.clone().acquire_owned() => p,
+            _ = stop.cancelled() => break,
+        };
+        let Ok(slot) = slot else { break };
         let accepted = tokio::select! {
             r = listener.accept() => r,
             _ = stop.cancelled() => break,
@@ -822,13 +838,18 @@ pub(crate) async fn serve(
             })
             .service(svc);
         let hyper_svc = hyper_util::service::TowerToHyperService::new(svc);
-        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        // HTTP/1.1 only (as the router is built): no wait for a version
+        // preface before the header timer runs.
+        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).http1_only();
+        // A client that opens a connection and sends nothing gives its slot back.
+        builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(limits.header_timeout);
         match &acceptor {
             Some(acc) => {
                 let acc = acc.clone();
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(10), acc.accept(sock)).await else {
+                    let _slot = slot;
+                    let Ok(Ok(stream)) = tokio::time::timeout(limits.header_timeout, acc.accept(sock)).await else {
                         return;
                     };
                     let conn = builder.serve_connection(TokioIo::new(stream), hyper_svc).into_owned();
@@ -839,6 +860,7 @@ pub(crate) async fn serve(
                 let conn = builder.serve_connection(TokioIo::new(sock), hyper_svc).into_owned();
                 let fut = graceful.watch(conn);
                 tokio::spawn(async move {
+                    let _slot = slot;
                     let _ = fut.await;
                 });
             }

@@ -25,9 +25,12 @@
 
 mod api;
 pub mod feeds;
+mod limits;
 pub mod page;
 mod tls;
 pub mod view;
+
+pub use limits::Limits;
 
 use bytes::Bytes;
 use drctl_control::live::Clients;
@@ -117,6 +120,8 @@ pub struct Options {
     /// The election, when several controllers share the state; `None`:
     /// this one always leads.
     pub leadership: Option<Arc<dyn Leadership>>,
+    /// What clients may take: connections, request rate, time.
+    pub limits: Limits,
 }
 
 /// The name under which the leader publishes its latest status measurement.
@@ -309,6 +314,7 @@ pub async fn export(
         say: Arc::new(|_| {}),
         id: String::new(),
         leadership: None,
+        limits: Limits::default(),
     };
     let shared = Shared::new(opts, base_url.into());
     shared.sample(&shared.opts.clients).await;

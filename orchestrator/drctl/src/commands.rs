@@ -154,6 +154,7 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             id,
             advertise,
             lease_ttl,
+            limits,
         } => {
             let topo = load(&file.path, &style)?;
             let wiring = ctx.wiring(&file.path);
@@ -175,6 +176,7 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
                 sample_every,
                 base_url,
                 shutdown_deadline,
+                limits: limits.into(),
             })
         }
         Command::Token(TokenArgs { file, cmd }) => crate::serve::token(&*ctx.state(&file)?, cmd),

@@ -201,6 +201,8 @@ pub enum Command {
         /// With --state etcd://: the leader's lease; a leader cut off stops acting before it runs out.
         #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
         lease_ttl: std::time::Duration,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// API tokens for the controller's operator API.
     Token(TokenArgs),
@@ -441,6 +443,34 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 300)]
         entities: usize,
     },
+}
+
+/// What the controller's clients may take from it.
+#[derive(Debug, Args)]
+pub struct LimitArgs {
+    /// Connections open at once, all clients together; more wait until one closes.
+    #[arg(long, default_value_t = 512, value_name = "N")]
+    pub max_connections: usize,
+    /// Requests per second one client address may make (bursts of twice as many); past it, 429. 0: no limit.
+    #[arg(long, default_value_t = 50, value_name = "PER_SECOND")]
+    pub rate_limit: u32,
+    /// How long a request may take to be answered (503 past it).
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub request_timeout: std::time::Duration,
+    /// How long a client may take to send a request's headers before its connection is closed.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub header_timeout: std::time::Duration,
+}
+
+impl From<LimitArgs> for drctl_serve::Limits {
+    fn from(a: LimitArgs) -> drctl_serve::Limits {
+        drctl_serve::Limits {
+            max_connections: a.max_connections,
+            rate_per_s: a.rate_limit,
+            request_timeout: a.request_timeout,
+            header_timeout: a.header_timeout,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -23,6 +23,7 @@ pub struct ServeArgs {
     pub sample_every: Duration,
     pub base_url: Option<String>,
     pub shutdown_deadline: Duration,
+    pub limits: drctl_serve::Limits,
 }
 
 fn serve_error(e: drctl_serve::Error) -> Failure {
@@ -58,6 +59,7 @@ pub fn serve(a: ServeArgs) -> Result<Outcome, Failure> {
         say: Arc::new(|line| eprintln!("{} {line}", drctl_control::live::now_rfc3339())),
         id: a.id,
         leadership: a.leadership,
+        limits: a.limits,
     };
     let deadline = opts.shutdown_deadline;
     crate::context::runtime()?.block_on(async move {

@@ -443,3 +443,72 @@ fn tls_with_a_certificate_and_hsts() {
     drop(srv);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A topology with nothing to measure: the server's limits alone.
+fn quiet_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("drctl-serve-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("drctl.yaml"),
+        "version: 1\nzones: [ { name: az1 }, { name: az2 } ]\nservices:\n  - { name: web, zones: [az1, az2] }\n",
+    )
+    .unwrap();
+    dir
+}
+
+/// One client past its rate is told to wait (429 and Retry-After) while
+/// another address is still served.
+#[test]
+fn a_client_past_its_rate_is_told_to_wait_and_others_are_served() {
+    let dir = quiet_dir("rate");
+    let server = start(&dir, &["--rate-limit", "5"], "http");
+    let c = client();
+    let started = Instant::now();
+    let answers: Vec<reqwest::blocking::Response> =
+        (0..30).map(|_| c.get(format!("{}/api/v1/leader", server.base)).send().unwrap()).collect();
+    let elapsed = started.elapsed().as_secs_f64();
+    let ok = answers.iter().filter(|r| r.status() == 200).count();
+    let limited: Vec<_> = answers.iter().filter(|r| r.status() == 429).collect();
+    // A burst of 10, plus what 5/s refilled while the 30 requests ran.
+    assert!(ok >= 10 && ok as f64 <= 11.0 + 5.0 * elapsed, "{ok} answered in {elapsed:.2}s");
+    assert_eq!(ok + limited.len(), 30);
+    assert_eq!(limited[0].headers()["retry-after"], "1");
+    // The same server answers another client address at once.
+    let other = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .local_address(Some("127.0.0.2".parse().unwrap()))
+        .build()
+        .unwrap();
+    assert_eq!(other.get(format!("{}/api/v1/leader", server.base)).send().unwrap().status(), 200);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Connections that say nothing cannot hold the controller: past
+/// --max-connections a new client waits, and gets its answer once the
+/// silent ones are closed after --header-timeout.
+#[test]
+fn silent_connections_cannot_hold_every_slot() {
+    use std::io::{Read, Write};
+    let dir = quiet_dir("slots");
+    let server = start(&dir, &["--max-connections", "2", "--header-timeout", "1s"], "http");
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let mut silent: Vec<std::net::TcpStream> = (0..2).map(|_| std::net::TcpStream::connect(&addr).unwrap()).collect();
+    // The listener's backlog is first in, first out: the silent ones take both slots.
+    let started = Instant::now();
+    let mut client = std::net::TcpStream::connect(&addr).unwrap();
+    client.write_all(b"GET /api/v1/leader HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut answer = String::new();
+    client.read_to_string(&mut answer).unwrap();
+    let waited = started.elapsed();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(waited >= Duration::from_millis(600), "answered after {waited:?}: the cap did not hold it back");
+    assert!(waited < Duration::from_secs(5), "answered after {waited:?}");
+    for s in &mut silent {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut rest = Vec::new();
+        assert!(s.read_to_end(&mut rest).is_ok(), "the server closed the silent connection");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

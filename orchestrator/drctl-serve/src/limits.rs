@@ -1,0 +1,177 @@
+//! What the controller's clients may take from it.
+//!
+//! The status page is public and the controller is what an incident
+//! commander reaches for on the worst day, so no client, careless or
+//! hostile, may take it all: a cap on open connections (excess ones wait in
+//! the kernel's backlog until a slot frees, rather than exhausting file
+//! descriptors), a time limit on reading a request's headers (a client that
+//! opens a connection and says nothing gives its slot back), a time limit on
+//! answering, and a per-address rate of requests answered `429 Too Many
+//! Requests` with `Retry-After` past its burst.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderValue, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The limits `drctl serve` enforces (`--max-connections`, `--rate-limit`,
+/// `--request-timeout`).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connections open at once, all clients together.
+    pub max_connections: usize,
+    /// Requests per second one client address may make on average; it may
+    /// burst to twice as many. 0: no limit.
+    pub rate_per_s: u32,
+    /// How long a request may take to be answered.
+    pub request_timeout: Duration,
+    /// How long a client may take to send a request's headers.
+    pub header_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_connections: 512,
+            rate_per_s: 50,
+            request_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A token bucket per client address. Buckets of addresses that have been
+/// quiet long enough to be full again are forgotten, so the table stays as
+/// small as the set of clients that are active now.
+pub(crate) struct RateLimiter {
+    per_s: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    pub(crate) fn new(per_s: u32) -> RateLimiter {
+        RateLimiter { per_s: f64::from(per_s), burst: 2.0 * f64::from(per_s), buckets: Mutex::default() }
+    }
+
+    /// Takes one request from `ip`'s bucket, or says how long until one is there.
+    pub(crate) fn take(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+        if self.per_s <= 0.0 {
+            return Ok(());
+        }
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if buckets.len() > 10_000 {
+            let full_after = Duration::from_secs_f64(self.burst / self.per_s);
+            buckets.retain(|_, (_, at)| now.duration_since(*at) < full_after);
+        }
+        let (tokens, at) = buckets.entry(ip).or_insert((self.burst, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.per_s).min(self.burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - *tokens) / self.per_s))
+        }
+    }
+}
+
+/// The state the limiting middleware needs.
+#[derive(Clone)]
+pub(crate) struct Limiter {
+    pub rate: Arc<RateLimiter>,
+    pub request_timeout: Duration,
+}
+
+fn too_many(retry_after: Duration) -> Response {
+    let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+    let mut r = (
+        StatusCode::TOO_MANY_REQUESTS,
+        axum::Json(serde_json::json!({"error": format!("too many requests from this address: try again in {secs} s")})),
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
+}
+
+/// Answers 429 past a client's rate, and 503 when the answer takes longer
+/// than the request timeout (the work it started, a declaration say, goes
+/// on: it is owned by the controller's task center, not by the request).
+pub(crate) async fn limit(State(l): State<Limiter>, req: Request<Body>, next: axum::middleware::Next) -> Response {
+    if let Some(ip) = req.extensions().get::<crate::api::Remote>().map(|r| r.0.ip()) {
+        if let Err(wait) = l.rate.take(ip, Instant::now()) {
+            tracing::debug!(client = %ip, "rate limited");
+            return too_many(wait);
+        }
+    }
+    match tokio::time::timeout(l.request_timeout, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({
+                "error": format!("no answer within {} s; see `drctl executions` for work it started", l.request_timeout.as_secs())
+            })),
+        )
+            .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_gets_its_burst_then_its_rate_and_others_are_not_affected() {
+        let limiter = RateLimiter::new(10);
+        let t0 = Instant::now();
+        let a: IpAddr = "127.0.0.2".parse().unwrap();
+        let b: IpAddr = "127.0.0.3".parse().unwrap();
+        for _ in 0..20 {
+            assert!(limiter.take(a, t0).is_ok());
+        }
+        let wait = limiter.take(a, t0).unwrap_err();
+        assert!(wait > Duration::ZERO && wait <= Duration::from_millis(100), "{wait:?}");
+        assert!(limiter.take(b, t0).is_ok(), "another address has its own bucket");
+        assert!(limiter.take(a, t0 + Duration::from_millis(100)).is_ok(), "a token back after 1/rate");
+        assert!(limiter.take(a, t0 + Duration::from_millis(100)).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_request_past_its_time_is_answered_503_and_a_client_past_its_rate_429() {
+        use tower::ServiceExt;
+        let limiter = Limiter { rate: Arc::new(RateLimiter::new(1)), request_timeout: Duration::from_millis(50) };
+        let app = axum::Router::new()
+            .route("/slow", axum::routing::get(|| tokio::time::sleep(Duration::from_secs(30))))
+            .route("/fast", axum::routing::get(|| async { "ok" }))
+            .layer(axum::middleware::from_fn_with_state(limiter, limit));
+        let request = |path: &str| {
+            let mut r = Request::builder().uri(path).body(Body::empty()).unwrap();
+            r.extensions_mut().insert(crate::api::Remote("127.0.0.9:1".parse().unwrap()));
+            r
+        };
+        let started = std::time::Instant::now();
+        let r = app.clone().oneshot(request("/slow")).await.unwrap();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(started.elapsed() < Duration::from_secs(5), "the timeout answered, not the handler");
+        assert_eq!(app.clone().oneshot(request("/fast")).await.unwrap().status(), StatusCode::OK);
+        let r = app.clone().oneshot(request("/fast")).await.unwrap();
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "a burst of 2 at 1/s: the third waits");
+        assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+    }
+
+    #[test]
+    fn zero_means_no_limit() {
+        let limiter = RateLimiter::new(0);
+        let t0 = Instant::now();
+        for _ in 0..1000 {
+            assert!(limiter.take("127.0.0.2".parse().unwrap(), t0).is_ok());
+        }
+    }
+}
