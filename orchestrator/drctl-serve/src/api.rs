@@ -470,17 +470,49 @@ async fn audit_list(
 }
 
 /// An experiment path from a request: relative, inside the topology's folder or the working folder.
+/// The most an experiment file posted for a drill may weigh.
+const MAX_EXPERIMENT_BYTES: u64 = 256 * 1024;
+
+/// The experiment a drill request names, checked: a relative path, without
+/// `..`, to a regular file of at most [`MAX_EXPERIMENT_BYTES`] inside the
+/// topology's own chaos folders (`chaos/` beside it, and the folders of
+/// the experiments its `drills:` schedule). Symbolic links are resolved
+/// before the check, so none leads out.
 fn experiment_path(s: &Shared, p: &str) -> Result<std::path::PathBuf, ApiError> {
-    let path = std::path::Path::new(p);
-    if path.is_absolute() || path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-        return Err(problem(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "`experiment` must be a relative path without `..` (e.g. chaos/x.yaml)",
-        ));
+    use std::path::{Component, Path};
+    let unprocessable = |m: String| problem(StatusCode::UNPROCESSABLE_ENTITY, m);
+    let path = Path::new(p);
+    if p.is_empty() || path.is_absolute() || path.components().any(|c| matches!(c, Component::ParentDir)) {
+        return Err(unprocessable("`experiment` must be a relative path without `..` (e.g. chaos/x.yaml)".into()));
     }
-    let base = s.opts.topology_path.parent().unwrap_or(std::path::Path::new("."));
-    let beside = base.join(path);
-    Ok(if beside.exists() { beside } else { path.to_path_buf() })
+    let base = s.opts.topology_path.parent().filter(|b| !b.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut roots = vec![base.join("chaos")];
+    for d in &s.opts.topology.drills {
+        let scheduled = if d.experiment.is_absolute() { d.experiment.clone() } else { base.join(&d.experiment) };
+        roots.extend(scheduled.parent().map(Path::to_path_buf));
+    }
+    let roots: Vec<_> = roots.iter().filter_map(|r| r.canonicalize().ok()).collect();
+    let Ok(real) = base.join(path).canonicalize() else {
+        return Err(unprocessable(format!("no experiment `{p}` beside the topology (e.g. chaos/x.yaml)")));
+    };
+    if !roots.iter().any(|r| real.starts_with(r)) {
+        return Err(unprocessable(format!(
+            "`{p}` is not in the topology's chaos folders (chaos/ beside it, or a folder its `drills:` name)"
+        )));
+    }
+    let meta = std::fs::metadata(&real).map_err(|e| unprocessable(format!("`{p}`: {e}")))?;
+    if !meta.is_file() || meta.len() > MAX_EXPERIMENT_BYTES {
+        return Err(unprocessable(format!(
+            "`{p}` is not an experiment file of at most {} KiB",
+            MAX_EXPERIMENT_BYTES >> 10
+        )));
+    }
+    Ok(real)
+}
+
+/// Where a lab serving this topology keeps its manifest: the topology's folder.
+fn lab_dir(s: &Shared) -> std::path::PathBuf {
+    s.opts.topology_path.parent().unwrap_or(std::path::Path::new(".")).to_path_buf()
 }
 
 /// Runs a drill in the background and records it; returns its id.
@@ -515,8 +547,7 @@ pub(crate) fn start_drill(s: &Arc<Shared>, experiment: drctl_core::chaos::Experi
     center.spawn(format!("drill {id}"), OnFailure::Log, move |token| {
         let (s2, experiment, drill_id, actor) = (s2.clone(), experiment.clone(), drill_id.clone(), actor.clone());
         async move {
-        let dir = s2.opts.topology_path.parent().unwrap_or(std::path::Path::new(".")).to_path_buf();
-        let lab = drctl_lab_api::Manifest::read(&dir)
+        let lab = drctl_lab_api::Manifest::read(&lab_dir(&s2))
             .filter(|m| m.alive())
             .map(|m| drctl_lab_api::LabClient::new(&m.control));
         let say = s2.opts.say.clone();
@@ -586,6 +617,18 @@ async fn drill(
     let exp = drctl_core::chaos::load(&path).map_err(|d| {
         problem(StatusCode::UNPROCESSABLE_ENTITY, d.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("\n"))
     })?;
+    // On a lab, with a commander declaring by hand, a drill changes
+    // nothing real; anywhere else it can fail production over.
+    let on_a_lab = drctl_lab_api::Manifest::read(&lab_dir(&s)).is_some_and(|m| m.alive());
+    if !on_a_lab || exp.declare != drctl_core::chaos::DeclareMode::Manual {
+        authorize(&s, &headers, remote, Role::Commander).map_err(|e| {
+            if e.status != StatusCode::FORBIDDEN {
+                return e;
+            }
+            let why = if on_a_lab { "it declares a failover by itself" } else { "it runs on production, not on a lab" };
+            problem(StatusCode::FORBIDDEN, format!("this drill needs a commander's token: {why}"))
+        })?;
+    }
     if drill_running(&s) {
         return Err(problem(StatusCode::CONFLICT, "a drill is already running"));
     }

@@ -512,3 +512,49 @@ fn silent_connections_cannot_hold_every_slot() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A drill through the API reads only the topology's own chaos folders
+/// (no `..`, no symbolic link out, no oversized file), and one that can
+/// change production (not on a lab) needs a commander, not an operator.
+#[test]
+fn drills_through_the_api_read_only_chaos_folders_and_production_needs_a_commander() {
+    let dir = quiet_dir("drills");
+    std::fs::create_dir_all(dir.join("chaos")).unwrap();
+    std::fs::create_dir_all(dir.join("elsewhere")).unwrap();
+    let experiment =
+        "name: pause\nfaults:\n  - { kind: latency, target: web, delay: 10ms }\nduration: 1s\ndeclare: manual\n";
+    std::fs::write(dir.join("chaos/pause.yaml"), experiment).unwrap();
+    std::fs::write(dir.join("elsewhere/pause.yaml"), experiment).unwrap();
+    std::os::unix::fs::symlink(dir.join("elsewhere/pause.yaml"), dir.join("chaos/link-out.yaml")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", dir.join("chaos/passwd.yaml")).unwrap();
+    std::fs::write(dir.join("chaos/big.yaml"), format!("{experiment}# {}\n", "x".repeat(300 * 1024))).unwrap();
+    let operator = token(&dir, "op", "operator");
+    let commander = token(&dir, "cmd", "commander");
+    let server = start(&dir, &[], "http");
+    let c = client();
+    let post = |tok: &str, experiment: &str| {
+        let r = c
+            .post(format!("{}/api/v1/drills", server.base))
+            .bearer_auth(tok)
+            .json(&serde_json::json!({ "experiment": experiment }))
+            .send()
+            .unwrap();
+        let code = r.status().as_u16();
+        (code, r.text().unwrap())
+    };
+    for refused in ["chaos/link-out.yaml", "chaos/passwd.yaml", "elsewhere/pause.yaml", "../etc/passwd", "/etc/passwd"]
+    {
+        let (code, body) = post(&commander, refused);
+        assert_eq!(code, 422, "{refused}: {body}");
+        assert!(!body.contains("root:"), "{refused}: the file's content leaked: {body}");
+    }
+    let (code, body) = post(&commander, "chaos/big.yaml");
+    assert_eq!(code, 422, "{body}");
+    assert!(body.contains("at most 256 KiB"), "{body}");
+    let (code, body) = post(&operator, "chaos/pause.yaml");
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("runs on production, not on a lab"), "{body}");
+    let (code, body) = post(&commander, "chaos/pause.yaml");
+    assert_eq!(code, 202, "{body}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
