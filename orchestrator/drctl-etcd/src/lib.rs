@@ -359,13 +359,23 @@ struct LeaderDoc {
 
 /// Opens the state at an `etcd://` URL, with no election (CLI commands).
 pub fn open(url: &str) -> Result<Arc<State>> {
+    open_sealed(url, Default::default())
+}
+
+/// Opens like [`open`], with the audit log sealed as `seal` says.
+pub fn open_sealed(url: &str, seal: drctl_state::controller::AuditSeal) -> Result<Arc<State>> {
     let parsed = EtcdUrl::parse(url)?;
-    Ok(Arc::new(KvStore::new(EtcdKv::connect(&parsed)?, &parsed.prefix)?))
+    Ok(Arc::new(KvStore::new(EtcdKv::connect(&parsed)?, &parsed.prefix)?.sealed(seal)))
 }
 
 /// Opens the state for a controller taking part in the election: its
 /// leader-only writes are refused until it leads.
-pub fn open_controller(url: &str, me: Leader, ttl: Duration) -> Result<(Arc<State>, Arc<Election>)> {
+pub fn open_controller(
+    url: &str,
+    me: Leader,
+    ttl: Duration,
+    seal: drctl_state::controller::AuditSeal,
+) -> Result<(Arc<State>, Arc<Election>)> {
     let parsed = EtcdUrl::parse(url)?;
     let kv = EtcdKv::connect(&parsed)?;
     set_guard(&kv.guard, Guard::Following);
@@ -379,7 +389,7 @@ pub fn open_controller(url: &str, me: Leader, ttl: Duration) -> Result<(Arc<Stat
         guard: kv.guard.clone(),
         lease: Arc::new(Mutex::new(None)),
     });
-    Ok((Arc::new(KvStore::new(kv, &parsed.prefix)?), election))
+    Ok((Arc::new(KvStore::new(kv, &parsed.prefix)?.sealed(seal)), election))
 }
 
 /// One controller's part in the election; see the module documentation.

@@ -50,8 +50,8 @@ async fn one_leader_and_a_deposed_one_cannot_write() {
     let etcd = EtcdCluster::start(3);
     let url = etcd.url("election");
     let ttl = Duration::from_secs(2);
-    let (a_state, a) = open_controller(&url, me("a"), ttl).unwrap();
-    let (b_state, b) = open_controller(&url, me("b"), ttl).unwrap();
+    let (a_state, a) = open_controller(&url, me("a"), ttl, Default::default()).unwrap();
+    let (b_state, b) = open_controller(&url, me("b"), ttl, Default::default()).unwrap();
     // Followers' leader-only writes are refused before anyone leads.
     assert!(matches!(a_state.create_execution(&exec("x"), &[], &[]), Err(Error::NotLeader(_))));
 
@@ -85,8 +85,8 @@ async fn a_leader_cut_off_from_etcd_stops_before_another_leads() {
     let proxy = TcpProxy::start(etcd.ports[0]);
     let a_url = format!("etcd://127.0.0.1:{}/cut", proxy.port);
     let ttl = Duration::from_secs(3);
-    let (_a_state, a) = open_controller(&a_url, me("a"), ttl).unwrap();
-    let (b_state, b) = open_controller(&etcd.url("cut"), me("b"), ttl).unwrap();
+    let (_a_state, a) = open_controller(&a_url, me("a"), ttl, Default::default()).unwrap();
+    let (b_state, b) = open_controller(&etcd.url("cut"), me("b"), ttl, Default::default()).unwrap();
     let stop = CancellationToken::new();
     let a_lost = a.lead(stop.clone()).await.expect("a leads");
     let cut_at = Instant::now();

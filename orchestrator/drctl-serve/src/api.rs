@@ -84,10 +84,16 @@ fn authorize(s: &Shared, headers: &HeaderMap, remote: SocketAddr, need: Role) ->
     Ok(Actor::new(t.name, remote.ip().to_string()))
 }
 
-fn audit(s: &Shared, who: &Actor, action: &str, target: &str, request: &Value) {
-    if let Err(e) = declare::audit(&*s.opts.state, who, action, target, request) {
-        (s.opts.say)(&format!("audit log: {e}"));
-    }
+/// Records a change in the audit log before it is made: a change the log
+/// cannot record is refused (503), never made unrecorded.
+fn audit(s: &Shared, who: &Actor, action: &str, target: &str, request: &Value) -> Result<(), ApiError> {
+    declare::audit(&*s.opts.state, who, action, target, request).map_err(|e| {
+        tracing::error!(error = %e, action, "the audit log cannot be written; the request is refused");
+        problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the audit log cannot be written, so nothing was changed: {e}"),
+        )
+    })
 }
 
 /// Maps an operation's error to an answer: the caller's fault is 4xx.
@@ -240,15 +246,15 @@ async fn create_incident(
     bounded("title", &req.title, 200)?;
     bounded("body", &req.body, 10_000)?;
     check_services(&s, &req.services)?;
-    let id =
-        s.opts.state.create_incident(&req.title, &req.status, &req.body, &req.services, None).map_err(state_error)?;
     audit(
         &s,
         &who,
         "incident.create",
-        &format!("incident {id}"),
+        "new incident",
         &json!({"title": req.title, "status": req.status, "body": req.body, "services": req.services}),
-    );
+    )?;
+    let id =
+        s.opts.state.create_incident(&req.title, &req.status, &req.body, &req.services, None).map_err(state_error)?;
     s.refresh().await;
     Ok((StatusCode::CREATED, Json(json!({ "id": id }))).into_response())
 }
@@ -262,8 +268,8 @@ async fn update_incident(
 ) -> ApiResult {
     let who = authorize(&s, &headers, remote, Role::Operator)?;
     bounded("body", &req.body, 10_000)?;
+    audit(&s, &who, "incident.update", &format!("incident {id}"), &json!({"status": req.status, "body": req.body}))?;
     s.opts.state.update_incident(id, &req.status, &req.body).map_err(state_error)?;
-    audit(&s, &who, "incident.update", &format!("incident {id}"), &json!({"status": req.status, "body": req.body}));
     s.refresh().await;
     Ok((StatusCode::CREATED, Json(json!({ "id": id, "status": req.status }))).into_response())
 }
@@ -293,15 +299,15 @@ async fn create_maintenance(
     bounded("body", &req.body, 10_000)?;
     check_services(&s, &req.services)?;
     let (starts, ends) = (parse_time("starts_at", &req.starts_at)?, parse_time("ends_at", &req.ends_at)?);
-    let id =
-        s.opts.state.create_maintenance(&req.title, &req.body, &req.services, starts, ends).map_err(state_error)?;
     audit(
         &s,
         &who,
         "maintenance.create",
-        &format!("maintenance {id}"),
+        "new maintenance",
         &json!({"title": req.title, "body": req.body, "services": req.services, "starts_at": req.starts_at, "ends_at": req.ends_at}),
-    );
+    )?;
+    let id =
+        s.opts.state.create_maintenance(&req.title, &req.body, &req.services, starts, ends).map_err(state_error)?;
     s.refresh().await;
     Ok((StatusCode::CREATED, Json(json!({ "id": id }))).into_response())
 }
@@ -632,8 +638,8 @@ async fn drill(
     if drill_running(&s) {
         return Err(problem(StatusCode::CONFLICT, "a drill is already running"));
     }
+    audit(&s, &who, "drill", &req.experiment, &json!({"experiment": req.experiment}))?;
     let id = start_drill(&s, exp, &who.name);
-    audit(&s, &who, "drill", &id, &json!({"experiment": req.experiment}));
     Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response())
 }
 

@@ -329,6 +329,14 @@ pub async fn export(
     for (path, bytes) in &r.v2 {
         files.push((dir.join("api/v2").join(path), bytes.as_ref()));
     }
+    // The audit log's head, published with the page in another region: a
+    // log later rewritten or cut short no longer contains it
+    // (`drctl audit verify --head-file audit-head`).
+    let head =
+        shared.opts.state.audit_entries().map_err(Error::State)?.last().map(|e| format!("{} {}\n", e.seq, e.hash));
+    if let Some(head) = &head {
+        files.push((dir.join("audit-head"), head.as_bytes()));
+    }
     let mut written = Vec::new();
     for (path, bytes) in files {
         if let Some(p) = path.parent() {

@@ -94,14 +94,81 @@ fn ser_time<S: serde::Serializer>(t: &SystemTime, s: S) -> std::result::Result<S
     s.serialize_u64(t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64))
 }
 
-/// The hash of an entry: its fields, length-prefixed (no two different
-/// entries hash the same text), ending with the previous entry's hash.
-pub(crate) fn entry_hash(fields: [&str; 8]) -> String {
-    let mut text = String::new();
-    for f in fields {
-        text.push_str(&format!("{}:{f};", f.len()));
+/// How the audit log is sealed: the key its entries are chained with, and
+/// the file its head is written to besides the store.
+///
+/// Unkeyed, each entry's hash is SHA-256 of its fields and the previous
+/// hash: that shows an edit, but whoever can write the store can rewrite
+/// the whole chain consistently. Keyed, it is HMAC-SHA256 under a key the
+/// store never holds, so rewriting needs the key too. The head file (one
+/// `SEQ HASH` line appended per entry, fsynced) lives where the store's
+/// writers need not reach, so a rewritten or truncated log no longer
+/// contains the last head there (`drctl audit verify --head-file`).
+#[derive(Clone, Default)]
+pub struct AuditSeal {
+    key: Option<std::sync::Arc<[u8]>>,
+    head_file: Option<std::path::PathBuf>,
+}
+
+impl std::fmt::Debug for AuditSeal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key itself.
+        f.debug_struct("AuditSeal").field("keyed", &self.key.is_some()).field("head_file", &self.head_file).finish()
     }
-    sha256_hex(text.as_bytes())
+}
+
+impl AuditSeal {
+    pub fn new(key: Option<Vec<u8>>, head_file: Option<std::path::PathBuf>) -> AuditSeal {
+        AuditSeal { key: key.map(Into::into), head_file }
+    }
+
+    pub fn keyed(&self) -> bool {
+        self.key.is_some()
+    }
+
+    /// The hash of an entry: its fields, length-prefixed (no two different
+    /// entries hash the same text), ending with the previous entry's hash.
+    pub(crate) fn hash(&self, fields: [&str; 8]) -> String {
+        use hmac::{KeyInit, Mac};
+        let mut text = String::new();
+        for f in fields {
+            text.push_str(&format!("{}:{f};", f.len()));
+        }
+        match &self.key {
+            None => sha256_hex(text.as_bytes()),
+            Some(key) => {
+                let mut mac =
+                    <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes keys of any length");
+                mac.update(text.as_bytes());
+                mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+            }
+        }
+    }
+
+    /// Appends a new head to the head file, durably, before the change it
+    /// records is answered as done.
+    pub(crate) fn record_head(&self, entry: &AuditEntry) -> Result<()> {
+        use std::io::Write;
+        let Some(path) = &self.head_file else { return Ok(()) };
+        let write = || -> std::io::Result<()> {
+            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+            writeln!(f, "{} {}", entry.seq, entry.hash)?;
+            f.sync_data()
+        };
+        write().map_err(|e| {
+            Error::Backend(format!(
+                "audit entry {} is in the log but its head could not be written to {}: {e}",
+                entry.seq,
+                path.display()
+            ))
+        })
+    }
+}
+
+/// The last head a head file holds (`SEQ HASH` lines, newest last).
+pub fn last_head(path: &std::path::Path) -> std::io::Result<Option<String>> {
+    let text = std::fs::read_to_string(path)?;
+    Ok(text.lines().rev().find_map(|l| l.split_whitespace().nth(1)).map(str::to_string))
 }
 
 /// What `audit verify` found.
@@ -271,13 +338,13 @@ impl Controller for Sqlite {
             let at_ms = millis(at);
             let request = request.to_string();
             let hash =
-                entry_hash([&seq.to_string(), &at_ms.to_string(), actor, source, action, target, &request, &prev]);
+                self.seal.hash([&seq.to_string(), &at_ms.to_string(), actor, source, action, target, &request, &prev]);
             tx.execute(
                 "INSERT INTO audit (seq, at_ms, actor, source, action, target, request, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![seq, at_ms, actor, source, action, target, request, prev, hash],
             )?;
             tx.commit()?;
-            Ok(AuditEntry {
+            let entry = AuditEntry {
                 seq,
                 at: time(at_ms),
                 actor: actor.into(),
@@ -287,7 +354,9 @@ impl Controller for Sqlite {
                 request,
                 prev_hash: prev,
                 hash,
-            })
+            };
+            self.seal.record_head(&entry)?;
+            Ok(entry)
         })
     }
 
@@ -315,7 +384,7 @@ impl Controller for Sqlite {
     }
 
     fn verify_audit(&self) -> Result<Verified> {
-        crate::offload(|| verify_chain(&self.audit_entries()?))
+        crate::offload(|| verify_chain(&self.seal, &self.audit_entries()?))
     }
 
     // ---- incidents and maintenance ----
@@ -608,7 +677,7 @@ pub(crate) fn check_token_name(name: &str) -> Result<()> {
 }
 
 /// Recomputes an audit chain, oldest first; names the first entry that does not match.
-pub(crate) fn verify_chain(entries: &[AuditEntry]) -> Result<Verified> {
+pub(crate) fn verify_chain(seal: &AuditSeal, entries: &[AuditEntry]) -> Result<Verified> {
     let mut prev = "0".repeat(64);
     for (expected_seq, e) in (1..).zip(entries.iter()) {
         if e.seq != expected_seq {
@@ -620,7 +689,7 @@ pub(crate) fn verify_chain(entries: &[AuditEntry]) -> Result<Verified> {
         if e.prev_hash != prev {
             return Ok(Verified::Broken { seq: e.seq, why: "it does not chain to the entry before it".into() });
         }
-        let h = entry_hash([
+        let h = seal.hash([
             &e.seq.to_string(),
             &millis(e.at).to_string(),
             &e.actor,
@@ -631,7 +700,12 @@ pub(crate) fn verify_chain(entries: &[AuditEntry]) -> Result<Verified> {
             &e.prev_hash,
         ]);
         if h != e.hash {
-            return Ok(Verified::Broken { seq: e.seq, why: "its content does not match its hash (edited)".into() });
+            let why = if seal.keyed() {
+                "it does not match its keyed hash: edited, or written without the audit key (a log must be keyed from its first entry)"
+            } else {
+                "its content does not match its hash (edited, or written with an audit key: verify with DRCTL_AUDIT_KEY_FILE)"
+            };
+            return Ok(Verified::Broken { seq: e.seq, why: why.into() });
         }
         prev = e.hash.clone();
     }
@@ -649,6 +723,73 @@ fn check_status(status: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn key() -> Vec<u8> {
+        b"0123456789abcdef0123456789abcdef-audit".to_vec()
+    }
+
+    /// Someone who can write the database but has no key rewrites an entry
+    /// and every hash after it, consistently: the keyed chain still fails.
+    #[test]
+    fn a_keyed_chain_cannot_be_rewritten_without_the_key() {
+        let dir = std::env::temp_dir().join(format!("drctl-seal-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let heads = dir.join("heads");
+        let s = Sqlite::in_memory().unwrap().sealed(AuditSeal::new(Some(key()), Some(heads.clone())));
+        for n in 0..3 {
+            s.audit("ann", "cli", "token.create", &format!("token t{n}"), &serde_json::json!({"n": n})).unwrap();
+        }
+        let Verified::Intact { entries: 3, head } = s.verify_audit().unwrap() else { panic!("not intact") };
+        let lines = std::fs::read_to_string(&heads).unwrap();
+        assert_eq!(lines.lines().count(), 3, "a head per entry: {lines}");
+        assert_eq!(last_head(&heads).unwrap(), Some(head));
+
+        // The rewrite, with the unkeyed hash anyone can compute (and the
+        // append-only triggers dropped, as someone with the file can).
+        s.conn().execute_batch("DROP TRIGGER audit_is_append_only_update").unwrap();
+        let forged = AuditSeal::default();
+        let mut entries = s.audit_entries().unwrap();
+        entries[1].target = "token innocent".into();
+        let mut prev = entries[0].hash.clone();
+        for e in entries.iter_mut().skip(1) {
+            e.prev_hash = prev.clone();
+            e.hash = forged.hash([
+                &e.seq.to_string(),
+                &millis(e.at).to_string(),
+                &e.actor,
+                &e.source,
+                &e.action,
+                &e.target,
+                &e.request,
+                &e.prev_hash,
+            ]);
+            prev = e.hash.clone();
+            s.conn()
+                .execute(
+                    "UPDATE audit SET target = ?1, prev_hash = ?2, hash = ?3 WHERE seq = ?4",
+                    params![e.target, e.prev_hash, e.hash, e.seq],
+                )
+                .unwrap();
+        }
+        assert!(
+            matches!(verify_chain(&forged, &entries).unwrap(), Verified::Broken { seq: 1, .. }),
+            "unkeyed, the keyed first entry does not verify either"
+        );
+        match s.verify_audit().unwrap() {
+            Verified::Broken { seq: 2, why } => assert!(why.contains("keyed"), "{why}"),
+            other => panic!("the forged chain verified: {other:?}"),
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_head_that_cannot_be_written_fails_the_audit_call() {
+        let s = Sqlite::in_memory().unwrap().sealed(AuditSeal::new(None, Some("/nonexistent/drctl/heads".into())));
+        let err = s.audit("ann", "cli", "x", "y", &serde_json::json!({})).unwrap_err();
+        assert!(err.to_string().contains("its head could not be written"), "{err}");
+        assert!(!format!("{:?}", AuditSeal::new(Some(key()), None)).contains("0123"), "Debug never shows the key");
+    }
 
     #[test]
     fn tokens_are_stored_as_hashes_and_revocable() {

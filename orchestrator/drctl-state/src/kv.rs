@@ -29,8 +29,8 @@
 //! `published/NAME`, `seq/NAME` (counters) and `schema`.
 
 use crate::controller::{
-    entry_hash, new_token_secret, token_hash, AuditEntry, DrillRow, Incident, IncidentUpdate, Maintenance, Role, Token,
-    UptimeDay, Verified, INCIDENT_STATUSES,
+    new_token_secret, token_hash, AuditEntry, DrillRow, Incident, IncidentUpdate, Maintenance, Role, Token, UptimeDay,
+    Verified, INCIDENT_STATUSES,
 };
 use crate::journal::{exec_state, Event, ExecutionRow, StepRow, StepState, Transition};
 use crate::store::{Approval, Claim, Controller, Journal, ReplicatedObject, Samples};
@@ -363,6 +363,7 @@ pub struct KvStore<K: Kv> {
     location: String,
     /// Makes RPO sample keys unique within one millisecond.
     sample_seq: std::sync::atomic::AtomicU64,
+    seal: crate::controller::AuditSeal,
 }
 
 /// How many times a read-modify-write is tried before contention is an error.
@@ -370,13 +371,19 @@ const TRIES: usize = 100;
 
 impl<K: Kv> KvStore<K> {
     /// The store under `prefix` (e.g. `/drctl/`); refuses a newer schema.
+    /// Seals the audit log this store writes (a key, a head file).
+    pub fn sealed(mut self, seal: crate::controller::AuditSeal) -> KvStore<K> {
+        self.seal = seal;
+        self
+    }
+
     pub fn new(kv: K, prefix: &str) -> Result<KvStore<K>> {
         let mut prefix = prefix.to_string();
         if !prefix.ends_with('/') {
             prefix.push('/');
         }
         let location = kv.location().to_string();
-        let store = KvStore { kv, prefix, location, sample_seq: Default::default() };
+        let store = KvStore { kv, prefix, location, sample_seq: Default::default(), seal: Default::default() };
         let key = store.key("schema");
         match store.kv.get(&key)? {
             Some(v) => {
@@ -920,7 +927,7 @@ impl<K: Kv> Controller for KvStore<K> {
     ) -> Result<AuditEntry> {
         let head_key = self.key("audit-head");
         let request = request.to_string();
-        self.retry(|| {
+        let entry = self.retry(|| {
             let head = self.get_doc::<HeadDoc>(&head_key)?;
             let version = head.as_ref().map(|(_, v)| *v);
             let (seq, prev) = match head {
@@ -929,7 +936,7 @@ impl<K: Kv> Controller for KvStore<K> {
             };
             let at_ms = millis(SystemTime::now());
             let hash =
-                entry_hash([&seq.to_string(), &at_ms.to_string(), actor, source, action, target, &request, &prev]);
+                self.seal.hash([&seq.to_string(), &at_ms.to_string(), actor, source, action, target, &request, &prev]);
             let doc = AuditDoc {
                 seq,
                 at_ms,
@@ -961,7 +968,9 @@ impl<K: Kv> Controller for KvStore<K> {
                 prev_hash: prev.clone(),
                 hash: hash.clone(),
             }))
-        })
+        })?;
+        self.seal.record_head(&entry)?;
+        Ok(entry)
     }
 
     fn audit_entries(&self) -> Result<Vec<AuditEntry>> {
@@ -983,7 +992,7 @@ impl<K: Kv> Controller for KvStore<K> {
     }
 
     fn verify_audit(&self) -> Result<Verified> {
-        crate::controller::verify_chain(&self.audit_entries()?)
+        crate::controller::verify_chain(&self.seal, &self.audit_entries()?)
     }
 
     fn create_incident(

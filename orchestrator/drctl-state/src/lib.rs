@@ -338,6 +338,7 @@ pub use store::{Approval, Claim, Controller, Journal, ReplicatedObject, Samples,
 pub struct Sqlite {
     conn: Mutex<Connection>,
     location: String,
+    pub(crate) seal: controller::AuditSeal,
 }
 
 pub(crate) fn millis(t: SystemTime) -> i64 {
@@ -359,6 +360,12 @@ impl Sqlite {
         }
         let conn = Connection::open(path)?;
         Self::init(conn, path.display().to_string())
+    }
+
+    /// Seals the audit log this store writes (a key, a head file).
+    pub fn sealed(mut self, seal: controller::AuditSeal) -> Sqlite {
+        self.seal = seal;
+        self
     }
 
     /// A private in-memory state (tests, dry runs).
@@ -384,7 +391,7 @@ impl Sqlite {
             tx.execute("INSERT INTO schema_version (version) VALUES (?1)", params![i as i64 + 1])?;
             tx.commit()?;
         }
-        Ok(Sqlite { conn: Mutex::new(conn), location })
+        Ok(Sqlite { conn: Mutex::new(conn), location, seal: Default::default() })
     }
 
     pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {

@@ -276,7 +276,12 @@ impl dyn Store {
     /// Opens (creating when absent) the store at `url`: `sqlite://PATH`,
     /// relative to the current folder unless absolute (`sqlite:///abs/path`).
     pub fn open(url: &str) -> Result<Arc<State>> {
-        Ok(Arc::new(crate::Sqlite::open(url)?))
+        Self::open_sealed(url, Default::default())
+    }
+
+    /// Opens like [`open`](State::open), with the audit log sealed as `seal` says.
+    pub fn open_sealed(url: &str, seal: crate::controller::AuditSeal) -> Result<Arc<State>> {
+        Ok(Arc::new(crate::Sqlite::open(url)?.sealed(seal)))
     }
 
     /// A private in-memory store (tests, dry runs).

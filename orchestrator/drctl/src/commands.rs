@@ -184,7 +184,17 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             let state = ctx.state(&file)?;
             match cmd {
                 AuditCommand::List { output } => crate::serve::audit_list(&*state, output == Output::Json),
-                AuditCommand::Verify { head } => crate::serve::audit_verify(&*state, head.as_deref()),
+                AuditCommand::Verify { head, head_file } => {
+                    let head = match head_file {
+                        Some(path) => Some(
+                            drctl_state::controller::last_head(&path)
+                                .map_err(|e| Failure::bad_input(format!("{}: {e}", path.display())))?
+                                .ok_or_else(|| Failure::bad_input(format!("{} holds no head", path.display())))?,
+                        ),
+                        None => head,
+                    };
+                    crate::serve::audit_verify(&*state, head.as_deref())
+                }
             }
         }
         Command::StatusPage(StatusPageCommand::Export { dir, file, base_url }) => {

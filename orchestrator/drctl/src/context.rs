@@ -14,7 +14,7 @@ use drctl_control::declare::{Actor, Declarer};
 use drctl_control::live::Clients;
 use drctl_core::{Diagnostic, Severity, Topology};
 use drctl_state::State;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// The process-wide choices every command shares.
@@ -97,13 +97,11 @@ pub fn lab_state_url(dir: &Path) -> String {
     format!("sqlite://{}", dir.join("state.db").display())
 }
 
-/// Audits a change made from this terminal, through the one audit writer.
-/// A failure to record is a warning: the change itself has happened.
-pub fn audit(state: &State, action: &str, target: &str, request: &serde_json::Value) {
-    let who = Actor::cli();
-    if let Err(e) = drctl_control::declare::audit(state, &who, action, target, request) {
-        eprintln!("warning: not recorded in the audit log: {e}");
-    }
+/// Audits a change made from this terminal, through the one audit writer,
+/// before the change: one the log cannot record is not made.
+pub fn audit(state: &State, action: &str, target: &str, request: &serde_json::Value) -> Result<(), Failure> {
+    drctl_control::declare::audit(state, &Actor::cli(), action, target, request)
+        .map_err(|e| Failure::Runtime(anyhow::anyhow!("the audit log cannot be written, so nothing was changed: {e}")))
 }
 
 pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
@@ -120,10 +118,37 @@ fn state_failure(e: drctl_state::Error) -> Failure {
 /// Opens the state store a URL names: `sqlite://PATH` (embedded) or
 /// `etcd://HOST:PORT[,...][/PREFIX]` (shared by highly available controllers).
 pub fn open_state(url: &str) -> Result<Arc<State>, Failure> {
+    let seal = audit_seal()?;
     if url.starts_with("etcd://") {
-        return drctl_etcd::open(url).map_err(state_failure);
+        return drctl_etcd::open_sealed(url, seal).map_err(state_failure);
     }
-    State::open(url).map_err(state_failure)
+    State::open_sealed(url, seal).map_err(state_failure)
+}
+
+/// The shortest audit key accepted: HMAC-SHA256 wants 32 random bytes.
+const MIN_AUDIT_KEY_BYTES: usize = 32;
+
+/// How the audit log is sealed, from the environment (never from a flag,
+/// which `ps` would show): `DRCTL_AUDIT_KEY_FILE`, a file holding the key,
+/// or `DRCTL_AUDIT_KEY`, the key itself, chain entries with HMAC-SHA256;
+/// `DRCTL_AUDIT_HEAD_FILE` gets every new head appended.
+pub fn audit_seal() -> Result<drctl_state::controller::AuditSeal, Failure> {
+    let key = match (std::env::var_os("DRCTL_AUDIT_KEY_FILE"), std::env::var("DRCTL_AUDIT_KEY")) {
+        (Some(path), _) => Some(
+            std::fs::read(&path)
+                .map_err(|e| Failure::bad_input(format!("DRCTL_AUDIT_KEY_FILE {}: {e}", Path::new(&path).display())))?,
+        ),
+        (None, Ok(key)) => Some(key.into_bytes()),
+        (None, Err(_)) => None,
+    };
+    let key = key.map(|k| k.trim_ascii().to_vec());
+    if key.as_ref().is_some_and(|k| k.len() < MIN_AUDIT_KEY_BYTES) {
+        return Err(Failure::bad_input(format!(
+            "the audit key is shorter than {MIN_AUDIT_KEY_BYTES} bytes: make one with `openssl rand -hex 32 > audit.key`"
+        )));
+    }
+    let head_file = std::env::var_os("DRCTL_AUDIT_HEAD_FILE").map(PathBuf::from);
+    Ok(drctl_state::controller::AuditSeal::new(key, head_file))
 }
 
 /// A controller's part in an election.
@@ -143,7 +168,7 @@ pub fn open_controller_state(
     // Engines of a highly available controller say which controller ran each step.
     drctl_engine::identify_as(&format!("{}{id}", drctl_state::kv::CONTROLLER_OWNER));
     let me = drctl_runtime::Leader { id: id.to_string(), url: advertise.to_string() };
-    let (state, election) = drctl_etcd::open_controller(url, me, lease_ttl).map_err(state_failure)?;
+    let (state, election) = drctl_etcd::open_controller(url, me, lease_ttl, audit_seal()?).map_err(state_failure)?;
     Ok((state, Some(election)))
 }
 

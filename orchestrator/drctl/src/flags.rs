@@ -309,8 +309,11 @@ pub enum AuditCommand {
     Verify {
         /// A head kept elsewhere earlier (the hash `verify` printed): the
         /// log must still contain it, so a removed tail is caught too.
-        #[arg(long, value_name = "HASH")]
+        #[arg(long, value_name = "HASH", conflicts_with = "head_file")]
         head: Option<String>,
+        /// A head file (DRCTL_AUDIT_HEAD_FILE, or the one `status-page export` writes): its last head must still be in the log.
+        #[arg(long, value_name = "FILE")]
+        head_file: Option<PathBuf>,
     },
 }
 

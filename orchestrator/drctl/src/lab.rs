@@ -508,12 +508,15 @@ pub fn drill(args: DrillArgs, ctx: &Context) -> Result<Outcome, Failure> {
         if let Ok(r) = &result {
             let json = serde_json::to_string(r).unwrap_or_default();
             let _ = state_for_record.record_drill(&r.id, &r.experiment, started, r.objectives_met, &json);
-            context::audit(
+            // The drill has run: a log that cannot record it is a warning.
+            if let Err(crate::Failure::Runtime(e)) = context::audit(
                 &*state_for_record,
                 "drill",
                 &r.id,
                 &serde_json::json!({"experiment": r.experiment, "objectives_met": r.objectives_met}),
-            );
+            ) {
+                eprintln!("warning: {e:#}");
+            }
         }
         if let Some(lab) = lab {
             lab.stop().await;

@@ -81,13 +81,13 @@ pub fn token(state: &State, cmd: TokenCommand) -> Result<Outcome, Failure> {
     match cmd {
         TokenCommand::Create { name, role } => {
             let role = Role::parse(&role).ok_or_else(|| Failure::bad_input(format!("role `{role}`")))?;
-            let secret = state.create_token(&name, role).map_err(|e| Failure::bad_input(e.to_string()))?;
             crate::context::audit(
                 state,
                 "token.create",
                 &format!("token {name}"),
                 &serde_json::json!({"name": name, "role": role.as_str()}),
-            );
+            )?;
+            let secret = state.create_token(&name, role).map_err(|e| Failure::bad_input(e.to_string()))?;
             eprintln!("token `{name}` ({}) created; it is shown once, keep it in a secret store:", role.as_str());
             println!("{secret}");
             Ok(Outcome::Done)
@@ -127,13 +127,8 @@ pub fn token(state: &State, cmd: TokenCommand) -> Result<Outcome, Failure> {
             Ok(Outcome::Done)
         }
         TokenCommand::Revoke { name } => {
+            crate::context::audit(state, "token.revoke", &format!("token {name}"), &serde_json::json!({"name": name}))?;
             let t = state.revoke_token(&name).map_err(|e| Failure::bad_input(e.to_string()))?;
-            crate::context::audit(
-                state,
-                "token.revoke",
-                &format!("token {}", t.name),
-                &serde_json::json!({"name": t.name}),
-            );
             println!("revoked token `{}` ({})", t.name, t.role.as_str());
             Ok(Outcome::Done)
         }

@@ -558,3 +558,91 @@ fn drills_through_the_api_read_only_chaos_folders_and_production_needs_a_command
     assert_eq!(code, 202, "{body}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A keyed audit log verifies only with its key; its heads go to a file
+/// and with the exported page, so a tail cut later is caught; and a change
+/// the log cannot record is refused, from the CLI and through the API.
+#[test]
+fn the_audit_log_is_sealed_and_a_change_it_cannot_record_is_refused() {
+    let dir = quiet_dir("audit-seal");
+    std::fs::write(dir.join("audit.key"), "9f1c2e7a5b3d4c6e8f0a1b2c3d4e5f60718293a4b5c6d7e8f9a0b1c2d3e4f5a6\n")
+        .unwrap();
+    let sealed = |c: &mut Command| {
+        c.env("DRCTL_AUDIT_KEY_FILE", dir.join("audit.key")).env("DRCTL_AUDIT_HEAD_FILE", dir.join("heads"));
+    };
+    for name in ["ann", "bob"] {
+        let mut c = drctl(&dir);
+        sealed(&mut c);
+        let out = c.args(["token", "create", "--name", name, "--role", "operator"]).output().unwrap();
+        assert!(out.status.success(), "{}", show(&out));
+    }
+    assert_eq!(std::fs::read_to_string(dir.join("heads")).unwrap().lines().count(), 2);
+    let mut verify = drctl(&dir);
+    sealed(&mut verify);
+    let out = verify.args(["audit", "verify"]).output().unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let out = drctl(&dir).args(["audit", "verify"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "without the key a keyed log does not verify: {}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("audit key"), "{}", show(&out));
+    let out = drctl(&dir).args(["status-page", "export", "site"]).output().unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let published = std::fs::read_to_string(dir.join("site/audit-head")).unwrap();
+    assert!(published.starts_with("2 "), "{published}");
+
+    // Someone with the database file cuts the last entry off.
+    let out = Command::new("sqlite3")
+        .arg(dir.join("state.db"))
+        .arg("DROP TRIGGER audit_is_append_only_delete; DELETE FROM audit WHERE seq = 2;")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let mut verify = drctl(&dir);
+    sealed(&mut verify);
+    assert!(verify.args(["audit", "verify"]).output().unwrap().status.success(), "what is left still chains");
+    for head_file in [dir.join("heads"), dir.join("site/audit-head")] {
+        let mut verify = drctl(&dir);
+        sealed(&mut verify);
+        let out = verify.args(["audit", "verify", "--head-file"]).arg(&head_file).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}: {}", head_file.display(), show(&out));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("no longer contains the head"), "{}", show(&out));
+    }
+
+    // A head that cannot be written: the CLI's change is not made.
+    let unwritable = dir.join("no/such/folder/heads");
+    let out = drctl(&dir)
+        .env("DRCTL_AUDIT_HEAD_FILE", &unwritable)
+        .args(["token", "create", "--name", "carol", "--role", "admin"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing was changed"), "{}", show(&out));
+    let list = drctl(&dir).args(["token", "list"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&list.stdout).contains("carol"), "{}", show(&list));
+
+    // Nor through the API: 503, and no incident.
+    let operator = token(&dir, "op", "operator");
+    let port = free_port();
+    let child = drctl(&dir)
+        .env("DRCTL_AUDIT_HEAD_FILE", &unwritable)
+        .args(["serve", "-f", "drctl.yaml", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server { child, base: format!("http://127.0.0.1:{port}") };
+    wait_for("serve listening", 30, || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    let c = client();
+    let r = c
+        .post(format!("{}/api/v1/incidents", server.base))
+        .bearer_auth(&operator)
+        .json(&serde_json::json!({"title": "unrecorded", "status": "investigating"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    assert!(r.text().unwrap().contains("nothing was changed"));
+    let incidents: serde_json::Value =
+        c.get(format!("{}/api/v1/incidents", server.base)).bearer_auth(&operator).send().unwrap().json().unwrap();
+    assert_eq!(incidents, serde_json::json!([]), "the refused change was not made");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
