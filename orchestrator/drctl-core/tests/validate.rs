@@ -526,3 +526,20 @@ fn runbook_durations_out_of_range_are_errors_with_positions() {
     let ok = "name: rb\nsteps:\n  - id: up\n    action: http.health\n    with: { url: \"http://x/health\", within: 90, interval: 2s }\n";
     assert!(drctl_core::runbook::load_str(ok, Path::new("rb.yaml")).is_ok());
 }
+
+#[test]
+fn postgres_tls_settings_are_checked_where_they_are_written() {
+    let topo = |q: &str| {
+        with_head(&format!(
+            "datastores:\n  - name: db\n    kind: postgres\n    primary: {{ zone: az1, url: \"postgres://u@h/db{q}\" }}\n    replicas: [ {{ zone: az2, url: \"postgres://u@h2/db\" }} ]\n"
+        ))
+    };
+    assert!(errors(&topo("?sslmode=verify-full&sslrootcert=/etc/rds.pem")).is_empty());
+    assert!(errors(&topo("?sslmode=require")).is_empty());
+    let (_, _, code, msg, hint) = only_error(&topo("?sslmode=verify-full"));
+    assert_eq!(code, Code::BadValue);
+    assert!(msg.contains("needs sslrootcert=PATH"), "{msg}");
+    assert!(hint.unwrap().contains("verify-ca"));
+    let (_, _, _, msg, _) = only_error(&topo("?sslmode=strict"));
+    assert!(msg.contains("`strict`"), "{msg}");
+}

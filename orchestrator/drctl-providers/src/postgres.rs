@@ -20,7 +20,7 @@
 use crate::{redact, Error};
 use drctl_core::status::{Measurement, ReplicaStatus};
 use std::time::Duration;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 /// One member of a PostgreSQL datastore as the topology names it.
 #[derive(Debug, Clone)]
@@ -74,7 +74,9 @@ struct StandbyState {
 /// Connects with a timeout, turning driver errors into words.
 pub async fn connect(url: &str, timeout: Duration) -> Result<Client, Error> {
     let target = redact(url);
-    let fut = tokio_postgres::connect(url, NoTls);
+    let how = crate::pg_tls::parse(url).map_err(|why| Error::Connect { target: target.clone(), why })?;
+    let tls = crate::pg_tls::connector(&how).map_err(|why| Error::Connect { target: target.clone(), why })?;
+    let fut = how.config.connect(tls);
     let (client, connection) = match tokio::time::timeout(timeout, fut).await {
         Err(_) => return Err(Error::Timeout { target, secs: timeout.as_secs_f64() }),
         Ok(Err(e)) if rejected_by_hba(&e) => return Err(Error::Rejected { target, why: explain(&e) }),

@@ -214,3 +214,56 @@ async fn an_advisory_read_only_primary_beside_the_new_one_is_split_brain() {
     let got = measure(&members(&pg), Duration::from_secs(3)).await;
     assert!(got.error.as_deref().unwrap_or("").starts_with("split brain"), "{got:?}");
 }
+
+/// Whether the session `url` opens is encrypted, as the server sees it.
+async fn encrypted(url: &str) -> Result<bool, String> {
+    let client = drctl_providers::postgres::connect(url, Duration::from_secs(5)).await.map_err(|e| e.to_string())?;
+    let row = client.query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[]).await.unwrap();
+    Ok(row.get(0))
+}
+
+/// A server that refuses unencrypted sessions (as RDS for PostgreSQL 15
+/// does by default) is reached over TLS; the certificate is checked as
+/// `sslmode` says; a certificate from another CA, or for another name
+/// under verify-full, is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_over_tls_checks_the_certificate_as_sslmode_says() {
+    let pg = PgPair::start();
+    let ca = drctl_testkit::TestCa::new(&pg.dir);
+    pg.require_tls(&ca);
+    let other_dir = pg.dir.join("other-ca");
+    std::fs::create_dir_all(&other_dir).unwrap();
+    let other = drctl_testkit::TestCa::new(&other_dir);
+    let (port, root, wrong) =
+        (pg.primary_port, ca.dir.join("ca.pem").display().to_string(), other.dir.join("ca.pem").display().to_string());
+    let url = |host: &str, q: &str| format!("postgres://postgres@{host}:{port}/postgres?{q}");
+
+    let err = encrypted(&url("127.0.0.1", "sslmode=disable")).await.unwrap_err();
+    assert!(err.contains("no encryption"), "the server refuses clear text: {err}");
+    assert_eq!(encrypted(&url("127.0.0.1", "")).await, Ok(true), "prefer, the default, encrypts when offered");
+    assert_eq!(encrypted(&url("127.0.0.1", "sslmode=require")).await, Ok(true));
+    assert_eq!(encrypted(&url("127.0.0.1", &format!("sslmode=verify-full&sslrootcert={root}"))).await, Ok(true));
+    // The certificate names 127.0.0.1, not localhost: only the name check minds.
+    assert_eq!(encrypted(&url("localhost", &format!("sslmode=verify-ca&sslrootcert={root}"))).await, Ok(true));
+    let err = encrypted(&url("localhost", &format!("sslmode=verify-full&sslrootcert={root}"))).await.unwrap_err();
+    assert!(err.to_lowercase().contains("name"), "another name under verify-full: {err}");
+    for mode in ["verify-ca", "verify-full", "require"] {
+        let err = encrypted(&url("127.0.0.1", &format!("sslmode={mode}&sslrootcert={wrong}"))).await.unwrap_err();
+        assert!(err.contains("invalid peer certificate"), "{mode} with another CA: {err}");
+    }
+    // The measurement reaches the TLS-only primary through the same path.
+    let m = measure(
+        &[
+            Member {
+                zone: "az1".into(),
+                url: url("127.0.0.1", &format!("sslmode=verify-full&sslrootcert={root}")),
+                fence: None,
+            },
+            Member { zone: "az2".into(), url: pg.standby_url(), fence: None },
+        ],
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(m.error, None, "{m:?}");
+    assert_eq!(m.primary_zone.as_deref(), Some("az1"));
+}

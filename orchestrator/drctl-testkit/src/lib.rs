@@ -171,6 +171,38 @@ impl PgPair {
         );
     }
 
+    /// Turns TLS on at the primary with a certificate `ca` issues (valid
+    /// for 127.0.0.1), and makes it refuse unencrypted sessions to its
+    /// databases, as RDS for PostgreSQL 15 does (`rds.force_ssl`).
+    /// Replication keeps its own rule, so the standby streams as before.
+    pub fn require_tls(&self, ca: &TestCa) {
+        ca.issue("pg-server.pem", "pg-server.key", "127.0.0.1", "serverAuth");
+        let data = self.dir.join("primary");
+        for (from, to) in [("pg-server.pem", "server.crt"), ("pg-server.key", "server.key")] {
+            std::fs::copy(ca.dir.join(from), data.join(to)).expect("copy the server's certificate");
+        }
+        if is_root() {
+            let mut c = Command::new("chown");
+            c.arg("postgres:postgres").arg(data.join("server.crt")).arg(data.join("server.key"));
+            run(c, "chown");
+        }
+        let mut c = Command::new("chmod");
+        c.arg("600").arg(data.join("server.key"));
+        run(c, "chmod");
+        let hba = data.join("pg_hba.conf");
+        let old = std::fs::read_to_string(&hba).expect("read pg_hba.conf");
+        std::fs::write(&hba, format!("hostnossl all all 127.0.0.1/32 reject\n{old}")).expect("write pg_hba.conf");
+        // One statement per call: ALTER SYSTEM refuses a transaction block.
+        for sql in [
+            "ALTER SYSTEM SET ssl_cert_file = 'server.crt'",
+            "ALTER SYSTEM SET ssl_key_file = 'server.key'",
+            "ALTER SYSTEM SET ssl = on",
+            "SELECT pg_reload_conf()",
+        ] {
+            self.psql(self.primary_port, sql);
+        }
+    }
+
     pub fn primary_url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.primary_port)
     }
