@@ -549,10 +549,10 @@ pub fn openapi() -> serde_json::Value {
     json!({
         "openapi": "3.1.0",
         "info": { "title": "drctl controller", "version": env!("CARGO_PKG_VERSION"),
-                  "description": "The public status page and the operator API of `drctl serve` (SPEC §9). Roles include the ones before them: viewer < operator < commander < admin." },
+                  "description": "The public status page and the operator API of `drctl serve`. Roles include the ones before them: viewer < operator < commander < admin." },
         "paths": {
             "/": { "get": public("The status page (HTML; ?lang=en|ja or Accept-Language)", "text/html") },
-            "/api/v1/status": { "get": public("Live status and RPO (SPEC §4)", "application/json") },
+            "/api/v1/status": { "get": public("Live status and RPO: per datastore the measured RPO against its target, per service health and the estimated RTO", "application/json") },
             "/api/v2/summary.json": { "get": public("Statuspage-compatible summary", "application/json") },
             "/api/v2/status.json": { "get": public("Statuspage-compatible status", "application/json") },
             "/api/v2/components.json": { "get": public("Statuspage-compatible components", "application/json") },
@@ -561,7 +561,7 @@ pub fn openapi() -> serde_json::Value {
             "/api/v2/scheduled-maintenances.json": { "get": public("Statuspage-compatible maintenance (also /upcoming.json, /active.json)", "application/json") },
             "/feed.atom": { "get": public("Incidents and maintenance", "application/atom+xml") },
             "/metrics": { "get": public("Prometheus metrics", "text/plain") },
-            "/api/v1/leader": { "get": public("This controller's id and the leader's (SPEC §11): {\"self\", \"leader\", \"url\", \"leading\"}", "application/json") },
+            "/api/v1/leader": { "get": public("This controller's id and the leader's among controllers sharing an etcd state: {\"self\", \"leader\", \"url\", \"leading\"}", "application/json") },
             "/api/v1/incidents": {
                 "get": secured("viewer", "List incidents with their updates", None, "200"),
                 "post": secured("operator", "Open an incident", Some("NewIncident"), "201"),
@@ -570,7 +570,7 @@ pub fn openapi() -> serde_json::Value {
             "/api/v1/maintenance": { "post": secured("operator", "Schedule maintenance", Some("NewMaintenance"), "201") },
             "/api/v1/declare": { "post": secured("commander", "Declare a disaster: plan, preflight, execute (202 with the execution id; 409 when the preflight refuses)", Some("Declare"), "202") },
             "/api/v1/executions": { "get": secured("viewer", "List executions", None, "200") },
-            "/api/v1/executions/{id}": { "parameters": id_param("id", "string"), "get": secured("viewer", "An execution with its steps and RTO (SPEC §6)", None, "200") },
+            "/api/v1/executions/{id}": { "parameters": id_param("id", "string"), "get": secured("viewer", "An execution with its steps, their states and times, and the RTO measured", None, "200") },
             "/api/v1/executions/{id}/approve": { "parameters": id_param("id", "string"), "post": secured("commander", "Approve a step waiting for approval", Some("Approve"), "200") },
             "/api/v1/executions/{id}/abort": { "parameters": id_param("id", "string"), "post": secured("commander", "Abort an execution", None, "200") },
             "/api/v1/drills": { "post": secured("operator", "Run a chaos experiment as a drill (202 with the drill id)", Some("Drill"), "202") },
