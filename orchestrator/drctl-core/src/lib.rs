@@ -8,6 +8,7 @@ pub mod decode;
 pub mod diag;
 pub mod duration;
 pub mod graph;
+pub mod json;
 pub mod plan;
 pub mod redact;
 pub mod runbook;

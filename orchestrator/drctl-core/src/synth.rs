@@ -83,3 +83,11 @@ pub fn topology_yaml(entities: usize, seed: u64) -> String {
     }
     out
 }
+
+/// The same topology as [`topology_yaml`], written as JSON (what a
+/// generator writes; drctl reads it through its JSON fast path).
+pub fn topology_json(entities: usize, seed: u64) -> String {
+    let yaml = topology_yaml(entities, seed);
+    let tree = crate::yaml::parse(&yaml).expect("the synthetic topology is valid YAML");
+    serde_json::to_string(&crate::decode::to_json(&tree)).expect("JSON values serialize")
+}

@@ -121,7 +121,8 @@ pub fn parse(src: &str) -> Result<Node<'_>, SyntaxError> {
 
 type ParseEvent<'a> = Result<(Event<'a>, Span), saphyr_parser::ScanError>;
 
-/// Parses like [`parse`], but hands each item of the top-level sequences
+/// Parses like [`parse`] (a JSON document through the faster
+/// [`crate::json`] reader), but hands each item of the top-level sequences
 /// named in `sections` (e.g. `datastores`) to `on_item` as soon as it is
 /// complete, instead of keeping it in the tree (those sequences come back
 /// empty). A 100k-entity file thus never exists as one tree in memory:
@@ -134,6 +135,9 @@ pub fn parse_streaming<'a>(
     sections: &[&str],
     on_item: &mut dyn FnMut(&str, Node<'a>),
 ) -> Result<Node<'a>, SyntaxError> {
+    if crate::json::looks_like_json(src) {
+        return crate::json::parse_streaming(src, sections, on_item);
+    }
     let mut parser = Parser::new_from_str(src);
     build(std::iter::from_fn(|| parser.next_event()), sections, on_item)
 }

@@ -23,45 +23,48 @@ fn peak_rss_mib() -> Option<f64> {
 
 pub fn plan(sizes: &[usize], runs: usize, parallel: usize) -> Result<Outcome, Failure> {
     println!("parse + validate + plan of synthetic topologies (3 zones, ~2.5 dependencies per entity), zone az1 lost; median of {runs} runs");
+    println!("the same topology written as YAML, and as JSON (what generators write; read by the JSON fast path)");
     println!(
-        "{:>9}  {:>9}  {:>9}  {:>9}  {:>9}  {:>11}  {:>11}  {:>8}",
-        "entities", "yaml MiB", "parse+val", "plan", "total", "plan --par", "steps", "peak MiB"
+        "{:>9}  {:>6}  {:>9}  {:>9}  {:>9}  {:>9}  {:>11}  {:>11}  {:>8}",
+        "entities", "format", "MiB", "parse+val", "plan", "total", "plan --par", "steps", "peak MiB"
     );
     for &n in sizes {
-        let yaml = synth::topology_yaml(n, 42);
-        let scope = Scope { zones: vec!["az1".into()], ..Scope::default() };
-        let (mut t_load, mut t_plan, mut t_cap) = (Vec::new(), Vec::new(), Vec::new());
-        let mut steps = 0;
-        for _ in 0..runs {
-            let t0 = Instant::now();
-            let loaded = drctl_core::load_str(&yaml, Path::new("synthetic.yaml"));
-            let topo = loaded.topology.ok_or_else(|| {
-                anyhow::anyhow!("the synthetic topology did not validate: {:?}", loaded.diagnostics.first())
-            })?;
-            let t1 = Instant::now();
-            let p = plan_with(&topo, &scope, &Observations::default(), None, Policy::Prioritised)
-                .map_err(anyhow::Error::from)?;
-            let t2 = Instant::now();
-            let _ = plan_with(&topo, &scope, &Observations::default(), Some(parallel), Policy::Prioritised)
-                .map_err(anyhow::Error::from)?;
-            let t3 = Instant::now();
-            steps = p.plan.steps.len();
-            t_load.push(t1 - t0);
-            t_plan.push(t2 - t1);
-            t_cap.push(t3 - t2);
+        for (format, src) in [("yaml", synth::topology_yaml(n, 42)), ("json", synth::topology_json(n, 42))] {
+            let scope = Scope { zones: vec!["az1".into()], ..Scope::default() };
+            let (mut t_load, mut t_plan, mut t_cap) = (Vec::new(), Vec::new(), Vec::new());
+            let mut steps = 0;
+            for _ in 0..runs {
+                let t0 = Instant::now();
+                let loaded = drctl_core::load_str(&src, Path::new("synthetic.yaml"));
+                let topo = loaded.topology.ok_or_else(|| {
+                    anyhow::anyhow!("the synthetic topology did not validate: {:?}", loaded.diagnostics.first())
+                })?;
+                let t1 = Instant::now();
+                let p = plan_with(&topo, &scope, &Observations::default(), None, Policy::Prioritised)
+                    .map_err(anyhow::Error::from)?;
+                let t2 = Instant::now();
+                let _ = plan_with(&topo, &scope, &Observations::default(), Some(parallel), Policy::Prioritised)
+                    .map_err(anyhow::Error::from)?;
+                let t3 = Instant::now();
+                steps = p.plan.steps.len();
+                t_load.push(t1 - t0);
+                t_plan.push(t2 - t1);
+                t_cap.push(t3 - t2);
+            }
+            let (l, p, c) = (median(t_load), median(t_plan), median(t_cap));
+            println!(
+                "{:>9}  {:>6}  {:>9.1}  {:>7.1}ms  {:>7.1}ms  {:>7.1}ms  {:>9.1}ms  {:>11}  {:>8}",
+                n,
+                format,
+                src.len() as f64 / (1024.0 * 1024.0),
+                l.as_secs_f64() * 1e3,
+                p.as_secs_f64() * 1e3,
+                (l + p).as_secs_f64() * 1e3,
+                c.as_secs_f64() * 1e3,
+                steps,
+                peak_rss_mib().map_or("?".into(), |m| format!("{m:.0}"))
+            );
         }
-        let (l, p, c) = (median(t_load), median(t_plan), median(t_cap));
-        println!(
-            "{:>9}  {:>9.1}  {:>7.1}ms  {:>7.1}ms  {:>7.1}ms  {:>9.1}ms  {:>11}  {:>8}",
-            n,
-            yaml.len() as f64 / (1024.0 * 1024.0),
-            l.as_secs_f64() * 1e3,
-            p.as_secs_f64() * 1e3,
-            (l + p).as_secs_f64() * 1e3,
-            c.as_secs_f64() * 1e3,
-            steps,
-            peak_rss_mib().map_or("?".into(), |m| format!("{m:.0}"))
-        );
     }
     Ok(Outcome::Done)
 }
