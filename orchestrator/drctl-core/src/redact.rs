@@ -114,8 +114,10 @@ pub fn text(text: &str) -> String {
     while let Some(found) = rest.find("://") {
         // The scheme: letters, digits, '+', '-', '.' before "://".
         let start = rest[..found]
-            .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
-            .map_or(0, |i| i + 1);
+            .char_indices()
+            .rev()
+            .find(|(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+            .map_or(0, |(i, c)| i + c.len_utf8());
         let end = found
             + rest[found..]
                 .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '`'))
@@ -190,5 +192,7 @@ mod tests {
             "POST \"https://hooks.slack.com/services/***/***/***\": 500"
         );
         assert_eq!(text("nothing secret"), "nothing secret");
+        assert_eq!(text("é://x"), "é://x", "a scheme after a multi-byte character");
+        assert_eq!(text("ü:password=x"), "ü:password=***");
     }
 }

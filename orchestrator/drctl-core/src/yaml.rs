@@ -139,13 +139,35 @@ pub fn parse_streaming<'a>(
         return crate::json::parse_streaming(src, sections, on_item);
     }
     let mut parser = Parser::new_from_str(src);
-    build(std::iter::from_fn(|| parser.next_event()), sections, on_item)
+    let end = end_of(src);
+    build(std::iter::from_fn(|| parser.next_event()), sections, on_item, end)
+        .map_err(|e| SyntaxError { pos: within(end, e.pos), ..e })
+}
+
+/// The position just after the last character of `src`, lines counted as
+/// YAML counts them (LF, CRLF, a lone CR).
+fn end_of(src: &str) -> Pos {
+    let breaks = src.matches('\n').count() + src.matches('\r').count() - src.matches("\r\n").count();
+    let last = src.rsplit(['\n', '\r']).next().unwrap_or("");
+    Pos::new(breaks as u32 + 1, last.chars().count() as u32 + 1)
+}
+
+/// A position inside the file: the scanner places an error or an empty
+/// node at the end of a file without a final line break on the line after
+/// it, which no editor shows; such a position becomes the end of the file.
+fn within(end: Pos, pos: Pos) -> Pos {
+    if pos.line <= end.line {
+        pos
+    } else {
+        end
+    }
 }
 
 fn build<'a>(
     events: impl Iterator<Item = ParseEvent<'a>>,
     sections: &[&str],
     on_item: &mut dyn FnMut(&str, Node<'a>),
+    end: Pos,
 ) -> Result<Node<'a>, SyntaxError> {
     // Anchored nodes with how many nodes each holds, the price of an alias.
     let mut anchors: HashMap<usize, (Node<'a>, usize)> = HashMap::new();
@@ -169,7 +191,7 @@ fn build<'a>(
             pos: Pos::new(e.marker().line() as u32, e.marker().col() as u32 + 1),
             message: e.info().to_string(),
         })?;
-        let pos = pos_of(&span);
+        let pos = within(end, pos_of(&span));
         if matches!(event, Event::SequenceStart(..) | Event::MappingStart(..)) && open.len() >= MAX_DEPTH {
             return Err(SyntaxError {
                 pos,
@@ -373,6 +395,13 @@ mod tests {
         std::fs::write(&binary, [0xff, 0xfe, 0x00]).unwrap();
         assert!(read_file(&binary).unwrap_err().contains("not UTF-8"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_error_at_the_end_of_a_file_without_a_final_line_break_is_on_its_last_line() {
+        let err = parse("a: 1\nb: { c: d").unwrap_err();
+        assert_eq!(err.pos.line, 2, "{err:?}");
+        assert!(err.pos.col <= 10, "{err:?}");
     }
 
     #[test]
