@@ -503,6 +503,9 @@ fn a_route_needs_what_its_kind_switches_through() {
     let (_, _, code, msg, _) = only_error(&route("      kind: route53\n"));
     assert_eq!(code, Code::MissingKey);
     assert!(msg.contains("no `zone_id`"), "{msg}");
+    let (line, _, code, msg, _) = only_error(&route("      kind: route53\n      zone_id: Z1\n      ttl: 9999999999\n"));
+    assert_eq!((line, code), (13, Code::BadValue), "{msg}");
+    assert!(msg.contains("over 2147483647"), "{msg}");
     assert!(errors(&route("      kind: lab-dns\n      server: \"127.0.0.1:54353\"\n")).is_empty());
 }
 

@@ -55,6 +55,9 @@ pub fn load_str(src: &str, path: &Path) -> Loaded {
     Loaded { topology, diagnostics: diags.into_sorted() }
 }
 
+/// The largest TTL a DNS record can carry.
+const MAX_TTL: u64 = 2_147_483_647;
+
 /// What is wrong with a PostgreSQL URL's TLS settings, read as libpq
 /// reads them (drctl connects with them; see drctl-providers' pg_tls).
 fn tls_problem(url: &str) -> Option<String> {
@@ -689,6 +692,12 @@ impl Validator<'_> {
                     .with_hint("add `records: { ZONE: ADDRESS, ... }`: the answer per zone");
             }
             records.sort_by_key(|(z, _)| *z);
+            // Route53 and DNS hold a TTL in 31 bits (RFC 2181).
+            if let Some(t) = r.ttl.as_ref().filter(|t| t.value > MAX_TTL) {
+                self.diags
+                    .error(Code::BadValue, t.pos, format!("`ttl` {} of {what} is over {MAX_TTL} seconds", t.value))
+                    .with_hint("a DNS TTL is at most 2147483647; failover records usually use 60 or less");
+            }
             Some(Route {
                 kind,
                 zone_id: r.zone_id.as_ref().map(|z| z.value.clone()),
