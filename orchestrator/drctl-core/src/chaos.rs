@@ -101,7 +101,7 @@ pub fn load_str(src: &str, path: &Path) -> Result<Experiment, Vec<Diagnostic>> {
     let root = match yaml::parse(src) {
         Ok(r) => r,
         Err(e) => {
-            diags.error(Code::Syntax, e.pos, format!("not valid YAML: {}", e.message));
+            diags.error(Code::Syntax, e.pos, e.describe());
             return Err(diags.into_sorted());
         }
     };

@@ -62,7 +62,7 @@ impl<'a> Parser<'a, '_> {
     }
 
     fn error(&self, message: impl Into<String>) -> SyntaxError {
-        SyntaxError { pos: self.pos(), message: message.into() }
+        SyntaxError { pos: self.pos(), message: message.into(), limit: false }
     }
 
     fn skip_space_and_comments(&mut self) {
@@ -107,9 +107,10 @@ impl<'a> Parser<'a, '_> {
         self.skip_space_and_comments();
         let pos = self.pos();
         match self.bytes.get(self.at) {
-            Some(b'{') | Some(b'[') if depth >= MAX_DEPTH => {
-                Err(self.error(format!("lists and mappings are nested deeper than {MAX_DEPTH} levels here")))
-            }
+            Some(b'{') | Some(b'[') if depth >= MAX_DEPTH => Err(SyntaxError {
+                limit: true,
+                ..self.error(format!("lists and mappings are nested deeper than {MAX_DEPTH} levels here"))
+            }),
             Some(b'{') => {
                 self.at += 1;
                 let mut entries = Vec::new();

@@ -202,7 +202,7 @@ pub fn load_str(src: &str, path: &Path) -> Result<Runbook, LoadError> {
     let root = match yaml::parse(src) {
         Ok(r) => r,
         Err(e) => {
-            diags.error(Code::Syntax, e.pos, format!("not valid YAML: {}", e.message));
+            diags.error(Code::Syntax, e.pos, e.describe());
             return Err(LoadError::Invalid(diags.into_sorted()));
         }
     };

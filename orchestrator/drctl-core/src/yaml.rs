@@ -108,6 +108,20 @@ impl Node<'_> {
 pub struct SyntaxError {
     pub pos: Pos,
     pub message: String,
+    /// A limit (size, depth, aliases) was hit, not a YAML mistake: the
+    /// message says what to do; no hint about brackets applies.
+    pub limit: bool,
+}
+
+impl SyntaxError {
+    /// The message as a diagnostic says it.
+    pub fn describe(&self) -> String {
+        if self.limit {
+            format!("refused: {}", self.message)
+        } else {
+            format!("not valid YAML: {}", self.message)
+        }
+    }
 }
 
 fn pos_of(span: &Span) -> Pos {
@@ -190,19 +204,25 @@ fn build<'a>(
         let (event, span) = ev.map_err(|e| SyntaxError {
             pos: Pos::new(e.marker().line() as u32, e.marker().col() as u32 + 1),
             message: e.info().to_string(),
+            limit: false,
         })?;
         let pos = within(end, pos_of(&span));
         if matches!(event, Event::SequenceStart(..) | Event::MappingStart(..)) && open.len() >= MAX_DEPTH {
             return Err(SyntaxError {
                 pos,
                 message: format!("lists and mappings are nested deeper than {MAX_DEPTH} levels here"),
+                limit: true,
             });
         }
         let (node, anchor, size) = match event {
             Event::DocumentStart(_) => {
                 documents += 1;
                 if documents > 1 {
-                    return Err(SyntaxError { pos, message: "more than one YAML document in this file".into() });
+                    return Err(SyntaxError {
+                        pos,
+                        message: "more than one YAML document in this file".into(),
+                        limit: false,
+                    });
                 }
                 continue;
             }
@@ -224,8 +244,11 @@ fn build<'a>(
                 continue;
             }
             Event::SequenceEnd | Event::MappingEnd => {
-                let (start, anchor, is_map, from, size) =
-                    open.pop().ok_or_else(|| SyntaxError { pos, message: "unbalanced collection".into() })?;
+                let (start, anchor, is_map, from, size) = open.pop().ok_or_else(|| SyntaxError {
+                    pos,
+                    message: "unbalanced collection".into(),
+                    limit: false,
+                })?;
                 if open.len() == 1 {
                     section = None;
                 }
@@ -253,11 +276,12 @@ fn build<'a>(
                             message: format!(
                                 "aliases here expand to more than {MAX_ALIAS_NODES} nodes (an alias bomb?): write the values out, or use fewer nested aliases"
                             ),
+                            limit: true,
                         });
                     }
                     (Node { pos, ..node.clone() }, 0, *size)
                 }
-                None => return Err(SyntaxError { pos, message: "alias to an unknown anchor".into() }),
+                None => return Err(SyntaxError { pos, message: "alias to an unknown anchor".into(), limit: false }),
             },
         };
         if anchor > 0 {

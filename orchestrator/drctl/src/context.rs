@@ -133,13 +133,14 @@ const MIN_AUDIT_KEY_BYTES: usize = 32;
 /// or `DRCTL_AUDIT_KEY`, the key itself, chain entries with HMAC-SHA256;
 /// `DRCTL_AUDIT_HEAD_FILE` gets every new head appended.
 pub fn audit_seal() -> Result<drctl_state::controller::AuditSeal, Failure> {
-    let key = match (std::env::var_os("DRCTL_AUDIT_KEY_FILE"), std::env::var("DRCTL_AUDIT_KEY")) {
+    let set = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    let key = match (set("DRCTL_AUDIT_KEY_FILE"), set("DRCTL_AUDIT_KEY").and_then(|k| k.into_string().ok())) {
         (Some(path), _) => Some(
             std::fs::read(&path)
                 .map_err(|e| Failure::bad_input(format!("DRCTL_AUDIT_KEY_FILE {}: {e}", Path::new(&path).display())))?,
         ),
-        (None, Ok(key)) => Some(key.into_bytes()),
-        (None, Err(_)) => None,
+        (None, Some(key)) => Some(key.into_bytes()),
+        (None, None) => None,
     };
     let key = key.map(|k| k.trim_ascii().to_vec());
     if key.as_ref().is_some_and(|k| k.len() < MIN_AUDIT_KEY_BYTES) {
@@ -147,7 +148,7 @@ pub fn audit_seal() -> Result<drctl_state::controller::AuditSeal, Failure> {
             "the audit key is shorter than {MIN_AUDIT_KEY_BYTES} bytes: make one with `openssl rand -hex 32 > audit.key`"
         )));
     }
-    let head_file = std::env::var_os("DRCTL_AUDIT_HEAD_FILE").map(PathBuf::from);
+    let head_file = set("DRCTL_AUDIT_HEAD_FILE").map(PathBuf::from);
     Ok(drctl_state::controller::AuditSeal::new(key, head_file))
 }
 

@@ -41,9 +41,10 @@ pub fn load_str(src: &str, path: &Path) -> Loaded {
     let root = match parsed {
         Ok(root) => root,
         Err(e) => {
-            diags
-                .error(Code::Syntax, e.pos, format!("not valid YAML: {}", e.message))
-                .with_hint("check the indentation and the brackets near this place");
+            let d = diags.error(Code::Syntax, e.pos, e.describe());
+            if !e.limit {
+                d.with_hint("check the indentation and the brackets near this place");
+            }
             return Loaded { topology: None, diagnostics: diags.into_sorted() };
         }
     };
