@@ -1,10 +1,11 @@
 //! Parse + validate + plan of synthetic topologies of 1k, 10k and 100k
 //! entities (`cargo bench -p drctl-core`). `drctl bench plan` reports the
-//! same with peak memory; the README records both.
+//! same with peak memory; the README records both. `parse_validate_json`
+//! reads the same topology written as JSON (the fast path).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use drctl_core::plan::{plan, Observations, Scope};
-use drctl_core::synth::topology_yaml;
+use drctl_core::synth::{topology_json, topology_yaml};
 use std::hint::black_box;
 use std::path::Path;
 use std::time::Duration;
@@ -21,6 +22,11 @@ fn bench(c: &mut Criterion) {
         group.throughput(Throughput::Elements(n as u64));
         group.bench_with_input(BenchmarkId::new("parse_validate", n), &yaml, |b, yaml| {
             b.iter(|| black_box(drctl_core::load_str(yaml, Path::new("bench.yaml")).topology.is_some()))
+        });
+        // The same topology as a generator writes it: the JSON fast path.
+        let json = topology_json(n, 42);
+        group.bench_with_input(BenchmarkId::new("parse_validate_json", n), &json, |b, json| {
+            b.iter(|| black_box(drctl_core::load_str(json, Path::new("bench.json")).topology.is_some()))
         });
         let topo = drctl_core::load_str(&yaml, Path::new("bench.yaml")).topology.expect("valid");
         group.bench_with_input(BenchmarkId::new("plan", n), &topo, |b, topo| {
