@@ -475,7 +475,6 @@ async fn audit_list(
     Ok(Json(s.opts.state.audit_entries().map_err(internal)?).into_response())
 }
 
-/// An experiment path from a request: relative, inside the topology's folder or the working folder.
 /// The most an experiment file posted for a drill may weigh.
 const MAX_EXPERIMENT_BYTES: u64 = 256 * 1024;
 
@@ -491,7 +490,7 @@ fn experiment_path(s: &Shared, p: &str) -> Result<std::path::PathBuf, ApiError> 
     if p.is_empty() || path.is_absolute() || path.components().any(|c| matches!(c, Component::ParentDir)) {
         return Err(unprocessable("`experiment` must be a relative path without `..` (e.g. chaos/x.yaml)".into()));
     }
-    let base = s.opts.topology_path.parent().filter(|b| !b.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let base = topology_dir(s);
     let mut roots = vec![base.join("chaos")];
     for d in &s.opts.topology.drills {
         let scheduled = if d.experiment.is_absolute() { d.experiment.clone() } else { base.join(&d.experiment) };
@@ -516,9 +515,11 @@ fn experiment_path(s: &Shared, p: &str) -> Result<std::path::PathBuf, ApiError> 
     Ok(real)
 }
 
-/// Where a lab serving this topology keeps its manifest: the topology's folder.
-fn lab_dir(s: &Shared) -> std::path::PathBuf {
-    s.opts.topology_path.parent().unwrap_or(std::path::Path::new(".")).to_path_buf()
+/// The topology's folder: relative experiment paths start there, and a lab
+/// serving the topology keeps its manifest there.
+fn topology_dir(s: &Shared) -> std::path::PathBuf {
+    let parent = s.opts.topology_path.parent().filter(|p| !p.as_os_str().is_empty());
+    parent.unwrap_or(std::path::Path::new(".")).to_path_buf()
 }
 
 /// Runs a drill in the background and records it; returns its id.
@@ -553,7 +554,7 @@ pub(crate) fn start_drill(s: &Arc<Shared>, experiment: drctl_core::chaos::Experi
     center.spawn(format!("drill {id}"), OnFailure::Log, move |token| {
         let (s2, experiment, drill_id, actor) = (s2.clone(), experiment.clone(), drill_id.clone(), actor.clone());
         async move {
-        let lab = drctl_lab_api::Manifest::read(&lab_dir(&s2))
+        let lab = drctl_lab_api::Manifest::read(&topology_dir(&s2))
             .filter(|m| m.alive())
             .map(|m| drctl_lab_api::LabClient::new(&m.control));
         let say = s2.opts.say.clone();
@@ -625,7 +626,7 @@ async fn drill(
     })?;
     // On a lab, with a commander declaring by hand, a drill changes
     // nothing real; anywhere else it can fail production over.
-    let on_a_lab = drctl_lab_api::Manifest::read(&lab_dir(&s)).is_some_and(|m| m.alive());
+    let on_a_lab = drctl_lab_api::Manifest::read(&topology_dir(&s)).is_some_and(|m| m.alive());
     if !on_a_lab || exp.declare != drctl_core::chaos::DeclareMode::Manual {
         authorize(&s, &headers, remote, Role::Commander).map_err(|e| {
             if e.status != StatusCode::FORBIDDEN {
@@ -738,7 +739,7 @@ async fn forward(base: &str, me: &str, req: Request<Body>) -> Result<Response, S
 
 /// Runs the topology's drills at their cron times.
 pub(crate) async fn drill_scheduler(s: Arc<Shared>, stop: CancellationToken) {
-    let base = s.opts.topology_path.parent().unwrap_or(std::path::Path::new(".")).to_path_buf();
+    let base = topology_dir(&s);
     loop {
         let now = chrono::Utc::now();
         let next = s
