@@ -6,6 +6,7 @@
 //! The check panics on the first difference (it is test code); it needs an
 //! empty store.
 
+use crate::audience::{Attempt, Channel, DeliveryState, Notification, SubscriptionState};
 use crate::controller::{Role, Verified};
 use crate::journal::{exec_state, ExecutionRow, StepState, Transition};
 use crate::store::{Claim, ReplicatedObject, Store};
@@ -43,6 +44,90 @@ pub fn check(s: &dyn Store) {
     journal(s);
     controller(s);
     samples(s);
+    audience(s);
+}
+
+fn note(event: &str, services: &[&str], at_ms: i64) -> Notification {
+    Notification {
+        event: event.into(),
+        kind: "incident.created".into(),
+        services: services.iter().map(|s| s.to_string()).collect(),
+        at_ms,
+        subject: "Checkout is slow".into(),
+        text: "We are looking into it.".into(),
+        payload: serde_json::json!({"id": 1}),
+    }
+}
+
+fn audience(s: &dyn Store) {
+    let at = |ms: u64| UNIX_EPOCH + Duration::from_millis(ms);
+    // An e-mail subscription waits for its confirmation; a webhook is active.
+    let mail = s.subscribe(Channel::Email, "ops@example.com", &["checkout".into()], "ja", at(1_000)).unwrap();
+    assert_eq!(mail.subscription.state, SubscriptionState::Pending);
+    let confirm = mail.confirm_token.clone().unwrap();
+    let hook = s.subscribe(Channel::Webhook, "https://example.com/hook", &[], "en", at(1_000)).unwrap();
+    assert_eq!(hook.subscription.state, SubscriptionState::Active);
+    assert!(hook.subscription.secret.as_deref().is_some_and(|k| k.starts_with("whsec_")));
+    assert!(hook.confirm_token.is_none());
+    assert!(s.subscriptions().unwrap().iter().all(|x| x.confirm_hash.as_deref() != Some(confirm.as_str())));
+
+    // Only active subscribers hear of an event, once however often it is offered.
+    assert_eq!(s.enqueue(&note("incident.1.created", &["checkout"], 2_000), None, at(2_000)).unwrap(), 1);
+    assert_eq!(s.enqueue(&note("incident.1.created", &["checkout"], 2_000), None, at(2_001)).unwrap(), 0);
+    assert!(s.confirm_subscription("not-a-token", at(3_000)).unwrap().is_none());
+    let confirmed = s.confirm_subscription(&confirm, at(3_000)).unwrap().unwrap();
+    assert_eq!((confirmed.state, confirmed.confirmed_ms), (SubscriptionState::Active, Some(3_000)));
+    // Confirmed after the event: not told of it; told of the next one that concerns it.
+    assert_eq!(s.enqueue(&note("incident.1.created", &["checkout"], 2_000), None, at(3_001)).unwrap(), 0);
+    assert_eq!(s.enqueue(&note("incident.2.created", &["search"], 4_000), None, at(4_000)).unwrap(), 1);
+    assert_eq!(s.enqueue(&note("incident.3.created", &["checkout"], 5_000), None, at(5_000)).unwrap(), 2);
+    // A message to one subscriber whatever its state.
+    assert_eq!(s.enqueue(&note("confirm.9", &[], 5_000), Some(mail.subscription.id), at(5_000)).unwrap(), 1);
+
+    // Due deliveries, soonest first; a retry moves one later, a success ends it.
+    let due = s.due_deliveries(at(5_000), 100).unwrap();
+    assert_eq!(due.len(), 5, "{due:?}");
+    assert!(due.windows(2).all(|w| w[0].next_ms <= w[1].next_ms));
+    let first = due[0].clone();
+    s.record_attempt(first.id, &Attempt::Retry { at: at(60_000), error: "503".into() }, at(5_001)).unwrap();
+    assert!(s.due_deliveries(at(59_999), 100).unwrap().iter().all(|d| d.id != first.id));
+    let again = s.due_deliveries(at(60_000), 100).unwrap();
+    let retried = again.iter().find(|d| d.id == first.id).unwrap();
+    assert_eq!((retried.attempts, retried.last_error.as_deref()), (1, Some("503")));
+    s.record_attempt(first.id, &Attempt::Delivered, at(60_001)).unwrap();
+    s.record_attempt(first.id, &Attempt::Delivered, at(60_002)).unwrap();
+    assert!(s.due_deliveries(at(99_999), 100).unwrap().iter().all(|d| d.id != first.id));
+    let second = again.iter().find(|d| d.id != first.id).unwrap().id;
+    s.record_attempt(second, &Attempt::GiveUp { error: "a day of failures".into() }, at(70_000)).unwrap();
+    let all = s.deliveries().unwrap();
+    let state = |id| all.iter().find(|d| d.id == id).unwrap().state;
+    assert_eq!((state(first.id), state(second)), (DeliveryState::Delivered, DeliveryState::GivenUp));
+    assert_eq!(s.due_deliveries(at(99_999), 100).unwrap().len(), 3);
+
+    // Unsubscribing ends what is queued next.
+    let gone = s.unsubscribe(&hook.subscription.unsubscribe_token, at(80_000)).unwrap().unwrap();
+    assert_eq!(gone.state, SubscriptionState::Unsubscribed);
+    assert!(s.unsubscribe("nope", at(80_000)).unwrap().is_none());
+    assert_eq!(s.enqueue(&note("incident.4.created", &[], 90_000), None, at(90_000)).unwrap(), 1);
+
+    // Reports: drafted once, edited, published.
+    assert!(s.report(7).unwrap().is_none());
+    assert!(s.publish_report(7, "alice", at(1)).is_err());
+    assert!(s.draft_report(7, "draft", at(100)).unwrap());
+    assert!(!s.draft_report(7, "another draft", at(101)).unwrap());
+    let r = s.edit_report(7, "edited", "alice", at(200)).unwrap();
+    assert_eq!((r.body.as_str(), r.edited_by.as_deref(), r.published_ms), ("edited", Some("alice"), None));
+    let r = s.publish_report(7, "bob", at(300)).unwrap();
+    assert_eq!((r.published_ms, r.published_by.as_deref(), r.drafted_ms), (Some(300), Some("bob"), 100));
+    let r = s.edit_report(8, "written by hand", "carol", at(400)).unwrap();
+    assert_eq!(r.body, "written by hand");
+
+    // A customer token names its customer; no other token does.
+    s.create_token("acme-auditor", Role::Customer, Some("acme")).unwrap();
+    assert!(s.create_token("nobody", Role::Customer, None).is_err());
+    assert!(s.create_token("ops2", Role::Operator, Some("acme")).is_err());
+    let t = s.tokens().unwrap().into_iter().find(|t| t.name == "acme-auditor").unwrap();
+    assert_eq!((t.role, t.customer.as_deref()), (Role::Customer, Some("acme")));
 }
 
 fn journal(s: &dyn Store) {
@@ -108,10 +193,10 @@ fn journal(s: &dyn Store) {
 }
 
 fn controller(s: &dyn Store) {
-    let secret = s.create_token("alice", Role::Commander).unwrap();
-    assert!(s.create_token("alice", Role::Viewer).is_err(), "names are unique");
-    assert!(s.create_token("bad name", Role::Viewer).is_err());
-    s.create_token("bob", Role::Viewer).unwrap();
+    let secret = s.create_token("alice", Role::Commander, None).unwrap();
+    assert!(s.create_token("alice", Role::Viewer, None).is_err(), "names are unique");
+    assert!(s.create_token("bad name", Role::Viewer, None).is_err());
+    s.create_token("bob", Role::Viewer, None).unwrap();
     let t = s.authenticate(&secret).unwrap().expect("the secret authenticates");
     assert_eq!((t.name.as_str(), t.role), ("alice", Role::Commander));
     assert!(s.authenticate("drctl_wrong").unwrap().is_none());

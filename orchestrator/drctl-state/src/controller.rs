@@ -24,10 +24,13 @@ fn sha256_hex(data: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Roles, each including the ones before it (SPEC §9).
+/// Roles, each including the ones before it (SPEC §9), and below them
+/// all a customer's (SPEC §12): it sees its own contract page and nothing
+/// else of the operator API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    Customer,
     Viewer,
     Operator,
     Commander,
@@ -35,10 +38,11 @@ pub enum Role {
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::Viewer, Role::Operator, Role::Commander, Role::Admin];
+    pub const ALL: [Role; 5] = [Role::Customer, Role::Viewer, Role::Operator, Role::Commander, Role::Admin];
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Role::Customer => "customer",
             Role::Viewer => "viewer",
             Role::Operator => "operator",
             Role::Commander => "commander",
@@ -56,6 +60,9 @@ pub struct Token {
     pub id: i64,
     pub name: String,
     pub role: Role,
+    /// The customer a `customer` token sees (SPEC §12).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub customer: Option<String>,
     #[serde(skip)]
     pub hash: String,
     pub created_at: SystemTime,
@@ -237,9 +244,10 @@ fn list(json: &str) -> Vec<String> {
 impl Controller for Sqlite {
     // ---- tokens ----
 
-    fn create_token(&self, name: &str, role: Role) -> Result<String> {
+    fn create_token(&self, name: &str, role: Role, customer: Option<&str>) -> Result<String> {
         crate::offload(|| {
             check_token_name(name)?;
+            check_customer(role, customer)?;
             let secret = new_token_secret()?;
             let conn = self.conn();
             let exists: Option<i64> =
@@ -248,8 +256,8 @@ impl Controller for Sqlite {
                 return Err(Error::Invalid(format!("a token named `{name}` exists: revoke it or choose another name")));
             }
             conn.execute(
-                "INSERT INTO tokens (name, role, hash, created_ms) VALUES (?1, ?2, ?3, ?4)",
-                params![name, role.as_str(), token_hash(&secret), millis(SystemTime::now())],
+                "INSERT INTO tokens (name, role, hash, created_ms, customer) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![name, role.as_str(), token_hash(&secret), millis(SystemTime::now()), customer],
             )?;
             Ok(secret)
         })
@@ -258,8 +266,9 @@ impl Controller for Sqlite {
     fn tokens(&self) -> Result<Vec<Token>> {
         crate::offload(|| {
             let conn = self.conn();
-            let mut st = conn
-                .prepare("SELECT id, name, role, hash, created_ms, revoked_ms, last_used_ms FROM tokens ORDER BY id")?;
+            let mut st = conn.prepare(
+                "SELECT id, name, role, hash, created_ms, revoked_ms, last_used_ms, customer FROM tokens ORDER BY id",
+            )?;
             let rows = st.query_map([], |r| {
                 Ok(Token {
                     id: r.get(0)?,
@@ -272,6 +281,7 @@ impl Controller for Sqlite {
                     created_at: time(r.get(4)?),
                     revoked_at: r.get::<_, Option<i64>>(5)?.map(time),
                     last_used_at: r.get::<_, Option<i64>>(6)?.map(time),
+                    customer: r.get(7)?,
                 })
             })?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -676,6 +686,24 @@ pub(crate) fn check_token_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// A customer token names its customer; no other token names one.
+pub(crate) fn check_customer(role: Role, customer: Option<&str>) -> Result<()> {
+    match (role, customer) {
+        (Role::Customer, None) => {
+            Err(Error::Invalid("a customer token needs the customer it sees (`--customer NAME`)".into()))
+        }
+        (Role::Customer, Some(c)) if c.is_empty() || c.len() > 128 || c.chars().any(char::is_control) => {
+            Err(Error::Invalid(format!("customer name `{c}`: use 1-128 printable characters")))
+        }
+        (Role::Customer, Some(_)) => Ok(()),
+        (_, Some(_)) => Err(Error::Invalid(format!(
+            "only a customer token names a customer; a {} token sees every customer",
+            role.as_str()
+        ))),
+        (_, None) => Ok(()),
+    }
+}
+
 /// Recomputes an audit chain, oldest first; names the first entry that does not match.
 pub(crate) fn verify_chain(seal: &AuditSeal, entries: &[AuditEntry]) -> Result<Verified> {
     let mut prev = "0".repeat(64);
@@ -794,13 +822,13 @@ mod tests {
     #[test]
     fn tokens_are_stored_as_hashes_and_revocable() {
         let s = Sqlite::in_memory().unwrap();
-        let secret = s.create_token("ci", Role::Operator).unwrap();
+        let secret = s.create_token("ci", Role::Operator, None).unwrap();
         assert!(secret.starts_with("drctl_") && secret.len() == 70);
         let t = s.authenticate(&secret).unwrap().expect("valid");
         assert_eq!((t.name.as_str(), t.role), ("ci", Role::Operator));
         assert!(s.tokens().unwrap().iter().all(|t| t.hash != secret), "only the hash is kept");
         assert!(s.authenticate("drctl_nope").unwrap().is_none());
-        assert!(s.create_token("ci", Role::Admin).is_err(), "names are unique");
+        assert!(s.create_token("ci", Role::Admin, None).is_err(), "names are unique");
         s.revoke_token("ci").unwrap();
         assert!(s.authenticate(&secret).unwrap().is_none(), "revoked");
         assert!(Role::Commander > Role::Operator && Role::Operator > Role::Viewer);

@@ -228,6 +228,8 @@ struct TokenDoc {
     created_ms: i64,
     revoked_ms: Option<i64>,
     last_used_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    customer: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone)]
@@ -408,7 +410,7 @@ impl<K: Kv> KvStore<K> {
         &self.kv
     }
 
-    fn key(&self, rest: &str) -> String {
+    pub(crate) fn key(&self, rest: &str) -> String {
         format!("{}{rest}", self.prefix)
     }
 
@@ -437,7 +439,7 @@ impl<K: Kv> KvStore<K> {
     }
 
     /// Retries `attempt` until it commits (`Some`) or gives up.
-    fn retry<R>(&self, mut attempt: impl FnMut() -> Result<Option<R>>) -> Result<R> {
+    pub(crate) fn retry<R>(&self, mut attempt: impl FnMut() -> Result<Option<R>>) -> Result<R> {
         for _ in 0..TRIES {
             if let Some(r) = attempt()? {
                 return Ok(r);
@@ -471,7 +473,7 @@ impl<K: Kv> KvStore<K> {
     }
 
     /// The next number of a counter, with the check and op that take it.
-    fn next_seq(&self, name: &str) -> Result<(i64, Check, Op)> {
+    pub(crate) fn next_seq(&self, name: &str) -> Result<(i64, Check, Op)> {
         let key = self.key(&format!("seq/{name}"));
         let (n, version) = match self.get_doc::<i64>(&key)? {
             Some((n, v)) => (n + 1, Some(v)),
@@ -809,6 +811,7 @@ fn token_of(d: TokenDoc) -> Result<Token> {
         created_at: time(d.created_ms),
         revoked_at: d.revoked_ms.map(time),
         last_used_at: d.last_used_ms.map(time),
+        customer: d.customer,
     })
 }
 
@@ -846,8 +849,9 @@ impl<K: Kv> KvStore<K> {
 }
 
 impl<K: Kv> Controller for KvStore<K> {
-    fn create_token(&self, name: &str, role: Role) -> Result<String> {
+    fn create_token(&self, name: &str, role: Role, customer: Option<&str>) -> Result<String> {
         crate::controller::check_token_name(name)?;
+        crate::controller::check_customer(role, customer)?;
         let secret = new_token_secret()?;
         let name_key = self.key(&format!("token-name/{}", seg(name)));
         self.retry(|| {
@@ -863,6 +867,7 @@ impl<K: Kv> Controller for KvStore<K> {
                 created_ms: millis(SystemTime::now()),
                 revoked_ms: None,
                 last_used_ms: None,
+                customer: customer.map(str::to_string),
             };
             let ok = self.kv.commit(Txn {
                 checks: vec![check, Check::Absent(name_key.clone())],

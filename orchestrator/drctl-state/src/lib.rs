@@ -12,7 +12,7 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The default state URL (SPEC §6).
@@ -295,6 +295,18 @@ const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL,
         at_ms INTEGER NOT NULL
      );",
+    // 8: customers (SPEC §12): a token may belong to one customer; the
+    // subscriptions, the notification outbox and post-incident reports
+    // live in a key-value table, the same code as on etcd
+    // (`audience::SqliteKv`).
+    "ALTER TABLE tokens ADD COLUMN customer TEXT;
+     CREATE TABLE kv (
+        key TEXT PRIMARY KEY,
+        value BLOB NOT NULL,
+        version INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE kv_revision (n INTEGER NOT NULL);
+     INSERT INTO kv_revision (n) VALUES (0);",
 ];
 
 /// One RPO measurement of one datastore.
@@ -326,17 +338,21 @@ pub struct MultipartCheckpoint {
     pub parts: Vec<(i32, String)>,
 }
 
+pub mod audience;
 pub mod conformance;
 pub mod controller;
 pub mod journal;
 pub mod kv;
 pub mod store;
 
+pub use audience::Audience;
 pub use store::{Approval, Claim, Controller, Journal, ReplicatedObject, Samples, State, Store};
 
 /// The embedded SQLite backend of [`Store`].
 pub struct Sqlite {
-    conn: Mutex<Connection>,
+    conn: Arc<Mutex<Connection>>,
+    /// Subscriptions, the outbox and reports, on the `kv` table.
+    audience: kv::KvStore<audience::SqliteKv>,
     location: String,
     pub(crate) seal: controller::AuditSeal,
 }
@@ -391,7 +407,13 @@ impl Sqlite {
             tx.execute("INSERT INTO schema_version (version) VALUES (?1)", params![i as i64 + 1])?;
             tx.commit()?;
         }
-        Ok(Sqlite { conn: Mutex::new(conn), location, seal: Default::default() })
+        let conn = Arc::new(Mutex::new(conn));
+        let audience = kv::KvStore::new(audience::SqliteKv::new(conn.clone(), location.clone()), "/")?;
+        Ok(Sqlite { conn, audience, location, seal: Default::default() })
+    }
+
+    pub(crate) fn kv_part(&self) -> &kv::KvStore<audience::SqliteKv> {
+        &self.audience
     }
 
     pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {

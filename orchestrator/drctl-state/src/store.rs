@@ -110,7 +110,9 @@ pub trait Journal: Send + Sync {
 /// its metrics.
 pub trait Controller: Send + Sync {
     /// Stores a token (its hash only) and returns the secret, shown once.
-    fn create_token(&self, name: &str, role: Role) -> Result<String>;
+    /// A new token's secret (shown once); `customer` names the customer a
+    /// `customer` token sees, and only such a token names one.
+    fn create_token(&self, name: &str, role: Role, customer: Option<&str>) -> Result<String>;
 
     fn tokens(&self) -> Result<Vec<Token>>;
 
@@ -265,9 +267,9 @@ pub trait Samples: Send + Sync {
 }
 
 /// Everything a state backend stores; see the module documentation.
-pub trait Store: Journal + Controller + Samples {}
+pub trait Store: Journal + Controller + Samples + crate::Audience {}
 
-impl<T: Journal + Controller + Samples> Store for T {}
+impl<T: Journal + Controller + Samples + crate::Audience> Store for T {}
 
 /// The state store, whatever its backend.
 pub type State = dyn Store;

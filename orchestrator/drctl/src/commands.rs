@@ -179,7 +179,7 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
                 limits: limits.into(),
             })
         }
-        Command::Token(TokenArgs { file, cmd }) => crate::serve::token(&*ctx.state(&file)?, cmd),
+        Command::Token(TokenArgs { file, cmd }) => crate::serve::token(&*ctx.state(&file)?, &file, cmd),
         Command::Audit(AuditArgs { file, cmd }) => {
             let state = ctx.state(&file)?;
             match cmd {

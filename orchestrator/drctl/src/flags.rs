@@ -280,9 +280,15 @@ pub enum TokenCommand {
         /// The token's name (shown in the audit log), or its id to revoke.
         #[arg(long)]
         name: String,
-        /// viewer < operator < commander < admin; each includes the ones before.
-        #[arg(long, value_parser = ["viewer", "operator", "commander", "admin"])]
+        /// viewer < operator < commander < admin; each includes the ones
+        /// before. `customer` sees one customer's contract page and nothing
+        /// else (give `--customer`).
+        #[arg(long, value_parser = ["customer", "viewer", "operator", "commander", "admin"])]
         role: String,
+        /// The customer a `customer` token sees: a `customer:` of the
+        /// topology's `contracts`.
+        #[arg(long, value_name = "NAME")]
+        customer: Option<String>,
     },
     /// List tokens (never the secrets).
     List {

@@ -157,7 +157,7 @@ async fn start_controllers(lab: &Lab, ha: &mut Ha, dir: &Path) -> Result<(), Fai
 /// (kept in memory only; the store keeps its hash).
 fn drill_token(state: &drctl_state::State) -> Result<String, Failure> {
     state
-        .create_token(&format!("drill-{}", std::process::id()), drctl_state::controller::Role::Commander)
+        .create_token(&format!("drill-{}", std::process::id()), drctl_state::controller::Role::Commander, None)
         .map_err(|e| Failure::Runtime(e.into()))
 }
 

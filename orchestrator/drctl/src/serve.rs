@@ -77,18 +77,46 @@ pub fn serve(a: ServeArgs) -> Result<Outcome, Failure> {
     })
 }
 
-pub fn token(state: &State, cmd: TokenCommand) -> Result<Outcome, Failure> {
+/// A customer token must name a customer the topology has a contract
+/// with (when the topology can be read: the store may be used without it).
+fn check_customer(file: &std::path::Path, customer: &str) -> Result<(), Failure> {
+    let Ok(text) = drctl_core::yaml::read_file(file) else { return Ok(()) };
+    let Some(topology) = drctl_core::load_str(&text, file).topology else { return Ok(()) };
+    if topology.contracts.iter().any(|c| c.customer == customer) {
+        return Ok(());
+    }
+    let known: Vec<&str> = topology.contracts.iter().map(|c| c.customer.as_str()).collect();
+    Err(Failure::bad_input(format!(
+        "{} has no contract with customer `{customer}` ({}): a customer token sees one contract",
+        file.display(),
+        if known.is_empty() { "it has no `contracts`".to_string() } else { format!("customers: {}", known.join(", ")) }
+    )))
+}
+
+pub fn token(state: &State, file: &std::path::Path, cmd: TokenCommand) -> Result<Outcome, Failure> {
     match cmd {
-        TokenCommand::Create { name, role } => {
+        TokenCommand::Create { name, role, customer } => {
             let role = Role::parse(&role).ok_or_else(|| Failure::bad_input(format!("role `{role}`")))?;
+            if let Some(c) = customer.as_deref().filter(|_| role == Role::Customer) {
+                check_customer(file, c)?;
+            }
             crate::context::audit(
                 state,
                 "token.create",
                 &format!("token {name}"),
-                &serde_json::json!({"name": name, "role": role.as_str()}),
+                &serde_json::json!({"name": name, "role": role.as_str(), "customer": customer}),
             )?;
-            let secret = state.create_token(&name, role).map_err(|e| Failure::bad_input(e.to_string()))?;
-            eprintln!("token `{name}` ({}) created; it is shown once, keep it in a secret store:", role.as_str());
+            let secret =
+                state.create_token(&name, role, customer.as_deref()).map_err(|e| Failure::bad_input(e.to_string()))?;
+            match &customer {
+                Some(c) => {
+                    eprintln!("token `{name}` (customer {c}) created; it is shown once, give it to them safely:")
+                }
+                None => eprintln!(
+                    "token `{name}` ({}) created; it is shown once, keep it in a secret store:",
+                    role.as_str()
+                ),
+            }
             println!("{secret}");
             Ok(Outcome::Done)
         }
@@ -99,7 +127,7 @@ pub fn token(state: &State, cmd: TokenCommand) -> Result<Outcome, Failure> {
                     .iter()
                     .map(|t| {
                         serde_json::json!({
-                            "id": t.id, "name": t.name, "role": t.role.as_str(),
+                            "id": t.id, "name": t.name, "role": t.role.as_str(), "customer": t.customer,
                             "created_at": drctl_control::failover::rfc3339(t.created_at),
                             "revoked_at": t.revoked_at.map(drctl_control::failover::rfc3339),
                             "last_used_at": t.last_used_at.map(drctl_control::failover::rfc3339),
