@@ -16,7 +16,7 @@ use axum::{Extension, Json, Router};
 use drctl_control::declare::{self, Actor, IncidentPolicy, Recorded};
 use drctl_control::failover::{self, Declaration};
 use drctl_runtime::{CancellationToken, OnFailure};
-use drctl_state::controller::Role;
+use drctl_state::controller::{Role, Token};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -29,9 +29,9 @@ use std::time::{Duration, SystemTime};
 pub(crate) struct Remote(pub SocketAddr);
 
 /// An error answer: a status and a JSON body (`{"error": ...}` and more).
-struct ApiError {
-    status: StatusCode,
-    body: Value,
+pub(crate) struct ApiError {
+    pub status: StatusCode,
+    pub body: Value,
 }
 
 impl IntoResponse for ApiError {
@@ -44,21 +44,22 @@ impl IntoResponse for ApiError {
     }
 }
 
-type ApiResult = Result<Response, ApiError>;
+pub(crate) type ApiResult = Result<Response, ApiError>;
 
-fn problem(status: StatusCode, message: impl Into<String>) -> ApiError {
+pub(crate) fn problem(status: StatusCode, message: impl Into<String>) -> ApiError {
     ApiError { status, body: json!({ "error": message.into() }) }
 }
 
 /// The client network rule (`--allow`): 403 outside it.
-fn allowed(s: &Shared, remote: SocketAddr) -> Result<(), ApiError> {
+pub(crate) fn allowed(s: &Shared, remote: SocketAddr) -> Result<(), ApiError> {
     if !s.opts.allow.is_empty() && !s.opts.allow.iter().any(|c| c.contains(remote.ip())) {
         return Err(problem(StatusCode::FORBIDDEN, format!("{} may not use the operator API", remote.ip())));
     }
     Ok(())
 }
 
-fn authorize(s: &Shared, headers: &HeaderMap, remote: SocketAddr, need: Role) -> Result<Actor, ApiError> {
+/// The token a request presents (after the client network rule).
+pub(crate) fn token_of(s: &Shared, headers: &HeaderMap, remote: SocketAddr) -> Result<Token, ApiError> {
     allowed(s, remote)?;
     let token = headers
         .get(header::AUTHORIZATION)
@@ -69,12 +70,15 @@ fn authorize(s: &Shared, headers: &HeaderMap, remote: SocketAddr, need: Role) ->
         .ok_or_else(|| {
             problem(StatusCode::UNAUTHORIZED, "send `Authorization: Bearer TOKEN` (`drctl token create`)")
         })?;
-    let t = s
-        .opts
+    s.opts
         .state
         .authenticate(token)
         .map_err(|e| problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-        .ok_or_else(|| problem(StatusCode::UNAUTHORIZED, "unknown or revoked token"))?;
+        .ok_or_else(|| problem(StatusCode::UNAUTHORIZED, "unknown or revoked token"))
+}
+
+pub(crate) fn authorize(s: &Shared, headers: &HeaderMap, remote: SocketAddr, need: Role) -> Result<Actor, ApiError> {
+    let t = token_of(s, headers, remote)?;
     if t.role < need {
         return Err(problem(
             StatusCode::FORBIDDEN,
@@ -86,7 +90,7 @@ fn authorize(s: &Shared, headers: &HeaderMap, remote: SocketAddr, need: Role) ->
 
 /// Records a change in the audit log before it is made: a change the log
 /// cannot record is refused (503), never made unrecorded.
-fn audit(s: &Shared, who: &Actor, action: &str, target: &str, request: &Value) -> Result<(), ApiError> {
+pub(crate) fn audit(s: &Shared, who: &Actor, action: &str, target: &str, request: &Value) -> Result<(), ApiError> {
     declare::audit(&*s.opts.state, who, action, target, request).map_err(|e| {
         tracing::error!(error = %e, action, "the audit log cannot be written; the request is refused");
         problem(
@@ -110,8 +114,8 @@ fn bytes(content_type: &'static str, body: bytes::Bytes) -> Response {
 }
 
 #[derive(Deserialize)]
-struct LangQuery {
-    lang: Option<String>,
+pub(crate) struct LangQuery {
+    pub lang: Option<String>,
 }
 
 async fn index(Ax(s): Ax<Arc<Shared>>, Query(q): Query<LangQuery>, headers: HeaderMap) -> Response {
@@ -201,7 +205,7 @@ struct DrillRequest {
     experiment: String,
 }
 
-fn check_services(s: &Shared, services: &[String]) -> Result<(), ApiError> {
+pub(crate) fn check_services(s: &Shared, services: &[String]) -> Result<(), ApiError> {
     for n in services {
         if s.opts.topology.entity_id(n).is_none() {
             return Err(problem(StatusCode::UNPROCESSABLE_ENTITY, format!("`{n}` is not in the topology")));
@@ -210,7 +214,7 @@ fn check_services(s: &Shared, services: &[String]) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn bounded(field: &str, v: &str, max: usize) -> Result<(), ApiError> {
+pub(crate) fn bounded(field: &str, v: &str, max: usize) -> Result<(), ApiError> {
     if v.chars().count() > max {
         return Err(problem(StatusCode::UNPROCESSABLE_ENTITY, format!("`{field}` is over {max} characters")));
     }
@@ -223,11 +227,11 @@ fn parse_time(field: &str, v: &str) -> Result<SystemTime, ApiError> {
     })
 }
 
-fn internal(e: impl std::fmt::Display) -> ApiError {
+pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
     problem(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
-fn state_error(e: drctl_state::Error) -> ApiError {
+pub(crate) fn state_error(e: drctl_state::Error) -> ApiError {
     match e {
         drctl_state::Error::NotFound(m) | drctl_state::Error::NoSuchExecution(m) => problem(StatusCode::NOT_FOUND, m),
         drctl_state::Error::Invalid(m) => problem(StatusCode::UNPROCESSABLE_ENTITY, m),
@@ -790,10 +794,10 @@ async fn security_headers(req: Request<Body>, next: axum::middleware::Next) -> R
     let tls = req.extensions().get::<Tls>().is_some();
     let mut r = next.run(req).await;
     let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"),
-    );
+    // A page with its own policy (a self-contained report's inline style) keeps it.
+    h.entry(header::CONTENT_SECURITY_POLICY).or_insert(HeaderValue::from_static(
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    ));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
@@ -830,6 +834,7 @@ pub fn router(s: Arc<Shared>) -> Router {
         .route("/api/v1/drills", post(drill))
         .route("/api/v1/audit", get(audit_list))
         .route("/api/v1/leader", get(leader))
+        .merge(crate::audience::routes())
         .layer(axum::middleware::from_fn_with_state(s.clone(), to_the_leader))
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .layer(axum::middleware::from_fn_with_state(

@@ -52,7 +52,7 @@ fn impact(i: &Incident, v: &View) -> &'static str {
     }
 }
 
-fn incident_json(i: &Incident, v: &View, base_url: &str) -> Value {
+pub(crate) fn incident_json(i: &Incident, v: &View, base_url: &str) -> Value {
     let monitoring_at = i.updates.iter().rev().find(|u| u.status == "monitoring").map(|u| rfc3339(u.at));
     json!({
         "id": i.id.to_string(),
@@ -63,7 +63,7 @@ fn incident_json(i: &Incident, v: &View, base_url: &str) -> Value {
         "monitoring_at": monitoring_at,
         "resolved_at": i.resolved_at.map(rfc3339),
         "impact": impact(i, v),
-        "shortlink": format!("{base_url}#incident-{}", i.id),
+        "shortlink": format!("{base_url}/incidents/{}", i.id),
         "started_at": rfc3339(i.created_at),
         "page_id": v.name,
         "incident_updates": i.updates.iter().map(|u| json!({
@@ -172,7 +172,7 @@ pub fn atom(v: &View, base_url: &str) -> String {
         }
         let _ = write!(
             a,
-            r#"<entry><id>{0}/incidents/{1}</id><title>{2} [{3}]</title><updated>{4}</updated><published>{5}</published><link href="{0}/#incident-{1}"/><content type="html">{6}</content></entry>"#,
+            r#"<entry><id>{0}/incidents/{1}</id><title>{2} [{3}]</title><updated>{4}</updated><published>{5}</published><link href="{0}/incidents/{1}"/><content type="html">{6}</content></entry>"#,
             esc(base_url),
             i.id,
             esc(&i.title),

@@ -24,13 +24,19 @@
 //! to a follower is forwarded to the leader, or answered 503 naming it.
 
 mod api;
+mod audience;
+mod customers;
 pub mod feeds;
 mod limits;
+pub mod notify;
 pub mod page;
+mod reports;
 mod tls;
 pub mod view;
 
+pub use audience::subscriptions_json;
 pub use limits::Limits;
+pub use notify::NotifyOptions;
 
 use bytes::Bytes;
 use drctl_control::live::Clients;
@@ -122,6 +128,8 @@ pub struct Options {
     pub leadership: Option<Arc<dyn Leadership>>,
     /// What clients may take: connections, request rate, time.
     pub limits: Limits,
+    /// How subscribers are told (SPEC §12).
+    pub notify: NotifyOptions,
 }
 
 /// The name under which the leader publishes its latest status measurement.
@@ -152,6 +160,13 @@ pub(crate) struct Shared {
     pub render_lock: tokio::sync::Mutex<()>,
     /// The current leadership term's task center: `None` while following.
     pub leading: RwLock<Option<TaskCenter>>,
+    /// The latest view of the page (customer and incident pages, notifications).
+    pub view: RwLock<Option<Arc<view::View>>>,
+    /// For webhooks: no redirects (a receiver cannot bounce a delivery
+    /// elsewhere), a bounded wait.
+    pub http: reqwest::Client,
+    /// Per client address, for the unauthenticated subscribe endpoints.
+    pub subscribe_rate: limits::RateLimiter,
 }
 
 impl Shared {
@@ -166,6 +181,15 @@ impl Shared {
             tasks: TaskCenter::new(),
             render_lock: Default::default(),
             leading: RwLock::new(None),
+            view: RwLock::new(None),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(Duration::from_secs(10))
+                .user_agent(concat!("drctl/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .unwrap_or_default(),
+            // Five subscriptions at once from one address, then one a minute.
+            subscribe_rate: limits::RateLimiter::with(1.0 / 60.0, 5.0),
         }
     }
 
@@ -224,7 +248,7 @@ impl Shared {
                 (e.id, ents)
             })
             .collect();
-        let v = view::build(view::Inputs {
+        let mut v = view::build(view::Inputs {
             topo,
             status: latest.as_ref(),
             incidents: state.incidents().unwrap_or_default(),
@@ -255,6 +279,8 @@ impl Shared {
             }))
             .unwrap_or_default(),
         };
+        v.subscribe_form = self.opts.notify.smtp.is_some();
+        *self.view.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(v.clone()));
         let mut html = HashMap::new();
         for l in page::Lang::ALL {
             html.insert(l.code(), Bytes::from(page::render(&v, l)));
@@ -315,6 +341,7 @@ pub async fn export(
         id: String::new(),
         leadership: None,
         limits: Limits::default(),
+        notify: NotifyOptions::default(),
     };
     let shared = Shared::new(opts, base_url.into());
     shared.sample(&shared.opts.clients).await;
@@ -519,6 +546,11 @@ fn lead(shared: &Arc<Shared>, center: &TaskCenter) {
             }
         });
     }
+    // Subscribers told from the outbox; post-incident reports drafted.
+    center.spawn("notifier", OnFailure::Restart(Duration::from_secs(1)), {
+        let s = shared.clone();
+        move |stop| notify::run(s.clone(), stop)
+    });
     // Cron-scheduled drills.
     if !shared.opts.topology.drills.is_empty() {
         let s = shared.clone();
@@ -549,7 +581,7 @@ pub fn openapi() -> serde_json::Value {
     json!({
         "openapi": "3.1.0",
         "info": { "title": "drctl controller", "version": env!("CARGO_PKG_VERSION"),
-                  "description": "The public status page and the operator API of `drctl serve`. Roles include the ones before them: viewer < operator < commander < admin." },
+                  "description": "The public status page and the operator API of `drctl serve`. Roles include the ones before them: viewer < operator < commander < admin. A customer token sees only its customer's pages." },
         "paths": {
             "/": { "get": public("The status page (HTML; ?lang=en|ja or Accept-Language)", "text/html") },
             "/api/v1/status": { "get": public("Live status and RPO: per datastore the measured RPO against its target, per service health and the estimated RTO", "application/json") },
@@ -575,6 +607,25 @@ pub fn openapi() -> serde_json::Value {
             "/api/v1/executions/{id}/abort": { "parameters": id_param("id", "string"), "post": secured("commander", "Abort an execution", None, "200") },
             "/api/v1/drills": { "post": secured("operator", "Run a chaos experiment as a drill (202 with the drill id)", Some("Drill"), "202") },
             "/api/v1/audit": { "get": secured("admin", "The audit log", None, "200") },
+            "/api/v1/subscriptions": {
+                "post": { "summary": "Subscribe (no token; rate-limited per address): an e-mail address (pending until its confirmation link is followed) or a webhook (answers its signing secret once)",
+                    "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Subscribe" } } } },
+                    "responses": { "201": { "description": "subscribed" }, "422": err.clone(), "429": err.clone() } },
+                "get": secured("admin", "Every subscription with its state and deliveries (never a token or secret)", None, "200"),
+            },
+            "/subscribe": { "post": public("The status page's subscribe form (application/x-www-form-urlencoded: email, services repeated, lang)", "text/html") },
+            "/subscriptions/confirm/{token}": { "parameters": id_param("token", "string"), "get": public("Confirms an e-mail subscription (the link mailed)", "text/html") },
+            "/unsubscribe/{token}": { "parameters": id_param("token", "string"), "get": public("Ends a subscription (the link in every notification)", "text/html") },
+            "/incidents/{id}": { "parameters": id_param("id", "integer"), "get": public("An incident's page: its updates and published post-incident report", "text/html") },
+            "/api/v1/incidents/{id}/report": {
+                "parameters": id_param("id", "integer"),
+                "get": secured("viewer", "The post-incident report (drafted when the incident's execution ends)", None, "200"),
+                "put": secured("operator", "Write or replace the report's Markdown", Some("ReportEdit"), "200"),
+            },
+            "/api/v1/incidents/{id}/report/publish": { "parameters": id_param("id", "integer"), "post": secured("operator", "Publish the report on the incident's page", None, "200") },
+            "/customers/{name}": { "parameters": id_param("name", "string"), "get": secured("customer (that customer's token) or operator", "The customer's contract page (HTML; JSON with Accept: application/json)", None, "200") },
+            "/customers/{name}/assurance.json": { "parameters": id_param("name", "string"), "get": secured("customer (that customer's token) or operator", "The contract's evidence for auditors", None, "200") },
+            "/customers/{name}/assurance.html": { "parameters": id_param("name", "string"), "get": secured("customer (that customer's token) or operator", "The same evidence as a self-contained, printable page", None, "200") },
         },
         "components": {
             "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer", "description": "A token from `drctl token create`" } },
@@ -593,6 +644,11 @@ pub fn openapi() -> serde_json::Value {
                     "targets": { "type": "array", "items": { "type": "string" } }, "reason": { "type": "string" },
                     "dry_run": { "type": "boolean" }, "force": { "type": "boolean" }, "parallel": { "type": "integer", "minimum": 1 } } },
                 "Approve": { "type": "object", "required": ["step"], "properties": { "step": { "type": "string" } } },
+                "Subscribe": { "type": "object", "properties": {
+                    "email": { "type": "string", "format": "email" }, "webhook": { "type": "string", "format": "uri" },
+                    "services": { "type": "array", "items": { "type": "string" }, "description": "none: every service" },
+                    "lang": { "enum": ["en", "ja"] } } },
+                "ReportEdit": { "type": "object", "required": ["body"], "properties": { "body": { "type": "string", "maxLength": 60000, "description": "Markdown" } } },
                 "Drill": { "type": "object", "required": ["experiment"], "properties": { "experiment": { "type": "string", "description": "a relative path, e.g. chaos/lab-zone-outage.yaml" } } },
             },
         },

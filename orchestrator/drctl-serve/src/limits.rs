@@ -56,7 +56,12 @@ pub(crate) struct RateLimiter {
 
 impl RateLimiter {
     pub(crate) fn new(per_s: u32) -> RateLimiter {
-        RateLimiter { per_s: f64::from(per_s), burst: 2.0 * f64::from(per_s), buckets: Mutex::default() }
+        RateLimiter::with(f64::from(per_s), 2.0 * f64::from(per_s))
+    }
+
+    /// `per_s` on average (may be below one), bursts up to `burst`.
+    pub(crate) fn with(per_s: f64, burst: f64) -> RateLimiter {
+        RateLimiter { per_s, burst, buckets: Mutex::default() }
     }
 
     /// Takes one request from `ip`'s bucket, or says how long until one is there.

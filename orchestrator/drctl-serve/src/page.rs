@@ -84,6 +84,14 @@ struct Words {
     unknown_why: &'static str,
     affects: &'static str,
     split_brain: &'static str,
+    subscribe: &'static str,
+    subscribe_explain: &'static str,
+    email: &'static str,
+    every_service: &'static str,
+    subscribe_button: &'static str,
+    report: &'static str,
+    back: &'static str,
+    incident: &'static str,
 }
 
 const EN: Words = Words {
@@ -126,6 +134,14 @@ const EN: Words = Words {
     unknown_why: "not measured: no replica answers, or the primary is down; nothing proves the data is protected",
     affects: "Affects",
     split_brain: "two copies accept writes at once: recent data may diverge; our engineers are on it",
+    subscribe: "Get notified",
+    subscribe_explain: "We e-mail you when an incident opens, changes or ends, and about maintenance. We send a confirmation link first; every message has an unsubscribe link.",
+    email: "E-mail address",
+    every_service: "Tick none to follow every service.",
+    subscribe_button: "Subscribe",
+    report: "Post-incident report",
+    back: "All systems",
+    incident: "Incident",
 };
 
 const JA: Words = Words {
@@ -168,6 +184,14 @@ const JA: Words = Words {
     unknown_why: "計測できません：応答するレプリカがないか、プライマリが停止しています。データが保護されている保証はありません",
     affects: "影響範囲",
     split_brain: "二つのコピーが同時に書き込みを受け付けています。直近のデータが食い違う恐れがあり、対応中です",
+    subscribe: "通知を受け取る",
+    subscribe_explain: "インシデントの発生・更新・解決とメンテナンスをメールでお知らせします。最初に確認用のリンクをお送りします。すべてのメールに配信停止のリンクがあります。",
+    email: "メールアドレス",
+    every_service: "選択しない場合は、すべてのサービスが対象です。",
+    subscribe_button: "購読する",
+    report: "事後報告書",
+    back: "稼働状況に戻る",
+    incident: "インシデント",
 };
 
 fn words(lang: Lang) -> &'static Words {
@@ -175,6 +199,11 @@ fn words(lang: Lang) -> &'static Words {
         Lang::En => &EN,
         Lang::Ja => &JA,
     }
+}
+
+/// A service state in plain English (the customer pages are in English).
+pub fn state_words(s: State) -> &'static str {
+    EN.states[state_index(s)]
 }
 
 fn state_index(s: State) -> usize {
@@ -302,7 +331,7 @@ fn objective(value: Option<f64>, target: Option<f64>, w: &Words) -> String {
 fn incident_html(out: &mut String, i: &Incident, w: &Words) {
     let _ = write!(
         out,
-        r#"<article class="card" id="incident-{}"><h3>{}</h3><p class="meta"><span class="st">{}</span>"#,
+        r#"<article class="card" id="incident-{0}"><h3><a href="/incidents/{0}">{1}</a></h3><p class="meta"><span class="st">{2}</span>"#,
         i.id,
         esc(&i.title),
         esc(status_word(w, &i.status))
@@ -322,6 +351,166 @@ fn incident_html(out: &mut String, i: &Incident, w: &Words) {
         );
     }
     out.push_str("</ol></article>");
+}
+
+/// The subscribe form: a plain POST, no script (SPEC §12).
+fn subscribe_form(h: &mut String, v: &View, lang: Lang, w: &Words) {
+    let _ = write!(
+        h,
+        r#"<section aria-labelledby="h-sub"><h2 id="h-sub">{}</h2><p class="meta">{}</p><form method="post" action="/subscribe" class="card"><input type="hidden" name="lang" value="{}"><p><label>{} <input type="email" name="email" required maxlength="254" autocomplete="email"></label></p><fieldset><legend>{}</legend>"#,
+        w.subscribe,
+        w.subscribe_explain,
+        lang.code(),
+        w.email,
+        w.services
+    );
+    for s in &v.services {
+        let _ = write!(h, r#"<label><input type="checkbox" name="services" value="{0}"> {0}</label> "#, esc(&s.name));
+    }
+    let _ = write!(
+        h,
+        r#"<p class="meta">{}</p></fieldset><p><button type="submit">{}</button></p></form></section>"#,
+        w.every_service, w.subscribe_button
+    );
+}
+
+/// The head of a page of this site, and its closing.
+fn shell(title: &str, lang: Lang, body: &str) -> String {
+    format!(
+        r#"<!doctype html><html lang="{}"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><title>{}</title><link rel="stylesheet" href="/static/status.css"></head><body><main>{body}</main></body></html>"#,
+        lang.code(),
+        esc(title)
+    )
+}
+
+/// A one-message page (a subscription confirmed, an unsubscribe done).
+pub fn message(page: &str, heading: &str, text: &str, lang: Lang) -> String {
+    let w = words(lang);
+    shell(
+        &format!("{page} · {heading}"),
+        lang,
+        &format!(
+            r#"<header><h1>{}</h1></header><p class="card">{}</p><p><a href="/?lang={}">{}</a></p>"#,
+            esc(heading),
+            esc(text),
+            lang.code(),
+            w.back
+        ),
+    )
+}
+
+/// `/incidents/ID`: one incident, its updates and its published report.
+pub fn incident_page(v: &View, i: &Incident, report: Option<&str>, lang: Lang) -> String {
+    let w = words(lang);
+    let mut body = format!(
+        r#"<header><h1>{} · {} {}</h1><nav><a href="/?lang={}">{}</a></nav></header>"#,
+        esc(&v.name),
+        w.incident,
+        i.id,
+        lang.code(),
+        w.back
+    );
+    incident_html(&mut body, i, w);
+    if let Some(r) = report {
+        let _ = write!(body, r#"<section class="card report" aria-label="{}">{}</section>"#, w.report, markdown(r));
+    }
+    shell(&format!("{} · {}", v.name, i.title), lang, &body)
+}
+
+/// The Markdown that drafted reports use (headings, lists, tables,
+/// paragraphs, `code`, **bold**, *emphasis*), every text escaped.
+pub fn markdown(src: &str) -> String {
+    fn inline(s: &str) -> String {
+        let mut out = String::new();
+        let mut rest = esc(s);
+        for (mark, open, close) in [("**", "<strong>", "</strong>"), ("`", "<code>", "</code>"), ("*", "<em>", "</em>")]
+        {
+            let mut acc = String::new();
+            let parts: Vec<&str> = rest.split(mark).collect();
+            if parts.len() >= 3 {
+                for (n, p) in parts.iter().enumerate() {
+                    if n > 0 {
+                        let closing = n % 2 == 0;
+                        if !closing && n == parts.len() - 1 {
+                            acc.push_str(mark);
+                        } else {
+                            acc.push_str(if closing { close } else { open });
+                        }
+                    }
+                    acc.push_str(p);
+                }
+                rest = acc;
+            }
+        }
+        out.push_str(&rest);
+        out
+    }
+    let mut h = String::new();
+    let mut in_list = false;
+    let mut in_table = false;
+    let mut para: Vec<&str> = Vec::new();
+    let flush = |h: &mut String, para: &mut Vec<&str>| {
+        if !para.is_empty() {
+            let _ = write!(h, "<p>{}</p>", inline(&para.join(" ")));
+            para.clear();
+        }
+    };
+    for line in src.lines() {
+        let t = line.trim();
+        let is_item = t.starts_with("- ");
+        let is_row = t.starts_with('|');
+        if in_list && !is_item {
+            h.push_str("</ul>");
+            in_list = false;
+        }
+        if in_table && !is_row {
+            h.push_str("</tbody></table>");
+            in_table = false;
+        }
+        if t.is_empty() {
+            flush(&mut h, &mut para);
+        } else if let Some(level) = (1..=4).find(|n| t.starts_with(&format!("{} ", "#".repeat(*n)))) {
+            flush(&mut h, &mut para);
+            let _ = write!(h, "<h{n}>{}</h{n}>", inline(t[level + 1..].trim()), n = level + 1);
+        } else if is_item {
+            flush(&mut h, &mut para);
+            if !in_list {
+                h.push_str("<ul>");
+                in_list = true;
+            }
+            let _ = write!(h, "<li>{}</li>", inline(&t[2..]));
+        } else if is_row {
+            flush(&mut h, &mut para);
+            let cells: Vec<&str> = t.trim_matches('|').split('|').map(str::trim).collect();
+            if cells.iter().all(|c| !c.is_empty() && c.chars().all(|ch| ch == '-' || ch == ':')) {
+                continue;
+            }
+            if !in_table {
+                h.push_str("<table><thead><tr>");
+                for c in &cells {
+                    let _ = write!(h, r#"<th scope="col">{}</th>"#, inline(c));
+                }
+                h.push_str("</tr></thead><tbody>");
+                in_table = true;
+                continue;
+            }
+            h.push_str("<tr>");
+            for c in &cells {
+                let _ = write!(h, "<td>{}</td>", inline(c));
+            }
+            h.push_str("</tr>");
+        } else {
+            para.push(t);
+        }
+    }
+    flush(&mut h, &mut para);
+    if in_list {
+        h.push_str("</ul>");
+    }
+    if in_table {
+        h.push_str("</tbody></table>");
+    }
+    h
 }
 
 pub fn render(v: &View, lang: Lang) -> String {
@@ -469,9 +658,13 @@ pub fn render(v: &View, lang: Lang) -> String {
     for i in &v.past_incidents {
         incident_html(&mut h, i, w);
     }
+    h.push_str("</section>");
+    if v.subscribe_form {
+        subscribe_form(&mut h, v, lang, w);
+    }
     let _ = write!(
         h,
-        r#"</section><footer>drctl · <time datetime="{}">{}</time></footer></main></body></html>"#,
+        r#"<footer>drctl · <time datetime="{}">{}</time></footer></main></body></html>"#,
         rfc3339(v.now),
         when(v.now)
     );
@@ -488,6 +681,15 @@ mod tests {
         assert_eq!(Lang::pick(None, Some("fr-FR,ja;q=0.8,en;q=0.5")), Lang::Ja);
         assert_eq!(Lang::pick(None, Some("en-GB,ja;q=0.9")), Lang::En);
         assert_eq!(Lang::pick(Some("xx"), None), Lang::En);
+    }
+
+    #[test]
+    fn markdown_is_escaped_and_structured() {
+        let h = markdown("# Report <x>\n\n- **who** did `it`\n\n| a | b |\n|---|---|\n| 1 | <2> |\n\ntext *here*");
+        assert_eq!(
+            h,
+            "<h2>Report &lt;x&gt;</h2><ul><li><strong>who</strong> did <code>it</code></li></ul><table><thead><tr><th scope=\"col\">a</th><th scope=\"col\">b</th></tr></thead><tbody><tr><td>1</td><td>&lt;2&gt;</td></tr></tbody></table><p>text <em>here</em></p>"
+        );
     }
 
     #[test]

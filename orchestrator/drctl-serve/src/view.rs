@@ -77,6 +77,9 @@ pub struct View {
     pub running_executions: Vec<(String, Vec<String>)>,
     /// Health checks in a fully sampled day (from the sampling interval).
     pub expected_checks_per_day: i64,
+    /// Whether the page offers the subscribe form (a controller that
+    /// sends e-mail; never an exported copy).
+    pub subscribe_form: bool,
 }
 
 pub const UPTIME_DAYS: i64 = 90;
@@ -86,7 +89,7 @@ fn day_of(t: SystemTime) -> i64 {
 }
 
 /// The datastores a service depends on, directly or through other services.
-fn datastores_under(topo: &Topology, id: usize) -> Vec<usize> {
+pub(crate) fn datastores_under(topo: &Topology, id: usize) -> Vec<usize> {
     let mut seen = vec![false; topo.entities.len()];
     let mut stack = vec![id];
     let mut out = Vec::new();
@@ -102,6 +105,35 @@ fn datastores_under(topo: &Topology, id: usize) -> Vec<usize> {
         }
     }
     out
+}
+
+/// What a drill measured for one service (`deps`: the datastores under
+/// it); `None` when the drill did not cover it.
+pub(crate) fn drill_result(
+    topo: &Topology,
+    service: &str,
+    deps: &[usize],
+    row: &DrillRow,
+    rep: &serde_json::Value,
+) -> Option<LastDrill> {
+    let s = rep["services"].as_array()?.iter().find(|s| s["name"] == service)?;
+    let ds: Vec<&serde_json::Value> = rep["datastores"]
+        .as_array()
+        .map(|a| a.iter().filter(|d| deps.iter().any(|x| d["name"] == topo.entity(*x).name.as_str())).collect())
+        .unwrap_or_default();
+    let rpo =
+        ds.iter().filter_map(|d| d["rpo_s"].as_f64()).fold(None, |a: Option<f64>, x| Some(a.map_or(x, |a| a.max(x))));
+    let lost = ds.iter().filter_map(|d| d["lost_writes"].as_u64()).reduce(|a, b| a + b);
+    let passed = s["meets_rto"] == true && ds.iter().all(|d| d["meets_rpo"] == true);
+    Some(LastDrill {
+        id: row.id.clone(),
+        experiment: row.experiment.clone(),
+        at: row.finished_at.unwrap_or(row.started_at),
+        rto_s: s["rto_s"].as_f64(),
+        rpo_s: rpo,
+        lost_writes: lost,
+        passed,
+    })
 }
 
 pub struct Inputs<'a> {
@@ -160,28 +192,7 @@ pub fn build(i: Inputs) -> View {
             _ if in_incident || objectives_missed => State::DegradedPerformance,
             _ => State::Operational,
         };
-        let last_drill = drills.iter().find_map(|(row, rep)| {
-            let s = rep["services"].as_array()?.iter().find(|s| s["name"] == e.name.as_str())?;
-            let ds: Vec<&serde_json::Value> = rep["datastores"]
-                .as_array()
-                .map(|a| a.iter().filter(|d| deps.iter().any(|x| d["name"] == topo.entity(*x).name.as_str())).collect())
-                .unwrap_or_default();
-            let rpo = ds
-                .iter()
-                .filter_map(|d| d["rpo_s"].as_f64())
-                .fold(None, |a: Option<f64>, x| Some(a.map_or(x, |a| a.max(x))));
-            let lost = ds.iter().filter_map(|d| d["lost_writes"].as_u64()).reduce(|a, b| a + b);
-            let passed = s["meets_rto"] == true && ds.iter().all(|d| d["meets_rpo"] == true);
-            Some(LastDrill {
-                id: row.id.clone(),
-                experiment: row.experiment.clone(),
-                at: row.finished_at.unwrap_or(row.started_at),
-                rto_s: s["rto_s"].as_f64(),
-                rpo_s: rpo,
-                lost_writes: lost,
-                passed,
-            })
-        });
+        let last_drill = drills.iter().find_map(|(row, rep)| drill_result(topo, &e.name, &deps, row, rep));
         let days = i.uptime.get(&e.name).cloned().unwrap_or_default();
         let uptime: Vec<UptimeDay> = (today - UPTIME_DAYS + 1..=today)
             .map(|d| days.iter().find(|x| x.day == d).copied().unwrap_or(UptimeDay { day: d, checks: 0, healthy: 0 }))
@@ -218,5 +229,6 @@ pub fn build(i: Inputs) -> View {
         maintenance: i.maintenance.into_iter().filter(|m| m.ends_at > i.now).collect(),
         running_executions: i.running_executions,
         expected_checks_per_day: i.expected_checks_per_day,
+        subscribe_form: false,
     }
 }

@@ -424,23 +424,42 @@ pub fn moto_server() -> PathBuf {
     {
         return p;
     }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/moto-venv");
-    let exe = venv.join("bin/moto_server");
-    if !exe.exists() {
-        let lock = venv.with_extension("lock");
-        // One test process installs; the others wait for it.
-        let started = Instant::now();
-        while std::fs::create_dir(&lock).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(600),
-                "waited 10 minutes for another process to install moto"
-            );
-            if exe.exists() {
-                return exe;
-            }
-            std::thread::sleep(Duration::from_millis(500));
+    venv("moto-venv", &[MOTO_REQUIREMENT]).join("bin/moto_server")
+}
+
+/// The Python packages the notification tests talk to drctl with: a real
+/// SMTP server and the Standard Webhooks reference library.
+pub const NOTIFY_REQUIREMENTS: [&str; 2] = ["aiosmtpd==1.4.6", "standardwebhooks==1.3.0"];
+
+/// A Python with [`NOTIFY_REQUIREMENTS`] installed (a virtualenv made once
+/// under the target folder).
+pub fn notify_python() -> PathBuf {
+    venv("notify-venv", &NOTIFY_REQUIREMENTS).join("bin/python")
+}
+
+/// A virtualenv under the target folder with `requirements` installed,
+/// made once: one test process installs, the others wait for it.
+pub fn venv(name: &str, requirements: &[&str]) -> PathBuf {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target").join(name);
+    let done = venv.join(".drctl-installed");
+    let want = requirements.join("\n");
+    if std::fs::read_to_string(&done).is_ok_and(|d| d == want) {
+        return venv;
+    }
+    let lock = venv.with_extension("lock");
+    let started = Instant::now();
+    while std::fs::create_dir(&lock).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "waited 10 minutes for another process to install {name}"
+        );
+        if std::fs::read_to_string(&done).is_ok_and(|d| d == want) {
+            return venv;
         }
-        if !exe.exists() {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    if !std::fs::read_to_string(&done).is_ok_and(|d| d == want) {
+        if !venv.join("bin/pip").exists() {
             run(
                 {
                     let mut c = Command::new("python3");
@@ -449,18 +468,19 @@ pub fn moto_server() -> PathBuf {
                 },
                 "python3 -m venv",
             );
-            run(
-                {
-                    let mut c = Command::new(venv.join("bin/pip"));
-                    c.args(["install", "-q", MOTO_REQUIREMENT]);
-                    c
-                },
-                "pip install moto[server]",
-            );
         }
-        let _ = std::fs::remove_dir(&lock);
+        run(
+            {
+                let mut c = Command::new(venv.join("bin/pip"));
+                c.args(["install", "-q"]).args(requirements);
+                c
+            },
+            &format!("pip install {}", requirements.join(" ")),
+        );
+        std::fs::write(&done, &want).expect("mark the virtualenv installed");
     }
-    exe
+    let _ = std::fs::remove_dir(&lock);
+    venv
 }
 
 impl Moto {

@@ -155,6 +155,7 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             advertise,
             lease_ttl,
             limits,
+            notify,
         } => {
             let topo = load(&file.path, &style)?;
             let wiring = ctx.wiring(&file.path);
@@ -177,7 +178,11 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
                 base_url,
                 shutdown_deadline,
                 limits: limits.into(),
+                notify: notify.into(),
             })
+        }
+        Command::Subscriptions(SubscriptionsArgs { file, cmd: SubscriptionsCommand::List { output } }) => {
+            crate::serve::subscriptions_list(&*ctx.state(&file)?, output == Output::Json)
         }
         Command::Token(TokenArgs { file, cmd }) => crate::serve::token(&*ctx.state(&file)?, &file, cmd),
         Command::Audit(AuditArgs { file, cmd }) => {

@@ -33,6 +33,9 @@ pub enum Shell {
     Fish,
 }
 
+// Parsed once per process and matched at once: the size of the largest
+// variant (`serve`'s flags) costs nothing worth boxing for.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check a topology file and every runbook it references; report every problem at once.
@@ -203,9 +206,13 @@ pub enum Command {
         lease_ttl: std::time::Duration,
         #[command(flatten)]
         limits: LimitArgs,
+        #[command(flatten)]
+        notify: NotifyArgs,
     },
     /// API tokens for the controller's operator API.
     Token(TokenArgs),
+    /// Who the status page tells: e-mail and webhook subscriptions.
+    Subscriptions(SubscriptionsArgs),
     /// The append-only, hash-chained audit log.
     Audit(AuditArgs),
     /// The status page, for hosting elsewhere.
@@ -451,6 +458,61 @@ pub enum BenchCommand {
         /// Entities per generated topology.
         #[arg(long, default_value_t = 300)]
         entities: usize,
+    },
+}
+
+/// How the controller tells subscribers (e-mail, webhooks).
+#[derive(Debug, Args)]
+pub struct NotifyArgs {
+    /// The SMTP server e-mail goes through: smtp://HOST:PORT, or smtps://HOST:PORT for TLS; credentials as
+    /// smtp://USER@HOST:PORT with the password in DRCTL_SMTP_PASSWORD. Without it, e-mail subscriptions are refused.
+    #[arg(long, value_name = "URL")]
+    pub smtp: Option<String>,
+    /// The From: of the e-mails drctl sends.
+    #[arg(long, default_value = "drctl <status@localhost>", value_name = "ADDRESS")]
+    pub smtp_from: String,
+    /// The first retry of a failed delivery; each next waits twice as long (up to an hour); given up after a day.
+    #[arg(long, default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub notify_retry: std::time::Duration,
+    /// How often the outbox of notifications is read.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    pub notify_every: std::time::Duration,
+    /// Let webhooks point at loopback and private addresses (a private deployment; off, an anonymous subscriber
+    /// could make the controller POST into its own network).
+    #[arg(long)]
+    pub allow_private_webhooks: bool,
+}
+
+impl From<NotifyArgs> for drctl_serve::NotifyOptions {
+    fn from(a: NotifyArgs) -> drctl_serve::NotifyOptions {
+        drctl_serve::NotifyOptions {
+            smtp: a.smtp,
+            from: a.smtp_from,
+            every: a.notify_every.max(std::time::Duration::from_millis(100)),
+            retry_first: a.notify_retry,
+            allow_private_webhooks: a.allow_private_webhooks,
+            ..Default::default()
+        }
+    }
+}
+
+/// The topology only decides the state store: a lab's topology means the lab's.
+#[derive(Debug, Args)]
+pub struct SubscriptionsArgs {
+    /// The topology file; a lab's topology means the lab's state store.
+    #[arg(short = 'f', long = "file", global = true, default_value = "drctl.yaml", value_name = "FILE")]
+    pub file: PathBuf,
+    #[command(subcommand)]
+    pub cmd: SubscriptionsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SubscriptionsCommand {
+    /// Every subscription: its state (pending, active, unsubscribed), whether deliveries fail, how many went out.
+    List {
+        /// Text for people, JSON for scripts.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
     },
 }
 

@@ -24,6 +24,7 @@ pub struct ServeArgs {
     pub base_url: Option<String>,
     pub shutdown_deadline: Duration,
     pub limits: drctl_serve::Limits,
+    pub notify: drctl_serve::NotifyOptions,
 }
 
 fn serve_error(e: drctl_serve::Error) -> Failure {
@@ -60,6 +61,7 @@ pub fn serve(a: ServeArgs) -> Result<Outcome, Failure> {
         id: a.id,
         leadership: a.leadership,
         limits: a.limits,
+        notify: a.notify,
     };
     let deadline = opts.shutdown_deadline;
     crate::context::runtime()?.block_on(async move {
@@ -91,6 +93,45 @@ fn check_customer(file: &std::path::Path, customer: &str) -> Result<(), Failure>
         file.display(),
         if known.is_empty() { "it has no `contracts`".to_string() } else { format!("customers: {}", known.join(", ")) }
     )))
+}
+
+/// `drctl subscriptions list`.
+pub fn subscriptions_list(state: &State, json: bool) -> Result<Outcome, Failure> {
+    let all = drctl_serve::subscriptions_json(state).map_err(|e| Failure::Runtime(e.into()))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&all).map_err(anyhow::Error::from)?);
+        return Ok(Outcome::Done);
+    }
+    let rows = all.as_array().cloned().unwrap_or_default();
+    if rows.is_empty() {
+        println!("no subscriptions (the status page's form, or POST /api/v1/subscriptions)");
+        return Ok(Outcome::Done);
+    }
+    println!(
+        "{:>4}  {:<8} {:<13} {:<40} {:>9} {:>7} {:>8}  LAST ERROR",
+        "ID", "CHANNEL", "STATE", "TO", "DELIVERED", "PENDING", "GIVEN UP"
+    );
+    for r in rows {
+        let state = match (r["state"].as_str().unwrap_or("?"), r["failing"] == true) {
+            ("active", true) => "active,failing".to_string(),
+            (s, _) => s.to_string(),
+        };
+        let to = r["target"].as_str().unwrap_or_default();
+        let services = r["services"].as_array().map(|a| a.len()).unwrap_or(0);
+        let to = if services == 0 { to.to_string() } else { format!("{to} ({services} services)") };
+        println!(
+            "{:>4}  {:<8} {:<13} {:<40} {:>9} {:>7} {:>8}  {}",
+            r["id"],
+            r["channel"].as_str().unwrap_or_default(),
+            state,
+            to,
+            r["deliveries"]["delivered"],
+            r["deliveries"]["pending"],
+            r["deliveries"]["given_up"],
+            r["last_error"].as_str().unwrap_or("-")
+        );
+    }
+    Ok(Outcome::Done)
 }
 
 pub fn token(state: &State, file: &std::path::Path, cmd: TokenCommand) -> Result<Outcome, Failure> {

@@ -7,58 +7,11 @@
 
 use drctl_testkit::{free_port, PgPair, TestCa};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn drctl(dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_drctl"));
-    c.current_dir(dir).env("DRCTL_STATE", format!("sqlite://{}/state.db", dir.display()));
-    c
-}
-
-fn show(o: &Output) -> String {
-    format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(dir: &Path, extra: &[&str], scheme: &str) -> Server {
-    let port = free_port();
-    let child = drctl(dir)
-        .args(["serve", "-f", "drctl.yaml", "--sample-every", "300ms", "--listen", &format!("127.0.0.1:{port}")])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let base = format!("{scheme}://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "serve did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Server { child, base }
-}
-
-fn token(dir: &Path, name: &str, role: &str) -> String {
-    let out = drctl(dir).args(["token", "create", "--name", name, "--role", role]).output().unwrap();
-    assert!(out.status.success(), "{}", show(&out));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn client() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().unwrap()
-}
+mod common;
+use common::*;
 
 fn topology(dir: &Path, pg: &PgPair) {
     std::fs::write(dir.join("drctl.yaml"), pg.shop_topology("    failover: { estimate: 5s, max_lag: 1h }\n", ""))
@@ -67,58 +20,6 @@ fn topology(dir: &Path, pg: &PgPair) {
 
 fn status_json(c: &reqwest::blocking::Client, base: &str) -> serde_json::Value {
     c.get(format!("{base}/api/v1/status")).send().unwrap().json().unwrap()
-}
-
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn chromium() -> Option<PathBuf> {
-    ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-}
-
-/// The page as Chromium renders it (DOM after parsing), plus a screenshot.
-fn render(browser: &Path, url: &str, shot: &Path) -> String {
-    let profile = std::env::temp_dir().join(format!(
-        "drctl-chromium-{}-{}",
-        std::process::id(),
-        shot.file_stem().unwrap().to_string_lossy()
-    ));
-    let common = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-    ];
-    let out = Command::new(browser)
-        .args(common)
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg("--window-size=1000,1600")
-        .arg(format!("--screenshot={}", shot.display()))
-        .arg(url)
-        .output()
-        .unwrap();
-    assert!(shot.exists() && std::fs::metadata(shot).unwrap().len() > 10_000, "screenshot: {}", show(&out));
-    let dom = Command::new(browser)
-        .args(common)
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg("--dump-dom")
-        .arg(url)
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_dir_all(profile);
-    String::from_utf8_lossy(&dom.stdout).to_string()
 }
 
 #[test]
@@ -629,7 +530,7 @@ fn the_audit_log_is_sealed_and_a_change_it_cannot_record_is_refused() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let server = Server { child, base: format!("http://127.0.0.1:{port}") };
+    let server = Server { child, base: format!("http://127.0.0.1:{port}"), port };
     wait_for("serve listening", 30, || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
     let c = client();
     let r = c

@@ -1,0 +1,494 @@
+//! HTTP for the people the page is for (SPEC §12): subscribing (JSON, and
+//! the page's form), confirming and unsubscribing, incident pages, customer
+//! pages, and the operators' side of it (subscriptions, post-incident
+//! reports).
+//!
+//! The subscribe endpoints need no token, so they are rate-limited per
+//! client address on top of the server's limit, bounded in size, and never
+//! make the controller contact an address of its own network (webhooks).
+//! A subscription is not audited: the audit log is for operators' changes,
+//! and an anonymous client must not be able to flood it.
+
+use crate::api::{
+    audit, authorize, bounded, check_services, problem, state_error, token_of, ApiError, ApiResult, LangQuery, Remote,
+};
+use crate::page::{self, Lang};
+use crate::Shared;
+use axum::extract::{Path, Query, State as Ax};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use drctl_state::audience::{Channel, DeliveryState, NewSubscription, SubscriptionState};
+use drctl_state::controller::Role;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+pub(crate) fn routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/api/v1/subscriptions", post(subscribe_json).get(list))
+        .route("/subscribe", post(subscribe_form))
+        .route("/subscriptions/confirm/{token}", get(confirm))
+        .route("/unsubscribe/{token}", get(unsubscribe))
+        .route("/incidents/{id}", get(incident_page))
+        .route("/api/v1/incidents/{id}/report", get(report).put(edit_report))
+        .route("/api/v1/incidents/{id}/report/publish", post(publish_report))
+        .route("/customers/{name}", get(customer_page))
+        .route("/customers/{name}/{file}", get(customer_file))
+}
+
+fn html(status: StatusCode, lang: Lang, body: String) -> Response {
+    let mut r = (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response();
+    r.headers_mut().insert(header::CONTENT_LANGUAGE, HeaderValue::from_static(lang.code()));
+    r
+}
+
+fn lang_of(q: Option<&str>, headers: &HeaderMap) -> Lang {
+    Lang::pick(q, headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()))
+}
+
+/// What a subscription asks for, from JSON or the form.
+struct Ask {
+    email: Option<String>,
+    webhook: Option<String>,
+    services: Vec<String>,
+    lang: Lang,
+}
+
+fn plausible_email(a: &str) -> bool {
+    let Some((local, domain)) = a.rsplit_once('@') else { return false };
+    !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && a.len() <= 254
+        && !a.chars().any(|c| c.is_whitespace() || c.is_control() || "<>,;\"\\()[]".contains(c))
+}
+
+/// Checks and stores a subscription; mails the confirmation (through the outbox).
+async fn make(s: &Arc<Shared>, remote: std::net::SocketAddr, ask: Ask) -> Result<NewSubscription, ApiError> {
+    if let Err(wait) = s.subscribe_rate.take(remote.ip(), tokio::time::Instant::now()) {
+        return Err(problem(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("too many subscriptions from this address: try again in {} s", wait.as_secs().max(1)),
+        ));
+    }
+    if ask.services.len() > 256 {
+        return Err(problem(StatusCode::UNPROCESSABLE_ENTITY, "too many services"));
+    }
+    check_services(s, &ask.services)?;
+    let (channel, target) = match (ask.email, ask.webhook) {
+        (Some(e), None) => {
+            let e = e.trim().to_string();
+            if !plausible_email(&e) {
+                return Err(problem(StatusCode::UNPROCESSABLE_ENTITY, "`email` is not an e-mail address"));
+            }
+            if s.opts.notify.smtp.is_none() {
+                return Err(problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "this status page sends no e-mail (its controller runs without --smtp); subscribe with a webhook or the Atom feed",
+                ));
+            }
+            (Channel::Email, e)
+        }
+        (None, Some(w)) => {
+            bounded("webhook", &w, 2048)?;
+            crate::notify::webhook_target(&w, s.opts.notify.allow_private_webhooks)
+                .await
+                .map_err(|e| problem(StatusCode::UNPROCESSABLE_ENTITY, e))?;
+            (Channel::Webhook, w)
+        }
+        _ => return Err(problem(StatusCode::UNPROCESSABLE_ENTITY, "give one of `email` or `webhook`")),
+    };
+    let now = SystemTime::now();
+    let made = s.opts.state.subscribe(channel, &target, &ask.services, ask.lang.code(), now).map_err(state_error)?;
+    if let Some(token) = &made.confirm_token {
+        let n = crate::notify::confirmation(&made.subscription, token, &s.base_url, &s.opts.topology.name, now);
+        s.opts.state.enqueue(&n, Some(made.subscription.id), now).map_err(state_error)?;
+    }
+    tracing::info!(subscription = made.subscription.id, channel = channel.as_str(), "subscribed");
+    Ok(made)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubscribeRequest {
+    email: Option<String>,
+    webhook: Option<String>,
+    #[serde(default)]
+    services: Vec<String>,
+    lang: Option<String>,
+}
+
+async fn subscribe_json(
+    Ax(s): Ax<Arc<Shared>>,
+    Extension(Remote(remote)): Extension<Remote>,
+    Json(req): Json<SubscribeRequest>,
+) -> ApiResult {
+    let lang = Lang::pick(req.lang.as_deref(), None);
+    let made = make(&s, remote, Ask { email: req.email, webhook: req.webhook, services: req.services, lang }).await?;
+    let sub = &made.subscription;
+    let mut body = json!({
+        "id": sub.id,
+        "channel": sub.channel.as_str(),
+        "state": sub.state.as_str(),
+        "services": sub.services,
+        "unsubscribe_url": format!("{}/unsubscribe/{}", s.base_url, sub.unsubscribe_token),
+    });
+    if let Some(secret) = &sub.secret {
+        body["secret"] = json!(secret);
+        body["note"] = json!(
+            "the signing secret is shown once: verify every delivery's webhook-signature with it (Standard Webhooks)"
+        );
+    } else {
+        body["note"] = json!("a confirmation link was sent to the address; nothing is sent until it is followed");
+    }
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// The page's form: `application/x-www-form-urlencoded`, `services` repeated.
+async fn subscribe_form(
+    Ax(s): Ax<Arc<Shared>>,
+    Extension(Remote(remote)): Extension<Remote>,
+    body: axum::body::Bytes,
+) -> Response {
+    let mut email = None;
+    let mut services = Vec::new();
+    let mut lang = None;
+    for (k, v) in form_urlencoded::parse(&body) {
+        match k.as_ref() {
+            "email" => email = Some(v.into_owned()),
+            "services" => services.push(v.into_owned()),
+            "lang" => lang = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    let lang = Lang::pick(lang.as_deref(), None);
+    let ja = lang == Lang::Ja;
+    let page_name = s.opts.topology.name.clone();
+    match make(&s, remote, Ask { email: Some(email.unwrap_or_default()), webhook: None, services, lang }).await {
+        Ok(_) => html(
+            StatusCode::OK,
+            lang,
+            page::message(
+                &page_name,
+                if ja { "確認メールを送りました" } else { "Check your inbox" },
+                if ja {
+                    "確認用のリンクをメールでお送りしました。リンクを開くと購読が始まります。"
+                } else {
+                    "We sent you a confirmation link. Your subscription starts when you follow it."
+                },
+                lang,
+            ),
+        ),
+        Err(e) => html(
+            e.status,
+            lang,
+            page::message(
+                &page_name,
+                if ja { "購読できませんでした" } else { "Not subscribed" },
+                e.body["error"].as_str().unwrap_or_default(),
+                lang,
+            ),
+        ),
+    }
+}
+
+async fn confirm(
+    Ax(s): Ax<Arc<Shared>>,
+    Path(token): Path<String>,
+    Query(q): Query<LangQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let found = s.opts.state.confirm_subscription(&token, SystemTime::now());
+    let lang = match &found {
+        Ok(Some(sub)) => Lang::pick(Some(&sub.lang), None),
+        _ => lang_of(q.lang.as_deref(), &headers),
+    };
+    let ja = lang == Lang::Ja;
+    let name = &s.opts.topology.name;
+    match found {
+        Ok(Some(sub)) if sub.state == SubscriptionState::Active => html(
+            StatusCode::OK,
+            lang,
+            page::message(
+                name,
+                if ja { "購読を開始しました" } else { "You are subscribed" },
+                if ja {
+                    "今後のお知らせをメールでお送りします。"
+                } else {
+                    "We will e-mail you what happens from now on."
+                },
+                lang,
+            ),
+        ),
+        Ok(Some(_)) => html(
+            StatusCode::GONE,
+            lang,
+            page::message(
+                name,
+                if ja { "購読は停止されています" } else { "This subscription has ended" },
+                if ja { "もう一度購読してください。" } else { "Subscribe again from the status page." },
+                lang,
+            ),
+        ),
+        Ok(None) => html(
+            StatusCode::NOT_FOUND,
+            lang,
+            page::message(
+                name,
+                if ja { "リンクが無効です" } else { "Unknown link" },
+                if ja { "このリンクは使えません。" } else { "This confirmation link is not known here." },
+                lang,
+            ),
+        ),
+        Err(e) => html(StatusCode::SERVICE_UNAVAILABLE, lang, page::message(name, "Error", &e.to_string(), lang)),
+    }
+}
+
+async fn unsubscribe(
+    Ax(s): Ax<Arc<Shared>>,
+    Path(token): Path<String>,
+    Query(q): Query<LangQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let found = s.opts.state.unsubscribe(&token, SystemTime::now());
+    let lang = match &found {
+        Ok(Some(sub)) => Lang::pick(Some(&sub.lang), None),
+        _ => lang_of(q.lang.as_deref(), &headers),
+    };
+    let ja = lang == Lang::Ja;
+    let name = &s.opts.topology.name;
+    match found {
+        Ok(Some(_)) => html(
+            StatusCode::OK,
+            lang,
+            page::message(
+                name,
+                if ja { "配信を停止しました" } else { "You are unsubscribed" },
+                if ja { "今後お知らせは届きません。" } else { "You will not hear from us again." },
+                lang,
+            ),
+        ),
+        Ok(None) => html(
+            StatusCode::NOT_FOUND,
+            lang,
+            page::message(
+                name,
+                if ja { "リンクが無効です" } else { "Unknown link" },
+                if ja { "このリンクは使えません。" } else { "This unsubscribe link is not known here." },
+                lang,
+            ),
+        ),
+        Err(e) => html(StatusCode::SERVICE_UNAVAILABLE, lang, page::message(name, "Error", &e.to_string(), lang)),
+    }
+}
+
+/// `GET /api/v1/subscriptions` (admin): every subscription and how its
+/// deliveries went; never a token or a secret.
+async fn list(Ax(s): Ax<Arc<Shared>>, Extension(Remote(remote)): Extension<Remote>, headers: HeaderMap) -> ApiResult {
+    authorize(&s, &headers, remote, Role::Admin)?;
+    Ok(Json(subscriptions_json(&*s.opts.state).map_err(state_error)?).into_response())
+}
+
+/// Every subscription with its delivery counts (the API and `drctl subscriptions list`).
+pub fn subscriptions_json(state: &drctl_state::State) -> Result<Value, drctl_state::Error> {
+    let deliveries = state.deliveries()?;
+    let subs = state.subscriptions()?;
+    Ok(Value::Array(
+        subs.iter()
+            .map(|sub| {
+                let mine: Vec<_> = deliveries.iter().filter(|d| d.subscription == sub.id).collect();
+                let count = |st: DeliveryState| mine.iter().filter(|d| d.state == st).count();
+                let last_error = mine.iter().filter(|d| d.last_error.is_some()).max_by_key(|d| d.id);
+                let mut v = sub.public();
+                v["deliveries"] = json!({
+                    "pending": count(DeliveryState::Pending),
+                    "delivered": count(DeliveryState::Delivered),
+                    "given_up": count(DeliveryState::GivenUp),
+                });
+                // Failing: something given up, or pending after retries.
+                v["failing"] = json!(
+                    count(DeliveryState::GivenUp) > 0
+                        || mine.iter().any(|d| d.state == DeliveryState::Pending && d.attempts > 0)
+                );
+                v["last_error"] = json!(last_error.and_then(|d| d.last_error.as_deref().map(drctl_core::redact::text)));
+                v
+            })
+            .collect(),
+    ))
+}
+
+fn incident_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse().map_err(|_| problem(StatusCode::NOT_FOUND, format!("no incident `{raw}`")))
+}
+
+/// `/incidents/ID`: public, like the page that links to it.
+async fn incident_page(
+    Ax(s): Ax<Arc<Shared>>,
+    Path(id): Path<String>,
+    Query(q): Query<LangQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let lang = lang_of(q.lang.as_deref(), &headers);
+    let view = s.view.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let found = incident_id(&id).ok().and_then(|id| s.opts.state.incidents().ok()?.into_iter().find(|i| i.id == id));
+    let (Some(view), Some(i)) = (view, found) else {
+        let ja = lang == Lang::Ja;
+        return html(
+            StatusCode::NOT_FOUND,
+            lang,
+            page::message(
+                &s.opts.topology.name,
+                if ja { "見つかりません" } else { "Not found" },
+                if ja { "そのインシデントはありません。" } else { "There is no such incident." },
+                lang,
+            ),
+        );
+    };
+    let report = s.opts.state.report(i.id).ok().flatten().filter(|r| r.published_ms.is_some()).map(|r| r.body);
+    let mut r = html(StatusCode::OK, lang, page::incident_page(&view, &i, report.as_deref(), lang));
+    r.headers_mut().insert(header::VARY, HeaderValue::from_static("Accept-Language"));
+    r
+}
+
+fn report_json(r: &drctl_state::audience::IncidentReport) -> Value {
+    json!({
+        "incident": r.incident,
+        "body": r.body,
+        "drafted_ms": r.drafted_ms,
+        "edited_ms": r.edited_ms,
+        "edited_by": r.edited_by,
+        "published_ms": r.published_ms,
+        "published_by": r.published_by,
+    })
+}
+
+async fn report(
+    Ax(s): Ax<Arc<Shared>>,
+    Extension(Remote(remote)): Extension<Remote>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult {
+    authorize(&s, &headers, remote, Role::Viewer)?;
+    let id = incident_id(&id)?;
+    match s.opts.state.report(id).map_err(state_error)? {
+        Some(r) => Ok(Json(report_json(&r)).into_response()),
+        None => Err(problem(
+            StatusCode::NOT_FOUND,
+            format!("incident {id} has no report yet: one is drafted when its execution ends, or PUT one"),
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportEdit {
+    body: String,
+}
+
+async fn edit_report(
+    Ax(s): Ax<Arc<Shared>>,
+    Extension(Remote(remote)): Extension<Remote>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Json(req): Json<ReportEdit>,
+) -> ApiResult {
+    let who = authorize(&s, &headers, remote, Role::Operator)?;
+    let id = incident_id(&id)?;
+    bounded("body", &req.body, 60_000)?;
+    if !s.opts.state.incidents().map_err(state_error)?.iter().any(|i| i.id == id) {
+        return Err(problem(StatusCode::NOT_FOUND, format!("no incident {id}")));
+    }
+    audit(&s, &who, "report.edit", &format!("incident {id}"), &json!({"chars": req.body.chars().count()}))?;
+    let r = s.opts.state.edit_report(id, &req.body, &who.name, SystemTime::now()).map_err(state_error)?;
+    Ok(Json(report_json(&r)).into_response())
+}
+
+async fn publish_report(
+    Ax(s): Ax<Arc<Shared>>,
+    Extension(Remote(remote)): Extension<Remote>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let who = authorize(&s, &headers, remote, Role::Operator)?;
+    let id = incident_id(&id)?;
+    audit(&s, &who, "report.publish", &format!("incident {id}"), &json!({}))?;
+    let r = s.opts.state.publish_report(id, &who.name, SystemTime::now()).map_err(state_error)?;
+    Ok(Json(report_json(&r)).into_response())
+}
+
+/// Who may see customer `name`'s page: that customer's token, or an
+/// operator's. Another customer's token gets 403 whether `name` exists or
+/// not; an operator asking for an unknown customer gets 404.
+fn customer_access<'a>(
+    s: &'a Shared,
+    headers: &HeaderMap,
+    remote: std::net::SocketAddr,
+    name: &str,
+) -> Result<&'a drctl_core::topology::Contract, ApiError> {
+    let t = token_of(s, headers, remote)?;
+    let mine = t.role == Role::Customer && t.customer.as_deref() == Some(name);
+    if !mine && t.role < Role::Operator {
+        return Err(problem(
+            StatusCode::FORBIDDEN,
+            match t.role {
+                Role::Customer => "a customer token sees only its own customer's page".to_string(),
+                _ => format!(
+                    "token `{}` is {}; a customer's page needs that customer's token or an operator",
+                    t.name,
+                    t.role.as_str()
+                ),
+            },
+        ));
+    }
+    crate::customers::contract(s, name)
+        .ok_or_else(|| problem(StatusCode::NOT_FOUND, format!("the topology has no contract with `{name}`")))
+}
+
+fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/json") && !a.contains("text/html"))
+}
+
+async fn customer_page(
+    Ax(s): Ax<Arc<Shared>>,
+    Extension(Remote(remote)): Extension<Remote>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let contract = customer_access(&s, &headers, remote, &name)?;
+    let evidence = crate::customers::evidence_now(&s, contract);
+    if wants_json(&headers) {
+        return Ok(Json(evidence).into_response());
+    }
+    let mut r = html(StatusCode::OK, Lang::En, crate::customers::html(&evidence, false));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    r.headers_mut().insert(header::CONTENT_SECURITY_POLICY, crate::customers::csp());
+    Ok(r)
+}
+
+async fn customer_file(
+    Ax(s): Ax<Arc<Shared>>,
+    Extension(Remote(remote)): Extension<Remote>,
+    Path((name, file)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let contract = customer_access(&s, &headers, remote, &name)?;
+    let evidence = crate::customers::evidence_now(&s, contract);
+    let mut r = match file.as_str() {
+        "assurance.json" => Json(evidence).into_response(),
+        "assurance.html" => {
+            let mut r = html(StatusCode::OK, Lang::En, crate::customers::html(&evidence, true));
+            r.headers_mut().insert(header::CONTENT_SECURITY_POLICY, crate::customers::csp());
+            r
+        }
+        _ => return Err(problem(StatusCode::NOT_FOUND, "use assurance.json or assurance.html")),
+    };
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    Ok(r)
+}
