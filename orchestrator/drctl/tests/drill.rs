@@ -103,6 +103,54 @@ fn a_zone_outage_drill_on_the_lab_reports_rto_and_lost_writes_and_leaves_nothing
     let md = std::fs::read_to_string(report.join("report.md")).unwrap();
     assert!(md.contains("| orders-db | lab-az2 |"), "{md}");
     nothing_listens(base);
+
+    // The lab's contract customer sees this drill as evidence, with the
+    // numbers the report measured (the lab is down: its page says unknown,
+    // and its state store is named, as the lab no longer runs to say it).
+    let topo = dir.join(".drctl/lab/drctl.yaml");
+    let lab_state = format!("sqlite://{}", dir.join(".drctl/lab/state.db").display());
+    let out = drctl()
+        .current_dir(&dir)
+        .env("DRCTL_STATE", &lab_state)
+        .args(["token", "create", "--name", "bank-auditor", "--role", "customer", "--customer", "example-bank", "-f"])
+        .arg(&topo)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let port = drctl_testkit::free_port();
+    let mut serve = drctl()
+        .current_dir(&dir)
+        .env("DRCTL_STATE", &lab_state)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "-f"])
+        .arg(&topo)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let c = reqwest::blocking::Client::builder().no_proxy().build().unwrap();
+    let url = format!("http://127.0.0.1:{port}/customers/example-bank/assurance.json");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let evidence: serde_json::Value = loop {
+        if let Ok(r) = c.get(&url).bearer_auth(&token).send() {
+            break r.json().unwrap();
+        }
+        assert!(Instant::now() < deadline, "the controller did not answer");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = serve.kill();
+    let _ = serve.wait();
+    let payments = &evidence["services"][0];
+    assert_eq!(payments["name"], "payments", "{evidence:#}");
+    let drill = &payments["drills"][0];
+    let measured = r["services"].as_array().unwrap().iter().find(|s| s["name"] == "payments").unwrap();
+    assert_eq!(drill["id"], r["id"], "{evidence:#}");
+    assert_eq!(drill["rto_s"], measured["rto_s"]);
+    // payments stands on orders-db alone: its writes lost are that database's.
+    let db_lost = db["lost_writes"].as_u64();
+    assert_eq!(drill["lost_writes"].as_u64(), db_lost, "{evidence:#}");
+    assert_eq!((drill["passed"].as_bool(), drill["meets_contract_rto"].as_bool()), (Some(true), Some(true)), "{evidence:#}");
+    assert_eq!(evidence["summary"]["drills_passed"], 1);
     let _ = std::fs::remove_dir_all(dir);
 }
 
