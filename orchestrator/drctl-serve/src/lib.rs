@@ -356,6 +356,21 @@ pub async fn export(
     for (path, bytes) in &r.v2 {
         files.push((dir.join("api/v2").join(path), bytes.as_ref()));
     }
+    // Each incident the page links to, as `incidents/ID/index.html` (a
+    // bucket's website hosting answers `/incidents/ID/` with it).
+    let view = shared.view.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut incident_pages: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+    if let Some(v) = &view {
+        for i in v.active_incidents.iter().chain(&v.past_incidents) {
+            let report =
+                shared.opts.state.report(i.id).ok().flatten().filter(|r| r.published_ms.is_some()).map(|r| r.body);
+            let html = page::incident_page(v, i, report.as_deref(), page::Lang::En);
+            incident_pages.push((dir.join(format!("incidents/{}/index.html", i.id)), html.into_bytes()));
+        }
+    }
+    for (path, html) in &incident_pages {
+        files.push((path.clone(), html.as_slice()));
+    }
     // The audit log's head, published with the page in another region: a
     // log later rewritten or cut short no longer contains it
     // (`drctl audit verify --head-file audit-head`).

@@ -119,6 +119,9 @@ fn declare_fails_over_a_real_postgres_pair_and_measures_the_rto() {
     assert!(page.contains("Failover in progress: az1"), "the incident is on the page");
     assert!(page.contains("Failover completed in"), "and says how it ended");
     assert!(!page.contains("az1 lost power"), "the reason is internal");
+    // The incident's own page is exported with it, where the page links.
+    let incident = std::fs::read_to_string(dir.0.join("site/incidents/1/index.html")).unwrap();
+    assert!(page.contains(r#"<a href="/incidents/1">"#) && incident.contains("Failover completed in"), "{incident}");
 
     // The new world: status sees the new primary, plan fails back from it.
     let status = dir.json(&["status", "--output", "json"]);
