@@ -119,16 +119,18 @@ pub fn subscriptions_list(state: &State, json: bool) -> Result<Outcome, Failure>
         let to = r["target"].as_str().unwrap_or_default();
         let services = r["services"].as_array().map(|a| a.len()).unwrap_or(0);
         let to = if services == 0 { to.to_string() } else { format!("{to} ({services} services)") };
+        let n = |k: &str| r["deliveries"][k].as_u64().unwrap_or(0).to_string();
         println!(
             "{:>4}  {:<8} {:<13} {:<40} {:>9} {:>7} {:>8}  {}",
-            r["id"],
+            r["id"].as_i64().unwrap_or(0),
             r["channel"].as_str().unwrap_or_default(),
             state,
             to,
-            r["deliveries"]["delivered"],
-            r["deliveries"]["pending"],
-            r["deliveries"]["given_up"],
-            r["last_error"].as_str().unwrap_or("-")
+            n("delivered"),
+            n("pending"),
+            n("given_up"),
+            // The last error matters while deliveries fail (JSON keeps it always).
+            r["last_error"].as_str().filter(|_| r["failing"] == true).unwrap_or("-")
         );
     }
     Ok(Outcome::Done)
