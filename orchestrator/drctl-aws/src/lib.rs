@@ -6,6 +6,7 @@
 //! operator can fix (no credentials, unknown bucket, missing permission,
 //! unreachable endpoint) is turned into plain words by [`explain`].
 
+pub mod iam;
 pub mod rds;
 pub mod route53;
 pub mod s3;
@@ -114,7 +115,13 @@ where
             let msg = e.message().unwrap_or("");
             let hint = match code {
                 "NoSuchBucket" => " (the bucket does not exist: create it or fix `bucket:`)",
-                "AccessDenied" | "AccessDeniedException" => " (the credentials lack a permission for this call)",
+                "AccessDenied" | "AccessDeniedException" | "AccessDeniedFault" | "UnauthorizedOperation" => {
+                    " (the credentials lack a permission for this call: see `drctl iam-policy`)"
+                }
+                // A HEAD answer has no body, so no code: a bare 403 is a refusal too.
+                "" if s.raw().status().as_u16() == 403 => {
+                    " (the credentials lack a permission for this call: see `drctl iam-policy`)"
+                }
                 "InvalidAccessKeyId"
                 | "SignatureDoesNotMatch"
                 | "UnrecognizedClientException"

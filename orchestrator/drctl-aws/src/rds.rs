@@ -6,6 +6,7 @@
 //! the topology's zones through each zone's `aws_zone`; within one region
 //! the storage is shared, so a healthy reader's lag is 0.
 
+use crate::iam::{Grant, On, Use};
 use crate::{api_error, Error, Result};
 use aws_sdk_cloudwatch::types::{Dimension, Statistic};
 use drctl_core::status::{Measurement, ReplicaStatus};
@@ -49,6 +50,14 @@ pub struct Instance {
     pub replica_of: Option<String>,
 }
 
+/// `DescribeDBInstances`: the instances named, and a cluster's members.
+pub const DESCRIBE_INSTANCES: Grant = Grant {
+    sid: "RdsDescribeInstances",
+    actions: &["rds:DescribeDBInstances"],
+    on: On::DbInstances,
+    uses: &[Use::Status, Use::Declare],
+};
+
 pub async fn describe_instance(rds: &Rds, id: &str) -> Result<Instance> {
     let out = rds
         .rds
@@ -71,6 +80,14 @@ pub async fn describe_instance(rds: &Rds, id: &str) -> Result<Instance> {
 }
 
 /// The latest `ReplicaLag` CloudWatch has for an instance in the last five minutes.
+/// CloudWatch's `ReplicaLag` (`GetMetricStatistics` has no resource-level permission).
+pub const REPLICA_LAG: Grant = Grant {
+    sid: "CloudWatchReplicaLag",
+    actions: &["cloudwatch:GetMetricStatistics"],
+    on: On::Metrics,
+    uses: &[Use::Status, Use::Declare],
+};
+
 pub async fn replica_lag(rds: &Rds, id: &str) -> Result<Option<f64>> {
     // The window ends a minute ahead: the last period then always holds the
     // newest datapoint (some implementations drop a partial final period).
@@ -146,6 +163,14 @@ pub async fn measure_instance(rds: &Rds, primary: &str, replicas: &[(String, Str
 }
 
 /// Discovered members of an Aurora/RDS cluster: (instance, is writer, zone).
+/// `DescribeDBClusters`.
+pub const DESCRIBE_CLUSTERS: Grant = Grant {
+    sid: "RdsDescribeClusters",
+    actions: &["rds:DescribeDBClusters"],
+    on: On::DbClusters,
+    uses: &[Use::Status, Use::Declare],
+};
+
 pub async fn cluster_members(rds: &Rds, cluster: &str, zones: &ZoneMap) -> Result<Vec<(Instance, bool, String)>> {
     let out = rds
         .rds
@@ -202,6 +227,14 @@ pub async fn measure_cluster(rds: &Rds, cluster: &str, zones: &ZoneMap) -> Measu
 
 /// Promotes a read replica to a standalone instance and waits until it is
 /// available. Idempotent: an instance that is no longer a replica is left alone.
+/// `PromoteReadReplica`, on the replicas the topology names.
+pub const PROMOTE: Grant = Grant {
+    sid: "RdsPromoteReplicas",
+    actions: &["rds:PromoteReadReplica"],
+    on: On::DbReplicas,
+    uses: &[Use::Declare],
+};
+
 pub async fn promote_read_replica(rds: &Rds, id: &str, wait: Duration) -> Result<String> {
     let before = describe_instance(rds, id).await?;
     if before.replica_of.is_none() {
@@ -241,6 +274,14 @@ pub async fn promote_read_replica(rds: &Rds, id: &str, wait: Duration) -> Result
 
 /// Moves a cluster's writer to `target` and waits until it has moved.
 /// Idempotent: nothing is done when `target` already writes.
+/// `FailoverDBCluster`.
+pub const FAILOVER_CLUSTER: Grant = Grant {
+    sid: "RdsFailoverClusters",
+    actions: &["rds:FailoverDBCluster"],
+    on: On::DbClusters,
+    uses: &[Use::Declare],
+};
+
 pub async fn failover_cluster(
     rds: &Rds,
     cluster: &str,
@@ -274,3 +315,6 @@ pub async fn failover_cluster(
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }
+
+/// Every permission this module's calls need.
+pub const PERMISSIONS: &[Grant] = &[DESCRIBE_INSTANCES, REPLICA_LAG, DESCRIBE_CLUSTERS, PROMOTE, FAILOVER_CLUSTER];

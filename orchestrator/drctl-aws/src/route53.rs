@@ -5,6 +5,7 @@
 //! reads the record first and does nothing when it already answers the
 //! wanted values, so running it twice does no harm.
 
+use crate::iam::{Grant, On, Use};
 use crate::{api_error, Error, Result};
 use aws_sdk_route53::types::{
     Change, ChangeAction, ChangeBatch, ChangeStatus, ResourceRecord, ResourceRecordSet, RrType,
@@ -24,6 +25,14 @@ fn fqdn(name: &str) -> String {
     }
 }
 
+/// `ListResourceRecordSets` (and `GetHostedZone` in the preflight).
+pub const READ_RECORDS: Grant = Grant {
+    sid: "Route53ReadRecords",
+    actions: &["route53:ListResourceRecordSets", "route53:GetHostedZone"],
+    on: On::HostedZones,
+    uses: &[Use::Declare],
+};
+
 /// The values a record answers now, when it exists.
 pub async fn current(client: &Client, zone_id: &str, name: &str, rtype: &str) -> Result<Option<Vec<String>>> {
     let name = fqdn(name);
@@ -42,6 +51,18 @@ pub async fn current(client: &Client, zone_id: &str, name: &str, rtype: &str) ->
         v
     }))
 }
+
+/// `ChangeResourceRecordSets`: UPSERT of the topology's records only.
+pub const CHANGE_RECORDS: Grant = Grant {
+    sid: "Route53ChangeRecords",
+    actions: &["route53:ChangeResourceRecordSets"],
+    on: On::RecordChanges,
+    uses: &[Use::Declare],
+};
+
+/// `GetChange`: waiting until a change is `INSYNC`.
+pub const WAIT_FOR_CHANGE: Grant =
+    Grant { sid: "Route53WaitForChanges", actions: &["route53:GetChange"], on: On::Changes, uses: &[Use::Declare] };
 
 /// Makes the record answer `values`; returns what was done.
 pub async fn upsert(
@@ -110,3 +131,6 @@ pub async fn upsert(
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }
+
+/// Every permission this module's calls need.
+pub const PERMISSIONS: &[Grant] = &[READ_RECORDS, CHANGE_RECORDS, WAIT_FOR_CHANGE];

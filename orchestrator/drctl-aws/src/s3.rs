@@ -15,6 +15,7 @@
 //! reported, and never stops the others. Multipart copies record each part
 //! in the state store, so a copy interrupted by a crash resumes.
 
+use crate::iam::{Grant, On, Use};
 use crate::{api_error, explain, Error, Result};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirective, ServerSideEncryption};
@@ -84,6 +85,14 @@ fn unquote(etag: &str) -> String {
 }
 
 /// Lists a whole bucket.
+/// `ListObjectsV2` (and `HeadBucket` in the preflight): `s3:ListBucket`.
+pub const LIST_BUCKETS: Grant = Grant {
+    sid: "S3ListBuckets",
+    actions: &["s3:ListBucket"],
+    on: On::Buckets,
+    uses: &[Use::Status, Use::Replicate, Use::Declare],
+};
+
 pub async fn list(bucket: &Bucket) -> Result<HashMap<String, ObjectInfo>> {
     let mut out = HashMap::new();
     let mut pages = bucket.client.list_objects_v2().bucket(&bucket.name).into_paginator().send();
@@ -555,6 +564,16 @@ fn sse(options: &Options) -> Option<ServerSideEncryption> {
     options.sse.as_deref().map(ServerSideEncryption::from)
 }
 
+/// Copying: `CopyObject`, `GetObject`, `PutObject`, `HeadObject` (a read),
+/// the multipart calls (`UploadPartCopy` reads its source), and
+/// `DeleteObject` for deletes that replicate.
+pub const COPY_OBJECTS: Grant = Grant {
+    sid: "S3CopyObjects",
+    actions: &["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
+    on: On::CopiedObjects,
+    uses: &[Use::Replicate],
+};
+
 async fn copy_object(
     datastore: &str,
     src: &Bucket,
@@ -914,6 +933,23 @@ pub enum Permission {
 /// first), so it is never applied. A bucket that has a configuration of
 /// its own is not probed (a server that accepted the empty one would
 /// replace it); a server that accepts it has it deleted again at once.
+/// Reading a bucket's replication configuration (the role, the rules).
+pub const READ_REPLICATION: Grant = Grant {
+    sid: "S3ReadReplication",
+    actions: &["s3:GetReplicationConfiguration", "s3:GetBucketVersioning"],
+    on: On::NativeBuckets,
+    uses: &[Use::Declare],
+};
+
+/// `PutBucketReplication` (and `DeleteBucketReplication`, which S3
+/// authorizes as the same action).
+pub const WRITE_REPLICATION: Grant = Grant {
+    sid: "S3TurnReplicationAround",
+    actions: &["s3:PutReplicationConfiguration"],
+    on: On::NativeBuckets,
+    uses: &[Use::Declare],
+};
+
 pub async fn replication_permission(bucket: &Bucket) -> Permission {
     use aws_sdk_s3::types::ReplicationConfiguration;
     let own = bucket.client.get_bucket_replication().bucket(&bucket.name).send().await;
@@ -955,6 +991,10 @@ pub async fn replication_permission(bucket: &Bucket) -> Permission {
 /// flow from the bucket that takes them. The IAM role is the one the
 /// former primary's configuration used (or one already on the new primary).
 /// Verified by reading the configuration back. Idempotent.
+/// `PutBucketReplication` hands S3 the replication role: `iam:PassRole`.
+pub const PASS_REPLICATION_ROLE: Grant =
+    Grant { sid: "IamPassReplicationRole", actions: &["iam:PassRole"], on: On::ReplicationRole, uses: &[Use::Declare] };
+
 pub async fn turn_native_replication(new_primary: &Bucket, others: &[Bucket]) -> Result<String> {
     use aws_sdk_s3::types::{
         DeleteMarkerReplication, DeleteMarkerReplicationStatus, Destination, ReplicationConfiguration, ReplicationRule,
@@ -1076,3 +1116,7 @@ pub async fn turn_native_replication(new_primary: &Bucket, others: &[Bucket]) ->
     }
     Ok(note)
 }
+
+/// Every permission this module's calls need.
+pub const PERMISSIONS: &[Grant] =
+    &[LIST_BUCKETS, COPY_OBJECTS, READ_REPLICATION, WRITE_REPLICATION, PASS_REPLICATION_ROLE];

@@ -10,6 +10,7 @@ pub mod declare;
 pub mod failover;
 mod fence;
 pub mod live;
+pub mod policy;
 mod preflight;
 pub mod replicate;
 pub mod schedule;

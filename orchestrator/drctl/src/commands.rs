@@ -93,6 +93,24 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             }
             Ok(if plan.meets_objectives() { Outcome::Done } else { Outcome::ObjectiveMissed })
         }
+        Command::IamPolicy { file, for_use, account } => {
+            let topo = load(&file.path, &style)?;
+            if let Some(a) = account.as_deref().filter(|a| a.len() != 12 || !a.chars().all(|c| c.is_ascii_digit())) {
+                return Err(Failure::bad_input(format!("--account `{a}`: an AWS account id is 12 digits")));
+            }
+            let uses = drctl_control::policy::uses_for(&for_use).ok_or_else(|| {
+                Failure::bad_input(format!("--for `{for_use}`: plan, status, replicate, declare or serve"))
+            })?;
+            let doc = drctl_control::policy::policy(&topo, &drctl_control::policy::Target { uses, account });
+            if doc["Statement"].as_array().is_none_or(|s| s.is_empty()) {
+                eprintln!(
+                    "{}: `{for_use}` makes no AWS call for this topology; the policy allows nothing",
+                    file.path.display()
+                );
+            }
+            println!("{}", serde_json::to_string_pretty(&doc).map_err(anyhow::Error::from)?);
+            Ok(Outcome::Done)
+        }
         Command::Graph { file, scope, format } => {
             let topo = load(&file.path, &style)?;
             let state_url = ctx.wiring(&file.path).state_url;

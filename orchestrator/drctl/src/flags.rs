@@ -69,6 +69,19 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
         format: GraphFormat,
     },
+    /// Print the IAM policy (JSON) that allows exactly the AWS calls drctl makes for this topology and use,
+    /// on the resources it names.
+    #[command(name = "iam-policy")]
+    IamPolicy {
+        #[command(flatten)]
+        file: FileArg,
+        /// What the credentials are for: `serve` does everything; `plan` makes no AWS call.
+        #[arg(long = "for", default_value = "serve", value_parser = ["plan", "status", "replicate", "declare", "serve"], value_name = "USE")]
+        for_use: String,
+        /// The AWS account id in RDS and IAM ARNs (default `*`: any account).
+        #[arg(long, value_name = "ID")]
+        account: Option<String>,
+    },
     /// Measure every datastore's replicas and RPO, and every service's health, now.
     Status {
         #[command(flatten)]

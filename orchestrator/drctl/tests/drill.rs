@@ -149,7 +149,11 @@ fn a_zone_outage_drill_on_the_lab_reports_rto_and_lost_writes_and_leaves_nothing
     // payments stands on orders-db alone: its writes lost are that database's.
     let db_lost = db["lost_writes"].as_u64();
     assert_eq!(drill["lost_writes"].as_u64(), db_lost, "{evidence:#}");
-    assert_eq!((drill["passed"].as_bool(), drill["meets_contract_rto"].as_bool()), (Some(true), Some(true)), "{evidence:#}");
+    assert_eq!(
+        (drill["passed"].as_bool(), drill["meets_contract_rto"].as_bool()),
+        (Some(true), Some(true)),
+        "{evidence:#}"
+    );
     assert_eq!(evidence["summary"]["drills_passed"], 1);
     let _ = std::fs::remove_dir_all(dir);
 }

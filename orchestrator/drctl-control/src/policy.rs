@@ -1,0 +1,393 @@
+//! `drctl iam-policy` (SPEC §13): the IAM policy that allows exactly the
+//! AWS calls drctl makes for a topology and a use, on the resources the
+//! topology names.
+//!
+//! The statements come from the permissions each AWS module declares next
+//! to its calls ([`drctl_aws::iam`]); this module only names the
+//! resources. Where AWS has no resource-level permission
+//! (`cloudwatch:GetMetricStatistics`) or drctl cannot know the resource
+//! (an Aurora cluster's member instances, the account id unless given,
+//! the replication role S3 already uses), the statement says so with a
+//! wildcard as narrow as AWS allows, and the README lists each.
+
+use drctl_aws::iam::{Grant, On, Use};
+use drctl_core::action::Action;
+use drctl_core::topology::{DatastoreKind, Location, ReplicationBy, RouteKind, Topology};
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+
+/// Every permission drctl's AWS calls need, from the modules that make them.
+pub fn all_permissions() -> Vec<Grant> {
+    let mut all = Vec::new();
+    all.extend_from_slice(drctl_aws::s3::PERMISSIONS);
+    all.extend_from_slice(drctl_aws::rds::PERMISSIONS);
+    all.extend_from_slice(drctl_aws::route53::PERMISSIONS);
+    all
+}
+
+/// What the policy is for.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub uses: Vec<Use>,
+    /// The account id in RDS and IAM ARNs (`*` when not given).
+    pub account: Option<String>,
+}
+
+/// The uses `--for` names: `plan` makes no AWS call; `serve` does all.
+pub fn uses_for(name: &str) -> Option<Vec<Use>> {
+    Some(match name {
+        "plan" => vec![],
+        "status" => vec![Use::Status],
+        "replicate" => vec![Use::Replicate],
+        "declare" => vec![Use::Status, Use::Declare],
+        "serve" => vec![Use::Status, Use::Replicate, Use::Declare],
+        _ => return None,
+    })
+}
+
+/// The resources the topology names, by kind.
+#[derive(Default)]
+struct Resources {
+    buckets: BTreeSet<String>,
+    copied_objects: BTreeSet<String>,
+    native_buckets: BTreeSet<String>,
+    db_instances: BTreeSet<String>,
+    db_replicas: BTreeSet<String>,
+    db_clusters: BTreeSet<String>,
+    lagging_replicas: bool,
+    hosted_zones: BTreeSet<String>,
+    record_names: BTreeSet<String>,
+    record_types: BTreeSet<String>,
+}
+
+/// Route53's normalized record name: lower case, no trailing dot.
+fn normalized(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+fn resources(topo: &Topology, account: &str) -> Resources {
+    let mut r = Resources::default();
+    let region_of = |ds: &drctl_core::topology::Datastore, zone: Option<usize>| -> String {
+        ds.region
+            .clone()
+            .or_else(|| zone.map(|z| topo.zones[z].region.clone()))
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "*".into())
+    };
+    for (_, _, ds) in topo.datastores() {
+        let members: Vec<_> = ds.primary.iter().chain(&ds.replicas).collect();
+        match ds.kind {
+            DatastoreKind::S3 => {
+                let by = ds.replication.as_ref().map(|x| &x.by);
+                for m in &members {
+                    if let Location::S3 { bucket, .. } = &m.location {
+                        r.buckets.insert(format!("arn:aws:s3:::{bucket}"));
+                        match by {
+                            Some(ReplicationBy::Drctl) => {
+                                r.copied_objects.insert(format!("arn:aws:s3:::{bucket}/*"));
+                            }
+                            Some(ReplicationBy::S3) => {
+                                r.native_buckets.insert(format!("arn:aws:s3:::{bucket}"));
+                            }
+                            None => {}
+                        }
+                    }
+                }
+            }
+            DatastoreKind::RdsInstance => {
+                for m in &members {
+                    if let Location::RdsInstance { instance } = &m.location {
+                        let arn = format!("arn:aws:rds:{}:{account}:db:{instance}", region_of(ds, Some(m.zone)));
+                        r.db_instances.insert(arn.clone());
+                        if ds.replicas.iter().any(|x| x == *m) {
+                            r.db_replicas.insert(arn);
+                            r.lagging_replicas = true;
+                        }
+                    }
+                }
+            }
+            DatastoreKind::RdsCluster => {
+                let region = region_of(ds, (!topo.zones.is_empty()).then_some(0));
+                if let Some(c) = &ds.cluster {
+                    r.db_clusters.insert(format!("arn:aws:rds:{region}:{account}:cluster:{c}"));
+                }
+                // The members are found at run time: any instance of the region.
+                r.db_instances.insert(format!("arn:aws:rds:{region}:{account}:db:*"));
+            }
+            DatastoreKind::Postgres => {}
+        }
+    }
+    let mut add_record = |zone_id: &str, name: &str, rtype: &str| {
+        r.hosted_zones.insert(format!("arn:aws:route53:::hostedzone/{}", zone_id.trim_start_matches("/hostedzone/")));
+        r.record_names.insert(normalized(name));
+        r.record_types.insert(rtype.to_ascii_uppercase());
+    };
+    for (_, _, svc) in topo.services() {
+        if let Some(route) = svc.route.as_ref().filter(|x| x.kind == RouteKind::Route53) {
+            if let Some(zone) = &route.zone_id {
+                add_record(zone, &route.name, &route.record_type);
+            }
+        }
+    }
+    // Runbook steps that upsert a record of their own.
+    for e in &topo.entities {
+        let Some(rb) = &e.failover.runbook else { continue };
+        for step in &rb.steps {
+            if Action::parse(step.action.name()) != Some(Action::Route53Upsert) {
+                continue;
+            }
+            let p = |k: &str| step.with.get(k).and_then(|v| v.as_str());
+            if let (Some(zone), Some(name)) = (p("zone_id"), p("name")) {
+                add_record(zone, name, p("type").unwrap_or("A"));
+            }
+        }
+    }
+    r
+}
+
+/// The policy document for `topo` and `target`.
+pub fn policy(topo: &Topology, target: &Target) -> Value {
+    let account = target.account.clone().unwrap_or_else(|| "*".into());
+    let r = resources(topo, &account);
+    let list = |s: &BTreeSet<String>| s.iter().cloned().collect::<Vec<_>>();
+    let mut statements: Vec<Value> = Vec::new();
+    let mut seen: Vec<&str> = Vec::new();
+    for p in all_permissions() {
+        if seen.contains(&p.sid) || !p.uses.iter().any(|u| target.uses.contains(u)) {
+            continue;
+        }
+        seen.push(p.sid);
+        // Permissions sharing a statement id are one statement.
+        let actions: BTreeSet<&str> = all_permissions()
+            .iter()
+            .filter(|q| q.sid == p.sid && q.uses.iter().any(|u| target.uses.contains(u)))
+            .flat_map(|q| q.actions.iter().copied())
+            .collect();
+        let mut condition = None;
+        let resources: Vec<String> = match p.on {
+            On::Buckets => list(&r.buckets),
+            On::CopiedObjects => list(&r.copied_objects),
+            On::NativeBuckets => list(&r.native_buckets),
+            On::ReplicationRole => {
+                if r.native_buckets.is_empty() {
+                    vec![]
+                } else {
+                    condition = Some(json!({ "StringEquals": { "iam:PassedToService": "s3.amazonaws.com" } }));
+                    vec![format!("arn:aws:iam::{account}:role/*")]
+                }
+            }
+            On::DbInstances => list(&r.db_instances),
+            On::DbReplicas => list(&r.db_replicas),
+            On::DbClusters => list(&r.db_clusters),
+            On::Metrics => {
+                if r.lagging_replicas {
+                    vec!["*".into()]
+                } else {
+                    vec![]
+                }
+            }
+            On::HostedZones => list(&r.hosted_zones),
+            On::RecordChanges => {
+                if !r.hosted_zones.is_empty() {
+                    condition = Some(json!({ "ForAllValues:StringEquals": {
+                        "route53:ChangeResourceRecordSetsNormalizedRecordNames": list(&r.record_names),
+                        "route53:ChangeResourceRecordSetsRecordTypes": list(&r.record_types),
+                        "route53:ChangeResourceRecordSetsActions": ["UPSERT"],
+                    } }));
+                }
+                list(&r.hosted_zones)
+            }
+            On::Changes => {
+                if r.hosted_zones.is_empty() {
+                    vec![]
+                } else {
+                    vec!["arn:aws:route53:::change/*".into()]
+                }
+            }
+        };
+        if resources.is_empty() {
+            continue;
+        }
+        let mut st = json!({
+            "Sid": p.sid,
+            "Effect": "Allow",
+            "Action": actions.into_iter().collect::<Vec<_>>(),
+            "Resource": resources,
+        });
+        if let Some(c) = condition {
+            st["Condition"] = c;
+        }
+        statements.push(st);
+    }
+    json!({ "Version": "2012-10-17", "Statement": statements })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each SDK operation drctl's sources call, and the IAM action AWS
+    /// authorizes it as (the Service Authorization Reference).
+    const OPERATIONS: &[(&str, &str)] = &[
+        ("list_objects_v2", "s3:ListBucket"),
+        ("head_bucket", "s3:ListBucket"),
+        ("get_object", "s3:GetObject"),
+        ("head_object", "s3:GetObject"),
+        ("copy_object", "s3:PutObject"),
+        ("put_object", "s3:PutObject"),
+        ("create_multipart_upload", "s3:PutObject"),
+        ("upload_part", "s3:PutObject"),
+        ("upload_part_copy", "s3:PutObject"),
+        ("complete_multipart_upload", "s3:PutObject"),
+        ("abort_multipart_upload", "s3:AbortMultipartUpload"),
+        ("delete_object", "s3:DeleteObject"),
+        ("get_bucket_replication", "s3:GetReplicationConfiguration"),
+        ("put_bucket_replication", "s3:PutReplicationConfiguration"),
+        ("delete_bucket_replication", "s3:PutReplicationConfiguration"),
+        ("get_bucket_versioning", "s3:GetBucketVersioning"),
+        ("describe_db_instances", "rds:DescribeDBInstances"),
+        ("describe_db_clusters", "rds:DescribeDBClusters"),
+        ("promote_read_replica", "rds:PromoteReadReplica"),
+        ("failover_db_cluster", "rds:FailoverDBCluster"),
+        ("get_metric_statistics", "cloudwatch:GetMetricStatistics"),
+        ("list_resource_record_sets", "route53:ListResourceRecordSets"),
+        ("change_resource_record_sets", "route53:ChangeResourceRecordSets"),
+        ("get_change", "route53:GetChange"),
+        ("get_hosted_zone", "route53:GetHostedZone"),
+    ];
+
+    /// Every AWS call in drctl's sources has its action declared: a new
+    /// call without a permission fails here, not in someone's account.
+    #[test]
+    fn every_aws_call_in_the_sources_has_a_declared_permission() {
+        let declared: BTreeSet<&str> = all_permissions().iter().flat_map(|p| p.actions.iter().copied()).collect();
+        let sources = [
+            ("drctl-aws/src/s3.rs", include_str!("../../drctl-aws/src/s3.rs")),
+            ("drctl-aws/src/rds.rs", include_str!("../../drctl-aws/src/rds.rs")),
+            ("drctl-aws/src/route53.rs", include_str!("../../drctl-aws/src/route53.rs")),
+            ("drctl-control/src/preflight.rs", include_str!("preflight.rs")),
+            ("drctl-control/src/replicate.rs", include_str!("replicate.rs")),
+            ("drctl-control/src/actions.rs", include_str!("actions.rs")),
+            ("drctl-control/src/live.rs", include_str!("live.rs")),
+        ];
+        let mut calls = 0;
+        for (file, text) in sources {
+            // Only production code: the unit tests below a file's `mod tests` may call anything.
+            let code = text.split("#[cfg(test)]").next().unwrap_or(text);
+            for (op, action) in OPERATIONS {
+                if code.contains(&format!(".{op}()")) {
+                    calls += 1;
+                    assert!(declared.contains(action), "{file} calls {op} ({action}) and no permission declares it");
+                }
+            }
+        }
+        assert!(calls >= 20, "the scan found the calls ({calls})");
+    }
+
+    fn topo(yaml: &str) -> Topology {
+        let loaded = drctl_core::load_str(yaml, std::path::Path::new("t.yaml"));
+        loaded.topology.unwrap_or_else(|| panic!("{:?}", loaded.diagnostics))
+    }
+
+    const ESTATE: &str = "version: 1
+zones:
+  - { name: az1, region: eu-west-1, aws_zone: eu-west-1a }
+  - { name: az2, region: eu-west-1, aws_zone: eu-west-1b }
+datastores:
+  - name: ledger
+    kind: rds-instance
+    primary: { zone: az1, instance: ledger-a }
+    replicas: [ { zone: az2, instance: ledger-b } ]
+  - name: orders
+    kind: rds-cluster
+    cluster: orders-aurora
+  - name: assets
+    kind: s3
+    primary: { zone: az1, bucket: assets-a }
+    replicas: [ { zone: az2, bucket: assets-b } ]
+    replication: { by: drctl, every: 1m }
+  - name: media
+    kind: s3
+    primary: { zone: az1, bucket: media-a }
+    replicas: [ { zone: az2, bucket: media-b } ]
+    replication: { by: s3 }
+services:
+  - name: pay
+    zones: [az1, az2]
+    depends_on: [ledger, orders, assets, media]
+    route: { kind: route53, zone_id: Z123, name: Pay.Example.com., ttl: 30, records: { az1: 10.0.1.10, az2: 10.0.2.10 } }
+";
+
+    fn statement<'a>(p: &'a Value, sid: &str) -> Option<&'a Value> {
+        p["Statement"].as_array().unwrap().iter().find(|s| s["Sid"] == sid)
+    }
+
+    #[test]
+    fn the_policy_names_the_topologys_own_resources() {
+        let t = topo(ESTATE);
+        let p = policy(&t, &Target { uses: uses_for("serve").unwrap(), account: Some("111122223333".into()) });
+        assert_eq!(
+            statement(&p, "S3ListBuckets").unwrap()["Resource"],
+            json!(["arn:aws:s3:::assets-a", "arn:aws:s3:::assets-b", "arn:aws:s3:::media-a", "arn:aws:s3:::media-b"])
+        );
+        assert_eq!(
+            statement(&p, "S3CopyObjects").unwrap()["Resource"],
+            json!(["arn:aws:s3:::assets-a/*", "arn:aws:s3:::assets-b/*"])
+        );
+        assert_eq!(
+            statement(&p, "S3TurnReplicationAround").unwrap()["Resource"],
+            json!(["arn:aws:s3:::media-a", "arn:aws:s3:::media-b"])
+        );
+        assert_eq!(
+            statement(&p, "RdsPromoteReplicas").unwrap()["Resource"],
+            json!(["arn:aws:rds:eu-west-1:111122223333:db:ledger-b"])
+        );
+        assert_eq!(
+            statement(&p, "RdsFailoverClusters").unwrap()["Resource"],
+            json!(["arn:aws:rds:eu-west-1:111122223333:cluster:orders-aurora"])
+        );
+        let change = statement(&p, "Route53ChangeRecords").unwrap();
+        assert_eq!(change["Resource"], json!(["arn:aws:route53:::hostedzone/Z123"]));
+        assert_eq!(
+            change["Condition"]["ForAllValues:StringEquals"],
+            json!({
+                "route53:ChangeResourceRecordSetsNormalizedRecordNames": ["pay.example.com"],
+                "route53:ChangeResourceRecordSetsRecordTypes": ["A"],
+                "route53:ChangeResourceRecordSetsActions": ["UPSERT"],
+            })
+        );
+        assert_eq!(
+            statement(&p, "IamPassReplicationRole").unwrap()["Condition"]["StringEquals"]["iam:PassedToService"],
+            "s3.amazonaws.com"
+        );
+        // Nothing broader than the topology: no action on *, but the one AWS allows only on *.
+        for s in p["Statement"].as_array().unwrap() {
+            if s["Resource"] == json!(["*"]) {
+                assert_eq!(s["Action"], json!(["cloudwatch:GetMetricStatistics"]));
+            }
+            assert!(s["Action"].as_array().unwrap().iter().all(|a| !a.as_str().unwrap().contains('*')), "{s}");
+        }
+    }
+
+    #[test]
+    fn each_use_gets_only_what_it_calls() {
+        let t = topo(ESTATE);
+        let sids = |name: &str| -> Vec<String> {
+            let p = policy(&t, &Target { uses: uses_for(name).unwrap(), account: None });
+            p["Statement"].as_array().unwrap().iter().map(|s| s["Sid"].as_str().unwrap().to_string()).collect()
+        };
+        assert!(sids("plan").is_empty());
+        assert_eq!(
+            sids("status"),
+            ["S3ListBuckets", "RdsDescribeInstances", "CloudWatchReplicaLag", "RdsDescribeClusters"]
+        );
+        assert_eq!(sids("replicate"), ["S3ListBuckets", "S3CopyObjects"]);
+        let declare = sids("declare");
+        assert!(
+            declare.contains(&"Route53ChangeRecords".to_string()) && !declare.contains(&"S3CopyObjects".to_string()),
+            "{declare:?}"
+        );
+        let p = policy(&t, &Target { uses: uses_for("status").unwrap(), account: None });
+        assert_eq!(statement(&p, "RdsDescribeInstances").unwrap()["Resource"][0], "arn:aws:rds:eu-west-1:*:db:*");
+    }
+}
