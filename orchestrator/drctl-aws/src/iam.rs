@@ -18,6 +18,8 @@ pub enum Use {
     Replicate,
     /// `drctl declare`: preflight and failover actions.
     Declare,
+    /// `drctl discover`: reading what an account holds.
+    Discover,
 }
 
 /// The resources a statement is on, named by the topology.
@@ -45,6 +47,9 @@ pub enum On {
     RecordChanges,
     /// Route53 change ids (`arn:aws:route53:::change/*`).
     Changes,
+    /// Everything in the account (`*`): only discovery, which lists what
+    /// no topology names yet.
+    Account,
 }
 
 /// One statement drctl's calls need.

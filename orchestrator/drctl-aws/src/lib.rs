@@ -6,6 +6,7 @@
 //! operator can fix (no credentials, unknown bucket, missing permission,
 //! unreachable endpoint) is turned into plain words by [`explain`].
 
+pub mod discover;
 pub mod iam;
 pub mod rds;
 pub mod route53;

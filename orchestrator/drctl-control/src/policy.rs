@@ -22,6 +22,7 @@ pub fn all_permissions() -> Vec<Grant> {
     all.extend_from_slice(drctl_aws::s3::PERMISSIONS);
     all.extend_from_slice(drctl_aws::rds::PERMISSIONS);
     all.extend_from_slice(drctl_aws::route53::PERMISSIONS);
+    all.extend_from_slice(drctl_aws::discover::PERMISSIONS);
     all
 }
 
@@ -41,6 +42,7 @@ pub fn uses_for(name: &str) -> Option<Vec<Use>> {
         "replicate" => vec![Use::Replicate],
         "declare" => vec![Use::Status, Use::Declare],
         "serve" => vec![Use::Status, Use::Replicate, Use::Declare],
+        "discover" => vec![Use::Discover],
         _ => return None,
     })
 }
@@ -197,6 +199,7 @@ pub fn policy(topo: &Topology, target: &Target) -> Value {
                 }
                 list(&r.hosted_zones)
             }
+            On::Account => vec!["*".into()],
             On::Changes => {
                 if r.hosted_zones.is_empty() {
                     vec![]
@@ -254,6 +257,9 @@ mod tests {
         ("change_resource_record_sets", "route53:ChangeResourceRecordSets"),
         ("get_change", "route53:GetChange"),
         ("get_hosted_zone", "route53:GetHostedZone"),
+        ("list_buckets", "s3:ListAllMyBuckets"),
+        ("get_bucket_location", "s3:GetBucketLocation"),
+        ("list_hosted_zones", "route53:ListHostedZones"),
     ];
 
     /// Every AWS call in drctl's sources has its action declared: a new
@@ -269,6 +275,7 @@ mod tests {
             ("drctl-control/src/replicate.rs", include_str!("replicate.rs")),
             ("drctl-control/src/actions.rs", include_str!("actions.rs")),
             ("drctl-control/src/live.rs", include_str!("live.rs")),
+            ("drctl-aws/src/discover.rs", include_str!("../../drctl-aws/src/discover.rs")),
         ];
         let mut calls = 0;
         for (file, text) in sources {

@@ -93,6 +93,55 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             }
             Ok(if plan.meets_objectives() { Outcome::Done } else { Outcome::ObjectiveMissed })
         }
+        Command::Discover { regions, output } => {
+            let clients = crate::context::clients(&ctx.wiring(std::path::Path::new("drctl.yaml")));
+            crate::context::runtime()?.block_on(async move {
+                let sdk = clients.sdk().await;
+                let regions = if regions.is_empty() {
+                    match sdk.region() {
+                        Some(r) => vec![r.to_string()],
+                        None => {
+                            return Err(Failure::bad_input(
+                                "no region: pass --region REGION (repeat for more) or set AWS_REGION",
+                            ))
+                        }
+                    }
+                } else {
+                    regions
+                };
+                let estate =
+                    drctl_aws::discover::estate(sdk, &regions).await.map_err(|e| Failure::Runtime(e.into()))?;
+                let yaml = drctl_aws::discover::skeleton(&estate, &regions);
+                // What is printed must validate: a skeleton that does not is a bug, said plainly.
+                let loaded = drctl_core::load_str(&yaml, std::path::Path::new("discovered.yaml"));
+                if let Some(d) = loaded.diagnostics.iter().find(|d| d.severity == drctl_core::diag::Severity::Error) {
+                    return Err(Failure::Runtime(anyhow::anyhow!(
+                        "the skeleton drctl wrote does not validate ({}); please report it",
+                        d.message
+                    )));
+                }
+                if output == "json" {
+                    let tree = drctl_core::yaml::parse(&yaml)
+                        .map_err(|e| Failure::Runtime(anyhow::anyhow!("{}", e.describe())))?;
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&drctl_core::decode::to_json(&tree))
+                            .map_err(anyhow::Error::from)?
+                    );
+                } else {
+                    print!("{yaml}");
+                }
+                eprintln!(
+                    "found {} RDS instances, {} Aurora clusters, {} replicating buckets, {} per-zone records in {}",
+                    estate.instances.iter().filter(|i| i.cluster.is_none()).count(),
+                    estate.clusters.len(),
+                    estate.buckets.len(),
+                    estate.records.len(),
+                    regions.join(", ")
+                );
+                Ok(Outcome::Done)
+            })
+        }
         Command::IamPolicy { file, for_use, account } => {
             let topo = load(&file.path, &style)?;
             if let Some(a) = account.as_deref().filter(|a| a.len() != 12 || !a.chars().all(|c| c.is_ascii_digit())) {

@@ -76,11 +76,21 @@ pub enum Command {
         #[command(flatten)]
         file: FileArg,
         /// What the credentials are for: `serve` does everything; `plan` makes no AWS call.
-        #[arg(long = "for", default_value = "serve", value_parser = ["plan", "status", "replicate", "declare", "serve"], value_name = "USE")]
+        #[arg(long = "for", default_value = "serve", value_parser = ["plan", "status", "replicate", "declare", "serve", "discover"], value_name = "USE")]
         for_use: String,
         /// The AWS account id in RDS and IAM ARNs (default `*`: any account).
         #[arg(long, value_name = "ID")]
         account: Option<String>,
+    },
+    /// Read an AWS account (RDS instances and replicas, Aurora clusters, replicating S3 buckets, Route53
+    /// failover and weighted records) and print a topology skeleton to start drctl.yaml from.
+    Discover {
+        /// A region to read (repeat for more); default: the SDK's region (AWS_REGION, the profile).
+        #[arg(long = "region", value_name = "REGION")]
+        regions: Vec<String>,
+        /// YAML with a comment at every decision left to you, or JSON (no comments).
+        #[arg(long, value_parser = ["yaml", "json"], default_value = "yaml")]
+        output: String,
     },
     /// Measure every datastore's replicas and RPO, and every service's health, now.
     Status {
