@@ -1,0 +1,23 @@
+terraform {
+  required_version = ">= 1.5"
+  required_providers {
+    aws = {
+      source  = "hashicorp/aws"
+      version = ">= 5.40"
+    }
+  }
+}
+
+provider "aws" {
+  region = var.region
+}
+
+provider "aws" {
+  alias  = "page_primary"
+  region = var.region
+}
+
+provider "aws" {
+  alias  = "page_secondary"
+  region = var.page_region
+}
