@@ -558,6 +558,89 @@ pub(crate) async fn run(s: Arc<Shared>, stop: drctl_runtime::CancellationToken) 
 mod tests {
     use super::*;
 
+    fn view_at(now: SystemTime) -> View {
+        let loaded = drctl_core::load_str(
+            "version: 1\nname: shop\nzones: [ { name: az1, region: r1 } ]\nservices: [ { name: checkout, zones: [az1] } ]\n",
+            std::path::Path::new("t.yaml"),
+        );
+        crate::view::build(crate::view::Inputs {
+            topo: &loaded.topology.unwrap(),
+            status: None,
+            incidents: vec![],
+            maintenance: vec![],
+            uptime: Default::default(),
+            drills: &[],
+            running_executions: vec![],
+            now,
+            expected_checks_per_day: 1440,
+        })
+    }
+
+    #[test]
+    fn incidents_and_maintenance_become_events_in_order_and_only_when_due() {
+        use drctl_state::controller::IncidentUpdate;
+        let t = |s: u64| UNIX_EPOCH + Duration::from_secs(1_800_000_000 + s);
+        let now = t(1000);
+        let update =
+            |id, at, status: &str| IncidentUpdate { id, at, status: status.into(), body: format!("{status}.") };
+        // The store lists updates newest first.
+        let incident = Incident {
+            id: 7,
+            title: "Checkout slow".into(),
+            status: "resolved".into(),
+            services: vec!["checkout".into()],
+            created_at: t(100),
+            updated_at: t(300),
+            resolved_at: Some(t(300)),
+            execution_id: None,
+            updates: vec![
+                update(3, t(300), "resolved"),
+                update(2, t(200), "monitoring"),
+                update(1, t(100), "investigating"),
+            ],
+        };
+        let window = |starts, ends| Maintenance {
+            id: 4,
+            title: "Upgrade".into(),
+            body: "PostgreSQL 16".into(),
+            services: vec![],
+            starts_at: starts,
+            ends_at: ends,
+            created_at: t(50),
+        };
+        let v = view_at(now);
+        let kinds = |m: &Maintenance| {
+            events(
+                &v,
+                std::slice::from_ref(&incident),
+                std::slice::from_ref(m),
+                "https://status.example.com",
+                now,
+                Duration::from_secs(86_400),
+            )
+            .into_iter()
+            .map(|n| (n.event, n.kind))
+            .collect::<Vec<_>>()
+        };
+        let ev = |e: &str, k: &str| (e.to_string(), k.to_string());
+        // In progress: scheduled and started, not completed.
+        assert_eq!(
+            kinds(&window(t(900), t(2000))),
+            [
+                ev("incident.7.created", "incident.created"),
+                ev("incident.7.update.2", "incident.updated"),
+                ev("incident.7.update.3", "incident.resolved"),
+                ev("maintenance.4.scheduled", "maintenance.scheduled"),
+                ev("maintenance.4.started", "maintenance.started"),
+            ]
+        );
+        // Over: completed too.
+        assert!(kinds(&window(t(500), t(900))).contains(&ev("maintenance.4.completed", "maintenance.completed")));
+        // Older than the horizon: history, not news.
+        let later = now + Duration::from_secs(2 * 86_400);
+        assert!(events(&v, &[incident], &[], "https://s", later, Duration::from_secs(86_400)).is_empty());
+    }
+
     #[test]
     fn the_signature_is_the_specifications_example() {
         // The example of the Standard Webhooks specification's reference
