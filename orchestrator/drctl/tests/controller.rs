@@ -5,17 +5,16 @@
 
 use drctl_testkit::{free_port, PgPair};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod common;
+use common::{show, wait_for};
 
 fn drctl(dir: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_drctl"));
     c.current_dir(dir).env_remove("DRCTL_STATE").env_remove("AWS_ACCESS_KEY_ID").env_remove("AWS_SECRET_ACCESS_KEY");
     c
-}
-
-fn show(o: &Output) -> String {
-    format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
 fn tempdir(name: &str) -> PathBuf {
@@ -58,14 +57,6 @@ fn serve(dir: &Path, file: &str, env_state: Option<&str>) -> (Killed, String) {
         std::thread::sleep(Duration::from_millis(50));
     }
     (Killed(child), format!("http://127.0.0.1:{port}"))
-}
-
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
 }
 
 fn get(url: &str) -> String {

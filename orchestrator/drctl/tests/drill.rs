@@ -3,8 +3,11 @@
 //! stopped by `stop_when` and by Ctrl-C, healing every time.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod common;
+use common::show;
 
 fn drctl() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_drctl"));
@@ -21,10 +24,6 @@ fn tempdir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-fn show(o: &Output) -> String {
-    format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
 fn nothing_listens(base: u16) {

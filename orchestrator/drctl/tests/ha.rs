@@ -7,17 +7,16 @@
 
 use drctl_testkit::{free_port, EtcdCluster, PgPair, TcpProxy};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod common;
+use common::{show, wait_for};
 
 fn drctl(dir: &Path, state: &str) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_drctl"));
     c.current_dir(dir).env("DRCTL_STATE", state).env_remove("AWS_ACCESS_KEY_ID").env_remove("AWS_SECRET_ACCESS_KEY");
     c
-}
-
-fn show(o: &Output) -> String {
-    format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
 fn tempdir(name: &str) -> PathBuf {
@@ -79,14 +78,6 @@ impl Drop for Controller {
 
 fn client() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder().no_proxy().timeout(Duration::from_secs(20)).build().unwrap()
-}
-
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn token(dir: &Path, state: &str) -> String {
