@@ -196,6 +196,47 @@ async fn subscribe_form(
     }
 }
 
+/// A page's words, (English, Japanese).
+type Words = (&'static str, &'static str);
+
+/// What a mailed link's page says: when it worked, when the subscription
+/// had ended (confirming), and when the link is unknown.
+struct LinkPage {
+    done: (Words, Words),
+    ended: Option<(Words, Words)>,
+    unknown: Words,
+}
+
+/// The page a mailed link answers with, in the subscriber's language.
+fn link_page(
+    s: &Shared,
+    found: drctl_state::Result<Option<drctl_state::audience::Subscription>>,
+    q: &LangQuery,
+    headers: &HeaderMap,
+    words: LinkPage,
+) -> Response {
+    let lang = match &found {
+        Ok(Some(sub)) => Lang::pick(Some(&sub.lang), None),
+        _ => lang_of(q.lang.as_deref(), headers),
+    };
+    let pick = |w: Words| if lang == Lang::Ja { w.1 } else { w.0 };
+    let say = |status, (heading, text): (Words, Words)| {
+        html(status, lang, page::message(&s.opts.topology.name, pick(heading), pick(text), lang))
+    };
+    match found {
+        Ok(Some(sub)) if sub.state == SubscriptionState::Unsubscribed && words.ended.is_some() => {
+            say(StatusCode::GONE, words.ended.unwrap_or(words.done))
+        }
+        Ok(Some(_)) => say(StatusCode::OK, words.done),
+        Ok(None) => say(StatusCode::NOT_FOUND, (("Unknown link", "リンクが無効です"), words.unknown)),
+        Err(e) => html(
+            StatusCode::SERVICE_UNAVAILABLE,
+            lang,
+            page::message(&s.opts.topology.name, "Error", &e.to_string(), lang),
+        ),
+    }
+}
+
 async fn confirm(
     Ax(s): Ax<Arc<Shared>>,
     Path(token): Path<String>,
@@ -203,49 +244,23 @@ async fn confirm(
     headers: HeaderMap,
 ) -> Response {
     let found = s.opts.state.confirm_subscription(&token, SystemTime::now());
-    let lang = match &found {
-        Ok(Some(sub)) => Lang::pick(Some(&sub.lang), None),
-        _ => lang_of(q.lang.as_deref(), &headers),
-    };
-    let ja = lang == Lang::Ja;
-    let name = &s.opts.topology.name;
-    match found {
-        Ok(Some(sub)) if sub.state == SubscriptionState::Active => html(
-            StatusCode::OK,
-            lang,
-            page::message(
-                name,
-                if ja { "購読を開始しました" } else { "You are subscribed" },
-                if ja {
-                    "今後のお知らせをメールでお送りします。"
-                } else {
-                    "We will e-mail you what happens from now on."
-                },
-                lang,
+    link_page(
+        &s,
+        found,
+        &q,
+        &headers,
+        LinkPage {
+            done: (
+                ("You are subscribed", "購読を開始しました"),
+                ("We will e-mail you what happens from now on.", "今後のお知らせをメールでお送りします。"),
             ),
-        ),
-        Ok(Some(_)) => html(
-            StatusCode::GONE,
-            lang,
-            page::message(
-                name,
-                if ja { "購読は停止されています" } else { "This subscription has ended" },
-                if ja { "もう一度購読してください。" } else { "Subscribe again from the status page." },
-                lang,
-            ),
-        ),
-        Ok(None) => html(
-            StatusCode::NOT_FOUND,
-            lang,
-            page::message(
-                name,
-                if ja { "リンクが無効です" } else { "Unknown link" },
-                if ja { "このリンクは使えません。" } else { "This confirmation link is not known here." },
-                lang,
-            ),
-        ),
-        Err(e) => html(StatusCode::SERVICE_UNAVAILABLE, lang, page::message(name, "Error", &e.to_string(), lang)),
-    }
+            ended: Some((
+                ("This subscription has ended", "購読は停止されています"),
+                ("Subscribe again from the status page.", "もう一度購読してください。"),
+            )),
+            unknown: ("This confirmation link is not known here.", "このリンクは使えません。"),
+        },
+    )
 }
 
 async fn unsubscribe(
@@ -255,35 +270,20 @@ async fn unsubscribe(
     headers: HeaderMap,
 ) -> Response {
     let found = s.opts.state.unsubscribe(&token, SystemTime::now());
-    let lang = match &found {
-        Ok(Some(sub)) => Lang::pick(Some(&sub.lang), None),
-        _ => lang_of(q.lang.as_deref(), &headers),
-    };
-    let ja = lang == Lang::Ja;
-    let name = &s.opts.topology.name;
-    match found {
-        Ok(Some(_)) => html(
-            StatusCode::OK,
-            lang,
-            page::message(
-                name,
-                if ja { "配信を停止しました" } else { "You are unsubscribed" },
-                if ja { "今後お知らせは届きません。" } else { "You will not hear from us again." },
-                lang,
+    link_page(
+        &s,
+        found,
+        &q,
+        &headers,
+        LinkPage {
+            done: (
+                ("You are unsubscribed", "配信を停止しました"),
+                ("You will not hear from us again.", "今後お知らせは届きません。"),
             ),
-        ),
-        Ok(None) => html(
-            StatusCode::NOT_FOUND,
-            lang,
-            page::message(
-                name,
-                if ja { "リンクが無効です" } else { "Unknown link" },
-                if ja { "このリンクは使えません。" } else { "This unsubscribe link is not known here." },
-                lang,
-            ),
-        ),
-        Err(e) => html(StatusCode::SERVICE_UNAVAILABLE, lang, page::message(name, "Error", &e.to_string(), lang)),
-    }
+            ended: None,
+            unknown: ("This unsubscribe link is not known here.", "このリンクは使えません。"),
+        },
+    )
 }
 
 /// `GET /api/v1/subscriptions` (admin): every subscription and how its
