@@ -35,7 +35,7 @@ resource "aws_iam_role_policy" "operate" {
         Sid      = "PublishStatusPage"
         Effect   = "Allow"
         Action   = ["s3:PutObject", "s3:ListBucket", "s3:DeleteObject"]
-        Resource = flatten([for b in [aws_s3_bucket.page_primary.arn, aws_s3_bucket.page_secondary.arn] : [b, "${b}/*"]])
+        Resource = flatten([for b in [module.page_primary.arn, module.page_secondary.arn] : [b, "${b}/*"]])
       },
       {
         Sid      = "ShipLogs"

@@ -76,7 +76,7 @@ resource "aws_instance" "controller" {
     drctl_sha256     = var.drctl_release_sha256
     files            = local.files
     page_url         = local.page_url
-    page_buckets     = [aws_s3_bucket.page_primary.id, aws_s3_bucket.page_secondary.id]
+    page_buckets     = [module.page_primary.id, module.page_secondary.id]
     page_regions     = var.status_page_regions
     log_group        = aws_cloudwatch_log_group.controller.name
     region           = data.aws_region.current.name

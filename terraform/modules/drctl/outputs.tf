@@ -11,8 +11,8 @@ output "etcd_endpoints" {
 output "status_page_endpoints" {
   description = "The status page's website endpoints, one per region."
   value = [
-    aws_s3_bucket_website_configuration.page_primary.website_endpoint,
-    aws_s3_bucket_website_configuration.page_secondary.website_endpoint,
+    module.page_primary.website_endpoint,
+    module.page_secondary.website_endpoint,
   ]
 }
 
