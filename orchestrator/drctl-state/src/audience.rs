@@ -14,8 +14,8 @@
 //! backends: etcd directly, SQLite through its `kv` table ([`SqliteKv`]).
 //! Times come from the caller's clock.
 
-use crate::controller::token_hash;
-use crate::kv::{Check, Kv, KvStore, Op, Txn, Versioned};
+use crate::controller::{hex, random_bytes, token_hash};
+use crate::kv::{decode, encode, seg, Check, Kv, KvStore, Op, Txn, Versioned};
 use crate::{millis, Error, Result};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
@@ -236,23 +236,15 @@ pub trait Audience: Send + Sync {
     fn publish_report(&self, incident: i64, by: &str, now: SystemTime) -> Result<IncidentReport>;
 }
 
-/// 32 random bytes, hex.
+/// A link's token: 32 random bytes, hex.
 fn random_hex() -> Result<String> {
-    let mut bytes = [0u8; 32];
-    getrandom::getrandom(&mut bytes).map_err(|e| Error::Invalid(format!("no randomness: {e}")))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex(&random_bytes("a link")?))
 }
 
 /// A Standard Webhooks signing secret: `whsec_` and 32 random bytes, base64.
 fn webhook_secret() -> Result<String> {
     use base64::Engine;
-    let mut bytes = [0u8; 32];
-    getrandom::getrandom(&mut bytes).map_err(|e| Error::Invalid(format!("no randomness: {e}")))?;
-    Ok(format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(bytes)))
-}
-
-fn seg(s: &str) -> String {
-    s.replace('%', "%25").replace('/', "%2F")
+    Ok(format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(random_bytes("a signing secret")?)))
 }
 
 impl<K: Kv> KvStore<K> {
@@ -275,7 +267,7 @@ impl<K: Kv> KvStore<K> {
     fn find_sub(&self, pred: impl Fn(&Subscription) -> bool) -> Result<Option<(Subscription, i64)>> {
         let prefix = self.key("sub/");
         for (k, v) in self.kv().scan(&prefix, &crate::kv::prefix_end(&prefix))? {
-            let s: Subscription = doc(&k, &v)?;
+            let s: Subscription = decode(&k, &v)?;
             if pred(&s) {
                 return Ok(Some((s, v.version)));
             }
@@ -294,7 +286,7 @@ impl<K: Kv> KvStore<K> {
             let key = self.sub_key(s.id);
             let ok = self.kv().commit(Txn {
                 checks: vec![Check::Version(key.clone(), version)],
-                ops: vec![Op::Put(key, json(&s))],
+                ops: vec![Op::Put(key, encode(&s))],
                 leader_only: false,
             })?;
             Ok(ok.then_some(Some(s)))
@@ -309,24 +301,16 @@ impl<K: Kv> KvStore<K> {
                     "incident {incident} has no report yet: one is drafted when its execution ends, or PUT one"
                 )));
             };
-            let mut r: IncidentReport = doc(&key, &v)?;
+            let mut r: IncidentReport = decode(&key, &v)?;
             change(&mut r);
             let ok = self.kv().commit(Txn {
                 checks: vec![Check::Version(key.clone(), v.version)],
-                ops: vec![Op::Put(key.clone(), json(&r))],
+                ops: vec![Op::Put(key.clone(), encode(&r))],
                 leader_only: false,
             })?;
             Ok(ok.then_some(r.clone()))
         })
     }
-}
-
-fn json<T: Serialize>(v: &T) -> Vec<u8> {
-    serde_json::to_vec(v).unwrap_or_default()
-}
-
-fn doc<T: serde::de::DeserializeOwned>(key: &str, v: &Versioned) -> Result<T> {
-    serde_json::from_slice(&v.value).map_err(|e| Error::Corrupt(format!("`{key}` does not parse: {e}")))
 }
 
 impl<K: Kv> Audience for KvStore<K> {
@@ -369,7 +353,7 @@ impl<K: Kv> Audience for KvStore<K> {
             let key = self.sub_key(id);
             let ok = self.kv().commit(Txn {
                 checks: vec![check, Check::Absent(key.clone())],
-                ops: vec![op, Op::Put(key, json(&sub))],
+                ops: vec![op, Op::Put(key, encode(&sub))],
                 leader_only: false,
             })?;
             Ok(ok.then_some(sub))
@@ -404,8 +388,7 @@ impl<K: Kv> Audience for KvStore<K> {
     }
 
     fn subscriptions(&self) -> Result<Vec<Subscription>> {
-        let prefix = self.key("sub/");
-        self.kv().scan(&prefix, &crate::kv::prefix_end(&prefix))?.iter().map(|(k, v)| doc(k, v)).collect()
+        self.scan_docs(&self.key("sub/"))
     }
 
     fn enqueue(&self, n: &Notification, to: Option<i64>, now: SystemTime) -> Result<usize> {
@@ -444,9 +427,9 @@ impl<K: Kv> Audience for KvStore<K> {
                     checks: vec![check, Check::Absent(marker.clone())],
                     ops: vec![
                         op,
-                        Op::Put(marker.clone(), json(&id)),
-                        Op::Put(self.delivery_key(id), json(&d)),
-                        Op::Put(self.due_key(d.next_ms, id), json(&id)),
+                        Op::Put(marker.clone(), encode(&id)),
+                        Op::Put(self.delivery_key(id), encode(&d)),
+                        Op::Put(self.due_key(d.next_ms, id), encode(&id)),
                     ],
                     leader_only: false,
                 })?;
@@ -462,10 +445,10 @@ impl<K: Kv> Audience for KvStore<K> {
         let end = self.key(&format!("due/{:015}~", millis(now).max(0)));
         let mut out = Vec::new();
         for (k, v) in self.kv().scan(&start, &end)?.into_iter().take(limit) {
-            let id: i64 = doc(&k, &v)?;
+            let id: i64 = decode(&k, &v)?;
             let key = self.delivery_key(id);
             if let Some(v) = self.kv().get(&key)? {
-                let d: Delivery = doc(&key, &v)?;
+                let d: Delivery = decode(&key, &v)?;
                 if d.state == DeliveryState::Pending {
                     out.push(d);
                 }
@@ -480,7 +463,7 @@ impl<K: Kv> Audience for KvStore<K> {
             let Some(v) = self.kv().get(&key)? else {
                 return Err(Error::NotFound(format!("no delivery {delivery}")));
             };
-            let mut d: Delivery = doc(&key, &v)?;
+            let mut d: Delivery = decode(&key, &v)?;
             if d.state != DeliveryState::Pending {
                 return Ok(Some(()));
             }
@@ -495,7 +478,7 @@ impl<K: Kv> Audience for KvStore<K> {
                 Attempt::Retry { at, error } => {
                     d.next_ms = millis(*at);
                     d.last_error = Some(error.clone());
-                    ops.push(Op::Put(self.due_key(d.next_ms, d.id), json(&d.id)));
+                    ops.push(Op::Put(self.due_key(d.next_ms, d.id), encode(&d.id)));
                 }
                 Attempt::GiveUp { error } => {
                     d.state = DeliveryState::GivenUp;
@@ -503,7 +486,7 @@ impl<K: Kv> Audience for KvStore<K> {
                     d.last_error = Some(error.clone());
                 }
             }
-            ops.push(Op::Put(key.clone(), json(&d)));
+            ops.push(Op::Put(key.clone(), encode(&d)));
             let ok = self.kv().commit(Txn {
                 checks: vec![Check::Version(key.clone(), v.version)],
                 ops,
@@ -514,13 +497,12 @@ impl<K: Kv> Audience for KvStore<K> {
     }
 
     fn deliveries(&self) -> Result<Vec<Delivery>> {
-        let prefix = self.key("delivery/");
-        self.kv().scan(&prefix, &crate::kv::prefix_end(&prefix))?.iter().map(|(k, v)| doc(k, v)).collect()
+        self.scan_docs(&self.key("delivery/"))
     }
 
     fn report(&self, incident: i64) -> Result<Option<IncidentReport>> {
         let key = self.report_key(incident);
-        self.kv().get(&key)?.map(|v| doc(&key, &v)).transpose()
+        self.kv().get(&key)?.map(|v| decode(&key, &v)).transpose()
     }
 
     fn draft_report(&self, incident: i64, body: &str, now: SystemTime) -> Result<bool> {
@@ -536,7 +518,7 @@ impl<K: Kv> Audience for KvStore<K> {
         };
         self.kv().commit(Txn {
             checks: vec![Check::Absent(key.clone())],
-            ops: vec![Op::Put(key, json(&r))],
+            ops: vec![Op::Put(key, encode(&r))],
             leader_only: false,
         })
     }

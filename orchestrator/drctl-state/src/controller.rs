@@ -72,9 +72,18 @@ pub struct Token {
 
 /// A new secret token: `drctl_` and 32 random bytes in hex.
 pub fn new_token_secret() -> Result<String> {
+    Ok(format!("drctl_{}", hex(&random_bytes("a token")?)))
+}
+
+/// 32 bytes from the operating system's randomness, for `what` (in the error).
+pub(crate) fn random_bytes(what: &str) -> Result<[u8; 32]> {
     let mut bytes = [0u8; 32];
-    getrandom::getrandom(&mut bytes).map_err(|e| Error::Invalid(format!("no randomness for a token: {e}")))?;
-    Ok(format!("drctl_{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+    getrandom::getrandom(&mut bytes).map_err(|e| Error::Invalid(format!("no randomness for {what}: {e}")))?;
+    Ok(bytes)
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// What is stored of a token.

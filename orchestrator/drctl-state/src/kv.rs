@@ -119,7 +119,7 @@ pub fn prefix_end(prefix: &str) -> String {
 }
 
 /// One path segment: `%` and `/` escaped, so segments never run together.
-fn seg(s: &str) -> String {
+pub(crate) fn seg(s: &str) -> String {
     s.replace('%', "%25").replace('/', "%2F")
 }
 
@@ -127,11 +127,11 @@ fn time(ms: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
 }
 
-fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).unwrap_or_default()
 }
 
-fn decode<T: DeserializeOwned>(key: &str, v: &Versioned) -> Result<T> {
+pub(crate) fn decode<T: DeserializeOwned>(key: &str, v: &Versioned) -> Result<T> {
     serde_json::from_slice(&v.value).map_err(|e| Error::Corrupt(format!("`{key}` does not parse: {e}")))
 }
 
@@ -421,7 +421,7 @@ impl<K: Kv> KvStore<K> {
         }
     }
 
-    fn scan_docs<T: DeserializeOwned>(&self, prefix: &str) -> Result<Vec<T>> {
+    pub(crate) fn scan_docs<T: DeserializeOwned>(&self, prefix: &str) -> Result<Vec<T>> {
         self.scan_from(prefix, prefix)
     }
 
