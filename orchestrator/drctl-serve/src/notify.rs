@@ -459,20 +459,46 @@ fn next_try(o: &NotifyOptions, d: &Delivery, now: SystemTime) -> Option<SystemTi
     Some(now + delay)
 }
 
+/// What the notifier has already done in this leadership, so a pass does
+/// not redo it: events queued (queuing one again would add nobody, since
+/// only subscribers confirmed before an event hear of it) and incidents
+/// whose report exists. A new leader starts empty and offers each once.
+#[derive(Default)]
+pub(crate) struct Done {
+    offered: std::collections::HashSet<String>,
+    reported: std::collections::HashSet<i64>,
+}
+
 /// One pass: offer the events, draft the reports, deliver what is due.
-pub(crate) async fn tick(s: &Arc<Shared>, smtp: Option<&lettre::AsyncSmtpTransport<lettre::Tokio1Executor>>) {
+pub(crate) async fn tick(
+    s: &Arc<Shared>,
+    smtp: Option<&lettre::AsyncSmtpTransport<lettre::Tokio1Executor>>,
+    done: &mut Done,
+) {
     let state = &s.opts.state;
     let now = SystemTime::now();
     let view = s.view.read().unwrap_or_else(|p| p.into_inner()).clone();
     if let Some(view) = view {
         let incidents = state.incidents().unwrap_or_default();
         let maintenance = state.maintenance().unwrap_or_default();
-        for n in events(&view, &incidents, &maintenance, &s.base_url, now, s.opts.notify.give_up) {
-            if let Err(e) = state.enqueue(&n, None, now) {
-                tracing::warn!(event = %n.event, error = %e, "an event could not be queued; tried again next pass");
+        let news = events(&view, &incidents, &maintenance, &s.base_url, now, s.opts.notify.give_up);
+        for n in &news {
+            if done.offered.contains(&n.event) {
+                continue;
+            }
+            match state.enqueue(n, None, now) {
+                Ok(_) => {
+                    done.offered.insert(n.event.clone());
+                }
+                Err(e) => {
+                    tracing::warn!(event = %n.event, error = %e, "an event could not be queued; tried again next pass")
+                }
             }
         }
-        crate::reports::draft_finished(s, &incidents, now);
+        // Past the horizon an event is no longer offered: forget it.
+        done.offered.retain(|e| news.iter().any(|n| &n.event == e));
+        done.reported.retain(|id| incidents.iter().any(|i| i.id == *id));
+        crate::reports::draft_finished(s, &incidents, now, &mut done.reported);
     }
     let due = match state.due_deliveries(now, 64) {
         Ok(d) => d,
@@ -545,8 +571,9 @@ pub(crate) async fn run(s: Arc<Shared>, stop: drctl_runtime::CancellationToken) 
         }
         None => None,
     };
+    let mut done = Done::default();
     loop {
-        tick(&s, smtp.as_ref()).await;
+        tick(&s, smtp.as_ref(), &mut done).await;
         tokio::select! {
             _ = tokio::time::sleep(s.opts.notify.every) => {}
             _ = stop.cancelled() => return,

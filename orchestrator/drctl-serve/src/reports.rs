@@ -170,13 +170,30 @@ pub(crate) fn draft(r: &Record) -> String {
 }
 
 /// Drafts the report of every incident whose execution has ended and that
-/// has none yet (the leader's notifier calls this each pass).
-pub(crate) fn draft_finished(s: &Arc<Shared>, incidents: &[Incident], now: SystemTime) {
+/// has none yet (the leader's notifier calls this each pass). `reported`:
+/// incidents known to have a report, not asked about again.
+pub(crate) fn draft_finished(
+    s: &Arc<Shared>,
+    incidents: &[Incident],
+    now: SystemTime,
+    reported: &mut std::collections::HashSet<i64>,
+) {
     let state = &s.opts.state;
     for i in incidents {
         let Some(exec_id) = i.execution_id.as_deref() else { continue };
+        if reported.contains(&i.id) {
+            continue;
+        }
+        match state.report(i.id) {
+            Ok(Some(_)) => {
+                reported.insert(i.id);
+                continue;
+            }
+            Ok(None) => {}
+            Err(_) => continue,
+        }
         let Ok(e) = state.execution(exec_id) else { continue };
-        if !exec_state::is_final(&e.state) || matches!(state.report(i.id), Ok(Some(_)) | Err(_)) {
+        if !exec_state::is_final(&e.state) {
             continue;
         }
         let steps = state.steps(exec_id).unwrap_or_default();
@@ -222,8 +239,13 @@ pub(crate) fn draft_finished(s: &Arc<Shared>, incidents: &[Incident], now: Syste
             lost_writes: &lost,
         });
         match state.draft_report(i.id, &body, now) {
-            Ok(true) => (s.opts.say)(&format!("incident {}: post-incident report drafted (execution {exec_id})", i.id)),
-            Ok(false) => {}
+            Ok(true) => {
+                reported.insert(i.id);
+                (s.opts.say)(&format!("incident {}: post-incident report drafted (execution {exec_id})", i.id))
+            }
+            Ok(false) => {
+                reported.insert(i.id);
+            }
             Err(e) => tracing::warn!(incident = i.id, error = %e, "the post-incident report could not be stored"),
         }
     }
