@@ -109,8 +109,6 @@ pub(crate) fn events(
                 kind: kind.into(),
                 services: i.services.clone(),
                 at_ms: ms(u.at),
-                subject: format!("[{}] {} ({})", view.name, i.title, u.status),
-                text: u.body.clone(),
                 payload: json!({ "page": page, "incident": object, "incident_update": {
                     "id": u.id.to_string(), "status": u.status, "body": u.body, "created_at": rfc3339(u.at) } }),
             });
@@ -131,8 +129,6 @@ pub(crate) fn events(
                 kind: format!("maintenance.{what}"),
                 services: m.services.clone(),
                 at_ms: ms(at),
-                subject: format!("[{}] {} ({what})", view.name, m.title),
-                text: m.body.clone(),
                 payload: json!({ "page": page, "scheduled_maintenance": maintenance_json(m, status, base) }),
             });
         }
@@ -147,8 +143,6 @@ pub(crate) fn confirmation(sub: &Subscription, token: &str, base: &str, page: &s
         kind: "subscription.confirm".into(),
         services: vec![],
         at_ms: ms(now),
-        subject: format!("[{page}] confirm your subscription"),
-        text: String::new(),
         payload: json!({ "page": { "name": page, "url": base },
             "confirm_url": format!("{base}/subscriptions/confirm/{token}"), "services": sub.services }),
     }
@@ -722,8 +716,6 @@ mod tests {
             kind: "incident.created".into(),
             services: vec![],
             at_ms: 0,
-            subject: String::new(),
-            text: String::new(),
             payload: json!({}),
         }
     }
@@ -735,8 +727,6 @@ mod tests {
             kind: "incident.created".into(),
             services: vec!["checkout".into()],
             at_ms: 0,
-            subject: String::new(),
-            text: String::new(),
             payload: json!({ "page": {"name": "shop", "url": "https://status.example.com"},
                 "incident": {"id": "1", "name": "Checkout slow", "components": [{"name": "checkout"}]},
                 "incident_update": {"status": "investigating", "body": "Looking."} }),

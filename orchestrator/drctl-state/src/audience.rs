@@ -124,10 +124,8 @@ pub struct Notification {
     pub services: Vec<String>,
     /// When it happened: a subscriber confirmed later is not told.
     pub at_ms: i64,
-    pub subject: String,
-    /// The plain-text body of an e-mail (the unsubscribe link is added when sent).
-    pub text: String,
-    /// The JSON body of a webhook: the Statuspage-style object.
+    /// What is told: the Statuspage-style objects a webhook carries, from
+    /// which each e-mail is written in its subscriber's language when sent.
     pub payload: serde_json::Value,
 }
 

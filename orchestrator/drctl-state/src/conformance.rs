@@ -53,8 +53,6 @@ fn note(event: &str, services: &[&str], at_ms: i64) -> Notification {
         kind: "incident.created".into(),
         services: services.iter().map(|s| s.to_string()).collect(),
         at_ms,
-        subject: "Checkout is slow".into(),
-        text: "We are looking into it.".into(),
         payload: serde_json::json!({"id": 1}),
     }
 }
