@@ -94,7 +94,7 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             Ok(if plan.meets_objectives() { Outcome::Done } else { Outcome::ObjectiveMissed })
         }
         Command::Discover { regions, output } => {
-            let clients = crate::context::clients(&ctx.wiring(std::path::Path::new("drctl.yaml")));
+            let clients = crate::context::clients(&ctx.flag_wiring());
             crate::context::runtime()?.block_on(async move {
                 let sdk = clients.sdk().await;
                 let regions = if regions.is_empty() {

@@ -52,9 +52,15 @@ impl Context {
     pub fn wiring(&self, topology: &Path) -> Wiring {
         let dir = topology.parent().unwrap_or(Path::new("."));
         if !drctl_lab_api::Manifest::path(dir).exists() {
-            return Wiring { state_url: self.state_flag.clone(), credentials: Default::default() };
+            return self.flag_wiring();
         }
         self.lab_wiring(dir)
+    }
+
+    /// What the flags alone decide: their store, AWS's credential chain
+    /// (commands about an account, not a topology: `discover`).
+    pub fn flag_wiring(&self) -> Wiring {
+        Wiring { state_url: self.state_flag.clone(), credentials: Default::default() }
     }
 
     /// The wiring of the lab in `dir`.
