@@ -19,6 +19,7 @@ use crate::view::View;
 use crate::Shared;
 use drctl_state::audience::{Attempt, Channel, Delivery, Notification, Subscription, SubscriptionState};
 use drctl_state::controller::{Incident, Maintenance};
+use drctl_state::millis;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -56,10 +57,6 @@ impl Default for NotifyOptions {
             allow_private_webhooks: false,
         }
     }
-}
-
-fn ms(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 fn maintenance_json(m: &Maintenance, status: &str, base: &str) -> Value {
@@ -108,7 +105,7 @@ pub(crate) fn events(
                 event,
                 kind: kind.into(),
                 services: i.services.clone(),
-                at_ms: ms(u.at),
+                at_ms: millis(u.at),
                 payload: json!({ "page": page, "incident": object, "incident_update": {
                     "id": u.id.to_string(), "status": u.status, "body": u.body, "created_at": rfc3339(u.at) } }),
             });
@@ -128,7 +125,7 @@ pub(crate) fn events(
                 event: format!("maintenance.{}.{what}", m.id),
                 kind: format!("maintenance.{what}"),
                 services: m.services.clone(),
-                at_ms: ms(at),
+                at_ms: millis(at),
                 payload: json!({ "page": page, "scheduled_maintenance": maintenance_json(m, status, base) }),
             });
         }
@@ -142,7 +139,7 @@ pub(crate) fn confirmation(sub: &Subscription, token: &str, base: &str, page: &s
         event: format!("subscription.{}.confirm", sub.id),
         kind: "subscription.confirm".into(),
         services: vec![],
-        at_ms: ms(now),
+        at_ms: millis(now),
         payload: json!({ "page": { "name": page, "url": base },
             "confirm_url": format!("{base}/subscriptions/confirm/{token}"), "services": sub.services }),
     }
@@ -697,8 +694,8 @@ mod tests {
             notification: confirmation_for_test(),
             state: drctl_state::audience::DeliveryState::Pending,
             attempts: 0,
-            next_ms: ms(t0),
-            created_ms: ms(t0),
+            next_ms: millis(t0),
+            created_ms: millis(t0),
             done_ms: None,
             last_error: None,
         };

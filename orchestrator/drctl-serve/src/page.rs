@@ -421,7 +421,6 @@ pub fn incident_page(v: &View, i: &Incident, report: Option<&str>, lang: Lang) -
 /// paragraphs, `code`, **bold**, *emphasis*), every text escaped.
 pub fn markdown(src: &str) -> String {
     fn inline(s: &str) -> String {
-        let mut out = String::new();
         let mut rest = esc(s);
         for (mark, open, close) in [("**", "<strong>", "</strong>"), ("`", "<code>", "</code>"), ("*", "<em>", "</em>")]
         {
@@ -442,8 +441,7 @@ pub fn markdown(src: &str) -> String {
                 rest = acc;
             }
         }
-        out.push_str(&rest);
-        out
+        rest
     }
     let mut h = String::new();
     let mut in_list = false;

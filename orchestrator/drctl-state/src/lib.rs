@@ -357,7 +357,8 @@ pub struct Sqlite {
     pub(crate) seal: controller::AuditSeal,
 }
 
-pub(crate) fn millis(t: SystemTime) -> i64 {
+/// Milliseconds since the epoch, as the store keeps times.
+pub fn millis(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
