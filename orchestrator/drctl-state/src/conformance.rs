@@ -320,8 +320,38 @@ fn samples(s: &dyn Store) {
     assert!(s.schema_version().unwrap() >= 1);
 }
 
+/// What the store records on its own (a token's creation, an audit entry,
+/// an incident, a drill, a journal event, a step's approval) is stamped
+/// with the clock it was given, never the machine's: `s` must have been
+/// opened with a clock reading `at` (far from today), and be empty.
+pub fn times_come_from_its_clock(s: &dyn Store, at: SystemTime) {
+    let ms = |t: SystemTime| crate::millis(t);
+    s.create_token("ic", Role::Commander, None).unwrap();
+    assert_eq!(ms(s.tokens().unwrap()[0].created_at), ms(at), "a token's creation");
+    let entry = s.audit("ic", "cli", "declare", "execution e1", &serde_json::json!({})).unwrap();
+    assert_eq!(ms(entry.at), ms(at), "an audit entry");
+    let id = s.create_incident("az1 down", "investigating", "", &[], None).unwrap();
+    let incident = s.incidents().unwrap().into_iter().find(|i| i.id == id).unwrap();
+    assert_eq!((ms(incident.created_at), ms(incident.updated_at)), (ms(at), ms(at)), "an incident");
+    s.begin_drill("d1", "chaos/a.yaml").unwrap();
+    s.finish_drill("d1", Some(true), None).unwrap();
+    let drill = &s.drills().unwrap()[0];
+    assert_eq!((ms(drill.started_at), drill.finished_at.map(ms)), (ms(at), Some(ms(at))), "a drill");
+    let steps = [("db/failover".to_string(), "db".to_string(), "postgres.promote".to_string())];
+    s.create_execution(&exec("e1", 1_000), &steps, &["db".into()]).unwrap();
+    s.set_execution_state("e1", exec_state::ABORTED, None).unwrap();
+    // `declared` carries the declaration's own time; `aborted` is the store's.
+    let events = s.events("e1").unwrap();
+    let aborted = events.iter().find(|e| e.kind == "aborted").unwrap_or_else(|| panic!("{events:?}"));
+    assert_eq!(ms(aborted.at), ms(at), "a journal event");
+}
+
 #[cfg(test)]
 mod tests {
+    use drctl_runtime::MockClock;
+    use std::sync::Arc;
+    use std::time::{Duration, UNIX_EPOCH};
+
     #[test]
     fn sqlite_keeps_the_contract() {
         super::check(&crate::Sqlite::in_memory().unwrap());
@@ -330,5 +360,14 @@ mod tests {
     #[test]
     fn the_key_value_store_keeps_the_contract() {
         super::check(&crate::kv::KvStore::new(crate::kv::MemKv::default(), "/drctl/").unwrap());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn both_backends_stamp_what_they_record_with_the_callers_clock() {
+        let at = UNIX_EPOCH + Duration::from_secs(2_000_000_000);
+        let clock = Arc::new(MockClock::starting_at(at));
+        super::times_come_from_its_clock(&crate::Sqlite::in_memory().unwrap().with_clock(clock.clone()), at);
+        let kv = crate::kv::KvStore::new(crate::kv::MemKv::default(), "/drctl/").unwrap().with_clock(clock);
+        super::times_come_from_its_clock(&kv, at);
     }
 }

@@ -266,7 +266,7 @@ impl Controller for Sqlite {
             }
             conn.execute(
                 "INSERT INTO tokens (name, role, hash, created_ms, customer) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![name, role.as_str(), token_hash(&secret), millis(SystemTime::now()), customer],
+                params![name, role.as_str(), token_hash(&secret), millis(self.now()), customer],
             )?;
             Ok(secret)
         })
@@ -309,10 +309,8 @@ impl Controller for Sqlite {
                 }
             }
             if let Some(t) = &found {
-                self.conn().execute(
-                    "UPDATE tokens SET last_used_ms = ?1 WHERE id = ?2",
-                    params![millis(SystemTime::now()), t.id],
-                )?;
+                self.conn()
+                    .execute("UPDATE tokens SET last_used_ms = ?1 WHERE id = ?2", params![millis(self.now()), t.id])?;
             }
             Ok(found)
         })
@@ -327,7 +325,7 @@ impl Controller for Sqlite {
                 .ok_or_else(|| Error::NotFound(format!("no token `{name_or_id}` (see `drctl token list`)")))?;
             self.conn().execute(
                 "UPDATE tokens SET revoked_ms = COALESCE(revoked_ms, ?1) WHERE id = ?2",
-                params![millis(SystemTime::now()), t.id],
+                params![millis(self.now()), t.id],
             )?;
             Ok(t)
         })
@@ -353,7 +351,7 @@ impl Controller for Sqlite {
                 Some((s, h)) => (s + 1, h),
                 None => (1, "0".repeat(64)),
             };
-            let at = SystemTime::now();
+            let at = self.now();
             let at_ms = millis(at);
             let request = request.to_string();
             let hash =
@@ -418,7 +416,7 @@ impl Controller for Sqlite {
     ) -> Result<i64> {
         crate::offload(|| {
             check_status(status)?;
-            let now = millis(SystemTime::now());
+            let now = millis(self.now());
             let mut conn = self.conn();
             let tx = conn.transaction()?;
             tx.execute(
@@ -438,7 +436,7 @@ impl Controller for Sqlite {
     fn update_incident(&self, id: i64, status: &str, body: &str) -> Result<()> {
         crate::offload(|| {
             check_status(status)?;
-            let now = millis(SystemTime::now());
+            let now = millis(self.now());
             let mut conn = self.conn();
             let tx = conn.transaction()?;
             let n = tx.execute(
@@ -524,7 +522,7 @@ impl Controller for Sqlite {
             let conn = self.conn();
             conn.execute(
                 "INSERT INTO maintenance (title, body, services, starts_ms, ends_ms, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![title, body, serde_json::to_string(services).unwrap_or_default(), millis(starts), millis(ends), millis(SystemTime::now())],
+                params![title, body, serde_json::to_string(services).unwrap_or_default(), millis(starts), millis(ends), millis(self.now())],
             )?;
             Ok(conn.last_insert_rowid())
         })
@@ -633,7 +631,7 @@ impl Controller for Sqlite {
         crate::offload(|| {
             self.conn().execute(
                 "INSERT INTO drills (id, experiment, started_ms) VALUES (?1, ?2, ?3)",
-                params![id, experiment, millis(SystemTime::now())],
+                params![id, experiment, millis(self.now())],
             )?;
             Ok(())
         })
@@ -650,7 +648,7 @@ impl Controller for Sqlite {
         crate::offload(|| {
             self.conn().execute(
                 "INSERT OR REPLACE INTO drills (id, experiment, started_ms, finished_ms, objectives_met, report) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![id, experiment, millis(started), millis(SystemTime::now()), objectives_met as i64, report],
+                params![id, experiment, millis(started), millis(self.now()), objectives_met as i64, report],
             )?;
             Ok(())
         })
@@ -660,7 +658,7 @@ impl Controller for Sqlite {
         crate::offload(|| {
             self.conn().execute(
                 "UPDATE drills SET finished_ms = ?1, objectives_met = ?2, report = ?3 WHERE id = ?4",
-                params![millis(SystemTime::now()), objectives_met.map(|b| b as i64), report, id],
+                params![millis(self.now()), objectives_met.map(|b| b as i64), report, id],
             )?;
             Ok(())
         })

@@ -266,7 +266,7 @@ impl Journal for Sqlite {
             }
             tx.execute(
                 "INSERT INTO execution_events (execution_id, at_ms, kind) VALUES (?1, ?2, ?3)",
-                params![execution, millis(finished.unwrap_or_else(SystemTime::now)), state],
+                params![execution, millis(finished.unwrap_or_else(|| self.now())), state],
             )?;
             tx.commit()?;
             Ok(())
@@ -288,13 +288,13 @@ impl Journal for Sqlite {
                 .unwrap_or(0);
             let n = tx.execute(
                 "INSERT OR IGNORE INTO approvals (execution_id, step, attempt, by, at_ms, done) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![execution, step, attempt, by, millis(SystemTime::now()), done],
+                params![execution, step, attempt, by, millis(self.now()), done],
             )?;
             if n > 0 {
                 let detail = if done { format!("{by} (recorded as done, not run)") } else { by.to_string() };
                 tx.execute(
                     "INSERT INTO execution_events (execution_id, at_ms, step, kind, detail) VALUES (?1, ?2, ?3, 'approved', ?4)",
-                    params![execution, millis(SystemTime::now()), step, detail],
+                    params![execution, millis(self.now()), step, detail],
                 )?;
             }
             tx.commit()?;
@@ -402,7 +402,7 @@ impl Journal for Sqlite {
         crate::offload(|| {
             self.conn().execute(
                 "INSERT OR REPLACE INTO placements (datastore, primary_zone, updated_ms) VALUES (?1, ?2, ?3)",
-                params![datastore, primary_zone, millis(SystemTime::now())],
+                params![datastore, primary_zone, millis(self.now())],
             )?;
             Ok(())
         })

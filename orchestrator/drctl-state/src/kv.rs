@@ -366,6 +366,8 @@ pub struct KvStore<K: Kv> {
     /// Makes RPO sample keys unique within one millisecond.
     sample_seq: std::sync::atomic::AtomicU64,
     seal: crate::controller::AuditSeal,
+    /// Where the times it records come from: the caller's clock.
+    clock: std::sync::Arc<dyn drctl_runtime::Clock>,
 }
 
 /// How many times a read-modify-write is tried before contention is an error.
@@ -379,13 +381,30 @@ impl<K: Kv> KvStore<K> {
         self
     }
 
+    /// Takes the times it records from `clock` instead of the machine's.
+    pub fn with_clock(mut self, clock: std::sync::Arc<dyn drctl_runtime::Clock>) -> KvStore<K> {
+        self.clock = clock;
+        self
+    }
+
+    pub(crate) fn now(&self) -> SystemTime {
+        self.clock.now()
+    }
+
     pub fn new(kv: K, prefix: &str) -> Result<KvStore<K>> {
         let mut prefix = prefix.to_string();
         if !prefix.ends_with('/') {
             prefix.push('/');
         }
         let location = kv.location().to_string();
-        let store = KvStore { kv, prefix, location, sample_seq: Default::default(), seal: Default::default() };
+        let store = KvStore {
+            kv,
+            prefix,
+            location,
+            sample_seq: Default::default(),
+            seal: Default::default(),
+            clock: std::sync::Arc::new(drctl_runtime::SystemClock),
+        };
         let key = store.key("schema");
         match store.kv.get(&key)? {
             Some(v) => {
@@ -540,7 +559,7 @@ impl<K: Kv> KvStore<K> {
             let (mut doc, version) = self.exec_doc(execution)?;
             doc.state = state.to_string();
             doc.finished_ms = finished.map(millis);
-            let e = event(finished.unwrap_or_else(SystemTime::now), None, state, None);
+            let e = event(finished.unwrap_or_else(|| self.now()), None, state, None);
             let mut ops = vec![Op::Put(key.clone(), encode(&doc)), self.event_op(execution, &e)];
             let mut checks = vec![Check::Version(key.clone(), version)];
             if exec_state::is_final(state) {
@@ -698,7 +717,7 @@ impl<K: Kv> Journal for KvStore<K> {
         self.exec_doc(execution)?;
         let attempt = self.step_docs(execution)?.iter().find(|s| s.id == step).map_or(0, |s| s.attempts);
         let akey = self.key(&format!("approval/{}/{}/{attempt:010}", seg(execution), seg(step)));
-        let now = SystemTime::now();
+        let now = self.now();
         let detail = if done { format!("{by} (recorded as done, not run)") } else { by.to_string() };
         let approval = ApprovalDoc { by: by.into(), done, at_ms: millis(now) };
         let e = event(now, Some(step), "approved", Some(&detail));
@@ -864,7 +883,7 @@ impl<K: Kv> Controller for KvStore<K> {
                 name: name.into(),
                 role: role.as_str().into(),
                 hash: token_hash(&secret),
-                created_ms: millis(SystemTime::now()),
+                created_ms: millis(self.now()),
                 revoked_ms: None,
                 last_used_ms: None,
                 customer: customer.map(str::to_string),
@@ -897,7 +916,7 @@ impl<K: Kv> Controller for KvStore<K> {
         // When it was last used is a hint: one try, a lost race is fine.
         let key = self.token_key(t.id);
         if let Some((mut doc, version)) = self.get_doc::<TokenDoc>(&key)? {
-            doc.last_used_ms = Some(millis(SystemTime::now()));
+            doc.last_used_ms = Some(millis(self.now()));
             self.kv.commit(Txn {
                 checks: vec![Check::Version(key.clone(), version)],
                 ops: vec![Op::Put(key, encode(&doc))],
@@ -913,7 +932,7 @@ impl<K: Kv> Controller for KvStore<K> {
             .into_iter()
             .find(|t| t.name == name_or_id || t.id.to_string() == name_or_id)
             .ok_or_else(|| Error::NotFound(format!("no token `{name_or_id}` (see `drctl token list`)")))?;
-        let now = millis(SystemTime::now());
+        let now = millis(self.now());
         self.update::<TokenDoc, ()>(&self.token_key(t.id), false, |doc| {
             let mut doc = doc.ok_or_else(|| Error::NotFound(format!("no token `{name_or_id}`")))?;
             doc.revoked_ms = doc.revoked_ms.or(Some(now));
@@ -939,7 +958,7 @@ impl<K: Kv> Controller for KvStore<K> {
                 Some((h, _)) => (h.seq + 1, h.hash),
                 None => (1, "0".repeat(64)),
             };
-            let at_ms = millis(SystemTime::now());
+            let at_ms = millis(self.now());
             let hash =
                 self.seal.hash([&seq.to_string(), &at_ms.to_string(), actor, source, action, target, &request, &prev]);
             let doc = AuditDoc {
@@ -1010,7 +1029,7 @@ impl<K: Kv> Controller for KvStore<K> {
     ) -> Result<i64> {
         check_status(status)?;
         self.retry(|| {
-            let now = millis(SystemTime::now());
+            let now = millis(self.now());
             let (id, c1, o1) = self.next_seq("incident")?;
             let (uid, c2, o2) = self.next_seq("incident-update")?;
             let doc = IncidentDoc {
@@ -1041,7 +1060,7 @@ impl<K: Kv> Controller for KvStore<K> {
             let Some((mut doc, version)) = self.get_doc::<IncidentDoc>(&key)? else {
                 return Err(Error::NotFound(format!("no incident {id}")));
             };
-            let now = millis(SystemTime::now());
+            let now = millis(self.now());
             let (uid, c, o) = self.next_seq("incident-update")?;
             doc.status = status.into();
             doc.updated_ms = now;
@@ -1085,7 +1104,7 @@ impl<K: Kv> Controller for KvStore<K> {
                 services: services.to_vec(),
                 starts_ms: millis(starts),
                 ends_ms: millis(ends),
-                created_ms: millis(SystemTime::now()),
+                created_ms: millis(self.now()),
             };
             let key = self.key(&format!("maintenance/{id:012}"));
             let ok = self.kv.commit(Txn {
@@ -1177,7 +1196,7 @@ impl<K: Kv> Controller for KvStore<K> {
         let doc = DrillDoc {
             id: id.into(),
             experiment: experiment.into(),
-            started_ms: millis(SystemTime::now()),
+            started_ms: millis(self.now()),
             finished_ms: None,
             objectives_met: None,
             report: None,
@@ -1205,7 +1224,7 @@ impl<K: Kv> Controller for KvStore<K> {
             id: id.into(),
             experiment: experiment.into(),
             started_ms: millis(started),
-            finished_ms: Some(millis(SystemTime::now())),
+            finished_ms: Some(millis(self.now())),
             objectives_met: Some(objectives_met),
             report: Some(report.into()),
         };
@@ -1234,7 +1253,7 @@ impl<K: Kv> Controller for KvStore<K> {
         let key = self.key(&format!("drill/{}", seg(id)));
         self.update::<DrillDoc, ()>(&key, false, |doc| {
             let Some(mut doc) = doc else { return Ok((None, ())) };
-            doc.finished_ms = Some(millis(SystemTime::now()));
+            doc.finished_ms = Some(millis(self.now()));
             doc.objectives_met = objectives_met;
             doc.report = report.map(str::to_string);
             Ok((Some(doc), ()))

@@ -10,6 +10,7 @@
 //! first. Schema changes are numbered migrations applied in order inside
 //! one transaction each; the applied version is kept in `schema_version`.
 
+use drctl_runtime::{Clock, SystemClock};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -355,6 +356,8 @@ pub struct Sqlite {
     audience: kv::KvStore<audience::SqliteKv>,
     location: String,
     pub(crate) seal: controller::AuditSeal,
+    /// Where the times it records come from: the caller's clock.
+    clock: Arc<dyn Clock>,
 }
 
 /// Milliseconds since the epoch, as the store keeps times.
@@ -385,6 +388,18 @@ impl Sqlite {
         self
     }
 
+    /// Takes the times it records (a token's creation, an audit entry, a
+    /// journal event) from `clock` instead of the machine's.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Sqlite {
+        self.audience = self.audience.with_clock(clock.clone());
+        self.clock = clock;
+        self
+    }
+
+    pub(crate) fn now(&self) -> SystemTime {
+        self.clock.now()
+    }
+
     /// A private in-memory state (tests, dry runs).
     pub fn in_memory() -> Result<Sqlite> {
         Self::init(Connection::open_in_memory()?, ":memory:".into())
@@ -410,7 +425,7 @@ impl Sqlite {
         }
         let conn = Arc::new(Mutex::new(conn));
         let audience = kv::KvStore::new(audience::SqliteKv::new(conn.clone(), location.clone()), "/")?;
-        Ok(Sqlite { conn, audience, location, seal: Default::default() })
+        Ok(Sqlite { conn, audience, location, seal: Default::default(), clock: Arc::new(SystemClock) })
     }
 
     pub(crate) fn kv_part(&self) -> &kv::KvStore<audience::SqliteKv> {
@@ -695,7 +710,7 @@ impl Samples for Sqlite {
         crate::offload(|| {
             self.conn().execute(
                 "INSERT OR REPLACE INTO published (name, value, at_ms) VALUES (?1, ?2, ?3)",
-                params![name, value, millis(SystemTime::now())],
+                params![name, value, millis(self.now())],
             )?;
             Ok(())
         })

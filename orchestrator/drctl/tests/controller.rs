@@ -9,19 +9,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{show, wait_for};
+use common::{drctl_clean, show, tempdir, wait_for, wait_listening};
 
 fn drctl(dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_drctl"));
-    c.current_dir(dir).env_remove("DRCTL_STATE").env_remove("AWS_ACCESS_KEY_ID").env_remove("AWS_SECRET_ACCESS_KEY");
+    let mut c = drctl_clean();
+    c.current_dir(dir);
     c
-}
-
-fn tempdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("drctl-ctl-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 struct Killed(Child);
@@ -51,11 +44,7 @@ fn serve(dir: &Path, file: &str, env_state: Option<&str>) -> (Killed, String) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "serve did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_listening(port, "drctl serve");
     (Killed(child), format!("http://127.0.0.1:{port}"))
 }
 
@@ -65,7 +54,7 @@ fn get(url: &str) -> String {
 
 #[test]
 fn cron_drills_run_on_the_lab_and_show_on_the_page() {
-    let dir = tempdir("cron");
+    let dir = tempdir("ctl-cron");
     let lab = dir.join("lab");
     let up = drctl(&dir).args(["lab", "up", "--detach", "--base-port", "21500", "--dir"]).arg(&lab).output().unwrap();
     let guard = LabGuard(lab.clone());
@@ -105,7 +94,7 @@ fn cron_drills_run_on_the_lab_and_show_on_the_page() {
 #[test]
 fn serve_resumes_an_unfinished_execution_and_the_api_approves_it() {
     let pg = PgPair::start();
-    let dir = tempdir("resume");
+    let dir = tempdir("ctl-resume");
     std::fs::create_dir_all(dir.join("runbooks")).unwrap();
     std::fs::write(
         dir.join("runbooks/checkout.yaml"),

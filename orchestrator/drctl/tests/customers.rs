@@ -15,13 +15,6 @@ use std::process::{Child, Command, Stdio};
 mod common;
 use common::*;
 
-fn tempdir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("drctl-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// Two services, two customers: acme's contract covers checkout, globex's search.
 fn topology(dir: &Path, pg: &PgPair) {
     let yaml = format!(

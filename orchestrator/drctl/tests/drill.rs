@@ -7,23 +7,14 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::show;
+use common::{drctl_clean, show, tempdir};
 
 fn drctl() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_drctl"));
-    c.env_remove("DRCTL_STATE").env_remove("AWS_ACCESS_KEY_ID").env_remove("AWS_SECRET_ACCESS_KEY");
-    c
+    drctl_clean()
 }
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn tempdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("drctl-drill-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 fn nothing_listens(base: u16) {
@@ -47,7 +38,7 @@ fn json(path: &Path) -> serde_json::Value {
 #[test]
 fn a_zone_outage_drill_on_the_lab_reports_rto_and_lost_writes_and_leaves_nothing() {
     let base = 21100;
-    let dir = tempdir("zone");
+    let dir = tempdir("drill-zone");
     let report = dir.join("report");
     let started = Instant::now();
     let out = drctl()
@@ -165,7 +156,7 @@ fn a_zone_outage_drill_on_the_lab_reports_rto_and_lost_writes_and_leaves_nothing
 #[test]
 fn zone_partition_drills_fence_out_of_band_and_never_see_two_primaries() {
     for (experiment, base) in [("chaos/lab-zone-partition.yaml", 21400), ("chaos/lab-controller-cut.yaml", 21500)] {
-        let dir = tempdir("partition");
+        let dir = tempdir("drill-partition");
         let report = dir.join("report");
         let out = drctl()
             .current_dir(&dir)
@@ -197,7 +188,7 @@ fn zone_partition_drills_fence_out_of_band_and_never_see_two_primaries() {
 #[test]
 fn losing_the_zone_of_the_leading_controller_the_failover_is_led_from_another() {
     let base = 21600;
-    let dir = tempdir("controllers");
+    let dir = tempdir("drill-controllers");
     let report = dir.join("report");
     let out = drctl()
         .current_dir(&dir)
@@ -278,7 +269,7 @@ fn drill_until_injected(experiment: &Path, topo: &Path, report: &Path, lab: &Pat
 #[test]
 fn drills_on_a_running_lab_heal_when_stopped_early_and_when_interrupted() {
     let base = 21300;
-    let dir = tempdir("external");
+    let dir = tempdir("drill-external");
     let lab = dir.join("lab");
     let up =
         drctl().args(["lab", "up", "--detach", "--base-port", &base.to_string(), "--dir"]).arg(&lab).output().unwrap();
@@ -385,7 +376,7 @@ fn drills_on_a_running_lab_heal_when_stopped_early_and_when_interrupted() {
 
 #[test]
 fn without_postgresql_the_lab_says_how_to_install_it() {
-    let dir = tempdir("nopg");
+    let dir = tempdir("drill-nopg");
     let out = drctl()
         .current_dir(&dir)
         .env("PG_BIN", "/nonexistent")
@@ -401,7 +392,7 @@ fn without_postgresql_the_lab_says_how_to_install_it() {
 #[test]
 fn outside_the_lab_a_replication_pause_is_injected_by_sql_and_healed() {
     let pg = drctl_testkit::PgPair::start();
-    let dir = tempdir("nolab");
+    let dir = tempdir("drill-nolab");
     std::fs::write(dir.join("drctl.yaml"), pg.shop_topology("", "")).unwrap();
     std::fs::write(
         dir.join("pause.yaml"),

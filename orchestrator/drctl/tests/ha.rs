@@ -11,17 +11,16 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{show, wait_for};
+use common::{client, drctl_clean, show, wait_for, wait_listening};
 
 fn drctl(dir: &Path, state: &str) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_drctl"));
-    c.current_dir(dir).env("DRCTL_STATE", state).env_remove("AWS_ACCESS_KEY_ID").env_remove("AWS_SECRET_ACCESS_KEY");
+    let mut c = drctl_clean();
+    c.current_dir(dir).env("DRCTL_STATE", state);
     c
 }
 
 fn tempdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("drctl-ha-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
+    let d = common::tempdir(&format!("ha-{name}"));
     std::fs::create_dir_all(d.join("runbooks")).unwrap();
     d
 }
@@ -44,11 +43,7 @@ impl Controller {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "serve {id} did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_listening(port, &format!("serve {id}"));
         Controller { child, base: format!("http://127.0.0.1:{port}"), log }
     }
 
@@ -74,10 +69,6 @@ impl Drop for Controller {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-fn client() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder().no_proxy().timeout(Duration::from_secs(20)).build().unwrap()
 }
 
 fn token(dir: &Path, state: &str) -> String {

@@ -15,6 +15,31 @@ pub fn drctl(dir: &Path) -> Command {
     c
 }
 
+/// `drctl` with none of the caller's environment that would choose its
+/// state store or its AWS keys: a test says what it wants.
+pub fn drctl_clean() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_drctl"));
+    c.env_remove("DRCTL_STATE").env_remove("AWS_ACCESS_KEY_ID").env_remove("AWS_SECRET_ACCESS_KEY");
+    c
+}
+
+/// An empty folder of this test process's own, `name` telling tests apart.
+pub fn tempdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("drctl-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Waits until something accepts connections on `port` (30 s at most).
+pub fn wait_listening(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 pub fn show(o: &Output) -> String {
     format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
@@ -48,11 +73,7 @@ pub fn start_on(dir: &Path, port: u16, extra: &[&str], scheme: &str) -> Server {
         .spawn()
         .unwrap();
     let base = format!("{scheme}://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "serve did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_listening(port, "drctl serve");
     Server { child, base, port }
 }
 
