@@ -116,7 +116,7 @@ impl Declarer {
     /// `id` names the execution (a drill's id); a fresh one is made otherwise.
     pub async fn propose(&self, decl: Declaration, id: Option<String>) -> Result<Proposal, Error> {
         if decl.scope().is_empty() {
-            return Err(Error::BadRequest("say what is lost: zones, regions or targets".into()));
+            return Err(crate::Request::EmptyScope.into());
         }
         let id = id.unwrap_or_else(failover::new_id);
         let prepared = failover::prepare(&self.topology, &*self.state, &self.clients, &decl, &id).await?;
@@ -242,20 +242,19 @@ pub fn approve(state: &State, id: &str, step: &str, done: bool, who: &Actor) -> 
     state.execution(id)?;
     let steps = state.steps(id)?;
     let Some(s) = steps.iter().find(|s| s.id == step) else {
-        return Err(Error::BadRequest(format!("execution {id} has no step `{step}`")));
+        return Err(crate::Request::NoSuchStep { execution: id.to_string(), step: step.to_string() }.into());
     };
     let approval = s.action == drctl_engine::APPROVAL;
     if approval && done {
-        return Err(Error::BadRequest(format!(
-            "step `{step}` is an approval: approve it without --done (--done is for a step a crash interrupted)"
-        )));
+        return Err(crate::Request::ApprovalIsNotDone { step: step.to_string() }.into());
     }
     if !approval && s.state != drctl_state::journal::StepState::WaitingApproval {
-        return Err(Error::BadRequest(format!(
-            "step `{step}` ({}) is {}, not waiting for a decision: only approval steps and steps a crash interrupted can be approved",
-            s.action,
-            s.state.as_str()
-        )));
+        return Err(crate::Request::NotWaiting {
+            step: step.to_string(),
+            action: s.action.clone(),
+            state: s.state.as_str().to_string(),
+        }
+        .into());
     }
     let what = if done { "approve --done" } else { "approve" };
     audit(state, who, what, &format!("execution {id} step {step}"), &json!({"step": step, "done": done}))?;

@@ -169,8 +169,8 @@ pub async fn prepare(
     let mut obs = observations(topo, state)?;
     let mut checks = Vec::new();
     crate::preflight::discover_clusters(topo, clients, decl, &mut obs, &mut checks).await;
-    let plan = plan_with(topo, &decl.scope(), &obs, decl.parallel, Policy::Prioritised)
-        .map_err(|e| Error::BadRequest(e.to_string()))?;
+    let plan =
+        plan_with(topo, &decl.scope(), &obs, decl.parallel, Policy::Prioritised).map_err(crate::Request::Scope)?;
     let specs = steps(topo, &plan, incident);
     for s in &specs {
         let action = Action::parse(&s.action);
@@ -397,13 +397,11 @@ pub async fn execute(topo: Arc<Topology>, state: Arc<State>, clients: Arc<Client
         decl.parallel,
         Policy::Prioritised,
     )
-    .map_err(|e| Error::BadRequest(e.to_string()))?;
+    .map_err(crate::Request::Scope)?;
     let specs = steps(&topo, &plan, id);
     let recorded = state.steps(id)?;
     if recorded.len() != specs.len() || recorded.iter().zip(&specs).any(|(r, s)| r.id != s.id) {
-        return Err(Error::BadRequest(format!(
-            "execution {id} was planned from a different topology; restore the file it was declared with to resume it"
-        )));
+        return Err(crate::Request::TopologyChanged { execution: id.to_string() }.into());
     }
     let lost_zones = decl.lost_zones(&topo);
     let actions = Arc::new(crate::actions::RealActions {

@@ -15,14 +15,16 @@ mod preflight;
 pub mod replicate;
 pub mod schedule;
 
+use drctl_core::diag::Code;
+
 /// Errors of drctl's operations. Which variant says whose fault it is:
-/// [`Error::BadRequest`] is the caller's (exit 2, HTTP 4xx); the others are
+/// [`Error::Request`] is the caller's (exit 2, HTTP 422); the others are
 /// the world's or drctl's own (exit 1, HTTP 5xx).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A name, scope or request that does not fit the topology.
-    #[error("{0}")]
-    BadRequest(String),
+    /// A name, scope or decision that does not fit the topology or the journal.
+    #[error(transparent)]
+    Request(#[from] Request),
     /// The state store failed.
     #[error(transparent)]
     State(#[from] drctl_state::Error),
@@ -35,4 +37,51 @@ pub enum Error {
     /// The engine stopped an execution before its end.
     #[error("execution {execution}: {source}")]
     Engine { execution: String, source: drctl_engine::Error },
+}
+
+/// A request refused because of what it asks, each kind with a stable code
+/// ([`Request::code`]) that scripts and the operator API's error bodies
+/// carry, and a hint ([`Code::hint`]).
+#[derive(Debug, thiserror::Error)]
+pub enum Request {
+    #[error("`{name}` is not a datastore of the topology")]
+    NotADatastore { name: String },
+    #[error("`{name}` is not replicated by drctl (only s3 datastores with `replication: {{ by: drctl }}` are)")]
+    NotReplicatedByDrctl { name: String },
+    #[error("`{name}` has no buckets")]
+    NoBuckets { name: String },
+    #[error("`{name}` has no bucket in zone `{zone}`")]
+    NoBucketInZone { name: String, zone: String },
+    #[error("{zone} holds the primary bucket of `{name}`: its objects are not in conflict")]
+    PrimaryHasNoConflicts { name: String, zone: String },
+    #[error("{key} in {bucket} ({zone}): {why}")]
+    UnreadableObject { key: String, bucket: String, zone: String, why: String },
+    #[error("say what is lost: zones, regions or targets")]
+    EmptyScope,
+    #[error(transparent)]
+    Scope(#[from] drctl_core::Error),
+    #[error("execution {execution} was planned from a different topology; restore the file it was declared with to resume it")]
+    TopologyChanged { execution: String },
+    #[error("execution {execution} has no step `{step}`")]
+    NoSuchStep { execution: String, step: String },
+    #[error("step `{step}` is an approval: approve it without --done (--done is for a step a crash interrupted)")]
+    ApprovalIsNotDone { step: String },
+    #[error("step `{step}` ({action}) is {state}, not waiting for a decision: only approval steps and steps a crash interrupted can be approved")]
+    NotWaiting { step: String, action: String, state: String },
+}
+
+impl Request {
+    /// The stable code of this kind of refusal.
+    pub fn code(&self) -> Code {
+        match self {
+            Request::NotADatastore { .. } | Request::NoBucketInZone { .. } => Code::NotInTopology,
+            Request::NotReplicatedByDrctl { .. } | Request::NoBuckets { .. } => Code::NotReplicated,
+            Request::PrimaryHasNoConflicts { .. } | Request::UnreadableObject { .. } => Code::NoSuchObject,
+            Request::EmptyScope => Code::EmptyScope,
+            Request::Scope(_) => Code::BadScope,
+            Request::TopologyChanged { .. } => Code::TopologyChanged,
+            Request::NoSuchStep { .. } => Code::NoSuchStep,
+            Request::ApprovalIsNotDone { .. } | Request::NotWaiting { .. } => Code::NotWaiting,
+        }
+    }
 }

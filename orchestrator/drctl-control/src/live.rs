@@ -261,9 +261,12 @@ pub fn now_rfc3339() -> String {
 
 /// Records a status report: each datastore's RPO, and each replica's own
 /// lag (the one `max_lag` is checked against when the primary is gone).
-pub fn record(state: &drctl_state::State, report: &StatusReport) -> Result<(), drctl_state::Error> {
-    state.record_rpo_samples(&samples(report))?;
-    let at = std::time::SystemTime::now();
+pub fn record(
+    state: &drctl_state::State,
+    report: &StatusReport,
+    at: std::time::SystemTime,
+) -> Result<(), drctl_state::Error> {
+    state.record_rpo_samples(&samples(report, at))?;
     for d in &report.datastores {
         // Only lags measured against a primary that answered mean anything.
         if d.primary_zone.is_none() {
@@ -291,8 +294,7 @@ pub fn attach_conflicts(state: &drctl_state::State, report: &mut StatusReport) {
 }
 
 /// RPO samples from a report, for the state store.
-pub fn samples(report: &StatusReport) -> Vec<drctl_state::RpoSample> {
-    let at = std::time::SystemTime::now();
+pub fn samples(report: &StatusReport, at: std::time::SystemTime) -> Vec<drctl_state::RpoSample> {
     report
         .datastores
         .iter()

@@ -1,7 +1,7 @@
 //! Running `by: drctl` replication: which datastores, one recorded pass each.
 
 use crate::live::{buckets, Clients};
-use crate::Error;
+use crate::{Error, Request};
 use drctl_aws::s3::{self, Options, Progress, Summary};
 use drctl_core::topology::{DatastoreKind, EntityId, EntitySpec, ReplicationBy, Topology};
 use drctl_state::State;
@@ -19,10 +19,8 @@ pub fn selected(topo: &Topology, names: &[String]) -> Result<Vec<EntityId>, Erro
     names
         .iter()
         .map(|n| match topo.entity_id(n) {
-            None => Err(Error::BadRequest(format!("`{n}` is not a datastore of the topology"))),
-            Some(id) if !replicated(id) => Err(Error::BadRequest(format!(
-                "`{n}` is not replicated by drctl (only s3 datastores with `replication: {{ by: drctl }}` are)"
-            ))),
+            None => Err(Request::NotADatastore { name: n.clone() }.into()),
+            Some(id) if !replicated(id) => Err(Request::NotReplicatedByDrctl { name: n.clone() }.into()),
             Some(id) => Ok(id),
         })
         .collect()
@@ -53,7 +51,7 @@ pub async fn run_once(
 ) -> Result<Summary, Error> {
     let e = topo.entity(id);
     let EntitySpec::Datastore(ds) = &e.spec else {
-        return Err(Error::BadRequest(format!("`{}` is not a datastore", e.name)));
+        return Err(Request::NotADatastore { name: e.name.clone() }.into());
     };
     let options = ds
         .replication
@@ -68,7 +66,7 @@ pub async fn run_once(
         .unwrap_or_default();
     let all = primary_first(clients, topo, state, &e.name, ds).await?;
     let Some((primary, replicas)) = all.split_first() else {
-        return Err(Error::BadRequest(format!("`{}` has no buckets", e.name)));
+        return Err(Request::NoBuckets { name: e.name.clone() }.into());
     };
     let run = state.begin_replication_run(&e.name, SystemTime::now())?;
     let summary = s3::replicate_once(&e.name, primary, replicas, state, &options, progress).await;
@@ -137,25 +135,23 @@ pub async fn resolve(
     let EntitySpec::Datastore(ds) = &topo.entity(id).spec else { unreachable!("selected returns datastores") };
     let all = primary_first(clients, topo, state, name, ds).await?;
     let Some((primary, _)) = all.split_first() else {
-        return Err(Error::BadRequest(format!("`{name}` has no buckets")));
+        return Err(Request::NoBuckets { name: name.to_string() }.into());
     };
     let bucket = all
         .iter()
         .find(|b| b.zone == zone)
-        .ok_or_else(|| Error::BadRequest(format!("`{name}` has no bucket in zone `{zone}`")))?;
+        .ok_or_else(|| Request::NoBucketInZone { name: name.to_string(), zone: zone.to_string() })?;
     if bucket.zone == primary.zone {
-        return Err(Error::BadRequest(format!(
-            "{zone} holds the primary bucket of `{name}`: its objects are not in conflict"
-        )));
+        return Err(Request::PrimaryHasNoConflicts { name: name.to_string(), zone: zone.to_string() }.into());
     }
-    let head = bucket
-        .client
-        .head_object()
-        .bucket(&bucket.name)
-        .key(key)
-        .send()
-        .await
-        .map_err(|e| Error::BadRequest(format!("{key} in {} ({zone}): {}", bucket.name, drctl_aws::explain(&e))))?;
+    let head = bucket.client.head_object().bucket(&bucket.name).key(key).send().await.map_err(|e| {
+        Request::UnreadableObject {
+            key: key.to_string(),
+            bucket: bucket.name.clone(),
+            zone: zone.to_string(),
+            why: drctl_aws::explain(&e),
+        }
+    })?;
     let etag = head.e_tag().unwrap_or_default().trim_matches('"').to_string();
     let word = match how {
         Resolution::Keep => "keep",

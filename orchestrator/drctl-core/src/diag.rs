@@ -55,6 +55,23 @@ pub enum Code {
     NoReplica,
     /// Something legal but probably not what was meant (warning).
     Suspicious,
+    // Requests a command or the operator API refuses (not file problems).
+    /// A name the topology does not have in that role.
+    NotInTopology,
+    /// Asked to copy or resolve a datastore drctl does not replicate.
+    NotReplicated,
+    /// A declaration that says nothing is lost.
+    EmptyScope,
+    /// A scope the planner cannot plan (an unknown zone, region or target).
+    BadScope,
+    /// Resuming an execution planned from a topology that has changed since.
+    TopologyChanged,
+    /// A decision about a step the execution does not have.
+    NoSuchStep,
+    /// A decision about a step that is not waiting for one.
+    NotWaiting,
+    /// An object named for conflict resolution that cannot be read.
+    NoSuchObject,
 }
 
 impl Code {
@@ -71,7 +88,30 @@ impl Code {
             Code::Io => "E009",
             Code::NoReplica => "W001",
             Code::Suspicious => "W002",
+            Code::NotInTopology => "E101",
+            Code::NotReplicated => "E102",
+            Code::EmptyScope => "E103",
+            Code::BadScope => "E104",
+            Code::TopologyChanged => "E105",
+            Code::NoSuchStep => "E106",
+            Code::NotWaiting => "E107",
+            Code::NoSuchObject => "E108",
         }
+    }
+
+    /// What to do about a refused request, when the message alone does not say.
+    pub fn hint(self) -> Option<&'static str> {
+        Some(match self {
+            Code::NotInTopology => "`drctl validate -f drctl.yaml` lists what the topology declares",
+            Code::NotReplicated => {
+                "drctl copies s3 datastores with `replication: { by: drctl }`; others replicate natively and are watched"
+            }
+            Code::EmptyScope => "name what is lost: --zone, --region or --target (SPEC §6)",
+            Code::BadScope => "`drctl plan --zone ZONE` shows what a scope would move before it is declared",
+            Code::NoSuchStep | Code::NotWaiting => "`drctl show ID` lists the execution's steps and their states",
+            Code::NoSuchObject => "`drctl status` lists the conflicts replication recorded, with their zones and keys",
+            _ => return None,
+        })
     }
 }
 

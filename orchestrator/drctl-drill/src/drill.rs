@@ -29,7 +29,8 @@ use drctl_state::journal::exec_state;
 use drctl_state::State;
 use serde::Serialize;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
+use tokio::time::Instant;
 
 /// How often services are probed during a drill.
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(250);
@@ -55,6 +56,10 @@ pub struct Options {
     pub lab: Option<LabClient>,
     pub parallel: Option<usize>,
     pub steady_timeout: Duration,
+    /// Where the drill's time comes from (its timeline, its waits, what it
+    /// records); a drill's durations are measured on tokio's monotonic
+    /// clock, which a test pauses to control them.
+    pub clock: Arc<dyn drctl_runtime::Clock>,
     /// Becomes true when the operator interrupts (Ctrl-C): heal and report.
     pub cancel: drctl_runtime::CancellationToken,
     /// Hears one line per event as it happens.
@@ -202,12 +207,24 @@ pub struct DryRun {
     pub faults: Vec<FaultRecord>,
 }
 
+/// The drill's own time: seconds since its steady state held, and wall
+/// times read against it.
 struct Clock {
     t0: Instant,
     wall0: SystemTime,
+    source: Arc<dyn drctl_runtime::Clock>,
 }
 
 impl Clock {
+    fn start(source: Arc<dyn drctl_runtime::Clock>) -> Clock {
+        Clock { t0: Instant::now(), wall0: source.now(), source }
+    }
+
+    /// The wall-clock time now, from the drill's clock.
+    fn wall(&self) -> SystemTime {
+        self.source.now()
+    }
+
     fn now(&self) -> f64 {
         self.t0.elapsed().as_secs_f64()
     }
@@ -425,7 +442,7 @@ pub async fn run(opts: Options) -> Result<Report, Error> {
         let st = drctl_control::live::status(&clients, &topo, &placements).await;
         // Recorded like the controller does: if a primary dies, the
         // preflight judges its standby by the last sample.
-        let _ = drctl_control::live::record(&*opts.state, &st);
+        let _ = drctl_control::live::record(&*opts.state, &st, opts.clock.now());
         let mut problems = Vec::new();
         for d in &st.datastores {
             if let Some(e) = &d.error {
@@ -450,14 +467,14 @@ pub async fn run(opts: Options) -> Result<Report, Error> {
         if !problems.is_empty() && Instant::now() >= deadline {
             return Err(Error::Unsteady(problems.join("; ")));
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        opts.clock.sleep(Duration::from_millis(500)).await;
     };
     say(&format!(
         "steady state for {}s: every service healthy, every datastore within its RPO target",
         STEADY_FOR.as_secs()
     ));
 
-    let clock = Clock { t0: Instant::now(), wall0: SystemTime::now() };
+    let clock = Clock::start(opts.clock.clone());
     let mut timeline = vec![TimelineEvent { at_s: 0.0, kind: "steady".into(), what: "steady state verified".into() }];
     let injector = Injector { lab: opts.lab.as_ref(), topo: &topo };
     let mut faults: Vec<(FaultRecord, Option<u64>, Duration)> = opts
@@ -738,7 +755,7 @@ pub async fn run(opts: Options) -> Result<Report, Error> {
                 break;
             }
             tokio::select! {
-                _ = tokio::time::sleep(PROBE_INTERVAL) => {}
+                _ = opts.clock.sleep(PROBE_INTERVAL) => {}
                 _ = cancel.cancelled() => {}
             }
         }
@@ -864,7 +881,7 @@ pub async fn run(opts: Options) -> Result<Report, Error> {
                 });
             }
         }
-        tokio::time::sleep(PROBE_INTERVAL).await;
+        opts.clock.sleep(PROBE_INTERVAL).await;
     }
 
     // Safety, over the whole drill (healing included): did two members ever take writes?
@@ -1001,7 +1018,7 @@ pub async fn run(opts: Options) -> Result<Report, Error> {
         }
         .into(),
         started_at: failover::rfc3339(clock.wall0),
-        finished_at: failover::rfc3339(SystemTime::now()),
+        finished_at: failover::rfc3339(clock.wall()),
         duration_s: clock.now(),
         detected_at_s: detected_at,
         declared_at_s: declared_at,
@@ -1046,7 +1063,7 @@ async fn check_stop_when(
                 if status.is_none() {
                     let placements = state.placements().unwrap_or_default();
                     let st = drctl_control::live::status(clients, topo, &placements).await;
-                    let _ = drctl_control::live::record(state, &st);
+                    let _ = drctl_control::live::record(state, &st, clock.wall());
                     status = Some(st);
                 }
                 let rpo = status.as_ref()?.datastores.iter().find(|d| d.name == *datastore).and_then(|d| d.rpo_s);

@@ -104,7 +104,13 @@ pub(crate) fn audit(s: &Shared, who: &Actor, action: &str, target: &str, request
 fn control_error(e: drctl_control::Error) -> ApiError {
     match e {
         drctl_control::Error::State(se) => state_error(se),
-        drctl_control::Error::BadRequest(m) => problem(StatusCode::UNPROCESSABLE_ENTITY, m),
+        drctl_control::Error::Request(r) => {
+            let code = r.code();
+            ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                body: json!({ "error": r.to_string(), "code": code.as_str(), "hint": code.hint() }),
+            }
+        }
         other => internal(other),
     }
 }
@@ -571,6 +577,7 @@ pub(crate) fn start_drill(s: &Arc<Shared>, experiment: drctl_core::chaos::Experi
             lab,
             parallel: None,
             steady_timeout: Duration::from_secs(20),
+            clock: s2.opts.clock.clone(),
             // Shutdown cancels the drill, which heals and reports.
             cancel: token,
             say: Box::new(move |l| say(&format!("drill {name}: {l}"))),

@@ -24,7 +24,6 @@ use drctl_state::controller::Role;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
-use std::time::SystemTime;
 
 pub(crate) fn routes() -> Router<Arc<Shared>> {
     Router::new()
@@ -102,7 +101,7 @@ async fn make(s: &Arc<Shared>, remote: std::net::SocketAddr, ask: Ask) -> Result
         }
         _ => return Err(problem(StatusCode::UNPROCESSABLE_ENTITY, "give one of `email` or `webhook`")),
     };
-    let now = SystemTime::now();
+    let now = s.opts.clock.now();
     let made = s.opts.state.subscribe(channel, &target, &ask.services, ask.lang.code(), now).map_err(state_error)?;
     if let Some(token) = &made.confirm_token {
         let n = crate::notify::confirmation(&made.subscription, token, &s.base_url, &s.opts.topology.name, now);
@@ -243,7 +242,7 @@ async fn confirm(
     Query(q): Query<LangQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let found = s.opts.state.confirm_subscription(&token, SystemTime::now());
+    let found = s.opts.state.confirm_subscription(&token, s.opts.clock.now());
     link_page(
         &s,
         found,
@@ -269,7 +268,7 @@ async fn unsubscribe(
     Query(q): Query<LangQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let found = s.opts.state.unsubscribe(&token, SystemTime::now());
+    let found = s.opts.state.unsubscribe(&token, s.opts.clock.now());
     link_page(
         &s,
         found,
@@ -403,7 +402,7 @@ async fn edit_report(
         return Err(problem(StatusCode::NOT_FOUND, format!("no incident {id}")));
     }
     audit(&s, &who, "report.edit", &format!("incident {id}"), &json!({"chars": req.body.chars().count()}))?;
-    let r = s.opts.state.edit_report(id, &req.body, &who.name, SystemTime::now()).map_err(state_error)?;
+    let r = s.opts.state.edit_report(id, &req.body, &who.name, s.opts.clock.now()).map_err(state_error)?;
     Ok(Json(report_json(&r)).into_response())
 }
 
@@ -416,7 +415,7 @@ async fn publish_report(
     let who = authorize(&s, &headers, remote, Role::Operator)?;
     let id = incident_id(&id)?;
     audit(&s, &who, "report.publish", &format!("incident {id}"), &json!({}))?;
-    let r = s.opts.state.publish_report(id, &who.name, SystemTime::now()).map_err(state_error)?;
+    let r = s.opts.state.publish_report(id, &who.name, s.opts.clock.now()).map_err(state_error)?;
     Ok(Json(report_json(&r)).into_response())
 }
 

@@ -315,7 +315,7 @@ pub(crate) fn evidence_now(s: &Shared, c: &Contract) -> Value {
             incidents: &incidents,
             audit_head: head.as_deref(),
             base: &s.base_url,
-            now: SystemTime::now(),
+            now: s.opts.clock.now(),
         },
     )
 }

@@ -130,6 +130,10 @@ pub struct Options {
     pub limits: Limits,
     /// How subscribers are told (SPEC §12).
     pub notify: NotifyOptions,
+    /// Where the controller's time comes from: when it samples, what a
+    /// page says "now" is, when a delivery is due. The machine's in
+    /// production; a test's own to control.
+    pub clock: Arc<dyn drctl_runtime::Clock>,
 }
 
 /// The name under which the leader publishes its latest status measurement.
@@ -227,7 +231,7 @@ impl Shared {
         let _one = self.render_lock.lock().await;
         let state = &self.opts.state;
         let topo = &self.opts.topology;
-        let now = SystemTime::now();
+        let now = self.opts.clock.now();
         let latest = self.latest.read().unwrap_or_else(|p| p.into_inner()).clone();
         let since_day =
             now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64 / 86_400) - view::UPTIME_DAYS;
@@ -303,9 +307,9 @@ impl Shared {
         let placements = self.opts.state.placements().unwrap_or_default();
         let mut report = drctl_control::live::status(clients, &self.opts.topology, &placements).await;
         drctl_control::live::attach_conflicts(&*self.opts.state, &mut report);
-        let _ = drctl_control::live::record(&*self.opts.state, &report);
+        let _ = drctl_control::live::record(&*self.opts.state, &report, self.opts.clock.now());
         let checks: Vec<(String, bool)> = report.services.iter().map(|s| (s.name.clone(), s.healthy)).collect();
-        let _ = self.opts.state.record_health(SystemTime::now(), &checks);
+        let _ = self.opts.state.record_health(self.opts.clock.now(), &checks);
         if let Ok(json) = serde_json::to_string(&report) {
             let _ = self.opts.state.publish(PUBLISHED_STATUS, &json);
         }
@@ -342,6 +346,7 @@ pub async fn export(
         leadership: None,
         limits: Limits::default(),
         notify: NotifyOptions::default(),
+        clock: Arc::new(drctl_runtime::SystemClock),
     };
     let shared = Shared::new(opts, base_url.into());
     shared.sample(&shared.opts.clients).await;
@@ -432,7 +437,7 @@ pub async fn run(opts: Options, stop: impl std::future::Future<Output = ()>) -> 
                                 s.follow().await;
                             }
                             tokio::select! {
-                                _ = tokio::time::sleep(s.opts.sample_every) => {}
+                                _ = s.opts.clock.sleep(s.opts.sample_every) => {}
                                 _ = stop.cancelled() => return,
                             }
                         }
@@ -518,7 +523,7 @@ fn lead(shared: &Arc<Shared>, center: &TaskCenter) {
                 loop {
                     s.sample(&s.opts.clients).await;
                     tokio::select! {
-                        _ = tokio::time::sleep(s.opts.sample_every) => {}
+                        _ = s.opts.clock.sleep(s.opts.sample_every) => {}
                         _ = stop.cancelled() => return,
                     }
                 }
@@ -553,7 +558,7 @@ fn lead(shared: &Arc<Shared>, center: &TaskCenter) {
                     &s.opts.topology,
                     &*s.opts.state,
                     &ids,
-                    &drctl_control::schedule::SystemClock,
+                    &*s.opts.clock,
                     stop.cancelled_owned(),
                     &report,
                 )

@@ -332,10 +332,10 @@ async fn send_webhook(
     d: &Delivery,
     unsubscribe: &str,
     allow_private: bool,
+    now: SystemTime,
 ) -> Result<(), String> {
     webhook_target(&sub.target, allow_private).await?;
     let secret = sub.secret.as_deref().ok_or("the subscription has no signing secret")?;
-    let now = SystemTime::now();
     let ts = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
     let id = format!("msg_drctl_{}", d.id);
     let body = webhook_body(&d.notification, unsubscribe, now);
@@ -467,7 +467,7 @@ pub(crate) async fn tick(
     done: &mut Done,
 ) {
     let state = &s.opts.state;
-    let now = SystemTime::now();
+    let now = s.opts.clock.now();
     let view = s.view.read().unwrap_or_else(|p| p.into_inner()).clone();
     if let Some(view) = view {
         let incidents = state.incidents().unwrap_or_default();
@@ -505,7 +505,7 @@ pub(crate) async fn tick(
     let jobs = due.into_iter().map(|d| {
         let sub = subs.iter().find(|x| x.id == d.subscription).cloned();
         async move {
-            let now = SystemTime::now();
+            let now = s.opts.clock.now();
             let Some(sub) = sub else {
                 return (d, Attempt::GiveUp { error: "the subscription is gone".into() });
             };
@@ -515,7 +515,7 @@ pub(crate) async fn tick(
             let unsubscribe = format!("{}/unsubscribe/{}", s.base_url, sub.unsubscribe_token);
             let sent = match sub.channel {
                 Channel::Webhook => {
-                    send_webhook(&s.http, &sub, &d, &unsubscribe, s.opts.notify.allow_private_webhooks).await
+                    send_webhook(&s.http, &sub, &d, &unsubscribe, s.opts.notify.allow_private_webhooks, now).await
                 }
                 Channel::Email => match smtp {
                     Some(t) => send_email(t, &s.opts.notify.from, &sub, &d, &unsubscribe).await,
@@ -546,7 +546,7 @@ pub(crate) async fn tick(
                 tracing::warn!(delivery = d.id, subscription = d.subscription, error = %error, "delivery given up")
             }
         }
-        if let Err(e) = state.record_attempt(d.id, &attempt, SystemTime::now()) {
+        if let Err(e) = state.record_attempt(d.id, &attempt, s.opts.clock.now()) {
             tracing::warn!(delivery = d.id, error = %e, "the outcome of a delivery could not be recorded; it may be sent again (same webhook-id)");
         }
     }
@@ -566,7 +566,7 @@ pub(crate) async fn run(s: Arc<Shared>, stop: drctl_runtime::CancellationToken) 
     loop {
         tick(&s, smtp.as_ref(), &mut done).await;
         tokio::select! {
-            _ = tokio::time::sleep(s.opts.notify.every) => {}
+            _ = s.opts.clock.sleep(s.opts.notify.every) => {}
             _ = stop.cancelled() => return,
         }
     }

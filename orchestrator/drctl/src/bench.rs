@@ -318,6 +318,7 @@ pub async fn drill(experiment: &Path, runs: usize, base_port: u16) -> Result<Out
             lab: Some(drctl_lab_api::LabClient::new(&lab.manifest.control)),
             parallel: None,
             steady_timeout: Duration::from_secs(20),
+            clock: std::sync::Arc::new(drctl_runtime::SystemClock),
             cancel,
             say: Box::new(|_| {}),
             controllers: Vec::new(),

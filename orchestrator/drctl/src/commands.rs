@@ -86,7 +86,7 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
                 ));
             }
             let plan = drctl_core::plan(&topo, &scope, &recorded_world(&topo, &state_url), parallel)
-                .map_err(|e| Failure::bad_input(e.to_string()))?;
+                .map_err(|e| Failure::Refused(e.into()))?;
             match output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&plan).map_err(anyhow::Error::from)?),
                 Output::Text => print!("{}", text::plan(&topo, &plan, &style)),
@@ -169,7 +169,7 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             } else {
                 Some(
                     drctl_core::plan(&topo, &scope, &recorded_world(&topo, &state_url), None)
-                        .map_err(|e| Failure::bad_input(e.to_string()))?,
+                        .map_err(|e| Failure::Refused(e.into()))?,
                 )
             };
             let format = match format {

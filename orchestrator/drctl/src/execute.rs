@@ -14,9 +14,15 @@ use drctl_state::State;
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::Duration;
 
-fn state_error(e: drctl_state::Error) -> Failure {
+/// A state error as the operator meets it: a name that is not there, a
+/// request the store refuses or an entity another execution holds is
+/// theirs to change (exit 2); anything else is the store failing (exit 1).
+pub(crate) fn state_error(e: drctl_state::Error) -> Failure {
     match e {
-        drctl_state::Error::NoSuchExecution(_) | drctl_state::Error::Locked { .. } => Failure::bad_input(e.to_string()),
+        drctl_state::Error::NoSuchExecution(_)
+        | drctl_state::Error::Locked { .. }
+        | drctl_state::Error::NotFound(_)
+        | drctl_state::Error::Invalid(_) => Failure::bad_input(e.to_string()),
         other => Failure::Runtime(other.into()),
     }
 }
@@ -24,7 +30,7 @@ fn state_error(e: drctl_state::Error) -> Failure {
 pub(crate) fn control_error(e: drctl_control::Error) -> Failure {
     match e {
         drctl_control::Error::State(s) => state_error(s),
-        drctl_control::Error::BadRequest(m) => Failure::bad_input(m),
+        drctl_control::Error::Request(r) => Failure::Refused(r),
         other => Failure::Runtime(other.into()),
     }
 }

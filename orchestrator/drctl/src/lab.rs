@@ -472,6 +472,7 @@ pub fn drill(args: DrillArgs, ctx: &Context) -> Result<Outcome, Failure> {
             lab: client,
             parallel: args.parallel,
             steady_timeout: Duration::from_secs(20),
+            clock: Arc::new(drctl_runtime::SystemClock),
             cancel: cancel.clone(),
             say: Box::new(|line| eprintln!("{line}")),
             controllers,

@@ -24,7 +24,7 @@ pub async fn status(
         let placements = state.placements().unwrap_or_default();
         let mut report = live::status(clients, topo, &placements).await;
         live::attach_conflicts(state, &mut report);
-        if let Err(e) = live::record(state, &report) {
+        if let Err(e) = live::record(state, &report, std::time::SystemTime::now()) {
             eprintln!("warning: RPO samples not recorded: {e}");
         }
         if json {
@@ -187,7 +187,7 @@ pub async fn replicate(
     once: bool,
     json: bool,
 ) -> Result<Outcome, Failure> {
-    let ids = replicate::selected(topo, names).map_err(|e| Failure::bad_input(e.to_string()))?;
+    let ids = replicate::selected(topo, names).map_err(crate::execute::control_error)?;
     if ids.is_empty() {
         return Err(Failure::bad_input("no datastore has `replication: { by: drctl }`; nothing to replicate"));
     }
@@ -270,10 +270,9 @@ pub async fn resolve(
         R::CopyAside => replicate::Resolution::CopyAside,
     };
     let who = drctl_control::declare::Actor::cli();
-    let done = replicate::resolve(clients, topo, state, name, zone, key, how, &who).await.map_err(|e| match e {
-        drctl_control::Error::BadRequest(m) => Failure::bad_input(m),
-        other => Failure::Runtime(other.into()),
-    })?;
+    let done = replicate::resolve(clients, topo, state, name, zone, key, how, &who)
+        .await
+        .map_err(crate::execute::control_error)?;
     println!("{done}");
     Ok(Outcome::Done)
 }

@@ -26,6 +26,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 pub enum Failure {
     /// Bad input: a file or a flag (exit 2). Already printed when `printed`.
     BadInput { message: String, printed: bool },
+    /// A request refused for what it asks (exit 2), with its stable code.
+    Refused(drctl_control::Request),
     /// Something went wrong at run time (exit 1).
     Runtime(anyhow::Error),
 }
@@ -61,6 +63,14 @@ fn main() -> ExitCode {
         Err(Failure::BadInput { message, printed }) => {
             if !printed {
                 eprintln!("error: {}", drctl_core::redact::text(&message));
+            }
+            ExitCode::from(2)
+        }
+        Err(Failure::Refused(r)) => {
+            let code = r.code();
+            eprintln!("error[{}]: {}", code.as_str(), drctl_core::redact::text(&r.to_string()));
+            if let Some(hint) = code.hint() {
+                eprintln!("  hint: {hint}");
             }
             ExitCode::from(2)
         }

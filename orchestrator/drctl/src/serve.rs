@@ -62,6 +62,7 @@ pub fn serve(a: ServeArgs) -> Result<Outcome, Failure> {
         leadership: a.leadership,
         limits: a.limits,
         notify: a.notify,
+        clock: Arc::new(drctl_runtime::SystemClock),
     };
     let deadline = opts.shutdown_deadline;
     crate::context::runtime()?.block_on(async move {
@@ -149,8 +150,7 @@ pub fn token(state: &State, file: &std::path::Path, cmd: TokenCommand) -> Result
                 &format!("token {name}"),
                 &serde_json::json!({"name": name, "role": role.as_str(), "customer": customer}),
             )?;
-            let secret =
-                state.create_token(&name, role, customer.as_deref()).map_err(|e| Failure::bad_input(e.to_string()))?;
+            let secret = state.create_token(&name, role, customer.as_deref()).map_err(crate::execute::state_error)?;
             match &customer {
                 Some(c) => {
                     eprintln!("token `{name}` (customer {c}) created; it is shown once, give it to them safely:")
@@ -199,7 +199,7 @@ pub fn token(state: &State, file: &std::path::Path, cmd: TokenCommand) -> Result
         }
         TokenCommand::Revoke { name } => {
             crate::context::audit(state, "token.revoke", &format!("token {name}"), &serde_json::json!({"name": name}))?;
-            let t = state.revoke_token(&name).map_err(|e| Failure::bad_input(e.to_string()))?;
+            let t = state.revoke_token(&name).map_err(crate::execute::state_error)?;
             println!("revoked token `{}` ({})", t.name, t.role.as_str());
             Ok(Outcome::Done)
         }

@@ -6,7 +6,6 @@
 use drctl_testkit::{free_port, PgPair};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 mod common;
 use common::{drctl_clean, show, tempdir, wait_for, wait_listening};
