@@ -239,7 +239,8 @@ pub(crate) fn internal(e: impl std::fmt::Display) -> ApiError {
 
 pub(crate) fn state_error(e: drctl_state::Error) -> ApiError {
     match e {
-        drctl_state::Error::NotFound(m) | drctl_state::Error::NoSuchExecution(m) => problem(StatusCode::NOT_FOUND, m),
+        drctl_state::Error::NotFound(m) => problem(StatusCode::NOT_FOUND, m),
+        e @ drctl_state::Error::NoSuchExecution(_) => problem(StatusCode::NOT_FOUND, e.to_string()),
         drctl_state::Error::Invalid(m) => problem(StatusCode::UNPROCESSABLE_ENTITY, m),
         e @ drctl_state::Error::Locked { .. } => problem(StatusCode::CONFLICT, e.to_string()),
         other => internal(other),

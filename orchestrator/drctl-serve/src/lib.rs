@@ -27,6 +27,8 @@ mod api;
 mod audience;
 mod customers;
 pub mod feeds;
+#[cfg(test)]
+mod handler_tests;
 mod limits;
 pub mod notify;
 pub mod page;

@@ -1,0 +1,202 @@
+//! The operator API's handlers, called in-process through the router on an
+//! in-memory store: who may do what, what a refused or malformed request
+//! answers, and that the controller's time is the clock it is given. The
+//! binary's tests (`drctl/tests/serve.rs`) cover the same API over HTTP
+//! with real datastores; these are quick and say which handler broke.
+
+use crate::api::{router, Remote};
+use crate::{Limits, NotifyOptions, Options, Shared};
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use drctl_runtime::{Clock, MockClock, SystemClock};
+use drctl_state::controller::Role;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+use tower::ServiceExt;
+
+/// Nothing listens on ports 1 and 2 of loopback: both members of the
+/// datastore are unreachable, so the preflight refuses any failover.
+const TOPOLOGY: &str = r#"version: 1
+name: shop
+zones:
+  - { name: az1, region: r1 }
+  - { name: az2, region: r1 }
+objectives:
+  tier-0: { rpo: 5s, rto: 2m }
+datastores:
+  - name: orders-db
+    kind: postgres
+    primary: { zone: az1, url: "postgres://drctl@127.0.0.1:1/shop" }
+    replicas: [ { zone: az2, url: "postgres://drctl@127.0.0.1:2/shop" } ]
+services:
+  - { name: checkout, tier: tier-0, zones: [az1, az2], depends_on: [orders-db] }
+"#;
+
+/// A controller on an in-memory store, both on `clock`.
+fn shared(clock: Arc<dyn Clock>) -> Arc<Shared> {
+    let loaded = drctl_core::load_str(TOPOLOGY, std::path::Path::new("drctl.yaml"));
+    let topology = loaded.topology.unwrap_or_else(|| panic!("{:?}", loaded.diagnostics));
+    let opts = Options {
+        topology_path: PathBuf::from("drctl.yaml"),
+        topology: Arc::new(topology),
+        state: Arc::new(drctl_state::Sqlite::in_memory().unwrap().with_clock(clock.clone())),
+        clients: Default::default(),
+        state_url: "sqlite://:memory:".into(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        tls: None,
+        allow: Vec::new(),
+        sample_every: Duration::from_secs(60),
+        base_url: None,
+        shutdown_deadline: Duration::from_secs(1),
+        reports_dir: std::env::temp_dir(),
+        say: Arc::new(|_| {}),
+        id: "test".into(),
+        leadership: None,
+        limits: Limits::default(),
+        notify: NotifyOptions::default(),
+        clock,
+    };
+    Arc::new(Shared::new(opts, "http://status.example".into()))
+}
+
+/// One request through the whole router (middleware included), from 127.0.0.1.
+async fn call(
+    s: &Arc<Shared>,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut req = Request::builder().method(method).uri(path);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let req = match body {
+        Some(b) => req.header("content-type", "application/json").body(Body::from(b.to_string())),
+        None => req.body(Body::empty()),
+    }
+    .unwrap();
+    let app = router(s.clone()).layer(axum::Extension(Remote("127.0.0.1:40000".parse().unwrap())));
+    let resp = app.oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into())))
+}
+
+fn token(s: &Arc<Shared>, name: &str, role: Role) -> String {
+    let customer = (role == Role::Customer).then_some("acme");
+    s.opts.state.create_token(name, role, customer).unwrap()
+}
+
+#[tokio::test]
+async fn each_operator_endpoint_answers_by_role() {
+    let s = shared(Arc::new(SystemClock));
+    let viewer = token(&s, "v", Role::Viewer);
+    let operator = token(&s, "o", Role::Operator);
+    let admin = token(&s, "a", Role::Admin);
+    let customer = token(&s, "c", Role::Customer);
+    let incident =
+        json!({"title": "slow checkout", "status": "investigating", "body": "looking", "services": ["checkout"]});
+
+    assert_eq!(call(&s, "GET", "/api/v1/executions", None, None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(call(&s, "GET", "/api/v1/executions", Some("not-a-token"), None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(call(&s, "GET", "/api/v1/executions", Some(&customer), None).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(call(&s, "GET", "/api/v1/executions", Some(&viewer), None).await.0, StatusCode::OK);
+    assert_eq!(
+        call(&s, "POST", "/api/v1/incidents", Some(&viewer), Some(incident.clone())).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let (status, body) = call(&s, "POST", "/api/v1/incidents", Some(&operator), Some(incident)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(call(&s, "GET", "/api/v1/audit", Some(&operator), None).await.0, StatusCode::FORBIDDEN);
+    let (status, audit) = call(&s, "GET", "/api/v1/audit", Some(&admin), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let actions: Vec<&str> = audit.as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert!(actions.contains(&"incident.create"), "the incident was audited: {audit}");
+    let declare = json!({"zones": ["az1"], "reason": "drill"});
+    assert_eq!(call(&s, "POST", "/api/v1/declare", Some(&operator), Some(declare)).await.0, StatusCode::FORBIDDEN);
+    assert!(s.opts.state.executions().unwrap().is_empty(), "a forbidden declaration journals nothing");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_declaration_the_preflight_refuses_is_journaled_audited_and_opens_nothing() {
+    let s = shared(Arc::new(SystemClock));
+    let commander = token(&s, "ic", Role::Commander);
+    let (status, body) =
+        call(&s, "POST", "/api/v1/declare", Some(&commander), Some(json!({"zones": ["az1"], "reason": "az1 is dark"})))
+            .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let id = body["id"].as_str().expect("a refusal names its execution");
+    assert!(body["checks"].as_array().unwrap().iter().any(|c| c["ok"] == false), "{body}");
+    let (_, shown) = call(&s, "GET", &format!("/api/v1/executions/{id}"), Some(&commander), None).await;
+    assert_eq!(shown["state"], "refused", "{shown}");
+    let audit = s.opts.state.audit_entries().unwrap();
+    assert!(audit.iter().any(|e| e.action == "declare.refused" && e.target == format!("execution {id}")));
+    assert!(s.opts.state.incidents().unwrap().is_empty(), "a refused declaration tells customers nothing");
+    assert!(s.opts.state.placements().unwrap().is_empty(), "nothing moved");
+}
+
+#[tokio::test]
+async fn malformed_and_impossible_requests_say_what_is_wrong_with_a_code() {
+    let s = shared(Arc::new(SystemClock));
+    let commander = token(&s, "ic", Role::Commander);
+    let (status, body) =
+        call(&s, "POST", "/api/v1/declare", Some(&commander), Some(json!({"reason": "no scope"}))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(
+        (body["code"].as_str(), body["error"].as_str()),
+        (Some("E103"), Some("say what is lost: zones, regions or targets"))
+    );
+    assert!(body["hint"].as_str().unwrap().contains("--zone"), "{body}");
+    let (status, body) =
+        call(&s, "POST", "/api/v1/declare", Some(&commander), Some(json!({"zones": ["az9"], "reason": "typo"}))).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("E104")), "{body}");
+    assert!(body["error"].as_str().unwrap().contains("zone `az9` is not in the topology"), "{body}");
+    let (status, body) =
+        call(&s, "POST", "/api/v1/executions/nope/approve", Some(&commander), Some(json!({"step": "x"}))).await;
+    assert!(status.is_client_error(), "{status} {body}");
+    assert!(body["error"].as_str().unwrap().contains("no execution `nope`"), "{body}");
+    let (status, _) = call(&s, "POST", "/api/v1/declare", Some(&commander), Some(json!(["not", "an", "object"]))).await;
+    assert!(status.is_client_error(), "{status}");
+    assert!(s.opts.state.executions().unwrap().is_empty(), "nothing was journaled");
+}
+
+#[tokio::test(start_paused = true)]
+async fn maintenance_is_announced_when_the_controllers_clock_reaches_it() {
+    let t0 = UNIX_EPOCH + Duration::from_secs(1_900_000_000);
+    let s = shared(Arc::new(MockClock::starting_at(t0)));
+    let operator = token(&s, "o", Role::Operator);
+    let new = s
+        .opts
+        .state
+        .subscribe(drctl_state::audience::Channel::Email, "ops@example.com", &[], "en", s.opts.clock.now())
+        .unwrap();
+    s.opts.state.confirm_subscription(new.confirm_token.as_deref().unwrap(), s.opts.clock.now()).unwrap();
+    let at = |secs: u64| drctl_control::failover::rfc3339(t0 + Duration::from_secs(secs));
+    let window = json!({"title": "database upgrade", "body": "", "services": ["checkout"],
+                        "starts_at": at(3_600), "ends_at": at(7_200)});
+    let (status, body) = call(&s, "POST", "/api/v1/maintenance", Some(&operator), Some(window)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    let told = |s: &Arc<Shared>| -> Vec<String> {
+        let mut kinds: Vec<String> =
+            s.opts.state.deliveries().unwrap().into_iter().map(|d| d.notification.kind).collect();
+        kinds.sort();
+        kinds
+    };
+    let mut done = crate::notify::Done::default();
+    s.refresh().await;
+    crate::notify::tick(&s, None, &mut done).await;
+    assert_eq!(told(&s), ["maintenance.scheduled"], "announced when scheduled, and only that");
+
+    // An hour of the controller's time, not of the test's.
+    s.opts.clock.sleep(Duration::from_secs(3_600)).await;
+    s.refresh().await;
+    crate::notify::tick(&s, None, &mut done).await;
+    assert!(told(&s).contains(&"maintenance.started".to_string()), "{:?}", told(&s));
+    assert!(!told(&s).contains(&"maintenance.completed".to_string()), "not over yet");
+    let (_, page) = call(&s, "GET", "/api/v2/scheduled-maintenances/active.json", None, None).await;
+    assert_eq!(page["scheduled_maintenances"][0]["name"], "database upgrade", "{page}");
+}
