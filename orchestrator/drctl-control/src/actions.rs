@@ -3,7 +3,7 @@
 //! the world first, so that running it again after a crash does no harm.
 
 use crate::live::Clients;
-use drctl_core::action::Action;
+use drctl_core::action::{Action, Body, Call};
 use drctl_core::topology::{EntitySpec, Location, RouteKind, Topology};
 use drctl_engine::{ActionError, Actions, Note, StepSpec};
 use drctl_providers::{http, postgres};
@@ -26,18 +26,16 @@ pub(crate) struct RealActions {
     pub(crate) force: bool,
 }
 
-fn param<'a>(step: &'a StepSpec, key: &str) -> Option<&'a str> {
-    step.with.get(key).and_then(|v| v.as_str())
-}
-
-fn duration_param(step: &StepSpec, key: &str, default: Duration) -> Result<Duration, ActionError> {
-    match step.with.get(key) {
-        None => Ok(default),
-        Some(serde_json::Value::Number(n)) => drctl_core::duration::from_seconds(n.as_f64().unwrap_or(-1.0))
-            .map_err(|why| ActionError::Fatal(format!("`{key}`: {why}"))),
-        Some(serde_json::Value::String(s)) => drctl_core::duration::parse_duration(s).map_err(ActionError::Fatal),
-        Some(other) => Err(ActionError::Fatal(format!("`{key}`: {other} is not a duration"))),
-    }
+/// The step's action and parameters, decoded as runbook validation
+/// decoded them (the journal holds them with templates filled in).
+fn call(step: &StepSpec) -> Result<Call, ActionError> {
+    let action =
+        Action::parse(&step.action).ok_or_else(|| ActionError::Fatal(format!("unknown action `{}`", step.action)))?;
+    let empty = serde_json::Map::new();
+    Call::decode(action, step.with.as_object().unwrap_or(&empty)).map_err(|errors| {
+        let all: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        ActionError::Fatal(format!("{}: {}", step.action, all.join("; ")))
+    })
 }
 
 fn provider_error(e: drctl_providers::Error) -> ActionError {
@@ -57,8 +55,12 @@ fn aws_error(e: drctl_aws::Error) -> ActionError {
 }
 
 impl RealActions {
-    fn datastore(&self, step: &StepSpec) -> Result<(&str, &drctl_core::topology::Datastore), ActionError> {
-        let name = param(step, "datastore").unwrap_or(&step.entity);
+    fn datastore<'a>(
+        &'a self,
+        named: &'a Option<String>,
+        step: &'a StepSpec,
+    ) -> Result<(&'a str, &'a drctl_core::topology::Datastore), ActionError> {
+        let name = named.as_deref().unwrap_or(&step.entity);
         let id = self.topo.entity_id(name).ok_or_else(|| ActionError::Fatal(format!("no datastore {name}")))?;
         match &self.topo.entity(id).spec {
             EntitySpec::Datastore(d) => Ok((&self.topo.entity(id).name, d)),
@@ -66,10 +68,8 @@ impl RealActions {
         }
     }
 
-    fn to_zone<'a>(&self, step: &'a StepSpec) -> Result<&'a str, ActionError> {
-        param(step, "to_zone")
-            .or(step.to_zone.as_deref())
-            .ok_or_else(|| ActionError::Fatal("no zone to fail over to".into()))
+    fn to_zone<'a>(named: &'a Option<String>, step: &'a StepSpec) -> Result<&'a str, ActionError> {
+        named.as_deref().or(step.to_zone.as_deref()).ok_or_else(|| ActionError::Fatal("no zone to fail over to".into()))
     }
 
     fn wait_for(step: &StepSpec) -> Duration {
@@ -110,10 +110,16 @@ impl RealActions {
 
     /// The route a `route53.*` step means: its `service`, else the service
     /// whose route has this zone and name, else the step's own entity.
-    fn route_for(&self, step: &StepSpec) -> Option<drctl_core::topology::Route> {
+    fn route_for(
+        &self,
+        zone_id: &str,
+        name: &str,
+        service: &Option<String>,
+        step: &StepSpec,
+    ) -> Option<drctl_core::topology::Route> {
         let routes = self.topo.services().filter_map(|(_, e, s)| s.route.clone().map(|r| (e.name.clone(), r)));
-        let by_service = param(step, "service").or(Some(&step.entity));
-        let (zone_id, name) = (param(step, "zone_id"), param(step, "name"));
+        let by_service = service.as_deref().or(Some(&step.entity));
+        let (zone_id, name) = (Some(zone_id), Some(name));
         let all: Vec<(String, drctl_core::topology::Route)> = routes.collect();
         all.iter()
             .find(|(_, r)| {
@@ -125,10 +131,16 @@ impl RealActions {
             .map(|(_, r)| r.clone())
     }
 
-    async fn health(&self, url: &str, within: Duration, interval: Duration) -> Result<Note, ActionError> {
+    async fn health(
+        &self,
+        url: &str,
+        within: Duration,
+        interval: Duration,
+        expect_status: Option<u16>,
+    ) -> Result<Note, ActionError> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
-            match http::check(self.clients.http(), url, Duration::from_secs(5)).await {
+            match http::check_status(self.clients.http(), url, Duration::from_secs(5), expect_status).await {
                 Ok(()) => return Ok(Some(format!("{url} healthy"))),
                 Err(why) if tokio::time::Instant::now() >= deadline => {
                     return Err(ActionError::Transient(format!("not healthy within {}s: {why}", within.as_secs_f64())))
@@ -141,11 +153,18 @@ impl RealActions {
     /// SPEC §6a in order: fence every other member (and prove it), let
     /// the standby catch up with an old primary fenced while it answered,
     /// check the standby's lag once more, then promote.
-    async fn promote(&self, execution: &str, step: &StepSpec) -> Result<Note, ActionError> {
-        let name = param(step, "datastore").unwrap_or(&step.entity);
+    async fn promote(
+        &self,
+        execution: &str,
+        step: &StepSpec,
+        datastore: &Option<String>,
+        to_zone: &Option<String>,
+    ) -> Result<Note, ActionError> {
+        let name = datastore.as_deref().unwrap_or(&step.entity);
         let (members, max_lag, catch_up) = crate::fence::pg_datastore(&self.topo, name)
             .ok_or_else(|| ActionError::Fatal(format!("`{name}` is not a postgres datastore")))?;
-        let to = param(step, "to_zone")
+        let to = to_zone
+            .as_deref()
             .or(step.to_zone.as_deref())
             .ok_or_else(|| ActionError::Fatal("no zone to promote in".into()))?;
         let target = members
@@ -235,27 +254,13 @@ impl Actions for RealActions {
             // Every note and error an action returns passes the one
             // redaction on its way to the journal, the output and the page.
             let outcome = async {
-                let Some(action) = Action::parse(&step.action) else {
-                    return Err(ActionError::Fatal(format!("unknown action `{}`", step.action)));
-                };
-                match action {
-                    Action::Wait => {
-                        let d = duration_param(step, "for", Duration::ZERO)?;
-                        tokio::time::sleep(d).await;
-                        Ok(Some(format!("waited {}", drctl_core::duration::format_duration(d))))
+                match call(step)? {
+                    Call::Wait { duration } => {
+                        tokio::time::sleep(duration).await;
+                        Ok(Some(format!("waited {}", drctl_core::duration::format_duration(duration))))
                     }
-                    Action::Exec => {
-                        let argv: Vec<String> = step
-                            .with
-                            .get("command")
-                            .and_then(|c| c.as_array())
-                            .map(|a| {
-                                a.iter()
-                                    .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
-                                    .collect()
-                            })
-                            .unwrap_or_default();
-                        let (prog, args) = argv
+                    Call::Exec { command, env, cwd } => {
+                        let (prog, args) = command
                             .split_first()
                             .ok_or_else(|| ActionError::Fatal("`command` must be a non-empty list".into()))?;
                         let mut cmd = tokio::process::Command::new(prog);
@@ -264,14 +269,10 @@ impl Actions for RealActions {
                         cmd.env("DRCTL_EXECUTION", execution)
                             .env("DRCTL_STEP", &step.id)
                             .env("DRCTL_ATTEMPT", attempt.to_string());
-                        if let Some(dir) = param(step, "cwd") {
+                        if let Some(dir) = cwd {
                             cmd.current_dir(dir);
                         }
-                        if let Some(env) = step.with.get("env").and_then(|e| e.as_object()) {
-                            for (k, v) in env {
-                                cmd.env(k, v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
-                            }
-                        }
+                        cmd.envs(env);
                         let out =
                             cmd.output().await.map_err(|e| ActionError::Fatal(format!("cannot run {prog}: {e}")))?;
                         if out.status.success() {
@@ -293,40 +294,36 @@ impl Actions for RealActions {
                             )))
                         }
                     }
-                    Action::HttpHealth => {
-                        let url = param(step, "url").ok_or_else(|| ActionError::Fatal("`url` is required".into()))?;
-                        let within = duration_param(step, "within", Duration::from_secs(60))?;
-                        let interval = duration_param(step, "interval", Duration::from_millis(500))?;
-                        self.health(url, within, interval).await
+                    Call::HttpHealth { url, within, interval, expect_status } => {
+                        self.health(&url, within, interval, expect_status).await
                     }
-                    Action::HttpRequest | Action::Notify => {
-                        let url = param(step, "url").ok_or_else(|| ActionError::Fatal("`url` is required".into()))?;
+                    call @ (Call::HttpRequest { .. } | Call::Notify { .. }) => {
+                        let (url, method, headers, body, expected) = match call {
+                            Call::Notify { url, text, channel } => {
+                                let mut body = serde_json::json!({ "text": text });
+                                if let Some(c) = channel {
+                                    body["channel"] = c.into();
+                                }
+                                (url, "POST".to_string(), Vec::new(), Some(Body::Json(body)), None)
+                            }
+                            Call::HttpRequest { url, method, headers, body, expect_status } => {
+                                (url, method, headers, body, expect_status)
+                            }
+                            _ => unreachable!("matched above"),
+                        };
                         let client = self.clients.http();
-                        let method =
-                            if step.action == "notify" { "POST" } else { param(step, "method").unwrap_or("GET") };
                         let mut req = client.request(
                             reqwest::Method::from_bytes(method.as_bytes())
                                 .map_err(|e| ActionError::Fatal(e.to_string()))?,
-                            url,
+                            &url,
                         );
-                        if step.action == "notify" {
-                            let text = param(step, "text").unwrap_or("drctl");
-                            let mut body = serde_json::json!({ "text": text });
-                            if let Some(c) = param(step, "channel") {
-                                body["channel"] = c.into();
-                            }
-                            req = req.json(&body);
-                        } else if let Some(b) = step.with.get("body") {
-                            req = if b.is_string() {
-                                req.body(b.as_str().unwrap_or_default().to_string())
-                            } else {
-                                req.json(b)
-                            };
-                        }
-                        if let Some(h) = step.with.get("headers").and_then(|h| h.as_object()) {
-                            for (k, v) in h {
-                                req = req.header(k, v.as_str().unwrap_or_default());
-                            }
+                        req = match body {
+                            Some(Body::Text(t)) => req.body(t),
+                            Some(Body::Json(j)) => req.json(&j),
+                            None => req,
+                        };
+                        for (k, v) in headers {
+                            req = req.header(k, v);
                         }
                         // The same key on every attempt and after a resume: a receiver
                         // that honours it applies the effect once (SPEC §6a).
@@ -337,8 +334,7 @@ impl Actions for RealActions {
                             .await
                             .map_err(|e| ActionError::Transient(format!("{url}: {e}")))?;
                         let status = resp.status().as_u16();
-                        let expected = step.with.get("expect_status").and_then(|v| v.as_u64());
-                        let ok = expected.map_or((200..300).contains(&status), |e| e == u64::from(status));
+                        let ok = expected.map_or((200..300).contains(&status), |e| e == status);
                         match (ok, status) {
                             (true, _) => Ok(Some(format!("{method} {url}: {status}"))),
                             (false, s) if s >= 500 || s == 429 => {
@@ -347,11 +343,11 @@ impl Actions for RealActions {
                             (false, s) => Err(ActionError::Fatal(format!("{method} {url}: {s}"))),
                         }
                     }
-                    Action::PostgresFence => {
-                        let name = param(step, "datastore").unwrap_or(&step.entity);
+                    Call::PostgresFence { datastore, zone } => {
+                        let name = datastore.as_deref().unwrap_or(&step.entity);
                         let (members, _, _) = crate::fence::pg_datastore(&self.topo, name)
                             .ok_or_else(|| ActionError::Fatal(format!("`{name}` is not a postgres datastore")))?;
-                        let zone = param(step, "zone").or(step.from_zone.as_deref());
+                        let zone = zone.as_deref().or(step.from_zone.as_deref());
                         let m = members
                             .iter()
                             .find(|m| Some(m.zone.as_str()) == zone)
@@ -363,10 +359,12 @@ impl Actions for RealActions {
                             .map(|o| Some(o.describe(&m.zone)))
                             .map_err(ActionError::Fatal)
                     }
-                    Action::PostgresPromote => self.promote(execution, step).await,
-                    Action::RdsPromoteReadReplica => {
-                        let (name, ds) = self.datastore(step)?;
-                        let to = self.to_zone(step)?;
+                    Call::PostgresPromote { datastore, to_zone, force: _ } => {
+                        self.promote(execution, step, &datastore, &to_zone).await
+                    }
+                    Call::RdsPromoteReadReplica { datastore, to_zone } => {
+                        let (name, ds) = self.datastore(&datastore, step)?;
+                        let to = Self::to_zone(&to_zone, step)?;
                         let instance = ds
                             .replicas
                             .iter()
@@ -398,8 +396,8 @@ impl Actions for RealActions {
                         self.state.set_placement(name, to).map_err(|e| ActionError::Transient(e.to_string()))?;
                         Ok(Some(what))
                     }
-                    Action::RdsFailoverDbCluster => {
-                        let (name, ds) = self.datastore(step)?;
+                    Call::RdsFailoverDbCluster { datastore, to_zone } => {
+                        let (name, ds) = self.datastore(&datastore, step)?;
                         let cluster =
                             ds.cluster.clone().ok_or_else(|| ActionError::Fatal(format!("{name} has no cluster")))?;
                         let client = drctl_aws::rds::Rds::new(self.clients.sdk().await, ds.region.as_deref());
@@ -418,7 +416,7 @@ impl Actions for RealActions {
                                 return Ok(Some(format!("{id} in {zone} already writes, outside the lost zones")));
                             }
                         }
-                        let wanted = param(step, "to_zone").or(step.to_zone.as_deref());
+                        let wanted = to_zone.as_deref().or(step.to_zone.as_deref());
                         let candidates: Vec<_> = members
                             .iter()
                             .filter(|(i, _, z)| {
@@ -444,9 +442,9 @@ impl Actions for RealActions {
                         self.state.set_placement(name, &target.2).map_err(|e| ActionError::Transient(e.to_string()))?;
                         Ok(Some(what))
                     }
-                    Action::S3PromoteReplica => {
-                        let (name, ds) = self.datastore(step)?;
-                        let to = self.to_zone(step)?;
+                    Call::S3PromoteReplica { datastore, to_zone } => {
+                        let (name, ds) = self.datastore(&datastore, step)?;
+                        let to = Self::to_zone(&to_zone, step)?;
                         // Any bucket of the datastore but the current primary's: after a
                         // failover, failing back promotes the topology's own primary bucket.
                         if !ds.primary.iter().chain(&ds.replicas).any(|m| self.topo.zones[m.zone].name == to) {
@@ -468,37 +466,22 @@ impl Actions for RealActions {
                         self.state.set_placement(name, to).map_err(|e| ActionError::Transient(e.to_string()))?;
                         Ok(Some(format!("the bucket in {to} is now the primary; {note}")))
                     }
-                    Action::Route53Upsert => {
-                        let zone_id =
-                            param(step, "zone_id").ok_or_else(|| ActionError::Fatal("`zone_id` is required".into()))?;
-                        let name =
-                            param(step, "name").ok_or_else(|| ActionError::Fatal("`name` is required".into()))?;
-                        let values: Vec<String> = step
-                            .with
-                            .get("values")
-                            .and_then(|v| v.as_array())
-                            .map(|a| {
-                                a.iter()
-                                    .map(|x| x.as_str().map(str::to_string).unwrap_or_else(|| x.to_string()))
-                                    .collect()
-                            })
-                            .unwrap_or_default();
-                        let rtype = param(step, "type").unwrap_or("A");
-                        let ttl = step.with.get("ttl").and_then(|t| t.as_i64()).unwrap_or(60);
+                    Call::Route53Upsert { zone_id, name, values, record_type, ttl } => {
                         let client = drctl_aws::route53::client(self.clients.sdk().await);
-                        drctl_aws::route53::upsert(&client, zone_id, name, rtype, ttl, &values, Self::wait_for(step))
+                        let wait = Self::wait_for(step);
+                        drctl_aws::route53::upsert(&client, &zone_id, &name, &record_type, ttl, &values, wait)
                             .await
                             .map(Some)
                             .map_err(aws_error)
                     }
-                    Action::Route53Failover => {
-                        let route = self.route_for(step).ok_or_else(|| {
+                    Call::Route53Failover { zone_id, name, service } => {
+                        let route = self.route_for(&zone_id, &name, &service, step).ok_or_else(|| {
                             ActionError::Fatal("no service route matches this step's zone_id and name".into())
                         })?;
                         self.switch_route(&route, Self::wait_for(step)).await.map(Some)
                     }
-                    Action::DnsFailover => {
-                        let name = param(step, "service").unwrap_or(&step.entity);
+                    Call::DnsFailover { service } => {
+                        let name = service.as_deref().unwrap_or(&step.entity);
                         let route = self
                             .topo
                             .entity_id(name)
@@ -510,8 +493,8 @@ impl Actions for RealActions {
                             .ok_or_else(|| ActionError::Fatal(format!("service `{name}` has no lab-dns route")))?;
                         self.switch_route(&route, Self::wait_for(step)).await.map(Some)
                     }
-                    Action::ServiceFailover => {
-                        let name = param(step, "service").unwrap_or(&step.entity);
+                    Call::ServiceFailover { service } => {
+                        let name = service.as_deref().unwrap_or(&step.entity);
                         let e = self.topo.entity(
                             self.topo
                                 .entity_id(name)
@@ -526,7 +509,7 @@ impl Actions for RealActions {
                         }
                         if let Some(h) = &svc.health {
                             if let Some(n) =
-                                self.health(&h.url, Duration::from_secs(60), Duration::from_millis(250)).await?
+                                self.health(&h.url, Duration::from_secs(60), Duration::from_millis(250), None).await?
                             {
                                 notes.push(n);
                             }
@@ -537,7 +520,7 @@ impl Actions for RealActions {
                         Ok(Some(notes.join("; ")))
                     }
                     // The engine waits for approvals itself; one never reaches here.
-                    Action::Approval => Err(ActionError::Fatal("an approval is the engine's to wait for".into())),
+                    Call::Approval { .. } => Err(ActionError::Fatal("an approval is the engine's to wait for".into())),
                 }
             }
             .await;

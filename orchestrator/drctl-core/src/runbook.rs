@@ -4,7 +4,7 @@
 //! once, unknown actions and parameters named with a hint) because a typo in
 //! a runbook is found at the worst possible moment otherwise: mid-failover.
 
-use crate::action::Action;
+use crate::action::{Action, Call};
 use crate::decode::{to_json, Decoder, Spanned};
 use crate::diag::{did_you_mean, Code, Diagnostic, Diagnostics, Pos};
 use crate::yaml::{self, Node, Value};
@@ -189,9 +189,6 @@ pub enum LoadError {
     Invalid(Vec<Diagnostic>),
 }
 
-/// The parameters of the built-in actions that are durations.
-const DURATION_PARAMS: &[&str] = &["for", "within", "interval"];
-
 pub fn load(path: &Path) -> Result<Runbook, LoadError> {
     let src = yaml::read_file(path).map_err(LoadError::Read)?;
     load_str(&src, path)
@@ -346,22 +343,25 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path) -> Option<Runbook> {
                 .error(Code::BadValue, id.pos, format!("step id `{}` is not valid", id.value))
                 .with_hint("use letters, digits, `-`, `_` and `.`");
         }
-        // Every duration a step takes is checked here, with its position:
-        // at execution (or on every resume) it would be too late.
+        // Every parameter is decoded here, as the dispatcher will decode it,
+        // and reported with its position: at execution (or on every
+        // resume) it would be too late.
         let mut wait_estimate = None;
-        for key in DURATION_PARAMS {
-            let Some(v) = with.get(*key) else { continue };
-            let parsed = match v {
-                serde_json::Value::String(text) => crate::duration::parse_duration(text),
-                serde_json::Value::Number(n) => crate::duration::from_seconds(n.as_f64().unwrap_or(-1.0)),
-                other => Err(format!("{other} is not a duration (e.g. 30s, 2m)")),
-            };
-            match parsed {
-                Ok(dur) if *key == "for" && spec.action == Action::Wait => wait_estimate = Some(dur),
+        if spec.required.iter().all(|k| with.contains_key(*k)) {
+            match Call::decode(spec.action, &with) {
+                Ok(Call::Wait { duration }) => wait_estimate = Some(duration),
+                Ok(Call::PostgresPromote { force: true, .. }) => {
+                    let pos = with_pos.get("force").copied().unwrap_or(f.pos);
+                    d.diags
+                        .warning(Code::Suspicious, pos, format!("{what}: `force` in a runbook has no effect"))
+                        .with_hint("forcing a promote is the commander's decision: `drctl declare --force`");
+                }
                 Ok(_) => {}
-                Err(why) => {
-                    let pos = with_pos.get(*key).copied().unwrap_or(f.pos);
-                    d.diags.error(Code::BadValue, pos, format!("{what}: `{key}`: {why}"));
+                Err(errors) => {
+                    for e in errors {
+                        let pos = with_pos.get(&e.key).copied().unwrap_or(f.pos);
+                        d.diags.error(Code::BadValue, pos, format!("{what}: {e}")).with_hint(spec.summary);
+                    }
                 }
             }
         }
