@@ -8,18 +8,18 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::wait_for;
+
 struct Dir(PathBuf);
 
 impl Dir {
     fn new(name: &str) -> Dir {
-        let d = std::env::temp_dir().join(format!("drctl-declare-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        Dir(d)
+        Dir(common::tempdir(&format!("declare-{name}")))
     }
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_drctl"));
-        c.args(args).current_dir(&self.0).env("NO_COLOR", "1").env_remove("DRCTL_STATE");
+        let mut c = common::drctl_clean();
+        c.args(args).current_dir(&self.0).env("NO_COLOR", "1");
         c
     }
     fn run(&self, args: &[&str]) -> (i32, String, String) {
@@ -209,14 +209,6 @@ fn spawn_declare(dir: &Dir) -> (std::process::Child, String) {
     (child, first.trim().to_string())
 }
 
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn step_state(show: &Value, id: &str) -> (String, u64) {
     let s = show["steps"].as_array().unwrap().iter().find(|s| s["id"] == id).unwrap();
     (s["state"].as_str().unwrap().to_string(), s["attempts"].as_u64().unwrap())
@@ -241,7 +233,7 @@ steps:
         ),
     );
     let (mut child, id) = spawn_declare(&dir);
-    wait_for("the slow step to run", || {
+    wait_for("the slow step to run", 30, || {
         let (_, out, _) = dir.run(&["show", &id, "--output", "json"]);
         serde_json::from_str::<Value>(&out).is_ok_and(|v| step_state(&v, "job/slow").0 == "running")
     });
@@ -295,7 +287,7 @@ steps:
         ),
     );
     let (mut child, id) = spawn_declare(&dir);
-    wait_for("the charge step to run", || std::fs::read_to_string(&effects).is_ok_and(|e| e.contains("charge")));
+    wait_for("the charge step to run", 30, || std::fs::read_to_string(&effects).is_ok_and(|e| e.contains("charge")));
     child.kill().unwrap();
     child.wait().unwrap();
     let log = std::fs::read_to_string(&effects).unwrap();
@@ -303,7 +295,7 @@ steps:
 
     let mut resume =
         dir.cmd(&["resume", &id]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    wait_for("the interrupted step to wait for a commander", || {
+    wait_for("the interrupted step to wait for a commander", 30, || {
         let (_, out, _) = dir.run(&["show", &id, "--output", "json"]);
         serde_json::from_str::<Value>(&out).is_ok_and(|v| step_state(&v, "job/charge").0 == "waiting_approval")
     });
@@ -319,7 +311,7 @@ steps:
     let (code, out, err) = dir.run(&["approve", &id, "job/charge", "--done"]);
     assert_eq!(code, 0, "{out}\n{err}");
     // The warm step (idempotent) now runs; kill the resume mid-way through it.
-    wait_for("the warm step to run", || std::fs::read_to_string(&effects).is_ok_and(|e| e.contains("warm")));
+    wait_for("the warm step to run", 30, || std::fs::read_to_string(&effects).is_ok_and(|e| e.contains("warm")));
     resume.kill().unwrap();
     resume.wait().unwrap();
     let (code, out, err) = dir.run(&["resume", &id]);
@@ -345,7 +337,7 @@ steps:
 ",
     );
     let (child, id) = spawn_declare(&dir);
-    wait_for("the approval to be asked", || {
+    wait_for("the approval to be asked", 30, || {
         let (_, out, _) = dir.run(&["show", &id, "--output", "json"]);
         serde_json::from_str::<Value>(&out).is_ok_and(|v| step_state(&v, "job/approve").0 == "waiting_approval")
     });
@@ -363,7 +355,7 @@ steps:
 
     // A second declaration, aborted while it waits for approval.
     let (child, id2) = spawn_declare(&dir);
-    wait_for("the approval to be asked", || {
+    wait_for("the approval to be asked", 30, || {
         let (_, out, _) = dir.run(&["show", &id2, "--output", "json"]);
         serde_json::from_str::<Value>(&out).is_ok_and(|v| step_state(&v, "job/approve").0 == "waiting_approval")
     });
@@ -486,7 +478,7 @@ fn a_switchover_under_load_over_a_slow_link_loses_no_acknowledged_write() {
         (acked, started.elapsed())
     });
     // Let load build up behind the slow link.
-    wait_for("the writer to get going", || pg.psql(pg.primary_port, "SELECT count(*) >= 500 FROM w") == "t");
+    wait_for("the writer to get going", 30, || pg.psql(pg.primary_port, "SELECT count(*) >= 500 FROM w") == "t");
     let (code, out, err) = dir.run(&["declare", "--target", "orders-db", "--reason", "planned switchover", "--yes"]);
     assert_eq!(code, 0, "{out}\n{err}");
     let (acked, took) = rt.block_on(writer).unwrap();
