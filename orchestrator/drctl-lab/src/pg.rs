@@ -9,78 +9,20 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Where PostgreSQL's server binaries are: `$PG_BIN`, the Debian/Ubuntu and
-/// RHEL folders, or PATH.
+/// Where PostgreSQL's server binaries are (see [`drctl_pgserver::find_bin`]).
 pub fn find_bin() -> Result<PathBuf, Error> {
-    if let Some(p) = std::env::var_os("PG_BIN") {
-        let p = PathBuf::from(p);
-        if p.join("initdb").exists() && p.join("postgres").exists() {
-            return Ok(p);
-        }
-        return Err(Error::Missing(format!(
-            "PG_BIN={} has no initdb and postgres in it: point it at PostgreSQL's server binaries (e.g. /usr/lib/postgresql/15/bin), or unset it",
-            p.display()
-        )));
-    }
-    for v in ["18", "17", "16", "15", "14", "13"] {
-        for p in [format!("/usr/lib/postgresql/{v}/bin"), format!("/usr/pgsql-{v}/bin")] {
-            if Path::new(&p).join("initdb").exists() {
-                return Ok(PathBuf::from(p));
-            }
-        }
-    }
-    std::env::var_os("PATH")
-        .and_then(|paths| std::env::split_paths(&paths).find(|p| p.join("initdb").exists() && p.join("postgres").exists()))
-        .ok_or_else(|| {
-            Error::Missing(
-                "PostgreSQL's server binaries (initdb, postgres) were not found on PATH or in /usr/lib/postgresql/*/bin. \
-                 Install them (Debian/Ubuntu: `apt-get install postgresql`; Fedora: `dnf install postgresql-server`; \
-                 macOS: `brew install postgresql`) or set PG_BIN to their folder"
-                    .into(),
-            )
-        })
-}
-
-/// The uid/gid to run PostgreSQL as: `postgres` when we are root, else ourselves.
-fn run_as() -> Option<(u32, u32)> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return None;
-    }
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find_map(|l| {
-        let f: Vec<&str> = l.split(':').collect();
-        (f.first() == Some(&"postgres")).then(|| Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?)))?
-    })
+    drctl_pgserver::find_bin().map_err(Error::Missing)
 }
 
 /// Ownership for a folder PostgreSQL will write to.
 pub fn hand_over(dir: &Path) -> Result<(), Error> {
-    if let Some((uid, gid)) = run_as() {
-        std::os::unix::fs::chown(dir, Some(uid), Some(gid))
-            .map_err(|e| Error::Io(format!("cannot give {} to the postgres user: {e}", dir.display())))?;
-    }
-    Ok(())
+    drctl_pgserver::hand_over(dir)
+        .map_err(|e| Error::Io(format!("cannot give {} to the postgres user: {e}", dir.display())))
 }
 
+/// A server tool, killed with the lab even when the lab is SIGKILLed.
 fn command(bin: &Path, tool: &str) -> Command {
-    use std::os::unix::process::CommandExt;
-    let mut c = Command::new(bin.join(tool));
-    if let Some((uid, gid)) = run_as() {
-        c.uid(uid).gid(gid);
-    } else if unsafe { libc::geteuid() } == 0 {
-        // root without a postgres user: initdb will say so clearly.
-    }
-    // SAFETY: prctl is async-signal-safe; runs after the uid switch (which
-    // would otherwise clear the parent-death signal).
-    unsafe {
-        c.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-    c.stdin(Stdio::null());
-    c
+    drctl_pgserver::command(bin, tool, drctl_pgserver::Lifetime::DiesWithParent)
 }
 
 fn run(mut c: Command, what: &str) -> Result<(), Error> {

@@ -28,42 +28,20 @@ fn unique_dir(prefix: &str) -> PathBuf {
     dir
 }
 
-fn is_root() -> bool {
-    // SAFETY-free check: /proc/self/status's Uid line.
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
-        .unwrap_or(false)
+fn runs_as_postgres() -> bool {
+    drctl_pgserver::run_as().is_some()
 }
 
-/// Where PostgreSQL's server binaries are: `$PG_BIN`, PATH, or the Debian folders.
+/// Where PostgreSQL's server binaries are, found as the lab finds them.
 pub fn pg_bin() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("PG_BIN") {
-        return Some(PathBuf::from(p));
-    }
-    for v in ["17", "16", "15", "14", "13"] {
-        let p = PathBuf::from(format!("/usr/lib/postgresql/{v}/bin"));
-        if p.join("initdb").exists() {
-            return Some(p);
-        }
-    }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths).find(|p| p.join("initdb").exists() && p.join("pg_ctl").exists())
-    })
+    drctl_pgserver::find_bin().ok()
 }
 
-/// Runs a PostgreSQL tool, as `postgres` when we are root.
+/// Runs a PostgreSQL tool as the lab runs it (as `postgres` when we are root).
 fn pg_cmd(bin: &Path, tool: &str, args: &[&str]) -> Command {
-    let exe = bin.join(tool);
-    if is_root() {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(exe).args(args);
-        c
-    } else {
-        let mut c = Command::new(exe);
-        c.args(args);
-        c
-    }
+    let mut c = drctl_pgserver::command(bin, tool, drctl_pgserver::Lifetime::Independent);
+    c.args(args);
+    c
 }
 
 fn run(mut cmd: Command, what: &str) {
@@ -99,9 +77,9 @@ impl PgPair {
     }
 
     fn start_with_link(delay: Option<Duration>) -> PgPair {
-        let bin = pg_bin().expect("PostgreSQL server binaries not found: install postgresql (Debian: apt-get install postgresql) or set PG_BIN");
+        let bin = drctl_pgserver::find_bin().unwrap_or_else(|why| panic!("{why}"));
         let dir = unique_dir("drctl-pg");
-        if is_root() {
+        if runs_as_postgres() {
             run(
                 {
                     let mut c = Command::new("chown");
@@ -181,7 +159,7 @@ impl PgPair {
         for (from, to) in [("pg-server.pem", "server.crt"), ("pg-server.key", "server.key")] {
             std::fs::copy(ca.dir.join(from), data.join(to)).expect("copy the server's certificate");
         }
-        if is_root() {
+        if runs_as_postgres() {
             let mut c = Command::new("chown");
             c.arg("postgres:postgres").arg(data.join("server.crt")).arg(data.join("server.key"));
             run(c, "chown");
@@ -264,7 +242,7 @@ impl PgPair {
     pub fn power_off_primary_command(&self, env_file: &Path) -> Vec<String> {
         let ctl = self.bin.join("pg_ctl");
         let data = self.dir.join("primary");
-        let stop = if is_root() {
+        let stop = if runs_as_postgres() {
             format!("runuser -u postgres -- {} -D {} -m immediate stop", ctl.display(), data.display())
         } else {
             format!("{} -D {} -m immediate stop", ctl.display(), data.display())
