@@ -1,0 +1,436 @@
+//! Faults: injecting each kind of [`FaultRequest`], undoing it, and
+//! reconciling PostgreSQL after a zone comes back (a returning old
+//! primary is rebuilt as a standby, never left writable).
+
+use super::*;
+
+/// How to undo one fault.
+pub(super) enum Undo {
+    Proxies(Vec<Arc<crate::proxy::ProxyFaults>>),
+    /// Bring PostgreSQL back in these zones (as a standby when a primary
+    /// runs elsewhere), and lift any power-off of them.
+    Restart(Vec<u8>),
+    /// Lift a partition (its id in [`Partitions`]).
+    Partition(u64, Vec<u8>),
+    ResumeReplay(Vec<u8>),
+    ResumeCopying,
+    S3Errors(Vec<u8>),
+    /// Start the zone processes of these zones again.
+    StartProcesses(Vec<u8>),
+}
+
+pub(super) struct ActiveFault {
+    pub(super) id: u64,
+    pub(super) request: FaultRequest,
+    pub(super) hits: Vec<String>,
+    pub(super) undo: Vec<Undo>,
+}
+
+pub(super) const ENTITIES: &[&str] = &["orders-db", "assets", "payments", "checkout", "catalog"];
+
+pub(super) fn unknown_target(t: &str) -> Error {
+    Error::BadInput(format!("`{t}` is not in the lab; its entities are {}", ENTITIES.join(", ")))
+}
+
+/// The proxies that carry traffic to an entity, with words for each.
+pub(super) fn proxies_of(inner: &Inner, target: &str) -> Result<Vec<(Arc<crate::proxy::ProxyFaults>, String)>, Error> {
+    let mut out = Vec::new();
+    match target {
+        "orders-db" => {
+            for m in inner.pg.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+                out.push((m.proxy.faults.clone(), format!("orders-db in {} ({})", zone_name(m.zone), m.proxy.listen)));
+            }
+        }
+        "assets" => {
+            for m in &inner.s3 {
+                out.push((m.proxy.faults.clone(), format!("assets in {} ({})", zone_name(m.zone), m.proxy.listen)));
+            }
+        }
+        other => {
+            let i = SERVICES.iter().position(|s| s.0 == other).ok_or_else(|| unknown_target(other))?;
+            for s in inner.services.iter().filter(|s| s.service == i) {
+                out.push((s.proxy.faults.clone(), format!("{other} in {} ({})", zone_name(s.zone), s.proxy.listen)));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Lab zone numbers (1-based) of zone names.
+pub(super) fn zone_numbers(zones: &[String]) -> Result<Vec<u8>, Error> {
+    zones
+        .iter()
+        .map(|z| {
+            ZONES.iter().position(|x| x == z).map(|i| i as u8 + 1).ok_or_else(|| {
+                Error::BadInput(format!("zone `{z}` is not in the lab; its zones are {}", ZONES.join(", ")))
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn inject(inner: &Inner, req: FaultRequest, dry_run: bool) -> Result<Injected, Error> {
+    let mut hits = Vec::new();
+    let mut undo = Vec::new();
+    match &req {
+        FaultRequest::ZonePartition { zones, one_way } => {
+            let nums = zone_numbers(zones)?;
+            let pid = inner.next_fault.fetch_add(1, Ordering::SeqCst);
+            for z in &nums {
+                hits.push(if *one_way {
+                    format!("{}: the controller can no longer reach it; the other zones still do", zone_name(*z))
+                } else {
+                    format!(
+                        "{}: cut off from the other zones and the controller; everything in it keeps running",
+                        zone_name(*z)
+                    )
+                });
+            }
+            if !dry_run {
+                inner.partitions.add(pid, nums.clone(), *one_way);
+            }
+            undo.push(Undo::Partition(pid, nums));
+        }
+        FaultRequest::PowerOff { datastore, zone } => {
+            if datastore != "orders-db" {
+                return Err(unknown_target(datastore));
+            }
+            let z = zone_numbers(std::slice::from_ref(zone))?[0];
+            let mut pg = inner.pg.lock().unwrap_or_else(|p| p.into_inner());
+            let m = pg
+                .iter_mut()
+                .find(|m| m.zone == z)
+                .ok_or_else(|| Error::BadInput(format!("no orders-db member in {zone}")))?;
+            if m.server.running() {
+                hits.push(format!("postgres (orders-db) in {zone} powered off (pid {})", m.server.pid().unwrap_or(0)));
+                if !dry_run {
+                    m.server.kill();
+                }
+            } else {
+                hits.push(format!("postgres (orders-db) in {zone} was already off"));
+            }
+            undo.push(Undo::Restart(vec![z]));
+        }
+        FaultRequest::ZoneOutage { zones } => {
+            let nums = zone_numbers(zones)?;
+            let mut proxies = Vec::new();
+            let mut killed = Vec::new();
+            {
+                let mut pg = inner.pg.lock().unwrap_or_else(|p| p.into_inner());
+                for m in pg.iter_mut().filter(|m| nums.contains(&m.zone)) {
+                    hits.push(format!(
+                        "postgres (orders-db) in {}: killed, address {} down",
+                        zone_name(m.zone),
+                        m.proxy.listen
+                    ));
+                    if !dry_run {
+                        m.proxy.faults.set_down(true);
+                        m.server.kill();
+                    }
+                    proxies.push(m.proxy.faults.clone());
+                    killed.push(m.zone);
+                }
+            }
+            for m in inner.s3.iter().filter(|m| nums.contains(&m.zone)) {
+                hits.push(format!("S3 endpoint of {} ({}) down", zone_name(m.zone), m.proxy.listen));
+                proxies.push(m.proxy.faults.clone());
+            }
+            for s in inner.services.iter().filter(|s| nums.contains(&s.zone)) {
+                hits.push(format!("{} in {} ({}) down", SERVICES[s.service].0, zone_name(s.zone), s.proxy.listen));
+                proxies.push(s.proxy.faults.clone());
+            }
+            {
+                let mut procs = inner.procs.lock().unwrap_or_else(|p| p.into_inner());
+                for p in procs.iter_mut().filter(|p| nums.contains(&p.spec.zone)) {
+                    hits.push(format!(
+                        "{} in {}: killed (pid {})",
+                        p.spec.name,
+                        zone_name(p.spec.zone),
+                        p.pid().unwrap_or(0)
+                    ));
+                    if !dry_run {
+                        p.kill();
+                    }
+                }
+            }
+            if !dry_run {
+                for p in &proxies {
+                    p.set_down(true);
+                }
+            }
+            undo.push(Undo::Proxies(proxies));
+            undo.push(Undo::Restart(killed));
+            undo.push(Undo::StartProcesses(nums.clone()));
+        }
+        FaultRequest::ProcessKill { target } => match target.as_str() {
+            "orders-db" => {
+                let z = pg_primary_zone(inner)
+                    .await
+                    .ok_or_else(|| Error::BadInput("orders-db has no writable primary to kill right now".into()))?;
+                let mut pg = inner.pg.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(m) = pg.iter_mut().find(|m| m.zone == z) {
+                    hits.push(format!(
+                        "postgres primary of orders-db in {} (pid {}) killed",
+                        zone_name(z),
+                        m.server.pid().unwrap_or(0)
+                    ));
+                    if !dry_run {
+                        m.server.kill();
+                    }
+                }
+                undo.push(Undo::Restart(vec![z]));
+            }
+            "assets" => {
+                let m = &inner.s3[0];
+                hits.push(format!("S3 server of {} stopped answering ({})", zone_name(m.zone), m.proxy.listen));
+                if !dry_run {
+                    m.proxy.faults.set_down(true);
+                }
+                undo.push(Undo::Proxies(vec![m.proxy.faults.clone()]));
+            }
+            other => {
+                let i = SERVICES.iter().position(|s| s.0 == other).ok_or_else(|| unknown_target(other))?;
+                let answer = inner
+                    .dns
+                    .records
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&format!("{other}.{DNS_ZONE}"))
+                    .and_then(|(_, a)| a.first().copied());
+                let s = inner
+                    .services
+                    .iter()
+                    .find(|s| s.service == i && Some(s.proxy.listen.ip()) == answer.map(IpAddr::V4))
+                    .or_else(|| inner.services.iter().find(|s| s.service == i))
+                    .ok_or_else(|| unknown_target(other))?;
+                hits.push(format!("{other} in {} ({}) killed", zone_name(s.zone), s.proxy.listen));
+                if !dry_run {
+                    s.proxy.faults.set_down(true);
+                }
+                undo.push(Undo::Proxies(vec![s.proxy.faults.clone()]));
+            }
+        },
+        FaultRequest::Latency { target, delay_ms } => {
+            let ps = proxies_of(inner, target)?;
+            for (p, what) in &ps {
+                hits.push(format!("{what}: +{delay_ms}ms each way"));
+                if !dry_run {
+                    p.set_latency(Duration::from_millis(*delay_ms));
+                }
+            }
+            undo.push(Undo::Proxies(ps.into_iter().map(|(p, _)| p).collect()));
+        }
+        FaultRequest::PacketLoss { target, rate } => {
+            let ps = proxies_of(inner, target)?;
+            for (p, what) in &ps {
+                hits.push(format!(
+                    "{what}: {:.0}% of chunks stall {}ms",
+                    rate * 100.0,
+                    crate::proxy::LOSS_STALL.as_millis()
+                ));
+                if !dry_run {
+                    p.set_loss(*rate);
+                }
+            }
+            undo.push(Undo::Proxies(ps.into_iter().map(|(p, _)| p).collect()));
+        }
+        FaultRequest::Reset { target } => {
+            let ps = proxies_of(inner, target)?;
+            for (p, what) in &ps {
+                hits.push(format!("{what}: connections reset"));
+                if !dry_run {
+                    p.set_reset(true);
+                }
+            }
+            undo.push(Undo::Proxies(ps.into_iter().map(|(p, _)| p).collect()));
+        }
+        FaultRequest::ReplicationPause { datastore } => match datastore.as_str() {
+            "orders-db" => {
+                let primary = pg_primary_zone(inner).await;
+                let standbys: Vec<u8> = (1..=2u8).filter(|z| Some(*z) != primary).collect();
+                for z in &standbys {
+                    hits.push(format!("orders-db standby in {}: WAL replay paused", zone_name(*z)));
+                    if !dry_run {
+                        pg_sql(inner, *z, "SELECT pg_wal_replay_pause()")
+                            .await
+                            .map_err(|e| Error::Process(format!("pausing replay in {}: {e}", zone_name(*z))))?;
+                    }
+                }
+                undo.push(Undo::ResumeReplay(standbys));
+            }
+            "assets" => {
+                hits.push("assets: drctl's copying paused".into());
+                if !dry_run {
+                    inner.copying_paused.store(true, Ordering::SeqCst);
+                }
+                undo.push(Undo::ResumeCopying);
+            }
+            other => return Err(unknown_target(other)),
+        },
+        FaultRequest::S3Errors { datastore, rate } => {
+            if let Some(d) = datastore.as_deref().filter(|d| *d != "assets") {
+                return Err(Error::BadInput(format!("`{d}` is not an S3 datastore of the lab (it has `assets`)")));
+            }
+            let mut zones = Vec::new();
+            for m in &inner.s3 {
+                hits.push(format!(
+                    "S3 endpoint of {}: {:.0}% of requests answered 503",
+                    zone_name(m.zone),
+                    rate * 100.0
+                ));
+                if !dry_run {
+                    m.server.set_error_rate(*rate);
+                }
+                zones.push(m.zone);
+            }
+            undo.push(Undo::S3Errors(zones));
+        }
+    }
+    if dry_run {
+        return Ok(Injected { id: 0, hits });
+    }
+    let id = inner.next_fault.fetch_add(1, Ordering::SeqCst);
+    inner.faults.lock().unwrap_or_else(|p| p.into_inner()).push(ActiveFault {
+        id,
+        request: req,
+        hits: hits.clone(),
+        undo,
+    });
+    Ok(Injected { id, hits })
+}
+
+pub(super) async fn undo_fault(inner: &Inner, f: ActiveFault) -> Vec<String> {
+    let mut notes = Vec::new();
+    for u in f.undo {
+        match u {
+            Undo::Proxies(ps) => {
+                for p in ps {
+                    p.heal();
+                }
+            }
+            Undo::Restart(zones) => {
+                lift_power_offs(inner, &zones);
+                notes.extend(reconcile(inner, &zones).await);
+            }
+            Undo::Partition(pid, zones) => {
+                inner.partitions.remove(pid);
+                lift_power_offs(inner, &zones);
+                notes.extend(reconcile(inner, &zones).await);
+            }
+            Undo::ResumeReplay(zones) => {
+                for z in zones {
+                    if let Err(e) = pg_sql(inner, z, "SELECT pg_wal_replay_resume()").await {
+                        notes.push(format!("resuming replay in {}: {e}", zone_name(z)));
+                    }
+                }
+            }
+            Undo::ResumeCopying => inner.copying_paused.store(false, Ordering::SeqCst),
+            Undo::S3Errors(zones) => {
+                for m in inner.s3.iter().filter(|m| zones.contains(&m.zone)) {
+                    m.server.set_error_rate(0.0);
+                }
+            }
+            Undo::StartProcesses(zones) => {
+                let mut procs = inner.procs.lock().unwrap_or_else(|p| p.into_inner());
+                for p in procs.iter_mut().filter(|p| zones.contains(&p.spec.zone)) {
+                    match p.start() {
+                        Ok(()) => notes.push(format!("{} in {} started again", p.spec.name, zone_name(p.spec.zone))),
+                        Err(e) => notes.push(e),
+                    }
+                }
+            }
+        }
+    }
+    notes
+}
+
+pub(super) async fn heal_all(inner: &Inner) -> Vec<String> {
+    let all: Vec<ActiveFault> = std::mem::take(&mut *inner.faults.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut notes = Vec::new();
+    // Undo in reverse order of injection, power-offs last: a member comes
+    // back once the network it rebuilds over is whole again.
+    let (power, rest): (Vec<ActiveFault>, Vec<ActiveFault>) =
+        all.into_iter().partition(|f| matches!(f.request, FaultRequest::PowerOff { .. }));
+    for f in rest.into_iter().rev().chain(power) {
+        notes.extend(undo_fault(inner, f).await);
+    }
+    // Whatever a failover left behind (a fenced old primary) becomes a standby.
+    notes.extend(reconcile(inner, &[1, 2]).await);
+    notes
+}
+
+/// Forgets the power-offs of members in these zones (their zone's fault,
+/// being healed, brings them back).
+pub(super) fn lift_power_offs(inner: &Inner, zones: &[u8]) {
+    inner.faults.lock().unwrap_or_else(|p| p.into_inner()).retain(|f| match &f.request {
+        FaultRequest::PowerOff { zone, .. } => {
+            !zone_numbers(std::slice::from_ref(zone)).is_ok_and(|z| zones.contains(&z[0]))
+        }
+        _ => true,
+    });
+}
+
+/// Whether a running member is a standby (false: a primary, or fenced).
+pub(super) async fn in_recovery(inner: &Inner, z: u8) -> bool {
+    recovery_of(inner, z).await == Some(true)
+}
+
+/// Brings orders-db's members in these zones back to a healthy shape:
+/// one that is down starts again, as a standby of the primary when one
+/// runs elsewhere (never two writable primaries); one that runs but is
+/// not a standby beside that primary (a fenced old primary) is rebuilt as
+/// its standby, which lifts its fence.
+pub(super) async fn reconcile(inner: &Inner, zones: &[u8]) -> Vec<String> {
+    let mut notes = Vec::new();
+    let primary_elsewhere = pg_primary_zone(inner).await.filter(|z| !zones.contains(z));
+    let mut todo = Vec::new();
+    for &z in zones {
+        let running = {
+            let mut pg = inner.pg.lock().unwrap_or_else(|p| p.into_inner());
+            pg.iter_mut().find(|m| m.zone == z).map(|m| m.server.running())
+        };
+        match running {
+            None => {}
+            Some(false) => todo.push(z),
+            Some(true) if primary_elsewhere.is_some() && !in_recovery(inner, z).await => todo.push(z),
+            Some(true) => {}
+        }
+    }
+    let mut restart = Vec::new();
+    {
+        let mut pg = inner.pg.lock().unwrap_or_else(|p| p.into_inner());
+        for z in &todo {
+            if let Some(pos) = pg.iter().position(|m| m.zone == *z) {
+                restart.push(pg.remove(pos));
+            }
+        }
+    }
+    let mut back = Vec::new();
+    for mut m in restart {
+        let via = primary_elsewhere.map(|p| inner.layout.pg_egress(m.zone, p));
+        let r = tokio::task::spawn_blocking(move || {
+            let r = match via {
+                // Never two writable primaries: the old one comes back as a standby.
+                Some(p) => m.server.rebuild_as_standby(p),
+                None => m.server.start(false),
+            };
+            (m, r)
+        })
+        .await;
+        if let Ok((m, r)) = r {
+            notes.push(match (r, primary_elsewhere) {
+                (Ok(()), Some(p)) => format!(
+                    "postgres in {} rebuilt as a standby of {}, which took over",
+                    zone_name(m.zone),
+                    zone_name(p)
+                ),
+                (Ok(()), None) => format!("postgres in {} restarted", zone_name(m.zone)),
+                (Err(e), _) => format!("postgres in {} did not come back: {e}", zone_name(m.zone)),
+            });
+            back.push(m);
+        }
+    }
+    let mut pg = inner.pg.lock().unwrap_or_else(|p| p.into_inner());
+    pg.extend(back);
+    pg.sort_by_key(|m| m.zone);
+    notes
+}
