@@ -234,13 +234,15 @@ impl<'a> Drill<'a> {
         Ok(())
     }
 
+    /// Every service's health check once, at the same time.
+    async fn check_all(&self) -> Vec<Result<(), String>> {
+        let checks = self.probes.iter().map(|p| drctl_providers::http::check(&self.http, &p.url, p.timeout));
+        futures::future::join_all(checks).await
+    }
+
     /// Phase 3a: checks every service's health once.
     async fn probe(&mut self) {
-        let http = &self.http;
-        let results = futures::future::join_all(
-            self.probes.iter().map(|p| drctl_providers::http::check(http, &p.url, p.timeout)),
-        )
-        .await;
+        let results = self.check_all().await;
         let at = self.clock.now();
         let faulted = self.first_fault().is_some();
         let mut events = Vec::new();
@@ -548,11 +550,7 @@ impl<'a> Drill<'a> {
             && Instant::now() < watch_until
             && !self.opts.cancel.is_cancelled()
         {
-            let http = &self.http;
-            let results = futures::future::join_all(
-                self.probes.iter().map(|p| drctl_providers::http::check(http, &p.url, p.timeout)),
-            )
-            .await;
+            let results = self.check_all().await;
             let at = self.clock.now();
             let mut recovered = Vec::new();
             for (p, r) in self.probes.iter_mut().zip(results) {
