@@ -9,6 +9,7 @@ pub mod diag;
 pub mod duration;
 pub mod graph;
 pub mod json;
+pub mod pgurl;
 pub mod plan;
 pub mod redact;
 pub mod runbook;

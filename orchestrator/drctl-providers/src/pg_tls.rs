@@ -25,15 +25,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tokio_postgres::config::SslMode;
 
-/// libpq's `sslmode` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Disable,
-    Prefer,
-    Require,
-    VerifyCa,
-    VerifyFull,
-}
+/// libpq's `sslmode` values (read as validation reads them).
+pub use drctl_core::pgurl::SslMode as Mode;
 
 /// A connection URL split into what tokio-postgres reads and the TLS
 /// settings drctl handles itself.
@@ -54,25 +47,12 @@ pub fn parse(url: &str) -> Result<Target, String> {
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         match k {
-            "sslmode" => {
-                mode = match v {
-                    "disable" => Mode::Disable,
-                    "allow" | "prefer" => Mode::Prefer,
-                    "require" => Mode::Require,
-                    "verify-ca" => Mode::VerifyCa,
-                    "verify-full" => Mode::VerifyFull,
-                    other => {
-                        return Err(format!(
-                            "sslmode `{other}` is not one of disable, allow, prefer, require, verify-ca, verify-full"
-                        ))
-                    }
-                }
-            }
+            "sslmode" => mode = Mode::parse(v)?,
             "sslrootcert" => root_cert = Some(PathBuf::from(percent_decode(v))),
             _ => rest.push(pair),
         }
     }
-    if matches!(mode, Mode::VerifyCa | Mode::VerifyFull) && root_cert.is_none() {
+    if mode.verifies() && root_cert.is_none() {
         return Err(
             "sslmode=verify-ca and verify-full need sslrootcert=PATH: the CA certificate (PEM) that signed the server's (for RDS, the region's bundle)"
                 .into(),

@@ -71,19 +71,6 @@ impl std::fmt::Display for Desc<'_> {
 /// The largest TTL a DNS record can carry.
 const MAX_TTL: u64 = 2_147_483_647;
 
-/// What is wrong with a PostgreSQL URL's TLS settings, read as libpq
-/// reads them (drctl connects with them; see drctl-providers' pg_tls).
-fn tls_problem(url: &str) -> Option<String> {
-    let query = url.split_once('?')?.1;
-    let param = |key: &str| query.split('&').find_map(|p| p.strip_prefix(key)?.strip_prefix('='));
-    match param("sslmode") {
-        None | Some("disable" | "allow" | "prefer" | "require") => None,
-        Some("verify-ca" | "verify-full") if param("sslrootcert").is_some() => None,
-        Some(mode @ ("verify-ca" | "verify-full")) => Some(format!("sslmode={mode} needs sslrootcert=PATH in the URL")),
-        Some(other) => Some(format!("sslmode `{other}` is not one drctl knows")),
-    }
-}
-
 /// Checks a cron expression (5 fields, or 6–7 with seconds first) and
 /// returns it in the 6/7-field form the `cron` crate reads.
 ///
@@ -418,7 +405,7 @@ impl Validator<'_> {
                         )
                         .with_hint("write it as postgres://user@host:port/db");
                 }
-                if let Some(problem) = tls_problem(&url.value) {
+                if let Some(problem) = crate::pgurl::tls_problem(&url.value) {
                     self.diags.error(Code::BadValue, url.pos, problem).with_hint(
                         "sslmode: disable, allow, prefer (the default), require, verify-ca or verify-full; the last two need sslrootcert=PATH",
                     );
