@@ -78,14 +78,18 @@ pub(crate) fn token_of(s: &Shared, headers: &HeaderMap, remote: SocketAddr) -> R
 }
 
 pub(crate) fn authorize(s: &Shared, headers: &HeaderMap, remote: SocketAddr, need: Role) -> Result<Actor, ApiError> {
-    let t = token_of(s, headers, remote)?;
+    permit(&token_of(s, headers, remote)?, remote, need)
+}
+
+/// What a token already authenticated may do: 403 below `need`.
+fn permit(t: &Token, remote: SocketAddr, need: Role) -> Result<Actor, ApiError> {
     if t.role < need {
         return Err(problem(
             StatusCode::FORBIDDEN,
             format!("token `{}` is {}; this needs {} or above", t.name, t.role.as_str(), need.as_str()),
         ));
     }
-    Ok(Actor::new(t.name, remote.ip().to_string()))
+    Ok(Actor::new(t.name.clone(), remote.ip().to_string()))
 }
 
 /// Records a change in the audit log before it is made: a change the log
@@ -631,7 +635,9 @@ async fn drill(
     headers: HeaderMap,
     Json(req): Json<DrillRequest>,
 ) -> ApiResult {
-    let who = authorize(&s, &headers, remote, Role::Operator)?;
+    // Authenticated once: the role it needs depends on the experiment.
+    let token = token_of(&s, &headers, remote)?;
+    let who = permit(&token, remote, Role::Operator)?;
     let path = experiment_path(&s, &req.experiment)?;
     let exp = drctl_core::chaos::load(&path).map_err(|d| {
         problem(StatusCode::UNPROCESSABLE_ENTITY, d.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("\n"))
@@ -640,7 +646,7 @@ async fn drill(
     // nothing real; anywhere else it can fail production over.
     let on_a_lab = drctl_lab_api::Manifest::read(&topology_dir(&s)).is_some_and(|m| m.alive());
     if !on_a_lab || exp.declare != drctl_core::chaos::DeclareMode::Manual {
-        authorize(&s, &headers, remote, Role::Commander).map_err(|e| {
+        permit(&token, remote, Role::Commander).map_err(|e| {
             if e.status != StatusCode::FORBIDDEN {
                 return e;
             }
