@@ -20,11 +20,11 @@ use crate::live::Clients;
 use crate::Error;
 use drctl_core::Topology;
 use drctl_engine::Ended;
+use drctl_runtime::{Clock, SystemClock};
 use drctl_state::journal::exec_state;
 use drctl_state::State;
 use serde_json::json;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 /// Who asks, and through what: kept with every audit entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,11 +105,19 @@ pub struct Declarer {
     pub topology: Arc<Topology>,
     pub state: Arc<State>,
     pub clients: Arc<Clients>,
+    /// When a declaration is made and refused, and the engine's time.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Declarer {
     pub fn new(topology: Arc<Topology>, state: Arc<State>, clients: Arc<Clients>) -> Declarer {
-        Declarer { topology, state, clients }
+        Declarer { topology, state, clients, clock: Arc::new(SystemClock) }
+    }
+
+    /// The same declarer on `clock` (a controller's or a test's).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Declarer {
+        self.clock = clock;
+        self
     }
 
     /// Plans the declaration and runs every check that can refuse it. Changes nothing.
@@ -146,8 +154,8 @@ impl Declarer {
             audit(&*self.state, who, "declare.refused", &format!("execution {}", p.id), &request)?;
             tracing::warn!(execution = %p.id, actor = %who.name, source = %who.source, ?refusals, dry_run, "declaration refused by the preflight");
             if !dry_run {
-                failover::create(&*self.state, &p.id, &p.decl, &p.prepared)?;
-                self.state.set_execution_state(&p.id, exec_state::REFUSED, Some(SystemTime::now()))?;
+                failover::create(&*self.state, &p.id, &p.decl, &p.prepared, self.clock.now())?;
+                self.state.set_execution_state(&p.id, exec_state::REFUSED, Some(self.clock.now()))?;
             }
             return Ok(Recorded::Refused);
         }
@@ -156,7 +164,7 @@ impl Declarer {
             return Ok(Recorded::DryRun);
         }
         audit(&*self.state, who, "declare", &format!("execution {}", p.id), &p.request(false))?;
-        failover::create(&*self.state, &p.id, &p.decl, &p.prepared)?;
+        failover::create(&*self.state, &p.id, &p.decl, &p.prepared, self.clock.now())?;
         tracing::info!(execution = %p.id, actor = %who.name, source = %who.source, zones = ?p.decl.zones, targets = ?p.decl.targets, steps = p.prepared.specs.len(), "declared");
         let incident = match incident {
             IncidentPolicy::None => None,
@@ -190,9 +198,9 @@ impl Declarer {
     /// its incident how it ended.
     pub async fn run(&self, id: &str) -> Result<Ended, Error> {
         use tracing::Instrument;
-        let result = failover::execute(self.topology.clone(), self.state.clone(), self.clients.clone(), id)
-            .instrument(tracing::info_span!("execution", execution = %id))
-            .await;
+        let run =
+            failover::execute(self.topology.clone(), self.state.clone(), self.clients.clone(), self.clock.clone(), id);
+        let result = run.instrument(tracing::info_span!("execution", execution = %id)).await;
         let (status, body) = match &result {
             Ok(Ended::Succeeded) => {
                 let took = self

@@ -365,10 +365,10 @@ pub fn new_id() -> String {
 }
 
 /// Journals the execution and locks its entities.
-pub fn create(state: &State, id: &str, decl: &Declaration, prepared: &Prepared) -> Result<(), Error> {
+pub fn create(state: &State, id: &str, decl: &Declaration, prepared: &Prepared, at: SystemTime) -> Result<(), Error> {
     let row = ExecutionRow {
         id: id.to_string(),
-        declared_at: SystemTime::now(),
+        declared_at: at,
         finished_at: None,
         state: exec_state::RUNNING.into(),
         reason: decl.reason.clone(),
@@ -384,7 +384,13 @@ pub fn create(state: &State, id: &str, decl: &Declaration, prepared: &Prepared) 
 }
 
 /// Runs (or resumes) an execution to its end.
-pub async fn execute(topo: Arc<Topology>, state: Arc<State>, clients: Arc<Clients>, id: &str) -> Result<Ended, Error> {
+pub async fn execute(
+    topo: Arc<Topology>,
+    state: Arc<State>,
+    clients: Arc<Clients>,
+    clock: Arc<dyn drctl_runtime::Clock>,
+    id: &str,
+) -> Result<Ended, Error> {
     let row = state.execution(id)?;
     let decl: Declaration = serde_json::from_str(&row.options)
         .map_err(|e| Error::CorruptJournal { execution: id.to_string(), why: format!("its declaration: {e}") })?;
@@ -412,7 +418,7 @@ pub async fn execute(topo: Arc<Topology>, state: Arc<State>, clients: Arc<Client
         targets: decl.targets.clone(),
         force: decl.force,
     });
-    let engine = Engine::new(state.clone(), actions, decl.parallel);
+    let engine = Engine::new(state.clone(), actions, decl.parallel).with_clock(clock);
     engine.run(id, &specs).await.map_err(|e| match e {
         drctl_engine::Error::State(s) => Error::State(s),
         other => Error::Engine { execution: id.to_string(), source: other },

@@ -5,7 +5,6 @@ use crate::{Error, Request};
 use drctl_aws::s3::{self, Options, Progress, Summary};
 use drctl_core::topology::{DatastoreKind, EntityId, EntitySpec, ReplicationBy, Topology};
 use drctl_state::State;
-use std::time::SystemTime;
 
 /// The datastores to replicate: every `by: drctl` one, or those named.
 pub fn selected(topo: &Topology, names: &[String]) -> Result<Vec<EntityId>, Error> {
@@ -41,12 +40,14 @@ async fn primary_first(
     Ok(all)
 }
 
-/// One pass over one datastore, recorded in the state store.
+/// One pass over one datastore, recorded in the state store with the
+/// times `clock` gives.
 pub async fn run_once(
     clients: &Clients,
     topo: &Topology,
     id: EntityId,
     state: &State,
+    clock: &dyn crate::schedule::Clock,
     progress: &dyn Progress,
 ) -> Result<Summary, Error> {
     let e = topo.entity(id);
@@ -68,10 +69,10 @@ pub async fn run_once(
     let Some((primary, replicas)) = all.split_first() else {
         return Err(Request::NoBuckets { name: e.name.clone() }.into());
     };
-    let run = state.begin_replication_run(&e.name, SystemTime::now())?;
+    let run = state.begin_replication_run(&e.name, clock.now())?;
     let summary = s3::replicate_once(&e.name, primary, replicas, state, &options, progress).await;
     let error = (!summary.errors.is_empty()).then(|| drctl_core::redact::text(&summary.errors.join("; ")));
-    state.finish_replication_run(run, SystemTime::now(), summary.totals, error.as_deref())?;
+    state.finish_replication_run(run, clock.now(), summary.totals, error.as_deref())?;
     Ok(summary)
 }
 
@@ -95,7 +96,7 @@ pub async fn run_scheduled(
         })
         .collect();
     crate::schedule::run_schedule(clock, &jobs, shutdown, |id| async move {
-        let result = run_once(clients, topo, id, state, &s3::NoProgress).await;
+        let result = run_once(clients, topo, id, state, clock, &s3::NoProgress).await;
         report(&topo.entity(id).name, &result);
     })
     .await;

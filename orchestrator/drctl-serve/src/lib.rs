@@ -226,6 +226,7 @@ impl Shared {
             self.opts.state.clone(),
             self.opts.clients.clone(),
         )
+        .with_clock(self.opts.clock.clone())
     }
 
     /// Rebuilds the snapshot from the latest measurement and the state store.

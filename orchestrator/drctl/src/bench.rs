@@ -243,7 +243,8 @@ pub async fn engine(entities: usize, parallel: usize, etcd: Option<String>) -> R
         parallel: Some(parallel),
     };
     let prepared = failover::Prepared { plan, specs: specs.clone(), checks: vec![] };
-    failover::create(&*state, &id, &decl, &prepared).map_err(|e| anyhow::anyhow!("{e}"))?;
+    failover::create(&*state, &id, &decl, &prepared, std::time::SystemTime::now())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let engine = drctl_engine::Engine::new(state.clone(), Arc::new(Noop), Some(parallel));
     let t = Instant::now();
     let ended = engine.run(&id, &specs).await.map_err(|e| anyhow::anyhow!("{e}"))?;

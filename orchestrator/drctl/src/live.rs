@@ -199,7 +199,7 @@ pub async fn replicate(
         for &id in &ids {
             let name = &topo.entity(id).name;
             let progress = if json { Bar(None) } else { bar() };
-            let s = replicate::run_once(clients, topo, id, state, &progress)
+            let s = replicate::run_once(clients, topo, id, state, &drctl_control::schedule::SystemClock, &progress)
                 .await
                 .map_err(|e| Failure::Runtime(e.into()))?;
             if let Some(b) = &progress.0 {

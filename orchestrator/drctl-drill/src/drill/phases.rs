@@ -337,7 +337,8 @@ impl<'a> Drill<'a> {
                 }
             }
         } else {
-            let declarer = Declarer::new(opts.topology.clone(), opts.state.clone(), opts.clients.clone());
+            let declarer = Declarer::new(opts.topology.clone(), opts.state.clone(), opts.clients.clone())
+                .with_clock(opts.clock.clone());
             let proposal = declarer.propose(decl, Some(format!("{}-failover", self.id))).await?;
             for c in &proposal.prepared.checks {
                 self.say(&format!("          check {} {}: {}", if c.ok { "ok " } else { "NO " }, c.subject, c.detail));

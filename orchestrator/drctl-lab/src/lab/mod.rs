@@ -383,7 +383,15 @@ impl Lab {
                 let progress = drctl_aws::s3::NoProgress;
                 loop {
                     if !paused.load(Ordering::SeqCst) {
-                        let _ = drctl_control::replicate::run_once(&clients, &topo, assets, &*state, &progress).await;
+                        let _ = drctl_control::replicate::run_once(
+                            &clients,
+                            &topo,
+                            assets,
+                            &*state,
+                            &drctl_control::schedule::SystemClock,
+                            &progress,
+                        )
+                        .await;
                     }
                     tokio::time::sleep(every).await;
                 }
