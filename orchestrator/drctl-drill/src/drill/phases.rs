@@ -811,3 +811,109 @@ async fn check_stop_when(
     }
     None
 }
+
+/// The phases on their own, without a lab: a service whose health is
+/// whatever the test says, on tokio's paused clock where time matters.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU16, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A health endpoint answering whatever status `status` holds.
+    async fn health_endpoint(status: Arc<AtomicU16>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/health", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = sock.read(&mut buf).await;
+                let code = status.load(Ordering::SeqCst);
+                let reply = format!("HTTP/1.1 {code} S\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                let _ = sock.write_all(reply.as_bytes()).await;
+            }
+        });
+        url
+    }
+
+    fn options(health_url: &str, clock: Arc<dyn drctl_runtime::Clock>) -> Options {
+        let topology = format!(
+            "version: 1\nname: t\nzones:\n  - {{ name: az1, region: r1 }}\n  - {{ name: az2, region: r1 }}\n\
+             objectives:\n  tier-0: {{ rpo: 5s, rto: 2s }}\n\
+             services:\n  - {{ name: web, tier: tier-0, zones: [az1, az2], health: {{ url: \"{health_url}\", timeout: 1s }} }}\n"
+        );
+        let loaded = drctl_core::load_str(&topology, std::path::Path::new("drctl.yaml"));
+        let experiment =
+            "name: t\nfaults:\n  - { kind: replication-pause, datastore: none }\nduration: 1m\ndeclare: manual\n";
+        Options {
+            topology: Arc::new(loaded.topology.unwrap_or_else(|| panic!("{:?}", loaded.diagnostics))),
+            experiment: drctl_core::chaos::load_str(experiment, std::path::Path::new("x.yaml")).unwrap(),
+            state: State::in_memory().unwrap(),
+            clients: Default::default(),
+            lab: None,
+            parallel: None,
+            steady_timeout: Duration::from_secs(1),
+            clock,
+            cancel: Default::default(),
+            say: Box::new(|_| {}),
+            controllers: Vec::new(),
+            token: None,
+        }
+    }
+
+    fn injected_at(d: &mut Drill<'_>, at_s: f64) {
+        d.faults[0].0.injected_at_s = Some(at_s);
+    }
+
+    #[tokio::test]
+    async fn an_outage_is_three_failed_checks_in_a_row_after_a_fault_and_no_sooner() {
+        let status = Arc::new(AtomicU16::new(503));
+        let url = health_endpoint(status.clone()).await;
+        let opts = options(&url, Arc::new(drctl_runtime::SystemClock));
+        let mut d = Drill::new(&opts);
+        for _ in 0..3 {
+            d.probe().await;
+        }
+        assert!(d.detect().len() == 1 && d.detected_at.is_none(), "failing before any fault is not the drill's outage");
+        assert!(d.probes[0].healthy_now && d.probes[0].unhealthy_at.is_none());
+
+        status.store(200, Ordering::SeqCst);
+        d.probe().await;
+        injected_at(&mut d, 0.0);
+        status.store(503, Ordering::SeqCst);
+        d.probe().await;
+        d.probe().await;
+        assert!(d.detect().is_empty() && d.detected_at.is_none(), "two failures are not yet an outage");
+        assert!(!d.probes[0].healthy_now, "but the service is unhealthy from the first");
+        d.probe().await;
+        assert_eq!(d.detect(), ["web"]);
+        assert!(d.detected_at.is_some());
+        let kinds: Vec<&str> = d.timeline.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds, ["steady", "unhealthy", "detected"]);
+
+        status.store(200, Ordering::SeqCst);
+        d.probe().await;
+        assert!(d.probes[0].healthy_now && d.probes[0].recovered_at.is_some());
+        assert_eq!(d.timeline.last().map(|e| e.kind.as_str()), Some("recovered"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rto_runs_from_the_declaration_and_from_the_fault_on_the_drills_clock() {
+        let base = std::time::UNIX_EPOCH + Duration::from_secs(1_900_000_000);
+        let opts = options("http://127.0.0.1:9/health", Arc::new(drctl_runtime::MockClock::starting_at(base)));
+        let mut d = Drill::new(&opts);
+        injected_at(&mut d, 1.0);
+        d.declared_at = Some(1.5);
+        d.probes[0].unhealthy_at = Some(1.25);
+        d.probes[0].recovered_at = Some(4.0);
+        opts.clock.sleep(Duration::from_secs(5)).await;
+        let report = d.report(Measured { datastores: Vec::new(), plan_steps: Vec::new(), journal: Vec::new() });
+        let web = &report.services[0];
+        assert_eq!((web.rto_s, web.rto_from_fault_s), (Some(2.5), Some(3.0)));
+        assert_eq!(web.rto_target_s, Some(2.0));
+        assert!(!web.meets_rto && !report.objectives_met, "2.5 s against a 2 s target is missed");
+        assert_eq!(report.duration_s, 5.0, "five seconds of the drill's clock, none of the test's");
+        assert_eq!(report.started_at, failover::rfc3339(base));
+        assert!(report.safe, "nothing probed, nothing unsafe");
+    }
+}
