@@ -264,7 +264,9 @@ mod tests {
             ("drctl-aws/src/route53.rs", include_str!("../../drctl-aws/src/route53.rs")),
             ("drctl-control/src/preflight.rs", include_str!("preflight.rs")),
             ("drctl-control/src/replicate.rs", include_str!("replicate.rs")),
-            ("drctl-control/src/actions.rs", include_str!("actions.rs")),
+            ("drctl-control/src/actions/mod.rs", include_str!("actions/mod.rs")),
+            ("drctl-control/src/actions/aws.rs", include_str!("actions/aws.rs")),
+            ("drctl-control/src/actions/routes.rs", include_str!("actions/routes.rs")),
             ("drctl-control/src/live.rs", include_str!("live.rs")),
             ("drctl-aws/src/discover.rs", include_str!("../../drctl-aws/src/discover.rs")),
         ];
