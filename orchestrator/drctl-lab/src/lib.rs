@@ -23,7 +23,7 @@ pub mod safety;
 pub mod service;
 pub mod workload;
 
-/// Errors of the lab and drills; each says what to do.
+/// Errors of the lab; each says what to do. (A drill's are `drctl_drill::Error`.)
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Something the machine lacks (PostgreSQL's binaries).
@@ -32,11 +32,9 @@ pub enum Error {
     /// A flag, file or request that cannot work as given.
     #[error("{0}")]
     BadInput(String),
+    /// A file or socket the lab needs could not be made (which, and why).
     #[error("{0}")]
     Io(String),
-    /// The system is not healthy enough to start a drill on.
-    #[error("refusing to start the drill: the system is not in a steady state: {0}")]
-    Unsteady(String),
     /// A process or server did not do what it should.
     #[error("{0}")]
     Process(String),
