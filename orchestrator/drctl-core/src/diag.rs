@@ -106,7 +106,9 @@ impl Code {
             Code::NotReplicated => {
                 "drctl copies s3 datastores with `replication: { by: drctl }`; others replicate natively and are watched"
             }
-            Code::EmptyScope => "name what is lost: --zone, --region or --target (SPEC §6)",
+            Code::EmptyScope => {
+                "name what is lost: --zone ZONE, --region REGION or --target NAME (each repeatable); `zones`, `regions` or `targets` in the API"
+            }
             Code::BadScope => "`drctl plan --zone ZONE` shows what a scope would move before it is declared",
             Code::NoSuchStep | Code::NotWaiting => "`drctl show ID` lists the execution's steps and their states",
             Code::NoSuchObject => "`drctl status` lists the conflicts replication recorded, with their zones and keys",

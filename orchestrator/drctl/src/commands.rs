@@ -33,9 +33,7 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
                 parallel,
             };
             if decl.scope().is_empty() {
-                return Err(Failure::bad_input(
-                    "say what is lost: --zone ZONE, --region REGION or --target NAME (each repeatable)",
-                ));
+                return Err(Failure::Refused(drctl_control::Request::EmptyScope));
             }
             let declarer = ctx.declarer(topo, &file.path)?;
             runtime()?.block_on(crate::execute::declare(declarer, decl, yes, dry_run, &style))
@@ -81,9 +79,7 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             let state_url = ctx.wiring(&file.path).state_url;
             let scope = scope.scope();
             if scope.is_empty() {
-                return Err(Failure::bad_input(
-                    "say what is lost: --zone ZONE, --region REGION or --target NAME (each repeatable)",
-                ));
+                return Err(Failure::Refused(drctl_control::Request::EmptyScope));
             }
             let plan = drctl_core::plan(&topo, &scope, &recorded_world(&topo, &state_url), parallel)
                 .map_err(|e| Failure::Refused(e.into()))?;
