@@ -214,7 +214,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("drctl-actions-exec-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let out = dir.join("env");
-        let script = format!("env | grep ^DRCTL_ | sort > {}; echo \"$GREETING\" >> {}", out.display(), out.display());
+        let script = format!(
+            "env | grep -E '^DRCTL_(EXECUTION|STEP|ATTEMPT)=' | sort > {}; echo \"$GREETING\" >> {}",
+            out.display(),
+            out.display()
+        );
         let s = step("exec", serde_json::json!({"command": ["sh", "-c", script], "env": {"GREETING": "hello"}}));
         assert_eq!(a.run("e1", 2, &s).await, Ok(Some("sh exited 0".into())));
         let seen = std::fs::read_to_string(&out).unwrap();
