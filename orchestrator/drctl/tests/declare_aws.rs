@@ -4,29 +4,16 @@
 use drctl_aws::s3::{self, client_for, Bucket};
 use drctl_testkit::Moto;
 use serde_json::Value;
-use std::process::Command;
 
 /// Runs drctl in `dir` against moto with test credentials: (exit code, stdout, stderr).
+mod aws;
+
 fn run_drctl(dir: &std::path::Path, moto: &Moto, args: &[&str]) -> (i32, String, String) {
     run_drctl_as(dir, moto, ("testing", "testing"), args)
 }
 
 fn run_drctl_as(dir: &std::path::Path, moto: &Moto, keys: (&str, &str), args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_drctl"))
-        .args(args)
-        .current_dir(dir)
-        .env("AWS_ACCESS_KEY_ID", keys.0)
-        .env("AWS_SECRET_ACCESS_KEY", keys.1)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ENDPOINT_URL", moto.endpoint())
-        .env_remove("DRCTL_STATE")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
+    aws::outcome(aws::drctl(dir, &moto.endpoint(), keys).args(args))
 }
 
 /// An empty folder of this test's own under the temp dir.
@@ -37,38 +24,12 @@ fn fresh_dir(tag: &str) -> std::path::PathBuf {
     dir
 }
 
-async fn sdk(endpoint: &str) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .credentials_provider(aws_credential_types::Credentials::new("testing", "testing", None, None, "tests"))
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .load()
-        .await
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_zone_failover_promotes_the_rds_replica_switches_dns_and_turns_replication_around() {
     let moto = Moto::start();
-    let sdk = sdk(&moto.endpoint()).await;
+    let sdk = aws::sdk(&moto.endpoint(), ("testing", "testing")).await;
     let rds = aws_sdk_rds::Client::new(&sdk);
-    rds.create_db_instance()
-        .db_instance_identifier("ledger-a")
-        .db_instance_class("db.t3.micro")
-        .engine("postgres")
-        .allocated_storage(20)
-        .master_username("admin")
-        .master_user_password("not-a-secret-1")
-        .availability_zone("us-east-1a")
-        .send()
-        .await
-        .unwrap();
-    rds.create_db_instance_read_replica()
-        .db_instance_identifier("ledger-b")
-        .source_db_instance_identifier("ledger-a")
-        .availability_zone("us-east-1b")
-        .send()
-        .await
-        .unwrap();
+    aws::rds_pair(&rds, "ledger-a", "ledger-b").await;
     let r53 = aws_sdk_route53::Client::new(&sdk);
     let zone = r53.create_hosted_zone().name("shop.example.").caller_reference("t").send().await.unwrap();
     let zone_id = zone.hosted_zone().unwrap().id().trim_start_matches("/hostedzone/").to_string();
@@ -168,27 +129,9 @@ services:
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cluster_target_moves_its_writer_and_a_wrong_hosted_zone_is_refused_up_front() {
     let moto = Moto::start();
-    let sdk = sdk(&moto.endpoint()).await;
+    let sdk = aws::sdk(&moto.endpoint(), ("testing", "testing")).await;
     let rds = aws_sdk_rds::Client::new(&sdk);
-    rds.create_db_cluster()
-        .db_cluster_identifier("billing")
-        .engine("aurora-postgresql")
-        .master_username("admin")
-        .master_user_password("not-a-secret-1")
-        .send()
-        .await
-        .unwrap();
-    for (id, az) in [("billing-1", "us-east-1a"), ("billing-2", "us-east-1b")] {
-        rds.create_db_instance()
-            .db_instance_identifier(id)
-            .db_instance_class("db.r6g.large")
-            .engine("aurora-postgresql")
-            .db_cluster_identifier("billing")
-            .availability_zone(az)
-            .send()
-            .await
-            .unwrap();
-    }
+    aws::aurora_cluster(&rds, "billing", &[("billing-1", "us-east-1a"), ("billing-2", "us-east-1b")]).await;
     let dir = fresh_dir("declare-cluster");
     let topology = |zone_id: &str| {
         format!(
@@ -249,26 +192,9 @@ services:
 #[tokio::test(flavor = "multi_thread")]
 async fn an_rds_replica_behind_max_lag_is_refused_unless_forced() {
     let moto = Moto::start();
-    let sdk = sdk(&moto.endpoint()).await;
+    let sdk = aws::sdk(&moto.endpoint(), ("testing", "testing")).await;
     let rds = aws_sdk_rds::Client::new(&sdk);
-    rds.create_db_instance()
-        .db_instance_identifier("ledger-a")
-        .db_instance_class("db.t3.micro")
-        .engine("postgres")
-        .master_username("admin")
-        .master_user_password("not-a-secret-1")
-        .allocated_storage(20)
-        .availability_zone("us-east-1a")
-        .send()
-        .await
-        .unwrap();
-    rds.create_db_instance_read_replica()
-        .db_instance_identifier("ledger-b")
-        .source_db_instance_identifier("ledger-a")
-        .availability_zone("us-east-1b")
-        .send()
-        .await
-        .unwrap();
+    aws::rds_pair(&rds, "ledger-a", "ledger-b").await;
     let dir = fresh_dir("rds-lag");
     std::fs::write(
         dir.join("drctl.yaml"),
@@ -385,7 +311,7 @@ datastores:
 async fn native_s3_replication_is_turned_around_by_the_failover() {
     use aws_sdk_s3::types::ReplicationRuleStatus;
     let moto = Moto::start();
-    let sdk = sdk(&moto.endpoint()).await;
+    let sdk = aws::sdk(&moto.endpoint(), ("testing", "testing")).await;
     let s3c = client_for(&sdk, Some(&moto.endpoint()), None);
     native_pair(&s3c, "native-az1", "native-az2", false).await;
     let role = ROLE;
@@ -451,7 +377,7 @@ async fn a_turnaround_the_credentials_cannot_make_is_refused_before_anything_cha
         |name: &str| keys.split(&format!("<{name}>")).nth(1).and_then(|r| r.split('<').next()).unwrap().to_string();
     let (key, secret) = (field("AccessKeyId"), field("SecretAccessKey"));
 
-    let sdk = sdk(&moto.endpoint()).await;
+    let sdk = aws::sdk(&moto.endpoint(), ("testing", "testing")).await;
     let s3c = client_for(&sdk, Some(&moto.endpoint()), None);
     native_pair(&s3c, "denied-az1", "denied-az2", true).await;
     let dir = fresh_dir("native-denied");

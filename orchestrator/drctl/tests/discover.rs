@@ -3,33 +3,10 @@
 //! and says what a person must decide.
 
 use drctl_testkit::Moto;
-use std::process::Command;
-
-async fn sdk(moto: &Moto) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .credentials_provider(aws_credential_types::Credentials::new("testing", "testing", None, None, "tests"))
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(moto.endpoint())
-        .load()
-        .await
-}
+mod aws;
 
 fn drctl(dir: &std::path::Path, moto: &Moto, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_drctl"))
-        .args(args)
-        .current_dir(dir)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ENDPOINT_URL", moto.endpoint())
-        .env_remove("DRCTL_STATE")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
+    aws::outcome(aws::drctl(dir, &moto.endpoint(), ("testing", "testing")).args(args))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -42,20 +19,10 @@ async fn an_estate_becomes_a_topology_that_validates_and_plans() {
         ReplicationRuleStatus, VersioningConfiguration,
     };
     let moto = Moto::start();
-    let sdk = sdk(&moto).await;
+    let sdk = aws::sdk(&moto.endpoint(), ("testing", "testing")).await;
     let rds = aws_sdk_rds::Client::new(&sdk);
     for (id, az) in [("ledger-a", "us-east-1a"), ("reports", "us-east-1c")] {
-        rds.create_db_instance()
-            .db_instance_identifier(id)
-            .db_instance_class("db.t3.micro")
-            .engine("postgres")
-            .allocated_storage(20)
-            .master_username("admin")
-            .master_user_password("not-a-secret-1")
-            .availability_zone(az)
-            .send()
-            .await
-            .unwrap();
+        aws::rds_instance(&rds, id, az).await;
     }
     rds.create_db_instance_read_replica()
         .db_instance_identifier("ledger-b")
@@ -64,25 +31,7 @@ async fn an_estate_becomes_a_topology_that_validates_and_plans() {
         .send()
         .await
         .unwrap();
-    rds.create_db_cluster()
-        .db_cluster_identifier("orders")
-        .engine("aurora-postgresql")
-        .master_username("admin")
-        .master_user_password("not-a-secret-1")
-        .send()
-        .await
-        .unwrap();
-    for (id, az) in [("orders-1", "us-east-1a"), ("orders-2", "us-east-1b")] {
-        rds.create_db_instance()
-            .db_instance_identifier(id)
-            .db_instance_class("db.r6g.large")
-            .engine("aurora-postgresql")
-            .db_cluster_identifier("orders")
-            .availability_zone(az)
-            .send()
-            .await
-            .unwrap();
-    }
+    aws::aurora_cluster(&rds, "orders", &[("orders-1", "us-east-1a"), ("orders-2", "us-east-1b")]).await;
     let s3 = drctl_aws::s3::client_for(&sdk, Some(&moto.endpoint()), None);
     for b in ["media-src", "media-dst", "scratch"] {
         s3.create_bucket().bucket(b).send().await.unwrap();

@@ -24,7 +24,7 @@
 
 use drctl_testkit::Moto;
 use serde_json::{json, Value};
-use std::process::Command;
+mod aws;
 
 struct Emulator {
     moto: Moto,
@@ -35,12 +35,7 @@ struct Emulator {
 }
 
 async fn sdk_as(moto: &Moto, keys: (&str, &str)) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .credentials_provider(aws_credential_types::Credentials::new(keys.0, keys.1, None, None, "test"))
-        .region(aws_config::Region::new("us-east-1"))
-        .endpoint_url(moto.endpoint())
-        .load()
-        .await
+    aws::sdk(&moto.endpoint(), keys).await
 }
 
 impl Emulator {
@@ -90,43 +85,9 @@ impl Emulator {
 async fn estate(e: &Emulator, tag: &str) -> String {
     let sdk = e.sdk().await;
     let rds = aws_sdk_rds::Client::new(&sdk);
-    rds.create_db_instance()
-        .db_instance_identifier(format!("ledger-a-{tag}"))
-        .db_instance_class("db.t3.micro")
-        .engine("postgres")
-        .allocated_storage(20)
-        .master_username("admin")
-        .master_user_password("not-a-secret-1")
-        .availability_zone("us-east-1a")
-        .send()
-        .await
-        .unwrap();
-    rds.create_db_instance_read_replica()
-        .db_instance_identifier(format!("ledger-b-{tag}"))
-        .source_db_instance_identifier(format!("ledger-a-{tag}"))
-        .availability_zone("us-east-1b")
-        .send()
-        .await
-        .unwrap();
-    rds.create_db_cluster()
-        .db_cluster_identifier(format!("orders-{tag}"))
-        .engine("aurora-postgresql")
-        .master_username("admin")
-        .master_user_password("not-a-secret-1")
-        .send()
-        .await
-        .unwrap();
-    for (n, az) in [(1, "us-east-1a"), (2, "us-east-1b")] {
-        rds.create_db_instance()
-            .db_instance_identifier(format!("orders-{tag}-{n}"))
-            .db_instance_class("db.r6g.large")
-            .engine("aurora-postgresql")
-            .db_cluster_identifier(format!("orders-{tag}"))
-            .availability_zone(az)
-            .send()
-            .await
-            .unwrap();
-    }
+    aws::rds_pair(&rds, &format!("ledger-a-{tag}"), &format!("ledger-b-{tag}")).await;
+    let (cluster, one, two) = (format!("orders-{tag}"), format!("orders-{tag}-1"), format!("orders-{tag}-2"));
+    aws::aurora_cluster(&rds, &cluster, &[(&one, "us-east-1a"), (&two, "us-east-1b")]).await;
     let s3 = drctl_aws::s3::client_for(&sdk, Some(&e.moto.endpoint()), None);
     for b in ["a", "b"] {
         s3.create_bucket().bucket(format!("assets-{b}-{tag}")).send().await.unwrap();
@@ -171,21 +132,9 @@ services:
 }
 
 fn drctl(dir: &std::path::Path, e: &Emulator, keys: &(String, String), args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_drctl"))
-        .args(args)
-        .current_dir(dir)
-        .env("AWS_ACCESS_KEY_ID", &keys.0)
-        .env("AWS_SECRET_ACCESS_KEY", &keys.1)
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ENDPOINT_URL", e.moto.endpoint())
-        .env("AWS_ENDPOINT_URL_ROUTE_53", e.dns.endpoint())
-        .env_remove("DRCTL_STATE")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
-    )
+    let mut c = aws::drctl(dir, &e.moto.endpoint(), (&keys.0, &keys.1));
+    let (code, out, err) = aws::outcome(c.env("AWS_ENDPOINT_URL_ROUTE_53", e.dns.endpoint()).args(args));
+    (code, format!("{out}\n{err}"))
 }
 
 /// What the emulator can evaluate of a statement (see the module documentation).
