@@ -18,9 +18,11 @@
 use crate::failover::{self, Declaration, Prepared};
 use crate::live::Clients;
 use crate::Error;
+use drctl_core::action::Approver;
 use drctl_core::Topology;
 use drctl_engine::Ended;
 use drctl_runtime::{Clock, SystemClock};
+use drctl_state::controller::Role;
 use drctl_state::journal::exec_state;
 use drctl_state::State;
 use serde_json::json;
@@ -243,11 +245,17 @@ impl Declarer {
 }
 
 /// Decides on a waiting step; `Ok(false)` when that attempt was already
-/// decided. An `approval` step is approved; a step a crash caught running
-/// (SPEC §6a) is run again, or, with `done`, recorded as done without
-/// running. Needs no topology: the journal knows the step.
-pub fn approve(state: &State, id: &str, step: &str, done: bool, who: &Actor) -> Result<bool, Error> {
-    state.execution(id)?;
+/// decided. An `approval` step is approved, by someone whose `role` is at
+/// least the one its runbook names (`role: admin`); a step a crash caught
+/// running (SPEC §6a) is run again, or, with `done`, recorded as done
+/// without running. Needs no topology: the journal knows the step and who
+/// may approve it.
+///
+/// `role` is the approver's: a token's through the operator API; the CLI,
+/// which opens the state store itself, passes [`Role::Admin`] (whoever can
+/// write the store can do anything the store allows).
+pub fn approve(state: &State, id: &str, step: &str, done: bool, who: &Actor, role: Role) -> Result<bool, Error> {
+    let row = state.execution(id)?;
     let steps = state.steps(id)?;
     let Some(s) = steps.iter().find(|s| s.id == step) else {
         return Err(crate::Request::NoSuchStep { execution: id.to_string(), step: step.to_string() }.into());
@@ -255,6 +263,26 @@ pub fn approve(state: &State, id: &str, step: &str, done: bool, who: &Actor) -> 
     let approval = s.action == drctl_engine::APPROVAL;
     if approval && done {
         return Err(crate::Request::ApprovalIsNotDone { step: step.to_string() }.into());
+    }
+    if approval {
+        let needs = failover::approver_of(&row, step);
+        let least = match needs {
+            Approver::Commander => Role::Commander,
+            Approver::Admin => Role::Admin,
+        };
+        if role < least {
+            // Refused, and kept: who tried to approve what they may not is
+            // for the security team to see.
+            let request = json!({"step": step, "needs": needs.as_str(), "role": role.as_str()});
+            audit(state, who, "approve.refused", &format!("execution {id} step {step}"), &request)?;
+            return Err(crate::Request::NotYourApproval {
+                step: step.to_string(),
+                needs: needs.as_str(),
+                who: who.name.clone(),
+                has: role.as_str(),
+            }
+            .into());
+        }
     }
     if !approval && s.state != drctl_state::journal::StepState::WaitingApproval {
         return Err(crate::Request::NotWaiting {

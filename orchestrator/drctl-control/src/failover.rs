@@ -11,7 +11,7 @@
 
 use crate::live::Clients;
 use crate::Error;
-use drctl_core::action::Action;
+use drctl_core::action::{Action, Approver, Call};
 use drctl_core::plan::{plan_with, DetailedPlan, Observations, Placement, Scope};
 use drctl_core::runbook::RunbookStep;
 use drctl_core::schedule::Policy;
@@ -373,7 +373,7 @@ pub fn create(state: &State, id: &str, decl: &Declaration, prepared: &Prepared, 
         state: exec_state::RUNNING.into(),
         reason: decl.reason.clone(),
         plan: serde_json::to_string(&prepared.plan.plan).unwrap_or_default(),
-        options: serde_json::to_string(decl).unwrap_or_default(),
+        options: stored_options(decl, &prepared.specs),
     };
     let steps: Vec<(String, String, String)> =
         prepared.specs.iter().map(|s| (s.id.clone(), s.entity.clone(), s.action.clone())).collect();
@@ -381,6 +381,40 @@ pub fn create(state: &State, id: &str, decl: &Declaration, prepared: &Prepared, 
     entities.dedup();
     state.create_execution(&row, &steps, &entities)?;
     Ok(())
+}
+
+/// The declaration as the journal keeps it, with who may approve each
+/// approval step (`approvers`): an approval is decided from the journal
+/// alone, without the topology, which may have changed since.
+fn stored_options(decl: &Declaration, specs: &[StepSpec]) -> String {
+    let mut options = serde_json::to_value(decl).unwrap_or_default();
+    let approvers: serde_json::Map<String, serde_json::Value> = specs
+        .iter()
+        .filter(|s| s.action == drctl_engine::APPROVAL)
+        .map(|s| (s.id.clone(), approver(s).as_str().into()))
+        .collect();
+    if let Some(o) = options.as_object_mut() {
+        o.insert("approvers".into(), approvers.into());
+    }
+    options.to_string()
+}
+
+/// Who may approve an approval step, as its runbook says.
+fn approver(spec: &StepSpec) -> Approver {
+    match Call::decode(Action::Approval, spec.with.as_object().unwrap_or(&serde_json::Map::new())) {
+        Ok(Call::Approval { role, .. }) => role,
+        _ => Approver::Commander,
+    }
+}
+
+/// Who may approve step `step` of an execution, from its journaled
+/// options; an execution journaled before approvers were kept, or a step
+/// that is not an approval, is any commander's.
+pub fn approver_of(row: &ExecutionRow, step: &str) -> Approver {
+    serde_json::from_str::<serde_json::Value>(&row.options)
+        .ok()
+        .and_then(|o| o["approvers"][step].as_str().and_then(Approver::parse))
+        .unwrap_or(Approver::Commander)
 }
 
 /// Runs (or resumes) an execution to its end.
@@ -501,4 +535,62 @@ pub fn report(topo: Option<&Topology>, state: &State, id: &str) -> Result<serde_
             "error": s.error, "note": s.note, "ran_by": s.ran_by,
         })).collect::<Vec<_>>(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(id: &str, action: &str, with: serde_json::Value) -> StepSpec {
+        StepSpec {
+            id: id.into(),
+            entity: "checkout".into(),
+            action: action.into(),
+            after: vec![],
+            priority: 0.0,
+            timeout: None,
+            attempts: 1,
+            backoff: Duration::ZERO,
+            with,
+            from_zone: None,
+            to_zone: None,
+            rerun_safe: false,
+        }
+    }
+
+    /// Who may approve is journaled with the declaration, so a changed
+    /// topology cannot loosen it; an execution journaled before it was
+    /// kept, or a role drctl does not enforce, is any commander's.
+    #[test]
+    fn who_may_approve_travels_with_the_journaled_declaration() {
+        let decl = Declaration {
+            zones: vec!["az1".into()],
+            regions: vec![],
+            targets: vec![],
+            reason: "drill".into(),
+            force: false,
+            parallel: None,
+        };
+        let specs = [
+            spec("c/admin", "approval", serde_json::json!({"role": "admin"})),
+            spec("c/any", "approval", serde_json::json!({"role": "dba-lead"})),
+            spec("c/fence", "postgres.fence", serde_json::json!({"datastore": "db"})),
+        ];
+        let mut row = ExecutionRow {
+            id: "x".into(),
+            declared_at: SystemTime::UNIX_EPOCH,
+            finished_at: None,
+            state: "running".into(),
+            reason: "drill".into(),
+            plan: "{}".into(),
+            options: stored_options(&decl, &specs),
+        };
+        assert_eq!(approver_of(&row, "c/admin"), Approver::Admin);
+        assert_eq!(approver_of(&row, "c/any"), Approver::Commander);
+        assert_eq!(approver_of(&row, "c/fence"), Approver::Commander);
+        let back: Declaration = serde_json::from_str(&row.options).unwrap();
+        assert_eq!(back.zones, ["az1"], "the declaration still reads back for resume");
+        row.options = serde_json::to_string(&decl).unwrap();
+        assert_eq!(approver_of(&row, "c/admin"), Approver::Commander, "journaled before approvers were kept");
+    }
 }

@@ -68,6 +68,8 @@ pub enum Request {
     ApprovalIsNotDone { step: String },
     #[error("step `{step}` ({action}) is {state}, not waiting for a decision: only approval steps and steps a crash interrupted can be approved")]
     NotWaiting { step: String, action: String, state: String },
+    #[error("step `{step}` is for {needs} to approve (its runbook's `role`); {who} is {has}")]
+    NotYourApproval { step: String, needs: &'static str, who: String, has: &'static str },
 }
 
 impl Request {
@@ -82,6 +84,7 @@ impl Request {
             Request::TopologyChanged { .. } => Code::TopologyChanged,
             Request::NoSuchStep { .. } => Code::NoSuchStep,
             Request::ApprovalIsNotDone { .. } | Request::NotWaiting { .. } => Code::NotWaiting,
+            Request::NotYourApproval { .. } => Code::NotYourApproval,
         }
     }
 }

@@ -9,6 +9,35 @@
 use serde_json::{Map, Value};
 use std::time::Duration;
 
+/// Who may approve an `approval` step through the operator API: a
+/// runbook's `role`. The roles are the operator API's (SPEC §9); approving
+/// takes a commander at least, so these are the two a runbook can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Approver {
+    /// Any commander or admin (the default).
+    Commander,
+    /// An admin only: for the step a company wants a second, senior pair of eyes on.
+    Admin,
+}
+
+impl Approver {
+    pub fn parse(role: &str) -> Option<Approver> {
+        match role {
+            "commander" => Some(Approver::Commander),
+            "admin" => Some(Approver::Admin),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Approver::Commander => "commander",
+            Approver::Admin => "admin",
+        }
+    }
+}
+
 /// Every action drctl performs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Action {
@@ -164,6 +193,11 @@ pub enum Call {
     },
     Approval {
         prompt: Option<String>,
+        /// Who may approve through the operator API.
+        role: Approver,
+        /// The `role` as written when it is not one drctl enforces
+        /// (validation warns; any commander approves).
+        unenforced_role: Option<String>,
     },
     Notify {
         url: String,
@@ -368,7 +402,15 @@ impl Call {
                 Call::Exec { command, env: w.pairs("env"), cwd: w.text("cwd") }
             }
             Action::Wait => Call::Wait { duration: w.duration("for", Duration::ZERO) },
-            Action::Approval => Call::Approval { prompt: w.text("prompt") },
+            Action::Approval => {
+                let written = w.text("role");
+                let role = written.as_deref().map_or(Some(Approver::Commander), Approver::parse);
+                Call::Approval {
+                    prompt: w.text("prompt"),
+                    role: role.unwrap_or(Approver::Commander),
+                    unenforced_role: if role.is_none() { written } else { None },
+                }
+            }
             Action::Notify => Call::Notify {
                 url: w.required("url"),
                 text: w.text("text").unwrap_or_else(|| "drctl".into()),
@@ -443,6 +485,26 @@ mod tests {
             Call::decode(Action::Wait, &with(json!({"for": 1.5}))),
             Ok(Call::Wait { duration: Duration::from_millis(1500) })
         );
+    }
+
+    #[test]
+    fn an_approval_names_who_approves_and_keeps_a_role_it_cannot_enforce() {
+        use serde_json::json;
+        let approval = |v| Call::decode(Action::Approval, &with(v)).unwrap();
+        assert_eq!(
+            approval(json!({})),
+            Call::Approval { prompt: None, role: Approver::Commander, unenforced_role: None }
+        );
+        assert_eq!(
+            approval(json!({"role": "admin", "prompt": "go?"})),
+            Call::Approval { prompt: Some("go?".into()), role: Approver::Admin, unenforced_role: None }
+        );
+        // A role drctl has no tokens for approves as a commander, and says so.
+        assert_eq!(
+            approval(json!({"role": "dba-lead"})),
+            Call::Approval { prompt: None, role: Approver::Commander, unenforced_role: Some("dba-lead".into()) }
+        );
+        assert!(Approver::Admin > Approver::Commander);
     }
 
     #[test]

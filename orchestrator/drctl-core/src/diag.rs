@@ -72,6 +72,8 @@ pub enum Code {
     NotWaiting,
     /// An object named for conflict resolution that cannot be read.
     NoSuchObject,
+    /// An approval its runbook keeps to a role the approver does not have.
+    NotYourApproval,
 }
 
 impl Code {
@@ -96,6 +98,7 @@ impl Code {
             Code::NoSuchStep => "E106",
             Code::NotWaiting => "E107",
             Code::NoSuchObject => "E108",
+            Code::NotYourApproval => "E109",
         }
     }
 
@@ -112,6 +115,9 @@ impl Code {
             Code::BadScope => "`drctl plan --zone ZONE` shows what a scope would move before it is declared",
             Code::NoSuchStep | Code::NotWaiting => "`drctl show ID` lists the execution's steps and their states",
             Code::NoSuchObject => "`drctl status` lists the conflicts replication recorded, with their zones and keys",
+            Code::NotYourApproval => {
+                "ask someone with an admin token, or approve on the controller's machine with `drctl approve ID STEP` (local access to the state store is an admin's)"
+            }
             _ => return None,
         })
     }

@@ -118,7 +118,7 @@ pub const ACTIONS: &[ActionSpec] = &[
         required: &[],
         optional: &["role", "prompt"],
         default_estimate: secs(60),
-        summary: "wait for `drctl approve ID STEP`",
+        summary: "wait for `drctl approve ID STEP`; `role: admin` keeps it to admins",
     },
     ActionSpec {
         action: Action::Notify,
@@ -180,6 +180,10 @@ pub struct Runbook {
     pub name: String,
     pub file: PathBuf,
     pub steps: Vec<RunbookStep>,
+    /// What is legal but probably not meant (a `force` that has no effect,
+    /// an approval `role` drctl cannot enforce): the topology that names
+    /// the runbook reports them with its own.
+    pub warnings: Vec<Diagnostic>,
 }
 
 #[derive(Debug)]
@@ -205,7 +209,7 @@ pub fn load_str(src: &str, path: &Path) -> Result<Runbook, LoadError> {
     };
     let runbook = decode(&mut Decoder::new(&mut diags), &root, path);
     match runbook {
-        Some(rb) if !diags.has_errors() => Ok(rb),
+        Some(rb) if !diags.has_errors() => Ok(Runbook { warnings: diags.into_sorted(), ..rb }),
         _ => Err(LoadError::Invalid(diags.into_sorted())),
     }
 }
@@ -356,6 +360,16 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path) -> Option<Runbook> {
                         .warning(Code::Suspicious, pos, format!("{what}: `force` in a runbook has no effect"))
                         .with_hint("forcing a promote is the commander's decision: `drctl declare --force`");
                 }
+                Ok(Call::Approval { unenforced_role: Some(role), .. }) => {
+                    let pos = with_pos.get("role").copied().unwrap_or(f.pos);
+                    d.diags
+                        .warning(
+                            Code::Suspicious,
+                            pos,
+                            format!("{what}: `role: {role}` is not a role drctl enforces; any commander approves"),
+                        )
+                        .with_hint("`role: admin` keeps the approval to admin tokens; `role: commander` (the default) lets any commander approve");
+                }
                 Ok(_) => {}
                 Err(errors) => {
                     for e in errors {
@@ -422,7 +436,12 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path) -> Option<Runbook> {
     if !ok {
         return None;
     }
-    Some(Runbook { name: name.map_or_else(|| "runbook".into(), |n| n.value), file: path.to_path_buf(), steps })
+    Some(Runbook {
+        name: name.map_or_else(|| "runbook".into(), |n| n.value),
+        file: path.to_path_buf(),
+        steps,
+        warnings: Vec::new(),
+    })
 }
 
 fn d_get<'a>(f: &crate::decode::Fields<'a>, key: &str) -> Option<&'a Node<'a>> {

@@ -389,6 +389,33 @@ steps:
         assert!(diags.is_empty(), "{diags:#?}");
     }
 
+    /// Warnings in a runbook that loads reach `drctl validate` with the
+    /// runbook's file and position, as its errors do.
+    #[test]
+    fn a_runbooks_warnings_are_reported_with_the_topologys() {
+        let (dir, diags) = topology_with_runbook(
+            "name: ok
+steps:
+  - { id: promote, action: postgres.promote, with: { datastore: db, force: true } }
+  - id: approve
+    action: approval
+    with: { role: dba-lead, prompt: go? }
+    needs: [promote]
+  - { id: approve-again, action: approval, with: { role: admin }, needs: [approve] }
+",
+        );
+        let text: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+        assert!(diags.iter().all(|d| d.severity == Severity::Warning), "{text:#?}");
+        assert_eq!(diags.len(), 2, "{text:#?}");
+        let rb = dir.path().join("rb.yaml").display().to_string();
+        assert!(
+            text[0].starts_with(&format!("{rb}:3:")) && text[0].contains("`force` in a runbook has no effect"),
+            "{text:#?}"
+        );
+        assert!(text[1].starts_with(&format!("{rb}:6:19: warning[W002]")), "{text:#?}");
+        assert!(text[1].contains("`role: dba-lead` is not a role drctl enforces"), "{text:#?}");
+    }
+
     #[test]
     fn runbook_errors_name_the_runbook_file_and_position() {
         let (dir, diags) = topology_with_runbook(

@@ -551,6 +551,11 @@ impl Engine {
         started: SystemTime,
     ) -> Result<Note, ActionError> {
         let prompt = spec.with.get("prompt").and_then(|p| p.as_str()).unwrap_or("approve to continue");
+        // Whoever reads `drctl show` should know whom to call.
+        let prompt = match spec.with.get("role").and_then(|r| r.as_str()) {
+            Some("admin") => format!("{prompt} (for an admin to approve)"),
+            _ => prompt.to_string(),
+        };
         let waiting = Transition {
             at: self.clock.now(),
             state: StepState::WaitingApproval,
@@ -558,7 +563,7 @@ impl Engine {
             started_at: Some(started),
             finished_at: None,
             error: None,
-            note: Some(prompt),
+            note: Some(&prompt),
             ran_by: None,
         };
         self.write(execution, idx, &spec.id, &waiting).map_err(|e| ActionError::Fatal(e.to_string()))?;

@@ -110,10 +110,13 @@ fn control_error(e: drctl_control::Error) -> ApiError {
         drctl_control::Error::State(se) => state_error(se),
         drctl_control::Error::Request(r) => {
             let code = r.code();
-            ApiError {
-                status: StatusCode::UNPROCESSABLE_ENTITY,
-                body: json!({ "error": r.to_string(), "code": code.as_str(), "hint": code.hint() }),
-            }
+            // Not the caller's input at fault but the caller: 403, as a role
+            // too low for an endpoint is.
+            let status = match r {
+                drctl_control::Request::NotYourApproval { .. } => StatusCode::FORBIDDEN,
+                _ => StatusCode::UNPROCESSABLE_ENTITY,
+            };
+            ApiError { status, body: json!({ "error": r.to_string(), "code": code.as_str(), "hint": code.hint() }) }
         }
         other => internal(other),
     }
@@ -433,8 +436,9 @@ async fn approve(
     Path(id): Path<String>,
     Json(req): Json<ApproveRequest>,
 ) -> ApiResult {
-    let who = authorize(&s, &headers, remote, Role::Commander)?;
-    let fresh = declare::approve(&*s.opts.state, &id, &req.step, req.done, &who).map_err(control_error)?;
+    let token = token_of(&s, &headers, remote)?;
+    let who = permit(&token, remote, Role::Commander)?;
+    let fresh = declare::approve(&*s.opts.state, &id, &req.step, req.done, &who, token.role).map_err(control_error)?;
     Ok(Json(json!({ "id": id, "step": req.step, "approved_by": who.name, "done": req.done, "already": !fresh }))
         .into_response())
 }

@@ -38,6 +38,10 @@ services:
 fn shared(clock: Arc<dyn Clock>) -> Arc<Shared> {
     let loaded = drctl_core::load_str(TOPOLOGY, std::path::Path::new("drctl.yaml"));
     let topology = loaded.topology.unwrap_or_else(|| panic!("{:?}", loaded.diagnostics));
+    shared_with(topology, clock)
+}
+
+fn shared_with(topology: drctl_core::Topology, clock: Arc<dyn Clock>) -> Arc<Shared> {
     let opts = Options {
         topology_path: PathBuf::from("drctl.yaml"),
         topology: Arc::new(topology),
@@ -199,4 +203,98 @@ async fn maintenance_is_announced_when_the_controllers_clock_reaches_it() {
     assert!(!told(&s).contains(&"maintenance.completed".to_string()), "not over yet");
     let (_, page) = call(&s, "GET", "/api/v2/scheduled-maintenances/active.json", None, None).await;
     assert_eq!(page["scheduled_maintenances"][0]["name"], "database upgrade", "{page}");
+}
+
+/// A runbook's `role: admin` is enforced: a commander's approval is
+/// refused (403, E109) and audited, an admin's goes through, and the
+/// execution, run by the one declarer, carries on.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_approval_kept_to_admins_refuses_a_commander() {
+    let dir = std::env::temp_dir().join(format!("drctl-approval-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("rb.yaml"),
+        "name: guarded
+steps:
+  - id: approve
+    action: approval
+    with: { role: admin, prompt: \"Move checkout?\" }
+  - { id: settle, action: wait, with: { for: 0s }, needs: [approve] }
+",
+    )
+    .unwrap();
+    let path = dir.join("drctl.yaml");
+    std::fs::write(
+        &path,
+        "version: 1
+name: shop
+zones:
+  - { name: az1, region: r1 }
+  - { name: az2, region: r1 }
+services:
+  - { name: checkout, zones: [az1, az2], failover: { runbook: rb.yaml } }
+",
+    )
+    .unwrap();
+    let loaded = drctl_core::load(&path);
+    let topology = loaded.topology.unwrap_or_else(|| panic!("{:?}", loaded.diagnostics));
+    let s = shared_with(topology, Arc::new(SystemClock));
+    let commander = token(&s, "ic", Role::Commander);
+    let admin = token(&s, "head-of-sre", Role::Admin);
+    let (status, body) = call(
+        &s,
+        "POST",
+        "/api/v1/declare",
+        Some(&commander),
+        Some(json!({"targets": ["checkout"], "reason": "drill"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    // This controller does not lead (no task center): the test runs the execution.
+    let declarer = s.declarer();
+    let run = {
+        let id = id.clone();
+        tokio::spawn(async move { declarer.run(&id).await })
+    };
+    let waiting = || {
+        s.opts
+            .state
+            .steps(&id)
+            .unwrap()
+            .iter()
+            .any(|st| st.id == "checkout/approve" && st.state == drctl_state::journal::StepState::WaitingApproval)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !waiting() {
+        if run.is_finished() || std::time::Instant::now() > deadline {
+            panic!("the approval step never waited: {:?}", s.opts.state.steps(&id).unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let step = s.opts.state.steps(&id).unwrap().into_iter().find(|st| st.id == "checkout/approve").unwrap();
+    assert_eq!(step.note.as_deref(), Some("Move checkout? (for an admin to approve)"));
+
+    let approve = format!("/api/v1/executions/{id}/approve");
+    let (status, body) = call(&s, "POST", &approve, Some(&commander), Some(json!({"step": "checkout/approve"}))).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::FORBIDDEN, Some("E109")), "{body}");
+    assert_eq!(
+        body["error"], "step `checkout/approve` is for admin to approve (its runbook's `role`); ic is commander",
+        "{body}"
+    );
+    assert!(s.opts.state.approved_by(&id, "checkout/approve", 0).unwrap().is_none(), "nothing was approved");
+    let audit = s.opts.state.audit_entries().unwrap();
+    assert!(
+        audit.iter().any(|e| e.action == "approve.refused" && e.actor == "ic"),
+        "the refused approval is audited: {audit:?}"
+    );
+
+    let (status, body) = call(&s, "POST", &approve, Some(&admin), Some(json!({"step": "checkout/approve"}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["approved_by"], "head-of-sre");
+    let ended = tokio::time::timeout(Duration::from_secs(20), run).await.unwrap().unwrap().unwrap();
+    assert_eq!(ended, drctl_engine::Ended::Succeeded);
+    let steps = s.opts.state.steps(&id).unwrap();
+    assert_eq!(steps[0].note.as_deref(), Some("approved by head-of-sre"));
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -344,7 +344,10 @@ impl Validator<'_> {
         let runbook = f.runbook.as_ref().and_then(|r| {
             let path = self.path.parent().unwrap_or(Path::new(".")).join(&r.value);
             match runbook::load(&path) {
-                Ok(rb) => Some(Arc::new(rb)),
+                Ok(rb) => {
+                    self.diags.extend(rb.warnings.clone());
+                    Some(Arc::new(rb))
+                }
                 Err(runbook::LoadError::Read(err)) => {
                     self.diags
                         .error(
