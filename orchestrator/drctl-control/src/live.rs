@@ -9,7 +9,7 @@ use drctl_core::plan::{plan, Observations, Placement, Scope};
 use drctl_core::status::{datastore_status, service_status, DatastoreStatus, Measurement, ServiceStatus, StatusReport};
 use drctl_core::topology::{Datastore, DatastoreKind, EntitySpec, Location, Topology};
 use drctl_providers::{http, postgres};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// How long one datastore's measurement may take before it is an error.
 pub const MEASURE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -166,7 +166,12 @@ async fn measure_datastore(clients: &Clients, topo: &Topology, ds: &Datastore, m
 
 /// Measures every datastore and service of the topology. `placements`:
 /// where failovers moved primaries, (datastore, zone), from the state store.
-pub async fn status(clients: &Clients, topo: &Topology, placements: &[(String, String)]) -> StatusReport {
+pub async fn status(
+    clients: &Clients,
+    topo: &Topology,
+    placements: &[(String, String)],
+    at: SystemTime,
+) -> StatusReport {
     let datastores: Vec<(usize, &Datastore)> = topo.datastores().map(|(i, _, d)| (i, d)).collect();
     let measured: Vec<Measurement> = futures::future::join_all(datastores.iter().map(|(id, ds)| async move {
         let moved_to = placements.iter().find(|(d, _)| *d == topo.entity(*id).name).map(|(_, z)| z.as_str());
@@ -206,7 +211,7 @@ pub async fn status(clients: &Clients, topo: &Topology, placements: &[(String, S
             service_status(topo, *id, healthy, error, rto[*id])
         })
         .collect();
-    StatusReport { at: now_rfc3339(), datastores: ds_status, services: svc_status }
+    StatusReport { at: rfc3339_secs(at), datastores: ds_status, services: svc_status }
 }
 
 /// What the measurements tell the planner: lag per replica, and where
@@ -255,8 +260,14 @@ pub fn worst_zone_rto(topo: &Topology, obs: &Observations) -> Vec<Option<f64>> {
     worst
 }
 
+/// The machine's time now, to the second: for progress lines a person reads.
 pub fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    rfc3339_secs(SystemTime::now())
+}
+
+/// `at` to the second, as status reports say when they were measured.
+pub fn rfc3339_secs(at: SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(at).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// Records a status report: each datastore's RPO, and each replica's own

@@ -759,30 +759,33 @@ async fn forward(base: &str, me: &str, req: Request<Body>) -> Result<Response, S
     Ok(r)
 }
 
-/// Runs the topology's drills at their cron times.
+/// The topology's next drill after `now`, and when.
+fn next_drill(
+    drills: &[drctl_core::topology::Drill],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<(chrono::DateTime<chrono::Utc>, std::path::PathBuf)> {
+    drills
+        .iter()
+        .filter_map(|d| {
+            let (_, sched) = drctl_core::topology::cron_schedule(&d.cron).ok()?;
+            Some((sched.after(&now).next()?, d.experiment.clone()))
+        })
+        .min_by_key(|(t, _)| *t)
+}
+
+/// Runs the topology's drills at their cron times, on the controller's clock.
 pub(crate) async fn drill_scheduler(s: Arc<Shared>, stop: CancellationToken) {
     let base = topology_dir(&s);
+    let clock = s.opts.clock.clone();
     loop {
-        let now = chrono::Utc::now();
-        let next = s
-            .opts
-            .topology
-            .drills
-            .iter()
-            .filter_map(|d| {
-                let (_, sched) = drctl_core::topology::cron_schedule(&d.cron).ok()?;
-                Some((sched.after(&now).next()?, d.experiment.clone()))
-            })
-            .min_by_key(|(t, _)| *t);
-        let Some((at, experiment)) = next else { return };
-        let wait = (at - now).to_std().unwrap_or_default();
+        let Some((at, experiment)) = next_drill(&s.opts.topology.drills, clock.now().into()) else { return };
         tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
+            _ = clock.sleep_until(at.into()) => {}
             _ = stop.cancelled() => return,
         }
         if drill_running(&s) {
             (s.opts.say)(&format!("scheduled drill {}: skipped, a drill is still running", experiment.display()));
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            clock.sleep(Duration::from_secs(1)).await;
             continue;
         }
         let path = if experiment.is_absolute() { experiment.clone() } else { base.join(&experiment) };
@@ -804,7 +807,7 @@ pub(crate) async fn drill_scheduler(s: Arc<Shared>, stop: CancellationToken) {
             )),
         }
         // Never twice in the same second.
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        clock.sleep(Duration::from_secs(1)).await;
     }
 }
 

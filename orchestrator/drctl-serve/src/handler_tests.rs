@@ -42,7 +42,11 @@ fn shared(clock: Arc<dyn Clock>) -> Arc<Shared> {
 }
 
 fn shared_with(topology: drctl_core::Topology, clock: Arc<dyn Clock>) -> Arc<Shared> {
-    let opts = Options {
+    Arc::new(Shared::new(options(topology, clock), "http://status.example".into()))
+}
+
+fn options(topology: drctl_core::Topology, clock: Arc<dyn Clock>) -> Options {
+    Options {
         topology_path: PathBuf::from("drctl.yaml"),
         topology: Arc::new(topology),
         state: Arc::new(drctl_state::Sqlite::in_memory().unwrap().with_clock(clock.clone())),
@@ -61,8 +65,7 @@ fn shared_with(topology: drctl_core::Topology, clock: Arc<dyn Clock>) -> Arc<Sha
         limits: Limits::default(),
         notify: NotifyOptions::default(),
         clock,
-    };
-    Arc::new(Shared::new(opts, "http://status.example".into()))
+    }
 }
 
 /// One request through the whole router (middleware included), from 127.0.0.1.
@@ -297,4 +300,61 @@ services:
     let steps = s.opts.state.steps(&id).unwrap();
     assert_eq!(steps[0].note.as_deref(), Some("approved by head-of-sre"));
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Scheduled drills start when the controller's clock reaches their cron
+/// time: half a minute of the controller's time here, none of the test's.
+#[tokio::test(start_paused = true)]
+async fn scheduled_drills_follow_the_controllers_clock() {
+    let dir = std::env::temp_dir().join(format!("drctl-cron-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("drctl.yaml");
+    std::fs::write(&path, format!("{TOPOLOGY}drills:\n  - {{ experiment: gone.yaml, cron: \"0 4 * * *\" }}\n"))
+        .unwrap();
+    std::fs::write(
+        dir.join("gone.yaml"),
+        "name: gone\nduration: 1m\nfaults:\n  - { kind: replication-pause, datastore: orders-db }\ndeclare: manual\n",
+    )
+    .unwrap();
+    let loaded = drctl_core::load(&path);
+    let topology = loaded.topology.unwrap_or_else(|| panic!("{:?}", loaded.diagnostics));
+    // Removed after the controller started: at 04:00 the scheduler says so.
+    std::fs::remove_dir_all(&dir).unwrap();
+    // 03:59:30 UTC on 2030-03-18.
+    let t0 = UNIX_EPOCH + Duration::from_secs(1_900_036_800 - 30);
+    let clock: Arc<dyn Clock> = Arc::new(MockClock::starting_at(t0));
+    let said = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut opts = options(topology, clock.clone());
+    opts.topology_path = path;
+    let log = said.clone();
+    opts.say = Arc::new(move |line| log.lock().unwrap().push(line.to_string()));
+    let s = Arc::new(Shared::new(opts, "http://status.example".into()));
+    let stop = drctl_runtime::CancellationToken::new();
+    let scheduler = tokio::spawn(crate::api::drill_scheduler(s.clone(), stop.clone()));
+
+    clock.sleep(Duration::from_secs(29)).await;
+    assert!(said.lock().unwrap().is_empty(), "nothing before 04:00: {:?}", said.lock().unwrap());
+    clock.sleep(Duration::from_secs(2)).await;
+    let lines = said.lock().unwrap().clone();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].starts_with(&format!("scheduled drill {}:", dir.join("gone.yaml").display())),
+        "the 04:00 drill was due: {lines:?}"
+    );
+    stop.cancel();
+    scheduler.await.unwrap();
+}
+
+/// A measurement is stamped, on the page and in the samples, with the
+/// controller's clock.
+#[tokio::test(start_paused = true)]
+async fn a_status_sample_is_stamped_with_the_controllers_time() {
+    let t0 = UNIX_EPOCH + Duration::from_secs(1_900_036_800);
+    let s = shared(Arc::new(MockClock::starting_at(t0)));
+    s.sample(&drctl_control::live::Clients::default()).await;
+    let (status, body) = call(&s, "GET", "/api/v1/status", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["at"], "2030-03-18T04:00:00Z", "{body}");
+    let samples = s.opts.state.rpo_samples("orders-db", UNIX_EPOCH).unwrap();
+    assert_eq!(samples.iter().map(|x| x.at).collect::<Vec<_>>(), [t0], "{samples:?}");
 }

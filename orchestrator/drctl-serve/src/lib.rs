@@ -308,9 +308,10 @@ impl Shared {
     /// One measurement: recorded, then the snapshot rebuilt.
     pub async fn sample(&self, clients: &Clients) {
         let placements = self.opts.state.placements().unwrap_or_default();
-        let mut report = drctl_control::live::status(clients, &self.opts.topology, &placements).await;
+        let at = self.opts.clock.now();
+        let mut report = drctl_control::live::status(clients, &self.opts.topology, &placements, at).await;
         drctl_control::live::attach_conflicts(&*self.opts.state, &mut report);
-        let _ = drctl_control::live::record(&*self.opts.state, &report, self.opts.clock.now());
+        let _ = drctl_control::live::record(&*self.opts.state, &report, at);
         let checks: Vec<(String, bool)> = report.services.iter().map(|s| (s.name.clone(), s.healthy)).collect();
         let _ = self.opts.state.record_health(self.opts.clock.now(), &checks);
         if let Ok(json) = serde_json::to_string(&report) {

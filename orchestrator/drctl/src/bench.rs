@@ -178,12 +178,12 @@ pub async fn status(datastores: usize, runs: usize) -> Result<Outcome, Failure> 
     // Fixed keys for the in-process endpoint, without touching the environment.
     let clients =
         Clients::new(drctl_aws::Credentials::Static { access_key: "bench".into(), secret_key: "bench".into() });
-    let _warm = live::status(&clients, &topo, &[]).await;
+    let _warm = live::status(&clients, &topo, &[], std::time::SystemTime::now()).await;
     let mut times = Vec::new();
     let mut ok = 0;
     for _ in 0..runs {
         let t = Instant::now();
-        let report = live::status(&clients, &topo, &[]).await;
+        let report = live::status(&clients, &topo, &[], std::time::SystemTime::now()).await;
         times.push(t.elapsed());
         ok = report.datastores.iter().filter(|d| d.error.is_none() && d.rpo_s == Some(0.0)).count();
     }

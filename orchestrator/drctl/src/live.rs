@@ -22,9 +22,10 @@ pub async fn status(
 ) -> Result<Outcome, Failure> {
     loop {
         let placements = state.placements().unwrap_or_default();
-        let mut report = live::status(clients, topo, &placements).await;
+        let at = std::time::SystemTime::now();
+        let mut report = live::status(clients, topo, &placements, at).await;
         live::attach_conflicts(state, &mut report);
-        if let Err(e) = live::record(state, &report, std::time::SystemTime::now()) {
+        if let Err(e) = live::record(state, &report, at) {
             eprintln!("warning: RPO samples not recorded: {e}");
         }
         if json {

@@ -39,10 +39,11 @@ async fn steady_state(opts: &Options) -> Result<StatusReport, Error> {
     let mut steady_since: Option<Instant> = None;
     let before = loop {
         let placements = opts.state.placements().unwrap_or_default();
-        let st = drctl_control::live::status(&opts.clients, &opts.topology, &placements).await;
+        let at = opts.clock.now();
+        let st = drctl_control::live::status(&opts.clients, &opts.topology, &placements, at).await;
         // Recorded like the controller does: if a primary dies, the
         // preflight judges its standby by the last sample.
-        let _ = drctl_control::live::record(&*opts.state, &st, opts.clock.now());
+        let _ = drctl_control::live::record(&*opts.state, &st, at);
         let mut problems = Vec::new();
         for d in &st.datastores {
             if let Some(e) = &d.error {
@@ -788,8 +789,9 @@ async fn check_stop_when(
             StopWhen::RpoAbove { datastore, bound } => {
                 if status.is_none() {
                     let placements = state.placements().unwrap_or_default();
-                    let st = drctl_control::live::status(clients, topo, &placements).await;
-                    let _ = drctl_control::live::record(state, &st, clock.wall());
+                    let at = clock.wall();
+                    let st = drctl_control::live::status(clients, topo, &placements, at).await;
+                    let _ = drctl_control::live::record(state, &st, at);
                     status = Some(st);
                 }
                 let rpo = status.as_ref()?.datastores.iter().find(|d| d.name == *datastore).and_then(|d| d.rpo_s);
