@@ -716,7 +716,7 @@ async fn to_the_leader(Ax(s): Ax<Arc<Shared>>, req: Request<Body>, next: axum::m
         return unavailable(format!("this controller does not lead; `{}` does", leader.id), Some(&leader))
             .into_response();
     }
-    match forward(&leader.url, election.id(), req).await {
+    match forward(&s.forwarder, &leader.url, election.id(), req).await {
         Ok(r) => r,
         Err(why) => unavailable(
             format!(
@@ -729,15 +729,16 @@ async fn to_the_leader(Ax(s): Ax<Arc<Shared>>, req: Request<Body>, next: axum::m
     }
 }
 
-async fn forward(base: &str, me: &str, req: Request<Body>) -> Result<Response, String> {
+/// Sends an operator request on to the leader and answers with its answer.
+pub(crate) async fn forward(
+    client: &reqwest::Client,
+    base: &str,
+    me: &str,
+    req: Request<Body>,
+) -> Result<Response, String> {
     let (parts, body) = req.into_parts();
     let body = axum::body::to_bytes(body, 64 * 1024).await.map_err(|e| e.to_string())?;
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .connect_timeout(Duration::from_secs(2))
-        .build()
-        .map_err(|e| e.to_string())?;
     let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes()).map_err(|e| e.to_string())?;
     let mut out = client.request(method, format!("{}{path}", base.trim_end_matches('/'))).body(body);
     for name in [header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT] {
@@ -748,7 +749,17 @@ async fn forward(base: &str, me: &str, req: Request<Body>) -> Result<Response, S
     if let Some(v) = parts.headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
         out = out.header("idempotency-key", v);
     }
-    let answer = out.header(FORWARDED, me).send().await.map_err(|e| e.to_string())?;
+    // reqwest's own message is "error sending request": the cause (an
+    // unknown issuer, a refused connection) is in its sources.
+    let answer = out.header(FORWARDED, me).send().await.map_err(|e| {
+        let mut why = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            why.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        why
+    })?;
     let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let content_type = answer.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_string);
     let bytes = answer.bytes().await.map_err(|e| e.to_string())?;

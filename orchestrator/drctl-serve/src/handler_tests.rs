@@ -54,6 +54,7 @@ fn options(topology: drctl_core::Topology, clock: Arc<dyn Clock>) -> Options {
         state_url: "sqlite://:memory:".into(),
         listen: "127.0.0.1:0".parse().unwrap(),
         tls: None,
+        peer_ca: None,
         allow: Vec::new(),
         sample_every: Duration::from_secs(60),
         base_url: None,
@@ -357,4 +358,47 @@ async fn a_status_sample_is_stamped_with_the_controllers_time() {
     assert_eq!(body["at"], "2030-03-18T04:00:00Z", "{body}");
     let samples = s.opts.state.rpo_samples("orders-db", UNIX_EPOCH).unwrap();
     assert_eq!(samples.iter().map(|x| x.at).collect::<Vec<_>>(), [t0], "{samples:?}");
+}
+
+/// A follower forwards to a leader serving HTTPS under a private CA when
+/// it trusts that CA (`--peer-ca`); without it, the refusal names the
+/// cause; a file with no certificate stops the controller at start.
+#[tokio::test(flavor = "multi_thread")]
+async fn forwarding_to_a_leader_under_a_private_ca_needs_peer_ca() {
+    let dir = std::env::temp_dir().join(format!("drctl-peer-ca-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = drctl_testkit::TestCa::new(&dir);
+    ca.issue("leader.pem", "leader.key", "leader", "serverAuth");
+    let leader = shared(Arc::new(SystemClock));
+    let commander = token(&leader, "ic", Role::Commander);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}", listener.local_addr().unwrap());
+    let stop = drctl_runtime::CancellationToken::new();
+    let tls = crate::tls::config(&dir.join("leader.pem"), &dir.join("leader.key")).unwrap();
+    let server = tokio::spawn(crate::api::serve(leader.clone(), listener, Some(tls), stop.clone()));
+    let request = || {
+        Request::builder()
+            .method("GET")
+            .uri("/api/v1/executions")
+            .header("authorization", format!("Bearer {commander}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+
+    let trusting = crate::tls::forwarder(Some(&dir.join("ca.pem"))).unwrap();
+    let answer = crate::api::forward(&trusting, &url, "follower-1", request()).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    let body = axum::body::to_bytes(answer.into_body(), 1 << 20).await.unwrap();
+    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap(), json!([]), "the leader's own answer");
+
+    let public_roots = crate::tls::forwarder(None).unwrap();
+    let why = crate::api::forward(&public_roots, &url, "follower-1", request()).await.unwrap_err();
+    assert!(why.to_lowercase().contains("unknownissuer"), "the cause, not only `error sending request`: {why}");
+
+    std::fs::write(dir.join("empty.pem"), "").unwrap();
+    let err = crate::tls::forwarder(Some(&dir.join("empty.pem"))).unwrap_err().to_string();
+    assert!(err.contains("empty.pem: no certificate in it"), "{err}");
+    stop.cancel();
+    server.await.unwrap();
+    std::fs::remove_dir_all(&dir).ok();
 }

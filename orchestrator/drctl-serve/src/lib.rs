@@ -113,6 +113,10 @@ pub struct Options {
     pub listen: SocketAddr,
     /// (certificate chain PEM, private key PEM).
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// CA certificates (PEM) that sign the other controllers' certificates:
+    /// trusted, beside the public roots, when a follower forwards an
+    /// operator request to a leader serving HTTPS under a private CA.
+    pub peer_ca: Option<PathBuf>,
     /// Networks allowed to use the operator API; empty: any.
     pub allow: Vec<Cidr>,
     pub sample_every: Duration,
@@ -171,6 +175,9 @@ pub(crate) struct Shared {
     /// For webhooks: no redirects (a receiver cannot bounce a delivery
     /// elsewhere), a bounded wait.
     pub http: reqwest::Client,
+    /// For forwarding operator requests to the leader: one client (its
+    /// connections reused), trusting `--peer-ca` beside the public roots.
+    pub forwarder: reqwest::Client,
     /// Per client address, for the unauthenticated subscribe endpoints.
     pub subscribe_rate: limits::RateLimiter,
 }
@@ -188,6 +195,7 @@ impl Shared {
             render_lock: Default::default(),
             leading: RwLock::new(None),
             view: RwLock::new(None),
+            forwarder: tls::forwarder(None).unwrap_or_default(),
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .timeout(Duration::from_secs(10))
@@ -340,6 +348,7 @@ pub async fn export(
         state_url: String::new(),
         listen: "127.0.0.1:0".parse().expect("literal"),
         tls: None,
+        peer_ca: None,
         allow: Vec::new(),
         sample_every: Duration::from_secs(60),
         base_url: Some(base_url.into()),
@@ -413,8 +422,11 @@ pub async fn run(opts: Options, stop: impl std::future::Future<Output = ()>) -> 
     let bound = listener.local_addr().map_err(|e| Error::Listen { addr: opts.listen, why: e.to_string() })?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let base_url = opts.base_url.clone().unwrap_or_else(|| format!("{scheme}://{bound}"));
+    let forwarder = tls::forwarder(opts.peer_ca.as_deref())?;
     let say = opts.say.clone();
-    let shared = Arc::new(Shared::new(opts, base_url.clone()));
+    let mut shared = Shared::new(opts, base_url.clone());
+    shared.forwarder = forwarder;
+    let shared = Arc::new(shared);
     shared.refresh().await;
     say(&format!("serving {base_url}/ (status page), {base_url}/api/v1/ (operator API)"));
 

@@ -1,4 +1,5 @@
-//! TLS with rustls: a certificate chain and key from PEM files.
+//! TLS with rustls: the controller's own certificate chain and key, and
+//! the roots it trusts when it forwards to another controller.
 
 use crate::Error;
 use rustls_pki_types::pem::PemObject;
@@ -26,4 +27,31 @@ pub fn config(cert: &Path, key: &Path) -> Result<Arc<tokio_rustls::rustls::Serve
         .map_err(|e| Error::Tls(format!("the certificate and key do not go together: {e}")))?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
+}
+
+/// The client a follower forwards operator requests to the leader with:
+/// the public web roots, plus the CA certificates in `peer_ca` (PEM) when
+/// the controllers serve HTTPS under a private CA. A bad file stops the
+/// controller at start, not at the first forwarded request.
+pub fn forwarder(peer_ca: Option<&Path>) -> Result<reqwest::Client, Error> {
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .timeout(std::time::Duration::from_secs(30))
+        .connect_timeout(std::time::Duration::from_secs(2))
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(path) = peer_ca {
+        let pem = std::fs::read(path).map_err(|e| Error::Tls(format!("{}: {e}", path.display())))?;
+        let certs =
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| Error::Tls(format!("{}: {e}", path.display())))?;
+        if certs.is_empty() {
+            return Err(Error::Tls(format!(
+                "{}: no certificate in it (expected PEM `BEGIN CERTIFICATE`)",
+                path.display()
+            )));
+        }
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder.build().map_err(|e| Error::Tls(e.to_string()))
 }

@@ -206,6 +206,9 @@ pub enum Command {
         /// TLS private key (PEM).
         #[arg(long, value_name = "PEM", requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// CA certificates (PEM) that sign the other controllers' certificates, trusted when forwarding to the leader.
+        #[arg(long, value_name = "PEM")]
+        peer_ca: Option<PathBuf>,
         /// Only these networks may use the operator API (repeatable; default: any).
         #[arg(long = "allow", value_name = "CIDR")]
         allow: Vec<drctl_serve::Cidr>,
