@@ -639,7 +639,7 @@ pub fn openapi() -> serde_json::Value {
             "/api/v1/declare": { "post": secured("commander", "Declare a disaster: plan, preflight, execute (202 with the execution id; 409 when the preflight refuses)", Some("Declare"), "202") },
             "/api/v1/executions": { "get": secured("viewer", "List executions", None, "200") },
             "/api/v1/executions/{id}": { "parameters": id_param("id", "string"), "get": secured("viewer", "An execution with its steps, their states and times, and the RTO measured", None, "200") },
-            "/api/v1/executions/{id}/approve": { "parameters": id_param("id", "string"), "post": secured("commander", "Approve a step waiting for approval", Some("Approve"), "200") },
+            "/api/v1/executions/{id}/approve": { "parameters": id_param("id", "string"), "post": secured("commander", "Approve a step waiting for approval; a step its runbook keeps to admins (`role: admin`) needs an admin", Some("Approve"), "200") },
             "/api/v1/executions/{id}/abort": { "parameters": id_param("id", "string"), "post": secured("commander", "Abort an execution", None, "200") },
             "/api/v1/drills": { "post": secured("operator", "Run a chaos experiment as a drill (202 with the drill id)", Some("Drill"), "202") },
             "/api/v1/audit": { "get": secured("admin", "The audit log", None, "200") },
