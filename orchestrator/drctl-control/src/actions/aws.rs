@@ -33,7 +33,7 @@ impl RealActions {
         let client = drctl_aws::rds::Rds::new(self.clients.sdk().await, ds.region.as_deref());
         let what =
             drctl_aws::rds::promote_read_replica(&client, &instance, Self::wait_for(step)).await.map_err(aws_error)?;
-        self.state.set_placement(name, to).map_err(|e| ActionError::Transient(e.to_string()))?;
+        self.state.set_placement(name, to).map_err(state_error)?;
         Ok(Some(what))
     }
 
@@ -55,7 +55,7 @@ impl RealActions {
         let targeted = self.targets.iter().any(|t| t == name);
         if let Some((id, zone)) = &writer {
             if !targeted && !self.lost_zones.contains(zone) {
-                self.state.set_placement(name, zone).map_err(|e| ActionError::Transient(e.to_string()))?;
+                self.state.set_placement(name, zone).map_err(state_error)?;
                 return Ok(Some(format!("{id} in {zone} already writes, outside the lost zones")));
             }
         }
@@ -72,7 +72,7 @@ impl RealActions {
         let what = drctl_aws::rds::failover_cluster(&client, &cluster, &target.0.id, &zones, Self::wait_for(step))
             .await
             .map_err(aws_error)?;
-        self.state.set_placement(name, &target.2).map_err(|e| ActionError::Transient(e.to_string()))?;
+        self.state.set_placement(name, &target.2).map_err(state_error)?;
         Ok(Some(what))
     }
 
@@ -100,7 +100,7 @@ impl RealActions {
         } else {
             "replication copies from it".to_string()
         };
-        self.state.set_placement(name, to).map_err(|e| ActionError::Transient(e.to_string()))?;
+        self.state.set_placement(name, to).map_err(state_error)?;
         Ok(Some(format!("the bucket in {to} is now the primary; {note}")))
     }
 

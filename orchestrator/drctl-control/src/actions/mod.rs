@@ -52,6 +52,12 @@ fn provider_error(e: drctl_providers::Error) -> ActionError {
     }
 }
 
+/// The state store failing to record an effect's result: worth another
+/// attempt (the action checks the world first, so the effect is not repeated).
+fn state_error(e: impl std::fmt::Display) -> ActionError {
+    ActionError::Transient(e.to_string())
+}
+
 fn aws_error(e: drctl_aws::Error) -> ActionError {
     match e {
         drctl_aws::Error::Api { transient: true, .. } => ActionError::Transient(e.to_string()),

@@ -55,7 +55,7 @@ impl RealActions {
         // between the promote and the journal): the others are fenced
         // again above; there is nothing to catch up and nothing to promote.
         if drctl_providers::postgres::is_open_primary(&target.url, Duration::from_secs(5)).await {
-            self.state.set_placement(name, to).map_err(|e| ActionError::Transient(e.to_string()))?;
+            self.state.set_placement(name, to).map_err(state_error)?;
             notes.push(format!("{to}: already the primary (promoted by an earlier attempt)"));
             return Ok(Some(notes.join("; ")));
         }
@@ -72,7 +72,7 @@ impl RealActions {
             // No old primary answered: the last recorded lag, aged, is all there is.
             None => {
                 if let Some(max) = max_lag {
-                    let lag = crate::failover::recorded_lag(&*self.state, name, to).map_err(|e| ActionError::Transient(e.to_string()))?;
+                    let lag = crate::failover::recorded_lag(&*self.state, name, to).map_err(state_error)?;
                     let over = match lag {
                         Some((l, _)) => l > max.as_secs_f64(),
                         None => true,
@@ -91,7 +91,7 @@ impl RealActions {
         let what = drctl_providers::postgres::promote(&target.url, step.timeout.unwrap_or(Duration::from_secs(60)))
             .await
             .map_err(provider_error)?;
-        self.state.set_placement(name, to).map_err(|e| ActionError::Transient(e.to_string()))?;
+        self.state.set_placement(name, to).map_err(state_error)?;
         notes.push(format!("{to}: {what}"));
         Ok(Some(notes.join("; ")))
     }
