@@ -129,7 +129,8 @@ impl Declarer {
             return Err(crate::Request::EmptyScope.into());
         }
         let id = id.unwrap_or_else(failover::new_id);
-        let prepared = failover::prepare(&self.topology, &*self.state, &self.clients, &decl, &id).await?;
+        let prepared =
+            failover::prepare(&self.topology, &*self.state, &self.clients, &decl, &id, self.clock.now()).await?;
         Ok(Proposal { id, decl, prepared })
     }
 

@@ -158,13 +158,15 @@ pub fn steps(topo: &Topology, plan: &DetailedPlan, incident: &str) -> Vec<StepSp
         .collect()
 }
 
-/// Plans and runs every check that can refuse the run. Changes nothing.
+/// Plans and runs every check that can refuse the run, at `now` on the
+/// declarer's clock (the age of a recorded lag). Changes nothing.
 pub async fn prepare(
     topo: &Topology,
     state: &State,
     clients: &Clients,
     decl: &Declaration,
     incident: &str,
+    now: SystemTime,
 ) -> Result<Prepared, Error> {
     let mut obs = observations(topo, state)?;
     let mut checks = Vec::new();
@@ -194,7 +196,8 @@ pub async fn prepare(
             let Some((members, max_lag, _)) = crate::fence::pg_datastore(topo, name) else { continue };
             // The standby that will really be promoted: a runbook's `to_zone` wins.
             let Some(to) = s.with.get("to_zone").and_then(|v| v.as_str()).or(s.to_zone.as_deref()) else { continue };
-            checks.extend(pg_promote_checks(state, decl, &s.id, name, &members, max_lag, to).await?);
+            let recorded = || recorded_lag(state, name, to, now);
+            checks.extend(pg_promote_checks(recorded, decl, &s.id, name, &members, max_lag, to).await?);
         }
     }
     crate::preflight::aws_preflight(topo, clients, decl, &specs, &mut checks).await;
@@ -211,19 +214,26 @@ pub async fn prepare(
 }
 
 /// The last recorded lag of the standby in `zone`, with the sample's age
-/// added (writes may have come after it): SPEC §6a's lag when the primary
-/// cannot be asked.
-pub(crate) fn recorded_lag(state: &State, datastore: &str, zone: &str) -> Result<Option<(f64, String)>, Error> {
+/// at `now` added (writes may have come after it): SPEC §6a's lag when the
+/// primary cannot be asked. `now` is the clock the samples were recorded on.
+pub(crate) fn recorded_lag(
+    state: &State,
+    datastore: &str,
+    zone: &str,
+    now: SystemTime,
+) -> Result<Option<(f64, String)>, Error> {
     Ok(state.last_replica_lag(datastore, zone)?.map(|(at, lag)| {
-        let age = at.elapsed().unwrap_or_default().as_secs_f64();
+        let age = now.duration_since(at).unwrap_or_default().as_secs_f64();
         (lag + age, format!("{lag:.1}s when last recorded, {age:.1}s ago; the primary does not answer"))
     }))
 }
 
 /// A postgres promote's checks: every other member can be fenced, and the
-/// standby to promote answers, is a standby and is within `max_lag`.
+/// standby to promote answers, is a standby and is within `max_lag`
+/// (`recorded` reads the last recorded lag, for when the primary cannot
+/// be asked).
 async fn pg_promote_checks(
-    state: &State,
+    recorded: impl FnOnce() -> Result<Option<(f64, String)>, Error>,
     decl: &Declaration,
     subject: &str,
     name: &str,
@@ -272,7 +282,7 @@ async fn pg_promote_checks(
     }
     let lag = match postgres::standby_lag(members, to, Duration::from_secs(5)).await {
         postgres::LagCheck::Measured(l) => Some((l, "measured now".to_string())),
-        postgres::LagCheck::PrimaryUnreachable => recorded_lag(state, name, to)?,
+        postgres::LagCheck::PrimaryUnreachable => recorded()?,
         postgres::LagCheck::StandbyUnreachable(why) => {
             checks.push(Check {
                 subject: subject.into(),
@@ -451,6 +461,7 @@ pub async fn execute(
         lost_zones,
         targets: decl.targets.clone(),
         force: decl.force,
+        clock: clock.clone(),
     });
     let engine = Engine::new(state.clone(), actions, decl.parallel).with_clock(clock);
     engine.run(id, &specs).await.map_err(|e| match e {
@@ -556,6 +567,19 @@ mod tests {
             to_zone: None,
             rerun_safe: false,
         }
+    }
+
+    /// A recorded lag ages on the clock its samples were recorded on (the
+    /// controller's), not the machine's: a sample taken at 2030-03-18
+    /// 04:00 is 30 s old at 04:00:30 on that clock, whatever the machine says.
+    #[test]
+    fn a_recorded_lag_ages_on_the_clock_it_is_given() {
+        let state = State::in_memory().unwrap();
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_900_036_800);
+        state.record_replica_lags("orders-db", t0, &[("az2".into(), Some(1.5))]).unwrap();
+        let (lag, how) = recorded_lag(&*state, "orders-db", "az2", t0 + Duration::from_secs(30)).unwrap().unwrap();
+        assert!((lag - 31.5).abs() < 1e-6, "{lag} ({how})");
+        assert_eq!(how, "1.5s when last recorded, 30.0s ago; the primary does not answer");
     }
 
     /// Who may approve is journaled with the declaration, so a changed

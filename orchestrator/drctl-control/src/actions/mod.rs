@@ -29,6 +29,8 @@ pub(crate) struct RealActions {
     /// The commander forced the run: an unfenceable member, a lag over
     /// `max_lag` or a catch-up past its time are noted, not refused.
     pub(crate) force: bool,
+    /// The engine's: `wait` steps, and the age of a recorded lag.
+    pub(crate) clock: Arc<dyn drctl_runtime::Clock>,
 }
 
 /// The step's action and parameters, decoded as runbook validation
@@ -112,7 +114,7 @@ impl Actions for RealActions {
             let outcome = async {
                 match call(step)? {
                     Call::Wait { duration } => {
-                        tokio::time::sleep(duration).await;
+                        self.clock.sleep(duration).await;
                         Ok(Some(format!("waited {}", drctl_core::duration::format_duration(duration))))
                     }
                     Call::Exec { command, env, cwd } => self.exec(execution, attempt, step, command, env, cwd).await,
@@ -175,6 +177,7 @@ mod tests {
             lost_zones: vec!["az1".into()],
             targets: Vec::new(),
             force: false,
+            clock: Arc::new(drctl_runtime::SystemClock),
         }
     }
 

@@ -72,7 +72,7 @@ impl RealActions {
             // No old primary answered: the last recorded lag, aged, is all there is.
             None => {
                 if let Some(max) = max_lag {
-                    let lag = crate::failover::recorded_lag(&*self.state, name, to).map_err(state_error)?;
+                    let lag = crate::failover::recorded_lag(&*self.state, name, to, self.clock.now()).map_err(state_error)?;
                     let over = match lag {
                         Some((l, _)) => l > max.as_secs_f64(),
                         None => true,
