@@ -96,7 +96,7 @@ where
     use aws_sdk_s3::error::SdkError;
     match err {
         SdkError::DispatchFailure(d) => {
-            let chain = source_chain(err);
+            let chain = drctl_core::error_chain(err);
             if chain.contains("credential") {
                 "no AWS credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or use an instance role)"
                     .into()
@@ -145,17 +145,6 @@ where
         SdkError::ResponseError(_) => "the service's answer could not be read".into(),
         _ => err.to_string(),
     }
-}
-
-/// Every message in an error's source chain, joined (for classification and display).
-fn source_chain(err: &dyn std::error::Error) -> String {
-    let mut parts = Vec::new();
-    let mut cur: Option<&dyn std::error::Error> = Some(err);
-    while let Some(e) = cur {
-        parts.push(e.to_string());
-        cur = e.source();
-    }
-    parts.join(": ")
 }
 
 /// Whether an SDK error is worth retrying (throttling, 5xx, the network).

@@ -24,6 +24,19 @@ pub use diag::{Diagnostic, Pos, Severity};
 pub use plan::{plan, Observations, Plan, Scope};
 pub use topology::{load, load_str, Loaded, Topology};
 
+/// Every message in an error's source chain, joined with `: `: a client
+/// library's own message ("error sending request", "dispatch failure")
+/// rarely says what went wrong; its sources do.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut parts = Vec::new();
+    let mut cur: Option<&dyn std::error::Error> = Some(err);
+    while let Some(e) = cur {
+        parts.push(e.to_string());
+        cur = e.source();
+    }
+    parts.join(": ")
+}
+
 /// Errors from planning. File problems are [`Diagnostic`]s instead, because
 /// they are reported all at once rather than one at a time.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

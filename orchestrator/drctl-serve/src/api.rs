@@ -751,15 +751,7 @@ pub(crate) async fn forward(
     }
     // reqwest's own message is "error sending request": the cause (an
     // unknown issuer, a refused connection) is in its sources.
-    let answer = out.header(FORWARDED, me).send().await.map_err(|e| {
-        let mut why = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            why.push_str(&format!(": {s}"));
-            source = s.source();
-        }
-        why
-    })?;
+    let answer = out.header(FORWARDED, me).send().await.map_err(|e| drctl_core::error_chain(&e))?;
     let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let content_type = answer.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_string);
     let bytes = answer.bytes().await.map_err(|e| e.to_string())?;
