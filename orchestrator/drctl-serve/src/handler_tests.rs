@@ -93,6 +93,14 @@ async fn call(
     (status, serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into())))
 }
 
+/// An empty folder of this test process's own, `name` telling tests apart.
+fn tempdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("drctl-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
 fn token(s: &Arc<Shared>, name: &str, role: Role) -> String {
     let customer = (role == Role::Customer).then_some("acme");
     s.opts.state.create_token(name, role, customer).unwrap()
@@ -214,8 +222,7 @@ async fn maintenance_is_announced_when_the_controllers_clock_reaches_it() {
 /// execution, run by the one declarer, carries on.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_approval_kept_to_admins_refuses_a_commander() {
-    let dir = std::env::temp_dir().join(format!("drctl-approval-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = tempdir("approval");
     std::fs::write(
         dir.join("rb.yaml"),
         "name: guarded
@@ -307,8 +314,7 @@ services:
 /// time: half a minute of the controller's time here, none of the test's.
 #[tokio::test(start_paused = true)]
 async fn scheduled_drills_follow_the_controllers_clock() {
-    let dir = std::env::temp_dir().join(format!("drctl-cron-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = tempdir("cron");
     let path = dir.join("drctl.yaml");
     std::fs::write(&path, format!("{TOPOLOGY}drills:\n  - {{ experiment: gone.yaml, cron: \"0 4 * * *\" }}\n"))
         .unwrap();
@@ -365,8 +371,7 @@ async fn a_status_sample_is_stamped_with_the_controllers_time() {
 /// cause; a file with no certificate stops the controller at start.
 #[tokio::test(flavor = "multi_thread")]
 async fn forwarding_to_a_leader_under_a_private_ca_needs_peer_ca() {
-    let dir = std::env::temp_dir().join(format!("drctl-peer-ca-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = tempdir("peer-ca");
     let ca = drctl_testkit::TestCa::new(&dir);
     ca.issue("leader.pem", "leader.key", "leader", "serverAuth");
     let leader = shared(Arc::new(SystemClock));
