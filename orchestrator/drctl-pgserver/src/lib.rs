@@ -60,7 +60,8 @@ pub fn run_as() -> Option<(u32, u32)> {
     })
 }
 
-/// Gives a folder PostgreSQL will write to to the user it runs as.
+/// Gives a folder PostgreSQL will write to, or a file it must own (its
+/// TLS key), to the user it runs as.
 pub fn hand_over(dir: &Path) -> std::io::Result<()> {
     if let Some((uid, gid)) = run_as() {
         std::os::unix::fs::chown(dir, Some(uid), Some(gid))?;

@@ -79,16 +79,7 @@ impl PgPair {
     fn start_with_link(delay: Option<Duration>) -> PgPair {
         let bin = drctl_pgserver::find_bin().unwrap_or_else(|why| panic!("{why}"));
         let dir = unique_dir("drctl-pg");
-        if runs_as_postgres() {
-            run(
-                {
-                    let mut c = Command::new("chown");
-                    c.args(["-R", "postgres:postgres"]).arg(&dir);
-                    c
-                },
-                "chown",
-            );
-        }
+        drctl_pgserver::hand_over(&dir).expect("hand the cluster's folder to postgres");
         let primary = dir.join("primary");
         let standby = dir.join("standby");
         let primary_port = free_port();
@@ -159,10 +150,8 @@ impl PgPair {
         for (from, to) in [("pg-server.pem", "server.crt"), ("pg-server.key", "server.key")] {
             std::fs::copy(ca.dir.join(from), data.join(to)).expect("copy the server's certificate");
         }
-        if runs_as_postgres() {
-            let mut c = Command::new("chown");
-            c.arg("postgres:postgres").arg(data.join("server.crt")).arg(data.join("server.key"));
-            run(c, "chown");
+        for file in ["server.crt", "server.key"] {
+            drctl_pgserver::hand_over(&data.join(file)).expect("hand the certificate to postgres");
         }
         let mut c = Command::new("chmod");
         c.arg("600").arg(data.join("server.key"));
