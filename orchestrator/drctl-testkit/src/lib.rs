@@ -499,6 +499,8 @@ pub struct TcpProxy {
     pub port: u16,
     upstream: u16,
     inner: std::sync::Arc<ProxyInner>,
+    /// The accept loop of the current generation; it owns the listener.
+    accepting: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 struct ProxyInner {
@@ -515,20 +517,31 @@ impl TcpProxy {
             generation: AtomicU32::new(0),
             conns: std::sync::Mutex::new(Vec::new()),
         });
-        let proxy = TcpProxy { port, upstream, inner };
+        let proxy = TcpProxy { port, upstream, inner, accepting: std::sync::Mutex::new(None) };
         proxy.restore();
         proxy
     }
 
-    /// Starts accepting again on the same port.
+    /// Starts accepting again on the same port. While the proxy was cut the
+    /// port was free, and another test's `free_port` may hold it for a
+    /// moment: wait for it (5 s at most) rather than fail at once.
     pub fn restore(&self) {
-        let listener = TcpListener::bind(("127.0.0.1", self.port)).expect("rebind the proxy port");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let listener = loop {
+            match TcpListener::bind(("127.0.0.1", self.port)) {
+                Ok(l) => break l,
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Err(e) => panic!("rebind the proxy port {}: {e}", self.port),
+            }
+        };
         listener.set_nonblocking(true).expect("nonblocking");
         self.inner.up.store(true, Ordering::SeqCst);
         let generation = self.inner.generation.fetch_add(1, Ordering::SeqCst) + 1;
         let inner = self.inner.clone();
         let upstream = self.upstream;
-        std::thread::spawn(move || {
+        let accepting = std::thread::spawn(move || {
             while inner.up.load(Ordering::SeqCst) && inner.generation.load(Ordering::SeqCst) == generation {
                 match listener.accept() {
                     Ok((client, _)) => {
@@ -557,16 +570,21 @@ impl TcpProxy {
                 }
             }
         });
+        *self.accepting.lock().unwrap() = Some(accepting);
     }
 
     /// The outage: no new connections, and every open one is reset.
     pub fn cut(&self) {
         self.inner.up.store(false, Ordering::SeqCst);
+        // The accept loop notices within a poll and drops its listener: wait
+        // for it, so the port is free (and refuses) when this returns and no
+        // connection it accepted last escapes the reset below.
+        if let Some(accepting) = self.accepting.lock().unwrap().take() {
+            let _ = accepting.join();
+        }
         for c in self.inner.conns.lock().unwrap().drain(..) {
             let _ = c.shutdown(std::net::Shutdown::Both);
         }
-        // Let the accept loop notice and drop its listener.
-        std::thread::sleep(Duration::from_millis(50));
     }
 
     pub fn endpoint(&self) -> String {
