@@ -208,7 +208,8 @@ fn every_documented_command_exists_and_the_offline_ones_print_what_is_shown() {
                 failures.push(format!("{at}: exited {code:?}:\n{out}"));
             }
         } else if !matches(&ex.expected, &lines) {
-            failures.push(format!("{at}: prints\n{out}\nwhich is not what the page shows:\n{}", ex.expected.join("\n")));
+            failures
+                .push(format!("{at}: prints\n{out}\nwhich is not what the page shows:\n{}", ex.expected.join("\n")));
         }
     }
     eprintln!("{ran} documented commands run, {checked} drctl invocations checked against --help");
