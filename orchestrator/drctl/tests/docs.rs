@@ -58,6 +58,7 @@ fn examples() -> Vec<Example> {
         let name = path.strip_prefix(&root).unwrap().display().to_string();
         let text = std::fs::read_to_string(&path).unwrap();
         let mut in_console = false;
+        let mut indent = 0;
         let mut current: Option<Example> = None;
         let mut continued = false;
         for (i, line) in text.lines().enumerate() {
@@ -68,12 +69,15 @@ fn examples() -> Vec<Example> {
                     in_console = false;
                 } else {
                     in_console = fence.trim_end() == "```console";
+                    // A block inside a list item is indented as a whole.
+                    indent = line.len() - fence.len();
                 }
                 continue;
             }
             if !in_console {
                 continue;
             }
+            let line = line.get(indent..).unwrap_or(line.trim_start());
             if continued {
                 if let Some(ex) = current.as_mut() {
                     ex.command.push(' ');
