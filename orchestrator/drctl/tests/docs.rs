@@ -14,7 +14,10 @@
 //!   that exists, and each `--flag` it passes must be one that
 //!   subcommand's `--help` lists. A renamed flag breaks this test, not a
 //!   reader's morning.
-//! - ```` ```sh ```` and ```` ```text ```` blocks are not checked.
+//! - In ```` ```sh ```` blocks every line is a command (no output shown):
+//!   its `drctl` invocations are checked against `--help` as above, and
+//!   `cargo run --release -- ARGS` counts as `drctl ARGS`. ```` ```text ````
+//!   and untagged blocks are not checked.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -34,6 +37,9 @@ struct Example {
     line: usize,
     command: String,
     expected: Vec<String>,
+    /// From a console block (run when offline); an sh block's lines are
+    /// only checked against `--help`.
+    console: bool,
 }
 
 fn markdown_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -58,26 +64,45 @@ fn examples() -> Vec<Example> {
         let name = path.strip_prefix(&root).unwrap().display().to_string();
         let text = std::fs::read_to_string(&path).unwrap();
         let mut in_console = false;
+        let mut in_sh = false;
         let mut indent = 0;
         let mut current: Option<Example> = None;
         let mut continued = false;
         for (i, line) in text.lines().enumerate() {
             let fence = line.trim_start();
             if fence.starts_with("```") {
-                if in_console {
+                if in_console || in_sh {
                     found.extend(current.take());
-                    in_console = false;
+                    (in_console, in_sh) = (false, false);
                 } else {
                     in_console = fence.trim_end() == "```console";
+                    in_sh = matches!(fence.trim_end(), "```sh" | "```bash" | "```shell");
                     // A block inside a list item is indented as a whole.
                     indent = line.len() - fence.len();
                 }
                 continue;
             }
-            if !in_console {
+            if !in_console && !in_sh {
                 continue;
             }
             let line = line.get(indent..).unwrap_or(line.trim_start());
+            if in_sh && !continued {
+                // Every line of a shell block is a command; comments are not.
+                found.extend(current.take());
+                let cmd = line.trim();
+                if !cmd.is_empty() && !cmd.starts_with('#') {
+                    continued = cmd.ends_with('\\');
+                    let command = cmd.trim_end_matches('\\').trim_end().to_string();
+                    current = Some(Example {
+                        file: name.clone(),
+                        line: i + 1,
+                        command,
+                        expected: Vec::new(),
+                        console: false,
+                    });
+                }
+                continue;
+            }
             if continued {
                 if let Some(ex) = current.as_mut() {
                     ex.command.push(' ');
@@ -88,7 +113,8 @@ fn examples() -> Vec<Example> {
                 found.extend(current.take());
                 continued = cmd.trim_end().ends_with('\\');
                 let command = cmd.trim_end().trim_end_matches('\\').trim_end().to_string();
-                current = Some(Example { file: name.clone(), line: i + 1, command, expected: Vec::new() });
+                current =
+                    Some(Example { file: name.clone(), line: i + 1, command, expected: Vec::new(), console: true });
             } else if let Some(ex) = current.as_mut() {
                 ex.expected.push(line.trim_end().to_string());
             }
@@ -172,7 +198,9 @@ fn every_documented_command_exists_and_the_offline_ones_print_what_is_shown() {
     let (mut ran, mut checked) = (0, 0);
     for ex in examples() {
         let at = format!("{}:{}: `{}`", ex.file, ex.line, ex.command);
-        for words in invocations(&ex.command) {
+        // The README's way of running drctl from a checkout.
+        let command = ex.command.replace("cargo run --release -- ", "drctl ");
+        for words in invocations(&command) {
             let sub = subcommand(&words);
             if sub.is_empty() || sub[0].starts_with('-') {
                 continue;
@@ -190,7 +218,8 @@ fn every_documented_command_exists_and_the_offline_ones_print_what_is_shown() {
             checked += 1;
         }
         let words: Vec<&str> = ex.command.split_whitespace().collect();
-        let offline = words.first() == Some(&"drctl") && words.get(1).is_some_and(|w| OFFLINE.contains(w));
+        let offline =
+            ex.console && words.first() == Some(&"drctl") && words.get(1).is_some_and(|w| OFFLINE.contains(w));
         if !offline {
             continue;
         }
