@@ -260,6 +260,7 @@ const WRITTEN_ELSEWHERE: &[&str] = &[
     "docs/hardening.md",
     "docs/restore.md",
     "docs/install.md",
+    "docs/readiness.md",
 ];
 
 /// A heading as GitHub turns it into an anchor.
