@@ -55,6 +55,7 @@ pub enum Outcome {
 
 fn main() -> ExitCode {
     let args = flags::Cli::parse();
+    end_quietly_when_the_reader_leaves(&args.command);
     logging(args.log_format);
     match commands::run(args) {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
@@ -77,6 +78,25 @@ fn main() -> ExitCode {
         Err(Failure::Runtime(e)) => {
             eprintln!("error: {}", drctl_core::redact::text(&format!("{e:#}")));
             ExitCode::from(1)
+        }
+    }
+}
+
+/// `drctl plan --output json | head` must end quietly when `head` has read
+/// enough, as `cat` would, not panic with "failed printing to stdout". Rust
+/// ignores SIGPIPE so that a write to a closed pipe is an error; for the
+/// commands that only print (and change nothing), the default signal is
+/// the right end. Long-running commands (`serve`, `declare`, drills) keep
+/// the error: their sockets and children's pipes must never kill them.
+fn end_quietly_when_the_reader_leaves(command: &flags::Command) {
+    use flags::Command::*;
+    if matches!(
+        command,
+        Validate { .. } | Plan { .. } | Graph { .. } | IamPolicy { .. } | Schema | Executions { .. } | Show { .. }
+    ) {
+        // SAFETY: called once at start, before any thread is spawned.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
     }
 }

@@ -47,6 +47,44 @@ fn temp_file(name: &str, content: &str) -> PathBuf {
 
 const SAAS: &str = "examples/saas/drctl.yaml";
 
+/// `drctl plan --output json | head -1` printed a panic ("failed printing
+/// to stdout: Broken pipe") once head had read its line.
+#[test]
+fn a_reader_that_leaves_early_ends_the_output_quietly() {
+    use std::io::Read;
+    // A plan far longer than a pipe's buffer (64 KiB), so that drctl is
+    // still writing when the reader goes.
+    let mut yaml = String::from(
+        "version: 1\nname: big\nzones: [{ name: a, region: r }, { name: b, region: r }]\n\
+         objectives: { tier-1: { rpo: 1m, rto: 1h } }\nservices:\n",
+    );
+    for i in 0..2000 {
+        yaml.push_str(&format!("  - {{ name: service-{i}, tier: tier-1, zones: [a, b] }}\n"));
+    }
+    let file = temp_file("big-plan.yaml", &yaml);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_drctl"))
+        .args(["plan", "-f", file.to_str().expect("utf-8 path"), "--zone", "a", "--output", "json"])
+        .current_dir(repo())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("drctl runs");
+    let mut first = [0u8; 1];
+    child.stdout.take().expect("stdout").read_exact(&mut first).expect("one byte");
+    // The pipe's reading end is closed here: every later write fails.
+    let out = child.wait_with_output().expect("drctl ends");
+    assert_eq!(first[0], b'{');
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{stderr}");
+    // Ended by the pipe, as `cat` would be (the shell's 141), not by a panic (101).
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(libc_sigpipe()), "{:?}: {stderr}", out.status);
+}
+
+fn libc_sigpipe() -> i32 {
+    13
+}
+
 #[test]
 fn validate_accepts_the_example_and_exits_0() {
     let o = drctl(&["validate", "-f", SAAS]);
