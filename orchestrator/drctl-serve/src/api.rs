@@ -17,6 +17,7 @@ use drctl_control::declare::{self, Actor, IncidentPolicy, Recorded};
 use drctl_control::failover::{self, Declaration};
 use drctl_runtime::{CancellationToken, OnFailure};
 use drctl_state::controller::{Role, Token};
+use drctl_state::journal::exec_state;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -162,6 +163,7 @@ async fn statuspage_v2(Ax(s): Ax<Arc<Shared>>, Path(path): Path<String>) -> Resp
 // ---- operator API ----
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct NewIncident {
     title: String,
     status: String,
@@ -172,6 +174,7 @@ struct NewIncident {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct NewUpdate {
     status: String,
     #[serde(default)]
@@ -179,6 +182,7 @@ struct NewUpdate {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct NewMaintenance {
     title: String,
     #[serde(default)]
@@ -190,22 +194,7 @@ struct NewMaintenance {
 }
 
 #[derive(Deserialize)]
-struct DeclareRequest {
-    #[serde(default)]
-    zones: Vec<String>,
-    #[serde(default)]
-    regions: Vec<String>,
-    #[serde(default)]
-    targets: Vec<String>,
-    reason: String,
-    #[serde(default)]
-    dry_run: bool,
-    #[serde(default)]
-    force: bool,
-    parallel: Option<usize>,
-}
-
-#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ApproveRequest {
     step: String,
     /// For a step a crash interrupted: its effect happened, do not run it again.
@@ -214,6 +203,28 @@ struct ApproveRequest {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetryRequest {
+    step: String,
+    #[serde(default)]
+    overrides: drctl_control::overrides::Overrides,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SkipRequest {
+    step: String,
+}
+
+/// Reads a request body into its type; a field it does not define (a
+/// typo such as `dryrun`) or a missing one answers 422 naming it, so a
+/// mistyped request never runs as something else.
+fn body<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, ApiError> {
+    T::deserialize(v).map_err(|e| control_error(declare::body_error(&e.to_string()).into()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct DrillRequest {
     experiment: String,
 }
@@ -382,18 +393,12 @@ async fn declare(
     Ax(s): Ax<Arc<Shared>>,
     Extension(Remote(remote)): Extension<Remote>,
     headers: HeaderMap,
-    Json(req): Json<DeclareRequest>,
+    Json(raw): Json<Value>,
 ) -> ApiResult {
     let who = authorize(&s, &headers, remote, Role::Commander)?;
-    bounded("reason", &req.reason, 1_000)?;
-    let decl = Declaration {
-        zones: req.zones.clone(),
-        regions: req.regions.clone(),
-        targets: req.targets.clone(),
-        reason: req.reason.clone(),
-        force: req.force,
-        parallel: req.parallel,
-    };
+    // The one check of every declaration: unknown fields and lengths.
+    let req = declare::DeclarationRequest::from_json(&raw).map_err(|e| control_error(e.into()))?;
+    let (decl, dry_run): (Declaration, bool) = req.check().map_err(|e| control_error(e.into()))?;
     let declarer = s.declarer();
     let proposal = declarer.propose(decl, None).await.map_err(control_error)?;
     let checks: Vec<Value> = proposal
@@ -402,14 +407,14 @@ async fn declare(
         .iter()
         .map(|c| json!({"subject": c.subject, "ok": c.ok, "detail": c.detail}))
         .collect();
-    let recorded = declarer.record(&proposal, &who, req.dry_run, IncidentPolicy::Open).map_err(control_error)?;
+    let recorded = declarer.record(&proposal, &who, dry_run, IncidentPolicy::Open).map_err(control_error)?;
     let id = proposal.id;
     match recorded {
         Recorded::DryRun => {
             let plan = serde_json::to_value(&proposal.prepared.plan.plan).unwrap_or(Value::Null);
             Ok(Json(json!({ "dry_run": true, "refused": false, "checks": checks, "plan": plan })).into_response())
         }
-        Recorded::Refused if req.dry_run => {
+        Recorded::Refused if dry_run => {
             let plan = serde_json::to_value(&proposal.prepared.plan.plan).unwrap_or(Value::Null);
             Ok(Json(json!({ "dry_run": true, "refused": true, "checks": checks, "plan": plan })).into_response())
         }
@@ -423,7 +428,11 @@ async fn declare(
         Recorded::Accepted { incident } => {
             spawn_execution(&s, id.clone());
             s.refresh().await;
-            Ok((StatusCode::ACCEPTED, Json(json!({ "id": id, "incident": incident, "checks": checks })))
+            let overrides = &proposal.decl.overrides;
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(json!({ "id": id, "incident": incident, "checks": checks, "overrides": overrides, "by": who.name })),
+            )
                 .into_response())
         }
     }
@@ -434,12 +443,55 @@ async fn approve(
     Extension(Remote(remote)): Extension<Remote>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Json(req): Json<ApproveRequest>,
+    Json(raw): Json<Value>,
 ) -> ApiResult {
     let token = token_of(&s, &headers, remote)?;
     let who = permit(&token, remote, Role::Commander)?;
+    let req: ApproveRequest = body(raw)?;
+    let paused = s.opts.state.execution(&id).map_err(state_error)?.state == exec_state::PAUSED;
     let fresh = declare::approve(&*s.opts.state, &id, &req.step, req.done, &who, token.role).map_err(control_error)?;
+    // A paused execution's failed step done by hand: the rest goes on here.
+    if paused && s.opts.state.execution(&id).map_err(state_error)?.state == exec_state::RUNNING {
+        spawn_execution(&s, id.clone());
+        s.refresh().await;
+    }
     Ok(Json(json!({ "id": id, "step": req.step, "approved_by": who.name, "done": req.done, "already": !fresh }))
+        .into_response())
+}
+
+/// `POST /api/v1/executions/{id}/retry {step, overrides}`: a paused
+/// execution's failed step again, with overrides added (journaled, by whom).
+async fn retry(
+    Ax(s): Ax<Arc<Shared>>,
+    Extension(Remote(remote)): Extension<Remote>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(raw): Json<Value>,
+) -> ApiResult {
+    let who = authorize(&s, &headers, remote, Role::Commander)?;
+    let req: RetryRequest = body(raw)?;
+    s.declarer().retry(&id, &req.step, &req.overrides, &who).map_err(control_error)?;
+    spawn_execution(&s, id.clone());
+    s.refresh().await;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "id": id, "step": req.step, "overrides": req.overrides, "by": who.name })))
+        .into_response())
+}
+
+/// `POST /api/v1/executions/{id}/skip {step}`: gives the failed step up,
+/// and every step that needs it (answered), and carries the rest on.
+async fn skip(
+    Ax(s): Ax<Arc<Shared>>,
+    Extension(Remote(remote)): Extension<Remote>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(raw): Json<Value>,
+) -> ApiResult {
+    let who = authorize(&s, &headers, remote, Role::Commander)?;
+    let req: SkipRequest = body(raw)?;
+    let given_up = s.declarer().skip(&id, &req.step, &who).map_err(control_error)?;
+    spawn_execution(&s, id.clone());
+    s.refresh().await;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "id": id, "step": req.step, "given_up": given_up, "by": who.name })))
         .into_response())
 }
 
@@ -855,6 +907,8 @@ pub fn router(s: Arc<Shared>) -> Router {
         .route("/api/v1/executions/{id}", get(execution))
         .route("/api/v1/executions/{id}/approve", post(approve))
         .route("/api/v1/executions/{id}/abort", post(abort))
+        .route("/api/v1/executions/{id}/retry", post(retry))
+        .route("/api/v1/executions/{id}/skip", post(skip))
         .route("/api/v1/drills", post(drill))
         .route("/api/v1/audit", get(audit_list))
         .route("/api/v1/leader", get(leader))

@@ -318,7 +318,7 @@ impl<'a> Drill<'a> {
             regions: Vec::new(),
             targets: targets.clone(),
             reason: format!("drill {}: {} unhealthy", opts.experiment.name, outage.join(", ")),
-            force: false,
+            overrides: Default::default(),
             parallel: opts.parallel,
         };
         self.scope = Some(serde_json::json!({ "zones": zones, "regions": [], "targets": targets }));
@@ -394,7 +394,12 @@ impl<'a> Drill<'a> {
         let (Some(eid), None) = (self.execution.clone(), &self.exec_done) else { return };
         let finished = match &self.exec_task {
             Some(t) => t.is_finished(),
-            None => self.opts.state.execution(&eid).map(|r| exec_state::is_final(&r.state)).unwrap_or(false),
+            None => self
+                .opts
+                .state
+                .execution(&eid)
+                .map(|r| exec_state::is_final(&r.state) || r.state == exec_state::PAUSED)
+                .unwrap_or(false),
         };
         if !finished {
             return;
@@ -406,7 +411,29 @@ impl<'a> Drill<'a> {
                 Err(e) => self.say(&format!("          execution task: {e}")),
             }
         }
-        let st = self.opts.state.execution(&eid).map(|r| r.state).unwrap_or_else(|_| "unknown".into());
+        let mut st = self.opts.state.execution(&eid).map(|r| r.state).unwrap_or_else(|_| "unknown".into());
+        if st == exec_state::PAUSED {
+            // Nobody stands by a drill to decide: the failed step ends it,
+            // aborted through the journal like any commander's abort, and
+            // the report says why.
+            let failed: Vec<String> = self
+                .opts
+                .state
+                .steps(&eid)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|s| s.state == drctl_state::journal::StepState::Failed)
+                .map(|s| format!("{} failed: {}", s.id, s.error.unwrap_or_default()))
+                .collect();
+            let why = format!("the execution paused ({}); the drill aborted it", failed.join("; "));
+            self.say(&format!("{:>6.2}s  {why}", self.clock.now()));
+            let who = Actor::new("drill", "controller");
+            match drctl_control::declare::abort(&*self.opts.state, &eid, &who) {
+                Ok(now) => st = now,
+                Err(e) => self.say(&format!("          could not abort {eid}: {e}")),
+            }
+            self.stopped_early.get_or_insert(why);
+        }
         let at = self.clock.now();
         self.say(&format!("{at:>6.2}s  execution {eid} {st}"));
         self.event(at, "executed", format!("execution {st}"));
