@@ -593,96 +593,69 @@ fn topology_dir(s: &Shared) -> std::path::PathBuf {
     parent.unwrap_or(std::path::Path::new(".")).to_path_buf()
 }
 
-/// Runs a drill in the background and records it; returns its id.
-pub(crate) fn start_drill(s: &Arc<Shared>, experiment: drctl_core::chaos::Experiment, actor: &str) -> String {
-    let id = format!("drill-{}", failover::new_id());
-    let _ = s.opts.state.begin_drill(&id, &experiment.name);
+/// Runs a drill in the background through its one lifecycle (audited
+/// before it acts, announced to customers, recorded with its report);
+/// returns its id. Refused (503) when the audit log cannot record it.
+pub(crate) fn start_drill(
+    s: &Arc<Shared>,
+    experiment: drctl_core::chaos::Experiment,
+    who: &Actor,
+    request: Value,
+) -> Result<String, ApiError> {
     // Customers see a drill like an incident: announced, then resolved with
     // what it measured. Its failover shows as any other.
     let services: Vec<String> = s.opts.topology.services().map(|(_, e, _)| e.name.clone()).collect();
-    let incident = s
-        .opts
-        .state
-        .create_incident(
-            &format!("Disaster-recovery drill: {}", experiment.name),
-            "identified",
-            &format!(
-                "A planned drill is testing our failover{}. Short interruptions are expected while it runs.",
-                experiment.description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default()
-            ),
-            &services,
-            None,
-        )
-        .ok();
+    let begun = drctl_drill::lifecycle::begin(&*s.opts.state, who, &experiment, request, Some(&services))
+        .map_err(|e| problem(StatusCode::SERVICE_UNAVAILABLE, format!("the drill was not started: {e}")))?;
+    let id = begun.id.clone();
     let s2 = s.clone();
-    let drill_id = id.clone();
-    let actor = actor.to_string();
     let Some(center) = s.work() else {
         (s.opts.say)(&format!("drill {id}: not leading; not started"));
-        let _ = s.opts.state.finish_drill(&id, None, None);
-        return id;
+        let not_run = Err(drctl_drill::Error::BadInput("this controller does not lead; not started".into()));
+        drctl_drill::lifecycle::finish(&*s.opts.state, &begun, &not_run);
+        return Ok(id);
     };
     center.spawn(format!("drill {id}"), OnFailure::Log, move |token| {
-        let (s2, experiment, drill_id, actor) = (s2.clone(), experiment.clone(), drill_id.clone(), actor.clone());
+        let (s2, experiment, begun) = (s2.clone(), experiment.clone(), begun.clone());
         async move {
-        let lab = drctl_lab_api::Manifest::read(&topology_dir(&s2))
-            .filter(|m| m.alive())
-            .map(|m| drctl_lab_api::LabClient::new(&m.control));
-        let say = s2.opts.say.clone();
-        let name = experiment.name.clone();
-        let opts = drctl_drill::drill::Options {
-            topology: s2.opts.topology.clone(),
-            experiment,
-            state: s2.opts.state.clone(),
-            clients: s2.opts.clients.clone(),
-            lab,
-            parallel: None,
-            steady_timeout: Duration::from_secs(20),
-            clock: s2.opts.clock.clone(),
-            // Shutdown cancels the drill, which heals and reports.
-            cancel: token,
-            say: Box::new(move |l| say(&format!("drill {name}: {l}"))),
-            controllers: Vec::new(),
-            token: None,
-        };
-        let result = drctl_drill::drill::run(opts).await;
-        match result {
-            Ok(report) => {
-                let json = serde_json::to_string(&report).unwrap_or_default();
-                let out = s2.opts.reports_dir.join(&drill_id);
-                if let Err(e) = drctl_drill::report::write_all(&report, &out) {
-                    (s2.opts.say)(&format!("drill {drill_id}: cannot write the report: {e}"));
+            let lab = drctl_lab_api::Manifest::read(&topology_dir(&s2))
+                .filter(|m| m.alive())
+                .map(|m| drctl_lab_api::LabClient::new(&m.control));
+            let say = s2.opts.say.clone();
+            let name = experiment.name.clone();
+            let opts = drctl_drill::drill::Options {
+                topology: s2.opts.topology.clone(),
+                experiment,
+                state: s2.opts.state.clone(),
+                clients: s2.opts.clients.clone(),
+                lab,
+                parallel: None,
+                steady_timeout: Duration::from_secs(20),
+                clock: s2.opts.clock.clone(),
+                // Shutdown cancels the drill, which heals and reports.
+                cancel: token,
+                say: Box::new(move |l| say(&format!("drill {name}: {l}"))),
+                controllers: Vec::new(),
+                token: None,
+                id: Some(begun.id.clone()),
+            };
+            let result = drctl_drill::drill::run(opts).await;
+            match &result {
+                Ok(report) => {
+                    let out = s2.opts.reports_dir.join(&begun.id);
+                    if let Err(e) = drctl_drill::report::write_all(report, &out) {
+                        (s2.opts.say)(&format!("drill {}: cannot write the report: {e}", begun.id));
+                    }
                 }
-                let _ = s2.opts.state.finish_drill(&drill_id, Some(report.objectives_met), Some(&json));
-                if let Some(i) = incident {
-                    let worst_rto = report.services.iter().filter(|x| x.affected).filter_map(|x| x.rto_s).fold(0.0, f64::max);
-                    let lost: u64 = report.datastores.iter().filter_map(|d| d.lost_writes).sum();
-                    let body = format!(
-                        "The drill is over; everything is back to normal. Measured: recovery in {worst_rto:.1} s, {lost} writes lost; objectives {}.",
-                        if report.objectives_met { "met" } else { "NOT met" }
-                    );
-                    let _ = s2.opts.state.update_incident(i, "resolved", &body);
-                }
-                let _ = s2.opts.state.audit(
-                    &actor,
-                    "controller",
-                    "drill.finished",
-                    &drill_id,
-                    &json!({"objectives_met": report.objectives_met, "report": out}),
-                );
+                Err(e) => (s2.opts.say)(&format!("drill {}: {e}", begun.id)),
             }
-            Err(e) => {
-                (s2.opts.say)(&format!("drill {drill_id}: {e}"));
-                let _ = s2.opts.state.finish_drill(&drill_id, None, None);
-                if let Some(i) = incident {
-                    let _ = s2.opts.state.update_incident(i, "resolved", &format!("The drill did not run: {e}"));
-                }
+            for w in drctl_drill::lifecycle::finish(&*s2.opts.state, &begun, &result) {
+                (s2.opts.say)(&format!("drill {}: {w}", begun.id));
             }
-        }
-        s2.refresh().await;
+            s2.refresh().await;
         }
     });
-    id
+    Ok(id)
 }
 
 async fn drill(
@@ -713,8 +686,7 @@ async fn drill(
     if drill_running(&s) {
         return Err(problem(StatusCode::CONFLICT, "a drill is already running"));
     }
-    audit(&s, &who, "drill", &req.experiment, &json!({"experiment": req.experiment}))?;
-    let id = start_drill(&s, exp, &who.name);
+    let id = start_drill(&s, exp, &who, json!({"experiment": req.experiment}))?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response())
 }
 
@@ -846,14 +818,10 @@ pub(crate) async fn drill_scheduler(s: Arc<Shared>, stop: CancellationToken) {
         let path = if experiment.is_absolute() { experiment.clone() } else { base.join(&experiment) };
         match drctl_core::chaos::load(&path) {
             Ok(exp) => {
-                let id = start_drill(&s, exp, "scheduler");
-                let _ = s.opts.state.audit(
-                    "scheduler",
-                    "controller",
-                    "drill",
-                    &id,
-                    &json!({"experiment": experiment, "cron": true}),
-                );
+                let who = Actor::new("scheduler", "controller");
+                if let Err(e) = start_drill(&s, exp, &who, json!({"experiment": experiment, "cron": true})) {
+                    (s.opts.say)(&format!("scheduled drill {}: {}", path.display(), e.body["error"]));
+                }
             }
             Err(d) => (s.opts.say)(&format!(
                 "scheduled drill {}: {}",

@@ -324,6 +324,7 @@ pub async fn drill(experiment: &Path, runs: usize, base_port: u16) -> Result<Out
             say: Box::new(|_| {}),
             controllers: Vec::new(),
             token: None,
+            id: None,
         })
         .await
         .map_err(|e| Failure::Runtime(anyhow::anyhow!("{e}")))?;

@@ -76,6 +76,8 @@ pub struct Options {
     /// drill executes in its own process.
     pub controllers: Vec<String>,
     pub token: Option<String>,
+    /// The drill's id, when its [`lifecycle`](crate::lifecycle) gave it one.
+    pub id: Option<String>,
 }
 
 mod detect;

@@ -137,7 +137,7 @@ impl<'a> Drill<'a> {
             .collect();
         Drill {
             opts,
-            id: failover::new_id(),
+            id: opts.id.clone().unwrap_or_else(failover::new_id),
             clock: Clock::start(opts.clock.clone()),
             injector: Injector { lab: opts.lab.as_ref(), topo: &opts.topology },
             http: opts.clients.http().clone(),
