@@ -728,7 +728,10 @@ impl<'a> Drill<'a> {
             && services.iter().all(|s| s.meets_rto)
             && datastores.iter().all(|d| d.meets_rpo)
             && self.exec_done.as_deref().is_none_or(|s| s == exec_state::SUCCEEDED);
-        let execution_state = self.execution.as_ref().and_then(|e| opts.state.execution(e).ok()).map(|r| r.state);
+        let row = self.execution.as_ref().and_then(|e| opts.state.execution(e).ok());
+        let overrides =
+            row.as_ref().and_then(|r| failover::overrides_used(&*opts.state, r).ok()).unwrap_or_default();
+        let execution_state = row.map(|r| r.state);
         self.timeline.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
         Report {
             id: self.id,
@@ -749,6 +752,7 @@ impl<'a> Drill<'a> {
             recovered_at_s: recovered_at,
             execution: self.execution,
             execution_state,
+            overrides,
             scope: self.scope,
             stopped_early: self.stopped_early,
             objectives_met,
