@@ -416,7 +416,11 @@ fn failed_step(state: &State, id: &str, step: &str) -> Result<(), Error> {
         let e = if row.state != exec_state::PAUSED {
             drctl_engine::Error::NotPaused { execution: id.into(), state: row.state }
         } else {
-            drctl_engine::Error::StepNotFailed { execution: id.into(), step: step.into(), state: s.state.as_str().into() }
+            drctl_engine::Error::StepNotFailed {
+                execution: id.into(),
+                step: step.into(),
+                state: s.state.as_str().into(),
+            }
         };
         return Err(crate::engine_error(id, e));
     }
@@ -460,11 +464,7 @@ pub struct PauseView {
 impl PauseView {
     /// The view of `id` when it is paused; `None` otherwise. `needing`
     /// gives the steps that need a step (from the plan), when known.
-    pub fn of(
-        state: &State,
-        id: &str,
-        needing: impl Fn(&str) -> Vec<String>,
-    ) -> Result<Option<PauseView>, Error> {
+    pub fn of(state: &State, id: &str, needing: impl Fn(&str) -> Vec<String>) -> Result<Option<PauseView>, Error> {
         let row = state.execution(id)?;
         if row.state != exec_state::PAUSED {
             return Ok(None);

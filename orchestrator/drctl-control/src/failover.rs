@@ -274,7 +274,11 @@ async fn pg_promote_checks(
                 );
                 let flag = overrides::unfenced_flag(name, &zone);
                 if decl.overrides.unfenced(name, &zone) {
-                    Check { subject: subject.into(), ok: true, detail: format!("{detail}; {flag}: it will NOT be fenced") }
+                    Check {
+                        subject: subject.into(),
+                        ok: true,
+                        detail: format!("{detail}; {flag}: it will NOT be fenced"),
+                    }
                 } else {
                     Check {
                         subject: subject.into(),
@@ -469,14 +473,9 @@ pub fn journaled(topo: &Topology, state: &State, id: &str) -> Result<(Declaratio
     }
     // Re-plan exactly as declared; placements recorded by this very run are
     // ignored so the steps come out the same on resume.
-    let plan = plan_with(
-        topo,
-        &decl.scope(),
-        &observations_before(topo, state, &row)?,
-        decl.parallel,
-        Policy::Prioritised,
-    )
-    .map_err(crate::Request::Scope)?;
+    let plan =
+        plan_with(topo, &decl.scope(), &observations_before(topo, state, &row)?, decl.parallel, Policy::Prioritised)
+            .map_err(crate::Request::Scope)?;
     let specs = steps(topo, &plan, id);
     let recorded = state.steps(id)?;
     if recorded.len() != specs.len() || recorded.iter().zip(&specs).any(|(r, s)| r.id != s.id) {

@@ -83,10 +83,14 @@ pub(crate) async fn aws_preflight(
                             let found = format!("{} is {} in {}", i.id, i.status, i.availability_zone);
                             match max_lag {
                                 None => Ok(found),
-                                Some(max) => match rds_lag(clients, d.region.as_deref(), &id, max, decl.overrides.accept_lag).await {
-                                    (true, lag) => Ok(format!("{found}; {lag}")),
-                                    (false, lag) => Err(lag),
-                                },
+                                Some(max) => {
+                                    match rds_lag(clients, d.region.as_deref(), &id, max, decl.overrides.accept_lag)
+                                        .await
+                                    {
+                                        (true, lag) => Ok(format!("{found}; {lag}")),
+                                        (false, lag) => Err(lag),
+                                    }
+                                }
                             }
                         }
                     },

@@ -205,9 +205,9 @@ pub(crate) fn decode_on_failure(
     let v = d.opt_string(fields, "on_failure", &what)?;
     let parsed = OnFailure::parse(&v.value);
     if parsed.is_none() {
-        d.diags
-            .error(Code::BadValue, v.pos, format!("`on_failure` of {what} is `{}`", v.value))
-            .with_hint("write `pause` (the default: a failed step stops new steps) or `continue` (independent steps go on)");
+        d.diags.error(Code::BadValue, v.pos, format!("`on_failure` of {what} is `{}`", v.value)).with_hint(
+            "write `pause` (the default: a failed step stops new steps) or `continue` (independent steps go on)",
+        );
     }
     parsed
 }

@@ -431,7 +431,9 @@ async fn declare(
             let overrides = &proposal.decl.overrides;
             Ok((
                 StatusCode::ACCEPTED,
-                Json(json!({ "id": id, "incident": incident, "checks": checks, "overrides": overrides, "by": who.name })),
+                Json(
+                    json!({ "id": id, "incident": incident, "checks": checks, "overrides": overrides, "by": who.name }),
+                ),
             )
                 .into_response())
         }

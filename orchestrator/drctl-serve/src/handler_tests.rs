@@ -212,20 +212,25 @@ async fn a_body_with_an_unknown_field_is_refused_naming_it_and_never_declares() 
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(body["error"].as_str().unwrap_or_default().contains("is not DATASTORE/ZONE"), "{body}");
     let long = json!({"zones": ["az1"], "reason": "x".repeat(1001)});
-    assert_eq!(call(&s, "POST", "/api/v1/declare", Some(&commander), Some(long)).await.0, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        call(&s, "POST", "/api/v1/declare", Some(&commander), Some(long)).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
     for (path, bad) in [
         ("retry", json!({"step": "orders-db/failover", "force": true})),
         ("skip", json!({"step": "orders-db/failover", "and_after": true})),
         ("approve", json!({"step": "orders-db/failover", "done": true, "by": "me"})),
     ] {
-        let (status, body) = call(&s, "POST", &format!("/api/v1/executions/x/{path}"), Some(&commander), Some(bad)).await;
+        let (status, body) =
+            call(&s, "POST", &format!("/api/v1/executions/x/{path}"), Some(&commander), Some(bad)).await;
         assert!(
             status == StatusCode::UNPROCESSABLE_ENTITY || status == StatusCode::NOT_FOUND,
             "{path}: {status} {body}"
         );
     }
     let (status, body) =
-        call(&s, "POST", "/api/v1/executions/x/retry", Some(&commander), Some(json!({"step": "a", "force": true}))).await;
+        call(&s, "POST", "/api/v1/executions/x/retry", Some(&commander), Some(json!({"step": "a", "force": true})))
+            .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert!(body["error"].as_str().unwrap_or_default().contains("unknown field `force`"), "{body}");
     assert!(s.opts.state.executions().unwrap().is_empty(), "nothing was declared");

@@ -528,7 +528,10 @@ fn lead(shared: &Arc<Shared>, center: &TaskCenter) {
     {
         // A paused execution waits for a commander's decision, never for a restart.
         if e.state == drctl_state::journal::exec_state::PAUSED {
-            say(&format!("execution {} is paused: it waits for a commander (retry, skip, approve --done, abort)", e.id));
+            say(&format!(
+                "execution {} is paused: it waits for a commander (retry, skip, approve --done, abort)",
+                e.id
+            ));
             continue;
         }
         say(&format!("resuming execution {} ({})", e.id, e.state));

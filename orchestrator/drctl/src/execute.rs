@@ -10,8 +10,8 @@
 use crate::text::Style;
 use crate::{Failure, Outcome};
 use drctl_control::declare::{self, shell_word, Actor, Declarer, IncidentPolicy, PauseView, Recorded};
-use drctl_control::overrides::Overrides;
 use drctl_control::failover::{self, Declaration};
+use drctl_control::overrides::Overrides;
 use drctl_core::duration::format_secs;
 use drctl_core::Topology;
 use drctl_state::controller::Role;

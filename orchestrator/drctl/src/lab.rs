@@ -1,8 +1,8 @@
 //! `drctl lab` and `drctl drill`: glue between the flags and drctl-lab.
 
 use crate::context::{self, lab_state_url, Context};
-use drctl_control::declare::Actor;
 use crate::{Failure, Outcome};
+use drctl_control::declare::Actor;
 use drctl_drill::Error as DrillError;
 use drctl_lab::lab::{Lab, LabClient, Manifest, Options};
 use drctl_lab::procs::{RunningProcess, ZoneProcess};

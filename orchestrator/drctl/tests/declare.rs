@@ -157,7 +157,10 @@ fn a_lagging_standby_is_refused_unless_forced_and_a_refusal_changes_nothing() {
     }
     let (code, out, err) = dir.run(&["declare", "--zone", "az1", "--reason", "test", "--yes"]);
     assert_eq!(code, 1, "{out}\n{err}");
-    assert!(out.contains("over max_lag 1s: --accept-lag to promote anyway"), "the refusal names its one override: {out}");
+    assert!(
+        out.contains("over max_lag 1s: --accept-lag to promote anyway"),
+        "the refusal names its one override: {out}"
+    );
     assert!(err.contains("nothing in the world was changed"), "{err}");
     assert_eq!(pg.psql(pg.standby_port, "SELECT pg_is_in_recovery()"), "t", "still a standby");
     assert_eq!(

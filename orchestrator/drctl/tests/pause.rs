@@ -140,7 +140,11 @@ fn a_failed_step_pauses_and_each_printed_decision_works_as_printed() {
     let show = dir.show(&id);
     assert_eq!(show["state"], "failed", "{show}");
     assert_eq!(
-        (step(&show, "job/first")["state"].as_str(), step(&show, "job/bad")["state"].as_str(), step(&show, "job/after")["state"].as_str()),
+        (
+            step(&show, "job/first")["state"].as_str(),
+            step(&show, "job/bad")["state"].as_str(),
+            step(&show, "job/after")["state"].as_str()
+        ),
         (Some("succeeded"), Some("skipped"), Some("skipped"))
     );
     assert!(step(&show, "job/bad")["note"].as_str().unwrap_or_default().contains("given up by alice"), "{show}");
@@ -320,7 +324,10 @@ datastores:
     assert!(out.contains("overrides: --unfenced orders-db/az1 (by alice; journaled)"), "{out}");
     let id = out.lines().next().unwrap().trim().to_string();
     let show = dir.show(&id);
-    assert!(step(&show, "orders-db/failover")["note"].as_str().unwrap_or_default().contains("az1: NOT FENCED"), "{show}");
+    assert!(
+        step(&show, "orders-db/failover")["note"].as_str().unwrap_or_default().contains("az1: NOT FENCED"),
+        "{show}"
+    );
     assert_eq!(show["overrides"][0]["override"], "--unfenced orders-db/az1");
     assert_eq!(show["overrides"][0]["by"], "alice");
     let (_, audit, _) = dir.run(&["audit", "list"]);

@@ -114,7 +114,9 @@ impl RealActions {
             None => {
                 let d = now + duration;
                 let detail = format!("until {}", crate::failover::rfc3339(d));
-                self.state.record_event(execution, now, Some(&step.id), DEADLINE, Some(&detail)).map_err(state_error)?;
+                self.state
+                    .record_event(execution, now, Some(&step.id), DEADLINE, Some(&detail))
+                    .map_err(state_error)?;
                 d
             }
         };

@@ -279,8 +279,9 @@ fn decode_datastore(d: &mut Decoder, node: &Node) -> Option<RawDatastore> {
         .iter()
         .filter_map(|n| decode_member(d, n, &Of("a replica", &what), member_keys))
         .collect();
-    let failover =
-        f.get("failover").and_then(|n| decode_failover(d, n, &what, &["estimate", "max_lag", "catch_up", "runbook", "on_failure"]));
+    let failover = f
+        .get("failover")
+        .and_then(|n| decode_failover(d, n, &what, &["estimate", "max_lag", "catch_up", "runbook", "on_failure"]));
     let replication = f.get("replication").and_then(|n| {
         let rw = Of("the replication", &what);
         let rf = d.fields(n, &rw, &["by", "every", "cron", "concurrency", "sse", "kms_key_id", "deletes"])?;

@@ -729,8 +729,7 @@ impl<'a> Drill<'a> {
             && datastores.iter().all(|d| d.meets_rpo)
             && self.exec_done.as_deref().is_none_or(|s| s == exec_state::SUCCEEDED);
         let row = self.execution.as_ref().and_then(|e| opts.state.execution(e).ok());
-        let overrides =
-            row.as_ref().and_then(|r| failover::overrides_used(&*opts.state, r).ok()).unwrap_or_default();
+        let overrides = row.as_ref().and_then(|r| failover::overrides_used(&*opts.state, r).ok()).unwrap_or_default();
         let execution_state = row.map(|r| r.state);
         self.timeline.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
         Report {
