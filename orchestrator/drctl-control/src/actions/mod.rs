@@ -114,9 +114,11 @@ impl RealActions {
             None => {
                 let d = now + duration;
                 let detail = format!("until {}", crate::failover::rfc3339(d));
-                self.state
-                    .record_event(execution, now, Some(&step.id), DEADLINE, Some(&detail))
-                    .map_err(state_error)?;
+                // Not kept, the step still waits its whole time now; only a
+                // resume after an interruption would start it again.
+                if let Err(e) = self.state.record_event(execution, now, Some(&step.id), DEADLINE, Some(&detail)) {
+                    tracing::warn!(execution, step = %step.id, error = %e, "the step's deadline could not be journaled");
+                }
                 d
             }
         };
