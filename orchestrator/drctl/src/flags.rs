@@ -142,12 +142,34 @@ pub enum Command {
         /// Plan and run the preflight checks; change nothing.
         #[arg(long)]
         dry_run: bool,
-        /// Promote replicas even beyond their max_lag.
-        #[arg(long)]
-        force: bool,
+        #[command(flatten)]
+        overrides: OverrideArgs,
         /// At most this many steps at once (default: no cap).
         #[arg(long, value_name = "N")]
         parallel: Option<usize>,
+    },
+    /// Run a paused execution's failed step again, optionally lifting the check that failed it.
+    Retry {
+        #[command(flatten)]
+        file: FileArg,
+        /// The execution id (the first line `drctl declare` printed; see `drctl executions`).
+        id: String,
+        /// The failed step, e.g. `orders-db/failover` (see `drctl show ID`).
+        step: String,
+        #[command(flatten)]
+        overrides: OverrideArgs,
+    },
+    /// Give up a paused execution's failed step and every step that needs it; the rest goes on.
+    Skip {
+        #[command(flatten)]
+        file: FileArg,
+        /// The execution id (see `drctl executions`).
+        id: String,
+        /// The failed step to give up (see `drctl show ID`).
+        step: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
     },
     /// Resume an execution interrupted by a crash; finished steps do not run again.
     Resume {
@@ -156,21 +178,27 @@ pub enum Command {
         /// The execution id (the first line `drctl declare` printed; see `drctl executions`).
         id: String,
     },
-    /// Approve a step waiting for approval, or decide on a step a crash interrupted.
+    /// Approve a step waiting for approval, decide on a step a crash interrupted, or record a failed step as done by hand.
     Approve {
+        /// The topology file: with it, a paused execution goes on here once its failed step is recorded as done.
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: Option<PathBuf>,
         /// The execution id (the first line `drctl declare` printed; see `drctl executions`).
         id: String,
         /// The step id, e.g. `payments/approve` (see `drctl show ID`).
         step: String,
-        /// The interrupted step's effect did happen: record it as done without running it again.
+        /// The step's effect did happen (a step a crash interrupted, or a failed step done by hand): record it as done without running it.
         #[arg(long)]
         done: bool,
         /// Who approves (default: $USER).
         #[arg(long, env = "USER", default_value = "operator")]
         by: String,
     },
-    /// Ask a running execution to stop: running steps finish, the rest is skipped.
+    /// Stop an execution: running steps finish, the rest is skipped; a paused one stops at once.
     Abort {
+        /// The topology file (its state store is used).
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: Option<PathBuf>,
         /// The execution id (see `drctl executions`).
         id: String,
     },
@@ -566,6 +594,34 @@ impl From<LimitArgs> for drctl_serve::Limits {
             rate_per_s: a.rate_limit,
             request_timeout: a.request_timeout,
             header_timeout: a.header_timeout,
+        }
+    }
+}
+
+/// The checks a declaration (or a retry) lifts, each by name; see docs/declaring.md.
+#[derive(Debug, Args, Default)]
+pub struct OverrideArgs {
+    /// Promote a standby beyond its max_lag, or of unknown lag.
+    #[arg(long)]
+    pub accept_lag: bool,
+    /// Promote before the standby replayed the fenced old primary's last write.
+    #[arg(long)]
+    pub skip_catch_up: bool,
+    /// Promote beside this member although it can be fenced neither way (repeatable; as a refusal prints it).
+    #[arg(long = "unfenced", value_name = "DATASTORE/ZONE")]
+    pub unfenced: Vec<String>,
+    /// --accept-lag and --skip-catch-up together; never waives a fence (that takes --unfenced).
+    #[arg(long)]
+    pub force: bool,
+}
+
+impl OverrideArgs {
+    /// The named overrides (without `--force`'s).
+    pub fn overrides(&self) -> drctl_control::overrides::Overrides {
+        drctl_control::overrides::Overrides {
+            accept_lag: self.accept_lag,
+            skip_catch_up: self.skip_catch_up,
+            unfenced: self.unfenced.clone(),
         }
     }
 }

@@ -51,6 +51,8 @@ pub enum Outcome {
     ObjectiveMissed,
     /// Ran to the end, but part of the work failed (exit 1; already reported).
     Failed,
+    /// The commander detached with a second Ctrl-C (exit 130, as for SIGINT).
+    Interrupted,
 }
 
 fn main() -> ExitCode {
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::ObjectiveMissed) => ExitCode::from(3),
         Ok(Outcome::Failed) => ExitCode::from(1),
+        Ok(Outcome::Interrupted) => ExitCode::from(130),
         Err(Failure::BadInput { message, printed }) => {
             if !printed {
                 eprintln!("error: {}", drctl_core::redact::text(&message));
