@@ -870,3 +870,95 @@ impl Audience for crate::Sqlite {
         self.kv_part().publish_report(incident, by, now)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::{KvStore, MemKv};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn at(ms: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(ms)
+    }
+
+    /// What etcd receives: every value as it leaves the process.
+    fn everything(s: &KvStore<MemKv>) -> String {
+        s.kv().scan("", "\u{7f}").unwrap().iter().map(|(k, v)| format!("{k}={}\n", String::from_utf8_lossy(&v.value))).collect()
+    }
+
+    #[test]
+    fn addresses_secrets_and_tokens_never_leave_the_process_in_clear() {
+        let s = KvStore::new(MemKv::default(), "/drctl/").unwrap();
+        let mail = s.subscribe(Channel::Email, "someone@example.org", &[], "en", at(1_000)).unwrap();
+        let hook = s.subscribe(Channel::Webhook, "https://hooks.example.org/p4th", &[], "en", at(1_000)).unwrap();
+        let n = Notification {
+            event: "e1".into(),
+            kind: CONFIRM_KIND.into(),
+            services: vec![],
+            at_ms: 1_000,
+            payload: serde_json::json!({"confirm_url": "https://status/subscriptions/confirm/x"}),
+        };
+        s.enqueue(&n, Some(mail.subscription.id), at(1_000)).unwrap();
+        let stored = everything(&s);
+        for secret in [
+            "someone@example.org",
+            "p4th",
+            hook.subscription.secret.as_deref().unwrap(),
+            &hook.subscription.unsubscribe_token,
+            mail.confirm_token.as_deref().unwrap(),
+            "/subscriptions/confirm/",
+        ] {
+            assert!(!stored.contains(secret), "`{secret}` is stored in clear");
+        }
+        // Found again by the index of the token's hash.
+        let gone = s.unsubscribe(&hook.subscription.unsubscribe_token, at(2_000)).unwrap().unwrap();
+        assert_eq!(gone.target, "https://hooks.example.org/p4th");
+        let confirmed = s.confirm_subscription(mail.confirm_token.as_deref().unwrap(), at(2_000)).unwrap().unwrap();
+        assert_eq!(confirmed.state, SubscriptionState::Active);
+    }
+
+    #[test]
+    fn one_pending_confirmation_per_address_resent_at_most_daily_and_expired_after_a_day() {
+        let s = KvStore::new(MemKv::default(), "/drctl/").unwrap();
+        let first = s.subscribe(Channel::Email, "a@example.org", &[], "en", at(0)).unwrap();
+        assert!(first.confirm_token.is_some() && !first.existing);
+        let again = s.subscribe(Channel::Email, "A@example.org ", &[], "en", at(60_000)).unwrap();
+        assert!(again.existing && again.confirm_token.is_none(), "no second mail within the day");
+        assert_eq!(s.subscriptions().unwrap().len(), 1);
+        // Expired after a day: its link no longer confirms, and it is gone.
+        let day = PENDING_TTL_MS as u64;
+        assert!(s.confirm_subscription(first.confirm_token.as_deref().unwrap(), at(day + 1)).unwrap().is_none());
+        assert_eq!(s.expire_pending(at(day + 1)).unwrap(), 1);
+        assert!(s.subscriptions().unwrap().is_empty());
+        let fresh = s.subscribe(Channel::Email, "a@example.org", &[], "en", at(day + 2)).unwrap();
+        assert!(!fresh.existing && fresh.confirm_token.is_some());
+    }
+
+    #[test]
+    fn notifications_are_due_before_confirmations() {
+        let s = KvStore::new(MemKv::default(), "/drctl/").unwrap();
+        let hook = s.subscribe(Channel::Webhook, "https://h.example.org/x", &[], "en", at(0)).unwrap();
+        for i in 0..5 {
+            let m = s.subscribe(Channel::Email, &format!("p{i}@example.org"), &[], "en", at(0)).unwrap();
+            let n = Notification {
+                event: format!("subscription.{i}.confirm"),
+                kind: CONFIRM_KIND.into(),
+                services: vec![],
+                at_ms: 0,
+                payload: serde_json::json!({}),
+            };
+            s.enqueue(&n, Some(m.subscription.id), at(0)).unwrap();
+        }
+        let n = Notification {
+            event: "incident.1.created".into(),
+            kind: "incident.created".into(),
+            services: vec![],
+            at_ms: 10,
+            payload: serde_json::json!({}),
+        };
+        s.enqueue(&n, None, at(20)).unwrap();
+        let due = s.due_deliveries(at(30), 1).unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].subscription, hook.subscription.id, "the notification goes first");
+    }
+}

@@ -381,7 +381,7 @@ fn percentile(mut v: Vec<Duration>, p: f64) -> Duration {
 /// 127.0.0.1 with idle and trickling connections while another address,
 /// 127.0.0.2, reads the page and the status JSON: what an attacker on one
 /// address costs everyone else.
-pub async fn connections(idle: usize, trickling: usize, probes: usize) -> Result<Outcome, Failure> {
+pub async fn connections(idle: usize, trickling: usize, probes: usize, per_address: usize) -> Result<Outcome, Failure> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = std::env::temp_dir().join(format!("drctl-bench-connections-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -403,6 +403,7 @@ pub async fn connections(idle: usize, trickling: usize, probes: usize) -> Result
         .current_dir(&dir)
         .env("DRCTL_STATE", "sqlite://.drctl/state.db")
         .args(["serve", "-f", "drctl.yaml", "--rate-limit", "0", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--max-connections-per-address", &per_address.to_string()])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
@@ -486,7 +487,7 @@ pub async fn connections(idle: usize, trickling: usize, probes: usize) -> Result
     let _ = std::fs::remove_dir_all(&dir);
 
     println!(
-        "flood from 127.0.0.1: {idle} idle + {trickling} trickling connections ({refused} refused at connect); probes from 127.0.0.2, {probes} per path, one connection each"
+        "flood from 127.0.0.1: {idle} idle + {trickling} trickling connections ({refused} refused at connect); probes from 127.0.0.2, {probes} per path, one connection each; --max-connections-per-address {per_address}"
     );
     println!("{:<8} {:<16} {:>10} {:>10} {:>7}", "load", "path", "p50 ms", "p99 ms", "failed");
     let mut ok = true;

@@ -292,8 +292,8 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             bench::plan(&entities, runs.max(1), parallel)
         }
         Command::Bench(BenchCommand::Scheduler { topologies, entities }) => bench::scheduler(topologies, entities),
-        Command::Bench(BenchCommand::Connections { idle, trickling, probes }) => {
-            runtime()?.block_on(bench::connections(idle, trickling, probes))
+        Command::Bench(BenchCommand::Connections { idle, trickling, probes, per_address }) => {
+            runtime()?.block_on(bench::connections(idle, trickling, probes, per_address))
         }
         Command::Bench(BenchCommand::Drill { experiment, runs, base_port }) => {
             runtime()?.block_on(bench::drill(&experiment, runs.max(1), base_port))

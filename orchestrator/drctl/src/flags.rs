@@ -487,6 +487,9 @@ pub enum BenchCommand {
         /// Probes of each path from the other address.
         #[arg(long, default_value_t = 200)]
         probes: usize,
+        /// The controller's --max-connections-per-address (a large one shows the flood without it).
+        #[arg(long, default_value_t = 32)]
+        per_address: usize,
     },
     /// Engine overhead: a plan of no-op steps with a durable journal.
     Engine {
