@@ -423,9 +423,9 @@ pub async fn run(opts: Options, stop: impl std::future::Future<Output = ()>) -> 
         .map_err(|e| Error::Listen { addr: opts.listen, why: e.to_string() })?;
     let bound = listener.local_addr().map_err(|e| Error::Listen { addr: opts.listen, why: e.to_string() })?;
     let admin_listener = match opts.limits.admin_listen {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr).await.map_err(|e| Error::Listen { addr, why: e.to_string() })?,
-        ),
+        Some(addr) => {
+            Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| Error::Listen { addr, why: e.to_string() })?)
+        }
         None => None,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };

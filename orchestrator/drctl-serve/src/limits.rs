@@ -211,8 +211,8 @@ pub(crate) async fn limit(State(l): State<Limiter>, req: Request<Body>, next: ax
             return too_many(wait);
         }
     }
-    let has_body = req.headers().contains_key(header::CONTENT_LENGTH)
-        || req.headers().contains_key(header::TRANSFER_ENCODING);
+    let has_body =
+        req.headers().contains_key(header::CONTENT_LENGTH) || req.headers().contains_key(header::TRANSFER_ENCODING);
     let req = if has_body {
         if let Some(check) = l.authenticate.as_ref().filter(|_| needs_token(req.uri().path())) {
             let token = req
@@ -239,7 +239,9 @@ pub(crate) async fn limit(State(l): State<Limiter>, req: Request<Body>, next: ax
                     &format!("the request's body did not arrive within {} s", l.body_timeout.as_secs()),
                 )
             }
-            Ok(Err(_)) => return error(StatusCode::PAYLOAD_TOO_LARGE, "the request's body is too large or was cut off"),
+            Ok(Err(_)) => {
+                return error(StatusCode::PAYLOAD_TOO_LARGE, "the request's body is too large or was cut off")
+            }
             Ok(Ok(bytes)) => Request::from_parts(parts, Body::from(bytes)),
         }
     } else {

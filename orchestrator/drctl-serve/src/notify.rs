@@ -390,7 +390,10 @@ async fn send_webhook(
     let pinned;
     let http = match checked {
         Some(addr) => {
-            let host = reqwest::Url::parse(&sub.target).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_default();
+            let host = reqwest::Url::parse(&sub.target)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_string))
+                .unwrap_or_default();
             pinned = reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .timeout(std::time::Duration::from_secs(10))

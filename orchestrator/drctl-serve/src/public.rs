@@ -17,9 +17,19 @@ pub(crate) fn error_class(what: &str, error: &str) -> String {
     }
     let class = if ["timed out", "timeout", "no answer within", "deadline"].iter().any(|k| e.contains(k)) {
         "did not answer in time"
-    } else if ["password", "authentication", "permission", "denied", "forbidden", "unauthorized", "credential", "403", "401"]
-        .iter()
-        .any(|k| e.contains(k))
+    } else if [
+        "password",
+        "authentication",
+        "permission",
+        "denied",
+        "forbidden",
+        "unauthorized",
+        "credential",
+        "403",
+        "401",
+    ]
+    .iter()
+    .any(|k| e.contains(k))
     {
         "refused the controller's credentials"
     } else if ["connect", "refused", "unreachable", "resolve", "dns", "reset", "closed", "broken pipe", "network"]
@@ -27,7 +37,10 @@ pub(crate) fn error_class(what: &str, error: &str) -> String {
         .any(|k| e.contains(k))
     {
         "did not answer"
-    } else if ["no such", "not found", "does not exist", "no buckets", "no primary", "404"].iter().any(|k| e.contains(k)) {
+    } else if ["no such", "not found", "does not exist", "no buckets", "no primary", "404"]
+        .iter()
+        .any(|k| e.contains(k))
+    {
         "was not found"
     } else if ["unhealthy", "status 5", "answered 5"].iter().any(|k| e.contains(k)) {
         "answered with an error"
@@ -66,7 +79,10 @@ mod tests {
         for leak in ["admin", "127.0.0.1", "59992", "postgres://"] {
             assert!(!c.contains(leak));
         }
-        assert_eq!(error_class("the database", "password authentication failed for user \"x\""), "the database refused the controller's credentials");
+        assert_eq!(
+            error_class("the database", "password authentication failed for user \"x\""),
+            "the database refused the controller's credentials"
+        );
         assert_eq!(error_class("the health check", "no answer within 5s"), "the health check did not answer in time");
     }
 }

@@ -883,7 +883,12 @@ mod tests {
 
     /// What etcd receives: every value as it leaves the process.
     fn everything(s: &KvStore<MemKv>) -> String {
-        s.kv().scan("", "\u{7f}").unwrap().iter().map(|(k, v)| format!("{k}={}\n", String::from_utf8_lossy(&v.value))).collect()
+        s.kv()
+            .scan("", "\u{7f}")
+            .unwrap()
+            .iter()
+            .map(|(k, v)| format!("{k}={}\n", String::from_utf8_lossy(&v.value)))
+            .collect()
     }
 
     #[test]

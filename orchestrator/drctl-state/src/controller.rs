@@ -247,8 +247,15 @@ pub fn last_head(path: &std::path::Path) -> std::io::Result<Option<String>> {
 pub enum Verified {
     /// `keys`: the ids of the audit keys the entries were chained with
     /// (empty: none was, anyone able to write the store could rewrite it).
-    Intact { entries: i64, head: String, keys: Vec<String> },
-    Broken { seq: i64, why: String },
+    Intact {
+        entries: i64,
+        head: String,
+        keys: Vec<String>,
+    },
+    Broken {
+        seq: i64,
+        why: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -264,8 +264,12 @@ impl Sealer {
     /// returned as it is.
     pub fn open(&self, bytes: &[u8]) -> Result<Vec<u8>> {
         let Some(rest) = bytes.strip_prefix(MAGIC) else { return Ok(bytes.to_vec()) };
-        let colon = rest.iter().position(|&b| b == b':').ok_or_else(|| Error::Corrupt("a sealed value has no key id".into()))?;
-        let id = std::str::from_utf8(&rest[..colon]).map_err(|_| Error::Corrupt("a sealed value's key id is not text".into()))?;
+        let colon = rest
+            .iter()
+            .position(|&b| b == b':')
+            .ok_or_else(|| Error::Corrupt("a sealed value has no key id".into()))?;
+        let id = std::str::from_utf8(&rest[..colon])
+            .map_err(|_| Error::Corrupt("a sealed value's key id is not text".into()))?;
         let key = self.ring.get(id).ok_or_else(|| {
             Error::Corrupt(format!(
                 "a value is sealed under key `{id}`, which this controller does not hold (keys: {}): give it the key file the others use",

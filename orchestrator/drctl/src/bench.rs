@@ -397,7 +397,8 @@ pub async fn connections(idle: usize, trickling: usize, probes: usize, per_addre
         ),
     )
     .map_err(anyhow::Error::from)?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(anyhow::Error::from)?.port();
+    let port =
+        std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(anyhow::Error::from)?.port();
     let exe = std::env::current_exe().map_err(anyhow::Error::from)?;
     let mut server = tokio::process::Command::new(exe)
         .current_dir(&dir)
@@ -430,7 +431,10 @@ pub async fn connections(idle: usize, trickling: usize, probes: usize, per_addre
         let mut buf = Vec::new();
         tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut buf)).await??;
         if !buf.starts_with(b"HTTP/1.1 200") {
-            return Err(std::io::Error::other(format!("{path} answered {}", String::from_utf8_lossy(&buf[..buf.len().min(12)]))));
+            return Err(std::io::Error::other(format!(
+                "{path} answered {}",
+                String::from_utf8_lossy(&buf[..buf.len().min(12)])
+            )));
         }
         Ok::<Duration, std::io::Error>(started.elapsed())
     };

@@ -86,10 +86,9 @@ fn verify_audit_on_start(state: &State, url: &str) -> Result<(), Failure> {
         Verified::Intact { .. } => {
             let entries = state.audit_entries().map_err(|e| Failure::Runtime(e.into()))?;
             match kept {
-                Some(kept) if !entries.iter().any(|e| e.hash == kept) => Err(broken(format!(
-                    "it no longer contains the head {kept} recorded in {}",
-                    head_file.display()
-                ))),
+                Some(kept) if !entries.iter().any(|e| e.hash == kept) => {
+                    Err(broken(format!("it no longer contains the head {kept} recorded in {}", head_file.display())))
+                }
                 _ => Ok(()),
             }
         }
@@ -314,7 +313,8 @@ pub fn keys(paths: &drctl_state::seal::KeyPaths, cmd: crate::flags::KeysCommand)
     match cmd {
         crate::flags::KeysCommand::Show => {
             if env_key {
-                let ring = Keyring::parse(&std::env::var("DRCTL_KEY").unwrap_or_default(), "DRCTL_KEY").map_err(fail)?;
+                let ring =
+                    Keyring::parse(&std::env::var("DRCTL_KEY").unwrap_or_default(), "DRCTL_KEY").map_err(fail)?;
                 println!("data key:  DRCTL_KEY (ids {})", ring.ids().join(", "));
             } else {
                 let ring = Keyring::load_or_create(&paths.data_key()).map_err(fail)?;
@@ -334,7 +334,9 @@ pub fn keys(paths: &drctl_state::seal::KeyPaths, cmd: crate::flags::KeysCommand)
             let audit = Keyring::rotate(&paths.audit_key()).map_err(fail)?;
             println!("data key {} now current ({})", data.current().0, paths.data_key().display());
             println!("audit key {} now current ({})", audit.current().0, paths.audit_key().display());
-            println!("older keys are kept: what they sealed still opens, and the audit entries they chained still verify");
+            println!(
+                "older keys are kept: what they sealed still opens, and the audit entries they chained still verify"
+            );
             println!("copy both files to every controller and CLI that shares this state before they write");
         }
     }

@@ -215,7 +215,10 @@ fn a_rewritten_audit_chain_fails_verify_and_the_store_refuses_replace() {
     let dir = tempdir("audit-rewrite");
     topology(&dir);
     for n in 0..3 {
-        let out = drctl_default(&dir).args(["token", "create", "--name", &format!("t{n}"), "--role", "viewer"]).output().unwrap();
+        let out = drctl_default(&dir)
+            .args(["token", "create", "--name", &format!("t{n}"), "--role", "viewer"])
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{}", show(&out));
     }
     let out = drctl_default(&dir).args(["audit", "verify"]).output().unwrap();
@@ -256,7 +259,10 @@ fn a_cut_tail_fails_verify_without_being_given_a_head() {
     let dir = tempdir("audit-cut");
     topology(&dir);
     for n in 0..3 {
-        let out = drctl_default(&dir).args(["token", "create", "--name", &format!("t{n}"), "--role", "viewer"]).output().unwrap();
+        let out = drctl_default(&dir)
+            .args(["token", "create", "--name", &format!("t{n}"), "--role", "viewer"])
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{}", show(&out));
     }
     let db = dir.join(".drctl/state.db");
@@ -351,7 +357,8 @@ fn smtp_credentials_never_travel_in_clear() {
         Server { child, base: format!("http://127.0.0.1:{lport}"), port: lport }
     };
     let c = client();
-    let r = c.post(format!("{}/api/v1/subscriptions", srv.base)).json(&json!({"email": "a@example.org"})).send().unwrap();
+    let r =
+        c.post(format!("{}/api/v1/subscriptions", srv.base)).json(&json!({"email": "a@example.org"})).send().unwrap();
     assert_eq!(r.status(), 201);
     wait_for("a failed attempt", 30, || {
         let out = drctl_default(&dir).args(["subscriptions", "list", "--output", "json"]).output().unwrap();
@@ -376,7 +383,11 @@ fn smtp_credentials_never_travel_in_clear() {
         .unwrap();
     wait_listening(lport, "drctl serve");
     let _srv = Server { child, base: format!("http://127.0.0.1:{lport}"), port: lport };
-    let r = c.post(format!("http://127.0.0.1:{lport}/api/v1/subscriptions")).json(&json!({"email": "b@example.org"})).send().unwrap();
+    let r = c
+        .post(format!("http://127.0.0.1:{lport}/api/v1/subscriptions"))
+        .json(&json!({"email": "b@example.org"}))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 201);
     wait_for("AUTH over the insecure connection", 30, || {
         std::fs::read_to_string(&log).unwrap_or_default().contains("AUTH")
@@ -391,9 +402,11 @@ fn public_faces_name_the_class_of_a_failure_and_private_addresses_are_refused_in
     let c = client();
     let status_url = format!("{}/api/v1/status", srv.base);
     wait_for("a measurement of the dead database", 60, || {
-        c.get(&status_url).send().ok().and_then(|r| r.json::<Value>().ok()).is_some_and(|v| {
-            v["datastores"].as_array().is_some_and(|d| d.iter().any(|d| d["error"].is_string()))
-        })
+        c.get(&status_url)
+            .send()
+            .ok()
+            .and_then(|r| r.json::<Value>().ok())
+            .is_some_and(|v| v["datastores"].as_array().is_some_and(|d| d.iter().any(|d| d["error"].is_string())))
     });
     let status: Value = c.get(&status_url).send().unwrap().json().unwrap();
     let error = status["datastores"][0]["error"].as_str().unwrap();
