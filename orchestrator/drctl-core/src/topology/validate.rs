@@ -52,6 +52,12 @@ pub fn load_str(src: &str, path: &Path) -> Loaded {
     raw.datastores.append(&mut streamed.datastores);
     raw.services.append(&mut streamed.services);
     let topology = Validator { diags: &mut diags, path }.run(raw);
+    // Otherwise valid, and nothing to fail over: said, not accepted.
+    if !diags.has_errors() && topology.as_ref().is_some_and(|t| t.entities.is_empty()) {
+        diags
+            .error(Code::MissingKey, Pos::new(1, 1), "the topology declares no datastores and no services")
+            .with_hint("add the `datastores:` and `services:` drctl fails over (see `drctl schema`)");
+    }
     let topology = if diags.has_errors() { None } else { topology };
     Loaded { topology, diagnostics: diags.into_sorted() }
 }
@@ -281,15 +287,11 @@ impl Validator<'_> {
             };
             zones.push(Zone { name: z.name.value.clone(), region, aws_zone });
         }
-        if zones.is_empty() {
+        // Said alone: a file with other mistakes gets those first.
+        if zones.is_empty() && (!self.diags.has_errors() || !raw.datastores.is_empty() || !raw.services.is_empty()) {
             self.diags
                 .error(Code::MissingKey, Pos::new(1, 1), "the topology declares no zones")
                 .with_hint("add `zones:` with at least two failure domains, in failover preference order");
-        }
-        if raw.datastores.is_empty() && raw.services.is_empty() {
-            self.diags
-                .error(Code::MissingKey, Pos::new(1, 1), "the topology declares no datastores and no services")
-                .with_hint("add the `datastores:` and `services:` to fail over (see `drctl schema`)");
         }
         zones
     }
