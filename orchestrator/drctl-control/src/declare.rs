@@ -221,7 +221,10 @@ impl Declarer {
 
     /// Plans the declaration and runs every check that can refuse it. Changes nothing.
     /// `id` names the execution (a drill's id); a fresh one is made otherwise.
-    pub async fn propose(&self, decl: Declaration, id: Option<String>) -> Result<Proposal, Error> {
+    pub async fn propose(&self, mut decl: Declaration, id: Option<String>) -> Result<Proposal, Error> {
+        // The reason is free text, kept and shown everywhere: redacted like
+        // every other input (a pasted URL with its password, a token).
+        decl.reason = drctl_core::redact::text(&decl.reason);
         if decl.scope().is_empty() {
             return Err(crate::Request::EmptyScope.into());
         }

@@ -365,7 +365,19 @@ pub fn open(url: &str) -> Result<Arc<State>> {
 /// Opens like [`open`], with the audit log sealed as `seal` says.
 pub fn open_sealed(url: &str, seal: drctl_state::controller::AuditSeal) -> Result<Arc<State>> {
     let parsed = EtcdUrl::parse(url)?;
-    Ok(Arc::new(KvStore::new(EtcdKv::connect(&parsed)?, &parsed.prefix)?.sealed(seal)))
+    let (sealer, seal) = keys(seal)?;
+    Ok(Arc::new(KvStore::new(EtcdKv::connect(&parsed)?, &parsed.prefix)?.sealed(seal).with_sealer(sealer)))
+}
+
+/// The keys of a store on etcd, outside it: what seals subscriptions
+/// before they leave the process, and the audit key (see
+/// `drctl_state::seal`). Every controller and CLI sharing the store must
+/// be given the same key files.
+fn keys(
+    seal: drctl_state::controller::AuditSeal,
+) -> Result<(drctl_state::seal::Sealer, drctl_state::controller::AuditSeal)> {
+    let paths = drctl_state::seal::KeyPaths::for_etcd();
+    Ok((paths.sealer()?, seal.or_defaults(&paths)?))
 }
 
 /// Opens the state for a controller taking part in the election: its
@@ -389,7 +401,8 @@ pub fn open_controller(
         guard: kv.guard.clone(),
         lease: Arc::new(Mutex::new(None)),
     });
-    Ok((Arc::new(KvStore::new(kv, &parsed.prefix)?.sealed(seal)), election))
+    let (sealer, seal) = keys(seal)?;
+    Ok((Arc::new(KvStore::new(kv, &parsed.prefix)?.sealed(seal).with_sealer(sealer)), election))
 }
 
 /// One controller's part in the election; see the module documentation.

@@ -261,6 +261,7 @@ pub(crate) fn state_error(e: drctl_state::Error) -> ApiError {
         e @ drctl_state::Error::NoSuchExecution(_) => problem(StatusCode::NOT_FOUND, e.to_string()),
         drctl_state::Error::Invalid(m) => problem(StatusCode::UNPROCESSABLE_ENTITY, m),
         e @ drctl_state::Error::Locked { .. } => problem(StatusCode::CONFLICT, e.to_string()),
+        drctl_state::Error::Full(m) => problem(StatusCode::TOO_MANY_REQUESTS, m),
         other => internal(other),
     }
 }
@@ -297,6 +298,17 @@ async fn update_incident(
 ) -> ApiResult {
     let who = authorize(&s, &headers, remote, Role::Operator)?;
     bounded("body", &req.body, 10_000)?;
+    // Refused before it is audited: the log records changes, not attempts.
+    if !drctl_state::controller::INCIDENT_STATUSES.contains(&req.status.as_str()) {
+        return Err(state_error(drctl_state::Error::Invalid(format!(
+            "incident status `{}`: use one of {}",
+            req.status,
+            drctl_state::controller::INCIDENT_STATUSES.join(", ")
+        ))));
+    }
+    if !s.opts.state.incidents().map_err(state_error)?.iter().any(|i| i.id == id) {
+        return Err(problem(StatusCode::NOT_FOUND, format!("no incident {id}")));
+    }
     audit(&s, &who, "incident.update", &format!("incident {id}"), &json!({"status": req.status, "body": req.body}))?;
     s.opts.state.update_incident(id, &req.status, &req.body).map_err(state_error)?;
     s.refresh().await;
@@ -889,6 +901,11 @@ pub fn router(s: Arc<Shared>) -> Router {
             crate::limits::Limiter {
                 rate: Arc::new(crate::limits::RateLimiter::new(s.opts.limits.rate_per_s)),
                 request_timeout: s.opts.limits.request_timeout,
+                body_timeout: s.opts.limits.body_timeout,
+                authenticate: Some({
+                    let state = s.opts.state.clone();
+                    Arc::new(move |t: &str| matches!(state.authenticate(t), Ok(Some(_))))
+                }),
             },
             crate::limits::limit,
         ))
@@ -910,6 +927,7 @@ pub(crate) async fn serve(
     // One permit per open connection: past the cap, new connections wait
     // in the kernel's backlog until one closes.
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let per_client = crate::limits::Connections::new(limits.per_address);
     loop {
         let slot = tokio::select! {
             p = slots.clone().acquire_owned() => p,
@@ -929,6 +947,13 @@ pub(crate) async fn serve(
                 continue;
             }
         };
+        // A client past its share is closed at once: it waits for nobody's slot.
+        let Some(counted) = per_client.open(remote.ip()) else {
+            tracing::debug!(client = %remote.ip(), "connection refused: its address holds its share");
+            drop(sock);
+            continue;
+        };
+        let slot = (slot, counted);
         let _ = sock.set_nodelay(true);
         let is_tls = acceptor.is_some();
         let svc = app.clone().layer(Extension(Remote(remote)));

@@ -36,9 +36,10 @@ mod reports;
 mod tls;
 pub mod view;
 
+mod public;
 pub use audience::subscriptions_json;
 pub use limits::Limits;
-pub use notify::NotifyOptions;
+pub use notify::{check_smtp, NotifyOptions};
 
 use bytes::Bytes;
 use drctl_control::live::Clients;
@@ -243,7 +244,8 @@ impl Shared {
         let state = &self.opts.state;
         let topo = &self.opts.topology;
         let now = self.opts.clock.now();
-        let latest = self.latest.read().unwrap_or_else(|p| p.into_inner()).clone();
+        // Everything rendered here is public: errors by class only.
+        let latest = self.latest.read().unwrap_or_else(|p| p.into_inner()).as_ref().map(public::status);
         let since_day =
             now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64 / 86_400) - view::UPTIME_DAYS;
         let mut uptime = HashMap::new();
@@ -420,6 +422,12 @@ pub async fn run(opts: Options, stop: impl std::future::Future<Output = ()>) -> 
         .await
         .map_err(|e| Error::Listen { addr: opts.listen, why: e.to_string() })?;
     let bound = listener.local_addr().map_err(|e| Error::Listen { addr: opts.listen, why: e.to_string() })?;
+    let admin_listener = match opts.limits.admin_listen {
+        Some(addr) => {
+            Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| Error::Listen { addr, why: e.to_string() })?)
+        }
+        None => None,
+    };
     let scheme = if tls.is_some() { "https" } else { "http" };
     let base_url = opts.base_url.clone().unwrap_or_else(|| format!("{scheme}://{bound}"));
     let forwarder = tls::forwarder(opts.peer_ca.as_deref())?;
@@ -429,6 +437,11 @@ pub async fn run(opts: Options, stop: impl std::future::Future<Output = ()>) -> 
     let shared = Arc::new(shared);
     shared.refresh().await;
     say(&format!("serving {base_url}/ (status page), {base_url}/api/v1/ (operator API)"));
+    if let Some(l) = &admin_listener {
+        if let Ok(a) = l.local_addr() {
+            say(&format!("operators also on {scheme}://{a}/api/v1/ (connections of its own)"));
+        }
+    }
 
     match shared.opts.leadership.clone() {
         None => {
@@ -466,11 +479,18 @@ pub async fn run(opts: Options, stop: impl std::future::Future<Output = ()>) -> 
     // The server stops accepting first, so that nothing new starts while
     // the background tasks wind down.
     let server_stop = CancellationToken::new();
+    let admin = match admin_listener {
+        Some(l) => Some(tokio::spawn(api::serve(shared.clone(), l, tls.clone(), server_stop.clone()))),
+        None => None,
+    };
     let server = tokio::spawn(api::serve(shared.clone(), listener, tls, server_stop.clone()));
     stop.await;
     say("shutting down: no new requests; waiting for background tasks");
     server_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    if let Some(admin) = admin {
+        let _ = tokio::time::timeout(Duration::from_secs(5), admin).await;
+    }
     let mut left = Vec::new();
     let term = shared.leading.write().unwrap_or_else(|p| p.into_inner()).take();
     if let Some(term) = term.filter(|_| shared.opts.leadership.is_some()) {

@@ -294,7 +294,12 @@ impl dyn Store {
 
     /// Opens like [`open`](State::open), with the audit log sealed as `seal` says.
     pub fn open_sealed(url: &str, seal: crate::controller::AuditSeal) -> Result<Arc<State>> {
-        Ok(Arc::new(crate::Sqlite::open(url)?.sealed(seal)))
+        let store = crate::Sqlite::open(url)?;
+        let seal = match store.key_paths() {
+            Some(paths) => seal.or_defaults(paths)?,
+            None => seal,
+        };
+        Ok(Arc::new(store.sealed(seal)))
     }
 
     /// A private in-memory store (tests, dry runs).

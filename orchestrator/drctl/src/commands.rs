@@ -284,11 +284,21 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             crate::serve::subscriptions_list(&*ctx.state(&file)?, output == Output::Json)
         }
         Command::Token(TokenArgs { file, cmd }) => crate::serve::token(&*ctx.state(&file)?, &file, cmd),
+        Command::Keys(KeysArgs { file, cmd }) => {
+            let paths = context::key_paths(&ctx.wiring(&file).state_url);
+            crate::serve::keys(&paths, cmd)
+        }
         Command::Audit(AuditArgs { file, cmd }) => {
             let state = ctx.state(&file)?;
             match cmd {
                 AuditCommand::List { output } => crate::serve::audit_list(&*state, output == Output::Json),
                 AuditCommand::Verify { head, head_file } => {
+                    // Without a head given, the one every writer appends to.
+                    let head_file = head_file.or_else(|| {
+                        (head.is_none())
+                            .then(|| context::default_head_file(&ctx.wiring(&file).state_url))
+                            .filter(|p| p.exists())
+                    });
                     let head = match head_file {
                         Some(path) => Some(
                             drctl_state::controller::last_head(&path)
@@ -316,6 +326,9 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             bench::plan(&entities, runs.max(1), parallel)
         }
         Command::Bench(BenchCommand::Scheduler { topologies, entities }) => bench::scheduler(topologies, entities),
+        Command::Bench(BenchCommand::Connections { idle, trickling, probes, per_address }) => {
+            runtime()?.block_on(bench::connections(idle, trickling, probes, per_address))
+        }
         Command::Bench(BenchCommand::Drill { experiment, runs, base_port }) => {
             runtime()?.block_on(bench::drill(&experiment, runs.max(1), base_port))
         }

@@ -269,6 +269,8 @@ pub enum Command {
     Subscriptions(SubscriptionsArgs),
     /// The append-only, hash-chained audit log.
     Audit(AuditArgs),
+    /// The keys kept outside the state store (what seals secrets and addresses, and the audit key).
+    Keys(KeysArgs),
     /// The status page, for hosting elsewhere.
     #[command(subcommand, name = "status-page")]
     StatusPage(StatusPageCommand),
@@ -362,6 +364,24 @@ pub enum TokenCommand {
         /// The token's name or id (see `drctl token list`).
         name: String,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    /// The topology file; a lab's topology means the lab's state store.
+    #[arg(short = 'f', long = "file", global = true, default_value = "drctl.yaml", value_name = "FILE")]
+    pub file: PathBuf,
+    #[command(subcommand)]
+    pub cmd: KeysCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Where the keys are and their ids.
+    Show,
+    /// Add a fresh data key and audit key: new values are sealed and new
+    /// audit entries chained under them; what older keys sealed still opens.
+    Rotate,
 }
 
 #[derive(Debug, Subcommand)]
@@ -483,6 +503,22 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
+    /// A controller under a connection flood from one address (loopback only): the page and
+    /// /api/v1/status probed from another address.
+    Connections {
+        /// Connections opened and left idle by the flooding address.
+        #[arg(long, default_value_t = 1000)]
+        idle: usize,
+        /// Connections trickling a request's headers, a byte a second.
+        #[arg(long, default_value_t = 500)]
+        trickling: usize,
+        /// Probes of each path from the other address.
+        #[arg(long, default_value_t = 200)]
+        probes: usize,
+        /// The controller's --max-connections-per-address (a large one shows the flood without it).
+        #[arg(long, default_value_t = 32)]
+        per_address: usize,
+    },
     /// Engine overhead: a plan of no-op steps with a durable journal.
     Engine {
         /// Entities of the synthetic topology (about 3/4 of them fail over).
@@ -518,10 +554,14 @@ pub enum BenchCommand {
 /// How the controller tells subscribers (e-mail, webhooks).
 #[derive(Debug, Args)]
 pub struct NotifyArgs {
-    /// The SMTP server e-mail goes through: smtp://HOST:PORT, or smtps://HOST:PORT for TLS; credentials as
-    /// smtp://USER@HOST:PORT with the password in DRCTL_SMTP_PASSWORD. Without it, e-mail subscriptions are refused.
+    /// The SMTP server e-mail goes through: smtps://HOST:PORT (TLS), smtp+starttls://HOST:PORT (STARTTLS
+    /// required) or smtp://HOST:PORT; credentials as USER@HOST:PORT with the password in DRCTL_SMTP_PASSWORD,
+    /// only over TLS (see docs/hardening.md). Without it, e-mail subscriptions are refused.
     #[arg(long, value_name = "URL")]
     pub smtp: Option<String>,
+    /// Allow credentials over plain smtp:// (a relay on this machine): the password may travel in clear.
+    #[arg(long)]
+    pub smtp_insecure: bool,
     /// The From: of the e-mails drctl sends.
     #[arg(long, default_value = "drctl <status@localhost>", value_name = "ADDRESS")]
     pub smtp_from: String,
@@ -545,6 +585,7 @@ impl From<NotifyArgs> for drctl_serve::NotifyOptions {
             every: a.notify_every.max(std::time::Duration::from_millis(100)),
             retry_first: a.notify_retry,
             allow_private_webhooks: a.allow_private_webhooks,
+            smtp_insecure: a.smtp_insecure,
             ..Default::default()
         }
     }
@@ -585,6 +626,16 @@ pub struct LimitArgs {
     /// How long a client may take to send a request's headers before its connection is closed.
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub header_timeout: std::time::Duration,
+    /// Connections one client may hold open (an IPv4 address, an IPv6 /64); past it, closed at once.
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    pub max_connections_per_address: usize,
+    /// How long a client may take to send a request's body (408 past it).
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub body_timeout: std::time::Duration,
+    /// Also serve on this address, with connections of its own: operators reach the API there whatever
+    /// load the public listener is under.
+    #[arg(long, value_name = "ADDR")]
+    pub admin_listen: Option<std::net::SocketAddr>,
 }
 
 impl From<LimitArgs> for drctl_serve::Limits {
@@ -594,6 +645,9 @@ impl From<LimitArgs> for drctl_serve::Limits {
             rate_per_s: a.rate_limit,
             request_timeout: a.request_timeout,
             header_timeout: a.header_timeout,
+            per_address: a.max_connections_per_address,
+            body_timeout: a.body_timeout,
+            admin_listen: a.admin_listen,
         }
     }
 }
