@@ -45,7 +45,7 @@ pub enum RpcError {
     #[error("{}", .0.message())]
     Status(#[from] tonic::Status),
     /// The connection could not be set up (a bad address or TLS file).
-    #[error("{0}")]
+    #[error("{}", with_causes(.0))]
     Transport(#[from] tonic::transport::Error),
     /// A lease keep-alive stream closed, or its lease is gone.
     #[error("{0}")]
@@ -70,6 +70,18 @@ impl RpcError {
             RpcError::KeepAlive(_) => false,
         }
     }
+}
+
+/// tonic's transport errors say only "transport error"; the why is in
+/// their sources.
+fn with_causes(e: &tonic::transport::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    text
 }
 
 /// TLS to the members: the CA that signed their certificates and, for

@@ -34,7 +34,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod grpc;
-pub use grpc::RpcError as EtcdError;
 
 /// How long one call to etcd may take before it is an error.
 pub const OP_TIMEOUT: Duration = Duration::from_secs(5);
