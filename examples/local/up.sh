@@ -47,6 +47,7 @@ if [ -z "$MOTO" ]; then
 fi
 nohup "$MOTO" -H 127.0.0.1 -p 56500 >"$RUN/moto.log" 2>&1 & echo $! > "$RUN/moto.pid"
 for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/56500) 2>/dev/null && break; sleep 0.2; done
+kill -0 "$(cat "$RUN/moto.pid")" 2>/dev/null || { echo "moto did not start ($(tail -1 "$RUN/moto.log")); $HERE/down.sh cleans up" >&2; exit 1; }
 python3 - <<'PY'
 import urllib.request
 def put(path, data=b"", ctype="application/octet-stream"):
