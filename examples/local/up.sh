@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# A small real estate on this machine for the tour in README.md (next to
-# this script): a PostgreSQL primary (port 56432) with a streaming standby
+# A small real estate on this machine for the tour in
+# docs/guide/local-estate.md: a PostgreSQL primary (port 56432) with a streaming standby
 # (56433), and moto's S3 API (56500) with two buckets and a few objects.
 # Stop it with ./down.sh. Needs PostgreSQL's server binaries and python3.
 #
@@ -58,7 +58,7 @@ for i in range(20):
     put(f"local-assets-az1/img/{i:03}.png", bytes([i % 256]) * (1000 + i), "image/png")
 PY
 echo "up: postgres primary 127.0.0.1:56432, standby :56433; S3 (moto) http://127.0.0.1:56500"
-echo "next (the tour in $HERE/README.md):"
+echo "next (the tour in docs/guide/local-estate.md):"
 echo "  export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1"
 echo "  export DRCTL_STATE=sqlite://$RUN/drctl-state.db"
 echo "  drctl status -f $HERE/drctl.yaml"

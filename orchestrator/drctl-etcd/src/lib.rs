@@ -1,4 +1,4 @@
-//! drctl's state and leader election on etcd (docs/reference.md, "High availability").
+//! drctl's state and leader election on etcd (docs/guide/ha-etcd.md).
 //!
 //! A controller whose state sits in one local file dies with its zone, the
 //! day it exists for. With `--state etcd://HOST:PORT[,HOST:PORT...][/PREFIX]`

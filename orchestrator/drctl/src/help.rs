@@ -5,7 +5,8 @@
 //!
 //! The exit codes are drctl's four everywhere: 0 done, 1 failed at run
 //! time, 2 bad input (a file, a flag, a refused request), 3 ran but an
-//! objective is missed. docs/reference.md lists them with the error codes.
+//! objective is missed. docs/reference/exit-and-error-codes.md lists them
+//! with the error codes.
 
 /// `drctl` itself.
 pub const DRCTL: &str = "\
@@ -20,7 +21,8 @@ Exit codes:
   3  ran, but an objective is not met (plan, status, declare, drill)
 
 Every command has its own --help and man page (drctl-COMMAND(1));
-docs/reference.md describes the files, the JSON and the error codes.";
+docs/reference/cli.md describes every command, docs/reference/
+exit-and-error-codes.md the exit and error codes.";
 
 pub const VALIDATE: &str = "\
 Example:

@@ -1,7 +1,7 @@
 //! `drctl`: the command-line front of the orchestrator. Thin glue: parse
 //! flags, call the library crates, print, and map outcomes to drctl's
 //! exit codes (0 done, 1 failed at run time, 2 bad input, 3 objective
-//! missed; docs/reference.md).
+//! missed; docs/reference/exit-and-error-codes.md).
 
 mod bench;
 mod commands;
