@@ -337,6 +337,7 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             let etcd = ctx.state_flag.starts_with("etcd://").then(|| ctx.state_flag.clone());
             runtime()?.block_on(bench::engine(entities, parallel, etcd))
         }
+        Command::Man { dir } => crate::man::write(&dir),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let shell = match shell {

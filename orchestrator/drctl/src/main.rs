@@ -1,14 +1,17 @@
 //! `drctl`: the command-line front of the orchestrator. Thin glue: parse
-//! flags, call the library crates, print, and map outcomes to SPEC §10's
-//! exit codes (0 done, 1 failed at run time, 2 bad input, 3 objective missed).
+//! flags, call the library crates, print, and map outcomes to drctl's
+//! exit codes (0 done, 1 failed at run time, 2 bad input, 3 objective
+//! missed; docs/reference/exit-and-error-codes.md).
 
 mod bench;
 mod commands;
 mod context;
 mod execute;
 mod flags;
+mod help;
 mod lab;
 mod live;
+mod man;
 mod serve;
 mod text;
 

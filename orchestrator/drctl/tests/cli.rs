@@ -305,3 +305,37 @@ fn help_texts_stand_on_their_own() {
     let o = drctl(&["declare", "--help"]);
     assert!(text(&o.stdout).contains("--parallel <N>") && text(&o.stdout).contains("At most this many steps at once"));
 }
+
+#[test]
+fn help_ends_with_an_example_and_the_exit_codes() {
+    for args in [&["--help"][..], &["declare", "--help"], &["lab", "up", "-h"], &["token", "create", "--help"]] {
+        let o = drctl(args);
+        assert_eq!(code(&o), 0, "{args:?}");
+        let help = text(&o.stdout);
+        let (example, exit) = (help.find("\nExample:"), help.find("\nExit codes:"));
+        assert!(example.is_some_and(|e| exit.is_some_and(|x| e < x)), "{args:?}:\n{help}");
+    }
+}
+
+#[test]
+fn man_writes_a_page_per_command_that_man_can_read() {
+    let dir = std::env::temp_dir().join(format!("drctl-man-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let o = drctl(&["man", dir.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    for page in ["drctl.1", "drctl-declare.1", "drctl-lab-up.1", "drctl-token-create.1", "drctl-status-page-export.1"] {
+        let roff = std::fs::read_to_string(dir.join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
+        assert!(roff.contains(".SH EXAMPLE") && roff.contains(".SH \"EXIT STATUS\""), "{page}:\n{roff}");
+    }
+    assert!(!dir.join("drctl-man.1").exists(), "the hidden `man` command has no page of its own");
+    let listed = text(&o.stdout);
+    assert!(listed.lines().count() > 30 && listed.contains("drctl-lab-up.1"), "{listed}");
+    // Rendered as a reader sees it (when groff is installed): the example
+    // keeps its dashes and the exit codes their meaning.
+    if let Ok(r) = Command::new("groff").args(["-man", "-Tutf8", "-P-cbou"]).arg(dir.join("drctl-declare.1")).output() {
+        let page = text(&r.stdout).replace('\u{2010}', "-").replace('\u{2212}', "-");
+        assert!(page.contains("drctl declare -f examples/local/drctl.yaml --zone az1"), "{page}");
+        assert!(page.contains("EXIT STATUS") && page.contains("an RTO target was missed"), "{page}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
