@@ -115,6 +115,37 @@ pub enum Resolution {
     CopyAside,
 }
 
+/// Resolves, one after the other and each audited as [`resolve`] does,
+/// every conflict replication has recorded for the datastores `names` (every
+/// `by: drctl` one when empty), in `zone` only when one is given: after a
+/// failover a former primary can hold thousands, which nobody resolves one
+/// command at a time. Answers one outcome per conflict, in the order they
+/// were recorded; one that fails does not stop the rest.
+#[allow(clippy::too_many_arguments)]
+pub async fn resolve_all(
+    clients: &Clients,
+    topo: &Topology,
+    state: &State,
+    names: &[String],
+    zone: Option<&str>,
+    how: Resolution,
+    who: &crate::declare::Actor,
+) -> Result<Vec<(String, String, String, Result<String, Error>)>, Error> {
+    let ids = selected(topo, names)?;
+    let mut out = Vec::new();
+    for id in ids {
+        let name = topo.entity(id).name.clone();
+        for (z, key, _, _) in state.conflicts(&name)? {
+            if zone.is_some_and(|wanted| wanted != z) {
+                continue;
+            }
+            let r = resolve(clients, topo, state, &name, &z, &key, how, who).await;
+            out.push((name.clone(), z, key, r));
+        }
+    }
+    Ok(out)
+}
+
 /// The key a conflicting object is copied aside to.
 pub fn aside_key(zone: &str, key: &str) -> String {
     format!("drctl-conflicts/{zone}/{key}")

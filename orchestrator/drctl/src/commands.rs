@@ -13,6 +13,8 @@ use std::path::Path;
 
 pub fn run(cli: Cli) -> Result<Outcome, Failure> {
     let ctx = Context::new(cli.state.clone());
+    // Hints printed from here on name the same store this command uses.
+    drctl_core::hint::use_store_flags(topology_file(&cli.command).as_deref(), ctx.state_from_command_line());
     let style = ctx.style;
     match cli.command {
         Command::Status { file, output, watch } => {
@@ -43,19 +45,33 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             let declarer = ctx.declarer(topo, &file.path)?;
             runtime()?.block_on(crate::execute::resume(declarer, &id, &style))
         }
-        Command::Approve { id, step, done, by } => crate::execute::approve(&*ctx.flag_state()?, &id, &step, done, &by),
-        Command::Abort { id } => crate::execute::abort(&*ctx.flag_state()?, &id),
-        Command::Executions { output } => crate::execute::list(&*ctx.flag_state()?, output == Output::Json),
-        Command::Show { id, output, path } => {
-            let state = ctx.flag_state()?;
-            let topo = drctl_core::load(&path).topology;
+        Command::Approve { store, id, step, done, by } => {
+            let by = by.unwrap_or_else(drctl_control::declare::login_name);
+            crate::execute::approve(&*ctx.store(&store)?, &id, &step, done, &by)
+        }
+        Command::Abort { store, id } => crate::execute::abort(&*ctx.store(&store)?, &id),
+        Command::Executions { store, output } => crate::execute::list(&*ctx.store(&store)?, output == Output::Json),
+        Command::Show { id, output, store } => {
+            let state = ctx.store(&store)?;
+            let topo = drctl_core::load(&store.file).topology;
             crate::execute::show(topo.as_ref(), &*state, &id, output == Output::Json, &style)
         }
-        Command::Replicate { file, once, names, resolve, zone, resolution, output } => {
+        Command::Replicate { file, once, names, resolve, resolve_all, zone, resolution, output } => {
             let topo = load(&file.path, &style)?;
             let wiring = ctx.wiring(&file.path);
             let state = open_state(&wiring.state_url)?;
             let clients = context::clients(&wiring);
+            if let (true, Some(how)) = (resolve_all, resolution) {
+                return runtime()?.block_on(crate::live::resolve_all(
+                    &clients,
+                    &topo,
+                    &*state,
+                    &names,
+                    zone.as_deref(),
+                    how,
+                    output == Output::Json,
+                ));
+            }
             match (resolve, zone, resolution) {
                 (Some(key), Some(zone), Some(how)) => {
                     let [name] = names.as_slice() else {
@@ -246,12 +262,12 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
                 notify: notify.into(),
             })
         }
-        Command::Subscriptions(SubscriptionsArgs { file, cmd: SubscriptionsCommand::List { output } }) => {
-            crate::serve::subscriptions_list(&*ctx.state(&file)?, output == Output::Json)
+        Command::Subscriptions(SubscriptionsArgs { store, cmd: SubscriptionsCommand::List { output } }) => {
+            crate::serve::subscriptions_list(&*ctx.store(&store)?, output == Output::Json)
         }
-        Command::Token(TokenArgs { file, cmd }) => crate::serve::token(&*ctx.state(&file)?, &file, cmd),
-        Command::Audit(AuditArgs { file, cmd }) => {
-            let state = ctx.state(&file)?;
+        Command::Token(TokenArgs { store, cmd }) => crate::serve::token(&*ctx.store(&store)?, &store.file, cmd),
+        Command::Audit(AuditArgs { store, cmd }) => {
+            let state = ctx.store(&store)?;
             match cmd {
                 AuditCommand::List { output } => crate::serve::audit_list(&*state, output == Output::Json),
                 AuditCommand::Verify { head, head_file } => {
@@ -307,6 +323,32 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             runtime()?.block_on(bench::status(datastores, runs.max(1)))
         }
     }
+}
+
+/// The topology file a command reads, which decides its state store.
+fn topology_file(command: &Command) -> Option<std::path::PathBuf> {
+    Some(match command {
+        Command::Validate { file, .. }
+        | Command::Plan { file, .. }
+        | Command::Graph { file, .. }
+        | Command::IamPolicy { file, .. }
+        | Command::Status { file, .. }
+        | Command::Replicate { file, .. }
+        | Command::Declare { file, .. }
+        | Command::Resume { file, .. }
+        | Command::Serve { file, .. }
+        | Command::StatusPage(StatusPageCommand::Export { file, .. }) => file.path.clone(),
+        Command::Approve { store, .. }
+        | Command::Abort { store, .. }
+        | Command::Executions { store, .. }
+        | Command::Show { store, .. }
+        | Command::Token(TokenArgs { store, .. })
+        | Command::Audit(AuditArgs { store, .. })
+        | Command::Subscriptions(SubscriptionsArgs { store, .. }) => store.file.clone(),
+        Command::Drill { lab: true, lab_dir, .. } => lab_dir.join(drctl_lab_api::TOPOLOGY_FILE),
+        Command::Drill { file, .. } => file.clone()?,
+        _ => return None,
+    })
 }
 
 /// Where primaries are now according to the state store (after failovers),

@@ -46,6 +46,10 @@ pub async fn declare(
     let proposal = declarer.propose(decl, None).await.map_err(control_error)?;
     let id = proposal.id.clone();
     println!("{id}");
+    if !dry_run {
+        // Typed as printed, these reach this execution in this store.
+        println!("  `{}` follows it; `{}` stops it", hint(&format!("show {id}")), hint(&format!("abort {id}")));
+    }
     print!("{}", crate::text::plan(&declarer.topology, &proposal.prepared.plan.plan, style));
     println!();
     for c in &proposal.prepared.checks {
@@ -74,8 +78,10 @@ pub async fn declare(
         let question = Confirmation { entities: proposal.prepared.plan.plan.entities.len(), scope, alive };
         let stdin = std::io::stdin();
         if !question.ask(&mut stdin.lock(), &mut std::io::stdout()) {
-            println!("not declared");
-            return Ok(Outcome::Done);
+            // Not a decision to record: nothing was declared, and a script
+            // or a tired commander must not read it as done.
+            eprintln!("{} not declared: the answer was not the confirmation asked for; nothing was recorded", style.red("✗"));
+            return Ok(Outcome::Failed);
         }
     }
     declarer.record(&proposal, &who, false, IncidentPolicy::Open).map_err(control_error)?;
@@ -168,9 +174,15 @@ async fn run(declarer: &Declarer, id: &str, resuming: Option<Actor>, style: &Sty
     finish(Some(&declarer.topology), &*declarer.state, id, style)
 }
 
+/// A drctl command as a hint: with the flags that reach this process's store.
+fn hint(args: &str) -> String {
+    drctl_core::hint::drctl(args)
+}
+
 fn finish(topo: Option<&Topology>, state: &State, id: &str, style: &Style) -> Result<Outcome, Failure> {
     let report = failover::report(topo, state, id).map_err(control_error)?;
     print!("{}", render(&report, style));
+    println!("`{}` shows it again; `{}` lists every execution", hint(&format!("show {id}")), hint("executions"));
     let ok = report["state"] == exec_state::SUCCEEDED;
     let meets = report["entities"].as_array().is_some_and(|a| a.iter().all(|e| e["meets_rto"] == true));
     Ok(match (ok, meets) {
@@ -227,7 +239,7 @@ pub fn approve(state: &State, id: &str, step: &str, done: bool, by: &str) -> Res
         }
         let row = state.execution(id).map_err(state_error)?;
         if !drctl_state::journal::exec_state::is_final(&row.state) && !state_has_owner(state, id) {
-            println!("nothing runs {id} right now: `drctl resume {id}` carries on from here");
+            println!("nothing runs {id} right now: `{}` carries on from here", hint(&format!("resume {id}")));
         }
     } else {
         println!("{step} of {id} was already approved");

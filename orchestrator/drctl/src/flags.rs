@@ -114,9 +114,12 @@ pub enum Command {
         #[arg(value_name = "NAME")]
         names: Vec<String>,
         /// Resolve a conflict instead (one datastore NAME): the key of the object replication left alone.
-        #[arg(long, value_name = "KEY", requires = "zone", requires = "resolution")]
+        #[arg(long, value_name = "KEY", requires = "zone", requires = "resolution", conflicts_with = "resolve_all")]
         resolve: Option<String>,
-        /// The zone of the conflicting object's bucket (with --resolve).
+        /// Resolve every recorded conflict of the NAMEd datastores (default: all), in --zone only when given.
+        #[arg(long, requires = "resolution")]
+        resolve_all: bool,
+        /// The zone of the conflicting object's bucket (with --resolve; narrows --resolve-all).
         #[arg(long, value_name = "ZONE")]
         zone: Option<String>,
         /// How to resolve it: keep it as it is (replication leaves it alone), discard it (the next pass
@@ -158,6 +161,8 @@ pub enum Command {
     },
     /// Approve a step waiting for approval, or decide on a step a crash interrupted.
     Approve {
+        #[command(flatten)]
+        store: StoreArgs,
         /// The execution id (the first line `drctl declare` printed; see `drctl executions`).
         id: String,
         /// The step id, e.g. `payments/approve` (see `drctl show ID`).
@@ -165,17 +170,21 @@ pub enum Command {
         /// The interrupted step's effect did happen: record it as done without running it again.
         #[arg(long)]
         done: bool,
-        /// Who approves (default: $USER).
-        #[arg(long, env = "USER", default_value = "operator")]
-        by: String,
+        /// Who approves (default: your login name).
+        #[arg(long, value_name = "NAME")]
+        by: Option<String>,
     },
     /// Ask a running execution to stop: running steps finish, the rest is skipped.
     Abort {
+        #[command(flatten)]
+        store: StoreArgs,
         /// The execution id (see `drctl executions`).
         id: String,
     },
     /// List executions, newest first.
     Executions {
+        #[command(flatten)]
+        store: StoreArgs,
         /// Text for people, JSON for scripts.
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
@@ -187,9 +196,9 @@ pub enum Command {
         /// Text for people, JSON for scripts.
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
-        /// The topology, for RTO targets.
-        #[arg(short = 'f', long = "file", default_value = "drctl.yaml", value_name = "FILE")]
-        path: PathBuf,
+        /// The topology (for RTO targets) whose state store holds the execution.
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Print the JSON Schema of the topology file (for editors).
     Schema,
@@ -287,21 +296,30 @@ pub enum Command {
     },
 }
 
-/// The topology only decides the state store: a lab's topology means the lab's.
+/// Which state store a command that reads or changes executions, tokens,
+/// subscriptions or the audit log uses: the one its topology file uses (a
+/// lab's topology means the lab's store), unless `--state` or `DRCTL_STATE`
+/// names one. Every such command includes it, so `-f` means the same
+/// everywhere and a hint drctl prints works when typed as printed.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// The topology file whose state store to use (a lab's topology: the lab's store); --state wins.
+    #[arg(short = 'f', long = "file", global = true, default_value = drctl_core::hint::DEFAULT_FILE, value_name = "FILE")]
+    pub file: PathBuf,
+}
+
 #[derive(Debug, Args)]
 pub struct TokenArgs {
-    /// The topology file; a lab's topology means the lab's state store.
-    #[arg(short = 'f', long = "file", global = true, default_value = "drctl.yaml", value_name = "FILE")]
-    pub file: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
     #[command(subcommand)]
     pub cmd: TokenCommand,
 }
 
 #[derive(Debug, Args)]
 pub struct AuditArgs {
-    /// The topology file; a lab's topology means the lab's state store.
-    #[arg(short = 'f', long = "file", global = true, default_value = "drctl.yaml", value_name = "FILE")]
-    pub file: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
     #[command(subcommand)]
     pub cmd: AuditCommand,
 }
@@ -522,12 +540,10 @@ impl From<NotifyArgs> for drctl_serve::NotifyOptions {
     }
 }
 
-/// The topology only decides the state store: a lab's topology means the lab's.
 #[derive(Debug, Args)]
 pub struct SubscriptionsArgs {
-    /// The topology file; a lab's topology means the lab's state store.
-    #[arg(short = 'f', long = "file", global = true, default_value = "drctl.yaml", value_name = "FILE")]
-    pub file: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
     #[command(subcommand)]
     pub cmd: SubscriptionsCommand,
 }
