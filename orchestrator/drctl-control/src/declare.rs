@@ -216,7 +216,7 @@ impl Declarer {
         }
         let scope = p.decl.lost_zones(topo).into_iter().chain(p.decl.targets.clone()).collect::<Vec<_>>().join(", ");
         Ok(self.state.create_incident(
-            &format!("Failover in progress: {scope}"),
+            &format!("{}{scope}", drctl_state::controller::FAILOVER_TITLE),
             "identified",
             // The declaration's reason is internal (the journal and the audit
             // log keep it); customers read a plain statement, which operators

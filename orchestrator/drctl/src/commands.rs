@@ -266,6 +266,7 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             crate::serve::subscriptions_list(&*ctx.store(&store)?, output == Output::Json)
         }
         Command::Token(TokenArgs { store, cmd }) => crate::serve::token(&*ctx.store(&store)?, &store.file, cmd),
+        Command::CustomerLink(args) => crate::serve::customer_link(&*ctx.store(&args.store)?, args),
         Command::Audit(AuditArgs { store, cmd }) => {
             let state = ctx.store(&store)?;
             match cmd {
@@ -344,7 +345,8 @@ fn topology_file(command: &Command) -> Option<std::path::PathBuf> {
         | Command::Show { store, .. }
         | Command::Token(TokenArgs { store, .. })
         | Command::Audit(AuditArgs { store, .. })
-        | Command::Subscriptions(SubscriptionsArgs { store, .. }) => store.file.clone(),
+        | Command::Subscriptions(SubscriptionsArgs { store, .. })
+        | Command::CustomerLink(CustomerLinkArgs { store, .. }) => store.file.clone(),
         Command::Drill { lab: true, lab_dir, .. } => lab_dir.join(drctl_lab_api::TOPOLOGY_FILE),
         Command::Drill { file, .. } => file.clone()?,
         _ => return None,

@@ -250,6 +250,9 @@ pub enum Command {
     Subscriptions(SubscriptionsArgs),
     /// The append-only, hash-chained audit log.
     Audit(AuditArgs),
+    /// A link that opens one customer's contract page in a browser: signed, expiring, revocable.
+    #[command(name = "customer-link", args_conflicts_with_subcommands = true)]
+    CustomerLink(CustomerLinkArgs),
     /// The status page, for hosting elsewhere.
     #[command(subcommand, name = "status-page")]
     StatusPage(StatusPageCommand),
@@ -322,6 +325,38 @@ pub struct AuditArgs {
     pub store: StoreArgs,
     #[command(subcommand)]
     pub cmd: AuditCommand,
+}
+
+#[derive(Debug, Args)]
+pub struct CustomerLinkArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// The customer (a `customer:` of the topology's `contracts`) to make a link for.
+    #[arg(value_name = "CUSTOMER")]
+    pub customer: Option<String>,
+    /// How long the link opens the page (at most 90 days).
+    #[arg(long, default_value = "7d", value_parser = parse_duration, value_name = "DURATION")]
+    pub ttl: std::time::Duration,
+    /// The controller's public URL, which the link points at.
+    #[arg(long, default_value = "http://127.0.0.1:8080", value_name = "URL")]
+    pub base_url: String,
+    #[command(subcommand)]
+    pub cmd: Option<CustomerLinkCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CustomerLinkCommand {
+    /// Every link: its customer, until when it works, whether it was revoked (never the secrets).
+    List {
+        /// Text for people, JSON for scripts.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Revoke a link: it, and every browser session opened with it, stop working at once.
+    Revoke {
+        /// The link's id (printed when it was made; see `drctl customer-link list`).
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
