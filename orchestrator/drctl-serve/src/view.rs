@@ -318,3 +318,76 @@ pub fn build(i: Inputs) -> View {
         subscribe_form: false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use drctl_core::status::ServiceStatus;
+    use std::time::Duration;
+
+    const TOPO: &str = "version: 1\nname: shop\nzones: [ { name: az1, region: r1 } ]\n\
+        objectives: { tier-0: { rpo: 5s, rto: 2m } }\n\
+        services: [ { name: checkout, tier: tier-0, zones: [az1] } ]\n";
+
+    fn view(status: Option<StatusReport>, uptime: Vec<UptimeDay>, now: SystemTime) -> View {
+        let topo = drctl_core::load_str(TOPO, std::path::Path::new("t.yaml")).topology.unwrap();
+        build(Inputs {
+            topo: &topo,
+            status: status.as_ref(),
+            incidents: vec![],
+            maintenance: vec![],
+            uptime: [("checkout".to_string(), uptime)].into_iter().collect(),
+            drills: &[],
+            running_executions: vec![],
+            now,
+            expected_checks_per_day: 1440,
+        })
+    }
+
+    fn status(healthy: bool, rto: Option<f64>, meets_rto: bool) -> StatusReport {
+        StatusReport {
+            at: "2026-12-06T00:00:00Z".into(),
+            datastores: vec![],
+            services: vec![ServiceStatus {
+                name: "checkout".into(),
+                healthy,
+                rto_estimate_s: rto,
+                rto_target_s: Some(120.0),
+                meets_rto,
+                error: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_state_other_than_operational_says_why() {
+        let now = UNIX_EPOCH + Duration::from_secs(20_000 * 86_400);
+        let up = view(Some(status(true, Some(10.0), true)), vec![], now);
+        assert_eq!((up.services[0].state, up.services[0].why.clone()), (State::Operational, None));
+        let down = view(Some(status(false, Some(10.0), true)), vec![], now);
+        assert_eq!(down.services[0].why, Some(Why::Down { failing_over: false }));
+        let slow = view(Some(status(true, Some(300.0), false)), vec![], now);
+        assert_eq!(slow.services[0].state, State::DegradedPerformance);
+        assert_eq!(slow.services[0].why, Some(Why::RtoOver { rto_s: Some(300.0), target_s: Some(120.0) }));
+    }
+
+    #[test]
+    fn uptime_counts_its_days_and_the_controllers_gaps_as_unknown() {
+        let today = 20_000;
+        // Noon today; sampled once a minute: yesterday fully, the day
+        // before from its first check on, today half as often as expected.
+        let now = UNIX_EPOCH + Duration::from_secs(today as u64 * 86_400 + 43_200);
+        let days = vec![
+            UptimeDay { day: today - 2, checks: 100, healthy: 100 },
+            UptimeDay { day: today - 1, checks: 1440, healthy: 1440 },
+            UptimeDay { day: today, checks: 360, healthy: 360 },
+        ];
+        let v = view(Some(status(true, Some(10.0), true)), days, now);
+        let s = &v.services[0];
+        assert_eq!(s.uptime_days, 3, "measured over 3 days, not 90");
+        assert_eq!(s.uptime_90d, Some(100.0));
+        // 360 of the 720 checks due this morning are missing: 360 of 100 + 1440 + 720.
+        let unknown = s.uptime_unknown_pct.unwrap();
+        assert!((unknown - 360.0 / 2260.0 * 100.0).abs() < 0.01, "{unknown}");
+    }
+}
