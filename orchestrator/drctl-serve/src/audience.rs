@@ -557,7 +557,18 @@ async fn customer_page(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult {
-    let contract = customer_access(&s, &headers, remote, &name)?;
+    let contract = match customer_access(&s, &headers, remote, &name) {
+        Ok(c) => c,
+        // A person in a browser is told how to get in, not shown JSON.
+        Err(e) if e.status == StatusCode::UNAUTHORIZED && !wants_json(&headers) => {
+            return Ok(html(
+                StatusCode::UNAUTHORIZED,
+                Lang::En,
+                r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Your contract page</title></head><body><h1>Open your contract page through your link</h1><p>This page opens through the link we sent you. If it has expired or was revoked, ask your contact for a new one.</p></body></html>"#.to_string(),
+            ));
+        }
+        Err(e) => return Err(e),
+    };
     let evidence = crate::customers::evidence_now(&s, contract);
     if wants_json(&headers) {
         return Ok(Json(evidence).into_response());

@@ -55,7 +55,9 @@ pub(crate) fn draft(r: &Record) -> String {
     let e = r.execution;
     let t0 = e.declared_at;
     let mut out = String::new();
-    let _ = writeln!(out, "# Post-incident report: {}", r.incident.title);
+    // A report is of what happened: titled as the incident reads once resolved.
+    let title = drctl_state::controller::shown_title(r.incident.title.clone(), "resolved");
+    let _ = writeln!(out, "# Post-incident report: {title}");
     let _ = writeln!(out);
     let _ = writeln!(
         out,

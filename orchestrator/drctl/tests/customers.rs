@@ -486,7 +486,7 @@ fn a_customer_sees_its_own_contract_and_the_report_of_a_real_failover() {
     };
     let draft = report["body"].as_str().unwrap();
     for part in [
-        "# Post-incident report: Failover in progress",
+        "# Post-incident report: Failed over: orders-db, checkout",
         "## Who decided what",
         "ic `declare`",
         "## Steps",
@@ -540,7 +540,7 @@ fn a_customer_sees_its_own_contract_and_the_report_of_a_real_failover() {
         .json(&json!({"status": "resolved", "body": "All services run from az2."}))
         .send()
         .unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().unwrap_or_default());
+    assert_eq!(r.status(), 201, "{}", r.text().unwrap_or_default());
     wait_for("the page to show the resolved title", 30, || {
         c.get(format!("{base}/incidents/{incident}")).send().unwrap().text().unwrap().contains("Failed over: ")
     });
