@@ -371,11 +371,7 @@ pub async fn still_alive(topo: &Topology, state: &State, clients: &Clients, decl
 /// lost. A URL shared by several zones (a front door, a load balancer)
 /// answers from whichever zone is left, so it passing says nothing about
 /// the declared zone and listing it would alarm on every declaration.
-fn zone_health(
-    topo: &Topology,
-    s: &drctl_core::topology::Service,
-    lost: &[String],
-) -> Option<(String, Duration)> {
+fn zone_health(topo: &Topology, s: &drctl_core::topology::Service, lost: &[String]) -> Option<(String, Duration)> {
     let h = s.health.as_ref()?;
     match s.zones.as_slice() {
         [only] if lost.contains(&topo.zones[*only].name) => Some((h.url.clone(), h.timeout)),

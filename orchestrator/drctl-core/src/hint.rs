@@ -42,8 +42,7 @@ pub fn drctl(args: &str) -> String {
 
 /// A word as a POSIX shell reads it back: unchanged when it is plain.
 fn quote(word: &str) -> String {
-    let plain =
-        !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:@%+=,".contains(c));
+    let plain = !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:@%+=,".contains(c));
     if plain {
         word.to_string()
     } else {

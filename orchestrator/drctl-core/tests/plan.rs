@@ -238,9 +238,8 @@ fn unknown_scope_names_are_bad_input_with_the_choices() {
         plan(&t, &Scope { regions: vec!["eu-west-1".into()], ..Scope::default() }, &Observations::default(), None)
             .unwrap_err();
     assert!(matches!(err, Error::UnknownRegion { .. }));
-    let err =
-        plan(&t, &Scope { regions: vec!["us-east1".into()], ..Scope::default() }, &Observations::default(), None)
-            .unwrap_err();
+    let err = plan(&t, &Scope { regions: vec!["us-east1".into()], ..Scope::default() }, &Observations::default(), None)
+        .unwrap_err();
     assert!(err.to_string().contains("did you mean `us-east-1`?"), "{err}");
     assert_eq!(plan(&t, &zones(&["use1-az1"]), &Observations::default(), Some(0)).unwrap_err(), Error::ZeroParallel);
 }

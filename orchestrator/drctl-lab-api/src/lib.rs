@@ -68,8 +68,7 @@ pub fn is_lab_topology(topology: &Path) -> bool {
     }
     use std::io::Read;
     let mut head = [0u8; TOPOLOGY_MARK.len()];
-    std::fs::File::open(topology).and_then(|mut f| f.read_exact(&mut head)).is_ok()
-        && head == TOPOLOGY_MARK.as_bytes()
+    std::fs::File::open(topology).and_then(|mut f| f.read_exact(&mut head)).is_ok() && head == TOPOLOGY_MARK.as_bytes()
 }
 
 impl Manifest {

@@ -323,7 +323,9 @@ fn why_text(why: &crate::view::Why, w: &Words) -> String {
             w.why_rpo_over.replace("{rpo}", &s(Some(*rpo_s))).replace("{target}", &s(Some(*target_s)))
         }
         Why::RpoUnknown => w.why_rpo_unknown.to_string(),
-        Why::RtoOver { rto_s, target_s } => w.why_rto_over.replace("{rto}", &s(*rto_s)).replace("{target}", &s(*target_s)),
+        Why::RtoOver { rto_s, target_s } => {
+            w.why_rto_over.replace("{rto}", &s(*rto_s)).replace("{target}", &s(*target_s))
+        }
     }
 }
 

@@ -75,16 +75,28 @@ pub struct ServiceView {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Why {
     /// Its health check fails (and, when `failing_over`, it is being moved).
-    Down { failing_over: bool },
-    Maintenance { title: String },
+    Down {
+        failing_over: bool,
+    },
+    Maintenance {
+        title: String,
+    },
     FailingOver,
-    Incident { title: String },
+    Incident {
+        title: String,
+    },
     /// The data a failure would lose now is above its target.
-    RpoOver { rpo_s: f64, target_s: f64 },
+    RpoOver {
+        rpo_s: f64,
+        target_s: f64,
+    },
     /// Nothing measures that its data is protected right now.
     RpoUnknown,
     /// A failover would take longer than its target (or cannot recover it).
-    RtoOver { rto_s: Option<f64>, target_s: Option<f64> },
+    RtoOver {
+        rto_s: Option<f64>,
+        target_s: Option<f64>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -184,8 +196,7 @@ fn unknown_share(days: &[UptimeDay], today: i64, now: SystemTime, expected_per_d
     if expected_per_day <= 0 {
         return (measured.len() as i64, None);
     }
-    let into_today =
-        now.duration_since(UNIX_EPOCH).map_or(0.0, |d| (d.as_secs_f64() % 86_400.0) / 86_400.0);
+    let into_today = now.duration_since(UNIX_EPOCH).map_or(0.0, |d| (d.as_secs_f64() % 86_400.0) / 86_400.0);
     let (mut expected, mut missing) = (0.0f64, 0.0f64);
     for (n, d) in measured.iter().enumerate() {
         let full = expected_per_day as f64;
@@ -246,9 +257,7 @@ pub fn build(i: Inputs) -> View {
         let rto_target = e.targets.rto.map(|d| d.as_secs_f64());
         let why = match state {
             State::Operational => None,
-            State::MajorOutage | State::PartialOutage if healthy == Some(false) => {
-                Some(Why::Down { failing_over })
-            }
+            State::MajorOutage | State::PartialOutage if healthy == Some(false) => Some(Why::Down { failing_over }),
             State::PartialOutage => Some(Why::FailingOver),
             State::UnderMaintenance => active_maintenance
                 .iter()

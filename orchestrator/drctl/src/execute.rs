@@ -80,7 +80,10 @@ pub async fn declare(
         if !question.ask(&mut stdin.lock(), &mut std::io::stdout()) {
             // Not a decision to record: nothing was declared, and a script
             // or a tired commander must not read it as done.
-            eprintln!("{} not declared: the answer was not the confirmation asked for; nothing was recorded", style.red("✗"));
+            eprintln!(
+                "{} not declared: the answer was not the confirmation asked for; nothing was recorded",
+                style.red("✗")
+            );
             return Ok(Outcome::Failed);
         }
     }

@@ -246,7 +246,12 @@ pub fn customer_link(state: &State, args: CustomerLinkArgs) -> Result<Outcome, F
             Ok(Outcome::Done)
         }
         (Some(CustomerLinkCommand::Revoke { id }), _) => {
-            crate::context::audit(state, "customer_link.revoke", &format!("link {id}"), &serde_json::json!({"id": id}))?;
+            crate::context::audit(
+                state,
+                "customer_link.revoke",
+                &format!("link {id}"),
+                &serde_json::json!({"id": id}),
+            )?;
             let l = state.revoke_customer_link(&id, now).map_err(crate::execute::state_error)?;
             println!("revoked link {} to {}'s page; browsers it opened are logged out", l.id, l.customer);
             Ok(Outcome::Done)
@@ -260,7 +265,9 @@ pub fn customer_link(state: &State, args: CustomerLinkArgs) -> Result<Outcome, F
             }
             let base = args.base_url.trim_end_matches('/');
             if !(base.starts_with("http://") || base.starts_with("https://")) {
-                return Err(Failure::bad_input(format!("--base-url `{base}`: an http(s) URL, e.g. https://status.example.com")));
+                return Err(Failure::bad_input(format!(
+                    "--base-url `{base}`: an http(s) URL, e.g. https://status.example.com"
+                )));
             }
             check_contract(&args.store.file, &customer)?;
             let expires = now + args.ttl;

@@ -718,7 +718,8 @@ fn a_customer_link_opens_the_contract_page_in_a_browser_until_it_expires_or_is_r
 
     // Opened: the secret is exchanged for a session cookie at once, and the
     // browser is sent on to the clean address.
-    let c = reqwest::blocking::Client::builder().no_proxy().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let c =
+        reqwest::blocking::Client::builder().no_proxy().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let r = c.get(&url).send().unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["referrer-policy"], "no-referrer");
