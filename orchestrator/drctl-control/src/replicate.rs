@@ -135,12 +135,28 @@ pub async fn resolve_all(
     let mut out = Vec::new();
     for id in ids {
         let name = topo.entity(id).name.clone();
-        for (z, key, _, _) in state.conflicts(&name)? {
+        // Per zone, the conflicts still standing once these are resolved.
+        let mut left: Vec<(String, Vec<(String, String, String)>)> = Vec::new();
+        for (z, key, etag, reason) in state.conflicts(&name)? {
             if zone.is_some_and(|wanted| wanted != z) {
                 continue;
             }
             let r = resolve(clients, topo, state, &name, &z, &key, how, who).await;
+            let at = match left.iter().position(|(lz, _)| *lz == z) {
+                Some(i) => i,
+                None => {
+                    left.push((z.clone(), Vec::new()));
+                    left.len() - 1
+                }
+            };
+            if r.is_err() {
+                left[at].1.push((key.clone(), etag, reason));
+            }
             out.push((name.clone(), z, key, r));
+        }
+        // What was resolved leaves `status` now, not only after the next pass.
+        for (z, rows) in left {
+            state.replace_conflicts(&name, &z, &rows)?;
         }
     }
     Ok(out)
