@@ -115,6 +115,12 @@ pub enum Resolution {
     CopyAside,
 }
 
+/// A conflict as the store keeps it per zone: (key, ETag, reason).
+type ConflictRow = (String, String, String);
+
+/// What [`resolve_all`] did with one conflict: (datastore, zone, key, outcome).
+pub type ResolvedConflict = (String, String, String, Result<String, Error>);
+
 /// Resolves, one after the other and each audited as [`resolve`] does,
 /// every conflict replication has recorded for the datastores `names` (every
 /// `by: drctl` one when empty), in `zone` only when one is given: after a
@@ -130,13 +136,13 @@ pub async fn resolve_all(
     zone: Option<&str>,
     how: Resolution,
     who: &crate::declare::Actor,
-) -> Result<Vec<(String, String, String, Result<String, Error>)>, Error> {
+) -> Result<Vec<ResolvedConflict>, Error> {
     let ids = selected(topo, names)?;
     let mut out = Vec::new();
     for id in ids {
         let name = topo.entity(id).name.clone();
         // Per zone, the conflicts still standing once these are resolved.
-        let mut left: Vec<(String, Vec<(String, String, String)>)> = Vec::new();
+        let mut left: Vec<(String, Vec<ConflictRow>)> = Vec::new();
         for (z, key, etag, reason) in state.conflicts(&name)? {
             if zone.is_some_and(|wanted| wanted != z) {
                 continue;

@@ -311,7 +311,7 @@ services:
     let conflict_lines: Vec<&str> = text.lines().filter(|l| l.contains("assets:") || l.contains("resolve")).collect();
     assert!(conflict_lines.len() <= 2, "a count, not a line per object: {text}");
     assert!(text.contains("12 objects in az1 kept") && text.contains("and 9 more"), "{text}");
-    let last = text.lines().filter(|l| !l.trim().is_empty()).next_back().unwrap();
+    let last = text.lines().rfind(|l| !l.trim().is_empty()).unwrap();
     assert!(last.contains("1 of 1 service down"), "the last line counts services down: {last}");
     let hint = text
         .split('`')
