@@ -139,10 +139,40 @@ impl Actor {
         Actor { name: name.into(), source: source.into() }
     }
 
-    /// The person at this terminal.
+    /// The person at this terminal, by their login name.
     pub fn cli() -> Actor {
-        Actor::new(std::env::var("USER").unwrap_or_else(|_| "unknown".into()), "cli")
+        Actor::new(login_name(), "cli")
     }
+}
+
+/// The login name of whoever runs this process: `$USER` (or `$LOGNAME`)
+/// when set, else the name the password database gives this process's
+/// user id (a cron job, a `systemd` unit or `env -i` has no `$USER`, and an
+/// audit entry by "unknown" tells the security team nothing), else `uid N`.
+pub fn login_name() -> String {
+    for var in ["USER", "LOGNAME"] {
+        if let Some(v) = std::env::var(var).ok().filter(|v| !v.trim().is_empty()) {
+            return v;
+        }
+    }
+    // The process's own /proc entry belongs to its effective user id.
+    let Ok(uid) = std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m)) else {
+        return "unknown".into();
+    };
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|p| name_of_uid(&p, uid))
+        .unwrap_or_else(|| format!("uid {uid}"))
+}
+
+/// The user name `passwd` (the text of /etc/passwd) gives `uid`.
+fn name_of_uid(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let id: u32 = fields.nth(1)?.parse().ok()?;
+        (id == uid && !name.is_empty()).then(|| name.to_string())
+    })
 }
 
 /// Writes one audit entry. A change whose entry cannot be written does not
@@ -286,7 +316,7 @@ impl Declarer {
         }
         let scope = p.decl.lost_zones(topo).into_iter().chain(p.decl.targets.clone()).collect::<Vec<_>>().join(", ");
         Ok(self.state.create_incident(
-            &format!("Failover in progress: {scope}"),
+            &format!("{}{scope}", drctl_state::controller::FAILOVER_TITLE),
             "identified",
             // The declaration's reason is internal (the journal and the audit
             // log keep it); customers read a plain statement, which operators
@@ -511,31 +541,30 @@ impl PauseView {
 
     /// The commands that go on, each typed exactly as shown, with what it
     /// does. `file`: the `-f FILE` the commander declared with, if any.
-    pub fn commands(&self, file: Option<&str>) -> Vec<(String, String)> {
+    pub fn commands(&self) -> Vec<(String, String)> {
         let id = &self.execution;
-        let f = file.map(|f| format!(" -f {}", shell_word(f))).unwrap_or_default();
         let mut out = Vec::new();
         for s in &self.failed {
             let step = shell_word(&s.id);
             if !s.overrides.is_empty() {
                 out.push((
-                    format!("drctl retry {id} {step} {}{f}", s.overrides.join(" ")),
+                    drctl_core::hint::drctl(&format!("retry {id} {step} {}", s.overrides.join(" "))),
                     format!("runs it again, lifting the check its error names ({})", s.overrides.join(" ")),
                 ));
             }
-            out.push((format!("drctl retry {id} {step}{f}"), "runs it again as it is".to_string()));
+            out.push((drctl_core::hint::drctl(&format!("retry {id} {step}")), "runs it again as it is".to_string()));
             let gives_up = if s.needed_by.is_empty() {
                 "gives it up; the rest goes on".to_string()
             } else {
                 format!("gives it up, and what needs it: {}", s.needed_by.join(", "))
             };
-            out.push((format!("drctl skip {id} {step}{f}"), gives_up));
+            out.push((drctl_core::hint::drctl(&format!("skip {id} {step}")), gives_up));
             out.push((
-                format!("drctl approve {id} {step} --done{f}"),
+                drctl_core::hint::drctl(&format!("approve {id} {step} --done")),
                 "you did it by hand: it counts as done and what needs it goes on".to_string(),
             ));
         }
-        out.push((format!("drctl abort {id}{f}"), "stops here: nothing more changes".to_string()));
+        out.push((drctl_core::hint::drctl(&format!("abort {id}")), "stops here: nothing more changes".to_string()));
         out
     }
 }
@@ -640,5 +669,18 @@ pub fn handed_over(e: &Error) -> bool {
         }
         Error::State(drctl_state::Error::NotLeader(_)) => true,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_uid_is_named_by_the_password_database() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\n# comment\nalice:x:1000:1000:Alice:/home/alice:/bin/sh\n";
+        assert_eq!(name_of_uid(passwd, 1000).as_deref(), Some("alice"));
+        assert_eq!(name_of_uid(passwd, 0).as_deref(), Some("root"));
+        assert_eq!(name_of_uid(passwd, 42), None);
     }
 }

@@ -372,8 +372,7 @@ pub async fn still_alive(topo: &Topology, state: &State, clients: &Clients, decl
     }
     let checks: Vec<(String, String, Duration)> = topo
         .services()
-        .filter(|(_, _, s)| s.zones.iter().any(|z| lost.contains(&topo.zones[*z].name)))
-        .filter_map(|(_, e, s)| s.health.as_ref().map(|h| (e.name.clone(), h.url.clone(), h.timeout)))
+        .filter_map(|(_, e, s)| zone_health(topo, s, &lost).map(|(url, t)| (e.name.clone(), url, t)))
         .collect();
     let results = futures::future::join_all(
         checks
@@ -387,6 +386,19 @@ pub async fn still_alive(topo: &Topology, state: &State, clients: &Clients, decl
         }
     }
     alive
+}
+
+/// The health check that speaks for a service in the lost zones alone:
+/// its one URL when the service runs in one zone only, and that zone is
+/// lost. A URL shared by several zones (a front door, a load balancer)
+/// answers from whichever zone is left, so it passing says nothing about
+/// the declared zone and listing it would alarm on every declaration.
+fn zone_health(topo: &Topology, s: &drctl_core::topology::Service, lost: &[String]) -> Option<(String, Duration)> {
+    let h = s.health.as_ref()?;
+    match s.zones.as_slice() {
+        [only] if lost.contains(&topo.zones[*only].name) => Some((h.url.clone(), h.timeout)),
+        _ => None,
+    }
 }
 
 /// A new execution id: time-ordered and readable (`20261125-225301-7f3a`).

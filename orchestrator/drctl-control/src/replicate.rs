@@ -115,6 +115,59 @@ pub enum Resolution {
     CopyAside,
 }
 
+/// A conflict as the store keeps it per zone: (key, ETag, reason).
+type ConflictRow = (String, String, String);
+
+/// What [`resolve_all`] did with one conflict: (datastore, zone, key, outcome).
+pub type ResolvedConflict = (String, String, String, Result<String, Error>);
+
+/// Resolves, one after the other and each audited as [`resolve`] does,
+/// every conflict replication has recorded for the datastores `names` (every
+/// `by: drctl` one when empty), in `zone` only when one is given: after a
+/// failover a former primary can hold thousands, which nobody resolves one
+/// command at a time. Answers one outcome per conflict, in the order they
+/// were recorded; one that fails does not stop the rest.
+#[allow(clippy::too_many_arguments)]
+pub async fn resolve_all(
+    clients: &Clients,
+    topo: &Topology,
+    state: &State,
+    names: &[String],
+    zone: Option<&str>,
+    how: Resolution,
+    who: &crate::declare::Actor,
+) -> Result<Vec<ResolvedConflict>, Error> {
+    let ids = selected(topo, names)?;
+    let mut out = Vec::new();
+    for id in ids {
+        let name = topo.entity(id).name.clone();
+        // Per zone, the conflicts still standing once these are resolved.
+        let mut left: Vec<(String, Vec<ConflictRow>)> = Vec::new();
+        for (z, key, etag, reason) in state.conflicts(&name)? {
+            if zone.is_some_and(|wanted| wanted != z) {
+                continue;
+            }
+            let r = resolve(clients, topo, state, &name, &z, &key, how, who).await;
+            let at = match left.iter().position(|(lz, _)| *lz == z) {
+                Some(i) => i,
+                None => {
+                    left.push((z.clone(), Vec::new()));
+                    left.len() - 1
+                }
+            };
+            if r.is_err() {
+                left[at].1.push((key.clone(), etag, reason));
+            }
+            out.push((name.clone(), z, key, r));
+        }
+        // What was resolved leaves `status` now, not only after the next pass.
+        for (z, rows) in left {
+            state.replace_conflicts(&name, &z, &rows)?;
+        }
+    }
+    Ok(out)
+}
+
 /// The key a conflicting object is copied aside to.
 pub fn aside_key(zone: &str, key: &str) -> String {
     format!("drctl-conflicts/{zone}/{key}")

@@ -228,9 +228,45 @@ pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str
     best.map(|(c, _)| c)
 }
 
+/// The name a typed name most likely meant, for a scope on the command
+/// line: a close spelling ([`did_you_mean`]), or else the one name that
+/// contains it as a whole part (`az1` for `lab-az1`, `orders` for
+/// `orders-db`), as people shorten names they type under stress.
+pub fn closest_name<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str> + Clone) -> Option<&'a str> {
+    if let Some(near) = did_you_mean(word, candidates.clone()) {
+        return Some(near);
+    }
+    let w = word.to_ascii_lowercase();
+    if w.is_empty() {
+        return None;
+    }
+    let parts = |c: &str| -> bool {
+        let c = c.to_ascii_lowercase();
+        c.split(['-', '_', '.']).any(|p| p == w)
+            || c.ends_with(&format!("-{w}"))
+            || c.starts_with(&format!("{w}-"))
+            || c.contains(&format!("-{w}-"))
+    };
+    let mut found = candidates.into_iter().filter(|c| parts(c));
+    match (found.next(), found.next()) {
+        (Some(only), None) => Some(only),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shortened_zone_name_suggests_the_one_it_is_part_of() {
+        let zones = ["lab-az1", "lab-az2", "lab-az3"];
+        assert_eq!(closest_name("az1", zones), Some("lab-az1"));
+        assert_eq!(closest_name("lab-az4", zones).map(|z| z.starts_with("lab-az")), Some(true));
+        assert_eq!(closest_name("use1-az1", ["use1-az1", "use1-az2"]), Some("use1-az1"));
+        assert_eq!(closest_name("orders", ["orders-db", "payments"]), Some("orders-db"));
+        assert_eq!(closest_name("zzz", zones), None);
+    }
 
     #[test]
     fn suggests_close_names_only() {

@@ -8,6 +8,7 @@ pub mod decode;
 pub mod diag;
 pub mod duration;
 pub mod graph;
+pub mod hint;
 pub mod json;
 pub mod pgurl;
 pub mod plan;
@@ -37,18 +38,22 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
     parts.join(": ")
 }
 
+fn did_you_mean(hint: &Option<String>) -> String {
+    hint.as_ref().map(|h| format!(": did you mean `{h}`? ")).unwrap_or_else(|| " ".into())
+}
+
 /// Errors from planning. File problems are [`Diagnostic`]s instead, because
 /// they are reported all at once rather than one at a time.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum Error {
     /// `--zone` names a zone that the topology does not declare.
-    #[error("zone `{name}` is not in the topology (zones: {known})")]
-    UnknownZone { name: String, known: String },
+    #[error("zone `{name}` is not in the topology{}(zones: {known})", did_you_mean(hint))]
+    UnknownZone { name: String, known: String, hint: Option<String> },
     /// `--region` names a region that no zone is in.
-    #[error("region `{name}` is not in the topology (regions: {known})")]
-    UnknownRegion { name: String, known: String },
+    #[error("region `{name}` is not in the topology{}(regions: {known})", did_you_mean(hint))]
+    UnknownRegion { name: String, known: String, hint: Option<String> },
     /// `--target` names an entity that the topology does not declare.
-    #[error("`{name}` is not a datastore or service of the topology{}", hint.as_ref().map(|h| format!(" (did you mean `{h}`?)")).unwrap_or_default())]
+    #[error("`{name}` is not a datastore or service of the topology{}", hint.as_ref().map(|h| format!(": did you mean `{h}`?")).unwrap_or_default())]
     UnknownTarget { name: String, hint: Option<String> },
     /// `--parallel 0` would never run anything.
     #[error("--parallel must be at least 1")]

@@ -138,7 +138,7 @@ pub fn plan_with(
         for name in &scope.targets {
             let id = topo.entity_id(name).ok_or_else(|| Error::UnknownTarget {
                 name: name.clone(),
-                hint: crate::diag::did_you_mean(name, topo.entities.iter().map(|e| e.name.as_str()))
+                hint: crate::diag::closest_name(name, topo.entities.iter().map(|e| e.name.as_str()))
                     .map(str::to_string),
             })?;
             t[id] = true;
@@ -366,6 +366,7 @@ fn resolve_scope(topo: &Topology, scope: &Scope) -> Result<Vec<bool>, Error> {
         let id = topo.zone_id(z).ok_or_else(|| Error::UnknownZone {
             name: z.clone(),
             known: zone_names().collect::<Vec<_>>().join(", "),
+            hint: crate::diag::closest_name(z, zone_names()).map(str::to_string),
         })?;
         lost[id] = true;
     }
@@ -380,7 +381,8 @@ fn resolve_scope(topo: &Topology, scope: &Scope) -> Result<Vec<bool>, Error> {
         if !found {
             let mut regions: Vec<&str> = topo.zones.iter().map(|z| z.region.as_str()).collect();
             regions.dedup();
-            return Err(Error::UnknownRegion { name: r.clone(), known: regions.join(", ") });
+            let hint = crate::diag::closest_name(r, regions.iter().copied()).map(str::to_string);
+            return Err(Error::UnknownRegion { name: r.clone(), known: regions.join(", "), hint });
         }
     }
     Ok(lost)

@@ -225,7 +225,12 @@ fn a_moved_primary_is_planned_from_where_it_is_now() {
 fn unknown_scope_names_are_bad_input_with_the_choices() {
     let t = topo(SPEC_EXAMPLE);
     let err = plan(&t, &zones(&["use1-az9"]), &Observations::default(), None).unwrap_err();
-    assert_eq!(err.to_string(), "zone `use1-az9` is not in the topology (zones: use1-az1, use1-az2, use1-az3)");
+    assert_eq!(
+        err.to_string(),
+        "zone `use1-az9` is not in the topology: did you mean `use1-az1`? (zones: use1-az1, use1-az2, use1-az3)"
+    );
+    let err = plan(&t, &zones(&["az2"]), &Observations::default(), None).unwrap_err();
+    assert!(err.to_string().contains("did you mean `use1-az2`?"), "a shortened name: {err}");
     let err = plan(&t, &Scope { targets: vec!["payment".into()], ..Scope::default() }, &Observations::default(), None)
         .unwrap_err();
     assert_eq!(err, Error::UnknownTarget { name: "payment".into(), hint: Some("payments".into()) });
@@ -233,6 +238,9 @@ fn unknown_scope_names_are_bad_input_with_the_choices() {
         plan(&t, &Scope { regions: vec!["eu-west-1".into()], ..Scope::default() }, &Observations::default(), None)
             .unwrap_err();
     assert!(matches!(err, Error::UnknownRegion { .. }));
+    let err = plan(&t, &Scope { regions: vec!["us-east1".into()], ..Scope::default() }, &Observations::default(), None)
+        .unwrap_err();
+    assert!(err.to_string().contains("did you mean `us-east-1`?"), "{err}");
     assert_eq!(plan(&t, &zones(&["use1-az1"]), &Observations::default(), Some(0)).unwrap_err(), Error::ZeroParallel);
 }
 

@@ -103,10 +103,12 @@ pub const LEASE: Duration = Duration::from_secs(15);
 
 /// The note of a step a crash caught running, whose effect nobody knows.
 pub fn interrupted_note(execution: &str, step: &str) -> String {
+    use drctl_core::hint::drctl;
     format!(
         "a crash interrupted this step while it ran: its effect may or may not have happened. \
-         `drctl approve {execution} {step}` runs it again; `drctl approve {execution} {step} --done` \
-         records it as done without running it"
+         `{}` runs it again; `{}` records it as done without running it",
+        drctl(&format!("approve {execution} {step}")),
+        drctl(&format!("approve {execution} {step} --done"))
     )
 }
 
@@ -125,7 +127,7 @@ pub enum Error {
     Owned { execution: String, by: String, until: String },
     /// The lease was lost mid-run (this process stalled past it): another
     /// process may have taken over, so this one stopped starting steps.
-    #[error("execution {execution}: this process lost its lease to {by} and stopped; `drctl show {execution}` says where it is")]
+    #[error("execution {execution}: this process lost its lease to {by} and stopped; `{}` says where it is", drctl_core::hint::drctl(&format!("show {execution}")))]
     LostLease { execution: String, by: String },
     /// A decision ([`decide`]) asked of an execution that is not paused.
     #[error("execution {execution} is {state}, not paused: only a paused execution's failed step can be retried, skipped or recorded as done")]

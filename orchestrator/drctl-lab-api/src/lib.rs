@@ -51,6 +51,26 @@ pub struct Manifest {
     pub controllers: Vec<String>,
 }
 
+/// The topology file `drctl lab up` writes into the lab's folder.
+pub const TOPOLOGY_FILE: &str = "drctl.yaml";
+
+/// The first line of the topology `drctl lab up` writes: it marks the file
+/// as a lab's even after the lab stopped (and removed its `lab.json`), so
+/// the lab's executions stay in the lab's store for `show` and `audit`.
+pub const TOPOLOGY_MARK: &str = "# Written by `drctl lab up`";
+
+/// Whether `topology` is a lab's: a running lab's manifest beside it, or
+/// the mark `lab up` writes on its first line.
+pub fn is_lab_topology(topology: &Path) -> bool {
+    let dir = topology.parent().unwrap_or(Path::new("."));
+    if Manifest::path(dir).exists() {
+        return true;
+    }
+    use std::io::Read;
+    let mut head = [0u8; TOPOLOGY_MARK.len()];
+    std::fs::File::open(topology).and_then(|mut f| f.read_exact(&mut head)).is_ok() && head == TOPOLOGY_MARK.as_bytes()
+}
+
 impl Manifest {
     pub fn path(dir: &Path) -> PathBuf {
         dir.join("lab.json")

@@ -37,6 +37,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/incidents/{id}", get(incident_page))
         .route("/api/v1/incidents/{id}/report", get(report).put(edit_report))
         .route("/api/v1/incidents/{id}/report/publish", post(publish_report))
+        .route("/customer-link/{secret}", get(open_customer_link))
         .route("/customers/{name}", get(customer_page))
         .route("/customers/{name}/{file}", get(customer_file))
 }
@@ -500,6 +501,17 @@ async fn publish_report(
 ) -> ApiResult {
     let who = authorize(&s, &headers, remote, Role::Operator)?;
     let id = incident_id(&id)?;
+    // What customers read is finished: a draft's placeholder is not.
+    if let Some(r) = s.opts.state.report(id).map_err(state_error)? {
+        if let Some(p) = crate::reports::placeholder_in(&r.body) {
+            return Err(problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "the report still holds the placeholder `{p}`: write that part (PUT /api/v1/incidents/{id}/report), then publish"
+                ),
+            ));
+        }
+    }
     audit(&s, &who, "report.publish", &format!("incident {id}"), &json!({}))?;
     let r = s.opts.state.publish_report(id, &who.name, s.opts.clock.now()).map_err(state_error)?;
     Ok(Json(report_json(&r)).into_response())
@@ -514,6 +526,22 @@ fn customer_access<'a>(
     remote: std::net::SocketAddr,
     name: &str,
 ) -> Result<&'a drctl_core::topology::Contract, ApiError> {
+    // A browser opened through a customer link carries its session cookie.
+    if !headers.contains_key(header::AUTHORIZATION) {
+        if let Some(session) = cookie(headers, LINK_COOKIE) {
+            let link = s.opts.state.link_session(session, s.opts.clock.now()).map_err(state_error)?;
+            return match link {
+                Some(l) if l.customer == name => crate::customers::contract(s, name).ok_or_else(|| {
+                    problem(StatusCode::NOT_FOUND, format!("the topology has no contract with `{name}`"))
+                }),
+                Some(_) => Err(problem(StatusCode::FORBIDDEN, "a customer link opens only its own customer's page")),
+                None => Err(problem(
+                    StatusCode::UNAUTHORIZED,
+                    "this browser's link has expired or was revoked: ask for a new link",
+                )),
+            };
+        }
+    }
     let t = token_of(s, headers, remote)?;
     let mine = t.role == Role::Customer && t.customer.as_deref() == Some(name);
     if !mine && t.role < Role::Operator {
@@ -533,6 +561,75 @@ fn customer_access<'a>(
         .ok_or_else(|| problem(StatusCode::NOT_FOUND, format!("the topology has no contract with `{name}`")))
 }
 
+/// The cookie a customer link's browser session lives in.
+const LINK_COOKIE: &str = "drctl_customer";
+
+/// The value of cookie `name`, if the request carries it.
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// A customer link, opened: the secret in the address is exchanged at once
+/// for a session cookie (HttpOnly, SameSite=Strict, Secure over TLS, sent
+/// only to that customer's pages), and the browser moves on to the page's
+/// clean address, so the secret leaves the address bar and history entry
+/// behind and no Referer ever carries it. The move is a page that refreshes
+/// itself rather than a 303: a link followed from a mail client is a
+/// cross-site navigation, and a browser does not send a SameSite=Strict
+/// cookie on a redirect that continues one; a refresh the page itself
+/// makes is same-site. The secret is never logged.
+async fn open_customer_link(Ax(s): Ax<Arc<Shared>>, Path(secret): Path<String>) -> Response {
+    let now = s.opts.clock.now();
+    let opened = match s.opts.state.open_link_session(&secret, now) {
+        Ok(o) => o,
+        Err(e) => return state_error(e).into_response(),
+    };
+    let mut r = match opened {
+        Some((link, session)) => {
+            let to = format!("/customers/{}", utf8_percent_encode(&link.customer));
+            let max_age = (link.expires_ms - drctl_state::millis(now)).max(0) / 1000;
+            let secure = if s.opts.tls.is_some() { "; Secure" } else { "" };
+            let cookie = format!(
+                "{LINK_COOKIE}={session}; Path={to}; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}"
+            );
+            let body = format!(
+                r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="referrer" content="no-referrer"><meta http-equiv="refresh" content="0; url={0}"><title>Opening your contract page</title></head><body><p><a href="{0}">Open your contract page</a></p></body></html>"#,
+                page::esc(&to)
+            );
+            let mut r = html(StatusCode::OK, Lang::En, body);
+            if let Ok(v) = HeaderValue::from_str(&cookie) {
+                r.headers_mut().insert(header::SET_COOKIE, v);
+            }
+            r
+        }
+        None => html(
+            StatusCode::FORBIDDEN,
+            Lang::En,
+            r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Link expired</title></head><body><h1>This link has expired or was revoked</h1><p>Ask your contact for a new link to your contract page.</p></body></html>"#.to_string(),
+        ),
+    };
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut().insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    r
+}
+
+/// A customer's name as one path segment.
+fn utf8_percent_encode(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 fn wants_json(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT)
@@ -546,13 +643,25 @@ async fn customer_page(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult {
-    let contract = customer_access(&s, &headers, remote, &name)?;
+    let contract = match customer_access(&s, &headers, remote, &name) {
+        Ok(c) => c,
+        // A person in a browser is told how to get in, not shown JSON.
+        Err(e) if e.status == StatusCode::UNAUTHORIZED && !wants_json(&headers) => {
+            return Ok(html(
+                StatusCode::UNAUTHORIZED,
+                Lang::En,
+                r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Your contract page</title></head><body><h1>Open your contract page through your link</h1><p>This page opens through the link we sent you. If it has expired or was revoked, ask your contact for a new one.</p></body></html>"#.to_string(),
+            ));
+        }
+        Err(e) => return Err(e),
+    };
     let evidence = crate::customers::evidence_now(&s, contract);
     if wants_json(&headers) {
         return Ok(Json(evidence).into_response());
     }
     let mut r = html(StatusCode::OK, Lang::En, crate::customers::html(&evidence, false));
     r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    r.headers_mut().insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     r.headers_mut().insert(header::CONTENT_SECURITY_POLICY, crate::customers::csp());
     Ok(r)
 }

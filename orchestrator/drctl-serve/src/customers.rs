@@ -117,6 +117,7 @@ pub(crate) fn evidence(contract: &Contract, src: &Sources) -> Value {
             "tier": e.tier.map(|t| topo.tiers[t].name.clone()),
             "state": live.map(|s| s.state.as_str()),
             "state_words": live.map(|s| crate::page::state_words(s.state)),
+            "why": live.and_then(|s| s.why.as_ref()).map(crate::page::why_words),
             "contract": { "rpo_s": c_rpo, "rto_s": c_rto },
             "live": { "rpo_s": rpo_s, "rto_estimate_s": rto_s, "meets_rpo": meets_rpo, "meets_rto": meets_rto },
             "drills": covered,
@@ -196,7 +197,13 @@ pub(crate) fn html(e: &Value, printable: bool) -> String {
             h,
             r#"<tr><th scope="row">{}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
             esc(svc["name"].as_str().unwrap_or_default()),
-            esc(svc["state_words"].as_str().unwrap_or("unknown")),
+            {
+                let state = esc(svc["state_words"].as_str().unwrap_or("unknown"));
+                match svc["why"].as_str() {
+                    Some(why) => format!(r#"{state}<br><span class="muted">{}</span>"#, esc(why)),
+                    None => state,
+                }
+            },
             secs(num(&svc["live"]["rpo_s"]), "unknown"),
             secs(num(&svc["contract"]["rpo_s"]), "-"),
             verdict(&svc["live"]["meets_rpo"]),

@@ -67,7 +67,20 @@ struct Words {
     no_drill: &'static str,
     passed: &'static str,
     failed: &'static str,
+    /// `{n}`: the days measured.
     uptime: &'static str,
+    /// `{p}`: the share of that time the controller was not sampling.
+    uptime_unknown: &'static str,
+    why_down: &'static str,
+    why_down_failing_over: &'static str,
+    why_failing_over: &'static str,
+    why_maintenance: &'static str,
+    why_incident: &'static str,
+    /// `{rpo}`, `{target}`.
+    why_rpo_over: &'static str,
+    why_rpo_unknown: &'static str,
+    /// `{rto}`, `{target}`.
+    why_rto_over: &'static str,
     no_data: &'static str,
     partial_data: &'static str,
     measured: &'static str,
@@ -117,7 +130,16 @@ const EN: Words = Words {
     no_drill: "no drill yet",
     passed: "passed",
     failed: "failed",
-    uptime: "90-day uptime",
+    uptime: "Uptime over {n} days",
+    uptime_unknown: "{p} of that time unknown: our monitoring was down",
+    why_down: "Its health check is failing.",
+    why_down_failing_over: "Its health check is failing while it is moved to another zone.",
+    why_failing_over: "Being moved to another zone (failover in progress).",
+    why_maintenance: "Scheduled maintenance:",
+    why_incident: "Incident:",
+    why_rpo_over: "Data a failure would lose now ({rpo}) is above its target ({target}).",
+    why_rpo_unknown: "Nothing measures its data as protected right now (no replica answers).",
+    why_rto_over: "Recovery would take {rto}, over its target ({target}).",
     no_data: "no data: the controller was not sampling",
     partial_data: "sampled part of the day",
     measured: "Measured",
@@ -167,7 +189,16 @@ const JA: Words = Words {
     no_drill: "訓練の実績なし",
     passed: "合格",
     failed: "不合格",
-    uptime: "90日間の稼働率",
+    uptime: "{n}日間の稼働率",
+    uptime_unknown: "うち{p}は不明（監視が停止していた時間）",
+    why_down: "ヘルスチェックが失敗しています。",
+    why_down_failing_over: "別のゾーンへ切り替え中で、ヘルスチェックが失敗しています。",
+    why_failing_over: "別のゾーンへ切り替え中です（フェイルオーバー実行中）。",
+    why_maintenance: "予定されたメンテナンス：",
+    why_incident: "インシデント：",
+    why_rpo_over: "今障害が起きた場合に失われうるデータ（{rpo}）が目標（{target}）を超えています。",
+    why_rpo_unknown: "データが保護されていることを現在計測できません（応答するレプリカがありません）。",
+    why_rto_over: "復旧に{rto}かかる見込みで、目標（{target}）を超えています。",
     no_data: "データなし（コントローラーが計測していなかった期間）",
     partial_data: "一日の一部のみ計測",
     measured: "計測時刻",
@@ -264,18 +295,52 @@ section{margin:2rem 0}h2{font-size:1.2rem;border-bottom:1px solid var(--line);pa
 .miss{color:var(--bad);font-weight:700}.met{color:var(--ok)}
 .bars{grid-column:1/-1;display:block;width:100%;height:34px}.bars rect.ok{fill:var(--ok)}.bars rect.some{fill:var(--warn)}.bars rect.bad{fill:var(--bad)}.bars rect.none{fill:var(--none)}
 ol.updates{list-style:none;padding:0;margin:.4rem 0 0}ol.updates li{border-left:3px solid var(--line);padding:.1rem .7rem;margin:.4rem 0}
-.st{font-weight:700}table{border-collapse:collapse;width:100%;font-size:.92rem}th,td{text-align:left;padding:.35rem .5rem;border-bottom:1px solid var(--line)}
+.why-banner{font-weight:400}.why{grid-column:1/-1;margin:.1rem 0 0;font-size:.9rem;color:var(--muted)}.st{font-weight:700}table{border-collapse:collapse;width:100%;font-size:.92rem}th,td{text-align:left;padding:.35rem .5rem;border-bottom:1px solid var(--line)}
 footer{color:var(--muted);font-size:.85rem;margin-top:3rem}.sr{position:absolute;left:-9999px}
 "#;
+
+/// The uptime line: over how many days, and how much of it is unknown.
+fn uptime_text(s: &ServiceView, w: &Words) -> String {
+    let label = w.uptime.replace("{n}", &s.uptime_days.max(1).to_string());
+    let value = s.uptime_90d.map_or_else(|| w.no_data.to_string(), |u| format!("{u:.2}%"));
+    match s.uptime_unknown_pct.filter(|p| *p >= 0.01) {
+        Some(p) => format!("{label}: {value} ({})", w.uptime_unknown.replace("{p}", &format!("{p:.2}%"))),
+        None => format!("{label}: {value}"),
+    }
+}
+
+/// Why a service is not operational, in one line.
+fn why_text(why: &crate::view::Why, w: &Words) -> String {
+    use crate::view::Why;
+    let s = |v: Option<f64>| secs(v, w.unknown);
+    match why {
+        Why::Down { failing_over: false } => w.why_down.to_string(),
+        Why::Down { failing_over: true } => w.why_down_failing_over.to_string(),
+        Why::FailingOver => w.why_failing_over.to_string(),
+        Why::Maintenance { title } => format!("{} {title}", w.why_maintenance),
+        Why::Incident { title } => format!("{} {title}", w.why_incident),
+        Why::RpoOver { rpo_s, target_s } => {
+            w.why_rpo_over.replace("{rpo}", &s(Some(*rpo_s))).replace("{target}", &s(Some(*target_s)))
+        }
+        Why::RpoUnknown => w.why_rpo_unknown.to_string(),
+        Why::RtoOver { rto_s, target_s } => {
+            w.why_rto_over.replace("{rto}", &s(*rto_s)).replace("{target}", &s(*target_s))
+        }
+    }
+}
+
+/// Why, in English (the customer pages).
+pub fn why_words(why: &crate::view::Why) -> String {
+    why_text(why, &EN)
+}
 
 fn uptime_svg(s: &ServiceView, w: &Words, expected: i64) -> String {
     let n = s.uptime.len().max(1) as f64;
     let width = 900.0;
     let bw = width / n;
     let mut out = format!(
-        r#"<svg class="bars" viewBox="0 0 {width} 34" preserveAspectRatio="none" role="img" aria-label="{}: {}">"#,
-        esc(w.uptime),
-        s.uptime_90d.map_or_else(|| w.no_data.to_string(), |u| format!("{u:.2}%"))
+        r#"<svg class="bars" viewBox="0 0 {width} 34" preserveAspectRatio="none" role="img" aria-label="{}">"#,
+        esc(&uptime_text(s, w))
     );
     for (i, d) in s.uptime.iter().enumerate() {
         let date = chrono::DateTime::<chrono::Utc>::from(
@@ -535,9 +600,15 @@ pub fn render(v: &View, lang: Lang) -> String {
         other.code(),
         w.language
     );
+    // The banner says why: the worst service's reason (and how many more).
+    let worst: Vec<&ServiceView> = v.services.iter().filter(|s| s.state == v.overall && s.why.is_some()).collect();
+    let why = worst.first().and_then(|s| s.why.as_ref().map(|y| (s, y))).map_or_else(String::new, |(s, y)| {
+        let more = if worst.len() > 1 { format!(" (+{})", worst.len() - 1) } else { String::new() };
+        format!(r#"<span class="why-banner"> — {}: {}{more}</span>"#, esc(&s.name), esc(&why_text(y, w)))
+    });
     let _ = write!(
         h,
-        r#"<p class="banner s-{}" role="status">{}</p>"#,
+        r#"<p class="banner s-{}" role="status">{}{why}</p>"#,
         v.overall.as_str(),
         w.overall[state_index(v.overall)]
     );
@@ -596,7 +667,7 @@ pub fn render(v: &View, lang: Lang) -> String {
         for s in mine {
             let _ = write!(
                 h,
-                r#"<div class="card svc" id="svc-{0}"><span class="name">{0}</span><span class="t-{1}">{2}</span><div class="nums"><span>{3}: {4}</span><span>{5}: {6}</span><span>{7}: "#,
+                r#"<div class="card svc" id="svc-{0}"><span class="name">{0}</span><span class="t-{1}">{2}</span>{8}<div class="nums"><span>{3}: {4}</span><span>{5}: {6}</span><span>{7}: "#,
                 esc(&s.name),
                 s.state.as_str(),
                 w.states[state_index(s.state)],
@@ -604,7 +675,8 @@ pub fn render(v: &View, lang: Lang) -> String {
                 objective(s.rpo_s, s.rpo_target_s, w),
                 w.rto_estimate,
                 objective(s.rto_estimate_s, s.rto_target_s, w),
-                w.last_drill
+                w.last_drill,
+                s.why.as_ref().map(|y| format!(r#"<p class="why">{}</p>"#, esc(&why_text(y, w)))).unwrap_or_default()
             );
             match &s.last_drill {
                 Some(d) => {
@@ -625,9 +697,8 @@ pub fn render(v: &View, lang: Lang) -> String {
             }
             let _ = write!(
                 h,
-                r#"</span><span>{}: {}</span></div>{}</div>"#,
-                w.uptime,
-                s.uptime_90d.map_or_else(|| w.no_data.to_string(), |u| format!("{u:.2}%")),
+                r#"</span><span>{}</span></div>{}</div>"#,
+                esc(&uptime_text(s, w)),
                 uptime_svg(s, w, v.expected_checks_per_day)
             );
         }

@@ -19,6 +19,15 @@ use std::fmt::Write;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+/// What a draft leaves for a person to write; a report holding it is not
+/// published.
+pub(crate) const PLACEHOLDER: &str = "(To be written.)";
+
+/// The placeholder a report still holds, if any.
+pub(crate) fn placeholder_in(body: &str) -> Option<&'static str> {
+    body.contains(PLACEHOLDER).then_some(PLACEHOLDER)
+}
+
 /// What the draft is written from.
 pub(crate) struct Record<'a> {
     pub topology: &'a Topology,
@@ -46,7 +55,9 @@ pub(crate) fn draft(r: &Record) -> String {
     let e = r.execution;
     let t0 = e.declared_at;
     let mut out = String::new();
-    let _ = writeln!(out, "# Post-incident report: {}", r.incident.title);
+    // A report is of what happened: titled as the incident reads once resolved.
+    let title = drctl_state::controller::shown_title(r.incident.title.clone(), "resolved");
+    let _ = writeln!(out, "# Post-incident report: {title}");
     let _ = writeln!(out);
     let _ = writeln!(
         out,
@@ -165,7 +176,7 @@ pub(crate) fn draft(r: &Record) -> String {
     let _ = writeln!(out);
     let _ = writeln!(out, "## Cause and what will change");
     let _ = writeln!(out);
-    let _ = writeln!(out, "(To be written.)");
+    let _ = writeln!(out, "{PLACEHOLDER}");
     out
 }
 

@@ -209,6 +209,44 @@ pub struct IncidentReport {
     pub published_by: Option<String>,
 }
 
+/// A link that opens one customer's contract page in a browser (`drctl
+/// customer-link`): its secret is given once and only its hash is kept;
+/// it opens the page until it expires or is revoked. Each time it is
+/// opened, a browser session is made (a cookie), whose secret's hash is
+/// kept here too, so revoking the link ends its sessions with it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CustomerLink {
+    pub id: String,
+    pub customer: String,
+    #[serde(skip_serializing_if = "String::is_empty", default)]
+    pub hash: String,
+    pub created_ms: i64,
+    pub created_by: String,
+    pub expires_ms: i64,
+    pub revoked_ms: Option<i64>,
+    /// Hashes of the sessions opened with it, newest last (a few kept).
+    #[serde(default)]
+    pub sessions: Vec<String>,
+}
+
+impl CustomerLink {
+    /// Whether it opens the page at `now`.
+    pub fn usable(&self, now: SystemTime) -> bool {
+        self.revoked_ms.is_none() && millis(now) < self.expires_ms
+    }
+}
+
+/// Sessions kept per link: a link opened on more devices than this logs
+/// out the oldest.
+const LINK_SESSIONS: usize = 16;
+
+/// A new link and its secret (`ID.SECRET`), shown once.
+#[derive(Debug, Clone)]
+pub struct NewCustomerLink {
+    pub link: CustomerLink,
+    pub secret: String,
+}
+
 /// Subscriptions, the outbox and reports; see the module documentation.
 pub trait Audience: Send + Sync {
     /// A new subscription: e-mail pending until confirmed, webhook active
@@ -256,6 +294,33 @@ pub trait Audience: Send + Sync {
     fn edit_report(&self, incident: i64, body: &str, by: &str, now: SystemTime) -> Result<IncidentReport>;
 
     fn publish_report(&self, incident: i64, by: &str, now: SystemTime) -> Result<IncidentReport>;
+
+    /// A new link to `customer`'s page, usable until `expires`.
+    fn create_customer_link(
+        &self,
+        customer: &str,
+        by: &str,
+        expires: SystemTime,
+        now: SystemTime,
+    ) -> Result<NewCustomerLink>;
+
+    /// Every link, oldest first.
+    fn customer_links(&self) -> Result<Vec<CustomerLink>>;
+
+    /// The link a secret (`ID.SECRET`) is, whatever its state; `None` when
+    /// it is none.
+    fn customer_link(&self, secret: &str) -> Result<Option<CustomerLink>>;
+
+    /// Opens a session with a usable link: answers the session's secret
+    /// (`ID.SECRET`, for a cookie), `None` when the link is not usable.
+    fn open_link_session(&self, link_secret: &str, now: SystemTime) -> Result<Option<(CustomerLink, String)>>;
+
+    /// The link behind a session secret, when the session is one of a
+    /// usable link's.
+    fn link_session(&self, session: &str, now: SystemTime) -> Result<Option<CustomerLink>>;
+
+    /// Revokes a link by id: it, and every session opened with it, stop working.
+    fn revoke_customer_link(&self, id: &str, now: SystemTime) -> Result<CustomerLink>;
 }
 
 /// The kind of a confirmation message.
@@ -355,6 +420,30 @@ impl<K: Kv> KvStore<K> {
     fn pending_count(&self) -> Result<usize> {
         let prefix = self.key("sub-pending/");
         Ok(self.kv().scan(&prefix, &crate::kv::prefix_end(&prefix))?.len())
+    }
+
+    fn link_key(&self, id: &str) -> String {
+        self.key(&format!("customer-link/{}", seg(id)))
+    }
+
+    /// Changes a link by id, read and written whole.
+    fn change_link<R>(
+        &self,
+        id: &str,
+        change: impl Fn(&mut CustomerLink) -> Result<R>,
+    ) -> Result<Option<(CustomerLink, R)>> {
+        let key = self.link_key(id);
+        self.retry(|| {
+            let Some(v) = self.kv().get(&key)? else { return Ok(Some(None)) };
+            let mut l: CustomerLink = decode(&key, &v)?;
+            let r = change(&mut l)?;
+            let ok = self.kv().commit(Txn {
+                checks: vec![Check::Version(key.clone(), v.version)],
+                ops: vec![Op::Put(key.clone(), encode(&l))],
+                leader_only: false,
+            })?;
+            Ok(ok.then_some(Some((l, r))))
+        })
     }
 
     fn change_report(&self, incident: i64, change: impl Fn(&mut IncidentReport)) -> Result<IncidentReport> {
@@ -734,6 +823,90 @@ impl<K: Kv> Audience for KvStore<K> {
             r.published_by = Some(by.to_string());
         })
     }
+
+    fn create_customer_link(
+        &self,
+        customer: &str,
+        by: &str,
+        expires: SystemTime,
+        now: SystemTime,
+    ) -> Result<NewCustomerLink> {
+        let id = random_hex()?[..12].to_string();
+        let secret = format!("{id}.{}", random_hex()?);
+        let link = CustomerLink {
+            id: id.clone(),
+            customer: customer.to_string(),
+            hash: token_hash(&secret),
+            created_ms: millis(now),
+            created_by: by.to_string(),
+            expires_ms: millis(expires),
+            revoked_ms: None,
+            sessions: Vec::new(),
+        };
+        let key = self.link_key(&id);
+        if !self.kv().commit(Txn {
+            checks: vec![Check::Absent(key.clone())],
+            ops: vec![Op::Put(key, encode(&link))],
+            leader_only: false,
+        })? {
+            return Err(Error::Invalid(format!("a link {id} exists already; try again")));
+        }
+        Ok(NewCustomerLink { link, secret })
+    }
+
+    fn customer_links(&self) -> Result<Vec<CustomerLink>> {
+        let mut all: Vec<CustomerLink> = self.scan_docs(&self.key("customer-link/"))?;
+        all.sort_by_key(|l| l.created_ms);
+        Ok(all)
+    }
+
+    fn customer_link(&self, secret: &str) -> Result<Option<CustomerLink>> {
+        let Some((id, _)) = secret.split_once('.') else { return Ok(None) };
+        let key = self.link_key(id);
+        let Some(v) = self.kv().get(&key)? else { return Ok(None) };
+        let l: CustomerLink = decode(&key, &v)?;
+        let same: bool = subtle::ConstantTimeEq::ct_eq(l.hash.as_bytes(), token_hash(secret).as_bytes()).into();
+        Ok(same.then_some(l))
+    }
+
+    fn open_link_session(&self, link_secret: &str, now: SystemTime) -> Result<Option<(CustomerLink, String)>> {
+        let Some(link) = self.customer_link(link_secret)? else { return Ok(None) };
+        if !link.usable(now) {
+            return Ok(None);
+        }
+        let session = format!("{}.{}", link.id, random_hex()?);
+        let hash = token_hash(&session);
+        let changed = self.change_link(&link.id, |l| {
+            l.sessions.push(hash.clone());
+            let extra = l.sessions.len().saturating_sub(LINK_SESSIONS);
+            l.sessions.drain(..extra);
+            Ok(())
+        })?;
+        Ok(changed.map(|(l, ())| (l, session)))
+    }
+
+    fn link_session(&self, session: &str, now: SystemTime) -> Result<Option<CustomerLink>> {
+        let Some((id, _)) = session.split_once('.') else { return Ok(None) };
+        let key = self.link_key(id);
+        let Some(v) = self.kv().get(&key)? else { return Ok(None) };
+        let l: CustomerLink = decode(&key, &v)?;
+        let hash = token_hash(session);
+        let known = l.sessions.iter().any(|h| bool::from(subtle::ConstantTimeEq::ct_eq(h.as_bytes(), hash.as_bytes())));
+        Ok((known && l.usable(now)).then_some(l))
+    }
+
+    fn revoke_customer_link(&self, id: &str, now: SystemTime) -> Result<CustomerLink> {
+        let changed = self.change_link(id, |l| {
+            if l.revoked_ms.is_none() {
+                l.revoked_ms = Some(millis(now));
+            }
+            l.sessions.clear();
+            Ok(())
+        })?;
+        changed
+            .map(|(l, ())| l)
+            .ok_or_else(|| Error::NotFound(format!("no customer link `{id}` (see `drctl customer-link list`)")))
+    }
 }
 
 /// SQLite as a key-value space, for the parts of the store written once
@@ -868,6 +1041,30 @@ impl Audience for crate::Sqlite {
     }
     fn publish_report(&self, incident: i64, by: &str, now: SystemTime) -> Result<IncidentReport> {
         self.kv_part().publish_report(incident, by, now)
+    }
+    fn create_customer_link(
+        &self,
+        customer: &str,
+        by: &str,
+        expires: SystemTime,
+        now: SystemTime,
+    ) -> Result<NewCustomerLink> {
+        self.kv_part().create_customer_link(customer, by, expires, now)
+    }
+    fn customer_links(&self) -> Result<Vec<CustomerLink>> {
+        self.kv_part().customer_links()
+    }
+    fn customer_link(&self, secret: &str) -> Result<Option<CustomerLink>> {
+        self.kv_part().customer_link(secret)
+    }
+    fn open_link_session(&self, link_secret: &str, now: SystemTime) -> Result<Option<(CustomerLink, String)>> {
+        self.kv_part().open_link_session(link_secret, now)
+    }
+    fn link_session(&self, session: &str, now: SystemTime) -> Result<Option<CustomerLink>> {
+        self.kv_part().link_session(session, now)
+    }
+    fn revoke_customer_link(&self, id: &str, now: SystemTime) -> Result<CustomerLink> {
+        self.kv_part().revoke_customer_link(id, now)
     }
 }
 

@@ -222,6 +222,12 @@ fn controller(s: &dyn Store) {
     assert!(all[1].resolved_at.is_some());
     assert_eq!(all[1].updates.iter().map(|u| u.body.as_str()).collect::<Vec<_>>(), ["Fixed", "Looking"]);
     assert_eq!(s.incident_of_execution("e1").unwrap(), Some(id));
+    // A declaration's incident is titled by its state.
+    let fo = s.create_incident("Failover in progress: az1", "identified", "Moving", &[], Some("e2")).unwrap();
+    let title = |s: &dyn Store| s.incidents().unwrap().into_iter().find(|i| i.id == fo).unwrap().title;
+    assert_eq!(title(s), "Failover in progress: az1");
+    s.update_incident(fo, "resolved", "Done").unwrap();
+    assert_eq!(title(s), "Failed over: az1", "resolved, the title says so");
 
     let t = UNIX_EPOCH + Duration::from_secs(2_000_000_000);
     assert!(s.create_maintenance("x", "", &[], t, t).is_err());

@@ -281,6 +281,23 @@ pub struct IncidentUpdate {
 
 pub const INCIDENT_STATUSES: [&str; 4] = ["investigating", "identified", "monitoring", "resolved"];
 
+/// How the incident a declaration opens is titled while it runs.
+pub const FAILOVER_TITLE: &str = "Failover in progress: ";
+/// How that incident is titled once resolved.
+pub const FAILED_OVER_TITLE: &str = "Failed over: ";
+
+/// An incident's title as its readers see it: a declaration's "Failover in
+/// progress: Z" reads "Failed over: Z" once the incident is resolved (and
+/// again "in progress" if it is reopened). Customers saw the first stay on
+/// a resolved incident; deriving it from the status when an incident is
+/// read keeps every face (page, feed, notification, report) in step.
+pub fn shown_title(title: String, status: &str) -> String {
+    match title.strip_prefix(FAILOVER_TITLE) {
+        Some(scope) if status == "resolved" => format!("{FAILED_OVER_TITLE}{scope}"),
+        _ => title,
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Maintenance {
     pub id: i64,
@@ -531,10 +548,11 @@ impl Controller for Sqlite {
             )?;
             let mut out: Vec<Incident> = st
                 .query_map([], |r| {
+                    let status: String = r.get(2)?;
                     Ok(Incident {
                         id: r.get(0)?,
-                        title: r.get(1)?,
-                        status: r.get(2)?,
+                        title: shown_title(r.get(1)?, &status),
+                        status,
                         services: list(&r.get::<_, String>(3)?),
                         created_at: time(r.get(4)?),
                         updated_at: time(r.get(5)?),

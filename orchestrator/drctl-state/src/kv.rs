@@ -877,7 +877,7 @@ fn token_of(d: TokenDoc) -> Result<Token> {
 fn incident_of(d: IncidentDoc) -> Incident {
     Incident {
         id: d.id,
-        title: d.title,
+        title: crate::controller::shown_title(d.title, &d.status),
         status: d.status,
         services: d.services,
         created_at: time(d.created_ms),

@@ -31,10 +31,10 @@ pub enum Error {
     #[error("state database: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// Another execution holds an entity this one needs.
-    #[error("`{entity}` is being failed over by execution {execution}: wait for it, or `drctl abort {execution}`")]
+    #[error("`{entity}` is being failed over by execution {execution}: wait for it, or `{}`", drctl_core::hint::drctl(&format!("abort {execution}")))]
     Locked { entity: String, execution: String },
     /// No execution by that id.
-    #[error("no execution `{0}` (see `drctl executions`)")]
+    #[error("no execution `{0}` (see `{hint}`)", hint = drctl_core::hint::drctl("executions"))]
     NoSuchExecution(String),
     /// A token, incident or maintenance that does not exist.
     #[error("{0}")]

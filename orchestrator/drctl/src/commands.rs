@@ -13,6 +13,8 @@ use std::path::Path;
 
 pub fn run(cli: Cli) -> Result<Outcome, Failure> {
     let ctx = Context::new(cli.state.clone());
+    // Hints printed from here on name the same store this command uses.
+    drctl_core::hint::use_store_flags(topology_file(&cli.command).as_deref(), ctx.state_from_command_line());
     let style = ctx.style;
     match cli.command {
         Command::Status { file, output, watch } => {
@@ -59,37 +61,41 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             let declarer = ctx.declarer(topo, &file.path)?;
             runtime()?.block_on(crate::execute::skip(declarer, &id, &step, yes, &style))
         }
-        // The topology in this folder, when there is one: a paused
-        // execution whose failed step is done by hand goes on here.
-        Command::Approve { file, id, step, done, by } => match file.or_else(|| {
-            let here = std::path::PathBuf::from("drctl.yaml");
-            (done && here.exists()).then_some(here)
-        }) {
-            Some(path) => {
-                let topo = load(&path, &style)?;
-                let declarer = ctx.declarer(topo, &path)?;
+        Command::Approve { store, id, step, done, by } => {
+            let by = by.unwrap_or_else(drctl_control::declare::login_name);
+            // A step recorded as done by hand lets a paused execution go on:
+            // here, when its topology is at hand.
+            if done && store.file.exists() {
+                let topo = load(&store.file, &style)?;
+                let declarer = ctx.declarer(topo, &store.file)?;
                 runtime()?.block_on(crate::execute::approve_and_go_on(declarer, &id, &step, done, &by, &style))
+            } else {
+                crate::execute::approve(&*ctx.store(&store)?, &id, &step, done, &by)
             }
-            None => crate::execute::approve(&*ctx.flag_state()?, &id, &step, done, &by),
-        },
-        Command::Abort { file, id } => {
-            let state = match &file {
-                Some(path) => ctx.state(path)?,
-                None => ctx.flag_state()?,
-            };
-            crate::execute::abort(&*state, &id)
         }
-        Command::Executions { output } => crate::execute::list(&*ctx.flag_state()?, output == Output::Json),
-        Command::Show { id, output, path } => {
-            let state = ctx.flag_state()?;
-            let topo = drctl_core::load(&path).topology;
+        Command::Abort { store, id } => crate::execute::abort(&*ctx.store(&store)?, &id),
+        Command::Executions { store, output } => crate::execute::list(&*ctx.store(&store)?, output == Output::Json),
+        Command::Show { id, output, store } => {
+            let state = ctx.store(&store)?;
+            let topo = drctl_core::load(&store.file).topology;
             crate::execute::show(topo.as_ref(), &*state, &id, output == Output::Json, &style)
         }
-        Command::Replicate { file, once, names, resolve, zone, resolution, output } => {
+        Command::Replicate { file, once, names, resolve, resolve_all, zone, resolution, output } => {
             let topo = load(&file.path, &style)?;
             let wiring = ctx.wiring(&file.path);
             let state = open_state(&wiring.state_url)?;
             let clients = context::clients(&wiring);
+            if let (true, Some(how)) = (resolve_all, resolution) {
+                return runtime()?.block_on(crate::live::resolve_all(
+                    &clients,
+                    &topo,
+                    &*state,
+                    &names,
+                    zone.as_deref(),
+                    how,
+                    output == Output::Json,
+                ));
+            }
             match (resolve, zone, resolution) {
                 (Some(key), Some(zone), Some(how)) => {
                     let [name] = names.as_slice() else {
@@ -280,23 +286,24 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
                 notify: notify.into(),
             })
         }
-        Command::Subscriptions(SubscriptionsArgs { file, cmd: SubscriptionsCommand::List { output } }) => {
-            crate::serve::subscriptions_list(&*ctx.state(&file)?, output == Output::Json)
+        Command::Subscriptions(SubscriptionsArgs { store, cmd: SubscriptionsCommand::List { output } }) => {
+            crate::serve::subscriptions_list(&*ctx.store(&store)?, output == Output::Json)
         }
-        Command::Token(TokenArgs { file, cmd }) => crate::serve::token(&*ctx.state(&file)?, &file, cmd),
+        Command::Token(TokenArgs { store, cmd }) => crate::serve::token(&*ctx.store(&store)?, &store.file, cmd),
+        Command::CustomerLink(args) => crate::serve::customer_link(&*ctx.store(&args.store)?, args),
         Command::Keys(KeysArgs { file, cmd }) => {
             let paths = context::key_paths(&ctx.wiring(&file).state_url);
             crate::serve::keys(&paths, cmd)
         }
-        Command::Audit(AuditArgs { file, cmd }) => {
-            let state = ctx.state(&file)?;
+        Command::Audit(AuditArgs { store, cmd }) => {
+            let state = ctx.store(&store)?;
             match cmd {
                 AuditCommand::List { output } => crate::serve::audit_list(&*state, output == Output::Json),
                 AuditCommand::Verify { head, head_file } => {
                     // Without a head given, the one every writer appends to.
                     let head_file = head_file.or_else(|| {
                         (head.is_none())
-                            .then(|| context::default_head_file(&ctx.wiring(&file).state_url))
+                            .then(|| context::default_head_file(&ctx.wiring(&store.file).state_url))
                             .filter(|p| p.exists())
                     });
                     let head = match head_file {
@@ -355,6 +362,35 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             runtime()?.block_on(bench::status(datastores, runs.max(1)))
         }
     }
+}
+
+/// The topology file a command reads, which decides its state store.
+fn topology_file(command: &Command) -> Option<std::path::PathBuf> {
+    Some(match command {
+        Command::Validate { file, .. }
+        | Command::Plan { file, .. }
+        | Command::Graph { file, .. }
+        | Command::IamPolicy { file, .. }
+        | Command::Status { file, .. }
+        | Command::Replicate { file, .. }
+        | Command::Declare { file, .. }
+        | Command::Resume { file, .. }
+        | Command::Retry { file, .. }
+        | Command::Skip { file, .. }
+        | Command::Serve { file, .. }
+        | Command::StatusPage(StatusPageCommand::Export { file, .. }) => file.path.clone(),
+        Command::Approve { store, .. }
+        | Command::Abort { store, .. }
+        | Command::Executions { store, .. }
+        | Command::Show { store, .. }
+        | Command::Token(TokenArgs { store, .. })
+        | Command::Audit(AuditArgs { store, .. })
+        | Command::Subscriptions(SubscriptionsArgs { store, .. })
+        | Command::CustomerLink(CustomerLinkArgs { store, .. }) => store.file.clone(),
+        Command::Drill { lab: true, lab_dir, .. } => lab_dir.join(drctl_lab_api::TOPOLOGY_FILE),
+        Command::Drill { file, .. } => file.clone()?,
+        _ => return None,
+    })
 }
 
 /// Where primaries are now according to the state store (after failovers),

@@ -49,12 +49,14 @@ impl Context {
     /// by `drctl lab up` (a `lab.json` beside it) means the lab's own store
     /// (its failovers must not move the estate's primaries, nor the reverse)
     /// and the lab's S3 keys, unless a store or keys were chosen.
+    ///
+    /// This is the one place that decides it: `declare`, `executions`,
+    /// `show`, `abort`, `audit` and the rest all come here with their `-f`.
     pub fn wiring(&self, topology: &Path) -> Wiring {
-        let dir = topology.parent().unwrap_or(Path::new("."));
-        if !drctl_lab_api::Manifest::path(dir).exists() {
+        if !drctl_lab_api::is_lab_topology(topology) {
             return self.flag_wiring();
         }
-        self.lab_wiring(dir)
+        self.lab_wiring(topology.parent().unwrap_or(Path::new(".")))
     }
 
     /// What the flags alone decide: their store, AWS's credential chain
@@ -81,9 +83,16 @@ impl Context {
         open_state(&self.wiring(topology).state_url)
     }
 
-    /// The state store named by the flags alone (commands without a topology).
-    pub fn flag_state(&self) -> Result<Arc<State>, Failure> {
-        open_state(&self.state_flag)
+    /// The state store of a command about executions, tokens or the audit log.
+    pub fn store(&self, store: &crate::flags::StoreArgs) -> Result<Arc<State>, Failure> {
+        self.state(&store.file)
+    }
+
+    /// `--state` when it was typed on the command line rather than taken
+    /// from `DRCTL_STATE` (which is still set where a hint is typed).
+    pub fn state_from_command_line(&self) -> Option<&str> {
+        let from_env = std::env::var("DRCTL_STATE").is_ok_and(|v| v == self.state_flag);
+        (self.state_chosen && !from_env).then_some(self.state_flag.as_str())
     }
 
     /// The declarer for a topology: its store and one shared set of clients.

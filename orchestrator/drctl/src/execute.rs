@@ -9,7 +9,7 @@
 
 use crate::text::Style;
 use crate::{Failure, Outcome};
-use drctl_control::declare::{self, shell_word, Actor, Declarer, IncidentPolicy, PauseView, Recorded};
+use drctl_control::declare::{self, Actor, Declarer, IncidentPolicy, PauseView, Recorded};
 use drctl_control::failover::{self, Declaration};
 use drctl_control::overrides::Overrides;
 use drctl_core::duration::format_secs;
@@ -51,6 +51,10 @@ pub async fn declare(
     let proposal = declarer.propose(decl, None).await.map_err(control_error)?;
     let id = proposal.id.clone();
     println!("{id}");
+    if !dry_run {
+        // Typed as printed, these reach this execution in this store.
+        println!("  `{}` follows it; `{}` stops it", hint(&format!("show {id}")), hint(&format!("abort {id}")));
+    }
     print!("{}", crate::text::plan(&declarer.topology, &proposal.prepared.plan.plan, style));
     println!();
     for c in &proposal.prepared.checks {
@@ -79,8 +83,13 @@ pub async fn declare(
         let question = Confirmation { entities: proposal.prepared.plan.plan.entities.len(), scope, alive };
         let stdin = std::io::stdin();
         if !question.ask(&mut stdin.lock(), &mut std::io::stdout()) {
-            println!("not declared");
-            return Ok(Outcome::Done);
+            // Not a decision to record: nothing was declared, and a script
+            // or a tired commander must not read it as done.
+            eprintln!(
+                "{} not declared: the answer was not the confirmation asked for; nothing was recorded",
+                style.red("✗")
+            );
+            return Ok(Outcome::Failed);
         }
     }
     declarer.record(&proposal, &who, false, IncidentPolicy::Open).map_err(control_error)?;
@@ -88,32 +97,6 @@ pub async fn declare(
         println!("overrides: {} (by {}; journaled)", proposal.decl.overrides.flags().join(" "), who.name);
     }
     run(&declarer, &id, None, style).await
-}
-
-/// The `-f FILE` this command was given, exactly as typed, for the
-/// commands drctl prints (they must work typed as printed).
-fn file_as_typed() -> Option<String> {
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        if a == "--" {
-            return None;
-        }
-        if a == "-f" || a == "--file" {
-            return args.next();
-        }
-        if let Some(v) = a.strip_prefix("--file=") {
-            return Some(v.to_string());
-        }
-        if let Some(v) = a.strip_prefix("-f").filter(|v| !v.is_empty() && !a.starts_with("--")) {
-            return Some(v.to_string());
-        }
-    }
-    None
-}
-
-/// ` -f FILE` as typed, or nothing.
-fn file_flag() -> String {
-    file_as_typed().map(|f| format!(" -f {}", shell_word(&f))).unwrap_or_default()
 }
 
 /// The question a commander answers before a failover starts. Declaring a
@@ -199,7 +182,6 @@ async fn run(declarer: &Declarer, id: &str, resuming: Option<Actor>, style: &Sty
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot watch for Ctrl-C: {e}")))?;
     let mut pressed = 0;
-    let f = file_flag();
     // The progress printer runs in this task, exactly as long as the
     // execution, and prints the last transitions once it has ended.
     let result = loop {
@@ -213,12 +195,16 @@ async fn run(declarer: &Declarer, id: &str, resuming: Option<Actor>, style: &Sty
                         "\n{} the failover goes on: Ctrl-C does not stop it halfway. Ctrl-C again detaches; it can then be resumed here, or by `drctl serve`.",
                         style.yellow("!")
                     );
-                    eprintln!("  drctl show {id}{f}      where it is");
-                    eprintln!("  drctl resume {id}{f}    carries it on (after a detach)");
-                    eprintln!("  drctl abort {id}{f}     stops it: running steps finish, nothing new starts");
+                    eprintln!("  {}      where it is", hint(&format!("show {id}")));
+                    eprintln!("  {}    carries it on (after a detach)", hint(&format!("resume {id}")));
+                    eprintln!("  {}     stops it: running steps finish, nothing new starts", hint(&format!("abort {id}")));
                 } else {
                     print_new();
-                    eprintln!("{} detached: {id} stays as the journal says; `drctl resume {id}{f}` carries it on", style.yellow("!"));
+                    eprintln!(
+                        "{} detached: {id} stays as the journal says; `{}` carries it on",
+                        style.yellow("!"),
+                        hint(&format!("resume {id}"))
+                    );
                     return Ok(Outcome::Interrupted);
                 }
             }
@@ -248,7 +234,7 @@ fn print_paused(topo: Option<&Topology>, state: &State, id: &str, style: &Style)
     }
     println!("  not switched: {}", list(&view.not_switched));
     println!("Go on with one of (typed as shown):");
-    for (cmd, what) in view.commands(file_as_typed().as_deref()) {
+    for (cmd, what) in view.commands() {
         println!("  {cmd}\n      {what}");
     }
     Ok(())
@@ -314,6 +300,11 @@ pub async fn approve_and_go_on(
     run(&declarer, id, None, style).await
 }
 
+/// A drctl command as a hint: with the flags that reach this process's store.
+fn hint(args: &str) -> String {
+    drctl_core::hint::drctl(args)
+}
+
 fn finish(topo: Option<&Topology>, state: &State, id: &str, style: &Style) -> Result<Outcome, Failure> {
     let report = failover::report(topo, state, id).map_err(control_error)?;
     print!("{}", render(&report, style));
@@ -321,6 +312,7 @@ fn finish(topo: Option<&Topology>, state: &State, id: &str, style: &Style) -> Re
         print_paused(topo, state, id, style)?;
         return Ok(Outcome::Failed);
     }
+    println!("`{}` shows it again; `{}` lists every execution", hint(&format!("show {id}")), hint("executions"));
     let ok = report["state"] == exec_state::SUCCEEDED;
     let meets = report["entities"].as_array().is_some_and(|a| a.iter().all(|e| e["meets_rto"] == true));
     Ok(match (ok, meets) {
@@ -386,7 +378,7 @@ pub fn approve(state: &State, id: &str, step: &str, done: bool, by: &str) -> Res
         }
         let row = state.execution(id).map_err(state_error)?;
         if !drctl_state::journal::exec_state::is_final(&row.state) && !state_has_owner(state, id) {
-            println!("nothing runs {id} right now: `drctl resume {id}{}` carries on from here", file_flag());
+            println!("nothing runs {id} right now: `{}` carries on from here", hint(&format!("resume {id}")));
         }
     } else {
         println!("{step} of {id} was already approved");

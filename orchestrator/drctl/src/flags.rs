@@ -126,9 +126,12 @@ pub enum Command {
         #[arg(value_name = "NAME")]
         names: Vec<String>,
         /// Resolve a conflict instead (one datastore NAME): the key of the object replication left alone.
-        #[arg(long, value_name = "KEY", requires = "zone", requires = "resolution")]
+        #[arg(long, value_name = "KEY", requires = "zone", requires = "resolution", conflicts_with = "resolve_all")]
         resolve: Option<String>,
-        /// The zone of the conflicting object's bucket (with --resolve).
+        /// Resolve every recorded conflict of the NAMEd datastores (default: all), in --zone only when given.
+        #[arg(long, requires = "resolution")]
+        resolve_all: bool,
+        /// The zone of the conflicting object's bucket (with --resolve; narrows --resolve-all).
         #[arg(long, value_name = "ZONE")]
         zone: Option<String>,
         /// How to resolve it: keep it as it is (replication leaves it alone), discard it (the next pass
@@ -197,9 +200,8 @@ pub enum Command {
     /// Approve a step waiting for approval, decide on a step a crash interrupted, or record a failed step as done by hand.
     #[command(after_help = crate::help::APPROVE)]
     Approve {
-        /// The topology file: with it, a paused execution goes on here once its failed step is recorded as done.
-        #[arg(short = 'f', long = "file", value_name = "FILE")]
-        file: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
         /// The execution id (the first line `drctl declare` printed; see `drctl executions`).
         id: String,
         /// The step id, e.g. `payments/approve` (see `drctl show ID`).
@@ -207,22 +209,23 @@ pub enum Command {
         /// The step's effect did happen (a step a crash interrupted, or a failed step done by hand): record it as done without running it.
         #[arg(long)]
         done: bool,
-        /// Who approves (default: $USER).
-        #[arg(long, env = "USER", default_value = "operator")]
-        by: String,
+        /// Who approves (default: your login name).
+        #[arg(long, value_name = "NAME")]
+        by: Option<String>,
     },
     /// Stop an execution: running steps finish, the rest is skipped; a paused one stops at once.
     #[command(after_help = crate::help::ABORT)]
     Abort {
-        /// The topology file (its state store is used).
-        #[arg(short = 'f', long = "file", value_name = "FILE")]
-        file: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
         /// The execution id (see `drctl executions`).
         id: String,
     },
     /// List executions, newest first.
     #[command(after_help = crate::help::EXECUTIONS)]
     Executions {
+        #[command(flatten)]
+        store: StoreArgs,
         /// Text for people, JSON for scripts.
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
@@ -235,9 +238,9 @@ pub enum Command {
         /// Text for people, JSON for scripts.
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
-        /// The topology, for RTO targets.
-        #[arg(short = 'f', long = "file", default_value = "drctl.yaml", value_name = "FILE")]
-        path: PathBuf,
+        /// The topology (for RTO targets) whose state store holds the execution.
+        #[command(flatten)]
+        store: StoreArgs,
     },
     /// Print the JSON Schema of the topology file (for editors).
     #[command(after_help = crate::help::SCHEMA)]
@@ -295,7 +298,11 @@ pub enum Command {
     #[command(after_help = crate::help::AUDIT)]
     Audit(AuditArgs),
     /// The keys kept outside the state store (what seals secrets and addresses, and the audit key).
+    #[command(after_help = crate::help::KEYS)]
     Keys(KeysArgs),
+    /// A link that opens one customer's contract page in a browser: signed, expiring, revocable.
+    #[command(name = "customer-link", args_conflicts_with_subcommands = true, after_help = crate::help::CUSTOMER_LINK)]
+    CustomerLink(CustomerLinkArgs),
     /// The status page, for hosting elsewhere.
     #[command(after_help = crate::help::STATUS_PAGE, subcommand, name = "status-page")]
     StatusPage(StatusPageCommand),
@@ -350,23 +357,64 @@ pub enum Command {
     },
 }
 
-/// The topology only decides the state store: a lab's topology means the lab's.
+/// Which state store a command that reads or changes executions, tokens,
+/// subscriptions or the audit log uses: the one its topology file uses (a
+/// lab's topology means the lab's store), unless `--state` or `DRCTL_STATE`
+/// names one. Every such command includes it, so `-f` means the same
+/// everywhere and a hint drctl prints works when typed as printed.
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// The topology file whose state store to use (a lab's topology: the lab's store); --state wins.
+    #[arg(short = 'f', long = "file", global = true, default_value = drctl_core::hint::DEFAULT_FILE, value_name = "FILE")]
+    pub file: PathBuf,
+}
+
 #[derive(Debug, Args)]
 pub struct TokenArgs {
-    /// The topology file; a lab's topology means the lab's state store.
-    #[arg(short = 'f', long = "file", global = true, default_value = "drctl.yaml", value_name = "FILE")]
-    pub file: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
     #[command(subcommand)]
     pub cmd: TokenCommand,
 }
 
 #[derive(Debug, Args)]
 pub struct AuditArgs {
-    /// The topology file; a lab's topology means the lab's state store.
-    #[arg(short = 'f', long = "file", global = true, default_value = "drctl.yaml", value_name = "FILE")]
-    pub file: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
     #[command(subcommand)]
     pub cmd: AuditCommand,
+}
+
+#[derive(Debug, Args)]
+pub struct CustomerLinkArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// The customer (a `customer:` of the topology's `contracts`) to make a link for.
+    #[arg(value_name = "CUSTOMER")]
+    pub customer: Option<String>,
+    /// How long the link opens the page (at most 90 days).
+    #[arg(long, default_value = "7d", value_parser = parse_duration, value_name = "DURATION")]
+    pub ttl: std::time::Duration,
+    /// The controller's public URL, which the link points at.
+    #[arg(long, default_value = "http://127.0.0.1:8080", value_name = "URL")]
+    pub base_url: String,
+    #[command(subcommand)]
+    pub cmd: Option<CustomerLinkCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CustomerLinkCommand {
+    /// Every link: its customer, until when it works, whether it was revoked (never the secrets).
+    List {
+        /// Text for people, JSON for scripts.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Revoke a link: it, and every browser session opened with it, stop working at once.
+    Revoke {
+        /// The link's id (printed when it was made; see `drctl customer-link list`).
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -639,12 +687,10 @@ impl From<NotifyArgs> for drctl_serve::NotifyOptions {
     }
 }
 
-/// The topology only decides the state store: a lab's topology means the lab's.
 #[derive(Debug, Args)]
 pub struct SubscriptionsArgs {
-    /// The topology file; a lab's topology means the lab's state store.
-    #[arg(short = 'f', long = "file", global = true, default_value = "drctl.yaml", value_name = "FILE")]
-    pub file: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
     #[command(subcommand)]
     pub cmd: SubscriptionsCommand,
 }

@@ -377,3 +377,21 @@ Exit codes:
   0  written
   1  the folder could not be written
   2  bad input: a flag";
+
+pub const KEYS: &str = "\
+Example:
+  drctl keys rotate -f drctl.yaml
+
+Exit codes:
+  0  done
+  1  a key file could not be read or written
+  2  bad input: a flag";
+
+pub const CUSTOMER_LINK: &str = "\
+Example:
+  drctl customer-link acme --ttl 7d --base-url https://status.example.com
+
+Exit codes:
+  0  the link was made (printed once), listed or revoked
+  1  the state store failed
+  2  bad input: an unknown customer or link id, a TTL over 90 days, a flag";

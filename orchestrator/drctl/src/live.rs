@@ -99,12 +99,7 @@ pub fn render(topo: &Topology, r: &StatusReport, style: &Style) -> String {
             for x in d.replicas.iter().filter(|x| x.error.is_some()) {
                 problems.push(format!("{} replica in {}: {}", d.name, x.zone, x.error.as_deref().unwrap_or_default()));
             }
-            for c in &d.conflicts {
-                problems.push(format!(
-                    "{}: {} in {} kept, not replicated over ({}): `drctl replicate {} --resolve {} --zone {} --resolution keep|discard|copy-aside`",
-                    d.name, c.key, c.zone, c.reason, d.name, c.key, c.zone
-                ));
-            }
+            problems.extend(conflict_lines(&d.name, d.conflicts.iter().map(|c| (&c.zone, &c.key, &c.reason))));
         }
         out.push('\n');
     }
@@ -134,14 +129,78 @@ pub fn render(topo: &Topology, r: &StatusReport, style: &Style) -> String {
     if !problems.is_empty() {
         out.push('\n');
     }
-    out.push_str(&if r.meets_objectives() {
-        format!("{} Every objective is met right now.\n", style.green("✓"))
-    } else {
-        let rpo = r.datastores.iter().filter(|d| !d.meets_rpo).count();
-        let rto = r.services.iter().filter(|s| !s.meets_rto).count();
-        format!("{} {rpo} RPO and {rto} RTO objectives not met right now.\n", style.red("✗"))
-    });
+    out.push_str(&verdict(r, style));
     out
+}
+
+/// The last line: what is down, then what misses its objective.
+fn verdict(r: &StatusReport, style: &Style) -> String {
+    let down = r.services.iter().filter(|s| !s.healthy).count();
+    let rpo = r.datastores.iter().filter(|d| !d.meets_rpo).count();
+    let rto = r.services.iter().filter(|s| !s.meets_rto).count();
+    let mut parts = Vec::new();
+    if down > 0 {
+        parts.push(format!("{down} of {} service{} down", r.services.len(), plural(r.services.len())));
+    }
+    if rpo + rto > 0 {
+        parts.push(format!("{rpo} RPO and {rto} RTO objective{} not met", plural(rpo + rto)));
+    }
+    if parts.is_empty() {
+        format!("{} Every service is up and every objective is met right now.\n", style.green("✓"))
+    } else {
+        format!("{} {} right now.\n", style.red("✗"), parts.join("; "))
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// How many conflicts one list may name before it only counts the rest.
+const CONFLICTS_SHOWN: usize = 3;
+
+/// A datastore's conflicts, kept to a few lines whatever their number: per
+/// zone a count and the first few keys, then the one command that resolves
+/// them all (after a failover a former primary can hold thousands, and a
+/// line each would push everything else off the screen).
+fn conflict_lines<'a>(
+    name: &str,
+    conflicts: impl Iterator<Item = (&'a String, &'a String, &'a String)>,
+) -> Vec<String> {
+    let mut zones: Vec<(&String, Vec<&String>, &String)> = Vec::new();
+    for (zone, key, reason) in conflicts {
+        match zones.iter_mut().find(|(z, ..)| *z == zone) {
+            Some((_, keys, _)) => keys.push(key),
+            None => zones.push((zone, vec![key], reason)),
+        }
+    }
+    if zones.is_empty() {
+        return Vec::new();
+    }
+    let mut lines: Vec<String> = zones
+        .iter()
+        .map(|(zone, keys, reason)| {
+            let first: Vec<&str> = keys.iter().take(CONFLICTS_SHOWN).map(|k| k.as_str()).collect();
+            let more = keys.len().saturating_sub(CONFLICTS_SHOWN);
+            format!(
+                "{name}: {} object{} in {zone} kept, not replicated over ({reason}): {}{}",
+                keys.len(),
+                plural(keys.len()),
+                first.join(", "),
+                if more > 0 { format!(" and {more} more") } else { String::new() }
+            )
+        })
+        .collect();
+    lines.push(format!(
+        "  resolve them all: `{}` (one: `{}`)",
+        drctl_core::hint::drctl(&format!("replicate {name} --resolve-all --resolution keep|discard|copy-aside")),
+        drctl_core::hint::drctl(&format!("replicate {name} --resolve KEY --zone ZONE --resolution keep"))
+    ));
+    lines
 }
 
 /// Progress on a terminal; nothing otherwise.
@@ -223,11 +282,8 @@ pub async fn replicate(
                     s.totals.failed,
                     s.conflicts.len()
                 );
-                for c in &s.conflicts {
-                    println!(
-                        "  ! {} in {}: {} (kept; `drctl replicate {name} --resolve {} --zone {} --keep|--discard|--copy-aside`)",
-                        c.key, c.zone, c.reason, c.key, c.zone
-                    );
+                for line in conflict_lines(name, s.conflicts.iter().map(|c| (&c.zone, &c.key, &c.reason))) {
+                    println!("  ! {line}");
                 }
                 for f in &s.failures {
                     println!("  ✗ {} → {}: {}", f.key, f.replica_zone, f.error);
@@ -264,18 +320,60 @@ pub async fn resolve(
     key: &str,
     how: crate::flags::Resolution,
 ) -> Result<Outcome, Failure> {
-    use crate::flags::Resolution as R;
-    let how = match how {
-        R::Keep => replicate::Resolution::Keep,
-        R::Discard => replicate::Resolution::Discard,
-        R::CopyAside => replicate::Resolution::CopyAside,
-    };
+    let how = resolution(how);
     let who = drctl_control::declare::Actor::cli();
     let done = replicate::resolve(clients, topo, state, name, zone, key, how, &who)
         .await
         .map_err(crate::execute::control_error)?;
     println!("{done}");
     Ok(Outcome::Done)
+}
+
+fn resolution(how: crate::flags::Resolution) -> replicate::Resolution {
+    use crate::flags::Resolution as R;
+    match how {
+        R::Keep => replicate::Resolution::Keep,
+        R::Discard => replicate::Resolution::Discard,
+        R::CopyAside => replicate::Resolution::CopyAside,
+    }
+}
+
+/// Resolves every recorded conflict of the named datastores the same way;
+/// each is audited. Fails (exit 1) when any could not be resolved.
+pub async fn resolve_all(
+    clients: &Clients,
+    topo: &Topology,
+    state: &State,
+    names: &[String],
+    zone: Option<&str>,
+    how: crate::flags::Resolution,
+    json: bool,
+) -> Result<Outcome, Failure> {
+    let who = drctl_control::declare::Actor::cli();
+    let done = replicate::resolve_all(clients, topo, state, names, zone, resolution(how), &who)
+        .await
+        .map_err(crate::execute::control_error)?;
+    let failed = done.iter().filter(|(.., r)| r.is_err()).count();
+    if json {
+        let rows: Vec<serde_json::Value> = done
+            .iter()
+            .map(|(d, z, k, r)| match r {
+                Ok(what) => serde_json::json!({"datastore": d, "zone": z, "key": k, "resolved": what}),
+                Err(e) => serde_json::json!({"datastore": d, "zone": z, "key": k, "error": e.to_string()}),
+            })
+            .collect();
+        let out = serde_json::json!({"resolved": done.len() - failed, "failed": failed, "conflicts": rows});
+        println!("{}", serde_json::to_string_pretty(&out).map_err(anyhow::Error::from)?);
+    } else {
+        for (d, z, k, r) in &done {
+            match r {
+                Ok(what) => println!("{d}: {what}"),
+                Err(e) => println!("  ✗ {d}: {k} in {z}: {e}"),
+            }
+        }
+        println!("{} conflict(s) resolved, {failed} failed", done.len() - failed);
+    }
+    Ok(if failed > 0 { Outcome::Failed } else { Outcome::Done })
 }
 
 /// Runs each datastore on its schedule until Ctrl-C.

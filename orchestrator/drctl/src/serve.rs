@@ -1,6 +1,6 @@
 //! `drctl serve`, `token`, `audit` and `status-page`: glue to drctl-serve and the state store.
 
-use crate::flags::{Output, TokenCommand};
+use crate::flags::{CustomerLinkArgs, CustomerLinkCommand, Output, TokenCommand};
 use crate::{Failure, Outcome};
 use drctl_core::Topology;
 use drctl_state::controller::{Role, Verified};
@@ -268,6 +268,117 @@ pub fn token(state: &State, file: &std::path::Path, cmd: TokenCommand) -> Result
             Ok(Outcome::Done)
         }
     }
+}
+
+/// The longest a customer link may work: a link in someone's mailbox is a
+/// standing key to the page; a quarter is as long as a contract review.
+const LINK_TTL_MAX: std::time::Duration = std::time::Duration::from_secs(90 * 86_400);
+
+/// `drctl customer-link`: make, list and revoke links to a customer's page.
+pub fn customer_link(state: &State, args: CustomerLinkArgs) -> Result<Outcome, Failure> {
+    let now = SystemTime::now();
+    match (args.cmd, args.customer) {
+        (Some(CustomerLinkCommand::List { output }), _) => {
+            let links = state.customer_links().map_err(|e| Failure::Runtime(e.into()))?;
+            let row = |l: &drctl_state::audience::CustomerLink| {
+                let st = match l.revoked_ms {
+                    Some(r) => format!("revoked {}", at(from_ms(r))),
+                    None if !l.usable(now) => "expired".into(),
+                    None => "works".into(),
+                };
+                (st, at(from_ms(l.expires_ms)))
+            };
+            if output == Output::Json {
+                let v: Vec<serde_json::Value> = links
+                    .iter()
+                    .map(|l| {
+                        let (st, until) = row(l);
+                        serde_json::json!({"id": l.id, "customer": l.customer, "state": st, "expires_at": until,
+                            "created_at": at(from_ms(l.created_ms)), "created_by": l.created_by, "sessions": l.sessions.len()})
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v).map_err(anyhow::Error::from)?);
+            } else {
+                println!("{:<12}  {:<16} {:<24} STATE", "ID", "CUSTOMER", "EXPIRES");
+                for l in &links {
+                    let (st, until) = row(l);
+                    println!("{:<12}  {:<16} {:<24} {st}", l.id, l.customer, until);
+                }
+            }
+            Ok(Outcome::Done)
+        }
+        (Some(CustomerLinkCommand::Revoke { id }), _) => {
+            crate::context::audit(
+                state,
+                "customer_link.revoke",
+                &format!("link {id}"),
+                &serde_json::json!({"id": id}),
+            )?;
+            let l = state.revoke_customer_link(&id, now).map_err(crate::execute::state_error)?;
+            println!("revoked link {} to {}'s page; browsers it opened are logged out", l.id, l.customer);
+            Ok(Outcome::Done)
+        }
+        (None, None) => Err(Failure::bad_input(
+            "name the customer (`drctl customer-link CUSTOMER --ttl 7d`), or `list` / `revoke ID`",
+        )),
+        (None, Some(customer)) => {
+            if args.ttl.is_zero() || args.ttl > LINK_TTL_MAX {
+                return Err(Failure::bad_input("--ttl: between 1s and 90d"));
+            }
+            let base = args.base_url.trim_end_matches('/');
+            if !(base.starts_with("http://") || base.starts_with("https://")) {
+                return Err(Failure::bad_input(format!(
+                    "--base-url `{base}`: an http(s) URL, e.g. https://status.example.com"
+                )));
+            }
+            check_contract(&args.store.file, &customer)?;
+            let expires = now + args.ttl;
+            crate::context::audit(
+                state,
+                "customer_link.create",
+                &format!("customer {customer}"),
+                &serde_json::json!({"customer": customer, "expires_at": at(expires)}),
+            )?;
+            let who = drctl_control::declare::login_name();
+            let made =
+                state.create_customer_link(&customer, &who, expires, now).map_err(crate::execute::state_error)?;
+            println!("{base}/customer-link/{}", made.secret);
+            eprintln!(
+                "link {} opens {customer}'s contract page until {}; it is shown once. Revoke it: `{}`",
+                made.link.id,
+                at(expires),
+                drctl_core::hint::drctl(&format!("customer-link revoke {}", made.link.id))
+            );
+            Ok(Outcome::Done)
+        }
+    }
+}
+
+fn from_ms(ms: i64) -> SystemTime {
+    std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64)
+}
+
+/// A link is to a customer the topology has a contract with.
+fn check_contract(file: &std::path::Path, customer: &str) -> Result<(), Failure> {
+    let loaded = drctl_core::load(file);
+    let Some(topology) = loaded.topology else {
+        return Err(Failure::bad_input(format!(
+            "{}: a customer link needs the topology whose contract it opens (-f FILE)",
+            file.display()
+        )));
+    };
+    if topology.contracts.iter().any(|c| c.customer == customer) {
+        return Ok(());
+    }
+    let known: Vec<&str> = topology.contracts.iter().map(|c| c.customer.as_str()).collect();
+    let hint = drctl_core::diag::closest_name(customer, known.iter().copied())
+        .map(|n| format!("did you mean `{n}`? "))
+        .unwrap_or_default();
+    Err(Failure::bad_input(format!(
+        "{} has no contract with customer `{customer}`: {hint}({})",
+        file.display(),
+        if known.is_empty() { "it has no `contracts`".to_string() } else { format!("customers: {}", known.join(", ")) }
+    )))
 }
 
 fn at(t: SystemTime) -> String {

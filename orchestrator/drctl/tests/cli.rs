@@ -241,7 +241,17 @@ fn plan_flags_are_checked() {
     assert!(text(&o.stderr).contains("say what is lost"));
     let o = drctl(&["plan", "-f", SAAS, "--zone", "use1-az9"]);
     assert_eq!(code(&o), 2);
-    assert!(text(&o.stderr).contains("zone `use1-az9` is not in the topology (zones: use1-az1, use1-az2, use1-az3)"));
+    assert!(text(&o.stderr).contains(
+        "zone `use1-az9` is not in the topology: did you mean `use1-az1`? (zones: use1-az1, use1-az2, use1-az3)"
+    ));
+    let o = drctl(&["plan", "-f", SAAS, "--zone", "az1"]);
+    assert_eq!(code(&o), 2, "a shortened zone name");
+    assert!(text(&o.stderr).contains("did you mean `use1-az1`?"), "{}", text(&o.stderr));
+    let state = format!("sqlite://{}/drctl-cli-typo-{}.db", std::env::temp_dir().display(), std::process::id());
+    let o =
+        drctl(&["declare", "-f", SAAS, "--zone", "az1", "--reason", "typo", "--yes", "--dry-run", "--state", &state]);
+    assert_eq!(code(&o), 2, "declare too: {}", text(&o.stderr));
+    assert!(text(&o.stderr).contains("did you mean `use1-az1`?"), "{}", text(&o.stderr));
     let o = drctl(&["plan", "-f", SAAS, "--zone", "use1-az1", "--parallel", "many"]);
     assert_eq!(code(&o), 2);
     let o = drctl(&["plan", "-f", SAAS, "--zone", "use1-az1", "--parallel", "0"]);

@@ -490,7 +490,7 @@ fn a_customer_sees_its_own_contract_and_the_report_of_a_real_failover() {
     };
     let draft = report["body"].as_str().unwrap();
     for part in [
-        "# Post-incident report: Failover in progress",
+        "# Post-incident report: Failed over: orders-db, checkout",
         "## Who decided what",
         "ic `declare`",
         "## Steps",
@@ -509,8 +509,12 @@ fn a_customer_sees_its_own_contract_and_the_report_of_a_real_failover() {
     assert_eq!(public.status(), 200);
     let public = public.text().unwrap();
     assert!(public.contains("Failover in progress") && !public.contains("Post-incident report"), "{public}");
+    // The draft holds a placeholder: it cannot be published as it is.
+    let r = c.post(format!("{base}/api/v1/incidents/{incident}/report/publish")).bearer_auth(&operator).send().unwrap();
+    assert_eq!(r.status(), 422, "a placeholder is not published");
+    assert!(r.text().unwrap().contains("(To be written.)"), "the answer names the placeholder");
     // An operator edits and publishes it; a viewer may not.
-    let edited = format!("{draft}\n## Cause\n\nA storage controller in az1 failed; **no data was lost**.\n");
+    let edited = draft.replace("(To be written.)", "A storage controller in az1 failed; **no data was lost**.");
     let r = c
         .put(format!("{base}/api/v1/incidents/{incident}/report"))
         .bearer_auth(&viewer)
@@ -533,6 +537,19 @@ fn a_customer_sees_its_own_contract_and_the_report_of_a_real_failover() {
         public.contains("Post-incident report") && public.contains("<strong>no data was lost</strong>"),
         "{public}"
     );
+    // Resolved, the incident's title says it failed over, on every face.
+    let r = c
+        .post(format!("{base}/api/v1/incidents/{incident}/updates"))
+        .bearer_auth(&operator)
+        .json(&json!({"status": "resolved", "body": "All services run from az2."}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().unwrap_or_default());
+    wait_for("the page to show the resolved title", 30, || {
+        c.get(format!("{base}/incidents/{incident}")).send().unwrap().text().unwrap().contains("Failed over: ")
+    });
+    let public = c.get(format!("{base}/incidents/{incident}")).send().unwrap().text().unwrap();
+    assert!(!public.contains("Failover in progress"), "the old title is gone: {public}");
     // The page and the feed link to it.
     let index = c.get(format!("{base}/")).send().unwrap().text().unwrap();
     assert!(index.contains(&format!(r#"<a href="/incidents/{incident}">"#)), "{index}");
@@ -652,4 +669,116 @@ fn a_customer_sees_its_own_contract_and_the_report_of_a_real_failover() {
         assert!(dom.contains("no data was lost"), "{dom}");
     }
     drop(srv);
+}
+
+/// The DOM Chromium ends on after following `url` (and any refresh the
+/// page makes), with its own profile: cookies set on the way are kept for
+/// the rest of that load only.
+fn dom_after(browser: &Path, url: &str, name: &str) -> String {
+    let profile = std::env::temp_dir().join(format!("drctl-chromium-link-{}-{name}", std::process::id()));
+    let out = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--virtual-time-budget=5000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg("--dump-dom")
+        .arg(url)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(profile);
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn customer_link(dir: &Path, base: &str, ttl: &str) -> (String, String) {
+    let out = drctl(dir).args(["customer-link", "acme", "--ttl", ttl, "--base-url", base]).output().unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    let id = err.split_whitespace().nth(1).unwrap().to_string();
+    assert!(err.contains(&format!("`drctl customer-link revoke {id}`")), "how to revoke it: {err}");
+    (url, id)
+}
+
+#[test]
+fn a_customer_link_opens_the_contract_page_in_a_browser_until_it_expires_or_is_revoked() {
+    let pg = PgPair::start();
+    let dir = tempdir("customer-link");
+    topology(&dir, &pg);
+    let out = drctl(&dir).args(["customer-link", "acme-corp", "--ttl", "1h"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "only a customer with a contract: {}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean `acme`?"), "{}", show(&out));
+    let srv = start(&dir, &[], "http");
+    let base = srv.base.clone();
+    let (url, id) = customer_link(&dir, &base, "1h");
+    let secret = url.rsplit('/').next().unwrap().to_string();
+
+    // Opened: the secret is exchanged for a session cookie at once, and the
+    // browser is sent on to the clean address.
+    let c =
+        reqwest::blocking::Client::builder().no_proxy().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = c.get(&url).send().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["referrer-policy"], "no-referrer");
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    for part in ["HttpOnly", "SameSite=Strict", "Path=/customers/acme"] {
+        assert!(cookie.contains(part), "{part} in {cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "not over plain HTTP");
+    assert!(!cookie.contains(&secret), "the cookie is a session, not the link's secret");
+    assert!(r.text().unwrap().contains(r#"url=/customers/acme""#), "on to the clean address");
+    let session = cookie.split(';').next().unwrap().to_string();
+    let page = c.get(format!("{base}/customers/acme")).header("cookie", &session).send().unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["referrer-policy"], "no-referrer");
+    assert!(page.text().unwrap().contains("checkout"));
+    let other = c.get(format!("{base}/customers/globex")).header("cookie", &session).send().unwrap();
+    assert_eq!(other.status(), 403, "a link opens its own customer's page only");
+
+    if let Some(browser) = chromium_or_skip() {
+        let dom = dom_after(&browser, &url, "open");
+        assert!(dom.contains("Your services now") && dom.contains("checkout"), "the contract page opened: {dom}");
+        assert!(!dom.contains(&secret), "the secret is not on the page");
+    }
+
+    // Revoked: the link and the sessions it opened stop working at once.
+    let out = drctl(&dir).args(["customer-link", "revoke", &id]).output().unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(c.get(format!("{base}/customers/acme")).header("cookie", &session).send().unwrap().status(), 401);
+    assert_eq!(c.get(&url).send().unwrap().status(), 403);
+    if let Some(browser) = chromium_or_skip() {
+        let dom = dom_after(&browser, &url, "revoked");
+        assert!(dom.contains("expired or was revoked") && !dom.contains("Your services now"), "{dom}");
+    }
+
+    // Expired: a link of one second no longer opens the page.
+    let (short, _) = customer_link(&dir, &base, "1s");
+    wait_for("the one-second link to expire", 10, || c.get(&short).send().unwrap().status() == 403);
+    if let Some(browser) = chromium_or_skip() {
+        let dom = dom_after(&browser, &short, "expired");
+        assert!(dom.contains("expired or was revoked") && !dom.contains("Your services now"), "{dom}");
+    }
+
+    let listed = drctl(&dir).args(["customer-link", "list", "--output", "json"]).output().unwrap();
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let states: Vec<&str> = listed.as_array().unwrap().iter().map(|l| l["state"].as_str().unwrap()).collect();
+    assert!(states[0].starts_with("revoked") && states[1] == "expired", "{listed}");
+    assert!(!listed.to_string().contains(&secret), "never the secrets");
+    let audit = drctl(&dir).args(["audit", "list", "--output", "json"]).output().unwrap();
+    let audit = String::from_utf8_lossy(&audit.stdout).to_string();
+    for a in ["customer_link.create", "customer_link.revoke"] {
+        assert!(audit.contains(a), "{a} audited");
+    }
+    assert!(!audit.contains(&secret), "the audit log never holds the secret");
+    drop(srv);
+    let log = std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default();
+    assert!(!log.contains(&secret), "the secret is never logged");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -263,3 +263,74 @@ datastores:
     let (_, audit, _) = env.drctl(&["audit", "list", "--output", "json"]);
     assert!(audit.contains("replicate.resolve"), "{audit}");
 }
+
+/// After a failover a former primary can hold many objects that were never
+/// replicated: `status` stays one screen (a count per datastore and zone,
+/// the first few keys, one command for all), its last line counts services
+/// down, and that command, typed as printed with a resolution chosen,
+/// resolves every conflict (each audited).
+#[tokio::test(flavor = "multi_thread")]
+async fn many_conflicts_fit_one_screen_and_resolve_all_resolves_them() {
+    let moto = Moto::start();
+    let env = Env::named("conflicts-all-");
+    let (az1, _az2) = two_buckets(&moto.endpoint(), "ca-assets-az1", "ca-assets-az2").await;
+    let dead = drctl_testkit::free_port();
+    std::fs::write(
+        env.dir.join("drctl.yaml"),
+        format!(
+            "version: 1
+zones:
+  - {{ name: az1, region: us-east-1, aws_zone: us-east-1a }}
+  - {{ name: az2, region: us-east-1, aws_zone: us-east-1b }}
+datastores:
+  - name: assets
+    kind: s3
+    endpoint: \"{}\"
+    primary: {{ zone: az1, bucket: ca-assets-az1 }}
+    replicas: [ {{ zone: az2, bucket: ca-assets-az2 }} ]
+    replication: {{ by: drctl, every: 1m }}
+services:
+  - {{ name: web, zones: [az1, az2], health: {{ url: \"http://127.0.0.1:{dead}/health\", timeout: 1s }} }}
+",
+            moto.endpoint()
+        ),
+    )
+    .unwrap();
+    s3::put_bytes(&az1, "seed.json", b"replicated".to_vec()).await.unwrap();
+    let (code, first) = env.json(&["replicate", "--once", "--output", "json"]);
+    assert_eq!(code, 0, "{first}");
+    for i in 0..12 {
+        s3::put_bytes(&az1, &format!("orders/{i:02}.json"), b"only here".to_vec()).await.unwrap();
+    }
+    let (code, out, err) = env.drctl(&["declare", "--target", "assets", "--reason", "az1 lost", "--yes"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (_, back) = env.json(&["replicate", "--once", "--output", "json"]);
+    assert_eq!(back["conflicts"].as_array().unwrap().len(), 12, "{back}");
+
+    let (_, text, _) = env.drctl(&["status"]);
+    let conflict_lines: Vec<&str> = text.lines().filter(|l| l.contains("assets:") || l.contains("resolve")).collect();
+    assert!(conflict_lines.len() <= 2, "a count, not a line per object: {text}");
+    assert!(text.contains("12 objects in az1 kept") && text.contains("and 9 more"), "{text}");
+    let last = text.lines().rfind(|l| !l.trim().is_empty()).unwrap();
+    assert!(last.contains("1 of 1 service down"), "the last line counts services down: {last}");
+    let hint = text
+        .split('`')
+        .find(|h| h.contains("--resolve-all"))
+        .unwrap_or_else(|| panic!("the hint to resolve them all: {text}"))
+        .to_string();
+    assert_eq!(hint, "drctl replicate assets --resolve-all --resolution keep|discard|copy-aside");
+
+    // Typed as printed, with one resolution chosen.
+    let typed = hint.replace("keep|discard|copy-aside", "keep");
+    let args: Vec<&str> = typed.split_whitespace().skip(1).collect();
+    let (code, out, err) = env.drctl(&args);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("12 conflict(s) resolved, 0 failed"), "{out}");
+    let (_, report) = env.json(&["status", "--output", "json"]);
+    assert_eq!(datastore(&report, "assets")["conflicts"], serde_json::json!([]), "{report}");
+    assert_eq!(s3::get_bytes(&az1, "orders/00.json").await.unwrap(), b"only here", "kept as it is");
+    let (_, again) = env.json(&["replicate", "--once", "--output", "json"]);
+    assert!(again["conflicts"].as_array().unwrap().is_empty(), "kept objects are left alone: {again}");
+    let (_, audit, _) = env.drctl(&["audit", "list", "--output", "json"]);
+    assert_eq!(audit.matches("replicate.resolve").count(), 12, "each audited");
+}

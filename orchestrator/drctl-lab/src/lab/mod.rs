@@ -275,7 +275,7 @@ impl Lab {
             .map_err(|e| Error::Io(format!("DNS on {}: {e}", layout.dns())))?;
 
         // Topology and runbooks first: the services' S3 clients come from it.
-        let topo_path = opts.dir.join("drctl.yaml");
+        let topo_path = opts.dir.join(drctl_lab_api::TOPOLOGY_FILE);
         let fence_program = std::env::current_exe().ok();
         write(&topo_path, &topology_yaml(&layout, fence_program.as_deref()))?;
         write(&opts.dir.join("runbooks").join("payments.yaml"), &payments_runbook(&layout))?;

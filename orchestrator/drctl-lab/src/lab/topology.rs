@@ -20,7 +20,8 @@ pub fn topology_yaml(l: &Layout, fence_program: Option<&Path>) -> String {
         None => String::new(),
     };
     let mut y = String::new();
-    y.push_str("# Written by `drctl lab up`: the lab on loopback. Edit freely; `lab up` writes it anew.\n");
+    y.push_str(drctl_lab_api::TOPOLOGY_MARK);
+    y.push_str(": the lab on loopback. Edit freely; `lab up` writes it anew.\n");
     y.push_str("version: 1\nname: lab\n\nzones:\n");
     for z in ZONES {
         y.push_str(&format!("  - {{ name: {z}, region: lab }}\n"));
