@@ -83,7 +83,7 @@ fn failing_runbook(dir: &Dir) -> PathBuf {
     let gate = dir.0.join("gate");
     let effects = dir.0.join("effects.log");
     runbook(
-        &dir,
+        dir,
         &format!(
             "name: job
 steps:

@@ -890,6 +890,7 @@ mod tests {
             say: Box::new(|_| {}),
             controllers: Vec::new(),
             token: None,
+            id: None,
         }
     }
 
