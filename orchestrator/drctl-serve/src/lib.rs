@@ -544,6 +544,14 @@ fn lead(shared: &Arc<Shared>, center: &TaskCenter) {
         .into_iter()
         .filter(|e| !drctl_state::journal::exec_state::is_final(&e.state))
     {
+        // A paused execution waits for a commander's decision, never for a restart.
+        if e.state == drctl_state::journal::exec_state::PAUSED {
+            say(&format!(
+                "execution {} is paused: it waits for a commander (retry, skip, approve --done, abort)",
+                e.id
+            ));
+            continue;
+        }
         say(&format!("resuming execution {} ({})", e.id, e.state));
         api::spawn_execution(shared, e.id.clone());
     }
@@ -658,7 +666,9 @@ pub fn openapi() -> serde_json::Value {
             "/api/v1/executions": { "get": secured("viewer", "List executions", None, "200") },
             "/api/v1/executions/{id}": { "parameters": id_param("id", "string"), "get": secured("viewer", "An execution with its steps, their states and times, and the RTO measured", None, "200") },
             "/api/v1/executions/{id}/approve": { "parameters": id_param("id", "string"), "post": secured("commander", "Approve a step waiting for approval; a step its runbook keeps to admins (`role: admin`) needs an admin", Some("Approve"), "200") },
-            "/api/v1/executions/{id}/abort": { "parameters": id_param("id", "string"), "post": secured("commander", "Abort an execution", None, "200") },
+            "/api/v1/executions/{id}/abort": { "parameters": id_param("id", "string"), "post": secured("commander", "Abort an execution: a running one winds down, a paused one stops at once", None, "200") },
+            "/api/v1/executions/{id}/retry": { "parameters": id_param("id", "string"), "post": secured("commander", "Run a paused execution's failed step again, with overrides added", Some("Retry"), "202") },
+            "/api/v1/executions/{id}/skip": { "parameters": id_param("id", "string"), "post": secured("commander", "Give up a paused execution's failed step and every step that needs it; the rest goes on", Some("Skip"), "202") },
             "/api/v1/drills": { "post": secured("operator", "Run a chaos experiment as a drill (202 with the drill id)", Some("Drill"), "202") },
             "/api/v1/audit": { "get": secured("admin", "The audit log", None, "200") },
             "/api/v1/subscriptions": {
@@ -696,8 +706,16 @@ pub fn openapi() -> serde_json::Value {
                 "Declare": { "type": "object", "required": ["reason"], "properties": {
                     "zones": { "type": "array", "items": { "type": "string" } }, "regions": { "type": "array", "items": { "type": "string" } },
                     "targets": { "type": "array", "items": { "type": "string" } }, "reason": { "type": "string" },
-                    "dry_run": { "type": "boolean" }, "force": { "type": "boolean" }, "parallel": { "type": "integer", "minimum": 1 } } },
-                "Approve": { "type": "object", "required": ["step"], "properties": { "step": { "type": "string" } } },
+                    "dry_run": { "type": "boolean" }, "force": { "type": "boolean", "description": "accept_lag and skip_catch_up; never waives a fence" },
+                    "overrides": { "$ref": "#/components/schemas/Overrides" }, "parallel": { "type": "integer", "minimum": 1 } },
+                    "additionalProperties": false },
+                "Overrides": { "type": "object", "additionalProperties": false, "properties": {
+                    "accept_lag": { "type": "boolean", "description": "promote a standby beyond max_lag, or of unknown lag" },
+                    "skip_catch_up": { "type": "boolean", "description": "promote before the standby replayed the fenced primary's last write" },
+                    "unfenced": { "type": "array", "items": { "type": "string", "pattern": "^[^/]+/[^/]+$" }, "description": "DATASTORE/ZONE members promoted beside although they could be fenced neither way" } } },
+                "Approve": { "type": "object", "required": ["step"], "additionalProperties": false, "properties": { "step": { "type": "string" }, "done": { "type": "boolean" } } },
+                "Retry": { "type": "object", "required": ["step"], "additionalProperties": false, "properties": { "step": { "type": "string" }, "overrides": { "$ref": "#/components/schemas/Overrides" } } },
+                "Skip": { "type": "object", "required": ["step"], "additionalProperties": false, "properties": { "step": { "type": "string" } } },
                 "Subscribe": { "type": "object", "properties": {
                     "email": { "type": "string", "format": "email" }, "webhook": { "type": "string", "format": "uri" },
                     "services": { "type": "array", "items": { "type": "string" }, "description": "none: every service" },

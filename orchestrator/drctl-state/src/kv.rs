@@ -826,6 +826,20 @@ impl<K: Kv> Journal for KvStore<K> {
             .collect()
     }
 
+    fn record_event(
+        &self,
+        execution: &str,
+        at: SystemTime,
+        step: Option<&str>,
+        kind: &str,
+        detail: Option<&str>,
+    ) -> Result<()> {
+        self.exec_doc(execution)?;
+        let e = event(at, step, kind, detail);
+        self.kv.commit(Txn { checks: vec![], ops: vec![self.event_op(execution, &e)], leader_only: false })?;
+        Ok(())
+    }
+
     fn set_placement(&self, datastore: &str, primary_zone: &str) -> Result<()> {
         let key = self.key(&format!("placement/{}", seg(datastore)));
         let doc = (datastore.to_string(), primary_zone.to_string());

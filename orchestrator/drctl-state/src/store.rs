@@ -98,6 +98,17 @@ pub trait Journal: Send + Sync {
 
     fn events(&self, execution: &str) -> Result<Vec<Event>>;
 
+    /// Appends an event that is not a step transition: a commander's
+    /// retry or skip and its overrides, a `wait` step's deadline.
+    fn record_event(
+        &self,
+        execution: &str,
+        at: SystemTime,
+        step: Option<&str>,
+        kind: &str,
+        detail: Option<&str>,
+    ) -> Result<()>;
+
     /// Records where a datastore's primary is after a failover.
     fn set_placement(&self, datastore: &str, primary_zone: &str) -> Result<()>;
 

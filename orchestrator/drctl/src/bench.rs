@@ -239,11 +239,11 @@ pub async fn engine(entities: usize, parallel: usize, etcd: Option<String>) -> R
         regions: vec![],
         targets: vec![],
         reason: "bench".into(),
-        force: false,
+        overrides: Default::default(),
         parallel: Some(parallel),
     };
     let prepared = failover::Prepared { plan, specs: specs.clone(), checks: vec![] };
-    failover::create(&*state, &id, &decl, &prepared, std::time::SystemTime::now())
+    failover::create(&*state, &id, &decl, &prepared, std::time::SystemTime::now(), "bench")
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let engine = drctl_engine::Engine::new(state.clone(), Arc::new(Noop), Some(parallel));
     let t = Instant::now();
@@ -324,6 +324,7 @@ pub async fn drill(experiment: &Path, runs: usize, base_port: u16) -> Result<Out
             say: Box::new(|_| {}),
             controllers: Vec::new(),
             token: None,
+            id: None,
         })
         .await
         .map_err(|e| Failure::Runtime(anyhow::anyhow!("{e}")))?;

@@ -22,19 +22,21 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             let clients = context::clients(&wiring);
             runtime()?.block_on(crate::live::status(&clients, &topo, &*state, output == Output::Json, watch, &style))
         }
-        Command::Declare { file, scope, reason, yes, dry_run, force, parallel } => {
-            let topo = load(&file.path, &style)?;
-            let decl = drctl_control::failover::Declaration {
+        Command::Declare { file, scope, reason, yes, dry_run, overrides, parallel } => {
+            // The one check every declaration passes, whoever makes it.
+            let (decl, dry_run) = drctl_control::declare::DeclarationRequest {
                 zones: scope.zones,
                 regions: scope.regions,
                 targets: scope.targets,
                 reason,
-                force,
+                dry_run,
+                force: overrides.force,
+                overrides: overrides.overrides(),
                 parallel,
-            };
-            if decl.scope().is_empty() {
-                return Err(Failure::Refused(drctl_control::Request::EmptyScope));
             }
+            .check()
+            .map_err(Failure::Refused)?;
+            let topo = load(&file.path, &style)?;
             let declarer = ctx.declarer(topo, &file.path)?;
             runtime()?.block_on(crate::execute::declare(declarer, decl, yes, dry_run, &style))
         }
@@ -43,8 +45,40 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             let declarer = ctx.declarer(topo, &file.path)?;
             runtime()?.block_on(crate::execute::resume(declarer, &id, &style))
         }
-        Command::Approve { id, step, done, by } => crate::execute::approve(&*ctx.flag_state()?, &id, &step, done, &by),
-        Command::Abort { id } => crate::execute::abort(&*ctx.flag_state()?, &id),
+        Command::Retry { file, id, step, overrides } => {
+            let topo = load(&file.path, &style)?;
+            let declarer = ctx.declarer(topo, &file.path)?;
+            let mut lifted = overrides.overrides();
+            if overrides.force {
+                lifted.merge(&drctl_control::overrides::Overrides::force());
+            }
+            runtime()?.block_on(crate::execute::retry(declarer, &id, &step, &lifted, &style))
+        }
+        Command::Skip { file, id, step, yes } => {
+            let topo = load(&file.path, &style)?;
+            let declarer = ctx.declarer(topo, &file.path)?;
+            runtime()?.block_on(crate::execute::skip(declarer, &id, &step, yes, &style))
+        }
+        // The topology in this folder, when there is one: a paused
+        // execution whose failed step is done by hand goes on here.
+        Command::Approve { file, id, step, done, by } => match file.or_else(|| {
+            let here = std::path::PathBuf::from("drctl.yaml");
+            (done && here.exists()).then_some(here)
+        }) {
+            Some(path) => {
+                let topo = load(&path, &style)?;
+                let declarer = ctx.declarer(topo, &path)?;
+                runtime()?.block_on(crate::execute::approve_and_go_on(declarer, &id, &step, done, &by, &style))
+            }
+            None => crate::execute::approve(&*ctx.flag_state()?, &id, &step, done, &by),
+        },
+        Command::Abort { file, id } => {
+            let state = match &file {
+                Some(path) => ctx.state(path)?,
+                None => ctx.flag_state()?,
+            };
+            crate::execute::abort(&*state, &id)
+        }
         Command::Executions { output } => crate::execute::list(&*ctx.flag_state()?, output == Output::Json),
         Command::Show { id, output, path } => {
             let state = ctx.flag_state()?;
@@ -303,6 +337,7 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             let etcd = ctx.state_flag.starts_with("etcd://").then(|| ctx.state_flag.clone());
             runtime()?.block_on(bench::engine(entities, parallel, etcd))
         }
+        Command::Man { dir } => crate::man::write(&dir),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let shell = match shell {

@@ -365,7 +365,7 @@ impl Validator<'_> {
 
     fn failover(&mut self, raw: Option<&RawFailover>, default: Duration, owner: impl std::fmt::Display) -> Failover {
         let Some(f) = raw else {
-            return Failover { estimate: default, max_lag: None, catch_up: None, runbook: None };
+            return Failover { estimate: default, max_lag: None, catch_up: None, runbook: None, on_failure: None };
         };
         let runbook = f.runbook.as_ref().and_then(|r| {
             let path = self.path.parent().unwrap_or(Path::new(".")).join(&r.value);
@@ -405,6 +405,7 @@ impl Validator<'_> {
             max_lag: f.max_lag.as_ref().map(|m| m.value),
             catch_up: f.catch_up.as_ref().map(|m| m.value),
             runbook,
+            on_failure: f.on_failure,
         }
     }
 
