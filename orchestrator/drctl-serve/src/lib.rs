@@ -479,10 +479,8 @@ pub async fn run(opts: Options, stop: impl std::future::Future<Output = ()>) -> 
     // The server stops accepting first, so that nothing new starts while
     // the background tasks wind down.
     let server_stop = CancellationToken::new();
-    let admin = match admin_listener {
-        Some(l) => Some(tokio::spawn(api::serve(shared.clone(), l, tls.clone(), server_stop.clone()))),
-        None => None,
-    };
+    // Owned here and awaited at shutdown, as the public listener is.
+    let admin = admin_listener.map(|l| tokio::spawn(api::serve(shared.clone(), l, tls.clone(), server_stop.clone())));
     let server = tokio::spawn(api::serve(shared.clone(), listener, tls, server_stop.clone()));
     stop.await;
     say("shutting down: no new requests; waiting for background tasks");

@@ -161,6 +161,9 @@ impl Connections {
     }
 }
 
+/// Whether a bearer token is a live one.
+pub(crate) type TokenCheck = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
 /// The state the limiting middleware needs.
 #[derive(Clone)]
 pub(crate) struct Limiter {
@@ -168,7 +171,7 @@ pub(crate) struct Limiter {
     pub request_timeout: Duration,
     pub body_timeout: Duration,
     /// Checks a bearer token before a body is read (None: no check, tests).
-    pub authenticate: Option<Arc<dyn Fn(&str) -> bool + Send + Sync>>,
+    pub authenticate: Option<TokenCheck>,
 }
 
 /// The largest request body read (the router refuses more anyway).

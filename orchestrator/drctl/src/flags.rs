@@ -462,9 +462,11 @@ pub struct KeysArgs {
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
     /// Where the keys are and their ids.
+    #[command(after_help = crate::help::KEYS_SHOW)]
     Show,
     /// Add a fresh data key and audit key: new values are sealed and new
     /// audit entries chained under them; what older keys sealed still opens.
+    #[command(after_help = crate::help::KEYS_ROTATE)]
     Rotate,
 }
 
@@ -598,6 +600,7 @@ pub enum BenchCommand {
     },
     /// A controller under a connection flood from one address (loopback only): the page and
     /// /api/v1/status probed from another address.
+    #[command(after_help = crate::help::BENCH_CONNECTIONS)]
     Connections {
         /// Connections opened and left idle by the flooding address.
         #[arg(long, default_value_t = 1000)]

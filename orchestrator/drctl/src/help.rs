@@ -380,12 +380,40 @@ Exit codes:
 
 pub const KEYS: &str = "\
 Example:
-  drctl keys rotate -f drctl.yaml
+  drctl keys show
 
 Exit codes:
   0  done
-  1  a key file could not be read or written
-  2  bad input: a flag";
+  1  failed at run time (a key file could not be read or written)
+  2  bad input: a flag, or a malformed key";
+
+pub const KEYS_SHOW: &str = "\
+Example:
+  drctl keys show
+
+Exit codes:
+  0  done
+  1  failed at run time (a key file could not be read or written)
+  2  bad input: a malformed key";
+
+pub const KEYS_ROTATE: &str = "\
+Example:
+  drctl keys rotate
+
+Exit codes:
+  0  a new data key and a new audit key are current; the old ones are kept
+  1  failed at run time (a key file could not be written)
+  2  bad input: the data key comes from DRCTL_KEY (add a key there instead)";
+
+pub const BENCH_CONNECTIONS: &str = "\
+Example:
+  drctl bench connections --idle 1000 --trickling 500
+
+Exit codes:
+  0  measured, every probe answered and the p99 is under 100 ms
+  1  failed at run time
+  2  bad input: a flag
+  3  a probe failed or the p99 is 100 ms or more";
 
 pub const CUSTOMER_LINK: &str = "\
 Example:
