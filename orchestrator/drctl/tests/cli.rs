@@ -343,7 +343,7 @@ fn man_writes_a_page_per_command_that_man_can_read() {
     // Rendered as a reader sees it (when groff is installed): the example
     // keeps its dashes and the exit codes their meaning.
     if let Ok(r) = Command::new("groff").args(["-man", "-Tutf8", "-P-cbou"]).arg(dir.join("drctl-declare.1")).output() {
-        let page = text(&r.stdout).replace('\u{2010}', "-").replace('\u{2212}', "-");
+        let page = text(&r.stdout).replace(['\u{2010}', '\u{2212}'], "-");
         assert!(page.contains("drctl declare -f examples/local/drctl.yaml --zone az1"), "{page}");
         assert!(page.contains("EXIT STATUS") && page.contains("an RTO target was missed"), "{page}");
     }
