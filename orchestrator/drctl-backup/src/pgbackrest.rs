@@ -173,6 +173,16 @@ impl Stanza {
         if let Some((uid, gid)) = drctl_pgserver::run_as() {
             c.uid(uid).gid(gid);
         }
+        // pgBackRest dies with drctl, even by SIGKILL: a restore resumed
+        // later must not race an orphan still writing the same folder.
+        // SAFETY: prctl is async-signal-safe; it runs after the uid switch
+        // (which would otherwise clear the parent-death signal).
+        unsafe {
+            c.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
         // An S3 repository's credentials, from the standard AWS variables.
         for (from, to) in [
             ("AWS_ACCESS_KEY_ID", "PGBACKREST_REPO1_S3_KEY"),

@@ -9,6 +9,7 @@ mod execute;
 mod flags;
 mod lab;
 mod live;
+mod restore;
 mod serve;
 mod text;
 
