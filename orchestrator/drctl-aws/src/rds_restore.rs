@@ -71,7 +71,13 @@ pub enum Outcome {
 
 /// Restores instance `source` to `at` (`None`: its latest restorable time)
 /// as a new instance `target`, and waits until it is available.
-pub async fn restore_instance(rds: &Rds, source: &str, target: &str, at: Option<SystemTime>, wait: Duration) -> Result<Outcome> {
+pub async fn restore_instance(
+    rds: &Rds,
+    source: &str,
+    target: &str,
+    at: Option<SystemTime>,
+    wait: Duration,
+) -> Result<Outcome> {
     let outcome = match instance_status(rds, target).await? {
         Some(_) => Outcome::Existed,
         None => {
@@ -101,7 +107,13 @@ pub async fn restore_instance(rds: &Rds, source: &str, target: &str, at: Option<
 /// Restores Aurora cluster `source` to `at` (`None`: latest) as a new
 /// cluster `target`, and waits until it is available. (The new cluster has
 /// no instance yet: add one to serve from it.)
-pub async fn restore_cluster(rds: &Rds, source: &str, target: &str, at: Option<SystemTime>, wait: Duration) -> Result<Outcome> {
+pub async fn restore_cluster(
+    rds: &Rds,
+    source: &str,
+    target: &str,
+    at: Option<SystemTime>,
+    wait: Duration,
+) -> Result<Outcome> {
     let outcome = match cluster_status(rds, target).await? {
         Some(_) => Outcome::Existed,
         None => {

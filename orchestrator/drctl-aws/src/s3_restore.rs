@@ -48,10 +48,12 @@ struct Entry {
     latest: bool,
     marker: bool,
     size: u64,
+    etag: Option<String>,
 }
 
 fn to_system(t: Option<&aws_sdk_s3::primitives::DateTime>) -> SystemTime {
-    t.map(|t| SystemTime::UNIX_EPOCH + Duration::from_secs_f64(t.as_secs_f64().max(0.0))).unwrap_or(SystemTime::UNIX_EPOCH)
+    t.map(|t| SystemTime::UNIX_EPOCH + Duration::from_secs_f64(t.as_secs_f64().max(0.0)))
+        .unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
 /// Every key's history under `prefix`.
@@ -77,6 +79,7 @@ async fn history(b: &Bucket, prefix: &str) -> Result<HashMap<String, Vec<Entry>>
                 latest: v.is_latest().unwrap_or(false),
                 marker: false,
                 size: v.size().unwrap_or(0).max(0) as u64,
+                etag: v.e_tag().map(str::to_string),
             });
         }
         for m in page.delete_markers() {
@@ -87,6 +90,7 @@ async fn history(b: &Bucket, prefix: &str) -> Result<HashMap<String, Vec<Entry>>
                 latest: m.is_latest().unwrap_or(false),
                 marker: true,
                 size: 0,
+                etag: None,
             });
         }
         if page.is_truncated() != Some(true) {
@@ -106,7 +110,10 @@ async fn history(b: &Bucket, prefix: &str) -> Result<HashMap<String, Vec<Entry>>
 enum Plan {
     Keep,
     /// Make this version current (copy it).
-    Copy { version: String, size: u64 },
+    Copy {
+        version: String,
+        size: u64,
+    },
     /// Hide the key behind a delete marker.
     Delete,
 }
@@ -122,7 +129,14 @@ fn decide(entries: &[Entry], at: SystemTime, in_place: bool) -> Plan {
     let now = entries.iter().find(|e| e.latest);
     match (then, in_place) {
         (Some(t), _) if !t.marker => match (now, in_place) {
-            (Some(n), true) if n.version == t.version => Plan::Keep,
+            // The same version, or a later copy of it (a restore already
+            // done): the key is as it was.
+            (Some(n), true)
+                if n.version == t.version
+                    || (!n.marker && n.etag.is_some() && n.etag == t.etag && n.size == t.size) =>
+            {
+                Plan::Keep
+            }
             _ => Plan::Copy { version: t.version.clone().unwrap_or_else(|| "null".into()), size: t.size },
         },
         // Absent (or deleted) at the time.
@@ -136,20 +150,18 @@ fn decide(entries: &[Entry], at: SystemTime, in_place: bool) -> Plan {
 
 /// Restores `src` (the keys under `prefix`) as it was at `at`.
 pub async fn restore(src: &Bucket, prefix: &str, at: SystemTime, dest: &Dest) -> Result<Summary> {
-    let versioning = src
-        .client
-        .get_bucket_versioning()
-        .bucket(&src.name)
-        .send()
-        .await
-        .map_err(|e| api_error(format!("read the versioning of s3://{}", src.name), &e))?;
-    if versioning.status().is_none() {
+    let history = history(src, prefix).await?;
+    // A bucket never versioned lists each object once, as version `null`,
+    // and has no delete markers: it keeps nothing to go back to. (Read
+    // from the listing rather than GetBucketVersioning, whose answer some
+    // S3-compatible servers format in ways the SDK cannot read.)
+    let versioned = history.values().flatten().any(|e| e.marker || e.version.as_deref().is_some_and(|v| v != "null"));
+    if !versioned && !history.is_empty() {
         return Err(Error::Config(format!(
             "s3://{} has never been versioned: it keeps no old versions to restore from (enable versioning now to protect it from here on)",
             src.name
         )));
     }
-    let history = history(src, prefix).await?;
     let mut keys: Vec<&String> = history.keys().collect();
     keys.sort();
     let mut summary = Summary::default();
@@ -222,6 +234,7 @@ mod tests {
             latest,
             marker,
             size: 1,
+            etag: Some(format!("\"{v}\"")),
         }
     }
 
@@ -229,14 +242,20 @@ mod tests {
     fn each_key_goes_back_to_its_version_at_the_time() {
         let at = SystemTime::UNIX_EPOCH + Duration::from_secs(100);
         // Overwritten after: the old version comes back.
-        assert_eq!(decide(&[e("v2", 150, true, false), e("v1", 50, false, false)], at, true), Plan::Copy { version: "v1".into(), size: 1 });
+        assert_eq!(
+            decide(&[e("v2", 150, true, false), e("v1", 50, false, false)], at, true),
+            Plan::Copy { version: "v1".into(), size: 1 }
+        );
         // Untouched: kept.
         assert_eq!(decide(&[e("v1", 50, true, false)], at, true), Plan::Keep);
         // Created after: hidden behind a marker, in place; left out of a copy.
         assert_eq!(decide(&[e("v1", 150, true, false)], at, true), Plan::Delete);
         assert_eq!(decide(&[e("v1", 150, true, false)], at, false), Plan::Keep);
         // Deleted after: back.
-        assert_eq!(decide(&[e("m", 150, true, true), e("v1", 50, false, false)], at, true), Plan::Copy { version: "v1".into(), size: 1 });
+        assert_eq!(
+            decide(&[e("m", 150, true, true), e("v1", 50, false, false)], at, true),
+            Plan::Copy { version: "v1".into(), size: 1 }
+        );
         // Deleted before and still deleted: nothing to do.
         assert_eq!(decide(&[e("m", 60, true, true), e("v1", 50, false, false)], at, true), Plan::Keep);
     }

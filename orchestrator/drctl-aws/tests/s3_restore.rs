@@ -100,6 +100,7 @@ async fn a_bucket_is_restored_into_a_new_prefix_leaving_the_source_as_it_is() {
 
     // An unversioned bucket has nothing to restore from, and says so.
     let plain = bucket(&sdk, &moto.endpoint(), "az1", "pitr-plain").await;
+    s3::put_bytes(&plain, "k", b"only copy".to_vec()).await.unwrap();
     let err = restore(&plain, "", point, &Dest::InPlace).await.unwrap_err();
     assert!(err.to_string().contains("never been versioned"), "{err}");
 }

@@ -71,7 +71,12 @@ pub async fn run(
     let started = Instant::now();
     let earliest = if test.to == Point::Random {
         let (stanza, _) = crate::stanza(&site, &ds).await?;
-        stanza.info().await?.backups.first().map(|b| SystemTime::UNIX_EPOCH + Duration::from_secs(b.stopped.max(0) as u64))
+        stanza
+            .info()
+            .await?
+            .backups
+            .first()
+            .map(|b| SystemTime::UNIX_EPOCH + Duration::from_secs(b.stopped.max(0) as u64))
     } else {
         None
     };
@@ -81,7 +86,8 @@ pub async fn run(
     let report_dir = report_dir.unwrap_or_else(|| PathBuf::from(".drctl/reports").join(&id));
     let _ = state.begin_drill(&id, &test.file.display().to_string());
     restore::create(&*state, &p, &format!("restore test {}", test.name), started_at)?;
-    let ended = restore::execute(topo.clone(), site.clone(), state.clone(), Arc::new(drctl_runtime::SystemClock), &id).await;
+    let ended =
+        restore::execute(topo.clone(), site.clone(), state.clone(), Arc::new(drctl_runtime::SystemClock), &id).await;
     let copy = restore::copy_of(&site, &p.request);
     let requested = restore::resolve_target(&p.request.target, started_at).map(epoch).unwrap_or_default();
     let (checks, error) = match &ended {
@@ -90,7 +96,11 @@ pub async fn run(
             let checks: Vec<crate::verify::Check> = test
                 .verify
                 .iter()
-                .map(|c| crate::verify::Check { sql: c.sql.clone(), expect: c.expect.clone(), fresher_than: c.fresher_than })
+                .map(|c| crate::verify::Check {
+                    sql: c.sql.clone(),
+                    expect: c.expect.clone(),
+                    fresher_than: c.fresher_than,
+                })
                 .collect();
             (crate::verify::run(&url, &checks, requested).await, None)
         }
@@ -155,11 +165,19 @@ pub async fn run(
             report: Some(report_dir.display().to_string()),
         },
     )?;
-    Ok(TestRun { id, verified, meets_rto, error: report["restore"]["error"].as_str().map(str::to_string), report, report_dir })
+    Ok(TestRun {
+        id,
+        verified,
+        meets_rto,
+        error: report["restore"]["error"].as_str().map(str::to_string),
+        report,
+        report_dir,
+    })
 }
 
 fn write_report(dir: &Path, report: &Value) -> Result<(), Error> {
-    let io = |e: std::io::Error| Error::Io { what: format!("write the report in {}", dir.display()), why: e.to_string() };
+    let io =
+        |e: std::io::Error| Error::Io { what: format!("write the report in {}", dir.display()), why: e.to_string() };
     std::fs::create_dir_all(dir).map_err(io)?;
     std::fs::write(dir.join("report.json"), serde_json::to_string_pretty(report).unwrap_or_default()).map_err(io)?;
     let r = &report["restore"];

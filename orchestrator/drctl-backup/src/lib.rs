@@ -21,7 +21,7 @@ pub mod restore;
 pub mod verify;
 
 use drctl_core::topology::backup::{Backup, PgBackRest, RepoStore};
-use drctl_core::topology::{EntitySpec, Location, Topology};
+use drctl_core::topology::{DatastoreKind, EntitySpec, Location, Topology};
 use std::path::{Path, PathBuf};
 
 /// Errors of backups and restores; each says what to do.
@@ -98,6 +98,11 @@ pub fn pg_datastore(topo: &Topology, name: &str) -> Result<PgDatastore, Error> {
     let EntitySpec::Datastore(ds) = &topo.entity(id).spec else {
         return Err(Error::NotBackedUp(format!("`{name}` is a service, not a datastore")));
     };
+    if matches!(ds.kind, DatastoreKind::RdsInstance | DatastoreKind::RdsCluster) {
+        return Err(Error::NotBackedUp(format!(
+            "`{name}` is an RDS datastore: `drctl restore` does not restore RDS yet; use RDS's own point-in-time restore (console or `aws rds restore-db-instance-to-point-in-time`)"
+        )));
+    }
     let Some(Backup::PgBackRest(spec)) = &ds.backup else {
         return Err(Error::NotBackedUp(format!(
             "datastore `{name}` has no pgBackRest backup: add `backup: {{ tool: pgbackrest, repo: {{ zone: ZONE, path: /var/lib/pgbackrest }} }}` to it in the topology"

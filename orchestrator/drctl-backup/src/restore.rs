@@ -47,6 +47,18 @@ pub struct Request {
     pub port: u16,
     /// The TCP address the copy listens on; none for a scratch copy.
     pub listen: Option<String>,
+    /// `postgres` (the default) or `s3`.
+    #[serde(default)]
+    pub kind: String,
+    /// S3: only the keys under this prefix.
+    #[serde(default)]
+    pub prefix: Option<String>,
+}
+
+impl Request {
+    pub fn is_s3(&self) -> bool {
+        self.kind == "s3"
+    }
 }
 
 /// The execution's options as the journal keeps them.
@@ -244,6 +256,8 @@ pub async fn propose(
             scratch,
             port: crate::postgres::free_port(),
             listen: (!scratch).then(|| "127.0.0.1".to_string()),
+            kind: "postgres".into(),
+            prefix: None,
         },
         earliest: Some(earliest),
         backup_bytes: backup.size,
@@ -252,7 +266,7 @@ pub async fn propose(
 }
 
 /// A new execution id, time-ordered like a declaration's.
-fn new_id(now: SystemTime) -> String {
+pub fn new_id(now: SystemTime) -> String {
     let t = chrono::DateTime::<chrono::Utc>::from(now);
     let nanos = t.timestamp_subsec_nanos();
     format!("{}-{:04x}", t.format("%Y%m%d-%H%M%S"), (nanos ^ std::process::id()) & 0xffff)
@@ -261,6 +275,24 @@ fn new_id(now: SystemTime) -> String {
 /// The steps of a restore, the same every time for the same request.
 pub fn steps(req: &Request) -> Vec<StepSpec> {
     let ds = &req.datastore;
+    if req.is_s3() {
+        // One step: restoring from versions checks every key first, so
+        // running it again after a crash finishes what is left.
+        return vec![StepSpec {
+            id: format!("{ds}/restore"),
+            entity: ds.clone(),
+            action: "s3.restore_versions".into(),
+            after: vec![],
+            priority: 0.0,
+            timeout: Some(Duration::from_secs(24 * 3600)),
+            attempts: 3,
+            backoff: Duration::from_secs(2),
+            with: serde_json::json!({ "datastore": ds }),
+            from_zone: None,
+            to_zone: None,
+            rerun_safe: true,
+        }];
+    }
     let step = |name: &str, action: &str, after: Vec<usize>, timeout: u64, priority: f64| StepSpec {
         id: format!("{ds}/{name}"),
         entity: ds.clone(),

@@ -133,22 +133,24 @@ fn decode(d: &mut Decoder, root: &yaml::Node, path: &Path) -> Option<RestoreTest
         let expect = f.get("expect").map(to_json);
         let fresher_than = d.opt_duration(&f, "fresher_than", &Field("fresher_than", &cw)).map(|s| s.value);
         if expect.is_some() == fresher_than.is_some() {
-            d.diags
-                .error(Code::BadValue, n.pos, "a check needs exactly one of `expect` and `fresher_than`")
-                .with_hint("`expect: true` compares the answer; `fresher_than: 10m` bounds the age of the time it answers");
+            d.diags.error(Code::BadValue, n.pos, "a check needs exactly one of `expect` and `fresher_than`").with_hint(
+                "`expect: true` compares the answer; `fresher_than: 10m` bounds the age of the time it answers",
+            );
             continue;
         }
         verify.push(Check { sql: sql.value, expect, fresher_than });
     }
     if verify.is_empty() {
-        d.diags
-            .error(Code::MissingKey, top.pos, "the restore test checks nothing")
-            .with_hint("add `verify:` with at least one `{ sql: \"...\", expect: ... }`: a restore is tested by what it holds");
+        d.diags.error(Code::MissingKey, top.pos, "the restore test checks nothing").with_hint(
+            "add `verify:` with at least one `{ sql: \"...\", expect: ... }`: a restore is tested by what it holds",
+        );
     }
     let schedule = d.opt_string(&top, "schedule", what).and_then(|s| match crate::topology::cron_schedule(&s.value) {
         Ok((full, _)) => Some(full),
         Err(why) => {
-            d.diags.error(Code::BadValue, s.pos, format!("cron `{}`: {why}", s.value)).with_hint("for example `0 4 * * *`");
+            d.diags
+                .error(Code::BadValue, s.pos, format!("cron `{}`: {why}", s.value))
+                .with_hint("for example `0 4 * * *`");
             None
         }
     });

@@ -42,7 +42,8 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             let topo = load(&file.path, &style)?;
             let state = ctx.state(&file.path)?;
             if state.execution(&id).is_ok_and(|row| drctl_backup::restore::is_restore(&row)) {
-                return runtime()?.block_on(crate::restore::resume(topo, state, &id, &style));
+                let clients = context::clients(&ctx.wiring(&file.path));
+                return runtime()?.block_on(crate::restore::resume(topo, state, clients, &id, &style));
             }
             let declarer = ctx.declarer(topo, &file.path)?;
             runtime()?.block_on(crate::execute::resume(declarer, &id, &style))
@@ -309,11 +310,12 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             let state = ctx.state(&file.path)?;
             runtime()?.block_on(crate::restore::backup(&topo, &*state, &datastore, kind, &style))
         }
-        Command::Restore { file, datastore, to, into, replace, reason, dry_run, yes } => {
+        Command::Restore { file, datastore, to, into, prefix, replace, reason, dry_run, yes } => {
             let topo = load(&file.path, &style)?;
             let state = ctx.state(&file.path)?;
-            let args = crate::restore::RestoreArgs { datastore, to, into, replace, reason, dry_run, yes };
-            runtime()?.block_on(crate::restore::restore(topo, state, args, &style))
+            let clients = context::clients(&ctx.wiring(&file.path));
+            let args = crate::restore::RestoreArgs { datastore, to, into, prefix, replace, reason, dry_run, yes };
+            runtime()?.block_on(crate::restore::restore(topo, state, clients, args, &style))
         }
         Command::Completions { shell } => {
             use clap::CommandFactory;

@@ -306,9 +306,12 @@ pub enum Command {
         /// The point: `latest`, an RFC 3339 time (2026-12-06T10:00:00Z) or a duration ago (-15m).
         #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
         to: String,
-        /// The copy's name (default DATASTORE-ID).
+        /// The copy's name (default DATASTORE-ID); for S3, a bucket and an optional prefix (`BUCKET/PREFIX`).
         #[arg(long, value_name = "NAME")]
         into: Option<String>,
+        /// S3: only the keys under this prefix.
+        #[arg(long, value_name = "PREFIX")]
+        prefix: Option<String>,
         /// Put the restored copy in the primary's place.
         #[arg(long)]
         replace: bool,

@@ -7,10 +7,13 @@ use crate::context::audit;
 use crate::flags::BackupKind;
 use crate::text::Style;
 use crate::{Failure, Outcome};
-use drctl_backup::restore::{self, Proposal};
+use drctl_backup::restore::{self, Proposal, Request};
+use drctl_control::live::Clients;
 use drctl_core::duration::format_secs;
+use drctl_core::topology::{EntitySpec, Location};
 use drctl_core::Topology;
 use drctl_engine::Ended;
+use drctl_engine::{ActionError, Actions, Note, StepSpec};
 use drctl_state::State;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -44,8 +47,13 @@ pub async fn backups(topo: &Topology, state: &State, json: bool, style: &Style) 
                 None => style.dim("·"),
             };
             let rpo = d["rpo_s"].as_f64().map(format_secs).unwrap_or_else(|| "unknown".into());
-            let target = d["rpo_target_s"].as_f64().map(|t| format!(" (target {})", format_secs(t))).unwrap_or_default();
-            println!("{mark} {} {}: backup RPO {rpo}{target}", style.bold(name), d["kind"].as_str().unwrap_or_default());
+            let target =
+                d["rpo_target_s"].as_f64().map(|t| format!(" (target {})", format_secs(t))).unwrap_or_default();
+            println!(
+                "{mark} {} {}: backup RPO {rpo}{target}",
+                style.bold(name),
+                d["kind"].as_str().unwrap_or_default()
+            );
             if let Some(e) = d["error"].as_str() {
                 println!("    {}", style.red(e));
             }
@@ -109,6 +117,7 @@ pub struct RestoreArgs {
     pub datastore: String,
     pub to: String,
     pub into: Option<String>,
+    pub prefix: Option<String>,
     pub replace: bool,
     pub reason: String,
     pub dry_run: bool,
@@ -128,14 +137,28 @@ fn describe(p: &Proposal, site: &std::path::Path) {
             format_secs(s),
             p.rate.unwrap_or_default() / 1e6
         ),
-        None => println!("  from a backup of {} bytes (no restore measured here yet: no time estimate)", p.backup_bytes),
+        None => {
+            println!("  from a backup of {} bytes (no restore measured here yet: no time estimate)", p.backup_bytes)
+        }
     }
     for line in p.describe(site) {
         println!("  - {line}");
     }
 }
 
-pub async fn restore(topo: Topology, state: Arc<State>, args: RestoreArgs, style: &Style) -> Result<Outcome, Failure> {
+pub async fn restore(
+    topo: Topology,
+    state: Arc<State>,
+    clients: Arc<Clients>,
+    args: RestoreArgs,
+    style: &Style,
+) -> Result<Outcome, Failure> {
+    if s3_of(&topo, &args.datastore).is_some() {
+        return s3_restore(topo, state, clients, args, style).await;
+    }
+    if args.prefix.is_some() {
+        return Err(Failure::bad_input("--prefix applies to S3 datastores only"));
+    }
     let site = drctl_backup::site_dir(&topo);
     let p = restore::propose(
         &topo,
@@ -165,13 +188,22 @@ pub async fn restore(topo: Topology, state: Arc<State>, args: RestoreArgs, style
     run(Arc::new(topo), state, &p.id, style).await
 }
 
-pub async fn resume(topo: Topology, state: Arc<State>, id: &str, style: &Style) -> Result<Outcome, Failure> {
+pub async fn resume(
+    topo: Topology,
+    state: Arc<State>,
+    clients: Arc<Clients>,
+    id: &str,
+    style: &Style,
+) -> Result<Outcome, Failure> {
     let row = state.execution(id).map_err(crate::execute::state_error)?;
     println!("{id}");
     if drctl_state::journal::exec_state::is_final(&row.state) {
         println!("{id} already {}", row.state);
     } else {
         audit(&*state, "resume", &format!("execution {id}"), &serde_json::json!({}))?;
+    }
+    if restore::request_of(&*state, id).map_err(failure)?.is_s3() {
+        return run_s3(Arc::new(topo), state, clients, id, style).await;
     }
     run(Arc::new(topo), state, id, style).await
 }
@@ -196,7 +228,8 @@ async fn run(topo: Arc<Topology>, state: Arc<State>, id: &str, style: &Style) ->
             }
             seen = events.len();
         };
-        let work = restore::execute(topo.clone(), site.clone(), state.clone(), Arc::new(drctl_runtime::SystemClock), id);
+        let work =
+            restore::execute(topo.clone(), site.clone(), state.clone(), Arc::new(drctl_runtime::SystemClock), id);
         tokio::pin!(work);
         let result = loop {
             tokio::select! {
@@ -260,7 +293,12 @@ pub struct TestArgs {
 /// `drctl drill` of a restore test: exit 0 when verified within the
 /// restore RTO, 3 when a check fails or the RTO is missed, 1 when the
 /// restore itself failed.
-pub fn drill(ctx: &crate::context::Context, file: &std::path::Path, args: TestArgs, lab: bool) -> Result<Outcome, Failure> {
+pub fn drill(
+    ctx: &crate::context::Context,
+    file: &std::path::Path,
+    args: TestArgs,
+    lab: bool,
+) -> Result<Outcome, Failure> {
     let style = &ctx.style;
     if lab {
         return Err(Failure::bad_input(
@@ -277,20 +315,32 @@ pub fn drill(ctx: &crate::context::Context, file: &std::path::Path, args: TestAr
         }
     };
     let keep = match &args.keep {
-        Some(k) => Some(drctl_core::duration::parse_duration(k).map_err(|why| Failure::bad_input(format!("--keep {k}: {why}")))?),
+        Some(k) => Some(
+            drctl_core::duration::parse_duration(k).map_err(|why| Failure::bad_input(format!("--keep {k}: {why}")))?,
+        ),
         None => None,
     };
     let topo = crate::context::load(file, style)?;
     let state = ctx.state(file)?;
     crate::context::runtime()?.block_on(async move {
-        audit(&*state, "drill", &format!("restore test {}", test.name), &serde_json::json!({ "experiment": args.experiment }))?;
+        audit(
+            &*state,
+            "drill",
+            &format!("restore test {}", test.name),
+            &serde_json::json!({ "experiment": args.experiment }),
+        )?;
         let run = drctl_backup::drill::run(Arc::new(topo), state, &test, keep, args.report).await.map_err(failure)?;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&run.report).unwrap_or_default());
         } else {
             let r = &run.report["restore"];
             println!("{}", run.id);
-            println!("restore test {}: {} restored to {}", test.name, test.datastore, r["recovered_point"].as_str().unwrap_or("nothing"));
+            println!(
+                "restore test {}: {} restored to {}",
+                test.name,
+                test.datastore,
+                r["recovered_point"].as_str().unwrap_or("nothing")
+            );
             for c in r["checks"].as_array().into_iter().flatten() {
                 let mark = if c["passed"] == true { style.green("✓") } else { style.red("✗") };
                 let why = c["error"].as_str().map(|e| format!(" ({e})")).unwrap_or_default();
@@ -303,9 +353,14 @@ pub fn drill(ctx: &crate::context::Context, file: &std::path::Path, args: TestAr
                 r["recovery_point_error_s"].as_f64().map(|e| format!("{e:.3} s")).unwrap_or_else(|| "unknown".into())
             );
             if let Some(k) = r["kept"].as_object() {
-                println!("  the copy is kept in {} ({})", k["data"].as_str().unwrap_or_default(), k["url"].as_str().unwrap_or_default());
+                println!(
+                    "  the copy is kept in {} ({})",
+                    k["data"].as_str().unwrap_or_default(),
+                    k["url"].as_str().unwrap_or_default()
+                );
             }
-            let verdict = if run.verified && run.meets_rto { style.green("verified") } else { style.red("NOT verified") };
+            let verdict =
+                if run.verified && run.meets_rto { style.green("verified") } else { style.red("NOT verified") };
             println!("{verdict}; report in {}", run.report_dir.display());
         }
         if let Some(e) = &run.error {
@@ -314,4 +369,189 @@ pub fn drill(ctx: &crate::context::Context, file: &std::path::Path, args: TestAr
         }
         Ok(if run.verified && run.meets_rto { Outcome::Done } else { Outcome::ObjectiveMissed })
     })
+}
+
+/// The primary bucket of an S3 datastore with `backup: { versions }` (or any S3 datastore).
+fn s3_of<'a>(topo: &'a Topology, name: &str) -> Option<&'a drctl_core::topology::Datastore> {
+    let id = topo.entity_id(name)?;
+    match &topo.entity(id).spec {
+        EntitySpec::Datastore(d) if d.kind == drctl_core::topology::DatastoreKind::S3 => Some(d),
+        _ => None,
+    }
+}
+
+/// `drctl restore` of an S3 datastore: every key under the prefix made as
+/// it was at the time, from its versions, into another bucket or prefix
+/// (`--into BUCKET[/PREFIX]`) or in place (`--replace`).
+async fn s3_restore(
+    topo: Topology,
+    state: Arc<State>,
+    clients: Arc<Clients>,
+    args: RestoreArgs,
+    style: &Style,
+) -> Result<Outcome, Failure> {
+    let now = SystemTime::now();
+    let target = restore::resolve_target(&args.to, now).map_err(failure)?;
+    let into = match (&args.into, args.replace) {
+        (Some(_), true) => return Err(Failure::bad_input("give --into BUCKET[/PREFIX] or --replace, not both")),
+        (None, false) => {
+            return Err(Failure::bad_input(
+                "an S3 restore goes --into BUCKET[/PREFIX] (a new bucket or prefix) or, with --replace, into the bucket itself",
+            ))
+        }
+        (Some(i), false) => i.clone(),
+        (None, true) => String::new(),
+    };
+    let id = restore::new_id(now);
+    let request = Request {
+        datastore: args.datastore.clone(),
+        to: args.to.clone(),
+        target: restore::rfc3339(target),
+        into,
+        replace: args.replace,
+        scratch: false,
+        port: 0,
+        listen: None,
+        kind: "s3".into(),
+        prefix: args.prefix.clone(),
+    };
+    println!("{id}");
+    let scope = request.prefix.as_deref().map(|p| format!("keys under `{p}`")).unwrap_or_else(|| "every key".into());
+    if args.replace {
+        println!("restore {scope} of {} in place to {}: each changed key gets its old version back as a new version, keys created since are hidden behind a delete marker; no version is destroyed", args.datastore, request.target);
+    } else {
+        println!("restore {scope} of {} as it was at {} into {}", args.datastore, request.target, request.into);
+    }
+    let audit_req = serde_json::json!({ "datastore": args.datastore, "to": args.to, "target": request.target,
+        "into": request.into, "prefix": request.prefix, "replace": args.replace, "reason": args.reason, "dry_run": args.dry_run });
+    if args.dry_run {
+        audit(&*state, "restore.dry_run", &format!("datastore {}", args.datastore), &audit_req)?;
+        println!("{} dry run: nothing was changed", style.green("✓"));
+        return Ok(Outcome::Done);
+    }
+    audit(&*state, "restore", &format!("execution {id}"), &audit_req)?;
+    let p = Proposal { id: id.clone(), request, earliest: None, backup_bytes: 0, rate: None };
+    restore::create(&*state, &p, &args.reason, now).map_err(failure)?;
+    if args.replace {
+        state
+            .create_incident(
+                &format!("Restoring {} to an earlier point", args.datastore),
+                "identified",
+                "We are restoring data to its state before a problem; some recent changes may be undone.",
+                &[],
+                Some(&id),
+            )
+            .map_err(crate::execute::state_error)?;
+    }
+    run_s3(Arc::new(topo), state, clients, &id, style).await
+}
+
+struct S3Restore {
+    topo: Arc<Topology>,
+    clients: Arc<Clients>,
+    req: Request,
+}
+
+impl S3Restore {
+    async fn restore(&self) -> Result<Note, ActionError> {
+        let ds = s3_of(&self.topo, &self.req.datastore)
+            .ok_or_else(|| ActionError::Fatal(format!("no S3 datastore `{}`", self.req.datastore)))?;
+        let buckets = drctl_control::live::buckets(&self.clients, &self.topo, ds).await;
+        let src = buckets
+            .into_iter()
+            .next()
+            .ok_or_else(|| ActionError::Fatal("the datastore has no primary bucket".into()))?;
+        let at = chrono::DateTime::parse_from_rfc3339(&self.req.target)
+            .map(|t| SystemTime::from(t.with_timezone(&chrono::Utc)))
+            .map_err(|_| ActionError::Fatal(format!("journaled target `{}` is unreadable", self.req.target)))?;
+        let dest =
+            if self.req.replace {
+                drctl_aws::s3_restore::Dest::InPlace
+            } else {
+                let (bucket, prefix) = self.req.into.split_once('/').unwrap_or((self.req.into.as_str(), ""));
+                let region = match ds.primary.as_ref().map(|m| &m.location) {
+                    Some(Location::S3 { region, .. }) => region.clone().or_else(|| ds.region.clone()),
+                    _ => ds.region.clone(),
+                };
+                let client = self.clients.s3(src.endpoint.as_deref(), region.as_deref()).await;
+                if client.head_bucket().bucket(bucket).send().await.is_err() {
+                    client.create_bucket().bucket(bucket).send().await.map_err(|e| {
+                        ActionError::Fatal(format!("create bucket {bucket}: {}", drctl_aws::explain(&e)))
+                    })?;
+                }
+                let b = drctl_aws::s3::Bucket {
+                    zone: src.zone.clone(),
+                    name: bucket.to_string(),
+                    endpoint: src.endpoint.clone(),
+                    client,
+                };
+                drctl_aws::s3_restore::Dest::Copy { bucket: b, prefix: prefix.to_string() }
+            };
+        let prefix = self.req.prefix.clone().unwrap_or_default();
+        let sum = drctl_aws::s3_restore::restore(&src, &prefix, at, &dest).await.map_err(|e| match e {
+            drctl_aws::Error::Api { transient: true, .. } => ActionError::Transient(e.to_string()),
+            other => ActionError::Fatal(other.to_string()),
+        })?;
+        if !sum.failed.is_empty() {
+            let list: Vec<String> = sum.failed.iter().take(5).map(|(k, why)| format!("{k}: {why}")).collect();
+            return Err(ActionError::Transient(format!(
+                "{} key(s) not restored: {}",
+                sum.failed.len(),
+                list.join("; ")
+            )));
+        }
+        Ok(Some(format!(
+            "{} key(s) restored ({} bytes), {} hidden behind a delete marker, {} already as they were",
+            sum.restored, sum.bytes, sum.deleted, sum.unchanged
+        )))
+    }
+}
+
+impl Actions for S3Restore {
+    fn run<'a>(
+        &'a self,
+        _e: &'a str,
+        _a: u32,
+        step: &'a StepSpec,
+    ) -> futures::future::BoxFuture<'a, Result<Note, ActionError>> {
+        Box::pin(async move {
+            match step.action.as_str() {
+                "s3.restore_versions" => self.restore().await,
+                other => Err(ActionError::Fatal(format!("an S3 restore has no action `{other}`"))),
+            }
+        })
+    }
+}
+
+async fn run_s3(
+    topo: Arc<Topology>,
+    state: Arc<State>,
+    clients: Arc<Clients>,
+    id: &str,
+    style: &Style,
+) -> Result<Outcome, Failure> {
+    let req = restore::request_of(&*state, id).map_err(failure)?;
+    let row = state.execution(id).map_err(crate::execute::state_error)?;
+    if !drctl_state::journal::exec_state::is_final(&row.state) {
+        let specs = restore::steps(&req);
+        let actions = Arc::new(S3Restore { topo: topo.clone(), clients, req });
+        let engine = drctl_engine::Engine::new(state.clone(), actions, Some(1));
+        engine.run(id, &specs).await.map_err(|e| Failure::Runtime(anyhow::anyhow!("execution {id}: {e}")))?;
+    }
+    let row = state.execution(id).map_err(crate::execute::state_error)?;
+    for s in state.steps(id).map_err(crate::execute::state_error)? {
+        let detail = s.note.or(s.error).map(|d| format!(": {d}")).unwrap_or_default();
+        println!("  {} {}{detail}", s.id, s.state.as_str());
+    }
+    if row.state != drctl_state::journal::exec_state::SUCCEEDED {
+        eprintln!(
+            "{} restore {id} ended {}: `drctl resume {id} -f {}` continues it",
+            style.red("✗"),
+            row.state,
+            topo.file.display()
+        );
+        return Ok(Outcome::Failed);
+    }
+    println!("{} restored", style.green("✓"));
+    Ok(Outcome::Done)
 }

@@ -88,11 +88,26 @@ fn a_restore_killed_mid_way_resumes_into_the_same_copy_without_starting_over() {
     let first = out.lines().next().unwrap_or_default();
     assert!(first.len() >= 15 && first.starts_with("20"), "the id comes first: {out}");
     assert!(out.contains("pgbackrest restore --type=time") && out.contains("dry run"), "{out}");
-    assert!(!dir.join(".drctl/backup/copies").exists() || std::fs::read_dir(dir.join(".drctl/backup/copies")).unwrap().next().is_none());
+    assert!(
+        !dir.join(".drctl/backup/copies").exists()
+            || std::fs::read_dir(dir.join(".drctl/backup/copies")).unwrap().next().is_none()
+    );
 
     // The real one, killed while pgBackRest writes the copy.
     let mut child = drctl(&dir)
-        .args(["restore", "orders-db", "--to", "latest", "--into", "c1", "--reason", "bad delete", "--yes", "-f", "drctl.yaml"])
+        .args([
+            "restore",
+            "orders-db",
+            "--to",
+            "latest",
+            "--into",
+            "c1",
+            "--reason",
+            "bad delete",
+            "--yes",
+            "-f",
+            "drctl.yaml",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -124,12 +139,8 @@ fn a_restore_killed_mid_way_resumes_into_the_same_copy_without_starting_over() {
     assert_eq!(restore_step["state"], "succeeded");
 
     // The copy holds what was committed before the restore was asked for.
-    let port: u16 = out
-        .split("127.0.0.1:")
-        .nth(1)
-        .and_then(|s| s.split('/').next())
-        .and_then(|p| p.parse().ok())
-        .unwrap();
+    let port: u16 =
+        out.split("127.0.0.1:").nth(1).and_then(|s| s.split('/').next()).and_then(|p| p.parse().ok()).unwrap();
     assert_eq!(drctl_testkit::try_psql(&pair.bin(), port, "SELECT count(*) FROM orders").unwrap(), "10");
     stop_copy(&dir, "c1", &pair);
 
@@ -158,10 +169,7 @@ fn a_restore_test_whose_check_fails_reports_unverified_and_exits_3() {
          - { sql: \"SELECT max(created_at) FROM orders\", fresher_than: 10m }\n",
     )
     .unwrap();
-    let o = drctl(&dir)
-        .args(["drill", "good.yaml", "-f", "drctl.yaml", "--report", "good-report"])
-        .output()
-        .unwrap();
+    let o = drctl(&dir).args(["drill", "good.yaml", "-f", "drctl.yaml", "--report", "good-report"]).output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     let r: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("good-report/report.json")).unwrap()).unwrap();
@@ -188,8 +196,7 @@ fn a_restore_test_whose_check_fails_reports_unverified_and_exits_3() {
          - { sql: \"SELECT count(*) FROM orders\", expect: 1000 }\n",
     )
     .unwrap();
-    let o =
-        drctl(&dir).args(["drill", "bad.yaml", "-f", "drctl.yaml", "--report", "bad-report"]).output().unwrap();
+    let o = drctl(&dir).args(["drill", "bad.yaml", "-f", "drctl.yaml", "--report", "bad-report"]).output().unwrap();
     assert_eq!(o.status.code(), Some(3), "{}", show(&o));
     let r: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("bad-report/report.json")).unwrap()).unwrap();
