@@ -116,7 +116,7 @@ pub fn pg_datastore(topo: &Topology, name: &str) -> Result<PgDatastore, Error> {
     };
     Ok(PgDatastore {
         name: name.to_string(),
-        spec: spec.clone(),
+        spec: (**spec).clone(),
         primary_url: url.clone(),
         primary_zone: topo.zones[primary.zone].name.clone(),
         repo_zone: topo.zones[spec.repo.zone].name.clone(),

@@ -53,6 +53,11 @@ pub struct Request {
     /// S3: only the keys under this prefix.
     #[serde(default)]
     pub prefix: Option<String>,
+    /// PostgreSQL: the backup set restored from, chosen once (the newest
+    /// that ended before the target). pgBackRest's own choice compares whole
+    /// seconds and misses a backup that ended within the target's second.
+    #[serde(default)]
+    pub set: Option<String>,
 }
 
 impl Request {
@@ -258,6 +263,7 @@ pub async fn propose(
             listen: (!scratch).then(|| "127.0.0.1".to_string()),
             kind: "postgres".into(),
             prefix: None,
+            set: Some(backup.label.clone()),
         },
         earliest: Some(earliest),
         backup_bytes: backup.size,
@@ -441,6 +447,9 @@ impl PgRestore {
             "--target-action=promote".to_string(),
             "--archive-mode=off".to_string(),
         ];
+        if let Some(set) = &self.req.set {
+            args.push(format!("--set={set}"));
+        }
         let delta = !fresh && recognisable;
         if delta {
             args.push("--delta".into());

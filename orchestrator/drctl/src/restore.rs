@@ -414,6 +414,7 @@ async fn s3_restore(
         listen: None,
         kind: "s3".into(),
         prefix: args.prefix.clone(),
+        set: None,
     };
     println!("{id}");
     let scope = request.prefix.as_deref().map(|p| format!("keys under `{p}`")).unwrap_or_else(|| "every key".into());

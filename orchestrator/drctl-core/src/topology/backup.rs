@@ -107,8 +107,8 @@ impl RawRestoreObjective {
 /// A datastore's backups, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Backup {
-    /// PostgreSQL through pgBackRest.
-    PgBackRest(PgBackRest),
+    /// PostgreSQL through pgBackRest (boxed: the topology's entities stay small).
+    PgBackRest(Box<PgBackRest>),
     /// RDS automated backups, kept `retention` (1 to 35 days).
     Rds { retention: Duration },
     /// A versioned bucket: its object versions, kept `versions`, are its backups.
@@ -224,13 +224,13 @@ pub fn check(
                     .warning(Code::Suspicious, raw.pos, format!("the backup of {owner} has no `full` schedule"))
                     .with_hint("differential and incremental backups need a full one; pgBackRest takes a full backup when none exists");
             }
-            Some(Backup::PgBackRest(PgBackRest {
+            Some(Backup::PgBackRest(Box::new(PgBackRest {
                 repo: repo?,
                 full,
                 diff,
                 incr,
                 retention: raw.retention.as_ref().map(|r| r.value),
-            }))
+            })))
         }
         K::RdsInstance | K::RdsCluster => {
             let Some(r) = &raw.retention else {
