@@ -297,6 +297,7 @@ pub fn steps(req: &Request) -> Vec<StepSpec> {
             from_zone: None,
             to_zone: None,
             rerun_safe: true,
+            continue_on_failure: false,
         }];
     }
     let step = |name: &str, action: &str, after: Vec<usize>, timeout: u64, priority: f64| StepSpec {
@@ -315,6 +316,7 @@ pub fn steps(req: &Request) -> Vec<StepSpec> {
         // there, the restore is a delta into the same folder, the start
         // finds a running copy.
         rerun_safe: true,
+        continue_on_failure: false,
     };
     vec![
         step("archive", "pgbackrest.archive", vec![], 300, 0.0),

@@ -347,7 +347,6 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             let etcd = ctx.state_flag.starts_with("etcd://").then(|| ctx.state_flag.clone());
             runtime()?.block_on(bench::engine(entities, parallel, etcd))
         }
-<<<<<<< HEAD
         Command::Backups { file, output } => {
             let topo = load(&file.path, &style)?;
             let state = ctx.state(&file.path)?;
@@ -365,9 +364,7 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             let args = crate::restore::RestoreArgs { datastore, to, into, prefix, replace, reason, dry_run, yes };
             runtime()?.block_on(crate::restore::restore(topo, state, clients, args, &style))
         }
-=======
         Command::Man { dir } => crate::man::write(&dir),
->>>>>>> main
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let shell = match shell {

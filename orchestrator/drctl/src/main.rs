@@ -11,11 +11,8 @@ mod flags;
 mod help;
 mod lab;
 mod live;
-<<<<<<< HEAD
-mod restore;
-=======
 mod man;
->>>>>>> main
+mod restore;
 mod serve;
 mod text;
 
