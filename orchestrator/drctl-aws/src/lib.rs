@@ -9,8 +9,10 @@
 pub mod discover;
 pub mod iam;
 pub mod rds;
+pub mod rds_restore;
 pub mod route53;
 pub mod s3;
+pub mod s3_restore;
 
 use aws_config::SdkConfig;
 use aws_sdk_s3::config::http::HttpResponse;

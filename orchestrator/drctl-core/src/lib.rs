@@ -13,6 +13,7 @@ pub mod json;
 pub mod pgurl;
 pub mod plan;
 pub mod redact;
+pub mod restore_test;
 pub mod runbook;
 pub mod schedule;
 pub mod schema;

@@ -27,7 +27,11 @@ pub fn topology_schema() -> Value {
     let objective = strict(
         json!({
             "rpo": duration("Recovery point objective: the most data, in time, that may be lost."),
-            "rto": duration("Recovery time objective: the longest a failover may take.")
+            "rto": duration("Recovery time objective: the longest a failover may take."),
+            "restore": strict(json!({
+                "rpo": duration("The most data, in time, a restore from backups may lose (backup RPO)."),
+                "rto": duration("The longest a restore from backups may take.")
+            }), &[])
         }),
         &[],
     );
@@ -94,17 +98,38 @@ pub fn topology_schema() -> Value {
         }),
         &["by"],
     );
+    let cron = |d: &str| json!({ "type": "string", "description": d });
+    let pg_backup = strict(
+        json!({
+            "tool": { "const": "pgbackrest", "description": "drctl drives pgBackRest; it writes no backup format of its own." },
+            "repo": strict(json!({
+                "zone": zone_ref,
+                "path": { "type": "string", "pattern": "^/", "description": "A folder (posix repository)." },
+                "bucket": { "type": "string", "description": "An S3 bucket (reached over TLS)." },
+                "endpoint": { "type": "string", "pattern": "^https://" },
+                "region": { "type": "string" }
+            }), &["zone"]),
+            "full": cron("Cron schedule of full backups (5 fields)."),
+            "diff": cron("Cron schedule of differential backups."),
+            "incr": cron("Cron schedule of incremental backups."),
+            "retention": duration("How long full backups are kept (whole days).")
+        }),
+        &["tool", "repo"],
+    );
+    let rds_backup =
+        strict(json!({ "retention": duration("RDS automated backups' retention, 1 to 35 days.") }), &["retention"]);
+    let s3_backup = strict(json!({ "versions": duration("How long object versions are kept.") }), &["versions"]);
     let datastore = json!({
         "type": "object",
         "required": ["name", "kind"],
         "properties": { "kind": { "enum": ["postgres", "rds-instance", "rds-cluster", "s3"] } },
         "allOf": [
-            kind_branch("postgres", json!({ "primary": pg_member, "replicas": { "type": "array", "items": pg_member } }), &["name", "kind", "primary"]),
+            kind_branch("postgres", json!({ "primary": pg_member, "replicas": { "type": "array", "items": pg_member }, "backup": pg_backup }), &["name", "kind", "primary"]),
             kind_branch("s3", json!({ "primary": s3_member, "replicas": { "type": "array", "items": s3_member },
-                "endpoint": { "type": "string" }, "region": { "type": "string" }, "replication": replication }), &["name", "kind", "primary"]),
+                "endpoint": { "type": "string" }, "region": { "type": "string" }, "replication": replication, "backup": s3_backup }), &["name", "kind", "primary"]),
             kind_branch("rds-instance", json!({ "primary": rds_member, "replicas": { "type": "array", "items": rds_member },
-                "region": { "type": "string" } }), &["name", "kind", "primary"]),
-            kind_branch("rds-cluster", json!({ "cluster": { "type": "string" }, "region": { "type": "string" } }), &["name", "kind", "cluster"])
+                "region": { "type": "string" }, "backup": rds_backup.clone() }), &["name", "kind", "primary"]),
+            kind_branch("rds-cluster", json!({ "cluster": { "type": "string" }, "region": { "type": "string" }, "backup": rds_backup }), &["name", "kind", "cluster"])
         ]
     });
     let route = strict(

@@ -44,6 +44,11 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
         }
         Command::Resume { file, id } => {
             let topo = load(&file.path, &style)?;
+            let state = ctx.state(&file.path)?;
+            if state.execution(&id).is_ok_and(|row| drctl_backup::restore::is_restore(&row)) {
+                let clients = context::clients(&ctx.wiring(&file.path));
+                return runtime()?.block_on(crate::restore::resume(topo, state, clients, &id, &style));
+            }
             let declarer = ctx.declarer(topo, &file.path)?;
             runtime()?.block_on(crate::execute::resume(declarer, &id, &style))
         }
@@ -229,7 +234,12 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
         Command::Lab(LabCommand::Status { dir, output }) => {
             runtime()?.block_on(crate::lab::status(&dir, output == Output::Json))
         }
-        Command::Drill { experiment, file, lab, lab_dir, base_port, report, dry_run, parallel, output } => {
+        Command::Drill { experiment, file, lab, lab_dir, base_port, report, dry_run, keep, parallel, output } => {
+            if std::fs::read_to_string(&experiment).is_ok_and(|src| drctl_core::restore_test::is_restore_test(&src)) {
+                let file = file.unwrap_or_else(|| "drctl.yaml".into());
+                let args = crate::restore::TestArgs { experiment, report, keep, json: output == Output::Json };
+                return crate::restore::drill(&ctx, &file, args, lab);
+            }
             crate::lab::drill(
                 crate::lab::DrillArgs {
                     experiment,
@@ -343,6 +353,23 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             // The journal on etcd when --state names one; a private SQLite file otherwise.
             let etcd = ctx.state_flag.starts_with("etcd://").then(|| ctx.state_flag.clone());
             runtime()?.block_on(bench::engine(entities, parallel, etcd))
+        }
+        Command::Backups { file, output } => {
+            let topo = load(&file.path, &style)?;
+            let state = ctx.state(&file.path)?;
+            runtime()?.block_on(crate::restore::backups(&topo, &*state, output == Output::Json, &style))
+        }
+        Command::Backup { file, datastore, kind } => {
+            let topo = load(&file.path, &style)?;
+            let state = ctx.state(&file.path)?;
+            runtime()?.block_on(crate::restore::backup(&topo, &*state, &datastore, kind, &style))
+        }
+        Command::Restore { file, datastore, to, into, prefix, replace, reason, dry_run, yes } => {
+            let topo = load(&file.path, &style)?;
+            let state = ctx.state(&file.path)?;
+            let clients = context::clients(&ctx.wiring(&file.path));
+            let args = crate::restore::RestoreArgs { datastore, to, into, prefix, replace, reason, dry_run, yes };
+            runtime()?.block_on(crate::restore::restore(topo, state, clients, args, &style))
         }
         Command::Man { dir } => crate::man::write(&dir),
         Command::Completions { shell } => {

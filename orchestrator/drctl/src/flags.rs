@@ -332,12 +332,61 @@ pub enum Command {
         /// List what each fault would hit; inject nothing.
         #[arg(long)]
         dry_run: bool,
+        /// A restore test: keep the restored copy running this long for inspection (e.g. 1h).
+        #[arg(long, value_name = "DURATION")]
+        keep: Option<String>,
         /// At most this many steps at once (default: no cap).
         #[arg(long, value_name = "N")]
         parallel: Option<usize>,
         /// Text for people, JSON for scripts.
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
+    },
+    /// List what each datastore's backups can restore: earliest and latest points, the backup RPO, the last backup and restore test.
+    Backups {
+        #[command(flatten)]
+        file: FileArg,
+        /// Text for people, JSON for scripts.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Take one backup of a datastore now (PostgreSQL through pgBackRest).
+    Backup {
+        #[command(flatten)]
+        file: FileArg,
+        /// The datastore to back up.
+        datastore: String,
+        /// full, diff (changes since the last full) or incr (changes since the last backup).
+        #[arg(long, value_enum, default_value_t = BackupKind::Full)]
+        kind: BackupKind,
+    },
+    /// Restore a datastore to a point in time, into a new copy beside it (journaled; `drctl resume ID` continues it).
+    Restore {
+        #[command(flatten)]
+        file: FileArg,
+        /// The datastore to restore.
+        datastore: String,
+        /// The point: `latest`, an RFC 3339 time (2026-12-06T10:00:00Z) or a duration ago (-15m).
+        #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+        to: String,
+        /// The copy's name (default DATASTORE-ID); for S3, a bucket and an optional prefix (`BUCKET/PREFIX`).
+        #[arg(long, value_name = "NAME")]
+        into: Option<String>,
+        /// S3: only the keys under this prefix.
+        #[arg(long, value_name = "PREFIX")]
+        prefix: Option<String>,
+        /// Put the restored copy in the primary's place.
+        #[arg(long)]
+        replace: bool,
+        /// Why (kept in the journal and the audit log).
+        #[arg(long)]
+        reason: String,
+        /// Say what would be done and how long it should take; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
     },
     /// Measure drctl's own speed.
     #[command(after_help = crate::help::BENCH, subcommand)]
@@ -367,6 +416,14 @@ pub struct StoreArgs {
     /// The topology file whose state store to use (a lab's topology: the lab's store); --state wins.
     #[arg(short = 'f', long = "file", global = true, default_value = drctl_core::hint::DEFAULT_FILE, value_name = "FILE")]
     pub file: PathBuf,
+}
+
+/// What a backup copies: everything, what changed since the last full, or since the last backup of any kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackupKind {
+    Full,
+    Diff,
+    Incr,
 }
 
 #[derive(Debug, Args)]

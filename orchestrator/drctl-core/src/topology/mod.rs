@@ -5,6 +5,7 @@
 //! durations are parsed, defaults are filled in, derived targets are
 //! computed, and the dependency graph is known to be acyclic.
 
+pub mod backup;
 pub mod raw;
 mod validate;
 
@@ -64,6 +65,11 @@ impl Topology {
         })
     }
 
+    /// What a restore of an entity must meet: its effective tier's `restore` objective.
+    pub fn restore_targets(&self, id: EntityId) -> Objective {
+        self.entities[id].effective_tier.map(|t| self.tiers[t].restore).unwrap_or_default()
+    }
+
     pub fn services(&self) -> impl Iterator<Item = (EntityId, &Entity, &Service)> {
         self.entities.iter().enumerate().filter_map(|(i, e)| match &e.spec {
             EntitySpec::Service(s) => Some((i, e, s)),
@@ -103,6 +109,8 @@ impl Objective {
 pub struct Tier {
     pub name: String,
     pub objective: Objective,
+    /// `restore: { rpo, rto }`: what a restore from backups must meet.
+    pub restore: Objective,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -225,6 +233,8 @@ pub struct Datastore {
     /// For AWS kinds: the region the resource lives in.
     pub region: Option<String>,
     pub replication: Option<Replication>,
+    /// `backup:`: how its backups are taken and kept.
+    pub backup: Option<backup::Backup>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

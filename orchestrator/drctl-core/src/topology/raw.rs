@@ -36,6 +36,8 @@ pub struct RawObjective {
     pub tier: S,
     pub rpo: Option<Spanned<Duration>>,
     pub rto: Option<Spanned<Duration>>,
+    /// `restore: { rpo, rto }`: what a restore from backups must meet.
+    pub restore: Option<super::backup::RawRestoreObjective>,
 }
 
 #[derive(Debug)]
@@ -95,6 +97,7 @@ pub struct RawDatastore {
     pub cluster: Option<S>,
     pub failover: Option<RawFailover>,
     pub replication: Option<RawReplication>,
+    pub backup: Option<super::backup::RawBackup>,
 }
 
 #[derive(Debug)]
@@ -175,13 +178,14 @@ pub fn decode(d: &mut Decoder, root: &Node) -> RawTopology {
         if let Some(f) = d.fields(objs, &"`objectives`", &[]) {
             for (tier, node) in f.entries() {
                 let what = Named("objective", Some(tier));
-                let Some(of) = d.fields(node, &what, &["rpo", "rto"]) else {
+                let Some(of) = d.fields(node, &what, &["rpo", "rto", "restore"]) else {
                     continue;
                 };
                 raw.objectives.push(RawObjective {
                     tier: Spanned::new(tier.to_string(), node_key_pos(objs, tier).unwrap_or(node.pos)),
                     rpo: d.opt_duration(&of, "rpo", &what),
                     rto: d.opt_duration(&of, "rto", &what),
+                    restore: of.get("restore").and_then(|n| super::backup::decode_restore_objective(d, n, &what)),
                 });
             }
         }
@@ -251,7 +255,7 @@ pub(crate) fn node_key_pos(map: &Node, key: &str) -> Option<Pos> {
 fn decode_datastore(d: &mut Decoder, node: &Node) -> Option<RawDatastore> {
     // The keys a datastore may have depend on its kind, so the kind is read first.
     let kind_hint = node.peek("kind");
-    let common = ["name", "kind", "tier", "failover"];
+    let common = ["name", "kind", "tier", "failover", "backup"];
     let extra: &[&str] = match kind_hint {
         Some("postgres") => &["primary", "replicas"],
         Some("s3") => &["primary", "replicas", "endpoint", "region", "replication"],
@@ -296,8 +300,10 @@ fn decode_datastore(d: &mut Decoder, node: &Node) -> Option<RawDatastore> {
             deletes: d.opt_string(&rf, "deletes", &rw),
         })
     });
+    let backup = f.get("backup").and_then(|n| super::backup::decode(d, n, kind_hint, &what));
     Some(RawDatastore {
         pos: node.pos,
+        backup,
         tier: d.opt_string(&f, "tier", &what),
         endpoint: d.opt_string(&f, "endpoint", &what),
         region: d.opt_string(&f, "region", &what),

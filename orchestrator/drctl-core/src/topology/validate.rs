@@ -310,6 +310,7 @@ impl Validator<'_> {
                 Tier {
                     name: o.tier.value.clone(),
                     objective: Objective { rpo: o.rpo.as_ref().map(|d| d.value), rto: o.rto.as_ref().map(|d| d.value) },
+                    restore: o.restore.as_ref().map(|r| r.objective()).unwrap_or_default(),
                 }
             })
             .collect()
@@ -619,6 +620,9 @@ impl Validator<'_> {
                 deletes_replicate,
             })
         });
+        let backup = ds.backup.as_ref().and_then(|b| {
+            super::backup::check(self.diags, b, kind, primary.as_ref().map(|p: &Member| p.zone), ctx.zones, &what)
+        });
         let failover = self.failover(ds.failover.as_ref(), kind.default_estimate(), what);
         let own = tier.map(|t| ctx.tier_defs[t].objective).unwrap_or_default();
         let entity = Entity {
@@ -636,6 +640,7 @@ impl Validator<'_> {
                 cluster: ds.cluster.as_ref().map(|c| c.value.clone()),
                 region: ds.region.as_ref().map(|r| r.value.clone()),
                 replication,
+                backup,
             }),
         };
         Some((entity, Pending { deps: Vec::new(), own, is_service: false }))

@@ -1,0 +1,558 @@
+//! A point-in-time restore as an execution, journaled like a declaration.
+//!
+//! A restore of a large database takes long enough for the controller to
+//! die in the middle of it. Its steps therefore go through the same engine
+//! and journal as a failover: `drctl resume ID` picks it up where it
+//! stopped, and the restore step, caught running, runs again as a
+//! pgBackRest *delta* restore into the same folder: the files already
+//! there are checked and kept, nothing is restored a second time from
+//! scratch, and no second copy appears. Everything a step needs is in the
+//! journaled request (the target time resolved once, the copy's folder and
+//! port), so a resume does exactly what the first run would have done.
+//!
+//! The steps of a PostgreSQL restore:
+//! 1. `DS/archive`: the primary's WAL up to now is closed and archived
+//!    (for `latest`, the recovery point is the moment asked for);
+//! 2. `DS/restore`: `pgbackrest restore --type=time` into the copy's folder;
+//! 3. `DS/start`: the copy starts on its own port with archiving off (it
+//!    never pushes WAL into the production repository), recovers to the
+//!    target and is promoted there.
+
+use crate::postgres::Copy;
+use crate::{pg_datastore, Error, PgDatastore};
+use drctl_core::Topology;
+use drctl_engine::{ActionError, Actions, Ended, Engine, Note, StepSpec};
+use drctl_state::journal::{exec_state, ExecutionRow};
+use drctl_state::State;
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// A restore as journaled: everything its steps need, decided once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    pub datastore: String,
+    /// `--to` as typed: `latest`, an RFC 3339 time, `-15m`.
+    pub to: String,
+    /// The point asked for, resolved when the restore was made (RFC 3339, UTC).
+    pub target: String,
+    /// The copy's name (its folder under the backup site's `copies/`).
+    pub into: String,
+    pub replace: bool,
+    /// A restore test's copy: no TCP listener, removed after the checks.
+    pub scratch: bool,
+    pub port: u16,
+    /// The TCP address the copy listens on; none for a scratch copy.
+    pub listen: Option<String>,
+    /// `postgres` (the default) or `s3`.
+    #[serde(default)]
+    pub kind: String,
+    /// S3: only the keys under this prefix.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// PostgreSQL: the backup set restored from, chosen once (the newest
+    /// that ended before the target). pgBackRest's own choice compares whole
+    /// seconds and misses a backup that ended within the target's second.
+    #[serde(default)]
+    pub set: Option<String>,
+}
+
+impl Request {
+    pub fn is_s3(&self) -> bool {
+        self.kind == "s3"
+    }
+}
+
+/// The execution's options as the journal keeps them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Options {
+    restore: Request,
+}
+
+/// Whether a journaled execution is a restore (its options say so).
+pub fn is_restore(row: &ExecutionRow) -> bool {
+    serde_json::from_str::<serde_json::Value>(&row.options).is_ok_and(|o| o.get("restore").is_some())
+}
+
+/// Reads `--to`: `latest` (now), a relative `-15m`, or RFC 3339.
+pub fn resolve_target(to: &str, now: SystemTime) -> Result<SystemTime, Error> {
+    if to == "latest" {
+        return Ok(now);
+    }
+    if let Some(rel) = to.strip_prefix('-') {
+        let d =
+            drctl_core::duration::parse_duration(rel).map_err(|why| Error::BadRequest(format!("--to {to}: {why}")))?;
+        return now.checked_sub(d).ok_or_else(|| Error::BadRequest(format!("--to {to} is before 1970")));
+    }
+    let t = chrono::DateTime::parse_from_rfc3339(to).map_err(|_| {
+        Error::BadRequest(format!(
+            "--to `{to}` is not a time: write `latest`, a time such as 2026-12-06T10:00:00Z, or a duration ago such as -15m"
+        ))
+    })?;
+    let t = SystemTime::from(t.with_timezone(&chrono::Utc));
+    if t > now + Duration::from_secs(1) {
+        return Err(Error::BadRequest(format!("--to {to} is in the future; the latest point is `latest`")));
+    }
+    Ok(t)
+}
+
+/// RFC 3339 in UTC with microseconds.
+pub fn rfc3339(t: SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// Seconds since the epoch.
+pub fn epoch(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default()
+}
+
+fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+    chrono::DateTime::parse_from_rfc3339(s).ok().map(|t| SystemTime::from(t.with_timezone(&chrono::Utc)))
+}
+
+/// The copy a request restores into.
+pub fn copy_of(site: &Path, req: &Request) -> Copy {
+    let dir = site.join("copies").join(&req.into);
+    Copy { data: dir.join("data"), socket_dir: dir.join("sock"), port: req.port, listen: req.listen.clone() }
+}
+
+fn result_file(site: &Path, req: &Request) -> PathBuf {
+    site.join("copies").join(&req.into).join("restored.json")
+}
+
+/// What a restore gave back, written when its copy is promoted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Restored {
+    /// The time of the newest transaction in the copy (seconds since the epoch).
+    pub recovered_point: Option<f64>,
+    /// Seconds the pgBackRest restore itself took (the last attempt).
+    pub pgbackrest_s: f64,
+    /// The backup's size in bytes.
+    pub bytes: u64,
+}
+
+pub fn restored(site: &Path, req: &Request) -> Option<Restored> {
+    std::fs::read_to_string(result_file(site, req)).ok().and_then(|t| serde_json::from_str(&t).ok())
+}
+
+/// A planned restore, checked, not yet journaled.
+#[derive(Debug, Clone)]
+pub struct Proposal {
+    pub id: String,
+    pub request: Request,
+    pub earliest: Option<SystemTime>,
+    /// Bytes of the backup the restore will start from.
+    pub backup_bytes: u64,
+    /// Restore rate measured by earlier restores (bytes per second).
+    pub rate: Option<f64>,
+}
+
+impl Proposal {
+    /// How long the restore should take, from the backup's size and the measured rate.
+    pub fn estimate_s(&self) -> Option<f64> {
+        self.rate.filter(|r| *r > 0.0).map(|r| self.backup_bytes as f64 / r)
+    }
+
+    /// What it will do, one line per step.
+    pub fn describe(&self, site: &Path) -> Vec<String> {
+        let r = &self.request;
+        let copy = copy_of(site, r);
+        let mut lines = vec![
+            format!(
+                "{}/archive: close the primary's current WAL segment and wait for it in the repository",
+                r.datastore
+            ),
+            format!(
+                "{}/restore: pgbackrest restore --type=time --target={} into {}",
+                r.datastore,
+                r.target,
+                copy.data.display()
+            ),
+        ];
+        lines.push(match &r.listen {
+            Some(h) => format!("{}/start: start the copy on {h}:{} (archiving off) and promote it at the target", r.datastore, r.port),
+            None => format!(
+                "{}/start: start the copy on a private socket only (unreachable by the estate; archiving off) and promote it at the target",
+                r.datastore
+            ),
+        });
+        lines
+    }
+}
+
+/// The rate kept per datastore by earlier restores.
+fn rate_key(datastore: &str) -> String {
+    format!("backup/restore-rate/{datastore}")
+}
+
+/// Plans a restore and checks it can be done (a backup holds the target,
+/// the copy's name is free). Changes nothing in the world.
+#[allow(clippy::too_many_arguments)]
+pub async fn propose(
+    topo: &Topology,
+    site: &Path,
+    state: &State,
+    datastore: &str,
+    to: &str,
+    into: Option<&str>,
+    replace: bool,
+    scratch: bool,
+    now: SystemTime,
+) -> Result<Proposal, Error> {
+    let ds = pg_datastore(topo, datastore)?;
+    let target = resolve_target(to, now)?;
+    if replace {
+        return Err(Error::BadRequest(
+            "--replace for PostgreSQL is not available yet: restore into a copy (--into NAME), then switch clients to it"
+                .into(),
+        ));
+    }
+    let (stanza, _) = crate::stanza(site, &ds).await?;
+    let info = stanza.info().await?;
+    let Some(first) = info.backups.first() else {
+        return Err(Error::BadRequest(format!(
+            "`{datastore}` has no backup in its repository yet: take one with `drctl backup {datastore} -f {}`",
+            topo.file.display()
+        )));
+    };
+    let earliest = SystemTime::UNIX_EPOCH + Duration::from_secs(first.stopped.max(0) as u64);
+    if target < earliest {
+        return Err(Error::BadRequest(format!(
+            "--to {to} ({}) is before the earliest restorable point, {} (the end of the oldest backup)",
+            rfc3339(target),
+            rfc3339(earliest)
+        )));
+    }
+    let backup = info
+        .backups
+        .iter()
+        .rev()
+        .find(|b| SystemTime::UNIX_EPOCH + Duration::from_secs(b.stopped.max(0) as u64) <= target)
+        .unwrap_or(first);
+    let id = new_id(now);
+    let into = match into {
+        Some(n) => n.to_string(),
+        None => format!("{datastore}-{}", id),
+    };
+    if into.is_empty()
+        || !into.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        || into.starts_with('.')
+    {
+        return Err(Error::BadRequest(format!("--into `{into}`: use letters, digits, `-`, `_` and `.`")));
+    }
+    if site.join("copies").join(&into).exists() {
+        return Err(Error::BadRequest(format!(
+            "a copy named `{into}` already exists in {}: choose another --into, or remove it",
+            site.join("copies").display()
+        )));
+    }
+    let rate = state.published(&rate_key(datastore)).ok().flatten().and_then(|s| s.parse::<f64>().ok());
+    Ok(Proposal {
+        id,
+        request: Request {
+            datastore: datastore.to_string(),
+            to: to.to_string(),
+            target: rfc3339(target),
+            into,
+            replace,
+            scratch,
+            port: crate::postgres::free_port(),
+            listen: (!scratch).then(|| "127.0.0.1".to_string()),
+            kind: "postgres".into(),
+            prefix: None,
+            set: Some(backup.label.clone()),
+        },
+        earliest: Some(earliest),
+        backup_bytes: backup.size,
+        rate,
+    })
+}
+
+/// A new execution id, time-ordered like a declaration's.
+pub fn new_id(now: SystemTime) -> String {
+    let t = chrono::DateTime::<chrono::Utc>::from(now);
+    let nanos = t.timestamp_subsec_nanos();
+    format!("{}-{:04x}", t.format("%Y%m%d-%H%M%S"), (nanos ^ std::process::id()) & 0xffff)
+}
+
+/// The steps of a restore, the same every time for the same request.
+pub fn steps(req: &Request) -> Vec<StepSpec> {
+    let ds = &req.datastore;
+    if req.is_s3() {
+        // One step: restoring from versions checks every key first, so
+        // running it again after a crash finishes what is left.
+        return vec![StepSpec {
+            id: format!("{ds}/restore"),
+            entity: ds.clone(),
+            action: "s3.restore_versions".into(),
+            after: vec![],
+            priority: 0.0,
+            timeout: Some(Duration::from_secs(24 * 3600)),
+            attempts: 3,
+            backoff: Duration::from_secs(2),
+            with: serde_json::json!({ "datastore": ds }),
+            from_zone: None,
+            to_zone: None,
+            rerun_safe: true,
+            continue_on_failure: false,
+        }];
+    }
+    let step = |name: &str, action: &str, after: Vec<usize>, timeout: u64, priority: f64| StepSpec {
+        id: format!("{ds}/{name}"),
+        entity: ds.clone(),
+        action: action.to_string(),
+        after,
+        priority,
+        timeout: Some(Duration::from_secs(timeout)),
+        attempts: 2,
+        backoff: Duration::from_secs(2),
+        with: serde_json::json!({ "datastore": ds }),
+        from_zone: None,
+        to_zone: None,
+        // Each checks the world first: the archive waits for what is
+        // there, the restore is a delta into the same folder, the start
+        // finds a running copy.
+        rerun_safe: true,
+        continue_on_failure: false,
+    };
+    vec![
+        step("archive", "pgbackrest.archive", vec![], 300, 0.0),
+        step("restore", "pgbackrest.restore", vec![0], 24 * 3600, 1.0),
+        step("start", "postgres.start_copy", vec![1], 3600, 2.0),
+    ]
+}
+
+/// Journals the restore (nothing locked: a copy beside the datastore
+/// touches nothing a failover needs).
+pub fn create(state: &State, p: &Proposal, reason: &str, at: SystemTime) -> Result<(), Error> {
+    let specs = steps(&p.request);
+    let options = serde_json::to_string(&Options { restore: p.request.clone() }).unwrap_or_default();
+    let row = ExecutionRow {
+        id: p.id.clone(),
+        declared_at: at,
+        finished_at: None,
+        state: exec_state::RUNNING.into(),
+        reason: reason.to_string(),
+        plan: serde_json::json!({ "restore": p.request.datastore, "to": p.request.target }).to_string(),
+        options,
+    };
+    let steps: Vec<(String, String, String)> =
+        specs.iter().map(|s| (s.id.clone(), s.entity.clone(), s.action.clone())).collect();
+    let entities: Vec<String> = if p.request.replace { vec![p.request.datastore.clone()] } else { Vec::new() };
+    state.create_execution(&row, &steps, &entities)?;
+    Ok(())
+}
+
+/// The request a journaled restore carries.
+pub fn request_of(state: &State, id: &str) -> Result<Request, Error> {
+    let row = state.execution(id)?;
+    serde_json::from_str::<Options>(&row.options)
+        .map(|o| o.restore)
+        .map_err(|e| Error::BadRequest(format!("execution {id} is not a restore drctl can read: {e}")))
+}
+
+/// Runs (or resumes) a journaled restore to its end.
+pub async fn execute(
+    topo: Arc<Topology>,
+    site: PathBuf,
+    state: Arc<State>,
+    clock: Arc<dyn drctl_runtime::Clock>,
+    id: &str,
+) -> Result<Ended, Error> {
+    let req = request_of(&*state, id)?;
+    let ds = pg_datastore(&topo, &req.datastore)?;
+    let specs = steps(&req);
+    let actions = Arc::new(PgRestore { site, ds, req });
+    let engine = Engine::new(state, actions, Some(1)).with_clock(clock);
+    engine.run(id, &specs).await.map_err(|e| match e {
+        drctl_engine::Error::State(s) => Error::State(s),
+        other => Error::Engine { execution: id.to_string(), source: other },
+    })
+}
+
+/// Records the restore rate a finished restore measured, for the next
+/// dry run's estimate.
+pub fn record_rate(state: &State, req: &Request, r: &Restored) {
+    if r.pgbackrest_s > 0.0 && r.bytes > 0 {
+        let _ = state.publish(&rate_key(&req.datastore), &format!("{}", r.bytes as f64 / r.pgbackrest_s));
+    }
+}
+
+/// The actions of a PostgreSQL restore.
+struct PgRestore {
+    site: PathBuf,
+    ds: PgDatastore,
+    req: Request,
+}
+
+fn fatal(e: Error) -> ActionError {
+    match e {
+        Error::Postgres(drctl_providers::Error::Connect { .. } | drctl_providers::Error::Timeout { .. }) => {
+            ActionError::Transient(e.to_string())
+        }
+        other => ActionError::Fatal(other.to_string()),
+    }
+}
+
+impl PgRestore {
+    async fn archive(&self) -> Result<Note, ActionError> {
+        let (stanza, primary) = match crate::stanza(&self.site, &self.ds).await {
+            Ok(s) => s,
+            Err(Error::Postgres(e)) => {
+                return Ok(Some(format!("the primary does not answer ({e}): restoring from what the repository holds")))
+            }
+            Err(e) => return Err(fatal(e)),
+        };
+        crate::postgres::ensure_archiving(&self.ds.primary_url, &primary, &stanza.archive_command())
+            .await
+            .map_err(fatal)?;
+        let seg =
+            crate::postgres::flush_to_archive(&self.ds.primary_url, Duration::from_secs(120)).await.map_err(fatal)?;
+        Ok(Some(format!("WAL archived up to segment {seg}")))
+    }
+
+    async fn restore(&self) -> Result<Note, ActionError> {
+        if let Some(r) = restored(&self.site, &self.req) {
+            return Ok(Some(format!("already restored ({} bytes); nothing to do", r.bytes)));
+        }
+        let copy = copy_of(&self.site, &self.req);
+        if copy.running() {
+            copy.stop();
+        }
+        // The configuration from the topology; when the primary is gone,
+        // the one written last time it answered.
+        let stanza = match crate::stanza(&self.site, &self.ds).await {
+            Ok((s, _)) => s,
+            Err(Error::Postgres(_)) => self.existing_stanza().map_err(fatal)?,
+            Err(e) => return Err(fatal(e)),
+        };
+        let started = std::time::Instant::now();
+        let fresh =
+            !copy.data.exists() || std::fs::read_dir(&copy.data).map(|mut d| d.next().is_none()).unwrap_or(true);
+        // A delta restore needs proof that the folder is a cluster's;
+        // one killed before its first files landed is started over.
+        let recognisable = copy.data.join("PG_VERSION").exists() || copy.data.join("backup.manifest").exists();
+        if !fresh && !recognisable {
+            let _ = std::fs::remove_dir_all(&copy.data);
+        }
+        crate::postgres::make_data_dir(&copy.data).map_err(fatal)?;
+        let target = parse_rfc3339(&self.req.target)
+            .map(|t| chrono::DateTime::<chrono::Utc>::from(t).format("%Y-%m-%d %H:%M:%S%.6f+00").to_string())
+            .ok_or_else(|| ActionError::Fatal(format!("journaled target `{}` is unreadable", self.req.target)))?;
+        let mut args = vec![
+            format!("--pg1-path={}", copy.data.display()),
+            "--type=time".to_string(),
+            format!("--target={target}"),
+            "--target-action=promote".to_string(),
+            "--archive-mode=off".to_string(),
+        ];
+        if let Some(set) = &self.req.set {
+            args.push(format!("--set={set}"));
+        }
+        let delta = !fresh && recognisable;
+        if delta {
+            args.push("--delta".into());
+        }
+        tracing::info!(datastore = %self.req.datastore, target = %target, delta, "restoring");
+        stanza.run("restore", &args, Duration::from_secs(24 * 3600)).await.map_err(fatal)?;
+        let secs = started.elapsed().as_secs_f64();
+        let bytes = stanza.info().await.ok().and_then(|i| i.backups.last().map(|b| b.size)).unwrap_or(0);
+        let partial = serde_json::json!({ "pgbackrest_s": secs, "bytes": bytes });
+        let _ = std::fs::write(copy.data.with_extension("pgbackrest.json"), partial.to_string());
+        Ok(Some(format!("{}restored {} bytes in {secs:.1}s", if delta { "delta-" } else { "" }, bytes)))
+    }
+
+    fn existing_stanza(&self) -> Result<crate::pgbackrest::Stanza, Error> {
+        let dir = self.site.join("pgbackrest");
+        let config = dir.join(format!("{}.conf", self.ds.name));
+        if !config.exists() {
+            return Err(Error::NotBackedUp(format!(
+                "the primary of `{}` does not answer and drctl has no pgBackRest configuration for it yet",
+                self.ds.name
+            )));
+        }
+        Ok(crate::pgbackrest::Stanza {
+            name: self.ds.name.clone(),
+            config,
+            bin: crate::pgbackrest::find()?,
+            work: dir.join(&self.ds.name),
+        })
+    }
+
+    async fn start(&self) -> Result<Note, ActionError> {
+        if let Some(r) = restored(&self.site, &self.req) {
+            let copy = copy_of(&self.site, &self.req);
+            copy.start().await.map_err(fatal)?;
+            return Ok(Some(format!("already promoted; newest transaction at {:?}", r.recovered_point)));
+        }
+        let copy = copy_of(&self.site, &self.req);
+        copy.configure().map_err(fatal)?;
+        copy.start().await.map_err(fatal)?;
+        let user = crate::postgres::primary_user(&self.ds.primary_url);
+        let recovered = copy.wait_promoted(&user, Duration::from_secs(3600)).await.map_err(fatal)?;
+        let measured: serde_json::Value = std::fs::read_to_string(copy.data.with_extension("pgbackrest.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        let r = Restored {
+            recovered_point: recovered,
+            pgbackrest_s: measured["pgbackrest_s"].as_f64().unwrap_or_default(),
+            bytes: measured["bytes"].as_u64().unwrap_or_default(),
+        };
+        let path = result_file(&self.site, &self.req);
+        std::fs::write(&path, serde_json::to_string(&r).unwrap_or_default())
+            .map_err(|e| ActionError::Transient(format!("write {}: {e}", path.display())))?;
+        Ok(Some(match recovered {
+            Some(t) => format!(
+                "promoted; newest transaction at {}",
+                rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(t))
+            ),
+            None => "promoted; no transaction replayed after the backup".to_string(),
+        }))
+    }
+}
+
+impl Actions for PgRestore {
+    fn run<'a>(
+        &'a self,
+        _execution: &'a str,
+        _attempt: u32,
+        step: &'a StepSpec,
+    ) -> BoxFuture<'a, Result<Note, ActionError>> {
+        Box::pin(async move {
+            match step.action.as_str() {
+                "pgbackrest.archive" => self.archive().await,
+                "pgbackrest.restore" => self.restore().await,
+                "postgres.start_copy" => self.start().await,
+                other => Err(ActionError::Fatal(format!("a restore has no action `{other}`"))),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_resolve_from_latest_relative_and_rfc3339() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_000_000);
+        assert_eq!(resolve_target("latest", now).unwrap(), now);
+        assert_eq!(resolve_target("-15m", now).unwrap(), now - Duration::from_secs(900));
+        let t = resolve_target("2026-12-06T10:00:00Z", now).unwrap();
+        assert_eq!(rfc3339(t), "2026-12-06T10:00:00.000000Z");
+        let future = resolve_target("2099-01-01T00:00:00Z", now).unwrap_err();
+        assert!(future.to_string().contains("in the future"), "{future}");
+        let bad = resolve_target("yesterday", now).unwrap_err();
+        assert!(bad.to_string().contains("-15m"), "{bad}");
+    }
+
+    #[test]
+    fn a_journaled_request_refuses_unknown_fields() {
+        let bad = r#"{"restore":{"datastore":"db","to":"latest","target":"x","into":"c","replace":false,"scratch":false,"port":1,"listen":null,"repalce":true}}"#;
+        assert!(serde_json::from_str::<Options>(bad).is_err());
+    }
+}

@@ -1,0 +1,210 @@
+//! `drctl backup`, `backups`, `restore`, `resume` of a restore and restore
+//! tests, end to end with real PostgreSQL and real pgBackRest.
+
+mod common;
+
+use common::{drctl, show, tempdir, wait_for};
+use drctl_testkit::PgPair;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::Stdio;
+
+/// Turns archive_mode on (a restart, as an operator would); drctl sets
+/// archive_command itself.
+fn archive_mode_on(pair: &PgPair) {
+    pair.psql(pair.primary_port, "ALTER SYSTEM SET archive_mode = on");
+    let out = drctl_pgserver::command(&pair.bin(), "pg_ctl", drctl_pgserver::Lifetime::Independent)
+        .arg("-D")
+        .arg(pair.dir.join("primary"))
+        .arg("-l")
+        .arg(pair.dir.join("primary.log"))
+        .args(["-w", "-m", "fast", "restart"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn write_topology(pair: &PgPair, dir: &Path) {
+    drctl_pgserver::hand_over(dir).unwrap();
+    let src = format!(
+        "version: 1\nname: shop\nzones:\n  - {{ name: az1, region: r1 }}\n  - {{ name: az2, region: r1 }}\n  - {{ name: az3, region: r1 }}\n\
+         objectives:\n  tier-0: {{ rpo: 5s, rto: 2m, restore: {{ rpo: 1h, rto: 10m }} }}\n\
+         datastores:\n  - name: orders-db\n    kind: postgres\n    tier: tier-0\n    primary: {{ zone: az1, url: \"{}\" }}\n    replicas: [ {{ zone: az2, url: \"{}\" }} ]\n\
+         \x20   backup: {{ tool: pgbackrest, repo: {{ zone: az3, path: {} }}, full: \"0 3 * * 0\", retention: 7d }}\n",
+        pair.primary_url(),
+        pair.standby_url(),
+        dir.join("repo").display()
+    );
+    std::fs::write(dir.join("drctl.yaml"), src).unwrap();
+}
+
+fn stop_copy(dir: &Path, name: &str, pair: &PgPair) {
+    let data = dir.join(".drctl/backup/copies").join(name).join("data");
+    let _ = drctl_pgserver::command(&pair.bin(), "pg_ctl", drctl_pgserver::Lifetime::Independent)
+        .arg("-D")
+        .arg(&data)
+        .args(["-m", "immediate", "stop"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+#[test]
+fn a_restore_killed_mid_way_resumes_into_the_same_copy_without_starting_over() {
+    let pair = PgPair::start();
+    let dir = tempdir("restore-kill");
+    write_topology(&pair, &dir);
+    archive_mode_on(&pair);
+    // Enough data that the restore takes a moment to kill it in.
+    pair.psql(
+        pair.primary_port,
+        "CREATE TABLE big AS SELECT g, md5(g::text) AS h FROM generate_series(1, 400000) g; CREATE TABLE orders (id int)",
+    );
+    let o = drctl(&dir).args(["backup", "orders-db", "-f", "drctl.yaml"]).output().unwrap();
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("backup"), "{}", show(&o));
+    pair.psql(pair.primary_port, "INSERT INTO orders SELECT generate_series(1, 10)");
+
+    let o = drctl(&dir).args(["backups", "-f", "drctl.yaml", "--output", "json"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let d = &v["datastores"][0];
+    assert_eq!(d["name"], "orders-db");
+    assert_eq!(d["kind"], "postgres");
+    assert_eq!(d["last_backup"]["kind"], "full");
+    assert_eq!(d["rpo_target_s"], 3600.0);
+    assert_eq!(d["meets_rpo"], true);
+    assert!(d["rpo_s"].as_f64().unwrap() < 600.0, "{d}");
+    assert!(d["earliest_restorable"].is_string() && d["latest_restorable"].is_string(), "{d}");
+    assert!(d["last_restore_test"].is_null());
+
+    // A dry run says what it would do, and does nothing.
+    let o = drctl(&dir)
+        .args(["restore", "orders-db", "--to", "-1s", "--reason", "look", "--dry-run", "-f", "drctl.yaml"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", show(&o));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let first = out.lines().next().unwrap_or_default();
+    assert!(first.len() >= 15 && first.starts_with("20"), "the id comes first: {out}");
+    assert!(out.contains("pgbackrest restore --type=time") && out.contains("dry run"), "{out}");
+    assert!(
+        !dir.join(".drctl/backup/copies").exists()
+            || std::fs::read_dir(dir.join(".drctl/backup/copies")).unwrap().next().is_none()
+    );
+
+    // The real one, killed while pgBackRest writes the copy.
+    let mut child = drctl(&dir)
+        .args([
+            "restore",
+            "orders-db",
+            "--to",
+            "latest",
+            "--into",
+            "c1",
+            "--reason",
+            "bad delete",
+            "--yes",
+            "-f",
+            "drctl.yaml",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let id = lines.next().unwrap().unwrap();
+    let data = dir.join(".drctl/backup/copies/c1/data");
+    wait_for("pgBackRest writing the copy", 120, || {
+        data.join("PG_VERSION").exists() || data.join("backup.manifest").exists()
+    });
+    child.kill().unwrap(); // SIGKILL: no chance to clean up
+    child.wait().unwrap();
+
+    let o = drctl(&dir).args(["resume", &id, "-f", "drctl.yaml"]).output().unwrap();
+    assert!(o.status.success(), "{}", show(&o));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(out.contains("delta-restored"), "the resume continues the restore as a delta: {out}");
+    assert!(out.contains("127.0.0.1:"), "it says where the copy runs: {out}");
+    let copies: Vec<String> = std::fs::read_dir(dir.join(".drctl/backup/copies"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(copies, ["c1"], "one copy, not a second one");
+
+    let o = drctl(&dir).args(["show", &id, "--output", "json", "-f", "drctl.yaml"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["state"], "succeeded", "{v}");
+    let restore_step = v["steps"].as_array().unwrap().iter().find(|s| s["id"] == "orders-db/restore").unwrap();
+    assert_eq!(restore_step["state"], "succeeded");
+
+    // The copy holds what was committed before the restore was asked for.
+    let port: u16 =
+        out.split("127.0.0.1:").nth(1).and_then(|s| s.split('/').next()).and_then(|p| p.parse().ok()).unwrap();
+    assert_eq!(drctl_testkit::try_psql(&pair.bin(), port, "SELECT count(*) FROM orders").unwrap(), "10");
+    stop_copy(&dir, "c1", &pair);
+
+    let audit = drctl(&dir).args(["audit", "list", "-f", "drctl.yaml"]).output().unwrap();
+    let audit = String::from_utf8_lossy(&audit.stdout);
+    assert!(audit.contains("restore") && audit.contains("resume"), "{audit}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_restore_test_whose_check_fails_reports_unverified_and_exits_3() {
+    let pair = PgPair::start();
+    let dir = tempdir("restore-test");
+    write_topology(&pair, &dir);
+    archive_mode_on(&pair);
+    pair.psql(pair.primary_port, "CREATE TABLE orders (id int, created_at timestamptz DEFAULT now())");
+    pair.psql(pair.primary_port, "INSERT INTO orders (id) SELECT generate_series(1, 5)");
+    let o = drctl(&dir).args(["backup", "orders-db", "-f", "drctl.yaml"]).output().unwrap();
+    assert!(o.status.success(), "{}", show(&o));
+    pair.psql(pair.primary_port, "INSERT INTO orders (id) VALUES (6)");
+
+    std::fs::write(
+        dir.join("good.yaml"),
+        "name: orders-restore-test\nrestore: { datastore: orders-db, to: latest }\nverify:\n  \
+         - { sql: \"SELECT count(*) = 6 FROM orders\", expect: true }\n  \
+         - { sql: \"SELECT max(created_at) FROM orders\", fresher_than: 10m }\n",
+    )
+    .unwrap();
+    let o = drctl(&dir).args(["drill", "good.yaml", "-f", "drctl.yaml", "--report", "good-report"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("good-report/report.json")).unwrap()).unwrap();
+    let rs = &r["restore"];
+    assert_eq!(rs["datastore"], "orders-db");
+    assert_eq!(rs["verified"], true, "{rs}");
+    assert_eq!(rs["meets_rto"], true);
+    assert_eq!(rs["resurrected_erasures"], 0);
+    assert_eq!(rs["restore_target_s"], 600.0);
+    assert!(rs["restore_s"].as_f64().unwrap() > 0.0);
+    let err = rs["recovery_point_error_s"].as_f64().unwrap();
+    assert!((0.0..5.0).contains(&err), "{rs}");
+    assert!(rs["requested_point"].is_string() && rs["recovered_point"].is_string());
+    assert_eq!(rs["checks"].as_array().unwrap().len(), 2);
+    // The scratch copy is gone, and the last restore test is listed.
+    assert!(std::fs::read_dir(dir.join(".drctl/backup/copies")).unwrap().next().is_none());
+    let o = drctl(&dir).args(["backups", "-f", "drctl.yaml", "--output", "json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["datastores"][0]["last_restore_test"]["passed"], true, "{v}");
+
+    std::fs::write(
+        dir.join("bad.yaml"),
+        "name: orders-restore-test\nrestore: { datastore: orders-db, to: latest }\nverify:\n  \
+         - { sql: \"SELECT count(*) FROM orders\", expect: 1000 }\n",
+    )
+    .unwrap();
+    let o = drctl(&dir).args(["drill", "bad.yaml", "-f", "drctl.yaml", "--report", "bad-report"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", show(&o));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("bad-report/report.json")).unwrap()).unwrap();
+    assert_eq!(r["restore"]["verified"], false);
+    assert_eq!(r["restore"]["checks"][0]["passed"], false);
+    assert_eq!(r["restore"]["checks"][0]["got"], "6");
+    let o = drctl(&dir).args(["backups", "-f", "drctl.yaml", "--output", "json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["datastores"][0]["last_restore_test"]["passed"], false, "{v}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,124 @@
+//! `drctl restore` of an S3 datastore from its versions, on the AWS API
+//! emulator: in place (`--replace`) and into another bucket, with every
+//! version that existed before still there afterwards.
+
+mod aws;
+mod common;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+use drctl_testkit::Moto;
+use std::time::{Duration, SystemTime};
+
+/// S3 keeps modification times to the second: waits until the clock is in
+/// the next whole second, so writes on either side of a point differ.
+fn next_second() -> SystemTime {
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap();
+    let next = Duration::from_secs(now.as_secs() + 1);
+    while SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap() < next {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    SystemTime::UNIX_EPOCH + next
+}
+
+async fn get(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Option<String> {
+    let o = s3.get_object().bucket(bucket).key(key).send().await.ok()?;
+    Some(String::from_utf8_lossy(&o.body.collect().await.ok()?.into_bytes()).to_string())
+}
+
+async fn put(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, body: &str) {
+    s3.put_object().bucket(bucket).key(key).body(ByteStream::from(body.as_bytes().to_vec())).send().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ransomware_is_undone_from_versions_in_place_and_into_another_bucket() {
+    let moto = Moto::start();
+    let sdk = aws::sdk(&moto.endpoint(), ("testing", "testing")).await;
+    let s3 = drctl_aws::s3::client_for(&sdk, Some(&moto.endpoint()), None);
+    s3.create_bucket().bucket("assets-a").send().await.unwrap();
+    s3.put_bucket_versioning()
+        .bucket("assets-a")
+        .versioning_configuration(VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build())
+        .send()
+        .await
+        .unwrap();
+    put(&s3, "assets-a", "img/a", "a v1").await;
+    put(&s3, "assets-a", "img/b", "b v1").await;
+    let _ = next_second();
+    let point = next_second() - Duration::from_millis(500);
+    put(&s3, "assets-a", "img/a", "ENCRYPTED").await;
+    s3.delete_object().bucket("assets-a").key("img/b").send().await.unwrap();
+    put(&s3, "assets-a", "img/README-pay", "pay").await;
+
+    let dir = common::tempdir("restore-s3");
+    std::fs::write(
+        dir.join("drctl.yaml"),
+        format!(
+            "version: 1\nzones: [ {{ name: az1, region: us-east-1 }}, {{ name: az2, region: us-east-1 }} ]\n\
+             objectives: {{ t: {{ rpo: 1m, rto: 1h, restore: {{ rpo: 1h, rto: 1h }} }} }}\n\
+             datastores:\n  - name: assets\n    kind: s3\n    tier: t\n    endpoint: \"{}\"\n    primary: {{ zone: az1, bucket: assets-a }}\n    backup: {{ versions: 7d }}\n",
+            moto.endpoint()
+        ),
+    )
+    .unwrap();
+    let at = chrono_like(point);
+
+    // Into another bucket first: the source is left as it is.
+    let (code, out, err) = aws::outcome(
+        aws::drctl(&dir, &moto.endpoint(), ("testing", "testing"))
+            .env("DRCTL_STATE", format!("sqlite://{}/state.db", dir.display()))
+            .args([
+                "restore",
+                "assets",
+                "--to",
+                &at,
+                "--into",
+                "assets-restored/copy/",
+                "--reason",
+                "look",
+                "-f",
+                "drctl.yaml",
+            ]),
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(get(&s3, "assets-restored", "copy/img/a").await.as_deref(), Some("a v1"));
+    assert_eq!(get(&s3, "assets-restored", "copy/img/b").await.as_deref(), Some("b v1"));
+    assert_eq!(get(&s3, "assets-restored", "copy/img/README-pay").await, None);
+    assert_eq!(get(&s3, "assets-a", "img/a").await.as_deref(), Some("ENCRYPTED"));
+
+    let before = s3.list_object_versions().bucket("assets-a").send().await.unwrap();
+    let (code, out, err) = aws::outcome(
+        aws::drctl(&dir, &moto.endpoint(), ("testing", "testing"))
+            .env("DRCTL_STATE", format!("sqlite://{}/state.db", dir.display()))
+            .args([
+                "restore",
+                "assets",
+                "--to",
+                &at,
+                "--replace",
+                "--reason",
+                "ransomware",
+                "--yes",
+                "-f",
+                "drctl.yaml",
+            ]),
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.lines().next().unwrap_or_default().starts_with("20"), "the id first: {out}");
+    assert!(out.contains("2 key(s) restored") && out.contains("1 hidden behind a delete marker"), "{out}");
+    assert_eq!(get(&s3, "assets-a", "img/a").await.as_deref(), Some("a v1"));
+    assert_eq!(get(&s3, "assets-a", "img/b").await.as_deref(), Some("b v1"));
+    assert_eq!(get(&s3, "assets-a", "img/README-pay").await, None);
+    let after = s3.list_object_versions().bucket("assets-a").send().await.unwrap();
+    assert_eq!(after.versions().len(), before.versions().len() + 2, "two new versions, none destroyed");
+    assert_eq!(after.delete_markers().len(), before.delete_markers().len() + 1);
+    for v in before.versions() {
+        assert!(after.versions().iter().any(|w| w.version_id() == v.version_id()), "{:?} kept", v.key());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// RFC 3339 with milliseconds, UTC.
+fn chrono_like(t: SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
