@@ -1,4 +1,4 @@
-//! `drctl discover` (SPEC §13): read an AWS account's estate and write a
+//! `drctl discover` (docs/guide/aws.md): read an AWS account's estate and write a
 //! topology skeleton that `drctl validate` accepts.
 //!
 //! What is found: RDS instances and their read replicas (`rds-instance`),

@@ -1,4 +1,4 @@
-//! The IAM permissions drctl's AWS calls need (SPEC §13), declared next to
+//! The IAM permissions drctl's AWS calls need (docs/guide/aws.md), declared next to
 //! the code that makes each call, so the list cannot drift from the calls:
 //! each module that calls AWS lists its [`Grant`]s in a
 //! `PERMISSIONS` slice, and `drctl iam-policy` turns them into a policy on

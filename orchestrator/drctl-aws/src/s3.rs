@@ -128,7 +128,7 @@ pub fn out_of_sync<'a>(
     v
 }
 
-/// The age of the oldest primary object missing from or different in the replica (SPEC §4).
+/// The age of the oldest primary object missing from or different in the replica (docs/lag-and-rpo.md).
 pub fn lag_of(primary: &HashMap<String, ObjectInfo>, replica: &HashMap<String, ObjectInfo>, now: SystemTime) -> f64 {
     out_of_sync(primary, replica)
         .iter()

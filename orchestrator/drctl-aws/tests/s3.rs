@@ -335,7 +335,7 @@ async fn keys(b: &Bucket) -> Vec<String> {
     k
 }
 
-/// SPEC §6a, nothing lost in S3, through a failover and back: a write the
+/// docs/guide/safety.md, nothing lost in S3, through a failover and back: a write the
 /// old primary took but never replicated is kept (and reported) when
 /// replication turns around, and so is one changed there since; new writes
 /// on the new primary arrive; a delete on the new primary reaches the old

@@ -4,7 +4,7 @@
 //! drills used to carry their own copies of "plan, check, journal, lock,
 //! execute, record", and the copies drifted: a refusal was journaled by one,
 //! only audited by another, and neither by a drill; only the API opened the
-//! public incident SPEC §9 promises. Now they all call [`Declarer`] and
+//! public incident docs/guide/controller.md promises. Now they all call [`Declarer`] and
 //! differ only in how they show progress.
 //!
 //! A declaration is two calls, because a human may stand between them:
@@ -581,7 +581,7 @@ pub fn shell_word(w: &str) -> String {
 /// Decides on a waiting step; `Ok(false)` when that attempt was already
 /// decided. An `approval` step is approved, by someone whose `role` is at
 /// least the one its runbook names (`role: admin`); a step a crash caught
-/// running (SPEC §6a) is run again, or, with `done`, recorded as done
+/// running (docs/guide/safety.md) is run again, or, with `done`, recorded as done
 /// without running. Needs no topology: the journal knows the step and who
 /// may approve it.
 ///

@@ -225,7 +225,7 @@ pub async fn prepare(
 }
 
 /// The last recorded lag of the standby in `zone`, with the sample's age
-/// at `now` added (writes may have come after it): SPEC §6a's lag when the
+/// at `now` added (writes may have come after it): docs/guide/safety.md lag when the
 /// primary cannot be asked. `now` is the clock the samples were recorded on.
 pub(crate) fn recorded_lag(
     state: &State,
@@ -345,7 +345,7 @@ async fn pg_promote_checks(
 /// What in the declared scope still looks alive: a PostgreSQL primary in a
 /// lost zone that answers and takes writes, a service passing its health
 /// check in one. Shown before the confirmation, so that a typo does not
-/// fail a healthy zone over (SPEC §6a, the tired commander).
+/// fail a healthy zone over (docs/guide/safety.md, the tired commander).
 pub async fn still_alive(topo: &Topology, state: &State, clients: &Clients, decl: &Declaration) -> Vec<String> {
     let lost = decl.lost_zones(topo);
     if lost.is_empty() {
@@ -598,7 +598,7 @@ pub fn rfc3339(t: SystemTime) -> String {
     chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// SPEC §6's `show` JSON, with the measured RTO of each entity: seconds from
+/// docs/declaring.md `show` JSON, with the measured RTO of each entity: seconds from
 /// the declaration to its last step's success.
 pub fn report(topo: Option<&Topology>, state: &State, id: &str) -> Result<serde_json::Value, Error> {
     let row = state.execution(id)?;

@@ -1,4 +1,4 @@
-//! The fence ladder (SPEC §6a): before a standby is promoted, every other
+//! The fence ladder (docs/guide/safety.md): before a standby is promoted, every other
 //! member that may take writes is fenced, and the fence is proven.
 //!
 //! Rung one, a member that answers: its client path is closed in SQL
@@ -77,7 +77,7 @@ pub(crate) async fn fence_member(m: &Member, who: &Asker<'_>, unfenced: bool) ->
     }
 }
 
-/// Runs a member's fence command, without a shell, with SPEC §6a's
+/// Runs a member's fence command, without a shell, with docs/guide/safety.md
 /// environment. Exit 0 means fenced.
 pub(crate) async fn run_command(argv: &[String], m: &Member, who: &Asker<'_>) -> Result<String, String> {
     let (prog, args) = argv.split_first().ok_or("the fence command is empty")?;
@@ -104,7 +104,7 @@ pub(crate) async fn run_command(argv: &[String], m: &Member, who: &Asker<'_>) ->
 }
 
 /// After fencing an old primary that answered, waits until the standby
-/// has replayed its last WAL (SPEC §6a "Catching up"). `lsn` is that
+/// has replayed its last WAL (docs/guide/safety.md "Catching up"). `lsn` is that
 /// position when the fence itself read it; `None` (fenced by an earlier
 /// attempt, so not readable now) waits until the standby has replayed
 /// everything it received and nothing more arrives for a moment.

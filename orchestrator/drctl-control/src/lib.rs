@@ -1,5 +1,5 @@
 //! drctl's operations, wired together from the providers: measuring live
-//! status (SPEC §4) and running replication (passes and schedules).
+//! status (docs/lag-and-rpo.md) and running replication (passes and schedules).
 //!
 //! This is the one place that knows which provider serves which datastore
 //! kind; the CLI and the controller (`drctl serve`) both call it, so they

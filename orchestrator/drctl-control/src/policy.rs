@@ -1,4 +1,4 @@
-//! `drctl iam-policy` (SPEC §13): the IAM policy that allows exactly the
+//! `drctl iam-policy` (docs/guide/aws.md): the IAM policy that allows exactly the
 //! AWS calls drctl makes for a topology and a use, on the resources the
 //! topology names.
 //!
@@ -8,7 +8,7 @@
 //! (`cloudwatch:GetMetricStatistics`) or drctl cannot know the resource
 //! (an Aurora cluster's member instances, the account id unless given,
 //! the replication role S3 already uses), the statement says so with a
-//! wildcard as narrow as AWS allows, and the README lists each.
+//! wildcard as narrow as AWS allows, and docs/guide/aws.md lists each.
 
 use drctl_aws::iam::{Grant, On, Use};
 use drctl_core::action::Action;

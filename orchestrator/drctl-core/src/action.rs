@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use std::time::Duration;
 
 /// Who may approve an `approval` step through the operator API: a
-/// runbook's `role`. The roles are the operator API's (SPEC §9); approving
+/// runbook's `role`. The roles are the operator API's (docs/guide/controller.md); approving
 /// takes a commander at least, so these are the two a runbook can ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -1,4 +1,4 @@
-//! Chaos experiments (SPEC §7): the faults a drill injects, for how long,
+//! Chaos experiments (docs/reference/runbooks-and-experiments.md): the faults a drill injects, for how long,
 //! when to stop early, and whether drctl declares the disaster itself.
 //!
 //! Parsed with the same positioned decoder as the topology, so a typo in an
@@ -56,7 +56,7 @@ pub enum DeclareMode {
     Auto,
     /// The drill waits for `drctl declare`.
     Manual,
-    /// As `auto`, through highly available controllers (SPEC §11): the
+    /// As `auto`, through highly available controllers (docs/guide/ha-etcd.md): the
     /// lab runs one per zone on etcd and the drill declares through their
     /// API, so the leader of the moment executes — lost with its zone, if
     /// the fault takes it.

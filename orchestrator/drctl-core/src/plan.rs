@@ -1,4 +1,4 @@
-//! The failover plan (SPEC §3): which entities a disaster affects, the steps
+//! The failover plan (docs/reference/cli.md): which entities a disaster affects, the steps
 //! that recover them in dependency order, when each step would run, and
 //! whether each entity's estimated RTO meets its target.
 //!

@@ -1,4 +1,4 @@
-//! Runbooks (SPEC §5): named steps with actions, parameters and `needs`.
+//! Runbooks (docs/reference/runbooks-and-experiments.md): named steps with actions, parameters and `needs`.
 //!
 //! Parsed with the same care as the topology (positions, every error at
 //! once, unknown actions and parameters named with a hint) because a typo in
@@ -171,7 +171,7 @@ pub struct RunbookStep {
     pub estimate: Duration,
     /// `idempotent: true`: the runbook's author says running the step
     /// again does no harm, so a crash mid-step re-runs it on resume
-    /// instead of waiting for a commander (SPEC §6a "Never twice").
+    /// instead of waiting for a commander (docs/guide/safety.md "Never twice").
     pub idempotent: bool,
 }
 

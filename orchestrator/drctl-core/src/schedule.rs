@@ -49,7 +49,7 @@
 //! datastore that serves tier-0 services but carries no tier of its own waits
 //! behind every tier-2 step, and among tier-0 steps a long chain is started
 //! no earlier than a short one. `drctl bench scheduler` compares both on
-//! generated topologies (numbers in the README). Where capacity is roughly
+//! generated topologies (numbers in docs/numbers.md). Where capacity is roughly
 //! adequate the prioritised rule restores tier-0 sooner and misses no more
 //! targets, with a makespan within 10% of the lower bound
 //! `max(critical path, total work / N)`. In deep overload (makespans many

@@ -1,5 +1,5 @@
 //! JSON Schema of `drctl.yaml`, so that editors validate and complete it as
-//! it is typed (VS Code's YAML extension reads it; see the README). It
+//! it is typed (VS Code's YAML extension reads it; see docs/reference/topology.md). It
 //! mirrors what the decoder accepts; `drctl validate` remains the authority
 //! (references, cycles and positions are beyond a schema).
 

@@ -1,4 +1,4 @@
-//! Live status (SPEC §4): what each datastore would lose and each service
+//! Live status (docs/lag-and-rpo.md): what each datastore would lose and each service
 //! would take right now, against its targets.
 //!
 //! The types and the arithmetic live here, free of I/O; providers (in other
@@ -36,7 +36,7 @@ pub struct DatastoreStatus {
     /// drctl did to them before.
     pub split_brain: bool,
     /// S3: objects the last replication pass left alone because they may be
-    /// the only copy of a write (SPEC §6a), until an operator resolves them.
+    /// the only copy of a write (docs/guide/safety.md), until an operator resolves them.
     pub conflicts: Vec<StatusConflict>,
 }
 

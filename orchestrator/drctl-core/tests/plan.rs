@@ -1,4 +1,4 @@
-//! The failover plan of SPEC §3, on small topologies where the right answer
+//! The failover plan of docs/reference/cli.md, on small topologies where the right answer
 //! can be worked out by hand.
 
 use drctl_core::plan::{plan, Observations, Placement, Plan, Scope};
@@ -6,8 +6,8 @@ use drctl_core::{load_str, Error, Topology};
 use std::path::Path;
 use std::time::Duration;
 
-/// SPEC §2's example topology, verbatim.
-const SPEC_EXAMPLE: &str = r#"
+/// docs/reference/topology.md example topology, verbatim.
+const DOCUMENTED_EXAMPLE: &str = r#"
 version: 1
 name: shop
 zones:
@@ -79,7 +79,7 @@ fn step<'a>(p: &'a Plan, id: &str) -> &'a drctl_core::plan::Step {
 
 #[test]
 fn the_spec_example_fails_over_in_dependency_order() {
-    let t = topo(SPEC_EXAMPLE);
+    let t = topo(DOCUMENTED_EXAMPLE);
     let p = plan(&t, &zones(&["use1-az1"]), &Observations::default(), None).unwrap();
     let orders = step(&p, "orders-db/failover");
     assert_eq!(
@@ -107,7 +107,7 @@ fn the_spec_example_fails_over_in_dependency_order() {
 
 #[test]
 fn the_json_has_every_key_of_the_contract() {
-    let t = topo(SPEC_EXAMPLE);
+    let t = topo(DOCUMENTED_EXAMPLE);
     let p = plan(&t, &zones(&["use1-az1"]), &Observations::default(), Some(2)).unwrap();
     let json = serde_json::to_value(&p).unwrap();
     for key in
@@ -223,7 +223,7 @@ fn a_moved_primary_is_planned_from_where_it_is_now() {
 
 #[test]
 fn unknown_scope_names_are_bad_input_with_the_choices() {
-    let t = topo(SPEC_EXAMPLE);
+    let t = topo(DOCUMENTED_EXAMPLE);
     let err = plan(&t, &zones(&["use1-az9"]), &Observations::default(), None).unwrap_err();
     assert_eq!(
         err.to_string(),

@@ -1,4 +1,4 @@
-//! Properties every plan must have, on generated topologies (SPEC §3):
+//! Properties every plan must have, on generated topologies (docs/reference/cli.md):
 //! dependencies respected, the `--parallel` cap respected, no idle slot
 //! while work is ready, and without a cap a makespan equal to the critical
 //! path. Plus: the loader never panics, whatever it is given.

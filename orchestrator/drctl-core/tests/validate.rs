@@ -1,4 +1,4 @@
-//! Every validation rule of SPEC §2, with the position each error points at.
+//! Every validation rule of docs/reference/topology.md, with the position each error points at.
 
 use drctl_core::diag::{Code, Severity};
 use drctl_core::{load_str, Diagnostic};

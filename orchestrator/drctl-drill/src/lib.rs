@@ -1,6 +1,6 @@
 //! DR drills: drctl proving its own numbers.
 //!
-//! - [`drill`]: runs a chaos experiment (SPEC §7) against a lab, or against
+//! - [`drill`]: runs a chaos experiment (docs/reference/runbooks-and-experiments.md) against a lab, or against
 //!   any topology for the faults that need no lab: steady state, inject,
 //!   detect, declare (through the one declarer every declaration takes),
 //!   measure, heal, report.

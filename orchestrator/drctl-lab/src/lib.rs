@@ -1,6 +1,6 @@
 //! The lab: a real multi-zone environment for drctl to prove its numbers on.
 //!
-//! - [`lab`]: a real multi-zone environment on loopback (SPEC §8): a
+//! - [`lab`]: a real multi-zone environment on loopback (docs/guide/lab.md): a
 //!   PostgreSQL primary and streaming standby, an S3 endpoint per zone, a
 //!   DNS server for `lab.`, sample services with health checks, and a
 //!   steady write workload whose acknowledgements are the ground truth of

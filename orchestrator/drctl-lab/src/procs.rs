@@ -1,5 +1,5 @@
 //! Processes the lab runs in a zone and loses with it: etcd members and
-//! highly available controllers (SPEC §11). A zone outage SIGKILLs them,
+//! highly available controllers (docs/guide/ha-etcd.md). A zone outage SIGKILLs them,
 //! as a lost zone would; healing starts them again with the same data, so
 //! an etcd member rejoins its cluster and a controller stands for election.
 

@@ -1,7 +1,7 @@
 //! Who leads: the seam between the controller and its election.
 //!
 //! Several `drctl serve` processes sharing one state store form one
-//! controller (SPEC §11). Exactly one leads: it samples, replicates, runs
+//! controller (docs/guide/ha-etcd.md). Exactly one leads: it samples, replicates, runs
 //! scheduled drills and executes; every one serves. The controller asks a
 //! [`Leadership`] to lead and does its leader-only work under the token it
 //! gets back, which is cancelled *before* the lease behind it can lapse —

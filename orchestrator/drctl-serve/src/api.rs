@@ -356,7 +356,7 @@ async fn create_maintenance(
 /// Runs an execution in the background; the declarer records its outcome
 /// on its incident.
 pub(crate) fn spawn_execution(s: &Arc<Shared>, id: String) {
-    // Only the leader executes (SPEC §11); a follower's declarations were
+    // Only the leader executes (docs/guide/ha-etcd.md); a follower's declarations were
     // forwarded to it, and the next leader resumes what this one left.
     let Some(center) = s.work() else {
         (s.opts.say)(&format!("execution {id}: not leading; the leader runs it"));
@@ -723,7 +723,7 @@ async fn leader(Ax(s): Ax<Arc<Shared>>) -> Response {
 /// Marks a request one controller forwarded to another (never forwarded twice).
 const FORWARDED: &str = "x-drctl-forwarded-by";
 
-/// An operator write sent to a follower goes to the leader (SPEC §11):
+/// An operator write sent to a follower goes to the leader (docs/guide/ha-etcd.md):
 /// forwarded as it came, or answered 503 naming the leader when it
 /// cannot be reached. Reads are answered here, from the shared state.
 async fn to_the_leader(Ax(s): Ax<Arc<Shared>>, req: Request<Body>, next: axum::middleware::Next) -> Response {

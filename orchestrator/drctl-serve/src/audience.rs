@@ -1,4 +1,4 @@
-//! HTTP for the people the page is for (SPEC §12): subscribing (JSON, and
+//! HTTP for the people the page is for (docs/customers.md): subscribing (JSON, and
 //! the page's form), confirming and unsubscribing, incident pages, customer
 //! pages, and the operators' side of it (subscriptions, post-incident
 //! reports).

@@ -1,4 +1,4 @@
-//! A customer's own page (SPEC §12): the services of their contract with
+//! A customer's own page (docs/customers.md): the services of their contract with
 //! the contract's targets, the live RPO and RTO estimate against them, the
 //! drills of the last 90 days that covered each, and the incidents that
 //! touched them; and the same evidence as `assurance.json` and a

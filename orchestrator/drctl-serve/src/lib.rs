@@ -1,4 +1,4 @@
-//! `drctl serve`: the long-lived controller (SPEC §9).
+//! `drctl serve`: the long-lived controller (docs/guide/controller.md).
 //!
 //! One process that
 //! - **samples** RPO and health every `--sample-every`, records the samples
@@ -15,7 +15,7 @@
 //! that panics and, on shutdown, waits for them up to a deadline and names
 //! what is still running (an execution left running is resumable).
 //!
-//! **Several controllers, one leading** (SPEC §11, `--state etcd://`): with
+//! **Several controllers, one leading** (docs/guide/ha-etcd.md, `--state etcd://`): with
 //! a [`Leadership`] only the leader samples, replicates, runs scheduled
 //! drills and executes — each leadership term's work under a task center
 //! of its own, dropped at once when the term ends. Every controller serves
@@ -135,7 +135,7 @@ pub struct Options {
     pub leadership: Option<Arc<dyn Leadership>>,
     /// What clients may take: connections, request rate, time.
     pub limits: Limits,
-    /// How subscribers are told (SPEC §12).
+    /// How subscribers are told (docs/customers.md).
     pub notify: NotifyOptions,
     /// Where the controller's time comes from: when it samples, what a
     /// page says "now" is, when a delivery is due. The machine's in
@@ -228,7 +228,7 @@ impl Shared {
         self.refresh().await;
     }
 
-    /// The one path declarations take (SPEC §6a: whoever declares).
+    /// The one path declarations take (docs/guide/safety.md: whoever declares).
     pub fn declarer(&self) -> drctl_control::declare::Declarer {
         drctl_control::declare::Declarer::new(
             self.opts.topology.clone(),

@@ -1,4 +1,4 @@
-//! Telling subscribers (SPEC §12): events derived from the state store,
+//! Telling subscribers (docs/customers.md): events derived from the state store,
 //! queued in its outbox, delivered by e-mail and signed webhooks.
 //!
 //! Events are not pushed by the code that opens an incident (the CLI, the

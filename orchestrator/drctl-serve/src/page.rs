@@ -418,7 +418,7 @@ fn incident_html(out: &mut String, i: &Incident, w: &Words) {
     out.push_str("</ol></article>");
 }
 
-/// The subscribe form: a plain POST, no script (SPEC §12).
+/// The subscribe form: a plain POST, no script (docs/customers.md).
 fn subscribe_form(h: &mut String, v: &View, lang: Lang, w: &Words) {
     let _ = write!(
         h,

@@ -1,4 +1,4 @@
-//! Post-incident reports (SPEC §12): when an execution behind an incident
+//! Post-incident reports (docs/customers.md): when an execution behind an incident
 //! ends, the leader drafts its report from the journal and the audit log;
 //! an operator edits it (`PUT /api/v1/incidents/ID/report`) and publishes
 //! it (`POST …/report/publish`), and `/incidents/ID` shows it.

@@ -1,6 +1,6 @@
 //! What the status page says, computed once per snapshot from the latest
 //! measurement and the state store, and shared by every rendering (HTML in
-//! each language, SPEC §4 JSON, Statuspage JSON, Atom, Prometheus).
+//! each language, docs/lag-and-rpo.md JSON, Statuspage JSON, Atom, Prometheus).
 
 use drctl_core::status::StatusReport;
 use drctl_core::topology::{EntitySpec, Topology};

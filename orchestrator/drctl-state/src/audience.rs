@@ -1,4 +1,4 @@
-//! Who is told, and what (SPEC §12): subscriptions to the status page, the
+//! Who is told, and what (docs/customers.md): subscriptions to the status page, the
 //! outbox of notifications, and post-incident reports.
 //!
 //! Why an outbox: a notification is decided in one place (an incident was

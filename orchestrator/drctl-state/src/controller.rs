@@ -24,8 +24,8 @@ fn sha256_hex(data: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Roles, each including the ones before it (SPEC §9), and below them
-/// all a customer's (SPEC §12): it sees its own contract page and nothing
+/// Roles, each including the ones before it (docs/guide/controller.md), and below them
+/// all a customer's (docs/customers.md): it sees its own contract page and nothing
 /// else of the operator API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -60,7 +60,7 @@ pub struct Token {
     pub id: i64,
     pub name: String,
     pub role: Role,
-    /// The customer a `customer` token sees (SPEC §12).
+    /// The customer a `customer` token sees (docs/customers.md).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub customer: Option<String>,
     #[serde(skip)]

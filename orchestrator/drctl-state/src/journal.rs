@@ -12,7 +12,7 @@ use crate::{corrupt, millis, Error, Result, Sqlite};
 use rusqlite::{params, OptionalExtension};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// SPEC §6's step states.
+/// docs/declaring.md step states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StepState {
     Pending,

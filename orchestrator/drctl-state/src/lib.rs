@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// The default state URL (SPEC §6).
+/// The default state URL (docs/declaring.md).
 pub const DEFAULT_URL: &str = "sqlite://.drctl/state.db";
 
 #[derive(Debug, thiserror::Error)]
@@ -241,7 +241,7 @@ const MIGRATIONS: &[&str] = &[
         objectives_met INTEGER,
         report TEXT
      );",
-    // 4: safety (SPEC §6a). An approval belongs to one attempt of a step
+    // 4: safety (docs/guide/safety.md). An approval belongs to one attempt of a step
     // and may record the step as done without running it; an execution
     // has at most one owner at a time, on a lease; each standby's lag is
     // sampled on its own, so `max_lag` is checked against the one promoted.
@@ -270,7 +270,7 @@ const MIGRATIONS: &[&str] = &[
         lag_s REAL
      );
      CREATE INDEX replica_samples_by_member ON replica_samples (datastore, zone, at_ms);",
-    // 5: S3 objects replication accounts for, per zone (SPEC §6a, nothing
+    // 5: S3 objects replication accounts for, per zone (docs/guide/safety.md, nothing
     // lost in S3): what it never wrote or copied is never overwritten.
     "CREATE TABLE replicated_objects (
         datastore TEXT NOT NULL,
@@ -290,7 +290,7 @@ const MIGRATIONS: &[&str] = &[
         reason TEXT NOT NULL,
         PRIMARY KEY (datastore, zone, key)
      );",
-    // 7: highly available controllers (SPEC §11): which controller ran a
+    // 7: highly available controllers (docs/guide/ha-etcd.md): which controller ran a
     // step, and documents the leader publishes for every controller (the
     // latest status measurement, which followers serve).
     "ALTER TABLE execution_steps ADD COLUMN ran_by TEXT;
@@ -299,7 +299,7 @@ const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL,
         at_ms INTEGER NOT NULL
      );",
-    // 8: customers (SPEC §12): a token may belong to one customer; the
+    // 8: customers (docs/customers.md): a token may belong to one customer; the
     // subscriptions, the notification outbox and post-incident reports
     // live in a key-value table, the same code as on etcd
     // (`audience::SqliteKv`).

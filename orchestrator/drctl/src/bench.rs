@@ -1,4 +1,4 @@
-//! `drctl bench`: drctl measuring itself, so the README's numbers can be
+//! `drctl bench`: drctl measuring itself, so the numbers in docs/numbers.md can be
 //! reproduced with one command on any machine.
 
 use crate::{Failure, Outcome};

@@ -187,7 +187,7 @@ pub fn audit_seal() -> Result<drctl_state::controller::AuditSeal, Failure> {
 pub type Election = Arc<dyn drctl_runtime::Leadership>;
 
 /// The state for `drctl serve`: on etcd, with this controller standing
-/// for election (SPEC §11); on SQLite, alone and always leading.
+/// for election (docs/guide/ha-etcd.md); on SQLite, alone and always leading.
 pub fn open_controller_state(
     url: &str,
     id: &str,

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The lab's highly available controllers (SPEC §11): an etcd member and a
+/// The lab's highly available controllers (docs/guide/ha-etcd.md): an etcd member and a
 /// `drctl serve` in each zone, on the zone's own addresses, so losing a
 /// zone loses both.
 struct Ha {

@@ -21,7 +21,7 @@ use std::process::ExitCode;
 
 /// mimalloc rather than glibc's allocator: loading a large topology is
 /// millions of small allocations, and glibc's arenas made the same load
-/// 40% slower after an earlier large one had been freed (README, Numbers).
+/// 40% slower after an earlier large one had been freed (docs/numbers.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -1,5 +1,5 @@
 //! The binary as users and scripts see it: text output (golden files),
-//! JSON, and SPEC §10's exit codes. Set UPDATE_GOLDEN=1 to rewrite the
+//! JSON, and docs/reference/exit-and-error-codes.md exit codes. Set UPDATE_GOLDEN=1 to rewrite the
 //! golden files after an intended change, then review the diff.
 
 use std::path::{Path, PathBuf};

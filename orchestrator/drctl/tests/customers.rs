@@ -1,4 +1,4 @@
-//! Customers who are told, and who see their own contract (SPEC §12), with
+//! Customers who are told, and who see their own contract (docs/customers.md), with
 //! real components: a real PostgreSQL pair behind the controller, a real
 //! SMTP server (aiosmtpd) receiving the confirmations and notifications, a
 //! webhook receiver that checks every signature with the Standard Webhooks

@@ -260,7 +260,7 @@ steps:
     assert!(out.contains("already succeeded"), "{out}");
 }
 
-/// SPEC §6a "Never twice": an `exec` step a crash caught running is not
+/// docs/guide/safety.md "Never twice": an `exec` step a crash caught running is not
 /// run again on resume; it waits, saying its effect may or may not have
 /// happened. A second `resume` meanwhile is refused (one process per
 /// execution). `approve --done` records it without running it; an

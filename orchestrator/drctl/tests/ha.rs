@@ -1,4 +1,4 @@
-//! Highly available controllers (SPEC §11) on a real three-member etcd
+//! Highly available controllers (docs/guide/ha-etcd.md) on a real three-member etcd
 //! cluster and real PostgreSQL: the leader SIGKILLed while a step waits
 //! for approval hands over and every effect runs once; a leader cut off
 //! from etcd stops acting before another leads, and no step ever runs

@@ -1,4 +1,4 @@
-//! `drctl iam-policy` proven, not only printed (SPEC §13): moto's server
+//! `drctl iam-policy` proven, not only printed (docs/guide/aws.md): moto's server
 //! with IAM enforcement on, drctl run as an IAM user whose only policy is
 //! the one `drctl iam-policy` printed for the topology. `status`,
 //! `replicate` and a zone failover of an RDS instance, an Aurora cluster,

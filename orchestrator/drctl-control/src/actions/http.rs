@@ -53,7 +53,7 @@ impl RealActions {
             req = req.header(k, v);
         }
         // The same key on every attempt and after a resume: a receiver
-        // that honours it applies the effect once (SPEC §6a).
+        // that honours it applies the effect once (docs/guide/safety.md).
         req = req.header("Idempotency-Key", format!("{execution}/{}", step.id));
         let resp = req
             .timeout(Duration::from_secs(30))

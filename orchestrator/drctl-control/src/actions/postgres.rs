@@ -1,10 +1,10 @@
 //! PostgreSQL actions: fencing a member and promoting a standby, in the
-//! order SPEC §6a requires (fence, prove, catch up, promote).
+//! order docs/guide/safety.md requires (fence, prove, catch up, promote).
 
 use super::*;
 
 impl RealActions {
-    /// SPEC §6a in order: fence every other member (and prove it), let
+    /// docs/guide/safety.md in order: fence every other member (and prove it), let
     /// the standby catch up with an old primary fenced while it answered,
     /// check the standby's lag once more, then promote.
     pub(super) async fn promote(

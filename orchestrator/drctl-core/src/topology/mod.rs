@@ -1,5 +1,5 @@
 //! The checked topology: what `drctl.yaml` means once every reference is
-//! resolved and every rule of SPEC §2 holds.
+//! resolved and every rule of docs/reference/topology.md holds.
 //!
 //! Code past [`load`] never re-checks anything: names are resolved to ids,
 //! durations are parsed, defaults are filled in, derived targets are
@@ -129,7 +129,7 @@ pub struct Entity {
     /// Its own tier, else (datastores) the most important tier among the
     /// services that depend on it.
     pub effective_tier: Option<TierId>,
-    /// Contractual targets, derived as SPEC §2 says.
+    /// Contractual targets, derived as docs/reference/topology.md says.
     pub targets: Objective,
     /// Entities this one needs before it can be failed over; sorted, unique.
     pub depends_on: Vec<EntityId>,
@@ -156,7 +156,7 @@ pub struct Failover {
     pub estimate: Duration,
     pub max_lag: Option<Duration>,
     /// How long a promote waits for the standby to replay the fenced old
-    /// primary's last writes (SPEC §6a); `None` is the default, 30s.
+    /// primary's last writes (docs/guide/safety.md); `None` is the default, 30s.
     pub catch_up: Option<Duration>,
     pub runbook: Option<Arc<Runbook>>,
     /// `on_failure:` of the entity (its runbook's own wins when it says one).
@@ -197,7 +197,7 @@ impl DatastoreKind {
         })
     }
 
-    /// SPEC §2's default failover estimate.
+    /// docs/reference/topology.md default failover estimate.
     pub fn default_estimate(self) -> Duration {
         Duration::from_secs(match self {
             DatastoreKind::Postgres => 30,
@@ -219,7 +219,7 @@ impl DatastoreKind {
     }
 }
 
-/// SPEC §2's default failover estimate of a service.
+/// docs/reference/topology.md default failover estimate of a service.
 pub const SERVICE_DEFAULT_ESTIMATE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]

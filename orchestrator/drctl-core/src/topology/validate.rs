@@ -1,4 +1,4 @@
-//! Raw topology → checked [`Topology`], enforcing every rule of SPEC §2 and
+//! Raw topology → checked [`Topology`], enforcing every rule of docs/reference/topology.md and
 //! reporting every violation at once.
 
 use super::raw::{self, RawDatastore, RawFailover, RawMember, RawService, RawTopology};
@@ -966,7 +966,7 @@ fn shortest_cycle(start: EntityId, members: &HashSet<usize>, pending: &[Pending]
 }
 
 /// Fills in each datastore's targets and effective tier from the services
-/// that depend on it, directly or not (SPEC §2). `order` has dependents first.
+/// that depend on it, directly or not (docs/reference/topology.md). `order` has dependents first.
 fn derive_targets(entities: &mut [Entity], pending: &[Pending], order: &[EntityId]) {
     let n = entities.len();
     let mut inherited = vec![Objective::default(); n];

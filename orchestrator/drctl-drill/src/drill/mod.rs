@@ -1,4 +1,4 @@
-//! Running a chaos experiment as a DR drill (SPEC §7).
+//! Running a chaos experiment as a DR drill (docs/reference/runbooks-and-experiments.md).
 //!
 //! 1. **Steady state**: every service healthy, every datastore measured and
 //!    within its RPO target. A drill never starts on a sick system (it
@@ -12,7 +12,7 @@
 //!    `drctl declare` from another terminal instead.
 //! 4. **Execute** the declaration with the same engine and journal as
 //!    `drctl declare`, and keep probing until each service is healthy again.
-//! 5. **Measure**: per service, RTO from the declaration (SPEC's
+//! 5. **Measure**: per service, RTO from the declaration (the documented
 //!    definition) and from the fault; per datastore, the writes really lost,
 //!    counted from the lab workload's acknowledgements.
 //! 6. **Heal** every fault, on every exit path (end, `stop_when`, error,
@@ -72,7 +72,7 @@ pub struct Options {
     pub say: Box<dyn Fn(&str) + Send + Sync>,
     /// Highly available controllers (their base URLs) and a commander
     /// token: the drill declares through them, as an incident commander
-    /// would, and the leader of the moment executes (SPEC §11). Empty: the
+    /// would, and the leader of the moment executes (docs/guide/ha-etcd.md). Empty: the
     /// drill executes in its own process.
     pub controllers: Vec<String>,
     pub token: Option<String>,
@@ -124,7 +124,7 @@ pub struct ServiceResult {
     pub name: String,
     pub tier: Option<String>,
     pub affected: bool,
-    /// From the declaration until healthy again (SPEC §1's RTO).
+    /// From the declaration until healthy again (docs/reference/topology.md RTO).
     pub rto_s: Option<f64>,
     /// From the first fault until healthy again (detection included).
     pub rto_from_fault_s: Option<f64>,
