@@ -714,11 +714,17 @@ pub enum LagCheck {
     NotAStandby(String),
 }
 
-/// A standby's lag right now, for the preflight's `max_lag` check.
-pub async fn standby_lag(members: &[Member], zone: &str, timeout: Duration) -> LagCheck {
+/// A standby's lag right now, for the preflight's `max_lag` check, with
+/// the measurement it was read from (evidence for later judgements).
+pub async fn standby_lag(members: &[Member], zone: &str, timeout: Duration) -> (LagCheck, Measurement) {
     let m = measure(members, timeout).await;
+    let check = lag_check(&m, zone);
+    (check, m)
+}
+
+fn lag_check(m: &Measurement, zone: &str) -> LagCheck {
     let replica = m.replicas.iter().find(|r| r.zone == zone);
-    match (m.error, replica) {
+    match (&m.error, replica) {
         (_, None) => LagCheck::StandbyUnreachable(format!("no member in {zone}")),
         (_, Some(r)) if r.detail.as_deref() == Some("fenced") => {
             LagCheck::NotAStandby(r.error.clone().unwrap_or_default())

@@ -392,6 +392,7 @@ async fn declare(
         targets: req.targets.clone(),
         reason: req.reason.clone(),
         force: req.force,
+        accept_lag: false,
         parallel: req.parallel,
     };
     let declarer = s.declarer();

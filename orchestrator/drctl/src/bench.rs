@@ -240,6 +240,7 @@ pub async fn engine(entities: usize, parallel: usize, etcd: Option<String>) -> R
         targets: vec![],
         reason: "bench".into(),
         force: false,
+        accept_lag: false,
         parallel: Some(parallel),
     };
     let prepared = failover::Prepared { plan, specs: specs.clone(), checks: vec![] };

@@ -30,6 +30,7 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
                 targets: scope.targets,
                 reason,
                 force,
+                accept_lag: false,
                 parallel,
             };
             if decl.scope().is_empty() {

@@ -29,6 +29,9 @@ pub(crate) struct RealActions {
     /// The commander forced the run: an unfenceable member, a lag over
     /// `max_lag` or a catch-up past its time are noted, not refused.
     pub(crate) force: bool,
+    /// `--accept-lag`: a standby beyond `max_lag`, or of unknown lag, is
+    /// promoted (and the journal says so).
+    pub(crate) accept_lag: bool,
     /// The engine's: `wait` steps, and the age of a recorded lag.
     pub(crate) clock: Arc<dyn drctl_runtime::Clock>,
 }
@@ -177,6 +180,7 @@ mod tests {
             lost_zones: vec!["az1".into()],
             targets: Vec::new(),
             force: false,
+            accept_lag: false,
             clock: Arc::new(drctl_runtime::SystemClock),
         }
     }

@@ -319,6 +319,7 @@ impl<'a> Drill<'a> {
             targets: targets.clone(),
             reason: format!("drill {}: {} unhealthy", opts.experiment.name, outage.join(", ")),
             force: false,
+            accept_lag: false,
             parallel: opts.parallel,
         };
         self.scope = Some(serde_json::json!({ "zones": zones, "regions": [], "targets": targets }));
