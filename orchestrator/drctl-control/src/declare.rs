@@ -84,7 +84,7 @@ impl Proposal {
     fn request(&self, dry_run: bool) -> serde_json::Value {
         let d = &self.decl;
         json!({"zones": d.zones, "regions": d.regions, "targets": d.targets, "reason": d.reason,
-               "dry_run": dry_run, "force": d.force, "parallel": d.parallel})
+               "dry_run": dry_run, "force": d.force, "accept_lag": d.accept_lag, "parallel": d.parallel})
     }
 }
 
