@@ -222,7 +222,9 @@ mod tests {
             assert_eq!(j.refusal, None, "declared {late}s later: {}", j.words);
             assert_eq!(j.lacked_s, Some(0.0));
             assert!((j.dark_after_s.unwrap() - 1.1).abs() < 1e-9, "{j:?}");
-            assert!(j.words.contains("lacked 0.0 s of writes when the primary was last seen answering (04:00:00.0 UTC)"));
+            assert!(j
+                .words
+                .contains("lacked 0.0 s of writes when the primary was last seen answering (04:00:00.0 UTC)"));
             assert!(j.words.contains(&format!("up to {} more so far", human(late as f64))), "{}", j.words);
         }
     }
@@ -252,7 +254,8 @@ mod tests {
         assert!(why.contains("first seen dark 30 s later (by this check)"), "{why}");
         assert!(why.contains("its lag is unknown: --accept-lag"), "{why}");
         // The window is three sampling intervals when that is longer than max_lag.
-        let slow = LagEvidence { interval: Some(Duration::from_secs(5)), ..evidence(t0, 0.0, Some(Duration::from_secs(12))) };
+        let slow =
+            LagEvidence { interval: Some(Duration::from_secs(5)), ..evidence(t0, 0.0, Some(Duration::from_secs(12))) };
         assert_eq!(judge_dark("az2", Some(&slow), t0 + Duration::from_secs(900), MAX, false, None).refusal, None);
         let j = judge_dark("az2", None, t0, MAX, false, None);
         assert!(j.refusal.unwrap().contains("no sample shows it answering"), "no evidence at all");
@@ -269,7 +272,9 @@ mod tests {
         let at_promote = judge_dark("az2", Some(&e), fenced + Duration::from_millis(17), MAX, false, Some(fenced));
         assert_eq!((pre.lacked_s, pre.dark_after_s, pre.refusal), (at_promote.lacked_s, at_promote.dark_after_s, None));
         assert!(
-            at_promote.words.contains("0.4 s of writes missing; up to 2 min 10 s more if the primary kept taking writes until it was fenced"),
+            at_promote.words.contains(
+                "0.4 s of writes missing; up to 2 min 10 s more if the primary kept taking writes until it was fenced"
+            ),
             "{}",
             at_promote.words
         );

@@ -84,7 +84,10 @@ async fn a_primary_killed_and_declared_30_s_later_fails_over_without_an_override
     let said: Vec<String> = proposal.prepared.checks.iter().map(|c| format!("{} {}", c.ok, c.detail)).collect();
     assert!(!proposal.refused(), "refused 30 s after the primary died: {said:#?}");
     let lag = said.iter().find(|c| c.contains("lacked")).unwrap_or_else(|| panic!("no lag said: {said:#?}"));
-    assert!(lag.contains("the standby in az2 lacked 0.0 s of writes when the primary was last seen answering"), "{lag}");
+    assert!(
+        lag.contains("the standby in az2 lacked 0.0 s of writes when the primary was last seen answering"),
+        "{lag}"
+    );
     assert!(lag.contains("up to 3"), "what cannot be known is bounded and said: {lag}");
 
     let who = Actor::new("commander", "test");
@@ -100,7 +103,8 @@ async fn a_primary_killed_and_declared_30_s_later_fails_over_without_an_override
     let note = steps.iter().find_map(|s| s.note.clone()).unwrap_or_default();
     assert!(note.contains("az1: fenced out of band"), "{note}");
     assert!(
-        note.contains("0.0 s of writes missing; up to") && note.contains("more if the primary kept taking writes until it was fenced"),
+        note.contains("0.0 s of writes missing; up to")
+            && note.contains("more if the primary kept taking writes until it was fenced"),
         "the promote-time check read the same evidence and bounded the unknown by the fence: {note}"
     );
     let _ = std::fs::remove_dir_all(&dir);

@@ -259,9 +259,7 @@ fn decode(d: &mut Decoder, root: &yaml::Node, path: &Path) -> Option<Experiment>
                 let n = d.required(&f, "after", &"`declare`")?;
                 d.duration(n, &"`declare: { after }`")
             });
-            if let (Some(after), Some(dur), Some(first)) =
-                (&after, &duration, faults.iter().map(|f| f.after).min())
-            {
+            if let (Some(after), Some(dur), Some(first)) = (&after, &duration, faults.iter().map(|f| f.after).min()) {
                 if first + after.value >= dur.value {
                     d.diags
                         .error(Code::BadValue, after.pos, "the declaration would come after the experiment ends")

@@ -112,9 +112,8 @@ pub struct Measurement {
 /// growing, and it is what a failover now would lose). `None` only when no
 /// replica has a known lag.
 pub fn rpo_of(replicas: &[ReplicaStatus]) -> Option<f64> {
-    let best = |healthy: bool| {
-        replicas.iter().filter(|r| r.healthy == healthy).filter_map(|r| r.lag_s).min_by(f64::total_cmp)
-    };
+    let best =
+        |healthy: bool| replicas.iter().filter(|r| r.healthy == healthy).filter_map(|r| r.lag_s).min_by(f64::total_cmp);
     best(true).or_else(|| best(false))
 }
 
@@ -130,9 +129,10 @@ pub fn datastore_status(topo: &Topology, id: usize, m: Measurement) -> Datastore
         (None, Some(_)) => false,
     };
     let split_brain = m.error.as_deref().is_some_and(|e| e.starts_with(SPLIT_BRAIN));
-    let error = m.error.map(|e| crate::redact::text(&e)).or_else(|| {
-        (rpo.is_none() && !m.replicas.is_empty()).then(|| "no replica with a measured lag".to_string())
-    });
+    let error = m
+        .error
+        .map(|e| crate::redact::text(&e))
+        .or_else(|| (rpo.is_none() && !m.replicas.is_empty()).then(|| "no replica with a measured lag".to_string()));
     // Served without a token: no member's error may carry a secret.
     let replicas = m
         .replicas

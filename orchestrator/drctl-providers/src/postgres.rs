@@ -365,7 +365,11 @@ fn received_lag(s: &StandbyState, primary_lsn: Lsn, primary_view: &[PrimaryView]
     // The primary's row for this standby, if it still has one, as of the
     // position the standby has now.
     let tracker = primary_view.iter().find(|v| v.flush.is_some() && v.flush == s.receive).and_then(|v| v.flush_age);
-    [s.since_last_replay, tracker, s.since_restartpoint].into_iter().flatten().map(|l| l.max(0.0)).min_by(f64::total_cmp)
+    [s.since_last_replay, tracker, s.since_restartpoint]
+        .into_iter()
+        .flatten()
+        .map(|l| l.max(0.0))
+        .min_by(f64::total_cmp)
 }
 
 /// Seconds the standby's replay is behind what it received: 0 when it

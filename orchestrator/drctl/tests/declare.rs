@@ -522,7 +522,10 @@ fn with_the_primary_dark_and_no_fence_command_the_run_is_refused_unless_forced()
 
     let (code, out, err) = dir.run(&["declare", "--zone", "az1", "--reason", "az1 is dark", "--yes", "--force"]);
     assert_eq!(code, 0, "{out}\n{err}");
-    assert!(out.contains("lacked 0.0 s of writes when the primary was last seen answering"), "judged on the last sample: {out}");
+    assert!(
+        out.contains("lacked 0.0 s of writes when the primary was last seen answering"),
+        "judged on the last sample: {out}"
+    );
     let id = out.lines().next().unwrap().trim();
     let show = dir.json(&["show", id, "--output", "json"]);
     let note = show["steps"][0]["note"].as_str().unwrap_or_default();
