@@ -52,7 +52,7 @@ pub fn human(secs: f64) -> String {
     let whole = secs.round() as u64;
     match whole {
         0..=59 => format!("{whole} s"),
-        60..=3599 if whole % 60 == 0 => format!("{} min", whole / 60),
+        60..=3599 if whole.is_multiple_of(60) => format!("{} min", whole / 60),
         60..=3599 => format!("{} min {} s", whole / 60, whole % 60),
         _ => format!("{} h {} min", whole / 3600, (whole % 3600) / 60),
     }
