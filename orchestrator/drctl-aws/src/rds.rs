@@ -129,6 +129,7 @@ pub async fn measure_instance(rds: &Rds, primary: &str, replicas: &[(String, Str
                 lag_s: None,
                 error: Some(e.to_string()),
                 detail: None,
+                ..Default::default()
             },
             Ok(i) => {
                 let replicating = i
@@ -154,6 +155,7 @@ pub async fn measure_instance(rds: &Rds, primary: &str, replicas: &[(String, Str
                     lag_s: lag,
                     error,
                     detail: Some(format!("{id} {} in {}", i.status, i.availability_zone)),
+                    ..Default::default()
                 }
             }
         };
@@ -219,6 +221,7 @@ pub async fn measure_cluster(rds: &Rds, cluster: &str, zones: &ZoneMap) -> Measu
                 lag_s: ok.then_some(0.0),
                 error: (!ok).then(|| format!("reader {} is {}", i.id, i.status)),
                 detail: Some(format!("reader {} (shared storage)", i.id)),
+                ..Default::default()
             }
         })
         .collect();

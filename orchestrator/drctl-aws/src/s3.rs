@@ -153,6 +153,7 @@ pub async fn measure(primary: &Bucket, replicas: &[Bucket]) -> Measurement {
                         lag_s: None,
                         error: None,
                         detail: None,
+                        ..Default::default()
                     })
                     .collect(),
                 error: Some(e.to_string()),
@@ -171,6 +172,7 @@ pub async fn measure(primary: &Bucket, replicas: &[Bucket]) -> Measurement {
                     lag_s: Some(lag_of(&p, &r, now)),
                     error: None,
                     detail: Some(if missing == 0 { "in sync".into() } else { format!("{missing} objects behind") }),
+                    ..Default::default()
                 }
             }
             Err(e) => ReplicaStatus {
@@ -179,6 +181,7 @@ pub async fn measure(primary: &Bucket, replicas: &[Bucket]) -> Measurement {
                 lag_s: None,
                 error: Some(e.to_string()),
                 detail: None,
+                ..Default::default()
             },
         })
         .collect();

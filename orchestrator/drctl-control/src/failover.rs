@@ -41,6 +41,11 @@ pub struct Declaration {
 }
 
 impl Declaration {
+    /// Whether a standby may be promoted beyond `max_lag` or of unknown lag.
+    pub fn accepts_lag(&self) -> bool {
+        self.overrides.accept_lag
+    }
+
     /// The names of the zones the declaration loses, by name or by region.
     pub fn lost_zones(&self, topo: &Topology) -> Vec<String> {
         topo.zones
@@ -207,8 +212,7 @@ pub async fn prepare(
             let Some((members, max_lag, _)) = crate::fence::pg_datastore(topo, name) else { continue };
             // The standby that will really be promoted: a runbook's `to_zone` wins.
             let Some(to) = s.with.get("to_zone").and_then(|v| v.as_str()).or(s.to_zone.as_deref()) else { continue };
-            let recorded = || recorded_lag(state, name, to, now);
-            checks.extend(pg_promote_checks(recorded, decl, &s.id, name, &members, max_lag, to).await?);
+            checks.extend(pg_promote_checks(state, now, decl, &s.id, name, &members, max_lag, to).await?);
         }
     }
     crate::preflight::aws_preflight(topo, clients, decl, &specs, &mut checks).await;
@@ -224,27 +228,15 @@ pub async fn prepare(
     Ok(Prepared { plan, specs, checks })
 }
 
-/// The last recorded lag of the standby in `zone`, with the sample's age
-/// at `now` added (writes may have come after it): docs/guide/safety.md lag when the
-/// primary cannot be asked. `now` is the clock the samples were recorded on.
-pub(crate) fn recorded_lag(
-    state: &State,
-    datastore: &str,
-    zone: &str,
-    now: SystemTime,
-) -> Result<Option<(f64, String)>, Error> {
-    Ok(state.last_replica_lag(datastore, zone)?.map(|(at, lag)| {
-        let age = now.duration_since(at).unwrap_or_default().as_secs_f64();
-        (lag + age, format!("{lag:.1}s when last recorded, {age:.1}s ago; the primary does not answer"))
-    }))
-}
-
 /// A postgres promote's checks: every other member can be fenced, and the
-/// standby to promote answers, is a standby and is within `max_lag`
-/// (`recorded` reads the last recorded lag, for when the primary cannot
-/// be asked).
+/// standby to promote answers, is a standby and is within `max_lag`, as
+/// [`crate::lag`] judges it (measured now when the primary answers, else
+/// from the evidence in `state`, at `now` on the declarer's clock). This
+/// look is recorded as evidence too.
+#[allow(clippy::too_many_arguments)]
 async fn pg_promote_checks(
-    recorded: impl FnOnce() -> Result<Option<(f64, String)>, Error>,
+    state: &State,
+    now: SystemTime,
     decl: &Declaration,
     subject: &str,
     name: &str,
@@ -292,9 +284,19 @@ async fn pg_promote_checks(
         };
         checks.push(check);
     }
-    let lag = match postgres::standby_lag(members, to, Duration::from_secs(5)).await {
-        postgres::LagCheck::Measured(l) => Some((l, "measured now".to_string())),
-        postgres::LagCheck::PrimaryUnreachable => recorded()?,
+    let (look, measured) = postgres::standby_lag(members, to, Duration::from_secs(5)).await;
+    // This look is evidence like any sample: a primary seen dark now
+    // dates the darkness for the promote-time check and later declarations.
+    let samples = crate::lag::wal_samples(measured.primary_zone.as_deref(), &measured.replicas, now);
+    if measured.primary_zone.is_some() || matches!(look, postgres::LagCheck::PrimaryUnreachable) {
+        state.record_wal_samples(name, &samples)?;
+    }
+    let judged = match look {
+        postgres::LagCheck::Measured(l) => crate::lag::judge_measured(to, l, max_lag, decl.accepts_lag()),
+        postgres::LagCheck::PrimaryUnreachable => {
+            let evidence = state.lag_evidence(name, to)?;
+            crate::lag::judge_dark(to, evidence.as_ref(), now, max_lag, decl.accepts_lag(), None)
+        }
         postgres::LagCheck::StandbyUnreachable(why) => {
             checks.push(Check {
                 subject: subject.into(),
@@ -313,30 +315,9 @@ async fn pg_promote_checks(
             return Ok(checks);
         }
     };
-    let accept_lag = decl.overrides.accept_lag;
-    let (ok, detail) = match (lag, max_lag) {
-        (Some((l, how)), Some(max)) if l > max.as_secs_f64() && !accept_lag => (
-            false,
-            format!(
-                "the standby in {to} is {l:.1}s behind ({how}), over max_lag {}s: {} to promote anyway",
-                max.as_secs_f64(),
-                overrides::ACCEPT_LAG
-            ),
-        ),
-        (Some((l, how)), Some(max)) if l > max.as_secs_f64() => (
-            true,
-            format!("the standby in {to} is {l:.1}s behind ({how}), over max_lag {}s; {}", max.as_secs_f64(), overrides::ACCEPT_LAG),
-        ),
-        (Some((l, how)), _) => (true, format!("the standby in {to} is {l:.1}s behind ({how})")),
-        (None, Some(_)) if !accept_lag => (
-            false,
-            format!(
-                "the lag of the standby in {to} is unknown (the primary does not answer, no lag recorded): {} to promote anyway",
-                overrides::ACCEPT_LAG
-            ),
-        ),
-        (None, Some(_)) => (true, format!("the lag of the standby in {to} is unknown; {}", overrides::ACCEPT_LAG)),
-        (None, None) => (true, format!("the lag of the standby in {to} is unknown")),
+    let (ok, detail) = match judged.refusal {
+        Some(why) => (false, format!("{why}; nothing was changed")),
+        None => (true, judged.words),
     };
     checks.push(Check { subject: subject.into(), ok, detail });
     Ok(checks)
@@ -662,19 +643,6 @@ mod tests {
             rerun_safe: false,
             continue_on_failure: false,
         }
-    }
-
-    /// A recorded lag ages on the clock its samples were recorded on (the
-    /// controller's), not the machine's: a sample taken at 2030-03-18
-    /// 04:00 is 30 s old at 04:00:30 on that clock, whatever the machine says.
-    #[test]
-    fn a_recorded_lag_ages_on_the_clock_it_is_given() {
-        let state = State::in_memory().unwrap();
-        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_900_036_800);
-        state.record_replica_lags("orders-db", t0, &[("az2".into(), Some(1.5))]).unwrap();
-        let (lag, how) = recorded_lag(&*state, "orders-db", "az2", t0 + Duration::from_secs(30)).unwrap().unwrap();
-        assert!((lag - 31.5).abs() < 1e-6, "{lag} ({how})");
-        assert_eq!(how, "1.5s when last recorded, 30.0s ago; the primary does not answer");
     }
 
     /// Who may approve is journaled with the declaration, so a changed

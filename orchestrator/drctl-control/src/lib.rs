@@ -9,6 +9,7 @@ mod actions;
 pub mod declare;
 pub mod failover;
 mod fence;
+pub mod lag;
 pub mod live;
 pub mod overrides;
 pub mod policy;

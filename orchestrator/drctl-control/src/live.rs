@@ -278,6 +278,14 @@ pub fn record(
     at: std::time::SystemTime,
 ) -> Result<(), drctl_state::Error> {
     state.record_rpo_samples(&samples(report, at))?;
+    for d in report.datastores.iter().filter(|d| d.kind == "postgres" && !d.split_brain) {
+        // The evidence a lag is judged on once the primary is gone: every
+        // look counts, a primary that did not answer as much as one that did.
+        let looks = crate::lag::wal_samples(d.primary_zone.as_deref(), &d.replicas, at);
+        if !looks.is_empty() {
+            state.record_wal_samples(&d.name, &looks)?;
+        }
+    }
     for d in &report.datastores {
         // Only lags measured against a primary that answered mean anything.
         if d.primary_zone.is_none() {

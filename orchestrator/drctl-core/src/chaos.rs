@@ -61,6 +61,23 @@ pub enum DeclareMode {
     /// API, so the leader of the moment executes — lost with its zone, if
     /// the fault takes it.
     Controllers,
+    /// `{ after: 2m }`: drctl declares this long after the first fault,
+    /// whatever the health checks say, as a person would (people take
+    /// minutes): the declaration is judged on the evidence a late
+    /// declaration has.
+    After(Duration),
+}
+
+impl DeclareMode {
+    /// As the experiment file says it (`auto`, `after 2m`).
+    pub fn describe(&self) -> String {
+        match self {
+            DeclareMode::Auto => "auto".into(),
+            DeclareMode::Manual => "manual".into(),
+            DeclareMode::Controllers => "controllers".into(),
+            DeclareMode::After(d) => format!("after {}", crate::duration::format_duration(*d)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -235,15 +252,32 @@ fn decode(d: &mut Decoder, root: &yaml::Node, path: &Path) -> Option<Experiment>
             }
         }
     }
-    let declare = match d.opt_string(&top, "declare", &"the experiment") {
+    let declare = match top.get("declare") {
         None => DeclareMode::Auto,
-        Some(s) if s.value == "auto" => DeclareMode::Auto,
-        Some(s) if s.value == "manual" => DeclareMode::Manual,
-        Some(s) if s.value == "controllers" => DeclareMode::Controllers,
-        Some(s) => {
-            d.choice(&s, &"`declare`", &["auto", "manual", "controllers"]);
-            DeclareMode::Auto
+        Some(node) if matches!(node.value, crate::yaml::Value::Map(_)) => {
+            let after = d.fields(node, &"`declare`", &["after"]).and_then(|f| {
+                let n = d.required(&f, "after", &"`declare`")?;
+                d.duration(n, &"`declare: { after }`")
+            });
+            if let (Some(after), Some(dur), Some(first)) = (&after, &duration, faults.iter().map(|f| f.after).min()) {
+                if first + after.value >= dur.value {
+                    d.diags
+                        .error(Code::BadValue, after.pos, "the declaration would come after the experiment ends")
+                        .with_hint("make `duration` longer than the first fault's `after` plus `declare: { after }`, with time for the failover");
+                }
+            }
+            after.map_or(DeclareMode::Auto, |a| DeclareMode::After(a.value))
         }
+        Some(_) => match d.opt_string(&top, "declare", &"the experiment") {
+            None => DeclareMode::Auto,
+            Some(s) if s.value == "auto" => DeclareMode::Auto,
+            Some(s) if s.value == "manual" => DeclareMode::Manual,
+            Some(s) if s.value == "controllers" => DeclareMode::Controllers,
+            Some(s) => {
+                d.choice(&s, &"`declare`", &["auto", "manual", "controllers"]);
+                DeclareMode::Auto
+            }
+        },
     };
     if let (Some(dur), true) = (&duration, !faults.is_empty()) {
         for f in &faults {
@@ -320,6 +354,40 @@ declare: sometimes
         assert!(got[2].starts_with("5:5 this fault starts after the experiment ends"), "{got:#?}");
         assert!(got[3].contains("exactly one of `rpo_above` or `rto_above`"), "{got:#?}");
         assert!(got[4].contains("`declare` `sometimes` is not known"), "{got:#?}");
+    }
+}
+
+#[cfg(test)]
+mod late {
+    use super::*;
+
+    #[test]
+    fn a_declaration_after_a_delay_is_read_and_checked_with_positions() {
+        let e = load_str(
+            "name: late\nfaults:\n  - { kind: zone-outage, zones: [az1], after: 5s }\nduration: 4m\ndeclare: { after: 2m }\n",
+            Path::new("x.yaml"),
+        )
+        .unwrap();
+        assert_eq!(e.declare, DeclareMode::After(Duration::from_secs(120)));
+        assert_eq!(e.declare.describe(), "after 2m");
+
+        let errs = load_str(
+            "name: late\nfaults:\n  - { kind: zone-outage, zones: [az1] }\nduration: 1m\ndeclare: { after: 2m }\n",
+            Path::new("x.yaml"),
+        )
+        .unwrap_err();
+        assert_eq!((errs[0].pos.line, errs[0].pos.col), (5, 19), "{errs:?}");
+        assert!(errs[0].message.contains("after the experiment ends"), "{errs:?}");
+        assert!(errs[0].hint.as_deref().unwrap().contains("make `duration` longer"), "{errs:?}");
+
+        let errs = load_str(
+            "name: late\nfaults:\n  - { kind: zone-outage, zones: [az1] }\nduration: 5m\ndeclare: { afte: 2m, after: soon }\n",
+            Path::new("x.yaml"),
+        )
+        .unwrap_err();
+        let got: Vec<String> = errs.iter().map(|d| format!("{}:{} {}", d.pos.line, d.pos.col, d.message)).collect();
+        assert!(got.iter().any(|g| g.starts_with("5:12") && g.contains("afte")), "unknown key, placed: {got:#?}");
+        assert!(got.iter().any(|g| g.starts_with("5:29") && g.contains("declare")), "bad duration, placed: {got:#?}");
     }
 }
 

@@ -10,16 +10,37 @@ use crate::topology::{EntitySpec, Topology};
 use serde::{Deserialize, Serialize};
 
 /// One replica as measured.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ReplicaStatus {
     pub zone: String,
     pub healthy: bool,
-    /// Seconds of writes this replica is behind; `None` when unknown.
+    /// Seconds of writes this replica is behind: for PostgreSQL, the age of
+    /// the oldest write it has not received (data at risk); `None` when unknown.
     pub lag_s: Option<f64>,
+    /// PostgreSQL: the age of the oldest write it received but has not
+    /// replayed yet. Promotion replays it, so it costs failover time, not data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_lag_s: Option<f64>,
+    /// PostgreSQL: the WAL positions the lag was judged from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal: Option<WalPositions>,
     /// Why it is unhealthy or unmeasured.
     pub error: Option<String>,
     /// What was seen, in a few words (e.g. "streaming", "replay paused").
     pub detail: Option<String>,
+}
+
+/// The WAL positions behind a PostgreSQL standby's lag: the primary's
+/// current position, and what the standby received (flushed to its disk)
+/// and replayed. What is received survives a promotion; what the primary
+/// wrote past `received` is what a failover now would lose.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WalPositions {
+    pub primary: String,
+    pub received: Option<String>,
+    pub replayed: Option<String>,
+    /// Whether the standby's WAL receiver is streaming from the primary.
+    pub streaming: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,10 +107,14 @@ pub struct Measurement {
 }
 
 /// RPO now: the lag of the replica a failover would promote, i.e. the
-/// healthy replica with the least lag. `None` when no healthy replica has a
-/// known lag.
+/// healthy replica with the least lag, or, when none is healthy, the least
+/// lag of the others (a standby cut off from its primary still has a lag,
+/// growing, and it is what a failover now would lose). `None` only when no
+/// replica has a known lag.
 pub fn rpo_of(replicas: &[ReplicaStatus]) -> Option<f64> {
-    replicas.iter().filter(|r| r.healthy).filter_map(|r| r.lag_s).min_by(f64::total_cmp)
+    let best =
+        |healthy: bool| replicas.iter().filter(|r| r.healthy == healthy).filter_map(|r| r.lag_s).min_by(f64::total_cmp);
+    best(true).or_else(|| best(false))
 }
 
 /// Builds a datastore's status from a measurement and its targets. An
@@ -104,9 +129,10 @@ pub fn datastore_status(topo: &Topology, id: usize, m: Measurement) -> Datastore
         (None, Some(_)) => false,
     };
     let split_brain = m.error.as_deref().is_some_and(|e| e.starts_with(SPLIT_BRAIN));
-    let error = m.error.map(|e| crate::redact::text(&e)).or_else(|| {
-        (rpo.is_none() && !m.replicas.is_empty()).then(|| "no healthy replica with a measured lag".to_string())
-    });
+    let error = m
+        .error
+        .map(|e| crate::redact::text(&e))
+        .or_else(|| (rpo.is_none() && !m.replicas.is_empty()).then(|| "no replica with a measured lag".to_string()));
     // Served without a token: no member's error may carry a secret.
     let replicas = m
         .replicas
@@ -153,13 +179,15 @@ mod tests {
     use super::*;
 
     fn r(healthy: bool, lag: Option<f64>) -> ReplicaStatus {
-        ReplicaStatus { zone: "z".into(), healthy, lag_s: lag, error: None, detail: None }
+        ReplicaStatus { zone: "z".into(), healthy, lag_s: lag, ..Default::default() }
     }
 
     #[test]
-    fn rpo_is_the_best_healthy_replica() {
+    fn rpo_is_the_best_healthy_replica_else_the_best_cut_off_one() {
         assert_eq!(rpo_of(&[r(true, Some(3.0)), r(true, Some(0.5)), r(false, Some(0.0))]), Some(0.5));
-        assert_eq!(rpo_of(&[r(false, Some(0.0))]), None);
+        // A standby that stopped receiving still has a (growing) lag: it is the RPO.
+        assert_eq!(rpo_of(&[r(false, Some(12.0)), r(false, None)]), Some(12.0));
+        assert_eq!(rpo_of(&[r(false, None)]), None);
         assert_eq!(rpo_of(&[]), None);
     }
 }

@@ -84,6 +84,9 @@ pub fn headline(r: &Report) -> String {
             lost,
             verdict(d.meets_rpo)
         );
+        if let Some(judged) = &d.lag_at_declaration {
+            let _ = writeln!(out, "            at the declaration: {judged}");
+        }
     }
     out
 }
@@ -158,6 +161,12 @@ pub fn markdown(r: &Report) -> String {
             d.how,
             verdict(d.meets_rpo)
         );
+    }
+    if let Some(after) = r.declared_after_fault_s {
+        let _ = writeln!(m, "\nDeclared {} after the first fault.", secs(Some(after)));
+    }
+    for d in r.datastores.iter().filter(|d| d.lag_at_declaration.is_some()) {
+        let _ = writeln!(m, "\n{} at the declaration: {}", d.name, d.lag_at_declaration.as_deref().unwrap_or_default());
     }
     let _ = writeln!(m, "\n## Faults\n");
     for f in &r.faults {

@@ -2,20 +2,28 @@
 //!
 //! Every member is asked whether it is in recovery, so the real primary is
 //! found even after a failover (and two writable primaries are reported as
-//! the emergency they are). A standby's lag is its RPO contribution: the age
-//! of the oldest write it has not replayed, zero when it has replayed
-//! everything the primary had written when asked.
+//! the emergency they are).
 //!
-//! Two figures are read. The standby's `now() - pg_last_xact_replay_timestamp()`
-//! is an upper bound: it counts from the last write it did replay, so an
-//! idle period before the first unreplayed write inflates it (measured: 16 s
-//! for 7 s of paused replay after a quiet spell). The primary's lag tracker
-//! (`pg_stat_replication.replay_lag`, plus the time since the standby's last
-//! reply) dates the WAL that followed the standby's replay position, which
-//! is the first unreplayed write: that is used when the primary's row for
-//! this standby reports the same replay position, capped by the upper bound.
-//! A large lag on a standby that is not paused and has received everything
-//! is checked again 200 ms later before it is believed (replay catching up).
+//! A standby's lag, its RPO contribution, is judged by what it has
+//! *received* (flushed to its disk), as Patroni judges a standby: promotion
+//! replays everything received, so WAL received but not yet replayed is not
+//! data at risk, only time the promotion will take. Two figures per standby:
+//!
+//! - `lag_s`: the age of the oldest write the primary has that the standby
+//!   has not received; 0 when its received position reaches the primary's
+//!   current one. A standby that stopped receiving (its link cut, its
+//!   receiver stopped) keeps a lag that grows with the clock.
+//! - `replay_lag_s`: the age of the oldest write it received but has not
+//!   replayed (a paused replay, a long query holding it back).
+//!
+//! Ages are bounded from above by what the members say, and the tightest
+//! bound is taken: the standby's last replayed commit time (the next write
+//! came after it), the primary's lag tracker for that standby
+//! (`pg_stat_replication`: its lag when it last replied, plus the time
+//! since), and the standby's last restartpoint, which every standby has,
+//! so a lag is never unknown while the standby answers. A streaming
+//! standby a few bytes short of the primary is looked at again for up to
+//! half a second: WAL in flight is not a lag.
 
 use crate::{redact, Error};
 use drctl_core::status::{Measurement, ReplicaStatus};
@@ -52,13 +60,23 @@ enum Seen {
     /// Its `pg_hba.conf` turns client sessions away: an old primary fenced
     /// by a failover (no client can write there).
     Fenced,
-    /// The primary's WAL position, and its view of each standby: (replay
-    /// position, seconds of replay lag as of now).
+    /// The primary's WAL position, and its view of each standby.
     Primary {
         lsn: Lsn,
-        standbys: Vec<(Option<Lsn>, Option<f64>)>,
+        standbys: Vec<PrimaryView>,
     },
     Standby(StandbyState),
+}
+
+/// One row of the primary's `pg_stat_replication`: where the standby said
+/// it was when it last replied, and the primary's lag tracker's ages (as of
+/// now: the time since that reply is added).
+#[derive(Debug, Clone, Default)]
+struct PrimaryView {
+    flush: Option<Lsn>,
+    replay: Option<Lsn>,
+    flush_age: Option<f64>,
+    replay_age: Option<f64>,
 }
 
 #[derive(Debug, Clone)]
@@ -67,6 +85,8 @@ struct StandbyState {
     replay: Option<Lsn>,
     /// Seconds since the last replayed transaction committed (standby clock).
     since_last_replay: Option<f64>,
+    /// Seconds since the redo point of its last restartpoint (every standby has one).
+    since_restartpoint: Option<f64>,
     paused: bool,
     receiver: Option<String>,
 }
@@ -134,15 +154,21 @@ async fn ask(url: &str, timeout: Duration) -> Seen {
             let lsn: String = row.get(0);
             let standbys = client
                 .query(
-                    "SELECT replay_lsn::text,
-                            EXTRACT(EPOCH FROM replay_lag + (now() - COALESCE(reply_time, now())))::float8
+                    "SELECT flush_lsn::text, replay_lsn::text,
+                            EXTRACT(EPOCH FROM COALESCE(flush_lag, interval '0') + (now() - COALESCE(reply_time, now())))::float8,
+                            EXTRACT(EPOCH FROM COALESCE(replay_lag, interval '0') + (now() - COALESCE(reply_time, now())))::float8
                      FROM pg_stat_replication",
                     &[],
                 )
                 .await
                 .map(|rows| {
                     rows.iter()
-                        .map(|r| (r.get::<_, Option<String>>(0).as_deref().and_then(Lsn::parse), r.get(1)))
+                        .map(|r| PrimaryView {
+                            flush: r.get::<_, Option<String>>(0).as_deref().and_then(Lsn::parse),
+                            replay: r.get::<_, Option<String>>(1).as_deref().and_then(Lsn::parse),
+                            flush_age: r.get(2),
+                            replay_age: r.get(3),
+                        })
                         .collect()
                 })
                 .unwrap_or_default();
@@ -164,7 +190,8 @@ async fn standby_state(client: &Client) -> Result<StandbyState, tokio_postgres::
             "SELECT pg_last_wal_receive_lsn()::text, pg_last_wal_replay_lsn()::text,
                     EXTRACT(EPOCH FROM (now() - pg_last_xact_replay_timestamp()))::float8,
                     pg_is_wal_replay_paused(),
-                    (SELECT status FROM pg_stat_wal_receiver LIMIT 1)",
+                    (SELECT status FROM pg_stat_wal_receiver LIMIT 1),
+                    (SELECT EXTRACT(EPOCH FROM (now() - checkpoint_time))::float8 FROM pg_control_checkpoint())",
             &[],
         )
         .await?;
@@ -174,6 +201,7 @@ async fn standby_state(client: &Client) -> Result<StandbyState, tokio_postgres::
         since_last_replay: row.get(2),
         paused: row.get(3),
         receiver: row.get(4),
+        since_restartpoint: row.get(5),
     })
 }
 
@@ -225,6 +253,7 @@ pub async fn measure(members: &[Member], timeout: Duration) -> Measurement {
                 lag_s: None,
                 error: Some(why.clone()),
                 detail: None,
+                ..Default::default()
             },
             Seen::Fenced => ReplicaStatus {
                 zone: m.zone.clone(),
@@ -235,6 +264,7 @@ pub async fn measure(members: &[Member], timeout: Duration) -> Measurement {
                     members[primary].zone
                 )),
                 detail: Some("fenced".into()),
+                ..Default::default()
             },
             Seen::Primary { .. } => unreachable!("only one primary here"),
             Seen::Standby(s) => standby_status(m, s, primary_lsn, primary_view, timeout).await,
@@ -260,38 +290,43 @@ fn unreachable_replicas(members: &[Member], seen: &[Seen], presumed_primary: usi
                 _ => None,
             },
             detail: None,
+            ..Default::default()
         })
         .collect()
 }
 
 async fn standby_status(
     m: &Member,
-    s: &StandbyState,
+    first: &StandbyState,
     primary_lsn: Lsn,
-    primary_view: &[(Option<Lsn>, Option<f64>)],
+    primary_view: &[PrimaryView],
     timeout: Duration,
 ) -> ReplicaStatus {
+    let mut s = first.clone();
     let streaming = s.receiver.as_deref() == Some("streaming");
-    // The primary's lag tracker knows when it flushed the WAL after this
-    // standby's replay position, i.e. when the first unreplayed write
-    // happened: exact where the standby's own figure counts an idle period
-    // before it. Its row for this standby reports the same replay position.
-    let primary_side =
-        primary_view.iter().find(|(replay, _)| replay.is_some() && *replay == s.replay).and_then(|(_, l)| *l);
-    let mut lag = match (lag_of(s, primary_lsn), primary_side) {
-        (Some(0.0), _) => Some(0.0),
-        // The standby's figure is an upper bound: the first unreplayed
-        // write came after the last replayed one.
-        (Some(upper), Some(exact)) => Some(exact.min(upper)),
-        (None, Some(exact)) => Some(exact),
-        (standby_side, None) => standby_side,
-    };
-    if lag.is_some_and(|l| l > 1.0) && !s.paused && s.receive.is_some_and(|r| r >= primary_lsn) {
+    // WAL in flight is not a lag: a streaming standby a little short of
+    // the primary's position is looked at again, for half a second at most.
+    if streaming && s.receive.is_some_and(|r| r < primary_lsn) {
+        let until = tokio::time::Instant::now() + Duration::from_millis(500);
+        while tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            match ask(&m.url, timeout).await {
+                Seen::Standby(again) if again.receive.is_some_and(|r| r >= primary_lsn) => {
+                    s.receive = again.receive;
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+    let lag = received_lag(&s, primary_lsn, primary_view);
+    let mut replay_lag = replay_lag(&s, primary_view);
+    if replay_lag.is_some_and(|l| l > 1.0) && !s.paused {
         // Replay may just be catching up after an idle period: look again.
         tokio::time::sleep(Duration::from_millis(200)).await;
         if let Seen::Standby(again) = ask(&m.url, timeout).await {
-            if again.replay.is_some_and(|r| r >= primary_lsn) {
-                lag = Some(0.0);
+            if again.replay.is_some_and(|r| s.receive.is_some_and(|received| r >= received)) {
+                replay_lag = Some(0.0);
             }
         }
     }
@@ -307,17 +342,46 @@ async fn standby_status(
         zone: m.zone.clone(),
         healthy: streaming,
         lag_s: lag,
-        error: (!streaming).then(|| "not streaming from the primary".to_string()),
+        replay_lag_s: replay_lag,
+        wal: Some(drctl_core::status::WalPositions {
+            primary: primary_lsn.to_string(),
+            received: s.receive.map(|l| l.to_string()),
+            replayed: s.replay.map(|l| l.to_string()),
+            streaming,
+        }),
+        error: (!streaming)
+            .then(|| "not streaming from the primary: what it lacks grows until it receives again".to_string()),
         detail: Some(detail.join(", ")),
     }
 }
 
-/// Seconds of committed writes a standby is missing, from what it reported.
-fn lag_of(s: &StandbyState, primary_lsn: Lsn) -> Option<f64> {
-    match s.replay {
-        Some(replay) if replay >= primary_lsn => Some(0.0),
-        _ => s.since_last_replay.map(|l| l.max(0.0)),
+/// Seconds of committed writes the standby has not received: 0 when its
+/// received position reaches the primary's, else the tightest upper bound
+/// on the age of the first write past it (see the module documentation).
+fn received_lag(s: &StandbyState, primary_lsn: Lsn, primary_view: &[PrimaryView]) -> Option<f64> {
+    if s.receive.is_some_and(|r| r >= primary_lsn) {
+        return Some(0.0);
     }
+    // The primary's row for this standby, if it still has one, as of the
+    // position the standby has now.
+    let tracker = primary_view.iter().find(|v| v.flush.is_some() && v.flush == s.receive).and_then(|v| v.flush_age);
+    [s.since_last_replay, tracker, s.since_restartpoint]
+        .into_iter()
+        .flatten()
+        .map(|l| l.max(0.0))
+        .min_by(f64::total_cmp)
+}
+
+/// Seconds the standby's replay is behind what it received: 0 when it
+/// replayed everything received.
+fn replay_lag(s: &StandbyState, primary_view: &[PrimaryView]) -> Option<f64> {
+    match (s.replay, s.receive) {
+        (Some(replay), Some(receive)) if replay >= receive => return Some(0.0),
+        (Some(_), None) => return Some(0.0),
+        _ => {}
+    }
+    let tracker = primary_view.iter().find(|v| v.replay.is_some() && v.replay == s.replay).and_then(|v| v.replay_age);
+    [s.since_last_replay, tracker].into_iter().flatten().map(|l| l.max(0.0)).min_by(f64::total_cmp)
 }
 
 #[cfg(test)]
@@ -331,18 +395,35 @@ mod tests {
         assert_eq!(Lsn::parse("nonsense"), None);
     }
 
-    #[test]
-    fn a_caught_up_standby_has_no_lag_whatever_its_last_replay_time() {
-        let s = StandbyState {
-            receive: Some(Lsn(10)),
-            replay: Some(Lsn(10)),
+    fn standby(receive: u64, replay: u64) -> StandbyState {
+        StandbyState {
+            receive: Some(Lsn(receive)),
+            replay: Some(Lsn(replay)),
             since_last_replay: Some(3600.0),
+            since_restartpoint: Some(7200.0),
             paused: false,
-            receiver: None,
-        };
-        assert_eq!(lag_of(&s, Lsn(10)), Some(0.0));
-        let behind = StandbyState { replay: Some(Lsn(5)), since_last_replay: Some(7.5), ..s };
-        assert_eq!(lag_of(&behind, Lsn(10)), Some(7.5));
+            receiver: Some("streaming".into()),
+        }
+    }
+
+    #[test]
+    fn a_standby_that_received_everything_has_no_lag_whatever_its_replay() {
+        // Replay far behind (paused, or held by a query): nothing is at risk.
+        let s = standby(10, 5);
+        assert_eq!(received_lag(&s, Lsn(10), &[]), Some(0.0));
+        assert_eq!(replay_lag(&s, &[]), Some(3600.0), "the time it costs is reported beside it");
+        assert_eq!(replay_lag(&standby(10, 10), &[]), Some(0.0));
+    }
+
+    #[test]
+    fn a_standby_short_of_the_primary_has_the_tightest_known_bound_and_never_none() {
+        let behind = StandbyState { since_last_replay: Some(7.5), ..standby(5, 5) };
+        assert_eq!(received_lag(&behind, Lsn(10), &[]), Some(7.5));
+        let view = PrimaryView { flush: Some(Lsn(5)), flush_age: Some(2.0), ..Default::default() };
+        assert_eq!(received_lag(&behind, Lsn(10), &[view]), Some(2.0), "the primary's tracker is tighter");
+        // Nothing replayed since it started, cut off: its restartpoint still bounds it.
+        let fresh = StandbyState { since_last_replay: None, receiver: None, ..standby(5, 5) };
+        assert_eq!(received_lag(&fresh, Lsn(10), &[]), Some(7200.0));
     }
 }
 
@@ -637,11 +718,17 @@ pub enum LagCheck {
     NotAStandby(String),
 }
 
-/// A standby's lag right now, for the preflight's `max_lag` check.
-pub async fn standby_lag(members: &[Member], zone: &str, timeout: Duration) -> LagCheck {
+/// A standby's lag right now, for the preflight's `max_lag` check, with
+/// the measurement it was read from (evidence for later judgements).
+pub async fn standby_lag(members: &[Member], zone: &str, timeout: Duration) -> (LagCheck, Measurement) {
     let m = measure(members, timeout).await;
+    let check = lag_check(&m, zone);
+    (check, m)
+}
+
+fn lag_check(m: &Measurement, zone: &str) -> LagCheck {
     let replica = m.replicas.iter().find(|r| r.zone == zone);
-    match (m.error, replica) {
+    match (&m.error, replica) {
         (_, None) => LagCheck::StandbyUnreachable(format!("no member in {zone}")),
         (_, Some(r)) if r.detail.as_deref() == Some("fenced") => {
             LagCheck::NotAStandby(r.error.clone().unwrap_or_default())

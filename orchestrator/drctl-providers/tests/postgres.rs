@@ -26,7 +26,7 @@ async fn write_for(url: &str, secs: f64) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn rpo_is_about_zero_when_caught_up_and_about_n_after_n_seconds_of_paused_replay() {
+async fn rpo_is_about_zero_and_replay_lag_about_n_after_n_seconds_of_paused_replay() {
     let pg = PgPair::start();
     let m = members(&pg);
     write_for(&pg.primary_url(), 0.5).await;
@@ -43,14 +43,62 @@ async fn rpo_is_about_zero_when_caught_up_and_about_n_after_n_seconds_of_paused_
     write_for(&pg.primary_url(), 4.0).await;
     let paused = measure(&m, Duration::from_secs(5)).await;
     let r = &paused.replicas[0];
+    // Received (on its disk) but not replayed: promotion would replay it,
+    // so nothing is at risk; the replay lag is what it costs in time.
     let lag = r.lag_s.unwrap();
-    assert!((3.0..=5.0).contains(&lag), "4s of writes with replay paused read {lag}s ({r:?})");
+    assert!(lag < 1.0, "the link is up, everything was received: RPO {lag}s ({r:?})");
+    let replay = r.replay_lag_s.unwrap();
+    assert!((3.0..=5.0).contains(&replay), "4s of writes with replay paused: replay lag {replay}s ({r:?})");
+    assert!(r.healthy, "still streaming: {r:?}");
     assert!(r.detail.as_deref().unwrap().contains("replay paused"));
 
     pg.psql(pg.standby_port, "SELECT pg_wal_replay_resume()");
     pg.wait_replayed();
     let resumed = measure(&m, Duration::from_secs(5)).await;
     assert!(resumed.replicas[0].lag_s.unwrap() < 1.0, "{:?}", resumed.replicas[0]);
+    assert!(resumed.replicas[0].replay_lag_s.unwrap() < 1.0, "{:?}", resumed.replicas[0]);
+}
+
+/// A standby cut off from its primary while the primary keeps committing:
+/// what it lacks is reported, and grows with the writes it misses; it is
+/// marked not streaming, and it is the RPO (the best a failover could
+/// promote), never "unknown". Healed, it catches up to about 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_standby_cut_off_from_its_primary_reports_a_growing_rpo() {
+    let pg = PgPair::start_with_cuttable_link();
+    let m = members(&pg);
+    write_for(&pg.primary_url(), 0.5).await;
+    pg.wait_replayed();
+    let before = measure(&m, Duration::from_secs(5)).await;
+    assert!(before.replicas[0].lag_s.unwrap() < 1.0, "{:?}", before.replicas[0]);
+
+    pg.cut_link();
+    write_for(&pg.primary_url(), 3.0).await;
+    let cut = measure(&m, Duration::from_secs(5)).await;
+    assert_eq!(cut.error, None, "the primary answers");
+    let r = &cut.replicas[0];
+    let lag = r.lag_s.expect("a cut-off standby still has a lag");
+    assert!((2.0..=4.5).contains(&lag), "3s of writes it did not receive read {lag}s ({r:?})");
+    assert!(!r.healthy, "{r:?}");
+    assert!(!r.wal.as_ref().unwrap().streaming, "marked not streaming: {r:?}");
+    assert_eq!(drctl_core::status::rpo_of(&cut.replicas), Some(lag), "it is the RPO");
+
+    write_for(&pg.primary_url(), 2.0).await;
+    let later = measure(&m, Duration::from_secs(5)).await;
+    let grown = later.replicas[0].lag_s.unwrap();
+    assert!((4.0..=6.5).contains(&grown) && grown > lag, "5s of missed writes read {grown}s (was {lag}s)");
+
+    pg.restore_link();
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let healed = measure(&m, Duration::from_secs(5)).await;
+        let r = &healed.replicas[0];
+        if r.healthy && r.lag_s.is_some_and(|l| l < 1.0) {
+            break;
+        }
+        assert!(Instant::now() < until, "the healed standby did not catch up: {r:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -97,7 +145,7 @@ async fn a_promoted_standby_is_found_as_primary_and_two_primaries_are_split_brai
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn rpo_counts_from_the_first_unreplayed_write_not_from_an_idle_period_before_it() {
+async fn replay_lag_counts_from_the_first_unreplayed_write_not_from_an_idle_period_before_it() {
     let pg = PgPair::start();
     write_for(&pg.primary_url(), 0.3).await;
     // Idle for a while, then replay pauses and the primary commits for 4 s.
@@ -105,8 +153,10 @@ async fn rpo_counts_from_the_first_unreplayed_write_not_from_an_idle_period_befo
     pg.psql(pg.standby_port, "SELECT pg_wal_replay_pause()");
     write_for(&pg.primary_url(), 4.0).await;
     let m = measure(&members(&pg), Duration::from_secs(5)).await;
-    let lag = m.replicas[0].lag_s.unwrap();
-    assert!((3.0..=5.0).contains(&lag), "4 s of unreplayed writes after 6 s idle read {lag}s");
+    let r = &m.replicas[0];
+    let replay = r.replay_lag_s.unwrap();
+    assert!((3.0..=5.0).contains(&replay), "4 s of unreplayed writes after 6 s idle read {replay}s ({r:?})");
+    assert!(r.lag_s.unwrap() < 1.0, "all of it was received: {r:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -123,7 +173,8 @@ async fn a_standby_that_is_not_streaming_is_unhealthy() {
         let m = measure(&members(&pg), Duration::from_secs(5)).await;
         let r = &m.replicas[0];
         if !r.healthy {
-            assert_eq!(r.error.as_deref(), Some("not streaming from the primary"));
+            assert!(r.error.as_deref().unwrap().starts_with("not streaming from the primary"), "{r:?}");
+            assert!(r.lag_s.is_some(), "it still has a lag: {r:?}");
             assert!(!r.detail.as_deref().unwrap().starts_with("streaming"), "{r:?}");
             break;
         }

@@ -255,6 +255,10 @@ fn controller(s: &dyn Store) {
     );
 }
 
+fn millis_of(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
 fn samples(s: &dyn Store) {
     let now = SystemTime::now();
     let sample = |ds: &str, ago: u64, rpo: f64| RpoSample {
@@ -274,6 +278,30 @@ fn samples(s: &dyn Store) {
     s.record_replica_lags("db", now + Duration::from_secs(1), &[("az2".into(), None)]).unwrap();
     assert_eq!(s.last_replica_lag("db", "az2").unwrap().map(|l| l.1), Some(0.5), "the last known lag");
     assert_eq!(s.last_replica_lag("db", "az3").unwrap(), None);
+
+    // The lag evidence: the last look with the primary answering, then the
+    // first look without it, from any process writing to this store.
+    // Kept to the millisecond.
+    let t0 = UNIX_EPOCH + Duration::from_millis(millis_of(now));
+    let look = |after: u64, primary: bool| crate::WalSample {
+        zone: "az2".into(),
+        at: t0 + Duration::from_secs(after),
+        primary_zone: primary.then(|| "az1".to_string()),
+        primary_lsn: primary.then_some(0x3000060),
+        received_lsn: Some(0x3000000),
+        lag_s: primary.then_some(0.4),
+        replay_lag_s: Some(1.5),
+        streaming: primary,
+    };
+    assert_eq!(s.lag_evidence("db", "az2").unwrap(), None);
+    s.record_wal_samples("db", &[look(0, true), look(1, true)]).unwrap();
+    s.record_wal_samples("db", &[look(2, false)]).unwrap();
+    s.record_wal_samples("db", &[look(3, false)]).unwrap();
+    let e = s.lag_evidence("db", "az2").unwrap().unwrap();
+    assert_eq!(e.last_seen, Some(look(1, true)), "kept whole");
+    assert_eq!(e.dark_since, Some(t0 + Duration::from_secs(2)));
+    assert_eq!(e.interval, Some(Duration::from_secs(1)));
+    assert_eq!(s.lag_evidence("db", "az3").unwrap(), None);
 
     let run = s.begin_replication_run("assets", now).unwrap();
     let totals = RunTotals { copied: 3, bytes: 30, skipped: 1, failed: 0 };

@@ -459,7 +459,7 @@ impl<K: Kv> KvStore<K> {
         format!("{}{rest}", self.prefix)
     }
 
-    fn get_doc<T: DeserializeOwned>(&self, key: &str) -> Result<Option<(T, i64)>> {
+    pub(crate) fn get_doc<T: DeserializeOwned>(&self, key: &str) -> Result<Option<(T, i64)>> {
         match self.kv.get(key)? {
             Some(v) => Ok(Some((decode(key, &v)?, v.version))),
             None => Ok(None),
@@ -495,7 +495,7 @@ impl<K: Kv> KvStore<K> {
 
     /// Replaces one document, read and written whole; `change` returns
     /// the result, or an error that leaves it as it was.
-    fn update<T, R>(
+    pub(crate) fn update<T, R>(
         &self,
         key: &str,
         leader_only: bool,

@@ -353,12 +353,14 @@ pub struct MultipartCheckpoint {
 pub mod audience;
 pub mod conformance;
 pub mod controller;
+pub mod evidence;
 pub mod journal;
 pub mod kv;
 pub mod seal;
 pub mod store;
 
 pub use audience::Audience;
+pub use evidence::{Evidence, LagEvidence, WalSample};
 pub use store::{Approval, Claim, Controller, Journal, ReplicatedObject, Samples, State, Store};
 
 /// The embedded SQLite backend of [`Store`].

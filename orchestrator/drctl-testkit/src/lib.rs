@@ -62,6 +62,8 @@ pub struct PgPair {
     bin: PathBuf,
     /// The slowed replication link, when the pair was started with one.
     _link: Option<DelayedLink>,
+    /// The replication link that can be cut, when the pair was started with one.
+    cuttable: Option<TcpProxy>,
 }
 
 impl PgPair {
@@ -76,7 +78,28 @@ impl PgPair {
         Self::start_with_link(Some(delay))
     }
 
+    /// Starts both servers with the standby streaming through a link that
+    /// [`PgPair::cut_link`] cuts (a network partition between the zones:
+    /// the primary goes on committing, the standby receives nothing).
+    pub fn start_with_cuttable_link() -> PgPair {
+        Self::start_with(None, true)
+    }
+
+    /// Cuts the standby's replication link: its connection is reset and
+    /// it cannot connect again until [`PgPair::restore_link`].
+    pub fn cut_link(&self) {
+        self.cuttable.as_ref().expect("started with start_with_cuttable_link").cut();
+    }
+
+    pub fn restore_link(&self) {
+        self.cuttable.as_ref().expect("started with start_with_cuttable_link").restore();
+    }
+
     fn start_with_link(delay: Option<Duration>) -> PgPair {
+        Self::start_with(delay, false)
+    }
+
+    fn start_with(delay: Option<Duration>, cuttable: bool) -> PgPair {
         let bin = drctl_pgserver::find_bin().unwrap_or_else(|why| panic!("{why}"));
         let dir = unique_dir("drctl-pg");
         drctl_pgserver::hand_over(&dir).expect("hand the cluster's folder to postgres");
@@ -93,7 +116,8 @@ impl PgPair {
         append(&primary.join("postgresql.conf"), &conf);
         append(&primary.join("pg_hba.conf"), "host replication all 127.0.0.1/32 trust\n");
         let link = delay.map(|d| DelayedLink::start(primary_port, d));
-        let mut pair = PgPair { dir: dir.clone(), primary_port, standby_port, bin: bin.clone(), _link: None };
+        let mut pair =
+            PgPair { dir: dir.clone(), primary_port, standby_port, bin: bin.clone(), _link: None, cuttable: None };
         pair.ctl(&primary, "start");
         run(
             pg_cmd(
@@ -124,6 +148,14 @@ impl PgPair {
             );
         }
         pair._link = link;
+        if cuttable {
+            let proxy = TcpProxy::start(primary_port);
+            append(
+                &standby.join("postgresql.auto.conf"),
+                &format!("primary_conninfo = 'host=127.0.0.1 port={} user=postgres'\n", proxy.port),
+            );
+            pair.cuttable = Some(proxy);
+        }
         pair.ctl(&standby, "start");
         pair
     }

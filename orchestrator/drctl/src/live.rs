@@ -79,7 +79,11 @@ pub fn render(topo: &Topology, r: &StatusReport, style: &Style) -> String {
                         x.zone,
                         if x.healthy { "✓" } else { "✗" },
                         x.lag_s.map(|l| format!(" {}", format_secs(l))).unwrap_or_default()
-                    )
+                    ) + &x
+                        .replay_lag_s
+                        .filter(|r| *r >= 1.0)
+                        .map(|r| format!(" (replay {} behind)", format_secs(r)))
+                        .unwrap_or_default()
                 })
                 .collect();
             let replicas = if replicas.is_empty() { "none".to_string() } else { replicas.join(", ") };

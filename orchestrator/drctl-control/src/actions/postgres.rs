@@ -27,8 +27,12 @@ impl RealActions {
             .ok_or_else(|| ActionError::Fatal(format!("`{name}` has no member in {to}")))?;
         let who = crate::fence::Asker { datastore: name, execution, step: &step.id };
         let mut notes = Vec::new();
+        let accept_lag = self.overrides.accept_lag;
         // The old primary's last WAL, when it was fenced while it answered.
         let mut catch_up_to: Option<Option<drctl_providers::postgres::Lsn>> = None;
+        // Every other member fenced (none left unfenced by an override):
+        // what a cut-off old primary may have taken ends here.
+        let mut all_fenced = true;
         for m in members.iter().filter(|m| m.zone != to) {
             let unfenced = self.overrides.unfenced(name, &m.zone);
             let outcome = crate::fence::fence_member(m, &who, unfenced).await.map_err(|why| {
@@ -50,6 +54,7 @@ impl RealActions {
                 }
                 _ => {}
             }
+            all_fenced &= !matches!(outcome, crate::fence::Outcome::NotFenced(_));
             tracing::info!(execution, datastore = name, zone = %m.zone, outcome = %outcome.describe(&m.zone), "fence");
             notes.push(outcome.describe(&m.zone));
         }
@@ -71,23 +76,20 @@ impl RealActions {
                     )))
                 }
             },
-            // No old primary answered: the last recorded lag, aged, is all there is.
+            // No old primary answered: the evidence the preflight judged,
+            // only newer, is all there is (neither figure grows while the
+            // primary stays dark, so the clock alone cannot turn it red).
             None => {
-                if let Some(max) = max_lag {
-                    let lag = crate::failover::recorded_lag(&*self.state, name, to, self.clock.now()).map_err(state_error)?;
-                    let over = match lag {
-                        Some((l, _)) => l > max.as_secs_f64(),
-                        None => true,
-                    };
-                    let how = lag.map_or("unknown (no sample recorded)".to_string(), |(l, how)| format!("{l:.1}s ({how})"));
-                    if over && !self.overrides.accept_lag {
-                        return Err(ActionError::Fatal(format!(
-                            "the standby in {to} is behind by {how}, over max_lag {}s, checked again just before the promote; not promoting (the old primary stays fenced): --accept-lag to promote anyway",
-                            max.as_secs_f64()
-                        )));
-                    }
-                    notes.push(format!("lag of the standby in {to}: {how}{}", if over { " (over max_lag; --accept-lag)" } else { "" }));
+                let evidence = self.state.lag_evidence(name, to).map_err(state_error)?;
+                let now = self.clock.now();
+                let fenced_at = all_fenced.then_some(now);
+                let judged = crate::lag::judge_dark(to, evidence.as_ref(), now, max_lag, accept_lag, fenced_at);
+                if let Some(why) = judged.refusal {
+                    return Err(ActionError::Fatal(format!(
+                        "checked again just before the promote: {why}; not promoting (the old primary stays fenced)"
+                    )));
                 }
+                notes.push(judged.words);
             }
         }
         let what = drctl_providers::postgres::promote(&target.url, step.timeout.unwrap_or(Duration::from_secs(60)))

@@ -153,6 +153,9 @@ pub struct DatastoreResult {
     pub split_brain_writes: Option<u64>,
     /// The RPO drctl measured just before the first fault.
     pub lag_before_fault_s: Option<f64>,
+    /// What the preflight judged the standby lacked, and the bound it
+    /// printed on what cannot be known, in its words (when this process declared).
+    pub lag_at_declaration: Option<String>,
     pub how: String,
 }
 
@@ -168,6 +171,9 @@ pub struct Report {
     pub duration_s: f64,
     pub detected_at_s: Option<f64>,
     pub declared_at_s: Option<f64>,
+    /// Seconds from the first fault to the declaration (minutes, when a
+    /// person declares: `declare: { after }`).
+    pub declared_after_fault_s: Option<f64>,
     pub recovered_at_s: Option<f64>,
     pub execution: Option<String>,
     pub execution_state: Option<String>,

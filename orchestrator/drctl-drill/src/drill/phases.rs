@@ -115,6 +115,9 @@ struct Drill<'a> {
     /// What broke safety, in words.
     safety_violations: Vec<String>,
     undetermined_logged: bool,
+    /// The preflight's checks, (subject, what it said): the lag it judged
+    /// and the bound it printed go in the report.
+    preflight: Vec<(String, String)>,
 }
 
 impl<'a> Drill<'a> {
@@ -153,6 +156,7 @@ impl<'a> Drill<'a> {
             stopped_early: None,
             safety_violations: Vec::new(),
             undetermined_logged: false,
+            preflight: Vec::new(),
         }
     }
 
@@ -299,8 +303,15 @@ impl<'a> Drill<'a> {
     /// through the controllers). A refusal stops the drill.
     async fn declare(&mut self, outage: &[String]) -> Result<Flow, Error> {
         let opts = self.opts;
-        let auto = matches!(opts.experiment.declare, DeclareMode::Auto | DeclareMode::Controllers);
-        if !auto || self.detected_at.is_none() || self.execution.is_some() {
+        let due = match opts.experiment.declare {
+            DeclareMode::Auto | DeclareMode::Controllers => self.detected_at.is_some(),
+            // As a person would: that long after the fault, whatever was detected.
+            DeclareMode::After(after) => {
+                self.first_fault().is_some_and(|f| self.clock.now() >= f + after.as_secs_f64())
+            }
+            DeclareMode::Manual => false,
+        };
+        if !due || self.execution.is_some() {
             return Ok(Flow::Continue);
         }
         let (zones, targets) = detect_scope(&opts.topology, &*opts.state).await;
@@ -344,6 +355,7 @@ impl<'a> Drill<'a> {
             for c in &proposal.prepared.checks {
                 self.say(&format!("          check {} {}: {}", if c.ok { "ok " } else { "NO " }, c.subject, c.detail));
             }
+            self.preflight = proposal.prepared.checks.iter().map(|c| (c.subject.clone(), c.detail.clone())).collect();
             let who = Actor::new("drill", "controller");
             // The drill announces itself; its failover opens no incident of its own.
             if declarer.record(&proposal, &who, false, IncidentPolicy::None)? == Recorded::Refused {
@@ -543,6 +555,13 @@ impl<'a> Drill<'a> {
                 writable_primaries_max: None,
                 split_brain_writes: None,
                 lag_before_fault_s: lag_before,
+                lag_at_declaration: self
+                    .preflight
+                    .iter()
+                    .find(|(subject, detail)| {
+                        subject.split('/').next() == Some(e.name.as_str()) && detail.contains("of writes")
+                    })
+                    .map(|(_, detail)| detail.clone()),
                 how,
             });
         }
@@ -737,12 +756,8 @@ impl<'a> Drill<'a> {
             experiment: opts.experiment.name.clone(),
             description: opts.experiment.description.clone(),
             topology: topo.name.clone(),
-            declare: match opts.experiment.declare {
-                DeclareMode::Auto => "auto",
-                DeclareMode::Manual => "manual",
-                DeclareMode::Controllers => "controllers",
-            }
-            .into(),
+            declare: opts.experiment.declare.describe(),
+            declared_after_fault_s: declared_at.zip(first_fault).map(|(d, f)| d - f),
             started_at: failover::rfc3339(self.clock.wall0),
             finished_at: failover::rfc3339(self.clock.wall()),
             duration_s: self.clock.now(),

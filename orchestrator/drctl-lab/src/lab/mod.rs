@@ -374,10 +374,30 @@ impl Lab {
         let probed: Vec<(u8, String, SocketAddr)> = (1..=2u8).map(|z| (z, zone_name(z), layout.pg(z).0)).collect();
         tasks.push(tokio::spawn(crate::safety::run(probed, inner.probes.clone())));
         tasks.push(tokio::spawn(workload::run_s3(buckets.clone(), inner.s3_log.clone())));
+        let topo = Arc::new(topo);
+        // The sampler drctl's controller would run: every datastore measured
+        // and recorded every second, from the controller's side (loopback),
+        // into the lab's state. A declaration against the running lab, from
+        // the CLI or a drill, then has the evidence a real one would have:
+        // the standby's lag when the primary was last seen, and when it went dark.
+        {
+            let (clients, state, topo) = (clients.clone(), opts.state.clone(), topo.clone());
+            tasks.push(tokio::spawn(async move {
+                let every = Duration::from_secs(1);
+                loop {
+                    let at = std::time::SystemTime::now();
+                    let placements = state.placements().unwrap_or_default();
+                    let report = drctl_control::live::status(&clients, &topo, &placements, at).await;
+                    if let Err(e) = drctl_control::live::record(&*state, &report, at) {
+                        tracing::warn!(error = %e, "the lab could not record a sample");
+                    }
+                    tokio::time::sleep(every).await;
+                }
+            }));
+        }
         // The replication job drctl's controller would run for `assets`.
         {
             let (clients, paused, state) = (clients.clone(), inner.copying_paused.clone(), opts.state.clone());
-            let topo = Arc::new(topo);
             tasks.push(tokio::spawn(async move {
                 let every = Duration::from_secs(1);
                 let progress = drctl_aws::s3::NoProgress;

@@ -1,0 +1,240 @@
+//! The evidence a standby's lag is judged on when its primary is gone.
+//!
+//! Why it is kept: a primary that died cannot be asked how far ahead of
+//! its standby it was. What can be known is what the standby lacked the
+//! last time the primary was seen answering, and how long after that the
+//! primary was first seen dark (the writes it may have taken in between
+//! are unknown). Every look at a PostgreSQL datastore, whichever process
+//! took it (`serve`'s sampler, the running lab's, a `status`, a
+//! declaration's own preflight), is folded into one small document per
+//! standby: the last sample with the primary answering (its WAL position,
+//! the standby's received position and lag), the first time the primary was
+//! seen dark after it, and how often samples come. The judgement itself
+//! (refuse or not) lives in drctl-control; this module only keeps the facts.
+//!
+//! One implementation, on the key-value space ([`KvStore`]), serves both
+//! backends, so a declaration from the CLI sees what a controller sampled
+//! into the same store.
+
+use crate::kv::{seg, Kv, KvStore};
+use crate::{millis, Result};
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A gap between samples longer than this is not a sampling interval (a
+/// person running `status` now and then): it does not widen the window a
+/// lag may still be judged in.
+pub const MAX_SAMPLING_INTERVAL: Duration = Duration::from_secs(300);
+
+/// One look at one standby of a PostgreSQL datastore.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WalSample {
+    /// The standby's zone.
+    pub zone: String,
+    pub at: SystemTime,
+    /// The zone of the primary that answered; `None`: no primary answered
+    /// (dead, or cut off from the process that looked).
+    pub primary_zone: Option<String>,
+    /// The primary's WAL position when it answered.
+    pub primary_lsn: Option<u64>,
+    /// What the standby had received (flushed to its disk).
+    pub received_lsn: Option<u64>,
+    /// Seconds of writes the standby had not received (`None`: unknown).
+    pub lag_s: Option<f64>,
+    /// Seconds of received writes it had not replayed.
+    pub replay_lag_s: Option<f64>,
+    pub streaming: bool,
+}
+
+impl WalSample {
+    /// Whether this look saw the primary answering and the standby's lag.
+    fn primary_seen(&self) -> bool {
+        self.primary_zone.is_some() && self.lag_s.is_some()
+    }
+}
+
+/// What is known about one standby's lag.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LagEvidence {
+    /// The last look with the primary answering.
+    pub last_seen: Option<WalSample>,
+    /// The first look after `last_seen` with no primary answering.
+    pub dark_since: Option<SystemTime>,
+    /// The interval between the last two looks with the primary answering
+    /// (at most [`MAX_SAMPLING_INTERVAL`]).
+    pub interval: Option<Duration>,
+    /// The newest look of any kind.
+    pub last_sample: Option<SystemTime>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct SampleDoc {
+    zone: String,
+    at_ms: i64,
+    primary_zone: Option<String>,
+    primary_lsn: Option<u64>,
+    received_lsn: Option<u64>,
+    lag_s: Option<f64>,
+    replay_lag_s: Option<f64>,
+    streaming: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct EvidenceDoc {
+    last_seen: Option<SampleDoc>,
+    dark_since_ms: Option<i64>,
+    interval_ms: Option<i64>,
+    last_sample_ms: Option<i64>,
+}
+
+fn time(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
+}
+
+impl From<&WalSample> for SampleDoc {
+    fn from(s: &WalSample) -> SampleDoc {
+        SampleDoc {
+            zone: s.zone.clone(),
+            at_ms: millis(s.at),
+            primary_zone: s.primary_zone.clone(),
+            primary_lsn: s.primary_lsn,
+            received_lsn: s.received_lsn,
+            lag_s: s.lag_s,
+            replay_lag_s: s.replay_lag_s,
+            streaming: s.streaming,
+        }
+    }
+}
+
+impl From<SampleDoc> for WalSample {
+    fn from(d: SampleDoc) -> WalSample {
+        WalSample {
+            zone: d.zone,
+            at: time(d.at_ms),
+            primary_zone: d.primary_zone,
+            primary_lsn: d.primary_lsn,
+            received_lsn: d.received_lsn,
+            lag_s: d.lag_s,
+            replay_lag_s: d.replay_lag_s,
+            streaming: d.streaming,
+        }
+    }
+}
+
+impl From<EvidenceDoc> for LagEvidence {
+    fn from(d: EvidenceDoc) -> LagEvidence {
+        LagEvidence {
+            last_seen: d.last_seen.map(WalSample::from),
+            dark_since: d.dark_since_ms.map(time),
+            interval: d.interval_ms.map(|ms| Duration::from_millis(ms.max(0) as u64)),
+            last_sample: d.last_sample_ms.map(time),
+        }
+    }
+}
+
+/// Folds one look into the evidence. Looks may arrive out of order (two
+/// processes sample the same store): a look older than what is kept
+/// changes only what it can still tell.
+fn fold(doc: Option<EvidenceDoc>, s: &WalSample) -> EvidenceDoc {
+    let mut d = doc.unwrap_or_default();
+    let at = millis(s.at);
+    if s.primary_seen() {
+        let newer = d.last_seen.as_ref().is_none_or(|l| at >= l.at_ms);
+        if newer {
+            if let Some(prev) = d.last_seen.as_ref().filter(|_| d.dark_since_ms.is_none()) {
+                let gap = at - prev.at_ms;
+                if gap > 0 && gap <= MAX_SAMPLING_INTERVAL.as_millis() as i64 {
+                    d.interval_ms = Some(gap);
+                }
+            }
+            d.last_seen = Some(SampleDoc::from(s));
+            if d.dark_since_ms.is_some_and(|dark| dark <= at) {
+                d.dark_since_ms = None;
+            }
+        }
+    } else if s.primary_zone.is_none() {
+        let after_seen = d.last_seen.as_ref().is_some_and(|l| at > l.at_ms);
+        if after_seen && d.dark_since_ms.is_none_or(|dark| at < dark) {
+            d.dark_since_ms = Some(at);
+        }
+    }
+    d.last_sample_ms = Some(d.last_sample_ms.map_or(at, |l| l.max(at)));
+    d
+}
+
+/// Keeps and reads the evidence.
+pub trait Evidence: Send + Sync {
+    /// Folds looks at the standbys of `datastore` into their evidence.
+    fn record_wal_samples(&self, datastore: &str, samples: &[WalSample]) -> Result<()>;
+
+    /// What is known about the standby of `datastore` in `zone`.
+    fn lag_evidence(&self, datastore: &str, zone: &str) -> Result<Option<LagEvidence>>;
+}
+
+impl<K: Kv> Evidence for KvStore<K> {
+    fn record_wal_samples(&self, datastore: &str, samples: &[WalSample]) -> Result<()> {
+        for s in samples {
+            let key = self.key(&format!("lagev/{}/{}", seg(datastore), seg(&s.zone)));
+            // Any process's look counts: not only the leader's.
+            self.update::<EvidenceDoc, ()>(&key, false, |doc| Ok((Some(fold(doc, s)), ())))?;
+        }
+        Ok(())
+    }
+
+    fn lag_evidence(&self, datastore: &str, zone: &str) -> Result<Option<LagEvidence>> {
+        let key = self.key(&format!("lagev/{}/{}", seg(datastore), seg(zone)));
+        Ok(self.get_doc::<EvidenceDoc>(&key)?.map(|(d, _)| d.into()))
+    }
+}
+
+impl Evidence for crate::Sqlite {
+    fn record_wal_samples(&self, datastore: &str, samples: &[WalSample]) -> Result<()> {
+        self.kv_part().record_wal_samples(datastore, samples)
+    }
+
+    fn lag_evidence(&self, datastore: &str, zone: &str) -> Result<Option<LagEvidence>> {
+        self.kv_part().lag_evidence(datastore, zone)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn look(at_s: u64, primary: bool) -> WalSample {
+        WalSample {
+            zone: "az2".into(),
+            at: UNIX_EPOCH + Duration::from_secs(1_900_000_000 + at_s),
+            primary_zone: primary.then(|| "az1".to_string()),
+            primary_lsn: primary.then_some(100 + at_s),
+            received_lsn: Some(100 + at_s),
+            lag_s: primary.then_some(0.0),
+            replay_lag_s: Some(0.0),
+            streaming: primary,
+        }
+    }
+
+    #[test]
+    fn the_first_dark_look_after_the_last_answer_is_kept_and_an_answer_clears_it() {
+        let mut d = None;
+        for s in [look(0, true), look(1, true), look(2, false), look(3, false), look(30, false)] {
+            d = Some(fold(d, &s));
+        }
+        let e = LagEvidence::from(d.clone().unwrap());
+        assert_eq!(e.last_seen.as_ref().map(|s| s.at), Some(look(1, true).at));
+        assert_eq!(e.dark_since, Some(look(2, false).at), "darkness dates from its first look");
+        assert_eq!(e.interval, Some(Duration::from_secs(1)));
+        // An older dark look (another sampler, late) moves the start earlier, never later.
+        let e = LagEvidence::from(fold(d.clone(), &look(1, false)));
+        assert_eq!(e.dark_since, Some(look(2, false).at), "not after the last answer: ignored");
+        let e = LagEvidence::from(fold(fold(d, &look(40, true)).into(), &look(41, true)));
+        assert_eq!(e.dark_since, None, "the primary answers again");
+        assert_eq!(e.interval, Some(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn a_person_running_status_now_and_then_is_not_a_sampling_interval() {
+        let d = fold(Some(fold(None, &look(0, true))), &look(3600, true));
+        assert_eq!(LagEvidence::from(d).interval, None);
+    }
+}
