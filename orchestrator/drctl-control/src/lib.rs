@@ -12,6 +12,7 @@ mod fence;
 pub mod live;
 pub mod policy;
 mod preflight;
+pub mod readiness;
 pub mod replicate;
 pub mod schedule;
 

@@ -27,7 +27,8 @@ pub fn topology_schema() -> Value {
     let objective = strict(
         json!({
             "rpo": duration("Recovery point objective: the most data, in time, that may be lost."),
-            "rto": duration("Recovery time objective: the longest a failover may take.")
+            "rto": duration("Recovery time objective: the longest a failover may take."),
+            "drills": strict(json!({ "every": duration("How old the last drill of an entity of this tier may be (readiness warns past it).") }), &["every"])
         }),
         &[],
     );

@@ -20,7 +20,22 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             let wiring = ctx.wiring(&file.path);
             let state = open_state(&wiring.state_url)?;
             let clients = context::clients(&wiring);
-            runtime()?.block_on(crate::live::status(&clients, &topo, &*state, output == Output::Json, watch, &style))
+            runtime()?.block_on(crate::live::status(
+                &clients,
+                &topo,
+                &*state,
+                output == Output::Json,
+                watch,
+                &style,
+                &file.path,
+            ))
+        }
+        Command::Readiness { file, output } => {
+            let topo = load(&file.path, &style)?;
+            let wiring = ctx.wiring(&file.path);
+            let state = open_state(&wiring.state_url)?;
+            let clients = context::clients(&wiring);
+            runtime()?.block_on(crate::readiness::run(&clients, &topo, &*state, output == Output::Json, &style))
         }
         Command::Declare { file, scope, reason, yes, dry_run, force, parallel } => {
             let topo = load(&file.path, &style)?;
@@ -183,8 +198,8 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             }
         }
         Command::Lab(LabCommand::Down { dir }) => runtime()?.block_on(crate::lab::down(&dir)),
-        Command::Lab(LabCommand::PowerOff { control, dir, datastore, zone }) => {
-            runtime()?.block_on(crate::lab::power_off(control, &dir, &datastore, &zone))
+        Command::Lab(LabCommand::PowerOff { control, dir, datastore, zone, check }) => {
+            runtime()?.block_on(crate::lab::power_off(control, &dir, &datastore, &zone, check))
         }
         Command::Lab(LabCommand::Status { dir, output }) => {
             runtime()?.block_on(crate::lab::status(&dir, output == Output::Json))

@@ -103,6 +103,14 @@ pub enum Command {
         #[arg(long)]
         watch: bool,
     },
+    /// Would the failover of each zone and region work now? Plan and check every scope without acting.
+    Readiness {
+        #[command(flatten)]
+        file: FileArg,
+        /// Text for people, JSON for scripts.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
     /// Copy new and changed objects of `by: drctl` S3 datastores to their replicas.
     Replicate {
         #[command(flatten)]
@@ -412,6 +420,9 @@ pub enum LabCommand {
         /// The zone of the member to power off, e.g. lab-az1.
         #[arg(long)]
         zone: String,
+        /// Power nothing off: exit 0 when the control API answers and knows the member (the fence's `check`).
+        #[arg(long)]
+        check: bool,
     },
     /// What runs in the lab, which faults are in force, and the workload's progress.
     Status {

@@ -9,6 +9,7 @@ mod execute;
 mod flags;
 mod lab;
 mod live;
+mod readiness;
 mod serve;
 mod text;
 

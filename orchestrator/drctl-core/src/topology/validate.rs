@@ -293,6 +293,7 @@ impl Validator<'_> {
                 Tier {
                     name: o.tier.value.clone(),
                     objective: Objective { rpo: o.rpo.as_ref().map(|d| d.value), rto: o.rto.as_ref().map(|d| d.value) },
+                    drills_every: o.drills.as_ref().map(|d| d.value),
                 }
             })
             .collect()
@@ -413,8 +414,15 @@ impl Validator<'_> {
                         "sslmode: disable, allow, prefer (the default), require, verify-ca or verify-full; the last two need sslrootcert=PATH",
                     );
                 }
-                let fence = m.fence.as_ref().map(|f| f.value.iter().map(|a| a.value.clone()).collect());
-                Location::Postgres { url: url.value.clone(), fence }
+                let argv = |c: &Option<crate::decode::Spanned<Vec<raw::S>>>| {
+                    c.as_ref().map(|f| f.value.iter().map(|a| a.value.clone()).collect())
+                };
+                Location::Postgres {
+                    url: url.value.clone(),
+                    fence: argv(&m.fence),
+                    fence_check: argv(&m.fence_check),
+                    reprotect: argv(&m.reprotect),
+                }
             }
             DatastoreKind::S3 => {
                 let Some(bucket) = &m.bucket else {
@@ -602,6 +610,7 @@ impl Validator<'_> {
             targets: own,
             depends_on: Vec::new(),
             failover,
+            drills_every: ds.drills.as_ref().map(|d| d.value),
             spec: EntitySpec::Datastore(Datastore {
                 kind,
                 primary,
@@ -728,6 +737,7 @@ impl Validator<'_> {
             targets: own,
             depends_on,
             failover,
+            drills_every: svc.drills.as_ref().map(|d| d.value),
             spec: EntitySpec::Service(Service { zones, health, route }),
         };
         Some((entity, Pending { deps, own, is_service: true }))
