@@ -235,7 +235,10 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             lease_ttl,
             limits,
             notify,
+            readiness,
         } => {
+            let readiness: drctl_serve::ReadinessOptions = readiness.into();
+            readiness.check(notify.smtp.as_deref()).map_err(Failure::bad_input)?;
             let topo = load(&file.path, &style)?;
             let wiring = ctx.wiring(&file.path);
             let scheme = if tls_cert.is_some() { "https" } else { "http" };
@@ -259,6 +262,7 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
                 shutdown_deadline,
                 limits: limits.into(),
                 notify: notify.into(),
+                readiness,
             })
         }
         Command::Subscriptions(SubscriptionsArgs { file, cmd: SubscriptionsCommand::List { output } }) => {

@@ -242,6 +242,8 @@ pub enum Command {
         limits: LimitArgs,
         #[command(flatten)]
         notify: NotifyArgs,
+        #[command(flatten)]
+        readiness: ReadinessArgs,
     },
     /// API tokens for the controller's operator API.
     Token(TokenArgs),
@@ -496,6 +498,35 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 300)]
         entities: usize,
     },
+}
+
+/// How often the controller evaluates readiness, and whom it tells of changes.
+#[derive(Debug, Args)]
+pub struct ReadinessArgs {
+    /// How often the failover of every zone and region is evaluated, without acting (see docs/readiness.md).
+    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    pub evaluate_every: std::time::Duration,
+    /// The operators' webhook: told, signed as Standard Webhooks, when a scope becomes ready or not ready.
+    #[arg(long, value_name = "URL", requires = "operator_webhook_secret")]
+    pub operator_webhook: Option<String>,
+    /// The operator webhook's signing secret (whsec_ and base64, as Standard Webhooks libraries take it).
+    #[arg(long, env = "DRCTL_OPERATOR_WEBHOOK_SECRET", hide_env_values = true, value_name = "SECRET")]
+    pub operator_webhook_secret: Option<String>,
+    /// The operators' e-mail address: told, through --smtp, when a scope becomes ready or not ready.
+    #[arg(long, value_name = "ADDRESS", requires = "smtp")]
+    pub operator_email: Option<String>,
+}
+
+impl From<ReadinessArgs> for drctl_serve::ReadinessOptions {
+    fn from(a: ReadinessArgs) -> drctl_serve::ReadinessOptions {
+        drctl_serve::ReadinessOptions {
+            every: a.evaluate_every.max(std::time::Duration::from_millis(200)),
+            webhook: a.operator_webhook,
+            webhook_secret: a.operator_webhook_secret,
+            email: a.operator_email,
+            ..Default::default()
+        }
+    }
 }
 
 /// How the controller tells subscribers (e-mail, webhooks).
