@@ -539,7 +539,81 @@ async fn shared_findings(ctx: &Ctx<'_>) -> Vec<Shared> {
     out.extend(join_all(pg).await.into_iter().flatten());
     out.extend(drill_findings(ctx));
     out.extend(reload_findings(ctx.topo));
+    out.extend(permission_findings(ctx).await);
     out
+}
+
+/// Whether the topology names resources on AWS itself (not on an S3
+/// endpoint of its own, as the lab's): only then are permissions asked.
+fn on_aws(topo: &Topology) -> bool {
+    topo.datastores().any(|(_, _, d)| match d.kind {
+        DatastoreKind::RdsInstance | DatastoreKind::RdsCluster => true,
+        DatastoreKind::S3 => {
+            d.primary.iter().chain(&d.replicas).any(|m| matches!(&m.location, Location::S3 { endpoint: None, .. }))
+        }
+        DatastoreKind::Postgres => false,
+    }) || topo
+        .services()
+        .any(|(_, _, s)| s.route.as_ref().is_some_and(|r| r.kind == drctl_core::topology::RouteKind::Route53))
+}
+
+/// The AWS calls a declaration (and the measuring before it) would make,
+/// against what the credentials allow: the actions `drctl iam-policy --for
+/// declare` prints. Concerns every scope.
+async fn permission_findings(ctx: &Ctx<'_>) -> Vec<Shared> {
+    if !on_aws(ctx.topo) {
+        return Vec::new();
+    }
+    let target =
+        crate::policy::Target { uses: vec![drctl_aws::iam::Use::Status, drctl_aws::iam::Use::Declare], account: None };
+    let doc = crate::policy::policy(ctx.topo, &target);
+    let mut actions: Vec<String> = doc["Statement"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|st| match &st["Action"] {
+            serde_json::Value::String(a) => vec![a.clone()],
+            serde_json::Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    actions.sort();
+    actions.dedup();
+    if actions.is_empty() {
+        return Vec::new();
+    }
+    let sdk = ctx.clients.sdk().await;
+    let verdict = ctx
+        .bounded("aws:iam", async {
+            match tokio::time::timeout(ctx.opts.timeout * 4, drctl_aws::iam::permitted(sdk, &actions)).await {
+                Ok(v) => v,
+                Err(_) => drctl_aws::iam::Verdict::Unknown(format!(
+                    "IAM did not answer within {}s",
+                    (ctx.opts.timeout * 4).as_secs()
+                )),
+            }
+        })
+        .await;
+    let f = match verdict {
+        drctl_aws::iam::Verdict::Allowed { .. } => return Vec::new(),
+        drctl_aws::iam::Verdict::Missing { actions, how } => finding(
+            "",
+            "aws",
+            Severity::Error,
+            format!(
+                "the credentials may not call {} ({how}): a failover step or its preflight would be refused; attach the policy `drctl iam-policy -f {} --for declare` prints",
+                actions.join(", "),
+                ctx.topo.file.display()
+            ),
+        ),
+        drctl_aws::iam::Verdict::Unknown(why) => finding(
+            "",
+            "aws",
+            Severity::Warning,
+            format!("whether the credentials may make the failover's AWS calls is not known: {why}"),
+        ),
+    };
+    vec![Shared { zones: Vec::new(), in_plan: false, finding: f }]
 }
 
 fn pg_findings(

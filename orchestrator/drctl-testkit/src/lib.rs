@@ -62,21 +62,31 @@ pub struct PgPair {
     bin: PathBuf,
     /// The slowed replication link, when the pair was started with one.
     _link: Option<DelayedLink>,
+    /// The replication link, when the pair was started with one that can
+    /// be cut ([`PgPair::start_with_cuttable_link`]).
+    pub replication: Option<TcpProxy>,
 }
 
 impl PgPair {
     /// Starts both servers; panics with a clear message when PostgreSQL is not installed.
     pub fn start() -> PgPair {
-        Self::start_with_link(None)
+        Self::start_with_link(None, false)
+    }
+
+    /// Starts both servers with the standby streaming through a link that
+    /// can be cut (`pair.replication`): the standby cut off from its
+    /// primary while the primary stays reachable to everyone else.
+    pub fn start_with_cuttable_link() -> PgPair {
+        Self::start_with_link(None, true)
     }
 
     /// Starts both servers with the standby streaming through a link that
     /// delays every byte by `delay` each way (a slow network between zones).
     pub fn start_with_link_delay(delay: Duration) -> PgPair {
-        Self::start_with_link(Some(delay))
+        Self::start_with_link(Some(delay), false)
     }
 
-    fn start_with_link(delay: Option<Duration>) -> PgPair {
+    fn start_with_link(delay: Option<Duration>, cuttable: bool) -> PgPair {
         let bin = drctl_pgserver::find_bin().unwrap_or_else(|why| panic!("{why}"));
         let dir = unique_dir("drctl-pg");
         drctl_pgserver::hand_over(&dir).expect("hand the cluster's folder to postgres");
@@ -93,7 +103,9 @@ impl PgPair {
         append(&primary.join("postgresql.conf"), &conf);
         append(&primary.join("pg_hba.conf"), "host replication all 127.0.0.1/32 trust\n");
         let link = delay.map(|d| DelayedLink::start(primary_port, d));
-        let mut pair = PgPair { dir: dir.clone(), primary_port, standby_port, bin: bin.clone(), _link: None };
+        let proxy = cuttable.then(|| TcpProxy::start(primary_port));
+        let mut pair =
+            PgPair { dir: dir.clone(), primary_port, standby_port, bin: bin.clone(), _link: None, replication: None };
         pair.ctl(&primary, "start");
         run(
             pg_cmd(
@@ -117,13 +129,14 @@ impl PgPair {
             "pg_basebackup",
         );
         append(&standby.join("postgresql.conf"), &format!("port = {standby_port}\n"));
-        if let Some(link) = &link {
+        if let Some(port) = link.as_ref().map(|l| l.port).or(proxy.as_ref().map(|p| p.port)) {
             append(
                 &standby.join("postgresql.auto.conf"),
-                &format!("primary_conninfo = 'host=127.0.0.1 port={} user=postgres'\n", link.port),
+                &format!("primary_conninfo = 'host=127.0.0.1 port={port} user=postgres'\n"),
             );
         }
         pair._link = link;
+        pair.replication = proxy;
         pair.ctl(&standby, "start");
         pair
     }

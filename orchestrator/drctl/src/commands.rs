@@ -325,6 +325,9 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
         Command::Bench(BenchCommand::Status { datastores, runs }) => {
             runtime()?.block_on(bench::status(datastores, runs.max(1)))
         }
+        Command::Bench(BenchCommand::Readiness { datastores, services, delay, runs }) => {
+            runtime()?.block_on(bench::readiness(datastores, services, delay, runs.max(1)))
+        }
     }
 }
 

@@ -468,6 +468,22 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
+    /// One readiness evaluation of every zone: S3 datastores and services with health URLs, served by
+    /// in-process endpoints that each answer after a delay.
+    Readiness {
+        /// How many S3 datastores (spread over 3 zones).
+        #[arg(long, default_value_t = 1000)]
+        datastores: usize,
+        /// How many services, each with a health URL.
+        #[arg(long, default_value_t = 1000)]
+        services: usize,
+        /// How long every endpoint takes to answer, e.g. 50ms.
+        #[arg(long, default_value = "50ms", value_parser = parse_duration, value_name = "DURATION")]
+        delay: std::time::Duration,
+        /// Runs; the median is reported.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// Engine overhead: a plan of no-op steps with a durable journal.
     Engine {
         /// Entities of the synthetic topology (about 3/4 of them fail over).
