@@ -24,11 +24,15 @@ fn strict(properties: Value, required: &[&str]) -> Value {
 /// The schema of the topology file.
 pub fn topology_schema() -> Value {
     let name = json!({ "type": "string", "pattern": "^[A-Za-z0-9._-]+$" });
+    let drills = strict(
+        json!({ "every": duration("How old the last drill may be; readiness warns past it (see docs/readiness.md).") }),
+        &["every"],
+    );
     let objective = strict(
         json!({
             "rpo": duration("Recovery point objective: the most data, in time, that may be lost."),
             "rto": duration("Recovery time objective: the longest a failover may take."),
-            "drills": strict(json!({ "every": duration("How old the last drill of an entity of this tier may be (readiness warns past it).") }), &["every"])
+            "drills": drills.clone()
         }),
         &[],
     );
@@ -54,7 +58,8 @@ pub fn topology_schema() -> Value {
             "name": name.clone(),
             "kind": { "type": "string" },
             "tier": { "type": "string", "description": "A tier declared under `objectives`." },
-            "failover": failover_ds.clone()
+            "failover": failover_ds.clone(),
+            "drills": drills.clone()
         });
         if let (Some(p), Some(e)) = (props.as_object_mut(), extra.as_object()) {
             p.extend(e.clone());
@@ -121,7 +126,8 @@ pub fn topology_schema() -> Value {
             "depends_on": { "type": "array", "items": { "type": "string" }, "uniqueItems": true },
             "health": strict(json!({ "url": { "type": "string", "pattern": "^https?://" }, "timeout": duration("Health check timeout (default 5s).") }), &["url"]),
             "route": route,
-            "failover": failover_svc
+            "failover": failover_svc,
+            "drills": drills.clone()
         }),
         &["name"],
     );

@@ -170,7 +170,7 @@ pub(crate) fn changes(
     for s in &r.scopes {
         let before = known.insert(s.scope.clone(), s.ready);
         let tell = match before {
-            None => first && !s.ready || !first,
+            None => !first || !s.ready,
             Some(b) => b != s.ready,
         };
         if tell {

@@ -71,7 +71,7 @@ fn topology(dir: &Path, pg: &PgPair, check: &Path, health: &str) {
     std::fs::write(
         dir.join("runbooks/orders-db.yaml"),
         format!(
-            "name: orders-db-failover\nsteps:\n  - id: promote\n    action: postgres.promote\n    with: {{ to_zone: \"{{{{ to_zone }}}}\" }}\n  - id: verify\n    action: http.health\n    with: {{ url: \"{health}/health\", within: 30s }}\n    needs: [promote]\n"
+            "name: orders-db-failover\nsteps:\n  - id: promote\n    action: postgres.promote\n    with: {{ datastore: orders-db, to_zone: \"{{{{ to_zone }}}}\" }}\n  - id: verify\n    action: http.health\n    with: {{ url: \"{health}/health\", within: 30s }}\n    needs: [promote]\n"
         ),
     )
     .unwrap();

@@ -369,9 +369,11 @@ fn decode_drills(d: &mut Decoder, node: Option<&Node>, owner: What) -> Option<Sp
     let what = Of("the drills", owner);
     let f = d.fields(node, &what, &["every"])?;
     let every = d.opt_duration(&f, "every", &what);
-    if every.is_none() {
+    // A misspelt key is reported as such; an empty mapping says nothing.
+    let empty = matches!(&node.value, crate::yaml::Value::Map(m) if m.is_empty());
+    if every.is_none() && empty {
         d.diags
-            .error(Code::MissingKey, node.pos, format!("{what} say no `every`"))
+            .error(Code::MissingKey, node.pos, format!("{what} has no `every`"))
             .with_hint("write `drills: { every: 30d }`: how old the last drill may be");
     }
     every
