@@ -111,7 +111,7 @@ pub(crate) async fn aws_step_check(
         (Action::RdsFailoverDbCluster, Some(EntitySpec::Datastore(d))) => {
             let client = drctl_aws::rds::Rds::new(clients.sdk().await, d.region.as_deref());
             let cluster = d.cluster.clone().unwrap_or_default();
-            Some(match drctl_aws::rds::cluster_members(&client, &cluster, &zones_map).await {
+            Some(match drctl_aws::rds::cluster_members(&client, &cluster, zones_map).await {
                 Err(e) => Err(e.to_string()),
                 Ok(m) if m.iter().any(|(_, _, z)| !lost.contains(z)) => {
                     Ok(format!("{cluster} has a member outside the lost zones"))

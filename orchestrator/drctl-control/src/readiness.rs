@@ -172,8 +172,11 @@ struct Ctx<'a> {
     now: SystemTime,
     total: tokio::sync::Semaphore,
     slots: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
-    answers: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Result<String, String>>>>>,
+    answers: Mutex<HashMap<String, Answer>>,
 }
+
+/// One endpoint's answer, shared by every check that asks it in an evaluation.
+type Answer = Arc<tokio::sync::OnceCell<Result<String, String>>>;
 
 impl Ctx<'_> {
     /// Runs `f` in a slot of `endpoint`.

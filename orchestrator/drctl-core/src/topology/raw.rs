@@ -342,7 +342,10 @@ fn decode_member(d: &mut Decoder, node: &Node, what: What, keys: &[&str]) -> Opt
 }
 
 /// `fence: { command: [...], check: [...] }`: both, each a program and its arguments.
-fn decode_fence(d: &mut Decoder, n: &Node, what: What) -> (Option<Spanned<Vec<S>>>, Option<Spanned<Vec<S>>>) {
+/// A command as written: a program and its arguments, with their positions.
+pub type RawCommand = Spanned<Vec<S>>;
+
+fn decode_fence(d: &mut Decoder, n: &Node, what: What) -> (Option<RawCommand>, Option<RawCommand>) {
     let fw = Field("fence", what);
     let Some(ff) = d.fields(n, &fw, &["command", "check"]) else { return (None, None) };
     let command = d.required(&ff, "command", &fw).and_then(|cn| decode_command(d, cn, "command", &fw));
