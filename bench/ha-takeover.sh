@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Measures SIGKILL of the leading controller -> another leads (SPEC §11),
+# Measures SIGKILL of the leading controller -> another leads (docs/guide/ha-etcd.md),
 # with the default 10 s lease. Needs a running etcd cluster:
 #   bench/ha-takeover.sh TOPOLOGY ETCD_URL   (e.g. examples/saas/drctl.yaml etcd://127.0.0.1:2379)
 set -u

@@ -1,5 +1,5 @@
 # Three EC2 instances, one per availability zone, each running an etcd
-# member and a drctl controller (SPEC §11: one leads on an etcd lease; the
+# member and a drctl controller (docs/guide/ha-etcd.md: one leads on an etcd lease; the
 # others serve the page and forward writes). EC2 rather than Fargate: etcd
 # wants stable peer addresses and a disk that survives a restart with low
 # fsync latency (EBS), which Fargate gives only through EFS; and putting a
