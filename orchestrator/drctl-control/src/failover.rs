@@ -10,10 +10,11 @@
 //! [`crate::declare::Declarer`], the one path of every declaration.
 
 use crate::live::Clients;
+use crate::overrides::{self, Overrides};
 use crate::Error;
 use drctl_core::action::{Action, Approver, Call};
 use drctl_core::plan::{plan_with, DetailedPlan, Observations, Placement, Scope};
-use drctl_core::runbook::RunbookStep;
+use drctl_core::runbook::{OnFailure, RunbookStep};
 use drctl_core::schedule::Policy;
 use drctl_core::topology::{EntitySpec, RouteKind, Topology};
 use drctl_engine::{Ended, Engine, StepSpec};
@@ -24,14 +25,18 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-/// What the commander declared.
+/// What the commander declared, checked (see
+/// [`DeclarationRequest`](crate::declare::DeclarationRequest) for the raw
+/// request). Journaled as it is, and read back on resume.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Declaration {
     pub zones: Vec<String>,
     pub regions: Vec<String>,
     pub targets: Vec<String>,
     pub reason: String,
-    pub force: bool,
+    /// The checks the commander lifted, each by name.
+    #[serde(default)]
+    pub overrides: Overrides,
     pub parallel: Option<usize>,
 }
 
@@ -121,6 +126,11 @@ pub fn steps(topo: &Topology, plan: &DetailedPlan, incident: &str) -> Vec<StepSp
             let rb: Option<&RunbookStep> =
                 plan.runbook_steps[i].and_then(|k| entity.failover.runbook.as_ref().map(|r| &r.steps[k]));
             let checks_the_world = Action::parse(&s.action).is_some_and(|a| a.checks_the_world());
+            // The runbook's own `on_failure` wins over its entity's.
+            let on_failure = match (rb.is_some(), entity.failover.runbook.as_ref()) {
+                (true, Some(r)) if r.on_failure != OnFailure::Pause => r.on_failure,
+                _ => entity.failover.on_failure.unwrap_or_default(),
+            };
             let rerun_safe = checks_the_world || rb.is_some_and(|st| st.idempotent);
             let (with, timeout, attempts, backoff) = match rb {
                 Some(st) => (
@@ -153,6 +163,7 @@ pub fn steps(topo: &Topology, plan: &DetailedPlan, incident: &str) -> Vec<StepSp
                 from_zone: s.from_zone.clone(),
                 to_zone: s.to_zone.clone(),
                 rerun_safe,
+                continue_on_failure: on_failure == OnFailure::Continue,
             }
         })
         .collect()
@@ -279,18 +290,19 @@ async fn pg_promote_checks(
                 let detail = format!(
                     "the {name} member in {zone} does not answer ({why}) and has no `fence` command: promoting now could leave two writable primaries (it may still be running, cut off from here)"
                 );
-                if decl.force {
+                let flag = overrides::unfenced_flag(name, &zone);
+                if decl.overrides.unfenced(name, &zone) {
                     Check {
                         subject: subject.into(),
                         ok: true,
-                        detail: format!("{detail}; --force: it will NOT be fenced"),
+                        detail: format!("{detail}; {flag}: it will NOT be fenced"),
                     }
                 } else {
                     Check {
                         subject: subject.into(),
                         ok: false,
                         detail: format!(
-                            "{detail}. Give it `fence: {{ command: [...] }}`, or --force; nothing was changed"
+                            "{detail}. Give it `fence: {{ command: [...] }}`, or promote beside it with `{flag}`; nothing was changed"
                         ),
                     }
                 }
@@ -319,20 +331,30 @@ async fn pg_promote_checks(
             return Ok(checks);
         }
     };
+    let accept_lag = decl.overrides.accept_lag;
     let (ok, detail) = match (lag, max_lag) {
-        (Some((l, how)), Some(max)) if l > max.as_secs_f64() && !decl.force => (
+        (Some((l, how)), Some(max)) if l > max.as_secs_f64() && !accept_lag => (
             false,
             format!(
-                "the standby in {to} is {l:.1}s behind ({how}), over max_lag {}s: --force to promote anyway",
-                max.as_secs_f64()
+                "the standby in {to} is {l:.1}s behind ({how}), over max_lag {}s: {} to promote anyway",
+                max.as_secs_f64(),
+                overrides::ACCEPT_LAG
             ),
         ),
-        (Some((l, how)), _) => (true, format!("the standby in {to} is {l:.1}s behind ({how})")),
-        (None, Some(_)) if !decl.force => (
-            false,
-            format!("the lag of the standby in {to} is unknown (the primary does not answer, no lag recorded): --force to promote anyway"),
+        (Some((l, how)), Some(max)) if l > max.as_secs_f64() => (
+            true,
+            format!("the standby in {to} is {l:.1}s behind ({how}), over max_lag {}s; {}", max.as_secs_f64(), overrides::ACCEPT_LAG),
         ),
-        (None, _) => (true, format!("the lag of the standby in {to} is unknown")),
+        (Some((l, how)), _) => (true, format!("the standby in {to} is {l:.1}s behind ({how})")),
+        (None, Some(_)) if !accept_lag => (
+            false,
+            format!(
+                "the lag of the standby in {to} is unknown (the primary does not answer, no lag recorded): {} to promote anyway",
+                overrides::ACCEPT_LAG
+            ),
+        ),
+        (None, Some(_)) => (true, format!("the lag of the standby in {to} is unknown; {}", overrides::ACCEPT_LAG)),
+        (None, None) => (true, format!("the lag of the standby in {to} is unknown")),
     };
     checks.push(Check { subject: subject.into(), ok, detail });
     Ok(checks)
@@ -392,8 +414,15 @@ pub fn new_id() -> String {
     format!("{}-{:04x}", now.format("%Y%m%d-%H%M%S"), (nanos ^ std::process::id()) & 0xffff)
 }
 
-/// Journals the execution and locks its entities.
-pub fn create(state: &State, id: &str, decl: &Declaration, prepared: &Prepared, at: SystemTime) -> Result<(), Error> {
+/// Journals the execution and locks its entities; `by` declared it.
+pub fn create(
+    state: &State,
+    id: &str,
+    decl: &Declaration,
+    prepared: &Prepared,
+    at: SystemTime,
+    by: &str,
+) -> Result<(), Error> {
     let row = ExecutionRow {
         id: id.to_string(),
         declared_at: at,
@@ -401,7 +430,7 @@ pub fn create(state: &State, id: &str, decl: &Declaration, prepared: &Prepared, 
         state: exec_state::RUNNING.into(),
         reason: decl.reason.clone(),
         plan: serde_json::to_string(&prepared.plan.plan).unwrap_or_default(),
-        options: stored_options(decl, &prepared.specs),
+        options: stored_options(decl, &prepared.specs, by),
     };
     let steps: Vec<(String, String, String)> =
         prepared.specs.iter().map(|s| (s.id.clone(), s.entity.clone(), s.action.clone())).collect();
@@ -414,8 +443,11 @@ pub fn create(state: &State, id: &str, decl: &Declaration, prepared: &Prepared, 
 /// The declaration as the journal keeps it, with who may approve each
 /// approval step (`approvers`): an approval is decided from the journal
 /// alone, without the topology, which may have changed since.
-fn stored_options(decl: &Declaration, specs: &[StepSpec]) -> String {
+fn stored_options(decl: &Declaration, specs: &[StepSpec], by: &str) -> String {
     let mut options = serde_json::to_value(decl).unwrap_or_default();
+    if let Some(o) = options.as_object_mut() {
+        o.insert("declared_by".into(), by.into());
+    }
     let approvers: serde_json::Map<String, serde_json::Value> = specs
         .iter()
         .filter(|s| s.action == drctl_engine::APPROVAL)
@@ -445,7 +477,45 @@ pub fn approver_of(row: &ExecutionRow, step: &str) -> Approver {
         .unwrap_or(Approver::Commander)
 }
 
-/// Runs (or resumes) an execution to its end.
+/// An execution's declaration and steps, planned again exactly as they
+/// were declared (a changed topology that plans other steps is refused).
+pub fn journaled(topo: &Topology, state: &State, id: &str) -> Result<(Declaration, Vec<StepSpec>), Error> {
+    let row = state.execution(id)?;
+    let mut decl: Declaration = serde_json::from_str(&row.options)
+        .map_err(|e| Error::CorruptJournal { execution: id.to_string(), why: format!("its declaration: {e}") })?;
+    // Overrides a commander added with `retry`, journaled with who added them.
+    for e in state.events(id)? {
+        if e.kind == drctl_engine::decide::kind::RETRIED {
+            decl.overrides.merge(&overrides_in(e.detail.as_deref().unwrap_or("")));
+        }
+    }
+    // Re-plan exactly as declared; placements recorded by this very run are
+    // ignored so the steps come out the same on resume.
+    let plan =
+        plan_with(topo, &decl.scope(), &observations_before(topo, state, &row)?, decl.parallel, Policy::Prioritised)
+            .map_err(crate::Request::Scope)?;
+    let specs = steps(topo, &plan, id);
+    let recorded = state.steps(id)?;
+    if recorded.len() != specs.len() || recorded.iter().zip(&specs).any(|(r, s)| r.id != s.id) {
+        return Err(crate::Request::TopologyChanged { execution: id.to_string() }.into());
+    }
+    Ok((decl, specs))
+}
+
+/// The overrides a journaled retry names (its detail lists the flags).
+pub(crate) fn overrides_in(detail: &str) -> Overrides {
+    let mut o = Overrides::default();
+    for flag in overrides::named_in(detail) {
+        match flag.as_str() {
+            overrides::ACCEPT_LAG => o.accept_lag = true,
+            overrides::SKIP_CATCH_UP => o.skip_catch_up = true,
+            f => o.unfenced.extend(f.strip_prefix("--unfenced ").map(str::to_string)),
+        }
+    }
+    o
+}
+
+/// Runs (or resumes) an execution to its end, or until it pauses.
 pub async fn execute(
     topo: Arc<Topology>,
     state: Arc<State>,
@@ -453,24 +523,7 @@ pub async fn execute(
     clock: Arc<dyn drctl_runtime::Clock>,
     id: &str,
 ) -> Result<Ended, Error> {
-    let row = state.execution(id)?;
-    let decl: Declaration = serde_json::from_str(&row.options)
-        .map_err(|e| Error::CorruptJournal { execution: id.to_string(), why: format!("its declaration: {e}") })?;
-    // Re-plan exactly as declared; placements recorded by this very run are
-    // ignored so the steps come out the same on resume.
-    let plan = plan_with(
-        &topo,
-        &decl.scope(),
-        &observations_before(&topo, &*state, &row)?,
-        decl.parallel,
-        Policy::Prioritised,
-    )
-    .map_err(crate::Request::Scope)?;
-    let specs = steps(&topo, &plan, id);
-    let recorded = state.steps(id)?;
-    if recorded.len() != specs.len() || recorded.iter().zip(&specs).any(|(r, s)| r.id != s.id) {
-        return Err(crate::Request::TopologyChanged { execution: id.to_string() }.into());
-    }
+    let (decl, specs) = journaled(&topo, &*state, id)?;
     let lost_zones = decl.lost_zones(&topo);
     let actions = Arc::new(crate::actions::RealActions {
         topo: topo.clone(),
@@ -478,7 +531,7 @@ pub async fn execute(
         clients,
         lost_zones,
         targets: decl.targets.clone(),
-        force: decl.force,
+        overrides: decl.overrides.clone(),
         clock: clock.clone(),
     });
     let engine = Engine::new(state.clone(), actions, decl.parallel).with_clock(clock);
@@ -519,6 +572,33 @@ fn observations_before(topo: &Topology, state: &State, row: &ExecutionRow) -> Re
     Ok(obs)
 }
 
+/// Every override an execution ran with, who gave it and when: those of
+/// the declaration, then those each `retry` added.
+pub fn overrides_used(state: &State, row: &ExecutionRow) -> Result<Vec<serde_json::Value>, Error> {
+    let options: serde_json::Value = serde_json::from_str(&row.options).unwrap_or_default();
+    let declared: Overrides = serde_json::from_value(options["overrides"].clone()).unwrap_or_default();
+    let by = options["declared_by"].as_str().unwrap_or("unknown");
+    let mut out: Vec<serde_json::Value> = declared
+        .flags()
+        .into_iter()
+        .map(|f| serde_json::json!({"override": f, "by": by, "at": rfc3339(row.declared_at), "with": "declare"}))
+        .collect();
+    for e in state.events(&row.id)? {
+        if e.kind != drctl_engine::decide::kind::RETRIED {
+            continue;
+        }
+        let detail = e.detail.as_deref().unwrap_or("");
+        let who = detail.strip_prefix("retried by ").and_then(|r| r.split_whitespace().next()).unwrap_or("unknown");
+        for f in overrides_in(detail).flags() {
+            out.push(serde_json::json!({
+                "override": f, "by": who, "at": rfc3339(e.at),
+                "with": format!("retry {}", e.step.as_deref().unwrap_or("")),
+            }));
+        }
+    }
+    Ok(out)
+}
+
 /// RFC 3339 in UTC, seconds with milliseconds.
 pub fn rfc3339(t: SystemTime) -> String {
     chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -550,6 +630,7 @@ pub fn report(topo: Option<&Topology>, state: &State, id: &str) -> Result<serde_
         entities.push(serde_json::json!({ "name": name, "rto_s": rto, "rto_target_s": target, "meets_rto": meets }));
     }
     let rto = row.finished_at.filter(|_| row.state == exec_state::SUCCEEDED).map(since);
+    let overrides = overrides_used(state, &row)?;
     Ok(serde_json::json!({
         "id": row.id,
         "state": row.state,
@@ -557,6 +638,7 @@ pub fn report(topo: Option<&Topology>, state: &State, id: &str) -> Result<serde_
         "declared_at": rfc3339(row.declared_at),
         "finished_at": row.finished_at.map(rfc3339),
         "rto_s": rto,
+        "overrides": overrides,
         "entities": entities,
         "steps": steps.iter().map(|s| serde_json::json!({
             "id": s.id, "entity": s.entity, "action": s.action, "state": s.state.as_str(), "attempts": s.attempts,
@@ -584,6 +666,7 @@ mod tests {
             from_zone: None,
             to_zone: None,
             rerun_safe: false,
+            continue_on_failure: false,
         }
     }
 
@@ -610,7 +693,7 @@ mod tests {
             regions: vec![],
             targets: vec![],
             reason: "drill".into(),
-            force: false,
+            overrides: Overrides::default(),
             parallel: None,
         };
         let specs = [
@@ -625,7 +708,7 @@ mod tests {
             state: "running".into(),
             reason: "drill".into(),
             plan: "{}".into(),
-            options: stored_options(&decl, &specs),
+            options: stored_options(&decl, &specs, "alice"),
         };
         assert_eq!(approver_of(&row, "c/admin"), Approver::Admin);
         assert_eq!(approver_of(&row, "c/any"), Approver::Commander);

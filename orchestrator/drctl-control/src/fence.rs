@@ -8,7 +8,8 @@
 //! perhaps still taking writes from clients that reach it): its `fence`
 //! command, an out-of-band path such as power, a security group or an
 //! agent on the host. A member neither rung can reach is not fenced, and
-//! the promote does not happen unless the commander forced it; the
+//! the promote does not happen unless the commander named that member
+//! (`--unfenced DATASTORE/ZONE`; `--force` is not enough); the
 //! preflight ([`preflight`]) refuses such a run before anything changes.
 
 use drctl_core::topology::Topology;
@@ -27,7 +28,7 @@ pub(crate) enum Outcome {
     Answered(Fenced),
     /// Fenced by its command; the words are the command's.
     ByCommand(String),
-    /// Not fenced: it could not be, and the run was forced.
+    /// Not fenced: it could not be, and the commander named it `--unfenced`.
     NotFenced(String),
 }
 
@@ -36,7 +37,7 @@ impl Outcome {
         match self {
             Outcome::Answered(f) => format!("{zone}: {f}"),
             Outcome::ByCommand(how) => format!("{zone}: fenced out of band ({how})"),
-            Outcome::NotFenced(why) => format!("{zone}: NOT FENCED ({why}; --force)"),
+            Outcome::NotFenced(why) => format!("{zone}: NOT FENCED ({why}; --unfenced)"),
         }
     }
 }
@@ -49,9 +50,9 @@ pub(crate) struct Asker<'a> {
 }
 
 /// Fences one member, rung by rung. `Err` means it is not fenced and the
-/// promote must not happen (unless `force`, which turns that into
-/// [`Outcome::NotFenced`]).
-pub(crate) async fn fence_member(m: &Member, who: &Asker<'_>, force: bool) -> Result<Outcome, String> {
+/// promote must not happen (unless the commander named the member
+/// `--unfenced`: `unfenced`, which turns that into [`Outcome::NotFenced`]).
+pub(crate) async fn fence_member(m: &Member, who: &Asker<'_>, unfenced: bool) -> Result<Outcome, String> {
     let why = format!("execution {} step {} fenced {} in {}", who.execution, who.step, who.datastore, m.zone);
     let sql = postgres::fence(&m.url, &why, ANSWER_WITHIN).await;
     let not_closed = match sql {
@@ -68,7 +69,7 @@ pub(crate) async fn fence_member(m: &Member, who: &Asker<'_>, force: bool) -> Re
             .await
             .map(Outcome::ByCommand)
             .map_err(|e| format!("{}: {not_closed}, and its fence command failed: {e}", m.zone)),
-        None if force => Ok(Outcome::NotFenced(format!("{not_closed} and it has no `fence` command"))),
+        None if unfenced => Ok(Outcome::NotFenced(format!("{not_closed} and it has no `fence` command"))),
         None => Err(format!(
             "{}: {not_closed} and it has no `fence` command: promoting now could leave two writable primaries",
             m.zone

@@ -10,6 +10,7 @@ pub mod declare;
 pub mod failover;
 mod fence;
 pub mod live;
+pub mod overrides;
 pub mod policy;
 mod preflight;
 pub mod readiness;
@@ -71,6 +72,30 @@ pub enum Request {
     NotWaiting { step: String, action: String, state: String },
     #[error("step `{step}` is for {needs} to approve (its runbook's `role`); {who} is {has}")]
     NotYourApproval { step: String, needs: &'static str, who: String, has: &'static str },
+    /// A request body or flag value that is not what it must be.
+    #[error("`{field}` {why}")]
+    BadRequest { field: String, why: String },
+    /// A step failed: approving it means nothing; the decisions are named.
+    #[error("step `{step}` of {execution} failed: `drctl retry {execution} {step}` runs it again, `drctl approve {execution} {step} --done` records it as done by hand")]
+    FailedNotWaiting { execution: String, step: String },
+    /// A decision the execution's state does not allow (not paused, the
+    /// step did not fail, the execution already ended).
+    #[error("{why}")]
+    NotDecidable { why: String },
+}
+
+/// An engine error as the caller meets it: a decision that does not fit
+/// the journal is the caller's (exit 2, 422); the rest is the world's.
+pub(crate) fn engine_error(execution: &str, e: drctl_engine::Error) -> Error {
+    use drctl_engine::Error as E;
+    match e {
+        E::State(s) => Error::State(s),
+        E::NoSuchStep { execution, step } => Request::NoSuchStep { execution, step }.into(),
+        e @ (E::NotPaused { .. } | E::StepNotFailed { .. } | E::AlreadyEnded { .. }) => {
+            Request::NotDecidable { why: e.to_string() }.into()
+        }
+        other => Error::Engine { execution: execution.to_string(), source: other },
+    }
 }
 
 impl Request {
@@ -86,6 +111,8 @@ impl Request {
             Request::NoSuchStep { .. } => Code::NoSuchStep,
             Request::ApprovalIsNotDone { .. } | Request::NotWaiting { .. } => Code::NotWaiting,
             Request::NotYourApproval { .. } => Code::NotYourApproval,
+            Request::BadRequest { .. } => Code::BadValue,
+            Request::FailedNotWaiting { .. } | Request::NotDecidable { .. } => Code::NotWaiting,
         }
     }
 }

@@ -99,10 +99,12 @@ pub(crate) async fn aws_step_check(
                         let found = format!("{} is {} in {}", i.id, i.status, i.availability_zone);
                         match max_lag {
                             None => Ok(found),
-                            Some(max) => match rds_lag(clients, d.region.as_deref(), &id, max, decl.force).await {
-                                (true, lag) => Ok(format!("{found}; {lag}")),
-                                (false, lag) => Err(lag),
-                            },
+                            Some(max) => {
+                                match rds_lag(clients, d.region.as_deref(), &id, max, decl.overrides.accept_lag).await {
+                                    (true, lag) => Ok(format!("{found}; {lag}")),
+                                    (false, lag) => Err(lag),
+                                }
+                            }
                         }
                     }
                 },
@@ -212,11 +214,11 @@ pub(crate) async fn discover_clusters(
             }
             Err(err) => checks.push(Check {
                 subject: e.name.clone(),
-                ok: decl.force,
-                detail: if decl.force {
-                    format!("cannot see where {cluster}'s writer is ({err}); --force: planned without it")
+                ok: decl.overrides.accept_lag,
+                detail: if decl.overrides.accept_lag {
+                    format!("cannot see where {cluster}'s writer is ({err}); --accept-lag: planned without it")
                 } else {
-                    format!("cannot see where {cluster}'s writer is ({err}): it may be in the lost zone; --force to go on without it; nothing was changed")
+                    format!("cannot see where {cluster}'s writer is ({err}): it may be in the lost zone; --accept-lag to go on without it; nothing was changed")
                 },
             }),
         }
@@ -230,22 +232,22 @@ pub(crate) async fn rds_lag(
     region: Option<&str>,
     instance: &str,
     max_lag: Duration,
-    force: bool,
+    accept_lag: bool,
 ) -> (bool, String) {
     let client = drctl_aws::rds::Rds::new(clients.sdk().await, region);
     match drctl_aws::rds::replica_lag(&client, instance).await {
-        Ok(Some(l)) if l > max_lag.as_secs_f64() && !force => (
+        Ok(Some(l)) if l > max_lag.as_secs_f64() && !accept_lag => (
             false,
-            format!("{instance} is {l:.0}s behind (ReplicaLag), over max_lag {}s: --force to promote anyway", max_lag.as_secs_f64()),
+            format!("{instance} is {l:.0}s behind (ReplicaLag), over max_lag {}s: --accept-lag to promote anyway", max_lag.as_secs_f64()),
         ),
         Ok(Some(l)) => (true, format!("{instance} is {l:.0}s behind (ReplicaLag)")),
-        Ok(None) if !force => (
+        Ok(None) if !accept_lag => (
             false,
-            format!("the lag of {instance} is unknown (no ReplicaLag in the last 5 minutes), and max_lag is set: --force to promote anyway"),
+            format!("the lag of {instance} is unknown (no ReplicaLag in the last 5 minutes), and max_lag is set: --accept-lag to promote anyway"),
         ),
-        Ok(None) => (true, format!("the lag of {instance} is unknown; --force")),
-        Err(e) if !force => (false, format!("cannot read the lag of {instance} ({e}): --force to promote anyway")),
-        Err(e) => (true, format!("cannot read the lag of {instance} ({e}); --force")),
+        Ok(None) => (true, format!("the lag of {instance} is unknown; --accept-lag")),
+        Err(e) if !accept_lag => (false, format!("cannot read the lag of {instance} ({e}): --accept-lag to promote anyway")),
+        Err(e) => (true, format!("cannot read the lag of {instance} ({e}); --accept-lag")),
     }
 }
 
@@ -283,7 +285,7 @@ async fn native_turnaround_check(new: &drctl_aws::s3::Bucket, all: &[drctl_aws::
                 let may = match drctl_aws::s3::replication_permission(new).await {
                     drctl_aws::s3::Permission::Denied(why) => {
                         return Err(format!(
-                            "these credentials may not configure replication on {} (s3:PutReplicationConfiguration: {why}): native replication could not be turned around; grant it (and iam:PassRole on {role}) before failing over, or --force",
+                            "these credentials may not configure replication on {} (s3:PutReplicationConfiguration: {why}): native replication could not be turned around; grant it (and iam:PassRole on {role}) before failing over",
                             new.name
                         ))
                     }

@@ -280,7 +280,7 @@ async fn evaluate_scope(ctx: &Ctx<'_>, scope: ScopeName) -> (ScopeReport, BTreeS
         regions: if scope.kind == ScopeKind::Region { vec![scope.name.clone()] } else { Vec::new() },
         targets: Vec::new(),
         reason: format!("readiness of {scope}"),
-        force: false,
+        overrides: Default::default(),
         parallel: None,
     };
     let lost = decl.lost_zones(ctx.topo);

@@ -175,9 +175,48 @@ pub struct RunbookStep {
     pub idempotent: bool,
 }
 
+/// What a failed step does to the rest of an execution (`on_failure:` on a
+/// runbook or an entity's `failover:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnFailure {
+    /// The default: nothing new starts until a commander decides.
+    #[default]
+    Pause,
+    /// Steps that do not need the failed one still start.
+    Continue,
+}
+
+impl OnFailure {
+    pub fn parse(s: &str) -> Option<OnFailure> {
+        match s {
+            "pause" => Some(OnFailure::Pause),
+            "continue" => Some(OnFailure::Continue),
+            _ => None,
+        }
+    }
+}
+
+/// Reads an `on_failure:` value, reporting anything but `pause|continue`.
+pub(crate) fn decode_on_failure(
+    d: &mut Decoder,
+    fields: &crate::decode::Fields,
+    what: &dyn std::fmt::Display,
+) -> Option<OnFailure> {
+    let v = d.opt_string(fields, "on_failure", &what)?;
+    let parsed = OnFailure::parse(&v.value);
+    if parsed.is_none() {
+        d.diags.error(Code::BadValue, v.pos, format!("`on_failure` of {what} is `{}`", v.value)).with_hint(
+            "write `pause` (the default: a failed step stops new steps) or `continue` (independent steps go on)",
+        );
+    }
+    parsed
+}
+
 #[derive(Debug, Clone)]
 pub struct Runbook {
     pub name: String,
+    /// `on_failure:` of the whole runbook.
+    pub on_failure: OnFailure,
     pub file: PathBuf,
     pub steps: Vec<RunbookStep>,
     /// What is legal but probably not meant (a `force` that has no effect,
@@ -215,8 +254,9 @@ pub fn load_str(src: &str, path: &Path) -> Result<Runbook, LoadError> {
 }
 
 fn decode(d: &mut Decoder, root: &Node, path: &Path) -> Option<Runbook> {
-    let top = d.fields(root, &"the runbook", &["name", "description", "steps"])?;
+    let top = d.fields(root, &"the runbook", &["name", "description", "steps", "on_failure"])?;
     let name = d.req_string(&top, "name", &"the runbook");
+    let on_failure = decode_on_failure(d, &top, &"the runbook").unwrap_or_default();
     let step_nodes = d.list(d_get(&top, "steps"), &"`steps`");
     if step_nodes.is_empty() {
         d.diags
@@ -437,6 +477,7 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path) -> Option<Runbook> {
         return None;
     }
     Some(Runbook {
+        on_failure,
         name: name.map_or_else(|| "runbook".into(), |n| n.value),
         file: path.to_path_buf(),
         steps,

@@ -36,18 +36,25 @@ pub fn topology_schema() -> Value {
         }),
         &[],
     );
+    let on_failure = json!({
+        "enum": ["pause", "continue"],
+        "description": "When a step fails: pause (default; nothing new starts until a commander decides) or continue (steps that do not need it go on)."
+    });
     let failover_ds = strict(
         json!({
             "estimate": duration("How long a failover of this datastore takes (default per kind)."),
-            "max_lag": duration("Refuse to promote a replica further behind than this unless forced."),
-            "runbook": { "type": "string", "description": "A runbook file, relative to this file." }
+            "max_lag": duration("Refuse to promote a replica further behind than this, unless declared with --accept-lag."),
+            "catch_up": duration("How long a promote waits for the standby to replay the fenced primary's last write (default 30s)."),
+            "runbook": { "type": "string", "description": "A runbook file, relative to this file." },
+            "on_failure": on_failure.clone()
         }),
         &[],
     );
     let failover_svc = strict(
         json!({
             "estimate": duration("How long a failover of this service takes (default 10s)."),
-            "runbook": { "type": "string", "description": "A runbook file, relative to this file." }
+            "runbook": { "type": "string", "description": "A runbook file, relative to this file." },
+            "on_failure": on_failure
         }),
         &[],
     );

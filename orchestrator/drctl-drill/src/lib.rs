@@ -4,6 +4,8 @@
 //!   any topology for the faults that need no lab: steady state, inject,
 //!   detect, declare (through the one declarer every declaration takes),
 //!   measure, heal, report.
+//! - [`lifecycle`]: what is recorded around a drill (audit first, begun,
+//!   announced, finished), the same from the CLI and the controller.
 //! - [`report`]: the report as JSON, Markdown and self-contained HTML.
 //!
 //! A lab is driven only through its control API ([`drctl_lab_api`]), so a
@@ -12,6 +14,7 @@
 //! not link the lab's servers.
 
 pub mod drill;
+pub mod lifecycle;
 pub mod report;
 
 /// Why a drill could not run, or stopped.

@@ -120,6 +120,15 @@ pub fn markdown(r: &Report) -> String {
         r.execution_state.as_deref().unwrap_or("—"),
         secs(r.recovered_at_s)
     );
+    for o in &r.overrides {
+        let _ = writeln!(
+            m,
+            "- Override `{}` by {} ({})",
+            o["override"].as_str().unwrap_or(""),
+            o["by"].as_str().unwrap_or(""),
+            o["with"].as_str().unwrap_or("")
+        );
+    }
     let _ = writeln!(m, "## Services\n\n| service | tier | RTO (from declaration) | from the fault | target | |\n|---|---|---|---|---|---|");
     for s in &r.services {
         let _ = writeln!(

@@ -19,8 +19,14 @@
 //! Failures are classified by the action: transient ones (network,
 //! throttling, 5xx) are retried with exponential backoff and jitter up to
 //! the step's attempts, each attempt under its timeout; others fail the
-//! step at once. A failed step skips what depends on it, independent
-//! branches go on, and the journal says exactly which steps took effect.
+//! step at once. A failed step pauses the execution: steps already running
+//! finish, nothing new starts, and the execution waits as `paused` for a
+//! commander to retry the step, give it up (skip), record it as done by
+//! hand, or abort. Half a failover that carries on by itself after a
+//! failure is how an estate ends up split across zones with nobody having
+//! decided it; a step whose runbook or entity says `on_failure: continue`
+//! lets the branches that do not need it go on first. What needs a failed
+//! step waits with it; what needs a step given up is skipped.
 //! `approval` steps wait for `drctl approve`; an abort request stops new
 //! steps, lets running ones finish and skips the rest.
 
@@ -60,6 +66,9 @@ pub struct StepSpec {
     /// harm (the action checks the world first, or the runbook declares
     /// it `idempotent`). When false, such a step waits for a commander.
     pub rerun_safe: bool,
+    /// `on_failure: continue`: when this step fails, steps that do not
+    /// need it still start; otherwise its failure stops new steps at once.
+    pub continue_on_failure: bool,
 }
 
 /// Why an action failed, and whether trying again may help.
@@ -118,14 +127,31 @@ pub enum Error {
     /// process may have taken over, so this one stopped starting steps.
     #[error("execution {execution}: this process lost its lease to {by} and stopped; `drctl show {execution}` says where it is")]
     LostLease { execution: String, by: String },
+    /// A decision ([`decide`]) asked of an execution that is not paused.
+    #[error("execution {execution} is {state}, not paused: only a paused execution's failed step can be retried, skipped or recorded as done")]
+    NotPaused { execution: String, state: String },
+    /// A decision about a step the execution does not have.
+    #[error("execution {execution} has no step `{step}`")]
+    NoSuchStep { execution: String, step: String },
+    /// A decision about a step that did not fail.
+    #[error("step `{step}` of {execution} is {state}, not failed: only a failed step can be retried, skipped or recorded as done")]
+    StepNotFailed { execution: String, step: String, state: String },
+    /// An abort asked of an execution that has already ended.
+    #[error("execution {execution} already ended ({state})")]
+    AlreadyEnded { execution: String, state: String },
 }
+
+pub mod decide;
 
 /// How an execution ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ended {
     Succeeded,
+    /// Every step ended, but some were given up (`drctl skip`).
     Failed,
     Aborted,
+    /// A step failed: the execution waits for a commander's decision.
+    Paused,
 }
 
 #[derive(Clone)]
@@ -274,6 +300,15 @@ impl Engine {
         specs: &[StepSpec],
         lost: &std::sync::Mutex<Option<String>>,
     ) -> Result<Ended, Error> {
+        // Only a commander moves a paused execution (retry, skip, done,
+        // abort); an ended one stays as it ended.
+        match self.state.execution(execution)?.state.as_str() {
+            exec_state::PAUSED => return Ok(Ended::Paused),
+            exec_state::SUCCEEDED => return Ok(Ended::Succeeded),
+            exec_state::FAILED => return Ok(Ended::Failed),
+            s if exec_state::is_final(s) => return Ok(Ended::Aborted),
+            _ => {}
+        }
         let rows = self.state.steps(execution)?;
         let mut states: Vec<StepState> = rows.iter().map(|r| r.state).collect();
         let mut attempts: Vec<u32> = rows.iter().map(|r| r.attempts).collect();
@@ -311,13 +346,15 @@ impl Engine {
             if !aborting && self.state.execution(execution)?.state == exec_state::ABORTING {
                 aborting = true;
             }
-            // Skip what can no longer run.
+            // A failed step stops new steps, unless it may fail alone.
+            let halted = (0..specs.len()).any(|i| states[i] == StepState::Failed && !specs[i].continue_on_failure);
+            // Skip what can no longer run: what needs a step given up. What
+            // needs a failed step waits with it for the commander's decision.
             for i in 0..specs.len() {
                 if states[i] != StepState::Pending || in_flight.contains(&i) {
                     continue;
                 }
-                let blocked =
-                    specs[i].after.iter().find(|&&d| matches!(states[d], StepState::Failed | StepState::Skipped));
+                let blocked = specs[i].after.iter().find(|&&d| states[d] == StepState::Skipped);
                 let why = match blocked {
                     Some(&d) => Some(format!("{} did not succeed", specs[d].id)),
                     None if aborting => Some("the execution was aborted".to_string()),
@@ -346,7 +383,7 @@ impl Engine {
                 .collect();
             ready.sort_by(|&a, &b| specs[a].priority.total_cmp(&specs[b].priority).then(a.cmp(&b)));
             for i in ready {
-                if aborting || in_flight.len() >= cap {
+                if aborting || halted || in_flight.len() >= cap {
                     break;
                 }
                 in_flight.insert(i);
@@ -413,17 +450,28 @@ impl Engine {
                 _ = self.clock.sleep(self.poll) => {}
             }
         }
-        let ended = if states.contains(&StepState::Failed) {
-            Ended::Failed
-        } else if aborting || states.iter().any(|s| *s != StepState::Succeeded) {
+        let ended = if aborting {
             Ended::Aborted
-        } else {
+        } else if states.contains(&StepState::Failed) {
+            Ended::Paused
+        } else if states.iter().all(|s| *s == StepState::Succeeded) {
             Ended::Succeeded
+        } else {
+            Ended::Failed
         };
+        if ended == Ended::Paused {
+            // Not final: the entities stay locked to this execution until a
+            // commander decides, so no other declaration moves them meanwhile.
+            self.state.set_execution_state(execution, exec_state::PAUSED, None)?;
+            let failed: Vec<&str> =
+                (0..specs.len()).filter(|&i| states[i] == StepState::Failed).map(|i| specs[i].id.as_str()).collect();
+            tracing::warn!(execution, failed = ?failed, "execution paused: a step failed; waiting for a commander");
+            return Ok(ended);
+        }
         let final_state = match ended {
             Ended::Succeeded => exec_state::SUCCEEDED,
             Ended::Failed => exec_state::FAILED,
-            Ended::Aborted => exec_state::ABORTED,
+            Ended::Aborted | Ended::Paused => exec_state::ABORTED,
         };
         self.state.set_execution_state(execution, final_state, Some(self.clock.now()))?;
         tracing::info!(execution, state = final_state, "execution ended");

@@ -1,6 +1,8 @@
 //! The engine against a model of the world, with crashes at every journal
 //! write: dependencies and the cap are respected, every step ends, and a
-//! step the journal recorded as succeeded never takes effect again.
+//! step the journal recorded as succeeded never takes effect again. A
+//! failed step pauses the execution, and each of a commander's decisions
+//! (retry, skip, done by hand, abort) leads to the end the model predicts.
 
 use drctl_engine::{ActionError, Actions, Ended, Engine, Note, StepSpec};
 use drctl_state::journal::{exec_state, ExecutionRow, StepState};
@@ -19,7 +21,10 @@ struct World {
     violations: Mutex<Vec<String>>,
     now_running: AtomicUsize,
     most_running: AtomicUsize,
-    fatal: HashSet<String>,
+    /// Steps a commander did by hand (their effect happened, not through drctl).
+    by_hand: Mutex<HashSet<String>>,
+    /// Steps that fail for good (until a test takes them out).
+    fatal: Mutex<HashSet<String>>,
     /// Step → transient failures before it succeeds.
     flaky: Mutex<HashMap<String, u32>>,
     after: HashMap<String, Vec<String>>,
@@ -35,8 +40,9 @@ impl Actions for World {
         Box::pin(async move {
             {
                 let effects = self.effects.lock().unwrap();
+                let by_hand = self.by_hand.lock().unwrap();
                 for dep in &self.after[&step.id] {
-                    if effects.get(dep).copied().unwrap_or(0) == 0 {
+                    if effects.get(dep).copied().unwrap_or(0) == 0 && !by_hand.contains(dep) {
                         self.violations.lock().unwrap().push(format!("{} ran before {dep}", step.id));
                     }
                 }
@@ -46,7 +52,7 @@ impl Actions for World {
             tokio::task::yield_now().await;
             tokio::task::yield_now().await;
             self.now_running.fetch_sub(1, Ordering::SeqCst);
-            if self.fatal.contains(&step.id) {
+            if self.fatal.lock().unwrap().contains(&step.id) {
                 return Err(ActionError::Fatal("refused".into()));
             }
             if let Some(left) = self.flaky.lock().unwrap().get_mut(&step.id) {
@@ -78,6 +84,7 @@ fn dag(seed: &[u8], n: usize) -> Vec<StepSpec> {
                 from_zone: None,
                 to_zone: None,
                 rerun_safe: true,
+                continue_on_failure: false,
             }
         })
         .collect()
@@ -156,28 +163,106 @@ proptest! {
     }
 
     #[test]
-    fn a_failed_step_skips_its_dependents_and_nothing_else(seed in proptest::collection::vec(any::<u8>(), 16..32), n in 2usize..9, bad in 0usize..9) {
-        let specs = dag(&seed, n);
+    fn a_failed_step_pauses_and_each_decision_ends_as_the_model_says(
+        seed in proptest::collection::vec(any::<u8>(), 16..32), n in 2usize..9, bad in 0usize..9,
+        cap in proptest::option::of(1usize..4), decision in 0u8..4, go_on in any::<bool>()
+    ) {
+        let mut specs = dag(&seed, n);
         let bad = bad % n;
+        specs[bad].continue_on_failure = go_on;
         let state = State::in_memory().unwrap();
         declare(&*state, &specs);
-        let mut w = world(&specs);
-        w.fatal.insert(specs[bad].id.clone());
-        let ended = rt().block_on(Engine::new(state.clone(), Arc::new(w), Some(2)).run("x1", &specs)).unwrap();
-        prop_assert_eq!(ended, Ended::Failed);
-        // Everything downstream of the failed step is skipped; the rest succeeded.
-        let mut downstream = vec![false; n];
-        downstream[bad] = true;
-        for i in 0..n {
-            if specs[i].after.iter().any(|&d| downstream[d]) {
-                downstream[i] = true;
+        let w = Arc::new(world(&specs));
+        w.fatal.lock().unwrap().insert(specs[bad].id.clone());
+        let ended = rt().block_on(Engine::new(state.clone(), w.clone(), cap).run("x1", &specs)).unwrap();
+        prop_assert_eq!(ended, Ended::Paused);
+        prop_assert_eq!(state.execution("x1").unwrap().state, exec_state::PAUSED);
+        let downstream: HashSet<usize> = drctl_engine::decide::needing(&specs, bad).into_iter().collect();
+        let effects = w.effects.lock().unwrap().clone();
+        for r in state.steps("x1").unwrap() {
+            if r.idx == bad {
+                prop_assert_eq!(r.state, StepState::Failed);
+            } else if downstream.contains(&r.idx) {
+                // What needs the failed step waits with it: never started.
+                prop_assert_eq!(r.state, StepState::Pending, "{}", r.id);
+                prop_assert!(!effects.contains_key(&r.id), "{} ran after what it needs failed", r.id);
+            } else if go_on {
+                // on_failure: continue: every independent branch went on.
+                prop_assert_eq!(r.state, StepState::Succeeded, "{}", r.id);
+            } else {
+                // Nothing is left half-run: a step ended or never started.
+                prop_assert!(matches!(r.state, StepState::Succeeded | StepState::Pending), "{} {:?}", r.id, r.state);
             }
         }
+        // Paused stays paused: running it again (a restarted controller) changes nothing.
+        let again = rt().block_on(Engine::new(state.clone(), w.clone(), cap).run("x1", &specs)).unwrap();
+        prop_assert_eq!(again, Ended::Paused);
+        prop_assert_eq!(w.effects.lock().unwrap().clone(), effects.clone());
+
+        let now = SystemTime::now();
+        let id = specs[bad].id.clone();
+        let (expect, skipped): (Ended, HashSet<usize>) = match decision {
+            0 => {
+                w.fatal.lock().unwrap().clear();
+                drctl_engine::decide::retry(&*state, "x1", &id, "retried by alice", now).unwrap();
+                (Ended::Succeeded, HashSet::new())
+            }
+            1 => {
+                let listed = drctl_engine::decide::skip(&*state, "x1", &specs, &id, "given up by alice", now).unwrap();
+                let want: Vec<String> = {
+                    let mut d: Vec<usize> = downstream.iter().copied().collect();
+                    d.sort();
+                    d.into_iter().map(|i| specs[i].id.clone()).collect()
+                };
+                prop_assert_eq!(listed, want, "skip lists every step that needs it");
+                let mut gone = downstream.clone();
+                gone.insert(bad);
+                (Ended::Failed, gone)
+            }
+            2 => {
+                w.by_hand.lock().unwrap().insert(id.clone());
+                drctl_engine::decide::done(&*state, "x1", &id, "done by hand by alice", now).unwrap();
+                (Ended::Succeeded, HashSet::new())
+            }
+            _ => {
+                let how = drctl_engine::decide::abort(&*state, "x1", "aborted by alice", now).unwrap();
+                prop_assert_eq!(how, drctl_engine::decide::Aborted::Closed, "nothing runs a paused execution");
+                (Ended::Aborted, HashSet::new())
+            }
+        };
+        let ended = rt().block_on(Engine::new(state.clone(), w.clone(), cap).run("x1", &specs)).unwrap();
+        prop_assert_eq!(ended, expect);
+        let after = w.effects.lock().unwrap().clone();
         for r in state.steps("x1").unwrap() {
-            let expected = if r.idx == bad { StepState::Failed } else if downstream[r.idx] { StepState::Skipped } else { StepState::Succeeded };
-            prop_assert_eq!(r.state, expected, "{}", r.id);
+            let before = effects.get(&r.id).copied().unwrap_or(0);
+            let now = after.get(&r.id).copied().unwrap_or(0);
+            prop_assert!(now <= 1, "{} took effect {} times", r.id, now);
+            if before == 1 {
+                prop_assert_eq!(now, 1, "{} ran again", r.id);
+            }
+            match (decision, r.idx == bad) {
+                (3, _) => {
+                    // Aborted: what had not started never will; what ran is kept.
+                    let want = if r.idx == bad { StepState::Failed } else if before == 1 { StepState::Succeeded } else { StepState::Skipped };
+                    prop_assert_eq!(r.state, want, "{}", r.id);
+                }
+                (2, true) => {
+                    prop_assert_eq!(r.state, StepState::Succeeded);
+                    prop_assert_eq!(now, 0, "done by hand: not run by drctl");
+                }
+                (_, _) if skipped.contains(&r.idx) => {
+                    prop_assert_eq!(r.state, StepState::Skipped, "{}", r.id);
+                    prop_assert_eq!(now, 0, "{} was given up but ran", r.id);
+                }
+                _ => {
+                    prop_assert_eq!(r.state, StepState::Succeeded, "{}", r.id);
+                    prop_assert_eq!(now, 1, "{}", r.id);
+                }
+            }
         }
-        prop_assert_eq!(state.execution("x1").unwrap().state, exec_state::FAILED);
+        prop_assert!(w.violations.lock().unwrap().is_empty(), "{:?}", w.violations.lock().unwrap());
+        // Ended is ended: a decision on it is refused.
+        prop_assert!(drctl_engine::decide::retry(&*state, "x1", &id, "late", now).is_err());
     }
 }
 
@@ -194,7 +279,7 @@ fn transient_failures_are_retried_within_the_attempts() {
     assert_eq!((rows[0].state, rows[0].attempts), (StepState::Succeeded, 3), "two throttles, then success");
     assert_eq!((rows[1].state, rows[1].attempts), (StepState::Failed, 3), "gave up after 3 attempts");
     assert_eq!(rows[1].error.as_deref(), Some("throttled"));
-    assert_eq!(ended, Ended::Failed);
+    assert_eq!(ended, Ended::Paused, "a step out of attempts pauses the execution");
 }
 
 /// Backoff doubles after each failure, within ±25% jitter, and the journal's

@@ -1,4 +1,4 @@
-//! drctl's state and leader election on etcd (SPEC §11).
+//! drctl's state and leader election on etcd (docs/guide/ha-etcd.md).
 //!
 //! A controller whose state sits in one local file dies with its zone, the
 //! day it exists for. With `--state etcd://HOST:PORT[,HOST:PORT...][/PREFIX]`
@@ -26,18 +26,19 @@
 use drctl_runtime::{CancellationToken, Leader, Leadership};
 use drctl_state::kv::{Check, Kv, KvStore, Op, Txn, Versioned};
 use drctl_state::{Error, Result, State};
-use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, PutOptions, TxnOp, TxnOpResponse,
-};
 use futures::future::BoxFuture;
+use grpc::pb::etcdserverpb::{response_op, TxnRequest};
+use grpc::{Client, RpcError};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod grpc;
+
 /// How long one call to etcd may take before it is an error.
 pub const OP_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The default lease of the leader (SPEC §11).
+/// The default lease of the leader.
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10);
 
 /// An `etcd://` state URL, parsed.
@@ -135,7 +136,7 @@ impl Runtime {
     where
         T: Send + 'static,
         F: Fn() -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = std::result::Result<T, etcd_client::Error>> + Send + 'static,
+        Fut: Future<Output = std::result::Result<T, RpcError>> + Send + 'static,
     {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.handle.spawn(async move {
@@ -144,7 +145,7 @@ impl Runtime {
                 let mut pause = Duration::from_millis(20);
                 loop {
                     match make().await {
-                        Err(e) if transient(&e) && tokio::time::Instant::now() + pause < deadline => {
+                        Err(e) if e.transient() && tokio::time::Instant::now() + pause < deadline => {
                             tracing::debug!(error = %e, "etcd: transient failure; trying again");
                             tokio::time::sleep(pause).await;
                             pause = (pause * 2).min(Duration::from_millis(500));
@@ -174,12 +175,8 @@ impl Runtime {
         };
         match answer {
             Ok(Ok(Ok(v))) => Ok(v),
-            Ok(Ok(Err(e))) if transient(&e) => Err(Error::Backend(format!(
-                "etcd at {location} cannot be reached ({}): are its members running, and is a quorum reachable from here?",
-                match &e {
-                    etcd_client::Error::GRpcStatus(st) => st.message().to_string(),
-                    other => other.to_string(),
-                }
+            Ok(Ok(Err(e))) if e.transient() => Err(Error::Backend(format!(
+                "etcd at {location} cannot be reached ({e}): are its members running, and is a quorum reachable from here?"
             ))),
             Ok(Ok(Err(e))) => Err(Error::Backend(format!("etcd at {location}: {e}"))),
             Ok(Err(_)) => Err(Error::Backend(format!(
@@ -191,19 +188,7 @@ impl Runtime {
     }
 }
 
-/// Failures worth another try: etcd answers "unavailable" while it elects
-/// a leader of its own, and a connection to a member that died fails.
-fn transient(e: &etcd_client::Error) -> bool {
-    match e {
-        etcd_client::Error::GRpcStatus(s) => {
-            matches!(s.code(), tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown)
-        }
-        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
-        _ => false,
-    }
-}
-
-fn tls_options() -> Result<Option<etcd_client::TlsOptions>> {
+fn tls_options() -> Result<Option<grpc::Tls>> {
     let read = |var: &str| -> Result<Option<Vec<u8>>> {
         match std::env::var_os(var) {
             None => Ok(None),
@@ -213,13 +198,12 @@ fn tls_options() -> Result<Option<etcd_client::TlsOptions>> {
         }
     };
     let Some(ca) = read("DRCTL_ETCD_CA")? else { return Ok(None) };
-    let mut tls = etcd_client::TlsOptions::new().ca_certificate(etcd_client::Certificate::from_pem(ca));
-    match (read("DRCTL_ETCD_CERT")?, read("DRCTL_ETCD_KEY")?) {
-        (Some(cert), Some(key)) => tls = tls.identity(etcd_client::Identity::from_pem(cert, key)),
-        (None, None) => {}
+    let identity = match (read("DRCTL_ETCD_CERT")?, read("DRCTL_ETCD_KEY")?) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
         _ => return Err(Error::Invalid("set both DRCTL_ETCD_CERT and DRCTL_ETCD_KEY, or neither".into())),
-    }
-    Ok(Some(tls))
+    };
+    Ok(Some(grpc::Tls { ca, identity }))
 }
 
 /// drctl-state's [`Kv`] on etcd; see the module documentation.
@@ -236,19 +220,17 @@ impl EtcdKv {
     pub fn connect(url: &EtcdUrl) -> Result<EtcdKv> {
         let rt = Runtime::start()?;
         let tls = tls_options()?;
-        let scheme = if tls.is_some() { "https" } else { "http" };
-        let endpoints: Vec<String> = url.members.iter().map(|m| format!("{scheme}://{m}")).collect();
+        let members = url.members.clone();
         let location = format!("etcd://{}{}", url.members.join(","), url.prefix.trim_end_matches('/'));
-        let mut opts = ConnectOptions::new()
-            .with_connect_timeout(Duration::from_secs(2))
-            .with_timeout(OP_TIMEOUT)
-            .with_keep_alive(Duration::from_secs(2), Duration::from_secs(2));
-        if let Some(tls) = tls {
-            opts = opts.with_tls(tls);
-        }
         let client = rt.call(&location, None, move || {
-            let (endpoints, opts) = (endpoints.clone(), opts.clone());
-            async move { Client::connect(endpoints, Some(opts)).await }
+            let opts = grpc::Options {
+                connect_timeout: Duration::from_secs(2),
+                timeout: OP_TIMEOUT,
+                keep_alive: (Duration::from_secs(2), Duration::from_secs(2)),
+                tls: tls.clone(),
+            };
+            let members = members.clone();
+            async move { Client::connect(&members, opts).await }
         })?;
         Ok(EtcdKv { rt, client, location, guard: Arc::new(Mutex::new(Guard::Off)) })
     }
@@ -263,39 +245,36 @@ impl Kv for EtcdKv {
         let c = self.client.clone();
         let key = key.to_string();
         let resp = self.rt.call(&self.location, Some(&self.guard), move || {
-            let (mut c, key) = (c.clone(), key.clone());
-            async move { c.get(key, None).await }
+            let (c, key) = (c.clone(), key.clone());
+            async move { c.get(key).await }
         })?;
-        Ok(resp.kvs().first().map(|kv| Versioned { value: kv.value().to_vec(), version: kv.mod_revision() }))
+        Ok(resp.kvs.into_iter().next().map(|kv| Versioned { value: kv.value, version: kv.mod_revision }))
     }
 
     fn scan(&self, start: &str, end: &str) -> Result<Vec<(String, Versioned)>> {
         let c = self.client.clone();
         let (start, end) = (start.to_string(), end.to_string());
         let resp = self.rt.call(&self.location, Some(&self.guard), move || {
-            let (mut c, start, end) = (c.clone(), start.clone(), end.clone());
-            async move { c.get(start, Some(GetOptions::new().with_range(end))).await }
+            let (c, start, end) = (c.clone(), start.clone(), end.clone());
+            async move { c.range(start, end).await }
         })?;
         Ok(resp
-            .kvs()
-            .iter()
+            .kvs
+            .into_iter()
             .map(|kv| {
-                (
-                    String::from_utf8_lossy(kv.key()).into_owned(),
-                    Versioned { value: kv.value().to_vec(), version: kv.mod_revision() },
-                )
+                (String::from_utf8_lossy(&kv.key).into_owned(), Versioned { value: kv.value, version: kv.mod_revision })
             })
             .collect())
     }
 
     fn commit(&self, txn: Txn) -> Result<bool> {
         let guard = if txn.leader_only { guard_of(&self.guard) } else { Guard::Off };
-        let mut compares: Vec<Compare> = txn
+        let mut compares: Vec<_> = txn
             .checks
             .iter()
             .map(|c| match c {
-                Check::Absent(k) => Compare::version(k.as_str(), CompareOp::Equal, 0),
-                Check::Version(k, v) => Compare::mod_revision(k.as_str(), CompareOp::Equal, *v),
+                Check::Absent(k) => grpc::version_is(k, 0),
+                Check::Version(k, v) => grpc::mod_revision_is(k, *v),
             })
             .collect();
         let mut otherwise = Vec::new();
@@ -303,36 +282,38 @@ impl Kv for EtcdKv {
             Guard::Off => None,
             Guard::Following => return Err(Error::NotLeader(None)),
             Guard::Leading { key, revision } => {
-                compares.push(Compare::create_revision(key.as_str(), CompareOp::Equal, revision));
-                otherwise.push(TxnOp::get(key.as_str(), None));
+                compares.push(grpc::create_revision_is(&key, revision));
+                otherwise.push(grpc::get(key.as_str()));
                 Some((key, revision))
             }
         };
-        let ops: Vec<TxnOp> = txn
+        let ops = txn
             .ops
             .into_iter()
             .map(|op| match op {
-                Op::Put(k, v) => TxnOp::put(k, v, None),
-                Op::Delete(k) => TxnOp::delete(k, None),
-                Op::DeleteRange(a, b) => TxnOp::delete(a, Some(DeleteOptions::new().with_range(b))),
+                Op::Put(k, v) => grpc::put(k, v, 0),
+                Op::Delete(k) => grpc::delete(k, None),
+                Op::DeleteRange(a, b) => grpc::delete(a, Some(b.into())),
             })
             .collect();
         let c = self.client.clone();
-        let t = etcd_client::Txn::new().when(compares).and_then(ops).or_else(otherwise);
+        let t = TxnRequest { compare: compares, success: ops, failure: otherwise };
         // A transaction is tried again only on failures that mean it was
         // not applied (unavailable before it reached a leader); one that
         // did apply and whose answer was lost reads back as a failed
         // compare, which the store's retry loop handles by reading again.
         let resp = self.rt.call(&self.location, Some(&self.guard), move || {
-            let (mut c, t) = (c.clone(), t.clone());
+            let (c, t) = (c.clone(), t.clone());
             async move { c.txn(t).await }
         })?;
-        if resp.succeeded() {
+        if resp.succeeded {
             return Ok(true);
         }
         if let Some((_, revision)) = fence {
-            let leader = resp.op_responses().into_iter().find_map(|r| match r {
-                TxnOpResponse::Get(g) => Some(g.kvs().first().map(|kv| (kv.create_revision(), kv.value().to_vec()))),
+            let leader = resp.responses.into_iter().find_map(|r| match r.response {
+                Some(response_op::Response::ResponseRange(g)) => {
+                    Some(g.kvs.into_iter().next().map(|kv| (kv.create_revision, kv.value)))
+                }
                 _ => None,
             });
             if let Some(now) = leader {
@@ -365,7 +346,19 @@ pub fn open(url: &str) -> Result<Arc<State>> {
 /// Opens like [`open`], with the audit log sealed as `seal` says.
 pub fn open_sealed(url: &str, seal: drctl_state::controller::AuditSeal) -> Result<Arc<State>> {
     let parsed = EtcdUrl::parse(url)?;
-    Ok(Arc::new(KvStore::new(EtcdKv::connect(&parsed)?, &parsed.prefix)?.sealed(seal)))
+    let (sealer, seal) = keys(seal)?;
+    Ok(Arc::new(KvStore::new(EtcdKv::connect(&parsed)?, &parsed.prefix)?.sealed(seal).with_sealer(sealer)))
+}
+
+/// The keys of a store on etcd, outside it: what seals subscriptions
+/// before they leave the process, and the audit key (see
+/// `drctl_state::seal`). Every controller and CLI sharing the store must
+/// be given the same key files.
+fn keys(
+    seal: drctl_state::controller::AuditSeal,
+) -> Result<(drctl_state::seal::Sealer, drctl_state::controller::AuditSeal)> {
+    let paths = drctl_state::seal::KeyPaths::for_etcd();
+    Ok((paths.sealer()?, seal.or_defaults(&paths)?))
 }
 
 /// Opens the state for a controller taking part in the election: its
@@ -389,7 +382,8 @@ pub fn open_controller(
         guard: kv.guard.clone(),
         lease: Arc::new(Mutex::new(None)),
     });
-    Ok((Arc::new(KvStore::new(kv, &parsed.prefix)?.sealed(seal)), election))
+    let (sealer, seal) = keys(seal)?;
+    Ok((Arc::new(KvStore::new(kv, &parsed.prefix)?.sealed(seal).with_sealer(sealer)), election))
 }
 
 /// One controller's part in the election; see the module documentation.
@@ -414,18 +408,20 @@ impl Election {
     }
 
     /// One try: a fresh lease, and the leader key if nobody holds it.
-    async fn try_lead(&self) -> std::result::Result<Option<(i64, i64, Instant)>, etcd_client::Error> {
-        let mut c = self.client.clone();
+    async fn try_lead(&self) -> std::result::Result<Option<(i64, i64, Instant)>, RpcError> {
+        let c = self.client.clone();
         let asked = Instant::now();
-        let lease = c.lease_grant(self.ttl.as_secs().max(2) as i64, None).await?.id();
+        let lease = c.lease_grant(self.ttl.as_secs().max(2) as i64).await?;
         let doc =
             serde_json::to_vec(&LeaderDoc { id: self.me.id.clone(), url: self.me.url.clone() }).unwrap_or_default();
-        let t = etcd_client::Txn::new()
-            .when(vec![Compare::create_revision(self.key.as_str(), CompareOp::Equal, 0)])
-            .and_then(vec![TxnOp::put(self.key.as_str(), doc, Some(PutOptions::new().with_lease(lease)))]);
+        let t = TxnRequest {
+            compare: vec![grpc::create_revision_is(&self.key, 0)],
+            success: vec![grpc::put(self.key.as_str(), doc, lease)],
+            failure: Vec::new(),
+        };
         let resp = c.txn(t).await?;
-        if resp.succeeded() {
-            let revision = resp.header().map(|h| h.revision()).unwrap_or_default();
+        if resp.succeeded {
+            let revision = resp.header.map(|h| h.revision).unwrap_or_default();
             return Ok(Some((lease, revision, asked)));
         }
         let _ = c.lease_revoke(lease).await;
@@ -435,12 +431,12 @@ impl Election {
     /// Keeps the lease alive while it can be known alive; then cancels `lost`.
     async fn hold(self, lease: i64, revision: i64, asked: Instant, lost: CancellationToken) {
         let (key, ttl, margin, guard) = (self.key.clone(), self.ttl, self.margin(), self.guard.clone());
-        let mut c = self.client.clone();
+        let c = self.client.clone();
         // The lease is alive at least `ttl` after the last keep-alive that
         // was answered was *sent*: stop acting `margin` before that.
         let mut alive_since = asked;
         let beat = ttl / 4;
-        let mut stream: Option<(etcd_client::LeaseKeeper, etcd_client::LeaseKeepAliveStream)> = None;
+        let mut stream: Option<grpc::Keeper> = None;
         let why = loop {
             let deadline = alive_since + ttl - margin;
             let now = Instant::now();
@@ -450,16 +446,18 @@ impl Election {
             let budget = (deadline - now).min(beat);
             let sent = Instant::now();
             let renewed = tokio::time::timeout(budget, async {
-                if stream.is_none() {
-                    stream = Some(c.lease_keep_alive(lease).await?);
-                }
-                let (keeper, answers) = stream.as_mut().expect("set above");
-                keeper.keep_alive().await?;
-                let ttl_left = answers.message().await?.map_or(0, |m| m.ttl());
+                let ttl_left = match stream.as_mut() {
+                    None => {
+                        let (keeper, ttl) = c.keep_alive(lease).await?;
+                        stream = Some(keeper);
+                        ttl
+                    }
+                    Some(keeper) => keeper.renew().await?,
+                };
                 // Still ours? Someone may have deleted the key by hand.
-                let held = c.get(key.as_str(), None).await?;
-                let ours = held.kvs().first().is_some_and(|kv| kv.create_revision() == revision);
-                Ok::<_, etcd_client::Error>(ttl_left > 0 && ours)
+                let held = c.get(key.as_str()).await?;
+                let ours = held.kvs.first().is_some_and(|kv| kv.create_revision == revision);
+                Ok::<_, RpcError>(ttl_left > 0 && ours)
             })
             .await;
             match renewed {
@@ -520,15 +518,13 @@ impl Leadership for Election {
 
     fn leader(&self) -> BoxFuture<'_, Option<Leader>> {
         Box::pin(async move {
-            let mut c = self.client.clone();
+            let c = self.client.clone();
             let key = self.key.clone();
-            let got = self
-                .handle
-                .spawn(async move { tokio::time::timeout(Duration::from_secs(2), c.get(key, None)).await })
-                .await;
+            let got =
+                self.handle.spawn(async move { tokio::time::timeout(Duration::from_secs(2), c.get(key)).await }).await;
             let Ok(Ok(Ok(resp))) = got else { return None };
-            let kv = resp.kvs().first()?.clone();
-            let d: LeaderDoc = serde_json::from_slice(kv.value()).ok()?;
+            let kv = resp.kvs.into_iter().next()?;
+            let d: LeaderDoc = serde_json::from_slice(&kv.value).ok()?;
             Some(Leader { id: d.id, url: d.url })
         })
     }
@@ -538,7 +534,7 @@ impl Leadership for Election {
             set_guard(&self.guard, Guard::Following);
             let lease = self.lease.lock().unwrap_or_else(|p| p.into_inner()).take();
             if let Some(lease) = lease {
-                let mut c = self.client.clone();
+                let c = self.client.clone();
                 let _ = self
                     .handle
                     .spawn(async move { tokio::time::timeout(Duration::from_secs(2), c.lease_revoke(lease)).await })

@@ -17,6 +17,7 @@ use drctl_control::declare::{self, Actor, IncidentPolicy, Recorded};
 use drctl_control::failover::{self, Declaration};
 use drctl_runtime::{CancellationToken, OnFailure};
 use drctl_state::controller::{Role, Token};
+use drctl_state::journal::exec_state;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -162,6 +163,7 @@ async fn statuspage_v2(Ax(s): Ax<Arc<Shared>>, Path(path): Path<String>) -> Resp
 // ---- operator API ----
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct NewIncident {
     title: String,
     status: String,
@@ -172,6 +174,7 @@ struct NewIncident {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct NewUpdate {
     status: String,
     #[serde(default)]
@@ -179,6 +182,7 @@ struct NewUpdate {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct NewMaintenance {
     title: String,
     #[serde(default)]
@@ -190,22 +194,7 @@ struct NewMaintenance {
 }
 
 #[derive(Deserialize)]
-struct DeclareRequest {
-    #[serde(default)]
-    zones: Vec<String>,
-    #[serde(default)]
-    regions: Vec<String>,
-    #[serde(default)]
-    targets: Vec<String>,
-    reason: String,
-    #[serde(default)]
-    dry_run: bool,
-    #[serde(default)]
-    force: bool,
-    parallel: Option<usize>,
-}
-
-#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ApproveRequest {
     step: String,
     /// For a step a crash interrupted: its effect happened, do not run it again.
@@ -214,6 +203,28 @@ struct ApproveRequest {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetryRequest {
+    step: String,
+    #[serde(default)]
+    overrides: drctl_control::overrides::Overrides,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SkipRequest {
+    step: String,
+}
+
+/// Reads a request body into its type; a field it does not define (a
+/// typo such as `dryrun`) or a missing one answers 422 naming it, so a
+/// mistyped request never runs as something else.
+fn body<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, ApiError> {
+    T::deserialize(v).map_err(|e| control_error(declare::body_error(&e.to_string()).into()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct DrillRequest {
     experiment: String,
 }
@@ -250,6 +261,7 @@ pub(crate) fn state_error(e: drctl_state::Error) -> ApiError {
         e @ drctl_state::Error::NoSuchExecution(_) => problem(StatusCode::NOT_FOUND, e.to_string()),
         drctl_state::Error::Invalid(m) => problem(StatusCode::UNPROCESSABLE_ENTITY, m),
         e @ drctl_state::Error::Locked { .. } => problem(StatusCode::CONFLICT, e.to_string()),
+        drctl_state::Error::Full(m) => problem(StatusCode::TOO_MANY_REQUESTS, m),
         other => internal(other),
     }
 }
@@ -286,6 +298,17 @@ async fn update_incident(
 ) -> ApiResult {
     let who = authorize(&s, &headers, remote, Role::Operator)?;
     bounded("body", &req.body, 10_000)?;
+    // Refused before it is audited: the log records changes, not attempts.
+    if !drctl_state::controller::INCIDENT_STATUSES.contains(&req.status.as_str()) {
+        return Err(state_error(drctl_state::Error::Invalid(format!(
+            "incident status `{}`: use one of {}",
+            req.status,
+            drctl_state::controller::INCIDENT_STATUSES.join(", ")
+        ))));
+    }
+    if !s.opts.state.incidents().map_err(state_error)?.iter().any(|i| i.id == id) {
+        return Err(problem(StatusCode::NOT_FOUND, format!("no incident {id}")));
+    }
     audit(&s, &who, "incident.update", &format!("incident {id}"), &json!({"status": req.status, "body": req.body}))?;
     s.opts.state.update_incident(id, &req.status, &req.body).map_err(state_error)?;
     s.refresh().await;
@@ -382,18 +405,12 @@ async fn declare(
     Ax(s): Ax<Arc<Shared>>,
     Extension(Remote(remote)): Extension<Remote>,
     headers: HeaderMap,
-    Json(req): Json<DeclareRequest>,
+    Json(raw): Json<Value>,
 ) -> ApiResult {
     let who = authorize(&s, &headers, remote, Role::Commander)?;
-    bounded("reason", &req.reason, 1_000)?;
-    let decl = Declaration {
-        zones: req.zones.clone(),
-        regions: req.regions.clone(),
-        targets: req.targets.clone(),
-        reason: req.reason.clone(),
-        force: req.force,
-        parallel: req.parallel,
-    };
+    // The one check of every declaration: unknown fields and lengths.
+    let req = declare::DeclarationRequest::from_json(&raw).map_err(|e| control_error(e.into()))?;
+    let (decl, dry_run): (Declaration, bool) = req.check().map_err(|e| control_error(e.into()))?;
     let declarer = s.declarer();
     let proposal = declarer.propose(decl, None).await.map_err(control_error)?;
     let checks: Vec<Value> = proposal
@@ -402,14 +419,14 @@ async fn declare(
         .iter()
         .map(|c| json!({"subject": c.subject, "ok": c.ok, "detail": c.detail}))
         .collect();
-    let recorded = declarer.record(&proposal, &who, req.dry_run, IncidentPolicy::Open).map_err(control_error)?;
+    let recorded = declarer.record(&proposal, &who, dry_run, IncidentPolicy::Open).map_err(control_error)?;
     let id = proposal.id;
     match recorded {
         Recorded::DryRun => {
             let plan = serde_json::to_value(&proposal.prepared.plan.plan).unwrap_or(Value::Null);
             Ok(Json(json!({ "dry_run": true, "refused": false, "checks": checks, "plan": plan })).into_response())
         }
-        Recorded::Refused if req.dry_run => {
+        Recorded::Refused if dry_run => {
             let plan = serde_json::to_value(&proposal.prepared.plan.plan).unwrap_or(Value::Null);
             Ok(Json(json!({ "dry_run": true, "refused": true, "checks": checks, "plan": plan })).into_response())
         }
@@ -423,7 +440,13 @@ async fn declare(
         Recorded::Accepted { incident } => {
             spawn_execution(&s, id.clone());
             s.refresh().await;
-            Ok((StatusCode::ACCEPTED, Json(json!({ "id": id, "incident": incident, "checks": checks })))
+            let overrides = &proposal.decl.overrides;
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(
+                    json!({ "id": id, "incident": incident, "checks": checks, "overrides": overrides, "by": who.name }),
+                ),
+            )
                 .into_response())
         }
     }
@@ -434,12 +457,55 @@ async fn approve(
     Extension(Remote(remote)): Extension<Remote>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Json(req): Json<ApproveRequest>,
+    Json(raw): Json<Value>,
 ) -> ApiResult {
     let token = token_of(&s, &headers, remote)?;
     let who = permit(&token, remote, Role::Commander)?;
+    let req: ApproveRequest = body(raw)?;
+    let paused = s.opts.state.execution(&id).map_err(state_error)?.state == exec_state::PAUSED;
     let fresh = declare::approve(&*s.opts.state, &id, &req.step, req.done, &who, token.role).map_err(control_error)?;
+    // A paused execution's failed step done by hand: the rest goes on here.
+    if paused && s.opts.state.execution(&id).map_err(state_error)?.state == exec_state::RUNNING {
+        spawn_execution(&s, id.clone());
+        s.refresh().await;
+    }
     Ok(Json(json!({ "id": id, "step": req.step, "approved_by": who.name, "done": req.done, "already": !fresh }))
+        .into_response())
+}
+
+/// `POST /api/v1/executions/{id}/retry {step, overrides}`: a paused
+/// execution's failed step again, with overrides added (journaled, by whom).
+async fn retry(
+    Ax(s): Ax<Arc<Shared>>,
+    Extension(Remote(remote)): Extension<Remote>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(raw): Json<Value>,
+) -> ApiResult {
+    let who = authorize(&s, &headers, remote, Role::Commander)?;
+    let req: RetryRequest = body(raw)?;
+    s.declarer().retry(&id, &req.step, &req.overrides, &who).map_err(control_error)?;
+    spawn_execution(&s, id.clone());
+    s.refresh().await;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "id": id, "step": req.step, "overrides": req.overrides, "by": who.name })))
+        .into_response())
+}
+
+/// `POST /api/v1/executions/{id}/skip {step}`: gives the failed step up,
+/// and every step that needs it (answered), and carries the rest on.
+async fn skip(
+    Ax(s): Ax<Arc<Shared>>,
+    Extension(Remote(remote)): Extension<Remote>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(raw): Json<Value>,
+) -> ApiResult {
+    let who = authorize(&s, &headers, remote, Role::Commander)?;
+    let req: SkipRequest = body(raw)?;
+    let given_up = s.declarer().skip(&id, &req.step, &who).map_err(control_error)?;
+    spawn_execution(&s, id.clone());
+    s.refresh().await;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "id": id, "step": req.step, "given_up": given_up, "by": who.name })))
         .into_response())
 }
 
@@ -541,96 +607,69 @@ fn topology_dir(s: &Shared) -> std::path::PathBuf {
     parent.unwrap_or(std::path::Path::new(".")).to_path_buf()
 }
 
-/// Runs a drill in the background and records it; returns its id.
-pub(crate) fn start_drill(s: &Arc<Shared>, experiment: drctl_core::chaos::Experiment, actor: &str) -> String {
-    let id = format!("drill-{}", failover::new_id());
-    let _ = s.opts.state.begin_drill(&id, &experiment.name);
+/// Runs a drill in the background through its one lifecycle (audited
+/// before it acts, announced to customers, recorded with its report);
+/// returns its id. Refused (503) when the audit log cannot record it.
+pub(crate) fn start_drill(
+    s: &Arc<Shared>,
+    experiment: drctl_core::chaos::Experiment,
+    who: &Actor,
+    request: Value,
+) -> Result<String, ApiError> {
     // Customers see a drill like an incident: announced, then resolved with
     // what it measured. Its failover shows as any other.
     let services: Vec<String> = s.opts.topology.services().map(|(_, e, _)| e.name.clone()).collect();
-    let incident = s
-        .opts
-        .state
-        .create_incident(
-            &format!("Disaster-recovery drill: {}", experiment.name),
-            "identified",
-            &format!(
-                "A planned drill is testing our failover{}. Short interruptions are expected while it runs.",
-                experiment.description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default()
-            ),
-            &services,
-            None,
-        )
-        .ok();
+    let begun = drctl_drill::lifecycle::begin(&*s.opts.state, who, &experiment, request, Some(&services))
+        .map_err(|e| problem(StatusCode::SERVICE_UNAVAILABLE, format!("the drill was not started: {e}")))?;
+    let id = begun.id.clone();
     let s2 = s.clone();
-    let drill_id = id.clone();
-    let actor = actor.to_string();
     let Some(center) = s.work() else {
         (s.opts.say)(&format!("drill {id}: not leading; not started"));
-        let _ = s.opts.state.finish_drill(&id, None, None);
-        return id;
+        let not_run = Err(drctl_drill::Error::BadInput("this controller does not lead; not started".into()));
+        drctl_drill::lifecycle::finish(&*s.opts.state, &begun, &not_run);
+        return Ok(id);
     };
     center.spawn(format!("drill {id}"), OnFailure::Log, move |token| {
-        let (s2, experiment, drill_id, actor) = (s2.clone(), experiment.clone(), drill_id.clone(), actor.clone());
+        let (s2, experiment, begun) = (s2.clone(), experiment.clone(), begun.clone());
         async move {
-        let lab = drctl_lab_api::Manifest::read(&topology_dir(&s2))
-            .filter(|m| m.alive())
-            .map(|m| drctl_lab_api::LabClient::new(&m.control));
-        let say = s2.opts.say.clone();
-        let name = experiment.name.clone();
-        let opts = drctl_drill::drill::Options {
-            topology: s2.opts.topology.clone(),
-            experiment,
-            state: s2.opts.state.clone(),
-            clients: s2.opts.clients.clone(),
-            lab,
-            parallel: None,
-            steady_timeout: Duration::from_secs(20),
-            clock: s2.opts.clock.clone(),
-            // Shutdown cancels the drill, which heals and reports.
-            cancel: token,
-            say: Box::new(move |l| say(&format!("drill {name}: {l}"))),
-            controllers: Vec::new(),
-            token: None,
-        };
-        let result = drctl_drill::drill::run(opts).await;
-        match result {
-            Ok(report) => {
-                let json = serde_json::to_string(&report).unwrap_or_default();
-                let out = s2.opts.reports_dir.join(&drill_id);
-                if let Err(e) = drctl_drill::report::write_all(&report, &out) {
-                    (s2.opts.say)(&format!("drill {drill_id}: cannot write the report: {e}"));
+            let lab = drctl_lab_api::Manifest::read(&topology_dir(&s2))
+                .filter(|m| m.alive())
+                .map(|m| drctl_lab_api::LabClient::new(&m.control));
+            let say = s2.opts.say.clone();
+            let name = experiment.name.clone();
+            let opts = drctl_drill::drill::Options {
+                topology: s2.opts.topology.clone(),
+                experiment,
+                state: s2.opts.state.clone(),
+                clients: s2.opts.clients.clone(),
+                lab,
+                parallel: None,
+                steady_timeout: Duration::from_secs(20),
+                clock: s2.opts.clock.clone(),
+                // Shutdown cancels the drill, which heals and reports.
+                cancel: token,
+                say: Box::new(move |l| say(&format!("drill {name}: {l}"))),
+                controllers: Vec::new(),
+                token: None,
+                id: Some(begun.id.clone()),
+            };
+            let result = drctl_drill::drill::run(opts).await;
+            match &result {
+                Ok(report) => {
+                    let out = s2.opts.reports_dir.join(&begun.id);
+                    if let Err(e) = drctl_drill::report::write_all(report, &out) {
+                        (s2.opts.say)(&format!("drill {}: cannot write the report: {e}", begun.id));
+                    }
                 }
-                let _ = s2.opts.state.finish_drill(&drill_id, Some(report.objectives_met), Some(&json));
-                if let Some(i) = incident {
-                    let worst_rto = report.services.iter().filter(|x| x.affected).filter_map(|x| x.rto_s).fold(0.0, f64::max);
-                    let lost: u64 = report.datastores.iter().filter_map(|d| d.lost_writes).sum();
-                    let body = format!(
-                        "The drill is over; everything is back to normal. Measured: recovery in {worst_rto:.1} s, {lost} writes lost; objectives {}.",
-                        if report.objectives_met { "met" } else { "NOT met" }
-                    );
-                    let _ = s2.opts.state.update_incident(i, "resolved", &body);
-                }
-                let _ = s2.opts.state.audit(
-                    &actor,
-                    "controller",
-                    "drill.finished",
-                    &drill_id,
-                    &json!({"objectives_met": report.objectives_met, "report": out}),
-                );
+                Err(e) => (s2.opts.say)(&format!("drill {}: {e}", begun.id)),
             }
-            Err(e) => {
-                (s2.opts.say)(&format!("drill {drill_id}: {e}"));
-                let _ = s2.opts.state.finish_drill(&drill_id, None, None);
-                if let Some(i) = incident {
-                    let _ = s2.opts.state.update_incident(i, "resolved", &format!("The drill did not run: {e}"));
-                }
+            for w in drctl_drill::lifecycle::finish(&*s2.opts.state, &begun, &result) {
+                (s2.opts.say)(&format!("drill {}: {w}", begun.id));
             }
-        }
-        s2.refresh().await;
+            s2.refresh().await;
         }
     });
-    id
+    Ok(id)
 }
 
 async fn drill(
@@ -661,8 +700,7 @@ async fn drill(
     if drill_running(&s) {
         return Err(problem(StatusCode::CONFLICT, "a drill is already running"));
     }
-    audit(&s, &who, "drill", &req.experiment, &json!({"experiment": req.experiment}))?;
-    let id = start_drill(&s, exp, &who.name);
+    let id = start_drill(&s, exp, &who, json!({"experiment": req.experiment}))?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response())
 }
 
@@ -794,14 +832,10 @@ pub(crate) async fn drill_scheduler(s: Arc<Shared>, stop: CancellationToken) {
         let path = if experiment.is_absolute() { experiment.clone() } else { base.join(&experiment) };
         match drctl_core::chaos::load(&path) {
             Ok(exp) => {
-                let id = start_drill(&s, exp, "scheduler");
-                let _ = s.opts.state.audit(
-                    "scheduler",
-                    "controller",
-                    "drill",
-                    &id,
-                    &json!({"experiment": experiment, "cron": true}),
-                );
+                let who = Actor::new("scheduler", "controller");
+                if let Err(e) = start_drill(&s, exp, &who, json!({"experiment": experiment, "cron": true})) {
+                    (s.opts.say)(&format!("scheduled drill {}: {}", path.display(), e.body["error"]));
+                }
             }
             Err(d) => (s.opts.say)(&format!(
                 "scheduled drill {}: {}",
@@ -855,6 +889,8 @@ pub fn router(s: Arc<Shared>) -> Router {
         .route("/api/v1/executions/{id}", get(execution))
         .route("/api/v1/executions/{id}/approve", post(approve))
         .route("/api/v1/executions/{id}/abort", post(abort))
+        .route("/api/v1/executions/{id}/retry", post(retry))
+        .route("/api/v1/executions/{id}/skip", post(skip))
         .route("/api/v1/drills", post(drill))
         .route("/api/v1/audit", get(audit_list))
         .route("/api/v1/leader", get(leader))
@@ -866,6 +902,11 @@ pub fn router(s: Arc<Shared>) -> Router {
             crate::limits::Limiter {
                 rate: Arc::new(crate::limits::RateLimiter::new(s.opts.limits.rate_per_s)),
                 request_timeout: s.opts.limits.request_timeout,
+                body_timeout: s.opts.limits.body_timeout,
+                authenticate: Some({
+                    let state = s.opts.state.clone();
+                    Arc::new(move |t: &str| matches!(state.authenticate(t), Ok(Some(_))))
+                }),
             },
             crate::limits::limit,
         ))
@@ -887,6 +928,7 @@ pub(crate) async fn serve(
     // One permit per open connection: past the cap, new connections wait
     // in the kernel's backlog until one closes.
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let per_client = crate::limits::Connections::new(limits.per_address);
     loop {
         let slot = tokio::select! {
             p = slots.clone().acquire_owned() => p,
@@ -906,6 +948,13 @@ pub(crate) async fn serve(
                 continue;
             }
         };
+        // A client past its share is closed at once: it waits for nobody's slot.
+        let Some(counted) = per_client.open(remote.ip()) else {
+            tracing::debug!(client = %remote.ip(), "connection refused: its address holds its share");
+            drop(sock);
+            continue;
+        };
+        let slot = (slot, counted);
         let _ = sock.set_nodelay(true);
         let is_tls = acceptor.is_some();
         let svc = app.clone().layer(Extension(Remote(remote)));

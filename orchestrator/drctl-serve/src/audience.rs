@@ -29,8 +29,11 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
     Router::new()
         .route("/api/v1/subscriptions", post(subscribe_json).get(list))
         .route("/subscribe", post(subscribe_form))
-        .route("/subscriptions/confirm/{token}", get(confirm))
-        .route("/unsubscribe/{token}", get(unsubscribe))
+        // A link opens a page whose button POSTs: mail scanners that
+        // follow links confirm and unsubscribe nobody. `POST /unsubscribe`
+        // is also RFC 8058's one-click unsubscribe.
+        .route("/subscriptions/confirm/{token}", get(confirm_page).post(confirm))
+        .route("/unsubscribe/{token}", get(unsubscribe_page).post(unsubscribe))
         .route("/incidents/{id}", get(incident_page))
         .route("/api/v1/incidents/{id}/report", get(report).put(edit_report))
         .route("/api/v1/incidents/{id}/report/publish", post(publish_report))
@@ -66,12 +69,25 @@ fn plausible_email(a: &str) -> bool {
         && !a.chars().any(|c| c.is_whitespace() || c.is_control() || "<>,;\"\\()[]".contains(c))
 }
 
+/// The network a subscriber's rate is counted against: IPv4 /24, IPv6 /64.
+fn network(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match crate::limits::client_key(ip) {
+        std::net::IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            std::net::IpAddr::V4(std::net::Ipv4Addr::new(a, b, c, 0))
+        }
+        v6 => v6,
+    }
+}
+
 /// Checks and stores a subscription; mails the confirmation (through the outbox).
 async fn make(s: &Arc<Shared>, remote: std::net::SocketAddr, ask: Ask) -> Result<NewSubscription, ApiError> {
-    if let Err(wait) = s.subscribe_rate.take(remote.ip(), tokio::time::Instant::now()) {
+    // Per network, not per address: an IPv4 /24 or an IPv6 /64 is one
+    // client's to spread requests over.
+    if let Err(wait) = s.subscribe_rate.take(network(remote.ip()), tokio::time::Instant::now()) {
         return Err(problem(
             StatusCode::TOO_MANY_REQUESTS,
-            format!("too many subscriptions from this address: try again in {} s", wait.as_secs().max(1)),
+            format!("too many subscriptions from this network: try again in {} s", wait.as_secs().max(1)),
         ));
     }
     if ask.services.len() > 256 {
@@ -129,6 +145,20 @@ async fn subscribe_json(
     let lang = Lang::pick(req.lang.as_deref(), None);
     let made = make(&s, remote, Ask { email: req.email, webhook: req.webhook, services: req.services, lang }).await?;
     let sub = &made.subscription;
+    // An e-mail address gets the same answer whether or not it was known,
+    // and its unsubscribe link only by mail: whoever typed it may not own it.
+    if sub.channel == Channel::Email {
+        return Ok((
+            StatusCode::CREATED,
+            Json(json!({
+                "channel": sub.channel.as_str(),
+                "state": "pending",
+                "services": ask_services(&made),
+                "note": "a confirmation link was sent to the address, unless one was sent within the day; nothing is sent until it is followed",
+            })),
+        )
+            .into_response());
+    }
     let mut body = json!({
         "id": sub.id,
         "channel": sub.channel.as_str(),
@@ -145,6 +175,16 @@ async fn subscribe_json(
         body["note"] = json!("a confirmation link was sent to the address; nothing is sent until it is followed");
     }
     Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// The services a subscription follows, as told to whoever asked (not an
+/// existing subscription's).
+fn ask_services(made: &NewSubscription) -> Vec<String> {
+    if made.existing {
+        Vec::new()
+    } else {
+        made.subscription.services.clone()
+    }
 }
 
 /// The page's form: `application/x-www-form-urlencoded`, `services` repeated.
@@ -234,6 +274,52 @@ fn link_page(
             page::message(&s.opts.topology.name, "Error", &e.to_string(), lang),
         ),
     }
+}
+
+/// The page a link opens: what the button will do, and the button.
+fn button_page(s: &Shared, q: &LangQuery, headers: &HeaderMap, words: (Words, Words, Words)) -> Response {
+    let lang = lang_of(q.lang.as_deref(), headers);
+    let pick = |w: Words| if lang == Lang::Ja { w.1 } else { w.0 };
+    let (heading, text, button) = words;
+    let body = page::message(&s.opts.topology.name, pick(heading), pick(text), lang);
+    let form = format!(
+        r#"<form method="post"><input type="hidden" name="lang" value="{}"><button type="submit">{}</button></form>"#,
+        lang.code(),
+        pick(button)
+    );
+    let body = body.replacen(r#"<p><a href="/?lang="#, &format!(r#"{form}<p><a href="/?lang="#), 1);
+    let mut r = html(StatusCode::OK, lang, body);
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+async fn confirm_page(Ax(s): Ax<Arc<Shared>>, Query(q): Query<LangQuery>, headers: HeaderMap) -> Response {
+    button_page(
+        &s,
+        &q,
+        &headers,
+        (
+            ("Confirm your subscription", "購読の確認"),
+            (
+                "Press the button to start receiving e-mail about this status page.",
+                "ボタンを押すと、このステータスページのお知らせの配信が始まります。",
+            ),
+            ("Confirm", "確認する"),
+        ),
+    )
+}
+
+async fn unsubscribe_page(Ax(s): Ax<Arc<Shared>>, Query(q): Query<LangQuery>, headers: HeaderMap) -> Response {
+    button_page(
+        &s,
+        &q,
+        &headers,
+        (
+            ("Unsubscribe", "配信停止"),
+            ("Press the button to stop receiving messages from this status page.", "ボタンを押すと配信を停止します。"),
+            ("Unsubscribe", "配信を停止する"),
+        ),
+    )
 }
 
 async fn confirm(

@@ -180,6 +180,65 @@ async fn malformed_and_impossible_requests_say_what_is_wrong_with_a_code() {
     assert!(s.opts.state.executions().unwrap().is_empty(), "nothing was journaled");
 }
 
+/// A mistyped field never runs as something else: `{"dryrun": true}` is
+/// refused with 422 naming `dryrun`, and nothing is journaled or moved.
+/// So are unknown fields in the decision bodies.
+#[tokio::test]
+async fn a_body_with_an_unknown_field_is_refused_naming_it_and_never_declares() {
+    let s = shared(Arc::new(SystemClock));
+    let commander = token(&s, "ic", Role::Commander);
+    let typo = json!({"zones": ["az1"], "reason": "rehearsal", "dryrun": true});
+    let (status, body) = call(&s, "POST", "/api/v1/declare", Some(&commander), Some(typo)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("`dryrun` is refused") && error.contains("unknown field `dryrun`"), "{body}");
+    let (status, body) = call(
+        &s,
+        "POST",
+        "/api/v1/declare",
+        Some(&commander),
+        Some(json!({"zones": ["az1"], "reason": "x", "overrides": {"accept_lag": true, "all": true}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "an unknown override is refused too: {body}");
+    assert!(body["error"].as_str().unwrap_or_default().contains("unknown field `all`"), "{body}");
+    let (status, body) = call(
+        &s,
+        "POST",
+        "/api/v1/declare",
+        Some(&commander),
+        Some(json!({"zones": ["az1"], "reason": "x", "overrides": {"unfenced": ["orders-db"]}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body["error"].as_str().unwrap_or_default().contains("is not DATASTORE/ZONE"), "{body}");
+    let long = json!({"zones": ["az1"], "reason": "x".repeat(1001)});
+    assert_eq!(
+        call(&s, "POST", "/api/v1/declare", Some(&commander), Some(long)).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    for (path, bad) in [
+        ("retry", json!({"step": "orders-db/failover", "force": true})),
+        ("skip", json!({"step": "orders-db/failover", "and_after": true})),
+        ("approve", json!({"step": "orders-db/failover", "done": true, "by": "me"})),
+    ] {
+        let (status, body) =
+            call(&s, "POST", &format!("/api/v1/executions/x/{path}"), Some(&commander), Some(bad)).await;
+        assert!(
+            status == StatusCode::UNPROCESSABLE_ENTITY || status == StatusCode::NOT_FOUND,
+            "{path}: {status} {body}"
+        );
+    }
+    let (status, body) =
+        call(&s, "POST", "/api/v1/executions/x/retry", Some(&commander), Some(json!({"step": "a", "force": true})))
+            .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(body["error"].as_str().unwrap_or_default().contains("unknown field `force`"), "{body}");
+    assert!(s.opts.state.executions().unwrap().is_empty(), "nothing was declared");
+    let audit = s.opts.state.audit_entries().unwrap();
+    assert!(audit.iter().all(|e| !e.action.starts_with("declare")), "nothing was declared: {audit:?}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn maintenance_is_announced_when_the_controllers_clock_reaches_it() {
     let t0 = UNIX_EPOCH + Duration::from_secs(1_900_000_000);

@@ -37,9 +37,10 @@ mod reports;
 mod tls;
 pub mod view;
 
+mod public;
 pub use audience::subscriptions_json;
 pub use limits::Limits;
-pub use notify::NotifyOptions;
+pub use notify::{check_smtp, NotifyOptions};
 pub use readiness::ReadinessOptions;
 
 use bytes::Bytes;
@@ -254,7 +255,8 @@ impl Shared {
         let state = &self.opts.state;
         let topo = &self.opts.topology;
         let now = self.opts.clock.now();
-        let latest = self.latest.read().unwrap_or_else(|p| p.into_inner()).clone();
+        // Everything rendered here is public: errors by class only.
+        let latest = self.latest.read().unwrap_or_else(|p| p.into_inner()).as_ref().map(public::status);
         let since_day =
             now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64 / 86_400) - view::UPTIME_DAYS;
         let mut uptime = HashMap::new();
@@ -432,6 +434,12 @@ pub async fn run(opts: Options, stop: impl std::future::Future<Output = ()>) -> 
         .await
         .map_err(|e| Error::Listen { addr: opts.listen, why: e.to_string() })?;
     let bound = listener.local_addr().map_err(|e| Error::Listen { addr: opts.listen, why: e.to_string() })?;
+    let admin_listener = match opts.limits.admin_listen {
+        Some(addr) => {
+            Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| Error::Listen { addr, why: e.to_string() })?)
+        }
+        None => None,
+    };
     let scheme = if tls.is_some() { "https" } else { "http" };
     let base_url = opts.base_url.clone().unwrap_or_else(|| format!("{scheme}://{bound}"));
     let forwarder = tls::forwarder(opts.peer_ca.as_deref())?;
@@ -441,6 +449,11 @@ pub async fn run(opts: Options, stop: impl std::future::Future<Output = ()>) -> 
     let shared = Arc::new(shared);
     shared.refresh().await;
     say(&format!("serving {base_url}/ (status page), {base_url}/api/v1/ (operator API)"));
+    if let Some(l) = &admin_listener {
+        if let Ok(a) = l.local_addr() {
+            say(&format!("operators also on {scheme}://{a}/api/v1/ (connections of its own)"));
+        }
+    }
 
     match shared.opts.leadership.clone() {
         None => {
@@ -478,11 +491,18 @@ pub async fn run(opts: Options, stop: impl std::future::Future<Output = ()>) -> 
     // The server stops accepting first, so that nothing new starts while
     // the background tasks wind down.
     let server_stop = CancellationToken::new();
+    let admin = match admin_listener {
+        Some(l) => Some(tokio::spawn(api::serve(shared.clone(), l, tls.clone(), server_stop.clone()))),
+        None => None,
+    };
     let server = tokio::spawn(api::serve(shared.clone(), listener, tls, server_stop.clone()));
     stop.await;
     say("shutting down: no new requests; waiting for background tasks");
     server_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    if let Some(admin) = admin {
+        let _ = tokio::time::timeout(Duration::from_secs(5), admin).await;
+    }
     let mut left = Vec::new();
     let term = shared.leading.write().unwrap_or_else(|p| p.into_inner()).take();
     if let Some(term) = term.filter(|_| shared.opts.leadership.is_some()) {
@@ -538,6 +558,14 @@ fn lead(shared: &Arc<Shared>, center: &TaskCenter) {
         .into_iter()
         .filter(|e| !drctl_state::journal::exec_state::is_final(&e.state))
     {
+        // A paused execution waits for a commander's decision, never for a restart.
+        if e.state == drctl_state::journal::exec_state::PAUSED {
+            say(&format!(
+                "execution {} is paused: it waits for a commander (retry, skip, approve --done, abort)",
+                e.id
+            ));
+            continue;
+        }
         say(&format!("resuming execution {} ({})", e.id, e.state));
         api::spawn_execution(shared, e.id.clone());
     }
@@ -658,7 +686,9 @@ pub fn openapi() -> serde_json::Value {
             "/api/v1/executions": { "get": secured("viewer", "List executions", None, "200") },
             "/api/v1/executions/{id}": { "parameters": id_param("id", "string"), "get": secured("viewer", "An execution with its steps, their states and times, and the RTO measured", None, "200") },
             "/api/v1/executions/{id}/approve": { "parameters": id_param("id", "string"), "post": secured("commander", "Approve a step waiting for approval; a step its runbook keeps to admins (`role: admin`) needs an admin", Some("Approve"), "200") },
-            "/api/v1/executions/{id}/abort": { "parameters": id_param("id", "string"), "post": secured("commander", "Abort an execution", None, "200") },
+            "/api/v1/executions/{id}/abort": { "parameters": id_param("id", "string"), "post": secured("commander", "Abort an execution: a running one winds down, a paused one stops at once", None, "200") },
+            "/api/v1/executions/{id}/retry": { "parameters": id_param("id", "string"), "post": secured("commander", "Run a paused execution's failed step again, with overrides added", Some("Retry"), "202") },
+            "/api/v1/executions/{id}/skip": { "parameters": id_param("id", "string"), "post": secured("commander", "Give up a paused execution's failed step and every step that needs it; the rest goes on", Some("Skip"), "202") },
             "/api/v1/drills": { "post": secured("operator", "Run a chaos experiment as a drill (202 with the drill id)", Some("Drill"), "202") },
             "/api/v1/audit": { "get": secured("admin", "The audit log", None, "200") },
             "/api/v1/subscriptions": {
@@ -696,8 +726,16 @@ pub fn openapi() -> serde_json::Value {
                 "Declare": { "type": "object", "required": ["reason"], "properties": {
                     "zones": { "type": "array", "items": { "type": "string" } }, "regions": { "type": "array", "items": { "type": "string" } },
                     "targets": { "type": "array", "items": { "type": "string" } }, "reason": { "type": "string" },
-                    "dry_run": { "type": "boolean" }, "force": { "type": "boolean" }, "parallel": { "type": "integer", "minimum": 1 } } },
-                "Approve": { "type": "object", "required": ["step"], "properties": { "step": { "type": "string" } } },
+                    "dry_run": { "type": "boolean" }, "force": { "type": "boolean", "description": "accept_lag and skip_catch_up; never waives a fence" },
+                    "overrides": { "$ref": "#/components/schemas/Overrides" }, "parallel": { "type": "integer", "minimum": 1 } },
+                    "additionalProperties": false },
+                "Overrides": { "type": "object", "additionalProperties": false, "properties": {
+                    "accept_lag": { "type": "boolean", "description": "promote a standby beyond max_lag, or of unknown lag" },
+                    "skip_catch_up": { "type": "boolean", "description": "promote before the standby replayed the fenced primary's last write" },
+                    "unfenced": { "type": "array", "items": { "type": "string", "pattern": "^[^/]+/[^/]+$" }, "description": "DATASTORE/ZONE members promoted beside although they could be fenced neither way" } } },
+                "Approve": { "type": "object", "required": ["step"], "additionalProperties": false, "properties": { "step": { "type": "string" }, "done": { "type": "boolean" } } },
+                "Retry": { "type": "object", "required": ["step"], "additionalProperties": false, "properties": { "step": { "type": "string" }, "overrides": { "$ref": "#/components/schemas/Overrides" } } },
+                "Skip": { "type": "object", "required": ["step"], "additionalProperties": false, "properties": { "step": { "type": "string" } } },
                 "Subscribe": { "type": "object", "properties": {
                     "email": { "type": "string", "format": "email" }, "webhook": { "type": "string", "format": "uri" },
                     "services": { "type": "array", "items": { "type": "string" }, "description": "none: every service" },

@@ -8,6 +8,14 @@
 //! opens a connection and says nothing gives its slot back), a time limit on
 //! answering, and a per-address rate of requests answered `429 Too Many
 //! Requests` with `Retry-After` past its burst.
+//!
+//! Connections are counted per client too ([`Connections`]): an address
+//! (an IPv6 client by its /64, which one host holds whole) keeps at most
+//! `per_address` connections open, the ones past it closed at once, so a
+//! client that opens a thousand idle sockets takes its own share and no
+//! one else's. A request's body must arrive within `body_timeout`, and a
+//! request with a body to the operator API is authenticated before a
+//! byte of it is read.
 
 use axum::body::Body;
 use axum::extract::State;
@@ -32,6 +40,13 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// How long a client may take to send a request's headers.
     pub header_timeout: Duration,
+    /// Connections one client (IPv4 address, IPv6 /64) may hold open.
+    pub per_address: usize,
+    /// How long a client may take to send a request's body.
+    pub body_timeout: Duration,
+    /// A second listener with connections of its own, for operators
+    /// (`--admin-listen`): no load on the public one reaches it.
+    pub admin_listen: Option<std::net::SocketAddr>,
 }
 
 impl Default for Limits {
@@ -41,6 +56,9 @@ impl Default for Limits {
             rate_per_s: 50,
             request_timeout: Duration::from_secs(30),
             header_timeout: Duration::from_secs(10),
+            per_address: 32,
+            body_timeout: Duration::from_secs(10),
+            admin_listen: None,
         }
     }
 }
@@ -86,11 +104,88 @@ impl RateLimiter {
     }
 }
 
+/// Who a connection is counted against: an IPv4 address, or an IPv6
+/// address's /64 (an IPv4 address mapped into IPv6 counts as itself).
+pub(crate) fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
+/// Open connections per client; see the module documentation.
+pub(crate) struct Connections {
+    per_client: usize,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One open connection, counted until dropped.
+pub(crate) struct Open {
+    table: Arc<Connections>,
+    key: IpAddr,
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        let mut open = self.table.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
+impl Connections {
+    pub(crate) fn new(per_client: usize) -> Arc<Connections> {
+        Arc::new(Connections { per_client: per_client.max(1), open: Mutex::default() })
+    }
+
+    /// Counts a new connection from `ip`, or None when its client holds its share.
+    pub(crate) fn open(self: &Arc<Self>, ip: IpAddr) -> Option<Open> {
+        let key = client_key(ip);
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(key).or_insert(0);
+        if *n >= self.per_client {
+            return None;
+        }
+        *n += 1;
+        Some(Open { table: self.clone(), key })
+    }
+}
+
 /// The state the limiting middleware needs.
 #[derive(Clone)]
 pub(crate) struct Limiter {
     pub rate: Arc<RateLimiter>,
     pub request_timeout: Duration,
+    pub body_timeout: Duration,
+    /// Checks a bearer token before a body is read (None: no check, tests).
+    pub authenticate: Option<Arc<dyn Fn(&str) -> bool + Send + Sync>>,
+}
+
+/// The largest request body read (the router refuses more anyway).
+const MAX_BODY: usize = 64 * 1024;
+
+/// Whether a request with a body needs a token: the operator API, but for
+/// the endpoints anyone may call.
+fn needs_token(path: &str) -> bool {
+    path.starts_with("/api/v1/") && !path.starts_with("/api/v1/subscriptions")
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    let mut r = (status, axum::Json(serde_json::json!({ "error": message }))).into_response();
+    if status == StatusCode::UNAUTHORIZED {
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"drctl\""));
+    }
+    r
 }
 
 fn too_many(retry_after: Duration) -> Response {
@@ -116,6 +211,42 @@ pub(crate) async fn limit(State(l): State<Limiter>, req: Request<Body>, next: ax
             return too_many(wait);
         }
     }
+    let has_body =
+        req.headers().contains_key(header::CONTENT_LENGTH) || req.headers().contains_key(header::TRANSFER_ENCODING);
+    let req = if has_body {
+        if let Some(check) = l.authenticate.as_ref().filter(|_| needs_token(req.uri().path())) {
+            let token = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::trim)
+                .unwrap_or_default();
+            if token.is_empty() {
+                return error(StatusCode::UNAUTHORIZED, "send `Authorization: Bearer TOKEN` (`drctl token create`)");
+            }
+            if !check(token) {
+                return error(StatusCode::UNAUTHORIZED, "unknown or revoked token");
+            }
+        }
+        // The whole body within its deadline, or the connection's slot is
+        // given back: a client trickling a body holds nothing for long.
+        let (parts, body) = req.into_parts();
+        match tokio::time::timeout(l.body_timeout, axum::body::to_bytes(body, MAX_BODY + 1)).await {
+            Err(_) => {
+                return error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    &format!("the request's body did not arrive within {} s", l.body_timeout.as_secs()),
+                )
+            }
+            Ok(Err(_)) => {
+                return error(StatusCode::PAYLOAD_TOO_LARGE, "the request's body is too large or was cut off")
+            }
+            Ok(Ok(bytes)) => Request::from_parts(parts, Body::from(bytes)),
+        }
+    } else {
+        req
+    };
     match tokio::time::timeout(l.request_timeout, next.run(req)).await {
         Ok(r) => r,
         Err(_) => (
@@ -151,7 +282,12 @@ mod tests {
     #[tokio::test]
     async fn a_request_past_its_time_is_answered_503_and_a_client_past_its_rate_429() {
         use tower::ServiceExt;
-        let limiter = Limiter { rate: Arc::new(RateLimiter::new(1)), request_timeout: Duration::from_millis(50) };
+        let limiter = Limiter {
+            rate: Arc::new(RateLimiter::new(1)),
+            request_timeout: Duration::from_millis(50),
+            body_timeout: Duration::from_millis(50),
+            authenticate: None,
+        };
         let app = axum::Router::new()
             .route("/slow", axum::routing::get(|| tokio::time::sleep(Duration::from_secs(30))))
             .route("/fast", axum::routing::get(|| async { "ok" }))
@@ -169,6 +305,48 @@ mod tests {
         let r = app.clone().oneshot(request("/fast")).await.unwrap();
         assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "a burst of 2 at 1/s: the third waits");
         assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+    }
+
+    #[test]
+    fn connections_are_counted_per_address_and_per_ipv6_slash_64() {
+        let table = Connections::new(2);
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        let first = table.open(a).unwrap();
+        let _second = table.open(b).unwrap();
+        assert!(table.open(a).is_none(), "the /64 holds its share");
+        assert!(table.open(other).is_some(), "another /64 is not affected");
+        drop(first);
+        assert!(table.open(b).is_some(), "a closed connection gives its slot back");
+        let v4 = Connections::new(1);
+        let _x = v4.open("10.0.0.1".parse().unwrap()).unwrap();
+        assert!(v4.open("::ffff:10.0.0.1".parse().unwrap()).is_none(), "mapped IPv4 is the same client");
+        assert!(v4.open("10.0.0.2".parse().unwrap()).is_some());
+    }
+
+    #[tokio::test]
+    async fn a_body_is_not_read_before_its_token_is_checked() {
+        use tower::ServiceExt;
+        let limiter = Limiter {
+            rate: Arc::new(RateLimiter::new(0)),
+            request_timeout: Duration::from_secs(5),
+            body_timeout: Duration::from_secs(5),
+            authenticate: Some(Arc::new(|t: &str| t == "good")),
+        };
+        let app = axum::Router::new()
+            .route("/api/v1/incidents", axum::routing::post(|b: String| async move { b }))
+            .layer(axum::middleware::from_fn_with_state(limiter, limit));
+        let request = |token: Option<&str>| {
+            let mut r = Request::builder().method("POST").uri("/api/v1/incidents").header("content-length", "2");
+            if let Some(t) = token {
+                r = r.header("authorization", format!("Bearer {t}"));
+            }
+            r.body(Body::from("{}")).unwrap()
+        };
+        assert_eq!(app.clone().oneshot(request(None)).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(app.clone().oneshot(request(Some("bad"))).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(app.clone().oneshot(request(Some("good"))).await.unwrap().status(), StatusCode::OK);
     }
 
     #[test]

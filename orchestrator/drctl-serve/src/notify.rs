@@ -43,6 +43,8 @@ pub struct NotifyOptions {
     /// addresses (off: an anonymous subscriber could make the controller
     /// POST into its own network).
     pub allow_private_webhooks: bool,
+    /// Let credentials go over plain `smtp://` (a local relay).
+    pub smtp_insecure: bool,
 }
 
 impl Default for NotifyOptions {
@@ -50,6 +52,7 @@ impl Default for NotifyOptions {
         NotifyOptions {
             smtp: None,
             from: "drctl <status@localhost>".into(),
+            smtp_insecure: false,
             every: Duration::from_secs(1),
             retry_first: Duration::from_secs(30),
             retry_max: Duration::from_secs(3600),
@@ -275,10 +278,14 @@ fn webhook_body(n: &Notification, unsubscribe: &str, now: SystemTime) -> Vec<u8>
     serde_json::to_vec(&body).unwrap_or_default()
 }
 
-/// Whether `url` may receive webhooks: http(s), and unless allowed, no
-/// address of the controller's own networks (checked when subscribing and
-/// again before each delivery, as a name may resolve elsewhere later).
-pub(crate) async fn webhook_target(url: &str, allow_private: bool) -> Result<(), String> {
+/// Whether `url` may receive webhooks: http(s), no credentials, and
+/// unless allowed, no address the controller's own networks could answer
+/// on (checked when subscribing and again before each delivery, as a name
+/// may resolve elsewhere later). Answers the address that was checked:
+/// the delivery connects to it and to nothing else, so a name that
+/// resolves to a public address for the check and a private one for the
+/// connection (DNS rebinding) gains nothing.
+pub(crate) async fn webhook_target(url: &str, allow_private: bool) -> Result<Option<std::net::SocketAddr>, String> {
     let parsed = reqwest::Url::parse(url).map_err(|e| format!("the webhook URL does not parse: {e}"))?;
     if !matches!(parsed.scheme(), "https" | "http") {
         return Err("a webhook URL is http:// or https://".into());
@@ -288,40 +295,82 @@ pub(crate) async fn webhook_target(url: &str, allow_private: bool) -> Result<(),
     }
     let host = parsed.host_str().ok_or("the webhook URL names no host")?.to_string();
     if allow_private {
-        return Ok(());
+        return Ok(None);
     }
     let port = parsed.port_or_known_default().unwrap_or(443);
     let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
-    let addrs = tokio::net::lookup_host((host.as_str(), port))
+    let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
         .await
-        .map_err(|e| format!("the webhook's host `{host}` does not resolve: {e}"))?;
-    for a in addrs {
-        if private(a.ip()) {
+        .map_err(|e| format!("the webhook's host `{host}` does not resolve: {e}"))?
+        .collect();
+    for a in &addrs {
+        if let Some(what) = blocked(a.ip()) {
             return Err(format!(
-                "the webhook's host `{host}` is a private address ({}): not reachable from a public subscription (the controller's operator can allow it with --allow-private-webhooks)",
-                a.ip()
+                "the webhook's host `{host}` is a private address ({what}): not reachable from a public subscription (the controller's operator can allow it with --allow-private-webhooks)"
             ));
         }
     }
-    Ok(())
+    addrs.first().copied().map(Some).ok_or_else(|| format!("the webhook's host `{host}` resolves to no address"))
 }
 
-fn private(ip: std::net::IpAddr) -> bool {
+/// The IPv4 address an IPv6 address carries, in every form that reaches
+/// an IPv4 host: mapped (`::ffff:a.b.c.d`), translated (`::ffff:0:a.b.c.d`),
+/// compatible (`::a.b.c.d`), NAT64 (`64:ff9b::/96`) and 6to4 (`2002::/16`).
+fn embedded_v4(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
+    let s = v6.segments();
+    let low = std::net::Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
+    match s {
+        [0, 0, 0, 0, 0, 0xffff, _, _] | [0, 0, 0, 0, 0xffff, 0, _, _] | [0, 0, 0, 0, 0, 0, _, _] => Some(low),
+        [0x64, 0xff9b, 0, 0, 0, 0, _, _] => Some(low),
+        [0x2002, a, b, ..] => Some(std::net::Ipv4Addr::new((a >> 8) as u8, a as u8, (b >> 8) as u8, b as u8)),
+        _ => None,
+    }
+}
+
+/// Why a webhook may not be sent to `ip` (None: it may): judged by the
+/// address, whatever its spelling.
+pub(crate) fn blocked(ip: std::net::IpAddr) -> Option<&'static str> {
     match ip {
         std::net::IpAddr::V4(v4) => {
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.octets()[0] == 100 && (64..128).contains(&v4.octets()[1])
+            let [a, b, c, _] = v4.octets();
+            let why = match (a, b, c) {
+                (0, _, _) => "this network, 0.0.0.0/8",
+                (10, _, _) => "private, 10.0.0.0/8",
+                (100, 64..=127, _) => "shared address space, 100.64.0.0/10",
+                (127, _, _) => "loopback",
+                (169, 254, _) => "link-local",
+                (172, 16..=31, _) => "private, 172.16.0.0/12",
+                (192, 0, 0) => "IETF protocol assignments, 192.0.0.0/24",
+                (192, 0, 2) | (198, 51, 100) | (203, 0, 113) => "documentation",
+                (192, 88, 99) => "6to4 relay anycast",
+                (192, 168, _) => "private, 192.168.0.0/16",
+                (198, 18..=19, _) => "benchmarking, 198.18.0.0/15",
+                (224..=239, _, _) => "multicast",
+                (240..=255, _, _) => "reserved (and broadcast)",
+                _ => return None,
+            };
+            Some(why)
         }
         std::net::IpAddr::V6(v6) => {
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || (v6.segments()[0] & 0xfe00) == 0xfc00
-                || (v6.segments()[0] & 0xffc0) == 0xfe80
-                || v6.to_ipv4_mapped().is_some_and(|v4| private(std::net::IpAddr::V4(v4)))
+            if let Some(v4) = embedded_v4(v6) {
+                return blocked(std::net::IpAddr::V4(v4));
+            }
+            let s = v6.segments();
+            let why = match s[0] {
+                0xff00..=0xffff => "multicast",
+                0xfc00..=0xfdff => "unique local",
+                0xfe80..=0xfebf => "link-local",
+                0xfec0..=0xfeff => "site-local, fec0::/10",
+                0x0064 if s[1] == 0xff9b => "local-use NAT64, 64:ff9b:1::/48",
+                0x0100 if s[1..4] == [0, 0, 0] => "discard-only, 100::/64",
+                0x2001 if s[1] == 0 => "Teredo tunnel, 2001::/32",
+                0x2001 if s[1] == 0x0db8 => "documentation",
+                0x2001 if (0x0010..=0x002f).contains(&s[1]) => "ORCHID",
+                0x2001 if s[1] == 0x0002 && s[2] == 0 => "benchmarking, 2001:2::/48",
+                0x0000 => "reserved, ::/8",
+                _ => return None,
+            };
+            Some(why)
         }
     }
 }
@@ -334,8 +383,27 @@ async fn send_webhook(
     allow_private: bool,
     now: SystemTime,
 ) -> Result<(), String> {
-    webhook_target(&sub.target, allow_private).await?;
+    let checked = webhook_target(&sub.target, allow_private).await?;
     let secret = sub.secret.as_deref().ok_or("the subscription has no signing secret")?;
+    // The connection goes to the address just checked, never to a second
+    // answer for the same name; redirects are not followed.
+    let pinned;
+    let http = match checked {
+        Some(addr) => {
+            let host = reqwest::Url::parse(&sub.target)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_string))
+                .unwrap_or_default();
+            pinned = reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(std::time::Duration::from_secs(10))
+                .resolve(host.trim_start_matches('[').trim_end_matches(']'), addr)
+                .build()
+                .map_err(|e| format!("cannot make the webhook client: {e}"))?;
+            &pinned
+        }
+        None => http,
+    };
     let ts = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
     let id = format!("msg_drctl_{}", d.id);
     let body = webhook_body(&d.notification, unsubscribe, now);
@@ -357,16 +425,44 @@ async fn send_webhook(
     }
 }
 
-/// The SMTP transport `--smtp` names.
-pub(crate) fn smtp_transport(url: &str) -> Result<lettre::AsyncSmtpTransport<lettre::Tokio1Executor>, String> {
+/// Whether `--smtp URL` may be used, checked before the controller starts:
+/// a known scheme, and credentials only where they travel encrypted
+/// (`smtps://`, or `smtp+starttls://` whose STARTTLS is required) unless
+/// `insecure` allows them over plain `smtp://`.
+pub fn check_smtp(url: &str, insecure: bool) -> Result<(), String> {
+    smtp_transport(url, insecure).map(|_| ())
+}
+
+/// How an SMTP URL wants the connection protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SmtpTls {
+    /// `smtps://`: TLS from the first byte.
+    Implicit,
+    /// `smtp+starttls://`: STARTTLS or nothing is sent.
+    Required,
+    /// `smtp://`: STARTTLS when the server offers it.
+    Opportunistic,
+}
+
+/// The SMTP transport `--smtp` names; see [`check_smtp`].
+pub(crate) fn smtp_transport(
+    url: &str,
+    insecure: bool,
+) -> Result<lettre::AsyncSmtpTransport<lettre::Tokio1Executor>, String> {
     use lettre::transport::smtp::authentication::Credentials;
+    use lettre::transport::smtp::client::{Tls, TlsParameters};
     use lettre::{AsyncSmtpTransport, Tokio1Executor};
     let (tls, rest) = if let Some(r) = url.strip_prefix("smtps://") {
-        (true, r)
+        (SmtpTls::Implicit, r)
+    } else if let Some(r) = url.strip_prefix("smtp+starttls://") {
+        (SmtpTls::Required, r)
     } else if let Some(r) = url.strip_prefix("smtp://") {
-        (false, r)
+        (SmtpTls::Opportunistic, r)
     } else {
-        return Err(format!("--smtp `{}`: use smtp://HOST:PORT or smtps://HOST:PORT", drctl_core::redact::url(url)));
+        return Err(format!(
+            "--smtp `{}`: use smtp://HOST:PORT, smtp+starttls://HOST:PORT (STARTTLS required) or smtps://HOST:PORT (TLS)",
+            drctl_core::redact::url(url)
+        ));
     };
     let (userinfo, hostport) = match rest.trim_end_matches('/').rsplit_once('@') {
         Some((u, h)) => (Some(u), h),
@@ -374,19 +470,30 @@ pub(crate) fn smtp_transport(url: &str) -> Result<lettre::AsyncSmtpTransport<let
     };
     let (host, port) = match hostport.rsplit_once(':') {
         Some((h, p)) => (h, p.parse::<u16>().map_err(|_| format!("--smtp: port `{p}` is not a number"))?),
-        None => (hostport, if tls { 465 } else { 25 }),
+        None => (hostport, if tls == SmtpTls::Implicit { 465 } else { 25 }),
     };
     if host.is_empty() {
         return Err("--smtp names no host".into());
     }
-    let mut b = if tls {
-        AsyncSmtpTransport::<Tokio1Executor>::relay(host).map_err(|e| e.to_string())?
-    } else {
-        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+    let password = std::env::var("DRCTL_SMTP_PASSWORD").ok().filter(|p| !p.is_empty());
+    if userinfo.is_some() && tls == SmtpTls::Opportunistic && !insecure {
+        return Err(format!(
+            "--smtp `{}` carries credentials over plain smtp://, where a server without STARTTLS (or someone between) receives the password in clear: use smtps://{host}:PORT or smtp+starttls://{host}:PORT, or --smtp-insecure to accept it",
+            drctl_core::redact::url(url)
+        ));
+    }
+    let params = || TlsParameters::new(host.to_string()).map_err(|e| format!("--smtp: TLS for `{host}`: {e}"));
+    let mut b = match tls {
+        SmtpTls::Implicit => AsyncSmtpTransport::<Tokio1Executor>::relay(host).map_err(|e| e.to_string())?,
+        SmtpTls::Required => {
+            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host).tls(Tls::Required(params()?))
+        }
+        SmtpTls::Opportunistic => {
+            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host).tls(Tls::Opportunistic(params()?))
+        }
     }
     .port(port)
     .timeout(Some(Duration::from_secs(30)));
-    let password = std::env::var("DRCTL_SMTP_PASSWORD").ok().filter(|p| !p.is_empty());
     if let Some(u) = userinfo {
         let (user, pass) = match u.split_once(':') {
             Some((user, pass)) => (user.to_string(), pass.to_string()),
@@ -415,6 +522,8 @@ async fn send_email(
         .message_id(Some(format!("<drctl-delivery-{}@{}>", d.id, host_of(from))));
     if d.notification.kind != "subscription.confirm" {
         m = m.header(ListUnsubscribe(format!("<{unsubscribe}>")));
+        // RFC 8058: the mail client POSTs to the link itself (one click).
+        m = m.header(ListUnsubscribePost);
     }
     let m = m.header(ContentType::TEXT_PLAIN).body(body).map_err(|e| e.to_string())?;
     smtp.send(m).await.map(|_| ()).map_err(|e| drctl_core::redact::text(&e.to_string()))
@@ -437,6 +546,22 @@ impl lettre::message::header::Header for ListUnsubscribe {
     }
     fn display(&self) -> lettre::message::header::HeaderValue {
         lettre::message::header::HeaderValue::new(Self::name(), self.0.clone())
+    }
+}
+
+/// `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058).
+#[derive(Clone)]
+struct ListUnsubscribePost;
+
+impl lettre::message::header::Header for ListUnsubscribePost {
+    fn name() -> lettre::message::header::HeaderName {
+        lettre::message::header::HeaderName::new_from_ascii_str("List-Unsubscribe-Post")
+    }
+    fn parse(_: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(ListUnsubscribePost)
+    }
+    fn display(&self) -> lettre::message::header::HeaderValue {
+        lettre::message::header::HeaderValue::new(Self::name(), "List-Unsubscribe=One-Click".into())
     }
 }
 
@@ -468,6 +593,12 @@ pub(crate) async fn tick(
 ) {
     let state = &s.opts.state;
     let now = s.opts.clock.now();
+    // Unconfirmed subscriptions a day old are forgotten, with their link.
+    match state.expire_pending(now) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(expired = n, "unconfirmed subscriptions expired"),
+        Err(e) => tracing::warn!(error = %e, "unconfirmed subscriptions could not be expired"),
+    }
     let view = s.view.read().unwrap_or_else(|p| p.into_inner()).clone();
     if let Some(view) = view {
         let incidents = state.incidents().unwrap_or_default();
@@ -554,7 +685,7 @@ pub(crate) async fn tick(
 
 /// The notifier loop (the leader's).
 pub(crate) async fn run(s: Arc<Shared>, stop: drctl_runtime::CancellationToken) {
-    let smtp = match s.opts.notify.smtp.as_deref().map(smtp_transport) {
+    let smtp = match s.opts.notify.smtp.as_deref().map(|u| smtp_transport(u, s.opts.notify.smtp_insecure)) {
         Some(Ok(t)) => Some(t),
         Some(Err(e)) => {
             (s.opts.say)(&format!("e-mail is off: {e}"));
@@ -671,6 +802,37 @@ mod tests {
         )
         .unwrap();
         assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
+
+    #[tokio::test]
+    async fn every_spelling_of_a_private_address_is_refused() {
+        for url in [
+            "http://[::127.0.0.1]/x",
+            "http://[64:ff9b::7f00:1]/x",
+            "http://[::ffff:0:7f00:1]/x",
+            "http://[::ffff:127.0.0.1]/x",
+            "http://[2002:7f00:1::]/x",
+            "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/x",
+            "http://0.0.0.1/x",
+            "http://224.0.0.1/x",
+            "http://198.18.0.1/x",
+            "http://[fec0::1]/x",
+            "http://[ff02::1]/x",
+            "http://[::]/x",
+            "http://0177.0.0.1/x",
+            "http://2130706433/x",
+            "http://0x7f.1/x",
+            "http://255.255.255.255/x",
+            "http://240.0.0.1/x",
+            "http://[fd00::1]/x",
+            "http://[fe80::1]/x",
+        ] {
+            let e = webhook_target(url, false).await.unwrap_err();
+            assert!(e.contains("private address"), "{url}: {e}");
+        }
+        assert!(blocked("93.184.216.34".parse().unwrap()).is_none());
+        assert!(blocked("2606:2800:220:1:248:1893:25c8:1946".parse().unwrap()).is_none());
+        assert!(blocked("2002:5db8:d822::1".parse().unwrap()).is_none(), "6to4 of a public address");
     }
 
     #[tokio::test]

@@ -184,7 +184,7 @@ pub(crate) fn changes(
 pub(crate) async fn run(s: Arc<Shared>, stop: drctl_runtime::CancellationToken) {
     let opts = s.opts.readiness.clone();
     let smtp = match (&opts.email, s.opts.notify.smtp.as_deref()) {
-        (Some(_), Some(url)) => match crate::notify::smtp_transport(url) {
+        (Some(_), Some(url)) => match crate::notify::smtp_transport(url, s.opts.notify.smtp_insecure) {
             Ok(t) => Some(t),
             Err(e) => {
                 (s.opts.say)(&format!("operator e-mail is off: {e}"));

@@ -58,9 +58,12 @@ impl SubscriptionState {
     }
 }
 
-/// One subscriber. The secrets it holds (its unsubscribe token, a
-/// webhook's signing secret) are needed to write each notification, so
-/// they are stored; the confirmation token is stored only as a hash.
+/// One subscriber. Stored sealed (see [`crate::seal`]): its address and a
+/// webhook's signing secret, needed to write each notification, never
+/// leave the process in clear. Its tokens are never stored: the
+/// confirmation token only as a hash, the unsubscribe token derived from
+/// the store's key when a notification is written, and found again by an
+/// index of its hash.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Subscription {
     pub id: i64,
@@ -76,9 +79,22 @@ pub struct Subscription {
     pub confirmed_ms: Option<i64>,
     pub ended_ms: Option<i64>,
     pub confirm_hash: Option<String>,
+    /// Derived from the store's key on every read; never stored.
+    #[serde(default, skip_serializing)]
     pub unsubscribe_token: String,
     pub secret: Option<String>,
+    /// When its last confirmation link was made (a repeat re-sends at most
+    /// once a day).
+    #[serde(default)]
+    pub confirm_sent_ms: Option<i64>,
 }
+
+/// How long an e-mail subscription may stay unconfirmed: then it is gone.
+pub const PENDING_TTL_MS: i64 = 24 * 3_600_000;
+
+/// The most unconfirmed subscriptions kept at once: past it, subscribing
+/// is refused ([`Error::Full`]) until some confirm or expire.
+pub const MAX_PENDING: usize = 10_000;
 
 impl Subscription {
     /// Whether a notification about `services` concerns this subscriber
@@ -107,8 +123,12 @@ impl Subscription {
 #[derive(Debug, Clone)]
 pub struct NewSubscription {
     pub subscription: Subscription,
-    /// The token of the confirmation link (e-mail).
+    /// The token of the confirmation link (e-mail); none when the address
+    /// already has a subscription, or was sent a link within the day.
     pub confirm_token: Option<String>,
+    /// The address had a subscription already: this is it (its secrets
+    /// must not be shown to whoever asked again).
+    pub existing: bool,
 }
 
 /// Something subscribers are told.
@@ -211,6 +231,10 @@ pub trait Audience: Send + Sync {
 
     fn subscriptions(&self) -> Result<Vec<Subscription>>;
 
+    /// Forgets e-mail subscriptions left unconfirmed for [`PENDING_TTL_MS`]
+    /// (and their queued confirmation); returns how many.
+    fn expire_pending(&self, now: SystemTime) -> Result<usize>;
+
     /// Queues `n` for every active subscriber it concerns (confirmed no
     /// later than it happened), or for subscription `to` alone whatever its
     /// state. Queuing the same event again queues nothing: the count is of
@@ -234,6 +258,9 @@ pub trait Audience: Send + Sync {
     fn publish_report(&self, incident: i64, by: &str, now: SystemTime) -> Result<IncidentReport>;
 }
 
+/// The kind of a confirmation message.
+pub const CONFIRM_KIND: &str = "subscription.confirm";
+
 /// A link's token: 32 random bytes, hex.
 fn random_hex() -> Result<String> {
     Ok(hex(&random_bytes("a link")?))
@@ -254,41 +281,80 @@ impl<K: Kv> KvStore<K> {
         self.key(&format!("delivery/{id:012}"))
     }
 
-    fn due_key(&self, next_ms: i64, id: i64) -> String {
-        self.key(&format!("due/{:015}/{id:012}", next_ms.max(0)))
+    /// A pending delivery's place in its queue: confirmations queue apart
+    /// (`due-c/`), so a flood of them never delays a notification.
+    fn due_key(&self, d: &Delivery) -> String {
+        let queue = if d.notification.kind == CONFIRM_KIND { "due-c" } else { "due" };
+        self.key(&format!("{queue}/{:015}/{:012}", d.next_ms.max(0), d.id))
     }
 
     fn report_key(&self, incident: i64) -> String {
         self.key(&format!("report/{incident:012}"))
     }
 
-    fn find_sub(&self, pred: impl Fn(&Subscription) -> bool) -> Result<Option<(Subscription, i64)>> {
-        let prefix = self.key("sub/");
-        for (k, v) in self.kv().scan(&prefix, &crate::kv::prefix_end(&prefix))? {
-            let s: Subscription = decode(&k, &v)?;
-            if pred(&s) {
-                return Ok(Some((s, v.version)));
-            }
+    fn sub_index_key(&self, kind: &str, hash: &str) -> String {
+        self.key(&format!("sub-{kind}/{hash}"))
+    }
+
+    fn pending_key(&self, created_ms: i64, id: i64) -> String {
+        self.key(&format!("sub-pending/{:015}/{id:012}", created_ms.max(0)))
+    }
+
+    /// A subscriber's address as indexed: keyed, so the index tells
+    /// nothing to whoever holds the store without its key.
+    fn address_index(&self, target: &str) -> String {
+        self.sealer().index("subscriber address", target.trim().to_lowercase().as_bytes())
+    }
+
+    /// The unsubscribe token of a subscription: derived, never stored.
+    fn unsubscribe_token_of(&self, s: &Subscription) -> String {
+        self.sealer().index("unsubscribe link", format!("{}:{}", s.id, s.created_ms).as_bytes())
+    }
+
+    fn read_sub(&self, key: &str, v: &Versioned) -> Result<Subscription> {
+        let mut s: Subscription = self.open_doc(key, v)?;
+        if s.unsubscribe_token.is_empty() {
+            s.unsubscribe_token = self.unsubscribe_token_of(&s);
         }
-        Ok(None)
+        Ok(s)
+    }
+
+    /// The subscription an index entry points at.
+    fn sub_by_index(&self, kind: &str, hash: &str) -> Result<Option<(Subscription, i64)>> {
+        let index = self.sub_index_key(kind, hash);
+        let Some(v) = self.kv().get(&index)? else { return Ok(None) };
+        let id: i64 = decode(&index, &v)?;
+        let key = self.sub_key(id);
+        match self.kv().get(&key)? {
+            Some(v) => Ok(Some((self.read_sub(&key, &v)?, v.version))),
+            None => Ok(None),
+        }
     }
 
     fn change_sub(
         &self,
-        pred: impl Fn(&Subscription) -> bool,
-        change: impl Fn(&mut Subscription),
+        kind: &str,
+        hash: &str,
+        change: impl Fn(&mut Subscription) -> bool,
+        extra: impl Fn(&Subscription) -> Vec<Op>,
     ) -> Result<Option<Subscription>> {
         self.retry(|| {
-            let Some((mut s, version)) = self.find_sub(&pred)? else { return Ok(Some(None)) };
-            change(&mut s);
+            let Some((mut s, version)) = self.sub_by_index(kind, hash)? else { return Ok(Some(None)) };
+            if !change(&mut s) {
+                return Ok(Some(None));
+            }
             let key = self.sub_key(s.id);
-            let ok = self.kv().commit(Txn {
-                checks: vec![Check::Version(key.clone(), version)],
-                ops: vec![Op::Put(key, encode(&s))],
-                leader_only: false,
-            })?;
+            let mut ops = vec![Op::Put(key.clone(), self.seal_doc(&s))];
+            ops.extend(extra(&s));
+            let ok = self.kv().commit(Txn { checks: vec![Check::Version(key, version)], ops, leader_only: false })?;
             Ok(ok.then_some(Some(s)))
         })
+    }
+
+    /// How many unconfirmed subscriptions are kept.
+    fn pending_count(&self) -> Result<usize> {
+        let prefix = self.key("sub-pending/");
+        Ok(self.kv().scan(&prefix, &crate::kv::prefix_end(&prefix))?.len())
     }
 
     fn change_report(&self, incident: i64, change: impl Fn(&mut IncidentReport)) -> Result<IncidentReport> {
@@ -320,6 +386,47 @@ impl<K: Kv> Audience for KvStore<K> {
         lang: &str,
         now: SystemTime,
     ) -> Result<NewSubscription> {
+        let now_ms = millis(now);
+        let addr = self.address_index(target);
+        if channel == Channel::Email {
+            // One subscription per address: a repeat is told nothing new,
+            // and re-sends the link at most once a day while it is pending.
+            if let Some((existing, version)) = self.sub_by_index("addr", &addr)? {
+                let live = match existing.state {
+                    SubscriptionState::Active => true,
+                    SubscriptionState::Pending => now_ms - existing.created_ms < PENDING_TTL_MS,
+                    SubscriptionState::Unsubscribed => false,
+                };
+                if live {
+                    let resend = existing.state == SubscriptionState::Pending
+                        && existing.confirm_sent_ms.is_none_or(|t| now_ms - t >= PENDING_TTL_MS);
+                    if !resend {
+                        return Ok(NewSubscription { subscription: existing, confirm_token: None, existing: true });
+                    }
+                    let token = random_hex()?;
+                    let mut s = existing.clone();
+                    let old = s.confirm_hash.replace(token_hash(&token));
+                    s.confirm_sent_ms = Some(now_ms);
+                    let key = self.sub_key(s.id);
+                    let mut ops = vec![
+                        Op::Put(key.clone(), self.seal_doc(&s)),
+                        Op::Put(self.sub_index_key("confirm", &token_hash(&token)), encode(&s.id)),
+                    ];
+                    if let Some(old) = old {
+                        ops.push(Op::Delete(self.sub_index_key("confirm", &old)));
+                    }
+                    if self.kv().commit(Txn { checks: vec![Check::Version(key, version)], ops, leader_only: false })? {
+                        return Ok(NewSubscription { subscription: s, confirm_token: Some(token), existing: true });
+                    }
+                    return Ok(NewSubscription { subscription: existing, confirm_token: None, existing: true });
+                }
+            }
+            if self.pending_count()? >= MAX_PENDING {
+                return Err(Error::Full(format!(
+                    "{MAX_PENDING} subscriptions are waiting for confirmation: try again later"
+                )));
+            }
+        }
         let confirm = match channel {
             Channel::Email => Some(random_hex()?),
             Channel::Webhook => None,
@@ -328,10 +435,9 @@ impl<K: Kv> Audience for KvStore<K> {
             Channel::Email => None,
             Channel::Webhook => Some(webhook_secret()?),
         };
-        let unsubscribe_token = random_hex()?;
         let sub = self.retry(|| {
             let (id, check, op) = self.next_seq("subscription")?;
-            let sub = Subscription {
+            let mut sub = Subscription {
                 id,
                 channel,
                 target: target.to_string(),
@@ -341,57 +447,128 @@ impl<K: Kv> Audience for KvStore<K> {
                     Channel::Email => SubscriptionState::Pending,
                     Channel::Webhook => SubscriptionState::Active,
                 },
-                created_ms: millis(now),
-                confirmed_ms: (channel == Channel::Webhook).then_some(millis(now)),
+                created_ms: now_ms,
+                confirmed_ms: (channel == Channel::Webhook).then_some(now_ms),
                 ended_ms: None,
                 confirm_hash: confirm.as_deref().map(token_hash),
-                unsubscribe_token: unsubscribe_token.clone(),
+                unsubscribe_token: String::new(),
                 secret: secret.clone(),
+                confirm_sent_ms: confirm.as_ref().map(|_| now_ms),
             };
+            sub.unsubscribe_token = self.unsubscribe_token_of(&sub);
             let key = self.sub_key(id);
-            let ok = self.kv().commit(Txn {
-                checks: vec![check, Check::Absent(key.clone())],
-                ops: vec![op, Op::Put(key, encode(&sub))],
-                leader_only: false,
-            })?;
+            let mut ops = vec![
+                op,
+                Op::Put(key.clone(), self.seal_doc(&sub)),
+                Op::Put(self.sub_index_key("unsub", &token_hash(&sub.unsubscribe_token)), encode(&id)),
+            ];
+            if let Some(h) = &sub.confirm_hash {
+                ops.push(Op::Put(self.sub_index_key("confirm", h), encode(&id)));
+                ops.push(Op::Put(self.pending_key(now_ms, id), encode(&id)));
+            }
+            if channel == Channel::Email {
+                ops.push(Op::Put(self.sub_index_key("addr", &addr), encode(&id)));
+            }
+            let ok = self.kv().commit(Txn { checks: vec![check, Check::Absent(key)], ops, leader_only: false })?;
             Ok(ok.then_some(sub))
         })?;
-        Ok(NewSubscription { subscription: sub, confirm_token: confirm })
+        Ok(NewSubscription { subscription: sub, confirm_token: confirm, existing: false })
     }
 
     fn confirm_subscription(&self, token: &str, now: SystemTime) -> Result<Option<Subscription>> {
-        let hash = token_hash(token);
+        let now_ms = millis(now);
         self.change_sub(
-            |s| s.confirm_hash.as_deref() == Some(hash.as_str()),
-            |s| {
-                if s.state == SubscriptionState::Pending {
+            "confirm",
+            &token_hash(token),
+            |s| match s.state {
+                SubscriptionState::Pending if now_ms - s.created_ms >= PENDING_TTL_MS => false,
+                SubscriptionState::Pending => {
                     s.state = SubscriptionState::Active;
-                    s.confirmed_ms = Some(millis(now));
+                    s.confirmed_ms = Some(now_ms);
+                    true
                 }
+                _ => true,
             },
+            |s| vec![Op::Delete(self.pending_key(s.created_ms, s.id))],
         )
     }
 
     fn unsubscribe(&self, token: &str, now: SystemTime) -> Result<Option<Subscription>> {
-        use subtle::ConstantTimeEq;
         self.change_sub(
-            |s| bool::from(s.unsubscribe_token.as_bytes().ct_eq(token.as_bytes())),
+            "unsub",
+            &token_hash(token),
             |s| {
                 if s.state != SubscriptionState::Unsubscribed {
                     s.state = SubscriptionState::Unsubscribed;
                     s.ended_ms = Some(millis(now));
                 }
+                true
             },
+            |s| vec![Op::Delete(self.pending_key(s.created_ms, s.id))],
         )
     }
 
     fn subscriptions(&self) -> Result<Vec<Subscription>> {
-        self.scan_docs(&self.key("sub/"))
+        let prefix = self.key("sub/");
+        self.kv().scan(&prefix, &crate::kv::prefix_end(&prefix))?.iter().map(|(k, v)| self.read_sub(k, v)).collect()
+    }
+
+    fn expire_pending(&self, now: SystemTime) -> Result<usize> {
+        let prefix = self.key("sub-pending/");
+        let end = self.key(&format!("sub-pending/{:015}", (millis(now) - PENDING_TTL_MS).max(0)));
+        let mut gone = 0;
+        for (k, v) in self.kv().scan(&prefix, &end)? {
+            let id: i64 = decode(&k, &v)?;
+            let key = self.sub_key(id);
+            let mut ops = vec![Op::Delete(k.clone())];
+            let mut checks = vec![];
+            if let Some(sv) = self.kv().get(&key)? {
+                let s = self.read_sub(&key, &sv)?;
+                if s.state == SubscriptionState::Pending {
+                    ops.push(Op::Delete(key.clone()));
+                    ops.push(Op::Delete(self.sub_index_key("unsub", &token_hash(&s.unsubscribe_token))));
+                    if let Some(h) = &s.confirm_hash {
+                        ops.push(Op::Delete(self.sub_index_key("confirm", h)));
+                    }
+                    let addr = self.sub_index_key("addr", &self.address_index(&s.target));
+                    if let Some(av) = self.kv().get(&addr)? {
+                        if decode::<i64>(&addr, &av)? == id {
+                            checks.push(Check::Version(addr.clone(), av.version));
+                            ops.push(Op::Delete(addr));
+                        }
+                    }
+                    // Its confirmation, if still queued, is not sent.
+                    let marker_prefix = self.key(&format!("delivery-of/{id:012}/"));
+                    for (mk, mv) in self.kv().scan(&marker_prefix, &crate::kv::prefix_end(&marker_prefix))? {
+                        let did: i64 = decode(&mk, &mv)?;
+                        let dk = self.delivery_key(did);
+                        if let Some(dv) = self.kv().get(&dk)? {
+                            ops.push(Op::Delete(self.due_key(&self.open_doc::<Delivery>(&dk, &dv)?)));
+                        }
+                        ops.push(Op::Delete(dk));
+                        ops.push(Op::Delete(mk));
+                    }
+                    checks.push(Check::Version(key, sv.version));
+                    gone += 1;
+                }
+            }
+            self.kv().commit(Txn { checks, ops, leader_only: false })?;
+        }
+        Ok(gone)
     }
 
     fn enqueue(&self, n: &Notification, to: Option<i64>, now: SystemTime) -> Result<usize> {
-        let targets: Vec<Subscription> = self
-            .subscriptions()?
+        let candidates = match to {
+            Some(id) => {
+                let key = self.sub_key(id);
+                match self.kv().get(&key)? {
+                    Some(v) => vec![self.read_sub(&key, &v)?],
+                    None => vec![],
+                }
+            }
+            None => self.subscriptions()?,
+        };
+        let targets: Vec<Subscription> = candidates
             .into_iter()
             .filter(|s| match to {
                 Some(id) => s.id == id,
@@ -426,8 +603,8 @@ impl<K: Kv> Audience for KvStore<K> {
                     ops: vec![
                         op,
                         Op::Put(marker.clone(), encode(&id)),
-                        Op::Put(self.delivery_key(id), encode(&d)),
-                        Op::Put(self.due_key(d.next_ms, id), encode(&id)),
+                        Op::Put(self.delivery_key(id), self.seal_doc(&d)),
+                        Op::Put(self.due_key(&d), encode(&id)),
                     ],
                     leader_only: false,
                 })?;
@@ -439,16 +616,25 @@ impl<K: Kv> Audience for KvStore<K> {
     }
 
     fn due_deliveries(&self, now: SystemTime, limit: usize) -> Result<Vec<Delivery>> {
-        let start = self.key("due/");
-        let end = self.key(&format!("due/{:015}~", millis(now).max(0)));
+        // Notifications first: confirmations take what room is left.
         let mut out = Vec::new();
-        for (k, v) in self.kv().scan(&start, &end)?.into_iter().take(limit) {
-            let id: i64 = decode(&k, &v)?;
-            let key = self.delivery_key(id);
-            if let Some(v) = self.kv().get(&key)? {
-                let d: Delivery = decode(&key, &v)?;
-                if d.state == DeliveryState::Pending {
-                    out.push(d);
+        for queue in ["due", "due-c"] {
+            let start = self.key(&format!("{queue}/"));
+            let end = self.key(&format!("{queue}/{:015}~", millis(now).max(0)));
+            for (k, v) in self.kv().scan(&start, &end)?.into_iter().take(limit.saturating_sub(out.len())) {
+                let id: i64 = decode(&k, &v)?;
+                let key = self.delivery_key(id);
+                match self.kv().get(&key)? {
+                    Some(v) => {
+                        let d: Delivery = self.open_doc(&key, &v)?;
+                        if d.state == DeliveryState::Pending {
+                            out.push(d);
+                        }
+                    }
+                    // Its subscription expired: the queue entry goes too.
+                    None => {
+                        self.kv().commit(Txn { checks: vec![], ops: vec![Op::Delete(k)], leader_only: false })?;
+                    }
                 }
             }
         }
@@ -461,11 +647,11 @@ impl<K: Kv> Audience for KvStore<K> {
             let Some(v) = self.kv().get(&key)? else {
                 return Err(Error::NotFound(format!("no delivery {delivery}")));
             };
-            let mut d: Delivery = decode(&key, &v)?;
+            let mut d: Delivery = self.open_doc(&key, &v)?;
             if d.state != DeliveryState::Pending {
                 return Ok(Some(()));
             }
-            let old_due = self.due_key(d.next_ms, d.id);
+            let old_due = self.due_key(&d);
             d.attempts += 1;
             let mut ops = vec![Op::Delete(old_due)];
             match attempt {
@@ -476,7 +662,7 @@ impl<K: Kv> Audience for KvStore<K> {
                 Attempt::Retry { at, error } => {
                     d.next_ms = millis(*at);
                     d.last_error = Some(error.clone());
-                    ops.push(Op::Put(self.due_key(d.next_ms, d.id), encode(&d.id)));
+                    ops.push(Op::Put(self.due_key(&d), encode(&d.id)));
                 }
                 Attempt::GiveUp { error } => {
                     d.state = DeliveryState::GivenUp;
@@ -484,7 +670,14 @@ impl<K: Kv> Audience for KvStore<K> {
                     d.last_error = Some(error.clone());
                 }
             }
-            ops.push(Op::Put(key.clone(), encode(&d)));
+            if d.state != DeliveryState::Pending {
+                // A sent (or abandoned) message keeps no link: whoever
+                // reads the store later cannot follow it.
+                if let Some(p) = d.notification.payload.as_object_mut() {
+                    p.retain(|k, _| !k.ends_with("_url"));
+                }
+            }
+            ops.push(Op::Put(key.clone(), self.seal_doc(&d)));
             let ok = self.kv().commit(Txn {
                 checks: vec![Check::Version(key.clone(), v.version)],
                 ops,
@@ -495,7 +688,8 @@ impl<K: Kv> Audience for KvStore<K> {
     }
 
     fn deliveries(&self) -> Result<Vec<Delivery>> {
-        self.scan_docs(&self.key("delivery/"))
+        let prefix = self.key("delivery/");
+        self.kv().scan(&prefix, &crate::kv::prefix_end(&prefix))?.iter().map(|(k, v)| self.open_doc(k, v)).collect()
     }
 
     fn report(&self, incident: i64) -> Result<Option<IncidentReport>> {
@@ -648,6 +842,9 @@ impl Audience for crate::Sqlite {
     fn subscriptions(&self) -> Result<Vec<Subscription>> {
         self.kv_part().subscriptions()
     }
+    fn expire_pending(&self, now: SystemTime) -> Result<usize> {
+        self.kv_part().expire_pending(now)
+    }
     fn enqueue(&self, n: &Notification, to: Option<i64>, now: SystemTime) -> Result<usize> {
         self.kv_part().enqueue(n, to, now)
     }
@@ -671,5 +868,102 @@ impl Audience for crate::Sqlite {
     }
     fn publish_report(&self, incident: i64, by: &str, now: SystemTime) -> Result<IncidentReport> {
         self.kv_part().publish_report(incident, by, now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::{KvStore, MemKv};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn at(ms: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(ms)
+    }
+
+    /// What etcd receives: every value as it leaves the process.
+    fn everything(s: &KvStore<MemKv>) -> String {
+        s.kv()
+            .scan("", "\u{7f}")
+            .unwrap()
+            .iter()
+            .map(|(k, v)| format!("{k}={}\n", String::from_utf8_lossy(&v.value)))
+            .collect()
+    }
+
+    #[test]
+    fn addresses_secrets_and_tokens_never_leave_the_process_in_clear() {
+        let s = KvStore::new(MemKv::default(), "/drctl/").unwrap();
+        let mail = s.subscribe(Channel::Email, "someone@example.org", &[], "en", at(1_000)).unwrap();
+        let hook = s.subscribe(Channel::Webhook, "https://hooks.example.org/p4th", &[], "en", at(1_000)).unwrap();
+        let n = Notification {
+            event: "e1".into(),
+            kind: CONFIRM_KIND.into(),
+            services: vec![],
+            at_ms: 1_000,
+            payload: serde_json::json!({"confirm_url": "https://status/subscriptions/confirm/x"}),
+        };
+        s.enqueue(&n, Some(mail.subscription.id), at(1_000)).unwrap();
+        let stored = everything(&s);
+        for secret in [
+            "someone@example.org",
+            "p4th",
+            hook.subscription.secret.as_deref().unwrap(),
+            &hook.subscription.unsubscribe_token,
+            mail.confirm_token.as_deref().unwrap(),
+            "/subscriptions/confirm/",
+        ] {
+            assert!(!stored.contains(secret), "`{secret}` is stored in clear");
+        }
+        // Found again by the index of the token's hash.
+        let gone = s.unsubscribe(&hook.subscription.unsubscribe_token, at(2_000)).unwrap().unwrap();
+        assert_eq!(gone.target, "https://hooks.example.org/p4th");
+        let confirmed = s.confirm_subscription(mail.confirm_token.as_deref().unwrap(), at(2_000)).unwrap().unwrap();
+        assert_eq!(confirmed.state, SubscriptionState::Active);
+    }
+
+    #[test]
+    fn one_pending_confirmation_per_address_resent_at_most_daily_and_expired_after_a_day() {
+        let s = KvStore::new(MemKv::default(), "/drctl/").unwrap();
+        let first = s.subscribe(Channel::Email, "a@example.org", &[], "en", at(0)).unwrap();
+        assert!(first.confirm_token.is_some() && !first.existing);
+        let again = s.subscribe(Channel::Email, "A@example.org ", &[], "en", at(60_000)).unwrap();
+        assert!(again.existing && again.confirm_token.is_none(), "no second mail within the day");
+        assert_eq!(s.subscriptions().unwrap().len(), 1);
+        // Expired after a day: its link no longer confirms, and it is gone.
+        let day = PENDING_TTL_MS as u64;
+        assert!(s.confirm_subscription(first.confirm_token.as_deref().unwrap(), at(day + 1)).unwrap().is_none());
+        assert_eq!(s.expire_pending(at(day + 1)).unwrap(), 1);
+        assert!(s.subscriptions().unwrap().is_empty());
+        let fresh = s.subscribe(Channel::Email, "a@example.org", &[], "en", at(day + 2)).unwrap();
+        assert!(!fresh.existing && fresh.confirm_token.is_some());
+    }
+
+    #[test]
+    fn notifications_are_due_before_confirmations() {
+        let s = KvStore::new(MemKv::default(), "/drctl/").unwrap();
+        let hook = s.subscribe(Channel::Webhook, "https://h.example.org/x", &[], "en", at(0)).unwrap();
+        for i in 0..5 {
+            let m = s.subscribe(Channel::Email, &format!("p{i}@example.org"), &[], "en", at(0)).unwrap();
+            let n = Notification {
+                event: format!("subscription.{i}.confirm"),
+                kind: CONFIRM_KIND.into(),
+                services: vec![],
+                at_ms: 0,
+                payload: serde_json::json!({}),
+            };
+            s.enqueue(&n, Some(m.subscription.id), at(0)).unwrap();
+        }
+        let n = Notification {
+            event: "incident.1.created".into(),
+            kind: "incident.created".into(),
+            services: vec![],
+            at_ms: 10,
+            payload: serde_json::json!({}),
+        };
+        s.enqueue(&n, None, at(20)).unwrap();
+        let due = s.due_deliveries(at(30), 1).unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].subscription, hook.subscription.id, "the notification goes first");
     }
 }

@@ -122,43 +122,94 @@ fn ser_time<S: serde::Serializer>(t: &SystemTime, s: S) -> std::result::Result<S
 /// contains the last head there (`drctl audit verify --head-file`).
 #[derive(Clone, Default)]
 pub struct AuditSeal {
-    key: Option<std::sync::Arc<[u8]>>,
+    /// (id, key), oldest first; entries are written under the last one and
+    /// verified under any (a rotated key still verifies what it chained).
+    keys: Vec<(String, std::sync::Arc<[u8]>)>,
     head_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for AuditSeal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the key itself.
-        f.debug_struct("AuditSeal").field("keyed", &self.key.is_some()).field("head_file", &self.head_file).finish()
+        f.debug_struct("AuditSeal").field("keys", &self.key_ids()).field("head_file", &self.head_file).finish()
     }
 }
 
 impl AuditSeal {
     pub fn new(key: Option<Vec<u8>>, head_file: Option<std::path::PathBuf>) -> AuditSeal {
-        AuditSeal { key: key.map(Into::into), head_file }
+        let keys: Vec<(String, std::sync::Arc<[u8]>)> = key
+            .map(|k| {
+                let id = hex(&Sha256::digest([b"drctl key id:".as_slice(), &k].concat())[..4]);
+                vec![(id, k.into())]
+            })
+            .unwrap_or_default();
+        AuditSeal { keys, head_file }
+    }
+
+    /// Fills what was not chosen from the store's own key folder: the
+    /// audit key ring there (made on first use) and its head file.
+    pub fn or_defaults(mut self, paths: &crate::seal::KeyPaths) -> Result<AuditSeal> {
+        if self.keys.is_empty() {
+            let ring = crate::seal::Keyring::load_or_create(&paths.audit_key())?;
+            self.keys = ring.keys().map(|(id, k)| (id.to_string(), std::sync::Arc::from(k.as_slice()))).collect();
+        }
+        if self.head_file.is_none() {
+            crate::seal::private_dir(&paths.dir)?;
+            self.head_file = Some(paths.audit_head());
+        }
+        Ok(self)
     }
 
     pub fn keyed(&self) -> bool {
-        self.key.is_some()
+        !self.keys.is_empty()
     }
 
-    /// The hash of an entry: its fields, length-prefixed (no two different
-    /// entries hash the same text), ending with the previous entry's hash.
-    pub(crate) fn hash(&self, fields: [&str; 8]) -> String {
-        use hmac::{KeyInit, Mac};
+    /// The ids of the keys entries are chained with, oldest first.
+    pub fn key_ids(&self) -> Vec<String> {
+        self.keys.iter().map(|(id, _)| id.clone()).collect()
+    }
+
+    /// The file every new head is appended to, if any.
+    pub fn head_file(&self) -> Option<&std::path::Path> {
+        self.head_file.as_deref()
+    }
+
+    fn text(fields: [&str; 8]) -> String {
         let mut text = String::new();
         for f in fields {
             text.push_str(&format!("{}:{f};", f.len()));
         }
-        match &self.key {
+        text
+    }
+
+    fn mac(key: &[u8], text: &str) -> String {
+        use hmac::{KeyInit, Mac};
+        let mut mac = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes keys of any length");
+        mac.update(text.as_bytes());
+        mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The hash of an entry: its fields, length-prefixed (no two different
+    /// entries hash the same text), ending with the previous entry's hash;
+    /// under the current key when keyed.
+    pub(crate) fn hash(&self, fields: [&str; 8]) -> String {
+        let text = Self::text(fields);
+        match self.keys.last() {
             None => sha256_hex(text.as_bytes()),
-            Some(key) => {
-                let mut mac =
-                    <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes keys of any length");
-                mac.update(text.as_bytes());
-                mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+            Some((_, key)) => Self::mac(key, &text),
+        }
+    }
+
+    /// Which key an entry's hash was made with: `Some(Some(id))` a key of
+    /// the ring, `Some(None)` no key (plain SHA-256), `None` neither.
+    pub(crate) fn matches(&self, fields: [&str; 8], hash: &str) -> Option<Option<String>> {
+        let text = Self::text(fields);
+        for (id, key) in self.keys.iter().rev() {
+            if Self::mac(key, &text) == hash {
+                return Some(Some(id.clone()));
             }
         }
+        (sha256_hex(text.as_bytes()) == hash).then_some(None)
     }
 
     /// Appends a new head to the head file, durably, before the change it
@@ -167,7 +218,11 @@ impl AuditSeal {
         use std::io::Write;
         let Some(path) = &self.head_file else { return Ok(()) };
         let write = || -> std::io::Result<()> {
-            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+            let mut open = std::fs::OpenOptions::new();
+            open.create(true).append(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+            let mut f = open.open(path)?;
             writeln!(f, "{} {}", entry.seq, entry.hash)?;
             f.sync_data()
         };
@@ -190,8 +245,17 @@ pub fn last_head(path: &std::path::Path) -> std::io::Result<Option<String>> {
 /// What `audit verify` found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verified {
-    Intact { entries: i64, head: String },
-    Broken { seq: i64, why: String },
+    /// `keys`: the ids of the audit keys the entries were chained with
+    /// (empty: none was, anyone able to write the store could rewrite it).
+    Intact {
+        entries: i64,
+        head: String,
+        keys: Vec<String>,
+    },
+    Broken {
+        seq: i64,
+        why: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -246,6 +310,22 @@ pub struct DrillRow {
     pub report: Option<String>,
 }
 
+fn token_row(r: &rusqlite::Row) -> rusqlite::Result<Token> {
+    Ok(Token {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        role: {
+            let raw: String = r.get(2)?;
+            Role::parse(&raw).ok_or_else(|| crate::corrupt(2, format!("unknown role `{raw}`")))?
+        },
+        hash: r.get(3)?,
+        created_at: time(r.get(4)?),
+        revoked_at: r.get::<_, Option<i64>>(5)?.map(time),
+        last_used_at: r.get::<_, Option<i64>>(6)?.map(time),
+        customer: r.get(7)?,
+    })
+}
+
 fn list(json: &str) -> Vec<String> {
     serde_json::from_str(json).unwrap_or_default()
 }
@@ -278,36 +358,24 @@ impl Controller for Sqlite {
             let mut st = conn.prepare(
                 "SELECT id, name, role, hash, created_ms, revoked_ms, last_used_ms, customer FROM tokens ORDER BY id",
             )?;
-            let rows = st.query_map([], |r| {
-                Ok(Token {
-                    id: r.get(0)?,
-                    name: r.get(1)?,
-                    role: {
-                        let raw: String = r.get(2)?;
-                        Role::parse(&raw).ok_or_else(|| crate::corrupt(2, format!("unknown role `{raw}`")))?
-                    },
-                    hash: r.get(3)?,
-                    created_at: time(r.get(4)?),
-                    revoked_at: r.get::<_, Option<i64>>(5)?.map(time),
-                    last_used_at: r.get::<_, Option<i64>>(6)?.map(time),
-                    customer: r.get(7)?,
-                })
-            })?;
+            let rows = st.query_map([], token_row)?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
     }
 
     fn authenticate(&self, secret: &str) -> Result<Option<Token>> {
         crate::offload(|| {
-            use subtle::ConstantTimeEq;
+            // Found by the index of its hash, never by reading every token.
             let presented = token_hash(secret);
-            let mut found = None;
-            for t in self.tokens()? {
-                let same: bool = t.hash.as_bytes().ct_eq(presented.as_bytes()).into();
-                if same && t.revoked_at.is_none() {
-                    found = Some(t);
-                }
-            }
+            let found = self
+                .conn()
+                .query_row(
+                    "SELECT id, name, role, hash, created_ms, revoked_ms, last_used_ms, customer FROM tokens
+                     WHERE hash = ?1 AND revoked_ms IS NULL",
+                    params![presented],
+                    token_row,
+                )
+                .optional()?;
             if let Some(t) = &found {
                 self.conn()
                     .execute("UPDATE tokens SET last_used_ms = ?1 WHERE id = ?2", params![millis(self.now()), t.id])?;
@@ -714,6 +782,8 @@ pub(crate) fn check_customer(role: Role, customer: Option<&str>) -> Result<()> {
 /// Recomputes an audit chain, oldest first; names the first entry that does not match.
 pub(crate) fn verify_chain(seal: &AuditSeal, entries: &[AuditEntry]) -> Result<Verified> {
     let mut prev = "0".repeat(64);
+    let mut used: Vec<String> = Vec::new();
+    let mut keyed_since: Option<i64> = None;
     for (expected_seq, e) in (1..).zip(entries.iter()) {
         if e.seq != expected_seq {
             return Ok(Verified::Broken {
@@ -724,7 +794,7 @@ pub(crate) fn verify_chain(seal: &AuditSeal, entries: &[AuditEntry]) -> Result<V
         if e.prev_hash != prev {
             return Ok(Verified::Broken { seq: e.seq, why: "it does not chain to the entry before it".into() });
         }
-        let h = seal.hash([
+        let fields = [
             &e.seq.to_string(),
             &millis(e.at).to_string(),
             &e.actor,
@@ -733,18 +803,35 @@ pub(crate) fn verify_chain(seal: &AuditSeal, entries: &[AuditEntry]) -> Result<V
             &e.target,
             &e.request,
             &e.prev_hash,
-        ]);
-        if h != e.hash {
-            let why = if seal.keyed() {
-                "it does not match its keyed hash: edited, or written without the audit key (a log must be keyed from its first entry)"
-            } else {
-                "its content does not match its hash (edited, or written with an audit key: verify with DRCTL_AUDIT_KEY_FILE)"
-            };
-            return Ok(Verified::Broken { seq: e.seq, why: why.into() });
+        ];
+        match seal.matches(fields.map(String::as_str), &e.hash) {
+            Some(Some(id)) => {
+                keyed_since.get_or_insert(e.seq);
+                if !used.contains(&id) {
+                    used.push(id);
+                }
+            }
+            // A plain hash after keyed entries, or where this verifier holds
+            // the key: recomputed by someone without it.
+            Some(None) if keyed_since.is_some() || seal.keyed() => {
+                return Ok(Verified::Broken {
+                    seq: e.seq,
+                    why: "it is chained without the audit key while the log is keyed: rewritten by someone who does not hold the key".into(),
+                });
+            }
+            Some(None) => {}
+            None => {
+                let why = if seal.keyed() {
+                    "it matches none of the audit keys: edited, or chained with a key this verifier does not hold (DRCTL_AUDIT_KEY_FILE)"
+                } else {
+                    "its content does not match its hash (edited, or written with an audit key: verify with DRCTL_AUDIT_KEY_FILE)"
+                };
+                return Ok(Verified::Broken { seq: e.seq, why: why.into() });
+            }
         }
         prev = e.hash.clone();
     }
-    Ok(Verified::Intact { entries: entries.len() as i64, head: prev })
+    Ok(Verified::Intact { entries: entries.len() as i64, head: prev, keys: used })
 }
 
 fn check_status(status: &str) -> Result<()> {
@@ -775,7 +862,7 @@ mod tests {
         for n in 0..3 {
             s.audit("ann", "cli", "token.create", &format!("token t{n}"), &serde_json::json!({"n": n})).unwrap();
         }
-        let Verified::Intact { entries: 3, head } = s.verify_audit().unwrap() else { panic!("not intact") };
+        let Verified::Intact { entries: 3, head, .. } = s.verify_audit().unwrap() else { panic!("not intact") };
         let lines = std::fs::read_to_string(&heads).unwrap();
         assert_eq!(lines.lines().count(), 3, "a head per entry: {lines}");
         assert_eq!(last_head(&heads).unwrap(), Some(head));
@@ -848,7 +935,7 @@ mod tests {
             s.audit("alice", "127.0.0.1", "incident.create", &format!("incident {i}"), &serde_json::json!({"i": i}))
                 .unwrap();
         }
-        let Verified::Intact { entries, head } = s.verify_audit().unwrap() else { panic!("intact") };
+        let Verified::Intact { entries, head, .. } = s.verify_audit().unwrap() else { panic!("intact") };
         assert_eq!(entries, 5);
         assert_eq!(head, s.audit_entries().unwrap()[4].hash);
         // The triggers refuse edits...

@@ -59,6 +59,9 @@ impl StepState {
 pub mod exec_state {
     pub const RUNNING: &str = "running";
     pub const ABORTING: &str = "aborting";
+    /// A step failed: nothing new starts until a commander retries, skips,
+    /// marks it done or aborts. Not final: its entities stay locked.
+    pub const PAUSED: &str = "paused";
     pub const SUCCEEDED: &str = "succeeded";
     pub const FAILED: &str = "failed";
     pub const ABORTED: &str = "aborted";
@@ -395,6 +398,24 @@ impl Journal for Sqlite {
                 })?
                 .collect::<std::result::Result<Vec<_>, _>>()?;
             Ok(rows)
+        })
+    }
+
+    fn record_event(
+        &self,
+        execution: &str,
+        at: SystemTime,
+        step: Option<&str>,
+        kind: &str,
+        detail: Option<&str>,
+    ) -> Result<()> {
+        crate::offload(|| {
+            self.execution(execution)?;
+            self.conn().execute(
+                "INSERT INTO execution_events (execution_id, at_ms, step, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![execution, millis(at), step, kind, detail],
+            )?;
+            Ok(())
         })
     }
 

@@ -21,7 +21,7 @@
 //! step id never reads as a folder): `exec/ID` (an execution's head),
 //! `steps/ID/CHUNK` (its steps, 64 a document), `event/ID/UNIQUE` (its
 //! events, in the order written), `approval/ID/STEP/ATTEMPT`, `owner/ID`,
-//! `locks` (entity → execution), `placement/DS`, `token/N`, `token-name/NAME`,
+//! `locks` (entity → execution), `placement/DS`, `token/N`, `token-name/NAME`, `token-hash/HASH`,
 //! `audit/SEQ` with `audit-head`, `incident/N`, `maintenance/N`,
 //! `uptime/DAY`, `rpo/DS/MS-N` (30 days kept), `lag/DS/ZONE`,
 //! `run/N`, `run-last/DS`, `run-totals/DS`, `multipart/DS/ZONE/KEY`,
@@ -366,6 +366,9 @@ pub struct KvStore<K: Kv> {
     /// Makes RPO sample keys unique within one millisecond.
     sample_seq: std::sync::atomic::AtomicU64,
     seal: crate::controller::AuditSeal,
+    /// Seals subscriptions and deliveries (addresses, signing secrets,
+    /// links) before they leave the process.
+    sealer: crate::seal::Sealer,
     /// Where the times it records come from: the caller's clock.
     clock: std::sync::Arc<dyn drctl_runtime::Clock>,
 }
@@ -379,6 +382,28 @@ impl<K: Kv> KvStore<K> {
     pub fn sealed(mut self, seal: crate::controller::AuditSeal) -> KvStore<K> {
         self.seal = seal;
         self
+    }
+
+    /// Seals what it must keep secret under `sealer`'s keys (without one: a
+    /// key nobody keeps, for tests).
+    pub fn with_sealer(mut self, sealer: crate::seal::Sealer) -> KvStore<K> {
+        self.sealer = sealer;
+        self
+    }
+
+    pub fn sealer(&self) -> &crate::seal::Sealer {
+        &self.sealer
+    }
+
+    /// `v` encoded and sealed.
+    pub(crate) fn seal_doc<T: Serialize>(&self, v: &T) -> Vec<u8> {
+        self.sealer.seal(&encode(v))
+    }
+
+    /// A sealed document opened and decoded.
+    pub(crate) fn open_doc<T: DeserializeOwned>(&self, key: &str, v: &Versioned) -> Result<T> {
+        let value = self.sealer.open(&v.value).map_err(|e| Error::Corrupt(format!("`{key}`: {e}")))?;
+        decode(key, &Versioned { value, version: v.version })
     }
 
     /// Takes the times it records from `clock` instead of the machine's.
@@ -403,6 +428,7 @@ impl<K: Kv> KvStore<K> {
             location,
             sample_seq: Default::default(),
             seal: Default::default(),
+            sealer: crate::seal::Sealer::ephemeral(),
             clock: std::sync::Arc::new(drctl_runtime::SystemClock),
         };
         let key = store.key("schema");
@@ -800,6 +826,20 @@ impl<K: Kv> Journal for KvStore<K> {
             .collect()
     }
 
+    fn record_event(
+        &self,
+        execution: &str,
+        at: SystemTime,
+        step: Option<&str>,
+        kind: &str,
+        detail: Option<&str>,
+    ) -> Result<()> {
+        self.exec_doc(execution)?;
+        let e = event(at, step, kind, detail);
+        self.kv.commit(Txn { checks: vec![], ops: vec![self.event_op(execution, &e)], leader_only: false })?;
+        Ok(())
+    }
+
     fn set_placement(&self, datastore: &str, primary_zone: &str) -> Result<()> {
         let key = self.key(&format!("placement/{}", seg(datastore)));
         let doc = (datastore.to_string(), primary_zone.to_string());
@@ -862,6 +902,10 @@ impl<K: Kv> KvStore<K> {
         self.key(&format!("token/{id:012}"))
     }
 
+    fn token_hash_key(&self, hash: &str) -> String {
+        self.key(&format!("token-hash/{hash}"))
+    }
+
     fn audit_docs(&self) -> Result<Vec<AuditDoc>> {
         self.scan_docs(&self.key("audit/"))
     }
@@ -890,7 +934,12 @@ impl<K: Kv> Controller for KvStore<K> {
             };
             let ok = self.kv.commit(Txn {
                 checks: vec![check, Check::Absent(name_key.clone())],
-                ops: vec![op, Op::Put(name_key.clone(), encode(&id)), Op::Put(self.token_key(id), encode(&doc))],
+                ops: vec![
+                    op,
+                    Op::Put(name_key.clone(), encode(&id)),
+                    Op::Put(self.token_hash_key(&doc.hash), encode(&id)),
+                    Op::Put(self.token_key(id), encode(&doc)),
+                ],
                 leader_only: false,
             })?;
             Ok(ok.then_some(()))
@@ -903,15 +952,16 @@ impl<K: Kv> Controller for KvStore<K> {
     }
 
     fn authenticate(&self, secret: &str) -> Result<Option<Token>> {
-        use subtle::ConstantTimeEq;
+        // Found by the index of its hash: one read, whatever the number of
+        // tokens (the hash of a wrong secret tells nothing of a right one).
         let presented = token_hash(secret);
-        let mut found = None;
-        for t in self.token_docs()? {
-            let same: bool = t.hash.as_bytes().ct_eq(presented.as_bytes()).into();
-            if same && t.revoked_ms.is_none() {
-                found = Some(t);
-            }
-        }
+        let index = self.token_hash_key(&presented);
+        let Some(v) = self.kv.get(&index)? else { return Ok(None) };
+        let id: i64 = decode(&index, &v)?;
+        let found = self
+            .get_doc::<TokenDoc>(&self.token_key(id))?
+            .map(|(t, _)| t)
+            .filter(|t| t.hash == presented && t.revoked_ms.is_none());
         let Some(t) = found else { return Ok(None) };
         // When it was last used is a hint: one try, a lost race is fine.
         let key = self.token_key(t.id);

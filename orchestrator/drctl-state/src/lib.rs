@@ -52,6 +52,9 @@ pub enum Error {
     /// so a deposed leader never changes the journal.
     #[error("this controller no longer leads{}: its write was refused", .0.as_deref().map(|l| format!(" (`{l}` does)")).unwrap_or_default())]
     NotLeader(Option<String>),
+    /// A bounded store is full (unconfirmed subscriptions): try again later.
+    #[error("{0}")]
+    Full(String),
     /// The database was written by a newer drctl.
     #[error("the state database has schema version {found}, newer than this drctl knows ({known}); upgrade drctl")]
     TooNew { found: i64, known: i64 },
@@ -308,6 +311,14 @@ const MIGRATIONS: &[&str] = &[
      ) WITHOUT ROWID;
      CREATE TABLE kv_revision (n INTEGER NOT NULL);
      INSERT INTO kv_revision (n) VALUES (0);",
+    // 9: nobody rewrites the audit log quietly: `INSERT OR REPLACE` deletes
+    // without firing the delete trigger, so an insert is refused unless it
+    // adds the next entry at the end; tokens are found by an index of
+    // their hash, never by reading them all.
+    "CREATE TRIGGER audit_is_append_only_insert BEFORE INSERT ON audit
+        WHEN NEW.seq <> (SELECT COALESCE(MAX(seq), 0) + 1 FROM audit)
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only: entries are only added at its end'); END;
+     CREATE INDEX tokens_by_hash ON tokens (hash);",
 ];
 
 /// One RPO measurement of one datastore.
@@ -344,6 +355,7 @@ pub mod conformance;
 pub mod controller;
 pub mod journal;
 pub mod kv;
+pub mod seal;
 pub mod store;
 
 pub use audience::Audience;
@@ -356,8 +368,22 @@ pub struct Sqlite {
     audience: kv::KvStore<audience::SqliteKv>,
     location: String,
     pub(crate) seal: controller::AuditSeal,
+    /// Where its keys live (none: an in-memory store, sealed under a key nobody keeps).
+    keys: Option<seal::KeyPaths>,
     /// Where the times it records come from: the caller's clock.
     clock: Arc<dyn Clock>,
+}
+
+/// Makes an existing folder owner-only (0700).
+fn private_folder(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|source| Error::CreateDir { path: dir.to_path_buf(), source })?;
+    }
+    let _ = dir;
+    Ok(())
 }
 
 /// Milliseconds since the epoch, as the store keeps times.
@@ -375,11 +401,37 @@ impl Sqlite {
         }
         let path = Path::new(path);
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .map_err(|source| Error::CreateDir { path: parent.to_path_buf(), source })?;
+            let made = !parent.exists();
+            seal::private_dir(parent)?;
+            // drctl's own folder is private whoever made it.
+            if made || parent.file_name().is_some_and(|n| n == ".drctl") {
+                private_folder(parent)?;
+            }
         }
+        // Created owner-only before SQLite opens it: its WAL and shared
+        // memory files take the database file's mode.
+        seal::touch_private(path)?;
+        let keys = seal::KeyPaths::for_sqlite(path);
+        let sealer = keys.sealer()?;
         let conn = Connection::open(path)?;
-        Self::init(conn, path.display().to_string())
+        let mut s = Self::init(conn, path.display().to_string(), sealer)?;
+        for suffix in ["-wal", "-shm"] {
+            let mut side = path.as_os_str().to_os_string();
+            side.push(suffix);
+            seal::private_file(Path::new(&side))?;
+        }
+        s.keys = Some(keys);
+        Ok(s)
+    }
+
+    /// Where this store's keys live (an in-memory store has none).
+    pub fn key_paths(&self) -> Option<&seal::KeyPaths> {
+        self.keys.as_ref()
+    }
+
+    /// What seals its secrets and personal data.
+    pub fn sealer(&self) -> &seal::Sealer {
+        self.audience.sealer()
     }
 
     /// Seals the audit log this store writes (a key, a head file).
@@ -402,10 +454,10 @@ impl Sqlite {
 
     /// A private in-memory state (tests, dry runs).
     pub fn in_memory() -> Result<Sqlite> {
-        Self::init(Connection::open_in_memory()?, ":memory:".into())
+        Self::init(Connection::open_in_memory()?, ":memory:".into(), seal::Sealer::ephemeral())
     }
 
-    fn init(mut conn: Connection, location: String) -> Result<Sqlite> {
+    fn init(mut conn: Connection, location: String, sealer: seal::Sealer) -> Result<Sqlite> {
         conn.busy_timeout(Duration::from_secs(10))?;
         // WAL: readers never block the writer; NORMAL sync is durable across
         // a process crash, which is the failure the journal must survive.
@@ -424,8 +476,9 @@ impl Sqlite {
             tx.commit()?;
         }
         let conn = Arc::new(Mutex::new(conn));
-        let audience = kv::KvStore::new(audience::SqliteKv::new(conn.clone(), location.clone()), "/")?;
-        Ok(Sqlite { conn, audience, location, seal: Default::default(), clock: Arc::new(SystemClock) })
+        let audience =
+            kv::KvStore::new(audience::SqliteKv::new(conn.clone(), location.clone()), "/")?.with_sealer(sealer);
+        Ok(Sqlite { conn, audience, location, seal: Default::default(), keys: None, clock: Arc::new(SystemClock) })
     }
 
     pub(crate) fn kv_part(&self) -> &kv::KvStore<audience::SqliteKv> {

@@ -98,6 +98,17 @@ pub trait Journal: Send + Sync {
 
     fn events(&self, execution: &str) -> Result<Vec<Event>>;
 
+    /// Appends an event that is not a step transition: a commander's
+    /// retry or skip and its overrides, a `wait` step's deadline.
+    fn record_event(
+        &self,
+        execution: &str,
+        at: SystemTime,
+        step: Option<&str>,
+        kind: &str,
+        detail: Option<&str>,
+    ) -> Result<()>;
+
     /// Records where a datastore's primary is after a failover.
     fn set_placement(&self, datastore: &str, primary_zone: &str) -> Result<()>;
 
@@ -283,7 +294,12 @@ impl dyn Store {
 
     /// Opens like [`open`](State::open), with the audit log sealed as `seal` says.
     pub fn open_sealed(url: &str, seal: crate::controller::AuditSeal) -> Result<Arc<State>> {
-        Ok(Arc::new(crate::Sqlite::open(url)?.sealed(seal)))
+        let store = crate::Sqlite::open(url)?;
+        let seal = match store.key_paths() {
+            Some(paths) => seal.or_defaults(paths)?,
+            None => seal,
+        };
+        Ok(Arc::new(store.sealed(seal)))
     }
 
     /// A private in-memory store (tests, dry runs).

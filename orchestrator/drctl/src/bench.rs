@@ -313,11 +313,11 @@ pub async fn engine(entities: usize, parallel: usize, etcd: Option<String>) -> R
         regions: vec![],
         targets: vec![],
         reason: "bench".into(),
-        force: false,
+        overrides: Default::default(),
         parallel: Some(parallel),
     };
     let prepared = failover::Prepared { plan, specs: specs.clone(), checks: vec![] };
-    failover::create(&*state, &id, &decl, &prepared, std::time::SystemTime::now())
+    failover::create(&*state, &id, &decl, &prepared, std::time::SystemTime::now(), "bench")
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let engine = drctl_engine::Engine::new(state.clone(), Arc::new(Noop), Some(parallel));
     let t = Instant::now();
@@ -398,6 +398,7 @@ pub async fn drill(experiment: &Path, runs: usize, base_port: u16) -> Result<Out
             say: Box::new(|_| {}),
             controllers: Vec::new(),
             token: None,
+            id: None,
         })
         .await
         .map_err(|e| Failure::Runtime(anyhow::anyhow!("{e}")))?;
@@ -442,4 +443,143 @@ pub async fn drill(experiment: &Path, runs: usize, base_port: u16) -> Result<Out
         );
     }
     Ok(Outcome::Done)
+}
+
+/// The p-th percentile (0..=100) of some durations.
+fn percentile(mut v: Vec<Duration>, p: f64) -> Duration {
+    v.sort();
+    let i = ((p / 100.0) * (v.len().saturating_sub(1)) as f64).round() as usize;
+    v.get(i).copied().unwrap_or_default()
+}
+
+/// A controller (this binary, `serve`, on loopback) flooded from
+/// 127.0.0.1 with idle and trickling connections while another address,
+/// 127.0.0.2, reads the page and the status JSON: what an attacker on one
+/// address costs everyone else.
+pub async fn connections(idle: usize, trickling: usize, probes: usize, per_address: usize) -> Result<Outcome, Failure> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = std::env::temp_dir().join(format!("drctl-bench-connections-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(anyhow::Error::from)?;
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(anyhow::Error::from)?;
+    std::fs::write(
+        dir.join("drctl.yaml"),
+        format!(
+            "version: 1\nname: bench\nzones:\n  - {{ name: az1, region: r1 }}\n  - {{ name: az2, region: r1 }}\n\
+             datastores:\n  - name: db\n    kind: postgres\n    primary: {{ zone: az1, url: \"postgres://x@127.0.0.1:{}/x\" }}\n\
+             services:\n  - {{ name: web, zones: [az1, az2], depends_on: [db] }}\n",
+            dead.port()
+        ),
+    )
+    .map_err(anyhow::Error::from)?;
+    let port =
+        std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(anyhow::Error::from)?.port();
+    let exe = std::env::current_exe().map_err(anyhow::Error::from)?;
+    let mut server = tokio::process::Command::new(exe)
+        .current_dir(&dir)
+        .env("DRCTL_STATE", "sqlite://.drctl/state.db")
+        .args(["serve", "-f", "drctl.yaml", "--rate-limit", "0", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--max-connections-per-address", &per_address.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(anyhow::Error::from)?;
+    let target: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let up = Instant::now();
+    while tokio::net::TcpStream::connect(target).await.is_err() {
+        if up.elapsed() > Duration::from_secs(30) {
+            return Err(Failure::Runtime(anyhow::anyhow!("the controller did not listen within 30 s")));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let from = move |ip: [u8; 4]| async move {
+        let sock = tokio::net::TcpSocket::new_v4()?;
+        sock.bind(std::net::SocketAddr::from((ip, 0)))?;
+        sock.connect(target).await
+    };
+    // The probe, one request per connection (a page reader, a monitor).
+    let probe = move |path: &'static str| async move {
+        let started = Instant::now();
+        let mut c = tokio::time::timeout(Duration::from_secs(10), from([127, 0, 0, 2])).await??;
+        c.write_all(format!("GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+        let mut buf = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut buf)).await??;
+        if !buf.starts_with(b"HTTP/1.1 200") {
+            return Err(std::io::Error::other(format!(
+                "{path} answered {}",
+                String::from_utf8_lossy(&buf[..buf.len().min(12)])
+            )));
+        }
+        Ok::<Duration, std::io::Error>(started.elapsed())
+    };
+    let measure = move |label: &'static str| async move {
+        let mut out = Vec::new();
+        for path in ["/", "/api/v1/status"] {
+            let mut times = Vec::new();
+            let mut failed = 0;
+            for _ in 0..probes {
+                match probe(path).await {
+                    Ok(t) => times.push(t),
+                    Err(_) => failed += 1,
+                }
+            }
+            out.push((label, path, percentile(times.clone(), 50.0), percentile(times, 99.0), failed));
+        }
+        out
+    };
+    let mut rows = measure("quiet").await;
+
+    // The flood: idle sockets that never speak, and sockets that send a
+    // request's headers a byte a second, all from 127.0.0.1.
+    let stop = drctl_runtime::CancellationToken::new();
+    let mut held = Vec::new();
+    let mut refused = 0usize;
+    for _ in 0..idle {
+        match from([127, 0, 0, 1]).await {
+            Ok(c) => held.push(c),
+            Err(_) => refused += 1,
+        }
+    }
+    let mut tricklers = tokio::task::JoinSet::new();
+    for _ in 0..trickling {
+        let stop = stop.clone();
+        tricklers.spawn(async move {
+            let Ok(mut c) = from([127, 0, 0, 1]).await else { return };
+            for b in b"GET / HTTP/1.1\r\nHost: bench\r\nX-Slow: ".iter().chain(std::iter::repeat(&b'a')) {
+                if c.write_all(&[*b]).await.is_err() {
+                    return;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.cancelled() => return,
+                }
+            }
+        });
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    rows.extend(measure("flooded").await);
+    stop.cancel();
+    while tricklers.join_next().await.is_some() {}
+    drop(held);
+    let _ = server.kill().await;
+    let _ = std::fs::remove_dir_all(&dir);
+
+    println!(
+        "flood from 127.0.0.1: {idle} idle + {trickling} trickling connections ({refused} refused at connect); probes from 127.0.0.2, {probes} per path, one connection each; --max-connections-per-address {per_address}"
+    );
+    println!("{:<8} {:<16} {:>10} {:>10} {:>7}", "load", "path", "p50 ms", "p99 ms", "failed");
+    let mut ok = true;
+    for (label, path, p50, p99, failed) in rows {
+        println!(
+            "{:<8} {:<16} {:>10.1} {:>10.1} {:>7}",
+            label,
+            path,
+            p50.as_secs_f64() * 1000.0,
+            p99.as_secs_f64() * 1000.0,
+            failed
+        );
+        ok &= failed == 0 && p99 < Duration::from_millis(100);
+    }
+    Ok(if ok { Outcome::Done } else { Outcome::ObjectiveMissed })
 }

@@ -37,19 +37,21 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             let clients = context::clients(&wiring);
             runtime()?.block_on(crate::readiness::run(&clients, &topo, &*state, output == Output::Json, &style))
         }
-        Command::Declare { file, scope, reason, yes, dry_run, force, parallel } => {
-            let topo = load(&file.path, &style)?;
-            let decl = drctl_control::failover::Declaration {
+        Command::Declare { file, scope, reason, yes, dry_run, overrides, parallel } => {
+            // The one check every declaration passes, whoever makes it.
+            let (decl, dry_run) = drctl_control::declare::DeclarationRequest {
                 zones: scope.zones,
                 regions: scope.regions,
                 targets: scope.targets,
                 reason,
-                force,
+                dry_run,
+                force: overrides.force,
+                overrides: overrides.overrides(),
                 parallel,
-            };
-            if decl.scope().is_empty() {
-                return Err(Failure::Refused(drctl_control::Request::EmptyScope));
             }
+            .check()
+            .map_err(Failure::Refused)?;
+            let topo = load(&file.path, &style)?;
             let declarer = ctx.declarer(topo, &file.path)?;
             runtime()?.block_on(crate::execute::declare(declarer, decl, yes, dry_run, &style))
         }
@@ -58,8 +60,40 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             let declarer = ctx.declarer(topo, &file.path)?;
             runtime()?.block_on(crate::execute::resume(declarer, &id, &style))
         }
-        Command::Approve { id, step, done, by } => crate::execute::approve(&*ctx.flag_state()?, &id, &step, done, &by),
-        Command::Abort { id } => crate::execute::abort(&*ctx.flag_state()?, &id),
+        Command::Retry { file, id, step, overrides } => {
+            let topo = load(&file.path, &style)?;
+            let declarer = ctx.declarer(topo, &file.path)?;
+            let mut lifted = overrides.overrides();
+            if overrides.force {
+                lifted.merge(&drctl_control::overrides::Overrides::force());
+            }
+            runtime()?.block_on(crate::execute::retry(declarer, &id, &step, &lifted, &style))
+        }
+        Command::Skip { file, id, step, yes } => {
+            let topo = load(&file.path, &style)?;
+            let declarer = ctx.declarer(topo, &file.path)?;
+            runtime()?.block_on(crate::execute::skip(declarer, &id, &step, yes, &style))
+        }
+        // The topology in this folder, when there is one: a paused
+        // execution whose failed step is done by hand goes on here.
+        Command::Approve { file, id, step, done, by } => match file.or_else(|| {
+            let here = std::path::PathBuf::from("drctl.yaml");
+            (done && here.exists()).then_some(here)
+        }) {
+            Some(path) => {
+                let topo = load(&path, &style)?;
+                let declarer = ctx.declarer(topo, &path)?;
+                runtime()?.block_on(crate::execute::approve_and_go_on(declarer, &id, &step, done, &by, &style))
+            }
+            None => crate::execute::approve(&*ctx.flag_state()?, &id, &step, done, &by),
+        },
+        Command::Abort { file, id } => {
+            let state = match &file {
+                Some(path) => ctx.state(path)?,
+                None => ctx.flag_state()?,
+            };
+            crate::execute::abort(&*state, &id)
+        }
         Command::Executions { output } => crate::execute::list(&*ctx.flag_state()?, output == Output::Json),
         Command::Show { id, output, path } => {
             let state = ctx.flag_state()?;
@@ -269,11 +303,21 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             crate::serve::subscriptions_list(&*ctx.state(&file)?, output == Output::Json)
         }
         Command::Token(TokenArgs { file, cmd }) => crate::serve::token(&*ctx.state(&file)?, &file, cmd),
+        Command::Keys(KeysArgs { file, cmd }) => {
+            let paths = context::key_paths(&ctx.wiring(&file).state_url);
+            crate::serve::keys(&paths, cmd)
+        }
         Command::Audit(AuditArgs { file, cmd }) => {
             let state = ctx.state(&file)?;
             match cmd {
                 AuditCommand::List { output } => crate::serve::audit_list(&*state, output == Output::Json),
                 AuditCommand::Verify { head, head_file } => {
+                    // Without a head given, the one every writer appends to.
+                    let head_file = head_file.or_else(|| {
+                        (head.is_none())
+                            .then(|| context::default_head_file(&ctx.wiring(&file).state_url))
+                            .filter(|p| p.exists())
+                    });
                     let head = match head_file {
                         Some(path) => Some(
                             drctl_state::controller::last_head(&path)
@@ -301,6 +345,9 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             bench::plan(&entities, runs.max(1), parallel)
         }
         Command::Bench(BenchCommand::Scheduler { topologies, entities }) => bench::scheduler(topologies, entities),
+        Command::Bench(BenchCommand::Connections { idle, trickling, probes, per_address }) => {
+            runtime()?.block_on(bench::connections(idle, trickling, probes, per_address))
+        }
         Command::Bench(BenchCommand::Drill { experiment, runs, base_port }) => {
             runtime()?.block_on(bench::drill(&experiment, runs.max(1), base_port))
         }
@@ -309,6 +356,7 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             let etcd = ctx.state_flag.starts_with("etcd://").then(|| ctx.state_flag.clone());
             runtime()?.block_on(bench::engine(entities, parallel, etcd))
         }
+        Command::Man { dir } => crate::man::write(&dir),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let shell = match shell {

@@ -131,6 +131,22 @@ pub fn open_state(url: &str) -> Result<Arc<State>, Failure> {
     State::open_sealed(url, seal).map_err(state_failure)
 }
 
+/// Where the keys of the store at `url` live (outside it).
+pub fn key_paths(url: &str) -> drctl_state::seal::KeyPaths {
+    match url.strip_prefix("sqlite://") {
+        Some(path) => drctl_state::seal::KeyPaths::for_sqlite(Path::new(path)),
+        None => drctl_state::seal::KeyPaths::for_etcd(),
+    }
+}
+
+/// The head file every writer of the store at `url` appends to.
+pub fn default_head_file(url: &str) -> PathBuf {
+    std::env::var_os("DRCTL_AUDIT_HEAD_FILE")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| key_paths(url).audit_head())
+}
+
 /// The shortest audit key accepted: HMAC-SHA256 wants 32 random bytes.
 const MIN_AUDIT_KEY_BYTES: usize = 32;
 

@@ -1,12 +1,17 @@
-//! `declare`, `resume`, `approve`, `abort`, `executions`, `show`: the
-//! incident commander's commands. Output is short and in the order a
-//! commander reads it under stress: the id first, then what was checked,
-//! then each step as it finishes, then the verdict with the measured RTO.
+//! `declare`, `resume`, `retry`, `skip`, `approve`, `abort`, `executions`,
+//! `show`: the incident commander's commands. Output is short and in the
+//! order a commander reads it under stress: the id first, then what was
+//! checked, then each step as it finishes, then the verdict with the
+//! measured RTO. A paused execution says what failed, what is already
+//! switched and the exact commands that go on; Ctrl-C says the failover
+//! goes on and how to find it again. Every command printed works typed as
+//! printed (with the `-f FILE` the commander typed).
 
 use crate::text::Style;
 use crate::{Failure, Outcome};
-use drctl_control::declare::{self, Actor, Declarer, IncidentPolicy, Recorded};
+use drctl_control::declare::{self, shell_word, Actor, Declarer, IncidentPolicy, PauseView, Recorded};
 use drctl_control::failover::{self, Declaration};
+use drctl_control::overrides::Overrides;
 use drctl_core::duration::format_secs;
 use drctl_core::Topology;
 use drctl_state::controller::Role;
@@ -79,7 +84,36 @@ pub async fn declare(
         }
     }
     declarer.record(&proposal, &who, false, IncidentPolicy::Open).map_err(control_error)?;
+    if !proposal.decl.overrides.is_empty() {
+        println!("overrides: {} (by {}; journaled)", proposal.decl.overrides.flags().join(" "), who.name);
+    }
     run(&declarer, &id, None, style).await
+}
+
+/// The `-f FILE` this command was given, exactly as typed, for the
+/// commands drctl prints (they must work typed as printed).
+fn file_as_typed() -> Option<String> {
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--" {
+            return None;
+        }
+        if a == "-f" || a == "--file" {
+            return args.next();
+        }
+        if let Some(v) = a.strip_prefix("--file=") {
+            return Some(v.to_string());
+        }
+        if let Some(v) = a.strip_prefix("-f").filter(|v| !v.is_empty() && !a.starts_with("--")) {
+            return Some(v.to_string());
+        }
+    }
+    None
+}
+
+/// ` -f FILE` as typed, or nothing.
+fn file_flag() -> String {
+    file_as_typed().map(|f| format!(" -f {}", shell_word(&f))).unwrap_or_default()
 }
 
 /// The question a commander answers before a failover starts. Declaring a
@@ -128,6 +162,11 @@ pub async fn resume(declarer: Declarer, id: &str, style: &Style) -> Result<Outco
         println!("{id} already {}", row.state);
         return finish(Some(&declarer.topology), &*declarer.state, id, style);
     }
+    if row.state == exec_state::PAUSED {
+        // Only a commander's decision moves it: resume does not guess which.
+        println!("{id} is paused: a step failed, and resume does not choose for you");
+        return finish(Some(&declarer.topology), &*declarer.state, id, style).map(|_| Outcome::Failed);
+    }
     println!("{id}");
     run(&declarer, id, Some(Actor::cli()), style).await
 }
@@ -155,12 +194,34 @@ async fn run(declarer: &Declarer, id: &str, resuming: Option<Actor>, style: &Sty
         }
     };
     tokio::pin!(work);
+    // Ctrl-C from here on does not kill the failover mid-step: the first
+    // says it goes on and how to find it, the second detaches.
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot watch for Ctrl-C: {e}")))?;
+    let mut pressed = 0;
+    let f = file_flag();
     // The progress printer runs in this task, exactly as long as the
     // execution, and prints the last transitions once it has ended.
     let result = loop {
         tokio::select! {
             r = &mut work => break r,
             _ = tokio::time::sleep(Duration::from_millis(150)) => print_new(),
+            _ = sigint.recv() => {
+                pressed += 1;
+                if pressed == 1 {
+                    eprintln!(
+                        "\n{} the failover goes on: Ctrl-C does not stop it halfway. Ctrl-C again detaches; it can then be resumed here, or by `drctl serve`.",
+                        style.yellow("!")
+                    );
+                    eprintln!("  drctl show {id}{f}      where it is");
+                    eprintln!("  drctl resume {id}{f}    carries it on (after a detach)");
+                    eprintln!("  drctl abort {id}{f}     stops it: running steps finish, nothing new starts");
+                } else {
+                    print_new();
+                    eprintln!("{} detached: {id} stays as the journal says; `drctl resume {id}{f}` carries it on", style.yellow("!"));
+                    return Ok(Outcome::Interrupted);
+                }
+            }
         }
     };
     print_new();
@@ -168,9 +229,98 @@ async fn run(declarer: &Declarer, id: &str, resuming: Option<Actor>, style: &Sty
     finish(Some(&declarer.topology), &*declarer.state, id, style)
 }
 
+/// Says where a paused execution left the estate and which commands go on.
+fn print_paused(topo: Option<&Topology>, state: &State, id: &str, style: &Style) -> Result<(), Failure> {
+    let specs = topo.and_then(|t| failover::journaled(t, state, id).ok()).map(|(_, specs)| specs).unwrap_or_default();
+    let needing = |step: &str| match specs.iter().position(|s| s.id == step) {
+        Some(i) => drctl_engine::decide::needing(&specs, i).into_iter().map(|j| specs[j].id.clone()).collect(),
+        None => Vec::new(),
+    };
+    let Some(view) = PauseView::of(state, id, needing).map_err(control_error)? else { return Ok(()) };
+    println!("\n{} {id} is PAUSED: a step failed, and nothing new starts until you decide.", style.red("✗"));
+    for s in &view.failed {
+        println!("  failed: {} ({}): {}", s.id, s.entity, s.error);
+    }
+    let list = |v: &[String]| if v.is_empty() { "nothing".to_string() } else { v.join(", ") };
+    println!("  already switched: {}", list(&view.switched));
+    for (e, steps) in &view.partly {
+        println!("  partly switched: {e} ({} done)", steps.join(", "));
+    }
+    println!("  not switched: {}", list(&view.not_switched));
+    println!("Go on with one of (typed as shown):");
+    for (cmd, what) in view.commands(file_as_typed().as_deref()) {
+        println!("  {cmd}\n      {what}");
+    }
+    Ok(())
+}
+
+/// `drctl retry`: the failed step again, with any overrides added.
+pub async fn retry(
+    declarer: Declarer,
+    id: &str,
+    step: &str,
+    overrides: &Overrides,
+    style: &Style,
+) -> Result<Outcome, Failure> {
+    declarer.retry(id, step, overrides, &Actor::cli()).map_err(control_error)?;
+    let with = if overrides.is_empty() { String::new() } else { format!(" with {}", overrides.flags().join(" ")) };
+    println!("{id}\nretrying {step}{with}");
+    run(&declarer, id, None, style).await
+}
+
+/// `drctl skip`: gives the failed step up (and what needs it, listed first).
+pub async fn skip(declarer: Declarer, id: &str, step: &str, yes: bool, style: &Style) -> Result<Outcome, Failure> {
+    let needing = declarer.needing(id, step).map_err(control_error)?;
+    if needing.is_empty() {
+        println!("giving up {step}: no step needs it");
+    } else {
+        println!("giving up {step} and the {} step(s) that need it:", needing.len());
+        for n in &needing {
+            println!("  {n}");
+        }
+    }
+    if !yes && std::io::stdin().is_terminal() {
+        print!("Give them up? Type {step} to confirm: ");
+        let _ = std::io::stdout().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        if answer.trim() != step {
+            println!("nothing given up");
+            return Ok(Outcome::Failed);
+        }
+    }
+    declarer.skip(id, step, &Actor::cli()).map_err(control_error)?;
+    println!("{id}\ngave up {step}; the rest goes on");
+    run(&declarer, id, None, style).await
+}
+
+/// `drctl approve -f FILE`: the decision, then, when nothing runs the
+/// execution (a paused one whose failed step is now done), it goes on here.
+pub async fn approve_and_go_on(
+    declarer: Declarer,
+    id: &str,
+    step: &str,
+    done: bool,
+    by: &str,
+    style: &Style,
+) -> Result<Outcome, Failure> {
+    let was_paused = declarer.state.execution(id).map_err(state_error)?.state == exec_state::PAUSED;
+    if !was_paused {
+        return approve(&*declarer.state, id, step, done, by);
+    }
+    let who = Actor::new(by, "cli");
+    declare::approve(&*declarer.state, id, step, done, &who, Role::Admin).map_err(control_error)?;
+    println!("{id}\nrecorded {step} as done by hand, as {}; what needs it goes on", who.name);
+    run(&declarer, id, None, style).await
+}
+
 fn finish(topo: Option<&Topology>, state: &State, id: &str, style: &Style) -> Result<Outcome, Failure> {
     let report = failover::report(topo, state, id).map_err(control_error)?;
     print!("{}", render(&report, style));
+    if report["state"] == exec_state::PAUSED {
+        print_paused(topo, state, id, style)?;
+        return Ok(Outcome::Failed);
+    }
     let ok = report["state"] == exec_state::SUCCEEDED;
     let meets = report["entities"].as_array().is_some_and(|a| a.iter().all(|e| e["meets_rto"] == true));
     Ok(match (ok, meets) {
@@ -203,6 +353,15 @@ fn render(r: &serde_json::Value, style: &Style) -> String {
             s["attempts"]
         ));
     }
+    for o in r["overrides"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "  override {} by {} ({}, {})\n",
+            o["override"].as_str().unwrap_or(""),
+            o["by"].as_str().unwrap_or(""),
+            o["with"].as_str().unwrap_or(""),
+            o["at"].as_str().unwrap_or("")
+        ));
+    }
     out.push_str("RTO measured (declaration → failed over):\n");
     for e in r["entities"].as_array().into_iter().flatten() {
         let rto = e["rto_s"].as_f64().map_or("not recovered".into(), format_secs);
@@ -227,7 +386,7 @@ pub fn approve(state: &State, id: &str, step: &str, done: bool, by: &str) -> Res
         }
         let row = state.execution(id).map_err(state_error)?;
         if !drctl_state::journal::exec_state::is_final(&row.state) && !state_has_owner(state, id) {
-            println!("nothing runs {id} right now: `drctl resume {id}` carries on from here");
+            println!("nothing runs {id} right now: `drctl resume {id}{}` carries on from here", file_flag());
         }
     } else {
         println!("{step} of {id} was already approved");
@@ -268,6 +427,9 @@ pub fn show(topo: Option<&Topology>, state: &State, id: &str, json: bool, style:
         println!("{}", serde_json::to_string_pretty(&report).map_err(anyhow::Error::from)?);
     } else {
         print!("{}", render(&report, style));
+        if report["state"] == exec_state::PAUSED {
+            print_paused(topo, state, id, style)?;
+        }
     }
     Ok(Outcome::Done)
 }

@@ -6,7 +6,13 @@ use drctl_core::Scope;
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "drctl", version, about = "Disaster-recovery and replication orchestrator", long_about = None)]
+#[command(
+    name = "drctl",
+    version,
+    about = "Disaster-recovery and replication orchestrator",
+    long_about = None,
+    after_help = crate::help::DRCTL
+)]
 pub struct Cli {
     /// Where drctl keeps its state: sqlite://PATH (the embedded default).
     #[arg(long, global = true, env = "DRCTL_STATE", default_value = drctl_state::DEFAULT_URL, value_name = "URL")]
@@ -39,6 +45,7 @@ pub enum Shell {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check a topology file and every runbook it references; report every problem at once.
+    #[command(after_help = crate::help::VALIDATE)]
     Validate {
         #[command(flatten)]
         file: FileArg,
@@ -47,6 +54,7 @@ pub enum Command {
         output: Output,
     },
     /// Show what a failover would do, in what order, and whether it meets the RTO targets.
+    #[command(after_help = crate::help::PLAN)]
     Plan {
         #[command(flatten)]
         file: FileArg,
@@ -60,6 +68,7 @@ pub enum Command {
         output: Output,
     },
     /// Draw the dependency graph (Graphviz DOT or Mermaid), highlighting what a disaster would affect.
+    #[command(after_help = crate::help::GRAPH)]
     Graph {
         #[command(flatten)]
         file: FileArg,
@@ -71,7 +80,7 @@ pub enum Command {
     },
     /// Print the IAM policy (JSON) that allows exactly the AWS calls drctl makes for this topology and use,
     /// on the resources it names.
-    #[command(name = "iam-policy")]
+    #[command(after_help = crate::help::IAM_POLICY, name = "iam-policy")]
     IamPolicy {
         #[command(flatten)]
         file: FileArg,
@@ -84,6 +93,7 @@ pub enum Command {
     },
     /// Read an AWS account (RDS instances and replicas, Aurora clusters, replicating S3 buckets, Route53
     /// failover and weighted records) and print a topology skeleton to start drctl.yaml from.
+    #[command(after_help = crate::help::DISCOVER)]
     Discover {
         /// A region to read (repeat for more); default: the SDK's region (AWS_REGION, the profile).
         #[arg(long = "region", value_name = "REGION")]
@@ -93,6 +103,7 @@ pub enum Command {
         output: String,
     },
     /// Measure every datastore's replicas and RPO, and every service's health, now.
+    #[command(after_help = crate::help::STATUS)]
     Status {
         #[command(flatten)]
         file: FileArg,
@@ -112,6 +123,7 @@ pub enum Command {
         output: Output,
     },
     /// Copy new and changed objects of `by: drctl` S3 datastores to their replicas.
+    #[command(after_help = crate::help::REPLICATE)]
     Replicate {
         #[command(flatten)]
         file: FileArg,
@@ -136,6 +148,7 @@ pub enum Command {
         output: Output,
     },
     /// Declare a disaster: plan, check, then fail over with a durable journal.
+    #[command(after_help = crate::help::DECLARE)]
     Declare {
         #[command(flatten)]
         file: FileArg,
@@ -150,45 +163,80 @@ pub enum Command {
         /// Plan and run the preflight checks; change nothing.
         #[arg(long)]
         dry_run: bool,
-        /// Promote replicas even beyond their max_lag.
-        #[arg(long)]
-        force: bool,
+        #[command(flatten)]
+        overrides: OverrideArgs,
         /// At most this many steps at once (default: no cap).
         #[arg(long, value_name = "N")]
         parallel: Option<usize>,
     },
+    /// Run a paused execution's failed step again, optionally lifting the check that failed it.
+    #[command(after_help = crate::help::RETRY)]
+    Retry {
+        #[command(flatten)]
+        file: FileArg,
+        /// The execution id (the first line `drctl declare` printed; see `drctl executions`).
+        id: String,
+        /// The failed step, e.g. `orders-db/failover` (see `drctl show ID`).
+        step: String,
+        #[command(flatten)]
+        overrides: OverrideArgs,
+    },
+    /// Give up a paused execution's failed step and every step that needs it; the rest goes on.
+    #[command(after_help = crate::help::SKIP)]
+    Skip {
+        #[command(flatten)]
+        file: FileArg,
+        /// The execution id (see `drctl executions`).
+        id: String,
+        /// The failed step to give up (see `drctl show ID`).
+        step: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Resume an execution interrupted by a crash; finished steps do not run again.
+    #[command(after_help = crate::help::RESUME)]
     Resume {
         #[command(flatten)]
         file: FileArg,
         /// The execution id (the first line `drctl declare` printed; see `drctl executions`).
         id: String,
     },
-    /// Approve a step waiting for approval, or decide on a step a crash interrupted.
+    /// Approve a step waiting for approval, decide on a step a crash interrupted, or record a failed step as done by hand.
+    #[command(after_help = crate::help::APPROVE)]
     Approve {
+        /// The topology file: with it, a paused execution goes on here once its failed step is recorded as done.
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: Option<PathBuf>,
         /// The execution id (the first line `drctl declare` printed; see `drctl executions`).
         id: String,
         /// The step id, e.g. `payments/approve` (see `drctl show ID`).
         step: String,
-        /// The interrupted step's effect did happen: record it as done without running it again.
+        /// The step's effect did happen (a step a crash interrupted, or a failed step done by hand): record it as done without running it.
         #[arg(long)]
         done: bool,
         /// Who approves (default: $USER).
         #[arg(long, env = "USER", default_value = "operator")]
         by: String,
     },
-    /// Ask a running execution to stop: running steps finish, the rest is skipped.
+    /// Stop an execution: running steps finish, the rest is skipped; a paused one stops at once.
+    #[command(after_help = crate::help::ABORT)]
     Abort {
+        /// The topology file (its state store is used).
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: Option<PathBuf>,
         /// The execution id (see `drctl executions`).
         id: String,
     },
     /// List executions, newest first.
+    #[command(after_help = crate::help::EXECUTIONS)]
     Executions {
         /// Text for people, JSON for scripts.
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
     /// Show an execution: its steps and the measured RTO.
+    #[command(after_help = crate::help::SHOW)]
     Show {
         /// The execution id (the first line `drctl declare` printed; see `drctl executions`).
         id: String,
@@ -200,8 +248,10 @@ pub enum Command {
         path: PathBuf,
     },
     /// Print the JSON Schema of the topology file (for editors).
+    #[command(after_help = crate::help::SCHEMA)]
     Schema,
     /// The controller: sample RPO, replicate, run scheduled drills, resume executions, serve the status page and API.
+    #[command(after_help = crate::help::SERVE)]
     Serve {
         #[command(flatten)]
         file: FileArg,
@@ -246,18 +296,24 @@ pub enum Command {
         readiness: ReadinessArgs,
     },
     /// API tokens for the controller's operator API.
+    #[command(after_help = crate::help::TOKEN)]
     Token(TokenArgs),
     /// Who the status page tells: e-mail and webhook subscriptions.
+    #[command(after_help = crate::help::SUBSCRIPTIONS)]
     Subscriptions(SubscriptionsArgs),
     /// The append-only, hash-chained audit log.
+    #[command(after_help = crate::help::AUDIT)]
     Audit(AuditArgs),
+    /// The keys kept outside the state store (what seals secrets and addresses, and the audit key).
+    Keys(KeysArgs),
     /// The status page, for hosting elsewhere.
-    #[command(subcommand, name = "status-page")]
+    #[command(after_help = crate::help::STATUS_PAGE, subcommand, name = "status-page")]
     StatusPage(StatusPageCommand),
     /// A real multi-zone environment on this machine: PostgreSQL pair, S3 per zone, DNS, services, workload.
-    #[command(subcommand)]
+    #[command(after_help = crate::help::LAB, subcommand)]
     Lab(LabCommand),
     /// Run a chaos experiment as a DR drill: inject, detect, fail over, measure RTO and RPO, heal, report.
+    #[command(after_help = crate::help::DRILL)]
     Drill {
         /// The experiment file (chaos/*.yaml).
         experiment: PathBuf,
@@ -287,9 +343,16 @@ pub enum Command {
         output: Output,
     },
     /// Measure drctl's own speed.
-    #[command(subcommand)]
+    #[command(after_help = crate::help::BENCH, subcommand)]
     Bench(BenchCommand),
+    /// Write drctl's man pages into DIR: drctl.1 and one per command (drctl-lab-up.1, ...).
+    #[command(hide = true, after_help = crate::help::MAN)]
+    Man {
+        /// The folder to write them into (created if needed), e.g. /usr/local/share/man/man1.
+        dir: PathBuf,
+    },
     /// Print shell completions (e.g. `drctl completions bash > /etc/bash_completion.d/drctl`).
+    #[command(after_help = crate::help::COMPLETIONS)]
     Completions {
         /// The shell to complete for.
         #[arg(value_enum)]
@@ -319,6 +382,7 @@ pub struct AuditArgs {
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
     /// Create a token and print it once (only its hash is kept).
+    #[command(after_help = crate::help::TOKEN_CREATE)]
     Create {
         /// The token's name (shown in the audit log), or its id to revoke.
         #[arg(long)]
@@ -334,27 +398,49 @@ pub enum TokenCommand {
         customer: Option<String>,
     },
     /// List tokens (never the secrets).
+    #[command(after_help = crate::help::TOKEN_LIST)]
     List {
         /// Text for people, JSON for scripts.
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
     /// Revoke a token by name or id.
+    #[command(after_help = crate::help::TOKEN_REVOKE)]
     Revoke {
         /// The token's name or id (see `drctl token list`).
         name: String,
     },
 }
 
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    /// The topology file; a lab's topology means the lab's state store.
+    #[arg(short = 'f', long = "file", global = true, default_value = "drctl.yaml", value_name = "FILE")]
+    pub file: PathBuf,
+    #[command(subcommand)]
+    pub cmd: KeysCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Where the keys are and their ids.
+    Show,
+    /// Add a fresh data key and audit key: new values are sealed and new
+    /// audit entries chained under them; what older keys sealed still opens.
+    Rotate,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Show the audit log, oldest first.
+    #[command(after_help = crate::help::AUDIT_LIST)]
     List {
         /// Text for people, JSON for scripts.
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
     /// Check the hash chain: exit 0 when intact, 1 naming the first bad entry.
+    #[command(after_help = crate::help::AUDIT_VERIFY)]
     Verify {
         /// A head kept elsewhere earlier (the hash `verify` printed): the
         /// log must still contain it, so a removed tail is caught too.
@@ -369,6 +455,7 @@ pub enum AuditCommand {
 #[derive(Debug, Subcommand)]
 pub enum StatusPageCommand {
     /// Measure now and write the page, its JSON and its feed into DIR (static hosting).
+    #[command(after_help = crate::help::STATUS_PAGE)]
     Export {
         /// The folder to write the page into (created if needed).
         dir: PathBuf,
@@ -387,6 +474,7 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 #[derive(Debug, Subcommand)]
 pub enum LabCommand {
     /// Start the lab and keep it running until Ctrl-C or `drctl lab down`.
+    #[command(after_help = crate::help::LAB_UP)]
     Up {
         /// Where the lab keeps its data, its lab.json and its drctl.yaml.
         #[arg(long, default_value = ".drctl/lab", value_name = "DIR")]
@@ -403,12 +491,14 @@ pub enum LabCommand {
         controllers: bool,
     },
     /// Stop a running lab (harmless when none runs).
+    #[command(after_help = crate::help::LAB_DOWN)]
     Down {
         /// Where the lab keeps its data, its lab.json and its drctl.yaml.
         #[arg(long, default_value = ".drctl/lab", value_name = "DIR")]
         dir: PathBuf,
     },
     /// Power a lab PostgreSQL member off out of band: the lab members' `fence` command.
+    #[command(after_help = crate::help::LAB_POWER_OFF)]
     PowerOff {
         /// The lab's control API (default: the one in the lab folder's lab.json).
         #[arg(long, value_name = "HOST:PORT")]
@@ -427,6 +517,7 @@ pub enum LabCommand {
         check: bool,
     },
     /// What runs in the lab, which faults are in force, and the workload's progress.
+    #[command(after_help = crate::help::LAB_STATUS)]
     Status {
         /// Where the lab keeps its data, its lab.json and its drctl.yaml.
         #[arg(long, default_value = ".drctl/lab", value_name = "DIR")]
@@ -448,6 +539,7 @@ pub enum Resolution {
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// Parse, validate and plan synthetic topologies; report time and peak memory.
+    #[command(after_help = crate::help::BENCH_PLAN)]
     Plan {
         /// Sizes to measure (entities).
         #[arg(long, value_delimiter = ',', default_values_t = [1_000usize, 10_000, 100_000])]
@@ -460,6 +552,7 @@ pub enum BenchCommand {
         parallel: usize,
     },
     /// One `status` pass over many S3 datastores served by an in-process endpoint.
+    #[command(after_help = crate::help::BENCH_STATUS)]
     Status {
         /// How many S3 datastores to measure.
         #[arg(long, default_value_t = 1000)]
@@ -484,7 +577,24 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// A controller under a connection flood from one address (loopback only): the page and
+    /// /api/v1/status probed from another address.
+    Connections {
+        /// Connections opened and left idle by the flooding address.
+        #[arg(long, default_value_t = 1000)]
+        idle: usize,
+        /// Connections trickling a request's headers, a byte a second.
+        #[arg(long, default_value_t = 500)]
+        trickling: usize,
+        /// Probes of each path from the other address.
+        #[arg(long, default_value_t = 200)]
+        probes: usize,
+        /// The controller's --max-connections-per-address (a large one shows the flood without it).
+        #[arg(long, default_value_t = 32)]
+        per_address: usize,
+    },
     /// Engine overhead: a plan of no-op steps with a durable journal.
+    #[command(after_help = crate::help::BENCH_ENGINE)]
     Engine {
         /// Entities of the synthetic topology (about 3/4 of them fail over).
         #[arg(long, default_value_t = 1334)]
@@ -494,6 +604,7 @@ pub enum BenchCommand {
         parallel: usize,
     },
     /// The lab zone-outage drill several times: detection, RTO, lost writes (needs PostgreSQL).
+    #[command(after_help = crate::help::BENCH_DRILL)]
     Drill {
         /// The experiment file (chaos/*.yaml).
         #[arg(long, default_value = "chaos/lab-zone-outage.yaml", value_name = "FILE")]
@@ -506,6 +617,7 @@ pub enum BenchCommand {
         base_port: u16,
     },
     /// Compare the prioritised scheduler with plain tier-then-file-order list scheduling.
+    #[command(after_help = crate::help::BENCH_SCHEDULER)]
     Scheduler {
         /// Generated topologies per parallelism cap.
         #[arg(long, default_value_t = 50)]
@@ -548,10 +660,14 @@ impl From<ReadinessArgs> for drctl_serve::ReadinessOptions {
 /// How the controller tells subscribers (e-mail, webhooks).
 #[derive(Debug, Args)]
 pub struct NotifyArgs {
-    /// The SMTP server e-mail goes through: smtp://HOST:PORT, or smtps://HOST:PORT for TLS; credentials as
-    /// smtp://USER@HOST:PORT with the password in DRCTL_SMTP_PASSWORD. Without it, e-mail subscriptions are refused.
+    /// The SMTP server e-mail goes through: smtps://HOST:PORT (TLS), smtp+starttls://HOST:PORT (STARTTLS
+    /// required) or smtp://HOST:PORT; credentials as USER@HOST:PORT with the password in DRCTL_SMTP_PASSWORD,
+    /// only over TLS (see docs/hardening.md). Without it, e-mail subscriptions are refused.
     #[arg(long, value_name = "URL")]
     pub smtp: Option<String>,
+    /// Allow credentials over plain smtp:// (a relay on this machine): the password may travel in clear.
+    #[arg(long)]
+    pub smtp_insecure: bool,
     /// The From: of the e-mails drctl sends.
     #[arg(long, default_value = "drctl <status@localhost>", value_name = "ADDRESS")]
     pub smtp_from: String,
@@ -575,6 +691,7 @@ impl From<NotifyArgs> for drctl_serve::NotifyOptions {
             every: a.notify_every.max(std::time::Duration::from_millis(100)),
             retry_first: a.notify_retry,
             allow_private_webhooks: a.allow_private_webhooks,
+            smtp_insecure: a.smtp_insecure,
             ..Default::default()
         }
     }
@@ -593,6 +710,7 @@ pub struct SubscriptionsArgs {
 #[derive(Debug, Subcommand)]
 pub enum SubscriptionsCommand {
     /// Every subscription: its state (pending, active, unsubscribed), whether deliveries fail, how many went out.
+    #[command(after_help = crate::help::SUBSCRIPTIONS)]
     List {
         /// Text for people, JSON for scripts.
         #[arg(long, value_enum, default_value_t = Output::Text)]
@@ -615,6 +733,16 @@ pub struct LimitArgs {
     /// How long a client may take to send a request's headers before its connection is closed.
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub header_timeout: std::time::Duration,
+    /// Connections one client may hold open (an IPv4 address, an IPv6 /64); past it, closed at once.
+    #[arg(long, default_value_t = 32, value_name = "N")]
+    pub max_connections_per_address: usize,
+    /// How long a client may take to send a request's body (408 past it).
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub body_timeout: std::time::Duration,
+    /// Also serve on this address, with connections of its own: operators reach the API there whatever
+    /// load the public listener is under.
+    #[arg(long, value_name = "ADDR")]
+    pub admin_listen: Option<std::net::SocketAddr>,
 }
 
 impl From<LimitArgs> for drctl_serve::Limits {
@@ -624,6 +752,37 @@ impl From<LimitArgs> for drctl_serve::Limits {
             rate_per_s: a.rate_limit,
             request_timeout: a.request_timeout,
             header_timeout: a.header_timeout,
+            per_address: a.max_connections_per_address,
+            body_timeout: a.body_timeout,
+            admin_listen: a.admin_listen,
+        }
+    }
+}
+
+/// The checks a declaration (or a retry) lifts, each by name; see docs/declaring.md.
+#[derive(Debug, Args, Default)]
+pub struct OverrideArgs {
+    /// Promote a standby beyond its max_lag, or of unknown lag.
+    #[arg(long)]
+    pub accept_lag: bool,
+    /// Promote before the standby replayed the fenced old primary's last write.
+    #[arg(long)]
+    pub skip_catch_up: bool,
+    /// Promote beside this member although it can be fenced neither way (repeatable; as a refusal prints it).
+    #[arg(long = "unfenced", value_name = "DATASTORE/ZONE")]
+    pub unfenced: Vec<String>,
+    /// --accept-lag and --skip-catch-up together; never waives a fence (that takes --unfenced).
+    #[arg(long)]
+    pub force: bool,
+}
+
+impl OverrideArgs {
+    /// The named overrides (without `--force`'s).
+    pub fn overrides(&self) -> drctl_control::overrides::Overrides {
+        drctl_control::overrides::Overrides {
+            accept_lag: self.accept_lag,
+            skip_catch_up: self.skip_catch_up,
+            unfenced: self.unfenced.clone(),
         }
     }
 }
@@ -694,5 +853,37 @@ mod tests {
         let mut missing = Vec::new();
         walk(&Cli::command(), "drctl", &mut missing);
         assert!(missing.is_empty(), "without help text:\n{}", missing.join("\n"));
+    }
+
+    /// Every command's --help ends with an example and its exit codes, and
+    /// points at no document the repository does not hold.
+    #[test]
+    fn every_command_help_ends_with_an_example_and_exit_codes() {
+        fn walk(cmd: &mut clap::Command, path: &str, bad: &mut Vec<String>) {
+            for help in [cmd.render_help().to_string(), cmd.render_long_help().to_string()] {
+                let (example, exit) = (help.find("\nExample"), help.rfind("\nExit codes:"));
+                match (example, exit) {
+                    (Some(e), Some(x)) if e < x && help.find("\nOptions:").is_none_or(|o| o < e) => {}
+                    _ => bad.push(format!("{path}: no Example then Exit codes at the end of its help")),
+                }
+                if help.contains("SPEC") {
+                    bad.push(format!("{path}: cites SPEC (point at a docs/ file instead)"));
+                }
+                let codes = &help[exit.unwrap_or(0)..];
+                if exit.is_some() && !codes.lines().skip(1).any(|l| l.trim_start().starts_with("0  ")) {
+                    bad.push(format!("{path}: its exit codes do not say what 0 means"));
+                }
+            }
+            let names: Vec<String> = cmd.get_subcommands().map(|s| s.get_name().to_string()).collect();
+            for name in names.into_iter().filter(|n| n != "help") {
+                let sub = cmd.find_subcommand_mut(&name).expect("listed above");
+                walk(sub, &format!("{path} {name}"), bad);
+            }
+        }
+        let mut bad = Vec::new();
+        let mut cli = Cli::command();
+        cli.build();
+        walk(&mut cli, "drctl", &mut bad);
+        assert!(bad.is_empty(), "{}", bad.join("\n"));
     }
 }

@@ -2,6 +2,7 @@
 
 use crate::context::{self, lab_state_url, Context};
 use crate::{Failure, Outcome};
+use drctl_control::declare::Actor;
 use drctl_drill::Error as DrillError;
 use drctl_lab::lab::{Lab, LabClient, Manifest, Options};
 use drctl_lab::procs::{RunningProcess, ZoneProcess};
@@ -496,6 +497,7 @@ pub fn drill(args: DrillArgs, ctx: &Context) -> Result<Outcome, Failure> {
             say: Box::new(|line| eprintln!("{line}")),
             controllers,
             token,
+            id: None,
         };
         if args.dry_run {
             let plan = drctl_drill::drill::dry_run(&opts).await.map_err(drill_failure)?;
@@ -514,7 +516,20 @@ pub fn drill(args: DrillArgs, ctx: &Context) -> Result<Outcome, Failure> {
         }
         eprintln!("drill {}: {}", opts.experiment.name, opts.experiment.description.as_deref().unwrap_or(""));
         let state_for_record = opts.state.clone();
-        let started = std::time::SystemTime::now();
+        // Audited before the first fault, like every other change: a log
+        // that cannot record the drill stops it here.
+        let request = serde_json::json!({"experiment": opts.experiment.file, "lab": args.lab});
+        let begun = match drctl_drill::lifecycle::begin(&*opts.state, &Actor::cli(), &opts.experiment, request, None) {
+            Ok(b) => b,
+            Err(e) => {
+                if let Some(lab) = lab {
+                    lab.stop().await;
+                }
+                return Err(Failure::Runtime(anyhow::anyhow!("the drill was not started: {e}")));
+            }
+        };
+        let mut opts = opts;
+        opts.id = Some(begun.id.clone());
         let drill = drctl_drill::drill::run(opts);
         tokio::pin!(drill);
         let result = tokio::select! {
@@ -525,18 +540,9 @@ pub fn drill(args: DrillArgs, ctx: &Context) -> Result<Outcome, Failure> {
                 drill.await
             }
         };
-        if let Ok(r) = &result {
-            let json = serde_json::to_string(r).unwrap_or_default();
-            let _ = state_for_record.record_drill(&r.id, &r.experiment, started, r.objectives_met, &json);
-            // The drill has run: a log that cannot record it is a warning.
-            if let Err(crate::Failure::Runtime(e)) = context::audit(
-                &*state_for_record,
-                "drill",
-                &r.id,
-                &serde_json::json!({"experiment": r.experiment, "objectives_met": r.objectives_met}),
-            ) {
-                eprintln!("warning: {e:#}");
-            }
+        // The drill has run: a record that cannot be written is a warning.
+        for w in drctl_drill::lifecycle::finish(&*state_for_record, &begun, &result) {
+            eprintln!("warning: {w}");
         }
         if let Some(lab) = lab {
             lab.stop().await;

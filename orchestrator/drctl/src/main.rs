@@ -1,14 +1,17 @@
 //! `drctl`: the command-line front of the orchestrator. Thin glue: parse
-//! flags, call the library crates, print, and map outcomes to SPEC §10's
-//! exit codes (0 done, 1 failed at run time, 2 bad input, 3 objective missed).
+//! flags, call the library crates, print, and map outcomes to drctl's
+//! exit codes (0 done, 1 failed at run time, 2 bad input, 3 objective
+//! missed; docs/reference/exit-and-error-codes.md).
 
 mod bench;
 mod commands;
 mod context;
 mod execute;
 mod flags;
+mod help;
 mod lab;
 mod live;
+mod man;
 mod readiness;
 mod serve;
 mod text;
@@ -52,15 +55,19 @@ pub enum Outcome {
     ObjectiveMissed,
     /// Ran to the end, but part of the work failed (exit 1; already reported).
     Failed,
+    /// The commander detached with a second Ctrl-C (exit 130, as for SIGINT).
+    Interrupted,
 }
 
 fn main() -> ExitCode {
     let args = flags::Cli::parse();
+    end_quietly_when_the_reader_leaves(&args.command);
     logging(args.log_format);
     match commands::run(args) {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::ObjectiveMissed) => ExitCode::from(3),
         Ok(Outcome::Failed) => ExitCode::from(1),
+        Ok(Outcome::Interrupted) => ExitCode::from(130),
         Err(Failure::BadInput { message, printed }) => {
             if !printed {
                 eprintln!("error: {}", drctl_core::redact::text(&message));
@@ -78,6 +85,25 @@ fn main() -> ExitCode {
         Err(Failure::Runtime(e)) => {
             eprintln!("error: {}", drctl_core::redact::text(&format!("{e:#}")));
             ExitCode::from(1)
+        }
+    }
+}
+
+/// `drctl plan --output json | head` must end quietly when `head` has read
+/// enough, as `cat` would, not panic with "failed printing to stdout". Rust
+/// ignores SIGPIPE so that a write to a closed pipe is an error; for the
+/// commands that only print (and change nothing), the default signal is
+/// the right end. Long-running commands (`serve`, `declare`, drills) keep
+/// the error: their sockets and children's pipes must never kill them.
+fn end_quietly_when_the_reader_leaves(command: &flags::Command) {
+    use flags::Command::*;
+    if matches!(
+        command,
+        Validate { .. } | Plan { .. } | Graph { .. } | IamPolicy { .. } | Schema | Executions { .. } | Show { .. }
+    ) {
+        // SAFETY: called once at start, before any thread is spawned.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
     }
 }

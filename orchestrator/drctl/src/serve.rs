@@ -45,7 +45,63 @@ async fn stop_signal() {
     }
 }
 
+/// Holds an exclusive lock on `<db>.serve-lock` while the controller runs:
+/// two controllers on one SQLite file would each think they alone run its
+/// executions. (On etcd the election decides who acts.)
+fn lock_sqlite(url: &str) -> Result<Option<std::fs::File>, Failure> {
+    use std::os::unix::io::AsRawFd;
+    let Some(path) = url.strip_prefix("sqlite://") else { return Ok(None) };
+    let lock = PathBuf::from(format!("{path}.serve-lock"));
+    let mut open = std::fs::OpenOptions::new();
+    open.create(true).truncate(false).write(true);
+    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+    let file = open.open(&lock).map_err(|e| Failure::Runtime(anyhow::anyhow!("{}: {e}", lock.display())))?;
+    // SAFETY: flock on a descriptor this function owns; no memory is touched.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(Failure::bad_input(format!(
+            "another `drctl serve` runs on {path} (it holds {}): stop it first, or give this one its own --state",
+            lock.display()
+        )));
+    }
+    Ok(Some(file))
+}
+
+/// Checks the audit log before serving: its chain intact and the last head
+/// recorded outside the store still in it (a rewritten or cut log is
+/// refused, not served on).
+fn verify_audit_on_start(state: &State, url: &str) -> Result<(), Failure> {
+    let head_file = crate::context::default_head_file(url);
+    let kept = if head_file.exists() {
+        drctl_state::controller::last_head(&head_file)
+            .map_err(|e| Failure::Runtime(anyhow::anyhow!("{}: {e}", head_file.display())))?
+    } else {
+        None
+    };
+    let broken = |why: String| {
+        Failure::Runtime(anyhow::anyhow!(
+            "the audit log does not verify, so the controller does not start: {why}; see `drctl audit verify` (docs/hardening.md)"
+        ))
+    };
+    match state.verify_audit().map_err(|e| Failure::Runtime(e.into()))? {
+        Verified::Broken { seq, why } => Err(broken(format!("entry {seq}: {why}"))),
+        Verified::Intact { .. } => {
+            let entries = state.audit_entries().map_err(|e| Failure::Runtime(e.into()))?;
+            match kept {
+                Some(kept) if !entries.iter().any(|e| e.hash == kept) => {
+                    Err(broken(format!("it no longer contains the head {kept} recorded in {}", head_file.display())))
+                }
+                _ => Ok(()),
+            }
+        }
+    }
+}
+
 pub fn serve(a: ServeArgs) -> Result<Outcome, Failure> {
+    if let Some(url) = &a.notify.smtp {
+        drctl_serve::check_smtp(url, a.notify.smtp_insecure).map_err(Failure::bad_input)?;
+    }
+    let _lock = lock_sqlite(&a.state_url)?;
+    verify_audit_on_start(&*a.state, &a.state_url)?;
     let opts = drctl_serve::Options {
         topology_path: a.path,
         topology: Arc::new(a.topo),
@@ -101,6 +157,12 @@ fn check_customer(file: &std::path::Path, customer: &str) -> Result<(), Failure>
 }
 
 /// `drctl subscriptions list`.
+/// `text` safe for a terminal: control characters (an escape sequence a
+/// subscriber typed into their address, say) shown as `\u{..}`, never run.
+pub fn printable(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { c.escape_unicode().to_string() } else { c.to_string() }).collect()
+}
+
 pub fn subscriptions_list(state: &State, json: bool) -> Result<Outcome, Failure> {
     let all = drctl_serve::subscriptions_json(state).map_err(|e| Failure::Runtime(e.into()))?;
     if json {
@@ -121,7 +183,7 @@ pub fn subscriptions_list(state: &State, json: bool) -> Result<Outcome, Failure>
             ("active", true) => "active,failing".to_string(),
             (s, _) => s.to_string(),
         };
-        let to = r["target"].as_str().unwrap_or_default();
+        let to = printable(r["target"].as_str().unwrap_or_default());
         let services = r["services"].as_array().map(|a| a.len()).unwrap_or(0);
         let to = if services == 0 { to.to_string() } else { format!("{to} ({services} services)") };
         let n = |k: &str| r["deliveries"][k].as_u64().unwrap_or(0).to_string();
@@ -135,7 +197,7 @@ pub fn subscriptions_list(state: &State, json: bool) -> Result<Outcome, Failure>
             n("pending"),
             n("given_up"),
             // The last error matters while deliveries fail (JSON keeps it always).
-            r["last_error"].as_str().filter(|_| r["failing"] == true).unwrap_or("-")
+            printable(r["last_error"].as_str().filter(|_| r["failing"] == true).unwrap_or("-"))
         );
     }
     Ok(Outcome::Done)
@@ -234,20 +296,72 @@ pub fn audit_list(state: &State, json: bool) -> Result<Outcome, Failure> {
                 "{:>5}  {}  {:<12} {:<15} {:<20} {}  {}",
                 e.seq,
                 at(e.at),
-                e.actor,
-                e.source,
-                e.action,
-                e.target,
-                e.request
+                printable(&e.actor),
+                printable(&e.source),
+                printable(&e.action),
+                printable(&e.target),
+                printable(&e.request)
             );
         }
     }
     Ok(Outcome::Done)
 }
 
+/// `drctl keys show|rotate`.
+pub fn keys(paths: &drctl_state::seal::KeyPaths, cmd: crate::flags::KeysCommand) -> Result<Outcome, Failure> {
+    use drctl_state::seal::Keyring;
+    let fail = |e: drctl_state::Error| Failure::Runtime(anyhow::Error::new(e));
+    let env_key = std::env::var("DRCTL_KEY").is_ok_and(|k| !k.trim().is_empty());
+    match cmd {
+        crate::flags::KeysCommand::Show => {
+            if env_key {
+                let ring =
+                    Keyring::parse(&std::env::var("DRCTL_KEY").unwrap_or_default(), "DRCTL_KEY").map_err(fail)?;
+                println!("data key:  DRCTL_KEY (ids {})", ring.ids().join(", "));
+            } else {
+                let ring = Keyring::load_or_create(&paths.data_key()).map_err(fail)?;
+                println!("data key:  {} (ids {})", paths.data_key().display(), ring.ids().join(", "));
+            }
+            let audit = Keyring::load_or_create(&paths.audit_key()).map_err(fail)?;
+            println!("audit key: {} (ids {})", paths.audit_key().display(), audit.ids().join(", "));
+            println!("audit head file: {}", paths.audit_head().display());
+        }
+        crate::flags::KeysCommand::Rotate => {
+            if env_key {
+                return Err(Failure::bad_input(
+                    "the data key comes from DRCTL_KEY: add a new key at its end (`openssl rand -hex 32`, comma-separated, the last one current) and keep the old ones",
+                ));
+            }
+            let data = Keyring::rotate(&paths.data_key()).map_err(fail)?;
+            let audit = Keyring::rotate(&paths.audit_key()).map_err(fail)?;
+            println!("data key {} now current ({})", data.current().0, paths.data_key().display());
+            println!("audit key {} now current ({})", audit.current().0, paths.audit_key().display());
+            println!(
+                "older keys are kept: what they sealed still opens, and the audit entries they chained still verify"
+            );
+            println!("copy both files to every controller and CLI that shares this state before they write");
+        }
+    }
+    Ok(Outcome::Done)
+}
+
 pub fn audit_verify(state: &State, kept: Option<&str>) -> Result<Outcome, Failure> {
+    let outcome = audit_verify_chain(state, kept)?;
+    if let Ok(Verified::Intact { keys, .. }) = state.verify_audit() {
+        if keys.is_empty() {
+            eprintln!(
+                "warning: the audit log is NOT keyed: anyone who can write the state store can rewrite it consistently; keep its head elsewhere (--head-file)"
+            );
+        } else {
+            println!("keyed: chained with HMAC-SHA256 under audit key {}", keys.join(", "));
+        }
+    }
+    Ok(outcome)
+}
+
+fn audit_verify_chain(state: &State, kept: Option<&str>) -> Result<Outcome, Failure> {
     match state.verify_audit().map_err(|e| Failure::Runtime(e.into()))? {
-        Verified::Intact { entries, head } if kept.is_some_and(|k| k != head) => {
+        Verified::Intact { entries, head, .. } if kept.is_some_and(|k| k != head) => {
             let kept = kept.unwrap_or_default();
             let all = state.audit_entries().map_err(|e| Failure::Runtime(e.into()))?;
             match all.iter().find(|e| e.hash == kept) {
@@ -266,7 +380,7 @@ pub fn audit_verify(state: &State, kept: Option<&str>) -> Result<Outcome, Failur
                 }
             }
         }
-        Verified::Intact { entries, head } => {
+        Verified::Intact { entries, head, .. } => {
             println!("audit log intact: {entries} entries; head {head}");
             println!("(keep the head somewhere else: a later verify proves nothing before it was changed)");
             Ok(Outcome::Done)
@@ -294,4 +408,14 @@ pub async fn export(
         dir.display()
     );
     Ok(Outcome::Done)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn control_characters_are_shown_not_run() {
+        let shown = super::printable("a\u{1b}[2Jb\u{7}c");
+        assert!(!shown.chars().any(char::is_control), "{shown}");
+        assert!(shown.contains("\\u{1b}[2J"), "{shown}");
+    }
 }

@@ -47,6 +47,44 @@ fn temp_file(name: &str, content: &str) -> PathBuf {
 
 const SAAS: &str = "examples/saas/drctl.yaml";
 
+/// `drctl plan --output json | head -1` printed a panic ("failed printing
+/// to stdout: Broken pipe") once head had read its line.
+#[test]
+fn a_reader_that_leaves_early_ends_the_output_quietly() {
+    use std::io::Read;
+    // A plan far longer than a pipe's buffer (64 KiB), so that drctl is
+    // still writing when the reader goes.
+    let mut yaml = String::from(
+        "version: 1\nname: big\nzones: [{ name: a, region: r }, { name: b, region: r }]\n\
+         objectives: { tier-1: { rpo: 1m, rto: 1h } }\nservices:\n",
+    );
+    for i in 0..2000 {
+        yaml.push_str(&format!("  - {{ name: service-{i}, tier: tier-1, zones: [a, b] }}\n"));
+    }
+    let file = temp_file("big-plan.yaml", &yaml);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_drctl"))
+        .args(["plan", "-f", file.to_str().expect("utf-8 path"), "--zone", "a", "--output", "json"])
+        .current_dir(repo())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("drctl runs");
+    let mut first = [0u8; 1];
+    child.stdout.take().expect("stdout").read_exact(&mut first).expect("one byte");
+    // The pipe's reading end is closed here: every later write fails.
+    let out = child.wait_with_output().expect("drctl ends");
+    assert_eq!(first[0], b'{');
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{stderr}");
+    // Ended by the pipe, as `cat` would be (the shell's 141), not by a panic (101).
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(libc_sigpipe()), "{:?}: {stderr}", out.status);
+}
+
+fn libc_sigpipe() -> i32 {
+    13
+}
+
 #[test]
 fn validate_accepts_the_example_and_exits_0() {
     let o = drctl(&["validate", "-f", SAAS]);
@@ -266,4 +304,38 @@ fn help_texts_stand_on_their_own() {
     assert!(!text(&o.stdout).contains("SPEC"), "{}", text(&o.stdout));
     let o = drctl(&["declare", "--help"]);
     assert!(text(&o.stdout).contains("--parallel <N>") && text(&o.stdout).contains("At most this many steps at once"));
+}
+
+#[test]
+fn help_ends_with_an_example_and_the_exit_codes() {
+    for args in [&["--help"][..], &["declare", "--help"], &["lab", "up", "-h"], &["token", "create", "--help"]] {
+        let o = drctl(args);
+        assert_eq!(code(&o), 0, "{args:?}");
+        let help = text(&o.stdout);
+        let (example, exit) = (help.find("\nExample:"), help.find("\nExit codes:"));
+        assert!(example.is_some_and(|e| exit.is_some_and(|x| e < x)), "{args:?}:\n{help}");
+    }
+}
+
+#[test]
+fn man_writes_a_page_per_command_that_man_can_read() {
+    let dir = std::env::temp_dir().join(format!("drctl-man-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let o = drctl(&["man", dir.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", text(&o.stderr));
+    for page in ["drctl.1", "drctl-declare.1", "drctl-lab-up.1", "drctl-token-create.1", "drctl-status-page-export.1"] {
+        let roff = std::fs::read_to_string(dir.join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
+        assert!(roff.contains(".SH EXAMPLE") && roff.contains(".SH \"EXIT STATUS\""), "{page}:\n{roff}");
+    }
+    assert!(!dir.join("drctl-man.1").exists(), "the hidden `man` command has no page of its own");
+    let listed = text(&o.stdout);
+    assert!(listed.lines().count() > 30 && listed.contains("drctl-lab-up.1"), "{listed}");
+    // Rendered as a reader sees it (when groff is installed): the example
+    // keeps its dashes and the exit codes their meaning.
+    if let Ok(r) = Command::new("groff").args(["-man", "-Tutf8", "-P-cbou"]).arg(dir.join("drctl-declare.1")).output() {
+        let page = text(&r.stdout).replace('\u{2010}', "-").replace('\u{2212}', "-");
+        assert!(page.contains("drctl declare -f examples/local/drctl.yaml --zone az1"), "{page}");
+        assert!(page.contains("EXIT STATUS") && page.contains("an RTO target was missed"), "{page}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

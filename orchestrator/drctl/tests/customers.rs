@@ -199,10 +199,14 @@ fn subscribers_are_told_by_email_and_signed_webhooks_and_a_restart_loses_nothing
     let confirmation = &mails_to(&python, &maildir, "sre@example.com")[0];
     assert_eq!(confirmation["subject"], "[shop] Confirm your subscription");
     let confirm = link_in(confirmation["body"].as_str().unwrap(), &format!("{base}/subscriptions/confirm/"));
-    let page = c.get(&confirm).send().unwrap();
+    // The link opens a page whose button POSTs: following it confirms nothing.
+    let opened = c.get(&confirm).send().unwrap().text().unwrap();
+    assert!(opened.contains(r#"<form method="post">"#), "{opened}");
+    assert_eq!(subscriptions(&dir).iter().find(|s| s["target"] == "sre@example.com").unwrap()["state"], "pending");
+    let page = c.post(&confirm).send().unwrap();
     assert_eq!(page.status(), 200);
     assert!(page.text().unwrap().contains("You are subscribed"));
-    assert_eq!(c.get(format!("{base}/subscriptions/confirm/not-a-token")).send().unwrap().status(), 404);
+    assert_eq!(c.post(format!("{base}/subscriptions/confirm/not-a-token")).send().unwrap().status(), 404);
 
     // The page's form, no JavaScript, in Japanese.
     let page = c.get(format!("{base}/?lang=ja")).send().unwrap().text().unwrap();
@@ -314,7 +318,7 @@ fn subscribers_are_told_by_email_and_signed_webhooks_and_a_restart_loses_nothing
     assert_eq!(m["payload"]["scheduled_maintenance"]["name"], "Database upgrade");
 
     // Unsubscribed: told of nothing more.
-    let page = c.get(&unsubscribe).send().unwrap();
+    let page = c.post(&unsubscribe).send().unwrap();
     assert_eq!(page.status(), 200);
     assert!(page.text().unwrap().contains("You are unsubscribed"));
     let r = c

@@ -157,7 +157,10 @@ fn a_lagging_standby_is_refused_unless_forced_and_a_refusal_changes_nothing() {
     }
     let (code, out, err) = dir.run(&["declare", "--zone", "az1", "--reason", "test", "--yes"]);
     assert_eq!(code, 1, "{out}\n{err}");
-    assert!(out.contains("over max_lag 1s: --force to promote anyway"), "{out}");
+    assert!(
+        out.contains("over max_lag 1s: --accept-lag to promote anyway"),
+        "the refusal names its one override: {out}"
+    );
     assert!(err.contains("nothing in the world was changed"), "{err}");
     assert_eq!(pg.psql(pg.standby_port, "SELECT pg_is_in_recovery()"), "t", "still a standby");
     assert_eq!(
@@ -495,10 +498,11 @@ fn a_switchover_under_load_over_a_slow_link_loses_no_acknowledged_write() {
 
 /// The primary goes dark (dead, or cut off from drctl) with no way to
 /// fence it: the run is refused, since promoting could leave two writable
-/// primaries; `--force` promotes and says, in the journal, that it was not
-/// fenced. The last recorded lag, aged, is what `max_lag` is checked against.
+/// primaries; `--unfenced orders-db/az1` (never `--force` alone) promotes
+/// and says, in the journal, that it was not fenced. The last recorded lag
+/// is what `max_lag` is checked against.
 #[test]
-fn with_the_primary_dark_and_no_fence_command_the_run_is_refused_unless_forced() {
+fn with_the_primary_dark_and_no_fence_command_the_run_is_refused_unless_the_member_is_named_unfenced() {
     let pg = PgPair::start();
     let dir = Dir::new("dead");
     std::fs::write(dir.0.join("drctl.yaml"), pg_topology(&pg, "10s")).unwrap();
@@ -515,7 +519,20 @@ fn with_the_primary_dark_and_no_fence_command_the_run_is_refused_unless_forced()
     assert!(out.contains("fence: { command: [...] }"), "says how to fix it: {out}");
     assert_eq!(pg.psql(pg.standby_port, "SELECT pg_is_in_recovery()"), "t", "refused: nothing was promoted");
 
-    let (code, out, err) = dir.run(&["declare", "--zone", "az1", "--reason", "az1 is dark", "--yes", "--force"]);
+    let (code, out, _) = dir.run(&["declare", "--zone", "az1", "--reason", "az1 is dark", "--yes", "--force"]);
+    assert_eq!(code, 1, "--force waives no fence: {out}");
+    assert_eq!(pg.psql(pg.standby_port, "SELECT pg_is_in_recovery()"), "t", "refused: nothing was promoted");
+    let (code, out, err) = dir.run(&[
+        "declare",
+        "--zone",
+        "az1",
+        "--reason",
+        "az1 is dark",
+        "--yes",
+        "--force",
+        "--unfenced",
+        "orders-db/az1",
+    ]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("the primary does not answer"), "the lag came from the last sample: {out}");
     let id = out.lines().next().unwrap().trim();

@@ -30,7 +30,7 @@ fn repo() -> PathBuf {
 /// Subcommands whose examples run offline, on the repository's files.
 const OFFLINE: &[&str] = &["validate", "plan", "graph", "schema", "iam-policy", "--help", "--version", "help"];
 /// Subcommands that take a subcommand of their own.
-const NESTED: &[&str] = &["token", "subscriptions", "audit", "status-page", "lab", "bench"];
+const NESTED: &[&str] = &["token", "subscriptions", "audit", "keys", "status-page", "lab", "bench"];
 
 struct Example {
     file: String,

@@ -33,12 +33,12 @@ variable "domain" {
 
 variable "drctl_release_url" {
   type        = string
-  description = "URL of the drctl release binary (linux x86_64)."
+  description = "URL of the drctl release archive (drctl-VERSION-x86_64-linux.tar.gz, from scripts/release.sh)."
 }
 
 variable "drctl_release_sha256" {
   type        = string
-  description = "SHA-256 of that binary."
+  description = "SHA-256 of that archive (its .sha256 file)."
 }
 
 variable "etcd_release_sha256" {

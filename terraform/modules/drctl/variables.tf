@@ -62,12 +62,12 @@ variable "instance_type" {
 
 variable "drctl_release_url" {
   type        = string
-  description = "URL of the drctl release binary (linux x86_64) the controllers download at boot."
+  description = "URL of the drctl release archive (drctl-VERSION-x86_64-linux.tar.gz, from scripts/release.sh) the controllers download at boot."
 }
 
 variable "drctl_release_sha256" {
   type        = string
-  description = "SHA-256 of that binary: a download that does not match is not run."
+  description = "SHA-256 of that archive (its .sha256 file): a download that does not match is not installed."
 }
 
 variable "etcd_version" {

@@ -24,8 +24,14 @@ impl RealActions {
         // `max_lag` once more, just before the promote (after any approval wait).
         let max_lag = self.topo.entity(self.topo.entity_id(name).unwrap_or_default()).failover.max_lag;
         if let Some(max) = max_lag {
-            let (ok, lag) =
-                crate::preflight::rds_lag(&self.clients, ds.region.as_deref(), &instance, max, self.force).await;
+            let (ok, lag) = crate::preflight::rds_lag(
+                &self.clients,
+                ds.region.as_deref(),
+                &instance,
+                max,
+                self.overrides.accept_lag,
+            )
+            .await;
             if !ok {
                 return Err(ActionError::Fatal(format!("{lag}; not promoting")));
             }

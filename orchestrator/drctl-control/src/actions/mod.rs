@@ -26,9 +26,10 @@ pub(crate) struct RealActions {
     pub(crate) lost_zones: Vec<String>,
     /// Entities named with `--target`: they move even when nothing is lost.
     pub(crate) targets: Vec<String>,
-    /// The commander forced the run: an unfenceable member, a lag over
-    /// `max_lag` or a catch-up past its time are noted, not refused.
-    pub(crate) force: bool,
+    /// The checks the commander lifted, each by name: a member named
+    /// `--unfenced`, a lag over `max_lag`, a catch-up past its time are
+    /// noted, not refused.
+    pub(crate) overrides: crate::overrides::Overrides,
     /// The engine's: `wait` steps, and the age of a recorded lag.
     pub(crate) clock: Arc<dyn drctl_runtime::Clock>,
 }
@@ -85,9 +86,55 @@ impl RealActions {
         named.as_deref().or(step.to_zone.as_deref()).ok_or_else(|| ActionError::Fatal("no zone to fail over to".into()))
     }
 
+    /// When a `wait` (or `http.health`'s `within`) ends, and how long is
+    /// left of it now. The deadline is kept in the journal when the step
+    /// first starts, so a step interrupted by a crash, a detach or Ctrl-C
+    /// resumes with the time it had left, not from zero; a commander's
+    /// `retry` starts a fresh one.
+    fn deadline(
+        &self,
+        execution: &str,
+        step: &StepSpec,
+        duration: Duration,
+    ) -> Result<(std::time::SystemTime, Duration), ActionError> {
+        let now = self.clock.now();
+        let mut kept = None;
+        for e in self.state.events(execution).map_err(state_error)? {
+            if e.step.as_deref() != Some(step.id.as_str()) {
+                continue;
+            }
+            if e.kind == drctl_engine::decide::kind::RETRIED {
+                kept = None;
+            } else if e.kind == DEADLINE {
+                kept = e.detail.as_deref().and_then(|d| d.strip_prefix("until ")).and_then(parse_rfc3339);
+            }
+        }
+        let deadline = match kept {
+            Some(d) => d,
+            None => {
+                let d = now + duration;
+                let detail = format!("until {}", crate::failover::rfc3339(d));
+                // Not kept, the step still waits its whole time now; only a
+                // resume after an interruption would start it again.
+                if let Err(e) = self.state.record_event(execution, now, Some(&step.id), DEADLINE, Some(&detail)) {
+                    tracing::warn!(execution, step = %step.id, error = %e, "the step's deadline could not be journaled");
+                }
+                d
+            }
+        };
+        Ok((deadline, deadline.duration_since(now).unwrap_or_default()))
+    }
+
     fn wait_for(step: &StepSpec) -> Duration {
         step.timeout.unwrap_or(Duration::from_secs(600))
     }
+}
+
+/// The journal event that keeps a step's deadline (`wait`, `within`).
+pub(crate) const DEADLINE: &str = "deadline";
+
+fn parse_rfc3339(s: &str) -> Option<std::time::SystemTime> {
+    chrono::DateTime::parse_from_rfc3339(s).ok().map(|t| std::time::SystemTime::from(t.with_timezone(&chrono::Utc)))
 }
 
 /// An action's note or error with the secrets of any URL in it hidden
@@ -114,12 +161,23 @@ impl Actions for RealActions {
             let outcome = async {
                 match call(step)? {
                     Call::Wait { duration } => {
-                        self.clock.sleep(duration).await;
-                        Ok(Some(format!("waited {}", drctl_core::duration::format_duration(duration))))
+                        let (deadline, left) = self.deadline(execution, step, duration)?;
+                        self.clock.sleep(left).await;
+                        let resumed = if left < duration {
+                            format!(", {} of it after an interruption", drctl_core::duration::format_duration(left))
+                        } else {
+                            String::new()
+                        };
+                        Ok(Some(format!(
+                            "waited {} (until {}{resumed})",
+                            drctl_core::duration::format_duration(duration),
+                            crate::failover::rfc3339(deadline)
+                        )))
                     }
                     Call::Exec { command, env, cwd } => self.exec(execution, attempt, step, command, env, cwd).await,
                     Call::HttpHealth { url, within, interval, expect_status } => {
-                        self.health(&url, within, interval, expect_status).await
+                        let (_, left) = self.deadline(execution, step, within)?;
+                        self.health(&url, left, interval, expect_status).await
                     }
                     call @ (Call::HttpRequest { .. } | Call::Notify { .. }) => {
                         self.request(execution, step, call).await
@@ -176,7 +234,7 @@ mod tests {
             clients: Default::default(),
             lost_zones: vec!["az1".into()],
             targets: Vec::new(),
-            force: false,
+            overrides: Default::default(),
             clock: Arc::new(drctl_runtime::SystemClock),
         }
     }
@@ -195,6 +253,7 @@ mod tests {
             from_zone: Some("az1".into()),
             to_zone: Some("az2".into()),
             rerun_safe: false,
+            continue_on_failure: false,
         }
     }
 

@@ -30,9 +30,11 @@ impl RealActions {
         // The old primary's last WAL, when it was fenced while it answered.
         let mut catch_up_to: Option<Option<drctl_providers::postgres::Lsn>> = None;
         for m in members.iter().filter(|m| m.zone != to) {
-            let outcome = crate::fence::fence_member(m, &who, self.force).await.map_err(|why| {
+            let unfenced = self.overrides.unfenced(name, &m.zone);
+            let outcome = crate::fence::fence_member(m, &who, unfenced).await.map_err(|why| {
                 ActionError::Fatal(format!(
-                    "not promoting {name} in {to}: {why}. Nothing was promoted; members fenced so far stay fenced"
+                    "not promoting {name} in {to}: {why}. Nothing was promoted; members fenced so far stay fenced. Fence it, or promote beside it with `{}`",
+                    crate::overrides::unfenced_flag(name, &m.zone)
                 ))
             })?;
             match &outcome {
@@ -62,10 +64,10 @@ impl RealActions {
         match catch_up_to {
             Some(lsn) => match crate::fence::catch_up(target, lsn, catch_up).await {
                 Ok(n) => notes.push(n),
-                Err(e) if self.force => notes.push(format!("NOT CAUGHT UP ({e}; --force)")),
+                Err(e) if self.overrides.skip_catch_up => notes.push(format!("NOT CAUGHT UP ({e}; --skip-catch-up)")),
                 Err(e) => {
                     return Err(ActionError::Fatal(format!(
-                        "{e}; not promoting (writes the old primary acknowledged would be lost): the old primary stays fenced, `--force` promotes anyway"
+                        "{e}; not promoting (writes the old primary acknowledged would be lost): the old primary stays fenced, `--skip-catch-up` promotes anyway"
                     )))
                 }
             },
@@ -78,13 +80,13 @@ impl RealActions {
                         None => true,
                     };
                     let how = lag.map_or("unknown (no sample recorded)".to_string(), |(l, how)| format!("{l:.1}s ({how})"));
-                    if over && !self.force {
+                    if over && !self.overrides.accept_lag {
                         return Err(ActionError::Fatal(format!(
-                            "the standby in {to} is behind by {how}, over max_lag {}s, checked again just before the promote; not promoting (the old primary stays fenced): --force to promote anyway",
+                            "the standby in {to} is behind by {how}, over max_lag {}s, checked again just before the promote; not promoting (the old primary stays fenced): --accept-lag to promote anyway",
                             max.as_secs_f64()
                         )));
                     }
-                    notes.push(format!("lag of the standby in {to}: {how}{}", if over { " (over max_lag; --force)" } else { "" }));
+                    notes.push(format!("lag of the standby in {to}: {how}{}", if over { " (over max_lag; --accept-lag)" } else { "" }));
                 }
             }
         }
@@ -114,7 +116,7 @@ impl RealActions {
             .or(members.first())
             .ok_or_else(|| ActionError::Fatal("no member".into()))?;
         let who = crate::fence::Asker { datastore: name, execution, step: &step.id };
-        crate::fence::fence_member(m, &who, self.force)
+        crate::fence::fence_member(m, &who, self.overrides.unfenced(name, &m.zone))
             .await
             .map(|o| Some(o.describe(&m.zone)))
             .map_err(ActionError::Fatal)

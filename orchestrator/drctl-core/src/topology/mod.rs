@@ -162,6 +162,8 @@ pub struct Failover {
     /// primary's last writes (SPEC §6a); `None` is the default, 30s.
     pub catch_up: Option<Duration>,
     pub runbook: Option<Arc<Runbook>>,
+    /// `on_failure:` of the entity (its runbook's own wins when it says one).
+    pub on_failure: Option<crate::runbook::OnFailure>,
 }
 
 // A topology holds each entity once, in one Vec: the size of the larger

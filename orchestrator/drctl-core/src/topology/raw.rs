@@ -73,6 +73,7 @@ pub struct RawFailover {
     pub max_lag: Option<Spanned<Duration>>,
     pub catch_up: Option<Spanned<Duration>>,
     pub runbook: Option<S>,
+    pub on_failure: Option<crate::runbook::OnFailure>,
 }
 
 #[derive(Debug)]
@@ -287,8 +288,9 @@ fn decode_datastore(d: &mut Decoder, node: &Node) -> Option<RawDatastore> {
         .iter()
         .filter_map(|n| decode_member(d, n, &Of("a replica", &what), member_keys))
         .collect();
-    let failover =
-        f.get("failover").and_then(|n| decode_failover(d, n, &what, &["estimate", "max_lag", "catch_up", "runbook"]));
+    let failover = f
+        .get("failover")
+        .and_then(|n| decode_failover(d, n, &what, &["estimate", "max_lag", "catch_up", "runbook", "on_failure"]));
     let replication = f.get("replication").and_then(|n| {
         let rw = Of("the replication", &what);
         let rf = d.fields(n, &rw, &["by", "every", "cron", "concurrency", "sse", "kms_key_id", "deletes"])?;
@@ -391,6 +393,7 @@ fn decode_failover(d: &mut Decoder, node: &Node, owner: What, keys: &[&str]) -> 
         max_lag: d.opt_duration(&f, "max_lag", &what),
         catch_up: d.opt_duration(&f, "catch_up", &what),
         runbook: d.opt_string(&f, "runbook", &what),
+        on_failure: crate::runbook::decode_on_failure(d, &f, &what),
     })
 }
 
@@ -431,7 +434,7 @@ fn decode_service(d: &mut Decoder, node: &Node) -> Option<RawService> {
             records,
         })
     });
-    let failover = f.get("failover").and_then(|n| decode_failover(d, n, &what, &["estimate", "runbook"]));
+    let failover = f.get("failover").and_then(|n| decode_failover(d, n, &what, &["estimate", "runbook", "on_failure"]));
     Some(RawService {
         pos: node.pos,
         tier: d.opt_string(&f, "tier", &what),

@@ -52,6 +52,12 @@ pub fn load_str(src: &str, path: &Path) -> Loaded {
     raw.datastores.append(&mut streamed.datastores);
     raw.services.append(&mut streamed.services);
     let topology = Validator { diags: &mut diags, path }.run(raw);
+    // Otherwise valid, and nothing to fail over: said, not accepted.
+    if !diags.has_errors() && topology.as_ref().is_some_and(|t| t.entities.is_empty()) {
+        diags
+            .error(Code::MissingKey, Pos::new(1, 1), "the topology declares no datastores and no services")
+            .with_hint("add the `datastores:` and `services:` drctl fails over (see `drctl schema`)");
+    }
     let topology = if diags.has_errors() { None } else { topology };
     Loaded { topology, diagnostics: diags.into_sorted() }
 }
@@ -190,13 +196,21 @@ impl Validator<'_> {
         let mut entities: Vec<Entity> = Vec::with_capacity(first_pos.len());
         let mut pending: Vec<Pending> = Vec::with_capacity(first_pos.len());
         let mut regions: Vec<&str> = Vec::new();
+        let mut region_set: std::collections::HashSet<&str> = std::collections::HashSet::new();
         for z in &zones {
-            if !regions.contains(&z.region.as_str()) {
+            if region_set.insert(z.region.as_str()) {
                 regions.push(&z.region);
             }
         }
-        let ctx =
-            RefCtx { zones: &zone_names, regions: &regions, tiers: &tier_names, tier_defs: &tiers, by_name: &by_name };
+        let zone_index: HashMap<&str, usize> = zone_names.iter().enumerate().map(|(i, z)| (*z, i)).collect();
+        let ctx = RefCtx {
+            zones: &zone_names,
+            zone_index: &zone_index,
+            regions: &regions,
+            tiers: &tier_names,
+            tier_defs: &tiers,
+            by_name: &by_name,
+        };
         let n_ds = raw.datastores.len();
         for (i, ds) in raw.datastores.iter().enumerate() {
             if ids[i].is_none() {
@@ -258,8 +272,10 @@ impl Validator<'_> {
 
     fn zones(&mut self, raw: &RawTopology) -> Vec<Zone> {
         let mut zones: Vec<Zone> = Vec::new();
+        // A set, not a scan: a topology of 100,000 zones validates in linear time.
+        let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
         for z in &raw.zones {
-            if zones.iter().any(|k| k.name == z.name.value) {
+            if !seen.insert(z.name.value.as_str()) {
                 self.diags.error(Code::Duplicate, z.name.pos, format!("zone `{}` is declared twice", z.name.value));
                 continue;
             }
@@ -271,7 +287,8 @@ impl Validator<'_> {
             };
             zones.push(Zone { name: z.name.value.clone(), region, aws_zone });
         }
-        if zones.is_empty() && (!raw.datastores.is_empty() || !raw.services.is_empty()) {
+        // Said alone: a file with other mistakes gets those first.
+        if zones.is_empty() && (!self.diags.has_errors() || !raw.datastores.is_empty() || !raw.services.is_empty()) {
             self.diags
                 .error(Code::MissingKey, Pos::new(1, 1), "the topology declares no zones")
                 .with_hint("add `zones:` with at least two failure domains, in failover preference order");
@@ -297,6 +314,15 @@ impl Validator<'_> {
                 }
             })
             .collect()
+    }
+
+    /// A zone reference: found by its name's index; the scan (for "did
+    /// you mean") only for a name that is not there.
+    fn zone_ref(&mut self, value: &raw::S, ctx: &RefCtx, hint_tail: &str) -> Option<usize> {
+        if let Some(i) = ctx.zone_index.get(value.value.as_str()) {
+            return Some(*i);
+        }
+        self.reference("zone", value, ctx.zones, hint_tail)
     }
 
     fn reference(&mut self, what: &str, value: &raw::S, known: &[&str], hint_tail: &str) -> Option<usize> {
@@ -340,7 +366,7 @@ impl Validator<'_> {
 
     fn failover(&mut self, raw: Option<&RawFailover>, default: Duration, owner: impl std::fmt::Display) -> Failover {
         let Some(f) = raw else {
-            return Failover { estimate: default, max_lag: None, catch_up: None, runbook: None };
+            return Failover { estimate: default, max_lag: None, catch_up: None, runbook: None, on_failure: None };
         };
         let runbook = f.runbook.as_ref().and_then(|r| {
             let path = self.path.parent().unwrap_or(Path::new(".")).join(&r.value);
@@ -380,6 +406,7 @@ impl Validator<'_> {
             max_lag: f.max_lag.as_ref().map(|m| m.value),
             catch_up: f.catch_up.as_ref().map(|m| m.value),
             runbook,
+            on_failure: f.on_failure,
         }
     }
 
@@ -391,7 +418,7 @@ impl Validator<'_> {
         ctx: &RefCtx,
         what: impl std::fmt::Display,
     ) -> Option<Member> {
-        let zone = m.zone.as_ref().and_then(|z| self.reference("zone", z, ctx.zones, "declare it under `zones:`"));
+        let zone = m.zone.as_ref().and_then(|z| self.zone_ref(z, ctx, "declare it under `zones:`"));
         let location = match kind {
             DatastoreKind::Postgres => {
                 let Some(url) = &m.url else {
@@ -629,7 +656,7 @@ impl Validator<'_> {
         let tier = self.tier_ref(&svc.tier, ctx);
         let mut zones: Vec<ZoneId> = Vec::new();
         for z in svc.zones.iter().flatten() {
-            if let Some(id) = self.reference("zone", z, ctx.zones, "declare it under `zones:`") {
+            if let Some(id) = self.zone_ref(z, ctx, "declare it under `zones:`") {
                 if zones.contains(&id) {
                     self.diags.error(Code::Duplicate, z.pos, format!("zone `{}` is listed twice in {what}", z.value));
                 } else {
@@ -692,7 +719,7 @@ impl Validator<'_> {
             }
             let mut records = Vec::new();
             for (zone, value) in &r.records {
-                if let Some(z) = self.reference("zone", zone, ctx.zones, "`records` are keyed by zone") {
+                if let Some(z) = self.zone_ref(zone, ctx, "`records` are keyed by zone") {
                     if !zones.is_empty() && !zones.contains(&z) {
                         self.diags.warning(
                             Code::Suspicious,
@@ -908,6 +935,8 @@ impl Validator<'_> {
 
 struct RefCtx<'a> {
     zones: &'a [&'a str],
+    /// Each zone's index by name, for references (looked up, not scanned).
+    zone_index: &'a HashMap<&'a str, usize>,
     regions: &'a [&'a str],
     tiers: &'a [&'a str],
     tier_defs: &'a [Tier],

@@ -76,6 +76,8 @@ pub struct Options {
     /// drill executes in its own process.
     pub controllers: Vec<String>,
     pub token: Option<String>,
+    /// The drill's id, when its [`lifecycle`](crate::lifecycle) gave it one.
+    pub id: Option<String>,
 }
 
 mod detect;
@@ -169,6 +171,9 @@ pub struct Report {
     pub recovered_at_s: Option<f64>,
     pub execution: Option<String>,
     pub execution_state: Option<String>,
+    /// The overrides its execution ran with (`--accept-lag`, ...), who
+    /// gave each and when; empty when none was used.
+    pub overrides: Vec<serde_json::Value>,
     pub scope: Option<serde_json::Value>,
     pub stopped_early: Option<String>,
     pub objectives_met: bool,

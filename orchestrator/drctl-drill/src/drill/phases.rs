@@ -137,7 +137,7 @@ impl<'a> Drill<'a> {
             .collect();
         Drill {
             opts,
-            id: failover::new_id(),
+            id: opts.id.clone().unwrap_or_else(failover::new_id),
             clock: Clock::start(opts.clock.clone()),
             injector: Injector { lab: opts.lab.as_ref(), topo: &opts.topology },
             http: opts.clients.http().clone(),
@@ -318,7 +318,7 @@ impl<'a> Drill<'a> {
             regions: Vec::new(),
             targets: targets.clone(),
             reason: format!("drill {}: {} unhealthy", opts.experiment.name, outage.join(", ")),
-            force: false,
+            overrides: Default::default(),
             parallel: opts.parallel,
         };
         self.scope = Some(serde_json::json!({ "zones": zones, "regions": [], "targets": targets }));
@@ -394,7 +394,12 @@ impl<'a> Drill<'a> {
         let (Some(eid), None) = (self.execution.clone(), &self.exec_done) else { return };
         let finished = match &self.exec_task {
             Some(t) => t.is_finished(),
-            None => self.opts.state.execution(&eid).map(|r| exec_state::is_final(&r.state)).unwrap_or(false),
+            None => self
+                .opts
+                .state
+                .execution(&eid)
+                .map(|r| exec_state::is_final(&r.state) || r.state == exec_state::PAUSED)
+                .unwrap_or(false),
         };
         if !finished {
             return;
@@ -406,7 +411,29 @@ impl<'a> Drill<'a> {
                 Err(e) => self.say(&format!("          execution task: {e}")),
             }
         }
-        let st = self.opts.state.execution(&eid).map(|r| r.state).unwrap_or_else(|_| "unknown".into());
+        let mut st = self.opts.state.execution(&eid).map(|r| r.state).unwrap_or_else(|_| "unknown".into());
+        if st == exec_state::PAUSED {
+            // Nobody stands by a drill to decide: the failed step ends it,
+            // aborted through the journal like any commander's abort, and
+            // the report says why.
+            let failed: Vec<String> = self
+                .opts
+                .state
+                .steps(&eid)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|s| s.state == drctl_state::journal::StepState::Failed)
+                .map(|s| format!("{} failed: {}", s.id, s.error.unwrap_or_default()))
+                .collect();
+            let why = format!("the execution paused ({}); the drill aborted it", failed.join("; "));
+            self.say(&format!("{:>6.2}s  {why}", self.clock.now()));
+            let who = Actor::new("drill", "controller");
+            match drctl_control::declare::abort(&*self.opts.state, &eid, &who) {
+                Ok(now) => st = now,
+                Err(e) => self.say(&format!("          could not abort {eid}: {e}")),
+            }
+            self.stopped_early.get_or_insert(why);
+        }
         let at = self.clock.now();
         self.say(&format!("{at:>6.2}s  execution {eid} {st}"));
         self.event(at, "executed", format!("execution {st}"));
@@ -701,7 +728,9 @@ impl<'a> Drill<'a> {
             && services.iter().all(|s| s.meets_rto)
             && datastores.iter().all(|d| d.meets_rpo)
             && self.exec_done.as_deref().is_none_or(|s| s == exec_state::SUCCEEDED);
-        let execution_state = self.execution.as_ref().and_then(|e| opts.state.execution(e).ok()).map(|r| r.state);
+        let row = self.execution.as_ref().and_then(|e| opts.state.execution(e).ok());
+        let overrides = row.as_ref().and_then(|r| failover::overrides_used(&*opts.state, r).ok()).unwrap_or_default();
+        let execution_state = row.map(|r| r.state);
         self.timeline.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
         Report {
             id: self.id,
@@ -722,6 +751,7 @@ impl<'a> Drill<'a> {
             recovered_at_s: recovered_at,
             execution: self.execution,
             execution_state,
+            overrides,
             scope: self.scope,
             stopped_early: self.stopped_early,
             objectives_met,
