@@ -191,29 +191,7 @@ pub async fn prepare(
         plan_with(topo, &decl.scope(), &obs, decl.parallel, Policy::Prioritised).map_err(crate::Request::Scope)?;
     let specs = steps(topo, &plan, incident);
     for s in &specs {
-        let action = Action::parse(&s.action);
-        if action.is_none() {
-            checks.push(Check {
-                subject: s.id.clone(),
-                ok: false,
-                detail: format!("action `{}` is unknown to this drctl; nothing was changed", s.action),
-            });
-        }
-        if matches!(action, Some(Action::ServiceFailover | Action::DnsFailover)) {
-            let name = s.with.get("service").and_then(|v| v.as_str()).unwrap_or(&s.entity);
-            if let Some(EntitySpec::Service(svc)) = topo.entity_id(name).map(|i| &topo.entity(i).spec) {
-                if let Some(route) = svc.route.as_ref().filter(|r| r.kind == RouteKind::LabDns) {
-                    checks.push(crate::preflight::lab_dns_check(&s.id, route).await);
-                }
-            }
-        }
-        if action == Some(Action::PostgresPromote) {
-            let name = s.with.get("datastore").and_then(|v| v.as_str()).unwrap_or(&s.entity);
-            let Some((members, max_lag, _)) = crate::fence::pg_datastore(topo, name) else { continue };
-            // The standby that will really be promoted: a runbook's `to_zone` wins.
-            let Some(to) = s.with.get("to_zone").and_then(|v| v.as_str()).or(s.to_zone.as_deref()) else { continue };
-            checks.extend(pg_promote_checks(state, now, decl, &s.id, name, &members, max_lag, to).await?);
-        }
+        checks.extend(step_checks(topo, state, decl, s, now).await?);
     }
     crate::preflight::aws_preflight(topo, clients, decl, &specs, &mut checks).await;
     if !plan.plan.unrecoverable.is_empty() {
@@ -226,6 +204,46 @@ pub async fn prepare(
         }
     }
     Ok(Prepared { plan, specs, checks })
+}
+
+/// The checks of one step that can refuse the run (an unknown action, a
+/// lab DNS server that does not answer, a postgres promote's fence and lag
+/// checks): what [`prepare`] runs for each step, and readiness for each
+/// step of every scope, concurrently. Changes nothing.
+pub(crate) async fn step_checks(
+    topo: &Topology,
+    state: &State,
+    decl: &Declaration,
+    s: &StepSpec,
+    now: SystemTime,
+) -> Result<Vec<Check>, Error> {
+    let mut checks = Vec::new();
+    let action = Action::parse(&s.action);
+    if action.is_none() {
+        checks.push(Check {
+            subject: s.id.clone(),
+            ok: false,
+            detail: format!("action `{}` is unknown to this drctl; nothing was changed", s.action),
+        });
+    }
+    if matches!(action, Some(Action::ServiceFailover | Action::DnsFailover)) {
+        let name = s.with.get("service").and_then(|v| v.as_str()).unwrap_or(&s.entity);
+        if let Some(EntitySpec::Service(svc)) = topo.entity_id(name).map(|i| &topo.entity(i).spec) {
+            if let Some(route) = svc.route.as_ref().filter(|r| r.kind == RouteKind::LabDns) {
+                checks.push(crate::preflight::lab_dns_check(&s.id, route).await);
+            }
+        }
+    }
+    if action == Some(Action::PostgresPromote) {
+        let name = s.with.get("datastore").and_then(|v| v.as_str()).unwrap_or(&s.entity);
+        let Some((members, max_lag, _)) = crate::fence::pg_datastore(topo, name) else { return Ok(checks) };
+        // The standby that will really be promoted: a runbook's `to_zone` wins.
+        let Some(to) = s.with.get("to_zone").and_then(|v| v.as_str()).or(s.to_zone.as_deref()) else {
+            return Ok(checks);
+        };
+        checks.extend(pg_promote_checks(state, now, decl, &s.id, name, &members, max_lag, to).await?);
+    }
+    Ok(checks)
 }
 
 /// A postgres promote's checks: every other member can be fenced, and the

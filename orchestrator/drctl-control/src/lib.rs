@@ -14,6 +14,7 @@ pub mod live;
 pub mod overrides;
 pub mod policy;
 mod preflight;
+pub mod readiness;
 pub mod replicate;
 pub mod schedule;
 

@@ -98,7 +98,7 @@ pub fn postgres_members(topo: &Topology, ds: &Datastore) -> Vec<postgres::Member
         .iter()
         .chain(&ds.replicas)
         .filter_map(|m| match &m.location {
-            Location::Postgres { url, fence } => {
+            Location::Postgres { url, fence, .. } => {
                 Some(postgres::Member { zone: topo.zones[m.zone].name.clone(), url: url.clone(), fence: fence.clone() })
             }
             _ => None,

@@ -44,7 +44,19 @@ pub(crate) async fn aws_preflight(
     specs: &[StepSpec],
     checks: &mut Vec<Check>,
 ) {
-    let needs_aws = specs.iter().any(|s| match Action::parse(&s.action) {
+    if !needs_aws(topo, specs) {
+        return;
+    }
+    let zones_map = crate::live::zone_map(topo);
+    let lost = decl.lost_zones(topo);
+    for s in specs {
+        checks.extend(aws_step_check(topo, clients, decl, s, &zones_map, &lost).await);
+    }
+}
+
+/// Whether any step of the plan acts on AWS.
+pub(crate) fn needs_aws(topo: &Topology, specs: &[StepSpec]) -> bool {
+    specs.iter().any(|s| match Action::parse(&s.action) {
         Some(
             Action::RdsPromoteReadReplica
             | Action::RdsFailoverDbCluster
@@ -54,92 +66,91 @@ pub(crate) async fn aws_preflight(
         ) => true,
         Some(Action::ServiceFailover) => service_route53(topo, &s.entity).is_some(),
         _ => false,
-    });
-    if !needs_aws {
-        return;
-    }
-    let zones_map = crate::live::zone_map(topo);
-    let lost = decl.lost_zones(topo);
-    for s in specs {
-        let ds = topo
-            .entity_id(s.with.get("datastore").and_then(|v| v.as_str()).unwrap_or(&s.entity))
-            .map(|i| topo.entity(i));
-        let Some(action) = Action::parse(&s.action) else { continue };
-        let result: Option<Result<String, String>> = match (action, ds.map(|e| &e.spec)) {
-            (Action::RdsPromoteReadReplica, Some(EntitySpec::Datastore(d))) => {
-                let to = s.to_zone.as_deref().unwrap_or_default();
-                let instance =
-                    d.replicas.iter().find(|m| topo.zones[m.zone].name == to).and_then(|m| match &m.location {
-                        Location::RdsInstance { instance } => Some(instance.clone()),
-                        _ => None,
-                    });
-                let client = drctl_aws::rds::Rds::new(clients.sdk().await, d.region.as_deref());
-                let max_lag = ds.and_then(|e| e.failover.max_lag);
-                Some(match instance {
-                    None => Err(format!("no replica instance in {to}")),
-                    Some(id) => match drctl_aws::rds::describe_instance(&client, &id).await {
-                        Err(e) => Err(e.to_string()),
-                        Ok(i) => {
-                            let found = format!("{} is {} in {}", i.id, i.status, i.availability_zone);
-                            match max_lag {
-                                None => Ok(found),
-                                Some(max) => {
-                                    match rds_lag(clients, d.region.as_deref(), &id, max, decl.overrides.accept_lag)
-                                        .await
-                                    {
-                                        (true, lag) => Ok(format!("{found}; {lag}")),
-                                        (false, lag) => Err(lag),
-                                    }
+    })
+}
+
+/// The AWS check of one step (`None`: it touches no AWS resource): what
+/// [`aws_preflight`] runs for each step, and readiness concurrently.
+pub(crate) async fn aws_step_check(
+    topo: &Topology,
+    clients: &Clients,
+    decl: &Declaration,
+    s: &StepSpec,
+    zones_map: &drctl_aws::rds::ZoneMap,
+    lost: &[String],
+) -> Option<Check> {
+    let ds =
+        topo.entity_id(s.with.get("datastore").and_then(|v| v.as_str()).unwrap_or(&s.entity)).map(|i| topo.entity(i));
+    let action = Action::parse(&s.action)?;
+    let result: Option<Result<String, String>> = match (action, ds.map(|e| &e.spec)) {
+        (Action::RdsPromoteReadReplica, Some(EntitySpec::Datastore(d))) => {
+            let to = s.to_zone.as_deref().unwrap_or_default();
+            let instance = d.replicas.iter().find(|m| topo.zones[m.zone].name == to).and_then(|m| match &m.location {
+                Location::RdsInstance { instance } => Some(instance.clone()),
+                _ => None,
+            });
+            let client = drctl_aws::rds::Rds::new(clients.sdk().await, d.region.as_deref());
+            let max_lag = ds.and_then(|e| e.failover.max_lag);
+            Some(match instance {
+                None => Err(format!("no replica instance in {to}")),
+                Some(id) => match drctl_aws::rds::describe_instance(&client, &id).await {
+                    Err(e) => Err(e.to_string()),
+                    Ok(i) => {
+                        let found = format!("{} is {} in {}", i.id, i.status, i.availability_zone);
+                        match max_lag {
+                            None => Ok(found),
+                            Some(max) => {
+                                match rds_lag(clients, d.region.as_deref(), &id, max, decl.overrides.accept_lag).await {
+                                    (true, lag) => Ok(format!("{found}; {lag}")),
+                                    (false, lag) => Err(lag),
                                 }
                             }
                         }
-                    },
-                })
-            }
-            (Action::RdsFailoverDbCluster, Some(EntitySpec::Datastore(d))) => {
-                let client = drctl_aws::rds::Rds::new(clients.sdk().await, d.region.as_deref());
-                let cluster = d.cluster.clone().unwrap_or_default();
-                Some(match drctl_aws::rds::cluster_members(&client, &cluster, &zones_map).await {
-                    Err(e) => Err(e.to_string()),
-                    Ok(m) if m.iter().any(|(_, _, z)| !lost.contains(z)) => {
-                        Ok(format!("{cluster} has a member outside the lost zones"))
                     }
-                    Ok(_) => Err(format!("{cluster} has no member outside the lost zones")),
-                })
-            }
-            (Action::S3PromoteReplica, Some(EntitySpec::Datastore(d))) => {
-                let to = s.to_zone.as_deref().unwrap_or_default();
-                let buckets = crate::live::buckets(clients, topo, d).await;
-                let native = d.replication.as_ref().is_some_and(|r| r.by == drctl_core::topology::ReplicationBy::S3);
-                Some(match buckets.iter().find(|b| b.zone == to) {
-                    None => Err(format!("no bucket in {to}")),
-                    Some(b) => match b.client.head_bucket().bucket(&b.name).send().await {
-                        Err(e) => Err(format!("bucket {}: {}", b.name, drctl_aws::explain(&e))),
-                        Ok(_) if !native => Ok(format!("bucket {} answers", b.name)),
-                        // Native replication needs versioning on the new primary,
-                        // and a role, read from a replication configuration.
-                        Ok(_) => native_turnaround_check(b, &buckets).await,
-                    },
-                })
-            }
-            (Action::Route53Upsert | Action::Route53Failover, _) => {
-                let zone_id = s.with.get("zone_id").and_then(|v| v.as_str()).map(str::to_string);
-                Some(hosted_zone_check(clients, zone_id).await)
-            }
-            (Action::ServiceFailover, _) => match service_route53(topo, &s.entity) {
-                Some(zone_id) => Some(hosted_zone_check(clients, Some(zone_id)).await),
-                None => None,
-            },
-            _ => None,
-        };
-        if let Some(r) = result {
-            let (ok, detail) = match r {
-                Ok(d) => (true, d),
-                Err(e) => (false, format!("{e}; nothing was changed")),
-            };
-            checks.push(Check { subject: s.id.clone(), ok, detail });
+                },
+            })
         }
-    }
+        (Action::RdsFailoverDbCluster, Some(EntitySpec::Datastore(d))) => {
+            let client = drctl_aws::rds::Rds::new(clients.sdk().await, d.region.as_deref());
+            let cluster = d.cluster.clone().unwrap_or_default();
+            Some(match drctl_aws::rds::cluster_members(&client, &cluster, zones_map).await {
+                Err(e) => Err(e.to_string()),
+                Ok(m) if m.iter().any(|(_, _, z)| !lost.contains(z)) => {
+                    Ok(format!("{cluster} has a member outside the lost zones"))
+                }
+                Ok(_) => Err(format!("{cluster} has no member outside the lost zones")),
+            })
+        }
+        (Action::S3PromoteReplica, Some(EntitySpec::Datastore(d))) => {
+            let to = s.to_zone.as_deref().unwrap_or_default();
+            let buckets = crate::live::buckets(clients, topo, d).await;
+            let native = d.replication.as_ref().is_some_and(|r| r.by == drctl_core::topology::ReplicationBy::S3);
+            Some(match buckets.iter().find(|b| b.zone == to) {
+                None => Err(format!("no bucket in {to}")),
+                Some(b) => match b.client.head_bucket().bucket(&b.name).send().await {
+                    Err(e) => Err(format!("bucket {}: {}", b.name, drctl_aws::explain(&e))),
+                    Ok(_) if !native => Ok(format!("bucket {} answers", b.name)),
+                    // Native replication needs versioning on the new primary,
+                    // and a role, read from a replication configuration.
+                    Ok(_) => native_turnaround_check(b, &buckets).await,
+                },
+            })
+        }
+        (Action::Route53Upsert | Action::Route53Failover, _) => {
+            let zone_id = s.with.get("zone_id").and_then(|v| v.as_str()).map(str::to_string);
+            Some(hosted_zone_check(clients, zone_id).await)
+        }
+        (Action::ServiceFailover, _) => match service_route53(topo, &s.entity) {
+            Some(zone_id) => Some(hosted_zone_check(clients, Some(zone_id)).await),
+            None => None,
+        },
+        _ => None,
+    };
+    let (ok, detail) = match result? {
+        Ok(d) => (true, d),
+        Err(e) => (false, format!("{e}; nothing was changed")),
+    };
+    Some(Check { subject: s.id.clone(), ok, detail })
 }
 
 fn service_route53(topo: &Topology, name: &str) -> Option<String> {

@@ -24,6 +24,10 @@ fn strict(properties: Value, required: &[&str]) -> Value {
 /// The schema of the topology file.
 pub fn topology_schema() -> Value {
     let name = json!({ "type": "string", "pattern": "^[A-Za-z0-9._-]+$" });
+    let drills = strict(
+        json!({ "every": duration("How old the last drill may be; readiness warns past it (see docs/readiness.md).") }),
+        &["every"],
+    );
     let objective = strict(
         json!({
             "rpo": duration("Recovery point objective: the most data, in time, that may be lost."),
@@ -31,7 +35,8 @@ pub fn topology_schema() -> Value {
             "restore": strict(json!({
                 "rpo": duration("The most data, in time, a restore from backups may lose (backup RPO)."),
                 "rto": duration("The longest a restore from backups may take.")
-            }), &[])
+            }), &[]),
+            "drills": drills.clone()
         }),
         &[],
     );
@@ -64,7 +69,8 @@ pub fn topology_schema() -> Value {
             "name": name.clone(),
             "kind": { "type": "string" },
             "tier": { "type": "string", "description": "A tier declared under `objectives`." },
-            "failover": failover_ds.clone()
+            "failover": failover_ds.clone(),
+            "drills": drills.clone()
         });
         if let (Some(p), Some(e)) = (props.as_object_mut(), extra.as_object()) {
             p.extend(e.clone());
@@ -152,7 +158,8 @@ pub fn topology_schema() -> Value {
             "depends_on": { "type": "array", "items": { "type": "string" }, "uniqueItems": true },
             "health": strict(json!({ "url": { "type": "string", "pattern": "^https?://" }, "timeout": duration("Health check timeout (default 5s).") }), &["url"]),
             "route": route,
-            "failover": failover_svc
+            "failover": failover_svc,
+            "drills": drills.clone()
         }),
         &["name"],
     );

@@ -573,3 +573,66 @@ fn postgres_tls_settings_are_checked_where_they_are_written() {
     let (_, _, _, msg, _) = only_error(&topo("?sslmode=strict"));
     assert!(msg.contains("`strict`"), "{msg}");
 }
+
+#[test]
+fn fence_checks_reprotect_hooks_and_drill_ages_are_read_and_their_mistakes_named() {
+    let src = "version: 1
+zones:
+  - { name: az1, region: r1 }
+  - { name: az2, region: r1 }
+objectives:
+  tier-0: { rpo: 5s, rto: 2m, drills: { every: 30d } }
+datastores:
+  - name: db
+    kind: postgres
+    primary: { zone: az1, url: \"postgres://u@h:1/d\", fence: { command: [pdu, off], check: [pdu, status] } }
+    replicas: [ { zone: az2, url: \"postgres://u@h:2/d\", reprotect: { command: [rebuild, az2] } } ]
+services:
+  - { name: api, tier: tier-0, zones: [az1, az2], depends_on: [db], drills: { every: 7d } }
+";
+    let loaded = load_str(src, Path::new("drctl.yaml"));
+    let topo = loaded.topology.unwrap_or_else(|| panic!("{:#?}", loaded.diagnostics));
+    let db = topo.entity_id("db").unwrap();
+    let api = topo.entity_id("api").unwrap();
+    assert_eq!(topo.drills_every(api), Some(std::time::Duration::from_secs(7 * 86_400)), "the entity's own wins");
+    assert_eq!(topo.drills_every(db), Some(std::time::Duration::from_secs(30 * 86_400)), "else its tier's");
+    let drctl_core::topology::EntitySpec::Datastore(d) = &topo.entity(db).spec else { panic!() };
+    match (&d.primary.as_ref().unwrap().location, &d.replicas[0].location) {
+        (
+            drctl_core::topology::Location::Postgres { fence_check: Some(check), fence: Some(fence), .. },
+            drctl_core::topology::Location::Postgres { reprotect: Some(hook), .. },
+        ) => {
+            assert_eq!(check, &["pdu", "status"]);
+            assert_eq!(fence, &["pdu", "off"]);
+            assert_eq!(hook, &["rebuild", "az2"]);
+        }
+        other => panic!("{other:#?}"),
+    }
+
+    let (line, _, code, msg, _) = only_error(&with_head(
+        "datastores:
+  - name: db
+    kind: postgres
+    primary: { zone: az1, url: \"postgres://u@h:1/d\", fence: { command: [pdu, off], check: [] } }
+    replicas: [ { zone: az2, url: \"postgres://u@h:2/d\" } ]
+",
+    ));
+    assert_eq!((line, code), (10, Code::BadValue), "{msg}");
+    assert!(msg.contains("`check` is empty"), "{msg}");
+    let (line, _, code, msg, _) = only_error(&with_head(
+        "datastores:
+  - name: db
+    kind: postgres
+    primary: { zone: az1, url: \"postgres://u@h:1/d\", fence: { check: [pdu, status] } }
+    replicas: [ { zone: az2, url: \"postgres://u@h:2/d\" } ]
+",
+    ));
+    assert_eq!((line, code), (10, Code::MissingKey), "a check without a command: {msg}");
+    let (_, _, code, msg, hint) = only_error(&with_head(
+        "services:
+  - { name: api, zones: [az1], drills: { evry: 30d } }
+",
+    ));
+    assert_eq!(code, Code::UnknownKey, "{msg}");
+    assert!(hint.unwrap_or_default().contains("every"));
+}

@@ -673,6 +673,23 @@ pub async fn answers(url: &str, timeout: Duration) -> Result<bool, String> {
     }
 }
 
+/// How far a member's clock is ahead of this machine's, in seconds: its
+/// `clock_timestamp()` against the middle of the round trip that read it.
+/// Readiness compares the members' offsets (clocks apart skew lag figures).
+pub async fn clock_offset(url: &str, timeout: Duration) -> Result<f64, Error> {
+    let client = connect(url, timeout).await?;
+    let before = std::time::SystemTime::now();
+    let row =
+        tokio::time::timeout(timeout, client.query_one("SELECT extract(epoch FROM clock_timestamp())::float8", &[]))
+            .await
+            .map_err(|_| Error::Timeout { target: redact(url), secs: timeout.as_secs_f64() })?
+            .map_err(|e| query_error(url, "clock", e))?;
+    let after = std::time::SystemTime::now();
+    let theirs: f64 = row.get(0);
+    let epoch = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    Ok(theirs - (epoch(before) + epoch(after)) / 2.0)
+}
+
 /// Whether a member answers and is out of recovery: a primary that takes
 /// writes (a fenced one turns the session away). Writes nothing.
 pub async fn is_open_primary(url: &str, timeout: Duration) -> bool {

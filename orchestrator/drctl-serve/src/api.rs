@@ -895,6 +895,7 @@ pub fn router(s: Arc<Shared>) -> Router {
         .route("/api/v1/audit", get(audit_list))
         .route("/api/v1/leader", get(leader))
         .merge(crate::audience::routes())
+        .merge(crate::readiness::routes())
         .layer(axum::middleware::from_fn_with_state(s.clone(), to_the_leader))
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .layer(axum::middleware::from_fn_with_state(

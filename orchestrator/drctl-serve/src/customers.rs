@@ -182,13 +182,14 @@ pub(crate) fn html(e: &Value, printable: bool) -> String {
     let s = &e["summary"];
     let _ = write!(
         h,
-        r#"<section><h2>Summary</h2><ul><li>Contract: RPO {}, RTO {}</li><li>{} of {} targets measured now are met</li><li>{} drills covered your services; {} passed</li></ul></section>"#,
+        r#"<section><h2>Summary</h2><ul><li>Contract: RPO {}, RTO {}</li><li>{} of {} targets measured now are met</li><li>{} drills covered your services; {} passed</li>{}</ul></section>"#,
         secs(num(&e["contract"]["rpo_s"]), "-"),
         secs(num(&e["contract"]["rto_s"]), "-"),
         s["targets_met_now"],
         s["targets_measured_now"],
         s["drills"],
-        s["drills_passed"]
+        s["drills_passed"],
+        e["readiness"].as_str().map_or(String::new(), |l| format!("<li>{}</li>", esc(l)))
     );
     h.push_str(r#"<section><h2>Your services now</h2><table><thead><tr><th scope="col">Service</th><th scope="col">State</th><th scope="col">Data at risk (RPO)</th><th scope="col">Contract RPO</th><th scope="col"></th><th scope="col">Recovery estimate (RTO)</th><th scope="col">Contract RTO</th><th scope="col"></th></tr></thead><tbody>"#);
     let services = e["services"].as_array().cloned().unwrap_or_default();
@@ -313,7 +314,14 @@ pub(crate) fn evidence_now(s: &Shared, c: &Contract) -> Value {
         _ => None,
     };
     let (drills, incidents) = (state.drills().unwrap_or_default(), state.incidents().unwrap_or_default());
-    evidence(
+    let mut zones: Vec<String> = Vec::new();
+    for id in &c.entities {
+        if let drctl_core::topology::EntitySpec::Service(svc) = &s.opts.topology.entity(*id).spec {
+            zones.extend(svc.zones.iter().map(|z| s.opts.topology.zones[*z].name.clone()));
+        }
+    }
+    let line = crate::readiness::customer_line(s.readiness().as_deref(), &zones, s.opts.clock.now());
+    let mut e = evidence(
         c,
         &Sources {
             topo: &s.opts.topology,
@@ -324,5 +332,9 @@ pub(crate) fn evidence_now(s: &Shared, c: &Contract) -> Value {
             base: &s.base_url,
             now: s.opts.clock.now(),
         },
-    )
+    );
+    if let (Some(line), Some(o)) = (line, e.as_object_mut()) {
+        o.insert("readiness".into(), line.into());
+    }
+    e
 }

@@ -65,6 +65,7 @@ fn options(topology: drctl_core::Topology, clock: Arc<dyn Clock>) -> Options {
         leadership: None,
         limits: Limits::default(),
         notify: NotifyOptions::default(),
+        readiness: crate::ReadinessOptions::default(),
         clock,
     }
 }

@@ -32,6 +32,7 @@ mod handler_tests;
 mod limits;
 pub mod notify;
 pub mod page;
+pub mod readiness;
 mod reports;
 mod tls;
 pub mod view;
@@ -40,6 +41,7 @@ mod public;
 pub use audience::subscriptions_json;
 pub use limits::Limits;
 pub use notify::{check_smtp, NotifyOptions};
+pub use readiness::ReadinessOptions;
 
 use bytes::Bytes;
 use drctl_control::live::Clients;
@@ -137,6 +139,8 @@ pub struct Options {
     pub limits: Limits,
     /// How subscribers are told (docs/customers.md).
     pub notify: NotifyOptions,
+    /// How often readiness is evaluated, and which operators hear of it.
+    pub readiness: ReadinessOptions,
     /// Where the controller's time comes from: when it samples, what a
     /// page says "now" is, when a delivery is due. The machine's in
     /// production; a test's own to control.
@@ -181,6 +185,10 @@ pub(crate) struct Shared {
     pub forwarder: reqwest::Client,
     /// Per client address, for the unauthenticated subscribe endpoints.
     pub subscribe_rate: limits::RateLimiter,
+    /// The latest readiness evaluation (this leader's, or the stored one).
+    pub readiness: RwLock<Option<Arc<drctl_control::readiness::Report>>>,
+    /// What the operators were last told of readiness, per scope.
+    pub told: readiness::Told,
 }
 
 impl Shared {
@@ -205,6 +213,8 @@ impl Shared {
                 .unwrap_or_default(),
             // Five subscriptions at once from one address, then one a minute.
             subscribe_rate: limits::RateLimiter::with(1.0 / 60.0, 5.0),
+            readiness: RwLock::new(None),
+            told: Default::default(),
         }
     }
 
@@ -225,6 +235,7 @@ impl Shared {
                 *self.latest.write().unwrap_or_else(|p| p.into_inner()) = Some(report);
             }
         }
+        self.follow_readiness();
         self.refresh().await;
     }
 
@@ -310,7 +321,7 @@ impl Shared {
                 .map(|(path, json)| (path, Bytes::from(serde_json::to_vec_pretty(&json).unwrap_or_default())))
                 .collect(),
             atom: Bytes::from(feeds::atom(&v, &self.base_url)),
-            metrics: Bytes::from(feeds::metrics(&v, &counters)),
+            metrics: Bytes::from(feeds::metrics(&v, &counters) + &readiness::metrics(self.readiness().as_deref())),
         };
         *self.rendered.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(r);
     }
@@ -361,6 +372,7 @@ pub async fn export(
         leadership: None,
         limits: Limits::default(),
         notify: NotifyOptions::default(),
+        readiness: ReadinessOptions::default(),
         clock: Arc::new(drctl_runtime::SystemClock),
     };
     let shared = Shared::new(opts, base_url.into());
@@ -613,6 +625,11 @@ fn lead(shared: &Arc<Shared>, center: &TaskCenter) {
         let s = shared.clone();
         move |stop| notify::run(s.clone(), stop)
     });
+    // Readiness of every scope, evaluated on the clock; operators told of changes.
+    center.spawn("readiness", OnFailure::Restart(Duration::from_secs(1)), {
+        let s = shared.clone();
+        move |stop| readiness::run(s.clone(), stop)
+    });
     // Cron-scheduled drills.
     if !shared.opts.topology.drills.is_empty() {
         let s = shared.clone();
@@ -655,6 +672,7 @@ pub fn openapi() -> serde_json::Value {
             "/api/v2/scheduled-maintenances.json": { "get": public("Statuspage-compatible maintenance (also /upcoming.json, /active.json)", "application/json") },
             "/feed.atom": { "get": public("Incidents and maintenance", "application/atom+xml") },
             "/metrics": { "get": public("Prometheus metrics", "text/plain") },
+            "/api/v1/readiness": { "get": secured("viewer", "The latest readiness evaluation: per zone and region scope, whether its failover would work now, its estimated RTO, misses and findings", None, "200") },
             "/api/v1/leader": { "get": public("This controller's id and the leader's among controllers sharing an etcd state: {\"self\", \"leader\", \"url\", \"leading\"}", "application/json") },
             "/api/v1/incidents": {
                 "get": secured("viewer", "List incidents with their updates", None, "200"),

@@ -132,6 +132,11 @@ pub fn scheduler(topologies: usize, entities: usize) -> Result<Outcome, Failure>
 /// Answers every request with the same small S3 listing (keep-alive), so a
 /// status pass measures drctl and the SDK, not an emulator.
 async fn fake_s3() -> std::io::Result<u16> {
+    slow_endpoint(Duration::ZERO).await
+}
+
+/// [`fake_s3`], each answer sent `delay` after its request arrived.
+async fn slow_endpoint(delay: Duration) -> std::io::Result<u16> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
@@ -152,6 +157,9 @@ async fn fake_s3() -> std::io::Result<u16> {
                     seen.extend_from_slice(&buf[..n]);
                     while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
                         seen.drain(..end + 4);
+                        if !delay.is_zero() {
+                            tokio::time::sleep(delay).await;
+                        }
                         if sock.write_all(response.as_bytes()).await.is_err() {
                             return;
                         }
@@ -193,6 +201,72 @@ pub async fn status(datastores: usize, runs: usize) -> Result<Outcome, Failure> 
         median(times).as_secs_f64() * 1e3,
         peak_rss_mib().map_or("?".into(), |m| format!("{m:.0}"))
     );
+    Ok(Outcome::Done)
+}
+
+/// One readiness evaluation of `datastores` S3 datastores and `services`
+/// services with health URLs over 3 zones, every endpoint answering after
+/// `delay` (ten endpoints for each kind, as an estate has many hosts).
+pub async fn readiness(datastores: usize, services: usize, delay: Duration, runs: usize) -> Result<Outcome, Failure> {
+    use drctl_control::live::Clients;
+    use drctl_control::readiness;
+    let mut ports = Vec::new();
+    for _ in 0..20 {
+        ports.push(slow_endpoint(delay).await.map_err(anyhow::Error::from)?);
+    }
+    let zones = ["az1", "az2", "az3"];
+    let mut yaml = String::from("version: 1\nname: bench\nzones: [ { name: az1, region: r1 }, { name: az2, region: r1 }, { name: az3, region: r1 } ]\nobjectives: { t0: { rpo: 1m, rto: 1h } }\ndatastores:\n");
+    for i in 0..datastores {
+        let (p, r) = (zones[i % 3], zones[(i + 1) % 3]);
+        yaml.push_str(&format!(
+            "  - {{ name: s{i}, kind: s3, tier: t0, endpoint: \"http://127.0.0.1:{}\", primary: {{ zone: {p}, bucket: b{i}-{p} }}, replicas: [ {{ zone: {r}, bucket: b{i}-{r} }} ], replication: {{ by: drctl, every: 1m }} }}\n",
+            ports[i % 10]
+        ));
+    }
+    yaml.push_str("services:\n");
+    for i in 0..services {
+        let deps = if datastores > 0 { format!("s{}", i % datastores) } else { String::new() };
+        yaml.push_str(&format!(
+            "  - {{ name: svc{i}, tier: t0, zones: [az1, az2, az3], depends_on: [{deps}], health: {{ url: \"http://127.0.0.1:{}/health/{i}\" }} }}\n",
+            ports[10 + i % 10]
+        ));
+    }
+    let topo = drctl_core::load_str(&yaml, Path::new("bench.yaml"))
+        .topology
+        .ok_or_else(|| anyhow::anyhow!("bench topology invalid"))?;
+    let dir = std::env::temp_dir().join(format!("drctl-bench-readiness-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let state =
+        drctl_state::State::open(&format!("sqlite://{}/state.db", dir.display())).map_err(anyhow::Error::from)?;
+    let clients =
+        Clients::new(drctl_aws::Credentials::Static { access_key: "bench".into(), secret_key: "bench".into() });
+    let opts = readiness::Options::default();
+    let mut times = Vec::new();
+    let mut last = None;
+    for _ in 0..runs {
+        let t = Instant::now();
+        let r = readiness::evaluate(&topo, &*state, &clients, &opts, std::time::SystemTime::now(), None).await;
+        times.push(t.elapsed());
+        last = Some(r);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let r = last.ok_or_else(|| anyhow::anyhow!("no run"))?;
+    let (errors, warnings) = r.counts();
+    println!(
+        "readiness evaluation of {} zones, {datastores} s3 datastores and {services} services (endpoints answering after {} ms, {} per endpoint at once): median {:.0} ms over {runs} runs; {} of {} scopes ready, {errors} errors, {warnings} warnings; peak {} MiB",
+        r.scopes.len(),
+        delay.as_millis(),
+        opts.per_endpoint,
+        median(times).as_secs_f64() * 1e3,
+        r.scopes.iter().filter(|s| s.ready).count(),
+        r.scopes.len(),
+        peak_rss_mib().map_or("?".into(), |m| format!("{m:.0}"))
+    );
+    if errors > 0 {
+        if let Some(f) = r.scopes.iter().flat_map(|s| &s.findings).find(|f| f.severity == readiness::Severity::Error) {
+            println!("first error: {} [{}] {}", f.entity, f.check, f.message);
+        }
+    }
     Ok(Outcome::Done)
 }
 

@@ -22,7 +22,22 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             let wiring = ctx.wiring(&file.path);
             let state = open_state(&wiring.state_url)?;
             let clients = context::clients(&wiring);
-            runtime()?.block_on(crate::live::status(&clients, &topo, &*state, output == Output::Json, watch, &style))
+            runtime()?.block_on(crate::live::status(
+                &clients,
+                &topo,
+                &*state,
+                output == Output::Json,
+                watch,
+                &style,
+                &file.path,
+            ))
+        }
+        Command::Readiness { file, output } => {
+            let topo = load(&file.path, &style)?;
+            let wiring = ctx.wiring(&file.path);
+            let state = open_state(&wiring.state_url)?;
+            let clients = context::clients(&wiring);
+            runtime()?.block_on(crate::readiness::run(&clients, &topo, &*state, output == Output::Json, &style))
         }
         Command::Declare { file, scope, reason, yes, dry_run, overrides, parallel } => {
             // The one check every declaration passes, whoever makes it.
@@ -228,8 +243,8 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             }
         }
         Command::Lab(LabCommand::Down { dir }) => runtime()?.block_on(crate::lab::down(&dir)),
-        Command::Lab(LabCommand::PowerOff { control, dir, datastore, zone }) => {
-            runtime()?.block_on(crate::lab::power_off(control, &dir, &datastore, &zone))
+        Command::Lab(LabCommand::PowerOff { control, dir, datastore, zone, check }) => {
+            runtime()?.block_on(crate::lab::power_off(control, &dir, &datastore, &zone, check))
         }
         Command::Lab(LabCommand::Status { dir, output }) => {
             runtime()?.block_on(crate::lab::status(&dir, output == Output::Json))
@@ -270,7 +285,10 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             lease_ttl,
             limits,
             notify,
+            readiness,
         } => {
+            let readiness: drctl_serve::ReadinessOptions = readiness.into();
+            readiness.check(notify.smtp.as_deref()).map_err(Failure::bad_input)?;
             let topo = load(&file.path, &style)?;
             let wiring = ctx.wiring(&file.path);
             let scheme = if tls_cert.is_some() { "https" } else { "http" };
@@ -294,6 +312,7 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
                 shutdown_deadline,
                 limits: limits.into(),
                 notify: notify.into(),
+                readiness,
             })
         }
         Command::Subscriptions(SubscriptionsArgs { store, cmd: SubscriptionsCommand::List { output } }) => {
@@ -387,6 +406,9 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
         }
         Command::Bench(BenchCommand::Status { datastores, runs }) => {
             runtime()?.block_on(bench::status(datastores, runs.max(1)))
+        }
+        Command::Bench(BenchCommand::Readiness { datastores, services, delay, runs }) => {
+            runtime()?.block_on(bench::readiness(datastores, services, delay, runs.max(1)))
         }
     }
 }

@@ -114,6 +114,14 @@ pub enum Command {
         #[arg(long)]
         watch: bool,
     },
+    /// Would the failover of each zone and region work now? Plan and check every scope without acting.
+    Readiness {
+        #[command(flatten)]
+        file: FileArg,
+        /// Text for people, JSON for scripts.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
     /// Copy new and changed objects of `by: drctl` S3 datastores to their replicas.
     #[command(after_help = crate::help::REPLICATE)]
     Replicate {
@@ -287,6 +295,8 @@ pub enum Command {
         limits: LimitArgs,
         #[command(flatten)]
         notify: NotifyArgs,
+        #[command(flatten)]
+        readiness: ReadinessArgs,
     },
     /// API tokens for the controller's operator API.
     #[command(after_help = crate::help::TOKEN)]
@@ -609,6 +619,9 @@ pub enum LabCommand {
         /// The zone of the member to power off, e.g. lab-az1.
         #[arg(long)]
         zone: String,
+        /// Power nothing off: exit 0 when the control API answers and knows the member (the fence's `check`).
+        #[arg(long)]
+        check: bool,
     },
     /// What runs in the lab, which faults are in force, and the workload's progress.
     #[command(after_help = crate::help::LAB_STATUS)]
@@ -653,6 +666,22 @@ pub enum BenchCommand {
         datastores: usize,
         /// Runs; the median is reported.
         #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
+    /// One readiness evaluation of every zone: S3 datastores and services with health URLs, served by
+    /// in-process endpoints that each answer after a delay.
+    Readiness {
+        /// How many S3 datastores (spread over 3 zones).
+        #[arg(long, default_value_t = 1000)]
+        datastores: usize,
+        /// How many services, each with a health URL.
+        #[arg(long, default_value_t = 1000)]
+        services: usize,
+        /// How long every endpoint takes to answer, e.g. 50ms.
+        #[arg(long, default_value = "50ms", value_parser = parse_duration, value_name = "DURATION")]
+        delay: std::time::Duration,
+        /// Runs; the median is reported.
+        #[arg(long, default_value_t = 3)]
         runs: usize,
     },
     /// A controller under a connection flood from one address (loopback only): the page and
@@ -705,6 +734,35 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 300)]
         entities: usize,
     },
+}
+
+/// How often the controller evaluates readiness, and whom it tells of changes.
+#[derive(Debug, Args)]
+pub struct ReadinessArgs {
+    /// How often the failover of every zone and region is evaluated, without acting (see docs/readiness.md).
+    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    pub evaluate_every: std::time::Duration,
+    /// The operators' webhook: told, signed as Standard Webhooks, when a scope becomes ready or not ready.
+    #[arg(long, value_name = "URL", requires = "operator_webhook_secret")]
+    pub operator_webhook: Option<String>,
+    /// The operator webhook's signing secret (whsec_ and base64, as Standard Webhooks libraries take it).
+    #[arg(long, env = "DRCTL_OPERATOR_WEBHOOK_SECRET", hide_env_values = true, value_name = "SECRET")]
+    pub operator_webhook_secret: Option<String>,
+    /// The operators' e-mail address: told, through --smtp, when a scope becomes ready or not ready.
+    #[arg(long, value_name = "ADDRESS", requires = "smtp")]
+    pub operator_email: Option<String>,
+}
+
+impl From<ReadinessArgs> for drctl_serve::ReadinessOptions {
+    fn from(a: ReadinessArgs) -> drctl_serve::ReadinessOptions {
+        drctl_serve::ReadinessOptions {
+            every: a.evaluate_every.max(std::time::Duration::from_millis(200)),
+            webhook: a.operator_webhook,
+            webhook_secret: a.operator_webhook_secret,
+            email: a.operator_email,
+            ..Default::default()
+        }
+    }
 }
 
 /// How the controller tells subscribers (e-mail, webhooks).

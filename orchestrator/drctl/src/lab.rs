@@ -327,14 +327,33 @@ pub async fn down(dir: &Path) -> Result<Outcome, Failure> {
 }
 
 /// The lab members' fence: powers one off through the control API, out of
-/// band, as IPMI or a cloud API would. Exit 0 means it is off.
-pub async fn power_off(control: Option<String>, dir: &Path, datastore: &str, zone: &str) -> Result<Outcome, Failure> {
+/// band, as IPMI or a cloud API would. Exit 0 means it is off. With
+/// `check`, nothing is powered off: exit 0 means the control API answers
+/// and knows the member, so the fence would work (readiness runs it).
+pub async fn power_off(
+    control: Option<String>,
+    dir: &Path,
+    datastore: &str,
+    zone: &str,
+    check: bool,
+) -> Result<Outcome, Failure> {
     let control = match control {
         Some(c) => c,
         None => Manifest::read(dir).filter(|m| m.alive()).map(|m| m.control).ok_or_else(|| {
             Failure::Runtime(anyhow::anyhow!("no lab runs from {}: pass --control HOST:PORT", dir.display()))
         })?,
     };
+    if check {
+        let st = LabClient::new(&control).status().await.map_err(api_failure)?;
+        let known = st.members.iter().any(|m| m.zone == zone && m.what.contains(&format!("({datastore})")));
+        if !known {
+            return Err(Failure::Runtime(anyhow::anyhow!(
+                "the lab's control API at {control} answers but has no {datastore} member in {zone}"
+            )));
+        }
+        println!("the lab's control API at {control} answers and can power off {datastore} in {zone}");
+        return Ok(Outcome::Done);
+    }
     let done = LabClient::new(&control).power_off(datastore, zone).await.map_err(api_failure)?;
     println!("{}", done.hits.join("; "));
     Ok(Outcome::Done)

@@ -19,6 +19,7 @@ pub async fn status(
     json: bool,
     watch: bool,
     style: &Style,
+    file: &std::path::Path,
 ) -> Result<Outcome, Failure> {
     loop {
         let placements = state.placements().unwrap_or_default();
@@ -36,6 +37,7 @@ pub async fn status(
                 print!("\x1b[H\x1b[2J");
             }
             print!("{}", render(topo, &report, style));
+            print!("{}", crate::readiness::line(state, file, at));
         }
         if !watch {
             return Ok(if report.meets_objectives() { Outcome::Done } else { Outcome::ObjectiveMissed });

@@ -12,6 +12,7 @@ mod help;
 mod lab;
 mod live;
 mod man;
+mod readiness;
 mod restore;
 mod serve;
 mod text;

@@ -26,6 +26,7 @@ pub struct ServeArgs {
     pub shutdown_deadline: Duration,
     pub limits: drctl_serve::Limits,
     pub notify: drctl_serve::NotifyOptions,
+    pub readiness: drctl_serve::ReadinessOptions,
 }
 
 fn serve_error(e: drctl_serve::Error) -> Failure {
@@ -120,6 +121,7 @@ pub fn serve(a: ServeArgs) -> Result<Outcome, Failure> {
         leadership: a.leadership,
         limits: a.limits,
         notify: a.notify,
+        readiness: a.readiness,
         clock: Arc::new(drctl_runtime::SystemClock),
     };
     let deadline = opts.shutdown_deadline;

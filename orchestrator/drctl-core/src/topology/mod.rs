@@ -70,6 +70,13 @@ impl Topology {
         self.entities[id].effective_tier.map(|t| self.tiers[t].restore).unwrap_or_default()
     }
 
+    /// How old the last drill of an entity may be: its own `drills:`, else
+    /// its (effective) tier's; `None`: not checked.
+    pub fn drills_every(&self, id: EntityId) -> Option<Duration> {
+        let e = &self.entities[id];
+        e.drills_every.or_else(|| e.effective_tier.and_then(|t| self.tiers[t].drills_every))
+    }
+
     pub fn services(&self) -> impl Iterator<Item = (EntityId, &Entity, &Service)> {
         self.entities.iter().enumerate().filter_map(|(i, e)| match &e.spec {
             EntitySpec::Service(s) => Some((i, e, s)),
@@ -111,6 +118,8 @@ pub struct Tier {
     pub objective: Objective,
     /// `restore: { rpo, rto }`: what a restore from backups must meet.
     pub restore: Objective,
+    /// `drills: { every }`: how old the last drill of its entities may be.
+    pub drills_every: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,6 +143,8 @@ pub struct Entity {
     /// Entities this one needs before it can be failed over; sorted, unique.
     pub depends_on: Vec<EntityId>,
     pub failover: Failover,
+    /// `drills: { every }` written on the entity (see [`Topology::drills_every`]).
+    pub drills_every: Option<Duration>,
     pub spec: EntitySpec,
 }
 
@@ -163,6 +174,9 @@ pub struct Failover {
     pub on_failure: Option<crate::runbook::OnFailure>,
 }
 
+// A topology holds each entity once, in one Vec: the size of the larger
+// variant costs a few hundred bytes per entity, not worth a box per access.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum EntitySpec {
     Datastore(Datastore),
@@ -247,9 +261,14 @@ pub struct Member {
 pub enum Location {
     /// `fence`: the member's out-of-band fence (power, a security group,
     /// an agent), run without a shell when the member does not answer.
+    /// `fence_check`: says, without acting, whether `fence` would work
+    /// (readiness runs it). `reprotect`: rebuilds the member as a standby
+    /// of the current primary after a failover.
     Postgres {
         url: String,
         fence: Option<Vec<String>>,
+        fence_check: Option<Vec<String>>,
+        reprotect: Option<Vec<String>>,
     },
     S3 {
         bucket: String,

@@ -38,6 +38,8 @@ pub struct RawObjective {
     pub rto: Option<Spanned<Duration>>,
     /// `restore: { rpo, rto }`: what a restore from backups must meet.
     pub restore: Option<super::backup::RawRestoreObjective>,
+    /// `drills: { every: 30d }`: how old the last drill may be.
+    pub drills: Option<Spanned<Duration>>,
 }
 
 #[derive(Debug)]
@@ -60,6 +62,10 @@ pub struct RawMember {
     pub region: Option<S>,
     /// `fence: { command: [...] }`: the out-of-band fence of this member.
     pub fence: Option<Spanned<Vec<S>>>,
+    /// `fence: { check: [...] }`: says, without acting, whether the fence would work.
+    pub fence_check: Option<Spanned<Vec<S>>>,
+    /// `reprotect: { command: [...] }`: rebuilds this member as a standby.
+    pub reprotect: Option<Spanned<Vec<S>>>,
 }
 
 #[derive(Debug, Default)]
@@ -98,6 +104,7 @@ pub struct RawDatastore {
     pub failover: Option<RawFailover>,
     pub replication: Option<RawReplication>,
     pub backup: Option<super::backup::RawBackup>,
+    pub drills: Option<Spanned<Duration>>,
 }
 
 #[derive(Debug)]
@@ -129,6 +136,7 @@ pub struct RawService {
     pub health: Option<RawHealth>,
     pub route: Option<RawRoute>,
     pub failover: Option<RawFailover>,
+    pub drills: Option<Spanned<Duration>>,
 }
 
 #[derive(Debug)]
@@ -178,7 +186,7 @@ pub fn decode(d: &mut Decoder, root: &Node) -> RawTopology {
         if let Some(f) = d.fields(objs, &"`objectives`", &[]) {
             for (tier, node) in f.entries() {
                 let what = Named("objective", Some(tier));
-                let Some(of) = d.fields(node, &what, &["rpo", "rto", "restore"]) else {
+                let Some(of) = d.fields(node, &what, &["rpo", "rto", "restore", "drills"]) else {
                     continue;
                 };
                 raw.objectives.push(RawObjective {
@@ -186,6 +194,7 @@ pub fn decode(d: &mut Decoder, root: &Node) -> RawTopology {
                     rpo: d.opt_duration(&of, "rpo", &what),
                     rto: d.opt_duration(&of, "rto", &what),
                     restore: of.get("restore").and_then(|n| super::backup::decode_restore_objective(d, n, &what)),
+                    drills: decode_drills(d, of.get("drills"), &what),
                 });
             }
         }
@@ -255,7 +264,7 @@ pub(crate) fn node_key_pos(map: &Node, key: &str) -> Option<Pos> {
 fn decode_datastore(d: &mut Decoder, node: &Node) -> Option<RawDatastore> {
     // The keys a datastore may have depend on its kind, so the kind is read first.
     let kind_hint = node.peek("kind");
-    let common = ["name", "kind", "tier", "failover", "backup"];
+    let common = ["name", "kind", "tier", "failover", "backup", "drills"];
     let extra: &[&str] = match kind_hint {
         Some("postgres") => &["primary", "replicas"],
         Some("s3") => &["primary", "replicas", "endpoint", "region", "replication"],
@@ -272,10 +281,10 @@ fn decode_datastore(d: &mut Decoder, node: &Node) -> Option<RawDatastore> {
         d.choice(k, &Of("the kind", &what), DATASTORE_KINDS);
     }
     let member_keys: &[&str] = match kind_hint {
-        Some("postgres") => &["zone", "url", "fence"],
+        Some("postgres") => &["zone", "url", "fence", "reprotect"],
         Some("s3") => &["zone", "bucket", "endpoint", "region"],
         Some("rds-instance") => &["zone", "instance"],
-        _ => &["zone", "url", "bucket", "instance", "endpoint", "region", "fence"],
+        _ => &["zone", "url", "bucket", "instance", "endpoint", "region", "fence", "reprotect"],
     };
     let primary = f.get("primary").and_then(|n| decode_member(d, n, &Of("the primary", &what), member_keys));
     let replicas = d
@@ -308,6 +317,7 @@ fn decode_datastore(d: &mut Decoder, node: &Node) -> Option<RawDatastore> {
         endpoint: d.opt_string(&f, "endpoint", &what),
         region: d.opt_string(&f, "region", &what),
         cluster: d.opt_string(&f, "cluster", &what),
+        drills: decode_drills(d, f.get("drills"), &what),
         name,
         kind,
         primary,
@@ -319,6 +329,7 @@ fn decode_datastore(d: &mut Decoder, node: &Node) -> Option<RawDatastore> {
 
 fn decode_member(d: &mut Decoder, node: &Node, what: What, keys: &[&str]) -> Option<RawMember> {
     let f = d.fields(node, what, keys)?;
+    let fence = f.get("fence").map(|n| decode_fence(d, n, what)).unwrap_or((None, None));
     Some(RawMember {
         pos: node.pos,
         zone: d.req_string(&f, "zone", what),
@@ -327,20 +338,56 @@ fn decode_member(d: &mut Decoder, node: &Node, what: What, keys: &[&str]) -> Opt
         instance: d.opt_string(&f, "instance", what),
         endpoint: d.opt_string(&f, "endpoint", what),
         region: d.opt_string(&f, "region", what),
-        fence: f.get("fence").and_then(|n| {
-            let fw = Field("fence", what);
-            let ff = d.fields(n, &fw, &["command"])?;
-            let cn = d.required(&ff, "command", &fw)?;
-            let argv = d.string_list(Some(cn), &Field("command", &fw));
-            if argv.is_empty() {
-                d.diags
-                    .error(Code::BadValue, cn.pos, format!("{fw}: `command` is empty"))
-                    .with_hint("name a program and its arguments: command: [\"prog\", \"arg\"]");
-                return None;
-            }
-            Some(Spanned::new(argv, n.pos))
+        fence: fence.0,
+        fence_check: fence.1,
+        reprotect: f.get("reprotect").and_then(|n| {
+            let rw = Field("reprotect", what);
+            let rf = d.fields(n, &rw, &["command"])?;
+            let cn = d.required(&rf, "command", &rw)?;
+            decode_command(d, cn, "command", &rw)
         }),
     })
+}
+
+/// `fence: { command: [...], check: [...] }`: both, each a program and its arguments.
+/// A command as written: a program and its arguments, with their positions.
+pub type RawCommand = Spanned<Vec<S>>;
+
+fn decode_fence(d: &mut Decoder, n: &Node, what: What) -> (Option<RawCommand>, Option<RawCommand>) {
+    let fw = Field("fence", what);
+    let Some(ff) = d.fields(n, &fw, &["command", "check"]) else { return (None, None) };
+    let command = d.required(&ff, "command", &fw).and_then(|cn| decode_command(d, cn, "command", &fw));
+    let check = ff.get("check").and_then(|cn| decode_command(d, cn, "check", &fw));
+    (command, check)
+}
+
+/// A command (`command: [prog, arg...]`, a fence's `check`): a program and
+/// its arguments, run without a shell; an empty list is an error.
+fn decode_command(d: &mut Decoder, cn: &Node, field: &str, owner: What) -> Option<Spanned<Vec<S>>> {
+    let argv = d.string_list(Some(cn), &Field(field, owner));
+    if argv.is_empty() {
+        d.diags
+            .error(Code::BadValue, cn.pos, format!("{owner}: `{field}` is empty"))
+            .with_hint(format!("name a program and its arguments: {field}: [\"prog\", \"arg\"]"));
+        return None;
+    }
+    Some(Spanned::new(argv, cn.pos))
+}
+
+/// `drills: { every: 30d }`.
+fn decode_drills(d: &mut Decoder, node: Option<&Node>, owner: What) -> Option<Spanned<Duration>> {
+    let node = node?;
+    let what = Of("the drills", owner);
+    let f = d.fields(node, &what, &["every"])?;
+    let every = d.opt_duration(&f, "every", &what);
+    // A misspelt key is reported as such; an empty mapping says nothing.
+    let empty = matches!(&node.value, crate::yaml::Value::Map(m) if m.is_empty());
+    if every.is_none() && empty {
+        d.diags
+            .error(Code::MissingKey, node.pos, format!("{what} has no `every`"))
+            .with_hint("write `drills: { every: 30d }`: how old the last drill may be");
+    }
+    every
 }
 
 fn decode_failover(d: &mut Decoder, node: &Node, owner: What, keys: &[&str]) -> Option<RawFailover> {
@@ -357,7 +404,7 @@ fn decode_failover(d: &mut Decoder, node: &Node, owner: What, keys: &[&str]) -> 
 }
 
 fn decode_service(d: &mut Decoder, node: &Node) -> Option<RawService> {
-    let keys = ["name", "tier", "zones", "depends_on", "health", "route", "failover"];
+    let keys = ["name", "tier", "zones", "depends_on", "health", "route", "failover", "drills"];
     let what = Named("service", node.peek("name"));
     let f = d.fields(node, &what, &keys)?;
     let name = d.req_string(&f, "name", &"a service");
@@ -403,5 +450,6 @@ fn decode_service(d: &mut Decoder, node: &Node) -> Option<RawService> {
         health,
         route,
         failover,
+        drills: decode_drills(d, f.get("drills"), &what),
     })
 }

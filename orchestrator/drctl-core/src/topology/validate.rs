@@ -311,6 +311,7 @@ impl Validator<'_> {
                     name: o.tier.value.clone(),
                     objective: Objective { rpo: o.rpo.as_ref().map(|d| d.value), rto: o.rto.as_ref().map(|d| d.value) },
                     restore: o.restore.as_ref().map(|r| r.objective()).unwrap_or_default(),
+                    drills_every: o.drills.as_ref().map(|d| d.value),
                 }
             })
             .collect()
@@ -441,8 +442,15 @@ impl Validator<'_> {
                         "sslmode: disable, allow, prefer (the default), require, verify-ca or verify-full; the last two need sslrootcert=PATH",
                     );
                 }
-                let fence = m.fence.as_ref().map(|f| f.value.iter().map(|a| a.value.clone()).collect());
-                Location::Postgres { url: url.value.clone(), fence }
+                let argv = |c: &Option<crate::decode::Spanned<Vec<raw::S>>>| {
+                    c.as_ref().map(|f| f.value.iter().map(|a| a.value.clone()).collect())
+                };
+                Location::Postgres {
+                    url: url.value.clone(),
+                    fence: argv(&m.fence),
+                    fence_check: argv(&m.fence_check),
+                    reprotect: argv(&m.reprotect),
+                }
             }
             DatastoreKind::S3 => {
                 let Some(bucket) = &m.bucket else {
@@ -633,6 +641,7 @@ impl Validator<'_> {
             targets: own,
             depends_on: Vec::new(),
             failover,
+            drills_every: ds.drills.as_ref().map(|d| d.value),
             spec: EntitySpec::Datastore(Datastore {
                 kind,
                 primary,
@@ -760,6 +769,7 @@ impl Validator<'_> {
             targets: own,
             depends_on,
             failover,
+            drills_every: svc.drills.as_ref().map(|d| d.value),
             spec: EntitySpec::Service(Service { zones, health, route }),
         };
         Some((entity, Pending { deps, own, is_service: true }))

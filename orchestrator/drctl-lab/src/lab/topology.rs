@@ -10,13 +10,17 @@ pub(super) fn write(path: &Path, text: &str) -> Result<(), Error> {
 /// The lab's topology, in the same format users write.
 pub fn topology_yaml(l: &Layout, fence_program: Option<&Path>) -> String {
     // Each member's fence powers it off through the control API, out of band.
+    // Its `check` asks the same API, powering nothing off (readiness runs it).
     let fence = |z: u8| match fence_program {
-        Some(exe) => format!(
-            ", fence: {{ command: [{}, lab, power-off, --control, \"{}\", --datastore, orders-db, --zone, {}] }}",
-            serde_json::to_string(&exe.display().to_string()).unwrap_or_default(),
-            l.control(),
-            ZONES[z as usize - 1]
-        ),
+        Some(exe) => {
+            let args = format!(
+                "{}, lab, power-off, --control, \"{}\", --datastore, orders-db, --zone, {}",
+                serde_json::to_string(&exe.display().to_string()).unwrap_or_default(),
+                l.control(),
+                ZONES[z as usize - 1]
+            );
+            format!(", fence: {{ command: [{args}], check: [{args}, --check] }}")
+        }
         None => String::new(),
     };
     let mut y = String::new();
