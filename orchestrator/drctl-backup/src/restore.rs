@@ -539,7 +539,7 @@ mod tests {
 
     #[test]
     fn targets_resolve_from_latest_relative_and_rfc3339() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_000_000);
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         assert_eq!(resolve_target("latest", now).unwrap(), now);
         assert_eq!(resolve_target("-15m", now).unwrap(), now - Duration::from_secs(900));
         let t = resolve_target("2026-12-06T10:00:00Z", now).unwrap();

@@ -905,7 +905,11 @@ pub fn router(s: Arc<Shared>) -> Router {
                 body_timeout: s.opts.limits.body_timeout,
                 authenticate: Some({
                     let state = s.opts.state.clone();
-                    Arc::new(move |t: &str| matches!(state.authenticate(t), Ok(Some(_))))
+                    Arc::new(move |t: &str| match state.authenticate(t) {
+                        Ok(Some(token)) if token.role >= Role::Operator => crate::limits::TokenAccess::MayWrite,
+                        Ok(Some(_)) => crate::limits::TokenAccess::ReadOnly,
+                        _ => crate::limits::TokenAccess::Unknown,
+                    })
                 }),
             },
             crate::limits::limit,

@@ -161,8 +161,21 @@ impl Connections {
     }
 }
 
-/// Whether a bearer token is a live one.
-pub(crate) type TokenCheck = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+/// What a bearer token may do with a request body, decided before the body
+/// is read: a caller without the role hears 403 before any parsing (a
+/// customer's token learns nothing of a body's shape).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TokenAccess {
+    /// No live token by that secret (401).
+    Unknown,
+    /// A live token whose role may change nothing through the operator API (403).
+    ReadOnly,
+    /// A live token that may send a body; the handler checks its exact role.
+    MayWrite,
+}
+
+/// Judges a bearer token before a body is read.
+pub(crate) type TokenCheck = Arc<dyn Fn(&str) -> TokenAccess + Send + Sync>;
 
 /// The state the limiting middleware needs.
 #[derive(Clone)]
@@ -228,8 +241,15 @@ pub(crate) async fn limit(State(l): State<Limiter>, req: Request<Body>, next: ax
             if token.is_empty() {
                 return error(StatusCode::UNAUTHORIZED, "send `Authorization: Bearer TOKEN` (`drctl token create`)");
             }
-            if !check(token) {
-                return error(StatusCode::UNAUTHORIZED, "unknown or revoked token");
+            match check(token) {
+                TokenAccess::Unknown => return error(StatusCode::UNAUTHORIZED, "unknown or revoked token"),
+                TokenAccess::ReadOnly => {
+                    return error(
+                        StatusCode::FORBIDDEN,
+                        "this token's role changes nothing: an operator's token is needed",
+                    )
+                }
+                TokenAccess::MayWrite => {}
             }
         }
         // The whole body within its deadline, or the connection's slot is
@@ -335,7 +355,9 @@ mod tests {
             rate: Arc::new(RateLimiter::new(0)),
             request_timeout: Duration::from_secs(5),
             body_timeout: Duration::from_secs(5),
-            authenticate: Some(Arc::new(|t: &str| t == "good")),
+            authenticate: Some(Arc::new(
+                |t: &str| if t == "good" { TokenAccess::MayWrite } else { TokenAccess::Unknown },
+            )),
         };
         let app = axum::Router::new()
             .route("/api/v1/incidents", axum::routing::post(|b: String| async move { b }))

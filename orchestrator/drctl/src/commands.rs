@@ -22,15 +22,7 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             let wiring = ctx.wiring(&file.path);
             let state = open_state(&wiring.state_url)?;
             let clients = context::clients(&wiring);
-            runtime()?.block_on(crate::live::status(
-                &clients,
-                &topo,
-                &*state,
-                output == Output::Json,
-                watch,
-                &style,
-                &file.path,
-            ))
+            runtime()?.block_on(crate::live::status(&clients, &topo, &*state, output == Output::Json, watch, &style))
         }
         Command::Readiness { file, output } => {
             let topo = load(&file.path, &style)?;

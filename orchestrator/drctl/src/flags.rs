@@ -115,6 +115,7 @@ pub enum Command {
         watch: bool,
     },
     /// Would the failover of each zone and region work now? Plan and check every scope without acting.
+    #[command(after_help = crate::help::READINESS)]
     Readiness {
         #[command(flatten)]
         file: FileArg,
@@ -353,6 +354,7 @@ pub enum Command {
         output: Output,
     },
     /// List what each datastore's backups can restore: earliest and latest points, the backup RPO, the last backup and restore test.
+    #[command(after_help = crate::help::BACKUPS)]
     Backups {
         #[command(flatten)]
         file: FileArg,
@@ -361,6 +363,7 @@ pub enum Command {
         output: Output,
     },
     /// Take one backup of a datastore now (PostgreSQL through pgBackRest).
+    #[command(after_help = crate::help::BACKUP)]
     Backup {
         #[command(flatten)]
         file: FileArg,
@@ -371,6 +374,7 @@ pub enum Command {
         kind: BackupKind,
     },
     /// Restore a datastore to a point in time, into a new copy beside it (journaled; `drctl resume ID` continues it).
+    #[command(after_help = crate::help::RESTORE)]
     Restore {
         #[command(flatten)]
         file: FileArg,
@@ -472,12 +476,14 @@ pub struct CustomerLinkArgs {
 #[derive(Debug, Subcommand)]
 pub enum CustomerLinkCommand {
     /// Every link: its customer, until when it works, whether it was revoked (never the secrets).
+    #[command(after_help = crate::help::CUSTOMER_LINK_LIST)]
     List {
         /// Text for people, JSON for scripts.
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
     /// Revoke a link: it, and every browser session opened with it, stop working at once.
+    #[command(after_help = crate::help::CUSTOMER_LINK_REVOKE)]
     Revoke {
         /// The link's id (printed when it was made; see `drctl customer-link list`).
         id: String,
@@ -670,6 +676,7 @@ pub enum BenchCommand {
     },
     /// One readiness evaluation of every zone: S3 datastores and services with health URLs, served by
     /// in-process endpoints that each answer after a delay.
+    #[command(after_help = crate::help::BENCH_READINESS)]
     Readiness {
         /// How many S3 datastores (spread over 3 zones).
         #[arg(long, default_value_t = 1000)]

@@ -423,3 +423,68 @@ Exit codes:
   0  the link was made (printed once), listed or revoked
   1  the state store failed
   2  bad input: an unknown customer or link id, a TTL over 90 days, a flag";
+
+pub const READINESS: &str = "\
+Example:
+  drctl readiness -f .drctl/lab/drctl.yaml --output json
+
+Exit codes:
+  0  every zone and region scope is ready (no finding of severity error)
+  1  failed at run time (the state store)
+  2  bad input: the topology or a flag
+  3  a scope is not ready: a declaration would be refused or a step would fail";
+
+pub const BACKUPS: &str = "\
+Example:
+  drctl backups -f drctl.yaml --output json
+
+Exit codes:
+  0  every datastore with a backup meets its restore RPO target
+  1  failed at run time (pgBackRest or the state store)
+  2  bad input: the topology or a flag
+  3  a backup RPO target is missed";
+
+pub const BACKUP: &str = "\
+Example:
+  drctl backup orders-db --kind full -f drctl.yaml
+
+Exit codes:
+  0  the backup finished
+  1  the backup failed (pgBackRest's reason is printed)
+  2  bad input: an unknown datastore, one without a backup, a flag";
+
+pub const RESTORE: &str = "\
+Example:
+  drctl restore orders-db --to -15m --reason \"bad migration\" --dry-run -f drctl.yaml
+
+Exit codes:
+  0  restored (or, with --dry-run, the plan printed)
+  1  the restore failed (`drctl resume ID` continues it), or it was not confirmed
+  2  bad input: an unknown datastore, a point outside what the backups hold, a flag";
+
+pub const CUSTOMER_LINK_LIST: &str = "\
+Example:
+  drctl customer-link list --output json
+
+Exit codes:
+  0  listed
+  1  the state store failed
+  2  bad input: a flag";
+
+pub const CUSTOMER_LINK_REVOKE: &str = "\
+Example:
+  drctl customer-link revoke ID   (ID: see `drctl customer-link list`)
+
+Exit codes:
+  0  revoked: the link and its sessions stop working at once
+  1  the state store failed
+  2  bad input: an unknown link id";
+
+pub const BENCH_READINESS: &str = "\
+Example:
+  drctl bench readiness
+
+Exit codes:
+  0  measured
+  1  failed at run time
+  2  bad input: a flag";

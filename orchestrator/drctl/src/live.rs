@@ -19,7 +19,6 @@ pub async fn status(
     json: bool,
     watch: bool,
     style: &Style,
-    file: &std::path::Path,
 ) -> Result<Outcome, Failure> {
     loop {
         let placements = state.placements().unwrap_or_default();
@@ -36,8 +35,8 @@ pub async fn status(
             if watch && style.colour {
                 print!("\x1b[H\x1b[2J");
             }
-            print!("{}", render(topo, &report, style));
-            print!("{}", crate::readiness::line(state, file, at));
+            // The verdict stays the last line; readiness comes just before it.
+            print!("{}", render(topo, &report, style, &crate::readiness::line(state, at)));
         }
         if !watch {
             return Ok(if report.meets_objectives() { Outcome::Done } else { Outcome::ObjectiveMissed });
@@ -62,7 +61,7 @@ fn secs(v: Option<f64>) -> String {
 }
 
 /// The status table: one line per datastore and service, problems below.
-pub fn render(topo: &Topology, r: &StatusReport, style: &Style) -> String {
+pub fn render(topo: &Topology, r: &StatusReport, style: &Style, before_verdict: &str) -> String {
     let mut out = format!("{} {} at {}\n\n", style.bold("Status of"), style.bold(&topo.name), r.at);
     let mut problems = Vec::new();
     if !r.datastores.is_empty() {
@@ -135,6 +134,7 @@ pub fn render(topo: &Topology, r: &StatusReport, style: &Style) -> String {
     if !problems.is_empty() {
         out.push('\n');
     }
+    out.push_str(before_verdict);
     out.push_str(&verdict(r, style));
     out
 }

@@ -7,7 +7,6 @@ use drctl_control::live::Clients;
 use drctl_control::readiness::{self, Report, Severity};
 use drctl_core::Topology;
 use drctl_state::State;
-use std::path::Path;
 use std::time::SystemTime;
 
 /// Evaluates once, stores the result (for `status` and the controllers)
@@ -71,8 +70,8 @@ pub fn render(topo: &Topology, r: &Report, style: &Style) -> String {
 }
 
 /// `drctl status`'s readiness line, from the last evaluation stored.
-pub fn line(state: &State, file: &Path, now: SystemTime) -> String {
-    let hint = format!("drctl readiness -f {}", file.display());
+pub fn line(state: &State, now: SystemTime) -> String {
+    let hint = drctl_core::hint::drctl("readiness");
     let Some(r) = stored(state) else {
         return format!("readiness: not evaluated yet (`{hint}`, or `drctl serve` evaluates every minute)\n");
     };

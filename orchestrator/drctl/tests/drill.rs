@@ -278,11 +278,13 @@ fn drills_on_a_running_lab_heal_when_stopped_early_and_when_interrupted() {
     assert!(String::from_utf8_lossy(&up.stdout).contains("dig @127.0.0.1"), "{}", show(&up));
     let topo = lab.join("drctl.yaml");
 
-    // stop_when: replay paused while the workload writes; RPO climbs past 1s.
+    // stop_when: the standby's zone cut off while the workload writes; what
+    // it has not received (the RPO) climbs past 1s. (Paused replay is not
+    // RPO any more: the standby has the data, replay_lag_s says so.)
     let pause = dir.join("pause.yaml");
     std::fs::write(
         &pause,
-        "name: pause\nfaults:\n  - { kind: replication-pause, datastore: orders-db }\nduration: 40s\nstop_when:\n  - { rpo_above: 1s, datastore: orders-db }\ndeclare: manual\n",
+        "name: pause\nfaults:\n  - { kind: zone-partition, zones: [lab-az2] }\nduration: 40s\nstop_when:\n  - { rpo_above: 1s, datastore: orders-db }\ndeclare: manual\n",
     )
     .unwrap();
     let out =

@@ -263,8 +263,12 @@ services:
     assert!(out.contains("not switched: orders-db, shop"), "{out}");
     assert_eq!(pg.psql(pg.standby_port, "SELECT pg_is_in_recovery()"), "t", "nothing was promoted");
     let commands = printed_commands(&out);
-    let retry = format!("drctl retry {id} orders-db/failover --skip-catch-up -f drctl.yaml");
-    assert_eq!(commands.first(), Some(&retry), "the override the error names comes first, with -f as typed: {out}");
+    let retry = format!("drctl retry {id} orders-db/failover --skip-catch-up");
+    assert_eq!(
+        commands.first(),
+        Some(&retry),
+        "the override the error names comes first, (drctl.yaml is the default: no -f needed): {out}"
+    );
     assert!(out.contains("gives it up, and what needs it: shop/failover"), "{out}");
 
     let (code, out, err) = dir.run_printed(&retry);
@@ -388,7 +392,7 @@ steps:
             let _ = tx.send(all.clone());
         }
     });
-    let abort = format!("drctl abort {id} -f drctl.yaml");
+    let abort = format!("drctl abort {id}");
     let mut said = String::new();
     let until = Instant::now() + Duration::from_secs(10);
     while !said.contains(&abort) && Instant::now() < until {
@@ -397,7 +401,7 @@ steps:
         }
     }
     assert!(said.contains("the failover goes on"), "{said}");
-    for hint in [format!("drctl show {id} -f drctl.yaml"), format!("drctl resume {id} -f drctl.yaml"), abort] {
+    for hint in [format!("drctl show {id}"), format!("drctl resume {id}"), abort] {
         assert!(said.contains(&hint), "the first Ctrl-C prints `{hint}`: {said}");
     }
     assert!(child.try_wait().unwrap().is_none(), "the first Ctrl-C does not stop the failover");

@@ -24,7 +24,7 @@ fn status_json(c: &reqwest::blocking::Client, base: &str) -> serde_json::Value {
 
 #[test]
 fn the_controller_serves_the_page_the_api_and_the_audit_log() {
-    let pg = PgPair::start();
+    let pg = PgPair::start_with_cuttable_link();
     pg.psql(pg.primary_port, "CREATE TABLE orders (id serial PRIMARY KEY, at timestamptz DEFAULT now())");
     let dir = std::env::temp_dir().join(format!("drctl-serve-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -72,8 +72,8 @@ fn the_controller_serves_the_page_the_api_and_the_audit_log() {
     assert_eq!(summary["components"][0]["name"], "checkout");
     assert_eq!(summary["status"]["indicator"], "none", "{summary:#}");
 
-    // A paused standby: RPO climbs in the JSON, the page and the metrics.
-    pg.psql(pg.standby_port, "SELECT pg_wal_replay_pause()");
+    // A standby cut off from its primary: RPO climbs in the JSON, the page and the metrics.
+    pg.cut_link();
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_secs(7) {
         pg.psql(pg.primary_port, "INSERT INTO orders DEFAULT VALUES");
@@ -94,7 +94,7 @@ fn the_controller_serves_the_page_the_api_and_the_audit_log() {
     let metrics = c.get(format!("{}/metrics", srv.base)).send().unwrap().text().unwrap();
     let rpo_line = metrics.lines().find(|l| l.starts_with("drctl_rpo_seconds{datastore=\"orders-db\"}")).unwrap();
     assert!(rpo_line.rsplit(' ').next().unwrap().parse::<f64>().unwrap() > 5.0, "{rpo_line}");
-    pg.psql(pg.standby_port, "SELECT pg_wal_replay_resume()");
+    pg.restore_link();
     wait_for("RPO back to about 0", 15, || {
         status_json(&c, &srv.base)["datastores"][0]["rpo_s"].as_f64().unwrap_or(9.0) < 1.0
     });
