@@ -278,20 +278,20 @@ fn drills_on_a_running_lab_heal_when_stopped_early_and_when_interrupted() {
     assert!(String::from_utf8_lossy(&up.stdout).contains("dig @127.0.0.1"), "{}", show(&up));
     let topo = lab.join("drctl.yaml");
 
-    // stop_when: the standby's zone cut off while the workload writes; what
-    // it has not received (the RPO) climbs past 1s. (Paused replay is not
-    // RPO any more: the standby has the data, replay_lag_s says so.)
+    // stop_when: payments' connections reset in every zone (and not failed
+    // over: the declaration is manual), so it stays down past 1 s. (A paused
+    // replay no longer raises the RPO: the standby has received the data.)
     let pause = dir.join("pause.yaml");
     std::fs::write(
         &pause,
-        "name: pause\nfaults:\n  - { kind: zone-partition, zones: [lab-az2] }\nduration: 40s\nstop_when:\n  - { rpo_above: 1s, datastore: orders-db }\ndeclare: manual\n",
+        "name: pause\nfaults:\n  - { kind: reset, target: payments }\nduration: 40s\nstop_when:\n  - { rto_above: 1s, service: payments }\ndeclare: manual\n",
     )
     .unwrap();
     let out =
         drctl().arg("drill").arg(&pause).arg("-f").arg(&topo).arg("--report").arg(dir.join("r1")).output().unwrap();
     assert_eq!(out.status.code(), Some(3), "stopped early is an objective missed: {}", show(&out));
     let r = json(&dir.join("r1/report.json"));
-    assert!(r["stopped_early"].as_str().unwrap().contains("RPO"), "{r:#}");
+    assert!(r["stopped_early"].as_str().unwrap().contains("payments has been down"), "{r:#}");
     assert!(r["faults"][0]["healed_at_s"].is_f64(), "{r:#}");
     assert_eq!(lab_faults(&lab), 0, "healed");
 

@@ -155,8 +155,12 @@ services:
 
     // The standby cut off from its primary while the primary commits for
     // ~3 s: what it has not received is data at risk (paused replay is not).
-    pg.cut_link();
+    // A write the standby has replayed just before the cut, as on a busy
+    // database.
     pg.psql(pg.primary_port, "CREATE TABLE IF NOT EXISTS w (id serial, at timestamptz default now())");
+    pg.psql(pg.primary_port, "INSERT INTO w DEFAULT VALUES");
+    pg.wait_replayed();
+    pg.cut_link();
     let end = Instant::now() + Duration::from_secs(3);
     while Instant::now() < end {
         pg.psql(pg.primary_port, "INSERT INTO w DEFAULT VALUES");

@@ -77,6 +77,12 @@ fn a_restore_killed_mid_way_resumes_into_the_same_copy_without_starting_over() {
     assert!(d["rpo_s"].as_f64().unwrap() < 600.0, "{d}");
     assert!(d["earliest_restorable"].is_string() && d["latest_restorable"].is_string(), "{d}");
     assert!(d["last_restore_test"].is_null());
+    // pgBackRest stamps a backup's end to the whole second, up to a second
+    // ahead: `-1s` is restorable once that point is over a second old.
+    let earliest = chrono::DateTime::parse_from_rfc3339(d["earliest_restorable"].as_str().unwrap()).unwrap();
+    while chrono::Utc::now() < earliest + chrono::Duration::milliseconds(1500) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 
     // A dry run says what it would do, and does nothing.
     let o = drctl(&dir)
