@@ -7,7 +7,7 @@
 //! module only says what an experiment file means.
 
 use crate::decode::{Decoder, Named};
-use crate::diag::{Code, Diagnostic, Diagnostics, Pos};
+use crate::diag::{Code, Diagnostic, Pos};
 use crate::yaml;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -103,30 +103,11 @@ pub const FAULT_KINDS: &[&str] = &[
 ];
 
 pub fn load(path: &Path) -> Result<Experiment, Vec<Diagnostic>> {
-    match yaml::read_file(path) {
-        Ok(src) => load_str(&src, path),
-        Err(e) => {
-            let mut d = Diagnostics::new(path);
-            d.error(Code::Io, Pos::new(1, 1), format!("cannot read the experiment: {e}"));
-            Err(d.into_sorted())
-        }
-    }
+    crate::decode::load_file(path, "the experiment", decode)
 }
 
 pub fn load_str(src: &str, path: &Path) -> Result<Experiment, Vec<Diagnostic>> {
-    let mut diags = Diagnostics::new(path);
-    let root = match yaml::parse(src) {
-        Ok(r) => r,
-        Err(e) => {
-            diags.error(Code::Syntax, e.pos, e.describe());
-            return Err(diags.into_sorted());
-        }
-    };
-    let exp = decode(&mut Decoder::new(&mut diags), &root, path);
-    match exp {
-        Some(e) if !diags.has_errors() => Ok(e),
-        _ => Err(diags.into_sorted()),
-    }
+    crate::decode::load_source(src, path, decode)
 }
 
 fn rate(d: &mut Decoder, node: Option<&yaml::Node>, what: &str) -> Option<f64> {

@@ -5,10 +5,11 @@
 //! the file. Unknown keys are errors (they are almost always typos) and come
 //! with a "did you mean" hint drawn from the keys allowed at that place.
 
-use crate::diag::{did_you_mean, Code, Diagnostics, Pos};
+use crate::diag::{did_you_mean, Code, Diagnostic, Diagnostics, Pos};
 use crate::duration::parse_duration;
 use crate::yaml::{Node, Value};
 use std::fmt::{self, Display};
+use std::path::Path;
 use std::time::Duration;
 
 /// Describes the place being decoded, for messages. Formatted only when a
@@ -258,5 +259,44 @@ pub fn to_json(node: &Node) -> serde_json::Value {
         Value::Map(entries) => {
             J::Object(entries.iter().filter_map(|(k, v)| Some((k.as_scalar()?.to_string(), to_json(v)))).collect())
         }
+    }
+}
+
+/// Reads one file of a drctl format (an experiment, a restore test) and
+/// decodes it: every problem a diagnostic at its position, an unreadable
+/// file named as `what` ("the experiment").
+pub fn load_file<T>(
+    path: &Path,
+    what: &str,
+    decode: impl FnOnce(&mut Decoder<'_>, &Node<'_>, &Path) -> Option<T>,
+) -> Result<T, Vec<Diagnostic>> {
+    match crate::yaml::read_file(path) {
+        Ok(src) => load_source(&src, path, decode),
+        Err(e) => {
+            let mut d = Diagnostics::new(path);
+            d.error(Code::Io, Pos::new(1, 1), format!("cannot read {what}: {e}"));
+            Err(d.into_sorted())
+        }
+    }
+}
+
+/// Decodes `src`, the text of `path`, as [`load_file`] does.
+pub fn load_source<T>(
+    src: &str,
+    path: &Path,
+    decode: impl FnOnce(&mut Decoder<'_>, &Node<'_>, &Path) -> Option<T>,
+) -> Result<T, Vec<Diagnostic>> {
+    let mut diags = Diagnostics::new(path);
+    let root = match crate::yaml::parse(src) {
+        Ok(r) => r,
+        Err(e) => {
+            diags.error(Code::Syntax, e.pos, e.describe());
+            return Err(diags.into_sorted());
+        }
+    };
+    let decoded = decode(&mut Decoder::new(&mut diags), &root, path);
+    match decoded {
+        Some(t) if !diags.has_errors() => Ok(t),
+        _ => Err(diags.into_sorted()),
     }
 }

@@ -14,7 +14,7 @@
 //! nothing, and its file is told apart by its top-level `restore:` key.
 
 use crate::decode::{to_json, Decoder, Field, Named, Spanned};
-use crate::diag::{Code, Diagnostic, Diagnostics, Pos};
+use crate::diag::{Code, Diagnostic};
 use crate::yaml;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -60,30 +60,11 @@ pub fn is_restore_test(src: &str) -> bool {
 }
 
 pub fn load(path: &Path) -> Result<RestoreTest, Vec<Diagnostic>> {
-    match yaml::read_file(path) {
-        Ok(src) => load_str(&src, path),
-        Err(e) => {
-            let mut d = Diagnostics::new(path);
-            d.error(Code::Io, Pos::new(1, 1), format!("cannot read the restore test: {e}"));
-            Err(d.into_sorted())
-        }
-    }
+    crate::decode::load_file(path, "the restore test", decode)
 }
 
 pub fn load_str(src: &str, path: &Path) -> Result<RestoreTest, Vec<Diagnostic>> {
-    let mut diags = Diagnostics::new(path);
-    let root = match yaml::parse(src) {
-        Ok(r) => r,
-        Err(e) => {
-            diags.error(Code::Syntax, e.pos, e.describe());
-            return Err(diags.into_sorted());
-        }
-    };
-    let t = decode(&mut Decoder::new(&mut diags), &root, path);
-    match t {
-        Some(t) if !diags.has_errors() => Ok(t),
-        _ => Err(diags.into_sorted()),
-    }
+    crate::decode::load_source(src, path, decode)
 }
 
 fn point(d: &mut Decoder, s: &Spanned<String>) -> Option<Point> {
