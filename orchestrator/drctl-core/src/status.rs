@@ -121,14 +121,17 @@ pub fn rpo_of(replicas: &[ReplicaStatus]) -> Option<f64> {
 /// unknown RPO never meets a target: what cannot be measured cannot be promised.
 pub fn datastore_status(topo: &Topology, id: usize, m: Measurement) -> DatastoreStatus {
     let e = topo.entity(id);
-    let rpo = if m.error.is_some() { None } else { rpo_of(&m.replicas) };
+    // A measurement with an error may still know a standby's lag (its
+    // primary dark, the standby answering): the RPO is null only when no
+    // member answers, or when two primaries make it meaningless.
+    let split_brain = m.error.as_deref().is_some_and(|e| e.starts_with(SPLIT_BRAIN));
+    let rpo = if split_brain { None } else { rpo_of(&m.replicas) };
     let target = e.targets.rpo.map(|d| d.as_secs_f64());
     let meets = match (rpo, target) {
         (_, None) => m.error.is_none(),
         (Some(r), Some(t)) => r <= t,
         (None, Some(_)) => false,
     };
-    let split_brain = m.error.as_deref().is_some_and(|e| e.starts_with(SPLIT_BRAIN));
     let error = m
         .error
         .map(|e| crate::redact::text(&e))

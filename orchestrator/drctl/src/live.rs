@@ -24,7 +24,7 @@ pub async fn status(
         let placements = state.placements().unwrap_or_default();
         let at = std::time::SystemTime::now();
         let mut report = live::status(clients, topo, &placements, at).await;
-        live::attach_conflicts(state, &mut report);
+        live::with_state(state, &mut report, at);
         if let Err(e) = live::record(state, &report, at) {
             eprintln!("warning: RPO samples not recorded: {e}");
         }

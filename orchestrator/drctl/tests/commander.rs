@@ -187,6 +187,14 @@ fn a_refused_declaration_is_audited_with_its_reason_by_the_login_name_without_us
     assert!(o.status.success(), "{}", show(&o));
     // The zone goes dark; its primary has no fence command: refused.
     pg.kill_primary();
+    // Its standby answers, so the RPO is still a number (what it may lack),
+    // with the primary's darkness said beside it.
+    let o = drctl(&dir).args(["status", "--output", "json"]).output().unwrap();
+    let st: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", show(&o)));
+    let db = &st["datastores"][0];
+    assert!(db["rpo_s"].is_number(), "the standby answers, the RPO is known: {db}");
+    assert!(db["error"].as_str().unwrap().contains("unreachable"), "{db}");
+    assert_eq!(db["replicas"][0]["wal"]["streaming"], false, "{db}");
     let o = drctl(&dir)
         .args(["declare", "--zone", "az1", "--reason", "az1 is dark", "--yes"])
         .env_remove("USER")

@@ -1013,12 +1013,15 @@ fn min_opt(a: Option<TierId>, b: Option<TierId>) -> Option<TierId> {
 /// `us-east-1a` → `us-east-1`, for zones that name an AWS availability zone.
 fn region_of_aws_zone(az: &str) -> Option<String> {
     let last = az.chars().last()?;
-    let head = &az[..az.len() - 1];
+    if !last.is_ascii_lowercase() {
+        return None;
+    }
+    let head = &az[..az.len() - last.len_utf8()];
     let parts: Vec<&str> = head.split('-').collect();
     let looks_like_region = parts.len() >= 3
         && parts[0].len() == 2
         && parts.last().is_some_and(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
-    (last.is_ascii_lowercase() && looks_like_region).then(|| head.to_string())
+    looks_like_region.then(|| head.to_string())
 }
 
 /// S3's bucket naming rules, in short.
@@ -1040,5 +1043,22 @@ fn abbreviated(names: &[&str]) -> String {
         names.join(", ")
     } else {
         format!("{}, ... ({} in all)", names[..8].join(", "), names.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::region_of_aws_zone;
+
+    /// A zone name ending in a multi-byte letter is not an AWS zone, and
+    /// never a panic (found by the fuzzer).
+    #[test]
+    fn aws_zone_names_give_their_region_and_anything_else_gives_none() {
+        assert_eq!(region_of_aws_zone("us-east-1a").as_deref(), Some("us-east-1"));
+        assert_eq!(region_of_aws_zone("eu-west-2c").as_deref(), Some("eu-west-2"));
+        assert_eq!(region_of_aws_zone("us-east-1ŝ"), None);
+        assert_eq!(region_of_aws_zone("ŝ"), None);
+        assert_eq!(region_of_aws_zone(""), None);
+        assert_eq!(region_of_aws_zone("lab-az1"), None);
     }
 }

@@ -142,7 +142,7 @@ impl<'a> Drill<'a> {
             opts,
             id: opts.id.clone().unwrap_or_else(failover::new_id),
             clock: Clock::start(opts.clock.clone()),
-            injector: Injector { lab: opts.lab.as_ref(), topo: &opts.topology },
+            injector: Injector { lab: opts.lab.as_ref(), topo: &opts.topology, cut: Default::default() },
             http: opts.clients.http().clone(),
             timeline: vec![TimelineEvent { at_s: 0.0, kind: "steady".into(), what: "steady state verified".into() }],
             faults,
