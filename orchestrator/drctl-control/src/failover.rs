@@ -371,7 +371,7 @@ pub async fn still_alive(topo: &Topology, state: &State, clients: &Clients, decl
     }
     let checks: Vec<(String, String, Duration)> = topo
         .services()
-        .filter_map(|(_, e, s)| zone_health(topo, s, &lost).map(|(url, t)| (e.name.clone(), url, t)))
+        .flat_map(|(_, e, s)| zone_health(topo, s, &lost).into_iter().map(|(url, t)| (e.name.clone(), url, t)))
         .collect();
     let results = futures::future::join_all(
         checks
@@ -387,16 +387,21 @@ pub async fn still_alive(topo: &Topology, state: &State, clients: &Clients, decl
     alive
 }
 
-/// The health check that speaks for a service in the lost zones alone:
-/// its one URL when the service runs in one zone only, and that zone is
-/// lost. A URL shared by several zones (a front door, a load balancer)
-/// answers from whichever zone is left, so it passing says nothing about
-/// the declared zone and listing it would alarm on every declaration.
-fn zone_health(topo: &Topology, s: &drctl_core::topology::Service, lost: &[String]) -> Option<(String, Duration)> {
-    let h = s.health.as_ref()?;
-    match s.zones.as_slice() {
-        [only] if lost.contains(&topo.zones[*only].name) => Some((h.url.clone(), h.timeout)),
-        _ => None,
+/// The health checks that speak for a service in the lost zones alone:
+/// each lost zone's own URL (`health: { zones: ... }`), or its one URL
+/// when the service runs in one zone only, and that zone is lost. A URL
+/// shared by several zones (a front door, a load balancer) answers from
+/// whichever zone is left, so it passing says nothing about the declared
+/// zone and listing it would alarm on every declaration.
+fn zone_health(topo: &Topology, s: &drctl_core::topology::Service, lost: &[String]) -> Vec<(String, Duration)> {
+    let Some(h) = s.health.as_ref() else { return Vec::new() };
+    let is_lost = |z: usize| lost.contains(&topo.zones[z].name);
+    if !h.zones.is_empty() {
+        return h.zones.iter().filter(|(z, _)| is_lost(*z)).map(|(_, u)| (u.clone(), h.timeout)).collect();
+    }
+    match (s.zones.as_slice(), &h.url) {
+        ([only], Some(url)) if is_lost(*only) => vec![(url.clone(), h.timeout)],
+        _ => Vec::new(),
     }
 }
 

@@ -190,11 +190,22 @@ pub async fn status(
     let ds_status: Vec<DatastoreStatus> =
         datastores.iter().zip(measured).map(|((id, _), m)| datastore_status(topo, *id, m)).collect();
 
-    let services: Vec<(usize, Option<&drctl_core::topology::Health>)> =
-        topo.services().map(|(i, _, s)| (i, s.health.as_ref())).collect();
+    // A service's health: its shared URL, or the URL of the zone serving it
+    // (where a failover moved it, else its first zone).
+    let services: Vec<(usize, Option<(&str, Duration)>)> = topo
+        .services()
+        .map(|(i, e, s)| {
+            let serving = placements
+                .iter()
+                .find(|(name, _)| *name == e.name)
+                .and_then(|(_, z)| topo.zone_id(z))
+                .or_else(|| s.zones.first().copied());
+            (i, s.health.as_ref().and_then(|h| h.serving_url(serving).map(|u| (u, h.timeout))))
+        })
+        .collect();
     let health: Vec<Result<bool, String>> = futures::future::join_all(services.iter().map(|(_, h)| async move {
         match h {
-            Some(h) => http::check(&clients.http, &h.url, h.timeout).await.map(|()| true),
+            Some((url, timeout)) => http::check(&clients.http, url, *timeout).await.map(|()| true),
             None => Ok(true),
         }
     }))

@@ -334,7 +334,7 @@ async fn evaluate_scope(ctx: &Ctx<'_>, scope: ScopeName) -> (ScopeReport, BTreeS
     let specs = failover::steps(ctx.topo, &plan, "readiness");
     let per_step = join_all(specs.iter().map(|s| step_findings(ctx, &decl, &lost, s))).await;
     report.findings.extend(per_step.into_iter().flatten());
-    report.findings.extend(service_health(ctx, &in_plan).await);
+    report.findings.extend(service_health(ctx, &in_plan, &lost).await);
     (report, in_plan, lost)
 }
 
@@ -498,19 +498,25 @@ async fn answers(ctx: &Ctx<'_>, url: &str) -> Result<String, String> {
 }
 
 /// The services a scope fails over whose health check does not pass now
-/// (a warning: the failover may still bring them up).
-async fn service_health(ctx: &Ctx<'_>, in_plan: &BTreeSet<String>) -> Vec<Finding> {
-    let checks = ctx.topo.services().filter(|(_, e, _)| in_plan.contains(&e.name)).filter_map(|(_, e, svc)| {
-        let h = svc.health.as_ref()?;
-        Some(async move {
-            let endpoint = reqwest::Url::parse(&h.url)
+/// where they would be served after it (each remaining zone's own URL, or
+/// the shared one): a warning, the failover may still bring them up.
+async fn service_health(ctx: &Ctx<'_>, in_plan: &BTreeSet<String>, lost: &[String]) -> Vec<Finding> {
+    let is_lost = |z: usize| lost.contains(&ctx.topo.zones[z].name);
+    let checks = ctx.topo.services().filter(|(_, e, _)| in_plan.contains(&e.name)).flat_map(|(_, e, svc)| {
+        let urls: Vec<(&str, Duration)> = svc
+            .health
+            .as_ref()
+            .map(|h| h.urls_outside(is_lost).into_iter().map(|u| (u, h.timeout)).collect())
+            .unwrap_or_default();
+        urls.into_iter().map(move |(url, timeout)| async move {
+            let endpoint = reqwest::Url::parse(url)
                 .map(|u| format!("http:{}:{}", u.host_str().unwrap_or(""), u.port_or_known_default().unwrap_or(0)))
-                .unwrap_or_else(|_| h.url.clone());
-            let timeout = h.timeout.min(ctx.opts.timeout);
+                .unwrap_or_else(|_| url.to_string());
+            let timeout = timeout.min(ctx.opts.timeout);
             let http = ctx.clients.http();
             let r = ctx
-                .once(format!("health:{}", h.url), &endpoint, async move {
-                    drctl_providers::http::check(http, &h.url, timeout).await.map(|_| "healthy".to_string())
+                .once(format!("health:{url}"), &endpoint, async move {
+                    drctl_providers::http::check(http, url, timeout).await.map(|_| "healthy".to_string())
                 })
                 .await;
             r.err().map(|why| {

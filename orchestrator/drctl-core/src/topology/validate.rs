@@ -685,14 +685,41 @@ impl Validator<'_> {
             }
         }
         let health = svc.health.as_ref().and_then(|h| {
-            let url = h.url.as_ref()?;
-            if !(url.value.starts_with("http://") || url.value.starts_with("https://")) {
-                self.diags
-                    .error(Code::BadValue, url.pos, format!("health url `{}` is not an http(s) URL", url.value))
-                    .with_hint("write it as http://host:port/path");
+            let mut http_url = |url: &raw::S| {
+                if !(url.value.starts_with("http://") || url.value.starts_with("https://")) {
+                    self.diags
+                        .error(Code::BadValue, url.pos, format!("health url `{}` is not an http(s) URL", url.value))
+                        .with_hint("write it as http://host:port/path");
+                }
+                url.value.clone()
+            };
+            let url = h.url.as_ref().map(&mut http_url);
+            let checked: Vec<(&raw::S, String)> = h.zones.iter().map(|(z, u)| (z, http_url(u))).collect();
+            let mut per_zone = Vec::new();
+            for (zone, url) in checked {
+                if let Some(z) = self.zone_ref(zone, ctx, "the health check's `zones` are keyed by zone") {
+                    if !zones.is_empty() && !zones.contains(&z) {
+                        self.diags.warning(
+                            Code::Suspicious,
+                            zone.pos,
+                            format!("{what} has a health URL for zone `{}`, where it does not run", zone.value),
+                        );
+                    }
+                    per_zone.push((z, url));
+                }
+            }
+            per_zone.sort_by_key(|(z, _)| *z);
+            if url.is_none() && per_zone.is_empty() {
+                if h.zones.is_empty() {
+                    self.diags
+                        .error(Code::MissingKey, h.pos, format!("the health check of {what} has no URL"))
+                        .with_hint("add `url: URL`, or `zones: { ZONE: URL, ... }` with one URL per zone");
+                }
+                return None;
             }
             Some(Health {
-                url: url.value.clone(),
+                url,
+                zones: per_zone,
                 timeout: h.timeout.as_ref().map_or(Duration::from_secs(5), |t| t.value),
             })
         });
