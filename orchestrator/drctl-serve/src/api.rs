@@ -720,13 +720,12 @@ async fn leader(Ax(s): Ax<Arc<Shared>>) -> Response {
     Json(json!({ "self": s.opts.id, "leader": leader, "url": url, "leading": s.leads() })).into_response()
 }
 
-/// Marks a request one controller forwarded to another (never forwarded twice).
-const FORWARDED: &str = "x-drctl-forwarded-by";
+use crate::peer::{FORWARDED, FORWARDED_FOR, FORWARDED_PROOF};
 
 /// An operator write sent to a follower goes to the leader (docs/guide/ha-etcd.md):
 /// forwarded as it came, or answered 503 naming the leader when it
 /// cannot be reached. Reads are answered here, from the shared state.
-async fn to_the_leader(Ax(s): Ax<Arc<Shared>>, req: Request<Body>, next: axum::middleware::Next) -> Response {
+async fn to_the_leader(Ax(s): Ax<Arc<Shared>>, mut req: Request<Body>, next: axum::middleware::Next) -> Response {
     let write = !matches!(*req.method(), axum::http::Method::GET | axum::http::Method::HEAD);
     let Some(election) = s.opts.leadership.clone() else { return next.run(req).await };
     if !write || !req.uri().path().starts_with("/api/") || s.leads() {
@@ -736,8 +735,11 @@ async fn to_the_leader(Ax(s): Ax<Arc<Shared>>, req: Request<Body>, next: axum::m
         status: StatusCode::SERVICE_UNAVAILABLE,
         body: json!({ "error": message, "leader": leader.map(|l| l.id.clone()), "url": leader.map(|l| l.url.clone()) }),
     };
-    // The client network rule holds here too: the leader sees this controller's address.
-    if let Some(Remote(remote)) = req.extensions().get::<Remote>().copied() {
+    // The client network rule holds here too, and the leader judges the
+    // client, not this controller: the request says who it came from, with
+    // a proof only a controller can make (crate::peer).
+    let client = req.extensions().get::<Remote>().copied();
+    if let Some(Remote(remote)) = client {
         if let Err(refused) = allowed(&s, remote) {
             return refused.into_response();
         }
@@ -754,6 +756,13 @@ async fn to_the_leader(Ax(s): Ax<Arc<Shared>>, req: Request<Body>, next: axum::m
         return unavailable(format!("this controller does not lead; `{}` does", leader.id), Some(&leader))
             .into_response();
     }
+    if let Some(Remote(remote)) = client {
+        crate::peer::sign(&s, election.id(), remote.ip(), &mut req);
+    }
+    // Never more connections to the leader than it lets one address hold.
+    let Ok(_slot) = s.forward_slots.acquire().await else {
+        return unavailable("this controller is stopping".into(), Some(&leader)).into_response();
+    };
     match forward(&s.forwarder, &leader.url, election.id(), req).await {
         Ok(r) => r,
         Err(why) => unavailable(
@@ -784,8 +793,10 @@ pub(crate) async fn forward(
             out = out.header(name.as_str(), v);
         }
     }
-    if let Some(v) = parts.headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
-        out = out.header("idempotency-key", v);
+    for name in ["idempotency-key", FORWARDED_FOR, FORWARDED_PROOF] {
+        if let Some(v) = parts.headers.get(name).and_then(|v| v.to_str().ok()) {
+            out = out.header(name, v);
+        }
     }
     // reqwest's own message is "error sending request": the cause (an
     // unknown issuer, a refused connection) is in its sources.
@@ -914,6 +925,7 @@ pub fn router(s: Arc<Shared>) -> Router {
             },
             crate::limits::limit,
         ))
+        .layer(axum::middleware::from_fn_with_state(s.clone(), crate::peer::trust_forwarded))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(s)
 }

@@ -30,6 +30,7 @@ pub mod feeds;
 #[cfg(test)]
 mod handler_tests;
 mod limits;
+mod peer;
 pub mod notify;
 pub mod page;
 pub mod readiness;
@@ -183,6 +184,9 @@ pub(crate) struct Shared {
     /// For forwarding operator requests to the leader: one client (its
     /// connections reused), trusting `--peer-ca` beside the public roots.
     pub forwarder: reqwest::Client,
+    /// Requests forwarded to the leader at once: fewer than the connections
+    /// the leader lets one address hold, so it closes none of them.
+    pub forward_slots: tokio::sync::Semaphore,
     /// Per client address, for the unauthenticated subscribe endpoints.
     pub subscribe_rate: limits::RateLimiter,
     /// The latest readiness evaluation (this leader's, or the stored one).
@@ -193,6 +197,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     fn new(opts: Options, base_url: String) -> Shared {
+        let forward_slots = tokio::sync::Semaphore::new((opts.limits.per_address / 2).max(1));
         Shared {
             opts,
             base_url,
@@ -205,6 +210,7 @@ impl Shared {
             leading: RwLock::new(None),
             view: RwLock::new(None),
             forwarder: tls::forwarder(None).unwrap_or_default(),
+            forward_slots,
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .timeout(Duration::from_secs(10))

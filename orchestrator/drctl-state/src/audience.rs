@@ -249,6 +249,11 @@ pub struct NewCustomerLink {
 
 /// Subscriptions, the outbox and reports; see the module documentation.
 pub trait Audience: Send + Sync {
+    /// A keyed hash (hex) of `value` for `purpose` under the data key, which
+    /// every controller sharing this store holds: how one controller proves
+    /// to another that it is one (a forwarded request's client address).
+    fn keyed_hash(&self, purpose: &str, value: &[u8]) -> String;
+
     /// A new subscription: e-mail pending until confirmed, webhook active
     /// (its URL answered by whoever registered it; its secret returned).
     fn subscribe(
@@ -467,6 +472,10 @@ impl<K: Kv> KvStore<K> {
 }
 
 impl<K: Kv> Audience for KvStore<K> {
+    fn keyed_hash(&self, purpose: &str, value: &[u8]) -> String {
+        self.sealer().index(purpose, value)
+    }
+
     fn subscribe(
         &self,
         channel: Channel,
@@ -996,6 +1005,10 @@ impl Kv for SqliteKv {
 }
 
 impl Audience for crate::Sqlite {
+    fn keyed_hash(&self, purpose: &str, value: &[u8]) -> String {
+        self.sealer().index(purpose, value)
+    }
+
     fn subscribe(
         &self,
         channel: Channel,

@@ -3,7 +3,9 @@
 //! for approval hands over and every effect runs once; a leader cut off
 //! from etcd stops acting before another leads, and no step ever runs
 //! under two controllers (counted from what the steps themselves wrote);
-//! followers serve the page, forward operator writes, and name the leader.
+//! followers serve the page, forward operator writes, and name the leader;
+//! the leader judges a forwarded request by the client it came from, and
+//! only when a controller says so.
 
 use drctl_testkit::{free_port, EtcdCluster, PgPair, TcpProxy};
 use std::path::{Path, PathBuf};
@@ -34,11 +36,16 @@ struct Controller {
 
 impl Controller {
     fn start(dir: &Path, state: &str, id: &str) -> Controller {
+        Controller::start_with(dir, state, id, &[])
+    }
+
+    fn start_with(dir: &Path, state: &str, id: &str, extra: &[&str]) -> Controller {
         let port = free_port();
         let log = dir.join(format!("{id}.log"));
         let child = drctl(dir, state)
             .args(["serve", "-f", "drctl.yaml", "--sample-every", "500ms", "--lease-ttl", "3s", "--id", id])
             .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -249,5 +256,119 @@ fn a_leader_cut_off_from_etcd_stops_before_another_runs_its_step() {
     assert!(a.log().contains("lost the lead"), "{}", a.log());
     let v = execution(&c, &b.base, &token, &id);
     assert!(step(&v, "checkout/tick")["ran_by"].as_str().unwrap_or_default().starts_with("controller:az2-ctl:"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A client bound to one loopback address (Linux answers on all of 127/8).
+fn client_from(ip: &str) -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .no_proxy()
+        .local_address(ip.parse::<std::net::IpAddr>().unwrap())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn the_leader_limits_the_client_a_follower_forwards_for_and_ignores_forged_headers() {
+    let etcd = EtcdCluster::start(1);
+    let state = etcd.url("forwarded");
+    let dir = tempdir("forwarded");
+    // No datastore answers: nothing here needs one.
+    let dead = free_port();
+    std::fs::write(
+        dir.join("drctl.yaml"),
+        format!(
+            "version: 1\nname: shop\nzones:\n  - {{ name: az1, region: r1 }}\n  - {{ name: az2, region: r1 }}\n\
+             objectives:\n  tier-0: {{ rpo: 5s, rto: 2m }}\n\
+             datastores:\n  - name: orders-db\n    kind: postgres\n    primary: {{ zone: az1, url: \"postgres://u@127.0.0.1:{dead}/p\" }}\n    replicas: [ {{ zone: az2, url: \"postgres://u@127.0.0.1:{dead}/p\" }} ]\n\
+             services:\n  - {{ name: checkout, tier: tier-0, zones: [az1, az2], depends_on: [orders-db] }}\n"
+        ),
+    )
+    .unwrap();
+    let out = drctl(&dir, &state).args(["token", "create", "--name", "ops", "--role", "operator"]).output().unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let operator = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let c = client();
+    let a = Controller::start_with(&dir, &state, "az1-ctl", &["--allow-private-webhooks"]);
+    wait_for("az1-ctl to lead", 20, || a.leader(&c)["leading"] == true);
+    let b = Controller::start_with(&dir, &state, "az2-ctl", &["--allow-private-webhooks"]);
+    wait_for("az2-ctl to follow", 20, || b.leader(&c)["leader"] == "az1-ctl");
+
+    let subscribe = |from: &reqwest::blocking::Client, base: &str, n: u32, headers: &[(&str, &str)]| {
+        let mut r = from
+            .post(format!("{base}/api/v1/subscriptions"))
+            .json(&serde_json::json!({"webhook": format!("http://127.0.0.1:9/hook-{n}")}));
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        let r = r.send().unwrap();
+        let status = r.status().as_u16();
+        (status, r.text().unwrap_or_default())
+    };
+
+    // A client through the follower has its network's five subscriptions,
+    // then waits: counted by the leader against its own network.
+    let x = client_from("127.0.1.5");
+    for n in 0..5 {
+        let (status, body) = subscribe(&x, &b.base, n, &[]);
+        assert_eq!(status, 201, "{body}\n{}\n{}", a.log(), b.log());
+    }
+    let (status, body) = subscribe(&x, &b.base, 5, &[]);
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("this network"), "{body}");
+
+    // Another network through the same follower has its own allowance:
+    // the follower's clients do not share one.
+    let y = client_from("127.0.2.5");
+    let (status, body) = subscribe(&y, &b.base, 10, &[]);
+    assert_eq!(status, 201, "the leader judged the follower, not the client: {body}");
+
+    // A client in the used-up network forging the headers, straight to the
+    // leader: ignored, judged by its own address.
+    let z = client_from("127.0.1.9");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs().to_string();
+    let forged_proof = format!("{now}.{}", "0".repeat(64));
+    let forged = [
+        ("x-drctl-forwarded-by", "az2-ctl"),
+        ("x-drctl-forwarded-for", "127.0.3.3"),
+        ("x-drctl-forwarded-proof", forged_proof.as_str()),
+    ];
+    let (status, body) = subscribe(&z, &a.base, 20, &forged);
+    assert_eq!(status, 429, "a forged header counted: {body}");
+    // The same through the follower: stripped, and forwarded for the real client.
+    let (status, body) = subscribe(&z, &b.base, 21, &forged);
+    assert_eq!(status, 429, "a forged header counted: {body}");
+    let (status, body) = subscribe(&z, &b.base, 22, &[("x-drctl-forwarded-for", "127.0.4.4")]);
+    assert_eq!(status, 429, "a forged header counted: {body}");
+
+    // The audit log names the client, not the follower.
+    let r = client_from("127.0.5.7")
+        .post(format!("{}/api/v1/incidents", b.base))
+        .bearer_auth(&operator)
+        .json(&serde_json::json!({"title": "Slow checkout", "status": "investigating"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().unwrap_or_default());
+    let r = client_from("127.0.5.8")
+        .post(format!("{}/api/v1/incidents", a.base))
+        .bearer_auth(&operator)
+        .header("x-drctl-forwarded-for", "10.1.2.3")
+        .json(&serde_json::json!({"title": "Slow search", "status": "investigating"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().unwrap_or_default());
+    let out = drctl(&dir, &state).args(["audit", "list", "--output", "json"]).output().unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let entries: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let source_of = |title: &str| {
+        entries
+            .iter()
+            .find(|e| e["request"]["title"] == title)
+            .map(|e| e["source"].as_str().unwrap_or_default().to_string())
+            .unwrap_or_else(|| panic!("no entry for {title}: {entries:#?}"))
+    };
+    assert_eq!(source_of("Slow checkout"), "127.0.5.7");
+    assert_eq!(source_of("Slow search"), "127.0.5.8");
     let _ = std::fs::remove_dir_all(&dir);
 }
