@@ -284,6 +284,7 @@ impl Declarer {
             let refusals = p.refusals();
             let mut request = p.request(dry_run);
             request["refused"] = json!(refusals);
+            request["outcome"] = json!("refused");
             audit(&*self.state, who, "declare.refused", &format!("execution {}", p.id), &request)?;
             tracing::warn!(execution = %p.id, actor = %who.name, source = %who.source, ?refusals, dry_run, "declaration refused by the preflight");
             if !dry_run {
@@ -616,7 +617,7 @@ pub fn approve(state: &State, id: &str, step: &str, done: bool, who: &Actor, rol
         if role < least {
             // Refused, and kept: who tried to approve what they may not is
             // for the security team to see.
-            let request = json!({"step": step, "needs": needs.as_str(), "role": role.as_str()});
+            let request = json!({"step": step, "needs": needs.as_str(), "role": role.as_str(), "outcome": "refused"});
             audit(state, who, "approve.refused", &format!("execution {id} step {step}"), &request)?;
             return Err(crate::Request::NotYourApproval {
                 step: step.to_string(),
@@ -634,6 +635,10 @@ pub fn approve(state: &State, id: &str, step: &str, done: bool, who: &Actor, rol
             state: s.state.as_str().to_string(),
         }
         .into());
+    }
+    // This attempt already decided: nothing changes, so nothing is audited.
+    if state.approved_by(id, step, s.attempts)?.is_some() {
+        return Ok(false);
     }
     let what = if done { "approve --done" } else { "approve" };
     audit(state, who, what, &format!("execution {id} step {step}"), &json!({"step": step, "done": done}))?;

@@ -501,16 +501,21 @@ async fn publish_report(
 ) -> ApiResult {
     let who = authorize(&s, &headers, remote, Role::Operator)?;
     let id = incident_id(&id)?;
-    // What customers read is finished: a draft's placeholder is not.
-    if let Some(r) = s.opts.state.report(id).map_err(state_error)? {
-        if let Some(p) = crate::reports::placeholder_in(&r.body) {
-            return Err(problem(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!(
-                    "the report still holds the placeholder `{p}`: write that part (PUT /api/v1/incidents/{id}/report), then publish"
-                ),
-            ));
-        }
+    // What customers read is finished: a draft's placeholder is not. A
+    // refusal is answered before the audit: the log records changes only.
+    let Some(r) = s.opts.state.report(id).map_err(state_error)? else {
+        return Err(problem(
+            StatusCode::NOT_FOUND,
+            format!("incident {id} has no report yet: one is drafted when its execution ends, or PUT one"),
+        ));
+    };
+    if let Some(p) = crate::reports::placeholder_in(&r.body) {
+        return Err(problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "the report still holds the placeholder `{p}`: write that part (PUT /api/v1/incidents/{id}/report), then publish"
+            ),
+        ));
     }
     audit(&s, &who, "report.publish", &format!("incident {id}"), &json!({}))?;
     let r = s.opts.state.publish_report(id, &who.name, s.opts.clock.now()).map_err(state_error)?;

@@ -387,15 +387,32 @@ fn at(t: SystemTime) -> String {
     drctl_control::failover::rfc3339(t)
 }
 
+/// What an audit entry records: `done` (a change was made), `refused`
+/// (asked, refused, nothing changed) or `dry_run` (a plan, nothing changed).
+fn audit_outcome(action: &str, request: &serde_json::Value) -> String {
+    if let Some(o) = request["outcome"].as_str() {
+        return o.to_string();
+    }
+    let o = if action.ends_with(".refused") {
+        "refused"
+    } else if action.ends_with(".dry_run") {
+        "dry_run"
+    } else {
+        "done"
+    };
+    o.to_string()
+}
+
 pub fn audit_list(state: &State, json: bool) -> Result<Outcome, Failure> {
     let entries = state.audit_entries().map_err(|e| Failure::Runtime(e.into()))?;
     if json {
         let v: Vec<serde_json::Value> = entries
             .iter()
             .map(|e| {
+                let request = serde_json::from_str::<serde_json::Value>(&e.request).unwrap_or_default();
                 serde_json::json!({
                     "seq": e.seq, "at": at(e.at), "actor": e.actor, "source": e.source, "action": e.action,
-                    "target": e.target, "request": serde_json::from_str::<serde_json::Value>(&e.request).unwrap_or_default(),
+                    "target": e.target, "outcome": audit_outcome(&e.action, &request), "request": request,
                     "hash": e.hash, "prev_hash": e.prev_hash,
                 })
             })

@@ -441,3 +441,125 @@ fn public_faces_name_the_class_of_a_failure_and_private_addresses_are_refused_in
         assert_eq!(r.status(), 422, "{url} was accepted");
     }
 }
+
+/// Requests the API refuses (an unknown execution, a role too low, a step
+/// not waiting, a decision already made) are audited as refused, or not
+/// at all: the log never shows a change that was not made.
+#[test]
+fn refused_requests_are_never_audited_as_changes() {
+    let dir = tempdir("audit-refused");
+    let dead = free_port();
+    std::fs::create_dir_all(dir.join("runbooks")).unwrap();
+    std::fs::write(
+        dir.join("runbooks/checkout.yaml"),
+        "name: checkout-failover\nsteps:\n  - id: approve\n    action: approval\n    with: { role: admin, prompt: \"Move checkout?\" }\n  - id: after\n    action: exec\n    with: { command: [\"true\"] }\n    needs: [approve]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("drctl.yaml"),
+        format!(
+            "version: 1\nname: shop\nzones:\n  - {{ name: az1, region: r1 }}\n  - {{ name: az2, region: r1 }}\n\
+             objectives:\n  tier-0: {{ rpo: 5s, rto: 2m }}\n\
+             datastores:\n  - name: orders-db\n    kind: postgres\n    primary: {{ zone: az1, url: \"postgres://u@127.0.0.1:{dead}/p\" }}\n    replicas: [ {{ zone: az2, url: \"postgres://u@127.0.0.1:{dead}/p\" }} ]\n\
+             services:\n  - {{ name: checkout, tier: tier-0, zones: [az1, az2], failover: {{ runbook: runbooks/checkout.yaml }} }}\n"
+        ),
+    )
+    .unwrap();
+    let token = |name: &str, role: &str| {
+        let out = drctl_default(&dir).args(["token", "create", "--name", name, "--role", role]).output().unwrap();
+        assert!(out.status.success(), "{}", show(&out));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let (viewer, commander, admin) = (token("watcher", "viewer"), token("ic", "commander"), token("root", "admin"));
+    let srv = serve(&dir, &[]);
+    let c = client();
+    let post = |path: &str, token: &str, body: Value| {
+        let r = c.post(format!("{}{path}", srv.base)).bearer_auth(token).json(&body).send().unwrap();
+        let status = r.status().as_u16();
+        (status, r.text().unwrap_or_default())
+    };
+    let audit = || -> Vec<Value> {
+        let out = drctl_default(&dir).args(["audit", "list", "--output", "json"]).output().unwrap();
+        assert!(out.status.success(), "{}", show(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+
+    // A preflight refusal: audited, as refused.
+    let (status, body) = post("/api/v1/declare", &commander, json!({"targets": ["orders-db"], "reason": "drill"}));
+    assert_eq!(status, 409, "{body}");
+
+    let (status, body) = post("/api/v1/declare", &commander, json!({"targets": ["checkout"], "reason": "drill"}));
+    assert_eq!(status, 202, "{body}");
+    let id = serde_json::from_str::<Value>(&body).unwrap()["id"].as_str().unwrap().to_string();
+    wait_for("the approval step", 30, || {
+        let v: Value = c
+            .get(format!("{}/api/v1/executions/{id}", srv.base))
+            .bearer_auth(&viewer)
+            .send()
+            .and_then(|r| r.json())
+            .unwrap_or_default();
+        v["steps"].as_array().is_some_and(|s| s.iter().any(|s| s["state"] == "waiting_approval"))
+    });
+    let before = audit().len();
+
+    // Not found, not the caller's to decide, not waiting: none of them a change.
+    let step = json!({"step": "checkout/approve"});
+    for (path, body) in [
+        ("/api/v1/executions/no-such-execution/approve", step.clone()),
+        ("/api/v1/executions/no-such-execution/abort", json!({})),
+        ("/api/v1/executions/no-such-execution/retry", step.clone()),
+        ("/api/v1/executions/no-such-execution/skip", step.clone()),
+    ] {
+        let (status, body) = post(path, &commander, body);
+        assert_eq!(status, 404, "{path}: {body}");
+    }
+    let (status, body) = post("/api/v1/incidents/999/report/publish", &admin, json!({}));
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = post(&format!("/api/v1/executions/{id}/approve"), &viewer, step.clone());
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = post(&format!("/api/v1/executions/{id}/retry"), &commander, step.clone());
+    assert!(status == 409 || status == 422, "{status} {body}");
+    assert_eq!(audit().len(), before, "a request refused before it reached anything is not audited");
+
+    // An approval that needs an admin, asked by a commander: kept, as refused.
+    let (status, body) = post(&format!("/api/v1/executions/{id}/approve"), &commander, step.clone());
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = post(&format!("/api/v1/executions/{id}/approve"), &admin, step.clone());
+    assert_eq!(status, 200, "{body}");
+    // Approved again: nothing changes, nothing is audited.
+    let (status, body) = post(&format!("/api/v1/executions/{id}/approve"), &admin, step.clone());
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["already"], true, "{body}");
+    wait_for("the execution to end", 30, || {
+        let v: Value = c
+            .get(format!("{}/api/v1/executions/{id}", srv.base))
+            .bearer_auth(&viewer)
+            .send()
+            .and_then(|r| r.json())
+            .unwrap_or_default();
+        v["state"] == "succeeded"
+    });
+    // Aborting what has ended changes nothing.
+    let (status, body) = post(&format!("/api/v1/executions/{id}/abort"), &commander, json!({}));
+    assert_eq!(status, 200, "{body}");
+
+    let entries = audit();
+    for e in &entries {
+        assert!(["done", "refused", "dry_run"].contains(&e["outcome"].as_str().unwrap_or_default()), "{e:#}");
+        assert!(!e["target"].as_str().unwrap_or_default().contains("no-such-execution"), "{e:#}");
+        assert!(!["abort", "retry", "skip", "report.publish"].contains(&e["action"].as_str().unwrap_or_default()), "{e:#}");
+    }
+    let of = |action: &str| entries.iter().filter(|e| e["action"] == action).collect::<Vec<_>>();
+    let refused = of("declare.refused");
+    assert_eq!(refused.len(), 1, "{entries:#?}");
+    assert_eq!(refused[0]["outcome"], "refused");
+    let refused = of("approve.refused");
+    assert_eq!(refused.len(), 1, "{entries:#?}");
+    assert_eq!((refused[0]["outcome"].as_str(), refused[0]["actor"].as_str()), (Some("refused"), Some("ic")));
+    let approved = of("approve");
+    assert_eq!(approved.len(), 1, "approved once, audited once: {entries:#?}");
+    assert_eq!((approved[0]["outcome"].as_str(), approved[0]["actor"].as_str()), (Some("done"), Some("root")));
+    assert_eq!(of("declare").len(), 1, "{entries:#?}");
+    assert_eq!(of("declare")[0]["outcome"], "done");
+    let _ = std::fs::remove_dir_all(&dir);
+}
