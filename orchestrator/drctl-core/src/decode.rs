@@ -64,6 +64,8 @@ impl<T> Spanned<T> {
 pub struct Fields<'a> {
     pub pos: Pos,
     entries: Vec<(&'a str, &'a Node<'a>)>,
+    /// Where each entry's key is written, in the same order.
+    key_pos: Vec<Pos>,
 }
 
 impl<'a> Fields<'a> {
@@ -78,6 +80,12 @@ impl<'a> Fields<'a> {
     /// Every entry in file order (for free-form mappings such as `records`).
     pub fn entries(&self) -> &[(&'a str, &'a Node<'a>)] {
         &self.entries
+    }
+
+    /// Every entry in file order with where its key is written (for
+    /// errors about free-form keys, found without a scan per key).
+    pub fn entries_at(&self) -> impl Iterator<Item = (&'a str, Pos, &'a Node<'a>)> + '_ {
+        self.entries.iter().zip(&self.key_pos).map(|((k, v), p)| (*k, *p, *v))
     }
 }
 
@@ -99,12 +107,20 @@ impl<'d> Decoder<'d> {
             return None;
         };
         let mut entries: Vec<(&'a str, &'a Node<'a>)> = Vec::with_capacity(map.len());
+        let mut key_pos: Vec<Pos> = Vec::with_capacity(map.len());
+        // Past a few keys (a `records` or health `zones` map of 100,000
+        // zones), duplicates are found by an index, not a scan: linear time.
+        let mut index: Option<std::collections::HashMap<&'a str, usize>> = None;
         for (key, value) in map {
             let Some(name) = key.as_scalar() else {
                 self.diags.error(Code::WrongType, key.pos, format!("a key in {what} must be a plain name"));
                 continue;
             };
-            if let Some((_, first)) = entries.iter().find(|(k, _)| *k == name) {
+            let seen = match &index {
+                Some(ix) => ix.get(name).map(|&i| &entries[i]),
+                None => entries.iter().find(|(k, _)| *k == name),
+            };
+            if let Some((_, first)) = seen {
                 let first_line = first.pos.line;
                 self.diags
                     .error(Code::Duplicate, key.pos, format!("`{name}` is given twice in {what}"))
@@ -121,8 +137,18 @@ impl<'d> Decoder<'d> {
                 continue;
             }
             entries.push((name, value));
+            key_pos.push(key.pos);
+            match &mut index {
+                Some(ix) => {
+                    ix.insert(name, entries.len() - 1);
+                }
+                None if entries.len() >= 16 => {
+                    index = Some(entries.iter().enumerate().map(|(i, (k, _))| (*k, i)).collect());
+                }
+                None => {}
+            }
         }
-        Some(Fields { pos: node.pos, entries })
+        Some(Fields { pos: node.pos, entries, key_pos })
     }
 
     /// A required entry; reports its absence at the mapping's position.

@@ -161,11 +161,28 @@ impl fmt::Display for Diagnostic {
 pub struct Diagnostics {
     file: PathBuf,
     items: Vec<Diagnostic>,
+    /// "Did you mean" hints given so far (see [`Diagnostics::suggest`]).
+    suggested: usize,
 }
+
+/// The most "did you mean" hints one file gets. Each compares a name with
+/// every candidate: a file of many unknown references among many names
+/// (100,000 of each) would otherwise take quadratic time to be refused.
+pub const MAX_SUGGESTIONS: usize = 100;
 
 impl Diagnostics {
     pub fn new(file: &Path) -> Self {
-        Diagnostics { file: file.to_path_buf(), items: Vec::new() }
+        Diagnostics { file: file.to_path_buf(), items: Vec::new(), suggested: 0 }
+    }
+
+    /// [`did_you_mean`], for the first [`MAX_SUGGESTIONS`] unknown names of
+    /// the file; `None` after (the error still names what is unknown).
+    pub fn suggest<'a>(&mut self, word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+        if self.suggested >= MAX_SUGGESTIONS {
+            return None;
+        }
+        self.suggested += 1;
+        did_you_mean(word, candidates)
     }
 
     pub fn file(&self) -> &Path {
@@ -257,6 +274,15 @@ pub fn closest_name<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_gets_a_bounded_number_of_suggestions() {
+        let mut d = Diagnostics::new(Path::new("t.yaml"));
+        for _ in 0..MAX_SUGGESTIONS {
+            assert_eq!(d.suggest("zone-a", ["zone-b", "other"]), Some("zone-b"));
+        }
+        assert_eq!(d.suggest("zone-a", ["zone-b"]), None, "past the bound, no more comparisons");
+    }
 
     #[test]
     fn a_shortened_zone_name_suggests_the_one_it_is_part_of() {

@@ -583,3 +583,102 @@ pub async fn connections(idle: usize, trickling: usize, probes: usize, per_addre
     }
     Ok(if ok { Outcome::Done } else { Outcome::ObjectiveMissed })
 }
+
+/// A topology of `n` zones and `n` entities (half datastores, each with a
+/// replica in the next zone, half services on two zones depending on two
+/// datastores, and one service on every zone with a health URL for each):
+/// what a generator writes for a very large estate.
+fn wide_topology(n: usize) -> String {
+    use std::fmt::Write;
+    let half = (n / 2).max(1);
+    let zones = n.max(2);
+    let mut s = String::with_capacity(n * 200);
+    s.push_str("version: 1\nname: wide\nzones:\n");
+    for z in 0..zones {
+        let _ = writeln!(s, "  - {{ name: zone-{z}, region: region-{} }}", z / 3);
+    }
+    s.push_str("objectives:\n  tier-0: { rpo: 5s, rto: 2m }\n  tier-1: { rpo: 1m, rto: 15m }\ndatastores:\n");
+    for i in 0..half {
+        let (z, r) = (i % zones, (i + 1) % zones);
+        let _ = writeln!(
+            s,
+            "  - name: db-{i}\n    kind: postgres\n    primary: {{ zone: zone-{z}, url: \"postgres://app@db-{i}.zone-{z}.internal:5432/app\" }}\n    replicas: [ {{ zone: zone-{r}, url: \"postgres://app@db-{i}.zone-{r}.internal:5432/app\" }} ]"
+        );
+    }
+    s.push_str("services:\n");
+    for i in 0..half {
+        let (z, r) = (i % zones, (i + 1) % zones);
+        let tier = if i % 4 == 0 { "tier-0" } else { "tier-1" };
+        let _ = writeln!(
+            s,
+            "  - {{ name: svc-{i}, tier: {tier}, zones: [zone-{z}, zone-{r}], depends_on: [db-{i}, db-{}] }}",
+            (i * 7 + 1) % half
+        );
+    }
+    // One service on every zone, with a health URL per zone: the widest
+    // lists and mappings a file can hold.
+    s.push_str(
+        "  - name: edge
+    zones: [",
+    );
+    for z in 0..zones {
+        let _ = write!(s, "{}zone-{z}", if z == 0 { "" } else { ", " });
+    }
+    s.push_str(
+        "]
+    health:
+      zones:
+",
+    );
+    for z in 0..zones {
+        let _ = writeln!(s, "        zone-{z}: http://edge.zone-{z}.internal/health");
+    }
+    s
+}
+
+/// `drctl bench validate`: reading and checking topologies of `n` zones
+/// and `n` entities for each size; exits 3 when the time per item at the
+/// largest size is more than three times the smallest's (not linear).
+pub fn validate(sizes: &[usize], runs: usize) -> Result<Outcome, Failure> {
+    println!("parse + validate of a topology of N zones and N entities (half datastores, half services, one service on every zone); median of {runs} runs");
+    println!("{:>9}  {:>9}  {:>9}  {:>11}  {:>8}", "N", "MiB", "time", "µs per N", "peak MiB");
+    let mut per_item = Vec::new();
+    for &n in sizes {
+        let src = wide_topology(n);
+        if src.len() as u64 > drctl_core::yaml::MAX_FILE_BYTES {
+            return Err(Failure::bad_input(format!(
+                "{n} zones and entities make a {} MiB file, over the {} MiB the loader reads: choose a smaller size",
+                src.len() >> 20,
+                drctl_core::yaml::MAX_FILE_BYTES >> 20
+            )));
+        }
+        let mut times = Vec::new();
+        for _ in 0..runs {
+            let t0 = Instant::now();
+            let loaded = drctl_core::load_str(&src, Path::new("wide.yaml"));
+            times.push(t0.elapsed());
+            if loaded.topology.is_none() {
+                return Err(Failure::Runtime(anyhow::anyhow!(
+                    "the generated topology did not validate: {:?}",
+                    loaded.diagnostics.first()
+                )));
+            }
+        }
+        let t = median(times);
+        let us = t.as_secs_f64() * 1e6 / n.max(1) as f64;
+        per_item.push(us);
+        println!(
+            "{:>9}  {:>9.1}  {:>7.0}ms  {:>11.2}  {:>8}",
+            n,
+            src.len() as f64 / (1024.0 * 1024.0),
+            t.as_secs_f64() * 1e3,
+            us,
+            peak_rss_mib().map_or("?".into(), |m| format!("{m:.0}"))
+        );
+    }
+    let linear = match (per_item.first(), per_item.last()) {
+        (Some(first), Some(last)) => *last <= 3.0 * first,
+        _ => true,
+    };
+    Ok(if linear { Outcome::Done } else { Outcome::ObjectiveMissed })
+}

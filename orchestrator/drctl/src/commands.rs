@@ -354,6 +354,7 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             bench::plan(&entities, runs.max(1), parallel)
         }
         Command::Bench(BenchCommand::Scheduler { topologies, entities }) => bench::scheduler(topologies, entities),
+        Command::Bench(BenchCommand::Validate { sizes, runs }) => bench::validate(&sizes, runs.max(1)),
         Command::Bench(BenchCommand::Connections { idle, trickling, probes, per_address }) => {
             runtime()?.block_on(bench::connections(idle, trickling, probes, per_address))
         }

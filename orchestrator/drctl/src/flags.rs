@@ -664,6 +664,16 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 8)]
         parallel: usize,
     },
+    /// Parse and validate topologies of N zones and N entities, for several N: time grows linearly.
+    #[command(after_help = crate::help::BENCH_VALIDATE)]
+    Validate {
+        /// Sizes to measure: N zones and N entities each.
+        #[arg(long, value_delimiter = ',', default_values_t = [10_000usize, 30_000, 100_000])]
+        sizes: Vec<usize>,
+        /// Runs per size; the median is reported.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     /// One `status` pass over many S3 datastores served by an in-process endpoint.
     #[command(after_help = crate::help::BENCH_STATUS)]
     Status {

@@ -415,6 +415,16 @@ Exit codes:
   2  bad input: a flag
   3  a probe failed or the p99 is 100 ms or more";
 
+pub const BENCH_VALIDATE: &str = "\
+Example:
+  drctl bench validate --sizes 10000,30000,100000
+
+Exit codes:
+  0  measured, and the time per zone and entity at the largest size is at most 3 times the smallest's
+  1  failed at run time
+  2  bad input: a flag, or a size whose file would be over the loader's limit
+  3  validation time grows faster than the size";
+
 pub const CUSTOMER_LINK: &str = "\
 Example:
   drctl customer-link acme --ttl 7d --base-url https://status.example.com

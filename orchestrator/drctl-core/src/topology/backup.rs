@@ -160,13 +160,15 @@ const DAY: Duration = Duration::from_secs(86_400);
 const RDS_MAX_RETENTION: Duration = Duration::from_secs(35 * 86_400);
 
 /// Checks a decoded `backup:` against its datastore: `kind` as parsed,
-/// `primary_zone` when it has one, `zones` every zone's name.
+/// `primary_zone` when it has one, `zones` every zone's name and
+/// `zone_index` each one's index by name.
 pub fn check(
     diags: &mut Diagnostics,
     raw: &RawBackup,
     kind: super::DatastoreKind,
     primary_zone: Option<ZoneId>,
     zones: &[&str],
+    zone_index: &std::collections::HashMap<&str, ZoneId>,
     owner: &dyn std::fmt::Display,
 ) -> Option<Backup> {
     use super::DatastoreKind as K;
@@ -191,7 +193,7 @@ pub fn check(
                 );
                 return None;
             };
-            let repo = check_repo(diags, repo, primary_zone, zones, owner);
+            let repo = check_repo(diags, repo, primary_zone, (zones, zone_index), owner);
             let mut cron = |c: &Option<S>| -> Option<String> {
                 let c = c.as_ref()?;
                 match super::cron_schedule(&c.value) {
@@ -269,15 +271,16 @@ fn check_repo(
     diags: &mut Diagnostics,
     repo: &RawRepo,
     primary_zone: Option<ZoneId>,
-    zones: &[&str],
+    (zones, zone_index): (&[&str], &std::collections::HashMap<&str, ZoneId>),
     owner: &dyn std::fmt::Display,
 ) -> Option<Repo> {
     let zone = repo.zone.as_ref().and_then(|z| {
-        let found = zones.iter().position(|k| *k == z.value);
+        // Looked up, not scanned: linear in the number of zones.
+        let found = zone_index.get(z.value.as_str()).copied();
         if found.is_none() {
-            let hint = match crate::diag::did_you_mean(&z.value, zones.iter().copied()) {
+            let hint = match diags.suggest(&z.value, zones.iter().copied()) {
                 Some(near) => format!("did you mean `{near}`?"),
-                None => format!("declared: {}", zones.join(", ")),
+                None => format!("declared: {}", super::validate::abbreviated(zones)),
             };
             diags.error(Code::UnknownReference, z.pos, format!("zone `{}` is not declared", z.value)).with_hint(hint);
         }

@@ -186,13 +186,13 @@ pub fn decode(d: &mut Decoder, root: &Node) -> RawTopology {
 
     if let Some(objs) = top.get("objectives") {
         if let Some(f) = d.fields(objs, &"`objectives`", &[]) {
-            for (tier, node) in f.entries() {
+            for (tier, tier_pos, node) in f.entries_at() {
                 let what = Named("objective", Some(tier));
                 let Some(of) = d.fields(node, &what, &["rpo", "rto", "restore", "drills"]) else {
                     continue;
                 };
                 raw.objectives.push(RawObjective {
-                    tier: Spanned::new(tier.to_string(), node_key_pos(objs, tier).unwrap_or(node.pos)),
+                    tier: Spanned::new(tier.to_string(), tier_pos),
                     rpo: d.opt_duration(&of, "rpo", &what),
                     rto: d.opt_duration(&of, "rto", &what),
                     restore: of.get("restore").and_then(|n| super::backup::decode_restore_objective(d, n, &what)),
@@ -250,16 +250,6 @@ pub fn decode_item(d: &mut Decoder, raw: &mut RawTopology, section: &str, node: 
         "datastores" => raw.datastores.extend(decode_datastore(d, node)),
         "services" => raw.services.extend(decode_service(d, node)),
         _ => {}
-    }
-}
-
-/// Where a key of a mapping is written (for errors about free-form keys).
-pub(crate) fn node_key_pos(map: &Node, key: &str) -> Option<Pos> {
-    match &map.value {
-        crate::yaml::Value::Map(entries) => {
-            entries.iter().find(|(k, _)| k.as_scalar() == Some(key)).map(|(k, _)| k.pos)
-        }
-        _ => None,
     }
 }
 
@@ -418,8 +408,7 @@ fn decode_service(d: &mut Decoder, node: &Node) -> Option<RawService> {
         let mut zones = Vec::new();
         if let Some(zn) = hf.get("zones") {
             if let Some(per) = d.fields(zn, &Field("zones", &hw), &[]) {
-                for (zone, value) in per.entries() {
-                    let zone_pos = node_key_pos(zn, zone).unwrap_or(value.pos);
+                for (zone, zone_pos, value) in per.entries_at() {
                     if let Some(v) = d.string(value, &Named("the health URL of zone", Some(zone))) {
                         zones.push((Spanned::new(zone.to_string(), zone_pos), v));
                     }
@@ -435,8 +424,7 @@ fn decode_service(d: &mut Decoder, node: &Node) -> Option<RawService> {
         let mut records = Vec::new();
         if let Some(rn) = rf.get("records") {
             if let Some(recs) = d.fields(rn, &Field("records", &rw), &[]) {
-                for (zone, value) in recs.entries() {
-                    let zone_pos = node_key_pos(rn, zone).unwrap_or(value.pos);
+                for (zone, zone_pos, value) in recs.entries_at() {
                     if let Some(v) = d.string(value, &Named("the record of zone", Some(zone))) {
                         records.push((Spanned::new(zone.to_string(), zone_pos), v));
                     }

@@ -207,6 +207,7 @@ impl Validator<'_> {
             zones: &zone_names,
             zone_index: &zone_index,
             regions: &regions,
+            region_set: &region_set,
             tiers: &tier_names,
             tier_defs: &tiers,
             by_name: &by_name,
@@ -330,7 +331,7 @@ impl Validator<'_> {
         if let Some(i) = known.iter().position(|k| *k == value.value) {
             return Some(i);
         }
-        let hint = match did_you_mean(&value.value, known.iter().copied()) {
+        let hint = match self.diags.suggest(&value.value, known.iter().copied()) {
             Some(near) => format!("did you mean `{near}`?"),
             None if known.is_empty() => hint_tail.to_string(),
             None => format!("{hint_tail} (declared: {})", abbreviated(known)),
@@ -350,7 +351,7 @@ impl Validator<'_> {
         if let Some(&id) = by_name.get(&value.value) {
             return Some(id);
         }
-        let hint = match did_you_mean(&value.value, by_name.keys().map(String::as_str)) {
+        let hint = match self.diags.suggest(&value.value, by_name.keys().map(String::as_str)) {
             Some(near) => format!("did you mean `{near}`?"),
             None => "declare it under `datastores:` or `services:`".to_string(),
         };
@@ -529,7 +530,7 @@ impl Validator<'_> {
                     .with_hint("add `replicas:` in other zones");
             }
         }
-        if let Some(region) = &ds.region {
+        if let Some(region) = ds.region.as_ref().filter(|r| !ctx.region_set.contains(r.value.as_str())) {
             self.reference("region", region, ctx.regions, "regions come from the zones' `region`");
         }
         let replication = ds.replication.as_ref().and_then(|r| {
@@ -629,7 +630,15 @@ impl Validator<'_> {
             })
         });
         let backup = ds.backup.as_ref().and_then(|b| {
-            super::backup::check(self.diags, b, kind, primary.as_ref().map(|p: &Member| p.zone), ctx.zones, &what)
+            super::backup::check(
+                self.diags,
+                b,
+                kind,
+                primary.as_ref().map(|p: &Member| p.zone),
+                ctx.zones,
+                ctx.zone_index,
+                &what,
+            )
         });
         let failover = self.failover(ds.failover.as_ref(), kind.default_estimate(), what);
         let own = tier.map(|t| ctx.tier_defs[t].objective).unwrap_or_default();
@@ -659,10 +668,13 @@ impl Validator<'_> {
         let name = svc.name.as_ref()?;
         let what = Desc("service `", &name.value, "`");
         let tier = self.tier_ref(&svc.tier, ctx);
+        // Sets, not scans: one service listing every one of 100,000 zones
+        // (or entities) is still checked in linear time.
         let mut zones: Vec<ZoneId> = Vec::new();
+        let mut seen: HashSet<ZoneId> = HashSet::new();
         for z in svc.zones.iter().flatten() {
             if let Some(id) = self.zone_ref(z, ctx, "declare it under `zones:`") {
-                if zones.contains(&id) {
+                if !seen.insert(id) {
                     self.diags.error(Code::Duplicate, z.pos, format!("zone `{}` is listed twice in {what}", z.value));
                 } else {
                     zones.push(id);
@@ -671,9 +683,10 @@ impl Validator<'_> {
         }
         zones.sort_unstable();
         let mut deps: Vec<(EntityId, Pos)> = Vec::new();
+        let mut seen: HashSet<EntityId> = HashSet::new();
         for d in &svc.depends_on {
             if let Some(id) = self.entity_ref(Desc("`depends_on` of ", &what, ":"), d, ctx.by_name) {
-                if deps.iter().any(|(k, _)| *k == id) {
+                if !seen.insert(id) {
                     self.diags.error(
                         Code::Duplicate,
                         d.pos,
@@ -698,7 +711,7 @@ impl Validator<'_> {
             let mut per_zone = Vec::new();
             for (zone, url) in checked {
                 if let Some(z) = self.zone_ref(zone, ctx, "the health check's `zones` are keyed by zone") {
-                    if !zones.is_empty() && !zones.contains(&z) {
+                    if !zones.is_empty() && zones.binary_search(&z).is_err() {
                         self.diags.warning(
                             Code::Suspicious,
                             zone.pos,
@@ -752,7 +765,7 @@ impl Validator<'_> {
             let mut records = Vec::new();
             for (zone, value) in &r.records {
                 if let Some(z) = self.zone_ref(zone, ctx, "`records` are keyed by zone") {
-                    if !zones.is_empty() && !zones.contains(&z) {
+                    if !zones.is_empty() && zones.binary_search(&z).is_err() {
                         self.diags.warning(
                             Code::Suspicious,
                             zone.pos,
@@ -910,7 +923,7 @@ impl Validator<'_> {
                     let pos = step.with_pos.get(key).copied().unwrap_or(step.pos);
                     match by_name.get(name) {
                         None => {
-                            let hint = match did_you_mean(name, by_name.keys().map(String::as_str)) {
+                            let hint = match local.suggest(name, by_name.keys().map(String::as_str)) {
                                 Some(n) => format!("did you mean `{n}`?"),
                                 None => "name an entity declared in the topology".into(),
                             };
@@ -970,6 +983,8 @@ struct RefCtx<'a> {
     /// Each zone's index by name, for references (looked up, not scanned).
     zone_index: &'a HashMap<&'a str, usize>,
     regions: &'a [&'a str],
+    /// The regions, for references (looked up, not scanned).
+    region_set: &'a HashSet<&'a str>,
     tiers: &'a [&'a str],
     tier_defs: &'a [Tier],
     by_name: &'a HashMap<String, EntityId>,
@@ -1065,7 +1080,7 @@ fn check_bucket_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn abbreviated(names: &[&str]) -> String {
+pub(super) fn abbreviated(names: &[&str]) -> String {
     if names.len() <= 8 {
         names.join(", ")
     } else {
