@@ -30,9 +30,9 @@ pub mod feeds;
 #[cfg(test)]
 mod handler_tests;
 mod limits;
-mod peer;
 pub mod notify;
 pub mod page;
+mod peer;
 pub mod readiness;
 mod reports;
 mod tls;

@@ -547,7 +547,10 @@ fn refused_requests_are_never_audited_as_changes() {
     for e in &entries {
         assert!(["done", "refused", "dry_run"].contains(&e["outcome"].as_str().unwrap_or_default()), "{e:#}");
         assert!(!e["target"].as_str().unwrap_or_default().contains("no-such-execution"), "{e:#}");
-        assert!(!["abort", "retry", "skip", "report.publish"].contains(&e["action"].as_str().unwrap_or_default()), "{e:#}");
+        assert!(
+            !["abort", "retry", "skip", "report.publish"].contains(&e["action"].as_str().unwrap_or_default()),
+            "{e:#}"
+        );
     }
     let of = |action: &str| entries.iter().filter(|e| e["action"] == action).collect::<Vec<_>>();
     let refused = of("declare.refused");
