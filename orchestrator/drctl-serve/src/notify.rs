@@ -632,9 +632,10 @@ pub(crate) async fn tick(
     if due.is_empty() {
         return;
     }
-    let subs = state.subscriptions().unwrap_or_default();
+    // Each delivery's subscription alone: never every subscription (a
+    // flood of unconfirmed ones would slow every pass).
     let jobs = due.into_iter().map(|d| {
-        let sub = subs.iter().find(|x| x.id == d.subscription).cloned();
+        let sub = state.subscription(d.subscription).ok().flatten();
         async move {
             let now = s.opts.clock.now();
             let Some(sub) = sub else {

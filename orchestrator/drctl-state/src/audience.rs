@@ -274,6 +274,9 @@ pub trait Audience: Send + Sync {
 
     fn subscriptions(&self) -> Result<Vec<Subscription>>;
 
+    /// One subscription by id (a delivery's), read alone.
+    fn subscription(&self, id: i64) -> Result<Option<Subscription>>;
+
     /// Forgets e-mail subscriptions left unconfirmed for [`PENDING_TTL_MS`]
     /// (and their queued confirmation); returns how many.
     fn expire_pending(&self, now: SystemTime) -> Result<usize>;
@@ -424,7 +427,7 @@ impl<K: Kv> KvStore<K> {
     /// How many unconfirmed subscriptions are kept.
     fn pending_count(&self) -> Result<usize> {
         let prefix = self.key("sub-pending/");
-        Ok(self.kv().scan(&prefix, &crate::kv::prefix_end(&prefix))?.len())
+        self.kv().count(&prefix, &crate::kv::prefix_end(&prefix))
     }
 
     fn link_key(&self, id: &str) -> String {
@@ -519,11 +522,6 @@ impl<K: Kv> Audience for KvStore<K> {
                     return Ok(NewSubscription { subscription: existing, confirm_token: None, existing: true });
                 }
             }
-            if self.pending_count()? >= MAX_PENDING {
-                return Err(Error::Full(format!(
-                    "{MAX_PENDING} subscriptions are waiting for confirmation: try again later"
-                )));
-            }
         }
         let confirm = match channel {
             Channel::Email => Some(random_hex()?),
@@ -535,6 +533,14 @@ impl<K: Kv> Audience for KvStore<K> {
         };
         let sub = self.retry(|| {
             let (id, check, op) = self.next_seq("subscription")?;
+            // Counted after the sequence is read: a subscription made by
+            // anyone since moves the sequence and this commit fails and
+            // counts again, so concurrent requests never pass the cap.
+            if channel == Channel::Email && self.pending_count()? >= MAX_PENDING {
+                return Err(Error::Full(format!(
+                    "{MAX_PENDING} subscriptions are waiting for confirmation: try again later"
+                )));
+            }
             let mut sub = Subscription {
                 id,
                 channel,
@@ -604,6 +610,11 @@ impl<K: Kv> Audience for KvStore<K> {
             },
             |s| vec![Op::Delete(self.pending_key(s.created_ms, s.id))],
         )
+    }
+
+    fn subscription(&self, id: i64) -> Result<Option<Subscription>> {
+        let key = self.sub_key(id);
+        self.kv().get(&key)?.map(|v| self.read_sub(&key, &v)).transpose()
     }
 
     fn subscriptions(&self) -> Result<Vec<Subscription>> {
@@ -965,6 +976,15 @@ impl Kv for SqliteKv {
         })
     }
 
+    fn count(&self, start: &str, end: &str) -> Result<usize> {
+        crate::offload(|| {
+            let conn = self.conn();
+            let mut st = conn.prepare_cached("SELECT COUNT(*) FROM kv WHERE key >= ?1 AND key < ?2")?;
+            let n: i64 = st.query_row(params![start, end], |r| r.get(0))?;
+            Ok(usize::try_from(n).unwrap_or(0))
+        })
+    }
+
     fn commit(&self, txn: Txn) -> Result<bool> {
         crate::offload(|| {
             let mut conn = self.conn();
@@ -1027,6 +1047,9 @@ impl Audience for crate::Sqlite {
     }
     fn subscriptions(&self) -> Result<Vec<Subscription>> {
         self.kv_part().subscriptions()
+    }
+    fn subscription(&self, id: i64) -> Result<Option<Subscription>> {
+        self.kv_part().subscription(id)
     }
     fn expire_pending(&self, now: SystemTime) -> Result<usize> {
         self.kv_part().expire_pending(now)

@@ -89,6 +89,13 @@ pub trait Kv: Send + Sync {
     /// Every key in `[start, end)`, in key order.
     fn scan(&self, start: &str, end: &str) -> Result<Vec<(String, Versioned)>>;
 
+    /// How many keys `[start, end)` holds. A backend that can count without
+    /// reading the values does (a cap checked on every request must not
+    /// read every row it caps).
+    fn count(&self, start: &str, end: &str) -> Result<usize> {
+        Ok(self.scan(start, end)?.len())
+    }
+
     /// Applies `txn` when its checks hold: `Ok(false)` when one did not
     /// (another writer came first; read again and retry).
     fn commit(&self, txn: Txn) -> Result<bool>;

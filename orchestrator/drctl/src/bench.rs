@@ -682,3 +682,380 @@ pub fn validate(sizes: &[usize], runs: usize) -> Result<Outcome, Failure> {
     };
     Ok(if linear { Outcome::Done } else { Outcome::ObjectiveMissed })
 }
+
+/// The resident memory of process `pid` now, in MiB (Linux only).
+fn rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// One HTTP/1.1 request from loopback address `from` on a new
+/// connection; answers the status code and the body.
+async fn request_from(
+    from: std::net::Ipv4Addr,
+    to: std::net::SocketAddr,
+    head: &str,
+    body: &str,
+) -> std::io::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sock = tokio::net::TcpSocket::new_v4()?;
+    sock.bind(std::net::SocketAddr::from((from, 0)))?;
+    let mut c = tokio::time::timeout(Duration::from_secs(30), sock.connect(to)).await??;
+    // A GET says nothing of a body: one with a length is a write to the API.
+    let length = if head.starts_with("GET ") { String::new() } else { format!("Content-Length: {}\r\n", body.len()) };
+    let req = format!("{head}Host: bench\r\nConnection: close\r\n{length}\r\n{body}");
+    c.write_all(req.as_bytes()).await?;
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), c.read_to_end(&mut buf)).await??;
+    let text = String::from_utf8_lossy(&buf);
+    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
+/// An SMTP server that takes every message and keeps none (the
+/// confirmation mails of the flood go somewhere real, over TCP).
+async fn smtp_sink(listener: tokio::net::TcpListener, stop: drctl_runtime::CancellationToken) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        let (sock, _) = tokio::select! {
+            a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
+            _ = stop.cancelled() => break,
+        };
+        conns.spawn(async move {
+            let (r, mut w) = sock.into_split();
+            let mut lines = BufReader::new(r).lines();
+            if w.write_all(b"220 sink ESMTP\r\n").await.is_err() {
+                return;
+            }
+            let mut in_data = false;
+            while let Ok(Some(line)) = lines.next_line().await {
+                let reply: &[u8] = if in_data {
+                    if line != "." {
+                        continue;
+                    }
+                    in_data = false;
+                    b"250 kept nowhere\r\n"
+                } else {
+                    match line.get(..4).map(|v| v.to_ascii_uppercase()).as_deref() {
+                        Some("EHLO") => b"250-sink\r\n250 8BITMIME\r\n",
+                        Some("DATA") => {
+                            in_data = true;
+                            b"354 go on\r\n"
+                        }
+                        Some("QUIT") => {
+                            let _ = w.write_all(b"221 bye\r\n").await;
+                            return;
+                        }
+                        _ => b"250 ok\r\n",
+                    }
+                };
+                if w.write_all(reply).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    conns.abort_all();
+}
+
+/// A webhook receiver that notes when each delivery arrives.
+async fn hook_sink(
+    listener: tokio::net::TcpListener,
+    arrived: std::sync::Arc<std::sync::Mutex<Vec<Instant>>>,
+    stop: drctl_runtime::CancellationToken,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        let (mut sock, _) = tokio::select! {
+            a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
+            _ = stop.cancelled() => break,
+        };
+        let arrived = arrived.clone();
+        conns.spawn(async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut got = Vec::new();
+            // The headers, then as much body as they announce.
+            loop {
+                let Ok(n) = sock.read(&mut buf).await else { return };
+                if n == 0 {
+                    return;
+                }
+                got.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&got);
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let want = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string())
+                        })
+                        .and_then(|v| v.parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if body.len() >= want {
+                        break;
+                    }
+                }
+            }
+            arrived.lock().unwrap_or_else(|p| p.into_inner()).push(Instant::now());
+            let _ = sock.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n").await;
+        });
+    }
+    conns.abort_all();
+}
+
+/// `drctl bench subscribe`: a controller (this binary, `serve`, on
+/// loopback, its e-mail going to an SMTP sink) flooded with `POST
+/// /subscribe` from `networks` IPv4 /24s of 127.0.0.0/8, `per_network`
+/// addresses each, for at most `seconds`; meanwhile a viewer reads the
+/// page and `/api/v1/incidents` from 127.0.0.2 and an operator opens
+/// incidents a confirmed webhook subscriber is told of. Reports what was
+/// accepted and refused, the pending subscriptions left, the viewer's
+/// p99, the subscriber's delay and the controller's resident memory.
+/// Exits 3 when the viewer's p99 is 1 s or more, a notification took 10 s
+/// or more, or the pending subscriptions passed the cap.
+pub async fn subscribe(
+    networks: usize,
+    per_network: usize,
+    seconds: u64,
+    concurrency: usize,
+) -> Result<Outcome, Failure> {
+    let rt = |e: std::io::Error| Failure::Runtime(e.into());
+    let dir = std::env::temp_dir().join(format!("drctl-bench-subscribe-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(rt)?;
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(rt)?;
+    std::fs::write(
+        dir.join("drctl.yaml"),
+        format!(
+            "version: 1\nname: bench\nzones:\n  - {{ name: az1, region: r1 }}\n  - {{ name: az2, region: r1 }}\n\
+             datastores:\n  - name: db\n    kind: postgres\n    primary: {{ zone: az1, url: \"postgres://x@127.0.0.1:{}/x\" }}\n\
+             services:\n  - {{ name: web, zones: [az1, az2], depends_on: [db] }}\n",
+            dead.port()
+        ),
+    )
+    .map_err(rt)?;
+    let exe = std::env::current_exe().map_err(rt)?;
+    let drctl = || {
+        let mut c = std::process::Command::new(&exe);
+        c.current_dir(&dir).env("DRCTL_STATE", "sqlite://.drctl/state.db");
+        c
+    };
+    let token = |name: &str, role: &str| -> Result<String, Failure> {
+        let out = drctl().args(["token", "create", "--name", name, "--role", role]).output().map_err(rt)?;
+        if !out.status.success() {
+            return Err(Failure::Runtime(anyhow::anyhow!("token create: {}", String::from_utf8_lossy(&out.stderr))));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    let (viewer, operator) = (token("viewer", "viewer")?, token("operator", "operator")?);
+
+    let stop = drctl_runtime::CancellationToken::new();
+    let smtp = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(rt)?;
+    let smtp_port = smtp.local_addr().map_err(rt)?.port();
+    let hook = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(rt)?;
+    let hook_port = hook.local_addr().map_err(rt)?.port();
+    let arrived = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
+    let mut sinks = tokio::task::JoinSet::new();
+    sinks.spawn(smtp_sink(smtp, stop.clone()));
+    sinks.spawn(hook_sink(hook, arrived.clone(), stop.clone()));
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(rt)?.port();
+    let mut server = tokio::process::Command::new(&exe)
+        .current_dir(&dir)
+        .env("DRCTL_STATE", "sqlite://.drctl/state.db")
+        .args(["serve", "-f", "drctl.yaml", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--smtp", &format!("smtp://127.0.0.1:{smtp_port}"), "--allow-private-webhooks"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(rt)?;
+    let pid = server.id().unwrap_or_default();
+    let target: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let up = Instant::now();
+    while tokio::net::TcpStream::connect(target).await.is_err() {
+        if up.elapsed() > Duration::from_secs(30) {
+            return Err(Failure::Runtime(anyhow::anyhow!("the controller did not listen within 30 s")));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (viewer_ip, operator_ip) = (std::net::Ipv4Addr::new(127, 0, 0, 2), std::net::Ipv4Addr::new(127, 0, 0, 3));
+    let json_post = |path: &str, token: &str| {
+        format!("POST {path} HTTP/1.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\n")
+    };
+    // The confirmed subscriber: a webhook, active at once.
+    let (status, body) = request_from(
+        operator_ip,
+        target,
+        "POST /api/v1/subscriptions HTTP/1.1\r\nContent-Type: application/json\r\n",
+        &format!("{{\"webhook\": \"http://127.0.0.1:{hook_port}/hook\"}}"),
+    )
+    .await
+    .map_err(rt)?;
+    if status != 201 {
+        return Err(Failure::Runtime(anyhow::anyhow!("the webhook subscription answered {status}: {body}")));
+    }
+    // Let the controller settle (its first samples) before measuring.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_before = rss_mib(pid);
+
+    // The viewer: the page and the incidents, one request after another.
+    let viewing = stop.child_token();
+    let viewer_task = {
+        let (viewing, viewer) = (viewing.clone(), viewer.clone());
+        tokio::spawn(async move {
+            let (mut page, mut api, mut failed) = (Vec::new(), Vec::new(), 0usize);
+            while !viewing.is_cancelled() {
+                let t = Instant::now();
+                match request_from(viewer_ip, target, "GET / HTTP/1.1\r\n", "").await {
+                    Ok((200, _)) => page.push(t.elapsed()),
+                    _ => failed += 1,
+                }
+                let t = Instant::now();
+                let head = format!("GET /api/v1/incidents HTTP/1.1\r\nAuthorization: Bearer {viewer}\r\n");
+                match request_from(viewer_ip, target, &head, "").await {
+                    Ok((200, _)) => api.push(t.elapsed()),
+                    _ => failed += 1,
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (page, api, failed)
+        })
+    };
+    // The operator: an incident every few seconds, each one a delivery to
+    // the webhook whose delay is measured.
+    let operator_task = {
+        let (viewing, arrived, operator) = (viewing.clone(), arrived.clone(), operator.clone());
+        let head = json_post("/api/v1/incidents", &operator);
+        tokio::spawn(async move {
+            let mut delays = Vec::new();
+            let mut n = 0;
+            while !viewing.is_cancelled() {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = viewing.cancelled() => break,
+                }
+                n += 1;
+                let before = arrived.lock().unwrap_or_else(|p| p.into_inner()).len();
+                let body = format!("{{\"title\": \"Bench incident {n}\", \"status\": \"investigating\"}}");
+                let Ok((201, _)) = request_from(operator_ip, target, &head, &body).await else { continue };
+                let opened = Instant::now();
+                let deadline = opened + Duration::from_secs(30);
+                loop {
+                    let got = arrived.lock().unwrap_or_else(|p| p.into_inner()).get(before).copied();
+                    if let Some(at) = got {
+                        delays.push(at.saturating_duration_since(opened));
+                        break;
+                    }
+                    if Instant::now() > deadline {
+                        delays.push(Duration::from_secs(30));
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+            delays
+        })
+    };
+
+    // The flood: every address of `networks` /24s sends one subscription
+    // each, `concurrency` at once, for at most `seconds`.
+    let started = Instant::now();
+    let total = networks * per_network;
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let peak = std::sync::Arc::new(std::sync::Mutex::new(rss_before.unwrap_or(0.0)));
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..concurrency.max(1) {
+        let (next, peak) = (next.clone(), peak.clone());
+        workers.spawn(async move {
+            let (mut accepted, mut limited, mut other) = (0usize, 0usize, 0usize);
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= total || started.elapsed() > Duration::from_secs(seconds) {
+                    break;
+                }
+                // Network n is 127.(1 + n / 256).(n % 256).0/24; host h+1 in it.
+                let (n, h) = (i / per_network, i % per_network);
+                let from = std::net::Ipv4Addr::new(127, 1 + (n / 256) as u8, (n % 256) as u8, 1 + h as u8);
+                let body = format!("email=flood-{i}%40example.org&lang=en");
+                let head = "POST /subscribe HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\n";
+                match request_from(from, target, head, &body).await {
+                    Ok((200, _)) => accepted += 1,
+                    Ok((429, _)) => limited += 1,
+                    _ => other += 1,
+                }
+                if i % 200 == 0 {
+                    if let Some(now) = rss_mib(pid) {
+                        let mut p = peak.lock().unwrap_or_else(|p| p.into_inner());
+                        *p = p.max(now);
+                    }
+                }
+            }
+            (accepted, limited, other)
+        });
+    }
+    let (mut accepted, mut limited, mut other) = (0, 0, 0);
+    while let Some(r) = workers.join_next().await {
+        let (a, l, o) = r.map_err(|e| Failure::Runtime(e.into()))?;
+        accepted += a;
+        limited += l;
+        other += o;
+    }
+    let flood_took = started.elapsed();
+    let sent = next.load(std::sync::atomic::Ordering::Relaxed).min(total);
+    // One more incident after the flood: its delivery waits for nothing.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    viewing.cancel();
+    let (page, api, view_failed) = viewer_task.await.map_err(|e| Failure::Runtime(e.into()))?;
+    let delays = operator_task.await.map_err(|e| Failure::Runtime(e.into()))?;
+    let rss_after = rss_mib(pid);
+    let peak = *peak.lock().unwrap_or_else(|p| p.into_inner());
+    let out = drctl().args(["subscriptions", "list", "--output", "json"]).output().map_err(rt)?;
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let pending = listed.iter().filter(|s| s["state"] == "pending").count();
+    stop.cancel();
+    let _ = server.kill().await;
+    while sinks.join_next().await.is_some() {}
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let mib = |m: Option<f64>| m.map_or("?".into(), |m| format!("{m:.0}"));
+    println!(
+        "flood: {sent} of {total} POST /subscribe ({networks} /24s of 127.0.0.0/8 × {per_network} addresses, one each, {concurrency} at once) in {:.1} s",
+        flood_took.as_secs_f64()
+    );
+    println!("answered: {accepted} accepted (200), {limited} refused (429), {other} other");
+    println!("pending subscriptions after: {pending} (cap {})", drctl_state::audience::MAX_PENDING);
+    println!(
+        "viewer from 127.0.0.2 during the flood: GET / p50 {:.1} ms p99 {:.1} ms ({} reads); GET /api/v1/incidents p50 {:.1} ms p99 {:.1} ms ({} reads); {view_failed} failed",
+        ms(percentile(page.clone(), 50.0)),
+        ms(percentile(page.clone(), 99.0)),
+        page.len(),
+        ms(percentile(api.clone(), 50.0)),
+        ms(percentile(api.clone(), 99.0)),
+        api.len()
+    );
+    let worst = delays.iter().max().copied().unwrap_or_default();
+    println!(
+        "confirmed webhook subscriber: {} incidents opened during the flood, delivered after median {:.0} ms, at worst {:.0} ms",
+        delays.len(),
+        ms(percentile(delays.clone(), 50.0)),
+        ms(worst)
+    );
+    println!(
+        "controller resident memory (VmRSS): {} MiB before, {} MiB at most during, {} MiB after",
+        mib(rss_before),
+        mib(Some(peak)),
+        mib(rss_after)
+    );
+    let ok = view_failed == 0
+        && percentile(api, 99.0) < Duration::from_secs(1)
+        && percentile(page, 99.0) < Duration::from_secs(1)
+        && worst < Duration::from_secs(10)
+        && pending <= drctl_state::audience::MAX_PENDING;
+    Ok(if ok { Outcome::Done } else { Outcome::ObjectiveMissed })
+}

@@ -355,6 +355,14 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
         }
         Command::Bench(BenchCommand::Scheduler { topologies, entities }) => bench::scheduler(topologies, entities),
         Command::Bench(BenchCommand::Validate { sizes, runs }) => bench::validate(&sizes, runs.max(1)),
+        Command::Bench(BenchCommand::Subscribe { networks, per_network, seconds, concurrency }) => {
+            if networks == 0 || networks > 254 * 256 || per_network == 0 || per_network > 254 {
+                return Err(Failure::bad_input(
+                    "--networks must be 1 to 65024 and --per-network 1 to 254 (addresses of 127.0.0.0/8)",
+                ));
+            }
+            runtime()?.block_on(bench::subscribe(networks, per_network, seconds, concurrency))
+        }
         Command::Bench(BenchCommand::Connections { idle, trickling, probes, per_address }) => {
             runtime()?.block_on(bench::connections(idle, trickling, probes, per_address))
         }

@@ -119,8 +119,20 @@ pub fn audit(state: &State, action: &str, target: &str, request: &serde_json::Va
         .map_err(|e| Failure::Runtime(anyhow::anyhow!("the audit log cannot be written, so nothing was changed: {e}")))
 }
 
+/// Threads the runtime may add for blocking work. Every state store call
+/// blocks its thread (SQLite behind one lock, etcd's client), and tokio
+/// replaces a blocked worker with a new thread: uncapped, a flood of
+/// requests (subscriptions from many addresses) grew `serve` to 170
+/// threads and as many hundreds of MiB of stacks and allocator caches. A
+/// thread past the cap waits for one to finish.
+const MAX_BLOCKING_THREADS: usize = 32;
+
 pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| Failure::Runtime(e.into()))
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
+        .build()
+        .map_err(|e| Failure::Runtime(e.into()))
 }
 
 fn state_failure(e: drctl_state::Error) -> Failure {

@@ -718,6 +718,23 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 32)]
         per_address: usize,
     },
+    /// A controller under a subscription flood from many loopback networks: what it accepts and
+    /// refuses, its pending subscriptions, a viewer's latency, a subscriber's delay, its memory.
+    #[command(after_help = crate::help::BENCH_SUBSCRIBE)]
+    Subscribe {
+        /// IPv4 /24 networks of 127.0.0.0/8 the flood comes from.
+        #[arg(long, default_value_t = 2100)]
+        networks: usize,
+        /// Addresses per network, each sending one subscription.
+        #[arg(long, default_value_t = 6)]
+        per_network: usize,
+        /// The flood stops after this many seconds, sent or not.
+        #[arg(long, default_value_t = 120)]
+        seconds: u64,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+    },
     /// Engine overhead: a plan of no-op steps with a durable journal.
     #[command(after_help = crate::help::BENCH_ENGINE)]
     Engine {

@@ -425,6 +425,16 @@ Exit codes:
   2  bad input: a flag, or a size whose file would be over the loader's limit
   3  validation time grows faster than the size";
 
+pub const BENCH_SUBSCRIBE: &str = "\
+Example:
+  drctl bench subscribe --networks 2100 --per-network 6
+
+Exit codes:
+  0  measured: the viewer's p99 under 1 s, every notification within 10 s, pending subscriptions within the cap
+  1  failed at run time
+  2  bad input: a flag
+  3  the viewer's p99 was 1 s or more, a notification took 10 s or more, or the pending passed the cap";
+
 pub const CUSTOMER_LINK: &str = "\
 Example:
   drctl customer-link acme --ttl 7d --base-url https://status.example.com
