@@ -1124,6 +1124,39 @@ mod tests {
             .collect()
     }
 
+    /// Requests at once near the cap of unconfirmed subscriptions: exactly
+    /// as many pass as there are places left (the SQLite store, which
+    /// counts them in the database).
+    #[test]
+    fn the_pending_cap_holds_under_concurrent_subscribers() {
+        let sqlite = crate::Sqlite::in_memory().unwrap();
+        let s = &sqlite;
+        for i in 0..MAX_PENDING - 10 {
+            s.subscribe(Channel::Email, &format!("p{i}@example.org"), &[], "en", at(1_000)).unwrap();
+        }
+        let (made, full) = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..8)
+                .map(|w| {
+                    scope.spawn(move || {
+                        let (mut made, mut full) = (0, 0);
+                        for i in 0..5 {
+                            match s.subscribe(Channel::Email, &format!("w{w}-{i}@example.org"), &[], "en", at(2_000)) {
+                                Ok(_) => made += 1,
+                                Err(Error::Full(_)) => full += 1,
+                                Err(e) => panic!("{e}"),
+                            }
+                        }
+                        (made, full)
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap()).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+        });
+        assert_eq!((made, full), (10, 30));
+        let pending = s.subscriptions().unwrap().iter().filter(|x| x.state == SubscriptionState::Pending).count();
+        assert_eq!(pending, MAX_PENDING);
+    }
+
     #[test]
     fn addresses_secrets_and_tokens_never_leave_the_process_in_clear() {
         let s = KvStore::new(MemKv::default(), "/drctl/").unwrap();
