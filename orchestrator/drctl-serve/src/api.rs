@@ -720,8 +720,6 @@ async fn leader(Ax(s): Ax<Arc<Shared>>) -> Response {
     Json(json!({ "self": s.opts.id, "leader": leader, "url": url, "leading": s.leads() })).into_response()
 }
 
-use crate::peer::{FORWARDED, FORWARDED_FOR, FORWARDED_PROOF};
-
 /// An operator write sent to a follower goes to the leader (docs/guide/ha-etcd.md):
 /// forwarded as it came, or answered 503 naming the leader when it
 /// cannot be reached. Reads are answered here, from the shared state.
@@ -752,7 +750,7 @@ async fn to_the_leader(Ax(s): Ax<Arc<Shared>>, mut req: Request<Body>, next: axu
         )
         .into_response();
     };
-    if req.headers().contains_key(FORWARDED) {
+    if req.headers().contains_key(crate::peer::FORWARDED) {
         return unavailable(format!("this controller does not lead; `{}` does", leader.id), Some(&leader))
             .into_response();
     }
@@ -793,14 +791,14 @@ pub(crate) async fn forward(
             out = out.header(name.as_str(), v);
         }
     }
-    for name in ["idempotency-key", FORWARDED_FOR, FORWARDED_PROOF] {
+    for name in ["idempotency-key", crate::peer::FORWARDED_FOR, crate::peer::FORWARDED_PROOF] {
         if let Some(v) = parts.headers.get(name).and_then(|v| v.to_str().ok()) {
             out = out.header(name, v);
         }
     }
     // reqwest's own message is "error sending request": the cause (an
     // unknown issuer, a refused connection) is in its sources.
-    let answer = out.header(FORWARDED, me).send().await.map_err(|e| drctl_core::error_chain(&e))?;
+    let answer = out.header(crate::peer::FORWARDED, me).send().await.map_err(|e| drctl_core::error_chain(&e))?;
     let status = StatusCode::from_u16(answer.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let content_type = answer.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_string);
     let bytes = answer.bytes().await.map_err(|e| e.to_string())?;

@@ -467,3 +467,57 @@ async fn forwarding_to_a_leader_under_a_private_ca_needs_peer_ca() {
     server.await.unwrap();
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A request forwarded by a controller is judged (and audited) as its
+/// client; the same headers with a forged, stale or missing proof are
+/// dropped and the request is judged by the address it came from.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forwarded_client_counts_only_with_a_controllers_proof() {
+    let s = shared(Arc::new(SystemClock));
+    let operator = token(&s, "ops", Role::Operator);
+    let post = |title: &str, headers: Vec<(String, String)>| {
+        let mut r = Request::builder()
+            .method("POST")
+            .uri("/api/v1/incidents")
+            .header("authorization", format!("Bearer {operator}"))
+            .header("content-type", "application/json");
+        for (k, v) in headers {
+            r = r.header(k, v);
+        }
+        let mut r = r.body(Body::from(json!({"title": title, "status": "investigating"}).to_string())).unwrap();
+        if title == "signed" {
+            crate::peer::sign(&s, "az2-ctl", "203.0.113.7".parse().unwrap(), &mut r);
+        }
+        r
+    };
+    let proof_at = |secs: u64| {
+        let mac = crate::peer::proof(&s, "az2-ctl", "203.0.113.8".parse().unwrap(), secs, "POST", "/api/v1/incidents");
+        vec![
+            ("x-drctl-forwarded-by".to_string(), "az2-ctl".to_string()),
+            ("x-drctl-forwarded-for".to_string(), "203.0.113.8".to_string()),
+            ("x-drctl-forwarded-proof".to_string(), format!("{secs}.{mac}")),
+        ]
+    };
+    let now = crate::peer::now_secs(&s);
+    let mut forged = proof_at(now);
+    forged[2].1 = format!("{now}.{}", "0".repeat(64));
+    for (title, headers) in [
+        ("signed", vec![]),
+        ("stale", proof_at(now - 120)),
+        ("forged", forged),
+        ("bare", vec![("x-drctl-forwarded-for".to_string(), "203.0.113.9".to_string())]),
+    ] {
+        let app = router(s.clone()).layer(axum::Extension(Remote("127.0.0.1:40000".parse().unwrap())));
+        let resp = app.oneshot(post(title, headers)).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED, "{title}");
+    }
+    let source = |title: &str| {
+        let entries = s.opts.state.audit_entries().unwrap();
+        let e = entries.iter().find(|e| e.request.contains(&format!("\"{title}\""))).unwrap();
+        e.source.clone()
+    };
+    assert_eq!(source("signed"), "203.0.113.7", "a controller's proof: the client");
+    for title in ["stale", "forged", "bare"] {
+        assert_eq!(source(title), "127.0.0.1", "{title}: judged by the address it came from");
+    }
+}

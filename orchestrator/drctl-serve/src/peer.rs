@@ -37,12 +37,12 @@ pub(crate) const FORWARDED_PROOF: &str = "x-drctl-forwarded-proof";
 /// How far a proof's time may be from the leader's clock (either way).
 const SKEW: Duration = Duration::from_secs(60);
 
-fn proof(s: &Shared, by: &str, client: IpAddr, secs: u64, method: &str, path: &str) -> String {
+pub(crate) fn proof(s: &Shared, by: &str, client: IpAddr, secs: u64, method: &str, path: &str) -> String {
     let text = format!("{by}\n{client}\n{secs}\n{method}\n{path}");
     s.opts.state.keyed_hash("forwarded client", text.as_bytes())
 }
 
-fn now_secs(s: &Shared) -> u64 {
+pub(crate) fn now_secs(s: &Shared) -> u64 {
     s.opts.clock.now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
