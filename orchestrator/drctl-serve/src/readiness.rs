@@ -196,8 +196,12 @@ pub(crate) async fn run(s: Arc<Shared>, stop: drctl_runtime::CancellationToken) 
     loop {
         let previous = s.readiness();
         let now = s.opts.clock.now();
+        let topo = &s.opts.topology;
         let report = tokio::select! {
-            r = readiness::evaluate(&s.opts.topology, &*s.opts.state, &s.opts.clients, &opts.check, now, previous.as_deref()) => r,
+            r = async {
+                let backups = drctl_backup::report::statuses(topo, &drctl_backup::site_dir(topo), &*s.opts.state, now).await;
+                readiness::evaluate(topo, &*s.opts.state, &s.opts.clients, &opts.check, now, previous.as_deref(), &backups).await
+            } => r,
             _ = stop.cancelled() => return,
         };
         if let Ok(text) = serde_json::to_string(&report) {

@@ -478,7 +478,8 @@ fn through_the_api_a_paused_execution_is_retried_skipped_or_done_by_hand() {
         r["state"] == "paused" && step(&r, "job/bad")["attempts"] == 2
     });
     // A field the request does not define is refused, not ignored.
-    let (code, body) = post(&format!("/api/v1/executions/{id}/skip"), serde_json::json!({ "step": "job/bad", "al": 1 }));
+    let (code, body) =
+        post(&format!("/api/v1/executions/{id}/skip"), serde_json::json!({ "step": "job/bad", "al": 1 }));
     assert_eq!(code, 422, "{body}");
     let (code, body) = post(&format!("/api/v1/executions/{id}/skip"), serde_json::json!({ "step": "job/bad" }));
     assert_eq!(code, 202, "{body}");
