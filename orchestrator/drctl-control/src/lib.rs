@@ -6,6 +6,7 @@
 //! measure and copy in exactly the same way.
 
 mod actions;
+pub mod attention;
 pub mod declare;
 pub mod failover;
 mod fence;
