@@ -653,7 +653,16 @@ pub fn report(topo: Option<&Topology>, state: &State, id: &str) -> Result<serde_
     }
     let rto = row.finished_at.filter(|_| row.state == exec_state::SUCCEEDED).map(since);
     let overrides = overrides_used(state, &row)?;
+    // Old primaries found back after the failover, with what they hold
+    // that the new primaries do not.
+    let old_primaries: Vec<serde_json::Value> = state
+        .events(id)?
+        .into_iter()
+        .filter(|e| e.kind == crate::returned::KIND)
+        .map(|e| serde_json::json!({ "at": rfc3339(e.at), "step": e.step, "detail": e.detail }))
+        .collect();
     Ok(serde_json::json!({
+        "old_primaries": old_primaries,
         "id": row.id,
         "state": row.state,
         "reason": row.reason,

@@ -17,6 +17,7 @@ pub mod policy;
 mod preflight;
 pub mod readiness;
 pub mod replicate;
+pub mod returned;
 pub mod schedule;
 
 use drctl_core::diag::Code;
