@@ -451,10 +451,34 @@ fn stored_options(decl: &Declaration, specs: &[StepSpec], by: &str) -> String {
         .filter(|s| s.action == drctl_engine::APPROVAL)
         .map(|s| (s.id.clone(), approver(s).as_str().into()))
         .collect();
+    let reminders: serde_json::Map<String, serde_json::Value> = specs
+        .iter()
+        .filter(|s| s.action == drctl_engine::APPROVAL)
+        .map(|s| (s.id.clone(), remind_after(s).as_secs_f64().into()))
+        .collect();
     if let Some(o) = options.as_object_mut() {
         o.insert("approvers".into(), approvers.into());
+        o.insert("remind_after".into(), reminders.into());
     }
     options.to_string()
+}
+
+/// How long an approval step may wait before the operators are reminded.
+fn remind_after(spec: &StepSpec) -> Duration {
+    match Call::decode(Action::Approval, spec.with.as_object().unwrap_or(&serde_json::Map::new())) {
+        Ok(Call::Approval { remind_after, .. }) => remind_after,
+        _ => drctl_core::action::DEFAULT_REMIND_AFTER,
+    }
+}
+
+/// How long approval step `step` of an execution may wait before the
+/// operators are reminded, from its journaled options (5 min when not kept).
+pub fn remind_after_of(row: &ExecutionRow, step: &str) -> Duration {
+    serde_json::from_str::<serde_json::Value>(&row.options)
+        .ok()
+        .and_then(|o| o["remind_after"][step].as_f64())
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .unwrap_or(drctl_core::action::DEFAULT_REMIND_AFTER)
 }
 
 /// Who may approve an approval step, as its runbook says.
@@ -629,7 +653,16 @@ pub fn report(topo: Option<&Topology>, state: &State, id: &str) -> Result<serde_
     }
     let rto = row.finished_at.filter(|_| row.state == exec_state::SUCCEEDED).map(since);
     let overrides = overrides_used(state, &row)?;
+    // Old primaries found back after the failover, with what they hold
+    // that the new primaries do not.
+    let old_primaries: Vec<serde_json::Value> = state
+        .events(id)?
+        .into_iter()
+        .filter(|e| e.kind == crate::returned::KIND)
+        .map(|e| serde_json::json!({ "at": rfc3339(e.at), "step": e.step, "detail": e.detail }))
+        .collect();
     Ok(serde_json::json!({
+        "old_primaries": old_primaries,
         "id": row.id,
         "state": row.state,
         "reason": row.reason,

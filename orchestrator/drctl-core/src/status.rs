@@ -177,6 +177,22 @@ pub fn service_status(
     ServiceStatus { name: e.name.clone(), healthy, rto_estimate_s, rto_target_s: target, meets_rto: meets, error }
 }
 
+/// A datastore's backups as readiness judges them: the backup RPO against
+/// its restore target, and the last restore test. Read by whoever drives
+/// the backup tool (drctl-backup), judged by readiness (drctl-control).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackupStatus {
+    pub datastore: String,
+    /// Now minus the latest restorable point.
+    pub rpo_s: Option<f64>,
+    /// `restore: { rpo }` of its tier or its own.
+    pub rpo_target_s: Option<f64>,
+    /// Why its backups could not be read, when they could not.
+    pub error: Option<String>,
+    /// The last restore test: when it ended, and whether it passed.
+    pub last_test: Option<(std::time::SystemTime, bool)>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

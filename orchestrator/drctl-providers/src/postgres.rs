@@ -795,6 +795,13 @@ pub async fn promote(url: &str, timeout: Duration) -> Result<String, Error> {
     if !in_recovery {
         return Ok("already primary".into());
     }
+    // Where the new timeline forks from the old primary's WAL: what the old
+    // primary wrote past it, should it come back, the new one lacks.
+    let fork: Option<String> = client
+        .query_one("SELECT pg_last_wal_replay_lsn()::text", &[])
+        .await
+        .map_err(|e| q("reading its replay position", e))?
+        .get(0);
     let wait = timeout.as_secs().clamp(1, 3600) as i32;
     let promoted: bool =
         client.query_one("SELECT pg_promote(true, $1)", &[&wait]).await.map_err(|e| q("promoting", e))?.get(0);
@@ -808,7 +815,54 @@ pub async fn promote(url: &str, timeout: Duration) -> Result<String, Error> {
         .await
         .map_err(|e| q("lifting read-only", e))?;
     client.batch_execute("SELECT pg_reload_conf()").await.map_err(|e| q("reloading its configuration", e))?;
-    Ok("promoted".into())
+    Ok(match fork {
+        Some(lsn) => format!("{PROMOTED_AT}{lsn}"),
+        None => "promoted".into(),
+    })
+}
+
+/// How a promote step's note begins, before the position the new timeline
+/// forked at.
+pub const PROMOTED_AT: &str = "promoted at ";
+
+/// What a member that answers as a writable primary holds past `fork`: the
+/// bytes of WAL, and the commits among them when it has `pg_walinspect`
+/// (within 256 MiB of WAL). `None` when it is not a writable primary (a
+/// standby, fenced, or down).
+pub async fn wal_past(url: &str, fork: Lsn, timeout: Duration) -> Option<(u64, Option<u64>)> {
+    let work = async {
+        let (client, in_recovery) = open_member(url, timeout).await.ok()?;
+        if in_recovery {
+            return None;
+        }
+        let lsn: String = client.query_one("SELECT pg_current_wal_lsn()::text", &[]).await.ok()?.get(0);
+        let end = Lsn::parse(&lsn)?;
+        if end <= fork {
+            return Some((0, Some(0)));
+        }
+        let bytes = end.0 - fork.0;
+        let has = client
+            .query_opt("SELECT 1 FROM pg_extension WHERE extname = 'pg_walinspect'", &[])
+            .await
+            .ok()
+            .flatten()
+            .is_some();
+        let commits = if has && bytes <= 256 << 20 {
+            client
+                .query_one(
+                    "SELECT count(*) FROM pg_get_wal_records_info($1::text::pg_lsn, $2::text::pg_lsn)
+                     WHERE resource_manager = 'Transaction' AND record_type IN ('COMMIT', 'COMMIT_PREPARED')",
+                    &[&fork.to_string(), &lsn],
+                )
+                .await
+                .ok()
+                .map(|r| r.get::<_, i64>(0).max(0) as u64)
+        } else {
+            None
+        };
+        Some((bytes, commits))
+    };
+    tokio::time::timeout(timeout, work).await.ok().flatten()
 }
 
 /// What the preflight learns about a standby about to be promoted.

@@ -25,6 +25,9 @@ pub async fn status(
         let at = std::time::SystemTime::now();
         let mut report = live::status(clients, topo, &placements, at).await;
         live::with_state(state, &mut report, at);
+        for found in drctl_control::returned::look(topo, state, &report, at).await {
+            eprintln!("warning: {found}");
+        }
         if let Err(e) = live::record(state, &report, at) {
             eprintln!("warning: RPO samples not recorded: {e}");
         }
