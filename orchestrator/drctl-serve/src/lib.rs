@@ -25,6 +25,7 @@
 
 mod api;
 mod audience;
+mod backups;
 mod customers;
 pub mod feeds;
 #[cfg(test)]
@@ -633,6 +634,11 @@ fn lead(shared: &Arc<Shared>, center: &TaskCenter) {
         let s = shared.clone();
         move |stop| readiness::run(s.clone(), stop)
     });
+    // Scheduled backups.
+    if backups::any(shared) {
+        let s = shared.clone();
+        center.spawn("backups", OnFailure::Restart(Duration::from_secs(1)), move |stop| backups::run(s.clone(), stop));
+    }
     // Cron-scheduled drills.
     if !shared.opts.topology.drills.is_empty() {
         let s = shared.clone();

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{drctl, show, tempdir, wait_for};
+use common::{drctl, show, start, tempdir, wait_for};
 use drctl_testkit::PgPair;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -231,4 +231,36 @@ fn restore_test_finding(dir: &Path) -> Option<String> {
         (f["entity"] == "orders-db" && f["check"] == "restore-test")
             .then(|| f["message"].as_str().unwrap_or("").to_string())
     })
+}
+
+/// `drctl serve` takes the backups the topology schedules, as their crons
+/// come due, each audited by the scheduler before it starts.
+#[test]
+fn the_controller_takes_scheduled_backups_audited() {
+    let pair = PgPair::start();
+    let dir = tempdir("restore-scheduled");
+    write_topology(&pair, &dir);
+    // Every 5 seconds (the six-field form counts seconds), for the test.
+    let yaml = std::fs::read_to_string(dir.join("drctl.yaml"))
+        .unwrap()
+        .replace("full: \"0 3 * * 0\"", "full: \"*/5 * * * * *\"");
+    std::fs::write(dir.join("drctl.yaml"), yaml).unwrap();
+    archive_mode_on(&pair);
+    let backups = || -> serde_json::Value {
+        let o = drctl(&dir).args(["backups", "-f", "drctl.yaml", "--output", "json"]).output().unwrap();
+        serde_json::from_slice(&o.stdout).unwrap_or_default()
+    };
+    let _srv = start(&dir, &[], "http");
+    wait_for("a scheduled backup", 90, || backups()["datastores"][0]["last_backup"]["kind"] == "full");
+    let o = drctl(&dir).args(["audit", "list", "--output", "json"]).output().unwrap();
+    let audit: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let entry = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "backup")
+        .unwrap_or_else(|| panic!("the scheduled backup audited: {audit}"));
+    assert_eq!(entry["actor"], "scheduler", "{entry}");
+    assert_eq!(entry["request"]["kind"], "full", "{entry}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
