@@ -190,6 +190,8 @@ pub(crate) struct Shared {
     pub readiness: RwLock<Option<Arc<drctl_control::readiness::Report>>>,
     /// What the operators were last told of readiness, per scope.
     pub told: readiness::Told,
+    /// Each backed-up datastore's backup RPO, as the last readiness evaluation read it.
+    pub backup_status: std::sync::RwLock<Vec<drctl_core::status::BackupStatus>>,
 }
 
 impl Shared {
@@ -216,6 +218,7 @@ impl Shared {
             subscribe_rate: limits::RateLimiter::with(1.0 / 60.0, 5.0),
             readiness: RwLock::new(None),
             told: Default::default(),
+            backup_status: Default::default(),
         }
     }
 
@@ -322,7 +325,11 @@ impl Shared {
                 .map(|(path, json)| (path, Bytes::from(serde_json::to_vec_pretty(&json).unwrap_or_default())))
                 .collect(),
             atom: Bytes::from(feeds::atom(&v, &self.base_url)),
-            metrics: Bytes::from(feeds::metrics(&v, &counters) + &readiness::metrics(self.readiness().as_deref())),
+            metrics: Bytes::from(
+                feeds::metrics(&v, &counters)
+                    + &readiness::metrics(self.readiness().as_deref())
+                    + &readiness::backup_metrics(&self.backup_status.read().unwrap_or_else(|p| p.into_inner())),
+            ),
         };
         *self.rendered.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(r);
     }

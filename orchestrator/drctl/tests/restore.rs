@@ -250,8 +250,14 @@ fn the_controller_takes_scheduled_backups_audited() {
         let o = drctl(&dir).args(["backups", "-f", "drctl.yaml", "--output", "json"]).output().unwrap();
         serde_json::from_slice(&o.stdout).unwrap_or_default()
     };
-    let _srv = start(&dir, &[], "http");
+    let srv = start(&dir, &["--evaluate-every", "1s"], "http");
     wait_for("a scheduled backup", 90, || backups()["datastores"][0]["last_backup"]["kind"] == "full");
+    // The backup RPO reaches /metrics with the next readiness evaluation.
+    let metrics = || common::client().get(format!("{}/metrics", srv.base)).send().unwrap().text().unwrap();
+    wait_for("drctl_backup_rpo_seconds", 30, || {
+        metrics().contains("drctl_backup_rpo_seconds{datastore=\"orders-db\"}")
+    });
+    assert!(metrics().contains("drctl_backup_rpo_target_seconds{datastore=\"orders-db\"} 3600.0"), "{}", metrics());
     let o = drctl(&dir).args(["audit", "list", "--output", "json"]).output().unwrap();
     let audit: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let entry = audit
