@@ -47,7 +47,7 @@ pub struct Request {
     pub port: u16,
     /// The TCP address the copy listens on; none for a scratch copy.
     pub listen: Option<String>,
-    /// `postgres` (the default) or `s3`.
+    /// `postgres` (the default), `s3`, `rds-instance` or `rds-cluster`.
     #[serde(default)]
     pub kind: String,
     /// S3: only the keys under this prefix.
@@ -63,6 +63,12 @@ pub struct Request {
 impl Request {
     pub fn is_s3(&self) -> bool {
         self.kind == "s3"
+    }
+
+    /// An RDS restore (`rds-instance` or `rds-cluster`): a new instance or
+    /// cluster from the automated backups.
+    pub fn is_rds(&self) -> bool {
+        self.kind.starts_with("rds-")
     }
 }
 
@@ -293,6 +299,25 @@ pub fn steps(req: &Request) -> Vec<StepSpec> {
             timeout: Some(Duration::from_secs(24 * 3600)),
             attempts: 3,
             backoff: Duration::from_secs(2),
+            with: serde_json::json!({ "datastore": ds }),
+            from_zone: None,
+            to_zone: None,
+            rerun_safe: true,
+            continue_on_failure: false,
+        }];
+    }
+    if req.is_rds() {
+        // One step: it first looks for the instance (or cluster) it would
+        // create, so running it again after a crash waits for that one.
+        return vec![StepSpec {
+            id: format!("{ds}/restore"),
+            entity: ds.clone(),
+            action: "rds.restore_to_point".into(),
+            after: vec![],
+            priority: 0.0,
+            timeout: Some(Duration::from_secs(6 * 3600)),
+            attempts: 2,
+            backoff: Duration::from_secs(5),
             with: serde_json::json!({ "datastore": ds }),
             from_zone: None,
             to_zone: None,
