@@ -310,11 +310,12 @@ async fn tell_waiting(
             "timestamp": at,
             "execution": w.execution,
             "steps": w.steps,
+            "title": w.title,
             "summary": w.summary,
         });
         let id = format!("msg_drctl_{}", w.key.replace([':', ',', '#', '/'], "_"));
         let text = format!("drctl at {at}: {}\n\nWhat it did so far: drctl show {}\n", w.summary, w.execution);
-        deliver(s, opts, smtp, &id, &w.summary, &body, &text).await;
+        deliver(s, opts, smtp, &id, &w.title, &body, &text).await;
     }
 }
 
