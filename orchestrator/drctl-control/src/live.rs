@@ -326,7 +326,6 @@ pub fn with_state(state: &drctl_state::State, report: &mut StatusReport, at: Sys
 /// standby's received position: every write it lacks came after that look.
 /// (Exact without them when the primary has `pg_walinspect`.)
 fn dated_by_marks(state: &drctl_state::State, report: &mut StatusReport, at: SystemTime) {
-    use drctl_state::Evidence;
     for d in report.datastores.iter_mut().filter(|d| d.kind == "postgres" && d.primary_zone.is_some()) {
         let mut changed = false;
         for r in d.replicas.iter_mut() {
