@@ -353,6 +353,7 @@ pub struct MultipartCheckpoint {
 pub mod audience;
 pub mod conformance;
 pub mod controller;
+pub mod erasure;
 pub mod evidence;
 pub mod journal;
 pub mod kv;
@@ -360,6 +361,7 @@ pub mod seal;
 pub mod store;
 
 pub use audience::Audience;
+pub use erasure::{CopyState, ErasureRequest, Erasures};
 pub use evidence::{Evidence, LagEvidence, WalSample};
 pub use store::{Approval, Claim, Controller, Journal, ReplicatedObject, Samples, State, Store};
 
