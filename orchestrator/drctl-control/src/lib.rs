@@ -7,6 +7,7 @@
 
 mod actions;
 pub mod declare;
+pub mod erasure;
 pub mod failover;
 mod fence;
 pub mod lag;
