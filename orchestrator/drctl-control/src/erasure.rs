@@ -589,7 +589,7 @@ impl Eraser {
             out.requests += 1;
             let mut left = 0;
             for (sql, check) in &entries {
-                pg_erasure::erase(&client, url, sql, subject)
+                pg_erasure::erase_in_copy(&client, url, sql, subject)
                     .await
                     .map_err(|e| bad("copy", format!("replaying {}: {}", r.id, scrub(&e.to_string(), subject))))?;
                 if let Ok(Checked::Left(n)) = pg_erasure::check(&client, url, check, subject, None).await {

@@ -45,6 +45,22 @@ pub async fn erase(client: &Client, url: &str, sql: &str, subject: &str) -> Resu
     client.execute(&st, &[&*p as &(dyn ToSql + Sync)]).await.map_err(|e| query_error(url, "erasing", e))
 }
 
+/// Like [`erase`], for a restored copy: a table the copy does not have
+/// yet (restored to before it was created) holds nobody (0 rows).
+pub async fn erase_in_copy(client: &Client, url: &str, sql: &str, subject: &str) -> Result<u64, Error> {
+    let st = match client.prepare(sql).await {
+        Ok(st) => st,
+        Err(e) if undefined_table(&e) => return Ok(0),
+        Err(e) => return Err(query_error(url, "preparing the erasure", e)),
+    };
+    let p = parameter(url, &st, subject)?;
+    client.execute(&st, &[&*p as &(dyn ToSql + Sync)]).await.map_err(|e| query_error(url, "erasing", e))
+}
+
+fn undefined_table(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error().is_some_and(|d| d.code().code() == "42P01")
+}
+
 /// The primary's WAL position now (flushed): after an erasure committed,
 /// every replica that has replayed this far has replayed the erasure.
 pub async fn position(client: &Client, url: &str) -> Result<Lsn, Error> {
@@ -78,7 +94,12 @@ pub async fn check(client: &Client, url: &str, sql: &str, subject: &str, after: 
             return Ok(Checked::NotReplayed { replayed });
         }
     }
-    let st = client.prepare(sql).await.map_err(|e| query_error(url, "preparing the check", e))?;
+    let st = match client.prepare(sql).await {
+        Ok(st) => st,
+        // A restored copy from before the table existed: nobody in it.
+        Err(e) if undefined_table(&e) && after.is_none() => return Ok(Checked::Left(0)),
+        Err(e) => return Err(query_error(url, "preparing the check", e)),
+    };
     let p = parameter(url, &st, subject)?;
     let row = client.query_opt(&st, &[&*p as &(dyn ToSql + Sync)]).await.map_err(|e| query_error(url, "checking", e))?;
     let Some(row) = row else { return Ok(Checked::Left(0)) };
