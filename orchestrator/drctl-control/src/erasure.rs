@@ -511,7 +511,8 @@ impl Eraser {
     pub async fn after_failover(&self, datastore: &str) -> Result<usize, Error> {
         let mut n = 0;
         for r in self.state.erasures()? {
-            if r.subject.is_none() || !r.copies.iter().any(|c| c.datastore == datastore) {
+            // Verified on every copy, the new primary included: nothing to run again.
+            if r.subject.is_none() || r.verified() || !r.copies.iter().any(|c| c.datastore == datastore) {
                 continue;
             }
             // Forget which primary was erased: the one found now runs it unless verified.
