@@ -115,3 +115,31 @@ pub async fn check(client: &Client, url: &str, sql: &str, subject: &str, after: 
         })?;
     Ok(Checked::Left(n))
 }
+
+/// A statement prepared once for many subjects (a restore's replay of
+/// the whole ledger: thousands of requests on one connection, pipelined).
+pub struct Prepared {
+    st: tokio_postgres::Statement,
+}
+
+/// Prepares `sql` on a restored copy; `None` when its table does not exist there (nobody in it).
+pub async fn prepare_in_copy(client: &Client, url: &str, sql: &str) -> Result<Option<Prepared>, Error> {
+    match client.prepare(sql).await {
+        Ok(st) => Ok(Some(Prepared { st })),
+        Err(e) if undefined_table(&e) => Ok(None),
+        Err(e) => Err(query_error(url, "preparing", e)),
+    }
+}
+
+/// Runs a prepared erasure for one subject; the rows it changed.
+pub async fn erase_prepared(client: &Client, url: &str, p: &Prepared, subject: &str) -> Result<u64, Error> {
+    let v = parameter(url, &p.st, subject)?;
+    client.execute(&p.st, &[&*v as &(dyn ToSql + Sync)]).await.map_err(|e| query_error(url, "erasing", e))
+}
+
+/// Runs a prepared check for one subject; what is left (0: clean).
+pub async fn count_prepared(client: &Client, url: &str, p: &Prepared, subject: &str) -> Result<i64, Error> {
+    let v = parameter(url, &p.st, subject)?;
+    let row = client.query_opt(&p.st, &[&*v as &(dyn ToSql + Sync)]).await.map_err(|e| query_error(url, "checking", e))?;
+    Ok(row.map(|r| r.try_get::<_, i64>(0).or_else(|_| r.try_get::<_, i32>(0).map(i64::from)).unwrap_or(1)).unwrap_or(0))
+}
