@@ -547,13 +547,19 @@ impl PgRestore {
             return Err(ActionError::Fatal(format!("journaled target `{}` is unreadable", self.req.target)));
         };
         let copy = copy_of(&self.site, &self.req);
-        let url = copy.local_url(&crate::postgres::primary_user(&self.ds.primary_url), &crate::drill::database_of(&self.ds.primary_url));
+        let url = copy.local_url(
+            &crate::postgres::primary_user(&self.ds.primary_url),
+            &crate::drill::database_of(&self.ds.primary_url),
+        );
         let eraser = drctl_control::erasure::Eraser::new(
             self.topo.clone(),
             self.state.clone(),
             Arc::new(drctl_control::live::Clients::new(Default::default())),
         );
-        let r = eraser.replay_on(&self.req.datastore, &url, point).await.map_err(|e| ActionError::Transient(e.to_string()))?;
+        let r = eraser
+            .replay_on(&self.req.datastore, &url, point)
+            .await
+            .map_err(|e| ActionError::Transient(e.to_string()))?;
         let done = ErasuresReplayed { requests: r.requests, resurrected: r.resurrected };
         let path = erasures_file(&self.site, &self.req);
         std::fs::write(&path, serde_json::to_string(&done).unwrap_or_default())

@@ -384,11 +384,17 @@ impl Declarer {
         moved.dedup();
         let eraser = crate::erasure::Eraser::new(self.topology.clone(), self.state.clone(), self.clients.clone())
             .with_clock(self.clock.clone());
-        for ds in moved.iter().filter(|d| self.topology.entity_id(d).is_some_and(|e| !self.topology.entity(e).is_service())) {
+        for ds in
+            moved.iter().filter(|d| self.topology.entity_id(d).is_some_and(|e| !self.topology.entity(e).is_service()))
+        {
             match eraser.after_failover(ds).await {
                 Ok(0) => {}
-                Ok(n) => tracing::info!(execution = id, datastore = %ds, requests = n, "erasures run again on the new primary"),
-                Err(e) => tracing::warn!(execution = id, datastore = %ds, error = %e, "erasures not re-run after the failover; the controller's pass goes on"),
+                Ok(n) => {
+                    tracing::info!(execution = id, datastore = %ds, requests = n, "erasures run again on the new primary")
+                }
+                Err(e) => {
+                    tracing::warn!(execution = id, datastore = %ds, error = %e, "erasures not re-run after the failover; the controller's pass goes on")
+                }
             }
         }
     }

@@ -80,13 +80,7 @@ enum Reach {
 
 impl Eraser {
     pub fn new(topo: Arc<Topology>, state: Arc<State>, clients: Arc<Clients>) -> Eraser {
-        Eraser {
-            topo,
-            state,
-            clients,
-            clock: Arc::new(drctl_runtime::SystemClock),
-            pg: Default::default(),
-        }
+        Eraser { topo, state, clients, clock: Arc::new(drctl_runtime::SystemClock), pg: Default::default() }
     }
 
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Eraser {
@@ -172,7 +166,10 @@ impl Eraser {
             return Err(bad("subject", "is empty: give the identifier the `locate` entries use as $1"));
         }
         if subject.len() > MAX_SUBJECT || subject.chars().any(char::is_control) {
-            return Err(bad("subject", format!("must be at most {MAX_SUBJECT} bytes of text without control characters")));
+            return Err(bad(
+                "subject",
+                format!("must be at most {MAX_SUBJECT} bytes of text without control characters"),
+            ));
         }
         if reason.trim().is_empty() {
             return Err(bad("reason", "is empty: say why (a ticket, the request's reference)"));
@@ -225,7 +222,13 @@ impl Eraser {
         Ok(c)
     }
 
-    async fn bucket(&self, zone: &str, bucket: &str, endpoint: Option<&str>, region: Option<&str>) -> drctl_aws::s3::Bucket {
+    async fn bucket(
+        &self,
+        zone: &str,
+        bucket: &str,
+        endpoint: Option<&str>,
+        region: Option<&str>,
+    ) -> drctl_aws::s3::Bucket {
         drctl_aws::s3::Bucket {
             zone: zone.to_string(),
             name: bucket.to_string(),
@@ -237,11 +240,9 @@ impl Eraser {
     /// Whether a PostgreSQL copy is an open primary now.
     async fn is_primary(&self, url: &str) -> bool {
         match self.client(url).await {
-            Ok(c) => c
-                .query_one("SELECT NOT pg_is_in_recovery()", &[])
-                .await
-                .map(|r| r.get::<_, bool>(0))
-                .unwrap_or(false),
+            Ok(c) => {
+                c.query_one("SELECT NOT pg_is_in_recovery()", &[]).await.map(|r| r.get::<_, bool>(0)).unwrap_or(false)
+            }
             Err(_) => false,
         }
     }
@@ -302,7 +303,8 @@ impl Eraser {
                         continue;
                     };
                     let current = self.load(id)?;
-                    let done = current.copies.iter().any(|c| c.datastore == name && c.zone == zone && c.erased_at.is_some());
+                    let done =
+                        current.copies.iter().any(|c| c.datastore == name && c.zone == zone && c.erased_at.is_some());
                     if done {
                         continue;
                     }
@@ -331,9 +333,10 @@ impl Eraser {
             }
         }
         let req = self.load(id)?;
-        let primaries_done = self.datastores().iter().all(|(_, name, _)| {
-            req.copies.iter().filter(|c| c.datastore == *name).any(|c| c.erased_at.is_some())
-        });
+        let primaries_done = self
+            .datastores()
+            .iter()
+            .all(|(_, name, _)| req.copies.iter().filter(|c| c.datastore == *name).any(|c| c.erased_at.is_some()));
         if primaries_done && req.erased_at.is_none() {
             let now = self.clock.now();
             self.state.update_erasure(id, &mut |r| {
@@ -355,7 +358,9 @@ impl Eraser {
     }
 
     fn load(&self, id: &str) -> Result<ErasureRequest, Error> {
-        self.state.erasure(id)?.ok_or_else(|| bad("id", format!("`{id}` is not an erasure request (`drctl erasures` lists them)")))
+        self.state
+            .erasure(id)?
+            .ok_or_else(|| bad("id", format!("`{id}` is not an erasure request (`drctl erasures` lists them)")))
     }
 
     fn note(&self, id: &str, datastore: &str, zone: &str, mut change: impl FnMut(&mut CopyState)) -> Result<(), Error> {
@@ -368,7 +373,9 @@ impl Eraser {
     }
 
     fn note_all(&self, id: &str, datastore: &str, mut change: impl FnMut(&mut CopyState)) -> Result<(), Error> {
-        self.state.update_erasure(id, &mut |r| r.copies.iter_mut().filter(|c| c.datastore == datastore).for_each(&mut change))?;
+        self.state.update_erasure(id, &mut |r| {
+            r.copies.iter_mut().filter(|c| c.datastore == datastore).for_each(&mut change)
+        })?;
         Ok(())
     }
 
@@ -467,7 +474,13 @@ impl Eraser {
     }
 
     /// Records, erases and verifies, waiting up to `wait` for every copy.
-    pub async fn erase(&self, subject: &str, reason: &str, who: &Actor, wait: Duration) -> Result<ErasureRequest, Error> {
+    pub async fn erase(
+        &self,
+        subject: &str,
+        reason: &str,
+        who: &Actor,
+        wait: Duration,
+    ) -> Result<ErasureRequest, Error> {
         let req = self.request(subject, reason, who)?;
         self.run(&req.id).await?;
         self.wait(&req.id, wait).await
@@ -570,10 +583,13 @@ impl Eraser {
     pub async fn replay_on(&self, datastore: &str, url: &str, point: SystemTime) -> Result<Replayed, Error> {
         let Some(ds_id) = self.topo.entity_id(datastore) else { return Ok(Replayed::default()) };
         let Some(section) = &self.topo.erasure else { return Ok(Replayed::default()) };
-        let entries: Vec<_> = section.of(ds_id).filter_map(|l| match &l.how {
-            Find::Sql { sql, check, .. } => Some((sql.clone(), check.clone())),
-            Find::Prefix(_) => None,
-        }).collect();
+        let entries: Vec<_> = section
+            .of(ds_id)
+            .filter_map(|l| match &l.how {
+                Find::Sql { sql, check, .. } => Some((sql.clone(), check.clone())),
+                Find::Prefix(_) => None,
+            })
+            .collect();
         let mut out = Replayed::default();
         if entries.is_empty() {
             return Ok(out);
@@ -603,25 +619,32 @@ impl Eraser {
             return Ok(out);
         }
         // Pipelined on the one connection: thousands of requests take seconds.
-        use futures::{StreamExt, TryStreamExt};
-        let (client, prepared) = (&client, &prepared);
-        let left: Vec<bool> = futures::stream::iter(subjects.iter())
-            .map(|(id, subject)| async move {
-                let mut left = 0;
-                for (erase, check) in prepared {
-                    pg_erasure::erase_prepared(client, url, erase, subject)
-                        .await
-                        .map_err(|e| bad("copy", format!("replaying {id}: {}", scrub(&e.to_string(), subject))))?;
-                    left += pg_erasure::count_prepared(client, url, check, subject).await.unwrap_or(1);
-                }
-                Ok::<bool, Error>(left > 0)
-            })
-            .buffered(64)
-            .try_collect()
-            .await?;
-        out.resurrected = left.into_iter().filter(|l| *l).count();
+        for chunk in subjects.chunks(64) {
+            let batch = chunk.iter().map(|(id, subject)| replay_one(&client, url, &prepared, id, subject));
+            for left in futures::future::join_all(batch).await {
+                out.resurrected += usize::from(left?);
+            }
+        }
         Ok(out)
     }
+}
+
+/// One request replayed on a copy: whether the subject is still there after it.
+async fn replay_one(
+    client: &Client,
+    url: &str,
+    prepared: &[(pg_erasure::Prepared, pg_erasure::Prepared)],
+    id: &str,
+    subject: &str,
+) -> Result<bool, Error> {
+    let mut left = 0;
+    for (erase, check) in prepared {
+        pg_erasure::erase_prepared(client, url, erase, subject)
+            .await
+            .map_err(|e| bad("copy", format!("replaying {id}: {}", scrub(&e.to_string(), subject))))?;
+        left += pg_erasure::count_prepared(client, url, check, subject).await.unwrap_or(1);
+    }
+    Ok(left > 0)
 }
 
 /// What a restore's replay did.
@@ -729,9 +752,7 @@ mod tests {
         let open = at(0).request("subject-1", "r", &Actor::new("a", "cli")).unwrap();
         let done = at(0).request("subject-2", "r", &Actor::new("a", "cli")).unwrap();
         assert_eq!(open.due_at, t0 + Duration::from_secs(3 * 86_400));
-        state
-            .update_erasure(&done.id, &mut |r| r.copies.iter_mut().for_each(|c| c.verified_at = Some(t0)))
-            .unwrap();
+        state.update_erasure(&done.id, &mut |r| r.copies.iter_mut().for_each(|c| c.verified_at = Some(t0))).unwrap();
         let (json, overdue) = at(1).report().unwrap();
         assert!(!overdue, "{json}");
         assert_eq!(json["erasures"][1]["backups"][0]["expires_at"], "2030-03-24T17:46:40Z", "{json}");
@@ -745,6 +766,9 @@ mod tests {
         assert_eq!(all[0].subject.as_deref(), Some("subject-1"));
         assert_eq!(all[1].subject, None);
         let (json, _) = at(8).report().unwrap();
-        assert!(json["erasures"][1]["forgotten_at"].is_string() && json["erasures"][1]["backups"] == json!([]), "{json}");
+        assert!(
+            json["erasures"][1]["forgotten_at"].is_string() && json["erasures"][1]["backups"] == json!([]),
+            "{json}"
+        );
     }
 }

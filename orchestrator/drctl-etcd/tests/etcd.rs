@@ -167,8 +167,12 @@ fn etcd_holds_no_erasure_identifier_in_clear() {
         String::from_utf8(b64(b"0", false)).unwrap()
     );
     let mut s = std::net::TcpStream::connect(("127.0.0.1", etcd.ports[0])).unwrap();
-    write!(s, "POST /v3/kv/range HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len())
-        .unwrap();
+    write!(
+        s,
+        "POST /v3/kv/range HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
     let mut answer = String::new();
     s.read_to_string(&mut answer).unwrap();
     let json: serde_json::Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap_or("{}")).unwrap();

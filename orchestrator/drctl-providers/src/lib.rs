@@ -8,8 +8,8 @@
 
 pub mod dns;
 pub mod http;
-pub mod pg_tls;
 pub mod pg_erasure;
+pub mod pg_tls;
 pub mod postgres;
 
 /// Errors from providers; each says what was being done and to what.

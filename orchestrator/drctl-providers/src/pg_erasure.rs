@@ -14,7 +14,11 @@ use tokio_postgres::types::{ToSql, Type};
 pub use tokio_postgres::Client;
 
 /// The subject as the parameter `$1` of `statement` wants it.
-fn parameter(url: &str, statement: &tokio_postgres::Statement, subject: &str) -> Result<Box<dyn ToSql + Sync + Send>, Error> {
+fn parameter(
+    url: &str,
+    statement: &tokio_postgres::Statement,
+    subject: &str,
+) -> Result<Box<dyn ToSql + Sync + Send>, Error> {
     let Some(t) = statement.params().first() else {
         return Err(Error::Refused(format!("{}: the statement has no parameter $1 for the subject", redact(url))));
     };
@@ -101,7 +105,8 @@ pub async fn check(client: &Client, url: &str, sql: &str, subject: &str, after: 
         Err(e) => return Err(query_error(url, "preparing the check", e)),
     };
     let p = parameter(url, &st, subject)?;
-    let row = client.query_opt(&st, &[&*p as &(dyn ToSql + Sync)]).await.map_err(|e| query_error(url, "checking", e))?;
+    let row =
+        client.query_opt(&st, &[&*p as &(dyn ToSql + Sync)]).await.map_err(|e| query_error(url, "checking", e))?;
     let Some(row) = row else { return Ok(Checked::Left(0)) };
     let n = row
         .try_get::<_, i64>(0)
@@ -140,6 +145,7 @@ pub async fn erase_prepared(client: &Client, url: &str, p: &Prepared, subject: &
 /// Runs a prepared check for one subject; what is left (0: clean).
 pub async fn count_prepared(client: &Client, url: &str, p: &Prepared, subject: &str) -> Result<i64, Error> {
     let v = parameter(url, &p.st, subject)?;
-    let row = client.query_opt(&p.st, &[&*v as &(dyn ToSql + Sync)]).await.map_err(|e| query_error(url, "checking", e))?;
+    let row =
+        client.query_opt(&p.st, &[&*v as &(dyn ToSql + Sync)]).await.map_err(|e| query_error(url, "checking", e))?;
     Ok(row.map(|r| r.try_get::<_, i64>(0).or_else(|_| r.try_get::<_, i32>(0).map(i64::from)).unwrap_or(1)).unwrap_or(0))
 }

@@ -323,7 +323,9 @@ impl Shared {
                 .collect(),
             atom: Bytes::from(feeds::atom(&v, &self.base_url)),
             metrics: Bytes::from(
-                feeds::metrics(&v, &counters) + &readiness::metrics(self.readiness().as_deref()) + &erasure::metrics(self),
+                feeds::metrics(&v, &counters)
+                    + &readiness::metrics(self.readiness().as_deref())
+                    + &erasure::metrics(self),
             ),
         };
         *self.rendered.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(r);

@@ -191,11 +191,7 @@ impl<K: Kv> Erasures for KvStore<K> {
 
     fn erasures(&self) -> Result<Vec<ErasureRequest>> {
         let prefix = self.key("erasure/");
-        self.kv()
-            .scan(&prefix, &crate::kv::prefix_end(&prefix))?
-            .iter()
-            .map(|(k, v)| self.open_doc(k, v))
-            .collect()
+        self.kv().scan(&prefix, &crate::kv::prefix_end(&prefix))?.iter().map(|(k, v)| self.open_doc(k, v)).collect()
     }
 
     fn update_erasure(&self, id: &str, change: &mut dyn FnMut(&mut ErasureRequest)) -> Result<ErasureRequest> {

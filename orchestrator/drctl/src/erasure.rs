@@ -133,10 +133,12 @@ pub async fn list(
 pub async fn bench(topo: Topology, subjects: usize) -> Result<Outcome, Failure> {
     use drctl_core::topology::erasure::{Erasure, Find, Locate};
     use drctl_core::topology::{DatastoreKind, Location};
-    let Some((id, name, url)) = topo.datastores().find_map(|(i, e, d)| match (&d.kind, d.primary.as_ref().map(|p| &p.location)) {
-        (DatastoreKind::Postgres, Some(Location::Postgres { url, .. })) => Some((i, e.name.clone(), url.clone())),
-        _ => None,
-    }) else {
+    let Some((id, name, url)) =
+        topo.datastores().find_map(|(i, e, d)| match (&d.kind, d.primary.as_ref().map(|p| &p.location)) {
+            (DatastoreKind::Postgres, Some(Location::Postgres { url, .. })) => Some((i, e.name.clone(), url.clone())),
+            _ => None,
+        })
+    else {
         return Err(Failure::bad_input(format!("{} has no PostgreSQL datastore to measure on", topo.file.display())));
     };
     let mut topo = topo;
@@ -155,7 +157,8 @@ pub async fn bench(topo: Topology, subjects: usize) -> Result<Outcome, Failure> 
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(anyhow::Error::from)?;
     let state = crate::context::open_state(&format!("sqlite://{}", dir.join("state.db").display()))?;
-    let client = drctl_providers::postgres::connect(&url, Duration::from_secs(10)).await.map_err(anyhow::Error::from)?;
+    let client =
+        drctl_providers::postgres::connect(&url, Duration::from_secs(10)).await.map_err(anyhow::Error::from)?;
     client
         .batch_execute(&format!(
             "DROP TABLE IF EXISTS drctl_bench_erasure; CREATE TABLE drctl_bench_erasure (id text PRIMARY KEY, body text);\
@@ -186,18 +189,17 @@ pub async fn bench(topo: Topology, subjects: usize) -> Result<Outcome, Failure> 
     let t = Instant::now();
     let replayed = eraser.replay_on(&name, &url, started - Duration::from_secs(1)).await.map_err(control)?;
     let replay_s = t.elapsed().as_secs_f64();
-    let left: i64 = client
-        .query_one("SELECT count(*) FROM drctl_bench_erasure", &[])
-        .await
-        .map_err(anyhow::Error::from)?
-        .get(0);
+    let left: i64 =
+        client.query_one("SELECT count(*) FROM drctl_bench_erasure", &[]).await.map_err(anyhow::Error::from)?.get(0);
     let _ = client.batch_execute("DROP TABLE drctl_bench_erasure").await;
     let _ = std::fs::remove_dir_all(&dir);
     println!(
         "erasure of {subjects} subjects over {name} ({} copies each): record+erase+first check {:.1} s ({:.0}/s), \
          remaining verification {:.1} s, {verified} verified on every copy, {left} rows left; \
          ledger replay of {} requests on one copy {:.2} s ({} resurrected)",
-        topo.erasure.as_ref().map_or(0, |_| 1 + topo.datastores().find(|(i, _, _)| *i == id).map_or(0, |(_, _, d)| d.replicas.len())),
+        topo.erasure
+            .as_ref()
+            .map_or(0, |_| 1 + topo.datastores().find(|(i, _, _)| *i == id).map_or(0, |(_, _, d)| d.replicas.len())),
         erase_s,
         subjects as f64 / erase_s.max(1e-9),
         verify_s,

@@ -77,7 +77,12 @@ fn the_controller_records_erases_and_counts_requests_through_its_api() {
     let http = client();
     let url = format!("{}/api/v1/erasures", srv.base);
 
-    let r = http.post(&url).bearer_auth(&viewer).json(&serde_json::json!({"subject": "cust-3", "reason": "r"})).send().unwrap();
+    let r = http
+        .post(&url)
+        .bearer_auth(&viewer)
+        .json(&serde_json::json!({"subject": "cust-3", "reason": "r"}))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), 403);
     let r = http
         .post(&url)

@@ -232,7 +232,9 @@ fn a_restore_to_before_an_erasure_keeps_the_subject_gone() {
     archive_mode_on(&pair);
     pair.psql(
         pair.primary_port,
-        &format!("CREATE TABLE customers (id text PRIMARY KEY); INSERT INTO customers VALUES ('{SUBJECT}'), ('cust-other')"),
+        &format!(
+            "CREATE TABLE customers (id text PRIMARY KEY); INSERT INTO customers VALUES ('{SUBJECT}'), ('cust-other')"
+        ),
     );
     let o = drctl(&dir).args(["backup", "orders-db", "-f", "drctl.yaml"]).output().unwrap();
     assert!(o.status.success(), "{}", show(&o));

@@ -188,8 +188,14 @@ fn find(diags: &mut Diagnostics, l: &RawLocate, kind: DatastoreKind, name: &str)
             let rds = kind != DatastoreKind::Postgres;
             if rds && l.url.is_none() {
                 diags
-                    .error(Code::MissingKey, l.pos, format!("the `locate` entry of the {} `{name}` has no `url`", kind.as_str()))
-                    .with_hint("add `url: \"postgres://USER@ENDPOINT:5432/DB\"`: drctl reaches RDS databases through it");
+                    .error(
+                        Code::MissingKey,
+                        l.pos,
+                        format!("the `locate` entry of the {} `{name}` has no `url`", kind.as_str()),
+                    )
+                    .with_hint(
+                        "add `url: \"postgres://USER@ENDPOINT:5432/DB\"`: drctl reaches RDS databases through it",
+                    );
             }
             if !rds {
                 misplaced(diags, &l.url, &format!("`url` is for rds-* datastores; `{name}`'s members give theirs"));
@@ -274,7 +280,11 @@ mod tests {
     }
 
     fn messages(l: &crate::topology::Loaded, sev: Severity) -> Vec<String> {
-        l.diagnostics.iter().filter(|d| d.severity == sev).map(|d| format!("{}:{} {}", d.pos.line, d.pos.col, d.message)).collect()
+        l.diagnostics
+            .iter()
+            .filter(|d| d.severity == sev)
+            .map(|d| format!("{}:{} {}", d.pos.line, d.pos.col, d.message))
+            .collect()
     }
 
     #[test]

@@ -150,7 +150,8 @@ pub struct RawDrill {
 
 pub const DATASTORE_KINDS: &[&str] = &["postgres", "rds-instance", "rds-cluster", "s3"];
 
-const TOP_KEYS: &[&str] = &["version", "name", "zones", "objectives", "contracts", "datastores", "services", "drills", "erasure"];
+const TOP_KEYS: &[&str] =
+    &["version", "name", "zones", "objectives", "contracts", "datastores", "services", "drills", "erasure"];
 
 /// Decodes the whole file. Problems go to the decoder's diagnostics; what
 /// could be read is returned so that validation can still report the rest.
