@@ -169,3 +169,59 @@ async fn every_version_of_an_erased_key_is_gone_from_the_primary_and_the_replica
     assert_eq!(json["erasures"][0]["copies"].as_array().unwrap().len(), 2);
     no_subject_in(&json.to_string());
 }
+
+/// The whole path: a declaration fails over to a standby that never
+/// received an erasure (its link was cut), and the finished failover runs
+/// the erasure again on the promoted primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_failover_runs_unverified_erasures_on_the_promoted_standby() {
+    use drctl_control::declare::{Declarer, IncidentPolicy, Recorded};
+    use drctl_control::failover::Declaration;
+    let pg = PgPair::start_with_cuttable_link();
+    seed(&pg);
+    let dir = std::env::temp_dir().join(format!("drctl-erasure-declare-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fence = serde_json::to_string(&pg.power_off_primary_command(&dir.join("fence.env"))).unwrap();
+    let topo = load(&format!(
+        "version: 1\nzones: [ {{ name: az1, region: r1 }}, {{ name: az2, region: r1 }} ]\n\
+         datastores:\n  - name: orders-db\n    kind: postgres\n    primary: {{ zone: az1, url: \"{}\", fence: {{ command: {fence} }} }}\n    replicas: [ {{ zone: az2, url: \"{}\" }} ]\n\
+         erasure:\n  locate: [ {{ datastore: orders-db, sql: \"DELETE FROM customers WHERE id = $1\", check: \"SELECT count(*) FROM customers WHERE id = $1\" }} ]\n",
+        pg.primary_url(),
+        pg.standby_url()
+    ));
+    let state = <dyn Store>::in_memory().unwrap();
+    let clients = Arc::new(Clients::new(Default::default()));
+    let eraser = Eraser::new(topo.clone(), state.clone(), clients.clone());
+    pg.cut_link();
+    let req =
+        eraser.erase(SUBJECT, "ticket 10", &Actor::new("alice", "cli"), Duration::from_millis(300)).await.unwrap();
+    assert!(!req.verified());
+    let held = pg.psql(pg.standby_port, &format!("SELECT count(*) FROM customers WHERE id = '{SUBJECT}'"));
+    assert_eq!(held, "1", "the standby never received the erasure");
+
+    let declarer = Declarer::new(topo.clone(), state.clone(), clients.clone());
+    let decl = Declaration {
+        zones: vec!["az1".into()],
+        regions: vec![],
+        targets: vec![],
+        reason: "az1 lost".into(),
+        overrides: drctl_control::overrides::Overrides { accept_lag: true, skip_catch_up: true, ..Default::default() },
+        parallel: None,
+    };
+    let proposal = declarer.propose(decl, None).await.unwrap();
+    assert!(!proposal.refused(), "{:?}", proposal.refusals());
+    let who = Actor::new("commander", "test");
+    assert!(matches!(
+        declarer.record(&proposal, &who, false, IncidentPolicy::None).unwrap(),
+        Recorded::Accepted { .. }
+    ));
+    let ended = declarer.run(&proposal.id).await.unwrap();
+    assert!(matches!(ended, drctl_engine::Ended::Succeeded), "{ended:?}");
+    assert_eq!(pg.psql(pg.standby_port, "SELECT pg_is_in_recovery()"), "f", "promoted");
+    let left = pg.psql(pg.standby_port, &format!("SELECT count(*) FROM customers WHERE id = '{SUBJECT}'"));
+    assert_eq!(left, "0", "the erasure ran again on the promoted standby");
+    let req = state.erasure(&req.id).unwrap().unwrap();
+    let az2 = req.copies.iter().find(|c| c.zone == "az2").unwrap();
+    assert!(az2.primary && az2.verified_at.is_some(), "{az2:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
