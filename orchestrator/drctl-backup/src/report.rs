@@ -122,3 +122,34 @@ pub async fn backups(topo: &Topology, site: &Path, state: &State, now: SystemTim
     let met = out.iter().all(|d| d["meets_rpo"] != false);
     (json!({ "datastores": out }), met)
 }
+
+/// Each backed-up datastore's backup RPO and last restore test, for
+/// readiness to judge (the same reading as `drctl backups`).
+pub async fn statuses(
+    topo: &Topology,
+    site: &Path,
+    state: &State,
+    now: SystemTime,
+) -> Vec<drctl_core::status::BackupStatus> {
+    let (all, _) = backups(topo, site, state, now).await;
+    let when = |v: &Value| {
+        v.as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| SystemTime::UNIX_EPOCH + Duration::from_secs(t.timestamp().max(0) as u64))
+    };
+    all["datastores"]
+        .as_array()
+        .map(|ds| {
+            ds.iter()
+                .map(|d| drctl_core::status::BackupStatus {
+                    datastore: d["name"].as_str().unwrap_or_default().to_string(),
+                    rpo_s: d["rpo_s"].as_f64(),
+                    rpo_target_s: d["rpo_target_s"].as_f64(),
+                    error: d["error"].as_str().map(str::to_string),
+                    last_test: when(&d["last_restore_test"]["at"])
+                        .map(|at| (at, d["last_restore_test"]["passed"].as_bool().unwrap_or(false))),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}

@@ -371,7 +371,7 @@ pub async fn still_alive(topo: &Topology, state: &State, clients: &Clients, decl
     }
     let checks: Vec<(String, String, Duration)> = topo
         .services()
-        .filter_map(|(_, e, s)| zone_health(topo, s, &lost).map(|(url, t)| (e.name.clone(), url, t)))
+        .flat_map(|(_, e, s)| zone_health(topo, s, &lost).into_iter().map(|(url, t)| (e.name.clone(), url, t)))
         .collect();
     let results = futures::future::join_all(
         checks
@@ -387,16 +387,21 @@ pub async fn still_alive(topo: &Topology, state: &State, clients: &Clients, decl
     alive
 }
 
-/// The health check that speaks for a service in the lost zones alone:
-/// its one URL when the service runs in one zone only, and that zone is
-/// lost. A URL shared by several zones (a front door, a load balancer)
-/// answers from whichever zone is left, so it passing says nothing about
-/// the declared zone and listing it would alarm on every declaration.
-fn zone_health(topo: &Topology, s: &drctl_core::topology::Service, lost: &[String]) -> Option<(String, Duration)> {
-    let h = s.health.as_ref()?;
-    match s.zones.as_slice() {
-        [only] if lost.contains(&topo.zones[*only].name) => Some((h.url.clone(), h.timeout)),
-        _ => None,
+/// The health checks that speak for a service in the lost zones alone:
+/// each lost zone's own URL (`health: { zones: ... }`), or its one URL
+/// when the service runs in one zone only, and that zone is lost. A URL
+/// shared by several zones (a front door, a load balancer) answers from
+/// whichever zone is left, so it passing says nothing about the declared
+/// zone and listing it would alarm on every declaration.
+fn zone_health(topo: &Topology, s: &drctl_core::topology::Service, lost: &[String]) -> Vec<(String, Duration)> {
+    let Some(h) = s.health.as_ref() else { return Vec::new() };
+    let is_lost = |z: usize| lost.contains(&topo.zones[z].name);
+    if !h.zones.is_empty() {
+        return h.zones.iter().filter(|(z, _)| is_lost(*z)).map(|(_, u)| (u.clone(), h.timeout)).collect();
+    }
+    match (s.zones.as_slice(), &h.url) {
+        ([only], Some(url)) if is_lost(*only) => vec![(url.clone(), h.timeout)],
+        _ => Vec::new(),
     }
 }
 
@@ -446,10 +451,34 @@ fn stored_options(decl: &Declaration, specs: &[StepSpec], by: &str) -> String {
         .filter(|s| s.action == drctl_engine::APPROVAL)
         .map(|s| (s.id.clone(), approver(s).as_str().into()))
         .collect();
+    let reminders: serde_json::Map<String, serde_json::Value> = specs
+        .iter()
+        .filter(|s| s.action == drctl_engine::APPROVAL)
+        .map(|s| (s.id.clone(), remind_after(s).as_secs_f64().into()))
+        .collect();
     if let Some(o) = options.as_object_mut() {
         o.insert("approvers".into(), approvers.into());
+        o.insert("remind_after".into(), reminders.into());
     }
     options.to_string()
+}
+
+/// How long an approval step may wait before the operators are reminded.
+fn remind_after(spec: &StepSpec) -> Duration {
+    match Call::decode(Action::Approval, spec.with.as_object().unwrap_or(&serde_json::Map::new())) {
+        Ok(Call::Approval { remind_after, .. }) => remind_after,
+        _ => drctl_core::action::DEFAULT_REMIND_AFTER,
+    }
+}
+
+/// How long approval step `step` of an execution may wait before the
+/// operators are reminded, from its journaled options (5 min when not kept).
+pub fn remind_after_of(row: &ExecutionRow, step: &str) -> Duration {
+    serde_json::from_str::<serde_json::Value>(&row.options)
+        .ok()
+        .and_then(|o| o["remind_after"][step].as_f64())
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .unwrap_or(drctl_core::action::DEFAULT_REMIND_AFTER)
 }
 
 /// Who may approve an approval step, as its runbook says.
@@ -624,7 +653,16 @@ pub fn report(topo: Option<&Topology>, state: &State, id: &str) -> Result<serde_
     }
     let rto = row.finished_at.filter(|_| row.state == exec_state::SUCCEEDED).map(since);
     let overrides = overrides_used(state, &row)?;
+    // Old primaries found back after the failover, with what they hold
+    // that the new primaries do not.
+    let old_primaries: Vec<serde_json::Value> = state
+        .events(id)?
+        .into_iter()
+        .filter(|e| e.kind == crate::returned::KIND)
+        .map(|e| serde_json::json!({ "at": rfc3339(e.at), "step": e.step, "detail": e.detail }))
+        .collect();
     Ok(serde_json::json!({
+        "old_primaries": old_primaries,
         "id": row.id,
         "state": row.state,
         "reason": row.reason,

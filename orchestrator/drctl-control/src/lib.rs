@@ -6,6 +6,7 @@
 //! measure and copy in exactly the same way.
 
 mod actions;
+pub mod attention;
 pub mod declare;
 pub mod erasure;
 pub mod failover;
@@ -17,6 +18,7 @@ pub mod policy;
 mod preflight;
 pub mod readiness;
 pub mod replicate;
+pub mod returned;
 pub mod schedule;
 
 use drctl_core::diag::Code;

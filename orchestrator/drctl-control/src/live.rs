@@ -190,11 +190,22 @@ pub async fn status(
     let ds_status: Vec<DatastoreStatus> =
         datastores.iter().zip(measured).map(|((id, _), m)| datastore_status(topo, *id, m)).collect();
 
-    let services: Vec<(usize, Option<&drctl_core::topology::Health>)> =
-        topo.services().map(|(i, _, s)| (i, s.health.as_ref())).collect();
+    // A service's health: its shared URL, or the URL of the zone serving it
+    // (where a failover moved it, else its first zone).
+    let services: Vec<(usize, Option<(&str, Duration)>)> = topo
+        .services()
+        .map(|(i, e, s)| {
+            let serving = placements
+                .iter()
+                .find(|(name, _)| *name == e.name)
+                .and_then(|(_, z)| topo.zone_id(z))
+                .or_else(|| s.zones.first().copied());
+            (i, s.health.as_ref().and_then(|h| h.serving_url(serving).map(|u| (u, h.timeout))))
+        })
+        .collect();
     let health: Vec<Result<bool, String>> = futures::future::join_all(services.iter().map(|(_, h)| async move {
         match h {
-            Some(h) => http::check(&clients.http, &h.url, h.timeout).await.map(|()| true),
+            Some((url, timeout)) => http::check(&clients.http, url, *timeout).await.map(|()| true),
             None => Ok(true),
         }
     }))
@@ -297,6 +308,49 @@ pub fn record(
         }
     }
     Ok(())
+}
+
+/// Completes a status report with what the state store knows: the S3
+/// conflicts replication recorded, and, where a PostgreSQL primary is dark,
+/// each standby's lag tightened by what was seen before it went dark.
+pub fn with_state(state: &drctl_state::State, report: &mut StatusReport, at: SystemTime) {
+    attach_conflicts(state, report);
+    with_evidence(state, report, at);
+}
+
+/// Where a PostgreSQL primary does not answer, what its standbys lack is
+/// known only up to a bound the standby gives alone (the time since its
+/// last replayed write). The evidence tightens it: a standby that has
+/// since received the position the primary was last seen at lacks nothing
+/// from before then, else what it lacked then; plus the interval until the
+/// primary was first seen dark (writes there are unknown). The RPO stays a
+/// number while a member answers, and agrees with what a declaration's
+/// preflight would judge.
+fn with_evidence(state: &drctl_state::State, report: &mut StatusReport, at: SystemTime) {
+    let lsn = |s: Option<&str>| s.and_then(postgres::Lsn::parse);
+    for d in report.datastores.iter_mut().filter(|d| d.kind == "postgres" && d.primary_zone.is_none() && !d.split_brain)
+    {
+        let mut changed = false;
+        for r in d.replicas.iter_mut() {
+            let Some(bound) = r.lag_s else { continue };
+            let Ok(Some(e)) = state.lag_evidence(&d.name, &r.zone) else { continue };
+            let Some(seen) = e.last_seen.as_ref() else { continue };
+            let received = lsn(r.wal.as_ref().and_then(|w| w.received.as_deref()));
+            let has_all_seen = matches!((received, seen.primary_lsn), (Some(got), Some(p)) if got.0 >= p);
+            let lacked = if has_all_seen { 0.0 } else { seen.lag_s.unwrap_or(bound) };
+            let dark = e.dark_since.unwrap_or(at);
+            let unknown = dark.duration_since(seen.at).unwrap_or_default().as_secs_f64();
+            let tightened = bound.min(lacked + unknown);
+            if tightened < bound {
+                r.lag_s = Some(tightened);
+                changed = true;
+            }
+        }
+        if changed {
+            d.rpo_s = drctl_core::status::rpo_of(&d.replicas);
+            d.meets_rpo = matches!((d.rpo_s, d.rpo_target_s), (Some(r), Some(t)) if r <= t);
+        }
+    }
 }
 
 /// Adds to a status report the S3 conflicts replication recorded (objects

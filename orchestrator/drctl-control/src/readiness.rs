@@ -20,6 +20,7 @@ use crate::live::Clients;
 use drctl_core::action::{Action, Call};
 use drctl_core::plan::plan_with;
 use drctl_core::schedule::Policy;
+use drctl_core::status::BackupStatus;
 use drctl_core::topology::{DatastoreKind, EntitySpec, Location, Topology};
 use drctl_engine::StepSpec;
 use drctl_providers::postgres;
@@ -214,6 +215,9 @@ struct Shared {
 
 /// One evaluation of every scope, at `now`. `previous` carries each
 /// finding's `since` over. Changes nothing in the world.
+///
+/// `backups`: each backed-up datastore's backup RPO and last restore test,
+/// as the backup tool's driver read them (empty: no backup findings).
 pub async fn evaluate(
     topo: &Topology,
     state: &State,
@@ -221,6 +225,7 @@ pub async fn evaluate(
     opts: &Options,
     now: SystemTime,
     previous: Option<&Report>,
+    backups: &[BackupStatus],
 ) -> Report {
     let ctx = Ctx {
         topo,
@@ -232,8 +237,9 @@ pub async fn evaluate(
         slots: Default::default(),
         answers: Default::default(),
     };
-    let (shared, scopes) =
+    let (mut shared, scopes) =
         futures::join!(shared_findings(&ctx), join_all(scopes(topo).into_iter().map(|s| evaluate_scope(&ctx, s))));
+    shared.extend(backup_findings(topo, backups, now));
     let at = failover::rfc3339(now);
     let mut out = Vec::new();
     for (mut report, plan_entities, lost) in scopes {
@@ -334,7 +340,7 @@ async fn evaluate_scope(ctx: &Ctx<'_>, scope: ScopeName) -> (ScopeReport, BTreeS
     let specs = failover::steps(ctx.topo, &plan, "readiness");
     let per_step = join_all(specs.iter().map(|s| step_findings(ctx, &decl, &lost, s))).await;
     report.findings.extend(per_step.into_iter().flatten());
-    report.findings.extend(service_health(ctx, &in_plan).await);
+    report.findings.extend(service_health(ctx, &in_plan, &lost).await);
     (report, in_plan, lost)
 }
 
@@ -498,19 +504,25 @@ async fn answers(ctx: &Ctx<'_>, url: &str) -> Result<String, String> {
 }
 
 /// The services a scope fails over whose health check does not pass now
-/// (a warning: the failover may still bring them up).
-async fn service_health(ctx: &Ctx<'_>, in_plan: &BTreeSet<String>) -> Vec<Finding> {
-    let checks = ctx.topo.services().filter(|(_, e, _)| in_plan.contains(&e.name)).filter_map(|(_, e, svc)| {
-        let h = svc.health.as_ref()?;
-        Some(async move {
-            let endpoint = reqwest::Url::parse(&h.url)
+/// where they would be served after it (each remaining zone's own URL, or
+/// the shared one): a warning, the failover may still bring them up.
+async fn service_health(ctx: &Ctx<'_>, in_plan: &BTreeSet<String>, lost: &[String]) -> Vec<Finding> {
+    let is_lost = |z: usize| lost.contains(&ctx.topo.zones[z].name);
+    let checks = ctx.topo.services().filter(|(_, e, _)| in_plan.contains(&e.name)).flat_map(|(_, e, svc)| {
+        let urls: Vec<(&str, Duration)> = svc
+            .health
+            .as_ref()
+            .map(|h| h.urls_outside(is_lost).into_iter().map(|u| (u, h.timeout)).collect())
+            .unwrap_or_default();
+        urls.into_iter().map(move |(url, timeout)| async move {
+            let endpoint = reqwest::Url::parse(url)
                 .map(|u| format!("http:{}:{}", u.host_str().unwrap_or(""), u.port_or_known_default().unwrap_or(0)))
-                .unwrap_or_else(|_| h.url.clone());
-            let timeout = h.timeout.min(ctx.opts.timeout);
+                .unwrap_or_else(|_| url.to_string());
+            let timeout = timeout.min(ctx.opts.timeout);
             let http = ctx.clients.http();
             let r = ctx
-                .once(format!("health:{}", h.url), &endpoint, async move {
-                    drctl_providers::http::check(http, &h.url, timeout).await.map(|_| "healthy".to_string())
+                .once(format!("health:{url}"), &endpoint, async move {
+                    drctl_providers::http::check(http, url, timeout).await.map(|_| "healthy".to_string())
                 })
                 .await;
             r.err().map(|why| {
@@ -760,6 +772,59 @@ fn drill_findings(ctx: &Ctx<'_>) -> Vec<Shared> {
     out
 }
 
+/// Backups that would not restore as the contract says: a backup RPO over
+/// its restore target, backups that cannot be read, and a restore test
+/// missing, failed or older than the entity's `drills: { every }`. All
+/// warnings (a failover does not need them), in every scope.
+fn backup_findings(topo: &Topology, backups: &[BackupStatus], now: SystemTime) -> Vec<Shared> {
+    let mut out = Vec::new();
+    let mut add = |name: &str, check: &str, message: String| {
+        out.push(Shared {
+            zones: Vec::new(),
+            in_plan: false,
+            finding: finding(name, check, Severity::Warning, message),
+        })
+    };
+    for b in backups {
+        let name = b.datastore.as_str();
+        if let Some(why) = &b.error {
+            add(name, "backup", format!("its backups cannot be read: {why}; `drctl backups` says more"));
+        } else if let (Some(rpo), Some(target)) = (b.rpo_s, b.rpo_target_s) {
+            if rpo > target {
+                add(
+                    name,
+                    "backup",
+                    format!(
+                        "backup RPO {} is over its restore RPO {}: take a backup (`drctl backup {name}`) and check that WAL is archived",
+                        human(Duration::from_secs_f64(rpo.max(0.0))),
+                        human(Duration::from_secs_f64(target.max(0.0)))
+                    ),
+                );
+            }
+        }
+        let Some(every) = topo.entity_id(name).and_then(|id| topo.drills_every(id)) else { continue };
+        let message = match b.last_test {
+            None => Some(format!("never restore-tested (drills: every {})", human(every))),
+            Some((at, false)) => Some(format!("its last restore test failed ({})", failover::rfc3339(at))),
+            Some((at, true)) => {
+                let age = now.duration_since(at).unwrap_or_default();
+                (age > every).then(|| {
+                    format!(
+                        "last restore-tested {} ago ({}), longer than its drills: every {}",
+                        human(age),
+                        failover::rfc3339(at),
+                        human(every)
+                    )
+                })
+            }
+        };
+        if let Some(m) = message {
+            add(name, "restore-test", format!("{m}; run a restore test (`drctl drill RESTORE-TEST`)"));
+        }
+    }
+    out
+}
+
 fn human(d: Duration) -> String {
     let s = d.as_secs();
     match s {
@@ -797,4 +862,55 @@ fn reload_findings(topo: &Topology) -> Vec<Shared> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topo() -> Topology {
+        let src = "version: 1\nzones: [ { name: az1 }, { name: az2 } ]\n\
+                   objectives:\n  tier-0: { rpo: 5s, rto: 2m, restore: { rpo: 1h, rto: 10m }, drills: { every: 30d } }\n\
+                   datastores:\n  - { name: db, kind: s3, tier: tier-0, primary: { zone: az1, bucket: bucket-a }, replicas: [ { zone: az2, bucket: bucket-b } ] }\n";
+        let loaded = drctl_core::load_str(src, std::path::Path::new("t.yaml"));
+        loaded.topology.unwrap_or_else(|| panic!("{:?}", loaded.diagnostics))
+    }
+
+    fn messages(found: &[Shared]) -> Vec<(String, String)> {
+        found.iter().map(|s| (s.finding.check.clone(), s.finding.message.clone())).collect()
+    }
+
+    /// A backup RPO over its restore target, backups that cannot be read,
+    /// and a restore test missing, failed or too old are each a warning
+    /// (a failover does not need backups; the contract does).
+    #[test]
+    fn backups_and_restore_tests_are_judged_against_the_contract() {
+        let t = topo();
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000);
+        let day = Duration::from_secs(86_400);
+        let b = |rpo: f64, error: Option<&str>, test: Option<(SystemTime, bool)>| BackupStatus {
+            datastore: "db".into(),
+            rpo_s: Some(rpo),
+            rpo_target_s: Some(3600.0),
+            error: error.map(str::to_string),
+            last_test: test,
+        };
+        assert!(backup_findings(&t, &[b(60.0, None, Some((now - day, true)))], now).is_empty(), "all well");
+        let f = messages(&backup_findings(&t, &[b(7200.0, None, Some((now - day, true)))], now));
+        assert_eq!(f.len(), 1);
+        assert!(
+            f[0].1.starts_with("backup RPO 2h is over its restore RPO 1h: take a backup (`drctl backup db`)"),
+            "{f:?}"
+        );
+        let f = messages(&backup_findings(&t, &[b(60.0, Some("pgbackrest: no stanza"), None)], now));
+        assert!(f[0].1.contains("cannot be read: pgbackrest: no stanza"), "{f:?}");
+        assert!(f[1].1.starts_with("never restore-tested (drills: every 30d)"), "{f:?}");
+        let f = messages(&backup_findings(&t, &[b(60.0, None, Some((now - day * 40, true)))], now));
+        assert!(f[0].1.starts_with("last restore-tested 40d ago"), "{f:?}");
+        let f = messages(&backup_findings(&t, &[b(60.0, None, Some((now - day, false)))], now));
+        assert!(f[0].1.starts_with("its last restore test failed"), "{f:?}");
+        assert!(backup_findings(&t, &[b(60.0, None, Some((now - day, false)))], now)
+            .iter()
+            .all(|s| s.finding.severity == Severity::Warning));
+    }
 }

@@ -123,6 +123,10 @@ impl std::fmt::Display for Action {
     }
 }
 
+/// How long an approval waits before the operators are reminded, unless
+/// its `remind_after` says otherwise.
+pub const DEFAULT_REMIND_AFTER: Duration = Duration::from_secs(300);
+
 /// A step's action with its parameters decoded: what the dispatcher
 /// matches on. Runbook validation decodes every step through
 /// [`Call::decode`] and reports what does not fit at its position; the
@@ -193,6 +197,8 @@ pub enum Call {
     },
     Approval {
         prompt: Option<String>,
+        /// How long it may wait before the operators are reminded (default 5 min).
+        remind_after: Duration,
         /// Who may approve through the operator API.
         role: Approver,
         /// The `role` as written when it is not one drctl enforces
@@ -407,6 +413,7 @@ impl Call {
                 let role = written.as_deref().map_or(Some(Approver::Commander), Approver::parse);
                 Call::Approval {
                     prompt: w.text("prompt"),
+                    remind_after: w.duration("remind_after", DEFAULT_REMIND_AFTER),
                     role: role.unwrap_or(Approver::Commander),
                     unenforced_role: if role.is_none() { written } else { None },
                 }
@@ -493,16 +500,40 @@ mod tests {
         let approval = |v| Call::decode(Action::Approval, &with(v)).unwrap();
         assert_eq!(
             approval(json!({})),
-            Call::Approval { prompt: None, role: Approver::Commander, unenforced_role: None }
+            Call::Approval {
+                prompt: None,
+                remind_after: DEFAULT_REMIND_AFTER,
+                role: Approver::Commander,
+                unenforced_role: None
+            }
         );
         assert_eq!(
             approval(json!({"role": "admin", "prompt": "go?"})),
-            Call::Approval { prompt: Some("go?".into()), role: Approver::Admin, unenforced_role: None }
+            Call::Approval {
+                prompt: Some("go?".into()),
+                remind_after: DEFAULT_REMIND_AFTER,
+                role: Approver::Admin,
+                unenforced_role: None
+            }
         );
         // A role drctl has no tokens for approves as a commander, and says so.
         assert_eq!(
             approval(json!({"role": "dba-lead"})),
-            Call::Approval { prompt: None, role: Approver::Commander, unenforced_role: Some("dba-lead".into()) }
+            Call::Approval {
+                prompt: None,
+                remind_after: DEFAULT_REMIND_AFTER,
+                role: Approver::Commander,
+                unenforced_role: Some("dba-lead".into())
+            }
+        );
+        assert_eq!(
+            approval(json!({"remind_after": "2m"})),
+            Call::Approval {
+                prompt: None,
+                remind_after: Duration::from_secs(120),
+                role: Approver::Commander,
+                unenforced_role: None
+            }
         );
         assert!(Approver::Admin > Approver::Commander);
     }

@@ -116,7 +116,7 @@ pub const ACTIONS: &[ActionSpec] = &[
     ActionSpec {
         action: Action::Approval,
         required: &[],
-        optional: &["role", "prompt"],
+        optional: &["role", "prompt", "remind_after"],
         default_estimate: secs(60),
         summary: "wait for `drctl approve ID STEP`; `role: admin` keeps it to admins",
     },

@@ -156,7 +156,11 @@ pub fn topology_schema() -> Value {
             "tier": { "type": "string" },
             "zones": { "type": "array", "items": zone_ref, "uniqueItems": true },
             "depends_on": { "type": "array", "items": { "type": "string" }, "uniqueItems": true },
-            "health": strict(json!({ "url": { "type": "string", "pattern": "^https?://" }, "timeout": duration("Health check timeout (default 5s).") }), &["url"]),
+            "health": strict(json!({
+                "url": { "type": "string", "pattern": "^https?://", "description": "One URL for the whole service." },
+                "zones": { "type": "object", "description": "One URL per zone: whether the service is alive in that zone.", "additionalProperties": { "type": "string", "pattern": "^https?://" } },
+                "timeout": duration("Health check timeout (default 5s).")
+            }), &[]),
             "route": route,
             "failover": failover_svc,
             "drills": drills.clone()

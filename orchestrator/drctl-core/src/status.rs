@@ -121,14 +121,17 @@ pub fn rpo_of(replicas: &[ReplicaStatus]) -> Option<f64> {
 /// unknown RPO never meets a target: what cannot be measured cannot be promised.
 pub fn datastore_status(topo: &Topology, id: usize, m: Measurement) -> DatastoreStatus {
     let e = topo.entity(id);
-    let rpo = if m.error.is_some() { None } else { rpo_of(&m.replicas) };
+    // A measurement with an error may still know a standby's lag (its
+    // primary dark, the standby answering): the RPO is null only when no
+    // member answers, or when two primaries make it meaningless.
+    let split_brain = m.error.as_deref().is_some_and(|e| e.starts_with(SPLIT_BRAIN));
+    let rpo = if split_brain { None } else { rpo_of(&m.replicas) };
     let target = e.targets.rpo.map(|d| d.as_secs_f64());
     let meets = match (rpo, target) {
         (_, None) => m.error.is_none(),
         (Some(r), Some(t)) => r <= t,
         (None, Some(_)) => false,
     };
-    let split_brain = m.error.as_deref().is_some_and(|e| e.starts_with(SPLIT_BRAIN));
     let error = m
         .error
         .map(|e| crate::redact::text(&e))
@@ -172,6 +175,22 @@ pub fn service_status(
     };
     let error = error.map(|e| crate::redact::text(&e));
     ServiceStatus { name: e.name.clone(), healthy, rto_estimate_s, rto_target_s: target, meets_rto: meets, error }
+}
+
+/// A datastore's backups as readiness judges them: the backup RPO against
+/// its restore target, and the last restore test. Read by whoever drives
+/// the backup tool (drctl-backup), judged by readiness (drctl-control).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackupStatus {
+    pub datastore: String,
+    /// Now minus the latest restorable point.
+    pub rpo_s: Option<f64>,
+    /// `restore: { rpo }` of its tier or its own.
+    pub rpo_target_s: Option<f64>,
+    /// Why its backups could not be read, when they could not.
+    pub error: Option<String>,
+    /// The last restore test: when it ended, and whether it passed.
+    pub last_test: Option<(std::time::SystemTime, bool)>,
 }
 
 #[cfg(test)]

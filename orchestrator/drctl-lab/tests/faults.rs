@@ -72,11 +72,20 @@ async fn every_fault_kind_hits_the_lab_and_heals() {
     api.heal(f.id).await.unwrap();
     assert_eq!(http_get(&format!("http://{}/", l.service(1, 0).0)).await.unwrap().0, 200);
 
-    // replication-pause: the standby stops replaying; resumes on heal.
+    // replication-pause: the standby is cut off from the primary (it stops
+    // receiving, so the RPO grows); it streams again once healed.
+    let receiving = "SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming'";
     let f = api.inject(&FaultRequest::ReplicationPause { datastore: "orders-db".into() }, false).await.unwrap();
-    assert_eq!(pg_query(pg2, "SELECT pg_is_wal_replay_paused()").await.unwrap().0, "t");
+    assert!(f.hits[0].contains("replication from lab-az1 cut"), "{:?}", f.hits);
+    until(Duration::from_secs(20), "the standby stops receiving", || async {
+        pg_query(pg2, receiving).await.is_ok_and(|(n, _)| n == "0")
+    })
+    .await;
     api.heal(f.id).await.unwrap();
-    assert_eq!(pg_query(pg2, "SELECT pg_is_wal_replay_paused()").await.unwrap().0, "f");
+    until(Duration::from_secs(30), "the standby streams again", || async {
+        pg_query(pg2, receiving).await.is_ok_and(|(n, _)| n == "1")
+    })
+    .await;
 
     // s3-errors: S3 answers 503 SlowDown to the real SDK.
     let bucket = drctl_aws::s3::Bucket {
@@ -207,4 +216,17 @@ async fn a_partitioned_primary_keeps_writing_and_the_checker_sees_split_brain() 
     assert_eq!(v, "t", "lab-az1 is a standby again");
     lab.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Polls `cond` until it holds, failing the test with `what` after `limit`.
+async fn until<F, Fut>(limit: Duration, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while !cond().await {
+        assert!(tokio::time::Instant::now() < deadline, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

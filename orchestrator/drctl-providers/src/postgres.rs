@@ -24,6 +24,14 @@
 //! so a lag is never unknown while the standby answers. A streaming
 //! standby a few bytes short of the primary is looked at again for up to
 //! half a second: WAL in flight is not a lag.
+//!
+//! Those bounds over-read after a quiet spell (the last replayed commit
+//! may be long before the first write the standby lacks). When the
+//! primary has the `pg_walinspect` extension (PostgreSQL 15+; drctl never
+//! installs it, `CREATE EXTENSION pg_walinspect` does), the lag is exact
+//! instead: the age of the first commit record past the standby's received
+//! position, read from the primary's own WAL (and 0 when no commit lies
+//! past it: WAL with no committed write is no data at risk).
 
 use crate::{redact, Error};
 use drctl_core::status::{Measurement, ReplicaStatus};
@@ -267,7 +275,9 @@ pub async fn measure(members: &[Member], timeout: Duration) -> Measurement {
                 ..Default::default()
             },
             Seen::Primary { .. } => unreachable!("only one primary here"),
-            Seen::Standby(s) => standby_status(m, s, primary_lsn, primary_view, timeout).await,
+            Seen::Standby(s) => {
+                standby_status(m, s, &members[primary].url, primary_lsn, primary_view, timeout).await
+            }
         };
         replicas.push(status);
     }
@@ -275,22 +285,53 @@ pub async fn measure(members: &[Member], timeout: Duration) -> Measurement {
 }
 
 /// Every member but the presumed (dead) primary, when no primary answers.
+/// A standby that answers still has a lag: at most the writes since the
+/// last one it replayed (any write it lacks came after that), bounded too
+/// by its last restartpoint. It is an upper bound, which the controller
+/// tightens with what it saw before the primary went dark
+/// (`drctl_control::live::with_evidence`).
 fn unreachable_replicas(members: &[Member], seen: &[Seen], presumed_primary: usize) -> Vec<ReplicaStatus> {
     members
         .iter()
         .zip(seen)
         .enumerate()
         .filter(|(i, _)| *i != presumed_primary)
-        .map(|(_, (m, s))| ReplicaStatus {
-            zone: m.zone.clone(),
-            healthy: false,
-            lag_s: None,
-            error: match s {
-                Seen::Unreachable(why) => Some(why.clone()),
-                _ => None,
+        .map(|(_, (m, s))| match s {
+            Seen::Standby(st) => ReplicaStatus {
+                zone: m.zone.clone(),
+                healthy: false,
+                lag_s: [st.since_last_replay, st.since_restartpoint]
+                    .into_iter()
+                    .flatten()
+                    .map(|l| l.max(0.0))
+                    .min_by(f64::total_cmp),
+                replay_lag_s: match (st.replay, st.receive) {
+                    (Some(replay), Some(receive)) if replay < receive => st.since_last_replay,
+                    _ => Some(0.0),
+                },
+                wal: Some(drctl_core::status::WalPositions {
+                    primary: "unknown".into(),
+                    received: st.receive.map(|l| l.to_string()),
+                    replayed: st.replay.map(|l| l.to_string()),
+                    streaming: false,
+                }),
+                error: Some(
+                    "its primary does not answer: at most this much is missing (what the primary took after it was last seen is unknown)"
+                        .into(),
+                ),
+                detail: Some("primary dark".into()),
             },
-            detail: None,
-            ..Default::default()
+            other => ReplicaStatus {
+                zone: m.zone.clone(),
+                healthy: false,
+                lag_s: None,
+                error: match other {
+                    Seen::Unreachable(why) => Some(why.clone()),
+                    _ => None,
+                },
+                detail: None,
+                ..Default::default()
+            },
         })
         .collect()
 }
@@ -298,6 +339,7 @@ fn unreachable_replicas(members: &[Member], seen: &[Seen], presumed_primary: usi
 async fn standby_status(
     m: &Member,
     first: &StandbyState,
+    primary_url: &str,
     primary_lsn: Lsn,
     primary_view: &[PrimaryView],
     timeout: Duration,
@@ -319,7 +361,12 @@ async fn standby_status(
             }
         }
     }
-    let lag = received_lag(&s, primary_lsn, primary_view);
+    let mut lag = received_lag(&s, primary_lsn, primary_view);
+    if let (Some(bound), Some(received)) = (lag.filter(|l| *l > 0.0), s.receive) {
+        if let Some(exact) = first_commit_past(primary_url, received, primary_lsn, timeout).await {
+            lag = Some(exact.min(bound));
+        }
+    }
     let mut replay_lag = replay_lag(&s, primary_view);
     if replay_lag.is_some_and(|l| l > 1.0) && !s.paused {
         // Replay may just be catching up after an idle period: look again.
@@ -353,6 +400,49 @@ async fn standby_status(
             .then(|| "not streaming from the primary: what it lacks grows until it receives again".to_string()),
         detail: Some(detail.join(", ")),
     }
+}
+
+/// How much WAL past the standby's position is read looking for the first
+/// commit: enough for any lag a failover would accept, little enough to
+/// read in milliseconds.
+const WALINSPECT_WINDOW: u64 = 16 << 20;
+
+/// The age, on the primary's clock, of the first commit record past
+/// `received` in the primary's WAL (0.0 when none lies there), when the
+/// primary has `pg_walinspect`; `None` when it cannot tell (no extension,
+/// no privilege, the WAL recycled, nothing within the window).
+async fn first_commit_past(primary_url: &str, received: Lsn, primary_lsn: Lsn, timeout: Duration) -> Option<f64> {
+    let end = Lsn(primary_lsn.0.min(received.0.saturating_add(WALINSPECT_WINDOW)));
+    let work = async {
+        let client = connect(primary_url, timeout).await.ok()?;
+        let has = client
+            .query_opt("SELECT 1 FROM pg_extension WHERE extname = 'pg_walinspect'", &[])
+            .await
+            .ok()
+            .flatten()
+            .is_some();
+        if !has {
+            return None;
+        }
+        // A commit record's description starts with its commit time.
+        let row = client
+            .query_opt(
+                "SELECT EXTRACT(EPOCH FROM (now() - split_part(description, ';', 1)::timestamptz))::float8
+                 FROM pg_get_wal_records_info($1::text::pg_lsn, $2::text::pg_lsn)
+                 WHERE resource_manager = 'Transaction' AND record_type IN ('COMMIT', 'COMMIT_PREPARED')
+                 ORDER BY start_lsn LIMIT 1",
+                &[&received.to_string(), &end.to_string()],
+            )
+            .await
+            .ok()?;
+        match row {
+            Some(r) => r.get::<_, Option<f64>>(0).map(|age| age.max(0.0)),
+            // No commit in the window: nothing at risk if the window reached
+            // the primary's position; unknown otherwise.
+            None => (end == primary_lsn).then_some(0.0),
+        }
+    };
+    tokio::time::timeout(timeout, work).await.ok().flatten()
 }
 
 /// Seconds of committed writes the standby has not received: 0 when its
@@ -705,6 +795,13 @@ pub async fn promote(url: &str, timeout: Duration) -> Result<String, Error> {
     if !in_recovery {
         return Ok("already primary".into());
     }
+    // Where the new timeline forks from the old primary's WAL: what the old
+    // primary wrote past it, should it come back, the new one lacks.
+    let fork: Option<String> = client
+        .query_one("SELECT pg_last_wal_replay_lsn()::text", &[])
+        .await
+        .map_err(|e| q("reading its replay position", e))?
+        .get(0);
     let wait = timeout.as_secs().clamp(1, 3600) as i32;
     let promoted: bool =
         client.query_one("SELECT pg_promote(true, $1)", &[&wait]).await.map_err(|e| q("promoting", e))?.get(0);
@@ -718,7 +815,54 @@ pub async fn promote(url: &str, timeout: Duration) -> Result<String, Error> {
         .await
         .map_err(|e| q("lifting read-only", e))?;
     client.batch_execute("SELECT pg_reload_conf()").await.map_err(|e| q("reloading its configuration", e))?;
-    Ok("promoted".into())
+    Ok(match fork {
+        Some(lsn) => format!("{PROMOTED_AT}{lsn}"),
+        None => "promoted".into(),
+    })
+}
+
+/// How a promote step's note begins, before the position the new timeline
+/// forked at.
+pub const PROMOTED_AT: &str = "promoted at ";
+
+/// What a member that answers as a writable primary holds past `fork`: the
+/// bytes of WAL, and the commits among them when it has `pg_walinspect`
+/// (within 256 MiB of WAL). `None` when it is not a writable primary (a
+/// standby, fenced, or down).
+pub async fn wal_past(url: &str, fork: Lsn, timeout: Duration) -> Option<(u64, Option<u64>)> {
+    let work = async {
+        let (client, in_recovery) = open_member(url, timeout).await.ok()?;
+        if in_recovery {
+            return None;
+        }
+        let lsn: String = client.query_one("SELECT pg_current_wal_lsn()::text", &[]).await.ok()?.get(0);
+        let end = Lsn::parse(&lsn)?;
+        if end <= fork {
+            return Some((0, Some(0)));
+        }
+        let bytes = end.0 - fork.0;
+        let has = client
+            .query_opt("SELECT 1 FROM pg_extension WHERE extname = 'pg_walinspect'", &[])
+            .await
+            .ok()
+            .flatten()
+            .is_some();
+        let commits = if has && bytes <= 256 << 20 {
+            client
+                .query_one(
+                    "SELECT count(*) FROM pg_get_wal_records_info($1::text::pg_lsn, $2::text::pg_lsn)
+                     WHERE resource_manager = 'Transaction' AND record_type IN ('COMMIT', 'COMMIT_PREPARED')",
+                    &[&fork.to_string(), &lsn],
+                )
+                .await
+                .ok()
+                .map(|r| r.get::<_, i64>(0).max(0) as u64)
+        } else {
+            None
+        };
+        Some((bytes, commits))
+    };
+    tokio::time::timeout(timeout, work).await.ok().flatten()
 }
 
 /// What the preflight learns about a standby about to be promoted.

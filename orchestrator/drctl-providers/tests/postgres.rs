@@ -101,6 +101,30 @@ async fn a_standby_cut_off_from_its_primary_reports_a_growing_rpo() {
     }
 }
 
+/// A standby cut off after a quiet spell: its last replayed commit is long
+/// before the first write it lacks, so the bounds alone would read the
+/// quiet spell as lag. With `pg_walinspect` on the primary, the lag is the
+/// age of the first commit past what the standby received: exact.
+#[tokio::test(flavor = "multi_thread")]
+async fn after_a_quiet_spell_a_cut_off_standby_reads_the_writes_it_missed_not_the_quiet() {
+    let pg = PgPair::start_with_cuttable_link();
+    pg.psql(pg.primary_port, "CREATE EXTENSION pg_walinspect");
+    let m = members(&pg);
+    write_for(&pg.primary_url(), 0.3).await;
+    pg.wait_replayed();
+    // The quiet spell, then the cut: nothing the standby lacks yet.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    pg.cut_link();
+    let quiet = measure(&m, Duration::from_secs(5)).await;
+    assert!(quiet.replicas[0].lag_s.unwrap() < 1.0, "nothing written since the cut: {:?}", quiet.replicas[0]);
+    write_for(&pg.primary_url(), 3.0).await;
+    let cut = measure(&m, Duration::from_secs(5)).await;
+    let r = &cut.replicas[0];
+    let lag = r.lag_s.unwrap();
+    assert!((2.5..=4.0).contains(&lag), "3 s of missed writes after 5 s of quiet read {lag}s ({r:?})");
+    assert!(!r.healthy, "{r:?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_idle_primary_reads_zero_not_the_age_of_the_last_write() {
     let pg = PgPair::start();
@@ -130,6 +154,11 @@ async fn unreachable_members_are_errors_not_crashes() {
     pg.kill_primary();
     let got = measure(&members(&pg), Duration::from_secs(3)).await;
     assert!(got.error.as_deref().unwrap().starts_with("the primary is unreachable"), "{got:?}");
+    // The standby answers: it still has a lag (a bound), never "unknown".
+    let standby = &got.replicas[0];
+    assert!(standby.lag_s.is_some(), "a standby that answers has a lag: {standby:?}");
+    assert!(!standby.healthy && standby.detail.as_deref() == Some("primary dark"), "{standby:?}");
+    assert!(standby.wal.as_ref().unwrap().received.is_some(), "{standby:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -336,7 +336,10 @@ impl Shared {
         let placements = self.opts.state.placements().unwrap_or_default();
         let at = self.opts.clock.now();
         let mut report = drctl_control::live::status(clients, &self.opts.topology, &placements, at).await;
-        drctl_control::live::attach_conflicts(&*self.opts.state, &mut report);
+        drctl_control::live::with_state(&*self.opts.state, &mut report, at);
+        for found in drctl_control::returned::look(&self.opts.topology, &*self.opts.state, &report, at).await {
+            (self.opts.say)(&format!("warning: {found}"));
+        }
         let _ = drctl_control::live::record(&*self.opts.state, &report, at);
         let checks: Vec<(String, bool)> = report.services.iter().map(|s| (s.name.clone(), s.healthy)).collect();
         let _ = self.opts.state.record_health(self.opts.clock.now(), &checks);

@@ -193,11 +193,16 @@ pub(crate) async fn run(s: Arc<Shared>, stop: drctl_runtime::CancellationToken) 
         },
         _ => None,
     };
+    let mut waiting_told = std::collections::BTreeSet::new();
     loop {
         let previous = s.readiness();
         let now = s.opts.clock.now();
+        let topo = &s.opts.topology;
         let report = tokio::select! {
-            r = readiness::evaluate(&s.opts.topology, &*s.opts.state, &s.opts.clients, &opts.check, now, previous.as_deref()) => r,
+            r = async {
+                let backups = drctl_backup::report::statuses(topo, &drctl_backup::site_dir(topo), &*s.opts.state, now).await;
+                readiness::evaluate(topo, &*s.opts.state, &s.opts.clients, &opts.check, now, previous.as_deref(), &backups).await
+            } => r,
             _ = stop.cancelled() => return,
         };
         if let Ok(text) = serde_json::to_string(&report) {
@@ -214,6 +219,7 @@ pub(crate) async fn run(s: Arc<Shared>, stop: drctl_runtime::CancellationToken) 
         if !changed.is_empty() {
             tell(&s, &opts, smtp.as_ref(), &report, &changed).await;
         }
+        tell_waiting(&s, &opts, smtp.as_ref(), &mut waiting_told, now).await;
         tokio::select! {
             _ = s.opts.clock.sleep(opts.every) => {}
             _ = stop.cancelled() => return,
@@ -252,26 +258,71 @@ async fn tell(
         "summary": summary.join("; "),
         "scopes": scopes,
     });
-    let bytes = serde_json::to_vec(&body).unwrap_or_default();
+    let text = readiness_text(&summary.join("; "), &body);
+    deliver(s, opts, smtp, &id, &summary.join("; "), &body, &text).await;
+}
+
+/// Tells the operators of what waits for a person (a paused execution, an
+/// approval past its `remind_after`), once per situation: `told` keeps the
+/// keys already told (a paused execution retried and failing again is a
+/// new situation).
+async fn tell_waiting(
+    s: &Shared,
+    opts: &ReadinessOptions,
+    smtp: Option<&lettre::AsyncSmtpTransport<lettre::Tokio1Executor>>,
+    told: &mut std::collections::BTreeSet<String>,
+    now: SystemTime,
+) {
+    let waiting = drctl_control::attention::waiting(&*s.opts.state, now);
+    told.retain(|k| waiting.iter().any(|w| &w.key == k));
+    for w in waiting {
+        if !told.insert(w.key.clone()) {
+            continue;
+        }
+        let at = drctl_control::failover::rfc3339(now);
+        let body = json!({
+            "type": w.kind,
+            "timestamp": at,
+            "execution": w.execution,
+            "steps": w.steps,
+            "summary": w.summary,
+        });
+        let id = format!("msg_drctl_{}", w.key.replace([':', ',', '#', '/'], "_"));
+        let text = format!("drctl at {at}: {}\n\nWhat it did so far: drctl show {}\n", w.summary, w.execution);
+        deliver(s, opts, smtp, &id, &w.summary, &body, &text).await;
+    }
+}
+
+/// One message to each operator channel, tried three times.
+async fn deliver(
+    s: &Shared,
+    opts: &ReadinessOptions,
+    smtp: Option<&lettre::AsyncSmtpTransport<lettre::Tokio1Executor>>,
+    id: &str,
+    summary: &str,
+    body: &serde_json::Value,
+    text: &str,
+) {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
     for attempt in 0..3u32 {
         let mut failed = Vec::new();
         if let (Some(url), Some(secret)) = (&opts.webhook, &opts.webhook_secret) {
-            if let Err(e) = post(s, url, secret, &id, &bytes).await {
+            if let Err(e) = post(s, url, secret, id, &bytes).await {
                 failed.push(format!("webhook: {e}"));
             }
         }
         if let (Some(to), Some(t)) = (&opts.email, smtp) {
-            if let Err(e) = mail(t, &s.opts.notify.from, to, &summary.join("; "), &body).await {
+            if let Err(e) = mail(t, &s.opts.notify.from, to, summary, text).await {
                 failed.push(format!("e-mail: {e}"));
             }
         }
         if failed.is_empty() {
-            (s.opts.say)(&format!("operators told: {}", summary.join("; ")));
+            (s.opts.say)(&format!("operators told: {summary}"));
             return;
         }
-        tracing::warn!(attempt = attempt + 1, failures = %failed.join("; "), "operators could not be told of a readiness change");
+        tracing::warn!(attempt = attempt + 1, failures = %failed.join("; "), "operators could not be told");
         if attempt == 2 {
-            (s.opts.say)(&format!("operators NOT told of {}: {}", summary.join("; "), failed.join("; ")));
+            (s.opts.say)(&format!("operators NOT told of {summary}: {}", failed.join("; ")));
             return;
         }
         s.opts.clock.sleep(Duration::from_secs(1 << attempt)).await;
@@ -299,15 +350,8 @@ async fn post(s: &Shared, url: &str, secret: &str, id: &str, body: &[u8]) -> Res
     }
 }
 
-async fn mail(
-    smtp: &lettre::AsyncSmtpTransport<lettre::Tokio1Executor>,
-    from: &str,
-    to: &str,
-    summary: &str,
-    body: &serde_json::Value,
-) -> Result<(), String> {
-    use lettre::message::header::ContentType;
-    use lettre::AsyncTransport;
+/// A readiness change in words, for e-mail.
+fn readiness_text(summary: &str, body: &serde_json::Value) -> String {
     let mut text = format!("drctl readiness at {}: {summary}\n", body["evaluated_at"].as_str().unwrap_or_default());
     for sc in body["scopes"].as_array().into_iter().flatten() {
         let name =
@@ -323,12 +367,24 @@ async fn mail(
         }
     }
     text.push_str("\nThe findings now: drctl readiness, or GET /api/v1/readiness.\n");
+    text
+}
+
+async fn mail(
+    smtp: &lettre::AsyncSmtpTransport<lettre::Tokio1Executor>,
+    from: &str,
+    to: &str,
+    summary: &str,
+    text: &str,
+) -> Result<(), String> {
+    use lettre::message::header::ContentType;
+    use lettre::AsyncTransport;
     let m = lettre::Message::builder()
         .from(from.parse().map_err(|e| format!("--smtp-from `{from}`: {e}"))?)
         .to(to.parse().map_err(|e| format!("--operator-email `{to}`: {e}"))?)
-        .subject(format!("drctl readiness: {summary}"))
+        .subject(format!("drctl: {summary}"))
         .header(ContentType::TEXT_PLAIN)
-        .body(drctl_core::redact::text(&text))
+        .body(drctl_core::redact::text(text))
         .map_err(|e| e.to_string())?;
     smtp.send(m).await.map(|_| ()).map_err(|e| drctl_core::redact::text(&e.to_string()))
 }

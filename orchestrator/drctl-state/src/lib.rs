@@ -351,6 +351,9 @@ pub struct MultipartCheckpoint {
 }
 
 pub mod audience;
+/// Test code: compiled for this crate's tests and, with the `conformance`
+/// feature, for another backend's (drctl-etcd's); never into the binary.
+#[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod controller;
 pub mod erasure;

@@ -293,6 +293,12 @@ impl PgPair {
         }
     }
 
+    /// Starts the old primary again after [`PgPair::kill_primary`], as it
+    /// was: writable, and not a standby of anything (power restored).
+    pub fn restart_primary(&self) {
+        self.ctl(&self.dir.join("primary"), "start");
+    }
+
     /// Stops the primary abruptly (a zone outage for the primary).
     pub fn kill_primary(&self) {
         let _ =

@@ -245,7 +245,7 @@ pub async fn readiness(datastores: usize, services: usize, delay: Duration, runs
     let mut last = None;
     for _ in 0..runs {
         let t = Instant::now();
-        let r = readiness::evaluate(&topo, &*state, &clients, &opts, std::time::SystemTime::now(), None).await;
+        let r = readiness::evaluate(&topo, &*state, &clients, &opts, std::time::SystemTime::now(), None, &[]).await;
         times.push(t.elapsed());
         last = Some(r);
     }

@@ -354,6 +354,14 @@ fn render(r: &serde_json::Value, style: &Style) -> String {
             o["at"].as_str().unwrap_or("")
         ));
     }
+    for o in r["old_primaries"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "  {} {} ({})\n",
+            style.red("!"),
+            o["detail"].as_str().unwrap_or(""),
+            o["at"].as_str().unwrap_or("")
+        ));
+    }
     out.push_str("RTO measured (declaration → failed over):\n");
     for e in r["entities"].as_array().into_iter().flatten() {
         let rto = e["rto_s"].as_f64().map_or("not recovered".into(), format_secs);

@@ -24,7 +24,10 @@ pub async fn status(
         let placements = state.placements().unwrap_or_default();
         let at = std::time::SystemTime::now();
         let mut report = live::status(clients, topo, &placements, at).await;
-        live::attach_conflicts(state, &mut report);
+        live::with_state(state, &mut report, at);
+        for found in drctl_control::returned::look(topo, state, &report, at).await {
+            eprintln!("warning: {found}");
+        }
         if let Err(e) = live::record(state, &report, at) {
             eprintln!("warning: RPO samples not recorded: {e}");
         }

@@ -19,8 +19,10 @@ pub async fn run(
     style: &Style,
 ) -> Result<Outcome, Failure> {
     let previous = stored(state);
+    let now = SystemTime::now();
+    let backups = drctl_backup::report::statuses(topo, &drctl_backup::site_dir(topo), state, now).await;
     let report =
-        readiness::evaluate(topo, state, clients, &readiness::Options::default(), SystemTime::now(), previous.as_ref())
+        readiness::evaluate(topo, state, clients, &readiness::Options::default(), now, previous.as_ref(), &backups)
             .await;
     if let Ok(text) = serde_json::to_string(&report) {
         if let Err(e) = state.publish(readiness::PUBLISHED, &text) {

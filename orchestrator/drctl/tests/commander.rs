@@ -187,6 +187,14 @@ fn a_refused_declaration_is_audited_with_its_reason_by_the_login_name_without_us
     assert!(o.status.success(), "{}", show(&o));
     // The zone goes dark; its primary has no fence command: refused.
     pg.kill_primary();
+    // Its standby answers, so the RPO is still a number (what it may lack),
+    // with the primary's darkness said beside it.
+    let o = drctl(&dir).args(["status", "--output", "json"]).output().unwrap();
+    let st: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", show(&o)));
+    let db = &st["datastores"][0];
+    assert!(db["rpo_s"].is_number(), "the standby answers, the RPO is known: {db}");
+    assert!(db["error"].as_str().unwrap().contains("unreachable"), "{db}");
+    assert_eq!(db["replicas"][0]["wal"]["streaming"], false, "{db}");
     let o = drctl(&dir)
         .args(["declare", "--zone", "az1", "--reason", "az1 is dark", "--yes"])
         .env_remove("USER")
@@ -206,5 +214,62 @@ fn a_refused_declaration_is_audited_with_its_reason_by_the_login_name_without_us
     let why = refused["request"]["refused"].to_string();
     assert!(why.contains("two writable primaries"), "with its reason: {refused}");
     assert_eq!(refused["request"]["reason"], "az1 is dark");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An old primary that could not be fenced (dead when the zone was
+/// declared) comes back writable: the writes it took past the promotion
+/// point, which the new primary never received, are counted from its own
+/// WAL and recorded on the execution, shown by `show`, once.
+#[test]
+fn an_old_primary_that_comes_back_has_its_unreplicated_writes_counted_on_the_execution() {
+    let pg = PgPair::start_with_cuttable_link();
+    let dir = tempdir("commander-returned");
+    std::fs::write(dir.join("drctl.yaml"), pg_topology(&pg)).unwrap();
+    pg.psql(pg.primary_port, "CREATE EXTENSION pg_walinspect");
+    pg.psql(pg.primary_port, "CREATE TABLE t (id int)");
+    pg.wait_replayed();
+    // Cut off, the primary takes 5 writes the standby never receives, then dies.
+    pg.cut_link();
+    for i in 0..5 {
+        pg.psql(pg.primary_port, &format!("INSERT INTO t VALUES ({i})"));
+    }
+    pg.kill_primary();
+    let o = drctl(&dir)
+        .args([
+            "declare",
+            "--zone",
+            "az1",
+            "--reason",
+            "az1 is dark",
+            "--yes",
+            "--force",
+            "--unfenced",
+            "orders-db/az1",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let id = String::from_utf8_lossy(&o.stdout).lines().next().unwrap().trim().to_string();
+    assert_eq!(pg.psql(pg.standby_port, "SELECT count(*) FROM t"), "0", "the new primary lacks the 5 writes");
+
+    // Power comes back to az1: its old primary answers, writable.
+    pg.restart_primary();
+    let o = drctl(&dir).args(["status", "--output", "json"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("the old primary in az1 answers again, writable, holding"), "{}", show(&o));
+    let shown = drctl(&dir).args(["show", &id, "--output", "json"]).output().unwrap();
+    let r: Value = serde_json::from_slice(&shown.stdout).unwrap_or_else(|_| panic!("{}", show(&shown)));
+    let old = r["old_primaries"].as_array().unwrap();
+    assert_eq!(old.len(), 1, "{r:#}");
+    let detail = old[0]["detail"].as_str().unwrap();
+    let commits: u64 = detail.split("holding ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    assert!((5..=7).contains(&commits), "the 5 writes it took past the fork: {detail}");
+    assert!(detail.contains("rebuild it as a standby of az2"), "{detail}");
+    // Looked at again: recorded once.
+    let _ = drctl(&dir).args(["status"]).output().unwrap();
+    let text = drctl(&dir).args(["show", &id]).output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert_eq!(text.matches("the old primary in az1 answers again").count(), 1, "{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -757,3 +757,51 @@ services:
         assert!(leaked.is_empty(), "{secret} is published in {leaked:?}");
     }
 }
+
+/// A health check per zone (`health: { zones: { ZONE: URL } }`) says
+/// whether the service is alive in that zone: declaring az1 lost while
+/// az1's own URL still answers is pointed out (the shared front door of
+/// another service is not, it answers from any zone); `status` checks the
+/// zone that serves; a URL for a zone the topology lacks is refused at its
+/// line and column.
+#[test]
+fn a_health_check_per_zone_says_which_zone_still_looks_alive() {
+    let (az1, _) = http_server(vec![200]);
+    let (az2, _) = http_server(vec![200]);
+    let (door, _) = http_server(vec![200]);
+    let dir = Dir::new("zone-health");
+    std::fs::write(
+        dir.0.join("drctl.yaml"),
+        format!(
+            "version: 1
+zones: [ {{ name: az1 }}, {{ name: az2 }} ]
+services:
+  - name: web
+    zones: [az1, az2]
+    health: {{ zones: {{ az1: \"http://127.0.0.1:{az1}/\", az2: \"http://127.0.0.1:{az2}/\" }} }}
+  - name: shop
+    zones: [az1, az2]
+    health: {{ url: \"http://127.0.0.1:{door}/\" }}
+"
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = dir.run(&["declare", "--zone", "az1", "--reason", "test", "--dry-run"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let both = format!("{out}{err}");
+    assert!(both.contains(&format!("web: passes its health check (http://127.0.0.1:{az1}/)")), "{both}");
+    assert!(!both.contains(&format!("127.0.0.1:{az2}")), "az2 is not declared: {both}");
+    assert!(!both.contains(&format!("127.0.0.1:{door}")), "a front door says nothing of az1: {both}");
+
+    let status = dir.json(&["status", "--output", "json"]);
+    assert_eq!(status["services"][0]["healthy"], true, "{status}");
+
+    std::fs::write(
+        dir.0.join("bad.yaml"),
+        "version: 1\nzones: [ { name: az1 } ]\nservices:\n  - { name: web, zones: [az1], health: { zones: { az9: \"http://127.0.0.1:1/\" } } }\n",
+    )
+    .unwrap();
+    let (code, _, err) = dir.run(&["validate", "-f", "bad.yaml"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("bad.yaml:4:") && err.contains("az9"), "{err}");
+}

@@ -405,8 +405,17 @@ fn outside_the_lab_a_replication_pause_is_injected_by_sql_and_healed() {
         drctl().current_dir(&dir).args(["drill", "pause.yaml", "--report", "r", "--output", "json"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("orders-db standby in az2: WAL replay paused") && stderr.contains("healed"), "{stderr}");
-    assert_eq!(pg.psql(pg.standby_port, "SELECT pg_is_wal_replay_paused()"), "f", "replay resumed by the heal");
+    assert!(
+        stderr.contains("orders-db standby in az2: replication from the primary stopped") && stderr.contains("healed"),
+        "{stderr}"
+    );
+    // The heal puts the standby's link back as it was: it streams again.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while pg.psql(pg.standby_port, "SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming'") != "1" {
+        assert!(std::time::Instant::now() < deadline, "the standby streams again after the heal");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_ne!(pg.psql(pg.standby_port, "SHOW primary_conninfo"), "", "its link put back as it was");
     let r = json(&dir.join("r/report.json"));
     let db = &r["datastores"][0];
     assert!(db["lost_writes"].is_null(), "nothing counts writes outside the lab: {db}");

@@ -439,3 +439,62 @@ steps:
     assert!(early < Duration::from_millis(100), "it waited to its deadline: {early:?} early");
     assert!(late < Duration::from_secs(2), "it kept its remaining time, not a fresh 6 s: {late:?} late");
 }
+
+/// The same decisions through the controller's API: a failed step pauses
+/// the execution and `serve` leaves it paused; `retry` runs the step again
+/// (paused again while the cause stays), `skip` gives it up with what needs
+/// it, and `approve {done: true}` on another declaration lets the rest go
+/// on. Each answers who decided, and the journal says it.
+#[test]
+fn through_the_api_a_paused_execution_is_retried_skipped_or_done_by_hand() {
+    let dir = Dir::new("api");
+    let effects = failing_runbook(&dir);
+    let commander = common::token(&dir.0, "ic", "commander");
+    let server = common::start(&dir.0, &[], "http");
+    let c = common::client();
+    let post = |path: &str, body: Value| {
+        let r = c.post(format!("{}{path}", server.base)).bearer_auth(&commander).json(&body).send().unwrap();
+        let code = r.status().as_u16();
+        (code, r.json::<Value>().unwrap_or(Value::Null))
+    };
+    let get = |id: &str| -> Value {
+        c.get(format!("{}/api/v1/executions/{id}", server.base)).bearer_auth(&commander).send().unwrap().json().unwrap()
+    };
+    let declare = || {
+        let (code, body) = post("/api/v1/declare", serde_json::json!({ "zones": ["az1"], "reason": "api drill" }));
+        assert_eq!(code, 202, "{body}");
+        let id = body["id"].as_str().unwrap().to_string();
+        wait_for("the execution to pause", 30, || get(&id)["state"] == "paused");
+        id
+    };
+
+    let id = declare();
+    // Retry while the cause stays: the step fails again, paused again.
+    let (code, body) = post(&format!("/api/v1/executions/{id}/retry"), serde_json::json!({ "step": "job/bad" }));
+    assert_eq!(code, 202, "{body}");
+    assert_eq!(body["by"], "ic", "{body}");
+    wait_for("the retried step to fail again", 30, || {
+        let r = get(&id);
+        r["state"] == "paused" && step(&r, "job/bad")["attempts"] == 2
+    });
+    // A field the request does not define is refused, not ignored.
+    let (code, body) =
+        post(&format!("/api/v1/executions/{id}/skip"), serde_json::json!({ "step": "job/bad", "al": 1 }));
+    assert_eq!(code, 422, "{body}");
+    let (code, body) = post(&format!("/api/v1/executions/{id}/skip"), serde_json::json!({ "step": "job/bad" }));
+    assert_eq!(code, 202, "{body}");
+    assert_eq!(body["given_up"], serde_json::json!(["job/after"]), "{body}");
+    wait_for("the skipped execution to end", 30, || get(&id)["state"] == "failed");
+    let r = get(&id);
+    assert_eq!(step(&r, "job/after")["state"], "skipped", "{r}");
+
+    let id = declare();
+    let (code, body) =
+        post(&format!("/api/v1/executions/{id}/approve"), serde_json::json!({ "step": "job/bad", "done": true }));
+    assert_eq!(code, 200, "{body}");
+    wait_for("the rest to go on after the step done by hand", 30, || get(&id)["state"] == "succeeded");
+    assert_eq!(step(&get(&id), "job/after")["state"], "succeeded");
+    let log = std::fs::read_to_string(&effects).unwrap();
+    assert_eq!(log.lines().filter(|l| *l == "after").count(), 1, "only the done-by-hand one went on: {log}");
+    assert_eq!(log.lines().filter(|l| *l == "bad").count(), 0, "the failing step never succeeded: {log}");
+}

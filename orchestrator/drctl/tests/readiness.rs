@@ -254,3 +254,90 @@ fn a_standby_cut_off_a_failing_fence_check_and_a_dead_runbook_url_each_make_the_
     writer.join().unwrap();
     drop(srv);
 }
+
+/// What waits for a person reaches the operators' channel, once each: an
+/// execution paused on a failed step, and an approval waiting longer than
+/// its `remind_after`; evaluations that follow do not repeat them.
+#[test]
+fn a_paused_execution_and_an_approval_past_its_reminder_are_told_to_the_operators_once() {
+    let python = notify_python();
+    let dir = tempdir("readiness-waiting");
+    std::fs::write(
+        dir.join("rb.yaml"),
+        "name: job\nsteps:\n  - { id: ask, action: approval, with: { prompt: \"go on?\", remind_after: 1s } }\n  \
+         - { id: bad, action: exec, with: { command: [\"false\"] } }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("drctl.yaml"),
+        "version: 1\nzones: [ { name: az1 }, { name: az2 } ]\nservices:\n  \
+         - { name: job, zones: [az1, az2], failover: { runbook: rb.yaml } }\n",
+    )
+    .unwrap();
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let hook_port = free_port();
+    let log: PathBuf = dir.join("received.jsonl");
+    std::fs::write(dir.join("receiver.py"), RECEIVER).unwrap();
+    let _receiver = Proc(
+        Command::new(&python)
+            .arg(dir.join("receiver.py"))
+            .args([&hook_port.to_string(), secret])
+            .arg(&log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_listening(hook_port, "the webhook receiver");
+    let commander = token(&dir, "ic", "commander");
+    let hook = format!("http://127.0.0.1:{hook_port}/hook");
+    let srv = start(
+        &dir,
+        &["--evaluate-every", "1s", "--operator-webhook", &hook, "--operator-webhook-secret", secret],
+        "http",
+    );
+    let r = client()
+        .post(format!("{}/api/v1/declare", srv.base))
+        .bearer_auth(&commander)
+        .json(&serde_json::json!({ "zones": ["az1"], "reason": "drill" }))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().unwrap()["id"].as_str().unwrap().to_string();
+    let kinds = || -> Vec<String> {
+        received(&log)
+            .iter()
+            .filter(|m| m["verified"] == true)
+            .map(|m| m["payload"]["type"].as_str().unwrap_or_default().to_string())
+            .filter(|t| t != "readiness.changed")
+            .collect()
+    };
+    wait_for("the waiting approval told", 60, || kinds().contains(&"approval.waiting".to_string()));
+    // Approved: the failed step now pauses the execution, told too.
+    let r = client()
+        .post(format!("{}/api/v1/executions/{id}/approve", srv.base))
+        .bearer_auth(&commander)
+        .json(&serde_json::json!({ "step": "job/ask" }))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap_or_default());
+    wait_for("the paused execution told", 60, || kinds().contains(&"execution.paused".to_string()));
+    // Several evaluations later, nothing more.
+    let evaluated = |r: &Value| r["evaluated_at"].as_str().unwrap_or_default().to_string();
+    let viewer = token(&dir, "v", "viewer");
+    let first = readiness(&srv.base, &viewer).map(|r| evaluated(&r)).unwrap_or_default();
+    wait_for("two more evaluations", 30, || readiness(&srv.base, &viewer).is_some_and(|r| evaluated(&r) > first));
+    let later = readiness(&srv.base, &viewer).map(|r| evaluated(&r)).unwrap_or_default();
+    wait_for("yet another evaluation", 30, || readiness(&srv.base, &viewer).is_some_and(|r| evaluated(&r) > later));
+    assert_eq!(kinds().len(), 2, "each told once: {:#?}", received(&log));
+    let told = received(&log);
+    let paused = told.iter().find(|m| m["payload"]["type"] == "execution.paused").unwrap();
+    assert_eq!(paused["payload"]["execution"], id.as_str());
+    assert!(
+        paused["payload"]["summary"].as_str().unwrap().contains(&format!("`drctl retry {id} job/bad`")),
+        "{paused}"
+    );
+    let waiting = told.iter().find(|m| m["payload"]["type"] == "approval.waiting").unwrap();
+    assert_eq!(waiting["payload"]["steps"], serde_json::json!(["job/ask"]), "{waiting}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -28,7 +28,7 @@ fn write_topology(pair: &PgPair, dir: &Path) {
     drctl_pgserver::hand_over(dir).unwrap();
     let src = format!(
         "version: 1\nname: shop\nzones:\n  - {{ name: az1, region: r1 }}\n  - {{ name: az2, region: r1 }}\n  - {{ name: az3, region: r1 }}\n\
-         objectives:\n  tier-0: {{ rpo: 5s, rto: 2m, restore: {{ rpo: 1h, rto: 10m }} }}\n\
+         objectives:\n  tier-0: {{ rpo: 5s, rto: 2m, restore: {{ rpo: 1h, rto: 10m }}, drills: {{ every: 30d }} }}\n\
          datastores:\n  - name: orders-db\n    kind: postgres\n    tier: tier-0\n    primary: {{ zone: az1, url: \"{}\" }}\n    replicas: [ {{ zone: az2, url: \"{}\" }} ]\n\
          \x20   backup: {{ tool: pgbackrest, repo: {{ zone: az3, path: {} }}, full: \"0 3 * * 0\", retention: 7d }}\n",
         pair.primary_url(),
@@ -167,6 +167,12 @@ fn a_restore_test_whose_check_fails_reports_unverified_and_exits_3() {
     let o = drctl(&dir).args(["backup", "orders-db", "-f", "drctl.yaml"]).output().unwrap();
     assert!(o.status.success(), "{}", show(&o));
     pair.psql(pair.primary_port, "INSERT INTO orders (id) VALUES (6)");
+    // Readiness knows the datastore was never restore-tested (drills: every 30d).
+    assert!(
+        restore_test_finding(&dir).unwrap_or_default().contains("never restore-tested"),
+        "{:?}",
+        restore_test_finding(&dir)
+    );
 
     std::fs::write(
         dir.join("good.yaml"),
@@ -195,6 +201,7 @@ fn a_restore_test_whose_check_fails_reports_unverified_and_exits_3() {
     let o = drctl(&dir).args(["backups", "-f", "drctl.yaml", "--output", "json"]).output().unwrap();
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["datastores"][0]["last_restore_test"]["passed"], true, "{v}");
+    assert_eq!(restore_test_finding(&dir), None, "a passing restore test satisfies readiness");
 
     std::fs::write(
         dir.join("bad.yaml"),
@@ -212,6 +219,7 @@ fn a_restore_test_whose_check_fails_reports_unverified_and_exits_3() {
     let o = drctl(&dir).args(["backups", "-f", "drctl.yaml", "--output", "json"]).output().unwrap();
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["datastores"][0]["last_restore_test"]["passed"], false, "{v}");
+    assert!(restore_test_finding(&dir).unwrap_or_default().contains("its last restore test failed"));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -301,4 +309,14 @@ fn a_restore_to_before_an_erasure_keeps_the_subject_gone() {
         assert!(!text.contains(SUBJECT), "{what} holds the subject: {text}");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The readiness finding about orders-db's restore test, if any scope has one.
+fn restore_test_finding(dir: &Path) -> Option<String> {
+    let o = drctl(dir).args(["readiness", "-f", "drctl.yaml", "--output", "json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", show(&o)));
+    v["scopes"].as_array()?.iter().flat_map(|s| s["findings"].as_array().cloned().unwrap_or_default()).find_map(|f| {
+        (f["entity"] == "orders-db" && f["check"] == "restore-test")
+            .then(|| f["message"].as_str().unwrap_or("").to_string())
+    })
 }

@@ -106,8 +106,13 @@ impl RealActions {
             notes.push(self.switch_route(route, Self::wait_for(step)).await?);
         }
         if let Some(h) = &svc.health {
-            if let Some(n) = self.health(&h.url, Duration::from_secs(60), Duration::from_millis(250), None).await? {
-                notes.push(n);
+            // Healthy wherever the route now answers: each remaining zone's
+            // own URL, or the shared one.
+            let lost = |z: usize| self.lost_zones.contains(&self.topo.zones[z].name);
+            for url in h.urls_outside(lost) {
+                if let Some(n) = self.health(url, Duration::from_secs(60), Duration::from_millis(250), None).await? {
+                    notes.push(n);
+                }
             }
         }
         if notes.is_empty() {

@@ -318,10 +318,41 @@ pub struct Service {
     pub route: Option<Route>,
 }
 
+/// A service's health check: one URL for the whole service (a front door
+/// answering from whichever zone serves), or one per zone (`zones:`), so
+/// that "is it alive in this zone?" has an answer of its own.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Health {
-    pub url: String,
+    /// The URL that speaks for the service wherever it runs.
+    pub url: Option<String>,
+    /// The URL that speaks for it in one zone, per zone (sorted by zone).
+    pub zones: Vec<(ZoneId, String)>,
     pub timeout: Duration,
+}
+
+impl Health {
+    /// The URL that speaks for the service in `zone` alone, when it has one.
+    pub fn zone_url(&self, zone: ZoneId) -> Option<&str> {
+        self.zones.iter().find(|(z, _)| *z == zone).map(|(_, u)| u.as_str())
+    }
+
+    /// The URL to check for the service as a whole: the shared one, else
+    /// the one of the zone serving it (`serving`, else its first zone).
+    pub fn serving_url(&self, serving: Option<ZoneId>) -> Option<&str> {
+        self.url
+            .as_deref()
+            .or_else(|| serving.and_then(|z| self.zone_url(z)))
+            .or_else(|| self.zones.first().map(|(_, u)| u.as_str()))
+    }
+
+    /// The URLs that must pass once the service is served from every zone
+    /// but the lost ones: each remaining zone's own URL, else the shared one.
+    pub fn urls_outside(&self, lost: impl Fn(ZoneId) -> bool) -> Vec<&str> {
+        if self.zones.is_empty() {
+            return self.url.iter().map(String::as_str).collect();
+        }
+        self.zones.iter().filter(|(z, _)| !lost(*z)).map(|(_, u)| u.as_str()).collect()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

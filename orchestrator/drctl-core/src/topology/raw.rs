@@ -113,6 +113,8 @@ pub struct RawDatastore {
 pub struct RawHealth {
     pub pos: Pos,
     pub url: Option<S>,
+    /// One URL per zone: (zone, URL).
+    pub zones: Vec<(S, S)>,
     pub timeout: Option<Spanned<Duration>>,
 }
 
@@ -416,8 +418,20 @@ fn decode_service(d: &mut Decoder, node: &Node) -> Option<RawService> {
     let depends_on = d.string_list(f.get("depends_on"), &Field("depends_on", &what));
     let health = f.get("health").and_then(|n| {
         let hw = Of("the health check", &what);
-        let hf = d.fields(n, &hw, &["url", "timeout"])?;
-        Some(RawHealth { pos: n.pos, url: d.req_string(&hf, "url", &hw), timeout: d.opt_duration(&hf, "timeout", &hw) })
+        let hf = d.fields(n, &hw, &["url", "zones", "timeout"])?;
+        let mut zones = Vec::new();
+        if let Some(zn) = hf.get("zones") {
+            if let Some(per) = d.fields(zn, &Field("zones", &hw), &[]) {
+                for (zone, value) in per.entries() {
+                    let zone_pos = node_key_pos(zn, zone).unwrap_or(value.pos);
+                    if let Some(v) = d.string(value, &Named("the health URL of zone", Some(zone))) {
+                        zones.push((Spanned::new(zone.to_string(), zone_pos), v));
+                    }
+                }
+            }
+        }
+        let url = if hf.get("zones").is_some() { d.opt_string(&hf, "url", &hw) } else { d.req_string(&hf, "url", &hw) };
+        Some(RawHealth { pos: n.pos, url, zones, timeout: d.opt_duration(&hf, "timeout", &hw) })
     });
     let route = f.get("route").and_then(|n| {
         let rw = Of("the route", &what);

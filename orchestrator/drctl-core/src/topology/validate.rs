@@ -695,14 +695,41 @@ impl Validator<'_> {
             }
         }
         let health = svc.health.as_ref().and_then(|h| {
-            let url = h.url.as_ref()?;
-            if !(url.value.starts_with("http://") || url.value.starts_with("https://")) {
-                self.diags
-                    .error(Code::BadValue, url.pos, format!("health url `{}` is not an http(s) URL", url.value))
-                    .with_hint("write it as http://host:port/path");
+            let mut http_url = |url: &raw::S| {
+                if !(url.value.starts_with("http://") || url.value.starts_with("https://")) {
+                    self.diags
+                        .error(Code::BadValue, url.pos, format!("health url `{}` is not an http(s) URL", url.value))
+                        .with_hint("write it as http://host:port/path");
+                }
+                url.value.clone()
+            };
+            let url = h.url.as_ref().map(&mut http_url);
+            let checked: Vec<(&raw::S, String)> = h.zones.iter().map(|(z, u)| (z, http_url(u))).collect();
+            let mut per_zone = Vec::new();
+            for (zone, url) in checked {
+                if let Some(z) = self.zone_ref(zone, ctx, "the health check's `zones` are keyed by zone") {
+                    if !zones.is_empty() && !zones.contains(&z) {
+                        self.diags.warning(
+                            Code::Suspicious,
+                            zone.pos,
+                            format!("{what} has a health URL for zone `{}`, where it does not run", zone.value),
+                        );
+                    }
+                    per_zone.push((z, url));
+                }
+            }
+            per_zone.sort_by_key(|(z, _)| *z);
+            if url.is_none() && per_zone.is_empty() {
+                if h.zones.is_empty() {
+                    self.diags
+                        .error(Code::MissingKey, h.pos, format!("the health check of {what} has no URL"))
+                        .with_hint("add `url: URL`, or `zones: { ZONE: URL, ... }` with one URL per zone");
+                }
+                return None;
             }
             Some(Health {
-                url: url.value.clone(),
+                url,
+                zones: per_zone,
                 timeout: h.timeout.as_ref().map_or(Duration::from_secs(5), |t| t.value),
             })
         });
@@ -1023,12 +1050,15 @@ fn min_opt(a: Option<TierId>, b: Option<TierId>) -> Option<TierId> {
 /// `us-east-1a` → `us-east-1`, for zones that name an AWS availability zone.
 fn region_of_aws_zone(az: &str) -> Option<String> {
     let last = az.chars().last()?;
-    let head = &az[..az.len() - 1];
+    if !last.is_ascii_lowercase() {
+        return None;
+    }
+    let head = &az[..az.len() - last.len_utf8()];
     let parts: Vec<&str> = head.split('-').collect();
     let looks_like_region = parts.len() >= 3
         && parts[0].len() == 2
         && parts.last().is_some_and(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
-    (last.is_ascii_lowercase() && looks_like_region).then(|| head.to_string())
+    looks_like_region.then(|| head.to_string())
 }
 
 /// S3's bucket naming rules, in short.
@@ -1050,5 +1080,22 @@ fn abbreviated(names: &[&str]) -> String {
         names.join(", ")
     } else {
         format!("{}, ... ({} in all)", names[..8].join(", "), names.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::region_of_aws_zone;
+
+    /// A zone name ending in a multi-byte letter is not an AWS zone, and
+    /// never a panic (found by the fuzzer).
+    #[test]
+    fn aws_zone_names_give_their_region_and_anything_else_gives_none() {
+        assert_eq!(region_of_aws_zone("us-east-1a").as_deref(), Some("us-east-1"));
+        assert_eq!(region_of_aws_zone("eu-west-2c").as_deref(), Some("eu-west-2"));
+        assert_eq!(region_of_aws_zone("us-east-1ŝ"), None);
+        assert_eq!(region_of_aws_zone("ŝ"), None);
+        assert_eq!(region_of_aws_zone(""), None);
+        assert_eq!(region_of_aws_zone("lab-az1"), None);
     }
 }

@@ -90,9 +90,12 @@ impl Probe {
     pub(super) fn of(topo: &Topology) -> Vec<Probe> {
         topo.services()
             .filter_map(|(_, e, s)| {
-                s.health.as_ref().map(|h| Probe {
+                // What users reach: the shared URL, else the preferred zone's.
+                let h = s.health.as_ref()?;
+                let url = h.serving_url(s.zones.first().copied())?;
+                Some(Probe {
                     name: e.name.clone(),
-                    url: h.url.clone(),
+                    url: url.to_string(),
                     timeout: h.timeout,
                     fails: 0,
                     unhealthy_at: None,

@@ -12,7 +12,6 @@ pub(super) enum Undo {
     Restart(Vec<u8>),
     /// Lift a partition (its id in [`Partitions`]).
     Partition(u64, Vec<u8>),
-    ResumeReplay(Vec<u8>),
     ResumeCopying,
     S3Errors(Vec<u8>),
     /// Start the zone processes of these zones again.
@@ -245,17 +244,30 @@ pub(super) async fn inject(inner: &Inner, req: FaultRequest, dry_run: bool) -> R
         }
         FaultRequest::ReplicationPause { datastore } => match datastore.as_str() {
             "orders-db" => {
+                // The standby's link to the primary is cut (its replication
+                // egress refuses): it stops receiving, so what it lacks, the
+                // RPO, grows. (Pausing replay alone would not: WAL received
+                // but not replayed is not data at risk, only replay lag.)
                 let primary = pg_primary_zone(inner).await;
-                let standbys: Vec<u8> = (1..=2u8).filter(|z| Some(*z) != primary).collect();
-                for z in &standbys {
-                    hits.push(format!("orders-db standby in {}: WAL replay paused", zone_name(*z)));
+                let Some(primary) = primary else {
+                    return Err(Error::BadInput(
+                        "orders-db has no primary answering: there is no replication to pause".into(),
+                    ));
+                };
+                let mut cut = Vec::new();
+                for (z, t, proxy) in inner.egress.iter().filter(|(_, t, _)| *t == primary) {
+                    hits.push(format!(
+                        "orders-db standby in {}: replication from {} cut ({})",
+                        zone_name(*z),
+                        zone_name(*t),
+                        proxy.listen
+                    ));
                     if !dry_run {
-                        pg_sql(inner, *z, "SELECT pg_wal_replay_pause()")
-                            .await
-                            .map_err(|e| Error::Process(format!("pausing replay in {}: {e}", zone_name(*z))))?;
+                        proxy.faults.set_down(true);
                     }
+                    cut.push(proxy.faults.clone());
                 }
-                undo.push(Undo::ResumeReplay(standbys));
+                undo.push(Undo::Proxies(cut));
             }
             "assets" => {
                 hits.push("assets: drctl's copying paused".into());
@@ -315,13 +327,6 @@ pub(super) async fn undo_fault(inner: &Inner, f: ActiveFault) -> Vec<String> {
                 inner.partitions.remove(pid);
                 lift_power_offs(inner, &zones);
                 notes.extend(reconcile(inner, &zones).await);
-            }
-            Undo::ResumeReplay(zones) => {
-                for z in zones {
-                    if let Err(e) = pg_sql(inner, z, "SELECT pg_wal_replay_resume()").await {
-                        notes.push(format!("resuming replay in {}: {e}", zone_name(z)));
-                    }
-                }
             }
             Undo::ResumeCopying => inner.copying_paused.store(false, Ordering::SeqCst),
             Undo::S3Errors(zones) => {

@@ -98,7 +98,8 @@ struct Inner {
     partitions: Arc<Partitions>,
     /// The split-brain probes' rounds.
     probes: Arc<crate::safety::Probes>,
-    _egress: Vec<Proxy>,
+    /// Replication egress proxies: (from zone, to zone, proxy).
+    egress: Vec<(u8, u8, Proxy)>,
     copying_paused: Arc<AtomicBool>,
     clients: Arc<Clients>,
     shutdown: tokio::sync::Notify,
@@ -198,8 +199,9 @@ impl Lab {
         for (z, t) in [(1u8, 2u8), (2, 1)] {
             let at = layout.pg_egress(z, t);
             let from = Route { partitions: None, source: Some(zone_ip(z, 3)) };
-            egress
-                .push(Proxy::start_with(at, layout.pg(t).0, from).await.map_err(|e| Error::Io(format!("{at}: {e}")))?);
+            let proxy =
+                Proxy::start_with(at, layout.pg(t).0, from).await.map_err(|e| Error::Io(format!("{at}: {e}")))?;
+            egress.push((z, t, proxy));
         }
         let (b1, s1, b2) = (bin.clone(), scratch.clone(), bin.clone());
         let mut primary = tokio::task::spawn_blocking(move || {
@@ -224,6 +226,11 @@ impl Lab {
             if let Err(e) = setup.await {
                 primary.stop();
                 return Err(Error::Process(format!("cannot create the lab database: {e}")));
+            }
+            // drctl reads the RPO exactly from the primary's WAL with
+            // pg_walinspect (PostgreSQL 15+); without it, from bounds.
+            if let Ok(c) = pg_session(priv1, "lab").await {
+                let _ = c.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect").await;
             }
         }
         let s2 = scratch.clone();
@@ -349,7 +356,7 @@ impl Lab {
             next_fault: AtomicU64::new(1),
             partitions,
             probes: Default::default(),
-            _egress: egress,
+            egress,
             copying_paused: Arc::new(AtomicBool::new(false)),
             clients: clients.clone(),
             shutdown: tokio::sync::Notify::new(),

@@ -112,11 +112,6 @@ pub(super) async fn pg_primary_zone(inner: &Inner) -> Option<u8> {
     None
 }
 
-pub(super) async fn pg_sql(inner: &Inner, z: u8, sql: &str) -> Result<(), String> {
-    let c = pg_session(inner.layout.pg(z).1, "lab").await.map_err(|e| e.to_string())?;
-    c.batch_execute(sql).await.map_err(|e| e.to_string())
-}
-
 /// Counts the writes a failover of `datastore` to `zone` lost.
 pub(super) async fn loss(inner: &Inner, datastore: &str, zone: &str) -> Result<Loss, Error> {
     let z = ZONES.iter().position(|x| *x == zone).ok_or_else(|| Error::BadInput(format!("no lab zone `{zone}`")))?
