@@ -27,6 +27,7 @@ mod api;
 mod audience;
 mod backups;
 mod customers;
+mod erasure;
 pub mod feeds;
 #[cfg(test)]
 mod handler_tests;
@@ -328,7 +329,8 @@ impl Shared {
             metrics: Bytes::from(
                 feeds::metrics(&v, &counters)
                     + &readiness::metrics(self.readiness().as_deref())
-                    + &readiness::backup_metrics(&self.backup_status.read().unwrap_or_else(|p| p.into_inner())),
+                    + &readiness::backup_metrics(&self.backup_status.read().unwrap_or_else(|p| p.into_inner()))
+                    + &erasure::metrics(self),
             ),
         };
         *self.rendered.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(r);
@@ -646,6 +648,13 @@ fn lead(shared: &Arc<Shared>, center: &TaskCenter) {
         let s = shared.clone();
         center.spawn("backups", OnFailure::Restart(Duration::from_secs(1)), move |stop| backups::run(s.clone(), stop));
     }
+    // Erasures not verified everywhere yet: verified again, run again on a moved primary.
+    if shared.opts.topology.erasure.is_some() {
+        center.spawn("erasure", OnFailure::Restart(Duration::from_secs(1)), {
+            let s = shared.clone();
+            move |stop| erasure::run(s.clone(), stop)
+        });
+    }
     // Cron-scheduled drills.
     if !shared.opts.topology.drills.is_empty() {
         let s = shared.clone();
@@ -704,6 +713,10 @@ pub fn openapi() -> serde_json::Value {
             "/api/v1/executions/{id}/retry": { "parameters": id_param("id", "string"), "post": secured("commander", "Run a paused execution's failed step again, with overrides added", Some("Retry"), "202") },
             "/api/v1/executions/{id}/skip": { "parameters": id_param("id", "string"), "post": secured("commander", "Give up a paused execution's failed step and every step that needs it; the rest goes on", Some("Skip"), "202") },
             "/api/v1/drills": { "post": secured("operator", "Run a chaos experiment as a drill (202 with the drill id)", Some("Drill"), "202") },
+            "/api/v1/erasures": {
+                "post": secured("operator", "Record an erasure request and erase it on every copy (202 with the request's id)", Some("Erasure"), "202"),
+                "get": secured("viewer", "The erasure ledger: each request's dates, copies, backups and whether it is overdue (never the subject)", None, "200")
+            },
             "/api/v1/audit": { "get": secured("admin", "The audit log", None, "200") },
             "/api/v1/subscriptions": {
                 "post": { "summary": "Subscribe (no token; rate-limited per address): an e-mail address (pending until its confirmation link is followed) or a webhook (answers its signing secret once)",
@@ -757,6 +770,7 @@ pub fn openapi() -> serde_json::Value {
                     "lang": { "enum": ["en", "ja"] } } },
                 "ReportEdit": { "type": "object", "required": ["body"], "properties": { "body": { "type": "string", "maxLength": 60000, "description": "Markdown" } } },
                 "Drill": { "type": "object", "required": ["experiment"], "properties": { "experiment": { "type": "string", "description": "a relative path, e.g. chaos/lab-zone-outage.yaml" } } },
+                "Erasure": { "type": "object", "required": ["subject", "reason"], "additionalProperties": false, "properties": { "subject": { "type": "string", "description": "the identifier the topology's `erasure.locate` entries take as $1 / {subject}" }, "reason": { "type": "string" } } },
             },
         },
     })
