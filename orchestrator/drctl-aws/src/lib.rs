@@ -12,6 +12,7 @@ pub mod rds;
 pub mod rds_restore;
 pub mod route53;
 pub mod s3;
+pub mod s3_erasure;
 pub mod s3_restore;
 
 use aws_config::SdkConfig;

@@ -50,7 +50,7 @@ fn to_arg(p: &Point, earliest: Option<SystemTime>, now: SystemTime) -> String {
 }
 
 /// The database a PostgreSQL URL names (`postgres` when it names none).
-fn database_of(url: &str) -> String {
+pub(crate) fn database_of(url: &str) -> String {
     drctl_providers::pg_tls::parse(url)
         .ok()
         .and_then(|t| t.config.get_dbname().map(str::to_string))
@@ -116,6 +116,7 @@ pub async fn run(
     let verified = error.is_none() && !checks.is_empty() && checks.iter().all(|c| c["passed"] == true);
     let target = topo.entity_id(&test.datastore).and_then(|i| topo.restore_targets(i).rto).map(|d| d.as_secs_f64());
     let meets_rto = error.is_none() && target.is_none_or(|t| restore_s <= t);
+    let erasures = restore::erasures_replayed(&site, &p.request).unwrap_or_default();
     let kept = match keep {
         Some(k) if error.is_none() => Some(k),
         _ => {
@@ -134,8 +135,10 @@ pub async fn run(
         "meets_rto": meets_rto,
         "verified": verified,
         "checks": checks,
-        // No erasure was requested through this drctl's ledger, so none can come back.
-        "resurrected_erasures": 0,
+        // Subjects erased after the point still in the copy after the ledger's
+        // replay (the replay step fails the restore when there is one).
+        "resurrected_erasures": erasures.resurrected,
+        "replayed_erasures": erasures.requests,
         "error": error,
         "kept": kept.map(|k| json!({ "for_s": k.as_secs_f64(), "data": copy.data.display().to_string(),
                                      "url": copy.local_url("postgres", &database_of(&ds.primary_url)) })),

@@ -18,6 +18,7 @@ pub mod pgbackrest;
 pub mod postgres;
 pub mod report;
 pub mod restore;
+pub mod schedule;
 pub mod verify;
 
 use drctl_core::topology::backup::{Backup, PgBackRest, RepoStore};

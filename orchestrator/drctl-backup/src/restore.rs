@@ -16,7 +16,10 @@
 //! 2. `DS/restore`: `pgbackrest restore --type=time` into the copy's folder;
 //! 3. `DS/start`: the copy starts on its own port with archiving off (it
 //!    never pushes WAL into the production repository), recovers to the
-//!    target and is promoted there.
+//!    target and is promoted there;
+//! 4. `DS/erasures`: every erasure requested after the target is replayed
+//!    on the copy (the backup predates them) before anything reads it;
+//!    a subject still there afterwards fails the restore.
 
 use crate::postgres::Copy;
 use crate::{pg_datastore, Error, PgDatastore};
@@ -47,7 +50,7 @@ pub struct Request {
     pub port: u16,
     /// The TCP address the copy listens on; none for a scratch copy.
     pub listen: Option<String>,
-    /// `postgres` (the default) or `s3`.
+    /// `postgres` (the default), `s3`, `rds-instance` or `rds-cluster`.
     #[serde(default)]
     pub kind: String,
     /// S3: only the keys under this prefix.
@@ -63,6 +66,12 @@ pub struct Request {
 impl Request {
     pub fn is_s3(&self) -> bool {
         self.kind == "s3"
+    }
+
+    /// An RDS restore (`rds-instance` or `rds-cluster`): a new instance or
+    /// cluster from the automated backups.
+    pub fn is_rds(&self) -> bool {
+        self.kind.starts_with("rds-")
     }
 }
 
@@ -300,6 +309,25 @@ pub fn steps(req: &Request) -> Vec<StepSpec> {
             continue_on_failure: false,
         }];
     }
+    if req.is_rds() {
+        // One step: it first looks for the instance (or cluster) it would
+        // create, so running it again after a crash waits for that one.
+        return vec![StepSpec {
+            id: format!("{ds}/restore"),
+            entity: ds.clone(),
+            action: "rds.restore_to_point".into(),
+            after: vec![],
+            priority: 0.0,
+            timeout: Some(Duration::from_secs(6 * 3600)),
+            attempts: 2,
+            backoff: Duration::from_secs(5),
+            with: serde_json::json!({ "datastore": ds }),
+            from_zone: None,
+            to_zone: None,
+            rerun_safe: true,
+            continue_on_failure: false,
+        }];
+    }
     let step = |name: &str, action: &str, after: Vec<usize>, timeout: u64, priority: f64| StepSpec {
         id: format!("{ds}/{name}"),
         entity: ds.clone(),
@@ -322,6 +350,7 @@ pub fn steps(req: &Request) -> Vec<StepSpec> {
         step("archive", "pgbackrest.archive", vec![], 300, 0.0),
         step("restore", "pgbackrest.restore", vec![0], 24 * 3600, 1.0),
         step("start", "postgres.start_copy", vec![1], 3600, 2.0),
+        step("erasures", "erasure.replay", vec![2], 3600, 3.0),
     ]
 }
 
@@ -365,7 +394,7 @@ pub async fn execute(
     let req = request_of(&*state, id)?;
     let ds = pg_datastore(&topo, &req.datastore)?;
     let specs = steps(&req);
-    let actions = Arc::new(PgRestore { site, ds, req });
+    let actions = Arc::new(PgRestore { site, ds, req, topo: topo.clone(), state: state.clone() });
     let engine = Engine::new(state, actions, Some(1)).with_clock(clock);
     engine.run(id, &specs).await.map_err(|e| match e {
         drctl_engine::Error::State(s) => Error::State(s),
@@ -386,6 +415,25 @@ struct PgRestore {
     site: PathBuf,
     ds: PgDatastore,
     req: Request,
+    topo: Arc<Topology>,
+    state: Arc<State>,
+}
+
+/// What the replay of the erasure ledger did on a copy (kept beside it for
+/// the restore test's report).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErasuresReplayed {
+    pub requests: usize,
+    pub resurrected: usize,
+}
+
+fn erasures_file(site: &Path, req: &Request) -> PathBuf {
+    copy_of(site, req).data.with_extension("erasures.json")
+}
+
+/// The replay's outcome on a restore's copy, once it ran.
+pub fn erasures_replayed(site: &Path, req: &Request) -> Option<ErasuresReplayed> {
+    serde_json::from_str(&std::fs::read_to_string(erasures_file(site, req)).ok()?).ok()
 }
 
 fn fatal(e: Error) -> ActionError {
@@ -515,6 +563,42 @@ impl PgRestore {
     }
 }
 
+impl PgRestore {
+    /// Replays every erasure requested after the restore's point on the
+    /// copy: the backup was taken before them, so it brings those subjects
+    /// back. Safe to run again (a replay deletes what is there, nothing more).
+    async fn replay_erasures(&self) -> Result<Note, ActionError> {
+        let Some(point) = parse_rfc3339(&self.req.target) else {
+            return Err(ActionError::Fatal(format!("journaled target `{}` is unreadable", self.req.target)));
+        };
+        let copy = copy_of(&self.site, &self.req);
+        let url = copy.local_url(
+            &crate::postgres::primary_user(&self.ds.primary_url),
+            &crate::drill::database_of(&self.ds.primary_url),
+        );
+        let eraser = drctl_control::erasure::Eraser::new(
+            self.topo.clone(),
+            self.state.clone(),
+            Arc::new(drctl_control::live::Clients::new(Default::default())),
+        );
+        let r = eraser
+            .replay_on(&self.req.datastore, &url, point)
+            .await
+            .map_err(|e| ActionError::Transient(e.to_string()))?;
+        let done = ErasuresReplayed { requests: r.requests, resurrected: r.resurrected };
+        let path = erasures_file(&self.site, &self.req);
+        std::fs::write(&path, serde_json::to_string(&done).unwrap_or_default())
+            .map_err(|e| ActionError::Transient(format!("write {}: {e}", path.display())))?;
+        if r.resurrected > 0 {
+            return Err(ActionError::Fatal(format!(
+                "{} erased subjects are still in the copy after the ledger's replay: it must not serve (`drctl erasures` lists the requests)",
+                r.resurrected
+            )));
+        }
+        Ok(Some(format!("replayed {} erasure requests made after the point", r.requests)))
+    }
+}
+
 impl Actions for PgRestore {
     fn run<'a>(
         &'a self,
@@ -527,6 +611,7 @@ impl Actions for PgRestore {
                 "pgbackrest.archive" => self.archive().await,
                 "pgbackrest.restore" => self.restore().await,
                 "postgres.start_copy" => self.start().await,
+                "erasure.replay" => self.replay_erasures().await,
                 other => Err(ActionError::Fatal(format!("a restore has no action `{other}`"))),
             }
         })

@@ -19,6 +19,8 @@ pub struct Waiting {
     pub execution: String,
     /// The failed steps, or the approval step.
     pub steps: Vec<String>,
+    /// A few words (a mail's subject).
+    pub title: String,
     /// One line for a person, with the commands that go on.
     pub summary: String,
 }
@@ -41,6 +43,7 @@ pub fn waiting(state: &State, now: SystemTime) -> Vec<Waiting> {
                 key: format!("paused:{id}:{}", attempts.join(",")),
                 kind: "execution.paused",
                 execution: id.clone(),
+                title: format!("execution {id} is PAUSED: {} failed", names.join(", ")),
                 summary: format!(
                     "execution {id} is PAUSED: {} failed; nothing goes on until someone decides: `drctl retry {id} {first}`, `drctl skip {id} {first}`, `drctl approve {id} {first} --done` or `drctl abort {id}`",
                     names.join(", ")
@@ -58,6 +61,7 @@ pub fn waiting(state: &State, now: SystemTime) -> Vec<Waiting> {
                 key: format!("approval:{id}:{}:{}", s.id, s.attempts),
                 kind: "approval.waiting",
                 execution: id.clone(),
+                title: format!("execution {id} waits for approval of {}", s.id),
                 steps: vec![s.id.clone()],
                 summary: format!(
                     "execution {id} has waited {} for approval of {}: `drctl approve {id} {}`",

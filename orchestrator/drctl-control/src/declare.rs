@@ -366,7 +366,38 @@ impl Declarer {
         if let Some(incident) = self.state.incident_of_execution(id)? {
             self.state.update_incident(incident, status, &body)?;
         }
+        if matches!(result, Ok(Ended::Succeeded)) {
+            self.erasures_after(id).await;
+        }
         result
+    }
+
+    /// A promoted standby may never have received an erasure made on the
+    /// old primary: every request not verified there is run again on it
+    /// (docs/guide/erasure.md). What fails here is logged and left to the
+    /// controller's next erasure pass; the failover itself is done.
+    async fn erasures_after(&self, id: &str) {
+        if self.topology.erasure.is_none() {
+            return;
+        }
+        let mut moved: Vec<String> = self.state.steps(id).unwrap_or_default().into_iter().map(|s| s.entity).collect();
+        moved.sort();
+        moved.dedup();
+        let eraser = crate::erasure::Eraser::new(self.topology.clone(), self.state.clone(), self.clients.clone())
+            .with_clock(self.clock.clone());
+        for ds in
+            moved.iter().filter(|d| self.topology.entity_id(d).is_some_and(|e| !self.topology.entity(e).is_service()))
+        {
+            match eraser.after_failover(ds).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(execution = id, datastore = %ds, requests = n, "erasures run again on the new primary")
+                }
+                Err(e) => {
+                    tracing::warn!(execution = id, datastore = %ds, error = %e, "erasures not re-run after the failover; the controller's pass goes on")
+                }
+            }
+        }
     }
 
     /// Resumes an unfinished execution (audited); `Ok(None)` when it had

@@ -206,6 +206,7 @@ mod tests {
             dark_since: dark_after.map(|d| t0 + d),
             interval: Some(Duration::from_secs(1)),
             last_sample: Some(t0),
+            marks: Vec::new(),
         }
     }
 

@@ -8,6 +8,7 @@
 mod actions;
 pub mod attention;
 pub mod declare;
+pub mod erasure;
 pub mod failover;
 mod fence;
 pub mod lag;

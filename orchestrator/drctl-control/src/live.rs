@@ -311,11 +311,47 @@ pub fn record(
 }
 
 /// Completes a status report with what the state store knows: the S3
-/// conflicts replication recorded, and, where a PostgreSQL primary is dark,
-/// each standby's lag tightened by what was seen before it went dark.
+/// conflicts replication recorded, each PostgreSQL standby's lag tightened
+/// by the primary's recent positions, and, where a primary is dark, by
+/// what was seen before it went dark.
 pub fn with_state(state: &drctl_state::State, report: &mut StatusReport, at: SystemTime) {
     attach_conflicts(state, report);
+    dated_by_marks(state, report, at);
     with_evidence(state, report, at);
+}
+
+/// The bounds a standby gives read high after a quiet spell (its last
+/// replayed write may be long before the first one it lacks). The samples
+/// kept in the state store say when the primary was last at or before the
+/// standby's received position: every write it lacks came after that look.
+/// (Exact without them when the primary has `pg_walinspect`.)
+fn dated_by_marks(state: &drctl_state::State, report: &mut StatusReport, at: SystemTime) {
+    for d in report.datastores.iter_mut().filter(|d| d.kind == "postgres" && d.primary_zone.is_some()) {
+        let mut changed = false;
+        for r in d.replicas.iter_mut() {
+            let (Some(lag), Some(received)) = (
+                r.lag_s.filter(|l| *l > 0.0),
+                r.wal.as_ref().and_then(|w| w.received.as_deref()).and_then(postgres::Lsn::parse),
+            ) else {
+                continue;
+            };
+            let Ok(Some(e)) = state.lag_evidence(&d.name, &r.zone) else { continue };
+            let Some(since) = e.last_at_or_before(received.0) else { continue };
+            let bound = at.duration_since(since).unwrap_or_default().as_secs_f64();
+            if bound < lag {
+                r.lag_s = Some(bound);
+                changed = true;
+            }
+        }
+        if changed {
+            d.rpo_s = drctl_core::status::rpo_of(&d.replicas);
+            d.meets_rpo = match (d.rpo_s, d.rpo_target_s) {
+                (Some(r), Some(t)) => r <= t,
+                (Some(_), None) => d.error.is_none(),
+                (None, _) => false,
+            };
+        }
+    }
 }
 
 /// Where a PostgreSQL primary does not answer, what its standbys lack is

@@ -167,6 +167,19 @@ pub fn topology_schema() -> Value {
         }),
         &["name"],
     );
+    let erasure = strict(
+        json!({
+            "deadline": duration("How long after a request every copy must be clean (default 30d)."),
+            "locate": { "type": "array", "description": "Where a subject's data lives, per datastore.", "items": strict(json!({
+                "datastore": { "type": "string", "description": "A datastore of this file." },
+                "sql": { "type": "string", "description": "PostgreSQL/RDS: erases the subject, given as $1." },
+                "check": { "type": "string", "description": "PostgreSQL/RDS: counts what is left of the subject ($1); 0 when clean." },
+                "prefix": { "type": "string", "description": "S3: the subject's keys, with {subject} in it, e.g. users/{subject}/." },
+                "url": { "type": "string", "description": "rds-*: the database URL drctl runs sql and check on." }
+            }), &["datastore"]) }
+        }),
+        &[],
+    );
     json!({
         "$schema": "http://json-schema.org/draft-07/schema#",
         "$id": "https://drctl.dev/schema/drctl.yaml.json",
@@ -188,6 +201,7 @@ pub fn topology_schema() -> Value {
             }), &["customer", "services"]) },
             "datastores": { "type": "array", "items": datastore },
             "services": { "type": "array", "items": service },
+            "erasure": erasure,
             "drills": { "type": "array", "items": strict(json!({
                 "experiment": { "type": "string" }, "cron": { "type": "string" }
             }), &["experiment", "cron"]) }

@@ -112,3 +112,78 @@ async fn a_leader_cut_off_from_etcd_stops_before_another_leads() {
     assert!(b_at - cut_at < ttl + Duration::from_secs(2), "takeover took {:?}", b_at - cut_at);
     b_state.create_execution(&exec("after"), &[], &[]).unwrap();
 }
+
+/// Standard base64 (etcd's JSON gateway speaks it), for reading raw keys.
+fn b64(data: &[u8], decode: bool) -> Vec<u8> {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    if !decode {
+        let mut out = Vec::new();
+        for c in data.chunks(3) {
+            let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+            for i in 0..4 {
+                out.push(if i <= c.len() { A[(n >> (18 - 6 * i) & 63) as usize] } else { b'=' });
+            }
+        }
+        return out;
+    }
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0);
+    for &ch in data.iter().filter(|&&c| c != b'=') {
+        let Some(v) = A.iter().position(|&a| a == ch) else { continue };
+        acc = acc << 6 | v as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}
+
+#[test]
+fn etcd_holds_no_erasure_identifier_in_clear() {
+    use std::io::{Read, Write};
+    let etcd = EtcdCluster::start(1);
+    let state = open(&etcd.url("ledger")).unwrap();
+    let now = SystemTime::now();
+    let r = state
+        .create_erasure(&drctl_state::ErasureRequest {
+            id: String::new(),
+            requested_at: now,
+            due_at: now + Duration::from_secs(86_400),
+            who: "cli:test".into(),
+            reason: "ticket 99".into(),
+            subject: Some("person-5e2a-identifier".into()),
+            erased_at: None,
+            forgotten_at: None,
+            copies: vec![],
+        })
+        .unwrap();
+    assert_eq!(state.erasure(&r.id).unwrap().unwrap().subject.as_deref(), Some("person-5e2a-identifier"));
+    // Every key and value under the prefix, as etcd itself returns them.
+    let body = format!(
+        "{{\"key\":\"{}\",\"range_end\":\"{}\"}}",
+        String::from_utf8(b64(b"/", false)).unwrap(),
+        String::from_utf8(b64(b"0", false)).unwrap()
+    );
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", etcd.ports[0])).unwrap();
+    write!(
+        s,
+        "POST /v3/kv/range HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    let json: serde_json::Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap_or("{}")).unwrap();
+    let kvs = json["kvs"].as_array().cloned().unwrap_or_default();
+    let mut ledger = 0;
+    for kv in &kvs {
+        let key = String::from_utf8_lossy(&b64(kv["key"].as_str().unwrap_or_default().as_bytes(), true)).to_string();
+        let value = b64(kv["value"].as_str().unwrap_or_default().as_bytes(), true);
+        ledger += usize::from(key.contains("erasure/"));
+        assert!(!value.windows(11).any(|w| w == b"person-5e2a"), "{key} holds the identifier in clear");
+        assert!(!value.windows(9).any(|w| w == b"ticket 99"), "{key} holds the reason in clear");
+    }
+    assert_eq!(ledger, 1, "the request is in etcd: {kvs:?}");
+}

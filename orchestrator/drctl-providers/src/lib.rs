@@ -8,6 +8,7 @@
 
 pub mod dns;
 pub mod http;
+pub mod pg_erasure;
 pub mod pg_tls;
 pub mod postgres;
 

@@ -518,7 +518,7 @@ mod tests {
 }
 
 /// A failed query on a member, in words, without its password.
-fn query_error(url: &str, what: &str, e: tokio_postgres::Error) -> Error {
+pub(crate) fn query_error(url: &str, what: &str, e: tokio_postgres::Error) -> Error {
     Error::Query { target: redact(url), what: what.into(), why: explain(&e) }
 }
 

@@ -106,7 +106,7 @@ pub(crate) fn audit(s: &Shared, who: &Actor, action: &str, target: &str, request
 }
 
 /// Maps an operation's error to an answer: the caller's fault is 4xx.
-fn control_error(e: drctl_control::Error) -> ApiError {
+pub(crate) fn control_error(e: drctl_control::Error) -> ApiError {
     match e {
         drctl_control::Error::State(se) => state_error(se),
         drctl_control::Error::Request(r) => {
@@ -219,7 +219,7 @@ struct SkipRequest {
 /// Reads a request body into its type; a field it does not define (a
 /// typo such as `dryrun`) or a missing one answers 422 naming it, so a
 /// mistyped request never runs as something else.
-fn body<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, ApiError> {
+pub(crate) fn body<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, ApiError> {
     T::deserialize(v).map_err(|e| control_error(declare::body_error(&e.to_string()).into()))
 }
 
@@ -901,6 +901,7 @@ pub fn router(s: Arc<Shared>) -> Router {
         .route("/api/v1/executions/{id}/retry", post(retry))
         .route("/api/v1/executions/{id}/skip", post(skip))
         .route("/api/v1/drills", post(drill))
+        .route("/api/v1/erasures", post(crate::erasure::create).get(crate::erasure::list))
         .route("/api/v1/audit", get(audit_list))
         .route("/api/v1/leader", get(leader))
         .merge(crate::audience::routes())

@@ -25,7 +25,9 @@
 
 mod api;
 mod audience;
+mod backups;
 mod customers;
+mod erasure;
 pub mod feeds;
 #[cfg(test)]
 mod handler_tests;
@@ -193,6 +195,8 @@ pub(crate) struct Shared {
     pub readiness: RwLock<Option<Arc<drctl_control::readiness::Report>>>,
     /// What the operators were last told of readiness, per scope.
     pub told: readiness::Told,
+    /// Each backed-up datastore's backup RPO, as the last readiness evaluation read it.
+    pub backup_status: std::sync::RwLock<Vec<drctl_core::status::BackupStatus>>,
 }
 
 impl Shared {
@@ -221,6 +225,7 @@ impl Shared {
             subscribe_rate: limits::RateLimiter::with(1.0 / 60.0, 5.0),
             readiness: RwLock::new(None),
             told: Default::default(),
+            backup_status: Default::default(),
         }
     }
 
@@ -327,7 +332,12 @@ impl Shared {
                 .map(|(path, json)| (path, Bytes::from(serde_json::to_vec_pretty(&json).unwrap_or_default())))
                 .collect(),
             atom: Bytes::from(feeds::atom(&v, &self.base_url)),
-            metrics: Bytes::from(feeds::metrics(&v, &counters) + &readiness::metrics(self.readiness().as_deref())),
+            metrics: Bytes::from(
+                feeds::metrics(&v, &counters)
+                    + &readiness::metrics(self.readiness().as_deref())
+                    + &readiness::backup_metrics(&self.backup_status.read().unwrap_or_else(|p| p.into_inner()))
+                    + &erasure::metrics(self),
+            ),
         };
         *self.rendered.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(r);
     }
@@ -639,6 +649,18 @@ fn lead(shared: &Arc<Shared>, center: &TaskCenter) {
         let s = shared.clone();
         move |stop| readiness::run(s.clone(), stop)
     });
+    // Scheduled backups.
+    if backups::any(shared) {
+        let s = shared.clone();
+        center.spawn("backups", OnFailure::Restart(Duration::from_secs(1)), move |stop| backups::run(s.clone(), stop));
+    }
+    // Erasures not verified everywhere yet: verified again, run again on a moved primary.
+    if shared.opts.topology.erasure.is_some() {
+        center.spawn("erasure", OnFailure::Restart(Duration::from_secs(1)), {
+            let s = shared.clone();
+            move |stop| erasure::run(s.clone(), stop)
+        });
+    }
     // Cron-scheduled drills.
     if !shared.opts.topology.drills.is_empty() {
         let s = shared.clone();
@@ -697,6 +719,10 @@ pub fn openapi() -> serde_json::Value {
             "/api/v1/executions/{id}/retry": { "parameters": id_param("id", "string"), "post": secured("commander", "Run a paused execution's failed step again, with overrides added", Some("Retry"), "202") },
             "/api/v1/executions/{id}/skip": { "parameters": id_param("id", "string"), "post": secured("commander", "Give up a paused execution's failed step and every step that needs it; the rest goes on", Some("Skip"), "202") },
             "/api/v1/drills": { "post": secured("operator", "Run a chaos experiment as a drill (202 with the drill id)", Some("Drill"), "202") },
+            "/api/v1/erasures": {
+                "post": secured("operator", "Record an erasure request and erase it on every copy (202 with the request's id)", Some("Erasure"), "202"),
+                "get": secured("viewer", "The erasure ledger: each request's dates, copies, backups and whether it is overdue (never the subject)", None, "200")
+            },
             "/api/v1/audit": { "get": secured("admin", "The audit log", None, "200") },
             "/api/v1/subscriptions": {
                 "post": { "summary": "Subscribe (no token; rate-limited per address): an e-mail address (pending until its confirmation link is followed) or a webhook (answers its signing secret once)",
@@ -750,6 +776,7 @@ pub fn openapi() -> serde_json::Value {
                     "lang": { "enum": ["en", "ja"] } } },
                 "ReportEdit": { "type": "object", "required": ["body"], "properties": { "body": { "type": "string", "maxLength": 60000, "description": "Markdown" } } },
                 "Drill": { "type": "object", "required": ["experiment"], "properties": { "experiment": { "type": "string", "description": "a relative path, e.g. chaos/lab-zone-outage.yaml" } } },
+                "Erasure": { "type": "object", "required": ["subject", "reason"], "additionalProperties": false, "properties": { "subject": { "type": "string", "description": "the identifier the topology's `erasure.locate` entries take as $1 / {subject}" }, "reason": { "type": "string" } } },
             },
         },
     })

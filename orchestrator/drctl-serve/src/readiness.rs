@@ -121,6 +121,30 @@ pub(crate) fn metrics(r: Option<&Report>) -> String {
     out
 }
 
+/// `/metrics`' backups: `drctl_backup_rpo_seconds{datastore}` (now minus
+/// the latest restorable point, at the last readiness evaluation) and its
+/// target, for each backed-up datastore whose backups could be read.
+pub(crate) fn backup_metrics(all: &[drctl_core::status::BackupStatus]) -> String {
+    if all.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "# HELP drctl_backup_rpo_seconds How much a restore from backups would lose now: now minus the latest restorable point.\n# TYPE drctl_backup_rpo_seconds gauge\n",
+    );
+    for b in all {
+        if let Some(rpo) = b.rpo_s {
+            out.push_str(&format!("drctl_backup_rpo_seconds{{datastore=\"{}\"}} {rpo:.1}\n", b.datastore));
+        }
+    }
+    out.push_str("# HELP drctl_backup_rpo_target_seconds The restore RPO a datastore's contract sets.\n# TYPE drctl_backup_rpo_target_seconds gauge\n");
+    for b in all {
+        if let Some(t) = b.rpo_target_s {
+            out.push_str(&format!("drctl_backup_rpo_target_seconds{{datastore=\"{}\"}} {t:.1}\n", b.datastore));
+        }
+    }
+    out
+}
+
 fn kind(s: &ScopeName) -> &'static str {
     match s.kind {
         readiness::ScopeKind::Zone => "zone",
@@ -201,6 +225,7 @@ pub(crate) async fn run(s: Arc<Shared>, stop: drctl_runtime::CancellationToken) 
         let report = tokio::select! {
             r = async {
                 let backups = drctl_backup::report::statuses(topo, &drctl_backup::site_dir(topo), &*s.opts.state, now).await;
+                *s.backup_status.write().unwrap_or_else(|p| p.into_inner()) = backups.clone();
                 readiness::evaluate(topo, &*s.opts.state, &s.opts.clients, &opts.check, now, previous.as_deref(), &backups).await
             } => r,
             _ = stop.cancelled() => return,
@@ -285,11 +310,12 @@ async fn tell_waiting(
             "timestamp": at,
             "execution": w.execution,
             "steps": w.steps,
+            "title": w.title,
             "summary": w.summary,
         });
         let id = format!("msg_drctl_{}", w.key.replace([':', ',', '#', '/'], "_"));
         let text = format!("drctl at {at}: {}\n\nWhat it did so far: drctl show {}\n", w.summary, w.execution);
-        deliver(s, opts, smtp, &id, &w.summary, &body, &text).await;
+        deliver(s, opts, smtp, &id, &w.title, &body, &text).await;
     }
 }
 

@@ -45,6 +45,42 @@ pub fn check(s: &dyn Store) {
     controller(s);
     samples(s);
     audience(s);
+    erasures(s);
+}
+
+/// The erasure ledger: numbered, read back whole, changed whole.
+fn erasures(s: &dyn Store) {
+    use crate::erasure::{CopyState, ErasureRequest};
+    let at = UNIX_EPOCH + Duration::from_secs(1_900_000_000);
+    let draft = ErasureRequest {
+        id: String::new(),
+        requested_at: at,
+        due_at: at + Duration::from_secs(86_400),
+        who: "cli:test".into(),
+        reason: "request 1".into(),
+        subject: Some("subject-conformance-1".into()),
+        erased_at: None,
+        forgotten_at: None,
+        copies: vec![CopyState {
+            datastore: "db".into(),
+            zone: "az1".into(),
+            primary: true,
+            erased_at: None,
+            verified_at: None,
+            position: Some("0/3000060".into()),
+            pending: None,
+        }],
+    };
+    let a = s.create_erasure(&draft).unwrap();
+    let b = s.create_erasure(&draft).unwrap();
+    assert_ne!(a.id, b.id);
+    let changed = s.update_erasure(&a.id, &mut |r| r.copies[0].verified_at = Some(at)).unwrap();
+    assert!(changed.verified());
+    assert_eq!(s.erasure(&a.id).unwrap(), Some(changed));
+    let all = s.erasures().unwrap();
+    assert_eq!(all.iter().map(|r| r.id.clone()).collect::<Vec<_>>(), vec![a.id.clone(), b.id.clone()], "oldest first");
+    assert_eq!(all[1].subject.as_deref(), Some("subject-conformance-1"));
+    assert!(s.update_erasure("er-999999", &mut |_| {}).is_err());
 }
 
 fn note(event: &str, services: &[&str], at_ms: i64) -> Notification {

@@ -54,7 +54,7 @@ impl WalSample {
 }
 
 /// What is known about one standby's lag.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct LagEvidence {
     /// The last look with the primary answering.
     pub last_seen: Option<WalSample>,
@@ -65,6 +65,17 @@ pub struct LagEvidence {
     pub interval: Option<Duration>,
     /// The newest look of any kind.
     pub last_sample: Option<SystemTime>,
+    /// The primary's WAL position at recent looks (time, position), oldest first.
+    pub marks: Vec<(SystemTime, u64)>,
+}
+
+impl LagEvidence {
+    /// The last time the primary was seen at or before `received`: every
+    /// write past it came later, so what a standby that has received
+    /// `received` lacks is at most that old.
+    pub fn last_at_or_before(&self, received: u64) -> Option<SystemTime> {
+        self.marks.iter().rev().find(|(_, lsn)| *lsn <= received).map(|(at, _)| *at)
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -85,7 +96,15 @@ struct EvidenceDoc {
     dark_since_ms: Option<i64>,
     interval_ms: Option<i64>,
     last_sample_ms: Option<i64>,
+    /// The primary's WAL position at each of the last looks that saw it
+    /// (time, position), oldest first, at most [`MARKS`].
+    #[serde(default)]
+    marks: Vec<(i64, u64)>,
 }
+
+/// How many of the primary's positions are kept per standby: two minutes
+/// of one-second samples.
+pub const MARKS: usize = 128;
 
 fn time(ms: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
@@ -128,6 +147,7 @@ impl From<EvidenceDoc> for LagEvidence {
             dark_since: d.dark_since_ms.map(time),
             interval: d.interval_ms.map(|ms| Duration::from_millis(ms.max(0) as u64)),
             last_sample: d.last_sample_ms.map(time),
+            marks: d.marks.iter().map(|(at, lsn)| (time(*at), *lsn)).collect(),
         }
     }
 }
@@ -138,6 +158,15 @@ impl From<EvidenceDoc> for LagEvidence {
 fn fold(doc: Option<EvidenceDoc>, s: &WalSample) -> EvidenceDoc {
     let mut d = doc.unwrap_or_default();
     let at = millis(s.at);
+    if let (Some(_), Some(lsn)) = (&s.primary_zone, s.primary_lsn) {
+        // Kept in time order whatever order looks arrive in.
+        let pos = d.marks.partition_point(|(t, _)| *t <= at);
+        d.marks.insert(pos, (at, lsn));
+        if d.marks.len() > MARKS {
+            let extra = d.marks.len() - MARKS;
+            d.marks.drain(..extra);
+        }
+    }
     if s.primary_seen() {
         let newer = d.last_seen.as_ref().is_none_or(|l| at >= l.at_ms);
         if newer {
@@ -230,6 +259,22 @@ mod tests {
         let e = LagEvidence::from(fold(fold(d, &look(40, true)).into(), &look(41, true)));
         assert_eq!(e.dark_since, None, "the primary answers again");
         assert_eq!(e.interval, Some(Duration::from_secs(1)));
+    }
+
+    /// The primary's positions are kept, newest last and bounded: the last
+    /// look at or before a standby's received position dates what it lacks.
+    #[test]
+    fn the_primarys_recent_positions_date_the_first_write_a_standby_lacks() {
+        let mut d = None;
+        for i in 0..(MARKS as u64 + 10) {
+            d = Some(fold(d, &look(i, true)));
+        }
+        let e = LagEvidence::from(d.unwrap());
+        assert_eq!(e.marks.len(), MARKS, "bounded");
+        // look(i) saw the primary at 100 + i.
+        assert_eq!(e.last_at_or_before(100 + 130), Some(look(130, true).at));
+        assert_eq!(e.last_at_or_before(100 + 5), None, "older than what is kept: unknown");
+        assert_eq!(e.last_at_or_before(u64::MAX), Some(look(MARKS as u64 + 9, true).at));
     }
 
     #[test]

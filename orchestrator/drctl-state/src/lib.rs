@@ -356,6 +356,7 @@ pub mod audience;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod controller;
+pub mod erasure;
 pub mod evidence;
 pub mod journal;
 pub mod kv;
@@ -363,6 +364,7 @@ pub mod seal;
 pub mod store;
 
 pub use audience::Audience;
+pub use erasure::{CopyState, ErasureRequest, Erasures};
 pub use evidence::{Evidence, LagEvidence, WalSample};
 pub use store::{Approval, Claim, Controller, Journal, ReplicatedObject, Samples, State, Store};
 

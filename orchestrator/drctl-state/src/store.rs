@@ -278,9 +278,9 @@ pub trait Samples: Send + Sync {
 }
 
 /// Everything a state backend stores; see the module documentation.
-pub trait Store: Journal + Controller + Samples + crate::Audience + crate::Evidence {}
+pub trait Store: Journal + Controller + Samples + crate::Audience + crate::Evidence + crate::Erasures {}
 
-impl<T: Journal + Controller + Samples + crate::Audience + crate::Evidence> Store for T {}
+impl<T: Journal + Controller + Samples + crate::Audience + crate::Evidence + crate::Erasures> Store for T {}
 
 /// The state store, whatever its backend.
 pub type State = dyn Store;

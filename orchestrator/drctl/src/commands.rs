@@ -391,6 +391,22 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             let args = crate::restore::RestoreArgs { datastore, to, into, prefix, replace, reason, dry_run, yes };
             runtime()?.block_on(crate::restore::restore(topo, state, clients, args, &style))
         }
+        Command::Erase { file, subject, reason, yes, wait } => {
+            let topo = load(&file.path, &style)?;
+            let state = ctx.state(&file.path)?;
+            let clients = context::clients(&ctx.wiring(&file.path));
+            runtime()?.block_on(crate::erasure::erase(topo, state, clients, &subject, &reason, yes, wait, &style))
+        }
+        Command::Erasures { file, output, verify } => {
+            let topo = load(&file.path, &style)?;
+            let state = ctx.state(&file.path)?;
+            let clients = context::clients(&ctx.wiring(&file.path));
+            runtime()?.block_on(crate::erasure::list(topo, state, clients, output == Output::Json, verify, &style))
+        }
+        Command::Bench(BenchCommand::Erasure { file, subjects }) => {
+            let topo = load(&file.path, &style)?;
+            runtime()?.block_on(crate::erasure::bench(topo, subjects))
+        }
         Command::Man { dir } => crate::man::write(&dir),
         Command::Completions { shell } => {
             use clap::CommandFactory;

@@ -402,6 +402,35 @@ pub enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Erase a person's data from every copy: record the request, erase it on each primary, verify every replica.
+    #[command(after_help = crate::help::ERASE)]
+    Erase {
+        #[command(flatten)]
+        file: FileArg,
+        /// The subject's identifier, as the topology's `locate` entries take it ($1, {subject}).
+        subject: String,
+        /// Why (a ticket, the request's reference); kept in the ledger and the audit log.
+        #[arg(long)]
+        reason: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+        /// How long to wait for every copy to be verified; the controller goes on verifying after it.
+        #[arg(long, default_value = "2m", value_parser = parse_duration, value_name = "DURATION")]
+        wait: std::time::Duration,
+    },
+    /// List erasure requests: when each was made, is due, was erased, and each copy verified; which backups still hold it.
+    #[command(after_help = crate::help::ERASURES)]
+    Erasures {
+        #[command(flatten)]
+        file: FileArg,
+        /// Text for people, JSON for scripts.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+        /// Run the pass the controller runs (erase on a changed primary, verify unverified copies) before listing.
+        #[arg(long)]
+        verify: bool,
+    },
     /// Measure drctl's own speed.
     #[command(after_help = crate::help::BENCH, subcommand)]
     Bench(BenchCommand),
@@ -757,6 +786,15 @@ pub enum BenchCommand {
         /// The lab's first port (it needs about 100 above it).
         #[arg(long, default_value_t = 26000)]
         base_port: u16,
+    },
+    /// Erase N subjects over a PostgreSQL primary and standby of the topology: record, erase, verify each.
+    #[command(after_help = crate::help::BENCH_ERASURE)]
+    Erasure {
+        #[command(flatten)]
+        file: FileArg,
+        /// Subjects to seed and erase (`bench-0` ... in the datastore's locate tables).
+        #[arg(long, default_value_t = 10_000)]
+        subjects: usize,
     },
     /// Compare the prioritised scheduler with plain tier-then-file-order list scheduling.
     #[command(after_help = crate::help::BENCH_SCHEDULER)]

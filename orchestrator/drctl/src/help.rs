@@ -508,3 +508,32 @@ Exit codes:
   0  measured
   1  failed at run time
   2  bad input: a flag";
+
+pub const ERASE: &str = "\
+Example:
+  drctl erase cust-4711 --reason \"request #1234\" --wait 2m -f drctl.yaml
+
+Exit codes:
+  0  erased and verified on every copy
+  1  failed at run time (the state store, the audit log), or not confirmed
+  2  bad input: no `erasure:` section, an empty subject or reason, a flag
+  3  recorded and erased, but a copy is not verified within --wait (the controller goes on)";
+
+pub const ERASURES: &str = "\
+Example:
+  drctl erasures -f drctl.yaml --output json
+
+Exit codes:
+  0  no request is overdue
+  1  failed at run time
+  2  bad input: the topology or a flag
+  3  a request is overdue: a copy was not verified clean by its deadline";
+
+pub const BENCH_ERASURE: &str = "\
+Example:
+  drctl bench erasure --subjects 10000 -f drctl.yaml
+
+Exit codes:
+  0  measured
+  1  failed at run time (PostgreSQL does not answer)
+  2  bad input: the topology has no PostgreSQL `locate` entry, a flag";

@@ -6,6 +6,7 @@
 mod bench;
 mod commands;
 mod context;
+mod erasure;
 mod execute;
 mod flags;
 mod help;

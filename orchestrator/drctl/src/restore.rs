@@ -156,6 +156,9 @@ pub async fn restore(
     if s3_of(&topo, &args.datastore).is_some() {
         return s3_restore(topo, state, clients, args, style).await;
     }
+    if rds_of(&topo, &args.datastore).is_some() {
+        return rds_restore(topo, state, clients, args, style).await;
+    }
     if args.prefix.is_some() {
         return Err(Failure::bad_input("--prefix applies to S3 datastores only"));
     }
@@ -202,8 +205,12 @@ pub async fn resume(
     } else {
         audit(&*state, "resume", &format!("execution {id}"), &serde_json::json!({}))?;
     }
-    if restore::request_of(&*state, id).map_err(failure)?.is_s3() {
+    let req = restore::request_of(&*state, id).map_err(failure)?;
+    if req.is_s3() {
         return run_s3(Arc::new(topo), state, clients, id, style).await;
+    }
+    if req.is_rds() {
+        return run_rds(Arc::new(topo), state, clients, id, style).await;
     }
     run(Arc::new(topo), state, id, style).await
 }
@@ -539,6 +546,11 @@ async fn run_s3(
         let engine = drctl_engine::Engine::new(state.clone(), actions, Some(1));
         engine.run(id, &specs).await.map_err(|e| Failure::Runtime(anyhow::anyhow!("execution {id}: {e}")))?;
     }
+    report_end(&topo, &*state, id, style)
+}
+
+/// Prints each step of a restore as the journal ends it, and how it ended.
+fn report_end(topo: &Topology, state: &State, id: &str, style: &Style) -> Result<Outcome, Failure> {
     let row = state.execution(id).map_err(crate::execute::state_error)?;
     for s in state.steps(id).map_err(crate::execute::state_error)? {
         let detail = s.note.or(s.error).map(|d| format!(": {d}")).unwrap_or_default();
@@ -555,4 +567,166 @@ async fn run_s3(
     }
     println!("{} restored", style.green("✓"));
     Ok(Outcome::Done)
+}
+
+/// An RDS datastore (`rds-instance` or `rds-cluster`).
+fn rds_of<'a>(topo: &'a Topology, name: &str) -> Option<&'a drctl_core::topology::Datastore> {
+    use drctl_core::topology::DatastoreKind;
+    match &topo.entity(topo.entity_id(name)?).spec {
+        EntitySpec::Datastore(d) if matches!(d.kind, DatastoreKind::RdsInstance | DatastoreKind::RdsCluster) => Some(d),
+        _ => None,
+    }
+}
+
+/// `drctl restore` of an RDS datastore: a new instance (or Aurora cluster)
+/// from its automated backups as they were at the time, beside the
+/// datastore (`--into NAME`, else `SOURCE-restored-YYYYMMDDHHMMSS`).
+/// Nothing the estate uses is touched.
+async fn rds_restore(
+    topo: Topology,
+    state: Arc<State>,
+    clients: Arc<Clients>,
+    args: RestoreArgs,
+    style: &Style,
+) -> Result<Outcome, Failure> {
+    if args.replace {
+        return Err(Failure::bad_input(
+            "--replace is not supported for RDS yet: restore into a new instance (drop --replace), check it, then point the estate at it",
+        ));
+    }
+    let ds = rds_of(&topo, &args.datastore).ok_or_else(|| Failure::bad_input("not an RDS datastore"))?;
+    let source = rds_source(ds).ok_or_else(|| Failure::bad_input("the RDS datastore names no instance or cluster"))?;
+    let now = SystemTime::now();
+    let target = restore::resolve_target(&args.to, now).map_err(failure)?;
+    let into = match &args.into {
+        Some(i) => i.clone(),
+        None => {
+            let stamp = chrono::DateTime::<chrono::Utc>::from(target).format("%Y%m%d%H%M%S");
+            let mut name = format!("{source}-restored-{stamp}");
+            name.truncate(63);
+            name
+        }
+    };
+    if !(1..=63).contains(&into.len())
+        || !into.starts_with(|c: char| c.is_ascii_alphabetic())
+        || !into.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        || into.ends_with('-')
+        || into.contains("--")
+    {
+        return Err(Failure::bad_input(format!(
+            "--into `{into}`: an RDS identifier has 1 to 63 letters, digits and single hyphens, starting with a letter"
+        )));
+    }
+    let id = restore::new_id(now);
+    let request = Request {
+        datastore: args.datastore.clone(),
+        to: args.to.clone(),
+        target: restore::rfc3339(target),
+        into,
+        replace: false,
+        scratch: false,
+        port: 0,
+        listen: None,
+        kind: topo.entity(topo.entity_id(&args.datastore).unwrap_or_default()).kind_name().to_string(),
+        prefix: None,
+        set: None,
+    };
+    println!("{id}");
+    let when = if args.to == "latest" { "its latest restorable time".to_string() } else { request.target.clone() };
+    println!("restore {} ({source}) as it was at {when} into a new {}: {}", args.datastore, request.kind, request.into);
+    let audit_req = serde_json::json!({ "datastore": args.datastore, "to": args.to, "target": request.target,
+        "into": request.into, "replace": false, "reason": args.reason, "dry_run": args.dry_run });
+    if args.dry_run {
+        audit(&*state, "restore.dry_run", &format!("datastore {}", args.datastore), &audit_req)?;
+        println!("{} dry run: nothing was changed", style.green("✓"));
+        return Ok(Outcome::Done);
+    }
+    audit(&*state, "restore", &format!("execution {id}"), &audit_req)?;
+    let p = Proposal { id: id.clone(), request, earliest: None, backup_bytes: 0, rate: None };
+    restore::create(&*state, &p, &args.reason, now).map_err(failure)?;
+    run_rds(Arc::new(topo), state, clients, &id, style).await
+}
+
+/// The instance (its primary member's) or cluster an RDS datastore restores from.
+fn rds_source(ds: &drctl_core::topology::Datastore) -> Option<String> {
+    ds.cluster.clone().or_else(|| match ds.primary.as_ref().map(|m| &m.location) {
+        Some(Location::RdsInstance { instance }) => Some(instance.clone()),
+        _ => None,
+    })
+}
+
+struct RdsRestore {
+    topo: Arc<Topology>,
+    clients: Arc<Clients>,
+    req: Request,
+}
+
+impl RdsRestore {
+    async fn restore(&self) -> Result<Note, ActionError> {
+        let ds = rds_of(&self.topo, &self.req.datastore)
+            .ok_or_else(|| ActionError::Fatal(format!("no RDS datastore `{}`", self.req.datastore)))?;
+        let source =
+            rds_source(ds).ok_or_else(|| ActionError::Fatal("no instance or cluster to restore from".into()))?;
+        let region = ds.region.clone().or_else(|| ds.primary.as_ref().map(|p| self.topo.zones[p.zone].region.clone()));
+        let rds = drctl_aws::rds::Rds::new(self.clients.sdk().await, region.as_deref());
+        let at = if self.req.to == "latest" {
+            None
+        } else {
+            Some(
+                chrono::DateTime::parse_from_rfc3339(&self.req.target)
+                    .map(|t| SystemTime::from(t.with_timezone(&chrono::Utc)))
+                    .map_err(|_| ActionError::Fatal(format!("journaled target `{}` is unreadable", self.req.target)))?,
+            )
+        };
+        let wait = std::time::Duration::from_secs(6 * 3600);
+        let what = if ds.cluster.is_some() {
+            drctl_aws::rds_restore::restore_cluster(&rds, &source, &self.req.into, at, wait).await
+        } else {
+            drctl_aws::rds_restore::restore_instance(&rds, &source, &self.req.into, at, wait).await
+        };
+        match what {
+            Ok(drctl_aws::rds_restore::Outcome::Started) => {
+                Ok(Some(format!("{} restored from {source}; available", self.req.into)))
+            }
+            Ok(drctl_aws::rds_restore::Outcome::Existed) => {
+                Ok(Some(format!("{} (made by an earlier attempt) is available", self.req.into)))
+            }
+            Err(e @ drctl_aws::Error::Api { transient: true, .. }) => Err(ActionError::Transient(e.to_string())),
+            Err(e) => Err(ActionError::Fatal(e.to_string())),
+        }
+    }
+}
+
+impl Actions for RdsRestore {
+    fn run<'a>(
+        &'a self,
+        _e: &'a str,
+        _a: u32,
+        step: &'a StepSpec,
+    ) -> futures::future::BoxFuture<'a, Result<Note, ActionError>> {
+        Box::pin(async move {
+            match step.action.as_str() {
+                "rds.restore_to_point" => self.restore().await,
+                other => Err(ActionError::Fatal(format!("an RDS restore has no action `{other}`"))),
+            }
+        })
+    }
+}
+
+async fn run_rds(
+    topo: Arc<Topology>,
+    state: Arc<State>,
+    clients: Arc<Clients>,
+    id: &str,
+    style: &Style,
+) -> Result<Outcome, Failure> {
+    let req = restore::request_of(&*state, id).map_err(failure)?;
+    let row = state.execution(id).map_err(crate::execute::state_error)?;
+    if !drctl_state::journal::exec_state::is_final(&row.state) {
+        let specs = restore::steps(&req);
+        let actions = Arc::new(RdsRestore { topo: topo.clone(), clients, req });
+        let engine = drctl_engine::Engine::new(state.clone(), actions, Some(1));
+        engine.run(id, &specs).await.map_err(|e| Failure::Runtime(anyhow::anyhow!("execution {id}: {e}")))?;
+    }
+    report_end(&topo, &*state, id, style)
 }

@@ -273,3 +273,39 @@ fn an_old_primary_that_comes_back_has_its_unreplicated_writes_counted_on_the_exe
     assert_eq!(text.matches("the old primary in az1 answers again").count(), 1, "{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Without `pg_walinspect`, a standby's own bounds read a quiet spell
+/// before a cut as lag. The looks kept in the state store (each `status`,
+/// as a controller's samples) say when the primary was last at the
+/// standby's position: the RPO reads the writes it missed, not the quiet.
+#[test]
+fn the_primarys_recent_positions_keep_the_rpo_to_the_writes_missed_after_a_quiet_spell() {
+    let pg = PgPair::start_with_cuttable_link();
+    let dir = tempdir("commander-marks");
+    std::fs::write(dir.join("drctl.yaml"), pg_topology(&pg)).unwrap();
+    pg.psql(pg.primary_port, "CREATE TABLE t (id int)");
+    pg.wait_replayed();
+    let rpo = || -> f64 {
+        let o = drctl(&dir).args(["status", "--output", "json"]).output().unwrap();
+        let st: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", show(&o)));
+        st["datastores"][0]["rpo_s"].as_f64().unwrap_or(f64::NAN)
+    };
+    // A quiet spell, looked at now and then.
+    let quiet_until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::time::Instant::now() < quiet_until {
+        assert!(rpo() < 1.0);
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    pg.cut_link();
+    assert!(rpo() < 1.0, "nothing written since the cut");
+    let writes_until = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let mut i = 0;
+    while std::time::Instant::now() < writes_until {
+        pg.psql(pg.primary_port, &format!("INSERT INTO t VALUES ({i})"));
+        i += 1;
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let missed = rpo();
+    assert!((2.0..=4.5).contains(&missed), "3 s of missed writes after 5 s of quiet read {missed} s");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -289,11 +289,36 @@ fn a_paused_execution_and_an_approval_past_its_reminder_are_told_to_the_operator
             .unwrap(),
     );
     wait_listening(hook_port, "the webhook receiver");
+    // The operators' mailbox: a real SMTP server (aiosmtpd) delivering into a Maildir.
+    let maildir = dir.join("mail");
+    let smtp_port = free_port();
+    let _smtp = Proc(
+        Command::new(&python)
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{smtp_port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(&maildir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_listening(smtp_port, "the SMTP server");
     let commander = token(&dir, "ic", "commander");
     let hook = format!("http://127.0.0.1:{hook_port}/hook");
+    let smtp = format!("smtp://127.0.0.1:{smtp_port}");
     let srv = start(
         &dir,
-        &["--evaluate-every", "1s", "--operator-webhook", &hook, "--operator-webhook-secret", secret],
+        &[
+            "--evaluate-every",
+            "1s",
+            "--operator-webhook",
+            &hook,
+            "--operator-webhook-secret",
+            secret,
+            "--operator-email",
+            "oncall@example.com",
+            "--smtp",
+            &smtp,
+        ],
         "http",
     );
     let r = client()
@@ -339,5 +364,29 @@ fn a_paused_execution_and_an_approval_past_its_reminder_are_told_to_the_operator
     );
     let waiting = told.iter().find(|m| m["payload"]["type"] == "approval.waiting").unwrap();
     assert_eq!(waiting["payload"]["steps"], serde_json::json!(["job/ask"]), "{waiting}");
+    // The same two, once each, by e-mail to the operators.
+    let subjects = || -> Vec<String> {
+        let out = Command::new(&python)
+            .args([
+                "-c",
+                "import mailbox, sys, json; print(json.dumps([str(m['Subject']) + ' / ' + str(m['To']) for m in mailbox.Maildir(sys.argv[1], create=False)]))",
+            ])
+            .arg(&maildir)
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    };
+    wait_for("the two e-mails", 30, || subjects().len() >= 2);
+    let subjects = subjects();
+    assert_eq!(subjects.len(), 2, "{subjects:?}");
+    assert!(
+        subjects.contains(&format!("drctl: execution {id} is PAUSED: job/bad failed / oncall@example.com")),
+        "{subjects:?}"
+    );
+    assert!(
+        subjects.contains(&format!("drctl: execution {id} waits for approval of job/ask / oncall@example.com")),
+        "{subjects:?}"
+    );
+    assert!(subjects.iter().all(|s| s.ends_with("/ oncall@example.com")), "{subjects:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }

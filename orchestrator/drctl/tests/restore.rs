@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{drctl, show, tempdir, wait_for};
+use common::{drctl, show, start, tempdir, wait_for};
 use drctl_testkit::PgPair;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -223,6 +223,94 @@ fn a_restore_test_whose_check_fails_reports_unverified_and_exits_3() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A restore from a backup taken before an erasure keeps the subject
+/// gone: the restore replays the ledger on the copy before its checks, and
+/// nothing drctl writes (ledger, audit log, report) holds the identifier.
+#[test]
+fn a_restore_to_before_an_erasure_keeps_the_subject_gone() {
+    const SUBJECT: &str = "cust-restore-4d2c";
+    let pair = PgPair::start();
+    let dir = tempdir("restore-erasure");
+    write_topology(&pair, &dir);
+    let mut topo = std::fs::read_to_string(dir.join("drctl.yaml")).unwrap();
+    topo.push_str(
+        "erasure:\n  deadline: 7d\n  locate:\n    - { datastore: orders-db, sql: \"DELETE FROM customers WHERE id = $1\", check: \"SELECT count(*) FROM customers WHERE id = $1\" }\n",
+    );
+    std::fs::write(dir.join("drctl.yaml"), topo).unwrap();
+    archive_mode_on(&pair);
+    pair.psql(
+        pair.primary_port,
+        &format!(
+            "CREATE TABLE customers (id text PRIMARY KEY); INSERT INTO customers VALUES ('{SUBJECT}'), ('cust-other')"
+        ),
+    );
+    let o = drctl(&dir).args(["backup", "orders-db", "-f", "drctl.yaml"]).output().unwrap();
+    assert!(o.status.success(), "{}", show(&o));
+    let o = drctl(&dir).args(["backups", "-f", "drctl.yaml", "--output", "json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let earliest =
+        chrono::DateTime::parse_from_rfc3339(v["datastores"][0]["earliest_restorable"].as_str().unwrap()).unwrap();
+    while chrono::Utc::now() < earliest + chrono::Duration::milliseconds(1500) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // The point the restore goes back to: the subject was still there.
+    let point = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+
+    let o = drctl(&dir)
+        .args(["erase", SUBJECT, "--reason", "request 17", "--yes", "--wait", "30s", "-f", "drctl.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert_eq!(out.lines().next(), Some("er-1"), "{out}");
+    assert!(!out.contains(SUBJECT), "the subject is not printed back: {out}");
+    assert_eq!(pair.psql(pair.primary_port, &format!("SELECT count(*) FROM customers WHERE id = '{SUBJECT}'")), "0");
+
+    std::fs::write(
+        dir.join("erased.yaml"),
+        format!(
+            "name: erasure-restore-test\nrestore: {{ datastore: orders-db, to: \"{point}\" }}\nverify:\n  \
+             - {{ sql: \"SELECT count(*) FROM customers WHERE id LIKE 'cust-restore-%'\", expect: 0 }}\n  \
+             - {{ sql: \"SELECT count(*) FROM customers\", expect: 1 }}\n"
+        ),
+    )
+    .unwrap();
+    let o = drctl(&dir).args(["drill", "erased.yaml", "-f", "drctl.yaml", "--report", "rep"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let report = std::fs::read_to_string(dir.join("rep/report.json")).unwrap();
+    let r: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(r["restore"]["verified"], true, "{report}");
+    assert_eq!(r["restore"]["resurrected_erasures"], 0);
+    assert_eq!(r["restore"]["replayed_erasures"], 1, "the request made after the point was replayed: {report}");
+
+    let o = drctl(&dir).args(["erasures", "--output", "json", "-f", "drctl.yaml"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let e = &v["erasures"][0];
+    assert_eq!(e["id"], "er-1");
+    assert_eq!(e["overdue"], false);
+    assert!(e["erased_at"].is_string() && e["due_at"].is_string() && e["requested_at"].is_string(), "{e}");
+    assert_eq!(e["copies"].as_array().unwrap().len(), 2, "the primary and the standby: {e}");
+    assert!(e["copies"].as_array().unwrap().iter().all(|c| c["verified_at"].is_string()), "{e}");
+    assert_eq!(e["backups"][0]["datastore"], "orders-db", "the backup taken before still holds it: {e}");
+
+    // Nothing drctl keeps holds the identifier in clear.
+    let audit = drctl(&dir).args(["audit", "list", "-f", "drctl.yaml"]).output().unwrap();
+    let dump = std::process::Command::new("sqlite3").arg(dir.join("state.db")).arg(".dump").output().unwrap();
+    let dump = String::from_utf8_lossy(&dump.stdout).to_string();
+    assert!(dump.contains("erasure/"), "the ledger is in the state file");
+    for (what, text) in [
+        ("erasures", String::from_utf8_lossy(&o.stdout).to_string()),
+        ("the audit log", String::from_utf8_lossy(&audit.stdout).to_string()),
+        ("the state file", dump),
+        ("the report", report),
+    ] {
+        assert!(!text.contains(SUBJECT), "{what} holds the subject: {text}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// The readiness finding about orders-db's restore test, if any scope has one.
 fn restore_test_finding(dir: &Path) -> Option<String> {
     let o = drctl(dir).args(["readiness", "-f", "drctl.yaml", "--output", "json"]).output().unwrap();
@@ -231,4 +319,42 @@ fn restore_test_finding(dir: &Path) -> Option<String> {
         (f["entity"] == "orders-db" && f["check"] == "restore-test")
             .then(|| f["message"].as_str().unwrap_or("").to_string())
     })
+}
+
+/// `drctl serve` takes the backups the topology schedules, as their crons
+/// come due, each audited by the scheduler before it starts.
+#[test]
+fn the_controller_takes_scheduled_backups_audited() {
+    let pair = PgPair::start();
+    let dir = tempdir("restore-scheduled");
+    write_topology(&pair, &dir);
+    // Every 5 seconds (the six-field form counts seconds), for the test.
+    let yaml = std::fs::read_to_string(dir.join("drctl.yaml"))
+        .unwrap()
+        .replace("full: \"0 3 * * 0\"", "full: \"*/5 * * * * *\"");
+    std::fs::write(dir.join("drctl.yaml"), yaml).unwrap();
+    archive_mode_on(&pair);
+    let backups = || -> serde_json::Value {
+        let o = drctl(&dir).args(["backups", "-f", "drctl.yaml", "--output", "json"]).output().unwrap();
+        serde_json::from_slice(&o.stdout).unwrap_or_default()
+    };
+    let srv = start(&dir, &["--evaluate-every", "1s"], "http");
+    wait_for("a scheduled backup", 90, || backups()["datastores"][0]["last_backup"]["kind"] == "full");
+    // The backup RPO reaches /metrics with the next readiness evaluation.
+    let metrics = || common::client().get(format!("{}/metrics", srv.base)).send().unwrap().text().unwrap();
+    wait_for("drctl_backup_rpo_seconds", 30, || {
+        metrics().contains("drctl_backup_rpo_seconds{datastore=\"orders-db\"}")
+    });
+    assert!(metrics().contains("drctl_backup_rpo_target_seconds{datastore=\"orders-db\"} 3600.0"), "{}", metrics());
+    let o = drctl(&dir).args(["audit", "list", "--output", "json"]).output().unwrap();
+    let audit: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let entry = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "backup")
+        .unwrap_or_else(|| panic!("the scheduled backup audited: {audit}"));
+    assert_eq!(entry["actor"], "scheduler", "{entry}");
+    assert_eq!(entry["request"]["kind"], "full", "{entry}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -6,6 +6,7 @@
 //! computed, and the dependency graph is known to be acyclic.
 
 pub mod backup;
+pub mod erasure;
 pub mod raw;
 mod validate;
 
@@ -36,6 +37,8 @@ pub struct Topology {
     /// Datastores first, then services, each in file order.
     pub entities: Vec<Entity>,
     pub drills: Vec<Drill>,
+    /// `erasure:`: where a subject's data lives, and the deadline.
+    pub erasure: Option<erasure::Erasure>,
     /// Every entity, each after all it depends on; ties in file order.
     pub order: Vec<EntityId>,
     by_name: HashMap<String, EntityId>,

@@ -21,6 +21,8 @@ pub struct RawTopology {
     pub datastores: Vec<RawDatastore>,
     pub services: Vec<RawService>,
     pub drills: Vec<RawDrill>,
+    /// `erasure: { deadline, locate }`: where a subject's data lives.
+    pub erasure: Option<super::erasure::RawErasure>,
 }
 
 #[derive(Debug)]
@@ -150,7 +152,8 @@ pub struct RawDrill {
 
 pub const DATASTORE_KINDS: &[&str] = &["postgres", "rds-instance", "rds-cluster", "s3"];
 
-const TOP_KEYS: &[&str] = &["version", "name", "zones", "objectives", "contracts", "datastores", "services", "drills"];
+const TOP_KEYS: &[&str] =
+    &["version", "name", "zones", "objectives", "contracts", "datastores", "services", "drills", "erasure"];
 
 /// Decodes the whole file. Problems go to the decoder's diagnostics; what
 /// could be read is returned so that validation can still report the rest.
@@ -168,6 +171,7 @@ pub fn decode(d: &mut Decoder, root: &Node) -> RawTopology {
     };
     raw.version = d.required(&top, "version", top_what).and_then(|n| d.unsigned(n, &"`version`"));
     raw.name = d.opt_string(&top, "name", top_what);
+    raw.erasure = top.get("erasure").and_then(|n| super::erasure::decode(d, n));
 
     for z in d.list(top.get("zones"), &"`zones`") {
         let what: What = &"a zone";

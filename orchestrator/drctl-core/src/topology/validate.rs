@@ -248,6 +248,15 @@ impl Validator<'_> {
         let order: Vec<EntityId> = order.into_iter().rev().collect();
         self.check_runbook_references(&entities, &by_name);
         let drills = self.drills(&raw);
+        let erasure = raw.erasure.as_ref().and_then(|r| {
+            let lookup = |id: EntityId| match &entities.get(id)?.spec {
+                EntitySpec::Datastore(d) => Some((entities[id].name.clone(), d.clone())),
+                EntitySpec::Service(_) => None,
+            };
+            let checked = super::erasure::check(self.diags, r, &by_name, &lookup)?;
+            super::erasure::warn_retention(self.diags, r, &checked, &lookup);
+            Some(checked)
+        });
 
         Some(Topology {
             name: raw.name.map(|n| n.value).unwrap_or_else(|| "drctl".into()),
@@ -257,6 +266,7 @@ impl Validator<'_> {
             contracts,
             entities,
             drills,
+            erasure,
             order,
             by_name,
         })

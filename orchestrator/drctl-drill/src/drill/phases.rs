@@ -964,4 +964,57 @@ mod tests {
         assert_eq!(report.started_at, failover::rfc3339(base));
         assert!(report.safe, "nothing probed, nothing unsafe");
     }
+
+    /// Nobody stands by a drill to decide: an execution that pauses on a
+    /// failed step is aborted through the journal, and the drill stops
+    /// early saying which step failed and why.
+    #[tokio::test]
+    async fn a_drill_whose_execution_pauses_aborts_it_and_says_why() {
+        let dir = std::env::temp_dir().join(format!("drctl-drill-pause-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("rb.yaml"),
+            "name: job\nsteps:\n  - { id: bad, action: exec, with: { command: [\"false\"] } }\n  \
+             - { id: after, action: exec, with: { command: [\"true\"] }, needs: [bad] }\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("drctl.yaml"),
+            "version: 1\nzones: [ { name: az1 }, { name: az2 } ]\nservices:\n  \
+             - { name: job, zones: [az1, az2], failover: { runbook: rb.yaml } }\n",
+        )
+        .unwrap();
+        let loaded = drctl_core::load(&dir.join("drctl.yaml"));
+        let mut opts = options("http://127.0.0.1:9/health", Arc::new(drctl_runtime::SystemClock));
+        opts.topology = Arc::new(loaded.topology.unwrap_or_else(|| panic!("{:?}", loaded.diagnostics)));
+        let mut d = Drill::new(&opts);
+        let declarer = Declarer::new(opts.topology.clone(), opts.state.clone(), opts.clients.clone());
+        let decl = Declaration {
+            zones: vec!["az1".into()],
+            regions: Vec::new(),
+            targets: Vec::new(),
+            reason: "drill".into(),
+            overrides: Default::default(),
+            parallel: None,
+        };
+        let proposal = declarer.propose(decl, None).await.unwrap();
+        let who = Actor::new("drill", "controller");
+        assert_eq!(
+            declarer.record(&proposal, &who, false, IncidentPolicy::None).unwrap(),
+            Recorded::Accepted { incident: None }
+        );
+        let id = proposal.id.clone();
+        let ended = declarer.run(&id).await;
+        assert!(ended.is_ok(), "{ended:?}");
+        assert_eq!(opts.state.execution(&id).unwrap().state, exec_state::PAUSED);
+
+        d.execution = Some(id.clone());
+        d.watch_execution().await;
+        assert_eq!(opts.state.execution(&id).unwrap().state, "aborted", "aborted through the journal");
+        assert_eq!(d.exec_done.as_deref(), Some("aborted"));
+        let why = d.stopped_early.clone().unwrap_or_default();
+        assert!(why.starts_with("the execution paused (job/bad failed: "), "{why}");
+        assert!(why.ends_with("the drill aborted it"), "{why}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

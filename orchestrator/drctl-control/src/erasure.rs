@@ -1,0 +1,774 @@
+//! Erasure: a person's data gone from every copy, proven, and kept gone.
+//!
+//! The one owner of the operation; the CLI, the operator API, the
+//! controller's periodic pass, failovers and restores all come here and
+//! differ only in how they show it. A request goes through three phases:
+//!
+//! 1. **record** ([`Eraser::request`]): the ledger gets the request (the
+//!    subject sealed, see `drctl_state::erasure`) and the audit log gets
+//!    its id, before anything is destroyed: an erasure cut short by a crash
+//!    is finished by the next pass, never forgotten;
+//! 2. **erase** ([`Eraser::run`]): each `locate` entry runs on its
+//!    datastore's primary as it is now (a failover moves it): the SQL with
+//!    the subject as `$1`, noting the WAL position after it; for S3 every
+//!    version under the prefix, on the primary bucket and on every replica;
+//! 3. **verify** ([`Eraser::verify`]): each copy is checked: a PostgreSQL
+//!    standby once it has replayed past that position, each bucket by
+//!    listing its versions. A copy that does not answer stays unverified
+//!    and is checked again by the next pass (`drctl serve` runs one
+//!    periodically), so a replica that was down is verified when it is back.
+//!
+//! A primary that is not the one the erasure ran on (a failover since, to
+//! a standby that may never have received the delete) gets the erasure run
+//! again. Backups are not edited: restores replay the ledger
+//! ([`Eraser::replay_on`]), and the identifier is forgotten once the last
+//! backup older than the request has expired ([`Eraser::forget_expired`]).
+//!
+//! Nothing written here (ledger notes, errors, audit entries) holds the
+//! subject: messages that could echo it (a database's error) are scrubbed.
+
+use crate::declare::Actor;
+use crate::live::Clients;
+use crate::{Error, Request};
+use drctl_aws::s3_erasure;
+use drctl_core::topology::backup::Backup;
+use drctl_core::topology::erasure::{Erasure, Find};
+use drctl_core::topology::{Datastore, DatastoreKind, EntityId, Location};
+use drctl_core::Topology;
+use drctl_providers::pg_erasure::{self, Checked, Client};
+use drctl_providers::postgres::Lsn;
+use drctl_runtime::Clock;
+use drctl_state::{CopyState, ErasureRequest, State};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest identifier accepted (an id, an e-mail address, a UUID).
+const MAX_SUBJECT: usize = 512;
+
+/// Runs erasures for one topology.
+pub struct Eraser {
+    topo: Arc<Topology>,
+    state: Arc<State>,
+    clients: Arc<Clients>,
+    clock: Arc<dyn Clock>,
+    /// Connections by URL, kept for the eraser's life: thousands of
+    /// requests (a backlog, a restore's replay) reuse them.
+    pg: tokio::sync::Mutex<HashMap<String, Arc<Client>>>,
+}
+
+/// Replaces the subject wherever a message repeats it.
+fn scrub(text: &str, subject: &str) -> String {
+    if subject.is_empty() {
+        return text.to_string();
+    }
+    text.replace(subject, "***")
+}
+
+fn bad(field: &str, why: impl Into<String>) -> Error {
+    Request::BadRequest { field: field.into(), why: why.into() }.into()
+}
+
+/// One copy's place: which datastore, which zone, how to reach it.
+#[derive(Debug, Clone)]
+enum Reach {
+    Postgres { url: String },
+    Bucket { bucket: String, endpoint: Option<String>, region: Option<String> },
+}
+
+impl Eraser {
+    pub fn new(topo: Arc<Topology>, state: Arc<State>, clients: Arc<Clients>) -> Eraser {
+        Eraser { topo, state, clients, clock: Arc::new(drctl_runtime::SystemClock), pg: Default::default() }
+    }
+
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Eraser {
+        self.clock = clock;
+        self
+    }
+
+    fn section(&self) -> Result<&Erasure, Error> {
+        self.topo.erasure.as_ref().ok_or_else(|| {
+            bad(
+                "erasure",
+                format!(
+                    "is not configured in {}: add an `erasure:` section saying where a subject's data lives (see docs/guide/erasure.md)",
+                    self.topo.file.display()
+                ),
+            )
+        })
+    }
+
+    /// The datastores the section names, each once, in file order.
+    fn datastores(&self) -> Vec<(EntityId, &str, &Datastore)> {
+        let Some(e) = &self.topo.erasure else { return Vec::new() };
+        let mut seen = Vec::new();
+        let mut out = Vec::new();
+        for l in &e.locate {
+            if seen.contains(&l.datastore) {
+                continue;
+            }
+            seen.push(l.datastore);
+            if let Some((_, ent, ds)) = self.topo.datastores().find(|(i, _, _)| *i == l.datastore) {
+                out.push((l.datastore, ent.name.as_str(), ds));
+            }
+        }
+        out
+    }
+
+    /// Every copy of a datastore: (zone, how to reach it, is the topology's primary).
+    fn copies_of(&self, id: EntityId, ds: &Datastore) -> Vec<(String, Reach, bool)> {
+        let zone = |z: usize| self.topo.zones[z].name.clone();
+        match ds.kind {
+            DatastoreKind::Postgres | DatastoreKind::S3 => ds
+                .primary
+                .iter()
+                .map(|m| (m, true))
+                .chain(ds.replicas.iter().map(|m| (m, false)))
+                .filter_map(|(m, primary)| {
+                    let reach = match &m.location {
+                        Location::Postgres { url, .. } => Reach::Postgres { url: url.clone() },
+                        Location::S3 { bucket, endpoint, region } => Reach::Bucket {
+                            bucket: bucket.clone(),
+                            endpoint: endpoint.clone(),
+                            region: region.clone().or_else(|| ds.region.clone()),
+                        },
+                        Location::RdsInstance { .. } => return None,
+                    };
+                    Some((zone(m.zone), reach, primary))
+                })
+                .collect(),
+            // RDS: reached by the entry's URL; its replicas follow by replication
+            // and are not reachable by drctl, so the URL's database is the copy.
+            DatastoreKind::RdsInstance | DatastoreKind::RdsCluster => {
+                let url = self.topo.erasure.iter().flat_map(|e| e.of(id)).find_map(|l| match &l.how {
+                    Find::Sql { url: Some(u), .. } => Some(u.clone()),
+                    _ => None,
+                });
+                let z = ds.primary.as_ref().map(|m| zone(m.zone)).unwrap_or_else(|| "rds".into());
+                url.map(|url| vec![(z, Reach::Postgres { url }, true)]).unwrap_or_default()
+            }
+        }
+    }
+
+    fn reach(&self, datastore: &str, zone: &str) -> Option<(EntityId, Reach)> {
+        let id = self.topo.entity_id(datastore)?;
+        let ds = self.datastores().into_iter().find(|(i, _, _)| *i == id)?.2;
+        self.copies_of(id, ds).into_iter().find(|(z, _, _)| z == zone).map(|(_, r, _)| (id, r))
+    }
+
+    /// Records a request: the ledger first, then the audit log; nothing is
+    /// destroyed yet ([`Eraser::run`] does that).
+    pub fn request(&self, subject: &str, reason: &str, who: &Actor) -> Result<ErasureRequest, Error> {
+        let section = self.section()?;
+        if subject.trim().is_empty() {
+            return Err(bad("subject", "is empty: give the identifier the `locate` entries use as $1"));
+        }
+        if subject.len() > MAX_SUBJECT || subject.chars().any(char::is_control) {
+            return Err(bad(
+                "subject",
+                format!("must be at most {MAX_SUBJECT} bytes of text without control characters"),
+            ));
+        }
+        if reason.trim().is_empty() {
+            return Err(bad("reason", "is empty: say why (a ticket, the request's reference)"));
+        }
+        let now = self.clock.now();
+        let mut copies = Vec::new();
+        for (id, name, ds) in self.datastores() {
+            for (zone, _, primary) in self.copies_of(id, ds) {
+                copies.push(CopyState {
+                    datastore: name.to_string(),
+                    zone,
+                    primary,
+                    erased_at: None,
+                    verified_at: None,
+                    position: None,
+                    pending: Some("not erased yet".into()),
+                });
+            }
+        }
+        let draft = ErasureRequest {
+            id: String::new(),
+            requested_at: now,
+            due_at: now + section.deadline,
+            who: format!("{}:{}", who.source, who.name),
+            reason: reason.to_string(),
+            subject: Some(subject.to_string()),
+            erased_at: None,
+            forgotten_at: None,
+            copies,
+        };
+        let req = self.state.create_erasure(&draft)?;
+        // The id, never the subject: the audit log is read by many.
+        crate::declare::audit(
+            &*self.state,
+            who,
+            "erase",
+            &format!("erasure {}", req.id),
+            &json!({ "reason": reason, "due_at": crate::live::rfc3339_secs(req.due_at) }),
+        )?;
+        Ok(req)
+    }
+
+    async fn client(&self, url: &str) -> Result<Arc<Client>, drctl_providers::Error> {
+        let mut pool = self.pg.lock().await;
+        if let Some(c) = pool.get(url).filter(|c| !c.is_closed()) {
+            return Ok(c.clone());
+        }
+        let c = Arc::new(drctl_providers::postgres::connect(url, CONNECT_TIMEOUT).await?);
+        pool.insert(url.to_string(), c.clone());
+        Ok(c)
+    }
+
+    async fn bucket(
+        &self,
+        zone: &str,
+        bucket: &str,
+        endpoint: Option<&str>,
+        region: Option<&str>,
+    ) -> drctl_aws::s3::Bucket {
+        drctl_aws::s3::Bucket {
+            zone: zone.to_string(),
+            name: bucket.to_string(),
+            endpoint: endpoint.map(str::to_string),
+            client: self.clients.s3(endpoint, region).await,
+        }
+    }
+
+    /// Whether a PostgreSQL copy is an open primary now.
+    async fn is_primary(&self, url: &str) -> bool {
+        match self.client(url).await {
+            Ok(c) => {
+                c.query_one("SELECT NOT pg_is_in_recovery()", &[]).await.map(|r| r.get::<_, bool>(0)).unwrap_or(false)
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Erases on each datastore's primary as it is now (once per primary:
+    /// a primary already erased is not erased again), then verifies.
+    pub async fn run(&self, id: &str) -> Result<ErasureRequest, Error> {
+        let req = self.load(id)?;
+        let Some(subject) = req.subject.clone() else { return Ok(req) };
+        let section = self.section()?;
+        for (ds_id, name, ds) in self.datastores() {
+            let copies = self.copies_of(ds_id, ds);
+            match ds.kind {
+                DatastoreKind::S3 => {
+                    // Every bucket: the replicas keep old versions of their own.
+                    for (zone, reach, _) in &copies {
+                        let Reach::Bucket { bucket, endpoint, region } = reach else { continue };
+                        if req.copies.iter().any(|c| c.datastore == name && &c.zone == zone && c.erased_at.is_some()) {
+                            continue;
+                        }
+                        let b = self.bucket(zone, bucket, endpoint.as_deref(), region.as_deref()).await;
+                        let mut outcome = Ok(0u64);
+                        for l in section.of(ds_id) {
+                            if let Find::Prefix(p) = &l.how {
+                                outcome = s3_erasure::erase_prefix(&b, &Find::prefix_for(p, &subject)).await;
+                                if outcome.is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                        let now = self.clock.now();
+                        let note = outcome.err().map(|e| scrub(&e.to_string(), &subject));
+                        self.note(id, name, zone, |c| match &note {
+                            None => {
+                                c.erased_at = Some(now);
+                                c.pending = Some("erased; not verified yet".into());
+                            }
+                            Some(why) => c.pending = Some(format!("erasing failed: {why}")),
+                        })?;
+                    }
+                }
+                _ => {
+                    // The primary now: the topology's, unless a failover moved it.
+                    let mut primary = None;
+                    for (zone, reach, _) in &copies {
+                        let Reach::Postgres { url } = reach else { continue };
+                        if ds.kind != DatastoreKind::Postgres || self.is_primary(url).await {
+                            primary = Some((zone.clone(), url.clone()));
+                            break;
+                        }
+                    }
+                    let Some((zone, url)) = primary else {
+                        self.note_all(id, name, |c| {
+                            if c.erased_at.is_none() {
+                                c.pending = Some("no primary answers: the erasure waits for one".into());
+                            }
+                        })?;
+                        continue;
+                    };
+                    let current = self.load(id)?;
+                    let done =
+                        current.copies.iter().any(|c| c.datastore == name && c.zone == zone && c.erased_at.is_some());
+                    if done {
+                        continue;
+                    }
+                    match self.erase_pg(ds_id, &url, &subject).await {
+                        Ok(lsn) => {
+                            let now = self.clock.now();
+                            let pos = lsn.to_string();
+                            self.note_all(id, name, |c| {
+                                // Standbys must replay past the newest erasure's position.
+                                c.position = Some(pos.clone());
+                                c.primary = c.zone == zone;
+                                if c.zone == zone {
+                                    c.erased_at = Some(now);
+                                    c.pending = Some("erased; not verified yet".into());
+                                } else if c.verified_at.is_none() {
+                                    c.pending = Some(format!("waiting for replay past {pos}"));
+                                }
+                            })?;
+                        }
+                        Err(why) => {
+                            let why = scrub(&why.to_string(), &subject);
+                            self.note(id, name, &zone, |c| c.pending = Some(format!("erasing failed: {why}")))?;
+                        }
+                    }
+                }
+            }
+        }
+        let req = self.load(id)?;
+        let primaries_done = self
+            .datastores()
+            .iter()
+            .all(|(_, name, _)| req.copies.iter().filter(|c| c.datastore == *name).any(|c| c.erased_at.is_some()));
+        if primaries_done && req.erased_at.is_none() {
+            let now = self.clock.now();
+            self.state.update_erasure(id, &mut |r| {
+                r.erased_at.get_or_insert(now);
+            })?;
+        }
+        self.verify(id).await
+    }
+
+    /// Runs every `sql` of a datastore on one database; the WAL position after.
+    async fn erase_pg(&self, ds_id: EntityId, url: &str, subject: &str) -> Result<Lsn, drctl_providers::Error> {
+        let client = self.client(url).await?;
+        for l in self.section().map(|s| s.of(ds_id).collect::<Vec<_>>()).unwrap_or_default() {
+            if let Find::Sql { sql, .. } = &l.how {
+                pg_erasure::erase(&client, url, sql, subject).await?;
+            }
+        }
+        pg_erasure::position(&client, url).await
+    }
+
+    fn load(&self, id: &str) -> Result<ErasureRequest, Error> {
+        self.state
+            .erasure(id)?
+            .ok_or_else(|| bad("id", format!("`{id}` is not an erasure request (`drctl erasures` lists them)")))
+    }
+
+    fn note(&self, id: &str, datastore: &str, zone: &str, mut change: impl FnMut(&mut CopyState)) -> Result<(), Error> {
+        self.state.update_erasure(id, &mut |r| {
+            if let Some(c) = r.copy_mut(datastore, zone) {
+                change(c)
+            }
+        })?;
+        Ok(())
+    }
+
+    fn note_all(&self, id: &str, datastore: &str, mut change: impl FnMut(&mut CopyState)) -> Result<(), Error> {
+        self.state.update_erasure(id, &mut |r| {
+            r.copies.iter_mut().filter(|c| c.datastore == datastore).for_each(&mut change)
+        })?;
+        Ok(())
+    }
+
+    /// Checks every copy not yet verified; records what it saw.
+    pub async fn verify(&self, id: &str) -> Result<ErasureRequest, Error> {
+        let req = self.load(id)?;
+        let Some(subject) = req.subject.clone() else { return Ok(req) };
+        let section = self.section()?;
+        for c in req.copies.iter().filter(|c| c.verified_at.is_none()) {
+            let Some((ds_id, reach)) = self.reach(&c.datastore, &c.zone) else {
+                let why = "this copy is no longer in the topology".to_string();
+                self.note(id, &c.datastore, &c.zone, |x| x.pending = Some(why.clone()))?;
+                continue;
+            };
+            let outcome: Result<Option<String>, String> = match reach {
+                Reach::Postgres { url } => {
+                    if !c.primary && c.position.is_none() {
+                        Ok(Some("waiting for the primary to be erased".into()))
+                    } else {
+                        let after = c.position.as_deref().and_then(Lsn::parse);
+                        self.check_pg(ds_id, &url, &subject, after, c.erased_at.is_some()).await
+                    }
+                }
+                Reach::Bucket { bucket, endpoint, region } => {
+                    let b = self.bucket(&c.zone, &bucket, endpoint.as_deref(), region.as_deref()).await;
+                    let mut left = 0u64;
+                    let mut err = None;
+                    for l in section.of(ds_id) {
+                        if let Find::Prefix(p) = &l.how {
+                            match s3_erasure::versions_left(&b, &Find::prefix_for(p, &subject)).await {
+                                Ok(n) => left += n,
+                                Err(e) => err = Some(e.to_string()),
+                            }
+                        }
+                    }
+                    match (err, left) {
+                        (Some(e), _) => Err(e),
+                        (None, 0) if c.erased_at.is_some() => Ok(None),
+                        (None, 0) => Ok(Some("not erased yet".into())),
+                        (None, n) => Ok(Some(format!("{n} object versions left"))),
+                    }
+                }
+            };
+            let now = self.clock.now();
+            self.note(id, &c.datastore, &c.zone, |x| match &outcome {
+                Ok(None) => {
+                    x.verified_at = Some(now);
+                    x.pending = None;
+                }
+                Ok(Some(why)) => x.pending = Some(why.clone()),
+                Err(why) => x.pending = Some(format!("unreachable: {}", scrub(why, &subject))),
+            })?;
+        }
+        self.load(id)
+    }
+
+    /// `Ok(None)`: clean; `Ok(Some(why))`: not verified yet; `Err`: unreachable.
+    async fn check_pg(
+        &self,
+        ds_id: EntityId,
+        url: &str,
+        subject: &str,
+        after: Option<Lsn>,
+        erased_here: bool,
+    ) -> Result<Option<String>, String> {
+        let client = self.client(url).await.map_err(|e| e.to_string())?;
+        let mut left = 0;
+        for l in self.section().map(|s| s.of(ds_id).collect::<Vec<_>>()).unwrap_or_default() {
+            let Find::Sql { check, .. } = &l.how else { continue };
+            match pg_erasure::check(&client, url, check, subject, after).await {
+                Ok(Checked::NotReplayed { replayed }) => {
+                    return Ok(Some(format!(
+                        "replayed up to {} of {}",
+                        replayed.map_or("nothing".into(), |r| r.to_string()),
+                        after.map(|a| a.to_string()).unwrap_or_default()
+                    )))
+                }
+                Ok(Checked::Left(n)) => left += n,
+                Err(e) => {
+                    self.pg.lock().await.remove(url);
+                    return Err(e.to_string());
+                }
+            }
+        }
+        if left == 0 {
+            return Ok(None);
+        }
+        // A copy that is a primary now and was never erased: run it there
+        // on the next pass (see `run`); a standby past the position that
+        // still has rows diverged from its primary.
+        Ok(Some(if erased_here {
+            format!("{left} rows left after the erasure")
+        } else {
+            format!("{left} rows left: this copy never received the erasure")
+        }))
+    }
+
+    /// Records, erases and verifies, waiting up to `wait` for every copy.
+    pub async fn erase(
+        &self,
+        subject: &str,
+        reason: &str,
+        who: &Actor,
+        wait: Duration,
+    ) -> Result<ErasureRequest, Error> {
+        let req = self.request(subject, reason, who)?;
+        self.run(&req.id).await?;
+        self.wait(&req.id, wait).await
+    }
+
+    /// Verifies again until every copy is clean or `within` has passed.
+    pub async fn wait(&self, id: &str, within: Duration) -> Result<ErasureRequest, Error> {
+        let until = self.clock.now() + within;
+        loop {
+            let req = self.verify(id).await?;
+            if req.verified() || req.subject.is_none() || self.clock.now() >= until {
+                return Ok(req);
+            }
+            self.clock.sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The controller's pass: every request not verified everywhere is run
+    /// again (a primary that changed gets it again; unverified copies are
+    /// checked), and identifiers whose backups have all expired are forgotten.
+    pub async fn pass(&self) -> Result<Summary, Error> {
+        let mut s = Summary::default();
+        for r in self.state.erasures()? {
+            if r.subject.is_none() {
+                continue;
+            }
+            if !r.verified() {
+                let after = self.run(&r.id).await?;
+                s.open += usize::from(!after.verified());
+            }
+        }
+        s.forgotten = self.forget_expired()?;
+        let now = self.clock.now();
+        s.overdue = self.state.erasures()?.iter().filter(|r| r.overdue(now)).count();
+        Ok(s)
+    }
+
+    /// After a failover of `datastore`: the new primary may never have
+    /// received an erasure made on the old one. Every request not verified
+    /// on the new primary is run there again.
+    pub async fn after_failover(&self, datastore: &str) -> Result<usize, Error> {
+        let mut n = 0;
+        for r in self.state.erasures()? {
+            // Verified on every copy, the new primary included: nothing to run again.
+            if r.subject.is_none() || r.verified() || !r.copies.iter().any(|c| c.datastore == datastore) {
+                continue;
+            }
+            // Forget which primary was erased: the one found now runs it unless verified.
+            self.state.update_erasure(&r.id, &mut |x| {
+                for c in x.copies.iter_mut().filter(|c| c.datastore == datastore && c.verified_at.is_none()) {
+                    c.erased_at = None;
+                }
+            })?;
+            self.run(&r.id).await?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// When the last backup that may hold a request's subject expires, per
+    /// datastore: backups taken before the request are kept at most their
+    /// retention after it.
+    pub fn backups_holding(&self, req: &ErasureRequest) -> Vec<(String, SystemTime)> {
+        let mut out = Vec::new();
+        for (_, name, ds) in self.datastores() {
+            let kept = match &ds.backup {
+                Some(Backup::PgBackRest(p)) => p.retention,
+                Some(Backup::Rds { retention }) => Some(*retention),
+                // Every version under the prefix was destroyed: no S3 backup holds it.
+                Some(Backup::S3Versions { .. }) | None => None,
+            };
+            if let Some(k) = kept {
+                out.push((name.to_string(), req.requested_at + k));
+            }
+        }
+        out
+    }
+
+    /// Drops the identifier of every verified request whose older backups
+    /// have all expired: nothing can bring the subject back any more.
+    pub fn forget_expired(&self) -> Result<usize, Error> {
+        let now = self.clock.now();
+        let mut n = 0;
+        for r in self.state.erasures()? {
+            if r.subject.is_none() || !r.verified() {
+                continue;
+            }
+            if self.backups_holding(&r).iter().all(|(_, until)| *until <= now) {
+                self.state.update_erasure(&r.id, &mut |x| x.forget(now))?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Replays, on a restored copy of `datastore` reachable at `url`, every
+    /// request made after `point` (the moment the copy was restored to);
+    /// returns how many were replayed and how many subjects the copy still
+    /// holds afterwards (resurrected: 0 unless a replay failed).
+    pub async fn replay_on(&self, datastore: &str, url: &str, point: SystemTime) -> Result<Replayed, Error> {
+        let Some(ds_id) = self.topo.entity_id(datastore) else { return Ok(Replayed::default()) };
+        let Some(section) = &self.topo.erasure else { return Ok(Replayed::default()) };
+        let entries: Vec<_> = section
+            .of(ds_id)
+            .filter_map(|l| match &l.how {
+                Find::Sql { sql, check, .. } => Some((sql.clone(), check.clone())),
+                Find::Prefix(_) => None,
+            })
+            .collect();
+        let mut out = Replayed::default();
+        if entries.is_empty() {
+            return Ok(out);
+        }
+        let client = drctl_providers::postgres::connect(url, CONNECT_TIMEOUT)
+            .await
+            .map_err(|e| bad("copy", format!("cannot reach the restored copy: {e}")))?;
+        let reached = |e: drctl_providers::Error| bad("copy", format!("replaying the erasures: {e}"));
+        let mut prepared = Vec::new();
+        for (sql, check) in &entries {
+            let erase = pg_erasure::prepare_in_copy(&client, url, sql).await.map_err(reached)?;
+            let check = pg_erasure::prepare_in_copy(&client, url, check).await.map_err(reached)?;
+            if let (Some(e), Some(c)) = (erase, check) {
+                prepared.push((e, c));
+            }
+        }
+        // A backup restored to before a request still holds its subject.
+        let subjects: Vec<(String, String)> = self
+            .state
+            .erasures()?
+            .into_iter()
+            .filter(|r| r.requested_at >= point)
+            .filter_map(|r| r.subject.map(|s| (r.id, s)))
+            .collect();
+        out.requests = subjects.len();
+        if prepared.is_empty() {
+            return Ok(out);
+        }
+        // Pipelined on the one connection: thousands of requests take seconds.
+        for chunk in subjects.chunks(64) {
+            let batch = chunk.iter().map(|(id, subject)| replay_one(&client, url, &prepared, id, subject));
+            for left in futures::future::join_all(batch).await {
+                out.resurrected += usize::from(left?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// One request replayed on a copy: whether the subject is still there after it.
+async fn replay_one(
+    client: &Client,
+    url: &str,
+    prepared: &[(pg_erasure::Prepared, pg_erasure::Prepared)],
+    id: &str,
+    subject: &str,
+) -> Result<bool, Error> {
+    let mut left = 0;
+    for (erase, check) in prepared {
+        pg_erasure::erase_prepared(client, url, erase, subject)
+            .await
+            .map_err(|e| bad("copy", format!("replaying {id}: {}", scrub(&e.to_string(), subject))))?;
+        left += pg_erasure::count_prepared(client, url, check, subject).await.unwrap_or(1);
+    }
+    Ok(left > 0)
+}
+
+/// What a restore's replay did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Replayed {
+    /// Requests made after the restore's point, replayed on the copy.
+    pub requests: usize,
+    /// Of those, subjects the copy still holds after the replay.
+    pub resurrected: usize,
+}
+
+/// What a controller pass found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Requests still not verified on every copy.
+    pub open: usize,
+    pub overdue: usize,
+    pub forgotten: usize,
+}
+
+/// The counts `/metrics` shows: open (not verified everywhere) and overdue requests.
+pub fn counts(state: &State, now: SystemTime) -> Result<(usize, usize), Error> {
+    let all = state.erasures()?;
+    let open = all.iter().filter(|r| !r.verified()).count();
+    let overdue = all.iter().filter(|r| r.overdue(now)).count();
+    Ok((open, overdue))
+}
+
+fn rfc(t: Option<SystemTime>) -> Value {
+    t.map(|t| Value::String(crate::live::rfc3339_secs(t))).unwrap_or(Value::Null)
+}
+
+/// The `erasures` document (never the subject):
+/// `{"erasures": [{id, requested_at, due_at, erased_at, copies, backups, overdue}]}`.
+pub fn report(eraser: &Eraser, now: SystemTime) -> Result<(Value, bool), Error> {
+    let mut list = Vec::new();
+    let mut any_overdue = false;
+    for r in eraser.state.erasures()? {
+        let overdue = r.overdue(now);
+        any_overdue |= overdue;
+        let backups: Vec<Value> = if r.subject.is_some() {
+            eraser
+                .backups_holding(&r)
+                .into_iter()
+                .filter(|(_, until)| *until > now)
+                .map(|(ds, until)| json!({ "datastore": ds, "expires_at": rfc(Some(until)) }))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        list.push(json!({
+            "id": r.id,
+            "requested_at": rfc(Some(r.requested_at)),
+            "due_at": rfc(Some(r.due_at)),
+            "erased_at": rfc(r.erased_at),
+            "verified_at": rfc(r.verified_at()),
+            "who": r.who,
+            "copies": r.copies.iter().map(|c| json!({
+                "datastore": c.datastore,
+                "zone": c.zone,
+                "primary": c.primary,
+                "erased_at": rfc(c.erased_at),
+                "verified_at": rfc(c.verified_at),
+                "position": c.position,
+                "pending": c.pending,
+            })).collect::<Vec<_>>(),
+            "backups": backups,
+            "forgotten_at": rfc(r.forgotten_at),
+            "overdue": overdue,
+        }));
+    }
+    Ok((json!({ "erasures": list }), any_overdue))
+}
+
+impl Eraser {
+    /// The `erasures` document and whether any request is overdue.
+    pub fn report(&self) -> Result<(Value, bool), Error> {
+        report(self, self.clock.now())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use drctl_runtime::MockClock;
+
+    fn topo() -> Arc<Topology> {
+        let yaml = "version: 1\nzones: [ { name: az1, region: r1 }, { name: az2, region: r1 }, { name: az3, region: r1 } ]\n\
+            datastores:\n  - name: db\n    kind: postgres\n    primary: { zone: az1, url: \"postgres://u@127.0.0.1:1/d\" }\n    replicas: [ { zone: az2, url: \"postgres://u@127.0.0.1:2/d\" } ]\n\
+            \x20   backup: { tool: pgbackrest, repo: { zone: az3, path: /r }, retention: 7d }\n\
+            erasure:\n  deadline: 3d\n  locate: [ { datastore: db, sql: \"DELETE FROM t WHERE id = $1\", check: \"SELECT count(*) FROM t WHERE id = $1\" } ]\n";
+        let l = drctl_core::load_str(yaml, std::path::Path::new("drctl.yaml"));
+        Arc::new(l.topology.unwrap_or_else(|| panic!("{:?}", l.diagnostics)))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn overdue_past_the_deadline_and_forgotten_once_the_older_backups_expired() {
+        let state = <dyn drctl_state::Store>::in_memory().unwrap();
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_900_000_000);
+        let clients = Arc::new(Clients::new(Default::default()));
+        let at = |days: u64| {
+            Eraser::new(topo(), state.clone(), clients.clone())
+                .with_clock(Arc::new(MockClock::starting_at(t0 + Duration::from_secs(days * 86_400))))
+        };
+        let open = at(0).request("subject-1", "r", &Actor::new("a", "cli")).unwrap();
+        let done = at(0).request("subject-2", "r", &Actor::new("a", "cli")).unwrap();
+        assert_eq!(open.due_at, t0 + Duration::from_secs(3 * 86_400));
+        state.update_erasure(&done.id, &mut |r| r.copies.iter_mut().for_each(|c| c.verified_at = Some(t0))).unwrap();
+        let (json, overdue) = at(1).report().unwrap();
+        assert!(!overdue, "{json}");
+        assert_eq!(json["erasures"][1]["backups"][0]["expires_at"], "2030-03-24T17:46:40Z", "{json}");
+        let (json, overdue) = at(4).report().unwrap();
+        assert!(overdue && json["erasures"][0]["overdue"] == true && json["erasures"][1]["overdue"] == false, "{json}");
+        assert_eq!(counts(&*state, t0 + Duration::from_secs(4 * 86_400)).unwrap(), (1, 1));
+
+        assert_eq!(at(6).forget_expired().unwrap(), 0, "a backup older than the request is still kept");
+        assert_eq!(at(8).forget_expired().unwrap(), 1, "only the verified request forgets");
+        let all = state.erasures().unwrap();
+        assert_eq!(all[0].subject.as_deref(), Some("subject-1"));
+        assert_eq!(all[1].subject, None);
+        let (json, _) = at(8).report().unwrap();
+        assert!(
+            json["erasures"][1]["forgotten_at"].is_string() && json["erasures"][1]["backups"] == json!([]),
+            "{json}"
+        );
+    }
+}

@@ -1,0 +1,219 @@
+//! `erase`, `erasures` and `bench erasure`: the erasure operation
+//! (drctl-control's `erasure` module) shown to a person. The subject is
+//! never printed back: terminals are recorded too.
+
+use crate::text::Style;
+use crate::{Failure, Outcome};
+use drctl_control::declare::Actor;
+use drctl_control::erasure::Eraser;
+use drctl_control::live::Clients;
+use drctl_core::Topology;
+use drctl_state::{ErasureRequest, State};
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+fn control(e: drctl_control::Error) -> Failure {
+    crate::execute::control_error(e)
+}
+
+fn when(t: Option<SystemTime>) -> String {
+    t.map(drctl_control::live::rfc3339_secs).unwrap_or_else(|| "-".into())
+}
+
+fn print_copies(r: &ErasureRequest, style: &Style) {
+    for c in &r.copies {
+        let (mark, what) = match (c.verified_at, &c.pending) {
+            (Some(at), _) => (style.green("✓"), format!("verified {}", when(Some(at)))),
+            (None, Some(p)) => (style.yellow("…"), p.clone()),
+            (None, None) => (style.yellow("…"), "not verified yet".into()),
+        };
+        let role = if c.primary { " (primary)" } else { "" };
+        println!("  {mark} {}/{}{role}: {what}", c.datastore, c.zone);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn erase(
+    topo: Topology,
+    state: Arc<State>,
+    clients: Arc<Clients>,
+    subject: &str,
+    reason: &str,
+    yes: bool,
+    wait: Duration,
+    style: &Style,
+) -> Result<Outcome, Failure> {
+    let file = topo.file.display().to_string();
+    let eraser = Eraser::new(Arc::new(topo), state, clients);
+    if !yes && std::io::stdin().is_terminal() {
+        print!("Erase this subject from every copy of the datastores in `erasure:`? This cannot be undone. [y/N] ");
+        let _ = std::io::stdout().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().read_line(&mut answer);
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            eprintln!("{} not erased: nothing was recorded", style.red("✗"));
+            return Ok(Outcome::Failed);
+        }
+    }
+    // Recorded (ledger, then audit) before anything is destroyed.
+    let req = eraser.request(subject, reason, &Actor::cli()).map_err(control)?;
+    println!("{}", req.id);
+    println!("  recorded; due {}", when(Some(req.due_at)));
+    eraser.run(&req.id).await.map_err(control)?;
+    let req = eraser.wait(&req.id, wait).await.map_err(control)?;
+    print_copies(&req, style);
+    if req.verified() {
+        println!("{} {} erased and verified on {} copies", style.green("✓"), req.id, req.copies.len());
+        return Ok(Outcome::Done);
+    }
+    let open = req.copies.iter().filter(|c| c.verified_at.is_none()).count();
+    println!(
+        "{} {} is recorded and erased where it could be; {open} copies are not verified yet. `drctl serve` goes on verifying; `drctl erasures --verify -f {file}` checks again now",
+        style.yellow("…"),
+        req.id
+    );
+    Ok(Outcome::ObjectiveMissed)
+}
+
+pub async fn list(
+    topo: Topology,
+    state: Arc<State>,
+    clients: Arc<Clients>,
+    json: bool,
+    verify: bool,
+    style: &Style,
+) -> Result<Outcome, Failure> {
+    let eraser = Eraser::new(Arc::new(topo), state.clone(), clients);
+    if verify {
+        eraser.pass().await.map_err(control)?;
+    }
+    let (report, overdue) = eraser.report().map_err(control)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report).map_err(anyhow::Error::from)?);
+    } else {
+        let all = state.erasures().map_err(crate::execute::state_error)?;
+        if all.is_empty() {
+            println!("no erasure was requested");
+        }
+        let now = SystemTime::now();
+        for r in &all {
+            let mark = if r.overdue(now) {
+                style.red("✗ OVERDUE")
+            } else if r.verified() {
+                style.green("✓")
+            } else {
+                style.yellow("…")
+            };
+            println!(
+                "{mark} {} requested {} by {}, due {}, erased {}, verified {}",
+                style.bold(&r.id),
+                when(Some(r.requested_at)),
+                r.who,
+                when(Some(r.due_at)),
+                when(r.erased_at),
+                when(r.verified_at())
+            );
+            print_copies(r, style);
+            if r.subject.is_none() {
+                println!("    identifier forgotten {} (every older backup has expired)", when(r.forgotten_at));
+            }
+            for (ds, until) in eraser.backups_holding(r).into_iter().filter(|(_, u)| *u > now && r.subject.is_some()) {
+                println!("    backups of {ds} may hold it until {}", when(Some(until)));
+            }
+        }
+    }
+    Ok(if overdue { Outcome::ObjectiveMissed } else { Outcome::Done })
+}
+
+/// Seeds `subjects` rows into a table of its own on the topology's first
+/// PostgreSQL datastore, erases each (record, erase, verify), verifies
+/// what is left, replays the whole ledger as a restore would, and drops
+/// the table.
+pub async fn bench(topo: Topology, subjects: usize) -> Result<Outcome, Failure> {
+    use drctl_core::topology::erasure::{Erasure, Find, Locate};
+    use drctl_core::topology::{DatastoreKind, Location};
+    let Some((id, name, url)) =
+        topo.datastores().find_map(|(i, e, d)| match (&d.kind, d.primary.as_ref().map(|p| &p.location)) {
+            (DatastoreKind::Postgres, Some(Location::Postgres { url, .. })) => Some((i, e.name.clone(), url.clone())),
+            _ => None,
+        })
+    else {
+        return Err(Failure::bad_input(format!("{} has no PostgreSQL datastore to measure on", topo.file.display())));
+    };
+    let mut topo = topo;
+    topo.erasure = Some(Erasure {
+        deadline: Duration::from_secs(30 * 86_400),
+        locate: vec![Locate {
+            datastore: id,
+            how: Find::Sql {
+                sql: "DELETE FROM drctl_bench_erasure WHERE id = $1".into(),
+                check: "SELECT count(*) FROM drctl_bench_erasure WHERE id = $1".into(),
+                url: None,
+            },
+        }],
+    });
+    let dir = std::env::temp_dir().join(format!("drctl-bench-erasure-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(anyhow::Error::from)?;
+    let state = crate::context::open_state(&format!("sqlite://{}", dir.join("state.db").display()))?;
+    let client =
+        drctl_providers::postgres::connect(&url, Duration::from_secs(10)).await.map_err(anyhow::Error::from)?;
+    client
+        .batch_execute(&format!(
+            "DROP TABLE IF EXISTS drctl_bench_erasure; CREATE TABLE drctl_bench_erasure (id text PRIMARY KEY, body text);\
+             INSERT INTO drctl_bench_erasure SELECT 'bench-' || g, md5(g::text) FROM generate_series(0, {}) g",
+            subjects.saturating_sub(1)
+        ))
+        .await
+        .map_err(anyhow::Error::from)?;
+    let topo = Arc::new(topo);
+    let eraser = Eraser::new(topo.clone(), state.clone(), Arc::new(Clients::new(Default::default())));
+    let who = Actor::new("bench", "bench");
+    let started = SystemTime::now();
+    let t = Instant::now();
+    let mut ids = Vec::with_capacity(subjects);
+    for i in 0..subjects {
+        let r = eraser.request(&format!("bench-{i}"), "bench", &who).map_err(control)?;
+        eraser.run(&r.id).await.map_err(control)?;
+        ids.push(r.id);
+    }
+    let erase_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let mut verified = 0;
+    for id in &ids {
+        verified += usize::from(eraser.wait(id, Duration::from_secs(60)).await.map_err(control)?.verified());
+    }
+    let verify_s = t.elapsed().as_secs_f64();
+    // A restore to before every request brings every subject back (the
+    // rows seeded again stand for that copy) and replays the whole ledger.
+    client
+        .batch_execute(&format!(
+            "INSERT INTO drctl_bench_erasure SELECT 'bench-' || g, md5(g::text) FROM generate_series(0, {}) g",
+            subjects.saturating_sub(1)
+        ))
+        .await
+        .map_err(anyhow::Error::from)?;
+    let t = Instant::now();
+    let replayed = eraser.replay_on(&name, &url, started - Duration::from_secs(1)).await.map_err(control)?;
+    let replay_s = t.elapsed().as_secs_f64();
+    let left: i64 =
+        client.query_one("SELECT count(*) FROM drctl_bench_erasure", &[]).await.map_err(anyhow::Error::from)?.get(0);
+    let _ = client.batch_execute("DROP TABLE drctl_bench_erasure").await;
+    let _ = std::fs::remove_dir_all(&dir);
+    println!(
+        "erasure of {subjects} subjects over {name} ({} copies each): record+erase+first check {:.1} s ({:.0}/s), \
+         remaining verification {:.1} s, {verified} verified on every copy, {left} rows left; \
+         ledger replay of {} requests on a copy holding every subject again {:.2} s ({} resurrected)",
+        topo.erasure
+            .as_ref()
+            .map_or(0, |_| 1 + topo.datastores().find(|(i, _, _)| *i == id).map_or(0, |(_, _, d)| d.replicas.len())),
+        erase_s,
+        subjects as f64 / erase_s.max(1e-9),
+        verify_s,
+        replayed.requests,
+        replay_s,
+        replayed.resurrected
+    );
+    Ok(Outcome::Done)
+}

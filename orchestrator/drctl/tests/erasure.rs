@@ -1,0 +1,122 @@
+//! `drctl erase`, `drctl erasures` and the controller's erasure API, end
+//! to end with a real PostgreSQL primary and standby: a standby whose
+//! replay is paused keeps `erase` from finishing (exit 3) until it has
+//! replayed the erasure; the controller's API records and erases, lists
+//! the ledger, and counts open and overdue requests in `/metrics`.
+
+mod common;
+
+use common::{client, drctl, show, start, tempdir, token, wait_for};
+use drctl_testkit::PgPair;
+
+fn write_topology(pair: &PgPair, dir: &std::path::Path) {
+    let yaml = format!(
+        "{}erasure:\n  deadline: 30d\n  locate:\n    - {{ datastore: orders-db, sql: \"DELETE FROM customers WHERE id = $1\", check: \"SELECT count(*) FROM customers WHERE id = $1\" }}\n",
+        pair.shop_topology("", "")
+    );
+    std::fs::write(dir.join("drctl.yaml"), yaml).unwrap();
+    pair.psql(
+        pair.primary_port,
+        "CREATE TABLE customers (id text PRIMARY KEY); INSERT INTO customers SELECT 'cust-' || g FROM generate_series(1, 20) g",
+    );
+    pair.wait_replayed();
+}
+
+#[test]
+fn erase_waits_for_a_paused_standby_and_exits_3_until_it_has_replayed() {
+    let pair = PgPair::start();
+    let dir = tempdir("erase-cli");
+    write_topology(&pair, &dir);
+    let o = drctl(&dir).args(["validate", "-f", "drctl.yaml"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+
+    pair.psql(pair.standby_port, "SELECT pg_wal_replay_pause()");
+    let o = drctl(&dir)
+        .args(["erase", "cust-7", "--reason", "request 1", "--yes", "--wait", "1s", "-f", "drctl.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", show(&o));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(out.starts_with("er-1\n"), "{out}");
+    assert!(out.contains("orders-db/az2") && out.contains("replayed up to"), "the open copy is named: {out}");
+    assert!(out.contains("drctl erasures --verify -f drctl.yaml"), "{out}");
+    assert!(!out.contains("cust-7"), "{out}");
+    assert_eq!(pair.psql(pair.standby_port, "SELECT count(*) FROM customers WHERE id = 'cust-7'"), "1");
+    let o = drctl(&dir).args(["erasures", "-f", "drctl.yaml", "--output", "json"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "open but not overdue: {}", show(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["erasures"][0]["verified_at"].is_null(), "{v}");
+
+    pair.psql(pair.standby_port, "SELECT pg_wal_replay_resume()");
+    // The hint, typed as printed.
+    wait_for("the standby verified", 30, || {
+        let o = drctl(&dir).args(["erasures", "--verify", "-f", "drctl.yaml", "--output", "json"]).output().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        o.status.code() == Some(0) && v["erasures"][0]["verified_at"].is_string()
+    });
+    assert_eq!(pair.psql(pair.standby_port, "SELECT count(*) FROM customers WHERE id = 'cust-7'"), "0");
+
+    // Refusals are bad input, with the way out.
+    let o = drctl(&dir).args(["erase", " ", "--reason", "x", "--yes", "-f", "drctl.yaml"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    std::fs::write(dir.join("bare.yaml"), pair.shop_topology("", "")).unwrap();
+    let o = drctl(&dir).args(["erase", "cust-8", "--reason", "x", "--yes", "-f", "bare.yaml"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("erasure:"), "{}", show(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_controller_records_erases_and_counts_requests_through_its_api() {
+    let pair = PgPair::start();
+    let dir = tempdir("erase-api");
+    write_topology(&pair, &dir);
+    let operator = token(&dir, "ops", "operator");
+    let viewer = token(&dir, "look", "viewer");
+    let srv = start(&dir, &[], "http");
+    let http = client();
+    let url = format!("{}/api/v1/erasures", srv.base);
+
+    let r = http
+        .post(&url)
+        .bearer_auth(&viewer)
+        .json(&serde_json::json!({"subject": "cust-3", "reason": "r"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = http
+        .post(&url)
+        .bearer_auth(&operator)
+        .json(&serde_json::json!({"subject": "cust-3", "reason": "r", "dryrun": true}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    assert!(r.text().unwrap().contains("dryrun"));
+    let r = http
+        .post(&url)
+        .bearer_auth(&operator)
+        .json(&serde_json::json!({"subject": "cust-3", "reason": "ticket 3"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let id = r.json::<serde_json::Value>().unwrap()["id"].as_str().unwrap().to_string();
+    assert_eq!(id, "er-1");
+
+    wait_for("every copy verified", 30, || {
+        let v: serde_json::Value = http.get(&url).bearer_auth(&viewer).send().unwrap().json().unwrap();
+        v["erasures"][0]["verified_at"].is_string()
+    });
+    assert_eq!(pair.psql(pair.primary_port, "SELECT count(*) FROM customers WHERE id = 'cust-3'"), "0");
+    assert_eq!(pair.psql(pair.standby_port, "SELECT count(*) FROM customers WHERE id = 'cust-3'"), "0");
+    wait_for("the metrics", 30, || {
+        let m = http.get(format!("{}/metrics", srv.base)).send().unwrap().text().unwrap();
+        m.contains("drctl_erasures_open 0\n") && m.contains("drctl_erasures_overdue 0\n")
+    });
+    let listed = http.get(&url).bearer_auth(&viewer).send().unwrap().text().unwrap();
+    assert!(!listed.contains("cust-3"), "{listed}");
+    let audit = drctl(&dir).args(["audit", "list", "-f", "drctl.yaml"]).output().unwrap();
+    let audit = String::from_utf8_lossy(&audit.stdout);
+    assert!(audit.contains("erasure er-1") && !audit.contains("cust-3"), "{audit}");
+    drop(srv);
+    let _ = std::fs::remove_dir_all(&dir);
+}
