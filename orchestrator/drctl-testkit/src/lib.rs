@@ -659,18 +659,25 @@ pub struct EtcdCluster {
 impl EtcdCluster {
     pub fn start(n: usize) -> EtcdCluster {
         let bin = etcd_bin().expect("etcd is installed (Debian: apt-get install etcd-server; or set ETCD_BIN)");
-        let dir = unique_dir("drctl-etcd");
-        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
-        let peer_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
-        let mut c = EtcdCluster { ports, peer_ports, members: Vec::new(), dir };
-        for i in 0..n {
-            let child = c.spawn(&bin, i);
-            c.members.push(Some(child));
+        // A free port can be taken by another test between being found and
+        // being bound: a cluster that lost that race starts again on others.
+        for attempt in 1..=3 {
+            let dir = unique_dir("drctl-etcd");
+            let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+            let peer_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+            let mut c = EtcdCluster { ports, peer_ports, members: Vec::new(), dir };
+            for i in 0..n {
+                let child = c.spawn(&bin, i);
+                c.members.push(Some(child));
+            }
+            let port_taken = (0..n).any(|i| !c.wait_healthy_unless_port_taken(i));
+            if !port_taken {
+                return c;
+            }
+            assert!(attempt < 3, "etcd could not bind free ports three times");
+            drop(c);
         }
-        for i in 0..n {
-            c.wait_healthy(i);
-        }
-        c
+        unreachable!("returned or asserted above")
     }
 
     fn spawn(&self, bin: &Path, i: usize) -> Child {
@@ -702,6 +709,46 @@ impl EtcdCluster {
             .stderr(log)
             .spawn()
             .expect("etcd starts")
+    }
+
+    /// Waits until a member answers `/health` with a quorum behind it;
+    /// `false` when it could not bind its ports (taken since they were found).
+    fn wait_healthy_unless_port_taken(&self, i: usize) -> bool {
+        // Any member that could not bind leaves the others without a quorum.
+        let log = || {
+            (0..self.ports.len())
+                .map(|j| std::fs::read_to_string(self.dir.join(format!("m{j}.log"))).unwrap_or_default())
+                .collect::<String>()
+        };
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            if log().contains("address already in use") {
+                return false;
+            }
+            if self.members[i].is_none() || self.answers_health(i) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if log().contains("address already in use") {
+            return false;
+        }
+        self.wait_healthy(i);
+        true
+    }
+
+    fn answers_health(&self, i: usize) -> bool {
+        use std::io::{Read, Write};
+        std::net::TcpStream::connect(("127.0.0.1", self.ports[i]))
+            .ok()
+            .and_then(|mut s| {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                s.write_all(b"GET /health HTTP/1.0\r\n\r\n").ok()?;
+                let mut body = String::new();
+                s.read_to_string(&mut body).ok()?;
+                Some(body.contains("\"health\":\"true\""))
+            })
+            .unwrap_or(false)
     }
 
     /// Waits until a member answers `/health` with a quorum behind it.
