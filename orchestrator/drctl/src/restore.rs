@@ -206,11 +206,8 @@ pub async fn resume(
         audit(&*state, "resume", &format!("execution {id}"), &serde_json::json!({}))?;
     }
     let req = restore::request_of(&*state, id).map_err(failure)?;
-    if req.is_s3() {
-        return run_s3(Arc::new(topo), state, clients, id, style).await;
-    }
-    if req.is_rds() {
-        return run_rds(Arc::new(topo), state, clients, id, style).await;
+    if req.is_s3() || req.is_rds() {
+        return run_cloud(Arc::new(topo), state, clients, id, style).await;
     }
     run(Arc::new(topo), state, id, style).await
 }
@@ -451,17 +448,17 @@ async fn s3_restore(
             )
             .map_err(crate::execute::state_error)?;
     }
-    run_s3(Arc::new(topo), state, clients, &id, style).await
+    run_cloud(Arc::new(topo), state, clients, &id, style).await
 }
 
-struct S3Restore {
+struct CloudRestore {
     topo: Arc<Topology>,
     clients: Arc<Clients>,
     req: Request,
 }
 
-impl S3Restore {
-    async fn restore(&self) -> Result<Note, ActionError> {
+impl CloudRestore {
+    async fn s3(&self) -> Result<Note, ActionError> {
         let ds = s3_of(&self.topo, &self.req.datastore)
             .ok_or_else(|| ActionError::Fatal(format!("no S3 datastore `{}`", self.req.datastore)))?;
         let buckets = drctl_control::live::buckets(&self.clients, &self.topo, ds).await;
@@ -515,7 +512,9 @@ impl S3Restore {
     }
 }
 
-impl Actions for S3Restore {
+/// A restore made through a cloud API, one journaled step: S3 from
+/// versions, RDS from automated backups.
+impl Actions for CloudRestore {
     fn run<'a>(
         &'a self,
         _e: &'a str,
@@ -524,14 +523,16 @@ impl Actions for S3Restore {
     ) -> futures::future::BoxFuture<'a, Result<Note, ActionError>> {
         Box::pin(async move {
             match step.action.as_str() {
-                "s3.restore_versions" => self.restore().await,
-                other => Err(ActionError::Fatal(format!("an S3 restore has no action `{other}`"))),
+                "s3.restore_versions" => self.s3().await,
+                "rds.restore_to_point" => self.rds().await,
+                other => Err(ActionError::Fatal(format!("a restore has no action `{other}`"))),
             }
         })
     }
 }
 
-async fn run_s3(
+/// Runs (or resumes) an S3 or RDS restore, then says how it ended.
+async fn run_cloud(
     topo: Arc<Topology>,
     state: Arc<State>,
     clients: Arc<Clients>,
@@ -542,7 +543,7 @@ async fn run_s3(
     let row = state.execution(id).map_err(crate::execute::state_error)?;
     if !drctl_state::journal::exec_state::is_final(&row.state) {
         let specs = restore::steps(&req);
-        let actions = Arc::new(S3Restore { topo: topo.clone(), clients, req });
+        let actions = Arc::new(CloudRestore { topo: topo.clone(), clients, req });
         let engine = drctl_engine::Engine::new(state.clone(), actions, Some(1));
         engine.run(id, &specs).await.map_err(|e| Failure::Runtime(anyhow::anyhow!("execution {id}: {e}")))?;
     }
@@ -644,7 +645,7 @@ async fn rds_restore(
     audit(&*state, "restore", &format!("execution {id}"), &audit_req)?;
     let p = Proposal { id: id.clone(), request, earliest: None, backup_bytes: 0, rate: None };
     restore::create(&*state, &p, &args.reason, now).map_err(failure)?;
-    run_rds(Arc::new(topo), state, clients, &id, style).await
+    run_cloud(Arc::new(topo), state, clients, &id, style).await
 }
 
 /// The instance (its primary member's) or cluster an RDS datastore restores from.
@@ -655,14 +656,8 @@ fn rds_source(ds: &drctl_core::topology::Datastore) -> Option<String> {
     })
 }
 
-struct RdsRestore {
-    topo: Arc<Topology>,
-    clients: Arc<Clients>,
-    req: Request,
-}
-
-impl RdsRestore {
-    async fn restore(&self) -> Result<Note, ActionError> {
+impl CloudRestore {
+    async fn rds(&self) -> Result<Note, ActionError> {
         let ds = rds_of(&self.topo, &self.req.datastore)
             .ok_or_else(|| ActionError::Fatal(format!("no RDS datastore `{}`", self.req.datastore)))?;
         let source =
@@ -695,38 +690,4 @@ impl RdsRestore {
             Err(e) => Err(ActionError::Fatal(e.to_string())),
         }
     }
-}
-
-impl Actions for RdsRestore {
-    fn run<'a>(
-        &'a self,
-        _e: &'a str,
-        _a: u32,
-        step: &'a StepSpec,
-    ) -> futures::future::BoxFuture<'a, Result<Note, ActionError>> {
-        Box::pin(async move {
-            match step.action.as_str() {
-                "rds.restore_to_point" => self.restore().await,
-                other => Err(ActionError::Fatal(format!("an RDS restore has no action `{other}`"))),
-            }
-        })
-    }
-}
-
-async fn run_rds(
-    topo: Arc<Topology>,
-    state: Arc<State>,
-    clients: Arc<Clients>,
-    id: &str,
-    style: &Style,
-) -> Result<Outcome, Failure> {
-    let req = restore::request_of(&*state, id).map_err(failure)?;
-    let row = state.execution(id).map_err(crate::execute::state_error)?;
-    if !drctl_state::journal::exec_state::is_final(&row.state) {
-        let specs = restore::steps(&req);
-        let actions = Arc::new(RdsRestore { topo: topo.clone(), clients, req });
-        let engine = drctl_engine::Engine::new(state.clone(), actions, Some(1));
-        engine.run(id, &specs).await.map_err(|e| Failure::Runtime(anyhow::anyhow!("execution {id}: {e}")))?;
-    }
-    report_end(&topo, &*state, id, style)
 }
