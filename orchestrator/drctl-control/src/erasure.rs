@@ -665,6 +665,37 @@ pub struct Summary {
     pub forgotten: usize,
 }
 
+/// How erasure requests made since some time kept their deadline, in
+/// counts only (what a customer's assurance page states; never an
+/// identifier or a request).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeadlineRecord {
+    /// Requests made in the period.
+    pub requests: usize,
+    /// Clean on every copy by their deadline.
+    pub met: usize,
+    /// Not clean everywhere yet, their deadline still ahead.
+    pub open: usize,
+    /// Past their deadline with a copy not clean, or made clean after it.
+    pub missed: usize,
+}
+
+/// The deadline record of the requests made since `since`, at `now`.
+pub fn deadline_record(state: &State, since: SystemTime, now: SystemTime) -> Result<DeadlineRecord, Error> {
+    let mut r = DeadlineRecord::default();
+    for e in state.erasures()?.into_iter().filter(|e| e.requested_at >= since) {
+        r.requests += 1;
+        if e.overdue(now) {
+            r.missed += 1;
+        } else if e.verified() {
+            r.met += 1;
+        } else {
+            r.open += 1;
+        }
+    }
+    Ok(r)
+}
+
 /// The counts `/metrics` shows: open (not verified everywhere) and overdue requests.
 pub fn counts(state: &State, now: SystemTime) -> Result<(usize, usize), Error> {
     let all = state.erasures()?;

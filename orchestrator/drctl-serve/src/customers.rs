@@ -190,6 +190,7 @@ pub(crate) fn html(e: &Value, printable: bool) -> String {
         s["drills"],
         s["drills_passed"],
         e["readiness"].as_str().map_or(String::new(), |l| format!("<li>{}</li>", esc(l)))
+            + &e["erasure"]["statement"].as_str().map_or(String::new(), |l| format!("<li>{}</li>", esc(l)))
     );
     h.push_str(r#"<section><h2>Your services now</h2><table><thead><tr><th scope="col">Service</th><th scope="col">State</th><th scope="col">Data at risk (RPO)</th><th scope="col">Contract RPO</th><th scope="col"></th><th scope="col">Recovery estimate (RTO)</th><th scope="col">Contract RTO</th><th scope="col"></th></tr></thead><tbody>"#);
     let services = e["services"].as_array().cloned().unwrap_or_default();
@@ -336,5 +337,39 @@ pub(crate) fn evidence_now(s: &Shared, c: &Contract) -> Value {
     if let (Some(line), Some(o)) = (line, e.as_object_mut()) {
         o.insert("readiness".into(), line.into());
     }
+    if let (Some(erasure), Some(o)) = (erasure_statement(s), e.as_object_mut()) {
+        o.insert("erasure".into(), erasure);
+    }
     e
+}
+
+/// Whether requests to erase a person's data kept the deadline the
+/// topology promises, over the evidence period, in counts (never a
+/// request or an identifier); `None` where the topology has no `erasure:`.
+fn erasure_statement(s: &Shared) -> Option<Value> {
+    let deadline = s.opts.topology.erasure.as_ref()?.deadline;
+    let now = s.opts.clock.now();
+    let since = now.checked_sub(Duration::from_secs(EVIDENCE_DAYS * 86_400)).unwrap_or(SystemTime::UNIX_EPOCH);
+    let r = drctl_control::erasure::deadline_record(&*s.opts.state, since, now).ok()?;
+    let days = deadline.as_secs() / 86_400;
+    let within = if days > 0 { format!("{days} days") } else { secs(Some(deadline.as_secs_f64()), "-") };
+    let statement = match (r.requests, r.missed) {
+        (0, _) => format!("no request to erase personal data in the last {EVIDENCE_DAYS} days (deadline: {within})"),
+        (n, 0) => format!(
+            "every one of {n} request(s) to erase personal data in the last {EVIDENCE_DAYS} days met its {within} deadline or is within it ({} done on every copy, {} in progress)",
+            r.met, r.open
+        ),
+        (n, missed) => format!(
+            "{missed} of {n} request(s) to erase personal data in the last {EVIDENCE_DAYS} days missed the {within} deadline"
+        ),
+    };
+    Some(json!({
+        "deadline_s": deadline.as_secs_f64(),
+        "requests": r.requests,
+        "met": r.met,
+        "open": r.open,
+        "missed": r.missed,
+        "deadline_met": r.missed == 0,
+        "statement": statement,
+    }))
 }

@@ -11,7 +11,7 @@ use drctl_testkit::PgPair;
 
 fn write_topology(pair: &PgPair, dir: &std::path::Path) {
     let yaml = format!(
-        "{}erasure:\n  deadline: 30d\n  locate:\n    - {{ datastore: orders-db, sql: \"DELETE FROM customers WHERE id = $1\", check: \"SELECT count(*) FROM customers WHERE id = $1\" }}\n",
+        "{}contracts:\n  - {{ customer: acme, services: [checkout], rpo: 10s, rto: 5m }}\nerasure:\n  deadline: 30d\n  locate:\n    - {{ datastore: orders-db, sql: \"DELETE FROM customers WHERE id = $1\", check: \"SELECT count(*) FROM customers WHERE id = $1\" }}\n",
         pair.shop_topology("", "")
     );
     std::fs::write(dir.join("drctl.yaml"), yaml).unwrap();
@@ -117,6 +117,33 @@ fn the_controller_records_erases_and_counts_requests_through_its_api() {
     let audit = drctl(&dir).args(["audit", "list", "-f", "drctl.yaml"]).output().unwrap();
     let audit = String::from_utf8_lossy(&audit.stdout);
     assert!(audit.contains("erasure er-1") && !audit.contains("cust-3"), "{audit}");
+    // A customer's assurance report states the deadline kept, in counts only.
+    let out = drctl(&dir)
+        .args(["token", "create", "--name", "acme-auditor", "--role", "customer", "--customer", "acme"])
+        .output()
+        .unwrap();
+    let acme = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let body = http
+        .get(format!("{}/customers/acme/assurance.json", srv.base))
+        .bearer_auth(&acme)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let assurance: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let e = &assurance["erasure"];
+    assert_eq!((e["requests"].as_u64(), e["met"].as_u64(), e["missed"].as_u64()), (Some(1), Some(1), Some(0)), "{e}");
+    assert_eq!(e["deadline_met"], true);
+    assert!(e["statement"].as_str().unwrap().starts_with("every one of 1 request(s) to erase personal data"), "{e}");
+    assert!(!body.contains("cust-3") && !body.contains("er-1"), "no request or identifier: {body}");
+    let page = http
+        .get(format!("{}/customers/acme/assurance.html", srv.base))
+        .bearer_auth(&acme)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(page.contains("met its 30 days deadline"), "the page says it too");
     drop(srv);
     let _ = std::fs::remove_dir_all(&dir);
 }
