@@ -344,12 +344,7 @@ fn dated_by_marks(state: &drctl_state::State, report: &mut StatusReport, at: Sys
             }
         }
         if changed {
-            d.rpo_s = drctl_core::status::rpo_of(&d.replicas);
-            d.meets_rpo = match (d.rpo_s, d.rpo_target_s) {
-                (Some(r), Some(t)) => r <= t,
-                (Some(_), None) => d.error.is_none(),
-                (None, _) => false,
-            };
+            d.replica_lags_changed();
         }
     }
 }
@@ -383,8 +378,7 @@ fn with_evidence(state: &drctl_state::State, report: &mut StatusReport, at: Syst
             }
         }
         if changed {
-            d.rpo_s = drctl_core::status::rpo_of(&d.replicas);
-            d.meets_rpo = matches!((d.rpo_s, d.rpo_target_s), (Some(r), Some(t)) if r <= t);
+            d.replica_lags_changed();
         }
     }
 }

@@ -117,6 +117,27 @@ pub fn rpo_of(replicas: &[ReplicaStatus]) -> Option<f64> {
     best(true).or_else(|| best(false))
 }
 
+/// Whether an RPO meets its target. An unknown RPO never meets a target;
+/// with no target, a datastore measured without an error meets it.
+fn meets_rpo(rpo: Option<f64>, target: Option<f64>, measured_cleanly: bool) -> bool {
+    match (rpo, target) {
+        (_, None) => measured_cleanly,
+        (Some(r), Some(t)) => r <= t,
+        (None, Some(_)) => false,
+    }
+}
+
+impl DatastoreStatus {
+    /// After its replicas' lags were tightened (by evidence the measurement
+    /// did not have): the RPO and its verdict again, by the same rules.
+    pub fn replica_lags_changed(&mut self) {
+        if !self.split_brain {
+            self.rpo_s = rpo_of(&self.replicas);
+        }
+        self.meets_rpo = meets_rpo(self.rpo_s, self.rpo_target_s, self.error.is_none());
+    }
+}
+
 /// Builds a datastore's status from a measurement and its targets. An
 /// unknown RPO never meets a target: what cannot be measured cannot be promised.
 pub fn datastore_status(topo: &Topology, id: usize, m: Measurement) -> DatastoreStatus {
@@ -127,11 +148,7 @@ pub fn datastore_status(topo: &Topology, id: usize, m: Measurement) -> Datastore
     let split_brain = m.error.as_deref().is_some_and(|e| e.starts_with(SPLIT_BRAIN));
     let rpo = if split_brain { None } else { rpo_of(&m.replicas) };
     let target = e.targets.rpo.map(|d| d.as_secs_f64());
-    let meets = match (rpo, target) {
-        (_, None) => m.error.is_none(),
-        (Some(r), Some(t)) => r <= t,
-        (None, Some(_)) => false,
-    };
+    let meets = meets_rpo(rpo, target, m.error.is_none());
     let error = m
         .error
         .map(|e| crate::redact::text(&e))

@@ -407,6 +407,14 @@ async fn standby_status(
 /// read in milliseconds.
 const WALINSPECT_WINDOW: u64 = 16 << 20;
 
+/// The WAL records of committed transactions, as `pg_walinspect` names them.
+const COMMIT_RECORDS: &str = "resource_manager = 'Transaction' AND record_type IN ('COMMIT', 'COMMIT_PREPARED')";
+
+/// Whether the member has `pg_walinspect` (drctl never installs it).
+async fn has_walinspect(client: &Client) -> bool {
+    client.query_opt("SELECT 1 FROM pg_extension WHERE extname = 'pg_walinspect'", &[]).await.ok().flatten().is_some()
+}
+
 /// The age, on the primary's clock, of the first commit record past
 /// `received` in the primary's WAL (0.0 when none lies there), when the
 /// primary has `pg_walinspect`; `None` when it cannot tell (no extension,
@@ -415,22 +423,18 @@ async fn first_commit_past(primary_url: &str, received: Lsn, primary_lsn: Lsn, t
     let end = Lsn(primary_lsn.0.min(received.0.saturating_add(WALINSPECT_WINDOW)));
     let work = async {
         let client = connect(primary_url, timeout).await.ok()?;
-        let has = client
-            .query_opt("SELECT 1 FROM pg_extension WHERE extname = 'pg_walinspect'", &[])
-            .await
-            .ok()
-            .flatten()
-            .is_some();
+        let has = has_walinspect(&client).await;
         if !has {
             return None;
         }
         // A commit record's description starts with its commit time.
         let row = client
             .query_opt(
-                "SELECT EXTRACT(EPOCH FROM (now() - split_part(description, ';', 1)::timestamptz))::float8
+                &format!(
+                    "SELECT EXTRACT(EPOCH FROM (now() - split_part(description, ';', 1)::timestamptz))::float8
                  FROM pg_get_wal_records_info($1::text::pg_lsn, $2::text::pg_lsn)
-                 WHERE resource_manager = 'Transaction' AND record_type IN ('COMMIT', 'COMMIT_PREPARED')
-                 ORDER BY start_lsn LIMIT 1",
+                 WHERE {COMMIT_RECORDS} ORDER BY start_lsn LIMIT 1"
+                ),
                 &[&received.to_string(), &end.to_string()],
             )
             .await
@@ -841,17 +845,13 @@ pub async fn wal_past(url: &str, fork: Lsn, timeout: Duration) -> Option<(u64, O
             return Some((0, Some(0)));
         }
         let bytes = end.0 - fork.0;
-        let has = client
-            .query_opt("SELECT 1 FROM pg_extension WHERE extname = 'pg_walinspect'", &[])
-            .await
-            .ok()
-            .flatten()
-            .is_some();
+        let has = has_walinspect(&client).await;
         let commits = if has && bytes <= 256 << 20 {
             client
                 .query_one(
-                    "SELECT count(*) FROM pg_get_wal_records_info($1::text::pg_lsn, $2::text::pg_lsn)
-                     WHERE resource_manager = 'Transaction' AND record_type IN ('COMMIT', 'COMMIT_PREPARED')",
+                    &format!(
+                        "SELECT count(*) FROM pg_get_wal_records_info($1::text::pg_lsn, $2::text::pg_lsn) WHERE {COMMIT_RECORDS}"
+                    ),
                     &[&fork.to_string(), &lsn],
                 )
                 .await

@@ -49,6 +49,27 @@ class H(BaseHTTPRequestHandler):
 HTTPServer(("127.0.0.1", port), H).serve_forever()
 "#;
 
+/// The operators' webhook secret in these tests.
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// A webhook receiver verifying with the Standard Webhooks library, once it
+/// listens: the process, its port, and the log it writes.
+fn receiver(python: &Path, dir: &Path) -> (Proc, u16, PathBuf) {
+    let port = free_port();
+    let log = dir.join("received.jsonl");
+    std::fs::write(dir.join("receiver.py"), RECEIVER).unwrap();
+    let child = Command::new(python)
+        .arg(dir.join("receiver.py"))
+        .args([&port.to_string(), SECRET])
+        .arg(&log)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_listening(port, "the webhook receiver");
+    (Proc(child), port, log)
+}
+
 fn received(log: &Path) -> Vec<Value> {
     std::fs::read_to_string(log).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
@@ -146,21 +167,8 @@ fn a_standby_cut_off_a_failing_fence_check_and_a_dead_runbook_url_each_make_the_
     topology(&dir, &pg, &check, &web.endpoint());
 
     // The operators' webhook receiver.
-    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-    let hook_port = free_port();
-    let log: PathBuf = dir.join("received.jsonl");
-    std::fs::write(dir.join("receiver.py"), RECEIVER).unwrap();
-    let _receiver = Proc(
-        Command::new(&python)
-            .arg(dir.join("receiver.py"))
-            .args([&hook_port.to_string(), secret])
-            .arg(&log)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_listening(hook_port, "the webhook receiver");
+    let secret = SECRET;
+    let (_receiver, hook_port, log) = receiver(&python, &dir);
 
     // One evaluation by hand: ready, exit 0.
     let out = drctl(&dir).args(["readiness", "-f", "drctl.yaml", "--output", "json"]).output().unwrap();
@@ -274,21 +282,8 @@ fn a_paused_execution_and_an_approval_past_its_reminder_are_told_to_the_operator
          - { name: job, zones: [az1, az2], failover: { runbook: rb.yaml } }\n",
     )
     .unwrap();
-    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-    let hook_port = free_port();
-    let log: PathBuf = dir.join("received.jsonl");
-    std::fs::write(dir.join("receiver.py"), RECEIVER).unwrap();
-    let _receiver = Proc(
-        Command::new(&python)
-            .arg(dir.join("receiver.py"))
-            .args([&hook_port.to_string(), secret])
-            .arg(&log)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_listening(hook_port, "the webhook receiver");
+    let secret = SECRET;
+    let (_receiver, hook_port, log) = receiver(&python, &dir);
     // The operators' mailbox: a real SMTP server (aiosmtpd) delivering into a Maildir.
     let maildir = dir.join("mail");
     let smtp_port = free_port();
