@@ -226,6 +226,12 @@ impl Copy {
         if let Some(at) = text.find(marker) {
             text.truncate(at);
         }
+        if !note.is_empty() {
+            // Serving, the copy is done recovering: the restore's target
+            // must not travel to the standbys rebuilt from it, which would
+            // stop at it and promote themselves.
+            text = without_recovery_target(&text);
+        }
         text.push_str(&format!(
             "{marker}\n{note}port = {}\nlisten_addresses = '{}'\nunix_socket_directories = '{}'\n{archive}primary_conninfo = ''\nhot_standby = on\n",
             self.port,
@@ -307,6 +313,14 @@ impl Copy {
         let _ = std::fs::remove_dir_all(&self.socket_dir);
         let _ = std::fs::remove_file(self.data.with_extension("log"));
     }
+}
+
+/// A configuration's text without its `recovery_target*` settings.
+pub fn without_recovery_target(text: &str) -> String {
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with("recovery_target"))
+        .map(|l| format!("{l}\n"))
+        .collect()
 }
 
 /// Creates an empty folder PostgreSQL's user owns, mode 0700.

@@ -568,7 +568,9 @@ pub(crate) async fn standbys(pg: &PgRestore, execution: &str) -> Result<Note, Ac
 fn standby_settings(data: &Path, s: &Seat) -> Result<(), Error> {
     let conf = data.join("postgresql.auto.conf");
     let io = |e: std::io::Error| Error::Io { what: format!("configure {}", conf.display()), why: e.to_string() };
-    let mut text = std::fs::read_to_string(&conf).map_err(io)?;
+    // A standby that inherited a recovery target would stop there and
+    // promote itself: a second writable primary.
+    let mut text = crate::postgres::without_recovery_target(&std::fs::read_to_string(&conf).map_err(io)?);
     let q = |v: &str| v.replace('\'', "''");
     text.push_str(&format!(
         "# drctl: standby rebuilt from the restored primary\nport = {}\nlisten_addresses = '{}'\nunix_socket_directories = '{}'\nhot_standby = on\n",
@@ -657,6 +659,37 @@ mod tests {
     fn an_address_is_read_from_the_url() {
         assert_eq!(address("postgres://u@10.0.0.5:6432/db"), ("10.0.0.5".to_string(), 6432));
         assert_eq!(address("postgres://u@db.internal/db"), ("db.internal".to_string(), 5432));
+    }
+
+    /// The primary is fenced only once the copy is ready, and the copy
+    /// takes the address only after the fence: never two writable primaries.
+    #[test]
+    fn a_replace_fences_after_the_copy_is_ready_and_takes_over_after_the_fence() {
+        let req = Request {
+            datastore: "db".into(),
+            kind: "postgres".into(),
+            replace: true,
+            replace_of: Some(ReplaceOf::default()),
+            ..Request::default()
+        };
+        let specs = crate::restore::steps(&req);
+        let ids: Vec<&str> = specs.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["db/archive", "db/restore", "db/start", "db/erasures", "db/fence", "db/takeover", "db/standbys", "db/verify"]
+        );
+        for (i, s) in specs.iter().enumerate().skip(1) {
+            assert_eq!(s.after, [i - 1], "{} waits for {}", s.id, specs[i - 1].id);
+            assert!(s.rerun_safe, "{} checks the world first", s.id);
+        }
+        let plain = Request { replace_of: None, ..req };
+        assert_eq!(crate::restore::steps(&plain).len(), 4, "a copy beside the datastore fences nothing");
+    }
+
+    #[test]
+    fn a_serving_copy_keeps_no_recovery_target() {
+        let text = "restore_command = 'x'\nrecovery_target_time = '2026-12-06'\n  recovery_target_action = 'promote'\nport = 5\n";
+        assert_eq!(crate::postgres::without_recovery_target(text), "restore_command = 'x'\nport = 5\n");
     }
 
     #[test]

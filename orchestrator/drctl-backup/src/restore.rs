@@ -22,7 +22,7 @@
 //!    a subject still there afterwards fails the restore.
 
 use crate::postgres::Copy;
-use crate::{pg_datastore, Error, PgDatastore};
+use crate::{Error, PgDatastore};
 use drctl_core::Topology;
 use drctl_engine::{ActionError, Actions, Ended, Engine, Note, StepSpec};
 use drctl_state::journal::{exec_state, ExecutionRow};
@@ -440,7 +440,7 @@ pub async fn execute(
     id: &str,
 ) -> Result<Ended, Error> {
     let req = request_of(&*state, id)?;
-    let mut ds = pg_datastore(&topo, &req.datastore)?;
+    let mut ds = crate::pg_datastore_now(&topo, &*state, &req.datastore)?;
     if let Some(r) = &req.replace_of {
         // The primary as it was when the restore was asked for: the copy
         // takes its place, whatever the placement says meanwhile.
