@@ -96,6 +96,21 @@ pub struct PgDatastore {
     pub repo_zone: String,
 }
 
+impl PgDatastore {
+    /// The repository must sit in another zone than the primary (losing
+    /// the zone would lose both). The topology is checked when it is
+    /// loaded; after a failover the primary may have moved into the
+    /// repository's zone, which this says.
+    pub fn zone_warning(&self) -> Option<String> {
+        (self.primary_zone == self.repo_zone).then(|| {
+            format!(
+                "the repository of `{}` is in {}, the zone its primary is in now (after a failover): losing {} would lose the primary and its backups; move the repository (`backup: {{ repo: {{ zone: ... }} }}`) to another zone",
+                self.name, self.repo_zone, self.repo_zone
+            )
+        })
+    }
+}
+
 /// The datastore `name`, when it is PostgreSQL backed up by pgBackRest.
 pub fn pg_datastore(topo: &Topology, name: &str) -> Result<PgDatastore, Error> {
     let id = topo.entity_id(name).ok_or_else(|| {

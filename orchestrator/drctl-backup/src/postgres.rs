@@ -317,10 +317,7 @@ impl Copy {
 
 /// A configuration's text without its `recovery_target*` settings.
 pub fn without_recovery_target(text: &str) -> String {
-    text.lines()
-        .filter(|l| !l.trim_start().starts_with("recovery_target"))
-        .map(|l| format!("{l}\n"))
-        .collect()
+    text.lines().filter(|l| !l.trim_start().starts_with("recovery_target")).map(|l| format!("{l}\n")).collect()
 }
 
 /// Creates an empty folder PostgreSQL's user owns, mode 0700.

@@ -676,7 +676,16 @@ mod tests {
         let ids: Vec<&str> = specs.iter().map(|s| s.id.as_str()).collect();
         assert_eq!(
             ids,
-            ["db/archive", "db/restore", "db/start", "db/erasures", "db/fence", "db/takeover", "db/standbys", "db/verify"]
+            [
+                "db/archive",
+                "db/restore",
+                "db/start",
+                "db/erasures",
+                "db/fence",
+                "db/takeover",
+                "db/standbys",
+                "db/verify"
+            ]
         );
         for (i, s) in specs.iter().enumerate().skip(1) {
             assert_eq!(s.after, [i - 1], "{} waits for {}", s.id, specs[i - 1].id);

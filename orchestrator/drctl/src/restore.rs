@@ -58,6 +58,9 @@ pub async fn backups(topo: &Topology, state: &State, json: bool, style: &Style) 
             if let Some(e) = d["error"].as_str() {
                 println!("    {}", style.red(e));
             }
+            if let Some(w) = d["warning"].as_str() {
+                println!("    {} {w}", style.yellow("!"));
+            }
             if let (Some(a), Some(b)) = (d["earliest_restorable"].as_str(), d["latest_restorable"].as_str()) {
                 println!("    restorable from {a} to {b}");
             }
@@ -91,7 +94,11 @@ pub async fn backup(
     kind: BackupKind,
     style: &Style,
 ) -> Result<Outcome, Failure> {
-    let ds = drctl_backup::pg_datastore(topo, datastore).map_err(failure)?;
+    // The primary where it is now: after a failover, the new one.
+    let ds = drctl_backup::pg_datastore_now(topo, state, datastore).map_err(failure)?;
+    if let Some(w) = ds.zone_warning() {
+        println!("{} {w}", style.yellow("!"));
+    }
     let kind = match kind {
         BackupKind::Full => drctl_backup::pgbackrest::Kind::Full,
         BackupKind::Diff => drctl_backup::pgbackrest::Kind::Diff,
@@ -99,7 +106,12 @@ pub async fn backup(
     };
     audit(state, "backup", &format!("datastore {datastore}"), &serde_json::json!({ "kind": kind.as_str() }))?;
     let site = drctl_backup::site_dir(topo);
-    println!("backing up {datastore} ({}) to its repository in {}", kind.as_str(), ds.repo_zone);
+    println!(
+        "backing up {datastore} ({}) from its primary in {} to its repository in {}",
+        kind.as_str(),
+        ds.primary_zone,
+        ds.repo_zone
+    );
     let started = std::time::Instant::now();
     let set = drctl_backup::take_backup(&site, &ds, kind).await.map_err(failure)?;
     println!(

@@ -353,3 +353,54 @@ fn a_member_that_cannot_be_fenced_refuses_the_replace_unless_named() {
     stop(&pair, &copy_data(&dir));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// After a failover the backups follow the new primary (its folder, its
+/// timeline), and a repository now in the primary's zone is warned about.
+#[test]
+fn after_a_failover_backups_follow_the_new_primary() {
+    let pair = PgPair::start();
+    let dir = tempdir("replace-follow");
+    write_topology(&pair, &dir);
+    // The repository in az2: another zone than the primary, until az2's
+    // standby becomes the primary.
+    let topo = std::fs::read_to_string(dir.join("drctl.yaml")).unwrap().replace("zone: az3", "zone: az2");
+    std::fs::write(dir.join("drctl.yaml"), topo).unwrap();
+    orders_backed_up(&pair, &dir, "");
+
+    let o = drctl(&dir)
+        .args(["declare", "--zone", "az1", "--reason", "az1 lost", "--yes", "-f", "drctl.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert_eq!(pair.psql(pair.standby_port, "SELECT pg_is_in_recovery()"), "f", "az2 is the primary now");
+
+    // The new primary was made before archiving was turned on: the exact
+    // settings are printed, and once applied the backup is of az2.
+    let o = drctl(&dir).args(["backup", "orders-db", "-f", "drctl.yaml"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    assert!(show(&o).contains("archive_mode"), "{}", show(&o));
+    pair.psql(pair.standby_port, "ALTER SYSTEM SET archive_mode = on");
+    let out = drctl_pgserver::command(&pair.bin(), "pg_ctl", drctl_pgserver::Lifetime::Independent)
+        .arg("-D")
+        .arg(pair.dir.join("standby"))
+        .arg("-l")
+        .arg(pair.dir.join("standby.log"))
+        .args(["-w", "-m", "fast", "restart"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let o = drctl(&dir).args(["backup", "orders-db", "-f", "drctl.yaml"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(out.contains("from its primary in az2"), "{out}");
+    assert!(out.contains("the zone its primary is in now"), "the repository's zone is checked again: {out}");
+    let conf = std::fs::read_to_string(dir.join(".drctl/backup/pgbackrest/orders-db.conf")).unwrap();
+    assert!(conf.contains(&format!("pg1-port={}", pair.standby_port)), "{conf}");
+
+    let o = drctl(&dir).args(["backups", "-f", "drctl.yaml", "--output", "json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", show(&o)));
+    let d = &v["datastores"][0];
+    assert!(d["warning"].as_str().unwrap_or("").contains("az2"), "{d}");
+    assert!(d["error"].is_null(), "{d}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
