@@ -367,11 +367,10 @@ pub(crate) fn spawn_execution(s: &Arc<Shared>, id: String) {
         let (s2, id) = (s2.clone(), id.clone());
         async move {
             loop {
-                let result = s2.declarer().run(&id).await;
+                let result = run_execution(&s2, &id).await;
                 // Another process (a `drctl declare` still running) owns it:
                 // watch, and take over if its lease lapses without it ending.
-                if let Err(drctl_control::Error::Engine { source: drctl_engine::Error::Owned { by, .. }, .. }) = &result
-                {
+                if let Err(Stopped::Owned(by)) = &result {
                     (s2.opts.say)(&format!("execution {id} is run by {by}; this controller takes over if it stops"));
                     tokio::select! {
                         _ = tokio::time::sleep(drctl_engine::LEASE) => {}
@@ -399,6 +398,45 @@ pub(crate) fn spawn_execution(s: &Arc<Shared>, id: String) {
             }
         }
     });
+}
+
+/// Why a run of an execution stopped before its end.
+enum Stopped {
+    /// Another process holds its lease (this one takes over if it lapses).
+    Owned(String),
+    Other(String),
+}
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stopped::Owned(by) => write!(f, "run by {by}"),
+            Stopped::Other(why) => f.write_str(why),
+        }
+    }
+}
+
+/// Runs (or resumes) one execution to its end: a declaration through the
+/// declarer, a restore through its own runner (its steps are not a
+/// failover plan), saying on a `--replace` restore's incident how it ended.
+async fn run_execution(s: &Arc<Shared>, id: &str) -> Result<drctl_engine::Ended, Stopped> {
+    let restore = s.opts.state.execution(id).is_ok_and(|row| drctl_backup::restore::is_restore(&row));
+    if !restore {
+        return s.declarer().run(id).await.map_err(|e| match e {
+            drctl_control::Error::Engine { source: drctl_engine::Error::Owned { by, .. }, .. } => Stopped::Owned(by),
+            other => Stopped::Other(other.to_string()),
+        });
+    }
+    let topo = s.opts.topology.clone();
+    let site = drctl_backup::site_dir(&topo);
+    let ended = drctl_backup::restore::execute(topo, site, s.opts.state.clone(), s.opts.clock.clone(), id).await;
+    if drctl_backup::restore::request_of(&*s.opts.state, id).is_ok_and(|r| r.replace_of.is_some()) {
+        drctl_backup::restore::close_incident_of(&*s.opts.state, id, &ended);
+    }
+    ended.map_err(|e| match e {
+        drctl_backup::Error::Engine { source: drctl_engine::Error::Owned { by, .. }, .. } => Stopped::Owned(by),
+        other => Stopped::Other(other.to_string()),
+    })
 }
 
 async fn declare(
