@@ -253,9 +253,28 @@ fn a_bad_delete_is_undone_in_the_primarys_place_and_the_standby_streams_from_it(
     let audit = String::from_utf8_lossy(&audit.stdout).to_string();
     assert!(audit.contains("restore.dry_run") && audit.contains(&format!("execution {id}")), "{audit}");
 
-    // Backups follow the restored copy (its folder, its new timeline).
+    // Backups follow the restored copy (its folder, its new timeline)...
     let o = drctl(&dir).args(["backup", "orders-db", "--kind", "full", "-f", "drctl.yaml"]).output().unwrap();
     assert!(o.status.success(), "{}", show(&o));
+    // ...and a second bad day is undone from them: the copy of a copy
+    // keeps the recovery settings pgBackRest writes for it.
+    let o = drctl(&dir).args(["backups", "-f", "drctl.yaml", "--output", "json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let last = v["datastores"][0]["last_backup"]["finished_at"].as_str().unwrap().to_string();
+    let last = chrono::DateTime::parse_from_rfc3339(&last).unwrap();
+    while chrono::Utc::now() < last + chrono::Duration::milliseconds(1500) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let second = bad_delete(&pair);
+    let o = drctl(&dir)
+        .args(["restore", "orders-db", "--to", &second, "--replace", "--reason", "again", "--yes"])
+        .args(["--into", "c2", "-f", "drctl.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert_eq!(pair.psql(pair.primary_port, "SELECT count(*) FROM orders"), "111", "the rows of the first copy are back");
+    assert!(!runs(&pair, &copy_data(&dir)), "the first copy, replaced in turn, serves nothing");
+    stop(&pair, &dir.join(".drctl/backup/copies/c2/data"));
     stop(&pair, &copy_data(&dir));
     let _ = std::fs::remove_dir_all(&dir);
 }
