@@ -631,7 +631,7 @@ fn lead(shared: &Arc<Shared>, center: &TaskCenter) {
                     &s.opts.topology,
                     &*s.opts.state,
                     &ids,
-                    &*s.opts.clock,
+                    &s.opts.clock,
                     stop.cancelled_owned(),
                     &report,
                 )

@@ -405,20 +405,14 @@ impl Lab {
         // The replication job drctl's controller would run for `assets`.
         {
             let (clients, paused, state) = (clients.clone(), inner.copying_paused.clone(), opts.state.clone());
+            let clock: Arc<dyn drctl_control::schedule::Clock> = Arc::new(drctl_control::schedule::SystemClock);
             tasks.push(tokio::spawn(async move {
                 let every = Duration::from_secs(1);
                 let progress = drctl_aws::s3::NoProgress;
                 loop {
                     if !paused.load(Ordering::SeqCst) {
-                        let _ = drctl_control::replicate::run_once(
-                            &clients,
-                            &topo,
-                            assets,
-                            &*state,
-                            &drctl_control::schedule::SystemClock,
-                            &progress,
-                        )
-                        .await;
+                        let _ = drctl_control::replicate::run_once(&clients, &topo, assets, &*state, &clock, &progress)
+                            .await;
                     }
                     tokio::time::sleep(every).await;
                 }
