@@ -277,15 +277,7 @@ pub fn worst_zone_rto(topo: &Topology, obs: &Observations) -> Vec<Option<f64>> {
     worst
 }
 
-/// The machine's time now, to the second: for progress lines a person reads.
-pub fn now_rfc3339() -> String {
-    rfc3339_secs(SystemTime::now())
-}
-
-/// `at` to the second, as status reports say when they were measured.
-pub fn rfc3339_secs(at: SystemTime) -> String {
-    chrono::DateTime::<chrono::Utc>::from(at).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
+pub use drctl_core::text::rfc3339_secs;
 
 /// Records a status report: each datastore's RPO, and each replica's own
 /// lag (the one `max_lag` is checked against when the primary is gone).

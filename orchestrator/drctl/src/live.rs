@@ -391,13 +391,13 @@ async fn scheduled(clients: &Clients, topo: &Topology, state: &State, ids: &[usi
     let report = |name: &str, result: &Result<drctl_aws::s3::Summary, drctl_control::Error>| match result {
         Ok(s) => println!(
             "{} {name}: copied {} ({}), skipped {}, failed {}",
-            live::now_rfc3339(),
+            drctl_core::text::now_for_humans(),
             s.totals.copied,
             human_bytes(s.totals.bytes),
             s.totals.skipped,
             s.totals.failed
         ),
-        Err(e) => eprintln!("{} {name}: {e}", live::now_rfc3339()),
+        Err(e) => eprintln!("{} {name}: {e}", drctl_core::text::now_for_humans()),
     };
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;

@@ -360,7 +360,7 @@ impl Lab {
             copying_paused: Arc::new(AtomicBool::new(false)),
             clients: clients.clone(),
             shutdown: tokio::sync::Notify::new(),
-            started_at: drctl_control::live::now_rfc3339(),
+            started_at: drctl_core::text::now_for_humans(),
             procs: Mutex::new(Vec::new()),
         });
 
