@@ -80,7 +80,9 @@ pub async fn run_once(
 
 /// Runs each datastore on its own schedule (`every` or `cron`) until
 /// `shutdown` completes; a pass in progress finishes first. `report` hears
-/// about every pass.
+/// about every pass; a datastore `held` says is held skips its passes until
+/// it is not (the lab holds one to stop the controller's copying as a fault).
+#[allow(clippy::too_many_arguments)]
 pub async fn run_scheduled(
     clients: &Clients,
     topo: &Topology,
@@ -88,6 +90,7 @@ pub async fn run_scheduled(
     ids: &[EntityId],
     clock: &Arc<dyn crate::schedule::Clock>,
     shutdown: impl std::future::Future<Output = ()>,
+    held: &(dyn Fn(&str) -> bool + Sync),
     report: &(dyn Fn(&str, &Result<Summary, Error>) + Sync),
 ) {
     let jobs: Vec<(EntityId, drctl_core::topology::Schedule)> = ids
@@ -98,8 +101,12 @@ pub async fn run_scheduled(
         })
         .collect();
     crate::schedule::run_schedule(&**clock, &jobs, shutdown, |id| async move {
+        let name = &topo.entity(id).name;
+        if held(name) {
+            return;
+        }
         let result = run_once(clients, topo, id, state, clock, &s3::NoProgress).await;
-        report(&topo.entity(id).name, &result);
+        report(name, &result);
     })
     .await;
 }

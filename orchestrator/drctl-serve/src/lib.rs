@@ -633,6 +633,7 @@ fn lead(shared: &Arc<Shared>, center: &TaskCenter) {
                     &ids,
                     &s.opts.clock,
                     stop.cancelled_owned(),
+                    &|_| false,
                     &report,
                 )
                 .await;

@@ -402,7 +402,7 @@ async fn scheduled(clients: &Clients, topo: &Topology, state: &State, ids: &[usi
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    replicate::run_scheduled(clients, topo, state, ids, &system_clock(), shutdown, &report).await;
+    replicate::run_scheduled(clients, topo, state, ids, &system_clock(), shutdown, &|_| false, &report).await;
     Ok(Outcome::Done)
 }
 
