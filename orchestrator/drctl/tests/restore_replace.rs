@@ -112,6 +112,13 @@ fn show_json(dir: &Path, id: &str) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", show(&o)))
 }
 
+/// `show`, or `None` while the execution is not journaled yet (its id is
+/// printed before the checks, the journal comes after them).
+fn try_show_json(dir: &Path, id: &str) -> Option<serde_json::Value> {
+    let o = drctl(dir).args(["show", id, "--output", "json", "-f", "drctl.yaml"]).output().unwrap();
+    serde_json::from_slice(&o.stdout).ok()
+}
+
 fn step<'a>(v: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
     v["steps"].as_array().unwrap().iter().find(|s| s["id"] == id).unwrap_or_else(|| panic!("no step {id}: {v}"))
 }
@@ -272,17 +279,22 @@ fn a_bad_delete_is_undone_in_the_primarys_place_and_the_standby_streams_from_it(
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
-    assert_eq!(pair.psql(pair.primary_port, "SELECT count(*) FROM orders"), "111", "the rows of the first copy are back");
+    assert_eq!(
+        pair.psql(pair.primary_port, "SELECT count(*) FROM orders"),
+        "111",
+        "the rows of the first copy are back"
+    );
     assert!(!runs(&pair, &copy_data(&dir)), "the first copy, replaced in turn, serves nothing");
     stop(&pair, &dir.join(".drctl/backup/copies/c2/data"));
     stop(&pair, &copy_data(&dir));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[test]
-fn a_replace_killed_after_the_fence_resumes_without_a_second_restore_or_fence() {
+/// A `--replace` SIGKILLed between the fence and its end: the pair, the
+/// test's folder and the execution's id.
+fn replace_killed_after_the_fence(name: &str) -> (PgPair, PathBuf, String) {
     let pair = PgPair::start();
-    let dir = tempdir("replace-kill");
+    let dir = tempdir(name);
     write_topology(&pair, &dir);
     // Enough data that rebuilding the standby takes a moment to kill it in.
     orders_backed_up(
@@ -305,7 +317,7 @@ fn a_replace_killed_after_the_fence_resumes_without_a_second_restore_or_fence() 
     let reader = std::thread::spawn(move || lines.map_while(Result::ok).count());
     let mut fenced = false;
     wait_for("the fence to succeed", 300, || {
-        let v = show_json(&dir, &id);
+        let Some(v) = try_show_json(&dir, &id) else { return false };
         fenced = step(&v, "orders-db/fence")["state"] == "succeeded";
         fenced || v["state"] != "running"
     });
@@ -314,10 +326,12 @@ fn a_replace_killed_after_the_fence_resumes_without_a_second_restore_or_fence() 
     let _ = reader.join();
     let v = show_json(&dir, &id);
     assert!(fenced && v["state"] == "running", "killed mid-way, after the fence: {v}");
+    (pair, dir, id)
+}
 
-    let o = drctl(&dir).args(["resume", &id, "-f", "drctl.yaml"]).output().unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
-    let v = show_json(&dir, &id);
+/// After the resume: one restore, one fence, one copy, the data back.
+fn assert_resumed_once(pair: &PgPair, dir: &Path, id: &str) {
+    let v = show_json(dir, id);
     assert_eq!(v["state"], "succeeded", "{v}");
     let restore = step(&v, "orders-db/restore");
     assert_eq!(restore["attempts"], 1, "one pgBackRest restore, not a second: {v}");
@@ -328,7 +342,31 @@ fn a_replace_killed_after_the_fence_resumes_without_a_second_restore_or_fence() 
         .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
         .collect();
     assert_eq!(copies, ["c1"], "one copy, not a second one");
-    assert_replaced(&pair, &dir);
+    assert_replaced(pair, dir);
+}
+
+#[test]
+fn a_replace_killed_after_the_fence_resumes_without_a_second_restore_or_fence() {
+    let (pair, dir, id) = replace_killed_after_the_fence("replace-kill");
+    let o = drctl(&dir).args(["resume", &id, "-f", "drctl.yaml"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert_resumed_once(&pair, &dir, &id);
+    stop(&pair, &copy_data(&dir));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The controller, started after the kill, finishes the restore itself
+/// (through the restore's own steps, not a failover plan).
+#[test]
+fn the_controller_finishes_a_replace_killed_after_the_fence() {
+    let (pair, dir, id) = replace_killed_after_the_fence("replace-serve");
+    let srv = common::start(&dir, &[], "http");
+    wait_for("the controller to finish the restore", 300, || {
+        let v = show_json(&dir, &id);
+        v["state"] != "running"
+    });
+    drop(srv);
+    assert_resumed_once(&pair, &dir, &id);
     stop(&pair, &copy_data(&dir));
     let _ = std::fs::remove_dir_all(&dir);
 }
