@@ -259,6 +259,14 @@ fn a_bad_delete_is_undone_in_the_primarys_place_and_the_standby_streams_from_it(
     let audit = drctl(&dir).args(["audit", "list", "-f", "drctl.yaml"]).output().unwrap();
     let audit = String::from_utf8_lossy(&audit.stdout).to_string();
     assert!(audit.contains("restore.dry_run") && audit.contains(&format!("execution {id}")), "{audit}");
+    // The replace opened a public incident, which says how it ended; the
+    // reason stays internal.
+    let o = drctl(&dir).args(["status-page", "export", "site", "-f", "drctl.yaml"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let page = std::fs::read_to_string(dir.join("site/index.html")).unwrap();
+    assert!(page.contains("Restoring orders-db to an earlier point"), "the incident is on the page");
+    assert!(page.contains("restored and serving again"), "and says how it ended");
+    assert!(!page.contains("ticket 7"), "the reason is internal");
 
     // Backups follow the restored copy (its folder, its new timeline)...
     let o = drctl(&dir).args(["backup", "orders-db", "--kind", "full", "-f", "drctl.yaml"]).output().unwrap();
