@@ -364,7 +364,8 @@ fn replace_of(pg: &PgRestore) -> Result<&ReplaceOf, ActionError> {
 /// `DS/fence`: every member through the fence ladder.
 pub(crate) async fn fence(pg: &PgRestore, execution: &str, step: &str) -> Result<Note, ActionError> {
     let o = overrides(pg, execution);
-    drctl_control::fence::fence_all(&pg.topo, &pg.req.datastore, &o, execution, step)
+    let primary = &replace_of(pg)?.primary.zone;
+    drctl_control::fence::fence_all(&pg.topo, &pg.req.datastore, primary, &o, execution, step)
         .await
         .map(|notes| Some(notes.join("; ")))
         .map_err(ActionError::Fatal)

@@ -65,10 +65,13 @@ pub(crate) async fn fence_member(m: &Member, who: &Asker<'_>, unfenced: bool) ->
         Err(e) => format!("its client path could not be closed ({e})"),
     };
     match &m.fence {
-        Some(argv) => run_command(argv, m, who)
-            .await
-            .map(Outcome::ByCommand)
-            .map_err(|e| format!("{}: {not_closed}, and its fence command failed: {e}", m.zone)),
+        Some(argv) => match run_command(argv, m, who).await {
+            Ok(how) => Ok(Outcome::ByCommand(how)),
+            // Fenced neither way: the commander's named override lets the
+            // run go on beside it, as for a member with no command.
+            Err(e) if unfenced => Ok(Outcome::NotFenced(format!("{not_closed}, and its fence command failed: {e}"))),
+            Err(e) => Err(format!("{}: {not_closed}, and its fence command failed: {e}", m.zone)),
+        },
         None if unfenced => Ok(Outcome::NotFenced(format!("{not_closed} and it has no `fence` command"))),
         None => Err(format!(
             "{}: {not_closed} and it has no `fence` command: promoting now could leave two writable primaries",
@@ -182,24 +185,29 @@ pub async fn replace_checks(
 }
 
 /// Fences every member of `name` through the ladder a promote uses, for a
-/// restore that replaces its primary. Idempotent: a member fenced before
-/// answers `already fenced`, a standby has nothing to fence. One line per
-/// member; `Err` names the member that could not be fenced, and the
-/// override that would let the restore go on beside it.
+/// restore that replaces its primary; the member in `last` (the primary)
+/// last, so that a member that cannot be fenced stops the run while the
+/// primary still serves. Idempotent: a member fenced before answers
+/// `already fenced`, a standby has nothing to fence. One line per member;
+/// `Err` names the member that could not be fenced, and the override that
+/// would let the restore go on beside it.
 pub async fn fence_all(
     topo: &Topology,
     name: &str,
+    last: &str,
     overrides: &crate::overrides::Overrides,
     execution: &str,
     step: &str,
 ) -> Result<Vec<String>, String> {
-    let (members, _, _) = pg_datastore(topo, name).ok_or_else(|| format!("`{name}` is not a postgres datastore"))?;
+    let (mut members, _, _) =
+        pg_datastore(topo, name).ok_or_else(|| format!("`{name}` is not a postgres datastore"))?;
+    members.sort_by_key(|m| m.zone == last);
     let who = Asker { datastore: name, execution, step };
     let mut notes = Vec::new();
     for m in &members {
         let outcome = fence_member(m, &who, overrides.unfenced(name, &m.zone)).await.map_err(|why| {
             format!(
-                "{why}. Nothing else was changed: the restored copy does not serve. Fence it, or go on beside it with `{}`",
+                "{why}. The restored copy does not serve; members fenced before it stay fenced (the primary is fenced last). Fence it, or go on beside it with `{}`",
                 crate::overrides::unfenced_flag(name, &m.zone)
             )
         })?;

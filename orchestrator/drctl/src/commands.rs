@@ -81,6 +81,12 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             runtime()?.block_on(crate::execute::retry(declarer, &id, &step, &lifted, &style))
         }
         Command::Skip { file, id, step, yes } => {
+            let state = ctx.state(&file.path)?;
+            if state.execution(&id).is_ok_and(|row| drctl_backup::restore::is_restore(&row)) {
+                let topo = load(&file.path, &style)?;
+                let clients = context::clients(&ctx.wiring(&file.path));
+                return runtime()?.block_on(crate::restore::skip(topo, state, clients, &id, &step, yes, &style));
+            }
             let topo = load(&file.path, &style)?;
             let declarer = ctx.declarer(topo, &file.path)?;
             runtime()?.block_on(crate::execute::skip(declarer, &id, &step, yes, &style))
@@ -90,6 +96,26 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             // A step recorded as done by hand lets a paused execution go on:
             // here, when its topology is at hand.
             if done && store.file.exists() {
+                let state = ctx.store(&store)?;
+                let row = state.execution(&id).map_err(crate::execute::state_error)?;
+                if drctl_backup::restore::is_restore(&row) && row.state == drctl_state::journal::exec_state::PAUSED {
+                    // Recorded in the journal as for a declaration; the
+                    // restore's own runner carries it on.
+                    let who = drctl_control::declare::Actor::new(by.as_str(), "cli");
+                    drctl_control::declare::approve(
+                        &*state,
+                        &id,
+                        &step,
+                        true,
+                        &who,
+                        drctl_state::controller::Role::Admin,
+                    )
+                    .map_err(crate::execute::control_error)?;
+                    println!("recorded {step} of {id} as done by hand, as {by}; what needs it goes on");
+                    let topo = load(&store.file, &style)?;
+                    let clients = context::clients(&ctx.wiring(&store.file));
+                    return runtime()?.block_on(crate::restore::resume(topo, state, clients, &id, &style));
+                }
                 let topo = load(&store.file, &style)?;
                 let declarer = ctx.declarer(topo, &store.file)?;
                 runtime()?.block_on(crate::execute::approve_and_go_on(declarer, &id, &step, done, &by, &style))

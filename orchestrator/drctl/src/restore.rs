@@ -333,6 +333,65 @@ pub async fn resume(
     run(Arc::new(topo), state, id, style).await
 }
 
+/// `drctl skip` of a paused restore's failed step: gives it up, and every
+/// step that needs it (listed first), audited; the rest goes on.
+pub async fn skip(
+    topo: Topology,
+    state: Arc<State>,
+    clients: Arc<Clients>,
+    id: &str,
+    step: &str,
+    yes: bool,
+    style: &Style,
+) -> Result<Outcome, Failure> {
+    let req = restore::request_of(&*state, id).map_err(failure)?;
+    let specs = restore::steps(&req);
+    let Some(idx) = specs.iter().position(|s| s.id == step) else {
+        return Err(Failure::bad_input(format!("restore {id} has no step `{step}` (see `drctl show {id}`)")));
+    };
+    // Refused before it is audited: a decision that does not fit changes nothing.
+    let row = state.execution(id).map_err(crate::execute::state_error)?;
+    let failed = state
+        .steps(id)
+        .map_err(crate::execute::state_error)?
+        .iter()
+        .any(|s| s.id == step && s.state == drctl_state::journal::StepState::Failed);
+    if row.state != drctl_state::journal::exec_state::PAUSED || !failed {
+        return Err(Failure::bad_input(format!(
+            "restore {id} is {} and its step `{step}` did not fail: only a paused restore's failed step can be given up",
+            row.state
+        )));
+    }
+    let needing: Vec<String> =
+        drctl_engine::decide::needing(&specs, idx).into_iter().map(|i| specs[i].id.clone()).collect();
+    if needing.is_empty() {
+        println!("giving up {step}: no step needs it");
+    } else {
+        println!("giving up {step} and the {} step(s) that need it: {}", needing.len(), needing.join(", "));
+    }
+    if !yes && std::io::stdin().is_terminal() {
+        print!("Give them up? Type {step} to confirm: ");
+        let _ = std::io::stdout().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        if answer.trim() != step {
+            println!("nothing given up");
+            return Ok(Outcome::Failed);
+        }
+    }
+    let who = drctl_control::declare::Actor::cli();
+    audit(
+        &*state,
+        "skip",
+        &format!("execution {id} step {step}"),
+        &serde_json::json!({"step": step, "gives_up": needing}),
+    )?;
+    drctl_engine::decide::skip(&*state, id, &specs, step, &format!("given up by {}", who.name), SystemTime::now())
+        .map_err(|e| Failure::bad_input(e.to_string()))?;
+    println!("{id}\ngave up {step}; the rest goes on");
+    resume(topo, state, clients, id, style).await
+}
+
 /// Runs (or resumes) a journaled restore, printing each step as the journal records it.
 async fn run(topo: Arc<Topology>, state: Arc<State>, id: &str, style: &Style) -> Result<Outcome, Failure> {
     let site = drctl_backup::site_dir(&topo);
@@ -391,6 +450,14 @@ async fn run(topo: Arc<Topology>, state: Arc<State>, id: &str, style: &Style) ->
                     );
                 }
                 eprintln!("  `{}` runs it again as it is", drctl_core::hint::drctl(&format!("retry {id} {step}")));
+                eprintln!(
+                    "  `{}` gives it up, and every step that needs it",
+                    drctl_core::hint::drctl(&format!("skip {id} {step}"))
+                );
+                eprintln!(
+                    "  `{}` you did it by hand: what needs it goes on",
+                    drctl_core::hint::drctl(&format!("approve {id} {step} --done"))
+                );
             }
             eprintln!("  `{}` stops here: nothing more changes", drctl_core::hint::drctl(&format!("abort {id}")));
             return Ok(Outcome::Failed);

@@ -469,3 +469,55 @@ fn after_a_failover_backups_follow_the_new_primary() {
     assert!(d["error"].is_null(), "{d}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A fence that fails pauses the replace before the copy serves; the
+/// printed decisions work: here the commander goes on beside the member.
+#[test]
+fn a_failed_fence_pauses_the_replace_until_the_commander_decides() {
+    let pair = PgPair::start();
+    let dir = tempdir("replace-paused");
+    write_topology(&pair, &dir);
+    // The standby's out-of-band fence fails (its agent is down, say).
+    let topo = std::fs::read_to_string(dir.join("drctl.yaml")).unwrap().replace(
+        &format!("url: \"{}\" }}", pair.standby_url()),
+        &format!("url: \"{}\", fence: {{ command: [\"false\"] }} }}", pair.standby_url()),
+    );
+    std::fs::write(dir.join("drctl.yaml"), topo).unwrap();
+    orders_backed_up(&pair, &dir, "");
+    let point = bad_delete(&pair);
+    stop(&pair, &pair.dir.join("standby"));
+
+    let o = drctl(&dir)
+        .args(["restore", "orders-db", "--to", &point, "--replace", "--reason", "bad delete", "--yes"])
+        .args(["--into", "c1", "-f", "drctl.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let id = String::from_utf8_lossy(&o.stdout).lines().next().unwrap().to_string();
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(err.contains("is paused") && err.contains("orders-db/fence"), "{err}");
+    // drctl.yaml is the default topology: the hints need no -f.
+    let retry = format!("drctl retry {id} orders-db/fence --unfenced orders-db/az2");
+    assert!(err.contains(&retry), "the decision is printed as it is typed: {err}");
+    assert!(err.contains(&format!("drctl approve {id} orders-db/fence --done")), "{err}");
+    let v = show_json(&dir, &id);
+    assert_eq!(v["state"], "paused", "{v}");
+    assert_eq!(step(&v, "orders-db/takeover")["state"], "pending", "the copy does not serve: {v}");
+    assert_eq!(pair.psql(pair.primary_port, "SELECT count(*) FROM orders"), "1", "the primary serves as before");
+    let o = drctl(&dir).args(["resume", &id, "-f", "drctl.yaml"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "resume does not decide for the commander: {}", show(&o));
+
+    // The first decision printed, typed as printed: go on beside az2.
+    let words: Vec<&str> = retry.split_whitespace().skip(1).collect();
+    let o = drctl(&dir).args(&words).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let v = show_json(&dir, &id);
+    assert_eq!(v["state"], "succeeded", "{v}");
+    let fence = step(&v, "orders-db/fence");
+    assert!(fence["note"].as_str().unwrap().contains("az2: NOT FENCED"), "the journal says so: {v}");
+    let audit = drctl(&dir).args(["audit", "list", "-f", "drctl.yaml"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&audit.stdout).contains("retry"), "{}", show(&audit));
+    assert_eq!(pair.psql(pair.primary_port, "SELECT count(*) FROM orders"), "110");
+    stop(&pair, &copy_data(&dir));
+    let _ = std::fs::remove_dir_all(&dir);
+}
