@@ -278,7 +278,7 @@ pub fn begin(state: &State, p: &Proposal, reason: &str, who: &Actor, at: SystemT
     let request = serde_json::json!({ "datastore": r.datastore, "to": r.to, "target": r.target, "into": r.into,
         "replace": true, "reason": reason, "unfenced": r.unfenced, "dry_run": false });
     drctl_control::declare::audit(state, who, "restore", &format!("execution {}", p.id), &request)?;
-    crate::restore::create(state, p, reason, at)?;
+    crate::restore::create_by(state, p, reason, at, Some(&who.name))?;
     let incident = state.create_incident(
         &format!("Restoring {} to an earlier point", r.datastore),
         "identified",

@@ -87,6 +87,9 @@ impl Request {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Options {
     restore: Request,
+    /// Who asked for it (a `--replace`'s overrides are shown with it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    declared_by: Option<String>,
 }
 
 /// Whether a journaled execution is a restore (its options say so).
@@ -402,8 +405,14 @@ pub fn steps(req: &Request) -> Vec<StepSpec> {
 /// Journals the restore (nothing locked: a copy beside the datastore
 /// touches nothing a failover needs).
 pub fn create(state: &State, p: &Proposal, reason: &str, at: SystemTime) -> Result<(), Error> {
+    create_by(state, p, reason, at, None)
+}
+
+/// [`create`], recording who asked for it.
+pub fn create_by(state: &State, p: &Proposal, reason: &str, at: SystemTime, by: Option<&str>) -> Result<(), Error> {
     let specs = steps(&p.request);
-    let options = serde_json::to_string(&Options { restore: p.request.clone() }).unwrap_or_default();
+    let options = serde_json::to_string(&Options { restore: p.request.clone(), declared_by: by.map(str::to_string) })
+        .unwrap_or_default();
     let row = ExecutionRow {
         id: p.id.clone(),
         declared_at: at,

@@ -613,7 +613,11 @@ fn observations_before(topo: &Topology, state: &State, row: &ExecutionRow) -> Re
 /// the declaration, then those each `retry` added.
 pub fn overrides_used(state: &State, row: &ExecutionRow) -> Result<Vec<serde_json::Value>, Error> {
     let options: serde_json::Value = serde_json::from_str(&row.options).unwrap_or_default();
-    let declared: Overrides = serde_json::from_value(options["overrides"].clone()).unwrap_or_default();
+    let mut declared: Overrides = serde_json::from_value(options["overrides"].clone()).unwrap_or_default();
+    // A restore's `--replace` keeps its `--unfenced` members in its request.
+    for u in options["restore"]["unfenced"].as_array().into_iter().flatten().filter_map(|u| u.as_str()) {
+        declared.unfenced.push(u.to_string());
+    }
     let by = options["declared_by"].as_str().unwrap_or("unknown");
     let mut out: Vec<serde_json::Value> = declared
         .flags()

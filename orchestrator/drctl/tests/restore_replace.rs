@@ -412,6 +412,7 @@ fn a_member_that_cannot_be_fenced_refuses_the_replace_unless_named() {
     let id = String::from_utf8_lossy(&o.stdout).lines().next().unwrap().to_string();
     let v = show_json(&dir, &id);
     assert!(step(&v, "orders-db/fence")["note"].as_str().unwrap().contains("az2: NOT FENCED"), "{v}");
+    assert_eq!(v["overrides"][0]["override"], "--unfenced orders-db/az2", "show names the override: {v}");
     assert_eq!(pair.psql(pair.primary_port, "SELECT count(*) FROM orders"), "110");
     let audit = drctl(&dir).args(["audit", "list", "-f", "drctl.yaml"]).output().unwrap();
     assert!(String::from_utf8_lossy(&audit.stdout).contains("restore.refused"), "{}", show(&audit));
