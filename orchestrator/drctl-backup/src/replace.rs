@@ -603,7 +603,11 @@ pub(crate) async fn verify(pg: &PgRestore) -> Result<Note, ActionError> {
         return Err(ActionError::Fatal(format!("{}:{} is a standby, not the restored primary", p.host, p.port)));
     }
     let copy = copy_of(&pg.site, &pg.req);
-    if Path::new(&data) != copy.data {
+    // The same folder, however each side spells it (`..`, a symlink).
+    let same = |a: &Path, b: &Path| {
+        a == b || matches!((std::fs::canonicalize(a), std::fs::canonicalize(b)), (Ok(x), Ok(y)) if x == y)
+    };
+    if !same(Path::new(&data), &copy.data) {
         return Err(ActionError::Fatal(format!(
             "{}:{} serves {data}, not the restored copy {}",
             p.host,
