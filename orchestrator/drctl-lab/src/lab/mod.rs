@@ -259,7 +259,7 @@ impl Lab {
         for z in 1..=3u8 {
             let (public, private) = layout.s3(z);
             let root = opts.dir.join("s3").join(format!("az{z}"));
-            let _ = std::fs::remove_dir_all(&root);
+            S3Server::wipe(&root);
             let bucket = format!("lab-assets-az{z}");
             let server = S3Server::start(private, &root, &[&bucket]).await?;
             let proxy = Proxy::start_with(public, private, route.clone())
