@@ -156,8 +156,11 @@ fn rate(d: &mut Decoder, node: Option<&yaml::Node>, what: &str) -> Option<f64> {
 }
 
 fn decode(d: &mut Decoder, root: &yaml::Node, path: &Path) -> Option<Experiment> {
-    let top =
-        d.fields(root, &"the experiment", &["name", "description", "faults", "duration", "stop_when", "declare", "recover"])?;
+    let top = d.fields(
+        root,
+        &"the experiment",
+        &["name", "description", "faults", "duration", "stop_when", "declare", "recover"],
+    )?;
     let name = d.req_string(&top, "name", &"the experiment");
     let description = d.opt_string(&top, "description", &"the experiment").map(|s| s.value);
     let duration = d.required(&top, "duration", &"the experiment").and_then(|n| d.duration(n, &"`duration`"));
@@ -324,7 +327,11 @@ fn decode(d: &mut Decoder, root: &yaml::Node, path: &Path) -> Option<Experiment>
         if let Some(node) = top.get("recover") {
             if !faults.iter().any(|f| f.fault.is_logical()) {
                 d.diags
-                    .error(Code::BadValue, node.pos, "`recover: restore` answers a logical disaster, and no fault here is one")
+                    .error(
+                        Code::BadValue,
+                        node.pos,
+                        "`recover: restore` answers a logical disaster, and no fault here is one",
+                    )
                     .with_hint("add a `data-loss` or `object-overwrite` fault, or drop `recover: restore`");
             }
         }
@@ -420,7 +427,10 @@ mod logical {
         )
         .unwrap();
         assert_eq!(e.recover, Recover::Restore);
-        assert_eq!(e.faults[0].fault, Fault::DataLoss { datastore: "orders-db".into(), sql: "DELETE FROM workload".into() });
+        assert_eq!(
+            e.faults[0].fault,
+            Fault::DataLoss { datastore: "orders-db".into(), sql: "DELETE FROM workload".into() }
+        );
         assert_eq!(e.faults[1].fault, Fault::ObjectOverwrite { datastore: "assets".into(), share: 0.5 });
         assert!(e.faults.iter().all(|f| f.fault.is_logical()));
 
@@ -431,13 +441,19 @@ mod logical {
         .unwrap_err();
         let got: Vec<String> = errs.iter().map(|d| format!("{}:{} {}", d.pos.line, d.pos.col, d.message)).collect();
         assert!(got.iter().any(|g| g.starts_with("3:13 fault kind `data-los`")), "{got:#?}");
-        assert!(errs.iter().any(|d| d.hint.as_deref().is_some_and(|h| h.starts_with("did you mean `data-loss`?"))), "{errs:#?}");
+        assert!(
+            errs.iter().any(|d| d.hint.as_deref().is_some_and(|h| h.starts_with("did you mean `data-loss`?"))),
+            "{errs:#?}"
+        );
         assert!(got.iter().any(|g| g.starts_with("4:") && g.contains("sqll")), "unknown key refused: {got:#?}");
         assert!(got.iter().any(|g| g.starts_with("4:") && g.contains("sql")), "sql missing: {got:#?}");
         assert!(got.iter().any(|g| g.starts_with("5:") && g.contains("`share` `2` is not a share")), "{got:#?}");
         assert!(got.iter().any(|g| g.starts_with("6:") && g.contains("needs `share:`")), "{got:#?}");
         assert!(got.iter().any(|g| g.starts_with("8:10") && g.contains("`recover` `restor`")), "{got:#?}");
-        assert!(errs.iter().any(|d| d.hint.as_deref().is_some_and(|h| h.contains("did you mean `restore`?"))), "{errs:#?}");
+        assert!(
+            errs.iter().any(|d| d.hint.as_deref().is_some_and(|h| h.contains("did you mean `restore`?"))),
+            "{errs:#?}"
+        );
 
         let errs = load_str(
             "name: x\nfaults:\n  - { kind: zone-outage, zones: [a] }\nduration: 1m\nrecover: restore\n",

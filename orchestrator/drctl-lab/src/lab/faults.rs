@@ -331,9 +331,9 @@ pub(super) async fn inject(inner: &Inner, req: FaultRequest, dry_run: bool) -> R
                     "`{datastore}` is not a PostgreSQL datastore of the lab (it has `orders-db`)"
                 )));
             }
-            let z = pg_primary_zone(inner)
-                .await
-                .ok_or_else(|| Error::BadInput("orders-db has no writable primary to run the SQL on right now".into()))?;
+            let z = pg_primary_zone(inner).await.ok_or_else(|| {
+                Error::BadInput("orders-db has no writable primary to run the SQL on right now".into())
+            })?;
             if dry_run {
                 hits.push(format!("orders-db primary in {}: would run `{sql}`", zone_name(z)));
             } else {
@@ -363,9 +363,8 @@ pub(super) async fn inject(inner: &Inner, req: FaultRequest, dry_run: bool) -> R
                 )));
             }
             let b = assets_bucket(inner, 1).await?;
-            let objects = drctl_aws::s3::list(&b)
-                .await
-                .map_err(|e| Error::Process(format!("listing assets in lab-az1: {e}")))?;
+            let objects =
+                drctl_aws::s3::list(&b).await.map_err(|e| Error::Process(format!("listing assets in lab-az1: {e}")))?;
             let mut keys: Vec<&String> = objects.keys().collect();
             keys.sort();
             let chosen = every_share(&keys, *share);

@@ -166,9 +166,8 @@ pub(super) async fn restored(
         }
         "assets" => {
             let b = assets_bucket(inner, 1).await?;
-            let objects = drctl_aws::s3::list(&b)
-                .await
-                .map_err(|e| Error::Process(format!("listing assets in lab-az1: {e}")))?;
+            let objects =
+                drctl_aws::s3::list(&b).await.map_err(|e| Error::Process(format!("listing assets in lab-az1: {e}")))?;
             // An object still holding the fault's ciphertext is not back.
             let bad = overwritten_etag();
             let intact = objects
