@@ -213,6 +213,9 @@ pub struct Restored {
     pub after_point: u64,
     /// Of those, the ones the datastore no longer holds: the restore gave them up.
     pub lost_writes: u64,
+    /// When the newest write acknowledged before the point that came back
+    /// was acknowledged (ms since the epoch): the point really recovered.
+    pub newest_back_ms: Option<u64>,
     /// The zone of the primary the counts were read from.
     pub read_from: String,
 }

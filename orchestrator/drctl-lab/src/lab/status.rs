@@ -186,6 +186,12 @@ pub(super) async fn restored(
         came_back: before.iter().filter(|a| present.contains(&a.seq)).count() as u64,
         after_point: after.len() as u64,
         lost_writes: after.iter().filter(|a| !present.contains(&a.seq)).count() as u64,
+        newest_back_ms: before
+            .iter()
+            .filter(|a| present.contains(&a.seq))
+            .filter_map(|a| a.at.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_millis() as u64)
+            .max(),
         read_from: zone_name(zone),
     })
 }
