@@ -247,14 +247,9 @@ fn state_index(s: State) -> usize {
     }
 }
 
-/// Escapes text for HTML.
-pub fn esc(s: &str) -> String {
-    drctl_drill::report::esc(s)
-}
+pub use drctl_core::text::html_escape as esc;
 
-pub fn rfc3339(t: SystemTime) -> String {
-    chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
+pub use drctl_core::text::rfc3339_secs as rfc3339;
 
 fn when(t: SystemTime) -> String {
     chrono::DateTime::<chrono::Utc>::from(t).format("%Y-%m-%d %H:%M UTC").to_string()
