@@ -211,5 +211,7 @@ pub fn s3_request(
         kind: "s3".into(),
         prefix: prefix.map(str::to_string),
         set: None,
+        replace_of: None,
+        unfenced: Vec::new(),
     })
 }

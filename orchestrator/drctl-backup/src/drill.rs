@@ -10,7 +10,7 @@
 //! never pushes WAL into the production repository.
 
 use crate::restore::{self, epoch, rfc3339};
-use crate::{pg_datastore, Error};
+use crate::Error;
 use drctl_core::restore_test::{Point, RestoreTest};
 use drctl_core::Topology;
 use drctl_engine::Ended;
@@ -66,7 +66,7 @@ pub async fn run(
     report_dir: Option<PathBuf>,
 ) -> Result<TestRun, Error> {
     let site = crate::site_dir(&topo);
-    let ds = pg_datastore(&topo, &test.datastore)?;
+    let ds = crate::pg_datastore_now(&topo, &*state, &test.datastore)?;
     let started_at = SystemTime::now();
     let started = Instant::now();
     let earliest = if test.to == Point::Random {

@@ -17,6 +17,7 @@ pub mod cloud;
 pub mod drill;
 pub mod pgbackrest;
 pub mod postgres;
+pub mod replace;
 pub mod report;
 pub mod restore;
 pub mod schedule;
@@ -56,6 +57,14 @@ pub enum Error {
     Io { what: String, why: String },
     #[error(transparent)]
     State(#[from] drctl_state::Error),
+    /// A check refused the restore before anything changed (a member that
+    /// can be fenced neither way, an address not on this host); each line
+    /// says what would lift it.
+    #[error("the restore is refused; nothing was changed: {}", .0.join("; "))]
+    Refused(Vec<String>),
+    /// The audit log or another operation of drctl's control failed.
+    #[error(transparent)]
+    Control(#[from] drctl_control::Error),
     #[error("execution {execution}: {source}")]
     Engine { execution: String, source: drctl_engine::Error },
 }
@@ -86,6 +95,21 @@ pub struct PgDatastore {
     pub primary_url: String,
     pub primary_zone: String,
     pub repo_zone: String,
+}
+
+impl PgDatastore {
+    /// The repository must sit in another zone than the primary (losing
+    /// the zone would lose both). The topology is checked when it is
+    /// loaded; after a failover the primary may have moved into the
+    /// repository's zone, which this says.
+    pub fn zone_warning(&self) -> Option<String> {
+        (self.primary_zone == self.repo_zone).then(|| {
+            format!(
+                "the repository of `{}` is in {}, the zone its primary is in now (after a failover): losing {} would lose the primary and its backups; move the repository (`backup: {{ repo: {{ zone: ... }} }}`) to another zone",
+                self.name, self.repo_zone, self.repo_zone
+            )
+        })
+    }
 }
 
 /// The datastore `name`, when it is PostgreSQL backed up by pgBackRest.
@@ -123,6 +147,24 @@ pub fn pg_datastore(topo: &Topology, name: &str) -> Result<PgDatastore, Error> {
         primary_zone: topo.zones[primary.zone].name.clone(),
         repo_zone: topo.zones[spec.repo.zone].name.clone(),
     })
+}
+
+/// The datastore `name` with its primary where it is now: after a
+/// failover the state store places the primary in another zone, and the
+/// backups and restores follow it (the new primary's timeline).
+pub fn pg_datastore_now(topo: &Topology, state: &drctl_state::State, name: &str) -> Result<PgDatastore, Error> {
+    let mut ds = pg_datastore(topo, name)?;
+    let placed = state.placements().unwrap_or_default().into_iter().find(|(d, _)| d == name).map(|(_, z)| z);
+    if let Some(zone) = placed.filter(|z| *z != ds.primary_zone) {
+        let id = topo.entity_id(name).ok_or_else(|| Error::NotBackedUp(format!("no datastore `{name}`")))?;
+        if let EntitySpec::Datastore(d) = &topo.entity(id).spec {
+            if let Some(m) = drctl_control::live::postgres_members(topo, d).into_iter().find(|m| m.zone == zone) {
+                ds.primary_url = m.url;
+                ds.primary_zone = zone;
+            }
+        }
+    }
+    Ok(ds)
 }
 
 /// The repository's cipher passphrase, made once (random, 0600) and kept

@@ -145,6 +145,9 @@ pub async fn last_archived(url: &str) -> Result<Option<f64>, Error> {
     Ok(row.get(0))
 }
 
+/// The line that marks a copy configured to serve in a primary's place.
+const SERVING: &str = "# serving in the primary's place (drctl restore --replace)\n";
+
 /// A restored copy's data directory and where it listens.
 #[derive(Debug, Clone)]
 pub struct Copy {
@@ -188,6 +191,31 @@ impl Copy {
     /// archiving (never into the production repository), no replication
     /// from anyone.
     pub fn configure(&self) -> Result<(), Error> {
+        let sockets = self.socket_dir.display().to_string();
+        self.write_settings(&sockets, "archive_mode = 'off'\narchive_command = ''\n", "")
+    }
+
+    /// The settings of a copy that serves in a primary's place (`restore
+    /// --replace`): the primary's port and address, its socket folders
+    /// first (local clients keep theirs) then the copy's own, and WAL
+    /// archived into the datastore's repository again, on the copy's new
+    /// timeline.
+    pub fn configure_serving(&self, primary_sockets: Option<&str>, archive_command: &str) -> Result<(), Error> {
+        let own = self.socket_dir.display().to_string();
+        let sockets = match primary_sockets.filter(|s| !s.trim().is_empty()) {
+            Some(p) => format!("{p},{own}"),
+            None => own,
+        };
+        let archive = format!("archive_mode = 'on'\narchive_command = '{}'\n", archive_command.replace('\'', "''"));
+        self.write_settings(&sockets, &archive, SERVING)
+    }
+
+    /// Whether the copy was configured to serve in a primary's place.
+    pub fn is_serving(&self) -> bool {
+        std::fs::read_to_string(self.data.join("postgresql.auto.conf")).is_ok_and(|t| t.contains(SERVING))
+    }
+
+    fn write_settings(&self, sockets: &str, archive: &str, note: &str) -> Result<(), Error> {
         let io =
             |e: std::io::Error| Error::Io { what: format!("configure {}", self.data.display()), why: e.to_string() };
         std::fs::create_dir_all(&self.socket_dir).map_err(io)?;
@@ -198,11 +226,17 @@ impl Copy {
         if let Some(at) = text.find(marker) {
             text.truncate(at);
         }
+        if !note.is_empty() {
+            // Serving, the copy is done recovering: the restore's target
+            // must not travel to the standbys rebuilt from it, which would
+            // stop at it and promote themselves.
+            text = without_recovery_target(&text);
+        }
         text.push_str(&format!(
-            "{marker}\nport = {}\nlisten_addresses = '{}'\nunix_socket_directories = '{}'\narchive_mode = 'off'\narchive_command = ''\nprimary_conninfo = ''\nhot_standby = on\n",
+            "{marker}\n{note}port = {}\nlisten_addresses = '{}'\nunix_socket_directories = '{}'\n{archive}primary_conninfo = ''\nhot_standby = on\n",
             self.port,
             self.listen.as_deref().unwrap_or(""),
-            self.socket_dir.display()
+            sockets.replace('\'', "''"),
         ));
         std::fs::write(&conf, text).map_err(io)?;
         drctl_pgserver::hand_over(&conf).map_err(io)?;
@@ -279,6 +313,11 @@ impl Copy {
         let _ = std::fs::remove_dir_all(&self.socket_dir);
         let _ = std::fs::remove_file(self.data.with_extension("log"));
     }
+}
+
+/// A configuration's text without its `recovery_target*` settings.
+pub fn without_recovery_target(text: &str) -> String {
+    text.lines().filter(|l| !l.trim_start().starts_with("recovery_target")).map(|l| format!("{l}\n")).collect()
 }
 
 /// Creates an empty folder PostgreSQL's user owns, mode 0700.

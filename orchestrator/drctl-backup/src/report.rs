@@ -7,7 +7,7 @@
 //! primary's archiver says when it last pushed a segment), or the end of
 //! the newest backup when the primary does not answer.
 
-use crate::{pg_datastore, Error};
+use crate::Error;
 use drctl_core::topology::backup::Backup;
 use drctl_core::topology::{EntitySpec, Topology};
 use drctl_state::State;
@@ -58,7 +58,7 @@ pub async fn datastore(topo: &Topology, site: &Path, state: &State, id: usize, n
         "last_restore_test": test, "error": null,
     });
     let measured: Result<(Option<f64>, Option<f64>, Value), String> = match &ds.backup {
-        Some(Backup::PgBackRest(_)) => postgres(topo, site, &e.name).await.map_err(|e| e.to_string()),
+        Some(Backup::PgBackRest(_)) => postgres(topo, site, state, &e.name).await.map_err(|e| e.to_string()),
         Some(Backup::S3Versions { versions }) => {
             // Every write of a versioned bucket is kept as a version for
             // `versions`: any moment in that window can be restored.
@@ -88,12 +88,22 @@ pub async fn datastore(topo: &Topology, site: &Path, state: &State, id: usize, n
             }
         }
     }
+    if matches!(ds.backup, Some(Backup::PgBackRest(_))) {
+        if let Some(w) = crate::pg_datastore_now(topo, state, &e.name).ok().and_then(|d| d.zone_warning()) {
+            entry["warning"] = json!(w);
+        }
+    }
     entry
 }
 
 /// Earliest and latest restorable points (seconds since the epoch) and the last backup.
-async fn postgres(topo: &Topology, site: &Path, name: &str) -> Result<(Option<f64>, Option<f64>, Value), Error> {
-    let ds = pg_datastore(topo, name)?;
+async fn postgres(
+    topo: &Topology,
+    site: &Path,
+    state: &State,
+    name: &str,
+) -> Result<(Option<f64>, Option<f64>, Value), Error> {
+    let ds = crate::pg_datastore_now(topo, state, name)?;
     let (stanza, _) = crate::stanza(site, &ds).await?;
     let info = stanza.info().await?;
     let earliest = info.backups.first().map(|b| b.stopped as f64);

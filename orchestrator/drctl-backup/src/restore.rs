@@ -22,7 +22,7 @@
 //!    a subject still there afterwards fails the restore.
 
 use crate::postgres::Copy;
-use crate::{pg_datastore, Error, PgDatastore};
+use crate::{Error, PgDatastore};
 use drctl_core::Topology;
 use drctl_engine::{ActionError, Actions, Ended, Engine, Note, StepSpec};
 use drctl_state::journal::{exec_state, ExecutionRow};
@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// A restore as journaled: everything its steps need, decided once.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Request {
     pub datastore: String,
@@ -61,6 +61,14 @@ pub struct Request {
     /// seconds and misses a backup that ended within the target's second.
     #[serde(default)]
     pub set: Option<String>,
+    /// `--replace` of PostgreSQL: the members as they were when the
+    /// restore was asked for (the primary whose place the copy takes, the
+    /// standbys rebuilt from it), read once and journaled.
+    #[serde(default)]
+    pub replace_of: Option<crate::replace::ReplaceOf>,
+    /// Members the commander named `--unfenced DATASTORE/ZONE`.
+    #[serde(default)]
+    pub unfenced: Vec<String>,
 }
 
 impl Request {
@@ -115,7 +123,7 @@ pub fn epoch(t: SystemTime) -> f64 {
     t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default()
 }
 
-fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+pub(crate) fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     chrono::DateTime::parse_from_rfc3339(s).ok().map(|t| SystemTime::from(t.with_timezone(&chrono::Utc)))
 }
 
@@ -154,6 +162,9 @@ pub struct Proposal {
     pub backup_bytes: u64,
     /// Restore rate measured by earlier restores (bytes per second).
     pub rate: Option<f64>,
+    /// `--replace`: the checks that can refuse it (every member fenceable),
+    /// run before anything changes.
+    pub checks: Vec<drctl_control::failover::Check>,
 }
 
 impl Proposal {
@@ -162,9 +173,17 @@ impl Proposal {
         self.rate.filter(|r| *r > 0.0).map(|r| self.backup_bytes as f64 / r)
     }
 
+    /// Whether a check refuses the restore (nothing was changed).
+    pub fn refused(&self) -> bool {
+        self.checks.iter().any(|c| !c.ok)
+    }
+
     /// What it will do, one line per step.
     pub fn describe(&self, site: &Path) -> Vec<String> {
         let r = &self.request;
+        if r.replace_of.is_some() {
+            return crate::replace::describe(site, r);
+        }
         let copy = copy_of(site, r);
         let mut lines = vec![
             format!(
@@ -208,14 +227,27 @@ pub async fn propose(
     scratch: bool,
     now: SystemTime,
 ) -> Result<Proposal, Error> {
-    let ds = pg_datastore(topo, datastore)?;
-    let target = resolve_target(to, now)?;
     if replace {
-        return Err(Error::BadRequest(
-            "--replace for PostgreSQL is not available yet: restore into a copy (--into NAME), then switch clients to it"
-                .into(),
-        ));
+        return crate::replace::propose(topo, site, state, datastore, to, into, &[], now).await;
     }
+    propose_copy(topo, site, state, datastore, to, into, scratch, now).await
+}
+
+/// Plans a restore into a new copy (the first half of every PostgreSQL
+/// restore, `--replace` included). Changes nothing in the world.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn propose_copy(
+    topo: &Topology,
+    site: &Path,
+    state: &State,
+    datastore: &str,
+    to: &str,
+    into: Option<&str>,
+    scratch: bool,
+    now: SystemTime,
+) -> Result<Proposal, Error> {
+    let ds = crate::pg_datastore_now(topo, state, datastore)?;
+    let target = resolve_target(to, now)?;
     let (stanza, _) = crate::stanza(site, &ds).await?;
     let info = stanza.info().await?;
     let Some(first) = info.backups.first() else {
@@ -263,17 +295,20 @@ pub async fn propose(
             to: to.to_string(),
             target: rfc3339(target),
             into,
-            replace,
+            replace: false,
             scratch,
             port: crate::postgres::free_port(),
             listen: (!scratch).then(|| "127.0.0.1".to_string()),
             kind: "postgres".into(),
             prefix: None,
             set: Some(backup.label.clone()),
+            replace_of: None,
+            unfenced: Vec::new(),
         },
         earliest: Some(earliest),
         backup_bytes: backup.size,
         rate,
+        checks: Vec::new(),
     })
 }
 
@@ -343,12 +378,25 @@ pub fn steps(req: &Request) -> Vec<StepSpec> {
         rerun_safe: true,
         continue_on_failure: false,
     };
-    vec![
+    let mut specs = vec![
         step("archive", "pgbackrest.archive", vec![], 300, 0.0),
         step("restore", "pgbackrest.restore", vec![0], 24 * 3600, 1.0),
         step("start", "postgres.start_copy", vec![1], 3600, 2.0),
         step("erasures", "erasure.replay", vec![2], 3600, 3.0),
-    ]
+    ];
+    if req.replace_of.is_some() {
+        // `--replace`: only once the copy is ready (restored, promoted at
+        // the point, erasures replayed) is the primary fenced; the copy
+        // then takes its address, the standbys are rebuilt from it, and
+        // the result is checked. Each step checks the world first.
+        specs.extend([
+            step("fence", crate::replace::FENCE, vec![3], 300, 4.0),
+            step("takeover", crate::replace::TAKEOVER, vec![4], 3600, 5.0),
+            step("standbys", crate::replace::STANDBYS, vec![5], 24 * 3600, 6.0),
+            step("verify", crate::replace::VERIFY, vec![6], 600, 7.0),
+        ]);
+    }
+    specs
 }
 
 /// Journals the restore (nothing locked: a copy beside the datastore
@@ -389,7 +437,13 @@ pub async fn execute(
     id: &str,
 ) -> Result<Ended, Error> {
     let req = request_of(&*state, id)?;
-    let ds = pg_datastore(&topo, &req.datastore)?;
+    let mut ds = crate::pg_datastore_now(&topo, &*state, &req.datastore)?;
+    if let Some(r) = &req.replace_of {
+        // The primary as it was when the restore was asked for: the copy
+        // takes its place, whatever the placement says meanwhile.
+        ds.primary_url = r.primary.url.clone();
+        ds.primary_zone = r.primary.zone.clone();
+    }
     let specs = steps(&req);
     let actions = Arc::new(PgRestore { site, ds, req, topo: topo.clone(), state: state.clone() });
     let engine = Engine::new(state, actions, Some(1)).with_clock(clock);
@@ -397,6 +451,12 @@ pub async fn execute(
         drctl_engine::Error::State(s) => Error::State(s),
         other => Error::Engine { execution: id.to_string(), source: other },
     })
+}
+
+/// Says on a `--replace` restore's incident how its run ended (the CLI's
+/// run and resume, a drill's, the controller's).
+pub fn close_incident_of(state: &State, id: &str, ended: &Result<Ended, Error>) {
+    crate::replace::close_incident(state, id, ended)
 }
 
 /// Records the restore rate a finished restore measured, for the next
@@ -408,12 +468,12 @@ pub fn record_rate(state: &State, req: &Request, r: &Restored) {
 }
 
 /// The actions of a PostgreSQL restore.
-struct PgRestore {
-    site: PathBuf,
-    ds: PgDatastore,
-    req: Request,
-    topo: Arc<Topology>,
-    state: Arc<State>,
+pub(crate) struct PgRestore {
+    pub(crate) site: PathBuf,
+    pub(crate) ds: PgDatastore,
+    pub(crate) req: Request,
+    pub(crate) topo: Arc<Topology>,
+    pub(crate) state: Arc<State>,
 }
 
 /// What the replay of the erasure ledger did on a copy (kept beside it for
@@ -433,7 +493,7 @@ pub fn erasures_replayed(site: &Path, req: &Request) -> Option<ErasuresReplayed>
     serde_json::from_str(&std::fs::read_to_string(erasures_file(site, req)).ok()?).ok()
 }
 
-fn fatal(e: Error) -> ActionError {
+pub(crate) fn fatal(e: Error) -> ActionError {
     match e {
         Error::Postgres(drctl_providers::Error::Connect { .. } | drctl_providers::Error::Timeout { .. }) => {
             ActionError::Transient(e.to_string())
@@ -510,7 +570,7 @@ impl PgRestore {
         Ok(Some(format!("{}restored {} bytes in {secs:.1}s", if delta { "delta-" } else { "" }, bytes)))
     }
 
-    fn existing_stanza(&self) -> Result<crate::pgbackrest::Stanza, Error> {
+    pub(crate) fn existing_stanza(&self) -> Result<crate::pgbackrest::Stanza, Error> {
         let dir = self.site.join("pgbackrest");
         let config = dir.join(format!("{}.conf", self.ds.name));
         if !config.exists() {
@@ -599,7 +659,7 @@ impl PgRestore {
 impl Actions for PgRestore {
     fn run<'a>(
         &'a self,
-        _execution: &'a str,
+        execution: &'a str,
         _attempt: u32,
         step: &'a StepSpec,
     ) -> BoxFuture<'a, Result<Note, ActionError>> {
@@ -609,6 +669,10 @@ impl Actions for PgRestore {
                 "pgbackrest.restore" => self.restore().await,
                 "postgres.start_copy" => self.start().await,
                 "erasure.replay" => self.replay_erasures().await,
+                crate::replace::FENCE => crate::replace::fence(self, execution, &step.id).await,
+                crate::replace::TAKEOVER => crate::replace::takeover(self).await,
+                crate::replace::STANDBYS => crate::replace::standbys(self, execution).await,
+                crate::replace::VERIFY => crate::replace::verify(self).await,
                 other => Err(ActionError::Fatal(format!("a restore has no action `{other}`"))),
             }
         })

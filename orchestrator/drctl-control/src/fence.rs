@@ -164,3 +164,47 @@ pub(crate) fn pg_datastore(topo: &Topology, name: &str) -> Option<(Vec<Member>, 
     let catch_up = e.failover.catch_up.unwrap_or(Duration::from_secs(30));
     Some((crate::live::postgres_members(topo, d), e.failover.max_lag, catch_up))
 }
+
+/// The fence checks of a restore that puts a restored copy in the place of
+/// `name`'s primary (docs/restore.md): the copy becomes the one writable
+/// primary, so every member must be fenceable exactly as for a promote
+/// (it answers, or it has a `fence` command), or be named `--unfenced` in
+/// `overrides`. `None` when `name` is not a postgres datastore. Changes nothing.
+pub async fn replace_checks(
+    topo: &Topology,
+    name: &str,
+    overrides: &crate::overrides::Overrides,
+    subject: &str,
+) -> Option<Vec<crate::failover::Check>> {
+    let (members, _, _) = pg_datastore(topo, name)?;
+    // No member is exempt: the copy is none of them.
+    Some(crate::failover::fence_checks(overrides, subject, name, &members, "").await)
+}
+
+/// Fences every member of `name` through the ladder a promote uses, for a
+/// restore that replaces its primary. Idempotent: a member fenced before
+/// answers `already fenced`, a standby has nothing to fence. One line per
+/// member; `Err` names the member that could not be fenced, and the
+/// override that would let the restore go on beside it.
+pub async fn fence_all(
+    topo: &Topology,
+    name: &str,
+    overrides: &crate::overrides::Overrides,
+    execution: &str,
+    step: &str,
+) -> Result<Vec<String>, String> {
+    let (members, _, _) = pg_datastore(topo, name).ok_or_else(|| format!("`{name}` is not a postgres datastore"))?;
+    let who = Asker { datastore: name, execution, step };
+    let mut notes = Vec::new();
+    for m in &members {
+        let outcome = fence_member(m, &who, overrides.unfenced(name, &m.zone)).await.map_err(|why| {
+            format!(
+                "{why}. Nothing else was changed: the restored copy does not serve. Fence it, or go on beside it with `{}`",
+                crate::overrides::unfenced_flag(name, &m.zone)
+            )
+        })?;
+        tracing::info!(execution, datastore = name, zone = %m.zone, outcome = %outcome.describe(&m.zone), "fence");
+        notes.push(outcome.describe(&m.zone));
+    }
+    Ok(notes)
+}

@@ -10,7 +10,7 @@ pub mod attention;
 pub mod declare;
 pub mod erasure;
 pub mod failover;
-mod fence;
+pub mod fence;
 pub mod lag;
 pub mod live;
 pub mod overrides;

@@ -181,6 +181,11 @@ impl PgServer {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
 
+    /// The server binaries' folder it runs with.
+    pub fn bin(&self) -> &Path {
+        &self.bin
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
     }
@@ -218,6 +223,18 @@ impl Drop for PgServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Stops a server the lab did not start itself but that runs from `data`
+/// (one a `restore --replace` started with `pg_ctl` in a member's place,
+/// or a member it rebuilt): the lab leaves nothing running.
+pub fn stop_foreign(bin: &Path, data: &Path) {
+    if !data.join("postmaster.pid").exists() {
+        return;
+    }
+    let mut c = drctl_pgserver::command(bin, "pg_ctl", drctl_pgserver::Lifetime::Independent);
+    c.arg("-D").arg(data).args(["-m", "immediate", "-w", "-t", "20", "stop"]);
+    let _ = c.stdout(Stdio::null()).stderr(Stdio::null()).status();
 }
 
 /// A base backup of `primary` into `data`, set up to stream from it (`-R`).

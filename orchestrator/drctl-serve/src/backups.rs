@@ -38,8 +38,14 @@ pub(crate) async fn run(s: Arc<Shared>, stop: CancellationToken) {
             continue;
         }
         let started = std::time::Instant::now();
-        let taken = match drctl_backup::pg_datastore(&s.opts.topology, &job.datastore) {
-            Ok(ds) => drctl_backup::take_backup(&site, &ds, job.kind).await,
+        // The primary where it is now: after a failover, the new one.
+        let taken = match drctl_backup::pg_datastore_now(&s.opts.topology, &*s.opts.state, &job.datastore) {
+            Ok(ds) => {
+                if let Some(w) = ds.zone_warning() {
+                    (s.opts.say)(&format!("{what}: {w}"));
+                }
+                drctl_backup::take_backup(&site, &ds, job.kind).await
+            }
             Err(e) => Err(e),
         };
         match taken {

@@ -66,6 +66,18 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             if overrides.force {
                 lifted.merge(&drctl_control::overrides::Overrides::force());
             }
+            let state = ctx.state(&file.path)?;
+            if state.execution(&id).is_ok_and(|row| drctl_backup::restore::is_restore(&row)) {
+                // The decision is journaled as for a declaration (its
+                // overrides too); the restore's own runner carries it on.
+                let topo = load(&file.path, &style)?;
+                let clients = context::clients(&ctx.wiring(&file.path));
+                declarer
+                    .retry(&id, &step, &lifted, &drctl_control::declare::Actor::cli())
+                    .map_err(crate::execute::control_error)?;
+                println!("retrying {step}");
+                return runtime()?.block_on(crate::restore::resume(topo, state, clients, &id, &style));
+            }
             runtime()?.block_on(crate::execute::retry(declarer, &id, &step, &lifted, &style))
         }
         Command::Skip { file, id, step, yes } => {
@@ -384,11 +396,12 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             let state = ctx.state(&file.path)?;
             runtime()?.block_on(crate::restore::backup(&topo, &*state, &datastore, kind, &style))
         }
-        Command::Restore { file, datastore, to, into, prefix, replace, reason, dry_run, yes } => {
+        Command::Restore { file, datastore, to, into, prefix, replace, reason, dry_run, yes, unfenced } => {
             let topo = load(&file.path, &style)?;
             let state = ctx.state(&file.path)?;
             let clients = context::clients(&ctx.wiring(&file.path));
-            let args = crate::restore::RestoreArgs { datastore, to, into, prefix, replace, reason, dry_run, yes };
+            let args =
+                crate::restore::RestoreArgs { datastore, to, into, prefix, replace, reason, dry_run, yes, unfenced };
             runtime()?.block_on(crate::restore::restore(topo, state, clients, args, &style))
         }
         Command::Erase { file, subject, reason, yes, wait } => {
@@ -443,6 +456,7 @@ fn topology_file(command: &Command) -> Option<std::path::PathBuf> {
         | Command::Resume { file, .. }
         | Command::Retry { file, .. }
         | Command::Skip { file, .. }
+        | Command::Restore { file, .. }
         | Command::Serve { file, .. }
         | Command::StatusPage(StatusPageCommand::Export { file, .. }) => file.path.clone(),
         Command::Approve { store, .. }

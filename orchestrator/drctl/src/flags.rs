@@ -373,7 +373,7 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = BackupKind::Full)]
         kind: BackupKind,
     },
-    /// Restore a datastore to a point in time, into a new copy beside it (journaled; `drctl resume ID` continues it).
+    /// Restore a datastore to a point in time, into a new copy beside it or, with --replace, in its primary's place (journaled; `drctl resume ID` continues it).
     #[command(after_help = crate::help::RESTORE)]
     Restore {
         #[command(flatten)]
@@ -389,9 +389,12 @@ pub enum Command {
         /// S3: only the keys under this prefix.
         #[arg(long, value_name = "PREFIX")]
         prefix: Option<String>,
-        /// Put the restored copy in the primary's place.
+        /// Put the restored copy in the primary's place: the primary is fenced, the copy takes its address, the standbys are rebuilt from it (opens an incident).
         #[arg(long)]
         replace: bool,
+        /// With --replace: go on beside this member although it can be fenced neither way (repeatable; as a refusal prints it).
+        #[arg(long = "unfenced", value_name = "DATASTORE/ZONE")]
+        unfenced: Vec<String>,
         /// Why (kept in the journal and the audit log).
         #[arg(long)]
         reason: String,

@@ -474,12 +474,15 @@ Exit codes:
   2  bad input: an unknown datastore, one without a backup, a flag";
 
 pub const RESTORE: &str = "\
-Example:
+Examples:
   drctl restore orders-db --to -15m --reason \"bad migration\" --dry-run -f drctl.yaml
+  drctl restore orders-db --to 2026-12-06T10:00:00Z --replace --reason \"bad delete\" -f drctl.yaml
+  (--replace asks to type the datastore's name; --yes skips the question. See docs/restore.md.)
 
 Exit codes:
   0  restored (or, with --dry-run, the plan printed)
-  1  the restore failed (`drctl resume ID` continues it), or it was not confirmed
+  1  the restore failed (`drctl resume ID` continues it), a check refused --replace
+     (nothing changed), or it was not confirmed
   2  bad input: an unknown datastore, a point outside what the backups hold, a flag";
 
 pub const CUSTOMER_LINK_LIST: &str = "\

@@ -14,6 +14,7 @@ use drctl_core::duration::format_secs;
 use drctl_core::Topology;
 use drctl_engine::Ended;
 use drctl_state::State;
+use std::io::{BufRead, IsTerminal, Write};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -56,6 +57,9 @@ pub async fn backups(topo: &Topology, state: &State, json: bool, style: &Style) 
             if let Some(e) = d["error"].as_str() {
                 println!("    {}", style.red(e));
             }
+            if let Some(w) = d["warning"].as_str() {
+                println!("    {} {w}", style.yellow("!"));
+            }
             if let (Some(a), Some(b)) = (d["earliest_restorable"].as_str(), d["latest_restorable"].as_str()) {
                 println!("    restorable from {a} to {b}");
             }
@@ -89,7 +93,11 @@ pub async fn backup(
     kind: BackupKind,
     style: &Style,
 ) -> Result<Outcome, Failure> {
-    let ds = drctl_backup::pg_datastore(topo, datastore).map_err(failure)?;
+    // The primary where it is now: after a failover, the new one.
+    let ds = drctl_backup::pg_datastore_now(topo, state, datastore).map_err(failure)?;
+    if let Some(w) = ds.zone_warning() {
+        println!("{} {w}", style.yellow("!"));
+    }
     let kind = match kind {
         BackupKind::Full => drctl_backup::pgbackrest::Kind::Full,
         BackupKind::Diff => drctl_backup::pgbackrest::Kind::Diff,
@@ -97,7 +105,12 @@ pub async fn backup(
     };
     audit(state, "backup", &format!("datastore {datastore}"), &serde_json::json!({ "kind": kind.as_str() }))?;
     let site = drctl_backup::site_dir(topo);
-    println!("backing up {datastore} ({}) to its repository in {}", kind.as_str(), ds.repo_zone);
+    println!(
+        "backing up {datastore} ({}) from its primary in {} to its repository in {}",
+        kind.as_str(),
+        ds.primary_zone,
+        ds.repo_zone
+    );
     let started = std::time::Instant::now();
     let set = drctl_backup::take_backup(&site, &ds, kind).await.map_err(failure)?;
     println!(
@@ -121,6 +134,8 @@ pub struct RestoreArgs {
     pub reason: String,
     pub dry_run: bool,
     pub yes: bool,
+    /// `--unfenced DATASTORE/ZONE`, with `--replace`.
+    pub unfenced: Vec<String>,
 }
 
 fn describe(p: &Proposal, site: &std::path::Path) {
@@ -161,6 +176,14 @@ pub async fn restore(
     if args.prefix.is_some() {
         return Err(Failure::bad_input("--prefix applies to S3 datastores only"));
     }
+    if args.replace {
+        return pg_replace(topo, state, args, style).await;
+    }
+    if !args.unfenced.is_empty() {
+        return Err(Failure::bad_input(
+            "--unfenced goes with --replace: a restore into a copy beside the datastore fences nothing",
+        ));
+    }
     let site = drctl_backup::site_dir(&topo);
     let p = restore::propose(
         &topo,
@@ -188,6 +211,104 @@ pub async fn restore(
     audit(&*state, "restore", &format!("execution {}", p.id), &request)?;
     restore::create(&*state, &p, &args.reason, SystemTime::now()).map_err(failure)?;
     run(Arc::new(topo), state, &p.id, style).await
+}
+
+/// `restore --replace` of PostgreSQL: the checks, the confirmation (the
+/// datastore's name typed, or `--yes`), then the same calls a drill makes
+/// ([`drctl_backup::replace`]): begin (audit, journal, incident) and run.
+async fn pg_replace(topo: Topology, state: Arc<State>, args: RestoreArgs, style: &Style) -> Result<Outcome, Failure> {
+    use drctl_backup::replace;
+    let site = drctl_backup::site_dir(&topo);
+    let p = replace::propose(
+        &topo,
+        &site,
+        &*state,
+        &args.datastore,
+        &args.to,
+        args.into.as_deref(),
+        &args.unfenced,
+        SystemTime::now(),
+    )
+    .await
+    .map_err(failure)?;
+    println!("{}", p.id);
+    describe(&p, &site);
+    for c in &p.checks {
+        println!("  {} {}: {}", if c.ok { style.green("✓") } else { style.red("✗") }, c.subject, c.detail);
+    }
+    let who = drctl_control::declare::Actor::cli();
+    if p.refused() {
+        // Audited as refused; the world is as it was.
+        match replace::begin(&*state, &p, &args.reason, &who, SystemTime::now()) {
+            Err(drctl_backup::Error::Refused(_)) => {}
+            Err(e) => return Err(failure(e)),
+            Ok(_) => {}
+        }
+        eprintln!("{} refused: a check failed; nothing in the world was changed", style.red("✗"));
+        return Ok(Outcome::Failed);
+    }
+    let r = &p.request;
+    if args.dry_run {
+        let request = serde_json::json!({ "datastore": r.datastore, "to": r.to, "target": r.target,
+            "replace": true, "reason": args.reason, "unfenced": r.unfenced, "dry_run": true });
+        audit(&*state, "restore.dry_run", &format!("datastore {}", r.datastore), &request)?;
+        println!("{} dry run: every check passed; nothing was changed", style.green("✓"));
+        return Ok(Outcome::Done);
+    }
+    if !args.yes {
+        let again = again_with_yes(&args, r);
+        if !std::io::stdin().is_terminal() {
+            eprintln!(
+                "{} not restored: --replace fences the primary of {} and puts a copy restored to {} in its place, so it asks for confirmation, and this is not a terminal; nothing was changed. To go ahead without the question:\n  {again}",
+                style.red("✗"),
+                r.datastore,
+                r.target
+            );
+            return Ok(Outcome::Failed);
+        }
+        print!(
+            "Replace the primary of {} with its copy restored to {}? Writes made after that point are given up. Type {} to confirm: ",
+            r.datastore, r.target, r.datastore
+        );
+        let _ = std::io::stdout().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        if answer.trim() != r.datastore {
+            eprintln!(
+                "{} not restored: the answer was not the confirmation asked for; nothing was changed",
+                style.red("✗")
+            );
+            return Ok(Outcome::Failed);
+        }
+    }
+    replace::begin(&*state, &p, &args.reason, &who, SystemTime::now()).map_err(failure)?;
+    if !r.unfenced.is_empty() {
+        let flags: Vec<String> = r.unfenced.iter().map(|u| format!("--unfenced {u}")).collect();
+        println!("overrides: {} (by {}; journaled)", flags.join(" "), who.name);
+    }
+    run(Arc::new(topo), state, &p.id, style).await
+}
+
+/// The command that runs this `--replace` without its question, typed as
+/// printed: the point resolved (a relative `-15m` would move), the same
+/// reason, overrides and store.
+fn again_with_yes(args: &RestoreArgs, r: &Request) -> String {
+    use drctl_control::declare::shell_word;
+    let to = if r.to == "latest" { "latest".to_string() } else { r.target.clone() };
+    let mut cmd = format!(
+        "restore {} --to {} --replace --reason {}",
+        shell_word(&r.datastore),
+        shell_word(&to),
+        shell_word(&args.reason)
+    );
+    if let Some(i) = &args.into {
+        cmd.push_str(&format!(" --into {}", shell_word(i)));
+    }
+    for u in &r.unfenced {
+        cmd.push_str(&format!(" --unfenced {}", shell_word(u)));
+    }
+    cmd.push_str(" --yes");
+    drctl_core::hint::drctl(&cmd)
 }
 
 pub async fn resume(
@@ -241,18 +362,44 @@ async fn run(topo: Arc<Topology>, state: Arc<State>, id: &str, style: &Style) ->
             }
         };
         print_new();
+        if req.replace_of.is_some() {
+            restore::close_incident_of(&*state, id, &result);
+        }
         Some(result.map_err(failure)?)
     };
     let row = state.execution(id).map_err(crate::execute::state_error)?;
     let took = row.finished_at.and_then(|f| f.duration_since(row.declared_at).ok()).map(|d| d.as_secs_f64());
     if row.state != drctl_state::journal::exec_state::SUCCEEDED || matches!(ended, Some(Ended::Failed | Ended::Aborted))
     {
+        if row.state == drctl_state::journal::exec_state::PAUSED {
+            eprintln!(
+                "{} restore {id} is paused: a step failed, and nothing new starts until you decide",
+                style.red("✗")
+            );
+            for s in state.steps(id).map_err(crate::execute::state_error)? {
+                if s.state != drctl_state::journal::StepState::Failed {
+                    continue;
+                }
+                eprintln!("  failed: {}: {}", s.id, s.error.as_deref().unwrap_or(""));
+                let step = drctl_control::declare::shell_word(&s.id);
+                let lifts = drctl_control::overrides::named_in(s.error.as_deref().unwrap_or(""));
+                if !lifts.is_empty() {
+                    eprintln!(
+                        "  `{}` runs it again, lifting what its error names",
+                        drctl_core::hint::drctl(&format!("retry {id} {step} {}", lifts.join(" ")))
+                    );
+                }
+                eprintln!("  `{}` runs it again as it is", drctl_core::hint::drctl(&format!("retry {id} {step}")));
+            }
+            eprintln!("  `{}` stops here: nothing more changes", drctl_core::hint::drctl(&format!("abort {id}")));
+            return Ok(Outcome::Failed);
+        }
         eprintln!(
-            "{} restore {id} ended {}: `drctl show {id} -f {}` says which step and why; `drctl resume {id} -f {}` continues it",
+            "{} restore {id} ended {}: `{}` says which step and why; `{}` continues it",
             style.red("✗"),
             row.state,
-            topo.file.display(),
-            topo.file.display()
+            drctl_core::hint::drctl(&format!("show {id}")),
+            drctl_core::hint::drctl(&format!("resume {id}"))
         );
         return Ok(Outcome::Failed);
     }
@@ -282,6 +429,28 @@ async fn run(topo: Arc<Topology>, state: Arc<State>, id: &str, style: &Style) ->
     );
     if let Some(url) = copy.tcp_url(&user, "postgres") {
         println!("  the copy `{}` runs at {url} (data in {})", req.into, copy.data.display());
+    }
+    if let Some(of) = &req.replace_of {
+        let p = &of.primary;
+        println!(
+            "  the restored copy serves at {}:{} in the primary's place (data in {})",
+            p.host,
+            p.port,
+            copy.data.display()
+        );
+        if let Some(old) = &p.data_directory {
+            println!("  the old primary is stopped and fenced; its data stays in {old}");
+        }
+        for s in state
+            .steps(id)
+            .map_err(crate::execute::state_error)?
+            .iter()
+            .filter(|s| s.id.ends_with("/standbys") || s.id.ends_with("/verify"))
+        {
+            if let Some(n) = &s.note {
+                println!("  {}: {n}", s.id);
+            }
+        }
     }
     Ok(Outcome::Done)
 }
@@ -404,7 +573,7 @@ async fn s3_restore(
         return Ok(Outcome::Done);
     }
     audit(&*state, "restore", &format!("execution {id}"), &audit_req)?;
-    let p = Proposal { id: id.clone(), request, earliest: None, backup_bytes: 0, rate: None };
+    let p = Proposal { id: id.clone(), request, earliest: None, backup_bytes: 0, rate: None, checks: Vec::new() };
     restore::create(&*state, &p, &args.reason, now).map_err(failure)?;
     if args.replace {
         state
@@ -511,6 +680,8 @@ async fn rds_restore(
         kind: topo.entity(topo.entity_id(&args.datastore).unwrap_or_default()).kind_name().to_string(),
         prefix: None,
         set: None,
+        replace_of: None,
+        unfenced: Vec::new(),
     };
     println!("{id}");
     let when = if args.to == "latest" { "its latest restorable time".to_string() } else { request.target.clone() };
@@ -523,7 +694,7 @@ async fn rds_restore(
         return Ok(Outcome::Done);
     }
     audit(&*state, "restore", &format!("execution {id}"), &audit_req)?;
-    let p = Proposal { id: id.clone(), request, earliest: None, backup_bytes: 0, rate: None };
+    let p = Proposal { id: id.clone(), request, earliest: None, backup_bytes: 0, rate: None, checks: Vec::new() };
     restore::create(&*state, &p, &args.reason, now).map_err(failure)?;
     run_cloud(Arc::new(topo), state, clients, &id, style).await
 }

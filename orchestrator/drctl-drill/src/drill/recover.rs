@@ -75,21 +75,18 @@ pub(super) async fn restore(opts: &Options, datastore: &str, point: SystemTime, 
     let now = opts.clock.now();
     let s3 = drctl_backup::cloud::s3_of(&topo, datastore).is_some();
     let site = drctl_backup::site_dir(&topo);
-    let proposal = if s3 {
-        drctl_backup::cloud::s3_request(datastore, &to, None, None, true, now).map(|request| Proposal {
-            id: pitr::new_id(now),
-            request,
-            earliest: None,
-            backup_bytes: 0,
-            rate: None,
-        })
-    } else {
-        pitr::propose(&topo, &site, &*opts.state, datastore, &to, None, true, false, now).await
-    };
     let run = async {
-        let p = proposal?;
-        pitr::create(&*opts.state, &p, reason, now)?;
-        let ended = if s3 {
+        if s3 {
+            let request = drctl_backup::cloud::s3_request(datastore, &to, None, None, true, now)?;
+            let p = Proposal {
+                id: pitr::new_id(now),
+                request,
+                earliest: None,
+                backup_bytes: 0,
+                rate: None,
+                checks: Vec::new(),
+            };
+            pitr::create(&*opts.state, &p, reason, now)?;
             drctl_backup::cloud::execute(
                 topo.clone(),
                 opts.state.clone(),
@@ -97,40 +94,50 @@ pub(super) async fn restore(opts: &Options, datastore: &str, point: SystemTime, 
                 &p.id,
                 p.request.clone(),
             )
-            .await?
+            .await?;
+            Ok::<_, drctl_backup::Error>(p.id)
         } else {
-            pitr::execute(topo.clone(), site.clone(), opts.state.clone(), opts.clock.clone(), &p.id).await?
-        };
-        Ok::<_, drctl_backup::Error>((p, ended))
+            // `restore --replace` as a library call: proposed, audited,
+            // journaled, executed, its incident told how it ended.
+            let who = drctl_control::declare::Actor::new("drill", "controller");
+            let done = drctl_backup::replace::replace(
+                topo.clone(),
+                site.clone(),
+                opts.state.clone(),
+                opts.clock.clone(),
+                &who,
+                datastore,
+                &to,
+                reason,
+                &[],
+            )
+            .await?;
+            Ok(done.id)
+        }
     };
     let result = run.await;
     let restore_s = started.elapsed().as_secs_f64();
     let target = topo.entity_id(datastore).and_then(|i| topo.restore_targets(i).rto).map(|d| d.as_secs_f64());
     let (execution, state, error) = match &result {
-        Ok((p, _)) => {
-            let st = opts.state.execution(&p.id).map(|r| r.state).unwrap_or_else(|_| "unknown".into());
+        Ok(id) => {
+            let st = opts.state.execution(id).map(|r| r.state).unwrap_or_else(|_| "unknown".into());
             let failed: Vec<String> = opts
                 .state
-                .steps(&p.id)
+                .steps(id)
                 .unwrap_or_default()
                 .into_iter()
                 .filter(|s| s.state == drctl_state::journal::StepState::Failed)
                 .map(|s| format!("{}: {}", s.id, s.error.unwrap_or_default()))
                 .collect();
             let error = (st != exec_state::SUCCEEDED).then(|| format!("the restore ended {st}: {}", failed.join("; ")));
-            (p.id.clone(), st, error)
+            (id.clone(), st, error)
         }
         Err(e) => (String::new(), "not started".to_string(), Some(e.to_string())),
     };
-    if let (Ok((p, _)), true) = (&result, error.is_some()) {
+    if let (Ok(id), true) = (&result, state == exec_state::PAUSED) {
         // Nobody stands by a drill to decide: a paused restore is aborted.
-        if state == exec_state::PAUSED {
-            let _ = drctl_control::declare::abort(
-                &*opts.state,
-                &p.id,
-                &drctl_control::declare::Actor::new("drill", "controller"),
-            );
-        }
+        let _ =
+            drctl_control::declare::abort(&*opts.state, id, &drctl_control::declare::Actor::new("drill", "controller"));
     }
     // What came back, counted from the lab's workload.
     let point_ms = point.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);

@@ -484,6 +484,9 @@ pub(super) async fn reconcile(inner: &Inner, zones: &[u8]) -> Vec<String> {
         };
         match running {
             None => {}
+            // Not the lab's server, but something serves the member's
+            // address: a restore put its copy (or a rebuilt standby) there.
+            Some(false) if recovery_of(inner, z).await.is_some() => {}
             Some(false) => todo.push(z),
             Some(true) if primary_elsewhere.is_some() && !in_recovery(inner, z).await => todo.push(z),
             Some(true) => {}

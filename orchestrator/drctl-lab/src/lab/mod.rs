@@ -106,6 +106,9 @@ struct Inner {
     started_at: String,
     /// etcd members and controllers, per zone ([`Lab::adopt`]).
     procs: Mutex<Vec<crate::procs::RunningProcess>>,
+    /// Where drctl keeps orders-db's backup configuration and restored
+    /// copies (the lab stops any copy still running when it stops).
+    backup_site: Option<PathBuf>,
 }
 
 /// A running lab. Dropping it stops everything it started.
@@ -182,6 +185,14 @@ impl Drop for Lab {
         if let Ok(mut pg) = self.inner.pg.lock() {
             for m in pg.iter_mut() {
                 m.server.stop();
+                // A member rebuilt, or a copy put in a member's place, by a
+                // restore: started by pg_ctl, not by the lab.
+                crate::pg::stop_foreign(m.server.bin(), &m.server.data);
+            }
+            if let (Some(m), Some(site)) = (pg.first(), &self.inner.backup_site) {
+                for copy in std::fs::read_dir(site.join("copies")).into_iter().flatten().flatten() {
+                    crate::pg::stop_foreign(m.server.bin(), &copy.path().join("data"));
+                }
             }
         }
         let _ = std::fs::remove_file(Manifest::path(&self.inner.dir));
@@ -438,6 +449,7 @@ impl Lab {
             shutdown: tokio::sync::Notify::new(),
             started_at: drctl_core::text::now_for_humans(),
             procs: Mutex::new(Vec::new()),
+            backup_site: pgbackrest.then(|| drctl_backup::site_dir(&topo)),
         });
 
         let mut tasks = Vec::new();
