@@ -124,6 +124,9 @@ impl PgServer {
         hand_over(&sockets)?;
         let log = std::fs::File::create(self.data.with_extension("log"))
             .map_err(|e| Error::Io(format!("cannot write the PostgreSQL log: {e}")))?;
+        // Owned by the server's user: `pg_ctl -l` appends to the same file
+        // when a restore restarts the member in its place.
+        hand_over(&self.data.with_extension("log"))?;
         let mut c = command(&self.bin, "postgres");
         c.arg("-D")
             .arg(&self.data)
