@@ -60,9 +60,14 @@ pub(super) async fn preflight(opts: &Options) -> Result<(), Error> {
         }
         drctl_backup::pgbackrest::find().map_err(bad)?;
         let site = drctl_backup::site_dir(topo);
-        pitr::propose(topo, &site, &*opts.state, ds, "latest", None, true, false, opts.clock.now())
+        let p = pitr::propose(topo, &site, &*opts.state, ds, "latest", None, true, false, opts.clock.now())
             .await
             .map_err(bad)?;
+        if p.refused() {
+            let why: Vec<String> =
+                p.checks.iter().filter(|c| !c.ok).map(|c| format!("{}: {}", c.subject, c.detail)).collect();
+            return Err(Error::BadInput(format!("{ds} cannot be restored in its primary's place: {}", why.join("; "))));
+        }
     }
     Ok(())
 }
@@ -75,6 +80,7 @@ pub(super) async fn restore(opts: &Options, datastore: &str, point: SystemTime, 
     let now = opts.clock.now();
     let s3 = drctl_backup::cloud::s3_of(&topo, datastore).is_some();
     let site = drctl_backup::site_dir(&topo);
+    let who = drctl_control::declare::Actor::new("drill", "controller");
     let run = async {
         if s3 {
             let request = drctl_backup::cloud::s3_request(datastore, &to, None, None, true, now)?;
@@ -86,6 +92,10 @@ pub(super) async fn restore(opts: &Options, datastore: &str, point: SystemTime, 
                 rate: None,
                 checks: Vec::new(),
             };
+            // Audited before it changes anything, as `drctl restore` does.
+            let audit = serde_json::json!({ "datastore": datastore, "to": to, "target": p.request.target,
+                "replace": true, "reason": reason, "dry_run": false });
+            drctl_control::declare::audit(&*opts.state, &who, "restore", &format!("execution {}", p.id), &audit)?;
             pitr::create(&*opts.state, &p, reason, now)?;
             drctl_backup::cloud::execute(
                 topo.clone(),
@@ -99,7 +109,6 @@ pub(super) async fn restore(opts: &Options, datastore: &str, point: SystemTime, 
         } else {
             // `restore --replace` as a library call: proposed, audited,
             // journaled, executed, its incident told how it ended.
-            let who = drctl_control::declare::Actor::new("drill", "controller");
             let done = drctl_backup::replace::replace(
                 topo.clone(),
                 site.clone(),
@@ -136,8 +145,7 @@ pub(super) async fn restore(opts: &Options, datastore: &str, point: SystemTime, 
     };
     if let (Ok(id), true) = (&result, state == exec_state::PAUSED) {
         // Nobody stands by a drill to decide: a paused restore is aborted.
-        let _ =
-            drctl_control::declare::abort(&*opts.state, id, &drctl_control::declare::Actor::new("drill", "controller"));
+        let _ = drctl_control::declare::abort(&*opts.state, id, &who);
     }
     // What came back, counted from the lab's workload.
     let point_ms = point.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
