@@ -13,6 +13,7 @@
 //!
 //! It talks to no cloud API: RDS and S3 restores live with the AWS code.
 
+pub mod cloud;
 pub mod drill;
 pub mod pgbackrest;
 pub mod postgres;

@@ -67,6 +67,27 @@ pub struct Seat {
     pub data_directory: Option<String>,
     pub socket_dirs: Option<String>,
     pub listen_addresses: Option<String>,
+    /// The port the server itself listens on, when it answered. It differs
+    /// from the URL's where clients reach it through a proxy (the lab's
+    /// fault proxies, a TCP load balancer): the copy binds the server's
+    /// own address, and clients keep reaching it the way they did.
+    #[serde(default)]
+    pub server_port: Option<u16>,
+}
+
+impl Seat {
+    /// Where the server itself listens: its own `listen_addresses` (one
+    /// address) and port when it said, else the URL's host and port.
+    pub fn bound(&self) -> (String, u16) {
+        let host = self
+            .listen_addresses
+            .as_deref()
+            .map(str::trim)
+            .filter(|a| a.parse::<std::net::IpAddr>().is_ok())
+            .map(str::to_string)
+            .unwrap_or_else(|| self.host.clone());
+        (host, self.server_port.unwrap_or(self.port))
+    }
 }
 
 /// The primary whose place the copy takes, and the standbys rebuilt from it.
@@ -100,7 +121,7 @@ async fn seat(m: &drctl_providers::postgres::Member) -> Seat {
     if let Ok(c) = drctl_providers::postgres::connect(&m.url, TIMEOUT).await {
         if let Ok(row) = c
             .query_one(
-                "SELECT current_setting('data_directory'), current_setting('unix_socket_directories'), current_setting('listen_addresses')",
+                "SELECT current_setting('data_directory'), current_setting('unix_socket_directories'), current_setting('listen_addresses'), current_setting('port')",
                 &[],
             )
             .await
@@ -108,6 +129,7 @@ async fn seat(m: &drctl_providers::postgres::Member) -> Seat {
             s.data_directory = Some(row.get(0));
             s.socket_dirs = Some(row.get(1));
             s.listen_addresses = Some(row.get(2));
+            s.server_port = row.get::<_, String>(3).parse().ok();
         }
     }
     s
@@ -393,7 +415,8 @@ pub(crate) async fn takeover(pg: &PgRestore) -> Result<Note, ActionError> {
     let of = replace_of(pg)?;
     let p = &of.primary;
     let private = copy_of(&pg.site, &pg.req);
-    let serving = Copy { port: p.port, listen: Some(p.host.clone()), ..private.clone() };
+    let (bind_host, bind_port) = p.bound();
+    let serving = Copy { port: bind_port, listen: Some(bind_host.clone()), ..private.clone() };
     if serving.running() && serving.is_serving() {
         // An earlier attempt got this far: make sure it serves, nothing more.
         wait_open(&p.url, Duration::from_secs(120)).await?;
@@ -402,7 +425,7 @@ pub(crate) async fn takeover(pg: &PgRestore) -> Result<Note, ActionError> {
     let mut notes = Vec::new();
     match &p.data_directory {
         Some(dir) if Path::new(dir).join("PG_VERSION").exists() => {
-            let old = server(dir, p.port);
+            let old = server(dir, bind_port);
             if old.running() {
                 old.stop();
                 if old.running() {
@@ -418,10 +441,9 @@ pub(crate) async fn takeover(pg: &PgRestore) -> Result<Note, ActionError> {
         Some(dir) => notes.push(format!("the old primary's folder {dir} is not on this host")),
         None => notes.push("the old primary did not answer when the restore was asked for".to_string()),
     }
-    if listening(&p.host, p.port).await {
+    if listening(&bind_host, bind_port).await {
         return Err(ActionError::Transient(format!(
-            "{}:{} still takes connections after the old primary was fenced and stopped: stop what listens there, then `drctl resume` (the copy does not start beside it)",
-            p.host, p.port
+            "{bind_host}:{bind_port} still takes connections after the old primary was fenced and stopped: stop what listens there, then `drctl resume` (the copy does not start beside it)"
         )));
     }
     private.stop();
@@ -508,7 +530,7 @@ pub(crate) async fn standbys(pg: &PgRestore, execution: &str) -> Result<Note, Ac
             notes.push(format!("{}: not rebuilt (not on this host, or it did not answer): rebuild it by hand", s.zone));
             continue;
         };
-        let sb = server(dir, s.port);
+        let sb = server(dir, s.bound().1);
         let mark = rebuilt_mark(&sb.data);
         let done = std::fs::read_to_string(&mark).is_ok_and(|t| t.trim() == execution);
         if done && sb.data.join("PG_VERSION").exists() {
@@ -575,7 +597,7 @@ fn standby_settings(data: &Path, s: &Seat) -> Result<(), Error> {
     let q = |v: &str| v.replace('\'', "''");
     text.push_str(&format!(
         "# drctl: standby rebuilt from the restored primary\nport = {}\nlisten_addresses = '{}'\nunix_socket_directories = '{}'\nhot_standby = on\n",
-        s.port,
+        s.bound().1,
         q(s.listen_addresses.as_deref().unwrap_or(&s.host)),
         q(s.socket_dirs.as_deref().unwrap_or(""))
     ));

@@ -133,7 +133,26 @@ pub(crate) fn parse_rfc3339(s: &str) -> Option<SystemTime> {
 /// The copy a request restores into.
 pub fn copy_of(site: &Path, req: &Request) -> Copy {
     let dir = site.join("copies").join(&req.into);
-    Copy { data: dir.join("data"), socket_dir: dir.join("sock"), port: req.port, listen: req.listen.clone() }
+    Copy { data: dir.join("data"), socket_dir: socket_dir(&dir), port: req.port, listen: req.listen.clone() }
+}
+
+/// A copy's socket folder: `sock` beside its data, unless that path is
+/// too long for a Unix socket (PostgreSQL refuses more than 107 bytes, and
+/// a site deep in a long folder, such as the lab's, goes past it). Then a
+/// short folder under the temporary directory, named after the copy's
+/// folder, so every resume finds the same one.
+fn socket_dir(copy: &Path) -> PathBuf {
+    let own = copy.join("sock");
+    if own.as_os_str().len() + "/.s.PGSQL.65535".len() <= 107 {
+        return own;
+    }
+    // FNV-1a: the same name for the same folder in every drctl build.
+    let hash = copy
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100000001b3));
+    std::env::temp_dir().join(format!("drctl-copy-{hash:016x}"))
 }
 
 fn result_file(site: &Path, req: &Request) -> PathBuf {
@@ -703,6 +722,19 @@ mod tests {
         assert!(future.to_string().contains("in the future"), "{future}");
         let bad = resolve_target("yesterday", now).unwrap_err();
         assert!(bad.to_string().contains("-15m"), "{bad}");
+    }
+
+    #[test]
+    fn a_copy_deep_in_a_long_folder_gets_a_socket_folder_postgresql_accepts() {
+        let short = socket_dir(Path::new("/var/lib/drctl/copies/c1"));
+        assert_eq!(short, Path::new("/var/lib/drctl/copies/c1/sock"));
+        let deep = Path::new(
+            "/tmp/drctl-drill-bad-delete-14612/.drctl/lab/.drctl/backup/copies/orders-db-20261206-090500-b231",
+        );
+        let s = socket_dir(deep);
+        assert!(s.join(".s.PGSQL.65535").as_os_str().len() <= 107, "{s:?}");
+        assert_eq!(s, socket_dir(deep), "the same folder on every resume");
+        assert_ne!(s, socket_dir(&deep.with_file_name("other")));
     }
 
     #[test]

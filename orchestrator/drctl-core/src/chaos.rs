@@ -33,6 +33,31 @@ pub enum Fault {
     ReplicationPause { datastore: String },
     /// A share of S3 requests is answered 503 (0.0–1.0).
     S3Errors { datastore: Option<String>, rate: f64 },
+    /// A logical disaster: SQL run on a PostgreSQL datastore's primary (a
+    /// `DELETE` without a `WHERE`), which replication carries everywhere.
+    DataLoss { datastore: String, sql: String },
+    /// A logical disaster: a share of an S3 datastore's objects overwritten
+    /// (0.0–1.0), as ransomware would.
+    ObjectOverwrite { datastore: String, share: f64 },
+}
+
+impl Fault {
+    /// Whether the fault damages data rather than a place: a failover
+    /// carries it along, only a restore to the moment before undoes it.
+    pub fn is_logical(&self) -> bool {
+        matches!(self, Fault::DataLoss { .. } | Fault::ObjectOverwrite { .. })
+    }
+}
+
+/// How a drill answers its faults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Recover {
+    /// Declare a disaster and fail over (the default).
+    #[default]
+    Failover,
+    /// Restore each damaged datastore to the moment just before its first
+    /// fault, in place (`drctl restore --to T --replace`).
+    Restore,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -89,6 +114,8 @@ pub struct Experiment {
     pub duration: Duration,
     pub stop_when: Vec<StopWhen>,
     pub declare: DeclareMode,
+    /// `recover: restore` answers logical disasters with a restore.
+    pub recover: Recover,
 }
 
 pub const FAULT_KINDS: &[&str] = &[
@@ -100,6 +127,8 @@ pub const FAULT_KINDS: &[&str] = &[
     "reset",
     "replication-pause",
     "s3-errors",
+    "data-loss",
+    "object-overwrite",
 ];
 
 pub fn load(path: &Path) -> Result<Experiment, Vec<Diagnostic>> {
@@ -127,8 +156,11 @@ fn rate(d: &mut Decoder, node: Option<&yaml::Node>, what: &str) -> Option<f64> {
 }
 
 fn decode(d: &mut Decoder, root: &yaml::Node, path: &Path) -> Option<Experiment> {
-    let top =
-        d.fields(root, &"the experiment", &["name", "description", "faults", "duration", "stop_when", "declare"])?;
+    let top = d.fields(
+        root,
+        &"the experiment",
+        &["name", "description", "faults", "duration", "stop_when", "declare", "recover"],
+    )?;
     let name = d.req_string(&top, "name", &"the experiment");
     let description = d.opt_string(&top, "description", &"the experiment").map(|s| s.value);
     let duration = d.required(&top, "duration", &"the experiment").and_then(|n| d.duration(n, &"`duration`"));
@@ -141,7 +173,7 @@ fn decode(d: &mut Decoder, root: &yaml::Node, path: &Path) -> Option<Experiment>
     }
     for node in fault_nodes {
         let what = Named("fault", node.peek("kind"));
-        let keys = ["kind", "zones", "one_way", "target", "datastore", "delay", "rate", "after"];
+        let keys = ["kind", "zones", "one_way", "target", "datastore", "delay", "rate", "after", "sql", "share"];
         let Some(f) = d.fields(node, &what, &keys) else { continue };
         let Some(kind) = d.req_string(&f, "kind", &what) else { continue };
         if !d.choice(&kind, &"fault kind", FAULT_KINDS) {
@@ -200,6 +232,28 @@ fn decode(d: &mut Decoder, root: &yaml::Node, path: &Path) -> Option<Experiment>
                     None => Some(1.0),
                 };
                 share.map(|rate| Fault::S3Errors { datastore, rate })
+            }
+            "data-loss" => {
+                let ds = d.req_string(&f, "datastore", &what);
+                let sql = d.req_string(&f, "sql", &what);
+                if let Some(s) = sql.as_ref().filter(|s| s.value.trim().is_empty()) {
+                    d.diags
+                        .error(Code::BadValue, s.pos, "`sql` is empty")
+                        .with_hint("the statement that damages the data, e.g. `DELETE FROM workload`");
+                }
+                ds.zip(sql.filter(|s| !s.value.trim().is_empty()))
+                    .map(|(ds, sql)| Fault::DataLoss { datastore: ds.value, sql: sql.value })
+            }
+            "object-overwrite" => {
+                let ds = d.req_string(&f, "datastore", &what);
+                let share = match f.get("share") {
+                    Some(n) => rate(d, Some(n), "`share`"),
+                    None => {
+                        d.diags.error(Code::MissingKey, f.pos, "an object-overwrite needs `share:` (e.g. 0.5)");
+                        None
+                    }
+                };
+                ds.zip(share).map(|(ds, share)| Fault::ObjectOverwrite { datastore: ds.value, share })
             }
             _ => None,
         };
@@ -260,6 +314,28 @@ fn decode(d: &mut Decoder, root: &yaml::Node, path: &Path) -> Option<Experiment>
             }
         },
     };
+    let recover = match d.opt_string(&top, "recover", &"the experiment") {
+        None => Recover::Failover,
+        Some(s) if s.value == "failover" => Recover::Failover,
+        Some(s) if s.value == "restore" => Recover::Restore,
+        Some(s) => {
+            d.choice(&s, &"`recover`", &["failover", "restore"]);
+            Recover::Failover
+        }
+    };
+    if recover == Recover::Restore {
+        if let Some(node) = top.get("recover") {
+            if !faults.iter().any(|f| f.fault.is_logical()) {
+                d.diags
+                    .error(
+                        Code::BadValue,
+                        node.pos,
+                        "`recover: restore` answers a logical disaster, and no fault here is one",
+                    )
+                    .with_hint("add a `data-loss` or `object-overwrite` fault, or drop `recover: restore`");
+            }
+        }
+    }
     if let (Some(dur), true) = (&duration, !faults.is_empty()) {
         for f in &faults {
             if f.after > dur.value {
@@ -277,6 +353,7 @@ fn decode(d: &mut Decoder, root: &yaml::Node, path: &Path) -> Option<Experiment>
         duration: duration?.value,
         stop_when,
         declare,
+        recover,
     })
 }
 
@@ -330,11 +407,61 @@ declare: sometimes
         let got: Vec<String> = errs.iter().map(|d| format!("{}:{} {}", d.pos.line, d.pos.col, d.message)).collect();
         assert_eq!(got.len(), 5, "{got:#?}");
         assert!(got[0].starts_with("3:13 fault kind `zone-outag` is not known"), "{got:#?}");
-        assert_eq!(errs[0].hint.as_deref(), Some("did you mean `zone-outage`? (one of: zone-outage, zone-partition, process-kill, latency, packet-loss, reset, replication-pause, s3-errors)"));
+        assert_eq!(errs[0].hint.as_deref(), Some("did you mean `zone-outage`? (one of: zone-outage, zone-partition, process-kill, latency, packet-loss, reset, replication-pause, s3-errors, data-loss, object-overwrite)"));
         assert!(got[1].starts_with("4:44 `rate` `140%` is not a share"), "{got:#?}");
         assert!(got[2].starts_with("5:5 this fault starts after the experiment ends"), "{got:#?}");
         assert!(got[3].contains("exactly one of `rpo_above` or `rto_above`"), "{got:#?}");
         assert!(got[4].contains("`declare` `sometimes` is not known"), "{got:#?}");
+    }
+}
+
+#[cfg(test)]
+mod logical {
+    use super::*;
+
+    #[test]
+    fn logical_disasters_load_and_their_mistakes_are_placed() {
+        let e = load_str(
+            "name: bad-delete\nfaults:\n  - { kind: data-loss, datastore: orders-db, sql: \"DELETE FROM workload\", after: 2s }\n  - { kind: object-overwrite, datastore: assets, share: 50% }\nduration: 1m\nrecover: restore\n",
+            Path::new("x.yaml"),
+        )
+        .unwrap();
+        assert_eq!(e.recover, Recover::Restore);
+        assert_eq!(
+            e.faults[0].fault,
+            Fault::DataLoss { datastore: "orders-db".into(), sql: "DELETE FROM workload".into() }
+        );
+        assert_eq!(e.faults[1].fault, Fault::ObjectOverwrite { datastore: "assets".into(), share: 0.5 });
+        assert!(e.faults.iter().all(|f| f.fault.is_logical()));
+
+        let errs = load_str(
+            "name: bad\nfaults:\n  - { kind: data-los, datastore: db }\n  - { kind: data-loss, datastore: db, sqll: x }\n  - { kind: object-overwrite, datastore: a, share: 2 }\n  - { kind: object-overwrite, datastore: a }\nduration: 1m\nrecover: restor\n",
+            Path::new("x.yaml"),
+        )
+        .unwrap_err();
+        let got: Vec<String> = errs.iter().map(|d| format!("{}:{} {}", d.pos.line, d.pos.col, d.message)).collect();
+        assert!(got.iter().any(|g| g.starts_with("3:13 fault kind `data-los`")), "{got:#?}");
+        assert!(
+            errs.iter().any(|d| d.hint.as_deref().is_some_and(|h| h.starts_with("did you mean `data-loss`?"))),
+            "{errs:#?}"
+        );
+        assert!(got.iter().any(|g| g.starts_with("4:") && g.contains("sqll")), "unknown key refused: {got:#?}");
+        assert!(got.iter().any(|g| g.starts_with("4:") && g.contains("sql")), "sql missing: {got:#?}");
+        assert!(got.iter().any(|g| g.starts_with("5:") && g.contains("`share` `2` is not a share")), "{got:#?}");
+        assert!(got.iter().any(|g| g.starts_with("6:") && g.contains("needs `share:`")), "{got:#?}");
+        assert!(got.iter().any(|g| g.starts_with("8:10") && g.contains("`recover` `restor`")), "{got:#?}");
+        assert!(
+            errs.iter().any(|d| d.hint.as_deref().is_some_and(|h| h.contains("did you mean `restore`?"))),
+            "{errs:#?}"
+        );
+
+        let errs = load_str(
+            "name: x\nfaults:\n  - { kind: zone-outage, zones: [a] }\nduration: 1m\nrecover: restore\n",
+            Path::new("x.yaml"),
+        )
+        .unwrap_err();
+        assert!(errs[0].message.contains("no fault here is one"), "{errs:?}");
+        assert_eq!((errs[0].pos.line, errs[0].pos.col), (5, 10));
     }
 }
 

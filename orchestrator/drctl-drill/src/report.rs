@@ -89,7 +89,29 @@ pub fn headline(r: &Report) -> String {
             let _ = writeln!(out, "            at the declaration: {judged}");
         }
     }
+    for x in r.restore.iter().chain(r.restores.iter().skip(1)) {
+        let _ = writeln!(out, "{}", restore_line(x));
+    }
     out
+}
+
+/// One line for a `recover: restore` drill's restore.
+fn restore_line(x: &serde_json::Value) -> String {
+    let ds = x["datastore"].as_str().unwrap_or_default();
+    if let Some(e) = x["error"].as_str() {
+        return format!("  restore   {ds:<12} FAILED: {e}");
+    }
+    format!(
+        "  restore   {ds:<12} to {} in {} (target {})  {}; {} of {} writes from before the fault back, {} made after it given up; recovery-point error {}",
+        x["requested_point"].as_str().unwrap_or_default(),
+        secs(x["restore_s"].as_f64()),
+        secs(x["restore_target_s"].as_f64()),
+        verdict(x["meets_rto"] == true),
+        x["came_back"],
+        x["acknowledged_before_point"],
+        x["lost_writes"],
+        secs(x["recovery_point_error_s"].as_f64()),
+    )
 }
 
 pub fn markdown(r: &Report) -> String {
@@ -97,6 +119,13 @@ pub fn markdown(r: &Report) -> String {
     let _ = writeln!(m, "# DR drill `{}`: {}\n", r.id, r.experiment);
     if let Some(d) = &r.description {
         let _ = writeln!(m, "{d}\n");
+    }
+    if r.restore.is_some() {
+        let _ = writeln!(m, "## Restores\n\n```");
+        for x in r.restore.iter().chain(r.restores.iter().skip(1)) {
+            let _ = writeln!(m, "{}", restore_line(x).trim_start());
+        }
+        let _ = writeln!(m, "```\n");
     }
     let _ = writeln!(
         m,

@@ -125,6 +125,16 @@ pub enum FaultRequest {
         datastore: Option<String>,
         rate: f64,
     },
+    /// SQL run on a datastore's primary (a logical disaster).
+    DataLoss {
+        datastore: String,
+        sql: String,
+    },
+    /// A share of an S3 datastore's objects overwritten in its primary bucket.
+    ObjectOverwrite {
+        datastore: String,
+        share: f64,
+    },
 }
 
 impl From<&drctl_core::chaos::Fault> for FaultRequest {
@@ -139,6 +149,8 @@ impl From<&drctl_core::chaos::Fault> for FaultRequest {
             F::Reset { target } => FaultRequest::Reset { target },
             F::ReplicationPause { datastore } => FaultRequest::ReplicationPause { datastore },
             F::S3Errors { datastore, rate } => FaultRequest::S3Errors { datastore, rate },
+            F::DataLoss { datastore, sql } => FaultRequest::DataLoss { datastore, sql },
+            F::ObjectOverwrite { datastore, share } => FaultRequest::ObjectOverwrite { datastore, share },
         }
     }
 }
@@ -187,6 +199,25 @@ pub struct Loss {
     pub rpo_s: f64,
     pub first_lost_seq: Option<u64>,
     pub last_lost_seq: Option<u64>,
+}
+
+/// What a restore to a point gave back, counted from the workload's
+/// acknowledgements against what the datastore holds now.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Restored {
+    /// Writes acknowledged before the point.
+    pub before_point: u64,
+    /// Of those, the ones the datastore holds now, intact.
+    pub came_back: u64,
+    /// Writes acknowledged after the point, up to now.
+    pub after_point: u64,
+    /// Of those, the ones the datastore no longer holds: the restore gave them up.
+    pub lost_writes: u64,
+    /// When the newest write acknowledged before the point that came back
+    /// was acknowledged (ms since the epoch): the point really recovered.
+    pub newest_back_ms: Option<u64>,
+    /// The zone of the primary the counts were read from.
+    pub read_from: String,
 }
 
 /// Whether there were ever two writable primaries, from probes inside each
@@ -260,6 +291,19 @@ impl LabClient {
             self.http
                 .get(format!("{}/workload/loss", self.base))
                 .query(&[("datastore", datastore), ("zone", zone)])
+                .send()
+                .await,
+        )
+        .await
+    }
+
+    /// Counts what a restore of `datastore` to `point_ms` (milliseconds
+    /// since the Unix epoch) gave back and gave up.
+    pub async fn restored(&self, datastore: &str, point_ms: u64) -> Result<Restored, Error> {
+        Self::answer(
+            self.http
+                .get(format!("{}/workload/restored", self.base))
+                .query(&[("datastore", datastore.to_string()), ("point_ms", point_ms.to_string())])
                 .send()
                 .await,
         )

@@ -19,6 +19,7 @@ pub mod pg;
 pub mod procs;
 pub mod proxy;
 pub mod s3;
+mod s3_versions;
 pub mod safety;
 pub mod service;
 pub mod workload;

@@ -37,6 +37,38 @@ fn run(mut c: Command, what: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Starts a server from a thread that lives as long as the process.
+///
+/// The parent-death signal fires when the *thread* that forked the child
+/// exits, not the process: a server started from one of tokio's blocking
+/// threads was killed when that thread idled out (10 s without work),
+/// for instance while the lab took its first backup. One spawner thread
+/// for the whole process ties the servers' lives to the lab's process.
+fn spawn_for_life(c: Command) -> std::io::Result<Child> {
+    type Job = (Command, std::sync::mpsc::Sender<std::io::Result<Child>>);
+    static SPAWNER: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<Job>>> = std::sync::OnceLock::new();
+    let tx = SPAWNER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        // Owned by the process: it waits for jobs until the process ends.
+        std::thread::Builder::new()
+            .name("drctl-lab-spawner".into())
+            .spawn(move || {
+                for (mut c, reply) in rx {
+                    let _ = reply.send(c.spawn());
+                }
+            })
+            .map(|_| ())
+            .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start the lab's spawner thread"));
+        std::sync::Mutex::new(tx)
+    });
+    let (reply, answer) = std::sync::mpsc::channel();
+    tx.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .send((c, reply))
+        .map_err(|_| std::io::Error::other("the lab's spawner thread is gone"))?;
+    answer.recv().map_err(|_| std::io::Error::other("the lab's spawner thread is gone"))?
+}
+
 /// One PostgreSQL server of the lab.
 pub struct PgServer {
     pub name: String,
@@ -48,8 +80,9 @@ pub struct PgServer {
 }
 
 impl PgServer {
-    /// initdb a new primary.
-    pub fn init_primary(bin: &Path, name: &str, data: PathBuf, addr: SocketAddr) -> Result<Self, Error> {
+    /// initdb a new primary. `archive`: with `archive_mode = on` (WAL
+    /// archiving needs it from the start; drctl sets `archive_command`).
+    pub fn init_primary(bin: &Path, name: &str, data: PathBuf, addr: SocketAddr, archive: bool) -> Result<Self, Error> {
         let mut c = command(bin, "initdb");
         c.arg("-D").arg(&data).args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "--no-instructions"]);
         run(c, "initdb")?;
@@ -57,6 +90,9 @@ impl PgServer {
                     wal_receiver_status_interval = 1s\nhot_standby_feedback = on\nwal_sender_timeout = 5s\n\
                     wal_receiver_timeout = 5s\nwal_retrieve_retry_interval = 250ms\nmax_connections = 60\nshared_buffers = 32MB\n";
         append(&data.join("postgresql.conf"), conf)?;
+        if archive {
+            append(&data.join("postgresql.conf"), "archive_mode = on\n")?;
+        }
         append(&data.join("pg_hba.conf"), "host all all 127.0.0.0/8 trust\nhost replication all 127.0.0.0/8 trust\n")?;
         Ok(PgServer { name: name.into(), data, addr, bin: bin.into(), child: None })
     }
@@ -88,6 +124,9 @@ impl PgServer {
         hand_over(&sockets)?;
         let log = std::fs::File::create(self.data.with_extension("log"))
             .map_err(|e| Error::Io(format!("cannot write the PostgreSQL log: {e}")))?;
+        // Owned by the server's user: `pg_ctl -l` appends to the same file
+        // when a restore restarts the member in its place.
+        hand_over(&self.data.with_extension("log"))?;
         let mut c = command(&self.bin, "postgres");
         c.arg("-D")
             .arg(&self.data)
@@ -101,7 +140,7 @@ impl PgServer {
             c.args(["-c", "default_transaction_read_only=on"]);
         }
         c.stdout(Stdio::null()).stderr(log);
-        let child = c.spawn().map_err(|e| Error::Process(format!("cannot start postgres: {e}")))?;
+        let child = spawn_for_life(c).map_err(|e| Error::Process(format!("cannot start postgres: {e}")))?;
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
@@ -145,6 +184,11 @@ impl PgServer {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
 
+    /// The server binaries' folder it runs with.
+    pub fn bin(&self) -> &Path {
+        &self.bin
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
     }
@@ -182,6 +226,18 @@ impl Drop for PgServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Stops a server the lab did not start itself but that runs from `data`
+/// (one a `restore --replace` started with `pg_ctl` in a member's place,
+/// or a member it rebuilt): the lab leaves nothing running.
+pub fn stop_foreign(bin: &Path, data: &Path) {
+    if !data.join("postmaster.pid").exists() {
+        return;
+    }
+    let mut c = drctl_pgserver::command(bin, "pg_ctl", drctl_pgserver::Lifetime::Independent);
+    c.arg("-D").arg(data).args(["-m", "immediate", "-w", "-t", "20", "stop"]);
+    let _ = c.stdout(Stdio::null()).stderr(Stdio::null()).status();
 }
 
 /// A base backup of `primary` into `data`, set up to stream from it (`-R`).

@@ -209,6 +209,8 @@ fn summary(lab: &Lab, dir: &Path) -> String {
     }
     s.push_str(&format!("  dns        lab.      dig @{} -p {} checkout.lab.\n", l.dns().ip(), l.dns().port()));
     s.push_str("  workload   a row every 50 ms into orders-db, an object every 100 ms into assets\n");
+    s.push_str(&format!("  backups    {}\n", lab.backups.describe()));
+    s.push_str("             assets' buckets are versioned (a restore goes back through their versions)\n");
     s.push_str(&format!("  topology   {}\n", dir.join("drctl.yaml").display()));
     s
 }

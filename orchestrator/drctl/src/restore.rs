@@ -7,13 +7,12 @@ use crate::context::audit;
 use crate::flags::BackupKind;
 use crate::text::Style;
 use crate::{Failure, Outcome};
+use drctl_backup::cloud;
 use drctl_backup::restore::{self, Proposal, Request};
 use drctl_control::live::Clients;
 use drctl_core::duration::format_secs;
-use drctl_core::topology::{EntitySpec, Location};
 use drctl_core::Topology;
 use drctl_engine::Ended;
-use drctl_engine::{ActionError, Actions, Note, StepSpec};
 use drctl_state::State;
 use std::io::{BufRead, IsTerminal, Write};
 use std::sync::Arc;
@@ -168,10 +167,10 @@ pub async fn restore(
     args: RestoreArgs,
     style: &Style,
 ) -> Result<Outcome, Failure> {
-    if s3_of(&topo, &args.datastore).is_some() {
+    if cloud::s3_of(&topo, &args.datastore).is_some() {
         return s3_restore(topo, state, clients, args, style).await;
     }
-    if rds_of(&topo, &args.datastore).is_some() {
+    if cloud::rds_of(&topo, &args.datastore).is_some() {
         return rds_restore(topo, state, clients, args, style).await;
     }
     if args.prefix.is_some() {
@@ -611,15 +610,6 @@ pub fn drill(
     })
 }
 
-/// The primary bucket of an S3 datastore with `backup: { versions }` (or any S3 datastore).
-fn s3_of<'a>(topo: &'a Topology, name: &str) -> Option<&'a drctl_core::topology::Datastore> {
-    let id = topo.entity_id(name)?;
-    match &topo.entity(id).spec {
-        EntitySpec::Datastore(d) if d.kind == drctl_core::topology::DatastoreKind::S3 => Some(d),
-        _ => None,
-    }
-}
-
 /// `drctl restore` of an S3 datastore: every key under the prefix made as
 /// it was at the time, from its versions, into another bucket or prefix
 /// (`--into BUCKET[/PREFIX]`) or in place (`--replace`).
@@ -631,33 +621,10 @@ async fn s3_restore(
     style: &Style,
 ) -> Result<Outcome, Failure> {
     let now = SystemTime::now();
-    let target = restore::resolve_target(&args.to, now).map_err(failure)?;
-    let into = match (&args.into, args.replace) {
-        (Some(_), true) => return Err(Failure::bad_input("give --into BUCKET[/PREFIX] or --replace, not both")),
-        (None, false) => {
-            return Err(Failure::bad_input(
-                "an S3 restore goes --into BUCKET[/PREFIX] (a new bucket or prefix) or, with --replace, into the bucket itself",
-            ))
-        }
-        (Some(i), false) => i.clone(),
-        (None, true) => String::new(),
-    };
+    let request =
+        cloud::s3_request(&args.datastore, &args.to, args.into.as_deref(), args.prefix.as_deref(), args.replace, now)
+            .map_err(failure)?;
     let id = restore::new_id(now);
-    let request = Request {
-        datastore: args.datastore.clone(),
-        to: args.to.clone(),
-        target: restore::rfc3339(target),
-        into,
-        replace: args.replace,
-        scratch: false,
-        port: 0,
-        listen: None,
-        kind: "s3".into(),
-        prefix: args.prefix.clone(),
-        set: None,
-        replace_of: None,
-        unfenced: Vec::new(),
-    };
     println!("{id}");
     let scope = request.prefix.as_deref().map(|p| format!("keys under `{p}`")).unwrap_or_else(|| "every key".into());
     if args.replace {
@@ -689,86 +656,6 @@ async fn s3_restore(
     run_cloud(Arc::new(topo), state, clients, &id, style).await
 }
 
-struct CloudRestore {
-    topo: Arc<Topology>,
-    clients: Arc<Clients>,
-    req: Request,
-}
-
-impl CloudRestore {
-    async fn s3(&self) -> Result<Note, ActionError> {
-        let ds = s3_of(&self.topo, &self.req.datastore)
-            .ok_or_else(|| ActionError::Fatal(format!("no S3 datastore `{}`", self.req.datastore)))?;
-        let buckets = drctl_control::live::buckets(&self.clients, &self.topo, ds).await;
-        let src = buckets
-            .into_iter()
-            .next()
-            .ok_or_else(|| ActionError::Fatal("the datastore has no primary bucket".into()))?;
-        let at = chrono::DateTime::parse_from_rfc3339(&self.req.target)
-            .map(|t| SystemTime::from(t.with_timezone(&chrono::Utc)))
-            .map_err(|_| ActionError::Fatal(format!("journaled target `{}` is unreadable", self.req.target)))?;
-        let dest =
-            if self.req.replace {
-                drctl_aws::s3_restore::Dest::InPlace
-            } else {
-                let (bucket, prefix) = self.req.into.split_once('/').unwrap_or((self.req.into.as_str(), ""));
-                let region = match ds.primary.as_ref().map(|m| &m.location) {
-                    Some(Location::S3 { region, .. }) => region.clone().or_else(|| ds.region.clone()),
-                    _ => ds.region.clone(),
-                };
-                let client = self.clients.s3(src.endpoint.as_deref(), region.as_deref()).await;
-                if client.head_bucket().bucket(bucket).send().await.is_err() {
-                    client.create_bucket().bucket(bucket).send().await.map_err(|e| {
-                        ActionError::Fatal(format!("create bucket {bucket}: {}", drctl_aws::explain(&e)))
-                    })?;
-                }
-                let b = drctl_aws::s3::Bucket {
-                    zone: src.zone.clone(),
-                    name: bucket.to_string(),
-                    endpoint: src.endpoint.clone(),
-                    client,
-                };
-                drctl_aws::s3_restore::Dest::Copy { bucket: b, prefix: prefix.to_string() }
-            };
-        let prefix = self.req.prefix.clone().unwrap_or_default();
-        let sum = drctl_aws::s3_restore::restore(&src, &prefix, at, &dest).await.map_err(|e| match e {
-            drctl_aws::Error::Api { transient: true, .. } => ActionError::Transient(e.to_string()),
-            other => ActionError::Fatal(other.to_string()),
-        })?;
-        if !sum.failed.is_empty() {
-            let list: Vec<String> = sum.failed.iter().take(5).map(|(k, why)| format!("{k}: {why}")).collect();
-            return Err(ActionError::Transient(format!(
-                "{} key(s) not restored: {}",
-                sum.failed.len(),
-                list.join("; ")
-            )));
-        }
-        Ok(Some(format!(
-            "{} key(s) restored ({} bytes), {} hidden behind a delete marker, {} already as they were",
-            sum.restored, sum.bytes, sum.deleted, sum.unchanged
-        )))
-    }
-}
-
-/// A restore made through a cloud API, one journaled step: S3 from
-/// versions, RDS from automated backups.
-impl Actions for CloudRestore {
-    fn run<'a>(
-        &'a self,
-        _e: &'a str,
-        _a: u32,
-        step: &'a StepSpec,
-    ) -> futures::future::BoxFuture<'a, Result<Note, ActionError>> {
-        Box::pin(async move {
-            match step.action.as_str() {
-                "s3.restore_versions" => self.s3().await,
-                "rds.restore_to_point" => self.rds().await,
-                other => Err(ActionError::Fatal(format!("a restore has no action `{other}`"))),
-            }
-        })
-    }
-}
-
 /// Runs (or resumes) an S3 or RDS restore, then says how it ended.
 async fn run_cloud(
     topo: Arc<Topology>,
@@ -780,10 +667,9 @@ async fn run_cloud(
     let req = restore::request_of(&*state, id).map_err(failure)?;
     let row = state.execution(id).map_err(crate::execute::state_error)?;
     if !drctl_state::journal::exec_state::is_final(&row.state) {
-        let specs = restore::steps(&req);
-        let actions = Arc::new(CloudRestore { topo: topo.clone(), clients, req });
-        let engine = drctl_engine::Engine::new(state.clone(), actions, Some(1));
-        engine.run(id, &specs).await.map_err(|e| Failure::Runtime(anyhow::anyhow!("execution {id}: {e}")))?;
+        drctl_backup::cloud::execute(topo.clone(), state.clone(), clients, id, req)
+            .await
+            .map_err(|e| Failure::Runtime(anyhow::anyhow!("execution {id}: {e}")))?;
     }
     report_end(&topo, &*state, id, style)
 }
@@ -808,15 +694,6 @@ fn report_end(topo: &Topology, state: &State, id: &str, style: &Style) -> Result
     Ok(Outcome::Done)
 }
 
-/// An RDS datastore (`rds-instance` or `rds-cluster`).
-fn rds_of<'a>(topo: &'a Topology, name: &str) -> Option<&'a drctl_core::topology::Datastore> {
-    use drctl_core::topology::DatastoreKind;
-    match &topo.entity(topo.entity_id(name)?).spec {
-        EntitySpec::Datastore(d) if matches!(d.kind, DatastoreKind::RdsInstance | DatastoreKind::RdsCluster) => Some(d),
-        _ => None,
-    }
-}
-
 /// `drctl restore` of an RDS datastore: a new instance (or Aurora cluster)
 /// from its automated backups as they were at the time, beside the
 /// datastore (`--into NAME`, else `SOURCE-restored-YYYYMMDDHHMMSS`).
@@ -833,8 +710,9 @@ async fn rds_restore(
             "--replace is not supported for RDS yet: restore into a new instance (drop --replace), check it, then point the estate at it",
         ));
     }
-    let ds = rds_of(&topo, &args.datastore).ok_or_else(|| Failure::bad_input("not an RDS datastore"))?;
-    let source = rds_source(ds).ok_or_else(|| Failure::bad_input("the RDS datastore names no instance or cluster"))?;
+    let ds = cloud::rds_of(&topo, &args.datastore).ok_or_else(|| Failure::bad_input("not an RDS datastore"))?;
+    let source =
+        cloud::rds_source(ds).ok_or_else(|| Failure::bad_input("the RDS datastore names no instance or cluster"))?;
     let now = SystemTime::now();
     let target = restore::resolve_target(&args.to, now).map_err(failure)?;
     let into = match &args.into {
@@ -886,48 +764,4 @@ async fn rds_restore(
     let p = Proposal { id: id.clone(), request, earliest: None, backup_bytes: 0, rate: None, checks: Vec::new() };
     restore::create(&*state, &p, &args.reason, now).map_err(failure)?;
     run_cloud(Arc::new(topo), state, clients, &id, style).await
-}
-
-/// The instance (its primary member's) or cluster an RDS datastore restores from.
-fn rds_source(ds: &drctl_core::topology::Datastore) -> Option<String> {
-    ds.cluster.clone().or_else(|| match ds.primary.as_ref().map(|m| &m.location) {
-        Some(Location::RdsInstance { instance }) => Some(instance.clone()),
-        _ => None,
-    })
-}
-
-impl CloudRestore {
-    async fn rds(&self) -> Result<Note, ActionError> {
-        let ds = rds_of(&self.topo, &self.req.datastore)
-            .ok_or_else(|| ActionError::Fatal(format!("no RDS datastore `{}`", self.req.datastore)))?;
-        let source =
-            rds_source(ds).ok_or_else(|| ActionError::Fatal("no instance or cluster to restore from".into()))?;
-        let region = ds.region.clone().or_else(|| ds.primary.as_ref().map(|p| self.topo.zones[p.zone].region.clone()));
-        let rds = drctl_aws::rds::Rds::new(self.clients.sdk().await, region.as_deref());
-        let at = if self.req.to == "latest" {
-            None
-        } else {
-            Some(
-                chrono::DateTime::parse_from_rfc3339(&self.req.target)
-                    .map(|t| SystemTime::from(t.with_timezone(&chrono::Utc)))
-                    .map_err(|_| ActionError::Fatal(format!("journaled target `{}` is unreadable", self.req.target)))?,
-            )
-        };
-        let wait = std::time::Duration::from_secs(6 * 3600);
-        let what = if ds.cluster.is_some() {
-            drctl_aws::rds_restore::restore_cluster(&rds, &source, &self.req.into, at, wait).await
-        } else {
-            drctl_aws::rds_restore::restore_instance(&rds, &source, &self.req.into, at, wait).await
-        };
-        match what {
-            Ok(drctl_aws::rds_restore::Outcome::Started) => {
-                Ok(Some(format!("{} restored from {source}; available", self.req.into)))
-            }
-            Ok(drctl_aws::rds_restore::Outcome::Existed) => {
-                Ok(Some(format!("{} (made by an earlier attempt) is available", self.req.into)))
-            }
-            Err(e @ drctl_aws::Error::Api { transient: true, .. }) => Err(ActionError::Transient(e.to_string())),
-            Err(e) => Err(ActionError::Fatal(e.to_string())),
-        }
-    }
 }

@@ -83,6 +83,7 @@ pub struct Options {
 mod detect;
 mod inject;
 mod phases;
+mod recover;
 
 use inject::no_lab_hits;
 
@@ -194,6 +195,13 @@ pub struct Report {
     pub datastores: Vec<DatastoreResult>,
     pub timeline: Vec<TimelineEvent>,
     pub thresholds: serde_json::Value,
+    /// `recover: restore`: the restore of the (first) damaged datastore,
+    /// with the writes it gave back and gave up.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restore: Option<serde_json::Value>,
+    /// Every restore, when the experiment damaged more than one datastore.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub restores: Vec<serde_json::Value>,
 }
 
 /// What a dry run would hit.

@@ -9,6 +9,7 @@
 use super::detect::{detect_scope, Probe};
 use super::inject::Injector;
 use super::*;
+use drctl_core::chaos::Recover;
 
 /// Runs the drill; heals on every path out, including cancellation.
 pub async fn run(opts: Options) -> Result<Report, Error> {
@@ -17,6 +18,9 @@ pub async fn run(opts: Options) -> Result<Report, Error> {
             "{} declares through highly available controllers: run it with `drctl drill --lab` (which starts one per zone on etcd)",
             opts.experiment.file.display()
         )));
+    }
+    if opts.experiment.recover == Recover::Restore {
+        super::recover::preflight(&opts).await?;
     }
     let before = steady_state(&opts).await?;
     let mut drill = Drill::new(&opts);
@@ -118,6 +122,11 @@ struct Drill<'a> {
     /// The preflight's checks, (subject, what it said): the lag it judged
     /// and the bound it printed go in the report.
     preflight: Vec<(String, String)>,
+    /// `recover: restore`: each damaged datastore and the moment just
+    /// before its first fault (the point it is restored to).
+    points: Vec<(String, SystemTime)>,
+    /// `recover: restore`: each restore, once run.
+    restores: Vec<(String, super::recover::Outcome)>,
 }
 
 impl<'a> Drill<'a> {
@@ -157,6 +166,8 @@ impl<'a> Drill<'a> {
             safety_violations: Vec::new(),
             undetermined_logged: false,
             preflight: Vec::new(),
+            points: Vec::new(),
+            restores: Vec::new(),
         }
     }
 
@@ -188,7 +199,11 @@ impl<'a> Drill<'a> {
             self.inject_due().await?;
             self.probe().await;
             let outage = self.detect();
-            if let Flow::Stop = self.declare(&outage).await? {
+            if opts_recover_restore(self.opts) {
+                if let Flow::Stop = self.restore_due().await {
+                    return Ok(());
+                }
+            } else if let Flow::Stop = self.declare(&outage).await? {
                 return Ok(());
             }
             self.notice_manual_declaration();
@@ -225,6 +240,11 @@ impl<'a> Drill<'a> {
             let (rec, _, after) = &self.faults[i];
             if rec.injected_at_s.is_some() || now < after.as_secs_f64() {
                 continue;
+            }
+            if let Some(ds) = super::recover::damaged(&rec.fault) {
+                if !self.points.iter().any(|(d, _)| d == ds) {
+                    self.points.push((ds.to_string(), self.clock.wall()));
+                }
             }
             let (fid, hits) = self.injector.inject(&rec.fault).await?;
             let at = self.clock.now();
@@ -384,6 +404,62 @@ impl<'a> Drill<'a> {
         Ok(Flow::Continue)
     }
 
+    /// Phase 4 (`recover: restore`): once every fault is in and the
+    /// experiment's `declare: { after }` has passed (a second by default:
+    /// writes keep coming after the damage, as they do on the real day),
+    /// each damaged datastore is restored in place to the moment just
+    /// before its first fault. The act ends with the restores.
+    async fn restore_due(&mut self) -> Flow {
+        let Some(last) = self.faults.iter().map(|f| f.0.injected_at_s).try_fold(0f64, |m, t| t.map(|t| m.max(t)))
+        else {
+            return Flow::Continue;
+        };
+        let wait = match self.opts.experiment.declare {
+            DeclareMode::After(d) => d.as_secs_f64(),
+            _ => 1.0,
+        };
+        if self.clock.now() < last + wait {
+            return Flow::Continue;
+        }
+        let at = self.clock.now();
+        self.declared_at = Some(at);
+        for (ds, point) in self.points.clone() {
+            let to = drctl_backup::restore::rfc3339(point);
+            self.say(&format!("{at:>6.2}s  restoring {ds} in place to {to}, the moment before the fault"));
+            self.event(self.clock.now(), "declared", format!("restore {ds} --to {to} --replace"));
+            let reason = format!("drill {}: {ds} damaged by a logical fault", self.opts.experiment.name);
+            let out = super::recover::restore(self.opts, &ds, point, &reason).await;
+            let done = self.clock.now();
+            let what = match out.json["error"].as_str() {
+                Some(e) => format!("{ds}: restore failed: {e}"),
+                None => format!(
+                    "{ds}: restored in {:.2}s; {} of {} writes from before the fault back, {} made after it given up",
+                    out.json["restore_s"].as_f64().unwrap_or_default(),
+                    out.json["came_back"],
+                    out.json["acknowledged_before_point"],
+                    out.json["lost_writes"]
+                ),
+            };
+            self.say(&format!("{done:>6.2}s  {what}"));
+            self.event(done, "executed", what);
+            if self.execution.is_none() && !out.execution.is_empty() {
+                self.execution = Some(out.execution.clone());
+            }
+            if out.json["error"].is_string() {
+                self.stopped_early.get_or_insert(format!(
+                    "the restore of {ds} failed: {}",
+                    out.json["error"].as_str().unwrap_or_default()
+                ));
+            }
+            self.exec_done = Some(match &self.exec_done {
+                Some(s) if s != exec_state::SUCCEEDED => s.clone(),
+                _ => out.state.clone(),
+            });
+            self.restores.push((ds, out));
+        }
+        Flow::Stop
+    }
+
     /// Phase 4 (`declare: manual`): notices the declaration an operator
     /// made from another terminal after the first fault.
     fn notice_manual_declaration(&mut self) {
@@ -537,6 +613,18 @@ impl<'a> Drill<'a> {
                 }
                 (_, Some(_)) => (lag_before, None, None, "estimated: the lag measured just before the fault".into()),
                 (_, None) => (Some(0.0), None, None, "no failover".into()),
+            };
+            // A restored datastore: judged against the restore objective.
+            let restored = self.restores.iter().find(|(d, _)| *d == e.name).map(|(_, o)| o);
+            let (rpo, lost, elsewhere, how, target) = match restored {
+                Some(o) => (
+                    o.recovery_point_error_s,
+                    o.lost_writes,
+                    o.json["acknowledged_before_point"].as_u64(),
+                    "restored in place to the moment before the fault; counted: acknowledged writes made after it that the restore gave up".to_string(),
+                    opts.topology.entity_id(&e.name).and_then(|i| opts.topology.restore_targets(i).rpo).map(|t| t.as_secs_f64()),
+                ),
+                None => (rpo, lost, elsewhere, how, target),
             };
             let meets = match (rpo, target) {
                 (Some(r), Some(t)) => r <= t,
@@ -742,7 +830,9 @@ impl<'a> Drill<'a> {
             None
         };
         let safe = self.safety_violations.is_empty();
+        let restore: Vec<serde_json::Value> = self.restores.iter().map(|(_, o)| o.json.clone()).collect();
         let objectives_met = self.stopped_early.is_none()
+            && self.restores.iter().all(|(_, o)| o.ok)
             && safe
             && services.iter().all(|s| s.meets_rto)
             && datastores.iter().all(|d| d.meets_rpo)
@@ -784,8 +874,14 @@ impl<'a> Drill<'a> {
                 "recovery_watch_s": RECOVERY_WATCH.as_secs_f64(),
                 "failures_to_detect": DETECT_FAILURES,
             }),
+            restore: restore.first().cloned(),
+            restores: if restore.len() > 1 { restore } else { Vec::new() },
         }
     }
+}
+
+fn opts_recover_restore(o: &Options) -> bool {
+    o.experiment.recover == Recover::Restore
 }
 
 /// Declares through the first controller that takes it (a follower

@@ -25,6 +25,12 @@ pub(super) struct SafetyQuery {
 }
 
 #[derive(Deserialize)]
+pub(super) struct RestoredQuery {
+    datastore: String,
+    point_ms: u64,
+}
+
+#[derive(Deserialize)]
 pub(super) struct LossQuery {
     datastore: String,
     zone: String,
@@ -78,6 +84,13 @@ pub(super) fn router(inner: Arc<Inner>) -> axum::Router {
             "/workload/loss",
             get(|AxState(i): AxState<Arc<Inner>>, Query(q): Query<LossQuery>| async move {
                 loss(&i, &q.datastore, &q.zone).await.map(Json).map_err(api_error)
+            }),
+        )
+        .route(
+            "/workload/restored",
+            get(|AxState(i): AxState<Arc<Inner>>, Query(q): Query<RestoredQuery>| async move {
+                let point = std::time::UNIX_EPOCH + Duration::from_millis(q.point_ms);
+                restored(&i, &q.datastore, point).await.map(Json).map_err(api_error)
             }),
         )
         .route(

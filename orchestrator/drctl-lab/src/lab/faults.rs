@@ -16,6 +16,8 @@ pub(super) enum Undo {
     S3Errors(Vec<u8>),
     /// Start the zone processes of these zones again.
     StartProcesses(Vec<u8>),
+    /// Nothing to undo: a logical disaster stays until a restore undoes it.
+    Note(String),
 }
 
 pub(super) struct ActiveFault {
@@ -53,6 +55,33 @@ pub(super) fn proxies_of(inner: &Inner, target: &str) -> Result<Vec<(Arc<crate::
         }
     }
     Ok(out)
+}
+
+/// What the object-overwrite fault writes over an object (the lab's
+/// ransomware), told apart from the workload's own bodies by the lab's counts.
+pub(super) const OVERWRITTEN: &[u8] = b"ENCRYPTED by the drctl lab's object-overwrite fault\n";
+
+/// Evenly spread picks: `share` of the items, in their order.
+pub(super) fn every_share<T: Clone>(items: &[T], share: f64) -> Vec<T> {
+    let share = share.clamp(0.0, 1.0);
+    items
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| ((*i as f64 + 1.0) * share).floor() > (*i as f64 * share).floor())
+        .map(|(_, t)| t.clone())
+        .collect()
+}
+
+/// The assets bucket of zone `z`, through its public (proxied) address.
+pub(super) async fn assets_bucket(inner: &Inner, z: u8) -> Result<drctl_aws::s3::Bucket, Error> {
+    let m = inner.s3.iter().find(|m| m.zone == z).ok_or_else(|| Error::BadInput(format!("no S3 in lab-az{z}")))?;
+    let url = format!("http://{}", m.proxy.listen);
+    Ok(drctl_aws::s3::Bucket {
+        zone: zone_name(z),
+        name: format!("lab-assets-az{z}"),
+        client: inner.clients.s3(Some(&url), Some("lab")).await,
+        endpoint: Some(url),
+    })
 }
 
 /// Lab zone numbers (1-based) of zone names.
@@ -296,6 +325,65 @@ pub(super) async fn inject(inner: &Inner, req: FaultRequest, dry_run: bool) -> R
             }
             undo.push(Undo::S3Errors(zones));
         }
+        FaultRequest::DataLoss { datastore, sql } => {
+            if datastore != "orders-db" {
+                return Err(Error::BadInput(format!(
+                    "`{datastore}` is not a PostgreSQL datastore of the lab (it has `orders-db`)"
+                )));
+            }
+            let z = pg_primary_zone(inner).await.ok_or_else(|| {
+                Error::BadInput("orders-db has no writable primary to run the SQL on right now".into())
+            })?;
+            if dry_run {
+                hits.push(format!("orders-db primary in {}: would run `{sql}`", zone_name(z)));
+            } else {
+                let c = pg_session(inner.layout.pg(z).1, "lab").await?;
+                let done = c.simple_query(sql).await.map_err(|e| {
+                    let why = e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_string());
+                    Error::BadInput(format!("the data-loss SQL failed on orders-db: {why}"))
+                })?;
+                let rows: u64 = done
+                    .iter()
+                    .map(|m| match m {
+                        tokio_postgres::SimpleQueryMessage::CommandComplete(n) => *n,
+                        _ => 0,
+                    })
+                    .sum();
+                hits.push(format!(
+                    "orders-db primary in {}: ran `{sql}` ({rows} rows); replication carries it to every standby",
+                    zone_name(z)
+                ));
+            }
+            undo.push(Undo::Note("the rows stay lost until a restore brings them back".into()));
+        }
+        FaultRequest::ObjectOverwrite { datastore, share } => {
+            if datastore != "assets" {
+                return Err(Error::BadInput(format!(
+                    "`{datastore}` is not an S3 datastore of the lab (it has `assets`)"
+                )));
+            }
+            let b = assets_bucket(inner, 1).await?;
+            let objects =
+                drctl_aws::s3::list(&b).await.map_err(|e| Error::Process(format!("listing assets in lab-az1: {e}")))?;
+            let mut keys: Vec<&String> = objects.keys().collect();
+            keys.sort();
+            let chosen = every_share(&keys, *share);
+            if !dry_run {
+                for k in &chosen {
+                    drctl_aws::s3::put_bytes(&b, k, OVERWRITTEN.to_vec())
+                        .await
+                        .map_err(|e| Error::Process(format!("overwriting {k}: {e}")))?;
+                }
+            }
+            hits.push(format!(
+                "assets in lab-az1 (bucket {}): {} {} of {} objects with ciphertext; the replicator carries it to the other zones",
+                b.name,
+                if dry_run { "would overwrite" } else { "overwrote" },
+                chosen.len(),
+                keys.len()
+            ));
+            undo.push(Undo::Note("the objects stay overwritten until a restore brings them back".into()));
+        }
     }
     if dry_run {
         return Ok(Injected { id: 0, hits });
@@ -334,6 +422,7 @@ pub(super) async fn undo_fault(inner: &Inner, f: ActiveFault) -> Vec<String> {
                     m.server.set_error_rate(0.0);
                 }
             }
+            Undo::Note(n) => notes.push(n),
             Undo::StartProcesses(zones) => {
                 let mut procs = inner.procs.lock().unwrap_or_else(|p| p.into_inner());
                 for p in procs.iter_mut().filter(|p| zones.contains(&p.spec.zone)) {
@@ -395,6 +484,9 @@ pub(super) async fn reconcile(inner: &Inner, zones: &[u8]) -> Vec<String> {
         };
         match running {
             None => {}
+            // Not the lab's server, but something serves the member's
+            // address: a restore put its copy (or a rebuilt standby) there.
+            Some(false) if recovery_of(inner, z).await.is_some() => {}
             Some(false) => todo.push(z),
             Some(true) if primary_elsewhere.is_some() && !in_recovery(inner, z).await => todo.push(z),
             Some(true) => {}
@@ -438,4 +530,16 @@ pub(super) async fn reconcile(inner: &Inner, zones: &[u8]) -> Vec<String> {
     pg.extend(back);
     pg.sort_by_key(|m| m.zone);
     notes
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_share_picks_that_many_spread_out() {
+        let items: Vec<u32> = (0..10).collect();
+        assert_eq!(super::every_share(&items, 0.5), [1, 3, 5, 7, 9]);
+        assert_eq!(super::every_share(&items, 1.0).len(), 10);
+        assert!(super::every_share(&items, 0.0).is_empty());
+        assert_eq!(super::every_share(&items, 0.25).len(), 2);
+    }
 }

@@ -106,6 +106,9 @@ struct Inner {
     started_at: String,
     /// etcd members and controllers, per zone ([`Lab::adopt`]).
     procs: Mutex<Vec<crate::procs::RunningProcess>>,
+    /// Where drctl keeps orders-db's backup configuration and restored
+    /// copies (the lab stops any copy still running when it stops).
+    backup_site: Option<PathBuf>,
 }
 
 /// A running lab. Dropping it stops everything it started.
@@ -113,6 +116,61 @@ pub struct Lab {
     inner: Arc<Inner>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     pub manifest: Manifest,
+    /// orders-db's backups, as `lab up` left them.
+    pub backups: Backups,
+}
+
+/// orders-db's backups in the lab.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Backups {
+    /// Archived by pgBackRest into lab-az3, with a full backup taken at start.
+    Taken { label: String, repo: PathBuf },
+    /// pgBackRest is installed but the first backup failed (why).
+    Failed(String),
+    /// No `pgbackrest` on this machine: archiving is off.
+    NotInstalled,
+}
+
+impl Backups {
+    /// One line for `lab up`'s summary.
+    pub fn describe(&self) -> String {
+        match self {
+            Backups::Taken { label, repo } => format!(
+                "orders-db archived by pgBackRest into lab-az3 ({}, encrypted); full backup {label}",
+                repo.display()
+            ),
+            Backups::Failed(why) => format!("orders-db's first backup failed: {why}"),
+            Backups::NotInstalled => format!(
+                "orders-db is not backed up (pgBackRest is not installed: {}); restore drills need it",
+                drctl_backup::pgbackrest::INSTALL_HINT
+            ),
+        }
+    }
+}
+
+/// Sets up orders-db's stanza (archiving on) and takes its first full backup.
+async fn first_backup(topo: &drctl_core::Topology, dir: &Path) -> Backups {
+    let work = async {
+        let site = drctl_backup::site_dir(topo);
+        // The lab's own site is fresh with each lab (its key, its stanza).
+        if site.starts_with(std::path::absolute(dir).unwrap_or(dir.to_path_buf())) {
+            let _ = std::fs::remove_dir_all(&site);
+        }
+        let ds = drctl_backup::pg_datastore(topo, "orders-db")?;
+        let repo = match &ds.spec.repo.store {
+            drctl_core::topology::backup::RepoStore::Posix { path } => PathBuf::from(path),
+            drctl_core::topology::backup::RepoStore::S3 { bucket, .. } => PathBuf::from(bucket),
+        };
+        let set = drctl_backup::take_backup(&site, &ds, drctl_backup::pgbackrest::Kind::Full).await?;
+        Ok::<_, drctl_backup::Error>(Backups::Taken { label: set.label, repo })
+    };
+    match work.await {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(error = %e, "the lab's first backup failed");
+            Backups::Failed(e.to_string())
+        }
+    }
 }
 
 impl Drop for Lab {
@@ -127,6 +185,14 @@ impl Drop for Lab {
         if let Ok(mut pg) = self.inner.pg.lock() {
             for m in pg.iter_mut() {
                 m.server.stop();
+                // A member rebuilt, or a copy put in a member's place, by a
+                // restore: started by pg_ctl, not by the lab.
+                crate::pg::stop_foreign(m.server.bin(), &m.server.data);
+            }
+            if let (Some(m), Some(site)) = (pg.first(), &self.inner.backup_site) {
+                for copy in std::fs::read_dir(site.join("copies")).into_iter().flatten().flatten() {
+                    crate::pg::stop_foreign(m.server.bin(), &copy.path().join("data"));
+                }
             }
         }
         let _ = std::fs::remove_file(Manifest::path(&self.inner.dir));
@@ -203,9 +269,12 @@ impl Lab {
                 Proxy::start_with(at, layout.pg(t).0, from).await.map_err(|e| Error::Io(format!("{at}: {e}")))?;
             egress.push((z, t, proxy));
         }
+        // orders-db is archived and backed up by pgBackRest where it is
+        // installed; without it the lab runs as before, archiving off.
+        let pgbackrest = drctl_backup::pgbackrest::find().is_ok();
         let (b1, s1, b2) = (bin.clone(), scratch.clone(), bin.clone());
         let mut primary = tokio::task::spawn_blocking(move || {
-            let mut p = PgServer::init_primary(&b1, "orders-db lab-az1", s1.join("pg-az1"), priv1)?;
+            let mut p = PgServer::init_primary(&b1, "orders-db lab-az1", s1.join("pg-az1"), priv1, pgbackrest)?;
             p.start(false)?;
             Ok::<_, Error>(p)
         })
@@ -233,6 +302,36 @@ impl Lab {
                 let _ = c.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect").await;
             }
         }
+        // Topology and runbooks first: the backup and the services' S3 clients come from it.
+        let topo_path = opts.dir.join(drctl_lab_api::TOPOLOGY_FILE);
+        let fence_program = std::env::current_exe().ok();
+        let repo = std::path::absolute(opts.dir.join("pgbackrest-az3")).unwrap_or(opts.dir.join("pgbackrest-az3"));
+        let _ = std::fs::remove_dir_all(&repo);
+        write(&topo_path, &topology_yaml(&layout, fence_program.as_deref(), pgbackrest.then_some(repo.as_path())))?;
+        write(&opts.dir.join("runbooks").join("payments.yaml"), &payments_runbook(&layout))?;
+        let loaded = drctl_core::topology::load(&topo_path);
+        let topo = match loaded.topology {
+            Some(t) => t,
+            None => {
+                primary.stop();
+                return Err(Error::Process(format!(
+                    "the lab's own topology does not validate (a bug): {}",
+                    loaded.diagnostics.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("; ")
+                )));
+            }
+        };
+        // Before the standby exists, so its copy of the primary's settings
+        // archives too once it is promoted (the backups follow the primary).
+        if pgbackrest && drctl_pgserver::run_as().is_some() {
+            // Run as root, the lab's PostgreSQL (and so its archiver) runs as
+            // `postgres`, which must reach the stanza's configuration and the
+            // repository under the lab's folder: the folder becomes
+            // traversable (0711), never listable; the state and its keys
+            // inside stay owner-only files and folders.
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&opts.dir, std::fs::Permissions::from_mode(0o711));
+        }
+        let backup = if pgbackrest { first_backup(&topo, &opts.dir).await } else { Backups::NotInstalled };
         let s2 = scratch.clone();
         let via = layout.pg_egress(2, 1);
         let standby = tokio::task::spawn_blocking(move || {
@@ -259,7 +358,7 @@ impl Lab {
         for z in 1..=3u8 {
             let (public, private) = layout.s3(z);
             let root = opts.dir.join("s3").join(format!("az{z}"));
-            let _ = std::fs::remove_dir_all(&root);
+            S3Server::wipe(&root);
             let bucket = format!("lab-assets-az{z}");
             let server = S3Server::start(private, &root, &[&bucket]).await?;
             let proxy = Proxy::start_with(public, private, route.clone())
@@ -281,18 +380,6 @@ impl Lab {
             .await
             .map_err(|e| Error::Io(format!("DNS on {}: {e}", layout.dns())))?;
 
-        // Topology and runbooks first: the services' S3 clients come from it.
-        let topo_path = opts.dir.join(drctl_lab_api::TOPOLOGY_FILE);
-        let fence_program = std::env::current_exe().ok();
-        write(&topo_path, &topology_yaml(&layout, fence_program.as_deref()))?;
-        write(&opts.dir.join("runbooks").join("payments.yaml"), &payments_runbook(&layout))?;
-        let loaded = drctl_core::topology::load(&topo_path);
-        let topo = loaded.topology.ok_or_else(|| {
-            Error::Process(format!(
-                "the lab's own topology does not validate (a bug): {}",
-                loaded.diagnostics.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("; ")
-            ))
-        })?;
         // The lab's own clients sign with the lab's keys (its S3 servers check them).
         let clients = Arc::new(Clients::new(crate::credentials()));
         let assets = topo.entity_id("assets").expect("the lab has assets");
@@ -362,6 +449,7 @@ impl Lab {
             shutdown: tokio::sync::Notify::new(),
             started_at: drctl_core::text::now_for_humans(),
             procs: Mutex::new(Vec::new()),
+            backup_site: pgbackrest.then(|| drctl_backup::site_dir(&topo)),
         });
 
         let mut tasks = Vec::new();
@@ -450,7 +538,7 @@ impl Lab {
             controllers: Vec::new(),
         };
         write(&Manifest::path(&opts.dir), &serde_json::to_string_pretty(&manifest).expect("serializable"))?;
-        Ok(Lab { inner, tasks, manifest })
+        Ok(Lab { inner, tasks, manifest, backups: backup })
     }
 
     /// Stops everything and returns once no lab address is held any more

@@ -144,3 +144,60 @@ pub(super) async fn loss(inner: &Inner, datastore: &str, zone: &str) -> Result<L
         other => Err(unknown_target(other)),
     }
 }
+
+/// Counts, against the workload's acknowledgements, what a restore of
+/// `datastore` to `point` gave back (writes acknowledged before it, intact
+/// now) and gave up (writes acknowledged after it, gone now).
+pub(super) async fn restored(
+    inner: &Inner,
+    datastore: &str,
+    point: std::time::SystemTime,
+) -> Result<drctl_lab_api::Restored, Error> {
+    let (acks, present, zone): (Vec<workload::Ack>, HashSet<u64>, u8) = match datastore {
+        "orders-db" => {
+            let z = pg_primary_zone(inner)
+                .await
+                .ok_or_else(|| Error::Process("orders-db has no primary answering: nothing to count".into()))?;
+            let reading = |e: String| Error::Process(format!("reading orders-db in {}: {e}", zone_name(z)));
+            let c = pg_session(inner.layout.pg(z).1, "lab").await.map_err(|e| reading(e.to_string()))?;
+            let rows = c.query("SELECT seq FROM workload", &[]).await.map_err(|e| reading(e.to_string()))?;
+            let acks = inner.pg_log.acks.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            (acks, rows.iter().map(|r| r.get::<_, i64>(0) as u64).collect(), z)
+        }
+        "assets" => {
+            let b = assets_bucket(inner, 1).await?;
+            let objects =
+                drctl_aws::s3::list(&b).await.map_err(|e| Error::Process(format!("listing assets in lab-az1: {e}")))?;
+            // An object still holding the fault's ciphertext is not back.
+            let bad = overwritten_etag();
+            let intact = objects
+                .iter()
+                .filter(|(_, o)| o.etag.trim_matches('"') != bad)
+                .filter_map(|(k, _)| workload::seq_of_key(k))
+                .collect();
+            let acks = inner.s3_log.acks.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            (acks, intact, 1)
+        }
+        other => return Err(unknown_target(other)),
+    };
+    let (before, after): (Vec<&workload::Ack>, Vec<&workload::Ack>) = acks.iter().partition(|a| a.at < point);
+    Ok(drctl_lab_api::Restored {
+        before_point: before.len() as u64,
+        came_back: before.iter().filter(|a| present.contains(&a.seq)).count() as u64,
+        after_point: after.len() as u64,
+        lost_writes: after.iter().filter(|a| !present.contains(&a.seq)).count() as u64,
+        newest_back_ms: before
+            .iter()
+            .filter(|a| present.contains(&a.seq))
+            .filter_map(|a| a.at.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_millis() as u64)
+            .max(),
+        read_from: zone_name(zone),
+    })
+}
+
+/// The ETag S3 gives the object-overwrite fault's body (its MD5).
+fn overwritten_etag() -> String {
+    use md5::Digest;
+    md5::Md5::digest(OVERWRITTEN).iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -8,7 +8,9 @@ pub(super) fn write(path: &Path, text: &str) -> Result<(), Error> {
 }
 
 /// The lab's topology, in the same format users write.
-pub fn topology_yaml(l: &Layout, fence_program: Option<&Path>) -> String {
+/// `backup_repo`: orders-db is backed up by pgBackRest into this folder,
+/// standing in lab-az3 (none where pgBackRest is not installed).
+pub fn topology_yaml(l: &Layout, fence_program: Option<&Path>, backup_repo: Option<&Path>) -> String {
     // Each member's fence powers it off through the control API, out of band.
     // Its `check` asks the same API, powering nothing off (readiness runs it).
     let fence = |z: u8| match fence_program {
@@ -30,7 +32,7 @@ pub fn topology_yaml(l: &Layout, fence_program: Option<&Path>) -> String {
     for z in ZONES {
         y.push_str(&format!("  - {{ name: {z}, region: lab }}\n"));
     }
-    y.push_str("\nobjectives:\n  tier-0: { rpo: 5s, rto: 30s }\n  tier-1: { rpo: 30s, rto: 2m }\n\n");
+    y.push_str("\nobjectives:\n  tier-0: { rpo: 5s, rto: 30s, restore: { rpo: 5m, rto: 2m } }\n  tier-1: { rpo: 30s, rto: 2m, restore: { rpo: 5m, rto: 5m } }\n\n");
     y.push_str("contracts:\n  - customer: example-bank\n    services: [payments]\n    rpo: 2s\n    rto: 20s\n\n");
     y.push_str("datastores:\n");
     y.push_str(&format!(
@@ -40,6 +42,12 @@ pub fn topology_yaml(l: &Layout, fence_program: Option<&Path>) -> String {
         l.pg_url(2),
         fence(2)
     ));
+    if let Some(repo) = backup_repo {
+        y.push_str(&format!(
+            "    backup: {{ tool: pgbackrest, repo: {{ zone: lab-az3, path: {} }} }}\n",
+            serde_json::to_string(&repo.display().to_string()).unwrap_or_default()
+        ));
+    }
     y.push_str("  - name: assets\n    kind: s3\n");
     y.push_str(&format!("    primary: {{ zone: lab-az1, bucket: lab-assets-az1, endpoint: \"{}\" }}\n", l.s3_url(1)));
     y.push_str("    replicas:\n");
@@ -49,7 +57,9 @@ pub fn topology_yaml(l: &Layout, fence_program: Option<&Path>) -> String {
             l.s3_url(z)
         ));
     }
-    y.push_str("    replication: { by: drctl, every: 1s }\n    failover: { estimate: 2s }\n\n");
+    y.push_str(
+        "    replication: { by: drctl, every: 1s }\n    failover: { estimate: 2s }\n    backup: { versions: 1d }\n\n",
+    );
     y.push_str("services:\n");
     for (i, (name, tier, zones, deps)) in SERVICES.iter().enumerate() {
         let zone_list: Vec<&str> = zones.iter().map(|z| ZONES[*z as usize - 1]).collect();
