@@ -37,6 +37,7 @@ pub mod page;
 mod peer;
 pub mod readiness;
 mod reports;
+mod restore_tests;
 mod tls;
 pub mod view;
 
@@ -653,6 +654,13 @@ fn lead(shared: &Arc<Shared>, center: &TaskCenter) {
     if backups::any(shared) {
         let s = shared.clone();
         center.spawn("backups", OnFailure::Restart(Duration::from_secs(1)), move |stop| backups::run(s.clone(), stop));
+    }
+    // Restore tests on their cron.
+    if restore_tests::any(shared) {
+        let s = shared.clone();
+        center.spawn("restore-tests", OnFailure::Restart(Duration::from_secs(1)), move |stop| {
+            restore_tests::run(s.clone(), stop)
+        });
     }
     // Erasures not verified everywhere yet: verified again, run again on a moved primary.
     if shared.opts.topology.erasure.is_some() {
