@@ -298,6 +298,7 @@ impl Shared {
             running_executions: running,
             now,
             expected_checks_per_day: (86_400.0 / self.opts.sample_every.as_secs_f64().max(0.1)) as i64,
+            restore_tests: view::restore_tests(topo, &**state),
         });
         let counters = feeds::Counters {
             samples: self.samples.load(std::sync::atomic::Ordering::Relaxed),

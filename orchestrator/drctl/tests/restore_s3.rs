@@ -221,7 +221,9 @@ async fn an_s3_restore_test_checks_a_scratch_copy_and_removes_it() {
         format!(
             "version: 1\nzones: [ {{ name: az1, region: us-east-1 }} ]\n\
              objectives: {{ t: {{ rpo: 1m, rto: 1h, restore: {{ rpo: 1h, rto: 10m }} }} }}\n\
-             datastores:\n  - name: assets\n    kind: s3\n    tier: t\n    endpoint: \"{}\"\n    primary: {{ zone: az1, bucket: assets-a }}\n    backup: {{ versions: 7d }}\n",
+             datastores:\n  - name: assets\n    kind: s3\n    tier: t\n    endpoint: \"{}\"\n    primary: {{ zone: az1, bucket: assets-a }}\n    backup: {{ versions: 7d }}\n\
+             services:\n  - {{ name: media, tier: t, zones: [az1], depends_on: [assets] }}\n\
+             contracts:\n  - {{ customer: acme, services: [media], rpo: 1h, rto: 1h }}\n",
             moto.endpoint()
         ),
     )
@@ -270,6 +272,51 @@ async fn an_s3_restore_test_checks_a_scratch_copy_and_removes_it() {
     assert!(out.contains(&format!("the copy is kept in bucket {kept}")), "{out}");
     assert_eq!(scratch_buckets(&s3).await, [kept.clone()]);
     assert_eq!(get(&s3, &kept, "img/a").await.as_deref(), Some("a v1"));
+
+    // The status page and the customer's pages show the last tested restore beside the drills.
+    // (blocking HTTP and browsers: off the async runtime's threads)
+    tokio::task::block_in_place(|| {
+        let port = drctl_testkit::free_port();
+        let child = aws::drctl(&dir, &moto.endpoint(), ("testing", "testing"))
+            .env("DRCTL_STATE", format!("sqlite://{}/state.db", dir.display()))
+            .args(["serve", "-f", "drctl.yaml", "--sample-every", "300ms", "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        common::wait_listening(port, "drctl serve");
+        let srv = common::Server { child, base: format!("http://127.0.0.1:{port}"), port };
+        let c = common::client();
+        common::wait_for("the datastores on the status page", 30, || {
+            c.get(&srv.base).send().and_then(|r| r.text()).is_ok_and(|p| p.contains("Last tested restore"))
+        });
+        let acme = {
+            let (code, out, err) = run(&["token", "create", "--name", "auditor", "--role", "customer", "--customer", "acme"]);
+            assert_eq!(code, 0, "{out}\n{err}");
+            out.trim().to_string()
+        };
+        let evidence: serde_json::Value =
+            c.get(format!("{}/customers/acme/assurance.json", srv.base)).bearer_auth(&acme).send().unwrap().json().unwrap();
+        let tested = &evidence["services"][0]["restore_tests"][0];
+        assert_eq!(tested["datastore"], "assets", "{evidence}");
+        assert_eq!(tested["passed"], true, "{evidence}");
+        let assurance = c.get(format!("{}/customers/acme/assurance.html", srv.base)).bearer_auth(&acme).send().unwrap();
+        let assurance = assurance.text().unwrap();
+        if let Some(browser) = common::chromium_or_skip() {
+            let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+            let dom = common::render(&browser, &format!("{}/?lang=en", srv.base), &shots.join("status-restore-test.png"));
+            let row = dom.split("<tr>").find(|r| r.contains(r#"<th scope="row">assets</th>"#)).unwrap_or_default();
+            assert!(row.contains("recovery-point error") && row.contains(r#"<span class="met">passed</span>"#), "{dom}");
+            let ja = common::render(&browser, &format!("{}/?lang=ja", srv.base), &shots.join("status-restore-test-ja.png"));
+            assert!(ja.contains("直近の復元テスト"), "{ja}");
+            let file = shots.join("assurance-restore-test.html");
+            std::fs::write(&file, &assurance).unwrap();
+            let dom = common::render(&browser, &format!("file://{}", file.display()), &shots.join("assurance-restore.png"));
+            let section = dom.split("<h2>Tested restores</h2>").nth(1).unwrap_or_default();
+            assert!(section.contains("<td>assets</td>") && section.contains(r#"<span class="met">passed</span>"#), "{dom}");
+        }
+        drop(srv);
+    });
 
     let (code, out, err) = run(&["drill", "bad.yaml", "-f", "drctl.yaml", "--report", "bad"]);
     assert_eq!(code, 3, "{out}\n{err}");
