@@ -15,6 +15,7 @@
 //! test ([`s3_test`]) calls it for its scratch copy.
 
 pub mod drill;
+pub mod held;
 pub mod pgbackrest;
 pub mod postgres;
 pub mod report;
