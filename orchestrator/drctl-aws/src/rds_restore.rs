@@ -65,6 +65,18 @@ pub async fn instance_window(rds: &Rds, id: &str) -> Result<Window> {
     })
 }
 
+/// The address and port a (restored) instance answers on, once RDS gives one.
+pub async fn instance_endpoint(rds: &Rds, id: &str) -> Result<Option<(String, i32)>> {
+    let out = rds
+        .rds
+        .describe_db_instances()
+        .db_instance_identifier(id)
+        .send()
+        .await
+        .map_err(|e| api_error(format!("describing RDS instance {id}"), &e))?;
+    Ok(out.db_instances().first().and_then(|i| i.endpoint()).and_then(|e| Some((e.address()?.to_string(), e.port()?))))
+}
+
 async fn instance_status(rds: &Rds, id: &str) -> Result<Option<String>> {
     match rds.rds.describe_db_instances().db_instance_identifier(id).send().await {
         Ok(out) => Ok(out.db_instances().first().map(|i| i.db_instance_status().unwrap_or("unknown").to_string())),

@@ -89,7 +89,8 @@ pub async fn run(
     reports: ReportAt,
 ) -> Result<TestRun, Error> {
     if let Some(ds) = s3_datastore(&topo, &test.datastore) {
-        return run_s3(&topo, &*state, &clients, ds, test, keep, reports).await;
+        let ds = ds.clone();
+        return run_s3(topo.clone(), state, clients, &ds, test, keep, reports).await;
     }
     let site = crate::site_dir(&topo);
     let ds = pg_datastore(&topo, &test.datastore)?;
@@ -219,9 +220,9 @@ fn s3_datastore<'a>(topo: &'a Topology, name: &str) -> Option<&'a Datastore> {
 /// An S3 restore test ([`crate::s3_test`]), reported and recorded as a
 /// PostgreSQL one is.
 async fn run_s3(
-    topo: &Topology,
-    state: &State,
-    clients: &Clients,
+    topo: Arc<Topology>,
+    state: Arc<State>,
+    clients: Arc<Clients>,
     ds: &Datastore,
     test: &RestoreTest,
     keep: Option<Duration>,
@@ -232,7 +233,7 @@ async fn run_s3(
     let id = restore::new_id(started_at);
     let report_dir = reports.dir(&id);
     let _ = state.begin_drill(&id, &test.file.display().to_string());
-    let out = crate::s3_test::run(topo, clients, ds, test, &id, keep.is_some(), started_at).await?;
+    let out = crate::s3_test::run(&topo, &state, &clients, ds, test, &id, keep.is_some(), started_at).await?;
     let restore_s = started.elapsed().as_secs_f64();
     let checks = out.checks.clone();
     let verified = out.error.is_none() && !checks.is_empty() && checks.iter().all(|c| c["passed"] == true);
@@ -249,7 +250,8 @@ async fn run_s3(
         "meets_rto": meets_rto,
         "verified": verified,
         "checks": checks,
-        "resurrected_erasures": 0,
+        "resurrected_erasures": out.erasures.resurrected,
+        "replayed_erasures": out.erasures.requests,
         "error": out.error,
         "kept": out.kept.as_ref().zip(keep).map(|(b, k)| json!({ "for_s": k.as_secs_f64(), "bucket": b })),
     });
@@ -268,7 +270,7 @@ async fn run_s3(
     write_report(&report_dir, &report)?;
     let _ = state.finish_drill(&id, Some(verified && meets_rto), Some(&report.to_string()));
     crate::report::record_test(
-        state,
+        &*state,
         &test.datastore,
         &crate::report::RestoreTest {
             at: rfc3339(finished_at),

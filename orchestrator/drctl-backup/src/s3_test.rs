@@ -12,7 +12,10 @@
 use crate::restore::{epoch, rfc3339};
 use crate::Error;
 use drctl_aws::s3::Bucket;
+use drctl_control::erasure::Eraser;
 use drctl_control::live::Clients;
+use drctl_state::State;
+use std::sync::Arc;
 use drctl_core::restore_test::{Check, Point, RestoreTest};
 use drctl_core::topology::backup::Backup;
 use drctl_core::topology::{Datastore, Location, Topology};
@@ -29,6 +32,9 @@ pub(crate) struct Outcome {
     pub error: Option<String>,
     /// The copy's bucket, when it is kept.
     pub kept: Option<String>,
+    /// The ledger's requests made after the point, replayed on the copy
+    /// before its checks.
+    pub erasures: drctl_control::erasure::Replayed,
 }
 
 /// The point a test asks for: `random` is within the versions' retention.
@@ -62,9 +68,11 @@ pub(crate) fn scratch_bucket(id: &str) -> String {
 
 /// Restores `ds` into its scratch bucket, runs the checks, removes the
 /// copy unless `keep`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn run(
-    topo: &Topology,
-    clients: &Clients,
+    topo: &Arc<Topology>,
+    state: &Arc<State>,
+    clients: &Arc<Clients>,
     ds: &Datastore,
     test: &RestoreTest,
     id: &str,
@@ -86,7 +94,8 @@ pub(crate) async fn run(
         endpoint: src.endpoint.clone(),
         client: clients.s3(src.endpoint.as_deref(), region.as_deref()).await,
     };
-    let mut out = Outcome { requested: at, recovered: None, checks: Vec::new(), error: None, kept: None };
+    let mut out =
+        Outcome { requested: at, recovered: None, checks: Vec::new(), error: None, kept: None, erasures: Default::default() };
     let made = copy.client.create_bucket().bucket(&name).send().await;
     if let Err(e) = made {
         out.error = Some(format!("create the scratch bucket {name}: {}", drctl_aws::explain(&e)));
@@ -100,8 +109,17 @@ pub(crate) async fn run(
     {
         Ok(sum) if sum.failed.is_empty() => {
             out.recovered = sum.newest;
-            for c in &test.verify {
-                out.checks.push(check(&copy, &c.value).await);
+            // No restore brings an erased subject back: the ledger's requests
+            // made after the point are replayed on the copy before it is checked.
+            let eraser = Eraser::new(topo.clone(), state.clone(), clients.clone());
+            match eraser.replay_on_bucket(&test.datastore, &copy, "", "", at).await {
+                Ok(r) => {
+                    out.erasures = r;
+                    for c in &test.verify {
+                        out.checks.push(check(&copy, &c.value).await);
+                    }
+                }
+                Err(e) => out.error = Some(format!("replaying the erasures on the copy: {e}")),
             }
         }
         Ok(sum) => {

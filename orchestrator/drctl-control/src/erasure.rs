@@ -697,6 +697,66 @@ impl Eraser {
     }
 }
 
+impl Eraser {
+    /// How many requests were made at or after `point`: what a restore to
+    /// `point` must replay before the copy serves.
+    pub fn requests_after(&self, point: SystemTime) -> Result<usize, Error> {
+        Ok(self.state.erasures()?.iter().filter(|r| r.requested_at >= point && r.subject.is_some()).count())
+    }
+
+    /// Replays, on a restored copy of S3 datastore `datastore` in bucket
+    /// `copy`, every request made after `point`: every version under each
+    /// subject's prefix is destroyed in the copy. The copy holds the
+    /// source's keys under `from` at `to` instead (`"", ""` in place or for
+    /// a whole-bucket copy). Returns how many requests were replayed and how
+    /// many subjects still have a version in the copy afterwards.
+    pub async fn replay_on_bucket(
+        &self,
+        datastore: &str,
+        copy: &drctl_aws::s3::Bucket,
+        from: &str,
+        to: &str,
+        point: SystemTime,
+    ) -> Result<Replayed, Error> {
+        let Some(ds_id) = self.topo.entity_id(datastore) else { return Ok(Replayed::default()) };
+        let Some(section) = &self.topo.erasure else { return Ok(Replayed::default()) };
+        let prefixes: Vec<String> = section
+            .of(ds_id)
+            .filter_map(|l| match &l.how {
+                Find::Prefix(p) => Some(p.clone()),
+                Find::Sql { .. } => None,
+            })
+            .collect();
+        let mut out = Replayed::default();
+        if prefixes.is_empty() {
+            return Ok(out);
+        }
+        for r in self.state.erasures()?.into_iter().filter(|r| r.requested_at >= point) {
+            let Some(subject) = r.subject else { continue };
+            out.requests += 1;
+            let mut left = 0;
+            for p in &prefixes {
+                let theirs = Find::prefix_for(p, &subject);
+                // Where the subject's keys are in the copy, if the restore took them.
+                let there = if let Some(rest) = theirs.strip_prefix(from) {
+                    format!("{to}{rest}")
+                } else if from.starts_with(&theirs) {
+                    to.to_string()
+                } else {
+                    continue;
+                };
+                let gone = async {
+                    s3_erasure::erase_prefix(copy, &there).await?;
+                    s3_erasure::versions_left(copy, &there).await
+                };
+                left += gone.await.map_err(|e| bad("copy", scrub(&format!("replaying {}: {e}", r.id), &subject)))?;
+            }
+            out.resurrected += usize::from(left > 0);
+        }
+        Ok(out)
+    }
+}
+
 /// One request replayed on a copy: whether the subject is still there after it.
 async fn replay_one(
     client: &Client,
