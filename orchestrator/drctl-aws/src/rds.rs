@@ -91,6 +91,9 @@ pub const REPLICA_LAG: Grant = Grant {
 pub async fn replica_lag(rds: &Rds, id: &str) -> Result<Option<f64>> {
     // The window ends a minute ahead: the last period then always holds the
     // newest datapoint (some implementations drop a partial final period).
+    // The machine's clock, not the controller's: the window is a question
+    // to CloudWatch about its own datapoints, and the lag it answers is a
+    // duration AWS measured, not an age drctl computes.
     let now = SystemTime::now();
     let (start, end) = (now - Duration::from_secs(300), now + Duration::from_secs(60));
     let out = rds

@@ -24,11 +24,13 @@ use aws_sdk_s3::Client;
 /// The S3 client type, for callers that cache clients.
 pub type S3Client = Client;
 use drctl_core::status::{Measurement, ReplicaStatus};
+use drctl_runtime::{Clock, SystemClock};
 use drctl_state::ReplicatedObject;
 use drctl_state::{MultipartCheckpoint, RunTotals, State};
 use futures::{StreamExt, TryStreamExt};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// One bucket of a datastore, with a client for its endpoint.
@@ -136,10 +138,10 @@ pub fn lag_of(primary: &HashMap<String, ObjectInfo>, replica: &HashMap<String, O
         .fold(0.0, f64::max)
 }
 
-/// Measures an S3 datastore: each replica's lag behind the primary bucket.
-pub async fn measure(primary: &Bucket, replicas: &[Bucket]) -> Measurement {
+/// Measures an S3 datastore: each replica's lag behind the primary bucket,
+/// as of `now` (the controller's clock, the one its report is dated by).
+pub async fn measure(primary: &Bucket, replicas: &[Bucket], now: SystemTime) -> Measurement {
     let (p, rs) = futures::join!(list(primary), futures::future::join_all(replicas.iter().map(list)));
-    let now = SystemTime::now();
     let p = match p {
         Ok(p) => p,
         Err(e) => {
@@ -189,7 +191,7 @@ pub async fn measure(primary: &Bucket, replicas: &[Bucket]) -> Measurement {
 }
 
 /// How replication copies.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Options {
     /// Objects copied at once per replica.
     pub concurrency: usize,
@@ -203,6 +205,22 @@ pub struct Options {
     pub backoff: Duration,
     /// A delete on the primary reaches the replicas (`deletes: replicate`).
     pub deletes: bool,
+    /// The controller's clock: a copied object's lag is its age on it.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("concurrency", &self.concurrency)
+            .field("part_concurrency", &self.part_concurrency)
+            .field("sse", &self.sse)
+            .field("kms_key_id", &self.kms_key_id)
+            .field("attempts", &self.attempts)
+            .field("backoff", &self.backoff)
+            .field("deletes", &self.deletes)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Options {
@@ -215,6 +233,7 @@ impl Default for Options {
             attempts: 3,
             backoff: Duration::from_millis(200),
             deletes: true,
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -414,7 +433,7 @@ pub async fn replicate_once(
                         copied.fetch_add(1, Ordering::Relaxed);
                         bytes.fetch_add(obj.size, Ordering::Relaxed);
                         progress.copied(&obj.key, obj.size);
-                        let lag = SystemTime::now().duration_since(obj.last_modified).unwrap_or_default();
+                        let lag = options.clock.now().duration_since(obj.last_modified).unwrap_or_default();
                         Ok(lag.as_secs_f64())
                     }
                     Err(e) => {

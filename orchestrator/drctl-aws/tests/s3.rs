@@ -6,10 +6,12 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use common::{bucket, handle, sdk};
 use drctl_aws::s3::{self, measure, replicate_once, Bucket, NoProgress, Options, Progress};
+use drctl_runtime::MockClock;
 use drctl_state::State;
 use drctl_testkit::{Moto, TcpProxy};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 async fn put_many(b: &Bucket, n: usize, prefix: &str) {
     for i in 0..n {
@@ -34,19 +36,24 @@ async fn replication_copies_what_is_new_or_changed_keeps_metadata_and_verifies()
         .send()
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(2100)).await;
-
-    let before = measure(&src, std::slice::from_ref(&dst)).await;
+    // Lag is read on the controller's clock, the one its reports are dated
+    // by: here an hour ahead of the machine's (and of S3's timestamps).
+    let an_hour_on = SystemTime::now() + Duration::from_secs(3600);
+    let before = measure(&src, std::slice::from_ref(&dst), an_hour_on).await;
     let lag = before.replicas[0].lag_s.unwrap();
-    assert!(lag >= 1.5, "21 objects missing for 2s: lag {lag}");
+    assert!((3595.0..3700.0).contains(&lag), "21 objects missing, on a clock an hour on: lag {lag}");
     assert_eq!(before.replicas[0].detail.as_deref(), Some("21 objects behind"));
 
     let state = State::in_memory().unwrap();
-    let first =
-        replicate_once("assets", &src, std::slice::from_ref(&dst), &*state, &Options::default(), &NoProgress).await;
+    let controller = Options { clock: Arc::new(MockClock::starting_at(an_hour_on)), ..Options::default() };
+    let first = replicate_once("assets", &src, std::slice::from_ref(&dst), &*state, &controller, &NoProgress).await;
     assert_eq!((first.totals.copied, first.totals.failed, first.totals.skipped), (21, 0, 0), "{:?}", first.failures);
     assert_eq!(first.lags_s.len(), 21, "a lag per copied object");
-    assert!(first.lags_s.iter().all(|&l| (1.5..60.0).contains(&l)), "written 2 s before the copy: {:?}", first.lags_s);
+    assert!(
+        first.lags_s.iter().all(|&l| (3595.0..3700.0).contains(&l)),
+        "written an hour before the copy on the controller's clock: {:?}",
+        first.lags_s
+    );
     assert_eq!(first.totals.bytes, 5 + (0..20).map(|i| format!("object {i} of img/").len() as u64).sum::<u64>());
 
     let head = dst.client.head_object().bucket(&dst.name).key("docs/readme with space.txt").send().await.unwrap();
@@ -54,7 +61,7 @@ async fn replication_copies_what_is_new_or_changed_keeps_metadata_and_verifies()
     assert_eq!(head.metadata().and_then(|m| m.get("owner")).map(String::as_str), Some("team-a"));
     assert_eq!(s3::get_bytes(&dst, "img/0007.txt").await.unwrap(), b"object 7 of img/");
 
-    let after = measure(&src, std::slice::from_ref(&dst)).await;
+    let after = measure(&src, std::slice::from_ref(&dst), SystemTime::now()).await;
     assert_eq!(after.replicas[0].lag_s, Some(0.0));
     assert_eq!(after.replicas[0].detail.as_deref(), Some("in sync"));
 
@@ -142,7 +149,7 @@ async fn multipart_objects_keep_their_etag_server_side_and_streamed_across_endpo
         state.multipart_checkpoint("big", "az3", "backups/db.dump").unwrap().is_none(),
         "finished copies leave no checkpoint"
     );
-    let m = measure(&src, &[same, other]).await;
+    let m = measure(&src, &[same, other], SystemTime::now()).await;
     assert!(m.replicas.iter().all(|r| r.lag_s == Some(0.0)), "{m:?}");
 }
 
@@ -198,7 +205,7 @@ async fn an_endpoint_that_disappears_mid_run_is_reported_and_the_next_run_comple
     );
     assert!(next.totals.copied > 0);
     assert_eq!(next.totals.copied + next.totals.skipped, 150);
-    let m = measure(&src, &[dst]).await;
+    let m = measure(&src, &[dst], SystemTime::now()).await;
     assert_eq!(m.replicas[0].lag_s, Some(0.0));
 }
 
@@ -208,13 +215,13 @@ async fn a_missing_bucket_or_endpoint_is_explained() {
     let sdk = sdk().await;
     let src = bucket(&sdk, &moto.endpoint(), "az1", "present-az1").await;
     let missing = handle(&sdk, &moto.endpoint(), "az2", "absent-az2");
-    let m = measure(&src, &[missing]).await;
+    let m = measure(&src, &[missing], SystemTime::now()).await;
     let why = m.replicas[0].error.as_deref().unwrap();
     assert!(why.contains("NoSuchBucket") && why.contains("create it or fix `bucket:`"), "{why}");
     assert!(!m.replicas[0].healthy);
 
     let dead = handle(&sdk, &format!("http://127.0.0.1:{}", drctl_testkit::free_port()), "az1", "present-az1");
-    let m = measure(&dead, &[]).await;
+    let m = measure(&dead, &[], SystemTime::now()).await;
     assert!(m.error.as_deref().unwrap().contains("cannot reach the endpoint"), "{m:?}");
 }
 
@@ -295,7 +302,7 @@ async fn missing_credentials_are_explained() {
         .load()
         .await;
     let b = handle(&sdk, &moto.endpoint(), "az1", "any-az1");
-    let m = measure(&b, &[]).await;
+    let m = measure(&b, &[], SystemTime::now()).await;
     let why = m.error.unwrap();
     assert!(why.contains("no AWS credentials found"), "{why}");
 }

@@ -108,10 +108,7 @@ pub fn resolve_target(to: &str, now: SystemTime) -> Result<SystemTime, Error> {
     Ok(t)
 }
 
-/// RFC 3339 in UTC with microseconds.
-pub fn rfc3339(t: SystemTime) -> String {
-    chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-}
+pub use drctl_core::text::rfc3339_micros as rfc3339;
 
 /// Seconds since the epoch.
 pub fn epoch(t: SystemTime) -> f64 {

@@ -621,10 +621,7 @@ pub fn overrides_used(state: &State, row: &ExecutionRow) -> Result<Vec<serde_jso
     Ok(out)
 }
 
-/// RFC 3339 in UTC, seconds with milliseconds.
-pub fn rfc3339(t: SystemTime) -> String {
-    chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
+pub use drctl_core::text::rfc3339_millis as rfc3339;
 
 /// docs/declaring.md `show` JSON, with the measured RTO of each entity: seconds from
 /// the declaration to its last step's success.

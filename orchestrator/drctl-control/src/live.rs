@@ -119,7 +119,13 @@ pub fn primary_first(buckets: &mut Vec<s3::Bucket>, primary_zone: Option<&str>) 
     }
 }
 
-async fn measure_datastore(clients: &Clients, topo: &Topology, ds: &Datastore, moved_to: Option<&str>) -> Measurement {
+async fn measure_datastore(
+    clients: &Clients,
+    topo: &Topology,
+    ds: &Datastore,
+    moved_to: Option<&str>,
+    at: SystemTime,
+) -> Measurement {
     let zones_map = zone_map(topo);
     match ds.kind {
         DatastoreKind::Postgres => postgres::measure(&postgres_members(topo, ds), MEASURE_TIMEOUT / 2).await,
@@ -127,7 +133,7 @@ async fn measure_datastore(clients: &Clients, topo: &Topology, ds: &Datastore, m
             let mut b = buckets(clients, topo, ds).await;
             primary_first(&mut b, moved_to);
             match b.split_first() {
-                Some((primary, replicas)) => s3::measure(primary, replicas).await,
+                Some((primary, replicas)) => s3::measure(primary, replicas, at).await,
                 None => Measurement { primary_zone: None, replicas: Vec::new(), error: Some("no buckets".into()) },
             }
         }
@@ -175,7 +181,7 @@ pub async fn status(
     let datastores: Vec<(usize, &Datastore)> = topo.datastores().map(|(i, _, d)| (i, d)).collect();
     let measured: Vec<Measurement> = futures::future::join_all(datastores.iter().map(|(id, ds)| async move {
         let moved_to = placements.iter().find(|(d, _)| *d == topo.entity(*id).name).map(|(_, z)| z.as_str());
-        match tokio::time::timeout(MEASURE_TIMEOUT, measure_datastore(clients, topo, ds, moved_to)).await {
+        match tokio::time::timeout(MEASURE_TIMEOUT, measure_datastore(clients, topo, ds, moved_to, at)).await {
             Ok(m) => m,
             Err(_) => Measurement {
                 primary_zone: None,
@@ -271,15 +277,7 @@ pub fn worst_zone_rto(topo: &Topology, obs: &Observations) -> Vec<Option<f64>> {
     worst
 }
 
-/// The machine's time now, to the second: for progress lines a person reads.
-pub fn now_rfc3339() -> String {
-    rfc3339_secs(SystemTime::now())
-}
-
-/// `at` to the second, as status reports say when they were measured.
-pub fn rfc3339_secs(at: SystemTime) -> String {
-    chrono::DateTime::<chrono::Utc>::from(at).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
+pub use drctl_core::text::rfc3339_secs;
 
 /// Records a status report: each datastore's RPO, and each replica's own
 /// lag (the one `max_lag` is checked against when the primary is gone).

@@ -5,6 +5,7 @@ use crate::{Error, Request};
 use drctl_aws::s3::{self, Options, Progress, Summary};
 use drctl_core::topology::{DatastoreKind, EntityId, EntitySpec, ReplicationBy, Topology};
 use drctl_state::State;
+use std::sync::Arc;
 
 /// The datastores to replicate: every `by: drctl` one, or those named.
 pub fn selected(topo: &Topology, names: &[String]) -> Result<Vec<EntityId>, Error> {
@@ -47,7 +48,7 @@ pub async fn run_once(
     topo: &Topology,
     id: EntityId,
     state: &State,
-    clock: &dyn crate::schedule::Clock,
+    clock: &Arc<dyn crate::schedule::Clock>,
     progress: &dyn Progress,
 ) -> Result<Summary, Error> {
     let e = topo.entity(id);
@@ -65,6 +66,7 @@ pub async fn run_once(
             ..Options::default()
         })
         .unwrap_or_default();
+    let options = Options { clock: clock.clone(), ..options };
     let all = primary_first(clients, topo, state, &e.name, ds).await?;
     let Some((primary, replicas)) = all.split_first() else {
         return Err(Request::NoBuckets { name: e.name.clone() }.into());
@@ -78,14 +80,17 @@ pub async fn run_once(
 
 /// Runs each datastore on its own schedule (`every` or `cron`) until
 /// `shutdown` completes; a pass in progress finishes first. `report` hears
-/// about every pass.
+/// about every pass; a datastore `held` says is held skips its passes until
+/// it is not (the lab holds one to stop the controller's copying as a fault).
+#[allow(clippy::too_many_arguments)]
 pub async fn run_scheduled(
     clients: &Clients,
     topo: &Topology,
     state: &State,
     ids: &[EntityId],
-    clock: &dyn crate::schedule::Clock,
+    clock: &Arc<dyn crate::schedule::Clock>,
     shutdown: impl std::future::Future<Output = ()>,
+    held: &(dyn Fn(&str) -> bool + Sync),
     report: &(dyn Fn(&str, &Result<Summary, Error>) + Sync),
 ) {
     let jobs: Vec<(EntityId, drctl_core::topology::Schedule)> = ids
@@ -95,9 +100,13 @@ pub async fn run_scheduled(
             EntitySpec::Service(_) => None,
         })
         .collect();
-    crate::schedule::run_schedule(clock, &jobs, shutdown, |id| async move {
+    crate::schedule::run_schedule(&**clock, &jobs, shutdown, |id| async move {
+        let name = &topo.entity(id).name;
+        if held(name) {
+            return;
+        }
         let result = run_once(clients, topo, id, state, clock, &s3::NoProgress).await;
-        report(&topo.entity(id).name, &result);
+        report(name, &result);
     })
     .await;
 }

@@ -277,3 +277,36 @@ async fn a_restored_bucket_copy_loses_the_subjects_erased_after_its_point() {
     assert_eq!(versions(&s3, "restored-copy", "copy/users/cust-other/").await, 1, "another subject stays");
     assert_eq!(versions(&s3, "restored-copy", "copy/users/cust-early/").await, 1, "a request before the point is not replayed");
 }
+
+/// An RDS datastore is reached by the `url` on its `locate` entry: there
+/// the erasure runs and is checked, as the database's one copy drctl can
+/// query (RDS replicas follow it by AWS's own replication). The url here
+/// is a real PostgreSQL, standing where an RDS endpoint would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rds_datastore_is_erased_and_verified_through_its_locate_url() {
+    let pg = PgPair::start();
+    seed(&pg);
+    let url = pg.primary_url();
+    let topo = load(&format!(
+        "version: 1\nname: shop\nzones:\n  - {{ name: az1, region: us-east-1 }}\n  - {{ name: az2, region: us-east-1 }}\n\
+         objectives:\n  tier-0: {{ rpo: 5s, rto: 2m }}\n\
+         datastores:\n  - name: ledger-db\n    kind: rds-instance\n    primary: {{ zone: az1, instance: shop-ledger-a }}\n    replicas: [ {{ zone: az2, instance: shop-ledger-b }} ]\n\
+         services:\n  - {{ name: checkout, tier: tier-0, zones: [az1, az2], depends_on: [ledger-db] }}\n\
+         erasure:\n  deadline: 30d\n  locate:\n\
+         \x20   - {{ datastore: ledger-db, url: \"{url}\", sql: \"DELETE FROM customers WHERE id = $1\", check: \"SELECT count(*) FROM customers WHERE id = $1\" }}\n\
+         \x20   - {{ datastore: ledger-db, url: \"{url}\", sql: \"DELETE FROM orders WHERE customer = $1\", check: \"SELECT count(*) FROM orders WHERE customer = $1\" }}\n"
+    ));
+    let state = <dyn Store>::in_memory().unwrap();
+    let eraser = Eraser::new(topo, state.clone(), Arc::new(Clients::new(Default::default())));
+    let req = eraser.erase(SUBJECT, "ticket 9", &Actor::new("alice", "cli"), Duration::from_secs(10)).await.unwrap();
+    assert_eq!(count(&pg, pg.primary_port), "0", "erased through the url");
+    assert_eq!(pg.psql(pg.primary_port, "SELECT count(*) FROM orders"), "5", "only the subject's rows went");
+    assert!(req.verified(), "{req:?}");
+    assert_eq!(req.copies.len(), 1, "one copy reached by url: {:?}", req.copies);
+    let copy = &req.copies[0];
+    assert_eq!((copy.datastore.as_str(), copy.zone.as_str()), ("ledger-db", "az1"));
+    assert!(copy.erased_at.is_some() && copy.verified_at.is_some(), "{copy:?}");
+    let (json, overdue) = eraser.report().unwrap();
+    assert!(!overdue, "{json}");
+    no_subject_in(&json.to_string());
+}

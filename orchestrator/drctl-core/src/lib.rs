@@ -19,6 +19,7 @@ pub mod schedule;
 pub mod schema;
 pub mod status;
 pub mod synth;
+pub mod text;
 pub mod topology;
 pub mod yaml;
 

@@ -5,6 +5,7 @@
 //! auditor.
 
 use crate::drill::Report;
+use drctl_core::text::html_escape as esc;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -208,22 +209,6 @@ pub fn markdown(r: &Report) -> String {
         r.thresholds["failures_to_detect"], r.thresholds["probe_interval_s"]
     );
     m
-}
-
-/// Escapes text for HTML (every user- or system-supplied string goes through it).
-pub fn esc(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            c => o.push(c),
-        }
-    }
-    o
 }
 
 /// The timeline as inline SVG: one row per fault, step and service.
@@ -452,10 +437,5 @@ mod tests {
         assert_eq!(super::runner(Some("controller:lab-az2-ctl:pid42:abc1")), "lab-az2-ctl");
         assert_eq!(super::runner(Some("ops-box:pid7:9f0")), "ops-box pid 7");
         assert_eq!(super::runner(None), "");
-    }
-
-    #[test]
-    fn escapes_markup() {
-        assert_eq!(super::esc("<script>&\"'"), "&lt;script&gt;&amp;&quot;&#39;");
     }
 }

@@ -39,6 +39,24 @@ async fn every_fault_kind_hits_the_lab_and_heals() {
     let api = LabClient::new(&lab.manifest.control);
     let (pg1, pg2) = (l.pg(1).0, l.pg(2).0);
 
+    // The controller's replication (its own scheduler, the topology's
+    // `every: 1s`) copies the workload's objects from lab-az1 to lab-az2.
+    let sdk = drctl_aws::sdk_config_with(&drctl_lab::credentials()).await;
+    let lab_bucket = |z: u8| drctl_aws::s3::Bucket {
+        zone: format!("lab-az{z}"),
+        name: format!("lab-assets-az{z}"),
+        endpoint: Some(l.s3_url(z)),
+        client: drctl_aws::s3::client_for(&sdk, Some(&l.s3_url(z)), Some("lab")),
+    };
+    let (az1, az2) = (lab_bucket(1), lab_bucket(2));
+    until(Duration::from_secs(20), "a workload object replicated to lab-az2", || async {
+        let (Ok(written), Ok(copied)) = (drctl_aws::s3::list(&az1).await, drctl_aws::s3::list(&az2).await) else {
+            return false;
+        };
+        written.keys().any(|k| copied.get(k).is_some_and(|c| c.etag == written[k].etag))
+    })
+    .await;
+
     // A dry run names what would be hit and changes nothing.
     let dry = api.inject(&FaultRequest::ZoneOutage { zones: vec!["lab-az1".into()] }, true).await.unwrap();
     assert!(dry.hits.iter().any(|h| h.contains("postgres (orders-db) in lab-az1")), "{:?}", dry.hits);

@@ -633,8 +633,9 @@ fn lead(shared: &Arc<Shared>, center: &TaskCenter) {
                     &s.opts.topology,
                     &*s.opts.state,
                     &ids,
-                    &*s.opts.clock,
+                    &s.opts.clock,
                     stop.cancelled_owned(),
+                    &|_| false,
                     &report,
                 )
                 .await;

@@ -261,14 +261,9 @@ fn state_index(s: State) -> usize {
     }
 }
 
-/// Escapes text for HTML.
-pub fn esc(s: &str) -> String {
-    drctl_drill::report::esc(s)
-}
+pub use drctl_core::text::html_escape as esc;
 
-pub fn rfc3339(t: SystemTime) -> String {
-    chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
+pub use drctl_core::text::rfc3339_secs as rfc3339;
 
 /// A datastore's last restore test, beside its live RPO: when, how long
 /// the restore took, how far short of the point asked for it came back,

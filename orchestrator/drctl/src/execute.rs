@@ -165,7 +165,7 @@ async fn run(declarer: &Declarer, id: &str, resuming: Option<Actor>, style: &Sty
         for e in events.iter().skip(seen) {
             if let Some(step) = &e.step {
                 let detail = e.detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default();
-                println!("  {} {step} {}{detail}", drctl_control::live::now_rfc3339(), e.kind);
+                println!("  {} {step} {}{detail}", drctl_core::text::now_for_humans(), e.kind);
             }
         }
         seen = events.len();

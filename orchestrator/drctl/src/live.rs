@@ -268,7 +268,7 @@ pub async fn replicate(
         for &id in &ids {
             let name = &topo.entity(id).name;
             let progress = if json { Bar(None) } else { bar() };
-            let s = replicate::run_once(clients, topo, id, state, &drctl_control::schedule::SystemClock, &progress)
+            let s = replicate::run_once(clients, topo, id, state, &system_clock(), &progress)
                 .await
                 .map_err(|e| Failure::Runtime(e.into()))?;
             if let Some(b) = &progress.0 {
@@ -391,18 +391,18 @@ async fn scheduled(clients: &Clients, topo: &Topology, state: &State, ids: &[usi
     let report = |name: &str, result: &Result<drctl_aws::s3::Summary, drctl_control::Error>| match result {
         Ok(s) => println!(
             "{} {name}: copied {} ({}), skipped {}, failed {}",
-            live::now_rfc3339(),
+            drctl_core::text::now_for_humans(),
             s.totals.copied,
             human_bytes(s.totals.bytes),
             s.totals.skipped,
             s.totals.failed
         ),
-        Err(e) => eprintln!("{} {name}: {e}", live::now_rfc3339()),
+        Err(e) => eprintln!("{} {name}: {e}", drctl_core::text::now_for_humans()),
     };
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    replicate::run_scheduled(clients, topo, state, ids, &drctl_control::schedule::SystemClock, shutdown, &report).await;
+    replicate::run_scheduled(clients, topo, state, ids, &system_clock(), shutdown, &|_| false, &report).await;
     Ok(Outcome::Done)
 }
 
@@ -413,4 +413,9 @@ fn human_bytes(b: u64) -> String {
         b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
         b => format!("{b} B"),
     }
+}
+
+/// The machine's clock, as the replication jobs take it.
+fn system_clock() -> std::sync::Arc<dyn drctl_control::schedule::Clock> {
+    std::sync::Arc::new(drctl_control::schedule::SystemClock)
 }

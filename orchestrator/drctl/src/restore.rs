@@ -227,7 +227,7 @@ async fn run(topo: Arc<Topology>, state: Arc<State>, id: &str, style: &Style) ->
             for e in events.iter().skip(seen) {
                 if let Some(step) = &e.step {
                     let detail = e.detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default();
-                    println!("  {} {step} {}{detail}", drctl_control::live::now_rfc3339(), e.kind);
+                    println!("  {} {step} {}{detail}", drctl_core::text::now_for_humans(), e.kind);
                 }
             }
             seen = events.len();

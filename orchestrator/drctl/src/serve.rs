@@ -116,7 +116,7 @@ pub fn serve(a: ServeArgs) -> Result<Outcome, Failure> {
         base_url: a.base_url,
         shutdown_deadline: a.shutdown_deadline,
         reports_dir: PathBuf::from(".drctl/reports"),
-        say: Arc::new(|line| eprintln!("{} {line}", drctl_control::live::now_rfc3339())),
+        say: Arc::new(|line| eprintln!("{} {line}", drctl_core::text::now_for_humans())),
         id: a.id,
         leadership: a.leadership,
         limits: a.limits,

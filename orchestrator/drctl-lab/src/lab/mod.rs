@@ -360,7 +360,7 @@ impl Lab {
             copying_paused: Arc::new(AtomicBool::new(false)),
             clients: clients.clone(),
             shutdown: tokio::sync::Notify::new(),
-            started_at: drctl_control::live::now_rfc3339(),
+            started_at: drctl_core::text::now_for_humans(),
             procs: Mutex::new(Vec::new()),
         });
 
@@ -402,26 +402,32 @@ impl Lab {
                 }
             }));
         }
-        // The replication job drctl's controller would run for `assets`.
+        // The replication job drctl's controller runs for `assets`, through
+        // the controller's own scheduler, on the topology's schedule; the
+        // `replication-pause` fault holds it. A failed pass is logged.
         {
             let (clients, paused, state) = (clients.clone(), inner.copying_paused.clone(), opts.state.clone());
+            let clock: Arc<dyn drctl_control::schedule::Clock> = Arc::new(drctl_control::schedule::SystemClock);
             tasks.push(tokio::spawn(async move {
-                let every = Duration::from_secs(1);
-                let progress = drctl_aws::s3::NoProgress;
-                loop {
-                    if !paused.load(Ordering::SeqCst) {
-                        let _ = drctl_control::replicate::run_once(
-                            &clients,
-                            &topo,
-                            assets,
-                            &*state,
-                            &drctl_control::schedule::SystemClock,
-                            &progress,
-                        )
-                        .await;
+                let held = |_: &str| paused.load(Ordering::SeqCst);
+                let report = |name: &str, result: &Result<drctl_aws::s3::Summary, drctl_control::Error>| match result {
+                    Err(e) => tracing::warn!(datastore = name, error = %e, "the lab's replication pass failed"),
+                    Ok(s) if !s.errors.is_empty() => {
+                        tracing::warn!(datastore = name, errors = %s.errors.join("; "), "the lab's replication pass left objects behind")
                     }
-                    tokio::time::sleep(every).await;
-                }
+                    Ok(_) => {}
+                };
+                drctl_control::replicate::run_scheduled(
+                    &clients,
+                    &topo,
+                    &*state,
+                    &[assets],
+                    &clock,
+                    std::future::pending::<()>(),
+                    &held,
+                    &report,
+                )
+                .await;
             }));
         }
         let app = router(inner.clone());
