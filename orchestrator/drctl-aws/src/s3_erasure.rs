@@ -7,8 +7,8 @@
 //! deleted by its version id, which removes it for good, and verification
 //! lists the versions under the prefix: clean means none at all.
 
-use crate::s3::Bucket;
 use crate::iam::{Grant, On, Use};
+use crate::s3::Bucket;
 use crate::{api_error, Result};
 use futures::{StreamExt, TryStreamExt};
 

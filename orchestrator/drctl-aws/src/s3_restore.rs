@@ -12,8 +12,8 @@
 //! before the restore still exists after it, so a restore to the wrong
 //! moment is itself undone by another restore.
 
-use crate::s3::Bucket;
 use crate::iam::{Grant, On, Use};
+use crate::s3::Bucket;
 use crate::{Error, Result};
 use std::collections::HashMap;
 use std::time::SystemTime;

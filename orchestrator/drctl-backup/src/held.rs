@@ -79,7 +79,12 @@ mod tests {
     #[test]
     fn a_full_backup_goes_once_the_next_full_is_older_than_the_retention() {
         let day = 86_400;
-        let sets = [set("F1", "full", 0), set("F1_I1", "incr", day), set("F2", "full", 7 * day), set("F2_D1", "diff", 8 * day)];
+        let sets = [
+            set("F1", "full", 0),
+            set("F1_I1", "incr", day),
+            set("F2", "full", 7 * day),
+            set("F2_D1", "diff", 8 * day),
+        ];
         let e = expiries(&sets, Some(Duration::from_secs(14 * day as u64)));
         let exp: Vec<Option<SystemTime>> = e.iter().map(|s| s.expires_at).collect();
         let f1 = at(7 * day + 10) + Duration::from_secs(14 * day as u64);

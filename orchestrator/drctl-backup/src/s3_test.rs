@@ -14,12 +14,12 @@ use crate::Error;
 use drctl_aws::s3::Bucket;
 use drctl_control::erasure::Eraser;
 use drctl_control::live::Clients;
-use drctl_state::State;
-use std::sync::Arc;
 use drctl_core::restore_test::{Check, Point, RestoreTest};
 use drctl_core::topology::backup::Backup;
 use drctl_core::topology::{Datastore, Location, Topology};
+use drctl_state::State;
 use serde_json::{json, Value};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// What one S3 restore test found.
@@ -94,17 +94,25 @@ pub(crate) async fn run(
         endpoint: src.endpoint.clone(),
         client: clients.s3(src.endpoint.as_deref(), region.as_deref()).await,
     };
-    let mut out =
-        Outcome { requested: at, recovered: None, checks: Vec::new(), error: None, kept: None, erasures: Default::default() };
+    let mut out = Outcome {
+        requested: at,
+        recovered: None,
+        checks: Vec::new(),
+        error: None,
+        kept: None,
+        erasures: Default::default(),
+    };
     let made = copy.client.create_bucket().bucket(&name).send().await;
     if let Err(e) = made {
         out.error = Some(format!("create the scratch bucket {name}: {}", drctl_aws::explain(&e)));
         return Ok(out);
     }
-    match drctl_aws::s3_restore::restore(&src, "", at, &drctl_aws::s3_restore::Dest::Copy {
-        bucket: copy.clone(),
-        prefix: String::new(),
-    })
+    match drctl_aws::s3_restore::restore(
+        &src,
+        "",
+        at,
+        &drctl_aws::s3_restore::Dest::Copy { bucket: copy.clone(), prefix: String::new() },
+    )
     .await
     {
         Ok(sum) if sum.failed.is_empty() => {

@@ -500,9 +500,13 @@ services:
 ";
         let erasure = "erasure:\n  locate: [ { datastore: assets, prefix: \"users/{subject}/\" } ]\n";
         let t = topo(&format!("{}{erasure}", ESTATE.replace("services:\n", books)));
-        let p = |name: &str| policy(&t, &Target { uses: uses_for(name).unwrap(), account: Some("111122223333".into()) });
+        let p =
+            |name: &str| policy(&t, &Target { uses: uses_for(name).unwrap(), account: Some("111122223333".into()) });
         let backup = p("backup");
-        assert_eq!(statement(&backup, "PgBackRestListRepository").unwrap()["Resource"], json!(["arn:aws:s3:::books-backups"]));
+        assert_eq!(
+            statement(&backup, "PgBackRestListRepository").unwrap()["Resource"],
+            json!(["arn:aws:s3:::books-backups"])
+        );
         assert_eq!(
             statement(&backup, "PgBackRestWriteRepository").unwrap()["Resource"],
             json!(["arn:aws:s3:::books-backups/pgbackrest/*"])
@@ -512,7 +516,10 @@ services:
         assert!(statement(&restore, "PgBackRestReadRepository").is_some());
         assert_eq!(
             statement(&restore, "RdsRestoreInstances").unwrap()["Resource"],
-            json!(["arn:aws:rds:eu-west-1:111122223333:db:ledger-a", "arn:aws:rds:eu-west-1:111122223333:db:ledger-a-restored-*"])
+            json!([
+                "arn:aws:rds:eu-west-1:111122223333:db:ledger-a",
+                "arn:aws:rds:eu-west-1:111122223333:db:ledger-a-restored-*"
+            ])
         );
         assert_eq!(
             statement(&restore, "RdsRestoreClusters").unwrap()["Resource"],
@@ -528,7 +535,12 @@ services:
         let erase = p("erase");
         assert_eq!(
             statement(&erase, "S3EraseVersions").unwrap()["Resource"],
-            json!(["arn:aws:s3:::assets-a", "arn:aws:s3:::assets-a/users/*", "arn:aws:s3:::assets-b", "arn:aws:s3:::assets-b/users/*"])
+            json!([
+                "arn:aws:s3:::assets-a",
+                "arn:aws:s3:::assets-a/users/*",
+                "arn:aws:s3:::assets-b",
+                "arn:aws:s3:::assets-b/users/*"
+            ])
         );
         assert_eq!(erase["Statement"].as_array().unwrap().len(), 1, "{erase}");
         // serve does all of them.

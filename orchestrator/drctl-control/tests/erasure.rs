@@ -275,7 +275,11 @@ async fn a_restored_bucket_copy_loses_the_subjects_erased_after_its_point() {
     assert_eq!((replayed.requests, replayed.resurrected), (1, 0));
     assert_eq!(versions(&s3, "restored-copy", &format!("copy/users/{SUBJECT}/")).await, 0, "no version left");
     assert_eq!(versions(&s3, "restored-copy", "copy/users/cust-other/").await, 1, "another subject stays");
-    assert_eq!(versions(&s3, "restored-copy", "copy/users/cust-early/").await, 1, "a request before the point is not replayed");
+    assert_eq!(
+        versions(&s3, "restored-copy", "copy/users/cust-early/").await,
+        1,
+        "a request before the point is not replayed"
+    );
 }
 
 /// An RDS datastore is reached by the `url` on its `locate` entry: there

@@ -144,8 +144,7 @@ fn decode(d: &mut Decoder, root: &yaml::Node, path: &Path) -> Option<RestoreTest
     for n in listed {
         let label = n.peek("sql").or_else(|| n.peek("objects")).or_else(|| n.peek("key"));
         let cw = Named("check", label);
-        let Some(f) =
-            d.fields(n, &cw, &["sql", "expect", "fresher_than", "objects", "at_least", "key", "sha256"])
+        let Some(f) = d.fields(n, &cw, &["sql", "expect", "fresher_than", "objects", "at_least", "key", "sha256"])
         else {
             continue;
         };
@@ -194,7 +193,11 @@ fn check(d: &mut Decoder, f: &crate::decode::Fields, cw: &Named, pos: Pos) -> Op
         }
         many => {
             d.diags
-                .error(Code::BadValue, pos, format!("a check is one of `sql`, `objects` and `key`; this one has {}", many.join(" and ")))
+                .error(
+                    Code::BadValue,
+                    pos,
+                    format!("a check is one of `sql`, `objects` and `key`; this one has {}", many.join(" and ")),
+                )
                 .with_hint("write each check as its own list item");
             return None;
         }
@@ -207,9 +210,10 @@ fn check(d: &mut Decoder, f: &crate::decode::Fields, cw: &Named, pos: Pos) -> Op
     let mut ok = true;
     for (k, kpos, _) in f.entries_at() {
         if !allowed.contains(&k) {
-            d.diags
-                .error(Code::BadValue, kpos, format!("`{k}` does not go with `{kind}`"))
-                .with_hint(format!("a `{kind}` check takes {}", allowed.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", ")));
+            d.diags.error(Code::BadValue, kpos, format!("`{k}` does not go with `{kind}`")).with_hint(format!(
+                "a `{kind}` check takes {}",
+                allowed.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", ")
+            ));
             ok = false;
         }
     }
@@ -219,9 +223,11 @@ fn check(d: &mut Decoder, f: &crate::decode::Fields, cw: &Named, pos: Pos) -> Op
             let expect = f.get("expect").map(to_json);
             let fresher_than = d.opt_duration(f, "fresher_than", &Field("fresher_than", cw)).map(|s| s.value);
             if expect.is_some() == fresher_than.is_some() {
-                d.diags.error(Code::BadValue, pos, "a check needs exactly one of `expect` and `fresher_than`").with_hint(
-                    "`expect: true` compares the answer; `fresher_than: 10m` bounds the age of the time it answers",
-                );
+                d.diags
+                    .error(Code::BadValue, pos, "a check needs exactly one of `expect` and `fresher_than`")
+                    .with_hint(
+                        "`expect: true` compares the answer; `fresher_than: 10m` bounds the age of the time it answers",
+                    );
                 return None;
             }
             (ok).then_some(Check::Sql { sql: sql?.value, expect, fresher_than })
@@ -233,7 +239,9 @@ fn check(d: &mut Decoder, f: &crate::decode::Fields, cw: &Named, pos: Pos) -> Op
             if expect.is_some() == at_least.is_some() {
                 d.diags
                     .error(Code::BadValue, pos, "an `objects` check needs exactly one of `expect` and `at_least`")
-                    .with_hint("`expect: 120` wants exactly that many keys under the prefix; `at_least: 100` that many or more");
+                    .with_hint(
+                    "`expect: 120` wants exactly that many keys under the prefix; `at_least: 100` that many or more",
+                );
                 return None;
             }
             (ok).then_some(Check::Objects { prefix: prefix?.value, expect, at_least })
@@ -270,7 +278,11 @@ pub fn check_against(test: &RestoreTest, topo: &Topology) -> Result<(), Vec<Diag
                 None => format!("the datastores of {}: {}", topo.file.display(), names.join(", ")),
             };
             diags
-                .error(Code::UnknownReference, test.datastore_pos, format!("no datastore `{}` in {}", test.datastore, topo.file.display()))
+                .error(
+                    Code::UnknownReference,
+                    test.datastore_pos,
+                    format!("no datastore `{}` in {}", test.datastore, topo.file.display()),
+                )
                 .with_hint(hint);
         }
         Some(DatastoreKind::Postgres) | Some(DatastoreKind::S3) => {
@@ -368,7 +380,11 @@ mod tests {
         assert_eq!((errs[0].pos.line, errs[0].pos.col), (5, 5));
         assert!(errs[0].to_string().starts_with("t.yaml:5:5: error"), "{}", errs[0]);
         assert!(errs[0].message.contains("an SQL check on `assets`, an S3 datastore"), "{}", errs[0]);
-        let t = load_str("name: t\nrestore: { datastore: asets }\nverify:\n  - { objects: \"\", at_least: 1 }\n", Path::new("t.yaml")).unwrap();
+        let t = load_str(
+            "name: t\nrestore: { datastore: asets }\nverify:\n  - { objects: \"\", at_least: 1 }\n",
+            Path::new("t.yaml"),
+        )
+        .unwrap();
         let errs = check_against(&t, &topo).unwrap_err();
         assert_eq!(errs[0].hint.as_deref(), Some("did you mean `assets`?"));
     }

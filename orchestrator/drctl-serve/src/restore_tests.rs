@@ -117,7 +117,11 @@ mod tests {
             cron: cron_schedule(cron).unwrap().0,
             restore_test,
         };
-        let drills = [d("0 3 * * *", false, "chaos.yaml"), d("0 5 * * *", true, "late.yaml"), d("0 4 * * *", true, "early.yaml")];
+        let drills = [
+            d("0 3 * * *", false, "chaos.yaml"),
+            d("0 5 * * *", true, "late.yaml"),
+            d("0 4 * * *", true, "early.yaml"),
+        ];
         let now = DateTime::parse_from_rfc3339("2030-03-18T02:00:00Z").unwrap().with_timezone(&Utc);
         let (at, path) = next_due(&drills, now).unwrap();
         assert_eq!((at.to_rfc3339(), path), ("2030-03-18T04:00:00+00:00".to_string(), PathBuf::from("early.yaml")));
@@ -220,7 +224,9 @@ mod tests {
         assert!(dir.join("reports").join(&drills[0].id).join("report.json").is_file());
         let audit = state.audit_entries().unwrap();
         assert!(
-            audit.iter().any(|a| a.actor == "scheduler" && a.action == "drill" && a.target == "restore test orders-restore-test"),
+            audit.iter().any(|a| a.actor == "scheduler"
+                && a.action == "drill"
+                && a.target == "restore test orders-restore-test"),
             "audited before it ran"
         );
         stop.cancel();

@@ -131,7 +131,9 @@ pub async fn list(
                 };
                 match &h.backup {
                     Some(set) => println!("    backup {set} of {} holds it {until}", h.datastore),
-                    None => println!("    backups of {} may hold it {until} (estimated from the retention)", h.datastore),
+                    None => {
+                        println!("    backups of {} may hold it {until} (estimated from the retention)", h.datastore)
+                    }
                 }
             }
         }

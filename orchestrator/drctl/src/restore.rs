@@ -344,9 +344,8 @@ pub fn drill(
             Some(d) => drctl_backup::drill::ReportAt::Exactly(d),
             None => drctl_backup::drill::ReportAt::Under(".drctl/reports".into()),
         };
-        let run = drctl_backup::drill::run(Arc::new(topo), state, clients, &test, keep, reports)
-            .await
-            .map_err(failure)?;
+        let run =
+            drctl_backup::drill::run(Arc::new(topo), state, clients, &test, keep, reports).await.map_err(failure)?;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&run.report).unwrap_or_default());
         } else {
@@ -714,11 +713,15 @@ impl CloudRestore {
             drctl_aws::rds_restore::restore_instance(&rds, &source, &self.req.into, at, wait).await
         };
         let made = match what {
-            Ok(drctl_aws::rds_restore::Outcome::Started) => format!("{} restored from {source}; available", self.req.into),
+            Ok(drctl_aws::rds_restore::Outcome::Started) => {
+                format!("{} restored from {source}; available", self.req.into)
+            }
             Ok(drctl_aws::rds_restore::Outcome::Existed) => {
                 format!("{} (made by an earlier attempt) is available", self.req.into)
             }
-            Err(e @ drctl_aws::Error::Api { transient: true, .. }) => return Err(ActionError::Transient(e.to_string())),
+            Err(e @ drctl_aws::Error::Api { transient: true, .. }) => {
+                return Err(ActionError::Transient(e.to_string()))
+            }
             Err(e) => return Err(ActionError::Fatal(e.to_string())),
         };
         let replay = self.rds_replay(&rds, at.unwrap_or_else(SystemTime::now)).await?;
@@ -758,9 +761,14 @@ impl CloudRestore {
             ))
         };
         let Some((host, port)) = endpoint else { return pending("RDS reports no endpoint yet".into()) };
-        let Some(there) = with_host(&url, &host, port) else { return pending("the `locate` url has no host to replace".into()) };
-        match tokio::time::timeout(Duration::from_secs(30), eraser.replay_on(&self.req.datastore, &there, point)).await {
-            Ok(Ok(r)) if r.resurrected == 0 => Ok(format!("{} erasure request(s) made since the point replayed on it", r.requests)),
+        let Some(there) = with_host(&url, &host, port) else {
+            return pending("the `locate` url has no host to replace".into());
+        };
+        match tokio::time::timeout(Duration::from_secs(30), eraser.replay_on(&self.req.datastore, &there, point)).await
+        {
+            Ok(Ok(r)) if r.resurrected == 0 => {
+                Ok(format!("{} erasure request(s) made since the point replayed on it", r.requests))
+            }
             Ok(Ok(r)) => Err(ActionError::Transient(format!(
                 "{} erased subject(s) are still in {} after the replay",
                 r.resurrected, self.req.into
@@ -794,8 +802,12 @@ mod tests {
     #[test]
     fn a_locate_url_points_at_the_restored_instance() {
         assert_eq!(
-            super::with_host("postgres://eraser:pw@ledger.abc.rds.amazonaws.com:5432/ledger?sslmode=require", "copy.rds", 6543)
-                .as_deref(),
+            super::with_host(
+                "postgres://eraser:pw@ledger.abc.rds.amazonaws.com:5432/ledger?sslmode=require",
+                "copy.rds",
+                6543
+            )
+            .as_deref(),
             Some("postgres://eraser:pw@copy.rds:6543/ledger?sslmode=require")
         );
         assert_eq!(super::with_host("postgres://h/db", "n", 1).as_deref(), Some("postgres://n:1/db"));

@@ -211,7 +211,12 @@ async fn the_generated_policy_is_enough_and_every_statement_is_needed() {
         .flat_map(|u| {
             let (_, printed) = drctl(&dir, &e, &e.admin, &["iam-policy", "--for", u]);
             let p: Value = serde_json::from_str(printed.trim()).unwrap();
-            p["Statement"].as_array().unwrap().iter().map(|s| s["Sid"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+            p["Statement"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["Sid"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
         })
         .collect();
     for (n, sid) in sids.iter().enumerate().filter(|(_, s)| used_here.contains(s)) {

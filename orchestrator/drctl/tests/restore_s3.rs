@@ -187,7 +187,12 @@ fn sha256_hex(body: &str) -> String {
 
 async fn scratch_buckets(s3: &aws_sdk_s3::Client) -> Vec<String> {
     let all = s3.list_buckets().send().await.unwrap();
-    all.buckets().iter().filter_map(|b| b.name()).filter(|n| n.starts_with("drctl-restore-")).map(str::to_string).collect()
+    all.buckets()
+        .iter()
+        .filter_map(|b| b.name())
+        .filter(|n| n.starts_with("drctl-restore-"))
+        .map(str::to_string)
+        .collect()
 }
 
 /// A restore test of an S3 datastore (`drctl drill`): the bucket as it was
@@ -270,7 +275,7 @@ async fn an_s3_restore_test_checks_a_scratch_copy_and_removes_it() {
     assert_eq!(code, 0, "{out}\n{err}");
     let kept = report("kept")["restore"]["kept"]["bucket"].as_str().unwrap().to_string();
     assert!(out.contains(&format!("the copy is kept in bucket {kept}")), "{out}");
-    assert_eq!(scratch_buckets(&s3).await, [kept.clone()]);
+    assert_eq!(scratch_buckets(&s3).await, std::slice::from_ref(&kept));
     assert_eq!(get(&s3, &kept, "img/a").await.as_deref(), Some("a v1"));
 
     // The status page and the customer's pages show the last tested restore beside the drills.
@@ -291,12 +296,18 @@ async fn an_s3_restore_test_checks_a_scratch_copy_and_removes_it() {
             c.get(&srv.base).send().and_then(|r| r.text()).is_ok_and(|p| p.contains("Last tested restore"))
         });
         let acme = {
-            let (code, out, err) = run(&["token", "create", "--name", "auditor", "--role", "customer", "--customer", "acme"]);
+            let (code, out, err) =
+                run(&["token", "create", "--name", "auditor", "--role", "customer", "--customer", "acme"]);
             assert_eq!(code, 0, "{out}\n{err}");
             out.trim().to_string()
         };
-        let evidence: serde_json::Value =
-            c.get(format!("{}/customers/acme/assurance.json", srv.base)).bearer_auth(&acme).send().unwrap().json().unwrap();
+        let evidence: serde_json::Value = c
+            .get(format!("{}/customers/acme/assurance.json", srv.base))
+            .bearer_auth(&acme)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
         let tested = &evidence["services"][0]["restore_tests"][0];
         assert_eq!(tested["datastore"], "assets", "{evidence}");
         assert_eq!(tested["passed"], true, "{evidence}");
@@ -304,16 +315,25 @@ async fn an_s3_restore_test_checks_a_scratch_copy_and_removes_it() {
         let assurance = assurance.text().unwrap();
         if let Some(browser) = common::chromium_or_skip() {
             let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
-            let dom = common::render(&browser, &format!("{}/?lang=en", srv.base), &shots.join("status-restore-test.png"));
+            let dom =
+                common::render(&browser, &format!("{}/?lang=en", srv.base), &shots.join("status-restore-test.png"));
             let row = dom.split("<tr>").find(|r| r.contains(r#"<th scope="row">assets</th>"#)).unwrap_or_default();
-            assert!(row.contains("recovery-point error") && row.contains(r#"<span class="met">passed</span>"#), "{dom}");
-            let ja = common::render(&browser, &format!("{}/?lang=ja", srv.base), &shots.join("status-restore-test-ja.png"));
+            assert!(
+                row.contains("recovery-point error") && row.contains(r#"<span class="met">passed</span>"#),
+                "{dom}"
+            );
+            let ja =
+                common::render(&browser, &format!("{}/?lang=ja", srv.base), &shots.join("status-restore-test-ja.png"));
             assert!(ja.contains("直近の復元テスト"), "{ja}");
             let file = shots.join("assurance-restore-test.html");
             std::fs::write(&file, &assurance).unwrap();
-            let dom = common::render(&browser, &format!("file://{}", file.display()), &shots.join("assurance-restore.png"));
+            let dom =
+                common::render(&browser, &format!("file://{}", file.display()), &shots.join("assurance-restore.png"));
             let section = dom.split("<h2>Tested restores</h2>").nth(1).unwrap_or_default();
-            assert!(section.contains("<td>assets</td>") && section.contains(r#"<span class="met">passed</span>"#), "{dom}");
+            assert!(
+                section.contains("<td>assets</td>") && section.contains(r#"<span class="met">passed</span>"#),
+                "{dom}"
+            );
         }
         drop(srv);
     });
@@ -383,7 +403,9 @@ async fn an_rds_restore_says_the_erasure_replay_is_pending_when_the_copy_cannot_
     let (code, out, err) = run(&["restore", "ledger-db", "--to", "-1h", "--reason", "bad migration"]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(
-        out.contains("erasure replay PENDING: 1 request(s) made since the point are not replayed on ledger-a-restored-"),
+        out.contains(
+            "erasure replay PENDING: 1 request(s) made since the point are not replayed on ledger-a-restored-"
+        ),
         "{out}"
     );
     assert!(out.contains("do not let it serve before they are"), "{out}");

@@ -998,7 +998,11 @@ impl Validator<'_> {
                 (None, Some(full)) => Some(full),
                 (None, None) if restore_test => {
                     self.diags
-                        .error(Code::MissingKey, d.pos, format!("the restore test `{}` has no `schedule:`, and this drill no `cron:`", exp.value))
+                        .error(
+                            Code::MissingKey,
+                            d.pos,
+                            format!("the restore test `{}` has no `schedule:`, and this drill no `cron:`", exp.value),
+                        )
                         .with_hint("add `schedule: \"0 4 * * *\"` to the restore test, or `cron:` here");
                     None
                 }
