@@ -503,7 +503,7 @@ steps:
         let path = dir.path().join("drctl.yaml");
         fs::write(
             &path,
-            with_head("drills:\n  - { experiment: own.yaml }\n  - { experiment: bare.yaml, cron: \"0 5 * * *\" }\n"),
+            with_head("datastores:\n  - { name: db, kind: postgres, primary: { zone: az1, url: \"postgres://u@h/d\" } }\ndrills:\n  - { experiment: own.yaml }\n  - { experiment: bare.yaml, cron: \"0 5 * * *\" }\n"),
         )
         .unwrap();
         let loaded = drctl_core::load(&path);
@@ -512,11 +512,11 @@ steps:
         assert!(topo.drills[0].cron.starts_with("0 0 4 "), "its own schedule: {:?}", topo.drills[0]);
         assert!(topo.drills[1].cron.starts_with("0 0 5 "), "the drill's cron: {:?}", topo.drills[1]);
         // Neither a schedule nor a cron: an error at the drill, saying both ways out.
-        fs::write(&path, with_head("drills:\n  - { experiment: bare.yaml }\n")).unwrap();
+        fs::write(&path, with_head("datastores:\n  - { name: db, kind: postgres, primary: { zone: az1, url: \"postgres://u@h/d\" } }\ndrills:\n  - { experiment: bare.yaml }\n")).unwrap();
         let errs: Vec<_> =
             drctl_core::load(&path).diagnostics.into_iter().filter(|d| d.severity == Severity::Error).collect();
         assert_eq!(errs.len(), 1, "{errs:#?}");
-        assert_eq!((errs[0].pos.line, errs[0].code), (8, Code::MissingKey), "{errs:#?}");
+        assert_eq!((errs[0].pos.line, errs[0].code), (10, Code::MissingKey), "{errs:#?}");
         assert!(errs[0].message.contains("has no `schedule:`, and this drill no `cron:`"), "{errs:#?}");
         // A chaos drill still needs its cron.
         fs::write(
@@ -524,7 +524,7 @@ steps:
             "name: x\nfaults:\n  - { kind: zone-outage, zones: [az1] }\nduration: 1m\n",
         )
         .unwrap();
-        fs::write(&path, with_head("drills:\n  - { experiment: az1.yaml }\n")).unwrap();
+        fs::write(&path, with_head("datastores:\n  - { name: db, kind: postgres, primary: { zone: az1, url: \"postgres://u@h/d\" } }\ndrills:\n  - { experiment: az1.yaml }\n")).unwrap();
         let errs: Vec<_> =
             drctl_core::load(&path).diagnostics.into_iter().filter(|d| d.severity == Severity::Error).collect();
         assert!(errs.len() == 1 && errs[0].message == "a drill has no `cron`", "{errs:#?}");
