@@ -20,6 +20,14 @@ pub enum Use {
     Declare,
     /// `drctl discover`: reading what an account holds.
     Discover,
+    /// `drctl backup` and scheduled backups: pgBackRest writing to an S3 repository.
+    Backup,
+    /// `drctl restore` and restore tests: RDS point-in-time restores, S3
+    /// restores from versions, scratch copies made and removed.
+    Restore,
+    /// `drctl erase`: every version under a subject's prefix destroyed and
+    /// verified gone.
+    Erase,
 }
 
 /// The resources a statement is on, named by the topology.
@@ -50,7 +58,61 @@ pub enum On {
     /// Everything in the account (`*`): only discovery, which lists what
     /// no topology names yet.
     Account,
+    /// The RDS instances restores read from (the primaries of `rds-instance`
+    /// datastores) and the instances they make (`<source>-restored-*`).
+    RestoredInstances,
+    /// The Aurora clusters restores read from and the clusters they make
+    /// (`<cluster>-restored-*`).
+    RestoredClusters,
+    /// The primary buckets of S3 datastores and their objects: what an S3
+    /// restore reads the versions of.
+    RestoreSources,
+    /// Where an S3 restore may write: a prefix of the primary bucket, the
+    /// bucket itself (in place), or a bucket named `drctl-restore-*`.
+    RestoreDestBuckets,
+    /// The objects of [`On::RestoreDestBuckets`].
+    RestoreDestObjects,
+    /// The scratch buckets of restore tests (`drctl-restore-*`) and their
+    /// objects: made, read, and removed with every version.
+    ScratchCopies,
+    /// Every bucket of the S3 datastores `erasure:` locates subjects in,
+    /// and their objects under the literal part of each prefix.
+    ErasedPrefixes,
+    /// The buckets of pgBackRest's S3 repositories.
+    BackupRepositories,
+    /// The files of pgBackRest's S3 repositories (under `pgbackrest/`).
+    BackupRepositoryFiles,
 }
+
+/// The bucket-name prefix of the copies restores make in new buckets:
+/// `iam-policy` grants creating only buckets named so.
+pub const SCRATCH_BUCKET_PREFIX: &str = "drctl-restore-";
+
+/// pgBackRest's own calls on an S3 repository (it runs with drctl's
+/// credentials, passed through the environment): listing the repository,
+/// and reading, writing and expiring its files under `pgbackrest/`
+/// (drctl's `repo1-path`).
+pub const BACKUP_PERMISSIONS: &[Grant] = &[
+    Grant {
+        sid: "PgBackRestListRepository",
+        actions: &["s3:ListBucket"],
+        on: On::BackupRepositories,
+        uses: &[Use::Backup, Use::Restore],
+    },
+    Grant {
+        sid: "PgBackRestReadRepository",
+        actions: &["s3:GetObject"],
+        on: On::BackupRepositoryFiles,
+        uses: &[Use::Backup, Use::Restore],
+    },
+    // A restore only reads: a copy never archives into the production repository.
+    Grant {
+        sid: "PgBackRestWriteRepository",
+        actions: &["s3:PutObject", "s3:DeleteObject"],
+        on: On::BackupRepositoryFiles,
+        uses: &[Use::Backup],
+    },
+];
 
 /// One statement drctl's calls need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

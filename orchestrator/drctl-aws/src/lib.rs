@@ -14,6 +14,7 @@ pub mod route53;
 pub mod s3;
 pub mod s3_erasure;
 pub mod s3_restore;
+pub mod s3_versions;
 
 use aws_config::SdkConfig;
 use aws_sdk_s3::config::http::HttpResponse;

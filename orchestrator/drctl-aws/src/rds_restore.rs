@@ -9,9 +9,30 @@
 //! restore any second between the earliest restorable time and
 //! `LatestRestorableTime` (typically within five minutes of now).
 
+use crate::iam::{Grant, On, Use};
 use crate::rds::Rds;
 use crate::{api_error, Error, Result};
 use std::time::{Duration, SystemTime};
+
+/// Reading the source's restore window, restoring it into a new instance
+/// and waiting for that one (on the source and on instances named
+/// `<source>-restored-*`, the name drctl gives a copy).
+pub const RESTORE_INSTANCES: Grant = Grant {
+    sid: "RdsRestoreInstances",
+    actions: &["rds:DescribeDBInstances", "rds:RestoreDBInstanceToPointInTime"],
+    on: On::RestoredInstances,
+    uses: &[Use::Restore],
+};
+
+/// The same for Aurora clusters (`<cluster>-restored-*`).
+pub const RESTORE_CLUSTERS: Grant = Grant {
+    sid: "RdsRestoreClusters",
+    actions: &["rds:DescribeDBClusters", "rds:RestoreDBClusterToPointInTime"],
+    on: On::RestoredClusters,
+    uses: &[Use::Restore],
+};
+
+pub const PERMISSIONS: &[Grant] = &[RESTORE_INSTANCES, RESTORE_CLUSTERS];
 
 /// What the source's backups can restore, as RDS reports it.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,6 +63,18 @@ pub async fn instance_window(rds: &Rds, id: &str) -> Result<Window> {
         retention_days: i.backup_retention_period().unwrap_or(0),
         latest_restorable: i.latest_restorable_time().map(to_system),
     })
+}
+
+/// The address and port a (restored) instance answers on, once RDS gives one.
+pub async fn instance_endpoint(rds: &Rds, id: &str) -> Result<Option<(String, i32)>> {
+    let out = rds
+        .rds
+        .describe_db_instances()
+        .db_instance_identifier(id)
+        .send()
+        .await
+        .map_err(|e| api_error(format!("describing RDS instance {id}"), &e))?;
+    Ok(out.db_instances().first().and_then(|i| i.endpoint()).and_then(|e| Some((e.address()?.to_string(), e.port()?))))
 }
 
 async fn instance_status(rds: &Rds, id: &str) -> Result<Option<String>> {

@@ -7,46 +7,14 @@
 //! deleted by its version id, which removes it for good, and verification
 //! lists the versions under the prefix: clean means none at all.
 
+use crate::iam::{Grant, On, Use};
 use crate::s3::Bucket;
 use crate::{api_error, Result};
 use futures::{StreamExt, TryStreamExt};
 
 /// Every (key, version id) under `prefix`, delete markers included.
 async fn versions(b: &Bucket, prefix: &str) -> Result<Vec<(String, Option<String>)>> {
-    let mut out = Vec::new();
-    let (mut key_marker, mut version_marker): (Option<String>, Option<String>) = (None, None);
-    loop {
-        let page = b
-            .client
-            .list_object_versions()
-            .bucket(&b.name)
-            .prefix(prefix)
-            .set_key_marker(key_marker.clone())
-            .set_version_id_marker(version_marker.clone())
-            .send()
-            .await
-            // The prefix holds the subject: never in a message.
-            .map_err(|e| api_error(format!("listing versions in bucket {} ({})", b.name, b.zone), &e))?;
-        for v in page.versions() {
-            if let Some(k) = v.key() {
-                out.push((k.to_string(), v.version_id().map(str::to_string)));
-            }
-        }
-        for m in page.delete_markers() {
-            if let Some(k) = m.key() {
-                out.push((k.to_string(), m.version_id().map(str::to_string)));
-            }
-        }
-        if page.is_truncated() != Some(true) {
-            break;
-        }
-        key_marker = page.next_key_marker().map(str::to_string);
-        version_marker = page.next_version_id_marker().map(str::to_string);
-        if key_marker.is_none() && version_marker.is_none() {
-            break;
-        }
-    }
-    Ok(out)
+    Ok(crate::s3_versions::list(b, prefix).await?.into_iter().map(|v| (v.key, v.version)).collect())
 }
 
 /// Deletes every version and delete marker under `prefix`; returns how many.
@@ -75,3 +43,15 @@ pub async fn erase_prefix(b: &Bucket, prefix: &str) -> Result<u64> {
 pub async fn versions_left(b: &Bucket, prefix: &str) -> Result<u64> {
     Ok(versions(b, prefix).await?.len() as u64)
 }
+
+/// Listing and destroying every version under a subject's prefix, on
+/// every bucket of the datastore (`DeleteObject` with a version id is
+/// `s3:DeleteObjectVersion`).
+pub const ERASE_VERSIONS: Grant = Grant {
+    sid: "S3EraseVersions",
+    actions: &["s3:ListBucketVersions", "s3:DeleteObjectVersion"],
+    on: On::ErasedPrefixes,
+    uses: &[Use::Erase],
+};
+
+pub const PERMISSIONS: &[Grant] = &[ERASE_VERSIONS];

@@ -12,10 +12,11 @@
 //! before the restore still exists after it, so a restore to the wrong
 //! moment is itself undone by another restore.
 
+use crate::iam::{Grant, On, Use};
 use crate::s3::Bucket;
-use crate::{api_error, Error, Result};
+use crate::{Error, Result};
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 /// Where the restored objects go.
 #[derive(Debug, Clone)]
@@ -38,69 +39,20 @@ pub struct Summary {
     pub bytes: u64,
     /// Keys that could not be restored, and why; the others went on.
     pub failed: Vec<(String, String)>,
+    /// The newest write the restored keys hold (their versions' times):
+    /// how close to the point asked for the copy really is.
+    #[serde(skip)]
+    pub newest: Option<SystemTime>,
 }
 
 /// One entry of a key's history: a version or a delete marker.
-#[derive(Debug, Clone)]
-struct Entry {
-    version: Option<String>,
-    modified: SystemTime,
-    latest: bool,
-    marker: bool,
-    size: u64,
-    etag: Option<String>,
-}
+type Entry = crate::s3_versions::Version;
 
-fn to_system(t: Option<&aws_sdk_s3::primitives::DateTime>) -> SystemTime {
-    t.map(|t| SystemTime::UNIX_EPOCH + Duration::from_secs_f64(t.as_secs_f64().max(0.0)))
-        .unwrap_or(SystemTime::UNIX_EPOCH)
-}
-
-/// Every key's history under `prefix`.
+/// Every key's history under `prefix`, each newest first as S3 lists it.
 async fn history(b: &Bucket, prefix: &str) -> Result<HashMap<String, Vec<Entry>>> {
     let mut out: HashMap<String, Vec<Entry>> = HashMap::new();
-    let (mut key_marker, mut version_marker): (Option<String>, Option<String>) = (None, None);
-    loop {
-        let page = b
-            .client
-            .list_object_versions()
-            .bucket(&b.name)
-            .prefix(prefix)
-            .set_key_marker(key_marker.clone())
-            .set_version_id_marker(version_marker.clone())
-            .send()
-            .await
-            .map_err(|e| api_error(format!("list the versions of s3://{}/{prefix}", b.name), &e))?;
-        for v in page.versions() {
-            let Some(k) = v.key() else { continue };
-            out.entry(k.to_string()).or_default().push(Entry {
-                version: v.version_id().map(str::to_string),
-                modified: to_system(v.last_modified()),
-                latest: v.is_latest().unwrap_or(false),
-                marker: false,
-                size: v.size().unwrap_or(0).max(0) as u64,
-                etag: v.e_tag().map(str::to_string),
-            });
-        }
-        for m in page.delete_markers() {
-            let Some(k) = m.key() else { continue };
-            out.entry(k.to_string()).or_default().push(Entry {
-                version: m.version_id().map(str::to_string),
-                modified: to_system(m.last_modified()),
-                latest: m.is_latest().unwrap_or(false),
-                marker: true,
-                size: 0,
-                etag: None,
-            });
-        }
-        if page.is_truncated() != Some(true) {
-            break;
-        }
-        key_marker = page.next_key_marker().map(str::to_string);
-        version_marker = page.next_version_id_marker().map(str::to_string);
-        if key_marker.is_none() && version_marker.is_none() {
-            break;
-        }
+    for v in crate::s3_versions::list(b, prefix).await? {
+        out.entry(v.key.clone()).or_default().push(v);
     }
     Ok(out)
 }
@@ -122,10 +74,7 @@ enum Plan {
 /// one at or before it; ties (one-second timestamps) go to the one S3
 /// lists first, which is the newer.
 fn decide(entries: &[Entry], at: SystemTime, in_place: bool) -> Plan {
-    let then = entries.iter().filter(|e| e.modified <= at).fold(None::<&Entry>, |best, e| match best {
-        Some(b) if b.modified >= e.modified => Some(b),
-        _ => Some(e),
-    });
+    let then = current_at(entries, at);
     let now = entries.iter().find(|e| e.latest);
     match (then, in_place) {
         (Some(t), _) if !t.marker => match (now, in_place) {
@@ -146,6 +95,14 @@ fn decide(entries: &[Entry], at: SystemTime, in_place: bool) -> Plan {
             _ => Plan::Keep,
         },
     }
+}
+
+/// The entry of a key current at `at`: the newest at or before it.
+fn current_at(entries: &[Entry], at: SystemTime) -> Option<&Entry> {
+    entries.iter().filter(|e| e.modified <= at).fold(None::<&Entry>, |best, e| match best {
+        Some(b) if b.modified >= e.modified => Some(b),
+        _ => Some(e),
+    })
 }
 
 /// Restores `src` (the keys under `prefix`) as it was at `at`.
@@ -169,6 +126,9 @@ pub async fn restore(src: &Bucket, prefix: &str, at: SystemTime, dest: &Dest) ->
     for key in keys {
         // S3 lists each key's entries newest first; keep that order for ties.
         let plan = decide(&history[key], at, in_place);
+        if let Some(t) = current_at(&history[key], at).filter(|e| !e.marker) {
+            summary.newest = summary.newest.max(Some(t.modified));
+        }
         let result = match &plan {
             Plan::Keep => {
                 summary.unchanged += 1;
@@ -211,6 +171,84 @@ pub async fn restore(src: &Bucket, prefix: &str, at: SystemTime, dest: &Dest) ->
     Ok(summary)
 }
 
+/// Reading each key's history, and the version to bring back (a copy
+/// whose source is a version is read as `s3:GetObjectVersion`).
+pub const READ_VERSIONS: Grant = Grant {
+    sid: "S3RestoreReadVersions",
+    actions: &["s3:ListBucketVersions", "s3:GetObjectVersion"],
+    on: On::RestoreSources,
+    uses: &[Use::Restore],
+};
+
+/// Writing the restored keys (a copy is `s3:PutObject`) and, in place,
+/// hiding keys created since behind a delete marker.
+pub const WRITE_RESTORED: Grant = Grant {
+    sid: "S3RestoreWriteObjects",
+    actions: &["s3:PutObject", "s3:DeleteObject"],
+    on: On::RestoreDestObjects,
+    uses: &[Use::Restore],
+};
+
+/// Finding the destination bucket (`HeadBucket` is `s3:ListBucket`) and
+/// making it when it does not exist yet.
+pub const DEST_BUCKETS: Grant = Grant {
+    sid: "S3RestoreDestinations",
+    actions: &["s3:ListBucket", "s3:CreateBucket"],
+    on: On::RestoreDestBuckets,
+    uses: &[Use::Restore],
+};
+
+pub const PERMISSIONS: &[Grant] = &[READ_VERSIONS, WRITE_RESTORED, DEST_BUCKETS, SCRATCH_COPIES];
+
+/// How many keys `b` holds under `prefix` now (current versions).
+pub async fn count_under(b: &Bucket, prefix: &str) -> Result<u64> {
+    Ok(crate::s3::list(b).await?.keys().filter(|k| k.starts_with(prefix)).count() as u64)
+}
+
+/// The SHA-256 (lower-case hex) of `key`'s current content in `b`;
+/// `None` when there is no such key.
+pub async fn sha256_of(b: &Bucket, key: &str) -> Result<Option<String>> {
+    use sha2::Digest;
+    let out = match b.client.get_object().bucket(&b.name).key(key).send().await {
+        Ok(o) => o,
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => return Ok(None),
+        Err(e) => return Err(crate::api_error(format!("reading {key} in bucket {}", b.name), &e)),
+    };
+    let mut hash = sha2::Sha256::new();
+    let mut body = out.body;
+    while let Some(chunk) = body.try_next().await.map_err(|e| Error::Api {
+        what: format!("reading {key} in bucket {}", b.name),
+        why: e.to_string(),
+        transient: true,
+    })? {
+        hash.update(&chunk);
+    }
+    Ok(Some(hash.finalize().iter().map(|b| format!("{b:02x}")).collect()))
+}
+
+/// Removes a restored copy's bucket: every version and delete marker in
+/// it, then the bucket.
+pub async fn remove_bucket(b: &Bucket) -> Result<u64> {
+    let n = crate::s3_erasure::erase_prefix(b, "").await?;
+    b.client
+        .delete_bucket()
+        .bucket(&b.name)
+        .send()
+        .await
+        .map_err(|e| crate::api_error(format!("removing bucket {}", b.name), &e))?;
+    Ok(n)
+}
+
+/// What a restore test does with its copy in a bucket of its own
+/// (`drctl-restore-*`): reads a key to compare its checksum, and removes
+/// the copy with every version, then the bucket.
+pub const SCRATCH_COPIES: Grant = Grant {
+    sid: "S3RestoreTestScratch",
+    actions: &["s3:GetObject", "s3:ListBucketVersions", "s3:DeleteObjectVersion", "s3:DeleteBucket"],
+    on: On::ScratchCopies,
+    uses: &[Use::Restore],
+};
+
 /// Percent-encodes a key for `x-amz-copy-source` (slashes kept).
 fn urlencode(key: &str) -> String {
     let mut out = String::with_capacity(key.len());
@@ -226,9 +264,11 @@ fn urlencode(key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn e(v: &str, secs: u64, latest: bool, marker: bool) -> Entry {
         Entry {
+            key: "k".into(),
             version: Some(v.into()),
             modified: SystemTime::UNIX_EPOCH + Duration::from_secs(secs),
             latest,

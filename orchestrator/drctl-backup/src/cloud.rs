@@ -15,7 +15,7 @@ use drctl_core::Topology;
 use drctl_engine::{ActionError, Actions, Ended, Note, StepSpec};
 use drctl_state::State;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// The primary bucket of an S3 datastore with `backup: { versions }` (or any S3 datastore).
 pub fn s3_of<'a>(topo: &'a Topology, name: &str) -> Option<&'a drctl_core::topology::Datastore> {
@@ -66,15 +66,69 @@ impl CloudRestore {
         } else {
             drctl_aws::rds_restore::restore_instance(&rds, &source, &self.req.into, at, wait).await
         };
-        match what {
+        let made = match what {
             Ok(drctl_aws::rds_restore::Outcome::Started) => {
-                Ok(Some(format!("{} restored from {source}; available", self.req.into)))
+                format!("{} restored from {source}; available", self.req.into)
             }
             Ok(drctl_aws::rds_restore::Outcome::Existed) => {
-                Ok(Some(format!("{} (made by an earlier attempt) is available", self.req.into)))
+                format!("{} (made by an earlier attempt) is available", self.req.into)
             }
-            Err(e @ drctl_aws::Error::Api { transient: true, .. }) => Err(ActionError::Transient(e.to_string())),
-            Err(e) => Err(ActionError::Fatal(e.to_string())),
+            Err(e @ drctl_aws::Error::Api { transient: true, .. }) => {
+                return Err(ActionError::Transient(e.to_string()))
+            }
+            Err(e) => return Err(ActionError::Fatal(e.to_string())),
+        };
+        let replay = self.rds_replay(&rds, at.unwrap_or_else(SystemTime::now)).await?;
+        Ok(Some(format!("{made}; {replay}")))
+    }
+
+    /// The ledger's requests made after the point, replayed on the restored
+    /// instance through the `url` of the datastore's `locate` entries, its
+    /// host and port replaced by the new instance's endpoint. Where the
+    /// instance cannot be reached from here, the replay is reported pending
+    /// (the copy must not serve until it is done).
+    async fn rds_replay(&self, rds: &drctl_aws::rds::Rds, point: SystemTime) -> Result<String, ActionError> {
+        use drctl_core::topology::erasure::Find;
+        let eraser = drctl_control::erasure::Eraser::new(self.topo.clone(), self.state.clone(), self.clients.clone());
+        let due = eraser.requests_after(point).map_err(|e| ActionError::Transient(e.to_string()))?;
+        let id = self.topo.entity_id(&self.req.datastore);
+        let url = self.topo.erasure.as_ref().zip(id).and_then(|(e, id)| {
+            e.of(id).find_map(|l| match &l.how {
+                Find::Sql { url: Some(u), .. } => Some(u.clone()),
+                _ => None,
+            })
+        });
+        let Some(url) = url else { return Ok("no erasure to replay (no `locate` entry with a `url`)".into()) };
+        if due == 0 {
+            return Ok("no erasure request since the point: nothing to replay".into());
+        }
+        if rds_of(&self.topo, &self.req.datastore).is_some_and(|d| d.cluster.is_some()) {
+            return pending_cluster(due, &self.req.into);
+        }
+        let endpoint = drctl_aws::rds_restore::instance_endpoint(rds, &self.req.into)
+            .await
+            .map_err(|e| ActionError::Transient(e.to_string()))?;
+        let pending = |why: String| {
+            Ok(format!(
+                "erasure replay PENDING: {due} request(s) made since the point are not replayed on {} ({why}); do not let it serve before they are",
+                self.req.into
+            ))
+        };
+        let Some((host, port)) = endpoint else { return pending("RDS reports no endpoint yet".into()) };
+        let Some(there) = with_host(&url, &host, port) else {
+            return pending("the `locate` url has no host to replace".into());
+        };
+        match tokio::time::timeout(Duration::from_secs(30), eraser.replay_on(&self.req.datastore, &there, point)).await
+        {
+            Ok(Ok(r)) if r.resurrected == 0 => {
+                Ok(format!("{} erasure request(s) made since the point replayed on it", r.requests))
+            }
+            Ok(Ok(r)) => Err(ActionError::Transient(format!(
+                "{} erased subject(s) are still in {} after the replay",
+                r.resurrected, self.req.into
+            ))),
+            Ok(Err(e)) => pending(format!("not reachable from here: {e}")),
+            Err(_) => pending(format!("{host}:{port} did not answer within 30 s")),
         }
     }
 }
@@ -82,6 +136,7 @@ impl CloudRestore {
 /// The actions of an S3 or RDS restore.
 struct CloudRestore {
     topo: Arc<Topology>,
+    state: Arc<State>,
     clients: Arc<Clients>,
     req: Request,
 }
@@ -122,6 +177,10 @@ impl CloudRestore {
                 drctl_aws::s3_restore::Dest::Copy { bucket: b, prefix: prefix.to_string() }
             };
         let prefix = self.req.prefix.clone().unwrap_or_default();
+        let (copy, to) = match &dest {
+            drctl_aws::s3_restore::Dest::InPlace => (src.clone(), prefix.clone()),
+            drctl_aws::s3_restore::Dest::Copy { bucket, prefix: p } => (bucket.clone(), p.clone()),
+        };
         let sum = drctl_aws::s3_restore::restore(&src, &prefix, at, &dest).await.map_err(|e| match e {
             drctl_aws::Error::Api { transient: true, .. } => ActionError::Transient(e.to_string()),
             other => ActionError::Fatal(other.to_string()),
@@ -134,9 +193,22 @@ impl CloudRestore {
                 list.join("; ")
             )));
         }
+        // No restore brings an erased subject back: the ledger's requests made
+        // after the point are replayed on what was restored before it serves.
+        let eraser = drctl_control::erasure::Eraser::new(self.topo.clone(), self.state.clone(), self.clients.clone());
+        let replayed = eraser
+            .replay_on_bucket(&self.req.datastore, &copy, &prefix, &to, at)
+            .await
+            .map_err(|e| ActionError::Transient(format!("replaying the erasures on the copy: {e}")))?;
+        if replayed.resurrected > 0 {
+            return Err(ActionError::Transient(format!(
+                "{} erased subject(s) still have versions in the copy after the replay",
+                replayed.resurrected
+            )));
+        }
         Ok(Some(format!(
-            "{} key(s) restored ({} bytes), {} hidden behind a delete marker, {} already as they were",
-            sum.restored, sum.bytes, sum.deleted, sum.unchanged
+            "{} key(s) restored ({} bytes), {} hidden behind a delete marker, {} already as they were; {} erasure request(s) made since replayed",
+            sum.restored, sum.bytes, sum.deleted, sum.unchanged, replayed.requests
         )))
     }
 }
@@ -169,7 +241,7 @@ pub async fn execute(
     req: Request,
 ) -> Result<Ended, Error> {
     let specs = restore::steps(&req);
-    let actions = Arc::new(CloudRestore { topo, clients, req });
+    let actions = Arc::new(CloudRestore { topo, state: state.clone(), clients, req });
     let engine = drctl_engine::Engine::new(state, actions, Some(1));
     engine.run(id, &specs).await.map_err(|e| match e {
         drctl_engine::Error::State(s) => Error::State(s),
@@ -214,4 +286,39 @@ pub fn s3_request(
         replace_of: None,
         unfenced: Vec::new(),
     })
+}
+
+/// A restored Aurora cluster has no instance to connect to until one is added.
+fn pending_cluster(due: usize, into: &str) -> Result<String, ActionError> {
+    Ok(format!(
+        "erasure replay PENDING: {due} request(s) made since the point are not replayed on {into} (a restored cluster has no instance yet); do not let it serve before they are"
+    ))
+}
+
+/// `url` with its host and port replaced (`postgres://user:pw@HOST:PORT/db?...`).
+fn with_host(url: &str, host: &str, port: i32) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let (auth, after) = match rest.split_once('@') {
+        Some((a, r)) => (format!("{a}@"), r),
+        None => (String::new(), rest),
+    };
+    let end = after.find(['/', '?']).unwrap_or(after.len());
+    Some(format!("{scheme}://{auth}{host}:{port}{}", &after[end..]))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_locate_url_points_at_the_restored_instance() {
+        assert_eq!(
+            super::with_host(
+                "postgres://eraser:pw@ledger.abc.rds.amazonaws.com:5432/ledger?sslmode=require",
+                "copy.rds",
+                6543
+            )
+            .as_deref(),
+            Some("postgres://eraser:pw@copy.rds:6543/ledger?sslmode=require")
+        );
+        assert_eq!(super::with_host("postgres://h/db", "n", 1).as_deref(), Some("postgres://n:1/db"));
+    }
 }

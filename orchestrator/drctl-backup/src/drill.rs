@@ -11,7 +11,9 @@
 
 use crate::restore::{self, epoch, rfc3339};
 use crate::Error;
-use drctl_core::restore_test::{Point, RestoreTest};
+use drctl_control::live::Clients;
+use drctl_core::restore_test::{Check, Point, RestoreTest};
+use drctl_core::topology::{Datastore, DatastoreKind, EntitySpec};
 use drctl_core::Topology;
 use drctl_engine::Ended;
 use drctl_state::State;
@@ -49,6 +51,25 @@ fn to_arg(p: &Point, earliest: Option<SystemTime>, now: SystemTime) -> String {
     }
 }
 
+/// Where a restore test's report goes.
+#[derive(Debug, Clone)]
+pub enum ReportAt {
+    /// This folder (`drctl drill --report DIR`).
+    Exactly(PathBuf),
+    /// A folder named after the test's id under this one (the CLI's
+    /// `.drctl/reports`, the controller's reports folder).
+    Under(PathBuf),
+}
+
+impl ReportAt {
+    fn dir(&self, id: &str) -> PathBuf {
+        match self {
+            ReportAt::Exactly(d) => d.clone(),
+            ReportAt::Under(root) => root.join(id),
+        }
+    }
+}
+
 /// The database a PostgreSQL URL names (`postgres` when it names none).
 pub(crate) fn database_of(url: &str) -> String {
     drctl_providers::pg_tls::parse(url)
@@ -58,13 +79,19 @@ pub(crate) fn database_of(url: &str) -> String {
 }
 
 /// Runs a restore test. `keep`: leave the copy running for inspection.
+/// `clients` reach an S3 datastore's buckets.
 pub async fn run(
     topo: Arc<Topology>,
     state: Arc<State>,
+    clients: Arc<Clients>,
     test: &RestoreTest,
     keep: Option<Duration>,
-    report_dir: Option<PathBuf>,
+    reports: ReportAt,
 ) -> Result<TestRun, Error> {
+    if let Some(ds) = s3_datastore(&topo, &test.datastore) {
+        let ds = ds.clone();
+        return run_s3(topo.clone(), state, clients, &ds, test, keep, reports).await;
+    }
     let site = crate::site_dir(&topo);
     let ds = crate::pg_datastore_now(&topo, &*state, &test.datastore)?;
     let started_at = SystemTime::now();
@@ -83,7 +110,7 @@ pub async fn run(
     let to = to_arg(&test.to, earliest, started_at);
     let p = restore::propose(&topo, &site, &*state, &test.datastore, &to, None, false, true, started_at).await?;
     let id = p.id.clone();
-    let report_dir = report_dir.unwrap_or_else(|| PathBuf::from(".drctl/reports").join(&id));
+    let report_dir = reports.dir(&id);
     let _ = state.begin_drill(&id, &test.file.display().to_string());
     restore::create(&*state, &p, &format!("restore test {}", test.name), started_at)?;
     let ended =
@@ -96,10 +123,14 @@ pub async fn run(
             let checks: Vec<crate::verify::Check> = test
                 .verify
                 .iter()
-                .map(|c| crate::verify::Check {
-                    sql: c.sql.clone(),
-                    expect: c.expect.clone(),
-                    fresher_than: c.fresher_than,
+                .filter_map(|c| match &c.value {
+                    Check::Sql { sql, expect, fresher_than } => Some(crate::verify::Check {
+                        sql: sql.clone(),
+                        expect: expect.clone(),
+                        fresher_than: *fresher_than,
+                    }),
+                    // Refused before the run (`check_against`): an S3 check reads no database.
+                    _ => None,
                 })
                 .collect();
             (crate::verify::run(&url, &checks, requested).await, None)
@@ -178,6 +209,87 @@ pub async fn run(
     })
 }
 
+/// The S3 datastore `name`, if it is one.
+fn s3_datastore<'a>(topo: &'a Topology, name: &str) -> Option<&'a Datastore> {
+    match &topo.entity(topo.entity_id(name)?).spec {
+        EntitySpec::Datastore(d) if d.kind == DatastoreKind::S3 => Some(d),
+        _ => None,
+    }
+}
+
+/// An S3 restore test ([`crate::s3_test`]), reported and recorded as a
+/// PostgreSQL one is.
+async fn run_s3(
+    topo: Arc<Topology>,
+    state: Arc<State>,
+    clients: Arc<Clients>,
+    ds: &Datastore,
+    test: &RestoreTest,
+    keep: Option<Duration>,
+    reports: ReportAt,
+) -> Result<TestRun, Error> {
+    let started_at = SystemTime::now();
+    let started = Instant::now();
+    let id = restore::new_id(started_at);
+    let report_dir = reports.dir(&id);
+    let _ = state.begin_drill(&id, &test.file.display().to_string());
+    let out = crate::s3_test::run(&topo, &state, &clients, ds, test, &id, keep.is_some(), started_at).await?;
+    let restore_s = started.elapsed().as_secs_f64();
+    let checks = out.checks.clone();
+    let verified = out.error.is_none() && !checks.is_empty() && checks.iter().all(|c| c["passed"] == true);
+    let target = topo.entity_id(&test.datastore).and_then(|i| topo.restore_targets(i).rto).map(|d| d.as_secs_f64());
+    let meets_rto = out.error.is_none() && target.is_none_or(|t| restore_s <= t);
+    let (recovered_point, rp_error) = crate::s3_test::recovery(&out);
+    let restore = json!({
+        "datastore": test.datastore,
+        "requested_point": rfc3339(out.requested),
+        "recovered_point": recovered_point,
+        "recovery_point_error_s": rp_error,
+        "restore_s": restore_s,
+        "restore_target_s": target,
+        "meets_rto": meets_rto,
+        "verified": verified,
+        "checks": checks,
+        "resurrected_erasures": out.erasures.resurrected,
+        "replayed_erasures": out.erasures.requests,
+        "error": out.error,
+        "kept": out.kept.as_ref().zip(keep).map(|(b, k)| json!({ "for_s": k.as_secs_f64(), "bucket": b })),
+    });
+    let finished_at = SystemTime::now();
+    let report = json!({
+        "id": id,
+        "experiment": test.name,
+        "kind": "restore-test",
+        "started_at": rfc3339(started_at),
+        "finished_at": rfc3339(finished_at),
+        "objectives_met": verified && meets_rto,
+        "services": [],
+        "datastores": [],
+        "restore": restore,
+    });
+    write_report(&report_dir, &report)?;
+    let _ = state.finish_drill(&id, Some(verified && meets_rto), Some(&report.to_string()));
+    crate::report::record_test(
+        &*state,
+        &test.datastore,
+        &crate::report::RestoreTest {
+            at: rfc3339(finished_at),
+            passed: verified && meets_rto,
+            restore_s: Some(restore_s),
+            recovery_point_error_s: rp_error,
+            report: Some(report_dir.display().to_string()),
+        },
+    )?;
+    Ok(TestRun {
+        id,
+        verified,
+        meets_rto,
+        error: report["restore"]["error"].as_str().map(str::to_string),
+        report,
+        report_dir,
+    })
+}
+
 fn write_report(dir: &Path, report: &Value) -> Result<(), Error> {
     let io =
         |e: std::io::Error| Error::Io { what: format!("write the report in {}", dir.display()), why: e.to_string() };
@@ -199,7 +311,7 @@ fn write_report(dir: &Path, report: &Value) -> Result<(), Error> {
         md.push_str(&format!(
             "- {} `{}`: got {}{}\n",
             if c["passed"] == true { "✓" } else { "✗" },
-            c["sql"].as_str().unwrap_or_default(),
+            c["sql"].as_str().or(c["check"].as_str()).unwrap_or_default(),
             c["got"],
             c["error"].as_str().map(|e| format!(" ({e})")).unwrap_or_default()
         ));

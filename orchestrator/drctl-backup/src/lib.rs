@@ -11,15 +11,18 @@
 //!   with a delta restore into the same folder instead of starting over;
 //! - [`report`] answers `drctl backups`.
 //!
-//! It talks to no cloud API: RDS and S3 restores live with the AWS code.
+//! RDS and S3 restores themselves live with the AWS code; an S3 restore
+//! test ([`s3_test`]) calls it for its scratch copy.
 
 pub mod cloud;
 pub mod drill;
+pub mod held;
 pub mod pgbackrest;
 pub mod postgres;
 pub mod replace;
 pub mod report;
 pub mod restore;
+mod s3_test;
 pub mod schedule;
 pub mod verify;
 

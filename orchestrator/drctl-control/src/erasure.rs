@@ -57,6 +57,41 @@ pub struct Eraser {
     /// Connections by URL, kept for the eraser's life: thousands of
     /// requests (a backlog, a restore's replay) reuse them.
     pg: tokio::sync::Mutex<HashMap<String, Arc<Client>>>,
+    /// The backup sets each datastore's backup tool reports now, where the
+    /// caller read them ([`Eraser::with_backups`]); a datastore absent here
+    /// is estimated from its retention.
+    backups: std::sync::Mutex<HashMap<String, Vec<BackupSet>>>,
+}
+
+/// A backup set a datastore's repository holds now, as its backup tool
+/// reports it (pgBackRest's `info`), with when it is expected to expire.
+/// Read by the caller (drctl-backup knows pgBackRest; this crate does not).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackupSet {
+    pub label: String,
+    /// When the backup started copying: anything on the primary then may be in it.
+    pub started: SystemTime,
+    /// When retention will expire it; `None` while nothing newer lets it expire.
+    pub expires_at: Option<SystemTime>,
+}
+
+/// A backup that may still hold a request's subject.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Holding {
+    pub datastore: String,
+    /// The backup set, as its tool names it; `None` for an estimate from
+    /// the retention (RDS, or a repository that could not be read).
+    pub backup: Option<String>,
+    /// `None`: not known yet (no newer full backup lets it expire).
+    pub expires_at: Option<SystemTime>,
+}
+
+impl Holding {
+    /// Whether it may still hold the subject at `now`: a set the tool still
+    /// lists does, whatever its expected expiry; an estimate until it passes.
+    pub fn holds(&self, now: SystemTime) -> bool {
+        self.backup.is_some() || self.expires_at.is_none_or(|t| t > now)
+    }
 }
 
 /// Replaces the subject wherever a message repeats it.
@@ -80,7 +115,28 @@ enum Reach {
 
 impl Eraser {
     pub fn new(topo: Arc<Topology>, state: Arc<State>, clients: Arc<Clients>) -> Eraser {
-        Eraser { topo, state, clients, clock: Arc::new(drctl_runtime::SystemClock), pg: Default::default() }
+        Eraser {
+            topo,
+            state,
+            clients,
+            clock: Arc::new(drctl_runtime::SystemClock),
+            pg: Default::default(),
+            backups: Default::default(),
+        }
+    }
+
+    /// The backup sets each datastore's repository holds now (by datastore
+    /// name), read by the caller from the backup tool: which backups hold a
+    /// request, and until when, come from them instead of the retention.
+    pub fn with_backups(self, backups: HashMap<String, Vec<BackupSet>>) -> Eraser {
+        self.set_backups(backups);
+        self
+    }
+
+    /// [`Eraser::with_backups`], for an eraser kept across passes: the sets
+    /// read again replace those read before.
+    pub fn set_backups(&self, backups: HashMap<String, Vec<BackupSet>>) {
+        *self.backups.lock().unwrap_or_else(|p| p.into_inner()) = backups;
     }
 
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Eraser {
@@ -540,12 +596,24 @@ impl Eraser {
         Ok(n)
     }
 
-    /// When the last backup that may hold a request's subject expires, per
-    /// datastore: backups taken before the request are kept at most their
-    /// retention after it.
-    pub fn backups_holding(&self, req: &ErasureRequest) -> Vec<(String, SystemTime)> {
+    /// The backups that may hold a request's subject. Where the datastore's
+    /// backup sets were read ([`Eraser::with_backups`]), each set started
+    /// before the subject was erased on the primary holds it, until its tool
+    /// expires it. Otherwise, estimated: backups taken before the request
+    /// are kept at most their retention after it.
+    pub fn backups_holding(&self, req: &ErasureRequest) -> Vec<Holding> {
         let mut out = Vec::new();
+        let read = self.backups.lock().unwrap_or_else(|p| p.into_inner()).clone();
         for (_, name, ds) in self.datastores() {
+            if let Some(sets) = read.get(name) {
+                let erased = req.erased_at.unwrap_or_else(|| self.clock.now());
+                out.extend(sets.iter().filter(|s| s.started < erased).map(|s| Holding {
+                    datastore: name.to_string(),
+                    backup: Some(s.label.clone()),
+                    expires_at: s.expires_at,
+                }));
+                continue;
+            }
             let kept = match &ds.backup {
                 Some(Backup::PgBackRest(p)) => p.retention,
                 Some(Backup::Rds { retention }) => Some(*retention),
@@ -553,7 +621,7 @@ impl Eraser {
                 Some(Backup::S3Versions { .. }) | None => None,
             };
             if let Some(k) = kept {
-                out.push((name.to_string(), req.requested_at + k));
+                out.push(Holding { datastore: name.to_string(), backup: None, expires_at: Some(req.requested_at + k) });
             }
         }
         out
@@ -568,7 +636,7 @@ impl Eraser {
             if r.subject.is_none() || !r.verified() {
                 continue;
             }
-            if self.backups_holding(&r).iter().all(|(_, until)| *until <= now) {
+            if !self.backups_holding(&r).iter().any(|h| h.holds(now)) {
                 self.state.update_erasure(&r.id, &mut |x| x.forget(now))?;
                 n += 1;
             }
@@ -624,6 +692,66 @@ impl Eraser {
             for left in futures::future::join_all(batch).await {
                 out.resurrected += usize::from(left?);
             }
+        }
+        Ok(out)
+    }
+}
+
+impl Eraser {
+    /// How many requests were made at or after `point`: what a restore to
+    /// `point` must replay before the copy serves.
+    pub fn requests_after(&self, point: SystemTime) -> Result<usize, Error> {
+        Ok(self.state.erasures()?.iter().filter(|r| r.requested_at >= point && r.subject.is_some()).count())
+    }
+
+    /// Replays, on a restored copy of S3 datastore `datastore` in bucket
+    /// `copy`, every request made after `point`: every version under each
+    /// subject's prefix is destroyed in the copy. The copy holds the
+    /// source's keys under `from` at `to` instead (`"", ""` in place or for
+    /// a whole-bucket copy). Returns how many requests were replayed and how
+    /// many subjects still have a version in the copy afterwards.
+    pub async fn replay_on_bucket(
+        &self,
+        datastore: &str,
+        copy: &drctl_aws::s3::Bucket,
+        from: &str,
+        to: &str,
+        point: SystemTime,
+    ) -> Result<Replayed, Error> {
+        let Some(ds_id) = self.topo.entity_id(datastore) else { return Ok(Replayed::default()) };
+        let Some(section) = &self.topo.erasure else { return Ok(Replayed::default()) };
+        let prefixes: Vec<String> = section
+            .of(ds_id)
+            .filter_map(|l| match &l.how {
+                Find::Prefix(p) => Some(p.clone()),
+                Find::Sql { .. } => None,
+            })
+            .collect();
+        let mut out = Replayed::default();
+        if prefixes.is_empty() {
+            return Ok(out);
+        }
+        for r in self.state.erasures()?.into_iter().filter(|r| r.requested_at >= point) {
+            let Some(subject) = r.subject else { continue };
+            out.requests += 1;
+            let mut left = 0;
+            for p in &prefixes {
+                let theirs = Find::prefix_for(p, &subject);
+                // Where the subject's keys are in the copy, if the restore took them.
+                let there = if let Some(rest) = theirs.strip_prefix(from) {
+                    format!("{to}{rest}")
+                } else if from.starts_with(&theirs) {
+                    to.to_string()
+                } else {
+                    continue;
+                };
+                let gone = async {
+                    s3_erasure::erase_prefix(copy, &there).await?;
+                    s3_erasure::versions_left(copy, &there).await
+                };
+                left += gone.await.map_err(|e| bad("copy", scrub(&format!("replaying {}: {e}", r.id), &subject)))?;
+            }
+            out.resurrected += usize::from(left > 0);
         }
         Ok(out)
     }
@@ -720,8 +848,8 @@ pub fn report(eraser: &Eraser, now: SystemTime) -> Result<(Value, bool), Error> 
             eraser
                 .backups_holding(&r)
                 .into_iter()
-                .filter(|(_, until)| *until > now)
-                .map(|(ds, until)| json!({ "datastore": ds, "expires_at": rfc(Some(until)) }))
+                .filter(|h| h.holds(now))
+                .map(|h| json!({ "datastore": h.datastore, "backup": h.backup, "expires_at": rfc(h.expires_at) }))
                 .collect()
         } else {
             Vec::new()

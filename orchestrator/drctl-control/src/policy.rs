@@ -12,6 +12,8 @@
 
 use drctl_aws::iam::{Grant, On, Use};
 use drctl_core::action::Action;
+use drctl_core::topology::backup::{Backup, RepoStore};
+use drctl_core::topology::erasure::{Find, SUBJECT_PLACEHOLDER};
 use drctl_core::topology::{DatastoreKind, Location, ReplicationBy, RouteKind, Topology};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -23,6 +25,10 @@ pub fn all_permissions() -> Vec<Grant> {
     all.extend_from_slice(drctl_aws::rds::PERMISSIONS);
     all.extend_from_slice(drctl_aws::route53::PERMISSIONS);
     all.extend_from_slice(drctl_aws::discover::PERMISSIONS);
+    all.extend_from_slice(drctl_aws::rds_restore::PERMISSIONS);
+    all.extend_from_slice(drctl_aws::s3_restore::PERMISSIONS);
+    all.extend_from_slice(drctl_aws::s3_erasure::PERMISSIONS);
+    all.extend_from_slice(drctl_aws::iam::BACKUP_PERMISSIONS);
     all
 }
 
@@ -34,14 +40,24 @@ pub struct Target {
     pub account: Option<String>,
 }
 
-/// The uses `--for` names: `plan` makes no AWS call; `serve` does all.
+/// The names `--for` takes, in the order help lists them.
+pub const USE_NAMES: &[&str] =
+    &["plan", "status", "replicate", "declare", "backup", "restore", "erase", "readiness", "serve", "discover"];
+
+/// The uses `--for` names: `plan` makes no AWS call; `serve` does all but
+/// discovery (it takes backups, runs restore tests and erasures).
 pub fn uses_for(name: &str) -> Option<Vec<Use>> {
     Some(match name {
         "plan" => vec![],
         "status" => vec![Use::Status],
         "replicate" => vec![Use::Replicate],
         "declare" => vec![Use::Status, Use::Declare],
-        "serve" => vec![Use::Status, Use::Replicate, Use::Declare],
+        "backup" => vec![Use::Backup],
+        "restore" => vec![Use::Restore],
+        "erase" => vec![Use::Erase],
+        // Readiness preflights a failover without making it: what status and declare read.
+        "readiness" => vec![Use::Status, Use::Declare],
+        "serve" => vec![Use::Status, Use::Replicate, Use::Declare, Use::Backup, Use::Restore, Use::Erase],
         "discover" => vec![Use::Discover],
         _ => return None,
     })
@@ -60,6 +76,14 @@ struct Resources {
     hosted_zones: BTreeSet<String>,
     record_names: BTreeSet<String>,
     record_types: BTreeSet<String>,
+    restored_instances: BTreeSet<String>,
+    restored_clusters: BTreeSet<String>,
+    restore_sources: BTreeSet<String>,
+    restore_dest_buckets: BTreeSet<String>,
+    restore_dest_objects: BTreeSet<String>,
+    erased_prefixes: BTreeSet<String>,
+    backup_repositories: BTreeSet<String>,
+    backup_repository_files: BTreeSet<String>,
 }
 
 /// Route53's normalized record name: lower case, no trailing dot.
@@ -76,10 +100,45 @@ fn resources(topo: &Topology, account: &str) -> Resources {
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "*".into())
     };
-    for (_, _, ds) in topo.datastores() {
+    let scratch = drctl_aws::iam::SCRATCH_BUCKET_PREFIX;
+    for (id, _, ds) in topo.datastores() {
         let members: Vec<_> = ds.primary.iter().chain(&ds.replicas).collect();
+        if let Some(Backup::PgBackRest(b)) = &ds.backup {
+            if let RepoStore::S3 { bucket, .. } = &b.repo.store {
+                r.backup_repositories.insert(format!("arn:aws:s3:::{bucket}"));
+                r.backup_repository_files.insert(format!("arn:aws:s3:::{bucket}/pgbackrest/*"));
+            }
+        }
         match ds.kind {
             DatastoreKind::S3 => {
+                // Restores read the primary's versions and write into it, or
+                // into a bucket of their own named `drctl-restore-*`.
+                if let Some(Location::S3 { bucket, .. }) = ds.primary.as_ref().map(|m| &m.location) {
+                    r.restore_sources.insert(format!("arn:aws:s3:::{bucket}"));
+                    r.restore_sources.insert(format!("arn:aws:s3:::{bucket}/*"));
+                    r.restore_dest_buckets.insert(format!("arn:aws:s3:::{bucket}"));
+                    r.restore_dest_buckets.insert(format!("arn:aws:s3:::{scratch}*"));
+                    r.restore_dest_objects.insert(format!("arn:aws:s3:::{bucket}/*"));
+                    r.restore_dest_objects.insert(format!("arn:aws:s3:::{scratch}*/*"));
+                }
+                // Erasure: every bucket, objects under each prefix's literal part.
+                let prefixes: Vec<String> = topo
+                    .erasure
+                    .iter()
+                    .flat_map(|e| e.of(id))
+                    .filter_map(|l| match &l.how {
+                        Find::Prefix(p) => Some(p.split(SUBJECT_PLACEHOLDER).next().unwrap_or_default().to_string()),
+                        Find::Sql { .. } => None,
+                    })
+                    .collect();
+                for m in members.iter().filter(|_| !prefixes.is_empty()) {
+                    if let Location::S3 { bucket, .. } = &m.location {
+                        r.erased_prefixes.insert(format!("arn:aws:s3:::{bucket}"));
+                        for p in &prefixes {
+                            r.erased_prefixes.insert(format!("arn:aws:s3:::{bucket}/{p}*"));
+                        }
+                    }
+                }
                 let by = ds.replication.as_ref().map(|x| &x.by);
                 for m in &members {
                     if let Location::S3 { bucket, .. } = &m.location {
@@ -101,6 +160,11 @@ fn resources(topo: &Topology, account: &str) -> Resources {
                     if let Location::RdsInstance { instance } = &m.location {
                         let arn = format!("arn:aws:rds:{}:{account}:db:{instance}", region_of(ds, Some(m.zone)));
                         r.db_instances.insert(arn.clone());
+                        if ds.primary.as_ref() == Some(*m) {
+                            // A restore reads the primary and makes `<primary>-restored-*`.
+                            r.restored_instances.insert(arn.clone());
+                            r.restored_instances.insert(format!("{arn}-restored-*"));
+                        }
                         if ds.replicas.iter().any(|x| x == *m) {
                             r.db_replicas.insert(arn);
                             r.lagging_replicas = true;
@@ -111,7 +175,10 @@ fn resources(topo: &Topology, account: &str) -> Resources {
             DatastoreKind::RdsCluster => {
                 let region = region_of(ds, (!topo.zones.is_empty()).then_some(0));
                 if let Some(c) = &ds.cluster {
-                    r.db_clusters.insert(format!("arn:aws:rds:{region}:{account}:cluster:{c}"));
+                    let arn = format!("arn:aws:rds:{region}:{account}:cluster:{c}");
+                    r.db_clusters.insert(arn.clone());
+                    r.restored_clusters.insert(arn.clone());
+                    r.restored_clusters.insert(format!("{arn}-restored-*"));
                 }
                 // The members are found at run time: any instance of the region.
                 r.db_instances.insert(format!("arn:aws:rds:{region}:{account}:db:*"));
@@ -151,6 +218,7 @@ fn resources(topo: &Topology, account: &str) -> Resources {
 pub fn policy(topo: &Topology, target: &Target) -> Value {
     let account = target.account.clone().unwrap_or_else(|| "*".into());
     let r = resources(topo, &account);
+    let scratch = drctl_aws::iam::SCRATCH_BUCKET_PREFIX;
     let list = |s: &BTreeSet<String>| s.iter().cloned().collect::<Vec<_>>();
     let mut statements: Vec<Value> = Vec::new();
     // One grant, one statement (their ids are unique: a test says so).
@@ -191,6 +259,21 @@ pub fn policy(topo: &Topology, target: &Target) -> Value {
                 list(&r.hosted_zones)
             }
             On::Account => vec!["*".into()],
+            On::RestoredInstances => list(&r.restored_instances),
+            On::RestoredClusters => list(&r.restored_clusters),
+            On::RestoreSources => list(&r.restore_sources),
+            On::RestoreDestBuckets => list(&r.restore_dest_buckets),
+            On::RestoreDestObjects => list(&r.restore_dest_objects),
+            On::ScratchCopies => {
+                if r.restore_sources.is_empty() {
+                    vec![]
+                } else {
+                    vec![format!("arn:aws:s3:::{scratch}*"), format!("arn:aws:s3:::{scratch}*/*")]
+                }
+            }
+            On::ErasedPrefixes => list(&r.erased_prefixes),
+            On::BackupRepositories => list(&r.backup_repositories),
+            On::BackupRepositoryFiles => list(&r.backup_repository_files),
             On::Changes => {
                 if r.hosted_zones.is_empty() {
                     vec![]
@@ -251,6 +334,10 @@ mod tests {
         ("list_buckets", "s3:ListAllMyBuckets"),
         ("get_bucket_location", "s3:GetBucketLocation"),
         ("list_hosted_zones", "route53:ListHostedZones"),
+        ("list_object_versions", "s3:ListBucketVersions"),
+        ("restore_db_instance_to_point_in_time", "rds:RestoreDBInstanceToPointInTime"),
+        ("restore_db_cluster_to_point_in_time", "rds:RestoreDBClusterToPointInTime"),
+        ("create_bucket", "s3:CreateBucket"),
     ];
 
     /// Every AWS call in drctl's sources has its action declared: a new
@@ -269,6 +356,11 @@ mod tests {
             ("drctl-control/src/actions/routes.rs", include_str!("actions/routes.rs")),
             ("drctl-control/src/live.rs", include_str!("live.rs")),
             ("drctl-aws/src/discover.rs", include_str!("../../drctl-aws/src/discover.rs")),
+            ("drctl-aws/src/s3_versions.rs", include_str!("../../drctl-aws/src/s3_versions.rs")),
+            ("drctl-aws/src/s3_restore.rs", include_str!("../../drctl-aws/src/s3_restore.rs")),
+            ("drctl-aws/src/s3_erasure.rs", include_str!("../../drctl-aws/src/s3_erasure.rs")),
+            ("drctl-aws/src/rds_restore.rs", include_str!("../../drctl-aws/src/rds_restore.rs")),
+            ("drctl/src/restore.rs", include_str!("../../drctl/src/restore.rs")),
         ];
         let mut calls = 0;
         for (file, text) in sources {
@@ -396,5 +488,65 @@ services:
         );
         let p = policy(&t, &Target { uses: uses_for("status").unwrap(), account: None });
         assert_eq!(statement(&p, "RdsDescribeInstances").unwrap()["Resource"][0], "arn:aws:rds:eu-west-1:*:db:*");
+    }
+
+    #[test]
+    fn backup_restore_and_erase_name_their_own_resources() {
+        let books = "  - name: books
+    kind: postgres
+    primary: { zone: az1, url: \"postgres://u@db1/books\" }
+    backup: { tool: pgbackrest, repo: { zone: az2, bucket: books-backups, region: eu-west-1 }, retention: 14d }
+services:
+";
+        let erasure = "erasure:\n  locate: [ { datastore: assets, prefix: \"users/{subject}/\" } ]\n";
+        let t = topo(&format!("{}{erasure}", ESTATE.replace("services:\n", books)));
+        let p =
+            |name: &str| policy(&t, &Target { uses: uses_for(name).unwrap(), account: Some("111122223333".into()) });
+        let backup = p("backup");
+        assert_eq!(
+            statement(&backup, "PgBackRestListRepository").unwrap()["Resource"],
+            json!(["arn:aws:s3:::books-backups"])
+        );
+        assert_eq!(
+            statement(&backup, "PgBackRestWriteRepository").unwrap()["Resource"],
+            json!(["arn:aws:s3:::books-backups/pgbackrest/*"])
+        );
+        let restore = p("restore");
+        assert!(statement(&restore, "PgBackRestWriteRepository").is_none(), "a restore never writes the repository");
+        assert!(statement(&restore, "PgBackRestReadRepository").is_some());
+        assert_eq!(
+            statement(&restore, "RdsRestoreInstances").unwrap()["Resource"],
+            json!([
+                "arn:aws:rds:eu-west-1:111122223333:db:ledger-a",
+                "arn:aws:rds:eu-west-1:111122223333:db:ledger-a-restored-*"
+            ])
+        );
+        assert_eq!(
+            statement(&restore, "RdsRestoreClusters").unwrap()["Resource"],
+            json!([
+                "arn:aws:rds:eu-west-1:111122223333:cluster:orders-aurora",
+                "arn:aws:rds:eu-west-1:111122223333:cluster:orders-aurora-restored-*"
+            ])
+        );
+        assert_eq!(
+            statement(&restore, "S3RestoreDestinations").unwrap()["Resource"],
+            json!(["arn:aws:s3:::assets-a", "arn:aws:s3:::drctl-restore-*", "arn:aws:s3:::media-a"])
+        );
+        let erase = p("erase");
+        assert_eq!(
+            statement(&erase, "S3EraseVersions").unwrap()["Resource"],
+            json!([
+                "arn:aws:s3:::assets-a",
+                "arn:aws:s3:::assets-a/users/*",
+                "arn:aws:s3:::assets-b",
+                "arn:aws:s3:::assets-b/users/*"
+            ])
+        );
+        assert_eq!(erase["Statement"].as_array().unwrap().len(), 1, "{erase}");
+        // serve does all of them.
+        let serve = p("serve");
+        for sid in ["PgBackRestWriteRepository", "RdsRestoreInstances", "S3EraseVersions", "S3ListBuckets"] {
+            assert!(statement(&serve, sid).is_some(), "{sid}");
+        }
     }
 }

@@ -226,6 +226,62 @@ async fn a_declared_failover_runs_unverified_erasures_on_the_promoted_standby() 
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A restored copy of a bucket that still holds a subject erased after the
+/// restore's point: the replay destroys every version under the subject's
+/// prefix in the copy (at the prefix the copy holds the keys under), and
+/// nothing of another subject; a request made before the point is not
+/// replayed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restored_bucket_copy_loses_the_subjects_erased_after_its_point() {
+    let moto = Moto::start();
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .credentials_provider(aws_credential_types::Credentials::new("testing", "testing", None, None, "tests"))
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(moto.endpoint())
+        .load()
+        .await;
+    let s3 = drctl_aws::s3::client_for(&sdk, Some(&moto.endpoint()), None);
+    versioned(&s3, "assets-az1").await;
+    versioned(&s3, "restored-copy").await;
+    // The copy holds the source's keys under `copy/`, as `restore --into restored-copy/copy/` makes it.
+    for body in ["v1", "v2"] {
+        put(&s3, "restored-copy", &format!("copy/users/{SUBJECT}/avatar.png"), body).await;
+    }
+    put(&s3, "restored-copy", "copy/users/cust-other/avatar.png", "other").await;
+    put(&s3, "restored-copy", "copy/users/cust-early/avatar.png", "early").await;
+    let topo = load(&format!(
+        "version: 1\nzones: [ {{ name: az1, region: us-east-1 }} ]\n\
+         datastores:\n  - name: assets\n    kind: s3\n    endpoint: \"{}\"\n    primary: {{ zone: az1, bucket: assets-az1 }}\n\
+         erasure:\n  locate: [ {{ datastore: assets, prefix: \"users/{{subject}}/\" }} ]\n",
+        moto.endpoint()
+    ));
+    let state = <dyn Store>::in_memory().unwrap();
+    let eraser = Eraser::new(topo, state.clone(), Arc::new(Clients::with_sdk(sdk)));
+    let who = Actor::new("alice", "cli");
+    let early = eraser.request("cust-early", "before the point", &who).unwrap();
+    // The ledger keeps milliseconds: the point is the later request's own time.
+    while std::time::SystemTime::now() < early.requested_at + Duration::from_millis(2) {
+        std::hint::spin_loop();
+    }
+    let later = eraser.request(SUBJECT, "after the point", &who).unwrap();
+    let point = state.erasure(&later.id).unwrap().unwrap().requested_at;
+    let copy = drctl_aws::s3::Bucket {
+        zone: "az1".into(),
+        name: "restored-copy".into(),
+        endpoint: Some(moto.endpoint()),
+        client: s3.clone(),
+    };
+    let replayed = eraser.replay_on_bucket("assets", &copy, "", "copy/", point).await.unwrap();
+    assert_eq!((replayed.requests, replayed.resurrected), (1, 0));
+    assert_eq!(versions(&s3, "restored-copy", &format!("copy/users/{SUBJECT}/")).await, 0, "no version left");
+    assert_eq!(versions(&s3, "restored-copy", "copy/users/cust-other/").await, 1, "another subject stays");
+    assert_eq!(
+        versions(&s3, "restored-copy", "copy/users/cust-early/").await,
+        1,
+        "a request before the point is not replayed"
+    );
+}
+
 /// An RDS datastore is reached by the `url` on its `locate` entry: there
 /// the erasure runs and is checked, as the database's one copy drctl can
 /// query (RDS replicas follow it by AWS's own replication). The url here

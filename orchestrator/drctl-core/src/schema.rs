@@ -203,8 +203,9 @@ pub fn topology_schema() -> Value {
             "services": { "type": "array", "items": service },
             "erasure": erasure,
             "drills": { "type": "array", "items": strict(json!({
-                "experiment": { "type": "string" }, "cron": { "type": "string" }
-            }), &["experiment", "cron"]) }
+                "experiment": { "type": "string" },
+                "cron": { "type": "string", "description": "Required for a chaos experiment; a restore test may use its own `schedule:` instead." }
+            }), &["experiment"]) }
         }
     })
 }

@@ -488,6 +488,48 @@ steps:
         assert!(got.iter().any(|g| g.contains("weekday 9 is not 0-7")), "{got:#?}");
     }
 
+    #[test]
+    fn a_restore_test_listed_in_drills_runs_on_its_own_schedule_or_the_drills_cron() {
+        let dir = tempdir::Dir::new();
+        let test = |name: &str, schedule: &str| {
+            fs::write(
+                dir.path().join(name),
+                format!("name: t\nrestore: {{ datastore: db }}\nverify:\n  - {{ sql: \"SELECT 1\", expect: 1 }}\n{schedule}"),
+            )
+            .unwrap();
+        };
+        test("own.yaml", "schedule: \"0 4 * * *\"\n");
+        test("bare.yaml", "");
+        let path = dir.path().join("drctl.yaml");
+        fs::write(
+            &path,
+            with_head("datastores:\n  - { name: db, kind: postgres, primary: { zone: az1, url: \"postgres://u@h/d\" } }\ndrills:\n  - { experiment: own.yaml }\n  - { experiment: bare.yaml, cron: \"0 5 * * *\" }\n"),
+        )
+        .unwrap();
+        let loaded = drctl_core::load(&path);
+        let topo = loaded.topology.unwrap_or_else(|| panic!("{:#?}", loaded.diagnostics));
+        assert!(topo.drills.iter().all(|d| d.restore_test), "{:?}", topo.drills);
+        assert!(topo.drills[0].cron.starts_with("0 0 4 "), "its own schedule: {:?}", topo.drills[0]);
+        assert!(topo.drills[1].cron.starts_with("0 0 5 "), "the drill's cron: {:?}", topo.drills[1]);
+        // Neither a schedule nor a cron: an error at the drill, saying both ways out.
+        fs::write(&path, with_head("datastores:\n  - { name: db, kind: postgres, primary: { zone: az1, url: \"postgres://u@h/d\" } }\ndrills:\n  - { experiment: bare.yaml }\n")).unwrap();
+        let errs: Vec<_> =
+            drctl_core::load(&path).diagnostics.into_iter().filter(|d| d.severity == Severity::Error).collect();
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert_eq!((errs[0].pos.line, errs[0].code), (10, Code::MissingKey), "{errs:#?}");
+        assert!(errs[0].message.contains("has no `schedule:`, and this drill no `cron:`"), "{errs:#?}");
+        // A chaos drill still needs its cron.
+        fs::write(
+            dir.path().join("az1.yaml"),
+            "name: x\nfaults:\n  - { kind: zone-outage, zones: [az1] }\nduration: 1m\n",
+        )
+        .unwrap();
+        fs::write(&path, with_head("datastores:\n  - { name: db, kind: postgres, primary: { zone: az1, url: \"postgres://u@h/d\" } }\ndrills:\n  - { experiment: az1.yaml }\n")).unwrap();
+        let errs: Vec<_> =
+            drctl_core::load(&path).diagnostics.into_iter().filter(|d| d.severity == Severity::Error).collect();
+        assert!(errs.len() == 1 && errs[0].message == "a drill has no `cron`", "{errs:#?}");
+    }
+
     /// A temporary folder removed on drop (no dependency for so little).
     mod tempdir {
         use std::path::{Path, PathBuf};

@@ -854,6 +854,8 @@ fn next_drill(
 ) -> Option<(chrono::DateTime<chrono::Utc>, std::path::PathBuf)> {
     drills
         .iter()
+        // Restore tests have a scheduler of their own (`restore_tests`).
+        .filter(|d| !d.restore_test)
         .filter_map(|d| {
             let (_, sched) = drctl_core::topology::cron_schedule(&d.cron).ok()?;
             Some((sched.after(&now).next()?, d.experiment.clone()))

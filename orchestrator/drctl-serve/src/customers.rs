@@ -30,12 +30,14 @@ pub(crate) struct Sources<'a> {
     pub audit_head: Option<&'a str>,
     pub base: &'a str,
     pub now: SystemTime,
+    /// Each datastore's last restore test, by name.
+    pub restore_tests: &'a [(String, drctl_backup::report::RestoreTest)],
 }
 
 /// The evidence of one customer's contract, as JSON (the page, the
 /// assurance report and its HTML are all drawn from this).
 pub(crate) fn evidence(contract: &Contract, src: &Sources) -> Value {
-    let Sources { topo, view, drills, incidents, audit_head, base, now } = *src;
+    let Sources { topo, view, drills, incidents, audit_head, base, now, restore_tests } = *src;
     let since = now.checked_sub(Duration::from_secs(EVIDENCE_DAYS * 86_400)).unwrap_or(SystemTime::UNIX_EPOCH);
     let reports: Vec<(&DrillRow, Value)> = drills
         .iter()
@@ -112,8 +114,25 @@ pub(crate) fn evidence(contract: &Contract, src: &Sources) -> Value {
                 })
             })
             .collect();
+        // Each datastore under the service: its last tested restore (or none).
+        let restores: Vec<Value> = deps
+            .iter()
+            .filter(|d| matches!(topo.entity(**d).spec, drctl_core::topology::EntitySpec::Datastore(_)))
+            .map(|d| {
+                let name = &topo.entity(*d).name;
+                let t = restore_tests.iter().find(|(n, _)| n == name).map(|(_, t)| t);
+                json!({
+                    "datastore": name,
+                    "at": t.map(|t| t.at.clone()),
+                    "passed": t.map(|t| t.passed),
+                    "restore_s": t.and_then(|t| t.restore_s),
+                    "recovery_point_error_s": t.and_then(|t| t.recovery_point_error_s),
+                })
+            })
+            .collect();
         services.push(json!({
             "name": e.name,
+            "restore_tests": restores,
             "tier": e.tier.map(|t| topo.tiers[t].name.clone()),
             "state": live.map(|s| s.state.as_str()),
             "state_words": live.map(|s| crate::page::state_words(s.state)),
@@ -251,6 +270,36 @@ pub(crate) fn html(e: &Value, printable: bool) -> String {
     if !any {
         h.push_str("<p>No drill covered these services in the last 90 days.</p>");
     }
+    h.push_str("</section><section><h2>Tested restores</h2>");
+    let mut rows: Vec<Value> = Vec::new();
+    for svc in &services {
+        for t in svc["restore_tests"].as_array().cloned().unwrap_or_default() {
+            if !rows.iter().any(|r| r["datastore"] == t["datastore"]) {
+                rows.push(t);
+            }
+        }
+    }
+    if rows.is_empty() {
+        h.push_str("<p>These services keep no data of their own.</p>");
+    } else {
+        h.push_str(r#"<table><thead><tr><th scope="col">Data</th><th scope="col">Last tested restore</th><th scope="col">Restore time</th><th scope="col">Recovery-point error</th><th scope="col">Test</th></tr></thead><tbody>"#);
+        for t in rows {
+            let verdict = match t["passed"].as_bool() {
+                Some(true) => r#"<span class="met">passed</span>"#,
+                Some(false) => r#"<span class="miss">failed</span>"#,
+                None => r#"<span class="muted">never tested</span>"#,
+            };
+            let _ = write!(
+                h,
+                r#"<tr><td>{}</td><td><time>{}</time></td><td>{}</td><td>{}</td><td>{verdict}</td></tr>"#,
+                esc(t["datastore"].as_str().unwrap_or_default()),
+                esc(t["at"].as_str().unwrap_or("-")),
+                secs(num(&t["restore_s"]), "-"),
+                secs(num(&t["recovery_point_error_s"]), "-"),
+            );
+        }
+        h.push_str("</tbody></table>");
+    }
     h.push_str("</section><section><h2>Incidents (last 90 days)</h2>");
     let mut rows = Vec::new();
     for svc in &services {
@@ -322,6 +371,7 @@ pub(crate) fn evidence_now(s: &Shared, c: &Contract) -> Value {
         }
     }
     let line = crate::readiness::customer_line(s.readiness().as_deref(), &zones, s.opts.clock.now());
+    let restore_tests = crate::view::restore_tests(&s.opts.topology, &**state);
     let mut e = evidence(
         c,
         &Sources {
@@ -332,6 +382,7 @@ pub(crate) fn evidence_now(s: &Shared, c: &Contract) -> Value {
             audit_head: head.as_deref(),
             base: &s.base_url,
             now: s.opts.clock.now(),
+            restore_tests: &restore_tests,
         },
     );
     if let (Some(line), Some(o)) = (line, e.as_object_mut()) {

@@ -84,7 +84,17 @@ pub(crate) async fn list(
 /// The leader's pass, every [`PASS_EVERY`].
 pub(crate) async fn run(s: Arc<Shared>, stop: CancellationToken) {
     let e = eraser(&s);
+    let site = drctl_backup::site_dir(&s.opts.topology);
     loop {
+        // Which backups still hold each request: read from pgBackRest each pass.
+        let (sets, failed) = tokio::select! {
+            r = drctl_backup::held::backup_sets(&s.opts.topology, &site) => r,
+            _ = stop.cancelled() => return,
+        };
+        for f in failed {
+            tracing::warn!(repository = %f, "the backups of a datastore could not be read; estimated from the retention");
+        }
+        e.set_backups(sets);
         let pass = tokio::select! {
             r = e.pass() => r,
             _ = stop.cancelled() => return,

@@ -45,7 +45,7 @@ fn shared_with(topology: drctl_core::Topology, clock: Arc<dyn Clock>) -> Arc<Sha
     Arc::new(Shared::new(options(topology, clock), "http://status.example".into()))
 }
 
-fn options(topology: drctl_core::Topology, clock: Arc<dyn Clock>) -> Options {
+pub(crate) fn options(topology: drctl_core::Topology, clock: Arc<dyn Clock>) -> Options {
     Options {
         topology_path: PathBuf::from("drctl.yaml"),
         topology: Arc::new(topology),

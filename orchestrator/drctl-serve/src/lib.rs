@@ -37,6 +37,7 @@ pub mod page;
 mod peer;
 pub mod readiness;
 mod reports;
+mod restore_tests;
 mod tls;
 pub mod view;
 
@@ -297,6 +298,7 @@ impl Shared {
             running_executions: running,
             now,
             expected_checks_per_day: (86_400.0 / self.opts.sample_every.as_secs_f64().max(0.1)) as i64,
+            restore_tests: view::restore_tests(topo, &**state),
         });
         let counters = feeds::Counters {
             samples: self.samples.load(std::sync::atomic::Ordering::Relaxed),
@@ -654,6 +656,13 @@ fn lead(shared: &Arc<Shared>, center: &TaskCenter) {
     if backups::any(shared) {
         let s = shared.clone();
         center.spawn("backups", OnFailure::Restart(Duration::from_secs(1)), move |stop| backups::run(s.clone(), stop));
+    }
+    // Restore tests on their cron.
+    if restore_tests::any(shared) {
+        let s = shared.clone();
+        center.spawn("restore-tests", OnFailure::Restart(Duration::from_secs(1)), move |stop| {
+            restore_tests::run(s.clone(), stop)
+        });
     }
     // Erasures not verified everywhere yet: verified again, run again on a moved primary.
     if shared.opts.topology.erasure.is_some() {

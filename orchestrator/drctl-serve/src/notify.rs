@@ -714,6 +714,7 @@ mod tests {
             std::path::Path::new("t.yaml"),
         );
         crate::view::build(crate::view::Inputs {
+            restore_tests: Vec::new(),
             topo: &loaded.topology.unwrap(),
             status: None,
             incidents: vec![],

@@ -65,6 +65,12 @@ struct Words {
     target: &'static str,
     last_drill: &'static str,
     no_drill: &'static str,
+    last_restore: &'static str,
+    no_restore: &'static str,
+    /// Before the restore's duration: "restore 42 s".
+    restore_took: &'static str,
+    /// Before the recovery-point error: "3 s short of the point asked for".
+    restore_short: &'static str,
     passed: &'static str,
     failed: &'static str,
     /// `{n}`: the days measured.
@@ -128,6 +134,10 @@ const EN: Words = Words {
     target: "target",
     last_drill: "Last verified drill",
     no_drill: "no drill yet",
+    last_restore: "Last tested restore",
+    no_restore: "never tested by a restore",
+    restore_took: "restore",
+    restore_short: "recovery-point error",
     passed: "passed",
     failed: "failed",
     uptime: "Uptime over {n} days",
@@ -187,6 +197,10 @@ const JA: Words = Words {
     target: "目標",
     last_drill: "直近の検証済み訓練",
     no_drill: "訓練の実績なし",
+    last_restore: "直近の復元テスト",
+    no_restore: "復元テストの実績なし",
+    restore_took: "復元",
+    restore_short: "復旧時点の誤差",
     passed: "合格",
     failed: "不合格",
     uptime: "{n}日間の稼働率",
@@ -250,6 +264,25 @@ fn state_index(s: State) -> usize {
 pub use drctl_core::text::html_escape as esc;
 
 pub use drctl_core::text::rfc3339_secs as rfc3339;
+
+/// A datastore's last restore test, beside its live RPO: when, how long
+/// the restore took, how far short of the point asked for it came back,
+/// and whether it passed.
+fn restore_cell(t: Option<&drctl_backup::report::RestoreTest>, w: &Words) -> String {
+    let Some(t) = t else { return esc(w.no_restore) };
+    let at = chrono::DateTime::parse_from_rfc3339(&t.at).ok().map(SystemTime::from);
+    format!(
+        r#"<time datetime="{}">{}</time>, {} {}, {} {} — <span class="{}">{}</span>"#,
+        esc(&t.at),
+        at.map(when).unwrap_or_else(|| esc(&t.at)),
+        w.restore_took,
+        secs(t.restore_s, w.unknown),
+        w.restore_short,
+        secs(t.recovery_point_error_s, w.unknown),
+        if t.passed { "met" } else { "miss" },
+        if t.passed { w.passed } else { w.failed }
+    )
+}
 
 fn when(t: SystemTime) -> String {
     chrono::DateTime::<chrono::Utc>::from(t).format("%Y-%m-%d %H:%M UTC").to_string()
@@ -702,8 +735,8 @@ pub fn render(v: &View, lang: Lang) -> String {
     if let Some(st) = &v.status {
         let _ = write!(
             h,
-            r#"<section aria-labelledby="h-data"><h2 id="h-data">{}</h2><table><thead><tr><th scope="col"></th><th scope="col">{}</th></tr></thead><tbody>"#,
-            w.datastores, w.live_rpo
+            r#"<section aria-labelledby="h-data"><h2 id="h-data">{}</h2><table><thead><tr><th scope="col"></th><th scope="col">{}</th><th scope="col">{}</th></tr></thead><tbody>"#,
+            w.datastores, w.live_rpo, w.last_restore
         );
         for d in &st.datastores {
             let cell = if d.split_brain {
@@ -711,7 +744,8 @@ pub fn render(v: &View, lang: Lang) -> String {
             } else {
                 objective(d.rpo_s, d.rpo_target_s, w)
             };
-            let _ = write!(h, r#"<tr><th scope="row">{}</th><td>{cell}</td></tr>"#, esc(&d.name));
+            let restore = restore_cell(v.restore_tests.iter().find(|(n, _)| *n == d.name).map(|(_, t)| t), w);
+            let _ = write!(h, r#"<tr><th scope="row">{}</th><td>{cell}</td><td>{restore}</td></tr>"#, esc(&d.name));
         }
         h.push_str("</tbody></table></section>");
     }

@@ -2,6 +2,7 @@
 //! measurement and the state store, and shared by every rendering (HTML in
 //! each language, docs/lag-and-rpo.md JSON, Statuspage JSON, Atom, Prometheus).
 
+use drctl_backup::report::RestoreTest;
 use drctl_core::status::StatusReport;
 use drctl_core::topology::{EntitySpec, Topology};
 use drctl_state::controller::{DrillRow, Incident, Maintenance, UptimeDay};
@@ -118,6 +119,8 @@ pub struct View {
     /// Whether the page offers the subscribe form (a controller that
     /// sends e-mail; never an exported copy).
     pub subscribe_form: bool,
+    /// Each datastore's last restore test (drctl-backup records it), by name.
+    pub restore_tests: Vec<(String, RestoreTest)>,
 }
 
 pub const UPTIME_DAYS: i64 = 90;
@@ -143,6 +146,13 @@ pub(crate) fn datastores_under(topo: &Topology, id: usize) -> Vec<usize> {
         }
     }
     out
+}
+
+/// Each datastore's last restore test, read from the state store (for [`Inputs`]).
+pub(crate) fn restore_tests(topo: &Topology, state: &drctl_state::State) -> Vec<(String, RestoreTest)> {
+    topo.datastores()
+        .filter_map(|(_, e, _)| Some((e.name.clone(), drctl_backup::report::last_test(state, &e.name)?)))
+        .collect()
 }
 
 /// What a drill measured for one service (`deps`: the datastores under
@@ -184,6 +194,8 @@ pub struct Inputs<'a> {
     pub running_executions: Vec<(String, Vec<String>)>,
     pub now: SystemTime,
     pub expected_checks_per_day: i64,
+    /// Each datastore's last restore test, by name (those never tested absent).
+    pub restore_tests: Vec<(String, RestoreTest)>,
 }
 
 /// Over how many days the uptime is measured (from the first day with a
@@ -325,6 +337,7 @@ pub fn build(i: Inputs) -> View {
         running_executions: i.running_executions,
         expected_checks_per_day: i.expected_checks_per_day,
         subscribe_form: false,
+        restore_tests: i.restore_tests,
     }
 }
 
@@ -341,6 +354,7 @@ mod tests {
     fn view(status: Option<StatusReport>, uptime: Vec<UptimeDay>, now: SystemTime) -> View {
         let topo = drctl_core::load_str(TOPO, std::path::Path::new("t.yaml")).topology.unwrap();
         build(Inputs {
+            restore_tests: Vec::new(),
             topo: &topo,
             status: status.as_ref(),
             incidents: vec![],

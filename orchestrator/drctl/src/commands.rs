@@ -234,7 +234,7 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
                 return Err(Failure::bad_input(format!("--account `{a}`: an AWS account id is 12 digits")));
             }
             let uses = drctl_control::policy::uses_for(&for_use).ok_or_else(|| {
-                Failure::bad_input(format!("--for `{for_use}`: plan, status, replicate, declare or serve"))
+                Failure::bad_input(format!("--for `{for_use}`: one of {}", drctl_control::policy::USE_NAMES.join(", ")))
             })?;
             let doc = drctl_control::policy::policy(&topo, &drctl_control::policy::Target { uses, account });
             if doc["Statement"].as_array().is_none_or(|s| s.is_empty()) {

@@ -84,7 +84,13 @@ pub async fn list(
     verify: bool,
     style: &Style,
 ) -> Result<Outcome, Failure> {
-    let eraser = Eraser::new(Arc::new(topo), state.clone(), clients);
+    let site = drctl_backup::site_dir(&topo);
+    // Which backups still hold each request: read from pgBackRest, where it answers.
+    let (sets, failed) = drctl_backup::held::backup_sets(&topo, &site).await;
+    for f in &failed {
+        eprintln!("{}", style.yellow(&format!("the backups of {f}: estimated from the retention instead")));
+    }
+    let eraser = Eraser::new(Arc::new(topo), state.clone(), clients).with_backups(sets);
     if verify {
         eraser.pass().await.map_err(control)?;
     }
@@ -118,8 +124,17 @@ pub async fn list(
             if r.subject.is_none() {
                 println!("    identifier forgotten {} (every older backup has expired)", when(r.forgotten_at));
             }
-            for (ds, until) in eraser.backups_holding(r).into_iter().filter(|(_, u)| *u > now && r.subject.is_some()) {
-                println!("    backups of {ds} may hold it until {}", when(Some(until)));
+            for h in eraser.backups_holding(r).into_iter().filter(|h| h.holds(now) && r.subject.is_some()) {
+                let until = match h.expires_at {
+                    Some(t) => format!("until {}", when(Some(t))),
+                    None => "until a newer full backup lets retention expire it".to_string(),
+                };
+                match &h.backup {
+                    Some(set) => println!("    backup {set} of {} holds it {until}", h.datastore),
+                    None => {
+                        println!("    backups of {} may hold it {until} (estimated from the retention)", h.datastore)
+                    }
+                }
             }
         }
     }

@@ -84,8 +84,10 @@ pub enum Command {
     IamPolicy {
         #[command(flatten)]
         file: FileArg,
-        /// What the credentials are for: `serve` does everything; `plan` makes no AWS call.
-        #[arg(long = "for", default_value = "serve", value_parser = ["plan", "status", "replicate", "declare", "serve", "discover"], value_name = "USE")]
+        /// What the credentials are for: `serve` does everything but `discover`; `plan` makes no AWS call;
+        /// `backup` is pgBackRest's S3 repository, `restore` RDS and S3 restores and restore tests, `erase`
+        /// the S3 versions under `erasure:` prefixes.
+        #[arg(long = "for", default_value = "serve", value_parser = drctl_control::policy::USE_NAMES.to_vec(), value_name = "USE")]
         for_use: String,
         /// The AWS account id in RDS and IAM ARNs (default `*`: any account).
         #[arg(long, value_name = "ID")]

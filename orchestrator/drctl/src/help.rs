@@ -52,6 +52,11 @@ Exit codes:
 pub const IAM_POLICY: &str = "\
 Example:
   drctl iam-policy -f examples/saas/drctl.yaml --for declare
+  drctl iam-policy -f examples/saas/drctl.yaml --for restore
+
+Restores write into a prefix of the datastore's own bucket, or into a new
+bucket whose name starts with `drctl-restore-`; RDS copies are named
+`<source>-restored-*` (the default name). See docs/guide/aws.md.
 
 Exit codes:
   0  the policy was printed

@@ -560,7 +560,14 @@ pub fn drill(
         None => None,
     };
     let topo = crate::context::load(file, style)?;
+    if let Err(diags) = drctl_core::restore_test::check_against(&test, &topo) {
+        for d in &diags {
+            eprintln!("{}", crate::text::diagnostic(d, style));
+        }
+        return Err(Failure::BadInput { message: String::new(), printed: true });
+    }
     let state = ctx.state(file)?;
+    let clients = crate::context::clients(&ctx.wiring(file));
     crate::context::runtime()?.block_on(async move {
         audit(
             &*state,
@@ -568,7 +575,12 @@ pub fn drill(
             &format!("restore test {}", test.name),
             &serde_json::json!({ "experiment": args.experiment }),
         )?;
-        let run = drctl_backup::drill::run(Arc::new(topo), state, &test, keep, args.report).await.map_err(failure)?;
+        let reports = match args.report {
+            Some(d) => drctl_backup::drill::ReportAt::Exactly(d),
+            None => drctl_backup::drill::ReportAt::Under(".drctl/reports".into()),
+        };
+        let run =
+            drctl_backup::drill::run(Arc::new(topo), state, clients, &test, keep, reports).await.map_err(failure)?;
         if args.json {
             println!("{}", serde_json::to_string_pretty(&run.report).unwrap_or_default());
         } else {
@@ -583,7 +595,8 @@ pub fn drill(
             for c in r["checks"].as_array().into_iter().flatten() {
                 let mark = if c["passed"] == true { style.green("✓") } else { style.red("✗") };
                 let why = c["error"].as_str().map(|e| format!(" ({e})")).unwrap_or_default();
-                println!("  {mark} {}: got {}{why}", c["sql"].as_str().unwrap_or_default(), c["got"]);
+                let what = c["sql"].as_str().or(c["check"].as_str()).unwrap_or_default();
+                println!("  {mark} {what}: got {}{why}", c["got"]);
             }
             println!(
                 "  restore {:.1} s (target {}), recovery-point error {}",
@@ -591,7 +604,9 @@ pub fn drill(
                 r["restore_target_s"].as_f64().map(format_secs).unwrap_or_else(|| "none".into()),
                 r["recovery_point_error_s"].as_f64().map(|e| format!("{e:.3} s")).unwrap_or_else(|| "unknown".into())
             );
-            if let Some(k) = r["kept"].as_object() {
+            if let Some(b) = r["kept"]["bucket"].as_str() {
+                println!("  the copy is kept in bucket {b}");
+            } else if let Some(k) = r["kept"].as_object() {
                 println!(
                     "  the copy is kept in {} ({})",
                     k["data"].as_str().unwrap_or_default(),

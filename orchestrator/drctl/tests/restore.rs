@@ -294,6 +294,23 @@ fn a_restore_to_before_an_erasure_keeps_the_subject_gone() {
     assert_eq!(e["copies"].as_array().unwrap().len(), 2, "the primary and the standby: {e}");
     assert!(e["copies"].as_array().unwrap().iter().all(|c| c["verified_at"].is_string()), "{e}");
     assert_eq!(e["backups"][0]["datastore"], "orders-db", "the backup taken before still holds it: {e}");
+    // Read from pgBackRest, not estimated: the full backup by its label,
+    // with no expiry while no newer full backup lets the retention drop it.
+    let first = e["backups"][0]["backup"].as_str().unwrap_or_default().to_string();
+    assert!(first.ends_with('F') && e["backups"][0]["expires_at"].is_null(), "{e}");
+    assert_eq!(e["backups"].as_array().unwrap().len(), 1, "{e}");
+    // A newer full backup, taken after the erasure, holds nothing; the
+    // first now expires 7 days (the retention) after it.
+    let o = drctl(&dir).args(["backup", "orders-db", "--kind", "full", "-f", "drctl.yaml"]).output().unwrap();
+    assert!(o.status.success(), "{}", show(&o));
+    let o = drctl(&dir).args(["erasures", "--output", "json", "-f", "drctl.yaml"]).output().unwrap();
+    let later: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let held = later["erasures"][0]["backups"].as_array().unwrap().clone();
+    assert_eq!(held.len(), 1, "{later}");
+    assert_eq!(held[0]["backup"], first.as_str(), "{later}");
+    let expires = chrono::DateTime::parse_from_rfc3339(held[0]["expires_at"].as_str().unwrap()).unwrap();
+    let in_days = (expires.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_hours();
+    assert!((167..=168).contains(&in_days), "7 days after the newer full backup: {later}");
 
     // Nothing drctl keeps holds the identifier in clear.
     let audit = drctl(&dir).args(["audit", "list", "-f", "drctl.yaml"]).output().unwrap();
@@ -301,7 +318,7 @@ fn a_restore_to_before_an_erasure_keeps_the_subject_gone() {
     let dump = String::from_utf8_lossy(&dump.stdout).to_string();
     assert!(dump.contains("erasure/"), "the ledger is in the state file");
     for (what, text) in [
-        ("erasures", String::from_utf8_lossy(&o.stdout).to_string()),
+        ("erasures", later.to_string()),
         ("the audit log", String::from_utf8_lossy(&audit.stdout).to_string()),
         ("the state file", dump),
         ("the report", report),

@@ -378,6 +378,9 @@ pub struct Route {
 pub struct Drill {
     pub experiment: PathBuf,
     pub cron: String,
+    /// The file is a restore test (`restore:`), run by the controller's
+    /// restore-test scheduler rather than as a chaos drill.
+    pub restore_test: bool,
 }
 
 /// The result of loading a topology: the checked value when there were no

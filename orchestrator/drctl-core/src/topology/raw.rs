@@ -238,7 +238,8 @@ pub fn decode(d: &mut Decoder, root: &Node) -> RawTopology {
         raw.drills.push(RawDrill {
             pos: n.pos,
             experiment: d.req_string(&f, "experiment", what),
-            cron: d.req_string(&f, "cron", what),
+            // Optional for a restore test that has its own `schedule:` (checked with the file).
+            cron: d.opt_string(&f, "cron", what),
         });
     }
     raw

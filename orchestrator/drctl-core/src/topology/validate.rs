@@ -963,25 +963,58 @@ impl Validator<'_> {
     fn drills(&mut self, raw: &RawTopology) -> Vec<Drill> {
         let mut out = Vec::new();
         for d in &raw.drills {
-            let (Some(exp), Some(cron)) = (&d.experiment, &d.cron) else {
+            let Some(exp) = &d.experiment else {
                 continue;
             };
             let path = self.path.parent().unwrap_or(Path::new(".")).join(&exp.value);
+            let mut schedule = None;
+            let mut restore_test = false;
             if !path.is_file() {
                 self.diags
                     .error(Code::Io, exp.pos, format!("experiment `{}` does not exist ({})", exp.value, path.display()))
                     .with_hint("experiment paths are relative to the topology file's folder");
+            } else if std::fs::read_to_string(&path).is_ok_and(|src| crate::restore_test::is_restore_test(&src)) {
+                // A restore test: its own mistakes, with its own file and
+                // positions; its `schedule:` is its cron unless `cron:` is given here.
+                restore_test = true;
+                match crate::restore_test::load(&path) {
+                    Ok(t) => schedule = t.schedule,
+                    Err(problems) => self.diags.extend(problems),
+                }
             } else if let Err(problems) = crate::chaos::load(&path) {
                 // The experiment's own mistakes, with its own file and positions.
                 self.diags.extend(problems);
             }
-            match cron_schedule(&cron.value) {
-                Ok((full, _)) => out.push(Drill { experiment: path, cron: full }),
-                Err(why) => {
+            let cron = match (&d.cron, schedule) {
+                (Some(cron), _) => match cron_schedule(&cron.value) {
+                    Ok((full, _)) => Some(full),
+                    Err(why) => {
+                        self.diags
+                            .error(Code::BadValue, cron.pos, format!("cron `{}`: {why}", cron.value))
+                            .with_hint("for example `0 3 * * 1` runs at 03:00 every Monday");
+                        None
+                    }
+                },
+                (None, Some(full)) => Some(full),
+                (None, None) if restore_test => {
                     self.diags
-                        .error(Code::BadValue, cron.pos, format!("cron `{}`: {why}", cron.value))
-                        .with_hint("for example `0 3 * * 1` runs at 03:00 every Monday");
+                        .error(
+                            Code::MissingKey,
+                            d.pos,
+                            format!("the restore test `{}` has no `schedule:`, and this drill no `cron:`", exp.value),
+                        )
+                        .with_hint("add `schedule: \"0 4 * * *\"` to the restore test, or `cron:` here");
+                    None
                 }
+                (None, None) => {
+                    self.diags
+                        .error(Code::MissingKey, d.pos, "a drill has no `cron`")
+                        .with_hint("add `cron:`, for example `cron: \"0 3 * * 1\"` (03:00 every Monday)");
+                    None
+                }
+            };
+            if let Some(cron) = cron {
+                out.push(Drill { experiment: path, cron, restore_test });
             }
         }
         out
