@@ -395,7 +395,6 @@ pub(crate) fn verify_chain(seal: &AuditSeal, entries: &[AuditEntry]) -> Result<V
 }
 
 /// An incident status must be one of [`INCIDENT_STATUSES`].
-
 pub(crate) fn check_status(status: &str) -> Result<()> {
     if INCIDENT_STATUSES.contains(&status) {
         Ok(())
