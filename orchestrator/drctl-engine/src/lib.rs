@@ -207,6 +207,29 @@ fn owner_is_dead_here(owner: &str) -> bool {
     h == hostname() && pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// The lease a run holds, and the task that renews it: owned by the run,
+/// so the renewal stops, and the lease is given up, when the run ends or
+/// when its future is dropped (its owner cancelled it: a controller past
+/// its shutdown deadline, a drill that was aborted). A dropped run never
+/// keeps renewing a lease for work nobody does, and whoever aborts or
+/// resumes the execution next finds it free at once.
+struct Lease<'a> {
+    renewer: tokio::task::JoinHandle<()>,
+    engine: &'a Engine,
+    execution: &'a str,
+    /// Another owner took the lease: not ours to give up.
+    lost: bool,
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        self.renewer.abort();
+        if !self.lost {
+            let _ = self.engine.state.release_execution(self.execution, &self.engine.owner);
+        }
+    }
+}
+
 impl Engine {
     pub fn new(state: Arc<State>, actions: Arc<dyn Actions>, parallel: Option<usize>) -> Engine {
         Engine {
@@ -288,11 +311,10 @@ impl Engine {
                 }
             })
         };
+        let mut lease = Lease { renewer, engine: self, execution, lost: false };
         let result = self.run_owned(execution, specs, &lost).await;
-        renewer.abort();
-        if !matches!(result, Err(Error::LostLease { .. })) {
-            let _ = self.state.release_execution(execution, &self.owner);
-        }
+        lease.lost = matches!(result, Err(Error::LostLease { .. }));
+        drop(lease);
         result
     }
 

@@ -123,7 +123,11 @@ pub(crate) async fn serve(
     // in the kernel's backlog until one closes.
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     let per_client = crate::limits::Connections::new(limits.per_address);
+    // Every open connection is a task of this server's: finished ones are
+    // reaped as new ones come, the rest are cancelled when it stops.
+    let mut connections = tokio::task::JoinSet::new();
     loop {
+        while connections.try_join_next().is_some() {}
         let slot = tokio::select! {
             p = slots.clone().acquire_owned() => p,
             _ = stop.cancelled() => break,
@@ -170,7 +174,7 @@ pub(crate) async fn serve(
             Some(acc) => {
                 let acc = acc.clone();
                 let watcher = graceful.watcher();
-                tokio::spawn(async move {
+                connections.spawn(async move {
                     let _slot = slot;
                     let Ok(Ok(stream)) = tokio::time::timeout(limits.header_timeout, acc.accept(sock)).await else {
                         return;
@@ -182,7 +186,7 @@ pub(crate) async fn serve(
             None => {
                 let conn = builder.serve_connection(TokioIo::new(sock), hyper_svc).into_owned();
                 let fut = graceful.watch(conn);
-                tokio::spawn(async move {
+                connections.spawn(async move {
                     let _slot = slot;
                     let _ = fut.await;
                 });
@@ -190,4 +194,6 @@ pub(crate) async fn serve(
         }
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
+    // What did not finish in time is cut, not left behind.
+    connections.shutdown().await;
 }
