@@ -10,6 +10,8 @@ use drctl_core::status::{datastore_status, service_status, DatastoreStatus, Meas
 use drctl_core::topology::{Datastore, DatastoreKind, EntitySpec, Location, Topology};
 use drctl_providers::{http, postgres};
 use std::time::{Duration, SystemTime};
+// Where callers have always found them.
+pub use crate::times::{now_rfc3339, rfc3339_secs};
 
 /// How long one datastore's measurement may take before it is an error.
 pub const MEASURE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -269,16 +271,6 @@ pub fn worst_zone_rto(topo: &Topology, obs: &Observations) -> Vec<Option<f64>> {
         }
     }
     worst
-}
-
-/// The machine's time now, to the second: for progress lines a person reads.
-pub fn now_rfc3339() -> String {
-    rfc3339_secs(SystemTime::now())
-}
-
-/// `at` to the second, as status reports say when they were measured.
-pub fn rfc3339_secs(at: SystemTime) -> String {
-    chrono::DateTime::<chrono::Utc>::from(at).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// Records a status report: each datastore's RPO, and each replica's own
