@@ -20,6 +20,7 @@ pub mod schema;
 pub mod status;
 pub mod synth;
 pub mod topology;
+pub mod tree;
 pub mod yaml;
 
 pub use diag::{Diagnostic, Pos, Severity};
