@@ -9,6 +9,7 @@ pub mod diag;
 pub mod duration;
 pub mod graph;
 pub mod hint;
+pub mod html;
 pub mod json;
 pub mod pgurl;
 pub mod plan;

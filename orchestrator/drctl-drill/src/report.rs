@@ -210,21 +210,8 @@ pub fn markdown(r: &Report) -> String {
     m
 }
 
-/// Escapes text for HTML (every user- or system-supplied string goes through it).
-pub fn esc(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            c => o.push(c),
-        }
-    }
-    o
-}
+// Where the status page has always found it.
+pub use drctl_core::html::esc;
 
 /// The timeline as inline SVG: one row per fault, step and service.
 pub fn timeline_svg(r: &Report) -> String {
@@ -452,10 +439,5 @@ mod tests {
         assert_eq!(super::runner(Some("controller:lab-az2-ctl:pid42:abc1")), "lab-az2-ctl");
         assert_eq!(super::runner(Some("ops-box:pid7:9f0")), "ops-box pid 7");
         assert_eq!(super::runner(None), "");
-    }
-
-    #[test]
-    fn escapes_markup() {
-        assert_eq!(super::esc("<script>&\"'"), "&lt;script&gt;&amp;&quot;&#39;");
     }
 }

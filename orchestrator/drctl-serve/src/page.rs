@@ -249,7 +249,7 @@ fn state_index(s: State) -> usize {
 
 /// Escapes text for HTML.
 pub fn esc(s: &str) -> String {
-    drctl_drill::report::esc(s)
+    drctl_core::html::esc(s)
 }
 
 pub fn rfc3339(t: SystemTime) -> String {
