@@ -531,9 +531,11 @@ pub async fn run(opts: Options, stop: impl std::future::Future<Output = ()>) -> 
     stop.await;
     say("shutting down: no new requests; waiting for background tasks");
     server_stop.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
-    if let Some(admin) = admin {
-        let _ = tokio::time::timeout(Duration::from_secs(5), admin).await;
+    // A listener that has not stopped in time is cut, not left behind.
+    for mut listener in std::iter::once(server).chain(admin) {
+        if tokio::time::timeout(Duration::from_secs(5), &mut listener).await.is_err() {
+            listener.abort();
+        }
     }
     let mut left = Vec::new();
     let term = shared.leading.write().unwrap_or_else(|p| p.into_inner()).take();
