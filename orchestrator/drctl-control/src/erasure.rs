@@ -27,7 +27,7 @@
 //! Nothing written here (ledger notes, errors, audit entries) holds the
 //! subject: messages that could echo it (a database's error) are scrubbed.
 
-use crate::declare::Actor;
+use crate::actor::Actor;
 use crate::live::Clients;
 use crate::{Error, Request};
 use drctl_aws::s3_erasure;
@@ -258,7 +258,7 @@ impl Eraser {
         };
         let req = self.state.create_erasure(&draft)?;
         // The id, never the subject: the audit log is read by many.
-        crate::declare::audit(
+        crate::actor::audit(
             &*self.state,
             who,
             "erase",

@@ -9,11 +9,13 @@
 //! it through the actions ([`crate::actions`]). Callers go through
 //! [`crate::declare::Declarer`], the one path of every declaration.
 
+pub use crate::declaration::{Check, Declaration};
 use crate::live::Clients;
 use crate::overrides::{self, Overrides};
+pub use crate::times::rfc3339;
 use crate::Error;
 use drctl_core::action::{Action, Approver, Call};
-use drctl_core::plan::{plan_with, DetailedPlan, Observations, Placement, Scope};
+use drctl_core::plan::{plan_with, DetailedPlan, Observations, Placement};
 use drctl_core::runbook::{OnFailure, RunbookStep};
 use drctl_core::schedule::Policy;
 use drctl_core::topology::{EntitySpec, RouteKind, Topology};
@@ -21,52 +23,8 @@ use drctl_engine::{Ended, Engine, StepSpec};
 use drctl_providers::postgres;
 use drctl_state::journal::{exec_state, ExecutionRow};
 use drctl_state::State;
-use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-
-/// What the commander declared, checked (see
-/// [`DeclarationRequest`](crate::declare::DeclarationRequest) for the raw
-/// request). Journaled as it is, and read back on resume.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Declaration {
-    pub zones: Vec<String>,
-    pub regions: Vec<String>,
-    pub targets: Vec<String>,
-    pub reason: String,
-    /// The checks the commander lifted, each by name.
-    #[serde(default)]
-    pub overrides: Overrides,
-    pub parallel: Option<usize>,
-}
-
-impl Declaration {
-    /// Whether a standby may be promoted beyond `max_lag` or of unknown lag.
-    pub fn accepts_lag(&self) -> bool {
-        self.overrides.accept_lag
-    }
-
-    /// The names of the zones the declaration loses, by name or by region.
-    pub fn lost_zones(&self, topo: &Topology) -> Vec<String> {
-        topo.zones
-            .iter()
-            .filter(|z| self.zones.contains(&z.name) || self.regions.contains(&z.region))
-            .map(|z| z.name.clone())
-            .collect()
-    }
-
-    pub fn scope(&self) -> Scope {
-        Scope { zones: self.zones.clone(), regions: self.regions.clone(), targets: self.targets.clone() }
-    }
-}
-
-/// One preflight check.
-#[derive(Debug, Clone, Serialize)]
-pub struct Check {
-    pub subject: String,
-    pub ok: bool,
-    pub detail: String,
-}
 
 pub struct Prepared {
     pub plan: DetailedPlan,
@@ -639,8 +597,6 @@ pub fn overrides_used(state: &State, row: &ExecutionRow) -> Result<Vec<serde_jso
     }
     Ok(out)
 }
-
-pub use drctl_core::text::rfc3339_millis as rfc3339;
 
 /// docs/declaring.md `show` JSON, with the measured RTO of each entity: seconds from
 /// the declaration to its last step's success.

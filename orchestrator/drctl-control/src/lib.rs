@@ -6,7 +6,9 @@
 //! measure and copy in exactly the same way.
 
 mod actions;
+mod actor;
 pub mod attention;
+pub mod declaration;
 pub mod declare;
 pub mod erasure;
 pub mod failover;
@@ -20,6 +22,7 @@ pub mod readiness;
 pub mod replicate;
 pub mod returned;
 pub mod schedule;
+pub mod times;
 
 use drctl_core::diag::Code;
 

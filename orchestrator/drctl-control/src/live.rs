@@ -10,6 +10,8 @@ use drctl_core::status::{datastore_status, service_status, DatastoreStatus, Meas
 use drctl_core::topology::{Datastore, DatastoreKind, EntitySpec, Location, Topology};
 use drctl_providers::{http, postgres};
 use std::time::{Duration, SystemTime};
+// Where callers have always found them.
+pub use crate::times::{now_rfc3339, rfc3339_secs};
 
 /// How long one datastore's measurement may take before it is an error.
 pub const MEASURE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -276,8 +278,6 @@ pub fn worst_zone_rto(topo: &Topology, obs: &Observations) -> Vec<Option<f64>> {
     }
     worst
 }
-
-pub use drctl_core::text::rfc3339_secs;
 
 /// Records a status report: each datastore's RPO, and each replica's own
 /// lag (the one `max_lag` is checked against when the primary is gone).

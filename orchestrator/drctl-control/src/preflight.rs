@@ -4,7 +4,7 @@
 //! identifier or a missing permission refuse the run instead of failing it
 //! halfway.
 
-use crate::failover::{Check, Declaration};
+use crate::declaration::{Check, Declaration};
 use crate::live::Clients;
 use drctl_core::action::Action;
 use drctl_core::topology::{EntitySpec, Location, Route, Topology};

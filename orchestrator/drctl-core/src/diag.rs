@@ -271,6 +271,15 @@ pub fn closest_name<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str
     }
 }
 
+/// A list of names for a message: the first eight, and how many in all.
+pub(crate) fn abbreviated(names: &[&str]) -> String {
+    if names.len() <= 8 {
+        names.join(", ")
+    } else {
+        format!("{}, ... ({} in all)", names[..8].join(", "), names.len())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,7 @@
 //! code. Strings without escapes are borrowed from the source.
 
 use crate::diag::Pos;
-use crate::yaml::{Node, SyntaxError, Value, MAX_DEPTH};
+use crate::tree::{Node, SyntaxError, Value, MAX_DEPTH};
 use std::borrow::Cow;
 
 /// Whether `src` is a JSON document: its first character that is not

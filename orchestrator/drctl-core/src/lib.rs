@@ -21,6 +21,7 @@ pub mod status;
 pub mod synth;
 pub mod text;
 pub mod topology;
+pub mod tree;
 pub mod yaml;
 
 pub use diag::{Diagnostic, Pos, Severity};

@@ -133,106 +133,181 @@ pub fn plan_with(
         return Err(Error::ZeroParallel);
     }
     let lost_zone = resolve_scope(topo, scope)?;
-    let targeted: Vec<bool> = {
-        let mut t = vec![false; topo.entities.len()];
-        for name in &scope.targets {
-            let id = topo.entity_id(name).ok_or_else(|| Error::UnknownTarget {
-                name: name.clone(),
-                hint: crate::diag::closest_name(name, topo.entities.iter().map(|e| e.name.as_str()))
-                    .map(str::to_string),
-            })?;
-            t[id] = true;
-        }
-        t
+    let targeted = targeted(topo, scope)?;
+    let fate = fates(topo, obs, &lost_zone, &targeted);
+    let Steps { mut steps, tasks, step_entities, runbook_steps, from_zones, to_zones } = steps(topo, &fate);
+
+    let asap = schedule::schedule(&tasks, None, policy);
+    let (path, path_len) = schedule::critical_path(&tasks, &asap);
+    let sched = match parallel {
+        None => asap,
+        Some(_) => schedule::schedule(&tasks, parallel, policy),
     };
+    for (i, s) in steps.iter_mut().enumerate() {
+        s.start_s = secs(sched.start[i]);
+        s.finish_s = secs(sched.finish[i]);
+    }
+    let (entities, unrecoverable) = outcomes(topo, &fate, &step_entities, &sched.finish);
+    let makespan = sched.makespan();
+    let plan = Plan {
+        scope: dedup_scope(scope),
+        parallel,
+        critical_path: path.iter().map(|&i| steps[i].id.clone()).collect(),
+        critical_path_s: secs(path_len),
+        makespan_s: secs(makespan),
+        steps,
+        entities,
+        unrecoverable,
+    };
+    Ok(DetailedPlan { plan, step_entities, runbook_steps, tasks, from_zones, to_zones })
+}
+
+/// Microseconds, as the scheduler counts, in seconds, as a plan shows.
+fn secs(us: u64) -> f64 {
+    us as f64 / 1e6
+}
+
+/// Per entity: whether the scope names it as a target.
+fn targeted(topo: &Topology, scope: &Scope) -> Result<Vec<bool>, Error> {
+    let mut t = vec![false; topo.entities.len()];
+    for name in &scope.targets {
+        let id = topo.entity_id(name).ok_or_else(|| Error::UnknownTarget {
+            name: name.clone(),
+            hint: crate::diag::closest_name(name, topo.entities.iter().map(|e| e.name.as_str())).map(str::to_string),
+        })?;
+        t[id] = true;
+    }
+    Ok(t)
+}
+
+/// What the disaster does to each entity, in topological order (a
+/// service's fate depends on its dependencies').
+fn fates(topo: &Topology, obs: &Observations, lost_zone: &[bool], targeted: &[bool]) -> Vec<Fate> {
     let single_region = {
         let first = topo.zones.first().map(|z| z.region.as_str());
         topo.zones.iter().all(|z| Some(z.region.as_str()) == first).then_some(first).flatten()
     };
-
     let mut fate: Vec<Fate> = vec![Fate::Unaffected; topo.entities.len()];
     for &e in &topo.order {
-        let ent = &topo.entities[e];
-        fate[e] = match &ent.spec {
-            EntitySpec::Datastore(ds) => {
-                let placement = obs.placement.get(&e).cloned().or_else(|| {
-                    ds.primary
-                        .as_ref()
-                        .map(|p| Placement { primary: p.zone, replicas: ds.replicas.iter().map(|r| r.zone).collect() })
-                });
-                match placement {
-                    Some(pl) if lost_zone[pl.primary] || targeted[e] => {
-                        let best = pl
-                            .replicas
-                            .iter()
-                            .copied()
-                            .filter(|&z| !lost_zone[z] && z != pl.primary)
-                            .min_by_key(|&z| (obs.lag.get(&(e, z)).copied().unwrap_or(Duration::ZERO), z));
-                        match best {
-                            Some(to) => Fate::Affected { from: Some(pl.primary), to: Some(to) },
-                            None if pl.replicas.is_empty() => {
-                                Fate::Unrecoverable(format!("{} has no replica to fail over to", ent.name))
-                            }
-                            None => {
-                                Fate::Unrecoverable(format!("every replica of {} is in the disaster scope", ent.name))
-                            }
-                        }
-                    }
-                    Some(_) => Fate::Unaffected,
-                    None => {
-                        // An RDS cluster whose members are not discovered yet:
-                        // AWS moves its writer between zones by itself, so only a
-                        // target or the loss of its whole region concerns drctl.
-                        let region = ds.region.as_deref().or(single_region);
-                        let region_lost = region.is_some_and(|r| {
-                            topo.zones.iter().enumerate().filter(|(_, z)| z.region == r).all(|(i, _)| lost_zone[i])
-                        });
-                        match region {
-                            Some(r) if region_lost => {
-                                Fate::Unrecoverable(format!("every member of {} is in the lost region {r}", ent.name))
-                            }
-                            _ if targeted[e] => Fate::Affected { from: None, to: None },
-                            _ => Fate::Unaffected,
-                        }
-                    }
-                }
-            }
-            EntitySpec::Service(svc) => {
-                // `from`: the zone it leaves (a lost one, or its first when targeted);
-                // `to`: its first zone that is neither lost nor the one it leaves.
-                let from = svc
-                    .zones
-                    .iter()
-                    .copied()
-                    .find(|&z| lost_zone[z])
-                    .or_else(|| svc.zones.first().copied().filter(|_| targeted[e]));
-                let to = svc.zones.iter().copied().find(|&z| !lost_zone[z] && Some(z) != from);
-                let hit = from.is_some();
-                let blockers: Vec<&str> = ent
-                    .depends_on
-                    .iter()
-                    .filter(|&&d| matches!(fate[d], Fate::Unrecoverable(_)))
-                    .map(|&d| topo.entities[d].name.as_str())
-                    .collect();
-                let dep_affected = ent.depends_on.iter().any(|&d| matches!(fate[d], Fate::Affected { .. }));
-                if hit && to.is_none() {
-                    Fate::Unrecoverable(if svc.zones.iter().all(|&z| lost_zone[z]) {
-                        format!("every zone of {} is in the disaster scope", ent.name)
-                    } else {
-                        format!("{} runs in no other zone to move to", ent.name)
-                    })
-                } else if !blockers.is_empty() {
-                    Fate::Unrecoverable(format!("blocked by {}", blockers.join(", ")))
-                } else if hit || targeted[e] || dep_affected {
-                    Fate::Affected { from, to }
-                } else {
-                    Fate::Unaffected
-                }
-            }
+        fate[e] = match &topo.entities[e].spec {
+            EntitySpec::Datastore(ds) => datastore_fate(topo, obs, e, ds, lost_zone, targeted, single_region),
+            EntitySpec::Service(svc) => service_fate(topo, e, svc, lost_zone, targeted, &fate),
         };
     }
+    fate
+}
 
-    // Steps, in the entities' topological order.
+/// A datastore fails over when its primary is lost (or it is a target), to
+/// the replica outside the scope with the lowest measured lag.
+fn datastore_fate(
+    topo: &Topology,
+    obs: &Observations,
+    e: EntityId,
+    ds: &crate::topology::Datastore,
+    lost_zone: &[bool],
+    targeted: &[bool],
+    single_region: Option<&str>,
+) -> Fate {
+    let ent = &topo.entities[e];
+    let placement = obs.placement.get(&e).cloned().or_else(|| {
+        ds.primary
+            .as_ref()
+            .map(|p| Placement { primary: p.zone, replicas: ds.replicas.iter().map(|r| r.zone).collect() })
+    });
+    match placement {
+        Some(pl) if lost_zone[pl.primary] || targeted[e] => {
+            let best = pl
+                .replicas
+                .iter()
+                .copied()
+                .filter(|&z| !lost_zone[z] && z != pl.primary)
+                .min_by_key(|&z| (obs.lag.get(&(e, z)).copied().unwrap_or(Duration::ZERO), z));
+            match best {
+                Some(to) => Fate::Affected { from: Some(pl.primary), to: Some(to) },
+                None if pl.replicas.is_empty() => {
+                    Fate::Unrecoverable(format!("{} has no replica to fail over to", ent.name))
+                }
+                None => Fate::Unrecoverable(format!("every replica of {} is in the disaster scope", ent.name)),
+            }
+        }
+        Some(_) => Fate::Unaffected,
+        None => {
+            // An RDS cluster whose members are not discovered yet:
+            // AWS moves its writer between zones by itself, so only a
+            // target or the loss of its whole region concerns drctl.
+            let region = ds.region.as_deref().or(single_region);
+            let region_lost = region.is_some_and(|r| {
+                topo.zones.iter().enumerate().filter(|(_, z)| z.region == r).all(|(i, _)| lost_zone[i])
+            });
+            match region {
+                Some(r) if region_lost => {
+                    Fate::Unrecoverable(format!("every member of {} is in the lost region {r}", ent.name))
+                }
+                _ if targeted[e] => Fate::Affected { from: None, to: None },
+                _ => Fate::Unaffected,
+            }
+        }
+    }
+}
+
+/// A service moves when one of its zones is lost, it is a target, or
+/// something it depends on moves; it cannot when it has nowhere to go or a
+/// dependency cannot recover.
+fn service_fate(
+    topo: &Topology,
+    e: EntityId,
+    svc: &crate::topology::Service,
+    lost_zone: &[bool],
+    targeted: &[bool],
+    fate: &[Fate],
+) -> Fate {
+    let ent = &topo.entities[e];
+    // `from`: the zone it leaves (a lost one, or its first when targeted);
+    // `to`: its first zone that is neither lost nor the one it leaves.
+    let from = svc
+        .zones
+        .iter()
+        .copied()
+        .find(|&z| lost_zone[z])
+        .or_else(|| svc.zones.first().copied().filter(|_| targeted[e]));
+    let to = svc.zones.iter().copied().find(|&z| !lost_zone[z] && Some(z) != from);
+    let hit = from.is_some();
+    let blockers: Vec<&str> = ent
+        .depends_on
+        .iter()
+        .filter(|&&d| matches!(fate[d], Fate::Unrecoverable(_)))
+        .map(|&d| topo.entities[d].name.as_str())
+        .collect();
+    let dep_affected = ent.depends_on.iter().any(|&d| matches!(fate[d], Fate::Affected { .. }));
+    if hit && to.is_none() {
+        Fate::Unrecoverable(if svc.zones.iter().all(|&z| lost_zone[z]) {
+            format!("every zone of {} is in the disaster scope", ent.name)
+        } else {
+            format!("{} runs in no other zone to move to", ent.name)
+        })
+    } else if !blockers.is_empty() {
+        Fate::Unrecoverable(format!("blocked by {}", blockers.join(", ")))
+    } else if hit || targeted[e] || dep_affected {
+        Fate::Affected { from, to }
+    } else {
+        Fate::Unaffected
+    }
+}
+
+/// The steps of every affected entity and their scheduling input, index
+/// for index.
+struct Steps {
+    steps: Vec<Step>,
+    tasks: Vec<Task>,
+    step_entities: Vec<EntityId>,
+    runbook_steps: Vec<Option<usize>>,
+    from_zones: Vec<Option<ZoneId>>,
+    to_zones: Vec<Option<ZoneId>>,
+}
+
+/// Steps, in the entities' topological order: a runbook's steps, or one
+/// failover step; each entity's first steps after its dependencies' last.
+fn steps(topo: &Topology, fate: &[Fate]) -> Steps {
     let mut steps: Vec<Step> = Vec::new();
     let mut tasks: Vec<Task> = Vec::new();
     let mut step_entities = Vec::new();
@@ -304,23 +379,21 @@ pub fn plan_with(
     for (i, t) in tasks.iter().enumerate() {
         steps[i].after = t.preds.iter().map(|&p| steps[p].id.clone()).collect();
     }
+    Steps { steps, tasks, step_entities, runbook_steps, from_zones, to_zones }
+}
 
-    let asap = schedule::schedule(&tasks, None, policy);
-    let (path, path_len) = schedule::critical_path(&tasks, &asap);
-    let sched = match parallel {
-        None => asap,
-        Some(_) => schedule::schedule(&tasks, parallel, policy),
-    };
-    let secs = |us: u64| us as f64 / 1e6;
-    for (i, s) in steps.iter_mut().enumerate() {
-        s.start_s = secs(sched.start[i]);
-        s.finish_s = secs(sched.finish[i]);
-    }
-
+/// Per affected entity its RTO estimate against its target (when its
+/// last step finishes), and every entity that cannot recover, with why.
+fn outcomes(
+    topo: &Topology,
+    fate: &[Fate],
+    step_entities: &[EntityId],
+    finish: &[u64],
+) -> (Vec<PlanEntity>, Vec<Unrecoverable>) {
     let mut finish_of: HashMap<EntityId, u64> = HashMap::new();
     for (i, &e) in step_entities.iter().enumerate() {
         let f = finish_of.entry(e).or_insert(0);
-        *f = (*f).max(sched.finish[i]);
+        *f = (*f).max(finish[i]);
     }
     let mut entities = Vec::new();
     let mut unrecoverable = Vec::new();
@@ -344,18 +417,7 @@ pub fn plan_with(
             }
         }
     }
-    let makespan = sched.makespan();
-    let plan = Plan {
-        scope: dedup_scope(scope),
-        parallel,
-        critical_path: path.iter().map(|&i| steps[i].id.clone()).collect(),
-        critical_path_s: secs(path_len),
-        makespan_s: secs(makespan),
-        steps,
-        entities,
-        unrecoverable,
-    };
-    Ok(DetailedPlan { plan, step_entities, runbook_steps, tasks, from_zones, to_zones })
+    (entities, unrecoverable)
 }
 
 /// Marks the zones a scope loses, or names the first zone or region that does not exist.

@@ -283,85 +283,10 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path) -> Option<Runbook> {
         };
         let id = d.req_string(&f, "id", &"a step");
         let action_name = d.req_string(&f, "action", &what);
-        let spec = action_name.as_ref().and_then(|a| {
-            let found = action(&a.value);
-            if found.is_none() {
-                let names = ACTIONS.iter().map(|a| a.name());
-                let hint = match did_you_mean(&a.value, names) {
-                    Some(n) => format!("did you mean `{n}`?"),
-                    None => {
-                        format!("built-in actions: {}", ACTIONS.iter().map(|a| a.name()).collect::<Vec<_>>().join(", "))
-                    }
-                };
-                d.diags
-                    .error(Code::BadValue, a.pos, format!("{what}: action `{}` is not known", a.value))
-                    .with_hint(hint);
-            }
-            found
-        });
-        let mut with = serde_json::Map::new();
-        let mut with_pos = HashMap::new();
-        if let Some(wn) = f.get("with") {
-            if let Value::Map(entries) = &wn.value {
-                for (k, v) in entries {
-                    let Some(key) = k.as_scalar() else { continue };
-                    check_templates(d, v, &what);
-                    with.insert(key.to_string(), to_json(v));
-                    with_pos.insert(key.to_string(), v.pos);
-                    if let Some(spec) = spec {
-                        if !spec.required.contains(&key) && !spec.optional.contains(&key) {
-                            let allowed: Vec<&str> = spec.required.iter().chain(spec.optional).copied().collect();
-                            let hint = match did_you_mean(key, allowed.iter().copied()) {
-                                Some(n) => format!("did you mean `{n}`?"),
-                                None => format!("`{}` takes: {}", spec.name(), allowed.join(", ")),
-                            };
-                            d.diags
-                                .error(Code::UnknownKey, k.pos, format!("{what}: `{}` takes no `{key}`", spec.name()))
-                                .with_hint(hint);
-                        }
-                    }
-                }
-            } else {
-                d.wrong_type(wn, &format!("`with` of {what}"), "a mapping");
-            }
-        }
-        if let Some(spec) = spec {
-            for req in spec.required {
-                if !with.contains_key(*req) {
-                    d.diags
-                        .error(
-                            Code::MissingKey,
-                            f.pos,
-                            format!("{what}: `{}` needs `with: {{ {req}: ... }}`", spec.name()),
-                        )
-                        .with_hint(spec.summary);
-                }
-            }
-        }
+        let spec = known_action(d, action_name.as_ref(), &what);
+        let (with, with_pos) = decode_with(d, &f, spec, &what);
         let timeout = d.opt_duration(&f, "timeout", &what).map(|t| t.value);
-        let retries = match f.get("retries") {
-            None => Retries::default(),
-            Some(rn) => {
-                let rw = format!("`retries` of {what}");
-                match d.fields(rn, &rw, &["attempts", "backoff"]) {
-                    Some(rf) => {
-                        let attempts = rf.get("attempts").and_then(|a| d.unsigned(a, &format!("`attempts` of {rw}")));
-                        if attempts.as_ref().is_some_and(|a| a.value == 0 || a.value > 100) {
-                            d.diags.error(
-                                Code::BadValue,
-                                rf.pos,
-                                format!("{rw}: `attempts` must be between 1 and 100"),
-                            );
-                        }
-                        Retries {
-                            attempts: attempts.map_or(1, |a| a.value.clamp(1, 100) as u32),
-                            backoff: d.opt_duration(&rf, "backoff", &rw).map_or(Duration::from_secs(1), |b| b.value),
-                        }
-                    }
-                    None => Retries::default(),
-                }
-            }
-        };
+        let retries = decode_retries(d, &f, &what);
         let needs = d.string_list(f.get("needs"), &format!("`needs` of {what}"));
         let estimate = d.opt_duration(&f, "estimate", &what).map(|e| e.value);
         let idempotent =
@@ -390,35 +315,7 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path) -> Option<Runbook> {
         // Every parameter is decoded here, as the dispatcher will decode it,
         // and reported with its position: at execution (or on every
         // resume) it would be too late.
-        let mut wait_estimate = None;
-        if spec.required.iter().all(|k| with.contains_key(*k)) {
-            match Call::decode(spec.action, &with) {
-                Ok(Call::Wait { duration }) => wait_estimate = Some(duration),
-                Ok(Call::PostgresPromote { force: true, .. }) => {
-                    let pos = with_pos.get("force").copied().unwrap_or(f.pos);
-                    d.diags
-                        .warning(Code::Suspicious, pos, format!("{what}: `force` in a runbook has no effect"))
-                        .with_hint("forcing a promote is the commander's decision: `drctl declare --force`");
-                }
-                Ok(Call::Approval { unenforced_role: Some(role), .. }) => {
-                    let pos = with_pos.get("role").copied().unwrap_or(f.pos);
-                    d.diags
-                        .warning(
-                            Code::Suspicious,
-                            pos,
-                            format!("{what}: `role: {role}` is not a role drctl enforces; any commander approves"),
-                        )
-                        .with_hint("`role: admin` keeps the approval to admin tokens; `role: commander` (the default) lets any commander approve");
-                }
-                Ok(_) => {}
-                Err(errors) => {
-                    for e in errors {
-                        let pos = with_pos.get(&e.key).copied().unwrap_or(f.pos);
-                        d.diags.error(Code::BadValue, pos, format!("{what}: {e}")).with_hint(spec.summary);
-                    }
-                }
-            }
-        }
+        let wait_estimate = check_call(d, spec, &with, &with_pos, f.pos, &what);
         steps.push(RunbookStep {
             id: id.value,
             pos: node.pos,
@@ -433,6 +330,167 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path) -> Option<Runbook> {
         });
         pending_needs.push(needs);
     }
+    resolve_needs(d, &mut steps, &pending_needs, &broken_needs, &all_ids);
+    if let Some(cycle) = find_cycle(&steps) {
+        let path: Vec<&str> = cycle.iter().map(|&i| steps[i].id.as_str()).collect();
+        d.diags
+            .error(Code::Cycle, steps[cycle[0]].pos, format!("the steps' `needs` form a cycle: {}", path.join(" -> ")))
+            .with_hint("remove one of these `needs`");
+    }
+    if !ok {
+        return None;
+    }
+    Some(Runbook {
+        on_failure,
+        name: name.map_or_else(|| "runbook".into(), |n| n.value),
+        file: path.to_path_buf(),
+        steps,
+        warnings: Vec::new(),
+    })
+}
+
+/// The built-in action a step names; an unknown name is reported with the
+/// nearest one.
+fn known_action(d: &mut Decoder, action_name: Option<&Spanned<String>>, what: &str) -> Option<&'static ActionSpec> {
+    action_name.and_then(|a| {
+        let found = action(&a.value);
+        if found.is_none() {
+            let names = ACTIONS.iter().map(|a| a.name());
+            let hint = match did_you_mean(&a.value, names) {
+                Some(n) => format!("did you mean `{n}`?"),
+                None => {
+                    format!("built-in actions: {}", ACTIONS.iter().map(|a| a.name()).collect::<Vec<_>>().join(", "))
+                }
+            };
+            d.diags.error(Code::BadValue, a.pos, format!("{what}: action `{}` is not known", a.value)).with_hint(hint);
+        }
+        found
+    })
+}
+
+/// A step's `with`: its parameters as JSON and where each was written;
+/// a parameter its action does not take, or one it needs and lacks, is
+/// reported.
+fn decode_with(
+    d: &mut Decoder,
+    f: &crate::decode::Fields,
+    spec: Option<&'static ActionSpec>,
+    what: &str,
+) -> (serde_json::Map<String, serde_json::Value>, HashMap<String, Pos>) {
+    let mut with = serde_json::Map::new();
+    let mut with_pos = HashMap::new();
+    if let Some(wn) = f.get("with") {
+        if let Value::Map(entries) = &wn.value {
+            for (k, v) in entries {
+                let Some(key) = k.as_scalar() else { continue };
+                check_templates(d, v, what);
+                with.insert(key.to_string(), to_json(v));
+                with_pos.insert(key.to_string(), v.pos);
+                if let Some(spec) = spec {
+                    if !spec.required.contains(&key) && !spec.optional.contains(&key) {
+                        let allowed: Vec<&str> = spec.required.iter().chain(spec.optional).copied().collect();
+                        let hint = match did_you_mean(key, allowed.iter().copied()) {
+                            Some(n) => format!("did you mean `{n}`?"),
+                            None => format!("`{}` takes: {}", spec.name(), allowed.join(", ")),
+                        };
+                        d.diags
+                            .error(Code::UnknownKey, k.pos, format!("{what}: `{}` takes no `{key}`", spec.name()))
+                            .with_hint(hint);
+                    }
+                }
+            }
+        } else {
+            d.wrong_type(wn, &format!("`with` of {what}"), "a mapping");
+        }
+    }
+    if let Some(spec) = spec {
+        for req in spec.required {
+            if !with.contains_key(*req) {
+                d.diags
+                    .error(Code::MissingKey, f.pos, format!("{what}: `{}` needs `with: {{ {req}: ... }}`", spec.name()))
+                    .with_hint(spec.summary);
+            }
+        }
+    }
+    (with, with_pos)
+}
+
+/// A step's `retries`: attempts (1 to 100) and the pause between them.
+fn decode_retries(d: &mut Decoder, f: &crate::decode::Fields, what: &str) -> Retries {
+    match f.get("retries") {
+        None => Retries::default(),
+        Some(rn) => {
+            let rw = format!("`retries` of {what}");
+            match d.fields(rn, &rw, &["attempts", "backoff"]) {
+                Some(rf) => {
+                    let attempts = rf.get("attempts").and_then(|a| d.unsigned(a, &format!("`attempts` of {rw}")));
+                    if attempts.as_ref().is_some_and(|a| a.value == 0 || a.value > 100) {
+                        d.diags.error(Code::BadValue, rf.pos, format!("{rw}: `attempts` must be between 1 and 100"));
+                    }
+                    Retries {
+                        attempts: attempts.map_or(1, |a| a.value.clamp(1, 100) as u32),
+                        backoff: d.opt_duration(&rf, "backoff", &rw).map_or(Duration::from_secs(1), |b| b.value),
+                    }
+                }
+                None => Retries::default(),
+            }
+        }
+    }
+}
+
+/// Decodes a step's parameters as the dispatcher will, so what would
+/// fail at execution is reported now with its position; returns a `wait`
+/// step's duration (its estimate).
+fn check_call(
+    d: &mut Decoder,
+    spec: &'static ActionSpec,
+    with: &serde_json::Map<String, serde_json::Value>,
+    with_pos: &HashMap<String, Pos>,
+    step_pos: Pos,
+    what: &str,
+) -> Option<Duration> {
+    let mut wait_estimate = None;
+    if spec.required.iter().all(|k| with.contains_key(*k)) {
+        match Call::decode(spec.action, with) {
+            Ok(Call::Wait { duration }) => wait_estimate = Some(duration),
+            Ok(Call::PostgresPromote { force: true, .. }) => {
+                let pos = with_pos.get("force").copied().unwrap_or(step_pos);
+                d.diags
+                    .warning(Code::Suspicious, pos, format!("{what}: `force` in a runbook has no effect"))
+                    .with_hint("forcing a promote is the commander's decision: `drctl declare --force`");
+            }
+            Ok(Call::Approval { unenforced_role: Some(role), .. }) => {
+                let pos = with_pos.get("role").copied().unwrap_or(step_pos);
+                d.diags
+                    .warning(
+                        Code::Suspicious,
+                        pos,
+                        format!("{what}: `role: {role}` is not a role drctl enforces; any commander approves"),
+                    )
+                    .with_hint("`role: admin` keeps the approval to admin tokens; `role: commander` (the default) lets any commander approve");
+            }
+            Ok(_) => {}
+            Err(errors) => {
+                for e in errors {
+                    let pos = with_pos.get(&e.key).copied().unwrap_or(step_pos);
+                    d.diags.error(Code::BadValue, pos, format!("{what}: {e}")).with_hint(spec.summary);
+                }
+            }
+        }
+    }
+    wait_estimate
+}
+
+/// Resolves each step's `needs` to indices now that every id is known;
+/// a step that needs itself or a step not in the file is reported (the
+/// `needs` of steps that failed to decode too).
+fn resolve_needs(
+    d: &mut Decoder,
+    steps: &mut [RunbookStep],
+    pending_needs: &[Vec<Spanned<String>>],
+    broken_needs: &[(String, Vec<Spanned<String>>)],
+    all_ids: &[(String, Pos)],
+) {
     let unknown_need = |d: &mut Decoder, step: &str, n: &Spanned<String>| {
         let hint = match did_you_mean(&n.value, all_ids.iter().map(|(k, _)| k.as_str())) {
             Some(near) => format!("did you mean `{near}`?"),
@@ -446,7 +504,7 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path) -> Option<Runbook> {
             )
             .with_hint(hint);
     };
-    for (step, needs) in &broken_needs {
+    for (step, needs) in broken_needs {
         for n in needs.iter().filter(|n| !all_ids.iter().any(|(k, _)| *k == n.value)) {
             unknown_need(d, step, n);
         }
@@ -467,22 +525,6 @@ fn decode(d: &mut Decoder, root: &Node, path: &Path) -> Option<Runbook> {
             }
         }
     }
-    if let Some(cycle) = find_cycle(&steps) {
-        let path: Vec<&str> = cycle.iter().map(|&i| steps[i].id.as_str()).collect();
-        d.diags
-            .error(Code::Cycle, steps[cycle[0]].pos, format!("the steps' `needs` form a cycle: {}", path.join(" -> ")))
-            .with_hint("remove one of these `needs`");
-    }
-    if !ok {
-        return None;
-    }
-    Some(Runbook {
-        on_failure,
-        name: name.map_or_else(|| "runbook".into(), |n| n.value),
-        file: path.to_path_buf(),
-        steps,
-        warnings: Vec::new(),
-    })
 }
 
 fn d_get<'a>(f: &crate::decode::Fields<'a>, key: &str) -> Option<&'a Node<'a>> {

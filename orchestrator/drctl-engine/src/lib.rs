@@ -31,7 +31,7 @@
 //! steps, lets running ones finish and skips the rest.
 
 use drctl_runtime::{Backoff, Clock, SystemClock};
-use drctl_state::journal::{exec_state, StepState, Transition};
+use drctl_state::journal::{exec_state, StepRow, StepState, Transition};
 use drctl_state::{Claim, State};
 use futures::future::BoxFuture;
 use std::collections::HashSet;
@@ -207,6 +207,66 @@ fn owner_is_dead_here(owner: &str) -> bool {
     h == hostname() && pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// The lease a run holds, and the task that renews it: owned by the run,
+/// so the renewal stops, and the lease is given up, when the run ends or
+/// when its future is dropped (its owner cancelled it: a controller past
+/// its shutdown deadline, a drill that was aborted). A dropped run never
+/// keeps renewing a lease for work nobody does, and whoever aborts or
+/// resumes the execution next finds it free at once.
+struct Lease<'a> {
+    renewer: tokio::task::JoinHandle<()>,
+    engine: &'a Engine,
+    execution: &'a str,
+    /// Another owner took the lease: not ours to give up.
+    lost: bool,
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        self.renewer.abort();
+        if !self.lost {
+            let _ = self.engine.state.release_execution(self.execution, &self.engine.owner);
+        }
+    }
+}
+
+/// Each step's state and attempts as the journal left them. A step caught
+/// mid-flight by a crash is pending again: run again when that is safe,
+/// otherwise held for a commander (its effect may have happened), which
+/// the returned set names.
+fn recovered(rows: &[StepRow], specs: &[StepSpec]) -> (Vec<StepState>, Vec<u32>, HashSet<usize>) {
+    let mut states: Vec<StepState> = rows.iter().map(|r| r.state).collect();
+    let attempts: Vec<u32> = rows.iter().map(|r| r.attempts).collect();
+    let mut gated: HashSet<usize> = HashSet::new();
+    for (i, s) in states.iter_mut().enumerate() {
+        let Some(spec) = specs.get(i) else { continue };
+        let interrupted = match s {
+            StepState::Running => spec.action != APPROVAL && !spec.rerun_safe,
+            // An action step waits only when an earlier resume held it.
+            StepState::WaitingApproval => spec.action != APPROVAL,
+            _ => false,
+        };
+        if matches!(s, StepState::Running | StepState::WaitingApproval) {
+            *s = StepState::Pending;
+        }
+        if interrupted {
+            gated.insert(i);
+        }
+    }
+    (states, attempts, gated)
+}
+
+/// The steps that may start now (pending, every step they need
+/// succeeded), most urgent first.
+fn ready(specs: &[StepSpec], states: &[StepState], in_flight: &HashSet<usize>) -> Vec<usize> {
+    let mut ready: Vec<usize> = (0..specs.len())
+        .filter(|&i| states[i] == StepState::Pending && !in_flight.contains(&i))
+        .filter(|&i| specs[i].after.iter().all(|&d| states[d] == StepState::Succeeded))
+        .collect();
+    ready.sort_by(|&a, &b| specs[a].priority.total_cmp(&specs[b].priority).then(a.cmp(&b)));
+    ready
+}
+
 impl Engine {
     pub fn new(state: Arc<State>, actions: Arc<dyn Actions>, parallel: Option<usize>) -> Engine {
         Engine {
@@ -288,11 +348,10 @@ impl Engine {
                 }
             })
         };
+        let mut lease = Lease { renewer, engine: self, execution, lost: false };
         let result = self.run_owned(execution, specs, &lost).await;
-        renewer.abort();
-        if !matches!(result, Err(Error::LostLease { .. })) {
-            let _ = self.state.release_execution(execution, &self.owner);
-        }
+        lease.lost = matches!(result, Err(Error::LostLease { .. }));
+        drop(lease);
         result
     }
 
@@ -302,36 +361,10 @@ impl Engine {
         specs: &[StepSpec],
         lost: &std::sync::Mutex<Option<String>>,
     ) -> Result<Ended, Error> {
-        // Only a commander moves a paused execution (retry, skip, done,
-        // abort); an ended one stays as it ended.
-        match self.state.execution(execution)?.state.as_str() {
-            exec_state::PAUSED => return Ok(Ended::Paused),
-            exec_state::SUCCEEDED => return Ok(Ended::Succeeded),
-            exec_state::FAILED => return Ok(Ended::Failed),
-            s if exec_state::is_final(s) => return Ok(Ended::Aborted),
-            _ => {}
+        if let Some(ended) = self.ended_already(execution)? {
+            return Ok(ended);
         }
-        let rows = self.state.steps(execution)?;
-        let mut states: Vec<StepState> = rows.iter().map(|r| r.state).collect();
-        let mut attempts: Vec<u32> = rows.iter().map(|r| r.attempts).collect();
-        // A step caught mid-flight by a crash: run again when that is safe,
-        // otherwise hold it for a commander (its effect may have happened).
-        let mut gated: HashSet<usize> = HashSet::new();
-        for (i, s) in states.iter_mut().enumerate() {
-            let Some(spec) = specs.get(i) else { continue };
-            let interrupted = match s {
-                StepState::Running => spec.action != APPROVAL && !spec.rerun_safe,
-                // An action step waits only when an earlier resume held it.
-                StepState::WaitingApproval => spec.action != APPROVAL,
-                _ => false,
-            };
-            if matches!(s, StepState::Running | StepState::WaitingApproval) {
-                *s = StepState::Pending;
-            }
-            if interrupted {
-                gated.insert(i);
-            }
-        }
+        let (mut states, mut attempts, mut gated) = recovered(&self.state.steps(execution)?, specs);
         let cap = self.parallel.unwrap_or(usize::MAX).max(1);
         let mut running: JoinSet<(usize, Result<StepState, Error>, u32)> = JoinSet::new();
         let mut in_flight: HashSet<usize> = HashSet::new();
@@ -350,41 +383,8 @@ impl Engine {
             }
             // A failed step stops new steps, unless it may fail alone.
             let halted = (0..specs.len()).any(|i| states[i] == StepState::Failed && !specs[i].continue_on_failure);
-            // Skip what can no longer run: what needs a step given up. What
-            // needs a failed step waits with it for the commander's decision.
-            for i in 0..specs.len() {
-                if states[i] != StepState::Pending || in_flight.contains(&i) {
-                    continue;
-                }
-                let blocked = specs[i].after.iter().find(|&&d| states[d] == StepState::Skipped);
-                let why = match blocked {
-                    Some(&d) => Some(format!("{} did not succeed", specs[d].id)),
-                    None if aborting => Some("the execution was aborted".to_string()),
-                    None => None,
-                };
-                if let Some(why) = why {
-                    states[i] = StepState::Skipped;
-                    let now = self.clock.now();
-                    let t = Transition {
-                        at: self.clock.now(),
-                        state: StepState::Skipped,
-                        attempts: attempts[i],
-                        started_at: None,
-                        finished_at: Some(now),
-                        error: None,
-                        note: Some(&why),
-                        ran_by: None,
-                    };
-                    self.write(execution, i, &specs[i].id, &t)?;
-                }
-            }
-            // Start ready steps, most urgent first.
-            let mut ready: Vec<usize> = (0..specs.len())
-                .filter(|&i| states[i] == StepState::Pending && !in_flight.contains(&i))
-                .filter(|&i| specs[i].after.iter().all(|&d| states[d] == StepState::Succeeded))
-                .collect();
-            ready.sort_by(|&a, &b| specs[a].priority.total_cmp(&specs[b].priority).then(a.cmp(&b)));
-            for i in ready {
+            self.skip_what_cannot_run(execution, specs, &mut states, &attempts, &in_flight, aborting)?;
+            for i in ready(specs, &states, &in_flight) {
                 if aborting || halted || in_flight.len() >= cap {
                     break;
                 }
@@ -398,38 +398,8 @@ impl Engine {
                 running.spawn(
                     async move {
                         if hold {
-                            match engine.await_decision(&execution, i, &spec, done).await {
-                                Ok(Decision::RunAgain) => {}
-                                Ok(Decision::Done(by)) => {
-                                    let note = format!("recorded as done by {by}, not run again");
-                                    let t = Transition {
-                                        at: engine.clock.now(),
-                                        state: StepState::Succeeded,
-                                        attempts: done,
-                                        started_at: None,
-                                        finished_at: Some(engine.clock.now()),
-                                        error: None,
-                                        note: Some(&note),
-                                        ran_by: None,
-                                    };
-                                    let r = engine.write(&execution, i, &spec.id, &t).map(|()| StepState::Succeeded);
-                                    return (i, r, done);
-                                }
-                                Ok(Decision::Aborted) => {
-                                    let t = Transition {
-                                        at: engine.clock.now(),
-                                        state: StepState::Skipped,
-                                        attempts: done,
-                                        started_at: None,
-                                        finished_at: Some(engine.clock.now()),
-                                        error: None,
-                                        note: Some("the execution was aborted while this step waited for a decision"),
-                                        ran_by: None,
-                                    };
-                                    let r = engine.write(&execution, i, &spec.id, &t).map(|()| StepState::Skipped);
-                                    return (i, r, done);
-                                }
-                                Err(e) => return (i, Err(e), done),
+                            if let Some(decided) = engine.held_step(&execution, i, &spec, done).await {
+                                return (i, decided, done);
                             }
                         }
                         let (result, attempts) = engine.run_step(&execution, i, &spec, done).await;
@@ -452,6 +422,102 @@ impl Engine {
                 _ = self.clock.sleep(self.poll) => {}
             }
         }
+        self.finish(execution, specs, &states, aborting)
+    }
+
+    /// Only a commander moves a paused execution (retry, skip, done,
+    /// abort); an ended one stays as it ended.
+    fn ended_already(&self, execution: &str) -> Result<Option<Ended>, Error> {
+        Ok(match self.state.execution(execution)?.state.as_str() {
+            exec_state::PAUSED => Some(Ended::Paused),
+            exec_state::SUCCEEDED => Some(Ended::Succeeded),
+            exec_state::FAILED => Some(Ended::Failed),
+            s if exec_state::is_final(s) => Some(Ended::Aborted),
+            _ => None,
+        })
+    }
+
+    /// Skips what can no longer run: what needs a step given up, and
+    /// everything not started once the execution is aborting. What needs a
+    /// failed step waits with it for the commander's decision.
+    fn skip_what_cannot_run(
+        &self,
+        execution: &str,
+        specs: &[StepSpec],
+        states: &mut [StepState],
+        attempts: &[u32],
+        in_flight: &HashSet<usize>,
+        aborting: bool,
+    ) -> Result<(), Error> {
+        for i in 0..specs.len() {
+            if states[i] != StepState::Pending || in_flight.contains(&i) {
+                continue;
+            }
+            let blocked = specs[i].after.iter().find(|&&d| states[d] == StepState::Skipped);
+            let why = match blocked {
+                Some(&d) => Some(format!("{} did not succeed", specs[d].id)),
+                None if aborting => Some("the execution was aborted".to_string()),
+                None => None,
+            };
+            if let Some(why) = why {
+                states[i] = StepState::Skipped;
+                let now = self.clock.now();
+                let t = Transition {
+                    at: self.clock.now(),
+                    state: StepState::Skipped,
+                    attempts: attempts[i],
+                    started_at: None,
+                    finished_at: Some(now),
+                    error: None,
+                    note: Some(&why),
+                    ran_by: None,
+                };
+                self.write(execution, i, &specs[i].id, &t)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A step a crash interrupted, held for a commander: recorded as done,
+    /// or closed by an abort (`Some`), or to be run again (`None`).
+    async fn held_step(
+        &self,
+        execution: &str,
+        i: usize,
+        spec: &StepSpec,
+        done: u32,
+    ) -> Option<Result<StepState, Error>> {
+        let (state, note) = match self.await_decision(execution, i, spec, done).await {
+            Ok(Decision::RunAgain) => return None,
+            Ok(Decision::Done(by)) => (StepState::Succeeded, format!("recorded as done by {by}, not run again")),
+            Ok(Decision::Aborted) => {
+                (StepState::Skipped, "the execution was aborted while this step waited for a decision".to_string())
+            }
+            Err(e) => return Some(Err(e)),
+        };
+        let t = Transition {
+            at: self.clock.now(),
+            state,
+            attempts: done,
+            started_at: None,
+            finished_at: Some(self.clock.now()),
+            error: None,
+            note: Some(&note),
+            ran_by: None,
+        };
+        Some(self.write(execution, i, &spec.id, &t).map(|()| state))
+    }
+
+    /// Records how the run ended. Paused is not final: the entities stay
+    /// locked to this execution until a commander decides, so no other
+    /// declaration moves them meanwhile.
+    fn finish(
+        &self,
+        execution: &str,
+        specs: &[StepSpec],
+        states: &[StepState],
+        aborting: bool,
+    ) -> Result<Ended, Error> {
         let ended = if aborting {
             Ended::Aborted
         } else if states.contains(&StepState::Failed) {
@@ -462,8 +528,6 @@ impl Engine {
             Ended::Failed
         };
         if ended == Ended::Paused {
-            // Not final: the entities stay locked to this execution until a
-            // commander decides, so no other declaration moves them meanwhile.
             self.state.set_execution_state(execution, exec_state::PAUSED, None)?;
             let failed: Vec<&str> =
                 (0..specs.len()).filter(|&i| states[i] == StepState::Failed).map(|i| specs[i].id.as_str()).collect();

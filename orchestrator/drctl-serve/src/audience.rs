@@ -9,9 +9,9 @@
 //! A subscription is not audited: the audit log is for operators' changes,
 //! and an anonymous client must not be able to flood it.
 
-use crate::api::{
-    audit, authorize, bounded, check_services, problem, state_error, token_of, ApiError, ApiResult, LangQuery, Remote,
-};
+use crate::api::answer::{bounded, check_services, problem, state_error, ApiError, ApiResult};
+use crate::api::auth::{audit, authorize, token_of, Remote};
+use crate::api::status::LangQuery;
 use crate::page::{self, Lang};
 use crate::Shared;
 use axum::extract::{Path, Query, State as Ax};

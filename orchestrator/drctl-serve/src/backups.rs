@@ -33,7 +33,7 @@ pub(crate) async fn run(s: Arc<Shared>, stop: CancellationToken) {
         let what = format!("scheduled {} backup of {}", job.kind.as_str(), job.datastore);
         let who = Actor::new("scheduler", "controller");
         let request = json!({ "kind": job.kind.as_str(), "cron": job.cron });
-        if let Err(e) = crate::api::audit(&s, &who, "backup", &format!("datastore {}", job.datastore), &request) {
+        if let Err(e) = crate::api::auth::audit(&s, &who, "backup", &format!("datastore {}", job.datastore), &request) {
             (s.opts.say)(&format!("{what}: not taken, the audit log cannot record it: {}", e.body["error"]));
             continue;
         }

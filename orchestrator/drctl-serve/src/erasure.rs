@@ -5,7 +5,8 @@
 //! replica that was down, a primary a failover moved). The operation is
 //! drctl-control's (`erasure` module); this only parses and shows.
 
-use crate::api::{authorize, ApiResult, Remote};
+use crate::api::answer::{body, control_error, ApiResult};
+use crate::api::auth::{authorize, Remote};
 use crate::Shared;
 use axum::extract::State as Ax;
 use axum::http::{HeaderMap, StatusCode};
@@ -42,8 +43,8 @@ pub(crate) async fn create(
     Json(raw): Json<Value>,
 ) -> ApiResult {
     let who = authorize(&s, &headers, remote, Role::Operator)?;
-    let req: NewErasure = crate::api::body(raw)?;
-    let recorded = eraser(&s).request(&req.subject, &req.reason, &who).map_err(crate::api::control_error)?;
+    let req: NewErasure = body(raw)?;
+    let recorded = eraser(&s).request(&req.subject, &req.reason, &who).map_err(control_error)?;
     let id = recorded.id.clone();
     match s.work() {
         Some(center) => {
@@ -77,7 +78,7 @@ pub(crate) async fn list(
     headers: HeaderMap,
 ) -> ApiResult {
     authorize(&s, &headers, remote, Role::Viewer)?;
-    let (report, _) = eraser(&s).report().map_err(crate::api::control_error)?;
+    let (report, _) = eraser(&s).report().map_err(control_error)?;
     Ok(Json(report).into_response())
 }
 

@@ -198,12 +198,19 @@ pub(crate) struct Shared {
     pub told: readiness::Told,
     /// Each backed-up datastore's backup RPO, as the last readiness evaluation read it.
     pub backup_status: std::sync::RwLock<Vec<drctl_core::status::BackupStatus>>,
+    /// The topology's folder, fixed when the controller is wired: relative
+    /// experiment paths start there, and a lab serving the topology keeps
+    /// its manifest there.
+    pub topology_dir: PathBuf,
 }
 
 impl Shared {
     fn new(opts: Options, base_url: String) -> Shared {
         let forward_slots = tokio::sync::Semaphore::new((opts.limits.per_address / 2).max(1));
+        let parent = opts.topology_path.parent().filter(|p| !p.as_os_str().is_empty());
+        let topology_dir = parent.unwrap_or(std::path::Path::new(".")).to_path_buf();
         Shared {
+            topology_dir,
             opts,
             base_url,
             rendered: Default::default(),
@@ -228,6 +235,14 @@ impl Shared {
             told: Default::default(),
             backup_status: Default::default(),
         }
+    }
+
+    /// The lab serving this topology, while its process runs: the one place
+    /// the controller looks for it. Read at each use, not kept: a lab starts
+    /// its controllers before it writes its manifest, and may stop while
+    /// they run.
+    pub fn lab(&self) -> Option<drctl_lab_api::Manifest> {
+        drctl_lab_api::Manifest::read(&self.topology_dir).filter(|m| m.alive())
     }
 
     /// Where leader-only work is spawned; `None` while this controller follows.
@@ -518,9 +533,11 @@ pub async fn run(opts: Options, stop: impl std::future::Future<Output = ()>) -> 
     stop.await;
     say("shutting down: no new requests; waiting for background tasks");
     server_stop.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
-    if let Some(admin) = admin {
-        let _ = tokio::time::timeout(Duration::from_secs(5), admin).await;
+    // A listener that has not stopped in time is cut, not left behind.
+    for mut listener in std::iter::once(server).chain(admin) {
+        if tokio::time::timeout(Duration::from_secs(5), &mut listener).await.is_err() {
+            listener.abort();
+        }
     }
     let mut left = Vec::new();
     let term = shared.leading.write().unwrap_or_else(|p| p.into_inner()).take();
@@ -607,8 +624,7 @@ fn lead(shared: &Arc<Shared>, center: &TaskCenter) {
     });
     // Replication on its schedules.
     let ids = drctl_control::replicate::selected(&shared.opts.topology, &[]).unwrap_or_default();
-    let lab_dir = shared.opts.topology_path.parent().unwrap_or(std::path::Path::new("."));
-    let lab_replicates = drctl_lab_api::Manifest::read(lab_dir).is_some_and(|m| m.alive());
+    let lab_replicates = shared.lab().is_some();
     if lab_replicates && !ids.is_empty() {
         say("the lab replicates its own datastores; this controller does not copy them twice");
     } else if !ids.is_empty() {

@@ -221,7 +221,7 @@ fn too_many(retry_after: Duration) -> Response {
 /// than the request timeout (the work it started, a declaration say, goes
 /// on: it is owned by the controller's task center, not by the request).
 pub(crate) async fn limit(State(l): State<Limiter>, req: Request<Body>, next: axum::middleware::Next) -> Response {
-    if let Some(ip) = req.extensions().get::<crate::api::Remote>().map(|r| r.0.ip()) {
+    if let Some(ip) = req.extensions().get::<crate::api::auth::Remote>().map(|r| r.0.ip()) {
         if let Err(wait) = l.rate.take(ip, Instant::now()) {
             tracing::debug!(client = %ip, "rate limited");
             return too_many(wait);
@@ -317,7 +317,7 @@ mod tests {
             .layer(axum::middleware::from_fn_with_state(limiter, limit));
         let request = |path: &str| {
             let mut r = Request::builder().uri(path).body(Body::empty()).unwrap();
-            r.extensions_mut().insert(crate::api::Remote("127.0.0.9:1".parse().unwrap()));
+            r.extensions_mut().insert(crate::api::auth::Remote("127.0.0.9:1".parse().unwrap()));
             r
         };
         let started = std::time::Instant::now();

@@ -17,7 +17,7 @@
 //! came from: anyone may send the headers, only a controller makes them
 //! count.
 
-use crate::api::Remote;
+use crate::api::auth::Remote;
 use crate::Shared;
 use axum::body::Body;
 use axum::extract::State;

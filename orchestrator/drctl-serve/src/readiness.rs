@@ -11,7 +11,8 @@
 //! that are not ready. Webhooks are signed as subscribers' are
 //! ([`crate::notify::sign`]); e-mail goes through `--smtp`.
 
-use crate::api::{authorize, problem, ApiResult, Remote};
+use crate::api::answer::{problem, ApiResult};
+use crate::api::auth::{authorize, Remote};
 use crate::Shared;
 use axum::extract::State as Ax;
 use axum::http::{HeaderMap, StatusCode};

@@ -6,11 +6,12 @@
 //! The check panics on the first difference (it is test code); it needs an
 //! empty store.
 
-use crate::audience::{Attempt, Channel, DeliveryState, Notification, SubscriptionState};
-use crate::controller::{Role, Verified};
-use crate::journal::{exec_state, ExecutionRow, StepState, Transition};
-use crate::store::{Claim, ReplicatedObject, Store};
-use crate::{Error, MultipartCheckpoint, RpoSample, RunTotals};
+use crate::error::Error;
+use crate::model::audience::{Attempt, Channel, DeliveryState, Notification, SubscriptionState};
+use crate::model::controller::{Role, Verified};
+use crate::model::journal::{exec_state, Claim, ExecutionRow, StepState, Transition};
+use crate::model::samples::{MultipartCheckpoint, ReplicatedObject, RpoSample, RunTotals};
+use crate::model::Store;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn exec(id: &str, at_s: u64) -> ExecutionRow {

@@ -22,7 +22,7 @@
 //! `DRCTL_KEY` (hex keys, comma-separated, last current) replaces the data
 //! key file. Both are created, with a fresh random key, on first use.
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use sha2::{Digest, Sha256};
@@ -50,7 +50,7 @@ impl std::fmt::Debug for Keyring {
 /// A key's id: the first 8 hex digits of its SHA-256 (names it without revealing it).
 fn key_id(key: &[u8; 32]) -> String {
     let d = Sha256::digest([b"drctl key id:".as_slice(), key].concat());
-    crate::controller::hex(&d[..4])
+    hex(&d[..4])
 }
 
 fn parse_hex32(text: &str) -> Option<[u8; 32]> {
@@ -68,7 +68,7 @@ fn parse_hex32(text: &str) -> Option<[u8; 32]> {
 impl Keyring {
     /// A ring of one fresh random key.
     pub fn generate() -> Result<Keyring> {
-        let key = crate::controller::random_bytes("a key")?;
+        let key = random_bytes("a key")?;
         Ok(Keyring { keys: vec![(key_id(&key), key)] })
     }
 
@@ -96,7 +96,7 @@ impl Keyring {
     }
 
     fn render(&self) -> String {
-        self.keys.iter().map(|(id, k)| format!("{id} {}\n", crate::controller::hex(k))).collect()
+        self.keys.iter().map(|(id, k)| format!("{id} {}\n", hex(k))).collect()
     }
 
     /// The ring in `path`, made (with one fresh key, 0600, its folder
@@ -149,6 +149,18 @@ impl Keyring {
     fn get(&self, id: &str) -> Option<&[u8; 32]> {
         self.keys.iter().find(|(i, _)| i == id).map(|(_, k)| k)
     }
+}
+
+/// 32 bytes from the operating system's randomness, for `what` (in the error).
+pub(crate) fn random_bytes(what: &str) -> Result<[u8; 32]> {
+    let mut bytes = [0u8; 32];
+    getrandom::getrandom(&mut bytes).map_err(|e| Error::Invalid(format!("no randomness for {what}: {e}")))?;
+    Ok(bytes)
+}
+
+/// Bytes as lowercase hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn io(path: &Path, e: std::io::Error) -> Error {
@@ -296,7 +308,7 @@ impl Sealer {
         mac.update(purpose.as_bytes());
         mac.update(b"\0");
         mac.update(value);
-        crate::controller::hex(&mac.finalize().into_bytes())
+        hex(&mac.finalize().into_bytes())
     }
 }
 

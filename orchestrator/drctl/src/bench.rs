@@ -131,22 +131,35 @@ pub fn scheduler(topologies: usize, entities: usize) -> Result<Outcome, Failure>
 
 /// Answers every request with the same small S3 listing (keep-alive), so a
 /// status pass measures drctl and the SDK, not an emulator.
-async fn fake_s3() -> std::io::Result<u16> {
+async fn fake_s3() -> std::io::Result<(u16, Endpoint)> {
     slow_endpoint(Duration::ZERO).await
 }
 
+/// A bench's stand-in server: it answers while this is held, and stops
+/// (its connections with it) when this is dropped.
+struct Endpoint(tokio::task::JoinHandle<()>);
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// [`fake_s3`], each answer sent `delay` after its request arrived.
-async fn slow_endpoint(delay: Duration) -> std::io::Result<u16> {
+async fn slow_endpoint(delay: Duration) -> std::io::Result<(u16, Endpoint)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
     let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Name>b</Name><KeyCount>2</KeyCount><IsTruncated>false</IsTruncated><Contents><Key>a.txt</Key><LastModified>2026-01-01T00:00:00.000Z</LastModified><ETag>&quot;0cc175b9c0f1b6a831c399e269772661&quot;</ETag><Size>1</Size></Contents><Contents><Key>b.txt</Key><LastModified>2026-01-01T00:00:00.000Z</LastModified><ETag>&quot;92eb5ffee6ae2fec3ad71c777531578f&quot;</ETag><Size>1</Size></Contents></ListBucketResult>";
     let response =
         format!("HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n{body}", body.len());
-    tokio::spawn(async move {
+    let server = tokio::spawn(async move {
+        // Its connections are its own: cancelled with it.
+        let mut connections = tokio::task::JoinSet::new();
         while let Ok((mut sock, _)) = listener.accept().await {
+            while connections.try_join_next().is_some() {}
             let response = response.clone();
-            tokio::spawn(async move {
+            connections.spawn(async move {
                 let mut buf = vec![0u8; 16 * 1024];
                 let mut seen = Vec::new();
                 loop {
@@ -168,12 +181,12 @@ async fn slow_endpoint(delay: Duration) -> std::io::Result<u16> {
             });
         }
     });
-    Ok(port)
+    Ok((port, Endpoint(server)))
 }
 
 pub async fn status(datastores: usize, runs: usize) -> Result<Outcome, Failure> {
     use drctl_control::live::{self, Clients};
-    let port = fake_s3().await.map_err(anyhow::Error::from)?;
+    let (port, _endpoint) = fake_s3().await.map_err(anyhow::Error::from)?;
     let mut yaml = String::from("version: 1\nzones: [ { name: z1, region: us-east-1 }, { name: z2, region: us-east-1 } ]\nobjectives: { t0: { rpo: 1m } }\ndatastores:\n");
     for i in 0..datastores {
         yaml.push_str(&format!(
@@ -210,9 +223,11 @@ pub async fn status(datastores: usize, runs: usize) -> Result<Outcome, Failure> 
 pub async fn readiness(datastores: usize, services: usize, delay: Duration, runs: usize) -> Result<Outcome, Failure> {
     use drctl_control::live::Clients;
     use drctl_control::readiness;
-    let mut ports = Vec::new();
+    let (mut ports, mut _endpoints) = (Vec::new(), Vec::new());
     for _ in 0..20 {
-        ports.push(slow_endpoint(delay).await.map_err(anyhow::Error::from)?);
+        let (port, endpoint) = slow_endpoint(delay).await.map_err(anyhow::Error::from)?;
+        ports.push(port);
+        _endpoints.push(endpoint);
     }
     let zones = ["az1", "az2", "az3"];
     let mut yaml = String::from("version: 1\nname: bench\nzones: [ { name: az1, region: r1 }, { name: az2, region: r1 }, { name: az3, region: r1 } ]\nobjectives: { t0: { rpo: 1m, rto: 1h } }\ndatastores:\n");

@@ -411,15 +411,7 @@ pub struct DrillArgs {
 
 pub fn drill(args: DrillArgs, ctx: &Context) -> Result<Outcome, Failure> {
     let style = &ctx.style;
-    let experiment = match drctl_core::chaos::load(&args.experiment) {
-        Ok(e) => e,
-        Err(diags) => {
-            for d in &diags {
-                eprintln!("{}", crate::text::diagnostic(d, style));
-            }
-            return Err(Failure::BadInput { message: String::new(), printed: true });
-        }
-    };
+    let experiment = load_experiment(&args.experiment, style)?;
     let file = args.file.clone().unwrap_or_else(|| PathBuf::from("drctl.yaml"));
     // --lab drills a fresh lab: its own store, its own keys, whatever was chosen.
     let wiring = if args.lab {
@@ -434,45 +426,8 @@ pub fn drill(args: DrillArgs, ctx: &Context) -> Result<Outcome, Failure> {
         // lives in this task's select below, never beyond the drill.
         let cancel = drctl_runtime::CancellationToken::new();
         let through_controllers = experiment.declare == drctl_core::chaos::DeclareMode::Controllers;
-        let (mut controllers, mut token): (Vec<String>, Option<String>) = (Vec::new(), None);
-        let (lab, topo_path, state) = if args.lab {
-            if args.file.is_some() {
-                eprintln!("note: --lab drills the lab's own topology; -f is ignored");
-            }
-            // A drill through controllers: etcd first, the lab's whole state on it.
-            let mut ha = if through_controllers { Some(start_etcd(&args.lab_dir, args.base_port)?) } else { None };
-            let state = match &ha {
-                Some(h) => open_ha_state(h).await?,
-                None => fresh_state(&args.lab_dir)?,
-            };
-            eprintln!("starting the lab in {}...", args.lab_dir.display());
-            let lab =
-                Lab::start(Options { dir: args.lab_dir.clone(), base_port: args.base_port, state: state.clone() })
-                    .await
-                    .map_err(lab_failure)?;
-            eprintln!("lab up (PostgreSQL pair, S3 per zone, DNS, 3 services, workload)");
-            if let Some(h) = ha.as_mut() {
-                start_controllers(&lab, h, &args.lab_dir).await?;
-                controllers = h.controllers.iter().map(|(_, _, url)| url.clone()).collect();
-                token = Some(drill_token(&*state)?);
-                eprintln!(
-                    "controllers up on etcd ({}): {}; lab-az1-ctl leads",
-                    h.state_url,
-                    h.controllers.iter().map(|(_, id, url)| format!("{id} {url}")).collect::<Vec<_>>().join(", ")
-                );
-            }
-            let path = lab.manifest.topology.clone();
-            (Some(lab), path, state)
-        } else {
-            let state = crate::context::open_state(&state_url)?;
-            // A running lab's controllers (`lab up --controllers`) take the declaration.
-            let running = Manifest::read(file.parent().unwrap_or(Path::new("."))).filter(|m| m.alive());
-            if let Some(m) = running.filter(|m| through_controllers && !m.controllers.is_empty()) {
-                controllers = m.controllers.clone();
-                token = Some(drill_token(&*state)?);
-            }
-            (None, file.clone(), state)
-        };
+        let Stage { lab, topo_path, state, controllers, token } =
+            stage(&args, &file, &state_url, through_controllers).await?;
         let loaded = drctl_core::load(&topo_path);
         let Some(topology) = loaded.topology else {
             for d in &loaded.diagnostics {
@@ -503,17 +458,7 @@ pub fn drill(args: DrillArgs, ctx: &Context) -> Result<Outcome, Failure> {
         };
         if args.dry_run {
             let plan = drctl_drill::drill::dry_run(&opts).await.map_err(drill_failure)?;
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&plan).map_err(anyhow::Error::from)?);
-            } else {
-                println!("dry run of {}: nothing is injected", plan.experiment);
-                for f in &plan.faults {
-                    println!("  at {:>6.1}s  {}", f.injected_at_s.unwrap_or(0.0), f.kind);
-                    for h in &f.hits {
-                        println!("             would hit {h}");
-                    }
-                }
-            }
+            print_dry_run(&plan, args.json)?;
             return Ok(Outcome::Done);
         }
         eprintln!("drill {}: {}", opts.experiment.name, opts.experiment.description.as_deref().unwrap_or(""));
@@ -559,22 +504,112 @@ pub fn drill(args: DrillArgs, ctx: &Context) -> Result<Outcome, Failure> {
             }
             Err(e) => return Err(drill_failure(e)),
         };
-        let dir = args.report.unwrap_or_else(|| PathBuf::from(".drctl/reports").join(&report.id));
-        drctl_drill::report::write_all(&report, &dir)
-            .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot write the report into {}: {e}", dir.display())))?;
-        if args.json {
-            println!("{}", serde_json::to_string_pretty(&report).map_err(anyhow::Error::from)?);
-        } else {
-            print!("{}", drctl_drill::report::headline(&report));
-            println!("report: {}/report.html (also report.md, report.json)", dir.display());
-        }
-        if !report.safe {
-            // Not a missed objective: the failover itself was unsafe.
-            return Err(Failure::Runtime(anyhow::anyhow!(
-                "the drill failed its safety check: {}",
-                report.safety_violations.join("; ")
-            )));
-        }
-        Ok(if report.objectives_met { Outcome::Done } else { Outcome::ObjectiveMissed })
+        conclude(&report, args.report, args.json)
     })
+}
+
+/// Where a drill runs and what it declares through: a fresh lab started
+/// for it (`--lab`; on etcd with controllers when the experiment declares
+/// through them), or the topology's own estate (a running lab's
+/// controllers taking the declaration when it has them).
+struct Stage {
+    lab: Option<Lab>,
+    topo_path: PathBuf,
+    state: Arc<drctl_state::State>,
+    controllers: Vec<String>,
+    token: Option<String>,
+}
+
+async fn stage(args: &DrillArgs, file: &Path, state_url: &str, through_controllers: bool) -> Result<Stage, Failure> {
+    let mut controllers: Vec<String> = Vec::new();
+    let mut token: Option<String> = None;
+    let (lab, topo_path, state) = if args.lab {
+        if args.file.is_some() {
+            eprintln!("note: --lab drills the lab's own topology; -f is ignored");
+        }
+        // A drill through controllers: etcd first, the lab's whole state on it.
+        let mut ha = if through_controllers { Some(start_etcd(&args.lab_dir, args.base_port)?) } else { None };
+        let state = match &ha {
+            Some(h) => open_ha_state(h).await?,
+            None => fresh_state(&args.lab_dir)?,
+        };
+        eprintln!("starting the lab in {}...", args.lab_dir.display());
+        let lab = Lab::start(Options { dir: args.lab_dir.clone(), base_port: args.base_port, state: state.clone() })
+            .await
+            .map_err(lab_failure)?;
+        eprintln!("lab up (PostgreSQL pair, S3 per zone, DNS, 3 services, workload)");
+        if let Some(h) = ha.as_mut() {
+            start_controllers(&lab, h, &args.lab_dir).await?;
+            controllers = h.controllers.iter().map(|(_, _, url)| url.clone()).collect();
+            token = Some(drill_token(&*state)?);
+            eprintln!(
+                "controllers up on etcd ({}): {}; lab-az1-ctl leads",
+                h.state_url,
+                h.controllers.iter().map(|(_, id, url)| format!("{id} {url}")).collect::<Vec<_>>().join(", ")
+            );
+        }
+        let path = lab.manifest.topology.clone();
+        (Some(lab), path, state)
+    } else {
+        let state = crate::context::open_state(state_url)?;
+        // A running lab's controllers (`lab up --controllers`) take the declaration.
+        let running = Manifest::read(file.parent().unwrap_or(Path::new("."))).filter(|m| m.alive());
+        if let Some(m) = running.filter(|m| through_controllers && !m.controllers.is_empty()) {
+            controllers = m.controllers.clone();
+            token = Some(drill_token(&*state)?);
+        }
+        (None, file.to_path_buf(), state)
+    };
+    Ok(Stage { lab, topo_path, state, controllers, token })
+}
+
+/// The experiment file, or its every mistake printed.
+fn load_experiment(path: &Path, style: &crate::text::Style) -> Result<drctl_core::chaos::Experiment, Failure> {
+    match drctl_core::chaos::load(path) {
+        Ok(e) => Ok(e),
+        Err(diags) => {
+            for d in &diags {
+                eprintln!("{}", crate::text::diagnostic(d, style));
+            }
+            Err(Failure::BadInput { message: String::new(), printed: true })
+        }
+    }
+}
+
+/// What a dry run would inject, and where.
+fn print_dry_run(plan: &drctl_drill::drill::DryRun, json: bool) -> Result<(), Failure> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(&plan).map_err(anyhow::Error::from)?);
+    } else {
+        println!("dry run of {}: nothing is injected", plan.experiment);
+        for f in &plan.faults {
+            println!("  at {:>6.1}s  {}", f.injected_at_s.unwrap_or(0.0), f.kind);
+            for h in &f.hits {
+                println!("             would hit {h}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The report written and shown; an unsafe failover is a failure, a
+/// missed objective an outcome of its own.
+fn conclude(report: &drctl_drill::drill::Report, dir: Option<PathBuf>, json: bool) -> Result<Outcome, Failure> {
+    let dir = dir.unwrap_or_else(|| PathBuf::from(".drctl/reports").join(&report.id));
+    drctl_drill::report::write_all(report, &dir)
+        .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot write the report into {}: {e}", dir.display())))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(report).map_err(anyhow::Error::from)?);
+    } else {
+        print!("{}", drctl_drill::report::headline(report));
+        println!("report: {}/report.html (also report.md, report.json)", dir.display());
+    }
+    if !report.safe {
+        // Not a missed objective: the failover itself was unsafe.
+        return Err(Failure::Runtime(anyhow::anyhow!(
+            "the drill failed its safety check: {}",
+            report.safety_violations.join("; ")
+        )));
+    }
+    Ok(if report.objectives_met { Outcome::Done } else { Outcome::ObjectiveMissed })
 }

@@ -106,14 +106,14 @@ impl RealActions {
             if e.kind == drctl_engine::decide::kind::RETRIED {
                 kept = None;
             } else if e.kind == DEADLINE {
-                kept = e.detail.as_deref().and_then(|d| d.strip_prefix("until ")).and_then(parse_rfc3339);
+                kept = e.detail.as_deref().and_then(|d| d.strip_prefix("until ")).and_then(crate::times::parse_rfc3339);
             }
         }
         let deadline = match kept {
             Some(d) => d,
             None => {
                 let d = now + duration;
-                let detail = format!("until {}", crate::failover::rfc3339(d));
+                let detail = format!("until {}", crate::times::rfc3339(d));
                 // Not kept, the step still waits its whole time now; only a
                 // resume after an interruption would start it again.
                 if let Err(e) = self.state.record_event(execution, now, Some(&step.id), DEADLINE, Some(&detail)) {
@@ -132,10 +132,6 @@ impl RealActions {
 
 /// The journal event that keeps a step's deadline (`wait`, `within`).
 pub(crate) const DEADLINE: &str = "deadline";
-
-fn parse_rfc3339(s: &str) -> Option<std::time::SystemTime> {
-    chrono::DateTime::parse_from_rfc3339(s).ok().map(|t| std::time::SystemTime::from(t.with_timezone(&chrono::Utc)))
-}
 
 /// An action's note or error with the secrets of any URL in it hidden
 /// (a webhook's path, a password in a connection URL).
@@ -171,7 +167,7 @@ impl Actions for RealActions {
                         Ok(Some(format!(
                             "waited {} (until {}{resumed})",
                             drctl_core::duration::format_duration(duration),
-                            crate::failover::rfc3339(deadline)
+                            crate::times::rfc3339(deadline)
                         )))
                     }
                     Call::Exec { command, env, cwd } => self.exec(execution, attempt, step, command, env, cwd).await,

@@ -280,7 +280,7 @@ fn check_repo(
         if found.is_none() {
             let hint = match diags.suggest(&z.value, zones.iter().copied()) {
                 Some(near) => format!("did you mean `{near}`?"),
-                None => format!("declared: {}", super::validate::abbreviated(zones)),
+                None => format!("declared: {}", crate::diag::abbreviated(zones)),
             };
             diags.error(Code::UnknownReference, z.pos, format!("zone `{}` is not declared", z.value)).with_hint(hint);
         }

@@ -344,7 +344,7 @@ impl Validator<'_> {
         let hint = match self.diags.suggest(&value.value, known.iter().copied()) {
             Some(near) => format!("did you mean `{near}`?"),
             None if known.is_empty() => hint_tail.to_string(),
-            None => format!("{hint_tail} (declared: {})", abbreviated(known)),
+            None => format!("{hint_tail} (declared: {})", crate::diag::abbreviated(known)),
         };
         self.diags
             .error(Code::UnknownReference, value.pos, format!("{what} `{}` is not declared", value.value))
@@ -1121,14 +1121,6 @@ fn check_bucket_name(name: &str) -> Result<(), String> {
         return Err("bucket names start and end with a letter or digit".into());
     }
     Ok(())
-}
-
-pub(super) fn abbreviated(names: &[&str]) -> String {
-    if names.len() <= 8 {
-        names.join(", ")
-    } else {
-        format!("{}, ... ({} in all)", names[..8].join(", "), names.len())
-    }
 }
 
 #[cfg(test)]

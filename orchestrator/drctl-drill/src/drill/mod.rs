@@ -82,6 +82,7 @@ pub struct Options {
 
 mod detect;
 mod inject;
+mod owned_failover;
 mod phases;
 mod recover;
 

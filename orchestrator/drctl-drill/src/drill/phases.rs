@@ -8,6 +8,7 @@
 
 use super::detect::{detect_scope, Probe};
 use super::inject::Injector;
+use super::owned_failover::Failover;
 use super::*;
 use drctl_core::chaos::Recover;
 
@@ -81,8 +82,6 @@ async fn steady_state(opts: &Options) -> Result<StatusReport, Error> {
     Ok(before)
 }
 
-type ExecTask = tokio::task::JoinHandle<Result<drctl_engine::Ended, drctl_control::Error>>;
-
 /// What the measuring phase found, for the report.
 struct Measured {
     datastores: Vec<DatastoreResult>,
@@ -110,8 +109,9 @@ struct Drill<'a> {
     detected_at: Option<f64>,
     declared_at: Option<f64>,
     execution: Option<String>,
-    /// The failover, when this process executes it.
-    exec_task: Option<ExecTask>,
+    /// The failover, when this process executes it: owned, so an aborted
+    /// drill aborts it (see `owned_failover`).
+    exec_task: Option<Failover>,
     /// The execution's final state, once it ended.
     exec_done: Option<String>,
     scope: Option<serde_json::Value>,
@@ -382,8 +382,7 @@ impl<'a> Drill<'a> {
                 self.stopped_early = Some(format!("the declaration was refused: {}", proposal.refusals().join("; ")));
                 return Ok(Flow::Stop);
             }
-            let eid = proposal.id.clone();
-            self.exec_task = Some(tokio::spawn(async move { declarer.run(&eid).await }));
+            self.exec_task = Some(Failover::start(declarer, opts.state.clone(), proposal.id.clone()));
             (proposal.id, None)
         };
         let (exec_id, via) = accepted;
@@ -492,8 +491,8 @@ impl<'a> Drill<'a> {
         if !finished {
             return;
         }
-        if let Some(t) = self.exec_task.take() {
-            match t.await {
+        if let Some(mut t) = self.exec_task.take() {
+            match t.task().await {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => self.say(&format!("          execution error: {e}")),
                 Err(e) => self.say(&format!("          execution task: {e}")),
@@ -559,9 +558,9 @@ impl<'a> Drill<'a> {
             // Past the grace period the task is cancelled, and awaited, so
             // nothing it started outlives this point. The journal says
             // where it stopped.
-            if tokio::time::timeout(Duration::from_secs(30), &mut t).await.is_err() {
-                t.abort();
-                let _ = t.await;
+            if tokio::time::timeout(Duration::from_secs(30), t.task()).await.is_err() {
+                t.task().abort();
+                let _ = t.task().await;
                 self.say(&format!(
                     "{:>6.2}s  execution {eid} cancelled after 30 s; its journal says where it stopped",
                     self.clock.now()
@@ -1111,6 +1110,80 @@ mod tests {
         let why = d.stopped_early.clone().unwrap_or_default();
         assert!(why.starts_with("the execution paused (job/bad failed: "), "{why}");
         assert!(why.ends_with("the drill aborted it"), "{why}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A drill aborted while its failover runs (its future dropped, as a
+    /// controller past its shutdown deadline drops it) takes the failover
+    /// with it: the step in flight is stopped, and the execution is aborted
+    /// through the journal as a commander's abort is (the step closed with
+    /// a note, the lease given up), not left running.
+    #[tokio::test]
+    async fn an_aborted_drill_aborts_its_failover_through_the_journal() {
+        let dir = std::env::temp_dir().join(format!("drctl-drill-dropped-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pid_file = dir.join("pid");
+        let _ = std::fs::remove_file(&pid_file);
+        std::fs::write(
+            dir.join("rb.yaml"),
+            format!(
+                "name: job\nsteps:\n  - {{ id: slow, action: exec, with: {{ command: [sh, -c, \"echo $$ > {}; exec sleep 60\"] }} }}\n",
+                pid_file.display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("drctl.yaml"),
+            "version: 1\nzones: [ { name: az1 }, { name: az2 } ]\nservices:\n  \
+             - { name: job, zones: [az1, az2], failover: { runbook: rb.yaml } }\n",
+        )
+        .unwrap();
+        let loaded = drctl_core::load(&dir.join("drctl.yaml"));
+        let mut opts = options("http://127.0.0.1:9/health", Arc::new(drctl_runtime::SystemClock));
+        opts.topology = Arc::new(loaded.topology.unwrap_or_else(|| panic!("{:?}", loaded.diagnostics)));
+        let declarer = Declarer::new(opts.topology.clone(), opts.state.clone(), opts.clients.clone());
+        let decl = Declaration {
+            zones: vec!["az1".into()],
+            regions: Vec::new(),
+            targets: Vec::new(),
+            reason: "drill".into(),
+            overrides: Default::default(),
+            parallel: None,
+        };
+        let proposal = declarer.propose(decl, None).await.unwrap();
+        let who = Actor::new("drill", "controller");
+        declarer.record(&proposal, &who, false, IncidentPolicy::None).unwrap();
+        let id = proposal.id.clone();
+
+        let mut d = Drill::new(&opts);
+        d.exec_task = Some(Failover::start(declarer, opts.state.clone(), id.clone()));
+        d.execution = Some(id.clone());
+        let until = Instant::now() + Duration::from_secs(20);
+        let pid: u32 = loop {
+            if let Some(pid) = std::fs::read_to_string(&pid_file).ok().and_then(|p| p.trim().parse().ok()) {
+                break pid;
+            }
+            assert!(Instant::now() < until, "the step never started");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(opts.state.execution(&id).unwrap().state, exec_state::RUNNING);
+
+        drop(d);
+        let until = Instant::now() + Duration::from_secs(20);
+        while opts.state.execution(&id).unwrap().state != exec_state::ABORTED {
+            assert!(Instant::now() < until, "still {}", opts.state.execution(&id).unwrap().state);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let step = &opts.state.steps(&id).unwrap()[0];
+        assert_eq!(step.state, drctl_state::journal::StepState::Skipped);
+        assert!(step.note.as_deref().unwrap_or_default().contains("interrupted while it ran"), "{step:?}");
+        assert!(opts.state.execution_owner(&id, SystemTime::now()).unwrap().is_none(), "the lease was given up");
+        let events = opts.state.events(&id).unwrap();
+        assert!(events.iter().any(|e| e.detail.as_deref() == Some("aborted by drill")), "{events:?}");
+        while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            assert!(Instant::now() < until, "the step's process {pid} still runs");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

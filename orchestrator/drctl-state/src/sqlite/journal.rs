@@ -7,110 +7,17 @@
 //! locked by an execution until it ends, so two executions never touch the
 //! same entity at once.
 
-use crate::store::{Approval, Claim, Journal};
-use crate::{corrupt, millis, Error, Result, Sqlite};
+use super::{corrupt, Sqlite};
+use crate::error::{Error, Result};
+use crate::model::journal::{
+    exec_state, Approval, Claim, Event, ExecutionRow, Journal, StepRow, StepState, Transition,
+};
+use crate::model::times::millis;
 use rusqlite::{params, OptionalExtension};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// docs/declaring.md step states.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum StepState {
-    Pending,
-    Running,
-    Succeeded,
-    Failed,
-    Skipped,
-    WaitingApproval,
-}
-
-impl StepState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StepState::Pending => "pending",
-            StepState::Running => "running",
-            StepState::Succeeded => "succeeded",
-            StepState::Failed => "failed",
-            StepState::Skipped => "skipped",
-            StepState::WaitingApproval => "waiting_approval",
-        }
-    }
-
-    /// Reads a stored state back. Strict: a state this drctl does not know
-    /// (a newer drctl's, a damaged row) is an error, never `pending`, which
-    /// would run a step whose effect may already have happened.
-    pub fn parse(s: &str) -> Option<StepState> {
-        Some(match s {
-            "pending" => StepState::Pending,
-            "running" => StepState::Running,
-            "succeeded" => StepState::Succeeded,
-            "failed" => StepState::Failed,
-            "skipped" => StepState::Skipped,
-            "waiting_approval" => StepState::WaitingApproval,
-            _ => return None,
-        })
-    }
-
-    pub fn is_final(self) -> bool {
-        matches!(self, StepState::Succeeded | StepState::Failed | StepState::Skipped)
-    }
-}
-
-/// An execution's overall state.
-pub mod exec_state {
-    pub const RUNNING: &str = "running";
-    pub const ABORTING: &str = "aborting";
-    /// A step failed: nothing new starts until a commander retries, skips,
-    /// marks it done or aborts. Not final: its entities stay locked.
-    pub const PAUSED: &str = "paused";
-    pub const SUCCEEDED: &str = "succeeded";
-    pub const FAILED: &str = "failed";
-    pub const ABORTED: &str = "aborted";
-    pub const REFUSED: &str = "refused";
-
-    pub fn is_final(s: &str) -> bool {
-        matches!(s, SUCCEEDED | FAILED | ABORTED | REFUSED)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct ExecutionRow {
-    pub id: String,
-    pub declared_at: SystemTime,
-    pub finished_at: Option<SystemTime>,
-    pub state: String,
-    pub reason: String,
-    /// The plan executed, as JSON.
-    pub plan: String,
-    /// The declaration's options (scope, force, parallel), as JSON.
-    pub options: String,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct StepRow {
-    pub idx: usize,
-    pub id: String,
-    pub entity: String,
-    pub action: String,
-    pub state: StepState,
-    pub attempts: u32,
-    pub started_at: Option<SystemTime>,
-    pub finished_at: Option<SystemTime>,
-    pub error: Option<String>,
-    pub note: Option<String>,
-    /// The controller (or CLI process) that last ran it.
-    pub ran_by: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Event {
-    pub at: SystemTime,
-    pub step: Option<String>,
-    pub kind: String,
-    pub detail: Option<String>,
-}
-
 fn time(ms: Option<i64>) -> Option<SystemTime> {
-    ms.map(|m| UNIX_EPOCH + Duration::from_millis(m.max(0) as u64))
+    ms.map(crate::model::times::time)
 }
 
 fn exec_row(r: &rusqlite::Row) -> rusqlite::Result<ExecutionRow> {
@@ -125,21 +32,6 @@ fn exec_row(r: &rusqlite::Row) -> rusqlite::Result<ExecutionRow> {
     })
 }
 
-/// One step transition, written with its event.
-#[derive(Debug, Clone)]
-pub struct Transition<'a> {
-    /// When it happened, on the caller's clock (the event's timestamp).
-    pub at: SystemTime,
-    pub state: StepState,
-    pub attempts: u32,
-    pub started_at: Option<SystemTime>,
-    pub finished_at: Option<SystemTime>,
-    pub error: Option<&'a str>,
-    pub note: Option<&'a str>,
-    /// Who runs the step (set when it starts running; None keeps the last).
-    pub ran_by: Option<&'a str>,
-}
-
 impl Journal for Sqlite {
     fn create_execution(
         &self,
@@ -147,7 +39,7 @@ impl Journal for Sqlite {
         steps: &[(String, String, String)],
         entities: &[String],
     ) -> Result<()> {
-        crate::offload(|| {
+        crate::blocking::offload(|| {
             let mut conn = self.conn();
             let tx = conn.transaction()?;
             for e in entities {
@@ -183,7 +75,7 @@ impl Journal for Sqlite {
     }
 
     fn execution(&self, id: &str) -> Result<ExecutionRow> {
-        crate::offload(|| {
+        crate::blocking::offload(|| {
             self.conn()
                 .query_row(
                     "SELECT id, declared_ms, finished_ms, state, reason, plan, options FROM executions WHERE id = ?1",
@@ -196,7 +88,7 @@ impl Journal for Sqlite {
     }
 
     fn executions(&self) -> Result<Vec<ExecutionRow>> {
-        crate::offload(|| {
+        crate::blocking::offload(|| {
             let conn = self.conn();
             let mut stmt =
                 conn.prepare("SELECT id, declared_ms, finished_ms, state, reason, plan, options FROM executions ORDER BY declared_ms DESC, id DESC")?;
@@ -206,7 +98,7 @@ impl Journal for Sqlite {
     }
 
     fn steps(&self, execution: &str) -> Result<Vec<StepRow>> {
-        crate::offload(|| {
+        crate::blocking::offload(|| {
             let conn = self.conn();
             let mut stmt = conn.prepare(
                 "SELECT idx, id, entity, action, state, attempts, started_ms, finished_ms, error, note, ran_by
@@ -237,7 +129,7 @@ impl Journal for Sqlite {
     }
 
     fn transition(&self, execution: &str, idx: usize, step: &str, t: &Transition) -> Result<()> {
-        crate::offload(|| {
+        crate::blocking::offload(|| {
             let mut conn = self.conn();
             let tx = conn.transaction()?;
             tx.execute(
@@ -257,7 +149,7 @@ impl Journal for Sqlite {
     }
 
     fn set_execution_state(&self, execution: &str, state: &str, finished: Option<SystemTime>) -> Result<()> {
-        crate::offload(|| {
+        crate::blocking::offload(|| {
             let mut conn = self.conn();
             let tx = conn.transaction()?;
             tx.execute(
@@ -277,7 +169,7 @@ impl Journal for Sqlite {
     }
 
     fn approve(&self, execution: &str, step: &str, by: &str, done: bool) -> Result<bool> {
-        crate::offload(|| {
+        crate::blocking::offload(|| {
             self.execution(execution)?;
             let mut conn = self.conn();
             let tx = conn.transaction()?;
@@ -306,7 +198,7 @@ impl Journal for Sqlite {
     }
 
     fn approved_by(&self, execution: &str, step: &str, attempt: u32) -> Result<Option<Approval>> {
-        crate::offload(|| {
+        crate::blocking::offload(|| {
             Ok(self
                 .conn()
                 .query_row(
@@ -320,7 +212,7 @@ impl Journal for Sqlite {
     }
 
     fn claim_execution(&self, execution: &str, owner: &str, now: SystemTime, ttl: Duration) -> Result<Claim> {
-        crate::offload(|| {
+        crate::blocking::offload(|| {
             let mut conn = self.conn();
             // IMMEDIATE: two processes claiming at once serialize here.
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -347,7 +239,7 @@ impl Journal for Sqlite {
     }
 
     fn execution_owner(&self, execution: &str, now: SystemTime) -> Result<Option<(String, SystemTime)>> {
-        crate::offload(|| {
+        crate::blocking::offload(|| {
             Ok(self
                 .conn()
                 .query_row(
@@ -361,7 +253,7 @@ impl Journal for Sqlite {
     }
 
     fn release_execution(&self, execution: &str, owner: &str) -> Result<()> {
-        crate::offload(|| {
+        crate::blocking::offload(|| {
             self.conn().execute(
                 "DELETE FROM execution_owners WHERE execution_id = ?1 AND owner = ?2",
                 params![execution, owner],
@@ -371,7 +263,7 @@ impl Journal for Sqlite {
     }
 
     fn request_abort(&self, execution: &str) -> Result<String> {
-        crate::offload(|| {
+        crate::blocking::offload(|| {
             let row = self.execution(execution)?;
             if exec_state::is_final(&row.state) {
                 return Ok(row.state);
@@ -382,7 +274,7 @@ impl Journal for Sqlite {
     }
 
     fn events(&self, execution: &str) -> Result<Vec<Event>> {
-        crate::offload(|| {
+        crate::blocking::offload(|| {
             let conn = self.conn();
             let mut stmt = conn.prepare(
                 "SELECT at_ms, step, kind, detail FROM execution_events WHERE execution_id = ?1 ORDER BY seq",
@@ -409,7 +301,7 @@ impl Journal for Sqlite {
         kind: &str,
         detail: Option<&str>,
     ) -> Result<()> {
-        crate::offload(|| {
+        crate::blocking::offload(|| {
             self.execution(execution)?;
             self.conn().execute(
                 "INSERT INTO execution_events (execution_id, at_ms, step, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -420,7 +312,7 @@ impl Journal for Sqlite {
     }
 
     fn set_placement(&self, datastore: &str, primary_zone: &str) -> Result<()> {
-        crate::offload(|| {
+        crate::blocking::offload(|| {
             self.conn().execute(
                 "INSERT OR REPLACE INTO placements (datastore, primary_zone, updated_ms) VALUES (?1, ?2, ?3)",
                 params![datastore, primary_zone, millis(self.now())],
@@ -430,7 +322,7 @@ impl Journal for Sqlite {
     }
 
     fn placements(&self) -> Result<Vec<(String, String)>> {
-        crate::offload(|| {
+        crate::blocking::offload(|| {
             let conn = self.conn();
             let mut stmt = conn.prepare("SELECT datastore, primary_zone FROM placements ORDER BY datastore")?;
             let rows =

@@ -1,338 +1,15 @@
-//! Who is told, and what (docs/customers.md): subscriptions to the status page, the
-//! outbox of notifications, and post-incident reports.
-//!
-//! Why an outbox: a notification is decided in one place (an incident was
-//! opened) and delivered in another (an SMTP conversation, a webhook POST)
-//! that can fail or be cut short by a restart. Each notification is written
-//! as one delivery per subscriber, keyed by (subscriber, event), before any
-//! attempt: a controller that dies in between finds it still pending, and
-//! an event offered twice is stored once. A delivery keeps its id across
-//! retries (the receiver's `webhook-id`, the e-mail's `Message-ID`), so a
-//! receiver whose acknowledgement was lost can tell a retry from news.
-//!
-//! One implementation, on the key-value space ([`KvStore`]), serves both
-//! backends: etcd directly, SQLite through its `kv` table ([`SqliteKv`]).
+//! Subscriptions, the outbox, post-incident reports and customer links on
+//! the key-value space; SQLite keeps them in its `kv` table, etcd directly.
 //! Times come from the caller's clock.
 
-use crate::controller::{hex, random_bytes, token_hash};
-use crate::kv::{decode, encode, seg, Check, Kv, KvStore, Op, Txn, Versioned};
-use crate::{millis, Error, Result};
-use rusqlite::{params, Connection, OptionalExtension};
-use serde::{Deserialize, Serialize};
-use std::sync::{Arc, Mutex};
+use super::{decode, encode, seg, Check, Kv, KvStore, Op, Txn, Versioned};
+use crate::error::{Error, Result};
+use crate::model::audience::LINK_SESSIONS;
+use crate::model::audience::*;
+use crate::model::controller::token_hash;
+use crate::model::times::millis;
+use crate::seal::{hex, random_bytes};
 use std::time::SystemTime;
-
-/// How a subscriber is reached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Channel {
-    Email,
-    Webhook,
-}
-
-impl Channel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Channel::Email => "email",
-            Channel::Webhook => "webhook",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SubscriptionState {
-    /// An e-mail address that has not followed its confirmation link yet.
-    Pending,
-    Active,
-    Unsubscribed,
-}
-
-impl SubscriptionState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SubscriptionState::Pending => "pending",
-            SubscriptionState::Active => "active",
-            SubscriptionState::Unsubscribed => "unsubscribed",
-        }
-    }
-}
-
-/// One subscriber. Stored sealed (see [`crate::seal`]): its address and a
-/// webhook's signing secret, needed to write each notification, never
-/// leave the process in clear. Its tokens are never stored: the
-/// confirmation token only as a hash, the unsubscribe token derived from
-/// the store's key when a notification is written, and found again by an
-/// index of its hash.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Subscription {
-    pub id: i64,
-    pub channel: Channel,
-    /// The e-mail address or the webhook URL.
-    pub target: String,
-    /// Services followed; empty: every service.
-    pub services: Vec<String>,
-    /// The language of e-mails and pages (`en`, `ja`).
-    pub lang: String,
-    pub state: SubscriptionState,
-    pub created_ms: i64,
-    pub confirmed_ms: Option<i64>,
-    pub ended_ms: Option<i64>,
-    pub confirm_hash: Option<String>,
-    /// Derived from the store's key on every read; never stored.
-    #[serde(default, skip_serializing)]
-    pub unsubscribe_token: String,
-    pub secret: Option<String>,
-    /// When its last confirmation link was made (a repeat re-sends at most
-    /// once a day).
-    #[serde(default)]
-    pub confirm_sent_ms: Option<i64>,
-}
-
-/// How long an e-mail subscription may stay unconfirmed: then it is gone.
-pub const PENDING_TTL_MS: i64 = 24 * 3_600_000;
-
-/// The most unconfirmed subscriptions kept at once: past it, subscribing
-/// is refused ([`Error::Full`]) until some confirm or expire.
-pub const MAX_PENDING: usize = 10_000;
-
-impl Subscription {
-    /// Whether a notification about `services` concerns this subscriber
-    /// (a notification about no particular service concerns everyone).
-    pub fn follows(&self, services: &[String]) -> bool {
-        self.services.is_empty() || services.is_empty() || services.iter().any(|s| self.services.contains(s))
-    }
-
-    /// What may be shown of it (to an operator): no token, no secret.
-    pub fn public(&self) -> serde_json::Value {
-        serde_json::json!({
-            "id": self.id,
-            "channel": self.channel.as_str(),
-            "target": drctl_core::redact::url(&self.target),
-            "services": self.services,
-            "lang": self.lang,
-            "state": self.state.as_str(),
-            "created_ms": self.created_ms,
-            "confirmed_ms": self.confirmed_ms,
-            "ended_ms": self.ended_ms,
-        })
-    }
-}
-
-/// A subscription just made, with the secrets shown once.
-#[derive(Debug, Clone)]
-pub struct NewSubscription {
-    pub subscription: Subscription,
-    /// The token of the confirmation link (e-mail); none when the address
-    /// already has a subscription, or was sent a link within the day.
-    pub confirm_token: Option<String>,
-    /// The address had a subscription already: this is it (its secrets
-    /// must not be shown to whoever asked again).
-    pub existing: bool,
-}
-
-/// Something subscribers are told.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Notification {
-    /// Unique per event (`incident.12.update.40`): the outbox keeps one
-    /// delivery per subscriber and event.
-    pub event: String,
-    /// `incident.created|updated|resolved`,
-    /// `maintenance.scheduled|started|completed`, `subscription.confirm`.
-    pub kind: String,
-    /// The services it concerns; empty: all.
-    pub services: Vec<String>,
-    /// When it happened: a subscriber confirmed later is not told.
-    pub at_ms: i64,
-    /// What is told: the Statuspage-style objects a webhook carries, from
-    /// which each e-mail is written in its subscriber's language when sent.
-    pub payload: serde_json::Value,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeliveryState {
-    Pending,
-    Delivered,
-    GivenUp,
-}
-
-impl DeliveryState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryState::Pending => "pending",
-            DeliveryState::Delivered => "delivered",
-            DeliveryState::GivenUp => "given_up",
-        }
-    }
-}
-
-/// One notification to one subscriber.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Delivery {
-    pub id: i64,
-    pub subscription: i64,
-    pub notification: Notification,
-    pub state: DeliveryState,
-    pub attempts: u32,
-    pub next_ms: i64,
-    pub created_ms: i64,
-    pub done_ms: Option<i64>,
-    pub last_error: Option<String>,
-}
-
-/// How an attempt to deliver ended.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Attempt {
-    Delivered,
-    /// Failed; try again at `at`.
-    Retry {
-        at: SystemTime,
-        error: String,
-    },
-    /// Failed for good (a day of retries, or the subscriber left).
-    GiveUp {
-        error: String,
-    },
-}
-
-/// A post-incident report: drafted from the journal and the audit log when
-/// an execution ends, edited by an operator, published with the incident.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct IncidentReport {
-    pub incident: i64,
-    pub body: String,
-    pub drafted_ms: i64,
-    pub edited_ms: Option<i64>,
-    pub edited_by: Option<String>,
-    pub published_ms: Option<i64>,
-    pub published_by: Option<String>,
-}
-
-/// A link that opens one customer's contract page in a browser (`drctl
-/// customer-link`): its secret is given once and only its hash is kept;
-/// it opens the page until it expires or is revoked. Each time it is
-/// opened, a browser session is made (a cookie), whose secret's hash is
-/// kept here too, so revoking the link ends its sessions with it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct CustomerLink {
-    pub id: String,
-    pub customer: String,
-    #[serde(skip_serializing_if = "String::is_empty", default)]
-    pub hash: String,
-    pub created_ms: i64,
-    pub created_by: String,
-    pub expires_ms: i64,
-    pub revoked_ms: Option<i64>,
-    /// Hashes of the sessions opened with it, newest last (a few kept).
-    #[serde(default)]
-    pub sessions: Vec<String>,
-}
-
-impl CustomerLink {
-    /// Whether it opens the page at `now`.
-    pub fn usable(&self, now: SystemTime) -> bool {
-        self.revoked_ms.is_none() && millis(now) < self.expires_ms
-    }
-}
-
-/// Sessions kept per link: a link opened on more devices than this logs
-/// out the oldest.
-const LINK_SESSIONS: usize = 16;
-
-/// A new link and its secret (`ID.SECRET`), shown once.
-#[derive(Debug, Clone)]
-pub struct NewCustomerLink {
-    pub link: CustomerLink,
-    pub secret: String,
-}
-
-/// Subscriptions, the outbox and reports; see the module documentation.
-pub trait Audience: Send + Sync {
-    /// A keyed hash (hex) of `value` for `purpose` under the data key, which
-    /// every controller sharing this store holds: how one controller proves
-    /// to another that it is one (a forwarded request's client address).
-    fn keyed_hash(&self, purpose: &str, value: &[u8]) -> String;
-
-    /// A new subscription: e-mail pending until confirmed, webhook active
-    /// (its URL answered by whoever registered it; its secret returned).
-    fn subscribe(
-        &self,
-        channel: Channel,
-        target: &str,
-        services: &[String],
-        lang: &str,
-        now: SystemTime,
-    ) -> Result<NewSubscription>;
-
-    /// Confirms the subscription whose confirmation token this is (`None`:
-    /// no such token; confirming twice is fine).
-    fn confirm_subscription(&self, token: &str, now: SystemTime) -> Result<Option<Subscription>>;
-
-    /// Ends the subscription whose unsubscribe token this is.
-    fn unsubscribe(&self, token: &str, now: SystemTime) -> Result<Option<Subscription>>;
-
-    fn subscriptions(&self) -> Result<Vec<Subscription>>;
-
-    /// One subscription by id (a delivery's), read alone.
-    fn subscription(&self, id: i64) -> Result<Option<Subscription>>;
-
-    /// Forgets e-mail subscriptions left unconfirmed for [`PENDING_TTL_MS`]
-    /// (and their queued confirmation); returns how many.
-    fn expire_pending(&self, now: SystemTime) -> Result<usize>;
-
-    /// Queues `n` for every active subscriber it concerns (confirmed no
-    /// later than it happened), or for subscription `to` alone whatever its
-    /// state. Queuing the same event again queues nothing: the count is of
-    /// deliveries new this call.
-    fn enqueue(&self, n: &Notification, to: Option<i64>, now: SystemTime) -> Result<usize>;
-
-    /// Pending deliveries due at `now`, soonest first.
-    fn due_deliveries(&self, now: SystemTime, limit: usize) -> Result<Vec<Delivery>>;
-
-    fn record_attempt(&self, delivery: i64, attempt: &Attempt, now: SystemTime) -> Result<()>;
-
-    fn deliveries(&self) -> Result<Vec<Delivery>>;
-
-    fn report(&self, incident: i64) -> Result<Option<IncidentReport>>;
-
-    /// Stores a drafted report unless the incident has one (`false` then).
-    fn draft_report(&self, incident: i64, body: &str, now: SystemTime) -> Result<bool>;
-
-    fn edit_report(&self, incident: i64, body: &str, by: &str, now: SystemTime) -> Result<IncidentReport>;
-
-    fn publish_report(&self, incident: i64, by: &str, now: SystemTime) -> Result<IncidentReport>;
-
-    /// A new link to `customer`'s page, usable until `expires`.
-    fn create_customer_link(
-        &self,
-        customer: &str,
-        by: &str,
-        expires: SystemTime,
-        now: SystemTime,
-    ) -> Result<NewCustomerLink>;
-
-    /// Every link, oldest first.
-    fn customer_links(&self) -> Result<Vec<CustomerLink>>;
-
-    /// The link a secret (`ID.SECRET`) is, whatever its state; `None` when
-    /// it is none.
-    fn customer_link(&self, secret: &str) -> Result<Option<CustomerLink>>;
-
-    /// Opens a session with a usable link: answers the session's secret
-    /// (`ID.SECRET`, for a cookie), `None` when the link is not usable.
-    fn open_link_session(&self, link_secret: &str, now: SystemTime) -> Result<Option<(CustomerLink, String)>>;
-
-    /// The link behind a session secret, when the session is one of a
-    /// usable link's.
-    fn link_session(&self, session: &str, now: SystemTime) -> Result<Option<CustomerLink>>;
-
-    /// Revokes a link by id: it, and every session opened with it, stop working.
-    fn revoke_customer_link(&self, id: &str, now: SystemTime) -> Result<CustomerLink>;
-}
-
-/// The kind of a confirmation message.
-pub const CONFIRM_KIND: &str = "subscription.confirm";
 
 /// A link's token: 32 random bytes, hex.
 fn random_hex() -> Result<String> {
@@ -427,7 +104,7 @@ impl<K: Kv> KvStore<K> {
     /// How many unconfirmed subscriptions are kept.
     fn pending_count(&self) -> Result<usize> {
         let prefix = self.key("sub-pending/");
-        self.kv().count(&prefix, &crate::kv::prefix_end(&prefix))
+        self.kv().count(&prefix, &super::prefix_end(&prefix))
     }
 
     fn link_key(&self, id: &str) -> String {
@@ -619,7 +296,7 @@ impl<K: Kv> Audience for KvStore<K> {
 
     fn subscriptions(&self) -> Result<Vec<Subscription>> {
         let prefix = self.key("sub/");
-        self.kv().scan(&prefix, &crate::kv::prefix_end(&prefix))?.iter().map(|(k, v)| self.read_sub(k, v)).collect()
+        self.kv().scan(&prefix, &super::prefix_end(&prefix))?.iter().map(|(k, v)| self.read_sub(k, v)).collect()
     }
 
     fn expire_pending(&self, now: SystemTime) -> Result<usize> {
@@ -648,7 +325,7 @@ impl<K: Kv> Audience for KvStore<K> {
                     }
                     // Its confirmation, if still queued, is not sent.
                     let marker_prefix = self.key(&format!("delivery-of/{id:012}/"));
-                    for (mk, mv) in self.kv().scan(&marker_prefix, &crate::kv::prefix_end(&marker_prefix))? {
+                    for (mk, mv) in self.kv().scan(&marker_prefix, &super::prefix_end(&marker_prefix))? {
                         let did: i64 = decode(&mk, &mv)?;
                         let dk = self.delivery_key(did);
                         if let Some(dv) = self.kv().get(&dk)? {
@@ -798,7 +475,7 @@ impl<K: Kv> Audience for KvStore<K> {
 
     fn deliveries(&self) -> Result<Vec<Delivery>> {
         let prefix = self.key("delivery/");
-        self.kv().scan(&prefix, &crate::kv::prefix_end(&prefix))?.iter().map(|(k, v)| self.open_doc(k, v)).collect()
+        self.kv().scan(&prefix, &super::prefix_end(&prefix))?.iter().map(|(k, v)| self.open_doc(k, v)).collect()
     }
 
     fn report(&self, incident: i64) -> Result<Option<IncidentReport>> {
@@ -929,181 +606,6 @@ impl<K: Kv> Audience for KvStore<K> {
     }
 }
 
-/// SQLite as a key-value space, for the parts of the store written once
-/// on [`Kv`] (see the module documentation). Versions come from one
-/// counter, so a key deleted and written again never repeats a version a
-/// reader may hold.
-pub struct SqliteKv {
-    conn: Arc<Mutex<Connection>>,
-    location: String,
-}
-
-impl SqliteKv {
-    pub(crate) fn new(conn: Arc<Mutex<Connection>>, location: String) -> SqliteKv {
-        SqliteKv { conn, location }
-    }
-
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-impl Kv for SqliteKv {
-    fn location(&self) -> &str {
-        &self.location
-    }
-
-    fn get(&self, key: &str) -> Result<Option<Versioned>> {
-        crate::offload(|| {
-            Ok(self
-                .conn()
-                .query_row("SELECT value, version FROM kv WHERE key = ?1", params![key], |r| {
-                    Ok(Versioned { value: r.get(0)?, version: r.get(1)? })
-                })
-                .optional()?)
-        })
-    }
-
-    fn scan(&self, start: &str, end: &str) -> Result<Vec<(String, Versioned)>> {
-        crate::offload(|| {
-            let conn = self.conn();
-            let mut st =
-                conn.prepare_cached("SELECT key, value, version FROM kv WHERE key >= ?1 AND key < ?2 ORDER BY key")?;
-            let rows = st.query_map(params![start, end], |r| {
-                Ok((r.get(0)?, Versioned { value: r.get(1)?, version: r.get(2)? }))
-            })?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
-        })
-    }
-
-    fn count(&self, start: &str, end: &str) -> Result<usize> {
-        crate::offload(|| {
-            let conn = self.conn();
-            let mut st = conn.prepare_cached("SELECT COUNT(*) FROM kv WHERE key >= ?1 AND key < ?2")?;
-            let n: i64 = st.query_row(params![start, end], |r| r.get(0))?;
-            Ok(usize::try_from(n).unwrap_or(0))
-        })
-    }
-
-    fn commit(&self, txn: Txn) -> Result<bool> {
-        crate::offload(|| {
-            let mut conn = self.conn();
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            for check in &txn.checks {
-                let (key, want) = match check {
-                    Check::Absent(k) => (k, None),
-                    Check::Version(k, v) => (k, Some(*v)),
-                };
-                let found: Option<i64> =
-                    tx.query_row("SELECT version FROM kv WHERE key = ?1", params![key], |r| r.get(0)).optional()?;
-                if found != want {
-                    return Ok(false);
-                }
-            }
-            let version: i64 = tx.query_row("UPDATE kv_revision SET n = n + 1 RETURNING n", [], |r| r.get(0))?;
-            for op in &txn.ops {
-                match op {
-                    Op::Put(k, v) => {
-                        tx.execute(
-                            "INSERT INTO kv (key, value, version) VALUES (?1, ?2, ?3)
-                             ON CONFLICT(key) DO UPDATE SET value = excluded.value, version = excluded.version",
-                            params![k, v, version],
-                        )?;
-                    }
-                    Op::Delete(k) => {
-                        tx.execute("DELETE FROM kv WHERE key = ?1", params![k])?;
-                    }
-                    Op::DeleteRange(a, b) => {
-                        tx.execute("DELETE FROM kv WHERE key >= ?1 AND key < ?2", params![a, b])?;
-                    }
-                }
-            }
-            tx.commit()?;
-            Ok(true)
-        })
-    }
-}
-
-impl Audience for crate::Sqlite {
-    fn keyed_hash(&self, purpose: &str, value: &[u8]) -> String {
-        self.sealer().index(purpose, value)
-    }
-
-    fn subscribe(
-        &self,
-        channel: Channel,
-        target: &str,
-        services: &[String],
-        lang: &str,
-        now: SystemTime,
-    ) -> Result<NewSubscription> {
-        self.kv_part().subscribe(channel, target, services, lang, now)
-    }
-    fn confirm_subscription(&self, token: &str, now: SystemTime) -> Result<Option<Subscription>> {
-        self.kv_part().confirm_subscription(token, now)
-    }
-    fn unsubscribe(&self, token: &str, now: SystemTime) -> Result<Option<Subscription>> {
-        self.kv_part().unsubscribe(token, now)
-    }
-    fn subscriptions(&self) -> Result<Vec<Subscription>> {
-        self.kv_part().subscriptions()
-    }
-    fn subscription(&self, id: i64) -> Result<Option<Subscription>> {
-        self.kv_part().subscription(id)
-    }
-    fn expire_pending(&self, now: SystemTime) -> Result<usize> {
-        self.kv_part().expire_pending(now)
-    }
-    fn enqueue(&self, n: &Notification, to: Option<i64>, now: SystemTime) -> Result<usize> {
-        self.kv_part().enqueue(n, to, now)
-    }
-    fn due_deliveries(&self, now: SystemTime, limit: usize) -> Result<Vec<Delivery>> {
-        self.kv_part().due_deliveries(now, limit)
-    }
-    fn record_attempt(&self, delivery: i64, attempt: &Attempt, now: SystemTime) -> Result<()> {
-        self.kv_part().record_attempt(delivery, attempt, now)
-    }
-    fn deliveries(&self) -> Result<Vec<Delivery>> {
-        self.kv_part().deliveries()
-    }
-    fn report(&self, incident: i64) -> Result<Option<IncidentReport>> {
-        self.kv_part().report(incident)
-    }
-    fn draft_report(&self, incident: i64, body: &str, now: SystemTime) -> Result<bool> {
-        self.kv_part().draft_report(incident, body, now)
-    }
-    fn edit_report(&self, incident: i64, body: &str, by: &str, now: SystemTime) -> Result<IncidentReport> {
-        self.kv_part().edit_report(incident, body, by, now)
-    }
-    fn publish_report(&self, incident: i64, by: &str, now: SystemTime) -> Result<IncidentReport> {
-        self.kv_part().publish_report(incident, by, now)
-    }
-    fn create_customer_link(
-        &self,
-        customer: &str,
-        by: &str,
-        expires: SystemTime,
-        now: SystemTime,
-    ) -> Result<NewCustomerLink> {
-        self.kv_part().create_customer_link(customer, by, expires, now)
-    }
-    fn customer_links(&self) -> Result<Vec<CustomerLink>> {
-        self.kv_part().customer_links()
-    }
-    fn customer_link(&self, secret: &str) -> Result<Option<CustomerLink>> {
-        self.kv_part().customer_link(secret)
-    }
-    fn open_link_session(&self, link_secret: &str, now: SystemTime) -> Result<Option<(CustomerLink, String)>> {
-        self.kv_part().open_link_session(link_secret, now)
-    }
-    fn link_session(&self, session: &str, now: SystemTime) -> Result<Option<CustomerLink>> {
-        self.kv_part().link_session(session, now)
-    }
-    fn revoke_customer_link(&self, id: &str, now: SystemTime) -> Result<CustomerLink> {
-        self.kv_part().revoke_customer_link(id, now)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1122,39 +624,6 @@ mod tests {
             .iter()
             .map(|(k, v)| format!("{k}={}\n", String::from_utf8_lossy(&v.value)))
             .collect()
-    }
-
-    /// Requests at once near the cap of unconfirmed subscriptions: exactly
-    /// as many pass as there are places left (the SQLite store, which
-    /// counts them in the database).
-    #[test]
-    fn the_pending_cap_holds_under_concurrent_subscribers() {
-        let sqlite = crate::Sqlite::in_memory().unwrap();
-        let s = &sqlite;
-        for i in 0..MAX_PENDING - 10 {
-            s.subscribe(Channel::Email, &format!("p{i}@example.org"), &[], "en", at(1_000)).unwrap();
-        }
-        let (made, full) = std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..8)
-                .map(|w| {
-                    scope.spawn(move || {
-                        let (mut made, mut full) = (0, 0);
-                        for i in 0..5 {
-                            match s.subscribe(Channel::Email, &format!("w{w}-{i}@example.org"), &[], "en", at(2_000)) {
-                                Ok(_) => made += 1,
-                                Err(Error::Full(_)) => full += 1,
-                                Err(e) => panic!("{e}"),
-                            }
-                        }
-                        (made, full)
-                    })
-                })
-                .collect();
-            workers.into_iter().map(|w| w.join().unwrap()).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
-        });
-        assert_eq!((made, full), (10, 30));
-        let pending = s.subscriptions().unwrap().iter().filter(|x| x.state == SubscriptionState::Pending).count();
-        assert_eq!(pending, MAX_PENDING);
     }
 
     #[test]
