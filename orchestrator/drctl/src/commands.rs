@@ -344,8 +344,9 @@ fn iam_policy(file: FileArg, for_use: String, account: Option<String>, style: St
     if let Some(a) = account.as_deref().filter(|a| a.len() != 12 || !a.chars().all(|c| c.is_ascii_digit())) {
         return Err(Failure::bad_input(format!("--account `{a}`: an AWS account id is 12 digits")));
     }
-    let uses = drctl_control::policy::uses_for(&for_use)
-        .ok_or_else(|| Failure::bad_input(format!("--for `{for_use}`: one of {}", drctl_control::policy::USE_NAMES.join(", "))))?;
+    let uses = drctl_control::policy::uses_for(&for_use).ok_or_else(|| {
+        Failure::bad_input(format!("--for `{for_use}`: one of {}", drctl_control::policy::USE_NAMES.join(", ")))
+    })?;
     let doc = drctl_control::policy::policy(&topo, &drctl_control::policy::Target { uses, account });
     if doc["Statement"].as_array().is_none_or(|s| s.is_empty()) {
         eprintln!(
