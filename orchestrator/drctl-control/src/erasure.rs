@@ -257,13 +257,16 @@ impl Eraser {
             copies,
         };
         let req = self.state.create_erasure(&draft)?;
-        // The id, never the subject: the audit log is read by many.
+        // The id, never the subject nor the reason: the audit log is read
+        // by many and kept in clear, and a reason is free text that often
+        // names the person ("request from Ada Lovelace"). Both stay in the
+        // sealed ledger.
         crate::actor::audit(
             &*self.state,
             who,
             "erase",
             &format!("erasure {}", req.id),
-            &json!({ "reason": reason, "due_at": crate::live::rfc3339_secs(req.due_at) }),
+            &json!({ "due_at": crate::live::rfc3339_secs(req.due_at) }),
         )?;
         Ok(req)
     }
