@@ -317,9 +317,14 @@ impl Eraser {
             match ds.kind {
                 DatastoreKind::S3 => {
                     // Every bucket: the replicas keep old versions of their own.
+                    // A bucket erased but not verified clean is erased again:
+                    // replication that read an object (or planned a delete)
+                    // before the erasure can land a copy or a delete marker
+                    // after it, and only another erasure removes that.
                     for (zone, reach, _) in &copies {
                         let Reach::Bucket { bucket, endpoint, region } = reach else { continue };
-                        if req.copies.iter().any(|c| c.datastore == name && &c.zone == zone && c.erased_at.is_some()) {
+                        if req.copies.iter().any(|c| c.datastore == name && &c.zone == zone && c.verified_at.is_some())
+                        {
                             continue;
                         }
                         let b = self.bucket(zone, bucket, endpoint.as_deref(), region.as_deref()).await;
@@ -334,9 +339,12 @@ impl Eraser {
                         }
                         let now = self.clock.now();
                         let note = outcome.err().map(|e| scrub(&e.to_string(), &subject));
+                        if note.is_none() {
+                            self.forget_replicated(name, zone, ds_id, &subject);
+                        }
                         self.note(id, name, zone, |c| match &note {
                             None => {
-                                c.erased_at = Some(now);
+                                c.erased_at.get_or_insert(now);
                                 c.pending = Some("erased; not verified yet".into());
                             }
                             Some(why) => c.pending = Some(format!("erasing failed: {why}")),
@@ -403,6 +411,28 @@ impl Eraser {
             })?;
         }
         self.verify(id).await
+    }
+
+    /// Forgets what drctl's replication recorded of the subject's keys in
+    /// one zone's bucket (its record of what it copied, by key): the keys
+    /// name the subject, and once they are erased nothing needs the record.
+    /// Best effort: a row left is dropped by the next replication pass,
+    /// which forgets keys neither bucket holds.
+    fn forget_replicated(&self, datastore: &str, zone: &str, ds_id: EntityId, subject: &str) {
+        let Ok(section) = self.section() else { return };
+        let prefixes: Vec<String> = section
+            .of(ds_id)
+            .filter_map(|l| match &l.how {
+                Find::Prefix(p) => Some(Find::prefix_for(p, subject)),
+                _ => None,
+            })
+            .collect();
+        let Ok(rows) = self.state.replicated(datastore, zone) else { return };
+        for key in rows.keys().filter(|k| prefixes.iter().any(|p| k.starts_with(p.as_str()))) {
+            if let Err(e) = self.state.forget_replicated(datastore, zone, key) {
+                tracing::warn!(datastore, zone, error = %scrub(&e.to_string(), subject), "could not forget an erased key's replication record");
+            }
+        }
     }
 
     /// Runs every `sql` of a datastore on one database; the WAL position after.
@@ -472,7 +502,11 @@ impl Eraser {
                     }
                     match (err, left) {
                         (Some(e), _) => Err(e),
-                        (None, 0) if c.erased_at.is_some() => Ok(None),
+                        (None, 0) if c.erased_at.is_some() => {
+                            // Replication may have recorded the keys again meanwhile.
+                            self.forget_replicated(&c.datastore, &c.zone, ds_id, &subject);
+                            Ok(None)
+                        }
                         (None, 0) => Ok(Some("not erased yet".into())),
                         (None, n) => Ok(Some(format!("{n} object versions left"))),
                     }
@@ -545,11 +579,14 @@ impl Eraser {
         self.wait(&req.id, wait).await
     }
 
-    /// Verifies again until every copy is clean or `within` has passed.
+    /// Runs again (erasing where a copy needs it: a bucket that replication
+    /// wrote to after its erasure, a primary that changed) and verifies,
+    /// until every copy is clean or `within` has passed.
     pub async fn wait(&self, id: &str, within: Duration) -> Result<ErasureRequest, Error> {
         let until = self.clock.now() + within;
+        let mut first = true;
         loop {
-            let req = self.verify(id).await?;
+            let req = if std::mem::take(&mut first) { self.verify(id).await? } else { self.run(id).await? };
             if req.verified() || req.subject.is_none() || self.clock.now() >= until {
                 return Ok(req);
             }

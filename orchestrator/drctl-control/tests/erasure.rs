@@ -156,7 +156,7 @@ async fn every_version_of_an_erased_key_is_gone_from_the_primary_and_the_replica
         moto.endpoint()
     ));
     let state = <dyn Store>::in_memory().unwrap();
-    let eraser = Eraser::new(topo, state, Arc::new(Clients::with_sdk(sdk)));
+    let eraser = Eraser::new(topo, state.clone(), Arc::new(Clients::with_sdk(sdk)));
     let started = Instant::now();
     let req = eraser.erase(SUBJECT, "ticket 9", &Actor::new("alice", "cli"), Duration::from_secs(10)).await.unwrap();
     assert!(req.verified(), "{req:?}");
@@ -168,6 +168,23 @@ async fn every_version_of_an_erased_key_is_gone_from_the_primary_and_the_replica
     let (json, _) = eraser.report().unwrap();
     assert_eq!(json["erasures"][0]["copies"].as_array().unwrap().len(), 2);
     no_subject_in(&json.to_string());
+
+    // Replication that read an object before the erasure can write its copy
+    // after it. A bucket erased but not verified clean is erased again:
+    // here the replica's verification is undone by hand, as if the late
+    // copy had landed before it was checked.
+    put(&s3, "assets-az2", &format!("{prefix}avatar.png"), "a late copy").await;
+    state
+        .update_erasure(&req.id, &mut |r| {
+            if let Some(c) = r.copy_mut("assets", "az2") {
+                c.verified_at = None;
+            }
+        })
+        .unwrap();
+    let again = eraser.wait(&req.id, Duration::from_secs(10)).await.unwrap();
+    assert!(again.verified(), "{again:?}");
+    assert_eq!(versions(&s3, "assets-az2", &prefix).await, 0, "the late copy erased too");
+    assert_eq!(versions(&s3, "assets-az2", "users/cust-other/").await, 1);
 }
 
 /// The whole path: a declaration fails over to a standby that never
