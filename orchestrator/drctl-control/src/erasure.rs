@@ -42,9 +42,12 @@ use drctl_state::{CopyState, ErasureRequest, State};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A replication pass open longer than this is taken for one whose process
+/// died (its record is never finished), not one still copying.
+const STALE_PASS: Duration = Duration::from_secs(24 * 3600);
 /// The longest identifier accepted (an id, an e-mail address, a UUID).
 const MAX_SUBJECT: usize = 512;
 
@@ -92,6 +95,12 @@ impl Holding {
     pub fn holds(&self, now: SystemTime) -> bool {
         self.backup.is_some() || self.expires_at.is_none_or(|t| t > now)
     }
+}
+
+/// Whether a datastore's primary copy has been erased (a replica bucket
+/// erased before it may be written to again by replication from it).
+fn primary_erased(req: &ErasureRequest, datastore: &str) -> bool {
+    req.copies.iter().any(|c| c.datastore == datastore && c.primary && c.erased_at.is_some())
 }
 
 /// Replaces the subject wherever a message repeats it.
@@ -331,23 +340,30 @@ impl Eraser {
                         let mut outcome = Ok(0u64);
                         for l in section.of(ds_id) {
                             if let Find::Prefix(p) = &l.how {
-                                outcome = s3_erasure::erase_prefix(&b, &Find::prefix_for(p, &subject)).await;
-                                if outcome.is_err() {
-                                    break;
+                                match s3_erasure::erase_prefix(&b, &Find::prefix_for(p, &subject)).await {
+                                    Ok(n) => outcome = outcome.map(|sum| sum + n),
+                                    Err(e) => {
+                                        outcome = Err(e);
+                                        break;
+                                    }
                                 }
                             }
                         }
                         let now = self.clock.now();
-                        let note = outcome.err().map(|e| scrub(&e.to_string(), &subject));
-                        if note.is_none() {
+                        if outcome.is_ok() {
                             self.forget_replicated(name, zone, ds_id, &subject);
                         }
-                        self.note(id, name, zone, |c| match &note {
-                            None => {
-                                c.erased_at.get_or_insert(now);
+                        self.note(id, name, zone, |c| match &outcome {
+                            // When it was last erased of something: a replication
+                            // pass begun before then may still write (see `verify`).
+                            // Erasing nothing again moves nothing.
+                            Ok(n) => {
+                                if *n > 0 || c.erased_at.is_none() {
+                                    c.erased_at = Some(now);
+                                }
                                 c.pending = Some("erased; not verified yet".into());
                             }
-                            Some(why) => c.pending = Some(format!("erasing failed: {why}")),
+                            Err(e) => c.pending = Some(format!("erasing failed: {}", scrub(&e.to_string(), &subject))),
                         })?;
                     }
                 }
@@ -488,6 +504,16 @@ impl Eraser {
                         self.check_pg(ds_id, &url, &subject, after, c.erased_at.is_some()).await
                     }
                 }
+                Reach::Bucket { .. } if !c.primary && !primary_erased(&req, &c.datastore) => {
+                    Ok(Some("waiting for the primary bucket to be erased".into()))
+                }
+                Reach::Bucket { .. } if self.replicating_since_before(&c.datastore, c.erased_at).is_some() => {
+                    let began = self.replicating_since_before(&c.datastore, c.erased_at).unwrap_or(UNIX_EPOCH);
+                    Ok(Some(format!(
+                        "waiting for the replication pass begun at {} (before this bucket was erased) to finish",
+                        crate::live::rfc3339_secs(began)
+                    )))
+                }
                 Reach::Bucket { bucket, endpoint, region } => {
                     let b = self.bucket(&c.zone, &bucket, endpoint.as_deref(), region.as_deref()).await;
                     let mut left = 0u64;
@@ -523,6 +549,21 @@ impl Eraser {
             })?;
         }
         self.load(id)
+    }
+
+    /// When the oldest replication pass of `datastore` still running began,
+    /// if it began before `erased_at`: such a pass may have read an object
+    /// before the erasure (or seen a key the replica still held) and write
+    /// its copy, or a delete marker, after it. A bucket is only verified
+    /// once those passes are done (and erased again if one wrote there), as
+    /// a standby is only checked once it has replayed past the erasure. A
+    /// pass begun more than a day ago and never finished is taken for one
+    /// whose process died.
+    fn replicating_since_before(&self, datastore: &str, erased_at: Option<SystemTime>) -> Option<SystemTime> {
+        let erased_at = erased_at?;
+        let dead_before = self.clock.now().checked_sub(STALE_PASS).unwrap_or(UNIX_EPOCH);
+        let open = self.state.open_replication_runs(datastore).ok()?;
+        open.into_iter().find(|began| *began < erased_at && *began > dead_before)
     }
 
     /// `Ok(None)`: clean; `Ok(Some(why))`: not verified yet; `Err`: unreachable.
