@@ -295,6 +295,10 @@ pub struct PassPlan {
     pub in_sync: u64,
     /// Objects seen identical on both sides that the manifest should now account for.
     pub newly_accounted: Vec<(ObjectInfo, ObjectInfo)>,
+    /// Keys the manifest still accounts for that neither bucket holds
+    /// (deleted on both, or erased): they account for nothing and their
+    /// names, which may name a person, are dropped.
+    pub forget: Vec<String>,
 }
 
 /// Decides a pass (pure, so every case is unit-tested): copy what the
@@ -352,6 +356,8 @@ pub fn plan_pass(
             plan.conflicts.push((d.clone(), format!("only in {replica_zone}: written there and never replicated")));
         }
     }
+    plan.forget = known.keys().filter(|k| !source.contains_key(*k) && !dest.contains_key(*k)).cloned().collect();
+    plan.forget.sort();
     plan
 }
 
@@ -372,6 +378,16 @@ pub async fn replicate_once(
             return summary;
         }
     };
+    // The primary's own rows (each copy is accounted for in its zone too)
+    // for keys it no longer holds account for nothing: dropped, names and all.
+    if let Ok(own) = state.replicated(datastore, &primary.zone) {
+        for key in own.keys().filter(|k| !source.contains_key(*k)) {
+            if let Err(e) = state.forget_replicated(datastore, &primary.zone, key) {
+                summary.errors.push(format!("forgetting what {} no longer holds: {e}", primary.zone));
+                break;
+            }
+        }
+    }
     for replica in replicas {
         let dest = match list(replica).await {
             Ok(d) => d,
@@ -392,6 +408,12 @@ pub async fn replicate_once(
         };
         let plan = plan_pass(&source, &dest, &known, options.deletes, &replica.zone);
         summary.totals.skipped += plan.in_sync;
+        for key in &plan.forget {
+            if let Err(e) = state.forget_replicated(datastore, &replica.zone, key) {
+                summary.errors.push(format!("forgetting what {} no longer holds: {e}", replica.zone));
+                break;
+            }
+        }
         let accounted: Vec<ReplicatedObject> =
             plan.newly_accounted.iter().flat_map(|(p, d)| copy_rows(primary, replica, p, &d.etag)).collect();
         if let Err(e) = state.record_replicated(datastore, &accounted) {
@@ -998,9 +1020,25 @@ mod pass_tests {
         assert_eq!(plan.delete.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(), ["copied"]);
         let quiet = plan_pass(&source, &dest, &k, false, "az1");
         assert!(quiet.delete.is_empty(), "deletes: keep");
+        assert!(plan.forget.is_empty(), "every row accounts for an object one side holds");
         let kept = known(&[("mine", "m1", "m1", true), ("shared", "changed-here", "changed-here", true)]);
         let plan = plan_pass(&source, &dest, &kept, true, "az1");
         assert_eq!(plan.conflicts.iter().map(|(o, _)| o.key.as_str()).collect::<Vec<_>>(), ["copied"]);
+    }
+
+    #[test]
+    fn rows_for_keys_neither_bucket_holds_are_forgotten() {
+        let source = map(&[obj("users/b/x", "b1")]);
+        let dest = map(&[obj("users/b/x", "b1"), obj("kept-here", "k1")]);
+        let k = known(&[
+            ("users/a/x", "a1", "a1", false),
+            ("users/b/x", "b1", "b1", false),
+            ("kept-here", "k1", "k1", true),
+            ("users/a/y", "a2", "a2", true),
+        ]);
+        let plan = plan_pass(&source, &dest, &k, true, "az2");
+        assert_eq!(plan.forget, ["users/a/x", "users/a/y"], "erased on both sides: nothing left to account for");
+        assert!(plan.delete.is_empty() && plan.copy.is_empty() && plan.conflicts.is_empty(), "{plan:?}");
     }
 }
 

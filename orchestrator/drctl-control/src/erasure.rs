@@ -42,9 +42,12 @@ use drctl_state::{CopyState, ErasureRequest, State};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A replication pass open longer than this is taken for one whose process
+/// died (its record is never finished), not one still copying.
+const STALE_PASS: Duration = Duration::from_secs(24 * 3600);
 /// The longest identifier accepted (an id, an e-mail address, a UUID).
 const MAX_SUBJECT: usize = 512;
 
@@ -92,6 +95,12 @@ impl Holding {
     pub fn holds(&self, now: SystemTime) -> bool {
         self.backup.is_some() || self.expires_at.is_none_or(|t| t > now)
     }
+}
+
+/// Whether a datastore's primary copy has been erased (a replica bucket
+/// erased before it may be written to again by replication from it).
+fn primary_erased(req: &ErasureRequest, datastore: &str) -> bool {
+    req.copies.iter().any(|c| c.datastore == datastore && c.primary && c.erased_at.is_some())
 }
 
 /// Replaces the subject wherever a message repeats it.
@@ -257,13 +266,16 @@ impl Eraser {
             copies,
         };
         let req = self.state.create_erasure(&draft)?;
-        // The id, never the subject: the audit log is read by many.
+        // The id, never the subject nor the reason: the audit log is read
+        // by many and kept in clear, and a reason is free text that often
+        // names the person ("request from Ada Lovelace"). Both stay in the
+        // sealed ledger.
         crate::actor::audit(
             &*self.state,
             who,
             "erase",
             &format!("erasure {}", req.id),
-            &json!({ "reason": reason, "due_at": crate::live::rfc3339_secs(req.due_at) }),
+            &json!({ "due_at": crate::live::rfc3339_secs(req.due_at) }),
         )?;
         Ok(req)
     }
@@ -314,29 +326,44 @@ impl Eraser {
             match ds.kind {
                 DatastoreKind::S3 => {
                     // Every bucket: the replicas keep old versions of their own.
+                    // A bucket erased but not verified clean is erased again:
+                    // replication that read an object (or planned a delete)
+                    // before the erasure can land a copy or a delete marker
+                    // after it, and only another erasure removes that.
                     for (zone, reach, _) in &copies {
                         let Reach::Bucket { bucket, endpoint, region } = reach else { continue };
-                        if req.copies.iter().any(|c| c.datastore == name && &c.zone == zone && c.erased_at.is_some()) {
+                        if req.copies.iter().any(|c| c.datastore == name && &c.zone == zone && c.verified_at.is_some())
+                        {
                             continue;
                         }
                         let b = self.bucket(zone, bucket, endpoint.as_deref(), region.as_deref()).await;
                         let mut outcome = Ok(0u64);
                         for l in section.of(ds_id) {
                             if let Find::Prefix(p) = &l.how {
-                                outcome = s3_erasure::erase_prefix(&b, &Find::prefix_for(p, &subject)).await;
-                                if outcome.is_err() {
-                                    break;
+                                match s3_erasure::erase_prefix(&b, &Find::prefix_for(p, &subject)).await {
+                                    Ok(n) => outcome = outcome.map(|sum| sum + n),
+                                    Err(e) => {
+                                        outcome = Err(e);
+                                        break;
+                                    }
                                 }
                             }
                         }
                         let now = self.clock.now();
-                        let note = outcome.err().map(|e| scrub(&e.to_string(), &subject));
-                        self.note(id, name, zone, |c| match &note {
-                            None => {
-                                c.erased_at = Some(now);
+                        if outcome.is_ok() {
+                            self.forget_replicated(name, zone, ds_id, &subject);
+                        }
+                        self.note(id, name, zone, |c| match &outcome {
+                            // When it was last erased of something: a replication
+                            // pass begun before then may still write (see `verify`).
+                            // Erasing nothing again moves nothing.
+                            Ok(n) => {
+                                if *n > 0 || c.erased_at.is_none() {
+                                    c.erased_at = Some(now);
+                                }
                                 c.pending = Some("erased; not verified yet".into());
                             }
-                            Some(why) => c.pending = Some(format!("erasing failed: {why}")),
+                            Err(e) => c.pending = Some(format!("erasing failed: {}", scrub(&e.to_string(), &subject))),
                         })?;
                     }
                 }
@@ -402,6 +429,28 @@ impl Eraser {
         self.verify(id).await
     }
 
+    /// Forgets what drctl's replication recorded of the subject's keys in
+    /// one zone's bucket (its record of what it copied, by key): the keys
+    /// name the subject, and once they are erased nothing needs the record.
+    /// Best effort: a row left is dropped by the next replication pass,
+    /// which forgets keys neither bucket holds.
+    fn forget_replicated(&self, datastore: &str, zone: &str, ds_id: EntityId, subject: &str) {
+        let Ok(section) = self.section() else { return };
+        let prefixes: Vec<String> = section
+            .of(ds_id)
+            .filter_map(|l| match &l.how {
+                Find::Prefix(p) => Some(Find::prefix_for(p, subject)),
+                _ => None,
+            })
+            .collect();
+        let Ok(rows) = self.state.replicated(datastore, zone) else { return };
+        for key in rows.keys().filter(|k| prefixes.iter().any(|p| k.starts_with(p.as_str()))) {
+            if let Err(e) = self.state.forget_replicated(datastore, zone, key) {
+                tracing::warn!(datastore, zone, error = %scrub(&e.to_string(), subject), "could not forget an erased key's replication record");
+            }
+        }
+    }
+
     /// Runs every `sql` of a datastore on one database; the WAL position after.
     async fn erase_pg(&self, ds_id: EntityId, url: &str, subject: &str) -> Result<Lsn, drctl_providers::Error> {
         let client = self.client(url).await?;
@@ -455,6 +504,16 @@ impl Eraser {
                         self.check_pg(ds_id, &url, &subject, after, c.erased_at.is_some()).await
                     }
                 }
+                Reach::Bucket { .. } if !c.primary && !primary_erased(&req, &c.datastore) => {
+                    Ok(Some("waiting for the primary bucket to be erased".into()))
+                }
+                Reach::Bucket { .. } if self.replicating_since_before(&c.datastore, c.erased_at).is_some() => {
+                    let began = self.replicating_since_before(&c.datastore, c.erased_at).unwrap_or(UNIX_EPOCH);
+                    Ok(Some(format!(
+                        "waiting for the replication pass begun at {} (before this bucket was erased) to finish",
+                        crate::live::rfc3339_secs(began)
+                    )))
+                }
                 Reach::Bucket { bucket, endpoint, region } => {
                     let b = self.bucket(&c.zone, &bucket, endpoint.as_deref(), region.as_deref()).await;
                     let mut left = 0u64;
@@ -469,7 +528,11 @@ impl Eraser {
                     }
                     match (err, left) {
                         (Some(e), _) => Err(e),
-                        (None, 0) if c.erased_at.is_some() => Ok(None),
+                        (None, 0) if c.erased_at.is_some() => {
+                            // Replication may have recorded the keys again meanwhile.
+                            self.forget_replicated(&c.datastore, &c.zone, ds_id, &subject);
+                            Ok(None)
+                        }
                         (None, 0) => Ok(Some("not erased yet".into())),
                         (None, n) => Ok(Some(format!("{n} object versions left"))),
                     }
@@ -486,6 +549,21 @@ impl Eraser {
             })?;
         }
         self.load(id)
+    }
+
+    /// When the oldest replication pass of `datastore` still running began,
+    /// if it began before `erased_at`: such a pass may have read an object
+    /// before the erasure (or seen a key the replica still held) and write
+    /// its copy, or a delete marker, after it. A bucket is only verified
+    /// once those passes are done (and erased again if one wrote there), as
+    /// a standby is only checked once it has replayed past the erasure. A
+    /// pass begun more than a day ago and never finished is taken for one
+    /// whose process died.
+    fn replicating_since_before(&self, datastore: &str, erased_at: Option<SystemTime>) -> Option<SystemTime> {
+        let erased_at = erased_at?;
+        let dead_before = self.clock.now().checked_sub(STALE_PASS).unwrap_or(UNIX_EPOCH);
+        let open = self.state.open_replication_runs(datastore).ok()?;
+        open.into_iter().find(|began| *began < erased_at && *began > dead_before)
     }
 
     /// `Ok(None)`: clean; `Ok(Some(why))`: not verified yet; `Err`: unreachable.
@@ -542,11 +620,14 @@ impl Eraser {
         self.wait(&req.id, wait).await
     }
 
-    /// Verifies again until every copy is clean or `within` has passed.
+    /// Runs again (erasing where a copy needs it: a bucket that replication
+    /// wrote to after its erasure, a primary that changed) and verifies,
+    /// until every copy is clean or `within` has passed.
     pub async fn wait(&self, id: &str, within: Duration) -> Result<ErasureRequest, Error> {
         let until = self.clock.now() + within;
+        let mut first = true;
         loop {
-            let req = self.verify(id).await?;
+            let req = if std::mem::take(&mut first) { self.verify(id).await? } else { self.run(id).await? };
             if req.verified() || req.subject.is_none() || self.clock.now() >= until {
                 return Ok(req);
             }

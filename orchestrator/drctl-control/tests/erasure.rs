@@ -12,7 +12,7 @@ use drctl_control::live::Clients;
 use drctl_state::Store;
 use drctl_testkit::{Moto, PgPair};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 const SUBJECT: &str = "cust-8f3e1";
 
@@ -156,7 +156,7 @@ async fn every_version_of_an_erased_key_is_gone_from_the_primary_and_the_replica
         moto.endpoint()
     ));
     let state = <dyn Store>::in_memory().unwrap();
-    let eraser = Eraser::new(topo, state, Arc::new(Clients::with_sdk(sdk)));
+    let eraser = Eraser::new(topo, state.clone(), Arc::new(Clients::with_sdk(sdk)));
     let started = Instant::now();
     let req = eraser.erase(SUBJECT, "ticket 9", &Actor::new("alice", "cli"), Duration::from_secs(10)).await.unwrap();
     assert!(req.verified(), "{req:?}");
@@ -168,6 +168,72 @@ async fn every_version_of_an_erased_key_is_gone_from_the_primary_and_the_replica
     let (json, _) = eraser.report().unwrap();
     assert_eq!(json["erasures"][0]["copies"].as_array().unwrap().len(), 2);
     no_subject_in(&json.to_string());
+
+    // Replication that read an object before the erasure can write its copy
+    // after it. A bucket erased but not verified clean is erased again:
+    // here the replica's verification is undone by hand, as if the late
+    // copy had landed before it was checked.
+    put(&s3, "assets-az2", &format!("{prefix}avatar.png"), "a late copy").await;
+    state
+        .update_erasure(&req.id, &mut |r| {
+            if let Some(c) = r.copy_mut("assets", "az2") {
+                c.verified_at = None;
+            }
+        })
+        .unwrap();
+    let again = eraser.wait(&req.id, Duration::from_secs(10)).await.unwrap();
+    assert!(again.verified(), "{again:?}");
+    assert_eq!(versions(&s3, "assets-az2", &prefix).await, 0, "the late copy erased too");
+    assert_eq!(versions(&s3, "assets-az2", "users/cust-other/").await, 1);
+}
+
+/// drctl's replication pass, begun before the erasure, can read an object
+/// before it and write its copy after it: a bucket is verified only once
+/// every pass begun before its erasure has finished, and the late copy is
+/// erased too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bucket_is_verified_only_once_a_replication_pass_begun_before_its_erasure_has_finished() {
+    let moto = Moto::start();
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .credentials_provider(aws_credential_types::Credentials::new("testing", "testing", None, None, "tests"))
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url(moto.endpoint())
+        .load()
+        .await;
+    let s3 = drctl_aws::s3::client_for(&sdk, Some(&moto.endpoint()), None);
+    let prefix = format!("users/{SUBJECT}/");
+    for b in ["assets-az1", "assets-az2"] {
+        versioned(&s3, b).await;
+        put(&s3, b, &format!("{prefix}avatar.png"), "v1").await;
+        put(&s3, b, &format!("{prefix}avatar.png"), "v2").await;
+    }
+    let topo = load(&format!(
+        "version: 1\nzones: [ {{ name: az1, region: us-east-1 }}, {{ name: az2, region: us-east-1 }} ]\n\
+         datastores:\n  - name: assets\n    kind: s3\n    endpoint: \"{}\"\n    primary: {{ zone: az1, bucket: assets-az1 }}\n    replicas: [ {{ zone: az2, bucket: assets-az2 }} ]\n\
+         erasure:\n  locate: [ {{ datastore: assets, prefix: \"users/{{subject}}/\" }} ]\n",
+        moto.endpoint()
+    ));
+    let state = <dyn Store>::in_memory().unwrap();
+    // A pass under way when the request comes (it has read the primary).
+    let pass = state.begin_replication_run("assets", SystemTime::now() - Duration::from_secs(1)).unwrap();
+    let eraser = Eraser::new(topo, state.clone(), Arc::new(Clients::with_sdk(sdk)));
+    let req = eraser.erase(SUBJECT, "ticket 10", &Actor::new("alice", "cli"), Duration::from_secs(1)).await.unwrap();
+    assert!(!req.verified(), "{req:?}");
+    for c in &req.copies {
+        assert!(c.erased_at.is_some() && c.verified_at.is_none(), "{c:?}");
+        let why = c.pending.as_deref().unwrap_or_default();
+        assert!(why.starts_with("waiting for the replication pass begun at"), "{why}");
+    }
+    for b in ["assets-az1", "assets-az2"] {
+        assert_eq!(versions(&s3, b, &prefix).await, 0, "erased in {b}");
+    }
+
+    // The pass writes the copy it read before the erasure, and finishes.
+    put(&s3, "assets-az2", &format!("{prefix}avatar.png"), "v2, copied late").await;
+    state.finish_replication_run(pass, SystemTime::now(), Default::default(), None).unwrap();
+    let req = eraser.wait(&req.id, Duration::from_secs(10)).await.unwrap();
+    assert!(req.verified(), "{req:?}");
+    assert_eq!(versions(&s3, "assets-az2", &prefix).await, 0, "the late copy erased too");
 }
 
 /// The whole path: a declaration fails over to a standby that never

@@ -42,6 +42,9 @@ fn slow_down() -> http::Response<s3s::Body> {
 struct LabS3 {
     inner: s3s_fs::FileSystem,
     versions: Versions,
+    /// The folder s3s-fs keeps the buckets in (a key `a/b/c` is the file
+    /// `<root>/<bucket>/a/b/c`).
+    root: std::path::PathBuf,
 }
 
 use crate::s3_versions::{self, internal, Status, Versions};
@@ -84,9 +87,25 @@ impl LabS3 {
         b.set_bucket(bucket.to_string());
         b.set_key(key.to_string());
         match self.inner.delete_object(internal(built(b.build())?)).await {
-            Ok(_) => Ok(()),
-            Err(e) if *e.code() == s3s::S3ErrorCode::NoSuchKey => Ok(()),
-            Err(e) => Err(e),
+            Ok(_) => {}
+            Err(e) if *e.code() == s3s::S3ErrorCode::NoSuchKey => {}
+            Err(e) => return Err(e),
+        }
+        self.prune(bucket, key);
+        Ok(())
+    }
+
+    /// Removes the folders s3s-fs made for a key's path once they are
+    /// empty: S3 has no folders, and a key's name (`users/<subject>/...`)
+    /// must not outlive its last object. Called with the lock held, so no
+    /// write of this endpoint is filling them meanwhile.
+    fn prune(&self, bucket: &str, key: &str) {
+        let top = self.root.join(bucket);
+        let mut dir = top.join(key);
+        while dir.pop() && dir.starts_with(&top) && dir != top {
+            if std::fs::remove_dir(&dir).is_err() {
+                break;
+            }
         }
     }
 
@@ -500,7 +519,7 @@ impl S3Server {
                 .map_err(|e| crate::Error::Io(format!("cannot turn versioning on for {b}: {e}")))?;
         }
         let service = {
-            let mut b = s3s::service::S3ServiceBuilder::new(LabS3 { inner: fs, versions });
+            let mut b = s3s::service::S3ServiceBuilder::new(LabS3 { inner: fs, versions, root: root.to_path_buf() });
             b.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
             b.build()
         };

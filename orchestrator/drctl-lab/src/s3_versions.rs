@@ -256,6 +256,9 @@ impl Versions {
     }
 
     /// Removes one entry for good. Returns it, and the entry now newest.
+    /// A key whose last entry goes is gone from the side folder too: its
+    /// folder is named after the key, and a key erased from every version
+    /// (drctl's erasure) must leave no trace of its name, as on S3.
     pub(crate) fn remove(&self, bucket: &str, key: &str, id: &str) -> S3Result<(Version, bool, Option<Version>)> {
         let mut h = self.history(bucket, key);
         let pos = h
@@ -264,8 +267,13 @@ impl Versions {
             .ok_or_else(|| S3Error::with_message(S3ErrorCode::NoSuchVersion, format!("no version {id} of {key}")))?;
         let was_latest = pos + 1 == h.len();
         let gone = h.remove(pos);
-        let _ = std::fs::remove_file(self.key_dir(bucket, key).join(id));
-        self.save(bucket, key, &h)?;
+        let dir = self.key_dir(bucket, key);
+        if h.is_empty() {
+            std::fs::remove_dir_all(&dir).map_err(io)?;
+        } else {
+            let _ = std::fs::remove_file(dir.join(id));
+            self.save(bucket, key, &h)?;
+        }
         Ok((gone, was_latest, h.last().cloned()))
     }
 

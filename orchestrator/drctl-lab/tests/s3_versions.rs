@@ -154,3 +154,69 @@ async fn the_replicator_copies_between_versioned_lab_endpoints() {
     S3Server::wipe(&r1);
     S3Server::wipe(&r2);
 }
+
+/// Every file and folder under `dir`: its path and its bytes (folders: none).
+fn walk(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.push((p.display().to_string(), Vec::new()));
+            out.extend(walk(&p));
+        } else {
+            out.push((p.display().to_string(), std::fs::read(&p).unwrap_or_default()));
+        }
+    }
+    out
+}
+
+/// What drctl's erasure does on a versioned bucket: each version and delete
+/// marker deleted by its id. Once the last one is gone the key is gone
+/// for good: not listed, not readable, and nothing on the endpoint's disk
+/// (its objects nor its side folder of versions) holds its name or bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_every_version_by_its_id_leaves_no_trace_of_the_key() {
+    let (server, root) = endpoint("erase", &["assets"]).await;
+    let b = bucket(&server, "assets").await;
+    let key = "users/cust-4711/avatar.png";
+    for n in 1..=3 {
+        s3::put_bytes(&b, key, format!("portrait of cust-4711, take {n}").into_bytes()).await.unwrap();
+    }
+    b.client.delete_object().bucket("assets").key(key).send().await.unwrap();
+    s3::put_bytes(&b, "users/cust-0042/avatar.png", b"someone else".to_vec()).await.unwrap();
+    let listed = b.client.list_object_versions().bucket("assets").prefix("users/cust-4711/").send().await.unwrap();
+    let mut ids: Vec<String> = listed.versions().iter().filter_map(|v| v.version_id().map(str::to_string)).collect();
+    ids.extend(listed.delete_markers().iter().filter_map(|m| m.version_id().map(str::to_string)));
+    assert_eq!(ids.len(), 4, "three versions and a marker: {listed:?}");
+
+    // Oldest first: the current object is rewritten from older versions as
+    // newer ones go, until none is left.
+    for id in ids.iter().rev() {
+        b.client.delete_object().bucket("assets").key(key).version_id(id).send().await.unwrap();
+    }
+    assert_eq!(counts(&b, "users/cust-4711/").await, (0, 0), "no version and no marker left");
+    assert_eq!(text(&b, key).await, None);
+    let gone = b.client.get_object().bucket("assets").key(key).version_id(&ids[0]).send().await;
+    assert!(gone.is_err(), "a deleted version cannot be read by its id");
+    let again = b.client.delete_object().bucket("assets").key(key).version_id(&ids[0]).send().await;
+    assert!(again.is_err(), "a version deleted for good is not found again");
+    assert_eq!(counts(&b, "users/cust-4711/").await, (0, 0), "and deleting it again leaves no marker");
+
+    let hex: String = key.bytes().map(|c| format!("{c:02x}")).collect();
+    let mut versions_dir = root.clone().into_os_string();
+    versions_dir.push(".versions");
+    let on_disk: Vec<(String, Vec<u8>)> =
+        walk(&root).into_iter().chain(walk(std::path::Path::new(&versions_dir))).collect();
+    assert!(on_disk.iter().any(|(p, _)| p.contains("assets")), "the walk sees the endpoint's folders: {on_disk:?}");
+    for (path, bytes) in &on_disk {
+        let content = String::from_utf8_lossy(bytes);
+        assert!(
+            !path.contains("cust-4711") && !path.contains(&hex) && !content.contains("cust-4711"),
+            "{path} keeps the erased key: {content}"
+        );
+    }
+    assert_eq!(text(&b, "users/cust-0042/avatar.png").await.as_deref(), Some("someone else"), "another key stays");
+    assert_eq!(counts(&b, "users/cust-0042/").await, (1, 0));
+    drop(server);
+    S3Server::wipe(&root);
+}

@@ -340,16 +340,26 @@ fn samples(s: &dyn Store) {
     assert_eq!(e.interval, Some(Duration::from_secs(1)));
     assert_eq!(s.lag_evidence("db", "az3").unwrap(), None);
 
+    assert!(s.open_replication_runs("assets").unwrap().is_empty());
     let run = s.begin_replication_run("assets", now).unwrap();
+    let other = s.begin_replication_run("logs", now - Duration::from_secs(5)).unwrap();
+    let ms = |runs: Vec<SystemTime>| runs.into_iter().map(crate::millis).collect::<Vec<_>>();
+    assert_eq!(ms(s.open_replication_runs("assets").unwrap()), [crate::millis(now)], "a run in progress is open");
     let totals = RunTotals { copied: 3, bytes: 30, skipped: 1, failed: 0 };
     s.finish_replication_run(run, now, totals, None).unwrap();
+    assert!(s.open_replication_runs("assets").unwrap().is_empty(), "a finished run is not");
+    assert_eq!(ms(s.open_replication_runs("logs").unwrap()), [crate::millis(now - Duration::from_secs(5))]);
+    s.finish_replication_run(other, now, RunTotals::default(), None).unwrap();
     let run = s.begin_replication_run("assets", now).unwrap();
     s.finish_replication_run(run, now, RunTotals { copied: 1, ..Default::default() }, Some("boom")).unwrap();
     let (_, last, err) = s.last_replication_run("assets").unwrap().unwrap();
     assert_eq!((last.copied, err.as_deref()), (1, Some("boom")));
     assert_eq!(
         s.replication_totals().unwrap(),
-        [("assets".into(), RunTotals { copied: 4, bytes: 30, skipped: 1, failed: 0 })]
+        [
+            ("assets".into(), RunTotals { copied: 4, bytes: 30, skipped: 1, failed: 0 }),
+            ("logs".into(), RunTotals::default())
+        ]
     );
 
     let cp = MultipartCheckpoint { upload_id: "u1".into(), source_etag: "e".into(), part_size: 8, parts: vec![] };

@@ -2,12 +2,15 @@
 //! to end with a real PostgreSQL primary and standby: a standby whose
 //! replay is paused keeps `erase` from finishing (exit 3) until it has
 //! replayed the erasure; the controller's API records and erases, lists
-//! the ledger, and counts open and overdue requests in `/metrics`.
+//! the ledger, and counts open and overdue requests in `/metrics`. On an
+//! etcd state store (real etcd), every key and value etcd holds after an
+//! erasure is read directly: the identifier and the reason are nowhere in
+//! clear, and the ledger's entries are there, sealed.
 
 mod common;
 
-use common::{client, drctl, show, start, tempdir, token, wait_for};
-use drctl_testkit::PgPair;
+use common::{client, drctl, drctl_clean, show, start, tempdir, token, wait_for};
+use drctl_testkit::{EtcdCluster, PgPair};
 
 fn write_topology(pair: &PgPair, dir: &std::path::Path) {
     let yaml = format!(
@@ -145,5 +148,137 @@ fn the_controller_records_erases_and_counts_requests_through_its_api() {
         .unwrap();
     assert!(page.contains("met its 30 days deadline"), "the page says it too");
     drop(srv);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `drctl erase` on `--state etcd://...`, and a controller (`drctl serve`)
+/// on the same etcd taking a request through its API and erasing it as the
+/// leader: afterwards every key and value in the etcd cluster (not only
+/// under drctl's prefix) is read with the etcd client drctl uses; none
+/// holds either identifier or reason, in clear, hex or base64, and the
+/// ledger's entries are there, sealed. `drctl erasures` reads them back
+/// through the key kept outside etcd.
+#[test]
+fn on_etcd_the_ledger_is_sealed_and_no_key_or_value_holds_the_identifier() {
+    const SUBJECT: &str = "ada.lovelace@example.com";
+    const REASON: &str = "request 27 from the data protection office";
+    const BY_API: &str = "grace.hopper@example.com";
+    const API_REASON: &str = "ticket 28, by the controller";
+    let etcd = EtcdCluster::start(1);
+    let pair = PgPair::start();
+    let dir = tempdir("erase-etcd");
+    write_topology(&pair, &dir);
+    pair.psql(pair.primary_port, &format!("INSERT INTO customers VALUES ('{SUBJECT}'), ('{BY_API}')"));
+    pair.wait_replayed();
+    let state = etcd.url("erasure");
+    let cli = |args: &[&str]| {
+        let o = drctl_clean().current_dir(&dir).env("DRCTL_STATE", &state).args(args).output().unwrap();
+        (o.status.code(), String::from_utf8_lossy(&o.stdout).to_string(), show(&o))
+    };
+    let left = |subject: &str| {
+        let query = format!("SELECT count(*) FROM customers WHERE id = '{subject}'");
+        (pair.psql(pair.primary_port, &query), pair.psql(pair.standby_port, &query))
+    };
+
+    let (code, out, shown) = cli(&["erase", SUBJECT, "--reason", REASON, "--yes", "--wait", "30s", "-f", "drctl.yaml"]);
+    assert_eq!(code, Some(0), "{shown}");
+    assert!(out.starts_with("er-1\n") && !out.contains(SUBJECT), "{out}");
+    assert_eq!(left(SUBJECT), ("0".into(), "0".into()));
+    assert!(dir.join(".drctl/etcd-keys").is_dir(), "the data key is kept beside the topology, outside etcd");
+
+    // The controller on the same etcd: the request through its API, erased
+    // in the background by the leader.
+    let (code, operator, shown) = cli(&["token", "create", "--name", "dpo", "--role", "operator"]);
+    assert_eq!(code, Some(0), "{shown}");
+    let port = drctl_testkit::free_port();
+    let child = drctl_clean()
+        .current_dir(&dir)
+        .env("DRCTL_STATE", &state)
+        .args(["serve", "-f", "drctl.yaml", "--sample-every", "300ms", "--lease-ttl", "3s", "--id", "ctl-1"])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("serve.log")).unwrap())
+        .spawn()
+        .unwrap();
+    // Killed when dropped, a failing assertion included.
+    let serve = common::Server { child, base: format!("http://127.0.0.1:{port}"), port };
+    common::wait_listening(port, "drctl serve on etcd");
+    let http = client();
+    let url = format!("{}/api/v1/erasures", serve.base);
+    let r = http
+        .post(&url)
+        .bearer_auth(operator.trim())
+        .json(&serde_json::json!({"subject": BY_API, "reason": API_REASON}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().unwrap_or_default());
+    wait_for("the controller's request verified on every copy", 60, || {
+        let v: serde_json::Value =
+            http.get(&url).bearer_auth(operator.trim()).send().and_then(|r| r.json()).unwrap_or_default();
+        v["erasures"].as_array().is_some_and(|l| l.len() == 2 && l.iter().all(|e| e["verified_at"].is_string()))
+    });
+    assert_eq!(left(BY_API), ("0".into(), "0".into()));
+    drop(serve);
+
+    // Every key and value in the cluster, read directly.
+    use drctl_state::kv::Kv;
+    let kv = drctl_etcd::EtcdKv::connect(&drctl_etcd::EtcdUrl::parse(&state).unwrap()).unwrap();
+    let everything = kv.scan("\0", "\0").unwrap();
+    let ledger: Vec<_> = everything.iter().filter(|(k, _)| k.starts_with("/erasure/erasure/")).collect();
+    assert_eq!(
+        ledger.len(),
+        2,
+        "the requests are in etcd: {:?}",
+        everything.iter().map(|(k, _)| k).collect::<Vec<_>>()
+    );
+    assert!(
+        ledger.iter().all(|(_, v)| drctl_state::seal::Sealer::is_sealed(&v.value)),
+        "the ledger's entries are sealed"
+    );
+    let b64 = |s: &str| {
+        const ABC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in s.as_bytes().chunks(3) {
+            let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+            for i in 0..=chunk.len() {
+                out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
+            }
+        }
+        out
+    };
+    let hex = |s: &str| s.bytes().map(|b| format!("{b:02x}")).collect::<String>();
+    let mut forms = Vec::new();
+    for secret in [SUBJECT, REASON, BY_API, API_REASON] {
+        // base64 of the whole text, and of it behind one or two other bytes.
+        let shifted =
+            [b64(secret), b64(&format!("x{secret}"))[2..].to_string(), b64(&format!("xx{secret}"))[3..].to_string()];
+        forms.push((secret, secret.to_string()));
+        forms.push((secret, hex(secret)));
+        forms.extend(shifted.into_iter().map(|f| (secret, f[..f.len() - 4].to_string())));
+    }
+    for (key, v) in &everything {
+        let value = String::from_utf8_lossy(&v.value);
+        for (secret, form) in &forms {
+            assert!(
+                !key.contains(form.as_str()) && !value.contains(form.as_str()),
+                "etcd's key {key} holds `{secret}` in clear (as `{form}`): {value}"
+            );
+        }
+    }
+
+    // The ledger, read back through drctl with the key outside etcd.
+    let (code, out, shown) = cli(&["erasures", "-f", "drctl.yaml", "--output", "json"]);
+    assert_eq!(code, Some(0), "{shown}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("{shown}"));
+    let listed = v["erasures"].as_array().unwrap();
+    let ids: Vec<&str> = listed.iter().filter_map(|e| e["id"].as_str()).collect();
+    assert_eq!(ids, ["er-1", "er-2"], "{v}");
+    for e in listed {
+        assert!(e["verified_at"].is_string(), "{v}");
+        assert_eq!(e["copies"].as_array().map(Vec::len), Some(2), "{v}");
+    }
+    assert!(!out.contains(SUBJECT) && !out.contains(BY_API), "{out}");
+    eprintln!("etcd held {} keys after a CLI and a controller erasure, the ledger's two sealed", everything.len());
+    drop(etcd);
     let _ = std::fs::remove_dir_all(&dir);
 }

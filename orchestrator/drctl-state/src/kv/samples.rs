@@ -197,6 +197,15 @@ impl<K: Kv> Samples for KvStore<K> {
         })
     }
 
+    fn open_replication_runs(&self, datastore: &str) -> Result<Vec<SystemTime>> {
+        // A finished run's document is deleted: those left are open.
+        let runs: Vec<RunDoc> = self.scan_docs(&self.key("run/"))?;
+        let mut open: Vec<SystemTime> =
+            runs.into_iter().filter(|r| r.datastore == datastore).map(|r| time(r.started_ms)).collect();
+        open.sort();
+        Ok(open)
+    }
+
     fn last_replication_run(&self, datastore: &str) -> Result<Option<(SystemTime, RunTotals, Option<String>)>> {
         let key = self.key(&format!("run-last/{}", seg(datastore)));
         Ok(self.get_doc::<LastRunDoc>(&key)?.map(|(d, _)| (time(d.finished_ms), d.totals.into(), d.error)))

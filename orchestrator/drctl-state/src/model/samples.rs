@@ -72,6 +72,10 @@ pub trait Samples: Send + Sync {
 
     fn finish_replication_run(&self, id: i64, at: SystemTime, totals: RunTotals, error: Option<&str>) -> Result<()>;
 
+    /// When each run of a datastore that began and has not finished began,
+    /// oldest first (a run in progress, or one whose process died).
+    fn open_replication_runs(&self, datastore: &str) -> Result<Vec<SystemTime>>;
+
     /// The last finished run of a datastore: (finished at, totals, error).
     fn last_replication_run(&self, datastore: &str) -> Result<Option<(SystemTime, RunTotals, Option<String>)>>;
 

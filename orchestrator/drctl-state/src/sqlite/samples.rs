@@ -109,6 +109,19 @@ impl Samples for Sqlite {
         })
     }
 
+    fn open_replication_runs(&self, datastore: &str) -> Result<Vec<SystemTime>> {
+        crate::blocking::offload(|| {
+            let conn = self.conn();
+            let mut stmt = conn.prepare(
+                "SELECT started_ms FROM replication_runs WHERE datastore = ?1 AND finished_ms IS NULL ORDER BY started_ms",
+            )?;
+            let rows = stmt.query_map(params![datastore], |r| {
+                Ok(UNIX_EPOCH + Duration::from_millis(r.get::<_, i64>(0)?.max(0) as u64))
+            })?;
+            Ok(rows.collect::<std::result::Result<_, _>>()?)
+        })
+    }
+
     fn last_replication_run(&self, datastore: &str) -> Result<Option<(SystemTime, RunTotals, Option<String>)>> {
         crate::blocking::offload(|| {
             Ok(self
