@@ -118,7 +118,12 @@ pub async fn propose(
     let rds = client(topo, clients, datastore).await.map_err(Error::BadRequest)?;
     let look = |id: String| {
         let rds = &rds;
-        async move { calls::instance(rds, &id).await.map_err(|e| Error::BadRequest(format!("{e} (nothing was changed)"))) }
+        async move {
+            calls::instance(rds, &id).await.map_err(|e| Error::Tool {
+                what: "checking the instances (nothing was changed)".into(),
+                why: e.to_string(),
+            })
+        }
     };
     let check =
         |subject: &str, ok: bool, detail: String| Check { subject: format!("{datastore}/{subject}"), ok, detail };
