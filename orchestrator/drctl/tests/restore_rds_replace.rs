@@ -409,3 +409,58 @@ async fn a_replace_killed_after_each_rename_took_effect_resumes_without_restorin
     assert_eq!(after[named(&after, "ledger-a-replaced-")[0]].1, before["ledger-a"].1, "{after:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `drctl serve`, killed on drop.
+struct Serve(std::process::Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The controller, started after a kill, finishes the replace through the
+/// restore's own steps (against the cloud API, not a failover plan) and
+/// says on the incident how it ended.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_controller_finishes_an_rds_replace_killed_after_the_old_primary_was_renamed() {
+    let moto = Moto::start();
+    let ep = moto.endpoint();
+    let rds = aws_sdk_rds::Client::new(&aws::sdk(&ep, ("testing", "testing")).await);
+    primary(&rds, true).await;
+    let before = instances(&rds).await;
+    let proxy = Proxy::start(&ep);
+    let dir = common::tempdir("restore-rds-replace-serve");
+    std::fs::write(dir.join("drctl.yaml"), format!("{TOPOLOGY}{REPLICA}")).unwrap();
+    let id = killed_at(
+        &dir,
+        &proxy,
+        &["restore", "ledger-db", "--to", "2026-12-06T05:00:00Z", "--replace", "--reason", "x", "--yes"],
+        "Action=ModifyDBInstance&Version=2014-10-31&DBInstanceIdentifier=ledger-a&",
+    );
+    let port = drctl_testkit::free_port();
+    let srv = Serve(
+        aws::drctl(&dir, &ep, ("testing", "testing"))
+            .env("DRCTL_STATE", format!("sqlite://{}/state.db", dir.display()))
+            .args(["serve", "-f", "drctl.yaml", "--sample-every", "300ms", "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.join("serve.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    common::wait_for("the controller to finish the replace", 120, || show_json(&dir, &ep, &id)["state"] != "running");
+    drop(srv);
+    let v = show_json(&dir, &ep, &id);
+    assert_eq!(v["state"], "succeeded", "{v}\n{}", std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default());
+    assert_eq!(step(&v, "ledger-db/restore")["attempts"], 1, "{v}");
+    let after = instances(&rds).await;
+    assert_eq!(after.len(), 4, "{after:?}");
+    assert_ne!(after["ledger-a"].1, before["ledger-a"].1, "ledger-a is the restored instance: {after:?}");
+    assert_eq!(after["ledger-b"].2.as_deref(), Some("ledger-a"), "{after:?}");
+    let (code, out, err) = run(&dir, &ep, &["status-page", "export", "site"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let page = std::fs::read_to_string(dir.join("site/index.html")).unwrap();
+    assert!(page.contains("restored and serving again"), "the incident says how it ended");
+    let _ = std::fs::remove_dir_all(&dir);
+}
