@@ -239,8 +239,25 @@ fn q(s: &str) -> String {
 
 /// The topology skeleton, as YAML with a comment at each decision.
 pub fn skeleton(e: &Estate, regions: &[String]) -> String {
-    // Zones: every availability zone found, in name order; a region with
-    // buckets but no AZ found gets its `a` and `b` zones.
+    let azs = discovered_zones(e, regions);
+    let mut y = String::new();
+    y.push_str("# Written by `drctl discover` from what the account holds. Check every\n");
+    y.push_str("# `# decide:` comment, then `drctl validate` and `drctl plan --zone ZONE`.\n");
+    y.push_str("version: 1\nname: discovered\n");
+    y.push_str("# Zones: the availability zones found. Their order is the failover\n# preference (decide: put the one you fail over to first).\nzones:\n");
+    for (az, region) in &azs {
+        y.push_str(&format!("  - {{ name: {az}, region: {region}, aws_zone: {az} }}\n"));
+    }
+    y.push_str("# decide: your tiers and their contractual targets (these are placeholders).\n");
+    y.push_str("objectives:\n  tier-0: { rpo: 1m, rto: 15m }\n  tier-1: { rpo: 15m, rto: 1h }\n");
+    let names = datastores_yaml(&mut y, e, &azs);
+    services_yaml(&mut y, e, &azs, &names);
+    y
+}
+
+/// Zones: every availability zone found, in name order; a region with
+/// buckets but no AZ found gets its `a` and `b` zones. (Zone name to region.)
+fn discovered_zones(e: &Estate, regions: &[String]) -> BTreeMap<String, String> {
     let mut azs: BTreeMap<String, String> = BTreeMap::new();
     for i in &e.instances {
         if !i.az.is_empty() {
@@ -254,9 +271,6 @@ pub fn skeleton(e: &Estate, regions: &[String]) -> String {
             }
         }
     }
-    let zones_in = |azs: &BTreeMap<String, String>, region: &str| -> Vec<String> {
-        azs.iter().filter(|(_, r)| *r == region).map(|(a, _)| a.clone()).collect()
-    };
     for b in &e.buckets {
         if zones_in(&azs, &b.region).len() < 2 {
             for s in ["a", "b"] {
@@ -271,45 +285,23 @@ pub fn skeleton(e: &Estate, regions: &[String]) -> String {
             }
         }
     }
-    let mut y = String::new();
-    y.push_str("# Written by `drctl discover` from what the account holds. Check every\n");
-    y.push_str("# `# decide:` comment, then `drctl validate` and `drctl plan --zone ZONE`.\n");
-    y.push_str("version: 1\nname: discovered\n");
-    y.push_str("# Zones: the availability zones found. Their order is the failover\n# preference (decide: put the one you fail over to first).\nzones:\n");
-    for (az, region) in &azs {
-        y.push_str(&format!("  - {{ name: {az}, region: {region}, aws_zone: {az} }}\n"));
-    }
-    y.push_str("# decide: your tiers and their contractual targets (these are placeholders).\n");
-    y.push_str("objectives:\n  tier-0: { rpo: 1m, rto: 15m }\n  tier-1: { rpo: 15m, rto: 1h }\n");
+    azs
+}
+
+/// The zones of `region`, in name order.
+fn zones_in(azs: &BTreeMap<String, String>, region: &str) -> Vec<String> {
+    azs.iter().filter(|(_, r)| *r == region).map(|(a, _)| a.clone()).collect()
+}
+
+/// `datastores:` (RDS instances with their replicas, Aurora clusters,
+/// replicated buckets) and the buckets left out; returns the datastores' names.
+fn datastores_yaml(y: &mut String, e: &Estate, azs: &BTreeMap<String, String>) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
     y.push_str("datastores:\n");
     let mut any = false;
     for i in e.instances.iter().filter(|i| i.replica_of.is_none() && i.cluster.is_none()) {
-        let replicas: Vec<&FoundInstance> =
-            e.instances.iter().filter(|r| r.replica_of.as_deref() == Some(&i.id)).collect();
         any = true;
-        let name = ident(&i.id);
-        names.push(name.clone());
-        y.push_str(&format!("  # RDS {} instance {} in {}", i.engine, i.id, i.az));
-        if replicas.is_empty() {
-            y.push_str(": no read replica, so nothing to fail over to (decide: add one, or drop this entry)");
-        }
-        y.push('\n');
-        y.push_str(&format!("  - name: {name}\n    kind: rds-instance\n    region: {}\n", i.region));
-        y.push_str(&format!("    primary: {{ zone: {}, instance: {} }}\n", i.az, i.id));
-        y.push_str("    replicas:");
-        if replicas.is_empty() {
-            y.push_str(" []\n");
-        } else {
-            y.push('\n');
-            for r in &replicas {
-                if r.region != i.region {
-                    y.push_str(&format!("      # {} is in another region ({})\n", r.id, r.region));
-                }
-                y.push_str(&format!("      - {{ zone: {}, instance: {} }}\n", r.az, r.id));
-            }
-        }
-        y.push_str("    # decide: failover: { max_lag: ... } refuses to promote a replica further behind\n");
+        names.push(rds_instance_yaml(y, e, i));
     }
     for c in &e.clusters {
         any = true;
@@ -322,25 +314,7 @@ pub fn skeleton(e: &Estate, regions: &[String]) -> String {
     }
     for b in &e.buckets {
         any = true;
-        let name = ident(&b.name);
-        names.push(name.clone());
-        let zones = zones_in(&azs, &b.region);
-        let first = zones.first().cloned().unwrap_or_default();
-        y.push_str(&format!(
-            "  # S3 bucket {} replicates to {} (S3's own replication: drctl measures it and turns it around on failover)\n",
-            b.name,
-            b.replicates_to.join(", ")
-        ));
-        y.push_str("  # decide: buckets are regional: which zone each one stands for\n");
-        y.push_str(&format!(
-            "  - name: {name}\n    kind: s3\n    primary: {{ zone: {first}, bucket: {} }}\n    replicas:\n",
-            b.name
-        ));
-        for (n, dest) in b.replicates_to.iter().enumerate() {
-            let zone = zones.get(n + 1).or(zones.last()).cloned().unwrap_or_default();
-            y.push_str(&format!("      - {{ zone: {zone}, bucket: {dest} }}\n"));
-        }
-        y.push_str("    replication: { by: s3 }\n");
+        names.push(bucket_yaml(y, b, azs));
     }
     if !any {
         y.push_str("  []\n");
@@ -351,50 +325,111 @@ pub fn skeleton(e: &Estate, regions: &[String]) -> String {
             e.lone_buckets.join(", ")
         ));
     }
+    names
+}
+
+/// An RDS instance and its read replicas (one in another region is
+/// pointed out); returns its name.
+fn rds_instance_yaml(y: &mut String, e: &Estate, i: &FoundInstance) -> String {
+    let replicas: Vec<&FoundInstance> = e.instances.iter().filter(|r| r.replica_of.as_deref() == Some(&i.id)).collect();
+    let name = ident(&i.id);
+    y.push_str(&format!("  # RDS {} instance {} in {}", i.engine, i.id, i.az));
+    if replicas.is_empty() {
+        y.push_str(": no read replica, so nothing to fail over to (decide: add one, or drop this entry)");
+    }
+    y.push('\n');
+    y.push_str(&format!("  - name: {name}\n    kind: rds-instance\n    region: {}\n", i.region));
+    y.push_str(&format!("    primary: {{ zone: {}, instance: {} }}\n", i.az, i.id));
+    y.push_str("    replicas:");
+    if replicas.is_empty() {
+        y.push_str(" []\n");
+    } else {
+        y.push('\n');
+        for r in &replicas {
+            if r.region != i.region {
+                y.push_str(&format!("      # {} is in another region ({})\n", r.id, r.region));
+            }
+            y.push_str(&format!("      - {{ zone: {}, instance: {} }}\n", r.az, r.id));
+        }
+    }
+    y.push_str("    # decide: failover: { max_lag: ... } refuses to promote a replica further behind\n");
+    name
+}
+
+/// A bucket that S3 replicates, its destinations spread over its region's
+/// zones; returns its name.
+fn bucket_yaml(y: &mut String, b: &FoundBucket, azs: &BTreeMap<String, String>) -> String {
+    let name = ident(&b.name);
+    let zones = zones_in(azs, &b.region);
+    let first = zones.first().cloned().unwrap_or_default();
+    y.push_str(&format!(
+        "  # S3 bucket {} replicates to {} (S3's own replication: drctl measures it and turns it around on failover)\n",
+        b.name,
+        b.replicates_to.join(", ")
+    ));
+    y.push_str("  # decide: buckets are regional: which zone each one stands for\n");
+    y.push_str(&format!(
+        "  - name: {name}\n    kind: s3\n    primary: {{ zone: {first}, bucket: {} }}\n    replicas:\n",
+        b.name
+    ));
+    for (n, dest) in b.replicates_to.iter().enumerate() {
+        let zone = zones.get(n + 1).or(zones.last()).cloned().unwrap_or_default();
+        y.push_str(&format!("      - {{ zone: {zone}, bucket: {dest} }}\n"));
+    }
+    y.push_str("    replication: { by: s3 }\n");
+    name
+}
+
+/// `services:`, one per Route53 record answered per zone, depending on
+/// every datastore found (`names`) until someone decides otherwise.
+fn services_yaml(y: &mut String, e: &Estate, azs: &BTreeMap<String, String>, names: &[String]) {
     y.push_str("services:\n");
     if e.records.is_empty() {
         y.push_str("  []\n");
     }
     let zone_names: Vec<&String> = azs.keys().collect();
     for r in &e.records {
-        let name = ident(r.name.split('.').next().unwrap_or(&r.name));
-        let answers: Vec<String> = r.answers.iter().map(|(set, v, how)| format!("{set}={v} ({how})")).collect();
-        y.push_str(&format!(
-            "  # Route53 {} record {} {} in {}: {}\n",
-            r.policy,
-            r.name,
-            r.rtype,
-            r.zone_id,
-            answers.join(", ")
-        ));
-        y.push_str("  # decide: the service's tier, zones and depends_on; drctl writes a simple record (UPSERT) per\n");
-        y.push_str("  # failover: delete the failover/weighted pair first, or drop `route:` and let Route53's health checks switch it\n");
-        // Answers in order: PRIMARY (or the heaviest) first, mapped onto the zones in order.
-        let mut answers = r.answers.clone();
-        answers.sort_by_key(|(_, _, how)| match how.as_str() {
-            "PRIMARY" => 0,
-            "SECONDARY" => 1,
-            w => 2 + (1_000_000 - w.parse::<i64>().unwrap_or(0)),
-        });
-        let records: Vec<String> = answers
-            .iter()
-            .zip(zone_names.iter())
-            .map(|((set, v, _), z)| {
-                let zone = zone_names.iter().find(|z| z.as_str() == set.as_str()).unwrap_or(z);
-                format!("{zone}: {}", q(v))
-            })
-            .collect();
-        let zones_used: Vec<String> =
-            records.iter().map(|r| r.split(':').next().unwrap_or_default().to_string()).collect();
-        y.push_str(&format!(
-            "  - name: {name}\n    tier: tier-0\n    zones: [{}]\n    depends_on: [{}]\n    route: {{ kind: route53, zone_id: {}, name: {}, type: {}, records: {{ {} }} }}\n",
-            zones_used.join(", "),
-            names.join(", "),
-            r.zone_id,
-            r.name,
-            r.rtype,
-            records.join(", ")
-        ));
+        record_service_yaml(y, r, &zone_names, names);
     }
-    y
+}
+
+/// One service from a Route53 record: its answers mapped onto the zones.
+fn record_service_yaml(y: &mut String, r: &FoundRecord, zone_names: &[&String], names: &[String]) {
+    let name = ident(r.name.split('.').next().unwrap_or(&r.name));
+    let answers: Vec<String> = r.answers.iter().map(|(set, v, how)| format!("{set}={v} ({how})")).collect();
+    y.push_str(&format!(
+        "  # Route53 {} record {} {} in {}: {}\n",
+        r.policy,
+        r.name,
+        r.rtype,
+        r.zone_id,
+        answers.join(", ")
+    ));
+    y.push_str("  # decide: the service's tier, zones and depends_on; drctl writes a simple record (UPSERT) per\n");
+    y.push_str("  # failover: delete the failover/weighted pair first, or drop `route:` and let Route53's health checks switch it\n");
+    // Answers in order: PRIMARY (or the heaviest) first, mapped onto the zones in order.
+    let mut answers = r.answers.clone();
+    answers.sort_by_key(|(_, _, how)| match how.as_str() {
+        "PRIMARY" => 0,
+        "SECONDARY" => 1,
+        w => 2 + (1_000_000 - w.parse::<i64>().unwrap_or(0)),
+    });
+    let records: Vec<String> = answers
+        .iter()
+        .zip(zone_names.iter())
+        .map(|((set, v, _), z)| {
+            let zone = zone_names.iter().find(|z| z.as_str() == set.as_str()).unwrap_or(z);
+            format!("{zone}: {}", q(v))
+        })
+        .collect();
+    let zones_used: Vec<String> = records.iter().map(|r| r.split(':').next().unwrap_or_default().to_string()).collect();
+    y.push_str(&format!(
+        "  - name: {name}\n    tier: tier-0\n    zones: [{}]\n    depends_on: [{}]\n    route: {{ kind: route53, zone_id: {}, name: {}, type: {}, records: {{ {} }} }}\n",
+        zones_used.join(", "),
+        names.join(", "),
+        r.zone_id,
+        r.name,
+        r.rtype,
+        records.join(", ")
+    ));
 }

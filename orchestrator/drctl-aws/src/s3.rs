@@ -662,7 +662,30 @@ async fn copy_multipart(
     state: &State,
     options: &Options,
 ) -> Result<String> {
-    let what = |op: &str| format!("{op} {} ({} -> {})", obj.key, src.zone, dst.zone);
+    let part_size = source_part_size(src, dst, obj).await?;
+    let m = Multipart { datastore, src, dst, obj, state, options, part_size };
+    let checkpoint = match m.recorded_upload().await? {
+        Some(cp) => cp,
+        None => m.start_upload().await?,
+    };
+    let done: HashMap<i32, String> = checkpoint.parts.iter().cloned().collect();
+    let upload_id = checkpoint.upload_id.clone();
+    let todo: Vec<i32> = (1..=parts as i32).filter(|n| !done.contains_key(n)).collect();
+    let server_side = same_endpoint(src, dst);
+    let uploaded: Vec<(i32, String)> = futures::stream::iter(todo)
+        .map(|n| m.copy_part(n, &upload_id, server_side))
+        .buffer_unordered(options.part_concurrency.max(1))
+        .try_collect()
+        .await?;
+    let mut all: Vec<(i32, String)> = done.into_iter().chain(uploaded).collect();
+    all.sort_by_key(|(n, _)| *n);
+    let etag = m.complete(&upload_id, &all).await?;
+    state.clear_multipart(datastore, &dst.zone, &obj.key)?;
+    Ok(etag)
+}
+
+/// The size of the source's parts: the size of its first.
+async fn source_part_size(src: &Bucket, dst: &Bucket, obj: &ObjectInfo) -> Result<u64> {
     let head = src
         .client
         .head_object()
@@ -671,145 +694,188 @@ async fn copy_multipart(
         .part_number(1)
         .send()
         .await
-        .map_err(api(what("reading the part size of")))?;
-    let part_size = head.content_length().unwrap_or(0).max(1) as u64;
-    let mut checkpoint = state.multipart_checkpoint(datastore, &dst.zone, &obj.key)?;
-    if let Some(cp) = &checkpoint {
-        if cp.source_etag != obj.etag || cp.part_size != part_size {
-            // The source changed since: that upload is useless now.
-            let _ = dst
-                .client
-                .abort_multipart_upload()
-                .bucket(&dst.name)
-                .key(&obj.key)
-                .upload_id(&cp.upload_id)
-                .send()
-                .await;
-            state.clear_multipart(datastore, &dst.zone, &obj.key)?;
-            checkpoint = None;
-        }
+        .map_err(api(copying_what("reading the part size of", src, dst, obj)))?;
+    Ok(head.content_length().unwrap_or(0).max(1) as u64)
+}
+
+/// What an error in copying `obj` was doing (`op`), and between which zones.
+fn copying_what(op: &str, src: &Bucket, dst: &Bucket, obj: &ObjectInfo) -> String {
+    format!("{op} {} ({} -> {})", obj.key, src.zone, dst.zone)
+}
+
+/// One multipart copy of `obj` from `src` to `dst`, in parts of `part_size`,
+/// its progress recorded in the state so an interrupted copy resumes.
+struct Multipart<'a> {
+    datastore: &'a str,
+    src: &'a Bucket,
+    dst: &'a Bucket,
+    obj: &'a ObjectInfo,
+    state: &'a State,
+    options: &'a Options,
+    part_size: u64,
+}
+
+impl Multipart<'_> {
+    fn what(&self, op: &str) -> String {
+        copying_what(op, self.src, self.dst, self.obj)
     }
-    if let Some(cp) = &checkpoint {
-        // S3 may have aborted the upload since (a lifecycle rule, an
-        // operator): its parts are gone, and resuming it would fail forever.
-        let alive =
-            dst.client.list_parts().bucket(&dst.name).key(&obj.key).upload_id(&cp.upload_id).max_parts(1).send().await;
-        if let Err(e) = alive {
-            let code =
-                e.as_service_error().and_then(|s| aws_sdk_s3::error::ProvideErrorMetadata::code(s).map(str::to_string));
-            if code.as_deref() == Some("NoSuchUpload") {
-                tracing::warn!(datastore, key = %obj.key, zone = %dst.zone, "the recorded multipart upload is gone; starting the copy again");
-                state.clear_multipart(datastore, &dst.zone, &obj.key)?;
+
+    /// The upload recorded for this object, if it can still be resumed;
+    /// one that cannot is dropped (aborted when the source changed).
+    async fn recorded_upload(&self) -> Result<Option<MultipartCheckpoint>> {
+        let (datastore, dst, obj) = (self.datastore, self.dst, self.obj);
+        let mut checkpoint = self.state.multipart_checkpoint(datastore, &dst.zone, &obj.key)?;
+        if let Some(cp) = &checkpoint {
+            if cp.source_etag != obj.etag || cp.part_size != self.part_size {
+                // The source changed since: that upload is useless now.
+                let _ = dst
+                    .client
+                    .abort_multipart_upload()
+                    .bucket(&dst.name)
+                    .key(&obj.key)
+                    .upload_id(&cp.upload_id)
+                    .send()
+                    .await;
+                self.state.clear_multipart(datastore, &dst.zone, &obj.key)?;
                 checkpoint = None;
             }
         }
-    }
-    let checkpoint = match checkpoint {
-        Some(cp) => cp,
-        None => {
-            let full =
-                src.client.head_object().bucket(&src.name).key(&obj.key).send().await.map_err(api(what("reading")))?;
-            let start = dst.client.create_multipart_upload().bucket(&dst.name).key(&obj.key);
-            let created =
-                keep_headers!(start, full, options).send().await.map_err(api(what("starting the copy of")))?;
-            let cp = MultipartCheckpoint {
-                upload_id: created.upload_id().unwrap_or_default().to_string(),
-                source_etag: obj.etag.clone(),
-                part_size,
-                parts: Vec::new(),
-            };
-            state.start_multipart(datastore, &dst.zone, &obj.key, &cp)?;
-            cp
-        }
-    };
-    let done: HashMap<i32, String> = checkpoint.parts.iter().cloned().collect();
-    let upload_id = checkpoint.upload_id.clone();
-    let todo: Vec<i32> = (1..=parts as i32).filter(|n| !done.contains_key(n)).collect();
-    let server_side = same_endpoint(src, dst);
-    let uploaded: Vec<(i32, String)> = futures::stream::iter(todo)
-        .map(|n| {
-            let upload_id = upload_id.clone();
-            async move {
-                let first = (n as u64 - 1) * part_size;
-                let last = (first + part_size).min(obj.size) - 1;
-                let range = format!("bytes={first}-{last}");
-                let etag = if server_side {
-                    let out = dst
-                        .client
-                        .upload_part_copy()
-                        .bucket(&dst.name)
-                        .key(&obj.key)
-                        .upload_id(&upload_id)
-                        .part_number(n)
-                        .copy_source(format!("{}/{}", src.name, encode_key(&obj.key)))
-                        .copy_source_range(&range)
-                        .copy_source_if_match(format!("\"{}\"", obj.etag))
-                        .send()
-                        .await
-                        .map_err(api(format!("copying part {n} of {}", obj.key)))?;
-                    out.copy_part_result().and_then(|r| r.e_tag()).map(unquote).unwrap_or_default()
-                } else {
-                    let got = src
-                        .client
-                        .get_object()
-                        .bucket(&src.name)
-                        .key(&obj.key)
-                        .range(&range)
-                        .if_match(format!("\"{}\"", obj.etag))
-                        .send()
-                        .await
-                        .map_err(api(format!("reading part {n} of {}", obj.key)))?;
-                    let out = dst
-                        .client
-                        .upload_part()
-                        .bucket(&dst.name)
-                        .key(&obj.key)
-                        .upload_id(&upload_id)
-                        .part_number(n)
-                        .content_length((last - first + 1) as i64)
-                        .body(got.body)
-                        .send()
-                        .await
-                        .map_err(api(format!("writing part {n} of {}", obj.key)))?;
-                    out.e_tag().map(unquote).unwrap_or_default()
-                };
-                state.record_part(datastore, &dst.zone, &obj.key, n, &etag)?;
-                Ok::<_, Error>((n, etag))
+        if let Some(cp) = &checkpoint {
+            // S3 may have aborted the upload since (a lifecycle rule, an
+            // operator): its parts are gone, and resuming it would fail forever.
+            let alive = dst
+                .client
+                .list_parts()
+                .bucket(&dst.name)
+                .key(&obj.key)
+                .upload_id(&cp.upload_id)
+                .max_parts(1)
+                .send()
+                .await;
+            if let Err(e) = alive {
+                let code = e
+                    .as_service_error()
+                    .and_then(|s| aws_sdk_s3::error::ProvideErrorMetadata::code(s).map(str::to_string));
+                if code.as_deref() == Some("NoSuchUpload") {
+                    tracing::warn!(datastore, key = %obj.key, zone = %dst.zone, "the recorded multipart upload is gone; starting the copy again");
+                    self.state.clear_multipart(datastore, &dst.zone, &obj.key)?;
+                    checkpoint = None;
+                }
             }
+        }
+        Ok(checkpoint)
+    }
+
+    /// Starts a new upload with the source's headers, and records it.
+    async fn start_upload(&self) -> Result<MultipartCheckpoint> {
+        let (src, dst, obj, options) = (self.src, self.dst, self.obj, self.options);
+        let full =
+            src.client.head_object().bucket(&src.name).key(&obj.key).send().await.map_err(api(self.what("reading")))?;
+        let start = dst.client.create_multipart_upload().bucket(&dst.name).key(&obj.key);
+        let created =
+            keep_headers!(start, full, options).send().await.map_err(api(self.what("starting the copy of")))?;
+        let cp = MultipartCheckpoint {
+            upload_id: created.upload_id().unwrap_or_default().to_string(),
+            source_etag: obj.etag.clone(),
+            part_size: self.part_size,
+            parts: Vec::new(),
+        };
+        self.state.start_multipart(self.datastore, &dst.zone, &obj.key, &cp)?;
+        Ok(cp)
+    }
+
+    /// Copies part `n` (server-side when both buckets share an endpoint,
+    /// otherwise read and written again) and records it.
+    async fn copy_part(&self, n: i32, upload_id: &str, server_side: bool) -> Result<(i32, String)> {
+        let first = (n as u64 - 1) * self.part_size;
+        let last = (first + self.part_size).min(self.obj.size) - 1;
+        let range = format!("bytes={first}-{last}");
+        let etag = if server_side {
+            self.copy_part_within(n, upload_id, &range).await?
+        } else {
+            self.copy_part_through(n, upload_id, &range, (last - first + 1) as i64).await?
+        };
+        self.state.record_part(self.datastore, &self.dst.zone, &self.obj.key, n, &etag)?;
+        Ok((n, etag))
+    }
+
+    /// Part `n` copied by S3 itself (`UploadPartCopy`).
+    async fn copy_part_within(&self, n: i32, upload_id: &str, range: &str) -> Result<String> {
+        let (src, dst, obj) = (self.src, self.dst, self.obj);
+        let out = dst
+            .client
+            .upload_part_copy()
+            .bucket(&dst.name)
+            .key(&obj.key)
+            .upload_id(upload_id)
+            .part_number(n)
+            .copy_source(format!("{}/{}", src.name, encode_key(&obj.key)))
+            .copy_source_range(range)
+            .copy_source_if_match(format!("\"{}\"", obj.etag))
+            .send()
+            .await
+            .map_err(api(format!("copying part {n} of {}", obj.key)))?;
+        Ok(out.copy_part_result().and_then(|r| r.e_tag()).map(unquote).unwrap_or_default())
+    }
+
+    /// Part `n` read from the source and written to the destination.
+    async fn copy_part_through(&self, n: i32, upload_id: &str, range: &str, length: i64) -> Result<String> {
+        let (src, dst, obj) = (self.src, self.dst, self.obj);
+        let got = src
+            .client
+            .get_object()
+            .bucket(&src.name)
+            .key(&obj.key)
+            .range(range)
+            .if_match(format!("\"{}\"", obj.etag))
+            .send()
+            .await
+            .map_err(api(format!("reading part {n} of {}", obj.key)))?;
+        let out = dst
+            .client
+            .upload_part()
+            .bucket(&dst.name)
+            .key(&obj.key)
+            .upload_id(upload_id)
+            .part_number(n)
+            .content_length(length)
+            .body(got.body)
+            .send()
+            .await
+            .map_err(api(format!("writing part {n} of {}", obj.key)))?;
+        Ok(out.e_tag().map(unquote).unwrap_or_default())
+    }
+
+    /// Completes the upload from its parts, in order; returns the new ETag.
+    async fn complete(&self, upload_id: &str, all: &[(i32, String)]) -> Result<String> {
+        let (dst, obj) = (self.dst, self.obj);
+        let completed = CompletedMultipartUpload::builder()
+            .set_parts(Some(
+                all.iter()
+                    .map(|(n, e)| CompletedPart::builder().part_number(*n).e_tag(format!("\"{e}\"")).build())
+                    .collect(),
+            ))
+            .build();
+        let completed = dst
+            .client
+            .complete_multipart_upload()
+            .bucket(&dst.name)
+            .key(&obj.key)
+            .upload_id(upload_id)
+            .multipart_upload(completed)
+            .send()
+            .await;
+        Ok(match completed {
+            Ok(out) => out.e_tag().map(unquote).unwrap_or_default(),
+            // The completion may have happened with its answer lost or unreadable
+            // (a dropped connection, or an S3-compatible server's odd XML): the
+            // object itself says whether it did.
+            Err(e) => match dst.client.head_object().bucket(&dst.name).key(&obj.key).send().await {
+                Ok(head) if head.e_tag().map(unquote).as_deref() == Some(obj.etag.as_str()) => obj.etag.clone(),
+                _ => return Err(api_error(self.what("finishing the copy of"), &e)),
+            },
         })
-        .buffer_unordered(options.part_concurrency.max(1))
-        .try_collect()
-        .await?;
-    let mut all: Vec<(i32, String)> = done.into_iter().chain(uploaded).collect();
-    all.sort_by_key(|(n, _)| *n);
-    let completed = CompletedMultipartUpload::builder()
-        .set_parts(Some(
-            all.iter()
-                .map(|(n, e)| CompletedPart::builder().part_number(*n).e_tag(format!("\"{e}\"")).build())
-                .collect(),
-        ))
-        .build();
-    let completed = dst
-        .client
-        .complete_multipart_upload()
-        .bucket(&dst.name)
-        .key(&obj.key)
-        .upload_id(&upload_id)
-        .multipart_upload(completed)
-        .send()
-        .await;
-    let etag = match completed {
-        Ok(out) => out.e_tag().map(unquote).unwrap_or_default(),
-        // The completion may have happened with its answer lost or unreadable
-        // (a dropped connection, or an S3-compatible server's odd XML): the
-        // object itself says whether it did.
-        Err(e) => match dst.client.head_object().bucket(&dst.name).key(&obj.key).send().await {
-            Ok(head) if head.e_tag().map(unquote).as_deref() == Some(obj.etag.as_str()) => obj.etag.clone(),
-            _ => return Err(api_error(what("finishing the copy of"), &e)),
-        },
-    };
-    state.clear_multipart(datastore, &dst.zone, &obj.key)?;
-    Ok(etag)
+    }
 }
 
 /// Reads a whole small object (tests and tools).

@@ -15,6 +15,7 @@
 use crate::iam::{Grant, On, Use};
 use crate::s3::Bucket;
 use crate::{Error, Result};
+use aws_sdk_s3::types::ServerSideEncryption;
 use std::collections::HashMap;
 use std::time::SystemTime;
 
@@ -105,8 +106,72 @@ fn current_at(entries: &[Entry], at: SystemTime) -> Option<&Entry> {
     })
 }
 
-/// Restores `src` (the keys under `prefix`) as it was at `at`.
+/// How a restore copies: as the datastore's replication does (its
+/// encryption, objects at once), and in parts above what one `CopyObject`
+/// may copy.
+#[derive(Debug, Clone)]
+pub struct Copying {
+    /// Server-side encryption of what is written (`AES256` or `aws:kms`),
+    /// as the datastore's `replication.sse`; `None`: the bucket's default.
+    pub sse: Option<String>,
+    /// The KMS key of `aws:kms` (`None`: the account's S3 key).
+    pub kms_key_id: Option<String>,
+    /// Keys restored at once.
+    pub concurrency: usize,
+    /// Versions above this many bytes are copied part by part
+    /// (`UploadPartCopy`): a single `CopyObject` stops at 5 GiB.
+    pub single_copy_max: u64,
+    /// The size of each part of such a copy (raised when the object would
+    /// need more than S3's 10,000 parts).
+    pub part_size: u64,
+}
+
+impl Copying {
+    /// As the datastore's replication copies: its encryption and how many
+    /// objects at once (the defaults where it has no `replication`).
+    pub fn like_replication(r: Option<&drctl_core::topology::Replication>) -> Copying {
+        let base = Copying::default();
+        match r {
+            Some(r) => Copying {
+                sse: r.sse.clone(),
+                kms_key_id: r.kms_key_id.clone(),
+                concurrency: r.concurrency.max(1),
+                ..base
+            },
+            None => base,
+        }
+    }
+}
+
+impl Default for Copying {
+    fn default() -> Self {
+        Copying { sse: None, kms_key_id: None, concurrency: 16, single_copy_max: 5 << 30, part_size: 256 << 20 }
+    }
+}
+
+/// What was done to one key.
+enum Done {
+    Unchanged,
+    Restored(u64),
+    Deleted,
+}
+
+/// Restores `src` (the keys under `prefix`) as it was at `at`, copying as
+/// [`Copying::default`] does.
 pub async fn restore(src: &Bucket, prefix: &str, at: SystemTime, dest: &Dest) -> Result<Summary> {
+    restore_with(src, prefix, at, dest, &Copying::default()).await
+}
+
+/// Restores `src` (the keys under `prefix`) as it was at `at`, copying as
+/// `copying` says.
+pub async fn restore_with(
+    src: &Bucket,
+    prefix: &str,
+    at: SystemTime,
+    dest: &Dest,
+    copying: &Copying,
+) -> Result<Summary> {
+    use futures::StreamExt;
     let history = history(src, prefix).await?;
     // A bucket never versioned lists each object once, as version `null`,
     // and has no delete markers: it keeps nothing to go back to. (Read
@@ -123,52 +188,183 @@ pub async fn restore(src: &Bucket, prefix: &str, at: SystemTime, dest: &Dest) ->
     keys.sort();
     let mut summary = Summary::default();
     let in_place = matches!(dest, Dest::InPlace);
+    let mut work = Vec::new();
     for key in keys {
         // S3 lists each key's entries newest first; keep that order for ties.
         let plan = decide(&history[key], at, in_place);
         if let Some(t) = current_at(&history[key], at).filter(|e| !e.marker) {
             summary.newest = summary.newest.max(Some(t.modified));
         }
-        let result = match &plan {
-            Plan::Keep => {
-                summary.unchanged += 1;
-                continue;
+        match plan {
+            Plan::Keep => summary.unchanged += 1,
+            plan => work.push((key.clone(), plan)),
+        }
+    }
+    let results: Vec<(String, std::result::Result<Done, String>)> = futures::stream::iter(work)
+        .map(|(key, plan)| async move {
+            let done = apply(src, prefix, dest, &key, &plan, copying).await;
+            (key, done)
+        })
+        .buffer_unordered(copying.concurrency.max(1))
+        .collect()
+        .await;
+    for (key, done) in results {
+        match done {
+            Ok(Done::Restored(size)) => {
+                summary.restored += 1;
+                summary.bytes += size;
             }
-            Plan::Copy { version, size } => {
-                let (bucket, target) = match dest {
-                    Dest::InPlace => (src, key.clone()),
-                    Dest::Copy { bucket, prefix: p } => (bucket, format!("{p}{}", &key[prefix.len().min(key.len())..])),
-                };
-                let source = format!("{}/{}?versionId={}", src.name, urlencode(key), version);
+            Ok(Done::Deleted) => summary.deleted += 1,
+            Ok(Done::Unchanged) => summary.unchanged += 1,
+            Err(why) => summary.failed.push((key, why)),
+        }
+    }
+    summary.failed.sort();
+    Ok(summary)
+}
+
+/// Carries out one key's plan.
+async fn apply(
+    src: &Bucket,
+    prefix: &str,
+    dest: &Dest,
+    key: &str,
+    plan: &Plan,
+    copying: &Copying,
+) -> std::result::Result<Done, String> {
+    match plan {
+        Plan::Keep => Ok(Done::Unchanged),
+        Plan::Copy { version, size } => {
+            let (bucket, target) = match dest {
+                Dest::InPlace => (src, key.to_string()),
+                Dest::Copy { bucket, prefix: p } => (bucket, format!("{p}{}", &key[prefix.len().min(key.len())..])),
+            };
+            let source = format!("{}/{}?versionId={}", src.name, urlencode(key), version);
+            if *size > copying.single_copy_max {
+                copy_in_parts(src, key, version, bucket, &target, &source, *size, copying).await?;
+            } else {
                 bucket
                     .client
                     .copy_object()
                     .bucket(&bucket.name)
                     .key(&target)
                     .copy_source(source)
+                    .set_server_side_encryption(copying.sse.as_deref().map(ServerSideEncryption::from))
+                    .set_ssekms_key_id(copying.kms_key_id.clone())
                     .send()
                     .await
-                    .map(|_| {
-                        summary.restored += 1;
-                        summary.bytes += size;
-                    })
-                    .map_err(|e| crate::explain(&e))
+                    .map_err(|e| crate::explain(&e))?;
             }
-            Plan::Delete => src
+            Ok(Done::Restored(*size))
+        }
+        Plan::Delete => src
+            .client
+            .delete_object()
+            .bucket(&src.name)
+            .key(key)
+            .send()
+            .await
+            .map(|_| Done::Deleted)
+            .map_err(|e| crate::explain(&e)),
+    }
+}
+
+/// Copies one version above what `CopyObject` may copy: a multipart
+/// upload whose parts are copied server-side from the version
+/// (`UploadPartCopy` with a byte range), its headers kept; an upload that
+/// fails is aborted, so no parts are left to pay for.
+#[allow(clippy::too_many_arguments)]
+async fn copy_in_parts(
+    src: &Bucket,
+    key: &str,
+    version: &str,
+    dst: &Bucket,
+    target: &str,
+    source: &str,
+    size: u64,
+    copying: &Copying,
+) -> std::result::Result<(), String> {
+    use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+    let head = src
+        .client
+        .head_object()
+        .bucket(&src.name)
+        .key(key)
+        .version_id(version)
+        .send()
+        .await
+        .map_err(|e| format!("reading the version's headers: {}", crate::explain(&e)))?;
+    let created = dst
+        .client
+        .create_multipart_upload()
+        .bucket(&dst.name)
+        .key(target)
+        .set_content_type(head.content_type().map(str::to_string))
+        .set_cache_control(head.cache_control().map(str::to_string))
+        .set_content_encoding(head.content_encoding().map(str::to_string))
+        .set_content_disposition(head.content_disposition().map(str::to_string))
+        .set_metadata(head.metadata().cloned())
+        .set_server_side_encryption(copying.sse.as_deref().map(ServerSideEncryption::from))
+        .set_ssekms_key_id(copying.kms_key_id.clone())
+        .send()
+        .await
+        .map_err(|e| format!("starting the copy in parts: {}", crate::explain(&e)))?;
+    let upload = created.upload_id().unwrap_or_default().to_string();
+    let part_size = copying.part_size.max(size.div_ceil(10_000)).max(5 << 20);
+    let copied = async {
+        let mut parts = Vec::new();
+        let (mut start, mut number) = (0u64, 1i32);
+        while start < size {
+            let end = (start + part_size).min(size) - 1;
+            let out = dst
                 .client
-                .delete_object()
-                .bucket(&src.name)
-                .key(key)
+                .upload_part_copy()
+                .bucket(&dst.name)
+                .key(target)
+                .upload_id(&upload)
+                .part_number(number)
+                .copy_source(source)
+                .copy_source_range(format!("bytes={start}-{end}"))
                 .send()
                 .await
-                .map(|_| summary.deleted += 1)
-                .map_err(|e| crate::explain(&e)),
-        };
-        if let Err(why) = result {
-            summary.failed.push((key.clone(), why));
+                .map_err(|e| format!("copying part {number}: {}", crate::explain(&e)))?;
+            let etag = out.copy_part_result().and_then(|r| r.e_tag()).unwrap_or_default().to_string();
+            parts.push(CompletedPart::builder().part_number(number).e_tag(etag).build());
+            start = end + 1;
+            number += 1;
+        }
+        let completed = dst
+            .client
+            .complete_multipart_upload()
+            .bucket(&dst.name)
+            .key(target)
+            .upload_id(&upload)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .send()
+            .await;
+        match completed {
+            Ok(_) => Ok(()),
+            // The completion may have happened with its answer lost or
+            // unreadable (a dropped connection, an S3-compatible server's
+            // odd XML): an upload that is gone and an object of the right
+            // size say it did.
+            Err(e) => {
+                let gone =
+                    dst.client.list_parts().bucket(&dst.name).key(target).upload_id(&upload).send().await.is_err();
+                let head = dst.client.head_object().bucket(&dst.name).key(target).send().await;
+                match head {
+                    Ok(h) if gone && h.content_length() == Some(size as i64) => Ok(()),
+                    _ => Err(format!("completing the copy in parts: {}", crate::explain(&e))),
+                }
+            }
         }
     }
-    Ok(summary)
+    .await;
+    if copied.is_err() {
+        // Aborting a completed upload fails harmlessly; one left open costs money.
+        let _ = dst.client.abort_multipart_upload().bucket(&dst.name).key(target).upload_id(&upload).send().await;
+    }
+    copied
 }
 
 /// Reading each key's history, and the version to bring back (a copy
@@ -180,11 +376,12 @@ pub const READ_VERSIONS: Grant = Grant {
     uses: &[Use::Restore],
 };
 
-/// Writing the restored keys (a copy is `s3:PutObject`) and, in place,
+/// Writing the restored keys (a copy, and each call of a copy in parts,
+/// is `s3:PutObject`; a failed one is aborted) and, in place,
 /// hiding keys created since behind a delete marker.
 pub const WRITE_RESTORED: Grant = Grant {
     sid: "S3RestoreWriteObjects",
-    actions: &["s3:PutObject", "s3:DeleteObject"],
+    actions: &["s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"],
     on: On::RestoreDestObjects,
     uses: &[Use::Restore],
 };

@@ -219,7 +219,15 @@ impl CloudRestore {
             drctl_aws::s3_restore::Dest::InPlace => (src.clone(), prefix.clone()),
             drctl_aws::s3_restore::Dest::Copy { bucket, prefix: p } => (bucket.clone(), p.clone()),
         };
-        let sum = drctl_aws::s3_restore::restore(&src, &prefix, at, &dest).await.map_err(|e| match e {
+        let sum = drctl_aws::s3_restore::restore_with(
+            &src,
+            &prefix,
+            at,
+            &dest,
+            &drctl_aws::s3_restore::Copying::like_replication(ds.replication.as_ref()),
+        )
+        .await
+        .map_err(|e| match e {
             drctl_aws::Error::Api { transient: true, .. } => ActionError::Transient(e.to_string()),
             other => ActionError::Fatal(other.to_string()),
         })?;

@@ -70,14 +70,6 @@ impl ReportAt {
     }
 }
 
-/// The database a PostgreSQL URL names (`postgres` when it names none).
-pub(crate) fn database_of(url: &str) -> String {
-    drctl_providers::pg_tls::parse(url)
-        .ok()
-        .and_then(|t| t.config.get_dbname().map(str::to_string))
-        .unwrap_or_else(|| "postgres".to_string())
-}
-
 /// Runs a restore test. `keep`: leave the copy running for inspection.
 /// `clients` reach an S3 datastore's buckets.
 pub async fn run(
@@ -119,7 +111,10 @@ pub async fn run(
     let requested = restore::resolve_target(&p.request.target, started_at).map(epoch).unwrap_or_default();
     let (checks, error) = match &ended {
         Ok(Ended::Succeeded) => {
-            let url = copy.local_url(&crate::postgres::primary_user(&ds.primary_url), &database_of(&ds.primary_url));
+            let url = copy.local_url(
+                &crate::postgres::primary_user(&ds.primary_url),
+                &crate::postgres::database_of(&ds.primary_url),
+            );
             let checks: Vec<crate::verify::Check> = test
                 .verify
                 .iter()
@@ -172,7 +167,7 @@ pub async fn run(
         "replayed_erasures": erasures.requests,
         "error": error,
         "kept": kept.map(|k| json!({ "for_s": k.as_secs_f64(), "data": copy.data.display().to_string(),
-                                     "url": copy.local_url("postgres", &database_of(&ds.primary_url)) })),
+                                     "url": copy.local_url("postgres", &crate::postgres::database_of(&ds.primary_url)) })),
     });
     let finished_at = SystemTime::now();
     let report = json!({

@@ -401,3 +401,11 @@ pub fn primary_user(url: &str) -> String {
         .and_then(|t| t.config.get_user().map(str::to_string))
         .unwrap_or_else(|| "postgres".to_string())
 }
+
+/// The database a PostgreSQL URL names (`postgres` when it names none).
+pub(crate) fn database_of(url: &str) -> String {
+    drctl_providers::pg_tls::parse(url)
+        .ok()
+        .and_then(|t| t.config.get_dbname().map(str::to_string))
+        .unwrap_or_else(|| "postgres".to_string())
+}

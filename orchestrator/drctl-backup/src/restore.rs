@@ -696,7 +696,7 @@ impl PgRestore {
         let copy = copy_of(&self.site, &self.req);
         let url = copy.local_url(
             &crate::postgres::primary_user(&self.ds.primary_url),
-            &crate::drill::database_of(&self.ds.primary_url),
+            &crate::postgres::database_of(&self.ds.primary_url),
         );
         let eraser = drctl_control::erasure::Eraser::new(
             self.topo.clone(),

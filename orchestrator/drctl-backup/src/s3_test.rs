@@ -107,11 +107,12 @@ pub(crate) async fn run(
         out.error = Some(format!("create the scratch bucket {name}: {}", drctl_aws::explain(&e)));
         return Ok(out);
     }
-    match drctl_aws::s3_restore::restore(
+    match drctl_aws::s3_restore::restore_with(
         &src,
         "",
         at,
         &drctl_aws::s3_restore::Dest::Copy { bucket: copy.clone(), prefix: String::new() },
+        &drctl_aws::s3_restore::Copying::like_replication(ds.replication.as_ref()),
     )
     .await
     {

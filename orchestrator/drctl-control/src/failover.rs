@@ -220,7 +220,7 @@ async fn pg_promote_checks(
     max_lag: Option<Duration>,
     to: &str,
 ) -> Result<Vec<Check>, Error> {
-    let mut checks = fence_checks(&decl.overrides, subject, name, members, to).await;
+    let mut checks = crate::fence::fence_checks(&decl.overrides, subject, name, members, to).await;
     let (look, measured) = postgres::standby_lag(members, to, Duration::from_secs(5)).await;
     // This look is evidence like any sample: a primary seen dark now
     // dates the darkness for the promote-time check and later declarations.
@@ -258,60 +258,6 @@ async fn pg_promote_checks(
     };
     checks.push(Check { subject: subject.into(), ok, detail });
     Ok(checks)
-}
-
-/// The fence checks of a promote (or of a restore that puts a copy in the
-/// primary's place): every member of `name` but the one in `except` answers
-/// (its client path will be closed) or has a `fence` command, or is named
-/// `--unfenced` by the commander. Changes nothing.
-pub(crate) async fn fence_checks(
-    overrides: &Overrides,
-    subject: &str,
-    name: &str,
-    members: &[postgres::Member],
-    except: &str,
-) -> Vec<Check> {
-    let mut checks = Vec::new();
-    for (zone, rung) in crate::fence::rungs(members, except).await {
-        use crate::fence::Rung;
-        let check = match rung {
-            Rung::Answers => Check {
-                subject: subject.into(),
-                ok: true,
-                detail: format!("the {name} member in {zone} answers: it will be fenced by closing its client path"),
-            },
-            Rung::Command(why, prog) => Check {
-                subject: subject.into(),
-                ok: true,
-                detail: format!(
-                    "the {name} member in {zone} does not answer ({why}): it will be fenced by its command `{prog}`"
-                ),
-            },
-            Rung::Neither(why) => {
-                let detail = format!(
-                    "the {name} member in {zone} does not answer ({why}) and has no `fence` command: promoting now could leave two writable primaries (it may still be running, cut off from here)"
-                );
-                let flag = overrides::unfenced_flag(name, &zone);
-                if overrides.unfenced(name, &zone) {
-                    Check {
-                        subject: subject.into(),
-                        ok: true,
-                        detail: format!("{detail}; {flag}: it will NOT be fenced"),
-                    }
-                } else {
-                    Check {
-                        subject: subject.into(),
-                        ok: false,
-                        detail: format!(
-                            "{detail}. Give it `fence: {{ command: [...] }}`, or promote beside it with `{flag}`; nothing was changed"
-                        ),
-                    }
-                }
-            }
-        };
-        checks.push(check);
-    }
-    checks
 }
 
 /// What in the declared scope still looks alive: a PostgreSQL primary in a

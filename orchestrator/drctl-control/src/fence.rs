@@ -168,6 +168,59 @@ pub(crate) fn pg_datastore(topo: &Topology, name: &str) -> Option<(Vec<Member>, 
     Some((crate::live::postgres_members(topo, d), e.failover.max_lag, catch_up))
 }
 
+/// The fence checks of a promote (or of a restore that puts a copy in the
+/// primary's place): every member of `name` but the one in `except` answers
+/// (its client path will be closed) or has a `fence` command, or is named
+/// `--unfenced` by the commander. Changes nothing.
+pub(crate) async fn fence_checks(
+    overrides: &crate::overrides::Overrides,
+    subject: &str,
+    name: &str,
+    members: &[Member],
+    except: &str,
+) -> Vec<crate::declaration::Check> {
+    let mut checks = Vec::new();
+    for (zone, rung) in rungs(members, except).await {
+        let check = match rung {
+            Rung::Answers => crate::declaration::Check {
+                subject: subject.into(),
+                ok: true,
+                detail: format!("the {name} member in {zone} answers: it will be fenced by closing its client path"),
+            },
+            Rung::Command(why, prog) => crate::declaration::Check {
+                subject: subject.into(),
+                ok: true,
+                detail: format!(
+                    "the {name} member in {zone} does not answer ({why}): it will be fenced by its command `{prog}`"
+                ),
+            },
+            Rung::Neither(why) => {
+                let detail = format!(
+                    "the {name} member in {zone} does not answer ({why}) and has no `fence` command: promoting now could leave two writable primaries (it may still be running, cut off from here)"
+                );
+                let flag = crate::overrides::unfenced_flag(name, &zone);
+                if overrides.unfenced(name, &zone) {
+                    crate::declaration::Check {
+                        subject: subject.into(),
+                        ok: true,
+                        detail: format!("{detail}; {flag}: it will NOT be fenced"),
+                    }
+                } else {
+                    crate::declaration::Check {
+                        subject: subject.into(),
+                        ok: false,
+                        detail: format!(
+                            "{detail}. Give it `fence: {{ command: [...] }}`, or promote beside it with `{flag}`; nothing was changed"
+                        ),
+                    }
+                }
+            }
+        };
+        checks.push(check);
+    }
+    checks
+}
+
 /// The fence checks of a restore that puts a restored copy in the place of
 /// `name`'s primary (docs/restore.md): the copy becomes the one writable
 /// primary, so every member must be fenceable exactly as for a promote
@@ -178,10 +231,10 @@ pub async fn replace_checks(
     name: &str,
     overrides: &crate::overrides::Overrides,
     subject: &str,
-) -> Option<Vec<crate::failover::Check>> {
+) -> Option<Vec<crate::declaration::Check>> {
     let (members, _, _) = pg_datastore(topo, name)?;
     // No member is exempt: the copy is none of them.
-    Some(crate::failover::fence_checks(overrides, subject, name, &members, "").await)
+    Some(fence_checks(overrides, subject, name, &members, "").await)
 }
 
 /// Fences every member of `name` through the ladder a promote uses, for a

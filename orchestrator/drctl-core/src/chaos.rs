@@ -6,7 +6,7 @@
 //! injected. Running experiments is the drill's job (`drctl-lab`); this
 //! module only says what an experiment file means.
 
-use crate::decode::{Decoder, Named};
+use crate::decode::{Decoder, Fields, Named, Spanned};
 use crate::diag::{Code, Diagnostic, Pos};
 use crate::yaml;
 use std::path::{Path, PathBuf};
@@ -164,6 +164,25 @@ fn decode(d: &mut Decoder, root: &yaml::Node, path: &Path) -> Option<Experiment>
     let name = d.req_string(&top, "name", &"the experiment");
     let description = d.opt_string(&top, "description", &"the experiment").map(|s| s.value);
     let duration = d.required(&top, "duration", &"the experiment").and_then(|n| d.duration(n, &"`duration`"));
+    let faults = decode_faults(d, &top);
+    let stop_when = decode_stop_when(d, &top);
+    let declare = decode_declare(d, &top, duration.as_ref(), &faults);
+    let recover = decode_recover(d, &top, &faults);
+    check_faults_start_in_time(d, duration.as_ref(), &faults);
+    Some(Experiment {
+        name: name?.value,
+        description,
+        file: path.to_path_buf(),
+        faults,
+        duration: duration?.value,
+        stop_when,
+        declare,
+        recover,
+    })
+}
+
+/// `faults:`, at least one; a fault with a mistake is reported and left out.
+fn decode_faults(d: &mut Decoder, top: &Fields) -> Vec<TimedFault> {
     let mut faults = Vec::new();
     let fault_nodes = d.list(top.get("faults"), &"`faults`");
     if fault_nodes.is_empty() {
@@ -172,95 +191,116 @@ fn decode(d: &mut Decoder, root: &yaml::Node, path: &Path) -> Option<Experiment>
             .with_hint("add `faults:` with at least one `{ kind: ... }`");
     }
     for node in fault_nodes {
-        let what = Named("fault", node.peek("kind"));
-        let keys = ["kind", "zones", "one_way", "target", "datastore", "delay", "rate", "after", "sql", "share"];
-        let Some(f) = d.fields(node, &what, &keys) else { continue };
-        let Some(kind) = d.req_string(&f, "kind", &what) else { continue };
-        if !d.choice(&kind, &"fault kind", FAULT_KINDS) {
-            continue;
-        }
-        let after = d.opt_duration(&f, "after", &what).map_or(Duration::ZERO, |a| a.value);
-        let target = |d: &mut Decoder| d.req_string(&f, "target", &what).map(|t| t.value);
-        let fault = match kind.value.as_str() {
-            "zone-outage" => {
-                let zones: Vec<String> =
-                    d.string_list(f.get("zones"), &"`zones`").into_iter().map(|z| z.value).collect();
-                if zones.is_empty() {
-                    d.diags.error(Code::MissingKey, f.pos, "a zone-outage needs `zones: [ZONE, ...]`");
-                    None
-                } else {
-                    Some(Fault::ZoneOutage { zones })
-                }
-            }
-            "zone-partition" => {
-                let zones: Vec<String> =
-                    d.string_list(f.get("zones"), &"`zones`").into_iter().map(|z| z.value).collect();
-                let one_way = f.get("one_way").and_then(|n| d.boolean(n, &"`one_way`")).is_some_and(|b| b.value);
-                if zones.is_empty() {
-                    d.diags.error(Code::MissingKey, f.pos, "a zone-partition needs `zones: [ZONE, ...]`");
-                    None
-                } else {
-                    Some(Fault::ZonePartition { zones, one_way })
-                }
-            }
-            "process-kill" => target(d).map(|target| Fault::ProcessKill { target }),
-            "reset" => target(d).map(|target| Fault::Reset { target }),
-            "latency" => {
-                let t = target(d);
-                let delay = d.required(&f, "delay", &what).and_then(|n| d.duration(n, &"`delay`"));
-                t.zip(delay).map(|(target, delay)| Fault::Latency { target, delay: delay.value })
-            }
-            "packet-loss" => {
-                let t = target(d);
-                let r = match f.get("rate") {
-                    Some(n) => rate(d, Some(n), "`rate`"),
-                    None => {
-                        d.diags.error(Code::MissingKey, f.pos, "a packet-loss needs `rate:` (e.g. 20%)");
-                        None
-                    }
-                };
-                t.zip(r).map(|(target, rate)| Fault::PacketLoss { target, rate })
-            }
-            "replication-pause" => {
-                d.req_string(&f, "datastore", &what).map(|s| Fault::ReplicationPause { datastore: s.value })
-            }
-            "s3-errors" => {
-                let datastore = d.opt_string(&f, "datastore", &what).map(|s| s.value);
-                // Without a rate, every request fails.
-                let share = match f.get("rate") {
-                    Some(n) => rate(d, Some(n), "`rate`"),
-                    None => Some(1.0),
-                };
-                share.map(|rate| Fault::S3Errors { datastore, rate })
-            }
-            "data-loss" => {
-                let ds = d.req_string(&f, "datastore", &what);
-                let sql = d.req_string(&f, "sql", &what);
-                if let Some(s) = sql.as_ref().filter(|s| s.value.trim().is_empty()) {
-                    d.diags
-                        .error(Code::BadValue, s.pos, "`sql` is empty")
-                        .with_hint("the statement that damages the data, e.g. `DELETE FROM workload`");
-                }
-                ds.zip(sql.filter(|s| !s.value.trim().is_empty()))
-                    .map(|(ds, sql)| Fault::DataLoss { datastore: ds.value, sql: sql.value })
-            }
-            "object-overwrite" => {
-                let ds = d.req_string(&f, "datastore", &what);
-                let share = match f.get("share") {
-                    Some(n) => rate(d, Some(n), "`share`"),
-                    None => {
-                        d.diags.error(Code::MissingKey, f.pos, "an object-overwrite needs `share:` (e.g. 0.5)");
-                        None
-                    }
-                };
-                ds.zip(share).map(|(ds, share)| Fault::ObjectOverwrite { datastore: ds.value, share })
-            }
-            _ => None,
-        };
-        if let Some(fault) = fault {
-            faults.push(TimedFault { fault, after, pos: node.pos });
+        if let Some(fault) = decode_timed_fault(d, node) {
+            faults.push(fault);
         }
     }
+    faults
+}
+
+/// One entry of `faults:`: its kind, when it starts, and the fault.
+fn decode_timed_fault(d: &mut Decoder, node: &yaml::Node) -> Option<TimedFault> {
+    let what = Named("fault", node.peek("kind"));
+    let keys = ["kind", "zones", "one_way", "target", "datastore", "delay", "rate", "after", "sql", "share"];
+    let f = d.fields(node, &what, &keys)?;
+    let kind = d.req_string(&f, "kind", &what)?;
+    if !d.choice(&kind, &"fault kind", FAULT_KINDS) {
+        return None;
+    }
+    let after = d.opt_duration(&f, "after", &what).map_or(Duration::ZERO, |a| a.value);
+    let fault = decode_fault(d, &f, &what, &kind.value)?;
+    Some(TimedFault { fault, after, pos: node.pos })
+}
+
+/// The fields one kind of fault needs (`kind` is one of [`FAULT_KINDS`]).
+fn decode_fault(d: &mut Decoder, f: &Fields, what: &Named, kind: &str) -> Option<Fault> {
+    let target = |d: &mut Decoder| d.req_string(f, "target", what).map(|t| t.value);
+    match kind {
+        "zone-outage" => {
+            let zones = zones(d, f);
+            if zones.is_empty() {
+                d.diags.error(Code::MissingKey, f.pos, "a zone-outage needs `zones: [ZONE, ...]`");
+                None
+            } else {
+                Some(Fault::ZoneOutage { zones })
+            }
+        }
+        "zone-partition" => {
+            let zones = zones(d, f);
+            let one_way = f.get("one_way").and_then(|n| d.boolean(n, &"`one_way`")).is_some_and(|b| b.value);
+            if zones.is_empty() {
+                d.diags.error(Code::MissingKey, f.pos, "a zone-partition needs `zones: [ZONE, ...]`");
+                None
+            } else {
+                Some(Fault::ZonePartition { zones, one_way })
+            }
+        }
+        "process-kill" => target(d).map(|target| Fault::ProcessKill { target }),
+        "reset" => target(d).map(|target| Fault::Reset { target }),
+        "latency" => {
+            let t = target(d);
+            let delay = d.required(f, "delay", what).and_then(|n| d.duration(n, &"`delay`"));
+            t.zip(delay).map(|(target, delay)| Fault::Latency { target, delay: delay.value })
+        }
+        "packet-loss" => {
+            let t = target(d);
+            let r = required_share(d, f, "rate", "a packet-loss needs `rate:` (e.g. 20%)");
+            t.zip(r).map(|(target, rate)| Fault::PacketLoss { target, rate })
+        }
+        "replication-pause" => {
+            d.req_string(f, "datastore", what).map(|s| Fault::ReplicationPause { datastore: s.value })
+        }
+        "s3-errors" => {
+            let datastore = d.opt_string(f, "datastore", what).map(|s| s.value);
+            // Without a rate, every request fails.
+            let share = match f.get("rate") {
+                Some(n) => rate(d, Some(n), "`rate`"),
+                None => Some(1.0),
+            };
+            share.map(|rate| Fault::S3Errors { datastore, rate })
+        }
+        "data-loss" => decode_data_loss(d, f, what),
+        "object-overwrite" => {
+            let ds = d.req_string(f, "datastore", what);
+            let share = required_share(d, f, "share", "an object-overwrite needs `share:` (e.g. 0.5)");
+            ds.zip(share).map(|(ds, share)| Fault::ObjectOverwrite { datastore: ds.value, share })
+        }
+        _ => None,
+    }
+}
+
+/// `zones:` of a zone fault (empty when missing).
+fn zones(d: &mut Decoder, f: &Fields) -> Vec<String> {
+    d.string_list(f.get("zones"), &"`zones`").into_iter().map(|z| z.value).collect()
+}
+
+/// A share (`key`) the fault cannot do without: `missing` when it is not there.
+fn required_share(d: &mut Decoder, f: &Fields, key: &str, missing: &str) -> Option<f64> {
+    match f.get(key) {
+        Some(n) => rate(d, Some(n), &format!("`{key}`")),
+        None => {
+            d.diags.error(Code::MissingKey, f.pos, missing);
+            None
+        }
+    }
+}
+
+/// A data-loss fault: a datastore and a statement that is not empty.
+fn decode_data_loss(d: &mut Decoder, f: &Fields, what: &Named) -> Option<Fault> {
+    let ds = d.req_string(f, "datastore", what);
+    let sql = d.req_string(f, "sql", what);
+    if let Some(s) = sql.as_ref().filter(|s| s.value.trim().is_empty()) {
+        d.diags
+            .error(Code::BadValue, s.pos, "`sql` is empty")
+            .with_hint("the statement that damages the data, e.g. `DELETE FROM workload`");
+    }
+    ds.zip(sql.filter(|s| !s.value.trim().is_empty()))
+        .map(|(ds, sql)| Fault::DataLoss { datastore: ds.value, sql: sql.value })
+}
+
+/// `stop_when:`, each condition a bound on one datastore's RPO or one
+/// service's RTO.
+fn decode_stop_when(d: &mut Decoder, top: &Fields) -> Vec<StopWhen> {
     let mut stop_when = Vec::new();
     for node in d.list(top.get("stop_when"), &"`stop_when`") {
         let what: &dyn std::fmt::Display = &"a stop condition";
@@ -287,14 +327,25 @@ fn decode(d: &mut Decoder, root: &yaml::Node, path: &Path) -> Option<Experiment>
             }
         }
     }
-    let declare = match top.get("declare") {
+    stop_when
+}
+
+/// `declare:` (`auto` when absent); `{ after }` must leave the declaration
+/// inside the experiment.
+fn decode_declare(
+    d: &mut Decoder,
+    top: &Fields,
+    duration: Option<&Spanned<Duration>>,
+    faults: &[TimedFault],
+) -> DeclareMode {
+    match top.get("declare") {
         None => DeclareMode::Auto,
         Some(node) if matches!(node.value, crate::yaml::Value::Map(_)) => {
             let after = d.fields(node, &"`declare`", &["after"]).and_then(|f| {
                 let n = d.required(&f, "after", &"`declare`")?;
                 d.duration(n, &"`declare: { after }`")
             });
-            if let (Some(after), Some(dur), Some(first)) = (&after, &duration, faults.iter().map(|f| f.after).min()) {
+            if let (Some(after), Some(dur), Some(first)) = (&after, duration, faults.iter().map(|f| f.after).min()) {
                 if first + after.value >= dur.value {
                     d.diags
                         .error(Code::BadValue, after.pos, "the declaration would come after the experiment ends")
@@ -303,7 +354,7 @@ fn decode(d: &mut Decoder, root: &yaml::Node, path: &Path) -> Option<Experiment>
             }
             after.map_or(DeclareMode::Auto, |a| DeclareMode::After(a.value))
         }
-        Some(_) => match d.opt_string(&top, "declare", &"the experiment") {
+        Some(_) => match d.opt_string(top, "declare", &"the experiment") {
             None => DeclareMode::Auto,
             Some(s) if s.value == "auto" => DeclareMode::Auto,
             Some(s) if s.value == "manual" => DeclareMode::Manual,
@@ -313,8 +364,13 @@ fn decode(d: &mut Decoder, root: &yaml::Node, path: &Path) -> Option<Experiment>
                 DeclareMode::Auto
             }
         },
-    };
-    let recover = match d.opt_string(&top, "recover", &"the experiment") {
+    }
+}
+
+/// `recover:` (`failover` when absent); `restore` needs a logical fault to
+/// answer.
+fn decode_recover(d: &mut Decoder, top: &Fields, faults: &[TimedFault]) -> Recover {
+    let recover = match d.opt_string(top, "recover", &"the experiment") {
         None => Recover::Failover,
         Some(s) if s.value == "failover" => Recover::Failover,
         Some(s) if s.value == "restore" => Recover::Restore,
@@ -336,8 +392,13 @@ fn decode(d: &mut Decoder, root: &yaml::Node, path: &Path) -> Option<Experiment>
             }
         }
     }
-    if let (Some(dur), true) = (&duration, !faults.is_empty()) {
-        for f in &faults {
+    recover
+}
+
+/// Every fault starts before the experiment ends.
+fn check_faults_start_in_time(d: &mut Decoder, duration: Option<&Spanned<Duration>>, faults: &[TimedFault]) {
+    if let (Some(dur), true) = (duration, !faults.is_empty()) {
+        for f in faults {
             if f.after > dur.value {
                 d.diags
                     .error(Code::BadValue, f.pos, "this fault starts after the experiment ends")
@@ -345,16 +406,6 @@ fn decode(d: &mut Decoder, root: &yaml::Node, path: &Path) -> Option<Experiment>
             }
         }
     }
-    Some(Experiment {
-        name: name?.value,
-        description,
-        file: path.to_path_buf(),
-        faults,
-        duration: duration?.value,
-        stop_when,
-        declare,
-        recover,
-    })
 }
 
 #[cfg(test)]

@@ -179,8 +179,27 @@ fn verdict(v: &Value) -> &'static str {
 /// fetched, printable (`printable`: the assurance report; otherwise the
 /// customer's page, which links to the reports).
 pub(crate) fn html(e: &Value, printable: bool) -> String {
-    let customer = e["customer"].as_str().unwrap_or_default();
     let mut h = String::with_capacity(16 * 1024);
+    header_html(&mut h, e, printable);
+    summary_html(&mut h, e);
+    let services = e["services"].as_array().cloned().unwrap_or_default();
+    services_now_html(&mut h, &services);
+    drills_html(&mut h, &services);
+    restores_html(&mut h, &services);
+    incidents_html(&mut h, &services);
+    let _ = write!(
+        h,
+        r#"<section><h2>How these numbers are measured</h2><p>{}</p><p class="meta">Audit log head at generation: <code>{}</code></p></section></main></body></html>"#,
+        esc(e["method"].as_str().unwrap_or_default()),
+        esc(e["audit_head"].as_str().unwrap_or("none"))
+    );
+    h
+}
+
+/// The document's head and the report's header; the customer's page also
+/// links to the printable report and the JSON.
+fn header_html(h: &mut String, e: &Value, printable: bool) {
+    let customer = e["customer"].as_str().unwrap_or_default();
     let _ = write!(
         h,
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><title>{} · disaster-recovery assurance</title><style>{STYLE}</style></head><body><main>"#,
@@ -198,6 +217,10 @@ pub(crate) fn html(e: &Value, printable: bool) -> String {
     if !printable {
         h.push_str(r#"<p class="noprint"><a href="assurance.html">Printable report</a> · <a href="assurance.json">JSON</a></p>"#);
     }
+}
+
+/// The contract, the targets met now, the drills, readiness and erasure.
+fn summary_html(h: &mut String, e: &Value) {
     let s = &e["summary"];
     let _ = write!(
         h,
@@ -211,9 +234,12 @@ pub(crate) fn html(e: &Value, printable: bool) -> String {
         e["readiness"].as_str().map_or(String::new(), |l| format!("<li>{}</li>", esc(l)))
             + &e["erasure"]["statement"].as_str().map_or(String::new(), |l| format!("<li>{}</li>", esc(l)))
     );
+}
+
+/// Each service's state, live RPO and RTO estimate against the contract.
+fn services_now_html(h: &mut String, services: &[Value]) {
     h.push_str(r#"<section><h2>Your services now</h2><table><thead><tr><th scope="col">Service</th><th scope="col">State</th><th scope="col">Data at risk (RPO)</th><th scope="col">Contract RPO</th><th scope="col"></th><th scope="col">Recovery estimate (RTO)</th><th scope="col">Contract RTO</th><th scope="col"></th></tr></thead><tbody>"#);
-    let services = e["services"].as_array().cloned().unwrap_or_default();
-    for svc in &services {
+    for svc in services {
         let _ = write!(
             h,
             r#"<tr><th scope="row">{}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
@@ -234,9 +260,13 @@ pub(crate) fn html(e: &Value, printable: bool) -> String {
         );
     }
     h.push_str("</tbody></table></section>");
+}
+
+/// The drills of the last 90 days, a table per service that had any.
+fn drills_html(h: &mut String, services: &[Value]) {
     h.push_str(r#"<section><h2>Drills (last 90 days)</h2>"#);
     let mut any = false;
-    for svc in &services {
+    for svc in services {
         let drills = svc["drills"].as_array().cloned().unwrap_or_default();
         if drills.is_empty() {
             continue;
@@ -270,15 +300,26 @@ pub(crate) fn html(e: &Value, printable: bool) -> String {
     if !any {
         h.push_str("<p>No drill covered these services in the last 90 days.</p>");
     }
-    h.push_str("</section><section><h2>Tested restores</h2>");
+    h.push_str("</section>");
+}
+
+/// The entries of `list` across the services, each `key` once, first seen first.
+fn unique_rows(services: &[Value], list: &str, key: &str) -> Vec<Value> {
     let mut rows: Vec<Value> = Vec::new();
-    for svc in &services {
-        for t in svc["restore_tests"].as_array().cloned().unwrap_or_default() {
-            if !rows.iter().any(|r| r["datastore"] == t["datastore"]) {
+    for svc in services {
+        for t in svc[list].as_array().cloned().unwrap_or_default() {
+            if !rows.iter().any(|r| r[key] == t[key]) {
                 rows.push(t);
             }
         }
     }
+    rows
+}
+
+/// The last tested restore of each datastore under the services.
+fn restores_html(h: &mut String, services: &[Value]) {
+    h.push_str("<section><h2>Tested restores</h2>");
+    let rows = unique_rows(services, "restore_tests", "datastore");
     if rows.is_empty() {
         h.push_str("<p>These services keep no data of their own.</p>");
     } else {
@@ -300,15 +341,13 @@ pub(crate) fn html(e: &Value, printable: bool) -> String {
         }
         h.push_str("</tbody></table>");
     }
-    h.push_str("</section><section><h2>Incidents (last 90 days)</h2>");
-    let mut rows = Vec::new();
-    for svc in &services {
-        for i in svc["incidents"].as_array().cloned().unwrap_or_default() {
-            if !rows.iter().any(|r: &Value| r["id"] == i["id"]) {
-                rows.push(i);
-            }
-        }
-    }
+    h.push_str("</section>");
+}
+
+/// The incidents of the last 90 days that touched the services.
+fn incidents_html(h: &mut String, services: &[Value]) {
+    h.push_str("<section><h2>Incidents (last 90 days)</h2>");
+    let rows = unique_rows(services, "incidents", "id");
     if rows.is_empty() {
         h.push_str("<p>No incident touched these services in the last 90 days.</p>");
     } else {
@@ -326,13 +365,7 @@ pub(crate) fn html(e: &Value, printable: bool) -> String {
         }
         h.push_str("</tbody></table>");
     }
-    let _ = write!(
-        h,
-        r#"</section><section><h2>How these numbers are measured</h2><p>{}</p><p class="meta">Audit log head at generation: <code>{}</code></p></section></main></body></html>"#,
-        esc(e["method"].as_str().unwrap_or_default()),
-        esc(e["audit_head"].as_str().unwrap_or("none"))
-    );
-    h
+    h.push_str("</section>");
 }
 
 const STYLE: &str = "body{font:15px/1.5 system-ui,sans-serif;color:#1b1f24;background:#fff;margin:0}main{max-width:62rem;margin:0 auto;padding:1.5rem}h1{font-size:1.5rem;margin:.2rem 0}h2{font-size:1.15rem;margin-top:1.8rem;border-bottom:1px solid #d0d7de}h3{font-size:1rem}table{border-collapse:collapse;width:100%;margin:.5rem 0}th,td{text-align:left;padding:.3rem .5rem;border-bottom:1px solid #e6e9ed;vertical-align:top}thead th{font-size:.85rem;color:#57606a}.meta{color:#57606a;font-size:.9rem}.met{color:#1a7f37;font-weight:600}.miss{color:#cf222e;font-weight:600}.muted{color:#6e7781}code{font-size:.85rem;word-break:break-all}@media print{body{font-size:11pt}main{max-width:none;padding:0}.noprint{display:none}a{color:inherit;text-decoration:none}table{page-break-inside:auto}tr{page-break-inside:avoid}}";

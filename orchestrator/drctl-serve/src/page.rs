@@ -607,6 +607,34 @@ pub fn markdown(src: &str) -> String {
 pub fn render(v: &View, lang: Lang) -> String {
     let w = words(lang);
     let mut h = String::with_capacity(32 * 1024);
+    head_html(&mut h, v, lang, w);
+    banner_html(&mut h, v, w);
+    if !v.active_incidents.is_empty() || !v.running_executions.is_empty() {
+        active_html(&mut h, v, w);
+    }
+    if !v.maintenance.is_empty() {
+        maintenance_html(&mut h, v, w);
+    }
+    services_html(&mut h, v, w);
+    if let Some(st) = &v.status {
+        datastores_html(&mut h, v, st, w);
+    }
+    past_incidents_html(&mut h, v, w);
+    if v.subscribe_form {
+        subscribe_form(&mut h, v, lang, w);
+    }
+    let _ = write!(
+        h,
+        r#"<footer>drctl · <time datetime="{}">{}</time></footer></main></body></html>"#,
+        rfc3339(v.now),
+        when(v.now)
+    );
+    h
+}
+
+/// The document's head and the page header, with the link to the page in
+/// the other language.
+fn head_html(h: &mut String, v: &View, lang: Lang, w: &Words) {
     let other = match lang {
         Lang::En => Lang::Ja,
         Lang::Ja => Lang::En,
@@ -628,7 +656,11 @@ pub fn render(v: &View, lang: Lang) -> String {
         other.code(),
         w.language
     );
-    // The banner says why: the worst service's reason (and how many more).
+}
+
+/// The overall state and when it was measured. The banner says why: the
+/// worst service's reason (and how many more).
+fn banner_html(h: &mut String, v: &View, w: &Words) {
     let worst: Vec<&ServiceView> = v.services.iter().filter(|s| s.state == v.overall && s.why.is_some()).collect();
     let why = worst.first().and_then(|s| s.why.as_ref().map(|y| (s, y))).map_or_else(String::new, |(s, y)| {
         let more = if worst.len() > 1 { format!(" (+{})", worst.len() - 1) } else { String::new() };
@@ -648,39 +680,47 @@ pub fn render(v: &View, lang: Lang) -> String {
             let _ = write!(h, r#"<p class="meta">{}</p>"#, w.not_measured);
         }
     }
-    if !v.active_incidents.is_empty() || !v.running_executions.is_empty() {
-        let _ = write!(h, r#"<section aria-labelledby="h-active"><h2 id="h-active">{}</h2>"#, w.active_incidents);
-        for i in &v.active_incidents {
-            incident_html(&mut h, i, w);
-        }
-        for (id, ents) in &v.running_executions {
-            let _ = write!(h, r#"<p class="card">{}: {} ({})</p>"#, w.failing_over, esc(&ents.join(", ")), esc(id));
-        }
-        h.push_str("</section>");
+}
+
+/// Open incidents and the failovers running now.
+fn active_html(h: &mut String, v: &View, w: &Words) {
+    let _ = write!(h, r#"<section aria-labelledby="h-active"><h2 id="h-active">{}</h2>"#, w.active_incidents);
+    for i in &v.active_incidents {
+        incident_html(h, i, w);
     }
-    if !v.maintenance.is_empty() {
-        let _ = write!(h, r#"<section aria-labelledby="h-maint"><h2 id="h-maint">{}</h2>"#, w.maintenance);
-        for m in &v.maintenance {
-            let _ = write!(
-                h,
-                r#"<article class="card"><h3>{}</h3><p class="meta">{} <time datetime="{}">{}</time> · {} <time datetime="{}">{}</time>{}</p><p>{}</p></article>"#,
-                esc(&m.title),
-                w.from,
-                rfc3339(m.starts_at),
-                when(m.starts_at),
-                w.until,
-                rfc3339(m.ends_at),
-                when(m.ends_at),
-                if m.services.is_empty() {
-                    String::new()
-                } else {
-                    format!(" · {}: {}", esc(w.affects), esc(&m.services.join(", ")))
-                },
-                esc(&m.body)
-            );
-        }
-        h.push_str("</section>");
+    for (id, ents) in &v.running_executions {
+        let _ = write!(h, r#"<p class="card">{}: {} ({})</p>"#, w.failing_over, esc(&ents.join(", ")), esc(id));
     }
+    h.push_str("</section>");
+}
+
+/// Announced maintenance windows.
+fn maintenance_html(h: &mut String, v: &View, w: &Words) {
+    let _ = write!(h, r#"<section aria-labelledby="h-maint"><h2 id="h-maint">{}</h2>"#, w.maintenance);
+    for m in &v.maintenance {
+        let _ = write!(
+            h,
+            r#"<article class="card"><h3>{}</h3><p class="meta">{} <time datetime="{}">{}</time> · {} <time datetime="{}">{}</time>{}</p><p>{}</p></article>"#,
+            esc(&m.title),
+            w.from,
+            rfc3339(m.starts_at),
+            when(m.starts_at),
+            w.until,
+            rfc3339(m.ends_at),
+            when(m.ends_at),
+            if m.services.is_empty() {
+                String::new()
+            } else {
+                format!(" · {}: {}", esc(w.affects), esc(&m.services.join(", ")))
+            },
+            esc(&m.body)
+        );
+    }
+    h.push_str("</section>");
+}
+
+/// The services, tier by tier, each a card.
+fn services_html(h: &mut String, v: &View, w: &Words) {
     let _ = write!(
         h,
         r#"<section aria-labelledby="h-svc"><h2 id="h-svc">{}</h2><p class="meta">{}</p>"#,
@@ -693,80 +733,82 @@ pub fn render(v: &View, lang: Lang) -> String {
         }
         let _ = write!(h, "<h3>{}</h3>", if tier.is_empty() { w.other_tier.to_string() } else { esc(tier) });
         for s in mine {
-            let _ = write!(
-                h,
-                r#"<div class="card svc" id="svc-{0}"><span class="name">{0}</span><span class="t-{1}">{2}</span>{8}<div class="nums"><span>{3}: {4}</span><span>{5}: {6}</span><span>{7}: "#,
-                esc(&s.name),
-                s.state.as_str(),
-                w.states[state_index(s.state)],
-                w.live_rpo,
-                objective(s.rpo_s, s.rpo_target_s, w),
-                w.rto_estimate,
-                objective(s.rto_estimate_s, s.rto_target_s, w),
-                w.last_drill,
-                s.why.as_ref().map(|y| format!(r#"<p class="why">{}</p>"#, esc(&why_text(y, w)))).unwrap_or_default()
-            );
-            match &s.last_drill {
-                Some(d) => {
-                    let lost = d.lost_writes.map(|n| format!(", {n} {}", w.lost_writes)).unwrap_or_default();
-                    let _ = write!(
-                        h,
-                        r#"<time datetime="{}">{}</time>, RTO {}, RPO {}{} — <span class="{}">{}</span>"#,
-                        rfc3339(d.at),
-                        when(d.at),
-                        secs(d.rto_s, w.unknown),
-                        secs(d.rpo_s, w.unknown),
-                        lost,
-                        if d.passed { "met" } else { "miss" },
-                        if d.passed { w.passed } else { w.failed }
-                    );
-                }
-                None => h.push_str(w.no_drill),
-            }
-            let _ = write!(
-                h,
-                r#"</span><span>{}</span></div>{}</div>"#,
-                esc(&uptime_text(s, w)),
-                uptime_svg(s, w, v.expected_checks_per_day)
-            );
+            service_card(h, v, s, w);
         }
     }
     h.push_str("</section>");
-    if let Some(st) = &v.status {
-        let _ = write!(
-            h,
-            r#"<section aria-labelledby="h-data"><h2 id="h-data">{}</h2><table><thead><tr><th scope="col"></th><th scope="col">{}</th><th scope="col">{}</th></tr></thead><tbody>"#,
-            w.datastores, w.live_rpo, w.last_restore
-        );
-        for d in &st.datastores {
-            let cell = if d.split_brain {
-                format!(r#"<span class="miss">{}</span>"#, w.split_brain)
-            } else {
-                objective(d.rpo_s, d.rpo_target_s, w)
-            };
-            let restore = restore_cell(v.restore_tests.iter().find(|(n, _)| *n == d.name).map(|(_, t)| t), w);
-            let _ = write!(h, r#"<tr><th scope="row">{}</th><td>{cell}</td><td>{restore}</td></tr>"#, esc(&d.name));
+}
+
+/// One service: its state and why, its live RPO and RTO estimate against
+/// their objectives, its last drill and its uptime.
+fn service_card(h: &mut String, v: &View, s: &ServiceView, w: &Words) {
+    let _ = write!(
+        h,
+        r#"<div class="card svc" id="svc-{0}"><span class="name">{0}</span><span class="t-{1}">{2}</span>{8}<div class="nums"><span>{3}: {4}</span><span>{5}: {6}</span><span>{7}: "#,
+        esc(&s.name),
+        s.state.as_str(),
+        w.states[state_index(s.state)],
+        w.live_rpo,
+        objective(s.rpo_s, s.rpo_target_s, w),
+        w.rto_estimate,
+        objective(s.rto_estimate_s, s.rto_target_s, w),
+        w.last_drill,
+        s.why.as_ref().map(|y| format!(r#"<p class="why">{}</p>"#, esc(&why_text(y, w)))).unwrap_or_default()
+    );
+    match &s.last_drill {
+        Some(d) => {
+            let lost = d.lost_writes.map(|n| format!(", {n} {}", w.lost_writes)).unwrap_or_default();
+            let _ = write!(
+                h,
+                r#"<time datetime="{}">{}</time>, RTO {}, RPO {}{} — <span class="{}">{}</span>"#,
+                rfc3339(d.at),
+                when(d.at),
+                secs(d.rto_s, w.unknown),
+                secs(d.rpo_s, w.unknown),
+                lost,
+                if d.passed { "met" } else { "miss" },
+                if d.passed { w.passed } else { w.failed }
+            );
         }
-        h.push_str("</tbody></table></section>");
+        None => h.push_str(w.no_drill),
     }
+    let _ = write!(
+        h,
+        r#"</span><span>{}</span></div>{}</div>"#,
+        esc(&uptime_text(s, w)),
+        uptime_svg(s, w, v.expected_checks_per_day)
+    );
+}
+
+/// Each datastore's live RPO (or split brain) and its last restore test.
+fn datastores_html(h: &mut String, v: &View, st: &drctl_core::status::StatusReport, w: &Words) {
+    let _ = write!(
+        h,
+        r#"<section aria-labelledby="h-data"><h2 id="h-data">{}</h2><table><thead><tr><th scope="col"></th><th scope="col">{}</th><th scope="col">{}</th></tr></thead><tbody>"#,
+        w.datastores, w.live_rpo, w.last_restore
+    );
+    for d in &st.datastores {
+        let cell = if d.split_brain {
+            format!(r#"<span class="miss">{}</span>"#, w.split_brain)
+        } else {
+            objective(d.rpo_s, d.rpo_target_s, w)
+        };
+        let restore = restore_cell(v.restore_tests.iter().find(|(n, _)| *n == d.name).map(|(_, t)| t), w);
+        let _ = write!(h, r#"<tr><th scope="row">{}</th><td>{cell}</td><td>{restore}</td></tr>"#, esc(&d.name));
+    }
+    h.push_str("</tbody></table></section>");
+}
+
+/// Past incidents (or a line saying there were none).
+fn past_incidents_html(h: &mut String, v: &View, w: &Words) {
     let _ = write!(h, r#"<section aria-labelledby="h-past"><h2 id="h-past">{}</h2>"#, w.past_incidents);
     if v.past_incidents.is_empty() {
         let _ = write!(h, "<p>{}</p>", w.no_past_incidents);
     }
     for i in &v.past_incidents {
-        incident_html(&mut h, i, w);
+        incident_html(h, i, w);
     }
     h.push_str("</section>");
-    if v.subscribe_form {
-        subscribe_form(&mut h, v, lang, w);
-    }
-    let _ = write!(
-        h,
-        r#"<footer>drctl · <time datetime="{}">{}</time></footer></main></body></html>"#,
-        rfc3339(v.now),
-        when(v.now)
-    );
-    h
 }
 
 #[cfg(test)]

@@ -503,6 +503,57 @@ impl Validator<'_> {
         let what = Desc("datastore `", &name.value, "`");
         let kind = DatastoreKind::parse(&ds.kind.as_ref()?.value)?;
         let tier = self.tier_ref(&ds.tier, ctx);
+        let (primary, replicas) = self.datastore_members(ds, kind, ctx, name, what);
+        if let Some(region) = ds.region.as_ref().filter(|r| !ctx.region_set.contains(r.value.as_str())) {
+            self.reference("region", region, ctx.regions, "regions come from the zones' `region`");
+        }
+        let replication = ds.replication.as_ref().and_then(|r| self.replication(r, kind, what));
+        let backup = ds.backup.as_ref().and_then(|b| {
+            super::backup::check(
+                self.diags,
+                b,
+                kind,
+                primary.as_ref().map(|p: &Member| p.zone),
+                ctx.zones,
+                ctx.zone_index,
+                &what,
+            )
+        });
+        let failover = self.failover(ds.failover.as_ref(), kind.default_estimate(), what);
+        let own = tier.map(|t| ctx.tier_defs[t].objective).unwrap_or_default();
+        let entity = Entity {
+            name: name.value.clone(),
+            pos: ds.pos,
+            tier,
+            effective_tier: tier,
+            targets: own,
+            depends_on: Vec::new(),
+            failover,
+            drills_every: ds.drills.as_ref().map(|d| d.value),
+            spec: EntitySpec::Datastore(Datastore {
+                kind,
+                primary,
+                replicas,
+                cluster: ds.cluster.as_ref().map(|c| c.value.clone()),
+                region: ds.region.as_ref().map(|r| r.value.clone()),
+                replication,
+                backup,
+            }),
+        };
+        Some((entity, Pending { deps: Vec::new(), own, is_service: false }))
+    }
+
+    /// A datastore's primary and replicas, no replica in the primary's
+    /// zone; an RDS cluster names only its `cluster` (its members are
+    /// discovered).
+    fn datastore_members(
+        &mut self,
+        ds: &RawDatastore,
+        kind: DatastoreKind,
+        ctx: &RefCtx,
+        name: &raw::S,
+        what: Desc,
+    ) -> (Option<Member>, Vec<Member>) {
         let mut primary = None;
         let mut replicas = Vec::new();
         if kind == DatastoreKind::RdsCluster {
@@ -540,138 +591,114 @@ impl Validator<'_> {
                     .with_hint("add `replicas:` in other zones");
             }
         }
-        if let Some(region) = ds.region.as_ref().filter(|r| !ctx.region_set.contains(r.value.as_str())) {
-            self.reference("region", region, ctx.regions, "regions come from the zones' `region`");
+        (primary, replicas)
+    }
+
+    /// `replication:` of an S3 datastore (it applies to no other kind):
+    /// who copies, when, and how.
+    fn replication(&mut self, r: &raw::RawReplication, kind: DatastoreKind, what: Desc) -> Option<Replication> {
+        if kind != DatastoreKind::S3 {
+            self.diags
+                .error(Code::UnknownKey, r.pos, format!("{what} is not an s3 datastore: `replication` does not apply"))
+                .with_hint("PostgreSQL and RDS replicate by themselves; drctl measures their lag");
+            return None;
         }
-        let replication = ds.replication.as_ref().and_then(|r| {
-            if kind != DatastoreKind::S3 {
+        let by = match r.by.as_ref() {
+            Some(b) if b.value == "drctl" => ReplicationBy::Drctl,
+            Some(b) if b.value == "s3" => ReplicationBy::S3,
+            Some(b) => {
                 self.diags
-                    .error(
-                        Code::UnknownKey,
-                        r.pos,
-                        format!("{what} is not an s3 datastore: `replication` does not apply"),
-                    )
-                    .with_hint("PostgreSQL and RDS replicate by themselves; drctl measures their lag");
+                    .error(Code::BadValue, b.pos, format!("`by: {}` is not known", b.value))
+                    .with_hint("`by: drctl` (drctl copies) or `by: s3` (native replication, monitored)");
                 return None;
             }
-            let by = match r.by.as_ref() {
-                Some(b) if b.value == "drctl" => ReplicationBy::Drctl,
-                Some(b) if b.value == "s3" => ReplicationBy::S3,
-                Some(b) => {
-                    self.diags
-                        .error(Code::BadValue, b.pos, format!("`by: {}` is not known", b.value))
-                        .with_hint("`by: drctl` (drctl copies) or `by: s3` (native replication, monitored)");
-                    return None;
-                }
-                None => return None,
-            };
-            let schedule = match (&r.every, &r.cron) {
-                (Some(_), Some(c)) => {
-                    self.diags
-                        .error(Code::BadValue, c.pos, "give either `every` or `cron`, not both")
-                        .with_hint("remove one of them");
-                    None
-                }
-                (Some(e), None) => {
-                    if e.value.is_zero() {
-                        self.diags.error(Code::BadValue, e.pos, "`every` must be longer than zero");
-                    }
-                    Some(Schedule::Every(e.value))
-                }
-                (None, Some(c)) => match cron_schedule(&c.value) {
-                    Ok((full, _)) => Some(Schedule::Cron(full)),
-                    Err(why) => {
-                        self.diags
-                            .error(Code::BadValue, c.pos, format!("cron `{}`: {why}", c.value))
-                            .with_hint("for example `*/5 * * * *` runs every five minutes");
-                        None
-                    }
-                },
-                (None, None) => {
-                    if by == ReplicationBy::Drctl {
-                        self.diags
-                            .error(Code::MissingKey, r.pos, format!("the replication of {what} has no schedule"))
-                            .with_hint("add `every: 10s` or `cron: \"*/5 * * * *\"`");
-                    }
-                    None
-                }
-            };
-            let sse = r.sse.as_ref().and_then(|s| {
-                if s.value == "AES256" || s.value == "aws:kms" {
-                    Some(s.value.clone())
-                } else {
-                    self.diags
-                        .error(Code::BadValue, s.pos, format!("`sse: {}` is not known", s.value))
-                        .with_hint("`AES256` or `aws:kms`");
-                    None
-                }
-            });
-            if let (Some(k), false) = (&r.kms_key_id, sse.as_deref() == Some("aws:kms")) {
-                self.diags
-                    .error(Code::BadValue, k.pos, "`kms_key_id` needs `sse: aws:kms`")
-                    .with_hint("add `sse: aws:kms`");
-            }
-            let concurrency = match &r.concurrency {
-                Some(c) if c.value == 0 || c.value > 1024 => {
-                    self.diags.error(Code::BadValue, c.pos, "`concurrency` must be between 1 and 1024");
-                    16
-                }
-                Some(c) => c.value as usize,
-                None => 16,
-            };
-            let deletes_replicate = match &r.deletes {
-                None => true,
-                Some(v) if v.value == "replicate" => true,
-                Some(v) if v.value == "keep" => false,
-                Some(v) => {
-                    self.diags
-                        .error(Code::BadValue, v.pos, format!("`deletes: {}` is not known", v.value))
-                        .with_hint("`replicate` (a delete on the primary reaches the replicas) or `keep`");
-                    true
-                }
-            };
-            Some(Replication {
-                by,
-                schedule,
-                concurrency,
-                sse,
-                kms_key_id: r.kms_key_id.as_ref().map(|k| k.value.clone()),
-                deletes_replicate,
-            })
-        });
-        let backup = ds.backup.as_ref().and_then(|b| {
-            super::backup::check(
-                self.diags,
-                b,
-                kind,
-                primary.as_ref().map(|p: &Member| p.zone),
-                ctx.zones,
-                ctx.zone_index,
-                &what,
-            )
-        });
-        let failover = self.failover(ds.failover.as_ref(), kind.default_estimate(), what);
-        let own = tier.map(|t| ctx.tier_defs[t].objective).unwrap_or_default();
-        let entity = Entity {
-            name: name.value.clone(),
-            pos: ds.pos,
-            tier,
-            effective_tier: tier,
-            targets: own,
-            depends_on: Vec::new(),
-            failover,
-            drills_every: ds.drills.as_ref().map(|d| d.value),
-            spec: EntitySpec::Datastore(Datastore {
-                kind,
-                primary,
-                replicas,
-                cluster: ds.cluster.as_ref().map(|c| c.value.clone()),
-                region: ds.region.as_ref().map(|r| r.value.clone()),
-                replication,
-                backup,
-            }),
+            None => return None,
         };
-        Some((entity, Pending { deps: Vec::new(), own, is_service: false }))
+        let schedule = self.replication_schedule(r, &by, what);
+        let sse = r.sse.as_ref().and_then(|s| {
+            if s.value == "AES256" || s.value == "aws:kms" {
+                Some(s.value.clone())
+            } else {
+                self.diags
+                    .error(Code::BadValue, s.pos, format!("`sse: {}` is not known", s.value))
+                    .with_hint("`AES256` or `aws:kms`");
+                None
+            }
+        });
+        if let (Some(k), false) = (&r.kms_key_id, sse.as_deref() == Some("aws:kms")) {
+            self.diags
+                .error(Code::BadValue, k.pos, "`kms_key_id` needs `sse: aws:kms`")
+                .with_hint("add `sse: aws:kms`");
+        }
+        let concurrency = match &r.concurrency {
+            Some(c) if c.value == 0 || c.value > 1024 => {
+                self.diags.error(Code::BadValue, c.pos, "`concurrency` must be between 1 and 1024");
+                16
+            }
+            Some(c) => c.value as usize,
+            None => 16,
+        };
+        let deletes_replicate = self.deletes_replicate(r);
+        Some(Replication {
+            by,
+            schedule,
+            concurrency,
+            sse,
+            kms_key_id: r.kms_key_id.as_ref().map(|k| k.value.clone()),
+            deletes_replicate,
+        })
+    }
+
+    /// When the replication runs: `every` or `cron`, one of them, and one
+    /// of them required when drctl does the copying.
+    fn replication_schedule(&mut self, r: &raw::RawReplication, by: &ReplicationBy, what: Desc) -> Option<Schedule> {
+        match (&r.every, &r.cron) {
+            (Some(_), Some(c)) => {
+                self.diags
+                    .error(Code::BadValue, c.pos, "give either `every` or `cron`, not both")
+                    .with_hint("remove one of them");
+                None
+            }
+            (Some(e), None) => {
+                if e.value.is_zero() {
+                    self.diags.error(Code::BadValue, e.pos, "`every` must be longer than zero");
+                }
+                Some(Schedule::Every(e.value))
+            }
+            (None, Some(c)) => match cron_schedule(&c.value) {
+                Ok((full, _)) => Some(Schedule::Cron(full)),
+                Err(why) => {
+                    self.diags
+                        .error(Code::BadValue, c.pos, format!("cron `{}`: {why}", c.value))
+                        .with_hint("for example `*/5 * * * *` runs every five minutes");
+                    None
+                }
+            },
+            (None, None) => {
+                if *by == ReplicationBy::Drctl {
+                    self.diags
+                        .error(Code::MissingKey, r.pos, format!("the replication of {what} has no schedule"))
+                        .with_hint("add `every: 10s` or `cron: \"*/5 * * * *\"`");
+                }
+                None
+            }
+        }
+    }
+
+    /// `deletes:`: whether a delete on the primary reaches the replicas
+    /// (`replicate`, the default) or not (`keep`).
+    fn deletes_replicate(&mut self, r: &raw::RawReplication) -> bool {
+        match &r.deletes {
+            None => true,
+            Some(v) if v.value == "replicate" => true,
+            Some(v) if v.value == "keep" => false,
+            Some(v) => {
+                self.diags
+                    .error(Code::BadValue, v.pos, format!("`deletes: {}` is not known", v.value))
+                    .with_hint("`replicate` (a delete on the primary reaches the replicas) or `keep`");
+                true
+            }
+        }
     }
 
     fn service(&mut self, svc: &RawService, ctx: &RefCtx) -> Option<(Entity, Pending)> {

@@ -96,295 +96,50 @@ pub(super) fn zone_numbers(zones: &[String]) -> Result<Vec<u8>, Error> {
         .collect()
 }
 
+/// What a fault did (or, in a dry run, would do), in words, and how to undo it.
+struct Effect {
+    hits: Vec<String>,
+    undo: Vec<Undo>,
+}
+
 pub(super) async fn inject(inner: &Inner, req: FaultRequest, dry_run: bool) -> Result<Injected, Error> {
-    let mut hits = Vec::new();
-    let mut undo = Vec::new();
-    match &req {
-        FaultRequest::ZonePartition { zones, one_way } => {
-            let nums = zone_numbers(zones)?;
-            let pid = inner.next_fault.fetch_add(1, Ordering::SeqCst);
-            for z in &nums {
-                hits.push(if *one_way {
-                    format!("{}: the controller can no longer reach it; the other zones still do", zone_name(*z))
-                } else {
-                    format!(
-                        "{}: cut off from the other zones and the controller; everything in it keeps running",
-                        zone_name(*z)
-                    )
-                });
-            }
-            if !dry_run {
-                inner.partitions.add(pid, nums.clone(), *one_way);
-            }
-            undo.push(Undo::Partition(pid, nums));
-        }
-        FaultRequest::PowerOff { datastore, zone } => {
-            if datastore != "orders-db" {
-                return Err(unknown_target(datastore));
-            }
-            let z = zone_numbers(std::slice::from_ref(zone))?[0];
-            let mut pg = inner.pg.lock().unwrap_or_else(|p| p.into_inner());
-            let m = pg
-                .iter_mut()
-                .find(|m| m.zone == z)
-                .ok_or_else(|| Error::BadInput(format!("no orders-db member in {zone}")))?;
-            if m.server.running() {
-                hits.push(format!("postgres (orders-db) in {zone} powered off (pid {})", m.server.pid().unwrap_or(0)));
-                if !dry_run {
-                    m.server.kill();
-                }
-            } else {
-                hits.push(format!("postgres (orders-db) in {zone} was already off"));
-            }
-            undo.push(Undo::Restart(vec![z]));
-        }
-        FaultRequest::ZoneOutage { zones } => {
-            let nums = zone_numbers(zones)?;
-            let mut proxies = Vec::new();
-            let mut killed = Vec::new();
-            {
-                let mut pg = inner.pg.lock().unwrap_or_else(|p| p.into_inner());
-                for m in pg.iter_mut().filter(|m| nums.contains(&m.zone)) {
-                    hits.push(format!(
-                        "postgres (orders-db) in {}: killed, address {} down",
-                        zone_name(m.zone),
-                        m.proxy.listen
-                    ));
-                    if !dry_run {
-                        m.proxy.faults.set_down(true);
-                        m.server.kill();
-                    }
-                    proxies.push(m.proxy.faults.clone());
-                    killed.push(m.zone);
-                }
-            }
-            for m in inner.s3.iter().filter(|m| nums.contains(&m.zone)) {
-                hits.push(format!("S3 endpoint of {} ({}) down", zone_name(m.zone), m.proxy.listen));
-                proxies.push(m.proxy.faults.clone());
-            }
-            for s in inner.services.iter().filter(|s| nums.contains(&s.zone)) {
-                hits.push(format!("{} in {} ({}) down", SERVICES[s.service].0, zone_name(s.zone), s.proxy.listen));
-                proxies.push(s.proxy.faults.clone());
-            }
-            {
-                let mut procs = inner.procs.lock().unwrap_or_else(|p| p.into_inner());
-                for p in procs.iter_mut().filter(|p| nums.contains(&p.spec.zone)) {
-                    hits.push(format!(
-                        "{} in {}: killed (pid {})",
-                        p.spec.name,
-                        zone_name(p.spec.zone),
-                        p.pid().unwrap_or(0)
-                    ));
-                    if !dry_run {
-                        p.kill();
-                    }
-                }
-            }
-            if !dry_run {
-                for p in &proxies {
-                    p.set_down(true);
-                }
-            }
-            undo.push(Undo::Proxies(proxies));
-            undo.push(Undo::Restart(killed));
-            undo.push(Undo::StartProcesses(nums.clone()));
-        }
+    let Effect { hits, undo } = match &req {
+        FaultRequest::ZonePartition { zones, one_way } => partition_zones(inner, zones, *one_way, dry_run)?,
+        FaultRequest::PowerOff { datastore, zone } => power_off(inner, datastore, zone, dry_run)?,
+        FaultRequest::ZoneOutage { zones } => zone_outage(inner, zones, dry_run)?,
         FaultRequest::ProcessKill { target } => match target.as_str() {
-            "orders-db" => {
-                let z = pg_primary_zone(inner)
-                    .await
-                    .ok_or_else(|| Error::BadInput("orders-db has no writable primary to kill right now".into()))?;
-                let mut pg = inner.pg.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(m) = pg.iter_mut().find(|m| m.zone == z) {
-                    hits.push(format!(
-                        "postgres primary of orders-db in {} (pid {}) killed",
-                        zone_name(z),
-                        m.server.pid().unwrap_or(0)
-                    ));
-                    if !dry_run {
-                        m.server.kill();
-                    }
-                }
-                undo.push(Undo::Restart(vec![z]));
-            }
-            "assets" => {
-                let m = &inner.s3[0];
-                hits.push(format!("S3 server of {} stopped answering ({})", zone_name(m.zone), m.proxy.listen));
-                if !dry_run {
-                    m.proxy.faults.set_down(true);
-                }
-                undo.push(Undo::Proxies(vec![m.proxy.faults.clone()]));
-            }
-            other => {
-                let i = SERVICES.iter().position(|s| s.0 == other).ok_or_else(|| unknown_target(other))?;
-                let answer = inner
-                    .dns
-                    .records
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(&format!("{other}.{DNS_ZONE}"))
-                    .and_then(|(_, a)| a.first().copied());
-                let s = inner
-                    .services
-                    .iter()
-                    .find(|s| s.service == i && Some(s.proxy.listen.ip()) == answer.map(IpAddr::V4))
-                    .or_else(|| inner.services.iter().find(|s| s.service == i))
-                    .ok_or_else(|| unknown_target(other))?;
-                hits.push(format!("{other} in {} ({}) killed", zone_name(s.zone), s.proxy.listen));
-                if !dry_run {
-                    s.proxy.faults.set_down(true);
-                }
-                undo.push(Undo::Proxies(vec![s.proxy.faults.clone()]));
-            }
+            "orders-db" => kill_pg_primary(inner, dry_run).await?,
+            "assets" => stop_s3_server(inner, dry_run),
+            other => kill_service(inner, other, dry_run)?,
         },
-        FaultRequest::Latency { target, delay_ms } => {
-            let ps = proxies_of(inner, target)?;
-            for (p, what) in &ps {
-                hits.push(format!("{what}: +{delay_ms}ms each way"));
-                if !dry_run {
-                    p.set_latency(Duration::from_millis(*delay_ms));
-                }
-            }
-            undo.push(Undo::Proxies(ps.into_iter().map(|(p, _)| p).collect()));
-        }
-        FaultRequest::PacketLoss { target, rate } => {
-            let ps = proxies_of(inner, target)?;
-            for (p, what) in &ps {
-                hits.push(format!(
-                    "{what}: {:.0}% of chunks stall {}ms",
-                    rate * 100.0,
-                    crate::proxy::LOSS_STALL.as_millis()
-                ));
-                if !dry_run {
-                    p.set_loss(*rate);
-                }
-            }
-            undo.push(Undo::Proxies(ps.into_iter().map(|(p, _)| p).collect()));
-        }
+        FaultRequest::Latency { target, delay_ms } => on_proxies(
+            inner,
+            target,
+            dry_run,
+            |what| format!("{what}: +{delay_ms}ms each way"),
+            |p| p.set_latency(Duration::from_millis(*delay_ms)),
+        )?,
+        FaultRequest::PacketLoss { target, rate } => on_proxies(
+            inner,
+            target,
+            dry_run,
+            |what| format!("{what}: {:.0}% of chunks stall {}ms", rate * 100.0, crate::proxy::LOSS_STALL.as_millis()),
+            |p| p.set_loss(*rate),
+        )?,
         FaultRequest::Reset { target } => {
-            let ps = proxies_of(inner, target)?;
-            for (p, what) in &ps {
-                hits.push(format!("{what}: connections reset"));
-                if !dry_run {
-                    p.set_reset(true);
-                }
-            }
-            undo.push(Undo::Proxies(ps.into_iter().map(|(p, _)| p).collect()));
+            on_proxies(inner, target, dry_run, |what| format!("{what}: connections reset"), |p| p.set_reset(true))?
         }
         FaultRequest::ReplicationPause { datastore } => match datastore.as_str() {
-            "orders-db" => {
-                // The standby's link to the primary is cut (its replication
-                // egress refuses): it stops receiving, so what it lacks, the
-                // RPO, grows. (Pausing replay alone would not: WAL received
-                // but not replayed is not data at risk, only replay lag.)
-                let primary = pg_primary_zone(inner).await;
-                let Some(primary) = primary else {
-                    return Err(Error::BadInput(
-                        "orders-db has no primary answering: there is no replication to pause".into(),
-                    ));
-                };
-                let mut cut = Vec::new();
-                for (z, t, proxy) in inner.egress.iter().filter(|(_, t, _)| *t == primary) {
-                    hits.push(format!(
-                        "orders-db standby in {}: replication from {} cut ({})",
-                        zone_name(*z),
-                        zone_name(*t),
-                        proxy.listen
-                    ));
-                    if !dry_run {
-                        proxy.faults.set_down(true);
-                    }
-                    cut.push(proxy.faults.clone());
-                }
-                undo.push(Undo::Proxies(cut));
-            }
-            "assets" => {
-                hits.push("assets: drctl's copying paused".into());
-                if !dry_run {
-                    inner.copying_paused.store(true, Ordering::SeqCst);
-                }
-                undo.push(Undo::ResumeCopying);
-            }
+            "orders-db" => cut_pg_replication(inner, dry_run).await?,
+            "assets" => pause_copying(inner, dry_run),
             other => return Err(unknown_target(other)),
         },
-        FaultRequest::S3Errors { datastore, rate } => {
-            if let Some(d) = datastore.as_deref().filter(|d| *d != "assets") {
-                return Err(Error::BadInput(format!("`{d}` is not an S3 datastore of the lab (it has `assets`)")));
-            }
-            let mut zones = Vec::new();
-            for m in &inner.s3 {
-                hits.push(format!(
-                    "S3 endpoint of {}: {:.0}% of requests answered 503",
-                    zone_name(m.zone),
-                    rate * 100.0
-                ));
-                if !dry_run {
-                    m.server.set_error_rate(*rate);
-                }
-                zones.push(m.zone);
-            }
-            undo.push(Undo::S3Errors(zones));
-        }
-        FaultRequest::DataLoss { datastore, sql } => {
-            if datastore != "orders-db" {
-                return Err(Error::BadInput(format!(
-                    "`{datastore}` is not a PostgreSQL datastore of the lab (it has `orders-db`)"
-                )));
-            }
-            let z = pg_primary_zone(inner).await.ok_or_else(|| {
-                Error::BadInput("orders-db has no writable primary to run the SQL on right now".into())
-            })?;
-            if dry_run {
-                hits.push(format!("orders-db primary in {}: would run `{sql}`", zone_name(z)));
-            } else {
-                let c = pg_session(inner.layout.pg(z).1, "lab").await?;
-                let done = c.simple_query(sql).await.map_err(|e| {
-                    let why = e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_string());
-                    Error::BadInput(format!("the data-loss SQL failed on orders-db: {why}"))
-                })?;
-                let rows: u64 = done
-                    .iter()
-                    .map(|m| match m {
-                        tokio_postgres::SimpleQueryMessage::CommandComplete(n) => *n,
-                        _ => 0,
-                    })
-                    .sum();
-                hits.push(format!(
-                    "orders-db primary in {}: ran `{sql}` ({rows} rows); replication carries it to every standby",
-                    zone_name(z)
-                ));
-            }
-            undo.push(Undo::Note("the rows stay lost until a restore brings them back".into()));
-        }
+        FaultRequest::S3Errors { datastore, rate } => s3_errors(inner, datastore.as_deref(), *rate, dry_run)?,
+        FaultRequest::DataLoss { datastore, sql } => data_loss(inner, datastore, sql, dry_run).await?,
         FaultRequest::ObjectOverwrite { datastore, share } => {
-            if datastore != "assets" {
-                return Err(Error::BadInput(format!(
-                    "`{datastore}` is not an S3 datastore of the lab (it has `assets`)"
-                )));
-            }
-            let b = assets_bucket(inner, 1).await?;
-            let objects =
-                drctl_aws::s3::list(&b).await.map_err(|e| Error::Process(format!("listing assets in lab-az1: {e}")))?;
-            let mut keys: Vec<&String> = objects.keys().collect();
-            keys.sort();
-            let chosen = every_share(&keys, *share);
-            if !dry_run {
-                for k in &chosen {
-                    drctl_aws::s3::put_bytes(&b, k, OVERWRITTEN.to_vec())
-                        .await
-                        .map_err(|e| Error::Process(format!("overwriting {k}: {e}")))?;
-                }
-            }
-            hits.push(format!(
-                "assets in lab-az1 (bucket {}): {} {} of {} objects with ciphertext; the replicator carries it to the other zones",
-                b.name,
-                if dry_run { "would overwrite" } else { "overwrote" },
-                chosen.len(),
-                keys.len()
-            ));
-            undo.push(Undo::Note("the objects stay overwritten until a restore brings them back".into()));
+            overwrite_objects(inner, datastore, *share, dry_run).await?
         }
-    }
+    };
     if dry_run {
         return Ok(Injected { id: 0, hits });
     }
@@ -396,6 +151,287 @@ pub(super) async fn inject(inner: &Inner, req: FaultRequest, dry_run: bool) -> R
         undo,
     });
     Ok(Injected { id, hits })
+}
+
+/// Cuts zones off from each other and the controller (or, one way, from
+/// the controller only); everything in them keeps running.
+fn partition_zones(inner: &Inner, zones: &[String], one_way: bool, dry_run: bool) -> Result<Effect, Error> {
+    let mut hits = Vec::new();
+    let nums = zone_numbers(zones)?;
+    let pid = inner.next_fault.fetch_add(1, Ordering::SeqCst);
+    for z in &nums {
+        hits.push(if one_way {
+            format!("{}: the controller can no longer reach it; the other zones still do", zone_name(*z))
+        } else {
+            format!(
+                "{}: cut off from the other zones and the controller; everything in it keeps running",
+                zone_name(*z)
+            )
+        });
+    }
+    if !dry_run {
+        inner.partitions.add(pid, nums.clone(), one_way);
+    }
+    Ok(Effect { hits, undo: vec![Undo::Partition(pid, nums)] })
+}
+
+/// Kills orders-db's member in one zone, as a power cut would.
+fn power_off(inner: &Inner, datastore: &str, zone: &String, dry_run: bool) -> Result<Effect, Error> {
+    let mut hits = Vec::new();
+    if datastore != "orders-db" {
+        return Err(unknown_target(datastore));
+    }
+    let z = zone_numbers(std::slice::from_ref(zone))?[0];
+    let mut pg = inner.pg.lock().unwrap_or_else(|p| p.into_inner());
+    let m =
+        pg.iter_mut().find(|m| m.zone == z).ok_or_else(|| Error::BadInput(format!("no orders-db member in {zone}")))?;
+    if m.server.running() {
+        hits.push(format!("postgres (orders-db) in {zone} powered off (pid {})", m.server.pid().unwrap_or(0)));
+        if !dry_run {
+            m.server.kill();
+        }
+    } else {
+        hits.push(format!("postgres (orders-db) in {zone} was already off"));
+    }
+    Ok(Effect { hits, undo: vec![Undo::Restart(vec![z])] })
+}
+
+/// Takes whole zones down: their PostgreSQL members killed, every address
+/// in them down, their zone processes (etcd, controllers) killed.
+fn zone_outage(inner: &Inner, zones: &[String], dry_run: bool) -> Result<Effect, Error> {
+    let mut hits = Vec::new();
+    let nums = zone_numbers(zones)?;
+    let mut proxies = Vec::new();
+    let mut killed = Vec::new();
+    {
+        let mut pg = inner.pg.lock().unwrap_or_else(|p| p.into_inner());
+        for m in pg.iter_mut().filter(|m| nums.contains(&m.zone)) {
+            hits.push(format!(
+                "postgres (orders-db) in {}: killed, address {} down",
+                zone_name(m.zone),
+                m.proxy.listen
+            ));
+            if !dry_run {
+                m.proxy.faults.set_down(true);
+                m.server.kill();
+            }
+            proxies.push(m.proxy.faults.clone());
+            killed.push(m.zone);
+        }
+    }
+    for m in inner.s3.iter().filter(|m| nums.contains(&m.zone)) {
+        hits.push(format!("S3 endpoint of {} ({}) down", zone_name(m.zone), m.proxy.listen));
+        proxies.push(m.proxy.faults.clone());
+    }
+    for s in inner.services.iter().filter(|s| nums.contains(&s.zone)) {
+        hits.push(format!("{} in {} ({}) down", SERVICES[s.service].0, zone_name(s.zone), s.proxy.listen));
+        proxies.push(s.proxy.faults.clone());
+    }
+    {
+        let mut procs = inner.procs.lock().unwrap_or_else(|p| p.into_inner());
+        for p in procs.iter_mut().filter(|p| nums.contains(&p.spec.zone)) {
+            hits.push(format!("{} in {}: killed (pid {})", p.spec.name, zone_name(p.spec.zone), p.pid().unwrap_or(0)));
+            if !dry_run {
+                p.kill();
+            }
+        }
+    }
+    if !dry_run {
+        for p in &proxies {
+            p.set_down(true);
+        }
+    }
+    Ok(Effect { hits, undo: vec![Undo::Proxies(proxies), Undo::Restart(killed), Undo::StartProcesses(nums.clone())] })
+}
+
+/// Kills orders-db's writable primary, wherever it runs now.
+async fn kill_pg_primary(inner: &Inner, dry_run: bool) -> Result<Effect, Error> {
+    let mut hits = Vec::new();
+    let z = pg_primary_zone(inner)
+        .await
+        .ok_or_else(|| Error::BadInput("orders-db has no writable primary to kill right now".into()))?;
+    let mut pg = inner.pg.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(m) = pg.iter_mut().find(|m| m.zone == z) {
+        hits.push(format!(
+            "postgres primary of orders-db in {} (pid {}) killed",
+            zone_name(z),
+            m.server.pid().unwrap_or(0)
+        ));
+        if !dry_run {
+            m.server.kill();
+        }
+    }
+    Ok(Effect { hits, undo: vec![Undo::Restart(vec![z])] })
+}
+
+/// The first zone's S3 server stops answering.
+fn stop_s3_server(inner: &Inner, dry_run: bool) -> Effect {
+    let m = &inner.s3[0];
+    let hits = vec![format!("S3 server of {} stopped answering ({})", zone_name(m.zone), m.proxy.listen)];
+    if !dry_run {
+        m.proxy.faults.set_down(true);
+    }
+    Effect { hits, undo: vec![Undo::Proxies(vec![m.proxy.faults.clone()])] }
+}
+
+/// Kills the instance of a service that DNS sends callers to now (or its
+/// first instance).
+fn kill_service(inner: &Inner, name: &str, dry_run: bool) -> Result<Effect, Error> {
+    let i = SERVICES.iter().position(|s| s.0 == name).ok_or_else(|| unknown_target(name))?;
+    let answer = inner
+        .dns
+        .records
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&format!("{name}.{DNS_ZONE}"))
+        .and_then(|(_, a)| a.first().copied());
+    let s = inner
+        .services
+        .iter()
+        .find(|s| s.service == i && Some(s.proxy.listen.ip()) == answer.map(IpAddr::V4))
+        .or_else(|| inner.services.iter().find(|s| s.service == i))
+        .ok_or_else(|| unknown_target(name))?;
+    let hits = vec![format!("{name} in {} ({}) killed", zone_name(s.zone), s.proxy.listen)];
+    if !dry_run {
+        s.proxy.faults.set_down(true);
+    }
+    Ok(Effect { hits, undo: vec![Undo::Proxies(vec![s.proxy.faults.clone()])] })
+}
+
+/// Sets a fault (`set`) on every proxy in front of `target`, described per
+/// proxy by `describe`.
+fn on_proxies(
+    inner: &Inner,
+    target: &str,
+    dry_run: bool,
+    describe: impl Fn(&str) -> String,
+    set: impl Fn(&crate::proxy::ProxyFaults),
+) -> Result<Effect, Error> {
+    let mut hits = Vec::new();
+    let ps = proxies_of(inner, target)?;
+    for (p, what) in &ps {
+        hits.push(describe(what));
+        if !dry_run {
+            set(p);
+        }
+    }
+    Ok(Effect { hits, undo: vec![Undo::Proxies(ps.into_iter().map(|(p, _)| p).collect())] })
+}
+
+/// The standby's link to the primary is cut (its replication egress
+/// refuses): it stops receiving, so what it lacks, the RPO, grows.
+/// (Pausing replay alone would not: WAL received but not replayed is not
+/// data at risk, only replay lag.)
+async fn cut_pg_replication(inner: &Inner, dry_run: bool) -> Result<Effect, Error> {
+    let mut hits = Vec::new();
+    let primary = pg_primary_zone(inner).await;
+    let Some(primary) = primary else {
+        return Err(Error::BadInput("orders-db has no primary answering: there is no replication to pause".into()));
+    };
+    let mut cut = Vec::new();
+    for (z, t, proxy) in inner.egress.iter().filter(|(_, t, _)| *t == primary) {
+        hits.push(format!(
+            "orders-db standby in {}: replication from {} cut ({})",
+            zone_name(*z),
+            zone_name(*t),
+            proxy.listen
+        ));
+        if !dry_run {
+            proxy.faults.set_down(true);
+        }
+        cut.push(proxy.faults.clone());
+    }
+    Ok(Effect { hits, undo: vec![Undo::Proxies(cut)] })
+}
+
+/// Holds drctl's copying of assets between zones.
+fn pause_copying(inner: &Inner, dry_run: bool) -> Effect {
+    let hits = vec!["assets: drctl's copying paused".into()];
+    if !dry_run {
+        inner.copying_paused.store(true, Ordering::SeqCst);
+    }
+    Effect { hits, undo: vec![Undo::ResumeCopying] }
+}
+
+/// Every zone's S3 endpoint answers `rate` of its requests with 503.
+fn s3_errors(inner: &Inner, datastore: Option<&str>, rate: f64, dry_run: bool) -> Result<Effect, Error> {
+    if let Some(d) = datastore.filter(|d| *d != "assets") {
+        return Err(Error::BadInput(format!("`{d}` is not an S3 datastore of the lab (it has `assets`)")));
+    }
+    let mut hits = Vec::new();
+    let mut zones = Vec::new();
+    for m in &inner.s3 {
+        hits.push(format!("S3 endpoint of {}: {:.0}% of requests answered 503", zone_name(m.zone), rate * 100.0));
+        if !dry_run {
+            m.server.set_error_rate(rate);
+        }
+        zones.push(m.zone);
+    }
+    Ok(Effect { hits, undo: vec![Undo::S3Errors(zones)] })
+}
+
+/// Runs the given SQL on orders-db's primary; replication carries the loss
+/// to every standby, and only a restore brings the rows back.
+async fn data_loss(inner: &Inner, datastore: &str, sql: &str, dry_run: bool) -> Result<Effect, Error> {
+    let mut hits = Vec::new();
+    if datastore != "orders-db" {
+        return Err(Error::BadInput(format!(
+            "`{datastore}` is not a PostgreSQL datastore of the lab (it has `orders-db`)"
+        )));
+    }
+    let z = pg_primary_zone(inner)
+        .await
+        .ok_or_else(|| Error::BadInput("orders-db has no writable primary to run the SQL on right now".into()))?;
+    if dry_run {
+        hits.push(format!("orders-db primary in {}: would run `{sql}`", zone_name(z)));
+    } else {
+        let c = pg_session(inner.layout.pg(z).1, "lab").await?;
+        let done = c.simple_query(sql).await.map_err(|e| {
+            let why = e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_string());
+            Error::BadInput(format!("the data-loss SQL failed on orders-db: {why}"))
+        })?;
+        let rows: u64 = done
+            .iter()
+            .map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::CommandComplete(n) => *n,
+                _ => 0,
+            })
+            .sum();
+        hits.push(format!(
+            "orders-db primary in {}: ran `{sql}` ({rows} rows); replication carries it to every standby",
+            zone_name(z)
+        ));
+    }
+    Ok(Effect { hits, undo: vec![Undo::Note("the rows stay lost until a restore brings them back".into())] })
+}
+
+/// The lab's ransomware: overwrites `share` of lab-az1's assets with
+/// [`OVERWRITTEN`]; the replicator carries it to the other zones.
+async fn overwrite_objects(inner: &Inner, datastore: &str, share: f64, dry_run: bool) -> Result<Effect, Error> {
+    if datastore != "assets" {
+        return Err(Error::BadInput(format!("`{datastore}` is not an S3 datastore of the lab (it has `assets`)")));
+    }
+    let b = assets_bucket(inner, 1).await?;
+    let objects =
+        drctl_aws::s3::list(&b).await.map_err(|e| Error::Process(format!("listing assets in lab-az1: {e}")))?;
+    let mut keys: Vec<&String> = objects.keys().collect();
+    keys.sort();
+    let chosen = every_share(&keys, share);
+    if !dry_run {
+        for k in &chosen {
+            drctl_aws::s3::put_bytes(&b, k, OVERWRITTEN.to_vec())
+                .await
+                .map_err(|e| Error::Process(format!("overwriting {k}: {e}")))?;
+        }
+    }
+    let hits = vec![format!(
+        "assets in lab-az1 (bucket {}): {} {} of {} objects with ciphertext; the replicator carries it to the other zones",
+        b.name,
+        if dry_run { "would overwrite" } else { "overwrote" },
+        chosen.len(),
+        keys.len()
+    )];
+    Ok(Effect { hits, undo: vec![Undo::Note("the objects stay overwritten until a restore brings them back".into())] })
 }
 
 pub(super) async fn undo_fault(inner: &Inner, f: ActiveFault) -> Vec<String> {

@@ -25,9 +25,10 @@
 //! dropping packets, so a drill measures drctl, not TCP's timeouts.
 //!
 //! Here: assembling and stopping the lab ([`Lab`]). Beside it:
-//! `layout` (the addresses), `topology` (the files it writes for drctl),
-//! `faults` (injecting, undoing, reconciling), `status` (what it reports,
-//! the writes a zone lost) and `api` (its control API).
+//! `assemble` (the steps of starting it, in order), `layout` (the
+//! addresses), `topology` (the files it writes for drctl), `faults`
+//! (injecting, undoing, reconciling), `status` (what it reports, the
+//! writes a zone lost) and `api` (its control API).
 
 use crate::dns::{DnsServer, Records};
 use crate::pg::PgServer;
@@ -52,12 +53,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 mod api;
+mod assemble;
 mod faults;
 mod layout;
 mod status;
 mod topology;
 
 use api::*;
+use assemble::*;
 use faults::*;
 pub use layout::*;
 use status::*;
@@ -216,218 +219,41 @@ impl Lab {
     /// Starts everything, writes `drctl.yaml`, runbooks and `lab.json` into `dir`.
     pub async fn start(opts: Options) -> Result<Lab, Error> {
         let layout = Layout { base: opts.base_port };
-        if opts.base_port < 1024 || opts.base_port > 65000 {
-            return Err(Error::BadInput(format!("--base-port {} must be between 1024 and 65000", opts.base_port)));
-        }
+        check_base_port(opts.base_port)?;
         let bin = pg_ctl_bin()?;
-        if let Some(m) = Manifest::read(&opts.dir) {
-            if m.alive() {
-                return Err(Error::BadInput(format!(
-                    "a lab already runs from {} (pid {}, control {}): `drctl lab down` first",
-                    opts.dir.display(),
-                    m.pid,
-                    m.control
-                )));
-            }
-        }
-        // A lab just stopped in this process releases its listeners as its
-        // tasks wind down: give them a moment before calling a port taken.
-        let patience = std::time::Instant::now() + Duration::from_secs(3);
-        for a in layout.every_tcp_address() {
-            while std::net::TcpListener::bind(a).is_err() {
-                if std::time::Instant::now() >= patience {
-                    return Err(Error::BadInput(format!(
-                        "{a} is already in use: another lab or program holds it. `drctl lab down`, or choose --base-port"
-                    )));
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-        std::fs::create_dir_all(opts.dir.join("runbooks"))
-            .map_err(|e| Error::Io(format!("cannot create {}: {e}", opts.dir.display())))?;
-        let scratch = std::env::temp_dir().join(format!("drctl-lab-{}", opts.base_port));
-        let _ = std::fs::remove_dir_all(&scratch);
-        std::fs::create_dir_all(&scratch)
-            .map_err(|e| Error::Io(format!("cannot create {}: {e}", scratch.display())))?;
-        crate::pg::hand_over(&scratch)?;
+        refuse_a_second_lab(&opts.dir)?;
+        wait_for_free_addresses(&layout).await?;
+        let scratch = make_folders(&opts)?;
 
         // PostgreSQL: primary in lab-az1, standby in lab-az2, each behind its proxy.
         let partitions = Arc::new(Partitions::default());
         let route = Route { partitions: Some(partitions.clone()), source: None };
-        let (pub1, priv1) = layout.pg(1);
-        let (pub2, priv2) = layout.pg(2);
-        let proxy1 =
-            Proxy::start_with(pub1, priv1, route.clone()).await.map_err(|e| Error::Io(format!("{pub1}: {e}")))?;
-        let proxy2 =
-            Proxy::start_with(pub2, priv2, route.clone()).await.map_err(|e| Error::Io(format!("{pub2}: {e}")))?;
-        // Replication between zones goes through each zone's egress.
-        let mut egress = Vec::new();
-        for (z, t) in [(1u8, 2u8), (2, 1)] {
-            let at = layout.pg_egress(z, t);
-            let from = Route { partitions: None, source: Some(zone_ip(z, 3)) };
-            let proxy =
-                Proxy::start_with(at, layout.pg(t).0, from).await.map_err(|e| Error::Io(format!("{at}: {e}")))?;
-            egress.push((z, t, proxy));
-        }
+        let (proxy1, proxy2) = start_pg_proxies(&layout, &route).await?;
+        let egress = start_replication_egress(&layout).await?;
         // orders-db is archived and backed up by pgBackRest where it is
         // installed; without it the lab runs as before, archiving off.
         let pgbackrest = drctl_backup::pgbackrest::find().is_ok();
-        let (b1, s1, b2) = (bin.clone(), scratch.clone(), bin.clone());
-        let mut primary = tokio::task::spawn_blocking(move || {
-            let mut p = PgServer::init_primary(&b1, "orders-db lab-az1", s1.join("pg-az1"), priv1, pgbackrest)?;
-            p.start(false)?;
-            Ok::<_, Error>(p)
-        })
-        .await
-        .map_err(|e| Error::Process(e.to_string()))??;
-        {
-            let setup = async {
-                pg_session(priv1, "postgres").await?.batch_execute("CREATE DATABASE lab").await.map_err(pg_error)?;
-                pg_session(priv1, "lab")
-                    .await?
-                    .batch_execute(
-                        "CREATE TABLE workload (seq bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp());
-                         CREATE TABLE drctl_probe (id int PRIMARY KEY, at timestamptz)",
-                    )
-                    .await
-                    .map_err(pg_error)
-            };
-            if let Err(e) = setup.await {
-                primary.stop();
-                return Err(Error::Process(format!("cannot create the lab database: {e}")));
-            }
-            // drctl reads the RPO exactly from the primary's WAL with
-            // pg_walinspect (PostgreSQL 15+); without it, from bounds.
-            if let Ok(c) = pg_session(priv1, "lab").await {
-                let _ = c.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect").await;
-            }
-        }
+        let mut primary = start_primary(&bin, &scratch, layout.pg(1).1, pgbackrest).await?;
+        create_lab_database(&mut primary, layout.pg(1).1).await?;
         // Topology and runbooks first: the backup and the services' S3 clients come from it.
-        let topo_path = opts.dir.join(drctl_lab_api::TOPOLOGY_FILE);
-        let fence_program = std::env::current_exe().ok();
-        let repo = std::path::absolute(opts.dir.join("pgbackrest-az3")).unwrap_or(opts.dir.join("pgbackrest-az3"));
-        let _ = std::fs::remove_dir_all(&repo);
-        write(&topo_path, &topology_yaml(&layout, fence_program.as_deref(), pgbackrest.then_some(repo.as_path())))?;
-        write(&opts.dir.join("runbooks").join("payments.yaml"), &payments_runbook(&layout))?;
-        let loaded = drctl_core::topology::load(&topo_path);
-        let topo = match loaded.topology {
-            Some(t) => t,
-            None => {
-                primary.stop();
-                return Err(Error::Process(format!(
-                    "the lab's own topology does not validate (a bug): {}",
-                    loaded.diagnostics.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("; ")
-                )));
-            }
-        };
+        let topo_path = write_topology_and_runbooks(&opts.dir, &layout, pgbackrest)?;
+        let topo = load_own_topology(&topo_path, &mut primary)?;
         // Before the standby exists, so its copy of the primary's settings
         // archives too once it is promoted (the backups follow the primary).
-        if pgbackrest && drctl_pgserver::run_as().is_some() {
-            // Run as root, the lab's PostgreSQL (and so its archiver) runs as
-            // `postgres`, which must reach the stanza's configuration and the
-            // repository under the lab's folder: the folder becomes
-            // traversable (0711), never listable; the state and its keys
-            // inside stay owner-only files and folders.
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(&opts.dir, std::fs::Permissions::from_mode(0o711));
-        }
+        open_lab_folder_to_postgres(&opts.dir, pgbackrest);
         let backup = if pgbackrest { first_backup(&topo, &opts.dir).await } else { Backups::NotInstalled };
-        let s2 = scratch.clone();
-        let via = layout.pg_egress(2, 1);
-        let standby = tokio::task::spawn_blocking(move || {
-            let mut s = PgServer::init_standby(&b2, "orders-db lab-az2", s2.join("pg-az2"), priv2, via)?;
-            s.start(false)?;
-            Ok::<_, Error>(s)
-        })
-        .await
-        .map_err(|e| Error::Process(e.to_string()))?;
-        let standby = match standby {
-            Ok(s) => s,
-            Err(e) => {
-                primary.stop();
-                return Err(e);
-            }
-        };
+        let standby = start_standby(&bin, &scratch, &layout, &mut primary).await?;
         let pg = vec![
             PgMember { zone: 1, server: primary, proxy: proxy1 },
             PgMember { zone: 2, server: standby, proxy: proxy2 },
         ];
 
-        // S3: one endpoint per zone, each with its zone's bucket.
-        let mut s3 = Vec::new();
-        for z in 1..=3u8 {
-            let (public, private) = layout.s3(z);
-            let root = opts.dir.join("s3").join(format!("az{z}"));
-            S3Server::wipe(&root);
-            let bucket = format!("lab-assets-az{z}");
-            let server = S3Server::start(private, &root, &[&bucket]).await?;
-            let proxy = Proxy::start_with(public, private, route.clone())
-                .await
-                .map_err(|e| Error::Io(format!("{public}: {e}")))?;
-            s3.push(S3Member { zone: z, server, proxy });
-        }
-
-        // DNS records: each service answers with its first zone.
-        let records: Records = Default::default();
-        for (i, (name, _, zones, _)) in SERVICES.iter().enumerate() {
-            let ip = match layout.service(zones[0], i).0.ip() {
-                IpAddr::V4(v4) => v4,
-                IpAddr::V6(_) => unreachable!("the lab is IPv4"),
-            };
-            records.lock().unwrap_or_else(|p| p.into_inner()).insert(format!("{name}.{DNS_ZONE}"), (1, vec![ip]));
-        }
-        let dns = DnsServer::start(layout.dns(), DNS_ZONE, records)
-            .await
-            .map_err(|e| Error::Io(format!("DNS on {}: {e}", layout.dns())))?;
-
+        let s3 = start_s3(&layout, &opts.dir, &route).await?;
+        let dns = start_dns(&layout).await?;
         // The lab's own clients sign with the lab's keys (its S3 servers check them).
         let clients = Arc::new(Clients::new(crate::credentials()));
-        let assets = topo.entity_id("assets").expect("the lab has assets");
-        let drctl_core::topology::EntitySpec::Datastore(assets_ds) = &topo.entity(assets).spec else {
-            unreachable!("assets is a datastore")
-        };
-        let buckets = drctl_control::live::buckets(&clients, &topo, assets_ds).await;
-
-        // Services: one instance per zone, each behind its proxy, and a front door.
-        let mut services = Vec::new();
-        let mut front_doors = Vec::new();
-        for (i, (name, _, zones, deps)) in SERVICES.iter().enumerate() {
-            for &z in zones.iter() {
-                let mut needs = Vec::new();
-                for d in deps.iter() {
-                    match *d {
-                        "orders-db" => needs
-                            .push(Dependency::Postgres { name: "orders-db".into(), conninfo: layout.pg_conninfo() }),
-                        "assets" => needs
-                            .push(Dependency::S3 { name: "assets".into(), bucket: buckets[z as usize - 1].clone() }),
-                        other => {
-                            let j = SERVICES.iter().position(|s| s.0 == other).expect("a lab service");
-                            needs.push(Dependency::Http {
-                                name: other.into(),
-                                url: format!("http://{}/health", layout.front_door(j)),
-                            })
-                        }
-                    }
-                }
-                let (public, private) = layout.service(z, i);
-                let task = crate::service::start_instance(private, name, ZONES[z as usize - 1], needs)
-                    .await
-                    .map_err(|e| Error::Io(format!("{private}: {e}")))?;
-                let proxy = Proxy::start_with(public, private, route.clone())
-                    .await
-                    .map_err(|e| Error::Io(format!("{public}: {e}")))?;
-                services.push(ServiceInstance { service: i, zone: z, proxy, _task: task });
-            }
-            let fd = crate::service::start_front_door(
-                layout.front_door(i),
-                layout.dns().to_string(),
-                format!("{name}.{DNS_ZONE}"),
-                layout.service(1, i).0.port(),
-            )
-            .await
-            .map_err(|e| Error::Io(format!("{}: {e}", layout.front_door(i))))?;
-            front_doors.push(fd);
-        }
+        let (assets, buckets) = assets_buckets(&clients, &topo).await;
+        let (services, front_doors) = start_services(&layout, &route, &buckets).await?;
 
         let inner = Arc::new(Inner {
             layout,
@@ -452,92 +278,12 @@ impl Lab {
             backup_site: pgbackrest.then(|| drctl_backup::site_dir(&topo)),
         });
 
-        let mut tasks = Vec::new();
-        // A writer in each zone, through what it reaches from there; one sequence.
-        let seq = Arc::new(AtomicU64::new(0));
-        let pg_members: Vec<(String, SocketAddr)> = (1..=2u8).map(|z| (zone_name(z), layout.pg(z).0)).collect();
-        for z in 1..=3u8 {
-            let source = zone_ip(z, 100);
-            tasks.push(tokio::spawn(workload::run_postgres(
-                source,
-                pg_members.clone(),
-                seq.clone(),
-                inner.pg_log.clone(),
-            )));
-        }
-        // Each member probed from inside its own zone.
-        let probed: Vec<(u8, String, SocketAddr)> = (1..=2u8).map(|z| (z, zone_name(z), layout.pg(z).0)).collect();
-        tasks.push(tokio::spawn(crate::safety::run(probed, inner.probes.clone())));
-        tasks.push(tokio::spawn(workload::run_s3(buckets.clone(), inner.s3_log.clone())));
+        let mut tasks = start_workload(&inner, &buckets);
         let topo = Arc::new(topo);
-        // The sampler drctl's controller would run: every datastore measured
-        // and recorded every second, from the controller's side (loopback),
-        // into the lab's state. A declaration against the running lab, from
-        // the CLI or a drill, then has the evidence a real one would have:
-        // the standby's lag when the primary was last seen, and when it went dark.
-        {
-            let (clients, state, topo) = (clients.clone(), opts.state.clone(), topo.clone());
-            tasks.push(tokio::spawn(async move {
-                let every = Duration::from_secs(1);
-                loop {
-                    let at = std::time::SystemTime::now();
-                    let placements = state.placements().unwrap_or_default();
-                    let report = drctl_control::live::status(&clients, &topo, &placements, at).await;
-                    if let Err(e) = drctl_control::live::record(&*state, &report, at) {
-                        tracing::warn!(error = %e, "the lab could not record a sample");
-                    }
-                    tokio::time::sleep(every).await;
-                }
-            }));
-        }
-        // The replication job drctl's controller runs for `assets`, through
-        // the controller's own scheduler, on the topology's schedule; the
-        // `replication-pause` fault holds it. A failed pass is logged.
-        {
-            let (clients, paused, state) = (clients.clone(), inner.copying_paused.clone(), opts.state.clone());
-            let clock: Arc<dyn drctl_control::schedule::Clock> = Arc::new(drctl_control::schedule::SystemClock);
-            tasks.push(tokio::spawn(async move {
-                let held = |_: &str| paused.load(Ordering::SeqCst);
-                let report = |name: &str, result: &Result<drctl_aws::s3::Summary, drctl_control::Error>| match result {
-                    Err(e) => tracing::warn!(datastore = name, error = %e, "the lab's replication pass failed"),
-                    Ok(s) if !s.errors.is_empty() => {
-                        tracing::warn!(datastore = name, errors = %s.errors.join("; "), "the lab's replication pass left objects behind")
-                    }
-                    Ok(_) => {}
-                };
-                drctl_control::replicate::run_scheduled(
-                    &clients,
-                    &topo,
-                    &*state,
-                    &[assets],
-                    &clock,
-                    std::future::pending::<()>(),
-                    &held,
-                    &report,
-                )
-                .await;
-            }));
-        }
-        let app = router(inner.clone());
-        let listener = tokio::net::TcpListener::bind(layout.control())
-            .await
-            .map_err(|e| Error::Io(format!("control API on {}: {e}", layout.control())))?;
-        tasks.push(tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        }));
-
-        let manifest = Manifest {
-            pid: std::process::id(),
-            base_port: layout.base,
-            control: layout.control().to_string(),
-            dns: layout.dns().to_string(),
-            topology: topo_path,
-            started_at: inner.started_at.clone(),
-            scratch,
-            state: None,
-            controllers: Vec::new(),
-        };
-        write(&Manifest::path(&opts.dir), &serde_json::to_string_pretty(&manifest).expect("serializable"))?;
+        tasks.push(spawn_sampler(&clients, &opts.state, &topo));
+        tasks.push(spawn_replication(&inner, &opts.state, topo, assets));
+        tasks.push(serve_control_api(&inner).await?);
+        let manifest = write_manifest(&inner, topo_path, scratch)?;
         Ok(Lab { inner, tasks, manifest, backups: backup })
     }
 
