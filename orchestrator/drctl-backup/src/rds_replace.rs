@@ -366,3 +366,48 @@ pub(crate) async fn replicas(rds: &Rds, req: &Request) -> Result<Note, ActionErr
     }
     Ok(Some(notes.join("; ")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The old primary is renamed aside only once the copy is restored and
+    /// cleaned, and the copy takes the name only after that: never two
+    /// instances answering at the primary's endpoint name.
+    #[test]
+    fn the_copy_takes_the_name_only_after_the_old_primary_gave_it_up() {
+        let req = Request {
+            datastore: "ledger-db".into(),
+            kind: "rds-instance".into(),
+            replace: true,
+            into: "ledger-a-restored-20261206050000".into(),
+            rds_replace: Some(RdsReplace {
+                source: "ledger-a".into(),
+                aside: "ledger-a-replaced-20261206071502".into(),
+                replicas: Vec::new(),
+            }),
+            ..Request::default()
+        };
+        let specs = crate::restore::steps(&req);
+        let ids: Vec<&str> = specs.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["ledger-db/restore", "ledger-db/erasures", "ledger-db/fence", "ledger-db/switch", "ledger-db/replicas"]
+        );
+        for (i, s) in specs.iter().enumerate().skip(1) {
+            assert_eq!(s.after, [i - 1], "{} waits for {}", s.id, specs[i - 1].id);
+        }
+        assert!(specs.iter().all(|s| s.rerun_safe), "each looks at the world first");
+        let lines = describe(&req);
+        assert_eq!(lines.len(), 5, "{lines:?}");
+        assert!(lines[4].contains("no read replica listed"), "{lines:?}");
+        let plain = Request { rds_replace: None, replace: false, ..req };
+        assert_eq!(crate::restore::steps(&plain).len(), 1, "a restore beside the datastore renames nothing");
+    }
+
+    #[test]
+    fn a_journaled_rds_replace_refuses_unknown_fields() {
+        let bad = r#"{"source":"a","aside":"a-replaced-1","replicas":[],"stop":true}"#;
+        assert!(serde_json::from_str::<RdsReplace>(bad).is_err());
+    }
+}
