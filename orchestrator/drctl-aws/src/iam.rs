@@ -64,6 +64,11 @@ pub enum On {
     /// The Aurora clusters restores read from and the clusters they make
     /// (`<cluster>-restored-*`).
     RestoredClusters,
+    /// What `restore --replace` of an `rds-instance` renames, stops and
+    /// makes: the primary, its `-restored-*` copies and `-replaced-*`
+    /// names, and each read replica the topology lists with its
+    /// `-replaced-*` names.
+    ReplacedInstances,
     /// The primary buckets of S3 datastores and their objects: what an S3
     /// restore reads the versions of.
     RestoreSources,

@@ -9,6 +9,7 @@
 pub mod discover;
 pub mod iam;
 pub mod rds;
+pub mod rds_replace;
 pub mod rds_restore;
 pub mod route53;
 pub mod s3;

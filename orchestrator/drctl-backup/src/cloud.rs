@@ -78,8 +78,44 @@ impl CloudRestore {
             }
             Err(e) => return Err(ActionError::Fatal(e.to_string())),
         };
-        let replay = self.rds_replay(&rds, at.unwrap_or_else(SystemTime::now)).await?;
+        if self.req.rds_replace.is_some() {
+            return Ok(Some(format!("{made}; the erasures are replayed on it next, before it serves")));
+        }
+        let replay = match self.rds_replay(&rds, at.unwrap_or_else(SystemTime::now)).await? {
+            Replay::Done(n) | Replay::Pending(n) => n,
+        };
         Ok(Some(format!("{made}; {replay}")))
+    }
+
+    /// The point restored to (now, for `latest`).
+    fn point(&self) -> Result<SystemTime, ActionError> {
+        if self.req.to == "latest" {
+            // The restore step asked RDS for its latest restorable time; the
+            // journaled target (when it was asked) is the nearest point known.
+            return crate::restore::parse_rfc3339(&self.req.target)
+                .ok_or_else(|| ActionError::Fatal(format!("journaled target `{}` is unreadable", self.req.target)));
+        }
+        chrono::DateTime::parse_from_rfc3339(&self.req.target)
+            .map(|t| SystemTime::from(t.with_timezone(&chrono::Utc)))
+            .map_err(|_| ActionError::Fatal(format!("journaled target `{}` is unreadable", self.req.target)))
+    }
+
+    /// `DS/erasures` of an RDS `--replace`: the replay on the restored
+    /// instance; when it cannot be reached from here, the step fails and
+    /// the run pauses before the old primary is touched.
+    async fn rds_erasures(&self, execution: &str, step: &str) -> Result<Note, ActionError> {
+        let rds = crate::rds_replace::client(&self.topo, &self.clients, &self.req.datastore)
+            .await
+            .map_err(ActionError::Fatal)?;
+        match self.rds_replay(&rds, self.point()?).await? {
+            Replay::Done(n) => Ok(Some(n)),
+            Replay::Pending(n) => Err(ActionError::Fatal(format!(
+                "{n}. Nothing is switched until they are: replay them on {} by hand, then `{}`; or `{}` once it can be reached from here",
+                self.req.into,
+                drctl_core::hint::drctl(&format!("approve {execution} {step} --done")),
+                drctl_core::hint::drctl(&format!("retry {execution} {step}")),
+            ))),
+        }
     }
 
     /// The ledger's requests made after the point, replayed on the restored
@@ -87,7 +123,7 @@ impl CloudRestore {
     /// host and port replaced by the new instance's endpoint. Where the
     /// instance cannot be reached from here, the replay is reported pending
     /// (the copy must not serve until it is done).
-    async fn rds_replay(&self, rds: &drctl_aws::rds::Rds, point: SystemTime) -> Result<String, ActionError> {
+    async fn rds_replay(&self, rds: &drctl_aws::rds::Rds, point: SystemTime) -> Result<Replay, ActionError> {
         use drctl_core::topology::erasure::Find;
         let eraser = drctl_control::erasure::Eraser::new(self.topo.clone(), self.state.clone(), self.clients.clone());
         let due = eraser.requests_after(point).map_err(|e| ActionError::Transient(e.to_string()))?;
@@ -98,9 +134,11 @@ impl CloudRestore {
                 _ => None,
             })
         });
-        let Some(url) = url else { return Ok("no erasure to replay (no `locate` entry with a `url`)".into()) };
+        let Some(url) = url else {
+            return Ok(Replay::Done("no erasure to replay (no `locate` entry with a `url`)".into()));
+        };
         if due == 0 {
-            return Ok("no erasure request since the point: nothing to replay".into());
+            return Ok(Replay::Done("no erasure request since the point: nothing to replay".into()));
         }
         if rds_of(&self.topo, &self.req.datastore).is_some_and(|d| d.cluster.is_some()) {
             return pending_cluster(due, &self.req.into);
@@ -109,10 +147,10 @@ impl CloudRestore {
             .await
             .map_err(|e| ActionError::Transient(e.to_string()))?;
         let pending = |why: String| {
-            Ok(format!(
+            Ok(Replay::Pending(format!(
                 "erasure replay PENDING: {due} request(s) made since the point are not replayed on {} ({why}); do not let it serve before they are",
                 self.req.into
-            ))
+            )))
         };
         let Some((host, port)) = endpoint else { return pending("RDS reports no endpoint yet".into()) };
         let Some(there) = with_host(&url, &host, port) else {
@@ -121,7 +159,7 @@ impl CloudRestore {
         match tokio::time::timeout(Duration::from_secs(30), eraser.replay_on(&self.req.datastore, &there, point)).await
         {
             Ok(Ok(r)) if r.resurrected == 0 => {
-                Ok(format!("{} erasure request(s) made since the point replayed on it", r.requests))
+                Ok(Replay::Done(format!("{} erasure request(s) made since the point replayed on it", r.requests)))
             }
             Ok(Ok(r)) => Err(ActionError::Transient(format!(
                 "{} erased subject(s) are still in {} after the replay",
@@ -226,14 +264,22 @@ impl CloudRestore {
 impl Actions for CloudRestore {
     fn run<'a>(
         &'a self,
-        _e: &'a str,
+        execution: &'a str,
         _a: u32,
         step: &'a StepSpec,
     ) -> futures::future::BoxFuture<'a, Result<Note, ActionError>> {
         Box::pin(async move {
+            use crate::rds_replace as r;
+            let rds = || async {
+                r::client(&self.topo, &self.clients, &self.req.datastore).await.map_err(ActionError::Fatal)
+            };
             match step.action.as_str() {
                 "s3.restore_versions" => self.s3().await,
                 "rds.restore_to_point" => self.rds().await,
+                r::ERASURES => self.rds_erasures(execution, &step.id).await,
+                r::FENCE => r::fence(&rds().await?, &self.req).await,
+                r::SWITCH => r::switch(&rds().await?, &self.req).await,
+                r::REPLICAS => r::replicas(&rds().await?, &self.req).await,
                 other => Err(ActionError::Fatal(format!("a restore has no action `{other}`"))),
             }
         })
@@ -249,12 +295,18 @@ pub async fn execute(
     req: Request,
 ) -> Result<Ended, Error> {
     let specs = restore::steps(&req);
+    let replaces = req.rds_replace.is_some();
     let actions = Arc::new(CloudRestore { topo, state: state.clone(), clients, req });
-    let engine = drctl_engine::Engine::new(state, actions, Some(1));
-    engine.run(id, &specs).await.map_err(|e| match e {
+    let engine = drctl_engine::Engine::new(state.clone(), actions, Some(1));
+    let ended = engine.run(id, &specs).await.map_err(|e| match e {
         drctl_engine::Error::State(s) => Error::State(s),
         other => Error::Engine { execution: id.to_string(), source: other },
-    })
+    });
+    if replaces {
+        // The public incident opened with it says how this run ended.
+        crate::replace::close_incident(&*state, id, &ended);
+    }
+    ended
 }
 
 /// The journaled request of an S3 restore of `datastore` to `to`: into
@@ -293,14 +345,73 @@ pub fn s3_request(
         set: None,
         replace_of: None,
         unfenced: Vec::new(),
+        rds_replace: None,
+    })
+}
+
+/// The journaled request of an RDS restore of `datastore` to `to`: into a
+/// new instance (or cluster) `into`, by default
+/// `SOURCE-restored-YYYYMMDDHHMMSS` after the point.
+pub fn rds_request(
+    topo: &Topology,
+    datastore: &str,
+    to: &str,
+    into: Option<&str>,
+    now: SystemTime,
+) -> Result<Request, Error> {
+    let ds =
+        rds_of(topo, datastore).ok_or_else(|| Error::NotBackedUp(format!("`{datastore}` is not an RDS datastore")))?;
+    let source =
+        rds_source(ds).ok_or_else(|| Error::BadRequest("the RDS datastore names no instance or cluster".into()))?;
+    let target = restore::resolve_target(to, now)?;
+    let into = match into {
+        Some(i) => i.to_string(),
+        None => {
+            let stamp = chrono::DateTime::<chrono::Utc>::from(target).format("%Y%m%d%H%M%S");
+            drctl_aws::rds_replace::identifier(&source, &format!("restored-{stamp}"))
+        }
+    };
+    if !(1..=63).contains(&into.len())
+        || !into.starts_with(|c: char| c.is_ascii_alphabetic())
+        || !into.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        || into.ends_with('-')
+        || into.contains("--")
+    {
+        return Err(Error::BadRequest(format!(
+            "--into `{into}`: an RDS identifier has 1 to 63 letters, digits and single hyphens, starting with a letter"
+        )));
+    }
+    Ok(Request {
+        datastore: datastore.to_string(),
+        to: to.to_string(),
+        target: restore::rfc3339(target),
+        into,
+        replace: false,
+        scratch: false,
+        port: 0,
+        listen: None,
+        kind: topo.entity(topo.entity_id(datastore).unwrap_or_default()).kind_name().to_string(),
+        prefix: None,
+        set: None,
+        replace_of: None,
+        unfenced: Vec::new(),
+        rds_replace: None,
     })
 }
 
 /// A restored Aurora cluster has no instance to connect to until one is added.
-fn pending_cluster(due: usize, into: &str) -> Result<String, ActionError> {
-    Ok(format!(
+fn pending_cluster(due: usize, into: &str) -> Result<Replay, ActionError> {
+    Ok(Replay::Pending(format!(
         "erasure replay PENDING: {due} request(s) made since the point are not replayed on {into} (a restored cluster has no instance yet); do not let it serve before they are"
-    ))
+    )))
+}
+
+/// How an erasure replay on a restored instance went.
+enum Replay {
+    /// Replayed, or nothing to replay: what was done.
+    Done(String),
+    /// The instance could not be reached from here: what is left, and why.
+    Pending(String),
 }
 
 /// `url` with its host and port replaced (`postgres://user:pw@HOST:PORT/db?...`).

@@ -19,6 +19,7 @@ pub mod drill;
 pub mod held;
 pub mod pgbackrest;
 pub mod postgres;
+pub mod rds_replace;
 pub mod replace;
 pub mod report;
 pub mod restore;

@@ -69,6 +69,10 @@ pub struct Request {
     /// Members the commander named `--unfenced DATASTORE/ZONE`.
     #[serde(default)]
     pub unfenced: Vec<String>,
+    /// `--replace` of an `rds-instance`: the identifiers the old primary
+    /// and its replicas move aside to, decided once and journaled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rds_replace: Option<crate::rds_replace::RdsReplace>,
 }
 
 impl Request {
@@ -206,6 +210,9 @@ impl Proposal {
         if r.replace_of.is_some() {
             return crate::replace::describe(site, r);
         }
+        if r.rds_replace.is_some() {
+            return crate::rds_replace::describe(r);
+        }
         let copy = copy_of(site, r);
         let mut lines = vec![
             format!(
@@ -326,6 +333,7 @@ pub(crate) async fn propose_copy(
             set: Some(backup.label.clone()),
             replace_of: None,
             unfenced: Vec::new(),
+            rds_replace: None,
         },
         earliest: Some(earliest),
         backup_bytes: backup.size,
@@ -362,6 +370,35 @@ pub fn steps(req: &Request) -> Vec<StepSpec> {
             rerun_safe: true,
             continue_on_failure: false,
         }];
+    }
+    if req.is_rds() && req.rds_replace.is_some() {
+        // `--replace`: restored, cleaned of the erasures made since, then
+        // the old primary renamed aside and the copy into its name, the
+        // replicas made again from it. Each looks at the world first.
+        let step = |name: &str, action: &str, after: Vec<usize>, hours: u64, attempts: u32| StepSpec {
+            id: format!("{ds}/{name}"),
+            entity: ds.clone(),
+            action: action.to_string(),
+            after,
+            priority: 0.0,
+            timeout: Some(Duration::from_secs(hours * 3600)),
+            attempts,
+            backoff: Duration::from_secs(5),
+            with: serde_json::json!({ "datastore": ds }),
+            from_zone: None,
+            to_zone: None,
+            rerun_safe: true,
+            continue_on_failure: false,
+        };
+        use crate::rds_replace as r;
+        return vec![
+            step("restore", "rds.restore_to_point", vec![], 6, 2),
+            // Unreachable is for the commander to settle: no second attempt.
+            step("erasures", r::ERASURES, vec![0], 1, 1),
+            step("fence", r::FENCE, vec![1], 2, 2),
+            step("switch", r::SWITCH, vec![2], 2, 2),
+            step("replicas", r::REPLICAS, vec![3], 6, 2),
+        ];
     }
     if req.is_rds() {
         // One step: it first looks for the instance (or cluster) it would

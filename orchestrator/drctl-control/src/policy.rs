@@ -26,6 +26,7 @@ pub fn all_permissions() -> Vec<Grant> {
     all.extend_from_slice(drctl_aws::route53::PERMISSIONS);
     all.extend_from_slice(drctl_aws::discover::PERMISSIONS);
     all.extend_from_slice(drctl_aws::rds_restore::PERMISSIONS);
+    all.extend_from_slice(drctl_aws::rds_replace::PERMISSIONS);
     all.extend_from_slice(drctl_aws::s3_restore::PERMISSIONS);
     all.extend_from_slice(drctl_aws::s3_erasure::PERMISSIONS);
     all.extend_from_slice(drctl_aws::iam::BACKUP_PERMISSIONS);
@@ -77,6 +78,7 @@ struct Resources {
     record_names: BTreeSet<String>,
     record_types: BTreeSet<String>,
     restored_instances: BTreeSet<String>,
+    replaced_instances: BTreeSet<String>,
     restored_clusters: BTreeSet<String>,
     restore_sources: BTreeSet<String>,
     restore_dest_buckets: BTreeSet<String>,
@@ -164,6 +166,14 @@ fn resources(topo: &Topology, account: &str) -> Resources {
                             // A restore reads the primary and makes `<primary>-restored-*`.
                             r.restored_instances.insert(arn.clone());
                             r.restored_instances.insert(format!("{arn}-restored-*"));
+                            // `--replace` renames it aside and the copy into its name.
+                            r.replaced_instances.insert(arn.clone());
+                            r.replaced_instances.insert(format!("{arn}-restored-*"));
+                            r.replaced_instances.insert(format!("{arn}-replaced-*"));
+                        } else {
+                            // A read replica is renamed aside and made again under its name.
+                            r.replaced_instances.insert(arn.clone());
+                            r.replaced_instances.insert(format!("{arn}-replaced-*"));
                         }
                         if ds.replicas.iter().any(|x| x == *m) {
                             r.db_replicas.insert(arn);
@@ -261,6 +271,7 @@ pub fn policy(topo: &Topology, target: &Target) -> Value {
             On::Account => vec!["*".into()],
             On::RestoredInstances => list(&r.restored_instances),
             On::RestoredClusters => list(&r.restored_clusters),
+            On::ReplacedInstances => list(&r.replaced_instances),
             On::RestoreSources => list(&r.restore_sources),
             On::RestoreDestBuckets => list(&r.restore_dest_buckets),
             On::RestoreDestObjects => list(&r.restore_dest_objects),
@@ -337,6 +348,9 @@ mod tests {
         ("list_object_versions", "s3:ListBucketVersions"),
         ("restore_db_instance_to_point_in_time", "rds:RestoreDBInstanceToPointInTime"),
         ("restore_db_cluster_to_point_in_time", "rds:RestoreDBClusterToPointInTime"),
+        ("modify_db_instance", "rds:ModifyDBInstance"),
+        ("stop_db_instance", "rds:StopDBInstance"),
+        ("create_db_instance_read_replica", "rds:CreateDBInstanceReadReplica"),
         ("create_bucket", "s3:CreateBucket"),
     ];
 
@@ -360,6 +374,7 @@ mod tests {
             ("drctl-aws/src/s3_restore.rs", include_str!("../../drctl-aws/src/s3_restore.rs")),
             ("drctl-aws/src/s3_erasure.rs", include_str!("../../drctl-aws/src/s3_erasure.rs")),
             ("drctl-aws/src/rds_restore.rs", include_str!("../../drctl-aws/src/rds_restore.rs")),
+            ("drctl-aws/src/rds_replace.rs", include_str!("../../drctl-aws/src/rds_replace.rs")),
             ("drctl/src/restore.rs", include_str!("../../drctl/src/restore.rs")),
         ];
         let mut calls = 0;
@@ -519,6 +534,16 @@ services:
             json!([
                 "arn:aws:rds:eu-west-1:111122223333:db:ledger-a",
                 "arn:aws:rds:eu-west-1:111122223333:db:ledger-a-restored-*"
+            ])
+        );
+        assert_eq!(
+            statement(&restore, "RdsReplaceInstances").unwrap()["Resource"],
+            json!([
+                "arn:aws:rds:eu-west-1:111122223333:db:ledger-a",
+                "arn:aws:rds:eu-west-1:111122223333:db:ledger-a-replaced-*",
+                "arn:aws:rds:eu-west-1:111122223333:db:ledger-a-restored-*",
+                "arn:aws:rds:eu-west-1:111122223333:db:ledger-b",
+                "arn:aws:rds:eu-west-1:111122223333:db:ledger-b-replaced-*"
             ])
         );
         assert_eq!(

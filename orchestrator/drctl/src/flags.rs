@@ -391,7 +391,7 @@ pub enum Command {
         /// S3: only the keys under this prefix.
         #[arg(long, value_name = "PREFIX")]
         prefix: Option<String>,
-        /// Put the restored copy in the primary's place: the primary is fenced, the copy takes its address, the standbys are rebuilt from it (opens an incident).
+        /// Put the restored copy in the primary's place: the primary is fenced, the copy takes its address, the standbys are rebuilt from it (opens an incident). RDS instance: the old primary is renamed aside, the restored instance takes its identifier, read replicas are made again.
         #[arg(long)]
         replace: bool,
         /// With --replace: go on beside this member although it can be fenced neither way (repeatable; as a refusal prints it).

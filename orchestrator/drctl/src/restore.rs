@@ -255,31 +255,8 @@ async fn pg_replace(topo: Topology, state: Arc<State>, args: RestoreArgs, style:
         println!("{} dry run: every check passed; nothing was changed", style.green("✓"));
         return Ok(Outcome::Done);
     }
-    if !args.yes {
-        let again = again_with_yes(&args, r);
-        if !std::io::stdin().is_terminal() {
-            eprintln!(
-                "{} not restored: --replace fences the primary of {} and puts a copy restored to {} in its place, so it asks for confirmation, and this is not a terminal; nothing was changed. To go ahead without the question:\n  {again}",
-                style.red("✗"),
-                r.datastore,
-                r.target
-            );
-            return Ok(Outcome::Failed);
-        }
-        print!(
-            "Replace the primary of {} with its copy restored to {}? Writes made after that point are given up. Type {} to confirm: ",
-            r.datastore, r.target, r.datastore
-        );
-        let _ = std::io::stdout().flush();
-        let mut answer = String::new();
-        let _ = std::io::stdin().lock().read_line(&mut answer);
-        if answer.trim() != r.datastore {
-            eprintln!(
-                "{} not restored: the answer was not the confirmation asked for; nothing was changed",
-                style.red("✗")
-            );
-            return Ok(Outcome::Failed);
-        }
+    if !confirmed(&args, r, style) {
+        return Ok(Outcome::Failed);
     }
     replace::begin(&*state, &p, &args.reason, &who, SystemTime::now()).map_err(failure)?;
     if !r.unfenced.is_empty() {
@@ -287,6 +264,39 @@ async fn pg_replace(topo: Topology, state: Arc<State>, args: RestoreArgs, style:
         println!("overrides: {} (by {}; journaled)", flags.join(" "), who.name);
     }
     run(Arc::new(topo), state, &p.id, style).await
+}
+
+/// A `--replace`'s confirmation: `--yes`, or the datastore's name typed
+/// at a terminal. Says why not when it is not given.
+fn confirmed(args: &RestoreArgs, r: &Request, style: &Style) -> bool {
+    if args.yes {
+        return true;
+    }
+    let again = again_with_yes(args, r);
+    if !std::io::stdin().is_terminal() {
+        eprintln!(
+            "{} not restored: --replace fences the primary of {} and puts a copy restored to {} in its place, so it asks for confirmation, and this is not a terminal; nothing was changed. To go ahead without the question:\n  {again}",
+            style.red("✗"),
+            r.datastore,
+            r.target
+        );
+        return false;
+    }
+    print!(
+        "Replace the primary of {} with its copy restored to {}? Writes made after that point are given up. Type {} to confirm: ",
+        r.datastore, r.target, r.datastore
+    );
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    if answer.trim() != r.datastore {
+        eprintln!(
+            "{} not restored: the answer was not the confirmation asked for; nothing was changed",
+            style.red("✗")
+        );
+        return false;
+    }
+    true
 }
 
 /// The command that runs this `--replace` without its question, typed as
@@ -431,34 +441,7 @@ async fn run(topo: Arc<Topology>, state: Arc<State>, id: &str, style: &Style) ->
     if row.state != drctl_state::journal::exec_state::SUCCEEDED || matches!(ended, Some(Ended::Failed | Ended::Aborted))
     {
         if row.state == drctl_state::journal::exec_state::PAUSED {
-            eprintln!(
-                "{} restore {id} is paused: a step failed, and nothing new starts until you decide",
-                style.red("✗")
-            );
-            for s in state.steps(id).map_err(crate::execute::state_error)? {
-                if s.state != drctl_state::journal::StepState::Failed {
-                    continue;
-                }
-                eprintln!("  failed: {}: {}", s.id, s.error.as_deref().unwrap_or(""));
-                let step = drctl_control::declare::shell_word(&s.id);
-                let lifts = drctl_control::overrides::named_in(s.error.as_deref().unwrap_or(""));
-                if !lifts.is_empty() {
-                    eprintln!(
-                        "  `{}` runs it again, lifting what its error names",
-                        drctl_core::hint::drctl(&format!("retry {id} {step} {}", lifts.join(" ")))
-                    );
-                }
-                eprintln!("  `{}` runs it again as it is", drctl_core::hint::drctl(&format!("retry {id} {step}")));
-                eprintln!(
-                    "  `{}` gives it up, and every step that needs it",
-                    drctl_core::hint::drctl(&format!("skip {id} {step}"))
-                );
-                eprintln!(
-                    "  `{}` you did it by hand: what needs it goes on",
-                    drctl_core::hint::drctl(&format!("approve {id} {step} --done"))
-                );
-            }
-            eprintln!("  `{}` stops here: nothing more changes", drctl_core::hint::drctl(&format!("abort {id}")));
+            paused(&*state, id, style)?;
             return Ok(Outcome::Failed);
         }
         eprintln!(
@@ -689,12 +672,47 @@ async fn run_cloud(
     report_end(&topo, &*state, id, style)
 }
 
+/// What a paused restore waits for: its failed steps and the decisions
+/// that move it on.
+fn paused(state: &State, id: &str, style: &Style) -> Result<(), Failure> {
+    eprintln!("{} restore {id} is paused: a step failed, and nothing new starts until you decide", style.red("✗"));
+    for s in state.steps(id).map_err(crate::execute::state_error)? {
+        if s.state != drctl_state::journal::StepState::Failed {
+            continue;
+        }
+        eprintln!("  failed: {}: {}", s.id, s.error.as_deref().unwrap_or(""));
+        let step = drctl_control::declare::shell_word(&s.id);
+        let lifts = drctl_control::overrides::named_in(s.error.as_deref().unwrap_or(""));
+        if !lifts.is_empty() {
+            eprintln!(
+                "  `{}` runs it again, lifting what its error names",
+                drctl_core::hint::drctl(&format!("retry {id} {step} {}", lifts.join(" ")))
+            );
+        }
+        eprintln!("  `{}` runs it again as it is", drctl_core::hint::drctl(&format!("retry {id} {step}")));
+        eprintln!(
+            "  `{}` gives it up, and every step that needs it",
+            drctl_core::hint::drctl(&format!("skip {id} {step}"))
+        );
+        eprintln!(
+            "  `{}` you did it by hand: what needs it goes on",
+            drctl_core::hint::drctl(&format!("approve {id} {step} --done"))
+        );
+    }
+    eprintln!("  `{}` stops here: nothing more changes", drctl_core::hint::drctl(&format!("abort {id}")));
+    Ok(())
+}
+
 /// Prints each step of a restore as the journal ends it, and how it ended.
 fn report_end(topo: &Topology, state: &State, id: &str, style: &Style) -> Result<Outcome, Failure> {
     let row = state.execution(id).map_err(crate::execute::state_error)?;
     for s in state.steps(id).map_err(crate::execute::state_error)? {
         let detail = s.note.or(s.error).map(|d| format!(": {d}")).unwrap_or_default();
         println!("  {} {}{detail}", s.id, s.state.as_str());
+    }
+    if row.state == drctl_state::journal::exec_state::PAUSED {
+        paused(state, id, style)?;
+        return Ok(Outcome::Failed);
     }
     if row.state != drctl_state::journal::exec_state::SUCCEEDED {
         eprintln!(
@@ -706,13 +724,20 @@ fn report_end(topo: &Topology, state: &State, id: &str, style: &Style) -> Result
         return Ok(Outcome::Failed);
     }
     println!("{} restored", style.green("✓"));
+    if let Some(p) = restore::request_of(state, id).ok().and_then(|r| r.rds_replace) {
+        println!("  {} is the instance restored to the point; the old primary is kept at {}", p.source, p.aside);
+        for x in &p.replicas {
+            println!("  the read replica {} was made again from it; the old one is kept at {}", x.id, x.aside);
+        }
+    }
     Ok(Outcome::Done)
 }
 
 /// `drctl restore` of an RDS datastore: a new instance (or Aurora cluster)
 /// from its automated backups as they were at the time, beside the
 /// datastore (`--into NAME`, else `SOURCE-restored-YYYYMMDDHHMMSS`).
-/// Nothing the estate uses is touched.
+/// Nothing the estate uses is touched. With `--replace` (an
+/// `rds-instance`), the restored instance then takes the primary's name.
 async fn rds_restore(
     topo: Topology,
     state: Arc<State>,
@@ -720,51 +745,18 @@ async fn rds_restore(
     args: RestoreArgs,
     style: &Style,
 ) -> Result<Outcome, Failure> {
-    if args.replace {
+    if !args.unfenced.is_empty() {
         return Err(Failure::bad_input(
-            "--replace is not supported for RDS yet: restore into a new instance (drop --replace), check it, then point the estate at it",
+            "--unfenced is for a PostgreSQL --replace: an RDS --replace fences the old primary by renaming it",
         ));
     }
-    let ds = cloud::rds_of(&topo, &args.datastore).ok_or_else(|| Failure::bad_input("not an RDS datastore"))?;
-    let source =
-        cloud::rds_source(ds).ok_or_else(|| Failure::bad_input("the RDS datastore names no instance or cluster"))?;
-    let now = SystemTime::now();
-    let target = restore::resolve_target(&args.to, now).map_err(failure)?;
-    let into = match &args.into {
-        Some(i) => i.clone(),
-        None => {
-            let stamp = chrono::DateTime::<chrono::Utc>::from(target).format("%Y%m%d%H%M%S");
-            let mut name = format!("{source}-restored-{stamp}");
-            name.truncate(63);
-            name
-        }
-    };
-    if !(1..=63).contains(&into.len())
-        || !into.starts_with(|c: char| c.is_ascii_alphabetic())
-        || !into.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        || into.ends_with('-')
-        || into.contains("--")
-    {
-        return Err(Failure::bad_input(format!(
-            "--into `{into}`: an RDS identifier has 1 to 63 letters, digits and single hyphens, starting with a letter"
-        )));
+    if args.replace {
+        return rds_replace(topo, state, clients, args, style).await;
     }
+    let now = SystemTime::now();
+    let request = cloud::rds_request(&topo, &args.datastore, &args.to, args.into.as_deref(), now).map_err(failure)?;
+    let source = cloud::rds_of(&topo, &args.datastore).and_then(cloud::rds_source).unwrap_or_default();
     let id = restore::new_id(now);
-    let request = Request {
-        datastore: args.datastore.clone(),
-        to: args.to.clone(),
-        target: restore::rfc3339(target),
-        into,
-        replace: false,
-        scratch: false,
-        port: 0,
-        listen: None,
-        kind: topo.entity(topo.entity_id(&args.datastore).unwrap_or_default()).kind_name().to_string(),
-        prefix: None,
-        set: None,
-        replace_of: None,
-        unfenced: Vec::new(),
-    };
     println!("{id}");
     let when = if args.to == "latest" { "its latest restorable time".to_string() } else { request.target.clone() };
     println!("restore {} ({source}) as it was at {when} into a new {}: {}", args.datastore, request.kind, request.into);
@@ -779,4 +771,56 @@ async fn rds_restore(
     let p = Proposal { id: id.clone(), request, earliest: None, backup_bytes: 0, rate: None, checks: Vec::new() };
     restore::create(&*state, &p, &args.reason, now).map_err(failure)?;
     run_cloud(Arc::new(topo), state, clients, &id, style).await
+}
+
+/// `restore --replace` of an `rds-instance` ([`drctl_backup::rds_replace`]):
+/// the checks, the confirmation, then begun as a PostgreSQL replace is
+/// (audit, journal, incident) and run.
+async fn rds_replace(
+    topo: Topology,
+    state: Arc<State>,
+    clients: Arc<Clients>,
+    args: RestoreArgs,
+    style: &Style,
+) -> Result<Outcome, Failure> {
+    let p = drctl_backup::rds_replace::propose(
+        &topo,
+        &clients,
+        &args.datastore,
+        &args.to,
+        args.into.as_deref(),
+        SystemTime::now(),
+    )
+    .await
+    .map_err(failure)?;
+    let r = &p.request;
+    println!("{}", p.id);
+    println!("replace the primary of {} ({}) with its copy restored to {}", r.datastore, r.kind, r.target);
+    for line in p.describe(std::path::Path::new("")) {
+        println!("  - {line}");
+    }
+    for c in &p.checks {
+        println!("  {} {}: {}", if c.ok { style.green("✓") } else { style.red("✗") }, c.subject, c.detail);
+    }
+    let who = drctl_control::declare::Actor::cli();
+    if p.refused() {
+        match drctl_backup::replace::begin(&*state, &p, &args.reason, &who, SystemTime::now()) {
+            Err(drctl_backup::Error::Refused(_)) | Ok(_) => {}
+            Err(e) => return Err(failure(e)),
+        }
+        eprintln!("{} refused: a check failed; nothing in the world was changed", style.red("✗"));
+        return Ok(Outcome::Failed);
+    }
+    if args.dry_run {
+        let request = serde_json::json!({ "datastore": r.datastore, "to": r.to, "target": r.target, "into": r.into,
+            "replace": true, "reason": args.reason, "dry_run": true });
+        audit(&*state, "restore.dry_run", &format!("datastore {}", r.datastore), &request)?;
+        println!("{} dry run: every check passed; nothing was changed", style.green("✓"));
+        return Ok(Outcome::Done);
+    }
+    if !confirmed(&args, r, style) {
+        return Ok(Outcome::Failed);
+    }
+    drctl_backup::replace::begin(&*state, &p, &args.reason, &who, SystemTime::now()).map_err(failure)?;
+    run_cloud(Arc::new(topo), state, clients, &p.id, style).await
 }

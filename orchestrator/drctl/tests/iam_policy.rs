@@ -24,7 +24,8 @@
 //!
 //! `--for restore` and `--for erase` are proven the same way by their own
 //! test: restore tests, S3 restores into a new bucket and in place, RDS
-//! instance and cluster restores, and an erasure of every S3 version.
+//! instance and cluster restores, RDS instances replaced by their restored
+//! copies (`--replace`), and an erasure of every S3 version.
 
 use drctl_testkit::Moto;
 use serde_json::{json, Value};
@@ -291,6 +292,24 @@ async fn restore_estate(e: &Emulator, tag: &str) -> (String, String) {
         .await
         .unwrap();
     aws::aurora_cluster(&rds, &format!("orders-{tag}"), &[(&format!("orders-{tag}-1"), "us-east-1a")]).await;
+    // Replaced with its read replica made again (`--replace`).
+    rds.create_db_instance()
+        .db_instance_identifier(format!("vault-a-{tag}"))
+        .db_instance_class("db.t3.micro")
+        .engine("postgres")
+        .allocated_storage(20)
+        .master_username("admin")
+        .master_user_password("not-a-secret-1")
+        .backup_retention_period(7)
+        .send()
+        .await
+        .unwrap();
+    rds.create_db_instance_read_replica()
+        .db_instance_identifier(format!("vault-b-{tag}"))
+        .source_db_instance_identifier(format!("vault-a-{tag}"))
+        .send()
+        .await
+        .unwrap();
     let s3 = drctl_aws::s3::client_for(&sdk, Some(&e.moto.endpoint()), None);
     for b in ["a", "b"] {
         let bucket = format!("assets-{b}-{tag}");
@@ -326,6 +345,10 @@ datastores:
     primary: {{ zone: az1, instance: ledger-a-{tag} }}
     backup: {{ retention: 7d }}
   - {{ name: orders, kind: rds-cluster, cluster: orders-{tag} }}
+  - name: vault
+    kind: rds-instance
+    primary: {{ zone: az1, instance: vault-a-{tag} }}
+    replicas: [ {{ zone: az2, instance: vault-b-{tag} }} ]
   - name: assets
     kind: s3
     tier: tier-0
@@ -346,7 +369,9 @@ erasure:
 /// What `--for restore` covers, as drctl's user: a restore test of the S3
 /// datastore (a scratch bucket made, checked, removed), an S3 restore into
 /// a new `drctl-restore-*` bucket and one in place, an RDS instance and an
-/// Aurora cluster restored: (all succeeded, every output).
+/// Aurora cluster restored, and two RDS instances replaced by their
+/// restored copies (one stopped aside, one with its read replica made
+/// again): (all succeeded, every output).
 fn run_restores(dir: &std::path::Path, e: &Emulator, tag: &str, at: &str) -> (bool, String) {
     use sha2::Digest;
     let sha: String = sha2::Sha256::digest(b"a v1").iter().map(|b| format!("{b:02x}")).collect();
@@ -356,12 +381,38 @@ fn run_restores(dir: &std::path::Path, e: &Emulator, tag: &str, at: &str) -> (bo
     )
     .unwrap();
     let into = format!("drctl-restore-{tag}/copy/");
+    let swap = format!("ledger-a-{tag}-restored-swap");
     let runs = [
         drctl(dir, e, &e.user, &["drill", "restore-test.yaml", "--report", "rep"]),
         drctl(dir, e, &e.user, &["restore", "assets", "--to", at, "--into", &into, "--reason", "look"]),
         drctl(dir, e, &e.user, &["restore", "assets", "--to", at, "--replace", "--reason", "ransomware", "--yes"]),
         drctl(dir, e, &e.user, &["restore", "ledger", "--to", "latest", "--reason", "bad migration"]),
         drctl(dir, e, &e.user, &["restore", "orders", "--to", "latest", "--reason", "bad migration"]),
+        // In the primary's place: renamed aside and stopped, the copy renamed in...
+        drctl(
+            dir,
+            e,
+            &e.user,
+            &[
+                "restore",
+                "ledger",
+                "--to",
+                "latest",
+                "--replace",
+                "--into",
+                &swap,
+                "--reason",
+                "bad migration",
+                "--yes",
+            ],
+        ),
+        // ...and with a read replica made again from it.
+        drctl(
+            dir,
+            e,
+            &e.user,
+            &["restore", "vault", "--to", "latest", "--replace", "--reason", "bad migration", "--yes"],
+        ),
     ];
     (runs.iter().all(|(c, _)| *c == 0), runs.iter().map(|(_, o)| o.as_str()).collect::<Vec<_>>().join("\n"))
 }
@@ -413,6 +464,7 @@ async fn the_restore_and_erase_policies_are_enough_and_every_statement_is_needed
         [
             "RdsRestoreInstances",
             "RdsRestoreClusters",
+            "RdsReplaceInstances",
             "S3RestoreReadVersions",
             "S3RestoreWriteObjects",
             "S3RestoreDestinations",
@@ -426,6 +478,8 @@ async fn the_restore_and_erase_policies_are_enough_and_every_statement_is_needed
     assert_eq!(body(&e, "assets-a-r", "img/a").await.as_deref(), Some("a v1"), "restored in place");
     assert_eq!(body(&e, "assets-a-r", "img/README-pay").await, None, "hidden behind a marker");
     assert!(out.contains("restored from ledger-a-r") && out.contains("restored from orders-r"), "{out}");
+    assert!(out.contains("ledger-a-r-replaced-") && out.contains("is stopped: it takes no write"), "{out}");
+    assert!(out.contains("vault-b-r: renamed aside to vault-b-r-replaced-"), "{out}");
     // Nothing broader: no other bucket may be made, no other bucket's versions read.
     let sdk = sdk_as(&e.moto, (&e.user.0, &e.user.1)).await;
     let s3 = drctl_aws::s3::client_for(&sdk, Some(&e.moto.endpoint()), None);

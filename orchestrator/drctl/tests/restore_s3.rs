@@ -126,8 +126,8 @@ fn chrono_like(t: SystemTime) -> String {
 /// `drctl restore` of an RDS instance on the emulator (which accepts a
 /// point-in-time restore but ignores the time itself): a new instance
 /// beside the datastore, named after its source and point, journaled, and
-/// a resume that finds it made instead of making a second; `--replace` is
-/// refused in words.
+/// a resume that finds it made instead of making a second (`--replace`:
+/// restore_rds_replace.rs).
 #[tokio::test(flavor = "multi_thread")]
 async fn an_rds_datastore_is_restored_into_a_new_instance_once() {
     let moto = Moto::start();
@@ -158,9 +158,6 @@ async fn an_rds_datastore_is_restored_into_a_new_instance_once() {
                 .args(args),
         )
     };
-    let (code, out, err) = run(&["restore", "ledger-db", "--to", "-10m", "--replace", "--reason", "x", "--yes"]);
-    assert_eq!(code, 2, "{out}\n{err}");
-    assert!(err.contains("--replace is not supported for RDS yet"), "{err}");
     let (code, out, err) = run(&["restore", "ledger-db", "--to", "2026-12-06T05:00:00Z", "--reason", "bad migration"]);
     assert_eq!(code, 0, "{out}\n{err}");
     let id = out.lines().next().unwrap().trim().to_string();

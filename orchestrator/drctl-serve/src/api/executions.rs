@@ -118,11 +118,23 @@ async fn run_execution(s: &Arc<Shared>, id: &str) -> Result<drctl_engine::Ended,
         });
     }
     let topo = s.opts.topology.clone();
-    let site = drctl_backup::site_dir(&topo);
-    let ended = drctl_backup::restore::execute(topo, site, s.opts.state.clone(), s.opts.clock.clone(), id).await;
-    if drctl_backup::restore::request_of(&*s.opts.state, id).is_ok_and(|r| r.replace_of.is_some()) {
-        drctl_backup::restore::close_incident_of(&*s.opts.state, id, &ended);
-    }
+    let request = drctl_backup::restore::request_of(&*s.opts.state, id);
+    let ended = match request {
+        // S3 and RDS restores run through their cloud API (an RDS
+        // `--replace` says on its incident how it ended there).
+        Ok(req) if req.is_s3() || req.is_rds() => {
+            drctl_backup::cloud::execute(topo, s.opts.state.clone(), s.opts.clients.clone(), id, req).await
+        }
+        other => {
+            let site = drctl_backup::site_dir(&topo);
+            let ended =
+                drctl_backup::restore::execute(topo, site, s.opts.state.clone(), s.opts.clock.clone(), id).await;
+            if other.is_ok_and(|r| r.replace_of.is_some()) {
+                drctl_backup::restore::close_incident_of(&*s.opts.state, id, &ended);
+            }
+            ended
+        }
+    };
     ended.map_err(|e| match e {
         drctl_backup::Error::Engine { source: drctl_engine::Error::Owned { by, .. }, .. } => Stopped::Owned(by),
         other => Stopped::Other(other.to_string()),
