@@ -96,6 +96,9 @@ fn the_bad_delete_drill_restores_orders_db_in_the_primarys_place() {
     let r = json(&r);
     let x = &r["restore"];
     assert_eq!(x["datastore"], "orders-db", "{x:#}");
+    // Recovered when the restore ended: after the declaration, by the restore's time.
+    let (declared, recovered) = (r["declared_at_s"].as_f64().unwrap(), r["recovered_at_s"].as_f64().unwrap());
+    assert!(recovered > declared && recovered - declared >= x["restore_s"].as_f64().unwrap(), "{r:#}");
     assert_eq!(x["verified"], true, "{x:#}");
     let (before, back) = (x["acknowledged_before_point"].as_u64().unwrap(), x["came_back"].as_u64().unwrap());
     assert!(before >= 40, "{x:#}");

@@ -127,6 +127,9 @@ struct Drill<'a> {
     points: Vec<(String, SystemTime)>,
     /// `recover: restore`: each restore, once run.
     restores: Vec<(String, super::recover::Outcome)>,
+    /// `recover: restore`: when the last restore ended, every one of them
+    /// having succeeded (the drill's recovery, when no service was down).
+    restored_at: Option<f64>,
 }
 
 impl<'a> Drill<'a> {
@@ -168,6 +171,7 @@ impl<'a> Drill<'a> {
             preflight: Vec::new(),
             points: Vec::new(),
             restores: Vec::new(),
+            restored_at: None,
         }
     }
 
@@ -455,6 +459,9 @@ impl<'a> Drill<'a> {
                 _ => out.state.clone(),
             });
             self.restores.push((ds, out));
+        }
+        if !self.restores.is_empty() && self.restores.iter().all(|(_, o)| o.ok) {
+            self.restored_at = Some(self.clock.now());
         }
         Flow::Stop
     }
@@ -823,8 +830,10 @@ impl<'a> Drill<'a> {
                 }
             })
             .collect();
+        // Recovered once every affected service is healthy again and, in a
+        // `recover: restore` drill, every damaged datastore is restored.
         let recovered_at = if services.iter().all(|s| s.recovered_at_s.is_some() || !s.affected) {
-            services.iter().filter_map(|s| s.recovered_at_s).reduce(f64::max)
+            services.iter().filter_map(|s| s.recovered_at_s).chain(self.restored_at).reduce(f64::max)
         } else {
             None
         };
