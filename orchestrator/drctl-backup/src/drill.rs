@@ -169,39 +169,8 @@ pub async fn run(
         "kept": kept.map(|k| json!({ "for_s": k.as_secs_f64(), "data": copy.data.display().to_string(),
                                      "url": copy.local_url("postgres", &crate::postgres::database_of(&ds.primary_url)) })),
     });
-    let finished_at = SystemTime::now();
-    let report = json!({
-        "id": id,
-        "experiment": test.name,
-        "kind": "restore-test",
-        "started_at": rfc3339(started_at),
-        "finished_at": rfc3339(finished_at),
-        "objectives_met": verified && meets_rto,
-        "services": [],
-        "datastores": [],
-        "restore": restore,
-    });
-    write_report(&report_dir, &report)?;
-    let _ = state.finish_drill(&id, Some(verified && meets_rto), Some(&report.to_string()));
-    crate::report::record_test(
-        &*state,
-        &test.datastore,
-        &crate::report::RestoreTest {
-            at: rfc3339(finished_at),
-            passed: verified && meets_rto,
-            restore_s: Some(restore_s),
-            recovery_point_error_s: recovered.map(|r| requested - r),
-            report: Some(report_dir.display().to_string()),
-        },
-    )?;
-    Ok(TestRun {
-        id,
-        verified,
-        meets_rto,
-        error: report["restore"]["error"].as_str().map(str::to_string),
-        report,
-        report_dir,
-    })
+    let rp_error = recovered.map(|r| requested - r);
+    conclude(&*state, test, Run { id, started_at, verified, meets_rto, restore_s, rp_error, report_dir }, restore)
 }
 
 /// The S3 datastore `name`, if it is one.
@@ -250,6 +219,24 @@ async fn run_s3(
         "error": out.error,
         "kept": out.kept.as_ref().zip(keep).map(|(b, k)| json!({ "for_s": k.as_secs_f64(), "bucket": b })),
     });
+    conclude(&*state, test, Run { id, started_at, verified, meets_rto, restore_s, rp_error, report_dir }, restore)
+}
+
+/// What a restore test measured, for its report and its record.
+struct Run {
+    id: String,
+    started_at: SystemTime,
+    verified: bool,
+    meets_rto: bool,
+    restore_s: f64,
+    rp_error: Option<f64>,
+    report_dir: PathBuf,
+}
+
+/// Ends a restore test, PostgreSQL or S3 alike: its report written, its
+/// drill finished, its outcome recorded where the status page reads it.
+fn conclude(state: &State, test: &RestoreTest, run: Run, restore: Value) -> Result<TestRun, Error> {
+    let Run { id, started_at, verified, meets_rto, restore_s, rp_error, report_dir } = run;
     let finished_at = SystemTime::now();
     let report = json!({
         "id": id,
@@ -265,7 +252,7 @@ async fn run_s3(
     write_report(&report_dir, &report)?;
     let _ = state.finish_drill(&id, Some(verified && meets_rto), Some(&report.to_string()));
     crate::report::record_test(
-        &*state,
+        state,
         &test.datastore,
         &crate::report::RestoreTest {
             at: rfc3339(finished_at),
