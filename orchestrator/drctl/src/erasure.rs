@@ -141,10 +141,18 @@ pub async fn list(
     Ok(if overdue { Outcome::ObjectiveMissed } else { Outcome::Done })
 }
 
+/// Where the bench seeds its S3 objects, in every bucket; removed afterwards.
+const BENCH_PREFIX: &str = "drctl-bench-erasure/";
+/// Objects per subject, each written twice (two versions), in every bucket.
+const BENCH_OBJECTS: usize = 2;
+
 /// Seeds `subjects` rows into a table of its own on the topology's first
 /// PostgreSQL datastore, erases each (record, erase, verify), verifies
 /// what is left, replays the whole ledger as a restore would, and drops
-/// the table.
+/// the table. Where the topology also has an S3 datastore, the same
+/// subjects get objects in every one of its buckets and are erased there
+/// in a pass of their own (see [`bench_s3`]), so each datastore's time
+/// is its own.
 pub async fn bench(topo: Topology, subjects: usize) -> Result<Outcome, Failure> {
     use drctl_core::topology::erasure::{Erasure, Find, Locate};
     use drctl_core::topology::{DatastoreKind, Location};
@@ -156,6 +164,11 @@ pub async fn bench(topo: Topology, subjects: usize) -> Result<Outcome, Failure> 
     else {
         return Err(Failure::bad_input(format!("{} has no PostgreSQL datastore to measure on", topo.file.display())));
     };
+    let s3 = topo.datastores().find_map(|(i, e, d)| match (&d.kind, d.primary.as_ref().map(|p| &p.location)) {
+        (DatastoreKind::S3, Some(Location::S3 { .. })) => Some((i, e.name.clone(), d.clone())),
+        _ => None,
+    });
+    let whole = topo.clone();
     let mut topo = topo;
     topo.erasure = Some(Erasure {
         deadline: Duration::from_secs(30 * 86_400),
@@ -183,7 +196,8 @@ pub async fn bench(topo: Topology, subjects: usize) -> Result<Outcome, Failure> 
         .await
         .map_err(anyhow::Error::from)?;
     let topo = Arc::new(topo);
-    let eraser = Eraser::new(topo.clone(), state.clone(), Arc::new(Clients::new(Default::default())));
+    let clients = Arc::new(Clients::new(Default::default()));
+    let eraser = Eraser::new(topo.clone(), state.clone(), clients.clone());
     let who = Actor::new("bench", "bench");
     let started = SystemTime::now();
     let t = Instant::now();
@@ -230,5 +244,156 @@ pub async fn bench(topo: Topology, subjects: usize) -> Result<Outcome, Failure> 
         replay_s,
         replayed.resurrected
     );
-    Ok(Outcome::Done)
+    let Some((s3_id, s3_name, ds)) = s3 else { return Ok(Outcome::Done) };
+    bench_s3(whole, clients, s3_id, &s3_name, &ds, subjects).await
+}
+
+/// The S3 half of the bench: for each subject, [`BENCH_OBJECTS`] objects
+/// of two versions each under `drctl-bench-erasure/bench-N/` in the
+/// primary bucket and the same in every replica bucket (as replication
+/// leaves them: each replica keeps versions of its own), then each subject
+/// recorded, erased and verified on every bucket through a `locate` entry
+/// of its own, and every bucket listed for any version left under the
+/// bench's prefix. The prefix is emptied afterwards, whatever happened.
+async fn bench_s3(
+    topo: Topology,
+    clients: Arc<Clients>,
+    id: drctl_core::topology::EntityId,
+    name: &str,
+    ds: &drctl_core::topology::Datastore,
+    subjects: usize,
+) -> Result<Outcome, Failure> {
+    use drctl_aws::s3_erasure;
+    use drctl_core::topology::erasure::{Erasure, Find, Locate};
+    let buckets = drctl_control::live::buckets(&clients, &topo, ds).await;
+    for b in &buckets {
+        let v = b.client.get_bucket_versioning().bucket(&b.name).send().await.map_err(|e| {
+            Failure::from(anyhow::anyhow!(
+                "reading the versioning of bucket {} ({}): {}; check the endpoint and the credentials",
+                b.name,
+                b.zone,
+                aws_sdk_s3::error::DisplayErrorContext(&e)
+            ))
+        })?;
+        if v.status() != Some(&aws_sdk_s3::types::BucketVersioningStatus::Enabled) {
+            return Err(Failure::bad_input(format!(
+                "bucket {} ({}) of {name} is not versioned: the bench erases every version of every key; \
+                 enable versioning on it (`aws s3api put-bucket-versioning --versioning-configuration Status=Enabled`)",
+                b.name, b.zone
+            )));
+        }
+    }
+    let mut topo = topo;
+    topo.erasure = Some(Erasure {
+        deadline: Duration::from_secs(30 * 86_400),
+        locate: vec![Locate { datastore: id, how: Find::Prefix(format!("{BENCH_PREFIX}{{subject}}/")) }],
+    });
+    let dir = std::env::temp_dir().join(format!("drctl-bench-erasure-s3-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(anyhow::Error::from)?;
+    let state = crate::context::open_state(&format!("sqlite://{}", dir.join("state.db").display()))?;
+    let measured = measure_s3(Arc::new(topo), state, clients, &buckets, subjects).await;
+    // Emptied whatever happened: the bench's objects are not the topology's.
+    let mut cleanup = Ok(0);
+    for b in &buckets {
+        if let Err(e) = s3_erasure::erase_prefix(b, BENCH_PREFIX).await {
+            cleanup = Err(format!("{} ({}): {e}", b.name, b.zone));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let m = measured?;
+    if let Err(e) = cleanup {
+        eprintln!("could not empty {BENCH_PREFIX} in bucket {e}; delete its versions by hand");
+    }
+    println!(
+        "erasure of {subjects} subjects over {name} ({} buckets, {} versions each per bucket): seeding {:.1} s; \
+         record+erase+first check {:.1} s ({:.0}/s), remaining verification {:.1} s, together {:.1} s ({:.0}/s), \
+         {} verified on every bucket; versions left under {BENCH_PREFIX}: {}",
+        buckets.len(),
+        BENCH_OBJECTS * 2,
+        m.seed_s,
+        m.erase_s,
+        subjects as f64 / m.erase_s.max(1e-9),
+        m.verify_s,
+        m.erase_s + m.verify_s,
+        subjects as f64 / (m.erase_s + m.verify_s).max(1e-9),
+        m.verified,
+        m.left.iter().map(|(b, n)| format!("{n} in {b}")).collect::<Vec<_>>().join(", ")
+    );
+    Ok(if m.verified == subjects && m.left.iter().all(|(_, n)| *n == 0) { Outcome::Done } else { Outcome::Failed })
+}
+
+struct S3Measured {
+    seed_s: f64,
+    erase_s: f64,
+    verify_s: f64,
+    verified: usize,
+    /// Versions and delete markers left under the bench's prefix, by bucket.
+    left: Vec<(String, u64)>,
+}
+
+async fn measure_s3(
+    topo: Arc<Topology>,
+    state: Arc<State>,
+    clients: Arc<Clients>,
+    buckets: &[drctl_aws::s3::Bucket],
+    subjects: usize,
+) -> Result<S3Measured, Failure> {
+    use futures::{StreamExt, TryStreamExt};
+    let t = Instant::now();
+    for b in buckets {
+        // Left by a bench that was killed: it would count as not erased.
+        drctl_aws::s3_erasure::erase_prefix(b, BENCH_PREFIX).await.map_err(anyhow::Error::from)?;
+    }
+    let puts = buckets.iter().flat_map(|b| {
+        (0..subjects).flat_map(move |i| {
+            (0..BENCH_OBJECTS)
+                .flat_map(move |k| (1..=2).map(move |v| (b, format!("{BENCH_PREFIX}bench-{i}/object-{k}"), v)))
+        })
+    });
+    futures::stream::iter(puts)
+        .map(|(b, key, v)| async move {
+            b.client
+                .put_object()
+                .bucket(&b.name)
+                .key(&key)
+                .body(aws_sdk_s3::primitives::ByteStream::from(format!("{key} version {v}").into_bytes()))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "seeding bucket {} ({}): {}",
+                        b.name,
+                        b.zone,
+                        aws_sdk_s3::error::DisplayErrorContext(&e)
+                    )
+                })
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<()>>()
+        .await?;
+    let seed_s = t.elapsed().as_secs_f64();
+    let eraser = Eraser::new(topo, state, clients);
+    let who = Actor::new("bench", "bench");
+    let t = Instant::now();
+    let mut ids = Vec::with_capacity(subjects);
+    for i in 0..subjects {
+        let r = eraser.request(&format!("bench-{i}"), "bench", &who).map_err(control)?;
+        eraser.run(&r.id).await.map_err(control)?;
+        ids.push(r.id);
+    }
+    let erase_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let mut verified = 0;
+    for id in &ids {
+        verified += usize::from(eraser.wait(id, Duration::from_secs(60)).await.map_err(control)?.verified());
+    }
+    let verify_s = t.elapsed().as_secs_f64();
+    let mut left = Vec::new();
+    for b in buckets {
+        let n = drctl_aws::s3_erasure::versions_left(b, BENCH_PREFIX).await.map_err(anyhow::Error::from)?;
+        left.push((format!("{} ({})", b.name, b.zone), n));
+    }
+    Ok(S3Measured { seed_s, erase_s, verify_s, verified, left })
 }
