@@ -169,6 +169,11 @@ pub async fn bench(topo: Topology, subjects: usize) -> Result<Outcome, Failure> 
         _ => None,
     });
     let whole = topo.clone();
+    let clients = Arc::new(Clients::new(Default::default()));
+    let s3 = match s3 {
+        Some((i, n, ds)) => Some((i, n.clone(), versioned_buckets(&clients, &whole, &n, &ds).await?)),
+        None => None,
+    };
     let mut topo = topo;
     topo.erasure = Some(Erasure {
         deadline: Duration::from_secs(30 * 86_400),
@@ -196,7 +201,6 @@ pub async fn bench(topo: Topology, subjects: usize) -> Result<Outcome, Failure> 
         .await
         .map_err(anyhow::Error::from)?;
     let topo = Arc::new(topo);
-    let clients = Arc::new(Clients::new(Default::default()));
     let eraser = Eraser::new(topo.clone(), state.clone(), clients.clone());
     let who = Actor::new("bench", "bench");
     let started = SystemTime::now();
@@ -244,8 +248,51 @@ pub async fn bench(topo: Topology, subjects: usize) -> Result<Outcome, Failure> 
         replay_s,
         replayed.resurrected
     );
-    let Some((s3_id, s3_name, ds)) = s3 else { return Ok(Outcome::Done) };
-    bench_s3(whole, clients, s3_id, &s3_name, &ds, subjects).await
+    let Some((s3_id, s3_name, buckets)) = s3 else { return Ok(Outcome::Done) };
+    bench_s3(whole, clients, s3_id, &s3_name, buckets, subjects).await
+}
+
+/// The buckets of the S3 datastore the bench erases on, each checked to be
+/// versioned (the bench erases every version of every key) before anything
+/// is seeded anywhere.
+async fn versioned_buckets(
+    clients: &Clients,
+    topo: &Topology,
+    name: &str,
+    ds: &drctl_core::topology::Datastore,
+) -> Result<Vec<drctl_aws::s3::Bucket>, Failure> {
+    let buckets = drctl_control::live::buckets(clients, topo, ds).await;
+    for b in &buckets {
+        // Some S3-compatible servers (moto 5.2) answer under an XML root the
+        // SDK refuses to decode: the status is read from the body then, as
+        // preflight does. An answer the server gave without a status is
+        // "not versioned".
+        let enabled = match b.client.get_bucket_versioning().bucket(&b.name).send().await {
+            Ok(v) => v.status() == Some(&aws_sdk_s3::types::BucketVersioningStatus::Enabled),
+            Err(e) => match e.raw_response().filter(|r| r.status().is_success()) {
+                Some(r) => {
+                    r.body().bytes().is_some_and(|b| String::from_utf8_lossy(b).contains("<Status>Enabled</Status>"))
+                }
+                None => {
+                    return Err(anyhow::anyhow!(
+                        "reading the versioning of bucket {} ({}): {}; check the endpoint and the credentials",
+                        b.name,
+                        b.zone,
+                        drctl_aws::explain(&e)
+                    )
+                    .into())
+                }
+            },
+        };
+        if !enabled {
+            return Err(Failure::bad_input(format!(
+                "bucket {} ({}) of {name} is not versioned: the bench erases every version of every key; \
+                 enable versioning on it (`aws s3api put-bucket-versioning --versioning-configuration Status=Enabled`)",
+                b.name, b.zone
+            )));
+        }
+    }
+    Ok(buckets)
 }
 
 /// The S3 half of the bench: for each subject, [`BENCH_OBJECTS`] objects
@@ -260,29 +307,11 @@ async fn bench_s3(
     clients: Arc<Clients>,
     id: drctl_core::topology::EntityId,
     name: &str,
-    ds: &drctl_core::topology::Datastore,
+    buckets: Vec<drctl_aws::s3::Bucket>,
     subjects: usize,
 ) -> Result<Outcome, Failure> {
     use drctl_aws::s3_erasure;
     use drctl_core::topology::erasure::{Erasure, Find, Locate};
-    let buckets = drctl_control::live::buckets(&clients, &topo, ds).await;
-    for b in &buckets {
-        let v = b.client.get_bucket_versioning().bucket(&b.name).send().await.map_err(|e| {
-            Failure::from(anyhow::anyhow!(
-                "reading the versioning of bucket {} ({}): {}; check the endpoint and the credentials",
-                b.name,
-                b.zone,
-                aws_sdk_s3::error::DisplayErrorContext(&e)
-            ))
-        })?;
-        if v.status() != Some(&aws_sdk_s3::types::BucketVersioningStatus::Enabled) {
-            return Err(Failure::bad_input(format!(
-                "bucket {} ({}) of {name} is not versioned: the bench erases every version of every key; \
-                 enable versioning on it (`aws s3api put-bucket-versioning --versioning-configuration Status=Enabled`)",
-                b.name, b.zone
-            )));
-        }
-    }
     let mut topo = topo;
     topo.erasure = Some(Erasure {
         deadline: Duration::from_secs(30 * 86_400),
@@ -306,11 +335,12 @@ async fn bench_s3(
         eprintln!("could not empty {BENCH_PREFIX} in bucket {e}; delete its versions by hand");
     }
     println!(
-        "erasure of {subjects} subjects over {name} ({} buckets, {} versions each per bucket): seeding {:.1} s; \
+        "erasure of {subjects} subjects over {name} ({} buckets, {} versions per subject in each, {} in all): seeding {:.1} s; \
          record+erase+first check {:.1} s ({:.0}/s), remaining verification {:.1} s, together {:.1} s ({:.0}/s), \
          {} verified on every bucket; versions left under {BENCH_PREFIX}: {}",
         buckets.len(),
         BENCH_OBJECTS * 2,
+        m.seeded,
         m.seed_s,
         m.erase_s,
         subjects as f64 / m.erase_s.max(1e-9),
@@ -324,6 +354,8 @@ async fn bench_s3(
 }
 
 struct S3Measured {
+    /// Object versions written under the bench's prefix, every bucket together.
+    seeded: u64,
     seed_s: f64,
     erase_s: f64,
     verify_s: f64,
@@ -374,6 +406,20 @@ async fn measure_s3(
         .try_collect::<Vec<()>>()
         .await?;
     let seed_s = t.elapsed().as_secs_f64();
+    // What the erasure has to remove, counted as it will be verified: a
+    // seeding that wrote nothing would otherwise look like a clean erasure.
+    let mut seeded = 0;
+    for b in buckets {
+        seeded += drctl_aws::s3_erasure::versions_left(b, BENCH_PREFIX).await.map_err(anyhow::Error::from)?;
+    }
+    let expected = (buckets.len() * subjects * BENCH_OBJECTS * 2) as u64;
+    if seeded != expected {
+        return Err(anyhow::anyhow!(
+            "seeded {seeded} object versions under {BENCH_PREFIX} where {expected} were written: \
+             is another bench writing to these buckets, or is versioning off?"
+        )
+        .into());
+    }
     let eraser = Eraser::new(topo, state, clients);
     let who = Actor::new("bench", "bench");
     let t = Instant::now();
@@ -395,5 +441,5 @@ async fn measure_s3(
         let n = drctl_aws::s3_erasure::versions_left(b, BENCH_PREFIX).await.map_err(anyhow::Error::from)?;
         left.push((format!("{} ({})", b.name, b.zone), n));
     }
-    Ok(S3Measured { seed_s, erase_s, verify_s, verified, left })
+    Ok(S3Measured { seeded, seed_s, erase_s, verify_s, verified, left })
 }
