@@ -792,7 +792,7 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 26000)]
         base_port: u16,
     },
-    /// Erase N subjects over a PostgreSQL primary and standby of the topology: record, erase, verify each.
+    /// Erase N subjects over a PostgreSQL primary and standby of the topology, and its S3 buckets if it has them: record, erase, verify each.
     #[command(after_help = crate::help::BENCH_ERASURE)]
     Erasure {
         #[command(flatten)]

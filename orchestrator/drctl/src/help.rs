@@ -543,5 +543,9 @@ Example:
 
 Exit codes:
   0  measured
-  1  failed at run time (PostgreSQL does not answer)
-  2  bad input: the topology has no PostgreSQL `locate` entry, a flag";
+  1  failed at run time (PostgreSQL or S3 does not answer, a version left in a bucket)
+  2  bad input: the topology has no PostgreSQL datastore, a bucket is not versioned, a flag
+
+With an S3 datastore in the topology, each subject also gets objects of two
+versions each under drctl-bench-erasure/bench-N/ in every bucket, erased and
+verified in a pass of its own; the prefix is emptied afterwards.";

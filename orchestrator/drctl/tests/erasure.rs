@@ -5,8 +5,11 @@
 //! the ledger, and counts open and overdue requests in `/metrics`. On an
 //! etcd state store (real etcd), every key and value etcd holds after an
 //! erasure is read directly: the identifier and the reason are nowhere in
-//! clear, and the ledger's entries are there, sealed.
+//! clear, and the ledger's entries are there, sealed. `drctl bench
+//! erasure` over PostgreSQL and versioned S3 buckets (moto) erases every
+//! version it seeded in every bucket and leaves other keys alone.
 
+mod aws;
 mod common;
 
 use common::{client, drctl, drctl_clean, show, start, tempdir, token, wait_for};
@@ -280,5 +283,88 @@ fn on_etcd_the_ledger_is_sealed_and_no_key_or_value_holds_the_identifier() {
     assert!(!out.contains(SUBJECT) && !out.contains(BY_API), "{out}");
     eprintln!("etcd held {} keys after a CLI and a controller erasure, the ledger's two sealed", everything.len());
     drop(etcd);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+async fn bucket(s3: &aws_sdk_s3::Client, name: &str, versioned: bool) {
+    use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+    s3.create_bucket().bucket(name).send().await.unwrap();
+    if versioned {
+        s3.put_bucket_versioning()
+            .bucket(name)
+            .versioning_configuration(
+                VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    s3.put_object()
+        .bucket(name)
+        .key("users/keep/a")
+        .body(aws_sdk_s3::primitives::ByteStream::from_static(b"not the bench's"))
+        .send()
+        .await
+        .unwrap();
+}
+
+async fn versions(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> usize {
+    let v = s3.list_object_versions().bucket(bucket).prefix(prefix).send().await.unwrap();
+    v.versions().len() + v.delete_markers().len()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_bench_erases_every_version_it_seeded_in_every_bucket_and_nothing_else() {
+    let pair = PgPair::start();
+    let moto = drctl_testkit::Moto::start();
+    let sdk = aws::sdk(&moto.endpoint(), ("testing", "testing")).await;
+    let s3 = drctl_aws::s3::client_for(&sdk, Some(&moto.endpoint()), None);
+    for b in ["files-az1", "files-az2"] {
+        bucket(&s3, b, true).await;
+    }
+    bucket(&s3, "files-plain", false).await;
+    let dir = tempdir("bench-erasure-s3");
+    let files = |replica: &str| {
+        format!(
+            "  - name: files\n    kind: s3\n    endpoint: \"{}\"\n    primary: {{ zone: az1, bucket: files-az1 }}\n    replicas: [ {{ zone: az2, bucket: {replica} }} ]\n",
+            moto.endpoint()
+        )
+    };
+    std::fs::write(dir.join("drctl.yaml"), pair.shop_topology(&files("files-az2"), "")).unwrap();
+    std::fs::write(dir.join("plain.yaml"), pair.shop_topology(&files("files-plain"), "")).unwrap();
+
+    let o = aws::drctl(&dir, &moto.endpoint(), ("testing", "testing"))
+        .args(["bench", "erasure", "--subjects", "5", "-f", "drctl.yaml"])
+        .output()
+        .unwrap();
+    let out = show(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(out.contains("5 verified on every copy, 0 rows left"), "the PostgreSQL half: {out}");
+    // 5 subjects x 2 objects x 2 versions, in each of the 2 buckets.
+    assert!(out.contains("(2 buckets, 4 versions per subject in each, 40 in all)"), "{out}");
+    assert!(out.contains("5 verified on every bucket"), "{out}");
+    assert!(
+        out.contains("versions left under drctl-bench-erasure/: 0 in files-az1 (az1), 0 in files-az2 (az2)"),
+        "{out}"
+    );
+    for b in ["files-az1", "files-az2"] {
+        assert_eq!(versions(&s3, b, "drctl-bench-erasure/").await, 0, "the bench's prefix emptied in {b}");
+        assert_eq!(versions(&s3, b, "users/keep/").await, 1, "another key stays in {b}");
+    }
+
+    // A bucket that keeps no versions cannot show an erasure of every
+    // version: refused before anything is seeded.
+    let o = aws::drctl(&dir, &moto.endpoint(), ("testing", "testing"))
+        .args(["bench", "erasure", "--subjects", "5", "-f", "plain.yaml"])
+        .output()
+        .unwrap();
+    let out = show(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    assert!(out.contains("files-plain (az2) of files is not versioned"), "{out}");
+    assert_eq!(
+        pair.psql(pair.primary_port, "SELECT count(*) FROM pg_tables WHERE tablename = 'drctl_bench_erasure'"),
+        "0"
+    );
+    assert_eq!(versions(&s3, "files-az1", "drctl-bench-erasure/").await, 0);
     let _ = std::fs::remove_dir_all(&dir);
 }
