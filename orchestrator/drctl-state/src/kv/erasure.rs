@@ -68,37 +68,13 @@ impl<K: Kv> Erasures for KvStore<K> {
 mod tests {
     use super::*;
     use crate::kv::MemKv;
-    use crate::model::erasure::CopyState;
-    use std::time::{Duration, UNIX_EPOCH};
-
-    fn draft(subject: &str) -> ErasureRequest {
-        let now = UNIX_EPOCH + Duration::from_secs(1_900_000_000);
-        ErasureRequest {
-            id: String::new(),
-            requested_at: now,
-            due_at: now + Duration::from_secs(30 * 86_400),
-            who: "cli:alice@host".into(),
-            reason: "ticket 7".into(),
-            subject: Some(subject.into()),
-            erased_at: None,
-            forgotten_at: None,
-            copies: vec![CopyState {
-                datastore: "orders-db".into(),
-                zone: "az1".into(),
-                primary: true,
-                erased_at: None,
-                verified_at: None,
-                position: None,
-                pending: None,
-            }],
-        }
-    }
+    use std::time::Duration;
 
     #[test]
     fn requests_are_numbered_sealed_and_updated_whole() {
         let store = KvStore::new(MemKv::default(), "/t/").unwrap();
-        let a = store.create_erasure(&draft("customer-4711")).unwrap();
-        let b = store.create_erasure(&draft("customer-4712")).unwrap();
+        let a = store.create_erasure(&crate::model::erasure::sample_request("customer-4711")).unwrap();
+        let b = store.create_erasure(&crate::model::erasure::sample_request("customer-4712")).unwrap();
         assert_eq!((a.id.as_str(), b.id.as_str()), ("er-1", "er-2"));
         for (_, v) in store.kv().scan("/t/erasure/", "/t/erasure0").unwrap() {
             assert!(crate::seal::Sealer::is_sealed(&v.value));

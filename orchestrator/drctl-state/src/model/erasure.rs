@@ -148,3 +148,29 @@ pub trait Erasures: Send + Sync {
     /// writer got there first); returns it as stored.
     fn update_erasure(&self, id: &str, change: &mut dyn FnMut(&mut ErasureRequest)) -> Result<ErasureRequest>;
 }
+
+/// A request as `drctl erase` drafts it, for the backends' unit tests.
+#[cfg(test)]
+pub(crate) fn sample_request(subject: &str) -> ErasureRequest {
+    use std::time::{Duration, UNIX_EPOCH};
+    let now = UNIX_EPOCH + Duration::from_secs(1_900_000_000);
+    ErasureRequest {
+        id: String::new(),
+        requested_at: now,
+        due_at: now + Duration::from_secs(30 * 86_400),
+        who: "cli:alice@host".into(),
+        reason: "ticket 7".into(),
+        subject: Some(subject.into()),
+        erased_at: None,
+        forgotten_at: None,
+        copies: vec![CopyState {
+            datastore: "orders-db".into(),
+            zone: "az1".into(),
+            primary: true,
+            erased_at: None,
+            verified_at: None,
+            position: None,
+            pending: None,
+        }],
+    }
+}

@@ -219,34 +219,10 @@ impl Erasures for Sqlite {
 mod tests {
     use super::*;
     use crate::error::Error;
-    use crate::model::erasure::CopyState;
     use std::time::{Duration, UNIX_EPOCH};
 
     fn at(ms: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_millis(ms)
-    }
-
-    fn draft(subject: &str) -> ErasureRequest {
-        let now = UNIX_EPOCH + Duration::from_secs(1_900_000_000);
-        ErasureRequest {
-            id: String::new(),
-            requested_at: now,
-            due_at: now + Duration::from_secs(30 * 86_400),
-            who: "cli:alice@host".into(),
-            reason: "ticket 7".into(),
-            subject: Some(subject.into()),
-            erased_at: None,
-            forgotten_at: None,
-            copies: vec![CopyState {
-                datastore: "orders-db".into(),
-                zone: "az1".into(),
-                primary: true,
-                erased_at: None,
-                verified_at: None,
-                position: None,
-                pending: None,
-            }],
-        }
     }
 
     /// Requests at once near the cap of unconfirmed subscriptions: exactly
@@ -289,7 +265,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let db = dir.join("state.db");
         let store = crate::Sqlite::open(&format!("sqlite://{}", db.display())).unwrap();
-        let r = store.create_erasure(&draft("person-8d1f-identifier")).unwrap();
+        let r = store.create_erasure(&crate::model::erasure::sample_request("person-8d1f-identifier")).unwrap();
         assert_eq!(store.erasure(&r.id).unwrap().unwrap().subject.as_deref(), Some("person-8d1f-identifier"));
         drop(store);
         // The file as anyone holding a copy of it reads it.
