@@ -5,7 +5,8 @@
 //! replicas are made again from the new primary; an erasure replay that
 //! cannot reach the copy pauses the run before anything is switched; a
 //! run SIGKILLed right after a rename took effect (before drctl saw the
-//! answer) resumes without restoring or renaming anything twice.
+//! answer) resumes without restoring or renaming anything twice; so does
+//! a cluster's, killed after its instance was added or a rename.
 //!
 //! moto gives every instance the same `DbiResourceId`, so the instance
 //! behind a name is told apart by its `InstanceCreateTime`.
@@ -490,6 +491,55 @@ async fn a_replace_killed_after_each_rename_took_effect_resumes_without_restorin
     assert_eq!(after.len(), 4, "{after:?}");
     assert_ne!(after["ledger-a"].1, before["ledger-a"].1, "ledger-a is the restored instance: {after:?}");
     assert_eq!(after[named(&after, "ledger-a-replaced-")[0]].1, before["ledger-a"].1, "{after:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An Aurora cluster's replace SIGKILLed once the instance was added,
+/// once the old cluster was renamed aside and once the copy took its name
+/// (each time after moto acted, before drctl heard): resumed, it restores,
+/// adds and renames each only once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_replace_killed_after_each_change_took_effect_resumes_without_doing_it_twice() {
+    let moto = Moto::start();
+    let ep = moto.endpoint();
+    let rds = aws_sdk_rds::Client::new(&aws::sdk(&ep, ("testing", "testing")).await);
+    aws::aurora_cluster(&rds, "orders-aurora", &[("orders-aurora-1", "us-east-1a")]).await;
+    let before = clusters(&rds).await;
+    let proxy = Proxy::start(&ep);
+    let dir = common::tempdir("restore-rds-replace-cluster-kill");
+    std::fs::write(
+        dir.join("drctl.yaml"),
+        format!("{TOPOLOGY}  - {{ name: orders, kind: rds-cluster, cluster: orders-aurora }}\n"),
+    )
+    .unwrap();
+    let to = "2026-12-06T05:00:00Z";
+
+    let add = "Action=CreateDBInstance&";
+    let id = killed_at(&dir, &proxy, &["restore", "orders", "--to", to, "--replace", "--reason", "x", "--yes"], add);
+    let v = show_json(&dir, &ep, &id);
+    assert_eq!(step(&v, "orders/instances")["state"], "running", "killed inside the instances step: {v}");
+    let rename_aside = "Action=ModifyDBCluster&Version=2014-10-31&DBClusterIdentifier=orders-aurora&";
+    assert_eq!(killed_at(&dir, &proxy, &["resume", &id], rename_aside), id);
+    let v = show_json(&dir, &ep, &id);
+    assert_eq!(step(&v, "orders/fence")["state"], "running", "{v}");
+    assert_eq!(named(&clusters(&rds).await, "orders-aurora-replaced-").len(), 1, "the rename took effect");
+    let take_name = "Action=ModifyDBCluster&Version=2014-10-31&DBClusterIdentifier=orders-aurora-restored-";
+    assert_eq!(killed_at(&dir, &proxy, &["resume", &id], take_name), id);
+
+    let (code, out, err) = run(&dir, &proxy.endpoint(), &["resume", &id]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let v = show_json(&dir, &ep, &id);
+    assert_eq!(v["state"], "succeeded", "{v}");
+    assert!(step(&v, "orders/instances")["note"].as_str().unwrap().contains("made by an earlier attempt"), "{v}");
+    assert!(step(&v, "orders/fence")["note"].as_str().unwrap().contains("already (an earlier attempt)"), "{v}");
+    assert!(step(&v, "orders/switch")["note"].as_str().unwrap().contains("by an earlier attempt"), "{v}");
+    assert_eq!(proxy.count(&["Action=RestoreDBClusterToPointInTime"]), 1, "one restore");
+    assert_eq!(proxy.count(&[add]), 1, "one instance added");
+    assert_eq!(proxy.count(&[rename_aside]), 1, "the old cluster renamed once");
+    assert_eq!(proxy.count(&[take_name]), 1, "the copy renamed once");
+    let after = clusters(&rds).await;
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert_ne!(after["orders-aurora"].1, before["orders-aurora"].1, "orders-aurora is the restored cluster: {after:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
