@@ -624,6 +624,38 @@ mod tests {
         assert_eq!(crate::restore::steps(&plain).len(), 1, "a restore beside the datastore renames nothing");
     }
 
+    /// A cluster's copy gets its instances before anything is switched,
+    /// and the old cluster gives up its name before the copy takes it.
+    #[test]
+    fn a_cluster_copy_is_given_instances_before_the_names_move() {
+        let req = Request {
+            datastore: "orders".into(),
+            kind: "rds-cluster".into(),
+            replace: true,
+            into: "orders-aurora-restored-20261206050000".into(),
+            rds_replace: Some(RdsReplace {
+                source: "orders-aurora".into(),
+                aside: "orders-aurora-replaced-20261206071502".into(),
+                replicas: Vec::new(),
+                instances: vec![NewInstance {
+                    id: "orders-aurora-restored-20261206050000-1".into(),
+                    class: "db.r6g.large".into(),
+                    engine: "aurora-postgresql".into(),
+                }],
+            }),
+            ..Request::default()
+        };
+        let specs = crate::restore::steps(&req);
+        let ids: Vec<&str> = specs.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["orders/restore", "orders/instances", "orders/erasures", "orders/fence", "orders/switch"]);
+        for (i, s) in specs.iter().enumerate().skip(1) {
+            assert_eq!(s.after, [i - 1], "{} waits for {}", s.id, specs[i - 1].id);
+        }
+        let lines = describe(&req);
+        assert_eq!(lines.len(), 5, "{lines:?}");
+        assert!(lines[1].contains("orders-aurora-restored-20261206050000-1 (db.r6g.large)"), "{lines:?}");
+    }
+
     #[test]
     fn a_journaled_rds_replace_refuses_unknown_fields() {
         let bad = r#"{"source":"a","aside":"a-replaced-1","replicas":[],"stop":true}"#;
