@@ -69,6 +69,11 @@ pub enum On {
     /// names, and each read replica the topology lists with its
     /// `-replaced-*` names.
     ReplacedInstances,
+    /// What `restore --replace` of an `rds-cluster` renames and adds to:
+    /// the cluster, its `-restored-*` copies and `-replaced-*` names, and
+    /// the region's instances (the old members, read to match their class,
+    /// are found at run time; the new ones are made in the copy).
+    ReplacedClusters,
     /// The primary buckets of S3 datastores and their objects: what an S3
     /// restore reads the versions of.
     RestoreSources,

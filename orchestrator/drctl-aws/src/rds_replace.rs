@@ -35,7 +35,18 @@ pub const REPLACE_INSTANCES: Grant = Grant {
     uses: &[Use::Restore],
 };
 
-pub const PERMISSIONS: &[Grant] = &[REPLACE_INSTANCES];
+/// Adding instances to the restored Aurora cluster (it has none), and
+/// renaming the old cluster aside and the restored one into its name (on
+/// the datastore's cluster, its `-restored-*` copies and `-replaced-*`
+/// names, and the instances: the old members are read, found at run time).
+pub const REPLACE_CLUSTERS: Grant = Grant {
+    sid: "RdsReplaceClusters",
+    actions: &["rds:DescribeDBClusters", "rds:DescribeDBInstances", "rds:CreateDBInstance", "rds:ModifyDBCluster"],
+    on: On::ReplacedClusters,
+    uses: &[Use::Restore],
+};
+
+pub const PERMISSIONS: &[Grant] = &[REPLACE_INSTANCES, REPLACE_CLUSTERS];
 
 /// An instance as a replace step needs to see it.
 #[derive(Debug, Clone, PartialEq)]
@@ -136,6 +147,88 @@ pub async fn wait_for(rds: &Rds, id: &str, states: &[&str], wait: Duration) -> R
                 why: format!(
                     "still {} after {}s",
                     seen.map(|i| i.status).unwrap_or_else(|| "absent".into()),
+                    wait.as_secs()
+                ),
+                transient: true,
+            });
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// An Aurora cluster as a replace step needs to see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cluster {
+    pub id: String,
+    pub status: String,
+    pub created: Option<SystemTime>,
+    pub engine: Option<String>,
+    /// Its instances, the writer first.
+    pub members: Vec<String>,
+}
+
+/// The cluster named `id`, or `None` when no cluster has that name.
+pub async fn cluster(rds: &Rds, id: &str) -> Result<Option<Cluster>> {
+    match rds.rds.describe_db_clusters().db_cluster_identifier(id).send().await {
+        Ok(out) => Ok(out.db_clusters().first().map(|c| {
+            let mut members: Vec<_> = c.db_cluster_members().iter().collect();
+            members.sort_by_key(|m| !m.is_cluster_writer().unwrap_or(false));
+            Cluster {
+                id: c.db_cluster_identifier().unwrap_or(id).to_string(),
+                status: c.status().unwrap_or("unknown").to_string(),
+                created: c.cluster_create_time().map(to_system),
+                engine: c.engine().map(str::to_string),
+                members: members.iter().filter_map(|m| m.db_instance_identifier().map(str::to_string)).collect(),
+            }
+        })),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_db_cluster_not_found_fault()) => Ok(None),
+        Err(e) => Err(api_error(format!("describing RDS cluster {id}"), &e)),
+    }
+}
+
+/// Renames cluster `from` to `to` now (`ApplyImmediately`): its endpoint
+/// names change with it.
+pub async fn rename_cluster(rds: &Rds, from: &str, to: &str) -> Result<()> {
+    rds.rds
+        .modify_db_cluster()
+        .db_cluster_identifier(from)
+        .new_db_cluster_identifier(to)
+        .apply_immediately(true)
+        .send()
+        .await
+        .map_err(|e| api_error(format!("renaming RDS cluster {from} to {to}"), &e))?;
+    Ok(())
+}
+
+/// Creates instance `id` of `class` and `engine` in cluster `cluster`.
+pub async fn create_cluster_instance(rds: &Rds, id: &str, cluster: &str, class: &str, engine: &str) -> Result<()> {
+    rds.rds
+        .create_db_instance()
+        .db_instance_identifier(id)
+        .db_cluster_identifier(cluster)
+        .db_instance_class(class)
+        .engine(engine)
+        .send()
+        .await
+        .map_err(|e| api_error(format!("creating instance {id} in cluster {cluster}"), &e))?;
+    Ok(())
+}
+
+/// Waits until a cluster named `id` exists in one of `states`; gives it
+/// back.
+pub async fn wait_for_cluster(rds: &Rds, id: &str, states: &[&str], wait: Duration) -> Result<Cluster> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let seen = cluster(rds, id).await?;
+        if let Some(c) = seen.as_ref().filter(|c| states.contains(&c.status.as_str())) {
+            return Ok(c.clone());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(Error::Api {
+                what: format!("waiting for RDS cluster {id} to be {}", states.join(" or ")),
+                why: format!(
+                    "still {} after {}s",
+                    seen.map(|c| c.status).unwrap_or_else(|| "absent".into()),
                     wait.as_secs()
                 ),
                 transient: true,

@@ -141,7 +141,7 @@ impl CloudRestore {
             return Ok(Replay::Done("no erasure request since the point: nothing to replay".into()));
         }
         if rds_of(&self.topo, &self.req.datastore).is_some_and(|d| d.cluster.is_some()) {
-            return pending_cluster(due, &self.req.into);
+            return pending_cluster(due, &self.req.into, self.req.rds_replace.is_some());
         }
         let endpoint = drctl_aws::rds_restore::instance_endpoint(rds, &self.req.into)
             .await
@@ -279,6 +279,7 @@ impl Actions for CloudRestore {
                 r::ERASURES => self.rds_erasures(execution, &step.id).await,
                 r::FENCE => r::fence(&rds().await?, &self.req).await,
                 r::SWITCH => r::switch(&rds().await?, &self.req).await,
+                r::INSTANCES => r::instances(&rds().await?, &self.req).await,
                 r::REPLICAS => r::replicas(&rds().await?, &self.req).await,
                 other => Err(ActionError::Fatal(format!("a restore has no action `{other}`"))),
             }
@@ -400,9 +401,14 @@ pub fn rds_request(
 }
 
 /// A restored Aurora cluster has no instance to connect to until one is added.
-fn pending_cluster(due: usize, into: &str) -> Result<Replay, ActionError> {
+fn pending_cluster(due: usize, into: &str, replace: bool) -> Result<Replay, ActionError> {
+    let why = if replace {
+        "drctl does not replay on a cluster's endpoint"
+    } else {
+        "a restored cluster has no instance yet"
+    };
     Ok(Replay::Pending(format!(
-        "erasure replay PENDING: {due} request(s) made since the point are not replayed on {into} (a restored cluster has no instance yet); do not let it serve before they are"
+        "erasure replay PENDING: {due} request(s) made since the point are not replayed on {into} ({why}); do not let it serve before they are"
     )))
 }
 

@@ -28,9 +28,14 @@
 //! The old primary and the old replicas are kept, at their `-replaced-`
 //! names, for forensics; deleting them is the commander's call.
 //!
-//! An `rds-cluster` is refused: a restored Aurora cluster has no instance
-//! to serve from until one is added, and renaming clusters is not done
-//! here (docs/restore.md).
+//! An `rds-cluster` is replaced the same way, a cluster's endpoint names
+//! following its identifier as an instance's do. A restored Aurora cluster
+//! has no instance to serve from, so one step more, `DS/instances`, adds
+//! one per member of the old cluster (its class, the cluster's engine; the
+//! first made is the writer) and waits for them before the erasures. The
+//! fence renames the old cluster aside without stopping it (its own
+//! instances keep their names and go with it); there are no read replicas
+//! to make again.
 
 use crate::restore::{Proposal, Request};
 use crate::Error;
@@ -49,6 +54,7 @@ pub const ERASURES: &str = "rds.replay_erasures";
 pub const FENCE: &str = "rds.rename_aside";
 pub const SWITCH: &str = "rds.take_name";
 pub const REPLICAS: &str = "rds.rebuild_replicas";
+pub const INSTANCES: &str = "rds.add_cluster_instances";
 
 /// How long one rename, stop or new replica is waited for.
 const WAIT: Duration = Duration::from_secs(3600);
@@ -62,6 +68,18 @@ pub struct RdsReplace {
     /// Where the old primary goes (`SOURCE-replaced-STAMP`).
     pub aside: String,
     pub replicas: Vec<Replica>,
+    /// For an `rds-cluster`: the instances added to the restored cluster.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instances: Vec<NewInstance>,
+}
+
+/// An instance added to a restored cluster, like a member of the old one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewInstance {
+    pub id: String,
+    pub class: String,
+    pub engine: String,
 }
 
 /// A read replica the topology lists, made again from the new primary.
@@ -96,9 +114,7 @@ pub async fn propose(
     let ds = crate::cloud::rds_of(topo, datastore)
         .ok_or_else(|| Error::NotBackedUp(format!("no RDS datastore `{datastore}`")))?;
     if ds.kind == DatastoreKind::RdsCluster {
-        return Err(Error::BadRequest(format!(
-            "--replace is not supported for an rds-cluster (`{datastore}`): restore into a new cluster (drop --replace), add an instance to it, check it, then point the estate at it (docs/restore.md)"
-        )));
+        return propose_cluster(topo, clients, datastore, to, into, now).await;
     }
     let mut request = crate::cloud::rds_request(topo, datastore, to, into, now)?;
     let source = crate::cloud::rds_source(ds).unwrap_or_default();
@@ -114,7 +130,7 @@ pub async fn propose(
             _ => None,
         })
         .collect();
-    let plan = RdsReplace { aside: aside_of(&source), source: source.clone(), replicas };
+    let plan = RdsReplace { aside: aside_of(&source), source: source.clone(), replicas, instances: Vec::new() };
     let rds = client(topo, clients, datastore).await.map_err(Error::BadRequest)?;
     let look = |id: String| {
         let rds = &rds;
@@ -189,10 +205,106 @@ pub async fn propose(
     Ok(Proposal { id: crate::restore::new_id(now), request, earliest: None, backup_bytes: 0, rate: None, checks })
 }
 
+/// [`propose`] for an `rds-cluster`: the cluster is there and available
+/// with at least one instance (whose class the new ones take), and the
+/// names it will use are free.
+async fn propose_cluster(
+    topo: &Topology,
+    clients: &Clients,
+    datastore: &str,
+    to: &str,
+    into: Option<&str>,
+    now: SystemTime,
+) -> Result<Proposal, Error> {
+    let ds = crate::cloud::rds_of(topo, datastore)
+        .ok_or_else(|| Error::NotBackedUp(format!("no RDS datastore `{datastore}`")))?;
+    let mut request = crate::cloud::rds_request(topo, datastore, to, into, now)?;
+    let source = ds.cluster.clone().unwrap_or_default();
+    let stamp = chrono::DateTime::<chrono::Utc>::from(now).format("%Y%m%d%H%M%S").to_string();
+    let aside = calls::identifier(&source, &format!("replaced-{stamp}"));
+    let rds = client(topo, clients, datastore).await.map_err(Error::BadRequest)?;
+    let tool = |e: drctl_aws::Error| Error::Tool {
+        what: "checking the clusters (nothing was changed)".into(),
+        why: e.to_string(),
+    };
+    let check =
+        |subject: &str, ok: bool, detail: String| Check { subject: format!("{datastore}/{subject}"), ok, detail };
+    let mut checks = Vec::new();
+    let mut instances = Vec::new();
+    match calls::cluster(&rds, &source).await.map_err(tool)? {
+        Some(c) if c.status == "available" => {
+            checks.push(check("fence", true, format!("the cluster {source} is available")));
+            let engine = c.engine.clone().unwrap_or_default();
+            for (n, member) in c.members.iter().enumerate() {
+                let class = calls::instance(&rds, member).await.map_err(tool)?.and_then(|i| i.class);
+                instances.push(NewInstance {
+                    id: calls::identifier(&request.into, &(n + 1).to_string()),
+                    class: class.unwrap_or_default(),
+                    engine: engine.clone(),
+                });
+            }
+            if instances.is_empty() || instances.iter().any(|i| i.class.is_empty() || i.engine.is_empty()) {
+                checks.push(check(
+                    "instances",
+                    false,
+                    format!("the cluster {source} has no instance whose class and engine the restored cluster's can take: add one, or restore beside it (drop --replace)"),
+                ));
+            }
+        }
+        Some(c) => checks.push(check(
+            "fence",
+            false,
+            format!("the cluster {source} is {}, not available: restore beside it (drop --replace) or wait", c.status),
+        )),
+        None => checks.push(check("fence", false, format!("RDS has no cluster {source} (the datastore's cluster)"))),
+    }
+    if calls::cluster(&rds, &request.into).await.map_err(tool)?.is_some() {
+        checks.push(check(
+            "restore",
+            false,
+            format!("a cluster {} exists already (an earlier restore to the same point?): give --into NAME for a new one, or delete it", request.into),
+        ));
+    }
+    if calls::cluster(&rds, &aside).await.map_err(tool)?.is_some() {
+        checks.push(check("fence", false, format!("a cluster {aside} exists already: wait a second and ask again")));
+    }
+    for i in &instances {
+        if calls::instance(&rds, &i.id).await.map_err(tool)?.is_some() {
+            checks.push(check(
+                "instances",
+                false,
+                format!("an instance {} exists already: give --into NAME for a new cluster, or delete it", i.id),
+            ));
+        }
+    }
+    request.replace = true;
+    request.rds_replace = Some(RdsReplace { source, aside, replicas: Vec::new(), instances });
+    Ok(Proposal { id: crate::restore::new_id(now), request, earliest: None, backup_bytes: 0, rate: None, checks })
+}
+
+/// Whether the request replaces an Aurora cluster (not an instance).
+pub fn is_cluster(r: &Request) -> bool {
+    r.kind == "rds-cluster"
+}
+
 /// What a replace will do, one line per step.
 pub fn describe(r: &Request) -> Vec<String> {
     let ds = &r.datastore;
     let Some(p) = &r.rds_replace else { return Vec::new() };
+    if is_cluster(r) {
+        let when = if r.to == "latest" { "its latest restorable time".to_string() } else { r.target.clone() };
+        let made: Vec<String> = p.instances.iter().map(|i| format!("{} ({})", i.id, i.class)).collect();
+        return vec![
+            format!("{ds}/restore: restore the cluster {} as it was at {when} into a new cluster {} and wait until it is available", p.source, r.into),
+            format!("{ds}/instances: add {} to {} (the first is the writer) and wait until they are available", made.join(", "), r.into),
+            format!(
+                "{ds}/erasures: replay the erasure requests made since the point on {}; if there are any the run pauses before anything is switched (replay them by hand, then `drctl approve ID {ds}/erasures --done`)",
+                r.into
+            ),
+            format!("{ds}/fence: rename the old cluster {} to {} (clients lose its endpoint names; it is not stopped)", p.source, p.aside),
+            format!("{ds}/switch: rename {} to {}: the restored cluster serves at the old endpoint names", r.into, p.source),
+        ];
+    }
     let when = if r.to == "latest" { "its latest restorable time".to_string() } else { r.target.clone() };
     let mut lines = vec![
         format!("{ds}/restore: restore {} as it was at {when} into a new instance {} and wait until it is available", p.source, r.into),
@@ -266,6 +378,9 @@ async fn move_aside(rds: &Rds, from: &str, to: &str, states: &[&str]) -> Result<
 /// it), then stopped where RDS allows it.
 pub(crate) async fn fence(rds: &Rds, req: &Request) -> Result<Note, ActionError> {
     let p = plan(req)?;
+    if is_cluster(req) {
+        return fence_cluster(rds, p).await;
+    }
     let (renamed, old) = move_aside(rds, &p.source, &p.aside, &["available", "stopping", "stopped"]).await?;
     let mut notes = vec![if renamed {
         format!("renamed the old primary {} to {}: clients no longer reach it by its endpoint name", p.source, p.aside)
@@ -294,6 +409,9 @@ pub(crate) async fn fence(rds: &Rds, req: &Request) -> Result<Note, ActionError>
 /// `DS/switch`: the restored instance renamed to the primary's identifier.
 pub(crate) async fn switch(rds: &Rds, req: &Request) -> Result<Note, ActionError> {
     let p = plan(req)?;
+    if is_cluster(req) {
+        return switch_cluster(rds, req, p).await;
+    }
     let into = calls::instance(rds, &req.into).await.map_err(act)?;
     let named = calls::instance(rds, &p.source).await.map_err(act)?;
     let note = match (into, named) {
@@ -329,6 +447,106 @@ pub(crate) async fn switch(rds: &Rds, req: &Request) -> Result<Note, ActionError
     let at = endpoint.map(|(h, port)| format!(" ({h}:{port})")).unwrap_or_default();
     Ok(Some(format!(
         "{note}: the instance restored to {} serves at the old endpoint name{at}",
+        if req.to == "latest" { "the latest restorable time" } else { &req.target }
+    )))
+}
+
+/// Waits until no cluster is named `id` any more.
+async fn wait_cluster_gone(rds: &Rds, id: &str) -> Result<(), ActionError> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while calls::cluster(rds, id).await.map_err(act)?.is_some() {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ActionError::Transient(format!("{id} still exists {}s after it was renamed", WAIT.as_secs())));
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    Ok(())
+}
+
+/// `DS/instances` of a cluster: each planned instance created in the
+/// restored cluster unless it exists, then all waited for.
+pub(crate) async fn instances(rds: &Rds, req: &Request) -> Result<Note, ActionError> {
+    let p = plan(req)?;
+    let mut made = Vec::new();
+    for i in &p.instances {
+        if calls::instance(rds, &i.id).await.map_err(act)?.is_none() {
+            calls::create_cluster_instance(rds, &i.id, &req.into, &i.class, &i.engine).await.map_err(act)?;
+            made.push(i.id.clone());
+        }
+    }
+    for i in &p.instances {
+        calls::wait_for(rds, &i.id, &["available"], WAIT).await.map_err(act)?;
+    }
+    let ids: Vec<&str> = p.instances.iter().map(|i| i.id.as_str()).collect();
+    Ok(Some(if made.len() == ids.len() {
+        format!("added {} to {}; available", ids.join(", "), req.into)
+    } else {
+        format!("{} in {} available ({} made by an earlier attempt)", ids.join(", "), req.into, ids.len() - made.len())
+    }))
+}
+
+/// `DS/fence` of a cluster: the old cluster renamed aside (its endpoint
+/// names go with it) unless an earlier attempt did.
+async fn fence_cluster(rds: &Rds, p: &RdsReplace) -> Result<Note, ActionError> {
+    let renamed =
+        match (calls::cluster(rds, &p.aside).await.map_err(act)?, calls::cluster(rds, &p.source).await.map_err(act)?) {
+            (Some(_), _) => false,
+            (None, Some(_)) => {
+                calls::rename_cluster(rds, &p.source, &p.aside).await.map_err(act)?;
+                true
+            }
+            (None, None) => {
+                return Err(ActionError::Transient(format!(
+                    "neither {} nor {} exists (a rename under way?): `drctl retry` looks again",
+                    p.source, p.aside
+                )))
+            }
+        };
+    calls::wait_for_cluster(rds, &p.aside, &["available"], WAIT).await.map_err(act)?;
+    wait_cluster_gone(rds, &p.source).await?;
+    Ok(Some(if renamed {
+        format!("renamed the old cluster {} to {}: clients no longer reach it by its endpoint names (it still runs: delete it when done)", p.source, p.aside)
+    } else {
+        format!("the old cluster is at {} already (an earlier attempt)", p.aside)
+    }))
+}
+
+/// `DS/switch` of a cluster: the restored cluster renamed to the old one's
+/// identifier.
+async fn switch_cluster(rds: &Rds, req: &Request, p: &RdsReplace) -> Result<Note, ActionError> {
+    let into = calls::cluster(rds, &req.into).await.map_err(act)?;
+    let named = calls::cluster(rds, &p.source).await.map_err(act)?;
+    let note = match (into, named) {
+        (Some(_), None) => {
+            calls::rename_cluster(rds, &req.into, &p.source).await.map_err(act)?;
+            format!("renamed {} to {}", req.into, p.source)
+        }
+        (Some(_), Some(_)) => {
+            return Err(ActionError::Fatal(format!(
+                "a cluster {} exists beside the restored {} although the old one was renamed {}: find out what took the name; nothing was renamed",
+                p.source, req.into, p.aside
+            )))
+        }
+        (None, Some(_)) if calls::cluster(rds, &p.aside).await.map_err(act)?.is_some() => {
+            format!("{} was renamed {} by an earlier attempt", req.into, p.source)
+        }
+        (None, Some(_)) => {
+            return Err(ActionError::Fatal(format!(
+                "{} is gone and the old cluster is not at {}: look at `aws rds describe-db-clusters`; nothing was renamed",
+                req.into, p.aside
+            )))
+        }
+        (None, None) => {
+            return Err(ActionError::Transient(format!(
+                "neither {} nor {} exists (a rename under way?): `drctl retry` looks again",
+                req.into, p.source
+            )))
+        }
+    };
+    calls::wait_for_cluster(rds, &p.source, &["available"], WAIT).await.map_err(act)?;
+    wait_cluster_gone(rds, &req.into).await?;
+    Ok(Some(format!(
+        "{note}: the cluster restored to {} serves at the old endpoint names",
         if req.to == "latest" { "the latest restorable time" } else { &req.target }
     )))
 }
@@ -385,6 +603,7 @@ mod tests {
                 source: "ledger-a".into(),
                 aside: "ledger-a-replaced-20261206071502".into(),
                 replicas: Vec::new(),
+                instances: Vec::new(),
             }),
             ..Request::default()
         };
@@ -403,6 +622,38 @@ mod tests {
         assert!(lines[4].contains("no read replica listed"), "{lines:?}");
         let plain = Request { rds_replace: None, replace: false, ..req };
         assert_eq!(crate::restore::steps(&plain).len(), 1, "a restore beside the datastore renames nothing");
+    }
+
+    /// A cluster's copy gets its instances before anything is switched,
+    /// and the old cluster gives up its name before the copy takes it.
+    #[test]
+    fn a_cluster_copy_is_given_instances_before_the_names_move() {
+        let req = Request {
+            datastore: "orders".into(),
+            kind: "rds-cluster".into(),
+            replace: true,
+            into: "orders-aurora-restored-20261206050000".into(),
+            rds_replace: Some(RdsReplace {
+                source: "orders-aurora".into(),
+                aside: "orders-aurora-replaced-20261206071502".into(),
+                replicas: Vec::new(),
+                instances: vec![NewInstance {
+                    id: "orders-aurora-restored-20261206050000-1".into(),
+                    class: "db.r6g.large".into(),
+                    engine: "aurora-postgresql".into(),
+                }],
+            }),
+            ..Request::default()
+        };
+        let specs = crate::restore::steps(&req);
+        let ids: Vec<&str> = specs.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["orders/restore", "orders/instances", "orders/erasures", "orders/fence", "orders/switch"]);
+        for (i, s) in specs.iter().enumerate().skip(1) {
+            assert_eq!(s.after, [i - 1], "{} waits for {}", s.id, specs[i - 1].id);
+        }
+        let lines = describe(&req);
+        assert_eq!(lines.len(), 5, "{lines:?}");
+        assert!(lines[1].contains("orders-aurora-restored-20261206050000-1 (db.r6g.large)"), "{lines:?}");
     }
 
     #[test]

@@ -391,6 +391,16 @@ pub fn steps(req: &Request) -> Vec<StepSpec> {
             continue_on_failure: false,
         };
         use crate::rds_replace as r;
+        if r::is_cluster(req) {
+            // A restored cluster has no instance: they are added first.
+            return vec![
+                step("restore", "rds.restore_to_point", vec![], 6, 2),
+                step("instances", r::INSTANCES, vec![0], 6, 2),
+                step("erasures", r::ERASURES, vec![1], 1, 1),
+                step("fence", r::FENCE, vec![2], 2, 2),
+                step("switch", r::SWITCH, vec![3], 2, 2),
+            ];
+        }
         return vec![
             step("restore", "rds.restore_to_point", vec![], 6, 2),
             // Unreachable is for the commander to settle: no second attempt.

@@ -79,6 +79,7 @@ struct Resources {
     record_types: BTreeSet<String>,
     restored_instances: BTreeSet<String>,
     replaced_instances: BTreeSet<String>,
+    replaced_clusters: BTreeSet<String>,
     restored_clusters: BTreeSet<String>,
     restore_sources: BTreeSet<String>,
     restore_dest_buckets: BTreeSet<String>,
@@ -189,6 +190,11 @@ fn resources(topo: &Topology, account: &str) -> Resources {
                     r.db_clusters.insert(arn.clone());
                     r.restored_clusters.insert(arn.clone());
                     r.restored_clusters.insert(format!("{arn}-restored-*"));
+                    // `--replace` renames it aside and the copy into its name.
+                    r.replaced_clusters.insert(arn.clone());
+                    r.replaced_clusters.insert(format!("{arn}-restored-*"));
+                    r.replaced_clusters.insert(format!("{arn}-replaced-*"));
+                    r.replaced_clusters.insert(format!("arn:aws:rds:{region}:{account}:db:*"));
                 }
                 // The members are found at run time: any instance of the region.
                 r.db_instances.insert(format!("arn:aws:rds:{region}:{account}:db:*"));
@@ -272,6 +278,7 @@ pub fn policy(topo: &Topology, target: &Target) -> Value {
             On::RestoredInstances => list(&r.restored_instances),
             On::RestoredClusters => list(&r.restored_clusters),
             On::ReplacedInstances => list(&r.replaced_instances),
+            On::ReplacedClusters => list(&r.replaced_clusters),
             On::RestoreSources => list(&r.restore_sources),
             On::RestoreDestBuckets => list(&r.restore_dest_buckets),
             On::RestoreDestObjects => list(&r.restore_dest_objects),
@@ -551,6 +558,15 @@ services:
             json!([
                 "arn:aws:rds:eu-west-1:111122223333:cluster:orders-aurora",
                 "arn:aws:rds:eu-west-1:111122223333:cluster:orders-aurora-restored-*"
+            ])
+        );
+        assert_eq!(
+            statement(&restore, "RdsReplaceClusters").unwrap()["Resource"],
+            json!([
+                "arn:aws:rds:eu-west-1:111122223333:cluster:orders-aurora",
+                "arn:aws:rds:eu-west-1:111122223333:cluster:orders-aurora-replaced-*",
+                "arn:aws:rds:eu-west-1:111122223333:cluster:orders-aurora-restored-*",
+                "arn:aws:rds:eu-west-1:111122223333:db:*"
             ])
         );
         assert_eq!(

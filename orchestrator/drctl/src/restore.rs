@@ -724,8 +724,13 @@ fn report_end(topo: &Topology, state: &State, id: &str, style: &Style) -> Result
         return Ok(Outcome::Failed);
     }
     println!("{} restored", style.green("✓"));
-    if let Some(p) = restore::request_of(state, id).ok().and_then(|r| r.rds_replace) {
-        println!("  {} is the instance restored to the point; the old primary is kept at {}", p.source, p.aside);
+    let replaced = restore::request_of(state, id).ok().and_then(|r| Some((r.kind.clone(), r.rds_replace?)));
+    if let Some((kind, p)) = replaced {
+        if kind == "rds-cluster" {
+            println!("  {} is the cluster restored to the point; the old cluster is kept at {}", p.source, p.aside);
+        } else {
+            println!("  {} is the instance restored to the point; the old primary is kept at {}", p.source, p.aside);
+        }
         for x in &p.replicas {
             println!("  the read replica {} was made again from it; the old one is kept at {}", x.id, x.aside);
         }

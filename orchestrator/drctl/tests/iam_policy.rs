@@ -369,9 +369,9 @@ erasure:
 /// What `--for restore` covers, as drctl's user: a restore test of the S3
 /// datastore (a scratch bucket made, checked, removed), an S3 restore into
 /// a new `drctl-restore-*` bucket and one in place, an RDS instance and an
-/// Aurora cluster restored, and two RDS instances replaced by their
-/// restored copies (one stopped aside, one with its read replica made
-/// again): (all succeeded, every output).
+/// Aurora cluster restored, two RDS instances replaced by their restored
+/// copies (one stopped aside, one with its read replica made again) and
+/// an Aurora cluster replaced by its copy: (all succeeded, every output).
 fn run_restores(dir: &std::path::Path, e: &Emulator, tag: &str, at: &str) -> (bool, String) {
     use sha2::Digest;
     let sha: String = sha2::Sha256::digest(b"a v1").iter().map(|b| format!("{b:02x}")).collect();
@@ -412,6 +412,24 @@ fn run_restores(dir: &std::path::Path, e: &Emulator, tag: &str, at: &str) -> (bo
             e,
             &e.user,
             &["restore", "vault", "--to", "latest", "--replace", "--reason", "bad migration", "--yes"],
+        ),
+        // An Aurora cluster: an instance added to its copy, then the names swapped.
+        drctl(
+            dir,
+            e,
+            &e.user,
+            &[
+                "restore",
+                "orders",
+                "--to",
+                "latest",
+                "--replace",
+                "--into",
+                &format!("orders-{tag}-restored-swap"),
+                "--reason",
+                "bad migration",
+                "--yes",
+            ],
         ),
     ];
     (runs.iter().all(|(c, _)| *c == 0), runs.iter().map(|(_, o)| o.as_str()).collect::<Vec<_>>().join("\n"))
@@ -465,6 +483,7 @@ async fn the_restore_and_erase_policies_are_enough_and_every_statement_is_needed
             "RdsRestoreInstances",
             "RdsRestoreClusters",
             "RdsReplaceInstances",
+            "RdsReplaceClusters",
             "S3RestoreReadVersions",
             "S3RestoreWriteObjects",
             "S3RestoreDestinations",
@@ -480,6 +499,9 @@ async fn the_restore_and_erase_policies_are_enough_and_every_statement_is_needed
     assert!(out.contains("restored from ledger-a-r") && out.contains("restored from orders-r"), "{out}");
     assert!(out.contains("ledger-a-r-replaced-") && out.contains("is stopped: it takes no write"), "{out}");
     assert!(out.contains("vault-b-r: renamed aside to vault-b-r-replaced-"), "{out}");
+    assert!(out.contains("added orders-r-restored-swap-1 to orders-r-restored-swap"), "{out}");
+    assert!(out.contains("renamed the old cluster orders-r to orders-r-replaced-"), "{out}");
+    assert!(out.contains("renamed orders-r-restored-swap to orders-r"), "{out}");
     // Nothing broader: no other bucket may be made, no other bucket's versions read.
     let sdk = sdk_as(&e.moto, (&e.user.0, &e.user.1)).await;
     let s3 = drctl_aws::s3::client_for(&sdk, Some(&e.moto.endpoint()), None);

@@ -1,10 +1,12 @@
-//! `drctl restore --replace` of an `rds-instance` on moto's server: the
+//! `drctl restore --replace` of an `rds-instance` (and of an
+//! `rds-cluster`, its copy given an instance first) on moto's server: the
 //! instance restored to the point takes the primary's identifier (so its
 //! endpoint name), the old primary is kept renamed aside, listed read
 //! replicas are made again from the new primary; an erasure replay that
 //! cannot reach the copy pauses the run before anything is switched; a
 //! run SIGKILLed right after a rename took effect (before drctl saw the
-//! answer) resumes without restoring or renaming anything twice.
+//! answer) resumes without restoring or renaming anything twice; so does
+//! a cluster's, killed after its instance was added or a rename.
 //!
 //! moto gives every instance the same `DbiResourceId`, so the instance
 //! behind a name is told apart by its `InstanceCreateTime`.
@@ -173,15 +175,97 @@ async fn an_rds_instance_is_replaced_by_its_restored_copy_under_the_same_name() 
     assert_eq!(code, 0, "{out}\n{err}");
     assert_eq!(instances(&rds).await, after);
 
-    // An Aurora cluster is refused in words.
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every cluster: identifier → (status, creation time).
+async fn clusters(rds: &aws_sdk_rds::Client) -> std::collections::BTreeMap<String, (String, String)> {
+    let all = rds.describe_db_clusters().send().await.unwrap();
+    all.db_clusters()
+        .iter()
+        .map(|c| {
+            (
+                c.db_cluster_identifier().unwrap().to_string(),
+                (c.status().unwrap_or_default().to_string(), format!("{:?}", c.cluster_create_time())),
+            )
+        })
+        .collect()
+}
+
+/// An Aurora cluster: restored into a new cluster, an instance like the
+/// old writer added to it (a restored cluster has none), the old cluster
+/// renamed aside and the copy renamed to its identifier, so its endpoint
+/// names. Resumed, nothing moves.
+///
+/// moto does not move a renamed cluster's members with it (it lists them
+/// by the identifier they were made in), so the new instance is checked
+/// by itself, not through the cluster's member list.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_aurora_cluster_is_replaced_by_its_restored_copy_under_the_same_name() {
+    let moto = Moto::start();
+    let ep = moto.endpoint();
+    let rds = aws_sdk_rds::Client::new(&aws::sdk(&ep, ("testing", "testing")).await);
+    aws::aurora_cluster(&rds, "orders-aurora", &[("orders-aurora-1", "us-east-1a")]).await;
+    let before = clusters(&rds).await;
+    let dir = common::tempdir("restore-rds-replace-cluster");
     std::fs::write(
         dir.join("drctl.yaml"),
         format!("{TOPOLOGY}  - {{ name: orders, kind: rds-cluster, cluster: orders-aurora }}\n"),
     )
     .unwrap();
-    let (code, out, err) = run(&dir, &ep, &["restore", "orders", "--to", to, "--replace", "--reason", "x", "--yes"]);
-    assert_eq!(code, 2, "{out}\n{err}");
-    assert!(err.contains("--replace is not supported for an rds-cluster"), "{err}");
+    let to = "2026-12-06T05:00:00Z";
+
+    let (code, out, err) =
+        run(&dir, &ep, &["restore", "orders", "--to", to, "--replace", "--reason", "x", "--dry-run"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    for line in [
+        "orders/restore: restore the cluster orders-aurora as it was at 2026-12-06T05:00:00.000000Z into a new cluster orders-aurora-restored-20261206050000",
+        "orders/instances: add orders-aurora-restored-20261206050000-1 (db.r6g.large) to orders-aurora-restored-20261206050000",
+        "orders/fence: rename the old cluster orders-aurora to orders-aurora-replaced-",
+        "orders/switch: rename orders-aurora-restored-20261206050000 to orders-aurora",
+        "dry run: every check passed; nothing was changed",
+    ] {
+        assert!(out.contains(line), "{line}\n{out}");
+    }
+    assert_eq!(clusters(&rds).await, before, "a dry run changes nothing");
+
+    let (code, out, err) =
+        run(&dir, &ep, &["restore", "orders", "--to", to, "--replace", "--reason", "ticket 8", "--yes"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let id = out.lines().next().unwrap().trim().to_string();
+    assert!(
+        out.contains(
+            "orders-aurora is the cluster restored to the point; the old cluster is kept at orders-aurora-replaced-"
+        ),
+        "{out}"
+    );
+    let after = clusters(&rds).await;
+    let aside = named(&after, "orders-aurora-replaced-");
+    assert_eq!(after.len(), 2, "the restored cluster and the old one: {after:?}");
+    assert_eq!(aside.len(), 1, "{after:?}");
+    assert_ne!(after["orders-aurora"].1, before["orders-aurora"].1, "orders-aurora is the restored cluster: {after:?}");
+    assert_eq!(after[aside[0]].1, before["orders-aurora"].1, "the old cluster is kept aside: {after:?}");
+    let made = rds
+        .describe_db_instances()
+        .db_instance_identifier("orders-aurora-restored-20261206050000-1")
+        .send()
+        .await
+        .unwrap();
+    let made = &made.db_instances()[0];
+    assert_eq!(made.db_instance_class(), Some("db.r6g.large"), "the old writer's class");
+    assert_eq!(made.engine(), Some("aurora-postgresql"));
+    assert_eq!(made.db_instance_status(), Some("available"));
+    let v = show_json(&dir, &ep, &id);
+    assert_eq!(v["state"], "succeeded", "{v}");
+    let ids: Vec<&str> = v["steps"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["orders/restore", "orders/instances", "orders/erasures", "orders/fence", "orders/switch"]);
+
+    // Resumed once more: nothing to do, nothing moves.
+    let instances_after = instances(&rds).await;
+    let (code, out, err) = run(&dir, &ep, &["resume", &id]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(clusters(&rds).await, after);
+    assert_eq!(instances(&rds).await, instances_after);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -407,6 +491,55 @@ async fn a_replace_killed_after_each_rename_took_effect_resumes_without_restorin
     assert_eq!(after.len(), 4, "{after:?}");
     assert_ne!(after["ledger-a"].1, before["ledger-a"].1, "ledger-a is the restored instance: {after:?}");
     assert_eq!(after[named(&after, "ledger-a-replaced-")[0]].1, before["ledger-a"].1, "{after:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An Aurora cluster's replace SIGKILLed once the instance was added,
+/// once the old cluster was renamed aside and once the copy took its name
+/// (each time after moto acted, before drctl heard): resumed, it restores,
+/// adds and renames each only once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_replace_killed_after_each_change_took_effect_resumes_without_doing_it_twice() {
+    let moto = Moto::start();
+    let ep = moto.endpoint();
+    let rds = aws_sdk_rds::Client::new(&aws::sdk(&ep, ("testing", "testing")).await);
+    aws::aurora_cluster(&rds, "orders-aurora", &[("orders-aurora-1", "us-east-1a")]).await;
+    let before = clusters(&rds).await;
+    let proxy = Proxy::start(&ep);
+    let dir = common::tempdir("restore-rds-replace-cluster-kill");
+    std::fs::write(
+        dir.join("drctl.yaml"),
+        format!("{TOPOLOGY}  - {{ name: orders, kind: rds-cluster, cluster: orders-aurora }}\n"),
+    )
+    .unwrap();
+    let to = "2026-12-06T05:00:00Z";
+
+    let add = "Action=CreateDBInstance&";
+    let id = killed_at(&dir, &proxy, &["restore", "orders", "--to", to, "--replace", "--reason", "x", "--yes"], add);
+    let v = show_json(&dir, &ep, &id);
+    assert_eq!(step(&v, "orders/instances")["state"], "running", "killed inside the instances step: {v}");
+    let rename_aside = "Action=ModifyDBCluster&Version=2014-10-31&DBClusterIdentifier=orders-aurora&";
+    assert_eq!(killed_at(&dir, &proxy, &["resume", &id], rename_aside), id);
+    let v = show_json(&dir, &ep, &id);
+    assert_eq!(step(&v, "orders/fence")["state"], "running", "{v}");
+    assert_eq!(named(&clusters(&rds).await, "orders-aurora-replaced-").len(), 1, "the rename took effect");
+    let take_name = "Action=ModifyDBCluster&Version=2014-10-31&DBClusterIdentifier=orders-aurora-restored-";
+    assert_eq!(killed_at(&dir, &proxy, &["resume", &id], take_name), id);
+
+    let (code, out, err) = run(&dir, &proxy.endpoint(), &["resume", &id]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let v = show_json(&dir, &ep, &id);
+    assert_eq!(v["state"], "succeeded", "{v}");
+    assert!(step(&v, "orders/instances")["note"].as_str().unwrap().contains("made by an earlier attempt"), "{v}");
+    assert!(step(&v, "orders/fence")["note"].as_str().unwrap().contains("already (an earlier attempt)"), "{v}");
+    assert!(step(&v, "orders/switch")["note"].as_str().unwrap().contains("by an earlier attempt"), "{v}");
+    assert_eq!(proxy.count(&["Action=RestoreDBClusterToPointInTime"]), 1, "one restore");
+    assert_eq!(proxy.count(&[add]), 1, "one instance added");
+    assert_eq!(proxy.count(&[rename_aside]), 1, "the old cluster renamed once");
+    assert_eq!(proxy.count(&[take_name]), 1, "the copy renamed once");
+    let after = clusters(&rds).await;
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert_ne!(after["orders-aurora"].1, before["orders-aurora"].1, "orders-aurora is the restored cluster: {after:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
