@@ -41,7 +41,13 @@ pub const REPLACE_INSTANCES: Grant = Grant {
 /// names, and the instances: the old members are read, found at run time).
 pub const REPLACE_CLUSTERS: Grant = Grant {
     sid: "RdsReplaceClusters",
-    actions: &["rds:DescribeDBClusters", "rds:DescribeDBInstances", "rds:CreateDBInstance", "rds:ModifyDBCluster"],
+    actions: &[
+        "rds:DescribeDBClusters",
+        "rds:DescribeDBInstances",
+        "rds:CreateDBInstance",
+        "rds:ModifyDBCluster",
+        "rds:StopDBCluster",
+    ],
     on: On::ReplacedClusters,
     uses: &[Use::Restore],
 };
@@ -197,6 +203,18 @@ pub async fn rename_cluster(rds: &Rds, from: &str, to: &str) -> Result<()> {
         .send()
         .await
         .map_err(|e| api_error(format!("renaming RDS cluster {from} to {to}"), &e))?;
+    Ok(())
+}
+
+/// Stops cluster `id` and its instances (RDS starts a stopped cluster
+/// again by itself after seven days).
+pub async fn stop_cluster(rds: &Rds, id: &str) -> Result<()> {
+    rds.rds
+        .stop_db_cluster()
+        .db_cluster_identifier(id)
+        .send()
+        .await
+        .map_err(|e| api_error(format!("stopping RDS cluster {id}"), &e))?;
     Ok(())
 }
 

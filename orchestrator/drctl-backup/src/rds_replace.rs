@@ -33,9 +33,9 @@
 //! has no instance to serve from, so one step more, `DS/instances`, adds
 //! one per member of the old cluster (its class, the cluster's engine; the
 //! first made is the writer) and waits for them before the erasures. The
-//! fence renames the old cluster aside without stopping it (its own
-//! instances keep their names and go with it); there are no read replicas
-//! to make again.
+//! fence renames the old cluster aside and stops it (its instances keep
+//! endpoints of their own, which must take no writes either); there are
+//! no read replicas to make again.
 
 use crate::restore::{Proposal, Request};
 use crate::Error;
@@ -301,7 +301,7 @@ pub fn describe(r: &Request) -> Vec<String> {
                 "{ds}/erasures: replay the erasure requests made since the point on {}; if there are any the run pauses before anything is switched (replay them by hand, then `drctl approve ID {ds}/erasures --done`)",
                 r.into
             ),
-            format!("{ds}/fence: rename the old cluster {} to {} (clients lose its endpoint names; it is not stopped)", p.source, p.aside),
+            format!("{ds}/fence: rename the old cluster {} to {} (clients lose its endpoint names) and stop it (its instances take no write at their own endpoints)", p.source, p.aside),
             format!("{ds}/switch: rename {} to {}: the restored cluster serves at the old endpoint names", r.into, p.source),
         ];
     }
@@ -486,7 +486,7 @@ pub(crate) async fn instances(rds: &Rds, req: &Request) -> Result<Note, ActionEr
 }
 
 /// `DS/fence` of a cluster: the old cluster renamed aside (its endpoint
-/// names go with it) unless an earlier attempt did.
+/// names go with it) unless an earlier attempt did, then stopped.
 async fn fence_cluster(rds: &Rds, p: &RdsReplace) -> Result<Note, ActionError> {
     let renamed =
         match (calls::cluster(rds, &p.aside).await.map_err(act)?, calls::cluster(rds, &p.source).await.map_err(act)?) {
@@ -502,12 +502,17 @@ async fn fence_cluster(rds: &Rds, p: &RdsReplace) -> Result<Note, ActionError> {
                 )))
             }
         };
-    calls::wait_for_cluster(rds, &p.aside, &["available"], WAIT).await.map_err(act)?;
+    let old = calls::wait_for_cluster(rds, &p.aside, &["available", "stopping", "stopped"], WAIT).await.map_err(act)?;
     wait_cluster_gone(rds, &p.source).await?;
+    // Its members keep endpoints of their own: stopped, they take no write there either.
+    if old.status == "available" {
+        calls::stop_cluster(rds, &p.aside).await.map_err(act)?;
+    }
+    calls::wait_for_cluster(rds, &p.aside, &["stopped"], WAIT).await.map_err(act)?;
     Ok(Some(if renamed {
-        format!("renamed the old cluster {} to {}: clients no longer reach it by its endpoint names (it still runs: delete it when done)", p.source, p.aside)
+        format!("renamed the old cluster {} to {} and stopped it: clients no longer reach it by its endpoint names, and its instances take no write at theirs (RDS starts a stopped cluster again after seven days)", p.source, p.aside)
     } else {
-        format!("the old cluster is at {} already (an earlier attempt)", p.aside)
+        format!("the old cluster is at {} already (an earlier attempt), and stopped", p.aside)
     }))
 }
 

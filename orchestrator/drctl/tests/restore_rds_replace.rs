@@ -245,6 +245,7 @@ async fn an_aurora_cluster_is_replaced_by_its_restored_copy_under_the_same_name(
     assert_eq!(aside.len(), 1, "{after:?}");
     assert_ne!(after["orders-aurora"].1, before["orders-aurora"].1, "orders-aurora is the restored cluster: {after:?}");
     assert_eq!(after[aside[0]].1, before["orders-aurora"].1, "the old cluster is kept aside: {after:?}");
+    assert_eq!(after[aside[0]].0, "stopped", "the old cluster takes no write at its members' endpoints: {after:?}");
     let made = rds
         .describe_db_instances()
         .db_instance_identifier("orders-aurora-restored-20261206050000-1")
@@ -537,6 +538,7 @@ async fn a_cluster_replace_killed_after_each_change_took_effect_resumes_without_
     assert_eq!(proxy.count(&[add]), 1, "one instance added");
     assert_eq!(proxy.count(&[rename_aside]), 1, "the old cluster renamed once");
     assert_eq!(proxy.count(&[take_name]), 1, "the copy renamed once");
+    assert_eq!(proxy.count(&["Action=StopDBCluster&"]), 1, "the old cluster stopped once");
     let after = clusters(&rds).await;
     assert_eq!(after.len(), 2, "{after:?}");
     assert_ne!(after["orders-aurora"].1, before["orders-aurora"].1, "orders-aurora is the restored cluster: {after:?}");
