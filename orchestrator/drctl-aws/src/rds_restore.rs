@@ -77,6 +77,18 @@ pub async fn instance_endpoint(rds: &Rds, id: &str) -> Result<Option<(String, i3
     Ok(out.db_instances().first().and_then(|i| i.endpoint()).and_then(|e| Some((e.address()?.to_string(), e.port()?))))
 }
 
+/// The writer endpoint of a (restored) cluster, once RDS gives one.
+pub async fn cluster_endpoint(rds: &Rds, id: &str) -> Result<Option<(String, i32)>> {
+    let out = rds
+        .rds
+        .describe_db_clusters()
+        .db_cluster_identifier(id)
+        .send()
+        .await
+        .map_err(|e| api_error(format!("describing RDS cluster {id}"), &e))?;
+    Ok(out.db_clusters().first().and_then(|c| Some((c.endpoint()?.to_string(), c.port()?))))
+}
+
 async fn instance_status(rds: &Rds, id: &str) -> Result<Option<String>> {
     match rds.rds.describe_db_instances().db_instance_identifier(id).send().await {
         Ok(out) => Ok(out.db_instances().first().map(|i| i.db_instance_status().unwrap_or("unknown").to_string())),

@@ -140,12 +140,18 @@ impl CloudRestore {
         if due == 0 {
             return Ok(Replay::Done("no erasure request since the point: nothing to replay".into()));
         }
-        if rds_of(&self.topo, &self.req.datastore).is_some_and(|d| d.cluster.is_some()) {
-            return pending_cluster(due, &self.req.into, self.req.rds_replace.is_some());
+        let cluster = rds_of(&self.topo, &self.req.datastore).is_some_and(|d| d.cluster.is_some());
+        // A restored cluster serves through instances: a --replace adds them
+        // before this step; a plain restore into a new cluster has none.
+        if cluster && self.req.rds_replace.is_none() {
+            return pending_cluster(due, &self.req.into);
         }
-        let endpoint = drctl_aws::rds_restore::instance_endpoint(rds, &self.req.into)
-            .await
-            .map_err(|e| ActionError::Transient(e.to_string()))?;
+        let endpoint = if cluster {
+            drctl_aws::rds_restore::cluster_endpoint(rds, &self.req.into).await
+        } else {
+            drctl_aws::rds_restore::instance_endpoint(rds, &self.req.into).await
+        }
+        .map_err(|e| ActionError::Transient(e.to_string()))?;
         let pending = |why: String| {
             Ok(Replay::Pending(format!(
                 "erasure replay PENDING: {due} request(s) made since the point are not replayed on {} ({why}); do not let it serve before they are",
@@ -401,14 +407,9 @@ pub fn rds_request(
 }
 
 /// A restored Aurora cluster has no instance to connect to until one is added.
-fn pending_cluster(due: usize, into: &str, replace: bool) -> Result<Replay, ActionError> {
-    let why = if replace {
-        "drctl does not replay on a cluster's endpoint"
-    } else {
-        "a restored cluster has no instance yet"
-    };
+fn pending_cluster(due: usize, into: &str) -> Result<Replay, ActionError> {
     Ok(Replay::Pending(format!(
-        "erasure replay PENDING: {due} request(s) made since the point are not replayed on {into} ({why}); do not let it serve before they are"
+        "erasure replay PENDING: {due} request(s) made since the point are not replayed on {into} (a restored cluster has no instance yet); do not let it serve before they are"
     )))
 }
 

@@ -313,6 +313,39 @@ async fn an_erasure_replay_that_cannot_reach_the_copy_pauses_the_replace_before_
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A cluster's replace replays the erasures through the restored
+/// cluster's own endpoint (its instances are added first); where that
+/// endpoint cannot be reached from here (the emulator's names resolve
+/// nowhere), it pauses before anything is renamed, as for an instance.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_replace_replays_erasures_through_the_restored_endpoint_or_pauses_before_the_switch() {
+    let moto = Moto::start();
+    let ep = moto.endpoint();
+    let rds = aws_sdk_rds::Client::new(&aws::sdk(&ep, ("testing", "testing")).await);
+    aws::aurora_cluster(&rds, "orders-aurora", &[("orders-aurora-1", "us-east-1a")]).await;
+    let before = clusters(&rds).await;
+    let dir = common::tempdir("restore-rds-replace-cluster-erasure");
+    std::fs::write(
+        dir.join("drctl.yaml"),
+        format!(
+            "{TOPOLOGY}  - {{ name: orders, kind: rds-cluster, cluster: orders-aurora }}\nerasure:\n  locate:\n    - {{ datastore: orders, url: \"postgres://eraser@127.0.0.1:1/app\", sql: \"DELETE FROM users WHERE id = $1\", check: \"SELECT count(*) FROM users WHERE id = $1\" }}\n"
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = run(&dir, &ep, &["erase", "cust-1", "--reason", "request 6", "--yes", "--wait", "1s"]);
+    assert_eq!(code, 3, "recorded, not verified: {out}\n{err}");
+    let (code, out, err) = run(&dir, &ep, &["restore", "orders", "--to", "-1h", "--replace", "--reason", "x", "--yes"]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(out.contains("orders/erasures failed: erasure replay PENDING: 1 request(s)"), "{out}");
+    assert!(out.contains("not reachable from here") || out.contains("did not answer"), "tried the endpoint: {out}");
+    assert!(!out.contains("no instance yet"), "the replace added its instances first: {out}");
+    assert!(!out.contains("cust-1") && !err.contains("cust-1"), "never the subject");
+    let paused = clusters(&rds).await;
+    assert_eq!(paused["orders-aurora"], before["orders-aurora"], "the cluster is untouched: {paused:?}");
+    assert!(named(&paused, "orders-aurora-replaced-").is_empty(), "{paused:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// An HTTP proxy in front of moto that logs each request's body and can
 /// hold one: the request matching `hold` is sent on to moto (its effect
 /// happens) but its answer is kept back, as when drctl dies after AWS
