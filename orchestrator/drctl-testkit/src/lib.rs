@@ -110,7 +110,7 @@ impl PgPair {
         let p = primary.to_str().unwrap();
         run(pg_cmd(&bin, "initdb", &["-D", p, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]), "initdb");
         let conf = format!(
-            "port = {primary_port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\nwal_level = replica\nmax_wal_senders = 5\nhot_standby = on\nfsync = off\nsynchronous_commit = on\nwal_receiver_status_interval = 1s\nhot_standby_feedback = on\n",
+            "port = {primary_port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\nwal_level = replica\nmax_wal_senders = 5\nhot_standby = on\nfsync = off\nsynchronous_commit = on\nwal_receiver_status_interval = 1s\nhot_standby_feedback = on\nwal_keep_size = 512MB\n",
             dir.display()
         );
         append(&primary.join("postgresql.conf"), &conf);
@@ -282,13 +282,15 @@ impl PgPair {
     /// written so far: the condition itself, not a sleep standing in for it.
     pub fn wait_replayed(&self) {
         let target = self.psql(self.primary_port, "SELECT pg_current_wal_lsn()");
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // Generous: a test that has just written tens of MB (and backed
+        // them up) on a loaded 2-core machine may take a while to replay.
+        let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let sql = format!("SELECT pg_last_wal_replay_lsn() >= '{target}'::pg_lsn");
             if self.psql(self.standby_port, &sql) == "t" {
                 return;
             }
-            assert!(Instant::now() < deadline, "the standby did not replay up to {target} within 30 s");
+            assert!(Instant::now() < deadline, "the standby did not replay up to {target} within 120 s");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
