@@ -412,34 +412,15 @@ pub(crate) async fn switch(rds: &Rds, req: &Request) -> Result<Note, ActionError
     if is_cluster(req) {
         return switch_cluster(rds, req, p).await;
     }
-    let into = calls::instance(rds, &req.into).await.map_err(act)?;
-    let named = calls::instance(rds, &p.source).await.map_err(act)?;
-    let note = match (into, named) {
-        (Some(_), None) => {
+    let into = calls::instance(rds, &req.into).await.map_err(act)?.is_some();
+    let named = calls::instance(rds, &p.source).await.map_err(act)?.is_some();
+    let aside = !into && named && calls::instance(rds, &p.aside).await.map_err(act)?.is_some();
+    let note = match switch_decision(&INSTANCE_WORDS, req, p, into, named, aside)? {
+        Switch::Rename => {
             calls::rename(rds, &req.into, &p.source).await.map_err(act)?;
             format!("renamed {} to {}", req.into, p.source)
         }
-        (Some(_), Some(_)) => {
-            return Err(ActionError::Fatal(format!(
-                "an instance {} exists beside the restored {} although the old primary was renamed {}: find out what took the name; nothing was renamed",
-                p.source, req.into, p.aside
-            )))
-        }
-        (None, Some(_)) if calls::instance(rds, &p.aside).await.map_err(act)?.is_some() => {
-            format!("{} was renamed {} by an earlier attempt", req.into, p.source)
-        }
-        (None, Some(_)) => {
-            return Err(ActionError::Fatal(format!(
-                "{} is gone and the old primary is not at {}: look at `aws rds describe-db-instances`; nothing was renamed",
-                req.into, p.aside
-            )))
-        }
-        (None, None) => {
-            return Err(ActionError::Transient(format!(
-                "neither {} nor {} exists (a rename under way?): `drctl retry` looks again",
-                req.into, p.source
-            )))
-        }
+        Switch::Done => format!("{} was renamed {} by an earlier attempt", req.into, p.source),
     };
     calls::wait_for(rds, &p.source, &["available"], WAIT).await.map_err(act)?;
     wait_gone(rds, &req.into).await?;
@@ -516,37 +497,68 @@ async fn fence_cluster(rds: &Rds, p: &RdsReplace) -> Result<Note, ActionError> {
     }))
 }
 
+/// What the switch does, from which names exist: the restored copy
+/// (`into`), the datastore's own name (`named`) and the old one's name
+/// aside (`aside`, looked up only when the copy is gone).
+enum Switch {
+    Rename,
+    /// An earlier attempt renamed it.
+    Done,
+}
+
+/// How the switch speaks of an instance or a cluster.
+struct Words {
+    a: &'static str,
+    old: &'static str,
+    /// The old one, as the sentence that names the new one calls it.
+    old_again: &'static str,
+    describe: &'static str,
+}
+
+const INSTANCE_WORDS: Words =
+    Words { a: "an instance", old: "the old primary", old_again: "the old primary", describe: "describe-db-instances" };
+const CLUSTER_WORDS: Words =
+    Words { a: "a cluster", old: "the old cluster", old_again: "the old one", describe: "describe-db-clusters" };
+
+/// The switch's one decision table, for instances and clusters alike.
+fn switch_decision(
+    w: &Words,
+    req: &Request,
+    p: &RdsReplace,
+    into: bool,
+    named: bool,
+    aside: bool,
+) -> Result<Switch, ActionError> {
+    match (into, named) {
+        (true, false) => Ok(Switch::Rename),
+        (true, true) => Err(ActionError::Fatal(format!(
+            "{} {} exists beside the restored {} although {} was renamed {}: find out what took the name; nothing was renamed",
+            w.a, p.source, req.into, w.old_again, p.aside
+        ))),
+        (false, true) if aside => Ok(Switch::Done),
+        (false, true) => Err(ActionError::Fatal(format!(
+            "{} is gone and {} is not at {}: look at `aws rds {}`; nothing was renamed",
+            req.into, w.old, p.aside, w.describe
+        ))),
+        (false, false) => Err(ActionError::Transient(format!(
+            "neither {} nor {} exists (a rename under way?): `drctl retry` looks again",
+            req.into, p.source
+        ))),
+    }
+}
+
 /// `DS/switch` of a cluster: the restored cluster renamed to the old one's
 /// identifier.
 async fn switch_cluster(rds: &Rds, req: &Request, p: &RdsReplace) -> Result<Note, ActionError> {
-    let into = calls::cluster(rds, &req.into).await.map_err(act)?;
-    let named = calls::cluster(rds, &p.source).await.map_err(act)?;
-    let note = match (into, named) {
-        (Some(_), None) => {
+    let into = calls::cluster(rds, &req.into).await.map_err(act)?.is_some();
+    let named = calls::cluster(rds, &p.source).await.map_err(act)?.is_some();
+    let aside = !into && named && calls::cluster(rds, &p.aside).await.map_err(act)?.is_some();
+    let note = match switch_decision(&CLUSTER_WORDS, req, p, into, named, aside)? {
+        Switch::Rename => {
             calls::rename_cluster(rds, &req.into, &p.source).await.map_err(act)?;
             format!("renamed {} to {}", req.into, p.source)
         }
-        (Some(_), Some(_)) => {
-            return Err(ActionError::Fatal(format!(
-                "a cluster {} exists beside the restored {} although the old one was renamed {}: find out what took the name; nothing was renamed",
-                p.source, req.into, p.aside
-            )))
-        }
-        (None, Some(_)) if calls::cluster(rds, &p.aside).await.map_err(act)?.is_some() => {
-            format!("{} was renamed {} by an earlier attempt", req.into, p.source)
-        }
-        (None, Some(_)) => {
-            return Err(ActionError::Fatal(format!(
-                "{} is gone and the old cluster is not at {}: look at `aws rds describe-db-clusters`; nothing was renamed",
-                req.into, p.aside
-            )))
-        }
-        (None, None) => {
-            return Err(ActionError::Transient(format!(
-                "neither {} nor {} exists (a rename under way?): `drctl retry` looks again",
-                req.into, p.source
-            )))
-        }
+        Switch::Done => format!("{} was renamed {} by an earlier attempt", req.into, p.source),
     };
     calls::wait_for_cluster(rds, &p.source, &["available"], WAIT).await.map_err(act)?;
     wait_cluster_gone(rds, &req.into).await?;
